@@ -1,0 +1,43 @@
+// Command-line flag parsing on top of node:util parseArgs: unknown flags and bad values become
+// UsageErrors that name the flag. Pure: never reads process.argv or exits.
+import { parseArgs } from 'node:util';
+import { UsageError } from '../errors.js';
+import { parseHostPortLiteral } from '../config/load.js';
+import type { Transport } from '../codec/types.js';
+
+export type FlagSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>;
+
+export function parseFlags<S extends FlagSpec>(command: string, argv: readonly string[], spec: S) {
+  try {
+    return parseArgs({ args: [...argv], options: { ...spec, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    throw new UsageError(`anchor ${command}: ${msg.replace(/\. To specify a positional.*$/s, '')}`);
+  }
+}
+
+export function requireString(command: string, values: Record<string, unknown>, flag: string): string {
+  const v = values[flag];
+  if (typeof v !== 'string' || v === '') throw new UsageError(`anchor ${command}: --${flag} is required`);
+  return v;
+}
+
+export function hostPortFlag(command: string, flag: string, v: string): Transport {
+  const t = parseHostPortLiteral(v);
+  if (t === undefined) throw new UsageError(`anchor ${command}: --${flag}: expected HOST:PORT (IPv6 in brackets), got "${v}"`);
+  return t;
+}
+
+export function numberFlag(command: string, flag: string, v: string | undefined, dflt: number | undefined, check: { min: number; max?: number; integer?: boolean }): number {
+  if (v === undefined) {
+    if (dflt === undefined) throw new UsageError(`anchor ${command}: --${flag} is required`);
+    return dflt;
+  }
+  const n = Number(v);
+  const ok = v.trim() !== '' && Number.isFinite(n) && n >= check.min && (check.max === undefined || n <= check.max) && (!check.integer || Number.isInteger(n));
+  if (!ok) {
+    const what = `${check.integer ? 'an integer' : 'a number'} ≥ ${check.min}${check.max !== undefined ? ` and ≤ ${check.max}` : ''}`;
+    throw new UsageError(`anchor ${command}: --${flag}: expected ${what}, got "${v}"`);
+  }
+  return n;
+}

@@ -1,0 +1,340 @@
+// The one config schema: every key, its default beside it, and the error text for each bad value.
+// Pure: no file or env access here (that is load.ts); never returns a config that was not validated.
+
+import ipaddr from 'ipaddr.js';
+import { z } from 'zod';
+
+// ---------------------------------------------------------------------------------------------
+// Error text. Every leaf says what it expects; the loader prefixes the key path.
+
+type RawIssue = z.core.$ZodRawIssue;
+
+/** How a bad value is shown after "got": strings quoted (and cut), collections by kind. */
+export function showValue(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 64 ? `${v.slice(0, 61)}...` : v);
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return v.length === 0 ? '[]' : 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  return String(v);
+}
+
+/** Zod error option: `expected <what>, got <value>`, or `required` when the key is absent. */
+function expecting(what: string | ((input: unknown) => string), show: (v: unknown) => string = showValue) {
+  return {
+    error: (iss: RawIssue): string | undefined => {
+      if (iss.code === 'unrecognized_keys') return undefined; // expanded per key by the formatter
+      if (iss.input === undefined) return 'required';
+      const expected = typeof what === 'string' ? what : what(iss.input);
+      return `expected ${expected}, got ${show(iss.input)}`;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// HOST:PORT literals (no names: the director never resolves DNS).
+
+export interface HostPort {
+  readonly family: 4 | 6;
+  /** Canonical text of the address, without brackets (IPv6 zone kept: `fe80::1%eth0`). */
+  readonly address: string;
+  readonly port: number;
+}
+
+const PORT_RE = /^(0|[1-9][0-9]{0,4})$/;
+
+/**
+ * Parse `1.2.3.4:5` or `[::1]:5` (port 0–65535). IPv4 must be four decimal parts; IPv6 must be
+ * bracketed. Returns undefined for anything else, including host names.
+ */
+export function parseHostPortLiteral(s: string): HostPort | undefined {
+  let host: string;
+  let portText: string;
+  if (s.startsWith('[')) {
+    const close = s.indexOf(']');
+    if (close < 0 || s[close + 1] !== ':') return undefined;
+    host = s.slice(1, close);
+    portText = s.slice(close + 2);
+    if (!ipaddr.IPv6.isValid(host)) return undefined;
+  } else {
+    const colon = s.lastIndexOf(':');
+    if (colon < 0) return undefined;
+    host = s.slice(0, colon);
+    portText = s.slice(colon + 1);
+    if (!ipaddr.IPv4.isValidFourPartDecimal(host)) return undefined;
+  }
+  if (!PORT_RE.test(portText)) return undefined;
+  const port = Number(portText);
+  if (port > 65535) return undefined;
+  return s.startsWith('[')
+    ? { family: 6, address: ipaddr.IPv6.parse(host).toString(), port }
+    : { family: 4, address: ipaddr.IPv4.parse(host).toString(), port };
+}
+
+/** Identity of a HOST:PORT for duplicate checks (`[::1]:5` and `[0::1]:5` are the same). */
+function hostPortKey(s: unknown): string | undefined {
+  if (typeof s !== 'string') return undefined;
+  const hp = parseHostPortLiteral(s);
+  return hp === undefined ? undefined : `${hp.family}|${hp.address}|${hp.port}`;
+}
+
+function hostPortExpected(input: unknown): string {
+  // An unbracketed IPv6 address is the usual mistake; say how to write it.
+  const bareV6 = typeof input === 'string' && !input.startsWith('[') && input.split(':').length > 2;
+  return bareV6 ? 'HOST:PORT (IPv6 in brackets)' : 'HOST:PORT';
+}
+
+/** A HOST:PORT string. `allowPortZero` for listen addresses (0 = ephemeral, for tests). */
+function hostPort(opts: { allowPortZero: boolean }) {
+  return z.string(expecting(hostPortExpected)).superRefine((s, ctx) => {
+    const hp = parseHostPortLiteral(s);
+    if (hp === undefined) {
+      ctx.addIssue({ code: 'custom', input: s, message: `expected ${hostPortExpected(s)}, got ${showValue(s)}` });
+    } else if (hp.port === 0 && !opts.allowPortZero) {
+      ctx.addIssue({ code: 'custom', input: s, message: `expected a port 1–65535, got ${showValue(s)}` });
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leaf types.
+
+const NODE_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** A node id: 1–64 characters of [A-Za-z0-9._-] (DESIGN §6). */
+const nodeId = () => {
+  const err = expecting('an id of 1–64 characters [A-Za-z0-9._-]');
+  return z.string(err).regex(NODE_ID_RE, err);
+};
+
+const numberAbove = (min: number) => {
+  const err = expecting(`a number > ${min}`);
+  return z.number(err).gt(min, err);
+};
+
+const numberAtLeast = (min: number) => {
+  const err = expecting(`a number ≥ ${min}`);
+  return z.number(err).gte(min, err);
+};
+
+const integerAtLeast = (min: number) => {
+  const err = expecting(`an integer ≥ ${min}`);
+  return z.int(err).gte(min, err);
+};
+
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
+  z.enum(values, expecting(`one of ${values.join(', ')}`));
+
+const bool = () => z.boolean(expecting('true or false'));
+
+/** A config section: a mapping with unknown keys rejected; absent means all defaults. */
+const section = <S extends z.core.$ZodLooseShape>(shape: S) => {
+  const obj = z.strictObject(shape, expecting('a mapping'));
+  // Every key of a section has a default, so an absent section parses as {} (TS cannot see that here).
+  return obj.prefault({} as z.input<typeof obj>);
+};
+
+/** Never echo a secret into an error message or a log line. */
+const showSecret = (v: unknown): string =>
+  typeof v === 'string' ? `a string of ${v.length} characters` : v === null ? 'null' : `a ${typeof v}`;
+
+const ADMIN_TOKEN_MIN = 16;
+const adminToken = () => {
+  const err = expecting(`a string of at least ${ADMIN_TOKEN_MIN} printable characters without spaces, or null`, showSecret);
+  return z
+    .string(err)
+    .min(ADMIN_TOKEN_MIN, err)
+    .regex(/^[\x21-\x7e]+$/, err)
+    .nullable();
+};
+
+// ---------------------------------------------------------------------------------------------
+// Cross-key checks. Refinements also run when some items are invalid, so they check types first.
+
+/** Report each repeat of a value at its own path, naming the first occurrence. */
+function duplicates<T>(
+  items: readonly T[],
+  key: (item: T) => string | undefined,
+  shown: (item: T) => unknown,
+  where: { first: (i: number) => string; path: (i: number) => PropertyKey[] },
+  ctx: z.core.$RefinementCtx<T[]>,
+): void {
+  const seen = new Map<string, number>();
+  items.forEach((item, i) => {
+    const k = key(item);
+    if (k === undefined) return;
+    const first = seen.get(k);
+    if (first === undefined) {
+      seen.set(k, i);
+      return;
+    }
+    ctx.addIssue({
+      code: 'custom',
+      path: where.path(i),
+      input: shown(item),
+      message: `duplicate of ${where.first(first)} (${showValue(shown(item))})`,
+    });
+  });
+}
+
+const asString = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+// ---------------------------------------------------------------------------------------------
+// The schema.
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const ENCAPSULATIONS = ['ppv2', 'none'] as const;
+export type Encapsulation = (typeof ENCAPSULATIONS)[number];
+
+export const STORE_KINDS = ['memory'] as const;
+export type StoreKind = (typeof STORE_KINDS)[number];
+
+const node = z.strictObject(
+  {
+    id: nodeId(), // required
+    address: hostPort({ allowPortZero: false }), // required; where the node receives datagrams
+    weight: (() => {
+      const err = expecting('a number > 0 and ≤ 1000000');
+      return z.number(err).gt(0, err).lte(1_000_000, err);
+    })().default(1),
+  },
+  expecting('a mapping'),
+);
+
+export const AnchorConfigSchema = z
+  .strictObject(
+    {
+      director: section({
+        id: nodeId().default('anchor-1'),
+      }),
+      listen: section({
+        udp: z
+          .array(hostPort({ allowPortZero: true }), expecting('a list of HOST:PORT'))
+          .min(1, expecting('a list of at least 1 HOST:PORT'))
+          .superRefine((list, ctx) =>
+            duplicates(list, hostPortKey, (s) => s, { first: (i) => `listen.udp[${i}]`, path: (i) => [i] }, ctx),
+          )
+          .default(() => ['127.0.0.1:4500']),
+      }),
+      admin: section({
+        listen: hostPort({ allowPortZero: true }).default('127.0.0.1:9180'),
+        token: adminToken().default(null), // ANCHOR_ADMIN_TOKEN overrides (load.ts)
+      }),
+      nodes: z
+        .array(node, expecting('a list of nodes'))
+        .min(1, expecting('a list of at least 1 node'))
+        .superRefine((list, ctx) => {
+          duplicates(list, (n) => asString(n?.id), (n) => n.id, { first: (i) => `nodes[${i}].id`, path: (i) => [i, 'id'] }, ctx);
+          duplicates(
+            list,
+            (n) => hostPortKey(n?.address),
+            (n) => n.address,
+            { first: (i) => `nodes[${i}].address`, path: (i) => [i, 'address'] },
+            ctx,
+          );
+        }), // required
+      session: section({
+        idle_ttl_s: numberAbove(0).default(120),
+        max: integerAtLeast(1).default(1_000_000),
+        tombstone_s: numberAtLeast(0).default(60),
+        hold_max_packets: integerAtLeast(0).default(64),
+      }),
+      admission: section({
+        per_source_rate: numberAbove(0).default(100),
+        per_source_burst: integerAtLeast(1).default(200),
+      }),
+      reject: section({
+        per_source_rate: numberAbove(0).default(10),
+        per_source_burst: integerAtLeast(1).default(20),
+      }),
+      backend: section({
+        encapsulation: oneOf(ENCAPSULATIONS).default('ppv2'),
+      }),
+      store: section({
+        kind: oneOf(STORE_KINDS).default('memory'),
+      }),
+      audit: section({
+        path: z
+          .string(expecting('a file path or null'))
+          .min(1, expecting('a file path or null'))
+          .nullable()
+          .default(null),
+      }),
+      log: section({
+        level: oneOf(LOG_LEVELS).default('info'),
+      }),
+      health: section({
+        interval_ms: integerAtLeast(1).default(1000),
+        timeout_ms: integerAtLeast(1).default(500),
+        rise: integerAtLeast(1).default(2),
+        fall: integerAtLeast(1).default(3),
+      }),
+      drain: section({
+        deadline_s: numberAtLeast(0).default(30),
+      }),
+      metrics: section({
+        enabled: bool().default(true),
+      }),
+    },
+    expecting('a mapping'),
+  )
+  .superRefine((cfg, ctx) => {
+    // A node at one of the director's own listen addresses would loop packets back to it.
+    const own = new Map<string, number>();
+    (Array.isArray(cfg.listen?.udp) ? cfg.listen.udp : []).forEach((s, i) => {
+      const k = hostPortKey(s);
+      if (k !== undefined && !own.has(k)) own.set(k, i);
+    });
+    (Array.isArray(cfg.nodes) ? cfg.nodes : []).forEach((n, i) => {
+      const j = own.get(hostPortKey(n?.address) ?? '');
+      if (j !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['nodes', i, 'address'],
+          input: n.address,
+          message: `same as listen.udp[${j}] (${showValue(n.address)}): a node cannot be the director itself`,
+        });
+      }
+    });
+  });
+
+// ---------------------------------------------------------------------------------------------
+// The validated type.
+
+type DeepReadonly<T> = T extends (infer U)[]
+  ? readonly DeepReadonly<U>[]
+  : T extends object
+    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    : T;
+
+/** The validated, defaulted, deep-frozen config. Keys are exactly the YAML keys. */
+export type AnchorConfig = DeepReadonly<z.output<typeof AnchorConfigSchema>>;
+export type NodeConfig = AnchorConfig['nodes'][number];
+
+/**
+ * Every key path the schema knows, in schema order (`director.id`, `nodes[].weight`, ...).
+ * For docs and for the test that checks the example file documents every key.
+ */
+export function configKeyPaths(): string[] {
+  const out: string[] = [];
+  const walk = (schema: z.core.$ZodType, path: string): void => {
+    let s: z.core.$ZodType = schema;
+    // Peel wrappers (default, prefault, nullable, refinements keep the same instance type).
+    for (;;) {
+      if (s instanceof z.ZodDefault || s instanceof z.ZodPrefault || s instanceof z.ZodNullable) s = s.unwrap();
+      else break;
+    }
+    if (s instanceof z.ZodObject) {
+      for (const [k, v] of Object.entries(s.shape as Record<string, z.core.$ZodType>)) {
+        walk(v, path === '' ? k : `${path}.${k}`);
+      }
+    } else if (s instanceof z.ZodArray && s.element instanceof z.ZodObject) {
+      walk(s.element, `${path}[]`);
+    } else {
+      out.push(path);
+    }
+  };
+  walk(AnchorConfigSchema, '');
+  return out;
+}

@@ -1,0 +1,198 @@
+#!/usr/bin/env node
+// The process shell: argv, signals, exit codes — nothing else. Every command's work lives in its module.
+import { readFileSync } from 'node:fs';
+import { createAnchor, type Anchor } from './anchor.js';
+import { formatConfigError, loadConfig, parseHostPortLiteral } from './config/load.js';
+import { ConfigError, UsageError } from './errors.js';
+import { createLogger } from './obs/logger.js';
+import { ReferenceNode } from './refnode/node.js';
+import { formatReport, MIN_PAYLOAD, runClient } from './client/client.js';
+import { hostPortFlag, numberFlag, parseFlags, requireString } from './cli/args.js';
+import { systemClock } from './util/clock.js';
+import { transportKey } from './codec/ip.js';
+
+const USAGE = `anchor — sticky-routing L4 session director
+
+Usage:
+  anchor run --config FILE        run the director
+  anchor demo --config FILE       run the director together with its configured nodes as local
+                                  reference nodes (what \`npm start\` does)
+  anchor node --id ID --listen HOST:PORT [--record FILE]
+                                  run a reference VPN node
+  anchor client --target HOST:PORT --sessions N --rate PPS --duration S [--size BYTES] [--json]
+                                  simulate N JV1 sessions and report loss and round trips
+  anchor help | --help            this text; \`anchor COMMAND --help\` for one command
+`;
+
+const HELP: Record<string, string> = {
+  run: `Usage: anchor run --config FILE
+
+Runs the director with the given YAML config (see config/anchor.example.yaml).
+SIGTERM or SIGINT drains it (no new sessions, existing ones served until they end or
+drain.deadline_s) and exits 0; a second signal exits at once with status 1.
+Exit status 2: bad usage or an invalid config (the error names the key).`,
+  demo: `Usage: anchor demo --config FILE
+
+Like \`anchor run\`, and also starts one reference node (in the same process) at each
+nodes[].address of the config, so that traffic flows end to end on one machine.`,
+  node: `Usage: anchor node --id ID --listen HOST:PORT [--record FILE]
+
+Runs the reference VPN node: reads PROXY v2 + JV1, answers HELLO, echoes DATA,
+honours CLOSE (a DATA payload starting with "!close" makes it close the session),
+answers PROXY v2 LOCAL health probes. --record appends one JSON line per received
+packet: {node, session, version, seq, flags, type, t}.`,
+  client: `Usage: anchor client --target HOST:PORT --sessions N --rate PPS --duration S [--size BYTES] [--json]
+
+Opens N sessions (one UDP socket each), sends DATA at PPS packets per second in
+total for S seconds, and reports sent/received/lost and round-trip p50/p99.
+  --size BYTES   DATA payload size (default 64, at least ${MIN_PAYLOAD})
+  --json         print the report as JSON`,
+};
+
+function out(s: string): void {
+  process.stdout.write(s.endsWith('\n') ? s : s + '\n');
+}
+
+async function startDirector(configPath: string, withNodes: boolean): Promise<void> {
+  const config = await loadConfig(configPath, process.env);
+  const logger = createLogger(config.log.level, 'anchor');
+  const nodes: ReferenceNode[] = [];
+  if (withNodes) {
+    for (const n of config.nodes) {
+      const listen = parseHostPortLiteral(n.address);
+      if (listen === undefined) continue;
+      const node = new ReferenceNode({ id: n.id, listen });
+      await node.start();
+      nodes.push(node);
+    }
+  }
+  let anchor: Anchor;
+  try {
+    anchor = await createAnchor(config, { clock: systemClock, logger });
+  } catch (err) {
+    await Promise.allSettled(nodes.map((n) => n.close()));
+    throw err;
+  }
+  if (withNodes) {
+    const udp = anchor.udpAddresses.map(transportKey);
+    const admin = `http://${transportKey(anchor.adminAddress)}`;
+    process.stderr.write(
+      [
+        '',
+        `Anchor is running (director ${config.director.id}).`,
+        `  Send JV1 traffic (UDP) to: ${udp.join(', ')}`,
+        `  Reference nodes:           ${nodes.map(String).join(', ')}`,
+        `  Admin API:                 ${admin}  (GET /v1/nodes, /v1/sessions, /metrics, /readyz)`,
+        '',
+        `Try it from another terminal:`,
+        `  node dist/src/main.js client --target ${udp[0]} --sessions 30 --rate 300 --duration 5`,
+        `  curl ${admin}/v1/nodes${config.admin.token !== null ? '  -H "Authorization: Bearer $ANCHOR_ADMIN_TOKEN"' : ''}`,
+        '',
+        'Stop with Ctrl-C (drains first; press twice to exit at once).',
+        '',
+      ].join('\n'),
+    );
+  }
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    signals++;
+    if (signals > 1) {
+      logger.warn({ signal: sig }, 'second signal: exiting at once');
+      logger.flush();
+      process.exit(1);
+    }
+    logger.info({ signal: sig }, 'signal: draining');
+    void (async () => {
+      await anchor.drain();
+      await anchor.close();
+      await Promise.allSettled(nodes.map((n) => n.close()));
+      logger.info('exit');
+      logger.flush();
+      process.exit(0);
+    })();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === 'help' || cmd === '--help' || cmd === '-h') {
+    out(USAGE);
+    return cmd === undefined ? 2 : 0;
+  }
+  switch (cmd) {
+    case 'run':
+    case 'demo': {
+      const { values } = parseFlags(cmd, rest, { config: { type: 'string', short: 'c' } });
+      if (values.help) return (out(HELP[cmd] as string), 0);
+      await startDirector(requireString(cmd, values, 'config'), cmd === 'demo');
+      return -1; // keeps running until a signal
+    }
+    case 'node': {
+      const { values } = parseFlags(cmd, rest, { id: { type: 'string' }, listen: { type: 'string' }, record: { type: 'string' } });
+      if (values.help) return (out(HELP.node as string), 0);
+      const id = requireString(cmd, values, 'id');
+      if (!/^[A-Za-z0-9._-]{1,64}$/.test(id)) throw new UsageError(`anchor node: --id: expected 1–64 characters of [A-Za-z0-9._-], got "${id}"`);
+      const listen = hostPortFlag(cmd, 'listen', requireString(cmd, values, 'listen'));
+      const node = new ReferenceNode({ id, listen, recordPath: values.record });
+      await node.start();
+      process.stderr.write(`reference node ${node} listening\n`);
+      const stop = (): void => {
+        void node.close().then(() => process.exit(0));
+      };
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+      return -1;
+    }
+    case 'client': {
+      const { values } = parseFlags(cmd, rest, {
+        target: { type: 'string' },
+        sessions: { type: 'string' },
+        rate: { type: 'string' },
+        duration: { type: 'string' },
+        size: { type: 'string' },
+        json: { type: 'boolean' },
+      });
+      if (values.help) return (out(HELP.client as string), 0);
+      const target = hostPortFlag(cmd, 'target', requireString(cmd, values, 'target'));
+      const report = await runClient({
+        target,
+        sessions: numberFlag(cmd, 'sessions', values.sessions, undefined, { min: 1, max: 10_000, integer: true }),
+        rate: numberFlag(cmd, 'rate', values.rate, undefined, { min: 1, max: 10_000_000 }),
+        durationS: numberFlag(cmd, 'duration', values.duration, undefined, { min: 0, max: 3600 }),
+        size: numberFlag(cmd, 'size', values.size, 64, { min: MIN_PAYLOAD, max: 65_000, integer: true }),
+      });
+      if (values.json) out(JSON.stringify(report));
+      else out(formatReport(report));
+      return 0;
+    }
+    case 'version':
+    case '--version': {
+      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+      out(pkg.version);
+      return 0;
+    }
+    default:
+      throw new UsageError(`anchor: unknown command "${cmd}" (try: anchor --help)`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(formatConfigError(err) + '\n');
+      process.exitCode = 2;
+    } else if (err instanceof UsageError) {
+      process.stderr.write(err.message + '\n');
+      process.exitCode = 2;
+    } else {
+      const e = err as NodeJS.ErrnoException;
+      process.stderr.write(`anchor: ${e?.message ?? String(err)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

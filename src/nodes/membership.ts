@@ -1,0 +1,76 @@
+// Node membership: each configured node's state and health, and the ring snapshot built from the nodes
+// that may take new sessions. Swapping the snapshot never moves an existing session (invariant 3).
+import { buildRing, type Ring } from '../ring/ring.js';
+import type { Hasher } from '../ring/hash.js';
+import type { Transport } from '../codec/types.js';
+
+export const NodeState = { ACTIVE: 'active', DRAINING: 'draining' } as const;
+export type NodeState = (typeof NodeState)[keyof typeof NodeState];
+export const NodeHealth = { UNKNOWN: 'unknown', HEALTHY: 'healthy', UNHEALTHY: 'unhealthy' } as const;
+export type NodeHealth = (typeof NodeHealth)[keyof typeof NodeHealth];
+
+export interface MemberNode {
+  readonly id: string;
+  readonly address: Transport;
+  readonly weight: number;
+  state: NodeState;
+  health: NodeHealth;
+}
+
+/** Takes new sessions: active, and not known to be unhealthy. */
+export function eligible(n: MemberNode): boolean {
+  return n.state === NodeState.ACTIVE && n.health !== NodeHealth.UNHEALTHY;
+}
+
+export class Membership {
+  readonly #hasher: Hasher;
+  readonly #nodes = new Map<string, MemberNode>();
+  #ring: Ring;
+  readonly #onRing: (ring: Ring) => void;
+
+  constructor(hasher: Hasher, nodes: readonly { id: string; address: Transport; weight: number }[], onRing: (ring: Ring) => void = () => {}) {
+    this.#hasher = hasher;
+    for (const n of nodes) this.#nodes.set(n.id, { ...n, state: NodeState.ACTIVE, health: NodeHealth.UNKNOWN });
+    this.#onRing = onRing;
+    this.#ring = this.#build();
+  }
+
+  get ring(): Ring {
+    return this.#ring;
+  }
+  get(id: string): MemberNode | undefined {
+    return this.#nodes.get(id);
+  }
+  list(): MemberNode[] {
+    return [...this.#nodes.values()];
+  }
+  /** Whether packets of existing sessions may go to this node. */
+  reachable(id: string): boolean {
+    const n = this.#nodes.get(id);
+    return n !== undefined && n.health !== NodeHealth.UNHEALTHY;
+  }
+
+  setHealth(id: string, health: NodeHealth): boolean {
+    const n = this.#nodes.get(id);
+    if (n === undefined || n.health === health) return false;
+    n.health = health;
+    this.#rebuild();
+    return true;
+  }
+
+  setState(id: string, state: NodeState): boolean {
+    const n = this.#nodes.get(id);
+    if (n === undefined || n.state === state) return false;
+    n.state = state;
+    this.#rebuild();
+    return true;
+  }
+
+  #build(): Ring {
+    return buildRing(this.#hasher, [...this.#nodes.values()].filter(eligible).map((n) => ({ id: n.id, weight: n.weight })));
+  }
+  #rebuild(): void {
+    this.#ring = this.#build();
+    this.#onRing(this.#ring);
+  }
+}

@@ -1,0 +1,93 @@
+// The audit log: one JSON line per ownership change, each carrying the SHA-256 of the previous line
+// (a hash chain that `anchor audit verify` checks). Owns the file; never decides what is audited.
+import { createHash } from 'node:crypto';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { once } from 'node:events';
+
+export interface AuditEvent {
+  readonly session: string | null;
+  /** create, close, expire, terminate, freeze, transfer, resume, reattach, failover, SECURITY_EVENT … */
+  readonly event: string;
+  readonly cause: string;
+  readonly from_version: string | null;
+  readonly to_version: string | null;
+  readonly from_owner: string | null;
+  readonly to_owner: string | null;
+  readonly actor: string;
+  readonly detail?: Record<string, unknown>;
+}
+
+export interface AuditLine extends AuditEvent {
+  readonly time: string;
+  readonly seq: number;
+  /** SHA-256 (hex) of the previous line's exact text, or 64 zeros for the first line. */
+  readonly prev: string;
+}
+
+export const GENESIS = '0'.repeat(64);
+
+/** Pure: the next line of the chain (its text, without the newline, and the hash to chain from). */
+export function chainLine(prevHash: string, seq: number, time: string, ev: AuditEvent): { line: AuditLine; text: string; hash: string } {
+  const line: AuditLine = { time, seq, ...ev, prev: prevHash };
+  const text = JSON.stringify(line);
+  return { line, text, hash: createHash('sha256').update(text).digest('hex') };
+}
+
+export interface AuditSink {
+  write(ev: AuditEvent): void;
+  /** Recent lines kept in memory for the admin API. */
+  recent(filter?: { session?: string; limit?: number }): AuditLine[];
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface AuditOptions {
+  readonly path: string | null;
+  readonly wallClock: () => number;
+  /** Called for every line (e.g. to log it when there is no file). */
+  readonly onLine?: (line: AuditLine) => void;
+  readonly keep?: number;
+}
+
+export function createAudit(opts: AuditOptions): AuditSink {
+  const keep = opts.keep ?? 10_000;
+  const ring: AuditLine[] = [];
+  let prev = GENESIS;
+  let seq = 0;
+  let stream: WriteStream | null = opts.path !== null ? createWriteStream(opts.path, { flags: 'a' }) : null;
+  let streamError: Error | null = null;
+  stream?.on('error', (e) => {
+    streamError = e;
+  });
+  return {
+    write(ev) {
+      seq += 1;
+      const time = new Date(opts.wallClock()).toISOString();
+      const { line, text, hash } = chainLine(prev, seq, time, ev);
+      prev = hash;
+      ring.push(line);
+      if (ring.length > keep) ring.splice(0, ring.length - keep);
+      if (stream !== null && streamError === null) stream.write(text + '\n');
+      opts.onLine?.(line);
+    },
+    recent(filter) {
+      const lim = filter?.limit ?? 100;
+      const out: AuditLine[] = [];
+      for (let i = ring.length - 1; i >= 0 && out.length < lim; i--) {
+        const l = ring[i] as AuditLine;
+        if (filter?.session === undefined || l.session === filter.session) out.push(l);
+      }
+      return out.reverse();
+    },
+    async flush() {
+      if (stream === null || streamError !== null) return;
+      if (stream.writableNeedDrain) await once(stream, 'drain');
+    },
+    async close() {
+      const s = stream;
+      stream = null;
+      if (s === null) return;
+      await new Promise<void>((resolve) => s.end(() => resolve()));
+    },
+  };
+}

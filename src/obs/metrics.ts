@@ -1,0 +1,119 @@
+// The one metric catalog: every Prometheus name Anchor exports, its help text, and the identities that
+// hold between counters. Reads DirectorStats at scrape time (own registry, never prom-client's global).
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DirectorStats, LabeledCounter } from './stats.js';
+
+/**
+ * Counter identities (checked by the integration tests):
+ *   anchor_client_datagrams_received_total =
+ *       anchor_client_datagrams_forwarded_total
+ *     + sum(anchor_rejects_sent_total)
+ *     + sum(anchor_client_datagrams_dropped_total)
+ *   sum(anchor_node_datagrams_received_total) =
+ *       anchor_node_datagrams_relayed_total + sum(anchor_node_datagrams_dropped_total)
+ *   anchor_client_datagrams_dropped_total{reason="malformed"} = sum(anchor_malformed_datagrams_total)
+ *       (+ the node side's malformed drops, counted under anchor_node_datagrams_dropped_total)
+ */
+export interface MetricsSources {
+  readonly stats: DirectorStats;
+  /** Live sessions per owner node (all configured nodes, zero included). */
+  sessionsByNode(): Map<string, number>;
+  tombstones(): number;
+  ready(): boolean;
+}
+
+export const METRIC_NAMES = [
+  'anchor_client_datagrams_received_total',
+  'anchor_client_bytes_received_total',
+  'anchor_client_datagrams_forwarded_total',
+  'anchor_node_bytes_sent_total',
+  'anchor_rejects_sent_total',
+  'anchor_client_datagrams_dropped_total',
+  'anchor_malformed_datagrams_total',
+  'anchor_node_datagrams_received_total',
+  'anchor_node_bytes_received_total',
+  'anchor_node_datagrams_relayed_total',
+  'anchor_client_bytes_sent_total',
+  'anchor_node_datagrams_dropped_total',
+  'anchor_admissions_total',
+  'anchor_sessions_ended_total',
+  'anchor_send_errors_total',
+  'anchor_audit_events_total',
+  'anchor_sessions_active',
+  'anchor_tombstones',
+  'anchor_ready',
+] as const;
+
+function plain(reg: Registry, name: string, help: string, read: () => number): void {
+  new Counter({
+    name,
+    help,
+    registers: [reg],
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
+}
+
+function labeled(reg: Registry, name: string, help: string, label: string, read: () => LabeledCounter): void {
+  new Counter({
+    name,
+    help,
+    labelNames: [label],
+    registers: [reg],
+    collect() {
+      this.reset();
+      for (const [k, v] of read().values) this.inc({ [label]: k }, v);
+    },
+  });
+}
+
+export function createMetricsRegistry(src: MetricsSources, opts: { processMetrics: boolean }): Registry {
+  const reg = new Registry();
+  const s = src.stats;
+  plain(reg, 'anchor_client_datagrams_received_total', 'Datagrams received from clients on the UDP listeners.', () => s.clientReceived);
+  plain(reg, 'anchor_client_bytes_received_total', 'Bytes received from clients (UDP payload).', () => s.clientReceivedBytes);
+  plain(reg, 'anchor_client_datagrams_forwarded_total', 'Client datagrams forwarded to their owner node.', () => s.forwarded);
+  plain(reg, 'anchor_node_bytes_sent_total', 'Bytes sent to nodes, PROXY v2 headers included.', () => s.forwardedBytes);
+  labeled(reg, 'anchor_rejects_sent_total', 'REJECT packets sent to clients, by reason (one per client datagram answered).', 'reason', () => s.rejectsSent);
+  labeled(reg, 'anchor_client_datagrams_dropped_total', 'Client datagrams dropped without an answer, by reason.', 'reason', () => s.clientDropped);
+  labeled(reg, 'anchor_malformed_datagrams_total', 'Malformed JV1 datagrams (client and node side), by decoder reason.', 'reason', () => s.malformed);
+  labeled(reg, 'anchor_node_datagrams_received_total', 'Datagrams received from each node on its upstream socket.', 'node', () => s.nodeReceived);
+  plain(reg, 'anchor_node_bytes_received_total', 'Bytes received from nodes.', () => s.nodeReceivedBytes);
+  plain(reg, 'anchor_node_datagrams_relayed_total', 'Node datagrams relayed to the session\'s bound client transport.', () => s.relayed);
+  plain(reg, 'anchor_client_bytes_sent_total', 'Bytes sent to clients (relayed replies and REJECTs).', () => s.relayedBytes);
+  labeled(reg, 'anchor_node_datagrams_dropped_total', 'Node datagrams dropped, by reason (not_owner: a reply from a node that does not own the session).', 'reason', () => s.nodeDropped);
+  plain(reg, 'anchor_admissions_total', 'Sessions admitted (HELLO accepted, owner picked by the ring).', () => s.admissions);
+  labeled(reg, 'anchor_sessions_ended_total', 'Sessions ended, by cause (client_close, node_close, idle_ttl).', 'cause', () => s.sessionsEnded);
+  labeled(reg, 'anchor_send_errors_total', 'Socket send errors, by destination kind (node, client).', 'to', () => s.sendErrors);
+  labeled(reg, 'anchor_audit_events_total', 'Audit events written, by event.', 'event', () => s.auditEvents);
+  new Gauge({
+    name: 'anchor_sessions_active',
+    help: 'Live sessions in the table, by owner node.',
+    labelNames: ['node'],
+    registers: [reg],
+    collect() {
+      this.reset();
+      for (const [node, n] of src.sessionsByNode()) this.set({ node }, n);
+    },
+  });
+  new Gauge({
+    name: 'anchor_tombstones',
+    help: 'Terminated session ids remembered so that their packets get REJECT SESSION_TERMINATED.',
+    registers: [reg],
+    collect() {
+      this.set(src.tombstones());
+    },
+  });
+  new Gauge({
+    name: 'anchor_ready',
+    help: '1 when the director admits new sessions (the same as /readyz), else 0.',
+    registers: [reg],
+    collect() {
+      this.set(src.ready() ? 1 : 0);
+    },
+  });
+  if (opts.processMetrics) collectDefaultMetrics({ register: reg, prefix: 'anchor_' });
+  return reg;
+}

@@ -1,0 +1,52 @@
+// Hot-path counters as plain numbers: the data path only increments fields here; the metrics module
+// reads them when Prometheus scrapes. Never allocates on increment for a known label.
+import { RejectReason, type RejectReasonName } from '../codec/types.js';
+
+/** A counter family keyed by one label value. */
+export class LabeledCounter {
+  readonly values = new Map<string, number>();
+  constructor(initial: readonly string[] = []) {
+    for (const k of initial) this.values.set(k, 0);
+  }
+  inc(label: string, by = 1): void {
+    this.values.set(label, (this.values.get(label) ?? 0) + by);
+  }
+  get(label: string): number {
+    return this.values.get(label) ?? 0;
+  }
+  total(): number {
+    let t = 0;
+    for (const v of this.values.values()) t += v;
+    return t;
+  }
+}
+
+export const REJECT_NAMES = Object.keys(RejectReason) as RejectReasonName[];
+const REJECT_BY_CODE: ReadonlyMap<number, string> = new Map(
+  Object.entries(RejectReason).map(([name, code]) => [code, name.toLowerCase()]),
+);
+export function rejectLabel(code: number): string {
+  return REJECT_BY_CODE.get(code) ?? `code_${code}`;
+}
+
+export class DirectorStats {
+  // Client side (datagrams from clients).
+  clientReceived = 0;
+  clientReceivedBytes = 0;
+  forwarded = 0;
+  forwardedBytes = 0;
+  readonly rejectsSent = new LabeledCounter(REJECT_NAMES.map((n) => n.toLowerCase()));
+  readonly clientDropped = new LabeledCounter();
+  readonly malformed = new LabeledCounter();
+  // Node side (datagrams from nodes).
+  readonly nodeReceived = new LabeledCounter();
+  nodeReceivedBytes = 0;
+  relayed = 0;
+  relayedBytes = 0;
+  readonly nodeDropped = new LabeledCounter();
+  // Sessions.
+  admissions = 0;
+  readonly sessionsEnded = new LabeledCounter();
+  readonly sendErrors = new LabeledCounter();
+  readonly auditEvents = new LabeledCounter();
+}

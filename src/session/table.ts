@@ -1,0 +1,234 @@
+// The bounded session table: records indexed by id and by owner, tombstones, and idle expiry by sweep
+// (one expiry-ordered heap, no timer per session). Pure data structure: time comes in as `now` (ms);
+// it never decides lifecycle transitions (lifecycle.ts does) and never does I/O.
+import TinyQueue from 'tinyqueue';
+import type { Transport } from '../codec/types.js';
+import type { SessionState } from './lifecycle.js';
+
+export interface SessionRecord {
+  /** 32 lowercase hex characters. */
+  readonly id: string;
+  /** The 16 id bytes (own copy, never a view into a packet buffer). */
+  readonly idBytes: Uint8Array;
+  owner: string;
+  version: bigint;
+  state: SessionState;
+  /** The bound client transport; replies go here. */
+  transport: Transport;
+  transportKey: string;
+  /** Index of the director listener the bound transport talks to. */
+  listener: number;
+  /** Next PROXY v2 sequence number (starts at 1, never restarts). */
+  nextSeq: number;
+  readonly createdAt: number;
+  lastSeen: number;
+  /** Absolute idle deadline: lastSeen + idle TTL. */
+  expiresAt: number;
+  /** Owned by the shell (e.g. a pre-encoded PROXY v2 prefix); the table never reads it. */
+  shellCache: unknown;
+}
+
+export interface TableLimits {
+  readonly max: number;
+  readonly idleTtlMs: number;
+  readonly tombstoneMs: number;
+}
+
+interface ExpiryEntry {
+  deadline: number;
+  rec: SessionRecord;
+}
+
+export interface ListQuery {
+  readonly owner?: string;
+  readonly limit: number;
+  /** Exclusive: only ids greater than this one. */
+  readonly after?: string;
+}
+
+export class SessionTable {
+  readonly #limits: TableLimits;
+  readonly #byId = new Map<string, SessionRecord>();
+  readonly #byOwner = new Map<string, Set<string>>();
+  readonly #expiry = new TinyQueue<ExpiryEntry>([], (a, b) => a.deadline - b.deadline);
+  /** Tombstones: id → until. Inserted in `now` order, so a FIFO of ids is also an expiry order. */
+  readonly #tombstones = new Map<string, number>();
+  #tombFifo: string[] = [];
+  #tombHead = 0;
+  #tombstonesEvicted = 0;
+
+  constructor(limits: TableLimits) {
+    this.#limits = limits;
+  }
+
+  get size(): number {
+    return this.#byId.size;
+  }
+  get full(): boolean {
+    return this.#byId.size >= this.#limits.max;
+  }
+  get tombstoneCount(): number {
+    return this.#tombstones.size;
+  }
+  get tombstonesEvicted(): number {
+    return this.#tombstonesEvicted;
+  }
+  get idleTtlMs(): number {
+    return this.#limits.idleTtlMs;
+  }
+
+  get(id: string): SessionRecord | undefined {
+    return this.#byId.get(id);
+  }
+
+  /** Until when `id` is a tombstone, if it is one at `now`. */
+  tombstoneUntil(id: string, now: number): number | undefined {
+    const until = this.#tombstones.get(id);
+    return until !== undefined && until > now ? until : undefined;
+  }
+
+  /** Adds a live record. The caller checked `full` and the tombstone first; false if it could not. */
+  insert(rec: SessionRecord): boolean {
+    if (this.full || this.#byId.has(rec.id)) return false;
+    this.#byId.set(rec.id, rec);
+    this.#ownerSet(rec.owner).add(rec.id);
+    this.#tombstones.delete(rec.id);
+    this.#expiry.push({ deadline: rec.expiresAt, rec });
+    return true;
+  }
+
+  /** Marks activity: the idle deadline moves; the heap entry is corrected lazily by `sweep`. */
+  touch(rec: SessionRecord, now: number): void {
+    rec.lastSeen = now;
+    rec.expiresAt = now + this.#limits.idleTtlMs;
+  }
+
+  setOwner(rec: SessionRecord, owner: string): void {
+    if (rec.owner === owner) return;
+    this.#removeFromOwner(rec.owner, rec.id);
+    rec.owner = owner;
+    this.#ownerSet(owner).add(rec.id);
+  }
+
+  /** Removes a live record and leaves a tombstone until `now + tombstone_s`. */
+  remove(rec: SessionRecord, now: number): void {
+    if (this.#byId.get(rec.id) !== rec) return;
+    this.#byId.delete(rec.id);
+    this.#removeFromOwner(rec.owner, rec.id);
+    if (this.#limits.tombstoneMs > 0) this.#addTombstone(rec.id, now + this.#limits.tombstoneMs);
+  }
+
+  countByOwner(owner: string): number {
+    return this.#byOwner.get(owner)?.size ?? 0;
+  }
+
+  idsByOwner(owner: string): ReadonlySet<string> {
+    return this.#byOwner.get(owner) ?? EMPTY;
+  }
+
+  /** Owners with at least one session, with their counts. */
+  ownerCounts(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [owner, set] of this.#byOwner) if (set.size > 0) out.set(owner, set.size);
+    return out;
+  }
+
+  values(): IterableIterator<SessionRecord> {
+    return this.#byId.values();
+  }
+
+  /**
+   * Returns up to `limit` records in id order after `after` (a stable cursor under churn).
+   * O(n log limit) per page: it scans the table, keeping the smallest ids in a bounded heap.
+   */
+  list(q: ListQuery): { items: SessionRecord[]; more: boolean } {
+    const source = q.owner !== undefined ? this.idsByOwner(q.owner) : this.#byId.keys();
+    const keep = q.limit + 1;
+    const heap = new TinyQueue<string>([], (a, b) => (a < b ? 1 : a > b ? -1 : 0)); // max-heap
+    for (const id of source) {
+      if (q.after !== undefined && id <= q.after) continue;
+      if (heap.length < keep) heap.push(id);
+      else if (id < (heap.peek() as string)) {
+        heap.pop();
+        heap.push(id);
+      }
+    }
+    const ids = heap.data.slice().sort();
+    const more = ids.length > q.limit;
+    const items: SessionRecord[] = [];
+    for (const id of ids.slice(0, q.limit)) {
+      const rec = this.#byId.get(id);
+      if (rec !== undefined) items.push(rec);
+    }
+    return { items, more };
+  }
+
+  /**
+   * Returns the records idle at `now` (expiresAt ≤ now), at most `limit`, without removing them:
+   * the caller runs the expire transition and then calls `remove`. Also forgets old tombstones.
+   */
+  dueForExpiry(now: number, limit = Infinity): SessionRecord[] {
+    const due: SessionRecord[] = [];
+    while (due.length < limit) {
+      const top = this.#expiry.peek();
+      if (top === undefined || top.deadline > now) break;
+      this.#expiry.pop();
+      const rec = top.rec;
+      if (this.#byId.get(rec.id) !== rec) continue; // removed or replaced since
+      if (rec.expiresAt > now) {
+        top.deadline = rec.expiresAt;
+        this.#expiry.push(top);
+        continue;
+      }
+      due.push(rec);
+      // Re-queue so that a record the caller keeps (e.g. a failed transition) is seen again.
+      top.deadline = now + this.#limits.idleTtlMs;
+      this.#expiry.push(top);
+    }
+    this.#sweepTombstones(now);
+    return due;
+  }
+
+  #addTombstone(id: string, until: number): void {
+    while (this.#tombstones.size >= this.#limits.max) {
+      const oldest = this.#tombFifo[this.#tombHead++];
+      if (oldest === undefined) break;
+      if (this.#tombstones.delete(oldest)) this.#tombstonesEvicted++;
+    }
+    this.#tombstones.set(id, until);
+    this.#tombFifo.push(id);
+  }
+
+  #sweepTombstones(now: number): void {
+    while (this.#tombHead < this.#tombFifo.length) {
+      const id = this.#tombFifo[this.#tombHead] as string;
+      const until = this.#tombstones.get(id);
+      if (until !== undefined && until > now) break;
+      // A tombstone re-set later (same id) has a later entry in the FIFO; only drop expired ones.
+      if (until !== undefined) this.#tombstones.delete(id);
+      this.#tombHead++;
+    }
+    if (this.#tombHead > 1024 && this.#tombHead * 2 > this.#tombFifo.length) {
+      this.#tombFifo = this.#tombFifo.slice(this.#tombHead);
+      this.#tombHead = 0;
+    }
+  }
+
+  #ownerSet(owner: string): Set<string> {
+    let s = this.#byOwner.get(owner);
+    if (s === undefined) {
+      s = new Set();
+      this.#byOwner.set(owner, s);
+    }
+    return s;
+  }
+
+  #removeFromOwner(owner: string, id: string): void {
+    const s = this.#byOwner.get(owner);
+    if (s === undefined) return;
+    s.delete(id);
+    if (s.size === 0) this.#byOwner.delete(owner);
+  }
+}
+
+const EMPTY: ReadonlySet<string> = new Set();

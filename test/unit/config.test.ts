@@ -1,0 +1,463 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { load as loadYaml } from 'js-yaml';
+import { describe, expect, it } from 'vitest';
+import { formatConfigError, loadConfig, parseConfig, parseHostPortLiteral } from '../../src/config/load.js';
+import { configKeyPaths } from '../../src/config/schema.js';
+import { AnchorError, ConfigError, ErrorCode, StoreUnavailableError, UsageError } from '../../src/errors.js';
+
+const configFile = (name: string): string => fileURLToPath(new URL(`../../config/${name}`, import.meta.url));
+const readConfigFile = (name: string): string => readFileSync(configFile(name), 'utf8');
+
+const ONE_NODE = 'nodes:\n  - id: node-a\n    address: "127.0.0.1:5001"\n';
+
+/** Run parseConfig and return its issue lines (`path: message`); fails the test if it does not throw. */
+function issueLines(yaml: string, env?: Record<string, string | undefined>): string[] {
+  try {
+    parseConfig(yaml, env === undefined ? {} : { env });
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as ConfigError).issues.map((i) => `${i.path}: ${i.message}`);
+  }
+  throw new Error('expected a ConfigError');
+}
+
+const DEFAULTS = {
+  director: { id: 'anchor-1' },
+  listen: { udp: ['127.0.0.1:4500'] },
+  admin: { listen: '127.0.0.1:9180', token: null },
+  session: { idle_ttl_s: 120, max: 1_000_000, tombstone_s: 60, hold_max_packets: 64 },
+  admission: { per_source_rate: 100, per_source_burst: 200 },
+  reject: { per_source_rate: 10, per_source_burst: 20 },
+  backend: { encapsulation: 'ppv2' },
+  store: { kind: 'memory' },
+  audit: { path: null },
+  log: { level: 'info' },
+  health: { interval_ms: 1000, timeout_ms: 500, rise: 2, fall: 3 },
+  drain: { deadline_s: 30 },
+  metrics: { enabled: true },
+} as const;
+
+describe('config files shipped in config/', () => {
+  it('anchor.yaml parses to the demo setup', () => {
+    const cfg = parseConfig(readConfigFile('anchor.yaml'));
+    expect(cfg).toEqual({
+      ...DEFAULTS,
+      listen: { udp: ['127.0.0.1:4500', '[::1]:4500'] },
+      nodes: [
+        { id: 'node-a', address: '127.0.0.1:5001', weight: 1 },
+        { id: 'node-b', address: '127.0.0.1:5002', weight: 1 },
+        { id: 'node-c', address: '127.0.0.1:5003', weight: 1 },
+      ],
+    });
+  });
+
+  it('anchor.example.yaml parses, and every value in it is the default', () => {
+    const cfg = parseConfig(readConfigFile('anchor.example.yaml'));
+    expect(cfg).toEqual(parseConfig(ONE_NODE));
+    expect(cfg).toEqual({ ...DEFAULTS, nodes: [{ id: 'node-a', address: '127.0.0.1:5001', weight: 1 }] });
+  });
+
+  it('anchor.example.yaml sets every key of the schema, each under its own comment', () => {
+    const text = readConfigFile('anchor.example.yaml');
+    const raw = loadYaml(text) as Record<string, unknown>;
+    const lines = text.split('\n');
+    const paths = configKeyPaths();
+    expect(paths).toEqual([
+      'director.id',
+      'listen.udp',
+      'admin.listen',
+      'admin.token',
+      'nodes[].id',
+      'nodes[].address',
+      'nodes[].weight',
+      'session.idle_ttl_s',
+      'session.max',
+      'session.tombstone_s',
+      'session.hold_max_packets',
+      'admission.per_source_rate',
+      'admission.per_source_burst',
+      'reject.per_source_rate',
+      'reject.per_source_burst',
+      'backend.encapsulation',
+      'store.kind',
+      'audit.path',
+      'log.level',
+      'health.interval_ms',
+      'health.timeout_ms',
+      'health.rise',
+      'health.fall',
+      'drain.deadline_s',
+      'metrics.enabled',
+    ]);
+
+    for (const path of paths) {
+      // Present in the parsed document (for nodes[]: in the first node).
+      let at: unknown = raw;
+      for (const part of path.split('.')) {
+        const key = part.endsWith('[]') ? part.slice(0, -2) : part;
+        expect(at, path).toBeTypeOf('object');
+        expect(Object.keys(at as object), path).toContain(key);
+        at = (at as Record<string, unknown>)[key];
+        if (part.endsWith('[]')) at = (at as unknown[])[0];
+      }
+      // The line setting the key follows a comment line.
+      const leaf = path.split('.').pop() ?? '';
+      const keyLine = new RegExp(`^\\s*(- )?${leaf.replace('[]', '')}:`);
+      const idx = lines.findIndex((l, i) => keyLine.test(l) && (lines[i - 1] ?? '').trim().startsWith('#'));
+      expect(idx, `${path} has no comment line directly above it`).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe('parseConfig', () => {
+  it('fills in every default', () => {
+    expect(parseConfig(ONE_NODE)).toEqual({
+      ...DEFAULTS,
+      nodes: [{ id: 'node-a', address: '127.0.0.1:5001', weight: 1 }],
+    });
+  });
+
+  it('keeps given values and fills in the rest of a section', () => {
+    const cfg = parseConfig(
+      `${ONE_NODE}session:\n  max: 10\nlisten:\n  udp: ["127.0.0.1:0", "[::1]:0"]\nadmin:\n  token: "0123456789abcdef"\n`,
+    );
+    expect(cfg.session).toEqual({ ...DEFAULTS.session, max: 10 });
+    expect(cfg.listen.udp).toEqual(['127.0.0.1:0', '[::1]:0']);
+    expect(cfg.admin).toEqual({ listen: '127.0.0.1:9180', token: '0123456789abcdef' });
+  });
+
+  it('returns a deep-frozen result', () => {
+    const cfg = parseConfig(readConfigFile('anchor.yaml'));
+    expect(Object.isFrozen(cfg)).toBe(true);
+    expect(Object.isFrozen(cfg.session)).toBe(true);
+    expect(Object.isFrozen(cfg.nodes)).toBe(true);
+    expect(Object.isFrozen(cfg.nodes[0])).toBe(true);
+    expect(Object.isFrozen(cfg.listen.udp)).toBe(true);
+    expect(() => {
+      (cfg.session as { max: number }).max = 1;
+    }).toThrow(TypeError);
+    expect(() => {
+      (cfg.nodes as unknown as unknown[]).push({});
+    }).toThrow(TypeError);
+  });
+
+  it('does not share default objects between results', () => {
+    const a = parseConfig(ONE_NODE);
+    const b = parseConfig(ONE_NODE);
+    expect(a.listen.udp).not.toBe(b.listen.udp);
+  });
+
+  const bad: { name: string; yaml: string; lines: string[] }[] = [
+    {
+      name: 'node address without host',
+      yaml: `nodes:\n  - {id: a, address: "127.0.0.1:5001"}\n  - {id: b, address: "127.0.0.1:5002"}\n  - {id: c, address: "5001"}\n`,
+      lines: ['nodes[2].address: expected HOST:PORT, got "5001"'],
+    },
+    {
+      name: 'unbracketed IPv6 listen address',
+      yaml: `${ONE_NODE}listen:\n  udp: ["::1:80"]\n`,
+      lines: ['listen.udp[0]: expected HOST:PORT (IPv6 in brackets), got "::1:80"'],
+    },
+    {
+      name: 'session.max below 1',
+      yaml: `${ONE_NODE}session:\n  max: 0\n`,
+      lines: ['session.max: expected an integer ≥ 1, got 0'],
+    },
+    {
+      name: 'session.max not an integer (one line, not one per failed check)',
+      yaml: `${ONE_NODE}session:\n  max: -1.5\n`,
+      lines: ['session.max: expected an integer ≥ 1, got -1.5'],
+    },
+    {
+      name: 'unknown key in a section',
+      yaml: `${ONE_NODE}director:\n  bogus: 1\n`,
+      lines: ['director.bogus: unknown key'],
+    },
+    { name: 'nodes missing', yaml: 'director:\n  id: x\n', lines: ['nodes: required'] },
+    {
+      name: 'log level not a pino level',
+      yaml: `${ONE_NODE}log:\n  level: loud\n`,
+      lines: ['log.level: expected one of fatal, error, warn, info, debug, trace, silent, got "loud"'],
+    },
+    {
+      name: 'rate of the wrong type',
+      yaml: `${ONE_NODE}admission:\n  per_source_rate: fast\n`,
+      lines: ['admission.per_source_rate: expected a number > 0, got "fast"'],
+    },
+    {
+      name: 'duplicate node ids',
+      yaml: 'nodes:\n  - {id: a, address: "127.0.0.1:1"}\n  - {id: b, address: "127.0.0.1:2"}\n  - {id: a, address: "127.0.0.1:3"}\n',
+      lines: ['nodes[2].id: duplicate of nodes[0].id ("a")'],
+    },
+    {
+      name: 'duplicate node addresses, IPv6 compared by value',
+      yaml: 'nodes:\n  - {id: a, address: "[::1]:7"}\n  - {id: b, address: "[0:0::1]:7"}\n',
+      lines: ['nodes[1].address: duplicate of nodes[0].address ("[0:0::1]:7")'],
+    },
+    {
+      name: 'duplicate listen addresses',
+      yaml: `${ONE_NODE}listen:\n  udp: ["127.0.0.1:4500", "[::1]:4500", "127.0.0.1:4500"]\n`,
+      lines: ['listen.udp[2]: duplicate of listen.udp[0] ("127.0.0.1:4500")'],
+    },
+    {
+      name: 'unknown keys at the root, in a section and in a node, one line each',
+      yaml: 'nodes:\n  - {id: a, address: "127.0.0.1:1", wieght: 2}\nsession:\n  idle_ttl: 5\n  maxx: 1\nfoo: 1\n"a b": 2\n',
+      lines: ['nodes[0].wieght: unknown key', 'session.idle_ttl: unknown key', 'session.maxx: unknown key', 'foo: unknown key', '["a b"]: unknown key'],
+    },
+    {
+      name: 'yaml syntax error, with its line and column',
+      yaml: 'nodes:\n  - id: a\n address: x\n',
+      lines: ['(yaml): bad indentation of a mapping entry at line 3, column 2'],
+    },
+    {
+      name: 'yaml duplicate key',
+      yaml: `${ONE_NODE}log:\n  level: info\n  level: debug\n`,
+      lines: ['(yaml): duplicated mapping key at line 6, column 3'],
+    },
+    { name: 'empty file', yaml: '', lines: ['(root): expected a mapping'] },
+    { name: 'comments only', yaml: '# nothing here\n', lines: ['(root): expected a mapping'] },
+    { name: 'a list at the root', yaml: '- a\n', lines: ['(root): expected a mapping, got a list'] },
+    { name: 'a scalar at the root', yaml: 'hello\n', lines: ['(root): expected a mapping, got "hello"'] },
+    { name: 'two documents', yaml: `${ONE_NODE}---\n${ONE_NODE}`, lines: ['(yaml): expected one document, found 2'] },
+    { name: 'no nodes', yaml: 'nodes: []\n', lines: ['nodes: expected a list of at least 1 node, got []'] },
+    { name: 'nodes not a list', yaml: 'nodes: node-a\n', lines: ['nodes: expected a list of nodes, got "node-a"'] },
+    {
+      name: 'node fields missing',
+      yaml: 'nodes:\n  - weight: 2\n',
+      lines: ['nodes[0].id: required', 'nodes[0].address: required'],
+    },
+    {
+      name: 'bad node ids',
+      yaml: `nodes:\n  - {id: "node a", address: "127.0.0.1:1"}\n  - {id: "", address: "127.0.0.1:2"}\n  - {id: ${'x'.repeat(65)}, address: "127.0.0.1:3"}\n  - {id: 7, address: "127.0.0.1:4"}\n`,
+      lines: [
+        'nodes[0].id: expected an id of 1–64 characters [A-Za-z0-9._-], got "node a"',
+        'nodes[1].id: expected an id of 1–64 characters [A-Za-z0-9._-], got ""',
+        `nodes[2].id: expected an id of 1–64 characters [A-Za-z0-9._-], got "${'x'.repeat(61)}..."`,
+        'nodes[3].id: expected an id of 1–64 characters [A-Za-z0-9._-], got 7',
+      ],
+    },
+    {
+      name: 'weights out of range',
+      yaml: 'nodes:\n  - {id: a, address: "127.0.0.1:1", weight: 0}\n  - {id: b, address: "127.0.0.1:2", weight: 1000001}\n',
+      lines: [
+        'nodes[0].weight: expected a number > 0 and ≤ 1000000, got 0',
+        'nodes[1].weight: expected a number > 0 and ≤ 1000000, got 1000001',
+      ],
+    },
+    {
+      name: 'bad addresses',
+      yaml:
+        'nodes:\n' +
+        '  - {id: a, address: "256.1.1.1:5"}\n' +
+        '  - {id: b, address: "localhost:5"}\n' +
+        '  - {id: c, address: "127.0.0.1:65536"}\n' +
+        '  - {id: d, address: "127.0.0.1:0"}\n' +
+        '  - {id: e, address: "[::1]"}\n' +
+        '  - {id: f, address: 5001}\n',
+      lines: [
+        'nodes[0].address: expected HOST:PORT, got "256.1.1.1:5"',
+        'nodes[1].address: expected HOST:PORT, got "localhost:5"',
+        'nodes[2].address: expected HOST:PORT, got "127.0.0.1:65536"',
+        'nodes[3].address: expected a port 1–65535, got "127.0.0.1:0"',
+        'nodes[4].address: expected HOST:PORT, got "[::1]"',
+        'nodes[5].address: expected HOST:PORT, got 5001',
+      ],
+    },
+    {
+      name: 'a node at the director’s own address',
+      yaml: 'listen:\n  udp: ["127.0.0.1:4500"]\nnodes:\n  - {id: a, address: "127.0.0.1:4500"}\n',
+      lines: ['nodes[0].address: same as listen.udp[0] ("127.0.0.1:4500"): a node cannot be the director itself'],
+    },
+    {
+      name: 'empty listen list',
+      yaml: `${ONE_NODE}listen:\n  udp: []\n`,
+      lines: ['listen.udp: expected a list of at least 1 HOST:PORT, got []'],
+    },
+    {
+      name: 'a section that is not a mapping',
+      yaml: `${ONE_NODE}session:\nhealth: 5\n`,
+      lines: ['session: expected a mapping, got null', 'health: expected a mapping, got 5'],
+    },
+    {
+      name: 'short admin token, not echoed',
+      yaml: `${ONE_NODE}admin:\n  token: hunter2\n`,
+      lines: [
+        'admin.token: expected a string of at least 16 printable characters without spaces, or null, got a string of 7 characters',
+      ],
+    },
+    {
+      name: 'enums, booleans, store kind',
+      yaml: `${ONE_NODE}backend:\n  encapsulation: ppv1\nstore:\n  kind: etcd\nmetrics:\n  enabled: "yes"\n`,
+      lines: [
+        'backend.encapsulation: expected one of ppv2, none, got "ppv1"',
+        'store.kind: expected one of memory, got "etcd"',
+        'metrics.enabled: expected true or false, got "yes"',
+      ],
+    },
+    {
+      name: 'numbers at their bounds',
+      yaml:
+        `${ONE_NODE}session:\n  idle_ttl_s: 0\n  tombstone_s: -1\n  hold_max_packets: 1.5\n` +
+        'health:\n  rise: 0\n  interval_ms: .inf\ndrain:\n  deadline_s: -0.5\nreject:\n  per_source_burst: 0\n',
+      lines: [
+        'session.idle_ttl_s: expected a number > 0, got 0',
+        'session.tombstone_s: expected a number ≥ 0, got -1',
+        'session.hold_max_packets: expected an integer ≥ 0, got 1.5',
+        'reject.per_source_burst: expected an integer ≥ 1, got 0',
+        'health.interval_ms: expected an integer ≥ 1, got Infinity',
+        'health.rise: expected an integer ≥ 1, got 0',
+        'drain.deadline_s: expected a number ≥ 0, got -0.5',
+      ],
+    },
+    {
+      name: 'every problem is reported, not just the first',
+      yaml: 'director:\n  id: "bad id"\nnodes:\n  - {id: a, address: "x"}\n  - {id: a, address: "127.0.0.1:2"}\nlog:\n  level: loud\n  extra: 1\n',
+      lines: [
+        'director.id: expected an id of 1–64 characters [A-Za-z0-9._-], got "bad id"',
+        'nodes[0].address: expected HOST:PORT, got "x"',
+        'nodes[1].id: duplicate of nodes[0].id ("a")',
+        'log.level: expected one of fatal, error, warn, info, debug, trace, silent, got "loud"',
+        'log.extra: unknown key',
+      ],
+    },
+  ];
+
+  it.each(bad)('rejects $name', ({ yaml, lines }) => {
+    expect(issueLines(yaml)).toEqual(lines);
+  });
+
+  it('throws a ConfigError with a stable code, name and source', () => {
+    let err: unknown;
+    try {
+      parseConfig('nodes: []\n', { source: 'x.yaml' });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err).toBeInstanceOf(AnchorError);
+    const ce = err as ConfigError;
+    expect(ce.code).toBe('ANCHOR_CONFIG_INVALID');
+    expect(ce.name).toBe('ConfigError');
+    expect(ce.source).toBe('x.yaml');
+    expect(ce.message).toBe(formatConfigError(ce));
+    expect(formatConfigError(ce)).toBe('config error in x.yaml:\n  nodes: expected a list of at least 1 node, got []');
+  });
+
+  it('keeps the YAML exception as the cause of a syntax error', () => {
+    try {
+      parseConfig('a: [1,\n');
+      expect.unreachable();
+    } catch (e) {
+      expect((e as ConfigError).issues[0]?.path).toBe('(yaml)');
+      expect((e as ConfigError).cause).toBeInstanceOf(Error);
+    }
+  });
+});
+
+describe('ANCHOR_ADMIN_TOKEN', () => {
+  const TOKEN = 's3cret-token-0123456789';
+
+  it('sets admin.token when the file has none', () => {
+    const cfg = parseConfig(ONE_NODE, { env: { ANCHOR_ADMIN_TOKEN: TOKEN } });
+    expect(cfg.admin).toEqual({ listen: '127.0.0.1:9180', token: TOKEN });
+  });
+
+  it('overrides the token in the file', () => {
+    const yaml = `${ONE_NODE}admin:\n  listen: "[::1]:0"\n  token: from-the-file-0123456789\n`;
+    expect(parseConfig(yaml, { env: { ANCHOR_ADMIN_TOKEN: TOKEN } }).admin).toEqual({ listen: '[::1]:0', token: TOKEN });
+    expect(parseConfig(yaml, { env: {} }).admin.token).toBe('from-the-file-0123456789');
+  });
+
+  it('is ignored when empty or absent', () => {
+    expect(parseConfig(ONE_NODE, { env: { ANCHOR_ADMIN_TOKEN: '' } }).admin.token).toBeNull();
+    expect(parseConfig(ONE_NODE, { env: { ANCHOR_ADMIN_TOKEN: undefined } }).admin.token).toBeNull();
+  });
+
+  it('is validated like the key, says where it came from, and is never echoed', () => {
+    const lines = issueLines(ONE_NODE, { ANCHOR_ADMIN_TOKEN: 'short' });
+    expect(lines).toEqual([
+      'admin.token: expected a string of at least 16 printable characters without spaces, or null, got a string of 5 characters (from ANCHOR_ADMIN_TOKEN)',
+    ]);
+    expect(lines.join('\n')).not.toContain('short');
+  });
+
+  it('leaves a bad admin section for the schema to report', () => {
+    expect(issueLines(`${ONE_NODE}admin: 5\n`, { ANCHOR_ADMIN_TOKEN: TOKEN })).toEqual(['admin: expected a mapping, got 5']);
+  });
+});
+
+describe('loadConfig', () => {
+  it('reads and validates a file', async () => {
+    const cfg = await loadConfig(configFile('anchor.yaml'), {});
+    expect(cfg.nodes.map((n) => n.id)).toEqual(['node-a', 'node-b', 'node-c']);
+  });
+
+  it('passes the environment through', async () => {
+    const cfg = await loadConfig(configFile('anchor.yaml'), { ANCHOR_ADMIN_TOKEN: 'a-token-of-16-chars' });
+    expect(cfg.admin.token).toBe('a-token-of-16-chars');
+  });
+
+  it('names a missing file', async () => {
+    const path = configFile('does-not-exist.yaml');
+    const err = await loadConfig(path, {}).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(formatConfigError(err as ConfigError)).toBe(
+      `config error in ${path}:\n  (file): cannot read ${JSON.stringify(path)}: no such file (ENOENT)`,
+    );
+    expect((err as ConfigError).cause).toMatchObject({ code: 'ENOENT' });
+  });
+});
+
+describe('parseHostPortLiteral', () => {
+  it.each([
+    ['1.2.3.4:5', { family: 4, address: '1.2.3.4', port: 5 }],
+    ['127.0.0.1:0', { family: 4, address: '127.0.0.1', port: 0 }],
+    ['0.0.0.0:65535', { family: 4, address: '0.0.0.0', port: 65535 }],
+    ['[::1]:5', { family: 6, address: '::1', port: 5 }],
+    ['[0:0:0:0:0:0:0:1]:80', { family: 6, address: '::1', port: 80 }],
+    ['[2001:db8::1]:4500', { family: 6, address: '2001:db8::1', port: 4500 }],
+  ])('accepts %s', (s, expected) => {
+    expect(parseHostPortLiteral(s)).toEqual(expected);
+  });
+
+  it.each([
+    '',
+    '5001',
+    '1.2.3.4',
+    '1.2.3.4:',
+    '1.2.3.4:65536',
+    '1.2.3.4:080',
+    '1.2.3.4:+5',
+    '1.2.3.4:5 ',
+    ' 1.2.3.4:5',
+    '01.2.3.4:5',
+    '1.2.3:5',
+    '::1:80',
+    '[::1]',
+    '[::1]5',
+    '[1.2.3.4]:5',
+    '[::g]:5',
+    'localhost:80',
+    '[::1]:80:80',
+  ])('rejects %j', (s) => {
+    expect(parseHostPortLiteral(s)).toBeUndefined();
+  });
+});
+
+describe('errors', () => {
+  it('gives each class a stable code and name and passes the cause', () => {
+    const cause = new Error('boom');
+    const usage = new UsageError('unknown flag --x', { cause });
+    expect(usage).toMatchObject({ code: ErrorCode.USAGE, name: 'UsageError', exitCode: 2, cause });
+    const store = new StoreUnavailableError('etcd down');
+    expect(store).toMatchObject({ code: 'ANCHOR_STORE_UNAVAILABLE', name: 'StoreUnavailableError' });
+    expect('cause' in store).toBe(false);
+    const cfg = new ConfigError([{ path: 'a', message: 'b' }]);
+    expect(cfg.issues).toEqual([{ path: 'a', message: 'b' }]);
+    expect(Object.isFrozen(cfg.issues)).toBe(true);
+  });
+});
