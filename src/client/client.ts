@@ -156,7 +156,12 @@ export async function runClient(opts: ClientOptions): Promise<ClientReport> {
     const elapsed = (sendEnd - t0) / 1000;
 
     if (opts.close !== false) {
-      for (const s of open) s.socket.send(encodeJv1(PacketType.CLOSE, s.id));
+      // Paced like the data, and each send completed before its socket closes.
+      const sends: Promise<void>[] = [];
+      await paced(open, Math.max(opts.rate, 1000), (s) => {
+        sends.push(new Promise<void>((resolve) => s.socket.send(encodeJv1(PacketType.CLOSE, s.id), () => resolve())));
+      });
+      await Promise.all(sends);
     }
     const sorted = rtts.subarray(0, nRtt).sort();
     const lost = Math.max(0, sent - received);
@@ -175,8 +180,6 @@ export async function runClient(opts: ClientOptions): Promise<ClientReport> {
       session_ids: open.map((s) => sessionIdHex(s.id)),
     };
   } finally {
-    // Let the CLOSE datagrams leave before the sockets go.
-    await new Promise((r) => setImmediate(r));
     for (const s of sessions) s.socket.close();
   }
 }

@@ -52,6 +52,8 @@ export type ClientOutcome =
       /** PROXY v2 flags (UNBOUND_SOURCE for a packet from a transport that is not bound). */
       readonly flags: number;
       readonly seq: number;
+      /** The version the packet is forwarded under (a CLOSE goes under the version it ended). */
+      readonly version: bigint;
       /** Set when this packet admitted or ended the session. */
       readonly transition: TransitionNote | null;
     }
@@ -138,14 +140,15 @@ export class DirectorCore {
     const seq = rec.nextSeq++;
     if (!bound) {
       // A jump candidate: the owner validates it and answers BIND; nothing changes here until then.
-      return { kind: 'forward', session: rec, flags: PP2_FLAG.UNBOUND_SOURCE, seq, transition: null };
+      return { kind: 'forward', session: rec, flags: PP2_FLAG.UNBOUND_SOURCE, seq, version: rec.version, transition: null };
     }
     this.table.touch(rec, now);
+    const version = rec.version;
     if (type === PacketType.CLOSE) {
       const t = this.#end(rec, LifecycleEvent.CLOSE, 'client_close', now);
-      return { kind: 'forward', session: rec, flags: 0, seq, transition: t };
+      return { kind: 'forward', session: rec, flags: 0, seq, version, transition: t };
     }
-    return { kind: 'forward', session: rec, flags: 0, seq, transition: null };
+    return { kind: 'forward', session: rec, flags: 0, seq, version, transition: null };
   }
 
   /** A datagram from node `nodeId` (already matched to that node's address by the shell). */
@@ -227,6 +230,7 @@ export class DirectorCore {
       session: rec,
       flags: 0,
       seq,
+      version: rec.version,
       transition: { event: LifecycleEvent.ADMIT, cause: 'hello', fromVersion: null, toVersion: t.version, fromOwner: null, toOwner: owner },
     };
   }

@@ -174,7 +174,7 @@ export class UdpDirector {
     }
     const prefix = this.#prefixFor(rec, src, key, listener);
     const header = Buffer.allocUnsafe(ppv2HeaderLength(prefix, up.ownerBytes));
-    writePpv2(header, prefix, rec.idBytes, rec.version, up.ownerBytes, out.flags, out.seq);
+    writePpv2(header, prefix, rec.idBytes, out.version, up.ownerBytes, out.flags, out.seq);
     this.#d.stats.forwardedBytes += header.length + msg.length;
     up.socket.send([header, msg], up.onSent);
   }
