@@ -51,9 +51,13 @@ export class SessionTable {
   readonly #byId = new Map<string, SessionRecord>();
   readonly #byOwner = new Map<string, Set<string>>();
   readonly #expiry = new TinyQueue<ExpiryEntry>([], (a, b) => a.deadline - b.deadline);
-  /** Tombstones: id → until. Inserted in `now` order, so a FIFO of ids is also an expiry order. */
+  /** The one heap entry that speaks for each live record; any other entry for it is stale and skipped. */
+  readonly #entryOf = new WeakMap<SessionRecord, ExpiryEntry>();
+  /** Tombstones: id → until. Inserted in `now` order, so a FIFO of (id, until) is also an expiry order. */
   readonly #tombstones = new Map<string, number>();
-  #tombFifo: string[] = [];
+  // An entry is current only while the map still holds its `until` for that id: an id cleared by insert
+  // and tombstoned again leaves an older, stale entry behind that must neither block nor evict.
+  #tombFifo: { readonly id: string; readonly until: number }[] = [];
   #tombHead = 0;
   #tombstonesEvicted = 0;
 
@@ -93,7 +97,9 @@ export class SessionTable {
     this.#byId.set(rec.id, rec);
     this.#ownerSet(rec.owner).add(rec.id);
     this.#tombstones.delete(rec.id);
-    this.#expiry.push({ deadline: rec.expiresAt, rec });
+    const entry: ExpiryEntry = { deadline: rec.expiresAt, rec };
+    this.#entryOf.set(rec, entry);
+    this.#expiry.push(entry);
     return true;
   }
 
@@ -174,7 +180,8 @@ export class SessionTable {
       if (top === undefined || top.deadline > now) break;
       this.#expiry.pop();
       const rec = top.rec;
-      if (this.#byId.get(rec.id) !== rec) continue; // removed or replaced since
+      // Removed or replaced since, or an older entry of a record removed and inserted again.
+      if (this.#byId.get(rec.id) !== rec || this.#entryOf.get(rec) !== top) continue;
       if (rec.expiresAt > now) {
         top.deadline = rec.expiresAt;
         this.#expiry.push(top);
@@ -193,19 +200,23 @@ export class SessionTable {
     while (this.#tombstones.size >= this.#limits.max) {
       const oldest = this.#tombFifo[this.#tombHead++];
       if (oldest === undefined) break;
-      if (this.#tombstones.delete(oldest)) this.#tombstonesEvicted++;
+      if (this.#tombstones.get(oldest.id) === oldest.until) {
+        this.#tombstones.delete(oldest.id);
+        this.#tombstonesEvicted++;
+      }
     }
     this.#tombstones.set(id, until);
-    this.#tombFifo.push(id);
+    this.#tombFifo.push({ id, until });
   }
 
   #sweepTombstones(now: number): void {
     while (this.#tombHead < this.#tombFifo.length) {
-      const id = this.#tombFifo[this.#tombHead] as string;
-      const until = this.#tombstones.get(id);
-      if (until !== undefined && until > now) break;
-      // A tombstone re-set later (same id) has a later entry in the FIFO; only drop expired ones.
-      if (until !== undefined) this.#tombstones.delete(id);
+      const e = this.#tombFifo[this.#tombHead]!;
+      // Only the current entry of an id counts; a stale one (the id was cleared and tombstoned again) is skipped.
+      if (this.#tombstones.get(e.id) === e.until) {
+        if (e.until > now) break;
+        this.#tombstones.delete(e.id);
+      }
       this.#tombHead++;
     }
     if (this.#tombHead > 1024 && this.#tombHead * 2 > this.#tombFifo.length) {

@@ -15,7 +15,14 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-export async function startCluster(opts: { family: 4 | 6; config?: Record<string, unknown>; env?: NodeJS.ProcessEnv; nodeCount?: number }): Promise<Cluster> {
+export async function startCluster(opts: {
+  family: 4 | 6;
+  config?: Record<string, unknown>;
+  env?: NodeJS.ProcessEnv;
+  nodeCount?: number;
+  /** Nodes the test stands in for itself (raw sockets), appended after the reference nodes. */
+  extraNodes?: { id: string; address: string }[];
+}): Promise<Cluster> {
   const dir = tempDir();
   const loop = opts.family === 6 ? '::1' : '127.0.0.1';
   const nodes: ReferenceNode[] = [];
@@ -32,7 +39,10 @@ export async function startCluster(opts: { family: 4 | 6; config?: Record<string
       director: { id: 'anchor-test' },
       listen: { udp: ['127.0.0.1:0', '[::1]:0'] },
       admin: { listen: '127.0.0.1:0' },
-      nodes: nodes.map((n, i) => ({ id: ids[i], address: transportKey(n.address), weight: 1 })),
+      nodes: [
+        ...nodes.map((n, i) => ({ id: ids[i], address: transportKey(n.address), weight: 1 })),
+        ...(opts.extraNodes ?? []).map((n) => ({ ...n, weight: 1 })),
+      ],
       admission: { per_source_rate: 100_000, per_source_burst: 100_000 },
       reject: { per_source_rate: 100_000, per_source_burst: 100_000 },
       audit: { path: join(dir, 'audit.jsonl') },

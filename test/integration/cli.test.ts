@@ -1,0 +1,87 @@
+// The command-line contract, through the real entry point: help, usage errors, config errors.
+import { describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnAnchor, tempDir } from '../helpers/director-proc.js';
+
+async function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const p = spawnAnchor(args);
+  const { code } = await p.exited;
+  // Let the pipes drain.
+  await new Promise((r) => setImmediate(r));
+  return { code, stdout: p.stdout, stderr: p.stderr };
+}
+
+describe('anchor CLI', () => {
+  it('prints help for every command and exits 0', async () => {
+    for (const cmd of ['run', 'node', 'client', 'demo']) {
+      const r = await run([cmd, '--help']);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(`anchor ${cmd}`);
+    }
+    const top = await run(['--help']);
+    expect(top.code).toBe(0);
+    expect(top.stdout).toContain('anchor run --config FILE');
+  });
+
+  it.each([
+    [['run'], /--config is required/],
+    [['run', '--config', 'x.yaml', '--verbose'], /--verbose/],
+    [['node', '--id', 'n1', '--listen', '5001'], /--listen: expected HOST:PORT.*"5001"/],
+    [['node', '--id', 'bad id!', '--listen', '127.0.0.1:0'], /--id: expected/],
+    [['client', '--target', '127.0.0.1:4500', '--sessions', 'ten', '--rate', '1', '--duration', '1'], /--sessions: expected an integer.*"ten"/],
+    [['client', '--target', '127.0.0.1:4500', '--sessions', '1', '--rate', '-5', '--duration', '1'], /--rate/],
+    [['client', '--target', '127.0.0.1:4500', '--sessions', '1', '--rate', '1', '--duration', '1', '--size', '4'], /--size: expected an integer ≥ 16/],
+    [['frobnicate'], /unknown command "frobnicate"/],
+  ])('exits 2 naming the problem: %j', async (args, message) => {
+    const r = await run(args);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+  });
+
+  it('exits 2 on a bad config, naming the key path', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'bad.yaml');
+    writeFileSync(
+      path,
+      ['nodes:', '  - { id: a, address: "127.0.0.1:5001" }', '  - { id: b, address: "127.0.0.1:5002" }', '  - { id: c, address: "5001" }', 'session:', '  max: 0', '  colour: blue'].join('\n'),
+    );
+    const r = await run(['run', '--config', path]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`config error in ${path}`);
+    expect(r.stderr).toContain('nodes[2].address: expected HOST:PORT, got "5001"');
+    expect(r.stderr).toContain('session.max: expected an integer ≥ 1, got 0');
+    expect(r.stderr).toContain('session.colour: unknown key');
+  });
+
+  it('exits 2 when the config file is missing', async () => {
+    const r = await run(['run', '--config', '/nonexistent/anchor.yaml']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('/nonexistent/anchor.yaml');
+  });
+
+  it('runs a reference node and a client against it directly', async () => {
+    const node = spawnAnchor(['node', '--id', 'solo', '--listen', '127.0.0.1:0']);
+    try {
+      const deadline = Date.now() + 10_000;
+      let port: number | undefined;
+      while (port === undefined && Date.now() < deadline) {
+        const m = /solo@127\.0\.0\.1:(\d+) listening/.exec(node.stderr);
+        if (m) port = Number(m[1]);
+        else await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(port).toBeDefined();
+      const r = await run(['client', '--target', `127.0.0.1:${port}`, '--sessions', '5', '--rate', '200', '--duration', '0.5', '--json']);
+      expect(r.code).toBe(0);
+      const report = JSON.parse(r.stdout) as { sessions: { opened: number }; sent: number; received: number; rtt_ms: { p50: number } };
+      expect(report.sessions.opened).toBe(5);
+      expect(report.sent).toBeGreaterThan(0);
+      expect(report.received).toBe(report.sent);
+      expect(report.rtt_ms.p50).toBeGreaterThan(0);
+      node.kill('SIGTERM');
+      expect((await node.exited).code).toBe(0);
+    } finally {
+      node.kill();
+    }
+  });
+});

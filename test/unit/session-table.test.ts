@@ -1,0 +1,464 @@
+// The bounded session table with a manual clock: insert/get/cap, the owner index, tombstones and their
+// bound, strict idle expiry (checked against a naive model that scans a Map), and list() pagination.
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { SessionTable, type SessionRecord, type TableLimits } from '../../src/session/table.js';
+
+const TTL = 1000;
+
+function idOf(n: number): string {
+  return n.toString(16).padStart(32, '0');
+}
+
+function rec(n: number, now: number, owner = 'node-a', ttl = TTL): SessionRecord {
+  const id = idOf(n);
+  return {
+    id,
+    idBytes: Uint8Array.from(Buffer.from(id, 'hex')),
+    owner,
+    version: 1n,
+    state: 'ATTACHED',
+    transport: { family: 4, address: '192.0.2.1', port: 1000 + (n % 60000) },
+    transportKey: `192.0.2.1:${1000 + (n % 60000)}`,
+    listener: 0,
+    nextSeq: 1,
+    createdAt: now,
+    lastSeen: now,
+    expiresAt: now + ttl,
+    shellCache: undefined,
+  };
+}
+
+function table(over: Partial<TableLimits> = {}): SessionTable {
+  return new SessionTable({ max: 100, idleTtlMs: TTL, tombstoneMs: 500, ...over });
+}
+
+const ids = (rs: readonly SessionRecord[]): string[] => rs.map((r) => r.id);
+
+describe('SessionTable: insert / get / cap', () => {
+  it('inserts and gets by id', () => {
+    const t = table();
+    const r = rec(1, 0);
+    expect(t.insert(r)).toBe(true);
+    expect(t.get(r.id)).toBe(r);
+    expect(t.get(idOf(2))).toBeUndefined();
+    expect(t.size).toBe(1);
+    expect([...t.values()]).toEqual([r]);
+    expect(t.idleTtlMs).toBe(TTL);
+  });
+
+  it('refuses a duplicate id', () => {
+    const t = table();
+    expect(t.insert(rec(1, 0))).toBe(true);
+    const dup = rec(1, 5);
+    expect(t.insert(dup)).toBe(false);
+    expect(t.get(idOf(1))).not.toBe(dup);
+    expect(t.size).toBe(1);
+  });
+
+  it('is full at max and refuses inserts until a record is removed', () => {
+    const t = table({ max: 3 });
+    for (let i = 1; i <= 3; i++) {
+      expect(t.full).toBe(false);
+      expect(t.insert(rec(i, 0))).toBe(true);
+    }
+    expect(t.full).toBe(true);
+    expect(t.insert(rec(4, 0))).toBe(false);
+    expect(t.size).toBe(3);
+    t.remove(t.get(idOf(2))!, 0);
+    expect(t.full).toBe(false);
+    expect(t.insert(rec(4, 0))).toBe(true);
+    expect(t.size).toBe(3);
+  });
+});
+
+describe('SessionTable: owner index', () => {
+  it('counts and lists ids by owner', () => {
+    const t = table();
+    t.insert(rec(1, 0, 'a'));
+    t.insert(rec(2, 0, 'a'));
+    t.insert(rec(3, 0, 'b'));
+    expect(t.countByOwner('a')).toBe(2);
+    expect(t.countByOwner('b')).toBe(1);
+    expect(t.countByOwner('zz')).toBe(0);
+    expect([...t.idsByOwner('a')].sort()).toEqual([idOf(1), idOf(2)]);
+    expect([...t.idsByOwner('zz')]).toEqual([]);
+    expect(t.ownerCounts()).toEqual(
+      new Map([
+        ['a', 2],
+        ['b', 1],
+      ]),
+    );
+  });
+
+  it('setOwner moves the record between index entries', () => {
+    const t = table();
+    const r = rec(1, 0, 'a');
+    t.insert(r);
+    t.insert(rec(2, 0, 'a'));
+    t.setOwner(r, 'b');
+    expect(r.owner).toBe('b');
+    expect(t.countByOwner('a')).toBe(1);
+    expect(t.countByOwner('b')).toBe(1);
+    expect([...t.idsByOwner('b')]).toEqual([r.id]);
+    expect(t.idsByOwner('a').has(r.id)).toBe(false);
+    t.setOwner(r, 'b'); // no-op
+    expect(t.countByOwner('b')).toBe(1);
+    t.setOwner(t.get(idOf(2))!, 'b');
+    expect(t.countByOwner('a')).toBe(0);
+    expect(t.ownerCounts()).toEqual(new Map([['b', 2]]));
+  });
+
+  it('remove takes the record out of its owner index', () => {
+    const t = table();
+    const r = rec(1, 0, 'a');
+    t.insert(r);
+    t.setOwner(r, 'b');
+    t.remove(r, 0);
+    expect(t.countByOwner('a')).toBe(0);
+    expect(t.countByOwner('b')).toBe(0);
+    expect(t.ownerCounts().size).toBe(0);
+  });
+});
+
+describe('SessionTable: remove and tombstones', () => {
+  it('remove leaves a tombstone until now + tombstoneMs (exclusive)', () => {
+    const t = table({ tombstoneMs: 500 });
+    const r = rec(1, 0);
+    t.insert(r);
+    t.remove(r, 100);
+    expect(t.get(r.id)).toBeUndefined();
+    expect(t.size).toBe(0);
+    expect(t.tombstoneUntil(r.id, 100)).toBe(600);
+    expect(t.tombstoneUntil(r.id, 599)).toBe(600);
+    expect(t.tombstoneUntil(r.id, 600)).toBeUndefined();
+    expect(t.tombstoneCount).toBe(1);
+    t.dueForExpiry(599);
+    expect(t.tombstoneCount).toBe(1);
+    t.dueForExpiry(600); // the sweep forgets old tombstones
+    expect(t.tombstoneCount).toBe(0);
+  });
+
+  it('leaves no tombstone when tombstoneMs = 0', () => {
+    const t = table({ tombstoneMs: 0 });
+    const r = rec(1, 0);
+    t.insert(r);
+    t.remove(r, 100);
+    expect(t.tombstoneUntil(r.id, 100)).toBeUndefined();
+    expect(t.tombstoneCount).toBe(0);
+  });
+
+  it('removing a record that is not the live one changes nothing', () => {
+    const t = table();
+    const r = rec(1, 0);
+    t.insert(r);
+    t.remove(rec(1, 0), 0); // same id, other object
+    expect(t.get(r.id)).toBe(r);
+    t.remove(r, 0);
+    t.remove(r, 10); // twice
+    expect(t.tombstoneUntil(r.id, 10)).toBe(500);
+    expect(t.tombstoneCount).toBe(1);
+  });
+
+  it('insert of a tombstoned id clears the tombstone', () => {
+    const t = table();
+    const r = rec(1, 0);
+    t.insert(r);
+    t.remove(r, 0);
+    expect(t.insert(rec(1, 10))).toBe(true);
+    expect(t.tombstoneUntil(r.id, 10)).toBeUndefined();
+    expect(t.tombstoneCount).toBe(0);
+  });
+
+  it('a re-used id tombstoned again does not hold back the sweep of other tombstones', () => {
+    const t = table({ tombstoneMs: 500 });
+    t.insert(rec(1, 0));
+    t.remove(t.get(idOf(1))!, 0); // id 1 tombstoned until 500
+    t.insert(rec(2, 0));
+    t.remove(t.get(idOf(2))!, 100); // id 2 until 600
+    // id 1's tombstone ran out but was not swept yet; it is admitted again and closed again.
+    expect(t.tombstoneUntil(idOf(1), 550)).toBeUndefined();
+    t.insert(rec(1, 550));
+    t.remove(t.get(idOf(1))!, 560); // id 1 until 1060
+    t.dueForExpiry(700); // id 2's tombstone is over
+    expect(t.tombstoneUntil(idOf(2), 700)).toBeUndefined();
+    expect(t.tombstoneUntil(idOf(1), 700)).toBe(1060);
+    expect(t.tombstoneCount).toBe(1);
+    t.dueForExpiry(1060);
+    expect(t.tombstoneCount).toBe(0);
+  });
+
+  it('tombstones are bounded by max: the oldest are evicted and counted', () => {
+    const t = table({ max: 4, tombstoneMs: 1_000_000 });
+    for (let i = 1; i <= 50; i++) {
+      const r = rec(i, i);
+      expect(t.insert(r)).toBe(true);
+      t.remove(r, i);
+      expect(t.tombstoneCount).toBeLessThanOrEqual(4);
+    }
+    expect(t.tombstoneCount).toBe(4);
+    expect(t.tombstonesEvicted).toBe(46);
+    for (let i = 47; i <= 50; i++) expect(t.tombstoneUntil(idOf(i), 50)).toBe(i + 1_000_000);
+    expect(t.tombstoneUntil(idOf(46), 50)).toBeUndefined();
+  });
+
+  it('the tombstone bound holds under a long churn (FIFO compaction)', () => {
+    const t = table({ max: 8, tombstoneMs: 100 });
+    for (let i = 1; i <= 5000; i++) {
+      const r = rec(i, i);
+      t.insert(r);
+      t.remove(r, i);
+      if (i % 7 === 0) t.dueForExpiry(i);
+      expect(t.tombstoneCount).toBeLessThanOrEqual(8);
+    }
+    expect(t.tombstoneUntil(idOf(5000), 5000)).toBe(5100);
+  });
+});
+
+describe('SessionTable: dueForExpiry (strict idle expiry)', () => {
+  it('returns exactly the records with expiresAt ≤ now, without removing them', () => {
+    const t = table();
+    const a = rec(1, 0); // expires at 1000
+    const b = rec(2, 500); // 1500
+    t.insert(a);
+    t.insert(b);
+    expect(t.dueForExpiry(999)).toEqual([]);
+    expect(ids(t.dueForExpiry(1000))).toEqual([a.id]);
+    expect(t.get(a.id)).toBe(a);
+  });
+
+  it('a touched session keeps living', () => {
+    const t = table();
+    const a = rec(1, 0);
+    t.insert(a);
+    t.touch(a, 900);
+    expect(a.lastSeen).toBe(900);
+    expect(a.expiresAt).toBe(1900);
+    expect(t.dueForExpiry(1000)).toEqual([]);
+    expect(t.dueForExpiry(1899)).toEqual([]);
+    expect(ids(t.dueForExpiry(1900))).toEqual([a.id]);
+  });
+
+  it('respects the limit and finds the rest on the next call', () => {
+    const t = table();
+    for (let i = 1; i <= 10; i++) t.insert(rec(i, i));
+    const first = t.dueForExpiry(5000, 4);
+    expect(first).toHaveLength(4);
+    for (const r of first) t.remove(r, 5000);
+    const second = t.dueForExpiry(5000, 4);
+    expect(second).toHaveLength(4);
+    for (const r of second) t.remove(r, 5000);
+    const third = t.dueForExpiry(5000);
+    expect(third).toHaveLength(2);
+    const all = new Set([...ids(first), ...ids(second), ...ids(third)]);
+    expect(all.size).toBe(10);
+  });
+
+  it('a due record the caller does not remove is returned again later', () => {
+    const t = table();
+    const a = rec(1, 0);
+    t.insert(a);
+    expect(ids(t.dueForExpiry(1000))).toEqual([a.id]);
+    // Kept (e.g. its expire transition failed): it is not lost, it comes back within one idle TTL.
+    let again: SessionRecord[] = [];
+    for (let now = 1000; now <= 1000 + TTL && again.length === 0; now += 50) again = t.dueForExpiry(now);
+    expect(ids(again)).toEqual([a.id]);
+  });
+
+  it('skips removed and replaced records', () => {
+    const t = table({ tombstoneMs: 0 });
+    const a = rec(1, 0);
+    t.insert(a);
+    t.remove(a, 10);
+    const a2 = rec(1, 600); // same id, new record, expires at 1600
+    t.insert(a2);
+    expect(t.dueForExpiry(1000)).toEqual([]);
+    expect(t.dueForExpiry(1600)).toEqual([a2]);
+  });
+
+  it('a record removed and inserted again is returned once', () => {
+    const t = table({ tombstoneMs: 0 });
+    const a = rec(1, 0);
+    t.insert(a);
+    t.remove(a, 10);
+    t.insert(a); // the same object back (e.g. a rolled-back removal)
+    expect(t.dueForExpiry(1000)).toEqual([a]);
+  });
+
+  it('model: random insert / touch / advance / sweep+remove agree with a full scan', () => {
+    type Op =
+      | { op: 'insert'; n: number }
+      | { op: 'touch'; n: number }
+      | { op: 'advance'; ms: number }
+      | { op: 'sweep'; limit: number | undefined };
+    const opArb: fc.Arbitrary<Op> = fc.oneof(
+      fc.record({ op: fc.constant('insert' as const), n: fc.integer({ min: 1, max: 30 }) }),
+      fc.record({ op: fc.constant('touch' as const), n: fc.integer({ min: 1, max: 30 }) }),
+      fc.record({ op: fc.constant('advance' as const), ms: fc.integer({ min: 0, max: 700 }) }),
+      fc.record({ op: fc.constant('sweep' as const), limit: fc.option(fc.integer({ min: 1, max: 5 }), { nil: undefined }) }),
+    );
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 1500 }), fc.array(opArb, { maxLength: 150 }), (ttl, ops) => {
+        const t = new SessionTable({ max: 1000, idleTtlMs: ttl, tombstoneMs: 300 });
+        const model = new Map<string, number>(); // id → expiresAt
+        const tombs = new Map<string, number>(); // id → until
+        let now = 0;
+        for (const o of ops) {
+          switch (o.op) {
+            case 'insert': {
+              const id = idOf(o.n);
+              const ok = t.insert(rec(o.n, now, 'a', ttl));
+              expect(ok).toBe(!model.has(id));
+              if (ok) {
+                model.set(id, now + ttl);
+                tombs.delete(id);
+              }
+              break;
+            }
+            case 'touch': {
+              const r = t.get(idOf(o.n));
+              expect(r !== undefined).toBe(model.has(idOf(o.n)));
+              if (r !== undefined) {
+                t.touch(r, now);
+                model.set(r.id, now + ttl);
+              }
+              break;
+            }
+            case 'advance':
+              now += o.ms;
+              break;
+            case 'sweep': {
+              const due = t.dueForExpiry(now, o.limit);
+              const expected = [...model].filter(([, exp]) => exp <= now).map(([id]) => id);
+              const got = ids(due);
+              expect(new Set(got).size).toBe(got.length); // no duplicates
+              for (const id of got) expect(expected).toContain(id);
+              expect(got.length).toBe(Math.min(o.limit ?? Infinity, expected.length));
+              for (const r of due) {
+                expect(r.expiresAt).toBeLessThanOrEqual(now);
+                t.remove(r, now);
+                model.delete(r.id);
+                tombs.set(r.id, now + 300);
+              }
+              break;
+            }
+          }
+          expect(t.size).toBe(model.size);
+          for (const [id, until] of tombs) {
+            expect(t.tombstoneUntil(id, now)).toBe(until > now ? until : undefined);
+          }
+        }
+        // A final unlimited sweep finds every idle record.
+        const final = ids(t.dueForExpiry(now)).sort();
+        expect(final).toEqual([...model].filter(([, exp]) => exp <= now).map(([id]) => id).sort());
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('SessionTable: list() pagination', () => {
+  function walk(t: SessionTable, limit: number, owner?: string, between?: (page: number) => void): string[] {
+    const out: string[] = [];
+    let after: string | undefined;
+    for (let page = 0; page < 10_000; page++) {
+      const q = { limit, ...(owner !== undefined ? { owner } : {}), ...(after !== undefined ? { after } : {}) };
+      const { items, more } = t.list(q);
+      expect(items.length).toBeLessThanOrEqual(limit);
+      const pageIds = ids(items);
+      expect(pageIds).toEqual([...pageIds].sort()); // id order within a page
+      if (after !== undefined) for (const id of pageIds) expect(id > after).toBe(true);
+      out.push(...pageIds);
+      if (!more) return out;
+      expect(items).toHaveLength(limit);
+      after = pageIds[pageIds.length - 1];
+      between?.(page);
+    }
+    throw new Error('pagination did not end');
+  }
+
+  it('an empty table lists nothing', () => {
+    expect(table().list({ limit: 10 })).toEqual({ items: [], more: false });
+  });
+
+  it('pages in id order, no duplicates, no gaps', () => {
+    const t = table({ max: 1000 });
+    const ns = [17, 3, 250, 9, 1, 77, 4, 300, 12, 5, 6, 999, 2];
+    for (const n of ns) t.insert(rec(n, 0));
+    const all = ns.map(idOf).sort();
+    for (const limit of [1, 2, 3, 5, 13, 14, 100]) {
+      expect(walk(t, limit)).toEqual(all);
+    }
+    // Exactly `limit` items left: `more` is false on that page.
+    const page = t.list({ limit: 13 });
+    expect(page.more).toBe(false);
+    expect(page.items).toHaveLength(13);
+    expect(t.list({ limit: 12 }).more).toBe(true);
+  });
+
+  it('filters by owner', () => {
+    const t = table({ max: 1000 });
+    for (let i = 1; i <= 40; i++) t.insert(rec(i, 0, i % 3 === 0 ? 'b' : 'a'));
+    const bIds = Array.from({ length: 40 }, (_, i) => i + 1)
+      .filter((i) => i % 3 === 0)
+      .map(idOf)
+      .sort();
+    expect(walk(t, 4, 'b')).toEqual(bIds);
+    expect(walk(t, 7, 'a')).toHaveLength(40 - bIds.length);
+    expect(walk(t, 5, 'nobody')).toEqual([]);
+    for (const r of t.list({ limit: 100, owner: 'b' }).items) expect(r.owner).toBe('b');
+  });
+
+  it('stays stable when records are removed (and added below the cursor) between pages', () => {
+    const t = table({ max: 1000 });
+    for (let i = 1; i <= 30; i++) t.insert(rec(i * 10, 0));
+    const seen = walk(t, 4, undefined, (page) => {
+      // Remove one record ahead of the cursor and one behind it; add one behind it.
+      const ahead = t.get(idOf((page * 4 + 6) * 10));
+      if (ahead !== undefined) t.remove(ahead, 0);
+      const behind = t.get(idOf((page * 4 + 1) * 10));
+      if (behind !== undefined) t.remove(behind, 0);
+      t.insert(rec(page * 40 + 1, 0)); // below the cursor: not listed in this walk
+    });
+    expect(new Set(seen).size).toBe(seen.length);
+    expect(seen).toEqual([...seen].sort());
+    // Every record that stayed in the table from start to end, and is above the first page, was seen.
+    const survivors = Array.from({ length: 30 }, (_, i) => idOf((i + 1) * 10)).filter((id) => t.get(id) !== undefined);
+    for (const id of survivors) expect(seen).toContain(id);
+  });
+
+  it('property: a walk with random removals between pages is ordered, duplicate-free and gap-free', () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.integer({ min: 1, max: 500 }), { maxLength: 80 }),
+        fc.integer({ min: 1, max: 9 }),
+        fc.array(fc.integer({ min: 1, max: 500 }), { maxLength: 40 }),
+        fc.option(fc.constantFrom('a', 'b'), { nil: undefined }),
+        (ns, limit, removals, owner) => {
+          const t = new SessionTable({ max: 1000, idleTtlMs: TTL, tombstoneMs: 0 });
+          for (const n of ns) t.insert(rec(n, 0, n % 2 === 0 ? 'a' : 'b'));
+          let k = 0;
+          const removed = new Set<string>();
+          const seen = walk(t, limit, owner, () => {
+            for (let j = 0; j < 2 && k < removals.length; j++, k++) {
+              const r = t.get(idOf(removals[k]!));
+              if (r !== undefined) {
+                t.remove(r, 0);
+                removed.add(r.id);
+              }
+            }
+          });
+          expect(new Set(seen).size).toBe(seen.length);
+          expect(seen).toEqual([...seen].sort());
+          const expectedStayed = ns
+            .map((n) => rec(n, 0, n % 2 === 0 ? 'a' : 'b'))
+            .filter((r) => owner === undefined || r.owner === owner)
+            .map((r) => r.id)
+            .filter((id) => !removed.has(id));
+          for (const id of expectedStayed) expect(seen).toContain(id);
+          for (const id of seen) if (owner !== undefined) expect(t.get(id)?.owner ?? owner).toBe(owner);
+        },
+      ),
+    );
+  });
+});
