@@ -1,0 +1,123 @@
+// The admin HTTP API against a real director: auth, nodes, sessions (pagination), probes, errors.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { encodeJv1, sessionIdHex } from '../../src/codec/jv1.js';
+import { PacketType } from '../../src/codec/types.js';
+import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { UdpPeer } from '../helpers/udp.js';
+import { waitFor } from '../helpers/wait.js';
+
+const TOKEN = 'test-token-0123456789abcdef';
+
+describe('admin API', () => {
+  let c: Cluster;
+  let peer: UdpPeer;
+  const ids: string[] = [];
+  const auth = { authorization: `Bearer ${TOKEN}` };
+  const get = (path: string, headers: Record<string, string> = auth): Promise<Response> => fetch(`${c.director.admin}${path}`, { headers });
+
+  beforeAll(async () => {
+    c = await startCluster({ family: 4, env: { ANCHOR_ADMIN_TOKEN: TOKEN } });
+    peer = await UdpPeer.open(4);
+    const target = c.director.udp[0]!;
+    for (let i = 0; i < 25; i++) {
+      const id = randomBytes(16);
+      ids.push(sessionIdHex(id));
+      peer.send(encodeJv1(PacketType.HELLO, id, Buffer.from('hi')), target);
+      await peer.next((m) => m[3] === PacketType.HELLO && m.subarray(4, 20).equals(id));
+    }
+  });
+  afterAll(async () => {
+    peer?.close();
+    await c?.stop();
+  });
+
+  it('requires the bearer token on /v1 but not on probes', async () => {
+    expect((await get('/v1/nodes', {})).status).toBe(401);
+    const wrong = await get('/v1/nodes', { authorization: 'Bearer nope' });
+    expect(wrong.status).toBe(401);
+    expect(((await wrong.json()) as { error: { code: string } }).error.code).toBe('unauthorized');
+    expect((await get('/healthz', {})).status).toBe(200);
+    expect((await get('/readyz', {})).status).toBe(200);
+    const m = await get('/metrics', {});
+    expect(m.status).toBe(200);
+    expect(await m.text()).toContain('anchor_client_datagrams_received_total');
+  });
+
+  it('lists nodes with their session counts', async () => {
+    const r = await get('/v1/nodes');
+    expect(r.status).toBe(200);
+    const body = (await r.json()) as { items: { id: string; address: string; weight: number; state: string; health: string; sessions: number }[]; next_cursor: null };
+    expect(body.items.map((n) => n.id)).toEqual(['node-a', 'node-b', 'node-c']);
+    expect(body.items.reduce((a, n) => a + n.sessions, 0)).toBe(25);
+    for (const n of body.items) {
+      expect(n.state).toBe('active');
+      expect(n.address).toMatch(/^127\.0\.0\.1:\d+$/);
+    }
+  });
+
+  it('pages through sessions with a cursor, filtered by node', async () => {
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const r = await get(`/v1/sessions?limit=10${cursor !== null ? `&cursor=${cursor}` : ''}`);
+      expect(r.status).toBe(200);
+      const body = (await r.json()) as { items: { id: string }[]; next_cursor: string | null };
+      seen.push(...body.items.map((s) => s.id));
+      cursor = body.next_cursor;
+      pages++;
+    } while (cursor !== null && pages < 10);
+    expect(pages).toBe(3);
+    expect(seen).toEqual([...ids].sort());
+
+    const nodes = (await (await get('/v1/nodes')).json()) as { items: { id: string; sessions: number }[] };
+    for (const n of nodes.items) {
+      const r = (await (await get(`/v1/sessions?node=${n.id}&limit=1000`)).json()) as { items: { owner: string }[] };
+      expect(r.items.length).toBe(n.sessions);
+      expect(r.items.every((s) => s.owner === n.id)).toBe(true);
+    }
+  });
+
+  it('shows one session as {id, owner, version, state, transport, last_seen}', async () => {
+    const r = await get(`/v1/sessions/${ids[0]}`);
+    expect(r.status).toBe(200);
+    const s = (await r.json()) as Record<string, string>;
+    expect(Object.keys(s).sort()).toEqual(['id', 'last_seen', 'owner', 'state', 'transport', 'version']);
+    expect(s.id).toBe(ids[0]);
+    expect(s.version).toBe('1');
+    expect(s.state).toBe('ATTACHED');
+    expect(s.transport).toBe(`127.0.0.1:${peer.address.port}`);
+    expect(Number.isNaN(Date.parse(s.last_seen!))).toBe(false);
+  });
+
+  it('answers errors as JSON with a code and a message', async () => {
+    const cases: [string, number, string][] = [
+      [`/v1/sessions/${'0'.repeat(31)}1`, 404, 'session_not_found'],
+      ['/v1/sessions/NOT-AN-ID', 400, 'bad_request'],
+      ['/v1/sessions?limit=0', 400, 'bad_request'],
+      ['/v1/sessions?cursor=zz', 400, 'bad_request'],
+      ['/v1/sessions?node=nope', 404, 'node_not_found'],
+      ['/v1/nothing', 404, 'not_found'],
+      ['/elsewhere', 404, 'not_found'],
+    ];
+    for (const [path, status, code] of cases) {
+      const r = await get(path);
+      expect([path, r.status]).toEqual([path, status]);
+      const body = (await r.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe(code);
+      expect(body.error.message.length).toBeGreaterThan(0);
+    }
+    const post = await fetch(`${c.director.admin}/v1/nodes`, { method: 'POST', headers: auth });
+    expect(post.status).toBe(405);
+  });
+
+  it('returns the audit trail of a session', async () => {
+    const r = await waitFor('the audit line', async () => {
+      const body = (await (await get(`/v1/audit?session=${ids[0]}`)).json()) as { items: { event: string; to_version: string; to_owner: string }[] };
+      return body.items.length > 0 ? body : undefined;
+    });
+    expect(r.items[0]!.event).toBe('create');
+    expect(r.items[0]!.to_version).toBe('1');
+  });
+});

@@ -1,0 +1,55 @@
+// Process handling through the real entry point: SIGTERM drains (not ready, new sessions refused,
+// existing ones served), then exits 0; a second SIGTERM exits at once with status 1.
+import { afterEach, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { encodeJv1 } from '../../src/codec/jv1.js';
+import { PacketType, RejectReason } from '../../src/codec/types.js';
+import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { UdpPeer } from '../helpers/udp.js';
+import { waitFor } from '../helpers/wait.js';
+
+describe('director signals', () => {
+  const cleanup: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const f of cleanup.splice(0).reverse()) await f();
+  });
+
+  it('SIGTERM: not ready, new HELLOs get DIRECTOR_DRAINING, live sessions served, exit 0 when they end', async () => {
+    const c: Cluster = await startCluster({ family: 4, config: { drain: { deadline_s: 20 } } });
+    cleanup.push(() => c.stop());
+    const peer = await UdpPeer.open(4);
+    cleanup.push(() => peer.close());
+    const target = c.director.udp[0]!;
+    const live = randomBytes(16);
+    peer.send(encodeJv1(PacketType.HELLO, live, Buffer.from('hi')), target);
+    await peer.next((m) => m[3] === PacketType.HELLO);
+
+    c.director.kill('SIGTERM');
+    await waitFor('readyz to turn 503', async () => (await fetch(`${c.director.admin}/readyz`)).status === 503);
+    peer.send(encodeJv1(PacketType.HELLO, randomBytes(16), Buffer.from('new session')), target);
+    const rej = await peer.next((m) => m[3] === PacketType.REJECT);
+    expect(rej[20]).toBe(RejectReason.DIRECTOR_DRAINING);
+    peer.send(encodeJv1(PacketType.DATA, live, Buffer.from('still served')), target);
+    const echo = await peer.next((m) => m[3] === PacketType.DATA);
+    expect(echo.subarray(20).toString()).toBe('still served');
+    expect(c.director.child.exitCode).toBeNull();
+
+    peer.send(encodeJv1(PacketType.CLOSE, live, Buffer.from('bye')), target);
+    const { code } = await c.director.exited;
+    expect(code).toBe(0);
+  });
+
+  it('a second SIGTERM exits at once with status 1', async () => {
+    const c: Cluster = await startCluster({ family: 4, config: { drain: { deadline_s: 60 } } });
+    cleanup.push(() => c.stop());
+    const peer = await UdpPeer.open(4);
+    cleanup.push(() => peer.close());
+    peer.send(encodeJv1(PacketType.HELLO, randomBytes(16), Buffer.from('hi')), c.director.udp[0]!);
+    await peer.next((m) => m[3] === PacketType.HELLO);
+    c.director.kill('SIGTERM');
+    await waitFor('readyz to turn 503', async () => (await fetch(`${c.director.admin}/readyz`)).status === 503);
+    c.director.kill('SIGTERM');
+    const { code } = await c.director.exited;
+    expect(code).toBe(1);
+  });
+});
