@@ -1,24 +1,33 @@
 // The composition root: builds every component from a validated config and explicit dependencies and
 // wires them together. Nothing else constructs components; only src/main.ts touches `process`.
-import { AdminServer, type AdminBackend, type NodeView, type SessionView } from './admin/server.js';
+import { AdminServer, type AdminBackend, type NodeView, type OpResult, type SessionView } from './admin/server.js';
 import { parseHostPortLiteral } from './config/load.js';
 import type { AnchorConfig } from './config/schema.js';
 import { transportKey } from './codec/ip.js';
 import type { Transport } from './codec/types.js';
 import { DirectorCore } from './director/core.js';
 import { UdpDirector } from './director/director.js';
-import { Membership } from './nodes/membership.js';
+import { Ownership, type StepFailure } from './director/ownership.js';
+import { DrainCoordinator } from './drain/coordinator.js';
+import { Membership, NodeHealth, NodeState } from './nodes/membership.js';
+import { HealthProber } from './nodes/prober.js';
 import { createAudit, type AuditSink } from './obs/audit.js';
 import type { Logger } from './obs/logger.js';
 import { createMetricsRegistry } from './obs/metrics.js';
 import { DirectorStats } from './obs/stats.js';
 import { createHasher } from './ring/hash.js';
 import type { SessionRecord } from './session/table.js';
+import { MemoryStore } from './store/memory.js';
+import type { OwnershipStore } from './store/store.js';
 import type { Clock } from './util/clock.js';
 
 export interface AnchorDeps {
   readonly clock: Clock;
   readonly logger: Logger;
+  /** Called when an operator asks the director to drain itself (POST /v1/director/drain). */
+  readonly onDrainRequested?: () => void;
+  /** The ownership store; by default the one `store.kind` names. */
+  readonly store?: OwnershipStore;
 }
 
 export interface Anchor {
@@ -38,8 +47,21 @@ function hp(s: string): Transport {
   return t;
 }
 
+const FAILURE_STATUS: Record<StepFailure, number> = {
+  not_found: 404,
+  gone: 404,
+  stale_version: 409,
+  invalid_transition: 409,
+  busy: 409,
+  conflict: 409,
+  bad_target: 400,
+  no_target: 409,
+  unavailable: 503,
+};
+
 export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Promise<Anchor> {
   const { clock, logger } = deps;
+  const directorId = config.director.id;
   const hasher = await createHasher();
   const stats = new DirectorStats();
   const audit: AuditSink = createAudit({
@@ -47,12 +69,10 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     wallClock: clock.wall,
     onLine: config.audit.path === null ? (line) => logger.info({ audit: line }, 'audit') : undefined,
   });
+  const store = deps.store ?? new MemoryStore();
+  const nodes = config.nodes.map((n) => ({ id: n.id, address: hp(n.address), weight: n.weight }));
   let core: DirectorCore | null = null;
-  const membership = new Membership(
-    hasher,
-    config.nodes.map((n) => ({ id: n.id, address: hp(n.address), weight: n.weight })),
-    (ring) => core?.setRing(ring),
-  );
+  const membership = new Membership(hasher, nodes, (ring) => core?.setRing(ring));
   core = new DirectorCore(
     {
       sessionMax: config.session.max,
@@ -62,19 +82,73 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       admissionBurst: config.admission.per_source_burst,
       rejectRate: config.reject.per_source_rate,
       rejectBurst: config.reject.per_source_burst,
+      holdMax: config.session.hold_max_packets,
     },
     membership.ring,
     (id) => membership.reachable(id),
   );
   const c = core;
-  const director = new UdpDirector(
-    { directorId: config.director.id, listen: config.listen.udp.map(hp), encapsulation: config.backend.encapsulation },
-    { core: c, membership, clock, logger, audit, stats },
+  const eligible = (id: string): boolean => membership.ring.nodes.some((n) => n.id === id);
+  const ownership = new Ownership(
+    { directorId, revokeTimeoutMs: config.revoke.timeout_ms, revokeRetries: config.revoke.retries },
+    { core: c, store, audit, stats, clock, eligible, knownNode: (id) => membership.get(id) !== undefined },
   );
+  const director = new UdpDirector(
+    { directorId, listen: config.listen.udp.map(hp), nodes, encapsulation: config.backend.encapsulation },
+    { core: c, ownership, clock, logger, stats },
+  );
+  const drains = new DrainCoordinator(
+    { rate: config.drain.rate, concurrency: config.drain.concurrency },
+    {
+      core: c,
+      ownership,
+      clock,
+      logger,
+      stats,
+      setDraining: (node, on) => membership.setState(node, on ? NodeState.DRAINING : NodeState.ACTIVE),
+    },
+  );
+  const startFailover = (node: string, actor: string): ReturnType<DrainCoordinator['start']> => {
+    const r = drains.start(node, { mode: 'migrate', deadlineS: 0, cause: 'failover', actor });
+    if (r.created) {
+      stats.auditEvents.inc('failover');
+      audit.write({ session: null, event: 'failover', cause: actor === 'auto-failover' ? 'node_unhealthy' : 'operator', from_version: null, to_version: null, from_owner: node, to_owner: null, actor, detail: { drain: r.view.id, sessions: r.view.total } });
+    }
+    return r;
+  };
+  const prober = config.health.enabled
+    ? new HealthProber({
+        nodes,
+        intervalMs: config.health.interval_ms,
+        timeoutMs: config.health.timeout_ms,
+        rise: config.health.rise,
+        fall: config.health.fall,
+        clock,
+        onChange: (node, health, detail) => {
+          membership.setHealth(node, health);
+          logger.warn({ node, health, consecutive: detail.consecutive }, 'node health changed');
+        },
+        onError: (err) => logger.debug({ err }, 'health probe error'),
+      })
+    : null;
+  let autoFailover: NodeJS.Timeout | null = null;
+  if (prober !== null && config.failover.mode === 'auto') {
+    autoFailover = setInterval(() => {
+      for (const n of membership.list()) {
+        if (n.health !== NodeHealth.UNHEALTHY || c.table.countByOwner(n.id) === 0 || drains.active(n.id) !== undefined) continue;
+        if (prober.unhealthyFor(n.id) >= config.failover.grace_s * 1000) {
+          logger.warn({ node: n.id, grace_s: config.failover.grace_s }, 'automatic failover');
+          startFailover(n.id, 'auto-failover');
+        }
+      }
+    }, 250);
+    autoFailover.unref();
+  }
+
   let draining = false;
   const ready = (): { ready: boolean; reason?: string } => {
     if (draining) return { ready: false, reason: 'director draining' };
-    if (membership.ring.nodes.length === 0) return { ready: false, reason: 'no healthy node' };
+    if (membership.ring.nodes.length === 0) return { ready: false, reason: 'no active, healthy node' };
     return { ready: true };
   };
   const registry = createMetricsRegistry(
@@ -85,7 +159,9 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         for (const n of membership.list()) m.set(n.id, c.table.countByOwner(n.id));
         return m;
       },
+      nodeStates: () => membership.list().map((n) => ({ id: n.id, state: n.state, health: n.health })),
       tombstones: () => c.table.tombstoneCount,
+      pendingRevokes: () => ownership.pendingRevokes,
       ready: () => ready().ready,
     },
     { processMetrics: config.metrics.enabled },
@@ -98,6 +174,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     transport: r.transportKey,
     last_seen: new Date(clock.toWall(r.lastSeen)).toISOString(),
   });
+  const refuse = (status: number, code: string, message: string): OpResult<never> => ({ ok: false, error: { status, code, message } });
   const backend: AdminBackend = {
     ready,
     metrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
@@ -122,13 +199,49 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       return r === undefined || r.expiresAt <= clock.now() ? undefined : view(r);
     },
     audit: (q) => audit.recent(q),
+    migrate: async (id, req) => {
+      const r = await ownership.migrate(id, { ...req, cause: 'migrate', actor: 'admin' });
+      stats.migrations.inc(r.ok ? 'ok' : r.reason);
+      if (!r.ok) return refuse(FAILURE_STATUS[r.reason], r.reason, r.message);
+      const rec = c.table.get(id);
+      return { ok: true, value: rec !== undefined ? { ...view(rec), from: r.from, replayed: r.replayed } : { id, owner: r.to, version: r.version.toString(), from: r.from } };
+    },
+    terminate: (id) => {
+      const r = ownership.terminate(id, 'operator', 'admin');
+      if (!r.ok) return refuse(FAILURE_STATUS[r.reason], r.reason, r.message);
+      return { ok: true, value: { id, state: 'TERMINATED', version: r.note.toVersion.toString() } };
+    },
+    drain: (node, req) => {
+      const r = drains.start(node, { mode: req.mode, deadlineS: req.deadlineS ?? config.drain.node_deadline_s, cause: 'drain', actor: 'admin' });
+      return { ok: true, value: r.view, status: r.created ? 202 : 200 };
+    },
+    undrain: (node) => {
+      const d = drains.undrain(node);
+      return { ok: true, value: { node, state: NodeState.ACTIVE, cancelled_drain: d ?? null } };
+    },
+    failover: (node) => {
+      const r = startFailover(node, 'admin');
+      return { ok: true, value: r.view, status: r.created ? 202 : 200 };
+    },
+    drainPlan: (node) => ({ ok: true, value: { ...drains.plan(node), moves: drains.plan(node).moves.map((m) => ({ ...m, version: m.version.toString() })) } }),
+    getDrain: (id) => drains.get(id),
+    listDrains: () => drains.list(),
+    drainDirector: () => {
+      if (deps.onDrainRequested === undefined) return refuse(501, 'not_supported', 'this director cannot drain itself from the API');
+      deps.onDrainRequested();
+      return { ok: true, value: { state: 'draining', deadline_s: config.drain.deadline_s } };
+    },
   };
   const admin = new AdminServer({ listen: hp(config.admin.listen), token: config.admin.token }, backend);
 
   let closed: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closed ??= (async () => {
-      await Promise.allSettled([director.close(), admin.close()]);
+      if (autoFailover !== null) clearInterval(autoFailover);
+      drains.close();
+      ownership.close();
+      await Promise.allSettled([director.close(), admin.close(), prober?.close()]);
+      await store.close();
       await audit.close();
     })();
     return closed;
@@ -136,15 +249,13 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
 
   try {
     await director.start();
+    await prober?.start();
     await admin.start();
   } catch (err) {
     await close();
     throw err;
   }
-  logger.info(
-    { udp: director.addresses.map(transportKey), admin: transportKey(admin.address), nodes: config.nodes.length },
-    'director started',
-  );
+  logger.info({ udp: director.addresses.map(transportKey), admin: transportKey(admin.address), nodes: config.nodes.length, director: directorId }, 'director started');
 
   return {
     udpAddresses: director.addresses,

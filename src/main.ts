@@ -67,8 +67,9 @@ async function startDirector(configPath: string, withNodes: boolean): Promise<vo
     }
   }
   let anchor: Anchor;
+  let drainRequested: (() => void) | null = null;
   try {
-    anchor = await createAnchor(config, { clock: systemClock, logger });
+    anchor = await createAnchor(config, { clock: systemClock, logger, onDrainRequested: () => drainRequested?.() });
   } catch (err) {
     await Promise.allSettled(nodes.map((n) => n.close()));
     throw err;
@@ -93,6 +94,21 @@ async function startDirector(configPath: string, withNodes: boolean): Promise<vo
       ].join('\n'),
     );
   }
+  let draining = false;
+  const drainAndExit = (why: string): void => {
+    if (draining) return;
+    draining = true;
+    logger.info({ why }, 'draining');
+    void (async () => {
+      const { remaining } = await anchor.drain();
+      await anchor.close();
+      await Promise.allSettled(nodes.map((n) => n.close()));
+      logger.info({ remaining }, 'exit');
+      logger.flush();
+      process.exit(0);
+    })();
+  };
+  drainRequested = () => drainAndExit('admin api');
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
     signals++;
@@ -101,15 +117,7 @@ async function startDirector(configPath: string, withNodes: boolean): Promise<vo
       logger.flush();
       process.exit(1);
     }
-    logger.info({ signal: sig }, 'signal: draining');
-    void (async () => {
-      await anchor.drain();
-      await anchor.close();
-      await Promise.allSettled(nodes.map((n) => n.close()));
-      logger.info('exit');
-      logger.flush();
-      process.exit(0);
-    })();
+    drainAndExit(sig);
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);

@@ -24,6 +24,14 @@ export interface SessionView {
   readonly last_seen: string;
 }
 
+/** An operation's refusal, mapped to an HTTP status by the server. */
+export interface Refusal {
+  readonly status: number;
+  readonly code: string;
+  readonly message: string;
+}
+export type OpResult<T> = { readonly ok: true; readonly value: T; readonly status?: number } | { readonly ok: false; readonly error: Refusal };
+
 export interface AdminBackend {
   ready(): { ready: boolean; reason?: string };
   metrics(): Promise<{ contentType: string; body: string }>;
@@ -32,6 +40,15 @@ export interface AdminBackend {
   listSessions(q: { node?: string; limit: number; after?: string }): { items: SessionView[]; more: boolean };
   getSession(id: string): SessionView | undefined;
   audit(q: { session?: string; limit: number }): unknown[];
+  migrate(id: string, req: { to?: string; expectVersion?: bigint }): Promise<OpResult<unknown>>;
+  terminate(id: string): OpResult<unknown>;
+  drain(node: string, req: { mode: 'migrate' | 'wait'; deadlineS?: number }): OpResult<unknown>;
+  undrain(node: string): OpResult<unknown>;
+  failover(node: string): OpResult<unknown>;
+  drainPlan(node: string): OpResult<unknown>;
+  getDrain(id: string): unknown | undefined;
+  listDrains(): unknown[];
+  drainDirector(): OpResult<unknown>;
 }
 
 export interface AdminOptions {
@@ -53,6 +70,11 @@ const SESSION_ID_RE = /^[0-9a-f]{32}$/;
 const NODE_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 export const LIST_LIMIT_DEFAULT = 100;
 export const LIST_LIMIT_MAX = 1000;
+
+function checkSessionId(id: string): string {
+  if (!SESSION_ID_RE.test(id)) throw new HttpError(400, 'bad_request', `session id: expected 32 lowercase hex characters, got "${id}"`);
+  return id;
+}
 
 function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
@@ -131,16 +153,83 @@ export class AdminServer {
         res.setHeader('www-authenticate', 'Bearer');
         throw new HttpError(401, 'unauthorized', 'missing or wrong bearer token');
       }
-      return this.#v1(method, path.slice(3), url.searchParams, res);
+      return this.#v1(method, path.slice(3), url.searchParams, req, res);
     }
     throw new HttpError(404, 'not_found', `no route ${path}`);
   }
 
-  #v1(method: string, path: string, q: URLSearchParams, res: http.ServerResponse): void {
+  async #v1(method: string, path: string, q: URLSearchParams, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const b = this.#backend;
     const get = (): void => {
       if (method !== 'GET') throw new HttpError(405, 'method_not_allowed', `${method} /v1${path}: only GET is allowed`);
     };
+    const post = (): void => {
+      if (method !== 'POST') throw new HttpError(405, 'method_not_allowed', `${method} /v1${path}: only POST is allowed`);
+    };
+    const sessionAction = /^\/sessions\/([^/]+)\/(migrate|terminate)$/.exec(path);
+    if (sessionAction !== null) {
+      post();
+      const id = checkSessionId(sessionAction[1] as string);
+      const body = await readJson(req);
+      if (sessionAction[2] === 'terminate') {
+        onlyKeys(body, []);
+        return sendResult(res, b.terminate(id));
+      }
+      onlyKeys(body, ['to', 'expect_version']);
+      const to = body.to;
+      if (to !== undefined && to !== null && (typeof to !== 'string' || !NODE_ID_RE.test(to))) throw new HttpError(400, 'bad_request', `to: expected a node id, got ${JSON.stringify(to)}`);
+      const ev = body.expect_version;
+      let expectVersion: bigint | undefined;
+      if (ev !== undefined && ev !== null) {
+        if (!((typeof ev === 'string' && /^\d{1,20}$/.test(ev)) || (typeof ev === 'number' && Number.isSafeInteger(ev) && ev >= 0))) {
+          throw new HttpError(400, 'bad_request', `expect_version: expected a version as a decimal string, got ${JSON.stringify(ev)}`);
+        }
+        expectVersion = BigInt(ev);
+      }
+      return sendResult(res, await b.migrate(id, { to: typeof to === 'string' ? to : undefined, expectVersion }));
+    }
+    const nodeAction = /^\/nodes\/([^/]+)\/(drain|undrain|failover|drain-plan)$/.exec(path);
+    if (nodeAction !== null) {
+      const node = nodeAction[1] as string;
+      if (!NODE_ID_RE.test(node)) throw new HttpError(400, 'bad_request', `node: expected a node id, got "${node}"`);
+      if (!b.hasNode(node)) throw new HttpError(404, 'node_not_found', `no node "${node}"`);
+      const action = nodeAction[2];
+      if (action === 'drain-plan') {
+        get();
+        return sendResult(res, b.drainPlan(node));
+      }
+      post();
+      const body = await readJson(req);
+      if (action === 'drain') {
+        onlyKeys(body, ['mode', 'deadline_s']);
+        const mode = body.mode ?? 'migrate';
+        if (mode !== 'migrate' && mode !== 'wait') throw new HttpError(400, 'bad_request', `mode: expected "migrate" or "wait", got ${JSON.stringify(mode)}`);
+        const dl = body.deadline_s;
+        if (dl !== undefined && dl !== null && (typeof dl !== 'number' || !Number.isFinite(dl) || dl < 0)) {
+          throw new HttpError(400, 'bad_request', `deadline_s: expected a number of seconds ≥ 0, got ${JSON.stringify(dl)}`);
+        }
+        return sendResult(res, b.drain(node, { mode, deadlineS: typeof dl === 'number' ? dl : undefined }), 202);
+      }
+      onlyKeys(body, []);
+      if (action === 'undrain') return sendResult(res, b.undrain(node));
+      return sendResult(res, b.failover(node), 202);
+    }
+    if (path === '/drains') {
+      get();
+      return send(res, 200, { items: b.listDrains(), next_cursor: null });
+    }
+    const drainGet = /^\/drains\/([A-Za-z0-9-]{1,64})$/.exec(path);
+    if (drainGet !== null) {
+      get();
+      const d = b.getDrain(drainGet[1] as string);
+      if (d === undefined) throw new HttpError(404, 'drain_not_found', `no drain "${drainGet[1]}"`);
+      return send(res, 200, d);
+    }
+    if (path === '/director/drain') {
+      post();
+      onlyKeys(await readJson(req), []);
+      return sendResult(res, b.drainDirector(), 202);
+    }
     if (path === '/nodes') {
       get();
       return send(res, 200, { items: b.nodes(), next_cursor: null });
@@ -160,8 +249,7 @@ export class AdminServer {
     const m = /^\/sessions\/([^/]+)$/.exec(path);
     if (m !== null) {
       get();
-      const id = (m[1] as string);
-      if (!SESSION_ID_RE.test(id)) throw new HttpError(400, 'bad_request', `session id: expected 32 lowercase hex characters, got "${id}"`);
+      const id = checkSessionId(m[1] as string);
       const s = b.getSession(id);
       if (s === undefined) throw new HttpError(404, 'session_not_found', `no live session ${id}`);
       return send(res, 200, s);
@@ -174,6 +262,40 @@ export class AdminServer {
     }
     throw new HttpError(404, 'not_found', `no route /v1${path}`);
   }
+}
+
+const BODY_MAX = 64 * 1024;
+
+/** Reads a JSON object body (empty body = {}); 400/413 on anything else. */
+async function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > BODY_MAX) throw new HttpError(413, 'payload_too_large', `request body over ${BODY_MAX} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8').trim();
+  if (text === '') return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new HttpError(400, 'bad_request', 'request body: expected a JSON object');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new HttpError(400, 'bad_request', 'request body: expected a JSON object');
+  return v as Record<string, unknown>;
+}
+
+function onlyKeys(body: Record<string, unknown>, allowed: readonly string[]): void {
+  for (const k of Object.keys(body)) {
+    if (!allowed.includes(k)) throw new HttpError(400, 'bad_request', `${k}: unknown field (allowed: ${allowed.join(', ') || 'none'})`);
+  }
+}
+
+function sendResult(res: http.ServerResponse, r: OpResult<unknown>, okStatus = 200): void {
+  if (r.ok) return send(res, r.status ?? okStatus, r.value);
+  throw new HttpError(r.error.status, r.error.code, r.error.message);
 }
 
 function send(res: http.ServerResponse, status: number, body: unknown): void {

@@ -1,14 +1,15 @@
 // The client simulator: opens N JV1 sessions (each on its own UDP socket, i.e. its own source port),
-// sends DATA at an aggregate rate for a bounded duration and reports sent/received/lost and round-trip
-// percentiles. Every loop is bounded in count and time; it stops by itself.
-import dgram from 'node:dgram';
-import { once } from 'node:events';
-import { randomBytes } from 'node:crypto';
+// sends DATA at an aggregate rate for a bounded duration, optionally moves every session to a new socket
+// every S seconds (a "jump"), and reports sent/received/lost, jumps and round-trip percentiles. Every loop
+// is bounded in count and time; it stops by itself. One session's socket handling is session.ts.
 import { performance } from 'node:perf_hooks';
-import { decodeJv1, decodeReject, encodeJv1, sessionIdHex } from '../codec/jv1.js';
+import { decodeReject } from '../codec/jv1.js';
 import { PacketType, type Transport } from '../codec/types.js';
 import { rejectLabel } from '../obs/stats.js';
+import { ClientSession, DEFAULT_JUMP_GRACE_MS, type Received } from './session.js';
 import { quantile, round3 } from './stats.js';
+
+export { ClientSession, ClientRejectedError, DEFAULT_JUMP_GRACE_MS, type ClientSessionOptions, type Received } from './session.js';
 
 export interface ClientOptions {
   readonly target: Transport;
@@ -16,7 +17,10 @@ export interface ClientOptions {
   /** Aggregate DATA packets per second over all sessions. */
   readonly rate: number;
   readonly durationS: number;
-  /** DATA payload bytes (≥ 16: a sequence number and a send timestamp). */
+  /**
+   * DATA app bytes (≥ 16: a sequence number and a send timestamp). With a session key the 16-byte MAC
+   * follows them on the wire.
+   */
   readonly size: number;
   /** How long to wait for a HELLO answer before retrying (ms). */
   readonly helloTimeoutMs?: number;
@@ -25,6 +29,13 @@ export interface ClientOptions {
   readonly drainMs?: number;
   /** Send CLOSE for every session at the end (default true). */
   readonly close?: boolean;
+  /**
+   * Every this many seconds each session jumps to a new UDP socket (a new source port). Jumps are
+   * staggered: over each period the sessions jump one after another, evenly spread. Off when absent or 0.
+   */
+  readonly jumpEveryS?: number;
+  /** How long an old socket keeps receiving after a jump (ms, default 500). */
+  readonly jumpGraceMs?: number;
 }
 
 export interface ClientReport {
@@ -32,9 +43,12 @@ export interface ClientReport {
   readonly sessions: { readonly requested: number; readonly opened: number; readonly failed: number };
   readonly rejects: Record<string, number>;
   readonly sent: number;
+  /** Echoes received, on the current socket or on an old one within its grace after a jump. */
   readonly received: number;
   readonly lost: number;
   readonly loss_pct: number;
+  /** Jumps made (new sockets opened during the run). */
+  readonly jumps: number;
   readonly duration_s: number;
   readonly pps_sent: number;
   readonly pps_received: number;
@@ -45,8 +59,7 @@ export interface ClientReport {
 
 interface Sess {
   readonly idx: number;
-  readonly id: Buffer;
-  readonly socket: dgram.Socket;
+  readonly c: ClientSession;
   opened: boolean;
   rejected: string | null;
 }
@@ -55,36 +68,37 @@ export const MIN_PAYLOAD = 16;
 
 export async function runClient(opts: ClientOptions): Promise<ClientReport> {
   if (opts.size < MIN_PAYLOAD) throw new RangeError(`size must be at least ${MIN_PAYLOAD} bytes`);
-  const type = opts.target.family === 6 ? 'udp6' : 'udp4';
   const helloTimeout = opts.helloTimeoutMs ?? 500;
   const helloAttempts = opts.helloAttempts ?? 5;
+  const jumpEveryMs = (opts.jumpEveryS ?? 0) * 1000;
   const maxSamples = Math.min(Math.ceil(opts.rate * opts.durationS) + 16, 5_000_000);
   const rtts = new Float64Array(maxSamples);
   let nRtt = 0;
   let sent = 0;
   let received = 0;
+  let jumps = 0;
   const rejects: Record<string, number> = {};
   const sessions: Sess[] = [];
   const pendingHello = new Set<Sess>();
+  const jumpsUnderWay = new Set<Promise<unknown>>();
   let helloWake: (() => void) | null = null;
 
-  const onMessage = (s: Sess, msg: Buffer): void => {
-    const d = decodeJv1(msg);
-    if (d.kind !== 'ok') return;
-    const p = d.value;
-    if (p.type === PacketType.HELLO) {
+  const onMessage = (s: Sess, r: Received): void => {
+    const p = r.payload;
+    if (p === undefined) return;
+    if (r.type === PacketType.HELLO) {
       if (!s.opened) {
         s.opened = true;
         pendingHello.delete(s);
         if (pendingHello.size === 0) helloWake?.();
       }
-    } else if (p.type === PacketType.DATA && p.payload.length >= MIN_PAYLOAD) {
+    } else if (r.type === PacketType.DATA && p.length >= MIN_PAYLOAD) {
       received++;
-      const t0 = Buffer.from(p.payload.buffer, p.payload.byteOffset, p.payload.length).readDoubleBE(8);
-      if (nRtt < maxSamples) rtts[nRtt++] = performance.now() - t0;
-    } else if (p.type === PacketType.REJECT) {
-      const r = decodeReject(p.payload);
-      const name = r === undefined ? 'unparsable' : rejectLabel(r.reason);
+      const t0 = p.readDoubleBE(8);
+      if (nRtt < maxSamples) rtts[nRtt++] = r.at - t0;
+    } else if (r.type === PacketType.REJECT) {
+      const rej = decodeReject(p);
+      const name = rej === undefined ? 'unparsable' : rejectLabel(rej.reason);
       rejects[name] = (rejects[name] ?? 0) + 1;
       s.rejected = name;
     }
@@ -92,24 +106,22 @@ export async function runClient(opts: ClientOptions): Promise<ClientReport> {
 
   try {
     for (let i = 0; i < opts.sessions; i++) {
-      const socket = dgram.createSocket(type);
-      const s: Sess = { idx: i, id: randomBytes(16), socket, opened: false, rejected: null };
-      socket.on('message', (msg) => onMessage(s, msg));
-      socket.on('error', () => {});
-      socket.bind(0, opts.target.family === 6 ? '::1' : '127.0.0.1');
-      await once(socket, 'listening');
-      socket.connect(opts.target.port, opts.target.address);
-      await once(socket, 'connect');
-      sessions.push(s);
+      const holder: { s?: Sess } = {};
+      const c = await ClientSession.open(opts.target, {
+        keepInbox: false,
+        graceMs: opts.jumpGraceMs ?? DEFAULT_JUMP_GRACE_MS,
+        onDatagram: (r) => onMessage(holder.s as Sess, r),
+      });
+      holder.s = { idx: i, c, opened: false, rejected: null };
+      sessions.push(holder.s);
     }
 
     // Phase 1: HELLO, paced at the data rate, retried for sessions that got no answer.
-    const hello = (s: Sess): void => s.socket.send(encodeJv1(PacketType.HELLO, s.id, Buffer.from('hello')));
     for (let attempt = 0; attempt < helloAttempts; attempt++) {
       const todo = sessions.filter((s) => !s.opened);
       if (todo.length === 0) break;
       for (const s of todo) pendingHello.add(s);
-      await paced(todo, opts.rate, hello);
+      await paced(todo, opts.rate, (s) => s.c.sendHello());
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, helloTimeout * (attempt + 1));
         helloWake = () => {
@@ -122,16 +134,31 @@ export async function runClient(opts: ClientOptions): Promise<ClientReport> {
       pendingHello.clear();
     }
 
-    // Phase 2: DATA at the aggregate rate, round robin over opened sessions.
+    // Phase 2: DATA at the aggregate rate, round robin over opened sessions; jumps on their schedule.
     const open = sessions.filter((s) => s.opened);
     const payload = Buffer.alloc(opts.size, 0x61);
     const t0 = performance.now();
     const end = t0 + opts.durationS * 1000;
+    // The j-th jump (j = 0, 1, …) is session j mod n's, at t0 + (j + 1) · period / n.
+    let nextJump = 0;
+    const jumpDue = (j: number): number => t0 + ((j + 1) * jumpEveryMs) / open.length;
     if (open.length > 0) {
       let next = 0;
       await new Promise<void>((resolve) => {
         const tick = (): void => {
           const now = performance.now();
+          if (jumpEveryMs > 0) {
+            for (; jumpDue(nextJump) <= Math.min(now, end); nextJump++) {
+              const s = open[nextJump % open.length] as Sess;
+              if (s.c.jumping) continue; // still opening its previous socket: skip this turn
+              const p = s.c.jump().then(
+                () => void jumps++,
+                () => {},
+              );
+              jumpsUnderWay.add(p);
+              void p.finally(() => jumpsUnderWay.delete(p));
+            }
+          }
           const due = Math.min(Math.floor(((Math.min(now, end) - t0) / 1000) * opts.rate), maxSamples);
           while (sent < due) {
             const s = open[next % open.length] as Sess;
@@ -139,7 +166,7 @@ export async function runClient(opts: ClientOptions): Promise<ClientReport> {
             payload.writeUInt32BE(s.idx, 0);
             payload.writeUInt32BE(sent >>> 0, 4);
             payload.writeDoubleBE(performance.now(), 8);
-            s.socket.send(encodeJv1(PacketType.DATA, s.id, payload));
+            s.c.sendData(payload);
             sent++;
           }
           if (now >= end || sent >= maxSamples) {
@@ -151,6 +178,7 @@ export async function runClient(opts: ClientOptions): Promise<ClientReport> {
       });
     }
     const sendEnd = performance.now();
+    await Promise.all(jumpsUnderWay);
     const drainUntil = sendEnd + (opts.drainMs ?? 1000);
     while (received < sent && performance.now() < drainUntil) await new Promise((r) => setTimeout(r, 10));
     const elapsed = (sendEnd - t0) / 1000;
@@ -158,9 +186,7 @@ export async function runClient(opts: ClientOptions): Promise<ClientReport> {
     if (opts.close !== false) {
       // Paced like the data, and each send completed before its socket closes.
       const sends: Promise<void>[] = [];
-      await paced(open, Math.max(opts.rate, 1000), (s) => {
-        sends.push(new Promise<void>((resolve) => s.socket.send(encodeJv1(PacketType.CLOSE, s.id), () => resolve())));
-      });
+      await paced(open, Math.max(opts.rate, 1000), (s) => void sends.push(s.c.sendClose()));
       await Promise.all(sends);
     }
     const sorted = rtts.subarray(0, nRtt).sort();
@@ -173,14 +199,16 @@ export async function runClient(opts: ClientOptions): Promise<ClientReport> {
       received,
       lost,
       loss_pct: sent === 0 ? 0 : round3((lost / sent) * 100),
+      jumps,
       duration_s: round3(elapsed),
       pps_sent: elapsed > 0 ? Math.round(sent / elapsed) : 0,
       pps_received: elapsed > 0 ? Math.round(received / elapsed) : 0,
       rtt_ms: { p50: round3(quantile(sorted, 0.5)), p99: round3(quantile(sorted, 0.99)), max: round3(sorted[sorted.length - 1] ?? Number.NaN) },
-      session_ids: open.map((s) => sessionIdHex(s.id)),
+      session_ids: open.map((s) => s.c.hex),
     };
   } finally {
-    for (const s of sessions) s.socket.close();
+    await Promise.allSettled(jumpsUnderWay);
+    await Promise.allSettled(sessions.map((s) => s.c.close()));
   }
 }
 
@@ -204,6 +232,7 @@ export function formatReport(r: ClientReport): string {
     `sent          ${r.sent} (${r.pps_sent} pps over ${r.duration_s} s)`,
     `received      ${r.received} (${r.pps_received} pps)`,
     `lost          ${r.lost} (${r.loss_pct}%)`,
+    `jumps         ${r.jumps}`,
     `rtt p50/p99   ${r.rtt_ms.p50} / ${r.rtt_ms.p99} ms (max ${r.rtt_ms.max} ms)`,
   ].join('\n');
 }

@@ -187,6 +187,9 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export const ENCAPSULATIONS = ['ppv2', 'none'] as const;
 export type Encapsulation = (typeof ENCAPSULATIONS)[number];
 
+export const FAILOVER_MODES = ['manual', 'auto'] as const;
+export type FailoverMode = (typeof FAILOVER_MODES)[number];
+
 export const STORE_KINDS = ['memory'] as const;
 export type StoreKind = (typeof STORE_KINDS)[number];
 
@@ -265,6 +268,7 @@ export const AnchorConfigSchema = z
         level: oneOf(LOG_LEVELS).default('info'),
       }),
       health: section({
+        enabled: bool().default(true),
         interval_ms: integerAtLeast(1).default(1000),
         timeout_ms: integerAtLeast(1).default(500),
         rise: integerAtLeast(1).default(2),
@@ -272,6 +276,17 @@ export const AnchorConfigSchema = z
       }),
       drain: section({
         deadline_s: numberAtLeast(0).default(30),
+        node_deadline_s: numberAtLeast(0).default(300),
+        rate: numberAbove(0).default(500),
+        concurrency: integerAtLeast(1).default(32),
+      }),
+      failover: section({
+        mode: oneOf(FAILOVER_MODES).default('manual'),
+        grace_s: numberAtLeast(0).default(10),
+      }),
+      revoke: section({
+        timeout_ms: integerAtLeast(1).default(500),
+        retries: integerAtLeast(0).default(3),
       }),
       metrics: section({
         enabled: bool().default(true),

@@ -1,13 +1,16 @@
-// The per-packet decision: given the session table, the ring snapshot and the limits, what happens to a
-// datagram from a client or from a node. Pure: time comes in as `now` (ms); it returns effects as data
-// (forward / reject / relay / drop) and never touches a socket, a clock, a logger or a metric.
-import { decodeJv1, sessionIdHex } from '../codec/jv1.js';
+// The per-packet decision and the session transitions: given the session table, the ring snapshot and
+// the limits, what happens to a datagram from a client or a node, and how a planned transition is
+// applied once the store has accepted it. Pure: time comes in as `now` (ms); it returns effects as data
+// (forward / hold / admit / reject / relay / bind / drop) and never touches a socket, a clock, the store,
+// a logger or a metric.
+import { decodeBind, decodeJv1, decodeRevoke, sessionIdHex } from '../codec/jv1.js';
+import { transportKey } from '../codec/ip.js';
 import { PacketType, RejectReason, type Transport } from '../codec/types.js';
+import { PP2_FLAG } from '../codec/ppv2.js';
 import type { Ring } from '../ring/ring.js';
 import { LifecycleEvent, SessionState, transition } from '../session/lifecycle.js';
-import { type SessionRecord, SessionTable } from '../session/table.js';
+import { type Candidate, newSessionRecord, type SessionRecord, SessionTable } from '../session/table.js';
 import { KeyedTokenBuckets } from '../util/token-bucket.js';
-import { PP2_FLAG } from '../codec/ppv2.js';
 
 export interface CoreLimits {
   readonly sessionMax: number;
@@ -17,6 +20,8 @@ export interface CoreLimits {
   readonly admissionBurst: number;
   readonly rejectRate: number;
   readonly rejectBurst: number;
+  /** Packets held per session while a transition is in flight or it is frozen. */
+  readonly holdMax: number;
 }
 
 /** Why a datagram was dropped; each has its own counter. */
@@ -27,15 +32,22 @@ export const DropReason = {
   REJECT_RATE_LIMITED: 'reject_rate_limited',
   REJECT_TOO_SMALL: 'reject_too_small',
   OWNER_UNAVAILABLE: 'owner_unavailable',
+  HOLD_OVERFLOW: 'hold_overflow',
+  FROZEN_UNBOUND: 'frozen_unbound',
   // Node side.
   NODE_UNKNOWN_SESSION: 'node_unknown_session',
   NODE_NOT_OWNER: 'node_not_owner',
+  NODE_FORMER_OWNER: 'node_former_owner',
   NODE_FORBIDDEN_TYPE: 'node_forbidden_type',
-  NODE_UNSUPPORTED_TYPE: 'node_unsupported_type',
+  BIND_NOOP: 'bind_noop',
+  BIND_UNKNOWN_TRANSPORT: 'bind_unknown_transport',
+  BIND_BUSY: 'bind_busy',
+  BIND_BAD_VERSION: 'bind_bad_version',
+  REVOKE_ACK: 'revoke_ack',
 } as const;
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
 
-/** An ownership transition that happened while deciding; the shell audits it. */
+/** An ownership transition that happened; the shell audits it. */
 export interface TransitionNote {
   readonly event: LifecycleEvent;
   readonly cause: string;
@@ -45,32 +57,69 @@ export interface TransitionNote {
   readonly toOwner: string | null;
 }
 
+export interface Forward {
+  readonly kind: 'forward';
+  readonly session: SessionRecord;
+  /** PROXY v2 flags: UNBOUND_SOURCE for a jump candidate, REPLAYED for a packet held during a freeze. */
+  readonly flags: number;
+  readonly seq: number;
+  /** The version the packet is forwarded under (a CLOSE goes under the version it ended). */
+  readonly version: bigint;
+  /** The node it goes to (the owner when it was decided). */
+  readonly node: string;
+  readonly msg: Buffer;
+  /** The client transport it came from (the PROXY v2 source). */
+  readonly src: Transport;
+  readonly listener: number;
+  /** Set when this packet ended the session. */
+  readonly transition: TransitionNote | null;
+}
+
 export type ClientOutcome =
-  | {
-      readonly kind: 'forward';
-      readonly session: SessionRecord;
-      /** PROXY v2 flags (UNBOUND_SOURCE for a packet from a transport that is not bound). */
-      readonly flags: number;
-      readonly seq: number;
-      /** The version the packet is forwarded under (a CLOSE goes under the version it ended). */
-      readonly version: bigint;
-      /** Set when this packet admitted or ended the session. */
-      readonly transition: TransitionNote | null;
-    }
-  | { readonly kind: 'reject'; readonly reason: RejectReason; readonly sessionId: Uint8Array; readonly transition: TransitionNote | null; readonly session: SessionRecord | null }
-  | { readonly kind: 'drop'; readonly reason: DropReason; readonly detail?: string; readonly transition?: TransitionNote | null; readonly session?: SessionRecord | null };
+  | Forward
+  /** A new session: the shell creates it in the store, then calls `admitted`. The HELLO is held. */
+  | { readonly kind: 'admit'; readonly session: SessionRecord }
+  | { readonly kind: 'hold'; readonly session: SessionRecord }
+  | { readonly kind: 'reject'; readonly reason: RejectReason; readonly sessionId: Uint8Array }
+  | { readonly kind: 'drop'; readonly reason: DropReason; readonly detail?: string };
 
 export type NodeOutcome =
   | { readonly kind: 'relay'; readonly session: SessionRecord; readonly transition: TransitionNote | null }
-  | { readonly kind: 'drop'; readonly reason: DropReason; readonly detail?: string };
+  /** The owner confirmed a jump candidate: the shell CASes the binding (plan → store → commit). */
+  | { readonly kind: 'bind'; readonly session: SessionRecord; readonly candidate: Candidate; readonly version: bigint }
+  /** A BIND naming an old version for a transport that is not bound: REJECT OWNERSHIP_CONFLICT to it. */
+  | { readonly kind: 'conflict'; readonly session: SessionRecord; readonly candidate: Candidate }
+  | { readonly kind: 'revoke-ack'; readonly session: string; readonly version: bigint }
+  | { readonly kind: 'drop'; readonly reason: DropReason; readonly detail?: string; readonly security?: string; readonly session?: string };
 
 export interface ExpiredNote {
   readonly session: SessionRecord;
   readonly transition: TransitionNote;
 }
 
-/** Which nodes can take packets right now (active and not failed); new sessions use the ring. */
+/** A transition the core agreed to; the shell writes it to the store, then commits or aborts it. */
+export interface Planned {
+  readonly session: SessionRecord;
+  readonly event: LifecycleEvent;
+  readonly cause: string;
+  readonly fromVersion: bigint;
+  readonly toVersion: bigint;
+  readonly toState: SessionState;
+  readonly fromOwner: string;
+  readonly toOwner: string;
+  /** The new binding, for a reattach. */
+  readonly bind: Candidate | null;
+}
+
+export type PlanRefusal = 'stale_version' | 'invalid_transition' | 'busy' | 'gone';
+
+/** Whether packets of existing sessions may go to this node now (not failed). */
 export type OwnerAvailable = (nodeId: string) => boolean;
+
+const MAX_CANDIDATES = 8;
+/** Never send an unbound transport more than this many times the bytes it sent us. */
+export const UNBOUND_REPLY_FACTOR = 3;
+const REJECT_LEN = 21;
 
 export class DirectorCore {
   readonly table: SessionTable;
@@ -78,11 +127,13 @@ export class DirectorCore {
   readonly expiredOnArrival: ExpiredNote[] = [];
   #ring: Ring;
   #draining = false;
+  readonly #limits: CoreLimits;
   readonly #admission: KeyedTokenBuckets;
   readonly #rejects: KeyedTokenBuckets;
   readonly #ownerAvailable: OwnerAvailable;
 
   constructor(limits: CoreLimits, ring: Ring, ownerAvailable: OwnerAvailable = () => true) {
+    this.#limits = limits;
     this.table = new SessionTable({ max: limits.sessionMax, idleTtlMs: limits.idleTtlMs, tombstoneMs: limits.tombstoneMs });
     this.#ring = ring;
     this.#admission = new KeyedTokenBuckets(limits.admissionRate, limits.admissionBurst);
@@ -107,8 +158,8 @@ export class DirectorCore {
   }
 
   /** A datagram from a client transport arriving on listener `listener`. */
-  onClient(buf: Uint8Array, src: Transport, srcKey: string, listener: number, now: number): ClientOutcome {
-    const d = decodeJv1(buf);
+  onClient(msg: Buffer, src: Transport, srcKey: string, listener: number, now: number): ClientOutcome {
+    const d = decodeJv1(msg);
     if (d.kind === 'not-mine') return { kind: 'drop', reason: DropReason.NOT_JV1 };
     if (d.kind === 'malformed') return { kind: 'drop', reason: DropReason.MALFORMED, detail: d.reason };
     const pkt = d.value;
@@ -118,63 +169,177 @@ export class DirectorCore {
     }
     const id = sessionIdHex(pkt.sessionId);
     let rec = this.table.get(id);
-    if (rec !== undefined && rec.expiresAt <= now) {
+    if (rec !== undefined && rec.expiresAt <= now && rec.pending === null) {
       // Strict TTL: a session idle past its deadline is over even if the sweep has not run yet.
       this.expiredOnArrival.push({ session: rec, transition: this.#end(rec, LifecycleEvent.EXPIRE, 'idle_ttl', now) });
       rec = undefined;
     }
     if (rec === undefined) {
       if (this.table.tombstoneUntil(id, now) !== undefined) {
-        return this.#reject(RejectReason.SESSION_TERMINATED, pkt.sessionId, src, buf.length, now, null, null);
+        return this.#reject(RejectReason.SESSION_TERMINATED, pkt.sessionId, src, msg.length, now);
       }
-      if (type !== PacketType.HELLO) {
-        return this.#reject(RejectReason.UNKNOWN_SESSION, pkt.sessionId, src, buf.length, now, null, null);
-      }
-      return this.#admit(id, pkt.sessionId, src, srcKey, listener, buf.length, now);
+      if (type !== PacketType.HELLO) return this.#reject(RejectReason.UNKNOWN_SESSION, pkt.sessionId, src, msg.length, now);
+      return this.#admit(id, pkt.sessionId, msg, src, srcKey, listener, now);
     }
 
-    const bound = rec.transportKey === srcKey;
-    if (!this.#ownerAvailable(rec.owner)) {
-      return { kind: 'drop', reason: DropReason.OWNER_UNAVAILABLE, session: rec };
-    }
-    const seq = rec.nextSeq++;
-    if (!bound) {
+    if (rec.transportKey !== srcKey) {
       // A jump candidate: the owner validates it and answers BIND; nothing changes here until then.
-      return { kind: 'forward', session: rec, flags: PP2_FLAG.UNBOUND_SOURCE, seq, version: rec.version, transition: null };
+      if (rec.pending !== null || rec.state !== SessionState.ATTACHED) return { kind: 'drop', reason: DropReason.FROZEN_UNBOUND };
+      if (!this.#ownerAvailable(rec.owner)) return { kind: 'drop', reason: DropReason.OWNER_UNAVAILABLE };
+      this.#noteCandidate(rec, src, srcKey, listener, msg.length);
+      return this.#forward(rec, msg, src, listener, PP2_FLAG.UNBOUND_SOURCE, null);
     }
     this.table.touch(rec, now);
-    const version = rec.version;
-    if (type === PacketType.CLOSE) {
-      const t = this.#end(rec, LifecycleEvent.CLOSE, 'client_close', now);
-      return { kind: 'forward', session: rec, flags: 0, seq, version, transition: t };
-    }
-    return { kind: 'forward', session: rec, flags: 0, seq, version, transition: null };
+    if (rec.pending !== null || rec.state === SessionState.FROZEN) return this.#hold(rec, msg);
+    if (!this.#ownerAvailable(rec.owner)) return { kind: 'drop', reason: DropReason.OWNER_UNAVAILABLE };
+    return this.#forwardBound(rec, msg, type, 0, now);
   }
 
-  /** A datagram from node `nodeId` (already matched to that node's address by the shell). */
-  onNode(nodeId: string, buf: Uint8Array, now: number): NodeOutcome {
-    const d = decodeJv1(buf);
+  /** A datagram from node `nodeId` (the shell matched its source to that node's address). */
+  onNode(nodeId: string, msg: Buffer, now: number): NodeOutcome {
+    const d = decodeJv1(msg);
     if (d.kind === 'not-mine') return { kind: 'drop', reason: DropReason.NOT_JV1 };
     if (d.kind === 'malformed') return { kind: 'drop', reason: DropReason.MALFORMED, detail: d.reason };
-    const type = d.value.type;
+    const { type, sessionId, payload } = d.value;
     if (type === PacketType.REJECT) return { kind: 'drop', reason: DropReason.NODE_FORBIDDEN_TYPE };
-    if (type === PacketType.BIND || type === PacketType.REVOKE) {
-      return { kind: 'drop', reason: DropReason.NODE_UNSUPPORTED_TYPE };
+    const id = sessionIdHex(sessionId);
+    if (type === PacketType.REVOKE) {
+      const v = decodeRevoke(payload);
+      if (v === undefined) return { kind: 'drop', reason: DropReason.MALFORMED, detail: 'bad_payload' };
+      return { kind: 'revoke-ack', session: id, version: v };
     }
-    const rec = this.table.get(sessionIdHex(d.value.sessionId));
-    if (rec === undefined || rec.expiresAt <= now) return { kind: 'drop', reason: DropReason.NODE_UNKNOWN_SESSION };
-    if (rec.owner !== nodeId) return { kind: 'drop', reason: DropReason.NODE_NOT_OWNER, detail: rec.id };
+    const rec = this.table.get(id);
+    if (rec === undefined || (rec.expiresAt <= now && rec.pending === null)) return { kind: 'drop', reason: DropReason.NODE_UNKNOWN_SESSION };
+    if (rec.owner !== nodeId) {
+      if (rec.formerOwner === nodeId) return { kind: 'drop', reason: DropReason.NODE_FORMER_OWNER };
+      return {
+        kind: 'drop',
+        reason: DropReason.NODE_NOT_OWNER,
+        detail: rec.id,
+        session: rec.id,
+        security: type === PacketType.BIND ? 'bind_from_non_owner' : 'reply_from_non_owner',
+      };
+    }
+    if (type === PacketType.BIND) return this.#onBind(rec, payload);
     if (type === PacketType.CLOSE) {
+      if (rec.pending !== null) return { kind: 'relay', session: rec, transition: null };
       const t = this.#end(rec, LifecycleEvent.CLOSE, 'node_close', now);
       return { kind: 'relay', session: rec, transition: t };
     }
     return { kind: 'relay', session: rec, transition: null };
   }
 
-  /** Expires idle sessions (at most `limit` per call) and forgets refilled rate-limit buckets. */
+  /**
+   * Plans a transition of `rec`: checks the lifecycle table and the expected version, and marks the
+   * session busy until `commit` or `abort`. Nothing else changes until the store has accepted it.
+   */
+  plan(
+    rec: SessionRecord,
+    event: LifecycleEvent,
+    opts: { cause: string; expectVersion?: bigint; toOwner?: string; bind?: Candidate },
+  ): Planned | PlanRefusal {
+    if (this.table.get(rec.id) !== rec) return 'gone';
+    if (rec.pending !== null) return 'busy';
+    const expect = opts.expectVersion ?? rec.version;
+    const t = transition(rec.state, rec.version, event, expect);
+    if (!t.ok) return t.reason;
+    rec.pending = event;
+    return {
+      session: rec,
+      event,
+      cause: opts.cause,
+      fromVersion: rec.version,
+      toVersion: t.version,
+      toState: t.state,
+      fromOwner: rec.owner,
+      toOwner: opts.toOwner ?? rec.owner,
+      bind: opts.bind ?? null,
+    };
+  }
+
+  /** Applies a planned transition the store accepted. */
+  commit(p: Planned, now: number): TransitionNote {
+    const rec = p.session;
+    rec.pending = null;
+    rec.version = p.toVersion;
+    rec.state = p.toState;
+    if (p.toOwner !== rec.owner) {
+      rec.formerOwner = rec.owner;
+      this.table.setOwner(rec, p.toOwner);
+    }
+    if (p.bind !== null) {
+      rec.transport = p.bind.transport;
+      rec.transportKey = p.bind.key;
+      rec.listener = p.bind.listener;
+      rec.candidates = null;
+      rec.shellCache = undefined;
+      this.table.touch(rec, now);
+    }
+    if (p.toState === SessionState.TERMINATED) this.table.remove(rec, now);
+    return { event: p.event, cause: p.cause, fromVersion: p.fromVersion, toVersion: p.toVersion, fromOwner: p.fromOwner, toOwner: p.toOwner };
+  }
+
+  /** The store refused or could not be reached: nothing changes (fail closed). */
+  abort(p: Planned): void {
+    p.session.pending = null;
+  }
+
+  /** The store accepted a new session: it is live; its held packets (the HELLO first) go to the owner. */
+  admitted(rec: SessionRecord, now: number): { note: TransitionNote; forwards: Forward[] } {
+    rec.pending = null;
+    const note: TransitionNote = { event: LifecycleEvent.ADMIT, cause: 'hello', fromVersion: null, toVersion: rec.version, fromOwner: null, toOwner: rec.owner };
+    return { note, forwards: this.release(rec, now, false) };
+  }
+
+  /**
+   * The store refused a new session (`conflict`: the id exists elsewhere or is terminated;
+   * `unavailable`): it is removed without a trace and the HELLO is answered with `reason`.
+   */
+  admissionFailed(rec: SessionRecord, reason: RejectReason, now: number): ClientOutcome {
+    const hello = rec.held?.[0];
+    rec.held = null;
+    rec.pending = null;
+    this.table.discard(rec);
+    if (hello === undefined) return { kind: 'drop', reason: DropReason.REJECT_TOO_SMALL };
+    return this.#reject(reason, rec.idBytes, rec.transport, hello.length, now);
+  }
+
+  /**
+   * The packets held for `rec` (from its bound transport), in order, as forwards to the current owner.
+   * `replayed` marks them REPLAYED (held during a freeze). A held CLOSE ends the session.
+   */
+  release(rec: SessionRecord, now: number, replayed: boolean): Forward[] {
+    const held = rec.held;
+    rec.held = null;
+    if (held === null) return [];
+    const out: Forward[] = [];
+    for (const msg of held) {
+      if (rec.state !== SessionState.ATTACHED || this.table.get(rec.id) !== rec) break;
+      const type = msg[3] as PacketType;
+      out.push(this.#forwardBound(rec, msg, type, replayed ? PP2_FLAG.REPLAYED : 0, now));
+    }
+    return out;
+  }
+
+  /** Packets held for `rec` that will never be sent (the session ended while frozen). */
+  discardHeld(rec: SessionRecord): number {
+    const n = rec.held?.length ?? 0;
+    rec.held = null;
+    return n;
+  }
+
+  /** Ends a live session at once (terminate by an operator, a policy): version + 1, tombstone. */
+  terminate(rec: SessionRecord, cause: string, now: number): TransitionNote | PlanRefusal {
+    if (this.table.get(rec.id) !== rec) return 'gone';
+    if (rec.pending !== null) return 'busy';
+    return this.#end(rec, LifecycleEvent.TERMINATE, cause, now);
+  }
+
+  /** Expires idle sessions (at most `limit` per call). A session with a transition in flight waits. */
   sweep(now: number, limit = 10_000): ExpiredNote[] {
     const out: ExpiredNote[] = [];
     for (const rec of this.table.dueForExpiry(now, limit)) {
+      if (rec.pending !== null) continue;
       out.push({ session: rec, transition: this.#end(rec, LifecycleEvent.EXPIRE, 'idle_ttl', now) });
     }
     return out;
@@ -183,6 +348,66 @@ export class DirectorCore {
   sweepLimiters(now: number): void {
     this.#admission.sweep(now);
     this.#rejects.sweep(now);
+  }
+
+  /** Charges a REJECT to an unbound transport against its 3× budget; false when it would exceed it. */
+  chargeCandidate(c: Candidate, bytes: number): boolean {
+    if (c.bytesOut + bytes > UNBOUND_REPLY_FACTOR * c.bytesIn) return false;
+    c.bytesOut += bytes;
+    return true;
+  }
+
+  #onBind(rec: SessionRecord, payload: Uint8Array): NodeOutcome {
+    const b = decodeBind(payload);
+    if (b === undefined) return { kind: 'drop', reason: DropReason.MALFORMED, detail: 'bad_payload' };
+    const key = transportKey(b.transport);
+    if (key === rec.transportKey) return { kind: 'drop', reason: DropReason.BIND_NOOP };
+    const cand = rec.candidates?.get(key);
+    // We only ever answer transports that sent us packets of this session (no reflection).
+    if (cand === undefined) return { kind: 'drop', reason: DropReason.BIND_UNKNOWN_TRANSPORT, session: rec.id, security: 'bind_unknown_transport' };
+    if (b.version > rec.version) return { kind: 'drop', reason: DropReason.BIND_BAD_VERSION, session: rec.id, security: 'bind_future_version' };
+    if (b.version < rec.version) return { kind: 'conflict', session: rec, candidate: cand };
+    if (rec.pending !== null || rec.state !== SessionState.ATTACHED) {
+      // Another transition (a racing reattach, a freeze) is in flight: this BIND names a version that
+      // is about to be superseded, so it loses deterministically.
+      return rec.pending === LifecycleEvent.REATTACH ? { kind: 'conflict', session: rec, candidate: cand } : { kind: 'drop', reason: DropReason.BIND_BUSY };
+    }
+    return { kind: 'bind', session: rec, candidate: cand, version: b.version };
+  }
+
+  #noteCandidate(rec: SessionRecord, src: Transport, key: string, listener: number, len: number): void {
+    rec.candidates ??= new Map();
+    let c = rec.candidates.get(key);
+    if (c === undefined) {
+      if (rec.candidates.size >= MAX_CANDIDATES) {
+        const oldest = rec.candidates.keys().next();
+        if (!oldest.done) rec.candidates.delete(oldest.value);
+      }
+      c = { transport: src, key, listener, bytesIn: 0, bytesOut: 0 };
+      rec.candidates.set(key, c);
+    }
+    c.listener = listener;
+    c.bytesIn += len;
+  }
+
+  #forwardBound(rec: SessionRecord, msg: Buffer, type: PacketType, flags: number, now: number): Forward {
+    if (type === PacketType.CLOSE) {
+      const version = rec.version;
+      const t = this.#end(rec, LifecycleEvent.CLOSE, 'client_close', now);
+      return this.#forward(rec, msg, rec.transport, rec.listener, flags, t, version);
+    }
+    return this.#forward(rec, msg, rec.transport, rec.listener, flags, null);
+  }
+
+  #forward(rec: SessionRecord, msg: Buffer, src: Transport, listener: number, flags: number, t: TransitionNote | null, version = rec.version): Forward {
+    return { kind: 'forward', session: rec, flags, seq: rec.nextSeq++, version, node: rec.owner, msg, src, listener, transition: t };
+  }
+
+  #hold(rec: SessionRecord, msg: Buffer): ClientOutcome {
+    rec.held ??= [];
+    if (rec.held.length >= this.#limits.holdMax) return { kind: 'drop', reason: DropReason.HOLD_OVERFLOW };
+    rec.held.push(msg);
+    return { kind: 'hold', session: rec };
   }
 
   /** Ends a session (close, expire, terminate): version + 1, TERMINATED, removed, tombstoned. */
@@ -200,15 +425,16 @@ export class DirectorCore {
     return { event, cause, fromVersion: from, toVersion: rec.version, fromOwner: rec.owner, toOwner: null };
   }
 
-  #admit(id: string, idView: Uint8Array, src: Transport, srcKey: string, listener: number, len: number, now: number): ClientOutcome {
-    if (this.#draining) return this.#reject(RejectReason.DIRECTOR_DRAINING, idView, src, len, now, null, null);
-    if (!this.#admission.take(src.address, now)) return this.#reject(RejectReason.RATE_LIMITED, idView, src, len, now, null, null);
-    if (this.table.full) return this.#reject(RejectReason.NO_CAPACITY, idView, src, len, now, null, null);
+  #admit(id: string, idView: Uint8Array, msg: Buffer, src: Transport, srcKey: string, listener: number, now: number): ClientOutcome {
+    const len = msg.length;
+    if (this.#draining) return this.#reject(RejectReason.DIRECTOR_DRAINING, idView, src, len, now);
+    if (!this.#admission.take(src.address, now)) return this.#reject(RejectReason.RATE_LIMITED, idView, src, len, now);
+    if (this.table.full) return this.#reject(RejectReason.NO_CAPACITY, idView, src, len, now);
     const owner = this.#ring.pick(idView);
-    if (owner === undefined) return this.#reject(RejectReason.NO_HEALTHY_NODE, idView, src, len, now, null, null);
+    if (owner === undefined) return this.#reject(RejectReason.NO_HEALTHY_NODE, idView, src, len, now);
     const t = transition(null, null, LifecycleEvent.ADMIT, null);
     if (!t.ok) throw new Error('unreachable: admit is always valid from no session');
-    const rec: SessionRecord = {
+    const rec = newSessionRecord({
       id,
       idBytes: Uint8Array.from(idView),
       owner,
@@ -217,36 +443,19 @@ export class DirectorCore {
       transport: src,
       transportKey: srcKey,
       listener,
-      nextSeq: 1,
-      createdAt: now,
-      lastSeen: now,
-      expiresAt: now + this.table.idleTtlMs,
-      shellCache: undefined,
-    };
+      now,
+      idleTtlMs: this.table.idleTtlMs,
+    });
+    rec.pending = LifecycleEvent.ADMIT;
+    rec.held = [msg];
     this.table.insert(rec);
-    const seq = rec.nextSeq++;
-    return {
-      kind: 'forward',
-      session: rec,
-      flags: 0,
-      seq,
-      version: rec.version,
-      transition: { event: LifecycleEvent.ADMIT, cause: 'hello', fromVersion: null, toVersion: t.version, fromOwner: null, toOwner: owner },
-    };
+    return { kind: 'admit', session: rec };
   }
 
-  #reject(
-    reason: RejectReason,
-    sessionId: Uint8Array,
-    src: Transport,
-    len: number,
-    now: number,
-    t: TransitionNote | null,
-    session: SessionRecord | null,
-  ): ClientOutcome {
+  #reject(reason: RejectReason, sessionId: Uint8Array, src: Transport, len: number, now: number): ClientOutcome {
     // A REJECT is the 20-byte header plus one reason byte: never answer a smaller packet.
-    if (len < 21) return { kind: 'drop', reason: DropReason.REJECT_TOO_SMALL, transition: t, session };
-    if (!this.#rejects.take(src.address, now)) return { kind: 'drop', reason: DropReason.REJECT_RATE_LIMITED, transition: t, session };
-    return { kind: 'reject', reason, sessionId, transition: t, session };
+    if (len < REJECT_LEN) return { kind: 'drop', reason: DropReason.REJECT_TOO_SMALL };
+    if (!this.#rejects.take(src.address, now)) return { kind: 'drop', reason: DropReason.REJECT_RATE_LIMITED };
+    return { kind: 'reject', reason, sessionId };
   }
 }

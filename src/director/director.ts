@@ -1,33 +1,32 @@
 // The UDP data path shell: listener sockets toward clients, one connected upstream socket per node,
-// the sweep tick. It performs the effects DirectorCore decides (forward, reject, relay, drop), counts
-// each outcome and audits transitions. It never decides routing itself.
+// the sweep tick. It performs the effects DirectorCore decides (forward, hold, reject, relay, drop),
+// hands transitions to Ownership, counts each outcome. It never decides routing itself.
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { encodeReject } from '../codec/jv1.js';
+import { encodeReject, encodeRevoke } from '../codec/jv1.js';
 import { transportKey } from '../codec/ip.js';
 import { createPpv2Prefix, ppv2HeaderLength, writePpv2 } from '../codec/ppv2.js';
-import type { Transport } from '../codec/types.js';
-import type { AuditSink } from '../obs/audit.js';
+import { RejectReason, type Transport } from '../codec/types.js';
 import type { Logger } from '../obs/logger.js';
 import { type DirectorStats, rejectLabel } from '../obs/stats.js';
-import type { SessionRecord } from '../session/table.js';
+import type { Candidate, SessionRecord } from '../session/table.js';
 import type { Clock } from '../util/clock.js';
-import { type ClientOutcome, DirectorCore, type ExpiredNote, type TransitionNote } from './core.js';
-import type { Membership } from '../nodes/membership.js';
+import type { ClientOutcome, DirectorCore, Forward } from './core.js';
+import type { DataPath, Ownership } from './ownership.js';
 
 export interface DirectorOptions {
   readonly directorId: string;
   readonly listen: readonly Transport[];
+  readonly nodes: readonly { id: string; address: Transport }[];
   readonly encapsulation: 'ppv2' | 'none';
   readonly sweepIntervalMs?: number;
 }
 
 export interface DirectorDeps {
   readonly core: DirectorCore;
-  readonly membership: Membership;
+  readonly ownership: Ownership;
   readonly clock: Clock;
   readonly logger: Logger;
-  readonly audit: AuditSink;
   readonly stats: DirectorStats;
 }
 
@@ -54,10 +53,11 @@ function socketType(family: 4 | 6): 'udp4' | 'udp6' {
   return family === 6 ? 'udp6' : 'udp4';
 }
 
-export class UdpDirector {
+export class UdpDirector implements DataPath {
   readonly #opts: DirectorOptions;
   readonly #d: DirectorDeps;
   readonly #core: DirectorCore;
+  readonly #own: Ownership;
   readonly #listeners: Listener[] = [];
   readonly #upstreams = new Map<string, Upstream>();
   #tick: NodeJS.Timeout | null = null;
@@ -68,9 +68,11 @@ export class UdpDirector {
     this.#opts = opts;
     this.#d = deps;
     this.#core = deps.core;
+    this.#own = deps.ownership;
     this.#onClientSent = (err) => {
       if (err) this.#d.stats.sendErrors.inc('client');
     };
+    deps.ownership.attach(this);
   }
 
   /** The bound listener addresses (ports resolved when the config said 0). */
@@ -79,7 +81,7 @@ export class UdpDirector {
   }
 
   async start(): Promise<void> {
-    for (const n of this.#d.membership.list()) await this.#openUpstream(n.id, n.address);
+    for (const n of this.#opts.nodes) await this.#openUpstream(n.id, n.address);
     for (const [i, addr] of this.#opts.listen.entries()) await this.#openListener(i, addr);
     const every = this.#opts.sweepIntervalMs ?? 250;
     this.#tick = setInterval(() => this.#sweep(), every);
@@ -95,7 +97,7 @@ export class UdpDirector {
   }
 
   async #openListener(index: number, addr: Transport): Promise<void> {
-    const socket = dgram.createSocket({ type: socketType(addr.family), ipv6Only: addr.family === 6, reuseAddr: false });
+    const socket = dgram.createSocket({ type: socketType(addr.family), ipv6Only: addr.family === 6 });
     const l: Listener = { socket, address: addr };
     socket.on('message', (msg, rinfo) => this.#onClient(index, msg, rinfo));
     socket.on('error', (err) => this.#d.logger.error({ err, listener: transportKey(addr) }, 'listener socket error'));
@@ -117,9 +119,9 @@ export class UdpDirector {
         if (err) stats.sendErrors.inc('node');
       },
     };
-    socket.on('message', (msg) => this.#onNode(up, msg));
     // A connected socket only receives from the node's own address, so a reply's source is the node.
-    socket.on('error', (err) => this.#d.logger.warn({ err, node: nodeId }, 'upstream socket error'));
+    socket.on('message', (msg) => this.#onNode(up, msg));
+    socket.on('error', (err) => this.#d.logger.debug({ err, node: nodeId }, 'upstream socket error'));
     socket.bind(0, addr.family === 6 ? '::' : '0.0.0.0');
     await once(socket, 'listening');
     socket.connect(addr.port, addr.address);
@@ -132,26 +134,25 @@ export class UdpDirector {
     stats.clientReceived++;
     stats.clientReceivedBytes += msg.length;
     const src: Transport = { family: rinfo.family === 'IPv6' ? 6 : 4, address: rinfo.address, port: rinfo.port };
-    const key = transportKey(src);
-    const out = this.#core.onClient(msg, src, key, listener, this.#d.clock.now());
-    if (this.#core.expiredOnArrival.length > 0) this.#flushExpired(this.#core.expiredOnArrival.splice(0));
+    const out = this.#core.onClient(msg, src, transportKey(src), listener, this.#d.clock.now());
+    this.#flushExpired();
     switch (out.kind) {
       case 'forward':
         stats.forwarded++;
-        if (out.transition !== null) this.#onTransition(out.session, out.transition);
-        this.#forward(out, msg, src, key, listener);
+        if (out.transition !== null) this.#own.ended(out.session, out.transition);
+        this.forward(out);
         return;
-      case 'reject': {
-        const reply = encodeReject(out.sessionId, out.reason, '', msg.length);
-        if (reply === undefined) {
-          stats.clientDropped.inc('reject_too_small');
-          return;
-        }
-        stats.rejectsSent.inc(rejectLabel(out.reason));
-        stats.relayedBytes += reply.length;
-        this.#listenerSocket(listener).send(reply, src.port, src.address, this.#onClientSent);
+      case 'admit':
+        stats.held++;
+        void this.#own.admit(out.session);
         return;
-      }
+      case 'hold':
+        stats.held++;
+        return;
+      case 'reject':
+        stats.clientRejected++;
+        this.#sendReject(out.sessionId, out.reason, src, listener, msg.length);
+        return;
       case 'drop':
         stats.clientDropped.inc(out.reason);
         if (out.detail !== undefined && out.reason === 'malformed') stats.malformed.inc(out.detail);
@@ -159,29 +160,75 @@ export class UdpDirector {
     }
   }
 
-  #forward(out: Extract<ClientOutcome, { kind: 'forward' }>, msg: Buffer, src: Transport, key: string, listener: number): void {
-    const rec = out.session;
-    const up = this.#upstreams.get(rec.owner);
+  /** DataPath: sends a decided forward to its node, behind a PROXY v2 header. */
+  forward(f: Forward): void {
+    const up = this.#upstreams.get(f.node);
     if (up === undefined) {
-      // The ring and the table only name configured nodes; a missing socket means we are closing.
       this.#d.stats.sendErrors.inc('node');
       return;
     }
     if (this.#opts.encapsulation === 'none') {
-      this.#d.stats.forwardedBytes += msg.length;
-      up.socket.send(msg, up.onSent);
+      this.#d.stats.forwardedBytes += f.msg.length;
+      up.socket.send(f.msg, up.onSent);
       return;
     }
-    const prefix = this.#prefixFor(rec, src, key, listener);
+    const rec = f.session;
+    const prefix = this.#prefixFor(rec, f.src, f.listener);
     const header = Buffer.allocUnsafe(ppv2HeaderLength(prefix, up.ownerBytes));
-    writePpv2(header, prefix, rec.idBytes, out.version, up.ownerBytes, out.flags, out.seq);
-    this.#d.stats.forwardedBytes += header.length + msg.length;
-    up.socket.send([header, msg], up.onSent);
+    writePpv2(header, prefix, rec.idBytes, f.version, up.ownerBytes, f.flags, f.seq);
+    this.#d.stats.forwardedBytes += header.length + f.msg.length;
+    up.socket.send([header, f.msg], up.onSent);
+  }
+
+  /** DataPath: a REJECT for a HELLO whose admission failed in the store. */
+  answer(out: ClientOutcome, rec: SessionRecord): void {
+    if (out.kind === 'reject') this.#sendReject(out.sessionId, out.reason, rec.transport, rec.listener, Infinity);
+    else if (out.kind === 'drop') this.#d.stats.clientDropped.inc(out.reason);
+  }
+
+  /** DataPath: REVOKE(version) to a node that no longer owns `rec`. */
+  revoke(rec: SessionRecord, node: string, version: bigint): void {
+    const up = this.#upstreams.get(node);
+    if (up === undefined) return;
+    const body = encodeRevoke(rec.idBytes, version);
+    if (this.#opts.encapsulation === 'none') {
+      up.socket.send(body, up.onSent);
+      return;
+    }
+    const prefix = this.#prefixFor(rec, rec.transport, rec.listener);
+    const header = Buffer.allocUnsafe(ppv2HeaderLength(prefix, up.ownerBytes));
+    writePpv2(header, prefix, rec.idBytes, version, up.ownerBytes, 0, rec.nextSeq++);
+    up.socket.send([header, body], up.onSent);
+  }
+
+  /** DataPath: a REJECT to an unbound transport, never more than 3× the bytes it sent us. */
+  rejectCandidate(rec: SessionRecord, c: Candidate, reason: RejectReason): void {
+    const reply = encodeReject(rec.idBytes, reason);
+    if (reply === undefined || !this.#core.chargeCandidate(c, reply.length)) {
+      this.#d.stats.rejectsSuppressed++;
+      return;
+    }
+    this.#d.stats.rejectsSent.inc(rejectLabel(reason));
+    this.#d.stats.relayedBytes += reply.length;
+    this.#listenerSocket(c.listener).send(reply, c.transport.port, c.transport.address, this.#onClientSent);
+  }
+
+  #sendReject(sessionId: Uint8Array, reason: RejectReason, to: Transport, listener: number, maxLen: number): void {
+    const stats = this.#d.stats;
+    const reply = encodeReject(sessionId, reason, '', maxLen);
+    if (reply === undefined) {
+      stats.clientDropped.inc('reject_too_small');
+      return;
+    }
+    stats.rejectsSent.inc(rejectLabel(reason));
+    stats.relayedBytes += reply.length;
+    this.#listenerSocket(listener).send(reply, to.port, to.address, this.#onClientSent);
   }
 
   /** The PROXY v2 address block: cached per session for its bound transport, fresh for a jump candidate. */
-  #prefixFor(rec: SessionRecord, src: Transport, key: string, listener: number): Buffer {
+  #prefixFor(rec: SessionRecord, src: Transport, listener: number): Buffer {
     const dst = (this.#listeners[listener] as Listener).address;
+    const key = src === rec.transport ? rec.transportKey : transportKey(src);
     if (key !== rec.transportKey) return createPpv2Prefix('DGRAM', src, dst);
     const c = rec.shellCache as PrefixCache | undefined;
     if (c !== undefined && c.key === key && c.listener === listener) return c.prefix;
@@ -195,28 +242,34 @@ export class UdpDirector {
     stats.nodeReceived.inc(up.nodeId);
     stats.nodeReceivedBytes += msg.length;
     const out = this.#core.onNode(up.nodeId, msg, this.#d.clock.now());
-    if (this.#core.expiredOnArrival.length > 0) this.#flushExpired(this.#core.expiredOnArrival.splice(0));
-    if (out.kind === 'drop') {
-      stats.nodeDropped.inc(out.reason);
-      if (out.reason === 'node_not_owner') {
-        this.#d.audit.write({
-          session: out.detail ?? null,
-          event: 'SECURITY_EVENT',
-          cause: 'reply_from_non_owner',
-          from_version: null,
-          to_version: null,
-          from_owner: null,
-          to_owner: null,
-          actor: up.nodeId,
-        });
+    this.#flushExpired();
+    switch (out.kind) {
+      case 'drop':
+        stats.nodeDropped.inc(out.reason);
+        if (out.reason === 'malformed' && out.detail !== undefined) stats.malformed.inc(out.detail);
+        if (out.security !== undefined) this.#own.security(out.session ?? null, out.security, up.nodeId);
+        return;
+      case 'revoke-ack':
+        stats.nodeControl.inc('revoke_ack');
+        this.#own.onRevokeAck(out.session, out.version, up.nodeId);
+        return;
+      case 'bind':
+        stats.nodeControl.inc('bind');
+        void this.#own.reattach(out.session, out.candidate, out.version);
+        return;
+      case 'conflict':
+        stats.nodeControl.inc('bind_conflict');
+        this.rejectCandidate(out.session, out.candidate, RejectReason.OWNERSHIP_CONFLICT);
+        return;
+      case 'relay': {
+        const rec = out.session;
+        stats.relayed++;
+        stats.relayedBytes += msg.length;
+        if (out.transition !== null) this.#own.ended(rec, out.transition, up.nodeId);
+        this.#listenerSocket(rec.listener).send(msg, rec.transport.port, rec.transport.address, this.#onClientSent);
+        return;
       }
-      return;
     }
-    const rec = out.session;
-    stats.relayed++;
-    stats.relayedBytes += msg.length;
-    if (out.transition !== null) this.#onTransition(rec, out.transition);
-    this.#listenerSocket(rec.listener).send(msg, rec.transport.port, rec.transport.address, this.#onClientSent);
   }
 
   #listenerSocket(i: number): dgram.Socket {
@@ -225,29 +278,13 @@ export class UdpDirector {
 
   #sweep(): void {
     const now = this.#d.clock.now();
-    this.#flushExpired(this.#core.sweep(now));
+    for (const n of this.#core.sweep(now)) this.#own.ended(n.session, n.transition);
     this.#core.sweepLimiters(now);
   }
 
-  #flushExpired(notes: ExpiredNote[]): void {
-    for (const n of notes) this.#onTransition(n.session, n.transition);
-  }
-
-  #onTransition(rec: SessionRecord, t: TransitionNote): void {
-    const stats = this.#d.stats;
-    const event = t.event === 'admit' ? 'create' : t.event;
-    if (t.event === 'admit') stats.admissions++;
-    else if (t.event === 'close' || t.event === 'expire' || t.event === 'terminate') stats.sessionsEnded.inc(t.cause);
-    stats.auditEvents.inc(event);
-    this.#d.audit.write({
-      session: rec.id,
-      event,
-      cause: t.cause,
-      from_version: t.fromVersion === null ? null : t.fromVersion.toString(),
-      to_version: t.toVersion.toString(),
-      from_owner: t.fromOwner,
-      to_owner: t.toOwner,
-      actor: this.#opts.directorId,
-    });
+  #flushExpired(): void {
+    const list = this.#core.expiredOnArrival;
+    if (list.length === 0) return;
+    for (const n of list.splice(0)) this.#own.ended(n.session, n.transition);
   }
 }

@@ -6,19 +6,25 @@ import type { DirectorStats, LabeledCounter } from './stats.js';
 /**
  * Counter identities (checked by the integration tests):
  *   anchor_client_datagrams_received_total =
- *       anchor_client_datagrams_forwarded_total
- *     + sum(anchor_rejects_sent_total)
- *     + sum(anchor_client_datagrams_dropped_total)
+ *       anchor_client_datagrams_forwarded_total       (sent to the owner at once)
+ *     + anchor_client_datagrams_held_total            (a transition in flight, or frozen)
+ *     + anchor_client_datagrams_rejected_total        (answered with a REJECT)
+ *     + sum(anchor_client_datagrams_dropped_total)    (by reason)
+ *   held = anchor_client_datagrams_released_total + anchor_held_datagrams_discarded_total
+ *          + sum(anchor_admissions_failed_total) + the datagrams still held (bounded per session)
  *   sum(anchor_node_datagrams_received_total) =
- *       anchor_node_datagrams_relayed_total + sum(anchor_node_datagrams_dropped_total)
- *   anchor_client_datagrams_dropped_total{reason="malformed"} = sum(anchor_malformed_datagrams_total)
- *       (+ the node side's malformed drops, counted under anchor_node_datagrams_dropped_total)
+ *       anchor_node_datagrams_relayed_total + sum(anchor_node_control_total) + sum(anchor_node_datagrams_dropped_total)
+ *   anchor_rejects_sent_total{reason} counts every REJECT sent (also those answering a failed admission
+ *   or a stale BIND); anchor_rejects_suppressed_total counts REJECTs not sent to an unbound transport
+ *   because they would exceed 3× the bytes it sent us.
  */
 export interface MetricsSources {
   readonly stats: DirectorStats;
   /** Live sessions per owner node (all configured nodes, zero included). */
   sessionsByNode(): Map<string, number>;
+  nodeStates(): { id: string; state: string; health: string }[];
   tombstones(): number;
+  pendingRevokes(): number;
   ready(): boolean;
 }
 
@@ -26,6 +32,11 @@ export const METRIC_NAMES = [
   'anchor_client_datagrams_received_total',
   'anchor_client_bytes_received_total',
   'anchor_client_datagrams_forwarded_total',
+  'anchor_client_datagrams_rejected_total',
+  'anchor_client_datagrams_held_total',
+  'anchor_client_datagrams_released_total',
+  'anchor_held_datagrams_discarded_total',
+  'anchor_rejects_suppressed_total',
   'anchor_node_bytes_sent_total',
   'anchor_rejects_sent_total',
   'anchor_client_datagrams_dropped_total',
@@ -35,7 +46,14 @@ export const METRIC_NAMES = [
   'anchor_node_datagrams_relayed_total',
   'anchor_client_bytes_sent_total',
   'anchor_node_datagrams_dropped_total',
+  'anchor_node_control_total',
+  'anchor_security_events_total',
+  'anchor_revokes_total',
+  'anchor_revokes_pending',
+  'anchor_migrations_total',
+  'anchor_node_up',
   'anchor_admissions_total',
+  'anchor_admissions_failed_total',
   'anchor_sessions_ended_total',
   'anchor_send_errors_total',
   'anchor_audit_events_total',
@@ -76,6 +94,11 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
   plain(reg, 'anchor_client_bytes_received_total', 'Bytes received from clients (UDP payload).', () => s.clientReceivedBytes);
   plain(reg, 'anchor_client_datagrams_forwarded_total', 'Client datagrams forwarded to their owner node.', () => s.forwarded);
   plain(reg, 'anchor_node_bytes_sent_total', 'Bytes sent to nodes, PROXY v2 headers included.', () => s.forwardedBytes);
+  plain(reg, 'anchor_client_datagrams_rejected_total', 'Client datagrams answered with a REJECT (one per datagram).', () => s.clientRejected);
+  plain(reg, 'anchor_client_datagrams_held_total', 'Client datagrams held while their session had a transition in flight or was frozen.', () => s.held);
+  plain(reg, 'anchor_client_datagrams_released_total', 'Held client datagrams sent on once their transition completed (after a freeze they are flagged REPLAYED).', () => s.released);
+  plain(reg, 'anchor_held_datagrams_discarded_total', 'Held client datagrams discarded because their session ended or its admission failed.', () => s.heldDiscarded);
+  plain(reg, 'anchor_rejects_suppressed_total', 'REJECTs not sent to an unbound transport: they would exceed 3x the bytes it sent.', () => s.rejectsSuppressed);
   labeled(reg, 'anchor_rejects_sent_total', 'REJECT packets sent to clients, by reason (one per client datagram answered).', 'reason', () => s.rejectsSent);
   labeled(reg, 'anchor_client_datagrams_dropped_total', 'Client datagrams dropped without an answer, by reason.', 'reason', () => s.clientDropped);
   labeled(reg, 'anchor_malformed_datagrams_total', 'Malformed JV1 datagrams (client and node side), by decoder reason.', 'reason', () => s.malformed);
@@ -84,6 +107,11 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
   plain(reg, 'anchor_node_datagrams_relayed_total', 'Node datagrams relayed to the session\'s bound client transport.', () => s.relayed);
   plain(reg, 'anchor_client_bytes_sent_total', 'Bytes sent to clients (relayed replies and REJECTs).', () => s.relayedBytes);
   labeled(reg, 'anchor_node_datagrams_dropped_total', 'Node datagrams dropped, by reason (not_owner: a reply from a node that does not own the session).', 'reason', () => s.nodeDropped);
+  labeled(reg, 'anchor_node_control_total', 'Node datagrams consumed by the director: bind (a jump confirmed), bind_conflict (a stale BIND), revoke_ack.', 'kind', () => s.nodeControl);
+  labeled(reg, 'anchor_security_events_total', 'SECURITY_EVENT audit lines, by cause (aborted transitions, non-owner replies or BINDs, unacknowledged REVOKEs).', 'cause', () => s.securityEvents);
+  labeled(reg, 'anchor_revokes_total', 'REVOKEs sent to former owners, acknowledged, and left unacknowledged after every retry.', 'outcome', () => s.revokes);
+  labeled(reg, 'anchor_migrations_total', 'Session migrations (operator, drain, failover) by result: ok or the failure reason.', 'result', () => s.migrations);
+  labeled(reg, 'anchor_admissions_failed_total', 'Admissions the ownership store refused (the held HELLO is answered with this REJECT reason).', 'reason', () => s.admissionsFailed);
   plain(reg, 'anchor_admissions_total', 'Sessions admitted (HELLO accepted, owner picked by the ring).', () => s.admissions);
   labeled(reg, 'anchor_sessions_ended_total', 'Sessions ended, by cause (client_close, node_close, idle_ttl).', 'cause', () => s.sessionsEnded);
   labeled(reg, 'anchor_send_errors_total', 'Socket send errors, by destination kind (node, client).', 'to', () => s.sendErrors);
@@ -96,6 +124,24 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
     collect() {
       this.reset();
       for (const [node, n] of src.sessionsByNode()) this.set({ node }, n);
+    },
+  });
+  new Gauge({
+    name: 'anchor_node_up',
+    help: '1 when a node takes new sessions (active and not unhealthy), else 0; labels carry its state and health.',
+    labelNames: ['node', 'state', 'health'],
+    registers: [reg],
+    collect() {
+      this.reset();
+      for (const n of src.nodeStates()) this.set({ node: n.id, state: n.state, health: n.health }, n.state === 'active' && n.health !== 'unhealthy' ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'anchor_revokes_pending',
+    help: 'REVOKEs sent and not yet acknowledged.',
+    registers: [reg],
+    collect() {
+      this.set(src.pendingRevokes());
     },
   });
   new Gauge({

@@ -35,6 +35,16 @@ export class DirectorStats {
   clientReceivedBytes = 0;
   forwarded = 0;
   forwardedBytes = 0;
+  /** Client datagrams answered with a REJECT. */
+  clientRejected = 0;
+  /** Client datagrams held (a transition in flight, or frozen); later replayed or dropped. */
+  held = 0;
+  /** Held datagrams sent on once their transition completed (after a freeze: flagged REPLAYED). */
+  released = 0;
+  /** Held datagrams discarded (their session ended while frozen, or its admission failed). */
+  heldDiscarded = 0;
+  /** REJECTs not sent to an unbound transport because of its 3× budget. */
+  rejectsSuppressed = 0;
   readonly rejectsSent = new LabeledCounter(REJECT_NAMES.map((n) => n.toLowerCase()));
   readonly clientDropped = new LabeledCounter();
   readonly malformed = new LabeledCounter();
@@ -44,9 +54,18 @@ export class DirectorStats {
   relayed = 0;
   relayedBytes = 0;
   readonly nodeDropped = new LabeledCounter();
+  /** Node datagrams consumed by the director itself: BIND (reattach), BIND conflicts, REVOKE acks. */
+  readonly nodeControl = new LabeledCounter(['bind', 'bind_conflict', 'revoke_ack']);
   // Sessions.
   admissions = 0;
+  /** HELLOs held for an admission the store refused (answered with a REJECT), by reject reason. */
+  readonly admissionsFailed = new LabeledCounter();
   readonly sessionsEnded = new LabeledCounter();
   readonly sendErrors = new LabeledCounter();
   readonly auditEvents = new LabeledCounter();
+  readonly securityEvents = new LabeledCounter();
+  /** REVOKEs: sent, acknowledged, unacknowledged (after every retry). */
+  readonly revokes = new LabeledCounter(['sent', 'acknowledged', 'unacknowledged']);
+  /** Migrations by result (ok or the failure reason). */
+  readonly migrations = new LabeledCounter();
 }

@@ -1,59 +1,102 @@
-// The reference VPN node: a real UDP service to route to. It reads PROXY v2 (or bare JV1), answers
-// HELLO, echoes DATA, honours CLOSE, answers PROXY v2 LOCAL health probes, and can record one JSON line
-// per received packet so a checker can prove from the nodes' side where each session's packets went.
+// The reference VPN node: a real UDP service to route to. It reads PROXY v2 (or bare JV1), answers HELLO
+// with the session key, echoes DATA, validates jump candidates (UNBOUND_SOURCE) by their MAC and BINDs
+// them, honours REVOKE fences, answers PROXY v2 LOCAL health probes, and can record one JSON line per
+// received packet so the checker (checker.ts) can prove from the nodes' side where each session's
+// packets went. The decisions live in core.ts (pure); this file owns the socket and the record file.
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { decodeJv1, encodeJv1, sessionIdHex } from '../codec/jv1.js';
+import { decodeJv1, sessionIdHex } from '../codec/jv1.js';
 import { decodePpv2 } from '../codec/ppv2.js';
-import { PacketType, type Transport } from '../codec/types.js';
+import type { Transport } from '../codec/types.js';
 import { transportKey } from '../codec/ip.js';
+import type { RecordDrop, RecordLine } from './checker.js';
+import { NodeCore, type NodeProxyInfo } from './core.js';
+import { devSecret } from './keys.js';
 
-export interface RecordLine {
-  readonly node: string;
-  readonly session: string;
-  /** Decimal string (u64); null when the packet came without a PROXY v2 header. */
-  readonly version: string | null;
-  readonly seq: string | null;
-  readonly flags: number;
-  readonly type: number;
-  /** Wall-clock milliseconds. */
-  readonly t: number;
-}
+export type { RecordLine, RecordDrop } from './checker.js';
+export { CLOSE_ME } from './core.js';
 
 export interface ReferenceNodeOptions {
   readonly id: string;
   readonly listen: Transport;
+  /** Append one JSON line per received packet (RecordLine) to this file. */
   readonly recordPath?: string;
+  /**
+   * The secret all reference nodes share; a session's key is HMAC-SHA256(secret, sessionId)[0..16].
+   * Default: keys.ts DEV_SECRET_TEXT, a public development constant.
+   */
+  readonly secret?: Buffer;
 }
 
 export interface ReferenceNodeStats {
   received: number;
+  /** Datagrams sent (answers, echoes, BINDs, REVOKE acknowledgements, probe answers). */
   answered: number;
   malformed: number;
   probes: number;
+  /** Sessions live on this node now. */
   sessions: number;
+  /** Jump candidates validated and BIND sent. */
+  binds: number;
+  /** REVOKEs acknowledged. */
+  revokes: number;
+  /** Dropped: version below a REVOKE fence. */
+  fenced: number;
+  /** Dropped: jump candidate without a valid MAC. */
+  forged: number;
+  /** Dropped: version below the one this node's ownership began at. */
+  stale: number;
+  /** Dropped: REVOKE not addressed to this node (0xE2) or without a PROXY v2 header. */
+  misaddressed: number;
+  /** Delivered without effect: CLOSE from an unbound source. */
+  ignored: number;
 }
-
-/** A DATA payload starting with these bytes makes the node end the session with a CLOSE. */
-export const CLOSE_ME = Buffer.from('!close');
 
 export class ReferenceNode {
   readonly #opts: ReferenceNodeOptions;
   readonly #socket: dgram.Socket;
-  readonly #sessions = new Set<string>();
+  readonly #core: NodeCore;
   #record: WriteStream | null = null;
-  readonly stats: ReferenceNodeStats = { received: 0, answered: 0, malformed: 0, probes: 0, sessions: 0 };
+  readonly stats: ReferenceNodeStats = {
+    received: 0,
+    answered: 0,
+    malformed: 0,
+    probes: 0,
+    sessions: 0,
+    binds: 0,
+    revokes: 0,
+    fenced: 0,
+    forged: 0,
+    stale: 0,
+    misaddressed: 0,
+    ignored: 0,
+  };
   #address: Transport;
 
   constructor(opts: ReferenceNodeOptions) {
     this.#opts = opts;
     this.#address = opts.listen;
+    this.#core = new NodeCore({ id: opts.id, secret: opts.secret ?? devSecret() });
     this.#socket = dgram.createSocket({ type: opts.listen.family === 6 ? 'udp6' : 'udp4', ipv6Only: opts.listen.family === 6 });
+  }
+
+  get id(): string {
+    return this.#opts.id;
   }
 
   get address(): Transport {
     return this.#address;
+  }
+
+  /** The REVOKE fence of a session on this node (hex id), if any. */
+  revokedBelow(session: string): bigint | undefined {
+    return this.#core.revokedBelow(session);
+  }
+
+  /** The version at which this node's ownership of a live session began (hex id), if any. */
+  ownedSince(session: string): bigint | undefined {
+    return this.#core.ownedSince(session);
   }
 
   async start(): Promise<void> {
@@ -78,25 +121,24 @@ export class ReferenceNode {
   #onMessage(msg: Buffer, rinfo: dgram.RemoteInfo): void {
     this.stats.received++;
     let body: Buffer = msg;
-    let version: bigint | undefined;
-    let seq: bigint | undefined;
-    let flags = 0;
+    let proxy: NodeProxyInfo | undefined;
+    let dst: string | null = null;
     const pp = decodePpv2(msg);
     if (pp.kind === 'malformed') {
       this.stats.malformed++;
       return;
     }
     if (pp.kind === 'ok') {
-      if (pp.value.command === 'LOCAL') {
+      const h = pp.value;
+      if (h.command === 'LOCAL') {
         // A health probe: answer with the same bytes.
         this.stats.probes++;
         this.#send(msg, rinfo);
         return;
       }
-      body = msg.subarray(pp.value.headerLength);
-      version = pp.value.version;
-      seq = pp.value.seq;
-      flags = pp.value.flags ?? 0;
+      body = msg.subarray(h.headerLength);
+      proxy = { version: h.version, seq: h.seq, flags: h.flags ?? 0, owner: h.owner, src: h.src };
+      dst = h.dst === undefined ? null : transportKey(h.dst);
     }
     const d = decodeJv1(body);
     if (d.kind !== 'ok') {
@@ -105,42 +147,47 @@ export class ReferenceNode {
     }
     const { type, sessionId, payload } = d.value;
     const id = sessionIdHex(sessionId);
-    this.#recordPacket(id, version, seq, flags, type);
-    switch (type) {
-      case PacketType.HELLO:
-        if (!this.#sessions.has(id)) {
-          this.#sessions.add(id);
-          this.stats.sessions = this.#sessions.size;
-        }
-        this.#send(encodeJv1(PacketType.HELLO, sessionId, payload), rinfo);
-        return;
-      case PacketType.DATA:
-        if (payload.length >= CLOSE_ME.length && CLOSE_ME.equals(payload.subarray(0, CLOSE_ME.length))) {
-          this.#sessions.delete(id);
-          this.#send(encodeJv1(PacketType.CLOSE, sessionId), rinfo);
-          return;
-        }
-        this.#send(encodeJv1(PacketType.DATA, sessionId, payload), rinfo);
-        return;
-      case PacketType.CLOSE:
-        this.#sessions.delete(id);
-        this.stats.sessions = this.#sessions.size;
-        return;
-      default:
+    const out = this.#core.handle(id, { type, sessionId, payload, packet: body, proxy });
+    this.stats.sessions = this.#core.sessions;
+    switch (out.kind) {
+      case 'unexpected':
         this.stats.malformed++;
+        return;
+      case 'dropped':
+        this.stats[out.drop]++;
+        this.#recordPacket(id, proxy, dst, type, false, out.drop, undefined);
+        return;
+      case 'accepted':
+        if (out.bound) this.stats.binds++;
+        if (out.revoke !== undefined) this.stats.revokes++;
+        if (out.ignored) this.stats.ignored++;
+        this.#recordPacket(id, proxy, dst, type, true, undefined, out.revoke);
+        for (const r of out.replies) this.#send(r, rinfo);
     }
   }
 
-  #recordPacket(session: string, version: bigint | undefined, seq: bigint | undefined, flags: number, type: number): void {
+  #recordPacket(
+    session: string,
+    pp: NodeProxyInfo | undefined,
+    dst: string | null,
+    type: number,
+    accepted: boolean,
+    drop: RecordDrop | undefined,
+    revoke: bigint | undefined,
+  ): void {
     if (this.#record === null) return;
     const line: RecordLine = {
       node: this.#opts.id,
       session,
-      version: version === undefined ? null : version.toString(),
-      seq: seq === undefined ? null : seq.toString(),
-      flags,
+      version: pp?.version === undefined ? null : pp.version.toString(),
+      seq: pp?.seq === undefined ? null : pp.seq.toString(),
+      flags: pp?.flags ?? 0,
       type,
       t: Date.now(),
+      accepted,
+      ...(drop === undefined ? {} : { drop }),
+      ...(revoke === undefined ? {} : { revoke: revoke.toString() }),
+      dst,
     };
     this.#record.write(JSON.stringify(line) + '\n');
   }

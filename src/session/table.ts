@@ -26,6 +26,58 @@ export interface SessionRecord {
   expiresAt: number;
   /** Owned by the shell (e.g. a pre-encoded PROXY v2 prefix); the table never reads it. */
   shellCache: unknown;
+  /** The transition whose store write is in flight (one at a time per session), or null. */
+  pending: string | null;
+  /** Packets from the bound transport held while a transition is in flight or the session is frozen. */
+  held: Buffer[] | null;
+  /** Transports that sent packets for this session without being bound (jump candidates), bounded. */
+  candidates: Map<string, Candidate> | null;
+  /** The owner before the last transfer: its late replies are expected, not a security event. */
+  formerOwner: string | null;
+}
+
+/** A client transport that sent packets of a session without being bound to it. */
+export interface Candidate {
+  readonly transport: Transport;
+  readonly key: string;
+  listener: number;
+  /** Bytes received from it and sent to it (only REJECTs), so that we never send it more than 3×. */
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** A new record with the bookkeeping fields empty. */
+export function newSessionRecord(f: {
+  id: string;
+  idBytes: Uint8Array;
+  owner: string;
+  version: bigint;
+  state: SessionState;
+  transport: Transport;
+  transportKey: string;
+  listener: number;
+  now: number;
+  idleTtlMs: number;
+}): SessionRecord {
+  return {
+    id: f.id,
+    idBytes: f.idBytes,
+    owner: f.owner,
+    version: f.version,
+    state: f.state,
+    transport: f.transport,
+    transportKey: f.transportKey,
+    listener: f.listener,
+    nextSeq: 1,
+    createdAt: f.now,
+    lastSeen: f.now,
+    expiresAt: f.now + f.idleTtlMs,
+    shellCache: undefined,
+    pending: null,
+    held: null,
+    candidates: null,
+    formerOwner: null,
+  };
 }
 
 export interface TableLimits {
@@ -122,6 +174,13 @@ export class SessionTable {
     this.#byId.delete(rec.id);
     this.#removeFromOwner(rec.owner, rec.id);
     if (this.#limits.tombstoneMs > 0) this.#addTombstone(rec.id, now + this.#limits.tombstoneMs);
+  }
+
+  /** Removes a record that never became a session (its admission failed): no tombstone. */
+  discard(rec: SessionRecord): void {
+    if (this.#byId.get(rec.id) !== rec) return;
+    this.#byId.delete(rec.id);
+    this.#removeFromOwner(rec.owner, rec.id);
   }
 
   countByOwner(owner: string): number {

@@ -34,7 +34,7 @@ describe('random datagrams', () => {
     let hellos = 0;
     const until = Date.now() + 3000;
     try {
-      for (const batch of fc.sample(fc.array(datagram, { minLength: 50, maxLength: 50 }), { numRuns: 600, seed: 42 })) {
+      for (const batch of fc.sample(fc.array(datagram, { minLength: 100, maxLength: 100 }), { numRuns: 300, seed: 42 })) {
         for (const d of batch) {
           const dec = decodeJv1(d);
           // A valid HELLO would rightly open a session; the property is about everything else.
@@ -45,12 +45,11 @@ describe('random datagrams', () => {
           peer.send(d, target);
           sent++;
         }
+        // Each batch is counted before the next is sent, so the kernel never drops what we count on.
+        await waitFor('the batch to be counted', async () => (await metric(c.director.admin, 'anchor_client_datagrams_received_total')) >= sent, { intervalMs: 2 });
         if (Date.now() > until) break;
-        // Paced (about 10,000 datagrams/s) so that the kernel does not drop what we want counted.
-        await new Promise((r) => setTimeout(r, 5));
       }
       expect(sent).toBeGreaterThan(1000);
-      await waitFor('every datagram to be counted', async () => (await metric(c.director.admin, 'anchor_client_datagrams_received_total')) >= sent, { timeoutMs: 15_000 });
       expect(await metric(c.director.admin, 'anchor_admissions_total')).toBe(0);
       expect(await metric(c.director.admin, 'anchor_sessions_active')).toBe(0);
       expect(await metric(c.director.admin, 'anchor_client_datagrams_dropped_total', { reason: 'malformed' })).toBeGreaterThan(0);
@@ -70,7 +69,8 @@ describe('a reply from a node that does not own the session', () => {
   it('is dropped, counted and audited; the client never sees it', async () => {
     // node-d is a raw socket we control, standing where the director expects a fourth node.
     const rogue = await UdpPeer.open(4);
-    const c2 = await startCluster({ family: 4, extraNodes: [{ id: 'node-d', address: transportKey(rogue.address) }] }).catch((e: unknown) => {
+    // Health probes off: the rogue never answers them, and they would land in its inbox.
+    const c2 = await startCluster({ family: 4, config: { health: { enabled: false } }, extraNodes: [{ id: 'node-d', address: transportKey(rogue.address) }] }).catch((e: unknown) => {
       rogue.close();
       throw e;
     });

@@ -116,22 +116,29 @@ for (const family of [4, 6] as const) {
       }
     });
 
-    it('keeps the counter identity: received = forwarded + rejected + dropped', async () => {
+    it('keeps the counter identities: received = forwarded + held + rejected + dropped', async () => {
       const a = c.director.admin;
-      const [rx, fwd, rej, drop] = await Promise.all([
+      const [rx, fwd, held, rej, drop, released, discarded, failed] = await Promise.all([
         metric(a, 'anchor_client_datagrams_received_total'),
         metric(a, 'anchor_client_datagrams_forwarded_total'),
-        metric(a, 'anchor_rejects_sent_total'),
+        metric(a, 'anchor_client_datagrams_held_total'),
+        metric(a, 'anchor_client_datagrams_rejected_total'),
         metric(a, 'anchor_client_datagrams_dropped_total'),
+        metric(a, 'anchor_client_datagrams_released_total'),
+        metric(a, 'anchor_held_datagrams_discarded_total'),
+        metric(a, 'anchor_admissions_failed_total'),
       ]);
       expect(rx).toBeGreaterThan(0);
-      expect(rx).toBe(fwd + rej + drop);
-      const [nrx, relayed, ndrop] = await Promise.all([
+      expect(held).toBeGreaterThan(0); // every HELLO is held until the store has created its session
+      expect(rx).toBe(fwd + held + rej + drop);
+      expect(held).toBe(released + discarded + failed);
+      const [nrx, relayed, control, ndrop] = await Promise.all([
         metric(a, 'anchor_node_datagrams_received_total'),
         metric(a, 'anchor_node_datagrams_relayed_total'),
+        metric(a, 'anchor_node_control_total'),
         metric(a, 'anchor_node_datagrams_dropped_total'),
       ]);
-      expect(nrx).toBe(relayed + ndrop);
+      expect(nrx).toBe(relayed + control + ndrop);
     });
   });
 }

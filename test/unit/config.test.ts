@@ -33,8 +33,10 @@ const DEFAULTS = {
   store: { kind: 'memory' },
   audit: { path: null },
   log: { level: 'info' },
-  health: { interval_ms: 1000, timeout_ms: 500, rise: 2, fall: 3 },
-  drain: { deadline_s: 30 },
+  health: { enabled: true, interval_ms: 1000, timeout_ms: 500, rise: 2, fall: 3 },
+  drain: { deadline_s: 30, node_deadline_s: 300, rate: 500, concurrency: 32 },
+  failover: { mode: 'manual', grace_s: 10 },
+  revoke: { timeout_ms: 500, retries: 3 },
   metrics: { enabled: true },
 } as const;
 
@@ -83,11 +85,19 @@ describe('config files shipped in config/', () => {
       'store.kind',
       'audit.path',
       'log.level',
+      'health.enabled',
       'health.interval_ms',
       'health.timeout_ms',
       'health.rise',
       'health.fall',
       'drain.deadline_s',
+      'drain.node_deadline_s',
+      'drain.rate',
+      'drain.concurrency',
+      'failover.mode',
+      'failover.grace_s',
+      'revoke.timeout_ms',
+      'revoke.retries',
       'metrics.enabled',
     ]);
 

@@ -26,6 +26,10 @@ function rec(n: number, now: number, owner = 'node-a', ttl = TTL): SessionRecord
     lastSeen: now,
     expiresAt: now + ttl,
     shellCache: undefined,
+    pending: null,
+    held: null,
+    candidates: null,
+    formerOwner: null,
   };
 }
 

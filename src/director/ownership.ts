@@ -1,0 +1,309 @@
+// Runs ownership transitions against the store: admission, reattach, freeze → transfer → revoke →
+// resume (migration), termination, and REVOKE acknowledgement tracking. Every step is a CAS on the
+// version the core planned; a lost or unavailable CAS changes nothing (fail closed) and is a
+// SECURITY_EVENT. It never decides which session goes where (the core, the drain plan and the ring do).
+import { transportKey } from '../codec/ip.js';
+import { RejectReason } from '../codec/types.js';
+import type { AuditSink } from '../obs/audit.js';
+import { type DirectorStats, rejectLabel } from '../obs/stats.js';
+import { LifecycleEvent, SessionState } from '../session/lifecycle.js';
+import type { Candidate, SessionRecord } from '../session/table.js';
+import type { OwnershipStore, StoredSession } from '../store/store.js';
+import type { Clock } from '../util/clock.js';
+import type { DirectorCore, Forward, Planned, PlanRefusal, TransitionNote, ClientOutcome } from './core.js';
+
+/** What the ownership service needs from the data path (consumer-defined, narrow). */
+export interface DataPath {
+  forward(f: Forward): void;
+  /** Answers a client outcome (REJECT) for a session whose admission just failed. */
+  answer(outcome: ClientOutcome, rec: SessionRecord): void;
+  /** REVOKE(version) to `node` for `rec`, behind a PROXY v2 header naming that node. */
+  revoke(rec: SessionRecord, node: string, version: bigint): void;
+  /** REJECT to an unbound transport (within its 3× budget). */
+  rejectCandidate(rec: SessionRecord, c: Candidate, reason: RejectReason): void;
+}
+
+export interface OwnershipOptions {
+  readonly directorId: string;
+  readonly revokeTimeoutMs: number;
+  readonly revokeRetries: number;
+}
+
+export interface OwnershipDeps {
+  readonly core: DirectorCore;
+  readonly store: OwnershipStore;
+  readonly audit: AuditSink;
+  readonly stats: DirectorStats;
+  readonly clock: Clock;
+  /** Whether a node may receive sessions now (active and healthy). */
+  readonly eligible: (nodeId: string) => boolean;
+  readonly knownNode: (nodeId: string) => boolean;
+}
+
+export type StepFailure = PlanRefusal | 'conflict' | 'unavailable' | 'no_target' | 'not_found' | 'bad_target';
+
+export type StepResult = { readonly ok: true; readonly note: TransitionNote } | { readonly ok: false; readonly reason: StepFailure; readonly message: string };
+
+export interface MigrateRequest {
+  readonly to?: string;
+  readonly expectVersion?: bigint;
+  /** `migrate` (an operator), `drain`, `failover`, … — recorded in the audit. */
+  readonly cause: string;
+  readonly actor: string;
+}
+
+export type MigrateResult =
+  | { readonly ok: true; readonly session: string; readonly from: string; readonly to: string; readonly version: bigint; readonly replayed: number }
+  | { readonly ok: false; readonly session: string; readonly reason: StepFailure; readonly message: string };
+
+interface PendingRevoke {
+  readonly rec: SessionRecord;
+  readonly node: string;
+  readonly version: bigint;
+  attempts: number;
+  timer: NodeJS.Timeout;
+}
+
+export class Ownership {
+  readonly #o: OwnershipOptions;
+  readonly #d: OwnershipDeps;
+  #path: DataPath | null = null;
+  readonly #revokes = new Map<string, PendingRevoke>();
+
+  constructor(opts: OwnershipOptions, deps: OwnershipDeps) {
+    this.#o = opts;
+    this.#d = deps;
+  }
+
+  attach(path: DataPath): void {
+    this.#path = path;
+  }
+
+  get pendingRevokes(): number {
+    return this.#revokes.size;
+  }
+
+  #stored(rec: SessionRecord, p: { version: bigint; state: string; owner: string; transport: string | null }): StoredSession {
+    return {
+      id: rec.id,
+      owner: p.owner,
+      version: p.version,
+      state: p.state as StoredSession['state'],
+      transport: p.transport,
+      director: this.#o.directorId,
+      expiresAt: this.#d.clock.toWall(rec.expiresAt),
+    };
+  }
+
+  /** A new session: CAS-create it, then forward what was held (the HELLO first), or answer a REJECT. */
+  async admit(rec: SessionRecord): Promise<void> {
+    const r = await this.#d.store.create(this.#stored(rec, { version: rec.version, state: rec.state, owner: rec.owner, transport: rec.transportKey }));
+    const core = this.#d.core;
+    const now = this.#d.clock.now();
+    if (r.ok) {
+      const { note, forwards } = core.admitted(rec, now);
+      this.#audit(rec, note, this.#o.directorId);
+      this.#d.stats.admissions++;
+      for (const f of forwards) this.#forward(f);
+      return;
+    }
+    const reason = r.reason === 'unavailable' ? RejectReason.STORE_UNAVAILABLE : r.current?.state === SessionState.TERMINATED ? RejectReason.SESSION_TERMINATED : RejectReason.OWNERSHIP_CONFLICT;
+    this.#security(rec.id, r.reason === 'unavailable' ? 'admit_store_unavailable' : 'admit_conflict', { message: r.reason === 'unavailable' ? r.message : 'session exists in the store' });
+    this.#d.stats.heldDiscarded += Math.max(0, (rec.held?.length ?? 0) - 1);
+    this.#d.stats.admissionsFailed.inc(rejectLabel(reason));
+    this.#path?.answer(core.admissionFailed(rec, reason, now), rec);
+  }
+
+  /** The owner answered BIND for a jump candidate: CAS the binding to it (version + 1). */
+  async reattach(rec: SessionRecord, c: Candidate, bindVersion: bigint): Promise<StepResult> {
+    const r = await this.step(rec, LifecycleEvent.REATTACH, { cause: 'bind', expectVersion: bindVersion, bind: c, actor: rec.owner });
+    if (!r.ok && (r.reason === 'unavailable' || r.reason === 'conflict')) {
+      this.#path?.rejectCandidate(rec, c, r.reason === 'unavailable' ? RejectReason.STORE_UNAVAILABLE : RejectReason.OWNERSHIP_CONFLICT);
+    }
+    return r;
+  }
+
+  /** One planned transition: plan → CAS → commit, or abort and say why. */
+  async step(
+    rec: SessionRecord,
+    event: LifecycleEvent,
+    opts: { cause: string; expectVersion?: bigint; toOwner?: string; bind?: Candidate; actor: string },
+  ): Promise<StepResult> {
+    const core = this.#d.core;
+    const p = core.plan(rec, event, opts);
+    if (typeof p === 'string') return { ok: false, reason: p, message: refusalText(p, rec) };
+    const r = await this.#d.store.update(this.#stored(rec, { version: p.toVersion, state: p.toState, owner: p.toOwner, transport: p.bind?.key ?? rec.transportKey }), p.fromVersion);
+    if (r.ok) {
+      const note = core.commit(p, this.#d.clock.now());
+      this.#audit(rec, note, opts.actor);
+      return { ok: true, note };
+    }
+    core.abort(p);
+    this.#abortEvent(p, r.reason, r.reason === 'unavailable' ? r.message : `stored version is ${r.current?.version ?? 'absent'}`);
+    return {
+      ok: false,
+      reason: r.reason,
+      message: r.reason === 'unavailable' ? `store unavailable: ${r.message}` : `lost the compare-and-swap (stored version ${r.current?.version ?? 'absent'}, expected ${p.fromVersion})`,
+    };
+  }
+
+  /** freeze → transfer (owner and version in one CAS) → REVOKE to the old owner → resume → replay. */
+  async migrate(id: string, req: MigrateRequest): Promise<MigrateResult> {
+    const core = this.#d.core;
+    const rec = core.table.get(id);
+    if (rec === undefined) return { ok: false, session: id, reason: 'not_found', message: `no live session ${id}` };
+    if (req.expectVersion !== undefined && req.expectVersion !== rec.version) {
+      return { ok: false, session: id, reason: 'stale_version', message: `session ${id} is at version ${rec.version}, not ${req.expectVersion}` };
+    }
+    const from = rec.owner;
+    let to = req.to;
+    if (to !== undefined) {
+      if (!this.#d.knownNode(to)) return { ok: false, session: id, reason: 'bad_target', message: `no node "${to}"` };
+      if (to === from) return { ok: false, session: id, reason: 'bad_target', message: `session ${id} is already on ${to}` };
+      if (!this.#d.eligible(to)) return { ok: false, session: id, reason: 'bad_target', message: `node "${to}" takes no sessions (draining or unhealthy)` };
+    } else {
+      to = core.ring.pickExcluding(rec.idBytes, new Set([from]));
+      if (to === undefined) return { ok: false, session: id, reason: 'no_target', message: 'no other active, healthy node to move to' };
+    }
+    const actor = req.actor;
+    const freeze = await this.step(rec, LifecycleEvent.FREEZE, { cause: req.cause, expectVersion: req.expectVersion, actor });
+    if (!freeze.ok) return { ok: false, session: id, reason: freeze.reason, message: `freeze: ${freeze.message}` };
+    const transfer = await this.step(rec, LifecycleEvent.TRANSFER, { cause: req.cause, toOwner: to, actor });
+    if (!transfer.ok) {
+      // Nothing moved: thaw in place so the session goes on with its owner.
+      const thaw = await this.step(rec, LifecycleEvent.RESUME, { cause: 'transfer_aborted', actor });
+      if (thaw.ok) this.#forwardAll(core.release(rec, this.#d.clock.now(), true));
+      return { ok: false, session: id, reason: transfer.reason, message: `transfer: ${transfer.message}` };
+    }
+    this.#revoke(rec, from, transfer.note.toVersion);
+    const resume = await this.step(rec, LifecycleEvent.RESUME, { cause: req.cause, actor });
+    if (!resume.ok) {
+      // Ownership moved but the session stays frozen (its packets are held, then dropped): fail closed.
+      return { ok: false, session: id, reason: resume.reason, message: `resume: ${resume.message}` };
+    }
+    const replay = core.release(rec, this.#d.clock.now(), true);
+    this.#forwardAll(replay);
+    return { ok: true, session: id, from, to, version: rec.version, replayed: replay.length };
+  }
+
+  /** Ends a session by operator or policy (version + 1, tombstone), audited. */
+  terminate(id: string, cause: string, actor: string): StepResult {
+    const core = this.#d.core;
+    const rec = core.table.get(id);
+    if (rec === undefined) return { ok: false, reason: 'not_found', message: `no live session ${id}` };
+    const t = core.terminate(rec, cause, this.#d.clock.now());
+    if (typeof t === 'string') return { ok: false, reason: t, message: refusalText(t, rec) };
+    this.ended(rec, t, actor);
+    return { ok: true, note: t };
+  }
+
+  /** A session ended in the core (close, expire, terminate): audit it and remove it from the store. */
+  ended(rec: SessionRecord, t: TransitionNote, actor = this.#o.directorId): void {
+    this.#d.stats.sessionsEnded.inc(t.cause);
+    this.#d.stats.heldDiscarded += this.#d.core.discardHeld(rec);
+    this.#audit(rec, t, actor);
+    if (t.fromVersion !== null) {
+      // Ending only ever takes ownership away, so it is applied locally first; the store follows.
+      void this.#d.store.delete(rec.id, t.fromVersion).then((r) => {
+        if (!r.ok) this.#security(rec.id, 'end_not_stored', { reason: r.reason, version: t.toVersion.toString() });
+      });
+    }
+  }
+
+  /** A node acknowledged REVOKE(version) for a session. */
+  onRevokeAck(id: string, version: bigint, node: string): void {
+    const key = `${id}/${version}`;
+    const p = this.#revokes.get(key);
+    if (p === undefined || p.node !== node) return;
+    clearTimeout(p.timer);
+    this.#revokes.delete(key);
+    this.#d.stats.revokes.inc('acknowledged');
+  }
+
+  close(): void {
+    for (const p of this.#revokes.values()) clearTimeout(p.timer);
+    this.#revokes.clear();
+  }
+
+  #revoke(rec: SessionRecord, node: string, version: bigint): void {
+    const key = `${rec.id}/${version}`;
+    const send = (): void => {
+      this.#d.stats.revokes.inc('sent');
+      this.#path?.revoke(rec, node, version);
+    };
+    const arm = (p: PendingRevoke): NodeJS.Timeout => {
+      const t = setTimeout(() => {
+        if (p.attempts >= this.#o.revokeRetries) {
+          this.#revokes.delete(key);
+          this.#d.stats.revokes.inc('unacknowledged');
+          this.#security(rec.id, 'revoke_unacknowledged', { node, version: version.toString(), attempts: p.attempts + 1 });
+          return;
+        }
+        p.attempts++;
+        send();
+        p.timer = arm(p);
+      }, this.#o.revokeTimeoutMs);
+      t.unref();
+      return t;
+    };
+    const p: PendingRevoke = { rec, node, version, attempts: 0, timer: undefined as unknown as NodeJS.Timeout };
+    p.timer = arm(p);
+    this.#revokes.set(key, p);
+    send();
+  }
+
+  /** Sends a released held datagram on. */
+  #forward(f: Forward): void {
+    this.#d.stats.released++;
+    if (f.transition !== null) this.ended(f.session, f.transition);
+    this.#path?.forward(f);
+  }
+
+  #forwardAll(fs: Forward[]): void {
+    for (const f of fs) this.#forward(f);
+  }
+
+  #audit(rec: SessionRecord, t: TransitionNote, actor: string): void {
+    const event = t.event === LifecycleEvent.ADMIT ? 'create' : t.event === LifecycleEvent.TRANSFER && t.cause === 'failover' ? 'failover' : t.event;
+    this.#d.stats.auditEvents.inc(event);
+    this.#d.audit.write({
+      session: rec.id,
+      event,
+      cause: t.cause,
+      from_version: t.fromVersion === null ? null : t.fromVersion.toString(),
+      to_version: t.toVersion.toString(),
+      from_owner: t.fromOwner,
+      to_owner: t.toOwner,
+      actor,
+      ...(t.event === LifecycleEvent.REATTACH ? { detail: { transport: transportKey(rec.transport) } } : {}),
+    });
+  }
+
+  #abortEvent(p: Planned, reason: string, message: string): void {
+    this.#security(p.session.id, `${p.event}_aborted`, { reason, message, from_version: p.fromVersion.toString(), to_version: p.toVersion.toString(), to_owner: p.toOwner });
+  }
+
+  #security(session: string | null, cause: string, detail: Record<string, unknown>): void {
+    this.security(session, cause, this.#o.directorId, detail);
+  }
+
+  /** For the data path: a SECURITY_EVENT seen on a packet (a BIND or reply from a non-owner…). */
+  security(session: string | null, cause: string, actor: string, detail: Record<string, unknown> = {}): void {
+    this.#d.stats.securityEvents.inc(cause);
+    this.#d.stats.auditEvents.inc('SECURITY_EVENT');
+    this.#d.audit.write({ session, event: 'SECURITY_EVENT', cause, from_version: null, to_version: null, from_owner: null, to_owner: null, actor, detail });
+  }
+}
+
+function refusalText(r: PlanRefusal, rec: SessionRecord): string {
+  switch (r) {
+    case 'busy':
+      return `session ${rec.id} has a transition in flight (${rec.pending ?? 'none'})`;
+    case 'gone':
+      return `session ${rec.id} has ended`;
+    case 'stale_version':
+      return `session ${rec.id} is at version ${rec.version}: the expected version is stale`;
+    case 'invalid_transition':
+      return `session ${rec.id} is ${rec.state}: that transition is not allowed`;
+  }
+}

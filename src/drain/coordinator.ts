@@ -1,0 +1,268 @@
+// Node drains and failovers: takes a node out of admission and moves its sessions, rate limited and
+// with bounded concurrency, each through Ownership.migrate (freeze → transfer → revoke → resume).
+// `wait` drains let sessions end until the deadline, then move the rest. Owns the drain records the
+// admin API reports; never moves a session by any other path.
+import { randomBytes } from 'node:crypto';
+import type { Logger } from '../obs/logger.js';
+import type { DirectorStats } from '../obs/stats.js';
+import type { DirectorCore } from '../director/core.js';
+import type { MigrateResult, Ownership } from '../director/ownership.js';
+import type { Clock } from '../util/clock.js';
+import { drainProgress, planDrain, type DrainPlan } from './plan.js';
+
+export const DrainMode = { MIGRATE: 'migrate', WAIT: 'wait' } as const;
+export type DrainMode = (typeof DrainMode)[keyof typeof DrainMode];
+export type DrainCause = 'drain' | 'failover';
+export type DrainState = 'waiting' | 'running' | 'completed' | 'failed' | 'cancelled';
+
+export interface DrainView {
+  readonly id: string;
+  readonly node: string;
+  readonly mode: DrainMode;
+  readonly cause: DrainCause;
+  readonly state: DrainState;
+  readonly total: number;
+  readonly moved: number;
+  readonly remaining: number;
+  readonly failed: number;
+  /** Sessions that ended by themselves (closed or expired) while the drain ran. */
+  readonly ended: number;
+  readonly rate: number;
+  readonly eta_s: number | null;
+  readonly started_at: string;
+  readonly deadline_at: string | null;
+  readonly finished_at: string | null;
+  readonly last_error: string | null;
+}
+
+export interface DrainOptions {
+  /** Sessions moved per second at most. */
+  readonly rate: number;
+  /** Migrations in flight at once. */
+  readonly concurrency: number;
+  /** Attempts per session before it counts as failed (a busy session is tried again). */
+  readonly attempts?: number;
+  readonly tickMs?: number;
+}
+
+export interface DrainDeps {
+  readonly core: DirectorCore;
+  readonly ownership: Ownership;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly stats: DirectorStats;
+  /** Takes the node out of (or back into) admission. */
+  readonly setDraining: (node: string, on: boolean) => void;
+}
+
+interface Drain {
+  readonly id: string;
+  readonly node: string;
+  readonly mode: DrainMode;
+  readonly cause: DrainCause;
+  readonly actor: string;
+  state: DrainState;
+  readonly total: number;
+  moved: number;
+  failed: number;
+  readonly startedAt: number;
+  readonly deadlineAt: number | null;
+  migratingSince: number | null;
+  finishedAt: number | null;
+  lastError: string | null;
+  budget: number;
+  lastTick: number;
+  readonly inFlight: Set<string>;
+  readonly attempts: Map<string, number>;
+  readonly gaveUp: Set<string>;
+}
+
+const KEEP_FINISHED = 100;
+
+export class DrainCoordinator {
+  readonly #o: Required<DrainOptions>;
+  readonly #d: DrainDeps;
+  readonly #drains = new Map<string, Drain>();
+  #timer: NodeJS.Timeout | null = null;
+
+  constructor(opts: DrainOptions, deps: DrainDeps) {
+    this.#o = { attempts: 3, tickMs: 20, ...opts };
+    this.#d = deps;
+  }
+
+  /** Starts draining `node`. A drain already running for it is returned as it is. */
+  start(node: string, req: { mode: DrainMode; deadlineS: number; cause: DrainCause; actor: string }): { view: DrainView; created: boolean } {
+    const running = this.#active(node);
+    if (running !== undefined) return { view: this.#view(running), created: false };
+    const now = this.#d.clock.now();
+    const d: Drain = {
+      id: `${req.cause === 'failover' ? 'fo' : 'dr'}-${randomBytes(6).toString('hex')}`,
+      node,
+      mode: req.mode,
+      cause: req.cause,
+      actor: req.actor,
+      state: req.mode === DrainMode.WAIT ? 'waiting' : 'running',
+      total: this.#d.core.table.countByOwner(node),
+      moved: 0,
+      failed: 0,
+      startedAt: now,
+      deadlineAt: req.mode === DrainMode.WAIT ? now + req.deadlineS * 1000 : null,
+      migratingSince: req.mode === DrainMode.WAIT ? null : now,
+      finishedAt: null,
+      lastError: null,
+      budget: 0,
+      lastTick: now,
+      inFlight: new Set(),
+      attempts: new Map(),
+      gaveUp: new Set(),
+    };
+    if (req.cause === 'drain') this.#d.setDraining(node, true);
+    this.#drains.set(d.id, d);
+    this.#trim();
+    this.#d.logger.info({ drain: d.id, node, mode: d.mode, cause: d.cause, total: d.total, actor: req.actor }, 'drain started');
+    this.#ensureTimer();
+    return { view: this.#view(d), created: true };
+  }
+
+  /** Stops any drain of `node` and lets it take new sessions again. Moved sessions stay where they are. */
+  undrain(node: string): DrainView | undefined {
+    const d = this.#active(node);
+    if (d !== undefined) this.#finish(d, 'cancelled');
+    this.#d.setDraining(node, false);
+    return d === undefined ? undefined : this.#view(d);
+  }
+
+  get(id: string): DrainView | undefined {
+    const d = this.#drains.get(id);
+    return d === undefined ? undefined : this.#view(d);
+  }
+
+  list(): DrainView[] {
+    return [...this.#drains.values()].map((d) => this.#view(d));
+  }
+
+  /** The dry run: where the node's sessions would go now. */
+  plan(node: string): DrainPlan {
+    const core = this.#d.core;
+    const sessions = [...core.table.idsByOwner(node)].map((id) => core.table.get(id)).filter((r) => r !== undefined);
+    return planDrain(node, sessions, core.ring);
+  }
+
+  /** Whether a drain or failover of `node` is in progress. */
+  active(node: string): DrainView | undefined {
+    const d = this.#active(node);
+    return d === undefined ? undefined : this.#view(d);
+  }
+
+  close(): void {
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+  }
+
+  #active(node: string): Drain | undefined {
+    for (const d of this.#drains.values()) if (d.node === node && (d.state === 'waiting' || d.state === 'running')) return d;
+    return undefined;
+  }
+
+  #ensureTimer(): void {
+    if (this.#timer !== null) return;
+    this.#timer = setInterval(() => this.#tick(), this.#o.tickMs);
+    this.#timer.unref();
+  }
+
+  #tick(): void {
+    const now = this.#d.clock.now();
+    let busy = false;
+    for (const d of this.#drains.values()) {
+      if (d.state === 'waiting') {
+        busy = true;
+        if (this.#d.core.table.countByOwner(d.node) === 0) this.#finish(d, 'completed');
+        else if (d.deadlineAt !== null && now >= d.deadlineAt) {
+          d.state = 'running';
+          d.migratingSince = now;
+          d.lastTick = now;
+          this.#d.logger.info({ drain: d.id, node: d.node }, 'drain deadline reached: migrating the rest');
+        }
+      } else if (d.state === 'running') {
+        busy = true;
+        this.#step(d, now);
+      }
+    }
+    if (!busy) this.close();
+  }
+
+  #step(d: Drain, now: number): void {
+    const rate = this.#o.rate;
+    d.budget = Math.min(d.budget + ((now - d.lastTick) / 1000) * rate, Math.max(1, rate * 0.1));
+    d.lastTick = now;
+    const ids = this.#d.core.table.idsByOwner(d.node);
+    for (const id of ids) {
+      if (d.budget < 1 || d.inFlight.size >= this.#o.concurrency) break;
+      if (d.inFlight.has(id) || d.gaveUp.has(id)) continue;
+      d.budget -= 1;
+      d.inFlight.add(id);
+      void this.#d.ownership
+        .migrate(id, { cause: d.cause, actor: `${d.cause}:${d.id}` })
+        .then((r) => this.#done(d, id, r))
+        .catch((err: unknown) => this.#done(d, id, { ok: false, session: id, reason: 'unavailable', message: String(err) }));
+    }
+    if (d.inFlight.size === 0 && ids.size <= d.gaveUp.size && [...ids].every((id) => d.gaveUp.has(id))) {
+      this.#finish(d, d.failed > 0 ? 'failed' : 'completed');
+    }
+  }
+
+  #done(d: Drain, id: string, r: MigrateResult): void {
+    d.inFlight.delete(id);
+    this.#d.stats.migrations.inc(r.ok ? 'ok' : r.reason);
+    if (r.ok) {
+      d.moved++;
+      return;
+    }
+    if (r.reason === 'not_found' || r.reason === 'gone') return; // it ended by itself meanwhile
+    const n = (d.attempts.get(id) ?? 0) + 1;
+    d.attempts.set(id, n);
+    if (r.reason === 'busy' && n < this.#o.attempts * 10) return;
+    if (r.reason !== 'busy' && n < this.#o.attempts && r.reason !== 'no_target') return;
+    d.gaveUp.add(id);
+    d.failed++;
+    d.lastError = r.message;
+    this.#d.logger.warn({ drain: d.id, session: id, reason: r.reason, message: r.message }, 'drain: session not moved');
+  }
+
+  #finish(d: Drain, state: DrainState): void {
+    if (d.state !== 'waiting' && d.state !== 'running') return;
+    d.state = state;
+    d.finishedAt = this.#d.clock.now();
+    this.#d.logger.info({ drain: d.id, node: d.node, state, moved: d.moved, failed: d.failed }, 'drain finished');
+  }
+
+  #trim(): void {
+    const finished = [...this.#drains.values()].filter((d) => d.finishedAt !== null);
+    for (const d of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED))) this.#drains.delete(d.id);
+  }
+
+  #view(d: Drain): DrainView {
+    const now = d.finishedAt ?? this.#d.clock.now();
+    const remaining = this.#d.core.table.countByOwner(d.node);
+    const p = drainProgress({ total: d.total, moved: d.moved, failed: d.failed, remaining, migratingSinceMs: d.migratingSince, nowMs: now, configuredRate: this.#o.rate });
+    const wall = (mono: number): string => new Date(this.#d.clock.toWall(mono)).toISOString();
+    return {
+      id: d.id,
+      node: d.node,
+      mode: d.mode,
+      cause: d.cause,
+      state: d.state,
+      total: d.total,
+      moved: d.moved,
+      remaining,
+      failed: d.failed,
+      ended: Math.max(0, d.total - d.moved - d.failed - remaining),
+      rate: p.rate,
+      eta_s: d.state === 'running' || d.state === 'waiting' ? p.eta_s : 0,
+      started_at: wall(d.startedAt),
+      deadline_at: d.deadlineAt === null ? null : wall(d.deadlineAt),
+      finished_at: d.finishedAt === null ? null : wall(d.finishedAt),
+      last_error: d.lastError,
+    };
+  }
+}

@@ -1,0 +1,211 @@
+// The in-process ownership store (DESIGN §5): the embedded default for a single director.
+// Owns a Map of frozen records, an owner index and the watch fan-out. It never decides a transition
+// (the caller names the version it expects) and never throws for an expected outcome — only for a
+// programming error (a version that breaks the "+1" rule), as a TypeError.
+import type { CasResult, GetResult, OwnershipStore, StoreEvent, StoredSession } from './store.js';
+
+/** Versions are u64 on the wire (PPv2 TLV 0xE1, REVOKE payload). */
+const U64_MAX = (1n << 64n) - 1n;
+
+export interface MemoryStoreOptions {
+  /** Start unavailable with this message (the same as `setUnavailable(true, message)` right after construction). */
+  readonly failWith?: string | null;
+  /** Initial contents (any version ≥ 1) — to restore a snapshot or to seed a test. */
+  readonly records?: Iterable<StoredSession>;
+  /** Told about a watch listener that threw; the store and the other listeners carry on regardless. */
+  readonly onListenerError?: (err: unknown, ev: StoreEvent) => void;
+}
+
+type ListResult = { ok: true; records: StoredSession[] } | { ok: false; reason: 'unavailable'; message: string };
+
+/** One subscription (an object, so the same function subscribed twice is two subscriptions). */
+interface Subscription {
+  readonly fn: (ev: StoreEvent) => void;
+}
+
+function checkBigint(v: unknown, what: string): bigint {
+  if (typeof v !== 'bigint') throw new TypeError(`${what} must be a bigint, got ${typeof v}`);
+  return v;
+}
+
+function checkVersion(v: unknown, what: string): bigint {
+  const b = checkBigint(v, what);
+  if (b < 1n || b > U64_MAX) throw new TypeError(`${what} must be within 1..2^64-1, got ${b}`);
+  return b;
+}
+
+/** A frozen copy holding exactly the StoredSession fields (all primitives, so freezing is deep). */
+function freezeRecord(r: StoredSession): StoredSession {
+  if (r === null || typeof r !== 'object') throw new TypeError('record must be an object');
+  if (typeof r.id !== 'string' || r.id.length === 0) throw new TypeError('record.id must be a non-empty string');
+  if (typeof r.owner !== 'string') throw new TypeError('record.owner must be a string');
+  checkVersion(r.version, 'record.version');
+  return Object.freeze({
+    id: r.id,
+    owner: r.owner,
+    version: r.version,
+    state: r.state,
+    transport: r.transport,
+    director: r.director,
+    expiresAt: r.expiresAt,
+  });
+}
+
+export class MemoryStore implements OwnershipStore {
+  readonly #records = new Map<string, StoredSession>();
+  /** owner → ids of the sessions it owns; an owner with no session has no entry. */
+  readonly #byOwner = new Map<string, Set<string>>();
+  readonly #subs = new Set<Subscription>();
+  readonly #onListenerError: ((err: unknown, ev: StoreEvent) => void) | undefined;
+  #unavailable: string | null;
+  #closed = false;
+  /** Events committed but not yet delivered: a listener that writes must not overtake commit order. */
+  readonly #pending: StoreEvent[] = [];
+  #dispatching = false;
+
+  constructor(opts: MemoryStoreOptions = {}) {
+    this.#unavailable = opts.failWith ?? null;
+    this.#onListenerError = opts.onListenerError;
+    for (const r of opts.records ?? []) {
+      const rec = freezeRecord(r);
+      if (this.#records.has(rec.id)) throw new TypeError(`duplicate record id in initial contents: ${rec.id}`);
+      this.#put(rec);
+    }
+  }
+
+  /** Fault injection for tests of callers: while on, every call resolves `unavailable` and changes nothing. */
+  setUnavailable(on: boolean, message = 'store unavailable (injected fault)'): void {
+    this.#unavailable = on ? message : null;
+  }
+
+  /** Number of records held (for metrics and tests). */
+  get size(): number {
+    return this.#records.size;
+  }
+
+  async get(id: string): Promise<GetResult> {
+    const down = this.#down();
+    if (down !== null) return down;
+    return { ok: true, record: this.#records.get(id) ?? null };
+  }
+
+  async listByOwner(owner: string): Promise<ListResult> {
+    const down = this.#down();
+    if (down !== null) return down;
+    const ids = this.#byOwner.get(owner);
+    if (ids === undefined) return { ok: true, records: [] };
+    const sorted = [...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    return { ok: true, records: sorted.map((id) => this.#records.get(id) as StoredSession) };
+  }
+
+  async create(record: StoredSession): Promise<CasResult> {
+    const rec = freezeRecord(record);
+    if (rec.version !== 1n) throw new TypeError(`create: record.version must be 1, got ${rec.version}`);
+    const down = this.#down();
+    if (down !== null) return down;
+    const current = this.#records.get(rec.id);
+    if (current !== undefined) return { ok: false, reason: 'conflict', current };
+    this.#put(rec);
+    this.#emit({ kind: 'put', record: rec, prev: null });
+    return { ok: true, record: rec };
+  }
+
+  async update(record: StoredSession, expectVersion: bigint): Promise<CasResult> {
+    const rec = freezeRecord(record);
+    checkBigint(expectVersion, 'expectVersion');
+    if (rec.version !== expectVersion + 1n) {
+      throw new TypeError(`update: record.version must be expectVersion + 1 (${expectVersion + 1n}), got ${rec.version}`);
+    }
+    const down = this.#down();
+    if (down !== null) return down;
+    const current = this.#records.get(rec.id);
+    if (current === undefined || current.version !== expectVersion) {
+      return { ok: false, reason: 'conflict', current: current ?? null };
+    }
+    this.#remove(current);
+    this.#put(rec);
+    this.#emit({ kind: 'put', record: rec, prev: current });
+    return { ok: true, record: rec };
+  }
+
+  /** On success `record` is the record that was deleted. */
+  async delete(id: string, expectVersion: bigint): Promise<CasResult> {
+    checkBigint(expectVersion, 'expectVersion');
+    const down = this.#down();
+    if (down !== null) return down;
+    const current = this.#records.get(id);
+    if (current === undefined || current.version !== expectVersion) {
+      return { ok: false, reason: 'conflict', current: current ?? null };
+    }
+    this.#remove(current);
+    this.#emit({ kind: 'delete', id, prev: current });
+    return { ok: true, record: current };
+  }
+
+  /**
+   * Listeners are called synchronously after a write commits and before its promise resolves, in
+   * commit order (a write made from inside a listener is delivered after the current event).
+   */
+  watch(listener: (ev: StoreEvent) => void): () => void {
+    const sub: Subscription = { fn: listener };
+    if (!this.#closed) this.#subs.add(sub);
+    return () => {
+      this.#subs.delete(sub);
+    };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#subs.clear();
+  }
+
+  #down(): { ok: false; reason: 'unavailable'; message: string } | null {
+    if (this.#closed) return { ok: false, reason: 'unavailable', message: 'store closed' };
+    if (this.#unavailable !== null) return { ok: false, reason: 'unavailable', message: this.#unavailable };
+    return null;
+  }
+
+  #put(rec: StoredSession): void {
+    this.#records.set(rec.id, rec);
+    let ids = this.#byOwner.get(rec.owner);
+    if (ids === undefined) {
+      ids = new Set();
+      this.#byOwner.set(rec.owner, ids);
+    }
+    ids.add(rec.id);
+  }
+
+  #remove(rec: StoredSession): void {
+    this.#records.delete(rec.id);
+    const ids = this.#byOwner.get(rec.owner);
+    if (ids === undefined) return;
+    ids.delete(rec.id);
+    if (ids.size === 0) this.#byOwner.delete(rec.owner);
+  }
+
+  #emit(ev: StoreEvent): void {
+    this.#pending.push(ev);
+    if (this.#dispatching) return; // the outer loop below delivers it, after the event in progress
+    this.#dispatching = true;
+    try {
+      for (let i = 0; i < this.#pending.length; i++) {
+        const e = this.#pending[i] as StoreEvent;
+        for (const sub of [...this.#subs]) {
+          if (!this.#subs.has(sub)) continue; // unsubscribed by an earlier listener of this event
+          try {
+            sub.fn(e);
+          } catch (err) {
+            try {
+              this.#onListenerError?.(err, e);
+            } catch {
+              // the error hook itself failed; nothing more to tell
+            }
+          }
+        }
+      }
+    } finally {
+      this.#pending.length = 0;
+      this.#dispatching = false;
+    }
+  }
+}

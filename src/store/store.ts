@@ -1,0 +1,53 @@
+// The ownership store interface (DESIGN §5): the authority on every session's owner and version.
+// Every write is a compare-and-swap on the version the caller expects; outcomes are values, not
+// exceptions. Implementations: memory.ts (one director, the default) and etcd (several directors).
+import type { SessionState } from '../session/lifecycle.js';
+
+/** A session as the store keeps it. Immutable: a transition writes a new record. */
+export interface StoredSession {
+  /** 32 lowercase hex characters. */
+  readonly id: string;
+  readonly owner: string;
+  readonly version: bigint;
+  readonly state: SessionState;
+  /** The bound client transport (`ip:port` / `[ip6]:port`), or null when none is bound. */
+  readonly transport: string | null;
+  /** The director that wrote this version. */
+  readonly director: string;
+  /** Wall-clock ms after which the session counts as idle-expired (refreshed in coarse steps). */
+  readonly expiresAt: number;
+}
+
+export type CasResult =
+  | { readonly ok: true; readonly record: StoredSession }
+  /** The stored version is not the expected one (or the record exists / is gone); `current` is what is there. */
+  | { readonly ok: false; readonly reason: 'conflict'; readonly current: StoredSession | null }
+  /** The store could not be reached or did not answer in time; nothing is known to have changed. */
+  | { readonly ok: false; readonly reason: 'unavailable'; readonly message: string };
+
+export type StoreEvent =
+  | { readonly kind: 'put'; readonly record: StoredSession; readonly prev: StoredSession | null }
+  | { readonly kind: 'delete'; readonly id: string; readonly prev: StoredSession };
+
+export type GetResult =
+  | { readonly ok: true; readonly record: StoredSession | null }
+  | { readonly ok: false; readonly reason: 'unavailable'; readonly message: string };
+
+export interface OwnershipStore {
+  /** What the store holds for `id` now. */
+  get(id: string): Promise<GetResult>;
+  /** Every session whose owner is `owner`, in id order. */
+  listByOwner(owner: string): Promise<{ ok: true; records: StoredSession[] } | { ok: false; reason: 'unavailable'; message: string }>;
+  /** Creates `record` only if no record with its id exists. `record.version` must be 1. */
+  create(record: StoredSession): Promise<CasResult>;
+  /**
+   * Replaces the record with `id = record.id` only if its stored version is `expectVersion`;
+   * `record.version` must be `expectVersion + 1` (every transition adds exactly 1).
+   */
+  update(record: StoredSession, expectVersion: bigint): Promise<CasResult>;
+  /** Deletes the record only if its stored version is `expectVersion`. */
+  delete(id: string, expectVersion: bigint): Promise<CasResult>;
+  /** Change events for every successful write, in commit order. Returns an unsubscribe function. */
+  watch(listener: (ev: StoreEvent) => void): () => void;
+  close(): Promise<void>;
+}

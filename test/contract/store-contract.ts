@@ -1,0 +1,497 @@
+// The one contract every OwnershipStore implementation must pass (memory now, etcd later), tested only
+// through the interface. Watch events are awaited (an etcd watch delivers them after the write
+// resolves); "no event" is proved with a marker write: events arrive in commit order, so once the
+// marker's event is in, anything a failed write had emitted would already be there too.
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import type { OwnershipStore, StoreEvent, StoredSession } from '../../src/store/store.js';
+import type { SessionState } from '../../src/session/lifecycle.js';
+import { waitFor } from '../helpers/wait.js';
+
+export interface StoreUnderTest {
+  readonly store: OwnershipStore;
+  cleanup(): Promise<void>;
+  /** Fault injection: while on, the store must answer `unavailable` to every call and change nothing. */
+  readonly makeUnavailable?: (on: boolean) => Promise<void>;
+}
+
+/**
+ * Builds a fresh, empty store — or one that already holds `seed` (records at any version ≥ 1, written
+ * behind the interface's back), which is the only way to reach versions beyond 2^53 in a test.
+ */
+export type MakeStore = (seed?: readonly StoredSession[]) => Promise<StoreUnderTest>;
+
+export interface ContractOptions {
+  /** Runs of the model-based property (each run builds a store). Default 100. */
+  readonly numRuns?: number;
+  /** How long to wait for watch events. Default 5000 ms. */
+  readonly eventTimeoutMs?: number;
+}
+
+const FC_SEED = 20240611;
+const BIG = 2n ** 53n;
+const U64_MAX = 2n ** 64n - 1n;
+
+/** A valid session id (32 lowercase hex, never all zero) from a small number. */
+export function sid(n: number): string {
+  return (n + 1).toString(16).padStart(32, '0');
+}
+
+export function rec(id: string, version: bigint, over: Partial<Omit<StoredSession, 'id' | 'version'>> = {}): StoredSession {
+  return {
+    id,
+    owner: 'node-a',
+    version,
+    state: 'ATTACHED',
+    transport: '192.0.2.10:40000',
+    director: 'dir-1',
+    expiresAt: 1_700_000_000_000,
+    ...over,
+  };
+}
+
+/** The next version of `r`, with some fields changed. */
+function bump(r: StoredSession, over: Partial<Omit<StoredSession, 'id' | 'version'>> = {}): StoredSession {
+  return { ...r, ...over, version: r.version + 1n };
+}
+
+function byId(a: StoredSession, b: StoredSession): number {
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+/** Collects the events of one subscription. */
+function recorder(store: OwnershipStore): { events: StoreEvent[]; stop(): void } {
+  const events: StoreEvent[] = [];
+  const stop = store.watch((ev) => events.push(ev));
+  return { events, stop };
+}
+
+export function storeContract(name: string, makeStore: MakeStore, opts: ContractOptions = {}): void {
+  const numRuns = opts.numRuns ?? 100;
+  const eventTimeoutMs = opts.eventTimeoutMs ?? 5000;
+
+  /** Runs `body` on a fresh store and always cleans up. */
+  async function withStore(body: (h: StoreUnderTest) => Promise<void>, seed?: readonly StoredSession[]): Promise<void> {
+    const h = await makeStore(seed);
+    try {
+      await body(h);
+    } finally {
+      await h.cleanup();
+    }
+  }
+
+  async function eventsUntil(events: StoreEvent[], n: number): Promise<StoreEvent[]> {
+    await waitFor(`${n} watch events (have ${events.length})`, () => events.length >= n, { timeoutMs: eventTimeoutMs, intervalMs: 5 });
+    return events;
+  }
+
+  async function getRecord(store: OwnershipStore, id: string): Promise<StoredSession | null> {
+    const r = await store.get(id);
+    if (!r.ok) throw new Error(`get(${id}) unavailable: ${r.message}`);
+    return r.record;
+  }
+
+  async function list(store: OwnershipStore, owner: string): Promise<StoredSession[]> {
+    const r = await store.listByOwner(owner);
+    if (!r.ok) throw new Error(`listByOwner(${owner}) unavailable: ${r.message}`);
+    return r.records;
+  }
+
+  describe(`OwnershipStore contract: ${name}`, () => {
+    it('create then get round-trips every field; a missing id reads as null', async () => {
+      await withStore(async ({ store }) => {
+        const r = rec(sid(1), 1n, { transport: null, state: 'FROZEN', expiresAt: 1_234_567 });
+        const res = await store.create(r);
+        expect(res).toEqual({ ok: true, record: r });
+        expect(await store.get(sid(1))).toEqual({ ok: true, record: r });
+        expect(await store.get(sid(2))).toEqual({ ok: true, record: null });
+      });
+    });
+
+    it('the store keeps its own copy: mutating the argument or a returned record changes nothing', async () => {
+      await withStore(async ({ store }) => {
+        const r = { ...rec(sid(1), 1n) } as { -readonly [K in keyof StoredSession]: StoredSession[K] };
+        const res = await store.create(r);
+        r.owner = 'mallory';
+        r.version = 99n;
+        if (res.ok) {
+          try {
+            (res.record as { owner: string }).owner = 'mallory';
+          } catch {
+            // a frozen record refuses the write — also fine
+          }
+        }
+        const got = await store.get(sid(1));
+        if (got.ok && got.record !== null) {
+          try {
+            (got.record as { version: bigint }).version = 42n;
+          } catch {
+            // frozen
+          }
+        }
+        expect(await getRecord(store, sid(1))).toEqual(rec(sid(1), 1n));
+        expect(await list(store, 'node-a')).toEqual([rec(sid(1), 1n)]);
+        expect(await list(store, 'mallory')).toEqual([]);
+      });
+    });
+
+    it('create of an existing id is a conflict carrying the current record, and stores nothing', async () => {
+      await withStore(async ({ store }) => {
+        const first = rec(sid(1), 1n, { owner: 'node-a' });
+        expect((await store.create(first)).ok).toBe(true);
+        const second = rec(sid(1), 1n, { owner: 'node-b' });
+        expect(await store.create(second)).toEqual({ ok: false, reason: 'conflict', current: first });
+        expect(await getRecord(store, sid(1))).toEqual(first);
+        expect(await list(store, 'node-b')).toEqual([]);
+      });
+    });
+
+    it('update with the expected version succeeds and the version goes up by one', async () => {
+      await withStore(async ({ store }) => {
+        const v1 = rec(sid(1), 1n);
+        await store.create(v1);
+        const v2 = bump(v1, { state: 'FROZEN' });
+        expect(await store.update(v2, 1n)).toEqual({ ok: true, record: v2 });
+        const v3 = bump(v2, { owner: 'node-b' });
+        expect(await store.update(v3, 2n)).toEqual({ ok: true, record: v3 });
+        expect(await getRecord(store, sid(1))).toEqual(v3);
+        expect(v3.version).toBe(3n);
+      });
+    });
+
+    it('update with a stale expected version is a conflict and changes nothing', async () => {
+      await withStore(async ({ store }) => {
+        const v1 = rec(sid(1), 1n);
+        await store.create(v1);
+        const v2 = bump(v1);
+        await store.update(v2, 1n);
+        // A second writer that still believes version 1.
+        const stale = bump(v1, { owner: 'node-z' });
+        expect(await store.update(stale, 1n)).toEqual({ ok: false, reason: 'conflict', current: v2 });
+        // One that is ahead of the store.
+        const ahead = rec(sid(1), 4n, { owner: 'node-z' });
+        expect(await store.update(ahead, 3n)).toEqual({ ok: false, reason: 'conflict', current: v2 });
+        expect(await getRecord(store, sid(1))).toEqual(v2);
+        expect(await list(store, 'node-z')).toEqual([]);
+      });
+    });
+
+    it('update of a missing record is a conflict with current null, and creates nothing', async () => {
+      await withStore(async ({ store }) => {
+        expect(await store.update(rec(sid(7), 2n), 1n)).toEqual({ ok: false, reason: 'conflict', current: null });
+        expect(await getRecord(store, sid(7))).toBeNull();
+      });
+    });
+
+    it('racing updates on the same expected version: exactly one wins, the others conflict with the winner', async () => {
+      await withStore(async ({ store }) => {
+        const v1 = rec(sid(1), 1n);
+        await store.create(v1);
+        const N = 8;
+        const attempts = Array.from({ length: N }, (_, i) => bump(v1, { owner: `node-${i}`, director: `dir-${i}` }));
+        const results = await Promise.all(attempts.map((r) => store.update(r, 1n)));
+        const winners = results.flatMap((r, i) => (r.ok ? [i] : []));
+        expect(winners).toHaveLength(1);
+        const winner = attempts[winners[0] as number] as StoredSession;
+        for (const r of results) {
+          if (r.ok) expect(r.record).toEqual(winner);
+          else expect(r).toEqual({ ok: false, reason: 'conflict', current: winner });
+        }
+        expect(await getRecord(store, sid(1))).toEqual(winner);
+        for (let i = 0; i < N; i++) {
+          expect(await list(store, `node-${i}`)).toEqual(attempts[i] === winner ? [winner] : []);
+        }
+      });
+    });
+
+    it('racing creates of one id: exactly one wins', async () => {
+      await withStore(async ({ store }) => {
+        const attempts = Array.from({ length: 8 }, (_, i) => rec(sid(3), 1n, { owner: `node-${i}` }));
+        const results = await Promise.all(attempts.map((r) => store.create(r)));
+        const oks = results.filter((r) => r.ok);
+        expect(oks).toHaveLength(1);
+        const stored = await getRecord(store, sid(3));
+        expect(oks[0]).toEqual({ ok: true, record: stored });
+        for (const r of results) if (!r.ok) expect(r).toEqual({ ok: false, reason: 'conflict', current: stored });
+      });
+    });
+
+    it('delete needs the stored version; it returns the deleted record, and the id may be created again', async () => {
+      await withStore(async ({ store }) => {
+        const v1 = rec(sid(1), 1n);
+        await store.create(v1);
+        const v2 = bump(v1, { state: 'TERMINATED', transport: null });
+        await store.update(v2, 1n);
+        expect(await store.delete(sid(1), 1n)).toEqual({ ok: false, reason: 'conflict', current: v2 });
+        expect(await store.delete(sid(1), 3n)).toEqual({ ok: false, reason: 'conflict', current: v2 });
+        expect(await getRecord(store, sid(1))).toEqual(v2);
+        expect(await store.delete(sid(1), 2n)).toEqual({ ok: true, record: v2 });
+        expect(await getRecord(store, sid(1))).toBeNull();
+        expect(await list(store, 'node-a')).toEqual([]);
+        expect(await store.delete(sid(1), 2n)).toEqual({ ok: false, reason: 'conflict', current: null });
+        expect(await store.delete(sid(9), 1n)).toEqual({ ok: false, reason: 'conflict', current: null });
+        const again = rec(sid(1), 1n, { owner: 'node-b' });
+        expect(await store.create(again)).toEqual({ ok: true, record: again });
+      });
+    });
+
+    it('listByOwner follows owner changes and returns records in id order', async () => {
+      await withStore(async ({ store }) => {
+        const a = [5, 1, 9, 3].map((n) => rec(sid(n), 1n, { owner: 'node-a' }));
+        const b = rec(sid(7), 1n, { owner: 'node-b' });
+        for (const r of [...a, b]) expect((await store.create(r)).ok).toBe(true);
+        expect(await list(store, 'node-a')).toEqual([...a].sort(byId));
+        expect(await list(store, 'node-b')).toEqual([b]);
+        expect(await list(store, 'node-c')).toEqual([]);
+
+        // sid(9) moves a → b.
+        const moved = bump(a[2] as StoredSession, { owner: 'node-b' });
+        expect((await store.update(moved, 1n)).ok).toBe(true);
+        expect((await list(store, 'node-a')).map((r) => r.id)).toEqual([sid(1), sid(3), sid(5)]);
+        expect(await list(store, 'node-b')).toEqual([b, moved].sort(byId));
+
+        // An update that keeps the owner keeps it listed once, with the new record.
+        const frozen = bump(a[1] as StoredSession, { state: 'FROZEN' });
+        expect((await store.update(frozen, 1n)).ok).toBe(true);
+        const listA = await list(store, 'node-a');
+        expect(listA.map((r) => r.id)).toEqual([sid(1), sid(3), sid(5)]);
+        expect(listA[0]).toEqual(frozen);
+
+        // A failed move leaves both lists alone.
+        expect((await store.update(bump(bump(a[0] as StoredSession), { owner: 'node-b' }), 2n)).ok).toBe(false);
+        expect((await list(store, 'node-a')).map((r) => r.id)).toEqual([sid(1), sid(3), sid(5)]);
+
+        // Deletes leave the index.
+        expect((await store.delete(sid(7), 1n)).ok).toBe(true);
+        expect(await list(store, 'node-b')).toEqual([moved]);
+        expect((await store.delete(sid(9), 2n)).ok).toBe(true);
+        expect(await list(store, 'node-b')).toEqual([]);
+      });
+    });
+
+    it('watch sees put/delete events with prev, in commit order, and nothing for failed writes', async () => {
+      await withStore(async ({ store }) => {
+        const { events, stop } = recorder(store);
+        const v1 = rec(sid(1), 1n);
+        const v2 = bump(v1, { state: 'FROZEN' });
+        const v3 = bump(v2, { owner: 'node-b' });
+        const other = rec(sid(2), 1n, { owner: 'node-c' });
+        expect((await store.create(v1)).ok).toBe(true);
+        expect((await store.create(rec(sid(1), 1n, { owner: 'node-x' }))).ok).toBe(false); // failed create
+        expect((await store.update(v2, 1n)).ok).toBe(true);
+        expect((await store.update(bump(v1, { owner: 'node-x' }), 1n)).ok).toBe(false); // stale update
+        expect((await store.delete(sid(1), 1n)).ok).toBe(false); // stale delete
+        expect((await store.update(rec(sid(5), 2n), 1n)).ok).toBe(false); // update of a missing record
+        expect((await store.create(other)).ok).toBe(true);
+        expect((await store.update(v3, 2n)).ok).toBe(true);
+        expect((await store.delete(sid(1), 3n)).ok).toBe(true);
+        expect((await store.delete(sid(1), 3n)).ok).toBe(false); // already gone
+        const marker = rec(sid(99), 1n, { owner: 'marker' });
+        expect((await store.create(marker)).ok).toBe(true);
+        const expected: StoreEvent[] = [
+          { kind: 'put', record: v1, prev: null },
+          { kind: 'put', record: v2, prev: v1 },
+          { kind: 'put', record: other, prev: null },
+          { kind: 'put', record: v3, prev: v2 },
+          { kind: 'delete', id: sid(1), prev: v3 },
+          { kind: 'put', record: marker, prev: null },
+        ];
+        await eventsUntil(events, expected.length);
+        expect(events).toEqual(expected);
+        stop();
+      });
+    });
+
+    it('every subscriber sees the same events in the same order; unsubscribe stops them', async () => {
+      await withStore(async ({ store }) => {
+        const a = recorder(store);
+        const b = recorder(store);
+        const v1 = rec(sid(1), 1n);
+        await store.create(v1);
+        await eventsUntil(a.events, 1);
+        await eventsUntil(b.events, 1);
+        a.stop();
+        a.stop(); // idempotent
+        const v2 = bump(v1);
+        await store.update(v2, 1n);
+        await store.delete(sid(1), 2n);
+        const marker = rec(sid(99), 1n, { owner: 'marker' });
+        await store.create(marker);
+        await eventsUntil(b.events, 4);
+        expect(b.events).toEqual([
+          { kind: 'put', record: v1, prev: null },
+          { kind: 'put', record: v2, prev: v1 },
+          { kind: 'delete', id: sid(1), prev: v2 },
+          { kind: 'put', record: marker, prev: null },
+        ]);
+        expect(a.events).toEqual([{ kind: 'put', record: v1, prev: null }]);
+        b.stop();
+      });
+    });
+
+    it('versions beyond 2^53 (up to 2^64-1) round-trip exactly', async () => {
+      const big = rec(sid(1), BIG + 1n, { owner: 'node-big' });
+      const top = rec(sid(2), U64_MAX - 1n, { owner: 'node-big' });
+      await withStore(
+        async ({ store }) => {
+          const { events, stop } = recorder(store);
+          expect(await getRecord(store, sid(1))).toEqual(big);
+          expect(await list(store, 'node-big')).toEqual([big, top]);
+          // 2^53 and 2^53+1 are the same JavaScript number: a store that compares numbers would accept this.
+          expect(await store.update(rec(sid(1), BIG + 1n, { owner: 'node-x' }), BIG)).toEqual({ ok: false, reason: 'conflict', current: big });
+          const next = bump(big, { owner: 'node-x' });
+          expect(await store.update(next, BIG + 1n)).toEqual({ ok: true, record: next });
+          expect((await getRecord(store, sid(1)))?.version).toBe(BIG + 2n);
+          expect(await store.delete(sid(1), BIG + 3n)).toEqual({ ok: false, reason: 'conflict', current: next });
+          const last = bump(top);
+          expect(await store.update(last, U64_MAX - 1n)).toEqual({ ok: true, record: last });
+          expect((await getRecord(store, sid(2)))?.version).toBe(U64_MAX);
+          expect(await store.delete(sid(2), U64_MAX)).toEqual({ ok: true, record: last });
+          await eventsUntil(events, 3);
+          expect(events).toEqual([
+            { kind: 'put', record: next, prev: big },
+            { kind: 'put', record: last, prev: top },
+            { kind: 'delete', id: sid(2), prev: last },
+          ]);
+          stop();
+        },
+        [big, top],
+      );
+    });
+
+    it('while unavailable every call answers unavailable and nothing changes', async (ctx) => {
+      const v1 = rec(sid(1), 1n, { owner: 'node-a' });
+      const v2 = bump(v1, { state: 'FROZEN' });
+      let supported = true;
+      await withStore(async ({ store, makeUnavailable }) => {
+        if (makeUnavailable === undefined) {
+          supported = false;
+          return;
+        }
+        expect((await store.create(v1)).ok).toBe(true);
+        expect((await store.update(v2, 1n)).ok).toBe(true);
+        const { events, stop } = recorder(store);
+
+        await makeUnavailable(true);
+        const answers = [
+          await store.get(sid(1)),
+          await store.listByOwner('node-a'),
+          await store.create(rec(sid(2), 1n)),
+          await store.create(rec(sid(1), 1n)),
+          await store.update(bump(v2, { owner: 'node-b' }), 2n),
+          await store.update(bump(v1), 1n),
+          await store.delete(sid(1), 2n),
+          await store.delete(sid(3), 1n),
+        ];
+        for (const a of answers) {
+          expect(a).toMatchObject({ ok: false, reason: 'unavailable' });
+          expect(typeof (a as { message: unknown }).message).toBe('string');
+        }
+        await makeUnavailable(false);
+
+        expect(await getRecord(store, sid(1))).toEqual(v2);
+        expect(await getRecord(store, sid(2))).toBeNull();
+        expect(await list(store, 'node-a')).toEqual([v2]);
+        expect(await list(store, 'node-b')).toEqual([]);
+        const marker = rec(sid(99), 1n, { owner: 'marker' });
+        expect((await store.create(marker)).ok).toBe(true);
+        await eventsUntil(events, 1);
+        expect(events).toEqual([{ kind: 'put', record: marker, prev: null }]);
+        stop();
+      });
+      if (!supported) ctx.skip();
+    });
+
+    it('matches a Map model over random create/update/delete with sometimes-stale versions', async () => {
+      const STATES: readonly SessionState[] = ['ATTACHED', 'FROZEN', 'TERMINATED'];
+      const KEYS = 4;
+      const OWNERS = ['node-0', 'node-1', 'node-2'] as const;
+      const fields = fc.record({
+        owner: fc.constantFrom(...OWNERS),
+        state: fc.constantFrom(...STATES),
+        transport: fc.constantFrom(null, '192.0.2.1:1000', '[2001:db8::1]:443'),
+        expiresAt: fc.integer({ min: 0, max: 2 ** 40 }),
+      });
+      // Mostly right, sometimes stale or ahead.
+      const delta = fc.constantFrom(0n, 0n, 0n, -1n, 1n, -2n, 5n);
+      const op = fc.oneof(
+        fc.record({ t: fc.constant('create' as const), k: fc.nat(KEYS - 1), f: fields }),
+        fc.record({ t: fc.constant('update' as const), k: fc.nat(KEYS - 1), f: fields, d: delta }),
+        fc.record({ t: fc.constant('delete' as const), k: fc.nat(KEYS - 1), d: delta }),
+        fc.record({ t: fc.constant('get' as const), k: fc.nat(KEYS - 1) }),
+        fc.record({ t: fc.constant('list' as const), owner: fc.constantFrom(...OWNERS) }),
+      );
+
+      await fc.assert(
+        fc.asyncProperty(fc.array(op, { maxLength: 40 }), async (ops) => {
+          await withStore(async ({ store }) => {
+            const model = new Map<string, StoredSession>();
+            const expectedEvents: StoreEvent[] = [];
+            const { events, stop } = recorder(store);
+            const expectOf = (cur: StoredSession | undefined, d: bigint): bigint => {
+              const e = (cur?.version ?? 1n) + d;
+              return e < 1n ? 1n : e;
+            };
+            for (const o of ops) {
+              if (o.t === 'get') {
+                expect(await store.get(sid(o.k))).toEqual({ ok: true, record: model.get(sid(o.k)) ?? null });
+              } else if (o.t === 'list') {
+                const want = [...model.values()].filter((r) => r.owner === o.owner).sort(byId);
+                expect(await list(store, o.owner)).toEqual(want);
+              } else if (o.t === 'create') {
+                const id = sid(o.k);
+                const r = rec(id, 1n, { ...o.f, director: 'dir-model' });
+                const cur = model.get(id);
+                const res = await store.create(r);
+                if (cur === undefined) {
+                  expect(res).toEqual({ ok: true, record: r });
+                  model.set(id, r);
+                  expectedEvents.push({ kind: 'put', record: r, prev: null });
+                } else {
+                  expect(res).toEqual({ ok: false, reason: 'conflict', current: cur });
+                }
+              } else if (o.t === 'update') {
+                const id = sid(o.k);
+                const cur = model.get(id);
+                const ev = expectOf(cur, o.d);
+                const r = rec(id, ev + 1n, { ...o.f, director: 'dir-model' });
+                const res = await store.update(r, ev);
+                if (cur !== undefined && cur.version === ev) {
+                  expect(res).toEqual({ ok: true, record: r });
+                  model.set(id, r);
+                  expectedEvents.push({ kind: 'put', record: r, prev: cur });
+                } else {
+                  expect(res).toEqual({ ok: false, reason: 'conflict', current: cur ?? null });
+                }
+              } else {
+                const id = sid(o.k);
+                const cur = model.get(id);
+                const ev = expectOf(cur, o.d);
+                const res = await store.delete(id, ev);
+                if (cur !== undefined && cur.version === ev) {
+                  expect(res).toEqual({ ok: true, record: cur });
+                  model.delete(id);
+                  expectedEvents.push({ kind: 'delete', id, prev: cur });
+                } else {
+                  expect(res).toEqual({ ok: false, reason: 'conflict', current: cur ?? null });
+                }
+              }
+            }
+            // The whole state, then the event log (a marker proves no extra event is still on its way).
+            for (let k = 0; k < KEYS; k++) expect(await getRecord(store, sid(k))).toEqual(model.get(sid(k)) ?? null);
+            for (const owner of OWNERS) {
+              expect(await list(store, owner)).toEqual([...model.values()].filter((r) => r.owner === owner).sort(byId));
+            }
+            const marker = rec(sid(999), 1n, { owner: 'marker' });
+            expect((await store.create(marker)).ok).toBe(true);
+            expectedEvents.push({ kind: 'put', record: marker, prev: null });
+            await eventsUntil(events, expectedEvents.length);
+            expect(events).toEqual(expectedEvents);
+            stop();
+          });
+        }),
+        { numRuns, seed: FC_SEED },
+      );
+    });
+  });
+}

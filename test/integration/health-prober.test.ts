@@ -1,0 +1,235 @@
+// HealthProber over real UDP sockets on loopback with real reference nodes: rise/fall counted in probes,
+// a closed node goes unhealthy once and comes back when restarted on its port, IPv6, a silent socket, and
+// answers that must not count (late, wrong nonce, wrong source port).
+import { afterEach, describe, expect, it } from 'vitest';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { ReferenceNode } from '../../src/refnode/node.js';
+import { HealthProber, PROBE_LEN, encodeProbe, probeNonce } from '../../src/nodes/prober.js';
+import { NodeHealth } from '../../src/nodes/membership.js';
+import type { Transport } from '../../src/codec/types.js';
+import { systemClock } from '../../src/util/clock.js';
+import { waitFor } from '../helpers/wait.js';
+
+const { UNKNOWN, HEALTHY, UNHEALTHY } = NodeHealth;
+
+interface Change {
+  readonly node: string;
+  readonly health: NodeHealth;
+  readonly consecutive: number;
+}
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function refNode(id: string, family: 4 | 6 = 4, port = 0): Promise<ReferenceNode> {
+  const n = new ReferenceNode({ id, listen: { family, address: family === 6 ? '::1' : '127.0.0.1', port } });
+  await n.start();
+  let closed = false;
+  const close = n.close.bind(n);
+  n.close = async () => {
+    if (closed) return;
+    closed = true;
+    await close();
+  };
+  cleanups.push(() => n.close());
+  return n;
+}
+
+/** A bound UDP socket that counts what it receives and does whatever `answer` says (default: nothing). */
+async function fakeNode(
+  family: 4 | 6 = 4,
+  answer: (msg: Buffer, from: dgram.RemoteInfo, self: dgram.Socket) => void = () => {},
+): Promise<{ address: Transport; received: () => number }> {
+  const s = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', ipv6Only: family === 6 });
+  let received = 0;
+  s.on('message', (msg, from) => {
+    received++;
+    answer(msg, from, s);
+  });
+  s.bind(0, family === 6 ? '::1' : '127.0.0.1');
+  await once(s, 'listening');
+  cleanups.push(() => new Promise<void>((r) => s.close(() => r())));
+  const a = s.address();
+  return { address: { family, address: a.address, port: a.port }, received: () => received };
+}
+
+function prober(
+  nodes: { id: string; address: Transport }[],
+  opts: { intervalMs?: number; timeoutMs?: number; rise?: number; fall?: number } = {},
+): { p: HealthProber; changes: Change[] } {
+  const changes: Change[] = [];
+  const errors: unknown[] = [];
+  const p = new HealthProber({
+    nodes,
+    intervalMs: opts.intervalMs ?? 50,
+    timeoutMs: opts.timeoutMs ?? 200, // generous: a busy CI host must not turn a live node's answer into a timeout
+    rise: opts.rise ?? 2,
+    fall: opts.fall ?? 2,
+    clock: systemClock,
+    onChange: (node, health, { consecutive }) => changes.push({ node, health, consecutive }),
+    onError: (err) => errors.push(err),
+  });
+  cleanups.push(() => p.close());
+  return { p, changes };
+}
+
+const of = (changes: Change[], node: string): NodeHealth[] => changes.filter((c) => c.node === node).map((c) => c.health);
+
+const v6 = await new Promise<boolean>((resolve) => {
+  const s = dgram.createSocket({ type: 'udp6', ipv6Only: true });
+  s.once('error', () => {
+    s.close();
+    resolve(false);
+  });
+  s.bind(0, '::1', () => s.close(() => resolve(true)));
+});
+
+describe('probe datagram', () => {
+  it('is a 27-byte PROXY v2 LOCAL header whose nonce TLV round-trips', () => {
+    const nonce = Buffer.from('0123456789abcdef', 'hex');
+    const b = encodeProbe(nonce);
+    expect(b.length).toBe(PROBE_LEN);
+    expect(b.subarray(12, 16)).toEqual(Buffer.from([0x20, 0x00, 0x00, 11]));
+    expect(Buffer.from(probeNonce(b) ?? [])).toEqual(nonce);
+    expect(probeNonce(b.subarray(0, 20))).toBeUndefined();
+    expect(probeNonce(Buffer.from('not a probe'))).toBeUndefined();
+  });
+});
+
+describe('HealthProber', () => {
+  it('turns healthy after exactly rise answered probes and unhealthy after exactly fall silent ones', async () => {
+    const ref = await refNode('ref');
+    const silent = await fakeNode();
+    // A long interval: only start()'s round and probeNow() probe, so every probe is counted here.
+    const { p, changes } = prober(
+      [
+        { id: 'ref', address: ref.address },
+        { id: 'silent', address: silent.address },
+      ],
+      { intervalMs: 60_000, timeoutMs: 500, rise: 3, fall: 2 },
+    );
+    expect(p.health('ref')).toBe(UNKNOWN);
+    expect(p.health('nope')).toBeUndefined();
+    await expect(p.probeNow()).rejects.toThrow(/before start/);
+    await p.start();
+    for (let i = 0; i < 4; i++) {
+      await p.probeNow(); // resolves once no probe is in flight
+      expect(p.health('ref')).toBe(ref.stats.probes >= 3 ? HEALTHY : UNKNOWN);
+      expect(p.health('silent')).toBe(silent.received() >= 2 ? UNHEALTHY : UNKNOWN);
+    }
+    expect(ref.stats.probes).toBeGreaterThanOrEqual(3);
+    expect(silent.received()).toBeGreaterThanOrEqual(2);
+    expect(changes).toEqual(
+      expect.arrayContaining([
+        { node: 'silent', health: UNHEALTHY, consecutive: 2 },
+        { node: 'ref', health: HEALTHY, consecutive: 3 },
+      ]),
+    );
+    expect(changes).toHaveLength(2);
+    expect(p.unhealthyFor('ref')).toBe(0);
+  });
+
+  it('a closed node goes unhealthy once, and healthy again when restarted on the same port', async () => {
+    const a = await refNode('a');
+    const b = await refNode('b');
+    const { p, changes } = prober([
+      { id: 'a', address: a.address },
+      { id: 'b', address: b.address },
+    ]);
+    await p.start();
+    await waitFor('both healthy', () => p.health('a') === HEALTHY && p.health('b') === HEALTHY);
+    expect(changes).toEqual(
+      expect.arrayContaining([
+        { node: 'a', health: HEALTHY, consecutive: 2 },
+        { node: 'b', health: HEALTHY, consecutive: 2 },
+      ]),
+    );
+    expect(changes).toHaveLength(2);
+
+    const port = a.address.port;
+    await a.close();
+    await waitFor('a unhealthy', () => p.health('a') === UNHEALTHY);
+    await waitFor('unhealthyFor(a) counting', () => p.unhealthyFor('a') > 0);
+    // More failed probes change nothing: still exactly one report.
+    await p.probeNow();
+    await p.probeNow();
+    expect(of(changes, 'a')).toEqual([HEALTHY, UNHEALTHY]);
+    expect(changes.find((c) => c.node === 'a' && c.health === UNHEALTHY)?.consecutive).toBe(2);
+    expect(p.health('b')).toBe(HEALTHY);
+    expect(of(changes, 'b')).toEqual([HEALTHY]);
+
+    const again = await refNode('a', 4, port);
+    expect(again.address.port).toBe(port);
+    await waitFor('a healthy again', () => p.health('a') === HEALTHY);
+    expect(of(changes, 'a')).toEqual([HEALTHY, UNHEALTHY, HEALTHY]);
+    expect(p.unhealthyFor('a')).toBe(0);
+  });
+
+  it.skipIf(!v6)('probes an IPv6 node (::1) beside an IPv4 one', async () => {
+    const n6 = await refNode('six', 6);
+    const n4 = await refNode('four', 4);
+    const silent6 = await fakeNode(6);
+    expect(n6.address.address).toBe('::1');
+    const { p, changes } = prober([
+      { id: 'six', address: n6.address },
+      { id: 'four', address: n4.address },
+      { id: 'silent6', address: silent6.address },
+    ]);
+    await p.start();
+    await waitFor('v6 and v4 healthy, silent v6 unhealthy', () => p.health('six') === HEALTHY && p.health('four') === HEALTHY && p.health('silent6') === UNHEALTHY);
+    expect(of(changes, 'six')).toEqual([HEALTHY]);
+    expect(of(changes, 'silent6')).toEqual([UNHEALTHY]);
+    await n6.close();
+    await waitFor('v6 node unhealthy after close', () => p.health('six') === UNHEALTHY);
+    expect(of(changes, 'six')).toEqual([HEALTHY, UNHEALTHY]);
+  });
+
+  it('answers that are late, carry another nonce or come from another port count as nothing', async () => {
+    const timeoutMs = 100;
+    const late = await fakeNode(4, (msg, from, s) => {
+      setTimeout(() => s.send(msg, from.port, from.address), timeoutMs * 3).unref();
+    });
+    const wrongNonce = await fakeNode(4, (msg, from, s) => {
+      const copy = Buffer.from(msg);
+      copy[copy.length - 1] = (copy[copy.length - 1] ?? 0) ^ 0xff;
+      s.send(copy, from.port, from.address);
+    });
+    const other = dgram.createSocket('udp4');
+    other.bind(0, '127.0.0.1');
+    await once(other, 'listening');
+    cleanups.push(() => new Promise<void>((r) => other.close(() => r())));
+    const otherPort = await fakeNode(4, (msg, from) => other.send(msg, from.port, from.address));
+    const ref = await refNode('ref');
+    const { p, changes } = prober(
+      [
+        { id: 'late', address: late.address },
+        { id: 'wrong-nonce', address: wrongNonce.address },
+        { id: 'other-port', address: otherPort.address },
+        { id: 'ref', address: ref.address },
+      ],
+      { intervalMs: 60_000, timeoutMs, rise: 1, fall: 3 },
+    );
+    await p.start();
+    for (let i = 0; i < 4; i++) await p.probeNow();
+    for (const id of ['late', 'wrong-nonce', 'other-port']) {
+      expect(p.health(id)).toBe(UNHEALTHY);
+      expect(of(changes, id)).toEqual([UNHEALTHY]);
+    }
+    expect(late.received()).toBeGreaterThanOrEqual(3);
+    expect(p.health('ref')).toBe(HEALTHY);
+  });
+
+  it('close() is idempotent; probeNow() after close resolves and changes nothing', async () => {
+    const ref = await refNode('ref');
+    const { p } = prober([{ id: 'ref', address: ref.address }]);
+    await p.start();
+    await waitFor('healthy', () => p.health('ref') === HEALTHY);
+    await p.close();
+    await p.close();
+    await p.probeNow(); // after close: sends nothing, resolves at once
+    expect(p.health('ref')).toBe(HEALTHY);
+  });
+});

@@ -1,0 +1,254 @@
+// The audit hash chain: a log written by createAudit verifies; every kind of tampering is reported at
+// the line where the chain breaks; fast-check: a single changed byte never goes unnoticed.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chainLine, createAudit, GENESIS } from '../../src/obs/audit.js';
+import type { AuditEvent } from '../../src/obs/audit.js';
+import { verifyAuditBytes, verifyAuditChain, verifyAuditFile } from '../../src/obs/audit-verify.js';
+
+const FC = { seed: 20240612, numRuns: 300 } as const;
+const T0 = Date.UTC(2024, 5, 1, 12, 0, 0);
+
+let dir = '';
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'anchor-audit-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
+
+function event(i: number): AuditEvent {
+  const kinds = ['create', 'freeze', 'transfer', 'resume', 'reattach', 'close'] as const;
+  return {
+    session: (i + 1).toString(16).padStart(32, '0'),
+    event: kinds[i % kinds.length] as string,
+    cause: i % 2 === 0 ? 'hello' : 'drain ✓ node-b',
+    from_version: i === 0 ? null : String(i),
+    to_version: String(i + 1),
+    from_owner: i === 0 ? null : 'node-a',
+    to_owner: 'node-b',
+    actor: 'dir-1',
+    ...(i % 3 === 0 ? { detail: { transport: '[2001:db8::1]:443', n: i } } : {}),
+  };
+}
+
+/** Writes `count` events through the real writer into a fresh file; returns its path and text. */
+async function writeLog(name: string, count: number): Promise<{ path: string; text: string; lines: string[] }> {
+  const path = join(dir, name);
+  let t = T0;
+  const audit = createAudit({ path, wallClock: () => (t += 1000) });
+  for (let i = 0; i < count; i++) audit.write(event(i));
+  await audit.close();
+  const text = await readFile(path, 'utf8');
+  return { path, text, lines: text.slice(0, -1).split('\n') };
+}
+
+const join1 = (lines: readonly string[]): string => lines.map((l) => l + '\n').join('');
+
+/** Builds a chain of `events` in memory with the writer's own line function. */
+function buildChain(events: readonly AuditEvent[]): string {
+  let prev = GENESIS;
+  let text = '';
+  events.forEach((ev, i) => {
+    const { text: line, hash } = chainLine(prev, i + 1, new Date(T0 + i).toISOString(), ev);
+    prev = hash;
+    text += line + '\n';
+  });
+  return text;
+}
+
+describe('verifyAuditChain on a log written by createAudit', () => {
+  it('a fresh log verifies, and head is the SHA-256 of its last line', async () => {
+    const { path, text, lines } = await writeLog('ok.log', 10);
+    expect(lines).toHaveLength(10);
+    const head = sha256(lines[9] as string);
+    expect(verifyAuditChain(text)).toEqual({ ok: true, lines: 10, head });
+    expect(await verifyAuditFile(path)).toEqual({ ok: true, lines: 10, head });
+    expect(verifyAuditChain(text, { head })).toEqual({ ok: true, lines: 10, head });
+    // A missing final newline alone is tolerated (the last line is whole).
+    expect(verifyAuditChain(text.slice(0, -1))).toEqual({ ok: true, lines: 10, head });
+  });
+
+  it('an empty log is ok with 0 lines', async () => {
+    const path = join(dir, 'empty.log');
+    await writeFile(path, '');
+    expect(await verifyAuditFile(path)).toEqual({ ok: true, lines: 0, head: GENESIS });
+    expect(verifyAuditChain('', { head: sha256('x') })).toMatchObject({ ok: false, lines: 0 });
+  });
+
+  it('a changed field is reported at the next line (whose prev no longer matches)', async () => {
+    const { lines } = await writeLog('field.log', 10);
+    const tampered = [...lines];
+    tampered[3] = (lines[3] as string).replace('"to_owner":"node-b"', '"to_owner":"node-x"');
+    expect(tampered[3]).not.toBe(lines[3]);
+    expect(verifyAuditChain(join1(tampered))).toEqual({
+      ok: false,
+      lines: 10,
+      line: 5,
+      problem: 'line 5: prev does not match the SHA-256 of line 4 (the chain is broken: a line was changed, removed or inserted)',
+    });
+  });
+
+  it('a changed seq is reported at its own line', async () => {
+    const { lines } = await writeLog('seq.log', 10);
+    const tampered = [...lines];
+    tampered[3] = (lines[3] as string).replace('"seq":4,', '"seq":40,');
+    expect(verifyAuditChain(join1(tampered))).toMatchObject({ ok: false, line: 4, problem: expect.stringMatching(/^line 4: seq is 40, expected 4/) });
+  });
+
+  it('a deleted line is reported where it was', async () => {
+    const { lines } = await writeLog('delete.log', 10);
+    const tampered = lines.filter((_, i) => i !== 3);
+    expect(verifyAuditChain(join1(tampered))).toMatchObject({ ok: false, lines: 9, line: 4, problem: expect.stringMatching(/^line 4: prev does not match the SHA-256 of line 3/) });
+  });
+
+  it('the first line deleted: the chain does not start at GENESIS', async () => {
+    const { lines } = await writeLog('delete-first.log', 5);
+    expect(verifyAuditChain(join1(lines.slice(1)))).toMatchObject({ ok: false, line: 1, problem: expect.stringMatching(/^line 1: prev is not GENESIS/) });
+  });
+
+  it('two swapped lines are reported at the first of them', async () => {
+    const { lines } = await writeLog('swap.log', 10);
+    const tampered = [...lines];
+    tampered[2] = lines[3] as string;
+    tampered[3] = lines[2] as string;
+    expect(verifyAuditChain(join1(tampered))).toMatchObject({ ok: false, line: 3, problem: expect.stringMatching(/^line 3: prev does not match/) });
+  });
+
+  it('an inserted line is reported: a copy at once, a well-forged one at the line after it', async () => {
+    const { lines } = await writeLog('insert.log', 10);
+    // A duplicate of line 2 inserted after it.
+    const dup = [...lines.slice(0, 2), lines[1] as string, ...lines.slice(2)];
+    expect(verifyAuditChain(join1(dup))).toMatchObject({ ok: false, lines: 11, line: 3, problem: expect.stringMatching(/^line 3: prev does not match the SHA-256 of line 2/) });
+    // A forged line 7 that chains correctly from line 6 and carries seq 7: the old line 7 (now 8) betrays it.
+    const forged = chainLine(sha256(lines[5] as string), 7, new Date(T0).toISOString(), event(99)).text;
+    const ins = [...lines.slice(0, 6), forged, ...lines.slice(6)];
+    expect(verifyAuditChain(join1(ins))).toMatchObject({ ok: false, lines: 11, line: 8, problem: expect.stringMatching(/^line 8: prev does not match the SHA-256 of line 7/) });
+  });
+
+  it('a last line cut short (a crash mid-write) is reported', async () => {
+    const { path, text } = await writeLog('cut.log', 10);
+    const cut = text.slice(0, text.length - 20);
+    await writeFile(path, cut);
+    expect(await verifyAuditFile(path)).toMatchObject({ ok: false, lines: 10, line: 10, problem: expect.stringMatching(/^line 10: the last line is cut short/) });
+  });
+
+  it('whole lines cut from the end pass the chain alone, and are caught with the expected head', async () => {
+    const { lines } = await writeLog('tail.log', 10);
+    const head = sha256(lines[9] as string);
+    const cut = join1(lines.slice(0, 7));
+    expect(verifyAuditChain(cut)).toMatchObject({ ok: true, lines: 7 });
+    expect(verifyAuditChain(cut, { head })).toMatchObject({ ok: false, lines: 7, line: 7, problem: expect.stringMatching(/^line 7: its SHA-256 is not the expected head/) });
+  });
+
+  it('a change inside the last line is only visible with the expected head', async () => {
+    const { lines } = await writeLog('last.log', 10);
+    const head = sha256(lines[9] as string);
+    const tampered = [...lines];
+    tampered[9] = (lines[9] as string).replace('"to_owner":"node-b"', '"to_owner":"node-x"');
+    expect(verifyAuditChain(join1(tampered))).toMatchObject({ ok: true });
+    expect(verifyAuditChain(join1(tampered), { head })).toMatchObject({ ok: false, line: 10 });
+  });
+
+  it('reports lines that are not audit lines, with what is wrong', () => {
+    const good = buildChain([event(0), event(1)]);
+    const [l1, l2] = good.slice(0, -1).split('\n') as [string, string];
+    const cases: Array<[string, number, RegExp]> = [
+      [`${l1}\n\n${l2}\n`, 2, /^line 2: is empty$/],
+      [`${l1}\nnot json\n`, 2, /^line 2: is not valid JSON/],
+      [`${l1}\n[1,2]\n`, 2, /^line 2: is not a JSON object$/],
+      [`${l1}\n${l2.replace('"actor":"dir-1",', '')}\n`, 2, /^line 2: has no "actor" field$/],
+      [`${l1.replace('"seq":1', '"seq":"1"')}\n`, 1, /^line 1: field "seq" must be a positive integer, got "1"$/],
+      [`${l1.replace(/"prev":"0+"/, `"prev":"${'0'.repeat(63)}"`)}\n`, 1, /^line 1: field "prev" must be 64 lowercase hex characters/],
+      [`${l1.replace('"to_owner":"node-b"', '"to_owner":7')}\n`, 1, /^line 1: field "to_owner" must be a string or null, got 7$/],
+      [`${l1.replace('"seq":1,', '"seq": 1,')}\n`, 1, /^line 1: is not byte-for-byte what the writer produces/],
+      [`${l1} \n`, 1, /^line 1: is not byte-for-byte/],
+    ];
+    for (const [text, line, problem] of cases) {
+      const r = verifyAuditChain(text);
+      expect(r.ok, text).toBe(false);
+      if (!r.ok) {
+        expect(r.line, text).toBe(line);
+        expect(r.problem, text).toMatch(problem);
+      }
+    }
+  });
+
+  it('reports invalid UTF-8 at its line', async () => {
+    const text = buildChain([event(0), event(1), event(2)]);
+    const bytes = Buffer.from(text, 'utf8');
+    const at = text.indexOf('\n', text.indexOf('\n') + 1) + 5; // inside line 3
+    bytes[at] = 0xff;
+    const path = join(dir, 'utf8.log');
+    await writeFile(path, bytes);
+    expect(await verifyAuditFile(path)).toEqual({ ok: false, lines: 3, line: 3, problem: 'line 3: is not valid UTF-8' });
+  });
+});
+
+describe('verifyAuditChain properties', () => {
+  const text = fc.string({ unit: 'binary', maxLength: 12 });
+  const ev: fc.Arbitrary<AuditEvent> = fc.record(
+    {
+      session: fc.option(fc.stringMatching(/^[0-9a-f]{32}$/), { nil: null }),
+      event: fc.constantFrom('create', 'transfer', 'expire', 'SECURITY_EVENT'),
+      cause: text,
+      from_version: fc.option(fc.bigInt({ min: 1n, max: 2n ** 64n - 1n }).map(String), { nil: null }),
+      to_version: fc.option(fc.bigInt({ min: 1n, max: 2n ** 64n - 1n }).map(String), { nil: null }),
+      from_owner: fc.option(text, { nil: null }),
+      to_owner: fc.option(text, { nil: null }),
+      actor: text,
+      detail: fc.dictionary(text, fc.jsonValue({ maxDepth: 2 }), { maxKeys: 3 }),
+    },
+    { requiredKeys: ['session', 'event', 'cause', 'from_version', 'to_version', 'from_owner', 'to_owner', 'actor'] },
+  );
+  const chain = fc.array(ev, { minLength: 1, maxLength: 6 }).map(buildChain);
+
+  it('every chain built by the writer verifies', () => {
+    fc.assert(
+      fc.property(chain, (t) => {
+        const r = verifyAuditChain(t);
+        expect(r).toMatchObject({ ok: true });
+        expect(verifyAuditBytes(Buffer.from(t, 'utf8'))).toEqual(r);
+      }),
+      FC,
+    );
+  });
+
+  it('a single changed byte outside the last line is detected, at its line or the next', () => {
+    fc.assert(
+      fc.property(chain, fc.nat(), fc.integer({ min: 1, max: 255 }), (t, p, x) => {
+        const bytes = Buffer.from(t, 'utf8');
+        const lastStart = bytes.lastIndexOf(0x0a, bytes.length - 2) + 1;
+        // Any byte before the last line, or the final newline.
+        let pos = p % (lastStart + 1);
+        if (pos === lastStart) pos = bytes.length - 1;
+        const lineOf = bytes.subarray(0, pos).filter((b) => b === 0x0a).length + 1;
+        bytes[pos] = (bytes[pos] as number) ^ x;
+        const r = verifyAuditBytes(bytes);
+        expect(r.ok).toBe(false);
+        if (!r.ok) expect([lineOf, lineOf + 1]).toContain(r.line);
+      }),
+      FC,
+    );
+  });
+
+  it('with the expected head, a single changed byte anywhere is detected', () => {
+    fc.assert(
+      fc.property(chain, fc.nat(), fc.integer({ min: 1, max: 255 }), (t, p, x) => {
+        const head = verifyAuditChain(t);
+        if (!head.ok) throw new Error(head.problem);
+        const bytes = Buffer.from(t, 'utf8');
+        const pos = p % bytes.length;
+        bytes[pos] = (bytes[pos] as number) ^ x;
+        expect(verifyAuditBytes(bytes, { head: head.head }).ok).toBe(false);
+      }),
+      FC,
+    );
+  });
+});
