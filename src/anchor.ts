@@ -68,6 +68,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     path: config.audit.path,
     wallClock: clock.wall,
     onLine: config.audit.path === null ? (line) => logger.info({ audit: line }, 'audit') : undefined,
+    onRotate: (movedTo) => logger.warn({ moved_to: movedTo }, 'audit file ended in a cut-short line; moved aside, starting a new chain'),
   });
   const store = deps.store ?? new MemoryStore();
   const nodes = config.nodes.map((n) => ({ id: n.id, address: hp(n.address), weight: n.weight }));

@@ -9,6 +9,7 @@ import { ReferenceNode } from './refnode/node.js';
 import { formatReport, MIN_PAYLOAD, runClient } from './client/client.js';
 import { hostPortFlag, numberFlag, parseFlags, requireString } from './cli/args.js';
 import { systemClock } from './util/clock.js';
+import { verifyAuditFile } from './obs/audit-verify.js';
 import { transportKey } from './codec/ip.js';
 
 const USAGE = `anchor — sticky-routing L4 session director
@@ -21,6 +22,9 @@ Usage:
                                   run a reference VPN node
   anchor client --target HOST:PORT --sessions N --rate PPS --duration S [--size BYTES] [--json]
                                   simulate N JV1 sessions and report loss and round trips
+  anchor audit verify FILE        check an audit log's hash chain (exit 1 on a break)
+  anchor check --records DIR      prove from reference node records that no session was
+                                  delivered to two nodes at once (exit 1 on a violation)
   anchor help | --help            this text; \`anchor COMMAND --help\` for one command
 `;
 
@@ -41,6 +45,16 @@ Runs the reference VPN node: reads PROXY v2 + JV1, answers HELLO, echoes DATA,
 honours CLOSE (a DATA payload starting with "!close" makes it close the session),
 answers PROXY v2 LOCAL health probes. --record appends one JSON line per received
 packet: {node, session, version, seq, flags, type, t}.`,
+  audit: `Usage: anchor audit verify FILE [--head SHA256]
+
+Checks the audit log's hash chain: every line carries the SHA-256 of the line before it.
+Exit 0 when the chain is intact, 1 naming the first broken line. --head also checks the
+last line against a hash recorded elsewhere (a cut tail is otherwise undetectable).`,
+  check: `Usage: anchor check --records DIR [--json]
+
+Reads every *.jsonl record file of reference nodes in DIR and proves, per session, that
+no two nodes received its packets interleaved and that versions never went back.
+Exit 0 when every session passes, 1 naming each session that does not.`,
   client: `Usage: anchor client --target HOST:PORT --sessions N --rate PPS --duration S [--size BYTES] [--json]
 
 Opens N sessions (one UDP socket each), sends DATA at PPS packets per second in
@@ -174,6 +188,24 @@ async function main(argv: string[]): Promise<number> {
       if (values.json) out(JSON.stringify(report));
       else out(formatReport(report));
       return 0;
+    }
+    case 'audit': {
+      const [sub, ...more] = rest;
+      if (sub === '--help' || sub === '-h') return (out(HELP.audit as string), 0);
+      if (sub !== 'verify') throw new UsageError(`anchor audit: unknown subcommand ${sub === undefined ? '(none)' : `"${sub}"`} (try: anchor audit verify FILE)`);
+      const { values, positionals } = parseFlags('audit verify', more, { head: { type: 'string' } }, true);
+      if (values.help) return (out(HELP.audit as string), 0);
+      if (positionals.length !== 1) throw new UsageError('anchor audit verify: expected exactly one FILE');
+      const file = positionals[0] as string;
+      const r = await verifyAuditFile(file, values.head !== undefined ? { head: values.head } : {}).catch((err: unknown) => {
+        throw new UsageError(`anchor audit verify: cannot read ${file}: ${(err as Error).message}`);
+      });
+      if (r.ok) {
+        out(`ok: ${r.lines} lines, chain intact (head ${r.head})`);
+        return 0;
+      }
+      process.stderr.write(`${file}: ${r.problem}\n`);
+      return 1;
     }
     case 'version':
     case '--version': {

@@ -7,9 +7,9 @@ import type { Transport } from '../codec/types.js';
 
 export type FlagSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>;
 
-export function parseFlags<S extends FlagSpec>(command: string, argv: readonly string[], spec: S) {
+export function parseFlags<S extends FlagSpec>(command: string, argv: readonly string[], spec: S, positionals = false) {
   try {
-    return parseArgs({ args: [...argv], options: { ...spec, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
+    return parseArgs({ args: [...argv], options: { ...spec, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: positionals });
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);
     throw new UsageError(`anchor ${command}: ${msg.replace(/\. To specify a positional.*$/s, '')}`);

@@ -104,6 +104,11 @@ export class ClientSession {
     return this.#current.local;
   }
 
+  /** Sockets open now: the current one plus old ones still within their grace after a jump. */
+  get openSockets(): number {
+    return this.#closed ? 0 : 1 + this.#retiring.size;
+  }
+
   get jumping(): boolean {
     return this.#jumping !== null;
   }

@@ -1,7 +1,7 @@
 // The audit log: one JSON line per ownership change, each carrying the SHA-256 of the previous line
 // (a hash chain that `anchor audit verify` checks). Owns the file; never decides what is audited.
 import { createHash } from 'node:crypto';
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { closeSync, createWriteStream, fstatSync, openSync, readSync, renameSync, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 
 export interface AuditEvent {
@@ -41,8 +41,45 @@ export interface AuditSink {
   close(): Promise<void>;
 }
 
+/**
+ * Where an existing audit file's chain ends: the last line's seq and SHA-256, read from the file's tail
+ * (the whole chain is checked by `anchor audit verify`, not at every start). `broken` when the last
+ * line is cut short or unreadable (a crash mid-write): the caller starts a new file.
+ */
+export function readChainTail(path: string): { seq: number; hash: string } | 'empty' | 'missing' | 'broken' {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return 'missing';
+  }
+  try {
+    const size = fstatSync(fd).size;
+    if (size === 0) return 'empty';
+    const len = Math.min(size, 256 * 1024);
+    const buf = Buffer.alloc(len);
+    readSync(fd, buf, 0, len, size - len);
+    const text = buf.toString('utf8');
+    if (!text.endsWith('\n')) return 'broken';
+    const body = text.slice(0, -1);
+    const last = body.slice(body.lastIndexOf('\n') + 1);
+    if (last.length === len - 1 && size > len) return 'broken'; // one line longer than the tail window
+    try {
+      const l = JSON.parse(last) as { seq?: unknown };
+      if (typeof l.seq !== 'number' || !Number.isSafeInteger(l.seq)) return 'broken';
+      return { seq: l.seq, hash: createHash('sha256').update(last).digest('hex') };
+    } catch {
+      return 'broken';
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export interface AuditOptions {
   readonly path: string | null;
+  /** Told when an existing audit file could not be continued and was moved aside. */
+  readonly onRotate?: (movedTo: string) => void;
   readonly wallClock: () => number;
   /** Called for every line (e.g. to log it when there is no file). */
   readonly onLine?: (line: AuditLine) => void;
@@ -54,6 +91,18 @@ export function createAudit(opts: AuditOptions): AuditSink {
   const ring: AuditLine[] = [];
   let prev = GENESIS;
   let seq = 0;
+  if (opts.path !== null) {
+    // Continue the chain of a file a previous run left, so that one file is one chain.
+    const tail = readChainTail(opts.path);
+    if (typeof tail === 'object') {
+      prev = tail.hash;
+      seq = tail.seq;
+    } else if (tail === 'broken') {
+      const movedTo = `${opts.path}.broken-${new Date(opts.wallClock()).toISOString().replace(/[:.]/g, '-')}`;
+      renameSync(opts.path, movedTo);
+      opts.onRotate?.(movedTo);
+    }
+  }
   let stream: WriteStream | null = opts.path !== null ? createWriteStream(opts.path, { flags: 'a' }) : null;
   let streamError: Error | null = null;
   stream?.on('error', (e) => {

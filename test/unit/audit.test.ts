@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { appendFileSync, mkdtempSync, readFileSync } from 'node:fs';
 import { chainLine, createAudit, GENESIS } from '../../src/obs/audit.js';
 import type { AuditEvent } from '../../src/obs/audit.js';
 import { verifyAuditBytes, verifyAuditChain, verifyAuditFile } from '../../src/obs/audit-verify.js';
@@ -250,5 +251,37 @@ describe('verifyAuditChain properties', () => {
       }),
       FC,
     );
+  });
+});
+
+describe('createAudit continues an existing file', () => {
+  const ev = (n: number) => ({ session: null, event: 'create', cause: `c${n}`, from_version: null, to_version: '1', from_owner: null, to_owner: 'n', actor: 't' });
+
+  it('appends to the chain a previous run left, so one file verifies as one chain', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'anchor-audit-'));
+    const path = join(dir, 'audit.jsonl');
+    for (let run = 0; run < 3; run++) {
+      const a = createAudit({ path, wallClock: () => 1_700_000_000_000 + run });
+      for (let i = 0; i < 4; i++) a.write(ev(i));
+      await a.close();
+    }
+    const r = verifyAuditChain(readFileSync(path, 'utf8'));
+    expect(r).toMatchObject({ ok: true, lines: 12 });
+  });
+
+  it('moves a file that ends in a cut-short line aside and starts a new chain', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'anchor-audit-'));
+    const path = join(dir, 'audit.jsonl');
+    const a = createAudit({ path, wallClock: () => 1_700_000_000_000 });
+    a.write(ev(1));
+    await a.close();
+    appendFileSync(path, '{"time":"2023-');
+    const moved: string[] = [];
+    const b = createAudit({ path, wallClock: () => 1_700_000_000_001, onRotate: (m) => moved.push(m) });
+    b.write(ev(2));
+    await b.close();
+    expect(moved).toHaveLength(1);
+    expect(readFileSync(moved[0]!, 'utf8')).toContain('{"time":"2023-');
+    expect(verifyAuditChain(readFileSync(path, 'utf8'))).toMatchObject({ ok: true, lines: 1 });
   });
 });
