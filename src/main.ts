@@ -10,6 +10,8 @@ import { formatReport, MIN_PAYLOAD, runClient } from './client/client.js';
 import { hostPortFlag, numberFlag, parseFlags, requireString } from './cli/args.js';
 import { systemClock } from './util/clock.js';
 import { verifyAuditFile } from './obs/audit-verify.js';
+import { checkRecords } from './refnode/checker.js';
+import { readRecords } from './refnode/records.js';
 import { transportKey } from './codec/ip.js';
 
 const USAGE = `anchor — sticky-routing L4 session director
@@ -18,9 +20,10 @@ Usage:
   anchor run --config FILE        run the director
   anchor demo --config FILE       run the director together with its configured nodes as local
                                   reference nodes (what \`npm start\` does)
-  anchor node --id ID --listen HOST:PORT [--record FILE]
+  anchor node --id ID --listen HOST:PORT [--record FILE] [--secret HEX]
                                   run a reference VPN node
-  anchor client --target HOST:PORT --sessions N --rate PPS --duration S [--size BYTES] [--json]
+  anchor client --target HOST:PORT --sessions N --rate PPS --duration S [--size BYTES]
+                [--jump-every S] [--json]
                                   simulate N JV1 sessions and report loss and round trips
   anchor audit verify FILE        check an audit log's hash chain (exit 1 on a break)
   anchor check --records DIR      prove from reference node records that no session was
@@ -39,12 +42,17 @@ Exit status 2: bad usage or an invalid config (the error names the key).`,
 
 Like \`anchor run\`, and also starts one reference node (in the same process) at each
 nodes[].address of the config, so that traffic flows end to end on one machine.`,
-  node: `Usage: anchor node --id ID --listen HOST:PORT [--record FILE]
+  node: `Usage: anchor node --id ID --listen HOST:PORT [--record FILE] [--secret HEX]
 
 Runs the reference VPN node: reads PROXY v2 + JV1, answers HELLO, echoes DATA,
 honours CLOSE (a DATA payload starting with "!close" makes it close the session),
 answers PROXY v2 LOCAL health probes. --record appends one JSON line per received
-packet: {node, session, version, seq, flags, type, t}.`,
+packet: {node, session, version, seq, flags, type, t, accepted, drop?}.
+Session keys: HMAC-SHA256(secret, session id), sent in the HELLO reply; a DATA
+from a transport the director has not bound (a jump) is BOUND only if its MAC
+checks out. All reference nodes behind one director need the same --secret
+(default: a fixed, public development secret). REVOKE(V) fences the session:
+packets below version V are dropped and recorded as fenced.`,
   audit: `Usage: anchor audit verify FILE [--head SHA256]
 
 Checks the audit log's hash chain: every line carries the SHA-256 of the line before it.
@@ -55,11 +63,12 @@ last line against a hash recorded elsewhere (a cut tail is otherwise undetectabl
 Reads every *.jsonl record file of reference nodes in DIR and proves, per session, that
 no two nodes received its packets interleaved and that versions never went back.
 Exit 0 when every session passes, 1 naming each session that does not.`,
-  client: `Usage: anchor client --target HOST:PORT --sessions N --rate PPS --duration S [--size BYTES] [--json]
+  client: `Usage: anchor client --target HOST:PORT --sessions N --rate PPS --duration S [--size BYTES] [--jump-every S] [--json]
 
 Opens N sessions (one UDP socket each), sends DATA at PPS packets per second in
 total for S seconds, and reports sent/received/lost and round-trip p50/p99.
   --size BYTES   DATA payload size (default 64, at least ${MIN_PAYLOAD})
+  --jump-every S every S seconds each session moves to a new source port (staggered)
   --json         print the report as JSON`,
 };
 
@@ -152,12 +161,16 @@ async function main(argv: string[]): Promise<number> {
       return -1; // keeps running until a signal
     }
     case 'node': {
-      const { values } = parseFlags(cmd, rest, { id: { type: 'string' }, listen: { type: 'string' }, record: { type: 'string' } });
+      const { values } = parseFlags(cmd, rest, { id: { type: 'string' }, listen: { type: 'string' }, record: { type: 'string' }, secret: { type: 'string' } });
       if (values.help) return (out(HELP.node as string), 0);
       const id = requireString(cmd, values, 'id');
       if (!/^[A-Za-z0-9._-]{1,64}$/.test(id)) throw new UsageError(`anchor node: --id: expected 1–64 characters of [A-Za-z0-9._-], got "${id}"`);
       const listen = hostPortFlag(cmd, 'listen', requireString(cmd, values, 'listen'));
-      const node = new ReferenceNode({ id, listen, recordPath: values.record });
+      if (values.secret !== undefined && !/^(?:[0-9a-fA-F]{2}){16,64}$/.test(values.secret)) {
+        throw new UsageError('anchor node: --secret: expected 32 to 128 hex characters (16 to 64 bytes)');
+      }
+      const secret = values.secret !== undefined ? Buffer.from(values.secret, 'hex') : undefined;
+      const node = new ReferenceNode({ id, listen, recordPath: values.record, secret });
       await node.start();
       process.stderr.write(`reference node ${node} listening\n`);
       const stop = (): void => {
@@ -174,6 +187,7 @@ async function main(argv: string[]): Promise<number> {
         rate: { type: 'string' },
         duration: { type: 'string' },
         size: { type: 'string' },
+        'jump-every': { type: 'string' },
         json: { type: 'boolean' },
       });
       if (values.help) return (out(HELP.client as string), 0);
@@ -184,6 +198,7 @@ async function main(argv: string[]): Promise<number> {
         rate: numberFlag(cmd, 'rate', values.rate, undefined, { min: 1, max: 10_000_000 }),
         durationS: numberFlag(cmd, 'duration', values.duration, undefined, { min: 0, max: 3600 }),
         size: numberFlag(cmd, 'size', values.size, 64, { min: MIN_PAYLOAD, max: 65_000, integer: true }),
+        jumpEveryS: values['jump-every'] === undefined ? undefined : numberFlag(cmd, 'jump-every', values['jump-every'], undefined, { min: 0.01, max: 3600 }),
       });
       if (values.json) out(JSON.stringify(report));
       else out(formatReport(report));
@@ -206,6 +221,22 @@ async function main(argv: string[]): Promise<number> {
       }
       process.stderr.write(`${file}: ${r.problem}\n`);
       return 1;
+    }
+    case 'check': {
+      const { values } = parseFlags(cmd, rest, { records: { type: 'string' }, json: { type: 'boolean' } });
+      if (values.help) return (out(HELP.check as string), 0);
+      const dir = requireString(cmd, values, 'records');
+      const lines = await readRecords(dir).catch((err: unknown) => {
+        throw new UsageError(`anchor check: cannot read records in ${dir}: ${(err as Error).message}`);
+      });
+      const r = checkRecords(lines);
+      if (values.json) out(JSON.stringify(r));
+      else {
+        out(`${r.ok ? 'ok' : 'VIOLATION'}: ${r.sessions} sessions, ${r.packets} packets checked`);
+        for (const n of r.notes) out(`note: ${n}`);
+        for (const v of r.violations) out(`session ${v.session}: ${v.problem}`);
+      }
+      return r.ok ? 0 : 1;
     }
     case 'version':
     case '--version': {

@@ -196,7 +196,7 @@ export class DirectorCore {
   }
 
   /** A datagram from node `nodeId` (the shell matched its source to that node's address). */
-  onNode(nodeId: string, msg: Buffer, now: number): NodeOutcome {
+  onNode(nodeId: string, msg: Uint8Array, now: number): NodeOutcome {
     const d = decodeJv1(msg);
     if (d.kind === 'not-mine') return { kind: 'drop', reason: DropReason.NOT_JV1 };
     if (d.kind === 'malformed') return { kind: 'drop', reason: DropReason.MALFORMED, detail: d.reason };
@@ -271,7 +271,8 @@ export class DirectorCore {
       rec.transport = p.bind.transport;
       rec.transportKey = p.bind.key;
       rec.listener = p.bind.listener;
-      rec.candidates = null;
+      // Other candidates stay known, so that a racing BIND for one of them can still be answered.
+      rec.candidates?.delete(p.bind.key);
       rec.shellCache = undefined;
       this.table.touch(rec, now);
     }

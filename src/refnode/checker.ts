@@ -56,6 +56,24 @@ export interface RecordLine {
   readonly dst?: string | null;
 }
 
+/**
+ * Whether a parsed JSON value has a record line's shape (node, session, type, t; version and seq strings
+ * or null). Other JSON lines (e.g. an audit log beside the records) are not records.
+ */
+export function isRecordLine(x: unknown): x is RecordLine {
+  if (typeof x !== 'object' || x === null) return false;
+  const r = x as Record<string, unknown>;
+  const bigOrNull = (v: unknown): boolean => v === null || (typeof v === 'string' && /^\d+$/.test(v));
+  return (
+    typeof r.node === 'string' &&
+    typeof r.session === 'string' &&
+    typeof r.type === 'number' &&
+    typeof r.t === 'number' &&
+    bigOrNull(r.version) &&
+    bigOrNull(r.seq)
+  );
+}
+
 export interface Violation {
   readonly session: string;
   readonly problem: string;

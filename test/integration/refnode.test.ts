@@ -273,6 +273,9 @@ for (const family of [4, 6] as const) {
       const path = join(dir, `${NODE_ID}.jsonl`);
       appendFileSync(path, '{"node":"node-x","sess');
       expect(await readRecords(dir)).toHaveLength(8);
+      // Other JSON lines in the directory (a director's audit log) are not records.
+      writeFileSync(join(dir, 'audit.jsonl'), '{"time":"x","seq":1,"session":"ab","event":"create"}\n');
+      expect(await readRecords(dir)).toEqual(lines);
       writeFileSync(join(dir, 'broken.jsonl'), 'not json\n{}\n');
       await expect(readRecords(dir)).rejects.toThrow(/broken\.jsonl:1: not a JSON record/);
     });

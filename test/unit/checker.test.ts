@@ -3,7 +3,7 @@
 // packet fails.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { MAX_VIOLATIONS_PER_SESSION, checkRecords, type RecordLine } from '../../src/refnode/checker.js';
+import { MAX_VIOLATIONS_PER_SESSION, checkRecords, isRecordLine, type RecordLine } from '../../src/refnode/checker.js';
 
 const S1 = '11'.repeat(16);
 const S2 = '22'.repeat(16);
@@ -163,6 +163,21 @@ describe('checkRecords', () => {
     const r = checkRecords(lines);
     expect(r.violations).toHaveLength(MAX_VIOLATIONS_PER_SESSION);
     expect(r.notes).toEqual([`session ${S1}: ${29 - MAX_VIOLATIONS_PER_SESSION} more violations not listed`]);
+  });
+});
+
+describe('isRecordLine', () => {
+  it.each([
+    ['a delivery', rec('a', 1, 1), true],
+    ['an unversioned record', rec('a', null, null), true],
+    ['an older record (no accepted/dst)', { node: 'a', session: S1, version: '1', seq: '2', flags: 0, type: 2, t: 1 }, true],
+    ['an audit line', { time: 'x', seq: 1, session: S1, event: 'create' }, false],
+    ['a number as version', { ...rec('a', 1, 1), version: 1 }, false],
+    ['a negative seq', { ...rec('a', 1, 1), seq: '-1' }, false],
+    ['null', null, false],
+    ['an array', [], false],
+  ])('%s', (_d, value, expected) => {
+    expect(isRecordLine(value)).toBe(expected);
   });
 });
 

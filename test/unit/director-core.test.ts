@@ -32,6 +32,7 @@ const LIMITS: CoreLimits = {
   admissionBurst: 1000,
   rejectRate: 1000,
   rejectBurst: 1000,
+  holdMax: 8,
 };
 
 // ------------------------------------------------------------------------------------------ helpers
@@ -53,9 +54,18 @@ const hello = (id: Uint8Array = SID): Buffer => pkt(PacketType.HELLO, id);
 const data = (id: Uint8Array = SID): Buffer => pkt(PacketType.DATA, id);
 const close = (id: Uint8Array = SID): Buffer => pkt(PacketType.CLOSE, id);
 
+/**
+ * One client datagram. An admission is two-phase (the shell creates the session in the store, then
+ * calls `admitted`); here the store always accepts, so an 'admit' outcome is completed at once and
+ * reported as the forward of the HELLO carrying the admit transition.
+ */
 function client(core: DirectorCore, buf: Uint8Array, now: number, t: TName = 'A', listener = 0): ClientOutcome {
   const tr = TRANSPORTS[t];
-  return core.onClient(buf, tr, keyOf(tr), listener, now);
+  const out = core.onClient(Buffer.from(buf.buffer, buf.byteOffset, buf.length), tr, keyOf(tr), listener, now);
+  if (out.kind !== 'admit') return out;
+  const { note, forwards } = core.admitted(out.session, now);
+  expect(forwards).toHaveLength(1);
+  return { ...forwards[0]!, transition: note };
 }
 
 function otherNode(owner: string): string {
@@ -67,7 +77,7 @@ function otherNode(owner: string): string {
 // ------------------------------------------------------------------------------------- table cases
 /** What we check of an outcome: only the fields named. */
 interface Expect {
-  kind: 'forward' | 'reject' | 'drop' | 'relay';
+  kind: 'forward' | 'reject' | 'drop' | 'relay' | 'bind' | 'conflict' | 'revoke-ack';
   reason?: string | number;
   detail?: string;
   seq?: number;
@@ -107,9 +117,7 @@ function checkOutcome(got: ClientOutcome | NodeOutcome, want: Expect, where: str
     if (want.seq !== undefined) expect(got.seq, where).toBe(want.seq);
     if (want.flags !== undefined) expect(got.flags, where).toBe(want.flags);
   }
-  if (got.kind === 'reject') {
-    expect(got.transition, where).toBeNull();
-  }
+
   if (want.transition !== undefined) {
     const t = 'transition' in got ? got.transition ?? null : null;
     if (want.transition === null) expect(t, where).toBeNull();
@@ -357,7 +365,7 @@ describe('DirectorCore.onClient: packet tables', () => {
     available = false;
     const out = client(core, data(), 1);
     checkOutcome(out, drop('owner_unavailable'), 'down');
-    expect(out.kind === 'drop' && out.session).toBe(live(core));
+    expect(live(core)).toBeDefined();
     checkOutcome(client(core, data(), 2, 'B'), drop('owner_unavailable'), 'down, unbound');
     checkOutcome(client(core, close(), 3), drop('owner_unavailable'), 'down, close');
     expect(live(core)).toBeDefined();
@@ -380,12 +388,15 @@ describe('DirectorCore.onClient: packet tables', () => {
     const core = new DirectorCore(LIMITS, ring);
     const buf = hello();
     const out = core.onClient(buf, TRANSPORTS.A, keyOf(TRANSPORTS.A), 3, 0);
-    buf.fill(0xff);
-    expect(out.kind).toBe('forward');
+    expect(out.kind).toBe('admit');
     const r = live(core)!;
+    expect(out.kind === 'admit' && out.session).toBe(r);
+    // The HELLO itself is held until the store accepts the session.
+    expect(r.pending).toBe('admit');
+    expect(r.held).toEqual([buf]);
+    buf.fill(0xff);
     expect(r.idBytes).toEqual(SID);
     expect(r.listener).toBe(3);
-    expect(out.kind === 'forward' && out.session).toBe(r);
   });
 
   it('REJECT outcomes carry the session id of the packet', () => {
@@ -394,7 +405,6 @@ describe('DirectorCore.onClient: packet tables', () => {
     expect(out.kind).toBe('reject');
     if (out.kind === 'reject') {
       expect(Uint8Array.from(out.sessionId)).toEqual(SID2);
-      expect(out.session).toBeNull();
     }
   });
 });
@@ -522,12 +532,18 @@ const NODE_CASES: Case[] = [
     steps: [c(hello(), fwd(1, 0, ADMIT)), n('owner', encodeReject(SID, RejectReason.NO_CAPACITY)!, drop('node_forbidden_type'))],
   },
   {
-    description: 'node BIND / REVOKE are not handled by the core → drop node_unsupported_type',
+    description: 'node BIND: only for a transport that sent packets, naming the current version; REVOKE is an ack',
     steps: [
       c(hello(), fwd(1, 0, ADMIT)),
-      n('owner', encodeBind(SID, 1n, TRANSPORTS.B), drop('node_unsupported_type')),
-      n('owner', encodeRevoke(SID, 1n), drop('node_unsupported_type')),
+      n('owner', encodeBind(SID, 1n, TRANSPORTS.B), drop('bind_unknown_transport')),
+      c(data(), fwd(2, PP2_FLAG.UNBOUND_SOURCE), 'B'),
+      n('owner', encodeBind(SID, 5n, TRANSPORTS.B), drop('bind_bad_version')),
+      n('owner', encodeBind(SID, 0n, TRANSPORTS.B), { kind: 'conflict' }),
+      n('owner', encodeBind(SID, 1n, TRANSPORTS.A), drop('bind_noop')),
+      n('owner', encodeBind(SID, 1n, TRANSPORTS.B), { kind: 'bind' }),
+      n('owner', encodeRevoke(SID, 1n), { kind: 'revoke-ack' }),
     ],
+    // Nothing changes in the core until the shell has CASed the binding in the store.
     after: (core) => expect(live(core)!.transportKey).toBe(keyOf(TRANSPORTS.A)),
   },
   {
