@@ -314,10 +314,15 @@ export class DirectorCore {
     rec.held = null;
     if (held === null) return [];
     const out: Forward[] = [];
-    for (const msg of held) {
-      if (rec.state !== SessionState.ATTACHED || this.table.get(rec.id) !== rec) break;
-      const type = msg[3] as PacketType;
-      out.push(this.#forwardBound(rec, msg, type, replayed ? PP2_FLAG.REPLAYED : 0, now));
+    for (let i = 0; i < held.length; i++) {
+      if (rec.state !== SessionState.ATTACHED || this.table.get(rec.id) !== rec) {
+        // Not sendable (still frozen, or a held CLOSE ended the session): keep the rest held, for a
+        // later release or for `discardHeld`, which counts them — never lose them silently.
+        rec.held = held.slice(i);
+        break;
+      }
+      const msg = held[i] as Buffer;
+      out.push(this.#forwardBound(rec, msg, msg[3] as PacketType, replayed ? PP2_FLAG.REPLAYED : 0, now));
     }
     return out;
   }

@@ -117,6 +117,8 @@ export class Ownership {
   /** The owner answered BIND for a jump candidate: CAS the binding to it (version + 1). */
   async reattach(rec: SessionRecord, c: Candidate, bindVersion: bigint): Promise<StepResult> {
     const r = await this.step(rec, LifecycleEvent.REATTACH, { cause: 'bind', expectVersion: bindVersion, bind: c, actor: rec.owner });
+    // Packets from the bound transport held while the CAS was in flight go on now (step releases them on abort).
+    if (r.ok) this.#forwardAll(this.#d.core.release(rec, this.#d.clock.now(), false));
     if (!r.ok && (r.reason === 'unavailable' || r.reason === 'conflict')) {
       this.#path?.rejectCandidate(rec, c, r.reason === 'unavailable' ? RejectReason.STORE_UNAVAILABLE : RejectReason.OWNERSHIP_CONFLICT);
     }
@@ -140,6 +142,9 @@ export class Ownership {
     }
     core.abort(p);
     this.#abortEvent(p, r.reason, r.reason === 'unavailable' ? r.message : `stored version is ${r.current?.version ?? 'absent'}`);
+    // Nothing changed: packets held while the CAS was in flight go on as if it had never been tried
+    // (a session still frozen keeps them for its resume).
+    if (rec.state === SessionState.ATTACHED) this.#forwardAll(core.release(rec, this.#d.clock.now(), false));
     return {
       ok: false,
       reason: r.reason,

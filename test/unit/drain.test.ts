@@ -1,0 +1,336 @@
+// The drain plan (pure: where each session of a node would go, progress arithmetic) and the
+// DrainCoordinator over a real DirectorCore + Ownership + MemoryStore with a recording DataPath, its
+// real interval timer and bounded polling (no fixed sleeps, no assertions on speed).
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { pino } from 'pino';
+import { sessionIdHex } from '../../src/codec/jv1.js';
+import { PacketType } from '../../src/codec/types.js';
+import { DrainCoordinator, type DrainOptions, type DrainView } from '../../src/drain/coordinator.js';
+import { drainProgress, planDrain, type PlanSession } from '../../src/drain/plan.js';
+import { createHasher, type Hasher } from '../../src/ring/hash.js';
+import { buildRing, type Ring } from '../../src/ring/ring.js';
+import type { SessionRecord } from '../../src/session/table.js';
+import { systemClock } from '../../src/util/clock.js';
+import { clientTransport, counterId, idsOwnedBy, makeHarness, packet, type Harness } from '../helpers/ownership-harness.js';
+import { waitFor } from '../helpers/wait.js';
+
+const NODES = ['node-a', 'node-b', 'node-c'] as const;
+let hasher: Hasher;
+let ring: Ring;
+
+beforeAll(async () => {
+  hasher = await createHasher();
+  ring = buildRing(
+    hasher,
+    NODES.map((id) => ({ id, weight: 1 })),
+  );
+});
+
+// ------------------------------------------------------------------------------------------ planDrain
+function planSession(n: number, owner: string, version = 1n): PlanSession {
+  const idBytes = counterId(n);
+  return { id: sessionIdHex(idBytes), idBytes, owner, version };
+}
+
+describe('planDrain', () => {
+  it('every session of the node goes to ring.pickExcluding(id, {node}); other nodes’ sessions are ignored', () => {
+    const sessions: PlanSession[] = [];
+    for (let n = 1; n <= 300; n++) sessions.push(planSession(n, NODES[n % 3]!, BigInt(n)));
+    const plan = planDrain('node-a', [...sessions].reverse(), ring);
+    const mine = sessions.filter((s) => s.owner === 'node-a');
+    expect(plan.node).toBe('node-a');
+    expect(plan.unplaceable).toEqual([]);
+    expect(plan.moves).toHaveLength(mine.length);
+    // In id order, each exactly once, with its version.
+    expect(plan.moves.map((m) => m.session)).toEqual(mine.map((s) => s.id).sort());
+    for (const m of plan.moves) {
+      const s = mine.find((x) => x.id === m.session)!;
+      expect(m).toEqual({ session: s.id, from: 'node-a', to: ring.pickExcluding(s.idBytes, new Set(['node-a'])), version: s.version });
+      expect(m.to).not.toBe('node-a');
+    }
+    const sum = Object.values(plan.byTarget).reduce((a, b) => a + b, 0);
+    expect(sum).toBe(plan.moves.length);
+    for (const [to, count] of Object.entries(plan.byTarget)) expect(count).toBe(plan.moves.filter((m) => m.to === to).length);
+    expect(Object.keys(plan.byTarget).sort()).toEqual(['node-b', 'node-c']);
+  });
+
+  it('unplaceable when no other node is in the ring', () => {
+    const solo = buildRing(hasher, [{ id: 'node-a', weight: 1 }]);
+    const sessions = [planSession(1, 'node-a'), planSession(2, 'node-a'), planSession(3, 'node-b')];
+    const plan = planDrain('node-a', sessions, solo);
+    expect(plan.moves).toEqual([]);
+    expect(plan.byTarget).toEqual({});
+    expect(plan.unplaceable).toEqual([sessions[0]!.id, sessions[1]!.id].sort());
+    expect(planDrain('node-a', sessions, buildRing(hasher, []))).toMatchObject({ moves: [], unplaceable: [sessions[0]!.id, sessions[1]!.id].sort() });
+  });
+
+  it('a node without sessions has an empty plan', () => {
+    expect(planDrain('node-c', [planSession(1, 'node-a')], ring)).toEqual({ node: 'node-c', moves: [], unplaceable: [], byTarget: {} });
+  });
+
+  it('property: moves ∪ unplaceable = the node’s sessions; byTarget sums to the moves; never to the node itself', () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.integer({ min: 1, max: 1_000_000 }), { maxLength: 80 }),
+        fc.array(fc.constantFrom(...NODES), { minLength: 80, maxLength: 80 }),
+        fc.subarray([...NODES]),
+        fc.constantFrom(...NODES),
+        (ns, owners, inRing, node) => {
+          const r = buildRing(
+            hasher,
+            inRing.map((id) => ({ id, weight: 1 })),
+          );
+          const sessions = ns.map((n, i) => planSession(n, owners[i]!));
+          const plan = planDrain(node, sessions, r);
+          const mine = sessions.filter((s) => s.owner === node).map((s) => s.id).sort();
+          expect([...plan.moves.map((m) => m.session), ...plan.unplaceable].sort()).toEqual(mine);
+          expect(Object.values(plan.byTarget).reduce((a, b) => a + b, 0)).toBe(plan.moves.length);
+          for (const m of plan.moves) {
+            expect(m.to).not.toBe(node);
+            expect(inRing).toContain(m.to);
+          }
+          if (inRing.some((n) => n !== node)) expect(plan.unplaceable).toEqual([]);
+          else expect(plan.moves).toEqual([]);
+        },
+      ),
+    );
+  });
+});
+
+// ------------------------------------------------------------------------------------------ drainProgress
+describe('drainProgress', () => {
+  const base = { total: 100, moved: 0, failed: 0, remaining: 100, migratingSinceMs: null as number | null, nowMs: 10_000, configuredRate: 50 };
+
+  it.each([
+    ['not started, sessions left → rate 0, eta null', {}, { rate: 0, eta_s: null }],
+    ['not started, nothing left → eta 0', { remaining: 0 }, { rate: 0, eta_s: 0 }],
+    ['observed rate from moves: 50 in 10 s → 5/s; 50 left → 10 s', { moved: 50, remaining: 50, migratingSinceMs: 0 }, { rate: 5, eta_s: 10 }],
+    ['nothing left → eta 0 with the observed rate', { moved: 100, remaining: 0, migratingSinceMs: 0 }, { rate: 10, eta_s: 0 }],
+    ['just started (≤ 0.5 s): the configured rate', { moved: 3, remaining: 97, migratingSinceMs: 9_700 }, { rate: 50, eta_s: 1.9 }],
+    ['started, nothing moved yet: the configured rate', { remaining: 100, migratingSinceMs: 0 }, { rate: 50, eta_s: 2 }],
+    ['rounded to one decimal', { moved: 10, remaining: 10, migratingSinceMs: 7_000 }, { rate: 3.3, eta_s: 3 }],
+    ['configured rate 0 and nothing moved → eta null', { remaining: 5, migratingSinceMs: 0, configuredRate: 0 }, { rate: 0, eta_s: null }],
+  ] as const)('%s', (_d, over, want) => {
+    expect(drainProgress({ ...base, ...over })).toEqual(want);
+  });
+});
+
+// ------------------------------------------------------------------------------------------ coordinator
+interface Rig {
+  readonly h: Harness;
+  readonly drains: DrainCoordinator;
+  readonly draining: [string, boolean][];
+  /** Records of the sessions placed on the node being drained. */
+  readonly recs: SessionRecord[];
+}
+
+const rigs: Rig[] = [];
+afterEach(() => {
+  for (const r of rigs.splice(0)) {
+    r.drains.close();
+    r.h.own.close();
+  }
+});
+
+async function rig(node: string, count: number, opts: Partial<DrainOptions> = {}, others = 0): Promise<Rig> {
+  const h = makeHarness({ ring, clock: systemClock });
+  const draining: [string, boolean][] = [];
+  const drains = new DrainCoordinator(
+    { rate: 100_000, concurrency: 16, tickMs: 5, ...opts },
+    { core: h.core, ownership: h.own, clock: systemClock, logger: pino({ level: 'silent' }), stats: h.stats, setDraining: (n, on) => draining.push([n, on]) },
+  );
+  const recs: SessionRecord[] = [];
+  let t = 0;
+  for (const id of idsOwnedBy(ring, node, count)) recs.push(await h.admit(id, clientTransport(t++)));
+  for (const other of NODES.filter((n) => n !== node)) {
+    for (const id of idsOwnedBy(ring, other, others, 5_000_000)) await h.admit(id, clientTransport(t++));
+  }
+  const r = { h, drains, draining, recs };
+  rigs.push(r);
+  return r;
+}
+
+const finished = (r: Rig, id: string) => (): DrainView | undefined => {
+  const v = r.drains.get(id);
+  return v !== undefined && v.state !== 'running' && v.state !== 'waiting' ? v : undefined;
+};
+
+describe('DrainCoordinator', () => {
+  it('a migrate drain moves every session of the node elsewhere (table and store agree)', async () => {
+    const r = await rig('node-a', 200, {}, 20);
+    const { h } = r;
+    const { view, created } = r.drains.start('node-a', { mode: 'migrate', deadlineS: 30, cause: 'drain', actor: 'op' });
+    expect(created).toBe(true);
+    expect(view).toMatchObject({ node: 'node-a', mode: 'migrate', cause: 'drain', state: 'running', total: 200, moved: 0, remaining: 200, failed: 0 });
+    expect(view.id).toMatch(/^dr-/);
+    expect(r.draining).toEqual([['node-a', true]]);
+
+    const done = await waitFor('drain finished', finished(r, view.id));
+    expect(done).toMatchObject({ state: 'completed', total: 200, moved: 200, remaining: 0, failed: 0, ended: 0, eta_s: 0, last_error: null });
+    expect(done.finished_at).not.toBeNull();
+    expect(h.core.table.countByOwner('node-a')).toBe(0);
+    for (const rec of r.recs) {
+      expect(rec.owner).not.toBe('node-a');
+      expect(rec.owner).toBe(ring.pickExcluding(rec.idBytes, new Set(['node-a'])));
+      expect(rec).toMatchObject({ version: 4n, state: 'ATTACHED', formerOwner: 'node-a' });
+      expect(await h.store.record(rec.id)).toMatchObject({ owner: rec.owner, version: 4n, state: 'ATTACHED' });
+    }
+    const onA = await h.mem.listByOwner('node-a');
+    expect(onA.ok && onA.records.length).toBe(0);
+    // Sessions of other nodes were not touched.
+    expect(h.core.table.countByOwner('node-b') + h.core.table.countByOwner('node-c')).toBe(240);
+    expect(h.path.revokes).toHaveLength(200);
+    for (const rv of h.path.revokes) expect(rv).toMatchObject({ node: 'node-a', version: 3n });
+    expect(h.stats.migrations.get('ok')).toBe(200);
+    const transfers = h.auditLines().filter((l) => l.event === 'transfer');
+    expect(transfers).toHaveLength(200);
+    for (const l of transfers) expect(l).toMatchObject({ cause: 'drain', from_owner: 'node-a', actor: `drain:${view.id}` });
+    expect(r.drains.list().map((d) => d.id)).toEqual([view.id]);
+    expect(r.drains.active('node-a')).toBeUndefined();
+  });
+
+  it('the rate limit holds at every observation: moved ≤ rate × elapsed + 1', async () => {
+    const rate = 400;
+    const r = await rig('node-b', 60, { rate, concurrency: 4, tickMs: 5 });
+    const t0 = systemClock.now();
+    const { view } = r.drains.start('node-b', { mode: 'migrate', deadlineS: 30, cause: 'drain', actor: 'op' });
+    const observations: { moved: number; elapsedS: number }[] = [];
+    await waitFor(
+      'drain finished',
+      () => {
+        const v = r.drains.get(view.id)!;
+        observations.push({ moved: v.moved, elapsedS: (systemClock.now() - t0) / 1000 });
+        return finished(r, view.id)();
+      },
+      { intervalMs: 5 },
+    );
+    expect(r.drains.get(view.id)).toMatchObject({ state: 'completed', moved: 60 });
+    // The budget only accrues at `rate` per second of elapsed time, so this holds however slow the machine.
+    for (const o of observations) expect(o.moved).toBeLessThanOrEqual(rate * o.elapsedS + 1);
+    const last = observations.at(-1)!;
+    expect(last.moved).toBeLessThanOrEqual(rate * last.elapsedS + 1);
+  });
+
+  it('a wait drain counts sessions that end by themselves, and migrates the rest at the deadline', async () => {
+    const r = await rig('node-c', 30);
+    const { h } = r;
+    const t0 = systemClock.now();
+    const { view } = r.drains.start('node-c', { mode: 'wait', deadlineS: 0.2, cause: 'drain', actor: 'op' });
+    expect(view).toMatchObject({ state: 'waiting', total: 30, moved: 0, rate: 0, eta_s: null });
+    expect(view.deadline_at).not.toBeNull();
+    // Ten sessions end by themselves (the client sends CLOSE), before the deadline.
+    for (const [i, rec] of r.recs.slice(0, 10).entries()) {
+      expect(h.client(packet(PacketType.CLOSE, rec.idBytes), clientTransport(i)).kind).toBe('forward');
+    }
+    expect(r.drains.get(view.id)).toMatchObject({ remaining: 20, ended: 10 });
+    const done = await waitFor('drain finished', finished(r, view.id));
+    expect(done).toMatchObject({ state: 'completed', total: 30, moved: 20, ended: 10, failed: 0, remaining: 0 });
+    expect(h.core.table.countByOwner('node-c')).toBe(0);
+    // Nothing was moved before the deadline (the coordinator reads the same clock).
+    expect(h.path.revokes).toHaveLength(20);
+    for (const rv of h.path.revokes) expect(rv.at).toBeGreaterThanOrEqual(t0 + 200);
+    expect(h.auditLines().filter((l) => l.event === 'close')).toHaveLength(10);
+  });
+
+  it('a wait drain whose sessions all end before the deadline completes with nothing moved', async () => {
+    const r = await rig('node-a', 5);
+    const { view } = r.drains.start('node-a', { mode: 'wait', deadlineS: 60, cause: 'drain', actor: 'op' });
+    for (const rec of r.recs) expect(r.h.own.terminate(rec.id, 'operator', 'op').ok).toBe(true);
+    const done = await waitFor('drain finished', finished(r, view.id));
+    expect(done).toMatchObject({ state: 'completed', total: 5, moved: 0, ended: 5, remaining: 0 });
+    expect(r.h.path.revokes).toHaveLength(0);
+  });
+
+  it('undrain cancels a running drain and lets the node take sessions again', async () => {
+    const r = await rig('node-a', 10, { rate: 0.001 }); // effectively nothing moves
+    const { view } = r.drains.start('node-a', { mode: 'wait', deadlineS: 60, cause: 'drain', actor: 'op' });
+    const cancelled = r.drains.undrain('node-a');
+    expect(cancelled).toMatchObject({ id: view.id, state: 'cancelled', moved: 0, remaining: 10 });
+    expect(cancelled!.finished_at).not.toBeNull();
+    expect(r.draining).toEqual([
+      ['node-a', true],
+      ['node-a', false],
+    ]);
+    expect(r.drains.get(view.id)!.state).toBe('cancelled');
+    expect(r.drains.active('node-a')).toBeUndefined();
+    // Undrain of a node without a drain still lets it take sessions.
+    expect(r.drains.undrain('node-b')).toBeUndefined();
+    expect(r.draining.at(-1)).toEqual(['node-b', false]);
+
+    // A migrate drain cancelled while it runs stays cancelled.
+    const m = r.drains.start('node-a', { mode: 'migrate', deadlineS: 0, cause: 'drain', actor: 'op' });
+    expect(m.created).toBe(true);
+    expect(r.drains.undrain('node-a')).toMatchObject({ id: m.view.id, state: 'cancelled' });
+    expect(r.h.core.table.countByOwner('node-a')).toBe(10);
+  });
+
+  it('a second start for the same node returns the running drain (created false)', async () => {
+    const r = await rig('node-b', 5);
+    const first = r.drains.start('node-b', { mode: 'wait', deadlineS: 60, cause: 'drain', actor: 'op' });
+    const second = r.drains.start('node-b', { mode: 'migrate', deadlineS: 0, cause: 'drain', actor: 'someone-else' });
+    expect(first.created).toBe(true);
+    expect(second.created).toBe(false);
+    expect(second.view).toMatchObject({ id: first.view.id, mode: 'wait', state: 'waiting' });
+    expect(r.draining).toEqual([['node-b', true]]);
+    expect(r.drains.list()).toHaveLength(1);
+    // Another node gets its own drain.
+    expect(r.drains.start('node-c', { mode: 'wait', deadlineS: 60, cause: 'drain', actor: 'op' }).created).toBe(true);
+  });
+
+  it('a failover does not take the node out of admission; transfers are audited as failover', async () => {
+    const r = await rig('node-c', 25);
+    const { view, created } = r.drains.start('node-c', { mode: 'migrate', deadlineS: 0, cause: 'failover', actor: 'health' });
+    expect(created).toBe(true);
+    expect(view.id).toMatch(/^fo-/);
+    expect(view.cause).toBe('failover');
+    const done = await waitFor('failover finished', finished(r, view.id));
+    expect(done).toMatchObject({ state: 'completed', moved: 25, remaining: 0 });
+    expect(r.draining).toEqual([]);
+    const lines = r.h.auditLines().filter((l) => l.cause === 'failover');
+    expect(lines.filter((l) => l.event === 'failover')).toHaveLength(25);
+    expect(lines.filter((l) => l.event === 'transfer')).toHaveLength(0);
+  });
+
+  it('migrations the store refuses count as failed after the retries; the drain ends failed with last_error', async () => {
+    const r = await rig('node-a', 40, { attempts: 3 });
+    const { h } = r;
+    const bad = new Set(r.recs.filter((_x, i) => i % 8 === 0).map((x) => x.id)); // 5 sessions
+    const tries = new Map<string, number>();
+    h.store.beforeUpdate = (record) => {
+      if (!bad.has(record.id)) return undefined;
+      tries.set(record.id, (tries.get(record.id) ?? 0) + 1);
+      return { ok: false, reason: 'unavailable', message: 'injected: etcd timeout' };
+    };
+    const { view } = r.drains.start('node-a', { mode: 'migrate', deadlineS: 0, cause: 'drain', actor: 'op' });
+    const done = await waitFor('drain finished', finished(r, view.id));
+    expect(done).toMatchObject({ state: 'failed', total: 40, moved: 35, failed: 5, remaining: 5, ended: 0 });
+    expect(done.last_error).toMatch(/store unavailable: injected: etcd timeout/);
+    // Each refused session was tried exactly `attempts` times, and stays where it was (fail closed).
+    expect([...tries.values()]).toEqual([3, 3, 3, 3, 3]);
+    for (const rec of r.recs) {
+      if (bad.has(rec.id)) expect(rec).toMatchObject({ owner: 'node-a', version: 1n, state: 'ATTACHED', pending: null });
+      else expect(rec.owner).not.toBe('node-a');
+    }
+    expect(h.stats.migrations.get('unavailable')).toBe(15);
+    expect(h.stats.securityEvents.get('freeze_aborted')).toBe(15);
+  });
+
+  it('a node with no other node to go to: every session fails no_target at once', async () => {
+    const r = await rig('node-a', 4);
+    r.h.core.setRing(buildRing(hasher, [{ id: 'node-a', weight: 1 }]));
+    const { view } = r.drains.start('node-a', { mode: 'migrate', deadlineS: 0, cause: 'drain', actor: 'op' });
+    expect(r.drains.plan('node-a')).toMatchObject({ moves: [], unplaceable: r.recs.map((x) => x.id).sort() });
+    const done = await waitFor('drain finished', finished(r, view.id));
+    expect(done).toMatchObject({ state: 'failed', moved: 0, failed: 4, remaining: 4 });
+    expect(r.h.stats.migrations.get('no_target')).toBe(4);
+  });
+
+  it('plan() is the dry run of the node’s live sessions', async () => {
+    const r = await rig('node-b', 12, {}, 3);
+    const plan = r.drains.plan('node-b');
+    expect(plan.moves.map((m) => m.session)).toEqual(r.recs.map((x) => x.id).sort());
+    for (const m of plan.moves) expect(m.to).toBe(ring.pickExcluding(r.recs.find((x) => x.id === m.session)!.idBytes, new Set(['node-b'])));
+    expect(r.h.store.updates).toHaveLength(0);
+  });
+});

@@ -1,0 +1,739 @@
+// Ownership over a real DirectorCore, a real MemoryStore and a real (in-memory) audit, with a recording
+// DataPath standing for the sockets: admission, migration (freeze → transfer → REVOKE → resume → replay),
+// its refusals and failures (fail closed), REVOKE acknowledgement and retries, reattach by BIND, and a
+// property over random interleavings of client packets and migrations.
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import fc from 'fast-check';
+import { encodeBind, sessionIdHex } from '../../src/codec/jv1.js';
+import { transportKey } from '../../src/codec/ip.js';
+import { PP2_FLAG } from '../../src/codec/ppv2.js';
+import { PacketType, RejectReason } from '../../src/codec/types.js';
+import { createHasher, type Hasher } from '../../src/ring/hash.js';
+import { buildRing, type Ring } from '../../src/ring/ring.js';
+import { SessionState } from '../../src/session/lifecycle.js';
+import type { CasResult, StoredSession } from '../../src/store/store.js';
+import {
+  clientTransport,
+  counterOf,
+  idsOwnedBy,
+  makeHarness,
+  packet,
+  type Harness,
+} from '../helpers/ownership-harness.js';
+import { sid } from '../helpers/packet-builder.js';
+
+const NODES = ['node-a', 'node-b', 'node-c'] as const;
+let hasher: Hasher;
+let ring: Ring;
+
+beforeAll(async () => {
+  hasher = await createHasher();
+  ring = buildRing(
+    hasher,
+    NODES.map((id) => ({ id, weight: 1 })),
+  );
+});
+
+const A = clientTransport(1);
+const B = clientTransport(2);
+const C = clientTransport(3);
+const SID = sid(0x42);
+const ID = sessionIdHex(SID);
+
+let harnesses: Harness[] = [];
+function harness(opts: Partial<Parameters<typeof makeHarness>[0]> = {}): Harness {
+  const h = makeHarness({ ring, ...opts });
+  harnesses.push(h);
+  return h;
+}
+afterEach(() => {
+  for (const h of harnesses) h.own.close();
+  harnesses = [];
+  vi.useRealTimers();
+});
+
+function other(owner: string, not: string[] = []): string {
+  const n = NODES.find((x) => x !== owner && !not.includes(x));
+  if (n === undefined) throw new Error('no other node');
+  return n;
+}
+
+function stored(id: string, f: Partial<StoredSession> = {}): StoredSession {
+  return { id, owner: 'node-b', version: 5n, state: SessionState.ATTACHED, transport: '192.0.2.1:1000', director: 'dir-x', expiresAt: Date.now() + 60_000, ...f };
+}
+
+const unavailable = (message = 'injected'): CasResult => ({ ok: false, reason: 'unavailable', message });
+
+// ------------------------------------------------------------------------------------------ admission
+describe('Ownership.admit', () => {
+  it('HELLO → admit outcome → store create (version 1) → HELLO forwarded with seq 1, audit create', async () => {
+    const h = harness();
+    const out = h.core.onClient(packet(PacketType.HELLO, SID, 7), A, transportKey(A), 0, h.clock.now());
+    expect(out.kind).toBe('admit');
+    if (out.kind !== 'admit') return;
+    // Nothing forwarded before the store has accepted it.
+    expect(h.path.forwards).toHaveLength(0);
+    await h.own.admit(out.session);
+
+    const owner = ring.pick(SID)!;
+    expect(h.path.forwards).toHaveLength(1);
+    const f = h.path.forwards[0]!;
+    expect(f).toMatchObject({ session: ID, node: owner, version: 1n, seq: 1, flags: 0, type: PacketType.HELLO, src: transportKey(A) });
+    expect(counterOf(f.msg)).toBe(7);
+
+    const s = await h.store.record(ID);
+    expect(s).toMatchObject({ id: ID, owner, version: 1n, state: 'ATTACHED', transport: transportKey(A), director: 'dir-test' });
+    const rec = h.core.table.get(ID)!;
+    expect(rec.version).toBe(1n);
+    expect(rec.pending).toBeNull();
+
+    const lines = h.auditLines(ID);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ event: 'create', cause: 'hello', from_version: null, to_version: '1', from_owner: null, to_owner: owner, actor: 'dir-test' });
+    expect(h.stats.admissions).toBe(1);
+    expect(h.path.answers).toHaveLength(0);
+  });
+
+  it('packets sent while the create is in flight are held and follow the HELLO in order', async () => {
+    const h = harness();
+    h.store.beforeCreate = () => {
+      expect(h.client(packet(PacketType.DATA, SID, 1), A).kind).toBe('hold');
+      expect(h.client(packet(PacketType.DATA, SID, 2), A).kind).toBe('hold');
+    };
+    await h.admit(SID, A);
+    expect(h.path.forwards.map((f) => [f.type, f.seq, f.flags])).toEqual([
+      [PacketType.HELLO, 1, 0],
+      [PacketType.DATA, 2, 0],
+      [PacketType.DATA, 3, 0],
+    ]);
+    expect(h.path.forwards.slice(1).map((f) => counterOf(f.msg))).toEqual([1, 2]);
+  });
+
+  it('store unavailable → REJECT STORE_UNAVAILABLE answered, no session in table or store, SECURITY_EVENT', async () => {
+    const h = harness();
+    h.mem.setUnavailable(true);
+    const out = h.client(packet(PacketType.HELLO, SID), A);
+    expect(out.kind).toBe('admit');
+    await vi.waitFor(() => expect(h.path.answers).toHaveLength(1));
+    expect(h.path.answers[0]!.outcome).toMatchObject({ kind: 'reject', reason: RejectReason.STORE_UNAVAILABLE });
+    expect(h.path.forwards).toHaveLength(0);
+    expect(h.core.table.get(ID)).toBeUndefined();
+    expect(h.core.table.size).toBe(0);
+    h.mem.setUnavailable(false);
+    expect(await h.store.record(ID)).toBeNull();
+    expect(h.mem.size).toBe(0);
+    const sec = h.auditLines(ID).filter((l) => l.event === 'SECURITY_EVENT');
+    expect(sec.map((l) => l.cause)).toEqual(['admit_store_unavailable']);
+    expect(h.auditLines(ID).some((l) => l.event === 'create')).toBe(false);
+    expect(h.stats.securityEvents.get('admit_store_unavailable')).toBe(1);
+    expect(h.stats.admissionsFailed.get('store_unavailable')).toBe(1);
+    // No tombstone was left: once the store is back, the same HELLO is admitted.
+    const rec = await h.admit(SID, A);
+    expect(rec.version).toBe(1n);
+  });
+
+  it.each([
+    ['ATTACHED elsewhere', SessionState.ATTACHED, RejectReason.OWNERSHIP_CONFLICT, 'ownership_conflict'],
+    ['TERMINATED', SessionState.TERMINATED, RejectReason.SESSION_TERMINATED, 'session_terminated'],
+  ] as const)('an id the store already has (%s) → REJECT %s, nothing changes', async (_d, state, reason, label) => {
+    const seed = stored(ID, { state });
+    const h = harness({ records: [seed] });
+    h.client(packet(PacketType.HELLO, SID), A);
+    await vi.waitFor(() => expect(h.path.answers).toHaveLength(1));
+    expect(h.path.answers[0]!.outcome).toMatchObject({ kind: 'reject', reason });
+    expect(h.core.table.get(ID)).toBeUndefined();
+    expect(await h.store.record(ID)).toEqual(seed);
+    expect(h.path.forwards).toHaveLength(0);
+    expect(h.auditLines(ID).map((l) => [l.event, l.cause])).toEqual([['SECURITY_EVENT', 'admit_conflict']]);
+    expect(h.stats.admissionsFailed.get(label)).toBe(1);
+  });
+});
+
+// ------------------------------------------------------------------------------------------ migrate
+describe('Ownership.migrate', () => {
+  async function live(h: Harness) {
+    const rec = await h.admit(SID, A);
+    h.client(packet(PacketType.DATA, SID, 1), A);
+    return rec;
+  }
+
+  it('freeze (1→2), transfer (2→3, owner moves in one CAS), REVOKE(3) to the old owner, resume (3→4)', async () => {
+    const h = harness();
+    const rec = await live(h);
+    const from = rec.owner;
+    const to = other(from);
+    const puts: { version: bigint; owner: string; prevOwner: string | null }[] = [];
+    h.mem.watch((ev) => {
+      if (ev.kind === 'put') puts.push({ version: ev.record.version, owner: ev.record.owner, prevOwner: ev.prev?.owner ?? null });
+    });
+
+    const r = await h.own.migrate(ID, { to, cause: 'migrate', actor: 'op:alice' });
+    expect(r).toEqual({ ok: true, session: ID, from, to, version: 4n, replayed: 0 });
+
+    // The store saw exactly three CASes; the owner changed only in the one that wrote version 3.
+    expect(h.store.updates.map((u) => [u.expect, u.record.version, u.record.state, u.record.owner])).toEqual([
+      [1n, 2n, 'FROZEN', from],
+      [2n, 3n, 'FROZEN', to],
+      [3n, 4n, 'ATTACHED', to],
+    ]);
+    expect(puts.filter((p) => p.owner !== p.prevOwner && p.prevOwner !== null)).toEqual([{ version: 3n, owner: to, prevOwner: from }]);
+
+    expect(await h.store.record(ID)).toMatchObject({ owner: to, version: 4n, state: 'ATTACHED', transport: transportKey(A) });
+    expect(rec).toMatchObject({ owner: to, version: 4n, state: 'ATTACHED', pending: null, formerOwner: from });
+    expect(h.core.table.idsByOwner(to).has(ID)).toBe(true);
+    expect(h.core.table.idsByOwner(from).has(ID)).toBe(false);
+
+    expect(h.path.revokes).toEqual([{ session: ID, node: from, version: 3n, at: expect.any(Number) }]);
+    expect(h.stats.revokes.get('sent')).toBe(1);
+    expect(h.own.pendingRevokes).toBe(1);
+
+    const steps = h.auditLines(ID).filter((l) => l.event !== 'create');
+    expect(steps.map((l) => ({ event: l.event, cause: l.cause, fv: l.from_version, tv: l.to_version, fo: l.from_owner, to: l.to_owner, actor: l.actor }))).toEqual([
+      { event: 'freeze', cause: 'migrate', fv: '1', tv: '2', fo: from, to: from, actor: 'op:alice' },
+      { event: 'transfer', cause: 'migrate', fv: '2', tv: '3', fo: from, to, actor: 'op:alice' },
+      { event: 'resume', cause: 'migrate', fv: '3', tv: '4', fo: to, to, actor: 'op:alice' },
+    ]);
+
+    // Packets after the move go to the new owner at version 4, seq continuing.
+    h.client(packet(PacketType.DATA, SID, 2), A);
+    expect(h.path.forwards.at(-1)).toMatchObject({ node: to, version: 4n, seq: 3, flags: 0 });
+  });
+
+  it('packets sent while frozen are held and replayed IN ORDER to the new owner, flagged REPLAYED', async () => {
+    const h = harness();
+    const rec = await live(h);
+    const from = rec.owner;
+    const to = other(from);
+    let counter = 100;
+    const outcomes: string[] = [];
+    // Inject client packets during each of the three CASes (freeze, transfer, resume in flight).
+    h.store.beforeUpdate = () => {
+      for (let i = 0; i < 2; i++) outcomes.push(h.client(packet(PacketType.DATA, SID, counter++), A).kind);
+      // A packet from a new transport while frozen is not a jump candidate: dropped.
+      outcomes.push(h.client(packet(PacketType.DATA, SID, 999), B).kind);
+    };
+    const before = h.path.forwards.length;
+    const r = await h.own.migrate(ID, { to, cause: 'migrate', actor: 'op' });
+    expect(r).toMatchObject({ ok: true, version: 4n, replayed: 6 });
+    expect(outcomes).toEqual(['hold', 'hold', 'drop', 'hold', 'hold', 'drop', 'hold', 'hold', 'drop']);
+    const replay = h.path.forwards.slice(before);
+    expect(replay.map((f) => counterOf(f.msg))).toEqual([100, 101, 102, 103, 104, 105]);
+    for (const f of replay) expect(f).toMatchObject({ node: to, version: 4n, flags: PP2_FLAG.REPLAYED, src: transportKey(A) });
+    expect(replay.map((f) => f.seq)).toEqual([3, 4, 5, 6, 7, 8]);
+    expect(rec.held).toBeNull();
+    expect(rec.candidates).toBeNull();
+  });
+
+  it('the hold buffer is bounded: overflow is dropped (hold_overflow), the rest replayed', async () => {
+    const h = harness({ limits: { holdMax: 3 } });
+    const rec = await live(h);
+    const to = other(rec.owner);
+    const outcomes: string[] = [];
+    h.store.beforeUpdate = (_r, _e, n) => {
+      if (n !== 1) return;
+      for (let i = 0; i < 5; i++) {
+        const o = h.client(packet(PacketType.DATA, SID, 200 + i), A);
+        outcomes.push(o.kind === 'drop' ? `drop:${o.reason}` : o.kind);
+      }
+    };
+    const before = h.path.forwards.length;
+    const r = await h.own.migrate(ID, { to, cause: 'migrate', actor: 'op' });
+    expect(r).toMatchObject({ ok: true, replayed: 3 });
+    expect(outcomes).toEqual(['hold', 'hold', 'hold', 'drop:hold_overflow', 'drop:hold_overflow']);
+    expect(h.path.forwards.slice(before).map((f) => counterOf(f.msg))).toEqual([200, 201, 202]);
+  });
+
+  it('a CLOSE held while frozen ends the session when it is replayed (to the new owner, then tombstone)', async () => {
+    const h = harness();
+    const rec = await live(h);
+    const to = other(rec.owner);
+    h.store.beforeUpdate = (_r, _e, n) => {
+      if (n === 1) {
+        h.client(packet(PacketType.DATA, SID, 1), A);
+        h.client(packet(PacketType.CLOSE, SID, 2), A);
+        h.client(packet(PacketType.DATA, SID, 3), A);
+      }
+    };
+    const r = await h.own.migrate(ID, { to, cause: 'migrate', actor: 'op' });
+    expect(r).toMatchObject({ ok: true, replayed: 2 });
+    const last = h.path.forwards.slice(-2);
+    expect(last.map((f) => [f.type, f.node, f.version])).toEqual([
+      [PacketType.DATA, to, 4n],
+      [PacketType.CLOSE, to, 4n],
+    ]);
+    expect(h.core.table.get(ID)).toBeUndefined();
+    expect(h.auditLines(ID).at(-1)).toMatchObject({ event: 'close', from_version: '4', to_version: '5', from_owner: to });
+    await vi.waitFor(async () => expect(await h.store.record(ID)).toBeNull());
+    expect(h.stats.heldDiscarded).toBe(1);
+  });
+
+  describe('refusals change nothing', () => {
+    async function refused(h: Harness, req: Parameters<Harness['own']['migrate']>[1], reason: string) {
+      const rec = h.core.table.get(ID)!;
+      const snap = { owner: rec.owner, version: rec.version, state: rec.state };
+      const storedBefore = await h.store.record(ID);
+      const auditBefore = h.auditLines().length;
+      const fwdBefore = h.path.forwards.length;
+      const r = await h.own.migrate(ID, req);
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(r.reason).toBe(reason);
+      expect({ owner: rec.owner, version: rec.version, state: rec.state }).toEqual(snap);
+      expect(rec.pending).toBeNull();
+      expect(await h.store.record(ID)).toEqual(storedBefore);
+      expect(h.store.updates).toHaveLength(0);
+      expect(h.path.revokes).toHaveLength(0);
+      expect(h.path.forwards.length).toBe(fwdBefore);
+      return { r, newAudit: h.auditLines().slice(auditBefore) };
+    }
+
+    it('a stale expect_version', async () => {
+      const h = harness();
+      await live(h);
+      const { r, newAudit } = await refused(h, { expectVersion: 7n, cause: 'migrate', actor: 'op' }, 'stale_version');
+      if (!r.ok) expect(r.message).toMatch(/version 1/);
+      expect(newAudit).toHaveLength(0);
+      // The right version is accepted.
+      expect(await h.own.migrate(ID, { expectVersion: 1n, cause: 'migrate', actor: 'op' })).toMatchObject({ ok: true, version: 4n });
+    });
+
+    it('to = the current owner', async () => {
+      const h = harness();
+      const rec = await live(h);
+      await refused(h, { to: rec.owner, cause: 'migrate', actor: 'op' }, 'bad_target');
+    });
+
+    it('to = an unknown node', async () => {
+      const h = harness();
+      await live(h);
+      await refused(h, { to: 'node-zz', cause: 'migrate', actor: 'op' }, 'bad_target');
+    });
+
+    it('to = a node that takes no sessions', async () => {
+      let blocked = '';
+      const h = harness({ eligible: (n) => n !== blocked });
+      const rec = await live(h);
+      blocked = other(rec.owner);
+      await refused(h, { to: blocked, cause: 'migrate', actor: 'op' }, 'bad_target');
+    });
+
+    it('no other node → no_target', async () => {
+      const h = harness();
+      const rec = await live(h);
+      h.core.setRing(buildRing(hasher, [{ id: rec.owner, weight: 1 }]));
+      await refused(h, { cause: 'migrate', actor: 'op' }, 'no_target');
+    });
+
+    it('an unknown session → not_found', async () => {
+      const h = harness();
+      const r = await h.own.migrate('ff'.repeat(16), { cause: 'migrate', actor: 'op' });
+      expect(r).toMatchObject({ ok: false, reason: 'not_found' });
+    });
+  });
+
+  it('without `to`, the target is the ring’s best other node', async () => {
+    const h = harness();
+    const rec = await live(h);
+    const from = rec.owner;
+    const r = await h.own.migrate(ID, { cause: 'migrate', actor: 'op' });
+    expect(r).toMatchObject({ ok: true, from, to: ring.pickExcluding(SID, new Set([from])) });
+  });
+
+  it('store unavailable at freeze → nothing changes, SECURITY_EVENT freeze_aborted', async () => {
+    const h = harness();
+    const rec = await live(h);
+    const from = rec.owner;
+    h.mem.setUnavailable(true);
+    const r = await h.own.migrate(ID, { to: other(from), cause: 'migrate', actor: 'op' });
+    expect(r).toMatchObject({ ok: false, reason: 'unavailable' });
+    expect(rec).toMatchObject({ owner: from, version: 1n, state: 'ATTACHED', pending: null });
+    h.mem.setUnavailable(false);
+    expect(await h.store.record(ID)).toMatchObject({ owner: from, version: 1n, state: 'ATTACHED' });
+    expect(h.path.revokes).toHaveLength(0);
+    const lines = h.auditLines(ID).filter((l) => l.event !== 'create');
+    expect(lines.map((l) => [l.event, l.cause])).toEqual([['SECURITY_EVENT', 'freeze_aborted']]);
+    expect(lines[0]!.detail).toMatchObject({ reason: 'unavailable', from_version: '1', to_version: '2' });
+    // The session goes on as before.
+    h.client(packet(PacketType.DATA, SID, 5), A);
+    expect(h.path.forwards.at(-1)).toMatchObject({ node: from, version: 1n, flags: 0 });
+  });
+
+  it('packets held while a failed freeze CAS was in flight go on to the owner, in order, before later ones', async () => {
+    const h = harness();
+    const rec = await live(h);
+    const from = rec.owner;
+    h.store.beforeUpdate = () => {
+      h.client(packet(PacketType.DATA, SID, 10), A);
+      h.client(packet(PacketType.DATA, SID, 11), A);
+      return unavailable();
+    };
+    const before = h.path.forwards.length;
+    const r = await h.own.migrate(ID, { to: other(from), cause: 'migrate', actor: 'op' });
+    expect(r).toMatchObject({ ok: false, reason: 'unavailable' });
+    h.store.beforeUpdate = null;
+    h.client(packet(PacketType.DATA, SID, 12), A);
+    const sent = h.path.forwards.slice(before);
+    expect(sent.map((f) => counterOf(f.msg))).toEqual([10, 11, 12]);
+    for (const f of sent) expect(f).toMatchObject({ node: from, version: 1n, flags: 0 });
+    expect(rec.held === null || rec.held.length === 0).toBe(true);
+  });
+
+  it.each(['unavailable', 'conflict'] as const)(
+    'the transfer CAS fails (%s) → thawed in place: same owner, version +2, held packets released to the old owner',
+    async (kind) => {
+      const h = harness();
+      const rec = await live(h);
+      const from = rec.owner;
+      const to = other(from);
+      h.store.beforeUpdate = async (record, _e, n) => {
+        if (n === 0) {
+          h.client(packet(PacketType.DATA, SID, 50), A);
+          return undefined;
+        }
+        if (n === 1) {
+          expect(record.owner).toBe(to);
+          h.client(packet(PacketType.DATA, SID, 51), A);
+          if (kind === 'unavailable') return unavailable();
+          const cur = await h.store.record(ID);
+          return { ok: false, reason: 'conflict', current: cur };
+        }
+        return undefined;
+      };
+      const before = h.path.forwards.length;
+      const r = await h.own.migrate(ID, { to, cause: 'migrate', actor: 'op' });
+      expect(r).toMatchObject({ ok: false, reason: kind });
+      expect(rec).toMatchObject({ owner: from, version: 3n, state: 'ATTACHED', pending: null });
+      expect(await h.store.record(ID)).toMatchObject({ owner: from, version: 3n, state: 'ATTACHED' });
+      expect(h.core.table.idsByOwner(from).has(ID)).toBe(true);
+      expect(h.path.revokes).toHaveLength(0);
+      const released = h.path.forwards.slice(before);
+      expect(released.map((f) => counterOf(f.msg))).toEqual([50, 51]);
+      for (const f of released) expect(f).toMatchObject({ node: from, version: 3n, flags: PP2_FLAG.REPLAYED });
+      const lines = h.auditLines(ID).filter((l) => l.event !== 'create');
+      expect(lines.map((l) => ({ e: l.event, c: l.cause, fv: l.from_version, tv: l.to_version, fo: l.from_owner, to: l.to_owner }))).toEqual([
+        { e: 'freeze', c: 'migrate', fv: '1', tv: '2', fo: from, to: from },
+        { e: 'SECURITY_EVENT', c: 'transfer_aborted', fv: null, tv: null, fo: null, to: null },
+        { e: 'resume', c: 'transfer_aborted', fv: '2', tv: '3', fo: from, to: from },
+      ]);
+      expect(lines[1]!.detail).toMatchObject({ reason: kind, from_version: '2', to_version: '3', to_owner: to });
+    },
+  );
+
+  it('a second migration while one is in flight is refused as busy', async () => {
+    const h = harness();
+    const rec = await live(h);
+    const [a, b] = await Promise.all([
+      h.own.migrate(ID, { to: other(rec.owner), cause: 'migrate', actor: 'op' }),
+      h.own.migrate(ID, { to: other(rec.owner, [other(rec.owner)]), cause: 'migrate', actor: 'op' }),
+    ]);
+    expect(a).toMatchObject({ ok: true, version: 4n });
+    expect(b).toMatchObject({ ok: false, reason: 'busy' });
+    expect(h.store.updates).toHaveLength(3);
+  });
+});
+
+// ------------------------------------------------------------------------------------------ REVOKE
+describe('REVOKE acknowledgement', () => {
+  async function moved(h: Harness) {
+    const rec = await h.admit(SID, A);
+    const from = rec.owner;
+    const r = await h.own.migrate(ID, { to: other(from), cause: 'migrate', actor: 'op' });
+    expect(r.ok).toBe(true);
+    return from;
+  }
+
+  it('an ack from the old owner for the version stops the retries', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const h = harness({ revokeTimeoutMs: 10, revokeRetries: 2 });
+    const from = await moved(h);
+    expect(h.path.revokes).toHaveLength(1);
+    // Acks that do not match are ignored: another node, another version.
+    h.own.onRevokeAck(ID, 3n, other(from));
+    h.own.onRevokeAck(ID, 2n, from);
+    expect(h.own.pendingRevokes).toBe(1);
+    h.own.onRevokeAck(ID, 3n, from);
+    expect(h.own.pendingRevokes).toBe(0);
+    expect(h.stats.revokes.get('acknowledged')).toBe(1);
+    vi.advanceTimersByTime(1000);
+    expect(h.path.revokes).toHaveLength(1);
+    expect(h.stats.revokes.get('sent')).toBe(1);
+    expect(h.stats.revokes.get('unacknowledged')).toBe(0);
+    expect(h.auditLines(ID).some((l) => l.cause === 'revoke_unacknowledged')).toBe(false);
+  });
+
+  it('an ack after one retry also stops them', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const h = harness({ revokeTimeoutMs: 10, revokeRetries: 3 });
+    const from = await moved(h);
+    vi.advanceTimersByTime(10);
+    expect(h.path.revokes).toHaveLength(2);
+    h.own.onRevokeAck(ID, 3n, from);
+    vi.advanceTimersByTime(1000);
+    expect(h.path.revokes).toHaveLength(2);
+    expect(h.stats.revokes.get('unacknowledged')).toBe(0);
+  });
+
+  it('without an ack: revokeRetries resends, then SECURITY_EVENT revoke_unacknowledged', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const h = harness({ revokeTimeoutMs: 10, revokeRetries: 2 });
+    const from = await moved(h);
+    expect(h.path.revokes).toHaveLength(1);
+    vi.advanceTimersByTime(10);
+    expect(h.path.revokes).toHaveLength(2);
+    vi.advanceTimersByTime(10);
+    expect(h.path.revokes).toHaveLength(3);
+    expect(h.stats.revokes.get('unacknowledged')).toBe(0);
+    vi.advanceTimersByTime(10);
+    expect(h.path.revokes).toHaveLength(3);
+    for (const r of h.path.revokes) expect(r).toMatchObject({ session: ID, node: from, version: 3n });
+    expect(h.stats.revokes.get('sent')).toBe(3);
+    expect(h.stats.revokes.get('unacknowledged')).toBe(1);
+    expect(h.own.pendingRevokes).toBe(0);
+    const sec = h.auditLines(ID).filter((l) => l.event === 'SECURITY_EVENT');
+    expect(sec).toHaveLength(1);
+    expect(sec[0]).toMatchObject({ cause: 'revoke_unacknowledged', detail: { node: from, version: '3', attempts: 3 } });
+    expect(h.stats.securityEvents.get('revoke_unacknowledged')).toBe(1);
+    // A late ack changes nothing.
+    h.own.onRevokeAck(ID, 3n, from);
+    expect(h.stats.revokes.get('acknowledged')).toBe(0);
+    vi.advanceTimersByTime(1000);
+    expect(h.path.revokes).toHaveLength(3);
+  });
+});
+
+// ------------------------------------------------------------------------------------------ reattach
+describe('reattach by BIND', () => {
+  it('candidate packet → owner BIND → CAS: version + 1, table and store transport updated, audit reattach', async () => {
+    const h = harness();
+    const rec = await h.admit(SID, A);
+    const owner = rec.owner;
+    const out = h.client(packet(PacketType.DATA, SID, 1), B);
+    expect(out).toMatchObject({ kind: 'forward', flags: PP2_FLAG.UNBOUND_SOURCE, node: owner });
+    expect(h.path.forwards.at(-1)).toMatchObject({ src: transportKey(B), flags: PP2_FLAG.UNBOUND_SOURCE });
+    expect(rec.transportKey).toBe(transportKey(A)); // nothing changes before the BIND
+
+    const bind = h.core.onNode(owner, encodeBind(SID, 1n, B), h.clock.now());
+    expect(bind.kind).toBe('bind');
+    if (bind.kind !== 'bind') return;
+    const r = await h.own.reattach(bind.session, bind.candidate, bind.version);
+    expect(r).toMatchObject({ ok: true, note: { event: 'reattach', fromVersion: 1n, toVersion: 2n } });
+    expect(rec).toMatchObject({ version: 2n, transportKey: transportKey(B), transport: B, owner });
+    expect(rec.candidates?.has(transportKey(B)) ?? false).toBe(false);
+    expect(await h.store.record(ID)).toMatchObject({ version: 2n, transport: transportKey(B), owner, state: 'ATTACHED' });
+    expect(h.auditLines(ID).at(-1)).toMatchObject({
+      event: 'reattach',
+      cause: 'bind',
+      from_version: '1',
+      to_version: '2',
+      from_owner: owner,
+      to_owner: owner,
+      actor: owner,
+      detail: { transport: transportKey(B) },
+    });
+    // The new transport is bound now; the old one is a candidate.
+    expect(h.client(packet(PacketType.DATA, SID, 2), B)).toMatchObject({ kind: 'forward', flags: 0, version: 2n });
+    expect(h.client(packet(PacketType.DATA, SID, 3), A)).toMatchObject({ kind: 'forward', flags: PP2_FLAG.UNBOUND_SOURCE });
+  });
+
+  it('a second BIND naming the old version for another candidate → conflict', async () => {
+    const h = harness();
+    const rec = await h.admit(SID, A);
+    const owner = rec.owner;
+    h.client(packet(PacketType.DATA, SID, 1), B);
+    h.client(packet(PacketType.DATA, SID, 2), C);
+    const first = h.core.onNode(owner, encodeBind(SID, 1n, B), h.clock.now());
+    if (first.kind !== 'bind') throw new Error(first.kind);
+    expect(await h.own.reattach(first.session, first.candidate, first.version)).toMatchObject({ ok: true });
+    const second = h.core.onNode(owner, encodeBind(SID, 1n, C), h.clock.now());
+    expect(second).toMatchObject({ kind: 'conflict', candidate: { key: transportKey(C) } });
+    // Repeating the winning BIND is a no-op.
+    expect(h.core.onNode(owner, encodeBind(SID, 2n, B), h.clock.now())).toMatchObject({ kind: 'drop', reason: 'bind_noop' });
+    expect(rec).toMatchObject({ version: 2n, transportKey: transportKey(B) });
+  });
+
+  it('two BINDs racing on the same version: the second CAS is refused while the first is in flight', async () => {
+    const h = harness();
+    const rec = await h.admit(SID, A);
+    const owner = rec.owner;
+    h.client(packet(PacketType.DATA, SID, 1), B);
+    h.client(packet(PacketType.DATA, SID, 2), C);
+    const b1 = h.core.onNode(owner, encodeBind(SID, 1n, B), h.clock.now());
+    if (b1.kind !== 'bind') throw new Error(b1.kind);
+    const p1 = h.own.reattach(b1.session, b1.candidate, b1.version);
+    // While that CAS is in flight, a BIND for C naming the same version loses deterministically.
+    expect(h.core.onNode(owner, encodeBind(SID, 1n, C), h.clock.now())).toMatchObject({ kind: 'conflict' });
+    expect(await p1).toMatchObject({ ok: true });
+    expect(rec.transportKey).toBe(transportKey(B));
+  });
+
+  it('a BIND from a non-owner → drop with security bind_from_non_owner, nothing changes', async () => {
+    const h = harness();
+    const rec = await h.admit(SID, A);
+    h.client(packet(PacketType.DATA, SID, 1), B);
+    const intruder = other(rec.owner);
+    const out = h.core.onNode(intruder, encodeBind(SID, 1n, B), h.clock.now());
+    expect(out).toMatchObject({ kind: 'drop', reason: 'node_not_owner', security: 'bind_from_non_owner', session: ID });
+    if (out.kind === 'drop' && out.security !== undefined) h.own.security(out.session ?? null, out.security, intruder);
+    expect(h.auditLines(ID).at(-1)).toMatchObject({ event: 'SECURITY_EVENT', cause: 'bind_from_non_owner', actor: intruder });
+    expect(h.stats.securityEvents.get('bind_from_non_owner')).toBe(1);
+    expect(rec).toMatchObject({ version: 1n, transportKey: transportKey(A) });
+    expect(await h.store.record(ID)).toMatchObject({ version: 1n, transport: transportKey(A) });
+  });
+
+  it('store unavailable at reattach → REJECT STORE_UNAVAILABLE to the candidate, nothing changes', async () => {
+    const h = harness();
+    const rec = await h.admit(SID, A);
+    h.client(packet(PacketType.DATA, SID, 1), B);
+    const bind = h.core.onNode(rec.owner, encodeBind(SID, 1n, B), h.clock.now());
+    if (bind.kind !== 'bind') throw new Error(bind.kind);
+    h.mem.setUnavailable(true);
+    const r = await h.own.reattach(bind.session, bind.candidate, bind.version);
+    expect(r).toMatchObject({ ok: false, reason: 'unavailable' });
+    expect(h.path.candidateRejects).toEqual([{ session: ID, transport: transportKey(B), reason: RejectReason.STORE_UNAVAILABLE }]);
+    expect(rec).toMatchObject({ version: 1n, transportKey: transportKey(A), pending: null });
+    expect(h.auditLines(ID).at(-1)).toMatchObject({ event: 'SECURITY_EVENT', cause: 'reattach_aborted' });
+  });
+
+  it('packets from the bound transport held during the reattach CAS are not stranded', async () => {
+    const h = harness();
+    const rec = await h.admit(SID, A);
+    h.client(packet(PacketType.DATA, SID, 1), B);
+    const bind = h.core.onNode(rec.owner, encodeBind(SID, 1n, B), h.clock.now());
+    if (bind.kind !== 'bind') throw new Error(bind.kind);
+    h.store.beforeUpdate = () => {
+      expect(h.client(packet(PacketType.DATA, SID, 40), A).kind).toBe('hold');
+    };
+    const before = h.path.forwards.length;
+    expect(await h.own.reattach(bind.session, bind.candidate, bind.version)).toMatchObject({ ok: true });
+    h.store.beforeUpdate = null;
+    h.client(packet(PacketType.DATA, SID, 41), B);
+    expect(h.path.forwards.slice(before).map((f) => [counterOf(f.msg), f.version, f.flags])).toEqual([
+      [40, 2n, 0],
+      [41, 2n, 0],
+    ]);
+  });
+});
+
+// ------------------------------------------------------------------------------------------ property
+type Cmd =
+  | { readonly k: 'data'; readonly n: number }
+  | {
+      readonly k: 'migrate';
+      /** Index into NODES, or null for the ring's choice. */
+      readonly to: number | null;
+      /** Client packets injected while each CAS of this migration is in flight. */
+      readonly inject: readonly number[];
+      /** Which CAS of this migration fails (0 freeze, 1 transfer, 2 resume), if any. */
+      readonly fail: number | null;
+      readonly failKind: 'unavailable' | 'conflict';
+    }
+  | { readonly k: 'race' };
+
+const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
+  fc.record({ k: fc.constant('data' as const), n: fc.integer({ min: 0, max: 3 }) }),
+  fc.record({
+    k: fc.constant('migrate' as const),
+    to: fc.option(fc.integer({ min: 0, max: 2 }), { nil: null }),
+    inject: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 3, maxLength: 4 }),
+    fail: fc.option(fc.integer({ min: 0, max: 2 }), { nil: null, freq: 2 }),
+    failKind: fc.constantFrom('unavailable' as const, 'conflict' as const),
+  }),
+  fc.constant({ k: 'race' as const }),
+);
+
+describe('property: interleavings of client packets and migrations among 3 nodes', () => {
+  it('store and table versions agree and never decrease; forwards are ordered by (version, seq); one owner per version', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(cmdArb, { minLength: 1, maxLength: 25 }), async (cmds) => {
+        const h = makeHarness({ ring, limits: { holdMax: 8 } });
+        try {
+          const ownerAt = new Map<bigint, string>();
+          h.mem.watch((ev) => {
+            if (ev.kind === 'put') ownerAt.set(ev.record.version, ev.record.owner);
+          });
+          const rec = await h.admit(SID, A);
+          let counter = 1;
+          const send = (n: number): void => {
+            for (let i = 0; i < n; i++) h.client(packet(PacketType.DATA, SID, counter++), A);
+          };
+          let lastStore = 1n;
+          let lastTable = 1n;
+          let transfers = 0;
+          let migration: { inject: readonly number[]; fail: number | null; failKind: 'unavailable' | 'conflict'; n: number } | null = null;
+          h.store.beforeUpdate = async (_record, _expect) => {
+            const m = migration;
+            if (m === null) return undefined;
+            const i = m.n++;
+            send(m.inject[i] ?? 0);
+            if (m.fail === i) {
+              if (m.failKind === 'unavailable') return unavailable();
+              return { ok: false, reason: 'conflict', current: await h.store.record(ID) };
+            }
+            return undefined;
+          };
+
+          const check = async (where: string): Promise<void> => {
+            const s = await h.store.record(ID);
+            expect(s, where).not.toBeNull();
+            expect(h.core.table.get(ID), where).toBe(rec);
+            expect(rec.pending, where).toBeNull();
+            expect(s!.version, where).toBe(rec.version);
+            expect(s!.owner, where).toBe(rec.owner);
+            expect(s!.state, where).toBe(rec.state);
+            expect(s!.version >= lastStore, where).toBe(true);
+            expect(rec.version >= lastTable, where).toBe(true);
+            lastStore = s!.version;
+            lastTable = rec.version;
+          };
+
+          for (const [i, cmd] of cmds.entries()) {
+            const where = `cmd ${i} ${JSON.stringify(cmd)}`;
+            if (cmd.k === 'data') send(cmd.n);
+            else if (cmd.k === 'migrate') {
+              migration = { inject: cmd.inject, fail: cmd.fail, failKind: cmd.failKind, n: 0 };
+              const from = rec.owner;
+              const r = await h.own.migrate(ID, { ...(cmd.to !== null ? { to: NODES[cmd.to] } : {}), cause: 'migrate', actor: 'prop' });
+              migration = null;
+              if (r.ok) {
+                transfers++;
+                expect(r.from, where).toBe(from);
+                expect(r.to, where).not.toBe(from);
+                expect(r.version, where).toBe(rec.version);
+                expect(rec.state, where).toBe('ATTACHED');
+              } else if (cmd.to !== null && NODES[cmd.to] === from) {
+                expect(r.reason, where).toBe('bad_target');
+              }
+            } else {
+              const [a, b] = await Promise.all([
+                h.own.migrate(ID, { cause: 'migrate', actor: 'prop' }),
+                h.own.migrate(ID, { cause: 'migrate', actor: 'prop' }),
+              ]);
+              expect(a.ok && b.ok, where).toBe(false);
+              if (a.ok) transfers++;
+            }
+            await check(where);
+          }
+
+          // Every forward: seq strictly increasing, version non-decreasing, sent to the owner of its version.
+          const fwd = h.path.forwards;
+          for (let j = 1; j < fwd.length; j++) {
+            expect(fwd[j]!.seq).toBeGreaterThan(fwd[j - 1]!.seq);
+            expect(fwd[j]!.version >= fwd[j - 1]!.version).toBe(true);
+          }
+          for (const f of fwd) expect(f.node).toBe(ownerAt.get(f.version));
+          // Client packets reach a node in the order the client sent them (some may be dropped, none reordered).
+          const order = fwd.filter((f) => f.type === PacketType.DATA).map((f) => counterOf(f.msg));
+          for (let j = 1; j < order.length; j++) expect(order[j]!).toBeGreaterThan(order[j - 1]!);
+          // One REVOKE per completed transfer, naming the version the session left the old owner at.
+          expect(h.path.revokes.length).toBeGreaterThanOrEqual(transfers);
+          for (const r of h.path.revokes) {
+            expect(ownerAt.get(r.version)).not.toBe(r.node);
+            expect(ownerAt.get(r.version - 1n)).toBe(r.node);
+          }
+        } finally {
+          h.own.close();
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
