@@ -91,7 +91,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   const c = core;
   const eligible = (id: string): boolean => membership.ring.nodes.some((n) => n.id === id);
   const ownership = new Ownership(
-    { directorId, revokeTimeoutMs: config.revoke.timeout_ms, revokeRetries: config.revoke.retries },
+    { directorId, quiesceMs: config.drain.quiesce_ms, revokeTimeoutMs: config.revoke.timeout_ms, revokeRetries: config.revoke.retries },
     { core: c, store, audit, stats, clock, eligible, knownNode: (id) => membership.get(id) !== undefined },
   );
   const director = new UdpDirector(

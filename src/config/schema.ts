@@ -279,6 +279,7 @@ export const AnchorConfigSchema = z
         node_deadline_s: numberAtLeast(0).default(300),
         rate: numberAbove(0).default(500),
         concurrency: integerAtLeast(1).default(32),
+        quiesce_ms: integerAtLeast(0).default(50),
       }),
       failover: section({
         mode: oneOf(FAILOVER_MODES).default('manual'),

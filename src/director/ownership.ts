@@ -23,8 +23,17 @@ export interface DataPath {
   rejectCandidate(rec: SessionRecord, c: Candidate, reason: RejectReason): void;
 }
 
+const RESUME_RETRIES = 5;
+const RESUME_BACKOFF_MS = 100;
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
 export interface OwnershipOptions {
   readonly directorId: string;
+  /** After a freeze, how long the old owner's replies in flight may still reach the client (ms). */
+  readonly quiesceMs: number;
   readonly revokeTimeoutMs: number;
   readonly revokeRetries: number;
 }
@@ -173,6 +182,9 @@ export class Ownership {
     const actor = req.actor;
     const freeze = await this.step(rec, LifecycleEvent.FREEZE, { cause: req.cause, expectVersion: req.expectVersion, actor });
     if (!freeze.ok) return { ok: false, session: id, reason: freeze.reason, message: `freeze: ${freeze.message}` };
+    // Frozen, the old owner is still the owner: its replies to packets already sent reach the client.
+    // Give them a moment before the transfer makes them replies from a former owner (dropped).
+    if (this.#o.quiesceMs > 0) await delay(this.#o.quiesceMs);
     const transfer = await this.step(rec, LifecycleEvent.TRANSFER, { cause: req.cause, toOwner: to, actor });
     if (!transfer.ok) {
       // Nothing moved: thaw in place so the session goes on with its owner.
@@ -181,7 +193,13 @@ export class Ownership {
       return { ok: false, session: id, reason: transfer.reason, message: `transfer: ${transfer.message}` };
     }
     this.#revoke(rec, from, transfer.note.toVersion);
-    const resume = await this.step(rec, LifecycleEvent.RESUME, { cause: req.cause, actor });
+    let resume = await this.step(rec, LifecycleEvent.RESUME, { cause: req.cause, actor });
+    // Ownership has moved: keep trying to resume while the store is unreachable rather than leave the
+    // session frozen for good.
+    for (let i = 1; !resume.ok && resume.reason === 'unavailable' && i <= RESUME_RETRIES; i++) {
+      await delay(RESUME_BACKOFF_MS * i);
+      resume = await this.step(rec, LifecycleEvent.RESUME, { cause: req.cause, actor });
+    }
     if (!resume.ok) {
       // Ownership moved but the session stays frozen (its packets are held, then dropped): fail closed.
       return { ok: false, session: id, reason: resume.reason, message: `resume: ${resume.message}` };

@@ -203,7 +203,7 @@ export function makeHarness(opts: {
   const stats = new DirectorStats();
   const nodes = new Set(opts.ring.nodes.map((n) => n.id));
   const own = new Ownership(
-    { directorId: 'dir-test', revokeTimeoutMs: opts.revokeTimeoutMs ?? 60_000, revokeRetries: opts.revokeRetries ?? 2 },
+    { directorId: 'dir-test', quiesceMs: 0, revokeTimeoutMs: opts.revokeTimeoutMs ?? 60_000, revokeRetries: opts.revokeRetries ?? 2 },
     { core, store, audit, stats, clock, eligible: opts.eligible ?? ((n) => nodes.has(n)), knownNode: (n) => nodes.has(n) },
   );
   const path = new RecordingPath(clock);

@@ -85,3 +85,26 @@ describe('anchor CLI', () => {
     }
   });
 });
+
+describe('anchor check', () => {
+  const line = (node: string, session: string, version: number, seq: number) =>
+    JSON.stringify({ node, session, version: String(version), seq: String(seq), flags: 0, type: 2, t: seq, accepted: true, dst: '127.0.0.1:4500' });
+  const S1 = '11'.repeat(16);
+  const S2 = '22'.repeat(16);
+
+  it('passes a clean history and names the session of an interleaved one (exit 1)', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'node-a.jsonl'), [line('node-a', S1, 1, 1), line('node-a', S1, 1, 2), line('node-a', S2, 1, 1)].join('\n') + '\n');
+    writeFileSync(join(dir, 'node-b.jsonl'), [line('node-b', S1, 4, 3)].join('\n') + '\n');
+    const ok = await run(['check', '--records', dir]);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/^ok: 2 sessions, 4 packets/);
+    // node-b now also received S2 at version 1, between node-a's packets: dual delivery.
+    writeFileSync(join(dir, 'node-b.jsonl'), [line('node-b', S1, 4, 3), line('node-b', S2, 1, 2)].join('\n') + '\n');
+    writeFileSync(join(dir, 'node-a.jsonl'), [line('node-a', S1, 1, 1), line('node-a', S1, 1, 2), line('node-a', S2, 1, 1), line('node-a', S2, 1, 3)].join('\n') + '\n');
+    const bad = await run(['check', '--records', dir]);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toContain(`session ${S2}`);
+    expect(bad.stdout).not.toContain(`session ${S1}`);
+  });
+});

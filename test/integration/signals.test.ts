@@ -7,6 +7,10 @@ import { PacketType, RejectReason } from '../../src/codec/types.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { UdpPeer } from '../helpers/udp.js';
 import { waitFor } from '../helpers/wait.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { verifyAuditFile } from '../../src/obs/audit-verify.js';
+import { spawnAnchor } from '../helpers/director-proc.js';
 
 describe('director signals', () => {
   const cleanup: (() => Promise<void> | void)[] = [];
@@ -37,6 +41,25 @@ describe('director signals', () => {
     peer.send(encodeJv1(PacketType.CLOSE, live, Buffer.from('bye')), target);
     const { code } = await c.director.exited;
     expect(code).toBe(0);
+    // The audit log was flushed and its chain is intact, through the real CLI.
+    const audit = join(c.dir, 'audit.jsonl');
+    const v = await verifyAuditFile(audit);
+    expect(v).toMatchObject({ ok: true, lines: 2 });
+    const cli = spawnAnchor(['audit', 'verify', audit]);
+    expect((await cli.exited).code).toBe(0);
+    writeFileSync(audit, readFileSync(audit, 'utf8').replace('"create"', '"terminate"'));
+    const broken = spawnAnchor(['audit', 'verify', audit]);
+    expect((await broken.exited).code).toBe(1);
+    expect(broken.stderr).toMatch(/line 2: prev does not match/);
+  });
+
+  it('POST /v1/director/drain drains like SIGTERM and exits 0 once the sessions end', async () => {
+    const c: Cluster = await startCluster({ family: 4, config: { drain: { deadline_s: 20 } } });
+    cleanup.push(() => c.stop());
+    const r = await fetch(`${c.director.admin}/v1/director/drain`, { method: 'POST' });
+    expect(r.status).toBe(202);
+    expect(((await r.json()) as { state: string }).state).toBe('draining');
+    expect((await c.director.exited).code).toBe(0);
   });
 
   it('a second SIGTERM exits at once with status 1', async () => {
