@@ -95,7 +95,14 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     { core: c, store, audit, stats, clock, eligible, knownNode: (id) => membership.get(id) !== undefined },
   );
   const director = new UdpDirector(
-    { directorId, listen: config.listen.udp.map(hp), nodes, encapsulation: config.backend.encapsulation },
+    {
+      directorId,
+      listen: config.listen.udp.map(hp),
+      nodes,
+      encapsulation: config.backend.encapsulation,
+      recvBufferBytes: config.socket.recv_buffer_bytes,
+      sendBufferBytes: config.socket.send_buffer_bytes,
+    },
     { core: c, ownership, clock, logger, stats },
   );
   const drains = new DrainCoordinator(

@@ -220,6 +220,10 @@ export const AnchorConfigSchema = z
           )
           .default(() => ['127.0.0.1:4500']),
       }),
+      socket: section({
+        recv_buffer_bytes: integerAtLeast(0).default(4 * 1024 * 1024),
+        send_buffer_bytes: integerAtLeast(0).default(1024 * 1024),
+      }),
       admin: section({
         listen: hostPort({ allowPortZero: true }).default('127.0.0.1:9180'),
         token: adminToken().default(null), // ANCHOR_ADMIN_TOKEN overrides (load.ts)

@@ -20,6 +20,9 @@ export interface DirectorOptions {
   readonly nodes: readonly { id: string; address: Transport }[];
   readonly encapsulation: 'ppv2' | 'none';
   readonly sweepIntervalMs?: number;
+  /** SO_RCVBUF / SO_SNDBUF for every socket (0 = the system default). */
+  readonly recvBufferBytes?: number;
+  readonly sendBufferBytes?: number;
 }
 
 export interface DirectorDeps {
@@ -103,6 +106,7 @@ export class UdpDirector implements DataPath {
     socket.on('error', (err) => this.#d.logger.error({ err, listener: transportKey(addr) }, 'listener socket error'));
     socket.bind(addr.port, addr.address);
     await once(socket, 'listening');
+    this.#tune(socket);
     const a = socket.address();
     l.address = { family: addr.family, address: a.address, port: a.port };
     this.#listeners.push(l);
@@ -124,9 +128,20 @@ export class UdpDirector implements DataPath {
     socket.on('error', (err) => this.#d.logger.debug({ err, node: nodeId }, 'upstream socket error'));
     socket.bind(0, addr.family === 6 ? '::' : '0.0.0.0');
     await once(socket, 'listening');
+    this.#tune(socket);
     socket.connect(addr.port, addr.address);
     await once(socket, 'connect');
     this.#upstreams.set(nodeId, up);
+  }
+
+  /** Bigger socket buffers absorb bursts while the event loop is busy (the kernel caps them). */
+  #tune(socket: dgram.Socket): void {
+    try {
+      if ((this.#opts.recvBufferBytes ?? 0) > 0) socket.setRecvBufferSize(this.#opts.recvBufferBytes as number);
+      if ((this.#opts.sendBufferBytes ?? 0) > 0) socket.setSendBufferSize(this.#opts.sendBufferBytes as number);
+    } catch (err) {
+      this.#d.logger.warn({ err }, 'could not set socket buffer sizes; using the system default');
+    }
   }
 
   #onClient(listener: number, msg: Buffer, rinfo: dgram.RemoteInfo): void {

@@ -88,7 +88,9 @@ export interface AuditOptions {
 
 export function createAudit(opts: AuditOptions): AuditSink {
   const keep = opts.keep ?? 10_000;
-  const ring: AuditLine[] = [];
+  // The latest `keep` lines, in a fixed circular buffer: O(1) per write whatever its size.
+  const ring: (AuditLine | undefined)[] = new Array<AuditLine | undefined>(keep);
+  let written = 0;
   let prev = GENESIS;
   let seq = 0;
   if (opts.path !== null) {
@@ -114,16 +116,16 @@ export function createAudit(opts: AuditOptions): AuditSink {
       const time = new Date(opts.wallClock()).toISOString();
       const { line, text, hash } = chainLine(prev, seq, time, ev);
       prev = hash;
-      ring.push(line);
-      if (ring.length > keep) ring.splice(0, ring.length - keep);
+      ring[written % keep] = line;
+      written++;
       if (stream !== null && streamError === null) stream.write(text + '\n');
       opts.onLine?.(line);
     },
     recent(filter) {
       const lim = filter?.limit ?? 100;
       const out: AuditLine[] = [];
-      for (let i = ring.length - 1; i >= 0 && out.length < lim; i--) {
-        const l = ring[i] as AuditLine;
+      for (let i = written - 1; i >= Math.max(0, written - keep) && out.length < lim; i--) {
+        const l = ring[i % keep] as AuditLine;
         if (filter?.session === undefined || l.session === filter.session) out.push(l);
       }
       return out.reverse();

@@ -107,6 +107,12 @@ export class ReferenceNode {
     this.#socket.on('message', (msg, rinfo) => this.#onMessage(msg, rinfo));
     this.#socket.bind(this.#opts.listen.port, this.#opts.listen.address);
     await once(this.#socket, 'listening');
+    try {
+      // Room for bursts (the kernel caps it at net.core.rmem_max).
+      this.#socket.setRecvBufferSize(4 * 1024 * 1024);
+    } catch {
+      // The system default then.
+    }
     const a = this.#socket.address();
     this.#address = { family: this.#opts.listen.family, address: a.address, port: a.port };
   }

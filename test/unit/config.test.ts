@@ -25,6 +25,7 @@ function issueLines(yaml: string, env?: Record<string, string | undefined>): str
 const DEFAULTS = {
   director: { id: 'anchor-1' },
   listen: { udp: ['127.0.0.1:4500'] },
+  socket: { recv_buffer_bytes: 4194304, send_buffer_bytes: 1048576 },
   admin: { listen: '127.0.0.1:9180', token: null },
   session: { idle_ttl_s: 120, max: 1_000_000, tombstone_s: 60, hold_max_packets: 64 },
   admission: { per_source_rate: 100, per_source_burst: 200 },
@@ -68,6 +69,8 @@ describe('config files shipped in config/', () => {
     expect(paths).toEqual([
       'director.id',
       'listen.udp',
+      'socket.recv_buffer_bytes',
+      'socket.send_buffer_bytes',
       'admin.listen',
       'admin.token',
       'nodes[].id',
