@@ -231,7 +231,10 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       const r = startFailover(node, 'admin');
       return { ok: true, value: r.view, status: r.created ? 202 : 200 };
     },
-    drainPlan: (node) => ({ ok: true, value: { ...drains.plan(node), moves: drains.plan(node).moves.map((m) => ({ ...m, version: m.version.toString() })) } }),
+    drainPlan: (node) => {
+      const plan = drains.plan(node);
+      return { ok: true, value: { ...plan, moves: plan.moves.map((m) => ({ ...m, version: m.version.toString() })) } };
+    },
     getDrain: (id) => drains.get(id),
     listDrains: () => drains.list(),
     drainDirector: () => {
