@@ -9,6 +9,7 @@ import { DirectorCore } from './director/core.js';
 import { UdpDirector } from './director/director.js';
 import { Ownership, type StepFailure } from './director/ownership.js';
 import { DrainCoordinator } from './drain/coordinator.js';
+import { TcpFront } from './net/tcp-front.js';
 import { Membership, NodeHealth, NodeState } from './nodes/membership.js';
 import { HealthProber } from './nodes/prober.js';
 import { createAudit, type AuditSink } from './obs/audit.js';
@@ -33,6 +34,8 @@ export interface AnchorDeps {
 export interface Anchor {
   /** Where clients send datagrams (ports resolved). */
   readonly udpAddresses: Transport[];
+  /** Where clients connect over TCP (empty when listen.tcp is). */
+  readonly tcpAddresses: Transport[];
   readonly adminAddress: Transport;
   /** Graceful: not ready, no new sessions, serve existing ones until they end or the deadline. */
   drain(deadlineMs?: number): Promise<{ remaining: number }>;
@@ -105,6 +108,23 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     },
     { core: c, ownership, clock, logger, stats },
   );
+  const tcp =
+    config.listen.tcp.length === 0
+      ? null
+      : new TcpFront(
+          {
+            listen: config.listen.tcp.map(hp),
+            nodes,
+            encapsulation: config.backend.encapsulation,
+            preambleTimeoutMs: config.tcp.preamble_timeout_ms,
+            preambleMaxBytes: config.tcp.preamble_max_bytes,
+            idleTimeoutMs: config.tcp.idle_timeout_s * 1000,
+            connectTimeoutMs: config.tcp.connect_timeout_ms,
+            bindTimeoutMs: config.tcp.bind_timeout_ms,
+            maxConnections: config.tcp.max_connections,
+          },
+          { core: c, ownership, clock, logger, stats },
+        );
   const drains = new DrainCoordinator(
     { rate: config.drain.rate, concurrency: config.drain.concurrency },
     {
@@ -170,6 +190,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       nodeStates: () => membership.list().map((n) => ({ id: n.id, state: n.state, health: n.health })),
       tombstones: () => c.table.tombstoneCount,
       pendingRevokes: () => ownership.pendingRevokes,
+      tcpOpen: () => tcp?.openConnections ?? 0,
       ready: () => ready().ready,
     },
     { processMetrics: config.metrics.enabled },
@@ -251,7 +272,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       if (autoFailover !== null) clearInterval(autoFailover);
       drains.close();
       ownership.close();
-      await Promise.allSettled([director.close(), admin.close(), prober?.close()]);
+      await Promise.allSettled([director.close(), tcp?.close(), admin.close(), prober?.close()]);
       await store.close();
       await audit.close();
     })();
@@ -260,16 +281,18 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
 
   try {
     await director.start();
+    await tcp?.start();
     await prober?.start();
     await admin.start();
   } catch (err) {
     await close();
     throw err;
   }
-  logger.info({ udp: director.addresses.map(transportKey), admin: transportKey(admin.address), nodes: config.nodes.length, director: directorId }, 'director started');
+  logger.info({ udp: director.addresses.map(transportKey), tcp: (tcp?.addresses ?? []).map(transportKey), admin: transportKey(admin.address), nodes: config.nodes.length, director: directorId }, 'director started');
 
   return {
     udpAddresses: director.addresses,
+    tcpAddresses: tcp?.addresses ?? [],
     adminAddress: admin.address,
     stats,
     close,

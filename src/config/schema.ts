@@ -219,6 +219,20 @@ export const AnchorConfigSchema = z
             duplicates(list, hostPortKey, (s) => s, { first: (i) => `listen.udp[${i}]`, path: (i) => [i] }, ctx),
           )
           .default(() => ['127.0.0.1:4500']),
+        tcp: z
+          .array(hostPort({ allowPortZero: true }), expecting('a list of HOST:PORT'))
+          .superRefine((list, ctx) =>
+            duplicates(list, hostPortKey, (s) => s, { first: (i) => `listen.tcp[${i}]`, path: (i) => [i] }, ctx),
+          )
+          .default(() => []),
+      }),
+      tcp: section({
+        preamble_timeout_ms: integerAtLeast(1).default(5000),
+        preamble_max_bytes: integerAtLeast(20).default(4096),
+        idle_timeout_s: numberAbove(0).default(300),
+        connect_timeout_ms: integerAtLeast(1).default(3000),
+        bind_timeout_ms: integerAtLeast(1).default(3000),
+        max_connections: integerAtLeast(1).default(100_000),
       }),
       socket: section({
         recv_buffer_bytes: integerAtLeast(0).default(4 * 1024 * 1024),

@@ -92,6 +92,21 @@ export type NodeOutcome =
   | { readonly kind: 'revoke-ack'; readonly session: string; readonly version: bigint }
   | { readonly kind: 'drop'; readonly reason: DropReason; readonly detail?: string; readonly security?: string; readonly session?: string };
 
+/** The listener index of a TCP-bound session (it has no UDP listener to reply through). */
+export const TCP_LISTENER = -1;
+
+type RejectOrDrop =
+  | { readonly kind: 'reject'; readonly reason: RejectReason; readonly sessionId: Uint8Array }
+  | { readonly kind: 'drop'; readonly reason: DropReason; readonly detail?: string };
+
+export type TcpOutcome =
+  /** A new session: the shell creates it in the store, then connects to the owner. */
+  | { readonly kind: 'admit'; readonly session: SessionRecord; readonly seq: number }
+  /** A live session: connect to the owner flagged UNBOUND_SOURCE and wait for its BIND. */
+  | { readonly kind: 'reattach'; readonly session: SessionRecord; readonly seq: number; readonly version: bigint }
+  | { readonly kind: 'reject'; readonly reason: RejectReason; readonly sessionId: Uint8Array }
+  | { readonly kind: 'drop'; readonly reason: DropReason; readonly detail?: string };
+
 export interface ExpiredNote {
   readonly session: SessionRecord;
   readonly transition: TransitionNote;
@@ -179,7 +194,7 @@ export class DirectorCore {
         return this.#reject(RejectReason.SESSION_TERMINATED, pkt.sessionId, src, msg.length, now);
       }
       if (type !== PacketType.HELLO) return this.#reject(RejectReason.UNKNOWN_SESSION, pkt.sessionId, src, msg.length, now);
-      return this.#admit(id, pkt.sessionId, msg, src, srcKey, listener, now);
+      return this.#admit(id, pkt.sessionId, msg, msg.length, src, srcKey, listener, now);
     }
 
     if (rec.transportKey !== srcKey) {
@@ -193,6 +208,34 @@ export class DirectorCore {
     if (rec.pending !== null || rec.state === SessionState.FROZEN) return this.#hold(rec, msg);
     if (!this.#ownerAvailable(rec.owner)) return { kind: 'drop', reason: DropReason.OWNER_UNAVAILABLE };
     return this.#forwardBound(rec, msg, type, 0, now);
+  }
+
+  /**
+   * A TCP connection presented its JV1 header (`type`, `sessionId`) after `bytes` bytes. A HELLO of a new
+   * session is admitted like a UDP one (no packet is held: the stream waits); any connection for a live
+   * session is a reattach candidate (every connection has a new source port) that the owner must BIND.
+   */
+  onTcpPreamble(type: PacketType, sessionId: Uint8Array, src: Transport, srcKey: string, bytes: number, now: number): TcpOutcome {
+    if (type !== PacketType.HELLO && type !== PacketType.DATA && type !== PacketType.CLOSE) {
+      return { kind: 'drop', reason: DropReason.CLIENT_FORBIDDEN_TYPE };
+    }
+    const id = sessionIdHex(sessionId);
+    let rec = this.table.get(id);
+    if (rec !== undefined && rec.expiresAt <= now && rec.pending === null) {
+      this.expiredOnArrival.push({ session: rec, transition: this.#end(rec, LifecycleEvent.EXPIRE, 'idle_ttl', now) });
+      rec = undefined;
+    }
+    if (rec === undefined) {
+      if (this.table.tombstoneUntil(id, now) !== undefined) return this.#reject(RejectReason.SESSION_TERMINATED, sessionId, src, bytes, now);
+      if (type !== PacketType.HELLO) return this.#reject(RejectReason.UNKNOWN_SESSION, sessionId, src, bytes, now);
+      const out = this.#admit(id, sessionId, null, bytes, src, srcKey, TCP_LISTENER, now);
+      if (out.kind === 'admit') return { kind: 'admit', session: out.session, seq: out.session.nextSeq++ };
+      return out.kind === 'reject' || out.kind === 'drop' ? out : { kind: 'drop', reason: DropReason.MALFORMED };
+    }
+    if (rec.pending !== null || rec.state !== SessionState.ATTACHED) return { kind: 'drop', reason: DropReason.FROZEN_UNBOUND };
+    if (!this.#ownerAvailable(rec.owner)) return { kind: 'drop', reason: DropReason.OWNER_UNAVAILABLE };
+    this.#noteCandidate(rec, src, srcKey, TCP_LISTENER, bytes);
+    return { kind: 'reattach', session: rec, seq: rec.nextSeq++, version: rec.version };
   }
 
   /** A datagram from node `nodeId` (the shell matched its source to that node's address). */
@@ -431,8 +474,7 @@ export class DirectorCore {
     return { event, cause, fromVersion: from, toVersion: rec.version, fromOwner: rec.owner, toOwner: null };
   }
 
-  #admit(id: string, idView: Uint8Array, msg: Buffer, src: Transport, srcKey: string, listener: number, now: number): ClientOutcome {
-    const len = msg.length;
+  #admit(id: string, idView: Uint8Array, msg: Buffer | null, len: number, src: Transport, srcKey: string, listener: number, now: number): ClientOutcome {
     if (this.#draining) return this.#reject(RejectReason.DIRECTOR_DRAINING, idView, src, len, now);
     if (!this.#admission.take(src.address, now)) return this.#reject(RejectReason.RATE_LIMITED, idView, src, len, now);
     if (this.table.full) return this.#reject(RejectReason.NO_CAPACITY, idView, src, len, now);
@@ -453,12 +495,12 @@ export class DirectorCore {
       idleTtlMs: this.table.idleTtlMs,
     });
     rec.pending = LifecycleEvent.ADMIT;
-    rec.held = [msg];
+    rec.held = msg === null ? null : [msg];
     this.table.insert(rec);
     return { kind: 'admit', session: rec };
   }
 
-  #reject(reason: RejectReason, sessionId: Uint8Array, src: Transport, len: number, now: number): ClientOutcome {
+  #reject(reason: RejectReason, sessionId: Uint8Array, src: Transport, len: number, now: number): RejectOrDrop {
     // A REJECT is the 20-byte header plus one reason byte: never answer a smaller packet.
     if (len < REJECT_LEN) return { kind: 'drop', reason: DropReason.REJECT_TOO_SMALL };
     if (!this.#rejects.take(src.address, now)) return { kind: 'drop', reason: DropReason.REJECT_RATE_LIMITED };

@@ -11,7 +11,7 @@ import type { Logger } from '../obs/logger.js';
 import { type DirectorStats, rejectLabel } from '../obs/stats.js';
 import type { Candidate, SessionRecord } from '../session/table.js';
 import type { Clock } from '../util/clock.js';
-import type { ClientOutcome, DirectorCore, Forward } from './core.js';
+import { type ClientOutcome, type DirectorCore, type Forward, TCP_LISTENER } from './core.js';
 import type { DataPath, Ownership } from './ownership.js';
 
 export interface DirectorOptions {
@@ -218,6 +218,7 @@ export class UdpDirector implements DataPath {
 
   /** DataPath: a REJECT to an unbound transport, never more than 3× the bytes it sent us. */
   rejectCandidate(rec: SessionRecord, c: Candidate, reason: RejectReason): void {
+    if (c.listener === TCP_LISTENER) return; // a TCP candidate is answered on its connection
     const reply = encodeReject(rec.idBytes, reason);
     if (reply === undefined || !this.#core.chargeCandidate(c, reply.length)) {
       this.#d.stats.rejectsSuppressed++;
@@ -242,7 +243,8 @@ export class UdpDirector implements DataPath {
 
   /** The PROXY v2 address block: cached per session for its bound transport, fresh for a jump candidate. */
   #prefixFor(rec: SessionRecord, src: Transport, listener: number): Buffer {
-    const dst = (this.#listeners[listener] as Listener).address;
+    // A TCP-bound session (REVOKE) names the first UDP listener as the PROXY destination.
+    const dst = (this.#listeners[listener] ?? (this.#listeners[0] as Listener)).address;
     const key = src === rec.transport ? rec.transportKey : transportKey(src);
     if (key !== rec.transportKey) return createPpv2Prefix('DGRAM', src, dst);
     const c = rec.shellCache as PrefixCache | undefined;
@@ -278,9 +280,14 @@ export class UdpDirector implements DataPath {
         return;
       case 'relay': {
         const rec = out.session;
+        if (out.transition !== null) this.#own.ended(rec, out.transition, up.nodeId);
+        if (rec.listener === TCP_LISTENER) {
+          // A TCP session's replies travel on its connection, never as datagrams.
+          stats.nodeDropped.inc('tcp_session');
+          return;
+        }
         stats.relayed++;
         stats.relayedBytes += msg.length;
-        if (out.transition !== null) this.#own.ended(rec, out.transition, up.nodeId);
         this.#listenerSocket(rec.listener).send(msg, rec.transport.port, rec.transport.address, this.#onClientSent);
         return;
       }

@@ -78,6 +78,7 @@ export class Ownership {
   readonly #d: OwnershipDeps;
   #path: DataPath | null = null;
   readonly #revokes = new Map<string, PendingRevoke>();
+  readonly #observers: ((rec: SessionRecord, note: TransitionNote) => void)[] = [];
 
   constructor(opts: OwnershipOptions, deps: OwnershipDeps) {
     this.#o = opts;
@@ -104,8 +105,20 @@ export class Ownership {
     };
   }
 
-  /** A new session: CAS-create it, then forward what was held (the HELLO first), or answer a REJECT. */
-  async admit(rec: SessionRecord): Promise<void> {
+  /** Called after every committed transition and every end (the TCP front closes or pauses connections). */
+  onTransition(fn: (rec: SessionRecord, note: TransitionNote) => void): void {
+    this.#observers.push(fn);
+  }
+
+  #notify(rec: SessionRecord, note: TransitionNote): void {
+    for (const fn of this.#observers) fn(rec, note);
+  }
+
+  /**
+   * A new session: CAS-create it, then forward what was held (the HELLO first), or answer a REJECT
+   * (`answer: false`: the caller answers, as the TCP front does). Resolves with the outcome.
+   */
+  async admit(rec: SessionRecord, opts: { answer?: boolean } = {}): Promise<{ ok: true } | { ok: false; reason: RejectReason }> {
     const r = await this.#d.store.create(this.#stored(rec, { version: rec.version, state: rec.state, owner: rec.owner, transport: rec.transportKey }));
     const core = this.#d.core;
     const now = this.#d.clock.now();
@@ -114,13 +127,15 @@ export class Ownership {
       this.#audit(rec, note, this.#o.directorId);
       this.#d.stats.admissions++;
       for (const f of forwards) this.#forward(f);
-      return;
+      return { ok: true };
     }
     const reason = r.reason === 'unavailable' ? RejectReason.STORE_UNAVAILABLE : r.current?.state === SessionState.TERMINATED ? RejectReason.SESSION_TERMINATED : RejectReason.OWNERSHIP_CONFLICT;
     this.#security(rec.id, r.reason === 'unavailable' ? 'admit_store_unavailable' : 'admit_conflict', { message: r.reason === 'unavailable' ? r.message : 'session exists in the store' });
     this.#d.stats.heldDiscarded += Math.max(0, (rec.held?.length ?? 0) - 1);
     this.#d.stats.admissionsFailed.inc(rejectLabel(reason));
-    this.#path?.answer(core.admissionFailed(rec, reason, now), rec);
+    const answer = core.admissionFailed(rec, reason, now);
+    if (opts.answer !== false) this.#path?.answer(answer, rec);
+    return { ok: false, reason };
   }
 
   /** The owner answered BIND for a jump candidate: CAS the binding to it (version + 1). */
@@ -147,6 +162,7 @@ export class Ownership {
     if (r.ok) {
       const note = core.commit(p, this.#d.clock.now());
       this.#audit(rec, note, opts.actor);
+      this.#notify(rec, note);
       return { ok: true, note };
     }
     core.abort(p);
@@ -225,6 +241,7 @@ export class Ownership {
     this.#d.stats.sessionsEnded.inc(t.cause);
     this.#d.stats.heldDiscarded += this.#d.core.discardHeld(rec);
     this.#audit(rec, t, actor);
+    this.#notify(rec, t);
     if (t.fromVersion !== null) {
       // Ending only ever takes ownership away, so it is applied locally first; the store follows.
       void this.#d.store.delete(rec.id, t.fromVersion).then((r) => {

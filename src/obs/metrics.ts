@@ -25,6 +25,7 @@ export interface MetricsSources {
   nodeStates(): { id: string; state: string; health: string }[];
   tombstones(): number;
   pendingRevokes(): number;
+  tcpOpen(): number;
   ready(): boolean;
 }
 
@@ -52,6 +53,11 @@ export const METRIC_NAMES = [
   'anchor_revokes_pending',
   'anchor_migrations_total',
   'anchor_node_up',
+  'anchor_tcp_connections_accepted_total',
+  'anchor_tcp_connections_refused_total',
+  'anchor_tcp_connections_open',
+  'anchor_tcp_bytes_total',
+  'anchor_tcp_preamble_timeouts_total',
   'anchor_admissions_total',
   'anchor_admissions_failed_total',
   'anchor_sessions_ended_total',
@@ -124,6 +130,28 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
     collect() {
       this.reset();
       for (const [node, n] of src.sessionsByNode()) this.set({ node }, n);
+    },
+  });
+  plain(reg, 'anchor_tcp_connections_accepted_total', 'TCP client connections accepted by the TCP front.', () => s.tcpAccepted);
+  labeled(reg, 'anchor_tcp_connections_refused_total', 'TCP client connections closed by the director, by reason (preamble_timeout, malformed_*, not_mine, reject_*, bind_timeout, idle_timeout, max_connections, …).', 'reason', () => s.tcpRefused);
+  plain(reg, 'anchor_tcp_preamble_timeouts_total', 'TCP connections that did not present their JV1 header within tcp.preamble_timeout_ms.', () => s.tcpPreambleTimeouts);
+  new Counter({
+    name: 'anchor_tcp_bytes_total',
+    help: 'Bytes through the TCP front: direction "in" from clients toward nodes, "out" from nodes toward clients.',
+    labelNames: ['direction'],
+    registers: [reg],
+    collect() {
+      this.reset();
+      this.inc({ direction: 'in' }, s.tcpBytesIn);
+      this.inc({ direction: 'out' }, s.tcpBytesOut);
+    },
+  });
+  new Gauge({
+    name: 'anchor_tcp_connections_open',
+    help: 'TCP client connections open now.',
+    registers: [reg],
+    collect() {
+      this.set(src.tcpOpen());
     },
   });
   new Gauge({

@@ -62,6 +62,15 @@ export class DirectorStats {
   readonly admissionsFailed = new LabeledCounter();
   readonly sessionsEnded = new LabeledCounter();
   readonly sendErrors = new LabeledCounter();
+  // TCP front.
+  tcpAccepted = 0;
+  /** Connections closed without being routed (or closed by policy), by reason. */
+  readonly tcpRefused = new LabeledCounter(['preamble_timeout', 'max_connections']);
+  /** Bytes from clients (toward nodes), preambles included. */
+  tcpBytesIn = 0;
+  /** Bytes from nodes toward clients. */
+  tcpBytesOut = 0;
+  tcpPreambleTimeouts = 0;
   readonly auditEvents = new LabeledCounter();
   readonly securityEvents = new LabeledCounter();
   /** REVOKEs: sent, acknowledged, unacknowledged (after every retry). */

@@ -17,6 +17,8 @@
 // checked per PROXY destination (`dst`, the director address the packet arrived on); with one director
 // that is per session. Records without version/seq (encapsulation `none`) carry nothing to order by and
 // are skipped, with a note in the result (wall-clock times across processes prove nothing).
+// A TCP connection is recorded once, when it opens (proto 'tcp'), and is checked exactly like a packet:
+// the director gives it a version and a sequence number from the same per-session counter.
 import { PacketType } from '../codec/types.js';
 
 /** Why a node dropped a packet it received (records with accepted=false). */
@@ -32,7 +34,7 @@ export const RecordDrop = {
 } as const;
 export type RecordDrop = (typeof RecordDrop)[keyof typeof RecordDrop];
 
-/** One JSON line of a reference node's record file: one received packet. */
+/** One JSON line of a reference node's record file: one received packet, or one TCP connection at its start. */
 export interface RecordLine {
   readonly node: string;
   /** 32 lowercase hex characters. */
@@ -43,7 +45,7 @@ export interface RecordLine {
   readonly seq: string | null;
   /** TLV 0xE3 (bit0 UNBOUND_SOURCE, bit1 REPLAYED); 0 when absent. */
   readonly flags: number;
-  /** The JV1 type (1 HELLO, 2 DATA, 3 CLOSE, 4 REVOKE). */
+  /** The JV1 type (1 HELLO, 2 DATA, 3 CLOSE, 4 REVOKE); for TCP the type of the header opening the stream. */
   readonly type: number;
   /** Wall-clock milliseconds. */
   readonly t: number;
@@ -54,11 +56,14 @@ export interface RecordLine {
   readonly revoke?: string;
   /** The PROXY v2 destination ("ip:port" / "[ip6]:port"); null or absent for bare JV1. */
   readonly dst?: string | null;
+  /** 'tcp' for a TCP connection (its opening preamble); absent (or 'udp') for a datagram. */
+  readonly proto?: 'udp' | 'tcp';
 }
 
 /**
  * Whether a parsed JSON value has a record line's shape (node, session, type, t; version and seq strings
- * or null). Other JSON lines (e.g. an audit log beside the records) are not records.
+ * or null; proto, when present, 'udp' or 'tcp'). Other JSON lines (e.g. an audit log beside the records)
+ * are not records.
  */
 export function isRecordLine(x: unknown): x is RecordLine {
   if (typeof x !== 'object' || x === null) return false;
@@ -70,7 +75,8 @@ export function isRecordLine(x: unknown): x is RecordLine {
     typeof r.type === 'number' &&
     typeof r.t === 'number' &&
     bigOrNull(r.version) &&
-    bigOrNull(r.seq)
+    bigOrNull(r.seq) &&
+    (r.proto === undefined || r.proto === 'udp' || r.proto === 'tcp')
   );
 }
 

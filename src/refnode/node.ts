@@ -2,7 +2,8 @@
 // with the session key, echoes DATA, validates jump candidates (UNBOUND_SOURCE) by their MAC and BINDs
 // them, honours REVOKE fences, answers PROXY v2 LOCAL health probes, and can record one JSON line per
 // received packet so the checker (checker.ts) can prove from the nodes' side where each session's
-// packets went. The decisions live in core.ts (pure); this file owns the socket and the record file.
+// packets went. It also serves TCP on the same port (tcp.ts: one connection per client connection, same
+// fences). The decisions live in core.ts (pure); this file owns the UDP socket and the record file.
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { createWriteStream, type WriteStream } from 'node:fs';
@@ -13,6 +14,7 @@ import { transportKey } from '../codec/ip.js';
 import type { RecordDrop, RecordLine } from './checker.js';
 import { NodeCore, type NodeProxyInfo } from './core.js';
 import { devSecret } from './keys.js';
+import { RefNodeTcp, type TcpOpenRecord, type TcpStats } from './tcp.js';
 
 export type { RecordLine, RecordDrop } from './checker.js';
 export { CLOSE_ME } from './core.js';
@@ -27,9 +29,14 @@ export interface ReferenceNodeOptions {
    * Default: keys.ts DEV_SECRET_TEXT, a public development constant.
    */
   readonly secret?: Buffer;
+  /** Also serve TCP on the UDP port (default true). */
+  readonly tcp?: boolean;
 }
 
-export interface ReferenceNodeStats {
+/** How often start() picks a new UDP port when TCP's twin of a port-0 pick is taken. */
+const SAME_PORT_ATTEMPTS = 8;
+
+export interface ReferenceNodeStats extends TcpStats {
   received: number;
   /** Datagrams sent (answers, echoes, BINDs, REVOKE acknowledgements, probe answers). */
   answered: number;
@@ -51,12 +58,14 @@ export interface ReferenceNodeStats {
   misaddressed: number;
   /** Delivered without effect: CLOSE from an unbound source. */
   ignored: number;
+  // TCP counters: see TcpStats (tcp.ts).
 }
 
 export class ReferenceNode {
   readonly #opts: ReferenceNodeOptions;
-  readonly #socket: dgram.Socket;
+  #socket: dgram.Socket;
   readonly #core: NodeCore;
+  readonly #tcp: RefNodeTcp | null;
   #record: WriteStream | null = null;
   readonly stats: ReferenceNodeStats = {
     received: 0,
@@ -71,6 +80,16 @@ export class ReferenceNode {
     stale: 0,
     misaddressed: 0,
     ignored: 0,
+    tcpConnections: 0,
+    tcpOpen: 0,
+    tcpBytesEchoed: 0,
+    tcpForged: 0,
+    tcpFenced: 0,
+    tcpStale: 0,
+    tcpMalformed: 0,
+    tcpLocal: 0,
+    tcpBinds: 0,
+    tcpMaxQueued: 0,
   };
   #address: Transport;
 
@@ -78,7 +97,16 @@ export class ReferenceNode {
     this.#opts = opts;
     this.#address = opts.listen;
     this.#core = new NodeCore({ id: opts.id, secret: opts.secret ?? devSecret() });
-    this.#socket = dgram.createSocket({ type: opts.listen.family === 6 ? 'udp6' : 'udp4', ipv6Only: opts.listen.family === 6 });
+    this.#socket = this.#createSocket();
+    this.#tcp =
+      opts.tcp === false
+        ? null
+        : new RefNodeTcp({ core: this.#core, stats: this.stats, record: (r) => this.#recordTcp(r) });
+  }
+
+  #createSocket(): dgram.Socket {
+    const family = this.#opts.listen.family;
+    return dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', ipv6Only: family === 6 });
   }
 
   get id(): string {
@@ -104,9 +132,24 @@ export class ReferenceNode {
       this.#record = createWriteStream(this.#opts.recordPath, { flags: 'a' });
       await once(this.#record, 'open');
     }
+    // UDP first, then TCP on the port UDP got: `address` names both. With port 0 the TCP twin of UDP's
+    // pick may be taken; then UDP picks again.
+    const { listen } = this.#opts;
+    for (let attempt = 1; ; attempt++) {
+      this.#socket.bind(listen.port, listen.address);
+      await once(this.#socket, 'listening');
+      if (this.#tcp === null) break;
+      try {
+        await this.#tcp.listen({ ...listen, port: this.#socket.address().port });
+        break;
+      } catch (err) {
+        await new Promise<void>((resolve) => this.#socket.close(() => resolve()));
+        this.#socket = this.#createSocket();
+        const inUse = (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
+        if (!inUse || listen.port !== 0 || attempt >= SAME_PORT_ATTEMPTS) throw err;
+      }
+    }
     this.#socket.on('message', (msg, rinfo) => this.#onMessage(msg, rinfo));
-    this.#socket.bind(this.#opts.listen.port, this.#opts.listen.address);
-    await once(this.#socket, 'listening');
     try {
       // Room for bursts (the kernel caps it at net.core.rmem_max).
       this.#socket.setRecvBufferSize(4 * 1024 * 1024);
@@ -118,6 +161,7 @@ export class ReferenceNode {
   }
 
   async close(): Promise<void> {
+    await this.#tcp?.close();
     await new Promise<void>((resolve) => this.#socket.close(() => resolve()));
     const r = this.#record;
     this.#record = null;
@@ -165,7 +209,11 @@ export class ReferenceNode {
         return;
       case 'accepted':
         if (out.bound) this.stats.binds++;
-        if (out.revoke !== undefined) this.stats.revokes++;
+        if (out.revoke !== undefined) {
+          this.stats.revokes++;
+          // Live TCP connections of the session opened below the fence end now.
+          this.#tcp?.revoke(id, this.#core.revokedBelow(id) ?? out.revoke);
+        }
         if (out.ignored) this.stats.ignored++;
         this.#recordPacket(id, proxy, dst, type, true, undefined, out.revoke);
         for (const r of out.replies) this.#send(r, rinfo);
@@ -194,6 +242,24 @@ export class ReferenceNode {
       ...(drop === undefined ? {} : { drop }),
       ...(revoke === undefined ? {} : { revoke: revoke.toString() }),
       dst,
+    };
+    this.#record.write(JSON.stringify(line) + '\n');
+  }
+
+  #recordTcp(r: TcpOpenRecord): void {
+    if (this.#record === null) return;
+    const line: RecordLine = {
+      node: this.#opts.id,
+      session: r.session,
+      version: r.proxy?.version === undefined ? null : r.proxy.version.toString(),
+      seq: r.proxy?.seq === undefined ? null : r.proxy.seq.toString(),
+      flags: r.proxy?.flags ?? 0,
+      type: r.type,
+      t: Date.now(),
+      accepted: r.accepted,
+      ...(r.drop === undefined ? {} : { drop: r.drop }),
+      dst: r.dst === undefined ? null : transportKey(r.dst),
+      proto: 'tcp',
     };
     this.#record.write(JSON.stringify(line) + '\n');
   }

@@ -47,6 +47,9 @@ export async function startCluster(opts: {
       reject: { per_source_rate: 100_000, per_source_burst: 100_000 },
       audit: { path: join(dir, 'audit.jsonl') },
       log: { level: 'info' },
+      // The reference nodes run in the test's own process, whose event loop a heavy test can block for
+      // a second or more: generous probes keep them from being declared dead (tests of health override).
+      health: { interval_ms: 500, timeout_ms: 3000, fall: 5 },
       ...opts.config,
     };
     const director = await startDirector(config, opts.env);

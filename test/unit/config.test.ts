@@ -24,7 +24,8 @@ function issueLines(yaml: string, env?: Record<string, string | undefined>): str
 
 const DEFAULTS = {
   director: { id: 'anchor-1' },
-  listen: { udp: ['127.0.0.1:4500'] },
+  listen: { udp: ['127.0.0.1:4500'], tcp: [] },
+  tcp: { preamble_timeout_ms: 5000, preamble_max_bytes: 4096, idle_timeout_s: 300, connect_timeout_ms: 3000, bind_timeout_ms: 3000, max_connections: 100000 },
   socket: { recv_buffer_bytes: 4194304, send_buffer_bytes: 1048576 },
   admin: { listen: '127.0.0.1:9180', token: null },
   session: { idle_ttl_s: 120, max: 1_000_000, tombstone_s: 60, hold_max_packets: 64 },
@@ -46,7 +47,7 @@ describe('config files shipped in config/', () => {
     const cfg = parseConfig(readConfigFile('anchor.yaml'));
     expect(cfg).toEqual({
       ...DEFAULTS,
-      listen: { udp: ['127.0.0.1:4500', '[::1]:4500'] },
+      listen: { udp: ['127.0.0.1:4500', '[::1]:4500'], tcp: ['127.0.0.1:4500', '[::1]:4500'] },
       nodes: [
         { id: 'node-a', address: '127.0.0.1:5001', weight: 1 },
         { id: 'node-b', address: '127.0.0.1:5002', weight: 1 },
@@ -69,6 +70,13 @@ describe('config files shipped in config/', () => {
     expect(paths).toEqual([
       'director.id',
       'listen.udp',
+      'listen.tcp',
+      'tcp.preamble_timeout_ms',
+      'tcp.preamble_max_bytes',
+      'tcp.idle_timeout_s',
+      'tcp.connect_timeout_ms',
+      'tcp.bind_timeout_ms',
+      'tcp.max_connections',
       'socket.recv_buffer_bytes',
       'socket.send_buffer_bytes',
       'admin.listen',

@@ -1,0 +1,396 @@
+// The TCP front: accepts client connections, reads the JV1 header within a time and byte budget, lets
+// the core decide (admit, reattach, reject), connects to the owner with a PROXY v2 STREAM header and
+// pipes both ways with backpressure, half-close and an idle timeout. A reconnect of a live session is a
+// reattach: bound only once the owner BINDs it, then the old connection is closed. It never decides
+// ownership itself; it follows the transitions Ownership reports (pause on freeze, close on transfer).
+import net from 'node:net';
+import { once } from 'node:events';
+import { decodeJv1, encodeReject, sessionIdHex } from '../codec/jv1.js';
+import { transportKey } from '../codec/ip.js';
+import { createPpv2Prefix, ppv2HeaderLength, PP2_FLAG, writePpv2 } from '../codec/ppv2.js';
+import { decodeJv1Preamble } from '../codec/stream.js';
+import { PacketType, RejectReason, type Transport } from '../codec/types.js';
+import type { DirectorCore, TcpOutcome } from '../director/core.js';
+import type { Ownership } from '../director/ownership.js';
+import type { Logger } from '../obs/logger.js';
+import { type DirectorStats, rejectLabel } from '../obs/stats.js';
+import { LifecycleEvent } from '../session/lifecycle.js';
+import type { SessionRecord } from '../session/table.js';
+import type { Clock } from '../util/clock.js';
+
+export interface TcpFrontOptions {
+  readonly listen: readonly Transport[];
+  readonly nodes: readonly { id: string; address: Transport }[];
+  readonly encapsulation: 'ppv2' | 'none';
+  readonly preambleTimeoutMs: number;
+  readonly preambleMaxBytes: number;
+  readonly idleTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly bindTimeoutMs: number;
+  readonly maxConnections: number;
+}
+
+export interface TcpFrontDeps {
+  readonly core: DirectorCore;
+  readonly ownership: Ownership;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly stats: DirectorStats;
+}
+
+interface Conn {
+  readonly client: net.Socket;
+  readonly src: Transport;
+  readonly listener: Transport;
+  upstream: net.Socket | null;
+  session: SessionRecord | null;
+  closed: boolean;
+}
+
+/** Bytes of a BIND packet by address family (header 20 + version 8 + family 1 + address + port 2). */
+const BIND_LEN = { 4: 35, 6: 47 } as const;
+/** Refresh a TCP session's idle deadline at most this often (not on every chunk). */
+const TOUCH_EVERY_MS = 1000;
+
+export class TcpFront {
+  readonly #o: TcpFrontOptions;
+  readonly #d: TcpFrontDeps;
+  readonly #servers: { server: net.Server; address: Transport }[] = [];
+  readonly #conns = new Set<Conn>();
+  /** The connection each TCP-bound session is bound to. */
+  readonly #bound = new Map<string, Conn>();
+  readonly #nodes: Map<string, Transport>;
+  readonly #ownerBytes = new Map<string, Buffer>();
+
+  constructor(opts: TcpFrontOptions, deps: TcpFrontDeps) {
+    this.#o = opts;
+    this.#d = deps;
+    this.#nodes = new Map(opts.nodes.map((n) => [n.id, n.address]));
+    for (const n of opts.nodes) this.#ownerBytes.set(n.id, Buffer.from(n.id, 'utf8'));
+    deps.ownership.onTransition((rec, note) => this.#onTransition(rec, note.event, note.cause));
+  }
+
+  get addresses(): Transport[] {
+    return this.#servers.map((s) => s.address);
+  }
+
+  get openConnections(): number {
+    return this.#conns.size;
+  }
+
+  async start(): Promise<void> {
+    for (const addr of this.#o.listen) {
+      const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (sock) => this.#onConnection(sock, entry.address));
+      const entry = { server, address: addr };
+      server.on('error', (err) => this.#d.logger.error({ err, listener: transportKey(addr) }, 'tcp listener error'));
+      server.listen({ port: addr.port, host: addr.address, ipv6Only: addr.family === 6, backlog: 4096 });
+      await once(server, 'listening');
+      const a = server.address() as net.AddressInfo;
+      entry.address = { family: addr.family, address: a.address, port: a.port };
+      this.#servers.push(entry);
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.#conns) this.#destroy(c);
+    await Promise.all(this.#servers.map((s) => new Promise<void>((resolve) => s.server.close(() => resolve()))));
+  }
+
+  #onConnection(client: net.Socket, listener: Transport): void {
+    const stats = this.#d.stats;
+    if (this.#conns.size >= this.#o.maxConnections) {
+      stats.tcpRefused.inc('max_connections');
+      client.destroy();
+      return;
+    }
+    stats.tcpAccepted++;
+    const src: Transport = { family: client.remoteFamily === 'IPv6' ? 6 : 4, address: client.remoteAddress ?? '', port: client.remotePort ?? 0 };
+    const conn: Conn = { client, src, listener, upstream: null, session: null, closed: false };
+    this.#conns.add(conn);
+    client.on('error', () => this.#destroy(conn));
+    client.on('close', () => this.#destroy(conn));
+    let buf: Buffer = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      stats.tcpPreambleTimeouts++;
+      stats.tcpRefused.inc('preamble_timeout');
+      this.#destroy(conn);
+    }, this.#o.preambleTimeoutMs);
+    const onData = (chunk: Buffer): void => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      const d = decodeJv1Preamble(buf, this.#o.preambleMaxBytes);
+      if (d.kind === 'need') return;
+      clearTimeout(timer);
+      client.off('data', onData);
+      client.pause();
+      if (d.kind !== 'ok') {
+        stats.tcpRefused.inc(d.kind === 'malformed' ? `malformed_${d.reason}` : d.kind.replace('-', '_'));
+        this.#destroy(conn);
+        return;
+      }
+      stats.tcpBytesIn += buf.length;
+      const out = this.#d.core.onTcpPreamble(d.type, d.sessionId, src, transportKey(src), buf.length, this.#d.clock.now());
+      this.#flushExpired();
+      void this.#decided(conn, out, buf).catch((err: unknown) => {
+        this.#d.logger.warn({ err }, 'tcp connection failed');
+        this.#destroy(conn);
+      });
+    };
+    client.on('data', onData);
+    client.on('end', () => {
+      if (conn.upstream === null) this.#destroy(conn); // ended before it was routed
+    });
+  }
+
+  async #decided(conn: Conn, out: TcpOutcome, first: Buffer): Promise<void> {
+    const stats = this.#d.stats;
+    switch (out.kind) {
+      case 'drop':
+        stats.tcpRefused.inc(out.reason);
+        this.#destroy(conn);
+        return;
+      case 'reject':
+        this.#reject(conn, out.sessionId, out.reason, first.length);
+        return;
+      case 'admit': {
+        const rec = out.session;
+        const r = await this.#d.ownership.admit(rec, { answer: false });
+        if (!r.ok) {
+          this.#reject(conn, rec.idBytes, r.reason, first.length);
+          return;
+        }
+        const up = await this.#connect(conn, rec.owner);
+        if (up === null) {
+          // The owner cannot be reached: the session never carried a byte; end it rather than strand it.
+          this.#d.ownership.terminate(rec.id, 'upstream_connect_failed', 'tcp');
+          return;
+        }
+        this.#send(up, rec, conn, rec.version, 0, out.seq, first);
+        this.#bind(conn, rec);
+        this.#pipe(conn, up, rec, Buffer.alloc(0));
+        return;
+      }
+      case 'reattach': {
+        const rec = out.session;
+        if (this.#o.encapsulation === 'none') {
+          // Without PROXY v2 the owner cannot validate a new connection: never bind one blindly.
+          stats.tcpRefused.inc('reattach_unsupported');
+          this.#reject(conn, rec.idBytes, RejectReason.OWNERSHIP_CONFLICT, first.length);
+          return;
+        }
+        const owner = rec.owner;
+        const up = await this.#connect(conn, owner);
+        if (up === null) return;
+        this.#send(up, rec, conn, out.version, PP2_FLAG.UNBOUND_SOURCE, out.seq, first);
+        const bind = await this.#readBind(up);
+        if (bind === null) {
+          stats.tcpRefused.inc('bind_missing');
+          this.#destroy(conn);
+          return;
+        }
+        const n = this.#d.core.onNode(owner, bind.packet, this.#d.clock.now());
+        if (n.kind === 'conflict') {
+          stats.nodeControl.inc('bind_conflict');
+          this.#reject(conn, rec.idBytes, RejectReason.OWNERSHIP_CONFLICT, first.length);
+          return;
+        }
+        if (n.kind !== 'bind') {
+          stats.tcpRefused.inc(n.kind === 'drop' ? n.reason : 'bind_unexpected');
+          if (n.kind === 'drop' && n.security !== undefined) this.#d.ownership.security(n.session ?? null, n.security, owner);
+          this.#destroy(conn);
+          return;
+        }
+        stats.nodeControl.inc('bind');
+        const r = await this.#d.ownership.reattach(n.session, n.candidate, n.version);
+        if (!r.ok) {
+          this.#reject(conn, rec.idBytes, r.reason === 'unavailable' ? RejectReason.STORE_UNAVAILABLE : RejectReason.OWNERSHIP_CONFLICT, first.length);
+          return;
+        }
+        this.#bind(conn, rec);
+        this.#pipe(conn, up, rec, bind.rest);
+        return;
+      }
+    }
+  }
+
+  /** Makes `conn` the session's connection; the one it had before is closed (one transport per session). */
+  #bind(conn: Conn, rec: SessionRecord): void {
+    conn.session = rec;
+    const old = this.#bound.get(rec.id);
+    this.#bound.set(rec.id, conn);
+    if (old !== undefined && old !== conn) this.#endGracefully(old);
+  }
+
+  #pipe(conn: Conn, up: net.Socket, rec: SessionRecord, fromNode: Buffer): void {
+    const stats = this.#d.stats;
+    const { client } = conn;
+    if (fromNode.length > 0) {
+      stats.tcpBytesOut += fromNode.length;
+      client.write(fromNode);
+    }
+    let lastTouch = this.#d.clock.now();
+    client.on('data', (chunk: Buffer) => {
+      stats.tcpBytesIn += chunk.length;
+      const now = this.#d.clock.now();
+      if (now - lastTouch >= TOUCH_EVERY_MS && this.#d.core.table.get(rec.id) === rec) {
+        lastTouch = now;
+        this.#d.core.table.touch(rec, now);
+      }
+    });
+    up.on('data', (chunk: Buffer) => {
+      stats.tcpBytesOut += chunk.length;
+    });
+    client.setTimeout(this.#o.idleTimeoutMs, () => {
+      stats.tcpRefused.inc('idle_timeout');
+      this.#destroy(conn);
+    });
+    // pipe() carries backpressure (a slow reader pauses the other side) and half-close (end → FIN).
+    client.pipe(up);
+    up.pipe(client);
+    client.resume();
+  }
+
+  #send(up: net.Socket, rec: SessionRecord, conn: Conn, version: bigint, flags: number, seq: number, first: Buffer): void {
+    if (this.#o.encapsulation === 'none') {
+      up.write(first);
+      return;
+    }
+    const owner = this.#ownerBytes.get(rec.owner) ?? Buffer.from(rec.owner, 'utf8');
+    const prefix = createPpv2Prefix('STREAM', conn.src, conn.listener);
+    const header = Buffer.allocUnsafe(ppv2HeaderLength(prefix, owner));
+    writePpv2(header, prefix, rec.idBytes, version, owner, flags, seq);
+    up.write(Buffer.concat([header, first]));
+  }
+
+  async #connect(conn: Conn, nodeId: string): Promise<net.Socket | null> {
+    const addr = this.#nodes.get(nodeId);
+    if (addr === undefined || conn.closed) return null;
+    const up = net.connect({ host: addr.address, port: addr.port, family: addr.family, allowHalfOpen: true, noDelay: true });
+    conn.upstream = up;
+    up.on('error', () => this.#destroy(conn));
+    up.on('close', () => this.#destroy(conn));
+    const timer = setTimeout(() => up.destroy(), this.#o.connectTimeoutMs);
+    try {
+      await once(up, 'connect');
+      return conn.closed ? null : up;
+    } catch {
+      this.#d.stats.tcpRefused.inc('upstream_connect');
+      this.#destroy(conn);
+      return null;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** The node's first bytes on a reattach: a JV1 BIND, then (maybe) the first echoed bytes. */
+  async #readBind(up: net.Socket): Promise<{ packet: Buffer; rest: Buffer } | null> {
+    return new Promise((resolve) => {
+      let buf: Buffer = Buffer.alloc(0);
+      const done = (v: { packet: Buffer; rest: Buffer } | null): void => {
+        clearTimeout(timer);
+        up.off('data', onData);
+        up.off('close', onClose);
+        up.off('end', onClose);
+        if (v !== null) up.pause();
+        resolve(v);
+      };
+      const onClose = (): void => done(null);
+      const onData = (chunk: Buffer): void => {
+        buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+        if (buf.length < 29) return;
+        // The family byte (offset 28) says how long the BIND is; then the whole packet is decoded.
+        const fam = buf[28];
+        const len = fam === 4 ? BIND_LEN[4] : fam === 6 ? BIND_LEN[6] : 0;
+        if (len === 0 || buf[3] !== PacketType.BIND) return done(null);
+        if (buf.length < len) return;
+        const d = decodeJv1(buf.subarray(0, len));
+        if (d.kind !== 'ok' || d.value.type !== PacketType.BIND) return done(null);
+        done({ packet: buf.subarray(0, len), rest: buf.subarray(len) });
+      };
+      const timer = setTimeout(() => {
+        this.#d.stats.tcpRefused.inc('bind_timeout');
+        done(null);
+      }, this.#o.bindTimeoutMs);
+      up.on('data', onData);
+      // The owner refusing the connection ends it (FIN) without a BIND.
+      up.once('end', onClose);
+      up.once('close', onClose);
+    });
+  }
+
+  #reject(conn: Conn, sessionId: Uint8Array, reason: RejectReason, received: number): void {
+    const stats = this.#d.stats;
+    // Never more bytes than the client sent (no amplification), as over UDP.
+    const reply = encodeReject(sessionId, reason, '', received);
+    if (reply !== undefined && !conn.closed) {
+      stats.rejectsSent.inc(rejectLabel(reason));
+      stats.tcpRefused.inc(`reject_${rejectLabel(reason)}`);
+      conn.client.end(reply);
+      conn.upstream?.destroy();
+      return;
+    }
+    stats.tcpRefused.inc(`reject_${rejectLabel(reason)}`);
+    this.#destroy(conn);
+  }
+
+  /** Follows ownership: a frozen session's client stops sending; a transferred or ended one is closed. */
+  #onTransition(rec: SessionRecord, event: string, cause: string): void {
+    const conn = this.#bound.get(rec.id);
+    if (conn === undefined || conn.session !== rec) return;
+    const up = conn.upstream;
+    switch (event) {
+      case LifecycleEvent.FREEZE:
+        if (up !== null) conn.client.unpipe(up);
+        conn.client.pause();
+        return;
+      case LifecycleEvent.RESUME:
+        if (cause === 'transfer_aborted' && up !== null) {
+          conn.client.pipe(up);
+          conn.client.resume();
+        }
+        return;
+      case LifecycleEvent.TRANSFER:
+      case LifecycleEvent.CLOSE:
+      case LifecycleEvent.EXPIRE:
+      case LifecycleEvent.TERMINATE:
+        // The client reconnects and lands on the (new) owner as a reattach.
+        this.#endGracefully(conn);
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Ends the client side cleanly (FIN after pending writes) and drops the upstream. */
+  #endGracefully(conn: Conn): void {
+    if (conn.closed) return;
+    const up = conn.upstream;
+    if (up !== null) {
+      conn.client.unpipe(up);
+      up.unpipe(conn.client);
+      up.destroy();
+    }
+    conn.client.end();
+    const t = setTimeout(() => this.#destroy(conn), 2000);
+    t.unref();
+  }
+
+  #destroy(conn: Conn): void {
+    if (conn.closed) return;
+    conn.closed = true;
+    this.#conns.delete(conn);
+    if (conn.session !== null && this.#bound.get(conn.session.id) === conn) this.#bound.delete(conn.session.id);
+    conn.client.destroy();
+    conn.upstream?.destroy();
+  }
+
+  #flushExpired(): void {
+    const list = this.#d.core.expiredOnArrival;
+    if (list.length === 0) return;
+    for (const n of list.splice(0)) this.#d.ownership.ended(n.session, n.transition);
+  }
+
+  /** For tests and the admin view: whether a session has a live TCP connection. */
+  hasConnection(id: Uint8Array | string): boolean {
+    return this.#bound.has(typeof id === 'string' ? id : sessionIdHex(id));
+  }
+}

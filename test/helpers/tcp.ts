@@ -1,0 +1,77 @@
+// Raw TCP clients for the TCP front's tests: HELLO and reattach preambles, reading exact byte counts.
+import net from 'node:net';
+import { once } from 'node:events';
+import { encodeJv1 } from '../../src/codec/jv1.js';
+import { PacketType, type Transport } from '../../src/codec/types.js';
+import { sealPacket } from '../../src/refnode/keys.js';
+
+export async function connect(target: Transport): Promise<net.Socket> {
+  const s = net.connect({ host: target.address, port: target.port, family: target.family, allowHalfOpen: true });
+  s.on('error', () => {});
+  await once(s, 'connect');
+  return s;
+}
+
+/** Reads exactly `n` bytes (or fewer if the connection ends first), within `timeoutMs`. */
+export function readBytes(s: net.Socket, n: number, timeoutMs = 5000): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let got = 0;
+    const finish = (): void => {
+      clearTimeout(t);
+      s.off('data', onData);
+      s.off('end', onEnd);
+      s.off('close', onEnd);
+      const all = Buffer.concat(chunks);
+      if (all.length > n) s.unshift(all.subarray(n));
+      s.pause();
+      resolve(all.subarray(0, n));
+    };
+    const onData = (c: Buffer): void => {
+      chunks.push(c);
+      got += c.length;
+      if (got >= n) finish();
+    };
+    const onEnd = (): void => finish();
+    const t = setTimeout(() => {
+      s.off('data', onData);
+      reject(new Error(`read ${got} of ${n} bytes within ${timeoutMs} ms`));
+    }, timeoutMs);
+    s.on('data', onData);
+    s.once('end', onEnd);
+    s.once('close', onEnd);
+    s.resume();
+  });
+}
+
+/** Waits until the peer closes the connection (bounded). */
+export async function closedBy(s: net.Socket, timeoutMs = 5000): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  s.on('data', (c: Buffer) => chunks.push(c));
+  // The peer's FIN ('end') is its close; answer it so the socket closes (allowHalfOpen sockets wait).
+  s.once('end', () => s.end());
+  s.resume();
+  if (s.destroyed || s.readableEnded) return Buffer.concat(chunks);
+  await Promise.race([
+    once(s, 'close'),
+    new Promise((_, reject) => setTimeout(() => reject(new Error(`not closed within ${timeoutMs} ms`)), timeoutMs)),
+  ]);
+  return Buffer.concat(chunks);
+}
+
+/** A new session over TCP: HELLO, then the node's HELLO header + 16-byte key. */
+export async function tcpHello(target: Transport, id: Buffer): Promise<{ sock: net.Socket; key: Buffer }> {
+  const sock = await connect(target);
+  sock.write(encodeJv1(PacketType.HELLO, id));
+  const answer = await readBytes(sock, 36);
+  if (answer.length < 36 || answer[3] !== PacketType.HELLO) throw new Error(`no HELLO answer (got ${answer.length} bytes, type ${answer[3]})`);
+  return { sock, key: Buffer.from(answer.subarray(20, 36)) };
+}
+
+/** A reconnect of a live session: DATA header + MAC; resolves with the socket once a probe echoes. */
+export async function tcpReattach(target: Transport, id: Buffer, key: Buffer, probe = 'probe-0123456789-0123456789-0123'): Promise<{ sock: net.Socket; reply: Buffer }> {
+  const sock = await connect(target);
+  sock.write(Buffer.concat([sealPacket(key, encodeJv1(PacketType.DATA, id)), Buffer.from(probe)]));
+  const reply = await readBytes(sock, probe.length);
+  return { sock, reply };
+}
