@@ -20,7 +20,7 @@ COPY config ./config
 USER node
 # Client traffic (UDP) and the admin API. Bind the admin API to 0.0.0.0 in your config to reach it
 # from outside the container, and set ANCHOR_ADMIN_TOKEN when you do.
-EXPOSE 4500/udp 9180/tcp
+EXPOSE 4500/udp 4500/tcp 9180/tcp
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:9180/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
