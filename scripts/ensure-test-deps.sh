@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite drives as independent peers (HAProxy parses the PROXY v2
-# headers Anchor writes), when they are missing and we may install them (root with apt-get).
+# headers Anchor writes; real OpenVPN 2.6 servers and clients run in network namespaces, with certificates
+# made by openssl and pings sent from inside the namespaces), when they are missing and we may install
+# them (root with apt-get).
 # Run by `npm test` (pretest) and by CI; it only installs, it starts nothing.
 set -euo pipefail
 need=()
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v openvpn >/dev/null 2>&1 || [ -x /usr/sbin/openvpn ] || need+=(openvpn)
+command -v openssl >/dev/null 2>&1 || [ -x /usr/bin/openssl ] || need+=(openssl)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /usr/bin/ip ] || need+=(iproute2)
+command -v ping >/dev/null 2>&1 || [ -x /usr/bin/ping ] || [ -x /bin/ping ] || need+=(iputils-ping)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "the tests need: ${need[*]} (install them with your package manager)" >&2

@@ -100,7 +100,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   const director = new UdpDirector(
     {
       directorId,
-      listen: config.listen.udp.map(hp),
+      listen: config.listen.udp.map((l) => hp(l.address)),
       nodes,
       encapsulation: config.backend.encapsulation,
       recvBufferBytes: config.socket.recv_buffer_bytes,
@@ -113,7 +113,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       ? null
       : new TcpFront(
           {
-            listen: config.listen.tcp.map(hp),
+            listen: config.listen.tcp.map((l) => hp(l.address)),
             nodes,
             encapsulation: config.backend.encapsulation,
             preambleTimeoutMs: config.tcp.preamble_timeout_ms,

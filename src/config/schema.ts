@@ -96,6 +96,86 @@ function hostPort(opts: { allowPortZero: boolean }) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Listeners: `HOST:PORT` (codec jv1) or `{ address, codec, offset, length }`.
+
+export const CODECS = ['jv1', 'openvpn', 'offset'] as const;
+export type CodecName = (typeof CODECS)[number];
+
+export interface ListenerConfig {
+  readonly address: string;
+  readonly codec: CodecName;
+  readonly offset: number | null;
+  readonly length: number | null;
+}
+
+const LISTENER_KEYS = ['address', 'codec', 'offset', 'length'] as const;
+
+/**
+ * One listener. A plain string keeps its errors at the listener's own path (`listen.udp[0]: …`); a
+ * mapping reports each field at its path (`listen.udp[1].offset: …`). The result is always a mapping.
+ */
+function listener() {
+  const addr = hostPort({ allowPortZero: true });
+  return z.unknown().transform((v, ctx): ListenerConfig => {
+    const fail = (path: PropertyKey[], input: unknown, message: string): typeof z.NEVER => {
+      ctx.addIssue({ code: 'custom', path, input, message });
+      return z.NEVER;
+    };
+    if (typeof v === 'string') {
+      const r = addr.safeParse(v);
+      if (!r.success) return fail([], v, r.error.issues[0]?.message ?? `expected HOST:PORT, got ${showValue(v)}`);
+      return { address: v, codec: 'jv1', offset: null, length: null };
+    }
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+      return fail([], v, `expected HOST:PORT or a mapping {address, codec, offset, length}, got ${showValue(v)}`);
+    }
+    const o = v as Record<string, unknown>;
+    let bad = false;
+    for (const k of Object.keys(o)) {
+      if (!(LISTENER_KEYS as readonly string[]).includes(k)) {
+        ctx.addIssue({ code: 'unrecognized_keys', keys: [k], input: o, path: [] } as never);
+        bad = true;
+      }
+    }
+    const a = addr.safeParse(o.address);
+    if (!a.success) {
+      fail(['address'], o.address, o.address === undefined ? 'required' : (a.error.issues[0]?.message ?? 'expected HOST:PORT'));
+      bad = true;
+    }
+    const codec = o.codec ?? 'jv1';
+    if (typeof codec !== 'string' || !(CODECS as readonly string[]).includes(codec)) {
+      fail(['codec'], codec, `expected one of ${CODECS.join(', ')}, got ${showValue(codec)}`);
+      return z.NEVER;
+    }
+    const int = (k: 'offset' | 'length', min: number, max: number): number | null => {
+      const x = o[k];
+      if (x === undefined || x === null) {
+        if (codec === 'offset') {
+          fail([k], x, 'required with codec offset');
+          bad = true;
+        }
+        return null;
+      }
+      if (codec !== 'offset') {
+        fail([k], x, `only for codec offset (this listener's codec is ${codec})`);
+        bad = true;
+        return null;
+      }
+      if (typeof x !== 'number' || !Number.isInteger(x) || x < min || x > max) {
+        fail([k], x, `expected an integer from ${min} to ${max}, got ${showValue(x)}`);
+        bad = true;
+        return null;
+      }
+      return x;
+    };
+    const offset = int('offset', 0, 65_535);
+    const length = int('length', 1, 13);
+    if (bad) return z.NEVER;
+    return { address: o.address as string, codec: codec as CodecName, offset, length };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Leaf types.
 
 const NODE_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
@@ -213,18 +293,18 @@ export const AnchorConfigSchema = z
       }),
       listen: section({
         udp: z
-          .array(hostPort({ allowPortZero: true }), expecting('a list of HOST:PORT'))
+          .array(listener(), expecting('a list of HOST:PORT'))
           .min(1, expecting('a list of at least 1 HOST:PORT'))
           .superRefine((list, ctx) =>
-            duplicates(list, hostPortKey, (s) => s, { first: (i) => `listen.udp[${i}]`, path: (i) => [i] }, ctx),
+            duplicates(list, (l) => hostPortKey(l.address), (l) => l.address, { first: (i) => `listen.udp[${i}]`, path: (i) => [i] }, ctx),
           )
-          .default(() => ['127.0.0.1:4500']),
+          .prefault(() => ['127.0.0.1:4500']),
         tcp: z
-          .array(hostPort({ allowPortZero: true }), expecting('a list of HOST:PORT'))
+          .array(listener(), expecting('a list of HOST:PORT'))
           .superRefine((list, ctx) =>
-            duplicates(list, hostPortKey, (s) => s, { first: (i) => `listen.tcp[${i}]`, path: (i) => [i] }, ctx),
+            duplicates(list, (l) => hostPortKey(l.address), (l) => l.address, { first: (i) => `listen.tcp[${i}]`, path: (i) => [i] }, ctx),
           )
-          .default(() => []),
+          .prefault(() => []),
       }),
       tcp: section({
         preamble_timeout_ms: integerAtLeast(1).default(5000),
@@ -316,8 +396,8 @@ export const AnchorConfigSchema = z
   .superRefine((cfg, ctx) => {
     // A node at one of the director's own listen addresses would loop packets back to it.
     const own = new Map<string, number>();
-    (Array.isArray(cfg.listen?.udp) ? cfg.listen.udp : []).forEach((s, i) => {
-      const k = hostPortKey(s);
+    (Array.isArray(cfg.listen?.udp) ? cfg.listen.udp : []).forEach((l, i) => {
+      const k = hostPortKey(l.address);
       if (k !== undefined && !own.has(k)) own.set(k, i);
     });
     (Array.isArray(cfg.nodes) ? cfg.nodes : []).forEach((n, i) => {

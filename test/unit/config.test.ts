@@ -22,9 +22,12 @@ function issueLines(yaml: string, env?: Record<string, string | undefined>): str
   throw new Error('expected a ConfigError');
 }
 
+/** A plain HOST:PORT listener as the validated config has it. */
+const jv1 = (address: string) => ({ address, codec: 'jv1', offset: null, length: null });
+
 const DEFAULTS = {
   director: { id: 'anchor-1' },
-  listen: { udp: ['127.0.0.1:4500'], tcp: [] },
+  listen: { udp: [jv1('127.0.0.1:4500')], tcp: [] },
   tcp: { preamble_timeout_ms: 5000, preamble_max_bytes: 4096, idle_timeout_s: 300, connect_timeout_ms: 3000, bind_timeout_ms: 3000, max_connections: 100000 },
   socket: { recv_buffer_bytes: 4194304, send_buffer_bytes: 1048576 },
   admin: { listen: '127.0.0.1:9180', token: null },
@@ -47,7 +50,7 @@ describe('config files shipped in config/', () => {
     const cfg = parseConfig(readConfigFile('anchor.yaml'));
     expect(cfg).toEqual({
       ...DEFAULTS,
-      listen: { udp: ['127.0.0.1:4500', '[::1]:4500'], tcp: ['127.0.0.1:4500', '[::1]:4500'] },
+      listen: { udp: [jv1('127.0.0.1:4500'), jv1('[::1]:4500')], tcp: [jv1('127.0.0.1:4500'), jv1('[::1]:4500')] },
       nodes: [
         { id: 'node-a', address: '127.0.0.1:5001', weight: 1 },
         { id: 'node-b', address: '127.0.0.1:5002', weight: 1 },
@@ -145,7 +148,19 @@ describe('parseConfig', () => {
       `${ONE_NODE}session:\n  max: 10\nlisten:\n  udp: ["127.0.0.1:0", "[::1]:0"]\nadmin:\n  token: "0123456789abcdef"\n`,
     );
     expect(cfg.session).toEqual({ ...DEFAULTS.session, max: 10 });
-    expect(cfg.listen.udp).toEqual(['127.0.0.1:0', '[::1]:0']);
+    expect(cfg.listen.udp).toEqual([jv1('127.0.0.1:0'), jv1('[::1]:0')]);
+  });
+
+  it('accepts listener mappings with a codec', () => {
+    const cfg = parseConfig(
+      `${ONE_NODE}listen:\n  udp:\n    - "127.0.0.1:4500"\n    - { address: "127.0.0.1:1194", codec: openvpn }\n    - { address: "[::1]:9000", codec: offset, offset: 4, length: 8 }\n  tcp:\n    - { address: "127.0.0.1:1194", codec: openvpn }\n`,
+    );
+    expect(cfg.listen.udp).toEqual([
+      jv1('127.0.0.1:4500'),
+      { address: '127.0.0.1:1194', codec: 'openvpn', offset: null, length: null },
+      { address: '[::1]:9000', codec: 'offset', offset: 4, length: 8 },
+    ]);
+    expect(cfg.listen.tcp).toEqual([{ address: '127.0.0.1:1194', codec: 'openvpn', offset: null, length: null }]);
     expect(cfg.admin).toEqual({ listen: '127.0.0.1:9180', token: '0123456789abcdef' });
   });
 
@@ -180,6 +195,19 @@ describe('parseConfig', () => {
       name: 'unbracketed IPv6 listen address',
       yaml: `${ONE_NODE}listen:\n  udp: ["::1:80"]\n`,
       lines: ['listen.udp[0]: expected HOST:PORT (IPv6 in brackets), got "::1:80"'],
+    },
+    {
+      name: 'listener mappings: codec offset needs offset and length; unknown codec; fields only for offset',
+      yaml: `${ONE_NODE}listen:\n  udp:\n    - { address: "127.0.0.1:1194", codec: offset }\n    - { address: "127.0.0.1:1195", codec: wireguard }\n    - { address: "127.0.0.1:1196", codec: openvpn, length: 8 }\n    - { address: "1196", codec: openvpn }\n    - { address: "127.0.0.1:1197", codec: offset, offset: 4, length: 14, port: 3 }\n`,
+      lines: [
+        'listen.udp[0].offset: required with codec offset',
+        'listen.udp[0].length: required with codec offset',
+        'listen.udp[1].codec: expected one of jv1, openvpn, offset, got "wireguard"',
+        "listen.udp[2].length: only for codec offset (this listener's codec is openvpn)",
+        'listen.udp[3].address: expected HOST:PORT, got "1196"',
+        'listen.udp[4].port: unknown key',
+        'listen.udp[4].length: expected an integer from 1 to 13, got 14',
+      ],
     },
     {
       name: 'session.max below 1',
