@@ -149,6 +149,7 @@ describe('parseConfig', () => {
     );
     expect(cfg.session).toEqual({ ...DEFAULTS.session, max: 10 });
     expect(cfg.listen.udp).toEqual([jv1('127.0.0.1:0'), jv1('[::1]:0')]);
+    expect(cfg.admin).toEqual({ listen: '127.0.0.1:9180', token: '0123456789abcdef' });
   });
 
   it('accepts listener mappings with a codec', () => {
@@ -161,7 +162,6 @@ describe('parseConfig', () => {
       { address: '[::1]:9000', codec: 'offset', offset: 4, length: 8 },
     ]);
     expect(cfg.listen.tcp).toEqual([{ address: '127.0.0.1:1194', codec: 'openvpn', offset: null, length: null }]);
-    expect(cfg.admin).toEqual({ listen: '127.0.0.1:9180', token: '0123456789abcdef' });
   });
 
   it('returns a deep-frozen result', () => {
