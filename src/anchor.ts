@@ -2,7 +2,8 @@
 // wires them together. Nothing else constructs components; only src/main.ts touches `process`.
 import { AdminServer, type AdminBackend, type NodeView, type OpResult, type SessionView } from './admin/server.js';
 import { parseHostPortLiteral } from './config/load.js';
-import type { AnchorConfig } from './config/schema.js';
+import type { AnchorConfig, ListenerConfig } from './config/schema.js';
+import { createCodec, type CodecSpec } from './codec/codec.js';
 import { transportKey } from './codec/ip.js';
 import type { Transport } from './codec/types.js';
 import { DirectorCore } from './director/core.js';
@@ -44,6 +45,10 @@ export interface Anchor {
   readonly stats: DirectorStats;
 }
 
+function codecSpec(l: ListenerConfig): CodecSpec {
+  return l.codec === 'offset' ? { codec: 'offset', offset: l.offset ?? 0, length: l.length ?? 1 } : { codec: l.codec };
+}
+
 function hp(s: string): Transport {
   const t = parseHostPortLiteral(s);
   if (t === undefined) throw new Error(`unreachable: validated address "${s}" does not parse`);
@@ -58,6 +63,7 @@ const FAILURE_STATUS: Record<StepFailure, number> = {
   busy: 409,
   conflict: 409,
   bad_target: 400,
+  unmovable: 409,
   no_target: 409,
   unavailable: 503,
 };
@@ -90,12 +96,26 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     },
     membership.ring,
     (id) => membership.reachable(id),
+    config.listen.udp.map((l) => createCodec(codecSpec(l)).datagram),
   );
   const c = core;
   const eligible = (id: string): boolean => membership.ring.nodes.some((n) => n.id === id);
   const ownership = new Ownership(
     { directorId, quiesceMs: config.drain.quiesce_ms, revokeTimeoutMs: config.revoke.timeout_ms, revokeRetries: config.revoke.retries },
-    { core: c, store, audit, stats, clock, eligible, knownNode: (id) => membership.get(id) !== undefined },
+    {
+      core: c,
+      store,
+      audit,
+      stats,
+      clock,
+      eligible,
+      knownNode: (id) => membership.get(id) !== undefined,
+      // PROXY v2 carries the version that lets a new owner take a session over; transparent forwarding
+      // and protocols other than JV1 keep their state on the node.
+      movable: (rec) =>
+        config.backend.encapsulation === 'ppv2' &&
+        ((rec.listener >= 0 ? config.listen.udp[rec.listener]?.codec : undefined) ?? 'jv1') === 'jv1',
+    },
   );
   const director = new UdpDirector(
     {

@@ -11,6 +11,9 @@ import type { Ring } from '../ring/ring.js';
 import { LifecycleEvent, SessionState, transition } from '../session/lifecycle.js';
 import { type Candidate, newSessionRecord, type SessionRecord, SessionTable } from '../session/table.js';
 import { KeyedTokenBuckets } from '../util/token-bucket.js';
+import type { DatagramCodec } from '../codec/codec.js';
+
+const REJECT_NAMES: Record<number, string> = Object.fromEntries(Object.entries(RejectReason).map(([k, v]) => [v, k.toLowerCase()]));
 
 export interface CoreLimits {
   readonly sessionMax: number;
@@ -27,6 +30,12 @@ export interface CoreLimits {
 /** Why a datagram was dropped; each has its own counter. */
 export const DropReason = {
   NOT_JV1: 'not_jv1',
+  /** Not this listener's protocol (a non-JV1 codec said "not mine"). */
+  NOT_MINE: 'not_mine',
+  /** A data packet (no session id) from a transport no session is pinned to. */
+  UNPINNED: 'unpinned',
+  /** A refusal (unknown, terminated, rate limited…) on a listener whose clients cannot read a REJECT. */
+  UNANSWERED: 'unanswered',
   MALFORMED: 'malformed',
   CLIENT_FORBIDDEN_TYPE: 'client_forbidden_type',
   REJECT_RATE_LIMITED: 'reject_rate_limited',
@@ -107,6 +116,10 @@ export type TcpOutcome =
   | { readonly kind: 'reject'; readonly reason: RejectReason; readonly sessionId: Uint8Array }
   | { readonly kind: 'drop'; readonly reason: DropReason; readonly detail?: string };
 
+export type SessionReplyOutcome =
+  | { readonly kind: 'relay'; readonly session: SessionRecord; readonly transition: TransitionNote | null }
+  | { readonly kind: 'drop'; readonly reason: DropReason };
+
 export interface ExpiredNote {
   readonly session: SessionRecord;
   readonly transition: TransitionNote;
@@ -146,8 +159,18 @@ export class DirectorCore {
   readonly #admission: KeyedTokenBuckets;
   readonly #rejects: KeyedTokenBuckets;
   readonly #ownerAvailable: OwnerAvailable;
+  readonly #codecs: readonly (DatagramCodec | null)[];
+  /** Codecs whose data packets carry no id: client transport → the session pinned to it. */
+  readonly #pins = new Map<string, string>();
+  /** Sessions whose client restarted (a new session id from their pinned transport): the shell ends them. */
+  readonly restarted: SessionRecord[] = [];
 
-  constructor(limits: CoreLimits, ring: Ring, ownerAvailable: OwnerAvailable = () => true) {
+  /**
+   * `codecs[i]`: how listener i reads session ids; absent or JV1 → the JV1 path. Other codecs cannot be
+   * answered with a JV1 REJECT (their clients would not understand it): their refusals are drops.
+   */
+  constructor(limits: CoreLimits, ring: Ring, ownerAvailable: OwnerAvailable = () => true, codecs: readonly (DatagramCodec | null)[] = []) {
+    this.#codecs = codecs;
     this.#limits = limits;
     this.table = new SessionTable({ max: limits.sessionMax, idleTtlMs: limits.idleTtlMs, tombstoneMs: limits.tombstoneMs });
     this.#ring = ring;
@@ -174,6 +197,8 @@ export class DirectorCore {
 
   /** A datagram from a client transport arriving on listener `listener`. */
   onClient(msg: Buffer, src: Transport, srcKey: string, listener: number, now: number): ClientOutcome {
+    const codec = this.#codecs[listener];
+    if (codec !== undefined && codec !== null && codec.name !== 'jv1') return this.#onClientCodec(codec, msg, src, srcKey, listener, now);
     const d = decodeJv1(msg);
     if (d.kind === 'not-mine') return { kind: 'drop', reason: DropReason.NOT_JV1 };
     if (d.kind === 'malformed') return { kind: 'drop', reason: DropReason.MALFORMED, detail: d.reason };
@@ -236,6 +261,96 @@ export class DirectorCore {
     if (!this.#ownerAvailable(rec.owner)) return { kind: 'drop', reason: DropReason.OWNER_UNAVAILABLE };
     this.#noteCandidate(rec, src, srcKey, TCP_LISTENER, bytes);
     return { kind: 'reattach', session: rec, seq: rec.nextSeq++, version: rec.version };
+  }
+
+  /** A datagram on a listener whose codec is not JV1 (OpenVPN, offset): same table, ring and rules. */
+  #onClientCodec(codec: DatagramCodec, msg: Buffer, src: Transport, srcKey: string, listener: number, now: number): ClientOutcome {
+    const v = codec.classify(msg);
+    switch (v.kind) {
+      case 'not-mine':
+        return { kind: 'drop', reason: DropReason.NOT_MINE };
+      case 'malformed':
+        return { kind: 'drop', reason: DropReason.MALFORMED, detail: v.reason };
+      case 'forbidden':
+        return { kind: 'drop', reason: DropReason.CLIENT_FORBIDDEN_TYPE };
+      case 'pinned': {
+        const id = this.#pins.get(srcKey);
+        const rec = id === undefined ? undefined : this.table.get(id);
+        if (rec === undefined || rec.transportKey !== srcKey) return { kind: 'drop', reason: DropReason.UNPINNED };
+        if (rec.expiresAt <= now && rec.pending === null) {
+          this.expiredOnArrival.push({ session: rec, transition: this.#end(rec, LifecycleEvent.EXPIRE, 'idle_ttl', now) });
+          return { kind: 'drop', reason: DropReason.UNPINNED };
+        }
+        return this.#bound(rec, msg, false, now);
+      }
+      case 'open':
+      case 'session': {
+        const id = sessionIdHex(v.sessionId);
+        let rec = this.table.get(id);
+        if (rec !== undefined && rec.expiresAt <= now && rec.pending === null) {
+          this.expiredOnArrival.push({ session: rec, transition: this.#end(rec, LifecycleEvent.EXPIRE, 'idle_ttl', now) });
+          rec = undefined;
+        }
+        if (rec === undefined) {
+          if (this.table.tombstoneUntil(id, now) !== undefined) return this.#unanswered(RejectReason.SESSION_TERMINATED);
+          if (v.kind !== 'open') return this.#unanswered(RejectReason.UNKNOWN_SESSION);
+          const out = this.#admit(id, v.sessionId, msg, msg.length, src, srcKey, listener, now);
+          if (out.kind === 'reject') return this.#unanswered(out.reason);
+          if (out.kind === 'admit') {
+            // A new session id from a transport pinned to another live session: that client restarted.
+            const prev = this.#pins.get(srcKey);
+            const old = prev === undefined ? undefined : this.table.get(prev);
+            if (old !== undefined && old !== out.session && old.transportKey === srcKey) this.restarted.push(old);
+            this.#pins.set(srcKey, id);
+          }
+          return out;
+        }
+        if (rec.transportKey !== srcKey) {
+          // Another transport naming a live session: forwarded for the backend to judge (its own
+          // authentication), never bound here (a backend behind `none` cannot BIND).
+          if (rec.pending !== null || rec.state !== SessionState.ATTACHED) return { kind: 'drop', reason: DropReason.FROZEN_UNBOUND };
+          if (!this.#ownerAvailable(rec.owner)) return { kind: 'drop', reason: DropReason.OWNER_UNAVAILABLE };
+          return this.#forward(rec, msg, src, listener, PP2_FLAG.UNBOUND_SOURCE, null);
+        }
+        return this.#bound(rec, msg, v.kind === 'session' && v.close, now);
+      }
+    }
+  }
+
+  /** A packet from the session's bound transport (any codec): hold while busy, else forward. */
+  #bound(rec: SessionRecord, msg: Buffer, close: boolean, now: number): ClientOutcome {
+    this.table.touch(rec, now);
+    if (rec.pending !== null || rec.state === SessionState.FROZEN) return this.#hold(rec, msg);
+    if (!this.#ownerAvailable(rec.owner)) return { kind: 'drop', reason: DropReason.OWNER_UNAVAILABLE };
+    return this.#forwardBound(rec, msg, close ? PacketType.CLOSE : PacketType.DATA, 0, now);
+  }
+
+  /** A refusal on a listener whose clients do not speak JV1: counted, never answered. */
+  #unanswered(reason: RejectReason): ClientOutcome {
+    return { kind: 'drop', reason: DropReason.UNANSWERED, detail: REJECT_NAMES[reason] ?? String(reason) };
+  }
+
+  /**
+   * A reply on a session's own upstream socket (transparent forwarding). Relayed as it is when it comes
+   * from the current owner; a JV1 CLOSE from the owner ends the session.
+   */
+  onSessionReply(rec: SessionRecord, nodeId: string, msg: Uint8Array, now: number): SessionReplyOutcome {
+    if (this.table.get(rec.id) !== rec || (rec.expiresAt <= now && rec.pending === null)) return { kind: 'drop', reason: DropReason.NODE_UNKNOWN_SESSION };
+    if (rec.owner !== nodeId) return { kind: 'drop', reason: rec.formerOwner === nodeId ? DropReason.NODE_FORMER_OWNER : DropReason.NODE_NOT_OWNER };
+    const codec = this.#codecs[rec.listener];
+    if (codec === undefined || codec === null || codec.name === 'jv1') {
+      const d = decodeJv1(msg);
+      if (d.kind === 'ok') {
+        if (d.value.type === PacketType.REJECT || d.value.type === PacketType.BIND || d.value.type === PacketType.REVOKE) {
+          return { kind: 'drop', reason: DropReason.NODE_FORBIDDEN_TYPE };
+        }
+        if (sessionIdHex(d.value.sessionId) !== rec.id) return { kind: 'drop', reason: DropReason.NODE_NOT_OWNER };
+        if (d.value.type === PacketType.CLOSE && rec.pending === null) {
+          return { kind: 'relay', session: rec, transition: this.#end(rec, LifecycleEvent.CLOSE, 'node_close', now) };
+        }
+      }
+    }
+    return { kind: 'relay', session: rec, transition: null };
   }
 
   /** A datagram from node `nodeId` (the shell matched its source to that node's address). */
@@ -471,6 +586,7 @@ export class DirectorCore {
       rec.state = SessionState.TERMINATED;
     }
     this.table.remove(rec, now);
+    if (this.#pins.get(rec.transportKey) === rec.id) this.#pins.delete(rec.transportKey);
     return { event, cause, fromVersion: from, toVersion: rec.version, fromOwner: rec.owner, toOwner: null };
   }
 

@@ -45,6 +45,15 @@ interface Upstream {
   readonly onSent: (err: Error | null) => void;
 }
 
+/** Transparent forwarding: a session's own socket toward its owner. */
+interface SessionSocket {
+  readonly socket: dgram.Socket;
+  readonly node: string;
+  readonly rec: SessionRecord;
+  readonly address: string;
+  readonly port: number;
+}
+
 /** Per-session cache of the PROXY v2 address block for the bound transport and listener. */
 interface PrefixCache {
   key: string;
@@ -63,6 +72,9 @@ export class UdpDirector implements DataPath {
   readonly #own: Ownership;
   readonly #listeners: Listener[] = [];
   readonly #upstreams = new Map<string, Upstream>();
+  /** Transparent forwarding: each session's own upstream socket. */
+  readonly #perSession = new Map<string, SessionSocket>();
+  readonly #nodeAddr: Map<string, Transport>;
   #tick: NodeJS.Timeout | null = null;
   #closed = false;
   readonly #onClientSent: (err: Error | null) => void;
@@ -76,6 +88,11 @@ export class UdpDirector implements DataPath {
       if (err) this.#d.stats.sendErrors.inc('client');
     };
     deps.ownership.attach(this);
+    this.#nodeAddr = new Map(opts.nodes.map((n) => [n.id, n.address]));
+    // A session's own upstream socket lives as long as the session keeps its owner.
+    deps.ownership.onTransition((rec, note) => {
+      if (note.toOwner !== note.fromOwner || note.toOwner === null) this.#closeSessionSocket(rec.id);
+    });
   }
 
   /** The bound listener addresses (ports resolved when the config said 0). */
@@ -95,6 +112,7 @@ export class UdpDirector implements DataPath {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#tick) clearInterval(this.#tick);
+    for (const id of [...this.#perSession.keys()]) this.#closeSessionSocket(id);
     const all = [...this.#listeners.map((l) => l.socket), ...[...this.#upstreams.values()].map((u) => u.socket)];
     await Promise.all(all.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
   }
@@ -151,6 +169,9 @@ export class UdpDirector implements DataPath {
     const src: Transport = { family: rinfo.family === 'IPv6' ? 6 : 4, address: rinfo.address, port: rinfo.port };
     const out = this.#core.onClient(msg, src, transportKey(src), listener, this.#d.clock.now());
     this.#flushExpired();
+    if (this.#core.restarted.length > 0) {
+      for (const old of this.#core.restarted.splice(0)) this.#own.terminate(old.id, 'client_restarted', this.#opts.directorId);
+    }
     switch (out.kind) {
       case 'forward':
         stats.forwarded++;
@@ -183,8 +204,11 @@ export class UdpDirector implements DataPath {
       return;
     }
     if (this.#opts.encapsulation === 'none') {
+      // Transparent forwarding: the original bytes only, from the session's own upstream socket, so
+      // the node sees one stable peer per session and its replies map back to the session.
       this.#d.stats.forwardedBytes += f.msg.length;
-      up.socket.send(f.msg, up.onSent);
+      const ss = this.#sessionSocket(f.session, f.node, up);
+      ss.socket.send(f.msg, ss.port, ss.address, up.onSent);
       return;
     }
     const rec = f.session;
@@ -193,6 +217,65 @@ export class UdpDirector implements DataPath {
     writePpv2(header, prefix, rec.idBytes, f.version, up.ownerBytes, f.flags, f.seq);
     this.#d.stats.forwardedBytes += header.length + f.msg.length;
     up.socket.send([header, f.msg], up.onSent);
+  }
+
+  /** Upstream sockets open for transparent forwarding (one per session; bounded by session.max). */
+  get sessionSockets(): number {
+    return this.#perSession.size;
+  }
+
+  #sessionSocket(rec: SessionRecord, node: string, up: Upstream): SessionSocket {
+    const have = this.#perSession.get(rec.id);
+    if (have !== undefined && have.node === node && have.rec === rec) return have;
+    if (have !== undefined) this.#closeSessionSocket(rec.id);
+    const addr = this.#nodeAddr.get(node) as Transport;
+    const socket = dgram.createSocket({ type: socketType(addr.family) });
+    const ss: SessionSocket = { socket, node, rec, address: addr.address, port: addr.port };
+    socket.on('error', (err) => this.#d.logger.debug({ err, node }, 'session upstream socket error'));
+    socket.on('message', (msg, rinfo) => {
+      // Only the node this socket was opened toward may answer on it.
+      if (rinfo.port !== addr.port || rinfo.address !== addr.address) {
+        this.#d.stats.nodeDropped.inc('wrong_source');
+        return;
+      }
+      this.#onSessionReply(ss, up, msg);
+    });
+    socket.bind(0, addr.family === 6 ? '::' : '0.0.0.0');
+    this.#perSession.set(rec.id, ss);
+    return ss;
+  }
+
+  #closeSessionSocket(id: string): void {
+    const ss = this.#perSession.get(id);
+    if (ss === undefined) return;
+    this.#perSession.delete(id);
+    try {
+      ss.socket.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  /** A reply on a session's own upstream socket: the bytes are the backend's, relayed as they are. */
+  #onSessionReply(ss: SessionSocket, up: Upstream, msg: Buffer): void {
+    const stats = this.#d.stats;
+    stats.nodeReceived.inc(up.nodeId);
+    stats.nodeReceivedBytes += msg.length;
+    const out = this.#core.onSessionReply(ss.rec, up.nodeId, msg, this.#d.clock.now());
+    this.#flushExpired();
+    if (out.kind === 'drop') {
+      stats.nodeDropped.inc(out.reason);
+      return;
+    }
+    const rec = out.session;
+    if (out.transition !== null) this.#own.ended(rec, out.transition, up.nodeId);
+    if (rec.listener === TCP_LISTENER) {
+      stats.nodeDropped.inc('tcp_session');
+      return;
+    }
+    stats.relayed++;
+    stats.relayedBytes += msg.length;
+    this.#listenerSocket(rec.listener).send(msg, rec.transport.port, rec.transport.address, this.#onClientSent);
   }
 
   /** DataPath: a REJECT for a HELLO whose admission failed in the store. */

@@ -47,9 +47,15 @@ export interface OwnershipDeps {
   /** Whether a node may receive sessions now (active and healthy). */
   readonly eligible: (nodeId: string) => boolean;
   readonly knownNode: (nodeId: string) => boolean;
+  /**
+   * Whether a session's server state can move between nodes. Sessions that cannot (transparent
+   * forwarding, protocols like OpenVPN) are ended by a drain or failover instead of moved: the client's
+   * own retry lands on a remaining node.
+   */
+  readonly movable?: (rec: SessionRecord) => boolean;
 }
 
-export type StepFailure = PlanRefusal | 'conflict' | 'unavailable' | 'no_target' | 'not_found' | 'bad_target';
+export type StepFailure = PlanRefusal | 'conflict' | 'unavailable' | 'no_target' | 'not_found' | 'bad_target' | 'unmovable';
 
 export type StepResult = { readonly ok: true; readonly note: TransitionNote } | { readonly ok: false; readonly reason: StepFailure; readonly message: string };
 
@@ -184,6 +190,14 @@ export class Ownership {
     if (rec === undefined) return { ok: false, session: id, reason: 'not_found', message: `no live session ${id}` };
     if (req.expectVersion !== undefined && req.expectVersion !== rec.version) {
       return { ok: false, session: id, reason: 'stale_version', message: `session ${id} is at version ${rec.version}, not ${req.expectVersion}` };
+    }
+    if (this.#d.movable !== undefined && !this.#d.movable(rec)) {
+      if (req.cause === 'migrate') {
+        return { ok: false, session: id, reason: 'unmovable', message: `session ${id} cannot move: its protocol keeps its state on the node (end it with terminate)` };
+      }
+      // A drain or failover ends it on the old node; the client reconnects to a remaining node.
+      const t = this.terminate(id, `${req.cause}_unmovable`, req.actor);
+      return { ok: false, session: id, reason: 'gone', message: t.ok ? 'ended: cannot move' : t.message };
     }
     const from = rec.owner;
     let to = req.to;
