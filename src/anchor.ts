@@ -211,6 +211,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       tombstones: () => c.table.tombstoneCount,
       pendingRevokes: () => ownership.pendingRevokes,
       tcpOpen: () => tcp?.openConnections ?? 0,
+      sessionSockets: () => director.sessionSockets,
       ready: () => ready().ready,
     },
     { processMetrics: config.metrics.enabled },

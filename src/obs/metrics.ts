@@ -26,6 +26,7 @@ export interface MetricsSources {
   tombstones(): number;
   pendingRevokes(): number;
   tcpOpen(): number;
+  sessionSockets(): number;
   ready(): boolean;
 }
 
@@ -53,6 +54,7 @@ export const METRIC_NAMES = [
   'anchor_revokes_pending',
   'anchor_migrations_total',
   'anchor_node_up',
+  'anchor_upstream_session_sockets',
   'anchor_tcp_connections_accepted_total',
   'anchor_tcp_connections_refused_total',
   'anchor_tcp_connections_open',
@@ -144,6 +146,14 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
       this.reset();
       this.inc({ direction: 'in' }, s.tcpBytesIn);
       this.inc({ direction: 'out' }, s.tcpBytesOut);
+    },
+  });
+  new Gauge({
+    name: 'anchor_upstream_session_sockets',
+    help: 'Upstream UDP sockets open for transparent forwarding (backend.encapsulation none): one per session, bounded by session.max.',
+    registers: [reg],
+    collect() {
+      this.set(src.sessionSockets());
     },
   });
   new Gauge({

@@ -1,0 +1,142 @@
+// Transparent forwarding (backend.encapsulation: none) with the OpenVPN codec: the original bytes only,
+// one upstream socket per session (the backend sees one stable peer per session), data packets follow
+// the transport's pin, a client restart ends its old session, and a drain ends what cannot move.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { startDirector, metric, type DirectorProc } from '../helpers/director-proc.js';
+import { UdpPeer } from '../helpers/udp.js';
+import { waitFor } from '../helpers/wait.js';
+
+/** A UDP backend that echoes and remembers which peer (source port) sent what. */
+class EchoBackend {
+  readonly peers: { port: number; first: number }[] = [];
+  private constructor(readonly socket: dgram.Socket) {
+    socket.on('message', (msg, from) => {
+      this.peers.push({ port: from.port, first: msg[0] ?? -1 });
+      socket.send(msg, from.port, from.address);
+    });
+  }
+  static async start(): Promise<EchoBackend> {
+    const s = dgram.createSocket('udp4');
+    s.bind(0, '127.0.0.1');
+    await once(s, 'listening');
+    return new EchoBackend(s);
+  }
+  get port(): number {
+    return this.socket.address().port;
+  }
+}
+
+const HARD_RESET_V2 = 7 << 3;
+const P_DATA_V2 = 9 << 3;
+const reset = (sid: Buffer): Buffer => Buffer.concat([Buffer.from([HARD_RESET_V2]), sid, randomBytes(40)]);
+const data = (payload: string): Buffer => Buffer.concat([Buffer.from([P_DATA_V2, 0, 0, 1]), Buffer.from(payload)]);
+
+describe('transparent forwarding with the openvpn codec', () => {
+  let d: DirectorProc;
+  const backends: EchoBackend[] = [];
+  beforeAll(async () => {
+    for (let i = 0; i < 3; i++) backends.push(await EchoBackend.start());
+    d = await startDirector({
+      listen: { udp: [{ address: '127.0.0.1:0', codec: 'openvpn' }] },
+      admin: { listen: '127.0.0.1:0' },
+      nodes: backends.map((b, i) => ({ id: `vpn-${i}`, address: `127.0.0.1:${b.port}` })),
+      backend: { encapsulation: 'none' },
+      health: { enabled: false },
+      admission: { per_source_rate: 10_000, per_source_burst: 10_000 },
+    });
+  });
+  afterAll(async () => {
+    d?.kill();
+    await d?.exited;
+    for (const b of backends) b.socket.close();
+  });
+
+  it('forwards the original bytes from one stable upstream port per session; data follows the pin', async () => {
+    const target = d.udp[0]!;
+    const clients = await Promise.all(Array.from({ length: 12 }, () => UdpPeer.open(4)));
+    try {
+      const sids = clients.map(() => randomBytes(8));
+      clients.forEach((c, i) => c.send(reset(sids[i]!), target));
+      for (const [i, c] of clients.entries()) {
+        const echo = await c.next((m) => m[0] === HARD_RESET_V2);
+        expect(echo.subarray(1, 9).equals(sids[i]!)).toBe(true);
+      }
+      clients.forEach((c, i) => c.send(data(`payload-${i}`), target));
+      for (const [i, c] of clients.entries()) {
+        const echo = await c.next((m) => m[0] === P_DATA_V2);
+        expect(echo.subarray(4).toString()).toBe(`payload-${i}`);
+      }
+      // Each session reached exactly one backend, always from the same upstream port, and no two
+      // sessions shared a port.
+      const ports = backends.flatMap((b, bi) => b.peers.map((p) => ({ ...p, backend: bi })));
+      const portsByBackend = new Map<number, Set<number>>();
+      for (const p of ports) {
+        const s = portsByBackend.get(p.backend) ?? new Set<number>();
+        s.add(p.port);
+        portsByBackend.set(p.backend, s);
+      }
+      const allPorts = [...portsByBackend.values()].flatMap((s) => [...s]);
+      expect(new Set(allPorts).size).toBe(12);
+      expect(backends.filter((b) => b.peers.length > 0).length).toBeGreaterThan(1);
+      expect(await metric(d.admin, 'anchor_upstream_session_sockets')).toBe(12);
+    } finally {
+      for (const c of clients) c.close();
+    }
+  });
+
+  it('drops what is not OpenVPN and data from a transport with no session; a client restart ends the old session', async () => {
+    const target = d.udp[0]!;
+    const c = await UdpPeer.open(4);
+    try {
+      const before = await metric(d.admin, 'anchor_client_datagrams_dropped_total', { reason: 'unpinned' });
+      c.send(data('nobody'), target);
+      await waitFor('the unpinned drop', async () => (await metric(d.admin, 'anchor_client_datagrams_dropped_total', { reason: 'unpinned' })) === before + 1);
+      c.send(Buffer.from([0x00, 1, 2, 3]), target);
+      await waitFor('the not_mine drop', async () => (await metric(d.admin, 'anchor_client_datagrams_dropped_total', { reason: 'not_mine' })) >= 1);
+
+      const first = randomBytes(8);
+      c.send(reset(first), target);
+      await c.next((m) => m[0] === HARD_RESET_V2);
+      const second = randomBytes(8);
+      c.send(reset(second), target); // the client restarted: a new session id from the same transport
+      await c.next((m) => m[0] === HARD_RESET_V2 && m.subarray(1, 9).equals(second));
+      const audit = (await (await fetch(`${d.admin}/v1/audit?limit=1000`)).json()) as { items: { event: string; cause: string }[] };
+      expect(audit.items.some((l) => l.event === 'terminate' && l.cause === 'client_restarted')).toBe(true);
+      c.send(data('after-restart'), target);
+      const echo = await c.next((m) => m[0] === P_DATA_V2);
+      expect(echo.subarray(4).toString()).toBe('after-restart');
+    } finally {
+      c.close();
+    }
+  });
+
+  it('a migrate drain ends sessions that cannot move; an operator migrate is refused', async () => {
+    const target = d.udp[0]!;
+    const c = await UdpPeer.open(4);
+    try {
+      c.send(reset(randomBytes(8)), target);
+      await c.next((m) => m[0] === HARD_RESET_V2);
+      const sessions = (await (await fetch(`${d.admin}/v1/sessions?limit=1000`)).json()) as { items: { id: string; owner: string }[] };
+      const one = sessions.items[0]!;
+      const refused = await fetch(`${d.admin}/v1/sessions/${one.id}/migrate`, { method: 'POST', body: '{}' });
+      expect(refused.status).toBe(409);
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('unmovable');
+      const onNode = sessions.items.filter((s) => s.owner === one.owner).length;
+      const r = await fetch(`${d.admin}/v1/nodes/${one.owner}/drain`, { method: 'POST', body: '{"mode":"migrate"}' });
+      const drain = (await r.json()) as { id: string };
+      const done = await waitFor('the drain to finish', async () => {
+        const v = (await (await fetch(`${d.admin}/v1/drains/${drain.id}`)).json()) as { state: string; ended: number; moved: number; remaining: number };
+        return v.state === 'completed' ? v : undefined;
+      });
+      expect(done).toMatchObject({ moved: 0, remaining: 0 });
+      expect(done.ended).toBe(onNode);
+      const audit = (await (await fetch(`${d.admin}/v1/audit?limit=1000`)).json()) as { items: { event: string; cause: string }[] };
+      expect(audit.items.filter((l) => l.event === 'terminate' && l.cause === 'drain_unmovable').length).toBe(onNode);
+    } finally {
+      c.close();
+    }
+  });
+});
