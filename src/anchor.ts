@@ -142,6 +142,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
             connectTimeoutMs: config.tcp.connect_timeout_ms,
             bindTimeoutMs: config.tcp.bind_timeout_ms,
             maxConnections: config.tcp.max_connections,
+            codecs: config.listen.tcp.map((l) => createCodec(codecSpec(l)).stream),
           },
           { core: c, ownership, clock, logger, stats },
         );

@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { decodeJv1, encodeReject, sessionIdHex } from '../codec/jv1.js';
 import { transportKey } from '../codec/ip.js';
 import { createPpv2Prefix, ppv2HeaderLength, PP2_FLAG, writePpv2 } from '../codec/ppv2.js';
-import { decodeJv1Preamble } from '../codec/stream.js';
+import type { CodecVerdict, StreamCodec } from '../codec/codec.js';
 import { PacketType, RejectReason, type Transport } from '../codec/types.js';
 import type { DirectorCore, TcpOutcome } from '../director/core.js';
 import type { Ownership } from '../director/ownership.js';
@@ -28,6 +28,8 @@ export interface TcpFrontOptions {
   readonly connectTimeoutMs: number;
   readonly bindTimeoutMs: number;
   readonly maxConnections: number;
+  /** How each listener (same order as `listen`) reads the first bytes of a stream. */
+  readonly codecs: readonly StreamCodec[];
 }
 
 export interface TcpFrontDeps {
@@ -38,7 +40,16 @@ export interface TcpFrontDeps {
   readonly stats: DirectorStats;
 }
 
+/** A stream verdict as the core's JV1 vocabulary: open → HELLO, session → DATA or CLOSE. */
+function asJv1(v: CodecVerdict): { type: PacketType; sessionId: Uint8Array } | null {
+  if (v.kind === 'open') return { type: PacketType.HELLO, sessionId: v.sessionId };
+  if (v.kind === 'session') return { type: v.close ? PacketType.CLOSE : PacketType.DATA, sessionId: v.sessionId };
+  return null;
+}
+
 interface Conn {
+  /** Whether the client speaks JV1 (can read a REJECT). */
+  jv1: boolean;
   readonly client: net.Socket;
   readonly src: Transport;
   readonly listener: Transport;
@@ -80,7 +91,8 @@ export class TcpFront {
 
   async start(): Promise<void> {
     for (const addr of this.#o.listen) {
-      const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (sock) => this.#onConnection(sock, entry.address));
+      const codec = this.#o.codecs[this.#servers.length] as StreamCodec;
+      const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (sock) => this.#onConnection(sock, entry.address, codec));
       const entry = { server, address: addr };
       server.on('error', (err) => this.#d.logger.error({ err, listener: transportKey(addr) }, 'tcp listener error'));
       server.listen({ port: addr.port, host: addr.address, ipv6Only: addr.family === 6, backlog: 4096 });
@@ -96,7 +108,7 @@ export class TcpFront {
     await Promise.all(this.#servers.map((s) => new Promise<void>((resolve) => s.server.close(() => resolve()))));
   }
 
-  #onConnection(client: net.Socket, listener: Transport): void {
+  #onConnection(client: net.Socket, listener: Transport, codec: StreamCodec): void {
     const stats = this.#d.stats;
     if (this.#conns.size >= this.#o.maxConnections) {
       stats.tcpRefused.inc('max_connections');
@@ -105,7 +117,7 @@ export class TcpFront {
     }
     stats.tcpAccepted++;
     const src: Transport = { family: client.remoteFamily === 'IPv6' ? 6 : 4, address: client.remoteAddress ?? '', port: client.remotePort ?? 0 };
-    const conn: Conn = { client, src, listener, upstream: null, session: null, closed: false };
+    const conn: Conn = { jv1: codec.name === 'jv1', client, src, listener, upstream: null, session: null, closed: false };
     this.#conns.add(conn);
     client.on('error', () => this.#destroy(conn));
     client.on('close', () => this.#destroy(conn));
@@ -117,7 +129,7 @@ export class TcpFront {
     }, this.#o.preambleTimeoutMs);
     const onData = (chunk: Buffer): void => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-      const d = decodeJv1Preamble(buf, this.#o.preambleMaxBytes);
+      const d = codec.preamble(buf, this.#o.preambleMaxBytes);
       if (d.kind === 'need') return;
       clearTimeout(timer);
       client.off('data', onData);
@@ -128,7 +140,14 @@ export class TcpFront {
         return;
       }
       stats.tcpBytesIn += buf.length;
-      const out = this.#d.core.onTcpPreamble(d.type, d.sessionId, src, transportKey(src), buf.length, this.#d.clock.now());
+      conn.jv1 = codec.name === 'jv1';
+      const v = asJv1(d.verdict);
+      if (v === null) {
+        stats.tcpRefused.inc(d.verdict.kind === 'pinned' ? 'unpinned' : 'client_forbidden_type');
+        this.#destroy(conn);
+        return;
+      }
+      const out = this.#d.core.onTcpPreamble(v.type, v.sessionId, src, transportKey(src), buf.length, this.#d.clock.now());
       this.#flushExpired();
       void this.#decided(conn, out, buf).catch((err: unknown) => {
         this.#d.logger.warn({ err }, 'tcp connection failed');
@@ -319,8 +338,8 @@ export class TcpFront {
 
   #reject(conn: Conn, sessionId: Uint8Array, reason: RejectReason, received: number): void {
     const stats = this.#d.stats;
-    // Never more bytes than the client sent (no amplification), as over UDP.
-    const reply = encodeReject(sessionId, reason, '', received);
+    // Never more bytes than the client sent (no amplification), as over UDP; and only to JV1 clients.
+    const reply = conn.jv1 ? encodeReject(sessionId, reason, '', received) : undefined;
     if (reply !== undefined && !conn.closed) {
       stats.rejectsSent.inc(rejectLabel(reason));
       stats.tcpRefused.inc(`reject_${rejectLabel(reason)}`);
@@ -378,7 +397,12 @@ export class TcpFront {
     if (conn.closed) return;
     conn.closed = true;
     this.#conns.delete(conn);
-    if (conn.session !== null && this.#bound.get(conn.session.id) === conn) this.#bound.delete(conn.session.id);
+    if (conn.session !== null && this.#bound.get(conn.session.id) === conn) {
+      this.#bound.delete(conn.session.id);
+      // A session that can never be reattached (no PROXY v2 for its owner to validate a reconnect,
+      // or a client protocol that reconnects with a new session id) ends with its connection.
+      if (!conn.jv1 || this.#o.encapsulation === 'none') this.#d.ownership.terminate(conn.session.id, 'connection_closed', 'tcp');
+    }
     conn.client.destroy();
     conn.upstream?.destroy();
   }
