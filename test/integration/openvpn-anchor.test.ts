@@ -171,8 +171,11 @@ describe.skipIf(!isRoot)('real OpenVPN behind Anchor', () => {
 
   describe('over TCP', () => {
     let s: Setup;
+    const via: VpnClient[] = [];
+    let index = 0;
+    const start = (): Promise<VpnClient> => s.lab.startClient({ name: `t${index}`, proto: 'tcp', remote: s.target, pki: s.pki, index: index++ });
     beforeAll(async () => {
-      s = await setup('tcp', false, VIA_ANCHOR + 6);
+      s = await setup('tcp', false, VIA_ANCHOR + 10);
     });
     afterAll(async () => {
       s?.director.kill();
@@ -181,9 +184,6 @@ describe.skipIf(!isRoot)('real OpenVPN behind Anchor', () => {
     });
 
     it(`${VIA_ANCHOR} clients through Anchor handshake and ping their server; none is on two servers; all three servers used`, async () => {
-      const via: VpnClient[] = [];
-      let index = 0;
-      const start = (): Promise<VpnClient> => s.lab.startClient({ name: `t${index}`, proto: 'tcp', remote: s.target, pki: s.pki, index: index++ });
       via.push(...(await Promise.all(Array.from({ length: VIA_ANCHOR }, () => start()))));
       await Promise.all(via.map((c) => c.waitConnected(30_000)));
       await expectPings(via, s.servers);
@@ -195,6 +195,29 @@ describe.skipIf(!isRoot)('real OpenVPN behind Anchor', () => {
         via.push(c);
       }
       expect(new Set([...(await placement(s.servers)).values()].flat()).size).toBe(3);
+    });
+
+    it('a migrate drain closes the drained server\'s connections; its clients reconnect onto the other servers', async () => {
+      const drained = s.servers[2]!;
+      const where = await placement(s.servers);
+      const onIt = via.filter((c) => where.get(c.cn)?.[0] === drained.name);
+      expect(onIt.length).toBeGreaterThan(0);
+      const reconnected = onIt.map((c) => c.waitReconnected(30_000));
+      const r = await fetch(`${s.director.admin}/v1/nodes/${drained.name}/drain`, { method: 'POST', body: JSON.stringify({ mode: 'migrate' }) });
+      expect(r.status).toBe(202);
+      await Promise.all(reconnected);
+      await waitFor(
+        'the moved clients to be listed once, elsewhere',
+        async () => {
+          const now = await placement(s.servers);
+          return onIt.every((c) => {
+            const on = now.get(c.cn) ?? [];
+            return on.length === 1 && on[0] !== drained.name;
+          });
+        },
+        { timeoutMs: 30_000, intervalMs: 250 },
+      );
+      await expectPings(onIt, s.servers);
     });
   });
 });
