@@ -164,6 +164,12 @@ describe('parseConfig', () => {
     expect(cfg.listen.tcp).toEqual([{ address: '127.0.0.1:1194', codec: 'openvpn', offset: null, length: null }]);
   });
 
+  it('openvpn.example.yaml parses', () => {
+    const cfg = parseConfig(readConfigFile('openvpn.example.yaml'));
+    expect(cfg.listen.udp[0]).toEqual({ address: '0.0.0.0:1194', codec: 'openvpn', offset: null, length: null });
+    expect(cfg.backend.encapsulation).toBe('none');
+  });
+
   it('returns a deep-frozen result', () => {
     const cfg = parseConfig(readConfigFile('anchor.yaml'));
     expect(Object.isFrozen(cfg)).toBe(true);
