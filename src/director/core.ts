@@ -296,7 +296,9 @@ export class DirectorCore {
           if (v.kind !== 'open') return this.#unanswered(RejectReason.UNKNOWN_SESSION);
           const out = this.#admit(id, v.sessionId, msg, msg.length, src, srcKey, listener, now);
           if (out.kind === 'reject') return this.#unanswered(out.reason);
-          if (out.kind === 'admit') {
+          // Only a protocol whose data packets carry no id pins transports (OpenVPN); with fixed-position
+          // ids (offset) one transport may carry many sessions.
+          if (out.kind === 'admit' && codec.name === 'openvpn') {
             // A new session id from a transport pinned to another live session: that client restarted.
             const prev = this.#pins.get(srcKey);
             const old = prev === undefined ? undefined : this.table.get(prev);

@@ -140,3 +140,40 @@ describe('transparent forwarding with the openvpn codec', () => {
     }
   });
 });
+
+describe('transparent forwarding with the offset codec', () => {
+  it('routes by the id at a fixed position: one backend per id, the same upstream port for it', async () => {
+    const backends: EchoBackend[] = [];
+    for (let i = 0; i < 3; i++) backends.push(await EchoBackend.start());
+    const d = await startDirector({
+      listen: { udp: [{ address: '127.0.0.1:0', codec: 'offset', offset: 2, length: 6 }] },
+      admin: { listen: '127.0.0.1:0' },
+      nodes: backends.map((b, i) => ({ id: `b-${i}`, address: `127.0.0.1:${b.port}` })),
+      backend: { encapsulation: 'none' },
+      health: { enabled: false },
+      admission: { per_source_rate: 10_000, per_source_burst: 10_000 },
+    });
+    const c = await UdpPeer.open(4);
+    try {
+      const ids = Array.from({ length: 20 }, () => randomBytes(6));
+      // Two datagrams per id, from one client socket: the id, not the transport, picks the session.
+      for (const round of [0, 1]) {
+        for (const [i, id] of ids.entries()) c.send(Buffer.concat([Buffer.from([0xee, round]), id, Buffer.from(`#${i}`)]), d.udp[0]!);
+        for (let i = 0; i < ids.length; i++) await c.next((m) => m[1] === round && m.subarray(8).toString() === `#${i}`);
+      }
+      expect(await metric(d.admin, 'anchor_admissions_total')).toBe(20);
+      // Each id's two datagrams reached one backend from one upstream port: 20 (backend, port) pairs.
+      const pairs = new Set(backends.flatMap((b, bi) => b.peers.map((p) => `${bi}:${p.port}`)));
+      expect(pairs.size).toBe(20);
+      expect(backends.reduce((n, b) => n + b.peers.length, 0)).toBe(40);
+      // Too short for the id: malformed, dropped.
+      c.send(Buffer.from([0xee, 9, 1]), d.udp[0]!);
+      await waitFor('the malformed drop', async () => (await metric(d.admin, 'anchor_client_datagrams_dropped_total', { reason: 'malformed' })) === 1);
+    } finally {
+      c.close();
+      d.kill();
+      await d.exited;
+      for (const b of backends) b.socket.close();
+    }
+  });
+});
