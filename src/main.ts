@@ -105,6 +105,7 @@ async function startDirector(configPath: string, withNodes: boolean): Promise<vo
         '',
         `Anchor is running (director ${config.director.id}).`,
         `  Send JV1 traffic (UDP) to: ${udp.join(', ')}`,
+        ...(anchor.tcpAddresses.length > 0 ? [`  JV1 over TCP:              ${anchor.tcpAddresses.map(transportKey).join(', ')}`] : []),
         `  Reference nodes:           ${nodes.map(String).join(', ')}`,
         `  Admin API:                 ${admin}  (GET /v1/nodes, /v1/sessions, /metrics, /readyz)`,
         '',
