@@ -2,7 +2,8 @@
 # Installs the Debian packages the test suite drives as independent peers (HAProxy parses the PROXY v2
 # headers Anchor writes; real OpenVPN 2.6 servers and clients run in network namespaces, with certificates
 # made by openssl and pings sent from inside the namespaces), when they are missing and we may install
-# them (root with apt-get).
+# them (root with apt-get). etcd (etcd-server, 3.4) backs the clustered ownership store's tests, which start
+# their own three-member cluster on loopback.
 # Run by `npm test` (pretest) and by CI; it only installs, it starts nothing.
 set -euo pipefail
 need=()
@@ -11,6 +12,7 @@ command -v openvpn >/dev/null 2>&1 || [ -x /usr/sbin/openvpn ] || need+=(openvpn
 command -v openssl >/dev/null 2>&1 || [ -x /usr/bin/openssl ] || need+=(openssl)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /usr/bin/ip ] || need+=(iproute2)
 command -v ping >/dev/null 2>&1 || [ -x /usr/bin/ping ] || [ -x /bin/ping ] || need+=(iputils-ping)
+command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need+=(etcd-server)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "the tests need: ${need[*]} (install them with your package manager)" >&2

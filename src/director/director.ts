@@ -11,7 +11,7 @@ import type { Logger } from '../obs/logger.js';
 import { type DirectorStats, rejectLabel } from '../obs/stats.js';
 import type { Candidate, SessionRecord } from '../session/table.js';
 import type { Clock } from '../util/clock.js';
-import { type ClientOutcome, type DirectorCore, type Forward, TCP_LISTENER } from './core.js';
+import { type ClientOutcome, type DirectorCore, type Forward, TCP_LISTENER, type TransitionNote } from './core.js';
 import type { DataPath, Ownership } from './ownership.js';
 
 export interface DirectorOptions {
@@ -267,9 +267,15 @@ export class UdpDirector implements DataPath {
       stats.nodeDropped.inc(out.reason);
       return;
     }
-    const rec = out.session;
-    if (out.transition !== null) this.#own.ended(rec, out.transition, up.nodeId);
+    this.#relay(out.session, out.transition, up.nodeId, msg);
+  }
+
+  /** A node's reply to the session's bound client transport (a node CLOSE has ended the session). */
+  #relay(rec: SessionRecord, transition: TransitionNote | null, nodeId: string, msg: Buffer): void {
+    const stats = this.#d.stats;
+    if (transition !== null) this.#own.ended(rec, transition, nodeId);
     if (rec.listener === TCP_LISTENER) {
+      // A TCP session's replies travel on its connection, never as datagrams.
       stats.nodeDropped.inc('tcp_session');
       return;
     }
@@ -361,19 +367,9 @@ export class UdpDirector implements DataPath {
         stats.nodeControl.inc('bind_conflict');
         this.rejectCandidate(out.session, out.candidate, RejectReason.OWNERSHIP_CONFLICT);
         return;
-      case 'relay': {
-        const rec = out.session;
-        if (out.transition !== null) this.#own.ended(rec, out.transition, up.nodeId);
-        if (rec.listener === TCP_LISTENER) {
-          // A TCP session's replies travel on its connection, never as datagrams.
-          stats.nodeDropped.inc('tcp_session');
-          return;
-        }
-        stats.relayed++;
-        stats.relayedBytes += msg.length;
-        this.#listenerSocket(rec.listener).send(msg, rec.transport.port, rec.transport.address, this.#onClientSent);
+      case 'relay':
+        this.#relay(out.session, out.transition, up.nodeId, msg);
         return;
-      }
     }
   }
 

@@ -81,6 +81,32 @@ async function expectPings(clients: VpnClient[], servers: VpnServer[]): Promise<
   }
 }
 
+/** Drains `drained` in migrate mode; its clients must reconnect, be listed once elsewhere, and ping. */
+async function migrateDrainMovesClients(s: Setup, drained: VpnServer, via: VpnClient[]): Promise<void> {
+  const where = await placement(s.servers);
+  const onIt = via.filter((c) => where.get(c.cn)?.[0] === drained.name);
+  expect(onIt.length).toBeGreaterThan(0);
+  const reconnected = onIt.map((c) => c.waitReconnected(30_000));
+  const r = await fetch(`${s.director.admin}/v1/nodes/${drained.name}/drain`, { method: 'POST', body: JSON.stringify({ mode: 'migrate' }) });
+  expect(r.status).toBe(202);
+  const drain = (await r.json()) as { id: string };
+  await waitFor('the drain to complete', async () => ((await (await fetch(`${s.director.admin}/v1/drains/${drain.id}`)).json()) as { state: string }).state === 'completed');
+  await Promise.all(reconnected);
+  // The server notices its clients are gone (keepalive) and lists them nowhere but on their new server.
+  await waitFor(
+    'the moved clients to be listed once, elsewhere',
+    async () => {
+      const now = await placement(s.servers);
+      return onIt.every((c) => {
+        const on = now.get(c.cn) ?? [];
+        return on.length === 1 && on[0] !== drained.name;
+      });
+    },
+    { timeoutMs: 30_000, intervalMs: 250 },
+  );
+  await expectPings(onIt, s.servers);
+}
+
 describe.skipIf(!isRoot)('real OpenVPN behind Anchor', () => {
   describe('over UDP, with tls-crypt', () => {
     let s: Setup;
@@ -144,28 +170,7 @@ describe.skipIf(!isRoot)('real OpenVPN behind Anchor', () => {
     });
 
     it('a migrate drain ends the drained server\'s sessions; its clients reconnect onto the other servers', async () => {
-      const drained = s.servers[1]!;
-      const where = await placement(s.servers);
-      const onIt = via.filter((c) => where.get(c.cn)?.[0] === drained.name);
-      expect(onIt.length).toBeGreaterThan(0);
-      const reconnected = onIt.map((c) => c.waitReconnected(30_000));
-      const r = await fetch(`${s.director.admin}/v1/nodes/${drained.name}/drain`, { method: 'POST', body: JSON.stringify({ mode: 'migrate' }) });
-      const drain = (await r.json()) as { id: string };
-      await waitFor('the drain to complete', async () => ((await (await fetch(`${s.director.admin}/v1/drains/${drain.id}`)).json()) as { state: string }).state === 'completed');
-      await Promise.all(reconnected);
-      // The server notices its clients are gone (keepalive) and lists them nowhere but on their new server.
-      await waitFor(
-        'the moved clients to be listed once, elsewhere',
-        async () => {
-          const now = await placement(s.servers);
-          return onIt.every((c) => {
-            const on = now.get(c.cn) ?? [];
-            return on.length === 1 && on[0] !== drained.name;
-          });
-        },
-        { timeoutMs: 30_000, intervalMs: 250 },
-      );
-      await expectPings(onIt, s.servers);
+      await migrateDrainMovesClients(s, s.servers[1]!, via);
     });
   });
 
@@ -198,26 +203,7 @@ describe.skipIf(!isRoot)('real OpenVPN behind Anchor', () => {
     });
 
     it('a migrate drain closes the drained server\'s connections; its clients reconnect onto the other servers', async () => {
-      const drained = s.servers[2]!;
-      const where = await placement(s.servers);
-      const onIt = via.filter((c) => where.get(c.cn)?.[0] === drained.name);
-      expect(onIt.length).toBeGreaterThan(0);
-      const reconnected = onIt.map((c) => c.waitReconnected(30_000));
-      const r = await fetch(`${s.director.admin}/v1/nodes/${drained.name}/drain`, { method: 'POST', body: JSON.stringify({ mode: 'migrate' }) });
-      expect(r.status).toBe(202);
-      await Promise.all(reconnected);
-      await waitFor(
-        'the moved clients to be listed once, elsewhere',
-        async () => {
-          const now = await placement(s.servers);
-          return onIt.every((c) => {
-            const on = now.get(c.cn) ?? [];
-            return on.length === 1 && on[0] !== drained.name;
-          });
-        },
-        { timeoutMs: 30_000, intervalMs: 250 },
-      );
-      await expectPings(onIt, s.servers);
+      await migrateDrainMovesClients(s, s.servers[2]!, via);
     });
   });
 });
