@@ -1,0 +1,595 @@
+// The etcd ownership store (DESIGN §5, issue 6): session records shared by several directors, one key
+// per session under `${prefix}sessions/<id>`, JSON values (versions as decimal strings). Every
+// transition is a transaction that compares the key's mod_revision (never etcd's per-key `version`,
+// which restarts when a key is re-created). Every call has a deadline; a write whose outcome is unknown
+// is re-read and resolved, never assumed. It never decides a transition (the caller names the version it
+// expects) and never throws for an expected outcome.
+import { InterceptingCall, type CallOptions, type Interceptor } from '@grpc/grpc-js';
+import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, isBrokenCircuitError, noop, type IBackoff } from 'cockatiel';
+import { Etcd3, isRecoverableError, type IKeyValue, type IRangeResponse, type Watcher } from 'etcd3';
+import type { CasResult, GetResult, OwnershipStore, StoreEvent, StoredSession } from './store.js';
+import { SessionState } from '../session/lifecycle.js';
+
+const SESSION_STATES: readonly string[] = Object.values(SessionState);
+
+const U64_MAX = (1n << 64n) - 1n;
+
+export interface EtcdStoreOptions {
+  /** Client URLs, e.g. `http://127.0.0.1:2379`. */
+  readonly endpoints: readonly string[];
+  /** Every key this store reads or writes lives under it (e.g. `/anchor/`). */
+  readonly prefix: string;
+  /** Deadline of one etcd call (about 1 s). A write whose outcome is unknown gets a second one to re-read. */
+  readonly callTimeoutMs: number;
+  /**
+   * Reserved for the director lease (self-fencing, a follow-up). Session keys carry no lease on purpose:
+   * a director that dies must not take the sessions it wrote with it.
+   */
+  readonly leaseTtlS?: number;
+  /** Told about a watch listener that threw, an undecodable value or a watch resync; the store carries on. */
+  readonly onError?: (err: unknown, context: string) => void;
+}
+
+type ListResult = { ok: true; records: StoredSession[] } | { ok: false; reason: 'unavailable'; message: string };
+type Unavailable = { ok: false; reason: 'unavailable'; message: string };
+
+/** A record as read, with the key's mod_revision (the CAS token). */
+export interface Versioned {
+  readonly record: StoredSession;
+  readonly modRevision: bigint;
+}
+
+interface Subscription {
+  readonly fn: (ev: StoreEvent) => void;
+  /** Events committed before the subscription (at a revision below this) are not delivered to it. */
+  readonly fromRevision: bigint;
+}
+
+class CallTimeout extends Error {
+  constructor(what: string, ms: number) {
+    super(`etcd ${what} timed out after ${ms} ms`);
+    this.name = 'CallTimeout';
+  }
+}
+
+/**
+ * A read that failed fast (a dead member refused the connection) may succeed on another member; one
+ * that timed out used the whole deadline, and one refused for want of a leader fails everywhere.
+ */
+function worthRetrying(err: unknown): boolean {
+  return !(err instanceof CallTimeout) && !/no leader/i.test(errMessage(err));
+}
+
+function unavailable(message: string): Unavailable {
+  return { ok: false, reason: 'unavailable', message };
+}
+
+function errMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+// ---- record codec (pure) -------------------------------------------------------------------------
+
+function checkVersion(v: unknown, what: string): bigint {
+  if (typeof v !== 'bigint') throw new TypeError(`${what} must be a bigint, got ${typeof v}`);
+  if (v < 1n || v > U64_MAX) throw new TypeError(`${what} must be within 1..2^64-1, got ${v}`);
+  return v;
+}
+
+function freezeRecord(r: StoredSession): StoredSession {
+  if (r === null || typeof r !== 'object') throw new TypeError('record must be an object');
+  if (typeof r.id !== 'string' || r.id.length === 0) throw new TypeError('record.id must be a non-empty string');
+  if (typeof r.owner !== 'string') throw new TypeError('record.owner must be a string');
+  checkVersion(r.version, 'record.version');
+  return Object.freeze({
+    id: r.id,
+    owner: r.owner,
+    version: r.version,
+    state: r.state,
+    transport: r.transport,
+    director: r.director,
+    expiresAt: r.expiresAt,
+  });
+}
+
+/** JSON with the version as a decimal string (u64 does not fit a JSON number). */
+export function encodeRecord(r: StoredSession): string {
+  return JSON.stringify({
+    id: r.id,
+    owner: r.owner,
+    version: r.version.toString(),
+    state: r.state,
+    transport: r.transport,
+    director: r.director,
+    expiresAt: r.expiresAt,
+  });
+}
+
+/** Throws on a value Anchor did not write (the caller fails closed). */
+export function decodeRecord(text: string): StoredSession {
+  const o = JSON.parse(text) as Record<string, unknown>;
+  const ok =
+    o !== null &&
+    typeof o === 'object' &&
+    typeof o['id'] === 'string' &&
+    typeof o['owner'] === 'string' &&
+    typeof o['version'] === 'string' &&
+    /^[1-9][0-9]{0,19}$/.test(o['version']) &&
+    typeof o['state'] === 'string' &&
+    SESSION_STATES.includes(o['state']) &&
+    (o['transport'] === null || typeof o['transport'] === 'string') &&
+    typeof o['director'] === 'string' &&
+    typeof o['expiresAt'] === 'number';
+  if (!ok) throw new Error(`not an Anchor session record: ${text.slice(0, 200)}`);
+  const version = BigInt(o['version'] as string);
+  if (version > U64_MAX) throw new Error(`session version beyond u64: ${String(o['version'])}`);
+  return Object.freeze({
+    id: o['id'] as string,
+    owner: o['owner'] as string,
+    version,
+    state: o['state'] as SessionState,
+    transport: o['transport'] as string | null,
+    director: o['director'] as string,
+    expiresAt: o['expiresAt'] as number,
+  });
+}
+
+// ---- resolving a write whose outcome is unknown (pure) --------------------------------------------
+
+export type WriteKind = 'create' | 'update' | 'delete';
+
+/**
+ * What a write whose answer never came (a timeout after sending, a dropped connection) did, decided
+ * from a later linearizable re-read of its key:
+ * - `applied`: the key shows our write (create/update: exactly our value; delete: the key is gone);
+ * - `not-applied`: the key is exactly as it was when we compared it (same mod_revision, or still
+ *   absent for a create) — the write did not apply *yet*; it may still be retried (the compare makes a
+ *   retry safe) or reported `unavailable`;
+ * - `conflict`: someone else's write is there (`current`, possibly null).
+ * A delete that finds the key gone counts as applied: whoever removed it named the same version, and
+ * the store holds exactly what we asked for.
+ */
+export type Resolution =
+  | { readonly kind: 'applied' }
+  | { readonly kind: 'not-applied' }
+  | { readonly kind: 'conflict'; readonly current: StoredSession | null };
+
+export function resolveUnknownWrite(
+  kind: WriteKind,
+  ourValue: string | null,
+  comparedModRevision: bigint | null,
+  reread: { readonly value: string; readonly record: StoredSession; readonly modRevision: bigint } | null,
+): Resolution {
+  if (kind === 'delete') {
+    if (reread === null) return { kind: 'applied' };
+    if (reread.modRevision === comparedModRevision) return { kind: 'not-applied' };
+    return { kind: 'conflict', current: reread.record };
+  }
+  if (reread === null) return kind === 'create' ? { kind: 'not-applied' } : { kind: 'conflict', current: null };
+  if (reread.value === ourValue && (comparedModRevision === null || reread.modRevision > comparedModRevision)) {
+    return { kind: 'applied' };
+  }
+  if (kind === 'update' && reread.modRevision === comparedModRevision) return { kind: 'not-applied' };
+  return { kind: 'conflict', current: reread.record };
+}
+
+// ---- the store -------------------------------------------------------------------------------------
+
+/** Adds `hasleader: true` to every call and stream, so etcd fails them at once when it has no leader. */
+const hasLeader: Interceptor = (options, nextCall) =>
+  new InterceptingCall(nextCall(options), {
+    start(metadata, listener, next) {
+      metadata.set('hasleader', 'true');
+      next(metadata, listener);
+    },
+  });
+
+export class EtcdStore implements OwnershipStore {
+  readonly #client: Etcd3;
+  readonly #keyPrefix: string;
+  readonly #timeoutMs: number;
+  readonly #onError: ((err: unknown, context: string) => void) | undefined;
+  readonly #subs = new Set<Subscription>();
+  /** Records as last seen by the watch feed (for `prev` when etcd has none, and to diff on resync). */
+  readonly #cache = new Map<string, StoredSession>();
+  /** Highest revision this store knows to be committed (from any response header or event). */
+  #knownRevision = 0n;
+  /** mod_revision of the last event the feed applied (or the revision of the last listing). */
+  #feedRevision = 0n;
+  #watcher: Watcher | null = null;
+  #resyncTimer: NodeJS.Timeout | null = null;
+  #closed = false;
+  #listedOnce = false;
+
+  private constructor(client: Etcd3, opts: EtcdStoreOptions) {
+    this.#client = client;
+    this.#keyPrefix = `${opts.prefix}sessions/`;
+    this.#timeoutMs = opts.callTimeoutMs;
+    this.#onError = opts.onError;
+  }
+
+  /**
+   * Builds the client (no automatic retries: a retried write may already have applied; a circuit
+   * breaker per host; gRPC keepalive 10 s; `hasleader` on every call) and starts the watch feed
+   * (list, then watch from the listing's revision + 1). Does not fail when etcd is down: calls answer
+   * `unavailable` and the feed keeps trying until etcd answers.
+   */
+  static async connect(opts: EtcdStoreOptions): Promise<EtcdStore> {
+    if (opts.endpoints.length === 0) throw new TypeError('EtcdStore: endpoints must not be empty');
+    if (!(opts.callTimeoutMs > 0)) throw new TypeError('EtcdStore: callTimeoutMs must be > 0');
+    const client = new Etcd3({
+      hosts: [...opts.endpoints],
+      dialTimeout: opts.callTimeoutMs,
+      grpcOptions: {
+        // 10 s: at 5 s etcd answers "too many pings" and drops the connection.
+        'grpc.keepalive_time_ms': 10_000,
+        'grpc.keepalive_timeout_ms': Math.max(1000, opts.callTimeoutMs),
+        'grpc.keepalive_permit_without_calls': 1,
+        // Reconnect quickly once a member is back.
+        'grpc.initial_reconnect_backoff_ms': 100,
+        'grpc.max_reconnect_backoff_ms': 1000,
+      },
+      // Interceptors on every call and on the watch stream; deadlines are set per call below.
+      defaultCallOptions: { interceptors: [hasLeader] } as CallOptions,
+      faultHandling: {
+        // No retries by the client: this store retries only what is safe to retry (reads, and CAS
+        // writes after a re-read proved they did not apply).
+        global: noop,
+        // A host that failed 3 times in a row is skipped for 1 s (a short half-open so a restored
+        // member is used again quickly).
+        host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
+        // Re-open a dropped watch within a second (the default backs off up to 30 s). etcd3's typings
+        // ask for an IBackoff, but it calls `.next()` on what it gets: a factory is what works.
+        watchBackoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }) as unknown as IBackoff<unknown>,
+      },
+    });
+    const store = new EtcdStore(client, opts);
+    await store.#startFeed();
+    return store;
+  }
+
+  /** Number of records in the watch feed's cache (for metrics and tests). */
+  get cachedSize(): number {
+    return this.#cache.size;
+  }
+
+  #key(id: string): Buffer {
+    return Buffer.from(this.#keyPrefix + id);
+  }
+
+  /** One etcd call with a deadline: the gRPC deadline, and a timer in case the client itself stalls. */
+  async #call<T>(what: string, fn: (opts: CallOptions) => Promise<T>, timeoutMs: number): Promise<T> {
+    if (this.#closed) throw new Error('store closed');
+    const p = fn({ deadline: Date.now() + timeoutMs });
+    let timer: NodeJS.Timeout | undefined;
+    const t = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new CallTimeout(what, timeoutMs)), timeoutMs + 50);
+      timer.unref();
+    });
+    p.catch(() => undefined); // a late rejection after the timer fired is expected
+    try {
+      return await Promise.race([p, t]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #seen(header: { revision?: string | number } | undefined): void {
+    if (header?.revision === undefined) return;
+    const r = BigInt(header.revision);
+    if (r > this.#knownRevision) this.#knownRevision = r;
+  }
+
+  #decodeKv(kv: IKeyValue): { value: string; record: StoredSession; modRevision: bigint } {
+    const value = kv.value.toString('utf8');
+    return { value, record: decodeRecord(value), modRevision: BigInt(kv.mod_revision) };
+  }
+
+  /**
+   * A linearizable read of one key, retried (reads are safe to retry) while the deadline allows.
+   * Throws when it cannot answer in time.
+   */
+  async #read(id: string, timeoutMs = this.#timeoutMs): Promise<{ value: string; record: StoredSession; modRevision: bigint } | null> {
+    const until = Date.now() + timeoutMs;
+    let last: unknown;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const left = until - Date.now();
+      if (left <= 0) break;
+      try {
+        const res: IRangeResponse = await this.#call('range', (o) => this.#client.kv.range({ key: this.#key(id) }, o), left);
+        this.#seen(res.header);
+        const kv = res.kvs[0];
+        return kv === undefined ? null : this.#decodeKv(kv);
+      } catch (err) {
+        if (last === undefined || !isBrokenCircuitError(err)) last = err; // keep the cause, not the breaker
+        if (!worthRetrying(err) || this.#closed) break;
+      }
+    }
+    throw last ?? new CallTimeout('range', timeoutMs);
+  }
+
+  async #listAll(timeoutMs = this.#timeoutMs): Promise<{ records: StoredSession[]; revision: bigint }> {
+    const until = Date.now() + timeoutMs;
+    const start = Buffer.from(this.#keyPrefix);
+    const end = Buffer.from(this.#keyPrefix);
+    end[end.length - 1] = (end[end.length - 1] as number) + 1; // the prefix's range end
+    let last: unknown;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const left = until - Date.now();
+      if (left <= 0) break;
+      try {
+        const res = await this.#call('range', (o) => this.#client.kv.range({ key: start, range_end: end }, o), left);
+        this.#seen(res.header);
+        return { records: res.kvs.map((kv) => this.#decodeKv(kv).record), revision: BigInt(res.header.revision) };
+      } catch (err) {
+        if (last === undefined || !isBrokenCircuitError(err)) last = err; // keep the cause, not the breaker
+        if (!worthRetrying(err) || this.#closed) break;
+      }
+    }
+    throw last ?? new CallTimeout('range', timeoutMs);
+  }
+
+  async get(id: string): Promise<GetResult> {
+    if (this.#closed) return unavailable('store closed');
+    try {
+      const r = await this.#read(id);
+      return { ok: true, record: r?.record ?? null };
+    } catch (err) {
+      return unavailable(`etcd get: ${errMessage(err)}`);
+    }
+  }
+
+  /**
+   * Ranges over every session and filters by owner: O(sessions) per call. An owner index key
+   * (`owners/<owner>/<id>`, written in the same transaction) is the follow-up when drains get large.
+   */
+  async listByOwner(owner: string): Promise<ListResult> {
+    if (this.#closed) return unavailable('store closed');
+    try {
+      const { records } = await this.#listAll();
+      return { ok: true, records: records.filter((r) => r.owner === owner) }; // etcd returns keys in order
+    } catch (err) {
+      return unavailable(`etcd list: ${errMessage(err)}`);
+    }
+  }
+
+  async create(record: StoredSession): Promise<CasResult> {
+    const rec = freezeRecord(record);
+    if (rec.version !== 1n) throw new TypeError(`create: record.version must be 1, got ${rec.version}`);
+    if (this.#closed) return unavailable('store closed');
+    const key = this.#key(rec.id);
+    const value = encodeRecord(rec);
+    return this.#cas('create', rec.id, value, null, rec, {
+      compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
+      success: [{ request_put: { key, value: Buffer.from(value) } }],
+      failure: [{ request_range: { key } }],
+    });
+  }
+
+  async update(record: StoredSession, expectVersion: bigint): Promise<CasResult> {
+    const rec = freezeRecord(record);
+    if (typeof expectVersion !== 'bigint') throw new TypeError(`expectVersion must be a bigint, got ${typeof expectVersion}`);
+    if (rec.version !== expectVersion + 1n) {
+      throw new TypeError(`update: record.version must be expectVersion + 1 (${expectVersion + 1n}), got ${rec.version}`);
+    }
+    if (this.#closed) return unavailable('store closed');
+    let cur;
+    try {
+      cur = await this.#read(rec.id);
+    } catch (err) {
+      return unavailable(`etcd update: ${errMessage(err)}`);
+    }
+    if (cur === null || cur.record.version !== expectVersion) return { ok: false, reason: 'conflict', current: cur?.record ?? null };
+    const key = this.#key(rec.id);
+    const value = encodeRecord(rec);
+    return this.#cas('update', rec.id, value, cur.modRevision, rec, {
+      compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: cur.modRevision.toString() }],
+      success: [{ request_put: { key, value: Buffer.from(value) } }],
+      failure: [{ request_range: { key } }],
+    });
+  }
+
+  /** On success `record` is the record that was deleted. */
+  async delete(id: string, expectVersion: bigint): Promise<CasResult> {
+    if (typeof expectVersion !== 'bigint') throw new TypeError(`expectVersion must be a bigint, got ${typeof expectVersion}`);
+    if (this.#closed) return unavailable('store closed');
+    let cur;
+    try {
+      cur = await this.#read(id);
+    } catch (err) {
+      return unavailable(`etcd delete: ${errMessage(err)}`);
+    }
+    if (cur === null || cur.record.version !== expectVersion) return { ok: false, reason: 'conflict', current: cur?.record ?? null };
+    const key = this.#key(id);
+    return this.#cas('delete', id, null, cur.modRevision, cur.record, {
+      compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: cur.modRevision.toString() }],
+      success: [{ request_delete_range: { key } }],
+      failure: [{ request_range: { key } }],
+    });
+  }
+
+  /**
+   * Runs one compare-and-swap transaction within the call deadline. An answer settles it; an error
+   * (timeout, dropped connection: the outcome is unknown) is resolved by a re-read with its own
+   * deadline. A CAS that provably did not apply may be sent again while the first deadline lasts (the
+   * compare makes that safe: at most one of the attempts can apply). When the outcome stays unknown the
+   * answer is `unavailable`, and the caller fails closed (it acts as if nothing changed, and learns the
+   * truth from the watch or its next read).
+   */
+  async #cas(
+    kind: WriteKind,
+    id: string,
+    value: string | null,
+    comparedModRevision: bigint | null,
+    okRecord: StoredSession,
+    req: Parameters<Etcd3['kv']['txn']>[0],
+  ): Promise<CasResult> {
+    const until = Date.now() + this.#timeoutMs;
+    let lastErr: unknown;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const left = until - Date.now();
+      if (left <= 0 || this.#closed) break;
+      try {
+        const res = await this.#call('txn', (o) => this.#client.kv.txn(req, o), left);
+        this.#seen(res.header);
+        if (res.succeeded) return { ok: true, record: okRecord };
+        const kv = res.responses[0]?.response_range?.kvs[0];
+        try {
+          return { ok: false, reason: 'conflict', current: kv === undefined ? null : this.#decodeKv(kv).record };
+        } catch (err) {
+          return unavailable(`etcd ${kind}: ${errMessage(err)}`); // a value Anchor did not write: fail closed
+        }
+      } catch (err) {
+        if (lastErr === undefined || !isBrokenCircuitError(err)) lastErr = err; // keep the cause, not the breaker
+      }
+      // The outcome is unknown: re-read (with its own deadline) and resolve.
+      let reread;
+      try {
+        reread = await this.#read(id, this.#timeoutMs);
+      } catch (err) {
+        return unavailable(`etcd ${kind}: outcome unknown (${errMessage(lastErr)}); re-read failed: ${errMessage(err)}`);
+      }
+      const r = resolveUnknownWrite(kind, value, comparedModRevision, reread);
+      if (r.kind === 'applied') return { ok: true, record: okRecord };
+      if (r.kind === 'conflict') return { ok: false, reason: 'conflict', current: r.current };
+      // not applied (yet): try again while the first deadline lasts
+    }
+    return unavailable(`etcd ${kind}: ${lastErr === undefined ? 'store closed' : errMessage(lastErr)}`);
+  }
+
+  /**
+   * Events for writes committed after this call (from any director), in commit order, delivered
+   * asynchronously once the watch reports them. After a watch gap that etcd cannot replay (compaction),
+   * the store re-lists and delivers the difference as events.
+   */
+  watch(listener: (ev: StoreEvent) => void): () => void {
+    const sub: Subscription = { fn: listener, fromRevision: this.#knownRevision + 1n };
+    if (!this.#closed) this.#subs.add(sub);
+    return () => {
+      this.#subs.delete(sub);
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#subs.clear();
+    if (this.#resyncTimer !== null) clearTimeout(this.#resyncTimer);
+    const w = this.#watcher;
+    this.#watcher = null;
+    if (w !== null) {
+      w.removeAllListeners();
+      w.on('error', () => undefined);
+      await Promise.race([w.cancel().catch(() => undefined), new Promise((r) => setTimeout(r, this.#timeoutMs).unref())]);
+    }
+    this.#client.close();
+  }
+
+  // ---- watch feed ----
+
+  /** List, then watch from the listing's revision + 1. On failure, tries again shortly. */
+  async #startFeed(): Promise<void> {
+    if (this.#closed) return;
+    let listing;
+    try {
+      listing = await this.#listAll();
+    } catch (err) {
+      this.#report(err, 'watch feed: listing failed, retrying');
+      this.#scheduleResync();
+      return;
+    }
+    if (this.#closed) return;
+    const fresh = new Map(listing.records.map((r) => [r.id, r]));
+    if (this.#listedOnce) {
+      // Deliver what changed during the gap as events (at the listing's revision).
+      for (const [id, prev] of this.#cache) {
+        if (!fresh.has(id)) this.#dispatch({ kind: 'delete', id, prev }, listing.revision);
+      }
+      for (const [id, r] of fresh) {
+        const prev = this.#cache.get(id) ?? null;
+        if (prev === null || encodeRecord(prev) !== encodeRecord(r)) this.#dispatch({ kind: 'put', record: r, prev }, listing.revision);
+      }
+    }
+    this.#cache.clear();
+    for (const [id, r] of fresh) this.#cache.set(id, r);
+    this.#feedRevision = listing.revision;
+    this.#listedOnce = true;
+    this.#openWatcher();
+  }
+
+  #openWatcher(): void {
+    const prefix = this.#keyPrefix;
+    const w = this.#client
+      .watch()
+      .prefix(prefix)
+      .withPreviousKV()
+      .startRevision((this.#feedRevision + 1n).toString())
+      .watcher();
+    this.#watcher = w;
+    // etcd3 resumes a reconnected watch from the last response header's revision, which can skip
+    // events: resume from the last event this store applied + 1 instead.
+    w.on('connecting', (req) => {
+      (req as { start_revision?: string | number }).start_revision = (this.#feedRevision + 1n).toString();
+    });
+    w.on('data', (res) => {
+      for (const ev of res.events) {
+        const rev = BigInt(ev.kv.mod_revision);
+        if (rev <= this.#feedRevision) continue; // already applied (a replay after a reconnect)
+        this.#feedRevision = rev;
+        if (rev > this.#knownRevision) this.#knownRevision = rev;
+        const id = ev.kv.key.toString('utf8').slice(prefix.length);
+        try {
+          if (ev.type === 'Put') {
+            const record = this.#decodeKv(ev.kv).record;
+            const prev = ev.prev_kv !== undefined && ev.prev_kv !== null ? this.#decodeKv(ev.prev_kv).record : null;
+            this.#cache.set(id, record);
+            this.#dispatch({ kind: 'put', record, prev }, rev);
+          } else {
+            const prev = ev.prev_kv !== undefined && ev.prev_kv !== null ? this.#decodeKv(ev.prev_kv).record : this.#cache.get(id);
+            this.#cache.delete(id);
+            if (prev !== undefined) this.#dispatch({ kind: 'delete', id, prev }, rev);
+          }
+        } catch (err) {
+          this.#report(err, `watch: undecodable value at ${id}`);
+        }
+      }
+    });
+    // A watch etcd cancels (e.g. its start revision was compacted) emits `error`; without a listener
+    // the process would exit. Resynchronise by listing again.
+    w.on('error', (err) => {
+      this.#report(err, 'watch cancelled; resynchronising');
+      if (this.#watcher === w) this.#watcher = null;
+      w.removeAllListeners('data');
+      void w.cancel().catch(() => undefined);
+      this.#scheduleResync();
+    });
+  }
+
+  #scheduleResync(): void {
+    if (this.#closed || this.#resyncTimer !== null) return;
+    this.#resyncTimer = setTimeout(() => {
+      this.#resyncTimer = null;
+      void this.#startFeed();
+    }, 200);
+    this.#resyncTimer.unref();
+  }
+
+  #dispatch(ev: StoreEvent, revision: bigint): void {
+    for (const sub of [...this.#subs]) {
+      if (!this.#subs.has(sub) || revision < sub.fromRevision) continue;
+      try {
+        sub.fn(ev);
+      } catch (err) {
+        this.#report(err, 'watch listener threw');
+      }
+    }
+  }
+
+  #report(err: unknown, context: string): void {
+    try {
+      this.#onError?.(err, context);
+    } catch {
+      // the error hook itself failed; nothing more to tell
+    }
+  }
+}

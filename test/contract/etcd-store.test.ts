@@ -1,0 +1,437 @@
+// The store contract over EtcdStore on a real three-member etcd cluster (loopback, started here),
+// plus what only a consensus store can show: losing quorum (every call answers `unavailable` within its
+// deadline and nothing changes), a killed leader (writes work again after the election), and how a
+// write whose outcome is unknown is resolved.
+import { randomBytes } from 'node:crypto';
+import { createServer, connect as connectTcp, type AddressInfo, type Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Etcd3 } from 'etcd3';
+import { EtcdStore, encodeRecord, resolveUnknownWrite } from '../../src/store/etcd.js';
+import type { StoreEvent, StoredSession } from '../../src/store/store.js';
+import { startEtcdCluster, type EtcdCluster, type EtcdMember } from '../helpers/etcd.js';
+import { waitFor } from '../helpers/wait.js';
+import { rec, sid, storeContract } from './store-contract.js';
+
+const CALL_TIMEOUT_MS = 1000;
+
+let cluster: EtcdCluster;
+let raw: Etcd3;
+
+beforeAll(async () => {
+  cluster = await startEtcdCluster({ members: 3 });
+  raw = new Etcd3({ hosts: cluster.endpoints });
+});
+
+afterAll(async () => {
+  raw?.close();
+  await cluster?.stop();
+});
+
+function freshPrefix(): string {
+  return `/anchor-test/${randomBytes(6).toString('hex')}/`;
+}
+
+async function connect(prefix: string, endpoints = cluster.endpoints): Promise<EtcdStore> {
+  return EtcdStore.connect({ endpoints, prefix, callTimeoutMs: CALL_TIMEOUT_MS });
+}
+
+/** Status of one member through the HTTP gateway: its leader id ('0' = none known). */
+async function leaderSeenBy(m: EtcdMember): Promise<string> {
+  const res = await fetch(`${m.clientUrl}/v3/maintenance/status`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(500) });
+  const body = (await res.json()) as { leader?: string };
+  return String(body.leader ?? '0');
+}
+
+/** Stops two members and waits until the third knows it has no leader (quorum lost). */
+async function loseQuorum(): Promise<EtcdMember[]> {
+  const [a, b, c] = cluster.members as [EtcdMember, EtcdMember, EtcdMember];
+  await Promise.all([a.stop(), b.stop()]);
+  await waitFor('the last member to see no leader', async () => (await leaderSeenBy(c)) === '0', { timeoutMs: 10_000, intervalMs: 25 });
+  return [a, b];
+}
+
+async function restoreQuorum(stopped: EtcdMember[]): Promise<void> {
+  for (const m of stopped) await m.restart();
+  await cluster.waitHealthy(15_000);
+}
+
+storeContract(
+  'etcd',
+  async (seed?: readonly StoredSession[]) => {
+    const prefix = freshPrefix();
+    for (const r of seed ?? []) await raw.put(`${prefix}sessions/${r.id}`).value(encodeRecord(r));
+    const store = await connect(prefix);
+    let stopped: EtcdMember[] = [];
+    return {
+      store,
+      cleanup: async () => {
+        await store.close();
+        await raw.delete().prefix(prefix);
+      },
+      makeUnavailable: async (on: boolean) => {
+        if (on) {
+          stopped = await loseQuorum();
+        } else {
+          await restoreQuorum(stopped);
+          stopped = [];
+          // The client reconnects on its own; wait until this store answers again.
+          await waitFor('the store to answer again', async () => (await store.get(sid(0))).ok, { timeoutMs: 10_000, intervalMs: 50 });
+        }
+      },
+    };
+  },
+  { numRuns: 25, eventTimeoutMs: 10_000 },
+);
+
+describe('EtcdStore on a three-member cluster', () => {
+  it('losing quorum: every call answers unavailable within its deadline; nothing changes but writes already in flight', async () => {
+    const prefix = freshPrefix();
+    const store = await connect(prefix);
+    try {
+      const v1 = rec(sid(1), 1n);
+      expect((await store.create(v1)).ok).toBe(true);
+      const events: StoreEvent[] = [];
+      store.watch((ev) => events.push(ev));
+
+      // Stop two members and ask at once, before the survivor has noticed (the slowest case). A write
+      // sent now may already sit in the survivor's log and commit once quorum is back: that is the
+      // "outcome unknown" case, answered `unavailable` (the caller fails closed) and never a lie.
+      const [a, b] = cluster.members as [EtcdMember, EtcdMember];
+      await Promise.all([a.stop(), b.stop()]);
+      const inFlightCreate = rec(sid(2), 1n);
+      const inFlightUpdate = { ...v1, version: 2n, owner: 'node-b' };
+      const early: [string, () => Promise<{ ok: boolean }>][] = [
+        ['create', () => store.create(inFlightCreate)],
+        ['update', () => store.update(inFlightUpdate, 1n)],
+        ['get', () => store.get(sid(1))],
+        ['delete', () => store.delete(sid(1), 1n)],
+        ['list', () => store.listByOwner('node-a')],
+      ];
+      const firstMs: Record<string, number> = {};
+      for (const [name, call] of early) {
+        const t0 = performance.now();
+        const r = await call();
+        const ms = performance.now() - t0;
+        firstMs[name] = Math.round(ms);
+        expect(r, name).toMatchObject({ ok: false, reason: 'unavailable' });
+        // A write gets its deadline plus a re-read with its own: never more than two deadlines.
+        expect(ms, name).toBeLessThan(2 * CALL_TIMEOUT_MS + 500);
+      }
+      // Once the survivor knows it has no leader, `hasleader` makes every call fail fast, before
+      // anything is proposed: these can never apply.
+      await waitFor('no leader', async () => (await leaderSeenBy(cluster.members[2] as EtcdMember)) === '0', { timeoutMs: 10_000, intervalMs: 25 });
+      const late: [string, () => Promise<{ ok: boolean }>][] = [
+        ['create', () => store.create(rec(sid(3), 1n))],
+        ['update', () => store.update({ ...v1, version: 2n, owner: 'node-z' }, 1n)],
+        ['get', () => store.get(sid(1))],
+        ['delete', () => store.delete(sid(1), 1n)],
+        ['list', () => store.listByOwner('node-a')],
+      ];
+      for (const [name, call] of late) {
+        const t0 = performance.now();
+        expect(await call(), name).toMatchObject({ ok: false, reason: 'unavailable' });
+        expect(performance.now() - t0, name).toBeLessThan(1500);
+      }
+      console.log(`quorum lost: first answers after (ms) ${JSON.stringify(firstMs)}`);
+      // Asked of the survivor alone (no dead member to fail fast for it), a read still answers at once:
+      // `hasleader` makes etcd refuse instead of waiting for a quorum that is not there.
+      const solo = await connect(prefix, [(cluster.members[2] as EtcdMember).clientUrl]);
+      try {
+        const t0 = performance.now();
+        const r = await solo.get(sid(1));
+        expect(r).toMatchObject({ ok: false, reason: 'unavailable', message: expect.stringMatching(/no leader/) });
+        expect(performance.now() - t0).toBeLessThan(CALL_TIMEOUT_MS / 2);
+      } finally {
+        await solo.close();
+      }
+
+      await restoreQuorum([a, b]);
+      await waitFor('the store to answer again', async () => (await store.get(sid(1))).ok, { timeoutMs: 10_000, intervalMs: 50 });
+      const one = await store.get(sid(1));
+      const two = await store.get(sid(2));
+      // Either untouched or exactly the in-flight write; never the late ones.
+      expect([v1, inFlightUpdate]).toContainEqual(one.ok && one.record);
+      expect([null, inFlightCreate]).toContainEqual(two.ok && two.record);
+      expect(await store.get(sid(3))).toEqual({ ok: true, record: null });
+      const marker = rec(sid(99), 1n, { owner: 'marker' });
+      expect((await store.create(marker)).ok).toBe(true);
+      // The watch reports exactly what applied, then the marker.
+      const expected: StoreEvent[] = [];
+      if (two.ok && two.record !== null) expected.push({ kind: 'put', record: inFlightCreate, prev: null });
+      if (one.ok && one.record?.version === 2n) expected.push({ kind: 'put', record: inFlightUpdate, prev: v1 });
+      await waitFor('marker event', () => events.length >= expected.length + 1, { timeoutMs: 10_000, intervalMs: 10 });
+      expect(events.at(-1)).toEqual({ kind: 'put', record: marker, prev: null });
+      expect(events.slice(0, -1)).toHaveLength(expected.length);
+      for (const e of expected) expect(events).toContainEqual(e);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a killed leader: writes succeed again after the election, and the watch misses nothing', async () => {
+    const store = await connect(freshPrefix());
+    try {
+      const events: unknown[] = [];
+      store.watch((ev) => events.push(ev));
+      const name = await cluster.leader();
+      const leader = cluster.members.find((m) => m.name === name) as EtcdMember;
+      const t0 = performance.now();
+      await leader.kill();
+      let n = 0;
+      const created: StoredSession[] = [];
+      await waitFor(
+        'a write to succeed after the election',
+        async () => {
+          const r = rec(sid(100 + n++), 1n);
+          const res = await store.create(r);
+          if (res.ok) created.push(r);
+          return res.ok && created.length >= 3;
+        },
+        { timeoutMs: 15_000, intervalMs: 10 },
+      );
+      console.log(`leader ${name} killed: writes resumed after ${Math.round(performance.now() - t0)} ms`);
+      await leader.restart();
+      await cluster.waitHealthy(15_000);
+      // Every successful write is seen exactly once by the watch, in order.
+      await waitFor('events for every created record', () => created.every((r) => events.some((e) => (e as { record?: StoredSession }).record?.id === r.id)), { timeoutMs: 10_000, intervalMs: 10 });
+      // (A create that answered `unavailable` during the election may still have applied: only ours are compared.)
+      const ids = new Set(created.map((r) => r.id));
+      const puts = events.filter((e) => (e as { kind: string }).kind === 'put').map((e) => (e as { record: StoredSession }).record);
+      expect(puts.filter((r) => ids.has(r.id))).toEqual(created);
+      for (const r of created) expect(await store.get(r.id)).toEqual({ ok: true, record: r });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a store pointed at nothing answers unavailable within the deadline; close makes every call unavailable', async () => {
+    const store = await connect(freshPrefix(), ['http://127.0.0.1:1']);
+    const t0 = performance.now();
+    expect(await store.create(rec(sid(1), 1n))).toMatchObject({ ok: false, reason: 'unavailable' });
+    expect(await store.get(sid(1))).toMatchObject({ ok: false, reason: 'unavailable' });
+    expect(performance.now() - t0).toBeLessThan(4 * CALL_TIMEOUT_MS + 500);
+    await store.close();
+    const live = await connect(freshPrefix());
+    await live.close();
+    await live.close(); // idempotent
+    const closed = { ok: false, reason: 'unavailable', message: 'store closed' };
+    expect(await live.get(sid(1))).toEqual(closed);
+    expect(await live.listByOwner('node-a')).toEqual(closed);
+    expect(await live.create(rec(sid(1), 1n))).toEqual(closed);
+    expect(await live.update(rec(sid(1), 2n), 1n)).toEqual(closed);
+    expect(await live.delete(sid(1), 1n)).toEqual(closed);
+  });
+
+  it('a value Anchor did not write under its prefix fails closed (unavailable), never a guess', async () => {
+    const prefix = freshPrefix();
+    const store = await connect(prefix);
+    try {
+      await raw.put(`${prefix}sessions/${sid(1)}`).value('{"id":"x","version":1}');
+      expect(await store.get(sid(1))).toMatchObject({ ok: false, reason: 'unavailable', message: expect.stringMatching(/not an Anchor session record/) });
+      expect(await store.update(rec(sid(1), 2n), 1n)).toMatchObject({ ok: false, reason: 'unavailable' });
+      expect(await store.create(rec(sid(1), 1n))).toMatchObject({ ok: false, reason: 'unavailable' });
+      expect(await store.listByOwner('node-a')).toMatchObject({ ok: false, reason: 'unavailable' });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('throws a TypeError for a version that breaks the rules', async () => {
+    const store = await connect(freshPrefix());
+    try {
+      await expect(store.create(rec(sid(1), 2n))).rejects.toThrow(TypeError);
+      await expect(store.update(rec(sid(1), 3n), 1n)).rejects.toThrow(/expectVersion \+ 1/);
+      await expect(store.delete(sid(1), 1 as unknown as bigint)).rejects.toThrow(TypeError);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('one-off measurement: sequential CAS creates per second from one process (reported, not asserted)', async () => {
+    const store = await connect(freshPrefix());
+    try {
+      const N = 500;
+      let t0 = performance.now();
+      for (let i = 0; i < N; i++) expect((await store.create(rec(sid(i), 1n))).ok).toBe(true);
+      const seq = N / ((performance.now() - t0) / 1000);
+      t0 = performance.now();
+      const results = await Promise.all(Array.from({ length: N }, (_, i) => store.create(rec(sid(N + i), 1n))));
+      expect(results.every((r) => r.ok)).toBe(true);
+      const par = N / ((performance.now() - t0) / 1000);
+      console.log(`etcd CAS creates/s: sequential ${Math.round(seq)}, ${N} concurrent ${Math.round(par)}`);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+/** A TCP relay to one etcd member that the test can cut (every connection dropped, new ones refused). */
+async function cuttableProxy(target: string): Promise<{ url: string; cut(): void; restore(): void; close(): Promise<void> }> {
+  const { port: tport } = new URL(target);
+  const sockets = new Set<Socket>();
+  let open = true;
+  const server = createServer((client) => {
+    if (!open) {
+      client.destroy();
+      return;
+    }
+    const upstream = connectTcp(Number(tport), '127.0.0.1');
+    sockets.add(client).add(upstream);
+    client.pipe(upstream).pipe(client);
+    const drop = (): void => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    cut() {
+      open = false;
+      for (const s of sockets) s.destroy();
+      sockets.clear();
+    },
+    restore() {
+      open = true;
+    },
+    close: async () => {
+      open = false;
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+describe('EtcdStore watch feed', () => {
+  it('two stores (two directors) share one view: a write on one is an event on the other; a stale CAS loses', async () => {
+    const prefix = freshPrefix();
+    const a = await connect(prefix);
+    const b = await connect(prefix);
+    try {
+      const seen: StoreEvent[] = [];
+      b.watch((ev) => seen.push(ev));
+      const v1 = rec(sid(1), 1n, { director: 'dir-a' });
+      expect((await a.create(v1)).ok).toBe(true);
+      await waitFor('b to see a\'s create', () => seen.length >= 1, { timeoutMs: 5000, intervalMs: 5 });
+      expect(seen).toEqual([{ kind: 'put', record: v1, prev: null }]);
+      const byA = { ...v1, version: 2n, owner: 'node-b', director: 'dir-a' };
+      const byB = { ...v1, version: 2n, owner: 'node-c', director: 'dir-b' };
+      const [ra, rb] = await Promise.all([a.update(byA, 1n), b.update(byB, 1n)]);
+      expect([ra.ok, rb.ok].filter(Boolean)).toHaveLength(1);
+      const winner = ra.ok ? byA : byB;
+      expect(ra.ok ? rb : ra).toEqual({ ok: false, reason: 'conflict', current: winner });
+      await waitFor('b to see the winner', () => seen.length >= 2, { timeoutMs: 5000, intervalMs: 5 });
+      expect(seen[1]).toEqual({ kind: 'put', record: winner, prev: v1 });
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('a dropped watch resumes after the last event it applied: events written meanwhile arrive once, in order', async () => {
+    const prefix = freshPrefix();
+    const proxy = await cuttableProxy(cluster.endpoints[0] as string);
+    const store = await connect(prefix, [proxy.url]);
+    const direct = await connect(prefix);
+    try {
+      const seen: StoreEvent[] = [];
+      store.watch((ev) => seen.push(ev));
+      const v1 = rec(sid(1), 1n);
+      expect((await direct.create(v1)).ok).toBe(true);
+      await waitFor('first event', () => seen.length >= 1, { timeoutMs: 5000, intervalMs: 5 });
+      proxy.cut();
+      const more = [2, 3, 4].map((n) => rec(sid(n), 1n));
+      for (const r of more) expect((await direct.create(r)).ok).toBe(true);
+      expect(await store.get(sid(2))).toMatchObject({ ok: false, reason: 'unavailable' });
+      proxy.restore();
+      await waitFor('the missed events', () => seen.length >= 4, { timeoutMs: 10_000, intervalMs: 10 });
+      const marker = rec(sid(99), 1n, { owner: 'marker' });
+      expect((await direct.create(marker)).ok).toBe(true);
+      await waitFor('the marker', () => seen.length >= 5, { timeoutMs: 10_000, intervalMs: 10 });
+      expect(seen).toEqual([v1, ...more, marker].map((record) => ({ kind: 'put', record, prev: null })));
+    } finally {
+      await store.close();
+      await direct.close();
+      await proxy.close();
+    }
+  });
+
+  it('a watch whose resume revision was compacted resynchronises by listing: the gap arrives as events', async () => {
+    const prefix = freshPrefix();
+    const proxy = await cuttableProxy(cluster.endpoints[0] as string);
+    const errors: string[] = [];
+    const store = await EtcdStore.connect({ endpoints: [proxy.url], prefix, callTimeoutMs: CALL_TIMEOUT_MS, onError: (_e, ctx) => errors.push(ctx) });
+    const direct = await connect(prefix);
+    try {
+      const seen: StoreEvent[] = [];
+      store.watch((ev) => seen.push(ev));
+      const v1 = rec(sid(1), 1n);
+      const gone = rec(sid(2), 1n);
+      expect((await direct.create(v1)).ok).toBe(true);
+      expect((await direct.create(gone)).ok).toBe(true);
+      await waitFor('first events', () => seen.length >= 2, { timeoutMs: 5000, intervalMs: 5 });
+      proxy.cut();
+      const v2 = { ...v1, version: 2n, state: 'FROZEN' as const };
+      const v3 = { ...v2, version: 3n, owner: 'node-b' };
+      const added = rec(sid(3), 1n);
+      expect((await direct.update(v2, 1n)).ok).toBe(true);
+      expect((await direct.update(v3, 2n)).ok).toBe(true);
+      expect((await direct.delete(sid(2), 1n)).ok).toBe(true);
+      expect((await direct.create(added)).ok).toBe(true);
+      // Compact everything up to now: the store's resume revision no longer exists.
+      const head = await raw.put(`${prefix}unrelated`).value('x').exec();
+      await raw.kv.compact({ revision: head.header.revision, physical: true });
+      proxy.restore();
+      await waitFor('the gap as events', () => seen.length >= 5, { timeoutMs: 10_000, intervalMs: 10 });
+      // The listing shows end states only: v1 → v3 is one put (prev v1), the delete and the new record.
+      expect(seen.slice(2)).toEqual([
+        { kind: 'delete', id: sid(2), prev: gone },
+        { kind: 'put', record: v3, prev: v1 },
+        { kind: 'put', record: added, prev: null },
+      ]);
+      expect(errors.some((c) => c.includes('resynchronising'))).toBe(true);
+      // And the feed goes on from there.
+      const marker = rec(sid(99), 1n, { owner: 'marker' });
+      expect((await direct.create(marker)).ok).toBe(true);
+      await waitFor('the marker', () => seen.length >= 6, { timeoutMs: 10_000, intervalMs: 10 });
+      expect(seen[5]).toEqual({ kind: 'put', record: marker, prev: null });
+    } finally {
+      await store.close();
+      await direct.close();
+      await proxy.close();
+    }
+  });
+});
+
+describe('resolveUnknownWrite (a write whose answer never came)', () => {
+  const ours = rec(sid(1), 2n, { owner: 'node-b', director: 'dir-2' });
+  const before = rec(sid(1), 1n);
+  const other = rec(sid(1), 2n, { owner: 'node-c', director: 'dir-3' });
+  const at = (r: StoredSession, modRevision: bigint) => ({ value: encodeRecord(r), record: r, modRevision });
+
+  it('update: our value at a newer revision is applied; the compared revision is not applied; anything else is a conflict', () => {
+    expect(resolveUnknownWrite('update', encodeRecord(ours), 10n, at(ours, 11n))).toEqual({ kind: 'applied' });
+    expect(resolveUnknownWrite('update', encodeRecord(ours), 10n, at(before, 10n))).toEqual({ kind: 'not-applied' });
+    expect(resolveUnknownWrite('update', encodeRecord(ours), 10n, at(other, 11n))).toEqual({ kind: 'conflict', current: other });
+    expect(resolveUnknownWrite('update', encodeRecord(ours), 10n, null)).toEqual({ kind: 'conflict', current: null });
+  });
+
+  it('create: our value is applied; still absent is not applied; another record is a conflict', () => {
+    const mine = rec(sid(1), 1n, { director: 'dir-2' });
+    const theirs = rec(sid(1), 1n, { director: 'dir-3' });
+    expect(resolveUnknownWrite('create', encodeRecord(mine), null, at(mine, 5n))).toEqual({ kind: 'applied' });
+    expect(resolveUnknownWrite('create', encodeRecord(mine), null, null)).toEqual({ kind: 'not-applied' });
+    expect(resolveUnknownWrite('create', encodeRecord(mine), null, at(theirs, 5n))).toEqual({ kind: 'conflict', current: theirs });
+  });
+
+  it('delete: gone is applied; the compared revision is not applied; a newer record is a conflict', () => {
+    expect(resolveUnknownWrite('delete', null, 10n, null)).toEqual({ kind: 'applied' });
+    expect(resolveUnknownWrite('delete', null, 10n, at(before, 10n))).toEqual({ kind: 'not-applied' });
+    expect(resolveUnknownWrite('delete', null, 10n, at(other, 12n))).toEqual({ kind: 'conflict', current: other });
+  });
+});
