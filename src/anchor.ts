@@ -20,6 +20,7 @@ import { DirectorStats } from './obs/stats.js';
 import { createHasher } from './ring/hash.js';
 import type { SessionRecord } from './session/table.js';
 import { MemoryStore } from './store/memory.js';
+import { EtcdStore } from './store/etcd.js';
 import type { OwnershipStore } from './store/store.js';
 import type { Clock } from './util/clock.js';
 
@@ -79,7 +80,17 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     onLine: config.audit.path === null ? (line) => logger.info({ audit: line }, 'audit') : undefined,
     onRotate: (movedTo) => logger.warn({ moved_to: movedTo }, 'audit file ended in a cut-short line; moved aside, starting a new chain'),
   });
-  const store = deps.store ?? new MemoryStore();
+  const store =
+    deps.store ??
+    (config.store.kind === 'etcd'
+      ? await EtcdStore.connect({
+          endpoints: config.store.etcd.endpoints,
+          prefix: config.store.etcd.prefix,
+          callTimeoutMs: config.store.etcd.call_timeout_ms,
+          leaseTtlS: config.store.etcd.lease_ttl_s,
+          onError: (err, context) => logger.warn({ err, context }, 'etcd store'),
+        })
+      : new MemoryStore());
   const nodes = config.nodes.map((n) => ({ id: n.id, address: hp(n.address), weight: n.weight }));
   let core: DirectorCore | null = null;
   const membership = new Membership(hasher, nodes, (ring) => core?.setRing(ring));

@@ -270,7 +270,7 @@ export type Encapsulation = (typeof ENCAPSULATIONS)[number];
 export const FAILOVER_MODES = ['manual', 'auto'] as const;
 export type FailoverMode = (typeof FAILOVER_MODES)[number];
 
-export const STORE_KINDS = ['memory'] as const;
+export const STORE_KINDS = ['memory', 'etcd'] as const;
 export type StoreKind = (typeof STORE_KINDS)[number];
 
 const node = z.strictObject(
@@ -354,6 +354,17 @@ export const AnchorConfigSchema = z
       }),
       store: section({
         kind: oneOf(STORE_KINDS).default('memory'),
+        etcd: section({
+          endpoints: z
+            .array(
+              z.string(expecting('an http:// URL')).regex(/^https?:\/\/[^\s/]+(:\d{1,5})?\/?$/, expecting('an http:// URL like http://127.0.0.1:2379')),
+              expecting('a list of URLs'),
+            )
+            .default(() => []),
+          prefix: z.string(expecting('a key prefix')).min(1, expecting('a non-empty key prefix')).default('/anchor/'),
+          lease_ttl_s: integerAtLeast(2).default(10),
+          call_timeout_ms: integerAtLeast(50).default(1000),
+        }),
       }),
       audit: section({
         path: z
@@ -394,6 +405,9 @@ export const AnchorConfigSchema = z
     expecting('a mapping'),
   )
   .superRefine((cfg, ctx) => {
+    if (cfg.store?.kind === 'etcd' && Array.isArray(cfg.store.etcd?.endpoints) && cfg.store.etcd.endpoints.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['store', 'etcd', 'endpoints'], input: [], message: 'required with store.kind etcd (at least one URL)' });
+    }
     // A node at one of the director's own listen addresses would loop packets back to it.
     const own = new Map<string, number>();
     (Array.isArray(cfg.listen?.udp) ? cfg.listen.udp : []).forEach((l, i) => {
