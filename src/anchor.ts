@@ -303,6 +303,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   const close = (): Promise<void> => {
     closed ??= (async () => {
       if (autoFailover !== null) clearInterval(autoFailover);
+      unfollow?.();
       drains.close();
       ownership.close();
       await Promise.allSettled([director.close(), tcp?.close(), admin.close(), prober?.close()]);
@@ -312,8 +313,16 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     return closed;
   };
 
+  let unfollow: (() => void) | null = null;
   try {
     await director.start();
+    // Other directors' changes (a shared store) are mirrored into this director's table.
+    unfollow = ownership.followStore((key) => {
+      const t = parseHostPortLiteral(key);
+      if (t === undefined) return null;
+      const listener = director.addresses.findIndex((a) => a.family === t.family);
+      return { t, key, listener: listener < 0 ? 0 : listener };
+    });
     await tcp?.start();
     await prober?.start();
     await admin.start();

@@ -99,6 +99,8 @@ export type NodeOutcome =
   /** A BIND naming an old version for a transport that is not bound: REJECT OWNERSHIP_CONFLICT to it. */
   | { readonly kind: 'conflict'; readonly session: SessionRecord; readonly candidate: Candidate }
   | { readonly kind: 'revoke-ack'; readonly session: string; readonly version: bigint }
+  /** A reply held until a reattach in flight is decided (then sent to the winning transport). */
+  | { readonly kind: 'held-reply'; readonly session: SessionRecord }
   | { readonly kind: 'drop'; readonly reason: DropReason; readonly detail?: string; readonly security?: string; readonly session?: string };
 
 /** The listener index of a TCP-bound session (it has no UDP listener to reply through). */
@@ -381,6 +383,13 @@ export class DirectorCore {
       };
     }
     if (type === PacketType.BIND) return this.#onBind(rec, payload);
+    if (rec.pending === LifecycleEvent.REATTACH && type !== PacketType.CLOSE) {
+      // "Replies the node sends after its BIND go to the new transport": wait for the CAS to decide.
+      rec.heldReplies ??= [];
+      if (rec.heldReplies.length >= this.#limits.holdMax) return { kind: 'drop', reason: DropReason.HOLD_OVERFLOW };
+      rec.heldReplies.push(Buffer.from(msg.buffer, msg.byteOffset, msg.length));
+      return { kind: 'held-reply', session: rec };
+    }
     if (type === PacketType.CLOSE) {
       if (rec.pending !== null) return { kind: 'relay', session: rec, transition: null };
       const t = this.#end(rec, LifecycleEvent.CLOSE, 'node_close', now);
@@ -415,6 +424,81 @@ export class DirectorCore {
       toOwner: opts.toOwner ?? rec.owner,
       bind: opts.bind ?? null,
     };
+  }
+
+  /**
+   * A change another director made in the store, mirrored here and never published back (HAProxy's
+   * touch_remote). Older or equal versions are ignored (our own writes, or news we already have).
+   * `transport` is the record's client transport parsed by the shell, with the listener to reply through.
+   */
+  applyRemote(
+    r: { id: string; owner: string; version: bigint; state: SessionState; transport: { t: Transport; key: string; listener: number } | null },
+    now: number,
+  ): { kind: 'ignored' } | { kind: 'created' | 'updated'; session: SessionRecord; note: TransitionNote } | { kind: 'ended'; session: SessionRecord; note: TransitionNote } {
+    const local = this.table.get(r.id);
+    if (local !== undefined && local.version >= r.version) return { kind: 'ignored' };
+    const note = (rec: SessionRecord | undefined, event: LifecycleEvent): TransitionNote => ({
+      event,
+      cause: 'remote',
+      fromVersion: rec?.version ?? null,
+      toVersion: r.version,
+      fromOwner: rec?.owner ?? null,
+      toOwner: r.state === SessionState.TERMINATED ? null : r.owner,
+    });
+    if (r.state === SessionState.TERMINATED) {
+      if (local === undefined) return { kind: 'ignored' };
+      const n = note(local, LifecycleEvent.TERMINATE);
+      local.version = r.version;
+      local.state = SessionState.TERMINATED;
+      this.table.remove(local, now);
+      if (this.#pins.get(local.transportKey) === local.id) this.#pins.delete(local.transportKey);
+      return { kind: 'ended', session: local, note: n };
+    }
+    if (local === undefined) {
+      if (r.transport === null || this.table.full) return { kind: 'ignored' };
+      const idBytes = Uint8Array.from(Buffer.from(r.id, 'hex'));
+      const rec = newSessionRecord({
+        id: r.id,
+        idBytes,
+        owner: r.owner,
+        version: r.version,
+        state: r.state,
+        transport: r.transport.t,
+        transportKey: r.transport.key,
+        listener: r.transport.listener,
+        now,
+        idleTtlMs: this.table.idleTtlMs,
+      });
+      this.table.insert(rec);
+      return { kind: 'created', session: rec, note: note(undefined, LifecycleEvent.ADMIT) };
+    }
+    const event =
+      r.owner !== local.owner ? LifecycleEvent.TRANSFER : r.state !== local.state ? (r.state === SessionState.FROZEN ? LifecycleEvent.FREEZE : LifecycleEvent.RESUME) : LifecycleEvent.REATTACH;
+    const n = note(local, event);
+    if (r.owner !== local.owner) {
+      local.formerOwner = local.owner;
+      this.table.setOwner(local, r.owner);
+    }
+    local.version = r.version;
+    local.state = r.state;
+    if (r.transport !== null && r.transport.key !== local.transportKey) {
+      local.transport = r.transport.t;
+      local.transportKey = r.transport.key;
+      local.listener = r.transport.listener;
+      local.shellCache = undefined;
+    }
+    this.table.touch(local, now);
+    return { kind: 'updated', session: local, note: n };
+  }
+
+  /** Ends a session another director deleted from the store (no version of its own to check). */
+  removeRemote(id: string, now: number): SessionRecord | null {
+    const local = this.table.get(id);
+    if (local === undefined || local.pending !== null) return null;
+    local.state = SessionState.TERMINATED;
+    this.table.remove(local, now);
+    if (this.#pins.get(local.transportKey) === local.id) this.#pins.delete(local.transportKey);
+    return local;
   }
 
   /** Applies a planned transition the store accepted. */
@@ -485,6 +569,13 @@ export class DirectorCore {
       out.push(this.#forwardBound(rec, msg, msg[3] as PacketType, replayed ? PP2_FLAG.REPLAYED : 0, now));
     }
     return out;
+  }
+
+  /** Replies held during a reattach, to be sent to the session's (now decided) transport. */
+  takeHeldReplies(rec: SessionRecord): Buffer[] {
+    const r = rec.heldReplies ?? [];
+    rec.heldReplies = null;
+    return r;
   }
 
   /** Packets held for `rec` that will never be sent (the session ended while frozen). */

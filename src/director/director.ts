@@ -284,6 +284,12 @@ export class UdpDirector implements DataPath {
     this.#listenerSocket(rec.listener).send(msg, rec.transport.port, rec.transport.address, this.#onClientSent);
   }
 
+  /** DataPath: replies held during a reattach go to the transport that is bound now. */
+  relayHeld(rec: SessionRecord, replies: Buffer[]): void {
+    if (this.#d.core.table.get(rec.id) !== rec) return;
+    for (const msg of replies) this.#relay(rec, null, rec.owner, msg);
+  }
+
   /** DataPath: a REJECT for a HELLO whose admission failed in the store. */
   answer(out: ClientOutcome, rec: SessionRecord): void {
     if (out.kind === 'reject') this.#sendReject(out.sessionId, out.reason, rec.transport, rec.listener, Infinity);
@@ -354,6 +360,9 @@ export class UdpDirector implements DataPath {
         stats.nodeDropped.inc(out.reason);
         if (out.reason === 'malformed' && out.detail !== undefined) stats.malformed.inc(out.detail);
         if (out.security !== undefined) this.#own.security(out.session ?? null, out.security, up.nodeId);
+        return;
+      case 'held-reply':
+        stats.nodeControl.inc('held_reply');
         return;
       case 'revoke-ack':
         stats.nodeControl.inc('revoke_ack');

@@ -3,7 +3,7 @@
 // version the core planned; a lost or unavailable CAS changes nothing (fail closed) and is a
 // SECURITY_EVENT. It never decides which session goes where (the core, the drain plan and the ring do).
 import { transportKey } from '../codec/ip.js';
-import { RejectReason } from '../codec/types.js';
+import { RejectReason, type Transport } from '../codec/types.js';
 import type { AuditSink } from '../obs/audit.js';
 import { type DirectorStats, rejectLabel } from '../obs/stats.js';
 import { LifecycleEvent, SessionState } from '../session/lifecycle.js';
@@ -21,6 +21,8 @@ export interface DataPath {
   revoke(rec: SessionRecord, node: string, version: bigint): void;
   /** REJECT to an unbound transport (within its 3× budget). */
   rejectCandidate(rec: SessionRecord, c: Candidate, reason: RejectReason): void;
+  /** Node replies held while a reattach was decided, to the session's current transport. */
+  relayHeld(rec: SessionRecord, replies: Buffer[]): void;
 }
 
 const RESUME_RETRIES = 5;
@@ -147,6 +149,8 @@ export class Ownership {
   /** The owner answered BIND for a jump candidate: CAS the binding to it (version + 1). */
   async reattach(rec: SessionRecord, c: Candidate, bindVersion: bigint): Promise<StepResult> {
     const r = await this.step(rec, LifecycleEvent.REATTACH, { cause: 'bind', expectVersion: bindVersion, bind: c, actor: rec.owner });
+    const replies = this.#d.core.takeHeldReplies(rec);
+    if (replies.length > 0) this.#path?.relayHeld(rec, replies);
     // Packets from the bound transport held while the CAS was in flight go on now (step releases them on abort).
     if (r.ok) this.#forwardAll(this.#d.core.release(rec, this.#d.clock.now(), false));
     if (!r.ok && (r.reason === 'unavailable' || r.reason === 'conflict')) {
@@ -272,6 +276,40 @@ export class Ownership {
     clearTimeout(p.timer);
     this.#revokes.delete(key);
     this.#d.stats.revokes.inc('acknowledged');
+  }
+
+  /**
+   * Mirrors what other directors write to the store into the local table (never re-published).
+   * `parseTransport` turns a stored transport into the client transport and the listener to reply
+   * through; our own writes (same director id) are already applied and are skipped.
+   */
+  followStore(parseTransport: (key: string) => { t: Transport; key: string; listener: number } | null): () => void {
+    const core = this.#d.core;
+    return this.#d.store.watch((ev) => {
+      const now = this.#d.clock.now();
+      if (ev.kind === 'delete') {
+        // Our own ends are applied locally before their delete, which then finds nothing here.
+        const rec = core.removeRemote(ev.id, now);
+        if (rec !== null) {
+          this.#d.stats.remoteChanges.inc('ended');
+          this.#notify(rec, { event: LifecycleEvent.TERMINATE, cause: 'remote', fromVersion: rec.version, toVersion: rec.version + 1n, fromOwner: rec.owner, toOwner: null });
+        }
+        return;
+      }
+      const r = ev.record;
+      if (r.director === this.#o.directorId) return;
+      const out = core.applyRemote(
+        { id: r.id, owner: r.owner, version: r.version, state: r.state, transport: r.transport === null ? null : parseTransport(r.transport) },
+        now,
+      );
+      if (out.kind === 'ignored') return;
+      this.#d.stats.remoteChanges.inc(out.kind);
+      this.#notify(out.session, out.note);
+      // Packets held here while another director froze the session go on once it is attached again.
+      if (out.kind === 'updated' && out.session.state === SessionState.ATTACHED && out.session.pending === null) {
+        this.#forwardAll(core.release(out.session, now, true));
+      }
+    });
   }
 
   close(): void {

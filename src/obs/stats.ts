@@ -55,7 +55,7 @@ export class DirectorStats {
   relayedBytes = 0;
   readonly nodeDropped = new LabeledCounter();
   /** Node datagrams consumed by the director itself: BIND (reattach), BIND conflicts, REVOKE acks. */
-  readonly nodeControl = new LabeledCounter(['bind', 'bind_conflict', 'revoke_ack']);
+  readonly nodeControl = new LabeledCounter(['bind', 'bind_conflict', 'revoke_ack', 'held_reply']);
   // Sessions.
   admissions = 0;
   /** HELLOs held for an admission the store refused (answered with a REJECT), by reject reason. */
@@ -77,4 +77,6 @@ export class DirectorStats {
   readonly revokes = new LabeledCounter(['sent', 'acknowledged', 'unacknowledged']);
   /** Migrations by result (ok or the failure reason). */
   readonly migrations = new LabeledCounter();
+  /** Changes other directors made in the shared store, applied here: created, updated, ended. */
+  readonly remoteChanges = new LabeledCounter(['created', 'updated', 'ended']);
 }

@@ -34,6 +34,8 @@ export interface SessionRecord {
   candidates: Map<string, Candidate> | null;
   /** The owner before the last transfer: its late replies are expected, not a security event. */
   formerOwner: string | null;
+  /** Node replies that arrived while a reattach was being CASed: they go to the transport that wins. */
+  heldReplies: Buffer[] | null;
 }
 
 /** A client transport that sent packets of a session without being bound to it. */
@@ -77,6 +79,7 @@ export function newSessionRecord(f: {
     held: null,
     candidates: null,
     formerOwner: null,
+    heldReplies: null,
   };
 }
 

@@ -74,6 +74,11 @@ export class RecordingPath implements DataPath {
   rejectCandidate(rec: SessionRecord, c: Candidate, reason: RejectReason): void {
     this.candidateRejects.push({ session: rec.id, transport: c.key, reason });
   }
+
+  readonly heldRelays: { session: string; transport: string; replies: number }[] = [];
+  relayHeld(rec: SessionRecord, replies: Buffer[]): void {
+    this.heldRelays.push({ session: rec.id, transport: rec.transportKey, replies: replies.length });
+  }
 }
 
 type Hook<A extends unknown[]> = (...args: A) => CasResult | undefined | void | Promise<CasResult | undefined | void>;

@@ -613,6 +613,26 @@ describe('reattach by BIND', () => {
   });
 });
 
+describe('replies during a reattach', () => {
+  it('node replies that arrive while the reattach CAS is in flight go to the transport that wins', async () => {
+    const h = harness();
+    const rec = await h.admit(SID, A);
+    h.client(packet(PacketType.DATA, SID, 1), B);
+    const bind = h.core.onNode(rec.owner, encodeBind(SID, 1n, B), h.clock.now());
+    if (bind.kind !== 'bind') throw new Error(bind.kind);
+    h.store.beforeUpdate = () => {
+      // The echo the node sends right after its BIND: held, not relayed to the old transport.
+      expect(h.core.onNode(rec.owner, packet(PacketType.DATA, SID, 7), h.clock.now()).kind).toBe('held-reply');
+    };
+    expect(await h.own.reattach(bind.session, bind.candidate, bind.version)).toMatchObject({ ok: true });
+    h.store.beforeUpdate = null;
+    expect(h.path.heldRelays).toEqual([{ session: rec.id, transport: rec.transportKey, replies: 1 }]);
+    expect(rec.transport).toEqual(B);
+    // Afterwards replies flow as usual.
+    expect(h.core.onNode(rec.owner, packet(PacketType.DATA, SID, 8), h.clock.now()).kind).toBe('relay');
+  });
+});
+
 // ------------------------------------------------------------------------------------------ property
 type Cmd =
   | { readonly k: 'data'; readonly n: number }

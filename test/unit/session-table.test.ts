@@ -30,6 +30,7 @@ function rec(n: number, now: number, owner = 'node-a', ttl = TTL): SessionRecord
     held: null,
     candidates: null,
     formerOwner: null,
+    heldReplies: null,
   };
 }
 

@@ -1,0 +1,123 @@
+// Two director processes sharing ownership through a real three-member etcd cluster, in front of three
+// reference nodes: a session admitted through one director continues (after a jump) through the other
+// with its owner; two directors racing on one session produce one winner and one OWNERSHIP_CONFLICT.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { ClientSession } from '../../src/client/client.js';
+import { decodeReject } from '../../src/codec/jv1.js';
+import { transportKey } from '../../src/codec/ip.js';
+import { PacketType, RejectReason } from '../../src/codec/types.js';
+import { checkRecords } from '../../src/refnode/checker.js';
+import { ReferenceNode } from '../../src/refnode/node.js';
+import { readRecords } from '../../src/refnode/records.js';
+import { startDirector, tempDir, type DirectorProc } from '../helpers/director-proc.js';
+import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
+import { waitFor } from '../helpers/wait.js';
+
+interface SessionJson {
+  owner: string;
+  version: string;
+  transport: string;
+}
+
+describe('two directors on etcd', () => {
+  let etcd: EtcdCluster;
+  const nodes: ReferenceNode[] = [];
+  let a: DirectorProc;
+  let b: DirectorProc;
+  const dir = tempDir();
+  beforeAll(async () => {
+    etcd = await startEtcdCluster({ members: 3 });
+    for (const id of ['node-a', 'node-b', 'node-c']) {
+      const n = new ReferenceNode({ id, listen: { family: 4, address: '127.0.0.1', port: 0 }, recordPath: join(dir, `${id}.jsonl`) });
+      await n.start();
+      nodes.push(n);
+    }
+    const prefix = `/anchor-2d-${randomBytes(4).toString('hex')}/`;
+    const config = (id: string) => ({
+      director: { id },
+      listen: { udp: ['127.0.0.1:0'] },
+      admin: { listen: '127.0.0.1:0' },
+      nodes: nodes.map((n, i) => ({ id: ['node-a', 'node-b', 'node-c'][i], address: transportKey(n.address) })),
+      store: { kind: 'etcd', etcd: { endpoints: etcd.endpoints, prefix } },
+      admission: { per_source_rate: 10_000, per_source_burst: 10_000 },
+      health: { interval_ms: 500, timeout_ms: 3000, fall: 5 },
+    });
+    a = await startDirector(config('director-a'));
+    b = await startDirector(config('director-b'));
+  });
+  afterAll(async () => {
+    for (const d of [a, b]) {
+      d?.kill();
+      await d?.exited;
+    }
+    await Promise.allSettled(nodes.map((n) => n.close()));
+    await etcd?.stop();
+  });
+
+  const session = async (d: DirectorProc, id: string): Promise<SessionJson | undefined> => {
+    const r = await fetch(`${d.admin}/v1/sessions/${id}`);
+    return r.status === 200 ? ((await r.json()) as SessionJson) : undefined;
+  };
+
+  it('a session admitted through A continues through B after a jump, keeping its owner', async () => {
+    const first = await ClientSession.open(a.udp[0]!);
+    try {
+      const key = await first.hello();
+      first.sendData(Buffer.from('via-a'));
+      await first.next((r) => r.type === PacketType.DATA);
+      const onA = (await session(a, first.hex))!;
+      // B learns of the session from the store's watch.
+      const onB = await waitFor('director B to see the session', () => session(b, first.hex));
+      expect(onB).toMatchObject({ owner: onA.owner, version: '1' });
+      const jumped = await ClientSession.open(b.udp[0]!, { id: first.id, key });
+      try {
+        jumped.sendData(Buffer.from('via-b'));
+        const echo = await jumped.next((r) => r.type === PacketType.DATA && r.payload!.subarray(0, 5).toString() === 'via-b');
+        expect(echo.local.port).toBe(jumped.transport.port);
+        const afterB = (await session(b, first.hex))!;
+        expect(afterB).toMatchObject({ owner: onA.owner, version: '2', transport: `127.0.0.1:${jumped.transport.port}` });
+        // A follows: same owner, the new version and transport.
+        await waitFor('director A to follow', async () => (await session(a, first.hex))?.version === '2');
+        expect((await session(a, first.hex))!.owner).toBe(onA.owner);
+      } finally {
+        await jumped.close();
+      }
+    } finally {
+      await first.close();
+    }
+  });
+
+  it('two directors racing on one session: one winner, one REJECT OWNERSHIP_CONFLICT; the checker passes', async () => {
+    const s = await ClientSession.open(a.udp[0]!);
+    const extra: ClientSession[] = [];
+    try {
+      const key = await s.hello();
+      await waitFor('director B to see the session', () => session(b, s.hex));
+      const viaA = await ClientSession.open(a.udp[0]!, { id: s.id, key });
+      const viaB = await ClientSession.open(b.udp[0]!, { id: s.id, key });
+      extra.push(viaA, viaB);
+      viaA.sendData(Buffer.from('race-a'));
+      viaB.sendData(Buffer.from('race-b'));
+      const loser = await Promise.any(
+        [viaA, viaB].map(async (x) => {
+          const r = await x.next((m) => m.type === PacketType.REJECT, 5000);
+          return { x, reason: decodeReject(r.payload!)?.reason };
+        }),
+      );
+      expect(loser.reason).toBe(RejectReason.OWNERSHIP_CONFLICT);
+      const winner = loser.x === viaA ? viaB : viaA;
+      await waitFor('both directors to agree on the winner', async () => {
+        const [x, y] = await Promise.all([session(a, s.hex), session(b, s.hex)]);
+        const want = `127.0.0.1:${winner.transport.port}`;
+        return x?.transport === want && y?.transport === want && x.version === '2' && y.version === '2';
+      });
+      expect(loser.x.inbox.filter((m) => m.type === PacketType.REJECT)).toEqual([]);
+      const verdict = checkRecords(await readRecords(dir));
+      expect(verdict.violations).toEqual([]);
+    } finally {
+      await Promise.all([s, ...extra].map((x) => x.close()));
+    }
+  });
+});
