@@ -317,12 +317,18 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   try {
     await director.start();
     // Other directors' changes (a shared store) are mirrored into this director's table.
-    unfollow = ownership.followStore((key) => {
+    const parseTransport = (key: string): { t: Transport; key: string; listener: number } | null => {
       const t = parseHostPortLiteral(key);
       if (t === undefined) return null;
       const listener = director.addresses.findIndex((a) => a.family === t.family);
       return { t, key, listener: listener < 0 ? 0 : listener };
-    });
+    };
+    unfollow = ownership.followStore(parseTransport);
+    const loaded = await ownership.loadFromStore(
+      nodes.map((n) => n.id),
+      parseTransport,
+    );
+    if (loaded > 0) logger.info({ sessions: loaded }, 'sessions loaded from the store');
     await tcp?.start();
     await prober?.start();
     await admin.start();

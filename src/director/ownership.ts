@@ -4,6 +4,7 @@
 // SECURITY_EVENT. It never decides which session goes where (the core, the drain plan and the ring do).
 import { transportKey } from '../codec/ip.js';
 import { RejectReason, type Transport } from '../codec/types.js';
+import { StoreUnavailableError } from '../errors.js';
 import type { AuditSink } from '../obs/audit.js';
 import { type DirectorStats, rejectLabel } from '../obs/stats.js';
 import { LifecycleEvent, SessionState } from '../session/lifecycle.js';
@@ -310,6 +311,27 @@ export class Ownership {
         this.#forwardAll(core.release(out.session, now, true));
       }
     });
+  }
+
+  /**
+   * Loads the sessions the store already holds (a director joining a cluster, or restarting), owner by
+   * owner. Throws when the store cannot be read: a director that cannot know the sessions must not serve.
+   */
+  async loadFromStore(owners: readonly string[], parseTransport: (key: string) => { t: Transport; key: string; listener: number } | null): Promise<number> {
+    let n = 0;
+    const now = this.#d.clock.now();
+    for (const owner of owners) {
+      const r = await this.#d.store.listByOwner(owner);
+      if (!r.ok) throw new StoreUnavailableError(`cannot load the sessions of ${owner} from the store: ${r.message}`);
+      for (const rec of r.records) {
+        const out = this.#d.core.applyRemote(
+          { id: rec.id, owner: rec.owner, version: rec.version, state: rec.state, transport: rec.transport === null ? null : parseTransport(rec.transport) },
+          now,
+        );
+        if (out.kind !== 'ignored') n++;
+      }
+    }
+    return n;
   }
 
   close(): void {

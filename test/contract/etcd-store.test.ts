@@ -247,22 +247,6 @@ describe('EtcdStore on a three-member cluster', () => {
     }
   });
 
-  it('one-off measurement: sequential CAS creates per second from one process (reported, not asserted)', async () => {
-    const store = await connect(freshPrefix());
-    try {
-      const N = 500;
-      let t0 = performance.now();
-      for (let i = 0; i < N; i++) expect((await store.create(rec(sid(i), 1n))).ok).toBe(true);
-      const seq = N / ((performance.now() - t0) / 1000);
-      t0 = performance.now();
-      const results = await Promise.all(Array.from({ length: N }, (_, i) => store.create(rec(sid(N + i), 1n))));
-      expect(results.every((r) => r.ok)).toBe(true);
-      const par = N / ((performance.now() - t0) / 1000);
-      console.log(`etcd CAS creates/s: sequential ${Math.round(seq)}, ${N} concurrent ${Math.round(par)}`);
-    } finally {
-      await store.close();
-    }
-  });
 });
 
 /** A TCP relay to one etcd member that the test can cut (every connection dropped, new ones refused). */

@@ -27,6 +27,7 @@ describe('two directors on etcd', () => {
   let a: DirectorProc;
   let b: DirectorProc;
   const dir = tempDir();
+  let config: (id: string) => Record<string, unknown>;
   beforeAll(async () => {
     etcd = await startEtcdCluster({ members: 3 });
     for (const id of ['node-a', 'node-b', 'node-c']) {
@@ -35,7 +36,7 @@ describe('two directors on etcd', () => {
       nodes.push(n);
     }
     const prefix = `/anchor-2d-${randomBytes(4).toString('hex')}/`;
-    const config = (id: string) => ({
+    config = (id: string) => ({
       director: { id },
       listen: { udp: ['127.0.0.1:0'] },
       admin: { listen: '127.0.0.1:0' },
@@ -86,6 +87,23 @@ describe('two directors on etcd', () => {
       }
     } finally {
       await first.close();
+    }
+  });
+
+  it('a director that joins later loads the sessions the store already holds', async () => {
+    const s = await ClientSession.open(a.udp[0]!);
+    try {
+      await s.hello();
+      const c = await startDirector(config('director-c'));
+      try {
+        const onC = await session(c, s.hex);
+        expect(onC).toMatchObject({ owner: (await session(a, s.hex))!.owner, version: '1' });
+      } finally {
+        c.kill();
+        await c.exited;
+      }
+    } finally {
+      await s.close();
     }
   });
 
