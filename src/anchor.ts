@@ -22,6 +22,7 @@ import type { SessionRecord } from './session/table.js';
 import { MemoryStore } from './store/memory.js';
 import { EtcdStore } from './store/etcd.js';
 import type { OwnershipStore } from './store/store.js';
+import { defaultMargin, fenceAt, FenceState } from './store/fence.js';
 import type { Clock } from './util/clock.js';
 
 export interface AnchorDeps {
@@ -80,7 +81,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     onLine: config.audit.path === null ? (line) => logger.info({ audit: line }, 'audit') : undefined,
     onRotate: (movedTo) => logger.warn({ moved_to: movedTo }, 'audit file ended in a cut-short line; moved aside, starting a new chain'),
   });
-  const store =
+  const store: OwnershipStore =
     deps.store ??
     (config.store.kind === 'etcd'
       ? await EtcdStore.connect({
@@ -92,6 +93,10 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         })
       : new MemoryStore());
   const nodes = config.nodes.map((n) => ({ id: n.id, address: hp(n.address), weight: n.weight }));
+  // Self-fencing from the store lease (a shared store); the in-process store has none and is always ok.
+  const leaseOkAt = store.leaseOkAt?.bind(store);
+  const fenceCfg = { ttlMs: store.leaseTtlMs ?? 0, marginMs: defaultMargin(store.leaseTtlMs ?? 3000) };
+  const fence = (): FenceState => (leaseOkAt === undefined ? FenceState.OK : fenceAt(leaseOkAt(), clock.now(), fenceCfg).state);
   let core: DirectorCore | null = null;
   const membership = new Membership(hasher, nodes, (ring) => core?.setRing(ring));
   core = new DirectorCore(
@@ -110,6 +115,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     config.listen.udp.map((l) => createCodec(codecSpec(l)).datagram),
   );
   const c = core;
+  c.setFence(fence);
   const eligible = (id: string): boolean => membership.ring.nodes.some((n) => n.id === id);
   const ownership = new Ownership(
     { directorId, quiesceMs: config.drain.quiesce_ms, revokeTimeoutMs: config.revoke.timeout_ms, revokeRetries: config.revoke.retries },
@@ -121,6 +127,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       clock,
       eligible,
       knownNode: (id) => membership.get(id) !== undefined,
+      fence,
       // PROXY v2 carries the version that lets a new owner take a session over; transparent forwarding
       // and protocols other than JV1 keep their state on the node.
       movable: (rec) =>
@@ -208,6 +215,8 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   let draining = false;
   const ready = (): { ready: boolean; reason?: string } => {
     if (draining) return { ready: false, reason: 'director draining' };
+    const f = fence();
+    if (f !== FenceState.OK) return { ready: false, reason: f === FenceState.EXPIRED ? 'store lease expired: not forwarding' : 'store unreachable or lease near its deadline' };
     if (membership.ring.nodes.length === 0) return { ready: false, reason: 'no active, healthy node' };
     return { ready: true };
   };

@@ -12,6 +12,7 @@ import { LifecycleEvent, SessionState, transition } from '../session/lifecycle.j
 import { type Candidate, newSessionRecord, type SessionRecord, SessionTable } from '../session/table.js';
 import { KeyedTokenBuckets } from '../util/token-bucket.js';
 import type { DatagramCodec } from '../codec/codec.js';
+import { FenceState } from '../store/fence.js';
 
 const REJECT_NAMES: Record<number, string> = Object.fromEntries(Object.entries(RejectReason).map(([k, v]) => [v, k.toLowerCase()]));
 
@@ -41,6 +42,8 @@ export const DropReason = {
   REJECT_RATE_LIMITED: 'reject_rate_limited',
   REJECT_TOO_SMALL: 'reject_too_small',
   OWNER_UNAVAILABLE: 'owner_unavailable',
+  /** Past the self-fence deadline of the store lease: nothing is forwarded. */
+  FENCED: 'fenced',
   HOLD_OVERFLOW: 'hold_overflow',
   FROZEN_UNBOUND: 'frozen_unbound',
   // Node side.
@@ -162,6 +165,7 @@ export class DirectorCore {
   readonly #rejects: KeyedTokenBuckets;
   readonly #ownerAvailable: OwnerAvailable;
   readonly #codecs: readonly (DatagramCodec | null)[];
+  #fence: () => FenceState = () => FenceState.OK;
   /** Codecs whose data packets carry no id: client transport → the session pinned to it. */
   readonly #pins = new Map<string, string>();
   /** Sessions whose client restarted (a new session id from their pinned transport): the shell ends them. */
@@ -179,6 +183,14 @@ export class DirectorCore {
     this.#admission = new KeyedTokenBuckets(limits.admissionRate, limits.admissionBurst);
     this.#rejects = new KeyedTokenBuckets(limits.rejectRate, limits.rejectBurst);
     this.#ownerAvailable = ownerAvailable;
+  }
+
+  /**
+   * The self-fence (a shared store's lease): 'near' refuses admissions (REJECT STORE_UNAVAILABLE),
+   * 'expired' stops forwarding anything. A store that cannot be lost keeps it 'ok'.
+   */
+  setFence(fn: () => FenceState): void {
+    this.#fence = fn;
   }
 
   /** Swaps the ring snapshot used for new sessions. Existing sessions keep their owner (invariant 3). */
@@ -199,6 +211,7 @@ export class DirectorCore {
 
   /** A datagram from a client transport arriving on listener `listener`. */
   onClient(msg: Buffer, src: Transport, srcKey: string, listener: number, now: number): ClientOutcome {
+    if (this.#fence() === FenceState.EXPIRED) return { kind: 'drop', reason: DropReason.FENCED };
     const codec = this.#codecs[listener];
     if (codec !== undefined && codec !== null && codec.name !== 'jv1') return this.#onClientCodec(codec, msg, src, srcKey, listener, now);
     const d = decodeJv1(msg);
@@ -243,6 +256,7 @@ export class DirectorCore {
    * session is a reattach candidate (every connection has a new source port) that the owner must BIND.
    */
   onTcpPreamble(type: PacketType, sessionId: Uint8Array, src: Transport, srcKey: string, bytes: number, now: number): TcpOutcome {
+    if (this.#fence() === FenceState.EXPIRED) return { kind: 'drop', reason: DropReason.FENCED };
     if (type !== PacketType.HELLO && type !== PacketType.DATA && type !== PacketType.CLOSE) {
       return { kind: 'drop', reason: DropReason.CLIENT_FORBIDDEN_TYPE };
     }
@@ -339,6 +353,7 @@ export class DirectorCore {
    * from the current owner; a JV1 CLOSE from the owner ends the session.
    */
   onSessionReply(rec: SessionRecord, nodeId: string, msg: Uint8Array, now: number): SessionReplyOutcome {
+    if (this.#fence() === FenceState.EXPIRED) return { kind: 'drop', reason: DropReason.FENCED };
     if (this.table.get(rec.id) !== rec || (rec.expiresAt <= now && rec.pending === null)) return { kind: 'drop', reason: DropReason.NODE_UNKNOWN_SESSION };
     if (rec.owner !== nodeId) return { kind: 'drop', reason: rec.formerOwner === nodeId ? DropReason.NODE_FORMER_OWNER : DropReason.NODE_NOT_OWNER };
     const codec = this.#codecs[rec.listener];
@@ -359,6 +374,7 @@ export class DirectorCore {
 
   /** A datagram from node `nodeId` (the shell matched its source to that node's address). */
   onNode(nodeId: string, msg: Uint8Array, now: number): NodeOutcome {
+    if (this.#fence() === FenceState.EXPIRED) return { kind: 'drop', reason: DropReason.FENCED };
     const d = decodeJv1(msg);
     if (d.kind === 'not-mine') return { kind: 'drop', reason: DropReason.NOT_JV1 };
     if (d.kind === 'malformed') return { kind: 'drop', reason: DropReason.MALFORMED, detail: d.reason };
@@ -685,6 +701,7 @@ export class DirectorCore {
 
   #admit(id: string, idView: Uint8Array, msg: Buffer | null, len: number, src: Transport, srcKey: string, listener: number, now: number): ClientOutcome {
     if (this.#draining) return this.#reject(RejectReason.DIRECTOR_DRAINING, idView, src, len, now);
+    if (this.#fence() !== FenceState.OK) return this.#reject(RejectReason.STORE_UNAVAILABLE, idView, src, len, now);
     if (!this.#admission.take(src.address, now)) return this.#reject(RejectReason.RATE_LIMITED, idView, src, len, now);
     if (this.table.full) return this.#reject(RejectReason.NO_CAPACITY, idView, src, len, now);
     const owner = this.#ring.pick(idView);

@@ -5,6 +5,7 @@
 import { transportKey } from '../codec/ip.js';
 import { RejectReason, type Transport } from '../codec/types.js';
 import { StoreUnavailableError } from '../errors.js';
+import { FenceState } from '../store/fence.js';
 import type { AuditSink } from '../obs/audit.js';
 import { type DirectorStats, rejectLabel } from '../obs/stats.js';
 import { LifecycleEvent, SessionState } from '../session/lifecycle.js';
@@ -56,6 +57,8 @@ export interface OwnershipDeps {
    * own retry lands on a remaining node.
    */
   readonly movable?: (rec: SessionRecord) => boolean;
+  /** The self-fence: ownership changes only while it is 'ok'. */
+  readonly fence?: () => FenceState;
 }
 
 export type StepFailure = PlanRefusal | 'conflict' | 'unavailable' | 'no_target' | 'not_found' | 'bad_target' | 'unmovable';
@@ -167,6 +170,10 @@ export class Ownership {
     opts: { cause: string; expectVersion?: bigint; toOwner?: string; bind?: Candidate; actor: string },
   ): Promise<StepResult> {
     const core = this.#d.core;
+    if (this.#d.fence !== undefined && this.#d.fence() !== FenceState.OK) {
+      // Near or past the lease deadline: no transition may start (fail closed), nothing changes.
+      return { ok: false, reason: 'unavailable', message: 'the store lease is near its deadline: ownership changes are refused' };
+    }
     const p = core.plan(rec, event, opts);
     if (typeof p === 'string') return { ok: false, reason: p, message: refusalText(p, rec) };
     const r = await this.#d.store.update(this.#stored(rec, { version: p.toVersion, state: p.toState, owner: p.toOwner, transport: p.bind?.key ?? rec.transportKey }), p.fromVersion);

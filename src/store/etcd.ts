@@ -6,7 +6,7 @@
 // expects) and never throws for an expected outcome.
 import { InterceptingCall, type CallOptions, type Interceptor } from '@grpc/grpc-js';
 import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, isBrokenCircuitError, noop, type IBackoff } from 'cockatiel';
-import { Etcd3, isRecoverableError, type IKeyValue, type IRangeResponse, type Watcher } from 'etcd3';
+import { Etcd3, isRecoverableError, type IKeyValue, type IRangeResponse, type Lease, type Watcher } from 'etcd3';
 import type { CasResult, GetResult, OwnershipStore, StoreEvent, StoredSession } from './store.js';
 import { SessionState } from '../session/lifecycle.js';
 
@@ -200,12 +200,67 @@ export class EtcdStore implements OwnershipStore {
   #resyncTimer: NodeJS.Timeout | null = null;
   #closed = false;
   #listedOnce = false;
+  // ---- the director's lease (self-fencing) ----
+  #lease: Lease | null = null;
+  #leaseOkAt: number | null = null;
+  #leaseTimer: NodeJS.Timeout | null = null;
+  readonly leaseTtlMs: number | undefined;
 
   private constructor(client: Etcd3, opts: EtcdStoreOptions) {
     this.#client = client;
     this.#keyPrefix = `${opts.prefix}sessions/`;
     this.#timeoutMs = opts.callTimeoutMs;
     this.#onError = opts.onError;
+    this.leaseTtlMs = opts.leaseTtlS === undefined ? undefined : opts.leaseTtlS * 1000;
+  }
+
+  /** Monotonic time (performance.now) at which the last successful lease keepalive was sent. */
+  leaseOkAt(): number | null {
+    return this.#leaseOkAt;
+  }
+
+  /**
+   * Keeps the director's lease alive: a grant, then a keepalive every quarter TTL (every 250 ms while
+   * failing), each with the call deadline. The time recorded is when the request was SENT, so the
+   * fence computed from it is never later than the server's view. A lease the server let expire is
+   * granted anew.
+   */
+  #leaseTick(): Promise<void> {
+    const ttlMs = this.leaseTtlMs;
+    if (ttlMs === undefined || this.#closed) return Promise.resolve();
+    const sent = performance.now();
+    const attempt = async (): Promise<void> => {
+      if (this.#lease === null) {
+        const lease = this.#client.lease(Math.round(ttlMs / 1000), { autoKeepAlive: false });
+        lease.on('lost', () => {
+          if (this.#lease === lease) this.#lease = null;
+        });
+        this.#lease = lease;
+        await withTimeout(lease.grant(), this.#timeoutMs);
+        return;
+      }
+      const res = await withTimeout(this.#lease.keepaliveOnce(), this.#timeoutMs);
+      if (Number(res.TTL) <= 0) {
+        this.#lease = null; // expired on the server: grant a new one next time
+        throw new Error('lease expired');
+      }
+    };
+    return attempt().then(
+      () => {
+        this.#leaseOkAt = sent;
+        this.#scheduleLease(Math.max(100, Math.floor(ttlMs / 4)));
+      },
+      (err: unknown) => {
+        this.#onError?.(err, 'lease keepalive');
+        this.#scheduleLease(250);
+      },
+    );
+  }
+
+  #scheduleLease(ms: number): void {
+    if (this.#closed) return;
+    this.#leaseTimer = setTimeout(() => void this.#leaseTick(), ms);
+    this.#leaseTimer.unref();
   }
 
   /**
@@ -245,6 +300,8 @@ export class EtcdStore implements OwnershipStore {
     });
     const store = new EtcdStore(client, opts);
     await store.#startFeed();
+    // The first grant is awaited (bounded by the call deadline): a director starts unfenced when etcd is up.
+    await store.#leaseTick();
     return store;
   }
 
@@ -474,6 +531,8 @@ export class EtcdStore implements OwnershipStore {
     if (this.#closed) return;
     this.#closed = true;
     this.#subs.clear();
+    if (this.#leaseTimer !== null) clearTimeout(this.#leaseTimer);
+    this.#lease?.release();
     if (this.#resyncTimer !== null) clearTimeout(this.#resyncTimer);
     const w = this.#watcher;
     this.#watcher = null;
@@ -592,4 +651,15 @@ export class EtcdStore implements OwnershipStore {
       // the error hook itself failed; nothing more to tell
     }
   }
+}
+
+/** `p`, or a rejection once `ms` have passed (the call may still be in flight; the caller assumes nothing). */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    t.unref();
+  });
+  p.catch(() => undefined); // a late rejection after the timeout is not unhandled
+  return Promise.race([p, timeout]).finally(() => clearTimeout(t));
 }

@@ -50,4 +50,12 @@ export interface OwnershipStore {
   /** Change events for every successful write, in commit order. Returns an unsubscribe function. */
   watch(listener: (ev: StoreEvent) => void): () => void;
   close(): Promise<void>;
+  /**
+   * A store shared by several directors holds a lease per director: the monotonic time (ms, the
+   * director's clock) at which the last successful keepalive was sent, or null before the first.
+   * Absent for a store that cannot be lost (the in-process one).
+   */
+  leaseOkAt?(): number | null;
+  /** The TTL of that lease. */
+  readonly leaseTtlMs?: number;
 }

@@ -1,0 +1,38 @@
+// Self-fencing lease math (DESIGN §5): from the last keepalive of the director's store lease that
+// succeeded, on the director's own monotonic clock, when it must stop changing ownership and when it must
+// stop forwarding — before the store could expire the lease. Pure: time comes in as `now`.
+
+export const FenceState = {
+  /** The lease is fresh: every operation is allowed. */
+  OK: 'ok',
+  /** The deadline is near (or there is no lease yet): no admission, reattach or drain step; forwarding goes on. */
+  NEAR: 'near',
+  /** Past the self-fence deadline: nothing is forwarded either. */
+  EXPIRED: 'expired',
+} as const;
+export type FenceState = (typeof FenceState)[keyof typeof FenceState];
+
+export interface FenceConfig {
+  /** The lease TTL the store grants. */
+  readonly ttlMs: number;
+  /** Safety margin before the server could expire the lease (clock drift, a keepalive in flight). */
+  readonly marginMs: number;
+}
+
+/** A margin of a third of the TTL, at least 1 s and less than half the TTL. */
+export function defaultMargin(ttlMs: number): number {
+  return Math.min(Math.max(1000, Math.floor(ttlMs / 3)), Math.floor(ttlMs / 2) - 1);
+}
+
+/**
+ * The fence at `now` given the last successful keepalive (`null`: never). Forwarding stops at
+ * lastOk + ttl − margin (the lease cannot have expired on the server before then); ownership changes stop
+ * one margin earlier, so that a transition started just before is finished or refused in time.
+ */
+export function fenceAt(lastOkAt: number | null, now: number, cfg: FenceConfig): { state: FenceState; denyAt: number | null; stopAt: number | null } {
+  if (lastOkAt === null) return { state: FenceState.NEAR, denyAt: null, stopAt: null };
+  const stopAt = lastOkAt + cfg.ttlMs - cfg.marginMs;
+  const denyAt = stopAt - cfg.marginMs;
+  const state = now >= stopAt ? FenceState.EXPIRED : now >= denyAt ? FenceState.NEAR : FenceState.OK;
+  return { state, denyAt, stopAt };
+}
