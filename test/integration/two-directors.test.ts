@@ -107,6 +107,38 @@ describe('two directors on etcd', () => {
     }
   });
 
+  it('killing the etcd leader: both directors keep serving after the election', async () => {
+    const s = await ClientSession.open(a.udp[0]!);
+    try {
+      await s.hello();
+      const leader = await etcd.leader();
+      await etcd.members.find((m) => m.name === leader)!.kill();
+      // New sessions are admitted again on both directors once a new leader is elected (bounded wait).
+      for (const d of [a, b]) {
+        await waitFor(
+          `an admission through ${d === a ? 'A' : 'B'}`,
+          async () => {
+            const n = await ClientSession.open(d.udp[0]!);
+            try {
+              await n.hello({ timeoutMs: 1000, attempts: 1 });
+              return true;
+            } catch {
+              return undefined;
+            } finally {
+              await n.close();
+            }
+          },
+          { timeoutMs: 20_000, intervalMs: 200 },
+        );
+      }
+      s.sendData(Buffer.from('after-election'));
+      await s.next((r) => r.type === PacketType.DATA && r.payload!.subarray(0, 14).toString() === 'after-election');
+      await etcd.members.find((m) => m.name === leader)!.restart();
+    } finally {
+      await s.close();
+    }
+  });
+
   it('two directors racing on one session: one winner, one REJECT OWNERSHIP_CONFLICT; the checker passes', async () => {
     const s = await ClientSession.open(a.udp[0]!);
     const extra: ClientSession[] = [];
@@ -136,6 +168,27 @@ describe('two directors on etcd', () => {
       expect(verdict.violations).toEqual([]);
     } finally {
       await Promise.all([s, ...extra].map((x) => x.close()));
+    }
+  });
+
+  it('a director killed: its sessions continue through the other director', async () => {
+    const s = await ClientSession.open(a.udp[0]!);
+    try {
+      const key = await s.hello();
+      await waitFor('director B to see the session', () => session(b, s.hex));
+      a.kill('SIGKILL');
+      await a.exited;
+      const moved = await ClientSession.open(b.udp[0]!, { id: s.id, key });
+      try {
+        moved.sendData(Buffer.from('after-a-died'));
+        await moved.next((r) => r.type === PacketType.DATA && r.payload!.subarray(0, 12).toString() === 'after-a-died');
+        expect((await session(b, s.hex))!.version).toBe('2');
+      } finally {
+        await moved.close();
+      }
+      expect(checkRecords(await readRecords(dir)).violations).toEqual([]);
+    } finally {
+      await s.close();
     }
   });
 });
