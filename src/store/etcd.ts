@@ -220,7 +220,7 @@ export class EtcdStore implements OwnershipStore {
   }
 
   /**
-   * Keeps the director's lease alive: a grant, then a keepalive every quarter TTL (every 250 ms while
+   * Keeps the director's lease alive: a grant, then a keepalive every fifth of the TTL (every 250 ms while
    * failing), each with the call deadline. The time recorded is when the request was SENT, so the
    * fence computed from it is never later than the server's view. A lease the server let expire is
    * granted anew.
@@ -248,7 +248,7 @@ export class EtcdStore implements OwnershipStore {
     return attempt().then(
       () => {
         this.#leaseOkAt = sent;
-        this.#scheduleLease(Math.max(100, Math.floor(ttlMs / 4)));
+        this.#scheduleLease(Math.max(100, Math.floor(ttlMs / 5)));
       },
       (err: unknown) => {
         this.#onError?.(err, 'lease keepalive');

@@ -19,20 +19,22 @@ export interface FenceConfig {
   readonly marginMs: number;
 }
 
-/** A margin of a third of the TTL, at least 1 s and less than half the TTL. */
+/** A margin of a quarter of the TTL, at least 1 s and less than half the TTL. */
 export function defaultMargin(ttlMs: number): number {
-  return Math.min(Math.max(1000, Math.floor(ttlMs / 3)), Math.floor(ttlMs / 2) - 1);
+  return Math.min(Math.max(1000, Math.floor(ttlMs / 4)), Math.floor(ttlMs / 2) - 1);
 }
 
 /**
  * The fence at `now` given the last successful keepalive (`null`: never). Forwarding stops at
  * lastOk + ttl − margin (the lease cannot have expired on the server before then); ownership changes stop
- * one margin earlier, so that a transition started just before is finished or refused in time.
+ * at half the TTL, or one margin before that stop if it comes first, so that a transition started just
+ * before is finished or refused in time while a short etcd election (keepalives every TTL/5) does not
+ * fence anything.
  */
 export function fenceAt(lastOkAt: number | null, now: number, cfg: FenceConfig): { state: FenceState; denyAt: number | null; stopAt: number | null } {
   if (lastOkAt === null) return { state: FenceState.NEAR, denyAt: null, stopAt: null };
   const stopAt = lastOkAt + cfg.ttlMs - cfg.marginMs;
-  const denyAt = stopAt - cfg.marginMs;
+  const denyAt = Math.min(lastOkAt + cfg.ttlMs / 2, stopAt - cfg.marginMs);
   const state = now >= stopAt ? FenceState.EXPIRED : now >= denyAt ? FenceState.NEAR : FenceState.OK;
   return { state, denyAt, stopAt };
 }

@@ -143,6 +143,8 @@ describe('two directors on etcd', () => {
     const s = await ClientSession.open(a.udp[0]!);
     const extra: ClientSession[] = [];
     try {
+      // Both directors ready (their leases fresh after the previous test's election), then the race.
+      for (const d of [a, b]) await waitFor('readyz', async () => (await fetch(`${d.admin}/readyz`)).status === 200);
       const key = await s.hello();
       await waitFor('director B to see the session', () => session(b, s.hex));
       const viaA = await ClientSession.open(a.udp[0]!, { id: s.id, key });
@@ -168,6 +170,42 @@ describe('two directors on etcd', () => {
       expect(verdict.violations).toEqual([]);
     } finally {
       await Promise.all([s, ...extra].map((x) => x.close()));
+    }
+  });
+
+  it('a drain started through director A moves the sessions served by director B', async () => {
+    const viaB: ClientSession[] = [];
+    try {
+      for (let i = 0; i < 12; i++) {
+        const s = await ClientSession.open(b.udp[0]!);
+        viaB.push(s);
+        await s.hello();
+      }
+      await waitFor('A to see B\'s sessions', async () => (await Promise.all(viaB.map((s) => session(a, s.hex)))).every((x) => x !== undefined));
+      const owners = await Promise.all(viaB.map(async (s) => (await session(b, s.hex))!.owner));
+      const node = owners[0]!;
+      const moving = viaB.filter((_, i) => owners[i] === node);
+      const r = await fetch(`${a.admin}/v1/nodes/${node}/drain`, { method: 'POST', body: '{"mode":"migrate"}' });
+      expect(r.status).toBe(202);
+      const drain = (await r.json()) as { id: string };
+      const done = await waitFor('the drain on A to complete', async () => {
+        const d = (await (await fetch(`${a.admin}/v1/drains/${drain.id}`)).json()) as { state: string; moved: number };
+        return d.state === 'completed' ? d : undefined;
+      });
+      expect(done.moved).toBeGreaterThanOrEqual(moving.length); // earlier tests left sessions on it too
+      for (const s of moving) {
+        const onB = await waitFor('B to follow the move', async () => {
+          const x = await session(b, s.hex);
+          return x !== undefined && x.owner !== node ? x : undefined;
+        });
+        expect(onB.version).toBe('4');
+        s.sendData(Buffer.from('moved-by-a'));
+        await s.next((r2) => r2.type === PacketType.DATA && r2.payload!.subarray(0, 10).toString() === 'moved-by-a');
+      }
+      expect(checkRecords(await readRecords(dir)).violations).toEqual([]);
+      await fetch(`${a.admin}/v1/nodes/${node}/undrain`, { method: 'POST' });
+    } finally {
+      await Promise.all(viaB.map((s) => s.close()));
     }
   });
 

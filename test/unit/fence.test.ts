@@ -7,11 +7,12 @@ describe('fenceAt', () => {
   it.each([
     [null, 0, FenceState.NEAR],
     [0, 0, FenceState.OK],
-    [0, 5_999, FenceState.OK],
-    [0, 6_000, FenceState.NEAR],
+    [0, 4_999, FenceState.OK],
+    [0, 5_000, FenceState.NEAR],
     [0, 7_999, FenceState.NEAR],
     [0, 8_000, FenceState.EXPIRED],
-    [1_000, 8_500, FenceState.NEAR],
+    [1_000, 6_500, FenceState.NEAR],
+    [1_000, 5_999, FenceState.OK],
     [1_000, 60_000, FenceState.EXPIRED],
   ] as const)('last ok %s, now %s → %s', (last, now, want) => {
     expect(fenceAt(last, now, cfg).state).toBe(want);
