@@ -198,6 +198,19 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         onError: (err) => logger.debug({ err }, 'health probe error'),
       })
     : null;
+  // store.partition_policy: when the fence comes back from 'expired', `terminate` ends every session.
+  let fenceWas: FenceState = FenceState.OK;
+  const partitionWatch = setInterval(() => {
+    const now = fence();
+    if (fenceWas === FenceState.EXPIRED && now === FenceState.OK) {
+      logger.warn({ policy: config.store.partition_policy, sessions: c.table.size }, 'store back after the fence expired');
+      if (config.store.partition_policy === 'terminate') {
+        for (const rec of [...c.table.values()]) ownership.terminate(rec.id, 'partition', directorId);
+      }
+    }
+    fenceWas = now;
+  }, 100);
+  partitionWatch.unref();
   let autoFailover: NodeJS.Timeout | null = null;
   if (prober !== null && config.failover.mode === 'auto') {
     autoFailover = setInterval(() => {
@@ -312,6 +325,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   const close = (): Promise<void> => {
     closed ??= (async () => {
       if (autoFailover !== null) clearInterval(autoFailover);
+      clearInterval(partitionWatch);
       unfollow?.();
       drains.close();
       ownership.close();

@@ -271,6 +271,7 @@ export const FAILOVER_MODES = ['manual', 'auto'] as const;
 export type FailoverMode = (typeof FAILOVER_MODES)[number];
 
 export const STORE_KINDS = ['memory', 'etcd'] as const;
+export const PARTITION_POLICIES = ['deny', 'terminate'] as const;
 export type StoreKind = (typeof STORE_KINDS)[number];
 
 const node = z.strictObject(
@@ -354,6 +355,7 @@ export const AnchorConfigSchema = z
       }),
       store: section({
         kind: oneOf(STORE_KINDS).default('memory'),
+        partition_policy: oneOf(PARTITION_POLICIES).default('deny'),
         etcd: section({
           endpoints: z
             .array(

@@ -108,3 +108,49 @@ describe('director on etcd: losing and regaining quorum', () => {
     return line === undefined ? 0 : Number(line.split(' ').at(-1));
   }
 });
+
+describe('store.partition_policy: terminate', () => {
+  let etcd: EtcdCluster;
+  let c: Cluster;
+  beforeAll(async () => {
+    etcd = await startEtcdCluster({ members: 3 });
+    c = await startCluster({
+      family: 4,
+      config: {
+        store: {
+          kind: 'etcd',
+          partition_policy: 'terminate',
+          etcd: { endpoints: etcd.endpoints, prefix: `/anchor-p-${randomBytes(4).toString('hex')}/`, lease_ttl_s: 3, call_timeout_ms: 500 },
+        },
+      },
+    });
+  });
+  afterAll(async () => {
+    await c?.stop();
+    await etcd?.stop();
+  });
+
+  it('ends every session deterministically when the store returns after the fence expired', async () => {
+    const live = await ClientSession.open(c.director.udp[0]!);
+    try {
+      await live.hello();
+      await Promise.all([etcd.members[1]!.kill(), etcd.members[2]!.kill()]);
+      await waitFor('the fence to expire', async () => {
+        const r = await fetch(`${c.director.admin}/readyz`);
+        return r.status === 503 && ((await r.json()) as { reason: string }).reason.includes('expired');
+      }, { timeoutMs: 10_000, intervalMs: 100 });
+      await Promise.all([etcd.members[1]!.restart(), etcd.members[2]!.restart()]);
+      await waitFor('the session to be ended', async () => (await fetch(`${c.director.admin}/v1/sessions/${live.hex}`)).status === 404, {
+        timeoutMs: 20_000,
+        intervalMs: 100,
+      });
+      const audit = (await (await fetch(`${c.director.admin}/v1/audit?session=${live.hex}`)).json()) as { items: { event: string; cause: string }[] };
+      expect(audit.items.map((l) => [l.event, l.cause])).toContainEqual(['terminate', 'partition']);
+      live.sendData(Buffer.from('after'));
+      const rej = await live.next((r) => r.type === PacketType.REJECT, 5000);
+      expect(rej.payload![0]).toBe(RejectReason.SESSION_TERMINATED);
+    } finally {
+      await live.close();
+    }
+  });
+});
