@@ -172,7 +172,14 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       clock,
       logger,
       stats,
-      setDraining: (node, on) => membership.setState(node, on ? NodeState.DRAINING : NodeState.ACTIVE),
+      setDraining: (node, on) => {
+        const state = on ? NodeState.DRAINING : NodeState.ACTIVE;
+        membership.setState(node, state);
+        // Shared with the other directors of a cluster (they stop admitting to it too).
+        void store.putNodeState?.(node, state).then((r) => {
+          if (!r.ok) logger.warn({ node, state, message: r.message }, 'node state not shared with the other directors');
+        });
+      },
     },
   );
   const startFailover = (node: string, actor: string): ReturnType<DrainCoordinator['start']> => {
@@ -198,6 +205,18 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         onError: (err) => logger.debug({ err }, 'health probe error'),
       })
     : null;
+  // Node states other directors wrote (a drain started elsewhere), polled from a shared store.
+  const pollNodeStates = async (): Promise<void> => {
+    const r = await store.nodeStates?.();
+    if (r === undefined || !r.ok) return;
+    for (const [node, state] of r.states) {
+      // A drain running on this director decides for itself (its own write may still be in flight).
+      if (drains.active(node) !== undefined) continue;
+      if (membership.get(node) !== undefined && (state === NodeState.ACTIVE || state === NodeState.DRAINING)) membership.setState(node, state);
+    }
+  };
+  const nodePoll = store.nodeStates === undefined ? null : setInterval(() => void pollNodeStates(), 500);
+  nodePoll?.unref();
   // store.partition_policy: when the fence comes back from 'expired', `terminate` ends every session.
   let fenceWas: FenceState = FenceState.OK;
   const partitionWatch = setInterval(() => {
@@ -326,6 +345,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     closed ??= (async () => {
       if (autoFailover !== null) clearInterval(autoFailover);
       clearInterval(partitionWatch);
+      if (nodePoll !== null) clearInterval(nodePoll);
       unfollow?.();
       drains.close();
       ownership.close();

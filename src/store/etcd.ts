@@ -187,6 +187,7 @@ const hasLeader: Interceptor = (options, nextCall) =>
 export class EtcdStore implements OwnershipStore {
   readonly #client: Etcd3;
   readonly #keyPrefix: string;
+  readonly #nodePrefix: string;
   readonly #timeoutMs: number;
   readonly #onError: ((err: unknown, context: string) => void) | undefined;
   readonly #subs = new Set<Subscription>();
@@ -209,6 +210,7 @@ export class EtcdStore implements OwnershipStore {
   private constructor(client: Etcd3, opts: EtcdStoreOptions) {
     this.#client = client;
     this.#keyPrefix = `${opts.prefix}sessions/`;
+    this.#nodePrefix = `${opts.prefix}nodes/`;
     this.#timeoutMs = opts.callTimeoutMs;
     this.#onError = opts.onError;
     this.leaseTtlMs = opts.leaseTtlS === undefined ? undefined : opts.leaseTtlS * 1000;
@@ -384,6 +386,40 @@ export class EtcdStore implements OwnershipStore {
       }
     }
     throw last ?? new CallTimeout('range', timeoutMs);
+  }
+
+  /** A node's state (active, draining) for every director of the cluster. */
+  async putNodeState(node: string, state: string): Promise<{ ok: true } | { ok: false; reason: 'unavailable'; message: string }> {
+    if (this.#closed) return unavailable('store closed');
+    try {
+      await this.#call('put', (o) => this.#client.kv.put({ key: Buffer.from(`${this.#nodePrefix}${node}`), value: Buffer.from(JSON.stringify({ state })) }, o), this.#timeoutMs);
+      return { ok: true };
+    } catch (err) {
+      return unavailable(`node state not written: ${(err as Error).message}`);
+    }
+  }
+
+  /** Every node state written by any director. */
+  async nodeStates(): Promise<{ ok: true; states: Map<string, string> } | { ok: false; reason: 'unavailable'; message: string }> {
+    if (this.#closed) return unavailable('store closed');
+    const start = Buffer.from(this.#nodePrefix);
+    const end = Buffer.from(this.#nodePrefix);
+    end[end.length - 1] = (end[end.length - 1] as number) + 1;
+    try {
+      const res = await this.#call('range', (o) => this.#client.kv.range({ key: start, range_end: end }, o), this.#timeoutMs);
+      const states = new Map<string, string>();
+      for (const kv of res.kvs) {
+        try {
+          const v = JSON.parse(Buffer.from(kv.value).toString('utf8')) as { state?: unknown };
+          if (typeof v.state === 'string') states.set(Buffer.from(kv.key).toString('utf8').slice(this.#nodePrefix.length), v.state);
+        } catch {
+          // not ours: ignored
+        }
+      }
+      return { ok: true, states };
+    } catch (err) {
+      return unavailable(`node states not read: ${(err as Error).message}`);
+    }
   }
 
   async get(id: string): Promise<GetResult> {

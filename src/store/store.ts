@@ -58,4 +58,10 @@ export interface OwnershipStore {
   leaseOkAt?(): number | null;
   /** The TTL of that lease. */
   readonly leaseTtlMs?: number;
+  /**
+   * Node states shared by the directors of a cluster (a drain started on any director is seen by all).
+   * Absent for a store of one director.
+   */
+  putNodeState?(node: string, state: string): Promise<{ ok: true } | { ok: false; reason: 'unavailable'; message: string }>;
+  nodeStates?(): Promise<{ ok: true; states: Map<string, string> } | { ok: false; reason: 'unavailable'; message: string }>;
 }

@@ -203,7 +203,22 @@ describe('two directors on etcd', () => {
         await s.next((r2) => r2.type === PacketType.DATA && r2.payload!.subarray(0, 10).toString() === 'moved-by-a');
       }
       expect(checkRecords(await readRecords(dir)).violations).toEqual([]);
+      // The node's draining state is shared: B stops admitting to it too.
+      await waitFor('B to see the node draining', async () => {
+        const nodes = (await (await fetch(`${b.admin}/v1/nodes`)).json()) as { items: { id: string; state: string }[] };
+        return nodes.items.find((n) => n.id === node)?.state === 'draining';
+      });
+      for (let i = 0; i < 6; i++) {
+        const n = await ClientSession.open(b.udp[0]!);
+        viaB.push(n);
+        await n.hello();
+        expect((await session(b, n.hex))!.owner).not.toBe(node);
+      }
       await fetch(`${a.admin}/v1/nodes/${node}/undrain`, { method: 'POST' });
+      await waitFor('B to see the node active again', async () => {
+        const nodes = (await (await fetch(`${b.admin}/v1/nodes`)).json()) as { items: { id: string; state: string }[] };
+        return nodes.items.find((n) => n.id === node)?.state === 'active';
+      });
     } finally {
       await Promise.all(viaB.map((s) => s.close()));
     }
