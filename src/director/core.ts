@@ -224,7 +224,7 @@ export class DirectorCore {
     }
     const id = sessionIdHex(pkt.sessionId);
     let rec = this.table.get(id);
-    if (rec !== undefined && rec.expiresAt <= now && rec.pending === null) {
+    if (rec !== undefined && this.#idle(rec, now)) {
       // Strict TTL: a session idle past its deadline is over even if the sweep has not run yet.
       this.expiredOnArrival.push({ session: rec, transition: this.#end(rec, LifecycleEvent.EXPIRE, 'idle_ttl', now) });
       rec = undefined;
@@ -262,7 +262,7 @@ export class DirectorCore {
     }
     const id = sessionIdHex(sessionId);
     let rec = this.table.get(id);
-    if (rec !== undefined && rec.expiresAt <= now && rec.pending === null) {
+    if (rec !== undefined && this.#idle(rec, now)) {
       this.expiredOnArrival.push({ session: rec, transition: this.#end(rec, LifecycleEvent.EXPIRE, 'idle_ttl', now) });
       rec = undefined;
     }
@@ -293,7 +293,7 @@ export class DirectorCore {
         const id = this.#pins.get(srcKey);
         const rec = id === undefined ? undefined : this.table.get(id);
         if (rec === undefined || rec.transportKey !== srcKey) return { kind: 'drop', reason: DropReason.UNPINNED };
-        if (rec.expiresAt <= now && rec.pending === null) {
+        if (this.#idle(rec, now)) {
           this.expiredOnArrival.push({ session: rec, transition: this.#end(rec, LifecycleEvent.EXPIRE, 'idle_ttl', now) });
           return { kind: 'drop', reason: DropReason.UNPINNED };
         }
@@ -303,7 +303,7 @@ export class DirectorCore {
       case 'session': {
         const id = sessionIdHex(v.sessionId);
         let rec = this.table.get(id);
-        if (rec !== undefined && rec.expiresAt <= now && rec.pending === null) {
+        if (rec !== undefined && this.#idle(rec, now)) {
           this.expiredOnArrival.push({ session: rec, transition: this.#end(rec, LifecycleEvent.EXPIRE, 'idle_ttl', now) });
           rec = undefined;
         }
@@ -354,7 +354,7 @@ export class DirectorCore {
    */
   onSessionReply(rec: SessionRecord, nodeId: string, msg: Uint8Array, now: number): SessionReplyOutcome {
     if (this.#fence() === FenceState.EXPIRED) return { kind: 'drop', reason: DropReason.FENCED };
-    if (this.table.get(rec.id) !== rec || (rec.expiresAt <= now && rec.pending === null)) return { kind: 'drop', reason: DropReason.NODE_UNKNOWN_SESSION };
+    if (this.table.get(rec.id) !== rec || this.#idle(rec, now)) return { kind: 'drop', reason: DropReason.NODE_UNKNOWN_SESSION };
     if (rec.owner !== nodeId) return { kind: 'drop', reason: rec.formerOwner === nodeId ? DropReason.NODE_FORMER_OWNER : DropReason.NODE_NOT_OWNER };
     const codec = this.#codecs[rec.listener];
     if (codec === undefined || codec === null || codec.name === 'jv1') {
@@ -387,7 +387,7 @@ export class DirectorCore {
       return { kind: 'revoke-ack', session: id, version: v };
     }
     const rec = this.table.get(id);
-    if (rec === undefined || (rec.expiresAt <= now && rec.pending === null)) return { kind: 'drop', reason: DropReason.NODE_UNKNOWN_SESSION };
+    if (rec === undefined || this.#idle(rec, now)) return { kind: 'drop', reason: DropReason.NODE_UNKNOWN_SESSION };
     if (rec.owner !== nodeId) {
       if (rec.formerOwner === nodeId) return { kind: 'drop', reason: DropReason.NODE_FORMER_OWNER };
       return {
@@ -485,6 +485,7 @@ export class DirectorCore {
         now,
         idleTtlMs: this.table.idleTtlMs,
       });
+      rec.servedHere = false;
       this.table.insert(rec);
       return { kind: 'created', session: rec, note: note(undefined, LifecycleEvent.ADMIT) };
     }
@@ -503,7 +504,10 @@ export class DirectorCore {
       local.listener = r.transport.listener;
       local.shellCache = undefined;
     }
+    // Fresh news of the session, but not its traffic: the idle deadline moves, `servedHere` does not.
+    const served = local.servedHere;
     this.table.touch(local, now);
+    local.servedHere = served;
     return { kind: 'updated', session: local, note: n };
   }
 
@@ -608,11 +612,20 @@ export class DirectorCore {
     return this.#end(rec, LifecycleEvent.TERMINATE, cause, now);
   }
 
+  /**
+   * Whether a session is idle past its TTL and this director may expire it: not while a transition is in
+   * flight, and only where it is served — a session mirrored from another director (a shared store)
+   * expires once, on the director that sees its traffic, which then deletes it for everyone.
+   */
+  #idle(rec: SessionRecord, now: number): boolean {
+    return rec.expiresAt <= now && rec.pending === null && rec.servedHere;
+  }
+
   /** Expires idle sessions (at most `limit` per call). A session with a transition in flight waits. */
   sweep(now: number, limit = 10_000): ExpiredNote[] {
     const out: ExpiredNote[] = [];
     for (const rec of this.table.dueForExpiry(now, limit)) {
-      if (rec.pending !== null) continue;
+      if (!this.#idle(rec, now)) continue;
       out.push({ session: rec, transition: this.#end(rec, LifecycleEvent.EXPIRE, 'idle_ttl', now) });
     }
     return out;

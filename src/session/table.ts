@@ -36,6 +36,11 @@ export interface SessionRecord {
   formerOwner: string | null;
   /** Node replies that arrived while a reattach was being CASed: they go to the transport that wins. */
   heldReplies: Buffer[] | null;
+  /**
+   * Whether this director serves the session (admitted it, or saw its client's traffic). A session only
+   * mirrored from another director's writes is not expired here.
+   */
+  servedHere: boolean;
 }
 
 /** A client transport that sent packets of a session without being bound to it. */
@@ -80,6 +85,7 @@ export function newSessionRecord(f: {
     candidates: null,
     formerOwner: null,
     heldReplies: null,
+    servedHere: true,
   };
 }
 
@@ -160,6 +166,7 @@ export class SessionTable {
 
   /** Marks activity: the idle deadline moves; the heap entry is corrected lazily by `sweep`. */
   touch(rec: SessionRecord, now: number): void {
+    rec.servedHere = true;
     rec.lastSeen = now;
     rec.expiresAt = now + this.#limits.idleTtlMs;
   }

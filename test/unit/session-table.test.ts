@@ -31,6 +31,7 @@ function rec(n: number, now: number, owner = 'node-a', ttl = TTL): SessionRecord
     candidates: null,
     formerOwner: null,
     heldReplies: null,
+    servedHere: true,
   };
 }
 
