@@ -43,7 +43,8 @@ const HEX: readonly string[] = Array.from({ length: 256 }, (_, i) => i.toString(
 const SESSION_ID_HEX_RE = /^[0-9a-fA-F]{32}$/;
 const MAX_REJECT_REASON = 8;
 
-function isPacketType(t: number): t is PacketType {
+/** Whether a type byte is one of JV1's packet types. */
+export function isPacketType(t: number): t is PacketType {
   return (
     t === PacketType.HELLO ||
     t === PacketType.DATA ||

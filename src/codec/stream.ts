@@ -1,8 +1,8 @@
 // Stream preambles (DESIGN §2 "Over TCP the same header opens the stream"): an incremental decoder for the
 // JV1 header that opens a TCP stream. Pure: no I/O, no clock; never throws on wire bytes. It decides as
 // soon as the bytes present allow, so a stream fed in any split reaches the same decision at the same byte.
-import { JV1_HEADER_LEN, JV1_VERSION } from './jv1.js';
-import { MalformedReason, PacketType } from './types.js';
+import { isPacketType, JV1_HEADER_LEN, JV1_VERSION } from './jv1.js';
+import { MalformedReason, type PacketType } from './types.js';
 
 export type PreambleResult =
   /** Undecided: the buffer must grow to `need` bytes in total (not `need` more) before deciding. */
@@ -29,16 +29,6 @@ const MALFORMED: Readonly<Record<MalformedReason, PreambleResult>> = Object.free
   ) as Record<MalformedReason, PreambleResult>,
 );
 
-function isPacketType(t: number): t is PacketType {
-  return (
-    t === PacketType.HELLO ||
-    t === PacketType.DATA ||
-    t === PacketType.CLOSE ||
-    t === PacketType.REVOKE ||
-    t === PacketType.REJECT ||
-    t === PacketType.BIND
-  );
-}
 
 /**
  * Decides what the bytes received so far at the start of a stream say about its JV1 header, checking

@@ -7,12 +7,11 @@
 import { InterceptingCall, type CallOptions, type Interceptor } from '@grpc/grpc-js';
 import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, isBrokenCircuitError, noop, type IBackoff } from 'cockatiel';
 import { Etcd3, isRecoverableError, type IKeyValue, type IRangeResponse, type Lease, type Watcher } from 'etcd3';
-import type { CasResult, GetResult, OwnershipStore, StoreEvent, StoredSession } from './store.js';
+import { freezeRecord, U64_MAX, type CasResult, type GetResult, type OwnershipStore, type StoreEvent, type StoredSession } from './store.js';
 import { SessionState } from '../session/lifecycle.js';
 
 const SESSION_STATES: readonly string[] = Object.values(SessionState);
 
-const U64_MAX = (1n << 64n) - 1n;
 
 export interface EtcdStoreOptions {
   /** Client URLs, e.g. `http://127.0.0.1:2379`. */
@@ -70,27 +69,7 @@ function errMessage(err: unknown): string {
 
 // ---- record codec (pure) -------------------------------------------------------------------------
 
-function checkVersion(v: unknown, what: string): bigint {
-  if (typeof v !== 'bigint') throw new TypeError(`${what} must be a bigint, got ${typeof v}`);
-  if (v < 1n || v > U64_MAX) throw new TypeError(`${what} must be within 1..2^64-1, got ${v}`);
-  return v;
-}
 
-function freezeRecord(r: StoredSession): StoredSession {
-  if (r === null || typeof r !== 'object') throw new TypeError('record must be an object');
-  if (typeof r.id !== 'string' || r.id.length === 0) throw new TypeError('record.id must be a non-empty string');
-  if (typeof r.owner !== 'string') throw new TypeError('record.owner must be a string');
-  checkVersion(r.version, 'record.version');
-  return Object.freeze({
-    id: r.id,
-    owner: r.owner,
-    version: r.version,
-    state: r.state,
-    transport: r.transport,
-    director: r.director,
-    expiresAt: r.expiresAt,
-  });
-}
 
 /** JSON with the version as a decimal string (u64 does not fit a JSON number). */
 export function encodeRecord(r: StoredSession): string {

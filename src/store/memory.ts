@@ -2,10 +2,9 @@
 // Owns a Map of frozen records, an owner index and the watch fan-out. It never decides a transition
 // (the caller names the version it expects) and never throws for an expected outcome — only for a
 // programming error (a version that breaks the "+1" rule), as a TypeError.
-import type { CasResult, GetResult, OwnershipStore, StoreEvent, StoredSession } from './store.js';
+import { checkBigint, freezeRecord, type CasResult, type GetResult, type OwnershipStore, type StoreEvent, type StoredSession } from './store.js';
 
 /** Versions are u64 on the wire (PPv2 TLV 0xE1, REVOKE payload). */
-const U64_MAX = (1n << 64n) - 1n;
 
 export interface MemoryStoreOptions {
   /** Start unavailable with this message (the same as `setUnavailable(true, message)` right after construction). */
@@ -23,33 +22,8 @@ interface Subscription {
   readonly fn: (ev: StoreEvent) => void;
 }
 
-function checkBigint(v: unknown, what: string): bigint {
-  if (typeof v !== 'bigint') throw new TypeError(`${what} must be a bigint, got ${typeof v}`);
-  return v;
-}
 
-function checkVersion(v: unknown, what: string): bigint {
-  const b = checkBigint(v, what);
-  if (b < 1n || b > U64_MAX) throw new TypeError(`${what} must be within 1..2^64-1, got ${b}`);
-  return b;
-}
 
-/** A frozen copy holding exactly the StoredSession fields (all primitives, so freezing is deep). */
-function freezeRecord(r: StoredSession): StoredSession {
-  if (r === null || typeof r !== 'object') throw new TypeError('record must be an object');
-  if (typeof r.id !== 'string' || r.id.length === 0) throw new TypeError('record.id must be a non-empty string');
-  if (typeof r.owner !== 'string') throw new TypeError('record.owner must be a string');
-  checkVersion(r.version, 'record.version');
-  return Object.freeze({
-    id: r.id,
-    owner: r.owner,
-    version: r.version,
-    state: r.state,
-    transport: r.transport,
-    director: r.director,
-    expiresAt: r.expiresAt,
-  });
-}
 
 export class MemoryStore implements OwnershipStore {
   readonly #records = new Map<string, StoredSession>();

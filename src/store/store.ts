@@ -65,3 +65,39 @@ export interface OwnershipStore {
   putNodeState?(node: string, state: string): Promise<{ ok: true } | { ok: false; reason: 'unavailable'; message: string }>;
   nodeStates?(): Promise<{ ok: true; states: Map<string, string> } | { ok: false; reason: 'unavailable'; message: string }>;
 }
+
+/** The largest state_version (u64 on the wire). */
+export const U64_MAX = (1n << 64n) - 1n;
+
+/** A bigint argument, or a TypeError naming it (a programming error, not a store outcome). */
+export function checkBigint(v: unknown, what: string): bigint {
+  if (typeof v !== 'bigint') throw new TypeError(`${what} must be a bigint, got ${typeof v}`);
+  return v;
+}
+
+/** A version within 1..2^64-1, or a TypeError naming it. */
+export function checkVersion(v: unknown, what: string): bigint {
+  const b = checkBigint(v, what);
+  if (b < 1n || b > U64_MAX) throw new TypeError(`${what} must be within 1..2^64-1, got ${b}`);
+  return b;
+}
+
+/**
+ * Every store keeps frozen copies holding exactly the StoredSession fields (all primitives, so freezing
+ * is deep): callers can never mutate what a store holds. Throws a TypeError on a malformed record.
+ */
+export function freezeRecord(r: StoredSession): StoredSession {
+  if (r === null || typeof r !== 'object') throw new TypeError('record must be an object');
+  if (typeof r.id !== 'string' || r.id.length === 0) throw new TypeError('record.id must be a non-empty string');
+  if (typeof r.owner !== 'string') throw new TypeError('record.owner must be a string');
+  checkVersion(r.version, 'record.version');
+  return Object.freeze({
+    id: r.id,
+    owner: r.owner,
+    version: r.version,
+    state: r.state,
+    transport: r.transport,
+    director: r.director,
+    expiresAt: r.expiresAt,
+  });
+}
