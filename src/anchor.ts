@@ -22,7 +22,7 @@ import type { SessionRecord } from './session/table.js';
 import { MemoryStore } from './store/memory.js';
 import { EtcdStore } from './store/etcd.js';
 import type { OwnershipStore } from './store/store.js';
-import { defaultMargin, fenceAt, FenceState } from './store/fence.js';
+import { defaultMargin, fenceState, FenceState } from './store/fence.js';
 import type { Clock } from './util/clock.js';
 
 export interface AnchorDeps {
@@ -96,7 +96,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   // Self-fencing from the store lease (a shared store); the in-process store has none and is always ok.
   const leaseOkAt = store.leaseOkAt?.bind(store);
   const fenceCfg = { ttlMs: store.leaseTtlMs ?? 0, marginMs: defaultMargin(store.leaseTtlMs ?? 3000) };
-  const fence = (): FenceState => (leaseOkAt === undefined ? FenceState.OK : fenceAt(leaseOkAt(), clock.now(), fenceCfg).state);
+  const fence = (): FenceState => (leaseOkAt === undefined ? FenceState.OK : fenceState(leaseOkAt(), clock.now(), fenceCfg));
   let core: DirectorCore | null = null;
   const membership = new Membership(hasher, nodes, (ring) => core?.setRing(ring));
   core = new DirectorCore(

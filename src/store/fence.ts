@@ -35,6 +35,13 @@ export function fenceAt(lastOkAt: number | null, now: number, cfg: FenceConfig):
   if (lastOkAt === null) return { state: FenceState.NEAR, denyAt: null, stopAt: null };
   const stopAt = lastOkAt + cfg.ttlMs - cfg.marginMs;
   const denyAt = Math.min(lastOkAt + cfg.ttlMs / 2, stopAt - cfg.marginMs);
-  const state = now >= stopAt ? FenceState.EXPIRED : now >= denyAt ? FenceState.NEAR : FenceState.OK;
-  return { state, denyAt, stopAt };
+  return { state: fenceState(lastOkAt, now, cfg), denyAt, stopAt };
+}
+
+/** fenceAt's state alone, without allocating (it is asked on every packet). */
+export function fenceState(lastOkAt: number | null, now: number, cfg: FenceConfig): FenceState {
+  if (lastOkAt === null) return FenceState.NEAR;
+  const stopAt = lastOkAt + cfg.ttlMs - cfg.marginMs;
+  if (now >= stopAt) return FenceState.EXPIRED;
+  return now >= Math.min(lastOkAt + cfg.ttlMs / 2, stopAt - cfg.marginMs) ? FenceState.NEAR : FenceState.OK;
 }

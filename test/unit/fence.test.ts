@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { defaultMargin, fenceAt, FenceState } from '../../src/store/fence.js';
+import { defaultMargin, fenceAt, fenceState, FenceState } from '../../src/store/fence.js';
 
 describe('fenceAt', () => {
   const cfg = { ttlMs: 10_000, marginMs: 2_000 };
@@ -28,6 +28,7 @@ describe('fenceAt', () => {
         expect(f.denyAt!).toBeGreaterThan(last);
         if (dt >= ttl) expect(f.state).toBe(FenceState.EXPIRED);
         if (f.state === FenceState.OK) expect(last + dt).toBeLessThan(f.denyAt!);
+        expect(fenceState(last, last + dt, c)).toBe(f.state);
       }),
     );
   });
