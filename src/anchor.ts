@@ -9,7 +9,7 @@ import type { Transport } from './codec/types.js';
 import { DirectorCore } from './director/core.js';
 import { UdpDirector } from './director/director.js';
 import { Ownership, type StepFailure } from './director/ownership.js';
-import { DrainCoordinator } from './drain/coordinator.js';
+import { DrainCoordinator, parseDrainView, type DrainView } from './drain/coordinator.js';
 import { TcpFront } from './net/tcp-front.js';
 import { Membership, NodeHealth, NodeState } from './nodes/membership.js';
 import { HealthProber } from './nodes/prober.js';
@@ -165,7 +165,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
           { core: c, ownership, clock, logger, stats },
         );
   const drains = new DrainCoordinator(
-    { rate: config.drain.rate, concurrency: config.drain.concurrency },
+    { rate: config.drain.rate, concurrency: config.drain.concurrency, directorId },
     {
       core: c,
       ownership,
@@ -175,13 +175,29 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       setDraining: (node, on) => {
         const state = on ? NodeState.DRAINING : NodeState.ACTIVE;
         membership.setState(node, state);
-        // Shared with the other directors of a cluster (they stop admitting to it too).
-        void store.putNodeState?.(node, state).then((r) => {
+        // Shared with the other directors of a cluster (they stop admitting to it too; an undrain cancels
+        // a drain of the node running on another director).
+        void store.putShared?.('nodes', node, { state, director: directorId }).then((r) => {
           if (!r.ok) logger.warn({ node, state, message: r.message }, 'node state not shared with the other directors');
         });
       },
+      // Every director lists every drain: the record carries this director's lease, so it goes when we do.
+      publish:
+        store.putShared === undefined
+          ? undefined
+          : (view) => {
+              void store.putShared?.('drains', view.id, view, { withLease: true }).then((r) => {
+                if (!r.ok) logger.debug({ drain: view.id, message: r.message }, 'drain record not shared');
+              });
+            },
     },
   );
+  // Drains run by other directors, as their records last said (bounded, oldest finished ones dropped).
+  const remoteDrains = new Map<string, DrainView>();
+  const remoteActive = (node: string): DrainView | undefined => {
+    for (const d of remoteDrains.values()) if (d.node === node && (d.state === 'running' || d.state === 'waiting')) return d;
+    return undefined;
+  };
   const startFailover = (node: string, actor: string): ReturnType<DrainCoordinator['start']> => {
     const r = drains.start(node, { mode: 'migrate', deadlineS: 0, cause: 'failover', actor });
     if (r.created) {
@@ -205,18 +221,36 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         onError: (err) => logger.debug({ err }, 'health probe error'),
       })
     : null;
-  // Node states other directors wrote (a drain started elsewhere), polled from a shared store.
-  const pollNodeStates = async (): Promise<void> => {
-    const r = await store.nodeStates?.();
-    if (r === undefined || !r.ok) return;
-    for (const [node, state] of r.states) {
-      // A drain running on this director decides for itself (its own write may still be in flight).
-      if (drains.active(node) !== undefined) continue;
-      if (membership.get(node) !== undefined && (state === NodeState.ACTIVE || state === NodeState.DRAINING)) membership.setState(node, state);
+  // Node states and drain records other directors wrote, followed through the shared store's watch.
+  const unwatchShared = store.watchShared?.((ev) => {
+    if (ev.kind === 'nodes') {
+      const state = ev.value?.['state'];
+      // Our own writes are applied already (and a later local change must not be undone by their echo).
+      if (ev.value === null || ev.value['director'] === directorId || membership.get(ev.id) === undefined) return;
+      if (state !== NodeState.ACTIVE && state !== NodeState.DRAINING) return;
+      membership.setState(ev.id, state);
+      if (state === NodeState.ACTIVE) {
+        const d = drains.cancel(ev.id);
+        if (d !== undefined) logger.info({ drain: d.id, node: ev.id, by: ev.value['director'] }, 'drain cancelled: the node was undrained on another director');
+      }
+      return;
     }
-  };
-  const nodePoll = store.nodeStates === undefined ? null : setInterval(() => void pollNodeStates(), 500);
-  nodePoll?.unref();
+    const prev = remoteDrains.get(ev.id);
+    if (ev.value === null) {
+      // The running director's lease ended before its drain did.
+      if (prev !== undefined && (prev.state === 'running' || prev.state === 'waiting')) remoteDrains.set(ev.id, { ...prev, state: 'abandoned', eta_s: null });
+      return;
+    }
+    const view = parseDrainView(ev.value);
+    if (view === null || view.director === directorId) return;
+    remoteDrains.delete(ev.id);
+    remoteDrains.set(ev.id, view);
+    while (remoteDrains.size > 100) {
+      const oldest = remoteDrains.keys().next();
+      if (oldest.done) break;
+      remoteDrains.delete(oldest.value);
+    }
+  });
   // store.partition_policy: when the fence comes back from 'expired', `terminate` ends every session.
   let fenceWas: FenceState = FenceState.OK;
   const partitionWatch = setInterval(() => {
@@ -315,11 +349,15 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       return { ok: true, value: { id, state: 'TERMINATED', version: r.note.toVersion.toString() } };
     },
     drain: (node, req) => {
+      // One drain per node in the cluster: a drain running on another director is answered as it is.
+      const elsewhere = remoteActive(node);
+      if (elsewhere !== undefined && drains.active(node) === undefined) return { ok: true, value: elsewhere, status: 200 };
       const r = drains.start(node, { mode: req.mode, deadlineS: req.deadlineS ?? config.drain.node_deadline_s, cause: 'drain', actor: 'admin' });
       return { ok: true, value: r.view, status: r.created ? 202 : 200 };
     },
     undrain: (node) => {
-      const d = drains.undrain(node);
+      // A drain of the node running on another director stops when that director sees the shared state.
+      const d = drains.undrain(node) ?? remoteActive(node);
       return { ok: true, value: { node, state: NodeState.ACTIVE, cancelled_drain: d ?? null } };
     },
     failover: (node) => {
@@ -330,8 +368,8 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       const plan = drains.plan(node);
       return { ok: true, value: { ...plan, moves: plan.moves.map((m) => ({ ...m, version: m.version.toString() })) } };
     },
-    getDrain: (id) => drains.get(id),
-    listDrains: () => drains.list(),
+    getDrain: (id) => drains.get(id) ?? remoteDrains.get(id),
+    listDrains: () => [...drains.list(), ...remoteDrains.values()].sort((a, b) => a.started_at.localeCompare(b.started_at)),
     drainDirector: () => {
       if (deps.onDrainRequested === undefined) return refuse(501, 'not_supported', 'this director cannot drain itself from the API');
       deps.onDrainRequested();
@@ -345,7 +383,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     closed ??= (async () => {
       if (autoFailover !== null) clearInterval(autoFailover);
       clearInterval(partitionWatch);
-      if (nodePoll !== null) clearInterval(nodePoll);
+      unwatchShared?.();
       unfollow?.();
       drains.close();
       ownership.close();

@@ -13,7 +13,11 @@ import { drainProgress, planDrain, type DrainPlan } from './plan.js';
 export const DrainMode = { MIGRATE: 'migrate', WAIT: 'wait' } as const;
 export type DrainMode = (typeof DrainMode)[keyof typeof DrainMode];
 export type DrainCause = 'drain' | 'failover';
-export type DrainState = 'waiting' | 'running' | 'completed' | 'failed' | 'cancelled';
+/**
+ * `abandoned`: seen on another director only — the director running the drain went away (its lease
+ * ended) before the drain finished; the node stays draining until an operator drains or undrains it again.
+ */
+export type DrainState = 'waiting' | 'running' | 'completed' | 'failed' | 'cancelled' | 'abandoned';
 
 export interface DrainView {
   readonly id: string;
@@ -21,6 +25,8 @@ export interface DrainView {
   readonly mode: DrainMode;
   readonly cause: DrainCause;
   readonly state: DrainState;
+  /** The director running it (drains are visible from every director of a cluster). */
+  readonly director: string;
   readonly total: number;
   readonly moved: number;
   readonly remaining: number;
@@ -43,6 +49,10 @@ export interface DrainOptions {
   /** Attempts per session before it counts as failed (a busy session is tried again). */
   readonly attempts?: number;
   readonly tickMs?: number;
+  /** This director's id (named in every drain record). */
+  readonly directorId?: string;
+  /** How often a running drain's record is published to the other directors (ms). */
+  readonly publishEveryMs?: number;
 }
 
 export interface DrainDeps {
@@ -53,6 +63,8 @@ export interface DrainDeps {
   readonly stats: DirectorStats;
   /** Takes the node out of (or back into) admission. */
   readonly setDraining: (node: string, on: boolean) => void;
+  /** Shares a drain record with the other directors of a cluster: at start, while it runs, at its end. */
+  readonly publish?: (view: DrainView) => void;
 }
 
 interface Drain {
@@ -72,6 +84,7 @@ interface Drain {
   lastError: string | null;
   budget: number;
   lastTick: number;
+  lastPublished: number;
   readonly inFlight: Set<string>;
   readonly attempts: Map<string, number>;
   readonly gaveUp: Set<string>;
@@ -86,7 +99,7 @@ export class DrainCoordinator {
   #timer: NodeJS.Timeout | null = null;
 
   constructor(opts: DrainOptions, deps: DrainDeps) {
-    this.#o = { attempts: 3, tickMs: 20, ...opts };
+    this.#o = { attempts: 3, tickMs: 20, directorId: 'director', publishEveryMs: 1000, ...opts };
     this.#d = deps;
   }
 
@@ -112,6 +125,7 @@ export class DrainCoordinator {
       lastError: null,
       budget: 0,
       lastTick: now,
+      lastPublished: now,
       inFlight: new Set(),
       attempts: new Map(),
       gaveUp: new Set(),
@@ -121,7 +135,9 @@ export class DrainCoordinator {
     this.#trim();
     this.#d.logger.info({ drain: d.id, node, mode: d.mode, cause: d.cause, total: d.total, actor: req.actor }, 'drain started');
     this.#ensureTimer();
-    return { view: this.#view(d), created: true };
+    const view = this.#view(d);
+    this.#d.publish?.(view);
+    return { view, created: true };
   }
 
   /** Stops any drain of `node` and lets it take new sessions again. Moved sessions stay where they are. */
@@ -130,6 +146,17 @@ export class DrainCoordinator {
     if (d !== undefined) this.#finish(d, 'cancelled');
     this.#d.setDraining(node, false);
     return d === undefined ? undefined : this.#view(d);
+  }
+
+  /**
+   * Another director undrained `node`: a drain of it running here stops (cancelled). The node state is
+   * already shared, so nothing is written back.
+   */
+  cancel(node: string): DrainView | undefined {
+    const d = this.#active(node);
+    if (d === undefined) return undefined;
+    this.#finish(d, 'cancelled');
+    return this.#view(d);
   }
 
   get(id: string): DrainView | undefined {
@@ -187,6 +214,10 @@ export class DrainCoordinator {
         busy = true;
         this.#step(d, now);
       }
+      if ((d.state === 'waiting' || d.state === 'running') && now - d.lastPublished >= this.#o.publishEveryMs) {
+        d.lastPublished = now;
+        this.#d.publish?.(this.#view(d));
+      }
     }
     if (!busy) this.close();
   }
@@ -234,6 +265,7 @@ export class DrainCoordinator {
     d.state = state;
     d.finishedAt = this.#d.clock.now();
     this.#d.logger.info({ drain: d.id, node: d.node, state, moved: d.moved, failed: d.failed }, 'drain finished');
+    this.#d.publish?.(this.#view(d));
   }
 
   #trim(): void {
@@ -252,6 +284,7 @@ export class DrainCoordinator {
       mode: d.mode,
       cause: d.cause,
       state: d.state,
+      director: this.#o.directorId,
       total: d.total,
       moved: d.moved,
       remaining,
@@ -265,4 +298,49 @@ export class DrainCoordinator {
       last_error: d.lastError,
     };
   }
+}
+
+const DRAIN_STATES: readonly string[] = ['waiting', 'running', 'completed', 'failed', 'cancelled', 'abandoned'];
+
+/** A drain record another director shared, checked field by field; null when it is not one. */
+export function parseDrainView(v: Record<string, unknown>): DrainView | null {
+  const str = (k: string): boolean => typeof v[k] === 'string';
+  const strOrNull = (k: string): boolean => v[k] === null || typeof v[k] === 'string';
+  const count = (k: string): boolean => typeof v[k] === 'number' && Number.isSafeInteger(v[k]) && (v[k] as number) >= 0;
+  const ok =
+    str('id') &&
+    str('node') &&
+    (v['mode'] === DrainMode.MIGRATE || v['mode'] === DrainMode.WAIT) &&
+    (v['cause'] === 'drain' || v['cause'] === 'failover') &&
+    typeof v['state'] === 'string' &&
+    DRAIN_STATES.includes(v['state']) &&
+    str('director') &&
+    ['total', 'moved', 'remaining', 'failed', 'ended'].every(count) &&
+    typeof v['rate'] === 'number' &&
+    Number.isFinite(v['rate']) &&
+    (v['eta_s'] === null || (typeof v['eta_s'] === 'number' && Number.isFinite(v['eta_s']))) &&
+    str('started_at') &&
+    strOrNull('deadline_at') &&
+    strOrNull('finished_at') &&
+    strOrNull('last_error');
+  if (!ok) return null;
+  return {
+    id: v['id'] as string,
+    node: v['node'] as string,
+    mode: v['mode'] as DrainMode,
+    cause: v['cause'] as DrainCause,
+    state: v['state'] as DrainState,
+    director: v['director'] as string,
+    total: v['total'] as number,
+    moved: v['moved'] as number,
+    remaining: v['remaining'] as number,
+    failed: v['failed'] as number,
+    ended: v['ended'] as number,
+    rate: v['rate'] as number,
+    eta_s: v['eta_s'] as number | null,
+    started_at: v['started_at'] as string,
+    deadline_at: v['deadline_at'] as string | null,
+    finished_at: v['finished_at'] as string | null,
+    last_error: v['last_error'] as string | null,
+  };
 }

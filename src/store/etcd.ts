@@ -7,7 +7,7 @@
 import { InterceptingCall, type CallOptions, type Interceptor } from '@grpc/grpc-js';
 import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, isBrokenCircuitError, noop, type IBackoff } from 'cockatiel';
 import { Etcd3, isRecoverableError, type IKeyValue, type IRangeResponse, type Lease, type Watcher } from 'etcd3';
-import { freezeRecord, U64_MAX, type CasResult, type GetResult, type OwnershipStore, type StoreEvent, type StoredSession } from './store.js';
+import { freezeRecord, SHARED_KINDS, U64_MAX, type CasResult, type GetResult, type OwnershipStore, type SharedEvent, type SharedKind, type StoreEvent, type StoredSession } from './store.js';
 import { SessionState } from '../session/lifecycle.js';
 
 const SESSION_STATES: readonly string[] = Object.values(SessionState);
@@ -113,6 +113,29 @@ export function decodeRecord(text: string): StoredSession {
   });
 }
 
+// ---- shared entries (pure) -----------------------------------------------------------------------
+
+const SHARED_KEY = /^(nodes|drains)\/([A-Za-z0-9._-]{1,64})$/;
+
+/** `kind/id` with a JSON object value as a shared event, or null for a key or value that is not one. */
+export function sharedEvent(key: string, text: string): SharedEvent | null {
+  const m = SHARED_KEY.exec(key);
+  if (m === null) return null;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return null;
+  return { kind: m[1] as SharedKind, id: m[2] as string, value: value as Record<string, unknown> };
+}
+
+function sharedDeleted(key: string): SharedEvent | null {
+  const m = SHARED_KEY.exec(key);
+  return m === null ? null : { kind: m[1] as SharedKind, id: m[2] as string, value: null };
+}
+
 // ---- resolving a write whose outcome is unknown (pure) --------------------------------------------
 
 export type WriteKind = 'create' | 'update' | 'delete';
@@ -165,13 +188,16 @@ const hasLeader: Interceptor = (options, nextCall) =>
 
 export class EtcdStore implements OwnershipStore {
   readonly #client: Etcd3;
+  readonly #prefix: string;
   readonly #keyPrefix: string;
-  readonly #nodePrefix: string;
   readonly #timeoutMs: number;
   readonly #onError: ((err: unknown, context: string) => void) | undefined;
   readonly #subs = new Set<Subscription>();
   /** Records as last seen by the watch feed (for `prev` when etcd has none, and to diff on resync). */
   readonly #cache = new Map<string, StoredSession>();
+  /** Shared entries (`nodes/<id>`, `drains/<id>` → JSON text) as last seen by the watch feed. */
+  readonly #shared = new Map<string, string>();
+  readonly #sharedSubs = new Set<(ev: SharedEvent) => void>();
   /** Highest revision this store knows to be committed (from any response header or event). */
   #knownRevision = 0n;
   /** mod_revision of the last event the feed applied (or the revision of the last listing). */
@@ -182,14 +208,16 @@ export class EtcdStore implements OwnershipStore {
   #listedOnce = false;
   // ---- the director's lease (self-fencing) ----
   #lease: Lease | null = null;
+  /** The id of the lease while it is granted (shared entries written `withLease` carry it). */
+  #leaseId: string | null = null;
   #leaseOkAt: number | null = null;
   #leaseTimer: NodeJS.Timeout | null = null;
   readonly leaseTtlMs: number | undefined;
 
   private constructor(client: Etcd3, opts: EtcdStoreOptions) {
     this.#client = client;
+    this.#prefix = opts.prefix;
     this.#keyPrefix = `${opts.prefix}sessions/`;
-    this.#nodePrefix = `${opts.prefix}nodes/`;
     this.#timeoutMs = opts.callTimeoutMs;
     this.#onError = opts.onError;
     this.leaseTtlMs = opts.leaseTtlS === undefined ? undefined : opts.leaseTtlS * 1000;
@@ -214,15 +242,21 @@ export class EtcdStore implements OwnershipStore {
       if (this.#lease === null) {
         const lease = this.#client.lease(Math.round(ttlMs / 1000), { autoKeepAlive: false });
         lease.on('lost', () => {
-          if (this.#lease === lease) this.#lease = null;
+          if (this.#lease === lease) {
+            this.#lease = null;
+            this.#leaseId = null;
+          }
         });
         this.#lease = lease;
-        await withTimeout(lease.grant(), this.#timeoutMs);
+        this.#leaseId = null;
+        const id = await withTimeout(lease.grant(), this.#timeoutMs);
+        if (this.#lease === lease) this.#leaseId = id;
         return;
       }
       const res = await withTimeout(this.#lease.keepaliveOnce(), this.#timeoutMs);
       if (Number(res.TTL) <= 0) {
         this.#lease = null; // expired on the server: grant a new one next time
+        this.#leaseId = null;
         throw new Error('lease expired');
       }
     };
@@ -346,10 +380,11 @@ export class EtcdStore implements OwnershipStore {
     throw last ?? new CallTimeout('range', timeoutMs);
   }
 
-  async #listAll(timeoutMs = this.#timeoutMs): Promise<{ records: StoredSession[]; revision: bigint }> {
+  /** Every key under `prefix` (sessions, or the whole store prefix for the feed), at one revision. */
+  async #range(prefix: string, timeoutMs = this.#timeoutMs): Promise<{ kvs: IKeyValue[]; revision: bigint }> {
     const until = Date.now() + timeoutMs;
-    const start = Buffer.from(this.#keyPrefix);
-    const end = Buffer.from(this.#keyPrefix);
+    const start = Buffer.from(prefix);
+    const end = Buffer.from(prefix);
     end[end.length - 1] = (end[end.length - 1] as number) + 1; // the prefix's range end
     let last: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
@@ -358,7 +393,7 @@ export class EtcdStore implements OwnershipStore {
       try {
         const res = await this.#call('range', (o) => this.#client.kv.range({ key: start, range_end: end }, o), left);
         this.#seen(res.header);
-        return { records: res.kvs.map((kv) => this.#decodeKv(kv).record), revision: BigInt(res.header.revision) };
+        return { kvs: res.kvs, revision: BigInt(res.header.revision) };
       } catch (err) {
         if (last === undefined || !isBrokenCircuitError(err)) last = err; // keep the cause, not the breaker
         if (!worthRetrying(err) || this.#closed) break;
@@ -367,38 +402,42 @@ export class EtcdStore implements OwnershipStore {
     throw last ?? new CallTimeout('range', timeoutMs);
   }
 
-  /** A node's state (active, draining) for every director of the cluster. */
-  async putNodeState(node: string, state: string): Promise<{ ok: true } | { ok: false; reason: 'unavailable'; message: string }> {
+  async #listAll(timeoutMs = this.#timeoutMs): Promise<{ records: StoredSession[]; revision: bigint }> {
+    const { kvs, revision } = await this.#range(this.#keyPrefix, timeoutMs);
+    return { records: kvs.map((kv) => this.#decodeKv(kv).record), revision };
+  }
+
+  /**
+   * Writes a shared entry (`<prefix><kind>/<id>`, JSON). `withLease`: the entry carries this director's
+   * lease, so it disappears when the director does (a running drain's record); without it, it stays
+   * (node states). A plain put, last writer wins: these entries are advisory views and intents, never
+   * ownership (which only ever changes by CAS on a session key).
+   */
+  async putShared(kind: SharedKind, id: string, value: object, opts: { withLease?: boolean } = {}): Promise<{ ok: true } | Unavailable> {
     if (this.#closed) return unavailable('store closed');
+    if (!SHARED_KINDS.includes(kind)) throw new TypeError(`putShared: unknown kind "${String(kind)}"`);
+    const lease = opts.withLease === true ? this.#leaseId : null;
+    if (opts.withLease === true && lease === null) return unavailable(`${kind}/${id} not written: this director holds no lease`);
+    const req = { key: Buffer.from(`${this.#prefix}${kind}/${id}`), value: Buffer.from(JSON.stringify(value)), ...(lease === null ? {} : { lease }) };
     try {
-      await this.#call('put', (o) => this.#client.kv.put({ key: Buffer.from(`${this.#nodePrefix}${node}`), value: Buffer.from(JSON.stringify({ state })) }, o), this.#timeoutMs);
+      const res = await this.#call('put', (o) => this.#client.kv.put(req, o), this.#timeoutMs);
+      this.#seen(res.header);
       return { ok: true };
     } catch (err) {
-      return unavailable(`node state not written: ${(err as Error).message}`);
+      return unavailable(`${kind}/${id} not written: ${errMessage(err)}`);
     }
   }
 
-  /** Every node state written by any director. */
-  async nodeStates(): Promise<{ ok: true; states: Map<string, string> } | { ok: false; reason: 'unavailable'; message: string }> {
-    if (this.#closed) return unavailable('store closed');
-    const start = Buffer.from(this.#nodePrefix);
-    const end = Buffer.from(this.#nodePrefix);
-    end[end.length - 1] = (end[end.length - 1] as number) + 1;
-    try {
-      const res = await this.#call('range', (o) => this.#client.kv.range({ key: start, range_end: end }, o), this.#timeoutMs);
-      const states = new Map<string, string>();
-      for (const kv of res.kvs) {
-        try {
-          const v = JSON.parse(Buffer.from(kv.value).toString('utf8')) as { state?: unknown };
-          if (typeof v.state === 'string') states.set(Buffer.from(kv.key).toString('utf8').slice(this.#nodePrefix.length), v.state);
-        } catch {
-          // not ours: ignored
-        }
-      }
-      return { ok: true, states };
-    } catch (err) {
-      return unavailable(`node states not read: ${(err as Error).message}`);
+  watchShared(listener: (ev: SharedEvent) => void): () => void {
+    if (this.#closed) return () => undefined;
+    for (const [key, text] of this.#shared) {
+      const ev = sharedEvent(key, text);
+      if (ev !== null) listener(ev);
     }
+    this.#sharedSubs.add(listener);
+    return () => {
+      this.#sharedSubs.delete(listener);
+    };
   }
 
   async get(id: string): Promise<GetResult> {
@@ -546,8 +585,13 @@ export class EtcdStore implements OwnershipStore {
     if (this.#closed) return;
     this.#closed = true;
     this.#subs.clear();
+    this.#sharedSubs.clear();
     if (this.#leaseTimer !== null) clearTimeout(this.#leaseTimer);
-    this.#lease?.release();
+    // Revoke the lease (bounded): what this director wrote with it (its drain records) goes at once.
+    const lease = this.#lease;
+    this.#lease = null;
+    this.#leaseId = null;
+    if (lease !== null) await withTimeout(lease.revoke({ deadline: Date.now() + this.#timeoutMs }), this.#timeoutMs).catch(() => lease.release());
     if (this.#resyncTimer !== null) clearTimeout(this.#resyncTimer);
     const w = this.#watcher;
     this.#watcher = null;
@@ -565,8 +609,16 @@ export class EtcdStore implements OwnershipStore {
   async #startFeed(): Promise<void> {
     if (this.#closed) return;
     let listing;
+    const shared = new Map<string, string>();
     try {
-      listing = await this.#listAll();
+      const all = await this.#range(this.#prefix);
+      const records: StoredSession[] = [];
+      for (const kv of all.kvs) {
+        const key = kv.key.toString('utf8').slice(this.#prefix.length);
+        if (key.startsWith('sessions/')) records.push(this.#decodeKv(kv).record);
+        else if (sharedEvent(key, kv.value.toString('utf8')) !== null) shared.set(key, kv.value.toString('utf8'));
+      }
+      listing = { records, revision: all.revision };
     } catch (err) {
       this.#report(err, 'watch feed: listing failed, retrying');
       this.#scheduleResync();
@@ -583,9 +635,13 @@ export class EtcdStore implements OwnershipStore {
         const prev = this.#cache.get(id) ?? null;
         if (prev === null || encodeRecord(prev) !== encodeRecord(r)) this.#dispatch({ kind: 'put', record: r, prev }, listing.revision);
       }
+      for (const key of this.#shared.keys()) if (!shared.has(key)) this.#dispatchShared(key, null);
+      for (const [key, text] of shared) if (this.#shared.get(key) !== text) this.#dispatchShared(key, text);
     }
     this.#cache.clear();
     for (const [id, r] of fresh) this.#cache.set(id, r);
+    this.#shared.clear();
+    for (const [key, text] of shared) this.#shared.set(key, text);
     this.#feedRevision = listing.revision;
     this.#listedOnce = true;
     this.#openWatcher();
@@ -595,7 +651,7 @@ export class EtcdStore implements OwnershipStore {
     const prefix = this.#keyPrefix;
     const w = this.#client
       .watch()
-      .prefix(prefix)
+      .prefix(this.#prefix)
       .withPreviousKV()
       .startRevision((this.#feedRevision + 1n).toString())
       .watcher();
@@ -611,7 +667,18 @@ export class EtcdStore implements OwnershipStore {
         if (rev <= this.#feedRevision) continue; // already applied (a replay after a reconnect)
         this.#feedRevision = rev;
         if (rev > this.#knownRevision) this.#knownRevision = rev;
-        const id = ev.kv.key.toString('utf8').slice(prefix.length);
+        const fullKey = ev.kv.key.toString('utf8');
+        if (!fullKey.startsWith(prefix)) {
+          // A shared entry (node state, drain record), or a key that is not Anchor's: no session event.
+          const key = fullKey.slice(this.#prefix.length);
+          const text = ev.type === 'Put' ? ev.kv.value.toString('utf8') : null;
+          if (sharedEvent(key, text ?? '{}') === null) continue;
+          if (text === null) this.#shared.delete(key);
+          else this.#shared.set(key, text);
+          this.#dispatchShared(key, text);
+          continue;
+        }
+        const id = fullKey.slice(prefix.length);
         try {
           if (ev.type === 'Put') {
             const record = this.#decodeKv(ev.kv).record;
@@ -655,6 +722,18 @@ export class EtcdStore implements OwnershipStore {
         sub.fn(ev);
       } catch (err) {
         this.#report(err, 'watch listener threw');
+      }
+    }
+  }
+
+  #dispatchShared(key: string, text: string | null): void {
+    const ev = text === null ? sharedDeleted(key) : sharedEvent(key, text);
+    if (ev === null) return;
+    for (const fn of [...this.#sharedSubs]) {
+      try {
+        fn(ev);
+      } catch (err) {
+        this.#report(err, 'shared watch listener threw');
       }
     }
   }

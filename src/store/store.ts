@@ -59,11 +59,28 @@ export interface OwnershipStore {
   /** The TTL of that lease. */
   readonly leaseTtlMs?: number;
   /**
-   * Node states shared by the directors of a cluster (a drain started on any director is seen by all).
+   * State shared by the directors of a cluster, beside the sessions: node states (a drain or undrain
+   * started on any director is seen by all) and drain records (every director lists every drain).
    * Absent for a store of one director.
    */
-  putNodeState?(node: string, state: string): Promise<{ ok: true } | { ok: false; reason: 'unavailable'; message: string }>;
-  nodeStates?(): Promise<{ ok: true; states: Map<string, string> } | { ok: false; reason: 'unavailable'; message: string }>;
+  putShared?(kind: SharedKind, id: string, value: object, opts?: { withLease?: boolean }): Promise<{ ok: true } | { ok: false; reason: 'unavailable'; message: string }>;
+  /**
+   * Delivers every shared entry the store knows now (synchronously, as `put`s), then every change
+   * (from any director, in commit order). An entry written `withLease` is deleted when its director's
+   * lease ends (the director died or was partitioned away). Returns an unsubscribe function.
+   */
+  watchShared?(listener: (ev: SharedEvent) => void): () => void;
+}
+
+/** What directors share beside sessions: `nodes/<id>` (admission state) and `drains/<id>` (drain records). */
+export type SharedKind = 'nodes' | 'drains';
+export const SHARED_KINDS: readonly SharedKind[] = ['nodes', 'drains'];
+
+/** A shared entry written (`value`: the parsed JSON object) or deleted (`value: null`). */
+export interface SharedEvent {
+  readonly kind: SharedKind;
+  readonly id: string;
+  readonly value: Record<string, unknown> | null;
 }
 
 /** The largest state_version (u64 on the wire). */

@@ -6,8 +6,8 @@ import { randomBytes } from 'node:crypto';
 import { createServer, connect as connectTcp, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Etcd3 } from 'etcd3';
-import { EtcdStore, encodeRecord, resolveUnknownWrite } from '../../src/store/etcd.js';
-import type { StoreEvent, StoredSession } from '../../src/store/store.js';
+import { EtcdStore, encodeRecord, resolveUnknownWrite, sharedEvent } from '../../src/store/etcd.js';
+import type { SharedEvent, StoreEvent, StoredSession } from '../../src/store/store.js';
 import { startEtcdCluster, type EtcdCluster, type EtcdMember } from '../helpers/etcd.js';
 import { waitFor } from '../helpers/wait.js';
 import { rec, sid, storeContract } from './store-contract.js';
@@ -317,6 +317,56 @@ describe('EtcdStore watch feed', () => {
     }
   });
 
+  it('shared entries: replayed to a new watcher, changes from any director in order, leased ones gone with their director, sessions untouched', async () => {
+    const prefix = freshPrefix();
+    const a = await EtcdStore.connect({ endpoints: cluster.endpoints, prefix, callTimeoutMs: CALL_TIMEOUT_MS, leaseTtlS: 5 });
+    const b = await connect(prefix);
+    try {
+      expect(await a.putShared('nodes', 'node-a', { state: 'draining', director: 'dir-a' })).toEqual({ ok: true });
+      expect(await a.putShared('drains', 'dr-1', { id: 'dr-1', state: 'running' }, { withLease: true })).toEqual({ ok: true });
+      // b lacks a lease: a leased write is refused, named.
+      const refused = await b.putShared('drains', 'dr-2', { id: 'dr-2' }, { withLease: true });
+      expect(refused).toMatchObject({ ok: false, reason: 'unavailable' });
+      expect(refused.ok ? '' : refused.message).toMatch(/no lease/);
+      const seenB: SharedEvent[] = [];
+      await waitFor('b to list both entries', () => {
+        seenB.length = 0;
+        const stop = b.watchShared((ev) => seenB.push(ev));
+        stop();
+        return seenB.length === 2;
+      }, { timeoutMs: 5000, intervalMs: 10 });
+      expect(seenB).toEqual(
+        expect.arrayContaining([
+          { kind: 'nodes', id: 'node-a', value: { state: 'draining', director: 'dir-a' } },
+          { kind: 'drains', id: 'dr-1', value: { id: 'dr-1', state: 'running' } },
+        ]),
+      );
+      const live: SharedEvent[] = [];
+      const sessions: StoreEvent[] = [];
+      b.watch((ev) => sessions.push(ev));
+      b.watchShared((ev) => live.push(ev));
+      live.length = 0; // only what follows
+      expect(await b.putShared('nodes', 'node-a', { state: 'active', director: 'dir-b' })).toEqual({ ok: true });
+      await a.close(); // releases a's lease: its drain record goes with it
+      await waitFor('b to see the undrain and the leased record deleted', () => live.length >= 2, { timeoutMs: 5000, intervalMs: 10 });
+      expect(live).toEqual([
+        { kind: 'nodes', id: 'node-a', value: { state: 'active', director: 'dir-b' } },
+        { kind: 'drains', id: 'dr-1', value: null },
+      ]);
+      expect(sessions).toEqual([]);
+      expect(b.cachedSize).toBe(0);
+      // A key that is not a shared entry under the prefix is ignored by both feeds.
+      await raw.put(`${prefix}nodes/bad id with spaces`).value('{}');
+      await raw.put(`${prefix}drains/dr-3`).value('not json');
+      expect(await b.putShared('nodes', 'node-b', { state: 'draining', director: 'dir-b' })).toEqual({ ok: true });
+      await waitFor('b to see its own write', () => live.length >= 3, { timeoutMs: 5000, intervalMs: 10 });
+      expect(live.slice(2)).toEqual([{ kind: 'nodes', id: 'node-b', value: { state: 'draining', director: 'dir-b' } }]);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   it('a dropped watch resumes after the last event it applied: events written meanwhile arrive once, in order', async () => {
     const prefix = freshPrefix();
     const proxy = await cuttableProxy(cluster.endpoints[0] as string);
@@ -388,6 +438,25 @@ describe('EtcdStore watch feed', () => {
       await store.close();
       await direct.close();
       await proxy.close();
+    }
+  });
+});
+
+describe('sharedEvent (pure)', () => {
+  it('accepts nodes/<id> and drains/<id> with a JSON object; refuses anything else', () => {
+    expect(sharedEvent('nodes/node-a', '{"state":"active"}')).toEqual({ kind: 'nodes', id: 'node-a', value: { state: 'active' } });
+    expect(sharedEvent('drains/dr-0a1b', '{}')).toEqual({ kind: 'drains', id: 'dr-0a1b', value: {} });
+    for (const [k, v] of [
+      ['sessions/00', '{}'],
+      ['nodes/', '{}'],
+      ['nodes/a/b', '{}'],
+      ['nodes/x', '[]'],
+      ['nodes/x', 'null'],
+      ['nodes/x', '"s"'],
+      ['nodes/x', '{'],
+      ['other/x', '{}'],
+    ] as const) {
+      expect(sharedEvent(k, v)).toBeNull();
     }
   });
 });

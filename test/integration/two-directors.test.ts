@@ -224,6 +224,45 @@ describe('two directors on etcd', () => {
     }
   });
 
+  it('every director lists every drain; one drain per node in the cluster; an undrain on B cancels a drain running on A', async () => {
+    const s = await ClientSession.open(a.udp[0]!);
+    try {
+      await s.hello();
+      const node = (await waitFor('A to know the session', () => session(a, s.hex)))!.owner;
+      // `wait` mode keeps the drain in progress (waiting for the node's sessions to end) until cancelled.
+      const r = await fetch(`${a.admin}/v1/nodes/${node}/drain`, { method: 'POST', body: '{"mode":"wait","deadline_s":600}' });
+      expect(r.status).toBe(202);
+      const started = (await r.json()) as { id: string; director: string; state: string };
+      expect(started).toMatchObject({ director: 'director-a', state: 'waiting' });
+      type Drain = { id: string; director: string; state: string; node: string };
+      const onB = await waitFor('B to list the drain running on A', async () => {
+        const list = (await (await fetch(`${b.admin}/v1/drains`)).json()) as { items: Drain[] };
+        return list.items.find((d) => d.id === started.id);
+      });
+      expect(onB).toMatchObject({ node, director: 'director-a', state: 'waiting' });
+      expect(((await (await fetch(`${b.admin}/v1/drains/${started.id}`)).json()) as Drain).director).toBe('director-a');
+      // A second drain of the node through B is answered with the one already running on A.
+      const again = await fetch(`${b.admin}/v1/nodes/${node}/drain`, { method: 'POST', body: '{"mode":"migrate"}' });
+      expect(again.status).toBe(200);
+      expect(((await again.json()) as Drain).id).toBe(started.id);
+      // Undrain through B: A cancels its drain, both list it cancelled, both admit to the node again.
+      const u = (await (await fetch(`${b.admin}/v1/nodes/${node}/undrain`, { method: 'POST' })).json()) as { cancelled_drain: Drain | null };
+      expect(u.cancelled_drain?.id).toBe(started.id);
+      for (const d of [a, b]) {
+        await waitFor(`${d === a ? 'A' : 'B'} to show the drain cancelled`, async () => {
+          const x = (await (await fetch(`${d.admin}/v1/drains/${started.id}`)).json()) as Drain;
+          return x.state === 'cancelled';
+        });
+        await waitFor('the node to be active again', async () => {
+          const nodes = (await (await fetch(`${d.admin}/v1/nodes`)).json()) as { items: { id: string; state: string }[] };
+          return nodes.items.find((n) => n.id === node)?.state === 'active';
+        });
+      }
+    } finally {
+      await s.close();
+    }
+  });
+
   it('a director killed: its sessions continue through the other director', async () => {
     const s = await ClientSession.open(a.udp[0]!);
     try {

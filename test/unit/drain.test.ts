@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { pino } from 'pino';
 import { sessionIdHex } from '../../src/codec/jv1.js';
 import { PacketType } from '../../src/codec/types.js';
-import { DrainCoordinator, type DrainOptions, type DrainView } from '../../src/drain/coordinator.js';
+import { DrainCoordinator, parseDrainView, type DrainOptions, type DrainView } from '../../src/drain/coordinator.js';
 import { drainProgress, planDrain, type PlanSession } from '../../src/drain/plan.js';
 import { createHasher, type Hasher } from '../../src/ring/hash.js';
 import { buildRing, type Ring } from '../../src/ring/ring.js';
@@ -123,6 +123,8 @@ interface Rig {
   readonly draining: [string, boolean][];
   /** Records of the sessions placed on the node being drained. */
   readonly recs: SessionRecord[];
+  /** Every drain record shared with other directors, in order. */
+  readonly published: DrainView[];
 }
 
 const rigs: Rig[] = [];
@@ -136,9 +138,18 @@ afterEach(() => {
 async function rig(node: string, count: number, opts: Partial<DrainOptions> = {}, others = 0): Promise<Rig> {
   const h = makeHarness({ ring, clock: systemClock });
   const draining: [string, boolean][] = [];
+  const published: DrainView[] = [];
   const drains = new DrainCoordinator(
-    { rate: 100_000, concurrency: 16, tickMs: 5, ...opts },
-    { core: h.core, ownership: h.own, clock: systemClock, logger: pino({ level: 'silent' }), stats: h.stats, setDraining: (n, on) => draining.push([n, on]) },
+    { rate: 100_000, concurrency: 16, tickMs: 5, directorId: 'dir-test', ...opts },
+    {
+      core: h.core,
+      ownership: h.own,
+      clock: systemClock,
+      logger: pino({ level: 'silent' }),
+      stats: h.stats,
+      setDraining: (n, on) => draining.push([n, on]),
+      publish: (v) => published.push(v),
+    },
   );
   const recs: SessionRecord[] = [];
   let t = 0;
@@ -146,7 +157,7 @@ async function rig(node: string, count: number, opts: Partial<DrainOptions> = {}
   for (const other of NODES.filter((n) => n !== node)) {
     for (const id of idsOwnedBy(ring, other, others, 5_000_000)) await h.admit(id, clientTransport(t++));
   }
-  const r = { h, drains, draining, recs };
+  const r = { h, drains, draining, recs, published };
   rigs.push(r);
   return r;
 }
@@ -263,6 +274,43 @@ describe('DrainCoordinator', () => {
     expect(m.created).toBe(true);
     expect(r.drains.undrain('node-a')).toMatchObject({ id: m.view.id, state: 'cancelled' });
     expect(r.h.core.table.countByOwner('node-a')).toBe(10);
+  });
+
+  it('cancel (an undrain on another director) stops the drain without writing the node state back', async () => {
+    const r = await rig('node-a', 4, { rate: 0.001 });
+    const { view } = r.drains.start('node-a', { mode: 'migrate', deadlineS: 0, cause: 'drain', actor: 'op' });
+    expect(r.drains.cancel('node-a')).toMatchObject({ id: view.id, state: 'cancelled', director: 'dir-test' });
+    expect(r.draining).toEqual([['node-a', true]]);
+    expect(r.drains.cancel('node-a')).toBeUndefined();
+    expect(r.drains.active('node-a')).toBeUndefined();
+  });
+
+  it('publishes its record at start, while it runs (throttled) and at the end; parseDrainView reads every one back', async () => {
+    const r = await rig('node-a', 30, { rate: 50, publishEveryMs: 100 });
+    const { view } = r.drains.start('node-a', { mode: 'migrate', deadlineS: 0, cause: 'drain', actor: 'op' });
+    await waitFor('the drain to finish', finished(r, view.id), { timeoutMs: 10_000 });
+    const mine = r.published.filter((v) => v.id === view.id);
+    expect(mine[0]).toMatchObject({ state: 'running', director: 'dir-test', moved: 0 });
+    expect(mine.at(-1)).toMatchObject({ state: 'completed', moved: 30, remaining: 0 });
+    expect(mine.length).toBeGreaterThanOrEqual(3); // start, at least one while running (≈0.6 s at 50/s), end
+    expect(mine.length).toBeLessThan(30); // throttled, not once per session
+    for (const v of mine) expect(parseDrainView(JSON.parse(JSON.stringify(v)) as Record<string, unknown>)).toEqual(v);
+  });
+
+  it('parseDrainView refuses a record with any field missing or of the wrong kind', () => {
+    const v = {
+      id: 'dr-1', node: 'node-a', mode: 'migrate', cause: 'drain', state: 'running', director: 'd', total: 3, moved: 1, remaining: 2,
+      failed: 0, ended: 0, rate: 1.5, eta_s: 2, started_at: '2026-01-01T00:00:00.000Z', deadline_at: null, finished_at: null, last_error: null,
+    };
+    expect(parseDrainView(v)).toEqual(v);
+    for (const [k, bad] of [
+      ['id', 1], ['mode', 'fast'], ['cause', 'x'], ['state', 'done'], ['director', null], ['total', -1], ['moved', 1.5],
+      ['rate', Number.NaN], ['eta_s', 'soon'], ['started_at', null], ['finished_at', 3], ['last_error', {}],
+    ] as const) {
+      expect(parseDrainView({ ...v, [k]: bad })).toBeNull();
+    }
+    const { node: _node, ...missing } = v;
+    expect(parseDrainView(missing)).toBeNull();
   });
 
   it('a second start for the same node returns the running drain (created false)', async () => {
