@@ -70,6 +70,14 @@ const FAILURE_STATUS: Record<StepFailure, number> = {
   unavailable: 503,
 };
 
+/**
+ * How long after the store's expiry a director that only mirrors a session expires it: enough for the
+ * serving director's refresh (written a third of the TTL ahead) to land, and for clocks a second apart.
+ */
+export function sharedExpiryGraceMs(idleTtlMs: number): number {
+  return Math.max(1000, Math.min(idleTtlMs / 10, 10_000));
+}
+
 export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Promise<Anchor> {
   const { clock, logger } = deps;
   const directorId = config.director.id;
@@ -109,6 +117,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       rejectRate: config.reject.per_source_rate,
       rejectBurst: config.reject.per_source_burst,
       holdMax: config.session.hold_max_packets,
+      sharedExpiryGraceMs: sharedExpiryGraceMs(config.session.idle_ttl_s * 1000),
     },
     membership.ring,
     (id) => membership.reachable(id),
@@ -118,7 +127,15 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   c.setFence(fence);
   const eligible = (id: string): boolean => membership.ring.nodes.some((n) => n.id === id);
   const ownership = new Ownership(
-    { directorId, quiesceMs: config.drain.quiesce_ms, revokeTimeoutMs: config.revoke.timeout_ms, revokeRetries: config.revoke.retries },
+    {
+      directorId,
+      quiesceMs: config.drain.quiesce_ms,
+      revokeTimeoutMs: config.revoke.timeout_ms,
+      revokeRetries: config.revoke.retries,
+      // A shared store: every director expires a session by the expiry the serving director refreshes.
+      refreshExpiry: store.watchShared !== undefined,
+      idleTtlMs: config.session.idle_ttl_s * 1000,
+    },
     {
       core: c,
       store,
@@ -251,6 +268,10 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       remoteDrains.delete(oldest.value);
     }
   });
+  // Coarse expiry refreshes of the sessions served here (a shared store only), a few times per idle TTL.
+  const refreshTick =
+    store.watchShared === undefined ? null : setInterval(() => ownership.refreshExpiries(clock.now()), Math.min(1000, Math.max(50, (config.session.idle_ttl_s * 1000) / 8)));
+  refreshTick?.unref();
   // store.partition_policy: when the fence comes back from 'expired', `terminate` ends every session.
   let fenceWas: FenceState = FenceState.OK;
   const partitionWatch = setInterval(() => {
@@ -384,6 +405,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       if (autoFailover !== null) clearInterval(autoFailover);
       clearInterval(partitionWatch);
       unwatchShared?.();
+      if (refreshTick !== null) clearInterval(refreshTick);
       unfollow?.();
       drains.close();
       ownership.close();

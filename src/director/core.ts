@@ -26,6 +26,11 @@ export interface CoreLimits {
   readonly rejectBurst: number;
   /** Packets held per session while a transition is in flight or it is frozen. */
   readonly holdMax: number;
+  /**
+   * A session this director only mirrors (another director serves it) expires here this long after the
+   * store's expiry, so that the serving director's refresh, in flight or a clock step away, wins.
+   */
+  readonly sharedExpiryGraceMs?: number;
 }
 
 /** Why a datagram was dropped; each has its own counter. */
@@ -448,11 +453,23 @@ export class DirectorCore {
    * `transport` is the record's client transport parsed by the shell, with the listener to reply through.
    */
   applyRemote(
-    r: { id: string; owner: string; version: bigint; state: SessionState; transport: { t: Transport; key: string; listener: number } | null },
+    r: {
+      id: string;
+      owner: string;
+      version: bigint;
+      state: SessionState;
+      transport: { t: Transport; key: string; listener: number } | null;
+      /** The record's idle expiry, on this director's monotonic clock. */
+      expiresAt: number;
+    },
     now: number,
-  ): { kind: 'ignored' } | { kind: 'created' | 'updated'; session: SessionRecord; note: TransitionNote } | { kind: 'ended'; session: SessionRecord; note: TransitionNote } {
+  ): { kind: 'ignored' } | { kind: 'refreshed'; session: SessionRecord } | { kind: 'created' | 'updated'; session: SessionRecord; note: TransitionNote } | { kind: 'ended'; session: SessionRecord; note: TransitionNote } {
     const local = this.table.get(r.id);
-    if (local !== undefined && local.version >= r.version) return { kind: 'ignored' };
+    if (local !== undefined && local.version > r.version) return { kind: 'ignored' };
+    if (local !== undefined && local.version === r.version) {
+      // Our own write coming back, or another director's expiry refresh: only the expiry can be news.
+      return this.#learnExpiry(local, r.expiresAt) ? { kind: 'refreshed', session: local } : { kind: 'ignored' };
+    }
     const note = (rec: SessionRecord | undefined, event: LifecycleEvent): TransitionNote => ({
       event,
       cause: 'remote',
@@ -486,6 +503,8 @@ export class DirectorCore {
         idleTtlMs: this.table.idleTtlMs,
       });
       rec.servedHere = false;
+      rec.storeExpiresAt = r.expiresAt;
+      rec.expiresAt = r.expiresAt + this.#graceMs;
       this.table.insert(rec);
       return { kind: 'created', session: rec, note: note(undefined, LifecycleEvent.ADMIT) };
     }
@@ -504,11 +523,22 @@ export class DirectorCore {
       local.listener = r.transport.listener;
       local.shellCache = undefined;
     }
-    // Fresh news of the session, but not its traffic: the idle deadline moves, `servedHere` does not.
-    const served = local.servedHere;
-    this.table.touch(local, now);
-    local.servedHere = served;
+    // Fresh news of the session, but not its traffic: the expiry moves only as far as the store's.
+    this.#learnExpiry(local, r.expiresAt);
     return { kind: 'updated', session: local, note: n };
+  }
+
+  /** The store holds `storeExpiresAt` for `rec`: this director's deadline follows it. True if it moved. */
+  #learnExpiry(rec: SessionRecord, storeExpiresAt: number): boolean {
+    if (storeExpiresAt <= rec.storeExpiresAt) return false;
+    rec.storeExpiresAt = storeExpiresAt;
+    const deadline = storeExpiresAt + (rec.servedHere ? 0 : this.#graceMs);
+    if (deadline > rec.expiresAt) rec.expiresAt = deadline;
+    return true;
+  }
+
+  get #graceMs(): number {
+    return this.#limits.sharedExpiryGraceMs ?? 0;
   }
 
   /** Ends a session another director deleted from the store (no version of its own to check). */
@@ -540,7 +570,10 @@ export class DirectorCore {
       rec.shellCache = undefined;
       this.table.touch(rec, now);
     }
-    if (p.toState === SessionState.TERMINATED) this.table.remove(rec, now);
+    if (p.toState === SessionState.TERMINATED) {
+      this.table.remove(rec, now);
+      if (this.#pins.get(rec.transportKey) === rec.id) this.#pins.delete(rec.transportKey);
+    }
     return { event: p.event, cause: p.cause, fromVersion: p.fromVersion, toVersion: p.toVersion, fromOwner: p.fromOwner, toOwner: p.toOwner };
   }
 
@@ -613,22 +646,26 @@ export class DirectorCore {
   }
 
   /**
-   * Whether a session is idle past its TTL and this director may expire it: not while a transition is in
-   * flight, and only where it is served — a session mirrored from another director (a shared store)
-   * expires once, on the director that sees its traffic, which then deletes it for everyone.
+   * Whether a session is idle past its deadline and may expire: not while a transition is in flight.
+   * The deadline is this director's own (its traffic) for a session it serves, and the store's expiry
+   * plus a grace for one it only mirrors (a shared store: the serving director refreshes the store's
+   * expiry while the session has traffic), so that a session whose director died still expires.
    */
   #idle(rec: SessionRecord, now: number): boolean {
-    return rec.expiresAt <= now && rec.pending === null && rec.servedHere;
+    return rec.expiresAt <= now && rec.pending === null && rec.storeExpiresAt <= now;
   }
 
-  /** Expires idle sessions (at most `limit` per call). A session with a transition in flight waits. */
+  /**
+   * Idle sessions (at most `limit`), not yet ended: the caller ends each in the store first (a delete on
+   * its version, so that it expires once in a cluster) and then here (`plan`/`commit` EXPIRE).
+   */
+  dueIdle(now: number, limit = 10_000): SessionRecord[] {
+    return this.table.dueForExpiry(now, limit).filter((rec) => this.#idle(rec, now));
+  }
+
+  /** Ends idle sessions here at once (at most `limit` per call); `dueIdle` is the store-first way. */
   sweep(now: number, limit = 10_000): ExpiredNote[] {
-    const out: ExpiredNote[] = [];
-    for (const rec of this.table.dueForExpiry(now, limit)) {
-      if (!this.#idle(rec, now)) continue;
-      out.push({ session: rec, transition: this.#end(rec, LifecycleEvent.EXPIRE, 'idle_ttl', now) });
-    }
-    return out;
+    return this.dueIdle(now, limit).map((rec) => ({ session: rec, transition: this.#end(rec, LifecycleEvent.EXPIRE, 'idle_ttl', now) }));
   }
 
   sweepLimiters(now: number): void {

@@ -388,7 +388,8 @@ export class UdpDirector implements DataPath {
 
   #sweep(): void {
     const now = this.#d.clock.now();
-    for (const n of this.#core.sweep(now)) this.#own.ended(n.session, n.transition);
+    // Idle sessions end in the store first (once in a cluster), then here.
+    this.#own.expireIdle(now);
     this.#core.sweepLimiters(now);
   }
 

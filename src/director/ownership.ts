@@ -40,6 +40,15 @@ export interface OwnershipOptions {
   readonly quiesceMs: number;
   readonly revokeTimeoutMs: number;
   readonly revokeRetries: number;
+  /**
+   * The store is shared by several directors: refresh the store's expiry of the sessions served here in
+   * coarse steps (about 1.5 writes per idle TTL while a session has traffic), so that every director
+   * expires a session by the same clock. Needs `idleTtlMs`.
+   */
+  readonly refreshExpiry?: boolean;
+  readonly idleTtlMs?: number;
+  /** Refresh writes in flight at once. */
+  readonly refreshConcurrency?: number;
 }
 
 export interface OwnershipDeps {
@@ -91,6 +100,8 @@ export class Ownership {
   #path: DataPath | null = null;
   readonly #revokes = new Map<string, PendingRevoke>();
   readonly #observers: ((rec: SessionRecord, note: TransitionNote) => void)[] = [];
+  /** Sessions whose expiry refresh is in flight. */
+  readonly #refreshing = new Set<string>();
 
   constructor(opts: OwnershipOptions, deps: OwnershipDeps) {
     this.#o = opts;
@@ -113,8 +124,18 @@ export class Ownership {
       state: p.state as StoredSession['state'],
       transport: p.transport,
       director: this.#o.directorId,
-      expiresAt: this.#d.clock.toWall(rec.expiresAt),
+      expiresAt: this.#d.clock.toWall(this.#expiryToStore(rec)),
     };
+  }
+
+  /** The expiry a write of `rec` carries (monotonic): our own deadline where we serve it, never earlier than the store's. */
+  #expiryToStore(rec: SessionRecord): number {
+    return rec.servedHere ? Math.max(rec.expiresAt, rec.storeExpiresAt) : rec.storeExpiresAt;
+  }
+
+  /** A wall-clock expiry read from the store, on this director's monotonic clock. */
+  #monoExpiry(wall: number): number {
+    return wall - this.#d.clock.wall() + this.#d.clock.now();
   }
 
   /** Called after every committed transition and every end (the TCP front closes or pauses connections). */
@@ -131,10 +152,12 @@ export class Ownership {
    * (`answer: false`: the caller answers, as the TCP front does). Resolves with the outcome.
    */
   async admit(rec: SessionRecord, opts: { answer?: boolean } = {}): Promise<{ ok: true } | { ok: false; reason: RejectReason }> {
+    const written = this.#expiryToStore(rec);
     const r = await this.#d.store.create(this.#stored(rec, { version: rec.version, state: rec.state, owner: rec.owner, transport: rec.transportKey }));
     const core = this.#d.core;
     const now = this.#d.clock.now();
     if (r.ok) {
+      rec.storeExpiresAt = written;
       const { note, forwards } = core.admitted(rec, now);
       this.#audit(rec, note, this.#o.directorId);
       this.#d.stats.admissions++;
@@ -176,8 +199,10 @@ export class Ownership {
     }
     const p = core.plan(rec, event, opts);
     if (typeof p === 'string') return { ok: false, reason: p, message: refusalText(p, rec) };
+    const written = this.#expiryToStore(rec);
     const r = await this.#d.store.update(this.#stored(rec, { version: p.toVersion, state: p.toState, owner: p.toOwner, transport: p.bind?.key ?? rec.transportKey }), p.fromVersion);
     if (r.ok) {
+      if (written > rec.storeExpiresAt) rec.storeExpiresAt = written;
       const note = core.commit(p, this.#d.clock.now());
       this.#audit(rec, note, opts.actor);
       this.#notify(rec, note);
@@ -271,7 +296,79 @@ export class Ownership {
     if (t.fromVersion !== null) {
       // Ending only ever takes ownership away, so it is applied locally first; the store follows.
       void this.#d.store.delete(rec.id, t.fromVersion).then((r) => {
+        // Already gone: another director ended it too (both saw it expire, or both terminated it).
+        if (!r.ok && r.reason === 'conflict' && r.current === null) return;
         if (!r.ok) this.#security(rec.id, 'end_not_stored', { reason: r.reason, version: t.toVersion.toString() });
+      });
+    }
+  }
+
+  /**
+   * Expires the idle sessions: each is deleted from the store on its version first, and ends here only
+   * once that delete succeeded — so a session expires once in a cluster, on whichever director deletes
+   * it (the others follow the delete). A delete that finds the session gone ends it here as a remote
+   * end; one that finds a newer version, or no store, changes nothing (the next sweep looks again).
+   */
+  expireIdle(now: number): void {
+    for (const rec of this.#d.core.dueIdle(now)) void this.#expire(rec);
+  }
+
+  async #expire(rec: SessionRecord): Promise<void> {
+    const core = this.#d.core;
+    const p = core.plan(rec, LifecycleEvent.EXPIRE, { cause: 'idle_ttl' });
+    if (typeof p === 'string') return;
+    const r = await this.#d.store.delete(rec.id, p.fromVersion);
+    const now = this.#d.clock.now();
+    if (r.ok) {
+      const note = core.commit(p, now);
+      this.#d.stats.sessionsEnded.inc(note.cause);
+      this.#d.stats.heldDiscarded += core.discardHeld(rec);
+      this.#audit(rec, note, this.#o.directorId);
+      this.#notify(rec, note);
+      return;
+    }
+    core.abort(p);
+    if (r.reason === 'conflict' && r.current === null) {
+      const gone = core.removeRemote(rec.id, now);
+      if (gone !== null) {
+        this.#d.stats.remoteChanges.inc('ended');
+        this.#d.stats.heldDiscarded += core.discardHeld(gone);
+        this.#notify(gone, { event: LifecycleEvent.EXPIRE, cause: 'remote', fromVersion: gone.version, toVersion: gone.version + 1n, fromOwner: gone.owner, toOwner: null });
+      }
+      return;
+    }
+    // A newer version elsewhere (the watch brings it) or no store: the session stays as it was.
+    if (rec.state === SessionState.ATTACHED) this.#forwardAll(core.release(rec, now, false));
+  }
+
+  /**
+   * Refreshes, in the store, the expiry of the sessions served here whose stored expiry comes within a
+   * third of the idle TTL while their traffic has moved it later: one write per session about every
+   * two thirds of the TTL, none for an idle session. Only for a store shared by several directors.
+   */
+  refreshExpiries(now: number): void {
+    const ttl = this.#o.idleTtlMs;
+    if (this.#o.refreshExpiry !== true || ttl === undefined) return;
+    if (this.#d.fence !== undefined && this.#d.fence() !== FenceState.OK) return;
+    const cap = this.#o.refreshConcurrency ?? 64;
+    const lead = ttl / 3;
+    for (const rec of this.#d.core.table.values()) {
+      if (this.#refreshing.size >= cap) break;
+      if (!rec.servedHere || rec.pending !== null || rec.expiresAt <= rec.storeExpiresAt || rec.storeExpiresAt - now > lead) continue;
+      if (this.#refreshing.has(rec.id)) continue;
+      this.#refreshing.add(rec.id);
+      const version = rec.version;
+      const expiry = rec.expiresAt;
+      void this.#d.store.refresh(rec.id, version, this.#d.clock.toWall(expiry), this.#o.directorId).then((r) => {
+        this.#refreshing.delete(rec.id);
+        this.#d.stats.expiryRefreshes.inc(r.ok ? 'ok' : r.reason);
+        if (r.ok) {
+          if (rec.version === version && expiry > rec.storeExpiresAt) rec.storeExpiresAt = expiry;
+        } else if (r.reason === 'conflict' && r.current !== null && r.current.version === rec.version) {
+          // The store holds our version with another expiry (another director refreshed it): learn it.
+          const stored = this.#monoExpiry(r.current.expiresAt);
+          if (stored > rec.storeExpiresAt) rec.storeExpiresAt = stored;
+        }
       });
     }
   }
@@ -307,10 +404,14 @@ export class Ownership {
       const r = ev.record;
       if (r.director === this.#o.directorId) return;
       const out = core.applyRemote(
-        { id: r.id, owner: r.owner, version: r.version, state: r.state, transport: r.transport === null ? null : parseTransport(r.transport) },
+        { id: r.id, owner: r.owner, version: r.version, state: r.state, transport: r.transport === null ? null : parseTransport(r.transport), expiresAt: this.#monoExpiry(r.expiresAt) },
         now,
       );
       if (out.kind === 'ignored') return;
+      if (out.kind === 'refreshed') {
+        this.#d.stats.remoteChanges.inc('refreshed');
+        return;
+      }
       this.#d.stats.remoteChanges.inc(out.kind);
       this.#notify(out.session, out.note);
       // Packets held here while another director froze the session go on once it is attached again.
@@ -332,7 +433,7 @@ export class Ownership {
       if (!r.ok) throw new StoreUnavailableError(`cannot load the sessions of ${owner} from the store: ${r.message}`);
       for (const rec of r.records) {
         const out = this.#d.core.applyRemote(
-          { id: rec.id, owner: rec.owner, version: rec.version, state: rec.state, transport: rec.transport === null ? null : parseTransport(rec.transport) },
+          { id: rec.id, owner: rec.owner, version: rec.version, state: rec.state, transport: rec.transport === null ? null : parseTransport(rec.transport), expiresAt: this.#monoExpiry(rec.expiresAt) },
           now,
         );
         if (out.kind !== 'ignored') n++;

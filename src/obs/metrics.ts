@@ -54,6 +54,7 @@ export const METRIC_NAMES = [
   'anchor_revokes_pending',
   'anchor_migrations_total',
   'anchor_remote_changes_total',
+  'anchor_expiry_refreshes_total',
   'anchor_node_up',
   'anchor_upstream_session_sockets',
   'anchor_tcp_connections_accepted_total',
@@ -120,6 +121,7 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
   labeled(reg, 'anchor_security_events_total', 'SECURITY_EVENT audit lines, by cause (aborted transitions, non-owner replies or BINDs, unacknowledged REVOKEs).', 'cause', () => s.securityEvents);
   labeled(reg, 'anchor_revokes_total', 'REVOKEs sent to former owners, acknowledged, and left unacknowledged after every retry.', 'outcome', () => s.revokes);
   labeled(reg, 'anchor_remote_changes_total', 'Session changes made by other directors (shared store) and applied here, by kind.', 'kind', () => s.remoteChanges);
+  labeled(reg, 'anchor_expiry_refreshes_total', 'Idle-expiry refreshes of sessions served here, written to a shared store, by result.', 'result', () => s.expiryRefreshes);
   labeled(reg, 'anchor_migrations_total', 'Session migrations (operator, drain, failover) by result: ok or the failure reason.', 'result', () => s.migrations);
   labeled(reg, 'anchor_admissions_failed_total', 'Admissions the ownership store refused (the held HELLO is answered with this REJECT reason).', 'reason', () => s.admissionsFailed);
   plain(reg, 'anchor_admissions_total', 'Sessions admitted (HELLO accepted, owner picked by the ring).', () => s.admissions);

@@ -77,6 +77,8 @@ export class DirectorStats {
   readonly revokes = new LabeledCounter(['sent', 'acknowledged', 'unacknowledged']);
   /** Migrations by result (ok or the failure reason). */
   readonly migrations = new LabeledCounter();
-  /** Changes other directors made in the shared store, applied here: created, updated, ended. */
-  readonly remoteChanges = new LabeledCounter(['created', 'updated', 'ended']);
+  /** Changes other directors made in the shared store, applied here: created, updated, refreshed (expiry), ended. */
+  readonly remoteChanges = new LabeledCounter(['created', 'updated', 'refreshed', 'ended']);
+  /** Coarse expiry refreshes written to a shared store, by result: ok, conflict, unavailable. */
+  readonly expiryRefreshes = new LabeledCounter(['ok', 'conflict', 'unavailable']);
 }

@@ -38,9 +38,15 @@ export interface SessionRecord {
   heldReplies: Buffer[] | null;
   /**
    * Whether this director serves the session (admitted it, or saw its client's traffic). A session only
-   * mirrored from another director's writes is not expired here.
+   * mirrored from another director's writes expires here by the store's expiry (plus a grace), not by
+   * this director's idle deadline.
    */
   servedHere: boolean;
+  /**
+   * The idle expiry the store holds, as far as this director knows (monotonic ms). The director that
+   * serves the session refreshes it in coarse steps; every other director expires the session by it.
+   */
+  storeExpiresAt: number;
 }
 
 /** A client transport that sent packets of a session without being bound to it. */
@@ -86,6 +92,7 @@ export function newSessionRecord(f: {
     formerOwner: null,
     heldReplies: null,
     servedHere: true,
+    storeExpiresAt: f.now + f.idleTtlMs,
   };
 }
 
@@ -257,8 +264,8 @@ export class SessionTable {
         continue;
       }
       due.push(rec);
-      // Re-queue so that a record the caller keeps (e.g. a failed transition) is seen again.
-      top.deadline = now + this.#limits.idleTtlMs;
+      // Re-queue so that a record the caller keeps (e.g. a failed transition) is seen again soon.
+      top.deadline = now + Math.min(this.#limits.idleTtlMs, REQUEUE_MS);
       this.#expiry.push(top);
     }
     this.#sweepTombstones(now);
@@ -312,3 +319,5 @@ export class SessionTable {
 }
 
 const EMPTY: ReadonlySet<string> = new Set();
+/** How soon a record returned by `dueForExpiry` but kept by the caller is returned again (at most). */
+const REQUEUE_MS = 1000;

@@ -7,7 +7,7 @@
 import { InterceptingCall, type CallOptions, type Interceptor } from '@grpc/grpc-js';
 import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, isBrokenCircuitError, noop, type IBackoff } from 'cockatiel';
 import { Etcd3, isRecoverableError, type IKeyValue, type IRangeResponse, type Lease, type Watcher } from 'etcd3';
-import { freezeRecord, SHARED_KINDS, U64_MAX, type CasResult, type GetResult, type OwnershipStore, type SharedEvent, type SharedKind, type StoreEvent, type StoredSession } from './store.js';
+import { checkExpiry, freezeRecord, SHARED_KINDS, U64_MAX, type CasResult, type GetResult, type OwnershipStore, type SharedEvent, type SharedKind, type StoreEvent, type StoredSession } from './store.js';
 import { SessionState } from '../session/lifecycle.js';
 
 const SESSION_STATES: readonly string[] = Object.values(SessionState);
@@ -494,6 +494,28 @@ export class EtcdStore implements OwnershipStore {
     const key = this.#key(rec.id);
     const value = encodeRecord(rec);
     return this.#cas('update', rec.id, value, cur.modRevision, rec, {
+      compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: cur.modRevision.toString() }],
+      success: [{ request_put: { key, value: Buffer.from(value) } }],
+      failure: [{ request_range: { key } }],
+    });
+  }
+
+  async refresh(id: string, expectVersion: bigint, expiresAt: number, director: string): Promise<CasResult> {
+    if (typeof expectVersion !== 'bigint') throw new TypeError(`expectVersion must be a bigint, got ${typeof expectVersion}`);
+    checkExpiry(expiresAt);
+    if (this.#closed) return unavailable('store closed');
+    let cur;
+    try {
+      cur = await this.#read(id);
+    } catch (err) {
+      return unavailable(`etcd refresh: ${errMessage(err)}`);
+    }
+    if (cur === null || cur.record.version !== expectVersion) return { ok: false, reason: 'conflict', current: cur?.record ?? null };
+    if (expiresAt <= cur.record.expiresAt) return { ok: true, record: cur.record };
+    const rec = freezeRecord({ ...cur.record, expiresAt, director });
+    const key = this.#key(id);
+    const value = encodeRecord(rec);
+    return this.#cas('update', id, value, cur.modRevision, rec, {
       compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: cur.modRevision.toString() }],
       success: [{ request_put: { key, value: Buffer.from(value) } }],
       failure: [{ request_range: { key } }],

@@ -2,7 +2,7 @@
 // Owns a Map of frozen records, an owner index and the watch fan-out. It never decides a transition
 // (the caller names the version it expects) and never throws for an expected outcome — only for a
 // programming error (a version that breaks the "+1" rule), as a TypeError.
-import { checkBigint, freezeRecord, type CasResult, type GetResult, type OwnershipStore, type StoreEvent, type StoredSession } from './store.js';
+import { checkBigint, checkExpiry, freezeRecord, type CasResult, type GetResult, type OwnershipStore, type StoreEvent, type StoredSession } from './store.js';
 
 /** Versions are u64 on the wire (PPv2 TLV 0xE1, REVOKE payload). */
 
@@ -96,6 +96,23 @@ export class MemoryStore implements OwnershipStore {
     if (current === undefined || current.version !== expectVersion) {
       return { ok: false, reason: 'conflict', current: current ?? null };
     }
+    this.#remove(current);
+    this.#put(rec);
+    this.#emit({ kind: 'put', record: rec, prev: current });
+    return { ok: true, record: rec };
+  }
+
+  async refresh(id: string, expectVersion: bigint, expiresAt: number, director: string): Promise<CasResult> {
+    checkBigint(expectVersion, 'expectVersion');
+    checkExpiry(expiresAt);
+    const down = this.#down();
+    if (down !== null) return down;
+    const current = this.#records.get(id);
+    if (current === undefined || current.version !== expectVersion) {
+      return { ok: false, reason: 'conflict', current: current ?? null };
+    }
+    if (expiresAt <= current.expiresAt) return { ok: true, record: current };
+    const rec = freezeRecord({ ...current, expiresAt, director });
     this.#remove(current);
     this.#put(rec);
     this.#emit({ kind: 'put', record: rec, prev: current });

@@ -12,7 +12,7 @@ export interface StoredSession {
   readonly state: SessionState;
   /** The bound client transport (`ip:port` / `[ip6]:port`), or null when none is bound. */
   readonly transport: string | null;
-  /** The director that wrote this version. */
+  /** The director that wrote this record last (a transition, or an expiry refresh). */
   readonly director: string;
   /** Wall-clock ms after which the session counts as idle-expired (refreshed in coarse steps). */
   readonly expiresAt: number;
@@ -45,6 +45,13 @@ export interface OwnershipStore {
    * `record.version` must be `expectVersion + 1` (every transition adds exactly 1).
    */
   update(record: StoredSession, expectVersion: bigint): Promise<CasResult>;
+  /**
+   * Moves a live session's idle expiry later (the coarse TTL refresh of a session with traffic), only if
+   * its stored version is `expectVersion`. Owner, version, state and transport stay; `director` becomes
+   * the refreshing director. An expiry not later than the stored one writes nothing and answers ok with
+   * the stored record. A success is a `put` event like any other write.
+   */
+  refresh(id: string, expectVersion: bigint, expiresAt: number, director: string): Promise<CasResult>;
   /** Deletes the record only if its stored version is `expectVersion`. */
   delete(id: string, expectVersion: bigint): Promise<CasResult>;
   /** Change events for every successful write, in commit order. Returns an unsubscribe function. */
@@ -97,6 +104,12 @@ export function checkVersion(v: unknown, what: string): bigint {
   const b = checkBigint(v, what);
   if (b < 1n || b > U64_MAX) throw new TypeError(`${what} must be within 1..2^64-1, got ${b}`);
   return b;
+}
+
+/** An expiry (wall-clock ms), or a TypeError naming it. */
+export function checkExpiry(v: unknown): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new TypeError(`expiresAt must be a finite number of ms, got ${String(v)}`);
+  return v;
 }
 
 /**

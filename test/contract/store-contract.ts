@@ -235,6 +235,36 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
       });
     });
 
+    it('refresh moves the expiry later on the expected version only, keeps the version, and is a put event', async () => {
+      await withStore(async ({ store }) => {
+        const v1 = rec(sid(1), 1n);
+        await store.create(v1);
+        const r = recorder(store);
+        try {
+          const later = { ...v1, expiresAt: v1.expiresAt + 30_000, director: 'dir-2' };
+          expect(await store.refresh(sid(1), 1n, later.expiresAt, 'dir-2')).toEqual({ ok: true, record: later });
+          expect(await getRecord(store, sid(1))).toEqual(later);
+          // Not later: nothing written, ok with what is stored.
+          expect(await store.refresh(sid(1), 1n, v1.expiresAt, 'dir-3')).toEqual({ ok: true, record: later });
+          // The wrong version, or no record: a conflict carrying what is there.
+          expect(await store.refresh(sid(1), 2n, later.expiresAt + 1, 'dir-3')).toEqual({ ok: false, reason: 'conflict', current: later });
+          expect(await store.refresh(sid(4), 1n, later.expiresAt + 1, 'dir-3')).toEqual({ ok: false, reason: 'conflict', current: null });
+          expect(await getRecord(store, sid(4))).toBeNull();
+          // A transition after a refresh still needs version 1 and goes to 2.
+          const v2 = bump(later, { owner: 'node-b' });
+          expect(await store.update(v2, 1n)).toEqual({ ok: true, record: v2 });
+          await waitFor('the events', () => r.events.length >= 2, { timeoutMs: eventTimeoutMs, intervalMs: 5 });
+          expect(r.events).toEqual([
+            { kind: 'put', record: later, prev: v1 },
+            { kind: 'put', record: v2, prev: later },
+          ]);
+          await expect(store.refresh(sid(1), 2n, Number.NaN, 'dir-3')).rejects.toThrow(TypeError);
+        } finally {
+          r.stop();
+        }
+      });
+    });
+
     it('listByOwner follows owner changes and returns records in id order', async () => {
       await withStore(async ({ store }) => {
         const a = [5, 1, 9, 3].map((n) => rec(sid(n), 1n, { owner: 'node-a' }));

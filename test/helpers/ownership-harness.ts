@@ -111,6 +111,9 @@ export class ScriptedStore implements OwnershipStore {
     this.updates.push({ record, expect, result });
     return result;
   }
+  refresh(id: string, expect: bigint, expiresAt: number, director: string): Promise<CasResult> {
+    return this.inner.refresh(id, expect, expiresAt, director);
+  }
   delete(id: string, expect: bigint): Promise<CasResult> {
     return this.inner.delete(id, expect);
   }

@@ -1,5 +1,6 @@
-// Sessions mirrored from other directors (a shared store): applied without publishing, never expired by a
-// director that does not serve them, newer versions only.
+// Sessions mirrored from other directors (a shared store): applied without publishing, newer versions
+// only; a director that does not serve a session expires it by the store's expiry plus a grace, which the
+// serving director's refreshes move.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DirectorCore, type CoreLimits } from '../../src/director/core.js';
 import { encodeJv1 } from '../../src/codec/jv1.js';
@@ -7,7 +8,17 @@ import { PacketType, type Transport } from '../../src/codec/types.js';
 import { createHasher } from '../../src/ring/hash.js';
 import { buildRing, type Ring } from '../../src/ring/ring.js';
 
-const LIMITS: CoreLimits = { sessionMax: 100, idleTtlMs: 1000, tombstoneMs: 5000, admissionRate: 1000, admissionBurst: 1000, rejectRate: 1000, rejectBurst: 1000, holdMax: 8 };
+const LIMITS: CoreLimits = {
+  sessionMax: 100,
+  idleTtlMs: 1000,
+  tombstoneMs: 5000,
+  admissionRate: 1000,
+  admissionBurst: 1000,
+  rejectRate: 1000,
+  rejectBurst: 1000,
+  holdMax: 8,
+  sharedExpiryGraceMs: 500,
+};
 const ID = 'ab'.repeat(16);
 const T: Transport = { family: 4, address: '198.51.100.7', port: 40000 };
 const KEY = '198.51.100.7:40000';
@@ -15,20 +26,44 @@ let ring: Ring;
 beforeAll(async () => {
   ring = buildRing(await createHasher(), [{ id: 'n1', weight: 1 }, { id: 'n2', weight: 1 }]);
 });
-const remote = (version: bigint, owner = 'n1', state: 'ATTACHED' | 'FROZEN' | 'TERMINATED' = 'ATTACHED') => ({ id: ID, owner, version, state, transport: { t: T, key: KEY, listener: 0 } });
+const remote = (version: bigint, owner = 'n1', state: 'ATTACHED' | 'FROZEN' | 'TERMINATED' = 'ATTACHED', expiresAt = 1000) => ({
+  id: ID,
+  owner,
+  version,
+  state,
+  transport: { t: T, key: KEY, listener: 0 },
+  expiresAt,
+});
 
 describe('DirectorCore.applyRemote', () => {
-  it('mirrors a session another director admitted, and never expires it here until it is served here', () => {
+  it('a mirrored session expires here at the store\'s expiry plus the grace, which refreshes move; once served here, by its own traffic', () => {
     const core = new DirectorCore(LIMITS, ring);
-    expect(core.applyRemote(remote(1n), 0).kind).toBe('created');
-    expect(core.sweep(5000)).toEqual([]);
-    expect(core.table.get(ID)).toBeDefined();
-    // A packet arriving long after the TTL is not an expiry here either: the serving director decides.
-    const out = core.onClient(encodeJv1(PacketType.DATA, Buffer.from(ID, 'hex'), Buffer.alloc(8)), T, KEY, 0, 6000);
+    expect(core.applyRemote(remote(1n, 'n1', 'ATTACHED', 1000), 0).kind).toBe('created');
+    expect(core.table.get(ID)).toMatchObject({ servedHere: false, storeExpiresAt: 1000, expiresAt: 1500 });
+    expect(core.dueIdle(1499)).toEqual([]);
+    // The serving director refreshed the store's expiry (same version): only the deadline moves.
+    expect(core.applyRemote(remote(1n, 'n1', 'ATTACHED', 3000), 1400)).toMatchObject({ kind: 'refreshed' });
+    expect(core.applyRemote(remote(1n, 'n1', 'ATTACHED', 2000), 1400).kind).toBe('ignored'); // never earlier
+    expect(core.table.get(ID)).toMatchObject({ version: 1n, storeExpiresAt: 3000, expiresAt: 3500 });
+    expect(core.dueIdle(3499)).toEqual([]);
+    expect(core.dueIdle(3500).map((r) => r.id)).toEqual([ID]);
+    // dueIdle ends nothing: the caller ends it in the store first. A packet served here makes it ours.
+    const out = core.onClient(encodeJv1(PacketType.DATA, Buffer.from(ID, 'hex'), Buffer.alloc(8)), T, KEY, 0, 3400);
     expect(out.kind).toBe('forward');
-    // Now it is served here: idle past the TTL, it expires here.
-    const expired = core.sweep(6000 + LIMITS.idleTtlMs);
-    expect(expired.map((e) => e.session.id)).toEqual([ID]);
+    expect(core.table.get(ID)).toMatchObject({ servedHere: true, expiresAt: 3400 + LIMITS.idleTtlMs });
+    expect(core.sweep(4399)).toEqual([]);
+    // (dueIdle above handed it out once: the table looks at it again a second later at most.)
+    expect(core.sweep(4500).map((e) => e.session.id)).toEqual([ID]);
+  });
+
+  it('a session served here does not expire while the store holds a later expiry (another director saw its traffic)', () => {
+    const core = new DirectorCore(LIMITS, ring);
+    core.applyRemote(remote(1n, 'n1', 'ATTACHED', 1000), 0);
+    core.onClient(encodeJv1(PacketType.DATA, Buffer.from(ID, 'hex'), Buffer.alloc(8)), T, KEY, 0, 100); // served here until 1100
+    core.applyRemote(remote(1n, 'n1', 'ATTACHED', 5000), 200);
+    expect(core.table.get(ID)).toMatchObject({ servedHere: true, expiresAt: 5000, storeExpiresAt: 5000 }); // no grace where served
+    expect(core.dueIdle(4999)).toEqual([]);
+    expect(core.dueIdle(5000).map((r) => r.id)).toEqual([ID]);
   });
 
   it('applies only newer versions: owner and state changes, a termination; never older news', () => {

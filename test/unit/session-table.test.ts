@@ -32,6 +32,7 @@ function rec(n: number, now: number, owner = 'node-a', ttl = TTL): SessionRecord
     formerOwner: null,
     heldReplies: null,
     servedHere: true,
+    storeExpiresAt: now + ttl,
   };
 }
 

@@ -1,0 +1,170 @@
+// Idle expiry across directors sharing one store: the serving director refreshes the store's expiry in
+// coarse steps while its session has traffic; every director expires a session by it; the end is a delete
+// on the session's version in the store first, so a session expires once, whichever director sees it.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parseHostPortLiteral } from '../../src/config/load.js';
+import { encodeJv1, sessionIdHex } from '../../src/codec/jv1.js';
+import { transportKey } from '../../src/codec/ip.js';
+import { PacketType, type Transport } from '../../src/codec/types.js';
+import { DirectorCore } from '../../src/director/core.js';
+import { Ownership } from '../../src/director/ownership.js';
+import { createAudit, type AuditSink } from '../../src/obs/audit.js';
+import { DirectorStats } from '../../src/obs/stats.js';
+import { createHasher } from '../../src/ring/hash.js';
+import { buildRing, type Ring } from '../../src/ring/ring.js';
+import { MemoryStore } from '../../src/store/memory.js';
+import { ManualClock, RecordingPath, TEST_LIMITS, clientTransport, counterId } from '../helpers/ownership-harness.js';
+
+const TTL = 1000;
+const GRACE = 500;
+
+let ring: Ring;
+beforeAll(async () => {
+  ring = buildRing(await createHasher(), [
+    { id: 'node-a', weight: 1 },
+    { id: 'node-b', weight: 1 },
+  ]);
+});
+
+interface Dir {
+  readonly id: string;
+  readonly core: DirectorCore;
+  readonly own: Ownership;
+  readonly audit: AuditSink;
+  readonly stats: DirectorStats;
+  /** A client datagram through this director, as the UDP shell handles it. */
+  client(msg: Buffer, t: Transport): void;
+  events(kind: string): number;
+}
+
+function director(id: string, store: MemoryStore, clock: ManualClock): Dir {
+  const core = new DirectorCore({ ...TEST_LIMITS, idleTtlMs: TTL, sharedExpiryGraceMs: GRACE }, ring);
+  const audit = createAudit({ path: null, wallClock: () => clock.wall(), keep: 100_000 });
+  const stats = new DirectorStats();
+  const nodes = new Set(['node-a', 'node-b']);
+  const own = new Ownership(
+    { directorId: id, quiesceMs: 0, revokeTimeoutMs: 60_000, revokeRetries: 0, refreshExpiry: true, idleTtlMs: TTL },
+    { core, store, audit, stats, clock, eligible: (n) => nodes.has(n), knownNode: (n) => nodes.has(n) },
+  );
+  own.attach(new RecordingPath(clock));
+  own.followStore((key) => {
+    const t = parseHostPortLiteral(key);
+    return t === undefined ? null : { t, key, listener: 0 };
+  });
+  return {
+    id,
+    core,
+    own,
+    audit,
+    stats,
+    client(msg, t) {
+      const out = core.onClient(msg, t, transportKey(t), 0, clock.now());
+      for (const n of core.expiredOnArrival.splice(0)) own.ended(n.session, n.transition);
+      if (out.kind === 'admit') void own.admit(out.session);
+      else if (out.kind === 'forward' && out.transition !== null) own.ended(out.session, out.transition);
+    },
+    events(kind) {
+      return audit.recent({ limit: 100_000 }).filter((l) => l.event === kind).length;
+    },
+  };
+}
+
+/** Lets store calls and watch deliveries settle. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+}
+
+async function setup(): Promise<{ clock: ManualClock; store: MemoryStore; a: Dir; b: Dir; id: string; t: Transport }> {
+  const clock = new ManualClock();
+  const store = new MemoryStore();
+  const a = director('dir-a', store, clock);
+  const b = director('dir-b', store, clock);
+  const idBytes = counterId(7);
+  const t = clientTransport(1);
+  a.client(encodeJv1(PacketType.HELLO, idBytes, new Uint8Array(4)), t);
+  await settle();
+  const id = sessionIdHex(idBytes);
+  expect(a.core.table.get(id)).toMatchObject({ servedHere: true, version: 1n });
+  expect(b.core.table.get(id)).toMatchObject({ servedHere: false, version: 1n, storeExpiresAt: TTL, expiresAt: TTL + GRACE });
+  return { clock, store, a, b, id, t };
+}
+
+describe('idle expiry across directors sharing a store', () => {
+  it('an idle session expires once: both directors try, one delete wins, the other follows; one audit line', async () => {
+    const { clock, store, a, b, id } = await setup();
+    clock.advance(TTL + GRACE);
+    a.own.expireIdle(clock.now());
+    b.own.expireIdle(clock.now());
+    await settle();
+    expect((await store.get(id)).ok && (await store.get(id))).toMatchObject({ record: null });
+    expect(a.core.table.get(id)).toBeUndefined();
+    expect(b.core.table.get(id)).toBeUndefined();
+    expect(a.events('expire') + b.events('expire')).toBe(1);
+    expect(a.events('SECURITY_EVENT') + b.events('SECURITY_EVENT')).toBe(0);
+    // Both keep a tombstone: the id cannot come back as a new session through either.
+    expect(a.core.table.tombstoneUntil(id, clock.now())).toBeDefined();
+    expect(b.core.table.tombstoneUntil(id, clock.now())).toBeDefined();
+  });
+
+  it('traffic through A keeps the session alive on B with a few refresh writes, not one per packet; idle, it then expires', async () => {
+    const { clock, store, a, b, id, t } = await setup();
+    let packets = 0;
+    for (let step = 0; step < 40; step++) {
+      clock.advance(100);
+      a.client(encodeJv1(PacketType.DATA, counterId(7), new Uint8Array(4)), t);
+      packets++;
+      a.own.refreshExpiries(clock.now());
+      a.own.expireIdle(clock.now());
+      b.own.expireIdle(clock.now());
+      await settle();
+      expect(b.core.table.get(id), `B still has it at ${clock.now()} ms`).toBeDefined();
+    }
+    const refreshes = a.stats.expiryRefreshes.get('ok');
+    expect(refreshes).toBeGreaterThanOrEqual(4); // 4 s of traffic with a 1 s TTL
+    expect(refreshes).toBeLessThanOrEqual(packets / 4);
+    expect(b.stats.remoteChanges.get('refreshed')).toBe(refreshes);
+    const stored = await store.get(id);
+    expect(stored.ok && stored.record?.version).toBe(1n); // refreshes never bump the version
+    // Traffic stops: the session expires once, everywhere.
+    for (let step = 0; step < 30 && (a.core.table.get(id) !== undefined || b.core.table.get(id) !== undefined); step++) {
+      clock.advance(100);
+      a.own.refreshExpiries(clock.now());
+      a.own.expireIdle(clock.now());
+      b.own.expireIdle(clock.now());
+      await settle();
+    }
+    expect(a.core.table.get(id)).toBeUndefined();
+    expect(b.core.table.get(id)).toBeUndefined();
+    expect(a.events('expire') + b.events('expire')).toBe(1);
+  });
+
+  it('a director that died: the survivor expires its sessions at the store expiry plus the grace', async () => {
+    const { clock, store, b, id } = await setup(); // A never runs again
+    clock.advance(TTL + GRACE - 1);
+    b.own.expireIdle(clock.now());
+    await settle();
+    expect(b.core.table.get(id)).toBeDefined();
+    clock.advance(1);
+    b.own.expireIdle(clock.now());
+    await settle();
+    expect(b.core.table.get(id)).toBeUndefined();
+    expect((await store.get(id)).ok && (await store.get(id))).toMatchObject({ record: null });
+    expect(b.audit.recent({ session: id, limit: 10 }).map((l) => [l.event, l.actor])).toEqual([['expire', 'dir-b']]);
+  });
+
+  it('the store unreachable: nothing expires (no audit, the session intact); it expires once the store answers', async () => {
+    const { clock, store, a, id } = await setup();
+    store.setUnavailable(true);
+    clock.advance(TTL);
+    a.own.expireIdle(clock.now());
+    await settle();
+    expect(a.core.table.get(id)).toMatchObject({ pending: null, version: 1n });
+    expect(a.events('expire')).toBe(0);
+    store.setUnavailable(false);
+    clock.advance(1000); // looked at again within a second
+    a.own.expireIdle(clock.now());
+    await settle();
+    expect(a.core.table.get(id)).toBeUndefined();
+    expect(a.events('expire')).toBe(1);
+  });
+});
