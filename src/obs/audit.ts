@@ -1,6 +1,6 @@
 // The audit log: one JSON line per ownership change, each carrying the SHA-256 of the previous line
 // (a hash chain that `anchor audit verify` checks). Owns the file; never decides what is audited.
-import { createHash } from 'node:crypto';
+import { createHash, hash as oneShotHash } from 'node:crypto';
 import { closeSync, createWriteStream, fstatSync, openSync, readSync, renameSync, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 
@@ -30,7 +30,7 @@ export const GENESIS = '0'.repeat(64);
 export function chainLine(prevHash: string, seq: number, time: string, ev: AuditEvent): { line: AuditLine; text: string; hash: string } {
   const line: AuditLine = { time, seq, ...ev, prev: prevHash };
   const text = JSON.stringify(line);
-  return { line, text, hash: createHash('sha256').update(text).digest('hex') };
+  return { line, text, hash: oneShotHash('sha256', text, 'hex') };
 }
 
 export interface AuditSink {
@@ -110,15 +110,37 @@ export function createAudit(opts: AuditOptions): AuditSink {
   stream?.on('error', (e) => {
     streamError = e;
   });
+  // Lines written in one turn of the event loop go to the file in one write (a drain writes thousands).
+  let batch = '';
+  let scheduled = false;
+  const writeBatch = (): void => {
+    scheduled = false;
+    const text = batch;
+    batch = '';
+    if (text.length > 0 && stream !== null && streamError === null) stream.write(text);
+  };
+  // The ISO time of the last millisecond seen (many lines share one).
+  let lastMs = Number.NaN;
+  let lastIso = '';
   return {
     write(ev) {
       seq += 1;
-      const time = new Date(opts.wallClock()).toISOString();
-      const { line, text, hash } = chainLine(prev, seq, time, ev);
+      const ms = opts.wallClock();
+      if (ms !== lastMs) {
+        lastMs = ms;
+        lastIso = new Date(ms).toISOString();
+      }
+      const { line, text, hash } = chainLine(prev, seq, lastIso, ev);
       prev = hash;
       ring[written % keep] = line;
       written++;
-      if (stream !== null && streamError === null) stream.write(text + '\n');
+      if (stream !== null && streamError === null) {
+        batch += text + '\n';
+        if (!scheduled) {
+          scheduled = true;
+          setImmediate(writeBatch);
+        }
+      }
       opts.onLine?.(line);
     },
     recent(filter) {
@@ -131,10 +153,12 @@ export function createAudit(opts: AuditOptions): AuditSink {
       return out.reverse();
     },
     async flush() {
+      writeBatch();
       if (stream === null || streamError !== null) return;
       if (stream.writableNeedDrain) await once(stream, 'drain');
     },
     async close() {
+      writeBatch();
       const s = stream;
       stream = null;
       if (s === null) return;
