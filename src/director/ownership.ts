@@ -91,14 +91,19 @@ interface PendingRevoke {
   readonly node: string;
   readonly version: bigint;
   attempts: number;
-  timer: NodeJS.Timeout;
+  /** When to resend (or give up), monotonic ms. */
+  due: number;
 }
 
 export class Ownership {
   readonly #o: OwnershipOptions;
   readonly #d: OwnershipDeps;
   #path: DataPath | null = null;
+  /** Unacknowledged REVOKEs in due order (one timeout for all: re-armed entries go to the end). */
   readonly #revokes = new Map<string, PendingRevoke>();
+  #revokeTimer: NodeJS.Timeout | null = null;
+  /** Quiesce waits ending at the same instant share one timer (a drain freezes thousands at once). */
+  readonly #quiesces = new Map<number, Promise<void>>();
   readonly #observers: ((rec: SessionRecord, note: TransitionNote) => void)[] = [];
   /** Sessions whose expiry refresh is in flight. */
   readonly #refreshing = new Set<string>();
@@ -251,7 +256,7 @@ export class Ownership {
     if (!freeze.ok) return { ok: false, session: id, reason: freeze.reason, message: `freeze: ${freeze.message}` };
     // Frozen, the old owner is still the owner: its replies to packets already sent reach the client.
     // Give them a moment before the transfer makes them replies from a former owner (dropped).
-    if (this.#o.quiesceMs > 0) await delay(this.#o.quiesceMs);
+    if (this.#o.quiesceMs > 0) await this.#quiesce();
     const transfer = await this.step(rec, LifecycleEvent.TRANSFER, { cause: req.cause, toOwner: to, actor });
     if (!transfer.ok) {
       // Nothing moved: thaw in place so the session goes on with its owner.
@@ -378,7 +383,6 @@ export class Ownership {
     const key = `${id}/${version}`;
     const p = this.#revokes.get(key);
     if (p === undefined || p.node !== node) return;
-    clearTimeout(p.timer);
     this.#revokes.delete(key);
     this.#d.stats.revokes.inc('acknowledged');
   }
@@ -443,35 +447,69 @@ export class Ownership {
   }
 
   close(): void {
-    for (const p of this.#revokes.values()) clearTimeout(p.timer);
+    if (this.#revokeTimer !== null) clearTimeout(this.#revokeTimer);
+    this.#revokeTimer = null;
     this.#revokes.clear();
   }
 
   #revoke(rec: SessionRecord, node: string, version: bigint): void {
     const key = `${rec.id}/${version}`;
-    const send = (): void => {
-      this.#d.stats.revokes.inc('sent');
-      this.#path?.revoke(rec, node, version);
-    };
-    const arm = (p: PendingRevoke): NodeJS.Timeout => {
-      const t = setTimeout(() => {
-        if (p.attempts >= this.#o.revokeRetries) {
-          this.#revokes.delete(key);
-          this.#d.stats.revokes.inc('unacknowledged');
-          this.#security(rec.id, 'revoke_unacknowledged', { node, version: version.toString(), attempts: p.attempts + 1 });
-          return;
-        }
-        p.attempts++;
-        send();
-        p.timer = arm(p);
-      }, this.#o.revokeTimeoutMs);
-      t.unref();
-      return t;
-    };
-    const p: PendingRevoke = { rec, node, version, attempts: 0, timer: undefined as unknown as NodeJS.Timeout };
-    p.timer = arm(p);
-    this.#revokes.set(key, p);
-    send();
+    this.#revokes.delete(key);
+    this.#revokes.set(key, { rec, node, version, attempts: 0, due: this.#d.clock.now() + this.#o.revokeTimeoutMs });
+    this.#sendRevoke(rec, node, version);
+    this.#armRevokes();
+  }
+
+  #sendRevoke(rec: SessionRecord, node: string, version: bigint): void {
+    this.#d.stats.revokes.inc('sent');
+    this.#path?.revoke(rec, node, version);
+  }
+
+  #armRevokes(): void {
+    if (this.#revokeTimer !== null) return;
+    const first = this.#revokes.values().next();
+    if (first.done === true) return;
+    this.#revokeTimer = setTimeout(() => this.#revokeTick(), Math.max(1, first.value.due - this.#d.clock.now()));
+    this.#revokeTimer.unref();
+  }
+
+  /** Resends every REVOKE whose timeout passed; gives up (SECURITY_EVENT) after `revokeRetries`. */
+  #revokeTick(): void {
+    this.#revokeTimer = null;
+    const now = this.#d.clock.now();
+    for (const [key, p] of this.#revokes) {
+      if (p.due > now) break;
+      this.#revokes.delete(key);
+      if (p.attempts >= this.#o.revokeRetries) {
+        this.#d.stats.revokes.inc('unacknowledged');
+        this.#security(p.rec.id, 'revoke_unacknowledged', { node: p.node, version: p.version.toString(), attempts: p.attempts + 1 });
+        continue;
+      }
+      p.attempts++;
+      p.due = now + this.#o.revokeTimeoutMs;
+      this.#revokes.set(key, p); // to the end: still in due order
+      this.#sendRevoke(p.rec, p.node, p.version);
+    }
+    this.#armRevokes();
+  }
+
+  /** Resolves `quiesceMs` (up to a few ms more) from now; waits ending together share one timer. */
+  #quiesce(): Promise<void> {
+    const ms = this.#o.quiesceMs;
+    const step = Math.max(1, Math.min(10, Math.floor(ms / 5)));
+    const now = this.#d.clock.now();
+    const at = Math.ceil((now + ms) / step) * step;
+    let p = this.#quiesces.get(at);
+    if (p === undefined) {
+      p = new Promise<void>((resolve) => {
+        setTimeout(() => {
+          this.#quiesces.delete(at);
+          resolve();
+        }, at - now).unref();
+      });
+      this.#quiesces.set(at, p);
+    }
+    return p;
   }
 
   /** Sends a released held datagram on. */

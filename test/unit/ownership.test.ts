@@ -17,6 +17,7 @@ import {
   counterOf,
   idsOwnedBy,
   makeHarness,
+  ManualClock,
   packet,
   type Harness,
 } from '../helpers/ownership-harness.js';
@@ -433,6 +434,11 @@ describe('Ownership.migrate', () => {
 
 // ------------------------------------------------------------------------------------------ REVOKE
 describe('REVOKE acknowledgement', () => {
+  /** Moves the director's clock and the timers together (the retries are due by the clock). */
+  function advance(h: Harness, ms: number): void {
+    (h.clock as ManualClock).advance(ms);
+    vi.advanceTimersByTime(ms);
+  }
   async function moved(h: Harness) {
     const rec = await h.admit(SID, A);
     const from = rec.owner;
@@ -453,7 +459,7 @@ describe('REVOKE acknowledgement', () => {
     h.own.onRevokeAck(ID, 3n, from);
     expect(h.own.pendingRevokes).toBe(0);
     expect(h.stats.revokes.get('acknowledged')).toBe(1);
-    vi.advanceTimersByTime(1000);
+    advance(h, 1000);
     expect(h.path.revokes).toHaveLength(1);
     expect(h.stats.revokes.get('sent')).toBe(1);
     expect(h.stats.revokes.get('unacknowledged')).toBe(0);
@@ -464,10 +470,10 @@ describe('REVOKE acknowledgement', () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     const h = harness({ revokeTimeoutMs: 10, revokeRetries: 3 });
     const from = await moved(h);
-    vi.advanceTimersByTime(10);
+    advance(h, 10);
     expect(h.path.revokes).toHaveLength(2);
     h.own.onRevokeAck(ID, 3n, from);
-    vi.advanceTimersByTime(1000);
+    advance(h, 1000);
     expect(h.path.revokes).toHaveLength(2);
     expect(h.stats.revokes.get('unacknowledged')).toBe(0);
   });
@@ -477,12 +483,12 @@ describe('REVOKE acknowledgement', () => {
     const h = harness({ revokeTimeoutMs: 10, revokeRetries: 2 });
     const from = await moved(h);
     expect(h.path.revokes).toHaveLength(1);
-    vi.advanceTimersByTime(10);
+    advance(h, 10);
     expect(h.path.revokes).toHaveLength(2);
-    vi.advanceTimersByTime(10);
+    advance(h, 10);
     expect(h.path.revokes).toHaveLength(3);
     expect(h.stats.revokes.get('unacknowledged')).toBe(0);
-    vi.advanceTimersByTime(10);
+    advance(h, 10);
     expect(h.path.revokes).toHaveLength(3);
     for (const r of h.path.revokes) expect(r).toMatchObject({ session: ID, node: from, version: 3n });
     expect(h.stats.revokes.get('sent')).toBe(3);
@@ -495,7 +501,7 @@ describe('REVOKE acknowledgement', () => {
     // A late ack changes nothing.
     h.own.onRevokeAck(ID, 3n, from);
     expect(h.stats.revokes.get('acknowledged')).toBe(0);
-    vi.advanceTimersByTime(1000);
+    advance(h, 1000);
     expect(h.path.revokes).toHaveLength(3);
   });
 });
