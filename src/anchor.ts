@@ -1,6 +1,7 @@
 // The composition root: builds every component from a validated config and explicit dependencies and
 // wires them together. Nothing else constructs components; only src/main.ts touches `process`.
 import { AdminServer, type AdminBackend, type NodeView, type OpResult, type SessionView } from './admin/server.js';
+import { statsView } from './admin/stats-view.js';
 import { parseHostPortLiteral } from './config/load.js';
 import type { AnchorConfig, ListenerConfig } from './config/schema.js';
 import { createCodec, type CodecSpec } from './codec/codec.js';
@@ -396,6 +397,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       deps.onDrainRequested();
       return { ok: true, value: { state: 'draining', deadline_s: config.drain.deadline_s } };
     },
+    stats: () => statsView(directorId, stats, clock.wall()),
   };
   const admin = new AdminServer({ listen: hp(config.admin.listen), token: config.admin.token }, backend);
 

@@ -13,6 +13,7 @@ import { verifyAuditFile } from './obs/audit-verify.js';
 import { checkRecords } from './refnode/checker.js';
 import { readRecords } from './refnode/records.js';
 import { transportKey } from './codec/ip.js';
+import { runCtl } from './ctl/ctl.js';
 
 const USAGE = `anchor — sticky-routing L4 session director
 
@@ -26,6 +27,10 @@ Usage:
                 [--jump-every S] [--json]
                                   simulate N JV1 sessions and report loss and round trips
   anchor audit verify FILE        check an audit log's hash chain (exit 1 on a break)
+  anchor ctl COMMAND [--admin URL] [--token TOKEN] [--json]
+                                  operate a running director: status, sessions, session ID,
+                                  plan NODE, drain NODE, undrain NODE, failover NODE,
+                                  migrate SESSION, audit (see anchor ctl --help)
   anchor check --records DIR      prove from reference node records that no session was
                                   delivered to two nodes at once (exit 1 on a violation)
   anchor help | --help            this text; \`anchor COMMAND --help\` for one command
@@ -239,6 +244,8 @@ async function main(argv: string[]): Promise<number> {
       }
       return r.ok ? 0 : 1;
     }
+    case 'ctl':
+      return runCtl(rest, { stdout: process.stdout, stderr: process.stderr, env: process.env });
     case 'version':
     case '--version': {
       const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };

@@ -5,6 +5,8 @@ import { once } from 'node:events';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Transport } from '../codec/types.js';
+import { statusPage } from './status-page.js';
+import type { StatsView } from './stats-view.js';
 
 export interface NodeView {
   readonly id: string;
@@ -49,6 +51,8 @@ export interface AdminBackend {
   getDrain(id: string): unknown | undefined;
   listDrains(): unknown[];
   drainDirector(): OpResult<unknown>;
+  /** GET /v1/stats: the main counters and when they were read (the status page's chart). */
+  stats(): StatsView;
 }
 
 export interface AdminOptions {
@@ -85,6 +89,11 @@ export function bearerMatches(header: string | undefined, token: string): boolea
   const m = /^Bearer (.+)$/.exec(header ?? '');
   const given = m?.[1] ?? '';
   return timingSafeEqual(digest(given), digest(token)) && m !== null;
+}
+
+/** The same constant-time check for a token given as a query parameter (`/?token=…`: the status page). */
+export function queryTokenMatches(given: string | null, token: string): boolean {
+  return timingSafeEqual(digest(given ?? ''), digest(token)) && given !== null;
 }
 
 function parseLimit(v: string | null): number {
@@ -146,6 +155,18 @@ export class AdminServer {
       const m = await this.#backend.metrics();
       res.writeHead(200, { 'content-type': m.contentType });
       res.end(m.body);
+      return;
+    }
+    if (path === '/') {
+      // The status page. A browser cannot send a bearer header on a navigation: the token may come as ?token=.
+      if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, 'method_not_allowed', `${method} /: only GET is allowed`);
+      if (this.#opts.token !== null && !bearerMatches(req.headers.authorization, this.#opts.token) && !queryTokenMatches(url.searchParams.get('token'), this.#opts.token)) {
+        res.setHeader('www-authenticate', 'Bearer');
+        throw new HttpError(401, 'unauthorized', 'missing or wrong token: open /?token=TOKEN, or send Authorization: Bearer TOKEN');
+      }
+      const page = statusPage();
+      res.writeHead(200, page.headers);
+      res.end(method === 'HEAD' ? undefined : page.html);
       return;
     }
     if (path === '/v1' || path.startsWith('/v1/')) {
@@ -229,6 +250,10 @@ export class AdminServer {
       post();
       onlyKeys(await readJson(req), []);
       return sendResult(res, b.drainDirector(), 202);
+    }
+    if (path === '/stats') {
+      get();
+      return send(res, 200, b.stats());
     }
     if (path === '/nodes') {
       get();

@@ -1,0 +1,80 @@
+// The admin API seen from `anchor ctl`: one request at a time with Node's fetch (undici), a deadline on
+// each, the bearer token when there is one. Every outcome is a value: the body, the director's refusal
+// ({error: {code, message}}), or why it could not be asked (unreachable, no answer in time).
+
+export type ApiResult =
+  | { readonly ok: true; readonly status: number; readonly body: unknown }
+  /** `status` 0: the director was not reached or did not answer in time. `body`: the answer's JSON, if any. */
+  | { readonly ok: false; readonly status: number; readonly code: string; readonly message: string; readonly body?: unknown };
+
+export interface AdminClientOptions {
+  readonly base: string;
+  readonly token: string | undefined;
+  readonly timeoutMs: number;
+  /** Injected for tests; the global fetch by default. */
+  readonly fetch?: typeof fetch;
+}
+
+export class AdminClient {
+  readonly #o: AdminClientOptions;
+  readonly #fetch: typeof fetch;
+
+  constructor(opts: AdminClientOptions) {
+    this.#o = opts;
+    this.#fetch = opts.fetch ?? fetch;
+  }
+
+  get base(): string {
+    return this.#o.base;
+  }
+
+  get(path: string): Promise<ApiResult> {
+    return this.#request('GET', path, undefined);
+  }
+
+  post(path: string, body: Record<string, unknown> = {}): Promise<ApiResult> {
+    return this.#request('POST', path, body);
+  }
+
+  async #request(method: string, path: string, body: Record<string, unknown> | undefined): Promise<ApiResult> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.#o.token !== undefined) headers.authorization = `Bearer ${this.#o.token}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const url = `${this.#o.base}${path}`;
+    let res: Response;
+    let text: string;
+    try {
+      res = await this.#fetch(url, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(this.#o.timeoutMs),
+        redirect: 'error',
+      });
+      text = await res.text();
+    } catch (err) {
+      return { ok: false, status: 0, code: 'unreachable', message: unreachable(err, this.#o.base, this.#o.timeoutMs) };
+    }
+    let json: unknown;
+    try {
+      json = text === '' ? null : JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    if (res.ok) {
+      if (json === undefined) return { ok: false, status: res.status, code: 'bad_answer', message: `${method} ${path}: the answer is not JSON (is ${this.#o.base} an Anchor admin API?)` };
+      return { ok: true, status: res.status, body: json };
+    }
+    const e = typeof json === 'object' && json !== null ? (json as { error?: { code?: unknown; message?: unknown } }).error : undefined;
+    const code = typeof e?.code === 'string' ? e.code : `http_${res.status}`;
+    const message = typeof e?.message === 'string' ? e.message : `${method} ${path}: HTTP ${res.status} ${res.statusText}`.trim();
+    return { ok: false, status: res.status, code, message, body: json };
+  }
+}
+
+function unreachable(err: unknown, base: string, timeoutMs: number): string {
+  const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+  if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `no answer from the director at ${base} within ${timeoutMs / 1000} s`;
+  const why = e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(err);
+  return `cannot reach the director at ${base}: ${why}`;
+}
