@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The process shell: argv, signals, exit codes — nothing else. Every command's work lives in its module.
 import { readFileSync } from 'node:fs';
-import { createAnchor, type Anchor } from './anchor.js';
+import type { Anchor } from './anchor.js';
 import { formatConfigError, loadConfig, parseHostPortLiteral } from './config/load.js';
 import { ConfigError, UsageError } from './errors.js';
 import { createLogger } from './obs/logger.js';
@@ -97,6 +97,8 @@ async function startDirector(configPath: string, withNodes: boolean): Promise<vo
   let anchor: Anchor;
   let drainRequested: (() => void) | null = null;
   try {
+    // Loaded here, not at the top: `anchor ctl` and the other small commands start without the director stack (etcd, gRPC, metrics).
+    const { createAnchor } = await import('./anchor.js');
     anchor = await createAnchor(config, { clock: systemClock, logger, onDrainRequested: () => drainRequested?.() });
   } catch (err) {
     await Promise.allSettled(nodes.map((n) => n.close()));

@@ -289,7 +289,8 @@ export class DrainCoordinator {
       moved: d.moved,
       remaining,
       failed: d.failed,
-      ended: Math.max(0, d.total - d.moved - d.failed - remaining),
+      // Sessions that failed to move are still on the node, so they are part of `remaining`.
+      ended: Math.max(0, d.total - d.moved - remaining),
       rate: p.rate,
       eta_s: d.state === 'running' || d.state === 'waiting' ? p.eta_s : 0,
       started_at: wall(d.startedAt),
