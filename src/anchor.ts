@@ -79,6 +79,11 @@ export function sharedExpiryGraceMs(idleTtlMs: number): number {
   return Math.max(1000, Math.min(idleTtlMs / 10, 10_000));
 }
 
+/** How long a session may stay frozen with no migration of it running here before it is resumed. */
+export function staleFreezeMs(quiesceMs: number): number {
+  return Math.max(5000, 4 * quiesceMs);
+}
+
 export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Promise<Anchor> {
   const { clock, logger } = deps;
   const directorId = config.director.id;
@@ -273,6 +278,9 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   const refreshTick =
     store.watchShared === undefined ? null : setInterval(() => ownership.refreshExpiries(clock.now()), Math.min(1000, Math.max(50, (config.session.idle_ttl_s * 1000) / 8)));
   refreshTick?.unref();
+  // Sessions left frozen (a migration cut short by the store, or run by a director that died) are resumed.
+  const thawTick = setInterval(() => ownership.thawStale(clock.now(), staleFreezeMs(config.drain.quiesce_ms)), 1000);
+  thawTick.unref();
   // store.partition_policy: when the fence comes back from 'expired', `terminate` ends every session.
   let fenceWas: FenceState = FenceState.OK;
   const partitionWatch = setInterval(() => {
@@ -408,6 +416,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       clearInterval(partitionWatch);
       unwatchShared?.();
       if (refreshTick !== null) clearInterval(refreshTick);
+      clearInterval(thawTick);
       unfollow?.();
       drains.close();
       ownership.close();

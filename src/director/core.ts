@@ -434,6 +434,7 @@ export class DirectorCore {
     const t = transition(rec.state, rec.version, event, expect);
     if (!t.ok) return t.reason;
     rec.pending = event;
+    if (opts.bind !== undefined) opts.bind.binding = true;
     return {
       session: rec,
       event,
@@ -555,6 +556,7 @@ export class DirectorCore {
   commit(p: Planned, now: number): TransitionNote {
     const rec = p.session;
     rec.pending = null;
+    if (p.bind !== null) p.bind.binding = false;
     rec.version = p.toVersion;
     rec.state = p.toState;
     if (p.toOwner !== rec.owner) {
@@ -580,6 +582,7 @@ export class DirectorCore {
   /** The store refused or could not be reached: nothing changes (fail closed). */
   abort(p: Planned): void {
     p.session.pending = null;
+    if (p.bind !== null) p.bind.binding = false;
   }
 
   /** The store accepted a new session: it is live; its held packets (the HELLO first) go to the owner. */
@@ -693,7 +696,10 @@ export class DirectorCore {
     if (rec.pending !== null || rec.state !== SessionState.ATTACHED) {
       // Another transition (a racing reattach, a freeze) is in flight: this BIND names a version that
       // is about to be superseded, so it loses deterministically.
-      return rec.pending === LifecycleEvent.REATTACH ? { kind: 'conflict', session: rec, candidate: cand } : { kind: 'drop', reason: DropReason.BIND_BUSY };
+      // The BIND of the very transport being bound (the node answered two of its packets) is a duplicate,
+      // not a rival: it must not draw a REJECT to the socket that is about to win.
+      if (rec.pending === LifecycleEvent.REATTACH && cand.binding !== true) return { kind: 'conflict', session: rec, candidate: cand };
+      return { kind: 'drop', reason: DropReason.BIND_BUSY };
     }
     return { kind: 'bind', session: rec, candidate: cand, version: b.version };
   }

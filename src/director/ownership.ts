@@ -107,6 +107,17 @@ export class Ownership {
   readonly #observers: ((rec: SessionRecord, note: TransitionNote) => void)[] = [];
   /** Sessions whose expiry refresh is in flight. */
   readonly #refreshing = new Set<string>();
+  /**
+   * Our own writes seen by the watch while a transition of that session was in flight (null: a delete).
+   * A write whose answer never came may still have landed: once the transition settles, what the store
+   * says wins over what the director assumed.
+   */
+  readonly #late = new Map<string, StoredSession | null>();
+  /** Sessions with a migration running here (frozen on purpose, e.g. during the quiesce). */
+  readonly #migrating = new Set<string>();
+  /** When each frozen session was seen frozen (monotonic ms), in that order: stale freezes are thawed. */
+  readonly #frozenAt = new Map<string, number>();
+  #parseTransport: ((key: string) => { t: Transport; key: string; listener: number } | null) | null = null;
 
   constructor(opts: OwnershipOptions, deps: OwnershipDeps) {
     this.#o = opts;
@@ -149,6 +160,12 @@ export class Ownership {
   }
 
   #notify(rec: SessionRecord, note: TransitionNote): void {
+    if (rec.state === SessionState.FROZEN) {
+      this.#frozenAt.delete(rec.id);
+      this.#frozenAt.set(rec.id, this.#d.clock.now());
+    } else {
+      this.#frozenAt.delete(rec.id);
+    }
     for (const fn of this.#observers) fn(rec, note);
   }
 
@@ -167,6 +184,7 @@ export class Ownership {
       this.#audit(rec, note, this.#o.directorId);
       this.#d.stats.admissions++;
       for (const f of forwards) this.#forward(f);
+      this.#settleLate(rec.id);
       return { ok: true };
     }
     const reason = r.reason === 'unavailable' ? RejectReason.STORE_UNAVAILABLE : r.current?.state === SessionState.TERMINATED ? RejectReason.SESSION_TERMINATED : RejectReason.OWNERSHIP_CONFLICT;
@@ -175,6 +193,7 @@ export class Ownership {
     this.#d.stats.admissionsFailed.inc(rejectLabel(reason));
     const answer = core.admissionFailed(rec, reason, now);
     if (opts.answer !== false) this.#path?.answer(answer, rec);
+    this.#settleLate(rec.id);
     return { ok: false, reason };
   }
 
@@ -200,6 +219,7 @@ export class Ownership {
     const core = this.#d.core;
     if (this.#d.fence !== undefined && this.#d.fence() !== FenceState.OK) {
       // Near or past the lease deadline: no transition may start (fail closed), nothing changes.
+      this.#security(rec.id, `${event}_refused`, { reason: 'fenced', version: rec.version.toString() });
       return { ok: false, reason: 'unavailable', message: 'the store lease is near its deadline: ownership changes are refused' };
     }
     const p = core.plan(rec, event, opts);
@@ -211,9 +231,11 @@ export class Ownership {
       const note = core.commit(p, this.#d.clock.now());
       this.#audit(rec, note, opts.actor);
       this.#notify(rec, note);
+      this.#settleLate(rec.id);
       return { ok: true, note };
     }
     core.abort(p);
+    this.#settleLate(rec.id);
     this.#abortEvent(p, r.reason, r.reason === 'unavailable' ? r.message : `stored version is ${r.current?.version ?? 'absent'}`);
     // Nothing changed: packets held while the CAS was in flight go on as if it had never been tried
     // (a session still frozen keeps them for its resume).
@@ -251,6 +273,17 @@ export class Ownership {
       to = core.ring.pickExcluding(rec.idBytes, new Set([from]));
       if (to === undefined) return { ok: false, session: id, reason: 'no_target', message: 'no other active, healthy node to move to' };
     }
+    this.#migrating.add(id);
+    try {
+      return await this.#migrate(rec, from, to, req);
+    } finally {
+      this.#migrating.delete(id);
+    }
+  }
+
+  async #migrate(rec: SessionRecord, from: string, to: string, req: MigrateRequest): Promise<MigrateResult> {
+    const core = this.#d.core;
+    const id = rec.id;
     const actor = req.actor;
     const freeze = await this.step(rec, LifecycleEvent.FREEZE, { cause: req.cause, expectVersion: req.expectVersion, actor });
     if (!freeze.ok) return { ok: false, session: id, reason: freeze.reason, message: `freeze: ${freeze.message}` };
@@ -273,7 +306,8 @@ export class Ownership {
       resume = await this.step(rec, LifecycleEvent.RESUME, { cause: req.cause, actor });
     }
     if (!resume.ok) {
-      // Ownership moved but the session stays frozen (its packets are held, then dropped): fail closed.
+      // Ownership moved but the session stays frozen (its packets are held): fail closed. The stale-freeze
+      // sweep (`thawStale`) resumes it once the store answers again.
       return { ok: false, session: id, reason: resume.reason, message: `resume: ${resume.message}` };
     }
     const replay = core.release(rec, this.#d.clock.now(), true);
@@ -325,6 +359,7 @@ export class Ownership {
     const r = await this.#d.store.delete(rec.id, p.fromVersion);
     const now = this.#d.clock.now();
     if (r.ok) {
+      this.#late.delete(rec.id);
       const note = core.commit(p, now);
       this.#d.stats.sessionsEnded.inc(note.cause);
       this.#d.stats.heldDiscarded += core.discardHeld(rec);
@@ -333,6 +368,10 @@ export class Ownership {
       return;
     }
     core.abort(p);
+    if (this.#late.has(rec.id)) {
+      this.#settleLate(rec.id);
+      return;
+    }
     if (r.reason === 'conflict' && r.current === null) {
       const gone = core.removeRemote(rec.id, now);
       if (gone !== null) {
@@ -388,41 +427,88 @@ export class Ownership {
   }
 
   /**
-   * Mirrors what other directors write to the store into the local table (never re-published).
-   * `parseTransport` turns a stored transport into the client transport and the listener to reply
-   * through; our own writes (same director id) are already applied and are skipped.
+   * Mirrors what the store's watch reports into the local table (never re-published): other directors'
+   * writes, and our own writes whose answer never came but which landed (our own writes already
+   * applied are older or equal versions, which the core ignores). While a transition of the session is
+   * in flight here, our own events wait until it settles. `parseTransport` turns a stored transport into
+   * the client transport and the listener to reply through.
    */
   followStore(parseTransport: (key: string) => { t: Transport; key: string; listener: number } | null): () => void {
-    const core = this.#d.core;
+    this.#parseTransport = parseTransport;
     return this.#d.store.watch((ev) => {
-      const now = this.#d.clock.now();
-      if (ev.kind === 'delete') {
-        // Our own ends are applied locally before their delete, which then finds nothing here.
-        const rec = core.removeRemote(ev.id, now);
-        if (rec !== null) {
-          this.#d.stats.remoteChanges.inc('ended');
-          this.#notify(rec, { event: LifecycleEvent.TERMINATE, cause: 'remote', fromVersion: rec.version, toVersion: rec.version + 1n, fromOwner: rec.owner, toOwner: null });
-        }
+      const local = this.#d.core.table.get(ev.kind === 'delete' ? ev.id : ev.record.id);
+      if (local !== undefined && local.pending !== null && (ev.kind === 'delete' || ev.record.director === this.#o.directorId)) {
+        this.#late.set(local.id, ev.kind === 'delete' ? null : ev.record);
         return;
       }
-      const r = ev.record;
-      if (r.director === this.#o.directorId) return;
-      const out = core.applyRemote(
-        { id: r.id, owner: r.owner, version: r.version, state: r.state, transport: r.transport === null ? null : parseTransport(r.transport), expiresAt: this.#monoExpiry(r.expiresAt) },
-        now,
-      );
-      if (out.kind === 'ignored') return;
-      if (out.kind === 'refreshed') {
-        this.#d.stats.remoteChanges.inc('refreshed');
-        return;
-      }
-      this.#d.stats.remoteChanges.inc(out.kind);
-      this.#notify(out.session, out.note);
-      // Packets held here while another director froze the session go on once it is attached again.
-      if (out.kind === 'updated' && out.session.state === SessionState.ATTACHED && out.session.pending === null) {
-        this.#forwardAll(core.release(out.session, now, true));
-      }
+      if (ev.kind === 'delete') this.#applyDelete(ev.id);
+      else this.#applyRecord(ev.record);
     });
+  }
+
+  /** What the watch said about a session while its transition was in flight, applied now that it settled. */
+  #settleLate(id: string): void {
+    if (!this.#late.has(id)) return;
+    const late = this.#late.get(id);
+    this.#late.delete(id);
+    if (late === null) this.#applyDelete(id);
+    else if (late !== undefined) this.#applyRecord(late);
+  }
+
+  #applyDelete(id: string): void {
+    // Our own ends are applied locally before their delete, which then finds nothing here.
+    const rec = this.#d.core.removeRemote(id, this.#d.clock.now());
+    if (rec !== null) {
+      this.#d.stats.remoteChanges.inc('ended');
+      this.#d.stats.heldDiscarded += this.#d.core.discardHeld(rec);
+      this.#notify(rec, { event: LifecycleEvent.TERMINATE, cause: 'remote', fromVersion: rec.version, toVersion: rec.version + 1n, fromOwner: rec.owner, toOwner: null });
+    }
+  }
+
+  #applyRecord(r: StoredSession): void {
+    const core = this.#d.core;
+    const now = this.#d.clock.now();
+    const parse = this.#parseTransport;
+    const out = core.applyRemote(
+      { id: r.id, owner: r.owner, version: r.version, state: r.state, transport: r.transport === null || parse === null ? null : parse(r.transport), expiresAt: this.#monoExpiry(r.expiresAt) },
+      now,
+    );
+    if (out.kind === 'ignored') return;
+    if (out.kind === 'refreshed') {
+      this.#d.stats.remoteChanges.inc('refreshed');
+      return;
+    }
+    this.#d.stats.remoteChanges.inc(out.kind);
+    if (r.director === this.#o.directorId) this.#security(r.id, 'late_write_applied', { version: r.version.toString(), state: r.state, owner: r.owner });
+    this.#notify(out.session, out.note);
+    // Packets held here while the session was frozen go on once it is attached again.
+    if (out.kind === 'updated' && out.session.state === SessionState.ATTACHED && out.session.pending === null) {
+      this.#forwardAll(core.release(out.session, now, true));
+    }
+  }
+
+  /**
+   * Resumes sessions frozen for longer than `staleMs` with no migration of them running here: a
+   * migration cut short after its freeze (the store went away, the fence tripped) or run by a director
+   * that died. A CAS like any other: if the migrating director is alive and moves on, one of the two
+   * loses. Packets held meanwhile are replayed to the owner.
+   */
+  thawStale(now: number, staleMs: number): void {
+    if (this.#d.fence !== undefined && this.#d.fence() !== FenceState.OK) return;
+    for (const [id, at] of this.#frozenAt) {
+      if (now - at < staleMs) break;
+      const rec = this.#d.core.table.get(id);
+      if (rec === undefined || rec.state !== SessionState.FROZEN) {
+        this.#frozenAt.delete(id);
+        continue;
+      }
+      if (rec.pending !== null || this.#migrating.has(id)) continue;
+      this.#frozenAt.delete(id);
+      this.#frozenAt.set(id, now); // looked at again after another `staleMs` if this fails
+      void this.step(rec, LifecycleEvent.RESUME, { cause: 'stale_freeze', actor: this.#o.directorId }).then((r) => {
+        if (r.ok) this.#forwardAll(this.#d.core.release(rec, this.#d.clock.now(), true));
+      });
+    }
   }
 
   /**
@@ -440,7 +526,10 @@ export class Ownership {
           { id: rec.id, owner: rec.owner, version: rec.version, state: rec.state, transport: rec.transport === null ? null : parseTransport(rec.transport), expiresAt: this.#monoExpiry(rec.expiresAt) },
           now,
         );
-        if (out.kind !== 'ignored') n++;
+        if (out.kind === 'ignored') continue;
+        n++;
+        // A session frozen by a director that is gone is thawed by the stale-freeze sweep.
+        if (rec.state === SessionState.FROZEN) this.#frozenAt.set(rec.id, now);
       }
     }
     return n;

@@ -57,6 +57,8 @@ export interface Candidate {
   /** Bytes received from it and sent to it (only REJECTs), so that we never send it more than 3×. */
   bytesIn: number;
   bytesOut: number;
+  /** Set while a reattach CAS binds this transport (a second BIND for it is a duplicate, not a rival). */
+  binding?: boolean;
 }
 
 /** A new record with the bookkeeping fields empty. */

@@ -275,3 +275,31 @@ export async function startEtcdCluster(opts: EtcdClusterOptions = {}): Promise<E
 export function startEtcd(opts: Omit<EtcdClusterOptions, 'members'> = {}): Promise<EtcdCluster> {
   return startEtcdCluster({ ...opts, members: 1 });
 }
+
+/**
+ * Every key under `prefix` with its value and mod_revision, read through one member's JSON gateway
+ * (`POST /v3/kv/range`), bounded by `timeoutMs`. Linearizable unless `serializable` (which a member
+ * without quorum still answers, from its own copy).
+ */
+export async function readPrefix(
+  clientUrl: string,
+  prefix: string,
+  opts: { serializable?: boolean; timeoutMs?: number } = {},
+): Promise<{ key: string; value: string; modRevision: string }[]> {
+  const start = Buffer.from(prefix);
+  const end = Buffer.from(prefix);
+  end[end.length - 1] = (end[end.length - 1] as number) + 1;
+  const body = (await fetchJson(
+    `${clientUrl}/v3/kv/range`,
+    {
+      method: 'POST',
+      body: JSON.stringify({ key: start.toString('base64'), range_end: end.toString('base64'), serializable: opts.serializable === true }),
+    },
+    opts.timeoutMs ?? 2000,
+  )) as { kvs?: { key: string; value?: string; mod_revision?: string }[] };
+  return (body.kvs ?? []).map((kv) => ({
+    key: Buffer.from(kv.key, 'base64').toString('utf8'),
+    value: Buffer.from(kv.value ?? '', 'base64').toString('utf8'),
+    modRevision: String(kv.mod_revision ?? '0'),
+  }));
+}

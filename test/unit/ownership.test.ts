@@ -571,6 +571,24 @@ describe('reattach by BIND', () => {
     expect(rec.transportKey).toBe(transportKey(B));
   });
 
+  it('a second BIND for the transport being bound is a duplicate (bind_busy), not a rival: no REJECT to the winner', async () => {
+    const h = harness();
+    const rec = await h.admit(SID, A);
+    const owner = rec.owner;
+    h.client(packet(PacketType.DATA, SID, 1), B);
+    h.client(packet(PacketType.DATA, SID, 2), B); // two packets: the owner answers each with a BIND
+    const b1 = h.core.onNode(owner, encodeBind(SID, 1n, B), h.clock.now());
+    if (b1.kind !== 'bind') throw new Error(b1.kind);
+    const p1 = h.own.reattach(b1.session, b1.candidate, b1.version);
+    expect(h.core.onNode(owner, encodeBind(SID, 1n, B), h.clock.now())).toMatchObject({ kind: 'drop', reason: 'bind_busy' });
+    expect(await p1).toMatchObject({ ok: true });
+    expect(rec.transportKey).toBe(transportKey(B));
+    expect(h.path.candidateRejects).toEqual([]);
+    // Settled: a later BIND for it is a no-op, and the flag does not stick to the candidate.
+    expect(h.core.onNode(owner, encodeBind(SID, 2n, B), h.clock.now())).toMatchObject({ kind: 'drop', reason: 'bind_noop' });
+    expect(b1.candidate.binding).toBe(false);
+  });
+
   it('a BIND from a non-owner → drop with security bind_from_non_owner, nothing changes', async () => {
     const h = harness();
     const rec = await h.admit(SID, A);

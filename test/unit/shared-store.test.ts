@@ -1,6 +1,8 @@
-// Idle expiry across directors sharing one store: the serving director refreshes the store's expiry in
-// coarse steps while its session has traffic; every director expires a session by it; the end is a delete
-// on the session's version in the store first, so a session expires once, whichever director sees it.
+// Directors sharing one store. Idle expiry: the serving director refreshes the store's expiry in coarse
+// steps while its session has traffic; every director expires a session by it; the end is a delete on the
+// session's version in the store first, so a session expires once, whichever director sees it. What the
+// store says wins: a write whose answer was lost but which landed is applied from the watch; a session
+// left frozen by a migration cut short is resumed by the stale-freeze sweep.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseHostPortLiteral } from '../../src/config/load.js';
 import { encodeJv1, sessionIdHex } from '../../src/codec/jv1.js';
@@ -13,6 +15,8 @@ import { DirectorStats } from '../../src/obs/stats.js';
 import { createHasher } from '../../src/ring/hash.js';
 import { buildRing, type Ring } from '../../src/ring/ring.js';
 import { MemoryStore } from '../../src/store/memory.js';
+import type { CasResult, OwnershipStore, StoredSession } from '../../src/store/store.js';
+import { LifecycleEvent } from '../../src/session/lifecycle.js';
 import { ManualClock, RecordingPath, TEST_LIMITS, clientTransport, counterId } from '../helpers/ownership-harness.js';
 
 const TTL = 1000;
@@ -37,7 +41,7 @@ interface Dir {
   events(kind: string): number;
 }
 
-function director(id: string, store: MemoryStore, clock: ManualClock): Dir {
+function director(id: string, store: OwnershipStore, clock: ManualClock): Dir {
   const core = new DirectorCore({ ...TEST_LIMITS, idleTtlMs: TTL, sharedExpiryGraceMs: GRACE }, ring);
   const audit = createAudit({ path: null, wallClock: () => clock.wall(), keep: 100_000 });
   const stats = new DirectorStats();
@@ -166,5 +170,107 @@ describe('idle expiry across directors sharing a store', () => {
     await settle();
     expect(a.core.table.get(id)).toBeUndefined();
     expect(a.events('expire')).toBe(1);
+  });
+});
+
+/** A store whose next write of a kind lands but whose answer is lost (answered `unavailable`). */
+class LossyStore implements OwnershipStore {
+  lose: 'create' | 'update' | null = null;
+  constructor(readonly inner: MemoryStore) {}
+  get(id: string) {
+    return this.inner.get(id);
+  }
+  listByOwner(owner: string) {
+    return this.inner.listByOwner(owner);
+  }
+  async create(r: StoredSession): Promise<CasResult> {
+    const res = await this.inner.create(r);
+    return this.#answer('create', res);
+  }
+  async update(r: StoredSession, v: bigint): Promise<CasResult> {
+    const res = await this.inner.update(r, v);
+    return this.#answer('update', res);
+  }
+  refresh(id: string, v: bigint, e: number, d: string) {
+    return this.inner.refresh(id, v, e, d);
+  }
+  delete(id: string, v: bigint) {
+    return this.inner.delete(id, v);
+  }
+  watch(fn: Parameters<OwnershipStore['watch']>[0]) {
+    return this.inner.watch(fn);
+  }
+  close() {
+    return this.inner.close();
+  }
+  #answer(kind: 'create' | 'update', res: CasResult): CasResult {
+    if (this.lose !== kind) return res;
+    this.lose = null;
+    return { ok: false, reason: 'unavailable', message: 'answer lost (test)' };
+  }
+}
+
+describe('what the store says wins', () => {
+  it('a create whose answer was lost but which landed: refused to the client, then applied from the watch (audited)', async () => {
+    const clock = new ManualClock();
+    const store = new LossyStore(new MemoryStore());
+    const a = director('dir-a', store, clock);
+    store.lose = 'create';
+    const idBytes = counterId(11);
+    a.client(encodeJv1(PacketType.HELLO, idBytes, new Uint8Array(4)), clientTransport(2));
+    await settle();
+    const id = sessionIdHex(idBytes);
+    const stored = await store.get(id);
+    expect(stored.ok && stored.record).toMatchObject({ version: 1n, director: 'dir-a' });
+    // The director follows the store, not its assumption: the session is there, at version 1.
+    expect(a.core.table.get(id)).toMatchObject({ version: 1n, state: 'ATTACHED', pending: null });
+    expect(a.audit.recent({ session: id, limit: 10 }).map((l) => l.cause)).toEqual(['admit_store_unavailable', 'late_write_applied']);
+  });
+
+  it('a transfer whose answer was lost but which landed: the director takes the new owner and version from the watch', async () => {
+    const clock = new ManualClock();
+    const store = new LossyStore(new MemoryStore());
+    const a = director('dir-a', store, clock);
+    const idBytes = counterId(12);
+    a.client(encodeJv1(PacketType.HELLO, idBytes, new Uint8Array(4)), clientTransport(3));
+    await settle();
+    const id = sessionIdHex(idBytes);
+    const rec = a.core.table.get(id)!;
+    const from = rec.owner;
+    const to = from === 'node-a' ? 'node-b' : 'node-a';
+    expect((await a.own.step(rec, LifecycleEvent.FREEZE, { cause: 'test', actor: 'op' })).ok).toBe(true);
+    store.lose = 'update';
+    const t = await a.own.step(rec, LifecycleEvent.TRANSFER, { cause: 'test', toOwner: to, actor: 'op' });
+    expect(t).toMatchObject({ ok: false, reason: 'unavailable' });
+    await settle();
+    expect(a.core.table.get(id)).toMatchObject({ owner: to, version: 3n, state: 'FROZEN', pending: null });
+  });
+
+  it('a session left frozen (transfer and thaw both refused) is resumed by the stale-freeze sweep, its held packets replayed', async () => {
+    const clock = new ManualClock();
+    const mem = new MemoryStore();
+    const a = director('dir-a', mem, clock);
+    const idBytes = counterId(13);
+    const t = clientTransport(4);
+    a.client(encodeJv1(PacketType.HELLO, idBytes, new Uint8Array(4)), t);
+    await settle();
+    const id = sessionIdHex(idBytes);
+    const rec = a.core.table.get(id)!;
+    expect((await a.own.step(rec, LifecycleEvent.FREEZE, { cause: 'test', actor: 'op' })).ok).toBe(true);
+    mem.setUnavailable(true);
+    expect((await a.own.step(rec, LifecycleEvent.TRANSFER, { cause: 'test', toOwner: 'node-b', actor: 'op' })).ok).toBe(false);
+    expect((await a.own.step(rec, LifecycleEvent.RESUME, { cause: 'test', actor: 'op' })).ok).toBe(false);
+    a.client(encodeJv1(PacketType.DATA, idBytes, new Uint8Array(4)), t); // held while frozen
+    expect(rec.held).toHaveLength(1);
+    clock.advance(4000);
+    a.own.thawStale(clock.now(), 5000);
+    await settle();
+    expect(rec.state).toBe('FROZEN'); // not stale yet
+    mem.setUnavailable(false);
+    clock.advance(1000);
+    a.own.thawStale(clock.now(), 5000);
+    await settle();
+    expect(rec).toMatchObject({ state: 'ATTACHED', version: 3n, held: null });
+    expect(a.audit.recent({ session: id, limit: 10 }).filter((l) => l.event === 'resume').map((l) => l.cause)).toEqual(['stale_freeze']);
   });
 });
