@@ -56,7 +56,11 @@ export function isPacketType(t: number): t is PacketType {
 }
 
 function isZero(b: Uint8Array): boolean {
-  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
+  return isZeroAt(b, 0, b.length);
+}
+
+function isZeroAt(b: Uint8Array, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (b[i] !== 0) return false;
   return true;
 }
 
@@ -69,23 +73,38 @@ function decodeUtf8(b: Uint8Array): string | undefined {
   }
 }
 
+/** What `checkJv1` says of a datagram: valid, not JV1 at all, or malformed (with the reason). */
+export type Jv1Check = 'ok' | 'not-mine' | MalformedReason;
+
 /**
- * Decodes one JV1 packet. Fewer than 2 bytes or another magic: not-mine. Then, in this order:
- * truncated (< 20 bytes), bad_version, bad_type, zero_session_id, bad_payload (REVOKE, BIND and REJECT
- * payloads are checked by their decoders below; HELLO, DATA and CLOSE carry anything).
- * The result's sessionId and payload are views into `buf`.
+ * Validates one JV1 packet in place, allocating nothing (the per-datagram path reads the type at byte 3
+ * and the session id at bytes 4..19 itself). Fewer than 2 bytes or another magic: not-mine. Then, in
+ * this order: truncated (< 20 bytes), bad_version, bad_type, zero_session_id, bad_payload (REVOKE, BIND
+ * and REJECT payloads are checked by their decoders below; HELLO, DATA and CLOSE carry anything).
+ */
+export function checkJv1(buf: Uint8Array): Jv1Check {
+  if (buf.length < 2 || buf[0] !== 0x4a || buf[1] !== 0x56) return 'not-mine';
+  if (buf.length < JV1_HEADER_LEN) return MalformedReason.TRUNCATED;
+  if (buf[2] !== JV1_VERSION) return MalformedReason.BAD_VERSION;
+  const type = buf[3] ?? 0;
+  if (!isPacketType(type)) return MalformedReason.BAD_TYPE;
+  if (isZeroAt(buf, 4, JV1_HEADER_LEN)) return MalformedReason.ZERO_SESSION_ID;
+  // Only the control types have a payload shape to check (views are made for them only).
+  if (type !== PacketType.HELLO && type !== PacketType.DATA && type !== PacketType.CLOSE && !payloadValid(type, buf.subarray(JV1_HEADER_LEN))) {
+    return MalformedReason.BAD_PAYLOAD;
+  }
+  return 'ok';
+}
+
+/**
+ * Decodes one JV1 packet: `checkJv1`'s verdict, and for a valid packet its type with views of the
+ * session id and payload. The result's sessionId and payload are views into `buf`.
  */
 export function decodeJv1(buf: Uint8Array): Decoded<Jv1Packet> {
-  if (buf.length < 2 || buf[0] !== 0x4a || buf[1] !== 0x56) return NOT_MINE;
-  if (buf.length < JV1_HEADER_LEN) return malformed(MalformedReason.TRUNCATED);
-  if (buf[2] !== JV1_VERSION) return malformed(MalformedReason.BAD_VERSION);
-  const type = buf[3] ?? 0;
-  if (!isPacketType(type)) return malformed(MalformedReason.BAD_TYPE);
-  const sessionId = buf.subarray(4, JV1_HEADER_LEN);
-  if (isZero(sessionId)) return malformed(MalformedReason.ZERO_SESSION_ID);
-  const payload = buf.subarray(JV1_HEADER_LEN);
-  if (!payloadValid(type, payload)) return malformed(MalformedReason.BAD_PAYLOAD);
-  return { kind: 'ok', value: { type, sessionId, payload } };
+  const c = checkJv1(buf);
+  if (c === 'not-mine') return NOT_MINE;
+  if (c !== 'ok') return malformed(c);
+  return { kind: 'ok', value: { type: buf[3] as PacketType, sessionId: buf.subarray(4, JV1_HEADER_LEN), payload: buf.subarray(JV1_HEADER_LEN) } };
 }
 
 function payloadValid(type: PacketType, payload: Uint8Array): boolean {

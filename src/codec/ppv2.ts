@@ -165,6 +165,41 @@ export function writePpv2(
   return len;
 }
 
+/**
+ * A whole header for one session, owner and version, with flags 0 and sequence number 0: built once
+ * (writePpv2), then copied and completed per datagram by `stampPpv2`, which only writes the last two TLVs'
+ * values. Throws on misuse, as writePpv2.
+ */
+export function createPpv2Template(prefix: Uint8Array, sessionId: Uint8Array, version: bigint, ownerBytes: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(ppv2HeaderLength(prefix, ownerBytes));
+  writePpv2(out, prefix, sessionId, version, ownerBytes, 0, 0);
+  return out;
+}
+
+/** Bytes from a header's end back to its flags value (E3 value, E4 head, E4 value): 1 + 3 + 8. */
+const STAMP_FLAGS_FROM_END = 12;
+
+/**
+ * Per datagram: copies `template` (createPpv2Template) into `out` at 0 and writes `flags` (a byte) and
+ * `seq` (a non-negative safe integer; the caller's counter) into its last two TLVs; returns the header
+ * length. No checks beyond the template's, no bigint: the per-datagram cost is one copy and nine stores.
+ */
+export function stampPpv2(out: Uint8Array, template: Uint8Array, flags: number, seq: number): number {
+  const n = template.length;
+  out.set(template, 0);
+  out[n - STAMP_FLAGS_FROM_END] = flags;
+  const hi = Math.floor(seq / 0x1_0000_0000);
+  out[n - 8] = hi >>> 24;
+  out[n - 7] = hi >>> 16;
+  out[n - 6] = hi >>> 8;
+  out[n - 5] = hi;
+  out[n - 4] = seq >>> 24;
+  out[n - 3] = seq >>> 16;
+  out[n - 2] = seq >>> 8;
+  out[n - 1] = seq;
+  return n;
+}
+
 /** Convenience (not the hot path): a whole header from its fields. */
 export function encodePpv2(f: Ppv2Fields): Buffer {
   const prefix = createPpv2Prefix(f.transport, f.src, f.dst);

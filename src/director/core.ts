@@ -3,7 +3,7 @@
 // applied once the store has accepted it. Pure: time comes in as `now` (ms); it returns effects as data
 // (forward / hold / admit / reject / relay / bind / drop) and never touches a socket, a clock, the store,
 // a logger or a metric.
-import { decodeBind, decodeJv1, decodeRevoke, sessionIdHex } from '../codec/jv1.js';
+import { checkJv1, decodeBind, decodeRevoke, JV1_HEADER_LEN, sessionIdHex } from '../codec/jv1.js';
 import { transportKey } from '../codec/ip.js';
 import { PacketType, RejectReason, type Transport } from '../codec/types.js';
 import { PP2_FLAG } from '../codec/ppv2.js';
@@ -114,6 +114,152 @@ export type NodeOutcome =
 /** The listener index of a TCP-bound session (it has no UDP listener to reply through). */
 export const TCP_LISTENER = -1;
 
+export type VerdictKind = ClientOutcome['kind'] | NodeOutcome['kind'];
+
+/**
+ * The decision about one datagram, written in place by `decideClient` / `decideNode` so that the
+ * per-datagram path allocates nothing: the same effects as a ClientOutcome / NodeOutcome, as the fields of
+ * one object per core that the next decision overwrites. Read it at once; never keep it (copy what must
+ * outlive the call). `onClient` / `onNode` return the same decisions as fresh outcome objects.
+ * Which fields mean something depends on `kind`, as in the outcome types:
+ *   forward: session flags seq version node msg src listener transition · relay: session transition
+ *   admit, hold, held-reply: session · reject: reject sessionId · drop: reason detail security dropSession
+ *   bind: session candidate version · conflict: session candidate · revoke-ack: revoked version
+ */
+export class Verdict {
+  kind: VerdictKind = 'drop';
+  session: SessionRecord | null = null;
+  flags = 0;
+  seq = 0;
+  version = 0n;
+  node = '';
+  msg: Buffer | null = null;
+  src: Transport | null = null;
+  listener = 0;
+  transition: TransitionNote | null = null;
+  reject: RejectReason = RejectReason.UNKNOWN_SESSION;
+  sessionId: Uint8Array | null = null;
+  reason: DropReason = DropReason.NOT_JV1;
+  detail: string | undefined = undefined;
+  security: string | undefined = undefined;
+  dropSession: string | undefined = undefined;
+  candidate: Candidate | null = null;
+  revoked = '';
+
+  drop(reason: DropReason, detail?: string): this {
+    this.kind = 'drop';
+    this.reason = reason;
+    this.detail = detail;
+    this.security = undefined;
+    this.dropSession = undefined;
+    return this;
+  }
+
+  /** Copies an outcome object (the paths that are not per-datagram build objects and land here). */
+  set(o: ClientOutcome | NodeOutcome): this {
+    this.kind = o.kind;
+    switch (o.kind) {
+      case 'forward':
+        this.session = o.session;
+        this.flags = o.flags;
+        this.seq = o.seq;
+        this.version = o.version;
+        this.node = o.node;
+        this.msg = o.msg;
+        this.src = o.src;
+        this.listener = o.listener;
+        this.transition = o.transition;
+        break;
+      case 'relay':
+        this.session = o.session;
+        this.transition = o.transition;
+        break;
+      case 'admit':
+      case 'hold':
+      case 'held-reply':
+        this.session = o.session;
+        break;
+      case 'reject':
+        this.reject = o.reason;
+        this.sessionId = o.sessionId;
+        break;
+      case 'drop':
+        this.reason = o.reason;
+        this.detail = o.detail;
+        this.security = 'security' in o ? o.security : undefined;
+        this.dropSession = 'session' in o ? o.session : undefined;
+        break;
+      case 'bind':
+        this.session = o.session;
+        this.candidate = o.candidate;
+        this.version = o.version;
+        break;
+      case 'conflict':
+        this.session = o.session;
+        this.candidate = o.candidate;
+        break;
+      case 'revoke-ack':
+        this.revoked = o.session;
+        this.version = o.version;
+        break;
+    }
+    return this;
+  }
+
+  /** The decision as a fresh client outcome object. */
+  toClientOutcome(): ClientOutcome {
+    switch (this.kind) {
+      case 'forward':
+        return {
+          kind: 'forward',
+          session: this.session as SessionRecord,
+          flags: this.flags,
+          seq: this.seq,
+          version: this.version,
+          node: this.node,
+          msg: this.msg as Buffer,
+          src: this.src as Transport,
+          listener: this.listener,
+          transition: this.transition,
+        };
+      case 'admit':
+      case 'hold':
+        return { kind: this.kind, session: this.session as SessionRecord };
+      case 'reject':
+        return { kind: 'reject', reason: this.reject, sessionId: this.sessionId as Uint8Array };
+      case 'drop':
+        return this.detail === undefined ? { kind: 'drop', reason: this.reason } : { kind: 'drop', reason: this.reason, detail: this.detail };
+      default:
+        throw new Error(`not a client decision: ${this.kind}`);
+    }
+  }
+
+  /** The decision as a fresh node outcome object. */
+  toNodeOutcome(): NodeOutcome {
+    switch (this.kind) {
+      case 'relay':
+        return { kind: 'relay', session: this.session as SessionRecord, transition: this.transition };
+      case 'bind':
+        return { kind: 'bind', session: this.session as SessionRecord, candidate: this.candidate as Candidate, version: this.version };
+      case 'conflict':
+        return { kind: 'conflict', session: this.session as SessionRecord, candidate: this.candidate as Candidate };
+      case 'revoke-ack':
+        return { kind: 'revoke-ack', session: this.revoked, version: this.version };
+      case 'held-reply':
+        return { kind: 'held-reply', session: this.session as SessionRecord };
+      case 'drop': {
+        const o: { kind: 'drop'; reason: DropReason; detail?: string; security?: string; session?: string } = { kind: 'drop', reason: this.reason };
+        if (this.detail !== undefined) o.detail = this.detail;
+        if (this.dropSession !== undefined) o.session = this.dropSession;
+        if (this.security !== undefined) o.security = this.security;
+        return o;
+      }
+      default:
+        throw new Error(`not a node decision: ${this.kind}`);
+    }
+  }
+}
+
 type RejectOrDrop =
   | { readonly kind: 'reject'; readonly reason: RejectReason; readonly sessionId: Uint8Array }
   | { readonly kind: 'drop'; readonly reason: DropReason; readonly detail?: string };
@@ -158,6 +304,14 @@ const MAX_CANDIDATES = 8;
 /** Never send an unbound transport more than this many times the bytes it sent us. */
 export const UNBOUND_REPLY_FACTOR = 3;
 const REJECT_LEN = 21;
+/** Where a JV1 packet's 16-byte session id starts. */
+const JV1_ID_AT = 4;
+
+/** Whether `buf[at .. at + 16)` are the 16 bytes of `id`. */
+function sameIdAt(id: Uint8Array, buf: Uint8Array, at: number): boolean {
+  for (let i = 0; i < 16; i++) if (id[i] !== buf[at + i]) return false;
+  return true;
+}
 
 export class DirectorCore {
   readonly table: SessionTable;
@@ -175,6 +329,10 @@ export class DirectorCore {
   readonly #pins = new Map<string, string>();
   /** Sessions whose client restarted (a new session id from their pinned transport): the shell ends them. */
   readonly restarted: SessionRecord[] = [];
+  /** The last `decideClient` decision (overwritten by the next one). */
+  readonly clientVerdict = new Verdict();
+  /** The last `decideNode` decision (overwritten by the next one). */
+  readonly nodeVerdict = new Verdict();
 
   /**
    * `codecs[i]`: how listener i reads session ids; absent or JV1 → the JV1 path. Other codecs cannot be
@@ -214,45 +372,62 @@ export class DirectorCore {
     return this.#draining;
   }
 
-  /** A datagram from a client transport arriving on listener `listener`. */
+  /** A datagram from a client transport arriving on listener `listener`, decided as a fresh outcome object. */
   onClient(msg: Buffer, src: Transport, srcKey: string, listener: number, now: number): ClientOutcome {
-    if (this.#fence() === FenceState.EXPIRED) return { kind: 'drop', reason: DropReason.FENCED };
+    return this.decideClient(msg, src.address, src.port, src.family, listener, now, src, srcKey).toClientOutcome();
+  }
+
+  /**
+   * The per-datagram path: the same decision as `onClient`, written into `clientVerdict` (returned) with
+   * no allocation for a datagram of a live session from its bound transport. The client transport comes
+   * as its parts (as a socket reports them); the Transport object and its key are only built when the
+   * decision keeps them (a new session, a jump candidate, a REJECT), unless the caller has them already.
+   */
+  decideClient(msg: Buffer, address: string, port: number, family: 4 | 6, listener: number, now: number, src: Transport | null = null, srcKey: string | null = null): Verdict {
+    const v = this.clientVerdict;
+    if (this.#fence() === FenceState.EXPIRED) return v.drop(DropReason.FENCED);
     const codec = this.#codecs[listener];
-    if (codec !== undefined && codec !== null && codec.name !== 'jv1') return this.#onClientCodec(codec, msg, src, srcKey, listener, now);
-    const d = decodeJv1(msg);
-    if (d.kind === 'not-mine') return { kind: 'drop', reason: DropReason.NOT_JV1 };
-    if (d.kind === 'malformed') return { kind: 'drop', reason: DropReason.MALFORMED, detail: d.reason };
-    const pkt = d.value;
-    const type = pkt.type;
-    if (type !== PacketType.HELLO && type !== PacketType.DATA && type !== PacketType.CLOSE) {
-      return { kind: 'drop', reason: DropReason.CLIENT_FORBIDDEN_TYPE };
+    if (codec !== undefined && codec !== null && codec.name !== 'jv1') {
+      const t = src ?? { family, address, port };
+      return v.set(this.#onClientCodec(codec, msg, t, srcKey ?? transportKey(t), listener, now));
     }
-    const id = sessionIdHex(pkt.sessionId);
-    let rec = this.table.get(id);
+    const c = checkJv1(msg);
+    if (c !== 'ok') return c === 'not-mine' ? v.drop(DropReason.NOT_JV1) : v.drop(DropReason.MALFORMED, c);
+    const type = msg[3] as PacketType;
+    if (type !== PacketType.HELLO && type !== PacketType.DATA && type !== PacketType.CLOSE) return v.drop(DropReason.CLIENT_FORBIDDEN_TYPE);
+    let rec = this.table.getByIdBytes(msg, JV1_ID_AT);
     if (rec !== undefined && this.#idle(rec, now)) {
       // Strict TTL: a session idle past its deadline is over even if the sweep has not run yet.
       this.expiredOnArrival.push({ session: rec, transition: this.#end(rec, LifecycleEvent.EXPIRE, 'idle_ttl', now) });
       rec = undefined;
     }
     if (rec === undefined) {
-      if (this.table.tombstoneUntil(id, now) !== undefined) {
-        return this.#reject(RejectReason.SESSION_TERMINATED, pkt.sessionId, src, msg.length, now);
-      }
-      if (type !== PacketType.HELLO) return this.#reject(RejectReason.UNKNOWN_SESSION, pkt.sessionId, src, msg.length, now);
-      return this.#admit(id, pkt.sessionId, msg, msg.length, src, srcKey, listener, now);
+      const t = src ?? { family, address, port };
+      const idView = msg.subarray(JV1_ID_AT, JV1_ID_AT + 16);
+      const id = sessionIdHex(idView);
+      if (this.table.tombstoneUntil(id, now) !== undefined) return v.set(this.#reject(RejectReason.SESSION_TERMINATED, idView, t, msg.length, now));
+      if (type !== PacketType.HELLO) return v.set(this.#reject(RejectReason.UNKNOWN_SESSION, idView, t, msg.length, now));
+      return v.set(this.#admit(id, idView, msg, msg.length, t, srcKey ?? transportKey(t), listener, now));
     }
-
-    if (rec.transportKey !== srcKey) {
+    const bound = rec.transport;
+    if (bound.port !== port || bound.address !== address) {
       // A jump candidate: the owner validates it and answers BIND; nothing changes here until then.
-      if (rec.pending !== null || rec.state !== SessionState.ATTACHED) return { kind: 'drop', reason: DropReason.FROZEN_UNBOUND };
-      if (!this.#ownerAvailable(rec.owner)) return { kind: 'drop', reason: DropReason.OWNER_UNAVAILABLE };
-      this.#noteCandidate(rec, src, srcKey, listener, msg.length);
-      return this.#forward(rec, msg, src, listener, PP2_FLAG.UNBOUND_SOURCE, null);
+      // (The bound transport's key is its text form, so comparing the parts is comparing the keys.)
+      if (rec.pending !== null || rec.state !== SessionState.ATTACHED) return v.drop(DropReason.FROZEN_UNBOUND);
+      if (!this.#ownerAvailable(rec.owner)) return v.drop(DropReason.OWNER_UNAVAILABLE);
+      const t = src ?? { family, address, port };
+      this.#noteCandidate(rec, t, srcKey ?? transportKey(t), listener, msg.length);
+      return this.#forwardInto(v, rec, msg, t, listener, PP2_FLAG.UNBOUND_SOURCE, null, rec.version);
     }
     this.table.touch(rec, now);
-    if (rec.pending !== null || rec.state === SessionState.FROZEN) return this.#hold(rec, msg);
-    if (!this.#ownerAvailable(rec.owner)) return { kind: 'drop', reason: DropReason.OWNER_UNAVAILABLE };
-    return this.#forwardBound(rec, msg, type, 0, now);
+    if (rec.pending !== null || rec.state === SessionState.FROZEN) return v.set(this.#hold(rec, msg));
+    if (!this.#ownerAvailable(rec.owner)) return v.drop(DropReason.OWNER_UNAVAILABLE);
+    if (type === PacketType.CLOSE) {
+      const version = rec.version;
+      const t = this.#end(rec, LifecycleEvent.CLOSE, 'client_close', now);
+      return this.#forwardInto(v, rec, msg, rec.transport, rec.listener, 0, t, version);
+    }
+    return this.#forwardInto(v, rec, msg, rec.transport, rec.listener, 0, null, rec.version);
   }
 
   /**
@@ -363,13 +538,13 @@ export class DirectorCore {
     if (rec.owner !== nodeId) return { kind: 'drop', reason: rec.formerOwner === nodeId ? DropReason.NODE_FORMER_OWNER : DropReason.NODE_NOT_OWNER };
     const codec = this.#codecs[rec.listener];
     if (codec === undefined || codec === null || codec.name === 'jv1') {
-      const d = decodeJv1(msg);
-      if (d.kind === 'ok') {
-        if (d.value.type === PacketType.REJECT || d.value.type === PacketType.BIND || d.value.type === PacketType.REVOKE) {
+      if (checkJv1(msg) === 'ok') {
+        const type = msg[3];
+        if (type === PacketType.REJECT || type === PacketType.BIND || type === PacketType.REVOKE) {
           return { kind: 'drop', reason: DropReason.NODE_FORBIDDEN_TYPE };
         }
-        if (sessionIdHex(d.value.sessionId) !== rec.id) return { kind: 'drop', reason: DropReason.NODE_NOT_OWNER };
-        if (d.value.type === PacketType.CLOSE && rec.pending === null) {
+        if (!sameIdAt(rec.idBytes, msg, JV1_ID_AT)) return { kind: 'drop', reason: DropReason.NODE_NOT_OWNER };
+        if (type === PacketType.CLOSE && rec.pending === null) {
           return { kind: 'relay', session: rec, transition: this.#end(rec, LifecycleEvent.CLOSE, 'node_close', now) };
         }
       }
@@ -377,46 +552,50 @@ export class DirectorCore {
     return { kind: 'relay', session: rec, transition: null };
   }
 
-  /** A datagram from node `nodeId` (the shell matched its source to that node's address). */
+  /** A datagram from node `nodeId` (the shell matched its source to that node's address), as a fresh outcome object. */
   onNode(nodeId: string, msg: Uint8Array, now: number): NodeOutcome {
-    if (this.#fence() === FenceState.EXPIRED) return { kind: 'drop', reason: DropReason.FENCED };
-    const d = decodeJv1(msg);
-    if (d.kind === 'not-mine') return { kind: 'drop', reason: DropReason.NOT_JV1 };
-    if (d.kind === 'malformed') return { kind: 'drop', reason: DropReason.MALFORMED, detail: d.reason };
-    const { type, sessionId, payload } = d.value;
-    if (type === PacketType.REJECT) return { kind: 'drop', reason: DropReason.NODE_FORBIDDEN_TYPE };
-    const id = sessionIdHex(sessionId);
+    return this.decideNode(nodeId, msg, now).toNodeOutcome();
+  }
+
+  /**
+   * The per-datagram path: the same decision as `onNode`, written into `nodeVerdict` (returned) with no
+   * allocation for a reply of a live session from its owner.
+   */
+  decideNode(nodeId: string, msg: Uint8Array, now: number): Verdict {
+    const v = this.nodeVerdict;
+    if (this.#fence() === FenceState.EXPIRED) return v.drop(DropReason.FENCED);
+    const c = checkJv1(msg);
+    if (c !== 'ok') return c === 'not-mine' ? v.drop(DropReason.NOT_JV1) : v.drop(DropReason.MALFORMED, c);
+    const type = msg[3] as PacketType;
+    if (type === PacketType.REJECT) return v.drop(DropReason.NODE_FORBIDDEN_TYPE);
     if (type === PacketType.REVOKE) {
-      const v = decodeRevoke(payload);
-      if (v === undefined) return { kind: 'drop', reason: DropReason.MALFORMED, detail: 'bad_payload' };
-      return { kind: 'revoke-ack', session: id, version: v };
+      const version = decodeRevoke(msg.subarray(JV1_HEADER_LEN));
+      if (version === undefined) return v.drop(DropReason.MALFORMED, 'bad_payload');
+      return v.set({ kind: 'revoke-ack', session: sessionIdHex(msg.subarray(JV1_ID_AT, JV1_HEADER_LEN)), version });
     }
-    const rec = this.table.get(id);
-    if (rec === undefined || this.#idle(rec, now)) return { kind: 'drop', reason: DropReason.NODE_UNKNOWN_SESSION };
+    const rec = this.table.getByIdBytes(msg, JV1_ID_AT);
+    if (rec === undefined || this.#idle(rec, now)) return v.drop(DropReason.NODE_UNKNOWN_SESSION);
     if (rec.owner !== nodeId) {
-      if (rec.formerOwner === nodeId) return { kind: 'drop', reason: DropReason.NODE_FORMER_OWNER };
-      return {
-        kind: 'drop',
-        reason: DropReason.NODE_NOT_OWNER,
-        detail: rec.id,
-        session: rec.id,
-        security: type === PacketType.BIND ? 'bind_from_non_owner' : 'reply_from_non_owner',
-      };
+      if (rec.formerOwner === nodeId) return v.drop(DropReason.NODE_FORMER_OWNER);
+      v.drop(DropReason.NODE_NOT_OWNER, rec.id);
+      v.dropSession = rec.id;
+      v.security = type === PacketType.BIND ? 'bind_from_non_owner' : 'reply_from_non_owner';
+      return v;
     }
-    if (type === PacketType.BIND) return this.#onBind(rec, payload);
+    if (type === PacketType.BIND) return v.set(this.#onBind(rec, msg.subarray(JV1_HEADER_LEN)));
     if (rec.pending === LifecycleEvent.REATTACH && type !== PacketType.CLOSE) {
       // "Replies the node sends after its BIND go to the new transport": wait for the CAS to decide.
       rec.heldReplies ??= [];
-      if (rec.heldReplies.length >= this.#limits.holdMax) return { kind: 'drop', reason: DropReason.HOLD_OVERFLOW };
+      if (rec.heldReplies.length >= this.#limits.holdMax) return v.drop(DropReason.HOLD_OVERFLOW);
       rec.heldReplies.push(Buffer.from(msg.buffer, msg.byteOffset, msg.length));
-      return { kind: 'held-reply', session: rec };
+      v.kind = 'held-reply';
+      v.session = rec;
+      return v;
     }
-    if (type === PacketType.CLOSE) {
-      if (rec.pending !== null) return { kind: 'relay', session: rec, transition: null };
-      const t = this.#end(rec, LifecycleEvent.CLOSE, 'node_close', now);
-      return { kind: 'relay', session: rec, transition: t };
-    }
-    return { kind: 'relay', session: rec, transition: null };
+    v.kind = 'relay';
+    v.session = rec;
+    v.transition = type === PacketType.CLOSE && rec.pending === null ? this.#end(rec, LifecycleEvent.CLOSE, 'node_close', now) : null;
+    return v;
   }
 
   /**
@@ -726,6 +905,20 @@ export class DirectorCore {
       return this.#forward(rec, msg, rec.transport, rec.listener, flags, t, version);
     }
     return this.#forward(rec, msg, rec.transport, rec.listener, flags, null);
+  }
+
+  #forwardInto(v: Verdict, rec: SessionRecord, msg: Buffer, src: Transport, listener: number, flags: number, t: TransitionNote | null, version: bigint): Verdict {
+    v.kind = 'forward';
+    v.session = rec;
+    v.flags = flags;
+    v.seq = rec.nextSeq++;
+    v.version = version;
+    v.node = rec.owner;
+    v.msg = msg;
+    v.src = src;
+    v.listener = listener;
+    v.transition = t;
+    return v;
   }
 
   #forward(rec: SessionRecord, msg: Buffer, src: Transport, listener: number, flags: number, t: TransitionNote | null, version = rec.version): Forward {

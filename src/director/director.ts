@@ -1,14 +1,19 @@
 // The UDP data path shell: listener sockets toward clients, one connected upstream socket per node,
 // the sweep tick. It performs the effects DirectorCore decides (forward, hold, reject, relay, drop),
 // hands transitions to Ownership, counts each outcome. It never decides routing itself.
+//
+// Per datagram it allocates only what Node's own send needs plus one view for the datagram toward the
+// node (the session's cached PROXY v2 header, completed with flags and seq, then the client's bytes): no
+// transport strings, no outcome objects, no send callbacks or DNS lookups (each would cost a
+// process.nextTick), no logging, counters as plain number fields read at scrape time.
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { encodeReject, encodeRevoke } from '../codec/jv1.js';
 import { transportKey } from '../codec/ip.js';
-import { createPpv2Prefix, ppv2HeaderLength, writePpv2 } from '../codec/ppv2.js';
+import { createPpv2Prefix, createPpv2Template, ppv2HeaderLength, stampPpv2, writePpv2 } from '../codec/ppv2.js';
 import { RejectReason, type Transport } from '../codec/types.js';
 import type { Logger } from '../obs/logger.js';
-import { type DirectorStats, rejectLabel } from '../obs/stats.js';
+import { type CounterCell, type DirectorStats, rejectLabel } from '../obs/stats.js';
 import type { Candidate, SessionRecord } from '../session/table.js';
 import type { Clock } from '../util/clock.js';
 import { type ClientOutcome, type DirectorCore, type Forward, TCP_LISTENER, type TransitionNote } from './core.js';
@@ -42,7 +47,10 @@ interface Upstream {
   readonly nodeId: string;
   readonly socket: dgram.Socket;
   readonly ownerBytes: Buffer;
+  /** For control sends (REVOKE): counts a failed send. Data sends go without a callback. */
   readonly onSent: (err: Error | null) => void;
+  /** anchor_node_datagrams_received_total{node}, counted with a number store. */
+  readonly received: CounterCell;
 }
 
 /** Transparent forwarding: a session's own socket toward its owner. */
@@ -54,15 +62,60 @@ interface SessionSocket {
   readonly port: number;
 }
 
-/** Per-session cache of the PROXY v2 address block for the bound transport and listener. */
-interface PrefixCache {
-  key: string;
-  listener: number;
-  prefix: Buffer;
+/**
+ * Per-session cache, for the bound transport and listener: the whole PROXY v2 header (flags and seq left 0)
+ * for one owner and version, which every forward copies and completes. Its first `prefixLength` bytes are
+ * the address block (the part that depends on the transport only).
+ */
+interface SessionHeaderCache {
+  readonly key: string;
+  readonly listener: number;
+  readonly prefixLength: number;
+  node: string;
+  version: bigint;
+  template: Buffer;
 }
 
 function socketType(family: 4 | 6): 'udp4' | 'udp6' {
   return family === 6 ? 'udp6' : 'udp4';
+}
+
+/** Bytes of one block of SendSlab. */
+const SLAB_BLOCK = 64 * 1024;
+
+/**
+ * Fresh bytes for datagrams toward nodes, carved from 64 KiB blocks: one allocation per block instead of
+ * one per datagram, and a plain Uint8Array view each (cheaper than a Buffer). A block is never reused, so
+ * a send that the kernel could not take at once (queued by libuv) keeps valid bytes; a block is freed when
+ * no view of it is left. Blocks are not zero-filled: the caller writes every byte of a view it sends.
+ */
+class SendSlab {
+  #block = SendSlab.#newBlock();
+  #at = 0;
+
+  static #newBlock(): ArrayBuffer {
+    return Buffer.allocUnsafeSlow(SLAB_BLOCK).buffer as ArrayBuffer;
+  }
+
+  take(n: number): Uint8Array {
+    if (n > SLAB_BLOCK / 8) return new Uint8Array(n);
+    if (this.#at + n > SLAB_BLOCK) {
+      this.#block = SendSlab.#newBlock();
+      this.#at = 0;
+    }
+    const out = new Uint8Array(this.#block, this.#at, n);
+    this.#at += (n + 7) & ~7;
+    return out;
+  }
+}
+
+/**
+ * node:dgram resolves the address of every unconnected send with dns.lookup, which defers the send to a
+ * process.nextTick even for an IP literal. Every address the director sends to is an IP literal as a
+ * socket reported it (or as config and the store parsed it), so its listener sockets resolve in place.
+ */
+function literalLookup(address: string, family: unknown, cb: (err: Error | null, address: string, family: number) => void): void {
+  cb(null, address, family === 6 ? 6 : 4);
 }
 
 export class UdpDirector implements DataPath {
@@ -78,6 +131,7 @@ export class UdpDirector implements DataPath {
   #tick: NodeJS.Timeout | null = null;
   #closed = false;
   readonly #onClientSent: (err: Error | null) => void;
+  readonly #slab = new SendSlab();
 
   constructor(opts: DirectorOptions, deps: DirectorDeps) {
     this.#opts = opts;
@@ -118,12 +172,14 @@ export class UdpDirector implements DataPath {
   }
 
   async #openListener(index: number, addr: Transport): Promise<void> {
-    const socket = dgram.createSocket({ type: socketType(addr.family), ipv6Only: addr.family === 6 });
+    const socket = dgram.createSocket({ type: socketType(addr.family), ipv6Only: addr.family === 6, lookup: literalLookup as never });
     const l: Listener = { socket, address: addr };
     socket.on('message', (msg, rinfo) => this.#onClient(index, msg, rinfo));
     socket.on('error', (err) => this.#d.logger.error({ err, listener: transportKey(addr) }, 'listener socket error'));
+    // Listening is awaited before binding: with an in-place lookup, bind() may report it synchronously.
+    const listening = once(socket, 'listening');
     socket.bind(addr.port, addr.address);
-    await once(socket, 'listening');
+    await listening;
     this.#tune(socket);
     const a = socket.address();
     l.address = { family: addr.family, address: a.address, port: a.port };
@@ -140,10 +196,16 @@ export class UdpDirector implements DataPath {
       onSent: (err) => {
         if (err) stats.sendErrors.inc('node');
       },
+      received: stats.nodeReceived.cell(nodeId),
     };
     // A connected socket only receives from the node's own address, so a reply's source is the node.
     socket.on('message', (msg) => this.#onNode(up, msg));
-    socket.on('error', (err) => this.#d.logger.debug({ err, node: nodeId }, 'upstream socket error'));
+    // Errors the kernel reports on the link (ICMP unreachable after a send to a node that is down, or a
+    // failed queued send): counted as send errors toward the node.
+    socket.on('error', (err) => {
+      stats.sendErrors.inc('node');
+      this.#d.logger.debug({ err, node: nodeId }, 'upstream socket error');
+    });
     socket.bind(0, addr.family === 6 ? '::' : '0.0.0.0');
     await once(socket, 'listening');
     this.#tune(socket);
@@ -166,39 +228,60 @@ export class UdpDirector implements DataPath {
     const stats = this.#d.stats;
     stats.clientReceived++;
     stats.clientReceivedBytes += msg.length;
-    const src: Transport = { family: rinfo.family === 'IPv6' ? 6 : 4, address: rinfo.address, port: rinfo.port };
-    const out = this.#core.onClient(msg, src, transportKey(src), listener, this.#d.clock.now());
+    const v = this.#core.decideClient(msg, rinfo.address, rinfo.port, rinfo.family === 'IPv6' ? 6 : 4, listener, this.#d.clock.now());
     this.#flushExpired();
     if (this.#core.restarted.length > 0) {
       for (const old of this.#core.restarted.splice(0)) this.#own.terminate(old.id, 'client_restarted', this.#opts.directorId);
     }
-    switch (out.kind) {
-      case 'forward':
+    switch (v.kind) {
+      case 'forward': {
         stats.forwarded++;
-        if (out.transition !== null) this.#own.ended(out.session, out.transition);
-        this.forward(out);
+        const rec = v.session as SessionRecord;
+        if (v.transition === null) {
+          this.#send(rec, v.node, v.msg as Buffer, v.src as Transport, v.listener, v.flags, v.seq, v.version);
+          return;
+        }
+        // This packet ended the session (a CLOSE): read the verdict before handing the end on.
+        const { node, msg: m, src, listener: l, flags, seq, version, transition } = v;
+        this.#own.ended(rec, transition);
+        this.#send(rec, node, m as Buffer, src as Transport, l, flags, seq, version);
         return;
+      }
       case 'admit':
         stats.held++;
-        void this.#own.admit(out.session);
+        void this.#own.admit(v.session as SessionRecord);
         return;
       case 'hold':
         stats.held++;
         return;
       case 'reject':
         stats.clientRejected++;
-        this.#sendReject(out.sessionId, out.reason, src, listener, msg.length);
+        this.#sendReject(v.sessionId as Uint8Array, v.reject, { family: rinfo.family === 'IPv6' ? 6 : 4, address: rinfo.address, port: rinfo.port }, listener, msg.length);
         return;
-      case 'drop':
-        stats.clientDropped.inc(out.reason);
-        if (out.detail !== undefined && out.reason === 'malformed') stats.malformed.inc(out.detail);
+      default:
+        stats.clientDropped.inc(v.reason);
+        if (v.detail !== undefined && v.reason === 'malformed') stats.malformed.inc(v.detail);
         return;
     }
   }
 
   /** DataPath: sends a decided forward to its node, behind a PROXY v2 header. */
   forward(f: Forward): void {
-    const up = this.#upstreams.get(f.node);
+    this.#send(f.session, f.node, f.msg, f.src, f.listener, f.flags, f.seq, f.version);
+  }
+
+  /**
+   * One client datagram to `node`: behind a PROXY v2 header (the session's cached header, copied and
+   * completed with flags and seq) on the node's connected socket, or the original bytes from the
+   * session's own socket (transparent forwarding). No send callback: a failure the kernel reports later
+   * arrives as the socket's 'error' and is counted there.
+   *
+   * Header and payload are copied into one view rather than sent as a list: node:dgram copies a list and
+   * wraps each of its buffers in a new Buffer on every send (three allocations), where one contiguous
+   * datagram costs one view and two memcpys, and the kernel gets one iovec.
+   */
+  #send(rec: SessionRecord, node: string, msg: Buffer, src: Transport, listener: number, flags: number, seq: number, version: bigint): void {
+    const up = this.#upstreams.get(node);
     if (up === undefined) {
       this.#d.stats.sendErrors.inc('node');
       return;
@@ -206,17 +289,17 @@ export class UdpDirector implements DataPath {
     if (this.#opts.encapsulation === 'none') {
       // Transparent forwarding: the original bytes only, from the session's own upstream socket, so
       // the node sees one stable peer per session and its replies map back to the session.
-      this.#d.stats.forwardedBytes += f.msg.length;
-      const ss = this.#sessionSocket(f.session, f.node, up);
-      ss.socket.send(f.msg, ss.port, ss.address, up.onSent);
+      this.#d.stats.forwardedBytes += msg.length;
+      const ss = this.#sessionSocket(rec, node, up);
+      ss.socket.send(msg, ss.port, ss.address);
       return;
     }
-    const rec = f.session;
-    const prefix = this.#prefixFor(rec, f.src, f.listener);
-    const header = Buffer.allocUnsafe(ppv2HeaderLength(prefix, up.ownerBytes));
-    writePpv2(header, prefix, rec.idBytes, f.version, up.ownerBytes, f.flags, f.seq);
-    this.#d.stats.forwardedBytes += header.length + f.msg.length;
-    up.socket.send([header, f.msg], up.onSent);
+    const template = this.#templateFor(rec, src, listener, up, version);
+    const out = this.#slab.take(template.length + msg.length);
+    stampPpv2(out, template, flags, seq);
+    out.set(msg, template.length);
+    this.#d.stats.forwardedBytes += out.length;
+    up.socket.send(out);
   }
 
   /** Upstream sockets open for transparent forwarding (one per session; bounded by session.max). */
@@ -229,9 +312,12 @@ export class UdpDirector implements DataPath {
     if (have !== undefined && have.node === node && have.rec === rec) return have;
     if (have !== undefined) this.#closeSessionSocket(rec.id);
     const addr = this.#nodeAddr.get(node) as Transport;
-    const socket = dgram.createSocket({ type: socketType(addr.family) });
+    const socket = dgram.createSocket({ type: socketType(addr.family), lookup: literalLookup as never });
     const ss: SessionSocket = { socket, node, rec, address: addr.address, port: addr.port };
-    socket.on('error', (err) => this.#d.logger.debug({ err, node }, 'session upstream socket error'));
+    socket.on('error', (err) => {
+      this.#d.stats.sendErrors.inc('node');
+      this.#d.logger.debug({ err, node }, 'session upstream socket error');
+    });
     socket.on('message', (msg, rinfo) => {
       // Only the node this socket was opened toward may answer on it.
       if (rinfo.port !== addr.port || rinfo.address !== addr.address) {
@@ -259,7 +345,7 @@ export class UdpDirector implements DataPath {
   /** A reply on a session's own upstream socket: the bytes are the backend's, relayed as they are. */
   #onSessionReply(ss: SessionSocket, up: Upstream, msg: Buffer): void {
     const stats = this.#d.stats;
-    stats.nodeReceived.inc(up.nodeId);
+    up.received.n++;
     stats.nodeReceivedBytes += msg.length;
     const out = this.#core.onSessionReply(ss.rec, up.nodeId, msg, this.#d.clock.now());
     this.#flushExpired();
@@ -281,7 +367,7 @@ export class UdpDirector implements DataPath {
     }
     stats.relayed++;
     stats.relayedBytes += msg.length;
-    this.#listenerSocket(rec.listener).send(msg, rec.transport.port, rec.transport.address, this.#onClientSent);
+    this.#listenerSocket(rec.listener).send(msg, rec.transport.port, rec.transport.address);
   }
 
   /** DataPath: replies held during a reattach go to the transport that is bound now. */
@@ -338,46 +424,73 @@ export class UdpDirector implements DataPath {
 
   /** The PROXY v2 address block: cached per session for its bound transport, fresh for a jump candidate. */
   #prefixFor(rec: SessionRecord, src: Transport, listener: number): Buffer {
-    // A TCP-bound session (REVOKE) names the first UDP listener as the PROXY destination.
-    const dst = (this.#listeners[listener] ?? (this.#listeners[0] as Listener)).address;
-    const key = src === rec.transport ? rec.transportKey : transportKey(src);
-    if (key !== rec.transportKey) return createPpv2Prefix('DGRAM', src, dst);
-    const c = rec.shellCache as PrefixCache | undefined;
-    if (c !== undefined && c.key === key && c.listener === listener) return c.prefix;
-    const prefix = createPpv2Prefix('DGRAM', src, dst);
-    rec.shellCache = { key, listener, prefix } satisfies PrefixCache;
-    return prefix;
+    if (!this.#isBound(rec, src)) return createPpv2Prefix('DGRAM', src, this.#listenerAddress(listener));
+    const c = rec.shellCache as SessionHeaderCache | undefined;
+    if (c !== undefined && c.key === rec.transportKey && c.listener === listener) return c.template.subarray(0, c.prefixLength);
+    return createPpv2Prefix('DGRAM', src, this.#listenerAddress(listener));
+  }
+
+  /**
+   * The whole PROXY v2 header of `rec` toward `up` under `version`, flags and seq 0: cached per session
+   * while its transport, listener, owner and version stay; built afresh for a jump candidate's transport.
+   */
+  #templateFor(rec: SessionRecord, src: Transport, listener: number, up: Upstream, version: bigint): Buffer {
+    if (!this.#isBound(rec, src)) return createPpv2Template(createPpv2Prefix('DGRAM', src, this.#listenerAddress(listener)), rec.idBytes, version, up.ownerBytes);
+    const c = rec.shellCache as SessionHeaderCache | undefined;
+    if (c === undefined || c.key !== rec.transportKey || c.listener !== listener) {
+      const prefix = createPpv2Prefix('DGRAM', src, this.#listenerAddress(listener));
+      const made: SessionHeaderCache = { key: rec.transportKey, listener, prefixLength: prefix.length, node: up.nodeId, version, template: createPpv2Template(prefix, rec.idBytes, version, up.ownerBytes) };
+      rec.shellCache = made;
+      return made.template;
+    }
+    if (c.node !== up.nodeId || c.version !== version) {
+      // A transfer or a version change (rare): same address block, new TLVs.
+      c.template = createPpv2Template(c.template.subarray(0, c.prefixLength), rec.idBytes, version, up.ownerBytes);
+      c.node = up.nodeId;
+      c.version = version;
+    }
+    return c.template;
+  }
+
+  /** Whether `src` is the session's bound transport (the one its cached header is for). */
+  #isBound(rec: SessionRecord, src: Transport): boolean {
+    return src === rec.transport || transportKey(src) === rec.transportKey;
+  }
+
+  /** A TCP-bound session (REVOKE) names the first UDP listener as the PROXY destination. */
+  #listenerAddress(listener: number): Transport {
+    return (this.#listeners[listener] ?? (this.#listeners[0] as Listener)).address;
   }
 
   #onNode(up: Upstream, msg: Buffer): void {
     const stats = this.#d.stats;
-    stats.nodeReceived.inc(up.nodeId);
+    up.received.n++;
     stats.nodeReceivedBytes += msg.length;
-    const out = this.#core.onNode(up.nodeId, msg, this.#d.clock.now());
+    const v = this.#core.decideNode(up.nodeId, msg, this.#d.clock.now());
     this.#flushExpired();
-    switch (out.kind) {
+    switch (v.kind) {
+      case 'relay':
+        this.#relay(v.session as SessionRecord, v.transition, up.nodeId, msg);
+        return;
       case 'drop':
-        stats.nodeDropped.inc(out.reason);
-        if (out.reason === 'malformed' && out.detail !== undefined) stats.malformed.inc(out.detail);
-        if (out.security !== undefined) this.#own.security(out.session ?? null, out.security, up.nodeId);
+        stats.nodeDropped.inc(v.reason);
+        if (v.reason === 'malformed' && v.detail !== undefined) stats.malformed.inc(v.detail);
+        if (v.security !== undefined) this.#own.security(v.dropSession ?? null, v.security, up.nodeId);
         return;
       case 'held-reply':
         stats.nodeControl.inc('held_reply');
         return;
       case 'revoke-ack':
         stats.nodeControl.inc('revoke_ack');
-        this.#own.onRevokeAck(out.session, out.version, up.nodeId);
+        this.#own.onRevokeAck(v.revoked, v.version, up.nodeId);
         return;
       case 'bind':
         stats.nodeControl.inc('bind');
-        void this.#own.reattach(out.session, out.candidate, out.version);
+        void this.#own.reattach(v.session as SessionRecord, v.candidate as Candidate, v.version);
         return;
       case 'conflict':
         stats.nodeControl.inc('bind_conflict');
-        this.rejectCandidate(out.session, out.candidate, RejectReason.OWNERSHIP_CONFLICT);
-        return;
-      case 'relay':
-        this.#relay(out.session, out.transition, up.nodeId, msg);
+        this.rejectCandidate(v.session as SessionRecord, v.candidate as Candidate, RejectReason.OWNERSHIP_CONFLICT);
         return;
     }
   }

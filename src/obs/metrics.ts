@@ -126,7 +126,7 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
   labeled(reg, 'anchor_admissions_failed_total', 'Admissions the ownership store refused (the held HELLO is answered with this REJECT reason).', 'reason', () => s.admissionsFailed);
   plain(reg, 'anchor_admissions_total', 'Sessions admitted (HELLO accepted, owner picked by the ring).', () => s.admissions);
   labeled(reg, 'anchor_sessions_ended_total', 'Sessions ended, by cause (client_close, node_close, idle_ttl).', 'cause', () => s.sessionsEnded);
-  labeled(reg, 'anchor_send_errors_total', 'Socket send errors, by destination kind (node, client).', 'to', () => s.sendErrors);
+  labeled(reg, 'anchor_send_errors_total', 'Send errors by destination kind (node, client): failed control sends (REJECT, REVOKE) and errors the kernel reports on node sockets (ICMP unreachable, a failed queued send). Forwards and relays are sent without a per-datagram callback.', 'to', () => s.sendErrors);
   labeled(reg, 'anchor_audit_events_total', 'Audit events written, by event.', 'event', () => s.auditEvents);
   new Gauge({
     name: 'anchor_sessions_active',

@@ -2,21 +2,41 @@
 // reads them when Prometheus scrapes. Never allocates on increment for a known label.
 import { RejectReason, type RejectReasonName } from '../codec/types.js';
 
+/** One label's count, held by the data path to count with a plain number store (no Map operation). */
+export interface CounterCell {
+  n: number;
+}
+
 /** A counter family keyed by one label value. */
 export class LabeledCounter {
-  readonly values = new Map<string, number>();
+  readonly #cells = new Map<string, CounterCell>();
   constructor(initial: readonly string[] = []) {
-    for (const k of initial) this.values.set(k, 0);
+    for (const k of initial) this.#cells.set(k, { n: 0 });
+  }
+  /** The cell of `label` (created at 0): `cell.n++` counts it. Take it once, off the per-packet path. */
+  cell(label: string): CounterCell {
+    let c = this.#cells.get(label);
+    if (c === undefined) {
+      c = { n: 0 };
+      this.#cells.set(label, c);
+    }
+    return c;
   }
   inc(label: string, by = 1): void {
-    this.values.set(label, (this.values.get(label) ?? 0) + by);
+    this.cell(label).n += by;
   }
   get(label: string): number {
-    return this.values.get(label) ?? 0;
+    return this.#cells.get(label)?.n ?? 0;
+  }
+  /** Every label's count now (a snapshot, read at scrape time). */
+  get values(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [k, c] of this.#cells) out.set(k, c.n);
+    return out;
   }
   total(): number {
     let t = 0;
-    for (const v of this.values.values()) t += v;
+    for (const c of this.#cells.values()) t += c.n;
     return t;
   }
 }

@@ -4,6 +4,7 @@
 import TinyQueue from 'tinyqueue';
 import type { Transport } from '../codec/types.js';
 import type { SessionState } from './lifecycle.js';
+import { IdIndex, idIndexKey } from './id-index.js';
 
 export interface SessionRecord {
   /** 32 lowercase hex characters. */
@@ -102,6 +103,8 @@ export interface TableLimits {
   readonly max: number;
   readonly idleTtlMs: number;
   readonly tombstoneMs: number;
+  /** Key of the id-bytes index (see id-index.ts); random when absent. It only places records, never decides. */
+  readonly idKey?: Uint32Array;
 }
 
 interface ExpiryEntry {
@@ -119,6 +122,8 @@ export interface ListQuery {
 export class SessionTable {
   readonly #limits: TableLimits;
   readonly #byId = new Map<string, SessionRecord>();
+  /** The same records by their 16 id bytes, for the per-datagram lookup straight from a packet. */
+  readonly #byIdBytes: IdIndex<SessionRecord>;
   readonly #byOwner = new Map<string, Set<string>>();
   readonly #expiry = new TinyQueue<ExpiryEntry>([], (a, b) => a.deadline - b.deadline);
   /** The one heap entry that speaks for each live record; any other entry for it is stale and skipped. */
@@ -133,6 +138,7 @@ export class SessionTable {
 
   constructor(limits: TableLimits) {
     this.#limits = limits;
+    this.#byIdBytes = new IdIndex(limits.idKey ?? idIndexKey());
   }
 
   get size(): number {
@@ -155,6 +161,11 @@ export class SessionTable {
     return this.#byId.get(id);
   }
 
+  /** The live record whose id is the 16 bytes at `buf[offset]` (a packet's JV1 header): no string built. */
+  getByIdBytes(buf: Uint8Array, offset: number): SessionRecord | undefined {
+    return this.#byIdBytes.get(buf, offset);
+  }
+
   /** Until when `id` is a tombstone, if it is one at `now`. */
   tombstoneUntil(id: string, now: number): number | undefined {
     const until = this.#tombstones.get(id);
@@ -164,6 +175,7 @@ export class SessionTable {
   /** Adds a live record. The caller checked `full` and the tombstone first; false if it could not. */
   insert(rec: SessionRecord): boolean {
     if (this.full || this.#byId.has(rec.id)) return false;
+    if (!this.#byIdBytes.add(rec)) return false; // the same id bytes under another text form: never two records
     this.#byId.set(rec.id, rec);
     this.#ownerSet(rec.owner).add(rec.id);
     this.#tombstones.delete(rec.id);
@@ -191,6 +203,7 @@ export class SessionTable {
   remove(rec: SessionRecord, now: number): void {
     if (this.#byId.get(rec.id) !== rec) return;
     this.#byId.delete(rec.id);
+    this.#byIdBytes.delete(rec);
     this.#removeFromOwner(rec.owner, rec.id);
     if (this.#limits.tombstoneMs > 0) this.#addTombstone(rec.id, now + this.#limits.tombstoneMs);
   }
@@ -199,6 +212,7 @@ export class SessionTable {
   discard(rec: SessionRecord): void {
     if (this.#byId.get(rec.id) !== rec) return;
     this.#byId.delete(rec.id);
+    this.#byIdBytes.delete(rec);
     this.#removeFromOwner(rec.owner, rec.id);
   }
 

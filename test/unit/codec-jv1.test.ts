@@ -2,6 +2,7 @@ import { Buffer } from 'node:buffer';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  checkJv1,
   JV1_HEADER_LEN,
   JV1_MAGIC,
   JV1_VERSION,
@@ -296,6 +297,22 @@ describe('properties', () => {
           b.transport.family === wantFamily &&
           Buffer.from(encodeBind(id, v, b.transport)).equals(encodeBind(id, v, { family: wantFamily, address, port }))
         );
+      }),
+    );
+  });
+});
+
+describe('checkJv1 (the in-place check of the per-datagram path)', () => {
+  it('agrees with decodeJv1 on arbitrary bytes and on JV1-looking bytes', () => {
+    const jv1ish = fc
+      .tuple(fc.constantFrom(1, 2, 3, 4, 0x10, 0x20, 0, 9), fc.uint8Array({ minLength: 0, maxLength: 40 }), fc.constantFrom(1, 2))
+      .map(([type, rest, version]) => Uint8Array.from([0x4a, 0x56, version, type, ...rest]));
+    fc.assert(
+      fc.property(fc.oneof(fc.uint8Array({ maxLength: 64 }), jv1ish), (b) => {
+        const d = decodeJv1(b);
+        const c = checkJv1(b);
+        expect(c).toBe(d.kind === 'ok' ? 'ok' : d.kind === 'not-mine' ? 'not-mine' : d.reason);
+        if (d.kind === 'ok') expect(d.value.type).toBe(b[3]);
       }),
     );
   });

@@ -6,11 +6,13 @@ import {
   PP2_FLAG,
   PP2_TLV,
   createPpv2Prefix,
+  createPpv2Template,
   decodePpv2,
   encodePpv2,
   ppv2HeaderLength,
   ppv2NeedBytes,
   ppv2OwnerBytes,
+  stampPpv2,
   writePpv2,
 } from '../../src/codec/ppv2.js';
 import type { Ppv2Fields, Ppv2Header } from '../../src/codec/ppv2.js';
@@ -312,5 +314,42 @@ describe('properties', () => {
   it('TLV constants', () => {
     expect(PP2_TLV).toEqual({ SESSION_ID: 0xe0, VERSION: 0xe1, OWNER: 0xe2, FLAGS: 0xe3, SEQ: 0xe4 });
     expect(PP2_FLAG).toEqual({ UNBOUND_SOURCE: 1, REPLAYED: 2 });
+  });
+});
+
+describe('createPpv2Template + stampPpv2 (the per-datagram encoder)', () => {
+  it('writes exactly what writePpv2 writes, for any flags and seq up to 2^53 - 1', () => {
+    fc.assert(
+      fc.property(
+        fc.boolean(),
+        fc.uint8Array({ minLength: 16, maxLength: 16 }),
+        fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+        fc.string({ minLength: 1, maxLength: 64 }).filter((s) => Buffer.byteLength(s) <= 64),
+        fc.integer({ min: 0, max: 255 }),
+        fc.maxSafeNat(),
+        (v6, id, version, owner, flags, seq) => {
+          const src = v6 ? { family: 6 as const, address: '2001:db8::7', port: 40000 } : { family: 4 as const, address: '192.0.2.1', port: 51820 };
+          const prefix = createPpv2Prefix('DGRAM', src, { family: 4, address: '198.51.100.7', port: 443 });
+          const ownerBytes = ppv2OwnerBytes(owner);
+          const want = Buffer.alloc(ppv2HeaderLength(prefix, ownerBytes));
+          writePpv2(want, prefix, id, version, ownerBytes, flags, seq);
+          const template = createPpv2Template(prefix, id, version, ownerBytes);
+          const got = Buffer.alloc(template.length + 3, 0xaa);
+          expect(stampPpv2(got, template, flags, seq)).toBe(want.length);
+          expect(got.subarray(0, want.length).toString('hex')).toBe(want.toString('hex'));
+          expect([...got.subarray(want.length)]).toEqual([0xaa, 0xaa, 0xaa]);
+          const d = decodePpv2(got.subarray(0, want.length));
+          expect(d.kind === 'ok' && d.value.seq === BigInt(seq) && d.value.flags === flags && d.value.version === version).toBe(true);
+        },
+      ),
+    );
+  });
+
+  it('leaves the template as it was (it is shared by every datagram of the session)', () => {
+    const prefix = createPpv2Prefix('DGRAM', V4.src, V4.dst);
+    const template = createPpv2Template(prefix, V4.sessionId, 9n, ppv2OwnerBytes('node-b'));
+    const before = Buffer.from(template);
+    stampPpv2(Buffer.alloc(template.length), template, PP2_FLAG.REPLAYED, 123456789);
+    expect(template.equals(before)).toBe(true);
   });
 });

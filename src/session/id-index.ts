@@ -1,0 +1,160 @@
+// A hash index from the 16 session-id bytes to a record, looked up straight from a packet buffer at an
+// offset: no hex string, no view, no allocation per lookup (the per-datagram path's one table access).
+// Pure data structure: no I/O, no clock; the hash key is injected. It never decides anything: a lookup
+// compares all 16 bytes, so the key only changes where records sit, never what is found.
+//
+// Open addressing with linear probing, backward-shift deletion (no tombstones), doubled at 5/8 load.
+// Each slot keeps the id as four 32-bit words in one Int32Array beside the record array, so a probe
+// compares words in place and touches the record only when it is the one (a lookup costs about one cache
+// line instead of a chase through record → id bytes → their buffer). Session ids are chosen by clients,
+// so the hash is keyed with secret random words (each id word gets its own secret multiplier) to keep
+// clients from aiming ids at one probe run; how many ids a client can insert at all is bounded by admission.
+
+export interface HasIdBytes {
+  /** Exactly 16 bytes, never changed while the record is indexed. */
+  readonly idBytes: Uint8Array;
+}
+
+export const ID_LEN = 16;
+/** Words of hash key the index needs. */
+export const ID_INDEX_KEY_WORDS = 8;
+const MIN_CAPACITY = 16;
+
+/** A key for `IdIndex` from a source of randomness (default: crypto.getRandomValues; tests pass fixed words). */
+export function idIndexKey(random: (out: Uint32Array) => Uint32Array = (out) => globalThis.crypto.getRandomValues(out)): Uint32Array {
+  return random(new Uint32Array(ID_INDEX_KEY_WORDS));
+}
+
+/** The little-endian 32-bit word at `b[o]` (as a signed int32). */
+function word(b: Uint8Array, o: number): number {
+  return b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24);
+}
+
+function mixWord(w: number, m: number): number {
+  const x = Math.imul(w, m);
+  return Math.imul(x ^ (x >>> 16), 0x7feb352d);
+}
+
+export class IdIndex<T extends HasIdBytes> {
+  #recs: (T | null)[];
+  /** Slot i's id words at 4i .. 4i+3 (meaningful only where #recs[i] is not null). */
+  #words: Int32Array;
+  #mask: number;
+  #size = 0;
+  readonly #k: Int32Array;
+
+  constructor(key: Uint32Array, capacity = MIN_CAPACITY) {
+    if (key.length < ID_INDEX_KEY_WORDS) throw new RangeError(`IdIndex key must have ${ID_INDEX_KEY_WORDS} words`);
+    // Words 0-3 are xored into the id words; 4-7 are multipliers, made odd (invertible mod 2^32).
+    this.#k = Int32Array.from(key.subarray(0, ID_INDEX_KEY_WORDS), (x, i) => (i < 4 ? x : x | 1));
+    let cap = MIN_CAPACITY;
+    while (cap < capacity) cap *= 2;
+    this.#recs = new Array<T | null>(cap).fill(null);
+    this.#words = new Int32Array(cap * 4);
+    this.#mask = cap - 1;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+  get capacity(): number {
+    return this.#mask + 1;
+  }
+
+  /** The record whose id is `buf[offset .. offset + 16)`, if any. The caller checked that the bytes exist. */
+  get(buf: Uint8Array, offset: number): T | undefined {
+    const w0 = word(buf, offset);
+    const w1 = word(buf, offset + 4);
+    const w2 = word(buf, offset + 8);
+    const w3 = word(buf, offset + 12);
+    const recs = this.#recs;
+    const words = this.#words;
+    const mask = this.#mask;
+    for (let i = this.#hash(w0, w1, w2, w3) & mask; ; i = (i + 1) & mask) {
+      const r = recs[i];
+      if (r === null || r === undefined) return undefined;
+      const j = i << 2;
+      if (words[j] === w0 && words[j + 1] === w1 && words[j + 2] === w2 && words[j + 3] === w3) return r;
+    }
+  }
+
+  /** Adds `rec`; false (and nothing changes) when a record with the same id bytes is indexed already. */
+  add(rec: T): boolean {
+    const b = rec.idBytes;
+    if (b.length !== ID_LEN) throw new RangeError(`session id must be ${ID_LEN} bytes`);
+    if (this.get(b, 0) !== undefined) return false;
+    if ((this.#size + 1) * 8 > this.capacity * 5) this.#grow();
+    this.#place(rec, word(b, 0), word(b, 4), word(b, 8), word(b, 12));
+    this.#size++;
+    return true;
+  }
+
+  /** Removes exactly `rec` (not another record with its id); false when it is not indexed. */
+  delete(rec: T): boolean {
+    const recs = this.#recs;
+    const words = this.#words;
+    const mask = this.#mask;
+    const b = rec.idBytes;
+    let i = this.#hash(word(b, 0), word(b, 4), word(b, 8), word(b, 12)) & mask;
+    for (; ; i = (i + 1) & mask) {
+      const r = recs[i];
+      if (r === null || r === undefined) return false;
+      if (r === rec) break;
+    }
+    // Backward shift: pull later members of the run into the hole so every probe run stays unbroken.
+    let hole = i;
+    for (let j = (i + 1) & mask; ; j = (j + 1) & mask) {
+      const r = recs[j];
+      if (r === null || r === undefined) break;
+      const q = j << 2;
+      const home = this.#hash(words[q]!, words[q + 1]!, words[q + 2]!, words[q + 3]!) & mask;
+      // r may move into the hole unless its home lies cyclically within (hole, j].
+      if (((j - home) & mask) >= ((j - hole) & mask)) {
+        recs[hole] = r;
+        words.copyWithin(hole << 2, q, q + 4);
+        hole = j;
+      }
+    }
+    recs[hole] = null;
+    this.#size--;
+    return true;
+  }
+
+  #place(rec: T, w0: number, w1: number, w2: number, w3: number): void {
+    const recs = this.#recs;
+    const mask = this.#mask;
+    let i = this.#hash(w0, w1, w2, w3) & mask;
+    while (recs[i] !== null) i = (i + 1) & mask;
+    recs[i] = rec;
+    const j = i << 2;
+    this.#words[j] = w0;
+    this.#words[j + 1] = w1;
+    this.#words[j + 2] = w2;
+    this.#words[j + 3] = w3;
+  }
+
+  #grow(): void {
+    const oldRecs = this.#recs;
+    const oldWords = this.#words;
+    const cap = oldRecs.length * 2;
+    this.#recs = new Array<T | null>(cap).fill(null);
+    this.#words = new Int32Array(cap * 4);
+    this.#mask = cap - 1;
+    for (let i = 0; i < oldRecs.length; i++) {
+      const r = oldRecs[i];
+      if (r === null || r === undefined) continue;
+      const j = i << 2;
+      this.#place(r, oldWords[j]!, oldWords[j + 1]!, oldWords[j + 2]!, oldWords[j + 3]!);
+    }
+  }
+
+  /** Keyed 32-bit hash of the four id words. */
+  #hash(w0: number, w1: number, w2: number, w3: number): number {
+    const k = this.#k;
+    let h = mixWord(w0 ^ k[0]!, k[4]!);
+    h = Math.imul(h ^ mixWord(w1 ^ k[1]!, k[5]!), 0x9e3779b1);
+    h = Math.imul(h ^ (h >>> 15) ^ mixWord(w2 ^ k[2]!, k[6]!), 0x85ebca6b);
+    h = Math.imul(h ^ (h >>> 13) ^ mixWord(w3 ^ k[3]!, k[7]!), 0xc2b2ae35);
+    return h ^ (h >>> 16);
+  }
+}

@@ -1,0 +1,149 @@
+// IdIndex, the per-datagram session lookup by the 16 id bytes: lookups straight from a packet at an
+// offset, identity-exact deletes, growth, and a model check (random add / delete / get against a Map) with
+// ids drawn from a small set and a small table, so that probe runs collide, wrap and are shifted back.
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { ID_INDEX_KEY_WORDS, IdIndex, idIndexKey } from '../../src/session/id-index.js';
+import { newSessionRecord, SessionTable } from '../../src/session/table.js';
+
+interface Rec {
+  readonly idBytes: Uint8Array;
+  readonly n: number;
+}
+
+const KEY = Uint32Array.from({ length: ID_INDEX_KEY_WORDS }, (_, i) => 0x9e3779b9 * (i + 1));
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+const idOf = (n: number): Uint8Array => {
+  const b = new Uint8Array(16);
+  b[0] = n & 0xff;
+  b[7] = (n >>> 8) & 0xff;
+  b[15] = 1;
+  return b;
+};
+const rec = (n: number): Rec => ({ idBytes: idOf(n), n });
+/** A datagram carrying `id` at byte 4 (as JV1 does), with other bytes around it. */
+const packet = (id: Uint8Array): Buffer => Buffer.concat([Buffer.from([0x4a, 0x56, 1, 2]), id, Buffer.alloc(9, 0xee)]);
+
+describe('IdIndex', () => {
+  it('finds a record from the id bytes at an offset of a packet, and nothing for another id', () => {
+    const x = new IdIndex<Rec>(KEY);
+    const a = rec(1);
+    expect(x.add(a)).toBe(true);
+    expect(x.get(packet(a.idBytes), 4)).toBe(a);
+    expect(x.get(a.idBytes, 0)).toBe(a);
+    expect(x.get(packet(idOf(2)), 4)).toBeUndefined();
+    expect(x.size).toBe(1);
+  });
+
+  it('refuses a second record with the same id bytes; deletes by identity only', () => {
+    const x = new IdIndex<Rec>(KEY);
+    const a = rec(7);
+    const twin = rec(7);
+    expect(x.add(a)).toBe(true);
+    expect(x.add(twin)).toBe(false);
+    expect(x.delete(twin)).toBe(false);
+    expect(x.get(a.idBytes, 0)).toBe(a);
+    expect(x.delete(a)).toBe(true);
+    expect(x.delete(a)).toBe(false);
+    expect(x.get(a.idBytes, 0)).toBeUndefined();
+    expect(x.size).toBe(0);
+  });
+
+  it('grows past its load factor and keeps every record', () => {
+    const x = new IdIndex<Rec>(idIndexKey());
+    const rs = Array.from({ length: 5000 }, (_, i) => rec(i));
+    for (const r of rs) expect(x.add(r)).toBe(true);
+    expect(x.capacity).toBeGreaterThanOrEqual(5000 * 1.6);
+    for (const r of rs) expect(x.get(packet(r.idBytes), 4)).toBe(r);
+    for (const r of rs.filter((_, i) => i % 3 === 0)) expect(x.delete(r)).toBe(true);
+    for (const [i, r] of rs.entries()) expect(x.get(r.idBytes, 0)).toBe(i % 3 === 0 ? undefined : r);
+  });
+
+  it('works with any key (the key places records, it never changes what is found)', () => {
+    fc.assert(
+      fc.property(fc.uint32Array({ minLength: ID_INDEX_KEY_WORDS, maxLength: ID_INDEX_KEY_WORDS }), fc.uniqueArray(fc.integer({ min: 0, max: 5000 }), { maxLength: 60 }), (key, ns) => {
+        const x = new IdIndex<Rec>(key);
+        const rs = ns.map(rec);
+        for (const r of rs) expect(x.add(r)).toBe(true);
+        for (const r of rs) expect(x.get(r.idBytes, 0)).toBe(r);
+        expect(x.get(idOf(6000), 0)).toBeUndefined();
+      }),
+    );
+  });
+
+  it('model: random add / delete / get agree with a Map (small table, colliding runs)', () => {
+    const op = fc.oneof(
+      fc.record({ k: fc.constant('add' as const), n: fc.integer({ min: 0, max: 40 }) }),
+      fc.record({ k: fc.constant('del' as const), n: fc.integer({ min: 0, max: 40 }) }),
+      fc.record({ k: fc.constant('get' as const), n: fc.integer({ min: 0, max: 40 }) }),
+    );
+    fc.assert(
+      fc.property(fc.uint32Array({ minLength: ID_INDEX_KEY_WORDS, maxLength: ID_INDEX_KEY_WORDS }), fc.array(op, { maxLength: 300 }), (key, ops) => {
+        const x = new IdIndex<Rec>(key);
+        const model = new Map<string, Rec>();
+        for (const o of ops) {
+          const id = idOf(o.n);
+          const have = model.get(hex(id));
+          if (o.k === 'add') {
+            const r = rec(o.n);
+            expect(x.add(r)).toBe(have === undefined);
+            if (have === undefined) model.set(hex(id), r);
+          } else if (o.k === 'del') {
+            expect(x.delete(have ?? rec(o.n))).toBe(have !== undefined);
+            model.delete(hex(id));
+          } else {
+            expect(x.get(packet(id), 4)).toBe(have);
+          }
+          expect(x.size).toBe(model.size);
+        }
+        for (const r of model.values()) expect(x.get(r.idBytes, 0)).toBe(r);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('refuses ids that are not 16 bytes and keys that are too short', () => {
+    const x = new IdIndex<Rec>(KEY);
+    expect(() => x.add({ idBytes: new Uint8Array(15), n: 0 })).toThrow(RangeError);
+    expect(() => new IdIndex<Rec>(new Uint32Array(4))).toThrow(RangeError);
+  });
+});
+
+describe('SessionTable.getByIdBytes', () => {
+  const session = (n: number) => {
+    const idBytes = idOf(n);
+    return newSessionRecord({
+      id: hex(idBytes),
+      idBytes,
+      owner: 'node-a',
+      version: 1n,
+      state: 'ATTACHED',
+      transport: { family: 4, address: '192.0.2.1', port: 1000 + n },
+      transportKey: `192.0.2.1:${1000 + n}`,
+      listener: 0,
+      now: 0,
+      idleTtlMs: 1000,
+    });
+  };
+
+  it('finds exactly the live records: after insert, not after remove or discard, again after a new insert', () => {
+    const t = new SessionTable({ max: 10, idleTtlMs: 1000, tombstoneMs: 100, idKey: KEY });
+    const a = session(1);
+    const b = session(2);
+    expect(t.insert(a)).toBe(true);
+    expect(t.insert(b)).toBe(true);
+    expect(t.getByIdBytes(packet(a.idBytes), 4)).toBe(a);
+    expect(t.getByIdBytes(packet(b.idBytes), 4)).toBe(b);
+    t.remove(a, 0);
+    expect(t.getByIdBytes(packet(a.idBytes), 4)).toBeUndefined();
+    t.discard(b);
+    expect(t.getByIdBytes(packet(b.idBytes), 4)).toBeUndefined();
+    const a2 = session(1);
+    expect(t.insert(a2)).toBe(true);
+    expect(t.getByIdBytes(packet(a2.idBytes), 4)).toBe(a2);
+    // A stale record (already replaced) is not removed by mistake.
+    t.remove(a, 0);
+    expect(t.getByIdBytes(packet(a2.idBytes), 4)).toBe(a2);
+    expect(t.get(a2.id)).toBe(a2);
+  });
+});
