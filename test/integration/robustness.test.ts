@@ -47,7 +47,7 @@ describe('random datagrams', () => {
         }
         // Each batch is counted before the next is sent, so the kernel never drops what we count on.
         await waitFor('the batch to be counted', async () => (await metric(c.director.admin, 'anchor_client_datagrams_received_total')) >= sent, { intervalMs: 2 });
-        if (Date.now() > until) break;
+        if (Date.now() > until && sent > 1000) break; // at least ~1,000 datagrams however busy the machine is
       }
       expect(sent).toBeGreaterThan(1000);
       expect(await metric(c.director.admin, 'anchor_admissions_total')).toBe(0);
