@@ -12,7 +12,7 @@ import { dump } from 'js-yaml';
 import { encodeJv1 } from '../src/codec/jv1.js';
 import { PacketType } from '../src/codec/types.js';
 import { startEtcdCluster } from '../test/helpers/etcd.js';
-import { machine, median, startAnchorProcess, writeResult, type Child } from './lib.js';
+import { freePort, machine, median, startAnchorProcess, writeResult, type Child } from './lib.js';
 
 const SECONDS = Number(process.env.BENCH_ADMIT_S ?? 4);
 const WINDOW = 128;
@@ -74,7 +74,8 @@ export async function benchAdmissions(): Promise<unknown> {
   const children: Child[] = [];
   const etcd = await startEtcdCluster({ members: 3 });
   try {
-    const ports = [45401, 45402, 45403];
+    // Free ports picked now (fixed ones collide with whatever else runs on the machine).
+    const ports = [await freePort(), await freePort(), await freePort()];
     for (const [i, port] of ports.entries()) children.push(await startAnchorProcess(['node', '--id', `n${i}`, '--listen', `127.0.0.1:${port}`], /listening/));
     const director = async (name: string, port: number, store: Record<string, unknown>): Promise<number> => {
       const cfg = join(dir, `${name}.yaml`);
@@ -95,10 +96,10 @@ export async function benchAdmissions(): Promise<unknown> {
       children.push(await startAnchorProcess(['run', '--config', cfg], /director started/));
       return port;
     };
-    const memPort = await director('mem', 45410, { kind: 'memory' });
+    const memPort = await director('mem', await freePort(), { kind: 'memory' });
     const etcdStore = { kind: 'etcd', etcd: { endpoints: etcd.endpoints, prefix: `/bench-${randomBytes(3).toString('hex')}/` } };
-    const e1 = await director('etcd-1', 45411, etcdStore);
-    const e2 = await director('etcd-2', 45412, etcdStore);
+    const e1 = await director('etcd-1', await freePort(), etcdStore);
+    const e2 = await director('etcd-2', await freePort(), etcdStore);
     const runs = { memory: [] as number[], etcd_one: [] as number[], etcd_two: [] as number[] };
     for (let i = 0; i < REPEATS; i++) {
       runs.memory.push(await load([memPort]));

@@ -12,7 +12,7 @@ import { decodeJv1, encodeJv1 } from '../src/codec/jv1.js';
 import { PacketType } from '../src/codec/types.js';
 import { checkRecords } from '../src/refnode/checker.js';
 import { readRecords } from '../src/refnode/records.js';
-import { machine, startAnchorProcess, writeResult, type Child } from './lib.js';
+import { freePort, machine, startAnchorProcess, writeResult, type Child } from './lib.js';
 
 const SESSIONS = Number(process.env.BENCH_DRAIN_SESSIONS ?? 100_000);
 const SOCKETS = 8;
@@ -40,7 +40,10 @@ export async function benchDrain(): Promise<unknown> {
   const children: Child[] = [];
   const sockets: dgram.Socket[] = [];
   try {
-    const ports = [45201, 45202, 45203];
+    // Free ports picked now (fixed ones collide with whatever else runs on the machine).
+    const ports = [await freePort(), await freePort(), await freePort()];
+    const front = await freePort();
+    const adminPort = await freePort();
     for (const [i, port] of ports.entries()) {
       children.push(await startAnchorProcess(['node', '--id', `node-${i}`, '--listen', `127.0.0.1:${port}`, '--record', join(dir, `node-${i}.jsonl`)], /listening/));
     }
@@ -48,8 +51,8 @@ export async function benchDrain(): Promise<unknown> {
     writeFileSync(
       cfg,
       dump({
-        listen: { udp: ['127.0.0.1:45200'] },
-        admin: { listen: '127.0.0.1:45209' },
+        listen: { udp: [`127.0.0.1:${front}`] },
+        admin: { listen: `127.0.0.1:${adminPort}` },
         nodes: ports.map((p, i) => ({ id: `node-${i}`, address: `127.0.0.1:${p}` })),
         session: { max: SESSIONS * 2, idle_ttl_s: 600 },
         admission: { per_source_rate: 1_000_000, per_source_burst: 1_000_000 },
@@ -59,7 +62,7 @@ export async function benchDrain(): Promise<unknown> {
       }),
     );
     children.push(await startAnchorProcess(['run', '--config', cfg], /director started/));
-    const admin = 'http://127.0.0.1:45209';
+    const admin = `http://127.0.0.1:${adminPort}`;
 
     // Sessions spread over a few client sockets (each socket is the bound transport of many sessions).
     const ids: Buffer[] = [];
@@ -80,7 +83,7 @@ export async function benchDrain(): Promise<unknown> {
       s.bind(0, '127.0.0.1');
       await once(s, 'listening');
       s.setRecvBufferSize(8 * 1024 * 1024);
-      s.connect(45200, '127.0.0.1');
+      s.connect(front, '127.0.0.1');
       await once(s, 'connect');
       sockets.push(s);
     }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { dump } from 'js-yaml';
 import { runClient, type ClientReport } from '../src/client/client.js';
 import type { Transport } from '../src/codec/types.js';
-import { machine, median, startAnchorProcess, writeResult, type Child } from './lib.js';
+import { freePort, machine, median, startAnchorProcess, writeResult, type Child } from './lib.js';
 
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 3);
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 3);
@@ -35,7 +35,9 @@ export async function benchUdpE2e(): Promise<unknown> {
   const dir = mkdtempSync(join(tmpdir(), 'anchor-bench-'));
   const children: Child[] = [];
   try {
-    const ports = [45101, 45102, 45103];
+    // Free ports picked now (fixed ones collide with whatever else runs on the machine).
+    const ports = [await freePort(), await freePort(), await freePort()];
+    const front = await freePort();
     for (const [i, port] of ports.entries()) {
       children.push(await startAnchorProcess(['node', '--id', `node-${i}`, '--listen', `127.0.0.1:${port}`], /listening/));
     }
@@ -43,7 +45,7 @@ export async function benchUdpE2e(): Promise<unknown> {
     writeFileSync(
       cfg,
       dump({
-        listen: { udp: ['127.0.0.1:45100'] },
+        listen: { udp: [`127.0.0.1:${front}`] },
         admin: { listen: '127.0.0.1:0' },
         nodes: ports.map((p, i) => ({ id: `node-${i}`, address: `127.0.0.1:${p}` })),
         admission: { per_source_rate: 100_000, per_source_burst: 100_000 },
@@ -53,7 +55,7 @@ export async function benchUdpE2e(): Promise<unknown> {
     );
     children.push(await startAnchorProcess(['run', '--config', cfg], /director started/));
     const direct: Transport = { family: 4, address: '127.0.0.1', port: ports[0] as number };
-    const director: Transport = { family: 4, address: '127.0.0.1', port: 45100 };
+    const director: Transport = { family: 4, address: '127.0.0.1', port: front };
     const rows: Row[] = [];
     for (const rate of RATES) {
       const d: Row = { config: 'direct', rate, runs: [] };

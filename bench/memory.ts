@@ -1,0 +1,306 @@
+// Memory per session with 1,000,000 sessions (issue 7): RSS and V8 heap of the director's real session
+// structures, filled in-process from dist/ the way the director fills them, against the same process
+// empty (the baseline) and against a plain Map of small objects (the reference). Each measurement runs in
+// its own child process (`node --expose-gc`), so one cannot inherit another's heap:
+//   map          Map<id hex, { owner, version, transport }>: the reference ("a Map of objects"); its
+//                keys are flat strings (Buffer#toString('hex'))
+//   table+store  SessionTable.insert (src/session/table.ts) + MemoryStore.create (src/store/memory.ts) of
+//                the records newSessionRecord builds: what the director keeps per session
+//   director     DirectorCore.onClient(HELLO) -> MemoryStore.create -> DirectorCore.admitted: the real
+//                admission path without sockets (ring pick, held HELLO, forward bookkeeping), plus the
+//                per-session PROXY v2 header template the shell caches on the first forward
+//                (director.ts #templateFor)
+// Every session has its own client transport (10.x.y.z:port, 64 per address), ids are distinct 16-byte
+// values. Bytes/session = (after - before) / sessions, both after a full GC.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { machine, today, writeResult } from './lib.js';
+
+const SESSIONS = Number(process.env.BENCH_MEMORY_SESSIONS ?? 1_000_000);
+const BREAKDOWN_SESSIONS = 200_000;
+const MODES = ['map', 'table+store', 'director'] as const;
+type Mode = (typeof MODES)[number];
+
+interface Sample {
+  rss: number;
+  heapUsed: number;
+  heapTotal: number;
+  external: number;
+  arrayBuffers: number;
+}
+
+interface ChildReport {
+  mode: Mode;
+  sessions: number;
+  before: Sample;
+  after: Sample;
+  fill_ms: number;
+  /** breakdown mode: bytes per session of each kind of object. */
+  breakdown?: { step: string; bytes_per_session: number }[];
+  /** Heap bytes one session id string keeps alive: as sessionIdHex builds it, and flat. */
+  id_string_bytes?: { sessionIdHex: number; flat: number };
+  error?: string;
+}
+
+async function settle(): Promise<Sample> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  for (let i = 0; i < 3; i++) {
+    gc?.();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const m = process.memoryUsage();
+  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
+}
+
+function idBytes(i: number): Uint8Array {
+  const b = new Uint8Array(16);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, 0xa5c3e1f7 ^ Math.imul(i, 0x9e3779b1), false);
+  v.setUint32(4, i, false);
+  v.setUint32(8, Math.imul(i ^ 0x5bd1e995, 0x85ebca6b) >>> 0, false);
+  v.setUint32(12, 0x4a560001, false);
+  return b;
+}
+
+/**
+ * Session i's client transport: 64 sessions per address (as behind NATs), so the director's per-source
+ * admission buckets (at most 65,536 keys) never have to evict; every transport is distinct, and every
+ * session has its own address and key strings, as transports read from packets do.
+ */
+function clientOf(i: number): { family: 4; address: string; port: number } {
+  const a = i >>> 6;
+  return { family: 4, address: `10.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`, port: 20000 + (i & 63) };
+}
+
+/** In the child: builds `n` sessions in `mode` and reports memory before and after. */
+async function child(mode: Mode, n: number): Promise<ChildReport> {
+  const keep: unknown[] = [];
+  const { sessionIdHex, encodeJv1 } = await import('../src/codec/jv1.js');
+  const { transportKey } = await import('../src/codec/ip.js');
+  const { SessionState } = await import('../src/session/lifecycle.js');
+  const { SessionTable, newSessionRecord } = await import('../src/session/table.js');
+  const { MemoryStore } = await import('../src/store/memory.js');
+  const { PacketType } = await import('../src/codec/types.js');
+  const ppv2 = (await import('../src/codec/ppv2.js')) as typeof import('../src/codec/ppv2.js') & {
+    createPpv2Template?: (prefix: Uint8Array, sessionId: Uint8Array, version: bigint, ownerBytes: Uint8Array) => Buffer;
+  };
+  const { createPpv2Prefix, ppv2OwnerBytes } = ppv2;
+  const owners = ['node-0', 'node-1', 'node-2'];
+  const ownerBytes = new Map(owners.map((o) => [o, ppv2OwnerBytes(o)]));
+  const idleTtlMs = 120_000;
+  let fill: () => Promise<void>;
+  if (mode === 'map') {
+    const m = new Map<string, { owner: string; version: number; transport: string }>();
+    keep.push(m);
+    fill = async () => {
+      for (let i = 0; i < n; i++) {
+        const t = clientOf(i);
+        // A flat 32-character key (Buffer#toString), as a plain Map of small objects would have.
+        m.set(Buffer.from(idBytes(i)).toString('hex'), { owner: owners[i % 3] as string, version: 1, transport: transportKey(t) });
+      }
+    };
+  } else if (mode === 'table+store') {
+    const table = new SessionTable({ max: n + 1, idleTtlMs, tombstoneMs: 60_000 });
+    const store = new MemoryStore();
+    keep.push(table, store);
+    fill = async () => {
+      const now = performance.now();
+      for (let i = 0; i < n; i++) {
+        const idb = idBytes(i);
+        const id = sessionIdHex(idb);
+        const t = clientOf(i);
+        const key = transportKey(t);
+        const owner = owners[i % 3] as string;
+        const rec = newSessionRecord({ id, idBytes: idb, owner, version: 1n, state: SessionState.ATTACHED, transport: t, transportKey: key, listener: 0, now, idleTtlMs });
+        if (!table.insert(rec)) throw new Error(`insert ${i} refused`);
+        const r = await store.create({ id, owner, version: 1n, state: SessionState.ATTACHED, transport: key, director: 'anchor-1', expiresAt: Date.now() + idleTtlMs });
+        if (!r.ok) throw new Error(`create ${i} refused`);
+      }
+    };
+  } else {
+    const { DirectorCore } = await import('../src/director/core.js');
+    const { createHasher } = await import('../src/ring/hash.js');
+    const { buildRing } = await import('../src/ring/ring.js');
+    const ring = buildRing(await createHasher(), owners.map((id) => ({ id, weight: 1 })));
+    const core = new DirectorCore(
+      { sessionMax: n + 1, idleTtlMs, tombstoneMs: 60_000, admissionRate: 1e9, admissionBurst: 1e9, rejectRate: 10, rejectBurst: 20, holdMax: 64 },
+      ring,
+    );
+    const store = new MemoryStore();
+    keep.push(core, store);
+    const dst = { family: 4 as const, address: '127.0.0.1', port: 4500 };
+    fill = async () => {
+      for (let i = 0; i < n; i++) {
+        const now = performance.now();
+        const src = clientOf(i);
+        const key = transportKey(src);
+        const hello = encodeJv1(PacketType.HELLO, idBytes(i));
+        const out = core.onClient(hello, src, key, 0, now);
+        if (out.kind !== 'admit') throw new Error(`session ${i}: ${out.kind} ${'reason' in out ? String(out.reason) : ''}`);
+        const rec = out.session;
+        const r = await store.create({ id: rec.id, owner: rec.owner, version: rec.version, state: rec.state, transport: rec.transportKey, director: 'anchor-1', expiresAt: Date.now() + idleTtlMs });
+        if (!r.ok) throw new Error(`create ${i} refused`);
+        const { forwards } = core.admitted(rec, now);
+        // What the shell (director.ts #templateFor) caches on the record at the first forward: the
+        // session's whole PROXY v2 header as a template (or, before the lean data path, its prefix).
+        for (const f of forwards) {
+          const prefix = createPpv2Prefix('DGRAM', f.src, dst);
+          f.session.shellCache =
+            ppv2.createPpv2Template === undefined
+              ? { key: f.session.transportKey, listener: f.listener, prefix }
+              : { key: f.session.transportKey, listener: f.listener, prefixLength: prefix.length, node: f.node, version: f.version, template: ppv2.createPpv2Template(prefix, f.session.idBytes, f.version, ownerBytes.get(f.node) as Uint8Array) };
+        }
+      }
+    };
+  }
+  const before = await settle();
+  const t0 = performance.now();
+  await fill();
+  const fillMs = performance.now() - t0;
+  const after = await settle();
+  if (keep.length === 0) console.log('unreachable');
+  // How the director builds its id strings (sessionIdHex) against a flat string of the same text: heap
+  // bytes one id keeps alive, on 100,000 ids, after the main measurement (in the map child only).
+  const idCost = async (flat: boolean): Promise<number> => {
+    const k = 100_000;
+    const arr: string[] = new Array<string>(k);
+    const b0 = (await settle()).heapUsed;
+    for (let i = 0; i < k; i++) arr[i] = flat ? Buffer.from(idBytes(n + i)).toString('hex') : sessionIdHex(idBytes(n + i));
+    const b1 = (await settle()).heapUsed;
+    return Math.round((b1 - b0) / k) - 8 + (arr.length - k); // minus the array slot
+  };
+  const idStringBytes = mode === 'map' ? { sessionIdHex: await idCost(false), flat: await idCost(true) } : undefined;
+  return { mode, sessions: n, before, after, fill_ms: Math.round(fillMs), ...(idStringBytes !== undefined ? { id_string_bytes: idStringBytes } : {}) };
+}
+
+/**
+ * Where the table+store bytes go: the same objects built one kind at a time for `n` sessions, heap +
+ * external bytes per session after each step (each includes one 8-byte array slot that holds it).
+ */
+async function breakdown(n: number): Promise<{ step: string; bytes_per_session: number }[]> {
+  const { sessionIdHex } = await import('../src/codec/jv1.js');
+  const { transportKey } = await import('../src/codec/ip.js');
+  const { SessionState } = await import('../src/session/lifecycle.js');
+  const { SessionTable, newSessionRecord } = await import('../src/session/table.js');
+  const { MemoryStore } = await import('../src/store/memory.js');
+  const total = async (): Promise<number> => {
+    const s = await settle();
+    return s.heapUsed + s.external;
+  };
+  const out: { step: string; bytes_per_session: number }[] = [];
+  let last = await total();
+  const mark = async (step: string): Promise<void> => {
+    const now = await total();
+    out.push({ step, bytes_per_session: Math.round((now - last) / n) });
+    last = now;
+  };
+  const idb = Array.from({ length: n }, (_, i) => idBytes(i));
+  await mark('id bytes: Uint8Array(16)');
+  const ids = idb.map((b) => sessionIdHex(b));
+  await mark('id text: sessionIdHex (a rope of 16 two-character pieces)');
+  const ts = Array.from({ length: n }, (_, i) => clientOf(i));
+  await mark('transport object and its address string');
+  const keys = ts.map((t) => transportKey(t));
+  await mark('transport key string');
+  const recs = ts.map((t, i) =>
+    newSessionRecord({ id: ids[i] as string, idBytes: idb[i] as Uint8Array, owner: `node-${i % 3}`, version: 1n, state: SessionState.ATTACHED, transport: t, transportKey: keys[i] as string, listener: 0, now: 1, idleTtlMs: 120_000 }),
+  );
+  await mark('SessionRecord (newSessionRecord)');
+  const table = new SessionTable({ max: n + 1, idleTtlMs: 120_000, tombstoneMs: 60_000 });
+  for (const r of recs) table.insert(r);
+  await mark('SessionTable.insert: id map, owner index, expiry heap entry');
+  const store = new MemoryStore();
+  for (let i = 0; i < n; i++) {
+    const r = recs[i] as (typeof recs)[number];
+    await store.create({ id: r.id, owner: r.owner, version: 1n, state: SessionState.ATTACHED, transport: r.transportKey, director: 'anchor-1', expiresAt: Date.now() + 120_000 });
+  }
+  await mark('MemoryStore.create: frozen stored record, map, owner index');
+  if (table.size + store.size + recs.length < 0) console.log('unreachable');
+  return out;
+}
+
+async function runChild(mode: Mode | 'breakdown'): Promise<ChildReport> {
+  const self = fileURLToPath(import.meta.url);
+  const n = mode === 'breakdown' ? BREAKDOWN_SESSIONS : SESSIONS;
+  const p = spawn(process.execPath, ['--expose-gc', '--max-old-space-size=8192', self, 'child', mode, String(n)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  p.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const killer = setTimeout(() => p.kill('SIGKILL'), 300_000);
+  const code = await new Promise<number | null>((r) => p.once('exit', (c) => r(c)));
+  clearTimeout(killer);
+  const line = out.split('\n').reverse().find((l) => l.startsWith('{'));
+  if (code !== 0 || line === undefined) {
+    return { mode: mode as Mode, sessions: n, before: {} as Sample, after: {} as Sample, fill_ms: 0, error: `exit ${code}: ${err.slice(-500)}` };
+  }
+  return JSON.parse(line) as ChildReport;
+}
+
+export async function benchMemory(): Promise<unknown> {
+  const rows = [];
+  // The children run at once (each measures only itself; on 2 cores this halves the wall time).
+  const [steps, ...reports] = await Promise.all([runChild('breakdown'), ...MODES.map((m) => runChild(m))]) as [ChildReport, ...ChildReport[]];
+  for (const r of reports) {
+    const mode = r.mode;
+    if (r.error !== undefined) {
+      console.log(`memory ${mode}: FAILED ${r.error}`);
+      rows.push({ mode, error: r.error });
+      continue;
+    }
+    const per = (k: keyof Sample): number => Math.round((r.after[k] - r.before[k]) / r.sessions);
+    rows.push({
+      mode,
+      sessions: r.sessions,
+      rss_per_session: per('rss'),
+      heap_used_per_session: per('heapUsed'),
+      external_per_session: per('external'),
+      rss_before_mib: Number((r.before.rss / 2 ** 20).toFixed(1)),
+      rss_after_mib: Number((r.after.rss / 2 ** 20).toFixed(1)),
+      heap_used_after_mib: Number((r.after.heapUsed / 2 ** 20).toFixed(1)),
+      fill_s: Number((r.fill_ms / 1000).toFixed(1)),
+    });
+  }
+  const ref = rows.find((x) => x.mode === 'map') as { rss_per_session?: number } | undefined;
+  for (const row of rows as { rss_per_session?: number; vs_map?: number | null }[]) {
+    row.vs_map = ref?.rss_per_session !== undefined && row.rss_per_session !== undefined ? Number((row.rss_per_session / ref.rss_per_session).toFixed(2)) : null;
+  }
+  console.log(`memory: bytes per session with ${SESSIONS.toLocaleString('en-US')} sessions (after - before, each after a full GC; own child process each)`);
+  console.table(rows);
+  const ids = reports.find((r) => r.id_string_bytes !== undefined)?.id_string_bytes;
+  if (ids !== undefined) console.log(`memory: one session id string keeps ${ids.sessionIdHex} heap bytes as sessionIdHex builds it, ${ids.flat} as a flat string`);
+  const stepRows = steps.breakdown ?? [];
+  if (stepRows.length > 0) {
+    console.log(`memory: where table+store's bytes go (heap + external per session, ${BREAKDOWN_SESSIONS.toLocaleString('en-US')} sessions built one kind of object at a time; each step includes an 8-byte array slot)`);
+    console.table(stepRows);
+  } else if (steps.error !== undefined) console.log(`memory breakdown: FAILED ${steps.error}`);
+  const result = {
+    bench: 'memory',
+    date: today(),
+    machine: machine(),
+    sessions: SESSIONS,
+    target_rss_per_session: 100,
+    modes: {
+      map: 'Map<id hex, {owner, version, transport}>: the reference',
+      'table+store': 'SessionTable.insert + MemoryStore.create of newSessionRecord records (src/session/table.ts, src/store/memory.ts)',
+      director: 'DirectorCore.onClient(HELLO) -> MemoryStore.create -> DirectorCore.admitted, plus the shell\'s cached PROXY v2 header template per session',
+    },
+    rows,
+    id_string_bytes: ids ?? null,
+    breakdown: { sessions: BREAKDOWN_SESSIONS, steps: stepRows },
+    reports,
+  };
+  console.log('written', writeResult('memory', result));
+  return result;
+}
+
+if (process.argv[2] === 'child' && process.argv[1] === fileURLToPath(import.meta.url) && process.argv[3] === 'breakdown') {
+  const n = Number(process.argv[4] ?? BREAKDOWN_SESSIONS);
+  const r: ChildReport = { mode: 'map', sessions: n, before: {} as Sample, after: {} as Sample, fill_ms: 0, breakdown: await breakdown(n) };
+  console.log(JSON.stringify(r));
+} else if (process.argv[2] === 'child' && process.argv[1] === fileURLToPath(import.meta.url)) {
+  const mode = process.argv[3] as Mode;
+  if (!MODES.includes(mode)) throw new Error(`unknown mode ${mode}`);
+  const r = await child(mode, Number(process.argv[4] ?? SESSIONS));
+  console.log(JSON.stringify(r));
+}

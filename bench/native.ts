@@ -1,0 +1,26 @@
+// The bench's native helpers (bench/native/*.c): compiled with the system's gcc into bench/.build/
+// (gitignored) when the binary is missing or older than its source. Bench code only.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT } from './lib.js';
+
+export const NATIVE_SRC = join(ROOT, 'bench/native');
+export const NATIVE_BUILD = join(ROOT, 'bench/.build');
+
+/** Path of the compiled `name` (loadgen | backend), compiling it first if needed (throws if gcc fails). */
+export function nativeBinary(name: 'loadgen' | 'backend'): string {
+  const src = join(NATIVE_SRC, `${name}.c`);
+  const bin = join(NATIVE_BUILD, name);
+  if (!existsSync(bin) || statSync(bin).mtimeMs < statSync(src).mtimeMs) {
+    mkdirSync(NATIVE_BUILD, { recursive: true });
+    const args = ['-O2', '-Wall', '-Wextra', '-o', bin, src];
+    console.log(`compiling ${name}: gcc ${args.join(' ')}`);
+    try {
+      execFileSync('gcc', args, { stdio: ['ignore', 'inherit', 'inherit'] });
+    } catch (err) {
+      throw new Error(`could not compile ${src} with gcc (is gcc installed?): ${String(err)}`);
+    }
+  }
+  return bin;
+}
