@@ -158,9 +158,9 @@ export function decodeBind(payload: Uint8Array): Jv1Bind | undefined {
 
 /** 32 lowercase hex characters (the admin API's and logs' form of a session id). */
 export function sessionIdHex(id: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < id.length; i++) s += HEX[id[i] ?? 0];
-  return s;
+  // Buffer's encoder returns one flat string; concatenating 16 pieces leaves V8 a rope of 16 nodes
+  // (≈360 bytes kept per live session instead of ≈40).
+  return Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('hex');
 }
 
 /** Parses exactly 32 hex characters (either case) into 16 bytes; undefined if malformed or all zero. */

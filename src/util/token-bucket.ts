@@ -52,12 +52,15 @@ export class KeyedTokenBuckets {
     return this.#evicted;
   }
 
-  // O(1): the oldest-inserted key goes first (the periodic sweep removes refilled ones before that).
+  // The oldest-inserted keys go first (the periodic sweep removes refilled ones before that), a 64th of
+  // the table at a time: a Map iterator walks over the entries deleted at its front until V8 compacts
+  // it, so evicting one key per new key would cost O(deleted) each time.
   #evictOldest(): void {
-    const oldest = this.#buckets.keys().next();
-    if (!oldest.done) {
-      this.#buckets.delete(oldest.value);
+    let n = Math.max(1, this.#maxKeys >> 6);
+    for (const k of this.#buckets.keys()) {
+      this.#buckets.delete(k);
       this.#evicted++;
+      if (--n === 0) break;
     }
   }
 }

@@ -123,6 +123,19 @@ describe('KeyedTokenBuckets', () => {
       expect(b.evicted).toBe(10_000 - max);
     });
 
+    it('a large table evicts the oldest 64th at a time: still bounded, every key counted, the newest kept', () => {
+      const max = 6400;
+      const b = new KeyedTokenBuckets(1, 1, max);
+      for (let i = 0; i < 20_000; i++) {
+        expect(b.take(`k${i}`, 0)).toBe(true);
+        expect(b.size).toBeLessThanOrEqual(max);
+      }
+      expect(b.evicted + b.size).toBe(20_000);
+      expect(b.size).toBeGreaterThan(max - max / 64 - 1);
+      expect(b.take('k19999', 0)).toBe(false); // still there, its one token spent
+      expect(b.take('k0', 0)).toBe(true); // forgotten long ago: a fresh bucket
+    });
+
     it('evicts the oldest-inserted key first', () => {
       const b = new KeyedTokenBuckets(1, 1, 2);
       expect(b.take('a', 0)).toBe(true);
