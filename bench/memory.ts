@@ -197,7 +197,7 @@ async function breakdown(n: number): Promise<{ step: string; bytes_per_session: 
   const idb = Array.from({ length: n }, (_, i) => idBytes(i));
   await mark('id bytes: Uint8Array(16)');
   const ids = idb.map((b) => sessionIdHex(b));
-  await mark('id text: sessionIdHex (a rope of 16 two-character pieces)');
+  await mark('id text: sessionIdHex');
   const ts = Array.from({ length: n }, (_, i) => clientOf(i));
   await mark('transport object and its address string');
   const keys = ts.map((t) => transportKey(t));
