@@ -285,11 +285,15 @@ export class Ownership {
     const core = this.#d.core;
     const id = rec.id;
     const actor = req.actor;
-    const freeze = await this.step(rec, LifecycleEvent.FREEZE, { cause: req.cause, expectVersion: req.expectVersion, actor });
-    if (!freeze.ok) return { ok: false, session: id, reason: freeze.reason, message: `freeze: ${freeze.message}` };
-    // Frozen, the old owner is still the owner: its replies to packets already sent reach the client.
-    // Give them a moment before the transfer makes them replies from a former owner (dropped).
-    if (this.#o.quiesceMs > 0) await this.#quiesce();
+    // A session already frozen with no migration of it running here (one cut short after its freeze, e.g.
+    // by the fence) goes on from where it stopped: its quiesce is long over, the transfer CAS decides.
+    if (rec.state !== SessionState.FROZEN || rec.pending !== null) {
+      const freeze = await this.step(rec, LifecycleEvent.FREEZE, { cause: req.cause, expectVersion: req.expectVersion, actor });
+      if (!freeze.ok) return { ok: false, session: id, reason: freeze.reason, message: `freeze: ${freeze.message}` };
+      // Frozen, the old owner is still the owner: its replies to packets already sent reach the client.
+      // Give them a moment before the transfer makes them replies from a former owner (dropped).
+      if (this.#o.quiesceMs > 0) await this.#quiesce();
+    }
     const transfer = await this.step(rec, LifecycleEvent.TRANSFER, { cause: req.cause, toOwner: to, actor });
     if (!transfer.ok) {
       // Nothing moved: thaw in place so the session goes on with its owner.

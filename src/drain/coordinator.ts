@@ -252,7 +252,9 @@ export class DrainCoordinator {
     if (r.reason === 'not_found' || r.reason === 'gone') return; // it ended by itself meanwhile
     const n = (d.attempts.get(id) ?? 0) + 1;
     d.attempts.set(id, n);
-    if (r.reason === 'busy' && n < this.#o.attempts * 10) return;
+    // Busy (a transition in flight) and unavailable (the store or the fence, usually for a moment) are tried
+    // again for longer than a refusal that will not change by itself.
+    if ((r.reason === 'busy' || r.reason === 'unavailable') && n < this.#o.attempts * 10) return;
     if (r.reason !== 'busy' && n < this.#o.attempts && r.reason !== 'no_target') return;
     d.gaveUp.add(id);
     d.failed++;

@@ -273,4 +273,20 @@ describe('what the store says wins', () => {
     expect(rec).toMatchObject({ state: 'ATTACHED', version: 3n, held: null });
     expect(a.audit.recent({ session: id, limit: 10 }).filter((l) => l.event === 'resume').map((l) => l.cause)).toEqual(['stale_freeze']);
   });
+
+  it('a drain retrying a session left frozen goes on from the transfer (no second freeze)', async () => {
+    const clock = new ManualClock();
+    const mem = new MemoryStore();
+    const a = director('dir-a', mem, clock);
+    const idBytes = counterId(14);
+    a.client(encodeJv1(PacketType.HELLO, idBytes, new Uint8Array(4)), clientTransport(5));
+    await settle();
+    const id = sessionIdHex(idBytes);
+    const rec = a.core.table.get(id)!;
+    const to = rec.owner === 'node-a' ? 'node-b' : 'node-a';
+    expect((await a.own.step(rec, LifecycleEvent.FREEZE, { cause: 'test', actor: 'op' })).ok).toBe(true);
+    const r = await a.own.migrate(id, { to, cause: 'drain', actor: 'op' });
+    expect(r).toMatchObject({ ok: true, to, version: 4n });
+    expect(a.audit.recent({ session: id, limit: 10 }).map((l) => l.event)).toEqual(['create', 'freeze', 'transfer', 'resume']);
+  });
 });
