@@ -107,6 +107,8 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         })
       : new MemoryStore());
   const nodes = config.nodes.map((n) => ({ id: n.id, address: hp(n.address), weight: n.weight }));
+  // Several directors share this store (etcd): node states, drains and session expiry are shared too.
+  const sharedStore = store.watchShared !== undefined;
   // Self-fencing from the store lease (a shared store); the in-process store has none and is always ok.
   const leaseOkAt = store.leaseOkAt?.bind(store);
   const fenceCfg = { ttlMs: store.leaseTtlMs ?? 0, marginMs: defaultMargin(store.leaseTtlMs ?? 3000) };
@@ -139,7 +141,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       revokeTimeoutMs: config.revoke.timeout_ms,
       revokeRetries: config.revoke.retries,
       // A shared store: every director expires a session by the expiry the serving director refreshes.
-      refreshExpiry: store.watchShared !== undefined,
+      refreshExpiry: sharedStore,
       idleTtlMs: config.session.idle_ttl_s * 1000,
     },
     {
@@ -276,7 +278,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   });
   // Coarse expiry refreshes of the sessions served here (a shared store only), a few times per idle TTL.
   const refreshTick =
-    store.watchShared === undefined ? null : setInterval(() => ownership.refreshExpiries(clock.now()), Math.min(1000, Math.max(50, (config.session.idle_ttl_s * 1000) / 8)));
+    !sharedStore ? null : setInterval(() => ownership.refreshExpiries(clock.now()), Math.min(1000, Math.max(50, (config.session.idle_ttl_s * 1000) / 8)));
   refreshTick?.unref();
   // Sessions left frozen (a migration cut short by the store, or run by a director that died) are resumed.
   const thawTick = setInterval(() => ownership.thawStale(clock.now(), staleFreezeMs(config.drain.quiesce_ms)), 1000);

@@ -332,10 +332,7 @@ export class Ownership {
 
   /** A session ended in the core (close, expire, terminate): audit it and remove it from the store. */
   ended(rec: SessionRecord, t: TransitionNote, actor = this.#o.directorId): void {
-    this.#d.stats.sessionsEnded.inc(t.cause);
-    this.#d.stats.heldDiscarded += this.#d.core.discardHeld(rec);
-    this.#audit(rec, t, actor);
-    this.#notify(rec, t);
+    this.#recordEnd(rec, t, actor);
     if (t.fromVersion !== null) {
       // Ending only ever takes ownership away, so it is applied locally first; the store follows.
       void this.#d.store.delete(rec.id, t.fromVersion).then((r) => {
@@ -344,6 +341,14 @@ export class Ownership {
         if (!r.ok) this.#security(rec.id, 'end_not_stored', { reason: r.reason, version: t.toVersion.toString() });
       });
     }
+  }
+
+  /** The bookkeeping of every end made here: counted, held packets discarded, audited, observers told. */
+  #recordEnd(rec: SessionRecord, t: TransitionNote, actor: string): void {
+    this.#d.stats.sessionsEnded.inc(t.cause);
+    this.#d.stats.heldDiscarded += this.#d.core.discardHeld(rec);
+    this.#audit(rec, t, actor);
+    this.#notify(rec, t);
   }
 
   /**
@@ -364,11 +369,7 @@ export class Ownership {
     const now = this.#d.clock.now();
     if (r.ok) {
       this.#late.delete(rec.id);
-      const note = core.commit(p, now);
-      this.#d.stats.sessionsEnded.inc(note.cause);
-      this.#d.stats.heldDiscarded += core.discardHeld(rec);
-      this.#audit(rec, note, this.#o.directorId);
-      this.#notify(rec, note);
+      this.#recordEnd(rec, core.commit(p, now), this.#o.directorId);
       return;
     }
     core.abort(p);
@@ -377,12 +378,8 @@ export class Ownership {
       return;
     }
     if (r.reason === 'conflict' && r.current === null) {
-      const gone = core.removeRemote(rec.id, now);
-      if (gone !== null) {
-        this.#d.stats.remoteChanges.inc('ended');
-        this.#d.stats.heldDiscarded += core.discardHeld(gone);
-        this.#notify(gone, { event: LifecycleEvent.EXPIRE, cause: 'remote', fromVersion: gone.version, toVersion: gone.version + 1n, fromOwner: gone.owner, toOwner: null });
-      }
+      // Another director deleted it first: it ends here as that director's end.
+      this.#applyDelete(rec.id);
       return;
     }
     // A newer version elsewhere (the watch brings it) or no store: the session stays as it was.
