@@ -10,7 +10,7 @@ import type { Transport } from './codec/types.js';
 import { DirectorCore } from './director/core.js';
 import { UdpDirector } from './director/director.js';
 import { Ownership, type StepFailure } from './director/ownership.js';
-import { DrainCoordinator, parseDrainView, type DrainView } from './drain/coordinator.js';
+import { DrainCoordinator } from './drain/coordinator.js';
 import { TcpFront } from './net/tcp-front.js';
 import { Membership, NodeHealth, NodeState } from './nodes/membership.js';
 import { HealthProber } from './nodes/prober.js';
@@ -217,12 +217,6 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
             },
     },
   );
-  // Drains run by other directors, as their records last said (bounded, oldest finished ones dropped).
-  const remoteDrains = new Map<string, DrainView>();
-  const remoteActive = (node: string): DrainView | undefined => {
-    for (const d of remoteDrains.values()) if (d.node === node && (d.state === 'running' || d.state === 'waiting')) return d;
-    return undefined;
-  };
   const startFailover = (node: string, actor: string): ReturnType<DrainCoordinator['start']> => {
     const r = drains.start(node, { mode: 'migrate', deadlineS: 0, cause: 'failover', actor });
     if (r.created) {
@@ -260,21 +254,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       }
       return;
     }
-    const prev = remoteDrains.get(ev.id);
-    if (ev.value === null) {
-      // The running director's lease ended before its drain did.
-      if (prev !== undefined && (prev.state === 'running' || prev.state === 'waiting')) remoteDrains.set(ev.id, { ...prev, state: 'abandoned', eta_s: null });
-      return;
-    }
-    const view = parseDrainView(ev.value);
-    if (view === null || view.director === directorId) return;
-    remoteDrains.delete(ev.id);
-    remoteDrains.set(ev.id, view);
-    while (remoteDrains.size > 100) {
-      const oldest = remoteDrains.keys().next();
-      if (oldest.done) break;
-      remoteDrains.delete(oldest.value);
-    }
+    drains.applyShared(ev.id, ev.value);
   });
   // Coarse expiry refreshes of the sessions served here (a shared store only), a few times per idle TTL.
   const refreshTick =
@@ -382,14 +362,14 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     },
     drain: (node, req) => {
       // One drain per node in the cluster: a drain running on another director is answered as it is.
-      const elsewhere = remoteActive(node);
+      const elsewhere = drains.activeElsewhere(node);
       if (elsewhere !== undefined && drains.active(node) === undefined) return { ok: true, value: elsewhere, status: 200 };
       const r = drains.start(node, { mode: req.mode, deadlineS: req.deadlineS ?? config.drain.node_deadline_s, cause: 'drain', actor: 'admin' });
       return { ok: true, value: r.view, status: r.created ? 202 : 200 };
     },
     undrain: (node) => {
       // A drain of the node running on another director stops when that director sees the shared state.
-      const d = drains.undrain(node) ?? remoteActive(node);
+      const d = drains.undrain(node) ?? drains.activeElsewhere(node);
       return { ok: true, value: { node, state: NodeState.ACTIVE, cancelled_drain: d ?? null } };
     },
     failover: (node) => {
@@ -400,8 +380,8 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       const plan = drains.plan(node);
       return { ok: true, value: { ...plan, moves: plan.moves.map((m) => ({ ...m, version: m.version.toString() })) } };
     },
-    getDrain: (id) => drains.get(id) ?? remoteDrains.get(id),
-    listDrains: () => [...drains.list(), ...remoteDrains.values()].sort((a, b) => a.started_at.localeCompare(b.started_at)),
+    getDrain: (id) => drains.get(id),
+    listDrains: () => drains.list(),
     drainDirector: () => {
       if (deps.onDrainRequested === undefined) return refuse(501, 'not_supported', 'this director cannot drain itself from the API');
       deps.onDrainRequested();

@@ -96,6 +96,8 @@ export class DrainCoordinator {
   readonly #o: Required<DrainOptions>;
   readonly #d: DrainDeps;
   readonly #drains = new Map<string, Drain>();
+  /** Drains other directors run, as their shared records last said (bounded; oldest dropped first). */
+  readonly #remote = new Map<string, DrainView>();
   #timer: NodeJS.Timeout | null = null;
 
   constructor(opts: DrainOptions, deps: DrainDeps) {
@@ -159,13 +161,42 @@ export class DrainCoordinator {
     return this.#view(d);
   }
 
-  get(id: string): DrainView | undefined {
-    const d = this.#drains.get(id);
-    return d === undefined ? undefined : this.#view(d);
+  /**
+   * A drain record another director shared (`value`), or its deletion (`null`: the record went with that
+   * director's lease — a drain still in progress then shows `abandoned`). Our own records are ignored.
+   */
+  applyShared(id: string, value: Record<string, unknown> | null): void {
+    if (value === null) {
+      const prev = this.#remote.get(id);
+      if (prev !== undefined && inProgress(prev)) this.#remote.set(id, { ...prev, state: 'abandoned', eta_s: null });
+      return;
+    }
+    const view = parseDrainView(value);
+    if (view === null || view.director === this.#o.directorId) return;
+    this.#remote.delete(id);
+    this.#remote.set(id, view);
+    while (this.#remote.size > KEEP_FINISHED) {
+      const oldest = this.#remote.keys().next();
+      if (oldest.done === true) break;
+      this.#remote.delete(oldest.value);
+    }
   }
 
+  /** A drain of `node` in progress on another director, as last shared. */
+  activeElsewhere(node: string): DrainView | undefined {
+    for (const d of this.#remote.values()) if (d.node === node && inProgress(d)) return d;
+    return undefined;
+  }
+
+  /** A drain of this director or, with a shared store, of another one. */
+  get(id: string): DrainView | undefined {
+    const d = this.#drains.get(id);
+    return d === undefined ? this.#remote.get(id) : this.#view(d);
+  }
+
+  /** Every drain this director knows, its own and other directors', oldest first. */
   list(): DrainView[] {
-    return [...this.#drains.values()].map((d) => this.#view(d));
+    return [...[...this.#drains.values()].map((d) => this.#view(d)), ...this.#remote.values()].sort((a, b) => a.started_at.localeCompare(b.started_at));
   }
 
   /** The dry run: where the node's sessions would go now. */
@@ -301,6 +332,10 @@ export class DrainCoordinator {
       last_error: d.lastError,
     };
   }
+}
+
+function inProgress(d: DrainView): boolean {
+  return d.state === 'running' || d.state === 'waiting';
 }
 
 const DRAIN_STATES: readonly string[] = ['waiting', 'running', 'completed', 'failed', 'cancelled', 'abandoned'];

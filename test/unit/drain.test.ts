@@ -297,6 +297,26 @@ describe('DrainCoordinator', () => {
     for (const v of mine) expect(parseDrainView(JSON.parse(JSON.stringify(v)) as Record<string, unknown>)).toEqual(v);
   });
 
+  it('drains shared by other directors: listed and found by id, one in progress per node, abandoned when their record goes; ours ignored', async () => {
+    const r = await rig('node-a', 2, { rate: 0.001 });
+    const remote = {
+      id: 'dr-remote', node: 'node-b', mode: 'migrate', cause: 'drain', state: 'running', director: 'dir-other', total: 3, moved: 1, remaining: 2,
+      failed: 0, ended: 0, rate: 1, eta_s: 2, started_at: '2000-01-01T00:00:00.000Z', deadline_at: null, finished_at: null, last_error: null,
+    };
+    r.drains.applyShared('dr-remote', remote);
+    r.drains.applyShared('dr-mine', { ...remote, id: 'dr-mine', director: 'dir-test' }); // our own echo
+    r.drains.applyShared('dr-junk', { id: 'dr-junk' }); // not a drain record
+    expect(r.drains.get('dr-remote')).toEqual(remote);
+    expect(r.drains.get('dr-mine')).toBeUndefined();
+    expect(r.drains.activeElsewhere('node-b')).toEqual(remote);
+    expect(r.drains.activeElsewhere('node-a')).toBeUndefined();
+    const { view } = r.drains.start('node-a', { mode: 'wait', deadlineS: 60, cause: 'drain', actor: 'op' });
+    expect(r.drains.list().map((d) => d.id)).toEqual(['dr-remote', view.id]); // oldest first
+    r.drains.applyShared('dr-remote', null); // its director's lease ended mid-drain
+    expect(r.drains.get('dr-remote')).toMatchObject({ state: 'abandoned', eta_s: null });
+    expect(r.drains.activeElsewhere('node-b')).toBeUndefined();
+  });
+
   it('parseDrainView refuses a record with any field missing or of the wrong kind', () => {
     const v = {
       id: 'dr-1', node: 'node-a', mode: 'migrate', cause: 'drain', state: 'running', director: 'd', total: 3, moved: 1, remaining: 2,
