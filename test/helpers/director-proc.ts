@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { dump } from 'js-yaml';
 import { parseHostPortLiteral } from '../../src/config/load.js';
 import type { Transport } from '../../src/codec/types.js';
+import { transportKey } from '../../src/codec/ip.js';
 import { waitFor } from './wait.js';
 
 export const MAIN = fileURLToPath(new URL('../../dist/src/main.js', import.meta.url));
@@ -85,4 +86,28 @@ export async function metric(admin: string, name: string, labels: Record<string,
     if (Object.entries(labels).every(([k, v]) => ls.includes(`${k}="${v}"`))) sum += Number(m[3]);
   }
   return sum;
+}
+
+/**
+ * The config of one director of a test cluster on etcd: loopback listeners on free ports, the given
+ * nodes (`[id, node]` pairs), the shared store under `prefix`, admissions unthrottled (every test client
+ * is 127.0.0.1) and generous health probes (the reference nodes share the test's event loop). `extra` is
+ * merged over it, key by top-level key; `etcd` over the store's etcd block.
+ */
+export function etcdDirectorConfig(
+  id: string,
+  nodes: readonly (readonly [string, { readonly address: Transport }])[],
+  store: { endpoints: readonly string[]; prefix: string; [k: string]: unknown },
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return {
+    director: { id },
+    listen: { udp: ['127.0.0.1:0'] },
+    admin: { listen: '127.0.0.1:0' },
+    nodes: nodes.map(([nid, n]) => ({ id: nid, address: transportKey(n.address) })),
+    store: { kind: 'etcd', etcd: { ...store, endpoints: [...store.endpoints] } },
+    admission: { per_source_rate: 100_000, per_source_burst: 100_000 },
+    health: { interval_ms: 500, timeout_ms: 3000, fall: 5 },
+    ...extra,
+  };
 }

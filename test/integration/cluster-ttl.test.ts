@@ -5,10 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { Etcd3 } from 'etcd3';
 import { ClientSession } from '../../src/client/client.js';
-import { transportKey } from '../../src/codec/ip.js';
 import { PacketType } from '../../src/codec/types.js';
 import { ReferenceNode } from '../../src/refnode/node.js';
-import { startDirector, type DirectorProc } from '../helpers/director-proc.js';
+import { etcdDirectorConfig, startDirector, type DirectorProc } from '../helpers/director-proc.js';
 import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -29,16 +28,8 @@ describe('idle expiry across two directors on etcd', () => {
       await n.start();
       nodes.push(n);
     }
-    const config = (id: string): Record<string, unknown> => ({
-      director: { id },
-      listen: { udp: ['127.0.0.1:0'] },
-      admin: { listen: '127.0.0.1:0' },
-      nodes: nodes.map((n, i) => ({ id: ['node-a', 'node-b'][i], address: transportKey(n.address) })),
-      store: { kind: 'etcd', etcd: { endpoints: etcd.endpoints, prefix } },
-      session: { idle_ttl_s: IDLE_TTL_S },
-      admission: { per_source_rate: 10_000, per_source_burst: 10_000 },
-      health: { interval_ms: 500, timeout_ms: 3000, fall: 5 },
-    });
+    const config = (id: string): Record<string, unknown> =>
+      etcdDirectorConfig(id, nodes.map((n, i) => [['node-a', 'node-b'][i] as string, n] as const), { endpoints: etcd.endpoints, prefix }, { session: { idle_ttl_s: IDLE_TTL_S } });
     a = await startDirector(config('director-a'));
     b = await startDirector(config('director-b'));
   });

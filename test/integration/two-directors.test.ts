@@ -6,12 +6,11 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { ClientSession } from '../../src/client/client.js';
 import { decodeReject } from '../../src/codec/jv1.js';
-import { transportKey } from '../../src/codec/ip.js';
 import { PacketType, RejectReason } from '../../src/codec/types.js';
 import { checkRecords } from '../../src/refnode/checker.js';
 import { ReferenceNode } from '../../src/refnode/node.js';
 import { readRecords } from '../../src/refnode/records.js';
-import { startDirector, tempDir, type DirectorProc } from '../helpers/director-proc.js';
+import { etcdDirectorConfig, startDirector, tempDir, type DirectorProc } from '../helpers/director-proc.js';
 import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -36,15 +35,7 @@ describe('two directors on etcd', () => {
       nodes.push(n);
     }
     const prefix = `/anchor-2d-${randomBytes(4).toString('hex')}/`;
-    config = (id: string) => ({
-      director: { id },
-      listen: { udp: ['127.0.0.1:0'] },
-      admin: { listen: '127.0.0.1:0' },
-      nodes: nodes.map((n, i) => ({ id: ['node-a', 'node-b', 'node-c'][i], address: transportKey(n.address) })),
-      store: { kind: 'etcd', etcd: { endpoints: etcd.endpoints, prefix } },
-      admission: { per_source_rate: 10_000, per_source_burst: 10_000 },
-      health: { interval_ms: 500, timeout_ms: 3000, fall: 5 },
-    });
+    config = (id: string) => etcdDirectorConfig(id, nodes.map((n, i) => [['node-a', 'node-b', 'node-c'][i] as string, n] as const), { endpoints: etcd.endpoints, prefix });
     a = await startDirector(config('director-a'));
     b = await startDirector(config('director-b'));
   });
