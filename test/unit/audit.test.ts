@@ -210,6 +210,19 @@ describe('verifyAuditChain properties', () => {
   );
   const chain = fc.array(ev, { minLength: 1, maxLength: 6 }).map(buildChain);
 
+  it('a line\'s text is exactly JSON.stringify of the line, keys in the documented order', () => {
+    fc.assert(
+      fc.property(ev, fc.stringMatching(/^[0-9a-f]{64}$/), fc.nat(), (e, prev, seq) => {
+        const { line, text: written } = chainLine(prev, seq, new Date(T0 + seq).toISOString(), e);
+        const order = ['time', 'seq', 'session', 'event', 'cause', 'from_version', 'to_version', 'from_owner', 'to_owner', 'actor', 'detail', 'prev'];
+        const expected = JSON.stringify(Object.fromEntries(order.filter((k) => k in line).map((k) => [k, (line as unknown as Record<string, unknown>)[k]])));
+        expect(written).toBe(expected);
+        expect(JSON.parse(written)).toEqual(line);
+      }),
+      FC,
+    );
+  });
+
   it('every chain built by the writer verifies', () => {
     fc.assert(
       fc.property(chain, (t) => {
