@@ -1,5 +1,6 @@
 // Node drains and failovers: takes a node out of admission and moves its sessions, rate limited and
-// with bounded concurrency, each through Ownership.migrate (freeze → transfer → revoke → resume).
+// with bounded concurrency, in batches through Ownership.migrateBatch (freeze → transfer → revoke →
+// resume, each step for the whole batch at once).
 // `wait` drains let sessions end until the deadline, then move the rest. Owns the drain records the
 // admin API reports; never moves a session by any other path.
 import { randomBytes } from 'node:crypto';
@@ -91,6 +92,8 @@ interface Drain {
 }
 
 const KEEP_FINISHED = 100;
+/** Sessions per migration batch (one store wait per step for all of them). */
+const BATCH = 256;
 
 export class DrainCoordinator {
   readonly #o: Required<DrainOptions>;
@@ -258,19 +261,34 @@ export class DrainCoordinator {
     d.budget = Math.min(d.budget + ((now - d.lastTick) / 1000) * rate, Math.max(1, rate * 0.1));
     d.lastTick = now;
     const ids = this.#d.core.table.idsByOwner(d.node);
+    let batch: string[] = [];
     for (const id of ids) {
       if (d.budget < 1 || d.inFlight.size >= this.#o.concurrency) break;
       if (d.inFlight.has(id) || d.gaveUp.has(id)) continue;
       d.budget -= 1;
       d.inFlight.add(id);
-      void this.#d.ownership
-        .migrate(id, { cause: d.cause, actor: `${d.cause}:${d.id}` })
-        .then((r) => this.#done(d, id, r))
-        .catch((err: unknown) => this.#done(d, id, { ok: false, session: id, reason: 'unavailable', message: String(err) }));
+      batch.push(id);
+      if (batch.length >= BATCH) {
+        this.#launch(d, batch);
+        batch = [];
+      }
     }
+    if (batch.length > 0) this.#launch(d, batch);
     if (d.inFlight.size === 0 && ids.size <= d.gaveUp.size && [...ids].every((id) => d.gaveUp.has(id))) {
       this.#finish(d, d.failed > 0 ? 'failed' : 'completed');
     }
+  }
+
+  /** Moves a batch of the node's sessions (each step of the migration taken by the batch at once). */
+  #launch(d: Drain, batch: readonly string[]): void {
+    void this.#d.ownership.migrateBatch(batch, { cause: d.cause, actor: `${d.cause}:${d.id}` }).then(
+      (results) => {
+        for (const [i, id] of batch.entries()) this.#done(d, id, results[i] ?? { ok: false, session: id, reason: 'unavailable', message: 'no result' });
+      },
+      (err: unknown) => {
+        for (const id of batch) this.#done(d, id, { ok: false, session: id, reason: 'unavailable', message: String(err) });
+      },
+    );
   }
 
   #done(d: Drain, id: string, r: MigrateResult): void {

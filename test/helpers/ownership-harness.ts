@@ -202,6 +202,8 @@ export function makeHarness(opts: {
   revokeTimeoutMs?: number;
   revokeRetries?: number;
   eligible?: (node: string) => boolean;
+  /** After a freeze, how long a migration waits before its transfer (default 0). */
+  quiesceMs?: number;
 }): Harness {
   const clock = opts.clock ?? new ManualClock();
   const core = new DirectorCore({ ...TEST_LIMITS, ...opts.limits }, opts.ring);
@@ -211,7 +213,7 @@ export function makeHarness(opts: {
   const stats = new DirectorStats();
   const nodes = new Set(opts.ring.nodes.map((n) => n.id));
   const own = new Ownership(
-    { directorId: 'dir-test', quiesceMs: 0, revokeTimeoutMs: opts.revokeTimeoutMs ?? 60_000, revokeRetries: opts.revokeRetries ?? 2 },
+    { directorId: 'dir-test', quiesceMs: opts.quiesceMs ?? 0, revokeTimeoutMs: opts.revokeTimeoutMs ?? 60_000, revokeRetries: opts.revokeRetries ?? 2 },
     { core, store, audit, stats, clock, eligible: opts.eligible ?? ((n) => nodes.has(n)), knownNode: (n) => nodes.has(n) },
   );
   const path = new RecordingPath(clock);

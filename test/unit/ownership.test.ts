@@ -432,6 +432,97 @@ describe('Ownership.migrate', () => {
   });
 });
 
+describe('Ownership.migrateBatch', () => {
+  /** `n` live sessions on `node`, each with one DATA sent. */
+  async function liveOn(h: Harness, node: string, n: number, from = 1) {
+    const ids = idsOwnedBy(ring, node, n, from);
+    const recs = [];
+    for (const [i, id] of ids.entries()) {
+      const t = clientTransport(100 + i + from);
+      recs.push(await h.admit(id, t));
+      h.client(packet(PacketType.DATA, id, 1), t);
+    }
+    return recs;
+  }
+
+  it('moves every session of a batch through freeze, transfer, REVOKE and resume, each with its own CAS and audit lines', async () => {
+    const h = harness();
+    const recs = await liveOn(h, 'node-a', 20);
+    const ids = recs.map((r) => r.id);
+    const results = await h.own.migrateBatch(ids, { cause: 'drain', actor: 'drain:dr-1' });
+    expect(results.map((r) => r.session)).toEqual(ids);
+    for (const [i, r] of results.entries()) {
+      const to = ring.pickExcluding(recs[i]!.idBytes, new Set(['node-a']));
+      expect(r).toEqual({ ok: true, session: ids[i], from: 'node-a', to, version: 4n, replayed: 0 });
+      expect(await h.store.record(ids[i]!)).toMatchObject({ owner: to, version: 4n, state: 'ATTACHED' });
+      expect(h.auditLines(ids[i]).map((l) => [l.event, l.from_version, l.to_version])).toEqual([
+        ['create', null, '1'],
+        ['freeze', '1', '2'],
+        ['transfer', '2', '3'],
+        ['resume', '3', '4'],
+      ]);
+    }
+    expect(h.core.table.countByOwner('node-a')).toBe(0);
+    expect(h.store.updates).toHaveLength(60);
+    // Every freeze was written before any transfer, every transfer before any resume (one step at a time).
+    expect(h.store.updates.map((u) => u.record.version)).toEqual([...Array(20).fill(2n), ...Array(20).fill(3n), ...Array(20).fill(4n)]);
+    expect(h.path.revokes.map((r) => [r.session, r.node, r.version])).toEqual(ids.map((id) => [id, 'node-a', 3n]));
+  });
+
+  it('one result per id, in order, with each failure where it happened; the others move', async () => {
+    const h = harness();
+    const recs = await liveOn(h, 'node-a', 4);
+    const [ok1, freezeFails, transferFails, ok2] = recs.map((r) => r.id) as [string, string, string, string];
+    const missing = 'f'.repeat(32);
+    h.store.beforeUpdate = (record) => {
+      if (record.id === freezeFails && record.version === 2n) return unavailable('freeze down');
+      if (record.id === transferFails && record.version === 3n && record.owner !== 'node-a') return { ok: false, reason: 'conflict', current: null };
+      return undefined;
+    };
+    const results = await h.own.migrateBatch([ok1, missing, freezeFails, ok1, transferFails, ok2], { cause: 'drain', actor: 'op' });
+    expect(results.map((r) => (r.ok ? 'ok' : r.reason))).toEqual(['ok', 'not_found', 'unavailable', 'busy', 'conflict', 'ok']);
+    expect(results[2]).toMatchObject({ message: expect.stringMatching(/^freeze: store unavailable: freeze down/) });
+    expect(results[4]).toMatchObject({ message: expect.stringMatching(/^transfer: /) });
+    // The failed ones stayed with their owner, attached (the transfer's loser was thawed in place).
+    for (const id of [freezeFails, transferFails]) expect(h.core.table.get(id)).toMatchObject({ owner: 'node-a', state: 'ATTACHED', pending: null });
+    expect(h.core.table.get(transferFails)?.version).toBe(3n); // frozen at 2, thawed at 3
+    expect(h.path.revokes.map((r) => r.session).sort()).toEqual([ok1, ok2].sort());
+  });
+
+  it('sessions frozen in the batch share one quiesce, and their held packets are replayed to the new owner', async () => {
+    const clock = new ManualClock();
+    vi.useFakeTimers();
+    const h = harness({ clock, quiesceMs: 50 });
+    const recs = await liveOn(h, 'node-a', 10);
+    const done = h.own.migrateBatch(recs.map((r) => r.id), { cause: 'drain', actor: 'op' });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(recs.every((r) => r.state === SessionState.FROZEN)).toBe(true);
+    // A packet of each session while they are frozen: held.
+    for (const [i, r] of recs.entries()) h.client(packet(PacketType.DATA, r.idBytes, 7), clientTransport(101 + i));
+    expect(vi.getTimerCount()).toBe(1);
+    clock.advance(60);
+    await vi.advanceTimersByTimeAsync(60);
+    const results = await done;
+    expect(results.every((r) => r.ok && r.replayed === 1)).toBe(true);
+    for (const r of recs) {
+      const last = h.path.forwards.filter((f) => f.session === r.id).at(-1);
+      expect(last).toMatchObject({ node: r.owner, version: 4n });
+      expect(r.owner).not.toBe('node-a');
+    }
+  });
+
+  it('a session already being migrated is refused as busy and the running migration still completes', async () => {
+    const h = harness({ quiesceMs: 5 });
+    const [rec] = await liveOn(h, 'node-a', 1);
+    const first = h.own.migrateBatch([rec!.id], { cause: 'drain', actor: 'op' });
+    const second = await h.own.migrateBatch([rec!.id], { cause: 'drain', actor: 'op' });
+    expect(second[0]).toMatchObject({ ok: false, reason: 'busy' });
+    expect((await first)[0]).toMatchObject({ ok: true, version: 4n });
+    // The refusal did not clear the running migration's mark: a stale-freeze sweep would have skipped it.
+    expect(h.store.updates).toHaveLength(3);
+  });
+});
+
 // ------------------------------------------------------------------------------------------ REVOKE
 describe('REVOKE acknowledgement', () => {
   /** Moves the director's clock and the timers together (the retries are due by the clock). */
