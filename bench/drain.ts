@@ -12,12 +12,13 @@ import { decodeJv1, encodeJv1 } from '../src/codec/jv1.js';
 import { PacketType } from '../src/codec/types.js';
 import { checkRecords } from '../src/refnode/checker.js';
 import { readRecords } from '../src/refnode/records.js';
-import { freePort, machine, startAnchorProcess, writeResult, type Child } from './lib.js';
+import { freePort, LOAD_CPU, machine, pinSelf, PROXY_CPU, startAnchorProcess, writeResult, type Child } from './lib.js';
 
 const SESSIONS = Number(process.env.BENCH_DRAIN_SESSIONS ?? 100_000);
 const SOCKETS = 8;
 const PPS = Number(process.env.BENCH_DRAIN_PPS ?? 8_000);
 const DRAIN_RATE = Number(process.env.BENCH_DRAIN_RATE ?? 5_000);
+const DRAIN_CONCURRENCY = Number(process.env.BENCH_DRAIN_CONCURRENCY ?? 512);
 const MAX_S = 180;
 
 interface Window {
@@ -39,13 +40,18 @@ export async function benchDrain(): Promise<unknown> {
   const dir = mkdtempSync(join(tmpdir(), 'anchor-bench-drain-'));
   const children: Child[] = [];
   const sockets: dgram.Socket[] = [];
+  // As in `peers`: the director alone on one core, the load (this process) and the nodes on the other,
+  // so that neither starves the other of CPU and a loss is the director's.
+  const unpin = pinSelf(LOAD_CPU);
+  const pinning = `director: taskset -c ${PROXY_CPU}; load (the bench) and the three nodes: taskset -c ${LOAD_CPU}`;
+  console.log(`drain bench: ${pinning}`);
   try {
     // Free ports picked now (fixed ones collide with whatever else runs on the machine).
     const ports = [await freePort(), await freePort(), await freePort()];
     const front = await freePort();
     const adminPort = await freePort();
     for (const [i, port] of ports.entries()) {
-      children.push(await startAnchorProcess(['node', '--id', `node-${i}`, '--listen', `127.0.0.1:${port}`, '--record', join(dir, `node-${i}.jsonl`)], /listening/));
+      children.push(await startAnchorProcess(['node', '--id', `node-${i}`, '--listen', `127.0.0.1:${port}`, '--record', join(dir, `node-${i}.jsonl`)], /listening/, 15_000, LOAD_CPU));
     }
     const cfg = join(dir, 'anchor.yaml');
     writeFileSync(
@@ -56,12 +62,12 @@ export async function benchDrain(): Promise<unknown> {
         nodes: ports.map((p, i) => ({ id: `node-${i}`, address: `127.0.0.1:${p}` })),
         session: { max: SESSIONS * 2, idle_ttl_s: 600 },
         admission: { per_source_rate: 1_000_000, per_source_burst: 1_000_000 },
-        drain: { rate: DRAIN_RATE, concurrency: 512 },
+        drain: { rate: DRAIN_RATE, concurrency: DRAIN_CONCURRENCY },
         audit: { path: join(dir, 'audit.jsonl') },
         log: { level: 'info' },
       }),
     );
-    children.push(await startAnchorProcess(['run', '--config', cfg], /director started/));
+    children.push(await startAnchorProcess(['run', '--config', cfg], /director started/, 15_000, PROXY_CPU));
     const admin = `http://127.0.0.1:${adminPort}`;
 
     // Sessions spread over a few client sockets (each socket is the bound transport of many sessions).
@@ -187,8 +193,10 @@ export async function benchDrain(): Promise<unknown> {
       machine: machine(),
       sessions: SESSIONS,
       sessions_opened: nOpened,
+      pinning,
       traffic_pps: PPS,
       drain_rate_limit: DRAIN_RATE,
+      drain_concurrency: DRAIN_CONCURRENCY,
       baseline: { seconds: Number(baselineS.toFixed(1)), sent: b1.sent - b0.sent, lost_approx: baseLost },
       drain: {
         sessions_moved: final.moved,
@@ -218,5 +226,6 @@ export async function benchDrain(): Promise<unknown> {
   } finally {
     for (const s of sockets) s.close();
     await Promise.allSettled(children.map((c) => c.stop()));
+    unpin();
   }
 }

@@ -1,5 +1,5 @@
 // Shared helpers for bench scripts: child processes, medians, JSON results. Bench code only.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -25,14 +25,29 @@ export interface Child {
 }
 
 /** Starts `node dist/src/main.js ARGS` and waits until `ready` matches its output (bounded). */
-export async function startAnchorProcess(args: string[], ready: RegExp, timeoutMs = 15_000): Promise<Child> {
-  const proc = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startAnchorProcess(args: string[], ready: RegExp, timeoutMs = 15_000, cpu?: number): Promise<Child> {
+  // BENCH_CPU_PROF=DIR: the director (`run`) writes a V8 CPU profile into DIR (stopped by two SIGTERMs,
+  // the second of which exits at once, so that the profile is written; SIGKILL if it does not exit).
+  const profDir = process.env.BENCH_CPU_PROF;
+  const profiled = profDir !== undefined && profDir !== '' && args[0] === 'run';
+  const flags = profiled ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
+  // Under `taskset -c CPU` when `cpu` is given (taskset execs node, so the PID is node's).
+  const argv = [...flags, MAIN, ...args];
+  const proc = cpu === undefined ? spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn('taskset', ['-c', String(cpu), process.execPath, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
   const c: Child = {
     proc,
     output: '',
     async stop() {
       if (proc.exitCode !== null || proc.signalCode !== null) return;
       const exited = new Promise((r) => proc.once('exit', r));
+      if (profiled) {
+        proc.kill('SIGTERM');
+        proc.kill('SIGTERM');
+        const t = setTimeout(() => proc.kill('SIGKILL'), 60_000);
+        await exited;
+        clearTimeout(t);
+        return;
+      }
       proc.kill('SIGKILL');
       await exited;
     },
@@ -67,6 +82,18 @@ export function writeResult(name: string, data: unknown): string {
 
 /** Where the pinned processes run: the proxy under test on one core, load and backends on the other. */
 export const PROXY_CPU = Number(process.env.BENCH_PROXY_CPU ?? 0);
+
+/**
+ * Pins this process (the bench itself, when it is the load) to `cpu` until the returned function is
+ * called, which restores the CPUs it had.
+ */
+export function pinSelf(cpu: number): () => void {
+  const before = spawnSync('taskset', ['-p', '-c', String(process.pid)], { encoding: 'utf8' }).stdout.trim().split(':').at(-1)?.trim();
+  spawnSync('taskset', ['-a', '-p', '-c', String(cpu), String(process.pid)]);
+  return () => {
+    if (before !== undefined && before !== '') spawnSync('taskset', ['-a', '-p', '-c', before, String(process.pid)]);
+  };
+}
 export const LOAD_CPU = Number(process.env.BENCH_LOAD_CPU ?? 1);
 
 export interface Proc {

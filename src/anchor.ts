@@ -10,7 +10,7 @@ import type { Transport } from './codec/types.js';
 import { DirectorCore } from './director/core.js';
 import { UdpDirector } from './director/director.js';
 import { Ownership, type StepFailure } from './director/ownership.js';
-import { DrainCoordinator } from './drain/coordinator.js';
+import { DrainCoordinator, loopBusyMeter } from './drain/coordinator.js';
 import { TcpFront } from './net/tcp-front.js';
 import { Membership, NodeHealth, NodeState } from './nodes/membership.js';
 import { HealthProber } from './nodes/prober.js';
@@ -190,13 +190,14 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
           { core: c, ownership, clock, logger, stats },
         );
   const drains = new DrainCoordinator(
-    { rate: config.drain.rate, concurrency: config.drain.concurrency, directorId },
+    { rate: config.drain.rate, concurrency: config.drain.concurrency, directorId, maxLoopBusy: config.drain.max_loop_busy },
     {
       core: c,
       ownership,
       clock,
       logger,
       stats,
+      loopBusy: loopBusyMeter(),
       setDraining: (node, on) => {
         const state = on ? NodeState.DRAINING : NodeState.ACTIVE;
         membership.setState(node, state);

@@ -54,6 +54,11 @@ export interface DrainOptions {
   readonly directorId?: string;
   /** How often a running drain's record is published to the other directors (ms). */
   readonly publishEveryMs?: number;
+  /**
+   * The data path comes first: while the event loop was busier than this share of the time (0–1; 1 =
+   * never hold back), new moves start at a tenth of `rate`. Moves in flight go on.
+   */
+  readonly maxLoopBusy?: number;
 }
 
 export interface DrainDeps {
@@ -66,6 +71,24 @@ export interface DrainDeps {
   readonly setDraining: (node: string, on: boolean) => void;
   /** Shares a drain record with the other directors of a cluster: at start, while it runs, at its end. */
   readonly publish?: (view: DrainView) => void;
+  /** The share of time (0–1) the event loop was busy since the previous call (`loopBusyMeter`). */
+  readonly loopBusy?: () => number;
+}
+
+/**
+ * The event loop's utilization (0–1) since the previous call, smoothed over about five calls: how much of
+ * the director's one thread is already spoken for (by traffic, or by a drain).
+ */
+export function loopBusyMeter(): () => number {
+  let last = performance.eventLoopUtilization();
+  let smooth = 0;
+  return () => {
+    const now = performance.eventLoopUtilization();
+    const u = performance.eventLoopUtilization(now, last).utilization;
+    last = now;
+    smooth = Number.isFinite(u) ? smooth * 0.8 + u * 0.2 : smooth;
+    return smooth;
+  };
 }
 
 interface Drain {
@@ -104,7 +127,7 @@ export class DrainCoordinator {
   #timer: NodeJS.Timeout | null = null;
 
   constructor(opts: DrainOptions, deps: DrainDeps) {
-    this.#o = { attempts: 3, tickMs: 20, directorId: 'director', publishEveryMs: 1000, ...opts };
+    this.#o = { attempts: 3, tickMs: 20, directorId: 'director', publishEveryMs: 1000, maxLoopBusy: 1, ...opts };
     this.#d = deps;
   }
 
@@ -233,6 +256,9 @@ export class DrainCoordinator {
 
   #tick(): void {
     const now = this.#d.clock.now();
+    // Read every tick (the meter measures since its previous call), decided on only by running drains.
+    const loop = this.#d.loopBusy?.() ?? 0;
+    const holdBack = loop > this.#o.maxLoopBusy;
     let busy = false;
     for (const d of this.#drains.values()) {
       if (d.state === 'waiting') {
@@ -246,7 +272,9 @@ export class DrainCoordinator {
         }
       } else if (d.state === 'running') {
         busy = true;
-        this.#step(d, now);
+        if (holdBack) this.#d.stats.drainBackoffs++;
+        // While the data path needs the thread, the drain goes on at a tenth of its rate (never stalls).
+        this.#step(d, now, holdBack ? 0.1 : 1);
       }
       if ((d.state === 'waiting' || d.state === 'running') && now - d.lastPublished >= this.#o.publishEveryMs) {
         d.lastPublished = now;
@@ -256,8 +284,8 @@ export class DrainCoordinator {
     if (!busy) this.close();
   }
 
-  #step(d: Drain, now: number): void {
-    const rate = this.#o.rate;
+  #step(d: Drain, now: number, share: number): void {
+    const rate = this.#o.rate * share;
     d.budget = Math.min(d.budget + ((now - d.lastTick) / 1000) * rate, Math.max(1, rate * 0.1));
     d.lastTick = now;
     const ids = this.#d.core.table.idsByOwner(d.node);

@@ -65,6 +65,8 @@ export class DirectorStats {
   heldDiscarded = 0;
   /** REJECTs not sent to an unbound transport because of its 3× budget. */
   rejectsSuppressed = 0;
+  /** Drain ticks slowed to a tenth of the rate because the event loop was busier than drain.max_loop_busy. */
+  drainBackoffs = 0;
   readonly rejectsSent = new LabeledCounter(REJECT_NAMES.map((n) => n.toLowerCase()));
   readonly clientDropped = new LabeledCounter();
   readonly malformed = new LabeledCounter();

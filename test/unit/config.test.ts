@@ -39,7 +39,7 @@ const DEFAULTS = {
   audit: { path: null },
   log: { level: 'info' },
   health: { enabled: true, interval_ms: 1000, timeout_ms: 500, rise: 2, fall: 3 },
-  drain: { deadline_s: 30, node_deadline_s: 300, rate: 500, concurrency: 32, quiesce_ms: 50 },
+  drain: { deadline_s: 30, node_deadline_s: 300, rate: 500, concurrency: 32, quiesce_ms: 50, max_loop_busy: 0.8 },
   failover: { mode: 'manual', grace_s: 10 },
   revoke: { timeout_ms: 500, retries: 3 },
   metrics: { enabled: true },
@@ -114,6 +114,7 @@ describe('config files shipped in config/', () => {
       'drain.rate',
       'drain.concurrency',
       'drain.quiesce_ms',
+      'drain.max_loop_busy',
       'failover.mode',
       'failover.grace_s',
       'revoke.timeout_ms',
@@ -229,6 +230,16 @@ describe('parseConfig', () => {
       name: 'session.max not an integer (one line, not one per failed check)',
       yaml: `${ONE_NODE}session:\n  max: -1.5\n`,
       lines: ['session.max: expected an integer ≥ 1, got -1.5'],
+    },
+    {
+      name: 'drain.max_loop_busy above 1',
+      yaml: `${ONE_NODE}drain:\n  max_loop_busy: 1.5\n`,
+      lines: ['drain.max_loop_busy: expected a number > 0 and ≤ 1, got 1.5'],
+    },
+    {
+      name: 'drain.max_loop_busy 0',
+      yaml: `${ONE_NODE}drain:\n  max_loop_busy: 0\n`,
+      lines: ['drain.max_loop_busy: expected a number > 0 and ≤ 1, got 0'],
     },
     {
       name: 'unknown key in a section',

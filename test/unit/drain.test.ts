@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { pino } from 'pino';
 import { sessionIdHex } from '../../src/codec/jv1.js';
 import { PacketType } from '../../src/codec/types.js';
-import { DrainCoordinator, parseDrainView, type DrainOptions, type DrainView } from '../../src/drain/coordinator.js';
+import { DrainCoordinator, loopBusyMeter, parseDrainView, type DrainOptions, type DrainView } from '../../src/drain/coordinator.js';
 import { drainProgress, planDrain, type PlanSession } from '../../src/drain/plan.js';
 import { createHasher, type Hasher } from '../../src/ring/hash.js';
 import { buildRing, type Ring } from '../../src/ring/ring.js';
@@ -135,7 +135,7 @@ afterEach(() => {
   }
 });
 
-async function rig(node: string, count: number, opts: Partial<DrainOptions> = {}, others = 0): Promise<Rig> {
+async function rig(node: string, count: number, opts: Partial<DrainOptions> = {}, others = 0, loopBusy?: () => number): Promise<Rig> {
   const h = makeHarness({ ring, clock: systemClock });
   const draining: [string, boolean][] = [];
   const published: DrainView[] = [];
@@ -149,6 +149,7 @@ async function rig(node: string, count: number, opts: Partial<DrainOptions> = {}
       stats: h.stats,
       setDraining: (n, on) => draining.push([n, on]),
       publish: (v) => published.push(v),
+      ...(loopBusy === undefined ? {} : { loopBusy }),
     },
   );
   const recs: SessionRecord[] = [];
@@ -221,6 +222,45 @@ describe('DrainCoordinator', () => {
     for (const o of observations) expect(o.moved).toBeLessThanOrEqual(rate * o.elapsedS + 1);
     const last = observations.at(-1)!;
     expect(last.moved).toBeLessThanOrEqual(rate * last.elapsedS + 1);
+  });
+
+  it('while the event loop is busier than maxLoopBusy, moves start at a tenth of the rate, and the drain still completes', async () => {
+    const rate = 2000;
+    const r = await rig('node-b', 40, { rate, concurrency: 64, tickMs: 5, maxLoopBusy: 0.8 }, 0, () => 0.95);
+    const t0 = systemClock.now();
+    const { view } = r.drains.start('node-b', { mode: 'migrate', deadlineS: 30, cause: 'drain', actor: 'op' });
+    const observations: { moved: number; elapsedS: number }[] = [];
+    await waitFor(
+      'drain finished',
+      () => {
+        const v = r.drains.get(view.id)!;
+        observations.push({ moved: v.moved, elapsedS: (systemClock.now() - t0) / 1000 });
+        return finished(r, view.id)();
+      },
+      { intervalMs: 5, timeoutMs: 30_000 },
+    );
+    expect(r.drains.get(view.id)).toMatchObject({ state: 'completed', moved: 40 });
+    for (const o of observations) expect(o.moved).toBeLessThanOrEqual((rate / 10) * o.elapsedS + 1);
+    expect(r.h.stats.drainBackoffs).toBeGreaterThan(0);
+  });
+
+  it('an event loop below maxLoopBusy does not slow a drain (no backoff counted)', async () => {
+    const r = await rig('node-b', 40, { rate: 100_000, concurrency: 64, tickMs: 5, maxLoopBusy: 0.8 }, 0, () => 0.5);
+    const { view } = r.drains.start('node-b', { mode: 'migrate', deadlineS: 30, cause: 'drain', actor: 'op' });
+    await waitFor('drain finished', finished(r, view.id));
+    expect(r.drains.get(view.id)).toMatchObject({ state: 'completed', moved: 40 });
+    expect(r.h.stats.drainBackoffs).toBe(0);
+  });
+
+  it('loopBusyMeter reads the event loop utilization as a share between 0 and 1', async () => {
+    const meter = loopBusyMeter();
+    const t = performance.now();
+    while (performance.now() - t < 30) {
+      // keep the loop busy for a moment
+    }
+    const u = meter();
+    expect(u).toBeGreaterThan(0);
+    expect(u).toBeLessThanOrEqual(1);
   });
 
   it('a wait drain counts sessions that end by themselves, and migrates the rest at the deadline', async () => {
