@@ -28,6 +28,8 @@ export interface DataPath {
 }
 
 const RESUME_RETRIES = 5;
+/** REVOKEs resent per turn of the event loop, at most. */
+const REVOKE_BURST = 256;
 const RESUME_BACKOFF_MS = 100;
 
 function delay(ms: number): Promise<void> {
@@ -133,6 +135,9 @@ export class Ownership {
   readonly #migrating = new Set<string>();
   /** When each frozen session was seen frozen (monotonic ms), in that order: stale freezes are thawed. */
   readonly #frozenAt = new Map<string, number>();
+  /** Migration batches waiting for their turn of the event loop (`#turn`). */
+  readonly #turnWaiters: (() => void)[] = [];
+  #turnScheduled = false;
   #parseTransport: ((key: string) => { t: Transport; key: string; listener: number } | null) | null = null;
 
   constructor(opts: OwnershipOptions, deps: OwnershipDeps) {
@@ -314,6 +319,9 @@ export class Ownership {
    */
   async migrateBatch(ids: readonly string[], req: MigrateRequest): Promise<MigrateResult[]> {
     const out = new Array<MigrateResult>(ids.length);
+    // Batches (a drain runs several at once) take their steps one per turn of the event loop, with the
+    // sockets read in between, rather than all at once when a shared quiesce ends.
+    const yieldTurns = ids.length > 1;
     let moving: Move[] = [];
     const mine: string[] = [];
     for (const [i, id] of ids.entries()) {
@@ -346,6 +354,7 @@ export class Ownership {
       // Frozen, the old owner is still the owner: its replies to packets already sent reach the client.
       // Give them a moment before the transfer makes them replies from a former owner (dropped).
       if (this.#o.quiesceMs > 0 && toFreeze.length > notFrozen.size) await this.#quiesce();
+      if (yieldTurns) await this.#turn();
 
       const transfers = await this.#stepAll(moving.map((m) => m.rec), LifecycleEvent.TRANSFER, (_, k) => ({ cause: req.cause, toOwner: (moving[k] as Move).to, actor: req.actor }));
       const aborted = moving.filter((_, k) => !(transfers[k] as StepResult).ok);
@@ -364,6 +373,7 @@ export class Ownership {
       // Ownership has moved: keep trying to resume while the store is unreachable rather than leave a
       // session frozen for good.
       for (let attempt = 0; moving.length > 0; attempt++) {
+        if (yieldTurns) await this.#turn();
         const resumed = await this.#stepAll(moving.map((m) => m.rec), LifecycleEvent.RESUME, () => ({ cause: req.cause, actor: req.actor }));
         const again: Move[] = [];
         moving.forEach((m, k) => {
@@ -662,12 +672,22 @@ export class Ownership {
     this.#revokeTimer.unref();
   }
 
-  /** Resends every REVOKE whose timeout passed; gives up (SECURITY_EVENT) after `revokeRetries`. */
+  /**
+   * Resends every REVOKE whose timeout passed; gives up (SECURITY_EVENT) after `revokeRetries`. At most
+   * REVOKE_BURST per turn of the event loop: after a fast drain thousands fall due together, and traffic
+   * is read between the bursts.
+   */
   #revokeTick(): void {
     this.#revokeTimer = null;
     const now = this.#d.clock.now();
+    let n = 0;
     for (const [key, p] of this.#revokes) {
       if (p.due > now) break;
+      if (n++ >= REVOKE_BURST) {
+        this.#revokeTimer = setTimeout(() => this.#revokeTick(), 1);
+        this.#revokeTimer.unref();
+        return;
+      }
       this.#revokes.delete(key);
       if (p.attempts >= this.#o.revokeRetries) {
         this.#d.stats.revokes.inc('unacknowledged');
@@ -680,6 +700,27 @@ export class Ownership {
       this.#sendRevoke(p.rec, p.node, p.version);
     }
     this.#armRevokes();
+  }
+
+  /**
+   * Resolves in a later turn of the event loop, one waiter per turn (in the order they asked), so that
+   * I/O is polled between the steps of migration batches.
+   */
+  #turn(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#turnWaiters.push(resolve);
+      if (!this.#turnScheduled) {
+        this.#turnScheduled = true;
+        setImmediate(() => this.#nextTurn());
+      }
+    });
+  }
+
+  #nextTurn(): void {
+    const waiter = this.#turnWaiters.shift();
+    waiter?.();
+    if (this.#turnWaiters.length > 0) setImmediate(() => this.#nextTurn());
+    else this.#turnScheduled = false;
   }
 
   /** Resolves `quiesceMs` (up to a few ms more) from now; waits ending together share one timer. */

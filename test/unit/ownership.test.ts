@@ -595,6 +595,24 @@ describe('REVOKE acknowledgement', () => {
     advance(h, 1000);
     expect(h.path.revokes).toHaveLength(3);
   });
+
+  it('REVOKEs falling due together are resent at most 256 per turn of the event loop', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const h = harness({ revokeTimeoutMs: 10, revokeRetries: 1 });
+    const ids = idsOwnedBy(ring, 'node-a', 600);
+    for (const [i, id] of ids.entries()) await h.admit(id, clientTransport(1000 + i));
+    const results = await h.own.migrateBatch(ids.map((id) => sessionIdHex(id)), { cause: 'drain', actor: 'op' });
+    expect(results.every((r) => r.ok)).toBe(true);
+    expect(h.path.revokes).toHaveLength(600);
+    advance(h, 10);
+    expect(h.path.revokes).toHaveLength(600 + 256);
+    advance(h, 1);
+    expect(h.path.revokes).toHaveLength(600 + 512);
+    advance(h, 1);
+    expect(h.path.revokes).toHaveLength(1200);
+    advance(h, 1);
+    expect(h.path.revokes).toHaveLength(1200);
+  });
 });
 
 // ------------------------------------------------------------------------------------------ reattach
