@@ -1,5 +1,6 @@
-// Drain 100,000 live sessions off one of three nodes while traffic flows: the time it takes, packets
-// held and lost, and the checker's verdict over the nodes' records. Baseline in the same run: the same
+// Drain 100,000 live sessions off one of three nodes while traffic flows (all of them on that node, or
+// with BENCH_DRAIN_PLACEMENT=spread a third): the time it takes, packets held and lost, and the
+// checker's verdict over the nodes' records. Baseline in the same run: the same
 // traffic for the same time with no drain (loss and RTT in a steady window before the drain).
 import dgram from 'node:dgram';
 import { once } from 'node:events';
@@ -11,6 +12,8 @@ import { dump } from 'js-yaml';
 import { decodeJv1, encodeJv1 } from '../src/codec/jv1.js';
 import { PacketType } from '../src/codec/types.js';
 import { checkRecords } from '../src/refnode/checker.js';
+import { createHasher } from '../src/ring/hash.js';
+import { buildRing } from '../src/ring/ring.js';
 import { readRecords } from '../src/refnode/records.js';
 import { freePort, LOAD_CPU, machine, pinSelf, PROXY_CPU, startAnchorProcess, writeResult, type Child } from './lib.js';
 
@@ -18,7 +21,9 @@ const SESSIONS = Number(process.env.BENCH_DRAIN_SESSIONS ?? 100_000);
 const SOCKETS = 8;
 const PPS = Number(process.env.BENCH_DRAIN_PPS ?? 8_000);
 const DRAIN_RATE = Number(process.env.BENCH_DRAIN_RATE ?? 5_000);
-const DRAIN_CONCURRENCY = Number(process.env.BENCH_DRAIN_CONCURRENCY ?? 512);
+const DRAIN_CONCURRENCY = Number(process.env.BENCH_DRAIN_CONCURRENCY ?? 1024);
+/** `one`: all SESSIONS live on node-0, the node drained; `spread`: over the three nodes. */
+const PLACEMENT = process.env.BENCH_DRAIN_PLACEMENT === 'spread' ? 'spread' : 'one';
 const MAX_S = 180;
 
 interface Window {
@@ -93,13 +98,17 @@ export async function benchDrain(): Promise<unknown> {
       await once(s, 'connect');
       sockets.push(s);
     }
-    for (let i = 0; i < SESSIONS; i++) {
+    // `one`: every session's id is one the director's ring places on node-0 (the same rendezvous hash,
+    // nodes and weights), so that the drain moves all SESSIONS of them; `spread`: ids at random, about
+    // a third on each node.
+    const ring = buildRing(await createHasher(), ports.map((_, i) => ({ id: `node-${i}`, weight: 1 })));
+    for (let n = 0; ids.length < SESSIONS; n++) {
       const id = Buffer.alloc(16);
-      id.writeUInt32BE(i, 0);
+      id.writeUInt32BE(ids.length, 0);
       id.writeUInt32BE(0xa0c0ffee, 4);
-      id.writeUInt32BE((i * 2654435761) >>> 0, 8);
+      id.writeUInt32BE((n * 2654435761) >>> 0, 8);
       id.writeUInt32BE(0x5eed, 12);
-      ids.push(id);
+      if (PLACEMENT === 'spread' || ring.pick(id) === 'node-0') ids.push(id);
     }
     const sockOf = (i: number): dgram.Socket => sockets[i % SOCKETS] as dgram.Socket;
     // HELLO everything, paced at 20,000/s, retrying what was not answered.
@@ -194,6 +203,7 @@ export async function benchDrain(): Promise<unknown> {
       sessions: SESSIONS,
       sessions_opened: nOpened,
       pinning,
+      placement: PLACEMENT,
       traffic_pps: PPS,
       drain_rate_limit: DRAIN_RATE,
       drain_concurrency: DRAIN_CONCURRENCY,
