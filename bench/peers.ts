@@ -3,6 +3,8 @@
 // faster than any of the proxies:
 //   direct  the load generator straight to the backends (the ceiling: no proxy at all);
 //   relay   bench/relay.ts, the minimal Node relay (Node's floor);
+//   relay-native  the same relay over the native batched-UDP addon (src/net/native: recvmmsg/sendmmsg,
+//           one JS call per batch): what Node can do once the per-datagram I/O cost is gone;
 //   nginx   nginx's stream module, one worker, `hash $remote_addr$remote_port consistent`;
 //   anchor  `anchor run` with its default config (PROXY v2 to the backends, health probes, metrics on).
 // The proxy under test runs on core PROXY_CPU (`taskset -c 0`), the load generator and the backends on
@@ -35,6 +37,7 @@ import {
   type Proc,
 } from './lib.js';
 import { nativeBinary } from './native.js';
+import { loadNativeUdp } from '../src/net/native/index.js';
 
 const env = process.env;
 const num = (v: string | undefined, d: number): number => (v === undefined || v === '' ? d : Number(v));
@@ -51,15 +54,15 @@ const OPEN_SIZE = num(env.BENCH_PEERS_RATE_SIZE, 64);
 /** Seconds of unrecorded traffic through every proxy before the first measurement (JIT, caches). */
 const PREWARM_S = num(env.BENCH_PEERS_PREWARM_S, 2);
 const SINGLE_SOCKET = env.BENCH_PEERS_SINGLE_SOCKET === '1';
-const CONFIGS = list(env.BENCH_PEERS_CONFIGS, 'direct,relay,nginx,anchor') as ConfigName[];
+const CONFIGS = list(env.BENCH_PEERS_CONFIGS, 'direct,relay,relay-native,nginx,anchor') as ConfigName[];
 const MAX_PACKETS = 20_000_000;
 const NGINX_BIN = '/usr/sbin/nginx';
 const NGINX_STREAM = '/usr/lib/nginx/modules/ngx_stream_module.so';
 
-type ConfigName = 'direct' | 'relay' | 'relay-ppv2' | 'nginx' | 'anchor';
-/** relay-ppv2 (the relay sending a cached PROXY v2 header per session) is not in the default set. */
-const ALL_CONFIGS: readonly ConfigName[] = ['direct', 'relay', 'relay-ppv2', 'nginx', 'anchor'];
-const COLORS: Record<ConfigName, string> = { direct: '#9e9e9e', relay: '#4e79a7', 'relay-ppv2': '#76b7b2', nginx: '#59a14f', anchor: '#e15759' };
+type ConfigName = 'direct' | 'relay' | 'relay-ppv2' | 'relay-native' | 'relay-native-ppv2' | 'nginx' | 'anchor';
+/** relay-ppv2 and relay-native-ppv2 (a cached PROXY v2 header per session) are not in the default set. */
+const ALL_CONFIGS: readonly ConfigName[] = ['direct', 'relay', 'relay-ppv2', 'relay-native', 'relay-native-ppv2', 'nginx', 'anchor'];
+const COLORS: Record<ConfigName, string> = { direct: '#9e9e9e', relay: '#4e79a7', 'relay-ppv2': '#76b7b2', 'relay-native': '#f28e2b', 'relay-native-ppv2': '#edc948', nginx: '#59a14f', anchor: '#e15759' };
 
 interface Point {
   readonly key: string;
@@ -315,9 +318,19 @@ export async function benchPeers(): Promise<unknown> {
       if (!ALL_CONFIGS.includes(name)) throw new Error(`unknown config ${name} in BENCH_PEERS_CONFIGS`);
       if (name === 'direct') {
         lives.push({ name, target: bPorts.map((p) => `127.0.0.1:${p}`).join(','), proc: null });
-      } else if (name === 'relay' || name === 'relay-ppv2') {
+      } else if (name === 'relay' || name === 'relay-ppv2' || name === 'relay-native' || name === 'relay-native-ppv2') {
+        if (name === 'relay-native' || name === 'relay-native-ppv2') {
+          const native = loadNativeUdp();
+          if (!native.ok) {
+            const msg = `${name} skipped: ${native.reason}`;
+            console.log(`peers: ${msg}`);
+            notes.push(msg);
+            continue;
+          }
+        }
         const port = await freePort();
-        const relayArgs = [join(ROOT, 'dist/bench/relay.js'), '--listen', `127.0.0.1:${port}`, '--backends', bPorts.map((p) => `127.0.0.1:${p}`).join(','), ...(name === 'relay-ppv2' ? ['--ppv2'] : [])];
+        const mode = { relay: [], 'relay-ppv2': ['--ppv2'], 'relay-native': ['--native'], 'relay-native-ppv2': ['--native', '--ppv2'] }[name];
+        const relayArgs = [join(ROOT, 'dist/bench/relay.js'), '--listen', `127.0.0.1:${port}`, '--backends', bPorts.map((p) => `127.0.0.1:${p}`).join(','), ...mode];
         const relay = await startProcess(name, process.execPath, relayArgs, { cpu: PROXY_CPU, ready: /relay listening/ });
         procs.push(relay);
         lives.push({ name, target: `127.0.0.1:${port}`, proc: relay });
@@ -432,6 +445,13 @@ export async function benchPeers(): Promise<unknown> {
         per_proxy_cpu_anchor_over_nginx: ratio(a?.round_trips_per_proxy_cpu_s, get(p, 'nginx')?.round_trips_per_proxy_cpu_s),
         per_proxy_cpu_anchor_over_relay: ratio(a?.round_trips_per_proxy_cpu_s, get(p, 'relay')?.round_trips_per_proxy_cpu_s),
         relay_over_nginx: ratio(get(p, 'relay')?.round_trips_per_s, get(p, 'nginx')?.round_trips_per_s),
+        native_over_nginx: ratio(get(p, 'relay-native')?.round_trips_per_s, get(p, 'nginx')?.round_trips_per_s),
+        native_over_relay: ratio(get(p, 'relay-native')?.round_trips_per_s, get(p, 'relay')?.round_trips_per_s),
+        per_proxy_cpu_relay_over_nginx: ratio(get(p, 'relay')?.round_trips_per_proxy_cpu_s, get(p, 'nginx')?.round_trips_per_proxy_cpu_s),
+        per_proxy_cpu_native_over_nginx: ratio(get(p, 'relay-native')?.round_trips_per_proxy_cpu_s, get(p, 'nginx')?.round_trips_per_proxy_cpu_s),
+        per_proxy_cpu_native_over_relay: ratio(get(p, 'relay-native')?.round_trips_per_proxy_cpu_s, get(p, 'relay')?.round_trips_per_proxy_cpu_s),
+        per_proxy_cpu_native_ppv2_over_nginx: ratio(get(p, 'relay-native-ppv2')?.round_trips_per_proxy_cpu_s, get(p, 'nginx')?.round_trips_per_proxy_cpu_s),
+        per_proxy_cpu_native_ppv2_over_relay_ppv2: ratio(get(p, 'relay-native-ppv2')?.round_trips_per_proxy_cpu_s, get(p, 'relay-ppv2')?.round_trips_per_proxy_cpu_s),
       };
     });
 
@@ -445,6 +465,10 @@ export async function benchPeers(): Promise<unknown> {
       row['A/direct'] = r?.anchor_over_direct ?? null;
       row['A/nginx per cpu'] = r?.per_proxy_cpu_anchor_over_nginx ?? null;
       row['A/relay per cpu'] = r?.per_proxy_cpu_anchor_over_relay ?? null;
+      if (lives.some((l) => l.name === 'relay-native')) {
+        row['N/nginx per cpu'] = r?.per_proxy_cpu_native_over_nginx ?? null;
+        row['N/relay per cpu'] = r?.per_proxy_cpu_native_over_relay ?? null;
+      }
       return row;
     });
     const cpuTable = pts.flatMap((p) =>
@@ -535,6 +559,22 @@ export async function benchPeers(): Promise<unknown> {
       const r = ratios.find((x) => x.point === p.key);
       md.push(`| ${p.label} | ${lives.map((l) => (get(p, l.name)?.round_trips_per_s ?? NaN).toLocaleString('en-US')).join(' | ')} | ${r?.anchor_over_nginx ?? '–'} | ${r?.anchor_over_relay ?? '–'} | ${r?.anchor_over_direct ?? '–'} | ${r?.per_proxy_cpu_anchor_over_nginx ?? '–'} | ${r?.per_proxy_cpu_anchor_over_relay ?? '–'} |`);
     }
+    // The native relays (N) against nginx and their node:dgram twin: in round trips/s and per proxy CPU-second.
+    for (const [nat, twin] of [['relay-native', 'relay'], ['relay-native-ppv2', 'relay-ppv2']] as const) {
+      if (!lives.some((l) => l.name === nat)) continue;
+      md.push('');
+      md.push(`| point | ${nat} (N) | ${twin} | nginx | N/nginx | N/${twin} | per proxy CPU-s: N/nginx | N/${twin} | ${twin}/nginx | N rt per CPU-s | ${twin} | nginx |`);
+      md.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+      const n = (x: number | null | undefined): string => (x === null || x === undefined || Number.isNaN(x) ? '–' : x.toLocaleString('en-US'));
+      for (const p of pts) {
+        const [nv, rl, ng] = [nat, twin, 'nginx' as const].map((c) => get(p, c));
+        const cpu = (x: Summary | undefined): number | null | undefined => x?.round_trips_per_proxy_cpu_s;
+        md.push(
+          `| ${p.label} | ${n(nv?.round_trips_per_s)} | ${n(rl?.round_trips_per_s)} | ${n(ng?.round_trips_per_s)} | ${ratio(nv?.round_trips_per_s, ng?.round_trips_per_s) ?? '–'} | ${ratio(nv?.round_trips_per_s, rl?.round_trips_per_s) ?? '–'} | ` +
+            `${ratio(cpu(nv), cpu(ng)) ?? '–'} | ${ratio(cpu(nv), cpu(rl)) ?? '–'} | ${ratio(cpu(rl), cpu(ng)) ?? '–'} | ${n(cpu(nv))} | ${n(cpu(rl))} | ${n(cpu(ng))} |`,
+        );
+      }
+    }
     md.push('');
     md.push(`| point | config | loss | RTT p50 | p99 | p99.9 | proxy CPU | backends CPU | generator CPU | core ${PROXY_CPU} busy | core ${LOAD_CPU} busy | limited by |`);
     md.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|');
@@ -567,6 +607,8 @@ export async function benchPeers(): Promise<unknown> {
       configs: {
         direct: 'load generator straight to the 3 backends (session i -> backend i mod 3)',
         relay: 'node dist/bench/relay.js: JV1 id -> one Map lookup -> connected socket per backend; no PROXY v2 header',
+        'relay-native': 'node dist/bench/relay.js --native: the same relay work over the native batched-UDP addon (src/net/native): one recvmmsg + one JS call per batch of up to 64, id read from the receive slab, one Map lookup, one send-slab metadata slot per datagram (gather from the rx slot, no copy), one sendmmsg per socket per batch',
+        'relay-native-ppv2': 'relay-native with --ppv2: the session\'s cached PROXY v2 header copied into the send slot, the client bytes gathered behind it',
         'relay-ppv2': 'the same relay with --ppv2: a PROXY v2 header (Anchor\'s TLVs) built once per session, sent with each datagram as a gather send',
         nginx: 'nginx stream, worker_processes 1, hash $remote_addr$remote_port consistent, proxy_protocol off (bare JV1 to the backends), rcvbuf 4 MiB',
         anchor: 'node dist/src/main.js run: default config (PROXY v2 + TLVs to the backends, health probes, metrics on); admission limit raised, audit to a file',

@@ -10,10 +10,18 @@
 // built once per session and cached (the same address block and TLVs as Anchor's, sequence number
 // frozen at 1), as a two-buffer gather send: the cost of carrying the header without maintaining it.
 //
-//   node dist/bench/relay.js --listen 127.0.0.1:PORT --backends 127.0.0.1:A,127.0.0.1:B [--ppv2]
+// With --native the same work runs over the native batched-UDP addon (src/net/native) instead of
+// node:dgram: one recvmmsg and one JS call per batch of up to 64 datagrams; per datagram the magic and
+// the 16-byte id are read from the receive slab (the same latin1 string, the same Map lookup), and one
+// metadata slot of the other socket's send slab is written (destination, and "send the bytes of rx slot
+// i": a gather, no copy); one sendmmsg per socket per batch. --native --ppv2: the session's cached
+// PROXY v2 header is copied into the tx slot and the client's bytes gathered behind it.
+//
+//   node dist/bench/relay.js --listen 127.0.0.1:PORT --backends 127.0.0.1:A,127.0.0.1:B [--ppv2] [--native]
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { createPpv2Prefix, ppv2HeaderLength, ppv2OwnerBytes, writePpv2 } from '../src/codec/ppv2.js';
+import { loadNativeUdp, Meta, Stat, type NativeUdpSocket } from '../src/net/native/index.js';
 
 const MAX_SESSIONS = 2_000_000;
 const RECV_BUFFER = 4 * 1024 * 1024;
@@ -36,6 +44,129 @@ function hostPort(s: string): { host: string; port: number } {
   return { host, port };
 }
 
+/** A session of the --native relay: the client's IPv4 address as a u32 and its port. */
+interface NativeSession {
+  readonly backend: number;
+  addr: number;
+  port: number;
+  /** --ppv2: the PROXY v2 header for this session, built once (for the client transport it began with). */
+  readonly header: Buffer | null;
+}
+
+/** --native: the same relay over the batched-UDP addon (IPv4 only, like the default relay). */
+function mainNative(listen: { host: string; port: number }, backends: { host: string; port: number }[], ppv2: boolean): void {
+  const load = loadNativeUdp();
+  if (!load.ok) {
+    console.error(`relay: --native: the native UDP addon is not available: ${load.reason}`);
+    process.exit(2);
+  }
+  const { UdpSocket } = load.binding;
+  const sessions = new Map<string, NativeSession>();
+  const n = backends.length;
+  const counts = new Int32Array(n);
+  const I = Meta.INTS;
+  const dst = { family: 4 as const, address: listen.host, port: listen.port };
+  const owners = backends.map((_, i) => ppv2OwnerBytes(`node-${i}`));
+
+  /** A Buffer over a socket's receive slab (made once per socket, for latin1 reads of the id). */
+  const slabBuffer = (s: NativeUdpSocket): Buffer => Buffer.from(s.rx.buffer, s.rx.byteOffset, s.rx.byteLength);
+
+  // Replies from a backend: the session's client is the destination; the bytes are gathered from the
+  // backend socket's rx slot (FLAGS = 1 + slot), so nothing is copied in JS.
+  const onBackend = (): ((this: NativeUdpSocket, count: number) => void) => {
+    let rxb: Buffer | null = null;
+    return function (this: NativeUdpSocket, count: number): void {
+      const rx = this.rx;
+      const meta = this.rxMeta;
+      const size = this.slotSize;
+      rxb ??= slabBuffer(this);
+      const tm = front.txMeta;
+      let k = 0;
+      for (let i = 0; i < count; i++) {
+        const m = i * I;
+        const off = i * size;
+        if ((meta[m + Meta.LEN] as number) < 20 || meta[m + Meta.FLAGS] !== 0 || rx[off] !== 0x4a || rx[off + 1] !== 0x56) continue;
+        const sess = sessions.get(rxb.toString('latin1', off + 4, off + 20));
+        if (sess === undefined) continue;
+        const o = k++ * I;
+        tm[o + Meta.LEN] = 0;
+        tm[o + Meta.FLAGS] = i + 1;
+        tm[o + Meta.FAMILY] = 4;
+        tm[o + Meta.PORT] = sess.port;
+        tm[o + Meta.ADDR] = sess.addr;
+      }
+      if (k > 0) front.flush(k, this);
+    };
+  };
+
+  const opts = { family: 4 as const, recvBufferSize: RECV_BUFFER, sendBufferSize: SEND_BUFFER };
+  const ups: NativeUdpSocket[] = backends.map((b) => new UdpSocket({ ...opts, address: '0.0.0.0', port: 0, connectAddress: b.host, connectPort: b.port }, onBackend()));
+
+  // Client datagrams: per backend, one tx metadata slot per datagram (connected socket: no
+  // destination; bytes gathered from the front socket's rx slot), one flush per backend per batch.
+  let frontRxb: Buffer | null = null;
+  const front: NativeUdpSocket = new UdpSocket({ ...opts, address: listen.host, port: listen.port }, function (this: NativeUdpSocket, count: number) {
+    const rx = this.rx;
+    const meta = this.rxMeta;
+    const size = this.slotSize;
+    const rxb = (frontRxb ??= slabBuffer(this));
+    for (let i = 0; i < count; i++) {
+      const m = i * I;
+      const off = i * size;
+      if ((meta[m + Meta.LEN] as number) < 20 || meta[m + Meta.FLAGS] !== 0 || rx[off] !== 0x4a || rx[off + 1] !== 0x56) continue;
+      const key = rxb.toString('latin1', off + 4, off + 20);
+      const addr = meta[m + Meta.ADDR] as number;
+      const port = meta[m + Meta.PORT] as number;
+      let sess = sessions.get(key);
+      if (sess === undefined) {
+        if (rx[off + 3] !== 0x01 || sessions.size >= MAX_SESSIONS) continue; // only a HELLO opens a session
+        const backend = ((rxb.readUInt32BE(off + 16) ^ rxb.readUInt32BE(off + 12)) >>> 0) % n;
+        let header: Buffer | null = null;
+        if (ppv2) {
+          const src = { family: 4 as const, address: `${addr >>> 24}.${(addr >>> 16) & 255}.${(addr >>> 8) & 255}.${addr & 255}`, port };
+          const prefix = createPpv2Prefix('DGRAM', src, dst);
+          const owner = owners[backend] as Buffer;
+          header = Buffer.allocUnsafe(ppv2HeaderLength(prefix, owner));
+          writePpv2(header, prefix, rxb.subarray(off + 4, off + 20), 1n, owner, 0, 1);
+        }
+        sess = { backend, addr, port, header };
+        sessions.set(key, sess);
+      } else if (sess.port !== port || sess.addr !== addr) {
+        sess.addr = addr; // follows the client (no validation: the floor, not a director)
+        sess.port = port;
+      }
+      const b = sess.backend;
+      const o = (counts[b] as number) * I;
+      counts[b] = (counts[b] as number) + 1;
+      const up = ups[b] as NativeUdpSocket;
+      const tm = up.txMeta;
+      if (sess.header !== null) up.tx.set(sess.header, (o / I) * up.slotSize); // the header, then the gathered bytes
+      tm[o + Meta.LEN] = sess.header === null ? 0 : sess.header.length;
+      tm[o + Meta.FLAGS] = i + 1;
+      tm[o + Meta.FAMILY] = 0;
+    }
+    for (let b = 0; b < n; b++) {
+      if (counts[b] === 0) continue;
+      (ups[b] as NativeUdpSocket).flush(counts[b] as number, this);
+      counts[b] = 0;
+    }
+  });
+  console.log(`relay listening on ${listen.host}:${front.address().port} -> ${backends.map((b) => `${b.host}:${b.port}`).join(',')} (native${ppv2 ? ', ppv2' : ''}, ${front.slots} datagrams per batch)`);
+  const bye = (): void => {
+    const sum = (s: NativeUdpSocket[], i: number): number => s.reduce((a, x) => a + (x.stats[i] as number), 0);
+    const all = [front, ...ups];
+    console.log(
+      `relay native stats: rx ${sum(all, Stat.RX_DATAGRAMS)} in ${sum(all, Stat.RX_BATCHES)} batches, tx ${sum(all, Stat.TX_DATAGRAMS)} in ${sum(all, Stat.TX_SYSCALLS)} sendmmsg, ` +
+        `drops ${sum(all, Stat.TX_WOULDBLOCK_DROPS)}, tx errors ${sum(all, Stat.TX_ERRORS)}, rx truncated ${sum(all, Stat.RX_TRUNCATED)}`,
+    );
+    for (const s of all) s.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', bye);
+  process.on('SIGINT', bye);
+  setTimeout(bye, Number(process.env.RELAY_MAX_S ?? 3600) * 1000).unref();
+}
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const arg = (name: string): string | undefined => {
@@ -45,6 +176,10 @@ async function main(): Promise<void> {
   const listen = hostPort(arg('--listen') ?? '');
   const backends = (arg('--backends') ?? '').split(',').filter((x) => x !== '').map(hostPort);
   if (backends.length === 0) throw new Error('--backends is required');
+  if (argv.includes('--native')) {
+    mainNative(listen, backends, argv.includes('--ppv2'));
+    return;
+  }
   const ppv2 = argv.includes('--ppv2');
   const sessions = new Map<string, Session>();
   const front = dgram.createSocket('udp4');

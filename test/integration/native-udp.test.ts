@@ -1,0 +1,335 @@
+// The optional native UDP addon (src/net/native) over real loopback sockets, IPv4 and IPv6: batch
+// receive (bytes, lengths, source addresses), sends (addressed, connected, gathered from an rx slot),
+// truncation, close, refused sends, and argument checking. Skipped, saying why, when the addon did not
+// build. Waits for conditions with a bound; never asserts on speed.
+import { afterEach, describe, expect, it } from 'vitest';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { Flag, loadNativeUdp, Meta, Stat, type NativeUdpSocket, type UdpSocketOptions } from '../../src/net/native/index.js';
+import { UdpPeer } from '../helpers/udp.js';
+import { waitFor } from '../helpers/wait.js';
+
+const load = loadNativeUdp();
+if (!load.ok) console.warn(`native-udp tests skipped: ${load.reason}`);
+
+interface Got {
+  bytes: Buffer;
+  len: number;
+  flags: number;
+  family: number;
+  port: number;
+  addr: number[];
+}
+
+/** IPv4 u32 (as Meta.ADDR holds it) → dotted text. */
+const v4text = (u: number): string => [u >>> 24, (u >>> 16) & 255, (u >>> 8) & 255, u & 255].join('.');
+
+describe.skipIf(!load.ok)('native UDP addon', () => {
+  const binding = load.ok ? load.binding : (null as never);
+  const open: (NativeUdpSocket | UdpPeer)[] = [];
+  afterEach(() => {
+    for (const s of open.splice(0)) s.close();
+  });
+
+  /** A native socket whose batches are copied (test code may allocate) into `got`, with batch sizes. */
+  function nativeSocket(opts: Partial<UdpSocketOptions> = {}): { sock: NativeUdpSocket; got: Got[]; batches: number[] } {
+    const got: Got[] = [];
+    const batches: number[] = [];
+    const sock = new binding.UdpSocket({ family: 4, address: '127.0.0.1', port: 0, ...opts }, function (this: NativeUdpSocket, n: number) {
+      batches.push(n);
+      for (let i = 0; i < n; i++) {
+        const m = i * Meta.INTS;
+        const len = this.rxMeta[m + Meta.LEN] as number;
+        got.push({
+          bytes: Buffer.from(this.rx.slice(i * this.slotSize, i * this.slotSize + len)),
+          len,
+          flags: this.rxMeta[m + Meta.FLAGS] as number,
+          family: this.rxMeta[m + Meta.FAMILY] as number,
+          port: this.rxMeta[m + Meta.PORT] as number,
+          addr: Array.from(this.rxMeta.subarray(m + Meta.ADDR, m + Meta.ADDR + 4), (x) => x >>> 0),
+        });
+      }
+    });
+    open.push(sock);
+    return { sock, got, batches };
+  }
+
+  async function peer(family: 4 | 6 = 4): Promise<UdpPeer> {
+    const p = await UdpPeer.open(family);
+    open.push(p);
+    return p;
+  }
+
+  /** Writes `bytes` into tx slot i with a destination (or none: family 0). */
+  function put(sock: NativeUdpSocket, i: number, bytes: Uint8Array, to?: { family: 4 | 6; port: number; addr: number[] }): void {
+    sock.tx.set(bytes, i * sock.slotSize);
+    const m = i * Meta.INTS;
+    sock.txMeta[m + Meta.LEN] = bytes.length;
+    sock.txMeta[m + Meta.FLAGS] = 0;
+    sock.txMeta[m + Meta.FAMILY] = to?.family ?? 0;
+    sock.txMeta[m + Meta.PORT] = to?.port ?? 0;
+    for (let k = 0; k < 4; k++) sock.txMeta[m + Meta.ADDR + k] = to?.addr[k] ?? 0;
+  }
+
+  it('receives a burst in batches: bytes, lengths and source address and port of every datagram', async () => {
+    const { sock, got, batches } = nativeSocket({ slots: 16 });
+    const a = sock.address();
+    expect(a.family).toBe(4);
+    expect(a.address).toBe('127.0.0.1');
+    expect(a.port).toBeGreaterThan(0);
+    const p = await peer();
+    const N = 200;
+    for (let i = 0; i < N; i++) p.send(Buffer.from(`datagram ${i} `.padEnd(10 + (i % 50), 'x')), { family: 4, address: '127.0.0.1', port: a.port });
+    await waitFor('200 datagrams through the native socket', () => got.length >= N);
+    expect(got.length).toBe(N);
+    for (let i = 0; i < N; i++) {
+      const g = got[i] as Got;
+      const want = `datagram ${i} `.padEnd(10 + (i % 50), 'x');
+      expect(g.bytes.toString()).toBe(want);
+      expect(g.len).toBe(want.length);
+      expect(g.flags).toBe(0);
+      expect(g.family).toBe(4);
+      expect(g.port).toBe(p.address.port);
+      expect(v4text(g.addr[0] as number)).toBe('127.0.0.1');
+    }
+    expect(Math.max(...batches)).toBeLessThanOrEqual(16);
+    expect(batches.reduce((x, y) => x + y, 0)).toBe(N);
+    expect(sock.stats[Stat.RX_DATAGRAMS]).toBe(N);
+    expect(sock.stats[Stat.RX_BATCHES]).toBe(batches.length);
+  });
+
+  it('sends a batch to addressed destinations with one flush', async () => {
+    const { sock } = nativeSocket();
+    const p = await peer();
+    const to = { family: 4 as const, port: p.address.port, addr: [0x7f000001, 0, 0, 0] };
+    for (let i = 0; i < 10; i++) put(sock, i, Buffer.from(`reply ${i}`), to);
+    expect(sock.flush(10)).toBe(10);
+    await waitFor('10 datagrams at the peer', () => p.inbox.length >= 10);
+    expect(p.inbox.map((m) => m.msg.toString())).toEqual(Array.from({ length: 10 }, (_, i) => `reply ${i}`));
+    expect(p.inbox.every((m) => m.from.port === sock.address().port)).toBe(true);
+    expect(sock.stats[Stat.TX_DATAGRAMS]).toBe(10);
+    expect(sock.stats[Stat.TX_SYSCALLS]).toBe(1);
+    expect(sock.flush(0)).toBe(0);
+  });
+
+  it('a connected socket sends without a destination and gathers rx bytes behind a tx header', async () => {
+    const p = await peer();
+    const front = nativeSocket();
+    const up = nativeSocket({ connectAddress: '127.0.0.1', connectPort: p.address.port });
+    // A client datagram arrives on `front`; it is relayed on `up` behind a 4-byte header, without a copy.
+    const client = await peer();
+    client.send(Buffer.from('payload-bytes'), { family: 4, address: '127.0.0.1', port: front.sock.address().port });
+    await waitFor('the client datagram', () => front.got.length >= 1);
+    const u = up.sock;
+    u.tx.set(Buffer.from('HDR:'), 0);
+    u.txMeta[Meta.LEN] = 4;
+    u.txMeta[Meta.FLAGS] = 1 + 0; // rx slot 0 of the source
+    u.txMeta[Meta.FAMILY] = 0; // connected
+    expect(u.flush(1, front.sock)).toBe(1);
+    const msg = await p.next();
+    expect(msg.toString()).toBe('HDR:payload-bytes');
+    // The peer answers the connected socket; its source is the peer.
+    p.send(Buffer.from('answer'), { family: 4, address: '127.0.0.1', port: u.address().port });
+    await waitFor('the answer on the connected socket', () => up.got.length >= 1);
+    expect(up.got[0]?.bytes.toString()).toBe('answer');
+    expect(up.got[0]?.port).toBe(p.address.port);
+    // A gather slot without a source, or an rx slot out of range, is an error counted, not a send.
+    u.txMeta[Meta.FLAGS] = 1;
+    expect(u.flush(1)).toBe(0);
+    u.txMeta[Meta.FLAGS] = u.slots + 1;
+    expect(u.flush(1, front.sock)).toBe(0);
+    expect(u.stats[Stat.TX_ERRORS]).toBe(2);
+  });
+
+  it('works over IPv6 ::1 (addresses as four words) and maps IPv4 destinations on a dual-stack socket', async () => {
+    const { sock, got } = nativeSocket({ family: 6, address: '::1' });
+    const a = sock.address();
+    expect(a).toMatchObject({ family: 6, address: '::1' });
+    const p = await peer(6);
+    p.send(Buffer.from('over v6'), { family: 6, address: '::1', port: a.port });
+    await waitFor('a datagram over ::1', () => got.length >= 1);
+    const g = got[0] as Got;
+    expect(g.family).toBe(6);
+    expect(g.addr).toEqual([0, 0, 0, 1]);
+    expect(g.port).toBe(p.address.port);
+    expect(g.bytes.toString()).toBe('over v6');
+    put(sock, 0, Buffer.from('back over v6'), { family: 6, port: g.port, addr: g.addr });
+    expect(sock.flush(1)).toBe(1);
+    expect((await p.next()).toString()).toBe('back over v6');
+
+    const dual = nativeSocket({ family: 6, address: '::' });
+    const p4 = await peer(4);
+    put(dual.sock, 0, Buffer.from('mapped'), { family: 4, port: p4.address.port, addr: [0x7f000001, 0, 0, 0] });
+    expect(dual.sock.flush(1)).toBe(1);
+    const m = await p4.next();
+    expect(m.toString()).toBe('mapped');
+  });
+
+  it('marks a datagram larger than its slot as truncated and skips an oversize tx slot', async () => {
+    const { sock, got } = nativeSocket({ slotSize: 64, slots: 4 });
+    const p = await peer();
+    p.send(Buffer.alloc(100, 7), { family: 4, address: '127.0.0.1', port: sock.address().port });
+    p.send(Buffer.alloc(64, 8), { family: 4, address: '127.0.0.1', port: sock.address().port });
+    await waitFor('two datagrams', () => got.length >= 2);
+    expect(got[0]).toMatchObject({ len: 64, flags: Flag.TRUNCATED });
+    expect(got[0]?.bytes.equals(Buffer.alloc(64, 7))).toBe(true);
+    expect(got[1]).toMatchObject({ len: 64, flags: 0 });
+    expect(sock.stats[Stat.RX_TRUNCATED]).toBe(1);
+
+    put(sock, 0, Buffer.from('ok-1'), { family: 4, port: p.address.port, addr: [0x7f000001, 0, 0, 0] });
+    put(sock, 1, Buffer.from('too long'), { family: 4, port: p.address.port, addr: [0x7f000001, 0, 0, 0] });
+    sock.txMeta[1 * Meta.INTS + Meta.LEN] = 65; // more than the slot
+    put(sock, 2, Buffer.from('wrong family'), { family: 6, port: p.address.port, addr: [0, 0, 0, 1] });
+    put(sock, 3, Buffer.from('ok-2'), { family: 4, port: p.address.port, addr: [0x7f000001, 0, 0, 0] });
+    expect(sock.flush(4)).toBe(2);
+    expect(sock.stats[Stat.TX_ERRORS]).toBe(2);
+    await waitFor('the two good datagrams', () => p.inbox.length >= 2);
+    expect(p.inbox.map((m) => m.msg.toString())).toEqual(['ok-1', 'ok-2']);
+  });
+
+  it('counts a send refused by the peer (ICMP port unreachable) instead of throwing', async () => {
+    const gone = dgram.createSocket('udp4');
+    await new Promise<void>((r) => gone.bind(0, '127.0.0.1', r));
+    const port = gone.address().port;
+    await new Promise<void>((r) => gone.close(() => r()));
+    const { sock } = nativeSocket({ connectAddress: '127.0.0.1', connectPort: port });
+    await waitFor(
+      'a refused send counted',
+      () => {
+        put(sock, 0, Buffer.from('anyone?'));
+        sock.flush(1);
+        return sock.stats[Stat.TX_ERRORS]! + sock.stats[Stat.RX_ERRORS]! > 0;
+      },
+      { timeoutMs: 5000 },
+    );
+    expect(sock.stats[Stat.LAST_ERRNO]).toBe(111); // ECONNREFUSED
+    expect(sock.closed).toBe(false);
+  });
+
+  it('closes cleanly: idempotent, the port is free at once, no batch after close, even from inside a batch', async () => {
+    const { sock, got } = nativeSocket();
+    const port = sock.address().port;
+    sock.close();
+    sock.close();
+    expect(sock.closed).toBe(true);
+    expect(() => sock.flush(0)).toThrow(/closed/);
+    expect(() => sock.address()).toThrow(/closed/);
+    sock.ref(); // no-ops on a closed socket
+    sock.unref();
+    const again = dgram.createSocket('udp4');
+    await new Promise<void>((resolve, reject) => {
+      again.once('error', reject);
+      again.bind(port, '127.0.0.1', resolve);
+    });
+    again.close();
+    expect(got.length).toBe(0);
+
+    // close() inside the batch callback: the rest of the queue is never delivered.
+    let calls = 0;
+    const inner = new binding.UdpSocket({ family: 4, address: '127.0.0.1', port: 0, slots: 1 }, function (this: NativeUdpSocket) {
+      calls++;
+      this.close();
+    });
+    open.push(inner);
+    const p = await peer();
+    for (let i = 0; i < 5; i++) p.send(Buffer.from('x'), { family: 4, address: '127.0.0.1', port: inner.address().port });
+    await waitFor('the first batch', () => calls >= 1);
+    // Another socket's full round trip proves the loop went on turning after the close.
+    const probe = nativeSocket();
+    p.send(Buffer.from('later'), { family: 4, address: '127.0.0.1', port: probe.sock.address().port });
+    await waitFor('a later datagram elsewhere', () => probe.got.length >= 1);
+    expect(calls).toBe(1);
+    expect(inner.closed).toBe(true);
+
+    // Open and close many: no descriptor is left behind.
+    const fds = (): number => readdirSync('/proc/self/fd').length;
+    const before = fds();
+    for (let i = 0; i < 300; i++) new binding.UdpSocket({ family: i % 2 === 0 ? 4 : 6, address: i % 2 === 0 ? '127.0.0.1' : '::1', port: 0, slots: 8 }, () => undefined).close();
+    expect(fds()).toBe(before);
+  });
+
+  it('a thread ending with a socket open exits cleanly; an exception thrown by onBatch is an uncaught exception', async () => {
+    const path = JSON.stringify(load.ok ? load.path : '');
+    // A worker that leaves its socket open and unrefs it: the env cleanup hook closes it as the thread ends.
+    const leaver = new Worker(
+      `const { UdpSocket } = require(${path});
+       const s = new UdpSocket({ family: 4, address: '127.0.0.1', port: 0 }, () => {});
+       require('node:worker_threads').parentPort.postMessage(s.address().port);
+       s.unref();`,
+      { eval: true },
+    );
+    const [port] = (await once(leaver, 'message')) as [number];
+    const [code] = (await once(leaver, 'exit')) as [number];
+    expect(code).toBe(0);
+    const again = dgram.createSocket('udp4');
+    await new Promise<void>((resolve, reject) => {
+      again.once('error', reject);
+      again.bind(port, '127.0.0.1', resolve); // the thread's socket was closed
+    });
+    again.close();
+
+    // A callback that throws: the error reaches the thread's uncaught-exception path (here: 'error').
+    const thrower = new Worker(
+      `const { UdpSocket } = require(${path});
+       const s = new UdpSocket({ family: 4, address: '127.0.0.1', port: 0 }, () => { throw new Error('boom from onBatch'); });
+       require('node:worker_threads').parentPort.postMessage(s.address().port);`,
+      { eval: true },
+    );
+    const [tport] = (await once(thrower, 'message')) as [number];
+    const errored = once(thrower, 'error');
+    const p = await peer();
+    p.send(Buffer.from('x'), { family: 4, address: '127.0.0.1', port: tport });
+    const [err] = (await errored) as [Error];
+    expect(err.message).toBe('boom from onBatch');
+    await once(thrower, 'exit');
+  });
+
+  it('reports bad arguments as TypeError / RangeError with a clear message, and a busy port as EADDRINUSE', () => {
+    const U = binding.UdpSocket as unknown as new (...args: unknown[]) => NativeUdpSocket;
+    const ok = { family: 4, address: '127.0.0.1', port: 0 };
+    const noop = (): void => undefined;
+    expect(() => (U as unknown as (...a: unknown[]) => unknown)(ok, noop)).toThrow(TypeError);
+    expect(() => new U()).toThrow(/options must be an object/);
+    expect(() => new U(ok)).toThrow(/onBatch must be a function/);
+    expect(() => new U({ ...ok, family: 5 }, noop)).toThrow(/family must be 4 or 6/);
+    expect(() => new U({ ...ok, family: '4' }, noop)).toThrow(TypeError);
+    expect(() => new U({ ...ok, address: 'not-an-ip' }, noop)).toThrow(/not an IPv4 address/);
+    expect(() => new U({ ...ok, address: '::1' }, noop)).toThrow(TypeError);
+    expect(() => new U({ ...ok, address: 7 }, noop)).toThrow(/options.address must be an IP address string/);
+    expect(() => new U({ family: 4, address: '127.0.0.1' }, noop)).toThrow(/port is required/);
+    expect(() => new U({ ...ok, port: 70000 }, noop)).toThrow(RangeError);
+    expect(() => new U({ ...ok, port: 1.5 }, noop)).toThrow(/integer from 0 to 65535/);
+    expect(() => new U({ ...ok, slots: 0 }, noop)).toThrow(RangeError);
+    expect(() => new U({ ...ok, slotSize: 100 }, noop)).toThrow(/multiple of 8/);
+    expect(() => new U({ ...ok, connectAddress: '127.0.0.1' }, noop)).toThrow(/go together/);
+
+    const { sock } = nativeSocket();
+    expect(() => sock.flush('1' as unknown as number)).toThrow(TypeError);
+    expect(() => sock.flush(-1)).toThrow(RangeError);
+    expect(() => sock.flush(sock.slots + 1)).toThrow(/from 0 to 64/);
+    expect(() => sock.flush(1, {} as NativeUdpSocket)).toThrow(/source must be a UdpSocket/);
+    // V8's own receiver check (the methods carry the class signature) stops a foreign `this`.
+    expect(() => sock.flush.call({}, 0)).toThrow(TypeError);
+    let busy: unknown;
+    try {
+      nativeSocket({ port: sock.address().port });
+    } catch (err) {
+      busy = err;
+    }
+    expect(busy).toMatchObject({ code: 'EADDRINUSE', syscall: 'bind' });
+  });
+});
+
+describe('native UDP addon loader', () => {
+  it('never throws: a missing or foreign file is a reason, not an exception', () => {
+    const missing = loadNativeUdp('/nonexistent/anchor_udp.node');
+    expect(missing.ok).toBe(false);
+    expect(!missing.ok && missing.reason).toMatch(/\/nonexistent\/anchor_udp\.node does not exist/);
+    const foreign = loadNativeUdp(fileURLToPath(new URL('../../package.json', import.meta.url)));
+    expect(foreign.ok).toBe(false);
+    expect(!foreign.ok && foreign.reason).toMatch(/not the addon this loader expects/);
+  });
+});
