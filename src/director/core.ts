@@ -307,12 +307,6 @@ const REJECT_LEN = 21;
 /** Where a JV1 packet's 16-byte session id starts. */
 const JV1_ID_AT = 4;
 
-/** Whether `buf[at .. at + 16)` are the 16 bytes of `id`. */
-function sameIdAt(id: Uint8Array, buf: Uint8Array, at: number): boolean {
-  for (let i = 0; i < 16; i++) if (id[i] !== buf[at + i]) return false;
-  return true;
-}
-
 export class DirectorCore {
   readonly table: SessionTable;
   /** Sessions found expired when a packet arrived (strict TTL); the shell drains and audits them. */
@@ -543,7 +537,8 @@ export class DirectorCore {
         if (type === PacketType.REJECT || type === PacketType.BIND || type === PacketType.REVOKE) {
           return { kind: 'drop', reason: DropReason.NODE_FORBIDDEN_TYPE };
         }
-        if (!sameIdAt(rec.idBytes, msg, JV1_ID_AT)) return { kind: 'drop', reason: DropReason.NODE_NOT_OWNER };
+        // `rec` is live in the table (checked above), so the index finds it exactly when the ids match.
+        if (this.table.getByIdBytes(msg, JV1_ID_AT) !== rec) return { kind: 'drop', reason: DropReason.NODE_NOT_OWNER };
         if (type === PacketType.CLOSE && rec.pending === null) {
           return { kind: 'relay', session: rec, transition: this.#end(rec, LifecycleEvent.CLOSE, 'node_close', now) };
         }
@@ -587,7 +582,7 @@ export class DirectorCore {
       // "Replies the node sends after its BIND go to the new transport": wait for the CAS to decide.
       rec.heldReplies ??= [];
       if (rec.heldReplies.length >= this.#limits.holdMax) return v.drop(DropReason.HOLD_OVERFLOW);
-      rec.heldReplies.push(Buffer.from(msg.buffer, msg.byteOffset, msg.length));
+      rec.heldReplies.push(Buffer.from(msg)); // a copy: the shell may reuse the datagram's memory
       v.kind = 'held-reply';
       v.session = rec;
       return v;
@@ -669,10 +664,8 @@ export class DirectorCore {
     }
     if (local === undefined) {
       if (r.transport === null || this.table.full) return { kind: 'ignored' };
-      const idBytes = Uint8Array.from(Buffer.from(r.id, 'hex'));
       const rec = newSessionRecord({
         id: r.id,
-        idBytes,
         owner: r.owner,
         version: r.version,
         state: r.state,
@@ -928,7 +921,7 @@ export class DirectorCore {
   #hold(rec: SessionRecord, msg: Buffer): ClientOutcome {
     rec.held ??= [];
     if (rec.held.length >= this.#limits.holdMax) return { kind: 'drop', reason: DropReason.HOLD_OVERFLOW };
-    rec.held.push(msg);
+    rec.held.push(Buffer.from(msg)); // a copy: the shell may reuse the datagram's memory
     return { kind: 'hold', session: rec };
   }
 
@@ -959,7 +952,6 @@ export class DirectorCore {
     if (!t.ok) throw new Error('unreachable: admit is always valid from no session');
     const rec = newSessionRecord({
       id,
-      idBytes: Uint8Array.from(idView),
       owner,
       version: t.version,
       state: t.state,
@@ -970,7 +962,7 @@ export class DirectorCore {
       idleTtlMs: this.table.idleTtlMs,
     });
     rec.pending = LifecycleEvent.ADMIT;
-    rec.held = msg === null ? null : [msg];
+    rec.held = msg === null ? null : [Buffer.from(msg)]; // a copy, as in #hold
     this.table.insert(rec);
     return { kind: 'admit', session: rec };
   }

@@ -25,6 +25,29 @@ export function idIndexKey(random: (out: Uint32Array) => Uint32Array = (out) => 
   return random(new Uint32Array(ID_INDEX_KEY_WORDS));
 }
 
+/**
+ * The 16 bytes of a session id from its 32 hex characters (either case), as a fresh array: records keep
+ * only the text and decode the bytes when asked (see SessionRecord.idBytes). RangeError if malformed.
+ */
+export function idBytesFromHex(id: string): Uint8Array {
+  if (id.length !== ID_LEN * 2) throw new RangeError(`session id must be ${ID_LEN * 2} hex characters`);
+  const out = new Uint8Array(ID_LEN);
+  for (let i = 0; i < ID_LEN; i++) {
+    const hi = hexValue(id.charCodeAt(2 * i));
+    const lo = hexValue(id.charCodeAt(2 * i + 1));
+    if ((hi | lo) < 0) throw new RangeError('session id must be hex');
+    out[i] = (hi << 4) | lo;
+  }
+  return out;
+}
+
+/** 0-15 for a hex digit's character code, -1 for anything else. */
+function hexValue(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48; // 0-9
+  const l = c | 0x20; // ASCII lower case
+  return l >= 97 && l <= 102 ? l - 87 : -1; // a-f
+}
+
 /** The little-endian 32-bit word at `b[o]` (as a signed int32). */
 function word(b: Uint8Array, o: number): number {
   return b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24);

@@ -1,103 +1,13 @@
 // The bounded session table: records indexed by id and by owner, tombstones, and idle expiry by sweep
 // (one expiry-ordered heap, no timer per session). Pure data structure: time comes in as `now` (ms);
-// it never decides lifecycle transitions (lifecycle.ts does) and never does I/O.
+// it never decides lifecycle transitions (lifecycle.ts does) and never does I/O. The record itself is
+// record.ts's (re-exported here).
 import TinyQueue from 'tinyqueue';
-import type { Transport } from '../codec/types.js';
-import type { SessionState } from './lifecycle.js';
+import { ExpiryHeap } from './expiry-heap.js';
 import { IdIndex, idIndexKey } from './id-index.js';
+import type { SessionRecord } from './record.js';
 
-export interface SessionRecord {
-  /** 32 lowercase hex characters. */
-  readonly id: string;
-  /** The 16 id bytes (own copy, never a view into a packet buffer). */
-  readonly idBytes: Uint8Array;
-  owner: string;
-  version: bigint;
-  state: SessionState;
-  /** The bound client transport; replies go here. */
-  transport: Transport;
-  transportKey: string;
-  /** Index of the director listener the bound transport talks to. */
-  listener: number;
-  /** Next PROXY v2 sequence number (starts at 1, never restarts). */
-  nextSeq: number;
-  readonly createdAt: number;
-  lastSeen: number;
-  /** Absolute idle deadline: lastSeen + idle TTL. */
-  expiresAt: number;
-  /** Owned by the shell (e.g. a pre-encoded PROXY v2 prefix); the table never reads it. */
-  shellCache: unknown;
-  /** The transition whose store write is in flight (one at a time per session), or null. */
-  pending: string | null;
-  /** Packets from the bound transport held while a transition is in flight or the session is frozen. */
-  held: Buffer[] | null;
-  /** Transports that sent packets for this session without being bound (jump candidates), bounded. */
-  candidates: Map<string, Candidate> | null;
-  /** The owner before the last transfer: its late replies are expected, not a security event. */
-  formerOwner: string | null;
-  /** Node replies that arrived while a reattach was being CASed: they go to the transport that wins. */
-  heldReplies: Buffer[] | null;
-  /**
-   * Whether this director serves the session (admitted it, or saw its client's traffic). A session only
-   * mirrored from another director's writes expires here by the store's expiry (plus a grace), not by
-   * this director's idle deadline.
-   */
-  servedHere: boolean;
-  /**
-   * The idle expiry the store holds, as far as this director knows (monotonic ms). The director that
-   * serves the session refreshes it in coarse steps; every other director expires the session by it.
-   */
-  storeExpiresAt: number;
-}
-
-/** A client transport that sent packets of a session without being bound to it. */
-export interface Candidate {
-  readonly transport: Transport;
-  readonly key: string;
-  listener: number;
-  /** Bytes received from it and sent to it (only REJECTs), so that we never send it more than 3×. */
-  bytesIn: number;
-  bytesOut: number;
-  /** Set while a reattach CAS binds this transport (a second BIND for it is a duplicate, not a rival). */
-  binding?: boolean;
-}
-
-/** A new record with the bookkeeping fields empty. */
-export function newSessionRecord(f: {
-  id: string;
-  idBytes: Uint8Array;
-  owner: string;
-  version: bigint;
-  state: SessionState;
-  transport: Transport;
-  transportKey: string;
-  listener: number;
-  now: number;
-  idleTtlMs: number;
-}): SessionRecord {
-  return {
-    id: f.id,
-    idBytes: f.idBytes,
-    owner: f.owner,
-    version: f.version,
-    state: f.state,
-    transport: f.transport,
-    transportKey: f.transportKey,
-    listener: f.listener,
-    nextSeq: 1,
-    createdAt: f.now,
-    lastSeen: f.now,
-    expiresAt: f.now + f.idleTtlMs,
-    shellCache: undefined,
-    pending: null,
-    held: null,
-    candidates: null,
-    formerOwner: null,
-    heldReplies: null,
-    servedHere: true,
-    storeExpiresAt: f.now + f.idleTtlMs,
-  };
-}
+export { type Candidate, newSessionRecord, type NewSessionFields, type SessionRecord } from './record.js';
 
 export interface TableLimits {
   readonly max: number;
@@ -105,11 +15,6 @@ export interface TableLimits {
   readonly tombstoneMs: number;
   /** Key of the id-bytes index (see id-index.ts); random when absent. It only places records, never decides. */
   readonly idKey?: Uint32Array;
-}
-
-interface ExpiryEntry {
-  deadline: number;
-  rec: SessionRecord;
 }
 
 export interface ListQuery {
@@ -125,9 +30,11 @@ export class SessionTable {
   /** The same records by their 16 id bytes, for the per-datagram lookup straight from a packet. */
   readonly #byIdBytes: IdIndex<SessionRecord>;
   readonly #byOwner = new Map<string, Set<string>>();
-  readonly #expiry = new TinyQueue<ExpiryEntry>([], (a, b) => a.deadline - b.deadline);
-  /** The one heap entry that speaks for each live record; any other entry for it is stale and skipped. */
-  readonly #entryOf = new WeakMap<SessionRecord, ExpiryEntry>();
+  /**
+   * Every live record once, by a deadline that is never later than its `expiresAt` (touch moves only
+   * `expiresAt`; `dueForExpiry` moves the heap's deadline up to it lazily).
+   */
+  readonly #expiry = new ExpiryHeap<SessionRecord>();
   /** Tombstones: id → until. Inserted in `now` order, so a FIFO of (id, until) is also an expiry order. */
   readonly #tombstones = new Map<string, number>();
   // An entry is current only while the map still holds its `until` for that id: an id cleared by insert
@@ -172,16 +79,17 @@ export class SessionTable {
     return until !== undefined && until > now ? until : undefined;
   }
 
-  /** Adds a live record. The caller checked `full` and the tombstone first; false if it could not. */
+  /**
+   * Adds a live record. The caller checked `full` and the tombstone first; false if it could not (also
+   * for a record that is live in another table: a record belongs to one table at a time).
+   */
   insert(rec: SessionRecord): boolean {
-    if (this.full || this.#byId.has(rec.id)) return false;
+    if (this.full || this.#byId.has(rec.id) || rec.expirySlot !== -1) return false;
     if (!this.#byIdBytes.add(rec)) return false; // the same id bytes under another text form: never two records
     this.#byId.set(rec.id, rec);
     this.#ownerSet(rec.owner).add(rec.id);
     this.#tombstones.delete(rec.id);
-    const entry: ExpiryEntry = { deadline: rec.expiresAt, rec };
-    this.#entryOf.set(rec, entry);
-    this.#expiry.push(entry);
+    this.#expiry.push(rec, rec.expiresAt);
     return true;
   }
 
@@ -204,6 +112,7 @@ export class SessionTable {
     if (this.#byId.get(rec.id) !== rec) return;
     this.#byId.delete(rec.id);
     this.#byIdBytes.delete(rec);
+    this.#expiry.remove(rec);
     this.#removeFromOwner(rec.owner, rec.id);
     if (this.#limits.tombstoneMs > 0) this.#addTombstone(rec.id, now + this.#limits.tombstoneMs);
   }
@@ -213,6 +122,7 @@ export class SessionTable {
     if (this.#byId.get(rec.id) !== rec) return;
     this.#byId.delete(rec.id);
     this.#byIdBytes.delete(rec);
+    this.#expiry.remove(rec);
     this.#removeFromOwner(rec.owner, rec.id);
   }
 
@@ -267,22 +177,16 @@ export class SessionTable {
    */
   dueForExpiry(now: number, limit = Infinity): SessionRecord[] {
     const due: SessionRecord[] = [];
-    while (due.length < limit) {
-      const top = this.#expiry.peek();
-      if (top === undefined || top.deadline > now) break;
-      this.#expiry.pop();
-      const rec = top.rec;
-      // Removed or replaced since, or an older entry of a record removed and inserted again.
-      if (this.#byId.get(rec.id) !== rec || this.#entryOf.get(rec) !== top) continue;
+    const heap = this.#expiry;
+    while (due.length < limit && heap.peekDeadline() <= now) {
+      const rec = heap.peek() as SessionRecord;
       if (rec.expiresAt > now) {
-        top.deadline = rec.expiresAt;
-        this.#expiry.push(top);
+        heap.retop(rec.expiresAt); // touched since: its deadline catches up
         continue;
       }
       due.push(rec);
       // Re-queue so that a record the caller keeps (e.g. a failed transition) is seen again soon.
-      top.deadline = now + Math.min(this.#limits.idleTtlMs, REQUEUE_MS);
-      this.#expiry.push(top);
+      heap.retop(now + Math.min(this.#limits.idleTtlMs, REQUEUE_MS));
     }
     this.#sweepTombstones(now);
     return due;

@@ -1,7 +1,8 @@
 // The in-process ownership store (DESIGN §5): the embedded default for a single director.
-// Owns a Map of frozen records, an owner index and the watch fan-out. It never decides a transition
-// (the caller names the version it expects) and never throws for an expected outcome — only for a
-// programming error (a version that breaks the "+1" rule), as a TypeError.
+// Owns its records (in columns, see columns.ts: every read hands out a frozen copy) and the watch
+// fan-out. It never decides a transition (the caller names the version it expects) and never throws for
+// an expected outcome — only for a programming error (a version that breaks the "+1" rule), as a TypeError.
+import { SessionColumns } from './columns.js';
 import { checkBigint, checkExpiry, freezeRecord, type CasResult, type GetResult, type OwnershipStore, type StoreEvent, type StoredSession } from './store.js';
 
 /** Versions are u64 on the wire (PPv2 TLV 0xE1, REVOKE payload). */
@@ -22,13 +23,9 @@ interface Subscription {
   readonly fn: (ev: StoreEvent) => void;
 }
 
-
-
-
 export class MemoryStore implements OwnershipStore {
-  readonly #records = new Map<string, StoredSession>();
-  /** owner → ids of the sessions it owns; an owner with no session has no entry. */
-  readonly #byOwner = new Map<string, Set<string>>();
+  /** The records by id, and by owner for listByOwner. */
+  readonly #records = new SessionColumns();
   readonly #subs = new Set<Subscription>();
   readonly #onListenerError: ((err: unknown, ev: StoreEvent) => void) | undefined;
   #unavailable: string | null;
@@ -43,7 +40,7 @@ export class MemoryStore implements OwnershipStore {
     for (const r of opts.records ?? []) {
       const rec = freezeRecord(r);
       if (this.#records.has(rec.id)) throw new TypeError(`duplicate record id in initial contents: ${rec.id}`);
-      this.#put(rec);
+      this.#records.set(rec);
     }
   }
 
@@ -66,10 +63,8 @@ export class MemoryStore implements OwnershipStore {
   async listByOwner(owner: string): Promise<ListResult> {
     const down = this.#down();
     if (down !== null) return down;
-    const ids = this.#byOwner.get(owner);
-    if (ids === undefined) return { ok: true, records: [] };
-    const sorted = [...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    return { ok: true, records: sorted.map((id) => this.#records.get(id) as StoredSession) };
+    const records = this.#records.ownedBy(owner).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return { ok: true, records };
   }
 
   async create(record: StoredSession): Promise<CasResult> {
@@ -79,7 +74,7 @@ export class MemoryStore implements OwnershipStore {
     if (down !== null) return down;
     const current = this.#records.get(rec.id);
     if (current !== undefined) return { ok: false, reason: 'conflict', current };
-    this.#put(rec);
+    this.#records.set(rec);
     this.#emit({ kind: 'put', record: rec, prev: null });
     return { ok: true, record: rec };
   }
@@ -96,8 +91,7 @@ export class MemoryStore implements OwnershipStore {
     if (current === undefined || current.version !== expectVersion) {
       return { ok: false, reason: 'conflict', current: current ?? null };
     }
-    this.#remove(current);
-    this.#put(rec);
+    this.#records.set(rec);
     this.#emit({ kind: 'put', record: rec, prev: current });
     return { ok: true, record: rec };
   }
@@ -113,8 +107,7 @@ export class MemoryStore implements OwnershipStore {
     }
     if (expiresAt <= current.expiresAt) return { ok: true, record: current };
     const rec = freezeRecord({ ...current, expiresAt, director });
-    this.#remove(current);
-    this.#put(rec);
+    this.#records.set(rec);
     this.#emit({ kind: 'put', record: rec, prev: current });
     return { ok: true, record: rec };
   }
@@ -128,7 +121,7 @@ export class MemoryStore implements OwnershipStore {
     if (current === undefined || current.version !== expectVersion) {
       return { ok: false, reason: 'conflict', current: current ?? null };
     }
-    this.#remove(current);
+    this.#records.delete(id);
     this.#emit({ kind: 'delete', id, prev: current });
     return { ok: true, record: current };
   }
@@ -154,24 +147,6 @@ export class MemoryStore implements OwnershipStore {
     if (this.#closed) return { ok: false, reason: 'unavailable', message: 'store closed' };
     if (this.#unavailable !== null) return { ok: false, reason: 'unavailable', message: this.#unavailable };
     return null;
-  }
-
-  #put(rec: StoredSession): void {
-    this.#records.set(rec.id, rec);
-    let ids = this.#byOwner.get(rec.owner);
-    if (ids === undefined) {
-      ids = new Set();
-      this.#byOwner.set(rec.owner, ids);
-    }
-    ids.add(rec.id);
-  }
-
-  #remove(rec: StoredSession): void {
-    this.#records.delete(rec.id);
-    const ids = this.#byOwner.get(rec.owner);
-    if (ids === undefined) return;
-    ids.delete(rec.id);
-    if (ids.size === 0) this.#byOwner.delete(rec.owner);
   }
 
   #emit(ev: StoreEvent): void {

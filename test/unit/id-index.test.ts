@@ -3,7 +3,7 @@
 // ids drawn from a small set and a small table, so that probe runs collide, wrap and are shifted back.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { ID_INDEX_KEY_WORDS, IdIndex, idIndexKey } from '../../src/session/id-index.js';
+import { ID_INDEX_KEY_WORDS, IdIndex, idBytesFromHex, idIndexKey } from '../../src/session/id-index.js';
 import { newSessionRecord, SessionTable } from '../../src/session/table.js';
 
 interface Rec {
@@ -114,7 +114,6 @@ describe('SessionTable.getByIdBytes', () => {
     const idBytes = idOf(n);
     return newSessionRecord({
       id: hex(idBytes),
-      idBytes,
       owner: 'node-a',
       version: 1n,
       state: 'ATTACHED',
@@ -145,5 +144,44 @@ describe('SessionTable.getByIdBytes', () => {
     t.remove(a, 0);
     expect(t.getByIdBytes(packet(a2.idBytes), 4)).toBe(a2);
     expect(t.get(a2.id)).toBe(a2);
+  });
+});
+
+describe('idBytesFromHex and SessionRecord.idBytes', () => {
+  it('decodes 32 hex characters of either case, and refuses anything else', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 16, maxLength: 16 }), (b) => {
+        expect(idBytesFromHex(hex(b))).toEqual(b);
+        expect(idBytesFromHex(hex(b).toUpperCase())).toEqual(b);
+      }),
+    );
+    for (const bad of ['', '00'.repeat(15), '00'.repeat(17), `${'00'.repeat(15)}0g`, `${'00'.repeat(15)}:0`, `${'00'.repeat(15)}0/`, `${'00'.repeat(15)}@0`]) {
+      expect(() => idBytesFromHex(bad)).toThrow(RangeError);
+    }
+  });
+
+  it('a record keeps no bytes of its own: each read is a fresh copy decoded from the id', () => {
+    const r = newSessionRecord({
+      id: hex(idOf(9)),
+      owner: 'node-a',
+      version: 1n,
+      state: 'ATTACHED',
+      transport: { family: 4, address: '192.0.2.1', port: 1 },
+      transportKey: '192.0.2.1:1',
+      listener: 0,
+      now: 0,
+      idleTtlMs: 1000,
+    });
+    const a = r.idBytes;
+    expect(a).toEqual(idOf(9));
+    a[0] = 0xff; // a reader may scribble on its copy
+    expect(r.idBytes).toEqual(idOf(9));
+    expect(r.idBytes).not.toBe(r.idBytes);
+  });
+
+  it('newSessionRecord refuses an id that is not 32 hex characters', () => {
+    const f = { owner: 'node-a', version: 1n, state: 'ATTACHED' as const, transport: { family: 4 as const, address: '192.0.2.1', port: 1 }, transportKey: '192.0.2.1:1', listener: 0, now: 0, idleTtlMs: 1000 };
+    expect(() => newSessionRecord({ ...f, id: 'abc' })).toThrow(RangeError);
+    expect(() => newSessionRecord({ ...f, id: 'zz'.repeat(16) })).toThrow(RangeError);
   });
 });

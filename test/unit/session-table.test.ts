@@ -33,6 +33,7 @@ function rec(n: number, now: number, owner = 'node-a', ttl = TTL): SessionRecord
     heldReplies: null,
     servedHere: true,
     storeExpiresAt: now + ttl,
+    expirySlot: -1,
   };
 }
 
@@ -76,6 +77,21 @@ describe('SessionTable: insert / get / cap', () => {
     expect(t.full).toBe(false);
     expect(t.insert(rec(4, 0))).toBe(true);
     expect(t.size).toBe(3);
+  });
+});
+
+describe('SessionTable: one table per record', () => {
+  it('refuses a record that is live in another table, and takes it once that one removed it', () => {
+    const t1 = table();
+    const t2 = table();
+    const r = rec(1, 0);
+    expect(t1.insert(r)).toBe(true);
+    expect(t2.insert(r)).toBe(false);
+    t1.discard(r);
+    expect(r.expirySlot).toBe(-1);
+    expect(t2.insert(r)).toBe(true);
+    expect(t2.dueForExpiry(TTL)).toEqual([r]);
+    expect(t1.dueForExpiry(TTL)).toEqual([]);
   });
 });
 

@@ -1,0 +1,215 @@
+// A session as the director keeps it (SessionRecord) and the one way to make one (newSessionRecord).
+// Pure data: no I/O, no clock (time comes in as `now`); it never decides a transition (lifecycle.ts does)
+// and never indexes itself (table.ts does).
+//
+// Memory (issue 7), per record: the id is kept once, as text, and `idBytes` is decoded from it on each
+// read (no reader is per datagram), so no session holds a typed array of its own; the fields most
+// sessions leave null live out of line (Cold); the transport key is flattened; version 1 is shared.
+import type { Transport } from '../codec/types.js';
+import type { SessionState } from './lifecycle.js';
+import { idBytesFromHex } from './id-index.js';
+
+export interface SessionRecord {
+  /** 32 lowercase hex characters. */
+  readonly id: string;
+  /**
+   * The 16 id bytes: a fresh array decoded from `id` on every read (records built by newSessionRecord),
+   * so a reader may keep or change it. Read it once per use, not per byte.
+   */
+  readonly idBytes: Uint8Array;
+  owner: string;
+  version: bigint;
+  state: SessionState;
+  /** The bound client transport; replies go here. */
+  transport: Transport;
+  transportKey: string;
+  /** Index of the director listener the bound transport talks to. */
+  listener: number;
+  /** Next PROXY v2 sequence number (starts at 1, never restarts). */
+  nextSeq: number;
+  readonly createdAt: number;
+  lastSeen: number;
+  /** Absolute idle deadline: lastSeen + idle TTL. */
+  expiresAt: number;
+  /** Owned by the shell (e.g. a pre-encoded PROXY v2 prefix); the table never reads it. */
+  shellCache: unknown;
+  /** The transition whose store write is in flight (one at a time per session), or null. */
+  pending: string | null;
+  /** Packets from the bound transport held while a transition is in flight or the session is frozen. */
+  held: Buffer[] | null;
+  /** Transports that sent packets for this session without being bound (jump candidates), bounded. */
+  candidates: Map<string, Candidate> | null;
+  /** The owner before the last transfer: its late replies are expected, not a security event. */
+  formerOwner: string | null;
+  /** Node replies that arrived while a reattach was being CASed: they go to the transport that wins. */
+  heldReplies: Buffer[] | null;
+  /**
+   * Whether this director serves the session (admitted it, or saw its client's traffic). A session only
+   * mirrored from another director's writes expires here by the store's expiry (plus a grace), not by
+   * this director's idle deadline.
+   */
+  servedHere: boolean;
+  /**
+   * The idle expiry the store holds, as far as this director knows (monotonic ms). The director that
+   * serves the session refreshes it in coarse steps; every other director expires the session by it.
+   */
+  storeExpiresAt: number;
+  /** Owned by the table: the record's place in its expiry heap, -1 when in none. Nothing else touches it. */
+  expirySlot: number;
+}
+
+/** A client transport that sent packets of a session without being bound to it. */
+export interface Candidate {
+  readonly transport: Transport;
+  readonly key: string;
+  listener: number;
+  /** Bytes received from it and sent to it (only REJECTs), so that we never send it more than 3×. */
+  bytesIn: number;
+  bytesOut: number;
+  /** Set while a reattach CAS binds this transport (a second BIND for it is a duplicate, not a rival). */
+  binding?: boolean;
+}
+
+export interface NewSessionFields {
+  /** 32 hex characters (lower case, as sessionIdHex writes them); the id bytes are decoded from it. */
+  id: string;
+  owner: string;
+  version: bigint;
+  state: SessionState;
+  transport: Transport;
+  transportKey: string;
+  listener: number;
+  now: number;
+  idleTtlMs: number;
+}
+
+/** A new record with the bookkeeping fields empty. RangeError if `id` is not 32 hex characters. */
+export function newSessionRecord(f: NewSessionFields): SessionRecord {
+  idBytesFromHex(f.id); // validates: a malformed id fails here, not at the first read of idBytes
+  return new Session(f);
+}
+
+/** Every new session's first version: one shared bigint (bigints compare by value, never by identity). */
+const VERSION_1 = 1n;
+
+/**
+ * `s` itself, after reading one character of it: that makes V8 flatten a concatenated string in place
+ * (a key built as `${address}:${port}` is a two-piece rope), so the GC keeps one flat copy instead of
+ * the rope and its pieces (≈35 instead of ≈65 bytes per key). The text never changes; on a flat string
+ * it costs one read.
+ */
+function flat(s: string): string {
+  s.charCodeAt(0);
+  return s;
+}
+
+/**
+ * The fields most sessions leave null most of the time (an admission or a transition in flight, a jump,
+ * a transfer): one object, made on the first non-null write and dropped when all are null again.
+ */
+class Cold {
+  pending: string | null = null;
+  held: Buffer[] | null = null;
+  candidates: Map<string, Candidate> | null = null;
+  formerOwner: string | null = null;
+  heldReplies: Buffer[] | null = null;
+}
+
+/** The record newSessionRecord builds: plain fields, the rare ones out of line, the id bytes as a getter. */
+class Session implements SessionRecord {
+  readonly id: string;
+  owner: string;
+  version: bigint;
+  state: SessionState;
+  transport: Transport;
+  transportKey: string;
+  listener: number;
+  nextSeq = 1;
+  readonly createdAt: number;
+  lastSeen: number;
+  expiresAt: number;
+  shellCache: unknown = undefined;
+  servedHere = true;
+  storeExpiresAt: number;
+  expirySlot = -1;
+  #cold: Cold | null = null;
+
+  constructor(f: NewSessionFields) {
+    this.id = f.id;
+    this.owner = f.owner;
+    this.version = f.version === VERSION_1 ? VERSION_1 : f.version;
+    this.state = f.state;
+    this.transport = f.transport;
+    this.transportKey = flat(f.transportKey);
+    this.listener = f.listener;
+    this.createdAt = f.now;
+    this.lastSeen = f.now;
+    this.expiresAt = f.now + f.idleTtlMs;
+    this.storeExpiresAt = f.now + f.idleTtlMs;
+  }
+
+  get idBytes(): Uint8Array {
+    return idBytesFromHex(this.id);
+  }
+
+  get pending(): string | null {
+    return this.#cold === null ? null : this.#cold.pending;
+  }
+  set pending(v: string | null) {
+    const c = this.#coldFor(v);
+    if (c === null) return;
+    c.pending = v;
+    if (v === null) this.#trim(c);
+  }
+
+  get held(): Buffer[] | null {
+    return this.#cold === null ? null : this.#cold.held;
+  }
+  set held(v: Buffer[] | null) {
+    const c = this.#coldFor(v);
+    if (c === null) return;
+    c.held = v;
+    if (v === null) this.#trim(c);
+  }
+
+  get candidates(): Map<string, Candidate> | null {
+    return this.#cold === null ? null : this.#cold.candidates;
+  }
+  set candidates(v: Map<string, Candidate> | null) {
+    const c = this.#coldFor(v);
+    if (c === null) return;
+    c.candidates = v;
+    if (v === null) this.#trim(c);
+  }
+
+  get formerOwner(): string | null {
+    return this.#cold === null ? null : this.#cold.formerOwner;
+  }
+  set formerOwner(v: string | null) {
+    const c = this.#coldFor(v);
+    if (c === null) return;
+    c.formerOwner = v;
+    if (v === null) this.#trim(c);
+  }
+
+  get heldReplies(): Buffer[] | null {
+    return this.#cold === null ? null : this.#cold.heldReplies;
+  }
+  set heldReplies(v: Buffer[] | null) {
+    const c = this.#coldFor(v);
+    if (c === null) return;
+    c.heldReplies = v;
+    if (v === null) this.#trim(c);
+  }
+
+  /** Where a cold field is written: the Cold object, made now for a non-null value; null for a null into none. */
+  #coldFor(v: unknown): Cold | null {
+    if (this.#cold === null && v !== null) this.#cold = new Cold();
+    return this.#cold;
+  }
+
+  /** Drops the Cold object once every field in it is null. */
+  #trim(c: Cold): void {
+    if (c.pending === null && c.held === null && c.candidates === null && c.formerOwner === null && c.heldReplies === null) this.#cold = null;
+  }
+}
