@@ -54,15 +54,15 @@ const OPEN_SIZE = num(env.BENCH_PEERS_RATE_SIZE, 64);
 /** Seconds of unrecorded traffic through every proxy before the first measurement (JIT, caches). */
 const PREWARM_S = num(env.BENCH_PEERS_PREWARM_S, 2);
 const SINGLE_SOCKET = env.BENCH_PEERS_SINGLE_SOCKET === '1';
-const CONFIGS = list(env.BENCH_PEERS_CONFIGS, 'direct,relay,relay-native,nginx,anchor') as ConfigName[];
+const CONFIGS = list(env.BENCH_PEERS_CONFIGS, 'direct,relay,relay-native,nginx,anchor,anchor-dgram') as ConfigName[];
 const MAX_PACKETS = 20_000_000;
 const NGINX_BIN = '/usr/sbin/nginx';
 const NGINX_STREAM = '/usr/lib/nginx/modules/ngx_stream_module.so';
 
-type ConfigName = 'direct' | 'relay' | 'relay-ppv2' | 'relay-native' | 'relay-native-ppv2' | 'nginx' | 'anchor';
+type ConfigName = 'direct' | 'relay' | 'relay-ppv2' | 'relay-native' | 'relay-native-ppv2' | 'nginx' | 'anchor' | 'anchor-dgram';
 /** relay-ppv2 and relay-native-ppv2 (a cached PROXY v2 header per session) are not in the default set. */
-const ALL_CONFIGS: readonly ConfigName[] = ['direct', 'relay', 'relay-ppv2', 'relay-native', 'relay-native-ppv2', 'nginx', 'anchor'];
-const COLORS: Record<ConfigName, string> = { direct: '#9e9e9e', relay: '#4e79a7', 'relay-ppv2': '#76b7b2', 'relay-native': '#f28e2b', 'relay-native-ppv2': '#edc948', nginx: '#59a14f', anchor: '#e15759' };
+const ALL_CONFIGS: readonly ConfigName[] = ['direct', 'relay', 'relay-ppv2', 'relay-native', 'relay-native-ppv2', 'nginx', 'anchor', 'anchor-dgram'];
+const COLORS: Record<ConfigName, string> = { direct: '#9e9e9e', relay: '#4e79a7', 'relay-ppv2': '#76b7b2', 'relay-native': '#f28e2b', 'relay-native-ppv2': '#edc948', nginx: '#59a14f', anchor: '#e15759', 'anchor-dgram': '#ff9da7' };
 
 interface Point {
   readonly key: string;
@@ -356,10 +356,11 @@ export async function benchPeers(): Promise<unknown> {
       } else {
         const port = await freePort();
         const adminPort = await freePort();
-        const cfg = join(dir, 'anchor.yaml');
+        const cfg = join(dir, `${name}.yaml`);
         // Anchor's defaults, except: addresses, the admission limit per source IP (every session of the
         // bench comes from 127.0.0.1; the default 100/s would refuse them) and an audit file (by default
-        // audit lines go to the log, which the bench would buffer).
+        // audit lines go to the log, which the bench would buffer). `anchor-dgram`: the same with
+        // socket.native off (node:dgram), the data path before the native addon.
         writeFileSync(
           cfg,
           dump({
@@ -367,10 +368,14 @@ export async function benchPeers(): Promise<unknown> {
             admin: { listen: `127.0.0.1:${adminPort}` },
             nodes: bPorts.map((p, i) => ({ id: `node-${i}`, address: `127.0.0.1:${p}` })),
             admission: { per_source_rate: 1_000_000, per_source_burst: 1_000_000 },
-            audit: { path: join(dir, 'audit.jsonl') },
+            audit: { path: join(dir, `${name}-audit.jsonl`) },
+            ...(name === 'anchor-dgram' ? { socket: { native: 'off' } } : {}),
           }),
         );
-        const anchor = await startProcess('anchor', process.execPath, [MAIN, 'run', '--config', cfg], { cpu: PROXY_CPU, ready: /director started/, timeoutMs: 30_000 });
+        const anchor = await startProcess(name, process.execPath, [MAIN, 'run', '--config', cfg], { cpu: PROXY_CPU, ready: /director started/, timeoutMs: 30_000 });
+        const io = /"udp_io":"(\w+)"/.exec(anchor.output)?.[1] ?? 'unknown';
+        console.log(`peers: ${name} uses ${io} UDP I/O`);
+        if (name === 'anchor' && io !== 'native') notes.push(`anchor ran on ${io} UDP I/O (the native addon was not built?)`);
         procs.push(anchor);
         // Health probes must have passed (rise: 2 at 1 s) before sessions are admitted everywhere.
         const until = Date.now() + 10_000;
@@ -444,6 +449,9 @@ export async function benchPeers(): Promise<unknown> {
         anchor_over_direct: ratio(a?.round_trips_per_s, get(p, 'direct')?.round_trips_per_s),
         per_proxy_cpu_anchor_over_nginx: ratio(a?.round_trips_per_proxy_cpu_s, get(p, 'nginx')?.round_trips_per_proxy_cpu_s),
         per_proxy_cpu_anchor_over_relay: ratio(a?.round_trips_per_proxy_cpu_s, get(p, 'relay')?.round_trips_per_proxy_cpu_s),
+        anchor_over_anchor_dgram: ratio(a?.round_trips_per_s, get(p, 'anchor-dgram')?.round_trips_per_s),
+        per_proxy_cpu_anchor_over_anchor_dgram: ratio(a?.round_trips_per_proxy_cpu_s, get(p, 'anchor-dgram')?.round_trips_per_proxy_cpu_s),
+        per_proxy_cpu_anchor_dgram_over_nginx: ratio(get(p, 'anchor-dgram')?.round_trips_per_proxy_cpu_s, get(p, 'nginx')?.round_trips_per_proxy_cpu_s),
         relay_over_nginx: ratio(get(p, 'relay')?.round_trips_per_s, get(p, 'nginx')?.round_trips_per_s),
         native_over_nginx: ratio(get(p, 'relay-native')?.round_trips_per_s, get(p, 'nginx')?.round_trips_per_s),
         native_over_relay: ratio(get(p, 'relay-native')?.round_trips_per_s, get(p, 'relay')?.round_trips_per_s),
@@ -553,11 +561,14 @@ export async function benchPeers(): Promise<unknown> {
 
     // A markdown table for bench/README.md.
     const md: string[] = [];
-    md.push(`| point | ${lives.map((l) => l.name).join(' | ')} | Anchor/nginx | Anchor/relay | Anchor/direct | per proxy CPU-s: A/nginx | A/relay |`);
-    md.push(`|---|${lives.map(() => '---:').join('|')}|---:|---:|---:|---:|---:|`);
+    md.push(`| point | ${lives.map((l) => l.name).join(' | ')} | Anchor/nginx | Anchor/relay | Anchor/direct | per proxy CPU-s: A/nginx | A/relay | A/anchor-dgram | anchor-dgram/nginx |`);
+    md.push(`|---|${lives.map(() => '---:').join('|')}|---:|---:|---:|---:|---:|---:|---:|`);
     for (const p of pts) {
       const r = ratios.find((x) => x.point === p.key);
-      md.push(`| ${p.label} | ${lives.map((l) => (get(p, l.name)?.round_trips_per_s ?? NaN).toLocaleString('en-US')).join(' | ')} | ${r?.anchor_over_nginx ?? '–'} | ${r?.anchor_over_relay ?? '–'} | ${r?.anchor_over_direct ?? '–'} | ${r?.per_proxy_cpu_anchor_over_nginx ?? '–'} | ${r?.per_proxy_cpu_anchor_over_relay ?? '–'} |`);
+      md.push(
+        `| ${p.label} | ${lives.map((l) => (get(p, l.name)?.round_trips_per_s ?? NaN).toLocaleString('en-US')).join(' | ')} | ${r?.anchor_over_nginx ?? '–'} | ${r?.anchor_over_relay ?? '–'} | ${r?.anchor_over_direct ?? '–'} | ${r?.per_proxy_cpu_anchor_over_nginx ?? '–'} | ${r?.per_proxy_cpu_anchor_over_relay ?? '–'} | ` +
+          `${r?.per_proxy_cpu_anchor_over_anchor_dgram ?? '–'} | ${r?.per_proxy_cpu_anchor_dgram_over_nginx ?? '–'} |`,
+      );
     }
     // The native relays (N) against nginx and their node:dgram twin: in round trips/s and per proxy CPU-second.
     for (const [nat, twin] of [['relay-native', 'relay'], ['relay-native-ppv2', 'relay-ppv2']] as const) {

@@ -11,6 +11,7 @@ import { DirectorCore } from './director/core.js';
 import { UdpDirector } from './director/director.js';
 import { Ownership, type StepFailure } from './director/ownership.js';
 import { DrainCoordinator, loopBusyMeter } from './drain/coordinator.js';
+import { loadNativeUdp, type NativeUdpBinding } from './net/native/index.js';
 import { TcpFront } from './net/tcp-front.js';
 import { Membership, NodeHealth, NodeState } from './nodes/membership.js';
 import { HealthProber } from './nodes/prober.js';
@@ -24,6 +25,7 @@ import { MemoryStore } from './store/memory.js';
 import { EtcdStore } from './store/etcd.js';
 import type { OwnershipStore } from './store/store.js';
 import { defaultMargin, fenceState, FenceState } from './store/fence.js';
+import { ConfigError } from './errors.js';
 import type { Clock } from './util/clock.js';
 
 export interface AnchorDeps {
@@ -160,9 +162,18 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         ((rec.listener >= 0 ? config.listen.udp[rec.listener]?.codec : undefined) ?? 'jv1') === 'jv1',
     },
   );
+  // UDP I/O through the native batched addon when it was built (`socket.native`); node:dgram otherwise.
+  let native: NativeUdpBinding | null = null;
+  if (config.socket.native !== 'off') {
+    const loaded = loadNativeUdp();
+    if (loaded.ok) native = loaded.binding;
+    else if (config.socket.native === 'on') throw new ConfigError([{ path: 'socket.native', message: `is "on" but the native UDP addon cannot be used: ${loaded.reason}` }]);
+    else logger.info({ reason: loaded.reason }, 'native UDP I/O not available: using node:dgram');
+  }
   const director = new UdpDirector(
     {
       directorId,
+      native,
       listen: config.listen.udp.map((l) => hp(l.address)),
       nodes,
       encapsulation: config.backend.encapsulation,
@@ -433,7 +444,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     await close();
     throw err;
   }
-  logger.info({ udp: director.addresses.map(transportKey), tcp: (tcp?.addresses ?? []).map(transportKey), admin: transportKey(admin.address), nodes: config.nodes.length, director: directorId }, 'director started');
+  logger.info({ udp: director.addresses.map(transportKey), udp_io: director.nativeIo ? 'native' : 'dgram', tcp: (tcp?.addresses ?? []).map(transportKey), admin: transportKey(admin.address), nodes: config.nodes.length, director: directorId }, 'director started');
 
   return {
     udpAddresses: director.addresses,

@@ -180,13 +180,14 @@ export function createPpv2Template(prefix: Uint8Array, sessionId: Uint8Array, ve
 const STAMP_FLAGS_FROM_END = 12;
 
 /**
- * Per datagram: copies `template` (createPpv2Template) into `out` at 0 and writes `flags` (a byte) and
+ * Per datagram: copies `template` (createPpv2Template) into `out` at `at` and writes `flags` (a byte) and
  * `seq` (a non-negative safe integer; the caller's counter) into its last two TLVs; returns the header
  * length. No checks beyond the template's, no bigint: the per-datagram cost is one copy and nine stores.
  */
-export function stampPpv2(out: Uint8Array, template: Uint8Array, flags: number, seq: number): number {
-  const n = template.length;
-  out.set(template, 0);
+export function stampPpv2(out: Uint8Array, template: Uint8Array, flags: number, seq: number, at = 0): number {
+  const len = template.length;
+  const n = at + len;
+  out.set(template, at);
   out[n - STAMP_FLAGS_FROM_END] = flags;
   const hi = Math.floor(seq / 0x1_0000_0000);
   out[n - 8] = hi >>> 24;
@@ -197,7 +198,7 @@ export function stampPpv2(out: Uint8Array, template: Uint8Array, flags: number, 
   out[n - 3] = seq >>> 16;
   out[n - 2] = seq >>> 8;
   out[n - 1] = seq;
-  return n;
+  return len;
 }
 
 /** Convenience (not the hot path): a whole header from its fields. */

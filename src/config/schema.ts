@@ -274,6 +274,10 @@ export const ENCAPSULATIONS = ['ppv2', 'none'] as const;
 export type Encapsulation = (typeof ENCAPSULATIONS)[number];
 
 export const FAILOVER_MODES = ['manual', 'auto'] as const;
+
+/** UDP I/O: the native batched addon when it was built (auto), always (on: refuse to start without it), never (off). */
+export const NATIVE_MODES = ['auto', 'on', 'off'] as const;
+export type NativeMode = (typeof NATIVE_MODES)[number];
 export type FailoverMode = (typeof FAILOVER_MODES)[number];
 
 export const STORE_KINDS = ['memory', 'etcd'] as const;
@@ -324,6 +328,7 @@ export const AnchorConfigSchema = z
       socket: section({
         recv_buffer_bytes: integerAtLeast(0).default(4 * 1024 * 1024),
         send_buffer_bytes: integerAtLeast(0).default(1024 * 1024),
+        native: oneOf(NATIVE_MODES).default('auto'),
       }),
       admin: section({
         listen: hostPort({ allowPortZero: true }).default('127.0.0.1:9180'),

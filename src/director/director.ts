@@ -16,6 +16,8 @@ import type { Logger } from '../obs/logger.js';
 import { type CounterCell, type DirectorStats, rejectLabel } from '../obs/stats.js';
 import type { Candidate, SessionRecord } from '../session/table.js';
 import type { Clock } from '../util/clock.js';
+import { destOf, PeerCache } from '../net/native/addr.js';
+import { Flag, Meta, type NativeUdpBinding, type NativeUdpSocket } from '../net/native/index.js';
 import { type ClientOutcome, type DirectorCore, type Forward, TCP_LISTENER, type TransitionNote } from './core.js';
 import type { DataPath, Ownership } from './ownership.js';
 
@@ -28,6 +30,12 @@ export interface DirectorOptions {
   /** SO_RCVBUF / SO_SNDBUF for every socket (0 = the system default). */
   readonly recvBufferBytes?: number;
   readonly sendBufferBytes?: number;
+  /**
+   * The native batched UDP addon (src/net/native): listeners and node sockets read with recvmmsg and
+   * send with sendmmsg, one JS call per batch. Null or absent: node:dgram. Not used for transparent
+   * forwarding (`encapsulation: none`, a socket per session).
+   */
+  readonly native?: NativeUdpBinding | null;
 }
 
 export interface DirectorDeps {
@@ -39,13 +47,34 @@ export interface DirectorDeps {
 }
 
 interface Listener {
-  readonly socket: dgram.Socket;
+  /** node:dgram, or null on the native path. */
+  readonly socket: dgram.Socket | null;
+  /** The native path: the socket and its pending sends. */
+  readonly native: NativeIo | null;
   address: Transport;
 }
 
+/** A native socket and the sends queued in its send slab (flushed at the end of a batch, or at once). */
+interface NativeIo {
+  readonly s: NativeUdpSocket;
+  /** Slots filled and not yet flushed. */
+  n: number;
+  /** Whose received bytes the queued slots gather (one source per flush). */
+  source: NativeUdpSocket | null;
+  /** Counts sends the kernel did not take. */
+  readonly dropped: (n: number) => void;
+}
+
+/** Datagram bytes per native slot: jumbo frames fit; a larger datagram is dropped (`oversize`). */
+const NATIVE_SLOT_SIZE = 9216;
+/** Datagrams per native batch. */
+const NATIVE_SLOTS = 64;
+
 interface Upstream {
   readonly nodeId: string;
-  readonly socket: dgram.Socket;
+  /** node:dgram, or null on the native path. */
+  readonly socket: dgram.Socket | null;
+  readonly native: NativeIo | null;
   readonly ownerBytes: Buffer;
   /** For control sends (REVOKE): counts a failed send. Data sends go without a callback. */
   readonly onSent: (err: Error | null) => void;
@@ -132,6 +161,18 @@ export class UdpDirector implements DataPath {
   #closed = false;
   readonly #onClientSent: (err: Error | null) => void;
   readonly #slab = new SendSlab();
+  /** The native path (null: node:dgram). */
+  readonly #native: NativeUdpBinding | null;
+  /** Numeric destinations of client transports (native sends). */
+  readonly #dests = new WeakMap<Transport, Int32Array>();
+  readonly #peers = new PeerCache(this.#dests);
+  /** Native sockets with sends queued during the batch being handled. */
+  readonly #dirty: NativeIo[] = [];
+  #inBatch = false;
+  /** The datagram of the batch being handled and where it lies (so a forward can gather it in place). */
+  #rxMsg: Buffer | null = null;
+  #rxSocket: NativeUdpSocket | null = null;
+  #rxSlot = 0;
 
   constructor(opts: DirectorOptions, deps: DirectorDeps) {
     this.#opts = opts;
@@ -141,12 +182,18 @@ export class UdpDirector implements DataPath {
     this.#onClientSent = (err) => {
       if (err) this.#d.stats.sendErrors.inc('client');
     };
+    this.#native = opts.encapsulation === 'ppv2' ? (opts.native ?? null) : null;
     deps.ownership.attach(this);
     this.#nodeAddr = new Map(opts.nodes.map((n) => [n.id, n.address]));
     // A session's own upstream socket lives as long as the session keeps its owner.
     deps.ownership.onTransition((rec, note) => {
       if (note.toOwner !== note.fromOwner || note.toOwner === null) this.#closeSessionSocket(rec.id);
     });
+  }
+
+  /** Whether datagrams go through the native batched addon (else node:dgram). */
+  get nativeIo(): boolean {
+    return this.#native !== null;
   }
 
   /** The bound listener addresses (ports resolved when the config said 0). */
@@ -167,14 +214,50 @@ export class UdpDirector implements DataPath {
     this.#closed = true;
     if (this.#tick) clearInterval(this.#tick);
     for (const id of [...this.#perSession.keys()]) this.#closeSessionSocket(id);
-    const all = [...this.#listeners.map((l) => l.socket), ...[...this.#upstreams.values()].map((u) => u.socket)];
+    const all = [...this.#listeners.map((l) => l.socket), ...[...this.#upstreams.values()].map((u) => u.socket)].filter((s) => s !== null);
+    for (const io of [...this.#listeners.map((l) => l.native), ...[...this.#upstreams.values()].map((u) => u.native)]) {
+      if (io !== null) {
+        this.#flushIo(io);
+        io.s.close();
+      }
+    }
     await Promise.all(all.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
   }
 
+  /** A native socket (bound, and connected when `peer` is given) whose batches go to `onBatch`. */
+  #openNative(addr: Transport, peer: Transport | null, kind: 'client' | 'node', onBatch: (io: NativeIo, count: number) => void): NativeIo {
+    const binding = this.#native as NativeUdpBinding;
+    const stats = this.#d.stats;
+    let io: NativeIo | null = null;
+    const s = new binding.UdpSocket(
+      {
+        family: addr.family,
+        address: addr.address,
+        port: addr.port,
+        ...(peer === null ? {} : { connectAddress: peer.address, connectPort: peer.port }),
+        ...((this.#opts.recvBufferBytes ?? 0) > 0 ? { recvBufferSize: this.#opts.recvBufferBytes } : {}),
+        ...((this.#opts.sendBufferBytes ?? 0) > 0 ? { sendBufferSize: this.#opts.sendBufferBytes } : {}),
+        slots: NATIVE_SLOTS,
+        slotSize: NATIVE_SLOT_SIZE,
+      },
+      (count) => {
+        if (io !== null) onBatch(io, count);
+      },
+    );
+    io = { s, n: 0, source: null, dropped: (n) => stats.sendErrors.inc(kind, n) };
+    return io;
+  }
+
   async #openListener(index: number, addr: Transport): Promise<void> {
+    if (this.#native !== null) {
+      const io = this.#openNative(addr, null, 'client', (x, count) => this.#onClientBatch(index, x, count));
+      const a = io.s.address();
+      this.#listeners.push({ socket: null, native: io, address: { family: addr.family, address: a.address, port: a.port } });
+      return;
+    }
     const socket = dgram.createSocket({ type: socketType(addr.family), ipv6Only: addr.family === 6, lookup: literalLookup as never });
-    const l: Listener = { socket, address: addr };
-    socket.on('message', (msg, rinfo) => this.#onClient(index, msg, rinfo));
+    const l: Listener = { socket, native: null, address: addr };
+    socket.on('message', (msg, rinfo) => this.#onClientDgram(index, msg, rinfo));
     socket.on('error', (err) => this.#d.logger.error({ err, listener: transportKey(addr) }, 'listener socket error'));
     // Listening is awaited before binding: with an in-place lookup, bind() may report it synchronously.
     const listening = once(socket, 'listening');
@@ -187,11 +270,30 @@ export class UdpDirector implements DataPath {
   }
 
   async #openUpstream(nodeId: string, addr: Transport): Promise<void> {
-    const socket = dgram.createSocket({ type: socketType(addr.family) });
     const stats = this.#d.stats;
+    if (this.#native !== null) {
+      let up: Upstream | null = null;
+      const io = this.#openNative({ family: addr.family, address: addr.family === 6 ? '::' : '0.0.0.0', port: 0 }, addr, 'node', (x, count) => {
+        if (up !== null) this.#onNodeBatch(up, x, count);
+      });
+      up = {
+        nodeId,
+        socket: null,
+        native: io,
+        ownerBytes: Buffer.from(nodeId, 'utf8'),
+        onSent: (err) => {
+          if (err) stats.sendErrors.inc('node');
+        },
+        received: stats.nodeReceived.cell(nodeId),
+      };
+      this.#upstreams.set(nodeId, up);
+      return;
+    }
+    const socket = dgram.createSocket({ type: socketType(addr.family) });
     const up: Upstream = {
       nodeId,
       socket,
+      native: null,
       ownerBytes: Buffer.from(nodeId, 'utf8'),
       onSent: (err) => {
         if (err) stats.sendErrors.inc('node');
@@ -224,11 +326,45 @@ export class UdpDirector implements DataPath {
     }
   }
 
-  #onClient(listener: number, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  /** A batch of client datagrams on a native listener: each decided in place, the sends flushed at the end. */
+  #onClientBatch(listener: number, io: NativeIo, count: number): void {
+    const { s } = io;
+    const meta = s.rxMeta;
+    const size = s.slotSize;
+    const base = s.rx.byteOffset;
+    const now = this.#d.clock.now();
+    this.#inBatch = true;
+    this.#rxSocket = s;
+    try {
+      for (let i = 0; i < count; i++) {
+        const m = i * Meta.INTS;
+        if (((meta[m + Meta.FLAGS] as number) & Flag.TRUNCATED) !== 0) {
+          this.#d.stats.clientReceived++;
+          this.#d.stats.clientDropped.inc('oversize');
+          continue;
+        }
+        const msg = Buffer.from(s.rx.buffer, base + i * size, meta[m + Meta.LEN] as number);
+        const peer = this.#peers.get(meta, m);
+        this.#rxMsg = msg;
+        this.#rxSlot = i;
+        this.#onClient(listener, msg, peer.t.address, peer.t.port, peer.t.family, now, peer.t, peer.key);
+      }
+    } finally {
+      this.#rxMsg = null;
+      this.#rxSocket = null;
+      this.#endBatch();
+    }
+  }
+
+  #onClientDgram(listener: number, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    this.#onClient(listener, msg, rinfo.address, rinfo.port, rinfo.family === 'IPv6' ? 6 : 4, this.#d.clock.now());
+  }
+
+  #onClient(listener: number, msg: Buffer, address: string, port: number, family: 4 | 6, now: number, src?: Transport, srcKey?: string): void {
     const stats = this.#d.stats;
     stats.clientReceived++;
     stats.clientReceivedBytes += msg.length;
-    const v = this.#core.decideClient(msg, rinfo.address, rinfo.port, rinfo.family === 'IPv6' ? 6 : 4, listener, this.#d.clock.now());
+    const v = this.#core.decideClient(msg, address, port, family, listener, now, src, srcKey);
     this.#flushExpired();
     if (this.#core.restarted.length > 0) {
       for (const old of this.#core.restarted.splice(0)) this.#own.terminate(old.id, 'client_restarted', this.#opts.directorId);
@@ -256,7 +392,7 @@ export class UdpDirector implements DataPath {
         return;
       case 'reject':
         stats.clientRejected++;
-        this.#sendReject(v.sessionId as Uint8Array, v.reject, { family: rinfo.family === 'IPv6' ? 6 : 4, address: rinfo.address, port: rinfo.port }, listener, msg.length);
+        this.#sendReject(v.sessionId as Uint8Array, v.reject, src ?? { family, address, port }, listener, msg.length);
         return;
       default:
         stats.clientDropped.inc(v.reason);
@@ -295,11 +431,73 @@ export class UdpDirector implements DataPath {
       return;
     }
     const template = this.#templateFor(rec, src, listener, up, version);
+    if (up.native !== null) {
+      this.#d.stats.forwardedBytes += template.length + msg.length;
+      this.#sendNative(up.native, template, flags, seq, msg, null, 'node');
+      return;
+    }
     const out = this.#slab.take(template.length + msg.length);
     stampPpv2(out, template, flags, seq);
     out.set(msg, template.length);
     this.#d.stats.forwardedBytes += out.length;
-    up.socket.send(out);
+    (up.socket as dgram.Socket).send(out);
+  }
+
+  /**
+   * Queues one datagram on a native socket: `head` (a PROXY v2 template, stamped with flags and seq
+   * when `seq` ≥ 0; else sent as it is) then `body`, to `dest` (null: the connected peer). A body that is
+   * the datagram of the batch being handled is gathered from its receive slot, not copied. Outside a
+   * batch the send is flushed at once.
+   */
+  #sendNative(io: NativeIo, head: Uint8Array | null, flags: number, seq: number, body: Uint8Array, dest: Int32Array | null, kind: 'node' | 'client'): void {
+    const s = io.s;
+    if (s.closed) return;
+    const gather = body === this.#rxMsg && this.#rxSocket !== null;
+    const headLen = head === null ? 0 : head.length;
+    if (headLen + (gather ? 0 : body.length) > s.slotSize) {
+      this.#d.stats.sendErrors.inc(kind);
+      return;
+    }
+    const source = gather ? this.#rxSocket : null;
+    if (io.n === s.slots || (source !== null && io.source !== null && io.source !== source)) this.#flushIo(io);
+    if (io.n === 0) this.#dirty.push(io);
+    const slot = io.n++;
+    const at = slot * s.slotSize;
+    if (head !== null) {
+      if (seq >= 0) stampPpv2(s.tx, head, flags, seq, at);
+      else s.tx.set(head, at);
+    }
+    const m = slot * Meta.INTS;
+    const meta = s.txMeta;
+    if (gather) {
+      io.source = source;
+      meta[m + Meta.LEN] = headLen;
+      meta[m + Meta.FLAGS] = 1 + this.#rxSlot;
+    } else {
+      s.tx.set(body, at + headLen);
+      meta[m + Meta.LEN] = headLen + body.length;
+      meta[m + Meta.FLAGS] = 0;
+    }
+    if (dest === null) meta[m + Meta.FAMILY] = 0;
+    else meta.set(dest, m + Meta.FAMILY);
+    if (!this.#inBatch) this.#endBatch();
+  }
+
+  /** Sends what is queued on `io`. */
+  #flushIo(io: NativeIo): void {
+    const n = io.n;
+    if (n === 0) return;
+    io.n = 0;
+    const sent = io.s.closed ? 0 : io.s.flush(n, io.source);
+    io.source = null;
+    if (sent < n) io.dropped(n - sent);
+  }
+
+  /** The end of a native batch (or a send outside one): every queued send goes out. */
+  #endBatch(): void {
+    this.#inBatch = false;
+    for (const io of this.#dirty) this.#flushIo(io);
+    this.#dirty.length = 0;
   }
 
   /** Upstream sockets open for transparent forwarding (one per session; bounded by session.max). */
@@ -367,7 +565,7 @@ export class UdpDirector implements DataPath {
     }
     stats.relayed++;
     stats.relayedBytes += msg.length;
-    this.#listenerSocket(rec.listener).send(msg, rec.transport.port, rec.transport.address);
+    this.#toClient(rec.listener, msg, rec.transport);
   }
 
   /** DataPath: replies held during a reattach go to the transport that is bound now. */
@@ -388,13 +586,14 @@ export class UdpDirector implements DataPath {
     if (up === undefined) return;
     const body = encodeRevoke(rec.idBytes, version);
     if (this.#opts.encapsulation === 'none') {
-      up.socket.send(body, up.onSent);
+      (up.socket as dgram.Socket).send(body, up.onSent);
       return;
     }
     const prefix = this.#prefixFor(rec, rec.transport, rec.listener);
     const header = Buffer.allocUnsafe(ppv2HeaderLength(prefix, up.ownerBytes));
     writePpv2(header, prefix, rec.idBytes, version, up.ownerBytes, 0, rec.nextSeq++);
-    up.socket.send([header, body], up.onSent);
+    if (up.native !== null) this.#sendNative(up.native, header, 0, -1, body, null, 'node');
+    else (up.socket as dgram.Socket).send([header, body], up.onSent);
   }
 
   /** DataPath: a REJECT to an unbound transport, never more than 3× the bytes it sent us. */
@@ -407,7 +606,7 @@ export class UdpDirector implements DataPath {
     }
     this.#d.stats.rejectsSent.inc(rejectLabel(reason));
     this.#d.stats.relayedBytes += reply.length;
-    this.#listenerSocket(c.listener).send(reply, c.transport.port, c.transport.address, this.#onClientSent);
+    this.#toClient(c.listener, reply, c.transport, this.#onClientSent);
   }
 
   #sendReject(sessionId: Uint8Array, reason: RejectReason, to: Transport, listener: number, maxLen: number): void {
@@ -419,7 +618,7 @@ export class UdpDirector implements DataPath {
     }
     stats.rejectsSent.inc(rejectLabel(reason));
     stats.relayedBytes += reply.length;
-    this.#listenerSocket(listener).send(reply, to.port, to.address, this.#onClientSent);
+    this.#toClient(listener, reply, to, this.#onClientSent);
   }
 
   /** The PROXY v2 address block: cached per session for its bound transport, fresh for a jump candidate. */
@@ -462,11 +661,40 @@ export class UdpDirector implements DataPath {
     return (this.#listeners[listener] ?? (this.#listeners[0] as Listener)).address;
   }
 
-  #onNode(up: Upstream, msg: Buffer): void {
+  /** A batch of datagrams from a node on its native socket: each decided in place, sends flushed at the end. */
+  #onNodeBatch(up: Upstream, io: NativeIo, count: number): void {
+    const { s } = io;
+    const meta = s.rxMeta;
+    const size = s.slotSize;
+    const base = s.rx.byteOffset;
+    const now = this.#d.clock.now();
+    this.#inBatch = true;
+    this.#rxSocket = s;
+    try {
+      for (let i = 0; i < count; i++) {
+        const m = i * Meta.INTS;
+        if (((meta[m + Meta.FLAGS] as number) & Flag.TRUNCATED) !== 0) {
+          up.received.n++;
+          this.#d.stats.nodeDropped.inc('oversize');
+          continue;
+        }
+        const msg = Buffer.from(s.rx.buffer, base + i * size, meta[m + Meta.LEN] as number);
+        this.#rxMsg = msg;
+        this.#rxSlot = i;
+        this.#onNode(up, msg, now);
+      }
+    } finally {
+      this.#rxMsg = null;
+      this.#rxSocket = null;
+      this.#endBatch();
+    }
+  }
+
+  #onNode(up: Upstream, msg: Buffer, now = this.#d.clock.now()): void {
     const stats = this.#d.stats;
     up.received.n++;
     stats.nodeReceivedBytes += msg.length;
-    const v = this.#core.decideNode(up.nodeId, msg, this.#d.clock.now());
+    const v = this.#core.decideNode(up.nodeId, msg, now);
     this.#flushExpired();
     switch (v.kind) {
       case 'relay':
@@ -495,8 +723,17 @@ export class UdpDirector implements DataPath {
     }
   }
 
-  #listenerSocket(i: number): dgram.Socket {
-    return (this.#listeners[i] as Listener).socket;
+  /** One datagram to a client through listener `i` (`cb`: told of a failed dgram send, for control sends). */
+  #toClient(i: number, bytes: Uint8Array, to: Transport, cb?: (err: Error | null) => void): void {
+    const l = this.#listeners[i] as Listener;
+    if (l.native !== null) {
+      const dest = destOf(this.#dests, to);
+      if (dest === null) this.#d.stats.sendErrors.inc('client');
+      else this.#sendNative(l.native, null, 0, -1, bytes, dest, 'client');
+      return;
+    }
+    if (cb === undefined) (l.socket as dgram.Socket).send(bytes, to.port, to.address);
+    else (l.socket as dgram.Socket).send(bytes, to.port, to.address, cb);
   }
 
   #sweep(): void {

@@ -1,0 +1,88 @@
+// Addresses between the native UDP addon's metadata slots (family, port and the address as one u32 for
+// IPv4 or four u32 words for IPv6, see index.ts `Meta`) and the director's Transport objects. Pure data
+// structures: no I/O. Owns the bounded cache that turns a datagram's numeric source into one Transport
+// and its text key (built once per client address, not once per datagram), and the numeric form of a
+// Transport for sends. Addresses are formatted exactly as node:dgram reports them (codec/ip.ts).
+import { bytesToIp, ipToBytes, transportKey } from '../../codec/ip.js';
+import type { Transport } from '../../codec/types.js';
+import { Meta } from './index.js';
+
+/** A client address as the director keys it. */
+export interface Peer {
+  readonly t: Transport;
+  readonly key: string;
+}
+
+/** Distinct sources remembered before the cache starts over (a flood of sources costs one string each). */
+const PEER_CACHE_MAX = 65_536;
+
+/** The Transport of the datagram whose metadata starts at `meta[m]` (uncached; see PeerCache). */
+export function readTransport(meta: Int32Array, m: number): Transport {
+  const port = meta[m + Meta.PORT] as number;
+  if (meta[m + Meta.FAMILY] === 4) {
+    const a = (meta[m + Meta.ADDR] as number) >>> 0;
+    return { family: 4, address: `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`, port };
+  }
+  const b = new Uint8Array(16);
+  const v = new DataView(b.buffer);
+  for (let w = 0; w < 4; w++) v.setUint32(w * 4, (meta[m + Meta.ADDR + w] as number) >>> 0);
+  return { family: 6, address: bytesToIp(b), port };
+}
+
+/**
+ * Numeric source → Peer, bounded: IPv4 keyed by address × 65536 + port (exact in a double), IPv6 by its
+ * words and port as text. When full it starts over (entries are rebuilt on their next datagram).
+ */
+export class PeerCache {
+  readonly #v4 = new Map<number, Peer>();
+  readonly #v6 = new Map<string, Peer>();
+  /** Numeric destination of every Transport this cache made (so replies to them are not parsed again). */
+  readonly #dest: WeakMap<Transport, Int32Array>;
+
+  constructor(dest: WeakMap<Transport, Int32Array>) {
+    this.#dest = dest;
+  }
+
+  get(meta: Int32Array, m: number): Peer {
+    if (meta[m + Meta.FAMILY] === 4) {
+      const k = ((meta[m + Meta.ADDR] as number) >>> 0) * 65536 + (meta[m + Meta.PORT] as number);
+      const hit = this.#v4.get(k);
+      if (hit !== undefined) return hit;
+      if (this.#v4.size >= PEER_CACHE_MAX) this.#v4.clear();
+      const p = this.#make(meta, m);
+      this.#v4.set(k, p);
+      return p;
+    }
+    const k = `${meta[m + Meta.ADDR]},${meta[m + Meta.ADDR + 1]},${meta[m + Meta.ADDR + 2]},${meta[m + Meta.ADDR + 3]},${meta[m + Meta.PORT]}`;
+    const hit = this.#v6.get(k);
+    if (hit !== undefined) return hit;
+    if (this.#v6.size >= PEER_CACHE_MAX) this.#v6.clear();
+    const p = this.#make(meta, m);
+    this.#v6.set(k, p);
+    return p;
+  }
+
+  #make(meta: Int32Array, m: number): Peer {
+    const t = Object.freeze(readTransport(meta, m));
+    this.#dest.set(t, meta.slice(m + Meta.FAMILY, m + Meta.ADDR + 4));
+    return { t, key: transportKey(t) };
+  }
+}
+
+/**
+ * The FAMILY, PORT and ADDR fields (6 int32, in that order) of a send to `t`, cached per Transport
+ * object; null when its address is not an IP literal (never the case for a socket-reported address).
+ */
+export function destOf(cache: WeakMap<Transport, Int32Array>, t: Transport): Int32Array | null {
+  const hit = cache.get(t);
+  if (hit !== undefined) return hit;
+  const bytes = ipToBytes(t.address);
+  if (bytes === undefined) return null;
+  const d = new Int32Array(6);
+  d[0] = bytes.length === 4 ? 4 : 6;
+  d[1] = t.port;
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  for (let w = 0; w < bytes.length / 4; w++) d[2 + w] = v.getUint32(w * 4) | 0;
+  cache.set(t, d);
+  return d;
+}
