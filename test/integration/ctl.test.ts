@@ -83,6 +83,17 @@ describe('anchor ctl against a real director', { timeout: 180_000 }, () => {
     });
     peer = await UdpPeer.open(4);
     ids.push(...(await openSessions(peer, c.director.udp[0]!, SESSIONS)).map(sessionIdHex));
+    // Sessions may be admitted before the probes have called every node healthy (health unknown): the
+    // status test below expects the settled view.
+    await waitFor(
+      'every node probed healthy',
+      async () => {
+        const res = await fetch(`${c.director.admin}/v1/nodes`, { headers: { authorization: `Bearer ${TOKEN}` } });
+        const list = ((await res.json()) as { items: NodeJson[] }).items;
+        return list.length === 3 && list.every((n) => n.health === 'healthy') ? true : undefined;
+      },
+      { timeoutMs: 20_000 },
+    );
   }, 120_000);
   afterAll(async () => {
     for (const p of running) p.kill();

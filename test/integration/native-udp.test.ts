@@ -253,6 +253,9 @@ describe.skipIf(!load.ok)('native UDP addon', () => {
 
   it('a thread ending with a socket open exits cleanly; an exception thrown by onBatch is an uncaught exception', async () => {
     const path = JSON.stringify(load.ok ? load.path : '');
+    /** `p`, or a failure naming the step that did not happen within `ms`. */
+    const within = <T>(p: Promise<T>, step: string, ms = 20_000): Promise<T> =>
+      Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`not within ${ms} ms: ${step}`)), ms).unref())]);
     // A worker that leaves its socket open and unrefs it: the env cleanup hook closes it as the thread ends.
     const leaver = new Worker(
       `const { UdpSocket } = require(${path});
@@ -261,8 +264,9 @@ describe.skipIf(!load.ok)('native UDP addon', () => {
        s.unref();`,
       { eval: true },
     );
-    const [port] = (await once(leaver, 'message')) as [number];
-    const [code] = (await once(leaver, 'exit')) as [number];
+    const exited = new Promise<[number]>((resolve) => leaver.once('exit', (c: number) => resolve([c])));
+    const [port] = (await within(once(leaver, 'message'), 'the leaving worker reports its port')) as [number];
+    const [code] = (await within(exited, 'the leaving worker exits')) as [number];
     expect(code).toBe(0);
     const again = dgram.createSocket('udp4');
     await new Promise<void>((resolve, reject) => {
@@ -278,13 +282,21 @@ describe.skipIf(!load.ok)('native UDP addon', () => {
        require('node:worker_threads').parentPort.postMessage(s.address().port);`,
       { eval: true },
     );
-    const [tport] = (await once(thrower, 'message')) as [number];
     const errored = once(thrower, 'error');
+    // (not events.once: it rejects when 'error' is emitted first, as it is here)
+    const threwExit = new Promise<unknown>((resolve) => thrower.once('exit', resolve));
+    const [tport] = (await within(once(thrower, 'message'), 'the throwing worker reports its port')) as [number];
     const p = await peer();
+    // Sent again until the worker's callback has run (a datagram is never promised to arrive).
+    const resend = setInterval(() => p.send(Buffer.from('x'), { family: 4, address: '127.0.0.1', port: tport }), 200);
     p.send(Buffer.from('x'), { family: 4, address: '127.0.0.1', port: tport });
-    const [err] = (await errored) as [Error];
-    expect(err.message).toBe('boom from onBatch');
-    await once(thrower, 'exit');
+    try {
+      const [err] = (await within(errored, "the throwing worker's error")) as [Error];
+      expect(err.message).toBe('boom from onBatch');
+    } finally {
+      clearInterval(resend);
+    }
+    await within(threwExit, 'the throwing worker exits');
   });
 
   it('reports bad arguments as TypeError / RangeError with a clear message, and a busy port as EADDRINUSE', () => {
