@@ -509,6 +509,17 @@ export class DirectorCore {
     }
   }
 
+  /**
+   * CLOSE or not, for a held packet of `rec`: the JV1 type byte, or what the listener's codec says (the
+   * fourth byte of an OpenVPN packet is part of its session id, not a type).
+   */
+  #heldType(rec: SessionRecord, msg: Buffer): PacketType {
+    const codec = this.#codecs[rec.listener];
+    if (codec === undefined || codec === null || codec.name === 'jv1') return msg[3] as PacketType;
+    const v = codec.classify(msg);
+    return v.kind === 'session' && v.close ? PacketType.CLOSE : PacketType.DATA;
+  }
+
   /** A packet from the session's bound transport (any codec): hold while busy, else forward. */
   #bound(rec: SessionRecord, msg: Buffer, close: boolean, now: number): ClientOutcome {
     this.table.touch(rec, now);
@@ -794,7 +805,7 @@ export class DirectorCore {
         break;
       }
       const msg = held[i] as Buffer;
-      out.push(this.#forwardBound(rec, msg, msg[3] as PacketType, replayed ? PP2_FLAG.REPLAYED : 0, now));
+      out.push(this.#forwardBound(rec, msg, this.#heldType(rec, msg), replayed ? PP2_FLAG.REPLAYED : 0, now));
     }
     return out;
   }

@@ -10,6 +10,7 @@ import { PP2_FLAG } from '../../src/codec/ppv2.js';
 import { createHasher, type Hasher } from '../../src/ring/hash.js';
 import { buildRing, type Ring } from '../../src/ring/ring.js';
 import { pb, sid } from '../helpers/packet-builder.js';
+import { createCodec } from '../../src/codec/codec.js';
 
 let hasher: Hasher;
 let ring: Ring;
@@ -673,5 +674,22 @@ describe('DirectorCore: properties', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('held packets of a non-JV1 listener', () => {
+  it('an OpenVPN packet whose fourth byte equals the JV1 CLOSE type is released as data: the session lives on', () => {
+    const core = new DirectorCore(LIMITS, ring, () => true, [createCodec({ codec: 'openvpn' }).datagram]);
+    const t: Transport = { family: 4, address: '198.51.100.7', port: 1194 };
+    // P_CONTROL_HARD_RESET_CLIENT_V2 (opcode 7 << 3), an 8-byte session id whose third byte (packet byte 3) is 0x03.
+    const reset = Buffer.concat([Buffer.from([7 << 3]), Buffer.from([0xaa, 0xbb, PacketType.CLOSE, 1, 2, 3, 4, 5]), Buffer.alloc(40, 0x5a)]);
+    expect(reset[3]).toBe(PacketType.CLOSE);
+    const out = core.onClient(reset, t, '198.51.100.7:1194', 0, 1000);
+    expect(out.kind).toBe('admit');
+    const rec = (out as Extract<ClientOutcome, { kind: 'admit' }>).session;
+    const { forwards } = core.admitted(rec, 1001);
+    expect(forwards).toHaveLength(1);
+    expect(forwards[0]!.transition).toBeNull();
+    expect(core.table.get(rec.id)).toBe(rec);
   });
 });
