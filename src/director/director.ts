@@ -326,8 +326,11 @@ export class UdpDirector implements DataPath {
     }
   }
 
-  /** A batch of client datagrams on a native listener: each decided in place, the sends flushed at the end. */
-  #onClientBatch(listener: number, io: NativeIo, count: number): void {
+  /**
+   * Runs `handle` on each datagram of a native batch — a view of its receive slot, which a forward or
+   * relay of that same datagram gathers instead of copying — then sends everything the batch queued.
+   */
+  #batch(io: NativeIo, count: number, truncated: () => void, handle: (msg: Buffer, m: number, now: number) => void): void {
     const { s } = io;
     const meta = s.rxMeta;
     const size = s.slotSize;
@@ -339,21 +342,36 @@ export class UdpDirector implements DataPath {
       for (let i = 0; i < count; i++) {
         const m = i * Meta.INTS;
         if (((meta[m + Meta.FLAGS] as number) & Flag.TRUNCATED) !== 0) {
-          this.#d.stats.clientReceived++;
-          this.#d.stats.clientDropped.inc('oversize');
+          truncated();
           continue;
         }
         const msg = Buffer.from(s.rx.buffer, base + i * size, meta[m + Meta.LEN] as number);
-        const peer = this.#peers.get(meta, m);
         this.#rxMsg = msg;
         this.#rxSlot = i;
-        this.#onClient(listener, msg, peer.t.address, peer.t.port, peer.t.family, now, peer.t, peer.key);
+        handle(msg, m, now);
       }
     } finally {
       this.#rxMsg = null;
       this.#rxSocket = null;
       this.#endBatch();
     }
+  }
+
+  /** A batch of client datagrams on a native listener. */
+  #onClientBatch(listener: number, io: NativeIo, count: number): void {
+    const meta = io.s.rxMeta;
+    this.#batch(
+      io,
+      count,
+      () => {
+        this.#d.stats.clientReceived++;
+        this.#d.stats.clientDropped.inc('oversize');
+      },
+      (msg, m, now) => {
+        const peer = this.#peers.get(meta, m);
+        this.#onClient(listener, msg, peer.t.address, peer.t.port, peer.t.family, now, peer.t, peer.key);
+      },
+    );
   }
 
   #onClientDgram(listener: number, msg: Buffer, rinfo: dgram.RemoteInfo): void {
@@ -661,33 +679,17 @@ export class UdpDirector implements DataPath {
     return (this.#listeners[listener] ?? (this.#listeners[0] as Listener)).address;
   }
 
-  /** A batch of datagrams from a node on its native socket: each decided in place, sends flushed at the end. */
+  /** A batch of datagrams from a node on its native socket. */
   #onNodeBatch(up: Upstream, io: NativeIo, count: number): void {
-    const { s } = io;
-    const meta = s.rxMeta;
-    const size = s.slotSize;
-    const base = s.rx.byteOffset;
-    const now = this.#d.clock.now();
-    this.#inBatch = true;
-    this.#rxSocket = s;
-    try {
-      for (let i = 0; i < count; i++) {
-        const m = i * Meta.INTS;
-        if (((meta[m + Meta.FLAGS] as number) & Flag.TRUNCATED) !== 0) {
-          up.received.n++;
-          this.#d.stats.nodeDropped.inc('oversize');
-          continue;
-        }
-        const msg = Buffer.from(s.rx.buffer, base + i * size, meta[m + Meta.LEN] as number);
-        this.#rxMsg = msg;
-        this.#rxSlot = i;
-        this.#onNode(up, msg, now);
-      }
-    } finally {
-      this.#rxMsg = null;
-      this.#rxSocket = null;
-      this.#endBatch();
-    }
+    this.#batch(
+      io,
+      count,
+      () => {
+        up.received.n++;
+        this.#d.stats.nodeDropped.inc('oversize');
+      },
+      (msg, _m, now) => this.#onNode(up, msg, now),
+    );
   }
 
   #onNode(up: Upstream, msg: Buffer, now = this.#d.clock.now()): void {

@@ -153,52 +153,49 @@ class Session implements SessionRecord {
   }
 
   get pending(): string | null {
-    return this.#cold === null ? null : this.#cold.pending;
+    return this.#getCold('pending');
   }
   set pending(v: string | null) {
-    const c = this.#coldFor(v);
-    if (c === null) return;
-    c.pending = v;
-    if (v === null) this.#trim(c);
+    this.#setCold('pending', v);
   }
 
   get held(): Buffer[] | null {
-    return this.#cold === null ? null : this.#cold.held;
+    return this.#getCold('held');
   }
   set held(v: Buffer[] | null) {
-    const c = this.#coldFor(v);
-    if (c === null) return;
-    c.held = v;
-    if (v === null) this.#trim(c);
+    this.#setCold('held', v);
   }
 
   get candidates(): Map<string, Candidate> | null {
-    return this.#cold === null ? null : this.#cold.candidates;
+    return this.#getCold('candidates');
   }
   set candidates(v: Map<string, Candidate> | null) {
-    const c = this.#coldFor(v);
-    if (c === null) return;
-    c.candidates = v;
-    if (v === null) this.#trim(c);
+    this.#setCold('candidates', v);
   }
 
   get formerOwner(): string | null {
-    return this.#cold === null ? null : this.#cold.formerOwner;
+    return this.#getCold('formerOwner');
   }
   set formerOwner(v: string | null) {
-    const c = this.#coldFor(v);
-    if (c === null) return;
-    c.formerOwner = v;
-    if (v === null) this.#trim(c);
+    this.#setCold('formerOwner', v);
   }
 
   get heldReplies(): Buffer[] | null {
-    return this.#cold === null ? null : this.#cold.heldReplies;
+    return this.#getCold('heldReplies');
   }
   set heldReplies(v: Buffer[] | null) {
+    this.#setCold('heldReplies', v);
+  }
+
+  #getCold<K extends keyof Cold>(k: K): Cold[K] | null {
+    return this.#cold === null ? null : this.#cold[k];
+  }
+
+  /** Writes a cold field: the Cold object is made for a non-null value and dropped once all are null. */
+  #setCold<K extends keyof Cold>(k: K, v: Cold[K]): void {
     const c = this.#coldFor(v);
     if (c === null) return;
-    c.heldReplies = v;
+    c[k] = v;
     if (v === null) this.#trim(c);
   }
 

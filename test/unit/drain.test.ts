@@ -168,6 +168,20 @@ const finished = (r: Rig, id: string) => (): DrainView | undefined => {
   return v !== undefined && v.state !== 'running' && v.state !== 'waiting' ? v : undefined;
 };
 
+/** Sessions moved by each time a drain was looked at (every 5 ms) until it finished. */
+async function observeUntilFinished(r: Rig, id: string, t0: number): Promise<{ moved: number; elapsedS: number }[]> {
+  const observations: { moved: number; elapsedS: number }[] = [];
+  await waitFor(
+    'drain finished',
+    () => {
+      observations.push({ moved: r.drains.get(id)!.moved, elapsedS: (systemClock.now() - t0) / 1000 });
+      return finished(r, id)();
+    },
+    { intervalMs: 5, timeoutMs: 30_000 },
+  );
+  return observations;
+}
+
 describe('DrainCoordinator', () => {
   it('a migrate drain moves every session of the node elsewhere (table and store agree)', async () => {
     const r = await rig('node-a', 200, {}, 20);
@@ -207,16 +221,7 @@ describe('DrainCoordinator', () => {
     const r = await rig('node-b', 60, { rate, concurrency: 4, tickMs: 5 });
     const t0 = systemClock.now();
     const { view } = r.drains.start('node-b', { mode: 'migrate', deadlineS: 30, cause: 'drain', actor: 'op' });
-    const observations: { moved: number; elapsedS: number }[] = [];
-    await waitFor(
-      'drain finished',
-      () => {
-        const v = r.drains.get(view.id)!;
-        observations.push({ moved: v.moved, elapsedS: (systemClock.now() - t0) / 1000 });
-        return finished(r, view.id)();
-      },
-      { intervalMs: 5 },
-    );
+    const observations = await observeUntilFinished(r, view.id, t0);
     expect(r.drains.get(view.id)).toMatchObject({ state: 'completed', moved: 60 });
     // The budget only accrues at `rate` per second of elapsed time, so this holds however slow the machine.
     for (const o of observations) expect(o.moved).toBeLessThanOrEqual(rate * o.elapsedS + 1);
@@ -229,16 +234,7 @@ describe('DrainCoordinator', () => {
     const r = await rig('node-b', 40, { rate, concurrency: 64, tickMs: 5, maxLoopBusy: 0.8 }, 0, () => 0.95);
     const t0 = systemClock.now();
     const { view } = r.drains.start('node-b', { mode: 'migrate', deadlineS: 30, cause: 'drain', actor: 'op' });
-    const observations: { moved: number; elapsedS: number }[] = [];
-    await waitFor(
-      'drain finished',
-      () => {
-        const v = r.drains.get(view.id)!;
-        observations.push({ moved: v.moved, elapsedS: (systemClock.now() - t0) / 1000 });
-        return finished(r, view.id)();
-      },
-      { intervalMs: 5, timeoutMs: 30_000 },
-    );
+    const observations = await observeUntilFinished(r, view.id, t0);
     expect(r.drains.get(view.id)).toMatchObject({ state: 'completed', moved: 40 });
     for (const o of observations) expect(o.moved).toBeLessThanOrEqual((rate / 10) * o.elapsedS + 1);
     expect(r.h.stats.drainBackoffs).toBeGreaterThan(0);
