@@ -201,7 +201,12 @@ describe('TCP front with real peers', () => {
       s.sock = again.sock;
     }
     const hex = new Set(live.map((s) => s.id.toString('hex')));
-    const records = c.records().filter((l) => hex.has(l.session));
+    // Nodes write their records asynchronously: wait (bounded) until each reattached session's record
+    // on its new node is there.
+    const records = await waitFor('the reattached sessions recorded on their new nodes', () => {
+      const r = c.records().filter((l) => hex.has(l.session));
+      return onA.every((s) => r.some((l) => l.session === s.id.toString('hex') && l.node !== 'node-a')) ? r : undefined;
+    });
     const verdict = checkRecords(records);
     expect(verdict.violations).toEqual([]);
     for (const s of onA) {
