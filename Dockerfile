@@ -4,10 +4,15 @@ FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --ignore-scripts
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.build.json binding.gyp ./
+COPY scripts ./scripts
 COPY src ./src
 COPY bench ./bench
 RUN npm run build
+# The native batched-UDP addon (socket.native: auto uses it when it is there): node-gyp with python3, make
+# and g++ against the image's own Node headers. A failed build only warns; the director then uses node:dgram.
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/* \
+  && mkdir -p build/Release && npm_config_nodedir=/usr/local npm run install
 
 # Runtime stage: production dependencies and the compiled output only, as a non-root user.
 FROM node:20-bookworm-slim
@@ -16,6 +21,7 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts && npm cache clean --force
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/build/Release ./build/Release
 COPY config ./config
 USER node
 # Client traffic (UDP) and the admin API. Bind the admin API to 0.0.0.0 in your config to reach it
