@@ -323,6 +323,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       pendingRevokes: () => ownership.pendingRevokes,
       tcpOpen: () => tcp?.openConnections ?? 0,
       sessionSockets: () => director.sessionSockets,
+      nativeIo: () => director.nativeIo,
       ready: () => ready().ready,
     },
     { processMetrics: config.metrics.enabled },

@@ -27,6 +27,8 @@ export interface MetricsSources {
   pendingRevokes(): number;
   tcpOpen(): number;
   sessionSockets(): number;
+  /** Whether the UDP data path runs on the native batched addon (else node:dgram). */
+  nativeIo(): boolean;
   ready(): boolean;
 }
 
@@ -58,6 +60,7 @@ export const METRIC_NAMES = [
   'anchor_expiry_refreshes_total',
   'anchor_node_up',
   'anchor_upstream_session_sockets',
+  'anchor_udp_native_io',
   'anchor_tcp_connections_accepted_total',
   'anchor_tcp_connections_refused_total',
   'anchor_tcp_connections_open',
@@ -160,6 +163,14 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
     registers: [reg],
     collect() {
       this.set(src.sessionSockets());
+    },
+  });
+  new Gauge({
+    name: 'anchor_udp_native_io',
+    help: 'Whether the UDP listeners and node links run on the native batched-UDP addon (1) or on node:dgram (0): see socket.native.',
+    registers: [reg],
+    collect() {
+      this.set(src.nativeIo() ? 1 : 0);
     },
   });
   new Gauge({

@@ -27,8 +27,9 @@ for (const { io, skip } of paths) {
         c = await startCluster({ family, config: { socket: { native: io === 'native' ? 'on' : 'off' } } });
       });
 
-      it(`runs on ${io} I/O (the "director started" line says so)`, () => {
+      it(`runs on ${io} I/O (the "director started" line and anchor_udp_native_io say so)`, async () => {
         expect(c.director.stdout).toContain(`"udp_io":"${io}"`);
+        expect(await metric(c.director.admin, 'anchor_udp_native_io')).toBe(io === 'native' ? 1 : 0);
       });
       afterAll(async () => {
         await c?.stop();

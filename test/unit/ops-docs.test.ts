@@ -19,6 +19,7 @@ async function exported(): Promise<Map<string, { type: string; labels: string[] 
       pendingRevokes: () => 0,
       tcpOpen: () => 0,
       sessionSockets: () => 0,
+      nativeIo: () => true,
       ready: () => true,
     },
     { processMetrics: true },
