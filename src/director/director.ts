@@ -61,6 +61,8 @@ interface NativeIo {
   n: number;
   /** Whose received bytes the queued slots gather (one source per flush). */
   source: NativeUdpSocket | null;
+  /** Listed in the director's sockets to flush at the end of the batch being handled. */
+  dirty: boolean;
   /** Counts sends the kernel did not take. */
   readonly dropped: (n: number) => void;
 }
@@ -244,13 +246,14 @@ export class UdpDirector implements DataPath {
         if (io !== null) onBatch(io, count);
       },
     );
-    io = { s, n: 0, source: null, dropped: (n) => stats.sendErrors.inc(kind, n) };
+    io = { s, n: 0, source: null, dirty: false, dropped: (n) => stats.sendErrors.inc(kind, n) };
     return io;
   }
 
   async #openListener(index: number, addr: Transport): Promise<void> {
     if (this.#native !== null) {
-      const io = this.#openNative(addr, null, 'client', (x, count) => this.#onClientBatch(index, x, count));
+      const h = this.#clientHandlers(index);
+      const io = this.#openNative(addr, null, 'client', (x, count) => this.#batch(x, count, h.truncated, h.datagram));
       const a = io.s.address();
       this.#listeners.push({ socket: null, native: io, address: { family: addr.family, address: a.address, port: a.port } });
       return;
@@ -273,9 +276,14 @@ export class UdpDirector implements DataPath {
     const stats = this.#d.stats;
     if (this.#native !== null) {
       let up: Upstream | null = null;
-      const io = this.#openNative({ family: addr.family, address: addr.family === 6 ? '::' : '0.0.0.0', port: 0 }, addr, 'node', (x, count) => {
-        if (up !== null) this.#onNodeBatch(up, x, count);
-      });
+      const truncated = (): void => {
+        if (up !== null) up.received.n++;
+        stats.nodeDropped.inc('oversize');
+      };
+      const datagram = (msg: Buffer, _meta: Int32Array, _m: number, now: number): void => {
+        if (up !== null) this.#onNode(up, msg, now);
+      };
+      const io = this.#openNative({ family: addr.family, address: addr.family === 6 ? '::' : '0.0.0.0', port: 0 }, addr, 'node', (x, count) => this.#batch(x, count, truncated, datagram));
       up = {
         nodeId,
         socket: null,
@@ -330,7 +338,7 @@ export class UdpDirector implements DataPath {
    * Runs `handle` on each datagram of a native batch — a view of its receive slot, which a forward or
    * relay of that same datagram gathers instead of copying — then sends everything the batch queued.
    */
-  #batch(io: NativeIo, count: number, truncated: () => void, handle: (msg: Buffer, m: number, now: number) => void): void {
+  #batch(io: NativeIo, count: number, truncated: () => void, handle: (msg: Buffer, meta: Int32Array, m: number, now: number) => void): void {
     const { s } = io;
     const meta = s.rxMeta;
     const size = s.slotSize;
@@ -348,7 +356,7 @@ export class UdpDirector implements DataPath {
         const msg = Buffer.from(s.rx.buffer, base + i * size, meta[m + Meta.LEN] as number);
         this.#rxMsg = msg;
         this.#rxSlot = i;
-        handle(msg, m, now);
+        handle(msg, meta, m, now);
       }
     } finally {
       this.#rxMsg = null;
@@ -357,21 +365,18 @@ export class UdpDirector implements DataPath {
     }
   }
 
-  /** A batch of client datagrams on a native listener. */
-  #onClientBatch(listener: number, io: NativeIo, count: number): void {
-    const meta = io.s.rxMeta;
-    this.#batch(
-      io,
-      count,
-      () => {
+  /** The per-datagram handlers of a native listener (made once per socket, not per batch). */
+  #clientHandlers(listener: number): { truncated: () => void; datagram: (msg: Buffer, meta: Int32Array, m: number, now: number) => void } {
+    return {
+      truncated: () => {
         this.#d.stats.clientReceived++;
         this.#d.stats.clientDropped.inc('oversize');
       },
-      (msg, m, now) => {
+      datagram: (msg, meta, m, now) => {
         const peer = this.#peers.get(meta, m);
         this.#onClient(listener, msg, peer.t.address, peer.t.port, peer.t.family, now, peer.t, peer.key);
       },
-    );
+    };
   }
 
   #onClientDgram(listener: number, msg: Buffer, rinfo: dgram.RemoteInfo): void {
@@ -478,7 +483,10 @@ export class UdpDirector implements DataPath {
     }
     const source = gather ? this.#rxSocket : null;
     if (io.n === s.slots || (source !== null && io.source !== null && io.source !== source)) this.#flushIo(io);
-    if (io.n === 0) this.#dirty.push(io);
+    if (!io.dirty) {
+      io.dirty = true;
+      this.#dirty.push(io);
+    }
     const slot = io.n++;
     const at = slot * s.slotSize;
     if (head !== null) {
@@ -514,7 +522,10 @@ export class UdpDirector implements DataPath {
   /** The end of a native batch (or a send outside one): every queued send goes out. */
   #endBatch(): void {
     this.#inBatch = false;
-    for (const io of this.#dirty) this.#flushIo(io);
+    for (const io of this.#dirty) {
+      io.dirty = false;
+      this.#flushIo(io);
+    }
     this.#dirty.length = 0;
   }
 
@@ -677,19 +688,6 @@ export class UdpDirector implements DataPath {
   /** A TCP-bound session (REVOKE) names the first UDP listener as the PROXY destination. */
   #listenerAddress(listener: number): Transport {
     return (this.#listeners[listener] ?? (this.#listeners[0] as Listener)).address;
-  }
-
-  /** A batch of datagrams from a node on its native socket. */
-  #onNodeBatch(up: Upstream, io: NativeIo, count: number): void {
-    this.#batch(
-      io,
-      count,
-      () => {
-        up.received.n++;
-        this.#d.stats.nodeDropped.inc('oversize');
-      },
-      (msg, _m, now) => this.#onNode(up, msg, now),
-    );
   }
 
   #onNode(up: Upstream, msg: Buffer, now = this.#d.clock.now()): void {
