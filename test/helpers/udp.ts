@@ -1,7 +1,10 @@
 // A UDP peer for tests: send datagrams and wait (with a bound) for one that matches.
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import type { Transport } from '../../src/codec/types.js';
+import { randomBytes } from 'node:crypto';
+import { encodeJv1 } from '../../src/codec/jv1.js';
+import { PacketType, type Transport } from '../../src/codec/types.js';
+import { waitFor } from './wait.js';
 
 export class UdpPeer {
   readonly socket: dgram.Socket;
@@ -53,4 +56,23 @@ export class UdpPeer {
   close(): void {
     this.socket.close();
   }
+}
+
+/** Opens `n` sessions with HELLOs from one socket, sending again those not answered (UDP may drop some). */
+export async function openSessions(peer: UdpPeer, target: Transport, n: number): Promise<Buffer[]> {
+  const ids = Array.from({ length: n }, () => randomBytes(16));
+  const pending = new Map(ids.map((id) => [id.toString('hex'), id]));
+  for (let round = 0; round < 5 && pending.size > 0; round++) {
+    for (const id of pending.values()) peer.send(encodeJv1(PacketType.HELLO, id, Buffer.from('hi')), target);
+    await waitFor(
+      'every HELLO to be answered',
+      () => {
+        for (const { msg } of peer.inbox.splice(0)) if (msg[3] === PacketType.HELLO) pending.delete(msg.subarray(4, 20).toString('hex'));
+        return pending.size === 0;
+      },
+      { timeoutMs: 10_000 },
+    ).catch(() => undefined); // the next round sends the rest again
+  }
+  if (pending.size > 0) throw new Error(`${pending.size} of ${n} sessions got no HELLO answer`);
+  return ids;
 }

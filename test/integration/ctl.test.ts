@@ -2,13 +2,11 @@
 // (three reference nodes, live sessions): tables and --json, a drain followed to completion, undrain,
 // failover, migrate, plan, audit (and --follow), refusals (exit 1 with the reason) and usage errors (exit 2).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
-import { encodeJv1, sessionIdHex } from '../../src/codec/jv1.js';
-import { PacketType, type Transport } from '../../src/codec/types.js';
+import { sessionIdHex } from '../../src/codec/jv1.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { spawnAnchor, type Proc } from '../helpers/director-proc.js';
-import { UdpPeer } from '../helpers/udp.js';
+import { openSessions, UdpPeer } from '../helpers/udp.js';
 import { waitFor } from '../helpers/wait.js';
 
 const TOKEN = 'ctl-test-token-0123456789';
@@ -26,25 +24,6 @@ interface NodeJson {
   health: string;
   weight: number;
   sessions: number;
-}
-
-/** Opens `n` sessions with HELLOs from one socket, sending again those not answered (UDP may drop some). */
-async function openSessions(peer: UdpPeer, target: Transport, n: number): Promise<Buffer[]> {
-  const ids = Array.from({ length: n }, () => randomBytes(16));
-  const pending = new Map(ids.map((id) => [id.toString('hex'), id]));
-  for (let round = 0; round < 5 && pending.size > 0; round++) {
-    for (const id of pending.values()) peer.send(encodeJv1(PacketType.HELLO, id, Buffer.from('hi')), target);
-    await waitFor(
-      'every HELLO to be answered',
-      () => {
-        for (const { msg } of peer.inbox.splice(0)) if (msg[3] === PacketType.HELLO) pending.delete(msg.subarray(4, 20).toString('hex'));
-        return pending.size === 0;
-      },
-      { timeoutMs: 10_000 },
-    ).catch(() => undefined); // the next round sends the rest again
-  }
-  if (pending.size > 0) throw new Error(`${pending.size} of ${n} sessions got no HELLO answer`);
-  return ids;
 }
 
 // Every command is a new process: generous per-test bounds for a loaded 2-core machine.

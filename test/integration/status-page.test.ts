@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { encodeJv1 } from '../../src/codec/jv1.js';
-import { PacketType, type Transport } from '../../src/codec/types.js';
+import { PacketType } from '../../src/codec/types.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { UdpPeer } from '../helpers/udp.js';
+import { openSessions, UdpPeer } from '../helpers/udp.js';
 import { waitFor } from '../helpers/wait.js';
 
 const TOKEN = 'status-page-token-0123456789';
@@ -27,25 +27,6 @@ interface NodeJson {
   id: string;
   state: string;
   sessions: number;
-}
-
-/** Opens `n` sessions with HELLOs from one socket, sending again those not answered (UDP may drop some). */
-async function openSessions(peer: UdpPeer, target: Transport, n: number): Promise<Buffer[]> {
-  const ids = Array.from({ length: n }, () => randomBytes(16));
-  const pending = new Map(ids.map((id) => [id.toString('hex'), id]));
-  for (let round = 0; round < 5 && pending.size > 0; round++) {
-    for (const id of pending.values()) peer.send(encodeJv1(PacketType.HELLO, id, Buffer.from('hi')), target);
-    await waitFor(
-      'every HELLO to be answered',
-      () => {
-        for (const { msg } of peer.inbox.splice(0)) if (msg[3] === PacketType.HELLO) pending.delete(msg.subarray(4, 20).toString('hex'));
-        return pending.size === 0;
-      },
-      { timeoutMs: 10_000 },
-    ).catch(() => undefined); // the next round sends the rest again
-  }
-  if (pending.size > 0) throw new Error(`${pending.size} of ${n} sessions got no HELLO answer`);
-  return ids;
 }
 
 let c: Cluster;
