@@ -169,6 +169,9 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     if (loaded.ok) native = loaded.binding;
     else if (config.socket.native === 'on') throw new ConfigError([{ path: 'socket.native', message: `is "on" but the native UDP addon cannot be used: ${loaded.reason}` }]);
     else logger.info({ reason: loaded.reason }, 'native UDP I/O not available: using node:dgram');
+    if (native !== null && config.backend.encapsulation === 'none') {
+      logger.warn('socket.native has no effect with backend.encapsulation: none (transparent forwarding uses a node:dgram socket per session)');
+    }
   }
   const director = new UdpDirector(
     {

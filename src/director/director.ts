@@ -231,21 +231,29 @@ export class UdpDirector implements DataPath {
     const binding = this.#native as NativeUdpBinding;
     const stats = this.#d.stats;
     let io: NativeIo | null = null;
-    const s = new binding.UdpSocket(
-      {
-        family: addr.family,
-        address: addr.address,
-        port: addr.port,
-        ...(peer === null ? {} : { connectAddress: peer.address, connectPort: peer.port }),
-        ...((this.#opts.recvBufferBytes ?? 0) > 0 ? { recvBufferSize: this.#opts.recvBufferBytes } : {}),
-        ...((this.#opts.sendBufferBytes ?? 0) > 0 ? { sendBufferSize: this.#opts.sendBufferBytes } : {}),
-        slots: NATIVE_SLOTS,
-        slotSize: NATIVE_SLOT_SIZE,
-      },
-      (count) => {
-        if (io !== null) onBatch(io, count);
-      },
-    );
+    let s: NativeUdpSocket;
+    try {
+      s = new binding.UdpSocket(
+        {
+          family: addr.family,
+          address: addr.address,
+          port: addr.port,
+          ...(peer === null ? {} : { connectAddress: peer.address, connectPort: peer.port }),
+          ...((this.#opts.recvBufferBytes ?? 0) > 0 ? { recvBufferSize: this.#opts.recvBufferBytes } : {}),
+          ...((this.#opts.sendBufferBytes ?? 0) > 0 ? { sendBufferSize: this.#opts.sendBufferBytes } : {}),
+          slots: NATIVE_SLOTS,
+          slotSize: NATIVE_SLOT_SIZE,
+        },
+        (count) => {
+          if (io !== null) onBatch(io, count);
+        },
+      );
+    } catch (err) {
+      // The addon's error names the call and the code, not the address: add it, as node:dgram's does.
+      const e = err as NodeJS.ErrnoException;
+      const where = peer === null ? transportKey(addr) : `${transportKey(addr)} → ${transportKey(peer)}`;
+      throw Object.assign(new Error(`${e.message} (${where})`, { cause: err }), { code: e.code, syscall: e.syscall });
+    }
     io = { s, n: 0, source: null, dirty: false, dropped: (n) => stats.sendErrors.inc(kind, n) };
     return io;
   }

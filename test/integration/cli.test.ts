@@ -1,7 +1,9 @@
 // The command-line contract, through the real entry point: help, usage errors, config errors.
 import { describe, expect, it } from 'vitest';
+import dgram from 'node:dgram';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadNativeUdp } from '../../src/net/native/index.js';
 import { spawnAnchor, tempDir } from '../helpers/director-proc.js';
 
 async function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -59,6 +61,26 @@ describe('anchor CLI', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('/nonexistent/anchor.yaml');
   });
+
+  // With the addon not built, `on` would refuse to start for that instead: skipped then.
+  for (const native of ['on', 'off'] as const) {
+    it.skipIf(native === 'on' && !loadNativeUdp().ok)(`exits 1 naming the address when a UDP listen port is taken (socket.native: ${native})`, async () => {
+      const busy = dgram.createSocket('udp4');
+      await new Promise<void>((resolve) => busy.bind(0, '127.0.0.1', resolve));
+      try {
+        const port = busy.address().port;
+        const dir = tempDir();
+        const cfg = join(dir, 'anchor.yaml');
+        writeFileSync(cfg, `listen:\n  udp: ["127.0.0.1:${port}"]\nadmin:\n  listen: 127.0.0.1:0\nsocket:\n  native: "${native}"\nnodes:\n  - id: a\n    address: 127.0.0.1:9\n`);
+        const r = await run(['run', '--config', cfg]);
+        expect(r.code).toBe(1);
+        expect(r.stderr).toContain('EADDRINUSE');
+        expect(r.stderr).toContain(`127.0.0.1:${port}`);
+      } finally {
+        busy.close();
+      }
+    });
+  }
 
   it('runs a reference node and a client against it directly', async () => {
     const node = spawnAnchor(['node', '--id', 'solo', '--listen', '127.0.0.1:0']);
