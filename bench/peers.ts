@@ -372,7 +372,13 @@ export async function benchPeers(): Promise<unknown> {
             ...(name === 'anchor-dgram' ? { socket: { native: 'off' } } : {}),
           }),
         );
-        const anchor = await startProcess(name, process.execPath, [MAIN, 'run', '--config', cfg], { cpu: PROXY_CPU, ready: /director started/, timeoutMs: 30_000 });
+        // BENCH_CPU_PROF=DIR: each Anchor writes a V8 CPU profile into DIR when it exits (after its drain).
+        const prof = env.BENCH_CPU_PROF !== undefined && env.BENCH_CPU_PROF !== '' ? ['--cpu-prof', `--cpu-prof-dir=${env.BENCH_CPU_PROF}`] : [];
+        const anchor = await startProcess(name, process.execPath, [...prof, MAIN, 'run', '--config', cfg], { cpu: PROXY_CPU, ready: /director started/, timeoutMs: 30_000 });
+        if (prof.length > 0) {
+          const stop = anchor.stop.bind(anchor);
+          anchor.stop = () => stop(60_000);
+        }
         const io = /"udp_io":"(\w+)"/.exec(anchor.output)?.[1] ?? 'unknown';
         console.log(`peers: ${name} uses ${io} UDP I/O`);
         if (name === 'anchor' && io !== 'native') notes.push(`anchor ran on ${io} UDP I/O (the native addon was not built?)`);

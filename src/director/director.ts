@@ -57,12 +57,22 @@ interface Listener {
 /** A native socket and the sends queued in its send slab (flushed at the end of a batch, or at once). */
 interface NativeIo {
   readonly s: NativeUdpSocket;
+  /**
+   * The last Buffer view made of each receive slot: the next datagram of the same length in that slot
+   * reuses it (a view is fixed to its bytes' place and length, which is all that a datagram's view is).
+   */
+  readonly views: (Buffer | undefined)[];
   /** Slots filled and not yet flushed. */
   n: number;
   /** Whose received bytes the queued slots gather (one source per flush). */
   source: NativeUdpSocket | null;
   /** Listed in the director's sockets to flush at the end of the batch being handled. */
   dirty: boolean;
+  /**
+   * The director closed the socket (only the director closes it). Kept here because the socket's own
+   * `closed` is a native getter, a call into the addon on every send.
+   */
+  closed: boolean;
   /** Counts sends the kernel did not take. */
   readonly dropped: (n: number) => void;
 }
@@ -220,6 +230,7 @@ export class UdpDirector implements DataPath {
     for (const io of [...this.#listeners.map((l) => l.native), ...[...this.#upstreams.values()].map((u) => u.native)]) {
       if (io !== null) {
         this.#flushIo(io);
+        io.closed = true;
         io.s.close();
       }
     }
@@ -254,7 +265,7 @@ export class UdpDirector implements DataPath {
       const where = peer === null ? transportKey(addr) : `${transportKey(addr)} → ${transportKey(peer)}`;
       throw Object.assign(new Error(`${e.message} (${where})`, { cause: err }), { code: e.code, syscall: e.syscall });
     }
-    io = { s, n: 0, source: null, dirty: false, dropped: (n) => stats.sendErrors.inc(kind, n) };
+    io = { s, views: [], n: 0, source: null, dirty: false, closed: false, dropped: (n) => stats.sendErrors.inc(kind, n) };
     return io;
   }
 
@@ -361,7 +372,12 @@ export class UdpDirector implements DataPath {
           truncated();
           continue;
         }
-        const msg = Buffer.from(s.rx.buffer, base + i * size, meta[m + Meta.LEN] as number);
+        const len = meta[m + Meta.LEN] as number;
+        let msg = io.views[i];
+        if (msg === undefined || msg.length !== len) {
+          msg = Buffer.from(s.rx.buffer, base + i * size, len);
+          io.views[i] = msg;
+        }
         this.#rxMsg = msg;
         this.#rxSlot = i;
         handle(msg, meta, m, now);
@@ -481,8 +497,8 @@ export class UdpDirector implements DataPath {
    * batch the send is flushed at once.
    */
   #sendNative(io: NativeIo, head: Uint8Array | null, flags: number, seq: number, body: Uint8Array, dest: Int32Array | null, kind: 'node' | 'client'): void {
+    if (io.closed) return;
     const s = io.s;
-    if (s.closed) return;
     const gather = body === this.#rxMsg && this.#rxSocket !== null;
     const headLen = head === null ? 0 : head.length;
     if (headLen + (gather ? 0 : body.length) > s.slotSize) {
@@ -513,7 +529,16 @@ export class UdpDirector implements DataPath {
       meta[m + Meta.FLAGS] = 0;
     }
     if (dest === null) meta[m + Meta.FAMILY] = 0;
-    else meta.set(dest, m + Meta.FAMILY);
+    else {
+      // Element by element: TypedArray.prototype.set costs more than six stores for six ints.
+      const d = m + Meta.FAMILY;
+      meta[d] = dest[0] as number;
+      meta[d + 1] = dest[1] as number;
+      meta[d + 2] = dest[2] as number;
+      meta[d + 3] = dest[3] as number;
+      meta[d + 4] = dest[4] as number;
+      meta[d + 5] = dest[5] as number;
+    }
     if (!this.#inBatch) this.#endBatch();
   }
 
@@ -522,7 +547,7 @@ export class UdpDirector implements DataPath {
     const n = io.n;
     if (n === 0) return;
     io.n = 0;
-    const sent = io.s.closed ? 0 : io.s.flush(n, io.source);
+    const sent = io.closed ? 0 : io.s.flush(n, io.source);
     io.source = null;
     if (sent < n) io.dropped(n - sent);
   }
