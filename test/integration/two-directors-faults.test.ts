@@ -21,7 +21,7 @@ import { ReferenceNode } from '../../src/refnode/node.js';
 import { readRecords } from '../../src/refnode/records.js';
 import { metric, startDirector, tempDir, type DirectorProc } from '../helpers/director-proc.js';
 import { readPrefix, startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
-import { startPauseProxy } from '../helpers/pause-proxy.js';
+import { startPauseProxy, type PauseProxy } from '../helpers/pause-proxy.js';
 import { SessionLoad, tryAdmit, type LoadSession, type LoadTarget } from '../helpers/load.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -245,6 +245,38 @@ describe('two directors on etcd: faults under load', () => {
     const movers = [...load.via('A').slice(0, n), ...load.via('B').slice(0, n)];
     await Promise.all(movers.map((s) => load.jump(s, s.via === 'A' ? 'B' : 'A', { timeoutMs })));
     return movers;
+  }
+
+  /**
+   * Runs `body` with a third director, C, whose etcd traffic goes through a proxy that can hold etcd's
+   * answers back (`extra` is merged into its config); stops C, the proxy and the clients `body` added,
+   * whatever happens.
+   */
+  async function withDirectorBehindPauseProxy(
+    extra: Record<string, unknown>,
+    body: (c: DirectorProc, proxy: PauseProxy, clients: { add(s: ClientSession): ClientSession }) => Promise<void>,
+  ): Promise<void> {
+    await bothReady();
+    const member = new URL(etcd.members[0]!.clientUrl);
+    const proxy = await startPauseProxy({ host: member.hostname, port: Number(member.port) });
+    const opened: ClientSession[] = [];
+    let c: DirectorProc | undefined;
+    try {
+      c = await startDirector({
+        ...config('director-c'),
+        store: { kind: 'etcd', etcd: { endpoints: [proxy.url], prefix, lease_ttl_s: LEASE_TTL_S, call_timeout_ms: CALL_TIMEOUT_MS } },
+        ...extra,
+      });
+      const dc = c;
+      await waitFor('C to be ready', async () => (await admin(dc, '/readyz')).status === 200, { timeoutMs: 10_000, intervalMs: 50 });
+      await body(dc, proxy, { add: (s) => (opened.push(s), s) });
+    } finally {
+      proxy.resumeAnswers();
+      await Promise.all(opened.map((s) => s.close()));
+      c?.kill('SIGKILL');
+      await c?.exited;
+      await proxy.close();
+    }
   }
 
   // ---- the tests -------------------------------------------------------------------------------------
@@ -586,20 +618,8 @@ describe('two directors on etcd: faults under load', () => {
     // through). Its admission's create reaches etcd and applies; the answer comes too late, the re-read
     // too: C fails closed (REJECT STORE_UNAVAILABLE) and, per docs/cluster.md, "the write may still land
     // later, and the watch then reports it". The watch does report it (B mirrors it): C must follow it too.
-    await bothReady();
-    const member = new URL(etcd.members[0]!.clientUrl);
-    const proxy = await startPauseProxy({ host: member.hostname, port: Number(member.port) });
-    let c: DirectorProc | undefined;
-    let client: ClientSession | undefined;
-    try {
-      const base = config('director-c');
-      c = await startDirector({
-        ...base,
-        store: { kind: 'etcd', etcd: { endpoints: [proxy.url], prefix, lease_ttl_s: LEASE_TTL_S, call_timeout_ms: CALL_TIMEOUT_MS } },
-      });
-      const dc = c;
-      await waitFor('C to be ready', async () => (await admin(dc, '/readyz')).status === 200, { timeoutMs: 10_000, intervalMs: 50 });
-      client = await ClientSession.open(c.udp[0]!);
+    await withDirectorBehindPauseProxy({}, async (dc, proxy, clients) => {
+      const client = clients.add(await ClientSession.open(dc.udp[0]!));
       proxy.pauseAnswers();
       const refused = await client.hello({ timeoutMs: 4000, attempts: 1 }).then(
         () => undefined,
@@ -624,13 +644,7 @@ describe('two directors on etcd: faults under load', () => {
       await waitFor('C to be ready again', async () => (await admin(dc, '/readyz')).status === 200, { timeoutMs: 10_000, intervalMs: 50 });
       client.inbox.length = 0;
       await client.hello({ timeoutMs: 1000, attempts: 3 });
-    } finally {
-      proxy.resumeAnswers();
-      await client?.close();
-      c?.kill('SIGKILL');
-      await c?.exited;
-      await proxy.close();
-    }
+    });
   }, 60_000);
   it('a jump whose new socket sends twice before it is bound wins without a REJECT OWNERSHIP_CONFLICT', async () => {
     // The owner answers BIND to each candidate packet; the second BIND arrives while the first one's
@@ -668,21 +682,8 @@ describe('two directors on etcd: faults under load', () => {
     // answers again nothing ever thaws the session: its packets are held then dropped, and a later
     // migrate or drain refuses it ("FROZEN: that transition is not allowed"). Under load the same happens
     // to drains whenever the fence flickers 'near' (a slow keepalive) between a freeze and its transfer.
-    await bothReady();
-    const member = new URL(etcd.members[0]!.clientUrl);
-    const proxy = await startPauseProxy({ host: member.hostname, port: Number(member.port) });
-    let c: DirectorProc | undefined;
-    let client: ClientSession | undefined;
-    try {
-      const base = config('director-c');
-      c = await startDirector({
-        ...base,
-        store: { kind: 'etcd', etcd: { endpoints: [proxy.url], prefix, lease_ttl_s: LEASE_TTL_S, call_timeout_ms: CALL_TIMEOUT_MS } },
-        drain: { quiesce_ms: 2500 },
-      });
-      const dc = c;
-      await waitFor('C to be ready', async () => (await admin(dc, '/readyz')).status === 200, { timeoutMs: 10_000, intervalMs: 50 });
-      client = await ClientSession.open(c.udp[0]!);
+    await withDirectorBehindPauseProxy({ drain: { quiesce_ms: 2500 } }, async (dc, proxy, clients) => {
+      const client = clients.add(await ClientSession.open(dc.udp[0]!));
       await client.hello();
       client.sendData(Buffer.from('before'));
       await client.next((r) => r.type === PacketType.DATA);
@@ -716,12 +717,6 @@ describe('two directors on etcd: faults under load', () => {
       expect(thawed.owner).toBe(owner);
       client.sendData(Buffer.from('after'));
       await client.next((r) => r.type === PacketType.DATA && r.payload!.subarray(0, 5).toString() === 'after', 5000);
-    } finally {
-      proxy.resumeAnswers();
-      await client?.close();
-      c?.kill('SIGKILL');
-      await c?.exited;
-      await proxy.close();
-    }
+    });
   }, 60_000);
 });
