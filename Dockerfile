@@ -9,8 +9,9 @@ COPY scripts ./scripts
 COPY src ./src
 COPY bench ./bench
 RUN npm run build
-# The native batched-UDP addon (socket.native: auto uses it when it is there): node-gyp with python3, make
-# and g++ against the image's own Node headers. A failed build only warns; the director then uses node:dgram.
+# The native addons, batched UDP (socket.native) and the TCP splice pump (tcp.native), used when they are
+# there: node-gyp with python3, make and g++ against the image's own Node headers. A failed build only
+# warns; the director then uses node:dgram and Node streams.
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/* \
   && mkdir -p build/Release && npm_config_nodedir=/usr/local npm run install
 

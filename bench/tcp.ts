@@ -1,7 +1,9 @@
 // TCP throughput: 1 and 64 concurrent streams echoed through the director to three reference nodes,
 // against the same streams straight to one reference node (the baseline) and through HAProxy (Debian's
-// package, `mode tcp`, one thread, to the same three nodes), interleaved in the same run; plus the
-// director's peak RSS while one 200 MB stream goes through it. Nothing is pinned here (the client is the
+// package, `mode tcp`, one thread, to the same three nodes), interleaved in the same run; the director
+// runs twice: with the default config (tcp.native: auto, the native splice pump when it was built) and
+// with tcp.native: off (Node streams, the data path before the pump); plus the director's peak RSS
+// while one 200 MB stream goes through it. Nothing is pinned here (the client is the
 // bench process itself, the nodes are Node processes): the director and HAProxy run under the same
 // conditions, and each one's CPU use during its runs is reported (/proc/PID/stat).
 import net from 'node:net';
@@ -93,20 +95,31 @@ export async function benchTcp(): Promise<unknown> {
     for (const [i, port] of ports.entries()) {
       children.push(await startAnchorProcess(['node', '--id', `node-${i}`, '--listen', `127.0.0.1:${port}`], /listening/));
     }
-    const cfg = join(dir, 'anchor.yaml');
-    writeFileSync(
-      cfg,
-      dump({
-        listen: { udp: [`127.0.0.1:${front}`], tcp: [`127.0.0.1:${front}`] },
-        admin: { listen: '127.0.0.1:0' },
-        nodes: ports.map((p, i) => ({ id: `node-${i}`, address: `127.0.0.1:${p}` })),
-        admission: { per_source_rate: 100_000, per_source_burst: 100_000 },
-        audit: { path: join(dir, 'audit.jsonl') },
-        log: { level: 'info' },
-      }),
-    );
-    const director = await startAnchorProcess(['run', '--config', cfg], /director started/);
-    children.push(director);
+    /** Starts `anchor run` listening on `port`; `tcp` is merged into the default config's tcp section. */
+    const startDirector = async (name: string, port: number, tcp: Record<string, unknown>): Promise<{ child: Child; io: string }> => {
+      const cfg = join(dir, `${name}.yaml`);
+      writeFileSync(
+        cfg,
+        dump({
+          listen: { udp: [`127.0.0.1:${port}`], tcp: [`127.0.0.1:${port}`] },
+          admin: { listen: '127.0.0.1:0' },
+          nodes: ports.map((p, i) => ({ id: `node-${i}`, address: `127.0.0.1:${p}` })),
+          admission: { per_source_rate: 100_000, per_source_burst: 100_000 },
+          audit: { path: join(dir, `${name}-audit.jsonl`) },
+          log: { level: 'info' },
+          tcp,
+        }),
+      );
+      const child = await startAnchorProcess(['run', '--config', cfg], /director started/);
+      children.push(child);
+      const io = /"tcp_io":"(\w+)"/.exec(child.output)?.[1] ?? 'unknown';
+      return { child, io };
+    };
+    const { child: director, io: directorIo } = await startDirector('anchor', front, {});
+    const streamFront = await freePort();
+    const { child: streamDirector, io: streamIo } = await startDirector('anchor-stream', streamFront, { native: 'off' });
+    console.log(`tcp: director (default config) runs on the ${directorIo} path; director-stream (tcp.native: off) on the ${streamIo} path`);
+    if (directorIo !== 'splice') notes.push(`the default director ran on the ${directorIo} path: the native TCP pump was not built (npm run install shows why)`);
     if (existsSync(HAPROXY)) {
       const hport = await freePort();
       const hcfg = join(dir, 'haproxy.cfg');
@@ -131,29 +144,35 @@ export async function benchTcp(): Promise<unknown> {
       const mb = streams === 1 ? PER_STREAM_MB * 4 : Math.max(1, Math.round(PER_STREAM_MB / 4));
       const direct: number[] = [];
       const through: { mbs: number; cpu: number }[] = [];
+      const throughStream: { mbs: number; cpu: number }[] = [];
       const viaHaproxy: { mbs: number; cpu: number }[] = [];
       // Interleaved, the order rotating each round.
       for (let i = 0; i < REPEATS; i++) {
         const jobs: (() => Promise<void>)[] = [
           async () => void direct.push(await run(ports[0] as number, streams, mb)),
           async () => void through.push(await measured(front, streams, mb, director.proc.pid)),
+          async () => void throughStream.push(await measured(streamFront, streams, mb, streamDirector.proc.pid)),
           ...(hport !== undefined && haproxy !== null ? [async () => void viaHaproxy.push(await measured(hport, streams, mb, (haproxy as Proc).pid))] : []),
         ];
         for (let j = 0; j < jobs.length; j++) await (jobs[(i + j) % jobs.length] as () => Promise<void>)();
       }
       const d = median(direct);
       const a = median(through.map((x) => x.mbs));
+      const as = median(throughStream.map((x) => x.mbs));
       const h = median(viaHaproxy.map((x) => x.mbs));
       rows.push({
         streams,
         mb_per_stream: mb,
         direct_mb_s: Math.round(d),
         director_mb_s: Math.round(a),
+        director_stream_mb_s: Math.round(as),
         haproxy_mb_s: Number.isFinite(h) ? Math.round(h) : null,
         director_over_direct: Number((a / d).toFixed(2)),
         director_over_haproxy: Number.isFinite(h) ? Number((a / h).toFixed(2)) : null,
+        director_stream_over_haproxy: Number.isFinite(h) ? Number((as / h).toFixed(2)) : null,
         haproxy_over_direct: Number.isFinite(h) ? Number((h / d).toFixed(2)) : null,
         director_cpu_pct: Math.round(median(through.map((x) => x.cpu))),
+        director_stream_cpu_pct: Math.round(median(throughStream.map((x) => x.cpu))),
         haproxy_cpu_pct: Number.isFinite(h) ? Math.round(median(viaHaproxy.map((x) => x.cpu))) : null,
       });
     }
@@ -174,7 +193,8 @@ export async function benchTcp(): Promise<unknown> {
       repeats: REPEATS,
       configs: {
         direct: 'the streams straight to one reference node',
-        director: 'anchor run (PROXY v2 STREAM header to three reference nodes), default config',
+        director: `anchor run (PROXY v2 STREAM header to three reference nodes), default config: the ${directorIo} path`,
+        director_stream: `the same with tcp.native: off: the ${streamIo} path (Node streams)`,
         haproxy: 'HAProxy mode tcp, nbthread 1, balance roundrobin over the same three nodes, no PROXY header',
       },
       rows,

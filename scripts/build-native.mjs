@@ -1,12 +1,12 @@
-// npm "install" script: builds the optional native addon (binding.gyp → build/Release/anchor_udp.node)
-// with node-gyp, and never fails the install: without the addon Anchor runs on node:dgram, so a failed
-// build prints one warning line and exits 0. Owns nothing else; writes only under build/.
+// npm "install" script: builds the optional native addons (binding.gyp → build/Release/anchor_udp.node,
+// build/Release/anchor_tcp.node) with node-gyp, and never fails the install: without them Anchor runs on
+// node:dgram and the JS TCP stream path, so a failed build prints one warning line and exits 0. Owns nothing else; writes only under build/.
 // npm puts its bundled node-gyp on PATH for lifecycle scripts (and passes npm_config_nodedir from
 // .npmrc, so the build uses the installed Node headers offline). ANCHOR_SKIP_NATIVE=1 skips the build.
 import { spawnSync } from 'node:child_process';
 
 const warn = (why) => {
-  console.warn(`anchor: WARNING: the optional native UDP addon was not built (${why}); Anchor works without it (node:dgram).`);
+  console.warn(`anchor: WARNING: the optional native addons (batched UDP, TCP splice) were not built (${why}); Anchor works without them (node:dgram, JS streams).`);
   process.exit(0);
 };
 

@@ -11,7 +11,7 @@ import { DirectorCore } from './director/core.js';
 import { UdpDirector } from './director/director.js';
 import { Ownership, type StepFailure } from './director/ownership.js';
 import { DrainCoordinator, loopBusyMeter } from './drain/coordinator.js';
-import { loadNativeUdp, type NativeUdpBinding } from './net/native/index.js';
+import { loadNativeTcp, loadNativeUdp, type NativeTcpBinding, type NativeUdpBinding } from './net/native/index.js';
 import { TcpFront } from './net/tcp-front.js';
 import { Membership, NodeHealth, NodeState } from './nodes/membership.js';
 import { HealthProber } from './nodes/prober.js';
@@ -185,6 +185,14 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     },
     { core: c, ownership, clock, logger, stats },
   );
+  // Routed TCP connections spliced by the native pump when it was built (`tcp.native`); Node streams otherwise.
+  let tcpNative: NativeTcpBinding | null = null;
+  if (config.listen.tcp.length > 0 && config.tcp.native !== 'off') {
+    const loaded = loadNativeTcp();
+    if (loaded.ok) tcpNative = loaded.binding;
+    else if (config.tcp.native === 'on') throw new ConfigError([{ path: 'tcp.native', message: `is "on" but the native TCP splice pump cannot be used: ${loaded.reason}` }]);
+    else logger.info({ reason: loaded.reason }, 'native TCP splice pump not available: using Node streams');
+  }
   const tcp =
     config.listen.tcp.length === 0
       ? null
@@ -200,6 +208,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
             bindTimeoutMs: config.tcp.bind_timeout_ms,
             maxConnections: config.tcp.max_connections,
             codecs: config.listen.tcp.map((l) => createCodec(codecSpec(l)).stream),
+            native: tcpNative,
           },
           { core: c, ownership, clock, logger, stats },
         );
@@ -327,6 +336,9 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       tcpOpen: () => tcp?.openConnections ?? 0,
       sessionSockets: () => director.sessionSockets,
       nativeIo: () => director.nativeIo,
+      tcpDataPath: () => tcp?.dataPath ?? null,
+      tcpSpliced: () => tcp?.splicedConnections ?? 0,
+      syncTcp: () => tcp?.syncBytes(),
       ready: () => ready().ready,
     },
     { processMetrics: config.metrics.enabled },
@@ -448,7 +460,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     await close();
     throw err;
   }
-  logger.info({ udp: director.addresses.map(transportKey), udp_io: director.nativeIo ? 'native' : 'dgram', tcp: (tcp?.addresses ?? []).map(transportKey), admin: transportKey(admin.address), nodes: config.nodes.length, director: directorId }, 'director started');
+  logger.info({ udp: director.addresses.map(transportKey), udp_io: director.nativeIo ? 'native' : 'dgram', tcp: (tcp?.addresses ?? []).map(transportKey), tcp_io: tcp?.dataPath ?? null, admin: transportKey(admin.address), nodes: config.nodes.length, director: directorId }, 'director started');
 
   return {
     udpAddresses: director.addresses,

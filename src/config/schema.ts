@@ -275,7 +275,7 @@ export type Encapsulation = (typeof ENCAPSULATIONS)[number];
 
 export const FAILOVER_MODES = ['manual', 'auto'] as const;
 
-/** UDP I/O: the native batched addon when it was built (auto), always (on: refuse to start without it), never (off). */
+/** A native data path (socket.native: batched UDP I/O; tcp.native: the TCP splice pump): used when it was built (auto), always (on: refuse to start without it), never (off). */
 export const NATIVE_MODES = ['auto', 'on', 'off'] as const;
 export type NativeMode = (typeof NATIVE_MODES)[number];
 export type FailoverMode = (typeof FAILOVER_MODES)[number];
@@ -324,6 +324,7 @@ export const AnchorConfigSchema = z
         connect_timeout_ms: integerAtLeast(1).default(3000),
         bind_timeout_ms: integerAtLeast(1).default(3000),
         max_connections: integerAtLeast(1).default(100_000),
+        native: oneOf(NATIVE_MODES).default('auto'),
       }),
       socket: section({
         recv_buffer_bytes: integerAtLeast(0).default(4 * 1024 * 1024),

@@ -29,6 +29,12 @@ export interface MetricsSources {
   sessionSockets(): number;
   /** Whether the UDP data path runs on the native batched addon (else node:dgram). */
   nativeIo(): boolean;
+  /** The TCP data path (`splice`: the native pump; `stream`: Node streams); absent or null without TCP listeners. */
+  tcpDataPath?(): 'splice' | 'stream' | null;
+  /** TCP connections the native pump splices now. */
+  tcpSpliced?(): number;
+  /** Called before the TCP byte counters are read: spliced connections' bytes are added to the stats. */
+  syncTcp?(): void;
   ready(): boolean;
 }
 
@@ -61,6 +67,9 @@ export const METRIC_NAMES = [
   'anchor_node_up',
   'anchor_upstream_session_sockets',
   'anchor_udp_native_io',
+  'anchor_tcp_native_io',
+  'anchor_tcp_connections_spliced',
+  'anchor_tcp_splice_fallbacks_total',
   'anchor_tcp_connections_accepted_total',
   'anchor_tcp_connections_refused_total',
   'anchor_tcp_connections_open',
@@ -153,6 +162,7 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
     registers: [reg],
     collect() {
       this.reset();
+      src.syncTcp?.();
       this.inc({ direction: 'in' }, s.tcpBytesIn);
       this.inc({ direction: 'out' }, s.tcpBytesOut);
     },
@@ -173,6 +183,23 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
       this.set(src.nativeIo() ? 1 : 0);
     },
   });
+  new Gauge({
+    name: 'anchor_tcp_native_io',
+    help: 'Whether routed TCP connections are spliced in the kernel by the native pump (1) or piped through Node streams (0): see tcp.native.',
+    registers: [reg],
+    collect() {
+      this.set(src.tcpDataPath?.() === 'splice' ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'anchor_tcp_connections_spliced',
+    help: 'TCP connections open now whose bytes the native pump splices (a subset of anchor_tcp_connections_open).',
+    registers: [reg],
+    collect() {
+      this.set(src.tcpSpliced?.() ?? 0);
+    },
+  });
+  labeled(reg, 'anchor_tcp_splice_fallbacks_total', 'Routed TCP connections the native pump could not take, so they run on Node streams, by reason (write_pending, EMFILE, …).', 'reason', () => s.tcpSpliceFallbacks);
   new Gauge({
     name: 'anchor_tcp_connections_open',
     help: 'TCP client connections open now.',

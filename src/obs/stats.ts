@@ -93,6 +93,8 @@ export class DirectorStats {
   /** Bytes from nodes toward clients. */
   tcpBytesOut = 0;
   tcpPreambleTimeouts = 0;
+  /** Routed connections the native splice pump could not take (they run on Node streams), by reason. */
+  readonly tcpSpliceFallbacks = new LabeledCounter();
   readonly auditEvents = new LabeledCounter();
   readonly securityEvents = new LabeledCounter();
   /** REVOKEs: sent, acknowledged, unacknowledged (after every retry). */

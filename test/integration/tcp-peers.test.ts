@@ -1,6 +1,7 @@
 // The TCP front against independent and heavy peers: HAProxy parses the PROXY v2 header Anchor writes;
 // a 200 MB transfer with a slow reader keeps the director's memory bounded; a node drain with live TCP
-// sessions passes the checker.
+// sessions passes the checker. On both TCP data paths (the native splice pump, skipped with the loader's
+// reason when it was not built; Node streams).
 import { afterEach, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -16,6 +17,13 @@ import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { startDirector, tempDir, type DirectorProc } from '../helpers/director-proc.js';
 import { closedBy, readBytes, tcpHello, tcpReattach } from '../helpers/tcp.js';
 import { waitFor } from '../helpers/wait.js';
+import { loadNativeTcp } from '../../src/net/native/index.js';
+
+const nativeTcp = loadNativeTcp();
+const paths = [
+  { io: 'splice' as const, skip: nativeTcp.ok ? null : nativeTcp.reason },
+  { io: 'stream' as const, skip: null },
+];
 
 function tcpTarget(p: DirectorProc, family: 4 | 6 = 4): Transport {
   const line = p.stdout.split('\n').find((l) => l.includes('director started'))!;
@@ -38,7 +46,8 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-describe('TCP front with real peers', () => {
+for (const { io, skip } of paths) describe.skipIf(skip !== null)(`TCP front with real peers, ${io} data path${skip === null ? '' : ` (skipped: ${skip})`}`, () => {
+  const tcpIo = { native: io === 'splice' ? 'on' : 'off' };
   const cleanup: (() => Promise<void> | void)[] = [];
   afterEach(async () => {
     for (const f of cleanup.splice(0).reverse()) await f();
@@ -124,7 +133,9 @@ describe('TCP front with real peers', () => {
       admin: { listen: '127.0.0.1:0' },
       nodes: [{ id: 'haproxy-node', address: `127.0.0.1:${fePort}` }],
       health: { enabled: false },
+      tcp: tcpIo,
     });
+    expect(d.stdout).toContain(`"tcp_io":"${io}"`);
     cleanup.push(async () => {
       d.kill();
       await d.exited;
@@ -142,7 +153,8 @@ describe('TCP front with real peers', () => {
   });
 
   it('200 MB through one session with a slow reader keeps the director\'s RSS bounded', async () => {
-    const c: Cluster = await startCluster({ family: 4, config: { listen: { udp: ['127.0.0.1:0'], tcp: ['127.0.0.1:0'] } } });
+    const c: Cluster = await startCluster({ family: 4, config: { listen: { udp: ['127.0.0.1:0'], tcp: ['127.0.0.1:0'] }, tcp: tcpIo } });
+    expect(c.director.stdout).toContain(`"tcp_io":"${io}"`);
     cleanup.push(() => c.stop());
     const pid = c.director.child.pid!;
     const { sock } = await tcpHello(tcpTarget(c.director), randomBytes(16));
@@ -180,7 +192,8 @@ describe('TCP front with real peers', () => {
   });
 
   it('a node drain with live TCP sessions: clients reconnect onto the remaining nodes; the checker passes', async () => {
-    const c: Cluster = await startCluster({ family: 4, config: { listen: { udp: ['127.0.0.1:0'], tcp: ['127.0.0.1:0'] } } });
+    const c: Cluster = await startCluster({ family: 4, config: { listen: { udp: ['127.0.0.1:0'], tcp: ['127.0.0.1:0'] }, tcp: tcpIo } });
+    expect(c.director.stdout).toContain(`"tcp_io":"${io}"`);
     cleanup.push(() => c.stop());
     const target = tcpTarget(c.director);
     const live: { id: Buffer; key: Buffer; sock: net.Socket }[] = [];

@@ -1,5 +1,7 @@
 // The TCP front end to end: a real director process, three real reference nodes (UDP and TCP on the
-// same port), real sockets. Sessions over TCP get the same ownership guarantees as over UDP.
+// same port), real sockets. Sessions over TCP get the same ownership guarantees as over UDP. On both
+// TCP data paths: the native splice pump (tcp.native: on; skipped with the loader's reason when it was
+// not built) and Node streams (off); the same behaviour is expected of both.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import type net from 'node:net';
@@ -13,11 +15,17 @@ import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { metric } from '../helpers/director-proc.js';
 import { closedBy, connect, readBytes, tcpHello, tcpReattach } from '../helpers/tcp.js';
 import { waitFor } from '../helpers/wait.js';
+import { loadNativeTcp } from '../../src/net/native/index.js';
 
 const TCP_CONFIG = {
   listen: { udp: ['127.0.0.1:0', '[::1]:0'], tcp: ['127.0.0.1:0', '[::1]:0'] },
   tcp: { preamble_timeout_ms: 300 },
 };
+const nativeTcp = loadNativeTcp();
+const paths = [
+  { io: 'splice' as const, skip: nativeTcp.ok ? null : nativeTcp.reason },
+  { io: 'stream' as const, skip: null },
+];
 
 interface SessionJson {
   owner: string;
@@ -55,15 +63,30 @@ async function roundTrip(sock: net.Socket, bytes: number): Promise<void> {
   expect(got.digest('hex')).toBe(want);
 }
 
-describe('TCP front', () => {
+for (const { io, skip } of paths) describe.skipIf(skip !== null)(`TCP front, ${io} data path${skip === null ? '' : ` (skipped: ${skip})`}`, () => {
   let c: Cluster;
   let t: { v4: Transport; v6: Transport };
   beforeAll(async () => {
-    c = await startCluster({ family: 4, config: TCP_CONFIG });
+    c = await startCluster({ family: 4, config: { ...TCP_CONFIG, tcp: { ...TCP_CONFIG.tcp, native: io === 'splice' ? 'on' : 'off' } } });
     t = await tcpTargets(c);
   });
   afterAll(async () => {
     await c?.stop();
+  });
+
+  it(`runs on the ${io} path (the "director started" line, anchor_tcp_native_io and anchor_tcp_connections_spliced say so)`, async () => {
+    expect(c.director.stdout).toContain(`"tcp_io":"${io}"`);
+    expect(await metric(c.director.admin, 'anchor_tcp_native_io')).toBe(io === 'splice' ? 1 : 0);
+    const { sock } = await tcpHello(t.v4, randomBytes(16));
+    try {
+      await roundTrip(sock, 64 * 1024);
+      expect(await metric(c.director.admin, 'anchor_tcp_connections_spliced')).toBe(io === 'splice' ? 1 : 0);
+      expect(await metric(c.director.admin, 'anchor_tcp_splice_fallbacks_total')).toBe(0);
+    } finally {
+      sock.destroy();
+    }
+    await waitFor('the connection to be gone', async () => (await metric(c.director.admin, 'anchor_tcp_connections_open')) === 0);
+    expect(await metric(c.director.admin, 'anchor_tcp_connections_spliced')).toBe(0);
   });
 
   it('500 concurrent sessions each move 2 MB through the director, checksummed; each reached exactly the ring\'s node', async () => {
@@ -182,5 +205,27 @@ describe('TCP front', () => {
     });
     expect(checkRecords(mine).ok).toBe(true);
     again.sock.destroy();
+  });
+});
+
+for (const { io, skip } of paths) describe.skipIf(skip !== null)(`TCP front idle timeout, ${io} data path`, () => {
+  let c: Cluster;
+  let t: { v4: Transport; v6: Transport };
+  beforeAll(async () => {
+    c = await startCluster({ family: 4, config: { ...TCP_CONFIG, tcp: { ...TCP_CONFIG.tcp, idle_timeout_s: 1, native: io === 'splice' ? 'on' : 'off' } } });
+    t = await tcpTargets(c);
+  });
+  afterAll(async () => {
+    await c?.stop();
+  });
+
+  it('a connection without traffic either way is closed after tcp.idle_timeout_s and counted; its session lives on', async () => {
+    const id = randomBytes(16);
+    const { sock } = await tcpHello(t.v4, id);
+    await roundTrip(sock, 32 * 1024);
+    await closedBy(sock, 10_000);
+    expect(await metric(c.director.admin, 'anchor_tcp_connections_refused_total', { reason: 'idle_timeout' })).toBe(1);
+    const r = await fetch(`${c.director.admin}/v1/sessions/${id.toString('hex')}`);
+    expect(r.status).toBe(200);
   });
 });

@@ -28,7 +28,7 @@ const jv1 = (address: string) => ({ address, codec: 'jv1', offset: null, length:
 const DEFAULTS = {
   director: { id: 'anchor-1' },
   listen: { udp: [jv1('127.0.0.1:4500')], tcp: [] },
-  tcp: { preamble_timeout_ms: 5000, preamble_max_bytes: 4096, idle_timeout_s: 300, connect_timeout_ms: 3000, bind_timeout_ms: 3000, max_connections: 100000 },
+  tcp: { preamble_timeout_ms: 5000, preamble_max_bytes: 4096, idle_timeout_s: 300, connect_timeout_ms: 3000, bind_timeout_ms: 3000, max_connections: 100000, native: 'auto' },
   socket: { recv_buffer_bytes: 4194304, send_buffer_bytes: 1048576, native: 'auto' },
   admin: { listen: '127.0.0.1:9180', token: null },
   session: { idle_ttl_s: 120, max: 1_000_000, tombstone_s: 60, hold_max_packets: 64 },
@@ -80,6 +80,7 @@ describe('config files shipped in config/', () => {
       'tcp.connect_timeout_ms',
       'tcp.bind_timeout_ms',
       'tcp.max_connections',
+      'tcp.native',
       'socket.recv_buffer_bytes',
       'socket.send_buffer_bytes',
       'socket.native',

@@ -1,7 +1,8 @@
-// Loader and types of the optional native addon for batched UDP I/O (udp_batch.c, built by node-gyp
-// into build/Release/anchor_udp.node at `npm install`). Owns finding and loading the addon and
-// describing its shared-slab API; it never throws when the addon is missing: callers get `null` with
-// the reason and fall back to node:dgram. It never opens a socket itself.
+// Loaders and types of the optional native addons, built by node-gyp at `npm install`: batched UDP I/O
+// (udp_batch.c → build/Release/anchor_udp.node) and the TCP splice pump (tcp_splice.c →
+// build/Release/anchor_tcp.node). Owns finding and loading them and describing their APIs; it never
+// throws when an addon is missing: callers get `{ ok: false, reason }` and fall back to node:dgram /
+// the JS stream path. It never opens a socket itself.
 //
 // The API in one paragraph: `new UdpSocket(options, onBatch)` binds (and optionally connects) a
 // non-blocking UDP socket that libuv polls. When readable it reads up to `slots` datagrams with one
@@ -119,28 +120,119 @@ function packageRoot(): string | null {
   }
 }
 
+/** Requires an addon file (`path`, or `addon` under the package root); never throws. */
+function requireAddon(addon: string, path: string | undefined): { ok: true; mod: unknown; file: string } | { ok: false; reason: string } {
+  let file = path;
+  if (file === undefined) {
+    const root = packageRoot();
+    if (root === null) return { ok: false, reason: 'package root (package.json of "anchor") not found above the loader' };
+    file = join(root, addon);
+  }
+  if (!existsSync(file)) return { ok: false, reason: `${file} does not exist (the build at npm install failed or was skipped; \`npm run install\` rebuilds it and shows why)` };
+  try {
+    return { ok: true, mod: createRequire(import.meta.url)(file), file };
+  } catch (err) {
+    return { ok: false, reason: `loading ${file} failed: ${err instanceof Error ? err.message : String(err)}` };
+  }
+}
+
 /**
  * Loads the addon (from `path`, or build/Release/anchor_udp.node under the package root) and checks
  * that it is the one this file describes. Never throws: `{ ok: false, reason }` says why not.
  */
 export function loadNativeUdp(path?: string): NativeUdpLoad {
   if (process.platform !== 'linux') return { ok: false, reason: `the native UDP addon needs Linux (recvmmsg/sendmmsg), not ${process.platform}` };
-  let file = path;
-  if (file === undefined) {
-    const root = packageRoot();
-    if (root === null) return { ok: false, reason: 'package root (package.json of "anchor") not found above the loader' };
-    file = join(root, ADDON);
-  }
-  if (!existsSync(file)) return { ok: false, reason: `${file} does not exist (the build at npm install failed or was skipped; \`npm run install\` rebuilds it and shows why)` };
-  let mod: unknown;
-  try {
-    mod = createRequire(import.meta.url)(file);
-  } catch (err) {
-    return { ok: false, reason: `loading ${file} failed: ${err instanceof Error ? err.message : String(err)}` };
-  }
-  const b = mod as Partial<NativeUdpBinding>;
+  const r = requireAddon(ADDON, path);
+  if (!r.ok) return r;
+  const b = r.mod as Partial<NativeUdpBinding>;
   if (typeof b.UdpSocket !== 'function' || b.META_INTS !== Meta.INTS || b.STATS?.TX_SYSCALLS !== Stat.TX_SYSCALLS) {
-    return { ok: false, reason: `${file} is not the addon this loader expects (stale build? run npm install)` };
+    return { ok: false, reason: `${r.file} is not the addon this loader expects (stale build? run npm install)` };
   }
-  return { ok: true, binding: b as NativeUdpBinding, path: file };
+  return { ok: true, binding: b as NativeUdpBinding, path: r.file };
+}
+
+// ---------- the TCP splice pump (tcp_splice.c) ----------
+//
+// `new TcpPump(clientFd, upstreamFd, pendingIn, pendingOut, onEnd)` dup()s both connected sockets (the
+// caller then closes its own handles — e.g. destroys the net.Socket — which leaves the connections
+// open) and moves bytes both ways with splice(2) through a pipe per direction, polled by libuv on the
+// main loop. `pendingIn` (to the upstream) and `pendingOut` (to the client) are written first: bytes JS
+// had read and not forwarded. A side is read only while the pipe toward the other side is empty
+// (backpressure); EOF from one side becomes a FIN to the other once its bytes are out (half-close).
+// `onEnd(code, errno, errnoName)` is called once when the pump ends the connection by itself
+// (TcpEnd); `close()` ends it without a call. `stats` (Float64Array, TcpStat) counts bytes both ways.
+
+/** Indices into a pump's `stats`. */
+export const TcpStat = {
+  /** Bytes read from the client. */
+  IN_READ: 0,
+  /** Bytes written to the upstream. */
+  IN_WRITTEN: 1,
+  /** Bytes read from the upstream. */
+  OUT_READ: 2,
+  /** Bytes written to the client. */
+  OUT_WRITTEN: 3,
+  /** splice / send / read syscalls. */
+  SPLICES: 4,
+  /** Readiness events handled. */
+  EVENTS: 5,
+} as const;
+
+/** How a pump ended by itself (onEnd's first argument). */
+export const TcpEnd = {
+  /** Both directions ended: EOF read from each side and passed on as a FIN. */
+  EOF: 1,
+  /** A socket error (errno / errnoName say which) or no pipe could be had. */
+  ERROR: 2,
+  /** finish(): the upstream was dropped, the client got its FIN and then closed. */
+  FINISHED: 3,
+} as const;
+export type TcpEndCode = (typeof TcpEnd)[keyof typeof TcpEnd];
+
+/** Directions for pause()/resume(). */
+export const TcpDir = { IN: 1, OUT: 2, BOTH: 3 } as const;
+
+export interface NativeTcpPump {
+  readonly stats: Float64Array;
+  readonly closed: boolean;
+  /** Stops reading the client (IN, the default) and/or the upstream (OUT); bytes already read still go out. */
+  pause(mask?: number): void;
+  resume(mask?: number): void;
+  /** Graceful end: the upstream is closed now; what it sent reaches the client, then a FIN; the client's close ends it (TcpEnd.FINISHED). */
+  finish(): void;
+  /** Closes both connections now; onEnd is not called. Idempotent. */
+  close(): void;
+}
+
+export interface NativeTcpBinding {
+  readonly TcpPump: new (
+    clientFd: number,
+    upstreamFd: number,
+    pendingIn: Uint8Array | null,
+    pendingOut: Uint8Array | null,
+    onEnd: (this: NativeTcpPump, code: TcpEndCode, errno: number, errnoName: string) => void,
+  ) => NativeTcpPump;
+  readonly STATS: Readonly<Record<keyof typeof TcpStat, number>>;
+  /** Empty pipes kept for reuse, and all pipes the addon has open. */
+  pipePool(): { pooled: number; open: number };
+  /** Closes the pooled pipes; returns how many. */
+  trimPipePool(): number;
+  /** Capacity asked (F_SETPIPE_SZ, best effort) for pipes created from now on; 0 = the kernel default. */
+  setPipeSize(bytes: number): void;
+}
+
+export type NativeTcpLoad = { readonly ok: true; readonly binding: NativeTcpBinding; readonly path: string } | { readonly ok: false; readonly reason: string };
+
+const TCP_ADDON = join('build', 'Release', 'anchor_tcp.node');
+
+/** Loads the TCP splice pump (build/Release/anchor_tcp.node, or `path`). Never throws. */
+export function loadNativeTcp(path?: string): NativeTcpLoad {
+  if (process.platform !== 'linux') return { ok: false, reason: `the native TCP pump needs Linux (splice), not ${process.platform}` };
+  const r = requireAddon(TCP_ADDON, path);
+  if (!r.ok) return r;
+  const b = r.mod as Partial<NativeTcpBinding> & { END_FINISHED?: unknown };
+  if (typeof b.TcpPump !== 'function' || b.STATS?.EVENTS !== TcpStat.EVENTS || b.END_FINISHED !== TcpEnd.FINISHED) {
+    return { ok: false, reason: `${r.file} is not the addon this loader expects (stale build? run npm install)` };
+  }
+  return { ok: true, binding: b as NativeTcpBinding, path: r.file };
 }
