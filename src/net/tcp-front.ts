@@ -17,7 +17,7 @@ import type { DirectorCore, TcpOutcome } from '../director/core.js';
 import type { Ownership } from '../director/ownership.js';
 import type { Logger } from '../obs/logger.js';
 import { type DirectorStats, rejectLabel } from '../obs/stats.js';
-import { LifecycleEvent } from '../session/lifecycle.js';
+import { LifecycleEvent, SessionState } from '../session/lifecycle.js';
 import type { SessionRecord } from '../session/table.js';
 import type { Clock } from '../util/clock.js';
 import { TcpDir, TcpEnd, TcpStat, type NativeTcpBinding, type NativeTcpPump, type TcpEndCode } from './native/index.js';
@@ -225,12 +225,17 @@ export class TcpFront {
           this.#reject(conn, rec.idBytes, r.reason, first.length);
           return;
         }
-        const up = await this.#connect(conn, rec.owner);
+        const owner = rec.owner;
+        const version = rec.version;
+        const up = await this.#connect(conn, owner);
         if (up === null) {
           // The owner cannot be reached: the session never carried a byte; end it rather than strand it.
           this.#d.ownership.terminate(rec.id, 'upstream_connect_failed', 'tcp');
           return;
         }
+        // Transitions are followed only once the connection is bound: one that ran while the front was
+        // connecting (a drain's freeze or transfer, an end) must not be missed.
+        if (!this.#stillRoutable(conn, rec, owner, version)) return;
         this.#send(up, rec, conn, rec.version, 0, out.seq, first);
         this.#bind(conn, rec);
         this.#pipe(conn, up, rec, Buffer.alloc(0));
@@ -272,11 +277,27 @@ export class TcpFront {
           this.#reject(conn, rec.idBytes, r.reason === 'unavailable' ? RejectReason.STORE_UNAVAILABLE : RejectReason.OWNERSHIP_CONFLICT, first.length);
           return;
         }
+        if (!this.#stillRoutable(conn, rec, owner, rec.version)) return;
         this.#bind(conn, rec);
         this.#pipe(conn, up, rec, bind.rest);
         return;
       }
     }
+  }
+
+  /**
+   * After an await, before the connection is bound (until then the front does not follow the session's
+   * transitions): whether `rec` is still live here, ATTACHED, owned by `owner` at `version`. If not — it
+   * ended, a freeze or a transfer ran while the front connected — the connection is closed and counted
+   * (`session_ended`, `session_moved`); the client reconnects and is routed by what the session is then.
+   */
+  #stillRoutable(conn: Conn, rec: SessionRecord, owner: string, version: bigint): boolean {
+    if (conn.closed) return false;
+    const live = this.#d.core.table.get(rec.id) === rec && rec.state !== SessionState.TERMINATED;
+    if (live && rec.state === SessionState.ATTACHED && rec.owner === owner && rec.version === version) return true;
+    this.#d.stats.tcpRefused.inc(live ? 'session_moved' : 'session_ended');
+    this.#destroy(conn);
+    return false;
   }
 
   /** Makes `conn` the session's connection; the one it had before is closed (one transport per session). */
