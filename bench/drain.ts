@@ -4,7 +4,7 @@
 // traffic for the same time with no drain (loss and RTT in a steady window before the drain).
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -39,6 +39,62 @@ async function metrics(admin: string): Promise<Map<string, number>> {
     if (x !== null) m.set(`${x[1]}${x[2] ?? ''}`, Number(x[3]));
   }
   return m;
+}
+
+/** The sum of every series of a labeled counter, and its series by label value (`reason`, `outcome`…). */
+function labeledSum(m: Map<string, number>, name: string): { total: number; by: Record<string, number> } {
+  const by: Record<string, number> = {};
+  let total = 0;
+  for (const [k, v] of m) {
+    if (!k.startsWith(`${name}{`)) continue;
+    const label = /="([^"]*)"/.exec(k)?.[1] ?? k;
+    by[label] = (by[label] ?? 0) + v;
+    total += v;
+  }
+  return { total, by };
+}
+
+/** The difference of two labeled sums, keeping only label values that changed. */
+function labeledDelta(a: { by: Record<string, number> }, b: { by: Record<string, number> }): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of new Set([...Object.keys(a.by), ...Object.keys(b.by)])) {
+    const d = (b.by[k] ?? 0) - (a.by[k] ?? 0);
+    if (d !== 0) out[k] = d;
+  }
+  return out;
+}
+
+/**
+ * Datagrams the kernel dropped on the UDP sockets of process `pid` (the `drops` column of /proc/net/udp
+ * and udp6: a full receive buffer), summed over its sockets; null where /proc cannot tell (not Linux).
+ */
+function udpDrops(pid: number, byPort?: Map<number, number>): number | null {
+  try {
+    const inodes = new Set<string>();
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m !== null) inodes.add(m[1] as string);
+      } catch {
+        // the fd closed meanwhile
+      }
+    }
+    let drops = 0;
+    for (const table of ['/proc/net/udp', '/proc/net/udp6']) {
+      for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+        const f = line.trim().split(/\s+/);
+        if (f.length >= 13 && inodes.has(f[9] as string)) {
+          const d = Number(f[f.length - 1]);
+          drops += d;
+          const port = Number.parseInt((f[1] as string).split(':').pop() as string, 16);
+          byPort?.set(port, (byPort.get(port) ?? 0) + d);
+        }
+      }
+    }
+    return drops;
+  } catch {
+    return null;
+  }
 }
 
 export async function benchDrain(): Promise<unknown> {
@@ -173,6 +229,14 @@ export async function benchDrain(): Promise<unknown> {
 
     // The drain of node-0, traffic still flowing.
     const m0 = await metrics(admin);
+    const pids = { director: children[children.length - 1]?.proc.pid ?? 0, nodes: children.slice(0, 3).map((c) => c.proc.pid ?? 0), clients: process.pid };
+    const drops = (): { director: number | null; nodes: number | null; clients: number | null } => {
+      const n = pids.nodes.map((p) => udpDrops(p));
+      return { director: udpDrops(pids.director), nodes: n.some((x) => x === null) ? null : n.reduce((a: number, b) => a + (b as number), 0), clients: udpDrops(pids.clients) };
+    };
+    const dirPorts0 = new Map<number, number>();
+    udpDrops(pids.director, dirPorts0);
+    const drops0 = drops();
     const before = { ...win };
     const dStart = performance.now();
     const started = (await (await fetch(`${admin}/v1/nodes/node-0/drain`, { method: 'POST', body: '{"mode":"migrate"}' })).json()) as { id: string; total: number };
@@ -188,7 +252,24 @@ export async function benchDrain(): Promise<unknown> {
     await settle();
     const after = { ...win };
     const m1 = await metrics(admin);
+    const drops1 = drops();
+    const dirPorts1 = new Map<number, number>();
+    udpDrops(pids.director, dirPorts1);
+    const directorDropsByPort: Record<string, number> = {};
+    for (const [port, d] of dirPorts1) if (d - (dirPorts0.get(port) ?? 0) > 0) directorDropsByPort[port === front ? `${port} (listener)` : String(port)] = d - (dirPorts0.get(port) ?? 0);
+    // Health changes the director logged (a node marked unhealthy drops its sessions' traffic as owner_unavailable).
+    const director = children[children.length - 1];
+    const healthChanges = (director?.output ?? '').split('\n').filter((l) => l.includes('node health changed')).map((l) => {
+      try {
+        const o = JSON.parse(l) as { node?: string; health?: string; time?: number };
+        return `${o.node}:${o.health}`;
+      } catch {
+        return l.slice(0, 120);
+      }
+    });
     const delta = (k: string): number => (m1.get(k) ?? 0) - (m0.get(k) ?? 0);
+    const ldelta = (k: string): Record<string, number> => labeledDelta(labeledSum(m0, k), labeledSum(m1, k));
+    const dropDelta = (k: 'director' | 'nodes' | 'clients'): number | null => (drops0[k] === null || drops1[k] === null ? null : (drops1[k] as number) - (drops0[k] as number));
 
     for (const c of children) await c.stop();
     children.length = 0;
@@ -226,7 +307,18 @@ export async function benchDrain(): Promise<unknown> {
         director_received_from_clients: delta('anchor_client_datagrams_received_total'),
         director_forwarded: delta('anchor_client_datagrams_forwarded_total'),
         director_relayed_to_clients: delta('anchor_node_datagrams_relayed_total'),
-        director_dropped: delta('anchor_client_datagrams_dropped_total'),
+        director_rejected: delta('anchor_client_datagrams_rejected_total'),
+        director_dropped_by_reason: ldelta('anchor_client_datagrams_dropped_total'),
+        director_rejects_by_reason: ldelta('anchor_rejects_sent_total'),
+        node_datagrams_dropped_by_reason: ldelta('anchor_node_datagrams_dropped_total'),
+        send_errors: ldelta('anchor_send_errors_total'),
+        revokes: ldelta('anchor_revokes_total'),
+        migrations: ldelta('anchor_migrations_total'),
+        drain_backoffs: delta('anchor_drain_backoffs_total'),
+        // Datagrams the kernel dropped for a full receive buffer during the drain (/proc/net/udp `drops`),
+        // on the director's sockets, the three nodes' and the bench's client sockets.
+        socket_drops: { director: dropDelta('director'), director_by_port: directorDropsByPort, nodes: dropDelta('nodes'), clients: dropDelta('clients') },
+        health_changes: healthChanges,
       },
       checker: { ok: verdict.ok, sessions: verdict.sessions, packets: verdict.packets, violations: verdict.violations.length, notes: verdict.notes },
     };

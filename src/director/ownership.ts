@@ -10,7 +10,7 @@ import type { AuditSink } from '../obs/audit.js';
 import { type DirectorStats, rejectLabel } from '../obs/stats.js';
 import { LifecycleEvent, SessionState } from '../session/lifecycle.js';
 import type { Candidate, SessionRecord } from '../session/table.js';
-import type { CasResult, OwnershipStore, StoredSession } from '../store/store.js';
+import type { CasResult, OwnershipStore, StoredSession, UpdateWrite } from '../store/store.js';
 import type { Clock } from '../util/clock.js';
 import type { DirectorCore, Forward, Planned, PlanRefusal, TransitionNote, ClientOutcome } from './core.js';
 
@@ -253,8 +253,14 @@ export class Ownership {
 
   /** The CAS of a planned transition. */
   #write(p: Planned): Promise<CasResult> {
+    const w = this.#update(p);
+    return this.#d.store.update(w.record, w.expectVersion);
+  }
+
+  /** The store write of a planned transition: its record at the new version, on the version it expects. */
+  #update(p: Planned): UpdateWrite {
     const rec = p.session;
-    return this.#d.store.update(this.#stored(rec, { version: p.toVersion, state: p.toState, owner: p.toOwner, transport: p.bind?.key ?? rec.transportKey }), p.fromVersion);
+    return { record: this.#stored(rec, { version: p.toVersion, state: p.toState, owner: p.toOwner, transport: p.bind?.key ?? rec.transportKey }), expectVersion: p.fromVersion };
   }
 
   /**
@@ -269,7 +275,11 @@ export class Ownership {
       const note = core.commit(p, this.#d.clock.now());
       this.#audit(rec, note, actor);
       this.#notify(rec, note);
-      this.#settleLate(rec.id);
+      // The watch's copy of this very write (the version just committed, written by this director) has
+      // nothing to add: it is dropped rather than applied.
+      const late = this.#late.get(rec.id);
+      if (late !== undefined && late !== null && late.version === rec.version && late.director === this.#o.directorId) this.#late.delete(rec.id);
+      else this.#settleLate(rec.id);
       return { ok: true, note };
     }
     core.abort(p);
@@ -286,9 +296,9 @@ export class Ownership {
   }
 
   /**
-   * One transition for each of `recs` (the same event): planned together, written to the store together
-   * (one wait for all the CASes instead of one chain each), settled one by one. A drain moves thousands
-   * of sessions a second this way.
+   * One transition for each of `recs` (the same event): planned together, written to the store as one
+   * operation (`updateMany`: a CAS per session, with a result per session), settled one by one. A drain
+   * moves thousands of sessions a second this way.
    */
   async #stepAll(recs: readonly SessionRecord[], event: LifecycleEvent, opts: (rec: SessionRecord, k: number) => StepOptions): Promise<StepResult[]> {
     const out: StepResult[] = new Array<StepResult>(recs.length);
@@ -299,7 +309,7 @@ export class Ownership {
       if ('session' in p) planned.push({ i, p, actor: o.actor, written: this.#expiryToStore(rec) });
       else out[i] = p;
     }
-    const answers = await Promise.all(planned.map((x) => this.#write(x.p)));
+    const answers = planned.length === 0 ? [] : await this.#d.store.updateMany(planned.map((x) => this.#update(x.p)));
     for (const [k, x] of planned.entries()) out[x.i] = this.#settle(x.p, answers[k] as CasResult, x.actor, x.written);
     return out;
   }
@@ -322,6 +332,9 @@ export class Ownership {
     // Batches (a drain runs several at once) take their steps one per turn of the event loop, with the
     // sockets read in between, rather than all at once when a shared quiesce ends.
     const yieldTurns = ids.length > 1;
+    // The first step too waits for its turn: a drain tick launches many batches at once, and their
+    // freezes one after another in one macrotask would keep the sockets unread for all of them.
+    if (yieldTurns) await this.#turn();
     let moving: Move[] = [];
     const mine: string[] = [];
     for (const [i, id] of ids.entries()) {
@@ -579,8 +592,12 @@ export class Ownership {
     const core = this.#d.core;
     const now = this.#d.clock.now();
     const parse = this.#parseTransport;
+    // A version this director already has (most often its own write coming back) can only bring news of
+    // the expiry: its transport is not looked at, so it is not parsed.
+    const local = core.table.get(r.id);
+    const known = local !== undefined && local.version >= r.version;
     const out = core.applyRemote(
-      { id: r.id, owner: r.owner, version: r.version, state: r.state, transport: r.transport === null || parse === null ? null : parse(r.transport), expiresAt: this.#monoExpiry(r.expiresAt) },
+      { id: r.id, owner: r.owner, version: r.version, state: r.state, transport: known || r.transport === null || parse === null ? null : parse(r.transport), expiresAt: this.#monoExpiry(r.expiresAt) },
       now,
     );
     if (out.kind === 'ignored') return;

@@ -7,10 +7,16 @@
 import { InterceptingCall, type CallOptions, type Interceptor } from '@grpc/grpc-js';
 import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, isBrokenCircuitError, noop, type IBackoff } from 'cockatiel';
 import { Etcd3, isRecoverableError, type IKeyValue, type IRangeResponse, type Lease, type Watcher } from 'etcd3';
-import { checkExpiry, freezeRecord, SHARED_KINDS, U64_MAX, type CasResult, type GetResult, type OwnershipStore, type SharedEvent, type SharedKind, type StoreEvent, type StoredSession } from './store.js';
+import { checkExpiry, checkUpdates, freezeRecord, SHARED_KINDS, U64_MAX, type CasResult, type GetResult, type OwnershipStore, type SharedEvent, type SharedKind, type StoreEvent, type StoredSession, type UpdateWrite } from './store.js';
 import { SessionState } from '../session/lifecycle.js';
 
 const SESSION_STATES: readonly string[] = Object.values(SessionState);
+
+/**
+ * etcd's default `--max-txn-ops`: the most compares, and operations per branch, one transaction may
+ * carry. `updateMany` writes in transactions of at most this many sessions.
+ */
+export const MAX_TXN_OPS = 128;
 
 
 export interface EtcdStoreOptions {
@@ -202,6 +208,11 @@ export class EtcdStore implements OwnershipStore {
   #knownRevision = 0n;
   /** mod_revision of the last event the feed applied (or the revision of the last listing). */
   #feedRevision = 0n;
+  /**
+   * The keys of the events applied at #feedRevision: one transaction (`updateMany`) writes many keys at
+   * one revision, and each of them is an event of its own.
+   */
+  readonly #feedKeys = new Set<string>();
   #watcher: Watcher | null = null;
   #resyncTimer: NodeJS.Timeout | null = null;
   #closed = false;
@@ -380,6 +391,38 @@ export class EtcdStore implements OwnershipStore {
     throw last ?? new CallTimeout('range', timeoutMs);
   }
 
+  /**
+   * A linearizable read of several keys in one transaction (at most MAX_TXN_OPS), retried like #read.
+   * Per key: what is there, null when absent, or the Error of a value Anchor did not write (the caller
+   * fails that key closed). Throws when it cannot answer in time.
+   */
+  async #readMany(ids: readonly string[], timeoutMs = this.#timeoutMs): Promise<({ value: string; record: StoredSession; modRevision: bigint } | null | Error)[]> {
+    const until = Date.now() + timeoutMs;
+    const req = { success: ids.map((id) => ({ request_range: { key: this.#key(id) } })) };
+    let last: unknown;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const left = until - Date.now();
+      if (left <= 0) break;
+      try {
+        const res = await this.#call('txn', (o) => this.#client.kv.txn(req, o), left);
+        this.#seen(res.header);
+        return ids.map((_, k) => {
+          const kv = res.responses[k]?.response_range?.kvs[0];
+          if (kv === undefined) return null;
+          try {
+            return this.#decodeKv(kv);
+          } catch (err) {
+            return err instanceof Error ? err : new Error(String(err));
+          }
+        });
+      } catch (err) {
+        if (last === undefined || !isBrokenCircuitError(err)) last = err; // keep the cause, not the breaker
+        if (!worthRetrying(err) || this.#closed) break;
+      }
+    }
+    throw last ?? new CallTimeout('txn', timeoutMs);
+  }
+
   /** Every key under `prefix` (sessions, or the whole store prefix for the feed), at one revision. */
   async #range(prefix: string, timeoutMs = this.#timeoutMs): Promise<{ kvs: IKeyValue[]; revision: bigint }> {
     const until = Date.now() + timeoutMs;
@@ -498,6 +541,123 @@ export class EtcdStore implements OwnershipStore {
       success: [{ request_put: { key, value: Buffer.from(value) } }],
       failure: [{ request_range: { key } }],
     });
+  }
+
+  /**
+   * The writes in transactions of at most MAX_TXN_OPS sessions (sent together): one read of the chunk's
+   * keys, then one transaction comparing every key's mod_revision. When a compare fails, the failure
+   * branch has read every key: the keys that changed are answered `conflict` with what is there, and the
+   * others are sent again in a smaller transaction (each round drops at least one key). An unknown
+   * outcome is resolved key by key from a re-read, as for one update.
+   */
+  async updateMany(writes: readonly UpdateWrite[]): Promise<CasResult[]> {
+    const recs = checkUpdates(writes);
+    const out = new Array<CasResult>(recs.length);
+    if (this.#closed) return out.fill(unavailable('store closed'));
+    const chunks: Promise<void>[] = [];
+    for (let from = 0; from < recs.length; from += MAX_TXN_OPS) {
+      const to = Math.min(recs.length, from + MAX_TXN_OPS);
+      const expects = writes.slice(from, to).map((w) => w.expectVersion);
+      chunks.push(
+        this.#updateChunk(recs.slice(from, to), expects).then((res) => {
+          for (let k = 0; k < res.length; k++) out[from + k] = res[k] as CasResult;
+        }),
+      );
+    }
+    await Promise.all(chunks);
+    return out;
+  }
+
+  async #updateChunk(recs: readonly StoredSession[], expects: readonly bigint[]): Promise<CasResult[]> {
+    const n = recs.length;
+    const res = new Array<CasResult>(n);
+    let cur;
+    try {
+      cur = await this.#readMany(recs.map((r) => r.id));
+    } catch (err) {
+      return res.fill(unavailable(`etcd update: ${errMessage(err)}`));
+    }
+    const keys = recs.map((r) => this.#key(r.id));
+    const values = recs.map((r) => encodeRecord(r));
+    const compared = new Array<bigint>(n).fill(0n);
+    let live: number[] = [];
+    for (let k = 0; k < n; k++) {
+      const c = cur[k];
+      if (c instanceof Error) res[k] = unavailable(`etcd update: ${c.message}`);
+      else if (c === null || c === undefined || c.record.version !== expects[k]) res[k] = { ok: false, reason: 'conflict', current: c?.record ?? null };
+      else {
+        compared[k] = c.modRevision;
+        live.push(k);
+      }
+    }
+    const ok = (k: number): CasResult => ({ ok: true, record: recs[k] as StoredSession });
+    const until = Date.now() + this.#timeoutMs;
+    let lastErr: unknown;
+    let unknown = 0;
+    while (live.length > 0) {
+      const left = until - Date.now();
+      if (left <= 0 || this.#closed || unknown >= 3) break;
+      const req = {
+        compare: live.map((k) => ({ key: keys[k] as Buffer, target: 'Mod' as const, result: 'Equal' as const, mod_revision: (compared[k] as bigint).toString() })),
+        success: live.map((k) => ({ request_put: { key: keys[k] as Buffer, value: Buffer.from(values[k] as string) } })),
+        failure: live.map((k) => ({ request_range: { key: keys[k] as Buffer } })),
+      };
+      try {
+        const r = await this.#call('txn', (o) => this.#client.kv.txn(req, o), left);
+        this.#seen(r.header);
+        if (r.succeeded) {
+          for (const k of live) res[k] = ok(k);
+          return res;
+        }
+        // A compare failed: the keys whose mod_revision moved are conflicts; the others go again.
+        const again: number[] = [];
+        live.forEach((k, j) => {
+          const kv = r.responses[j]?.response_range?.kvs[0];
+          if (kv !== undefined && BigInt(kv.mod_revision) === compared[k]) {
+            again.push(k);
+            return;
+          }
+          try {
+            res[k] = { ok: false, reason: 'conflict', current: kv === undefined ? null : this.#decodeKv(kv).record };
+          } catch (err) {
+            res[k] = unavailable(`etcd update: ${errMessage(err)}`); // a value Anchor did not write: fail closed
+          }
+        });
+        if (again.length === live.length) {
+          // Every key read back unchanged, yet the compare failed: nothing to learn from another round.
+          for (const k of live) res[k] = unavailable('etcd update: the transaction failed with every key unchanged');
+          return res;
+        }
+        live = again;
+        continue;
+      } catch (err) {
+        if (lastErr === undefined || !isBrokenCircuitError(err)) lastErr = err; // keep the cause, not the breaker
+        unknown++;
+      }
+      // The outcome is unknown (all or nothing: one transaction): re-read and resolve key by key.
+      let reread;
+      try {
+        reread = await this.#readMany(live.map((k) => (recs[k] as StoredSession).id), this.#timeoutMs);
+      } catch (err) {
+        for (const k of live) res[k] = unavailable(`etcd update: outcome unknown (${errMessage(lastErr)}); re-read failed: ${errMessage(err)}`);
+        return res;
+      }
+      const again: number[] = [];
+      live.forEach((k, j) => {
+        const rr = reread[j];
+        if (rr instanceof Error) {
+          res[k] = unavailable(`etcd update: ${rr.message}`);
+          return;
+        }
+        const resolved = resolveUnknownWrite('update', values[k] as string, compared[k] as bigint, rr ?? null);
+        if (resolved.kind === 'applied') res[k] = ok(k);
+        else if (resolved.kind === 'conflict') res[k] = { ok: false, reason: 'conflict', current: resolved.current };
+        else again.push(k); // not applied (yet): try again while the deadline lasts
+      });
+      live = again;
+    }
+    for (const k of live) res[k] = unavailable(`etcd update: ${lastErr === undefined ? 'store closed' : errMessage(lastErr)}`);
+    return res;
   }
 
   async refresh(id: string, expectVersion: bigint, expiresAt: number, director: string): Promise<CasResult> {
@@ -665,6 +825,7 @@ export class EtcdStore implements OwnershipStore {
     this.#shared.clear();
     for (const [key, text] of shared) this.#shared.set(key, text);
     this.#feedRevision = listing.revision;
+    this.#feedKeys.clear();
     this.#listedOnce = true;
     this.#openWatcher();
   }
@@ -686,10 +847,15 @@ export class EtcdStore implements OwnershipStore {
     w.on('data', (res) => {
       for (const ev of res.events) {
         const rev = BigInt(ev.kv.mod_revision);
-        if (rev <= this.#feedRevision) continue; // already applied (a replay after a reconnect)
-        this.#feedRevision = rev;
-        if (rev > this.#knownRevision) this.#knownRevision = rev;
         const fullKey = ev.kv.key.toString('utf8');
+        // Already applied (a replay after a reconnect): an older revision, or this key at the latest one.
+        if (rev < this.#feedRevision || (rev === this.#feedRevision && this.#feedKeys.has(fullKey))) continue;
+        if (rev > this.#feedRevision) {
+          this.#feedRevision = rev;
+          this.#feedKeys.clear();
+        }
+        this.#feedKeys.add(fullKey);
+        if (rev > this.#knownRevision) this.#knownRevision = rev;
         if (!fullKey.startsWith(prefix)) {
           // A shared entry (node state, drain record), or a key that is not Anchor's: no session event.
           const key = fullKey.slice(this.#prefix.length);

@@ -3,7 +3,7 @@
 // fan-out. It never decides a transition (the caller names the version it expects) and never throws for
 // an expected outcome — only for a programming error (a version that breaks the "+1" rule), as a TypeError.
 import { SessionColumns } from './columns.js';
-import { checkBigint, checkExpiry, freezeRecord, type CasResult, type GetResult, type OwnershipStore, type StoreEvent, type StoredSession } from './store.js';
+import { checkBigint, checkExpiry, checkUpdates, freezeRecord, type CasResult, type GetResult, type OwnershipStore, type StoreEvent, type StoredSession, type UpdateWrite } from './store.js';
 
 /** Versions are u64 on the wire (PPv2 TLV 0xE1, REVOKE payload). */
 
@@ -94,6 +94,32 @@ export class MemoryStore implements OwnershipStore {
     this.#records.set(rec);
     this.#emit({ kind: 'put', record: rec, prev: current });
     return { ok: true, record: rec };
+  }
+
+  /** Each write as `update` would make it, in order, in one call (no promise per session). */
+  async updateMany(writes: readonly UpdateWrite[]): Promise<CasResult[]> {
+    const recs = checkUpdates(writes);
+    const out = new Array<CasResult>(recs.length);
+    const down = this.#down();
+    if (down !== null) return out.fill(down);
+    for (let i = 0; i < recs.length; i++) {
+      const rec = recs[i] as StoredSession;
+      // Checked again per write: a listener of an earlier write may have closed the store.
+      const gone = this.#down();
+      if (gone !== null) {
+        out[i] = gone;
+        continue;
+      }
+      const current = this.#records.get(rec.id);
+      if (current === undefined || current.version !== (writes[i] as UpdateWrite).expectVersion) {
+        out[i] = { ok: false, reason: 'conflict', current: current ?? null };
+        continue;
+      }
+      this.#records.set(rec);
+      this.#emit({ kind: 'put', record: rec, prev: current });
+      out[i] = { ok: true, record: rec };
+    }
+    return out;
   }
 
   async refresh(id: string, expectVersion: bigint, expiresAt: number, director: string): Promise<CasResult> {

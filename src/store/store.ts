@@ -25,6 +25,12 @@ export type CasResult =
   /** The store could not be reached or did not answer in time; nothing is known to have changed. */
   | { readonly ok: false; readonly reason: 'unavailable'; readonly message: string };
 
+/** One write of `updateMany`: the arguments of one `update`. */
+export interface UpdateWrite {
+  readonly record: StoredSession;
+  readonly expectVersion: bigint;
+}
+
 export type StoreEvent =
   | { readonly kind: 'put'; readonly record: StoredSession; readonly prev: StoredSession | null }
   | { readonly kind: 'delete'; readonly id: string; readonly prev: StoredSession };
@@ -45,6 +51,14 @@ export interface OwnershipStore {
    * `record.version` must be `expectVersion + 1` (every transition adds exactly 1).
    */
   update(record: StoredSession, expectVersion: bigint): Promise<CasResult>;
+  /**
+   * Several `update`s as one store operation (a drain's batch step): each write keeps exactly the
+   * semantics of `update` for its own session and gets its own result, in the order given — a write whose
+   * compare fails is `conflict` (with what is there) and the others still apply. Not atomic across
+   * sessions; every success is a `put` event of its own. The same id twice in one call, or a version that
+   * breaks the "+1" rule, is a programming error (a TypeError, before anything is written).
+   */
+  updateMany(writes: readonly UpdateWrite[]): Promise<CasResult[]>;
   /**
    * Moves a live session's idle expiry later (the coarse TTL refresh of a session with traffic), only if
    * its stored version is `expectVersion`. Owner, version, state and transport stay; `director` becomes
@@ -104,6 +118,28 @@ export function checkVersion(v: unknown, what: string): bigint {
   const b = checkBigint(v, what);
   if (b < 1n || b > U64_MAX) throw new TypeError(`${what} must be within 1..2^64-1, got ${b}`);
   return b;
+}
+
+/**
+ * The writes of an `updateMany`, checked as `update` checks one (frozen copies; a TypeError for a version
+ * that breaks the "+1" rule) and for an id named twice. Throws before anything is written.
+ */
+export function checkUpdates(writes: readonly UpdateWrite[]): StoredSession[] {
+  if (!Array.isArray(writes)) throw new TypeError('updateMany: writes must be an array');
+  const out = new Array<StoredSession>(writes.length);
+  const ids = new Set<string>();
+  for (let i = 0; i < writes.length; i++) {
+    const w = writes[i] as UpdateWrite;
+    const rec = freezeRecord(w.record);
+    checkBigint(w.expectVersion, 'expectVersion');
+    if (rec.version !== w.expectVersion + 1n) {
+      throw new TypeError(`update: record.version must be expectVersion + 1 (${w.expectVersion + 1n}), got ${rec.version}`);
+    }
+    if (ids.has(rec.id)) throw new TypeError(`updateMany: session ${rec.id} is written twice in one call`);
+    ids.add(rec.id);
+    out[i] = rec;
+  }
+  return out;
 }
 
 /** An expiry (wall-clock ms), or a TypeError naming it. */

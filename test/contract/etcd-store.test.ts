@@ -123,6 +123,7 @@ describe('EtcdStore on a three-member cluster', () => {
       const late: [string, () => Promise<{ ok: boolean }>][] = [
         ['create', () => store.create(rec(sid(3), 1n))],
         ['update', () => store.update({ ...v1, version: 2n, owner: 'node-z' }, 1n)],
+        ['updateMany', async () => (await store.updateMany([{ record: { ...v1, version: 2n, owner: 'node-z' }, expectVersion: 1n }]))[0] as { ok: boolean }],
         ['get', () => store.get(sid(1))],
         ['delete', () => store.delete(sid(1), 1n)],
         ['list', () => store.listByOwner('node-a')],
@@ -231,6 +232,17 @@ describe('EtcdStore on a three-member cluster', () => {
       expect(await store.update(rec(sid(1), 2n), 1n)).toMatchObject({ ok: false, reason: 'unavailable' });
       expect(await store.create(rec(sid(1), 1n))).toMatchObject({ ok: false, reason: 'unavailable' });
       expect(await store.listByOwner('node-a')).toMatchObject({ ok: false, reason: 'unavailable' });
+      // In a batch, only that session fails closed; the others are written.
+      const other = rec(sid(2), 1n);
+      expect((await store.create(other)).ok).toBe(true);
+      const next = { ...other, version: 2n, owner: 'node-b' };
+      const res = await store.updateMany([
+        { record: rec(sid(1), 2n), expectVersion: 1n },
+        { record: next, expectVersion: 1n },
+      ]);
+      expect(res[0]).toMatchObject({ ok: false, reason: 'unavailable', message: expect.stringMatching(/not an Anchor session record/) });
+      expect(res[1]).toEqual({ ok: true, record: next });
+      expect(await store.get(sid(2))).toEqual({ ok: true, record: next });
     } finally {
       await store.close();
     }
@@ -388,6 +400,42 @@ describe('EtcdStore watch feed', () => {
       expect((await direct.create(marker)).ok).toBe(true);
       await waitFor('the marker', () => seen.length >= 5, { timeoutMs: 10_000, intervalMs: 10 });
       expect(seen).toEqual([v1, ...more, marker].map((record) => ({ kind: 'put', record, prev: null })));
+    } finally {
+      await store.close();
+      await direct.close();
+      await proxy.close();
+    }
+  });
+
+  it('the sessions of one updateMany transaction (one revision) are each an event, also when a dropped watch resumes', async () => {
+    const prefix = freshPrefix();
+    const proxy = await cuttableProxy(cluster.endpoints[0] as string);
+    const store = await connect(prefix, [proxy.url]);
+    const direct = await connect(prefix);
+    try {
+      const seen: StoreEvent[] = [];
+      store.watch((ev) => seen.push(ev));
+      const v1 = [1, 2, 3].map((n) => rec(sid(n), 1n));
+      for (const r of v1) expect((await direct.create(r)).ok).toBe(true);
+      await waitFor('the creates', () => seen.length >= 3, { timeoutMs: 5000, intervalMs: 5 });
+      const v2 = v1.map((r) => ({ ...r, version: 2n, state: 'FROZEN' as const }));
+      expect((await direct.updateMany(v2.map((record) => ({ record, expectVersion: 1n })))).every((r) => r.ok)).toBe(true);
+      await waitFor('the batch', () => seen.length >= 6, { timeoutMs: 5000, intervalMs: 5 });
+      // Cut: a batch written meanwhile is replayed once the watch resumes, every session of it once.
+      proxy.cut();
+      const v3 = v2.map((r) => ({ ...r, version: 3n, owner: 'node-b' }));
+      expect((await direct.updateMany(v3.map((record) => ({ record, expectVersion: 2n })))).every((r) => r.ok)).toBe(true);
+      proxy.restore();
+      await waitFor('the batch written while cut', () => seen.length >= 9, { timeoutMs: 10_000, intervalMs: 10 });
+      const marker = rec(sid(99), 1n, { owner: 'marker' });
+      expect((await direct.create(marker)).ok).toBe(true);
+      await waitFor('the marker', () => seen.length >= 10, { timeoutMs: 10_000, intervalMs: 10 });
+      expect(seen).toEqual([
+        ...v1.map((record) => ({ kind: 'put', record, prev: null })),
+        ...v2.map((record, i) => ({ kind: 'put', record, prev: v1[i] })),
+        ...v3.map((record, i) => ({ kind: 'put', record, prev: v2[i] })),
+        { kind: 'put', record: marker, prev: null },
+      ]);
     } finally {
       await store.close();
       await direct.close();

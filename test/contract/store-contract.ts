@@ -299,6 +299,101 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
       });
     });
 
+    it('updateMany: a result per write, in order; a failed compare is a conflict and the others apply, each a put event', async () => {
+      await withStore(async ({ store }) => {
+        const a1 = rec(sid(1), 1n);
+        const b1 = rec(sid(2), 1n);
+        const c1 = rec(sid(3), 1n);
+        for (const r of [a1, b1, c1]) expect((await store.create(r)).ok).toBe(true);
+        const b2 = bump(b1);
+        expect((await store.update(b2, 1n)).ok).toBe(true);
+        const { events, stop } = recorder(store);
+        const a2 = bump(a1, { state: 'FROZEN' });
+        const c2 = bump(c1, { owner: 'node-b' });
+        const res = await store.updateMany([
+          { record: a2, expectVersion: 1n },
+          { record: bump(b1, { owner: 'node-z' }), expectVersion: 1n }, // stale: b is at 2
+          { record: rec(sid(9), 2n), expectVersion: 1n }, // missing
+          { record: c2, expectVersion: 1n },
+        ]);
+        expect(res).toEqual([
+          { ok: true, record: a2 },
+          { ok: false, reason: 'conflict', current: b2 },
+          { ok: false, reason: 'conflict', current: null },
+          { ok: true, record: c2 },
+        ]);
+        expect(await getRecord(store, sid(1))).toEqual(a2);
+        expect(await getRecord(store, sid(2))).toEqual(b2);
+        expect(await getRecord(store, sid(9))).toBeNull();
+        expect(await getRecord(store, sid(3))).toEqual(c2);
+        expect(await list(store, 'node-z')).toEqual([]);
+        expect(await store.updateMany([])).toEqual([]);
+        const marker = rec(sid(99), 1n, { owner: 'marker' });
+        expect((await store.create(marker)).ok).toBe(true);
+        await eventsUntil(events, 3);
+        expect(events).toEqual([
+          { kind: 'put', record: a2, prev: a1 },
+          { kind: 'put', record: c2, prev: c1 },
+          { kind: 'put', record: marker, prev: null },
+        ]);
+        stop();
+      });
+    });
+
+    it('updateMany of 300 sessions (more than one etcd transaction) with stale ones among them', async () => {
+      await withStore(async ({ store }) => {
+        const N = 300;
+        const v1 = Array.from({ length: N }, (_, i) => rec(sid(i), 1n, { owner: 'node-a' }));
+        for (const r of v1) expect((await store.create(r)).ok).toBe(true);
+        // Sessions moved on behind the batch's back: one in each chunk of 128, and the very last one.
+        const moved = new Set([5, 130, 200, 299]);
+        for (const i of moved) expect((await store.update(bump(v1[i] as StoredSession, { owner: 'node-x' }), 1n)).ok).toBe(true);
+        const writes = v1.map((r) => ({ record: bump(r, { owner: 'node-b', state: 'FROZEN' as const }), expectVersion: 1n }));
+        const res = await store.updateMany(writes);
+        res.forEach((r, i) => {
+          if (moved.has(i)) expect(r).toEqual({ ok: false, reason: 'conflict', current: bump(v1[i] as StoredSession, { owner: 'node-x' }) });
+          else expect(r).toEqual({ ok: true, record: writes[i]?.record });
+        });
+        expect((await list(store, 'node-b')).length).toBe(N - moved.size);
+        expect((await list(store, 'node-x')).map((r) => r.id)).toEqual([...moved].map((i) => sid(i)).sort());
+        expect(await list(store, 'node-a')).toEqual([]);
+      });
+    });
+
+    it('updateMany racing single updates of the same sessions: each session has exactly one winner', async () => {
+      await withStore(async ({ store }) => {
+        const N = 20;
+        const v1 = Array.from({ length: N }, (_, i) => rec(sid(i), 1n));
+        for (const r of v1) expect((await store.create(r)).ok).toBe(true);
+        const batch = v1.map((r) => ({ record: bump(r, { owner: 'node-batch' }), expectVersion: 1n }));
+        const singles = v1.filter((_, i) => i % 2 === 0).map((r) => bump(r, { owner: 'node-single' }));
+        const [many, ...one] = await Promise.all([store.updateMany(batch), ...singles.map((r) => store.update(r, 1n))]);
+        for (let i = 0; i < N; i++) {
+          const stored = await getRecord(store, sid(i));
+          const b = (many as readonly { ok: boolean }[])[i];
+          const s = i % 2 === 0 ? one[i / 2] : undefined;
+          // Exactly one write of the session applied, and the store holds it.
+          expect([b?.ok, s?.ok].filter((x) => x === true)).toHaveLength(1);
+          expect(stored?.version).toBe(2n);
+          expect(stored?.owner).toBe(b?.ok === true ? 'node-batch' : 'node-single');
+          if (b?.ok !== true) expect(b).toEqual({ ok: false, reason: 'conflict', current: stored });
+        }
+      });
+    });
+
+    it('updateMany refuses, as a TypeError and before writing anything, a session written twice or a version that skips', async () => {
+      await withStore(async ({ store }) => {
+        const v1 = rec(sid(1), 1n);
+        const w1 = rec(sid(2), 1n);
+        await store.create(v1);
+        await store.create(w1);
+        await expect(store.updateMany([{ record: bump(w1), expectVersion: 1n }, { record: bump(v1), expectVersion: 1n }, { record: bump(v1, { owner: 'node-b' }), expectVersion: 1n }])).rejects.toThrow(TypeError);
+        await expect(store.updateMany([{ record: bump(w1), expectVersion: 1n }, { record: rec(sid(1), 3n), expectVersion: 1n }])).rejects.toThrow(/expectVersion \+ 1/);
+        expect(await getRecord(store, sid(1))).toEqual(v1);
+        expect(await getRecord(store, sid(2))).toEqual(w1);
+      });
+    });
+
     it('watch sees put/delete events with prev, in commit order, and nothing for failed writes', async () => {
       await withStore(async ({ store }) => {
         const { events, stop } = recorder(store);
@@ -412,6 +507,10 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
           await store.update(bump(v1), 1n),
           await store.delete(sid(1), 2n),
           await store.delete(sid(3), 1n),
+          ...(await store.updateMany([
+            { record: bump(v2, { owner: 'node-b' }), expectVersion: 2n },
+            { record: rec(sid(4), 2n), expectVersion: 1n },
+          ])),
         ];
         for (const a of answers) {
           expect(a).toMatchObject({ ok: false, reason: 'unavailable' });
@@ -450,6 +549,10 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
         fc.record({ t: fc.constant('delete' as const), k: fc.nat(KEYS - 1), d: delta }),
         fc.record({ t: fc.constant('get' as const), k: fc.nat(KEYS - 1) }),
         fc.record({ t: fc.constant('list' as const), owner: fc.constantFrom(...OWNERS) }),
+        fc.record({
+          t: fc.constant('updateMany' as const),
+          w: fc.uniqueArray(fc.record({ k: fc.nat(KEYS - 1), f: fields, d: delta }), { selector: (x) => x.k, maxLength: KEYS }),
+        }),
       );
 
       await fc.assert(
@@ -480,6 +583,25 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
                 } else {
                   expect(res).toEqual({ ok: false, reason: 'conflict', current: cur });
                 }
+              } else if (o.t === 'updateMany') {
+                // Each write as the `update` it stands for, in order, with its own result.
+                const writes = o.w.map((x) => {
+                  const id = sid(x.k);
+                  const ev = expectOf(model.get(id), x.d);
+                  return { record: rec(id, ev + 1n, { ...x.f, director: 'dir-model' }), expectVersion: ev };
+                });
+                const res = await store.updateMany(writes);
+                expect(res).toHaveLength(writes.length);
+                writes.forEach((w, i) => {
+                  const cur = model.get(w.record.id);
+                  if (cur !== undefined && cur.version === w.expectVersion) {
+                    expect(res[i]).toEqual({ ok: true, record: w.record });
+                    model.set(w.record.id, w.record);
+                    expectedEvents.push({ kind: 'put', record: w.record, prev: cur });
+                  } else {
+                    expect(res[i]).toEqual({ ok: false, reason: 'conflict', current: cur ?? null });
+                  }
+                });
               } else if (o.t === 'update') {
                 const id = sid(o.k);
                 const cur = model.get(id);

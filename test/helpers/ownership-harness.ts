@@ -11,7 +11,7 @@ import { DirectorStats } from '../../src/obs/stats.js';
 import type { Ring } from '../../src/ring/ring.js';
 import type { Candidate, SessionRecord } from '../../src/session/table.js';
 import { MemoryStore } from '../../src/store/memory.js';
-import type { CasResult, GetResult, OwnershipStore, StoreEvent, StoredSession } from '../../src/store/store.js';
+import { checkUpdates, type CasResult, type GetResult, type OwnershipStore, type StoreEvent, type StoredSession, type UpdateWrite } from '../../src/store/store.js';
 import type { Clock } from '../../src/util/clock.js';
 
 const WALL_BASE = Date.UTC(2025, 0, 1);
@@ -110,6 +110,14 @@ export class ScriptedStore implements OwnershipStore {
     const result = forced ? forced : await this.inner.update(record, expect);
     this.updates.push({ record, expect, result });
     return result;
+  }
+  /** The sizes of the `updateMany` calls, in order (a drain's batch step is one call). */
+  readonly batches: number[] = [];
+  /** Each write through `update` (its hook, its entry in `updates`): a batch is what many updates would be. */
+  updateMany(writes: readonly UpdateWrite[]): Promise<CasResult[]> {
+    checkUpdates(writes);
+    this.batches.push(writes.length);
+    return Promise.all(writes.map((w) => this.update(w.record, w.expectVersion)));
   }
   refresh(id: string, expect: bigint, expiresAt: number, director: string): Promise<CasResult> {
     return this.inner.refresh(id, expect, expiresAt, director);

@@ -267,6 +267,60 @@ describe('verifyAuditChain properties', () => {
   });
 });
 
+describe('createAudit writes exactly the chain chainLine builds', () => {
+  it('property: the file is the chain of the same events, byte for byte, whether lines are flushed one turn at a time or in one', async () => {
+    const text = fc.string({ unit: 'binary', maxLength: 40 });
+    const ev: fc.Arbitrary<AuditEvent> = fc.record(
+      {
+        session: fc.option(fc.stringMatching(/^[0-9a-f]{32}$/), { nil: null }),
+        event: fc.constantFrom('create', 'freeze', 'transfer', 'SECURITY_EVENT'),
+        cause: text,
+        from_version: fc.option(fc.bigInt({ min: 1n, max: 2n ** 64n - 1n }).map(String), { nil: null }),
+        to_version: fc.option(fc.bigInt({ min: 1n, max: 2n ** 64n - 1n }).map(String), { nil: null }),
+        from_owner: fc.option(text, { nil: null }),
+        to_owner: fc.option(text, { nil: null }),
+        actor: text,
+        detail: fc.dictionary(text, fc.jsonValue({ maxDepth: 2 }), { maxKeys: 3 }),
+      },
+      { requiredKeys: ['session', 'event', 'cause', 'from_version', 'to_version', 'from_owner', 'to_owner', 'actor'] },
+    );
+    let n = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(ev, { minLength: 1, maxLength: 12 }), fc.boolean(), async (events, yieldBetween) => {
+        const path = join(dir, `prop-${n++}.log`);
+        let t = T0;
+        const a = createAudit({ path, wallClock: () => t++ });
+        for (const e of events) {
+          a.write(e);
+          if (yieldBetween) await new Promise((r) => setImmediate(r));
+        }
+        await a.close();
+        let prev = GENESIS;
+        let want = '';
+        events.forEach((e, i) => {
+          const c = chainLine(prev, i + 1, new Date(T0 + i).toISOString(), e);
+          prev = c.hash;
+          want += c.text + '\n';
+        });
+        expect(await readFile(path, 'utf8')).toBe(want);
+        expect(a.recent({ limit: 100 }).at(-1)?.prev).toBe(events.length === 1 ? GENESIS : sha256(want.split('\n').at(-3) as string));
+      }),
+      { seed: FC.seed, numRuns: 60 },
+    );
+  });
+
+  it('a burst of lines larger than the write buffer (and one line larger than it) in one turn verifies', async () => {
+    const path = join(dir, 'burst.log');
+    const a = createAudit({ path, wallClock: () => T0 });
+    const long = 'x'.repeat(300 * 1024);
+    for (let i = 0; i < 3000; i++) a.write({ ...event(i), ...(i === 1500 ? { detail: { long } } : {}) });
+    await a.close();
+    const text = await readFile(path, 'utf8');
+    expect(verifyAuditChain(text)).toMatchObject({ ok: true, lines: 3000 });
+    expect(text).toContain(long);
+  });
+});
+
 describe('createAudit continues an existing file', () => {
   const ev = (n: number) => ({ session: null, event: 'create', cause: `c${n}`, from_version: null, to_version: '1', from_owner: null, to_owner: 'n', actor: 't' });
 

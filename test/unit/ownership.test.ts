@@ -464,6 +464,8 @@ describe('Ownership.migrateBatch', () => {
     }
     expect(h.core.table.countByOwner('node-a')).toBe(0);
     expect(h.store.updates).toHaveLength(60);
+    // Each step of the batch was one store operation (updateMany), with a CAS per session in it.
+    expect(h.store.batches).toEqual([20, 20, 20]);
     // Every freeze was written before any transfer, every transfer before any resume (one step at a time).
     expect(h.store.updates.map((u) => u.record.version)).toEqual([...Array(20).fill(2n), ...Array(20).fill(3n), ...Array(20).fill(4n)]);
     expect(h.path.revokes.map((r) => [r.session, r.node, r.version])).toEqual(ids.map((id) => [id, 'node-a', 3n]));
@@ -487,6 +489,22 @@ describe('Ownership.migrateBatch', () => {
     for (const id of [freezeFails, transferFails]) expect(h.core.table.get(id)).toMatchObject({ owner: 'node-a', state: 'ATTACHED', pending: null });
     expect(h.core.table.get(transferFails)?.version).toBe(3n); // frozen at 2, thawed at 3
     expect(h.path.revokes.map((r) => r.session).sort()).toEqual([ok1, ok2].sort());
+  });
+
+  it('a session whose compare fails inside a batch step (the store moved on) fails alone; the rest of the same store call applies', async () => {
+    const h = harness();
+    const recs = await liveOn(h, 'node-a', 6);
+    const victim = recs[2]!;
+    // Another writer moved the session on in the store behind this director's back (no watch delivery here).
+    const stored = (await h.store.record(victim.id))!;
+    const h2 = await h.mem.updateMany([{ record: { ...stored, version: 2n, director: 'dir-other' }, expectVersion: 1n }]);
+    expect(h2[0]?.ok).toBe(true);
+    const results = await h.own.migrateBatch(recs.map((r) => r.id), { cause: 'drain', actor: 'op' });
+    expect(results.map((r) => (r.ok ? 'ok' : r.reason))).toEqual(['ok', 'ok', 'conflict', 'ok', 'ok', 'ok']);
+    expect(results[2]).toMatchObject({ message: expect.stringMatching(/^freeze: lost the compare-and-swap/) });
+    expect(h.store.batches).toEqual([6, 5, 5]);
+    expect(h.path.revokes.map((r) => r.session)).not.toContain(victim.id);
+    expect(h.auditLines(victim.id).map((l) => l.event)).toEqual(['create', 'SECURITY_EVENT']);
   });
 
   it('sessions frozen in the batch share one quiesce, and their held packets are replayed to the new owner', async () => {

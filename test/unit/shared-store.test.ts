@@ -15,7 +15,7 @@ import { DirectorStats } from '../../src/obs/stats.js';
 import { createHasher } from '../../src/ring/hash.js';
 import { buildRing, type Ring } from '../../src/ring/ring.js';
 import { MemoryStore } from '../../src/store/memory.js';
-import type { CasResult, OwnershipStore, StoredSession } from '../../src/store/store.js';
+import type { CasResult, OwnershipStore, StoredSession, UpdateWrite } from '../../src/store/store.js';
 import { LifecycleEvent } from '../../src/session/lifecycle.js';
 import { ManualClock, RecordingPath, TEST_LIMITS, clientTransport, counterId } from '../helpers/ownership-harness.js';
 
@@ -190,6 +190,9 @@ class LossyStore implements OwnershipStore {
   async update(r: StoredSession, v: bigint): Promise<CasResult> {
     const res = await this.inner.update(r, v);
     return this.#answer('update', res);
+  }
+  updateMany(writes: readonly UpdateWrite[]): Promise<CasResult[]> {
+    return Promise.all(writes.map((w) => this.update(w.record, w.expectVersion)));
   }
   refresh(id: string, v: bigint, e: number, d: string) {
     return this.inner.refresh(id, v, e, d);
