@@ -10,7 +10,7 @@ import type { Transport } from './codec/types.js';
 import { DirectorCore } from './director/core.js';
 import { UdpDirector } from './director/director.js';
 import { Ownership, type StepFailure } from './director/ownership.js';
-import { DrainCoordinator, loopBusyMeter } from './drain/coordinator.js';
+import { DrainCoordinator } from './drain/coordinator.js';
 import { loadNativeTcp, loadNativeUdp, type NativeTcpBinding, type NativeUdpBinding } from './net/native/index.js';
 import { TcpFront } from './net/tcp-front.js';
 import { Membership, NodeHealth, NodeState } from './nodes/membership.js';
@@ -213,14 +213,13 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
           { core: c, ownership, clock, logger, stats },
         );
   const drains = new DrainCoordinator(
-    { rate: config.drain.rate, concurrency: config.drain.concurrency, directorId, maxLoopBusy: config.drain.max_loop_busy },
+    { rate: config.drain.rate, concurrency: config.drain.concurrency, directorId, maxLoopLagMs: config.drain.max_loop_lag_ms },
     {
       core: c,
       ownership,
       clock,
       logger,
       stats,
-      loopBusy: loopBusyMeter(),
       setDraining: (node, on) => {
         const state = on ? NodeState.DRAINING : NodeState.ACTIVE;
         membership.setState(node, state);

@@ -191,12 +191,6 @@ const numberAbove = (min: number) => {
   return z.number(err).gt(min, err);
 };
 
-/** A share of the time: 0 < x ≤ 1. */
-const share = () => {
-  const err = expecting('a number > 0 and ≤ 1');
-  return z.number(err).gt(0, err).lte(1, err);
-};
-
 const numberAtLeast = (min: number) => {
   const err = expecting(`a number ≥ ${min}`);
   return z.number(err).gte(min, err);
@@ -403,7 +397,7 @@ export const AnchorConfigSchema = z
         rate: numberAbove(0).default(500),
         concurrency: integerAtLeast(1).default(32),
         quiesce_ms: integerAtLeast(0).default(50),
-        max_loop_busy: share().default(0.8),
+        max_loop_lag_ms: integerAtLeast(0).default(50),
       }),
       failover: section({
         mode: oneOf(FAILOVER_MODES).default('manual'),

@@ -55,10 +55,10 @@ export interface DrainOptions {
   /** How often a running drain's record is published to the other directors (ms). */
   readonly publishEveryMs?: number;
   /**
-   * The data path comes first: while the event loop was busier than this share of the time (0–1; 1 =
-   * never hold back), new moves start at a tenth of `rate`. Moves in flight go on.
+   * The data path comes first: while the event loop let a turn wait longer than this (ms; 0 = never
+   * hold back) since the previous tick, new moves start at a tenth of `rate`. Moves in flight go on.
    */
-  readonly maxLoopBusy?: number;
+  readonly maxLoopLagMs?: number;
 }
 
 export interface DrainDeps {
@@ -71,25 +71,13 @@ export interface DrainDeps {
   readonly setDraining: (node: string, on: boolean) => void;
   /** Shares a drain record with the other directors of a cluster: at start, while it runs, at its end. */
   readonly publish?: (view: DrainView) => void;
-  /** The share of time (0–1) the event loop was busy since the previous call (`loopBusyMeter`). */
-  readonly loopBusy?: () => number;
+  /**
+   * How late (ms) the event loop ran this tick: by default how much later than `tickMs` after the
+   * previous tick it came (a test may read it from elsewhere).
+   */
+  readonly loopLag?: () => number;
 }
 
-/**
- * The event loop's utilization (0–1) since the previous call, smoothed over about five calls: how much of
- * the director's one thread is already spoken for (by traffic, or by a drain).
- */
-export function loopBusyMeter(): () => number {
-  let last = performance.eventLoopUtilization();
-  let smooth = 0;
-  return () => {
-    const now = performance.eventLoopUtilization();
-    const u = performance.eventLoopUtilization(now, last).utilization;
-    last = now;
-    smooth = Number.isFinite(u) ? smooth * 0.8 + u * 0.2 : smooth;
-    return smooth;
-  };
-}
 
 interface Drain {
   readonly id: string;
@@ -125,9 +113,11 @@ export class DrainCoordinator {
   /** Drains other directors run, as their shared records last said (bounded; oldest dropped first). */
   readonly #remote = new Map<string, DrainView>();
   #timer: NodeJS.Timeout | null = null;
+  /** When the previous tick ran (monotonic ms): how late a tick comes is the event loop's lag. */
+  #lastTickAt = 0;
 
   constructor(opts: DrainOptions, deps: DrainDeps) {
-    this.#o = { attempts: 3, tickMs: 20, directorId: 'director', publishEveryMs: 1000, maxLoopBusy: 1, ...opts };
+    this.#o = { attempts: 3, tickMs: 20, directorId: 'director', publishEveryMs: 1000, maxLoopLagMs: 0, ...opts };
     this.#d = deps;
   }
 
@@ -250,6 +240,7 @@ export class DrainCoordinator {
 
   #ensureTimer(): void {
     if (this.#timer !== null) return;
+    this.#lastTickAt = this.#d.clock.now();
     this.#timer = setInterval(() => this.#tick(), this.#o.tickMs);
     this.#timer.unref();
   }
@@ -257,8 +248,13 @@ export class DrainCoordinator {
   #tick(): void {
     const now = this.#d.clock.now();
     // Read every tick (the meter measures since its previous call), decided on only by running drains.
-    const loop = this.#d.loopBusy?.() ?? 0;
-    const holdBack = loop > this.#o.maxLoopBusy;
+    // How late this tick came: a turn of the event loop that long kept the sockets unread. Not the loop's
+    // utilization: a drain running flat out keeps the loop busy while every turn stays short (each batch
+    // step takes a turn of its own), which starves nothing; a long turn — a slow step, or the process
+    // descheduled on a contended machine — is what lets receive buffers overflow.
+    const lag = this.#d.loopLag?.() ?? Math.max(0, now - this.#lastTickAt - this.#o.tickMs);
+    this.#lastTickAt = now;
+    const holdBack = this.#o.maxLoopLagMs > 0 && lag > this.#o.maxLoopLagMs;
     let busy = false;
     for (const d of this.#drains.values()) {
       if (d.state === 'waiting') {

@@ -65,7 +65,7 @@ export class DirectorStats {
   heldDiscarded = 0;
   /** REJECTs not sent to an unbound transport because of its 3× budget. */
   rejectsSuppressed = 0;
-  /** Drain ticks slowed to a tenth of the rate because the event loop was busier than drain.max_loop_busy. */
+  /** Drain ticks slowed to a tenth of the rate because the event loop ran later than drain.max_loop_lag_ms. */
   drainBackoffs = 0;
   readonly rejectsSent = new LabeledCounter(REJECT_NAMES.map((n) => n.toLowerCase()));
   readonly clientDropped = new LabeledCounter();
