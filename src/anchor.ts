@@ -335,6 +335,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       tcpOpen: () => tcp?.openConnections ?? 0,
       sessionSockets: () => director.sessionSockets,
       nativeIo: () => director.nativeIo,
+      nativeUdp: () => director.nativeCounters(),
       tcpDataPath: () => tcp?.dataPath ?? null,
       tcpSpliced: () => tcp?.splicedConnections ?? 0,
       syncTcp: () => tcp?.syncBytes(),

@@ -17,7 +17,7 @@ import { type CounterCell, type DirectorStats, rejectLabel } from '../obs/stats.
 import type { Candidate, SessionRecord } from '../session/table.js';
 import type { Clock } from '../util/clock.js';
 import { destOf, PeerCache } from '../net/native/addr.js';
-import { Flag, Meta, type NativeUdpBinding, type NativeUdpSocket } from '../net/native/index.js';
+import { Flag, Meta, type NativeUdpBinding, type NativeUdpCounters, type NativeUdpSocket, Stat } from '../net/native/index.js';
 import { type ClientOutcome, type DirectorCore, type Forward, TCP_LISTENER, type TransitionNote } from './core.js';
 import type { DataPath, Ownership } from './ownership.js';
 
@@ -206,6 +206,29 @@ export class UdpDirector implements DataPath {
   /** Whether datagrams go through the native batched addon (else node:dgram). */
   get nativeIo(): boolean {
     return this.#native !== null;
+  }
+
+  /**
+   * The native sockets' own counters (system calls, datagrams, receive errors), summed by kind: the
+   * client listeners and the node links. Empty on node:dgram. Sockets only close with the director, so
+   * the sums never go down.
+   */
+  nativeCounters(): NativeUdpCounters[] {
+    if (this.#native === null) return [];
+    const sum = (socket: 'client' | 'node', ios: readonly (NativeIo | null)[]): NativeUdpCounters => {
+      const c = { socket, recvCalls: 0, recvDatagrams: 0, recvErrors: 0, sendCalls: 0, sendDatagrams: 0 };
+      for (const io of ios) {
+        if (io === null) continue;
+        const st = io.s.stats;
+        c.recvCalls += st[Stat.RX_SYSCALLS] as number;
+        c.recvDatagrams += st[Stat.RX_DATAGRAMS] as number;
+        c.recvErrors += st[Stat.RX_ERRORS] as number;
+        c.sendCalls += st[Stat.TX_SYSCALLS] as number;
+        c.sendDatagrams += st[Stat.TX_DATAGRAMS] as number;
+      }
+      return c;
+    };
+    return [sum('client', this.#listeners.map((l) => l.native)), sum('node', [...this.#upstreams.values()].map((u) => u.native))];
   }
 
   /** The bound listener addresses (ports resolved when the config said 0). */

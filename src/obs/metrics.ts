@@ -2,6 +2,7 @@
 // hold between counters. Reads DirectorStats at scrape time (own registry, never prom-client's global).
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DirectorStats, LabeledCounter } from './stats.js';
+import type { NativeUdpCounters } from '../net/native/index.js';
 
 /**
  * Counter identities (checked by the integration tests):
@@ -29,6 +30,8 @@ export interface MetricsSources {
   sessionSockets(): number;
   /** Whether the UDP data path runs on the native batched addon (else node:dgram). */
   nativeIo(): boolean;
+  /** The native UDP sockets' own counters by kind (empty on node:dgram). */
+  nativeUdp?(): readonly NativeUdpCounters[];
   /** The TCP data path (`splice`: the native pump; `stream`: Node streams); absent or null without TCP listeners. */
   tcpDataPath?(): 'splice' | 'stream' | null;
   /** TCP connections the native pump splices now. */
@@ -67,6 +70,9 @@ export const METRIC_NAMES = [
   'anchor_node_up',
   'anchor_upstream_session_sockets',
   'anchor_udp_native_io',
+  'anchor_udp_native_syscalls_total',
+  'anchor_udp_native_datagrams_total',
+  'anchor_udp_native_receive_errors_total',
   'anchor_tcp_native_io',
   'anchor_tcp_connections_spliced',
   'anchor_tcp_splice_fallbacks_total',
@@ -181,6 +187,42 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
     registers: [reg],
     collect() {
       this.set(src.nativeIo() ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: 'anchor_udp_native_syscalls_total',
+    help: 'System calls of the native UDP sockets, by socket kind (client listeners, node links) and call (recvmmsg, sendmmsg); with anchor_udp_native_datagrams_total, the datagrams per call (the batch size).',
+    labelNames: ['socket', 'call'],
+    registers: [reg],
+    collect() {
+      this.reset();
+      for (const c of src.nativeUdp?.() ?? []) {
+        this.inc({ socket: c.socket, call: 'recvmmsg' }, c.recvCalls);
+        this.inc({ socket: c.socket, call: 'sendmmsg' }, c.sendCalls);
+      }
+    },
+  });
+  new Counter({
+    name: 'anchor_udp_native_datagrams_total',
+    help: 'Datagrams the native UDP sockets received and the kernel took to send, by socket kind and direction.',
+    labelNames: ['socket', 'direction'],
+    registers: [reg],
+    collect() {
+      this.reset();
+      for (const c of src.nativeUdp?.() ?? []) {
+        this.inc({ socket: c.socket, direction: 'received' }, c.recvDatagrams);
+        this.inc({ socket: c.socket, direction: 'sent' }, c.sendDatagrams);
+      }
+    },
+  });
+  new Counter({
+    name: 'anchor_udp_native_receive_errors_total',
+    help: 'Errors the kernel reported on a receive of a native UDP socket (e.g. ICMP port unreachable on a node link), by socket kind; the socket reads on.',
+    labelNames: ['socket'],
+    registers: [reg],
+    collect() {
+      this.reset();
+      for (const c of src.nativeUdp?.() ?? []) this.inc({ socket: c.socket }, c.recvErrors);
     },
   });
   new Gauge({

@@ -35,6 +35,27 @@ for (const { io, skip } of paths) {
         await c?.stop();
       });
 
+      it(`the native sockets' own counters (anchor_udp_native_*) ${io === 'native' ? 'agree with the director' : 'stay absent'}`, async () => {
+        const target = c.director.udp.find((t) => t.family === family);
+        const report = await runClient({ target: target!, sessions: 20, rate: 400, durationS: 0.5, size: 64, drainMs: 2000 });
+        expect(report.received).toBe(report.sent);
+        const admin = c.director.admin;
+        const native = (labels: Record<string, string>, name = 'anchor_udp_native_datagrams_total'): Promise<number> => metric(admin, name, labels);
+        const received = await native({ socket: 'client', direction: 'received' });
+        if (io === 'dgram') {
+          expect(received).toBe(0);
+          expect(await native({ socket: 'node', call: 'sendmmsg' }, 'anchor_udp_native_syscalls_total')).toBe(0);
+          return;
+        }
+        // Every client datagram the director handled was read by a listener's recvmmsg, and so on.
+        expect(received).toBe(await metric(admin, 'anchor_client_datagrams_received_total'));
+        expect(received).toBeGreaterThanOrEqual(report.sent);
+        expect(await native({ socket: 'client', call: 'recvmmsg' }, 'anchor_udp_native_syscalls_total')).toBeGreaterThan(0);
+        expect(await native({ socket: 'node', direction: 'sent' })).toBeGreaterThanOrEqual(await metric(admin, 'anchor_client_datagrams_forwarded_total'));
+        expect(await native({ socket: 'node', call: 'sendmmsg' }, 'anchor_udp_native_syscalls_total')).toBeGreaterThan(0);
+        expect(await native({ socket: 'client', direction: 'sent' })).toBeGreaterThanOrEqual(report.received);
+      });
+
       it('1,000 sessions get their echoes back, each on exactly the node the ring names', async () => {
         const target = c.director.udp.find((t) => t.family === family);
         expect(target).toBeDefined();

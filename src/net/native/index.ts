@@ -90,6 +90,19 @@ export interface NativeUdpSocket {
   unref(): void;
 }
 
+/** What the native sockets of one kind counted themselves (`UdpDirector.nativeCounters`). */
+export interface NativeUdpCounters {
+  readonly socket: 'client' | 'node';
+  /** recvmmsg calls (also those that found nothing) and the datagrams they read. */
+  readonly recvCalls: number;
+  readonly recvDatagrams: number;
+  /** Receive errors the kernel reported (e.g. ICMP unreachable on a node link). */
+  readonly recvErrors: number;
+  /** sendmmsg calls and the datagrams the kernel took. */
+  readonly sendCalls: number;
+  readonly sendDatagrams: number;
+}
+
 export interface NativeUdpBinding {
   readonly UdpSocket: new (options: UdpSocketOptions, onBatch: (this: NativeUdpSocket, count: number) => void) => NativeUdpSocket;
   readonly STATS: Readonly<Record<StatName, number>>;
