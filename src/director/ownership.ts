@@ -40,6 +40,7 @@ export interface OwnershipOptions {
   readonly directorId: string;
   /** After a freeze, how long the old owner's replies in flight may still reach the client (ms). */
   readonly quiesceMs: number;
+  /** How long the first REVOKE waits for its acknowledgement (ms); each resend waits twice as long as the one before. */
   readonly revokeTimeoutMs: number;
   readonly revokeRetries: number;
   /**
@@ -117,9 +118,15 @@ export class Ownership {
   readonly #o: OwnershipOptions;
   readonly #d: OwnershipDeps;
   #path: DataPath | null = null;
-  /** Unacknowledged REVOKEs in due order (one timeout for all: re-armed entries go to the end). */
-  readonly #revokes = new Map<string, PendingRevoke>();
+  /**
+   * Unacknowledged REVOKEs by how often they were resent (index = attempts), each map in due order: all
+   * of one level wait the same time (revokeTimeoutMs × 2^attempts), so an entry moved up a level goes to
+   * that level's end.
+   */
+  readonly #revokes: Map<string, PendingRevoke>[] = [];
   #revokeTimer: NodeJS.Timeout | null = null;
+  /** When the armed #revokeTimer fires (monotonic ms). */
+  #revokeTimerAt = 0;
   /** Quiesce waits ending at the same instant share one timer (a drain freezes thousands at once). */
   readonly #quiesces = new Map<number, Promise<void>>();
   readonly #observers: ((rec: SessionRecord, note: TransitionNote) => void)[] = [];
@@ -150,7 +157,23 @@ export class Ownership {
   }
 
   get pendingRevokes(): number {
-    return this.#revokes.size;
+    let n = 0;
+    for (const level of this.#revokes) n += level.size;
+    return n;
+  }
+
+  /** The pending REVOKE `key` and the level that holds it. */
+  #pendingRevoke(key: string): { p: PendingRevoke; level: Map<string, PendingRevoke> } | undefined {
+    for (const level of this.#revokes) {
+      const p = level.get(key);
+      if (p !== undefined) return { p, level };
+    }
+    return undefined;
+  }
+
+  #revokeLevel(attempts: number): Map<string, PendingRevoke> {
+    while (this.#revokes.length <= attempts) this.#revokes.push(new Map());
+    return this.#revokes[attempts] as Map<string, PendingRevoke>;
   }
 
   #stored(rec: SessionRecord, p: { version: bigint; state: string; owner: string; transport: string | null }): StoredSession {
@@ -543,9 +566,9 @@ export class Ownership {
   /** A node acknowledged REVOKE(version) for a session. */
   onRevokeAck(id: string, version: bigint, node: string): void {
     const key = `${id}/${version}`;
-    const p = this.#revokes.get(key);
-    if (p === undefined || p.node !== node) return;
-    this.#revokes.delete(key);
+    const found = this.#pendingRevoke(key);
+    if (found === undefined || found.p.node !== node) return;
+    found.level.delete(key);
     this.#d.stats.revokes.inc('acknowledged');
   }
 
@@ -665,13 +688,13 @@ export class Ownership {
   close(): void {
     if (this.#revokeTimer !== null) clearTimeout(this.#revokeTimer);
     this.#revokeTimer = null;
-    this.#revokes.clear();
+    this.#revokes.length = 0;
   }
 
   #revoke(rec: SessionRecord, node: string, version: bigint): void {
     const key = `${rec.id}/${version}`;
-    this.#revokes.delete(key);
-    this.#revokes.set(key, { rec, node, version, attempts: 0, due: this.#d.clock.now() + this.#o.revokeTimeoutMs });
+    this.#pendingRevoke(key)?.level.delete(key);
+    this.#revokeLevel(0).set(key, { rec, node, version, attempts: 0, due: this.#d.clock.now() + this.#o.revokeTimeoutMs });
     this.#sendRevoke(rec, node, version);
     this.#armRevokes();
   }
@@ -682,39 +705,54 @@ export class Ownership {
   }
 
   #armRevokes(): void {
-    if (this.#revokeTimer !== null) return;
-    const first = this.#revokes.values().next();
-    if (first.done === true) return;
-    this.#revokeTimer = setTimeout(() => this.#revokeTick(), Math.max(1, first.value.due - this.#d.clock.now()));
+    let due = Infinity;
+    for (const level of this.#revokes) {
+      const first = level.values().next();
+      if (first.done !== true && first.value.due < due) due = first.value.due;
+    }
+    if (due === Infinity) return;
+    // A new REVOKE (level 0) may fall due before the resend the timer waits for: then it is re-armed.
+    if (this.#revokeTimer !== null) {
+      if (this.#revokeTimerAt <= due) return;
+      clearTimeout(this.#revokeTimer);
+    }
+    this.#revokeTimerAt = due;
+    this.#revokeTimer = setTimeout(() => this.#revokeTick(), Math.max(1, due - this.#d.clock.now()));
     this.#revokeTimer.unref();
   }
 
   /**
-   * Resends every REVOKE whose timeout passed; gives up (SECURITY_EVENT) after `revokeRetries`. At most
-   * REVOKE_BURST per turn of the event loop: after a fast drain thousands fall due together, and traffic
-   * is read between the bursts.
+   * Resends every REVOKE whose timeout passed, each time waiting twice as long (a node too busy to
+   * acknowledge in time is not sent more and more of them); gives up (SECURITY_EVENT) after
+   * `revokeRetries`. At most REVOKE_BURST per turn of the event loop: after a fast drain thousands fall
+   * due together, and traffic is read between the bursts.
    */
   #revokeTick(): void {
     this.#revokeTimer = null;
     const now = this.#d.clock.now();
     let n = 0;
-    for (const [key, p] of this.#revokes) {
-      if (p.due > now) break;
-      if (n++ >= REVOKE_BURST) {
-        this.#revokeTimer = setTimeout(() => this.#revokeTick(), 1);
-        this.#revokeTimer.unref();
-        return;
+    // From the highest level down: an entry moved up a level is not met again in this tick.
+    for (let attempts = this.#revokes.length - 1; attempts >= 0; attempts--) {
+      const level = this.#revokes[attempts] as Map<string, PendingRevoke>;
+      for (const [key, p] of level) {
+        if (p.due > now) break;
+        if (n++ >= REVOKE_BURST) {
+          this.#revokeTimerAt = now + 1;
+          this.#revokeTimer = setTimeout(() => this.#revokeTick(), 1);
+          this.#revokeTimer.unref();
+          return;
+        }
+        level.delete(key);
+        if (p.attempts >= this.#o.revokeRetries) {
+          this.#d.stats.revokes.inc('unacknowledged');
+          this.#security(p.rec.id, 'revoke_unacknowledged', { node: p.node, version: p.version.toString(), attempts: p.attempts + 1 });
+          continue;
+        }
+        p.attempts++;
+        p.due = now + this.#o.revokeTimeoutMs * 2 ** p.attempts;
+        this.#revokeLevel(p.attempts).set(key, p); // to the end of its level: still in due order
+        this.#sendRevoke(p.rec, p.node, p.version);
       }
-      this.#revokes.delete(key);
-      if (p.attempts >= this.#o.revokeRetries) {
-        this.#d.stats.revokes.inc('unacknowledged');
-        this.#security(p.rec.id, 'revoke_unacknowledged', { node: p.node, version: p.version.toString(), attempts: p.attempts + 1 });
-        continue;
-      }
-      p.attempts++;
-      p.due = now + this.#o.revokeTimeoutMs;
-      this.#revokes.set(key, p); // to the end: still in due order
-      this.#sendRevoke(p.rec, p.node, p.version);
     }
     this.#armRevokes();
   }

@@ -587,17 +587,23 @@ describe('REVOKE acknowledgement', () => {
     expect(h.stats.revokes.get('unacknowledged')).toBe(0);
   });
 
-  it('without an ack: revokeRetries resends, then SECURITY_EVENT revoke_unacknowledged', async () => {
+  it('without an ack: revokeRetries resends, each waiting twice as long, then SECURITY_EVENT revoke_unacknowledged', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     const h = harness({ revokeTimeoutMs: 10, revokeRetries: 2 });
     const from = await moved(h);
     expect(h.path.revokes).toHaveLength(1);
     advance(h, 10);
     expect(h.path.revokes).toHaveLength(2);
+    // The first resend waits 20 ms, not 10.
+    advance(h, 10);
+    expect(h.path.revokes).toHaveLength(2);
     advance(h, 10);
     expect(h.path.revokes).toHaveLength(3);
     expect(h.stats.revokes.get('unacknowledged')).toBe(0);
-    advance(h, 10);
+    // The second resend waits 40 ms before the REVOKE counts as unacknowledged.
+    advance(h, 39);
+    expect(h.stats.revokes.get('unacknowledged')).toBe(0);
+    advance(h, 1);
     expect(h.path.revokes).toHaveLength(3);
     for (const r of h.path.revokes) expect(r).toMatchObject({ session: ID, node: from, version: 3n });
     expect(h.stats.revokes.get('sent')).toBe(3);
@@ -630,6 +636,22 @@ describe('REVOKE acknowledgement', () => {
     expect(h.path.revokes).toHaveLength(1200);
     advance(h, 1);
     expect(h.path.revokes).toHaveLength(1200);
+  });
+
+  it('a resent REVOKE waiting longer does not hold back a newer one that falls due first', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const h = harness({ revokeTimeoutMs: 10, revokeRetries: 3 });
+    const [first, second] = idsOwnedBy(ring, 'node-a', 2) as [Uint8Array, Uint8Array];
+    await h.admit(first, clientTransport(2001));
+    await h.admit(second, clientTransport(2002));
+    expect((await h.own.migrate(sessionIdHex(first), { cause: 'drain', actor: 'op' })).ok).toBe(true);
+    advance(h, 10); // first: resent, next due in 20 ms
+    expect(h.path.revokes.map((r) => r.session)).toEqual([sessionIdHex(first), sessionIdHex(first)]);
+    expect((await h.own.migrate(sessionIdHex(second), { cause: 'drain', actor: 'op' })).ok).toBe(true);
+    advance(h, 10); // second falls due before first's resend
+    expect(h.path.revokes.map((r) => r.session).slice(2)).toEqual([sessionIdHex(second), sessionIdHex(second)]);
+    advance(h, 10);
+    expect(h.path.revokes.map((r) => r.session).slice(4)).toEqual([sessionIdHex(first)]);
   });
 });
 
