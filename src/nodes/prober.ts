@@ -48,7 +48,11 @@ export interface HealthProberOptions {
   readonly nodes: readonly { readonly id: string; readonly address: Transport }[];
   /** Time between probe rounds (a node with a probe still in flight is skipped in that round). */
   readonly intervalMs: number;
-  /** A probe unanswered this long has failed; a later answer is ignored. */
+  /**
+   * A probe unanswered this long has failed; a later answer is ignored. "Unanswered" is judged after the
+   * sockets were read once more past the deadline, so an answer waiting unread because the director was
+   * busy still counts.
+   */
   readonly timeoutMs: number;
   readonly rise: number;
   readonly fall: number;
@@ -69,7 +73,6 @@ interface ProbeNode {
 
 interface InFlight {
   readonly nonce: Buffer;
-  readonly sentAt: number;
   timer: NodeJS.Timeout | null;
   readonly done: Promise<void>;
   readonly resolve: () => void;
@@ -207,10 +210,16 @@ export class HealthProber {
     let resolve!: () => void;
     const done = new Promise<void>((r) => (resolve = r));
     const nonce = randomBytes(NONCE_LEN);
-    const p: InFlight = { nonce, sentAt: this.#opts.clock.now(), timer: null, done, resolve };
+    const p: InFlight = { nonce, timer: null, done, resolve };
     n.inflight = p;
     // Ref'd on purpose: bounded by timeoutMs, it keeps an awaited probeNow() from being cut short.
-    p.timer = setTimeout(() => this.#complete(n, p, false), this.#opts.timeoutMs);
+    // The verdict waits one more turn: timers run before the sockets are read, so an answer that came in
+    // time but sat unread while the director's event loop was busy (a drain, a burst of admissions) is
+    // read first and counts. A busy director must not take its own lag for a dead node.
+    p.timer = setTimeout(() => {
+      p.timer = null;
+      setImmediate(() => this.#complete(n, p, false));
+    }, this.#opts.timeoutMs);
     const s = this.#sockets.get(n.address.family);
     if (s === undefined || s === null) {
       this.#complete(n, p, false);
@@ -238,9 +247,10 @@ export class HealthProber {
     p.timer = null;
     try {
       if (this.#closed) return;
-      const now = this.#opts.clock.now();
-      // An answer that arrives after the deadline but before the timer ran is still a timeout.
-      const r = this.#tracker.onProbeResult(n.id, ok && now - p.sentAt <= this.#opts.timeoutMs, now);
+      // An answer read before the verdict counts, however late it is read: by then the timeout has run
+      // and the sockets have been read once more, so it was waiting when the deadline passed (or came
+      // in just after it).
+      const r = this.#tracker.onProbeResult(n.id, ok, this.#opts.clock.now());
       if (r.changed) this.#opts.onChange(n.id, r.health, { consecutive: r.consecutive });
     } catch (err) {
       this.#report(err);

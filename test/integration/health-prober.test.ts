@@ -3,6 +3,7 @@
 // answers that must not count (late, wrong nonce, wrong source port).
 import { afterEach, describe, expect, it } from 'vitest';
 import dgram from 'node:dgram';
+import { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
 import { ReferenceNode } from '../../src/refnode/node.js';
 import { HealthProber, PROBE_LEN, encodeProbe, probeNonce } from '../../src/nodes/prober.js';
@@ -227,6 +228,39 @@ describe('HealthProber', () => {
     }
     expect(late.received()).toBeGreaterThanOrEqual(3);
     expect(p.health('ref')).toBe(HEALTHY);
+  });
+
+  it('an answer that came in time but waited unread while the event loop was blocked past the deadline counts', async () => {
+    // The node runs on a thread of its own, so it answers while this thread is blocked. It holds its
+    // answer until told to, so that the answer is certainly not read before the block.
+    const worker = new Worker(
+      `const { parentPort } = require('node:worker_threads');
+       const s = require('node:dgram').createSocket('udp4');
+       let held = null;
+       s.on('message', (msg, from) => { held = () => s.send(msg, from.port, from.address, () => parentPort.postMessage('sent')); parentPort.postMessage('got'); });
+       parentPort.on('message', (m) => { if (m === 'answer' && held) held(); if (m === 'close') s.close(() => process.exit(0)); });
+       s.bind(0, '127.0.0.1', () => parentPort.postMessage(s.address().port));`,
+      { eval: true },
+    );
+    cleanups.push(async () => {
+      worker.postMessage('close');
+      await once(worker, 'exit');
+    });
+    const [port] = (await once(worker, 'message')) as [number];
+    const timeoutMs = 100;
+    const { p, changes } = prober([{ id: 'busy', address: { family: 4, address: '127.0.0.1', port } }], { intervalMs: 60_000, timeoutMs, rise: 1, fall: 1 });
+    await p.start();
+    const probed = p.probeNow();
+    await once(worker, 'message'); // 'got': the probe is there
+    worker.postMessage('answer');
+    // Blocked well past the deadline; meanwhile the node answers (the answer waits in the socket).
+    const t = performance.now();
+    while (performance.now() - t < timeoutMs * 3) {
+      // the director busy with something else
+    }
+    await probed;
+    expect(p.health('busy')).toBe(HEALTHY);
+    expect(of(changes, 'busy')).toEqual([HEALTHY]);
   });
 
   it('close() is idempotent; probeNow() after close resolves and changes nothing', async () => {
