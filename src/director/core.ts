@@ -30,22 +30,8 @@ import {
   Verdict,
 } from './outcomes.js';
 
-export {
-  type ClientOutcome,
-  type CoreLimits,
-  DropReason,
-  type ExpiredNote,
-  type Forward,
-  type NodeOutcome,
-  type PlanRefusal,
-  type Planned,
-  type SessionReplyOutcome,
-  TCP_LISTENER,
-  type TcpOutcome,
-  type TransitionNote,
-  Verdict,
-  type VerdictKind,
-} from './outcomes.js';
+// What the core decides, as data: importers of the core get it from here too.
+export * from './outcomes.js';
 
 const REJECT_NAMES: Record<number, string> = Object.fromEntries(Object.entries(RejectReason).map(([k, v]) => [v, k.toLowerCase()]));
 

@@ -379,7 +379,11 @@ describe('EtcdStore watch feed', () => {
     }
   });
 
-  it('a dropped watch resumes after the last event it applied: events written meanwhile arrive once, in order', async () => {
+  /**
+   * Runs `body` with a store whose etcd traffic goes through a proxy the test can cut (its watch events
+   * collected in `seen`) and a second store straight to etcd (`direct`); closes all three after.
+   */
+  async function withWatchBehindCut(body: (x: { proxy: Awaited<ReturnType<typeof cuttableProxy>>; store: EtcdStore; direct: EtcdStore; seen: StoreEvent[] }) => Promise<void>): Promise<void> {
     const prefix = freshPrefix();
     const proxy = await cuttableProxy(cluster.endpoints[0] as string);
     const store = await connect(prefix, [proxy.url]);
@@ -387,6 +391,16 @@ describe('EtcdStore watch feed', () => {
     try {
       const seen: StoreEvent[] = [];
       store.watch((ev) => seen.push(ev));
+      await body({ proxy, store, direct, seen });
+    } finally {
+      await store.close();
+      await direct.close();
+      await proxy.close();
+    }
+  }
+
+  it('a dropped watch resumes after the last event it applied: events written meanwhile arrive once, in order', async () => {
+    await withWatchBehindCut(async ({ proxy, store, direct, seen }) => {
       const v1 = rec(sid(1), 1n);
       expect((await direct.create(v1)).ok).toBe(true);
       await waitFor('first event', () => seen.length >= 1, { timeoutMs: 5000, intervalMs: 5 });
@@ -400,21 +414,11 @@ describe('EtcdStore watch feed', () => {
       expect((await direct.create(marker)).ok).toBe(true);
       await waitFor('the marker', () => seen.length >= 5, { timeoutMs: 10_000, intervalMs: 10 });
       expect(seen).toEqual([v1, ...more, marker].map((record) => ({ kind: 'put', record, prev: null })));
-    } finally {
-      await store.close();
-      await direct.close();
-      await proxy.close();
-    }
+    });
   });
 
   it('the sessions of one updateMany transaction (one revision) are each an event, also when a dropped watch resumes', async () => {
-    const prefix = freshPrefix();
-    const proxy = await cuttableProxy(cluster.endpoints[0] as string);
-    const store = await connect(prefix, [proxy.url]);
-    const direct = await connect(prefix);
-    try {
-      const seen: StoreEvent[] = [];
-      store.watch((ev) => seen.push(ev));
+    await withWatchBehindCut(async ({ proxy, store, direct, seen }) => {
       const v1 = [1, 2, 3].map((n) => rec(sid(n), 1n));
       for (const r of v1) expect((await direct.create(r)).ok).toBe(true);
       await waitFor('the creates', () => seen.length >= 3, { timeoutMs: 5000, intervalMs: 5 });
@@ -436,11 +440,7 @@ describe('EtcdStore watch feed', () => {
         ...v3.map((record, i) => ({ kind: 'put', record, prev: v2[i] })),
         { kind: 'put', record: marker, prev: null },
       ]);
-    } finally {
-      await store.close();
-      await direct.close();
-      await proxy.close();
-    }
+    });
   });
 
   it('a watch whose resume revision was compacted resynchronises by listing: the gap arrives as events', async () => {
