@@ -11,7 +11,7 @@ import { DirectorCore } from './director/core.js';
 import { UdpDirector } from './director/director.js';
 import { Ownership, type StepFailure } from './director/ownership.js';
 import { DrainCoordinator } from './drain/coordinator.js';
-import { loadNativeTcp, loadNativeUdp, type NativeTcpBinding, type NativeUdpBinding } from './net/native/index.js';
+import { loadNativeTcp, loadNativeUdp, type NativeTcpBinding, type NativeTcpLoad, type NativeUdpBinding, type NativeUdpLoad } from './net/native/index.js';
 import { TcpFront } from './net/tcp-front.js';
 import { Membership, NodeHealth, NodeState } from './nodes/membership.js';
 import { HealthProber } from './nodes/prober.js';
@@ -35,6 +35,8 @@ export interface AnchorDeps {
   readonly onDrainRequested?: () => void;
   /** The ownership store; by default the one `store.kind` names. */
   readonly store?: OwnershipStore;
+  /** How the native addons are loaded (by default from build/Release; a test may say they are missing). */
+  readonly loadNative?: { readonly udp: () => NativeUdpLoad; readonly tcp: () => NativeTcpLoad };
 }
 
 export interface Anchor {
@@ -89,6 +91,27 @@ export function staleFreezeMs(quiesceMs: number): number {
 export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Promise<Anchor> {
   const { clock, logger } = deps;
   const directorId = config.director.id;
+  // The native data paths first: a refusal (`on` without its addon) opens nothing and changes nothing.
+  const load = deps.loadNative ?? { udp: () => loadNativeUdp(), tcp: () => loadNativeTcp() };
+  // UDP I/O through the native batched addon when it was built (`socket.native`); node:dgram otherwise.
+  let native: NativeUdpBinding | null = null;
+  if (config.socket.native !== 'off') {
+    const loaded = load.udp();
+    if (loaded.ok) native = loaded.binding;
+    else if (config.socket.native === 'on') throw new ConfigError([{ path: 'socket.native', message: `is "on" but the native UDP addon cannot be used: ${loaded.reason}` }]);
+    else logger.info({ reason: loaded.reason }, 'native UDP I/O not available: using node:dgram');
+    if (native !== null && config.backend.encapsulation === 'none') {
+      logger.warn('socket.native has no effect with backend.encapsulation: none (transparent forwarding uses a node:dgram socket per session)');
+    }
+  }
+  // Routed TCP connections spliced by the native pump when it was built (`tcp.native`); Node streams otherwise.
+  let tcpNative: NativeTcpBinding | null = null;
+  if (config.listen.tcp.length > 0 && config.tcp.native !== 'off') {
+    const loaded = load.tcp();
+    if (loaded.ok) tcpNative = loaded.binding;
+    else if (config.tcp.native === 'on') throw new ConfigError([{ path: 'tcp.native', message: `is "on" but the native TCP splice pump cannot be used: ${loaded.reason}` }]);
+    else logger.info({ reason: loaded.reason }, 'native TCP splice pump not available: using Node streams');
+  }
   const hasher = await createHasher();
   const stats = new DirectorStats();
   const audit: AuditSink = createAudit({
@@ -162,17 +185,6 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         ((rec.listener >= 0 ? config.listen.udp[rec.listener]?.codec : undefined) ?? 'jv1') === 'jv1',
     },
   );
-  // UDP I/O through the native batched addon when it was built (`socket.native`); node:dgram otherwise.
-  let native: NativeUdpBinding | null = null;
-  if (config.socket.native !== 'off') {
-    const loaded = loadNativeUdp();
-    if (loaded.ok) native = loaded.binding;
-    else if (config.socket.native === 'on') throw new ConfigError([{ path: 'socket.native', message: `is "on" but the native UDP addon cannot be used: ${loaded.reason}` }]);
-    else logger.info({ reason: loaded.reason }, 'native UDP I/O not available: using node:dgram');
-    if (native !== null && config.backend.encapsulation === 'none') {
-      logger.warn('socket.native has no effect with backend.encapsulation: none (transparent forwarding uses a node:dgram socket per session)');
-    }
-  }
   const director = new UdpDirector(
     {
       directorId,
@@ -185,14 +197,6 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     },
     { core: c, ownership, clock, logger, stats },
   );
-  // Routed TCP connections spliced by the native pump when it was built (`tcp.native`); Node streams otherwise.
-  let tcpNative: NativeTcpBinding | null = null;
-  if (config.listen.tcp.length > 0 && config.tcp.native !== 'off') {
-    const loaded = loadNativeTcp();
-    if (loaded.ok) tcpNative = loaded.binding;
-    else if (config.tcp.native === 'on') throw new ConfigError([{ path: 'tcp.native', message: `is "on" but the native TCP splice pump cannot be used: ${loaded.reason}` }]);
-    else logger.info({ reason: loaded.reason }, 'native TCP splice pump not available: using Node streams');
-  }
   const tcp =
     config.listen.tcp.length === 0
       ? null
