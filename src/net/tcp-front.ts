@@ -63,8 +63,6 @@ interface Conn {
   upstream: net.Socket | null;
   session: SessionRecord | null;
   closed: boolean;
-  /** Frozen (FREEZE seen, no RESUME yet): the client is not read. */
-  frozen: boolean;
   /** Set once the connection is spliced by the native pump (the two sockets are then destroyed). */
   pump: NativeTcpPump | null;
   /** Pump counters (bytes read from client / node) already added to the stats, and the last activity. */
@@ -165,7 +163,7 @@ export class TcpFront {
     }
     stats.tcpAccepted++;
     const src: Transport = { family: client.remoteFamily === 'IPv6' ? 6 : 4, address: client.remoteAddress ?? '', port: client.remotePort ?? 0 };
-    const conn: Conn = { jv1: codec.name === 'jv1', client, src, listener, upstream: null, session: null, closed: false, frozen: false, pump: null, seenIn: 0, seenOut: 0, lastActive: 0 };
+    const conn: Conn = { jv1: codec.name === 'jv1', client, src, listener, upstream: null, session: null, closed: false, pump: null, seenIn: 0, seenOut: 0, lastActive: 0 };
     this.#conns.add(conn);
     client.on('error', () => this.#destroy(conn));
     client.on('close', () => this.#destroy(conn));
@@ -333,11 +331,10 @@ export class TcpFront {
       this.#destroy(conn);
     });
     // pipe() carries backpressure (a slow reader pauses the other side) and half-close (end → FIN).
+    // Piped only once bound and ATTACHED (#stillRoutable): a freeze from here on is followed by #onTransition.
     up.pipe(client);
-    if (!conn.frozen) {
-      client.pipe(up);
-      client.resume();
-    }
+    client.pipe(up);
+    client.resume();
   }
 
   /**
@@ -359,7 +356,6 @@ export class TcpFront {
     // As the stream path counts them: bytes received from each side (Node had read some already).
     this.#d.stats.tcpBytesIn += h.tookFromClient;
     this.#d.stats.tcpBytesOut += h.tookFromUpstream + fromNode.length;
-    if (conn.frozen) h.pump.pause(TcpDir.IN);
     this.#pumped.add(conn);
     if (this.#sweepTimer === null) {
       this.#sweepTimer = setInterval(() => this.#sweep(), SWEEP_EVERY_MS);
@@ -496,7 +492,6 @@ export class TcpFront {
     const up = conn.upstream;
     switch (event) {
       case LifecycleEvent.FREEZE:
-        conn.frozen = true;
         if (conn.pump !== null) {
           conn.pump.pause(TcpDir.IN);
           return;
@@ -506,7 +501,6 @@ export class TcpFront {
         return;
       case LifecycleEvent.RESUME:
         if (cause === 'transfer_aborted') {
-          conn.frozen = false;
           if (conn.pump !== null) conn.pump.resume(TcpDir.IN);
           else if (up !== null) {
             conn.client.pipe(up);
