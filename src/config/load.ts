@@ -71,6 +71,12 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out === '' ? '(root)' : out;
 }
 
+/** Keys that existed once and were replaced: what a config that still has one is told instead of "unknown key". */
+const REPLACED_KEYS: Readonly<Record<string, string>> = {
+  'drain.max_loop_busy':
+    'no longer exists: use drain.max_loop_lag_ms (how late, in milliseconds, the event loop may run before a drain slows to a tenth of drain.rate; default 50)',
+};
+
 /** Zod issues → one line per problem; one line per unknown key, with its full path. */
 export function issuesFromZod(
   zodIssues: readonly z.core.$ZodIssue[],
@@ -86,7 +92,10 @@ export function issuesFromZod(
   };
   for (const iss of zodIssues) {
     if (iss.code === 'unrecognized_keys') {
-      for (const key of iss.keys) push(formatPath([...iss.path, key]), 'unknown key');
+      for (const key of iss.keys) {
+        const path = formatPath([...iss.path, key]);
+        push(path, REPLACED_KEYS[path] ?? 'unknown key');
+      }
       continue;
     }
     const path = formatPath(iss.path);

@@ -239,6 +239,11 @@ describe('parseConfig', () => {
       lines: ['drain.max_loop_lag_ms: expected an integer ≥ 0, got 1.5'],
     },
     {
+      name: 'drain.max_loop_busy (replaced): says what replaced it',
+      yaml: `${ONE_NODE}drain:\n  max_loop_busy: 0.8\n`,
+      lines: ['drain.max_loop_busy: no longer exists: use drain.max_loop_lag_ms (how late, in milliseconds, the event loop may run before a drain slows to a tenth of drain.rate; default 50)'],
+    },
+    {
       name: 'drain.max_loop_lag_ms negative',
       yaml: `${ONE_NODE}drain:\n  max_loop_lag_ms: -1\n`,
       lines: ['drain.max_loop_lag_ms: expected an integer ≥ 0, got -1'],
