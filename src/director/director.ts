@@ -215,10 +215,9 @@ export class UdpDirector implements DataPath {
    */
   nativeCounters(): NativeUdpCounters[] {
     if (this.#native === null) return [];
-    const sum = (socket: 'client' | 'node', ios: readonly (NativeIo | null)[]): NativeUdpCounters => {
+    const sum = (socket: 'client' | 'node'): NativeUdpCounters => {
       const c = { socket, recvCalls: 0, recvDatagrams: 0, recvErrors: 0, sendCalls: 0, sendDatagrams: 0 };
-      for (const io of ios) {
-        if (io === null) continue;
+      for (const io of this.#nativeIos(socket)) {
         const st = io.s.stats;
         c.recvCalls += st[Stat.RX_SYSCALLS] as number;
         c.recvDatagrams += st[Stat.RX_DATAGRAMS] as number;
@@ -228,7 +227,13 @@ export class UdpDirector implements DataPath {
       }
       return c;
     };
-    return [sum('client', this.#listeners.map((l) => l.native)), sum('node', [...this.#upstreams.values()].map((u) => u.native))];
+    return [sum('client'), sum('node')];
+  }
+
+  /** The native sockets of the client listeners or of the node links (none on node:dgram). */
+  #nativeIos(kind: 'client' | 'node'): NativeIo[] {
+    const all = kind === 'client' ? this.#listeners.map((l) => l.native) : [...this.#upstreams.values()].map((u) => u.native);
+    return all.filter((io) => io !== null);
   }
 
   /** The bound listener addresses (ports resolved when the config said 0). */
@@ -250,12 +255,10 @@ export class UdpDirector implements DataPath {
     if (this.#tick) clearInterval(this.#tick);
     for (const id of [...this.#perSession.keys()]) this.#closeSessionSocket(id);
     const all = [...this.#listeners.map((l) => l.socket), ...[...this.#upstreams.values()].map((u) => u.socket)].filter((s) => s !== null);
-    for (const io of [...this.#listeners.map((l) => l.native), ...[...this.#upstreams.values()].map((u) => u.native)]) {
-      if (io !== null) {
-        this.#flushIo(io);
-        io.closed = true;
-        io.s.close();
-      }
+    for (const io of [...this.#nativeIos('client'), ...this.#nativeIos('node')]) {
+      this.#flushIo(io);
+      io.closed = true;
+      io.s.close();
     }
     await Promise.all(all.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
   }
