@@ -342,6 +342,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       nativeUdp: () => director.nativeCounters(),
       tcpDataPath: () => tcp?.dataPath ?? null,
       tcpSpliced: () => tcp?.splicedConnections ?? 0,
+      tcpSpliceCopies: () => tcp?.spliceCopyReads ?? 0,
       syncTcp: () => tcp?.syncBytes(),
       ready: () => ready().ready,
     },

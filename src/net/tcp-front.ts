@@ -128,6 +128,11 @@ export class TcpFront {
     return this.#pumped.size;
   }
 
+  /** Reads the native pump made by copying because a connection could not have a pipe (0 without the pump). */
+  get spliceCopyReads(): number {
+    return this.#o.native?.pipePool().copies ?? 0;
+  }
+
   /** Adds the bytes spliced since the last look to the stats (a scrape calls it; so does the sweep). */
   syncBytes(): void {
     for (const c of this.#pumped) this.#account(c);

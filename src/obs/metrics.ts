@@ -36,6 +36,8 @@ export interface MetricsSources {
   tcpDataPath?(): 'splice' | 'stream' | null;
   /** TCP connections the native pump splices now. */
   tcpSpliced?(): number;
+  /** Reads the native pump made by copying (recv, send) because a connection could not have a pipe. */
+  tcpSpliceCopies?(): number;
   /** Called before the TCP byte counters are read: spliced connections' bytes are added to the stats. */
   syncTcp?(): void;
   ready(): boolean;
@@ -76,6 +78,7 @@ export const METRIC_NAMES = [
   'anchor_tcp_native_io',
   'anchor_tcp_connections_spliced',
   'anchor_tcp_splice_fallbacks_total',
+  'anchor_tcp_splice_copy_reads_total',
   'anchor_tcp_connections_accepted_total',
   'anchor_tcp_connections_refused_total',
   'anchor_tcp_connections_open',
@@ -239,6 +242,15 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
     registers: [reg],
     collect() {
       this.set(src.tcpSpliced?.() ?? 0);
+    },
+  });
+  new Counter({
+    name: 'anchor_tcp_splice_copy_reads_total',
+    help: 'Reads the native TCP pump made through memory (recv, then send) instead of splice(2) because a spliced connection could not have a pipe (the process or system out of descriptors); the connection carries on.',
+    registers: [reg],
+    collect() {
+      this.reset();
+      this.inc(src.tcpSpliceCopies?.() ?? 0);
     },
   });
   labeled(reg, 'anchor_tcp_splice_fallbacks_total', 'Routed TCP connections the native pump could not take, so they run on Node streams, by reason (write_pending, EMFILE, …).', 'reason', () => s.tcpSpliceFallbacks);

@@ -180,6 +180,48 @@ describe.skipIf(!load.ok)('native TCP splice pump', () => {
     expect(p.client.bytes.equals(down)).toBe(true);
   });
 
+  it('with no pipe to be had (setMaxPipes), a direction copies through memory instead: 8 MB each way intact, counted', async () => {
+    binding.trimPipePool();
+    const opened = binding.pipePool().open;
+    // One pipe in all: at most one direction splices at a time, the other copies (recv, then send).
+    binding.setMaxPipes(opened + 1);
+    cleanup.push(() => binding.setMaxPipes(-1));
+    const copies0 = binding.pipePool().copies;
+    const p = await pumped(4);
+    const size = 8 * 1024 * 1024;
+    const up = randomBytes(size);
+    const down = randomBytes(size);
+    await Promise.all([writeAll(p.client.sock, up), writeAll(p.node.sock, down)]);
+    await p.node.until(size);
+    await p.client.until(size);
+    expect(p.node.bytes.equals(up)).toBe(true);
+    expect(p.client.bytes.equals(down)).toBe(true);
+    expect(p.pump.stats[TcpStat.IN_WRITTEN]).toBe(size);
+    expect(p.pump.stats[TcpStat.OUT_WRITTEN]).toBe(size);
+    expect(binding.pipePool().open).toBeLessThanOrEqual(opened + 1);
+    expect(binding.pipePool().copies).toBeGreaterThan(copies0);
+    expect(p.ends).toEqual([]);
+  });
+
+  it('with no pipe at all (setMaxPipes(0)), the pump still carries both ways and half-closes', async () => {
+    binding.setMaxPipes(0);
+    cleanup.push(() => binding.setMaxPipes(-1));
+    binding.trimPipePool();
+    const copies0 = binding.pipePool().copies;
+    const p = await pumped(4);
+    p.client.sock.write('hello over memory');
+    await p.node.until(17);
+    p.node.sock.end('bye');
+    await waitFor('the client to see the FIN', () => p.client.ended);
+    expect(p.node.bytes.toString()).toBe('hello over memory');
+    expect(p.client.bytes.toString()).toBe('bye');
+    expect(binding.pipePool()).toMatchObject({ pooled: 0, open: 0 });
+    expect(binding.pipePool().copies).toBeGreaterThanOrEqual(copies0 + 2);
+    p.client.sock.end();
+    await waitFor('the pump to end', () => p.ends.length > 0);
+    expect(p.ends).toEqual([{ code: TcpEnd.EOF, errno: 0, name: '' }]);
+  });
+
   it('half-close from the client: the node gets a FIN, can still answer; then both end (EOF, once)', async () => {
     const p = await pumped(4);
     p.client.sock.end('last words');
@@ -294,7 +336,7 @@ describe.skipIf(!load.ok)('native TCP splice pump', () => {
     await waitFor('every pump to close', () => list.every((p) => p.pump.closed));
     for (const f of cleanup.splice(0).reverse()) f();
     binding.trimPipePool();
-    expect(binding.pipePool()).toEqual({ pooled: 0, open: 0 });
+    expect(binding.pipePool()).toMatchObject({ pooled: 0, open: 0 });
     await waitFor(`the descriptor count back to ${before} (now ${openFds()})`, () => openFds() <= before);
   });
 

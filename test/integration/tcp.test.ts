@@ -82,6 +82,7 @@ for (const { io, skip } of paths) describe.skipIf(skip !== null)(`TCP front, ${i
       await roundTrip(sock, 64 * 1024);
       expect(await metric(c.director.admin, 'anchor_tcp_connections_spliced')).toBe(io === 'splice' ? 1 : 0);
       expect(await metric(c.director.admin, 'anchor_tcp_splice_fallbacks_total')).toBe(0);
+      expect(await metric(c.director.admin, 'anchor_tcp_splice_copy_reads_total')).toBe(0);
     } finally {
       sock.destroy();
     }

@@ -195,7 +195,7 @@ export const TcpStat = {
 export const TcpEnd = {
   /** Both directions ended: EOF read from each side and passed on as a FIN. */
   EOF: 1,
-  /** A socket error (errno / errnoName say which) or no pipe could be had. */
+  /** A socket error (errno / errnoName say which), or out of memory. */
   ERROR: 2,
   /** finish(): the upstream was dropped, the client got its FIN and then closed. */
   FINISHED: 3,
@@ -226,12 +226,17 @@ export interface NativeTcpBinding {
     onEnd: (this: NativeTcpPump, code: TcpEndCode, errno: number, errnoName: string) => void,
   ) => NativeTcpPump;
   readonly STATS: Readonly<Record<keyof typeof TcpStat, number>>;
-  /** Empty pipes kept for reuse, and all pipes the addon has open. */
-  pipePool(): { pooled: number; open: number };
+  /**
+   * Empty pipes kept for reuse, all pipes the addon has open, and the reads made by copying (recv, then
+   * send) because a direction could not have a pipe (setMaxPipes' limit, or no descriptor left).
+   */
+  pipePool(): { pooled: number; open: number; copies: number };
   /** Closes the pooled pipes; returns how many. */
   trimPipePool(): number;
   /** Capacity asked (F_SETPIPE_SZ, best effort) for pipes created from now on; 0 = the kernel default. */
   setPipeSize(bytes: number): void;
+  /** Pipes open at most (pooled + in use); -1 = no limit (the default), 0 = none. Past it a direction copies (recv, send) instead of splicing. */
+  setMaxPipes(n: number): void;
 }
 
 export type NativeTcpLoad = { readonly ok: true; readonly binding: NativeTcpBinding; readonly path: string } | { readonly ok: false; readonly reason: string };

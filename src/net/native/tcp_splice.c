@@ -6,7 +6,9 @@
  * Owns: a dup() of each of the two connected sockets it is given (the client's and the upstream's; the
  * caller then closes its own descriptors, which does not close the connections), the pipes it borrows
  * from a small per-env pool while bytes are in flight, and the bytes handed to it at the start (what
- * JavaScript had read but not yet forwarded). Backpressure: a side is read only while the pipe toward
+ * JavaScript had read but not yet forwarded). A direction that cannot have a pipe (setMaxPipes' limit, or
+ * the process or system out of descriptors) copies that round through memory (recv, then send) rather
+ * than ending the connection. Backpressure: a side is read only while the pipe toward
  * the other side is empty, so a slow reader stops its peer's reads (the kernel socket buffers fill up
  * and TCP flow control does the rest). Half-close: EOF from one side becomes shutdown(SHUT_WR) of the
  * other once everything read before it was written. JavaScript is called once per connection, when the
@@ -45,7 +47,7 @@ static const char *const STAT_NAMES[S_COUNT] = {"IN_READ", "IN_WRITTEN", "OUT_RE
 
 /* How a pump ended by itself (the first argument of onEnd). */
 #define END_EOF 1      /* both directions ended (EOF read and passed on as a FIN, both ways) */
-#define END_ERROR 2    /* a socket error (errno in the second argument), or the pipe pool failed */
+#define END_ERROR 2    /* a socket error (errno in the second argument), or out of memory */
 #define END_FINISHED 3 /* finish(): the upstream was dropped, the client got its FIN and closed */
 
 #define DIR_IN 1
@@ -57,6 +59,8 @@ static const char *const STAT_NAMES[S_COUNT] = {"IN_READ", "IN_WRITTEN", "OUT_RE
 #define ROUNDS_PER_EVENT 16
 /* Empty pipes kept for reuse per env (each is two descriptors). */
 #define POOL_MAX 128
+/* Bytes read per round when a direction has no pipe (copy fallback: recv into memory, then send). */
+#define COPY_MAX (64 * 1024)
 
 /* ---------- the pipe pool (per env: napi instance data) ---------- */
 
@@ -64,7 +68,9 @@ typedef struct {
   int fds[POOL_MAX][2];
   int count;
   int pipe_size; /* F_SETPIPE_SZ for new pipes; 0 = the kernel's default */
+  int max_open;  /* pipes open at most (-1 = no limit): past it a direction copies instead of splicing */
   double open;   /* pipes open now (pooled + lent) */
+  double copies; /* reads made by copying because no pipe could be had (limit, EMFILE, ENFILE, ENOMEM) */
 } pipe_pool;
 
 static void pool_free(napi_env env, void *data, void *hint) {
@@ -85,6 +91,10 @@ static int pool_get(pipe_pool *p, int out[2]) {
     out[1] = p->fds[p->count][1];
     return 0;
   }
+  if (p->max_open >= 0 && p->open >= p->max_open) {
+    errno = EMFILE;
+    return -1;
+  }
   if (pipe2(out, O_NONBLOCK | O_CLOEXEC) != 0) return -1;
   if (p->pipe_size > 0) (void)fcntl(out[1], F_SETPIPE_SZ, p->pipe_size); /* best effort */
   p->open += 1;
@@ -93,7 +103,7 @@ static int pool_get(pipe_pool *p, int out[2]) {
 
 /* Takes back an empty pipe (one with bytes in it is closed: they are lost with the connection). */
 static void pool_put(pipe_pool *p, int fds[2], int empty) {
-  if (empty && p->count < POOL_MAX) {
+  if (empty && p->count < POOL_MAX && (p->max_open < 0 || p->open <= p->max_open)) {
     p->fds[p->count][0] = fds[0];
     p->fds[p->count][1] = fds[1];
     p->count++;
@@ -242,6 +252,34 @@ static void end_with(pump *p, int code, int err) {
   napi_close_handle_scope(env, scope);
 }
 
+/* The copy fallback of one round: recv up to COPY_MAX bytes from src into a new `pend` buffer (the
+ * pending-bytes path writes it out, and nothing more is read until it is). Returns -1 when bytes were
+ * read or EOF seen (the caller carries on), 0 when src has nothing now, or an errno. */
+static int copy_in(pump *p, dir_t *d) {
+  uint8_t *buf = malloc(COPY_MAX);
+  if (buf == NULL) return ENOMEM;
+  for (;;) {
+    ssize_t n = recv(d->src, buf, COPY_MAX, MSG_DONTWAIT);
+    p->stats[S_SPLICES] += 1;
+    if (n > 0) {
+      d->pend = buf;
+      d->pend_len = (size_t)n;
+      d->pend_off = 0;
+      p->stats[d->stat_read] += (double)n;
+      p->pool->copies += 1;
+      return -1;
+    }
+    int e = n == 0 ? 0 : errno;
+    if (n < 0 && e == EINTR) continue;
+    free(buf);
+    if (n == 0) {
+      d->eof = 1;
+      return -1;
+    }
+    return e == EAGAIN || e == EWOULDBLOCK ? 0 : e;
+  }
+}
+
 /* Moves what it can in one direction. Returns 0, or an errno that ends the connection. */
 static int run_dir(pump *p, dir_t *d) {
   for (int round = 0; round < ROUNDS_PER_EVENT; round++) {
@@ -283,7 +321,14 @@ static int run_dir(pump *p, dir_t *d) {
       return 0;
     }
     if (d->paused) return 0;
-    if (d->pipe[0] < 0 && pool_get(p->pool, d->pipe) != 0) return errno;
+    if (d->pipe[0] < 0 && pool_get(p->pool, d->pipe) != 0) {
+      int e = errno;
+      if (e != EMFILE && e != ENFILE && e != ENOMEM) return e;
+      /* No pipe to be had (the limit, or out of descriptors): this round copies through memory. */
+      int r = copy_in(p, d);
+      if (r < 0) continue; /* read something (or EOF): send it / pass the EOF on */
+      return r;
+    }
     ssize_t n = splice(d->src, NULL, d->pipe[1], NULL, SPLICE_MAX, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     p->stats[S_SPLICES] += 1;
     if (n > 0) {
@@ -436,6 +481,7 @@ static pipe_pool *get_pool(napi_env env) {
   if (napi_get_instance_data(env, &data) == napi_ok && data != NULL) return (pipe_pool *)data;
   pipe_pool *pp = calloc(1, sizeof *pp);
   if (pp == NULL) return NULL;
+  pp->max_open = -1;
   if (napi_set_instance_data(env, pp, pool_free, NULL) != napi_ok) {
     free(pp);
     return NULL;
@@ -708,16 +754,19 @@ static napi_value pump_closed(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* pipePool(): { pooled, open } — empty pipes kept for reuse, and all pipes open (pooled + in use). */
+/* pipePool(): { pooled, open, copies } — empty pipes kept for reuse, all pipes open (pooled + in use),
+ * and the reads made by copying because no pipe could be had. */
 static napi_value pipe_pool_info(napi_env env, napi_callback_info info) {
   (void)info;
   pipe_pool *pool = get_pool(env);
-  napi_value out, a, b;
+  napi_value out, a, b, c;
   napi_create_object(env, &out);
   napi_create_int32(env, pool ? pool->count : 0, &a);
   napi_create_double(env, pool ? pool->open : 0, &b);
+  napi_create_double(env, pool ? pool->copies : 0, &c);
   napi_set_named_property(env, out, "pooled", a);
   napi_set_named_property(env, out, "open", b);
+  napi_set_named_property(env, out, "copies", c);
   return out;
 }
 
@@ -752,6 +801,23 @@ static napi_value pipe_size_set(napi_env env, napi_callback_info info) {
   }
   pipe_pool *pool = get_pool(env);
   if (pool != NULL) pool->pipe_size = v;
+  return NULL;
+}
+
+/* setMaxPipes(n): pipes open at most (pooled + in use), -1 = no limit (the default), 0 = none. Past it a
+ * direction copies its bytes through memory (recv/send) instead of splicing, as it does when the system
+ * has no descriptor left. Pipes already open above a new limit are closed as they come back. */
+static napi_value max_pipes_set(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t v = 0;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &v) != napi_ok || v < -1) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "anchor_tcp: setMaxPipes(n): n must be an integer ≥ -1 (-1: no limit)");
+    return NULL;
+  }
+  pipe_pool *pool = get_pool(env);
+  if (pool != NULL) pool->max_open = v;
   return NULL;
 }
 
@@ -794,6 +860,8 @@ static napi_value init(napi_env env, napi_value exports) {
   CHECK(napi_set_named_property(env, exports, "trimPipePool", fn));
   CHECK(napi_create_function(env, "setPipeSize", NAPI_AUTO_LENGTH, pipe_size_set, NULL, &fn));
   CHECK(napi_set_named_property(env, exports, "setPipeSize", fn));
+  CHECK(napi_create_function(env, "setMaxPipes", NAPI_AUTO_LENGTH, max_pipes_set, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "setMaxPipes", fn));
   return exports;
 }
 
