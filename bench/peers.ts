@@ -103,6 +103,11 @@ interface Run {
    * generator; and how busy each of the two cores was in all (other work on the machine included).
    */
   readonly cpu: { proxy: number | null; backend: number; generator: number; proxy_core_busy: number; load_core_busy: number };
+  /**
+   * Anchor on the native addon: datagrams per system call over the run (warm-up included), by socket
+   * kind and call — how much batching the load allowed.
+   */
+  readonly batch?: Record<string, number | null>;
 }
 
 interface Live {
@@ -289,12 +294,26 @@ function starved(r: Run): boolean {
 const ratio = (a: number | null | undefined, b: number | null | undefined): number | null =>
   a === null || a === undefined || b === null || b === undefined || !(b > 0) || !Number.isFinite(a) ? null : Number((a / b).toFixed(2));
 
+/** Datagrams per recvmmsg / sendmmsg between two readings of Anchor's counters, by socket kind. */
+function batchSizes(a: Record<string, number>, b: Record<string, number>): Record<string, number | null> {
+  const d = (k: string): number => (b[k] ?? 0) - (a[k] ?? 0);
+  const out: Record<string, number | null> = {};
+  for (const socket of ['client', 'node']) {
+    for (const [call, direction] of [['recvmmsg', 'received'], ['sendmmsg', 'sent']] as const) {
+      const calls = d(`anchor_udp_native_syscalls_total{socket="${socket}",call="${call}"}`);
+      const dgrams = d(`anchor_udp_native_datagrams_total{socket="${socket}",direction="${direction}"}`);
+      out[`${socket}_${call}`] = calls > 0 ? Number((dgrams / calls).toFixed(2)) : null;
+    }
+  }
+  return out;
+}
+
 async function anchorCounters(adminPort: number): Promise<Record<string, number>> {
   try {
     const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
     const out: Record<string, number> = {};
     for (const line of text.split('\n')) {
-      const m = /^(anchor_(?:client_datagrams_\w+|node_datagrams_\w+|send_errors_total|admissions_total|rejects_sent_total|malformed_datagrams_total)(\{[^}]*\})?) (\S+)$/.exec(line);
+      const m = /^(anchor_(?:client_datagrams_\w+|node_datagrams_\w+|send_errors_total|admissions_total|rejects_sent_total|malformed_datagrams_total|udp_native_syscalls_total|udp_native_datagrams_total)(\{[^}]*\})?) (\S+)$/.exec(line);
       if (m !== null && Number(m[3]) !== 0) out[m[1] as string] = Number(m[3]);
     }
     return out;
@@ -409,7 +428,14 @@ export async function benchPeers(): Promise<unknown> {
         // Rotate the order every round, so no configuration always runs first (or right after another).
         const order = lives.map((_, i) => lives[(i + rep) % lives.length] as Live);
         for (const live of order) {
-          let run = await runGen(loadgen, live, backend, p, rep);
+          // One run, with Anchor's batch sizes over it (its counters read before and after).
+          const measure = async (): Promise<Run> => {
+            const admin = live.adminPort;
+            const c0 = admin === undefined ? null : await anchorCounters(admin);
+            const r = await runGen(loadgen, live, backend, p, rep);
+            return c0 === null || admin === undefined ? r : { ...r, batch: batchSizes(c0, await anchorCounters(admin)) };
+          };
+          let run = await measure();
           if (run.error !== undefined) {
             // A run without any session answered (e.g. Anchor's health probes timed out on an overloaded
             // machine, so it refused new sessions with NO_HEALTHY_NODE for a while): say so, once more.
@@ -419,7 +445,7 @@ export async function benchPeers(): Promise<unknown> {
             console.log(`  ${msg}`);
             if (alive) {
               await new Promise((r) => setTimeout(r, 3000));
-              run = await runGen(loadgen, live, backend, p, rep);
+              run = await measure();
               if (run.error === undefined) notes.push(`${live.name} ${p.key} #${rep + 1}: the retry 3 s later succeeded`);
             }
           }
@@ -431,13 +457,14 @@ export async function benchPeers(): Promise<unknown> {
             notes.push(msg);
             console.log(`  ${msg}`);
             runs.push({ ...run, starved: true });
-            run = await runGen(loadgen, live, backend, p, rep);
+            run = await measure();
           }
           runs.push(run);
           const g = run.gen;
           console.log(
             `  ${p.key.padEnd(16)} ${live.name.padEnd(6)} #${rep + 1}: ${g === null ? 'no report' : `${Math.round(g.round_trips_per_s)} rt/s, loss ${g.loss_pct.toFixed(2)}%, p50 ${g.rtt_us.p50} us, p99 ${g.rtt_us.p99} us`}` +
-              `  cpu proxy ${run.cpu.proxy ?? '-'}% backend ${run.cpu.backend}% gen ${run.cpu.generator}%${run.error !== undefined ? `  ERROR ${run.error}` : ''}`,
+              `  cpu proxy ${run.cpu.proxy ?? '-'}% backend ${run.cpu.backend}% gen ${run.cpu.generator}%${run.error !== undefined ? `  ERROR ${run.error}` : ''}` +
+              (run.batch === undefined ? '' : `  batch ${Object.entries(run.batch).map(([k, v]) => `${k} ${v ?? '-'}`).join(', ')}`),
           );
         }
       }
