@@ -352,7 +352,7 @@ export class DirectorCore {
     event: LifecycleEvent,
     opts: { cause: string; expectVersion?: bigint; toOwner?: string; bind?: Candidate },
   ): Planned | PlanRefusal {
-    if (this.table.get(rec.id) !== rec) return 'gone';
+    if (!this.table.holds(rec)) return 'gone';
     if (rec.pending !== null) return 'busy';
     const expect = opts.expectVersion ?? rec.version;
     const t = transition(rec.state, rec.version, event, expect);
@@ -537,7 +537,7 @@ export class DirectorCore {
     if (held === null) return [];
     const out: Forward[] = [];
     for (let i = 0; i < held.length; i++) {
-      if (rec.state !== SessionState.ATTACHED || this.table.get(rec.id) !== rec) {
+      if (rec.state !== SessionState.ATTACHED || !this.table.holds(rec)) {
         // Not sendable (still frozen, or a held CLOSE ended the session): keep the rest held, for a
         // later release or for `discardHeld`, which counts them — never lose them silently.
         rec.held = held.slice(i);

@@ -684,6 +684,24 @@ export class UdpDirector implements DataPath {
     else (up.socket as dgram.Socket).send([header, body], up.onSent);
   }
 
+  /**
+   * DataPath: the native sends `fn` makes are queued and flushed together at its end, as a receive
+   * batch's are (a drain step's REVOKEs and replays: one sendmmsg per socket for up to NATIVE_SLOTS of
+   * them, not one each). node:dgram sends are not affected.
+   */
+  sendTogether(fn: () => void): void {
+    if (this.#inBatch) {
+      fn();
+      return;
+    }
+    this.#inBatch = true;
+    try {
+      fn();
+    } finally {
+      this.#endBatch();
+    }
+  }
+
   /** DataPath: a REJECT to an unbound transport, never more than 3× the bytes it sent us. */
   rejectCandidate(rec: SessionRecord, c: Candidate, reason: RejectReason): void {
     if (c.listener === TCP_LISTENER) return; // a TCP candidate is answered on its connection

@@ -25,6 +25,11 @@ export interface DataPath {
   rejectCandidate(rec: SessionRecord, c: Candidate, reason: RejectReason): void;
   /** Node replies held while a reattach was decided, to the session's current transport. */
   relayHeld(rec: SessionRecord, replies: Buffer[]): void;
+  /**
+   * Runs `fn` and sends the datagrams it sent together at its end (a batch step's REVOKEs and replays:
+   * a few system calls for the batch rather than one per datagram). Optional: without it each goes at once.
+   */
+  sendTogether?(fn: () => void): void;
 }
 
 const RESUME_RETRIES = 5;
@@ -323,17 +328,33 @@ export class Ownership {
    * operation (`updateMany`: a CAS per session, with a result per session), settled one by one. A drain
    * moves thousands of sessions a second this way.
    */
-  async #stepAll(recs: readonly SessionRecord[], event: LifecycleEvent, opts: (rec: SessionRecord, k: number) => StepOptions): Promise<StepResult[]> {
-    const out: StepResult[] = new Array<StepResult>(recs.length);
-    const planned: { i: number; p: Planned; actor: string; written: number }[] = [];
-    for (const [i, rec] of recs.entries()) {
-      const o = opts(rec, i);
+  async #stepAll(recs: readonly SessionRecord[], event: LifecycleEvent, opts: StepOptions | ((rec: SessionRecord, k: number) => StepOptions)): Promise<StepResult[]> {
+    const n = recs.length;
+    const out: StepResult[] = new Array<StepResult>(n);
+    // Side by side, one entry per session planned (no object per session): where it is in `recs`, its
+    // plan, its actor, the expiry its write carries, the write.
+    const at: number[] = [];
+    const plans: Planned[] = [];
+    const actors: string[] = [];
+    const written: number[] = [];
+    const writes: UpdateWrite[] = [];
+    for (let i = 0; i < n; i++) {
+      const rec = recs[i] as SessionRecord;
+      const o = typeof opts === 'function' ? opts(rec, i) : opts;
       const p = this.#plan(rec, event, o);
-      if ('session' in p) planned.push({ i, p, actor: o.actor, written: this.#expiryToStore(rec) });
-      else out[i] = p;
+      if (!('session' in p)) {
+        out[i] = p;
+        continue;
+      }
+      at.push(i);
+      plans.push(p);
+      actors.push(o.actor);
+      written.push(this.#expiryToStore(rec));
+      writes.push(this.#update(p));
     }
-    const answers = planned.length === 0 ? [] : await this.#d.store.updateMany(planned.map((x) => this.#update(x.p)));
-    for (const [k, x] of planned.entries()) out[x.i] = this.#settle(x.p, answers[k] as CasResult, x.actor, x.written);
+    if (plans.length === 0) return out;
+    const answers = await this.#d.store.updateMany(writes);
+    for (let k = 0; k < plans.length; k++) out[at[k] as number] = this.#settle(plans[k] as Planned, answers[k] as CasResult, actors[k] as string, written[k] as number);
     return out;
   }
 
@@ -377,7 +398,13 @@ export class Ownership {
       // A session already frozen with no migration of it running here (one cut short after its freeze, e.g.
       // by the fence) goes on from where it stopped: its quiesce is long over, the transfer CAS decides.
       const toFreeze = moving.filter((m) => m.rec.state !== SessionState.FROZEN || m.rec.pending !== null);
-      const frozen = await this.#stepAll(toFreeze.map((m) => m.rec), LifecycleEvent.FREEZE, () => ({ cause: req.cause, expectVersion: req.expectVersion, actor: req.actor }));
+      // One options object for every session of a step that names no target.
+      const stepOpts: StepOptions = { cause: req.cause, actor: req.actor };
+      const frozen = await this.#stepAll(
+        toFreeze.map((m) => m.rec),
+        LifecycleEvent.FREEZE,
+        req.expectVersion === undefined ? stepOpts : { cause: req.cause, expectVersion: req.expectVersion, actor: req.actor },
+      );
       const notFrozen = new Set<Move>();
       toFreeze.forEach((m, k) => {
         const r = frozen[k] as StepResult;
@@ -394,38 +421,46 @@ export class Ownership {
 
       const transfers = await this.#stepAll(moving.map((m) => m.rec), LifecycleEvent.TRANSFER, (_, k) => ({ cause: req.cause, toOwner: (moving[k] as Move).to, actor: req.actor }));
       const aborted = moving.filter((_, k) => !(transfers[k] as StepResult).ok);
-      moving.forEach((m, k) => {
-        const r = transfers[k] as StepResult;
-        if (r.ok) this.#revoke(m.rec, m.from, r.note.toVersion);
-        else fail(m, 'transfer', r);
+      this.#together(() => {
+        moving.forEach((m, k) => {
+          const r = transfers[k] as StepResult;
+          if (r.ok) this.#revoke(m.rec, m.from, r.note.toVersion);
+          else fail(m, 'transfer', r);
+        });
+        this.#armRevokes();
       });
       // Nothing moved for those: thaw in place so that each goes on with its owner.
-      const thawed = await this.#stepAll(aborted.map((m) => m.rec), LifecycleEvent.RESUME, () => ({ cause: 'transfer_aborted', actor: req.actor }));
-      aborted.forEach((m, k) => {
-        if ((thawed[k] as StepResult).ok) this.#forwardAll(this.#d.core.release(m.rec, this.#d.clock.now(), true));
-      });
+      const thawed = await this.#stepAll(aborted.map((m) => m.rec), LifecycleEvent.RESUME, { cause: 'transfer_aborted', actor: req.actor });
+      this.#together(() =>
+        aborted.forEach((m, k) => {
+          if ((thawed[k] as StepResult).ok) this.#forwardAll(this.#d.core.release(m.rec, this.#d.clock.now(), true));
+        }),
+      );
       moving = moving.filter((_, k) => (transfers[k] as StepResult).ok);
 
       // Ownership has moved: keep trying to resume while the store is unreachable rather than leave a
       // session frozen for good.
       for (let attempt = 0; moving.length > 0; attempt++) {
         if (yieldTurns) await this.#turn();
-        const resumed = await this.#stepAll(moving.map((m) => m.rec), LifecycleEvent.RESUME, () => ({ cause: req.cause, actor: req.actor }));
+        const resumed = await this.#stepAll(moving.map((m) => m.rec), LifecycleEvent.RESUME, stepOpts);
         const again: Move[] = [];
-        moving.forEach((m, k) => {
-          const r = resumed[k] as StepResult;
-          if (r.ok) {
-            const replay = this.#d.core.release(m.rec, this.#d.clock.now(), true);
-            this.#forwardAll(replay);
-            out[m.i] = { ok: true, session: m.rec.id, from: m.from, to: m.to, version: m.rec.version, replayed: replay.length };
-          } else if (r.reason === 'unavailable' && attempt < RESUME_RETRIES) {
-            again.push(m);
-          } else {
-            // Ownership moved but the session stays frozen (its packets are held): fail closed. The
-            // stale-freeze sweep (`thawStale`) resumes it once the store answers again.
-            fail(m, 'resume', r);
-          }
-        });
+        const now = this.#d.clock.now();
+        this.#together(() =>
+          moving.forEach((m, k) => {
+            const r = resumed[k] as StepResult;
+            if (r.ok) {
+              const replay = this.#d.core.release(m.rec, now, true);
+              this.#forwardAll(replay);
+              out[m.i] = { ok: true, session: m.rec.id, from: m.from, to: m.to, version: m.rec.version, replayed: replay.length };
+            } else if (r.reason === 'unavailable' && attempt < RESUME_RETRIES) {
+              again.push(m);
+            } else {
+              // Ownership moved but the session stays frozen (its packets are held): fail closed. The
+              // stale-freeze sweep (`thawStale`) resumes it once the store answers again.
+              fail(m, 'resume', r);
+            }
+          }),
+        );
         moving = again;
         if (moving.length > 0) await delay(RESUME_BACKOFF_MS * (attempt + 1));
       }
@@ -691,12 +726,20 @@ export class Ownership {
     this.#revokes.length = 0;
   }
 
+  /**
+   * REVOKE(version) to `node`, kept until acknowledged. `version` is one this director just committed (a
+   * transfer), so no REVOKE of it can be pending already. The caller arms the resend timer (once for a batch).
+   */
   #revoke(rec: SessionRecord, node: string, version: bigint): void {
-    const key = `${rec.id}/${version}`;
-    this.#pendingRevoke(key)?.level.delete(key);
-    this.#revokeLevel(0).set(key, { rec, node, version, attempts: 0, due: this.#d.clock.now() + this.#o.revokeTimeoutMs });
+    this.#revokeLevel(0).set(`${rec.id}/${version}`, { rec, node, version, attempts: 0, due: this.#d.clock.now() + this.#o.revokeTimeoutMs });
     this.#sendRevoke(rec, node, version);
-    this.#armRevokes();
+  }
+
+  /** Runs `fn` with the datagrams it sends sent together (see DataPath.sendTogether). */
+  #together(fn: () => void): void {
+    const path = this.#path;
+    if (path?.sendTogether !== undefined) path.sendTogether(fn);
+    else fn();
   }
 
   #sendRevoke(rec: SessionRecord, node: string, version: bigint): void {
@@ -728,6 +771,10 @@ export class Ownership {
    * due together, and traffic is read between the bursts.
    */
   #revokeTick(): void {
+    this.#together(() => this.#resendRevokes());
+  }
+
+  #resendRevokes(): void {
     this.#revokeTimer = null;
     const now = this.#d.clock.now();
     let n = 0;

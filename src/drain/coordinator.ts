@@ -100,6 +100,12 @@ interface Drain {
   readonly inFlight: Set<string>;
   readonly attempts: Map<string, number>;
   readonly gaveUp: Set<string>;
+  /**
+   * Where the previous tick stopped in the node's id set (`cursorOf`): the next tick goes on from there
+   * rather than walking again past the sessions in flight. Null: start from the beginning.
+   */
+  cursor: Iterator<string> | null;
+  cursorOf: ReadonlySet<string> | null;
 }
 
 const KEEP_FINISHED = 100;
@@ -147,6 +153,8 @@ export class DrainCoordinator {
       inFlight: new Set(),
       attempts: new Map(),
       gaveUp: new Set(),
+      cursor: null,
+      cursorOf: null,
     };
     if (req.cause === 'drain') this.#d.setDraining(node, true);
     this.#drains.set(d.id, d);
@@ -286,8 +294,24 @@ export class DrainCoordinator {
     d.lastTick = now;
     const ids = this.#d.core.table.idsByOwner(d.node);
     let batch: string[] = [];
-    for (const id of ids) {
-      if (d.budget < 1 || d.inFlight.size >= this.#o.concurrency) break;
+    // A Set's iterator is live: ids deleted since (moved, ended) are skipped, ids added are met. The
+    // table replaces a node's set once it empties, and an exhausted cursor starts over (sessions that
+    // failed a move and stay are tried again), so every id of the node is met again in a later pass.
+    if (d.cursorOf !== ids) {
+      d.cursor = null;
+      d.cursorOf = ids;
+    }
+    let restarted = false;
+    while (d.budget >= 1 && d.inFlight.size < this.#o.concurrency) {
+      d.cursor ??= ids.values();
+      const next = d.cursor.next();
+      if (next.done === true) {
+        d.cursor = null;
+        if (restarted) break; // one whole pass in this tick found nothing more to start
+        restarted = true;
+        continue;
+      }
+      const id = next.value;
       if (d.inFlight.has(id) || d.gaveUp.has(id)) continue;
       d.budget -= 1;
       d.inFlight.add(id);

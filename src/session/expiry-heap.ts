@@ -30,6 +30,12 @@ export class ExpiryHeap<T extends HeapItem> {
     return this.#items.length === 0 ? Infinity : this.#deadlines[0]!;
   }
 
+  /** Whether `item` is in this heap (its own slot says where: no search). */
+  has(item: T): boolean {
+    const i = item.expirySlot;
+    return i >= 0 && this.#items[i] === item;
+  }
+
   /** Adds `item` with `deadline`; false (and nothing changes) when it is in a heap already. */
   push(item: T, deadline: number): boolean {
     if (item.expirySlot !== -1) return false;

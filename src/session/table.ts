@@ -68,6 +68,14 @@ export class SessionTable {
     return this.#byId.get(id);
   }
 
+  /**
+   * Whether `rec` itself is live in this table: `get(rec.id) === rec`, answered from the record's own
+   * place in the expiry heap (every live record is in it once, nothing else is) instead of the id map.
+   */
+  holds(rec: SessionRecord): boolean {
+    return this.#expiry.has(rec);
+  }
+
   /** The live record whose id is the 16 bytes at `buf[offset]` (a packet's JV1 header): no string built. */
   getByIdBytes(buf: Uint8Array, offset: number): SessionRecord | undefined {
     return this.#byIdBytes.get(buf, offset);

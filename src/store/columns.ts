@@ -96,6 +96,32 @@ export class SessionColumns {
   }
 
   /**
+   * The slot of the record with `id`, or -1: with `versionAt`, `recordAt` and `replaceAt`, a
+   * compare-and-swap looks the id up once (the id map is the store's largest, and each lookup a cache miss).
+   * A slot is valid until the next `set` or `delete`.
+   */
+  slotOf(id: string): number {
+    return this.#slotOf.get(id) ?? -1;
+  }
+
+  /** The version held in slot `slot` (from `slotOf`). */
+  versionAt(slot: number): bigint {
+    const state = this.#state[slot]!;
+    return state === NONE ? (this.#whole.get(slot) as StoredSession).version : this.#version[slot]!;
+  }
+
+  /** A frozen copy of the record `id` held in slot `slot` (from `slotOf(id)`). */
+  recordAt(id: string, slot: number): StoredSession {
+    return this.#record(id, slot);
+  }
+
+  /** Holds `r` in slot `slot`, the slot of the record with its id (from `slotOf(r.id)`), in its place. */
+  replaceAt(slot: number, r: StoredSession): void {
+    this.#release(slot);
+    this.#fill(slot, r);
+  }
+
+  /**
    * Holds `r` (already checked and frozen by freezeRecord: a string id and owner, a u64 version),
    * replacing the record with its id if there is one.
    */
@@ -107,6 +133,10 @@ export class SessionColumns {
     } else {
       this.#release(slot);
     }
+    this.#fill(slot, r);
+  }
+
+  #fill(slot: number, r: StoredSession): void {
     const names = this.#names;
     this.#owner[slot] = names.ref(r.owner);
     this.#version[slot] = r.version;

@@ -27,6 +27,8 @@ export class MemoryStore implements OwnershipStore {
   /** The records by id, and by owner for listByOwner. */
   readonly #records = new SessionColumns();
   readonly #subs = new Set<Subscription>();
+  /** The subscriptions as an array, rebuilt when they change (not copied per event). */
+  #subList: readonly Subscription[] = [];
   readonly #onListenerError: ((err: unknown, ev: StoreEvent) => void) | undefined;
   #unavailable: string | null;
   #closed = false;
@@ -102,6 +104,7 @@ export class MemoryStore implements OwnershipStore {
     const out = new Array<CasResult>(recs.length);
     const down = this.#down();
     if (down !== null) return out.fill(down);
+    const cols = this.#records;
     for (let i = 0; i < recs.length; i++) {
       const rec = recs[i] as StoredSession;
       // Checked again per write: a listener of an earlier write may have closed the store.
@@ -110,13 +113,15 @@ export class MemoryStore implements OwnershipStore {
         out[i] = gone;
         continue;
       }
-      const current = this.#records.get(rec.id);
-      if (current === undefined || current.version !== (writes[i] as UpdateWrite).expectVersion) {
-        out[i] = { ok: false, reason: 'conflict', current: current ?? null };
+      // One lookup of the id for the compare, the previous record and the write.
+      const slot = cols.slotOf(rec.id);
+      if (slot === -1 || cols.versionAt(slot) !== (writes[i] as UpdateWrite).expectVersion) {
+        out[i] = { ok: false, reason: 'conflict', current: slot === -1 ? null : cols.recordAt(rec.id, slot) };
         continue;
       }
-      this.#records.set(rec);
-      this.#emit({ kind: 'put', record: rec, prev: current });
+      const prev = cols.recordAt(rec.id, slot);
+      cols.replaceAt(slot, rec);
+      this.#emit({ kind: 'put', record: rec, prev });
       out[i] = { ok: true, record: rec };
     }
     return out;
@@ -158,15 +163,19 @@ export class MemoryStore implements OwnershipStore {
    */
   watch(listener: (ev: StoreEvent) => void): () => void {
     const sub: Subscription = { fn: listener };
-    if (!this.#closed) this.#subs.add(sub);
+    if (!this.#closed) {
+      this.#subs.add(sub);
+      this.#subList = [...this.#subs];
+    }
     return () => {
-      this.#subs.delete(sub);
+      if (this.#subs.delete(sub)) this.#subList = [...this.#subs];
     };
   }
 
   async close(): Promise<void> {
     this.#closed = true;
     this.#subs.clear();
+    this.#subList = [];
   }
 
   #down(): { ok: false; reason: 'unavailable'; message: string } | null {
@@ -182,7 +191,8 @@ export class MemoryStore implements OwnershipStore {
     try {
       for (let i = 0; i < this.#pending.length; i++) {
         const e = this.#pending[i] as StoreEvent;
-        for (const sub of [...this.#subs]) {
+        // The list as it is now: one subscribed by a listener of this event hears the next event first.
+        for (const sub of this.#subList) {
           if (!this.#subs.has(sub)) continue; // unsubscribed by an earlier listener of this event
           try {
             sub.fn(e);

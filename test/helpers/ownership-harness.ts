@@ -50,6 +50,9 @@ export class RecordingPath implements DataPath {
   readonly forwards: SentForward[] = [];
   readonly answers: { session: string; outcome: ClientOutcome }[] = [];
   readonly revokes: { session: string; node: string; version: bigint; at: number }[] = [];
+  /** For each of `revokes` and of `forwards`: the `sendTogether` call it was sent in (numbered from 1), or null. */
+  readonly revokesTogether: (number | null)[] = [];
+  readonly forwardsTogether: (number | null)[] = [];
   readonly candidateRejects: { session: string; transport: string; reason: RejectReason }[] = [];
   constructor(private readonly clock: Clock) {}
 
@@ -64,15 +67,30 @@ export class RecordingPath implements DataPath {
       msg: f.msg,
       src: transportKey(f.src),
     });
+    this.forwardsTogether.push(this.#together);
   }
   answer(outcome: ClientOutcome, rec: SessionRecord): void {
     this.answers.push({ session: rec.id, outcome });
   }
   revoke(rec: SessionRecord, node: string, version: bigint): void {
     this.revokes.push({ session: rec.id, node, version, at: this.clock.now() });
+    this.revokesTogether.push(this.#together);
   }
   rejectCandidate(rec: SessionRecord, c: Candidate, reason: RejectReason): void {
     this.candidateRejects.push({ session: rec.id, transport: c.key, reason });
+  }
+
+  /** `sendTogether` calls so far; the number of the one running, if any. */
+  togetherCalls = 0;
+  #together: number | null = null;
+  sendTogether(fn: () => void): void {
+    if (this.#together !== null) return fn();
+    this.#together = ++this.togetherCalls;
+    try {
+      fn();
+    } finally {
+      this.#together = null;
+    }
   }
 
   readonly heldRelays: { session: string; transport: string; replies: number }[] = [];

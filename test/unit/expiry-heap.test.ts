@@ -32,6 +32,9 @@ describe('ExpiryHeap', () => {
     const other = new ExpiryHeap<Item>();
     const a = item(1);
     expect(h.push(a, 5)).toBe(true);
+    expect(h.has(a)).toBe(true);
+    expect(other.has(a)).toBe(false);
+    expect(h.has(item(1))).toBe(false);
     expect(h.push(a, 1)).toBe(false);
     expect(other.push(a, 1)).toBe(false);
     expect(other.remove(a)).toBe(false);
@@ -85,7 +88,10 @@ describe('ExpiryHeap', () => {
           const min = Math.min(...model.values());
           expect(h.peekDeadline()).toBe(model.size === 0 ? Infinity : min);
           if (model.size > 0) expect(model.get(h.peek() as Item)).toBe(min);
-          for (const it of items) expect(it.expirySlot >= 0).toBe(model.has(it));
+          for (const it of items) {
+            expect(it.expirySlot >= 0).toBe(model.has(it));
+            expect(h.has(it)).toBe(model.has(it));
+          }
         }
         // Draining yields every deadline in order.
         const drained: number[] = [];

@@ -471,6 +471,29 @@ describe('Ownership.migrateBatch', () => {
     expect(h.path.revokes.map((r) => [r.session, r.node, r.version])).toEqual(ids.map((id) => [id, 'node-a', 3n]));
   });
 
+  it('a step\'s datagrams go to the data path together: every REVOKE of the batch in one sendTogether, every replay in one', async () => {
+    const clock = new ManualClock();
+    vi.useFakeTimers();
+    const h = harness({ clock, quiesceMs: 50 });
+    const recs = await liveOn(h, 'node-a', 12);
+    const done = h.own.migrateBatch(recs.map((r) => r.id), { cause: 'drain', actor: 'op' });
+    await vi.advanceTimersByTimeAsync(0);
+    for (const [i, r] of recs.entries()) h.client(packet(PacketType.DATA, r.idBytes, 9), clientTransport(101 + i));
+    clock.advance(60);
+    await vi.advanceTimersByTimeAsync(60);
+    expect((await done).every((r) => r.ok && r.replayed === 1)).toBe(true);
+    const revokeCalls = new Set(h.path.revokesTogether);
+    expect(h.path.revokes).toHaveLength(12);
+    expect([...revokeCalls]).toHaveLength(1);
+    expect(revokeCalls.has(null)).toBe(false);
+    const replays = h.path.forwardsTogether.filter((_, i) => h.path.forwards[i]!.flags !== 0);
+    expect(replays).toHaveLength(12);
+    const replayCalls = new Set(replays);
+    expect([...replayCalls]).toHaveLength(1);
+    expect(replayCalls.has(null)).toBe(false);
+    expect(replayCalls.has([...revokeCalls][0] as number)).toBe(false); // the resume step is a later one
+  });
+
   it('one result per id, in order, with each failure where it happened; the others move', async () => {
     const h = harness();
     const recs = await liveOn(h, 'node-a', 4);

@@ -95,6 +95,54 @@ describe('SessionTable: one table per record', () => {
   });
 });
 
+describe('SessionTable: holds (liveness without the id map)', () => {
+  it('is get(rec.id) === rec: true while live here, false in another table, after remove or discard, and for a look-alike', () => {
+    const t1 = table();
+    const t2 = table();
+    const a = rec(1, 0);
+    const b = rec(2, 0);
+    expect(t1.holds(a)).toBe(false);
+    t1.insert(a);
+    t1.insert(b);
+    expect(t1.holds(a)).toBe(true);
+    expect(t2.holds(a)).toBe(false);
+    expect(t1.holds(rec(1, 0))).toBe(false); // the same id, another record
+    t1.remove(a, 0);
+    expect(t1.holds(a)).toBe(false);
+    expect(t1.holds(b)).toBe(true); // b may have moved in the heap when a left
+    t1.discard(b);
+    expect(t1.holds(b)).toBe(false);
+    t2.insert(a);
+    expect(t2.holds(a)).toBe(true);
+  });
+
+  it('property: holds(r) agrees with get(r.id) === r through random inserts, removes and expiry sweeps', () => {
+    type Op = { t: 'ins' | 'rem' | 'dis'; k: number } | { t: 'sweep'; now: number };
+    const op: fc.Arbitrary<Op> = fc.oneof(
+      fc.record({ t: fc.constantFrom('ins' as const, 'rem' as const, 'dis' as const), k: fc.nat(31) }),
+      fc.record({ t: fc.constant('sweep' as const), now: fc.nat(3 * TTL) }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 80 }), (ops) => {
+        const t = table();
+        // Two records per id: a second record with the same id is never held while the first is.
+        const recs = Array.from({ length: 32 }, (_, i) => rec(i % 16, i % 7));
+        for (const o of ops) {
+          if (o.t === 'sweep') for (const r of t.dueForExpiry(o.now)) t.remove(r, o.now);
+          else {
+            const r = recs[o.k] as SessionRecord;
+            if (o.t === 'ins') t.insert(r);
+            else if (o.t === 'rem') t.remove(r, 0);
+            else t.discard(r);
+          }
+          for (const r of recs) expect(t.holds(r)).toBe(t.get(r.id) === r);
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
 describe('SessionTable: owner index', () => {
   it('counts and lists ids by owner', () => {
     const t = table();

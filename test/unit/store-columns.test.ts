@@ -65,7 +65,12 @@ describe('SessionColumns', () => {
     c.set(odd);
     expect(c.get(sid(1))).toBe(odd);
     expect(c.ownedBy('node-a')).toEqual([odd]);
+    expect(c.versionAt(c.slotOf(sid(1)))).toBe(1n);
+    expect(c.recordAt(sid(1), c.slotOf(sid(1)))).toBe(odd);
     const plain = freezeRecord({ ...odd, version: 2n, transport: '192.0.2.1:1', director: 'd', expiresAt: 5 });
+    c.replaceAt(c.slotOf(sid(1)), plain);
+    expect(c.get(sid(1))).toEqual(plain);
+    expect(c.versionAt(c.slotOf(sid(1)))).toBe(2n);
     c.set(plain);
     expect(c.get(sid(1))).toEqual(plain);
     c.set(odd);
@@ -83,9 +88,15 @@ describe('SessionColumns', () => {
       expiresAt: fc.oneof(fc.integer({ min: 0, max: 2 ** 40 }), fc.double({ noNaN: true })),
       version: fc.bigInt({ min: 1n, max: 2n ** 64n - 1n }),
     });
-    type Op = { t: 'set'; k: number; f: Omit<StoredSession, 'id'> } | { t: 'del'; k: number } | { t: 'bulk'; from: number; n: number; del: boolean };
+    type Op =
+      | { t: 'set'; k: number; f: Omit<StoredSession, 'id'> }
+      | { t: 'rep'; k: number; f: Omit<StoredSession, 'id'> }
+      | { t: 'del'; k: number }
+      | { t: 'bulk'; from: number; n: number; del: boolean };
     const op: fc.Arbitrary<Op> = fc.oneof(
       { weight: 6, arbitrary: fc.record({ t: fc.constant('set' as const), k: fc.nat(20), f: fields }) },
+      // A compare-and-swap's write: through the slot found by one lookup (only where the id is held).
+      { weight: 3, arbitrary: fc.record({ t: fc.constant('rep' as const), k: fc.nat(20), f: fields }) },
       { weight: 4, arbitrary: fc.record({ t: fc.constant('del' as const), k: fc.nat(20) }) },
       // Many sessions at once, then (sometimes) gone again: the columns grow, then compact.
       { weight: 1, arbitrary: fc.record({ t: fc.constant('bulk' as const), from: fc.nat(3000), n: fc.integer({ min: 1, max: 1200 }), del: fc.boolean() }) },
@@ -99,6 +110,13 @@ describe('SessionColumns', () => {
             const r = freezeRecord({ id: sid(o.k), ...o.f });
             c.set(r);
             model.set(r.id, r);
+          } else if (o.t === 'rep') {
+            const r = freezeRecord({ id: sid(o.k), ...o.f });
+            const slot = c.slotOf(r.id);
+            if (slot !== -1) {
+              c.replaceAt(slot, r);
+              model.set(r.id, r);
+            }
           } else if (o.t === 'del') {
             expect(c.delete(sid(o.k))).toBe(model.delete(sid(o.k)));
           } else {
@@ -113,6 +131,12 @@ describe('SessionColumns', () => {
           for (let k = 0; k <= 20; k++) {
             expect(c.has(sid(k))).toBe(model.has(sid(k)));
             expect(c.get(sid(k))).toEqual(model.get(sid(k)));
+            const slot = c.slotOf(sid(k));
+            expect(slot !== -1).toBe(model.has(sid(k)));
+            if (slot !== -1) {
+              expect(c.versionAt(slot)).toBe(model.get(sid(k))?.version);
+              expect(c.recordAt(sid(k), slot)).toEqual(model.get(sid(k)));
+            }
           }
         }
         for (const owner of [...OWNERS, 'nobody']) {
