@@ -15,15 +15,32 @@ import { checkRecords } from '../src/refnode/checker.js';
 import { createHasher } from '../src/ring/hash.js';
 import { buildRing } from '../src/ring/ring.js';
 import { readRecords } from '../src/refnode/records.js';
-import { freePort, LOAD_CPU, machine, pinSelf, PROXY_CPU, startAnchorProcess, writeResult, type Child } from './lib.js';
+import { cpuSeconds, freePort, LOAD_CPU, machine, pinSelf, PROXY_CPU, startAnchorProcess, startProcess, writeResult, type Child } from './lib.js';
+import { nativeBinary } from './native.js';
 
 const SESSIONS = Number(process.env.BENCH_DRAIN_SESSIONS ?? 100_000);
 const SOCKETS = 8;
 const PPS = Number(process.env.BENCH_DRAIN_PPS ?? 8_000);
-const DRAIN_RATE = Number(process.env.BENCH_DRAIN_RATE ?? 5_000);
-const DRAIN_CONCURRENCY = Number(process.env.BENCH_DRAIN_CONCURRENCY ?? 1024);
+/**
+ * The drains run, each from scratch, as `drain.rate` / `drain.concurrency` pairs: 5000/s and 1024 (ten
+ * times Anchor's default rate, 500/s; the rate limit alone makes it 20 s for 100,000), then with the rate
+ * limit out of the way (as fast as the director can: issue 7's "100,000 sessions in under 2 seconds").
+ * BENCH_DRAIN_RATE and/or BENCH_DRAIN_CONCURRENCY: that one drain only.
+ */
+const DRAIN_RUNS: readonly { rate: number; concurrency: number }[] =
+  process.env.BENCH_DRAIN_RATE !== undefined || process.env.BENCH_DRAIN_CONCURRENCY !== undefined
+    ? [{ rate: Number(process.env.BENCH_DRAIN_RATE ?? 5_000), concurrency: Number(process.env.BENCH_DRAIN_CONCURRENCY ?? 1024) }]
+    : [
+        { rate: 5_000, concurrency: 1024 },
+        { rate: 1_000_000, concurrency: 4096 },
+      ];
 /** `one`: all SESSIONS live on node-0, the node drained; `spread`: over the three nodes. */
 const PLACEMENT = process.env.BENCH_DRAIN_PLACEMENT === 'spread' ? 'spread' : 'one';
+/**
+ * The three nodes: `c` (default), the C bench node bench/native/node.c (same decisions and records as the
+ * reference node over UDP, fast enough not to be the bottleneck); `ref`, the reference node (`anchor node`).
+ */
+const NODES = process.env.BENCH_DRAIN_NODES ?? 'c';
 const MAX_S = 180;
 
 interface Window {
@@ -97,7 +114,14 @@ function udpDrops(pid: number, byPort?: Map<number, number>): number | null {
   }
 }
 
+/** Every drain of DRAIN_RUNS: `drain.json` for the defaults, `drain-rate<R>.json` for another rate. */
 export async function benchDrain(): Promise<unknown> {
+  const out: unknown[] = [];
+  for (const r of DRAIN_RUNS) out.push(await drainOnce(r.rate, r.concurrency, r.rate === 5_000 && r.concurrency === 1024 ? 'drain' : `drain-rate${r.rate}`));
+  return out;
+}
+
+async function drainOnce(rate: number, concurrency: number, name: string): Promise<unknown> {
   const dir = mkdtempSync(join(tmpdir(), 'anchor-bench-drain-'));
   const children: Child[] = [];
   const sockets: dgram.Socket[] = [];
@@ -111,8 +135,13 @@ export async function benchDrain(): Promise<unknown> {
     const ports = [await freePort(), await freePort(), await freePort()];
     const front = await freePort();
     const adminPort = await freePort();
+    if (NODES !== 'c' && NODES !== 'ref') throw new Error(`BENCH_DRAIN_NODES must be c or ref, not ${NODES}`);
+    const nodeBin = NODES === 'c' ? nativeBinary('node') : undefined;
+    console.log(`drain bench: nodes: ${NODES === 'c' ? `C bench nodes (${nodeBin})` : 'reference nodes (anchor node)'}`);
     for (const [i, port] of ports.entries()) {
-      children.push(await startAnchorProcess(['node', '--id', `node-${i}`, '--listen', `127.0.0.1:${port}`, '--record', join(dir, `node-${i}.jsonl`)], /listening/, 15_000, LOAD_CPU));
+      const args = ['--id', `node-${i}`, '--listen', `127.0.0.1:${port}`, '--record', join(dir, `node-${i}.jsonl`)];
+      // The C node flushes its records on SIGTERM (its stop() sends SIGTERM, then SIGKILL after 3 s).
+      children.push(nodeBin !== undefined ? await startProcess(`node-${i}`, nodeBin, [...args, '--sessions', String(SESSIONS)], { cpu: LOAD_CPU, ready: /listening/ }) : await startAnchorProcess(['node', ...args], /listening/, 15_000, LOAD_CPU));
     }
     const cfg = join(dir, 'anchor.yaml');
     writeFileSync(
@@ -123,7 +152,7 @@ export async function benchDrain(): Promise<unknown> {
         nodes: ports.map((p, i) => ({ id: `node-${i}`, address: `127.0.0.1:${p}` })),
         session: { max: SESSIONS * 2, idle_ttl_s: 600 },
         admission: { per_source_rate: 1_000_000, per_source_burst: 1_000_000 },
-        drain: { rate: DRAIN_RATE, concurrency: DRAIN_CONCURRENCY },
+        drain: { rate, concurrency },
         audit: { path: join(dir, 'audit.jsonl') },
         log: { level: 'info' },
       }),
@@ -222,10 +251,14 @@ export async function benchDrain(): Promise<unknown> {
     // Baseline window: steady traffic, no drain.
     await new Promise((r) => setTimeout(r, 1000));
     const b0 = { ...win };
+    const directorPid = children[children.length - 1]?.proc.pid ?? 0;
+    const baseCpu0 = cpuSeconds(directorPid);
     const baseStart = performance.now();
     await new Promise((r) => setTimeout(r, 8000));
     const b1 = { ...win };
     const baselineS = (performance.now() - baseStart) / 1000;
+    // The director's CPU per second carrying the traffic alone (no drain).
+    const baseCpuPerS = (cpuSeconds(directorPid) - baseCpu0) / baselineS;
 
     // The drain of node-0, traffic still flowing.
     const m0 = await metrics(admin);
@@ -238,6 +271,8 @@ export async function benchDrain(): Promise<unknown> {
     udpDrops(pids.director, dirPorts0);
     const drops0 = drops();
     const before = { ...win };
+    // The director's CPU (utime + stime, all its threads) over the drain: the cost per moved session.
+    const cpu0 = cpuSeconds(pids.director);
     const dStart = performance.now();
     const started = (await (await fetch(`${admin}/v1/nodes/node-0/drain`, { method: 'POST', body: '{"mode":"migrate"}' })).json()) as { id: string; total: number };
     let final: Record<string, unknown> = {};
@@ -247,6 +282,7 @@ export async function benchDrain(): Promise<unknown> {
       await new Promise((r) => setTimeout(r, 100));
     }
     const drainS = (performance.now() - dStart) / 1000;
+    const directorCpuS = cpuSeconds(pids.director) - cpu0;
     sending = false;
     await pump;
     await settle();
@@ -285,16 +321,22 @@ export async function benchDrain(): Promise<unknown> {
       sessions_opened: nOpened,
       pinning,
       placement: PLACEMENT,
+      nodes: NODES === 'c' ? 'c (bench/native/node.c)' : 'ref (anchor node)',
       traffic_pps: PPS,
-      drain_rate_limit: DRAIN_RATE,
-      drain_concurrency: DRAIN_CONCURRENCY,
-      baseline: { seconds: Number(baselineS.toFixed(1)), sent: b1.sent - b0.sent, lost_approx: baseLost },
+      drain_rate_limit: rate,
+      drain_concurrency: concurrency,
+      baseline: { seconds: Number(baselineS.toFixed(1)), sent: b1.sent - b0.sent, lost_approx: baseLost, director_cpu_per_s: Number(baseCpuPerS.toFixed(3)) },
       drain: {
         sessions_moved: final.moved,
         sessions_total: started.total,
         failed: final.failed,
         seconds: Number(drainS.toFixed(2)),
         sessions_per_s: Number((Number(final.moved) / drainS).toFixed(0)),
+        // The director's CPU seconds during the drain (traffic included) and per moved session.
+        director_cpu_s: Number(directorCpuS.toFixed(3)),
+        cpu_us_per_move: Number(((directorCpuS * 1e6) / Math.max(1, Number(final.moved))).toFixed(1)),
+        // The same less what the traffic alone costs over as long (the baseline window's CPU per second).
+        cpu_us_per_move_net: Number((((directorCpuS - baseCpuPerS * drainS) * 1e6) / Math.max(1, Number(final.moved))).toFixed(1)),
         state: final.state,
         sent: after.sent - before.sent,
         received: after.received - before.received,
@@ -323,7 +365,8 @@ export async function benchDrain(): Promise<unknown> {
       checker: { ok: verdict.ok, sessions: verdict.sessions, packets: verdict.packets, violations: verdict.violations.length, notes: verdict.notes },
     };
     console.log(JSON.stringify(result, null, 2));
-    console.log('written', writeResult('drain', result));
+    console.log(`drain bench: ${String(final.moved)} moved in ${drainS.toFixed(2)} s, director CPU ${directorCpuS.toFixed(2)} s, ${result.drain.cpu_us_per_move} µs per move (${result.drain.cpu_us_per_move_net} less the traffic's)`);
+    console.log('written', writeResult(name, result));
     return result;
   } finally {
     for (const s of sockets) s.close();
