@@ -165,6 +165,14 @@ async function drainOnce(rate: number, concurrency: number, name: string): Promi
     const opened = new Uint8Array(SESSIONS);
     let nOpened = 0;
     const win: Window = { sent: 0, received: 0 };
+    // Every DATA carries its number (win.sent when it went out) in its first 4 payload bytes; the echo
+    // marks it here, so a window's loss is exactly its packets never echoed (not sent − received).
+    const echoed = new Uint8Array(PPS * MAX_S + 1);
+    const lostIn = (from: number, to: number): number => {
+      let n = 0;
+      for (let k = from; k < to && k < echoed.length; k++) if (echoed[k] === 0) n++;
+      return n;
+    };
     for (let i = 0; i < SOCKETS; i++) {
       const s = dgram.createSocket('udp4');
       s.on('message', (msg) => {
@@ -174,7 +182,13 @@ async function drainOnce(rate: number, concurrency: number, name: string): Promi
         if (d.value.type === PacketType.HELLO && opened[idx] === 0) {
           opened[idx] = 1;
           nOpened++;
-        } else if (d.value.type === PacketType.DATA) win.received++;
+        } else if (d.value.type === PacketType.DATA) {
+          win.received++;
+          if (msg.length >= 24) {
+            const k = msg.readUInt32BE(20);
+            if (k < echoed.length) echoed[k] = 1;
+          }
+        }
       });
       s.bind(0, '127.0.0.1');
       await once(s, 'listening');
@@ -231,6 +245,7 @@ async function drainOnce(rate: number, concurrency: number, name: string): Promi
           // the order the drain moves them in.
           const i = (next++ * 7919) % SESSIONS;
           if (opened[i] === 1) {
+            payload.writeUInt32BE(win.sent >>> 0, 0);
             sockOf(i).send(encodeJv1(PacketType.DATA, ids[i] as Buffer, payload));
             win.sent++;
           }
@@ -311,9 +326,8 @@ async function drainOnce(rate: number, concurrency: number, name: string): Promi
     children.length = 0;
     const records = await readRecords(dir);
     const verdict = checkRecords(records);
-    // Baseline losses are measured on a window whose late echoes are still in flight at its end; use
-    // the same settle rule by comparing rates over whole windows.
-    const baseLost = b1.sent - b0.sent - (b1.received - b0.received);
+    // Packets of each window never echoed (by the end: late echoes of the baseline window count).
+    const baseLost = lostIn(b0.sent, b1.sent);
     const result = {
       bench: 'drain',
       machine: machine(),
@@ -325,7 +339,7 @@ async function drainOnce(rate: number, concurrency: number, name: string): Promi
       traffic_pps: PPS,
       drain_rate_limit: rate,
       drain_concurrency: concurrency,
-      baseline: { seconds: Number(baselineS.toFixed(1)), sent: b1.sent - b0.sent, lost_approx: baseLost, director_cpu_per_s: Number(baseCpuPerS.toFixed(3)) },
+      baseline: { seconds: Number(baselineS.toFixed(1)), sent: b1.sent - b0.sent, lost: baseLost, director_cpu_per_s: Number(baseCpuPerS.toFixed(3)) },
       drain: {
         sessions_moved: final.moved,
         sessions_total: started.total,
@@ -340,7 +354,8 @@ async function drainOnce(rate: number, concurrency: number, name: string): Promi
         state: final.state,
         sent: after.sent - before.sent,
         received: after.received - before.received,
-        lost: after.sent - before.sent - (after.received - before.received),
+        // Packets sent during the drain whose echo never came (each DATA is numbered: exact).
+        lost: lostIn(before.sent, after.sent),
         held: delta('anchor_client_datagrams_held_total'),
         released: delta('anchor_client_datagrams_released_total'),
         hold_overflow: delta('anchor_client_datagrams_dropped_total{reason="hold_overflow"}'),
