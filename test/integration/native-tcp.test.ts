@@ -284,10 +284,14 @@ describe.skipIf(!load.ok)('native TCP splice pump', () => {
     await waitFor('the client to see the FIN', () => p.client.ended);
     expect(p.client.bytes.toString()).toBe('final bytes from the node');
     expect(p.ends).toEqual([]);
+    const readBefore = p.pump.stats[TcpStat.IN_READ];
     p.client.sock.write('ignored'); // read and discarded
     p.client.sock.end();
     await waitFor('the pump to end', () => p.ends.length > 0);
     expect(p.ends).toEqual([{ code: TcpEnd.FINISHED, errno: 0, name: '' }]);
+    // Counted apart: bytes "in" are bytes toward the node, and these went nowhere.
+    expect(p.pump.stats[TcpStat.IN_DISCARDED]).toBe(7);
+    expect(p.pump.stats[TcpStat.IN_READ]).toBe(readBefore);
   });
 
   it('pause() stops reading the client while the other direction flows; resume() delivers everything', async () => {

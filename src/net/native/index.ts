@@ -189,6 +189,8 @@ export const TcpStat = {
   SPLICES: 4,
   /** Readiness events handled. */
   EVENTS: 5,
+  /** Bytes the client sent after finish(), read and dropped (not in IN_READ: they go nowhere). */
+  IN_DISCARDED: 6,
 } as const;
 
 /** How a pump ended by itself (onEnd's first argument). */
@@ -249,7 +251,7 @@ export function loadNativeTcp(path?: string): NativeTcpLoad {
   const r = requireAddon(TCP_ADDON, path);
   if (!r.ok) return r;
   const b = r.mod as Partial<NativeTcpBinding> & { END_FINISHED?: unknown };
-  if (typeof b.TcpPump !== 'function' || b.STATS?.EVENTS !== TcpStat.EVENTS || b.END_FINISHED !== TcpEnd.FINISHED) {
+  if (typeof b.TcpPump !== 'function' || b.STATS?.IN_DISCARDED !== TcpStat.IN_DISCARDED || b.END_FINISHED !== TcpEnd.FINISHED) {
     return { ok: false, reason: `${r.file} is not the addon this loader expects (stale build? run npm install)` };
   }
   return { ok: true, binding: b as NativeTcpBinding, path: r.file };

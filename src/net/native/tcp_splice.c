@@ -41,9 +41,10 @@ enum {
   S_OUT_WRITTEN,  /* bytes written to the client */
   S_SPLICES,      /* splice/send/read syscalls made */
   S_EVENTS,       /* readiness events handled */
+  S_IN_DISCARDED, /* bytes the client sent after finish(), read and dropped (not in S_IN_READ) */
   S_COUNT
 };
-static const char *const STAT_NAMES[S_COUNT] = {"IN_READ", "IN_WRITTEN", "OUT_READ", "OUT_WRITTEN", "SPLICES", "EVENTS"};
+static const char *const STAT_NAMES[S_COUNT] = {"IN_READ", "IN_WRITTEN", "OUT_READ", "OUT_WRITTEN", "SPLICES", "EVENTS", "IN_DISCARDED"};
 
 /* How a pump ended by itself (the first argument of onEnd). */
 #define END_EOF 1      /* both directions ended (EOF read and passed on as a FIN, both ways) */
@@ -383,7 +384,7 @@ static int drain_client(pump *p) {
     ssize_t n = read(p->fd[0], scratch, sizeof scratch);
     p->stats[S_SPLICES] += 1;
     if (n > 0) {
-      p->stats[S_IN_READ] += (double)n;
+      p->stats[S_IN_DISCARDED] += (double)n;
       continue;
     }
     if (n == 0) return 1;
