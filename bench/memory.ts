@@ -87,6 +87,8 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
   const { createPpv2Prefix, ppv2OwnerBytes } = ppv2;
   const owners = ['node-0', 'node-1', 'node-2'];
   const ownerBytes = new Map(owners.map((o) => [o, ppv2OwnerBytes(o)]));
+  /** Stand-ins for the shell's per-node upstream objects (the header cache refers to one: shared, not per session). */
+  const upstreams = new Map(owners.map((o) => [o, { nodeId: o }]));
   const idleTtlMs = 120_000;
   let fill: () => Promise<void>;
   if (mode === 'map') {
@@ -148,7 +150,7 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
           f.session.shellCache =
             ppv2.createPpv2Template === undefined
               ? { key: f.session.transportKey, listener: f.listener, prefix }
-              : { key: f.session.transportKey, listener: f.listener, prefixLength: prefix.length, node: f.node, version: f.version, template: ppv2.createPpv2Template(prefix, f.session.idBytes, f.version, ownerBytes.get(f.node) as Uint8Array) };
+              : { key: f.session.transportKey, listener: f.listener, prefixLength: prefix.length, node: f.node, up: upstreams.get(f.node), version: f.version, template: ppv2.createPpv2Template(prefix, f.session.idBytes, f.version, ownerBytes.get(f.node) as Uint8Array), dest: null };
         }
       }
     };

@@ -113,8 +113,12 @@ interface SessionHeaderCache {
   readonly listener: number;
   readonly prefixLength: number;
   node: string;
+  /** The upstream of `node` (so a forward to it needs no lookup). */
+  up: Upstream;
   version: bigint;
   template: Buffer;
+  /** The numeric destination of the transport `key` names (native replies), once one was sent. */
+  dest: Int32Array | null;
 }
 
 function socketType(family: 4 | 6): 'udp4' | 'udp6' {
@@ -180,6 +184,8 @@ export class UdpDirector implements DataPath {
   readonly #peers = new PeerCache(this.#dests);
   /** Native sockets with sends queued during the batch being handled. */
   readonly #dirty: NativeIo[] = [];
+  /** How many of #dirty are queued now (the array is reused: no length change per batch). */
+  #nDirty = 0;
   #inBatch = false;
   /** The datagram of the batch being handled and where it lies (so a forward can gather it in place). */
   #rxMsg: Buffer | null = null;
@@ -490,7 +496,8 @@ export class UdpDirector implements DataPath {
    * datagram costs one view and two memcpys, and the kernel gets one iovec.
    */
   #send(rec: SessionRecord, node: string, msg: Buffer, src: Transport, listener: number, flags: number, seq: number, version: bigint): void {
-    const up = this.#upstreams.get(node);
+    const c = rec.shellCache as SessionHeaderCache | undefined;
+    const up = c !== undefined && c.node === node ? c.up : this.#upstreams.get(node);
     if (up === undefined) {
       this.#d.stats.sendErrors.inc('node');
       return;
@@ -535,7 +542,7 @@ export class UdpDirector implements DataPath {
     if (io.n === s.slots || (source !== null && io.source !== null && io.source !== source)) this.#flushIo(io);
     if (!io.dirty) {
       io.dirty = true;
-      this.#dirty.push(io);
+      this.#dirty[this.#nDirty++] = io;
     }
     const slot = io.n++;
     const at = slot * s.slotSize;
@@ -581,11 +588,12 @@ export class UdpDirector implements DataPath {
   /** The end of a native batch (or a send outside one): every queued send goes out. */
   #endBatch(): void {
     this.#inBatch = false;
-    for (const io of this.#dirty) {
+    for (let i = 0; i < this.#nDirty; i++) {
+      const io = this.#dirty[i] as NativeIo;
       io.dirty = false;
       this.#flushIo(io);
     }
-    this.#dirty.length = 0;
+    this.#nDirty = 0;
   }
 
   /** Upstream sockets open for transparent forwarding (one per session; bounded by session.max). */
@@ -653,6 +661,16 @@ export class UdpDirector implements DataPath {
     }
     stats.relayed++;
     stats.relayedBytes += msg.length;
+    const l = this.#listeners[rec.listener] as Listener;
+    const c = rec.shellCache as SessionHeaderCache | undefined;
+    if (l.native !== null && c !== undefined && c.key === rec.transportKey) {
+      // The bound transport's numeric destination, kept with the session's header (no lookup per reply).
+      c.dest ??= destOf(this.#dests, rec.transport);
+      if (c.dest !== null) {
+        this.#sendNative(l.native, null, 0, -1, msg, c.dest, 'client');
+        return;
+      }
+    }
     this.#toClient(rec.listener, msg, rec.transport);
   }
 
@@ -744,7 +762,7 @@ export class UdpDirector implements DataPath {
     const c = rec.shellCache as SessionHeaderCache | undefined;
     if (c === undefined || c.key !== rec.transportKey || c.listener !== listener) {
       const prefix = createPpv2Prefix('DGRAM', src, this.#listenerAddress(listener));
-      const made: SessionHeaderCache = { key: rec.transportKey, listener, prefixLength: prefix.length, node: up.nodeId, version, template: createPpv2Template(prefix, rec.idBytes, version, up.ownerBytes) };
+      const made: SessionHeaderCache = { key: rec.transportKey, listener, prefixLength: prefix.length, node: up.nodeId, up, version, template: createPpv2Template(prefix, rec.idBytes, version, up.ownerBytes), dest: null };
       rec.shellCache = made;
       return made.template;
     }
@@ -752,6 +770,7 @@ export class UdpDirector implements DataPath {
       // A transfer or a version change (rare): same address block, new TLVs.
       c.template = createPpv2Template(c.template.subarray(0, c.prefixLength), rec.idBytes, version, up.ownerBytes);
       c.node = up.nodeId;
+      c.up = up;
       c.version = version;
     }
     return c.template;
