@@ -199,9 +199,14 @@ export function encodeJv1(type: PacketType, sessionId: Uint8Array, payload?: Uin
 /** REVOKE(V): "you no longer own this session as of version V". */
 export function encodeRevoke(sessionId: Uint8Array, version: bigint): Buffer {
   const out = Buffer.allocUnsafe(JV1_HEADER_LEN + REVOKE_PAYLOAD_LEN);
-  writeJv1Header(out, 0, PacketType.REVOKE, sessionId);
-  out.writeBigUInt64BE(version, JV1_HEADER_LEN);
+  writeRevoke(out, 0, sessionId, version);
   return out;
+}
+
+/** REVOKE(V) written into `out` at `offset` (28 bytes); returns the offset after it. */
+export function writeRevoke(out: Buffer, offset: number, sessionId: Uint8Array, version: bigint): number {
+  writeJv1Header(out, offset, PacketType.REVOKE, sessionId);
+  return out.writeBigUInt64BE(version, offset + JV1_HEADER_LEN);
 }
 
 /**

@@ -8,7 +8,7 @@
 // process.nextTick), no logging, counters as plain number fields read at scrape time.
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { encodeReject, encodeRevoke } from '../codec/jv1.js';
+import { encodeReject, encodeRevoke, JV1_HEADER_LEN, REVOKE_PAYLOAD_LEN, writeRevoke } from '../codec/jv1.js';
 import { transportKey } from '../codec/ip.js';
 import { createPpv2Prefix, createPpv2Template, ppv2HeaderLength, stampPpv2, writePpv2 } from '../codec/ppv2.js';
 import { RejectReason, type Transport } from '../codec/types.js';
@@ -62,6 +62,8 @@ interface NativeIo {
    * reuses it (a view is fixed to its bytes' place and length, which is all that a datagram's view is).
    */
   readonly views: (Buffer | undefined)[];
+  /** A Buffer over the send slab (for datagrams written in place: REVOKEs). */
+  readonly txb: Buffer;
   /** Slots filled and not yet flushed. */
   n: number;
   /** Whose received bytes the queued slots gather (one source per flush). */
@@ -297,7 +299,7 @@ export class UdpDirector implements DataPath {
       const where = peer === null ? transportKey(addr) : `${transportKey(addr)} → ${transportKey(peer)}`;
       throw Object.assign(new Error(`${e.message} (${where})`, { cause: err }), { code: e.code, syscall: e.syscall });
     }
-    io = { s, views: [], n: 0, source: null, dirty: false, closed: false, dropped: (n) => stats.sendErrors.inc(kind, n) };
+    io = { s, views: [], txb: Buffer.from(s.tx.buffer, s.tx.byteOffset, s.tx.byteLength), n: 0, source: null, dirty: false, closed: false, dropped: (n) => stats.sendErrors.inc(kind, n) };
     return io;
   }
 
@@ -690,16 +692,51 @@ export class UdpDirector implements DataPath {
   revoke(rec: SessionRecord, node: string, version: bigint): void {
     const up = this.#upstreams.get(node);
     if (up === undefined) return;
-    const body = encodeRevoke(rec.idBytes, version);
+    const id = rec.idBytes; // decoded once
     if (this.#opts.encapsulation === 'none') {
-      (up.socket as dgram.Socket).send(body, up.onSent);
+      (up.socket as dgram.Socket).send(encodeRevoke(id, version), up.onSent);
       return;
     }
     const prefix = this.#prefixFor(rec, rec.transport, rec.listener);
-    const header = Buffer.allocUnsafe(ppv2HeaderLength(prefix, up.ownerBytes));
-    writePpv2(header, prefix, rec.idBytes, version, up.ownerBytes, 0, rec.nextSeq++);
-    if (up.native !== null) this.#sendNative(up.native, header, 0, -1, body, null, 'node');
-    else (up.socket as dgram.Socket).send([header, body], up.onSent);
+    const headLen = ppv2HeaderLength(prefix, up.ownerBytes);
+    const seq = rec.nextSeq++;
+    if (up.native !== null) {
+      // Written in place in the send slab: header, then the REVOKE (a drain sends thousands a second).
+      const io = up.native;
+      const at = this.#slotFor(io, headLen + JV1_HEADER_LEN + REVOKE_PAYLOAD_LEN, 'node');
+      if (at >= 0) writeRevoke(io.txb, writePpv2(io.txb, prefix, id, version, up.ownerBytes, 0, seq, at) + at, id, version);
+      if (!this.#inBatch) this.#endBatch();
+      return;
+    }
+    const header = Buffer.allocUnsafe(headLen);
+    writePpv2(header, prefix, id, version, up.ownerBytes, 0, seq);
+    (up.socket as dgram.Socket).send([header, encodeRevoke(id, version)], up.onSent);
+  }
+
+  /**
+   * A send slot of `io` for one datagram of `len` bytes to its connected peer, which the caller writes
+   * into `io.txb` at the byte offset returned (then ends the batch if outside one, as #sendNative does);
+   * -1 when the socket is closed or the datagram too long for a slot (counted).
+   */
+  #slotFor(io: NativeIo, len: number, kind: 'node' | 'client'): number {
+    if (io.closed) return -1;
+    const s = io.s;
+    if (len > s.slotSize) {
+      this.#d.stats.sendErrors.inc(kind);
+      return -1;
+    }
+    if (io.n === s.slots) this.#flushIo(io);
+    if (!io.dirty) {
+      io.dirty = true;
+      this.#dirty[this.#nDirty++] = io;
+    }
+    const slot = io.n++;
+    const m = slot * Meta.INTS;
+    const meta = s.txMeta;
+    meta[m + Meta.LEN] = len;
+    meta[m + Meta.FLAGS] = 0;
+    meta[m + Meta.FAMILY] = 0;
+    return slot * s.slotSize;
   }
 
   /**
