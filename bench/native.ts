@@ -14,7 +14,9 @@ export const NATIVE_LIBS: Readonly<Record<'loadgen' | 'backend' | 'node', readon
 export function nativeBinary(name: 'loadgen' | 'backend' | 'node'): string {
   const src = join(NATIVE_SRC, `${name}.c`);
   const bin = join(NATIVE_BUILD, name);
-  if (!existsSync(bin) || statSync(bin).mtimeMs < statSync(src).mtimeMs) {
+  // Rebuilt when the source or the header the helpers share is newer than the binary.
+  const newest = Math.max(statSync(src).mtimeMs, statSync(join(NATIVE_SRC, 'loopback.h')).mtimeMs);
+  if (!existsSync(bin) || statSync(bin).mtimeMs < newest) {
     mkdirSync(NATIVE_BUILD, { recursive: true });
     const args = ['-O2', '-Wall', '-Wextra', '-o', bin, src, ...NATIVE_LIBS[name]];
     console.log(`compiling ${name}: gcc ${args.join(' ')}`);

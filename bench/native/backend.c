@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "loopback.h"
+
 #define BATCH 64
 #define MAXSOCK 16
 #define BUFSZ 2048
@@ -43,28 +45,6 @@ static double now_s(void) {
   return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static int parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len) {
-  char host[128];
-  const char *colon = strrchr(s, ':');
-  if (colon == NULL || colon - s >= (long)sizeof host) return -1;
-  size_t hl = (size_t)(colon - s);
-  if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') { memcpy(host, s + 1, hl - 2); host[hl - 2] = 0; }
-  else { memcpy(host, s, hl); host[hl] = 0; }
-  int port = atoi(colon + 1);
-  if (port <= 0 || port > 65535) return -1;
-  memset(ss, 0, sizeof *ss);
-  struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
-  struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
-  if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
-    if ((ntohl(a4->sin_addr.s_addr) >> 24) != 127) return -2; /* loopback only */
-    a4->sin_family = AF_INET; a4->sin_port = htons((uint16_t)port); *len = sizeof *a4; return 0;
-  }
-  if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
-    if (!IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr)) return -2;
-    a6->sin6_family = AF_INET6; a6->sin6_port = htons((uint16_t)port); *len = sizeof *a6; return 0;
-  }
-  return -1;
-}
 
 int main(int argc, char **argv) {
   const char *listen = NULL;
@@ -86,7 +66,7 @@ int main(int argc, char **argv) {
   snprintf(list, sizeof list, "%s", listen);
   for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
     struct sockaddr_storage ss; socklen_t sl;
-    int r = parse_addr(tok, &ss, &sl);
+    int r = loopback_addr(tok, 0, &ss, &sl);
     if (r != 0 || nfd == MAXSOCK) { fprintf(stderr, "backend: bad or non-loopback address %s\n", tok); return 2; }
     int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK, 0);
     int buf = 4 << 20;

@@ -44,6 +44,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "loopback.h"
+
 #define MAX_SESSIONS 16384
 #define MAX_TARGETS 16
 #define MAX_WINDOW 65536
@@ -101,28 +103,6 @@ static double percentile_us(double q) {
   return rtt_max_ns / 1000.0;
 }
 
-static int parse_addr(const char *s, addr_t *out) {
-  char host[128];
-  const char *colon = strrchr(s, ':');
-  if (colon == NULL || colon - s >= (long)sizeof host) return -1;
-  size_t hl = (size_t)(colon - s);
-  if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') { memcpy(host, s + 1, hl - 2); host[hl - 2] = 0; }
-  else { memcpy(host, s, hl); host[hl] = 0; }
-  int port = atoi(colon + 1);
-  if (port <= 0 || port > 65535) return -1;
-  memset(out, 0, sizeof *out);
-  struct sockaddr_in *a4 = (struct sockaddr_in *)&out->a;
-  struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&out->a;
-  if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
-    if ((ntohl(a4->sin_addr.s_addr) >> 24) != 127) return -2; /* loopback only */
-    a4->sin_family = AF_INET; a4->sin_port = htons((uint16_t)port); out->len = sizeof *a4; return 0;
-  }
-  if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
-    if (!IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr)) return -2;
-    a6->sin6_family = AF_INET6; a6->sin6_port = htons((uint16_t)port); out->len = sizeof *a6; return 0;
-  }
-  return -1;
-}
 
 static void die(const char *m) { fprintf(stderr, "loadgen: %s\n", m); exit(2); }
 
@@ -315,7 +295,7 @@ int main(int argc, char **argv) {
   snprintf(list, sizeof list, "%s", target);
   for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
     if (ntargets == MAX_TARGETS) die("too many targets");
-    int r = parse_addr(tok, &targets[ntargets]);
+    int r = loopback_addr(tok, 0, &targets[ntargets].a, &targets[ntargets].len);
     if (r == -2) die("only loopback targets are allowed");
     if (r != 0) die("bad --target address");
     ntargets++;

@@ -64,6 +64,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "loopback.h"
+
 #define BATCH 64
 #define BUFSZ 2048
 #define SCRATCH 64
@@ -298,29 +300,6 @@ static int jv1_ok(const uint8_t *b, size_t n) {
 
 /* ---------------------------------------------------------------------------------------------- main */
 
-static int parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len) {
-  char host[128];
-  const char *colon = strrchr(s, ':');
-  if (colon == NULL || colon - s >= (long)sizeof host) return -1;
-  size_t hl = (size_t)(colon - s);
-  if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') { memcpy(host, s + 1, hl - 2); host[hl - 2] = 0; }
-  else { memcpy(host, s, hl); host[hl] = 0; }
-  char *endp;
-  long port = strtol(colon + 1, &endp, 10);
-  if (*endp != 0 || port < 0 || port > 65535) return -1;
-  memset(ss, 0, sizeof *ss);
-  struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
-  struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
-  if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
-    if ((ntohl(a4->sin_addr.s_addr) >> 24) != 127) return -2; /* loopback only */
-    a4->sin_family = AF_INET; a4->sin_port = htons((uint16_t)port); *len = sizeof *a4; return 0;
-  }
-  if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
-    if (!IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr)) return -2;
-    a6->sin6_family = AF_INET6; a6->sin6_port = htons((uint16_t)port); *len = sizeof *a6; return 0;
-  }
-  return -1;
-}
 
 static double mono_s(void) { struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts); return ts.tv_sec + ts.tv_nsec / 1e9; }
 static uint64_t wall_ms(void) { struct timespec ts; clock_gettime(CLOCK_REALTIME, &ts); return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000; }
@@ -383,7 +362,7 @@ int main(int argc, char **argv) {
   }
 
   struct sockaddr_storage ss; socklen_t sl;
-  if (parse_addr(listen_s, &ss, &sl) != 0) { fprintf(stderr, "node: bad or non-loopback address %s\n", listen_s); return 2; }
+  if (loopback_addr(listen_s, 1, &ss, &sl) != 0) { fprintf(stderr, "node: bad or non-loopback address %s\n", listen_s); return 2; }
   int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) { fprintf(stderr, "node: socket: %s\n", strerror(errno)); return 1; }
   if (ss.ss_family == AF_INET6) { int on = 1; setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on); }

@@ -96,6 +96,17 @@ describe.skipIf(!load.ok)('native TCP splice pump', () => {
   }
 
   /** Writes `data` honouring backpressure. */
+  /** `size` random bytes each way at once through the pump; both sides get exactly what the other sent. */
+  async function bothWays(p: Pumped, size: number): Promise<void> {
+    const up = randomBytes(size);
+    const down = randomBytes(size);
+    await Promise.all([writeAll(p.client.sock, up), writeAll(p.node.sock, down)]);
+    await p.node.until(size);
+    await p.client.until(size);
+    expect(p.node.bytes.equals(up)).toBe(true);
+    expect(p.client.bytes.equals(down)).toBe(true);
+  }
+
   async function writeAll(s: net.Socket, data: Buffer): Promise<void> {
     for (let off = 0; off < data.length; off += 256 * 1024) {
       if (!s.write(data.subarray(off, Math.min(data.length, off + 256 * 1024)))) await once(s, 'drain');
@@ -171,13 +182,7 @@ describe.skipIf(!load.ok)('native TCP splice pump', () => {
     });
     const p = await pumped(4);
     const size = 8 * 1024 * 1024;
-    const up = randomBytes(size);
-    const down = randomBytes(size);
-    await Promise.all([writeAll(p.client.sock, up), writeAll(p.node.sock, down)]);
-    await p.node.until(size);
-    await p.client.until(size);
-    expect(p.node.bytes.equals(up)).toBe(true);
-    expect(p.client.bytes.equals(down)).toBe(true);
+    await bothWays(p, size);
   });
 
   it('with no pipe to be had (setMaxPipes), a direction copies through memory instead: 8 MB each way intact, counted', async () => {
@@ -189,13 +194,7 @@ describe.skipIf(!load.ok)('native TCP splice pump', () => {
     const copies0 = binding.pipePool().copies;
     const p = await pumped(4);
     const size = 8 * 1024 * 1024;
-    const up = randomBytes(size);
-    const down = randomBytes(size);
-    await Promise.all([writeAll(p.client.sock, up), writeAll(p.node.sock, down)]);
-    await p.node.until(size);
-    await p.client.until(size);
-    expect(p.node.bytes.equals(up)).toBe(true);
-    expect(p.client.bytes.equals(down)).toBe(true);
+    await bothWays(p, size);
     expect(p.pump.stats[TcpStat.IN_WRITTEN]).toBe(size);
     expect(p.pump.stats[TcpStat.OUT_WRITTEN]).toBe(size);
     expect(binding.pipePool().open).toBeLessThanOrEqual(opened + 1);

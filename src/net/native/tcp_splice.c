@@ -790,17 +790,22 @@ static napi_value pipe_pool_trim(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* setPipeSize(bytes): the capacity asked for new pipes (F_SETPIPE_SZ, best effort); 0 = the default. */
-static napi_value pipe_size_set(napi_env env, napi_callback_info info) {
+/* The one integer argument (>= min) of a pool setter, and the pool; NULL after throwing `msg`. */
+static pipe_pool *pool_setter(napi_env env, napi_callback_info info, int32_t min, const char *msg, int32_t *v) {
   size_t argc = 1;
   napi_value argv[1];
-  int32_t v = 0;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 1 || napi_get_value_int32(env, argv[0], &v) != napi_ok || v < 0) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "anchor_tcp: setPipeSize(bytes): bytes must be an integer ≥ 0");
+  if (argc < 1 || napi_get_value_int32(env, argv[0], v) != napi_ok || *v < min) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
     return NULL;
   }
-  pipe_pool *pool = get_pool(env);
+  return get_pool(env);
+}
+
+/* setPipeSize(bytes): the capacity asked for new pipes (F_SETPIPE_SZ, best effort); 0 = the default. */
+static napi_value pipe_size_set(napi_env env, napi_callback_info info) {
+  int32_t v = 0;
+  pipe_pool *pool = pool_setter(env, info, 0, "anchor_tcp: setPipeSize(bytes): bytes must be an integer ≥ 0", &v);
   if (pool != NULL) pool->pipe_size = v;
   return NULL;
 }
@@ -809,15 +814,8 @@ static napi_value pipe_size_set(napi_env env, napi_callback_info info) {
  * direction copies its bytes through memory (recv/send) instead of splicing, as it does when the system
  * has no descriptor left. Pipes already open above a new limit are closed as they come back. */
 static napi_value max_pipes_set(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t v = 0;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 1 || napi_get_value_int32(env, argv[0], &v) != napi_ok || v < -1) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "anchor_tcp: setMaxPipes(n): n must be an integer ≥ -1 (-1: no limit)");
-    return NULL;
-  }
-  pipe_pool *pool = get_pool(env);
+  pipe_pool *pool = pool_setter(env, info, -1, "anchor_tcp: setMaxPipes(n): n must be an integer ≥ -1 (-1: no limit)", &v);
   if (pool != NULL) pool->max_open = v;
   return NULL;
 }
