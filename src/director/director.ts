@@ -541,12 +541,7 @@ export class UdpDirector implements DataPath {
       return;
     }
     const source = gather ? this.#rxSocket : null;
-    if (io.n === s.slots || (source !== null && io.source !== null && io.source !== source)) this.#flushIo(io);
-    if (!io.dirty) {
-      io.dirty = true;
-      this.#dirty[this.#nDirty++] = io;
-    }
-    const slot = io.n++;
+    const slot = this.#claim(io, source);
     const at = slot * s.slotSize;
     if (head !== null) {
       if (seq >= 0) stampPpv2(s.tx, head, flags, seq, at);
@@ -575,6 +570,20 @@ export class UdpDirector implements DataPath {
       meta[d + 5] = dest[5] as number;
     }
     if (!this.#inBatch) this.#endBatch();
+  }
+
+  /**
+   * The next send slot of `io`: what is queued goes out first when every slot is taken, or when the
+   * queued slots gather from another socket than `source` (one source per flush); the socket is listed
+   * to be flushed at the end of the batch.
+   */
+  #claim(io: NativeIo, source: NativeUdpSocket | null): number {
+    if (io.n === io.s.slots || (source !== null && io.source !== null && io.source !== source)) this.#flushIo(io);
+    if (!io.dirty) {
+      io.dirty = true;
+      this.#dirty[this.#nDirty++] = io;
+    }
+    return io.n++;
   }
 
   /** Sends what is queued on `io`. */
@@ -725,12 +734,7 @@ export class UdpDirector implements DataPath {
       this.#d.stats.sendErrors.inc(kind);
       return -1;
     }
-    if (io.n === s.slots) this.#flushIo(io);
-    if (!io.dirty) {
-      io.dirty = true;
-      this.#dirty[this.#nDirty++] = io;
-    }
-    const slot = io.n++;
+    const slot = this.#claim(io, null);
     const m = slot * Meta.INTS;
     const meta = s.txMeta;
     meta[m + Meta.LEN] = len;
