@@ -4,7 +4,8 @@
 # made by openssl and pings sent from inside the namespaces), when they are missing and we may install
 # them (root with apt-get). etcd (etcd-server, 3.4) backs the clustered ownership store's tests, which start
 # their own three-member cluster on loopback. Chromium (driven by playwright-core, never a browser it
-# downloads) loads the admin API's status page in the status page test.
+# downloads) loads the admin API's status page in the status page test. libssl-dev: the headers the C
+# bench node's test compiles against (libcrypto's HMAC).
 # Run by `npm test` (pretest) and by CI; it only installs, it starts nothing.
 set -euo pipefail
 need=()
@@ -14,6 +15,8 @@ command -v openssl >/dev/null 2>&1 || [ -x /usr/bin/openssl ] || need+=(openssl)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /usr/bin/ip ] || need+=(iproute2)
 command -v ping >/dev/null 2>&1 || [ -x /usr/bin/ping ] || [ -x /bin/ping ] || need+=(iputils-ping)
 command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need+=(etcd-server)
+# The C bench node (bench/native/node.c, tested against the reference node) computes HMAC with libcrypto.
+[ -f /usr/include/openssl/hmac.h ] || need+=(libssl-dev)
 # Optional where we may not install: without it the status page's browser test is skipped.
 want=()
 [ -x /usr/bin/chromium ] || want+=(chromium)
