@@ -190,11 +190,16 @@ for (const { io, skip } of paths) describe.skipIf(skip !== null)(`TCP front, ${i
     const first = await tcpHello(t.v4, id);
     const hex = id.toString('hex');
     const before = (await (await fetch(`${c.director.admin}/v1/sessions/${hex}`)).json()) as SessionJson;
+    const inBefore = await metric(c.director.admin, 'anchor_tcp_bytes_total', { direction: 'in' });
+    // The client answers the director's FIN with bytes of its own, then its FIN: read and dropped.
+    first.sock.once('end', () => first.sock.write(Buffer.alloc(1000, 0x78)));
     const closed = closedBy(first.sock);
     const to = c.nodeIds.find((n) => n !== before.owner)!;
     const r = await fetch(`${c.director.admin}/v1/sessions/${hex}/migrate`, { method: 'POST', body: JSON.stringify({ to }) });
     expect(r.status).toBe(200);
     await closed;
+    // Bytes "in" are bytes toward a node: the 1000 after the end went nowhere.
+    expect(await metric(c.director.admin, 'anchor_tcp_bytes_total', { direction: 'in' })).toBe(inBefore);
     const again = await tcpReattach(t.v4, id, first.key);
     expect(again.reply.toString()).toMatch(/^probe-/);
     const after = (await (await fetch(`${c.director.admin}/v1/sessions/${hex}`)).json()) as SessionJson;
