@@ -2,6 +2,7 @@
 import { benchRing } from './ring.js';
 import { benchUdpE2e } from './udp-e2e.js';
 import { benchDrain } from './drain.js';
+import { benchDrainCore } from './drain-core.js';
 import { benchTcp } from './tcp.js';
 import { benchAdmissions } from './admissions.js';
 import { benchPeers } from './peers.js';
@@ -13,6 +14,7 @@ const ALL: Record<string, () => Promise<unknown>> = {
   ring: benchRing,
   'udp-e2e': benchUdpE2e,
   drain: benchDrain,
+  'drain-core': benchDrainCore,
   tcp: benchTcp,
   admissions: benchAdmissions,
 };
