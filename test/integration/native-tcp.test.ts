@@ -95,7 +95,6 @@ describe.skipIf(!load.ok)('native TCP splice pump', () => {
     return { client, node, pump: h.pump, ends };
   }
 
-  /** Writes `data` honouring backpressure. */
   /** `size` random bytes each way at once through the pump; both sides get exactly what the other sent. */
   async function bothWays(p: Pumped, size: number): Promise<void> {
     const up = randomBytes(size);
@@ -107,6 +106,7 @@ describe.skipIf(!load.ok)('native TCP splice pump', () => {
     expect(p.client.bytes.equals(down)).toBe(true);
   }
 
+  /** Writes `data` honouring backpressure. */
   async function writeAll(s: net.Socket, data: Buffer): Promise<void> {
     for (let off = 0; off < data.length; off += 256 * 1024) {
       if (!s.write(data.subarray(off, Math.min(data.length, off + 256 * 1024)))) await once(s, 'drain');
@@ -357,5 +357,42 @@ describe.skipIf(!load.ok)('native TCP splice pump', () => {
     const h = handOver(binding, a, a, {}, () => {});
     expect(h.ok).toBe(false);
     expect(a.destroyed).toBe(false);
+  });
+
+  it('refuses a socket with writes still queued in Node (write_pending): nothing taken, every byte still delivered', async () => {
+    const front = net.createServer({ pauseOnConnect: true });
+    const back = net.createServer({ pauseOnConnect: true });
+    for (const srv of [front, back]) {
+      srv.listen(0, '127.0.0.1');
+      await once(srv, 'listening');
+      cleanup.push(() => srv.close());
+    }
+    const acceptedP = once(front, 'connection') as Promise<[net.Socket]>;
+    const clientSock = net.connect((front.address() as net.AddressInfo).port, '127.0.0.1');
+    const [accepted] = await acceptedP;
+    const nodeP = once(back, 'connection') as Promise<[net.Socket]>;
+    const upstream = net.connect((back.address() as net.AddressInfo).port, '127.0.0.1');
+    await once(upstream, 'connect');
+    const [nodeSock] = await nodeP;
+    cleanup.push(() => {
+      for (const x of [clientSock, accepted, upstream, nodeSock]) x.destroy();
+    });
+    // The node reads nothing yet: a write bigger than the kernel's buffers stays partly queued in Node.
+    const big = randomBytes(32 * 1024 * 1024);
+    upstream.write(big);
+    await waitFor('bytes queued in Node', () => upstream.writableLength > 0);
+    const h = handOver(binding, accepted, upstream, {}, () => {});
+    expect(h).toEqual({ ok: false, reason: 'write_pending' });
+    expect(accepted.destroyed || upstream.destroyed).toBe(false);
+    // Untouched: the node, reading now, gets every byte of it, in order.
+    const got: Buffer[] = [];
+    let n = 0;
+    nodeSock.on('data', (c: Buffer) => {
+      got.push(c);
+      n += c.length;
+    });
+    nodeSock.resume();
+    await waitFor('all bytes at the node', () => n >= big.length, { timeoutMs: 20_000 });
+    expect(Buffer.concat(got).equals(big)).toBe(true);
   });
 });
