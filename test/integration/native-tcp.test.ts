@@ -59,11 +59,10 @@ describe.skipIf(!load.ok)('native TCP splice pump', () => {
   });
 
   /**
-   * Two connections through a stand-in director: the test's client → [accepted socket] and
-   * [connected socket] → the test's node; the two director-side sockets are handed to a pump.
-   * `before` runs on the director's sockets before the handover (to leave bytes in Node's buffers).
+   * The test's client → [accepted socket] and [connected socket] → the test's node (paused, half-open
+   * allowed): the director side's two sockets before any handover. The servers close at cleanup.
    */
-  async function pumped(family: 4 | 6 = 4, before?: (d: { accepted: net.Socket; upstream: net.Socket; node: net.Socket }) => Promise<void>, pending: { toUpstream?: Buffer; toClient?: Buffer } = {}): Promise<Pumped> {
+  async function connected(family: 4 | 6 = 4): Promise<{ clientSock: net.Socket; accepted: net.Socket; upstream: net.Socket; nodeSock: net.Socket }> {
     const host = family === 6 ? '::1' : '127.0.0.1';
     const front = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
     const back = net.createServer({ allowHalfOpen: true });
@@ -80,6 +79,16 @@ describe.skipIf(!load.ok)('native TCP splice pump', () => {
     const upstream = net.connect({ port: (back.address() as net.AddressInfo).port, host, allowHalfOpen: true });
     await once(upstream, 'connect');
     const [nodeSock] = await nodeP;
+    return { clientSock, accepted, upstream, nodeSock };
+  }
+
+  /**
+   * Two connections through a stand-in director: the test's client → [accepted socket] and
+   * [connected socket] → the test's node; the two director-side sockets are handed to a pump.
+   * `before` runs on the director's sockets before the handover (to leave bytes in Node's buffers).
+   */
+  async function pumped(family: 4 | 6 = 4, before?: (d: { accepted: net.Socket; upstream: net.Socket; node: net.Socket }) => Promise<void>, pending: { toUpstream?: Buffer; toClient?: Buffer } = {}): Promise<Pumped> {
+    const { clientSock, accepted, upstream, nodeSock } = await connected(family);
     const client = new End(clientSock);
     const node = new End(nodeSock);
     cleanup.push(() => {
@@ -360,20 +369,8 @@ describe.skipIf(!load.ok)('native TCP splice pump', () => {
   });
 
   it('refuses a socket with writes still queued in Node (write_pending): nothing taken, every byte still delivered', async () => {
-    const front = net.createServer({ pauseOnConnect: true });
-    const back = net.createServer({ pauseOnConnect: true });
-    for (const srv of [front, back]) {
-      srv.listen(0, '127.0.0.1');
-      await once(srv, 'listening');
-      cleanup.push(() => srv.close());
-    }
-    const acceptedP = once(front, 'connection') as Promise<[net.Socket]>;
-    const clientSock = net.connect((front.address() as net.AddressInfo).port, '127.0.0.1');
-    const [accepted] = await acceptedP;
-    const nodeP = once(back, 'connection') as Promise<[net.Socket]>;
-    const upstream = net.connect((back.address() as net.AddressInfo).port, '127.0.0.1');
-    await once(upstream, 'connect');
-    const [nodeSock] = await nodeP;
+    const { clientSock, accepted, upstream, nodeSock } = await connected();
+    nodeSock.pause();
     cleanup.push(() => {
       for (const x of [clientSock, accepted, upstream, nodeSock]) x.destroy();
     });
