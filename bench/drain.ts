@@ -114,7 +114,7 @@ function udpDrops(pid: number, byPort?: Map<number, number>): number | null {
   }
 }
 
-/** Every drain of DRAIN_RUNS: `drain.json` for the defaults, `drain-rate<R>.json` for another rate. */
+/** Every drain of DRAIN_RUNS: `drain.json` for 5000/s and 1024, `drain-rate<R>.json` for another rate. */
 export async function benchDrain(): Promise<unknown> {
   const out: unknown[] = [];
   for (const r of DRAIN_RUNS) out.push(await drainOnce(r.rate, r.concurrency, r.rate === 5_000 && r.concurrency === 1024 ? 'drain' : `drain-rate${r.rate}`));
@@ -277,7 +277,7 @@ async function drainOnce(rate: number, concurrency: number, name: string): Promi
 
     // The drain of node-0, traffic still flowing.
     const m0 = await metrics(admin);
-    const pids = { director: children[children.length - 1]?.proc.pid ?? 0, nodes: children.slice(0, 3).map((c) => c.proc.pid ?? 0), clients: process.pid };
+    const pids = { director: directorPid, nodes: children.slice(0, 3).map((c) => c.proc.pid ?? 0), clients: process.pid };
     const drops = (): { director: number | null; nodes: number | null; clients: number | null } => {
       const n = pids.nodes.map((p) => udpDrops(p));
       return { director: udpDrops(pids.director), nodes: n.some((x) => x === null) ? null : n.reduce((a: number, b) => a + (b as number), 0), clients: udpDrops(pids.clients) };
