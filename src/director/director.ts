@@ -672,17 +672,10 @@ export class UdpDirector implements DataPath {
     }
     stats.relayed++;
     stats.relayedBytes += msg.length;
-    const l = this.#listeners[rec.listener] as Listener;
+    // The bound transport's numeric destination, kept with the session's header (no lookup per reply).
     const c = rec.shellCache as SessionHeaderCache | undefined;
-    if (l.native !== null && c !== undefined && c.key === rec.transportKey) {
-      // The bound transport's numeric destination, kept with the session's header (no lookup per reply).
-      c.dest ??= destOf(this.#dests, rec.transport);
-      if (c.dest !== null) {
-        this.#sendNative(l.native, null, 0, -1, msg, c.dest, 'client');
-        return;
-      }
-    }
-    this.#toClient(rec.listener, msg, rec.transport);
+    const dest = c !== undefined && c.key === rec.transportKey ? (c.dest ??= destOf(this.#dests, rec.transport)) : null;
+    this.#toClient(rec.listener, msg, rec.transport, undefined, dest);
   }
 
   /** DataPath: replies held during a reattach go to the transport that is bound now. */
@@ -860,11 +853,14 @@ export class UdpDirector implements DataPath {
     }
   }
 
-  /** One datagram to a client through listener `i` (`cb`: told of a failed dgram send, for control sends). */
-  #toClient(i: number, bytes: Uint8Array, to: Transport, cb?: (err: Error | null) => void): void {
+  /**
+   * One datagram to a client through listener `i` (`cb`: told of a failed dgram send, for control sends;
+   * `known`: `to`'s numeric destination when the caller holds it, for a native send).
+   */
+  #toClient(i: number, bytes: Uint8Array, to: Transport, cb?: (err: Error | null) => void, known: Int32Array | null = null): void {
     const l = this.#listeners[i] as Listener;
     if (l.native !== null) {
-      const dest = destOf(this.#dests, to);
+      const dest = known ?? destOf(this.#dests, to);
       if (dest === null) this.#d.stats.sendErrors.inc('client');
       else this.#sendNative(l.native, null, 0, -1, bytes, dest, 'client');
       return;
