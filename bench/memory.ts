@@ -8,8 +8,9 @@
 //                the records newSessionRecord builds: what the director keeps per session
 //   director     DirectorCore.onClient(HELLO) -> MemoryStore.create -> DirectorCore.admitted: the real
 //                admission path without sockets (ring pick, held HELLO, forward bookkeeping), plus the
-//                per-session PROXY v2 header template the shell caches on the first forward
-//                (director.ts #templateFor)
+//                PROXY v2 header template the shell caches on a session's first forward (director.ts
+//                #templateFor), kept for the most recently active session.header_cache sessions (65,536
+//                by default: HeaderCacheSlots takes the others' back)
 // Every session has its own client transport (10.x.y.z:port, 64 per address), ids are distinct 16-byte
 // values. Bytes/session = (after - before) / sessions, both after a full GC.
 import { spawn } from 'node:child_process';
@@ -81,9 +82,7 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
   const { SessionTable, newSessionRecord } = await import('../src/session/table.js');
   const { MemoryStore } = await import('../src/store/memory.js');
   const { PacketType } = await import('../src/codec/types.js');
-  const ppv2 = (await import('../src/codec/ppv2.js')) as typeof import('../src/codec/ppv2.js') & {
-    createPpv2Template?: (prefix: Uint8Array, sessionId: Uint8Array, version: bigint, ownerBytes: Uint8Array) => Buffer;
-  };
+  const ppv2 = await import('../src/codec/ppv2.js');
   const { createPpv2Prefix, ppv2OwnerBytes } = ppv2;
   const owners = ['node-0', 'node-1', 'node-2'];
   const ownerBytes = new Map(owners.map((o) => [o, ppv2OwnerBytes(o)]));
@@ -131,6 +130,9 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
     const store = new MemoryStore();
     keep.push(core, store);
     const dst = { family: 4 as const, address: '127.0.0.1', port: 4500 };
+    const { HeaderCacheSlots } = await import('../src/director/header-cache.js');
+    const headers = new HeaderCacheSlots<{ slot: number; used: boolean; [k: string]: unknown }>(Number(process.env.BENCH_MEMORY_HEADER_CACHE ?? 65_536));
+    keep.push(headers);
     fill = async () => {
       for (let i = 0; i < n; i++) {
         const now = performance.now();
@@ -147,10 +149,7 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
         // session's whole PROXY v2 header as a template (or, before the lean data path, its prefix).
         for (const f of forwards) {
           const prefix = createPpv2Prefix('DGRAM', f.src, dst);
-          f.session.shellCache =
-            ppv2.createPpv2Template === undefined
-              ? { key: f.session.transportKey, listener: f.listener, prefix }
-              : { key: f.session.transportKey, listener: f.listener, prefixLength: prefix.length, node: f.node, up: upstreams.get(f.node), version: f.version, template: ppv2.createPpv2Template(prefix, f.session.idBytes, f.version, ownerBytes.get(f.node) as Uint8Array), dest: null };
+          headers.give(f.session, { slot: -1, used: true, key: f.session.transportKey, listener: f.listener, prefixLength: prefix.length, node: f.node, up: upstreams.get(f.node), version: f.version, template: ppv2.createPpv2Template(prefix, f.session.idBytes, f.version, ownerBytes.get(f.node) as Uint8Array), dest: null });
         }
       }
     };

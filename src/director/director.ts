@@ -18,6 +18,7 @@ import type { Candidate, SessionRecord } from '../session/table.js';
 import type { Clock } from '../util/clock.js';
 import { destOf, PeerCache } from '../net/native/addr.js';
 import { Flag, Meta, type NativeUdpBinding, type NativeUdpCounters, type NativeUdpSocket, Stat } from '../net/native/index.js';
+import { HeaderCacheSlots, type SlotEntry } from './header-cache.js';
 import { type ClientOutcome, type DirectorCore, type Forward, TCP_LISTENER, type TransitionNote } from './core.js';
 import type { DataPath, Ownership } from './ownership.js';
 
@@ -27,6 +28,8 @@ export interface DirectorOptions {
   readonly nodes: readonly { id: string; address: Transport }[];
   readonly encapsulation: 'ppv2' | 'none';
   readonly sweepIntervalMs?: number;
+  /** Sessions whose PROXY v2 header is kept ready (session.header_cache; default 65,536). */
+  readonly headerCache?: number;
   /** SO_RCVBUF / SO_SNDBUF for every socket (0 = the system default). */
   readonly recvBufferBytes?: number;
   readonly sendBufferBytes?: number;
@@ -110,7 +113,7 @@ interface SessionSocket {
  * for one owner and version, which every forward copies and completes. Its first `prefixLength` bytes are
  * the address block (the part that depends on the transport only).
  */
-interface SessionHeaderCache {
+interface SessionHeaderCache extends SlotEntry {
   readonly key: string;
   readonly listener: number;
   readonly prefixLength: number;
@@ -126,6 +129,9 @@ interface SessionHeaderCache {
 function socketType(family: 4 | 6): 'udp4' | 'udp6' {
   return family === 6 ? 'udp6' : 'udp4';
 }
+
+/** session.header_cache's default: sessions whose PROXY v2 header is kept ready (~300 bytes each). */
+const DEFAULT_HEADER_CACHE = 65_536;
 
 /** Bytes of one block of SendSlab. */
 const SLAB_BLOCK = 64 * 1024;
@@ -184,6 +190,8 @@ export class UdpDirector implements DataPath {
   /** Numeric destinations of client transports (native sends). */
   readonly #dests = new WeakMap<Transport, Int32Array>();
   readonly #peers = new PeerCache(this.#dests);
+  /** Which sessions keep their PROXY v2 header ready (the recently active ones, at most session.header_cache). */
+  readonly #headers: HeaderCacheSlots<SessionHeaderCache>;
   /** Native sockets with sends queued during the batch being handled. */
   readonly #dirty: NativeIo[] = [];
   /** How many of #dirty are queued now (the array is reused: no length change per batch). */
@@ -203,11 +211,13 @@ export class UdpDirector implements DataPath {
       if (err) this.#d.stats.sendErrors.inc('client');
     };
     this.#native = opts.encapsulation === 'ppv2' ? (opts.native ?? null) : null;
+    this.#headers = new HeaderCacheSlots(opts.headerCache ?? DEFAULT_HEADER_CACHE);
     deps.ownership.attach(this);
     this.#nodeAddr = new Map(opts.nodes.map((n) => [n.id, n.address]));
     // A session's own upstream socket lives as long as the session keeps its owner.
     deps.ownership.onTransition((rec, note) => {
       if (note.toOwner !== note.fromOwner || note.toOwner === null) this.#closeSessionSocket(rec.id);
+      if (note.toOwner === null) this.#headers.release(rec);
     });
   }
 
@@ -607,6 +617,11 @@ export class UdpDirector implements DataPath {
     this.#nDirty = 0;
   }
 
+  /** Sessions whose PROXY v2 header is kept ready now, and headers taken back to make room (a counter). */
+  get headerCache(): { held: number; evicted: number } {
+    return { held: this.#headers.size, evicted: this.#headers.evicted };
+  }
+
   /** Upstream sockets open for transparent forwarding (one per session; bounded by session.max). */
   get sessionSockets(): number {
     return this.#perSession.size;
@@ -674,7 +689,11 @@ export class UdpDirector implements DataPath {
     stats.relayedBytes += msg.length;
     // The bound transport's numeric destination, kept with the session's header (no lookup per reply).
     const c = rec.shellCache as SessionHeaderCache | undefined;
-    const dest = c !== undefined && c.key === rec.transportKey ? (c.dest ??= destOf(this.#dests, rec.transport)) : null;
+    let dest: Int32Array | null = null;
+    if (c !== undefined && c.key === rec.transportKey) {
+      c.used = true;
+      dest = c.dest ??= destOf(this.#dests, rec.transport);
+    }
     this.#toClient(rec.listener, msg, rec.transport, undefined, dest);
   }
 
@@ -796,10 +815,11 @@ export class UdpDirector implements DataPath {
     const c = rec.shellCache as SessionHeaderCache | undefined;
     if (c === undefined || c.key !== rec.transportKey || c.listener !== listener) {
       const prefix = createPpv2Prefix('DGRAM', src, this.#listenerAddress(listener));
-      const made: SessionHeaderCache = { key: rec.transportKey, listener, prefixLength: prefix.length, node: up.nodeId, up, version, template: createPpv2Template(prefix, rec.idBytes, version, up.ownerBytes), dest: null };
-      rec.shellCache = made;
+      const made: SessionHeaderCache = { slot: -1, used: true, key: rec.transportKey, listener, prefixLength: prefix.length, node: up.nodeId, up, version, template: createPpv2Template(prefix, rec.idBytes, version, up.ownerBytes), dest: null };
+      this.#headers.give(rec, made);
       return made.template;
     }
+    c.used = true;
     if (c.node !== up.nodeId || c.version !== version) {
       // A transfer or a version change (rare): same address block, new TLVs.
       c.template = createPpv2Template(c.template.subarray(0, c.prefixLength), rec.idBytes, version, up.ownerBytes);

@@ -28,6 +28,8 @@ export interface MetricsSources {
   pendingRevokes(): number;
   tcpOpen(): number;
   sessionSockets(): number;
+  /** Sessions whose PROXY v2 header is kept ready, and headers taken back to make room (session.header_cache). */
+  headerCache?(): { held: number; evicted: number };
   /** Whether the UDP data path runs on the native batched addon (else node:dgram). */
   nativeIo(): boolean;
   /** The native UDP sockets' own counters by kind (empty on node:dgram). */
@@ -71,6 +73,8 @@ export const METRIC_NAMES = [
   'anchor_expiry_refreshes_total',
   'anchor_node_up',
   'anchor_upstream_session_sockets',
+  'anchor_header_cache_sessions',
+  'anchor_header_cache_evictions_total',
   'anchor_udp_native_io',
   'anchor_udp_native_syscalls_total',
   'anchor_udp_native_datagrams_total',
@@ -184,6 +188,20 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
       this.set(src.sessionSockets());
     },
   });
+  new Gauge({
+    name: 'anchor_header_cache_sessions',
+    help: 'Sessions whose PROXY v2 header is kept ready (the recently active ones, at most session.header_cache).',
+    registers: [reg],
+    collect() {
+      this.set(src.headerCache?.().held ?? 0);
+    },
+  });
+  plain(
+    reg,
+    'anchor_header_cache_evictions_total',
+    'PROXY v2 headers taken back from an idle session to make room for an active one (session.header_cache); the session builds its header again on its next datagram.',
+    () => src.headerCache?.().evicted ?? 0,
+  );
   new Gauge({
     name: 'anchor_udp_native_io',
     help: 'Whether the UDP listeners and node links run on the native batched-UDP addon (1) or on node:dgram (0): see socket.native.',

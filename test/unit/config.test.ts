@@ -31,7 +31,7 @@ const DEFAULTS = {
   tcp: { preamble_timeout_ms: 5000, preamble_max_bytes: 4096, idle_timeout_s: 300, connect_timeout_ms: 3000, bind_timeout_ms: 3000, max_connections: 100000, native: 'auto' },
   socket: { recv_buffer_bytes: 4194304, send_buffer_bytes: 1048576, native: 'auto' },
   admin: { listen: '127.0.0.1:9180', token: null },
-  session: { idle_ttl_s: 120, max: 1_000_000, tombstone_s: 60, hold_max_packets: 64 },
+  session: { idle_ttl_s: 120, max: 1_000_000, tombstone_s: 60, hold_max_packets: 64, header_cache: 65_536 },
   admission: { per_source_rate: 100, per_source_burst: 200 },
   reject: { per_source_rate: 10, per_source_burst: 20 },
   backend: { encapsulation: 'ppv2' },
@@ -93,6 +93,7 @@ describe('config files shipped in config/', () => {
       'session.max',
       'session.tombstone_s',
       'session.hold_max_packets',
+      'session.header_cache',
       'admission.per_source_rate',
       'admission.per_source_burst',
       'reject.per_source_rate',
@@ -387,12 +388,13 @@ describe('parseConfig', () => {
     {
       name: 'numbers at their bounds',
       yaml:
-        `${ONE_NODE}session:\n  idle_ttl_s: 0\n  tombstone_s: -1\n  hold_max_packets: 1.5\n` +
+        `${ONE_NODE}session:\n  idle_ttl_s: 0\n  tombstone_s: -1\n  hold_max_packets: 1.5\n  header_cache: 0\n` +
         'health:\n  rise: 0\n  interval_ms: .inf\ndrain:\n  deadline_s: -0.5\nreject:\n  per_source_burst: 0\n',
       lines: [
         'session.idle_ttl_s: expected a number > 0, got 0',
         'session.tombstone_s: expected a number ≥ 0, got -1',
         'session.hold_max_packets: expected an integer ≥ 0, got 1.5',
+        'session.header_cache: expected an integer ≥ 1, got 0',
         'reject.per_source_burst: expected an integer ≥ 1, got 0',
         'health.interval_ms: expected an integer ≥ 1, got Infinity',
         'health.rise: expected an integer ≥ 1, got 0',
