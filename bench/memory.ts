@@ -112,7 +112,7 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
         const t = clientOf(i);
         const key = transportKey(t);
         const owner = owners[i % 3] as string;
-        const rec = newSessionRecord({ id, owner, version: 1n, state: SessionState.ATTACHED, transport: t, transportKey: key, listener: 0, now, idleTtlMs });
+        const rec = newSessionRecord({ id, owner, version: 1n, state: SessionState.ATTACHED, transport: t, listener: 0, now, idleTtlMs });
         if (!table.insert(rec)) throw new Error(`insert ${i} refused`);
         const r = await store.create({ id, owner, version: 1n, state: SessionState.ATTACHED, transport: key, director: 'anchor-1', expiresAt: Date.now() + idleTtlMs });
         if (!r.ok) throw new Error(`create ${i} refused`);
@@ -149,7 +149,7 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
         // session's whole PROXY v2 header as a template (or, before the lean data path, its prefix).
         for (const f of forwards) {
           const prefix = createPpv2Prefix('DGRAM', f.src, dst);
-          headers.give(f.session, { slot: -1, used: true, key: f.session.transportKey, listener: f.listener, prefixLength: prefix.length, node: f.node, up: upstreams.get(f.node), version: f.version, template: ppv2.createPpv2Template(prefix, f.session.idBytes, f.version, ownerBytes.get(f.node) as Uint8Array), dest: null });
+          headers.give(f.session, { slot: -1, used: true, transport: f.session.transport, listener: f.listener, prefixLength: prefix.length, node: f.node, up: upstreams.get(f.node), version: f.version, template: ppv2.createPpv2Template(prefix, f.session.idBytes, f.version, ownerBytes.get(f.node) as Uint8Array), dest: null });
         }
       }
     };
@@ -180,7 +180,6 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
  */
 async function breakdown(n: number): Promise<{ step: string; bytes_per_session: number }[]> {
   const { sessionIdHex } = await import('../src/codec/jv1.js');
-  const { transportKey } = await import('../src/codec/ip.js');
   const { SessionState } = await import('../src/session/lifecycle.js');
   const { SessionTable, newSessionRecord } = await import('../src/session/table.js');
   const { MemoryStore } = await import('../src/store/memory.js');
@@ -201,15 +200,13 @@ async function breakdown(n: number): Promise<{ step: string; bytes_per_session: 
   await mark('id text: sessionIdHex');
   const ts = Array.from({ length: n }, (_, i) => clientOf(i));
   await mark('transport object and its address string');
-  const keys = ts.map((t) => transportKey(t));
-  await mark('transport key string (as transportKey builds it: a two-piece rope)');
   // Owners are the ring's node ids (shared strings), times are monotonic ms as the director's clock gives.
   const owners = ['node-0', 'node-1', 'node-2'];
   const now = performance.now();
   const recs = ts.map((t, i) =>
-    newSessionRecord({ id: ids[i] as string, owner: owners[i % 3] as string, version: 1n, state: SessionState.ATTACHED, transport: t, transportKey: keys[i] as string, listener: 0, now, idleTtlMs: 120_000 }),
+    newSessionRecord({ id: ids[i] as string, owner: owners[i % 3] as string, version: 1n, state: SessionState.ATTACHED, transport: t, listener: 0, now, idleTtlMs: 120_000 }),
   );
-  await mark('SessionRecord (newSessionRecord; it also flattens the key rope above, which counts here as a saving)');
+  await mark('SessionRecord (newSessionRecord)');
   const table = new SessionTable({ max: n + 1, idleTtlMs: 120_000, tombstoneMs: 60_000 });
   for (const r of recs) table.insert(r);
   await mark('SessionTable.insert: id map, id-bytes index, owner index, expiry heap entry');

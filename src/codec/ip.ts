@@ -101,6 +101,11 @@ export function transportKey(t: Transport): string {
   return t.address.includes(':') ? `[${t.address}]:${t.port}` : `${t.address}:${t.port}`;
 }
 
+/** Whether `a` and `b` are the same transport (what equal `transportKey`s say, without making them). */
+export function sameTransport(a: Transport, b: Transport): boolean {
+  return a === b || (a.port === b.port && a.address === b.address);
+}
+
 /**
  * Parses "1.2.3.4:5" or "[::1]:5" (IP literals only — no host names; port 0–65535) into a transport
  * with a canonical address; undefined otherwise.

@@ -4,7 +4,7 @@
 // (forward / hold / admit / reject / relay / bind / drop) and never touches a socket, a clock, the store,
 // a logger or a metric.
 import { checkJv1, decodeBind, decodeRevoke, JV1_HEADER_LEN, sessionIdHex } from '../codec/jv1.js';
-import { transportKey } from '../codec/ip.js';
+import { sameTransport, transportKey } from '../codec/ip.js';
 import { PacketType, RejectReason, type Transport } from '../codec/types.js';
 import { PP2_FLAG } from '../codec/ppv2.js';
 import type { Ring } from '../ring/ring.js';
@@ -140,7 +140,7 @@ export class DirectorCore {
       const id = sessionIdHex(idView);
       if (this.table.tombstoneUntil(id, now) !== undefined) return v.set(this.#reject(RejectReason.SESSION_TERMINATED, idView, t, msg.length, now));
       if (type !== PacketType.HELLO) return v.set(this.#reject(RejectReason.UNKNOWN_SESSION, idView, t, msg.length, now));
-      return v.set(this.#admit(id, idView, msg, msg.length, t, srcKey ?? transportKey(t), listener, now));
+      return v.set(this.#admit(id, idView, msg, msg.length, t, listener, now));
     }
     const bound = rec.transport;
     if (bound.port !== port || bound.address !== address) {
@@ -182,7 +182,7 @@ export class DirectorCore {
     if (rec === undefined) {
       if (this.table.tombstoneUntil(id, now) !== undefined) return this.#reject(RejectReason.SESSION_TERMINATED, sessionId, src, bytes, now);
       if (type !== PacketType.HELLO) return this.#reject(RejectReason.UNKNOWN_SESSION, sessionId, src, bytes, now);
-      const out = this.#admit(id, sessionId, null, bytes, src, srcKey, TCP_LISTENER, now);
+      const out = this.#admit(id, sessionId, null, bytes, src, TCP_LISTENER, now);
       if (out.kind === 'admit') return { kind: 'admit', session: out.session, seq: out.session.nextSeq++ };
       return out.kind === 'reject' || out.kind === 'drop' ? out : { kind: 'drop', reason: DropReason.MALFORMED };
     }
@@ -205,7 +205,7 @@ export class DirectorCore {
       case 'pinned': {
         const id = this.#pins.get(srcKey);
         const rec = id === undefined ? undefined : this.table.get(id);
-        if (rec === undefined || rec.transportKey !== srcKey) return { kind: 'drop', reason: DropReason.UNPINNED };
+        if (rec === undefined || !sameTransport(rec.transport, src)) return { kind: 'drop', reason: DropReason.UNPINNED };
         if (this.#idle(rec, now)) {
           this.expiredOnArrival.push({ session: rec, transition: this.#end(rec, LifecycleEvent.EXPIRE, 'idle_ttl', now) });
           return { kind: 'drop', reason: DropReason.UNPINNED };
@@ -223,7 +223,7 @@ export class DirectorCore {
         if (rec === undefined) {
           if (this.table.tombstoneUntil(id, now) !== undefined) return this.#unanswered(RejectReason.SESSION_TERMINATED);
           if (v.kind !== 'open') return this.#unanswered(RejectReason.UNKNOWN_SESSION);
-          const out = this.#admit(id, v.sessionId, msg, msg.length, src, srcKey, listener, now);
+          const out = this.#admit(id, v.sessionId, msg, msg.length, src, listener, now);
           if (out.kind === 'reject') return this.#unanswered(out.reason);
           // Only a protocol whose data packets carry no id pins transports (OpenVPN); with fixed-position
           // ids (offset) one transport may carry many sessions.
@@ -231,12 +231,12 @@ export class DirectorCore {
             // A new session id from a transport pinned to another live session: that client restarted.
             const prev = this.#pins.get(srcKey);
             const old = prev === undefined ? undefined : this.table.get(prev);
-            if (old !== undefined && old !== out.session && old.transportKey === srcKey) this.restarted.push(old);
+            if (old !== undefined && old !== out.session && sameTransport(old.transport, src)) this.restarted.push(old);
             this.#pins.set(srcKey, id);
           }
           return out;
         }
-        if (rec.transportKey !== srcKey) {
+        if (!sameTransport(rec.transport, src)) {
           // Another transport naming a live session: forwarded for the backend to judge (its own
           // authentication), never bound here (a backend behind `none` cannot BIND).
           if (rec.pending !== null || rec.state !== SessionState.ATTACHED) return { kind: 'drop', reason: DropReason.FROZEN_UNBOUND };
@@ -409,7 +409,7 @@ export class DirectorCore {
       local.version = r.version;
       local.state = SessionState.TERMINATED;
       this.table.remove(local, now);
-      if (this.#pins.get(local.transportKey) === local.id) this.#pins.delete(local.transportKey);
+      this.#unpin(local);
       return { kind: 'ended', session: local, note: n };
     }
     if (local === undefined) {
@@ -420,7 +420,6 @@ export class DirectorCore {
         version: r.version,
         state: r.state,
         transport: r.transport.t,
-        transportKey: r.transport.key,
         listener: r.transport.listener,
         now,
         idleTtlMs: this.table.idleTtlMs,
@@ -440,9 +439,8 @@ export class DirectorCore {
     }
     local.version = r.version;
     local.state = r.state;
-    if (r.transport !== null && r.transport.key !== local.transportKey) {
+    if (r.transport !== null && !sameTransport(r.transport.t, local.transport)) {
       local.transport = r.transport.t;
-      local.transportKey = r.transport.key;
       local.listener = r.transport.listener;
       local.shellCache = undefined;
     }
@@ -470,8 +468,15 @@ export class DirectorCore {
     if (local === undefined || local.pending !== null) return null;
     local.state = SessionState.TERMINATED;
     this.table.remove(local, now);
-    if (this.#pins.get(local.transportKey) === local.id) this.#pins.delete(local.transportKey);
+    this.#unpin(local);
     return local;
+  }
+
+  /** Forgets the pin of `rec`'s transport to it (an ended session of a protocol that pins: OpenVPN). */
+  #unpin(rec: SessionRecord): void {
+    if (this.#pins.size === 0) return; // nothing pinned (JV1 never pins): no key to make
+    const key = rec.transportKey;
+    if (this.#pins.get(key) === rec.id) this.#pins.delete(key);
   }
 
   /** Applies a planned transition the store accepted. */
@@ -487,7 +492,6 @@ export class DirectorCore {
     }
     if (p.bind !== null) {
       rec.transport = p.bind.transport;
-      rec.transportKey = p.bind.key;
       rec.listener = p.bind.listener;
       // Other candidates stay known, so that a racing BIND for one of them can still be answered.
       rec.candidates?.delete(p.bind.key);
@@ -496,7 +500,7 @@ export class DirectorCore {
     }
     if (p.toState === SessionState.TERMINATED) {
       this.table.remove(rec, now);
-      if (this.#pins.get(rec.transportKey) === rec.id) this.#pins.delete(rec.transportKey);
+      this.#unpin(rec);
     }
     return { event: p.event, cause: p.cause, fromVersion: p.fromVersion, toVersion: p.toVersion, fromOwner: p.fromOwner, toOwner: p.toOwner };
   }
@@ -687,11 +691,11 @@ export class DirectorCore {
       rec.state = SessionState.TERMINATED;
     }
     this.table.remove(rec, now);
-    if (this.#pins.get(rec.transportKey) === rec.id) this.#pins.delete(rec.transportKey);
+    this.#unpin(rec);
     return { event, cause, fromVersion: from, toVersion: rec.version, fromOwner: rec.owner, toOwner: null };
   }
 
-  #admit(id: string, idView: Uint8Array, msg: Buffer | null, len: number, src: Transport, srcKey: string, listener: number, now: number): ClientOutcome {
+  #admit(id: string, idView: Uint8Array, msg: Buffer | null, len: number, src: Transport, listener: number, now: number): ClientOutcome {
     if (this.#draining) return this.#reject(RejectReason.DIRECTOR_DRAINING, idView, src, len, now);
     if (this.#fence() !== FenceState.OK) return this.#reject(RejectReason.STORE_UNAVAILABLE, idView, src, len, now);
     if (!this.#admission.take(src.address, now)) return this.#reject(RejectReason.RATE_LIMITED, idView, src, len, now);
@@ -706,7 +710,6 @@ export class DirectorCore {
       version: t.version,
       state: t.state,
       transport: src,
-      transportKey: srcKey,
       listener,
       now,
       idleTtlMs: this.table.idleTtlMs,

@@ -9,7 +9,7 @@
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { encodeReject, encodeRevoke, JV1_HEADER_LEN, REVOKE_PAYLOAD_LEN, writeRevoke } from '../codec/jv1.js';
-import { transportKey } from '../codec/ip.js';
+import { sameTransport, transportKey } from '../codec/ip.js';
 import { createPpv2Prefix, createPpv2Template, ppv2HeaderLength, stampPpv2, writePpv2 } from '../codec/ppv2.js';
 import { RejectReason, type Transport } from '../codec/types.js';
 import type { Logger } from '../obs/logger.js';
@@ -114,7 +114,8 @@ interface SessionSocket {
  * the address block (the part that depends on the transport only).
  */
 interface SessionHeaderCache extends SlotEntry {
-  readonly key: string;
+  /** The bound transport the header is for (the core drops the cache when it binds another). */
+  readonly transport: Transport;
   readonly listener: number;
   readonly prefixLength: number;
   node: string;
@@ -690,7 +691,7 @@ export class UdpDirector implements DataPath {
     // The bound transport's numeric destination, kept with the session's header (no lookup per reply).
     const c = rec.shellCache as SessionHeaderCache | undefined;
     let dest: Int32Array | null = null;
-    if (c !== undefined && c.key === rec.transportKey) {
+    if (c !== undefined && c.transport === rec.transport) {
       c.used = true;
       dest = c.dest ??= destOf(this.#dests, rec.transport);
     }
@@ -802,7 +803,7 @@ export class UdpDirector implements DataPath {
   #prefixFor(rec: SessionRecord, src: Transport, listener: number): Buffer {
     if (!this.#isBound(rec, src)) return createPpv2Prefix('DGRAM', src, this.#listenerAddress(listener));
     const c = rec.shellCache as SessionHeaderCache | undefined;
-    if (c !== undefined && c.key === rec.transportKey && c.listener === listener) return c.template.subarray(0, c.prefixLength);
+    if (c !== undefined && c.transport === rec.transport && c.listener === listener) return c.template.subarray(0, c.prefixLength);
     return createPpv2Prefix('DGRAM', src, this.#listenerAddress(listener));
   }
 
@@ -813,9 +814,9 @@ export class UdpDirector implements DataPath {
   #templateFor(rec: SessionRecord, src: Transport, listener: number, up: Upstream, version: bigint): Buffer {
     if (!this.#isBound(rec, src)) return createPpv2Template(createPpv2Prefix('DGRAM', src, this.#listenerAddress(listener)), rec.idBytes, version, up.ownerBytes);
     const c = rec.shellCache as SessionHeaderCache | undefined;
-    if (c === undefined || c.key !== rec.transportKey || c.listener !== listener) {
+    if (c === undefined || c.transport !== rec.transport || c.listener !== listener) {
       const prefix = createPpv2Prefix('DGRAM', src, this.#listenerAddress(listener));
-      const made: SessionHeaderCache = { slot: -1, used: true, key: rec.transportKey, listener, prefixLength: prefix.length, node: up.nodeId, up, version, template: createPpv2Template(prefix, rec.idBytes, version, up.ownerBytes), dest: null };
+      const made: SessionHeaderCache = { slot: -1, used: true, transport: rec.transport, listener, prefixLength: prefix.length, node: up.nodeId, up, version, template: createPpv2Template(prefix, rec.idBytes, version, up.ownerBytes), dest: null };
       this.#headers.give(rec, made);
       return made.template;
     }
@@ -832,7 +833,7 @@ export class UdpDirector implements DataPath {
 
   /** Whether `src` is the session's bound transport (the one its cached header is for). */
   #isBound(rec: SessionRecord, src: Transport): boolean {
-    return src === rec.transport || transportKey(src) === rec.transportKey;
+    return sameTransport(src, rec.transport);
   }
 
   /** A TCP-bound session (REVOKE) names the first UDP listener as the PROXY destination. */

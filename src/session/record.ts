@@ -3,10 +3,12 @@
 // and never indexes itself (table.ts does).
 //
 // Memory (issue 7), per record: the id is kept once, as text, and `idBytes` is decoded from it on each
-// read (no reader is per datagram), so no session holds a typed array of its own; the fields most
-// sessions leave null live out of line (Cold); the transport key is flattened; version 1 is shared.
+// read (no reader is per datagram), so no session holds a typed array of its own; the transport's text
+// form (`transportKey`) is made from the transport when read, not kept; the fields most sessions leave
+// null live out of line (Cold); version 1 is shared.
 import type { Transport } from '../codec/types.js';
 import type { SessionState } from './lifecycle.js';
+import { transportKey } from '../codec/ip.js';
 import { idBytesFromHex } from './id-index.js';
 
 export interface SessionRecord {
@@ -22,12 +24,15 @@ export interface SessionRecord {
   state: SessionState;
   /** The bound client transport; replies go here. */
   transport: Transport;
-  transportKey: string;
+  /**
+   * The bound transport's text form (transportKey(transport)): a string made on every read, so compare
+   * transports by their parts on a per-datagram path.
+   */
+  readonly transportKey: string;
   /** Index of the director listener the bound transport talks to. */
   listener: number;
   /** Next PROXY v2 sequence number (starts at 1, never restarts). */
   nextSeq: number;
-  readonly createdAt: number;
   lastSeen: number;
   /** Absolute idle deadline: lastSeen + idle TTL. */
   expiresAt: number;
@@ -77,7 +82,6 @@ export interface NewSessionFields {
   version: bigint;
   state: SessionState;
   transport: Transport;
-  transportKey: string;
   listener: number;
   now: number;
   idleTtlMs: number;
@@ -91,17 +95,6 @@ export function newSessionRecord(f: NewSessionFields): SessionRecord {
 
 /** Every new session's first version: one shared bigint (bigints compare by value, never by identity). */
 const VERSION_1 = 1n;
-
-/**
- * `s` itself, after reading one character of it: that makes V8 flatten a concatenated string in place
- * (a key built as `${address}:${port}` is a two-piece rope), so the GC keeps one flat copy instead of
- * the rope and its pieces (≈35 instead of ≈65 bytes per key). The text never changes; on a flat string
- * it costs one read.
- */
-function flat(s: string): string {
-  s.charCodeAt(0);
-  return s;
-}
 
 /**
  * The fields most sessions leave null most of the time (an admission or a transition in flight, a jump,
@@ -122,10 +115,8 @@ class Session implements SessionRecord {
   version: bigint;
   state: SessionState;
   transport: Transport;
-  transportKey: string;
   listener: number;
   nextSeq = 1;
-  readonly createdAt: number;
   lastSeen: number;
   expiresAt: number;
   shellCache: unknown = undefined;
@@ -140,9 +131,7 @@ class Session implements SessionRecord {
     this.version = f.version === VERSION_1 ? VERSION_1 : f.version;
     this.state = f.state;
     this.transport = f.transport;
-    this.transportKey = flat(f.transportKey);
     this.listener = f.listener;
-    this.createdAt = f.now;
     this.lastSeen = f.now;
     this.expiresAt = f.now + f.idleTtlMs;
     this.storeExpiresAt = f.now + f.idleTtlMs;
@@ -150,6 +139,10 @@ class Session implements SessionRecord {
 
   get idBytes(): Uint8Array {
     return idBytesFromHex(this.id);
+  }
+
+  get transportKey(): string {
+    return transportKey(this.transport);
   }
 
   get pending(): string | null {

@@ -159,7 +159,7 @@ const CLIENT_CASES: Case[] = [
       expect(r.owner).toBe(ring.pick(SID));
       expect(r.transportKey).toBe(keyOf(TRANSPORTS.A));
       expect(r.transport).toEqual(TRANSPORTS.A);
-      expect(r.createdAt).toBe(0);
+      expect(r.lastSeen).toBe(0);
       expect(r.expiresAt).toBe(1000);
       expect(r.idBytes).toEqual(SID);
     },

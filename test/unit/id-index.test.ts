@@ -118,7 +118,6 @@ describe('SessionTable.getByIdBytes', () => {
       version: 1n,
       state: 'ATTACHED',
       transport: { family: 4, address: '192.0.2.1', port: 1000 + n },
-      transportKey: `192.0.2.1:${1000 + n}`,
       listener: 0,
       now: 0,
       idleTtlMs: 1000,
@@ -167,7 +166,6 @@ describe('idBytesFromHex and SessionRecord.idBytes', () => {
       version: 1n,
       state: 'ATTACHED',
       transport: { family: 4, address: '192.0.2.1', port: 1 },
-      transportKey: '192.0.2.1:1',
       listener: 0,
       now: 0,
       idleTtlMs: 1000,
@@ -177,10 +175,14 @@ describe('idBytesFromHex and SessionRecord.idBytes', () => {
     a[0] = 0xff; // a reader may scribble on its copy
     expect(r.idBytes).toEqual(idOf(9));
     expect(r.idBytes).not.toBe(r.idBytes);
+    // Nor its transport's text form: made from the transport when read, and following it.
+    expect(r.transportKey).toBe('192.0.2.1:1');
+    r.transport = { family: 6, address: '2001:db8::1', port: 443 };
+    expect(r.transportKey).toBe('[2001:db8::1]:443');
   });
 
   it('newSessionRecord refuses an id that is not 32 hex characters', () => {
-    const f = { owner: 'node-a', version: 1n, state: 'ATTACHED' as const, transport: { family: 4 as const, address: '192.0.2.1', port: 1 }, transportKey: '192.0.2.1:1', listener: 0, now: 0, idleTtlMs: 1000 };
+    const f = { owner: 'node-a', version: 1n, state: 'ATTACHED' as const, transport: { family: 4 as const, address: '192.0.2.1', port: 1 }, listener: 0, now: 0, idleTtlMs: 1000 };
     expect(() => newSessionRecord({ ...f, id: 'abc' })).toThrow(RangeError);
     expect(() => newSessionRecord({ ...f, id: 'zz'.repeat(16) })).toThrow(RangeError);
   });

@@ -22,7 +22,6 @@ function rec(n: number, now: number, owner = 'node-a', ttl = TTL): SessionRecord
     transportKey: `192.0.2.1:${1000 + (n % 60000)}`,
     listener: 0,
     nextSeq: 1,
-    createdAt: now,
     lastSeen: now,
     expiresAt: now + ttl,
     shellCache: undefined,
