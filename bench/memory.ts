@@ -8,6 +8,7 @@
 //                the records newSessionRecord builds: what the director keeps per session
 //   director     DirectorCore.onClient(HELLO) -> MemoryStore.create -> DirectorCore.admitted: the real
 //                admission path without sockets (ring pick, held HELLO, forward bookkeeping), plus the
+//                client transports made by the native path's PeerCache, and the
 //                PROXY v2 header template the shell caches on a session's first forward (director.ts
 //                #templateFor), kept for the most recently active session.header_cache sessions (65,536
 //                by default: HeaderCacheSlots takes the others' back)
@@ -133,11 +134,20 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
     const { HeaderCacheSlots } = await import('../src/director/header-cache.js');
     const headers = new HeaderCacheSlots<{ slot: number; used: boolean; [k: string]: unknown }>(Number(process.env.BENCH_MEMORY_HEADER_CACHE ?? 65_536));
     keep.push(headers);
+    // Client sources as the native data path reads them: a datagram's numeric source through the
+    // director's PeerCache (src/net/native/addr.ts), which makes each session's Transport and key.
+    const { PeerCache } = await import('../src/net/native/addr.js');
+    const { Meta } = await import('../src/net/native/index.js');
+    const peers = new PeerCache();
+    const meta = new Int32Array(Meta.INTS);
     fill = async () => {
       for (let i = 0; i < n; i++) {
         const now = performance.now();
-        const src = clientOf(i);
-        const key = transportKey(src);
+        const a = i >>> 6;
+        meta[Meta.FAMILY] = 4;
+        meta[Meta.PORT] = 20000 + (i & 63);
+        meta[Meta.ADDR] = (10 << 24) | a; // 10.x.y.z, 64 sessions per address, as clientOf(i)
+        const { t: src, key } = peers.get(meta, 0);
         const hello = encodeJv1(PacketType.HELLO, idBytes(i));
         const out = core.onClient(hello, src, key, 0, now);
         if (out.kind !== 'admit') throw new Error(`session ${i}: ${out.kind} ${'reason' in out ? String(out.reason) : ''}`);

@@ -188,9 +188,8 @@ export class UdpDirector implements DataPath {
   readonly #slab = new SendSlab();
   /** The native path (null: node:dgram). */
   readonly #native: NativeUdpBinding | null;
-  /** Numeric destinations of client transports (native sends). */
-  readonly #dests = new WeakMap<Transport, Int32Array>();
-  readonly #peers = new PeerCache(this.#dests);
+  /** Client sources of native datagrams, with their keys and numeric destinations (bounded). */
+  readonly #peers = new PeerCache();
   /** Which sessions keep their PROXY v2 header ready (the recently active ones, at most session.header_cache). */
   readonly #headers: HeaderCacheSlots<SessionHeaderCache>;
   /** Native sockets with sends queued during the batch being handled. */
@@ -693,7 +692,7 @@ export class UdpDirector implements DataPath {
     let dest: Int32Array | null = null;
     if (c !== undefined && c.transport === rec.transport) {
       c.used = true;
-      dest = c.dest ??= destOf(this.#dests, rec.transport);
+      dest = c.dest ??= destOf(rec.transport);
     }
     this.#toClient(rec.listener, msg, rec.transport, undefined, dest);
   }
@@ -881,7 +880,7 @@ export class UdpDirector implements DataPath {
   #toClient(i: number, bytes: Uint8Array, to: Transport, cb?: (err: Error | null) => void, known: Int32Array | null = null): void {
     const l = this.#listeners[i] as Listener;
     if (l.native !== null) {
-      const dest = known ?? destOf(this.#dests, to);
+      const dest = known ?? destOf(to);
       if (dest === null) this.#d.stats.sendErrors.inc('client');
       else this.#sendNative(l.native, null, 0, -1, bytes, dest, 'client');
       return;

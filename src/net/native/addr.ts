@@ -36,12 +36,6 @@ export function readTransport(meta: Int32Array, m: number): Transport {
 export class PeerCache {
   readonly #v4 = new Map<number, Peer>();
   readonly #v6 = new Map<string, Peer>();
-  /** Numeric destination of every Transport this cache made (so replies to them are not parsed again). */
-  readonly #dest: WeakMap<Transport, Int32Array>;
-
-  constructor(dest: WeakMap<Transport, Int32Array>) {
-    this.#dest = dest;
-  }
 
   get(meta: Int32Array, m: number): Peer {
     if (meta[m + Meta.FAMILY] === 4) {
@@ -64,18 +58,17 @@ export class PeerCache {
 
   #make(meta: Int32Array, m: number): Peer {
     const t = Object.freeze(readTransport(meta, m));
-    this.#dest.set(t, meta.slice(m + Meta.FAMILY, m + Meta.ADDR + 4));
     return { t, key: transportKey(t) };
   }
 }
 
 /**
- * The FAMILY, PORT and ADDR fields (6 int32, in that order) of a send to `t`, cached per Transport
- * object; null when its address is not an IP literal (never the case for a socket-reported address).
+ * The FAMILY, PORT and ADDR fields (6 int32, in that order) of a send to `t`, as a new array; null when
+ * its address is not an IP literal (never the case for a socket-reported address). Not cached per
+ * Transport here: a cache keyed by the transports sessions hold would keep one entry per session (about
+ * 150 bytes each); the director keeps it with a session's ready header (bounded) instead.
  */
-export function destOf(cache: WeakMap<Transport, Int32Array>, t: Transport): Int32Array | null {
-  const hit = cache.get(t);
-  if (hit !== undefined) return hit;
+export function destOf(t: Transport): Int32Array | null {
   const bytes = ipToBytes(t.address);
   if (bytes === undefined) return null;
   const d = new Int32Array(6);
@@ -83,6 +76,5 @@ export function destOf(cache: WeakMap<Transport, Int32Array>, t: Transport): Int
   d[1] = t.port;
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
   for (let w = 0; w < bytes.length / 4; w++) d[2 + w] = v.getUint32(w * 4) | 0;
-  cache.set(t, d);
   return d;
 }
