@@ -8,6 +8,7 @@ import type { Logger } from '../obs/logger.js';
 import type { DirectorStats } from '../obs/stats.js';
 import type { DirectorCore } from '../director/core.js';
 import type { MigrateResult, Ownership } from '../director/ownership.js';
+import type { OwnerWalk } from '../session/table.js';
 import type { Clock } from '../util/clock.js';
 import { drainProgress, planDrain, type DrainPlan } from './plan.js';
 
@@ -101,16 +102,20 @@ interface Drain {
   readonly attempts: Map<string, number>;
   readonly gaveUp: Set<string>;
   /**
-   * Where the previous tick stopped in the node's id set (`cursorOf`): the next tick goes on from there
-   * rather than walking again past the sessions in flight. Null: start from the beginning.
+   * Where the previous tick stopped in its walk over the node's sessions: the next tick goes on from there
+   * rather than walking again past the sessions in flight. Null: start a new pass.
    */
-  cursor: Iterator<string> | null;
-  cursorOf: ReadonlySet<string> | null;
+  cursor: OwnerWalk | null;
 }
 
 const KEEP_FINISHED = 100;
 /** Sessions per migration batch (one store wait per step for all of them). */
 const BATCH = 256;
+/**
+ * Table slots a running drain looks at per tick at most, in its walk over the node's sessions: bounds a
+ * tick's work when the node's sessions are few among many (a slot costs a record read when it holds one).
+ */
+const SCAN_SLOTS = 65_536;
 
 export class DrainCoordinator {
   readonly #o: Required<DrainOptions>;
@@ -154,7 +159,6 @@ export class DrainCoordinator {
       attempts: new Map(),
       gaveUp: new Set(),
       cursor: null,
-      cursorOf: null,
     };
     if (req.cause === 'drain') this.#d.setDraining(node, true);
     this.#drains.set(d.id, d);
@@ -226,8 +230,7 @@ export class DrainCoordinator {
   /** The dry run: where the node's sessions would go now. */
   plan(node: string): DrainPlan {
     const core = this.#d.core;
-    const sessions = [...core.table.idsByOwner(node)].map((id) => core.table.get(id)).filter((r) => r !== undefined);
-    return planDrain(node, sessions, core.ring);
+    return planDrain(node, core.table.recordsByOwner(node), core.ring);
   }
 
   /** Whether a drain or failover of `node` is in progress. */
@@ -292,26 +295,29 @@ export class DrainCoordinator {
     const rate = this.#o.rate * share;
     d.budget = Math.min(d.budget + ((now - d.lastTick) / 1000) * rate, Math.max(1, rate * 0.1));
     d.lastTick = now;
-    const ids = this.#d.core.table.idsByOwner(d.node);
+    const table = this.#d.core.table;
     let batch: string[] = [];
-    // A Set's iterator is live: ids deleted since (moved, ended) are skipped, ids added are met. The
-    // table replaces a node's set once it empties, and an exhausted cursor starts over (sessions that
-    // failed a move and stay are tried again), so every id of the node is met again in a later pass.
-    if (d.cursorOf !== ids) {
-      d.cursor = null;
-      d.cursorOf = ids;
-    }
+    // The walk over the node's sessions goes on where the previous tick stopped, at most SCAN_SLOTS table
+    // slots per tick. A pass that ends starts over while the node has sessions: those that failed a move
+    // and stay are tried again, and one that a pass missed (it moved in the table under the walk) is met
+    // by a later pass (see OwnerWalk). A pass may meet a session twice: those in hand are skipped.
+    const scan = { slots: SCAN_SLOTS };
+    // While every session the node has may be one in flight or given up, nothing could start: the walk
+    // waits for the batches in flight to end instead of looking at slots for nothing.
+    const left = table.countByOwner(d.node);
+    const mayStart = d.inFlight.size === 0 || left > d.inFlight.size + d.gaveUp.size;
     let restarted = false;
-    while (d.budget >= 1 && d.inFlight.size < this.#o.concurrency) {
-      d.cursor ??= ids.values();
-      const next = d.cursor.next();
-      if (next.done === true) {
+    while (mayStart && d.budget >= 1 && d.inFlight.size < this.#o.concurrency) {
+      d.cursor ??= table.walkOwner(d.node);
+      const rec = d.cursor.next(scan);
+      if (rec === undefined) {
+        if (!d.cursor.done) break; // this tick's slots are spent
         d.cursor = null;
-        if (restarted) break; // one whole pass in this tick found nothing more to start
+        if (restarted || table.countByOwner(d.node) === 0) break; // one whole pass in this tick found nothing more to start
         restarted = true;
         continue;
       }
-      const id = next.value;
+      const id = rec.id;
       if (d.inFlight.has(id) || d.gaveUp.has(id)) continue;
       d.budget -= 1;
       d.inFlight.add(id);
@@ -322,9 +328,17 @@ export class DrainCoordinator {
       }
     }
     if (batch.length > 0) this.#launch(d, batch);
-    if (d.inFlight.size === 0 && ids.size <= d.gaveUp.size && [...ids].every((id) => d.gaveUp.has(id))) {
-      this.#finish(d, d.failed > 0 ? 'failed' : 'completed');
-    }
+    if (d.inFlight.size === 0 && this.#onlyGaveUpLeft(d)) this.#finish(d, d.failed > 0 ? 'failed' : 'completed');
+  }
+
+  /** Whether every session the node still has is one this drain gave up on (also when it has none). */
+  #onlyGaveUpLeft(d: Drain): boolean {
+    const table = this.#d.core.table;
+    const left = table.countByOwner(d.node);
+    if (left > d.gaveUp.size) return false;
+    let gaveUpLeft = 0;
+    for (const id of d.gaveUp) if (table.get(id)?.owner === d.node) gaveUpLeft++;
+    return gaveUpLeft === left;
   }
 
   /** Moves a batch of the node's sessions (each step of the migration taken by the batch at once). */

@@ -9,6 +9,8 @@
 // line instead of a chase through record → id bytes → their buffer). Session ids are chosen by clients,
 // so the hash is keyed with secret random words (each id word gets its own secret multiplier) to keep
 // clients from aiming ids at one probe run; how many ids a client can insert at all is bounded by admission.
+// The same probe answers a lookup by id text (getByHex reads the words from the 32 hex characters, so the
+// table needs no second index by text), and `at(slot)` lets the table walk every record (a node's sessions).
 
 export interface HasIdBytes {
   /** Exactly 16 bytes, never changed while the record is indexed. */
@@ -41,6 +43,27 @@ export function idBytesFromHex(id: string): Uint8Array {
   return out;
 }
 
+/**
+ * Writes the four little-endian id words (what `word` reads from the decoded bytes) of the id that `id`
+ * spells in hex (32 characters, either case) into `out`; false for any other text (`out` then means nothing).
+ * One pass over the characters, no allocation.
+ */
+function hexWords(id: string, out: Int32Array): boolean {
+  if (id.length !== ID_LEN * 2) return false;
+  let bad = 0;
+  for (let w = 0; w < 4; w++) {
+    let x = 0;
+    for (let k = 0; k < 4; k++) {
+      const o = w * 8 + k * 2;
+      const b = (hexValue(id.charCodeAt(o)) << 4) | hexValue(id.charCodeAt(o + 1)); // negative for a bad digit
+      bad |= b;
+      x |= (b & 0xff) << (k * 8);
+    }
+    out[w] = x;
+  }
+  return bad >= 0;
+}
+
 /** 0-15 for a hex digit's character code, -1 for anything else. */
 function hexValue(c: number): number {
   if (c >= 48 && c <= 57) return c - 48; // 0-9
@@ -65,6 +88,8 @@ export class IdIndex<T extends HasIdBytes> {
   #mask: number;
   #size = 0;
   readonly #k: Int32Array;
+  /** getByHex's four decoded words (it keeps nothing between calls). */
+  readonly #hexScratch = new Int32Array(4);
 
   constructor(key: Uint32Array, capacity = MIN_CAPACITY) {
     if (key.length < ID_INDEX_KEY_WORDS) throw new RangeError(`IdIndex key must have ${ID_INDEX_KEY_WORDS} words`);
@@ -86,18 +111,34 @@ export class IdIndex<T extends HasIdBytes> {
 
   /** The record whose id is `buf[offset .. offset + 16)`, if any. The caller checked that the bytes exist. */
   get(buf: Uint8Array, offset: number): T | undefined {
-    const w0 = word(buf, offset);
-    const w1 = word(buf, offset + 4);
-    const w2 = word(buf, offset + 8);
-    const w3 = word(buf, offset + 12);
+    return this.#find(word(buf, offset), word(buf, offset + 4), word(buf, offset + 8), word(buf, offset + 12));
+  }
+
+  /**
+   * The record whose id bytes `id` spells as 32 hex characters (either case; the caller compares the text
+   * if the case matters), if any; undefined for any other text. No allocation: the words are read from
+   * the text.
+   */
+  getByHex(id: string): T | undefined {
+    const w = this.#hexScratch;
+    if (!hexWords(id, w)) return undefined;
+    return this.#find(w[0]!, w[1]!, w[2]!, w[3]!);
+  }
+
+  /**
+   * The record in slot `i` (0 ≤ i < capacity), or null for an empty slot: for walks over every record
+   * (see SessionTable.walkOwner for how records move between slots while a walk is under way).
+   */
+  at(i: number): T | null {
+    return this.#recs[i] ?? null;
+  }
+
+  /** Every record once, in slot order. The index must not change while this runs. */
+  *values(): IterableIterator<T> {
     const recs = this.#recs;
-    const words = this.#words;
-    const mask = this.#mask;
-    for (let i = this.#hash(w0, w1, w2, w3) & mask; ; i = (i + 1) & mask) {
+    for (let i = 0; i < recs.length; i++) {
       const r = recs[i];
-      if (r === null || r === undefined) return undefined;
-      const j = i << 2;
-      if (words[j] === w0 && words[j + 1] === w1 && words[j + 2] === w2 && words[j + 3] === w3) return r;
+      if (r !== null && r !== undefined) yield r;
     }
   }
 
@@ -141,6 +182,19 @@ export class IdIndex<T extends HasIdBytes> {
     recs[hole] = null;
     this.#size--;
     return true;
+  }
+
+  /** The record whose id words are w0..w3, if any: one probe run. */
+  #find(w0: number, w1: number, w2: number, w3: number): T | undefined {
+    const recs = this.#recs;
+    const words = this.#words;
+    const mask = this.#mask;
+    for (let i = this.#hash(w0, w1, w2, w3) & mask; ; i = (i + 1) & mask) {
+      const r = recs[i];
+      if (r === null || r === undefined) return undefined;
+      const j = i << 2;
+      if (words[j] === w0 && words[j + 1] === w1 && words[j + 2] === w2 && words[j + 3] === w3) return r;
+    }
   }
 
   #place(rec: T, w0: number, w1: number, w2: number, w3: number): void {

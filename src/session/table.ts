@@ -1,7 +1,19 @@
-// The bounded session table: records indexed by id and by owner, tombstones, and idle expiry by sweep
-// (one expiry-ordered heap, no timer per session). Pure data structure: time comes in as `now` (ms);
-// it never decides lifecycle transitions (lifecycle.ts does) and never does I/O. The record itself is
-// record.ts's (re-exported here).
+// The bounded session table: live records indexed by id, counted by owner, tombstones, and idle expiry
+// by sweep (one expiry-ordered heap, no timer per session). Pure data structure: time comes in as `now`
+// (ms); it never decides lifecycle transitions (lifecycle.ts does) and never does I/O. The record itself
+// is record.ts's (re-exported here).
+//
+// Memory per live session (issue 7; 64-bit V8 without pointer compression): 77-79 bytes at 200,000
+// sessions in the memory bench's breakdown (152-154 with a Map by id text and a Set of ids per owner
+// beside the id index).
+// - The id index (id-index.ts), the only index by id: a record reference and the 16 id bytes per slot,
+//   24 bytes, at 1.6-3.2 slots per session (power-of-two capacity, at most 5/8 full): 38-77 bytes, 50 at
+//   1,000,000 sessions. `get(id text)` reads the id words from the text and probes it.
+// - The expiry heap (expiry-heap.ts): a record reference and an 8-byte deadline, 16-28 bytes with the
+//   arrays' spare room.
+// - Owners: a count per owner, nothing per session. An owner's records are found by a walk over the id
+//   index (walkOwner, recordsByOwner, list by owner: O(table)), which only drains and the admin API do.
+// - Tombstones: a Map entry and a FIFO entry per removed session, for tombstone_s.
 import TinyQueue from 'tinyqueue';
 import { ExpiryHeap } from './expiry-heap.js';
 import { IdIndex, idIndexKey } from './id-index.js';
@@ -26,10 +38,13 @@ export interface ListQuery {
 
 export class SessionTable {
   readonly #limits: TableLimits;
-  readonly #byId = new Map<string, SessionRecord>();
-  /** The same records by their 16 id bytes, for the per-datagram lookup straight from a packet. */
-  readonly #byIdBytes: IdIndex<SessionRecord>;
-  readonly #byOwner = new Map<string, Set<string>>();
+  /**
+   * Every live record once, by its 16 id bytes: the per-datagram lookup straight from a packet, and the
+   * lookup by id text (which decodes the text). The table's one index by id.
+   */
+  readonly #byId: IdIndex<SessionRecord>;
+  /** How many live records each owner has (an owner with none is left out). Its records: `walkOwner`. */
+  readonly #owners = new Map<string, number>();
   /**
    * Every live record once, by a deadline that is never later than its `expiresAt` (touch moves only
    * `expiresAt`; `dueForExpiry` moves the heap's deadline up to it lazily).
@@ -45,7 +60,7 @@ export class SessionTable {
 
   constructor(limits: TableLimits) {
     this.#limits = limits;
-    this.#byIdBytes = new IdIndex(limits.idKey ?? idIndexKey());
+    this.#byId = new IdIndex(limits.idKey ?? idIndexKey());
   }
 
   get size(): number {
@@ -64,13 +79,19 @@ export class SessionTable {
     return this.#limits.idleTtlMs;
   }
 
+  /**
+   * The live record whose id is the text `id` (exactly: the record of the same bytes under another case
+   * of hex is not it); undefined for any other text. No allocation: the id words are read from the text
+   * (32 characters read: to ask whether a record in hand is live, `holds` is cheaper).
+   */
   get(id: string): SessionRecord | undefined {
-    return this.#byId.get(id);
+    const rec = this.#byId.getByHex(id);
+    return rec !== undefined && rec.id === id ? rec : undefined;
   }
 
   /**
    * Whether `rec` itself is live in this table: `get(rec.id) === rec`, answered from the record's own
-   * place in the expiry heap (every live record is in it once, nothing else is) instead of the id map.
+   * place in the expiry heap (every live record is in it once, nothing else is): no id lookup.
    */
   holds(rec: SessionRecord): boolean {
     return this.#expiry.has(rec);
@@ -78,7 +99,7 @@ export class SessionTable {
 
   /** The live record whose id is the 16 bytes at `buf[offset]` (a packet's JV1 header): no string built. */
   getByIdBytes(buf: Uint8Array, offset: number): SessionRecord | undefined {
-    return this.#byIdBytes.get(buf, offset);
+    return this.#byId.get(buf, offset);
   }
 
   /** Until when `id` is a tombstone, if it is one at `now`. */
@@ -92,10 +113,9 @@ export class SessionTable {
    * for a record that is live in another table: a record belongs to one table at a time).
    */
   insert(rec: SessionRecord): boolean {
-    if (this.full || this.#byId.has(rec.id) || rec.expirySlot !== -1) return false;
-    if (!this.#byIdBytes.add(rec)) return false; // the same id bytes under another text form: never two records
-    this.#byId.set(rec.id, rec);
-    this.#ownerSet(rec.owner).add(rec.id);
+    if (this.full || rec.expirySlot !== -1) return false;
+    if (!this.#byId.add(rec)) return false; // the same id bytes (under any text form): never two records
+    this.#count(rec.owner, 1);
     this.#tombstones.delete(rec.id);
     this.#expiry.push(rec, rec.expiresAt);
     return true;
@@ -108,75 +128,84 @@ export class SessionTable {
     rec.expiresAt = now + this.#limits.idleTtlMs;
   }
 
+  /** Changes the record's owner (counted under the new one if the record is live here). */
   setOwner(rec: SessionRecord, owner: string): void {
     if (rec.owner === owner) return;
-    this.#removeFromOwner(rec.owner, rec.id);
+    if (this.holds(rec)) {
+      this.#count(rec.owner, -1);
+      this.#count(owner, 1);
+    }
     rec.owner = owner;
-    this.#ownerSet(owner).add(rec.id);
   }
 
   /** Removes a live record and leaves a tombstone until `now + tombstone_s`. */
   remove(rec: SessionRecord, now: number): void {
-    if (this.#byId.get(rec.id) !== rec) return;
-    this.#byId.delete(rec.id);
-    this.#byIdBytes.delete(rec);
-    this.#expiry.remove(rec);
-    this.#removeFromOwner(rec.owner, rec.id);
+    if (!this.holds(rec)) return;
+    this.#forget(rec);
     if (this.#limits.tombstoneMs > 0) this.#addTombstone(rec.id, now + this.#limits.tombstoneMs);
   }
 
   /** Removes a record that never became a session (its admission failed): no tombstone. */
   discard(rec: SessionRecord): void {
-    if (this.#byId.get(rec.id) !== rec) return;
-    this.#byId.delete(rec.id);
-    this.#byIdBytes.delete(rec);
-    this.#expiry.remove(rec);
-    this.#removeFromOwner(rec.owner, rec.id);
+    if (this.holds(rec)) this.#forget(rec);
   }
 
   countByOwner(owner: string): number {
-    return this.#byOwner.get(owner)?.size ?? 0;
+    return this.#owners.get(owner) ?? 0;
   }
 
+  /** The live records of `owner` now, in no particular order. O(table): a walk over every record. */
+  recordsByOwner(owner: string): SessionRecord[] {
+    const out: SessionRecord[] = [];
+    if (!this.#owners.has(owner)) return out;
+    for (const rec of this.#byId.values()) if (rec.owner === owner) out.push(rec);
+    return out;
+  }
+
+  /** The ids of `owner`'s live records now: a snapshot (later changes are not in it). O(table). */
   idsByOwner(owner: string): ReadonlySet<string> {
-    return this.#byOwner.get(owner) ?? EMPTY;
+    return new Set(this.recordsByOwner(owner).map((rec) => rec.id));
+  }
+
+  /**
+   * A walk over `owner`'s records that a caller carries on over many calls while the table changes (the
+   * drain coordinator's cursor), looking at a bounded number of slots per call. See OwnerWalk for what a
+   * pass meets.
+   */
+  walkOwner(owner: string): OwnerWalk {
+    return new SlotWalk(owner, this.#byId);
   }
 
   /** Owners with at least one session, with their counts. */
   ownerCounts(): Map<string, number> {
-    const out = new Map<string, number>();
-    for (const [owner, set] of this.#byOwner) if (set.size > 0) out.set(owner, set.size);
-    return out;
+    return new Map(this.#owners);
   }
 
+  /** Every live record once, in no particular order. The table must not change while this runs (copy it first). */
   values(): IterableIterator<SessionRecord> {
     return this.#byId.values();
   }
 
   /**
    * Returns up to `limit` records in id order after `after` (a stable cursor under churn).
-   * O(n log limit) per page: it scans the table, keeping the smallest ids in a bounded heap.
+   * O(n log limit) per page: it scans every record (also for an owner: no per-owner index), keeping the
+   * smallest ids in a bounded heap.
    */
   list(q: ListQuery): { items: SessionRecord[]; more: boolean } {
-    const source = q.owner !== undefined ? this.idsByOwner(q.owner) : this.#byId.keys();
+    if (q.owner !== undefined && !this.#owners.has(q.owner)) return { items: [], more: false };
     const keep = q.limit + 1;
-    const heap = new TinyQueue<string>([], (a, b) => (a < b ? 1 : a > b ? -1 : 0)); // max-heap
-    for (const id of source) {
-      if (q.after !== undefined && id <= q.after) continue;
-      if (heap.length < keep) heap.push(id);
-      else if (id < (heap.peek() as string)) {
+    const heap = new TinyQueue<SessionRecord>([], (a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0)); // max-heap by id
+    for (const rec of this.#byId.values()) {
+      if (q.owner !== undefined && rec.owner !== q.owner) continue;
+      if (q.after !== undefined && rec.id <= q.after) continue;
+      if (heap.length < keep) heap.push(rec);
+      else if (rec.id < (heap.peek() as SessionRecord).id) {
         heap.pop();
-        heap.push(id);
+        heap.push(rec);
       }
     }
-    const ids = heap.data.slice().sort();
-    const more = ids.length > q.limit;
-    const items: SessionRecord[] = [];
-    for (const id of ids.slice(0, q.limit)) {
-      const rec = this.#byId.get(id);
-      if (rec !== undefined) items.push(rec);
-    }
-    return { items, more };
+    const recs = heap.data.slice().sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return { items: recs.slice(0, q.limit), more: recs.length > q.limit };
   }
 
   /**
@@ -229,23 +258,72 @@ export class SessionTable {
     }
   }
 
-  #ownerSet(owner: string): Set<string> {
-    let s = this.#byOwner.get(owner);
-    if (s === undefined) {
-      s = new Set();
-      this.#byOwner.set(owner, s);
-    }
-    return s;
+  /** Takes a live record out of every index (no tombstone). */
+  #forget(rec: SessionRecord): void {
+    this.#byId.delete(rec);
+    this.#expiry.remove(rec);
+    this.#count(rec.owner, -1);
   }
 
-  #removeFromOwner(owner: string, id: string): void {
-    const s = this.#byOwner.get(owner);
-    if (s === undefined) return;
-    s.delete(id);
-    if (s.size === 0) this.#byOwner.delete(owner);
+  /** Adds `by` to `owner`'s count; an owner whose count reaches 0 is left out. */
+  #count(owner: string, by: number): void {
+    const n = (this.#owners.get(owner) ?? 0) + by;
+    if (n > 0) this.#owners.set(owner, n);
+    else this.#owners.delete(owner);
   }
 }
 
-const EMPTY: ReadonlySet<string> = new Set();
+/**
+ * A walk over one owner's records, carried on over many calls while the table changes. No set of ids per
+ * owner is kept (issue 7): a pass looks at every slot of the id index once, from the top down, and
+ * returns the records of the owner it meets. What a pass meets while the table changes under it:
+ * - A record there with this owner for the whole pass is met, unless the table moves it past the walk.
+ *   Inserts and owner changes never move a record between slots. A removal pulls later records of its
+ *   probe run back into the hole (to lower slots, in probe order), which keeps a record the walk has not
+ *   reached yet ahead of it, except across the wrap from slot 0 to the top slot: a record crosses that
+ *   at most once per placement (it only moves back toward its home slot). A growth of the index places
+ *   every record anew (a few times in the table's life). A record missed so is met by a later pass.
+ * - A record may be met twice in a pass (pulled back below the walk after it was met): callers skip what
+ *   they have in hand.
+ * So a caller that starts new passes while the owner has records (countByOwner > 0) meets each of them,
+ * and every pass ends, after the index's capacity (at its start) in slots.
+ */
+export interface OwnerWalk {
+  readonly owner: string;
+  /** Whether this pass has looked at every slot: start another walk to go on. */
+  readonly done: boolean;
+  /**
+   * The next record of the owner in this pass, looking at no more than `budget.slots` slots (each one
+   * looked at is taken off it); undefined when the pass is done or the budget ran out first.
+   */
+  next(budget: { slots: number }): SessionRecord | undefined;
+}
+
+class SlotWalk implements OwnerWalk {
+  readonly owner: string;
+  readonly #index: IdIndex<SessionRecord>;
+  /** The next slot to look at, going down; -1 once the pass is done. */
+  #slot: number;
+
+  constructor(owner: string, index: IdIndex<SessionRecord>) {
+    this.owner = owner;
+    this.#index = index;
+    this.#slot = index.capacity - 1;
+  }
+
+  get done(): boolean {
+    return this.#slot < 0;
+  }
+
+  next(budget: { slots: number }): SessionRecord | undefined {
+    const index = this.#index;
+    while (this.#slot >= 0 && budget.slots > 0) {
+      budget.slots--;
+      const rec = index.at(this.#slot--);
+      if (rec !== null && rec.owner === this.owner) return rec;
+    }
+    return undefined;
+  }
+}
 /** How soon a record returned by `dueForExpiry` but kept by the caller is returned again (at most). */
 const REQUEUE_MS = 1000;

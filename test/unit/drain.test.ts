@@ -441,6 +441,34 @@ describe('DrainCoordinator', () => {
     expect(r.h.stats.migrations.get('no_target')).toBe(4);
   });
 
+  it('the walk over the node’s sessions finishes while the table changes under it (sessions end, others are admitted and grow the id index): none is left behind', async () => {
+    // A slow drain (2 in flight), so that its walk is carried from tick to tick while the table changes.
+    const r = await rig('node-a', 90, { rate: 100_000, concurrency: 2, tickMs: 5 });
+    const { h } = r;
+    const { view } = r.drains.start('node-a', { mode: 'migrate', deadlineS: 0, cause: 'drain', actor: 'op' });
+    const others = idsOwnedBy(ring, 'node-b', 600, 7_000_000);
+    let t = 10_000;
+    let ended = 0;
+    for (let round = 1; round <= 6; round++) {
+      // Wait for the drain to get on (or to end), then change the table: 100 sessions admitted on another
+      // node (the id index grows from 256 slots to 2048 meanwhile, placing every record anew) and a few
+      // sessions of the node end (their probe runs shift back under the walk).
+      await waitFor('drain progress', () => (r.drains.get(view.id)!.moved >= round * 10 || finished(r, view.id)() !== undefined) || undefined);
+      for (const id of others.splice(0, 100)) await h.admit(id, clientTransport(t++));
+      for (const rec of r.recs.filter((x) => x.owner === 'node-a' && x.pending === null && h.core.table.holds(x)).slice(0, 2)) {
+        if (h.own.terminate(rec.id, 'operator', 'op').ok) ended++;
+      }
+    }
+    const done = await waitFor('drain finished', finished(r, view.id));
+    expect(done).toMatchObject({ state: 'completed', total: 90, remaining: 0, failed: 0 });
+    expect(done.moved + done.ended).toBe(90);
+    expect(done.ended).toBeGreaterThanOrEqual(ended);
+    expect(ended).toBeGreaterThan(0);
+    expect(h.core.table.countByOwner('node-a')).toBe(0);
+    for (const rec of r.recs) if (h.core.table.holds(rec)) expect(rec.owner).not.toBe('node-a');
+    expect(h.core.table.countByOwner('node-b')).toBeGreaterThanOrEqual(600);
+  });
+
   it('plan() is the dry run of the node’s live sessions', async () => {
     const r = await rig('node-b', 12, {}, 3);
     const plan = r.drains.plan('node-b');

@@ -102,6 +102,52 @@ describe('IdIndex', () => {
     );
   });
 
+  it('getByHex finds the record the 32 hex characters spell (either case), and nothing for any other text', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.uint8Array({ minLength: 16, maxLength: 16 }), { minLength: 1, maxLength: 40, selector: hex }), (ids) => {
+        const x = new IdIndex<{ idBytes: Uint8Array }>(KEY);
+        const rs = ids.slice(1).map((idBytes) => ({ idBytes }));
+        for (const r of rs) x.add(r);
+        for (const r of rs) {
+          expect(x.getByHex(hex(r.idBytes))).toBe(r);
+          expect(x.getByHex(hex(r.idBytes).toUpperCase())).toBe(r);
+        }
+        expect(x.getByHex(hex(ids[0]!))).toBeUndefined(); // not added
+      }),
+    );
+    const x = new IdIndex<Rec>(KEY);
+    const a = rec(0); // 32 hex characters, mostly '0'
+    x.add(a);
+    const text = hex(a.idBytes);
+    expect(x.getByHex(text)).toBe(a);
+    // Any character that is not a hex digit, at any place, and any other length: undefined, never a throw.
+    for (let i = 0; i < 32; i++) {
+      for (const c of ['g', 'G', ':', '/', '@', '`', ' ', 'é', '\u0130']) expect(x.getByHex(text.slice(0, i) + c + text.slice(i + 1))).toBeUndefined();
+    }
+    for (const bad of ['', text.slice(1), `${text}0`, `${text}00`]) expect(x.getByHex(bad)).toBeUndefined();
+  });
+
+  it('at(slot) and values(): every record once, each in exactly one slot', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.integer({ min: 0, max: 5000 }), { maxLength: 80 }), fc.array(fc.nat(79), { maxLength: 40 }), (ns, dels) => {
+        const x = new IdIndex<Rec>(KEY);
+        const rs = ns.map(rec);
+        for (const r of rs) x.add(r);
+        for (const d of dels) if (rs[d] !== undefined) x.delete(rs[d]);
+        const live = rs.filter((r) => x.get(r.idBytes, 0) === r);
+        const inSlots: Rec[] = [];
+        for (let i = 0; i < x.capacity; i++) {
+          const r = x.at(i);
+          if (r !== null) inSlots.push(r);
+        }
+        expect(inSlots).toHaveLength(live.length);
+        expect(new Set(inSlots)).toEqual(new Set(live));
+        expect([...x.values()]).toEqual(inSlots); // slot order
+        expect(x.at(x.capacity)).toBeNull();
+      }),
+    );
+  });
+
   it('refuses ids that are not 16 bytes and keys that are too short', () => {
     const x = new IdIndex<Rec>(KEY);
     expect(() => x.add({ idBytes: new Uint8Array(15), n: 0 })).toThrow(RangeError);

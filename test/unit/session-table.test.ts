@@ -532,3 +532,263 @@ describe('SessionTable: list() pagination', () => {
     );
   });
 });
+
+// -------------------------------------------------------------------------------- one index by id, owner counts
+/** A record whose id text is `text` (any case of hex), with `idBytes` decoded from it. */
+function recText(text: string, owner = 'a'): SessionRecord {
+  return { ...rec(0, 0, owner), id: text, idBytes: Uint8Array.from(Buffer.from(text, 'hex')) };
+}
+
+/** A fixed key: the same slots on every run, so a failing case replays. */
+const KEY = Uint32Array.from({ length: 8 }, (_, i) => Math.imul(0x9e3779b9, i + 1) >>> 0);
+
+describe('SessionTable: get by id text (no map by text: the text is decoded and the id index probed)', () => {
+  it('finds a record only by its own text: another case of the same hex is not its id', () => {
+    const t = table();
+    const lower = recText('00ab'.repeat(8));
+    const upper = recText('00CD'.repeat(8));
+    expect(t.insert(lower)).toBe(true);
+    expect(t.insert(upper)).toBe(true);
+    expect(t.get('00ab'.repeat(8))).toBe(lower);
+    expect(t.get('00AB'.repeat(8))).toBeUndefined();
+    expect(t.get('00CD'.repeat(8))).toBe(upper);
+    expect(t.get('00cd'.repeat(8))).toBeUndefined();
+    expect(t.get('00Cd'.repeat(8))).toBeUndefined();
+    // The same bytes under another text form are never a second record.
+    expect(t.insert(recText('00AB'.repeat(8)))).toBe(false);
+    expect(t.insert(recText('00cd'.repeat(8)))).toBe(false);
+    expect(t.size).toBe(2);
+  });
+
+  it('any text that is not 32 hex characters finds nothing (never a throw)', () => {
+    const t = table();
+    const r = rec(1, 0);
+    t.insert(r);
+    for (const bad of ['', r.id.slice(1), `${r.id}0`, `${r.id.slice(0, 31)}g`, `x${r.id.slice(1)}`, ' '.repeat(32), `${r.id.slice(0, 16)}-${r.id.slice(17)}`]) {
+      expect(t.get(bad)).toBeUndefined();
+    }
+    expect(t.get(r.id)).toBe(r);
+  });
+
+  it('setOwner of a record that is not live here changes the record only: no count', () => {
+    const t = table();
+    const r = rec(1, 0, 'a');
+    t.setOwner(r, 'b');
+    expect(r.owner).toBe('b');
+    expect(t.countByOwner('b')).toBe(0);
+    expect(t.ownerCounts().size).toBe(0);
+    t.insert(r);
+    expect(t.countByOwner('b')).toBe(1);
+    t.remove(r, 0);
+    t.setOwner(r, 'c');
+    expect(t.ownerCounts().size).toBe(0);
+  });
+
+  it('model: get / values / size / countByOwner / ownerCounts / idsByOwner / recordsByOwner / list agree with a Map through insert, remove, discard, setOwner and sweeps', () => {
+    const OWNERS = ['a', 'b', 'c'] as const;
+    type Op =
+      | { t: 'ins' | 'twin'; k: number; o: number }
+      | { t: 'rem' | 'dis'; k: number }
+      | { t: 'own'; k: number; o: number }
+      | { t: 'sweep'; now: number };
+    const op: fc.Arbitrary<Op> = fc.oneof(
+      fc.record({ t: fc.constantFrom('ins' as const, 'twin' as const), k: fc.nat(23), o: fc.nat(2) }),
+      fc.record({ t: fc.constantFrom('rem' as const, 'dis' as const), k: fc.nat(23) }),
+      fc.record({ t: fc.constant('own' as const), k: fc.nat(23), o: fc.nat(2) }),
+      fc.record({ t: fc.constant('sweep' as const), now: fc.nat(3 * TTL) }),
+    );
+    // Ids that differ in a few bytes only, in a table of at most 16 slots at first: runs collide and wrap.
+    const lowerOf = (k: number): string => `${(k * 37).toString(16).padStart(4, '0')}${'a1'.repeat(14)}`;
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 120 }), (ops) => {
+        const t = new SessionTable({ max: 20, idleTtlMs: TTL, tombstoneMs: 100, idKey: KEY });
+        // Per id: its record under lower-case text and a twin (the same bytes, upper-case text).
+        const recs = Array.from({ length: 24 }, (_, k) => [recText(lowerOf(k)), recText(lowerOf(k).toUpperCase())] as const);
+        const model = new Map<string, SessionRecord>();
+        for (const o of ops) {
+          if (o.t === 'sweep') {
+            for (const r of t.dueForExpiry(o.now)) {
+              t.remove(r, o.now);
+              model.delete(r.id);
+            }
+            continue;
+          }
+          const r = recs[o.k]![o.t === 'twin' ? 1 : 0];
+          const live = [...model.values()].find((x) => x.id.toLowerCase() === r.id.toLowerCase());
+          switch (o.t) {
+            case 'ins':
+            case 'twin': {
+              if (!t.holds(r)) r.owner = OWNERS[o.o]!; // (a live record's owner changes only by setOwner)
+              const ok = t.insert(r);
+              expect(ok).toBe(live === undefined && model.size < 20);
+              if (ok) model.set(r.id, r);
+              break;
+            }
+            case 'rem':
+              t.remove(r, 0);
+              if (live === r) model.delete(r.id);
+              break;
+            case 'dis':
+              t.discard(r);
+              if (live === r) model.delete(r.id);
+              break;
+            case 'own':
+              t.setOwner(r, OWNERS[o.o]!);
+              break;
+          }
+          expect(t.size).toBe(model.size);
+          for (const [lo, up] of recs) {
+            expect(t.get(lo.id)).toBe(model.get(lo.id));
+            expect(t.get(up.id)).toBe(model.get(up.id));
+          }
+          expect(new Set(t.values())).toEqual(new Set(model.values()));
+          expect([...t.values()]).toHaveLength(model.size);
+          const counts = new Map<string, number>();
+          for (const x of model.values()) counts.set(x.owner, (counts.get(x.owner) ?? 0) + 1);
+          expect(t.ownerCounts()).toEqual(counts);
+          for (const owner of OWNERS) {
+            const mine = [...model.values()].filter((x) => x.owner === owner);
+            expect(t.countByOwner(owner)).toBe(mine.length);
+            expect(t.idsByOwner(owner)).toEqual(new Set(mine.map((x) => x.id)));
+            expect(new Set(t.recordsByOwner(owner))).toEqual(new Set(mine));
+            expect(t.recordsByOwner(owner)).toHaveLength(mine.length);
+            expect(ids(t.list({ owner, limit: 100 }).items)).toEqual(mine.map((x) => x.id).sort());
+          }
+          expect(ids(t.list({ limit: 100 }).items)).toEqual([...model.keys()].sort());
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
+describe('SessionTable.walkOwner (the owner index is a count plus a walk over the id index)', () => {
+  /** Sixteen-byte ids drawn at random, as lower-case text. */
+  const idsArb = (max: number) => fc.uniqueArray(fc.uint8Array({ minLength: 16, maxLength: 16 }).map((b) => Buffer.from(b).toString('hex')), { minLength: 1, maxLength: max });
+
+  it('a pass looks at each slot once, takes one slot of the budget per slot looked at, and meets each record of the owner once', () => {
+    const t = new SessionTable({ max: 100, idleTtlMs: TTL, tombstoneMs: 0, idKey: KEY });
+    for (let i = 1; i <= 40; i++) t.insert(rec(i, 0, i % 4 === 0 ? 'b' : 'a'));
+    const w = t.walkOwner('b');
+    expect(w.owner).toBe('b');
+    const met: SessionRecord[] = [];
+    let looked = 0;
+    const slotsOfAPass = (owner: string): number => {
+      const budget = { slots: 1_000_000 };
+      const x = t.walkOwner(owner);
+      while (!x.done) x.next(budget);
+      return 1_000_000 - budget.slots;
+    };
+    for (;;) {
+      const budget = { slots: 3 };
+      const r = w.next(budget);
+      looked += 3 - budget.slots;
+      expect(budget.slots).toBeGreaterThanOrEqual(0);
+      if (r !== undefined) met.push(r);
+      else if (budget.slots > 0) break; // the pass ended before the budget ran out
+      if (w.done) break;
+    }
+    expect(w.done).toBe(true);
+    // Every slot once, whatever the owner: the index's capacity (40 records fill at most 5/8 of it).
+    expect(looked).toBe(slotsOfAPass('nobody'));
+    expect(looked).toBe(slotsOfAPass('a'));
+    expect(looked).toBeGreaterThanOrEqual(64);
+    expect(ids(met).sort()).toEqual(ids(t.recordsByOwner('b')).sort());
+    expect(met).toHaveLength(10);
+    expect(w.next({ slots: 100 })).toBeUndefined(); // done stays done
+    // A budget of 0 looks at nothing.
+    const w2 = t.walkOwner('a');
+    const none = { slots: 0 };
+    expect(w2.next(none)).toBeUndefined();
+    expect(w2.done).toBe(false);
+    // An owner with no records: the pass still ends (after every slot).
+    const w3 = t.walkOwner('nobody');
+    expect(w3.next({ slots: 1000 })).toBeUndefined();
+    expect(w3.done).toBe(true);
+  });
+
+  it('property: over two passes with removals and owner changes (no inserts) under it, every record that stays with the owner is met, and only live records of the owner are', () => {
+    fc.assert(
+      fc.property(idsArb(60), fc.array(fc.nat(2), { minLength: 60, maxLength: 60 }), fc.array(fc.record({ k: fc.nat(59), own: fc.boolean() }), { maxLength: 60 }), fc.integer({ min: 1, max: 7 }), (texts, owners, changes, slots) => {
+        const t = new SessionTable({ max: 100, idleTtlMs: TTL, tombstoneMs: 0, idKey: KEY });
+        const rs = texts.map((id, i) => recText(id, ['a', 'b', 'c'][owners[i]!]!));
+        for (const r of rs) expect(t.insert(r)).toBe(true);
+        const stayed = new Set(rs.filter((r) => r.owner === 'a'));
+        const met = new Set<SessionRecord>();
+        let c = 0;
+        for (let pass = 0; pass < 2; pass++) {
+          const w = t.walkOwner('a');
+          while (!w.done) {
+            const r = w.next({ slots });
+            if (r !== undefined) {
+              expect(r.owner).toBe('a');
+              expect(t.holds(r)).toBe(true);
+              met.add(r);
+            }
+            // One change per call: a removal (records of the probe run shift back) or a move away from 'a'.
+            const ch = changes[c++];
+            const x = ch === undefined ? undefined : rs[ch.k % rs.length];
+            if (ch !== undefined && x !== undefined && t.holds(x)) {
+              if (ch.own) t.setOwner(x, x.owner === 'a' ? 'b' : 'a');
+              else t.remove(x, 0);
+              stayed.delete(x); // neither a removed record nor one that changed owner is one that stayed
+            }
+          }
+        }
+        for (const r of stayed) expect(met.has(r)).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('property: a drain-like loop (take what the walk meets, move it away; start a new pass while the owner has records) ends with none left, through inserts that grow the index, removals and moves under it', () => {
+    type Churn = { t: 'ins'; own: 'a' | 'b' } | { t: 'rem'; k: number } | { t: 'back'; k: number };
+    const churn: fc.Arbitrary<Churn> = fc.oneof(
+      fc.record({ t: fc.constant('ins' as const), own: fc.constantFrom('a' as const, 'b' as const) }),
+      fc.record({ t: fc.constant('rem' as const), k: fc.nat(500) }),
+      fc.record({ t: fc.constant('back' as const), k: fc.nat(500) }),
+    );
+    fc.assert(
+      fc.property(idsArb(300), fc.nat(40), fc.array(churn, { maxLength: 200 }), fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 3 }), (texts, initial, ops, slots, take) => {
+        const t = new SessionTable({ max: 1000, idleTtlMs: TTL, tombstoneMs: 0, idKey: KEY });
+        let next = 0;
+        const all: SessionRecord[] = [];
+        const add = (owner: string): void => {
+          if (next >= texts.length) return;
+          const r = recText(texts[next++]!, owner);
+          expect(t.insert(r)).toBe(true);
+          all.push(r);
+        };
+        for (let i = 0; i < Math.min(initial, texts.length); i++) add(i % 2 === 0 ? 'a' : 'b');
+        let walk: ReturnType<SessionTable['walkOwner']> | null = null;
+        let c = 0;
+        let calls = 0;
+        while (t.countByOwner('a') > 0 || c < ops.length) {
+          calls++;
+          expect(calls).toBeLessThan(100_000); // never loops for ever
+          walk ??= t.walkOwner('a');
+          for (let i = 0; i < take; i++) {
+            const r = walk.next({ slots });
+            if (r !== undefined) t.setOwner(r, 'b'); // moved off the owner
+            else if (walk.done) {
+              walk = null; // a new pass next time round (the caller restarts while countByOwner > 0)
+              break;
+            }
+          }
+          const o = ops[c++];
+          if (o === undefined) continue;
+          if (o.t === 'ins') add(o.own);
+          else {
+            const x = all[o.k % Math.max(1, all.length)];
+            if (x === undefined || !t.holds(x)) continue;
+            if (o.t === 'rem') t.remove(x, 0);
+            else t.setOwner(x, 'a'); // a session comes (back) to the owner while the walk runs
+          }
+        }
+        expect(t.countByOwner('a')).toBe(0);
+        for (const r of all) if (t.holds(r)) expect(r.owner).toBe('b');
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
