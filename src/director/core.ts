@@ -59,7 +59,7 @@ export class DirectorCore {
   readonly #codecs: readonly (DatagramCodec | null)[];
   #fence: () => FenceState = () => FenceState.OK;
   /** Codecs whose data packets carry no id: client transport → the session pinned to it. */
-  readonly #pins = new Map<string, string>();
+  readonly #pins = new Map<string, SessionRecord>();
   /** Sessions whose client restarted (a new session id from their pinned transport): the shell ends them. */
   readonly restarted: SessionRecord[] = [];
   /** The last `decideClient` decision (overwritten by the next one). */
@@ -203,9 +203,8 @@ export class DirectorCore {
       case 'forbidden':
         return { kind: 'drop', reason: DropReason.CLIENT_FORBIDDEN_TYPE };
       case 'pinned': {
-        const id = this.#pins.get(srcKey);
-        const rec = id === undefined ? undefined : this.table.get(id);
-        if (rec === undefined || !sameTransport(rec.transport, src)) return { kind: 'drop', reason: DropReason.UNPINNED };
+        const rec = this.#pins.get(srcKey);
+        if (rec === undefined || !this.table.holds(rec) || !sameTransport(rec.transport, src)) return { kind: 'drop', reason: DropReason.UNPINNED };
         if (this.#idle(rec, now)) {
           this.expiredOnArrival.push({ session: rec, transition: this.#end(rec, LifecycleEvent.EXPIRE, 'idle_ttl', now) });
           return { kind: 'drop', reason: DropReason.UNPINNED };
@@ -214,13 +213,14 @@ export class DirectorCore {
       }
       case 'open':
       case 'session': {
-        const id = sessionIdHex(v.sessionId);
-        let rec = this.table.get(id);
+        // By the id bytes, as a JV1 datagram: the id text is made only for a session not held.
+        let rec = this.table.getByIdBytes(v.sessionId, 0);
         if (rec !== undefined && this.#idle(rec, now)) {
           this.expiredOnArrival.push({ session: rec, transition: this.#end(rec, LifecycleEvent.EXPIRE, 'idle_ttl', now) });
           rec = undefined;
         }
         if (rec === undefined) {
+          const id = sessionIdHex(v.sessionId);
           if (this.table.tombstoneUntil(id, now) !== undefined) return this.#unanswered(RejectReason.SESSION_TERMINATED);
           if (v.kind !== 'open') return this.#unanswered(RejectReason.UNKNOWN_SESSION);
           const out = this.#admit(id, v.sessionId, msg, msg.length, src, listener, now);
@@ -229,10 +229,9 @@ export class DirectorCore {
           // ids (offset) one transport may carry many sessions.
           if (out.kind === 'admit' && codec.name === 'openvpn') {
             // A new session id from a transport pinned to another live session: that client restarted.
-            const prev = this.#pins.get(srcKey);
-            const old = prev === undefined ? undefined : this.table.get(prev);
-            if (old !== undefined && old !== out.session && sameTransport(old.transport, src)) this.restarted.push(old);
-            this.#pins.set(srcKey, id);
+            const old = this.#pins.get(srcKey);
+            if (old !== undefined && old !== out.session && this.table.holds(old) && sameTransport(old.transport, src)) this.restarted.push(old);
+            this.#pins.set(srcKey, out.session);
           }
           return out;
         }
@@ -278,7 +277,7 @@ export class DirectorCore {
    */
   onSessionReply(rec: SessionRecord, nodeId: string, msg: Uint8Array, now: number): SessionReplyOutcome {
     if (this.#fence() === FenceState.EXPIRED) return { kind: 'drop', reason: DropReason.FENCED };
-    if (this.table.get(rec.id) !== rec || this.#idle(rec, now)) return { kind: 'drop', reason: DropReason.NODE_UNKNOWN_SESSION };
+    if (!this.table.holds(rec) || this.#idle(rec, now)) return { kind: 'drop', reason: DropReason.NODE_UNKNOWN_SESSION };
     if (rec.owner !== nodeId) return { kind: 'drop', reason: rec.formerOwner === nodeId ? DropReason.NODE_FORMER_OWNER : DropReason.NODE_NOT_OWNER };
     const codec = this.#codecs[rec.listener];
     if (codec === undefined || codec === null || codec.name === 'jv1') {
@@ -476,7 +475,7 @@ export class DirectorCore {
   #unpin(rec: SessionRecord): void {
     if (this.#pins.size === 0) return; // nothing pinned (JV1 never pins): no key to make
     const key = rec.transportKey;
-    if (this.#pins.get(key) === rec.id) this.#pins.delete(key);
+    if (this.#pins.get(key) === rec) this.#pins.delete(key);
   }
 
   /** Applies a planned transition the store accepted. */
@@ -569,7 +568,7 @@ export class DirectorCore {
 
   /** Ends a live session at once (terminate by an operator, a policy): version + 1, tombstone. */
   terminate(rec: SessionRecord, cause: string, now: number): TransitionNote | PlanRefusal {
-    if (this.table.get(rec.id) !== rec) return 'gone';
+    if (!this.table.holds(rec)) return 'gone';
     if (rec.pending !== null) return 'busy';
     return this.#end(rec, LifecycleEvent.TERMINATE, cause, now);
   }

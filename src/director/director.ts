@@ -699,7 +699,7 @@ export class UdpDirector implements DataPath {
 
   /** DataPath: replies held during a reattach go to the transport that is bound now. */
   relayHeld(rec: SessionRecord, replies: Buffer[]): void {
-    if (this.#d.core.table.get(rec.id) !== rec) return;
+    if (!this.#d.core.table.holds(rec)) return;
     for (const msg of replies) this.#relay(rec, null, rec.owner, msg);
   }
 

@@ -296,7 +296,7 @@ export class TcpFront {
    */
   #stillRoutable(conn: Conn, rec: SessionRecord, owner: string, version: bigint): boolean {
     if (conn.closed) return false;
-    const live = this.#d.core.table.get(rec.id) === rec && rec.state !== SessionState.TERMINATED;
+    const live = this.#d.core.table.holds(rec) && rec.state !== SessionState.TERMINATED;
     if (live && rec.state === SessionState.ATTACHED && rec.owner === owner && rec.version === version) return true;
     this.#d.stats.tcpRefused.inc(live ? 'session_moved' : 'session_ended');
     this.#destroy(conn);
@@ -323,7 +323,7 @@ export class TcpFront {
     client.on('data', (chunk: Buffer) => {
       stats.tcpBytesIn += chunk.length;
       const now = this.#d.clock.now();
-      if (now - lastTouch >= TOUCH_EVERY_MS && this.#d.core.table.get(rec.id) === rec) {
+      if (now - lastTouch >= TOUCH_EVERY_MS && this.#d.core.table.holds(rec)) {
         lastTouch = now;
         this.#d.core.table.touch(rec, now);
       }
@@ -389,7 +389,7 @@ export class TcpFront {
       if (inBytes + outBytes > 0) {
         conn.lastActive = now;
         const rec = conn.session;
-        if (inBytes > 0 && rec !== null && this.#d.core.table.get(rec.id) === rec) this.#d.core.table.touch(rec, now);
+        if (inBytes > 0 && rec !== null && this.#d.core.table.holds(rec)) this.#d.core.table.touch(rec, now);
       } else if (now - conn.lastActive >= this.#o.idleTimeoutMs) {
         this.#d.stats.tcpRefused.inc('idle_timeout');
         this.#destroy(conn);
