@@ -219,7 +219,7 @@ async function breakdown(n: number): Promise<{ step: string; bytes_per_session: 
   await mark('SessionRecord (newSessionRecord)');
   const table = new SessionTable({ max: n + 1, idleTtlMs: 120_000, tombstoneMs: 60_000 });
   for (const r of recs) table.insert(r);
-  await mark('SessionTable.insert: id map, id-bytes index, owner index, expiry heap entry');
+  await mark('SessionTable.insert: id index (by bytes; also answers by text), expiry heap entry');
   const store = new MemoryStore();
   for (let i = 0; i < n; i++) {
     const r = recs[i] as (typeof recs)[number];
