@@ -225,7 +225,7 @@ async function breakdown(n: number): Promise<{ step: string; bytes_per_session: 
     const r = recs[i] as (typeof recs)[number];
     await store.create({ id: r.id, owner: r.owner, version: 1n, state: SessionState.ATTACHED, transport: r.transportKey, director: 'anchor-1', expiresAt: Date.now() + 120_000 });
   }
-  await mark('MemoryStore.create: id → slot map entry and one slot of columns (src/store/columns.ts)');
+  await mark('MemoryStore.create: one slot of columns and its id-table entry (src/store/columns.ts)');
   if (table.size + store.size + recs.length < 0) console.log('unreachable');
   return out;
 }

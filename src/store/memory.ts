@@ -14,6 +14,8 @@ export interface MemoryStoreOptions {
   readonly records?: Iterable<StoredSession>;
   /** Told about a watch listener that threw; the store and the other listeners carry on regardless. */
   readonly onListenerError?: (err: unknown, ev: StoreEvent) => void;
+  /** Hash key of the id table (see hex-id-slots.ts); random when absent. It only places ids, never decides. */
+  readonly idKey?: Uint32Array;
 }
 
 type ListResult = { ok: true; records: StoredSession[] } | { ok: false; reason: 'unavailable'; message: string };
@@ -24,8 +26,8 @@ interface Subscription {
 }
 
 export class MemoryStore implements OwnershipStore {
-  /** The records by id, and by owner for listByOwner. */
-  readonly #records = new SessionColumns();
+  /** The records by id (and scanned by owner for listByOwner). */
+  readonly #records: SessionColumns;
   readonly #subs = new Set<Subscription>();
   /** The subscriptions as an array, rebuilt when they change (not copied per event). */
   #subList: readonly Subscription[] = [];
@@ -37,6 +39,7 @@ export class MemoryStore implements OwnershipStore {
   #dispatching = false;
 
   constructor(opts: MemoryStoreOptions = {}) {
+    this.#records = new SessionColumns(opts.idKey);
     this.#unavailable = opts.failWith ?? null;
     this.#onListenerError = opts.onListenerError;
     for (const r of opts.records ?? []) {

@@ -1,11 +1,14 @@
 // SessionColumns, how the in-process store holds its records: a model check against a Map of frozen
 // records (random set / delete / get / ownedBy with few ids, owners and names, so slots and names are
 // reused, and enough churn that the columns compact), records that do not fit the columns kept whole,
-// and Names' reference counting.
+// Names' reference counting, and exactness: every field reads back exactly as written (the same string
+// text, Object.is for numbers) for any id, transport, version and expiry — ids and transports held as
+// numbers, as text, and almost-canonical ones — across set / compare-and-swap / delete / compaction.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Names, SessionColumns } from '../../src/store/columns.js';
 import { freezeRecord, type StoredSession } from '../../src/store/store.js';
+import { canonicalTransport, nearCanonicalTransport } from '../helpers/transport-text.js';
 
 const sid = (n: number): string => (n + 1).toString(16).padStart(32, '0');
 const byId = (a: StoredSession, b: StoredSession): number => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
@@ -145,6 +148,141 @@ describe('SessionColumns', () => {
         for (const r of model.values()) expect(c.get(r.id)).toEqual(r);
       }),
       { numRuns: 100 },
+    );
+  });
+
+  it('keeps records of many distinct owners and directors (more than a u16 numbers) exactly', () => {
+    const c = new SessionColumns();
+    const n = 70_000;
+    const rec = (i: number): StoredSession =>
+      freezeRecord({ id: sid(i), owner: `owner-${i}`, version: BigInt(i + 1), state: 'ATTACHED', transport: `10.0.${(i >>> 8) & 255}.${i & 255}:${i & 0xffff}`, director: `dir-${i}`, expiresAt: i + 0.5 });
+    for (let i = 0; i < n; i++) c.set(rec(i));
+    for (const i of [0, 1, 65_534, 65_535, 65_536, n - 1]) {
+      expect(c.get(sid(i))).toEqual(rec(i));
+      expect(c.ownedBy(`owner-${i}`)).toEqual([rec(i)]);
+    }
+    for (let i = 0; i < n; i += 2) c.delete(sid(i));
+    for (let i = 0; i < n; i += 2) c.set(rec(i));
+    for (let i = 0; i < n; i += 997) expect(c.get(sid(i))).toEqual(rec(i));
+    expect(c.size).toBe(n);
+  });
+
+  it('exactness: any id, transport, version and expiry reads back as written, through CAS churn and compaction', () => {
+    const hex32 = fc.uint8Array({ minLength: 16, maxLength: 16 }).map((b) => Buffer.from(b).toString('hex'));
+    const idArb = fc.oneof(
+      { weight: 4, arbitrary: hex32 },
+      { weight: 1, arbitrary: hex32.map((h) => h.toUpperCase()) },
+      { weight: 1, arbitrary: fc.tuple(hex32, fc.nat(31)).map(([h, i]) => h.slice(0, i) + h[i]!.toUpperCase() + h.slice(i + 1)) },
+      { weight: 1, arbitrary: fc.tuple(hex32, fc.nat(31)).map(([h, i]) => h.slice(0, i) + String.fromCharCode(h.charCodeAt(i) + 128) + h.slice(i + 1)) },
+      { weight: 1, arbitrary: fc.tuple(hex32, fc.integer({ min: 1, max: 40 })).map(([h, n]) => (h + h).slice(0, n)) },
+      { weight: 1, arbitrary: fc.string({ unit: 'binary', minLength: 1, maxLength: 40 }) },
+    );
+    const transportArb = fc.oneof(
+      { weight: 4, arbitrary: canonicalTransport },
+      { weight: 4, arbitrary: nearCanonicalTransport },
+      { weight: 1, arbitrary: fc.constantFrom('', '1.2.3.4:080', '[::FFFF:1.2.3.4]:1', '[::ffff:1.2.3.4]:1', '[0:0:0:0:0:0:0:1]:1', '[::1%lo]:1', '1.2.3.4') },
+      { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 30 }) },
+      { weight: 2, arbitrary: fc.constant(null) },
+    );
+    const versionArb = fc.oneof(fc.bigInt({ min: 1n, max: 5n }), fc.bigInt({ min: 2n ** 32n - 3n, max: 2n ** 32n + 3n }), fc.bigInt({ min: 1n, max: 2n ** 64n - 1n }));
+    const expiryArb = fc.oneof(fc.double(), fc.integer({ min: 0, max: 2 ** 42 }), fc.constantFrom(-0, 0, Number.MAX_VALUE, Number.MIN_VALUE, NaN, Infinity));
+    const fields = fc.record({
+      owner: fc.oneof(fc.constantFrom('node-0', 'node-1', ''), fc.string({ maxLength: 8 })),
+      state: fc.oneof(fc.constantFrom('ATTACHED', 'FROZEN'), fc.string({ maxLength: 6 })).map((x) => x as StoredSession['state']),
+      transport: transportArb,
+      // Now and then a field of another type: the record is kept whole.
+      director: fc.oneof({ weight: 9, arbitrary: fc.constantFrom('dir-1', 'dir-2') }, { weight: 1, arbitrary: fc.constant(7 as unknown as string) }),
+      expiresAt: expiryArb,
+      version: versionArb,
+    });
+    type Fields = Omit<StoredSession, 'id'>;
+    type Op =
+      | { t: 'set'; k: number; f: Fields }
+      | { t: 'rep'; k: number; f: Fields }
+      /** A compare-and-swap as MemoryStore makes it: read the record, write it back with another owner and version (the same transport text, or a copy of it). */
+      | { t: 'cas'; k: number; owner: string; copy: boolean }
+      | { t: 'del'; k: number }
+      | { t: 'bulk'; n: number };
+    const op: fc.Arbitrary<Op> = fc.oneof(
+      { weight: 6, arbitrary: fc.record({ t: fc.constant('set' as const), k: fc.nat(11), f: fields }) },
+      { weight: 3, arbitrary: fc.record({ t: fc.constant('rep' as const), k: fc.nat(11), f: fields }) },
+      { weight: 4, arbitrary: fc.record({ t: fc.constant('cas' as const), k: fc.nat(11), owner: fc.constantFrom('node-0', 'node-1', 'node-2'), copy: fc.boolean() }) },
+      { weight: 3, arbitrary: fc.record({ t: fc.constant('del' as const), k: fc.nat(11) }) },
+      // Enough sessions come and go that the columns compact (more than 1024 slots, a quarter live).
+      { weight: 1, arbitrary: fc.record({ t: fc.constant('bulk' as const), n: fc.integer({ min: 1100, max: 1500 }) }) },
+    );
+    /** Every field exactly: strings by text, numbers by Object.is (NaN, -0), versions by value. */
+    const same = (got: StoredSession | undefined, want: StoredSession | undefined): void => {
+      if (want === undefined) return void expect(got).toBeUndefined();
+      expect(got).toBeDefined();
+      const g = got as StoredSession;
+      expect(Object.isFrozen(g)).toBe(true);
+      expect(Object.keys(g).sort()).toEqual(Object.keys(want).sort());
+      for (const k of Object.keys(want) as (keyof StoredSession)[]) {
+        if (!Object.is(g[k], want[k])) expect({ field: k, value: g[k] }).toEqual({ field: k, value: want[k] });
+      }
+    };
+    fc.assert(
+      fc.property(fc.uniqueArray(idArb, { minLength: 12, maxLength: 12 }), fc.array(op, { maxLength: 40 }), (pool, ops) => {
+        const c = new SessionColumns();
+        const model = new Map<string, StoredSession>();
+        const check = (id: string): void => {
+          same(c.get(id), model.get(id));
+          expect(c.has(id)).toBe(model.has(id));
+          const slot = c.slotOf(id);
+          expect(slot !== -1).toBe(model.has(id));
+          if (slot !== -1) {
+            expect(c.versionAt(slot)).toBe((model.get(id) as StoredSession).version);
+            same(c.recordAt(id, slot), model.get(id));
+          }
+        };
+        for (const o of ops) {
+          if (o.t === 'set' || o.t === 'rep') {
+            const id = pool[o.k] as string;
+            const r = freezeRecord({ id, ...o.f });
+            if (o.t === 'set') {
+              c.set(r);
+              model.set(id, r);
+            } else {
+              const slot = c.slotOf(id);
+              if (slot !== -1) {
+                c.replaceAt(slot, r);
+                model.set(id, r);
+              }
+            }
+          } else if (o.t === 'cas') {
+            const id = pool[o.k] as string;
+            const slot = c.slotOf(id);
+            if (slot === -1) continue;
+            const prev = c.recordAt(id, slot);
+            const transport = o.copy && typeof prev.transport === 'string' ? (' ' + prev.transport).slice(1) : prev.transport;
+            const version = prev.version === 2n ** 64n - 1n ? 1n : prev.version + 1n;
+            const r = freezeRecord({ ...prev, owner: o.owner, version, transport });
+            c.replaceAt(slot, r);
+            model.set(id, r);
+          } else if (o.t === 'del') {
+            const id = pool[o.k] as string;
+            expect(c.delete(id)).toBe(model.delete(id));
+          } else {
+            const bulk = Array.from({ length: o.n }, (_, i) => `b${i}`.padStart(32, 'f'));
+            for (const [i, id] of bulk.entries()) {
+              const r = freezeRecord({ id, owner: 'node-2', version: BigInt(i + 1), state: 'ATTACHED', transport: i % 3 === 0 ? `[2001:db8::${i.toString(16)}]:${i}` : `192.0.2.${i & 255}:${i}`, director: 'bulk', expiresAt: i });
+              c.set(r);
+              model.set(id, r);
+            }
+            for (const id of bulk) expect(c.delete(id)).toBe(model.delete(id));
+          }
+          expect(c.size).toBe(model.size);
+          for (const id of pool) check(id);
+        }
+        for (const owner of new Set([...[...model.values()].map((r) => r.owner), 'node-0', 'nobody'])) {
+          const got = c.ownedBy(owner).sort(byId);
+          const want = [...model.values()].filter((r) => r.owner === owner).sort(byId);
+          expect(got.length).toBe(want.length);
+          got.forEach((r, i) => same(r, want[i]));
+        }
+      }),
+      { numRuns: 150 },
     );
   });
 });
