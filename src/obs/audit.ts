@@ -26,36 +26,37 @@ export interface AuditLine extends AuditEvent {
 
 export const GENESIS = '0'.repeat(64);
 
-/** The ASCII bytes of the constant parts of a line. */
-const K = (() => {
-  const enc = (t: string): Uint8Array => new Uint8Array(Buffer.from(t, 'latin1'));
-  return {
-    time: enc('{"time":'),
-    seq: enc(',"seq":'),
-    session: enc(',"session":'),
-    event: enc(',"event":'),
-    cause: enc(',"cause":'),
-    fromVersion: enc(',"from_version":'),
-    toVersion: enc(',"to_version":'),
-    fromOwner: enc(',"from_owner":'),
-    toOwner: enc(',"to_owner":'),
-    actor: enc(',"actor":'),
-    detail: enc(',"detail":'),
-    prev: enc(',"prev":'),
-    null: enc('null'),
-  } as const;
-})();
+/** The JSON text of `s`, or null. */
+function json(s: string | null): string {
+  return s === null ? 'null' : JSON.stringify(s);
+}
 
-/** Copies the constant `k` into `buf` at `at`; the offset after it. */
-function putConst(buf: Buffer, at: number, k: Uint8Array): number {
-  for (let i = 0; i < k.length; i++) buf[at + i] = k[i] as number;
-  return at + k.length;
+/** The UTF-8 bytes of `text`. */
+function utf8(text: string): Buffer {
+  return Buffer.from(text, 'utf8');
+}
+
+/** The bytes of the constant parts of a line. */
+const K = {
+  session: utf8(',"session":'),
+  toVersion: utf8(',"to_version":'),
+  detail: utf8(',"detail":'),
+  prev: utf8(',"prev":'),
+  null: utf8('null'),
+} as const;
+
+/** Copies `bytes` into `buf` at `at`; the offset after them (a few bytes one by one: cheaper than a call to set). */
+function put(buf: Buffer, at: number, bytes: Uint8Array): number {
+  const n = bytes.length;
+  if (n > 16) buf.set(bytes, at);
+  else for (let i = 0; i < n; i++) buf[at + i] = bytes[i] as number;
+  return at + n;
 }
 
 /**
- * `s` as JSON.stringify writes it, in UTF-8, into `buf` at `at`; the offset after it. Most audit fields
- * (ids, versions, node names, causes) are printable ASCII with nothing to escape: copied byte by byte as
- * they are checked; any other string goes through JSON.stringify.
+ * `s` as JSON.stringify writes it, in UTF-8, into `buf` at `at`; the offset after it. Sessions and
+ * versions are printable ASCII with nothing to escape: copied byte by byte as they are checked; any other
+ * string goes through JSON.stringify.
  */
 function putString(buf: Buffer, at: number, s: string): number {
   buf[at] = 0x22;
@@ -70,63 +71,125 @@ function putString(buf: Buffer, at: number, s: string): number {
 }
 
 function putStringOrNull(buf: Buffer, at: number, s: string | null): number {
-  return s === null ? putConst(buf, at, K.null) : putString(buf, at, s);
+  return s === null ? put(buf, at, K.null) : putString(buf, at, s);
 }
 
-/**
- * The most bytes `encodeLine` writes for `line` (`detail`: its JSON text, or null): 6 bytes per UTF-16
- * unit of a string field (an escape as \uXXXX), 3 per unit of the detail JSON, and the constants.
- */
-function lineBound(line: AuditLine, detail: string | null): number {
-  const len = (v: string | null): number => (v === null ? 4 : v.length);
-  const strings =
-    line.time.length + len(line.session) + line.event.length + line.cause.length + len(line.from_version) + len(line.to_version) + len(line.from_owner) + len(line.to_owner) + line.actor.length + line.prev.length;
-  return 192 + 24 + 6 * strings + 3 * (detail?.length ?? 0);
+/** `n` as JSON writes it (decimal digits for a non-negative safe integer), into `buf` at `at`; the offset after it. */
+function putNumber(buf: Buffer, at: number, n: number): number {
+  if (!Number.isSafeInteger(n) || n < 0) return at + buf.write(JSON.stringify(n), at, 'latin1');
+  let digits = 1;
+  for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
+  let o = at + digits;
+  for (let x = n; o > at; x = Math.floor(x / 10)) buf[--o] = 0x30 + (x % 10);
+  return at + digits;
 }
 
-/**
- * Writes the text of an audit line, as UTF-8, into `buf` at `at` (room for `lineBound` bytes) and returns
- * the offset after it: exactly `JSON.stringify` of the line with its keys in the documented order (time,
- * seq, session, event, cause, from_version, to_version, from_owner, to_owner, actor, detail, prev). A
- * drain writes three lines per session moved: written straight as bytes, each line is encoded once (no
- * JSON of a spread object, no string of the line to concatenate and convert for hashing and the file).
- */
-function encodeLine(buf: Buffer, at: number, line: AuditLine, detail: string | null): number {
-  let o = putConst(buf, at, K.time);
-  o = putString(buf, o, line.time);
-  o = putConst(buf, o, K.seq);
-  o += buf.write(Number.isFinite(line.seq) ? `${line.seq}` : 'null', o, 'latin1');
-  o = putConst(buf, o, K.session);
-  o = putStringOrNull(buf, o, line.session);
-  o = putConst(buf, o, K.event);
-  o = putString(buf, o, line.event);
-  o = putConst(buf, o, K.cause);
-  o = putString(buf, o, line.cause);
-  o = putConst(buf, o, K.fromVersion);
-  o = putStringOrNull(buf, o, line.from_version);
-  o = putConst(buf, o, K.toVersion);
-  o = putStringOrNull(buf, o, line.to_version);
-  o = putConst(buf, o, K.fromOwner);
-  o = putStringOrNull(buf, o, line.from_owner);
-  o = putConst(buf, o, K.toOwner);
-  o = putStringOrNull(buf, o, line.to_owner);
-  o = putConst(buf, o, K.actor);
-  o = putString(buf, o, line.actor);
-  if (detail !== null) {
-    o = putConst(buf, o, K.detail);
-    o += buf.write(detail, o, 'utf8');
+/** The length of `s`, or of `null`. */
+function lengthOrNull(s: string | null): number {
+  return s === null ? 4 : s.length;
+}
+
+/** Parts of lines made from fields that repeat from line to line, kept for this many field values. */
+const PARTS_KEPT = 8;
+
+interface Part {
+  readonly a: string | null;
+  readonly b: string | null;
+  readonly c: string | null;
+  readonly bytes: Buffer;
+}
+
+/** The part made of fields (a, b, c) if it is kept in `parts`. */
+function findPart(parts: readonly Part[], a: string | null, b: string | null, c: string | null): Buffer | undefined {
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i] as Part;
+    if (p.a === a && p.b === b && p.c === c) return p.bytes;
   }
-  o = putConst(buf, o, K.prev);
-  o = putString(buf, o, line.prev);
-  buf[o] = 0x7d; // }
-  return o + 1;
+  return undefined;
 }
 
-/** The text of an audit line: exactly `JSON.stringify` of the line, keys in the documented order (see encodeLine). */
+function keepPart(parts: Part[], part: Part): Buffer {
+  if (parts.length >= PARTS_KEPT) parts.shift();
+  parts.push(part);
+  return part.bytes;
+}
+
+/**
+ * Encodes audit lines as UTF-8 bytes: exactly `JSON.stringify` of the line with its keys in the
+ * documented order (time, seq, session, event, cause, from_version, to_version, from_owner, to_owner,
+ * actor, detail, prev). A drain writes three lines per session moved, and lines written together share
+ * most fields (time, event, cause, nodes, actor): the bytes of those parts are made once (with
+ * JSON.stringify) and copied whole; only seq, the session, the versions and prev are encoded per line.
+ * No line object, no string of the line: each line is encoded once, straight into the writer's buffer.
+ */
+class LineEncoder {
+  /** `{"time":…,"seq":` for the time `#time`. */
+  #time: string | null = null;
+  #head: Buffer = utf8('');
+  /** `,"event":…,"cause":…,"from_version":` by (event, cause). */
+  readonly #mids: Part[] = [];
+  /** `,"from_owner":…,"to_owner":…,"actor":…` by (from_owner, to_owner, actor). */
+  readonly #tails: Part[] = [];
+
+  /**
+   * The most bytes `encode` writes for these fields (`detail`: its JSON text, or null): 6 bytes per UTF-16
+   * unit of a string field (an escape as \uXXXX), 3 per unit of the detail JSON, and the constants.
+   */
+  static bound(time: string, ev: AuditEvent, detail: string | null, prev: string): number {
+    const strings =
+      time.length + lengthOrNull(ev.session) + ev.event.length + ev.cause.length + lengthOrNull(ev.from_version) + lengthOrNull(ev.to_version) + lengthOrNull(ev.from_owner) + lengthOrNull(ev.to_owner) + ev.actor.length + prev.length;
+    return 192 + 24 + 6 * strings + 3 * (detail?.length ?? 0);
+  }
+
+  /**
+   * Writes the line of `ev` at `seq` and `time`, chained from `prev` (`detail`: the JSON text of
+   * `ev.detail`, or null), into `buf` at `at` (room for `bound` bytes); the offset after it.
+   * `prevIsHash`: `prev` is a hex SHA-256 (the writer's own), copied as it is.
+   */
+  encode(buf: Buffer, at: number, time: string, seq: number, ev: AuditEvent, detail: string | null, prev: string, prevIsHash: boolean): number {
+    if (time !== this.#time) {
+      this.#time = time;
+      this.#head = utf8(`{"time":${JSON.stringify(time)},"seq":`);
+    }
+    let o = put(buf, at, this.#head);
+    o = putNumber(buf, o, seq);
+    o = put(buf, o, K.session);
+    o = putStringOrNull(buf, o, ev.session);
+    o = put(buf, o, this.#mid(ev.event, ev.cause));
+    o = putStringOrNull(buf, o, ev.from_version);
+    o = put(buf, o, K.toVersion);
+    o = putStringOrNull(buf, o, ev.to_version);
+    o = put(buf, o, this.#tail(ev.from_owner, ev.to_owner, ev.actor));
+    if (detail !== null) {
+      o = put(buf, o, K.detail);
+      o += buf.write(detail, o, 'utf8');
+    }
+    o = put(buf, o, K.prev);
+    if (prevIsHash) {
+      buf[o] = 0x22;
+      o += 1 + buf.write(prev, o + 1, 'latin1');
+      buf[o++] = 0x22;
+    } else {
+      o = putString(buf, o, prev);
+    }
+    buf[o] = 0x7d; // }
+    return o + 1;
+  }
+
+  #mid(event: string, cause: string): Buffer {
+    return findPart(this.#mids, event, cause, null) ?? keepPart(this.#mids, { a: event, b: cause, c: null, bytes: utf8(`,"event":${JSON.stringify(event)},"cause":${JSON.stringify(cause)},"from_version":`) });
+  }
+
+  #tail(from: string | null, to: string | null, actor: string): Buffer {
+    return findPart(this.#tails, from, to, actor) ?? keepPart(this.#tails, { a: from, b: to, c: actor, bytes: utf8(`,"from_owner":${json(from)},"to_owner":${json(to)},"actor":${JSON.stringify(actor)}`) });
+  }
+}
+
+/** The text of an audit line: exactly `JSON.stringify` of the line, keys in the documented order (see LineEncoder). */
 export function lineText(line: AuditLine): string {
   const detail = line.detail === undefined ? null : JSON.stringify(line.detail);
-  const buf = Buffer.allocUnsafe(lineBound(line, detail));
-  return buf.toString('utf8', 0, encodeLine(buf, 0, line, detail));
+  const buf = Buffer.allocUnsafe(LineEncoder.bound(line.time, line, detail, line.prev));
+  return buf.toString('utf8', 0, new LineEncoder().encode(buf, 0, line.time, line.seq, line, detail, line.prev, false));
 }
 
 /** The line of `ev` (no spread: one object of a fixed shape, `detail` only when there is one). */
@@ -145,9 +208,9 @@ export function chainLine(prevHash: string, seq: number, time: string, ev: Audit
 }
 
 /**
- * Where the writer puts line bytes: each line is encoded once, into a shared buffer, and both hashed and
- * written to the file from there. Bytes handed to the file stream are never written over: a full buffer
- * is left to the stream and a new one taken.
+ * Where the writer puts line bytes: each line is encoded once, into a shared buffer, written to the file
+ * and kept for `recent` from there. Bytes are never written over (the file stream and the recent lines
+ * refer to them): a full buffer is left to them and a new one taken.
  */
 const SLAB_BYTES = 256 * 1024;
 
@@ -206,8 +269,16 @@ export interface AuditOptions {
 
 export function createAudit(opts: AuditOptions): AuditSink {
   const keep = opts.keep ?? 10_000;
-  // The latest `keep` lines, in a fixed circular buffer: O(1) per write whatever its size.
-  const ring: (AuditLine | undefined)[] = new Array<AuditLine | undefined>(keep);
+  // The latest `keep` lines, in a fixed circular buffer: O(1) per write whatever its size. A line is kept
+  // as where its bytes are (its buffer, start, end) and its session (for `recent`'s filter), not as an
+  // object: a drain writes hundreds of thousands of lines, each kept long enough to outlive the young
+  // generation, and the garbage collector would copy an object (and its strings) per line. `recent`
+  // parses the lines it returns (once: `ringLine`).
+  const ringSlab: (Buffer | undefined)[] = new Array<Buffer | undefined>(keep);
+  const ringStart = new Uint32Array(keep);
+  const ringEnd = new Uint32Array(keep);
+  const ringSession: (string | null)[] = new Array<string | null>(keep).fill(null);
+  const ringLine: (AuditLine | undefined)[] = new Array<AuditLine | undefined>(keep);
   let written = 0;
   let prev = GENESIS;
   let seq = 0;
@@ -228,30 +299,26 @@ export function createAudit(opts: AuditOptions): AuditSink {
   stream?.on('error', (e) => {
     streamError = e;
   });
-  // Lines written in one turn of the event loop go to the file in one write (a drain writes thousands):
-  // the bytes of `slab` from `from` to `at`, plus any full slabs before it.
+  // Lines written in one turn of the event loop go to the file together (a drain writes thousands): the
+  // bytes of `slab` from `from` to `at` in one write at the end of the turn, and a buffer that fills up
+  // before in a write of its own (no copy of them into one).
   let slab = Buffer.allocUnsafe(SLAB_BYTES);
   let from = 0;
   let at = 0;
-  const full: Buffer[] = [];
   let scheduled = false;
+  /** Hands the lines not yet written to the file (none without one: their bytes stay for `recent`). */
+  const writeOut = (): void => {
+    if (at > from && stream !== null && streamError === null) stream.write(slab.subarray(from, at));
+    from = at;
+  };
   const writeBatch = (): void => {
     scheduled = false;
-    if (stream === null || streamError !== null) {
-      full.length = 0;
-      from = at = 0; // nothing refers to these bytes: the slab is reused from its start
-      return;
-    }
-    if (at > from) full.push(slab.subarray(from, at));
-    from = at;
-    if (full.length === 0) return;
-    if (full.length === 1) stream.write(full[0] as Buffer);
-    else stream.write(Buffer.concat(full));
-    full.length = 0;
+    writeOut();
   };
   // The ISO time of the last millisecond seen (many lines share one).
   let lastMs = Number.NaN;
   let lastIso = '';
+  const encoder = new LineEncoder();
   return {
     write(ev) {
       seq += 1;
@@ -260,34 +327,46 @@ export function createAudit(opts: AuditOptions): AuditSink {
         lastMs = ms;
         lastIso = new Date(ms).toISOString();
       }
-      const line = lineOf(prev, seq, lastIso, ev);
       const detail = ev.detail === undefined ? null : JSON.stringify(ev.detail);
-      const toFile = stream !== null && streamError === null;
-      if (!toFile) from = at = 0; // no file: the bytes are only hashed, and the slab reused at once
-      const bound = lineBound(line, detail) + 1; // and the newline
+      const bound = LineEncoder.bound(lastIso, ev, detail, prev) + 1; // and the newline
       if (slab.length - at < bound) {
-        if (at > from) full.push(slab.subarray(from, at));
+        writeOut();
         slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, bound));
         from = at = 0;
       }
-      const end = encodeLine(slab, at, line, detail);
-      prev = oneShotHash('sha256', slab.subarray(at, end), 'hex');
+      const start = at;
+      const end = encoder.encode(slab, start, lastIso, seq, ev, detail, prev, true);
+      const line = opts.onLine === undefined ? undefined : lineOf(prev, seq, lastIso, ev);
+      prev = oneShotHash('sha256', slab.subarray(start, end), 'hex');
       slab[end] = 0x0a;
       at = end + 1;
-      ring[written % keep] = line;
+      const k = written % keep;
+      ringSlab[k] = slab;
+      ringStart[k] = start;
+      ringEnd[k] = end;
+      ringSession[k] = ev.session;
+      ringLine[k] = undefined;
       written++;
-      if (toFile && !scheduled) {
+      if (stream === null || streamError !== null) from = at; // no file: nothing waits to be written
+      else if (!scheduled) {
         scheduled = true;
         setImmediate(writeBatch);
       }
-      opts.onLine?.(line);
+      if (line !== undefined) opts.onLine?.(line);
     },
     recent(filter) {
       const lim = filter?.limit ?? 100;
       const out: AuditLine[] = [];
       for (let i = written - 1; i >= Math.max(0, written - keep) && out.length < lim; i--) {
-        const l = ring[i % keep] as AuditLine;
-        if (filter?.session === undefined || l.session === filter.session) out.push(l);
+        const k = i % keep;
+        if (filter?.session !== undefined && ringSession[k] !== filter.session) continue;
+        let l = ringLine[k];
+        if (l === undefined) {
+          // The writer's text is JSON.stringify of the line: parsing it gives the line back.
+          l = JSON.parse((ringSlab[k] as Buffer).toString('utf8', ringStart[k], ringEnd[k])) as AuditLine;
+          ringLine[k] = l;
+        }
+        out.push(l);
       }
       return out.reverse();
     },

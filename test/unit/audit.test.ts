@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { appendFileSync, mkdtempSync, readFileSync } from 'node:fs';
 import { chainLine, createAudit, GENESIS } from '../../src/obs/audit.js';
-import type { AuditEvent } from '../../src/obs/audit.js';
+import type { AuditEvent, AuditLine } from '../../src/obs/audit.js';
 import { verifyAuditBytes, verifyAuditChain, verifyAuditFile } from '../../src/obs/audit-verify.js';
 
 const FC = { seed: 20240612, numRuns: 300 } as const;
@@ -309,6 +309,95 @@ describe('createAudit writes exactly the chain chainLine builds', () => {
     const text = await readFile(path, 'utf8');
     expect(verifyAuditChain(text)).toMatchObject({ ok: true, lines: 3000 });
     expect(text).toContain(long);
+  });
+
+  /** The lines chainLine builds for `events` written at T0, T0 + 1 ms, … (the writers below tick 1 ms a line). */
+  function chainOf(events: readonly AuditEvent[]): { lines: AuditLine[]; text: string } {
+    let prev = GENESIS;
+    const lines: AuditLine[] = [];
+    let text = '';
+    events.forEach((e, i) => {
+      const c = chainLine(prev, i + 1, new Date(T0 + i).toISOString(), e);
+      prev = c.hash;
+      lines.push(c.line);
+      text += c.text + '\n';
+    });
+    return { lines, text };
+  }
+
+  it('fields that repeat from line to line, and change back and forth among more values than the writer keeps, are written exactly', async () => {
+    // A drain's lines share their event, cause, nodes and actor; other traffic cycles through many. Twelve
+    // (event, cause) pairs and twelve (from, to, actor) triples, some needing escapes, the same text
+    // sometimes as another string object.
+    const causes = ['drain', 'migrate', 'hello', 'ünïcode', 'quote"d', 'back\\slash', 'tab\t', '', 'failover', 'idle_ttl', 'bind', 'x'.repeat(40)];
+    const nodes = ['node-a', 'node-b', null, 'nöde-c', 'node "d"', 'node-e'];
+    const events: AuditEvent[] = [];
+    for (let i = 0; i < 400; i++) {
+      const k = (i * 7) % 12;
+      events.push({
+        session: i % 17 === 0 ? null : (i + 1).toString(16).padStart(32, '0'),
+        event: ['freeze', 'transfer', 'resume'][i % 3] as string,
+        cause: i % 5 === 0 ? Array.from(causes[k] as string).join('') : (causes[k] as string),
+        from_version: i % 11 === 0 ? null : String(i),
+        to_version: String(i + 1),
+        from_owner: nodes[k % 6] as string | null,
+        to_owner: nodes[(k + 1) % 6] as string | null,
+        actor: `drain:dr-${k % 4}`,
+        ...(i % 50 === 0 ? { detail: { transport: '[2001:db8::1]:443', n: i } } : {}),
+      });
+    }
+    const path = join(dir, 'parts.log');
+    let t = T0;
+    const a = createAudit({ path, wallClock: () => t++ });
+    for (const [i, e] of events.entries()) {
+      a.write(e);
+      if (i % 97 === 0) await new Promise((r) => setImmediate(r));
+    }
+    await a.close();
+    expect(await readFile(path, 'utf8')).toBe(chainOf(events).text);
+  });
+
+  it('lines written over several turns, crossing write buffers within a turn and between turns, are the chain, in order', async () => {
+    const path = join(dir, 'turns.log');
+    let t = T0;
+    const a = createAudit({ path, wallClock: () => t++ });
+    const events: AuditEvent[] = [];
+    for (let turn = 0; turn < 6; turn++) {
+      // 300 to 1800 lines a turn: a write buffer holds a few hundred.
+      for (let i = 0; i < 300 * (turn + 1); i++) {
+        const e = event(events.length);
+        events.push(e);
+        a.write(e);
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+    await a.close();
+    const text = await readFile(path, 'utf8');
+    expect(verifyAuditChain(text)).toMatchObject({ ok: true, lines: events.length });
+    expect(text).toBe(chainOf(events).text);
+  });
+
+  it('recent() gives the latest lines as written, with or without a file, after the kept lines wrapped around', async () => {
+    const events = Array.from({ length: 23 }, (_, i) => event(i));
+    const want = chainOf(events).lines;
+    const seen: AuditLine[] = [];
+    for (const path of [join(dir, 'recent.log'), null]) {
+      let t = T0;
+      const a = createAudit({ path, wallClock: () => t++, keep: 7, ...(path === null ? { onLine: (l: AuditLine) => seen.push(l) } : {}) });
+      for (const e of events.slice(0, 10)) a.write(e);
+      // Read once before the ring wraps again: the lines it returned stay right afterwards.
+      expect(a.recent({ limit: 3 })).toEqual(want.slice(7, 10));
+      for (const e of events.slice(10)) a.write(e);
+      expect(a.recent()).toEqual(want.slice(16));
+      expect(a.recent({ limit: 2 })).toEqual(want.slice(21));
+      expect(a.recent()).toEqual(want.slice(16)); // asked twice: the same
+      const s = want[18]!.session as string;
+      expect(a.recent({ session: s })).toEqual([want[18]]);
+      expect(a.recent({ session: 'f'.repeat(32) })).toEqual([]);
+      await a.close();
+    }
+    // Without a file, each line is also handed to onLine as it is written.
+    expect(seen).toEqual(want);
   });
 });
 
