@@ -108,12 +108,17 @@ interface Move {
   readonly rec: SessionRecord;
   readonly from: string;
   readonly to: string;
+  /** When a step of this migration last left it frozen (monotonic ms), NaN before (see #frozenAt). */
+  frozenSince: number;
 }
 
 interface PendingRevoke {
   readonly rec: SessionRecord;
   readonly node: string;
   readonly version: bigint;
+  /** Its key in #revokes: the session id, or — while another REVOKE of the session is pending — `id/version`. */
+  readonly key: string;
+  /** How often it was resent: the level of #revokes that holds it. */
   attempts: number;
   /** When to resend (or give up), monotonic ms. */
   due: number;
@@ -129,6 +134,12 @@ export class Ownership {
    * that level's end.
    */
   readonly #revokes: Map<string, PendingRevoke>[] = [];
+  /**
+   * Pending REVOKEs keyed `id/version` (their session had a REVOKE pending already: it moved again before
+   * the node acknowledged). Most are keyed by the session id alone, which needs no string made per REVOKE
+   * nor per acknowledgement.
+   */
+  #versionKeyed = 0;
   #revokeTimer: NodeJS.Timeout | null = null;
   /** When the armed #revokeTimer fires (monotonic ms). */
   #revokeTimerAt = 0;
@@ -143,9 +154,22 @@ export class Ownership {
    * says wins over what the director assumed.
    */
   readonly #late = new Map<string, StoredSession | null>();
+  /**
+   * While the synchronous part of a store call writing transitions in flight runs (#startWrite): the
+   * watch's copies of the writes it commits meanwhile (a store that tells its watch before its call
+   * returns, as the in-process one does), kept aside rather than in #late; the plans that call writes, in
+   * its order; how far the copies told so far came in them (a store tells its writes in the order given).
+   */
+  #echoes: StoredSession[] | null = null;
+  #writing: readonly Planned[] = [];
+  #echoed = 0;
   /** Sessions with a migration running here (frozen on purpose, e.g. during the quiesce). */
   readonly #migrating = new Set<string>();
-  /** When each frozen session was seen frozen (monotonic ms), in that order: stale freezes are thawed. */
+  /**
+   * When each frozen session was last seen frozen (monotonic ms): stale freezes are thawed. A session a
+   * migration running here freezes and transfers is entered when that migration ends, and only if it
+   * left it frozen (migrateBatch): a drain moves thousands a second, each frozen for a moment.
+   */
   readonly #frozenAt = new Map<string, number>();
   /** Migration batches waiting for their turn of the event loop (`#turn`). */
   readonly #turnWaiters: (() => void)[] = [];
@@ -167,11 +191,11 @@ export class Ownership {
     return n;
   }
 
-  /** The pending REVOKE `key` and the level that holds it. */
-  #pendingRevoke(key: string): { p: PendingRevoke; level: Map<string, PendingRevoke> } | undefined {
+  /** The pending REVOKE keyed `key` (its level is `attempts`). */
+  #pendingRevoke(key: string): PendingRevoke | undefined {
     for (const level of this.#revokes) {
       const p = level.get(key);
-      if (p !== undefined) return { p, level };
+      if (p !== undefined) return p;
     }
     return undefined;
   }
@@ -181,7 +205,8 @@ export class Ownership {
     return this.#revokes[attempts] as Map<string, PendingRevoke>;
   }
 
-  #stored(rec: SessionRecord, p: { version: bigint; state: string; owner: string; transport: string | null }): StoredSession {
+  /** The record a write of `rec` stores; `expiry`: its #expiryToStore (monotonic). */
+  #stored(rec: SessionRecord, p: { version: bigint; state: string; owner: string; transport: string | null }, expiry: number): StoredSession {
     return {
       id: rec.id,
       owner: p.owner,
@@ -189,7 +214,7 @@ export class Ownership {
       state: p.state as StoredSession['state'],
       transport: p.transport,
       director: this.#o.directorId,
-      expiresAt: this.#d.clock.toWall(this.#expiryToStore(rec)),
+      expiresAt: this.#d.clock.toWall(expiry),
     };
   }
 
@@ -208,13 +233,10 @@ export class Ownership {
     this.#observers.push(fn);
   }
 
-  #notify(rec: SessionRecord, note: TransitionNote): void {
-    if (rec.state === SessionState.FROZEN) {
-      this.#frozenAt.delete(rec.id);
-      this.#frozenAt.set(rec.id, this.#d.clock.now());
-    } else {
-      this.#frozenAt.delete(rec.id);
-    }
+  /** `migrating`: a step of a migration running here, which records the freeze itself (see #frozenAt). */
+  #notify(rec: SessionRecord, note: TransitionNote, migrating = false): void {
+    if (rec.state !== SessionState.FROZEN) this.#frozenAt.delete(rec.id);
+    else if (!migrating) this.#frozenAt.set(rec.id, this.#d.clock.now());
     for (const fn of this.#observers) fn(rec, note);
   }
 
@@ -224,7 +246,7 @@ export class Ownership {
    */
   async admit(rec: SessionRecord, opts: { answer?: boolean } = {}): Promise<{ ok: true } | { ok: false; reason: RejectReason }> {
     const written = this.#expiryToStore(rec);
-    const r = await this.#d.store.create(this.#stored(rec, { version: rec.version, state: rec.state, owner: rec.owner, transport: rec.transportKey }));
+    const r = await this.#d.store.create(this.#stored(rec, { version: rec.version, state: rec.state, owner: rec.owner, transport: rec.transportKey }, written));
     const core = this.#d.core;
     const now = this.#d.clock.now();
     if (r.ok) {
@@ -264,7 +286,10 @@ export class Ownership {
     const p = this.#plan(rec, event, opts);
     if (!('session' in p)) return p;
     const written = this.#expiryToStore(rec);
-    return this.#settle(p, await this.#write(p), opts.actor, written);
+    const { answer, echoes } = this.#write(p, written);
+    const r = await answer;
+    if (echoes.length > 0) this.#lateEchoes(echoes, [p], [r]);
+    return this.#settle(p, r, opts.actor, written);
   }
 
   /** The plan of one transition, or why it may not start (the fence, or the core's refusal). */
@@ -279,35 +304,89 @@ export class Ownership {
     return p;
   }
 
-  /** The CAS of a planned transition. */
-  #write(p: Planned): Promise<CasResult> {
-    const w = this.#update(p);
-    return this.#d.store.update(w.record, w.expectVersion);
+  /** Starts the CAS of a planned transition (see #startWrite); `written`: the expiry it carries. */
+  #write(p: Planned, written: number): { answer: Promise<CasResult>; echoes: StoredSession[] } {
+    const w = this.#update(p, written);
+    return this.#startWrite([p], () => this.#d.store.update(w.record, w.expectVersion));
+  }
+
+  /**
+   * Starts the store call `write` of the transitions `plans`: its answer, and the watch's copies of its
+   * writes (#echoes).
+   */
+  #startWrite<T>(plans: readonly Planned[], write: () => Promise<T>): { answer: Promise<T>; echoes: StoredSession[] } {
+    // As they were before (a call made from a watch listener runs inside another).
+    const outerEchoes = this.#echoes;
+    const outerWriting = this.#writing;
+    const outerEchoed = this.#echoed;
+    const echoes: StoredSession[] = [];
+    this.#echoes = echoes;
+    this.#writing = plans;
+    this.#echoed = 0;
+    try {
+      return { answer: write(), echoes };
+    } finally {
+      this.#echoes = outerEchoes;
+      this.#writing = outerWriting;
+      this.#echoed = outerEchoed;
+    }
+  }
+
+  /**
+   * Whether `r`, told by the watch during #startWrite, is the write of one of that call's plans (at its
+   * new version, by this director): found from where the previous copy was, with no look-up of the
+   * session (the store tells its writes in the order given).
+   */
+  #isEcho(r: StoredSession): boolean {
+    const plans = this.#writing;
+    for (let j = this.#echoed; j < plans.length; j++) {
+      const p = plans[j] as Planned;
+      if (p.session.id !== r.id) continue;
+      if (r.version !== p.toVersion || r.director !== this.#o.directorId) return false;
+      this.#echoed = j + 1;
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * The watch's copies of writes a store call committed (`echoes`), now that its answers are in: where
+   * the answer is ok, the copy has nothing to add (#settle would drop it); where it is not (the answer
+   * was lost, though the write landed), the copy goes to #late, as the watch's copy of any write does
+   * while its transition is in flight — unless the watch said something since, which is newer.
+   */
+  #lateEchoes(echoes: readonly StoredSession[], plans: readonly Planned[], answers: readonly CasResult[]): void {
+    let failed: Set<string> | null = null;
+    for (let k = 0; k < answers.length; k++) if (!(answers[k] as CasResult).ok) (failed ??= new Set()).add((plans[k] as Planned).session.id);
+    if (failed === null) return;
+    for (const e of echoes) if (failed.has(e.id) && !this.#late.has(e.id)) this.#late.set(e.id, e);
   }
 
   /** The store write of a planned transition: its record at the new version, on the version it expects. */
-  #update(p: Planned): UpdateWrite {
+  #update(p: Planned, expiry: number): UpdateWrite {
     const rec = p.session;
-    return { record: this.#stored(rec, { version: p.toVersion, state: p.toState, owner: p.toOwner, transport: p.bind?.key ?? rec.transportKey }), expectVersion: p.fromVersion };
+    return { record: this.#stored(rec, { version: p.toVersion, state: p.toState, owner: p.toOwner, transport: p.bind?.key ?? rec.transportKey }, expiry), expectVersion: p.fromVersion };
   }
 
   /**
    * What the store answered: commit (audited, observers told), or abort and release what was held.
-   * `written` is the expiry the write carried (monotonic ms).
+   * `written` is the expiry the write carried (monotonic ms); `migrating`: a step of migrateBatch.
    */
-  #settle(p: Planned, r: CasResult, actor: string, written: number): StepResult {
+  #settle(p: Planned, r: CasResult, actor: string, written: number, migrating = false): StepResult {
     const core = this.#d.core;
     const rec = p.session;
     if (r.ok) {
       if (written > rec.storeExpiresAt) rec.storeExpiresAt = written;
       const note = core.commit(p, this.#d.clock.now());
       this.#audit(rec, note, actor);
-      this.#notify(rec, note);
+      this.#notify(rec, note, migrating);
       // The watch's copy of this very write (the version just committed, written by this director) has
       // nothing to add: it is dropped rather than applied.
-      const late = this.#late.get(rec.id);
-      if (late !== undefined && late !== null && late.version === rec.version && late.director === this.#o.directorId) this.#late.delete(rec.id);
-      else this.#settleLate(rec.id);
+      if (this.#late.size > 0) {
+        const late = this.#late.get(rec.id);
+        if (late !== undefined && late !== null && late.version === rec.version && late.director === this.#o.directorId) this.#late.delete(rec.id);
+        else this.#settleLate(rec.id);
+      }
       return { ok: true, note };
     }
     core.abort(p);
@@ -326,7 +405,7 @@ export class Ownership {
   /**
    * One transition for each of `recs` (the same event): planned together, written to the store as one
    * operation (`updateMany`: a CAS per session, with a result per session), settled one by one. A drain
-   * moves thousands of sessions a second this way.
+   * moves thousands of sessions a second this way. A step of migrateBatch: `recs` are being migrated here.
    */
   async #stepAll(recs: readonly SessionRecord[], event: LifecycleEvent, opts: StepOptions | ((rec: SessionRecord, k: number) => StepOptions)): Promise<StepResult[]> {
     const n = recs.length;
@@ -349,12 +428,15 @@ export class Ownership {
       at.push(i);
       plans.push(p);
       actors.push(o.actor);
-      written.push(this.#expiryToStore(rec));
-      writes.push(this.#update(p));
+      const expiry = this.#expiryToStore(rec);
+      written.push(expiry);
+      writes.push(this.#update(p, expiry));
     }
     if (plans.length === 0) return out;
-    const answers = await this.#d.store.updateMany(writes);
-    for (let k = 0; k < plans.length; k++) out[at[k] as number] = this.#settle(plans[k] as Planned, answers[k] as CasResult, actors[k] as string, written[k] as number);
+    const { answer, echoes } = this.#startWrite(plans, () => this.#d.store.updateMany(writes));
+    const answers = await answer;
+    if (echoes.length > 0) this.#lateEchoes(echoes, plans, answers);
+    for (let k = 0; k < plans.length; k++) out[at[k] as number] = this.#settle(plans[k] as Planned, answers[k] as CasResult, actors[k] as string, written[k] as number, true);
     return out;
   }
 
@@ -380,14 +462,20 @@ export class Ownership {
     // freezes one after another in one macrotask would keep the sockets unread for all of them.
     if (yieldTurns) await this.#turn();
     let moving: Move[] = [];
-    const mine: string[] = [];
+    const mine: Move[] = [];
+    // The node a session leaves, as the set the ring excludes: one set per node, not one per session.
+    const leaving = new Map<string, ReadonlySet<string>>();
     for (const [i, id] of ids.entries()) {
-      const m = this.#prepareMove(i, id, req);
-      if ('ok' in m) out[i] = m;
-      else if (this.#migrating.has(id)) out[i] = { ok: false, session: id, reason: 'busy', message: `session ${id} is being migrated already` };
+      const m = this.#prepareMove(i, id, req, leaving);
+      if ('ok' in m) {
+        out[i] = m;
+        continue;
+      }
+      const migrating = this.#migrating.size;
+      this.#migrating.add(id); // one look-up: added unless it was there already
+      if (this.#migrating.size === migrating) out[i] = { ok: false, session: id, reason: 'busy', message: `session ${id} is being migrated already` };
       else {
-        this.#migrating.add(id);
-        mine.push(id);
+        mine.push(m);
         moving.push(m);
       }
     }
@@ -406,29 +494,44 @@ export class Ownership {
         req.expectVersion === undefined ? stepOpts : { cause: req.cause, expectVersion: req.expectVersion, actor: req.actor },
       );
       const notFrozen = new Set<Move>();
+      const frozenAt = this.#d.clock.now();
       toFreeze.forEach((m, k) => {
         const r = frozen[k] as StepResult;
         if (!r.ok) {
           fail(m, 'freeze', r);
           notFrozen.add(m);
-        }
+        } else m.frozenSince = frozenAt;
       });
+      // The step's results (and the transition notes in them) are let go before the next wait: a drain has
+      // thousands of sessions in flight, and whatever their batches hold across a wait, the garbage
+      // collector copies.
+      frozen.length = 0;
       moving = moving.filter((m) => !notFrozen.has(m));
       // Frozen, the old owner is still the owner: its replies to packets already sent reach the client.
       // Give them a moment before the transfer makes them replies from a former owner (dropped).
       if (this.#o.quiesceMs > 0 && toFreeze.length > notFrozen.size) await this.#quiesce();
       if (yieldTurns) await this.#turn();
 
-      const transfers = await this.#stepAll(moving.map((m) => m.rec), LifecycleEvent.TRANSFER, (_, k) => ({ cause: req.cause, toOwner: (moving[k] as Move).to, actor: req.actor }));
+      // One options object for the step, its target set per session as it is planned (the plan keeps none of it).
+      const transferOpts = { cause: req.cause, toOwner: '', actor: req.actor };
+      const transfers = await this.#stepAll(moving.map((m) => m.rec), LifecycleEvent.TRANSFER, (_, k) => {
+        transferOpts.toOwner = (moving[k] as Move).to;
+        return transferOpts;
+      });
       const aborted = moving.filter((_, k) => !(transfers[k] as StepResult).ok);
+      const transferred = moving.filter((_, k) => (transfers[k] as StepResult).ok);
+      const transferredAt = this.#d.clock.now();
       this.#together(() => {
         moving.forEach((m, k) => {
           const r = transfers[k] as StepResult;
-          if (r.ok) this.#revoke(m.rec, m.from, r.note.toVersion);
-          else fail(m, 'transfer', r);
+          if (r.ok) {
+            this.#revoke(m.rec, m.from, r.note.toVersion);
+            m.frozenSince = transferredAt;
+          } else fail(m, 'transfer', r);
         });
         this.#armRevokes();
       });
+      transfers.length = 0; // let go before the next wait (see `frozen`)
       // Nothing moved for those: thaw in place so that each goes on with its owner.
       const thawed = await this.#stepAll(aborted.map((m) => m.rec), LifecycleEvent.RESUME, { cause: 'transfer_aborted', actor: req.actor });
       this.#together(() =>
@@ -436,7 +539,7 @@ export class Ownership {
           if ((thawed[k] as StepResult).ok) this.#forwardAll(this.#d.core.release(m.rec, this.#d.clock.now(), true));
         }),
       );
-      moving = moving.filter((_, k) => (transfers[k] as StepResult).ok);
+      moving = transferred;
 
       // Ownership has moved: keep trying to resume while the store is unreachable rather than leave a
       // session frozen for good.
@@ -461,17 +564,29 @@ export class Ownership {
             }
           }),
         );
+        resumed.length = 0;
         moving = again;
         if (moving.length > 0) await delay(RESUME_BACKOFF_MS * (attempt + 1));
       }
     } finally {
-      for (const id of mine) this.#migrating.delete(id);
+      for (const m of mine) {
+        this.#migrating.delete(m.rec.id);
+        // Left frozen by a step of this migration (a later step failed): the stale-freeze sweep now looks
+        // at it, as seen frozen when that step committed (or later, if the watch saw it frozen since).
+        if (!Number.isNaN(m.frozenSince) && m.rec.state === SessionState.FROZEN) {
+          const seen = this.#frozenAt.get(m.rec.id);
+          if (seen === undefined || seen < m.frozenSince) this.#frozenAt.set(m.rec.id, m.frozenSince);
+        }
+      }
     }
     return out;
   }
 
-  /** Checks one session of a migration and picks where it goes; a failure when it cannot move. */
-  #prepareMove(i: number, id: string, req: MigrateRequest): Move | MigrateResult {
+  /**
+   * Checks one session of a migration and picks where it goes; a failure when it cannot move. `leaving`:
+   * the sets `{node}` the ring's pick excludes, by node, shared by the sessions of a batch.
+   */
+  #prepareMove(i: number, id: string, req: MigrateRequest, leaving: Map<string, ReadonlySet<string>>): Move | MigrateResult {
     const core = this.#d.core;
     const rec = core.table.get(id);
     if (rec === undefined) return { ok: false, session: id, reason: 'not_found', message: `no live session ${id}` };
@@ -492,11 +607,16 @@ export class Ownership {
       if (!this.#d.knownNode(to)) return { ok: false, session: id, reason: 'bad_target', message: `no node "${to}"` };
       if (to === from) return { ok: false, session: id, reason: 'bad_target', message: `session ${id} is already on ${to}` };
       if (!this.#d.eligible(to)) return { ok: false, session: id, reason: 'bad_target', message: `node "${to}" takes no sessions (draining or unhealthy)` };
-      return { i, rec, from, to };
+      return { i, rec, from, to, frozenSince: Number.NaN };
     }
-    const picked = core.ring.pickExcluding(rec.idBytes, new Set([from]));
+    let exclude = leaving.get(from);
+    if (exclude === undefined) {
+      exclude = new Set([from]);
+      leaving.set(from, exclude);
+    }
+    const picked = core.ring.pickExcluding(rec.idBytes, exclude);
     if (picked === undefined) return { ok: false, session: id, reason: 'no_target', message: 'no other active, healthy node to move to' };
-    return { i, rec, from, to: picked };
+    return { i, rec, from, to: picked, frozenSince: Number.NaN };
   }
 
   /** Ends a session by operator or policy (version + 1, tombstone), audited. */
@@ -600,10 +720,10 @@ export class Ownership {
 
   /** A node acknowledged REVOKE(version) for a session. */
   onRevokeAck(id: string, version: bigint, node: string): void {
-    const key = `${id}/${version}`;
-    const found = this.#pendingRevoke(key);
-    if (found === undefined || found.p.node !== node) return;
-    found.level.delete(key);
+    let p = this.#pendingRevoke(id);
+    if ((p === undefined || p.version !== version) && this.#versionKeyed > 0) p = this.#pendingRevoke(`${id}/${version}`);
+    if (p === undefined || p.version !== version || p.node !== node) return;
+    this.#forgetRevoke(p);
     this.#d.stats.revokes.inc('acknowledged');
   }
 
@@ -617,6 +737,12 @@ export class Ownership {
   followStore(parseTransport: (key: string) => { t: Transport; key: string; listener: number } | null): () => void {
     this.#parseTransport = parseTransport;
     return this.#d.store.watch((ev) => {
+      // The very write of a transition in flight, committed by the store call still running: kept aside
+      // until that call answers (#lateEchoes).
+      if (this.#echoes !== null && ev.kind === 'put' && this.#isEcho(ev.record)) {
+        this.#echoes.push(ev.record);
+        return;
+      }
       const local = this.#d.core.table.get(ev.kind === 'delete' ? ev.id : ev.record.id);
       if (local !== undefined && local.pending !== null && (ev.kind === 'delete' || ev.record.director === this.#o.directorId)) {
         this.#late.set(local.id, ev.kind === 'delete' ? null : ev.record);
@@ -629,7 +755,7 @@ export class Ownership {
 
   /** What the watch said about a session while its transition was in flight, applied now that it settled. */
   #settleLate(id: string): void {
-    if (!this.#late.has(id)) return;
+    if (this.#late.size === 0 || !this.#late.has(id)) return;
     const late = this.#late.get(id);
     this.#late.delete(id);
     if (late === null) this.#applyDelete(id);
@@ -680,15 +806,16 @@ export class Ownership {
    */
   thawStale(now: number, staleMs: number): void {
     if (this.#d.fence !== undefined && this.#d.fence() !== FenceState.OK) return;
+    // Every frozen session is looked at (they are not kept in time order: see #frozenAt); few are frozen
+    // outside a migration running here.
     for (const [id, at] of this.#frozenAt) {
-      if (now - at < staleMs) break;
+      if (now - at < staleMs) continue;
       const rec = this.#d.core.table.get(id);
       if (rec === undefined || rec.state !== SessionState.FROZEN) {
         this.#frozenAt.delete(id);
         continue;
       }
       if (rec.pending !== null || this.#migrating.has(id)) continue;
-      this.#frozenAt.delete(id);
       this.#frozenAt.set(id, now); // looked at again after another `staleMs` if this fails
       void this.step(rec, LifecycleEvent.RESUME, { cause: 'stale_freeze', actor: this.#o.directorId }).then((r) => {
         if (r.ok) this.#forwardAll(this.#d.core.release(rec, this.#d.clock.now(), true));
@@ -724,6 +851,7 @@ export class Ownership {
     if (this.#revokeTimer !== null) clearTimeout(this.#revokeTimer);
     this.#revokeTimer = null;
     this.#revokes.length = 0;
+    this.#versionKeyed = 0;
   }
 
   /**
@@ -731,8 +859,19 @@ export class Ownership {
    * transfer), so no REVOKE of it can be pending already. The caller arms the resend timer (once for a batch).
    */
   #revoke(rec: SessionRecord, node: string, version: bigint): void {
-    this.#revokeLevel(0).set(`${rec.id}/${version}`, { rec, node, version, attempts: 0, due: this.#d.clock.now() + this.#o.revokeTimeoutMs });
+    let key = rec.id;
+    if (this.#pendingRevoke(key) !== undefined) {
+      key = `${rec.id}/${version}`;
+      this.#versionKeyed++;
+    }
+    this.#revokeLevel(0).set(key, { rec, node, version, key, attempts: 0, due: this.#d.clock.now() + this.#o.revokeTimeoutMs });
     this.#sendRevoke(rec, node, version);
+  }
+
+  /** Drops the pending REVOKE `p` (acknowledged, or given up). */
+  #forgetRevoke(p: PendingRevoke): void {
+    (this.#revokes[p.attempts] as Map<string, PendingRevoke>).delete(p.key);
+    if (p.key !== p.rec.id) this.#versionKeyed--;
   }
 
   /** Runs `fn` with the datagrams it sends sent together (see DataPath.sendTogether). */
@@ -789,12 +928,13 @@ export class Ownership {
           this.#revokeTimer.unref();
           return;
         }
-        level.delete(key);
         if (p.attempts >= this.#o.revokeRetries) {
+          this.#forgetRevoke(p);
           this.#d.stats.revokes.inc('unacknowledged');
           this.#security(p.rec.id, 'revoke_unacknowledged', { node: p.node, version: p.version.toString(), attempts: p.attempts + 1 });
           continue;
         }
+        level.delete(key);
         p.attempts++;
         p.due = now + this.#o.revokeTimeoutMs * 2 ** p.attempts;
         this.#revokeLevel(p.attempts).set(key, p); // to the end of its level: still in due order
@@ -858,17 +998,14 @@ export class Ownership {
   #audit(rec: SessionRecord, t: TransitionNote, actor: string): void {
     const event = t.event === LifecycleEvent.ADMIT ? 'create' : t.event === LifecycleEvent.TRANSFER && t.cause === 'failover' ? 'failover' : t.event;
     this.#d.stats.auditEvents.inc(event);
-    this.#d.audit.write({
-      session: rec.id,
-      event,
-      cause: t.cause,
-      from_version: t.fromVersion === null ? null : t.fromVersion.toString(),
-      to_version: t.toVersion.toString(),
-      from_owner: t.fromOwner,
-      to_owner: t.toOwner,
-      actor,
-      ...(t.event === LifecycleEvent.REATTACH ? { detail: { transport: transportKey(rec.transport) } } : {}),
-    });
+    const fromVersion = t.fromVersion === null ? null : t.fromVersion.toString();
+    const toVersion = t.toVersion.toString();
+    // One object of a fixed shape per line (no spread), `detail` only for a reattach.
+    this.#d.audit.write(
+      t.event === LifecycleEvent.REATTACH
+        ? { session: rec.id, event, cause: t.cause, from_version: fromVersion, to_version: toVersion, from_owner: t.fromOwner, to_owner: t.toOwner, actor, detail: { transport: transportKey(rec.transport) } }
+        : { session: rec.id, event, cause: t.cause, from_version: fromVersion, to_version: toVersion, from_owner: t.fromOwner, to_owner: t.toOwner, actor },
+    );
   }
 
   #abortEvent(p: Planned, reason: string, message: string): void {

@@ -11,6 +11,7 @@ import { PacketType, RejectReason } from '../../src/codec/types.js';
 import { createHasher, type Hasher } from '../../src/ring/hash.js';
 import { buildRing, type Ring } from '../../src/ring/ring.js';
 import { SessionState } from '../../src/session/lifecycle.js';
+import type { SessionRecord } from '../../src/session/table.js';
 import type { CasResult, StoredSession } from '../../src/store/store.js';
 import {
   clientTransport,
@@ -562,6 +563,54 @@ describe('Ownership.migrateBatch', () => {
     // The refusal did not clear the running migration's mark: a stale-freeze sweep would have skipped it.
     expect(h.store.updates).toHaveLength(3);
   });
+
+  /** Lets the steps started meanwhile (each a few promise hops through the store) run to their end. */
+  async function settle(): Promise<void> {
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  }
+
+  it('sessions a batch leaves frozen (resume refused) are thawed by the stale-freeze sweep staleMs after the step that froze them last; moved ones are not', async () => {
+    const clock = new ManualClock();
+    const h = harness({ clock });
+    const recs = await liveOn(h, 'node-a', 3);
+    const [movedRec, refusedAtResume, refusedAtTransfer] = recs as [SessionRecord, SessionRecord, SessionRecord];
+    const conflict = (): CasResult => ({ ok: false, reason: 'conflict', current: null });
+    h.store.beforeUpdate = (r) => {
+      if (r.id === refusedAtTransfer.id && r.state === SessionState.FROZEN && r.version === 3n) {
+        clock.advance(1_000); // the transfer step ends 1 s after the freeze
+        return conflict();
+      }
+      if (r.id === refusedAtTransfer.id && r.version === 3n) return conflict(); // its thaw too
+      if (r.id === refusedAtResume.id && r.state === SessionState.ATTACHED) return conflict();
+      return undefined;
+    };
+    const results = await h.own.migrateBatch(
+      recs.map((r) => r.id),
+      { cause: 'drain', actor: 'op' },
+    );
+    expect(results.map((r) => r.ok)).toEqual([true, false, false]);
+    expect(movedRec).toMatchObject({ state: 'ATTACHED', version: 4n });
+    expect(refusedAtResume).toMatchObject({ state: 'FROZEN', version: 3n }); // frozen since its transfer, at 1 s
+    expect(refusedAtTransfer).toMatchObject({ state: 'FROZEN', version: 2n }); // frozen since its freeze, at 0 s
+    h.store.beforeUpdate = null;
+    expect(clock.now()).toBe(1_000);
+    const thawed = () => h.auditLines().filter((l) => l.cause === 'stale_freeze').map((l) => l.session);
+    clock.advance(3_999);
+    h.own.thawStale(clock.now(), 5_000);
+    await settle();
+    expect(thawed()).toEqual([]);
+    clock.advance(1);
+    h.own.thawStale(clock.now(), 5_000);
+    await settle();
+    expect(thawed()).toEqual([refusedAtTransfer.id]);
+    clock.advance(1_000);
+    h.own.thawStale(clock.now(), 5_000);
+    await settle();
+    expect(thawed()).toEqual([refusedAtTransfer.id, refusedAtResume.id]);
+    expect(refusedAtResume).toMatchObject({ state: 'ATTACHED', version: 4n });
+    expect(refusedAtTransfer).toMatchObject({ state: 'ATTACHED', version: 3n, owner: 'node-a' });
+    expect(movedRec).toMatchObject({ state: 'ATTACHED', version: 4n });
+  });
 });
 
 // ------------------------------------------------------------------------------------------ REVOKE
@@ -641,6 +690,73 @@ describe('REVOKE acknowledgement', () => {
     expect(h.stats.revokes.get('acknowledged')).toBe(0);
     advance(h, 1000);
     expect(h.path.revokes).toHaveLength(3);
+  });
+
+  it('a session moved on again before its old owner acknowledged: each REVOKE is pending, acknowledged and counted on its own', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const h = harness({ revokeTimeoutMs: 10, revokeRetries: 2 });
+    const first = await moved(h); // REVOKE(3) to `first`
+    const second = (h.core.table.get(ID) as { owner: string }).owner;
+    expect((await h.own.migrate(ID, { to: other(second, [first]), cause: 'migrate', actor: 'op' })).ok).toBe(true); // REVOKE(6) to `second`
+    const third = (h.core.table.get(ID) as { owner: string }).owner;
+    expect((await h.own.migrate(ID, { to: first, cause: 'migrate', actor: 'op' })).ok).toBe(true); // REVOKE(9) to `third`
+    expect(h.path.revokes.map((r) => [r.node, r.version])).toEqual([
+      [first, 3n],
+      [second, 6n],
+      [third, 9n],
+    ]);
+    expect(h.own.pendingRevokes).toBe(3);
+    // Acks naming another REVOKE's node or version match nothing.
+    h.own.onRevokeAck(ID, 6n, first);
+    h.own.onRevokeAck(ID, 3n, second);
+    h.own.onRevokeAck(ID, 4n, first);
+    expect(h.own.pendingRevokes).toBe(3);
+    h.own.onRevokeAck(ID, 6n, second);
+    expect(h.own.pendingRevokes).toBe(2);
+    // With the oldest still pending, the session moves once more: a fourth REVOKE, tracked beside it.
+    const fourth = (h.core.table.get(ID) as { owner: string }).owner;
+    expect((await h.own.migrate(ID, { to: second, cause: 'migrate', actor: 'op' })).ok).toBe(true); // REVOKE(12) to `fourth`
+    expect(h.own.pendingRevokes).toBe(3);
+    h.own.onRevokeAck(ID, 3n, first);
+    h.own.onRevokeAck(ID, 12n, fourth);
+    expect(h.own.pendingRevokes).toBe(1);
+    expect(h.stats.revokes.get('acknowledged')).toBe(3);
+    // The one left (REVOKE(9) to `third`) is resent, then given up, alone.
+    advance(h, 10);
+    advance(h, 20);
+    advance(h, 40);
+    expect(h.path.revokes.slice(4).map((r) => [r.node, r.version])).toEqual([
+      [third, 9n],
+      [third, 9n],
+    ]);
+    expect(h.own.pendingRevokes).toBe(0);
+    expect(h.stats.revokes.get('unacknowledged')).toBe(1);
+    expect(h.auditLines(ID).filter((l) => l.cause === 'revoke_unacknowledged').map((l) => l.detail)).toEqual([{ node: third, version: '9', attempts: 3 }]);
+  });
+
+  it('two REVOKEs of one session left unacknowledged are each resent and given up on their own', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const h = harness({ revokeTimeoutMs: 10, revokeRetries: 1 });
+    const first = await moved(h);
+    const second = (h.core.table.get(ID) as { owner: string }).owner;
+    advance(h, 5);
+    expect((await h.own.migrate(ID, { to: other(second, [first]), cause: 'migrate', actor: 'op' })).ok).toBe(true);
+    expect(h.own.pendingRevokes).toBe(2);
+    advance(h, 5); // REVOKE(3) resent
+    advance(h, 5); // REVOKE(6) resent
+    expect(h.path.revokes.map((r) => [r.node, r.version])).toEqual([
+      [first, 3n],
+      [second, 6n],
+      [first, 3n],
+      [second, 6n],
+    ]);
+    // An ack of the resent REVOKE(6) stops it; REVOKE(3) is given up after its second wait.
+    h.own.onRevokeAck(ID, 6n, second);
+    advance(h, 20);
+    expect(h.own.pendingRevokes).toBe(0);
+    expect(h.stats.revokes.get('acknowledged')).toBe(1);
+    expect(h.stats.revokes.get('unacknowledged')).toBe(1);
+    expect(h.auditLines(ID).filter((l) => l.cause === 'revoke_unacknowledged').map((l) => l.detail)).toEqual([{ node: first, version: '3', attempts: 2 }]);
   });
 
   it('REVOKEs falling due together are resent at most 256 per turn of the event loop', async () => {

@@ -17,7 +17,7 @@ import { buildRing, type Ring } from '../../src/ring/ring.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import type { CasResult, OwnershipStore, StoredSession, UpdateWrite } from '../../src/store/store.js';
 import { LifecycleEvent } from '../../src/session/lifecycle.js';
-import { ManualClock, RecordingPath, TEST_LIMITS, clientTransport, counterId } from '../helpers/ownership-harness.js';
+import { ManualClock, RecordingPath, TEST_LIMITS, clientTransport, counterId, idsOwnedBy } from '../helpers/ownership-harness.js';
 
 const TTL = 1000;
 const GRACE = 500;
@@ -247,6 +247,36 @@ describe('what the store says wins', () => {
     expect(t).toMatchObject({ ok: false, reason: 'unavailable' });
     await settle();
     expect(a.core.table.get(id)).toMatchObject({ owner: to, version: 3n, state: 'FROZEN', pending: null });
+  });
+
+  it('a batch step whose answer was lost for one session but which landed: that session follows the watch, the others their answers', async () => {
+    const clock = new ManualClock();
+    const store = new LossyStore(new MemoryStore());
+    const a = director('dir-a', store, clock);
+    const ids = idsOwnedBy(ring, 'node-a', 3, 40);
+    for (const [i, idBytes] of ids.entries()) a.client(encodeJv1(PacketType.HELLO, idBytes, new Uint8Array(4)), clientTransport(40 + i));
+    await settle();
+    const hex = ids.map((b) => sessionIdHex(b));
+    const recs = hex.map((id) => a.core.table.get(id)!);
+    for (const rec of recs) expect((await a.own.step(rec, LifecycleEvent.FREEZE, { cause: 'test', actor: 'op' })).ok).toBe(true);
+    // The migration goes on from the transfer (the sessions are frozen): the first transfer's answer is lost.
+    store.lose = 'update';
+    const results = await a.own.migrateBatch(hex, { to: 'node-b', cause: 'drain', actor: 'op' });
+    await settle();
+    expect(results.map((r) => r.ok)).toEqual([false, true, true]);
+    expect(results[0]).toMatchObject({ reason: 'unavailable' });
+    // The lost one took owner and version from the watch (its write landed), then its thaw resumed it there.
+    expect(a.audit.recent({ session: hex[0]!, limit: 10 }).map((l) => [l.event, l.cause])).toEqual([
+      ['create', 'hello'],
+      ['freeze', 'test'],
+      ['SECURITY_EVENT', 'late_write_applied'],
+      ['SECURITY_EVENT', 'transfer_aborted'],
+      ['resume', 'transfer_aborted'],
+    ]);
+    for (const id of hex) {
+      expect(a.core.table.get(id)).toMatchObject({ owner: 'node-b', version: 4n, state: 'ATTACHED', pending: null });
+      expect(await store.get(id)).toMatchObject({ ok: true, record: { owner: 'node-b', version: 4n, state: 'ATTACHED' } });
+    }
   });
 
   it('a session left frozen (transfer and thaw both refused) is resumed by the stale-freeze sweep, its held packets replayed', async () => {
