@@ -10,7 +10,7 @@
 //                admission path without sockets (ring pick, held HELLO, forward bookkeeping), plus the
 //                client transports made by the native path's PeerCache, and the
 //                PROXY v2 header template the shell caches on a session's first forward (director.ts
-//                #templateFor), kept for the most recently active session.header_cache sessions (65,536
+//                #templateFor), kept for the most recently active session.header_cache sessions (131,072
 //                by default: HeaderCacheSlots takes the others' back)
 // Every session has its own client transport (10.x.y.z:port, 64 per address), ids are distinct 16-byte
 // values. Bytes/session = (after - before) / sessions, both after a full GC.
@@ -132,7 +132,7 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
     keep.push(core, store);
     const dst = { family: 4 as const, address: '127.0.0.1', port: 4500 };
     const { HeaderCacheSlots } = await import('../src/director/header-cache.js');
-    const headers = new HeaderCacheSlots<{ slot: number; used: boolean; [k: string]: unknown }>(Number(process.env.BENCH_MEMORY_HEADER_CACHE ?? 65_536));
+    const headers = new HeaderCacheSlots<{ slot: number; used: boolean; [k: string]: unknown }>(Number(process.env.BENCH_MEMORY_HEADER_CACHE ?? 131_072));
     keep.push(headers);
     // Client sources as the native data path reads them: a datagram's numeric source through the
     // director's PeerCache (src/net/native/addr.ts), which makes each session's Transport and key.

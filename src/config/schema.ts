@@ -347,7 +347,7 @@ export const AnchorConfigSchema = z
         max: integerAtLeast(1).default(1_000_000),
         tombstone_s: numberAtLeast(0).default(60),
         hold_max_packets: integerAtLeast(0).default(64),
-        header_cache: integerAtLeast(1).default(65_536),
+        header_cache: integerAtLeast(1).default(131_072),
       }),
       admission: section({
         per_source_rate: numberAbove(0).default(100),

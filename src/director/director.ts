@@ -28,7 +28,7 @@ export interface DirectorOptions {
   readonly nodes: readonly { id: string; address: Transport }[];
   readonly encapsulation: 'ppv2' | 'none';
   readonly sweepIntervalMs?: number;
-  /** Sessions whose PROXY v2 header is kept ready (session.header_cache; default 65,536). */
+  /** Sessions whose PROXY v2 header is kept ready (session.header_cache; default 131,072). */
   readonly headerCache?: number;
   /** SO_RCVBUF / SO_SNDBUF for every socket (0 = the system default). */
   readonly recvBufferBytes?: number;
@@ -132,7 +132,7 @@ function socketType(family: 4 | 6): 'udp4' | 'udp6' {
 }
 
 /** session.header_cache's default: sessions whose PROXY v2 header is kept ready (~300 bytes each). */
-const DEFAULT_HEADER_CACHE = 65_536;
+const DEFAULT_HEADER_CACHE = 131_072;
 
 /** Bytes of one block of SendSlab. */
 const SLAB_BLOCK = 64 * 1024;

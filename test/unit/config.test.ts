@@ -31,7 +31,7 @@ const DEFAULTS = {
   tcp: { preamble_timeout_ms: 5000, preamble_max_bytes: 4096, idle_timeout_s: 300, connect_timeout_ms: 3000, bind_timeout_ms: 3000, max_connections: 100000, native: 'auto' },
   socket: { recv_buffer_bytes: 4194304, send_buffer_bytes: 1048576, native: 'auto' },
   admin: { listen: '127.0.0.1:9180', token: null },
-  session: { idle_ttl_s: 120, max: 1_000_000, tombstone_s: 60, hold_max_packets: 64, header_cache: 65_536 },
+  session: { idle_ttl_s: 120, max: 1_000_000, tombstone_s: 60, hold_max_packets: 64, header_cache: 131_072 },
   admission: { per_source_rate: 100, per_source_burst: 200 },
   reject: { per_source_rate: 10, per_source_burst: 20 },
   backend: { encapsulation: 'ppv2' },
