@@ -81,6 +81,24 @@ function mixWord(w: number, m: number): number {
   return Math.imul(x ^ (x >>> 16), 0x7feb352d);
 }
 
+/**
+ * The hash key as `hashIdWords` reads it, from ID_INDEX_KEY_WORDS random words (RangeError if fewer):
+ * words 0-3 are xored into the id words; 4-7 are multipliers, made odd (invertible mod 2^32).
+ */
+export function idHashKey(key: Uint32Array): Int32Array {
+  if (key.length < ID_INDEX_KEY_WORDS) throw new RangeError(`id hash key must have ${ID_INDEX_KEY_WORDS} words`);
+  return Int32Array.from(key.subarray(0, ID_INDEX_KEY_WORDS), (x, i) => (i < 4 ? x : x | 1));
+}
+
+/** Keyed 32-bit hash of the four id words (`k` from idHashKey): this index's and the store's id table's. */
+export function hashIdWords(k: Int32Array, w0: number, w1: number, w2: number, w3: number): number {
+  let h = mixWord(w0 ^ k[0]!, k[4]!);
+  h = Math.imul(h ^ mixWord(w1 ^ k[1]!, k[5]!), 0x9e3779b1);
+  h = Math.imul(h ^ (h >>> 15) ^ mixWord(w2 ^ k[2]!, k[6]!), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13) ^ mixWord(w3 ^ k[3]!, k[7]!), 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
+
 export class IdIndex<T extends HasIdBytes> {
   #recs: (T | null)[];
   /** Slot i's id words at 4i .. 4i+3 (meaningful only where #recs[i] is not null). */
@@ -93,8 +111,7 @@ export class IdIndex<T extends HasIdBytes> {
 
   constructor(key: Uint32Array, capacity = MIN_CAPACITY) {
     if (key.length < ID_INDEX_KEY_WORDS) throw new RangeError(`IdIndex key must have ${ID_INDEX_KEY_WORDS} words`);
-    // Words 0-3 are xored into the id words; 4-7 are multipliers, made odd (invertible mod 2^32).
-    this.#k = Int32Array.from(key.subarray(0, ID_INDEX_KEY_WORDS), (x, i) => (i < 4 ? x : x | 1));
+    this.#k = idHashKey(key);
     let cap = MIN_CAPACITY;
     while (cap < capacity) cap *= 2;
     this.#recs = new Array<T | null>(cap).fill(null);
@@ -227,11 +244,6 @@ export class IdIndex<T extends HasIdBytes> {
 
   /** Keyed 32-bit hash of the four id words. */
   #hash(w0: number, w1: number, w2: number, w3: number): number {
-    const k = this.#k;
-    let h = mixWord(w0 ^ k[0]!, k[4]!);
-    h = Math.imul(h ^ mixWord(w1 ^ k[1]!, k[5]!), 0x9e3779b1);
-    h = Math.imul(h ^ (h >>> 15) ^ mixWord(w2 ^ k[2]!, k[6]!), 0x85ebca6b);
-    h = Math.imul(h ^ (h >>> 13) ^ mixWord(w3 ^ k[3]!, k[7]!), 0xc2b2ae35);
-    return h ^ (h >>> 16);
+    return hashIdWords(this.#k, w0, w1, w2, w3);
   }
 }

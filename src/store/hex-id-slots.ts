@@ -11,12 +11,14 @@
 // slab beside the caller's other per-slot columns (16 bytes per slot), so the table costs ≈ 7–13 bytes per
 // id instead of 20 / load.
 
+import { hashIdWords, ID_INDEX_KEY_WORDS, idHashKey } from '../session/id-index.js';
+
 /** `lookup`: the id is not 32 lowercase hex characters (keep it elsewhere, as text). */
 export const NOT_HEX = -2;
 /** `lookup`: a hex id that is not held. */
 export const ABSENT = -1;
-/** Words of hash key `HexIdSlots` needs. */
-export const HEX_ID_KEY_WORDS = 8;
+/** Words of hash key `HexIdSlots` needs (the same key shape and hash as the session table's id index). */
+export const HEX_ID_KEY_WORDS = ID_INDEX_KEY_WORDS;
 const MIN_TABLE = 16;
 
 /** A key for `HexIdSlots` from a source of randomness (default: crypto.getRandomValues; tests pass fixed words). */
@@ -31,11 +33,6 @@ const HEX = (() => {
   for (let i = 0; i < 6; i++) t[97 + i] = 10 + i;
   return t;
 })();
-
-function mixWord(w: number, m: number): number {
-  const x = Math.imul(w, m);
-  return Math.imul(x ^ (x >>> 16), 0x7feb352d);
-}
 
 export class HexIdSlots {
   /** slot + 1 per entry, 0 where empty. */
@@ -64,8 +61,7 @@ export class HexIdSlots {
   /** Room for ids in slots 0 .. `slots - 1`, and a table sized for `ids` of them. */
   constructor(key: Uint32Array, slots: number, ids = 0) {
     if (key.length < HEX_ID_KEY_WORDS) throw new RangeError(`HexIdSlots key must have ${HEX_ID_KEY_WORDS} words`);
-    // Words 0-3 are xored into the id words; 4-7 are multipliers, made odd (invertible mod 2^32).
-    this.#k = Int32Array.from(key.subarray(0, HEX_ID_KEY_WORDS), (x, i) => (i < 4 ? x : x | 1));
+    this.#k = idHashKey(key);
     let cap = MIN_TABLE;
     while (cap * 5 < ids * 8) cap *= 2;
     this.#table = new Int32Array(cap);
@@ -256,13 +252,8 @@ export class HexIdSlots {
     }
   }
 
-  /** Keyed 32-bit hash of the four id words (as session/id-index.ts). */
+  /** Keyed 32-bit hash of the four id words (the session table's id index's hash). */
   #hash(w0: number, w1: number, w2: number, w3: number): number {
-    const k = this.#k;
-    let h = mixWord(w0 ^ k[0]!, k[4]!);
-    h = Math.imul(h ^ mixWord(w1 ^ k[1]!, k[5]!), 0x9e3779b1);
-    h = Math.imul(h ^ (h >>> 15) ^ mixWord(w2 ^ k[2]!, k[6]!), 0x85ebca6b);
-    h = Math.imul(h ^ (h >>> 13) ^ mixWord(w3 ^ k[3]!, k[7]!), 0xc2b2ae35);
-    return h ^ (h >>> 16);
+    return hashIdWords(this.#k, w0, w1, w2, w3);
   }
 }
