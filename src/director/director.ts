@@ -188,7 +188,7 @@ export class UdpDirector implements DataPath {
   readonly #slab = new SendSlab();
   /** The native path (null: node:dgram). */
   readonly #native: NativeUdpBinding | null;
-  /** Client sources of native datagrams, with their keys and numeric destinations (bounded). */
+  /** Client sources of native datagrams as Transports with their keys (bounded). */
   readonly #peers = new PeerCache();
   /** Which sessions keep their PROXY v2 header ready (the recently active ones, at most session.header_cache). */
   readonly #headers: HeaderCacheSlots<SessionHeaderCache>;
