@@ -155,6 +155,8 @@ async function drainOnce(rate: number, concurrency: number, name: string): Promi
         drain: { rate, concurrency },
         audit: { path: join(dir, 'audit.jsonl') },
         log: { level: 'info' },
+        // BENCH_DRAIN_GSO=0: socket.gso off (each REVOKE and reply a sendmmsg message of its own), for A/B.
+        ...(process.env.BENCH_DRAIN_GSO === '0' ? { socket: { gso: false } } : {}),
       }),
     );
     children.push(await startAnchorProcess(['run', '--config', cfg], /director started/, 15_000, PROXY_CPU));

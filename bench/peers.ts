@@ -6,7 +6,8 @@
 //   relay-native  the same relay over the native batched-UDP addon (src/net/native: recvmmsg/sendmmsg,
 //           one JS call per batch): what Node can do once the per-datagram I/O cost is gone;
 //   nginx   nginx's stream module, one worker, `hash $remote_addr$remote_port consistent`;
-//   anchor  `anchor run` with its default config (PROXY v2 to the backends, health probes, metrics on).
+//   anchor  `anchor run` with its default config (PROXY v2 to the backends, health probes, metrics on);
+//   anchor-nogso  (only when named in BENCH_PEERS_CONFIGS) the same with socket.gso off.
 // The proxy under test runs on core PROXY_CPU (`taskset -c 0`), the load generator and the backends on
 // LOAD_CPU (`taskset -c 1`). Every configuration is run REPEATS times, interleaved (the order rotates
 // each round); medians, ratios and each process's CPU use (from /proc/PID/stat) are printed and written
@@ -59,10 +60,10 @@ const MAX_PACKETS = 20_000_000;
 const NGINX_BIN = '/usr/sbin/nginx';
 const NGINX_STREAM = '/usr/lib/nginx/modules/ngx_stream_module.so';
 
-type ConfigName = 'direct' | 'relay' | 'relay-ppv2' | 'relay-native' | 'relay-native-ppv2' | 'nginx' | 'anchor' | 'anchor-dgram';
+type ConfigName = 'direct' | 'relay' | 'relay-ppv2' | 'relay-native' | 'relay-native-ppv2' | 'nginx' | 'anchor' | 'anchor-dgram' | 'anchor-nogso';
 /** relay-ppv2 and relay-native-ppv2 (a cached PROXY v2 header per session) are not in the default set. */
-const ALL_CONFIGS: readonly ConfigName[] = ['direct', 'relay', 'relay-ppv2', 'relay-native', 'relay-native-ppv2', 'nginx', 'anchor', 'anchor-dgram'];
-const COLORS: Record<ConfigName, string> = { direct: '#9e9e9e', relay: '#4e79a7', 'relay-ppv2': '#76b7b2', 'relay-native': '#f28e2b', 'relay-native-ppv2': '#edc948', nginx: '#59a14f', anchor: '#e15759', 'anchor-dgram': '#ff9da7' };
+const ALL_CONFIGS: readonly ConfigName[] = ['direct', 'relay', 'relay-ppv2', 'relay-native', 'relay-native-ppv2', 'nginx', 'anchor', 'anchor-dgram', 'anchor-nogso'];
+const COLORS: Record<ConfigName, string> = { direct: '#9e9e9e', relay: '#4e79a7', 'relay-ppv2': '#76b7b2', 'relay-native': '#f28e2b', 'relay-native-ppv2': '#edc948', nginx: '#59a14f', anchor: '#e15759', 'anchor-dgram': '#ff9da7', 'anchor-nogso': '#b07aa1' };
 
 interface Point {
   readonly key: string;
@@ -379,7 +380,8 @@ export async function benchPeers(): Promise<unknown> {
         // Anchor's defaults, except: addresses, the admission limit per source IP (every session of the
         // bench comes from 127.0.0.1; the default 100/s would refuse them) and an audit file (by default
         // audit lines go to the log, which the bench would buffer). `anchor-dgram`: the same with
-        // socket.native off (node:dgram), the data path before the native addon.
+        // socket.native off (node:dgram), the data path before the native addon; `anchor-nogso` (not in
+        // the default set): socket.gso off, every datagram a sendmmsg message of its own.
         writeFileSync(
           cfg,
           dump({
@@ -388,7 +390,7 @@ export async function benchPeers(): Promise<unknown> {
             nodes: bPorts.map((p, i) => ({ id: `node-${i}`, address: `127.0.0.1:${p}` })),
             admission: { per_source_rate: 1_000_000, per_source_burst: 1_000_000 },
             audit: { path: join(dir, `${name}-audit.jsonl`) },
-            ...(name === 'anchor-dgram' ? { socket: { native: 'off' } } : {}),
+            ...(name === 'anchor-dgram' ? { socket: { native: 'off' } } : name === 'anchor-nogso' ? { socket: { gso: false } } : {}),
           }),
         );
         // BENCH_CPU_PROF=DIR: each Anchor writes a V8 CPU profile into DIR when it exits (after its drain).

@@ -195,6 +195,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       headerCache: config.session.header_cache,
       recvBufferBytes: config.socket.recv_buffer_bytes,
       sendBufferBytes: config.socket.send_buffer_bytes,
+      gso: config.socket.gso,
     },
     { core: c, ownership, clock, logger, stats },
   );

@@ -324,6 +324,7 @@ export const AnchorConfigSchema = z
         recv_buffer_bytes: integerAtLeast(0).default(4 * 1024 * 1024),
         send_buffer_bytes: integerAtLeast(0).default(1024 * 1024),
         native: oneOf(NATIVE_MODES).default('auto'),
+        gso: bool().default(true),
       }),
       admin: section({
         listen: hostPort({ allowPortZero: true }).default('127.0.0.1:9180'),

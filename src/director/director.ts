@@ -33,6 +33,8 @@ export interface DirectorOptions {
   /** SO_RCVBUF / SO_SNDBUF for every socket (0 = the system default). */
   readonly recvBufferBytes?: number;
   readonly sendBufferBytes?: number;
+  /** Native sockets send runs of datagrams to one destination as one segmentation-offload message (socket.gso; default true). */
+  readonly gso?: boolean;
   /**
    * The native batched UDP addon (src/net/native): listeners and node sockets read with recvmmsg and
    * send with sendmmsg, one JS call per batch. Null or absent: node:dgram. Not used for transparent
@@ -234,7 +236,7 @@ export class UdpDirector implements DataPath {
   nativeCounters(): NativeUdpCounters[] {
     if (this.#native === null) return [];
     const sum = (socket: 'client' | 'node'): NativeUdpCounters => {
-      const c = { socket, recvCalls: 0, recvDatagrams: 0, recvErrors: 0, sendCalls: 0, sendDatagrams: 0 };
+      const c = { socket, recvCalls: 0, recvDatagrams: 0, recvErrors: 0, sendCalls: 0, sendDatagrams: 0, gsoSends: 0, gsoDatagrams: 0, gsoFallbacks: 0 };
       for (const io of this.#nativeIos(socket)) {
         const st = io.s.stats;
         c.recvCalls += st[Stat.RX_SYSCALLS] as number;
@@ -242,6 +244,9 @@ export class UdpDirector implements DataPath {
         c.recvErrors += st[Stat.RX_ERRORS] as number;
         c.sendCalls += st[Stat.TX_SYSCALLS] as number;
         c.sendDatagrams += st[Stat.TX_DATAGRAMS] as number;
+        c.gsoSends += st[Stat.TX_GSO_SENDS] as number;
+        c.gsoDatagrams += st[Stat.TX_GSO_DATAGRAMS] as number;
+        c.gsoFallbacks += st[Stat.TX_GSO_FALLBACKS] as number;
       }
       return c;
     };
@@ -298,6 +303,7 @@ export class UdpDirector implements DataPath {
           ...((this.#opts.sendBufferBytes ?? 0) > 0 ? { sendBufferSize: this.#opts.sendBufferBytes } : {}),
           slots: NATIVE_SLOTS,
           slotSize: NATIVE_SLOT_SIZE,
+          gso: this.#opts.gso ?? true,
         },
         (count) => {
           if (io !== null) onBatch(io, count);

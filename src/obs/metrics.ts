@@ -237,6 +237,36 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
     },
   });
   new Counter({
+    name: 'anchor_udp_native_gso_sends_total',
+    help: 'Sends of the native UDP sockets that carried several datagrams as one segmentation-offload (UDP_SEGMENT) message (socket.gso), by socket kind; anchor_udp_native_gso_datagrams_total counts the datagrams in them.',
+    labelNames: ['socket'],
+    registers: [reg],
+    collect() {
+      this.reset();
+      for (const c of src.nativeUdp?.() ?? []) this.inc({ socket: c.socket }, c.gsoSends);
+    },
+  });
+  new Counter({
+    name: 'anchor_udp_native_gso_datagrams_total',
+    help: 'Datagrams sent inside segmentation-offload messages (also in anchor_udp_native_datagrams_total), by socket kind.',
+    labelNames: ['socket'],
+    registers: [reg],
+    collect() {
+      this.reset();
+      for (const c of src.nativeUdp?.() ?? []) this.inc({ socket: c.socket }, c.gsoDatagrams);
+    },
+  });
+  new Counter({
+    name: 'anchor_udp_native_gso_fallbacks_total',
+    help: 'Segmentation-offload messages the kernel refused, by socket kind: their datagrams went again one by one (nothing lost); after a refusal not about the datagram size (e.g. a device that cannot checksum them) the socket sends without GSO.',
+    labelNames: ['socket'],
+    registers: [reg],
+    collect() {
+      this.reset();
+      for (const c of src.nativeUdp?.() ?? []) this.inc({ socket: c.socket }, c.gsoFallbacks);
+    },
+  });
+  new Counter({
     name: 'anchor_udp_native_receive_errors_total',
     help: 'Errors the kernel reported on a receive of a native UDP socket (e.g. ICMP port unreachable on a node link), by socket kind; the socket reads on.',
     labelNames: ['socket'],

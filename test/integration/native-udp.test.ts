@@ -299,6 +299,136 @@ describe.skipIf(!load.ok)('native UDP addon', () => {
     await within(threwExit, 'the throwing worker exits');
   });
 
+  describe('segmentation offload (gso)', () => {
+    const LO4 = [0x7f000001, 0, 0, 0];
+    /** `n` datagrams of `size` bytes, each unlike the others (its index in the first two bytes). */
+    const datagrams = (n: number, size: number, tag: number): Buffer[] =>
+      Array.from({ length: n }, (_, i) => {
+        const b = Buffer.alloc(size, tag);
+        if (size >= 2) b.writeUInt16BE(i, 0);
+        return b;
+      });
+
+    it('sends each run to one destination and of one size as one message; every datagram arrives, in order, unchanged', async () => {
+      const { sock } = nativeSocket({ gso: true });
+      const a = await peer();
+      const b = await peer();
+      const toA = { family: 4 as const, port: a.address.port, addr: LO4 };
+      const toB = { family: 4 as const, port: b.address.port, addr: LO4 };
+      const runA = datagrams(5, 40, 1); // one message
+      const runB = datagrams(3, 40, 2); // one message (another destination)
+      const tailA = [Buffer.alloc(40, 3), Buffer.alloc(17, 4)]; // one message: a shorter datagram may end a run
+      const afterShort = Buffer.alloc(40, 5); // a message of its own: nothing joins after a shorter one
+      const empty = Buffer.alloc(0); // an empty datagram is never part of a run
+      const plan: { bytes: Buffer; to: typeof toA }[] = [
+        ...runA.map((bytes) => ({ bytes, to: toA })),
+        ...runB.map((bytes) => ({ bytes, to: toB })),
+        ...tailA.map((bytes) => ({ bytes, to: toA })),
+        { bytes: afterShort, to: toA },
+        { bytes: empty, to: toA },
+      ];
+      plan.forEach((d, i) => put(sock, i, d.bytes, d.to));
+      // A bad slot inside a run is skipped and the run goes on around it.
+      put(sock, plan.length, Buffer.alloc(40, 9), toB);
+      put(sock, plan.length + 1, Buffer.alloc(40, 9), { family: 6, port: b.address.port, addr: [0, 0, 0, 1] }); // not on an IPv4 socket
+      put(sock, plan.length + 2, Buffer.alloc(40, 10), toB);
+      expect(sock.flush(plan.length + 3)).toBe(plan.length + 2);
+      const forA = [...runA, ...tailA, afterShort, empty];
+      const forB = [...runB, Buffer.alloc(40, 9), Buffer.alloc(40, 10)];
+      await waitFor('every datagram at both peers', () => a.inbox.length >= forA.length && b.inbox.length >= forB.length);
+      expect(a.inbox.map((m) => m.msg.toString('hex'))).toEqual(forA.map((x) => x.toString('hex')));
+      expect(b.inbox.map((m) => m.msg.toString('hex'))).toEqual(forB.map((x) => x.toString('hex')));
+      expect(a.inbox.every((m) => m.from.port === sock.address().port)).toBe(true);
+      // Messages: A×5, B×3, A×2, A, A (empty), B×2 (around the bad slot): four carry several datagrams.
+      expect(sock.stats[Stat.TX_GSO_SENDS]).toBe(4);
+      expect(sock.stats[Stat.TX_GSO_DATAGRAMS]).toBe(5 + 3 + 2 + 2);
+      expect(sock.stats[Stat.TX_DATAGRAMS]).toBe(plan.length + 2);
+      expect(sock.stats[Stat.TX_ERRORS]).toBe(1);
+      expect(sock.stats[Stat.TX_SYSCALLS]).toBe(1);
+      expect(sock.stats[Stat.TX_GSO_FALLBACKS]).toBe(0);
+    });
+
+    it('cuts runs at 64 datagrams and at 65,000 bytes', async () => {
+      const p = await peer();
+      const { sock } = nativeSocket({ gso: true, slots: 128, connectAddress: '127.0.0.1', connectPort: p.address.port });
+      const small = datagrams(70, 200, 1); // 64 + 6
+      small.forEach((d, i) => put(sock, i, d));
+      expect(sock.flush(small.length)).toBe(small.length);
+      await waitFor('70 datagrams', () => p.inbox.length >= small.length);
+      expect(p.inbox.splice(0).map((m) => m.msg.toString('hex'))).toEqual(small.map((x) => x.toString('hex')));
+      expect(sock.stats[Stat.TX_GSO_SENDS]).toBe(2);
+      const large = datagrams(60, 1200, 2); // 54 (65,000 bytes at most) + 6
+      large.forEach((d, i) => put(sock, i, d));
+      expect(sock.flush(large.length)).toBe(large.length);
+      await waitFor('60 datagrams', () => p.inbox.length >= large.length);
+      expect(p.inbox.map((m) => m.msg.toString('hex'))).toEqual(large.map((x) => x.toString('hex')));
+      expect(sock.stats[Stat.TX_GSO_SENDS]).toBe(4);
+      expect(sock.stats[Stat.TX_GSO_DATAGRAMS]).toBe(130);
+    });
+
+    it('groups gathered datagrams (a header from tx, the payload from an rx slot) and works over IPv6', async () => {
+      const p = await peer(6);
+      const front = nativeSocket({ family: 6, address: '::1' });
+      const up = nativeSocket({ family: 6, address: '::1', gso: true, connectAddress: '::1', connectPort: p.address.port });
+      const client = await peer(6);
+      const payloads = ['payload-0', 'payload-1', 'payload-2'];
+      for (const x of payloads) client.send(Buffer.from(x), { family: 6, address: '::1', port: front.sock.address().port });
+      await waitFor('three client datagrams', () => front.got.length >= 3);
+      // The three arrived in one batch or in several; the last batch's slots are the ones to gather.
+      const last = front.batches.at(-1) as number;
+      expect(last).toBeGreaterThan(0);
+      const u = up.sock;
+      for (let i = 0; i < last; i++) {
+        u.tx.set(Buffer.from('HDR:'), i * u.slotSize);
+        u.txMeta[i * Meta.INTS + Meta.LEN] = 4;
+        u.txMeta[i * Meta.INTS + Meta.FLAGS] = 1 + i;
+        u.txMeta[i * Meta.INTS + Meta.FAMILY] = 0;
+      }
+      expect(u.flush(last, front.sock)).toBe(last);
+      const want = payloads.slice(3 - last).map((x) => `HDR:${x}`);
+      await waitFor('the relayed datagrams', () => p.inbox.length >= last);
+      expect(p.inbox.map((m) => m.msg.toString())).toEqual(want);
+      expect(u.stats[Stat.TX_GSO_SENDS]).toBe(last > 1 ? 1 : 0);
+    });
+
+    it('a run the kernel refuses goes again one datagram at a time (nothing lost), and that size is not grouped again', async () => {
+      const p = await peer();
+      // SO_NO_CHECK: the kernel refuses every GSO message on this socket (EINVAL).
+      const { sock } = nativeSocket({ gso: true, testNoChecksum: true, connectAddress: '127.0.0.1', connectPort: p.address.port });
+      const first = datagrams(5, 100, 1);
+      first.forEach((d, i) => put(sock, i, d));
+      expect(sock.flush(5)).toBe(5);
+      expect(sock.stats[Stat.TX_GSO_FALLBACKS]).toBe(1);
+      expect(sock.stats[Stat.TX_GSO_SENDS]).toBe(0);
+      expect(sock.stats[Stat.TX_ERRORS]).toBe(0);
+      // Datagrams of 100 bytes and more now go one by one without a try; smaller ones are grouped (and refused) again.
+      const second = datagrams(4, 100, 2);
+      second.forEach((d, i) => put(sock, i, d));
+      expect(sock.flush(4)).toBe(4);
+      expect(sock.stats[Stat.TX_GSO_FALLBACKS]).toBe(1);
+      const third = datagrams(3, 60, 3);
+      third.forEach((d, i) => put(sock, i, d));
+      expect(sock.flush(3)).toBe(3);
+      expect(sock.stats[Stat.TX_GSO_FALLBACKS]).toBe(2);
+      const all = [...first, ...second, ...third];
+      await waitFor('every datagram', () => p.inbox.length >= all.length);
+      expect(p.inbox.map((m) => m.msg.toString('hex'))).toEqual(all.map((x) => x.toString('hex')));
+      expect(sock.stats[Stat.TX_DATAGRAMS]).toBe(all.length);
+    });
+
+    it('without gso (the default) every datagram is a message of its own', async () => {
+      const p = await peer();
+      const { sock } = nativeSocket({ connectAddress: '127.0.0.1', connectPort: p.address.port });
+      const run = datagrams(6, 50, 1);
+      run.forEach((d, i) => put(sock, i, d));
+      expect(sock.flush(6)).toBe(6);
+      await waitFor('six datagrams', () => p.inbox.length >= 6);
+      expect(p.inbox.map((m) => m.msg.toString('hex'))).toEqual(run.map((x) => x.toString('hex')));
+      expect(sock.stats[Stat.TX_GSO_SENDS]).toBe(0);
+      expect(sock.stats[Stat.TX_GSO_DATAGRAMS]).toBe(0);
+    });
+  });
+
   it('reports bad arguments as TypeError / RangeError with a clear message, and a busy port as EADDRINUSE', () => {
     const U = binding.UdpSocket as unknown as new (...args: unknown[]) => NativeUdpSocket;
     const ok = { family: 4, address: '127.0.0.1', port: 0 };
@@ -317,6 +447,7 @@ describe.skipIf(!load.ok)('native UDP addon', () => {
     expect(() => new U({ ...ok, slots: 0 }, noop)).toThrow(RangeError);
     expect(() => new U({ ...ok, slotSize: 100 }, noop)).toThrow(/multiple of 8/);
     expect(() => new U({ ...ok, connectAddress: '127.0.0.1' }, noop)).toThrow(/go together/);
+    expect(() => new U({ ...ok, gso: 'yes' }, noop)).toThrow(/options.gso must be a boolean/);
 
     const { sock } = nativeSocket();
     expect(() => sock.flush('1' as unknown as number)).toThrow(TypeError);

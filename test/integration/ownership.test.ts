@@ -197,6 +197,12 @@ describe('node drain with live traffic', () => {
     expect(done.moved).toBe(done.total);
     const nodes = (await a.get<{ items: { id: string; state: string; sessions: number }[] }>('/v1/nodes')).body.items;
     expect(nodes.find((n) => n.id === 'node-a')).toMatchObject({ state: 'draining', sessions: 0 });
+    if ((await metric(c.director.admin, 'anchor_udp_native_io')) === 1) {
+      // On the native path a batch's REVOKEs to node-a (one size, one destination) leave as segmentation-
+      // offload messages (socket.gso, on by default); node-a's records below show each arrived on its own.
+      expect(await metric(c.director.admin, 'anchor_udp_native_gso_datagrams_total', { socket: 'node' })).toBeGreaterThanOrEqual(2);
+      expect(await metric(c.director.admin, 'anchor_udp_native_gso_fallbacks_total', { socket: 'node' })).toBe(0);
+    }
 
     const report = await traffic;
     expect(report.sessions.opened).toBe(1000);

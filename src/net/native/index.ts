@@ -9,7 +9,8 @@
 // recvmmsg into `rx` (slot i at i × slotSize) and calls `onBatch(count)` once; `rxMeta` holds
 // META_INTS int32 per slot (see Meta). To send, write bytes into `tx` slot i and its metadata into
 // `txMeta`, then `flush(n)` sends slots 0..n-1 with sendmmsg; a tx slot may also gather the bytes of an
-// rx slot of a `source` socket after its own (Meta.FLAGS = 1 + rx slot), so a relay copies nothing.
+// rx slot of a `source` socket after its own (Meta.FLAGS = 1 + rx slot), so a relay copies nothing. With
+// `gso`, runs of datagrams to one destination and of one size go as one UDP_SEGMENT message.
 // Counters are in `stats` (a Float64Array, indices in Stat). Nothing is allocated per datagram.
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -51,6 +52,12 @@ export const Stat = {
   LAST_ERRNO: 7,
   RX_SYSCALLS: 8,
   TX_SYSCALLS: 9,
+  /** Messages that carried several datagrams as one UDP_SEGMENT (GSO) send (options.gso). */
+  TX_GSO_SENDS: 10,
+  /** The datagrams sent in them (also in TX_DATAGRAMS). */
+  TX_GSO_DATAGRAMS: 11,
+  /** GSO messages the kernel refused: their datagrams went again one by one (see UdpSocketOptions.gso). */
+  TX_GSO_FALLBACKS: 12,
 } as const;
 export type StatName = keyof typeof Stat;
 
@@ -69,6 +76,17 @@ export interface UdpSocketOptions {
   readonly slots?: number;
   /** Bytes per slot (64..65536, a multiple of 8, default 2048). */
   readonly slotSize?: number;
+  /**
+   * Generic segmentation offload (default false): flush() sends each run of consecutive tx slots to one
+   * destination and of one size (the last of a run may be shorter; at most 64 datagrams and 65,000 bytes)
+   * as one sendmmsg message with UDP_SEGMENT, so the kernel's send path runs once per run; receivers
+   * still get the same datagrams in the same order. A run the kernel refuses goes again one datagram at
+   * a time (TX_GSO_FALLBACKS): for EINVAL/EMSGSIZE (e.g. over the path MTU) datagrams of that size are
+   * not grouped again; for any other error GSO stays off on the socket.
+   */
+  readonly gso?: boolean;
+  /** Tests only: SO_NO_CHECK (IPv4 sends without a UDP checksum), which makes the kernel refuse GSO. */
+  readonly testNoChecksum?: boolean;
 }
 
 export interface NativeUdpSocket {
@@ -101,6 +119,10 @@ export interface NativeUdpCounters {
   /** sendmmsg calls and the datagrams the kernel took. */
   readonly sendCalls: number;
   readonly sendDatagrams: number;
+  /** sendmmsg messages that carried several datagrams (GSO), the datagrams in them, and GSO fallbacks. */
+  readonly gsoSends: number;
+  readonly gsoDatagrams: number;
+  readonly gsoFallbacks: number;
 }
 
 export interface NativeUdpBinding {
@@ -158,7 +180,7 @@ export function loadNativeUdp(path?: string): NativeUdpLoad {
   const r = requireAddon(ADDON, path);
   if (!r.ok) return r;
   const b = r.mod as Partial<NativeUdpBinding>;
-  if (typeof b.UdpSocket !== 'function' || b.META_INTS !== Meta.INTS || b.STATS?.TX_SYSCALLS !== Stat.TX_SYSCALLS) {
+  if (typeof b.UdpSocket !== 'function' || b.META_INTS !== Meta.INTS || b.STATS?.TX_GSO_FALLBACKS !== Stat.TX_GSO_FALLBACKS) {
     return { ok: false, reason: `${r.file} is not the addon this loader expects (stale build? run npm install)` };
   }
   return { ok: true, binding: b as NativeUdpBinding, path: r.file };

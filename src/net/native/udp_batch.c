@@ -7,7 +7,9 @@
  * int32 per slot (length, flags / gather source, family, port, address). JS is called once per
  * received batch with the count; it reads lengths, addresses and bytes straight from the slabs and
  * writes replies into the send slab, then calls flush(n). Nothing is allocated per datagram on
- * either side.
+ * either side. With options.gso, flush() sends a run of consecutive datagrams to one destination and of
+ * one size (the last may be shorter) as one UDP_SEGMENT (GSO) message: the kernel's send path runs once
+ * for the run and the receiver still gets separate datagrams, the same bytes in the same order.
  * Never: parses or decides anything about the datagrams (that is the director's), blocks the event
  * loop, or keeps a datagram across flush() calls (UDP: a send that would block is counted as a drop).
  *
@@ -27,6 +29,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <node_api.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -56,11 +59,15 @@ enum {
   S_LAST_ERRNO,
   S_RX_SYSCALLS,
   S_TX_SYSCALLS,
+  S_TX_GSO_SENDS,     /* messages that carried more than one datagram (UDP_SEGMENT) */
+  S_TX_GSO_DATAGRAMS, /* the datagrams sent in them */
+  S_TX_GSO_FALLBACKS, /* GSO messages the kernel refused: their datagrams went again one by one */
   S_COUNT
 };
 static const char *const STAT_NAMES[S_COUNT] = {
     "RX_DATAGRAMS", "RX_BATCHES",  "RX_TRUNCATED", "RX_ERRORS",    "TX_DATAGRAMS",
-    "TX_WOULDBLOCK_DROPS", "TX_ERRORS", "LAST_ERRNO", "RX_SYSCALLS", "TX_SYSCALLS"};
+    "TX_WOULDBLOCK_DROPS", "TX_ERRORS", "LAST_ERRNO", "RX_SYSCALLS", "TX_SYSCALLS",
+    "TX_GSO_SENDS", "TX_GSO_DATAGRAMS", "TX_GSO_FALLBACKS"};
 
 #define DEFAULT_SLOTS 64
 #define MAX_SLOTS 1024
@@ -69,6 +76,11 @@ static const char *const STAT_NAMES[S_COUNT] = {
 #define MAX_SLOT_SIZE 65536
 /* Batches read per readiness event at most, so one busy socket cannot starve the loop. */
 #define MAX_BATCHES_PER_EVENT 16
+/* A GSO message: at most this many datagrams (the kernel's UDP_MAX_SEGMENTS is 64, 128 on recent ones) and
+ * bytes (it is one UDP datagram to the stack until it is cut: its payload must stay under 65,507). */
+#define GSO_MAX_SEGS 64
+#define GSO_MAX_BYTES 65000
+#define GSO_CTRL CMSG_SPACE(sizeof(uint16_t))
 
 typedef union {
   struct sockaddr sa;
@@ -105,6 +117,15 @@ typedef struct udp_sock {
   struct mmsghdr *tx_msgs;
   struct iovec *tx_iov; /* two per slot: own bytes, gathered source bytes */
   sockaddr_any *tx_names;
+  /* GSO (options.gso): on while the kernel takes it. Per message of a flush: the first tx slot it sends,
+   * how many datagrams it carries, their size, its control buffer (GSO_CTRL bytes). Datagrams larger than
+   * gso_max are sent alone (the size of one the kernel refused in a GSO message: e.g. over the path MTU). */
+  int gso;
+  uint32_t gso_max;
+  uint32_t *tx_first;
+  uint32_t *tx_segs;
+  uint32_t *tx_seg;
+  uint8_t *tx_ctrl;
 } udp_sock;
 
 /* ---------- small helpers ---------- */
@@ -154,6 +175,10 @@ static void free_sock(udp_sock *s) {
   free(s->tx_msgs);
   free(s->tx_iov);
   free(s->tx_names);
+  free(s->tx_first);
+  free(s->tx_segs);
+  free(s->tx_seg);
+  free(s->tx_ctrl);
   free(s);
 }
 
@@ -412,6 +437,25 @@ static int opt_str(napi_env env, napi_value obj, const char *key, char *buf, siz
   return 1;
 }
 
+/* Reads an optional boolean option; returns 1 if present, 0 if absent, -1 after throwing. */
+static int opt_bool(napi_env env, napi_value obj, const char *key, bool *out) {
+  bool has = false;
+  napi_value v;
+  napi_valuetype t;
+  char msg[200];
+  if (napi_has_named_property(env, obj, key, &has) != napi_ok) return -1;
+  if (!has) return 0;
+  if (napi_get_named_property(env, obj, key, &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok) return -1;
+  if (t == napi_undefined) return 0;
+  if (t != napi_boolean) {
+    snprintf(msg, sizeof msg, "anchor_udp: options.%s must be a boolean", key);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+    return -1;
+  }
+  napi_get_value_bool(env, v, out);
+  return 1;
+}
+
 /* Creates an ArrayBuffer of `bytes`, a typed array of `type` over it, sets it as property `name`. */
 static void *attach_array(napi_env env, napi_value obj, const char *name, napi_typedarray_type type,
                           size_t elem, size_t bytes) {
@@ -489,6 +533,9 @@ static napi_value sock_new(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", "anchor_udp: options.connectAddress and options.connectPort go together");
     return NULL;
   }
+  bool gso = false, no_check = false;
+  if (opt_bool(env, opts, "gso", &gso) < 0) return NULL;
+  if (opt_bool(env, opts, "testNoChecksum", &no_check) < 0) return NULL;
   if (slot_size % 8 != 0) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "anchor_udp: options.slotSize must be a multiple of 8");
     return NULL;
@@ -524,7 +571,14 @@ static napi_value sock_new(napi_env env, napi_callback_info info) {
   s->tx_msgs = calloc(s->slots, sizeof *s->tx_msgs);
   s->tx_iov = calloc(2 * (size_t)s->slots, sizeof *s->tx_iov);
   s->tx_names = calloc(s->slots, sizeof *s->tx_names);
-  if (!s->rx_msgs || !s->rx_iov || !s->rx_names || !s->tx_msgs || !s->tx_iov || !s->tx_names) {
+  s->tx_first = calloc(s->slots, sizeof *s->tx_first);
+  s->tx_segs = calloc(s->slots, sizeof *s->tx_segs);
+  s->tx_seg = calloc(s->slots, sizeof *s->tx_seg);
+  s->tx_ctrl = calloc(s->slots, GSO_CTRL);
+  s->gso = gso;
+  s->gso_max = UINT32_MAX;
+  if (!s->rx_msgs || !s->rx_iov || !s->rx_names || !s->tx_msgs || !s->tx_iov || !s->tx_names || !s->tx_first || !s->tx_segs ||
+      !s->tx_seg || !s->tx_ctrl) {
     free_sock(s);
     napi_throw_error(env, "ENOMEM", "anchor_udp: out of memory");
     return NULL;
@@ -569,6 +623,8 @@ static napi_value sock_new(napi_env env, napi_callback_info info) {
   int v;
   if (rcvbuf > 0 && (v = (int)rcvbuf, setsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v) != 0)) goto sys_fail_rcvbuf;
   if (sndbuf > 0 && (v = (int)sndbuf, setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v) != 0)) goto sys_fail_sndbuf;
+  /* Tests only: no UDP checksum on IPv4 sends, which makes the kernel refuse GSO messages (EINVAL). */
+  if (no_check && (v = 1, setsockopt(s->fd, SOL_SOCKET, SO_NO_CHECK, &v, sizeof v) != 0)) goto sys_fail_nocheck;
   if (bind(s->fd, &bind_sa.sa, bind_len) != 0) goto sys_fail_bind;
   if (has_caddr) {
     if (connect(s->fd, &conn_sa.sa, conn_len) != 0) goto sys_fail_connect;
@@ -620,6 +676,9 @@ static napi_value sock_new(napi_env env, napi_callback_info info) {
   sys_fail_sndbuf:
     what = "setsockopt(SO_SNDBUF)";
     goto sys_fail;
+  sys_fail_nocheck:
+    what = "setsockopt(SO_NO_CHECK)";
+    goto sys_fail;
   sys_fail_bind:
     what = "bind";
     goto sys_fail;
@@ -633,6 +692,118 @@ static napi_value sock_new(napi_env env, napi_callback_info info) {
     throw_errno(env, e, what);
     return NULL;
   }
+}
+
+/* Whether tx metadata slot `m` names a destination this socket can send to: one of its family (IPv4 also
+ * on an IPv6 socket, v4-mapped), or none (FAMILY 0) on a connected socket. */
+static inline int dest_ok(const udp_sock *s, const int32_t *m) {
+  if (m[M_FAMILY] == 0) return s->connected;
+  if (m[M_FAMILY] == 4) return 1;
+  return m[M_FAMILY] == 6 && s->family == 6;
+}
+
+/* Whether tx metadata slots `a` and `b` name the same destination (FAMILY 0: the connected peer). */
+static inline int same_dest(const int32_t *a, const int32_t *b) {
+  if (a[M_FAMILY] != b[M_FAMILY] || a[M_PORT] != b[M_PORT]) return 0;
+  if (a[M_FAMILY] == 4) return a[M_ADDR] == b[M_ADDR];
+  if (a[M_FAMILY] == 6) return a[M_ADDR] == b[M_ADDR] && a[M_ADDR + 1] == b[M_ADDR + 1] && a[M_ADDR + 2] == b[M_ADDR + 2] && a[M_ADDR + 3] == b[M_ADDR + 3];
+  return 1;
+}
+
+/* Builds the messages that send tx slots from..count-1 into tx_msgs[0..]; returns how many. A slot that
+ * cannot be sent is skipped (counted in TX_ERRORS when `count_errors`: a rebuild does not count again).
+ * With `gso`, a datagram joins the message before it when that message goes to the same destination, its
+ * datagrams are of this one's size (a shorter one may end a message: none joins after it), and the limits
+ * allow (GSO_MAX_SEGS, GSO_MAX_BYTES, gso_max): then the message's iovecs run on into this datagram's
+ * (they are consecutive in tx_iov), and it carries UDP_SEGMENT = that size. */
+static uint32_t build_msgs(udp_sock *s, udp_sock *src, uint32_t from, uint32_t count, int gso, int count_errors) {
+  uint32_t k = 0;
+  size_t v = 0;             /* iovecs used */
+  int open = 0;             /* the last message may take more datagrams */
+  uint32_t bytes = 0;       /* the last message's bytes */
+  const int32_t *head = NULL; /* the metadata of the last message's first datagram */
+  for (uint32_t i = from; i < count; i++) {
+    const int32_t *m = s->tx_meta + (size_t)i * META_INTS;
+    int32_t len = m[M_LEN], from_slot = m[M_FLAGS];
+    struct iovec *iov = &s->tx_iov[v];
+    int bad = len < 0 || (uint32_t)len > s->slot_size;
+    size_t iovlen = 0;
+    uint32_t total = 0;
+    if (!bad && len > 0) {
+      iov[iovlen].iov_base = s->tx + (size_t)i * s->slot_size;
+      iov[iovlen++].iov_len = (size_t)len;
+      total += (uint32_t)len;
+    }
+    if (!bad && from_slot != 0) {
+      /* Gather: the bytes of rx slot from-1 of `src` (as its last batch left them). */
+      if (src == NULL || src->closed || from_slot < 1 || (uint32_t)from_slot > src->slots) {
+        bad = 1;
+      } else {
+        /* rxMeta is writable from JS: its LEN is checked, never trusted. */
+        int32_t rlen = src->rx_meta[(size_t)(from_slot - 1) * META_INTS + M_LEN];
+        if (rlen < 0 || (uint32_t)rlen > src->slot_size) {
+          bad = 1;
+        } else {
+          iov[iovlen].iov_base = src->rx + (size_t)(from_slot - 1) * src->slot_size;
+          iov[iovlen++].iov_len = (size_t)rlen;
+          total += (uint32_t)rlen;
+        }
+      }
+    }
+    if (!bad && !dest_ok(s, m)) bad = 1;
+    if (bad) {
+      if (count_errors) {
+        s->stats[S_TX_ERRORS] += 1;
+        s->stats[S_LAST_ERRNO] = EINVAL;
+      }
+      continue;
+    }
+    if (gso && open && total > 0 && total <= s->tx_seg[k - 1] && s->tx_segs[k - 1] < GSO_MAX_SEGS && bytes + total <= GSO_MAX_BYTES &&
+        same_dest(head, m)) {
+      struct msghdr *h = &s->tx_msgs[k - 1].msg_hdr;
+      h->msg_iovlen += iovlen;
+      s->tx_segs[k - 1] += 1;
+      bytes += total;
+      if (total < s->tx_seg[k - 1]) open = 0; /* a shorter datagram ends the message */
+      v += iovlen;
+      continue;
+    }
+    struct msghdr *h = &s->tx_msgs[k].msg_hdr;
+    socklen_t nl = m[M_FAMILY] != 0 ? sockaddr_from_meta(s->family, m, &s->tx_names[k]) : 0;
+    h->msg_name = nl != 0 ? &s->tx_names[k] : NULL;
+    h->msg_namelen = nl;
+    h->msg_iov = iov;
+    h->msg_iovlen = iovlen;
+    h->msg_control = NULL;
+    h->msg_controllen = 0;
+    h->msg_flags = 0;
+    s->tx_first[k] = i;
+    s->tx_segs[k] = 1;
+    s->tx_seg[k] = total;
+    head = m;
+    bytes = total;
+    open = gso && total > 0 && total <= s->gso_max;
+    v += iovlen;
+    k++;
+  }
+  if (gso) {
+    /* UDP_SEGMENT on each message that carries more than one datagram. */
+    for (uint32_t j = 0; j < k; j++) {
+      if (s->tx_segs[j] < 2) continue;
+      struct msghdr *h = &s->tx_msgs[j].msg_hdr;
+      uint8_t *ctrl = s->tx_ctrl + (size_t)j * GSO_CTRL;
+      memset(ctrl, 0, GSO_CTRL);
+      h->msg_control = ctrl;
+      h->msg_controllen = GSO_CTRL;
+      struct cmsghdr *c = CMSG_FIRSTHDR(h);
+      c->cmsg_level = SOL_UDP;
+      c->cmsg_type = UDP_SEGMENT;
+      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+      uint16_t seg = (uint16_t)s->tx_seg[j];
+      memcpy(CMSG_DATA(c), &seg, sizeof seg);
+    }
+  }
+  return k;
 }
 
 /* flush(count, source?): sends tx slots 0..count-1 with one sendmmsg (more if the kernel takes fewer).
@@ -677,69 +848,46 @@ static napi_value sock_flush(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ANCHOR_SOCKET_CLOSED", "anchor_udp: flush() on a closed socket");
     return NULL;
   }
-  uint32_t count = (uint32_t)d, k = 0;
-  for (uint32_t i = 0; i < count; i++) {
-    const int32_t *m = s->tx_meta + (size_t)i * META_INTS;
-    int32_t len = m[M_LEN], from = m[M_FLAGS];
-    struct msghdr *h = &s->tx_msgs[k].msg_hdr;
-    struct iovec *iov = &s->tx_iov[2 * (size_t)k];
-    int bad = len < 0 || (uint32_t)len > s->slot_size;
-    size_t iovlen = 0;
-    if (!bad && len > 0) {
-      iov[iovlen].iov_base = s->tx + (size_t)i * s->slot_size;
-      iov[iovlen++].iov_len = (size_t)len;
-    }
-    if (!bad && from != 0) {
-      /* Gather: the bytes of rx slot from-1 of `src` (as its last batch left them). */
-      if (src == NULL || src->closed || from < 1 || (uint32_t)from > src->slots) {
-        bad = 1;
-      } else {
-        /* rxMeta is writable from JS: its LEN is checked, never trusted. */
-        int32_t rlen = src->rx_meta[(size_t)(from - 1) * META_INTS + M_LEN];
-        if (rlen < 0 || (uint32_t)rlen > src->slot_size) {
-          bad = 1;
-        } else {
-          iov[iovlen].iov_base = src->rx + (size_t)(from - 1) * src->slot_size;
-          iov[iovlen++].iov_len = (size_t)rlen;
-        }
-      }
-    }
-    socklen_t nl = 0;
-    if (!bad && m[M_FAMILY] != 0) {
-      nl = sockaddr_from_meta(s->family, m, &s->tx_names[k]);
-      if (nl == 0) bad = 1;
-    } else if (!bad && !s->connected) {
-      bad = 1; /* no destination on an unconnected socket */
-    }
-    if (bad) {
-      s->stats[S_TX_ERRORS] += 1;
-      s->stats[S_LAST_ERRNO] = EINVAL;
-      continue;
-    }
-    h->msg_name = nl != 0 ? &s->tx_names[k] : NULL;
-    h->msg_namelen = nl;
-    h->msg_iov = iov;
-    h->msg_iovlen = iovlen;
-    h->msg_control = NULL;
-    h->msg_controllen = 0;
-    h->msg_flags = 0;
-    k++;
-  }
+  uint32_t count = (uint32_t)d;
+  uint32_t k = build_msgs(s, src, 0, count, s->gso, 1);
   uint32_t done = 0, sent = 0;
   while (done < k) {
     int n = sendmmsg(s->fd, s->tx_msgs + done, k - done, MSG_DONTWAIT);
     s->stats[S_TX_SYSCALLS] += 1;
     if (n > 0) {
+      for (uint32_t j = done; j < done + (uint32_t)n; j++) {
+        uint32_t segs = s->tx_segs[j];
+        sent += segs;
+        if (segs > 1) {
+          s->stats[S_TX_GSO_SENDS] += 1;
+          s->stats[S_TX_GSO_DATAGRAMS] += segs;
+        }
+      }
       done += (uint32_t)n;
-      sent += (uint32_t)n;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
     int e = n < 0 ? errno : EIO;
     s->stats[S_LAST_ERRNO] = e;
     if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) {
-      s->stats[S_TX_WOULDBLOCK_DROPS] += k - done;
+      for (uint32_t j = done; j < k; j++) s->stats[S_TX_WOULDBLOCK_DROPS] += s->tx_segs[j];
       break;
+    }
+    if (s->tx_segs[done] > 1) {
+      /* The kernel refused a GSO message (e.g. EINVAL: its datagrams exceed the path MTU; EIO: the device
+       * cannot checksum them; ENOPROTOOPT: no UDP_SEGMENT): what is left goes again, this message's
+       * datagrams one by one. Datagrams of this size are not grouped again; after a refusal that is not
+       * about the size, GSO stays off on this socket. */
+      s->stats[S_TX_GSO_FALLBACKS] += 1;
+      uint32_t seg = s->tx_seg[done];
+      if (e == EINVAL || e == EMSGSIZE) {
+        if (seg <= s->gso_max) s->gso_max = seg - 1;
+      } else {
+        s->gso = 0;
+      }
+      k = build_msgs(s, src, s->tx_first[done], count, 0, 0);
+      done = 0;
+      continue;
     }
     s->stats[S_TX_ERRORS] += 1; /* this datagram; the next ones are tried */
     done++;
