@@ -295,7 +295,10 @@ function starved(r: Run): boolean {
 const ratio = (a: number | null | undefined, b: number | null | undefined): number | null =>
   a === null || a === undefined || b === null || b === undefined || !(b > 0) || !Number.isFinite(a) ? null : Number((a / b).toFixed(2));
 
-/** Datagrams per recvmmsg / sendmmsg between two readings of Anchor's counters, by socket kind. */
+/**
+ * Datagrams per recvmmsg / sendmmsg between two readings of Anchor's counters, by socket kind, and the
+ * share of the datagrams sent that left inside segmentation-offload messages (`*_gso_share`, socket.gso).
+ */
 function batchSizes(a: Record<string, number>, b: Record<string, number>): Record<string, number | null> {
   const d = (k: string): number => (b[k] ?? 0) - (a[k] ?? 0);
   const out: Record<string, number | null> = {};
@@ -305,6 +308,8 @@ function batchSizes(a: Record<string, number>, b: Record<string, number>): Recor
       const dgrams = d(`anchor_udp_native_datagrams_total{socket="${socket}",direction="${direction}"}`);
       out[`${socket}_${call}`] = calls > 0 ? Number((dgrams / calls).toFixed(2)) : null;
     }
+    const sent = d(`anchor_udp_native_datagrams_total{socket="${socket}",direction="sent"}`);
+    out[`${socket}_gso_share`] = sent > 0 ? Number((d(`anchor_udp_native_gso_datagrams_total{socket="${socket}"}`) / sent).toFixed(2)) : null;
   }
   return out;
 }
@@ -314,7 +319,7 @@ async function anchorCounters(adminPort: number): Promise<Record<string, number>
     const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
     const out: Record<string, number> = {};
     for (const line of text.split('\n')) {
-      const m = /^(anchor_(?:client_datagrams_\w+|node_datagrams_\w+|send_errors_total|admissions_total|rejects_sent_total|malformed_datagrams_total|udp_native_syscalls_total|udp_native_datagrams_total)(\{[^}]*\})?) (\S+)$/.exec(line);
+      const m = /^(anchor_(?:client_datagrams_\w+|node_datagrams_\w+|send_errors_total|admissions_total|rejects_sent_total|malformed_datagrams_total|udp_native_syscalls_total|udp_native_datagrams_total|udp_native_gso_datagrams_total)(\{[^}]*\})?) (\S+)$/.exec(line);
       if (m !== null && Number(m[3]) !== 0) out[m[1] as string] = Number(m[3]);
     }
     return out;
