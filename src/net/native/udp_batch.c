@@ -119,7 +119,8 @@ typedef struct udp_sock {
   sockaddr_any *tx_names;
   /* GSO (options.gso): on while the kernel takes it. Per message of a flush: the first tx slot it sends,
    * how many datagrams it carries, their size, its control buffer (GSO_CTRL bytes). Datagrams larger than
-   * gso_max are sent alone (the size of one the kernel refused in a GSO message: e.g. over the path MTU). */
+   * gso_max are sent alone (one less than the size of a GSO message the kernel refused with EINVAL or
+   * EMSGSIZE: e.g. over the path MTU). */
   int gso;
   uint32_t gso_max;
   uint32_t *tx_first;
@@ -876,8 +877,8 @@ static napi_value sock_flush(napi_env env, napi_callback_info info) {
     if (s->tx_segs[done] > 1) {
       /* The kernel refused a GSO message (e.g. EINVAL: its datagrams exceed the path MTU; EIO: the device
        * cannot checksum them; ENOPROTOOPT: no UDP_SEGMENT): what is left goes again, this message's
-       * datagrams one by one. Datagrams of this size are not grouped again; after a refusal that is not
-       * about the size, GSO stays off on this socket. */
+       * datagrams one by one. After EINVAL/EMSGSIZE datagrams of this size or larger are not grouped
+       * again; after any other refusal GSO stays off on this socket. */
       s->stats[S_TX_GSO_FALLBACKS] += 1;
       uint32_t seg = s->tx_seg[done];
       if (e == EINVAL || e == EMSGSIZE) {
