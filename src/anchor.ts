@@ -468,7 +468,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     await close();
     throw err;
   }
-  logger.info({ udp: director.addresses.map(transportKey), udp_io: director.nativeIo ? 'native' : 'dgram', tcp: (tcp?.addresses ?? []).map(transportKey), tcp_io: tcp?.dataPath ?? null, admin: transportKey(admin.address), nodes: config.nodes.length, director: directorId }, 'director started');
+  logger.info({ udp: director.addresses.map(transportKey), udp_io: director.nativeIo ? 'native' : 'dgram', udp_gso: director.nativeIo && config.socket.gso, tcp: (tcp?.addresses ?? []).map(transportKey), tcp_io: tcp?.dataPath ?? null, admin: transportKey(admin.address), nodes: config.nodes.length, director: directorId }, 'director started');
 
   return {
     udpAddresses: director.addresses,

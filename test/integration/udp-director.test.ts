@@ -29,6 +29,8 @@ for (const { io, skip } of paths) {
 
       it(`runs on ${io} I/O (the "director started" line and anchor_udp_native_io say so)`, async () => {
         expect(c.director.stdout).toContain(`"udp_io":"${io}"`);
+        // Segmentation offload (socket.gso, on by default) only on the native path.
+        expect(c.director.stdout).toContain(`"udp_gso":${io === 'native'}`);
         expect(await metric(c.director.admin, 'anchor_udp_native_io')).toBe(io === 'native' ? 1 : 0);
       });
       afterAll(async () => {

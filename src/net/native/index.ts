@@ -81,8 +81,8 @@ export interface UdpSocketOptions {
    * destination and of one size (the last of a run may be shorter; at most 64 datagrams and 65,000 bytes)
    * as one sendmmsg message with UDP_SEGMENT, so the kernel's send path runs once per run; receivers
    * still get the same datagrams in the same order. A run the kernel refuses goes again one datagram at
-   * a time (TX_GSO_FALLBACKS): for EINVAL/EMSGSIZE (e.g. over the path MTU) datagrams of that size are
-   * not grouped again; for any other error GSO stays off on the socket.
+   * a time (TX_GSO_FALLBACKS): for EINVAL/EMSGSIZE (e.g. over the path MTU) datagrams of that size or
+   * larger are not grouped again; for any other error GSO stays off on the socket.
    */
   readonly gso?: boolean;
   /** Tests only: SO_NO_CHECK (IPv4 sends without a UDP checksum), which makes the kernel refuse GSO. */
