@@ -392,16 +392,23 @@ static udp_sock *unwrap_this(napi_env env, napi_callback_info info, size_t *argc
   return (udp_sock *)data;
 }
 
+/* Reads option `key`: 1 with its value and type when present and not undefined, 0 when absent, -1 on a
+ * Node-API failure (an exception may be pending). */
+static int opt_value(napi_env env, napi_value obj, const char *key, napi_value *v, napi_valuetype *t) {
+  bool has = false;
+  if (napi_has_named_property(env, obj, key, &has) != napi_ok) return -1;
+  if (!has) return 0;
+  if (napi_get_named_property(env, obj, key, v) != napi_ok || napi_typeof(env, *v, t) != napi_ok) return -1;
+  return *t == napi_undefined ? 0 : 1;
+}
+
 /* Reads an optional integer option in [lo, hi]; returns 1 if present, 0 if absent, -1 after throwing. */
 static int opt_int(napi_env env, napi_value obj, const char *key, int64_t lo, int64_t hi, int64_t *out) {
-  bool has = false;
   napi_value v;
   napi_valuetype t;
   char msg[200];
-  if (napi_has_named_property(env, obj, key, &has) != napi_ok) return -1;
-  if (!has) return 0;
-  if (napi_get_named_property(env, obj, key, &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok) return -1;
-  if (t == napi_undefined) return 0;
+  int r = opt_value(env, obj, key, &v, &t);
+  if (r <= 0) return r;
   if (t != napi_number) {
     snprintf(msg, sizeof msg, "anchor_udp: options.%s must be a number", key);
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
@@ -421,14 +428,11 @@ static int opt_int(napi_env env, napi_value obj, const char *key, int64_t lo, in
 
 /* Reads an optional string option into buf; returns 1 if present, 0 if absent, -1 after throwing. */
 static int opt_str(napi_env env, napi_value obj, const char *key, char *buf, size_t cap) {
-  bool has = false;
   napi_value v;
   napi_valuetype t;
   char msg[200];
-  if (napi_has_named_property(env, obj, key, &has) != napi_ok) return -1;
-  if (!has) return 0;
-  if (napi_get_named_property(env, obj, key, &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok) return -1;
-  if (t == napi_undefined) return 0;
+  int r = opt_value(env, obj, key, &v, &t);
+  if (r <= 0) return r;
   size_t len = 0;
   if (t != napi_string || napi_get_value_string_utf8(env, v, buf, cap, &len) != napi_ok || len + 1 >= cap) {
     snprintf(msg, sizeof msg, "anchor_udp: options.%s must be an IP address string", key);
@@ -440,14 +444,11 @@ static int opt_str(napi_env env, napi_value obj, const char *key, char *buf, siz
 
 /* Reads an optional boolean option; returns 1 if present, 0 if absent, -1 after throwing. */
 static int opt_bool(napi_env env, napi_value obj, const char *key, bool *out) {
-  bool has = false;
   napi_value v;
   napi_valuetype t;
   char msg[200];
-  if (napi_has_named_property(env, obj, key, &has) != napi_ok) return -1;
-  if (!has) return 0;
-  if (napi_get_named_property(env, obj, key, &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok) return -1;
-  if (t == napi_undefined) return 0;
+  int r = opt_value(env, obj, key, &v, &t);
+  if (r <= 0) return r;
   if (t != napi_boolean) {
     snprintf(msg, sizeof msg, "anchor_udp: options.%s must be a boolean", key);
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
