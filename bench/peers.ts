@@ -661,7 +661,7 @@ export async function benchPeers(): Promise<unknown> {
       configs: {
         direct: 'load generator straight to the 3 backends (session i -> backend i mod 3)',
         relay: 'node dist/bench/relay.js: JV1 id -> one Map lookup -> connected socket per backend; no PROXY v2 header',
-        'relay-native': 'node dist/bench/relay.js --native: the same relay work over the native batched-UDP addon (src/net/native): one recvmmsg + one JS call per batch of up to 64, id read from the receive slab, one Map lookup, one send-slab metadata slot per datagram (gather from the rx slot, no copy), one sendmmsg per socket per batch',
+        'relay-native': 'node dist/bench/relay.js --native: the same relay work over the native batched-UDP addon (src/net/native): one recvmmsg + one JS call per batch of up to 64, id read from the receive slab, one Map lookup, one send-slab metadata slot per datagram (gather from the rx slot, no copy), one sendmmsg per socket per batch, segmentation offload (gso) as Anchor',
         'relay-native-ppv2': 'relay-native with --ppv2: the session\'s cached PROXY v2 header copied into the send slot, the client bytes gathered behind it',
         'relay-ppv2': 'the same relay with --ppv2: a PROXY v2 header (Anchor\'s TLVs) built once per session, sent with each datagram as a gather send',
         nginx: 'nginx stream, worker_processes 1, hash $remote_addr$remote_port consistent, proxy_protocol off (bare JV1 to the backends), rcvbuf 4 MiB',

@@ -14,7 +14,8 @@
 // node:dgram: one recvmmsg and one JS call per batch of up to 64 datagrams; per datagram the magic and
 // the 16-byte id are read from the receive slab (the same latin1 string, the same Map lookup), and one
 // metadata slot of the other socket's send slab is written (destination, and "send the bytes of rx slot
-// i": a gather, no copy); one sendmmsg per socket per batch. --native --ppv2: the session's cached
+// i": a gather, no copy); one sendmmsg per socket per batch, with segmentation offload as Anchor's
+// (runs to one destination and of one size as one UDP_SEGMENT message). --native --ppv2: the session's cached
 // PROXY v2 header is copied into the tx slot and the client's bytes gathered behind it.
 //
 //   node dist/bench/relay.js --listen 127.0.0.1:PORT --backends 127.0.0.1:A,127.0.0.1:B [--ppv2] [--native]
@@ -99,7 +100,8 @@ function mainNative(listen: { host: string; port: number }, backends: { host: st
     };
   };
 
-  const opts = { family: 4 as const, recvBufferSize: RECV_BUFFER, sendBufferSize: SEND_BUFFER };
+  // The socket options Anchor's native path uses, segmentation offload included (socket.gso).
+  const opts = { family: 4 as const, recvBufferSize: RECV_BUFFER, sendBufferSize: SEND_BUFFER, gso: true };
   const ups: NativeUdpSocket[] = backends.map((b) => new UdpSocket({ ...opts, address: '0.0.0.0', port: 0, connectAddress: b.host, connectPort: b.port }, onBackend()));
 
   // Client datagrams: per backend, one tx metadata slot per datagram (connected socket: no
