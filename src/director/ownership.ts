@@ -110,6 +110,9 @@ interface Move {
   readonly to: string;
   /** When a step of this migration last left it frozen (monotonic ms), NaN before (see #frozenAt). */
   frozenSince: number;
+  /** `rec.transportKey` as made for `keyOf` (its transport then): every step writes it (see #moveKey). */
+  keyOf: Transport | null;
+  key: string;
 }
 
 interface PendingRevoke {
@@ -362,10 +365,27 @@ export class Ownership {
     for (const e of echoes) if (failed.has(e.id) && !this.#late.has(e.id)) this.#late.set(e.id, e);
   }
 
-  /** The store write of a planned transition: its record at the new version, on the version it expects. */
-  #update(p: Planned, expiry: number): UpdateWrite {
+  /**
+   * The store write of a planned transition: its record at the new version, on the version it expects.
+   * `key`: the session's transportKey if the caller has it.
+   */
+  #update(p: Planned, expiry: number, key?: string): UpdateWrite {
     const rec = p.session;
-    return { record: this.#stored(rec, { version: p.toVersion, state: p.toState, owner: p.toOwner, transport: p.bind?.key ?? rec.transportKey }, expiry), expectVersion: p.fromVersion };
+    return { record: this.#stored(rec, { version: p.toVersion, state: p.toState, owner: p.toOwner, transport: p.bind?.key ?? key ?? rec.transportKey }, expiry), expectVersion: p.fromVersion };
+  }
+
+  /**
+   * The transportKey of a migrating session: made once for the three writes of its migration rather than
+   * per write (a string each time), again only if its transport changed meanwhile (a Transport's fields
+   * are readonly: another transport is another object).
+   */
+  #moveKey(m: Move): string {
+    const t = m.rec.transport;
+    if (m.keyOf !== t) {
+      m.key = m.rec.transportKey;
+      m.keyOf = t;
+    }
+    return m.key;
   }
 
   /**
@@ -403,36 +423,42 @@ export class Ownership {
   }
 
   /**
-   * One transition for each of `recs` (the same event): planned together, written to the store as one
-   * operation (`updateMany`: a CAS per session, with a result per session), settled one by one. A drain
-   * moves thousands of sessions a second this way. A step of migrateBatch: `recs` are being migrated here.
+   * One transition for the session of each of `moves` (the same event): planned together, written to the
+   * store as one operation (`updateMany`: a CAS per session, with a result per session), settled one by
+   * one. A drain moves thousands of sessions a second this way. A step of migrateBatch.
    */
-  async #stepAll(recs: readonly SessionRecord[], event: LifecycleEvent, opts: StepOptions | ((rec: SessionRecord, k: number) => StepOptions)): Promise<StepResult[]> {
-    const n = recs.length;
+  async #stepAll(moves: readonly Move[], event: LifecycleEvent, opts: StepOptions | ((m: Move) => StepOptions)): Promise<StepResult[]> {
+    const n = moves.length;
     const out: StepResult[] = new Array<StepResult>(n);
-    // Side by side, one entry per session planned (no object per session): where it is in `recs`, its
-    // plan, its actor, the expiry its write carries, the write.
-    const at: number[] = [];
-    const plans: Planned[] = [];
-    const actors: string[] = [];
-    const written: number[] = [];
-    const writes: UpdateWrite[] = [];
+    // Side by side, one entry per session planned (no object per session): where it is in `moves`, its
+    // plan, its actor, the expiry its write carries, the write. Sized for all (trimmed below): not grown push by push.
+    const at = new Array<number>(n);
+    const plans = new Array<Planned>(n);
+    const actors = new Array<string>(n);
+    const written = new Array<number>(n);
+    const writes = new Array<UpdateWrite>(n);
+    let c = 0;
     for (let i = 0; i < n; i++) {
-      const rec = recs[i] as SessionRecord;
-      const o = typeof opts === 'function' ? opts(rec, i) : opts;
+      const m = moves[i] as Move;
+      const rec = m.rec;
+      const o = typeof opts === 'function' ? opts(m) : opts;
       const p = this.#plan(rec, event, o);
       if (!('session' in p)) {
         out[i] = p;
         continue;
       }
-      at.push(i);
-      plans.push(p);
-      actors.push(o.actor);
+      at[c] = i;
+      plans[c] = p;
+      actors[c] = o.actor;
       const expiry = this.#expiryToStore(rec);
-      written.push(expiry);
-      writes.push(this.#update(p, expiry));
+      written[c] = expiry;
+      writes[c++] = this.#update(p, expiry, this.#moveKey(m));
     }
-    if (plans.length === 0) return out;
+    if (c === 0) return out;
+    if (c < n) {
+      plans.length = c;
+      writes.length = c;
+    }
     const { answer, echoes } = this.#startWrite(plans, () => this.#d.store.updateMany(writes));
     const answers = await answer;
     if (echoes.length > 0) this.#lateEchoes(echoes, plans, answers);
@@ -489,7 +515,7 @@ export class Ownership {
       // One options object for every session of a step that names no target.
       const stepOpts: StepOptions = { cause: req.cause, actor: req.actor };
       const frozen = await this.#stepAll(
-        toFreeze.map((m) => m.rec),
+        toFreeze,
         LifecycleEvent.FREEZE,
         req.expectVersion === undefined ? stepOpts : { cause: req.cause, expectVersion: req.expectVersion, actor: req.actor },
       );
@@ -514,8 +540,8 @@ export class Ownership {
 
       // One options object for the step, its target set per session as it is planned (the plan keeps none of it).
       const transferOpts = { cause: req.cause, toOwner: '', actor: req.actor };
-      const transfers = await this.#stepAll(moving.map((m) => m.rec), LifecycleEvent.TRANSFER, (_, k) => {
-        transferOpts.toOwner = (moving[k] as Move).to;
+      const transfers = await this.#stepAll(moving, LifecycleEvent.TRANSFER, (m) => {
+        transferOpts.toOwner = m.to;
         return transferOpts;
       });
       const aborted = moving.filter((_, k) => !(transfers[k] as StepResult).ok);
@@ -533,7 +559,7 @@ export class Ownership {
       });
       transfers.length = 0; // let go before the next wait (see `frozen`)
       // Nothing moved for those: thaw in place so that each goes on with its owner.
-      const thawed = await this.#stepAll(aborted.map((m) => m.rec), LifecycleEvent.RESUME, { cause: 'transfer_aborted', actor: req.actor });
+      const thawed = await this.#stepAll(aborted, LifecycleEvent.RESUME, { cause: 'transfer_aborted', actor: req.actor });
       this.#together(() =>
         aborted.forEach((m, k) => {
           if ((thawed[k] as StepResult).ok) this.#forwardAll(this.#d.core.release(m.rec, this.#d.clock.now(), true));
@@ -545,7 +571,7 @@ export class Ownership {
       // session frozen for good.
       for (let attempt = 0; moving.length > 0; attempt++) {
         if (yieldTurns) await this.#turn();
-        const resumed = await this.#stepAll(moving.map((m) => m.rec), LifecycleEvent.RESUME, stepOpts);
+        const resumed = await this.#stepAll(moving, LifecycleEvent.RESUME, stepOpts);
         const again: Move[] = [];
         const now = this.#d.clock.now();
         this.#together(() =>
@@ -607,7 +633,7 @@ export class Ownership {
       if (!this.#d.knownNode(to)) return { ok: false, session: id, reason: 'bad_target', message: `no node "${to}"` };
       if (to === from) return { ok: false, session: id, reason: 'bad_target', message: `session ${id} is already on ${to}` };
       if (!this.#d.eligible(to)) return { ok: false, session: id, reason: 'bad_target', message: `node "${to}" takes no sessions (draining or unhealthy)` };
-      return { i, rec, from, to, frozenSince: Number.NaN };
+      return { i, rec, from, to, frozenSince: Number.NaN, keyOf: null, key: '' };
     }
     let exclude = leaving.get(from);
     if (exclude === undefined) {
@@ -616,7 +642,7 @@ export class Ownership {
     }
     const picked = core.ring.pickExcluding(rec.idBytes, exclude);
     if (picked === undefined) return { ok: false, session: id, reason: 'no_target', message: 'no other active, healthy node to move to' };
-    return { i, rec, from, to: picked, frozenSince: Number.NaN };
+    return { i, rec, from, to: picked, frozenSince: Number.NaN, keyOf: null, key: '' };
   }
 
   /** Ends a session by operator or policy (version + 1, tombstone), audited. */

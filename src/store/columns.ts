@@ -181,9 +181,48 @@ export class SessionColumns {
     return (form & Form.WHOLE) !== 0 ? (this.#whole.get(slot) as StoredSession).version : (this.#bigVersion.get(slot) as bigint);
   }
 
+  /**
+   * Whether the version held in slot `slot` is `v`, with no bigint made for a version in the u32 column
+   * (a compare-and-swap's compare).
+   */
+  versionIs(slot: number, v: bigint): boolean {
+    const form = this.#form[slot]!;
+    // Number(v) is exact up to 2^53 and at least 2^32 for any v over U32_MAX: never equal to a u32 then.
+    if ((form & (Form.WHOLE | Form.BIG_VERSION)) === 0) return this.#version[slot] === Number(v);
+    return this.versionAt(slot) === v;
+  }
+
   /** A frozen copy of the record `id` held in slot `slot` (from `slotOf(id)`). */
   recordAt(id: string, slot: number): StoredSession {
     return this.#record(id, slot);
+  }
+
+  /**
+   * `replaceAt(slot, r)` and the record it replaced, as `recordAt(r.id, slot)` read before would give it:
+   * a compare-and-swap's write and its watch event's `prev`. `version` is the version held there (the
+   * compare's, checked by `versionIs`): not made again. An IPv4 transport that `r` keeps is not formatted
+   * again either: the same numbers are the same canonical text, r's (see transport-text.ts).
+   */
+  swapAt(slot: number, r: StoredSession, version: bigint): StoredSession {
+    const form = this.#form[slot]!;
+    if ((form & Form.WHOLE) !== 0) {
+      const whole = this.#whole.get(slot) as StoredSession;
+      this.#replace(slot, r);
+      return whole;
+    }
+    const names = this.#names;
+    const owner = names.str(this.#owner[slot]!);
+    const director = names.str(this.#director[slot]!);
+    const state = this.#states.str(this.#state[slot]!) as StoredSession['state'];
+    const expiresAt = this.#expiresAt[slot]!;
+    const v4 = (form & Form.KIND) === Form.V4;
+    const addr = this.#addr[slot]!;
+    const port = this.#port[slot]!;
+    // Any other transport is read before the write frees it (an IPv6 one read so is kept unparsed, see #replace).
+    let transport = v4 ? null : this.#transportAt(slot, form);
+    this.#replace(slot, r);
+    if (v4) transport = (this.#form[slot]! & (Form.WHOLE | Form.KIND)) === Form.V4 && this.#addr[slot] === addr && this.#port[slot] === port ? r.transport : formatV4Transport(addr, port);
+    return Object.freeze({ id: r.id, owner, version, state, transport, director, expiresAt });
   }
 
   /** Holds `r` in slot `slot`, the slot of the record with its id (from `slotOf(r.id)`), in its place. */

@@ -92,12 +92,13 @@ export class MemoryStore implements OwnershipStore {
     }
     const down = this.#down();
     if (down !== null) return down;
-    const current = this.#records.get(rec.id);
-    if (current === undefined || current.version !== expectVersion) {
-      return { ok: false, reason: 'conflict', current: current ?? null };
+    // One lookup of the id for the compare, the previous record and the write (as updateMany).
+    const cols = this.#records;
+    const slot = cols.slotOf(rec.id);
+    if (slot === -1 || !cols.versionIs(slot, expectVersion)) {
+      return { ok: false, reason: 'conflict', current: slot === -1 ? null : cols.recordAt(rec.id, slot) };
     }
-    this.#records.set(rec);
-    this.#emit({ kind: 'put', record: rec, prev: current });
+    this.#emit({ kind: 'put', record: rec, prev: cols.swapAt(slot, rec, expectVersion) });
     return { ok: true, record: rec };
   }
 
@@ -118,13 +119,12 @@ export class MemoryStore implements OwnershipStore {
       }
       // One lookup of the id for the compare, the previous record and the write.
       const slot = cols.slotOf(rec.id);
-      if (slot === -1 || cols.versionAt(slot) !== (writes[i] as UpdateWrite).expectVersion) {
+      const expect = (writes[i] as UpdateWrite).expectVersion;
+      if (slot === -1 || !cols.versionIs(slot, expect)) {
         out[i] = { ok: false, reason: 'conflict', current: slot === -1 ? null : cols.recordAt(rec.id, slot) };
         continue;
       }
-      const prev = cols.recordAt(rec.id, slot);
-      cols.replaceAt(slot, rec);
-      this.#emit({ kind: 'put', record: rec, prev });
+      this.#emit({ kind: 'put', record: rec, prev: cols.swapAt(slot, rec, expect) });
       out[i] = { ok: true, record: rec };
     }
     return out;
@@ -188,29 +188,35 @@ export class MemoryStore implements OwnershipStore {
   }
 
   #emit(ev: StoreEvent): void {
-    this.#pending.push(ev);
-    if (this.#dispatching) return; // the outer loop below delivers it, after the event in progress
+    if (this.#dispatching) {
+      this.#pending.push(ev); // the outer call below delivers it, after the event in progress
+      return;
+    }
     this.#dispatching = true;
     try {
-      for (let i = 0; i < this.#pending.length; i++) {
-        const e = this.#pending[i] as StoreEvent;
-        // The list as it is now: one subscribed by a listener of this event hears the next event first.
-        for (const sub of this.#subList) {
-          if (!this.#subs.has(sub)) continue; // unsubscribed by an earlier listener of this event
-          try {
-            sub.fn(e);
-          } catch (err) {
-            try {
-              this.#onListenerError?.(err, e);
-            } catch {
-              // the error hook itself failed; nothing more to tell
-            }
-          }
+      // The event itself is not queued: an array emptied (length 0) lets go of its storage, and a push per
+      // write would take it again.
+      this.#deliver(ev);
+      for (let i = 0; i < this.#pending.length; i++) this.#deliver(this.#pending[i] as StoreEvent);
+    } finally {
+      if (this.#pending.length > 0) this.#pending.length = 0;
+      this.#dispatching = false;
+    }
+  }
+
+  #deliver(e: StoreEvent): void {
+    // The list as it is now: one subscribed by a listener of this event hears the next event first.
+    for (const sub of this.#subList) {
+      if (!this.#subs.has(sub)) continue; // unsubscribed by an earlier listener of this event
+      try {
+        sub.fn(e);
+      } catch (err) {
+        try {
+          this.#onListenerError?.(err, e);
+        } catch {
+          // the error hook itself failed; nothing more to tell
         }
       }
-    } finally {
-      this.#pending.length = 0;
-      this.#dispatching = false;
     }
   }
 }

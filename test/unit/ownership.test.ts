@@ -495,6 +495,28 @@ describe('Ownership.migrateBatch', () => {
     expect(replayCalls.has([...revokeCalls][0] as number)).toBe(false); // the resume step is a later one
   });
 
+  it('every write of a migration carries the session\'s transport, the one it has when the write is made', async () => {
+    const h = harness();
+    const recs = await liveOn(h, 'node-a', 4);
+    const moved = recs[1]!;
+    const before = transportKey(moved.transport);
+    const after = { family: 4 as const, address: '203.0.113.9', port: 4242 };
+    // The session's transport is replaced between its freeze and its transfer (as a record from the store
+    // or a committed BIND replaces it): the later writes carry the new one.
+    h.store.beforeUpdate = (record) => {
+      if (record.id === moved.id && record.version === 2n) moved.transport = after;
+      return undefined;
+    };
+    const results = await h.own.migrateBatch(recs.map((r) => r.id), { cause: 'drain', actor: 'op' });
+    expect(results.every((r) => r.ok)).toBe(true);
+    for (const r of recs) {
+      const written = h.store.updates.filter((u) => u.record.id === r.id).map((u) => [u.record.version, u.record.transport]);
+      const t = r === moved ? [before, transportKey(after), transportKey(after)] : Array(3).fill(transportKey(r.transport));
+      expect(written).toEqual([[2n, t[0]], [3n, t[1]], [4n, t[2]]]);
+    }
+    expect((await h.store.record(moved.id))?.transport).toBe(transportKey(after));
+  });
+
   it('one result per id, in order, with each failure where it happened; the others move', async () => {
     const h = harness();
     const recs = await liveOn(h, 'node-a', 4);

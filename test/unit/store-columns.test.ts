@@ -117,7 +117,14 @@ describe('SessionColumns', () => {
             const r = freezeRecord({ id: sid(o.k), ...o.f });
             const slot = c.slotOf(r.id);
             if (slot !== -1) {
-              c.replaceAt(slot, r);
+              // As MemoryStore's compare-and-swap: the compare, then the write handing back the record it replaced.
+              const before = model.get(r.id) as StoredSession;
+              expect(c.versionIs(slot, before.version)).toBe(true);
+              expect(c.versionIs(slot, before.version + 1n)).toBe(false);
+              expect(c.versionIs(slot, before.version + 2n ** 32n)).toBe(false);
+              const prev = c.swapAt(slot, r, before.version);
+              expect(prev).toEqual(before);
+              expect(Object.isFrozen(prev)).toBe(true);
               model.set(r.id, r);
             }
           } else if (o.t === 'del') {
@@ -200,13 +207,13 @@ describe('SessionColumns', () => {
       | { t: 'set'; k: number; f: Fields }
       | { t: 'rep'; k: number; f: Fields }
       /** A compare-and-swap as MemoryStore makes it: read the record, write it back with another owner and version (the same transport text, or a copy of it). */
-      | { t: 'cas'; k: number; owner: string; copy: boolean }
+      | { t: 'cas'; k: number; owner: string; copy: boolean; swap: boolean }
       | { t: 'del'; k: number }
       | { t: 'bulk'; n: number };
     const op: fc.Arbitrary<Op> = fc.oneof(
       { weight: 6, arbitrary: fc.record({ t: fc.constant('set' as const), k: fc.nat(11), f: fields }) },
       { weight: 3, arbitrary: fc.record({ t: fc.constant('rep' as const), k: fc.nat(11), f: fields }) },
-      { weight: 4, arbitrary: fc.record({ t: fc.constant('cas' as const), k: fc.nat(11), owner: fc.constantFrom('node-0', 'node-1', 'node-2'), copy: fc.boolean() }) },
+      { weight: 4, arbitrary: fc.record({ t: fc.constant('cas' as const), k: fc.nat(11), owner: fc.constantFrom('node-0', 'node-1', 'node-2'), copy: fc.boolean(), swap: fc.boolean() }) },
       { weight: 3, arbitrary: fc.record({ t: fc.constant('del' as const), k: fc.nat(11) }) },
       // Enough sessions come and go that the columns compact (more than 1024 slots, a quarter live).
       { weight: 1, arbitrary: fc.record({ t: fc.constant('bulk' as const), n: fc.integer({ min: 1100, max: 1500 }) }) },
@@ -246,7 +253,8 @@ describe('SessionColumns', () => {
             } else {
               const slot = c.slotOf(id);
               if (slot !== -1) {
-                c.replaceAt(slot, r);
+                // Any other transport, kind or version: the record replaced is handed back exactly.
+                same(c.swapAt(slot, r, (model.get(id) as StoredSession).version), model.get(id));
                 model.set(id, r);
               }
             }
@@ -258,7 +266,11 @@ describe('SessionColumns', () => {
             const transport = o.copy && typeof prev.transport === 'string' ? (' ' + prev.transport).slice(1) : prev.transport;
             const version = prev.version === 2n ** 64n - 1n ? 1n : prev.version + 1n;
             const r = freezeRecord({ ...prev, owner: o.owner, version, transport });
-            c.replaceAt(slot, r);
+            if (o.swap) {
+              // The record replaced, exactly (its transport text kept by the write, or another one).
+              expect(c.versionIs(slot, prev.version)).toBe(true);
+              same(c.swapAt(slot, r, prev.version), model.get(id));
+            } else c.replaceAt(slot, r);
             model.set(id, r);
           } else if (o.t === 'del') {
             const id = pool[o.k] as string;
