@@ -12,6 +12,8 @@
 // The same probe answers a lookup by id text (getByHex reads the words from the 32 hex characters, so the
 // table needs no second index by text), and `at(slot)` lets the table walk every record (a node's sessions).
 
+import TinyQueue from 'tinyqueue';
+
 export interface HasIdBytes {
   /** Exactly 16 bytes, never changed while the record is indexed. */
   readonly idBytes: Uint8Array;
@@ -41,6 +43,16 @@ export function idBytesFromHex(id: string): Uint8Array {
     out[i] = (hi << 4) | lo;
   }
   return out;
+}
+
+/** Whether `id` is 32 lowercase hex characters: the text sessionIdHex writes, whose order is the bytes' order. */
+export function isLowerHexId(id: string): boolean {
+  if (id.length !== ID_LEN * 2) return false;
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
+  }
+  return true;
 }
 
 /**
@@ -159,6 +171,49 @@ export class IdIndex<T extends HasIdBytes> {
     }
   }
 
+  /**
+   * Up to `limit` records whose ids are the smallest above `after` (16 bytes, or null for no bound) in
+   * byte order, among those `keep` accepts (null: all), in that order. One pass over the slots that
+   * compares the id words in place: a record itself is read (by `keep`) only when its id would enter the
+   * result found so far, about limit · ln(size / limit) times for random ids. The index must not change
+   * while this runs. O(capacity + candidates · log limit).
+   */
+  smallest(limit: number, after: Uint8Array | null, keep: ((rec: T) => boolean) | null): T[] {
+    if (limit <= 0) return [];
+    if (after !== null && after.length !== ID_LEN) throw new RangeError(`session id must be ${ID_LEN} bytes`);
+    const a0 = after === null ? -1 : beWord(after, 0);
+    const a1 = after === null ? 0 : beWord(after, 4);
+    const a2 = after === null ? 0 : beWord(after, 8);
+    const a3 = after === null ? 0 : beWord(after, 12);
+    // A max-heap of the best so far: its top is the largest id kept, the one a better id replaces.
+    const best = new TinyQueue<Ranked<T>>([], (x, y) => compareWords(y.k0, y.k1, y.k2, y.k3, x.k0, x.k1, x.k2, x.k3));
+    let top0 = Infinity; // the top's first word once `limit` are kept (a cheap first test per slot)
+    const recs = this.#recs;
+    const words = this.#words;
+    for (let i = 0; i < recs.length; i++) {
+      const r = recs[i];
+      if (r === null || r === undefined) continue;
+      const j = i << 2;
+      const k0 = bswap(words[j]!);
+      if (k0 < a0 || k0 > top0) continue;
+      const k1 = bswap(words[j + 1]!);
+      const k2 = bswap(words[j + 2]!);
+      const k3 = bswap(words[j + 3]!);
+      if (after !== null && compareWords(k0, k1, k2, k3, a0, a1, a2, a3) <= 0) continue;
+      if (best.length === limit) {
+        const t = best.peek() as Ranked<T>;
+        if (compareWords(k0, k1, k2, k3, t.k0, t.k1, t.k2, t.k3) >= 0) continue;
+      }
+      if (keep !== null && !keep(r)) continue;
+      if (best.length === limit) best.pop();
+      best.push({ k0, k1, k2, k3, rec: r });
+      if (best.length === limit) top0 = (best.peek() as Ranked<T>).k0;
+    }
+    const out: T[] = new Array<T>(best.length);
+    for (let n = best.length - 1; n >= 0; n--) out[n] = (best.pop() as Ranked<T>).rec;
+    return out;
+  }
+
   /** Adds `rec`; false (and nothing changes) when a record with the same id bytes is indexed already. */
   add(rec: T): boolean {
     const b = rec.idBytes;
@@ -246,4 +301,28 @@ export class IdIndex<T extends HasIdBytes> {
   #hash(w0: number, w1: number, w2: number, w3: number): number {
     return hashIdWords(this.#k, w0, w1, w2, w3);
   }
+}
+
+/** A record kept by `smallest`, with its id as four unsigned big-endian words (byte order). */
+interface Ranked<T> {
+  readonly k0: number;
+  readonly k1: number;
+  readonly k2: number;
+  readonly k3: number;
+  readonly rec: T;
+}
+
+/** The unsigned big-endian 32-bit word at `b[o]`. */
+function beWord(b: Uint8Array, o: number): number {
+  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+}
+
+/** A little-endian id word (as `word` reads it) as the unsigned big-endian word of the same bytes. */
+function bswap(w: number): number {
+  return ((w << 24) | ((w & 0xff00) << 8) | ((w >>> 8) & 0xff00) | (w >>> 24)) >>> 0;
+}
+
+/** Compares two ids given as unsigned big-endian words: negative, 0 or positive as a is below, equal or above b. */
+function compareWords(a0: number, a1: number, a2: number, a3: number, b0: number, b1: number, b2: number, b3: number): number {
+  return a0 !== b0 ? a0 - b0 : a1 !== b1 ? a1 - b1 : a2 !== b2 ? a2 - b2 : a3 - b3;
 }

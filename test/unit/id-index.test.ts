@@ -155,6 +155,57 @@ describe('IdIndex', () => {
   });
 });
 
+describe('IdIndex.smallest (the ordered page the admin list is made of)', () => {
+  const byteOrder = (a: Rec, b: Rec): number => Buffer.compare(a.idBytes, b.idBytes);
+
+  it('property: the `limit` smallest ids above `after` that `keep` accepts, in byte order (ids differing in any word, high bytes set)', () => {
+    // Or four words from a few (around a word's sign bit): many ids tie on their first words.
+    const id16 = fc.oneof(
+      fc.uint8Array({ minLength: 16, maxLength: 16 }),
+      fc.array(fc.constantFrom([0, 0, 0, 0], [0, 0, 0, 1], [0x7f, 0xff, 0xff, 0xff], [0x80, 0, 0, 0], [0xff, 0xff, 0xff, 0xfe]), { minLength: 4, maxLength: 4 }).map((ws) => Uint8Array.from(ws.flat())),
+    );
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(id16, { maxLength: 80, selector: hex }),
+        fc.integer({ min: 0, max: 20 }),
+        fc.option(id16, { nil: null }),
+        fc.option(fc.integer({ min: 2, max: 4 }), { nil: null }),
+        (idList, limit, after, mod) => {
+          const x = new IdIndex<Rec>(KEY);
+          const rs = idList.map((idBytes, n) => ({ idBytes, n }));
+          for (const r of rs) x.add(r);
+          const asked: number[] = [];
+          const keep = mod === null ? null : (r: Rec): boolean => (asked.push(r.n), r.n % mod === 0);
+          const want = rs
+            .filter((r) => (after === null || Buffer.compare(r.idBytes, after) > 0) && (mod === null || r.n % mod === 0))
+            .sort(byteOrder)
+            .slice(0, limit);
+          expect(x.smallest(limit, after, keep)).toEqual(want);
+          expect(asked.length).toBeLessThanOrEqual(rs.length);
+        },
+      ),
+      { numRuns: 400 },
+    );
+  });
+
+  it('reads a record only when its id could still be on the page', () => {
+    const x = new IdIndex<Rec>(KEY);
+    const rs = Array.from({ length: 2000 }, (_, i) => ({ idBytes: Uint8Array.from(Buffer.from(`${i.toString(16).padStart(8, '0')}${'5a'.repeat(12)}`, 'hex')), n: i }));
+    for (const r of [...rs].reverse()) x.add(r);
+    let asked = 0;
+    const page = x.smallest(10, null, () => (asked++, true));
+    expect(page.map((r) => r.n)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(asked).toBeLessThan(rs.length / 4); // slots are in hash order: far fewer than every record
+  });
+
+  it('nothing for a limit of 0; a bound that is not 16 bytes is a RangeError', () => {
+    const x = new IdIndex<Rec>(KEY);
+    x.add(rec(1));
+    expect(x.smallest(0, null, null)).toEqual([]);
+    expect(() => x.smallest(5, new Uint8Array(15), null)).toThrow(RangeError);
+  });
+});
+
 describe('SessionTable.getByIdBytes', () => {
   const session = (n: number) => {
     const idBytes = idOf(n);

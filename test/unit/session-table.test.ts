@@ -497,6 +497,54 @@ describe('SessionTable: list() pagination', () => {
     for (const id of survivors) expect(seen).toContain(id);
   });
 
+  it('property: a page is the model\'s page (filter, sort by id text, slice) for random ids, cursors and owners, upper-case ids included', () => {
+    const hex = (bytes: number[]): string => Buffer.from(bytes).toString('hex');
+    const id16 = fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 16, maxLength: 16 });
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ b: id16, owner: fc.constantFrom('a', 'b', 'c'), upper: fc.boolean() }), { maxLength: 60 }),
+        fc.integer({ min: 1, max: 12 }),
+        fc.option(fc.constantFrom('a', 'b', 'zz'), { nil: undefined }),
+        fc.oneof(fc.constant(undefined), id16.map(hex), fc.nat(59), fc.string({ maxLength: 34 }), fc.constantFrom('8', 'g', 'F'.repeat(32), '')),
+        fc.boolean(),
+        (specs, limit, owner, cursor, anyUpper) => {
+          const t = new SessionTable({ max: 1000, idleTtlMs: TTL, tombstoneMs: 0, idKey: KEY });
+          const live: SessionRecord[] = [];
+          for (const [i, sp] of specs.entries()) {
+            const text = anyUpper && sp.upper && i % 2 === 0 ? hex(sp.b).toUpperCase() : hex(sp.b);
+            const r = recText(text, sp.owner);
+            if (t.insert(r)) live.push(r);
+          }
+          // A cursor that is an id in the table (by index), a random id, any text.
+          const after = typeof cursor === 'number' ? live[cursor % Math.max(1, live.length)]?.id : cursor;
+          const q = { limit, ...(owner !== undefined ? { owner } : {}), ...(after !== undefined ? { after } : {}) };
+          const want = live
+            .filter((r) => (owner === undefined || r.owner === owner) && (after === undefined || r.id > after))
+            .sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
+          const page = t.list(q);
+          expect(ids(page.items)).toEqual(ids(want.slice(0, limit)));
+          expect(page.more).toBe(want.length > limit);
+          for (const [k, r] of page.items.entries()) expect(r).toBe(want[k]);
+        },
+      ),
+      { numRuns: 400 },
+    );
+  });
+
+  it('an id text that is not lower case leaves the fast page (byte order) for the text order, and back once it is gone', () => {
+    const t = table({ idKey: KEY });
+    const lo = recText('0a'.repeat(16)); // text order: digits < upper case < lower case
+    const up = recText('0B'.repeat(16));
+    const mid = recText('0c'.repeat(16));
+    for (const r of [lo, up, mid]) t.insert(r);
+    expect(ids(t.list({ limit: 10 }).items)).toEqual([up.id, lo.id, mid.id]); // '0B…' < '0a…' as text
+    expect(ids(t.list({ limit: 10, after: up.id }).items)).toEqual([lo.id, mid.id]);
+    t.remove(up, 0);
+    expect(ids(t.list({ limit: 10 }).items)).toEqual([lo.id, mid.id]);
+    t.insert(recText('0b'.repeat(16)));
+    expect(ids(t.list({ limit: 2 }).items)).toEqual([lo.id, '0b'.repeat(16)]);
+  });
+
   it('property: a walk with random removals between pages is ordered, duplicate-free and gap-free', () => {
     fc.assert(
       fc.property(
