@@ -412,8 +412,8 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       const r = startFailover(node, 'admin');
       return { ok: true, value: r.view, status: r.created ? 202 : 200 };
     },
-    drainPlan: (node) => {
-      const plan = drains.plan(node);
+    drainPlan: async (node, page) => {
+      const plan = await drains.plan(node, page);
       return { ok: true, value: { ...plan, moves: plan.moves.map((m) => ({ ...m, version: m.version.toString() })) } };
     },
     getDrain: (id) => drains.get(id),

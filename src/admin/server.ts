@@ -47,7 +47,8 @@ export interface AdminBackend {
   drain(node: string, req: { mode: 'migrate' | 'wait'; deadlineS?: number }): OpResult<unknown>;
   undrain(node: string): OpResult<unknown>;
   failover(node: string): OpResult<unknown>;
-  drainPlan(node: string): OpResult<unknown>;
+  /** A page of the dry run (every session counted; `limit` of them listed after `after`, in id order). */
+  drainPlan(node: string, page: { limit: number; after?: string }): Promise<OpResult<unknown>>;
   getDrain(id: string): unknown | undefined;
   listDrains(): unknown[];
   drainDirector(): OpResult<unknown>;
@@ -217,7 +218,10 @@ export class AdminServer {
       const action = nodeAction[2];
       if (action === 'drain-plan') {
         get();
-        return sendResult(res, b.drainPlan(node));
+        const limit = parseLimit(q.get('limit'));
+        const cursor = q.get('cursor') ?? undefined;
+        if (cursor !== undefined && !SESSION_ID_RE.test(cursor)) throw new HttpError(400, 'bad_request', `cursor: expected a cursor from next_cursor, got "${cursor}"`);
+        return sendResult(res, await b.drainPlan(node, { limit, ...(cursor !== undefined ? { after: cursor } : {}) }));
       }
       post();
       const body = await readJson(req);

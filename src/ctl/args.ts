@@ -24,7 +24,10 @@ Commands:
   sessions [--node N] [--limit N] [--cursor ID]
                                   a page of sessions in id order (--limit 1–1000, default 100)
   session ID                      one session
-  plan NODE [--limit N]           where draining NODE would send each session; moves nothing
+  plan NODE [--limit N] [--cursor ID]
+                                  where draining NODE would send its sessions (all counted per
+                                  target; a page of them listed, --limit 1–1000, default 20); moves
+                                  nothing
   drain NODE [--mode migrate|wait] [--deadline S] [--detach]
                                   take NODE out of admission and move its sessions, following the
                                   drain until it ends (--detach: return at once); Ctrl-C stops
@@ -51,7 +54,7 @@ export type CtlCommand =
   | { readonly cmd: 'status' }
   | { readonly cmd: 'sessions'; readonly node: string | undefined; readonly limit: number; readonly cursor: string | undefined }
   | { readonly cmd: 'session'; readonly id: string }
-  | { readonly cmd: 'plan'; readonly node: string; readonly limit: number }
+  | { readonly cmd: 'plan'; readonly node: string; readonly limit: number; readonly cursor: string | undefined }
   | { readonly cmd: 'drain'; readonly node: string; readonly mode: 'migrate' | 'wait'; readonly deadlineS: number | undefined; readonly detach: boolean }
   | { readonly cmd: 'undrain'; readonly node: string }
   | { readonly cmd: 'failover'; readonly node: string; readonly detach: boolean }
@@ -74,7 +77,7 @@ const FLAGS: Record<CtlCommandName, FlagSpec> = {
   status: {},
   sessions: { node: { type: 'string' }, limit: { type: 'string' }, cursor: { type: 'string' } },
   session: {},
-  plan: { limit: { type: 'string' } },
+  plan: { limit: { type: 'string' }, cursor: { type: 'string' } },
   drain: { mode: { type: 'string' }, deadline: { type: 'string' }, detach: { type: 'boolean' } },
   undrain: {},
   failover: { detach: { type: 'boolean' } },
@@ -142,8 +145,11 @@ export function parseCtlArgs(argv: readonly string[], env: Readonly<Record<strin
       }
       case 'session':
         return { cmd: 'session', id: sessionId(where, 'ID', op(0)) };
-      case 'plan':
-        return { cmd: 'plan', node: nodeId(where, 'NODE', op(0)), limit: limit(20, 1_000_000) };
+      case 'plan': {
+        const cursor = s('cursor');
+        if (cursor !== undefined) sessionId(where, '--cursor', cursor);
+        return { cmd: 'plan', node: nodeId(where, 'NODE', op(0)), limit: limit(20, 1000), cursor };
+      }
       case 'drain': {
         const mode = s('mode') ?? 'migrate';
         if (mode !== 'migrate' && mode !== 'wait') throw new UsageError(`anchor ${where}: --mode: expected migrate or wait, got "${mode}"`);

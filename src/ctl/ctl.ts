@@ -74,8 +74,11 @@ class Ctl {
       }
       case 'session':
         return this.#show(await this.#api.get(`/v1/sessions/${c.id}`), formatSession);
-      case 'plan':
-        return this.#show(await this.#api.get(`/v1/nodes/${c.node}/drain-plan`), (p) => formatPlan(p, c.limit));
+      case 'plan': {
+        const q = new URLSearchParams({ limit: String(c.limit) });
+        if (c.cursor !== undefined) q.set('cursor', c.cursor);
+        return this.#show(await this.#api.get(`/v1/nodes/${c.node}/drain-plan?${q}`), formatPlan);
+      }
       case 'migrate': {
         const body: Record<string, unknown> = {};
         if (c.to !== undefined) body.to = c.to;

@@ -234,21 +234,27 @@ export function formatMigrated(m: unknown): string {
   return `session ${str(v.id)} moved ${str(v.from)} → ${str(v.owner)}, now at version ${str(v.version)}${replayed !== undefined && replayed > 0 ? ` (${replayed} held packets replayed)` : ''}`;
 }
 
-/** `anchor ctl plan`: per target, then the first `limit` moves. */
-export function formatPlan(plan: unknown, limit: number): string {
+/**
+ * `anchor ctl plan`: how many sessions would go to each node (all of them counted), then the page of
+ * moves the director sent (`--limit`), and how to ask for the next page.
+ */
+export function formatPlan(plan: unknown): string {
   const p = obj(plan);
   const moves = list(p.moves).map(obj);
   const unplaceable = list(p.unplaceable);
   const byTarget = Object.entries(obj(p.byTarget)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  const lines = [`draining ${str(p.node)} would move ${moves.length} sessions${unplaceable.length > 0 ? `; ${unplaceable.length} have no other node to go to` : ''}`];
+  const moving = byTarget.reduce((n, [, c]) => n + (num(c) ?? 0), 0);
+  const stuck = num(p.unplaceable_count) ?? unplaceable.length;
+  const lines = [`draining ${str(p.node)} would move ${moving} sessions${stuck > 0 ? `; ${stuck} have no other node to go to` : ''}`];
   if (byTarget.length > 0) {
     lines.push('', table(['TO', 'SESSIONS'], byTarget, { right: [1] }));
   }
-  if (moves.length > 0 && limit > 0) {
-    lines.push('', table(['SESSION', 'FROM', 'TO', 'VERSION'], moves.slice(0, limit).map((m) => [m.session, m.from, m.to, m.version]), { right: [3] }));
-    if (moves.length > limit) lines.push(`… and ${moves.length - limit} more (--limit N shows more, --json all)`);
+  if (moves.length > 0) {
+    lines.push('', table(['SESSION', 'FROM', 'TO', 'VERSION'], moves.map((m) => [m.session, m.from, m.to, m.version]), { right: [3] }));
   }
-  if (unplaceable.length > 0) lines.push('', 'no other node to go to:', ...unplaceable.slice(0, limit).map((id) => `  ${str(id)}`));
+  if (unplaceable.length > 0) lines.push('', 'no other node to go to:', ...unplaceable.map((id) => `  ${str(id)}`));
+  const next = p.next_cursor;
+  if (typeof next === 'string') lines.push(`… more: anchor ctl plan ${str(p.node)} --cursor ${next} (--limit N for up to 1000 per page, --json for the page as JSON)`);
   return lines.join('\n');
 }
 

@@ -10,7 +10,8 @@ import type { DirectorCore } from '../director/core.js';
 import type { MigrateResult, Ownership } from '../director/ownership.js';
 import type { OwnerWalk } from '../session/table.js';
 import type { Clock } from '../util/clock.js';
-import { drainProgress, planDrain, type DrainPlan } from './plan.js';
+import type { SessionRecord } from '../session/record.js';
+import { drainProgress, PlanCounts, planPage, type PlannedMove } from './plan.js';
 
 export const DrainMode = { MIGRATE: 'migrate', WAIT: 'wait' } as const;
 export type DrainMode = (typeof DrainMode)[keyof typeof DrainMode];
@@ -42,6 +43,30 @@ export interface DrainView {
   readonly finished_at: string | null;
   readonly last_error: string | null;
 }
+
+/** A dry run (DrainCoordinator.plan): every session counted, a page of them listed. */
+export interface DrainPlanView {
+  readonly node: string;
+  /** The node's sessions counted. */
+  readonly sessions: number;
+  /** How many would go to each node. */
+  readonly byTarget: Record<string, number>;
+  /** How many have no other node to go to. */
+  readonly unplaceable_count: number;
+  /** This page's sessions that would move, in id order. */
+  readonly moves: PlannedMove[];
+  /** This page's sessions with no other node to go to. */
+  readonly unplaceable: string[];
+  /** The id to pass as `after` for the next page; null on the last one. */
+  readonly next_cursor: string | null;
+}
+
+/** A dry run's count gives the event loop back after this long (ms) ... */
+const PLAN_SLICE_MS = 4;
+/** ... or after looking at this many slots of the id index. */
+const PLAN_SLICE_SLOTS = 65_536;
+/** Sets the records a dry run has counted are kept in (a power of two). */
+const PLAN_SEEN_SHARDS = 64;
 
 export interface DrainOptions {
   /** Sessions moved per second at most. */
@@ -227,10 +252,49 @@ export class DrainCoordinator {
     return [...[...this.#drains.values()].map((d) => this.#view(d)), ...this.#remote.values()].sort((a, b) => a.started_at.localeCompare(b.started_at));
   }
 
-  /** The dry run: where the node's sessions would go now. */
-  plan(node: string): DrainPlan {
-    const core = this.#d.core;
-    return planDrain(node, core.table.recordsByOwner(node), core.ring);
+  /**
+   * The dry run: where the node's sessions would go now (the ring as it is when the call starts), moving
+   * nothing. Every session is counted (per target node, and those with no other node to go to); the
+   * sessions themselves are listed a page at a time, in id order after `after`. The count walks the
+   * table in slices of at most PLAN_SLICE_MS (or PLAN_SLICE_SLOTS slots), giving the event loop back
+   * between them, so that a dry run over a million sessions never holds forwarding up for long: a session
+   * admitted or ended while it counts may or may not be in the counts.
+   */
+  async plan(node: string, page: { readonly limit: number; readonly after?: string } = { limit: Infinity }): Promise<DrainPlanView> {
+    const { table } = this.#d.core;
+    const ring = this.#d.core.ring;
+    const clock = this.#d.clock;
+    const listed = Number.isFinite(page.limit) ? table.list({ owner: node, limit: page.limit, ...(page.after !== undefined ? { after: page.after } : {}) }) : null;
+    const counts = new PlanCounts(node, ring);
+    // A walk may meet a record twice while the table changes. The records met are kept in many small
+    // sets: one set of a million would stall the loop for tens of ms each time it grows.
+    const seen = Array.from({ length: PLAN_SEEN_SHARDS }, () => new Set<SessionRecord>());
+    const all: SessionRecord[] = [];
+    const walk = table.walkOwner(node);
+    while (!walk.done) {
+      const until = clock.now() + PLAN_SLICE_MS;
+      const budget = { slots: PLAN_SLICE_SLOTS };
+      for (let rec = walk.next(budget); rec !== undefined; rec = walk.next(budget)) {
+        const shard = seen[(rec.id.charCodeAt(30) * 31 + rec.id.charCodeAt(31)) & (PLAN_SEEN_SHARDS - 1)]!;
+        if (!shard.has(rec)) {
+          shard.add(rec);
+          counts.add(rec);
+          if (listed === null) all.push(rec);
+        }
+        if (clock.now() >= until) break;
+      }
+      if (!walk.done) await new Promise((resolve) => setImmediate(resolve));
+    }
+    const items = listed?.items ?? all.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const last = items[items.length - 1];
+    return {
+      node,
+      sessions: counts.sessions,
+      byTarget: counts.byTarget,
+      unplaceable_count: counts.unplaceable,
+      ...planPage(node, items, ring),
+      next_cursor: listed?.more === true && last !== undefined ? last.id : null,
+    };
   }
 
   /** Whether a drain or failover of `node` is in progress. */

@@ -30,21 +30,50 @@ export interface DrainPlan {
  * nodes that take new sessions). Sessions are listed in id order.
  */
 export function planDrain(node: string, sessions: Iterable<PlanSession>, ring: Ring): DrainPlan {
+  const sorted = [...sessions].filter((s) => s.owner === node).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const counts = new PlanCounts(node, ring);
+  for (const s of sorted) counts.add(s);
+  return { node, ...planPage(node, sorted, ring), byTarget: counts.byTarget };
+}
+
+/** The moves of a page of `node`'s sessions (given in the order to list them) and those with nowhere to go. */
+export function planPage(node: string, page: readonly PlanSession[], ring: Ring): { moves: PlannedMove[]; unplaceable: string[] } {
   const exclude = new Set([node]);
   const moves: PlannedMove[] = [];
   const unplaceable: string[] = [];
-  const byTarget: Record<string, number> = {};
-  const sorted = [...sessions].filter((s) => s.owner === node).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  for (const s of sorted) {
+  for (const s of page) {
     const to = ring.pickExcluding(s.idBytes, exclude);
-    if (to === undefined) {
-      unplaceable.push(s.id);
-      continue;
-    }
-    moves.push({ session: s.id, from: node, to, version: s.version });
-    byTarget[to] = (byTarget[to] ?? 0) + 1;
+    if (to === undefined) unplaceable.push(s.id);
+    else moves.push({ session: s.id, from: node, to, version: s.version });
   }
-  return { node, moves, unplaceable, byTarget };
+  return { moves, unplaceable };
+}
+
+/**
+ * Where `node`'s sessions would go, counted one session at a time (a caller can spread a count over
+ * many turns): per target node, and those with no other node to go to.
+ */
+export class PlanCounts {
+  readonly node: string;
+  /** Sessions counted. */
+  sessions = 0;
+  unplaceable = 0;
+  readonly byTarget: Record<string, number> = {};
+  readonly #ring: Ring;
+  readonly #exclude: ReadonlySet<string>;
+
+  constructor(node: string, ring: Ring) {
+    this.node = node;
+    this.#ring = ring;
+    this.#exclude = new Set([node]);
+  }
+
+  add(s: { readonly idBytes: Uint8Array }): void {
+    this.sessions++;
+    const to = this.#ring.pickExcluding(s.idBytes, this.#exclude);
+    if (to === undefined) this.unplaceable++;
+    else this.byTarget[to] = (this.byTarget[to] ?? 0) + 1;
+  }
 }
 
 /** Progress figures of a drain (pure arithmetic for the admin API and the status page). */

@@ -178,13 +178,22 @@ describe('node drain with live traffic', () => {
     const traffic = runClient({ target, sessions: 1000, rate: 2000, durationS: 6, size: 64, drainMs: 3000 });
     const a = api(c);
     await waitFor('1,000 sessions', async () => (await metric(c.director.admin, 'anchor_sessions_active')) === 1000, { timeoutMs: 20_000 });
-    const plan = (await a.get<{ moves: { session: string; to: string }[]; unplaceable: string[] }>('/v1/nodes/node-a/drain-plan')).body;
+    const plan = (await a.get<{ sessions: number; byTarget: Record<string, number>; unplaceable_count: number; moves: { session: string; to: string }[]; unplaceable: string[]; next_cursor: string | null }>('/v1/nodes/node-a/drain-plan?limit=1000')).body;
     expect(plan.unplaceable).toEqual([]);
+    expect(plan.unplaceable_count).toBe(0);
+    expect(plan.next_cursor).toBeNull();
+    expect(plan.moves).toHaveLength(plan.sessions);
     expect(plan.moves.every((m) => m.to !== 'node-a')).toBe(true);
+    expect(Object.keys(plan.byTarget).sort()).toEqual(['node-b', 'node-c']);
+    // A page of it: the counts are the whole plan's, the moves its first ones.
+    const page = (await a.get<{ sessions: number; moves: { session: string }[]; next_cursor: string | null }>('/v1/nodes/node-a/drain-plan?limit=3')).body;
+    expect(page.moves.map((m) => m.session)).toEqual(plan.moves.slice(0, 3).map((m) => m.session));
+    expect(page.next_cursor).toBe(plan.moves[2]?.session);
+    expect((await a.get('/v1/nodes/node-a/drain-plan?cursor=nope')).status).toBe(400);
     const started = await a.post<{ id: string; node: string; mode: string; state: string; total: number }>('/v1/nodes/node-a/drain', { mode: 'migrate' });
     expect(started.status).toBe(202);
     expect(started.body).toMatchObject({ node: 'node-a', mode: 'migrate' });
-    expect(started.body.total).toBe(plan.moves.length);
+    expect(started.body.total).toBe(plan.sessions);
     const done = await waitFor(
       'the drain to complete',
       async () => {

@@ -31,7 +31,8 @@ describe('anchor ctl arguments', () => {
   it.each([
     [['sessions', '--limit', '5', '--cursor', ID], { cmd: 'sessions', node: undefined, limit: 5, cursor: ID }],
     [['session', ID], { cmd: 'session', id: ID }],
-    [['plan', 'node-b'], { cmd: 'plan', node: 'node-b', limit: 20 }],
+    [['plan', 'node-b'], { cmd: 'plan', node: 'node-b', limit: 20, cursor: undefined }],
+    [['plan', 'node-b', '--limit', '1000', '--cursor', 'ab'.repeat(16)], { cmd: 'plan', node: 'node-b', limit: 1000, cursor: 'ab'.repeat(16) }],
     [['drain', 'node-a'], { cmd: 'drain', node: 'node-a', mode: 'migrate', deadlineS: undefined, detach: false }],
     [['drain', 'node-a', '--mode', 'wait', '--deadline', '90', '--detach'], { cmd: 'drain', node: 'node-a', mode: 'wait', deadlineS: 90, detach: true }],
     [['undrain', 'node-a'], { cmd: 'undrain', node: 'node-a' }],

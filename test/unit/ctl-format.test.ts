@@ -155,7 +155,7 @@ describe('drain progress', () => {
         formatStatus(v, v, v, NOW);
         formatSessions(v);
         formatSession(v);
-        formatPlan(v, 5);
+        formatPlan(v);
         formatAuditLine(v);
         formatMigrated(v);
       }),
@@ -206,22 +206,28 @@ describe('commands', () => {
     ]);
   });
 
-  it('plan: moves per target, the first moves, what has nowhere to go', () => {
+  it('plan: moves per target (every session counted), the page of moves, what has nowhere to go, the next page', () => {
     const plan = {
       node: 'node-a',
+      sessions: 7,
+      byTarget: { 'node-c': 2, 'node-b': 4 },
+      unplaceable_count: 1,
       moves: [
         { session: '1'.repeat(32), from: 'node-a', to: 'node-b', version: '1' },
         { session: '2'.repeat(32), from: 'node-a', to: 'node-c', version: '3' },
-        { session: '3'.repeat(32), from: 'node-a', to: 'node-b', version: '1' },
       ],
       unplaceable: [],
-      byTarget: { 'node-c': 1, 'node-b': 2 },
+      next_cursor: '2'.repeat(32),
     };
-    const lines = formatPlan(plan, 2).split('\n');
-    expect(lines[0]).toBe('draining node-a would move 3 sessions');
-    expect(lines.slice(2, 5)).toEqual(['TO      SESSIONS', 'node-b         2', 'node-c         1']);
-    expect(lines.at(-1)).toBe('… and 1 more (--limit N shows more, --json all)');
-    expect(formatPlan({ node: 'node-a', moves: [], unplaceable: ['9'.repeat(32)], byTarget: {} }, 5)).toContain('1 have no other node to go to');
+    const lines = formatPlan(plan).split('\n');
+    expect(lines[0]).toBe('draining node-a would move 6 sessions; 1 have no other node to go to');
+    expect(lines.slice(2, 5)).toEqual(['TO      SESSIONS', 'node-b         4', 'node-c         2']);
+    expect(lines.slice(6, 9).map((l) => l.split(/\s+/).slice(0, 3).join(' '))).toEqual(['SESSION FROM TO', `${'1'.repeat(32)} node-a node-b`, `${'2'.repeat(32)} node-a node-c`]);
+    expect(lines.at(-1)).toBe(`… more: anchor ctl plan node-a --cursor ${'2'.repeat(32)} (--limit N for up to 1000 per page, --json for the page as JSON)`);
+    const last = formatPlan({ node: 'node-a', sessions: 1, byTarget: {}, unplaceable_count: 1, moves: [], unplaceable: ['9'.repeat(32)], next_cursor: null });
+    expect(last).toContain('1 have no other node to go to');
+    expect(last).toContain(`  ${'9'.repeat(32)}`);
+    expect(last).not.toContain('more:');
   });
 
   it('audit: one line per event', () => {

@@ -435,7 +435,7 @@ describe('DrainCoordinator', () => {
     const r = await rig('node-a', 4);
     r.h.core.setRing(buildRing(hasher, [{ id: 'node-a', weight: 1 }]));
     const { view } = r.drains.start('node-a', { mode: 'migrate', deadlineS: 0, cause: 'drain', actor: 'op' });
-    expect(r.drains.plan('node-a')).toMatchObject({ moves: [], unplaceable: r.recs.map((x) => x.id).sort() });
+    expect(await r.drains.plan('node-a')).toMatchObject({ moves: [], unplaceable: r.recs.map((x) => x.id).sort(), sessions: 4, unplaceable_count: 4, byTarget: {} });
     const done = await waitFor('drain finished', finished(r, view.id));
     expect(done).toMatchObject({ state: 'failed', moved: 0, failed: 4, remaining: 4 });
     expect(r.h.stats.migrations.get('no_target')).toBe(4);
@@ -471,9 +471,56 @@ describe('DrainCoordinator', () => {
 
   it('plan() is the dry run of the node’s live sessions', async () => {
     const r = await rig('node-b', 12, {}, 3);
-    const plan = r.drains.plan('node-b');
+    const plan = await r.drains.plan('node-b');
     expect(plan.moves.map((m) => m.session)).toEqual(r.recs.map((x) => x.id).sort());
     for (const m of plan.moves) expect(m.to).toBe(ring.pickExcluding(r.recs.find((x) => x.id === m.session)!.idBytes, new Set(['node-b'])));
+    expect(plan).toMatchObject({ sessions: 12, unplaceable_count: 0, byTarget: planDrain('node-b', r.recs, ring).byTarget, next_cursor: null });
     expect(r.h.store.updates).toHaveLength(0);
+  });
+
+  it('plan() counts every session of the node and lists them a page at a time, in id order', async () => {
+    const r = await rig('node-b', 40, {}, 5);
+    const whole = planDrain('node-b', r.recs, ring);
+    const listed: string[] = [];
+    let after: string | undefined;
+    for (let page = 0; page < 10; page++) {
+      const p = await r.drains.plan('node-b', { limit: 7, ...(after !== undefined ? { after } : {}) });
+      expect(p).toMatchObject({ node: 'node-b', sessions: 40, unplaceable_count: 0, byTarget: whole.byTarget });
+      expect(p.moves.length).toBeLessThanOrEqual(7);
+      listed.push(...p.moves.map((m) => m.session));
+      if (p.next_cursor === null) break;
+      expect(p.moves).toHaveLength(7);
+      after = p.next_cursor;
+    }
+    expect(listed).toEqual(whole.moves.map((m) => m.session));
+    expect(Object.values(whole.byTarget).reduce((a, b) => a + b, 0)).toBe(40);
+  });
+
+  it('plan() counts in slices, giving the event loop turns between them; sessions ending meanwhile are counted once at most', async () => {
+    const r = await rig('node-b', 60, {}, 20);
+    let t = 0;
+    const drains = new DrainCoordinator(
+      { rate: 100_000, concurrency: 16, tickMs: 5 },
+      // A clock that moves 5 ms per reading: every session counted ends a slice.
+      { core: r.h.core, ownership: r.h.own, clock: { ...systemClock, now: () => (t += 5) }, logger: pino({ level: 'silent' }), stats: r.h.stats, setDraining: () => {} },
+    );
+    let turns = 0;
+    let ended = 0;
+    let done = false;
+    const other = (): void => {
+      if (done) return;
+      turns++;
+      const rec = r.recs.find((x) => r.h.core.table.holds(x) && x.pending === null);
+      if (turns % 3 === 0 && rec !== undefined && r.h.own.terminate(rec.id, 'operator', 'op').ok) ended++;
+      setImmediate(other);
+    };
+    setImmediate(other);
+    const p = await drains.plan('node-b', { limit: 100 });
+    done = true;
+    expect(turns).toBeGreaterThanOrEqual(20); // the count gave turns back while it ran
+    expect(ended).toBeGreaterThan(0);
+    expect(p.sessions).toBeLessThanOrEqual(60);
+    expect(p.sessions).toBeGreaterThanOrEqual(60 - ended);
+    expect(Object.values(p.byTarget).reduce((a, b) => a + b, 0)).toBe(p.sessions);
   });
 });
