@@ -39,6 +39,8 @@ interface ChildReport {
   fill_ms: number;
   /** breakdown mode: bytes per session of each kind of object. */
   breakdown?: { step: string; bytes_per_session: number }[];
+  /** director mode: what the admin API's table walks cost the event loop at this many sessions. */
+  admin?: AdminCost;
   /** Heap bytes one session id string keeps alive: as sessionIdHex builds it, and flat. */
   id_string_bytes?: { sessionIdHex: number; flat: number };
   error?: string;
@@ -91,6 +93,7 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
   const upstreams = new Map(owners.map((o) => [o, { nodeId: o }]));
   const idleTtlMs = 120_000;
   let fill: () => Promise<void>;
+  let adminOf: (() => Promise<AdminCost>) | null = null;
   if (mode === 'map') {
     const m = new Map<string, { owner: string; version: number; transport: string }>();
     keep.push(m);
@@ -130,6 +133,7 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
     );
     const store = new MemoryStore();
     keep.push(core, store);
+    adminOf = () => adminCost(core, ring);
     const dst = { family: 4 as const, address: '127.0.0.1', port: 4500 };
     const { HeaderCacheSlots } = await import('../src/director/header-cache.js');
     const headers = new HeaderCacheSlots<{ slot: number; used: boolean; [k: string]: unknown }>(Number(process.env.BENCH_MEMORY_HEADER_CACHE ?? 131_072));
@@ -181,7 +185,88 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
     return Math.round((b1 - b0) / k) - 8 + (arr.length - k); // minus the array slot
   };
   const idStringBytes = mode === 'map' ? { sessionIdHex: await idCost(false), flat: await idCost(true) } : undefined;
-  return { mode, sessions: n, before, after, fill_ms: Math.round(fillMs), ...(idStringBytes !== undefined ? { id_string_bytes: idStringBytes } : {}) };
+  const admin = adminOf === null ? undefined : await adminOf(); // after the memory samples: it allocates
+  return { mode, sessions: n, before, after, fill_ms: Math.round(fillMs), ...(idStringBytes !== undefined ? { id_string_bytes: idStringBytes } : {}), ...(admin !== undefined ? { admin } : {}) };
+}
+
+interface AdminCost {
+  /** A page of 100 sessions (GET /v1/sessions), median of ADMIN_REPEATS, ms: SessionTable.list, all / one owner. */
+  list_page_ms: number;
+  list_page_owner_ms: number;
+  /** The same page found by a scan of every record comparing id texts (the table's list before 2026-11-28), ms. */
+  baseline_scan_page_ms: number;
+  baseline_scan_page_owner_ms: number;
+  /** The drain dry run of node-1 (a third of the sessions): DrainCoordinator.plan, a page of 100. */
+  plan: { sessions: number; wall_ms: number; longest_loop_block_ms: number; longest_gc_ms: number };
+  /** The same dry run computed at once as before 2026-11-28 (planDrain over every record of the node), one turn. */
+  baseline_plan_ms: number;
+}
+
+const ADMIN_REPEATS = 5;
+
+/**
+ * The admin API's walks over a full table: a page of GET /v1/sessions and the drain dry run, against the
+ * scans they replaced (re-implemented here as they were). The event loop's longest block while the dry
+ * run counts is read from perf_hooks' event-loop delay histogram (1 ms resolution).
+ */
+async function adminCost(core: import('../src/director/core.js').DirectorCore, ring: import('../src/ring/ring.js').Ring): Promise<AdminCost> {
+  const { default: TinyQueue } = await import('tinyqueue');
+  const { monitorEventLoopDelay, PerformanceObserver } = await import('node:perf_hooks');
+  const { DrainCoordinator } = await import('../src/drain/coordinator.js');
+  const { planDrain } = await import('../src/drain/plan.js');
+  const { DirectorStats } = await import('../src/obs/stats.js');
+  const { systemClock } = await import('../src/util/clock.js');
+  const { pino } = await import('pino');
+  type Rec = import('../src/session/record.js').SessionRecord;
+  const table = core.table;
+  const medianMs = (f: () => unknown, k = ADMIN_REPEATS): number => {
+    const xs: number[] = [];
+    for (let i = 0; i < k; i++) {
+      const t0 = performance.now();
+      f();
+      xs.push(performance.now() - t0);
+    }
+    xs.sort((a, b) => a - b);
+    return Number((xs[xs.length >> 1] as number).toFixed(1));
+  };
+  const scanPage = (owner: string | undefined): Rec[] => {
+    const heap = new TinyQueue<Rec>([], (a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+    for (const rec of table.values()) {
+      if (owner !== undefined && rec.owner !== owner) continue;
+      if (heap.length < 101) heap.push(rec);
+      else if (rec.id < (heap.peek() as Rec).id) {
+        heap.pop();
+        heap.push(rec);
+      }
+    }
+    return heap.data;
+  };
+  const drains = new DrainCoordinator(
+    { rate: 500, concurrency: 64 },
+    // The dry run reads the table and the ring only: no drain is started here, so nothing is ever moved.
+    { core, ownership: undefined as never, clock: systemClock, logger: pino({ level: 'silent' }), stats: new DirectorStats(), setDraining: () => {} },
+  );
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  let gcMax = 0; // the longest GC pause meanwhile: part of any block the loop saw
+  const gcs = new PerformanceObserver((l) => {
+    for (const e of l.getEntries()) gcMax = Math.max(gcMax, e.duration);
+  });
+  gcs.observe({ entryTypes: ['gc'] });
+  loop.enable();
+  const t0 = performance.now();
+  const plan = await drains.plan('node-1', { limit: 100 });
+  const wall = performance.now() - t0;
+  loop.disable();
+  await new Promise((r) => setTimeout(r, 50)); // GC entries arrive asynchronously
+  gcs.disconnect();
+  return {
+    list_page_ms: medianMs(() => table.list({ limit: 100 })),
+    list_page_owner_ms: medianMs(() => table.list({ owner: 'node-1', limit: 100 })),
+    baseline_scan_page_ms: medianMs(() => scanPage(undefined), 3),
+    baseline_scan_page_owner_ms: medianMs(() => scanPage('node-1'), 3),
+    plan: { sessions: plan.sessions, wall_ms: Math.round(wall), longest_loop_block_ms: Number((loop.max / 1e6).toFixed(1)), longest_gc_ms: Number(gcMax.toFixed(1)) },
+    baseline_plan_ms: medianMs(() => planDrain('node-1', table.recordsByOwner('node-1'), ring), 1),
+  };
 }
 
 /**
@@ -278,6 +363,13 @@ export async function benchMemory(): Promise<unknown> {
   }
   console.log(`memory: bytes per session with ${SESSIONS.toLocaleString('en-US')} sessions (after - before, each after a full GC; own child process each)`);
   console.table(rows);
+  const admin = reports.find((r) => r.admin !== undefined)?.admin;
+  if (admin !== undefined) {
+    console.log(
+      `memory: the admin API at ${SESSIONS.toLocaleString('en-US')} sessions (director child): a page of GET /v1/sessions ${admin.list_page_ms} ms (one owner ${admin.list_page_owner_ms} ms) against ${admin.baseline_scan_page_ms} ms (${admin.baseline_scan_page_owner_ms} ms) for a scan of the records; ` +
+        `the drain dry run of ${admin.plan.sessions.toLocaleString('en-US')} sessions ${admin.plan.wall_ms} ms with the event loop blocked ${admin.plan.longest_loop_block_ms} ms at most (the longest GC pause meanwhile ${admin.plan.longest_gc_ms} ms), against ${admin.baseline_plan_ms} ms in one turn`,
+    );
+  }
   const ids = reports.find((r) => r.id_string_bytes !== undefined)?.id_string_bytes;
   if (ids !== undefined) console.log(`memory: one session id string keeps ${ids.sessionIdHex} heap bytes as sessionIdHex builds it, ${ids.flat} as a flat string`);
   const stepRows = steps.breakdown ?? [];
@@ -298,6 +390,7 @@ export async function benchMemory(): Promise<unknown> {
     },
     rows,
     id_string_bytes: ids ?? null,
+    admin: admin ?? null,
     breakdown: { sessions: BREAKDOWN_SESSIONS, steps: stepRows },
     reports,
   };

@@ -32,7 +32,7 @@ export interface DrainPlan {
 export function planDrain(node: string, sessions: Iterable<PlanSession>, ring: Ring): DrainPlan {
   const sorted = [...sessions].filter((s) => s.owner === node).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const counts = new PlanCounts(node, ring);
-  for (const s of sorted) counts.add(s);
+  for (const s of sorted) counts.add(s.idBytes);
   return { node, ...planPage(node, sorted, ring), byTarget: counts.byTarget };
 }
 
@@ -68,9 +68,10 @@ export class PlanCounts {
     this.#exclude = new Set([node]);
   }
 
-  add(s: { readonly idBytes: Uint8Array }): void {
+  /** Counts the session whose id bytes are `id`. */
+  add(id: Uint8Array): void {
     this.sessions++;
-    const to = this.#ring.pickExcluding(s.idBytes, this.#exclude);
+    const to = this.#ring.pickExcluding(id, this.#exclude);
     if (to === undefined) this.unplaceable++;
     else this.byTarget[to] = (this.byTarget[to] ?? 0) + 1;
   }
