@@ -179,7 +179,17 @@ export class SessionTable {
    * pass meets.
    */
   walkOwner(owner: string): OwnerWalk {
-    return new SlotWalk(owner, this.#byId);
+    return new OwnerSlotWalk(owner, this.#byId);
+  }
+
+  /** The same walk over every record (any owner): for work spread over many calls (see OwnerWalk). */
+  walkAll(): RecordWalk {
+    return new SlotWalk(null, this.#byId);
+  }
+
+  /** Slots of the id index (a walk looks at this many in a pass): about 1.6 to 3.2 per record. */
+  get slots(): number {
+    return this.#byId.capacity;
   }
 
   /** Owners with at least one session, with their counts. */
@@ -308,25 +318,31 @@ export class SessionTable {
  * So a caller that starts new passes while the owner has records (countByOwner > 0) meets each of them,
  * and every pass ends, after the index's capacity (at its start) in slots.
  */
-export interface OwnerWalk {
+export interface OwnerWalk extends RecordWalk {
   readonly owner: string;
+}
+
+/** A walk over the table's records (an owner's: OwnerWalk), carried on over many calls. */
+export interface RecordWalk {
   /** Whether this pass has looked at every slot: start another walk to go on. */
   readonly done: boolean;
   /**
-   * The next record of the owner in this pass, looking at no more than `budget.slots` slots (each one
-   * looked at is taken off it); undefined when the pass is done or the budget ran out first.
+   * The next record (of the owner, for an OwnerWalk) in this pass, looking at no more than
+   * `budget.slots` slots (each one looked at is taken off it); undefined when the pass is done or the
+   * budget ran out first.
    */
   next(budget: { slots: number }): SessionRecord | undefined;
 }
 
-class SlotWalk implements OwnerWalk {
-  readonly owner: string;
+class SlotWalk implements RecordWalk {
+  /** The owner whose records the walk returns; null: every record. */
+  readonly #match: string | null;
   readonly #index: IdIndex<SessionRecord>;
   /** The next slot to look at, going down; -1 once the pass is done. */
   #slot: number;
 
-  constructor(owner: string, index: IdIndex<SessionRecord>) {
-    this.owner = owner;
+  constructor(match: string | null, index: IdIndex<SessionRecord>) {
+    this.#match = match;
     this.#index = index;
     this.#slot = index.capacity - 1;
   }
@@ -340,10 +356,19 @@ class SlotWalk implements OwnerWalk {
     while (this.#slot >= 0 && budget.slots > 0) {
       budget.slots--;
       const rec = index.at(this.#slot--);
-      if (rec !== null && rec.owner === this.owner) return rec;
+      if (rec !== null && (this.#match === null || rec.owner === this.#match)) return rec;
     }
     return undefined;
   }
 }
+class OwnerSlotWalk extends SlotWalk implements OwnerWalk {
+  readonly owner: string;
+
+  constructor(owner: string, index: IdIndex<SessionRecord>) {
+    super(owner, index);
+    this.owner = owner;
+  }
+}
+
 /** How soon a record returned by `dueForExpiry` but kept by the caller is returned again (at most). */
 const REQUEUE_MS = 1000;

@@ -4,12 +4,13 @@
 // store says wins: a write whose answer was lost but which landed is applied from the watch; a session
 // left frozen by a migration cut short is resumed by the stale-freeze sweep.
 import { beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { parseHostPortLiteral } from '../../src/config/load.js';
 import { encodeJv1, sessionIdHex } from '../../src/codec/jv1.js';
 import { transportKey } from '../../src/codec/ip.js';
 import { PacketType, type Transport } from '../../src/codec/types.js';
 import { DirectorCore } from '../../src/director/core.js';
-import { Ownership } from '../../src/director/ownership.js';
+import { Ownership, refreshSlots } from '../../src/director/ownership.js';
 import { createAudit, type AuditSink } from '../../src/obs/audit.js';
 import { DirectorStats } from '../../src/obs/stats.js';
 import { createHasher } from '../../src/ring/hash.js';
@@ -41,13 +42,13 @@ interface Dir {
   events(kind: string): number;
 }
 
-function director(id: string, store: OwnershipStore, clock: ManualClock): Dir {
+function director(id: string, store: OwnershipStore, clock: ManualClock, refreshConcurrency?: number): Dir {
   const core = new DirectorCore({ ...TEST_LIMITS, idleTtlMs: TTL, sharedExpiryGraceMs: GRACE }, ring);
   const audit = createAudit({ path: null, wallClock: () => clock.wall(), keep: 100_000 });
   const stats = new DirectorStats();
   const nodes = new Set(['node-a', 'node-b']);
   const own = new Ownership(
-    { directorId: id, quiesceMs: 0, revokeTimeoutMs: 60_000, revokeRetries: 0, refreshExpiry: true, idleTtlMs: TTL },
+    { directorId: id, quiesceMs: 0, revokeTimeoutMs: 60_000, revokeRetries: 0, refreshExpiry: true, idleTtlMs: TTL, ...(refreshConcurrency !== undefined ? { refreshConcurrency } : {}) },
     { core, store, audit, stats, clock, eligible: (n) => nodes.has(n), knownNode: (n) => nodes.has(n) },
   );
   own.attach(new RecordingPath(clock));
@@ -140,6 +141,39 @@ describe('idle expiry across directors sharing a store', () => {
     expect(a.core.table.get(id)).toBeUndefined();
     expect(b.core.table.get(id)).toBeUndefined();
     expect(a.events('expire') + b.events('expire')).toBe(1);
+  });
+
+  it('at scale a refresh call looks at its share of the table, not all of it, and still no busy session expires on the other director', async () => {
+    const clock = new ManualClock();
+    const store = new MemoryStore();
+    const a = director('dir-a', store, clock, 100_000);
+    const b = director('dir-b', store, clock);
+    const n = 6000; // 16,384 slots in the id index: a pass takes several calls
+    for (let i = 0; i < n; i++) a.client(encodeJv1(PacketType.HELLO, counterId(1000 + i), new Uint8Array(4)), clientTransport(i));
+    await settle();
+    expect(a.core.table.size).toBe(n);
+    expect(b.core.table.size).toBe(n);
+    const recs = [...a.core.table.values()];
+    let before = 0;
+    const perCall: number[] = [];
+    for (let step = 0; step < 300; step++) {
+      clock.advance(10);
+      for (const rec of recs) a.core.table.touch(rec, clock.now()); // every session has traffic
+      a.own.refreshExpiries(clock.now());
+      b.own.expireIdle(clock.now());
+      await settle();
+      const total = a.stats.expiryRefreshes.get('ok');
+      perCall.push(total - before);
+      before = total;
+    }
+    // 3 s of traffic with a 1 s TTL: every session refreshed about every 2/3 of the TTL, none lost on B.
+    expect(b.core.table.size).toBe(n);
+    expect(b.events('expire')).toBe(0);
+    expect(a.stats.expiryRefreshes.get('ok')).toBeGreaterThanOrEqual(3 * n);
+    // A call looks at 4,096 of the 16,384 slots (the floor of a share), so it refreshes about a quarter of
+    // the sessions at most: never all of them in one turn.
+    expect(Math.max(...perCall)).toBeLessThan(n / 2);
+    expect(Math.max(...perCall)).toBeGreaterThan(0);
   });
 
   it('a director that died: the survivor expires its sessions at the store expiry plus the grace', async () => {
@@ -321,5 +355,33 @@ describe('what the store says wins', () => {
     const r = await a.own.migrate(id, { to, cause: 'drain', actor: 'op' });
     expect(r).toMatchObject({ ok: true, to, version: 4n });
     expect(a.audit.recent({ session: id, limit: 10 }).map((l) => l.event)).toEqual(['create', 'freeze', 'transfer', 'resume']);
+  });
+});
+
+describe('refreshSlots (how much of the table a refresh call looks at)', () => {
+  it('a whole pass on the first call; its share of a pass by the time since the previous call; a floor; never more than a pass', () => {
+    expect(refreshSlots(1 << 21, Infinity, 10_000)).toBe(1 << 21);
+    expect(refreshSlots(1 << 21, 1000, 10_000)).toBe(Math.ceil((1 << 21) / 10)); // a tenth of the pass time: a tenth of the slots
+    expect(refreshSlots(1 << 21, 20_000, 10_000)).toBe(1 << 21);
+    expect(refreshSlots(1 << 21, 1, 10_000)).toBe(4096);
+    expect(refreshSlots(1024, 1, 10_000)).toBe(1024); // a small table: whole, every call
+    expect(refreshSlots(1 << 21, -5, 10_000)).toBe(4096); // a clock that went back: the floor
+    expect(refreshSlots(1 << 21, 1000, 0)).toBe(1 << 21);
+    expect(refreshSlots(0, 1000, 10_000)).toBe(0);
+  });
+
+  it('property: calls that together last a pass look at every slot at least once', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 16, max: 1 << 22 }), fc.array(fc.integer({ min: 1, max: 5000 }), { minLength: 1, maxLength: 200 }), fc.integer({ min: 100, max: 100_000 }), (slots, gaps, passMs) => {
+        let looked = 0;
+        let elapsed = 0;
+        for (const g of gaps) {
+          looked += refreshSlots(slots, g, passMs);
+          elapsed += g;
+        }
+        if (elapsed >= passMs) expect(looked).toBeGreaterThanOrEqual(slots);
+        for (const g of gaps) expect(refreshSlots(slots, g, passMs)).toBeLessThanOrEqual(slots);
+      }),
+    );
   });
 });
