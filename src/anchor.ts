@@ -285,9 +285,11 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     }
     drains.applyShared(ev.id, ev.value);
   });
-  // Coarse expiry refreshes of the sessions served here (a shared store only), a few times per idle TTL.
+  // Coarse expiry refreshes of the sessions served here (a shared store only). Each call walks its share of
+  // the table (a pass per quarter of a third of the idle TTL): every 100 ms, so that a share stays small
+  // (~8 ms of event loop at 1,000,000 sessions and the default 120 s TTL).
   const refreshTick =
-    !sharedStore ? null : setInterval(() => ownership.refreshExpiries(clock.now()), Math.min(1000, Math.max(50, (config.session.idle_ttl_s * 1000) / 8)));
+    !sharedStore ? null : setInterval(() => ownership.refreshExpiries(clock.now()), Math.min(100, Math.max(20, (config.session.idle_ttl_s * 1000) / 8)));
   refreshTick?.unref();
   // Sessions left frozen (a migration cut short by the store, or run by a director that died) are resumed.
   const thawTick = setInterval(() => ownership.thawStale(clock.now(), staleFreezeMs(config.drain.quiesce_ms)), 1000);
