@@ -47,6 +47,8 @@ export interface Anchor {
   readonly adminAddress: Transport;
   /** Graceful: not ready, no new sessions, serve existing ones until they end or the deadline. */
   drain(deadlineMs?: number): Promise<{ remaining: number }>;
+  /** Opens the audit file again (after a log rotation; SIGHUP): the error when it could not be opened. */
+  reopenAudit(): Promise<Error | null>;
   /** Immediate and idempotent. */
   close(): Promise<void>;
   readonly stats: DirectorStats;
@@ -119,6 +121,10 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     wallClock: clock.wall,
     onLine: config.audit.path === null ? (line) => logger.info({ audit: line }, 'audit') : undefined,
     onRotate: (movedTo) => logger.warn({ moved_to: movedTo }, 'audit file ended in a cut-short line; moved aside, starting a new chain'),
+    onError: (err) => {
+      stats.auditWriteErrors++;
+      logger.error({ err, path: config.audit.path }, 'audit file cannot be written: audit lines are kept in memory only and the director is not ready until it is reopened (SIGHUP)');
+    },
   });
   const store: OwnershipStore =
     deps.store ??
@@ -324,6 +330,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   let draining = false;
   const ready = (): { ready: boolean; reason?: string } => {
     if (draining) return { ready: false, reason: 'director draining' };
+    if (audit.fileError !== null) return { ready: false, reason: `audit file cannot be written (${audit.fileError.message}): reopen it with SIGHUP` };
     const f = fence();
     if (f !== FenceState.OK) return { ready: false, reason: f === FenceState.EXPIRED ? 'store lease expired: not forwarding' : 'store unreachable or lease near its deadline' };
     if (membership.ring.nodes.length === 0) return { ready: false, reason: 'no active, healthy node' };
@@ -478,6 +485,12 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     adminAddress: admin.address,
     stats,
     close,
+    async reopenAudit() {
+      if (config.audit.path === null) return null;
+      const err = await audit.reopen();
+      if (err === null) logger.info({ path: config.audit.path }, 'audit file reopened: the chain goes on in it');
+      return err; // logged (and counted) by onError
+    },
     async drain(deadlineMs = config.drain.deadline_s * 1000) {
       draining = true;
       c.setDraining(true);

@@ -9,7 +9,8 @@ import { ReferenceNode } from './refnode/node.js';
 import { formatReport, MIN_PAYLOAD, runClient } from './client/client.js';
 import { hostPortFlag, numberFlag, parseFlags, requireString } from './cli/args.js';
 import { systemClock } from './util/clock.js';
-import { verifyAuditFile } from './obs/audit-verify.js';
+import { GENESIS } from './obs/audit.js';
+import { verifyAuditFiles } from './obs/audit-verify.js';
 import { checkRecords } from './refnode/checker.js';
 import { readRecords } from './refnode/records.js';
 import { transportKey } from './codec/ip.js';
@@ -41,7 +42,8 @@ const HELP: Record<string, string> = {
 
 Runs the director with the given YAML config (see config/anchor.example.yaml).
 SIGTERM or SIGINT drains it (no new sessions, existing ones served until they end or
-drain.deadline_s) and exits 0; a second signal exits at once with status 1.
+drain.deadline_s) and exits 0; a second signal exits at once with status 1. SIGHUP
+reopens the audit file (after a log rotation moved it away; the chain goes on in it).
 Exit status 2: bad usage or an invalid config (the error names the key).`,
   demo: `Usage: anchor demo --config FILE
 
@@ -58,11 +60,16 @@ from a transport the director has not bound (a jump) is BOUND only if its MAC
 checks out. All reference nodes behind one director need the same --secret
 (default: a fixed, public development secret). REVOKE(V) fences the session:
 packets below version V are dropped and recorded as fenced.`,
-  audit: `Usage: anchor audit verify FILE [--head SHA256]
+  audit: `Usage: anchor audit verify FILE [FILE...] [--head SHA256] [--prev SHA256 | --continued]
 
 Checks the audit log's hash chain: every line carries the SHA-256 of the line before it.
-Exit 0 when the chain is intact, 1 naming the first broken line. --head also checks the
-last line against a hash recorded elsewhere (a cut tail is otherwise undetectable).`,
+Several files are one chain in the order given (rotated files, oldest first: each goes on
+from the one before). Exit 0 when the chain is intact, 1 naming the first broken line.
+  --head SHA256  also check the last line against a hash recorded elsewhere (a cut tail is
+                 otherwise undetectable)
+  --prev SHA256  the first file goes on from an earlier one whose head this is
+  --continued    the first file goes on from an earlier one that is gone: start from its
+                 first line (the director reopens its audit file on SIGHUP, after a rotation)`,
   check: `Usage: anchor check --records DIR [--json]
 
 Reads every *.jsonl record file of reference nodes in DIR and proves, per session, that
@@ -152,6 +159,8 @@ async function startDirector(configPath: string, withNodes: boolean): Promise<vo
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // After a log rotation moved the audit file away: reopen it (logrotate's postrotate `kill -HUP`).
+  process.on('SIGHUP', () => void anchor.reopenAudit());
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -216,18 +225,24 @@ async function main(argv: string[]): Promise<number> {
       const [sub, ...more] = rest;
       if (sub === '--help' || sub === '-h') return (out(HELP.audit as string), 0);
       if (sub !== 'verify') throw new UsageError(`anchor audit: unknown subcommand ${sub === undefined ? '(none)' : `"${sub}"`} (try: anchor audit verify FILE)`);
-      const { values, positionals } = parseFlags('audit verify', more, { head: { type: 'string' } }, true);
+      const { values, positionals } = parseFlags('audit verify', more, { head: { type: 'string' }, prev: { type: 'string' }, continued: { type: 'boolean' } }, true);
       if (values.help) return (out(HELP.audit as string), 0);
-      if (positionals.length !== 1) throw new UsageError('anchor audit verify: expected exactly one FILE');
-      const file = positionals[0] as string;
-      const r = await verifyAuditFile(file, values.head !== undefined ? { head: values.head } : {}).catch((err: unknown) => {
-        throw new UsageError(`anchor audit verify: cannot read ${file}: ${(err as Error).message}`);
+      if (positionals.length === 0) throw new UsageError('anchor audit verify: expected at least one FILE');
+      for (const [flag, v] of [['head', values.head], ['prev', values.prev]] as const) {
+        if (v !== undefined && !/^[0-9a-f]{64}$/.test(v)) throw new UsageError(`anchor audit verify: --${flag}: expected a SHA-256 as 64 lowercase hex characters, got "${v}"`);
+      }
+      if (values.prev !== undefined && values.continued === true) throw new UsageError('anchor audit verify: --prev and --continued exclude each other');
+      const start = values.continued === true ? ('any' as const) : values.prev !== undefined ? { prev: values.prev } : undefined;
+      const r = await verifyAuditFiles(positionals, { ...(values.head !== undefined ? { head: values.head } : {}), ...(start !== undefined ? { start } : {}) }).catch((err: unknown) => {
+        throw new UsageError(`anchor audit verify: ${(err as Error).message}`);
       });
       if (r.ok) {
-        out(`ok: ${r.lines} lines, chain intact (head ${r.head})`);
+        const v = r.result;
+        const from = v.start.seq === 1 && v.start.prev === GENESIS ? '' : `, from seq ${v.start.seq} (prev ${v.start.prev})`;
+        out(`ok: ${r.files > 1 ? `${r.files} files, ` : ''}${v.lines} lines${from}, chain intact (head ${v.head})`);
         return 0;
       }
-      process.stderr.write(`${file}: ${r.problem}\n`);
+      process.stderr.write(`${r.file}: ${r.result.problem}\n`);
       return 1;
     }
     case 'check': {

@@ -9,13 +9,30 @@ import { readFile } from 'node:fs/promises';
 import { GENESIS } from './audit.js';
 
 export type AuditVerifyResult =
-  /** `head` is the SHA-256 of the last line (GENESIS when there is none): what a writer chains from next. */
-  | { ok: true; lines: number; head: string }
+  /**
+   * `head` is the SHA-256 of the last line (the start's hash when there is none): what a writer chains
+   * from next; `seq` the last line's seq (the start's seq − 1 when there is none); `start` where the
+   * chain began: GENESIS and seq 1 for the start of a log.
+   */
+  | { ok: true; lines: number; head: string; seq: number; start: { prev: string; seq: number } }
   | { ok: false; lines: number; line: number; problem: string };
+
+/** Where a chain starts: the hash its first line carries as `prev`, and that line's seq. */
+export interface ChainStart {
+  readonly prev: string;
+  readonly seq: number;
+}
 
 export interface AuditVerifyOptions {
   /** The expected SHA-256 (hex) of the last line, e.g. recorded by the writer elsewhere. */
   readonly head?: string;
+  /**
+   * Where the chain starts: the start of a log (GENESIS, seq 1; the default); `{prev, seq}` for a file
+   * that goes on from an earlier one (after a rotation: the earlier file's head and last seq + 1; without
+   * `seq`, the first line's), or `'any'`: whatever the first line says (a file whose predecessors are
+   * gone), reported as `start`.
+   */
+  readonly start?: ChainStart | { readonly prev: string } | 'any';
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -58,13 +75,20 @@ function shapeProblem(value: unknown): string | null {
 
 /** Verifies the chain in `text` (the whole file). A trailing newline is expected but not required. */
 export function verifyAuditChain(text: string, opts: AuditVerifyOptions = {}): AuditVerifyResult {
-  if (text.length === 0) return finish(0, GENESIS, opts.head);
+  const given = opts.start ?? { prev: GENESIS, seq: 1 };
+  // What the start leaves open (its prev for 'any', its seq for 'any' or a start without one) is the first line's.
+  const givenPrev: string | undefined = given === 'any' ? undefined : given.prev;
+  const givenSeq: number | undefined = given === 'any' ? undefined : (given as Partial<ChainStart>).seq;
+  if (text.length === 0) return finish(0, { prev: givenPrev ?? GENESIS, seq: givenSeq ?? 1 }, opts.head);
   const complete = text.endsWith('\n');
   const lines = (complete ? text.slice(0, -1) : text).split('\n');
   const n = lines.length;
   const fail = (line: number, problem: string): AuditVerifyResult => ({ ok: false, lines: n, line, problem: `line ${line}: ${problem}` });
+  const fromStart = givenPrev === GENESIS && givenSeq === 1;
 
-  let prevHash = GENESIS;
+  let prevHash = givenPrev ?? '';
+  let seq = givenSeq ?? 0;
+  let start: ChainStart = { prev: prevHash, seq };
   for (let i = 0; i < n; i++) {
     const no = i + 1;
     const lineText = lines[i] as string;
@@ -86,23 +110,31 @@ export function verifyAuditChain(text: string, opts: AuditVerifyOptions = {}): A
       return fail(no, 'is not byte-for-byte what the writer produces (extra whitespace or re-encoded characters)');
     }
     const line = value as { seq: number; prev: string };
+    if (no === 1) {
+      prevHash = givenPrev ?? line.prev;
+      seq = givenSeq ?? line.seq;
+      start = { prev: prevHash, seq };
+    }
     if (line.prev !== prevHash) {
       return fail(
         no,
-        no === 1
-          ? 'prev is not GENESIS (64 zeros) although this is the first line (lines were removed from the start, or this is not the start of a log)'
-          : `prev does not match the SHA-256 of line ${no - 1} (the chain is broken: a line was changed, removed or inserted)`,
+        no > 1
+          ? `prev does not match the SHA-256 of line ${no - 1} (the chain is broken: a line was changed, removed or inserted)`
+          : fromStart
+            ? 'prev is not GENESIS (64 zeros) although this is the first line (lines were removed from the start, or this is not the start of a log: a rotated file is checked after the one before it, or with --continued)'
+            : `prev is not the SHA-256 of the last line before this file (${prevHash}): lines were lost between the files, or they are not consecutive`,
       );
     }
-    if (line.seq !== no) {
-      return fail(no, `seq is ${line.seq}, expected ${no} (seq must run 1, 2, 3…: a line was removed, inserted or moved)`);
+    if (line.seq !== seq) {
+      return fail(no, `seq is ${line.seq}, expected ${seq} (seq must run on by one: a line was removed, inserted or moved)`);
     }
     prevHash = sha256(lineText);
+    seq += 1;
   }
-  return finish(n, prevHash, opts.head);
+  return finish(n, start, opts.head, prevHash, seq - 1);
 }
 
-function finish(n: number, head: string, expected: string | undefined): AuditVerifyResult {
+function finish(n: number, start: ChainStart, expected: string | undefined, head = start.prev, seq = start.seq - 1): AuditVerifyResult {
   if (expected !== undefined && expected !== head) {
     return {
       ok: false,
@@ -114,7 +146,7 @@ function finish(n: number, head: string, expected: string | undefined): AuditVer
           : `line ${n}: its SHA-256 is not the expected head (the last line was changed, or lines were cut from the end)`,
     };
   }
-  return { ok: true, lines: n, head };
+  return { ok: true, lines: n, head, seq, start };
 }
 
 /** Verifies raw bytes: invalid UTF-8 (which the writer never emits) is reported at its line. */
@@ -158,4 +190,29 @@ function countLines(bytes: Uint8Array): number {
 /** Reads and verifies the audit file at `path`. Throws only if the file cannot be read. */
 export async function verifyAuditFile(path: string, opts: AuditVerifyOptions = {}): Promise<AuditVerifyResult> {
   return verifyAuditBytes(await readFile(path), opts);
+}
+
+/**
+ * Verifies files that are one chain in the order given (rotated files, oldest first): each goes on
+ * from where the one before ended. `start` applies to the first file, `head` to the last. The first
+ * failure is reported with its file; throws only if a file cannot be read.
+ */
+export async function verifyAuditFiles(
+  paths: readonly string[],
+  opts: AuditVerifyOptions = {},
+): Promise<{ ok: true; files: number; result: Extract<AuditVerifyResult, { ok: true }> } | { ok: false; file: string; result: Extract<AuditVerifyResult, { ok: false }> }> {
+  let start = opts.start;
+  if (paths.length === 0) throw new RangeError('no audit file to verify');
+  let first: ChainStart | null = null;
+  let lines = 0;
+  let result: Extract<AuditVerifyResult, { ok: true }> | undefined;
+  for (const [i, path] of paths.entries()) {
+    const r = await verifyAuditFile(path, { ...(start !== undefined ? { start } : {}), ...(i === paths.length - 1 && opts.head !== undefined ? { head: opts.head } : {}) });
+    if (!r.ok) return { ok: false, file: path, result: r };
+    first ??= r.start;
+    lines += r.lines;
+    result = { ...r, lines, start: first };
+    start = { prev: r.head, seq: r.seq + 1 };
+  }
+  return { ok: true, files: paths.length, result: result as Extract<AuditVerifyResult, { ok: true }> };
 }

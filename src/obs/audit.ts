@@ -220,6 +220,16 @@ export interface AuditSink {
   recent(filter?: { session?: string; limit?: number }): AuditLine[];
   flush(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Opens the file at the audit path again (after a log rotation moved it away: SIGHUP), the chain going
+   * on where it was (the new file's first line carries the hash of the old file's last). Every line
+   * before the call goes to the old file, every line after to the new one. Resolves once the new file is
+   * open, with the error when it could not be opened (`fileError` then says so too). Nothing to do
+   * without a file.
+   */
+  reopen(): Promise<Error | null>;
+  /** Why the audit file cannot be written now (lines go only to memory meanwhile); null when it can. */
+  readonly fileError: Error | null;
 }
 
 /**
@@ -262,6 +272,8 @@ export interface AuditOptions {
   /** Told when an existing audit file could not be continued and was moved aside. */
   readonly onRotate?: (movedTo: string) => void;
   readonly wallClock: () => number;
+  /** Told when writes to the audit file fail (once per file opened): from then on lines are not in it. */
+  readonly onError?: (err: Error) => void;
   /** Called for every line (e.g. to log it when there is no file). */
   readonly onLine?: (line: AuditLine) => void;
   readonly keep?: number;
@@ -294,11 +306,19 @@ export function createAudit(opts: AuditOptions): AuditSink {
       opts.onRotate?.(movedTo);
     }
   }
-  let stream: WriteStream | null = opts.path !== null ? createWriteStream(opts.path, { flags: 'a' }) : null;
+  let stream: WriteStream | null = null;
   let streamError: Error | null = null;
-  stream?.on('error', (e) => {
-    streamError = e;
-  });
+  /** A write stream on the audit path, appending; its failure is the sink's only while it is the current one. */
+  const open = (path: string): WriteStream => {
+    const s = createWriteStream(path, { flags: 'a' });
+    s.on('error', (e) => {
+      if (s !== stream || streamError !== null) return;
+      streamError = e;
+      opts.onError?.(e);
+    });
+    return s;
+  };
+  if (opts.path !== null) stream = open(opts.path);
   // Lines written in one turn of the event loop go to the file together (a drain writes thousands): the
   // bytes of `slab` from `from` to `at` in one write at the end of the turn, and a buffer that fills up
   // before in a write of its own (no copy of them into one).
@@ -381,6 +401,23 @@ export function createAudit(opts: AuditOptions): AuditSink {
       stream = null;
       if (s === null) return;
       await new Promise<void>((resolve) => s.end(() => resolve()));
+    },
+    async reopen() {
+      if (opts.path === null || stream === null) return null;
+      writeBatch(); // what was written so far goes to the old file
+      const old = stream;
+      streamError = null;
+      stream = open(opts.path); // lines from now on queue for the new file while it opens
+      old.end();
+      try {
+        await once(stream, 'open');
+        return null;
+      } catch (err) {
+        return err as Error;
+      }
+    },
+    get fileError() {
+      return streamError;
     },
   };
 }

@@ -93,6 +93,7 @@ export const METRIC_NAMES = [
   'anchor_sessions_ended_total',
   'anchor_send_errors_total',
   'anchor_audit_events_total',
+  'anchor_audit_write_errors_total',
   'anchor_sessions_active',
   'anchor_tombstones',
   'anchor_ready',
@@ -155,6 +156,7 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
   labeled(reg, 'anchor_sessions_ended_total', 'Sessions ended, by cause (client_close, node_close, idle_ttl).', 'cause', () => s.sessionsEnded);
   labeled(reg, 'anchor_send_errors_total', 'Send errors by destination kind (node, client): failed control sends (REJECT, REVOKE) and errors the kernel reports on node sockets (ICMP unreachable, a failed queued send). Forwards and relays are sent without a per-datagram callback.', 'to', () => s.sendErrors);
   labeled(reg, 'anchor_audit_events_total', 'Audit events written, by event.', 'event', () => s.auditEvents);
+  plain(reg, 'anchor_audit_write_errors_total', 'Audit files that could not be written (opened or appended to; each counted once): audit lines are kept in memory only, and the director is not ready, until the file is reopened (SIGHUP) successfully.', () => s.auditWriteErrors);
   new Gauge({
     name: 'anchor_sessions_active',
     help: 'Live sessions in the table, by owner node.',

@@ -96,6 +96,8 @@ export class DirectorStats {
   /** Routed connections the native splice pump could not take (they run on Node streams), by reason. */
   readonly tcpSpliceFallbacks = new LabeledCounter();
   readonly auditEvents = new LabeledCounter();
+  /** Audit files that failed (open or write), each once. */
+  auditWriteErrors = 0;
   readonly securityEvents = new LabeledCounter();
   /** REVOKEs: sent, acknowledged, unacknowledged (after every retry). */
   readonly revokes = new LabeledCounter(['sent', 'acknowledged', 'unacknowledged']);

@@ -7,10 +7,10 @@ import { PacketType, RejectReason } from '../../src/codec/types.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { UdpPeer } from '../helpers/udp.js';
 import { waitFor } from '../helpers/wait.js';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { verifyAuditFile } from '../../src/obs/audit-verify.js';
-import { spawnAnchor } from '../helpers/director-proc.js';
+import { verifyAuditFile, verifyAuditFiles } from '../../src/obs/audit-verify.js';
+import { metric, spawnAnchor } from '../helpers/director-proc.js';
 
 describe('director signals', () => {
   const cleanup: (() => Promise<void> | void)[] = [];
@@ -51,6 +51,49 @@ describe('director signals', () => {
     const broken = spawnAnchor(['audit', 'verify', audit]);
     expect((await broken.exited).code).toBe(1);
     expect(broken.stderr).toMatch(/line 2: prev does not match/);
+  });
+
+  it('SIGHUP after a rotation: the audit goes on in a new file at the same path, the two verify as one chain (CLI included); a file that cannot be written makes the director not ready until a SIGHUP that works', async () => {
+    const c: Cluster = await startCluster({ family: 4, config: { drain: { deadline_s: 20 } } });
+    cleanup.push(() => c.stop());
+    const peer = await UdpPeer.open(4);
+    cleanup.push(() => peer.close());
+    const target = c.director.udp[0]!;
+    const audit = join(c.dir, 'audit.jsonl');
+    const lines = (p: string): number => (existsSync(p) ? readFileSync(p, 'utf8').split('\n').length - 1 : 0);
+    const hello = async (): Promise<void> => {
+      peer.send(encodeJv1(PacketType.HELLO, randomBytes(16), Buffer.from('hi')), target);
+      await peer.next((m) => m[3] === PacketType.HELLO);
+    };
+    await hello();
+    await hello();
+    await waitFor('two create lines in the file', () => lines(audit) === 2 || undefined);
+    renameSync(audit, `${audit}.1`);
+    c.director.kill('SIGHUP');
+    await waitFor('the new audit file', () => existsSync(audit) || undefined);
+    await hello();
+    await waitFor('the third line in the new file', () => lines(audit) === 1 || undefined);
+    expect(lines(`${audit}.1`)).toBe(2);
+    expect(await verifyAuditFiles([`${audit}.1`, audit])).toMatchObject({ ok: true, files: 2, result: { lines: 3, seq: 3 } });
+    const both = spawnAnchor(['audit', 'verify', `${audit}.1`, audit]);
+    expect((await both.exited).code).toBe(0);
+    expect(both.stdout).toMatch(/ok: 2 files, 3 lines, chain intact/);
+    const alone = spawnAnchor(['audit', 'verify', audit, '--continued']);
+    expect((await alone.exited).code).toBe(0);
+    expect(alone.stdout).toMatch(/ok: 1 lines, from seq 3 \(prev [0-9a-f]{64}\), chain intact/);
+    expect((await spawnAnchor(['audit', 'verify', audit]).exited).code).toBe(1); // not the start of a log
+
+    // The audit path becomes a directory: the reopen fails, the director says so and is not ready.
+    renameSync(audit, `${audit}.2`);
+    mkdirSync(audit);
+    c.director.kill('SIGHUP');
+    await waitFor('readyz to turn 503', async () => (await fetch(`${c.director.admin}/readyz`)).status === 503);
+    const why = (await (await fetch(`${c.director.admin}/readyz`)).json()) as { reason?: string };
+    expect(why.reason).toMatch(/audit file cannot be written/);
+    expect(await metric(c.director.admin, 'anchor_audit_write_errors_total')).toBe(1);
+    rmSync(audit, { recursive: true });
+    c.director.kill('SIGHUP');
+    await waitFor('readyz to turn 200', async () => (await fetch(`${c.director.admin}/readyz`)).status === 200);
   });
 
   it('POST /v1/director/drain drains like SIGTERM and exits 0 once the sessions end', async () => {

@@ -6,10 +6,11 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { appendFileSync, mkdtempSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { chainLine, createAudit, GENESIS } from '../../src/obs/audit.js';
 import type { AuditEvent, AuditLine } from '../../src/obs/audit.js';
-import { verifyAuditBytes, verifyAuditChain, verifyAuditFile } from '../../src/obs/audit-verify.js';
+import { waitFor } from '../helpers/wait.js';
+import { verifyAuditBytes, verifyAuditChain, verifyAuditFile, verifyAuditFiles } from '../../src/obs/audit-verify.js';
 
 const FC = { seed: 20240612, numRuns: 300 } as const;
 const T0 = Date.UTC(2024, 5, 1, 12, 0, 0);
@@ -69,17 +70,18 @@ describe('verifyAuditChain on a log written by createAudit', () => {
     const { path, text, lines } = await writeLog('ok.log', 10);
     expect(lines).toHaveLength(10);
     const head = sha256(lines[9] as string);
-    expect(verifyAuditChain(text)).toEqual({ ok: true, lines: 10, head });
-    expect(await verifyAuditFile(path)).toEqual({ ok: true, lines: 10, head });
-    expect(verifyAuditChain(text, { head })).toEqual({ ok: true, lines: 10, head });
+    const ok = { ok: true, lines: 10, head, seq: 10, start: { prev: GENESIS, seq: 1 } };
+    expect(verifyAuditChain(text)).toEqual(ok);
+    expect(await verifyAuditFile(path)).toEqual(ok);
+    expect(verifyAuditChain(text, { head })).toEqual(ok);
     // A missing final newline alone is tolerated (the last line is whole).
-    expect(verifyAuditChain(text.slice(0, -1))).toEqual({ ok: true, lines: 10, head });
+    expect(verifyAuditChain(text.slice(0, -1))).toEqual(ok);
   });
 
   it('an empty log is ok with 0 lines', async () => {
     const path = join(dir, 'empty.log');
     await writeFile(path, '');
-    expect(await verifyAuditFile(path)).toEqual({ ok: true, lines: 0, head: GENESIS });
+    expect(await verifyAuditFile(path)).toEqual({ ok: true, lines: 0, head: GENESIS, seq: 0, start: { prev: GENESIS, seq: 1 } });
     expect(verifyAuditChain('', { head: sha256('x') })).toMatchObject({ ok: false, lines: 0 });
   });
 
@@ -430,5 +432,76 @@ describe('createAudit continues an existing file', () => {
     expect(moved).toHaveLength(1);
     expect(readFileSync(moved[0]!, 'utf8')).toContain('{"time":"2023-');
     expect(verifyAuditChain(readFileSync(path, 'utf8'))).toMatchObject({ ok: true, lines: 1 });
+  });
+});
+
+describe('rotation: createAudit reopens its file, the chain goes on across files', () => {
+  it('lines before reopen() are in the moved file, lines after in the new one; the files verify as one chain, and each alone from its start', async () => {
+    const path = join(dir, 'rot.log');
+    let t = T0;
+    const audit = createAudit({ path, wallClock: () => (t += 1000) });
+    for (let i = 0; i < 5; i++) audit.write(event(i));
+    await audit.flush();
+    await waitFor('the first 5 lines in the file', () => (existsSync(path) && readFileSync(path, 'utf8').split('\n').length === 6) || undefined);
+    renameSync(path, `${path}.1`); // what logrotate does (create mode) before it sends SIGHUP
+    audit.write(event(5)); // written after the move, before the reopen: still the old file's (its descriptor)
+    const err = audit.reopen();
+    audit.write(event(6)); // while the new file opens: queued for it
+    expect(await err).toBeNull();
+    for (let i = 7; i < 10; i++) audit.write(event(i));
+    await audit.close();
+    const old = readFileSync(`${path}.1`, 'utf8');
+    const now = readFileSync(path, 'utf8');
+    expect(old.trimEnd().split('\n').map((l) => (JSON.parse(l) as AuditLine).seq)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(now.trimEnd().split('\n').map((l) => (JSON.parse(l) as AuditLine).seq)).toEqual([7, 8, 9, 10]);
+    // Together they are the chain one file would have been.
+    expect(verifyAuditChain(old + now)).toMatchObject({ ok: true, lines: 10 });
+    const both = await verifyAuditFiles([`${path}.1`, path]);
+    expect(both).toMatchObject({ ok: true, files: 2, result: { lines: 10, seq: 10, start: { prev: GENESIS, seq: 1 } } });
+    const oldHead = sha256(old.trimEnd().split('\n').at(-1) as string);
+    // The new file alone: from its own first line (--continued), or from the old file's head (--prev).
+    expect(verifyAuditChain(now)).toMatchObject({ ok: false, line: 1 });
+    expect(verifyAuditChain(now, { start: 'any' })).toMatchObject({ ok: true, lines: 4, seq: 10, start: { prev: oldHead, seq: 7 } });
+    expect(verifyAuditChain(now, { start: { prev: oldHead } })).toMatchObject({ ok: true, lines: 4, start: { prev: oldHead, seq: 7 } });
+    expect(verifyAuditChain(now, { start: { prev: sha256('another') } })).toMatchObject({ ok: false, line: 1, problem: expect.stringContaining('lines were lost between the files') });
+    // In the wrong order, or with a file left out, the chain is broken where they meet.
+    expect(await verifyAuditFiles([path, `${path}.1`])).toMatchObject({ ok: false, file: path });
+  });
+
+  it('a file that cannot be written: onError once, fileError says why, lines stay in memory; a reopen that works clears it', async () => {
+    const sub = join(dir, 'gone');
+    mkdirSync(sub);
+    const path = join(sub, 'audit.log');
+    const errors: Error[] = [];
+    let t = T0;
+    const audit = createAudit({ path, wallClock: () => (t += 1000), onError: (e) => errors.push(e) });
+    audit.write(event(0));
+    await audit.flush();
+    expect(audit.fileError).toBeNull();
+    rmSync(sub, { recursive: true });
+    expect(await audit.reopen()).toBeInstanceOf(Error); // the directory is gone: ENOENT
+    expect(audit.fileError).toBeInstanceOf(Error);
+    expect(errors).toHaveLength(1);
+    audit.write(event(1));
+    audit.write(event(2));
+    await audit.flush();
+    expect(errors).toHaveLength(1); // once per file
+    expect(audit.recent({ limit: 10 }).map((l) => l.seq)).toEqual([1, 2, 3]);
+    mkdirSync(sub);
+    expect(await audit.reopen()).toBeNull();
+    expect(audit.fileError).toBeNull();
+    audit.write(event(3));
+    await audit.close();
+    // Lines 2 and 3 went to no file: the new file goes on from line 3's hash, which verify reports.
+    const text = readFileSync(path, 'utf8');
+    expect(text.trimEnd().split('\n').map((l) => (JSON.parse(l) as AuditLine).seq)).toEqual([4]);
+    expect(verifyAuditChain(text, { start: 'any' })).toMatchObject({ ok: true, lines: 1, start: { seq: 4 } });
+  });
+
+  it('without a file there is nothing to reopen', async () => {
+    const audit = createAudit({ path: null, wallClock: () => T0 });
+    audit.write(event(0));
+    expect(await audit.reopen()).toBeNull();
+    expect(audit.fileError).toBeNull();
   });
 });
