@@ -260,17 +260,16 @@ export class DrainCoordinator {
    * between them, so that a dry run over a million sessions never holds forwarding up for long: a session
    * admitted or ended while it counts may or may not be in the counts.
    */
-  async plan(node: string, page: { readonly limit: number; readonly after?: string } = { limit: Infinity }): Promise<DrainPlanView> {
+  async plan(node: string, page: { readonly limit: number; readonly after?: string }): Promise<DrainPlanView> {
     const { table } = this.#d.core;
     const ring = this.#d.core.ring;
     const clock = this.#d.clock;
-    const listed = Number.isFinite(page.limit) ? table.list({ owner: node, limit: page.limit, ...(page.after !== undefined ? { after: page.after } : {}) }) : null;
+    const listed = table.list({ owner: node, limit: page.limit, ...(page.after !== undefined ? { after: page.after } : {}) });
     const counts = new PlanCounts(node, ring);
     // A walk may meet a record twice while the table changes. The records met are kept in many small
     // sets, by bytes from all over the id: one set of a million stalls the loop for tens of ms each time
     // it grows (measured: 13, 23, 47 ms at 65,536, 131,072 and 262,144 records).
     const seen = Array.from({ length: PLAN_SEEN_SHARDS }, () => new Set<SessionRecord>());
-    const all: SessionRecord[] = [];
     const walk = table.walkOwner(node);
     while (!walk.done) {
       const until = clock.now() + PLAN_SLICE_MS;
@@ -281,13 +280,12 @@ export class DrainCoordinator {
         if (!shard.has(rec)) {
           shard.add(rec);
           counts.add(id);
-          if (listed === null) all.push(rec);
         }
         if (clock.now() >= until) break;
       }
       if (!walk.done) await new Promise((resolve) => setImmediate(resolve));
     }
-    const items = listed?.items ?? all.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const items = listed.items;
     const last = items[items.length - 1];
     return {
       node,
@@ -295,7 +293,7 @@ export class DrainCoordinator {
       byTarget: counts.byTarget,
       unplaceable_count: counts.unplaceable,
       ...planPage(node, items, ring),
-      next_cursor: listed?.more === true && last !== undefined ? last.id : null,
+      next_cursor: listed.more && last !== undefined ? last.id : null,
     };
   }
 

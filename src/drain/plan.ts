@@ -58,7 +58,8 @@ export class PlanCounts {
   /** Sessions counted. */
   sessions = 0;
   unplaceable = 0;
-  readonly byTarget: Record<string, number> = {};
+  /** No prototype: a node may be named like one of Object's properties (`constructor`, `__proto__`). */
+  readonly byTarget: Record<string, number> = Object.create(null) as Record<string, number>;
   readonly #ring: Ring;
   readonly #exclude: ReadonlySet<string>;
 

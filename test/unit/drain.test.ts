@@ -65,6 +65,16 @@ describe('planDrain', () => {
     expect(planDrain('node-a', sessions, buildRing(hasher, []))).toMatchObject({ moves: [], unplaceable: [sessions[0]!.id, sessions[1]!.id].sort() });
   });
 
+  it('nodes named like Object\'s own properties are counted like any other', () => {
+    const odd = buildRing(hasher, ['node-a', '__proto__', 'constructor', 'toString'].map((id) => ({ id, weight: 1 })));
+    const sessions = Array.from({ length: 200 }, (_, i) => planSession(i + 1, 'node-a'));
+    const plan = planDrain('node-a', sessions, odd);
+    expect(Object.keys(plan.byTarget).sort()).toEqual(['__proto__', 'constructor', 'toString']);
+    expect(Object.values(plan.byTarget).reduce((a, b) => a + b, 0)).toBe(200);
+    for (const to of ['__proto__', 'constructor', 'toString']) expect(plan.byTarget[to]).toBe(plan.moves.filter((m) => m.to === to).length);
+    expect(JSON.parse(JSON.stringify(plan.byTarget))).toEqual(plan.byTarget);
+  });
+
   it('a node without sessions has an empty plan', () => {
     expect(planDrain('node-c', [planSession(1, 'node-a')], ring)).toEqual({ node: 'node-c', moves: [], unplaceable: [], byTarget: {} });
   });
@@ -435,7 +445,7 @@ describe('DrainCoordinator', () => {
     const r = await rig('node-a', 4);
     r.h.core.setRing(buildRing(hasher, [{ id: 'node-a', weight: 1 }]));
     const { view } = r.drains.start('node-a', { mode: 'migrate', deadlineS: 0, cause: 'drain', actor: 'op' });
-    expect(await r.drains.plan('node-a')).toMatchObject({ moves: [], unplaceable: r.recs.map((x) => x.id).sort(), sessions: 4, unplaceable_count: 4, byTarget: {} });
+    expect(await r.drains.plan('node-a', { limit: 1000 })).toMatchObject({ moves: [], unplaceable: r.recs.map((x) => x.id).sort(), sessions: 4, unplaceable_count: 4, byTarget: {} });
     const done = await waitFor('drain finished', finished(r, view.id));
     expect(done).toMatchObject({ state: 'failed', moved: 0, failed: 4, remaining: 4 });
     expect(r.h.stats.migrations.get('no_target')).toBe(4);
@@ -471,7 +481,7 @@ describe('DrainCoordinator', () => {
 
   it('plan() is the dry run of the node’s live sessions', async () => {
     const r = await rig('node-b', 12, {}, 3);
-    const plan = await r.drains.plan('node-b');
+    const plan = await r.drains.plan('node-b', { limit: 1000 });
     expect(plan.moves.map((m) => m.session)).toEqual(r.recs.map((x) => x.id).sort());
     for (const m of plan.moves) expect(m.to).toBe(ring.pickExcluding(r.recs.find((x) => x.id === m.session)!.idBytes, new Set(['node-b'])));
     expect(plan).toMatchObject({ sessions: 12, unplaceable_count: 0, byTarget: planDrain('node-b', r.recs, ring).byTarget, next_cursor: null });
