@@ -22,6 +22,9 @@ import { HeaderCacheSlots, type SlotEntry } from './header-cache.js';
 import { type ClientOutcome, type DirectorCore, type Forward, TCP_LISTENER, type TransitionNote } from './core.js';
 import type { DataPath, Ownership } from './ownership.js';
 
+/** Idle sessions expired per turn of the event loop at most (see #expireSome). */
+const EXPIRE_BATCH = 256;
+
 export interface DirectorOptions {
   readonly directorId: string;
   readonly listen: readonly Transport[];
@@ -185,6 +188,8 @@ export class UdpDirector implements DataPath {
   readonly #perSession = new Map<string, SessionSocket>();
   readonly #nodeAddr: Map<string, Transport>;
   #tick: NodeJS.Timeout | null = null;
+  /** An expiry batch is scheduled for the next turn (a backlog of idle sessions). */
+  #expireSoon = false;
   #closed = false;
   readonly #onClientSent: (err: Error | null) => void;
   readonly #slab = new SendSlab();
@@ -897,9 +902,26 @@ export class UdpDirector implements DataPath {
 
   #sweep(): void {
     const now = this.#d.clock.now();
-    // Idle sessions end in the store first (once in a cluster), then here.
-    this.#own.expireIdle(now);
     this.#core.sweepLimiters(now);
+    this.#expireSome();
+  }
+
+  /**
+   * Idle sessions end in the store first (once in a cluster), then here: EXPIRE_BATCH per turn of the
+   * event loop. A batch that was full (a mass expiry: many sessions idle at once) goes on at the next
+   * turn, after the datagrams waiting meanwhile, rather than in one long turn: 10,000 expiries in one
+   * turn held the sockets ~400 ms.
+   */
+  #expireSome(): void {
+    if (this.#closed) return;
+    const started = this.#own.expireIdle(this.#d.clock.now(), EXPIRE_BATCH);
+    if (started === EXPIRE_BATCH && !this.#expireSoon) {
+      this.#expireSoon = true;
+      setImmediate(() => {
+        this.#expireSoon = false;
+        this.#expireSome();
+      });
+    }
   }
 
   #flushExpired(): void {

@@ -151,6 +151,7 @@ export class Ownership {
   readonly #observers: ((rec: SessionRecord, note: TransitionNote) => void)[] = [];
   /** Sessions whose expiry refresh is in flight. */
   readonly #refreshing = new Set<string>();
+  #expiring = 0;
   /** refreshExpiries' walk over the table, and when it last ran. */
   #refreshWalk: RecordWalk | null = null;
   #refreshAt: number | null = null;
@@ -685,9 +686,23 @@ export class Ownership {
    * once that delete succeeded — so a session expires once in a cluster, on whichever director deletes
    * it (the others follow the delete). A delete that finds the session gone ends it here as a remote
    * end; one that finds a newer version, or no store, changes nothing (the next sweep looks again).
+   * Starts at most `limit` expiries, and none while EXPIRE_IN_FLIGHT_MAX are in flight; returns how many
+   * it started (`limit`: more may be due, the caller goes on soon).
    */
-  expireIdle(now: number): void {
-    for (const rec of this.#d.core.dueIdle(now)) void this.#expire(rec);
+  expireIdle(now: number, limit = 10_000): number {
+    const room = Math.min(limit, EXPIRE_IN_FLIGHT_MAX - this.#expiring);
+    if (room <= 0) return 0;
+    const due = this.#d.core.dueIdle(now, room);
+    for (const rec of due) {
+      this.#expiring++;
+      void this.#expire(rec).finally(() => this.#expiring--);
+    }
+    return due.length;
+  }
+
+  /** Expiries whose store delete is in flight (at most EXPIRE_IN_FLIGHT_MAX). */
+  get expiring(): number {
+    return this.#expiring;
   }
 
   async #expire(rec: SessionRecord): Promise<void> {
@@ -1088,3 +1103,5 @@ export function refreshSlots(slots: number, elapsedMs: number, passMs: number): 
 }
 
 const REFRESH_MIN_SLOTS = 4096;
+/** Expiries (store deletes) in flight at most: a mass expiry must not pile requests onto the store. */
+const EXPIRE_IN_FLIGHT_MAX = 4096;

@@ -140,7 +140,10 @@ export class ScriptedStore implements OwnershipStore {
   refresh(id: string, expect: bigint, expiresAt: number, director: string): Promise<CasResult> {
     return this.inner.refresh(id, expect, expiresAt, director);
   }
-  delete(id: string, expect: bigint): Promise<CasResult> {
+  beforeDelete: Hook<[id: string, expect: bigint]> | null = null;
+  async delete(id: string, expect: bigint): Promise<CasResult> {
+    const forced = await this.beforeDelete?.(id, expect);
+    if (forced) return forced;
     return this.inner.delete(id, expect);
   }
   watch(listener: (ev: StoreEvent) => void): () => void {

@@ -15,6 +15,7 @@ import type { SessionRecord } from '../../src/session/table.js';
 import type { CasResult, StoredSession } from '../../src/store/store.js';
 import {
   clientTransport,
+  counterId,
   counterOf,
   idsOwnedBy,
   makeHarness,
@@ -23,6 +24,7 @@ import {
   type Harness,
 } from '../helpers/ownership-harness.js';
 import { sid } from '../helpers/packet-builder.js';
+import { waitFor } from '../helpers/wait.js';
 
 const NODES = ['node-a', 'node-b', 'node-c'] as const;
 let hasher: Hasher;
@@ -65,6 +67,32 @@ function stored(id: string, f: Partial<StoredSession> = {}): StoredSession {
 }
 
 const unavailable = (message = 'injected'): CasResult => ({ ok: false, reason: 'unavailable', message });
+
+// ------------------------------------------------------------------------------------------ expiry
+describe('Ownership.expireIdle', () => {
+  it('starts at most `limit` expiries per call and none past 4,096 store deletes in flight; the rest go as deletes complete', async () => {
+    const clock = new ManualClock();
+    const h = harness({ clock, limits: { sessionMax: 10_000, idleTtlMs: 1000 } });
+    for (let i = 0; i < 5000; i++) await h.admit(counterId(i + 1), clientTransport(i));
+    expect(h.core.table.size).toBe(5000);
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    h.store.beforeDelete = () => gate.then(() => undefined);
+    clock.advance(2000);
+    expect(h.own.expireIdle(clock.now(), 300)).toBe(300);
+    expect(h.own.expiring).toBe(300);
+    expect(h.own.expireIdle(clock.now())).toBe(4096 - 300);
+    expect(h.own.expireIdle(clock.now())).toBe(0); // the store has 4,096 deletes to answer first
+    expect(h.own.expiring).toBe(4096);
+    expect(h.core.table.size).toBe(5000); // a session ends here only once the store deleted it
+    open();
+    await waitFor('the deletes answered', () => h.own.expiring === 0 || undefined);
+    expect(h.core.table.size).toBe(5000 - 4096);
+    expect(h.own.expireIdle(clock.now())).toBe(5000 - 4096);
+    await waitFor('every session expired', () => h.core.table.size === 0 || undefined);
+    expect(h.auditLines().filter((l) => l.event === 'expire')).toHaveLength(5000);
+  });
+});
 
 // ------------------------------------------------------------------------------------------ admission
 describe('Ownership.admit', () => {
