@@ -2,6 +2,7 @@
 // resume (migration), termination, and REVOKE acknowledgement tracking. Every step is a CAS on the
 // version the core planned; a lost or unavailable CAS changes nothing (fail closed) and is a
 // SECURITY_EVENT. It never decides which session goes where (the core, the drain plan and the ring do).
+import Denque from 'denque';
 import { transportKey } from '../codec/ip.js';
 import { RejectReason, type Transport } from '../codec/types.js';
 import { StoreUnavailableError } from '../errors.js';
@@ -152,6 +153,8 @@ export class Ownership {
   /** Sessions whose expiry refresh is in flight. */
   readonly #refreshing = new Set<string>();
   #expiring = 0;
+  #endDeletes = 0;
+  readonly #endQueue = new Denque<{ readonly id: string; readonly fromVersion: bigint; readonly toVersion: bigint }>();
   /** refreshExpiries' walk over the table, and when it last ran. */
   #refreshWalk: RecordWalk | null = null;
   #refreshAt: number | null = null;
@@ -663,14 +666,33 @@ export class Ownership {
   /** A session ended in the core (close, expire, terminate): audit it and remove it from the store. */
   ended(rec: SessionRecord, t: TransitionNote, actor = this.#o.directorId): void {
     this.#recordEnd(rec, t, actor);
-    if (t.fromVersion !== null) {
-      // Ending only ever takes ownership away, so it is applied locally first; the store follows.
-      void this.#d.store.delete(rec.id, t.fromVersion).then((r) => {
-        // Already gone: another director ended it too (both saw it expire, or both terminated it).
-        if (!r.ok && r.reason === 'conflict' && r.current === null) return;
-        if (!r.ok) this.#security(rec.id, 'end_not_stored', { reason: r.reason, version: t.toVersion.toString() });
-      });
+    // Ending only ever takes ownership away, so it is applied locally first; the store follows.
+    if (t.fromVersion !== null) this.#deleteStored(rec.id, t.fromVersion, t.toVersion);
+  }
+
+  /**
+   * The store's delete of an ended session, at most END_DELETES_IN_FLIGHT at once: past that they wait
+   * in order (a mass end — every session terminated when the store comes back from a partition — must
+   * not pile a million requests onto the store and into memory at once).
+   */
+  #deleteStored(id: string, fromVersion: bigint, toVersion: bigint): void {
+    if (this.#endDeletes >= END_DELETES_IN_FLIGHT) {
+      this.#endQueue.push({ id, fromVersion, toVersion });
+      return;
     }
+    this.#endDeletes++;
+    void this.#d.store.delete(id, fromVersion).then((r) => {
+      // Already gone: another director ended it too (both saw it expire, or both terminated it).
+      if (!r.ok && !(r.reason === 'conflict' && r.current === null)) this.#security(id, 'end_not_stored', { reason: r.reason, version: toVersion.toString() });
+      this.#endDeletes--;
+      const next = this.#endQueue.shift();
+      if (next !== undefined) this.#deleteStored(next.id, next.fromVersion, next.toVersion);
+    });
+  }
+
+  /** Store deletes of ended sessions in flight, and waiting for room. */
+  get endDeletes(): { inFlight: number; waiting: number } {
+    return { inFlight: this.#endDeletes, waiting: this.#endQueue.length };
   }
 
   /** The bookkeeping of every end made here: counted, held packets discarded, audited, observers told. */
@@ -1103,5 +1125,7 @@ export function refreshSlots(slots: number, elapsedMs: number, passMs: number): 
 }
 
 const REFRESH_MIN_SLOTS = 4096;
+/** Store deletes of sessions ended here (closed, terminated) in flight at most; the rest wait in order. */
+const END_DELETES_IN_FLIGHT = 4096;
 /** Expiries (store deletes) in flight at most: a mass expiry must not pile requests onto the store. */
 const EXPIRE_IN_FLIGHT_MAX = 4096;

@@ -94,6 +94,29 @@ describe('Ownership.expireIdle', () => {
   });
 });
 
+describe('Ownership.ended (store deletes)', () => {
+  it('a mass end: sessions end here at once, their store deletes go at most 4,096 at a time, the rest in order as room frees up', async () => {
+    const h = harness({ limits: { sessionMax: 10_000 } });
+    const ids: string[] = [];
+    for (let i = 0; i < 5000; i++) ids.push((await h.admit(counterId(i + 1), clientTransport(i))).id);
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const deleted: string[] = [];
+    h.store.beforeDelete = async (id) => {
+      await gate;
+      deleted.push(id);
+    };
+    for (const id of ids) expect(h.own.terminate(id, 'partition', 'dir-test').ok).toBe(true);
+    expect(h.core.table.size).toBe(0); // ended here at once
+    expect(h.own.endDeletes).toEqual({ inFlight: 4096, waiting: 5000 - 4096 });
+    open();
+    await waitFor('every delete done', () => (h.own.endDeletes.inFlight === 0 && h.own.endDeletes.waiting === 0) || undefined);
+    expect(deleted).toEqual(ids); // in the order the sessions ended
+    for (const id of ids.slice(0, 50)) expect(await h.store.get(id)).toMatchObject({ ok: true, record: null });
+    expect(h.auditLines().filter((l) => l.event === 'SECURITY_EVENT')).toHaveLength(0);
+  });
+});
+
 // ------------------------------------------------------------------------------------------ admission
 describe('Ownership.admit', () => {
   it('HELLO → admit outcome → store create (version 1) → HELLO forwarded with seq 1, audit create', async () => {
