@@ -347,6 +347,10 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       nodeStates: () => membership.list().map((n) => ({ id: n.id, state: n.state, health: n.health })),
       tombstones: () => c.table.tombstoneCount,
       pendingRevokes: () => ownership.pendingRevokes,
+      storeBacklog: () => {
+        const d = ownership.endDeletes;
+        return { endDeletesInFlight: d.inFlight, endDeletesWaiting: d.waiting, expiring: ownership.expiring };
+      },
       tcpOpen: () => tcp?.openConnections ?? 0,
       sessionSockets: () => director.sessionSockets,
       headerCache: () => director.headerCache,

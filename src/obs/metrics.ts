@@ -26,6 +26,8 @@ export interface MetricsSources {
   nodeStates(): { id: string; state: string; health: string }[];
   tombstones(): number;
   pendingRevokes(): number;
+  /** Store writes waiting for room: deletes of sessions ended here, expiries (see Ownership). */
+  storeBacklog?(): { endDeletesWaiting: number; endDeletesInFlight: number; expiring: number };
   tcpOpen(): number;
   sessionSockets(): number;
   /** Sessions whose PROXY v2 header is kept ready, and headers taken back to make room (session.header_cache). */
@@ -67,6 +69,7 @@ export const METRIC_NAMES = [
   'anchor_security_events_total',
   'anchor_revokes_total',
   'anchor_revokes_pending',
+  'anchor_store_deletes',
   'anchor_migrations_total',
   'anchor_drain_backoffs_total',
   'anchor_remote_changes_total',
@@ -330,6 +333,21 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
       this.set(src.pendingRevokes());
     },
   });
+  if (src.storeBacklog !== undefined) {
+    const backlog = src.storeBacklog;
+    new Gauge({
+      name: 'anchor_store_deletes',
+      help: 'Store deletes of sessions ended here (closed, terminated: in_flight at most 4096, then waiting in order) and of idle sessions expiring (expiring, at most 4096).',
+      labelNames: ['kind'],
+      registers: [reg],
+      collect() {
+        const b = backlog();
+        this.set({ kind: 'in_flight' }, b.endDeletesInFlight);
+        this.set({ kind: 'waiting' }, b.endDeletesWaiting);
+        this.set({ kind: 'expiring' }, b.expiring);
+      },
+    });
+  }
   new Gauge({
     name: 'anchor_tombstones',
     help: 'Terminated session ids remembered so that their packets get REJECT SESSION_TERMINATED.',

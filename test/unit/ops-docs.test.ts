@@ -18,6 +18,7 @@ async function exported(): Promise<Map<string, { type: string; labels: string[] 
       nodeStates: () => [{ id: 'node-a', state: 'active', health: 'healthy' }],
       tombstones: () => 0,
       pendingRevokes: () => 0,
+      storeBacklog: () => ({ endDeletesInFlight: 0, endDeletesWaiting: 0, expiring: 0 }),
       tcpOpen: () => 0,
       sessionSockets: () => 0,
       nativeIo: () => true,
