@@ -115,6 +115,19 @@ describe('Ownership.ended (store deletes)', () => {
     for (const id of ids.slice(0, 50)) expect(await h.store.get(id)).toMatchObject({ ok: true, record: null });
     expect(h.auditLines().filter((l) => l.event === 'SECURITY_EVENT')).toHaveLength(0);
   });
+
+  it('a store whose delete throws: a SECURITY_EVENT end_not_stored, and the room it held is given back', async () => {
+    const h = harness();
+    const rec = await h.admit(counterId(7), clientTransport(7));
+    h.store.beforeDelete = () => {
+      throw new Error('connection reset');
+    };
+    expect(h.own.terminate(rec.id, 'operator', 'op').ok).toBe(true);
+    await waitFor('the delete settled', () => h.own.endDeletes.inFlight === 0 || undefined);
+    const sec = h.auditLines().filter((l) => l.event === 'SECURITY_EVENT');
+    expect(sec).toHaveLength(1);
+    expect(sec[0]).toMatchObject({ session: rec.id, cause: 'end_not_stored', detail: { reason: 'unavailable', message: 'Error: connection reset' } });
+  });
 });
 
 // ------------------------------------------------------------------------------------------ admission
