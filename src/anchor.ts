@@ -16,6 +16,7 @@ import { TcpFront } from './net/tcp-front.js';
 import { Membership, NodeHealth, NodeState } from './nodes/membership.js';
 import { HealthProber } from './nodes/prober.js';
 import { createAudit, type AuditSink } from './obs/audit.js';
+import { SliceEnder } from './director/ender.js';
 import type { Logger } from './obs/logger.js';
 import { createMetricsRegistry } from './obs/metrics.js';
 import { DirectorStats } from './obs/stats.js';
@@ -27,6 +28,9 @@ import type { OwnershipStore } from './store/store.js';
 import { defaultMargin, fenceState, FenceState } from './store/fence.js';
 import { ConfigError } from './errors.js';
 import type { Clock } from './util/clock.js';
+
+/** How long (ms) a turn of ending sessions after a partition may run before it gives the loop back. */
+const PARTITION_END_SLICE_MS = 5;
 
 export interface AnchorDeps {
   readonly clock: Clock;
@@ -143,7 +147,13 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   // Self-fencing from the store lease (a shared store); the in-process store has none and is always ok.
   const leaseOkAt = store.leaseOkAt?.bind(store);
   const fenceCfg = { ttlMs: store.leaseTtlMs ?? 0, marginMs: defaultMargin(store.leaseTtlMs ?? 3000) };
-  const fence = (): FenceState => (leaseOkAt === undefined ? FenceState.OK : fenceState(leaseOkAt(), clock.now(), fenceCfg));
+  const storeFence = (): FenceState => (leaseOkAt === undefined ? FenceState.OK : fenceState(leaseOkAt(), clock.now(), fenceCfg));
+  // store.partition_policy `terminate`: the sessions there were when the store came back after the fence
+  // expired, being ended a slice per turn (see partitionWatch). Until the last has ended the director acts
+  // as if the fence were still expired: nothing forwarded, admitted or changed, so none of them is served
+  // again, and the sockets are not held up for the seconds a million ends take.
+  let ending: SliceEnder<SessionRecord> | null = null;
+  const fence = (): FenceState => (ending !== null ? FenceState.EXPIRED : storeFence());
   let core: DirectorCore | null = null;
   const membership = new Membership(hasher, nodes, (ring) => core?.setRing(ring));
   core = new DirectorCore(
@@ -302,12 +312,25 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   thawTick.unref();
   // store.partition_policy: when the fence comes back from 'expired', `terminate` ends every session.
   let fenceWas: FenceState = FenceState.OK;
+  const endSome = (): void => {
+    if (ending === null || closed !== null) return;
+    if (!ending.slice()) {
+      setImmediate(endSome);
+      return;
+    }
+    logger.info({ sessions: ending.total }, 'every session there was when the store came back has ended (partition_policy terminate)');
+    ending = null;
+  };
   const partitionWatch = setInterval(() => {
-    const now = fence();
+    const now = storeFence();
     if (fenceWas === FenceState.EXPIRED && now === FenceState.OK) {
       logger.warn({ policy: config.store.partition_policy, sessions: c.table.size }, 'store back after the fence expired');
-      if (config.store.partition_policy === 'terminate') {
-        for (const rec of [...c.table.values()]) ownership.terminate(rec.id, 'partition', directorId);
+      if (config.store.partition_policy === 'terminate' && ending === null) {
+        const end = (rec: SessionRecord): void => {
+          if (c.table.holds(rec)) ownership.terminate(rec.id, 'partition', directorId);
+        };
+        ending = new SliceEnder([...c.table.values()], end, clock, PARTITION_END_SLICE_MS);
+        endSome();
       }
     }
     fenceWas = now;
@@ -331,6 +354,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   const ready = (): { ready: boolean; reason?: string } => {
     if (draining) return { ready: false, reason: 'director draining' };
     if (audit.fileError !== null) return { ready: false, reason: `audit file cannot be written (${audit.fileError.message}): reopen it with SIGHUP` };
+    if (ending !== null) return { ready: false, reason: `ending the sessions there were when the store came back (partition_policy terminate): ${ending.left} left` };
     const f = fence();
     if (f !== FenceState.OK) return { ready: false, reason: f === FenceState.EXPIRED ? 'store lease expired: not forwarding' : 'store unreachable or lease near its deadline' };
     if (membership.ring.nodes.length === 0) return { ready: false, reason: 'no active, healthy node' };
