@@ -123,13 +123,24 @@ describe('anchor ctl against a real director', { timeout: 180_000 }, () => {
   it('plan: where draining a node would send its sessions, moving nothing', async () => {
     const before = await nodes();
     const onA = before.find((n) => n.id === 'node-a')!.sessions;
+    expect(onA).toBeGreaterThan(3);
     const r = await ctl(['plan', 'node-a', '--limit', '3']);
     expect(r.code).toBe(0);
     expect(r.stdout.split('\n')[0]).toBe(`draining node-a would move ${onA} sessions`);
     expect(r.stdout).toMatch(/^TO +SESSIONS$/m);
-    const plan = await json<{ node: string; moves: { session: string; from: string; to: string }[]; unplaceable: string[] }>(['plan', 'node-a']);
+    // A page of 3 moves, then how to get the next page.
+    expect(r.stdout.match(/^[0-9a-f]{32} +node-a +node-[bc] +1$/gm)).toHaveLength(3);
+    const next = /^… more: anchor ctl plan node-a --cursor ([0-9a-f]{32}) /m.exec(r.stdout)?.[1];
+    expect(next).toBeDefined();
+    type Plan = { node: string; sessions: number; moves: { session: string; from: string; to: string }[]; unplaceable: string[]; next_cursor: string | null };
+    const plan = await json<Plan>(['plan', 'node-a', '--limit', '1000']);
+    expect(plan.sessions).toBe(onA);
     expect(plan.moves).toHaveLength(onA);
+    expect(plan.next_cursor).toBeNull();
     expect(plan.moves.every((m) => m.from === 'node-a' && m.to !== 'node-a')).toBe(true);
+    // The page after the cursor goes on where the first one stopped.
+    const page2 = await json<Plan>(['plan', 'node-a', '--limit', '3', '--cursor', next!]);
+    expect(page2.moves.map((m) => m.session)).toEqual(plan.moves.slice(3, 6).map((m) => m.session));
     expect(await nodes()).toEqual(before);
   });
 
