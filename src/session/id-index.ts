@@ -115,6 +115,11 @@ export class IdIndex<T extends HasIdBytes> {
   #recs: (T | null)[];
   /** Slot i's id words at 4i .. 4i+3 (meaningful only where #recs[i] is not null). */
   #words: Int32Array;
+  /**
+   * Slot i's tag, the caller's (the table: a number per owner, 0 for none), moved with the record: a walk
+   * skips the records of other tags without reading them.
+   */
+  #tags: Uint16Array;
   #mask: number;
   #size = 0;
   readonly #k: Int32Array;
@@ -128,6 +133,7 @@ export class IdIndex<T extends HasIdBytes> {
     while (cap < capacity) cap *= 2;
     this.#recs = new Array<T | null>(cap).fill(null);
     this.#words = new Int32Array(cap * 4);
+    this.#tags = new Uint16Array(cap);
     this.#mask = cap - 1;
   }
 
@@ -162,6 +168,19 @@ export class IdIndex<T extends HasIdBytes> {
     return this.#recs[i] ?? null;
   }
 
+  /** The tag of slot `i` (meaningful only where `at(i)` is a record). */
+  tagAt(i: number): number {
+    return this.#tags[i] ?? 0;
+  }
+
+  /** Gives `rec` (indexed) the tag `tag` (0–65535); false when it is not indexed. */
+  retag(rec: T, tag: number): boolean {
+    const i = this.#slotOf(rec);
+    if (i < 0) return false;
+    this.#tags[i] = tag;
+    return true;
+  }
+
   /** Every record once, in slot order. The index must not change while this runs. */
   *values(): IterableIterator<T> {
     const recs = this.#recs;
@@ -176,9 +195,10 @@ export class IdIndex<T extends HasIdBytes> {
    * byte order, among those `keep` accepts (null: all), in that order. One pass over the slots that
    * compares the id words in place: a record itself is read (by `keep`) only when its id would enter the
    * result found so far, about limit · ln(size / limit) times for random ids. The index must not change
-   * while this runs. O(capacity + candidates · log limit).
+   * while this runs. O(capacity + candidates · log limit). `tag`: only slots of that tag or of tag 0 (a
+   * slot of another tag is skipped unread; `keep` still decides).
    */
-  smallest(limit: number, after: Uint8Array | null, keep: ((rec: T) => boolean) | null): T[] {
+  smallest(limit: number, after: Uint8Array | null, keep: ((rec: T) => boolean) | null, tag: number | null = null): T[] {
     if (limit <= 0) return [];
     if (after !== null && after.length !== ID_LEN) throw new RangeError(`session id must be ${ID_LEN} bytes`);
     const a0 = after === null ? -1 : beWord(after, 0);
@@ -190,9 +210,11 @@ export class IdIndex<T extends HasIdBytes> {
     let top0 = Infinity; // the top's first word once `limit` are kept (a cheap first test per slot)
     const recs = this.#recs;
     const words = this.#words;
+    const tags = this.#tags;
     for (let i = 0; i < recs.length; i++) {
       const r = recs[i];
       if (r === null || r === undefined) continue;
+      if (tag !== null && tags[i] !== tag && tags[i] !== 0) continue;
       const j = i << 2;
       const k0 = bswap(words[j]!);
       if (k0 < a0 || k0 > top0) continue;
@@ -214,13 +236,16 @@ export class IdIndex<T extends HasIdBytes> {
     return out;
   }
 
-  /** Adds `rec`; false (and nothing changes) when a record with the same id bytes is indexed already. */
-  add(rec: T): boolean {
+  /**
+   * Adds `rec` with the tag `tag` (0–65535); false (and nothing changes) when a record with the same id
+   * bytes is indexed already.
+   */
+  add(rec: T, tag = 0): boolean {
     const b = rec.idBytes;
     if (b.length !== ID_LEN) throw new RangeError(`session id must be ${ID_LEN} bytes`);
     if (this.get(b, 0) !== undefined) return false;
     if ((this.#size + 1) * 8 > this.capacity * 5) this.#grow();
-    this.#place(rec, word(b, 0), word(b, 4), word(b, 8), word(b, 12));
+    this.#place(rec, word(b, 0), word(b, 4), word(b, 8), word(b, 12), tag);
     this.#size++;
     return true;
   }
@@ -229,14 +254,10 @@ export class IdIndex<T extends HasIdBytes> {
   delete(rec: T): boolean {
     const recs = this.#recs;
     const words = this.#words;
+    const tags = this.#tags;
     const mask = this.#mask;
-    const b = rec.idBytes;
-    let i = this.#hash(word(b, 0), word(b, 4), word(b, 8), word(b, 12)) & mask;
-    for (; ; i = (i + 1) & mask) {
-      const r = recs[i];
-      if (r === null || r === undefined) return false;
-      if (r === rec) break;
-    }
+    const i = this.#slotOf(rec);
+    if (i < 0) return false;
     // Backward shift: pull later members of the run into the hole so every probe run stays unbroken.
     let hole = i;
     for (let j = (i + 1) & mask; ; j = (j + 1) & mask) {
@@ -248,12 +269,25 @@ export class IdIndex<T extends HasIdBytes> {
       if (((j - home) & mask) >= ((j - hole) & mask)) {
         recs[hole] = r;
         words.copyWithin(hole << 2, q, q + 4);
+        tags[hole] = tags[j]!;
         hole = j;
       }
     }
     recs[hole] = null;
     this.#size--;
     return true;
+  }
+
+  /** The slot of exactly `rec` (not another record with its id), -1 when it is not indexed. */
+  #slotOf(rec: T): number {
+    const recs = this.#recs;
+    const mask = this.#mask;
+    const b = rec.idBytes;
+    for (let i = this.#hash(word(b, 0), word(b, 4), word(b, 8), word(b, 12)) & mask; ; i = (i + 1) & mask) {
+      const r = recs[i];
+      if (r === null || r === undefined) return -1;
+      if (r === rec) return i;
+    }
   }
 
   /** The record whose id words are w0..w3, if any: one probe run. */
@@ -269,12 +303,13 @@ export class IdIndex<T extends HasIdBytes> {
     }
   }
 
-  #place(rec: T, w0: number, w1: number, w2: number, w3: number): void {
+  #place(rec: T, w0: number, w1: number, w2: number, w3: number, tag: number): void {
     const recs = this.#recs;
     const mask = this.#mask;
     let i = this.#hash(w0, w1, w2, w3) & mask;
     while (recs[i] !== null) i = (i + 1) & mask;
     recs[i] = rec;
+    this.#tags[i] = tag;
     const j = i << 2;
     this.#words[j] = w0;
     this.#words[j + 1] = w1;
@@ -285,15 +320,17 @@ export class IdIndex<T extends HasIdBytes> {
   #grow(): void {
     const oldRecs = this.#recs;
     const oldWords = this.#words;
+    const oldTags = this.#tags;
     const cap = oldRecs.length * 2;
     this.#recs = new Array<T | null>(cap).fill(null);
     this.#words = new Int32Array(cap * 4);
+    this.#tags = new Uint16Array(cap);
     this.#mask = cap - 1;
     for (let i = 0; i < oldRecs.length; i++) {
       const r = oldRecs[i];
       if (r === null || r === undefined) continue;
       const j = i << 2;
-      this.#place(r, oldWords[j]!, oldWords[j + 1]!, oldWords[j + 2]!, oldWords[j + 3]!);
+      this.#place(r, oldWords[j]!, oldWords[j + 1]!, oldWords[j + 2]!, oldWords[j + 3]!, oldTags[i]!);
     }
   }
 

@@ -60,6 +60,12 @@ export class SessionTable {
    * what sessionIdHex writes): while there is one, id order is not byte order and `list` compares texts.
    */
   #oddIds = 0;
+  /**
+   * A tag per owner (1–65535; 0 once they run out: such records are read to learn their owner), kept with
+   * each record's slot in the id index so that a walk or a page for one owner skips the others' records
+   * without reading them. Owners are node ids: a handful, never given back.
+   */
+  readonly #ownerTags = new Map<string, number>();
   #tombHead = 0;
   #tombstonesEvicted = 0;
 
@@ -119,7 +125,7 @@ export class SessionTable {
    */
   insert(rec: SessionRecord): boolean {
     if (this.full || rec.expirySlot !== -1) return false;
-    if (!this.#byId.add(rec)) return false; // the same id bytes (under any text form): never two records
+    if (!this.#byId.add(rec, this.#tagFor(rec.owner))) return false; // the same id bytes (under any text form): never two records
     this.#count(rec.owner, 1);
     if (!isLowerHexId(rec.id)) this.#oddIds++;
     this.#tombstones.delete(rec.id);
@@ -140,6 +146,7 @@ export class SessionTable {
     if (this.holds(rec)) {
       this.#count(rec.owner, -1);
       this.#count(owner, 1);
+      this.#byId.retag(rec, this.#tagFor(owner));
     }
     rec.owner = owner;
   }
@@ -179,12 +186,12 @@ export class SessionTable {
    * pass meets.
    */
   walkOwner(owner: string): OwnerWalk {
-    return new OwnerSlotWalk(owner, this.#byId);
+    return new OwnerSlotWalk(owner, this.#tagOf(owner), this.#byId);
   }
 
   /** The same walk over every record (any owner): for work spread over many calls (see OwnerWalk). */
   walkAll(): RecordWalk {
-    return new SlotWalk(null, this.#byId);
+    return new SlotWalk(null, 0, this.#byId);
   }
 
   /** Slots of the id index (a walk looks at this many in a pass): about 1.6 to 3.2 per record. */
@@ -214,7 +221,7 @@ export class SessionTable {
     if (q.owner !== undefined && !this.#owners.has(q.owner)) return { items: [], more: false };
     if (this.#oddIds === 0 && (q.after === undefined || isLowerHexId(q.after))) {
       const owner = q.owner;
-      const recs = this.#byId.smallest(q.limit + 1, q.after === undefined ? null : idBytesFromHex(q.after), owner === undefined ? null : (r) => r.owner === owner);
+      const recs = this.#byId.smallest(q.limit + 1, q.after === undefined ? null : idBytesFromHex(q.after), owner === undefined ? null : (r) => r.owner === owner, owner === undefined ? null : this.#tagOf(owner));
       return { items: recs.slice(0, q.limit), more: recs.length > q.limit };
     }
     return this.#listByText(q);
@@ -295,6 +302,21 @@ export class SessionTable {
     if (!isLowerHexId(rec.id)) this.#oddIds--;
   }
 
+  /** The tag of `owner`'s records, made for it now if it has none and some are left (else 0). */
+  #tagFor(owner: string): number {
+    let t = this.#ownerTags.get(owner);
+    if (t === undefined) {
+      t = this.#ownerTags.size < MAX_OWNER_TAG ? this.#ownerTags.size + 1 : 0;
+      if (t !== 0) this.#ownerTags.set(owner, t);
+    }
+    return t;
+  }
+
+  /** The tag `owner`'s records carry: -1 (no slot's) for an owner that never had one, whose records carry 0. */
+  #tagOf(owner: string): number {
+    return this.#ownerTags.get(owner) ?? -1;
+  }
+
   /** Adds `by` to `owner`'s count; an owner whose count reaches 0 is left out. */
   #count(owner: string, by: number): void {
     const n = (this.#owners.get(owner) ?? 0) + by;
@@ -337,12 +359,15 @@ export interface RecordWalk {
 class SlotWalk implements RecordWalk {
   /** The owner whose records the walk returns; null: every record. */
   readonly #match: string | null;
+  /** Its records' tag in the index (see SessionTable #ownerTags): a slot of another nonzero tag is skipped unread. */
+  readonly #tag: number;
   readonly #index: IdIndex<SessionRecord>;
   /** The next slot to look at, going down; -1 once the pass is done. */
   #slot: number;
 
-  constructor(match: string | null, index: IdIndex<SessionRecord>) {
+  constructor(match: string | null, tag: number, index: IdIndex<SessionRecord>) {
     this.#match = match;
+    this.#tag = tag;
     this.#index = index;
     this.#slot = index.capacity - 1;
   }
@@ -355,7 +380,12 @@ class SlotWalk implements RecordWalk {
     const index = this.#index;
     while (this.#slot >= 0 && budget.slots > 0) {
       budget.slots--;
-      const rec = index.at(this.#slot--);
+      const slot = this.#slot--;
+      if (this.#match !== null) {
+        const t = index.tagAt(slot);
+        if (t !== this.#tag && t !== 0) continue;
+      }
+      const rec = index.at(slot);
       if (rec !== null && (this.#match === null || rec.owner === this.#match)) return rec;
     }
     return undefined;
@@ -364,11 +394,13 @@ class SlotWalk implements RecordWalk {
 class OwnerSlotWalk extends SlotWalk implements OwnerWalk {
   readonly owner: string;
 
-  constructor(owner: string, index: IdIndex<SessionRecord>) {
-    super(owner, index);
+  constructor(owner: string, tag: number, index: IdIndex<SessionRecord>) {
+    super(owner, tag, index);
     this.owner = owner;
   }
 }
 
+/** Owner tags there are (Uint16 slots; 0 means none). */
+const MAX_OWNER_TAG = 65_535;
 /** How soon a record returned by `dueForExpiry` but kept by the caller is returned again (at most). */
 const REQUEUE_MS = 1000;

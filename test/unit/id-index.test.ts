@@ -198,6 +198,41 @@ describe('IdIndex.smallest (the ordered page the admin list is made of)', () => 
     expect(asked).toBeLessThan(rs.length / 4); // slots are in hash order: far fewer than every record
   });
 
+  it('property: tags follow their records through deletes (backward shifts), growth and retags; a page by tag reads only that tag\'s records and tag 0\'s', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 400 }), fc.integer({ min: 0, max: 3 }), fc.constantFrom('add', 'del', 'retag')), { maxLength: 300 }), (ops) => {
+        const x = new IdIndex<Rec>(KEY);
+        const model = new Map<number, { rec: Rec; tag: number }>();
+        for (const [n, tag, op] of ops) {
+          const have = model.get(n);
+          if (op === 'add' && have === undefined) {
+            const r = rec(n);
+            expect(x.add(r, tag)).toBe(true);
+            model.set(n, { rec: r, tag });
+          } else if (op === 'del' && have !== undefined) {
+            expect(x.delete(have.rec)).toBe(true);
+            model.delete(n);
+          } else if (op === 'retag') {
+            expect(x.retag(have?.rec ?? rec(n), tag)).toBe(have !== undefined);
+            if (have !== undefined) have.tag = tag;
+          }
+        }
+        const seen = new Map<Rec, number>();
+        for (let i = 0; i < x.capacity; i++) {
+          const r = x.at(i);
+          if (r !== null) seen.set(r, x.tagAt(i));
+        }
+        expect(seen.size).toBe(model.size);
+        for (const { rec: r, tag } of model.values()) expect(seen.get(r)).toBe(tag);
+        const read: Rec[] = [];
+        const page = x.smallest(1000, null, (r) => (read.push(r), true), 2);
+        expect(new Set(page)).toEqual(new Set([...model.values()].filter((m) => m.tag === 2 || m.tag === 0).map((m) => m.rec)));
+        for (const r of read) expect([0, 2]).toContain(seen.get(r));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it('nothing for a limit of 0; a bound that is not 16 bytes is a RangeError', () => {
     const x = new IdIndex<Rec>(KEY);
     x.add(rec(1));
