@@ -6,13 +6,14 @@
 // Memory per live session (issue 7; 64-bit V8 without pointer compression): 77-79 bytes at 200,000
 // sessions in the memory bench's breakdown (152-154 with a Map by id text and a Set of ids per owner
 // beside the id index).
-// - The id index (id-index.ts), the only index by id: a record reference and the 16 id bytes per slot,
-//   24 bytes, at 1.6-3.2 slots per session (power-of-two capacity, at most 5/8 full): 38-77 bytes, 50 at
-//   1,000,000 sessions. `get(id text)` reads the id words from the text and probes it.
+// - The id index (id-index.ts), the only index by id: a record reference, the 16 id bytes and a 2-byte
+//   owner tag per slot, 26 bytes, at 1.6-3.2 slots per session (power-of-two capacity, at most 5/8 full):
+//   42-83 bytes, 54 at 1,000,000 sessions. `get(id text)` reads the id words from the text and probes it.
 // - The expiry heap (expiry-heap.ts): a record reference and an 8-byte deadline, 16-28 bytes with the
 //   arrays' spare room.
-// - Owners: a count per owner, nothing per session. An owner's records are found by a walk over the id
-//   index (walkOwner, recordsByOwner, list by owner: O(table)), which only drains and the admin API do.
+// - Owners: a count per owner and the slots' owner tags. An owner's records are found by a walk over the
+//   id index (walkOwner, list by owner: O(capacity), other owners' records skipped by their tag unread;
+//   recordsByOwner reads every record), which only drains and the admin API do.
 // - Tombstones: a Map entry and a FIFO entry per removed session, for tombstone_s.
 import TinyQueue from 'tinyqueue';
 import { ExpiryHeap } from './expiry-heap.js';
