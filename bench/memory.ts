@@ -265,7 +265,7 @@ async function adminCost(core: import('../src/director/core.js').DirectorCore, r
     baseline_scan_page_ms: medianMs(() => scanPage(undefined), 3),
     baseline_scan_page_owner_ms: medianMs(() => scanPage('node-1'), 3),
     plan: { sessions: plan.sessions, wall_ms: Math.round(wall), longest_loop_block_ms: Number((loop.max / 1e6).toFixed(1)), longest_gc_ms: Number(gcMax.toFixed(1)) },
-    baseline_plan_ms: medianMs(() => planDrain('node-1', table.recordsByOwner('node-1'), ring), 1),
+    baseline_plan_ms: medianMs(() => planDrain('node-1', [...table.values()].filter((r) => r.owner === 'node-1'), ring), 1),
   };
 }
 

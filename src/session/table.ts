@@ -12,8 +12,8 @@
 // - The expiry heap (expiry-heap.ts): a record reference and an 8-byte deadline, 16-28 bytes with the
 //   arrays' spare room.
 // - Owners: a count per owner and the slots' owner tags. An owner's records are found by a walk over the
-//   id index (walkOwner, list by owner: O(capacity), other owners' records skipped by their tag unread;
-//   recordsByOwner reads every record), which only drains and the admin API do.
+//   id index (walkOwner, list by owner: O(capacity), other owners' records skipped by their tag unread),
+//   which only drains and the admin API do.
 // - Tombstones: a Map entry and a FIFO entry per removed session, for tombstone_s.
 import TinyQueue from 'tinyqueue';
 import { ExpiryHeap } from './expiry-heap.js';
@@ -166,19 +166,6 @@ export class SessionTable {
 
   countByOwner(owner: string): number {
     return this.#owners.get(owner) ?? 0;
-  }
-
-  /** The live records of `owner` now, in no particular order. O(table): a walk over every record. */
-  recordsByOwner(owner: string): SessionRecord[] {
-    const out: SessionRecord[] = [];
-    if (!this.#owners.has(owner)) return out;
-    for (const rec of this.#byId.values()) if (rec.owner === owner) out.push(rec);
-    return out;
-  }
-
-  /** The ids of `owner`'s live records now: a snapshot (later changes are not in it). O(table). */
-  idsByOwner(owner: string): ReadonlySet<string> {
-    return new Set(this.recordsByOwner(owner).map((rec) => rec.id));
   }
 
   /**
