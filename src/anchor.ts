@@ -323,6 +323,9 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   };
   const partitionWatch = setInterval(() => {
     const now = storeFence();
+    if (fenceWas !== FenceState.EXPIRED && now === FenceState.EXPIRED) {
+      logger.error({ policy: config.store.partition_policy, sessions: c.table.size }, 'store lease fence expired: forwarding, admissions and transitions stopped until the store answers again');
+    }
     if (fenceWas === FenceState.EXPIRED && now === FenceState.OK) {
       logger.warn({ policy: config.store.partition_policy, sessions: c.table.size }, 'store back after the fence expired');
       if (config.store.partition_policy === 'terminate' && ending === null) {

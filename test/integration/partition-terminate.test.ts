@@ -1,0 +1,99 @@
+// store.partition_policy `terminate` with thousands of sessions, in process: when the store's lease comes
+// back after the fence expired, every session there was ends (audited, cause partition), then the director
+// admits again. (That the ends go a slice per turn, behind a fence kept expired meanwhile, is SliceEnder's
+// unit test and anchor.ts's `ending`.) The store is the in-process one with a lease the test controls (the
+// fence only reads leaseOkAt).
+import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { createAnchor, type Anchor } from '../../src/anchor.js';
+import { encodeJv1 } from '../../src/codec/jv1.js';
+import { PacketType, RejectReason } from '../../src/codec/types.js';
+import { parseConfig } from '../../src/config/load.js';
+import { MemoryStore } from '../../src/store/memory.js';
+import { systemClock } from '../../src/util/clock.js';
+import { UdpPeer } from '../helpers/udp.js';
+import { waitFor } from '../helpers/wait.js';
+
+/** The in-process store with a lease: the fence reads `leaseOkAt`, which the test moves. */
+class LeasedStore extends MemoryStore {
+  okAt: number | null = systemClock.now();
+  readonly leaseTtlMs = 3000;
+  leaseOkAt(): number | null {
+    return this.okAt;
+  }
+}
+
+const cleanup: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+describe('store.partition_policy: terminate, with thousands of sessions', () => {
+  it('ends every session there was when the store came back (one audit line each, cause partition), logs when the fence expired and when the last ended, then admits again', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'anchor-partition-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const auditPath = join(dir, 'audit.jsonl');
+    const config = parseConfig(`
+listen:
+  udp: ["127.0.0.1:0"]
+admin:
+  listen: "127.0.0.1:0"
+nodes:
+  - id: node-a
+    address: "127.0.0.1:9"
+audit:
+  path: ${JSON.stringify(auditPath)}
+health:
+  enabled: false
+admission:
+  per_source_rate: 1000000
+  per_source_burst: 1000000
+store:
+  kind: memory
+  partition_policy: terminate
+`);
+    const logs: string[] = [];
+    const logger = pino({ level: 'info' }, new Writable({ write: (c: Buffer, _e, cb) => (logs.push(c.toString('utf8')), cb()) }));
+    const store = new LeasedStore();
+    const anchor: Anchor = await createAnchor(config, { clock: systemClock, logger, store });
+    cleanup.push(() => anchor.close());
+    const admin = `http://127.0.0.1:${anchor.adminAddress.port}`;
+    const sessions = async (): Promise<number> => ((await (await fetch(`${admin}/v1/nodes`)).json()) as { items: { sessions: number }[] }).items[0]!.sessions;
+    const peer = await UdpPeer.open(4);
+    cleanup.push(() => peer.close());
+    const target = anchor.udpAddresses[0]!;
+    const n = 3000;
+    for (let i = 0; i < n; i++) {
+      peer.send(encodeJv1(PacketType.HELLO, randomBytes(16), Buffer.from('hi')), target);
+      if (i % 200 === 199) await waitFor('admissions to keep up', async () => (await sessions()) >= i - 400 || undefined);
+    }
+    await waitFor(`${n} sessions`, async () => (await sessions()) === n || undefined, { timeoutMs: 20_000 });
+
+    store.okAt = systemClock.now() - 60_000; // the lease lost long ago: the fence expires
+    await waitFor('readyz: fence expired', async () => {
+      const r = await fetch(`${admin}/readyz`);
+      return (r.status === 503 && ((await r.json()) as { reason: string }).reason.includes('expired')) || undefined;
+    });
+    await waitFor('the director to log the expired fence', () => logs.some((l) => l.includes('store lease fence expired')) || undefined);
+    store.okAt = systemClock.now(); // the store is back
+    await waitFor('every session ended', async () => (await sessions()) === 0 || undefined, { timeoutMs: 20_000 });
+    await waitFor('ready again', async () => (await fetch(`${admin}/readyz`)).status === 200 || undefined);
+    const done = logs.map((l) => JSON.parse(l) as { msg: string; sessions?: number }).find((l) => l.msg.startsWith('every session there was when the store came back has ended'));
+    expect(done?.sessions).toBe(n);
+    await anchor.reopenAudit(); // flushes what was written to the old stream
+    await waitFor('the audit lines in the file', () => readFileSync(auditPath, 'utf8').split('\n').filter((l) => l.includes('"cause":"partition"')).length === n || undefined);
+    // Ended: a datagram of one of them gets SESSION_TERMINATED; a new session is admitted again.
+    const line = readFileSync(auditPath, 'utf8').split('\n').find((l) => l.includes('"cause":"partition"'))!;
+    const ended = Buffer.from((JSON.parse(line) as { session: string }).session, 'hex');
+    peer.send(encodeJv1(PacketType.DATA, ended, Buffer.from('after')), target);
+    const rej = await peer.next((m) => m[3] === PacketType.REJECT);
+    expect(rej[20]).toBe(RejectReason.SESSION_TERMINATED);
+    peer.send(encodeJv1(PacketType.HELLO, randomBytes(16), Buffer.from('new')), target);
+    await waitFor('a new session', async () => (await sessions()) === 1 || undefined);
+  });
+});
