@@ -7,10 +7,13 @@
 // CPU seconds from process.cpuUsage (every thread of the process: GC helpers included), wall seconds, GC
 // time; medians of REPEATS runs, each on fresh structures, interleaved with the baseline, after one small
 // unmeasured drain (JIT warm-up). Not pinned. BENCH_DRAIN_CORE_SESSIONS (100000).
+// Also a mass expiry on the same structures (`mass_expiry`): 50,000 sessions idle at once, ended 256 per
+// turn of the event loop as the director's sweep does, against 10,000 in one turn (the sweep before
+// 2026-11-28): the event loop's longest block (perf_hooks' delay histogram) and the time to end them all.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance, PerformanceObserver } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance, PerformanceObserver } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { encodeJv1 } from '../src/codec/jv1.js';
 import { PacketType } from '../src/codec/types.js';
@@ -32,6 +35,8 @@ const SESSIONS = Number(process.env.BENCH_DRAIN_CORE_SESSIONS ?? 100_000);
 /** Sessions of the unmeasured first drain (the JIT compiles the path before anything is recorded). */
 const WARMUP_SESSIONS = 5_000;
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 3);
+/** Sessions of the mass-expiry runs. */
+const EXPIRY_SESSIONS = Math.min(SESSIONS, 50_000);
 const NODES = ['node-0', 'node-1', 'node-2'];
 /** A drain that has not ended by then is reported as such (a bound on the loop below). */
 const MAX_MS = 120_000;
@@ -79,9 +84,9 @@ function idsOnNode0(ring: ReturnType<typeof buildRing>, n: number): Buffer[] {
   return ids;
 }
 
-/** One drain of `ids` (all on node-0) through the director's own structures. */
-async function drainOnce(ring: ReturnType<typeof buildRing>, ids: readonly Buffer[], dir: string): Promise<Cost> {
-  const core = new DirectorCore({ sessionMax: ids.length * 2, idleTtlMs: 600_000, tombstoneMs: 60_000, admissionRate: 1e9, admissionBurst: 1e9, rejectRate: 1e9, rejectBurst: 1e9, holdMax: 64 }, ring);
+/** The director's own structures (core, in-process store followed as `anchor run` does, audit file) with `ids` admitted. */
+async function director(ring: ReturnType<typeof buildRing>, ids: readonly Buffer[], dir: string, idleTtlMs = 600_000) {
+  const core = new DirectorCore({ sessionMax: ids.length * 2, idleTtlMs, tombstoneMs: 60_000, admissionRate: 1e9, admissionBurst: 1e9, rejectRate: 1e9, rejectBurst: 1e9, holdMax: 64 }, ring);
   const store = new MemoryStore();
   const auditPath = join(dir, `audit-${Date.now()}.jsonl`);
   const audit = createAudit({ path: auditPath, wallClock: () => Date.now() });
@@ -106,6 +111,18 @@ async function drainOnce(ring: ReturnType<typeof buildRing>, ids: readonly Buffe
     if (out.kind !== 'admit') throw new Error(`drain-core: session ${i} not admitted (${out.kind})`);
     await own.admit(out.session);
   }
+  const close = async (): Promise<void> => {
+    unfollow();
+    own.close();
+    await audit.close();
+    rmSync(auditPath, { force: true });
+  };
+  return { core, own, stats, close };
+}
+
+/** One drain of `ids` (all on node-0) through the director's own structures. */
+async function drainOnce(ring: ReturnType<typeof buildRing>, ids: readonly Buffer[], dir: string): Promise<Cost> {
+  const { core, own, stats, close } = await director(ring, ids, dir);
   const drains = new DrainCoordinator({ rate: 1_000_000, concurrency: 4096 }, { core, ownership: own, clock: systemClock, logger: pino({ level: 'silent' }), stats, setDraining() {} });
   try {
     const { value, gcMs } = await withGc(async () => {
@@ -123,10 +140,41 @@ async function drainOnce(ring: ReturnType<typeof buildRing>, ids: readonly Buffe
     return { ...value, gc_ms: gcMs };
   } finally {
     drains.close();
-    unfollow();
-    own.close();
-    await audit.close();
-    rmSync(auditPath, { force: true });
+    await close();
+  }
+}
+
+interface ExpiryCost {
+  /** Idle sessions ended per turn of the event loop at most. */
+  readonly per_turn: number;
+  readonly expired: number;
+  readonly wall_s: number;
+  /** The event loop's longest block meanwhile (perf_hooks' delay histogram, 1 ms resolution). */
+  readonly longest_block_ms: number;
+}
+
+/**
+ * A mass expiry: every session of `ids` idle at once, ended `perTurn` per turn of the event loop as the
+ * director's sweep does (256 since 2026-11-28; 10,000 in one turn before), each a store delete, an audit
+ * line and the table's removal.
+ */
+async function expireOnce(ring: ReturnType<typeof buildRing>, ids: readonly Buffer[], dir: string, perTurn: number): Promise<ExpiryCost> {
+  const ttl = 1000;
+  const { core, own, close } = await director(ring, ids, dir, ttl);
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  try {
+    const later = systemClock.now() + 2 * ttl; // every session idle by then (expiry compares with this `now`)
+    loop.enable();
+    const t0 = performance.now();
+    while (core.table.size > 0 && performance.now() - t0 < MAX_MS) {
+      own.expireIdle(later, perTurn);
+      await new Promise((r) => setImmediate(r));
+    }
+    const wall = (performance.now() - t0) / 1000;
+    loop.disable();
+    return { per_turn: perTurn, expired: ids.length - core.table.size, wall_s: Number(wall.toFixed(2)), longest_block_ms: Number((loop.max / 1e6).toFixed(1)) };
+  } finally {
+    await close();
   }
 }
 
@@ -169,6 +217,7 @@ export async function benchDrainCore(): Promise<unknown> {
   const dir = mkdtempSync(join(tmpdir(), 'anchor-bench-drain-core-'));
   const drains: Cost[] = [];
   const bases: Cost[] = [];
+  const expiries: ExpiryCost[] = [];
   try {
     await storeOnly(ids.slice(0, WARMUP_SESSIONS));
     await drainOnce(ring, ids.slice(0, WARMUP_SESSIONS), dir);
@@ -180,6 +229,11 @@ export async function benchDrainCore(): Promise<unknown> {
       console.log(
         `  #${rep + 1}: drain ${d.moved} in ${d.wall_s.toFixed(2)} s, CPU ${d.cpu_s.toFixed(2)} s (${((d.cpu_s * 1e6) / Math.max(1, d.moved)).toFixed(1)} µs/move, GC ${Math.round(d.gc_ms)} ms); store CASes alone ${((b.cpu_s * 1e6) / b.moved).toFixed(1)} µs/session`,
       );
+    }
+    for (const perTurn of [256, 10_000]) {
+      const e = await expireOnce(ring, ids.slice(0, EXPIRY_SESSIONS), dir, perTurn);
+      expiries.push(e);
+      console.log(`  mass expiry of ${e.expired}, ${perTurn} per turn: ${e.wall_s} s, the event loop blocked ${e.longest_block_ms} ms at most`);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -205,6 +259,8 @@ export async function benchDrainCore(): Promise<unknown> {
     // What 100,000 sessions would take on one core at this cost.
     projected_s_for_100k: Number(((drainUs * 100_000) / 1e6).toFixed(1)),
     runs: { drains, baselines: bases },
+    // A mass expiry as the director's sweep runs it (256 per turn) against one turn of 10,000 (before).
+    mass_expiry: expiries,
   };
   console.log(`drain-core: ${SESSIONS} sessions, medians of ${REPEATS}: ${result.drain.cpu_us_per_move} µs CPU per move (${result.drain.moves_per_cpu_s} moves per CPU-second; 100,000 → ${result.projected_s_for_100k} s), the store's CASes alone ${result.baseline_store_cas_only.cpu_us_per_session} µs per session`);
   console.log('written', writeResult('drain-core', result));
