@@ -195,7 +195,7 @@ export async function verifyAuditFile(path: string, opts: AuditVerifyOptions = {
 /**
  * Verifies files that are one chain in the order given (rotated files, oldest first): each goes on
  * from where the one before ended. `start` applies to the first file, `head` to the last. The first
- * failure is reported with its file; throws only if a file cannot be read.
+ * failure is reported with its file; throws (naming the file) only if a file cannot be read.
  */
 export async function verifyAuditFiles(
   paths: readonly string[],
@@ -207,7 +207,9 @@ export async function verifyAuditFiles(
   let lines = 0;
   let result: Extract<AuditVerifyResult, { ok: true }> | undefined;
   for (const [i, path] of paths.entries()) {
-    const r = await verifyAuditFile(path, { ...(start !== undefined ? { start } : {}), ...(i === paths.length - 1 && opts.head !== undefined ? { head: opts.head } : {}) });
+    const r = await verifyAuditFile(path, { ...(start !== undefined ? { start } : {}), ...(i === paths.length - 1 && opts.head !== undefined ? { head: opts.head } : {}) }).catch((err: unknown) => {
+      throw new Error(`cannot read ${path}: ${(err as Error).message}`);
+    });
     if (!r.ok) return { ok: false, file: path, result: r };
     first ??= r.start;
     lines += r.lines;

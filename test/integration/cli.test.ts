@@ -35,6 +35,11 @@ describe('anchor CLI', () => {
     [['client', '--target', '127.0.0.1:4500', '--sessions', '1', '--rate', '-5', '--duration', '1'], /--rate/],
     [['client', '--target', '127.0.0.1:4500', '--sessions', '1', '--rate', '1', '--duration', '1', '--size', '4'], /--size: expected an integer ≥ 16/],
     [['frobnicate'], /unknown command "frobnicate"/],
+    [['audit', 'verify'], /expected at least one FILE/],
+    [['audit', 'verify', '/nonexistent/audit.jsonl'], /cannot read \/nonexistent\/audit\.jsonl: ENOENT/],
+    [['audit', 'verify', '/'], /cannot read \/: EISDIR/],
+    [['audit', 'verify', 'x', '--prev', 'abc'], /--prev: expected a SHA-256/],
+    [['audit', 'verify', 'x', '--prev', '0'.repeat(64), '--continued'], /--prev and --continued exclude each other/],
   ])('exits 2 naming the problem: %j', async (args, message) => {
     const r = await run(args);
     expect(r.code).toBe(2);
