@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Transport } from '../codec/types.js';
+import { isLowerHexId } from '../session/id-index.js';
 import { statusPage } from './status-page.js';
 import type { StatsView } from './stats-view.js';
 
@@ -71,13 +72,12 @@ class HttpError extends Error {
   }
 }
 
-const SESSION_ID_RE = /^[0-9a-f]{32}$/;
 const NODE_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 export const LIST_LIMIT_DEFAULT = 100;
 export const LIST_LIMIT_MAX = 1000;
 
 function checkSessionId(id: string): string {
-  if (!SESSION_ID_RE.test(id)) throw new HttpError(400, 'bad_request', `session id: expected 32 lowercase hex characters, got "${id}"`);
+  if (!isLowerHexId(id)) throw new HttpError(400, 'bad_request', `session id: expected 32 lowercase hex characters, got "${id}"`);
   return id;
 }
 
@@ -95,6 +95,12 @@ export function bearerMatches(header: string | undefined, token: string): boolea
 /** The same constant-time check for a token given as a query parameter (`/?token=…`: the status page). */
 export function queryTokenMatches(given: string | null, token: string): boolean {
   return timingSafeEqual(digest(given ?? ''), digest(token)) && given !== null;
+}
+
+/** A page's `cursor` query parameter: a session id from `next_cursor`, or undefined for the first page. */
+function parseCursor(v: string | null): string | undefined {
+  if (v !== null && !isLowerHexId(v)) throw new HttpError(400, 'bad_request', `cursor: expected a cursor from next_cursor, got "${v}"`);
+  return v ?? undefined;
 }
 
 function parseLimit(v: string | null): number {
@@ -219,8 +225,7 @@ export class AdminServer {
       if (action === 'drain-plan') {
         get();
         const limit = parseLimit(q.get('limit'));
-        const cursor = q.get('cursor') ?? undefined;
-        if (cursor !== undefined && !SESSION_ID_RE.test(cursor)) throw new HttpError(400, 'bad_request', `cursor: expected a cursor from next_cursor, got "${cursor}"`);
+        const cursor = parseCursor(q.get('cursor'));
         return sendResult(res, await b.drainPlan(node, { limit, ...(cursor !== undefined ? { after: cursor } : {}) }));
       }
       post();
@@ -269,8 +274,7 @@ export class AdminServer {
       if (node !== undefined && !NODE_ID_RE.test(node)) throw new HttpError(400, 'bad_request', `node: expected a node id, got "${node}"`);
       if (node !== undefined && !b.hasNode(node)) throw new HttpError(404, 'node_not_found', `no node "${node}"`);
       const limit = parseLimit(q.get('limit'));
-      const cursor = q.get('cursor') ?? undefined;
-      if (cursor !== undefined && !SESSION_ID_RE.test(cursor)) throw new HttpError(400, 'bad_request', `cursor: expected a cursor from next_cursor, got "${cursor}"`);
+      const cursor = parseCursor(q.get('cursor'));
       const page = b.listSessions({ node, limit, after: cursor });
       const last = page.items.at(-1);
       return send(res, 200, { items: page.items, next_cursor: page.more && last !== undefined ? last.id : null });
@@ -286,7 +290,7 @@ export class AdminServer {
     if (path === '/audit') {
       get();
       const session = q.get('session') ?? undefined;
-      if (session !== undefined && !SESSION_ID_RE.test(session)) throw new HttpError(400, 'bad_request', `session: expected 32 lowercase hex characters, got "${session}"`);
+      if (session !== undefined && !isLowerHexId(session)) throw new HttpError(400, 'bad_request', `session: expected 32 lowercase hex characters, got "${session}"`);
       return send(res, 200, { items: b.audit({ session, limit: parseLimit(q.get('limit')) }), next_cursor: null });
     }
     throw new HttpError(404, 'not_found', `no route /v1${path}`);

@@ -3,6 +3,7 @@
 // names the flag or operand (the entry point exits 2 on it).
 import { UsageError } from '../errors.js';
 import { numberFlag, parseFlags, type FlagSpec } from '../cli/args.js';
+import { isLowerHexId } from '../session/id-index.js';
 
 export const CTL_COMMANDS = ['status', 'sessions', 'session', 'drain', 'undrain', 'failover', 'migrate', 'plan', 'audit'] as const;
 export type CtlCommandName = (typeof CTL_COMMANDS)[number];
@@ -63,7 +64,6 @@ export type CtlCommand =
 
 export type CtlArgs = { readonly help: true } | { readonly help: false; readonly conn: CtlConnection; readonly command: CtlCommand };
 
-const SESSION_ID_RE = /^[0-9a-f]{32}$/;
 const NODE_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 
 const COMMON: FlagSpec = {
@@ -192,7 +192,7 @@ function adminUrl(where: string, raw: string): string {
 }
 
 function sessionId(where: string, what: string, v: string): string {
-  if (!SESSION_ID_RE.test(v)) throw new UsageError(`anchor ${where}: ${what}: expected a session id (32 lowercase hex characters), got "${v}"`);
+  if (!isLowerHexId(v)) throw new UsageError(`anchor ${where}: ${what}: expected a session id (32 lowercase hex characters), got "${v}"`);
   return v;
 }
 

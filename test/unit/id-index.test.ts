@@ -3,7 +3,7 @@
 // ids drawn from a small set and a small table, so that probe runs collide, wrap and are shifted back.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { ID_INDEX_KEY_WORDS, IdIndex, idBytesFromHex, idIndexKey } from '../../src/session/id-index.js';
+import { ID_INDEX_KEY_WORDS, IdIndex, idBytesFromHex, idIndexKey, isLowerHexId } from '../../src/session/id-index.js';
 import { newSessionRecord, SessionTable } from '../../src/session/table.js';
 
 interface Rec {
@@ -238,6 +238,17 @@ describe('IdIndex.smallest (the ordered page the admin list is made of)', () => 
     x.add(rec(1));
     expect(x.smallest(0, null, null)).toEqual([]);
     expect(() => x.smallest(5, new Uint8Array(15), null)).toThrow(RangeError);
+  });
+});
+
+describe('isLowerHexId (the session id text of the API, the CLI and the table\'s byte order)', () => {
+  it('is exactly /^[0-9a-f]{32}$/', () => {
+    for (const ok of ['0'.repeat(32), 'f'.repeat(32), '0123456789abcdef'.repeat(2)]) expect(isLowerHexId(ok)).toBe(true);
+    for (const bad of ['', '0'.repeat(31), '0'.repeat(33), 'A'.repeat(32), `${'0'.repeat(31)}g`, `${'0'.repeat(31)}/`, `${'0'.repeat(31)}:`, `${'0'.repeat(31)}\u0660`, ` ${'0'.repeat(31)}`]) {
+      expect(isLowerHexId(bad)).toBe(false);
+    }
+    fc.assert(fc.property(fc.string({ maxLength: 40 }), (t) => isLowerHexId(t) === /^[0-9a-f]{32}$/.test(t)));
+    fc.assert(fc.property(fc.stringMatching(/^[0-9a-fA-F]{32}$/), (t) => isLowerHexId(t) === /^[0-9a-f]{32}$/.test(t)));
   });
 });
 
