@@ -11,6 +11,10 @@
 // clients from aiming ids at one probe run; how many ids a client can insert at all is bounded by admission.
 // The same probe answers a lookup by id text (getByHex reads the words from the 32 hex characters, so the
 // table needs no second index by text), and `at(slot)` lets the table walk every record (a node's sessions).
+// Each slot also carries a 2-byte tag the caller gives (the table: its owner's number), moved with the
+// record, so that a walk for one owner skips the others' records unread (`tagAt`); `smallest` makes a page
+// in id order from the words alone (the admin API's session list).
+// Nothing of the tags or of `smallest` is on the per-datagram path (`get`).
 
 import TinyQueue from 'tinyqueue';
 

@@ -56,6 +56,8 @@ export class SessionTable {
   // An entry is current only while the map still holds its `until` for that id: an id cleared by insert
   // and tombstoned again leaves an older, stale entry behind that must neither block nor evict.
   #tombFifo: { readonly id: string; readonly until: number }[] = [];
+  #tombHead = 0;
+  #tombstonesEvicted = 0;
   /**
    * Live records whose id text is not 32 lowercase hex characters (upper-case hex from outside, never
    * what sessionIdHex writes): while there is one, id order is not byte order and `list` compares texts.
@@ -67,8 +69,6 @@ export class SessionTable {
    * without reading them. Owners are node ids: a handful, never given back.
    */
   readonly #ownerTags = new Map<string, number>();
-  #tombHead = 0;
-  #tombstonesEvicted = 0;
 
   constructor(limits: TableLimits) {
     this.#limits = limits;
@@ -201,7 +201,8 @@ export class SessionTable {
    * Returns up to `limit` records in id order after `after` (a stable cursor under churn).
    * One pass over the id index per page, comparing the id words in place (IdIndex.smallest): no record
    * is read unless its id would be on the page so far (for an owner, only those are asked their owner).
-   * At 1,000,000 sessions a page costs ~20 ms of event loop where a scan of the records cost ~600 ms.
+   * At 1,000,000 sessions a page costs ~20 ms of event loop where a scan of the records cost 0.7-1 s
+   * (bench/README.md, `memory`'s admin figures).
    * An `after` that is not a session id's text, or a table holding an id text that is not lower case,
    * takes the scan that compares texts (the same answer, slower).
    */
@@ -379,6 +380,7 @@ class SlotWalk implements RecordWalk {
     return undefined;
   }
 }
+
 class OwnerSlotWalk extends SlotWalk implements OwnerWalk {
   readonly owner: string;
 
