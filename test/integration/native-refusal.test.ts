@@ -5,12 +5,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import { createAnchor, type Anchor } from '../../src/anchor.js';
 import { parseConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
 import { systemClock } from '../../src/util/clock.js';
+import { captureLogs, inProcessYaml } from '../helpers/in-process.js';
 
 const MISSING = {
   udp: () => ({ ok: false as const, reason: 'test: the UDP addon is missing' }),
@@ -28,45 +27,22 @@ function setup(native: { socket: string; tcp: string }): { yaml: string; auditPa
   const dir = mkdtempSync(join(tmpdir(), 'anchor-native-refusal-'));
   dirs.push(dir);
   const auditPath = join(dir, 'audit.jsonl');
-  const yaml = `
-listen:
-  udp: ["127.0.0.1:0"]
-  tcp: ["127.0.0.1:0"]
-admin:
-  listen: "127.0.0.1:0"
-nodes:
-  - id: node-a
-    address: "127.0.0.1:9"
-audit:
-  path: ${JSON.stringify(auditPath)}
-health:
-  enabled: false
+  const yaml = inProcessYaml(auditPath, {
+    listen: '  tcp: ["127.0.0.1:0"]',
+    extra: `
 socket:
   native: ${native.socket}
 tcp:
-  native: ${native.tcp}
-`;
-  return { yaml, auditPath };
-}
-
-/** A logger whose JSON lines the test can read. */
-function capture(): { logger: pino.Logger; lines: () => Record<string, unknown>[] } {
-  const out: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      out.push(chunk.toString('utf8'));
-      cb();
-    },
+  native: ${native.tcp}`,
   });
-  const logger = pino({ level: 'info' }, sink);
-  return { logger, lines: () => out.join('').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>) };
+  return { yaml, auditPath };
 }
 
 describe('native data paths that are missing', () => {
   for (const key of ['socket', 'tcp'] as const) {
     it(`${key}.native: on refuses to start, naming ${key}.native and why, and opens nothing`, async () => {
       const { yaml, auditPath } = setup({ socket: key === 'socket' ? 'on' : 'off', tcp: key === 'tcp' ? 'on' : 'off' });
-      const { logger } = capture();
+      const { logger } = captureLogs();
       const err = await createAnchor(parseConfig(yaml), { clock: systemClock, logger, loadNative: MISSING }).then(
         (a) => {
           started.push(a);
@@ -85,7 +61,7 @@ describe('native data paths that are missing', () => {
 
   it('auto runs on node:dgram and Node streams, and says so', async () => {
     const { yaml } = setup({ socket: 'auto', tcp: 'auto' });
-    const { logger, lines } = capture();
+    const { logger, lines } = captureLogs();
     const a = await createAnchor(parseConfig(yaml), { clock: systemClock, logger, loadNative: MISSING });
     started.push(a);
     const msgs = lines().map((l) => l.msg);

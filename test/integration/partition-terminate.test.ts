@@ -8,14 +8,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import { createAnchor, type Anchor } from '../../src/anchor.js';
 import { encodeJv1 } from '../../src/codec/jv1.js';
 import { PacketType, RejectReason } from '../../src/codec/types.js';
 import { parseConfig } from '../../src/config/load.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import { systemClock } from '../../src/util/clock.js';
+import { captureLogs, inProcessYaml } from '../helpers/in-process.js';
 import { UdpPeer } from '../helpers/udp.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -39,27 +38,19 @@ describe('store.partition_policy: terminate, with thousands of sessions', () => 
     const dir = mkdtempSync(join(tmpdir(), 'anchor-partition-'));
     cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
     const auditPath = join(dir, 'audit.jsonl');
-    const config = parseConfig(`
-listen:
-  udp: ["127.0.0.1:0"]
-admin:
-  listen: "127.0.0.1:0"
-nodes:
-  - id: node-a
-    address: "127.0.0.1:9"
-audit:
-  path: ${JSON.stringify(auditPath)}
-health:
-  enabled: false
+    const config = parseConfig(
+      inProcessYaml(auditPath, {
+        extra: `
 admission:
   per_source_rate: 1000000
   per_source_burst: 1000000
 store:
   kind: memory
-  partition_policy: terminate
-`);
-    const logs: string[] = [];
-    const logger = pino({ level: 'info' }, new Writable({ write: (c: Buffer, _e, cb) => (logs.push(c.toString('utf8')), cb()) }));
+  partition_policy: terminate`,
+      }),
+    );
+    const { logger, lines } = captureLogs();
+    const logged = (msg: string): Record<string, unknown> | undefined => lines().find((l) => typeof l.msg === 'string' && l.msg.startsWith(msg));
     const store = new LeasedStore();
     const anchor: Anchor = await createAnchor(config, { clock: systemClock, logger, store });
     cleanup.push(() => anchor.close());
@@ -90,12 +81,11 @@ store:
       const r = await fetch(`${admin}/readyz`);
       return (r.status === 503 && ((await r.json()) as { reason: string }).reason.includes('expired')) || undefined;
     });
-    await waitFor('the director to log the expired fence', () => logs.some((l) => l.includes('store lease fence expired')) || undefined);
+    await waitFor('the director to log the expired fence', () => logged('store lease fence expired'));
     store.lostAt = null; // the store is back
     await waitFor('every session ended', async () => (await sessions()) === 0 || undefined, { timeoutMs: 20_000 });
     await waitFor('ready again', async () => (await fetch(`${admin}/readyz`)).status === 200 || undefined);
-    const done = logs.map((l) => JSON.parse(l) as { msg: string; sessions?: number }).find((l) => l.msg.startsWith('every session there was when the store came back has ended'));
-    expect(done?.sessions).toBe(n);
+    expect(logged('every session there was when the store came back has ended')?.sessions).toBe(n);
     await anchor.reopenAudit(); // flushes what was written to the old stream
     await waitFor('the audit lines in the file', () => readFileSync(auditPath, 'utf8').split('\n').filter((l) => l.includes('"cause":"partition"')).length === n || undefined);
     // Ended: a datagram of one of them gets SESSION_TERMINATED; a new session is admitted again.
