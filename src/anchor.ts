@@ -388,6 +388,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       tcpSpliceCopies: () => tcp?.spliceCopyReads ?? 0,
       syncTcp: () => tcp?.syncBytes(),
       ready: () => ready().ready,
+      auditOk: () => audit.fileError === null,
     },
     { processMetrics: config.metrics.enabled },
   );

@@ -45,6 +45,8 @@ export interface MetricsSources {
   /** Called before the TCP byte counters are read: spliced connections' bytes are added to the stats. */
   syncTcp?(): void;
   ready(): boolean;
+  /** Whether audit lines reach their file (or the log when audit.path is null): false from a failed open or write until a reopen works. */
+  auditOk?(): boolean;
 }
 
 export const METRIC_NAMES = [
@@ -81,6 +83,9 @@ export const METRIC_NAMES = [
   'anchor_udp_native_io',
   'anchor_udp_native_syscalls_total',
   'anchor_udp_native_datagrams_total',
+  'anchor_udp_native_gso_sends_total',
+  'anchor_udp_native_gso_datagrams_total',
+  'anchor_udp_native_gso_fallbacks_total',
   'anchor_udp_native_receive_errors_total',
   'anchor_tcp_native_io',
   'anchor_tcp_connections_spliced',
@@ -97,6 +102,7 @@ export const METRIC_NAMES = [
   'anchor_send_errors_total',
   'anchor_audit_events_total',
   'anchor_audit_write_errors_total',
+  'anchor_audit_file_ok',
   'anchor_sessions_active',
   'anchor_tombstones',
   'anchor_ready',
@@ -146,7 +152,7 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
   plain(reg, 'anchor_node_bytes_received_total', 'Bytes received from nodes.', () => s.nodeReceivedBytes);
   plain(reg, 'anchor_node_datagrams_relayed_total', 'Node datagrams relayed to the session\'s bound client transport.', () => s.relayed);
   plain(reg, 'anchor_client_bytes_sent_total', 'Bytes sent to clients (relayed replies and REJECTs).', () => s.relayedBytes);
-  labeled(reg, 'anchor_node_datagrams_dropped_total', 'Node datagrams dropped, by reason (not_owner: a reply from a node that does not own the session).', 'reason', () => s.nodeDropped);
+  labeled(reg, 'anchor_node_datagrams_dropped_total', 'Node datagrams dropped, by reason (node_not_owner: a reply from a node that does not own the session).', 'reason', () => s.nodeDropped);
   labeled(reg, 'anchor_node_control_total', 'Node datagrams consumed by the director: bind (a jump confirmed), bind_conflict (a stale BIND), revoke_ack.', 'kind', () => s.nodeControl);
   labeled(reg, 'anchor_security_events_total', 'SECURITY_EVENT audit lines, by cause (aborted transitions, non-owner replies or BINDs, unacknowledged REVOKEs).', 'cause', () => s.securityEvents);
   labeled(reg, 'anchor_revokes_total', 'REVOKEs sent to former owners, acknowledged, and left unacknowledged after every retry.', 'outcome', () => s.revokes);
@@ -354,6 +360,14 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
     registers: [reg],
     collect() {
       this.set(src.tombstones());
+    },
+  });
+  new Gauge({
+    name: 'anchor_audit_file_ok',
+    help: '1 while audit lines reach audit.path (or the log when it is null); 0 from a failed open or write of the file until it is reopened (SIGHUP) successfully. The director is not ready meanwhile.',
+    registers: [reg],
+    collect() {
+      this.set(src.auditOk === undefined || src.auditOk() ? 1 : 0);
     },
   });
   new Gauge({

@@ -91,9 +91,11 @@ describe('director signals', () => {
     const why = (await (await fetch(`${c.director.admin}/readyz`)).json()) as { reason?: string };
     expect(why.reason).toMatch(/audit file cannot be written/);
     expect(await metric(c.director.admin, 'anchor_audit_write_errors_total')).toBe(1);
+    expect(await metric(c.director.admin, 'anchor_audit_file_ok')).toBe(0); // what AnchorAuditNotWritten alerts on, for as long as it lasts
     rmSync(audit, { recursive: true });
     c.director.kill('SIGHUP');
     await waitFor('readyz to turn 200', async () => (await fetch(`${c.director.admin}/readyz`)).status === 200);
+    expect(await metric(c.director.admin, 'anchor_audit_file_ok')).toBe(1);
   });
 
   it('POST /v1/director/drain drains like SIGTERM and exits 0 once the sessions end', async () => {
