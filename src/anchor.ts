@@ -425,6 +425,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       return r === undefined || r.expiresAt <= clock.now() ? undefined : view(r);
     },
     audit: (q) => audit.recent(q),
+    auditHead: () => audit.head(),
     migrate: async (id, req) => {
       const r = await ownership.migrate(id, { ...req, cause: 'migrate', actor: 'admin' });
       stats.migrations.inc(r.ok ? 'ok' : r.reason);

@@ -60,13 +60,17 @@ from a transport the director has not bound (a jump) is BOUND only if its MAC
 checks out. All reference nodes behind one director need the same --secret
 (default: a fixed, public development secret). REVOKE(V) fences the session:
 packets below version V are dropped and recorded as fenced.`,
-  audit: `Usage: anchor audit verify FILE [FILE...] [--head SHA256] [--prev SHA256 | --continued]
+  audit: `Usage: anchor audit verify FILE [FILE...] [--head SHA256] [--checkpoint SEQ:SHA256]... [--prev SHA256 | --continued]
 
 Checks the audit log's hash chain: every line carries the SHA-256 of the line before it.
 Several files are one chain in the order given (rotated files, oldest first: each goes on
 from the one before). Exit 0 when the chain is intact, 1 naming the first broken line.
   --head SHA256  also check the last line against a hash recorded elsewhere (a cut tail is
                  otherwise undetectable)
+  --checkpoint SEQ:SHA256
+                 a line recorded earlier (GET /v1/audit/head, anchor ctl audit --head): the
+                 chain must still hold line SEQ with that SHA-256, which proves that nothing
+                 up to it was cut or changed since (repeat the flag for several)
   --prev SHA256  the first file goes on from an earlier one whose head this is
   --continued    the first file goes on from an earlier one that is gone: start from its
                  first line (the director reopens its audit file on SIGHUP, after a rotation)`,
@@ -225,21 +229,30 @@ async function main(argv: string[]): Promise<number> {
       const [sub, ...more] = rest;
       if (sub === '--help' || sub === '-h') return (out(HELP.audit as string), 0);
       if (sub !== 'verify') throw new UsageError(`anchor audit: unknown subcommand ${sub === undefined ? '(none)' : `"${sub}"`} (try: anchor audit verify FILE)`);
-      const { values, positionals } = parseFlags('audit verify', more, { head: { type: 'string' }, prev: { type: 'string' }, continued: { type: 'boolean' } }, true);
+      const { values, positionals } = parseFlags('audit verify', more, { head: { type: 'string' }, prev: { type: 'string' }, continued: { type: 'boolean' }, checkpoint: { type: 'string', multiple: true } }, true);
       if (values.help) return (out(HELP.audit as string), 0);
       if (positionals.length === 0) throw new UsageError('anchor audit verify: expected at least one FILE');
       for (const [flag, v] of [['head', values.head], ['prev', values.prev]] as const) {
         if (v !== undefined && !/^[0-9a-f]{64}$/.test(v)) throw new UsageError(`anchor audit verify: --${flag}: expected a SHA-256 as 64 lowercase hex characters, got "${v}"`);
       }
       if (values.prev !== undefined && values.continued === true) throw new UsageError('anchor audit verify: --prev and --continued exclude each other');
+      const checkpoints = new Map<number, string>();
+      for (const c of values.checkpoint ?? []) {
+        const m = /^([1-9][0-9]{0,15}):([0-9a-f]{64})$/.exec(c);
+        if (m === null || !Number.isSafeInteger(Number(m[1]))) throw new UsageError(`anchor audit verify: --checkpoint: expected SEQ:SHA256 (a positive line number, a colon, 64 lowercase hex characters), got "${c}"`);
+        const seq = Number(m[1]);
+        if (checkpoints.has(seq) && checkpoints.get(seq) !== m[2]) throw new UsageError(`anchor audit verify: --checkpoint: two different hashes for seq ${seq}`);
+        checkpoints.set(seq, m[2] as string);
+      }
       const start = values.continued === true ? ('any' as const) : values.prev !== undefined ? { prev: values.prev } : undefined;
-      const r = await verifyAuditFiles(positionals, { ...(values.head !== undefined ? { head: values.head } : {}), ...(start !== undefined ? { start } : {}) }).catch((err: unknown) => {
+      const r = await verifyAuditFiles(positionals, { ...(values.head !== undefined ? { head: values.head } : {}), ...(start !== undefined ? { start } : {}), ...(checkpoints.size > 0 ? { checkpoints } : {}) }).catch((err: unknown) => {
         throw new UsageError(`anchor audit verify: ${(err as Error).message}`);
       });
       if (r.ok) {
         const v = r.result;
         const from = v.start.seq === 1 && v.start.prev === GENESIS ? '' : `, from seq ${v.start.seq} (prev ${v.start.prev})`;
-        out(`ok: ${r.files > 1 ? `${r.files} files, ` : ''}${v.lines} lines${from}, chain intact (head ${v.head})`);
+        const held = checkpoints.size > 0 ? `, ${checkpoints.size} checkpoint${checkpoints.size > 1 ? 's' : ''} held` : '';
+        out(`ok: ${r.files > 1 ? `${r.files} files, ` : ''}${v.lines} lines${from}, chain intact${held} (seq ${v.seq}, head ${v.head})`);
         return 0;
       }
       process.stderr.write(`${r.file}: ${r.result.problem}\n`);

@@ -43,6 +43,8 @@ export interface AdminBackend {
   listSessions(q: { node?: string; limit: number; after?: string }): { items: SessionView[]; more: boolean };
   getSession(id: string): SessionView | undefined;
   audit(q: { session?: string; limit: number }): unknown[];
+  /** The audit chain's last line: its seq and SHA-256 (seq 0 and GENESIS before any). */
+  auditHead(): { seq: number; hash: string };
   migrate(id: string, req: { to?: string; expectVersion?: bigint }): Promise<OpResult<unknown>>;
   terminate(id: string): OpResult<unknown>;
   drain(node: string, req: { mode: 'migrate' | 'wait'; deadlineS?: number }): OpResult<unknown>;
@@ -286,6 +288,11 @@ export class AdminServer {
       const s = b.getSession(id);
       if (s === undefined) throw new HttpError(404, 'session_not_found', `no live session ${id}`);
       return send(res, 200, s);
+    }
+    if (path === '/audit/head') {
+      get();
+      const h = b.auditHead();
+      return send(res, 200, { seq: h.seq, head: h.hash, checkpoint: `${h.seq}:${h.hash}` });
     }
     if (path === '/audit') {
       get();

@@ -5,7 +5,7 @@ import { UsageError } from '../errors.js';
 import { parseHostPortLiteral } from '../config/load.js';
 import type { Transport } from '../codec/types.js';
 
-export type FlagSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>;
+export type FlagSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
 
 export function parseFlags<S extends FlagSpec>(command: string, argv: readonly string[], spec: S, positionals = false) {
   try {

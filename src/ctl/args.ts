@@ -39,6 +39,8 @@ Commands:
                                   move one session (freeze, transfer, resume)
   audit [--session ID] [--limit N] [--follow]
                                   the latest audit events; --follow keeps printing new ones
+  audit --head                    the audit chain's last line as a checkpoint (SEQ:SHA256) to
+                                  record elsewhere, for anchor audit verify --checkpoint
 
 Exit status: 0 done; 1 refused by the director (its reason is printed), unreachable, or a drain
 that did not complete; 2 bad usage (the message names the flag).`;
@@ -60,7 +62,8 @@ export type CtlCommand =
   | { readonly cmd: 'undrain'; readonly node: string }
   | { readonly cmd: 'failover'; readonly node: string; readonly detach: boolean }
   | { readonly cmd: 'migrate'; readonly session: string; readonly to: string | undefined; readonly expectVersion: string | undefined }
-  | { readonly cmd: 'audit'; readonly session: string | undefined; readonly limit: number; readonly follow: boolean };
+  | { readonly cmd: 'audit'; readonly session: string | undefined; readonly limit: number; readonly follow: boolean }
+  | { readonly cmd: 'audit-head' };
 
 export type CtlArgs = { readonly help: true } | { readonly help: false; readonly conn: CtlConnection; readonly command: CtlCommand };
 
@@ -82,7 +85,7 @@ const FLAGS: Record<CtlCommandName, FlagSpec> = {
   undrain: {},
   failover: { detach: { type: 'boolean' } },
   migrate: { to: { type: 'string' }, 'expect-version': { type: 'string' } },
-  audit: { session: { type: 'string' }, limit: { type: 'string' }, follow: { type: 'boolean' } },
+  audit: { session: { type: 'string' }, limit: { type: 'string' }, follow: { type: 'boolean' }, head: { type: 'boolean' } },
 };
 
 /** What each command takes as operands (in order). */
@@ -169,6 +172,11 @@ export function parseCtlArgs(argv: readonly string[], env: Readonly<Record<strin
         return { cmd: 'migrate', session: sessionId(where, 'SESSION', op(0)), to, expectVersion: ev };
       }
       case 'audit': {
+        if (v.head === true) {
+          const other = ['session', 'limit', 'follow'].find((f) => v[f] !== undefined);
+          if (other !== undefined) throw new UsageError(`anchor ${where}: --head and --${other} exclude each other`);
+          return { cmd: 'audit-head' };
+        }
         const session = s('session');
         if (session !== undefined) sessionId(where, '--session', session);
         return { cmd: 'audit', session, limit: limit(20, 1000), follow: v.follow === true };

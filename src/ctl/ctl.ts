@@ -62,7 +62,7 @@ class Ctl {
   }
 
   async run(c: CtlCommand): Promise<number> {
-    this.#cmd = c.cmd;
+    this.#cmd = c.cmd === 'audit-head' ? 'audit' : c.cmd;
     switch (c.cmd) {
       case 'status':
         return this.#status();
@@ -99,6 +99,9 @@ class Ctl {
         return this.#startAndFollow(await this.#api.post(`/v1/nodes/${c.node}/failover`), c.detach);
       case 'audit':
         return this.#audit(c.session, c.limit, c.follow);
+      case 'audit-head':
+        // The checkpoint alone on stdout (or the JSON), so that a cron job can append it to its record.
+        return this.#show(await this.#api.get('/v1/audit/head'), (h) => str(obj(h).checkpoint));
     }
   }
 

@@ -3,7 +3,9 @@
 // Pure except verifyAuditFile (which only reads the file). Reports the FIRST break; never repairs.
 //
 // What a hash chain alone cannot see: a change inside the LAST line (nothing hashes it yet) and whole
-// lines cut from the end. Pass `head` — the SHA-256 of the last line, as the writer knew it — to cover both.
+// lines cut from the end. Pass `head` — the SHA-256 of the last line, as the writer knew it — to cover both;
+// or `checkpoints` — lines recorded earlier as (seq, SHA-256), e.g. from the director's GET /v1/audit/head —
+// to prove that nothing up to each was cut or changed since, while the log goes on growing.
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { GENESIS } from './audit.js';
@@ -26,6 +28,12 @@ export interface ChainStart {
 export interface AuditVerifyOptions {
   /** The expected SHA-256 (hex) of the last line, e.g. recorded by the writer elsewhere. */
   readonly head?: string;
+  /**
+   * Lines recorded earlier, seq → the SHA-256 the writer gave that line (GET /v1/audit/head): each line of
+   * the chain with one of these seqs must have that hash. (verifyAuditFiles also fails a checkpoint that no
+   * line given has: past the end, lines were cut; before the first, its file was not given.)
+   */
+  readonly checkpoints?: ReadonlyMap<number, string>;
   /**
    * Where the chain starts: the start of a log (GENESIS, seq 1; the default); `{prev, seq}` for a file
    * that goes on from an earlier one (after a rotation: the earlier file's head and last seq + 1; without
@@ -129,6 +137,10 @@ export function verifyAuditChain(text: string, opts: AuditVerifyOptions = {}): A
       return fail(no, `seq is ${line.seq}, expected ${seq} (seq must run on by one: a line was removed, inserted or moved)`);
     }
     prevHash = sha256(lineText);
+    const recorded = opts.checkpoints?.get(seq);
+    if (recorded !== undefined && recorded !== prevHash) {
+      return fail(no, `its SHA-256 is ${prevHash}, not ${recorded} as the checkpoint of seq ${seq} recorded: this line was changed, or the log replaced, since the checkpoint`);
+    }
     seq += 1;
   }
   return finish(n, start, opts.head, prevHash, seq - 1);
@@ -206,8 +218,9 @@ export async function verifyAuditFiles(
   let first: ChainStart | null = null;
   let lines = 0;
   let result: Extract<AuditVerifyResult, { ok: true }> | undefined;
+  const checkpoints = opts.checkpoints !== undefined && opts.checkpoints.size > 0 ? { checkpoints: opts.checkpoints } : {};
   for (const [i, path] of paths.entries()) {
-    const r = await verifyAuditFile(path, { ...(start !== undefined ? { start } : {}), ...(i === paths.length - 1 && opts.head !== undefined ? { head: opts.head } : {}) }).catch((err: unknown) => {
+    const r = await verifyAuditFile(path, { ...(start !== undefined ? { start } : {}), ...checkpoints, ...(i === paths.length - 1 && opts.head !== undefined ? { head: opts.head } : {}) }).catch((err: unknown) => {
       throw new Error(`cannot read ${path}: ${(err as Error).message}`);
     });
     if (!r.ok) return { ok: false, file: path, result: r };
@@ -216,5 +229,27 @@ export async function verifyAuditFiles(
     result = { ...r, lines, start: first };
     start = { prev: r.head, seq: r.seq + 1 };
   }
-  return { ok: true, files: paths.length, result: result as Extract<AuditVerifyResult, { ok: true }> };
+  const done = result as Extract<AuditVerifyResult, { ok: true }>;
+  const missing = checkpointOutside(opts.checkpoints, done.start.seq, done.seq);
+  if (missing !== null) {
+    return { ok: false, file: paths[missing.after ? paths.length - 1 : 0] as string, result: { ok: false, lines: missing.after ? done.lines : 0, line: missing.after ? done.lines : 1, problem: missing.problem } };
+  }
+  return { ok: true, files: paths.length, result: done };
+}
+
+/**
+ * The first checkpoint (in seq order) that lines `firstSeq`..`lastSeq` do not hold, and why; null when
+ * they hold every one. Pure.
+ */
+export function checkpointOutside(checkpoints: ReadonlyMap<number, string> | undefined, firstSeq: number, lastSeq: number): { after: boolean; problem: string } | null {
+  if (checkpoints === undefined) return null;
+  for (const seq of [...checkpoints.keys()].sort((a, b) => a - b)) {
+    if (seq < firstSeq) {
+      return { after: false, problem: `the checkpoint of seq ${seq} is before the first line given (seq ${firstSeq}): give the rotated file that holds it too (oldest first), or leave that checkpoint out` };
+    }
+    if (seq > lastSeq) {
+      return { after: true, problem: `the checkpoint of seq ${seq} is past the last line (seq ${lastSeq}): lines were cut from the end since it was recorded (or a newer file was not given)` };
+    }
+  }
+  return null;
 }

@@ -230,6 +230,11 @@ export interface AuditSink {
   reopen(): Promise<Error | null>;
   /** Why the audit file cannot be written now (lines go only to memory meanwhile); null when it can. */
   readonly fileError: Error | null;
+  /**
+   * Where the chain is: the last line's seq and its SHA-256 (seq 0 and GENESIS before any). Recorded
+   * elsewhere, it is a checkpoint `anchor audit verify --checkpoint` holds the file to later.
+   */
+  head(): { seq: number; hash: string };
 }
 
 /**
@@ -418,6 +423,9 @@ export function createAudit(opts: AuditOptions): AuditSink {
     },
     get fileError() {
       return streamError;
+    },
+    head() {
+      return { seq, hash: prev };
     },
   };
 }

@@ -40,6 +40,9 @@ describe('anchor CLI', () => {
     [['audit', 'verify', '/'], /cannot read \/: EISDIR/],
     [['audit', 'verify', 'x', '--prev', 'abc'], /--prev: expected a SHA-256/],
     [['audit', 'verify', 'x', '--prev', '0'.repeat(64), '--continued'], /--prev and --continued exclude each other/],
+    [['audit', 'verify', 'x', '--checkpoint', '12'], /--checkpoint: expected SEQ:SHA256.*"12"/],
+    [['audit', 'verify', 'x', '--checkpoint', `0:${'a'.repeat(64)}`], /--checkpoint: expected SEQ:SHA256/],
+    [['audit', 'verify', 'x', '--checkpoint', `3:${'a'.repeat(64)}`, '--checkpoint', `3:${'b'.repeat(64)}`], /two different hashes for seq 3/],
   ])('exits 2 naming the problem: %j', async (args, message) => {
     const r = await run(args);
     expect(r.code).toBe(2);

@@ -1,7 +1,7 @@
 // Process handling through the real entry point: SIGTERM drains (not ready, new sessions refused,
 // existing ones served), then exits 0; a second SIGTERM exits at once with status 1.
 import { afterEach, describe, expect, it } from 'vitest';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { encodeJv1 } from '../../src/codec/jv1.js';
 import { PacketType, RejectReason } from '../../src/codec/types.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
@@ -68,6 +68,12 @@ describe('director signals', () => {
     await hello();
     await hello();
     await waitFor('two create lines in the file', () => lines(audit) === 2 || undefined);
+    // A checkpoint as an operator's cron job would record it (the API, and ctl which prints it alone).
+    const head = (await (await fetch(`${c.director.admin}/v1/audit/head`)).json()) as { seq: number; head: string; checkpoint: string };
+    expect(head).toEqual({ seq: 2, head: createHash('sha256').update(readFileSync(audit, 'utf8').split('\n')[1] as string).digest('hex'), checkpoint: `2:${head.head}` });
+    const ctl = spawnAnchor(['ctl', 'audit', '--head', '--admin', c.director.admin]);
+    expect((await ctl.exited).code).toBe(0);
+    expect(ctl.stdout.trim()).toBe(head.checkpoint);
     renameSync(audit, `${audit}.1`);
     c.director.kill('SIGHUP');
     await waitFor('the new audit file', () => existsSync(audit) || undefined);
@@ -78,6 +84,13 @@ describe('director signals', () => {
     const both = spawnAnchor(['audit', 'verify', `${audit}.1`, audit]);
     expect((await both.exited).code).toBe(0);
     expect(both.stdout).toMatch(/ok: 2 files, 3 lines, chain intact/);
+    const held = spawnAnchor(['audit', 'verify', `${audit}.1`, audit, '--checkpoint', head.checkpoint]);
+    expect((await held.exited).code).toBe(0);
+    expect(held.stdout).toMatch(/ok: 2 files, 3 lines, chain intact, 1 checkpoint held \(seq 3, head [0-9a-f]{64}\)/);
+    // The newest file alone cannot show the checkpoint: it says which file to give.
+    const without = spawnAnchor(['audit', 'verify', audit, '--continued', '--checkpoint', head.checkpoint]);
+    expect((await without.exited).code).toBe(1);
+    expect(without.stderr).toMatch(/checkpoint of seq 2 is before the first line given \(seq 3\)/);
     const alone = spawnAnchor(['audit', 'verify', audit, '--continued']);
     expect((await alone.exited).code).toBe(0);
     expect(alone.stdout).toMatch(/ok: 1 lines, from seq 3 \(prev [0-9a-f]{64}\), chain intact/);

@@ -10,7 +10,7 @@ import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renam
 import { chainLine, createAudit, GENESIS } from '../../src/obs/audit.js';
 import type { AuditEvent, AuditLine } from '../../src/obs/audit.js';
 import { waitFor } from '../helpers/wait.js';
-import { verifyAuditBytes, verifyAuditChain, verifyAuditFile, verifyAuditFiles } from '../../src/obs/audit-verify.js';
+import { checkpointOutside, verifyAuditBytes, verifyAuditChain, verifyAuditFile, verifyAuditFiles } from '../../src/obs/audit-verify.js';
 
 const FC = { seed: 20240612, numRuns: 300 } as const;
 const T0 = Date.UTC(2024, 5, 1, 12, 0, 0);
@@ -503,5 +503,89 @@ describe('rotation: createAudit reopens its file, the chain goes on across files
     audit.write(event(0));
     expect(await audit.reopen()).toBeNull();
     expect(audit.fileError).toBeNull();
+  });
+});
+
+describe('checkpoints: lines recorded from the writer (head()) that a later verify holds the log to', () => {
+  /** A log written in two parts with a checkpoint (the writer's head) taken between them, as a cron job would from GET /v1/audit/head. */
+  async function logWithCheckpoint(name: string, before: number, after: number) {
+    const path = join(dir, name);
+    let t = T0;
+    const audit = createAudit({ path, wallClock: () => (t += 1000) });
+    expect(audit.head()).toEqual({ seq: 0, hash: GENESIS });
+    for (let i = 0; i < before; i++) audit.write(event(i));
+    const cp = audit.head();
+    for (let i = before; i < before + after; i++) audit.write(event(i));
+    const end = audit.head();
+    await audit.close();
+    const text = await readFile(path, 'utf8');
+    return { path, text, lines: text.slice(0, -1).split('\n'), cp, end };
+  }
+
+  it('head() is the last line\'s seq and SHA-256: the log verifies with it as a checkpoint and as the head', async () => {
+    const { path, lines, cp, end } = await logWithCheckpoint('cp-ok.jsonl', 5, 4);
+    expect(cp).toEqual({ seq: 5, hash: sha256(lines[4] as string) });
+    expect(end).toEqual({ seq: 9, hash: sha256(lines[8] as string) });
+    const r = await verifyAuditFiles([path], { checkpoints: new Map([[cp.seq, cp.hash], [end.seq, end.hash]]), head: end.hash });
+    expect(r).toMatchObject({ ok: true, result: { lines: 9, seq: 9 } });
+  });
+
+  it('lines cut from the end past a checkpoint fail (the chain alone still verifies)', async () => {
+    const { path, lines, cp } = await logWithCheckpoint('cp-cut.jsonl', 6, 3);
+    await writeFile(path, join1(lines.slice(0, 4)));
+    expect((await verifyAuditFiles([path])).ok).toBe(true);
+    const r = await verifyAuditFiles([path], { checkpoints: new Map([[cp.seq, cp.hash]]) });
+    expect(r).toMatchObject({ ok: false, file: path });
+    expect(!r.ok && r.result.problem).toMatch(/checkpoint of seq 6 is past the last line \(seq 4\): lines were cut from the end/);
+    // Cut after the checkpoint: what it recorded is still there.
+    await writeFile(path, join1(lines.slice(0, 7)));
+    expect((await verifyAuditFiles([path], { checkpoints: new Map([[cp.seq, cp.hash]]) })).ok).toBe(true);
+  });
+
+  it('the checkpoint\'s own line changed (it is the last line, which no prev covers): reported at that line', async () => {
+    const { path, lines, cp } = await logWithCheckpoint('cp-last.jsonl', 4, 0);
+    const forged = (lines[3] as string).replace('"dir-1"', '"dir-2"');
+    await writeFile(path, join1([...lines.slice(0, 3), forged]));
+    expect((await verifyAuditFiles([path])).ok).toBe(true);
+    const r = await verifyAuditFiles([path], { checkpoints: new Map([[cp.seq, cp.hash]]) });
+    expect(r).toMatchObject({ ok: false, result: { line: 4 } });
+    expect(!r.ok && r.result.problem).toMatch(/line 4: its SHA-256 is [0-9a-f]{64}, not [0-9a-f]{64} as the checkpoint of seq 4 recorded/);
+  });
+
+  it('a log replaced by another chain of the same length fails its checkpoint', async () => {
+    const a = await logWithCheckpoint('cp-a.jsonl', 3, 2);
+    const other = buildChain([event(7), event(8), event(9), event(10), event(11)]);
+    await writeFile(a.path, other);
+    expect((await verifyAuditFiles([a.path])).ok).toBe(true);
+    expect((await verifyAuditFiles([a.path], { checkpoints: new Map([[a.cp.seq, a.cp.hash]]) })).ok).toBe(false);
+  });
+
+  it('across rotated files: a checkpoint in the older file holds; one before the first file given fails and says to give it', async () => {
+    const { path, lines, cp } = await logWithCheckpoint('cp-rot.jsonl', 3, 5);
+    await writeFile(`${path}.1`, join1(lines.slice(0, 4)));
+    await writeFile(path, join1(lines.slice(4)));
+    const checkpoints = new Map([[cp.seq, cp.hash]]);
+    expect(await verifyAuditFiles([`${path}.1`, path], { checkpoints })).toMatchObject({ ok: true, files: 2, result: { lines: 8, seq: 8 } });
+    const alone = await verifyAuditFiles([path], { start: 'any', checkpoints });
+    expect(alone).toMatchObject({ ok: false, file: path });
+    expect(!alone.ok && alone.result.problem).toMatch(/checkpoint of seq 3 is before the first line given \(seq 5\): give the rotated file/);
+  });
+
+  it('property: every head the writer reported holds for the whole log; cutting the log anywhere before one fails', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 40 }), fc.array(fc.nat(), { minLength: 1, maxLength: 5 }), fc.nat(), (n, picks, cutAt) => {
+        const text = buildChain(Array.from({ length: n }, (_, i) => event(i)));
+        const lines = text.slice(0, -1).split('\n');
+        const checkpoints = new Map(picks.map((p) => [(p % n) + 1, sha256(lines[p % n] as string)] as [number, string]));
+        expect(verifyAuditChain(text, { checkpoints }).ok).toBe(true);
+        const keep = cutAt % (n + 1); // 0..n lines kept
+        const cut = verifyAuditChain(join1(lines.slice(0, keep)), { checkpoints });
+        // The chain of what is left verifies; whether a checkpoint is past its end is verifyAuditFiles' (checkpointOutside's) to say.
+        expect(cut.ok).toBe(true);
+        const last = Math.max(...checkpoints.keys());
+        expect(checkpointOutside(checkpoints, 1, cut.ok ? cut.seq : 0) === null).toBe(keep >= last);
+      }),
+      FC,
+    );
   });
 });

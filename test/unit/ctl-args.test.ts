@@ -40,6 +40,7 @@ describe('anchor ctl arguments', () => {
     [['migrate', ID, '--to', 'node-b', '--expect-version', '7'], { cmd: 'migrate', session: ID, to: 'node-b', expectVersion: '7' }],
     [['audit'], { cmd: 'audit', session: undefined, limit: 20, follow: false }],
     [['audit', '--session', ID, '--follow', '--limit', '3'], { cmd: 'audit', session: ID, limit: 3, follow: true }],
+    [['audit', '--head'], { cmd: 'audit-head' }],
   ])('%j', (argv, command) => {
     expect(parse(argv).command).toEqual(command);
   });
@@ -70,6 +71,8 @@ describe('anchor ctl arguments', () => {
     [['migrate', ID, '--expect-version', '-1'], /--expect-version/],
     [['migrate', ID, '--expect-version', 'v1'], /--expect-version: expected a version/],
     [['audit', '--session', 'abc'], /--session: expected a session id/],
+    [['audit', '--head', '--follow'], /--head and --follow exclude each other/],
+    [['audit', '--head', '--limit', '5'], /--head and --limit exclude each other/],
     [['status', '--admin', 'ftp://host'], /--admin: expected an http:\/\/ URL/],
     [['status', '--admin', 'not a url'], /--admin: expected an http:\/\/ URL/],
     [['status', '--admin', 'http://u:p@host'], /--admin/],
