@@ -232,7 +232,7 @@ export async function verifyAuditFiles(
   const done = result as Extract<AuditVerifyResult, { ok: true }>;
   const missing = checkpointOutside(opts.checkpoints, done.start.seq, done.seq);
   if (missing !== null) {
-    return { ok: false, file: paths[missing.after ? paths.length - 1 : 0] as string, result: { ok: false, lines: missing.after ? done.lines : 0, line: missing.after ? done.lines : 1, problem: missing.problem } };
+    return { ok: false, file: paths[missing.after ? paths.length - 1 : 0] as string, result: { ok: false, lines: done.lines, line: missing.after ? done.lines : 1, problem: missing.problem } };
   }
   return { ok: true, files: paths.length, result: done };
 }
