@@ -15,7 +15,7 @@ import { loadNativeTcp, loadNativeUdp, type NativeTcpBinding, type NativeTcpLoad
 import { TcpFront } from './net/tcp-front.js';
 import { Membership, NodeHealth, NodeState } from './nodes/membership.js';
 import { HealthProber } from './nodes/prober.js';
-import { createAudit, type AuditSink } from './obs/audit.js';
+import { createAudit, type AuditSink, type AuditStart } from './obs/audit.js';
 import { SliceEnder } from './director/ender.js';
 import type { Logger } from './obs/logger.js';
 import { createMetricsRegistry } from './obs/metrics.js';
@@ -120,9 +120,12 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   }
   const hasher = await createHasher();
   const stats = new DirectorStats();
+  let auditStart: AuditStart | null = null;
   const audit: AuditSink = createAudit({
     path: config.audit.path,
     wallClock: clock.wall,
+    onStart: (st) => (auditStart = st),
+    onHeadNotRecorded: (err) => logger.warn({ err, path: config.audit.path }, 'audit chain head not recorded beside the audit file: if the file is rotated away before the next start, that start begins a new chain'),
     onLine: config.audit.path === null ? (line) => logger.info({ audit: line }, 'audit') : undefined,
     onRotate: (movedTo) => logger.warn({ moved_to: movedTo }, 'audit file ended in a cut-short line; moved aside, starting a new chain'),
     onError: (err) => {
@@ -130,6 +133,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       logger.error({ err, path: config.audit.path }, 'audit file cannot be written: audit lines are kept in memory only and the director is not ready until it is reopened (SIGHUP)');
     },
   });
+  noteAuditStart(auditStart, audit, stats, logger, config.director.id, config.audit.path);
   const store: OwnershipStore =
     deps.store ??
     (config.store.kind === 'etcd'
@@ -538,4 +542,26 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       return { remaining };
     },
   };
+}
+
+/**
+ * Says where the audit chain went on from at start; when the file lost or changed lines while the director
+ * was away (its tail behind, or not, the head recorded when it stopped), a SECURITY_EVENT line — the first
+ * of this run, so the chain itself keeps it — and an error log.
+ */
+function noteAuditStart(start: AuditStart | null, audit: AuditSink, stats: DirectorStats, logger: Logger, actor: string, path: string | null): void {
+  if (start === null) return;
+  if (start.from === 'recorded') logger.info({ path, seq: start.head.seq }, 'audit file was empty or missing (rotated while stopped?): the chain goes on from the head recorded beside it');
+  if (start.anomaly === null) return;
+  const { kind, file, recorded } = start.anomaly;
+  const cause = kind === 'behind' ? 'audit_file_behind' : 'audit_file_changed';
+  logger.error(
+    { path, file_seq: file.seq, recorded_seq: recorded.seq },
+    kind === 'behind'
+      ? 'audit file ends before the head recorded when the director last stopped: lines were removed from it while the director was away'
+      : 'audit file\'s last line is not the one recorded when the director last stopped: it was changed while the director was away',
+  );
+  stats.securityEvents.inc(cause);
+  stats.auditEvents.inc('SECURITY_EVENT');
+  audit.write({ session: null, event: 'SECURITY_EVENT', cause, from_version: null, to_version: null, from_owner: null, to_owner: null, actor, detail: { file_seq: file.seq, file_head: file.hash, recorded_seq: recorded.seq, recorded_head: recorded.hash } });
 }

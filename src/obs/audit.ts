@@ -1,7 +1,7 @@
 // The audit log: one JSON line per ownership change, each carrying the SHA-256 of the previous line
 // (a hash chain that `anchor audit verify` checks). Owns the file; never decides what is audited.
 import { createHash, hash as oneShotHash } from 'node:crypto';
-import { closeSync, createWriteStream, fstatSync, openSync, readSync, renameSync, type WriteStream } from 'node:fs';
+import { closeSync, createWriteStream, fstatSync, openSync, readFileSync, readSync, renameSync, writeFileSync, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 
 export interface AuditEvent {
@@ -272,6 +272,58 @@ export function readChainTail(path: string): { seq: number; hash: string } | 'em
   }
 }
 
+/** A chain's head: the last line's seq and SHA-256 (seq 0 and GENESIS before any line). */
+export interface ChainHead {
+  readonly seq: number;
+  readonly hash: string;
+}
+
+/** Where the writer records its head beside the audit file, each time it stops or reopens the file. */
+export function headPath(path: string): string {
+  return `${path}.head`;
+}
+
+/** The head recorded beside `path` (headPath), or null when there is none or it is not a head. */
+export function readRecordedHead(path: string): ChainHead | null {
+  try {
+    const v = JSON.parse(readFileSync(headPath(path), 'utf8')) as { seq?: unknown; hash?: unknown };
+    if (typeof v.seq === 'number' && Number.isSafeInteger(v.seq) && v.seq >= 0 && typeof v.hash === 'string' && /^[0-9a-f]{64}$/.test(v.hash)) return { seq: v.seq, hash: v.hash };
+  } catch {
+    // absent or unreadable: as if none
+  }
+  return null;
+}
+
+/** Records `head` beside `path` (a new file renamed over the old: never half written). */
+function recordHead(path: string, head: ChainHead): void {
+  const tmp = `${headPath(path)}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify({ seq: head.seq, hash: head.hash })}\n`);
+  renameSync(tmp, headPath(path));
+}
+
+/**
+ * Where a writer's chain starts, from its file's tail and the head it recorded when it last stopped or
+ * reopened the file. Pure. The file's tail wins when there is one (lines written after the recorded
+ * head — a crash — are normal); the tail behind the recorded head, or at its seq with another hash, means
+ * the file lost or changed lines while the writer was away (`anomaly`). With no tail (the file was
+ * rotated away while the writer was stopped) the chain goes on from the recorded head.
+ */
+export function chainStart(
+  tail: ChainHead | 'empty' | 'missing' | 'broken',
+  recorded: ChainHead | null,
+): { from: 'file' | 'recorded' | 'genesis'; head: ChainHead; anomaly: null | { kind: 'behind' | 'changed'; file: ChainHead; recorded: ChainHead } } {
+  if (typeof tail === 'object') {
+    const anomaly =
+      recorded === null ? null : recorded.seq > tail.seq ? { kind: 'behind' as const, file: tail, recorded } : recorded.seq === tail.seq && recorded.hash !== tail.hash ? { kind: 'changed' as const, file: tail, recorded } : null;
+    return { from: 'file', head: tail, anomaly };
+  }
+  if (tail !== 'broken' && recorded !== null && recorded.seq > 0) return { from: 'recorded', head: recorded, anomaly: null };
+  return { from: 'genesis', head: { seq: 0, hash: GENESIS }, anomaly: null };
+}
+
+/** Where a writer's chain started (chainStart's answer). */
+export type AuditStart = ReturnType<typeof chainStart>;
+
 export interface AuditOptions {
   readonly path: string | null;
   /** Told when an existing audit file could not be continued and was moved aside. */
@@ -282,6 +334,10 @@ export interface AuditOptions {
   /** Called for every line (e.g. to log it when there is no file). */
   readonly onLine?: (line: AuditLine) => void;
   readonly keep?: number;
+  /** Told where the chain starts (see chainStart), before any line is written. */
+  readonly onStart?: (start: AuditStart) => void;
+  /** Told when the head could not be recorded beside the file (headPath): a restart may then start a new chain. */
+  readonly onHeadNotRecorded?: (err: Error) => void;
 }
 
 export function createAudit(opts: AuditOptions): AuditSink {
@@ -300,17 +356,29 @@ export function createAudit(opts: AuditOptions): AuditSink {
   let prev = GENESIS;
   let seq = 0;
   if (opts.path !== null) {
-    // Continue the chain of a file a previous run left, so that one file is one chain.
+    // Continue the chain of a file a previous run left, so that one file is one chain; or, when that file
+    // was rotated away meanwhile, the chain it ended (the head recorded beside it), so that the rotated
+    // file and the new one are one chain.
     const tail = readChainTail(opts.path);
-    if (typeof tail === 'object') {
-      prev = tail.hash;
-      seq = tail.seq;
-    } else if (tail === 'broken') {
+    const start = chainStart(tail, readRecordedHead(opts.path));
+    prev = start.head.hash;
+    seq = start.head.seq;
+    if (tail === 'broken') {
       const movedTo = `${opts.path}.broken-${new Date(opts.wallClock()).toISOString().replace(/[:.]/g, '-')}`;
       renameSync(opts.path, movedTo);
       opts.onRotate?.(movedTo);
     }
+    opts.onStart?.(start);
   }
+  /** Records the head beside the file (when the file is set aside or closed). */
+  const keepHead = (): void => {
+    if (opts.path === null) return;
+    try {
+      recordHead(opts.path, { seq, hash: prev });
+    } catch (err) {
+      opts.onHeadNotRecorded?.(err as Error);
+    }
+  };
   let stream: WriteStream | null = null;
   let streamError: Error | null = null;
   /** A write stream on the audit path, appending; its failure is the sink's only while it is the current one. */
@@ -406,10 +474,12 @@ export function createAudit(opts: AuditOptions): AuditSink {
       stream = null;
       if (s === null) return;
       await new Promise<void>((resolve) => s.end(() => resolve()));
+      keepHead();
     },
     async reopen() {
       if (opts.path === null || stream === null) return null;
       writeBatch(); // what was written so far goes to the old file
+      keepHead();
       const old = stream;
       streamError = null;
       stream = open(opts.path); // lines from now on queue for the new file while it opens

@@ -7,8 +7,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { chainLine, createAudit, GENESIS } from '../../src/obs/audit.js';
-import type { AuditEvent, AuditLine } from '../../src/obs/audit.js';
+import { chainLine, chainStart, createAudit, GENESIS, readRecordedHead } from '../../src/obs/audit.js';
+import type { AuditEvent, AuditLine, AuditStart } from '../../src/obs/audit.js';
 import { waitFor } from '../helpers/wait.js';
 import { checkpointOutside, verifyAuditBytes, verifyAuditChain, verifyAuditFile, verifyAuditFiles } from '../../src/obs/audit-verify.js';
 
@@ -587,5 +587,64 @@ describe('checkpoints: lines recorded from the writer (head()) that a later veri
       }),
       FC,
     );
+  });
+});
+
+describe('the head recorded beside the file, and where a restarted writer goes on from', () => {
+  const h = (seq: number, c: string): { seq: number; hash: string } => ({ seq, hash: c.repeat(64) });
+  it.each([
+    ['a file alone', h(5, 'a'), null, 'file', 5, null],
+    ['a file ahead of the recorded head (lines after it: a crash)', h(7, 'a'), h(5, 'b'), 'file', 7, null],
+    ['a file at the recorded head', h(5, 'a'), h(5, 'a'), 'file', 5, null],
+    ['a file behind the recorded head', h(4, 'a'), h(5, 'b'), 'file', 4, 'behind'],
+    ['a file at the recorded seq with another hash', h(5, 'a'), h(5, 'b'), 'file', 5, 'changed'],
+    ['no file, a recorded head', 'missing', h(5, 'b'), 'recorded', 5, null],
+    ['an empty file, a recorded head', 'empty', h(5, 'b'), 'recorded', 5, null],
+    ['a broken file (moved aside), a recorded head', 'broken', h(5, 'b'), 'genesis', 0, null],
+    ['no file, nothing recorded', 'missing', null, 'genesis', 0, null],
+    ['an empty file, a head recorded before any line', 'empty', { seq: 0, hash: GENESIS }, 'genesis', 0, null],
+  ] as const)('chainStart: %s', (_what, tail, recorded, from, seq, anomaly) => {
+    const s = chainStart(tail, recorded);
+    expect(s.from).toBe(from);
+    expect(s.head.seq).toBe(seq);
+    expect(s.anomaly?.kind ?? null).toBe(anomaly);
+    if (from === 'genesis') expect(s.head.hash).toBe(GENESIS);
+  });
+
+  it('close() and reopen() record the head beside the file; a writer started after the file was rotated away goes on with the chain', async () => {
+    const path = join(dir, 'head-rot.jsonl');
+    let t = T0;
+    const a = createAudit({ path, wallClock: () => (t += 1000) });
+    for (let i = 0; i < 3; i++) a.write(event(i));
+    await a.flush();
+    await waitFor('three lines in the file', () => (existsSync(path) && readFileSync(path, 'utf8').split('\n').length === 4) || undefined);
+    renameSync(path, `${path}.1`);
+    expect(await a.reopen()).toBeNull();
+    expect(readRecordedHead(path)).toEqual(a.head()); // recorded at the reopen: seq 3
+    a.write(event(3));
+    await a.close();
+    expect(readRecordedHead(path)).toEqual({ seq: 4, hash: sha256(readFileSync(path, 'utf8').trim()) });
+    // Rotated again while stopped; the next writer's first line goes on from seq 4.
+    renameSync(`${path}.1`, `${path}.2`);
+    renameSync(path, `${path}.1`);
+    const starts: AuditStart[] = [];
+    const b = createAudit({ path, wallClock: () => (t += 1000), onStart: (s) => starts.push(s) });
+    expect(starts.map((s) => [s.from, s.head.seq])).toEqual([['recorded', 4]]);
+    b.write(event(4));
+    await b.close();
+    expect(await verifyAuditFiles([`${path}.2`, `${path}.1`, path])).toMatchObject({ ok: true, files: 3, result: { lines: 5, seq: 5 } });
+  });
+
+  it('a head that cannot be recorded is told (onHeadNotRecorded), and the log is unharmed', async () => {
+    const sub = join(dir, 'head-blocked');
+    mkdirSync(sub);
+    const path = join(sub, 'audit.jsonl');
+    mkdirSync(`${path}.head`); // a directory where the head goes: the rename over it fails
+    const errors: Error[] = [];
+    const a = createAudit({ path, wallClock: () => T0, onHeadNotRecorded: (e) => errors.push(e) });
+    a.write(event(0));
+    await a.close();
+    expect(errors).toHaveLength(1);
+    expect((await verifyAuditFiles([path])).ok).toBe(true);
   });
 });
