@@ -16,6 +16,7 @@ import { TcpFront } from './net/tcp-front.js';
 import { Membership, NodeHealth, NodeState } from './nodes/membership.js';
 import { HealthProber } from './nodes/prober.js';
 import { createAudit, type AuditSink, type AuditStart } from './obs/audit.js';
+import { Permits } from './util/permits.js';
 import { SliceEnder } from './director/ender.js';
 import type { Logger } from './obs/logger.js';
 import { createMetricsRegistry } from './obs/metrics.js';
@@ -29,6 +30,8 @@ import { defaultMargin, fenceState, FenceState } from './store/fence.js';
 import { ConfigError } from './errors.js';
 import type { Clock } from './util/clock.js';
 
+/** Drain dry runs (GET /v1/nodes/{id}/drain-plan) computed at once at most; more are answered 429. */
+const PLANS_AT_ONCE = 2;
 /** How long (ms) a turn of ending sessions after a partition may run before it gives the loop back. */
 const PARTITION_END_SLICE_MS = 5;
 
@@ -268,7 +271,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   );
   const startFailover = (node: string, actor: string): ReturnType<DrainCoordinator['start']> => {
     const r = drains.start(node, { mode: 'migrate', deadlineS: 0, cause: 'failover', actor });
-    if (r.created) {
+    if (r.created || r.escalated === true) {
       stats.auditEvents.inc('failover');
       audit.write({ session: null, event: 'failover', cause: actor === 'auto-failover' ? 'node_unhealthy' : 'operator', from_version: null, to_version: null, from_owner: node, to_owner: null, actor, detail: { drain: r.view.id, sessions: r.view.total } });
     }
@@ -347,7 +350,8 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   if (prober !== null && config.failover.mode === 'auto') {
     autoFailover = setInterval(() => {
       for (const n of membership.list()) {
-        if (n.health !== NodeHealth.UNHEALTHY || c.table.countByOwner(n.id) === 0 || drains.active(n.id) !== undefined) continue;
+        // A drain that is still waiting does not hold a failover back: the failover makes it migrate now.
+        if (n.health !== NodeHealth.UNHEALTHY || c.table.countByOwner(n.id) === 0 || drains.active(n.id)?.state === 'running') continue;
         if (prober.unhealthyFor(n.id) >= config.failover.grace_s * 1000) {
           logger.warn({ node: n.id, grace_s: config.failover.grace_s }, 'automatic failover');
           startFailover(n.id, 'auto-failover');
@@ -405,6 +409,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     last_seen: new Date(clock.toWall(r.lastSeen)).toISOString(),
   });
   const refuse = (status: number, code: string, message: string): OpResult<never> => ({ ok: false, error: { status, code, message } });
+  const plans = new Permits(PLANS_AT_ONCE);
   const backend: AdminBackend = {
     ready,
     metrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
@@ -456,10 +461,12 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     },
     failover: (node) => {
       const r = startFailover(node, 'admin');
-      return { ok: true, value: r.view, status: r.created ? 202 : 200 };
+      return { ok: true, value: r.view, status: r.created || r.escalated === true ? 202 : 200 };
     },
     drainPlan: async (node, page) => {
-      const plan = await drains.plan(node, page);
+      // Each dry run walks the node's sessions and keeps a set of those it counted: a few at once at most.
+      const plan = await plans.with(() => drains.plan(node, page));
+      if (plan === undefined) return { ok: false, error: { status: 429, code: 'busy', message: `${plans.inUse} drain dry runs are running: ask again when one has answered` } };
       return { ok: true, value: { ...plan, moves: plan.moves.map((m) => ({ ...m, version: m.version.toString() })) } };
     },
     getDrain: (id) => drains.get(id),
@@ -471,7 +478,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     },
     stats: () => statsView(directorId, stats, clock.wall()),
   };
-  const admin = new AdminServer({ listen: hp(config.admin.listen), token: config.admin.token }, backend);
+  const admin = new AdminServer({ listen: hp(config.admin.listen), token: config.admin.token, logger }, backend);
 
   let closed: Promise<void> | null = null;
   const close = (): Promise<void> => {

@@ -3,7 +3,8 @@
 import http from 'node:http';
 import { once } from 'node:events';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
 import type { Transport } from '../codec/types.js';
 import { isLowerHexId } from '../session/id-index.js';
 import { statusPage } from './status-page.js';
@@ -62,13 +63,22 @@ export interface AdminBackend {
 export interface AdminOptions {
   readonly listen: Transport;
   readonly token: string | null;
+  /** Where a request that failed inside the server (500) is logged, with its error. */
+  readonly logger?: Logger;
 }
+
+/** Admin connections open at once at most (operators, Prometheus, the status page): more are refused by the kernel's accept, then closed. */
+export const ADMIN_MAX_CONNECTIONS = 128;
+/** The longest `deadline_s` of a wait drain (a year), as `anchor ctl drain --deadline` allows. */
+export const DEADLINE_MAX_S = 31_536_000;
 
 class HttpError extends Error {
   constructor(
     readonly status: number,
     readonly code: string,
     message: string,
+    /** 405: the methods the route takes (the Allow header). */
+    readonly allow?: string,
   ) {
     super(message);
   }
@@ -87,9 +97,9 @@ function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
-/** Constant-time bearer check (hashing first makes the compare independent of the token's length). */
+/** Constant-time bearer check (hashing first makes the compare independent of the token's length); the scheme's name in any case (RFC 9110). */
 export function bearerMatches(header: string | undefined, token: string): boolean {
-  const m = /^Bearer (.+)$/.exec(header ?? '');
+  const m = /^Bearer (.+)$/i.exec(header ?? '');
   const given = m?.[1] ?? '';
   return timingSafeEqual(digest(given), digest(token)) && m !== null;
 }
@@ -97,6 +107,40 @@ export function bearerMatches(header: string | undefined, token: string): boolea
 /** The same constant-time check for a token given as a query parameter (`/?token=…`: the status page). */
 export function queryTokenMatches(given: string | null, token: string): boolean {
   return timingSafeEqual(digest(given ?? ''), digest(token)) && given !== null;
+}
+
+/** A request's Host header names an IP address or localhost (with or without a port). */
+function hostIsLiteral(host: string): boolean {
+  const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d*$/, '');
+  return name === 'localhost' || isIP(name) !== 0;
+}
+
+/**
+ * Why a request a web page may have made must be refused, or null. A browser sends `Origin` with every
+ * cross-site POST, `no-cors` included, and CORS never stops such a request from running: one whose Origin
+ * is not the admin API's own (its Host) is refused (cross-site request forgery). Without a token, a page
+ * whose host name an attacker points at the director's address (DNS rebinding) would also be same-origin:
+ * then only requests addressed to an IP address or localhost are served. Pure.
+ */
+export function browserRefusal(host: string | undefined, origin: string | undefined, tokenSet: boolean): string | null {
+  if (origin !== undefined) {
+    let originHost: string | null = null;
+    try {
+      originHost = origin === 'null' ? null : new URL(origin).host;
+    } catch {
+      originHost = null;
+    }
+    if (originHost === null || originHost !== host) return `a request from another origin (${short(origin)}) is refused: the admin API takes requests from its own page and from clients that send no Origin (curl, anchor ctl)`;
+  }
+  if (!tokenSet && (host === undefined || !hostIsLiteral(host))) {
+    return `Host "${short(host ?? '')}" is refused: without admin.token the admin API answers only requests addressed to an IP address or localhost (a page could otherwise reach it by DNS rebinding); set admin.token to use a host name`;
+  }
+  return null;
+}
+
+/** `s` cut to 80 characters for an error message (an id or value echoed back). */
+function short(s: string): string {
+  return s.length <= 80 ? s : `${s.slice(0, 77)}…`;
 }
 
 /** A page's `cursor` query parameter: a session id from `next_cursor`, or undefined for the first page. */
@@ -126,9 +170,13 @@ export class AdminServer {
     this.#server = http.createServer((req, res) => {
       this.#handle(req, res).catch((err: unknown) => {
         const e = err instanceof HttpError ? err : new HttpError(500, 'internal', 'internal error');
+        if (!(err instanceof HttpError)) opts.logger?.error({ err, method: req.method, path: (req.url ?? '').split('?')[0] }, 'admin API request failed');
+        if (e.status === 405 && e.allow !== undefined) res.setHeader('allow', e.allow);
+        if (res.headersSent) return void res.destroy();
         send(res, e.status, { error: { code: e.code, message: e.message } });
       });
     });
+    this.#server.maxConnections = ADMIN_MAX_CONNECTIONS;
     this.#server.keepAliveTimeout = 5_000;
     this.#server.headersTimeout = 10_000;
     this.#server.requestTimeout = 15_000;
@@ -151,11 +199,18 @@ export class AdminServer {
   }
 
   async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://admin.invalid');
+    let url: URL;
+    try {
+      // Only the path and query of the request target count (an absolute-form target's host is not ours to route on).
+      url = new URL(req.url ?? '/', 'http://admin.invalid');
+      if (!(req.url ?? '/').startsWith('/')) url = new URL(`${url.pathname}${url.search}`, 'http://admin.invalid');
+    } catch {
+      throw new HttpError(400, 'bad_request', `request target "${short(req.url ?? '')}" is not a path`);
+    }
     const path = url.pathname;
     const method = req.method ?? 'GET';
     if (path === '/healthz' || path === '/readyz' || path === '/metrics') {
-      if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, 'method_not_allowed', `${method} ${path}: only GET is allowed`);
+      if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, 'method_not_allowed', `${method} ${path}: only GET is allowed`, 'GET, HEAD');
       if (path === '/healthz') return send(res, 200, { status: 'ok' });
       if (path === '/readyz') {
         const r = this.#backend.ready();
@@ -166,9 +221,12 @@ export class AdminServer {
       res.end(m.body);
       return;
     }
+    // The status page and the API (not the probes, which read nothing a page could use): never for another site's page.
+    const refusal = browserRefusal(req.headers.host, req.headers.origin, this.#opts.token !== null);
+    if (refusal !== null) throw new HttpError(403, 'forbidden', refusal);
     if (path === '/') {
       // The status page. A browser cannot send a bearer header on a navigation: the token may come as ?token=.
-      if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, 'method_not_allowed', `${method} /: only GET is allowed`);
+      if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, 'method_not_allowed', `${method} /: only GET is allowed`, 'GET, HEAD');
       if (this.#opts.token !== null && !bearerMatches(req.headers.authorization, this.#opts.token) && !queryTokenMatches(url.searchParams.get('token'), this.#opts.token)) {
         res.setHeader('www-authenticate', 'Bearer');
         throw new HttpError(401, 'unauthorized', 'missing or wrong token: open /?token=TOKEN, or send Authorization: Bearer TOKEN');
@@ -191,10 +249,10 @@ export class AdminServer {
   async #v1(method: string, path: string, q: URLSearchParams, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const b = this.#backend;
     const get = (): void => {
-      if (method !== 'GET') throw new HttpError(405, 'method_not_allowed', `${method} /v1${path}: only GET is allowed`);
+      if (method !== 'GET') throw new HttpError(405, 'method_not_allowed', `${method} /v1${short(path)}: only GET is allowed`, 'GET');
     };
     const post = (): void => {
-      if (method !== 'POST') throw new HttpError(405, 'method_not_allowed', `${method} /v1${path}: only POST is allowed`);
+      if (method !== 'POST') throw new HttpError(405, 'method_not_allowed', `${method} /v1${short(path)}: only POST is allowed`, 'POST');
     };
     const sessionAction = /^\/sessions\/([^/]+)\/(migrate|terminate)$/.exec(path);
     if (sessionAction !== null) {
@@ -237,8 +295,8 @@ export class AdminServer {
         const mode = body.mode ?? 'migrate';
         if (mode !== 'migrate' && mode !== 'wait') throw new HttpError(400, 'bad_request', `mode: expected "migrate" or "wait", got ${JSON.stringify(mode)}`);
         const dl = body.deadline_s;
-        if (dl !== undefined && dl !== null && (typeof dl !== 'number' || !Number.isFinite(dl) || dl < 0)) {
-          throw new HttpError(400, 'bad_request', `deadline_s: expected a number of seconds ≥ 0, got ${JSON.stringify(dl)}`);
+        if (dl !== undefined && dl !== null && (typeof dl !== 'number' || !Number.isFinite(dl) || dl < 0 || dl > DEADLINE_MAX_S)) {
+          throw new HttpError(400, 'bad_request', `deadline_s: expected a number of seconds from 0 to ${DEADLINE_MAX_S} (a year), got ${short(JSON.stringify(dl))}`);
         }
         return sendResult(res, b.drain(node, { mode, deadlineS: typeof dl === 'number' ? dl : undefined }), 202);
       }

@@ -134,6 +134,8 @@ interface Drain {
 }
 
 const KEEP_FINISHED = 100;
+/** The longest deadline a `wait` drain may have (a year, in seconds). */
+export const MAX_DEADLINE_S = 31_536_000;
 /** Sessions per migration batch (one store wait per step for all of them). */
 const BATCH = 256;
 /**
@@ -157,11 +159,27 @@ export class DrainCoordinator {
     this.#d = deps;
   }
 
-  /** Starts draining `node`. A drain already running for it is returned as it is. */
-  start(node: string, req: { mode: DrainMode; deadlineS: number; cause: DrainCause; actor: string }): { view: DrainView; created: boolean } {
+  /**
+   * Starts draining `node`. A drain already running for it is returned as it is — except that a failover
+   * of a node whose drain is still waiting (mode `wait`) makes that drain migrate its sessions now
+   * (`escalated`): a failover never waits.
+   */
+  start(node: string, req: { mode: DrainMode; deadlineS: number; cause: DrainCause; actor: string }): { view: DrainView; created: boolean; escalated?: boolean } {
     const running = this.#active(node);
-    if (running !== undefined) return { view: this.#view(running), created: false };
     const now = this.#d.clock.now();
+    if (running !== undefined && running.state === 'waiting' && req.cause === 'failover') {
+      running.state = 'running';
+      running.migratingSince = now;
+      running.lastTick = now;
+      this.#d.logger.info({ drain: running.id, node, actor: req.actor }, 'failover: the waiting drain migrates its sessions now');
+      const view = this.#view(running);
+      this.#d.publish?.(view);
+      return { view, created: false, escalated: true };
+    }
+    if (running !== undefined) return { view: this.#view(running), created: false };
+    // A deadline past a year is refused by the admin API and the CLI; here it is bounded so that no date
+    // made from it is invalid (a drain record with one could not be shown or published).
+    const deadlineS = Number.isFinite(req.deadlineS) ? Math.min(Math.max(0, req.deadlineS), MAX_DEADLINE_S) : MAX_DEADLINE_S;
     const d: Drain = {
       id: `${req.cause === 'failover' ? 'fo' : 'dr'}-${randomBytes(6).toString('hex')}`,
       node,
@@ -173,7 +191,7 @@ export class DrainCoordinator {
       moved: 0,
       failed: 0,
       startedAt: now,
-      deadlineAt: req.mode === DrainMode.WAIT ? now + req.deadlineS * 1000 : null,
+      deadlineAt: req.mode === DrainMode.WAIT ? now + deadlineS * 1000 : null,
       migratingSince: req.mode === DrainMode.WAIT ? null : now,
       finishedAt: null,
       lastError: null,

@@ -1,5 +1,6 @@
 // The admin HTTP API against a real director: auth, nodes, sessions (pagination), probes, errors.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { encodeJv1, sessionIdHex } from '../../src/codec/jv1.js';
 import { PacketType } from '../../src/codec/types.js';
@@ -119,5 +120,46 @@ describe('admin API', () => {
     });
     expect(r.items[0]!.event).toBe('create');
     expect(r.items[0]!.to_version).toBe('1');
+  });
+
+  /** One request with exactly these headers (fetch would add or refuse some), and its answer. */
+  const raw = (method: string, target: string, headers: Record<string, string>, body?: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> =>
+    new Promise((resolve, reject) => {
+      const u = new URL(c.director.admin);
+      const req = http.request({ host: u.hostname, port: u.port, method, path: target, headers: { ...headers, ...(body !== undefined ? { 'content-length': Buffer.byteLength(body) } : {}) }, setHost: headers.host === undefined }, (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+
+  it('refuses what another site\'s page could send (a foreign Origin), also with the token; its own origin and clients without one are served', async () => {
+    const host = new URL(c.director.admin).host;
+    const evil = await raw('POST', '/v1/director/drain', { ...auth, host, origin: 'https://evil.example', 'content-type': 'text/plain' }, '');
+    expect(evil.status).toBe(403);
+    expect(JSON.parse(evil.body)).toMatchObject({ error: { code: 'forbidden' } });
+    expect(JSON.parse(evil.body).error.message).toMatch(/another origin \(https:\/\/evil\.example\)/);
+    expect((await get('/readyz')).status).toBe(200); // not draining
+    const own = await raw('POST', '/v1/nodes/node-a/undrain', { ...auth, host, origin: `http://${host}` }, '');
+    expect(own.status).toBe(200);
+    expect((await raw('GET', '/v1/nodes', { ...auth, host })).status).toBe(200);
+    // The probes answer anyone (they are open by design).
+    expect((await raw('GET', '/healthz', { host: 'rebind.evil.example', origin: 'https://evil.example' })).status).toBe(200);
+  });
+
+  it('the bearer scheme in any case; a request target that is not a path is a 400; a 405 says which method; a wait drain of over a year is refused', async () => {
+    expect((await get('/v1/nodes', { authorization: `bearer ${TOKEN}` })).status).toBe(200);
+    const target = await raw('GET', 'http://[x/v1/nodes', auth);
+    expect(target.status).toBe(400);
+    expect(JSON.parse(target.body).error.message).toMatch(/is not a path/);
+    const m = await raw('DELETE', '/v1/nodes', auth);
+    expect(m.status).toBe(405);
+    expect(m.headers.allow).toBe('GET');
+    const year = await raw('POST', '/v1/nodes/node-a/drain', { ...auth, 'content-type': 'application/json' }, JSON.stringify({ mode: 'wait', deadline_s: 1e13 }));
+    expect(year.status).toBe(400);
+    expect(JSON.parse(year.body).error.message).toMatch(/deadline_s: expected a number of seconds from 0 to 31536000/);
+    expect((await get('/v1/drains')).status).toBe(200);
   });
 });

@@ -402,6 +402,31 @@ describe('DrainCoordinator', () => {
     expect(r.drains.start('node-c', { mode: 'wait', deadlineS: 60, cause: 'drain', actor: 'op' }).created).toBe(true);
   });
 
+  it('a failover of a node whose drain still waits makes that drain migrate now (escalated); a failover of a migrating drain changes nothing', async () => {
+    const r = await rig('node-b', 12);
+    const waiting = r.drains.start('node-b', { mode: 'wait', deadlineS: 600, cause: 'drain', actor: 'op' });
+    expect(waiting.view.state).toBe('waiting');
+    const fo = r.drains.start('node-b', { mode: 'migrate', deadlineS: 0, cause: 'failover', actor: 'health' });
+    expect(fo).toMatchObject({ created: false, escalated: true, view: { id: waiting.view.id, state: 'running' } });
+    const done = await waitFor('escalated drain finished', finished(r, waiting.view.id));
+    expect(done).toMatchObject({ state: 'completed', moved: 12, remaining: 0 });
+    // A second failover while one migrates is the running drain, not an escalation.
+    const r2 = await rig('node-c', 5, { rate: 0.001 });
+    const first = r2.drains.start('node-c', { mode: 'migrate', deadlineS: 0, cause: 'failover', actor: 'health' });
+    const again = r2.drains.start('node-c', { mode: 'migrate', deadlineS: 0, cause: 'failover', actor: 'health' });
+    expect(first.created).toBe(true);
+    expect(again).toMatchObject({ created: false, view: { id: first.view.id } });
+    expect(again.escalated).toBeUndefined();
+  });
+
+  it('a wait drain\'s deadline is bounded (a year), so its record always has a valid deadline_at', async () => {
+    const r = await rig('node-a', 3);
+    const { view } = r.drains.start('node-a', { mode: 'wait', deadlineS: 1e13, cause: 'drain', actor: 'op' });
+    expect(Date.parse(view.deadline_at as string) - Date.parse(view.started_at as string)).toBeLessThanOrEqual(31_536_000_000 + 1000);
+    expect(() => r.drains.list()).not.toThrow();
+    r.drains.undrain('node-a');
+  });
+
   it('a failover does not take the node out of admission; transfers are audited as failover', async () => {
     const r = await rig('node-c', 25);
     const { view, created } = r.drains.start('node-c', { mode: 'migrate', deadlineS: 0, cause: 'failover', actor: 'health' });
