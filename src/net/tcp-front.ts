@@ -484,6 +484,10 @@ export class TcpFront {
       stats.tcpRefused.inc(`reject_${rejectLabel(reason)}`);
       conn.client.end(reply);
       conn.upstream?.destroy();
+      // A client that keeps its half open after the REJECT must not keep its place (tcp.max_connections):
+      // the connection goes after the same grace as any other ended one.
+      const t = setTimeout(() => this.#destroy(conn), END_GRACE_MS);
+      t.unref();
       return;
     }
     stats.tcpRefused.inc(`reject_${rejectLabel(reason)}`);

@@ -143,6 +143,17 @@ for (const { io, skip } of paths) describe.skipIf(skip !== null)(`TCP front, ${i
     const d = decodeJv1(got);
     expect(d.kind).toBe('ok');
     if (d.kind === 'ok') expect(decodeReject(d.value.payload)?.reason).toBe(RejectReason.UNKNOWN_SESSION);
+
+    // A client that keeps its half open after the REJECT does not keep its place: the director lets it go.
+    const stays = await connect(t.v4);
+    stays.resume(); // read the REJECT, so that the FIN behind it is seen
+    const ended = once(stays, 'end');
+    const gone = once(stays, 'close');
+    stays.write(Buffer.concat([encodeJv1(PacketType.DATA, randomBytes(16)), Buffer.alloc(16)]));
+    await ended; // the REJECT and the director's FIN; this side never ends
+    await waitFor('the director to close the rejected connection', async () => (await metric(c.director.admin, 'anchor_tcp_connections_open')) === 0 || undefined, { timeoutMs: 10_000 });
+    stays.destroy();
+    await gone;
   });
 
   it('a reconnect is a reattach: bound only after the owner BINDs it, and the old connection is closed', async () => {
