@@ -143,9 +143,11 @@ export class DirectorCore {
       return v.set(this.#admit(id, idView, msg, msg.length, t, listener, now));
     }
     const bound = rec.transport;
-    if (bound.port !== port || bound.address !== address) {
+    if (bound.port !== port || bound.address !== address || rec.listener !== listener) {
       // A jump candidate: the owner validates it and answers BIND; nothing changes here until then.
-      // (The bound transport's key is its text form, so comparing the parts is comparing the keys.)
+      // (The bound transport's key is its text form, so comparing the parts is comparing the keys. The
+      // listener counts too: a datagram from the ip:port of a TCP-bound session, or to another listener,
+      // is not from the bound transport — a CLOSE from it must not end the session.)
       if (rec.pending !== null || rec.state !== SessionState.ATTACHED) return v.drop(DropReason.FROZEN_UNBOUND);
       if (!this.#ownerAvailable(rec.owner)) return v.drop(DropReason.OWNER_UNAVAILABLE);
       const t = src ?? { family, address, port };

@@ -11,6 +11,8 @@ import { createHasher, type Hasher } from '../../src/ring/hash.js';
 import { buildRing, type Ring } from '../../src/ring/ring.js';
 import { pb, sid } from '../helpers/packet-builder.js';
 import { createCodec } from '../../src/codec/codec.js';
+import { TCP_LISTENER } from '../../src/director/outcomes.js';
+import { SessionState } from '../../src/session/lifecycle.js';
 
 let hasher: Hasher;
 let ring: Ring;
@@ -691,5 +693,30 @@ describe('held packets of a non-JV1 listener', () => {
     expect(forwards).toHaveLength(1);
     expect(forwards[0]!.transition).toBeNull();
     expect(core.table.get(rec.id)).toBe(rec);
+  });
+});
+
+describe('the bound transport is an ip:port on one listener', () => {
+  it('a datagram from the ip:port of a TCP-bound session is a candidate, not the bound transport: its CLOSE does not end the session', () => {
+    const core = new DirectorCore(LIMITS, ring);
+    const t = TRANSPORTS.A;
+    const out = core.onTcpPreamble(PacketType.HELLO, SID, t, keyOf(t), 24, 0);
+    expect(out.kind).toBe('admit');
+    if (out.kind !== 'admit') return;
+    core.admitted(out.session, 0);
+    expect(live(core)?.listener).toBe(TCP_LISTENER);
+    const v = client(core, close(), 10, 'A', 0);
+    expect(v).toMatchObject({ kind: 'forward', flags: PP2_FLAG.UNBOUND_SOURCE, transition: null });
+    expect(live(core)?.state).toBe(SessionState.ATTACHED);
+    expect(live(core)?.candidates?.size).toBe(1);
+  });
+
+  it('a datagram from the bound ip:port on another UDP listener is a candidate too; on its own listener it is the session\'s', () => {
+    const core = new DirectorCore(LIMITS, ring);
+    expect(client(core, hello(), 0, 'A', 0)).toMatchObject({ kind: 'forward', flags: 0 });
+    expect(client(core, data(), 1, 'A', 1)).toMatchObject({ kind: 'forward', flags: PP2_FLAG.UNBOUND_SOURCE });
+    expect(client(core, data(), 2, 'A', 0)).toMatchObject({ kind: 'forward', flags: 0 });
+    expect(client(core, close(), 3, 'A', 1)).toMatchObject({ kind: 'forward', flags: PP2_FLAG.UNBOUND_SOURCE, transition: null });
+    expect(live(core)?.state).toBe(SessionState.ATTACHED);
   });
 });
