@@ -274,6 +274,13 @@ export class TcpFront {
           this.#destroy(conn);
           return;
         }
+        if (n.session !== rec) {
+          // The owner answered this connection's reattach with a BIND of another session: nothing is bound.
+          stats.tcpRefused.inc('bind_other_session');
+          this.#d.ownership.security(rec.id, 'bind_for_other_session', owner, { bound_session: n.session.id });
+          this.#destroy(conn);
+          return;
+        }
         stats.nodeControl.inc('bind');
         const r = await this.#d.ownership.reattach(n.session, n.candidate, n.version);
         if (!r.ok) {
