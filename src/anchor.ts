@@ -173,6 +173,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       rejectRate: config.reject.per_source_rate,
       rejectBurst: config.reject.per_source_burst,
       holdMax: config.session.hold_max_packets,
+      holdMaxBytes: config.session.hold_max_bytes,
       sharedExpiryGraceMs: sharedExpiryGraceMs(config.session.idle_ttl_s * 1000),
     },
     membership.ring,

@@ -348,6 +348,7 @@ export const AnchorConfigSchema = z
         max: integerAtLeast(1).default(1_000_000),
         tombstone_s: numberAtLeast(0).default(60),
         hold_max_packets: integerAtLeast(0).default(64),
+        hold_max_bytes: integerAtLeast(0).default(262_144),
         header_cache: integerAtLeast(1).default(131_072),
       }),
       admission: section({

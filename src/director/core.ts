@@ -332,7 +332,7 @@ export class DirectorCore {
     if (rec.pending === LifecycleEvent.REATTACH && type !== PacketType.CLOSE) {
       // "Replies the node sends after its BIND go to the new transport": wait for the CAS to decide.
       rec.heldReplies ??= [];
-      if (rec.heldReplies.length >= this.#limits.holdMax) return v.drop(DropReason.HOLD_OVERFLOW);
+      if (!this.#roomFor(rec.heldReplies, msg.length)) return v.drop(DropReason.HOLD_OVERFLOW);
       rec.heldReplies.push(Buffer.from(msg)); // a copy: the shell may reuse the datagram's memory
       v.kind = 'held-reply';
       v.session = rec;
@@ -675,9 +675,19 @@ export class DirectorCore {
 
   #hold(rec: SessionRecord, msg: Buffer): ClientOutcome {
     rec.held ??= [];
-    if (rec.held.length >= this.#limits.holdMax) return { kind: 'drop', reason: DropReason.HOLD_OVERFLOW };
+    if (!this.#roomFor(rec.held, msg.length)) return { kind: 'drop', reason: DropReason.HOLD_OVERFLOW };
     rec.held.push(Buffer.from(msg)); // a copy: the shell may reuse the datagram's memory
     return { kind: 'hold', session: rec };
+  }
+
+  /** Whether one more packet of `len` bytes may join `held` (session.hold_max_packets and hold_max_bytes). */
+  #roomFor(held: readonly Buffer[], len: number): boolean {
+    if (held.length >= this.#limits.holdMax) return false;
+    const maxBytes = this.#limits.holdMaxBytes;
+    if (maxBytes === undefined) return true;
+    let bytes = len;
+    for (let i = 0; i < held.length; i++) bytes += (held[i] as Buffer).length;
+    return bytes <= maxBytes;
   }
 
   /** Ends a session (close, expire, terminate): version + 1, TERMINATED, removed, tombstoned. */

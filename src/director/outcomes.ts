@@ -15,6 +15,8 @@ export interface CoreLimits {
   readonly rejectBurst: number;
   /** Packets held per session while a transition is in flight or it is frozen. */
   readonly holdMax: number;
+  /** Bytes those held packets may take per session (session.hold_max_bytes); unbounded when absent. */
+  readonly holdMaxBytes?: number;
   /**
    * A session this director only mirrors (another director serves it) expires here this long after the
    * store's expiry, so that the serving director's refresh, in flight or a clock step away, wins.

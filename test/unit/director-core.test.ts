@@ -12,7 +12,7 @@ import { buildRing, type Ring } from '../../src/ring/ring.js';
 import { pb, sid } from '../helpers/packet-builder.js';
 import { createCodec } from '../../src/codec/codec.js';
 import { TCP_LISTENER } from '../../src/director/outcomes.js';
-import { SessionState } from '../../src/session/lifecycle.js';
+import { LifecycleEvent, SessionState } from '../../src/session/lifecycle.js';
 
 let hasher: Hasher;
 let ring: Ring;
@@ -718,5 +718,43 @@ describe('the bound transport is an ip:port on one listener', () => {
     expect(client(core, data(), 2, 'A', 0)).toMatchObject({ kind: 'forward', flags: 0 });
     expect(client(core, close(), 3, 'A', 1)).toMatchObject({ kind: 'forward', flags: PP2_FLAG.UNBOUND_SOURCE, transition: null });
     expect(live(core)?.state).toBe(SessionState.ATTACHED);
+  });
+});
+
+describe('held packets are bounded in bytes as well as in count', () => {
+  it('a frozen session holds packets until hold_max_bytes, then drops them as hold_overflow; the count bound still applies', () => {
+    const core = new DirectorCore({ ...LIMITS, holdMax: 8, holdMaxBytes: 3000 }, ring);
+    expect(client(core, hello(), 0, 'A', 0)).toMatchObject({ kind: 'forward' });
+    const rec = live(core)!;
+    const p = core.plan(rec, LifecycleEvent.FREEZE, { cause: 'test' });
+    expect(typeof p).toBe('object');
+    const big = (): Buffer => pkt(PacketType.DATA, SID, new Uint8Array(1000)); // 1,020 bytes
+    expect(client(core, big(), 1)).toMatchObject({ kind: 'hold' });
+    expect(client(core, big(), 2)).toMatchObject({ kind: 'hold' });
+    expect(client(core, big(), 3)).toMatchObject({ kind: 'drop', reason: 'hold_overflow' }); // 3,060 > 3,000
+    expect(client(core, data(), 4)).toMatchObject({ kind: 'hold' }); // 24 bytes still fit
+    expect(rec.held?.map((b) => b.length)).toEqual([1020, 1020, 24]);
+  });
+
+  it('property: whatever arrives, the held bytes never pass hold_max_bytes nor the count hold_max_packets', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 10 }), fc.integer({ min: 20, max: 5000 }), fc.array(fc.integer({ min: 0, max: 1400 }), { maxLength: 40 }), (holdMax, holdMaxBytes, sizes) => {
+        const core = new DirectorCore({ ...LIMITS, holdMax, holdMaxBytes }, ring);
+        client(core, hello(), 0, 'A', 0);
+        const rec = live(core)!;
+        core.plan(rec, LifecycleEvent.FREEZE, { cause: 'test' });
+        let t = 1;
+        for (const n of sizes) {
+          const before = (rec.held ?? []).reduce((a, b) => a + b.length, 0);
+          const fits = (rec.held?.length ?? 0) < holdMax && before + 20 + n <= holdMaxBytes;
+          const out = client(core, pkt(PacketType.DATA, SID, new Uint8Array(n)), t++);
+          expect(out.kind === 'hold', `a ${20 + n}-byte packet with ${before} bytes held`).toBe(fits);
+          const held = rec.held ?? [];
+          expect(held.length).toBeLessThanOrEqual(holdMax);
+          expect(held.reduce((a, b) => a + b.length, 0)).toBeLessThanOrEqual(holdMaxBytes);
+        }
+      }),
+      { seed: 11, numRuns: 200 },
+    );
   });
 });
