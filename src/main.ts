@@ -275,6 +275,10 @@ async function main(argv: string[]): Promise<number> {
       return r.ok ? 0 : 1;
     }
     case 'ctl':
+      // A reader that went away (`anchor ctl audit --follow | head -1`) ends the command, as for any filter.
+      process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EPIPE') process.exit(0);
+      });
       return runCtl(rest, { stdout: process.stdout, stderr: process.stderr, env: process.env });
     case 'version':
     case '--version': {

@@ -51,7 +51,9 @@ export class AdminClient {
         signal: AbortSignal.timeout(this.#o.timeoutMs),
         redirect: 'error',
       });
-      text = await res.text();
+      const read = await boundedText(res, ANSWER_MAX);
+      if (read === null) return { ok: false, status: res.status, code: 'bad_answer', message: `${method} ${path}: the answer is over ${ANSWER_MAX / 1024 / 1024} MiB (is ${this.#o.base} an Anchor admin API?)` };
+      text = read;
     } catch (err) {
       return { ok: false, status: 0, code: 'unreachable', message: unreachable(err, this.#o.base, this.#o.timeoutMs) };
     }
@@ -70,6 +72,28 @@ export class AdminClient {
     const message = typeof e?.message === 'string' ? e.message : `${method} ${path}: HTTP ${res.status} ${res.statusText}`.trim();
     return { ok: false, status: res.status, code, message, body: json };
   }
+}
+
+/** The most an answer may be (the largest the API gives, a page of 1,000, is well under 1 MiB). */
+const ANSWER_MAX = 8 * 1024 * 1024;
+
+/** The body's text, or null (reading stopped) when it is over `max` bytes. */
+async function boundedText(res: Response, max: number): Promise<string | null> {
+  if (res.body === null) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > max) {
+      await reader.cancel();
+      return null;
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 function unreachable(err: unknown, base: string, timeoutMs: number): string {

@@ -111,7 +111,7 @@ class Ctl {
 
   #refused(r: ApiResult): number {
     if (r.ok) return EXIT.OK;
-    const what = r.status === 0 ? r.message : `refused by the director (HTTP ${r.status} ${r.code}): ${r.message}`;
+    const what = r.status === 0 ? r.message : r.code === 'bad_answer' ? `the director's answer cannot be used: ${r.message}` : `refused by the director (HTTP ${r.status} ${r.code}): ${r.message}`;
     this.#io.stderr.write(`anchor ctl ${this.#cmd}: ${what}\n`);
     return EXIT.REFUSED;
   }

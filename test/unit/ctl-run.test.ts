@@ -162,3 +162,47 @@ describe('anchor ctl (scripted director)', () => {
     expect(h.requests.map((r) => r.path)).toEqual(['/v1/audit?limit=20', '/v1/audit?limit=1000', '/v1/audit?limit=1000', '/v1/audit?limit=1000']);
   });
 });
+
+describe('answers ctl cannot use', () => {
+  /** A harness whose fetch answers every request with `make()`. */
+  function answering(make: () => Response) {
+    let err = '';
+    const io: CtlIo = {
+      stdout: { write: () => true, isTTY: false, columns: 100 },
+      stderr: { write: (s: string) => (err += s) },
+      env: {},
+      sleep: async () => {},
+      fetch: (async () => make()) as typeof fetch,
+    };
+    return { run: (argv: string[]) => runCtl(argv, io), err: () => err };
+  }
+
+  it('an answer over 8 MiB is not read to its end: exit 1, saying so', async () => {
+    const sent: number[] = [];
+    const chunk = new Uint8Array(1024 * 1024).fill(0x20);
+    const h = answering(() => {
+      const k = sent.push(0) - 1;
+      return new Response(
+        new ReadableStream<Uint8Array>({
+          pull(c) {
+            sent[k] = (sent[k] as number) + chunk.length;
+            if ((sent[k] as number) > 64 * 1024 * 1024) c.close(); // bounded, but far past the cap
+            else c.enqueue(chunk);
+          },
+        }),
+        { status: 200 },
+      );
+    });
+    expect(await h.run(['status'])).toBe(1);
+    expect(h.err()).toMatch(/the director's answer cannot be used: GET \/v1\/[a-z]+: the answer is over 8 MiB/);
+    expect(sent.length).toBeGreaterThan(0);
+    for (const n of sent) expect(n).toBeLessThan(16 * 1024 * 1024);
+  });
+
+  it('a 200 that is not JSON is named as such, not as a refusal', async () => {
+    const h = answering(() => new Response('<html>hello</html>', { status: 200 }));
+    expect(await h.run(['status'])).toBe(1);
+    expect(h.err()).toMatch(/the director's answer cannot be used: .*the answer is not JSON/);
+    expect(h.err()).not.toMatch(/refused by the director/);
+  });
+});
