@@ -97,6 +97,12 @@ export class DirectorCore {
     return this.#ring;
   }
 
+  /** Whether clients of UDP listener `listener` speak JV1, so that a REJECT means something to them (OpenVPN and offset clients get none). */
+  speaksJv1(listener: number): boolean {
+    const codec = this.#codecs[listener];
+    return codec === undefined || codec === null || codec.name === 'jv1';
+  }
+
   /** From now on new sessions get REJECT DIRECTOR_DRAINING; existing ones are served. */
   setDraining(on: boolean): void {
     this.#draining = on;

@@ -786,8 +786,8 @@ export class UdpDirector implements DataPath {
 
   /** DataPath: a REJECT to an unbound transport, never more than 3× the bytes it sent us. */
   rejectCandidate(rec: SessionRecord, c: Candidate, reason: RejectReason): void {
-    if (c.listener === TCP_LISTENER) return; // a TCP candidate is answered on its connection
-    const reply = encodeReject(rec.idBytes, reason);
+    if (c.listener === TCP_LISTENER) return; // a TCP candidate is answered on its connection (and counted there)
+    const reply = this.#core.speaksJv1(c.listener) ? encodeReject(rec.idBytes, reason) : undefined; // no REJECT in OpenVPN or offset
     if (reply === undefined || !this.#core.chargeCandidate(c, reply.length)) {
       this.#d.stats.rejectsSuppressed++;
       return;

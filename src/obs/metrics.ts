@@ -144,7 +144,7 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
   plain(reg, 'anchor_client_datagrams_held_total', 'Client datagrams held while their session had a transition in flight or was frozen.', () => s.held);
   plain(reg, 'anchor_client_datagrams_released_total', 'Held client datagrams sent on once their transition completed (after a freeze they are flagged REPLAYED).', () => s.released);
   plain(reg, 'anchor_held_datagrams_discarded_total', 'Held client datagrams discarded because their session ended or its admission failed.', () => s.heldDiscarded);
-  plain(reg, 'anchor_rejects_suppressed_total', 'REJECTs not sent to an unbound transport: they would exceed 3x the bytes it sent.', () => s.rejectsSuppressed);
+  plain(reg, 'anchor_rejects_suppressed_total', 'REJECTs not sent to an unbound transport: they would exceed 3x the bytes it sent, or its listener\'s protocol has none (OpenVPN, offset).', () => s.rejectsSuppressed);
   labeled(reg, 'anchor_rejects_sent_total', 'REJECT packets sent to clients, by reason (one per client datagram answered).', 'reason', () => s.rejectsSent);
   labeled(reg, 'anchor_client_datagrams_dropped_total', 'Client datagrams dropped without an answer, by reason.', 'reason', () => s.clientDropped);
   labeled(reg, 'anchor_malformed_datagrams_total', 'Malformed JV1 datagrams (client and node side), by decoder reason.', 'reason', () => s.malformed);

@@ -758,3 +758,11 @@ describe('held packets are bounded in bytes as well as in count', () => {
     );
   });
 });
+
+describe('speaksJv1: whether a listener\'s clients can be answered with a REJECT', () => {
+  it('JV1 listeners (and a core without codecs) do; OpenVPN and offset listeners do not', () => {
+    expect(new DirectorCore(LIMITS, ring).speaksJv1(0)).toBe(true);
+    const core = new DirectorCore(LIMITS, ring, () => true, [createCodec({ codec: 'jv1' }).datagram, createCodec({ codec: 'openvpn' }).datagram, null]);
+    expect([0, 1, 2].map((l) => core.speaksJv1(l))).toEqual([true, false, true]);
+  });
+});
