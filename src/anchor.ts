@@ -71,6 +71,11 @@ function hp(s: string): Transport {
   return t;
 }
 
+/** The admin API's error code for a refused step: a session that is not there is `session_not_found`, as on GET (`not_found` is a route's). */
+function refusalCode(reason: StepFailure): string {
+  return reason === 'not_found' ? 'session_not_found' : reason;
+}
+
 const FAILURE_STATUS: Record<StepFailure, number> = {
   not_found: 404,
   gone: 404,
@@ -439,13 +444,13 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     migrate: async (id, req) => {
       const r = await ownership.migrate(id, { ...req, cause: 'migrate', actor: 'admin' });
       stats.migrations.inc(r.ok ? 'ok' : r.reason);
-      if (!r.ok) return refuse(FAILURE_STATUS[r.reason], r.reason, r.message);
+      if (!r.ok) return refuse(FAILURE_STATUS[r.reason], refusalCode(r.reason), r.message);
       const rec = c.table.get(id);
       return { ok: true, value: rec !== undefined ? { ...view(rec), from: r.from, replayed: r.replayed } : { id, owner: r.to, version: r.version.toString(), from: r.from } };
     },
     terminate: (id) => {
       const r = ownership.terminate(id, 'operator', 'admin');
-      if (!r.ok) return refuse(FAILURE_STATUS[r.reason], r.reason, r.message);
+      if (!r.ok) return refuse(FAILURE_STATUS[r.reason], refusalCode(r.reason), r.message);
       return { ok: true, value: { id, state: 'TERMINATED', version: r.note.toVersion.toString() } };
     },
     drain: (node, req) => {

@@ -85,11 +85,12 @@ class HttpError extends Error {
 }
 
 const NODE_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
+const U64_MAX = (1n << 64n) - 1n;
 export const LIST_LIMIT_DEFAULT = 100;
 export const LIST_LIMIT_MAX = 1000;
 
 function checkSessionId(id: string): string {
-  if (!isLowerHexId(id)) throw new HttpError(400, 'bad_request', `session id: expected 32 lowercase hex characters, got "${id}"`);
+  if (!isLowerHexId(id)) throw new HttpError(400, 'bad_request', `session id: expected 32 lowercase hex characters, got "${short(id)}"`);
   return id;
 }
 
@@ -145,14 +146,14 @@ function short(s: string): string {
 
 /** A page's `cursor` query parameter: a session id from `next_cursor`, or undefined for the first page. */
 function parseCursor(v: string | null): string | undefined {
-  if (v !== null && !isLowerHexId(v)) throw new HttpError(400, 'bad_request', `cursor: expected a cursor from next_cursor, got "${v}"`);
+  if (v !== null && !isLowerHexId(v)) throw new HttpError(400, 'bad_request', `cursor: expected a cursor from next_cursor, got "${short(v)}"`);
   return v ?? undefined;
 }
 
 function parseLimit(v: string | null): number {
   if (v === null) return LIST_LIMIT_DEFAULT;
   if (!/^\d{1,7}$/.test(v) || Number(v) < 1 || Number(v) > LIST_LIMIT_MAX) {
-    throw new HttpError(400, 'bad_request', `limit: expected an integer from 1 to ${LIST_LIMIT_MAX}, got "${v}"`);
+    throw new HttpError(400, 'bad_request', `limit: expected an integer from 1 to ${LIST_LIMIT_MAX}, got "${short(v)}"`);
   }
   return Number(v);
 }
@@ -249,7 +250,8 @@ export class AdminServer {
   async #v1(method: string, path: string, q: URLSearchParams, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const b = this.#backend;
     const get = (): void => {
-      if (method !== 'GET') throw new HttpError(405, 'method_not_allowed', `${method} /v1${short(path)}: only GET is allowed`, 'GET');
+      // HEAD is GET without the body (node:http leaves it out).
+      if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, 'method_not_allowed', `${method} /v1${short(path)}: only GET is allowed`, 'GET, HEAD');
     };
     const post = (): void => {
       if (method !== 'POST') throw new HttpError(405, 'method_not_allowed', `${method} /v1${short(path)}: only POST is allowed`, 'POST');
@@ -273,15 +275,19 @@ export class AdminServer {
           throw new HttpError(400, 'bad_request', `expect_version: expected a version as a decimal string, got ${JSON.stringify(ev)}`);
         }
         expectVersion = BigInt(ev);
+        if (expectVersion > U64_MAX) throw new HttpError(400, 'bad_request', `expect_version: expected a version (at most 2^64 - 1), got ${short(JSON.stringify(ev))}`);
       }
       return sendResult(res, await b.migrate(id, { to: typeof to === 'string' ? to : undefined, expectVersion }));
     }
     const nodeAction = /^\/nodes\/([^/]+)\/(drain|undrain|failover|drain-plan)$/.exec(path);
     if (nodeAction !== null) {
       const node = nodeAction[1] as string;
-      if (!NODE_ID_RE.test(node)) throw new HttpError(400, 'bad_request', `node: expected a node id, got "${node}"`);
-      if (!b.hasNode(node)) throw new HttpError(404, 'node_not_found', `no node "${node}"`);
       const action = nodeAction[2];
+      // The method first: a wrong one is a 405 whatever the node.
+      if (action === 'drain-plan') get();
+      else post();
+      if (!NODE_ID_RE.test(node)) throw new HttpError(400, 'bad_request', `node: expected a node id, got "${short(node)}"`);
+      if (!b.hasNode(node)) throw new HttpError(404, 'node_not_found', `no node "${node}"`);
       if (action === 'drain-plan') {
         get();
         const limit = parseLimit(q.get('limit'));
@@ -331,7 +337,7 @@ export class AdminServer {
     if (path === '/sessions') {
       get();
       const node = q.get('node') ?? undefined;
-      if (node !== undefined && !NODE_ID_RE.test(node)) throw new HttpError(400, 'bad_request', `node: expected a node id, got "${node}"`);
+      if (node !== undefined && !NODE_ID_RE.test(node)) throw new HttpError(400, 'bad_request', `node: expected a node id, got "${short(node)}"`);
       if (node !== undefined && !b.hasNode(node)) throw new HttpError(404, 'node_not_found', `no node "${node}"`);
       const limit = parseLimit(q.get('limit'));
       const cursor = parseCursor(q.get('cursor'));
@@ -355,7 +361,7 @@ export class AdminServer {
     if (path === '/audit') {
       get();
       const session = q.get('session') ?? undefined;
-      if (session !== undefined && !isLowerHexId(session)) throw new HttpError(400, 'bad_request', `session: expected 32 lowercase hex characters, got "${session}"`);
+      if (session !== undefined && !isLowerHexId(session)) throw new HttpError(400, 'bad_request', `session: expected 32 lowercase hex characters, got "${short(session)}"`);
       return send(res, 200, { items: b.audit({ session, limit: parseLimit(q.get('limit')) }), next_cursor: null });
     }
     throw new HttpError(404, 'not_found', `no route /v1${path}`);

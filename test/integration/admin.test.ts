@@ -156,10 +156,27 @@ describe('admin API', () => {
     expect(JSON.parse(target.body).error.message).toMatch(/is not a path/);
     const m = await raw('DELETE', '/v1/nodes', auth);
     expect(m.status).toBe(405);
-    expect(m.headers.allow).toBe('GET');
+    expect(m.headers.allow).toBe('GET, HEAD');
     const year = await raw('POST', '/v1/nodes/node-a/drain', { ...auth, 'content-type': 'application/json' }, JSON.stringify({ mode: 'wait', deadline_s: 1e13 }));
     expect(year.status).toBe(400);
     expect(JSON.parse(year.body).error.message).toMatch(/deadline_s: expected a number of seconds from 0 to 31536000/);
     expect((await get('/v1/drains')).status).toBe(200);
+  });
+
+  it('HEAD works where GET does; the method is checked before the node; a missing session is session_not_found on every route; an expect_version over u64 is a 400; echoed input is cut short', async () => {
+    const head = await raw('HEAD', '/v1/nodes', auth);
+    expect(head.status).toBe(200);
+    expect(head.body).toBe('');
+    expect((await raw('GET', '/v1/nodes/zzz/drain', auth)).status).toBe(405);
+    const missing = '0'.repeat(31) + '1';
+    const t = await raw('POST', `/v1/sessions/${missing}/terminate`, auth, '');
+    expect(t.status).toBe(404);
+    expect(JSON.parse(t.body).error.code).toBe('session_not_found');
+    const m = await raw('POST', `/v1/sessions/${missing}/migrate`, { ...auth, 'content-type': 'application/json' }, JSON.stringify({ expect_version: '99999999999999999999' }));
+    expect(m.status).toBe(400);
+    expect(JSON.parse(m.body).error.message).toMatch(/at most 2\^64 - 1/);
+    const long = await raw('GET', `/v1/sessions/${'a'.repeat(3000)}`, auth);
+    expect(long.status).toBe(400);
+    expect(JSON.parse(long.body).error.message.length).toBeLessThan(200);
   });
 });
