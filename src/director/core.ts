@@ -296,8 +296,9 @@ export class DirectorCore {
         }
         // `rec` is live in the table (checked above), so the index finds it exactly when the ids match.
         if (this.table.getByIdBytes(msg, JV1_ID_AT) !== rec) return { kind: 'drop', reason: DropReason.NODE_NOT_OWNER };
-        if (type === PacketType.CLOSE && rec.pending === null) {
-          return { kind: 'relay', session: rec, transition: this.#end(rec, LifecycleEvent.CLOSE, 'node_close', now) };
+        if (type === PacketType.CLOSE) {
+          if (rec.pending !== null) rec.closedBy = nodeId; // ends once the transition in flight settles (closeDeferred)
+          else return { kind: 'relay', session: rec, transition: this.#end(rec, LifecycleEvent.CLOSE, 'node_close', now) };
         }
       }
     }
@@ -346,8 +347,26 @@ export class DirectorCore {
     }
     v.kind = 'relay';
     v.session = rec;
-    v.transition = type === PacketType.CLOSE && rec.pending === null ? this.#end(rec, LifecycleEvent.CLOSE, 'node_close', now) : null;
+    v.transition = null;
+    if (type === PacketType.CLOSE) {
+      // The owner ended the session. With a transition in flight the end waits for it to settle (the
+      // store write that is out must not be contradicted meanwhile): closeDeferred ends it then.
+      if (rec.pending === null) v.transition = this.#end(rec, LifecycleEvent.CLOSE, 'node_close', now);
+      else rec.closedBy = nodeId;
+    }
     return v;
+  }
+
+  /**
+   * The end of a session whose owner sent CLOSE while a transition was in flight (closedBy), once no
+   * transition is: its note, with the node that closed it; null when there is none to end now.
+   */
+  closeDeferred(rec: SessionRecord, now: number): { note: TransitionNote; node: string } | null {
+    const node = rec.closedBy;
+    if (node === null || rec.pending !== null) return null;
+    rec.closedBy = null;
+    if (!this.table.holds(rec)) return null;
+    return { note: this.#end(rec, LifecycleEvent.CLOSE, 'node_close', now), node };
   }
 
   /**

@@ -266,6 +266,7 @@ export class Ownership {
       this.#d.stats.admissions++;
       for (const f of forwards) this.#forward(f);
       this.#settleLate(rec.id);
+      this.#endIfClosed(rec);
       return { ok: true };
     }
     const reason = r.reason === 'unavailable' ? RejectReason.STORE_UNAVAILABLE : r.current?.state === SessionState.TERMINATED ? RejectReason.SESSION_TERMINATED : RejectReason.OWNERSHIP_CONFLICT;
@@ -414,6 +415,7 @@ export class Ownership {
         if (late !== undefined && late !== null && late.version === rec.version && late.director === this.#o.directorId) this.#late.delete(rec.id);
         else this.#settleLate(rec.id);
       }
+      this.#endIfClosed(rec);
       return { ok: true, note };
     }
     core.abort(p);
@@ -421,7 +423,8 @@ export class Ownership {
     this.#abortEvent(p, r.reason, r.reason === 'unavailable' ? r.message : `stored version is ${r.current?.version ?? 'absent'}`);
     // Nothing changed: packets held while the CAS was in flight go on as if it had never been tried
     // (a session still frozen keeps them for its resume).
-    if (rec.state === SessionState.ATTACHED) this.#forwardAll(core.release(rec, this.#d.clock.now(), false));
+    if (rec.state === SessionState.ATTACHED && rec.closedBy === null) this.#forwardAll(core.release(rec, this.#d.clock.now(), false));
+    this.#endIfClosed(rec);
     return {
       ok: false,
       reason: r.reason,
@@ -703,6 +706,17 @@ export class Ownership {
   }
 
   /** The bookkeeping of every end made here: counted, held packets discarded, audited, observers told. */
+  /**
+   * The session's owner sent CLOSE while the transition that just settled was in flight (relayed to the
+   * client then): the session ends now, as a node close (audited, deleted from the store, held packets
+   * dropped). A migration that goes on finds it gone.
+   */
+  #endIfClosed(rec: SessionRecord): void {
+    if (rec.closedBy === null) return;
+    const c = this.#d.core.closeDeferred(rec, this.#d.clock.now());
+    if (c !== null) this.ended(rec, c.note, c.node);
+  }
+
   #recordEnd(rec: SessionRecord, t: TransitionNote, actor: string): void {
     this.#d.stats.sessionsEnded.inc(t.cause);
     this.#d.stats.heldDiscarded += this.#d.core.discardHeld(rec);

@@ -49,6 +49,11 @@ export interface SessionRecord {
   /** Node replies that arrived while a reattach was being CASed: they go to the transport that wins. */
   heldReplies: Buffer[] | null;
   /**
+   * The owner that sent CLOSE while a transition of the session was in flight (relayed to the client at
+   * once): the session ends as soon as that transition settles. Null otherwise.
+   */
+  closedBy: string | null;
+  /**
    * Whether this director serves the session (admitted it, or saw its client's traffic). A session only
    * mirrored from another director's writes expires here by the store's expiry (plus a grace), not by
    * this director's idle deadline.
@@ -106,6 +111,7 @@ class Cold {
   candidates: Map<string, Candidate> | null = null;
   formerOwner: string | null = null;
   heldReplies: Buffer[] | null = null;
+  closedBy: string | null = null;
 }
 
 /** The record newSessionRecord builds: plain fields, the rare ones out of line, the id bytes as a getter. */
@@ -173,6 +179,13 @@ class Session implements SessionRecord {
     this.#setCold('formerOwner', v);
   }
 
+  get closedBy(): string | null {
+    return this.#getCold('closedBy');
+  }
+  set closedBy(v: string | null) {
+    this.#setCold('closedBy', v);
+  }
+
   get heldReplies(): Buffer[] | null {
     return this.#getCold('heldReplies');
   }
@@ -200,6 +213,6 @@ class Session implements SessionRecord {
 
   /** Drops the Cold object once every field in it is null. */
   #trim(c: Cold): void {
-    if (c.pending === null && c.held === null && c.candidates === null && c.formerOwner === null && c.heldReplies === null) this.#cold = null;
+    if (c.pending === null && c.held === null && c.candidates === null && c.formerOwner === null && c.heldReplies === null && c.closedBy === null) this.#cold = null;
   }
 }

@@ -4,7 +4,7 @@
 // property over random interleavings of client packets and migrations.
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
-import { encodeBind, sessionIdHex } from '../../src/codec/jv1.js';
+import { encodeBind, encodeJv1, sessionIdHex } from '../../src/codec/jv1.js';
 import { transportKey } from '../../src/codec/ip.js';
 import { PP2_FLAG } from '../../src/codec/ppv2.js';
 import { PacketType, RejectReason } from '../../src/codec/types.js';
@@ -1155,5 +1155,40 @@ describe('property: interleavings of client packets and migrations among 3 nodes
       }),
       { numRuns: 200 },
     );
+  });
+});
+
+describe('a node CLOSE while a transition is in flight', () => {
+  it('is relayed at once and ends the session when the transition settles (audited as node_close, deleted from the store); the migration finds it gone', async () => {
+    const h = harness();
+    const rec = await h.admit(counterId(41), clientTransport(41));
+    const owner = rec.owner;
+    const to = NODES.find((n) => n !== owner) as string;
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    h.store.beforeUpdate = async () => {
+      await gate;
+    };
+    const migration = h.own.migrate(rec.id, { to, cause: 'test', actor: 'op' });
+    await waitFor('the freeze in flight', () => rec.pending !== null || undefined);
+    const close = h.core.onNode(owner, encodeJv1(PacketType.CLOSE, rec.idBytes, new Uint8Array(0)), h.clock.now());
+    expect(close).toMatchObject({ kind: 'relay', transition: null });
+    expect(h.core.table.get(rec.id)).toBe(rec); // not yet: the freeze's write is out
+    open();
+    const r = await migration;
+    expect(r.ok).toBe(false);
+    expect(h.core.table.get(rec.id)).toBeUndefined();
+    expect(h.auditLines(rec.id).map((l) => `${l.event}:${l.cause}`)).toEqual(['create:hello', 'freeze:test', 'close:node_close']);
+    expect(h.auditLines(rec.id).at(-1)).toMatchObject({ actor: owner, from_owner: owner });
+    await waitFor('deleted from the store', async () => ((await h.store.get(rec.id)) as { record: unknown }).record === null || undefined);
+  });
+
+  it('a CLOSE with no transition in flight ends the session at once, as before', async () => {
+    const h = harness();
+    const rec = await h.admit(counterId(42), clientTransport(42));
+    const close = h.core.onNode(rec.owner, encodeJv1(PacketType.CLOSE, rec.idBytes, new Uint8Array(0)), h.clock.now());
+    expect(close.kind).toBe('relay');
+    expect((close as { transition: unknown }).transition).toMatchObject({ cause: 'node_close' });
+    expect(rec.closedBy).toBeNull();
   });
 });

@@ -30,6 +30,7 @@ function rec(n: number, now: number, owner = 'node-a', ttl = TTL): SessionRecord
     candidates: null,
     formerOwner: null,
     heldReplies: null,
+    closedBy: null,
     servedHere: true,
     storeExpiresAt: now + ttl,
     expirySlot: -1,
