@@ -558,9 +558,9 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
 }
 
 /**
- * Says where the audit chain went on from at start; when the file lost or changed lines while the director
- * was away (its tail behind, or not, the head recorded when it stopped), a SECURITY_EVENT line — the first
- * of this run, so the chain itself keeps it — and an error log.
+ * Says where the audit chain went on from at start. When the file lost or changed lines while the director
+ * was away (its tail is behind the head recorded when it stopped, or at that seq with another hash): a
+ * SECURITY_EVENT line — the first of this run, so the chain itself keeps it — and an error log.
  */
 function noteAuditStart(start: AuditStart | null, audit: AuditSink, stats: DirectorStats, logger: Logger, actor: string, path: string | null): void {
   if (start === null) return;
