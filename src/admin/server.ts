@@ -52,7 +52,7 @@ export interface AdminBackend {
   undrain(node: string): OpResult<unknown>;
   failover(node: string): OpResult<unknown>;
   /** A page of the dry run (every session counted; `limit` of them listed after `after`, in id order). */
-  drainPlan(node: string, page: { limit: number; after?: string }): Promise<OpResult<unknown>>;
+  drainPlan(node: string, page: { limit: number; after?: string; signal?: AbortSignal }): Promise<OpResult<unknown>>;
   getDrain(id: string): unknown | undefined;
   listDrains(): unknown[];
   drainDirector(): OpResult<unknown>;
@@ -171,6 +171,7 @@ export class AdminServer {
     this.#server = http.createServer((req, res) => {
       this.#handle(req, res).catch((err: unknown) => {
         const e = err instanceof HttpError ? err : new HttpError(500, 'internal', 'internal error');
+        if (res.destroyed) return; // the client went away: no one to answer
         if (!(err instanceof HttpError)) opts.logger?.error({ err, method: req.method, path: (req.url ?? '').split('?')[0] }, 'admin API request failed');
         if (e.status === 405 && e.allow !== undefined) res.setHeader('allow', e.allow);
         if (res.headersSent) return void res.destroy();
@@ -292,7 +293,12 @@ export class AdminServer {
         get();
         const limit = parseLimit(q.get('limit'));
         const cursor = parseCursor(q.get('cursor'));
-        return sendResult(res, await b.drainPlan(node, { limit, ...(cursor !== undefined ? { after: cursor } : {}) }));
+        // A dry run takes a while at a million sessions: it stops when its client goes away.
+        const gone = new AbortController();
+        res.on('close', () => {
+          if (!res.writableFinished) gone.abort(new HttpError(499, 'client_gone', 'the client went away'));
+        });
+        return sendResult(res, await b.drainPlan(node, { limit, ...(cursor !== undefined ? { after: cursor } : {}), signal: gone.signal }));
       }
       post();
       const body = await readJson(req);

@@ -278,7 +278,8 @@ export class DrainCoordinator {
    * between them, so that a dry run over a million sessions never holds forwarding up for long: a session
    * admitted or ended while it counts may or may not be in the counts.
    */
-  async plan(node: string, page: { readonly limit: number; readonly after?: string }): Promise<DrainPlanView> {
+  async plan(node: string, page: { readonly limit: number; readonly after?: string; readonly signal?: AbortSignal }): Promise<DrainPlanView> {
+    page.signal?.throwIfAborted();
     const { table } = this.#d.core;
     const ring = this.#d.core.ring;
     const clock = this.#d.clock;
@@ -301,7 +302,11 @@ export class DrainCoordinator {
         }
         if (clock.now() >= until) break;
       }
-      if (!walk.done) await new Promise((resolve) => setImmediate(resolve));
+      if (!walk.done) {
+        await new Promise((resolve) => setImmediate(resolve));
+        // The one who asked went away (its HTTP connection closed): the rest of the walk is for no one.
+        page.signal?.throwIfAborted();
+      }
     }
     const items = listed.items;
     const last = items[items.length - 1];

@@ -504,6 +504,14 @@ describe('DrainCoordinator', () => {
     expect(h.core.table.countByOwner('node-b')).toBeGreaterThanOrEqual(600);
   });
 
+  it('plan() stops when its signal says the one who asked went away', async () => {
+    const r = await rig('node-b', 5);
+    const gone = new AbortController();
+    gone.abort(new Error('client gone'));
+    await expect(r.drains.plan('node-b', { limit: 10, signal: gone.signal })).rejects.toThrow('client gone');
+    expect((await r.drains.plan('node-b', { limit: 10, signal: new AbortController().signal })).sessions).toBe(5);
+  });
+
   it('plan() is the dry run of the node’s live sessions', async () => {
     const r = await rig('node-b', 12, {}, 3);
     const plan = await r.drains.plan('node-b', { limit: 1000 });
