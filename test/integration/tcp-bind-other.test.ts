@@ -6,14 +6,12 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { once } from 'node:events';
-import pino from 'pino';
-import { createCodec } from '../../src/codec/codec.js';
 import { encodeBind, encodeJv1, sessionIdHex } from '../../src/codec/jv1.js';
 import { PacketType } from '../../src/codec/types.js';
-import { TcpFront } from '../../src/net/tcp-front.js';
 import { createHasher } from '../../src/ring/hash.js';
 import { buildRing, type Ring } from '../../src/ring/ring.js';
 import { makeHarness } from '../helpers/ownership-harness.js';
+import { startTcpFront } from '../helpers/tcp-front.js';
 import { waitFor } from '../helpers/wait.js';
 
 const NODES = ['node-a', 'node-b'] as const;
@@ -69,23 +67,7 @@ describe('TCP front: a BIND for another session', () => {
       for (const s of sockets) s.destroy();
     });
     const nodePort = (node.address() as net.AddressInfo).port;
-    const front = new TcpFront(
-      {
-        listen: [{ family: 4, address: '127.0.0.1', port: 0 }],
-        nodes: NODES.map((id) => ({ id, address: { family: 4 as const, address: '127.0.0.1', port: nodePort } })),
-        encapsulation: 'ppv2',
-        preambleTimeoutMs: 5000,
-        preambleMaxBytes: 4096,
-        idleTimeoutMs: 60_000,
-        connectTimeoutMs: 5000,
-        bindTimeoutMs: 5000,
-        maxConnections: 100,
-        codecs: [createCodec({ codec: 'jv1' }).stream],
-        native: null,
-      },
-      { core: h.core, ownership: h.own, clock: h.clock, logger: pino({ level: 'silent' }), stats: h.stats },
-    );
-    await front.start();
+    const front = await startTcpFront(h, NODES.map((id) => ({ id, port: nodePort })));
     cleanups.push(() => front.close());
     const target = front.addresses[0] as { port: number };
 

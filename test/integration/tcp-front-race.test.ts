@@ -6,15 +6,14 @@
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import net from 'node:net';
 import { once } from 'node:events';
-import pino from 'pino';
-import { createCodec } from '../../src/codec/codec.js';
 import { encodeJv1, sessionIdHex } from '../../src/codec/jv1.js';
 import { PacketType } from '../../src/codec/types.js';
-import { TcpFront } from '../../src/net/tcp-front.js';
+import type { TcpFront } from '../../src/net/tcp-front.js';
 import { createHasher } from '../../src/ring/hash.js';
 import { buildRing, type Ring } from '../../src/ring/ring.js';
 import { SessionState } from '../../src/session/lifecycle.js';
 import { makeHarness, type Harness } from '../helpers/ownership-harness.js';
+import { startTcpFront } from '../helpers/tcp-front.js';
 import { waitFor } from '../helpers/wait.js';
 
 const NODES = ['node-a', 'node-b'] as const;
@@ -83,23 +82,7 @@ async function setup(opts: { quiesceMs: number }): Promise<{ h: Harness; front: 
     nodes.set(id, n);
     cleanups.push(() => new Promise<void>((r) => n.server.close(() => r())));
   }
-  const front = new TcpFront(
-    {
-      listen: [{ family: 4, address: '127.0.0.1', port: 0 }],
-      nodes: NODES.map((id) => ({ id, address: { family: 4 as const, address: '127.0.0.1', port: (nodes.get(id) as { port: number }).port } })),
-      encapsulation: 'ppv2',
-      preambleTimeoutMs: 5000,
-      preambleMaxBytes: 4096,
-      idleTimeoutMs: 60_000,
-      connectTimeoutMs: 5000,
-      bindTimeoutMs: 5000,
-      maxConnections: 100,
-      codecs: [createCodec({ codec: 'jv1' }).stream],
-      native: null,
-    },
-    { core: h.core, ownership: h.own, clock: h.clock, logger: pino({ level: 'silent' }), stats: h.stats },
-  );
-  await front.start();
+  const front = await startTcpFront(h, NODES.map((id) => ({ id, port: (nodes.get(id) as { port: number }).port })));
   cleanups.push(() => front.close());
   return { h, front, nodes };
 }
