@@ -7,6 +7,7 @@ import { isIP, type AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Transport } from '../codec/types.js';
 import { isLowerHexId } from '../session/id-index.js';
+import { MAX_DEADLINE_S } from '../drain/plan.js';
 import { statusPage } from './status-page.js';
 import type { StatsView } from './stats-view.js';
 
@@ -69,8 +70,6 @@ export interface AdminOptions {
 
 /** Admin connections open at once at most (operators, Prometheus, the status page): more are refused by the kernel's accept, then closed. */
 export const ADMIN_MAX_CONNECTIONS = 128;
-/** The longest `deadline_s` of a wait drain (a year), as `anchor ctl drain --deadline` allows. */
-export const DEADLINE_MAX_S = 31_536_000;
 
 class HttpError extends Error {
   constructor(
@@ -173,8 +172,9 @@ export class AdminServer {
         const e = err instanceof HttpError ? err : new HttpError(500, 'internal', 'internal error');
         if (res.destroyed) return; // the client went away: no one to answer
         if (!(err instanceof HttpError)) opts.logger?.error({ err, method: req.method, path: (req.url ?? '').split('?')[0] }, 'admin API request failed');
-        if (e.status === 405 && e.allow !== undefined) res.setHeader('allow', e.allow);
+        // An answer already under way cannot become an error answer (setting a header would throw here).
         if (res.headersSent) return void res.destroy();
+        if (e.status === 405 && e.allow !== undefined) res.setHeader('allow', e.allow);
         send(res, e.status, { error: { code: e.code, message: e.message } });
       });
     });
@@ -307,8 +307,8 @@ export class AdminServer {
         const mode = body.mode ?? 'migrate';
         if (mode !== 'migrate' && mode !== 'wait') throw new HttpError(400, 'bad_request', `mode: expected "migrate" or "wait", got ${JSON.stringify(mode)}`);
         const dl = body.deadline_s;
-        if (dl !== undefined && dl !== null && (typeof dl !== 'number' || !Number.isFinite(dl) || dl < 0 || dl > DEADLINE_MAX_S)) {
-          throw new HttpError(400, 'bad_request', `deadline_s: expected a number of seconds from 0 to ${DEADLINE_MAX_S} (a year), got ${short(JSON.stringify(dl))}`);
+        if (dl !== undefined && dl !== null && (typeof dl !== 'number' || !Number.isFinite(dl) || dl < 0 || dl > MAX_DEADLINE_S)) {
+          throw new HttpError(400, 'bad_request', `deadline_s: expected a number of seconds from 0 to ${MAX_DEADLINE_S} (a year), got ${short(JSON.stringify(dl))}`);
         }
         return sendResult(res, b.drain(node, { mode, deadlineS: typeof dl === 'number' ? dl : undefined }), 202);
       }

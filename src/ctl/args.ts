@@ -4,6 +4,7 @@
 import { UsageError } from '../errors.js';
 import { numberFlag, parseFlags, type FlagSpec } from '../cli/args.js';
 import { isLowerHexId } from '../session/id-index.js';
+import { MAX_DEADLINE_S } from '../drain/plan.js';
 
 export const CTL_COMMANDS = ['status', 'sessions', 'session', 'drain', 'undrain', 'failover', 'migrate', 'plan', 'audit'] as const;
 export type CtlCommandName = (typeof CTL_COMMANDS)[number];
@@ -157,7 +158,7 @@ export function parseCtlArgs(argv: readonly string[], env: Readonly<Record<strin
         const mode = s('mode') ?? 'migrate';
         if (mode !== 'migrate' && mode !== 'wait') throw new UsageError(`anchor ${where}: --mode: expected migrate or wait, got "${mode}"`);
         const deadline = s('deadline');
-        const deadlineS = deadline === undefined ? undefined : numberFlag(where, 'deadline', deadline, undefined, { min: 0, max: 31_536_000 });
+        const deadlineS = deadline === undefined ? undefined : numberFlag(where, 'deadline', deadline, undefined, { min: 0, max: MAX_DEADLINE_S });
         return { cmd: 'drain', node: nodeId(where, 'NODE', op(0)), mode, deadlineS, detach: v.detach === true };
       }
       case 'undrain':

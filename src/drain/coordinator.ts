@@ -11,7 +11,7 @@ import type { MigrateResult, Ownership } from '../director/ownership.js';
 import type { OwnerWalk } from '../session/table.js';
 import type { Clock } from '../util/clock.js';
 import type { SessionRecord } from '../session/record.js';
-import { drainProgress, PlanCounts, planPage, type PlannedMove } from './plan.js';
+import { drainProgress, PlanCounts, planPage, type PlannedMove, MAX_DEADLINE_S } from './plan.js';
 
 export const DrainMode = { MIGRATE: 'migrate', WAIT: 'wait' } as const;
 export type DrainMode = (typeof DrainMode)[keyof typeof DrainMode];
@@ -134,8 +134,6 @@ interface Drain {
 }
 
 const KEEP_FINISHED = 100;
-/** The longest deadline a `wait` drain may have (a year, in seconds). */
-export const MAX_DEADLINE_S = 31_536_000;
 /** Sessions per migration batch (one store wait per step for all of them). */
 const BATCH = 256;
 /**

@@ -2,6 +2,9 @@
 // anything (katran style: return the delta, never apply it). Pure: no I/O, no clock.
 import type { Ring } from '../ring/ring.js';
 
+/** The longest deadline of a `wait` drain, in seconds (a year): the admin API, the CLI and the coordinator hold to it. */
+export const MAX_DEADLINE_S = 31_536_000;
+
 export interface PlanSession {
   readonly id: string;
   readonly idBytes: Uint8Array;
