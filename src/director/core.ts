@@ -296,10 +296,7 @@ export class DirectorCore {
         }
         // `rec` is live in the table (checked above), so the index finds it exactly when the ids match.
         if (this.table.getByIdBytes(msg, JV1_ID_AT) !== rec) return { kind: 'drop', reason: DropReason.NODE_NOT_OWNER };
-        if (type === PacketType.CLOSE) {
-          if (rec.pending !== null) rec.closedBy = nodeId; // ends once the transition in flight settles (closeDeferred)
-          else return { kind: 'relay', session: rec, transition: this.#end(rec, LifecycleEvent.CLOSE, 'node_close', now) };
-        }
+        if (type === PacketType.CLOSE) return { kind: 'relay', session: rec, transition: this.#nodeClose(rec, nodeId, now) };
       }
     }
     return { kind: 'relay', session: rec, transition: null };
@@ -347,14 +344,19 @@ export class DirectorCore {
     }
     v.kind = 'relay';
     v.session = rec;
-    v.transition = null;
-    if (type === PacketType.CLOSE) {
-      // The owner ended the session. With a transition in flight the end waits for it to settle (the
-      // store write that is out must not be contradicted meanwhile): closeDeferred ends it then.
-      if (rec.pending === null) v.transition = this.#end(rec, LifecycleEvent.CLOSE, 'node_close', now);
-      else rec.closedBy = nodeId;
-    }
+    v.transition = type === PacketType.CLOSE ? this.#nodeClose(rec, nodeId, now) : null;
     return v;
+  }
+
+  /**
+   * The owner `nodeId` ended the session (a CLOSE from it, relayed to the client): its end now, or — with a
+   * transition in flight, whose store write must not be contradicted meanwhile — null, and closeDeferred
+   * ends it once that transition settles.
+   */
+  #nodeClose(rec: SessionRecord, nodeId: string, now: number): TransitionNote | null {
+    if (rec.pending === null) return this.#end(rec, LifecycleEvent.CLOSE, 'node_close', now);
+    rec.closedBy = nodeId;
+    return null;
   }
 
   /**
