@@ -10,6 +10,7 @@ import { isLowerHexId } from '../session/id-index.js';
 import { MAX_DEADLINE_S } from '../drain/plan.js';
 import { statusPage } from './status-page.js';
 import type { StatsView } from './stats-view.js';
+import type { ChainHead } from '../obs/audit.js';
 
 export interface NodeView {
   readonly id: string;
@@ -46,7 +47,7 @@ export interface AdminBackend {
   getSession(id: string): SessionView | undefined;
   audit(q: { session?: string; limit: number }): unknown[];
   /** The audit chain's last line: its seq and SHA-256 (seq 0 and GENESIS before any). */
-  auditHead(): { seq: number; hash: string };
+  auditHead(): ChainHead;
   migrate(id: string, req: { to?: string; expectVersion?: bigint }): Promise<OpResult<unknown>>;
   terminate(id: string): OpResult<unknown>;
   drain(node: string, req: { mode: 'migrate' | 'wait'; deadlineS?: number }): OpResult<unknown>;

@@ -234,7 +234,7 @@ export interface AuditSink {
    * Where the chain is: the last line's seq and its SHA-256 (seq 0 and GENESIS before any). Recorded
    * elsewhere, it is a checkpoint `anchor audit verify --checkpoint` holds the file to later.
    */
-  head(): { seq: number; hash: string };
+  head(): ChainHead;
 }
 
 /**
