@@ -69,9 +69,22 @@ export async function tcpHello(target: Transport, id: Buffer): Promise<{ sock: n
 }
 
 /** A reconnect of a live session: DATA header + MAC; resolves with the socket once a probe echoes. */
-export async function tcpReattach(target: Transport, id: Buffer, key: Buffer, probe = 'probe-0123456789-0123456789-0123'): Promise<{ sock: net.Socket; reply: Buffer }> {
-  const sock = await connect(target);
-  sock.write(Buffer.concat([sealPacket(key, encodeJv1(PacketType.DATA, id)), Buffer.from(probe)]));
-  const reply = await readBytes(sock, probe.length);
-  return { sock, reply };
+export async function tcpReattach(target: Transport, id: Buffer, key: Buffer, probe = PROBE): Promise<{ sock: net.Socket; reply: Buffer }> {
+  const [r] = await tcpReattachTogether(target, id, key, 1, probe);
+  return r!;
+}
+
+const PROBE = 'probe-0123456789-0123456789-0123';
+
+/**
+ * `count` reconnects of one session that race for real: every connection is open before any preamble is
+ * written, and all the preambles are written in one turn of this process's loop. The owner (an in-process
+ * reference node) cannot answer the first before the last is on its way, so the director reads them all
+ * at the session's current version.
+ */
+export async function tcpReattachTogether(target: Transport, id: Buffer, key: Buffer, count: number, probe = PROBE): Promise<{ sock: net.Socket; reply: Buffer }[]> {
+  const socks = await Promise.all(Array.from({ length: count }, () => connect(target)));
+  const preamble = Buffer.concat([sealPacket(key, encodeJv1(PacketType.DATA, id)), Buffer.from(probe)]);
+  for (const s of socks) s.write(preamble);
+  return Promise.all(socks.map(async (sock) => ({ sock, reply: await readBytes(sock, probe.length) })));
 }

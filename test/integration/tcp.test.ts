@@ -13,7 +13,7 @@ import { buildRing } from '../../src/ring/ring.js';
 import { createHasher } from '../../src/ring/hash.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { metric } from '../helpers/director-proc.js';
-import { closedBy, connect, readBytes, tcpHello, tcpReattach } from '../helpers/tcp.js';
+import { closedBy, connect, readBytes, tcpHello, tcpReattach, tcpReattachTogether } from '../helpers/tcp.js';
 import { waitFor } from '../helpers/wait.js';
 import { loadNativeTcp } from '../../src/net/native/index.js';
 
@@ -21,6 +21,8 @@ const TCP_CONFIG = {
   listen: { udp: ['127.0.0.1:0', '[::1]:0'], tcp: ['127.0.0.1:0', '[::1]:0'] },
   tcp: { preamble_timeout_ms: 300 },
 };
+type Reattached = Awaited<ReturnType<typeof tcpReattach>>;
+
 const nativeTcp = loadNativeTcp();
 const paths = [
   { io: 'splice' as const, skip: nativeTcp.ok ? null : nativeTcp.reason },
@@ -182,7 +184,7 @@ for (const { io, skip } of paths) describe.skipIf(skip !== null)(`TCP front, ${i
   it('racing reconnects: one wins, the other gets REJECT OWNERSHIP_CONFLICT and is closed', async () => {
     const id = randomBytes(16);
     const first = await tcpHello(t.v4, id);
-    const [a, b] = await Promise.all([tcpReattach(t.v4, id, first.key), tcpReattach(t.v4, id, first.key)]);
+    const [a, b] = (await tcpReattachTogether(t.v4, id, first.key, 2)) as [Reattached, Reattached];
     const won = [a, b].filter((x) => x.reply.toString().startsWith('probe-'));
     const lost = [a, b].filter((x) => !x.reply.toString().startsWith('probe-'));
     expect(won).toHaveLength(1);
