@@ -10,6 +10,7 @@ import type { Transport } from './codec/types.js';
 import { DirectorCore } from './director/core.js';
 import { UdpDirector } from './director/director.js';
 import { Ownership, type StepFailure } from './director/ownership.js';
+import { parseStoredTransport, type ParsedTransport } from './director/stored-transport.js';
 import { DrainCoordinator } from './drain/coordinator.js';
 import { loadNativeTcp, loadNativeUdp, type NativeTcpBinding, type NativeTcpLoad, type NativeUdpBinding, type NativeUdpLoad } from './net/native/index.js';
 import { TcpFront } from './net/tcp-front.js';
@@ -508,12 +509,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   try {
     await director.start();
     // Other directors' changes (a shared store) are mirrored into this director's table.
-    const parseTransport = (key: string): { t: Transport; key: string; listener: number } | null => {
-      const t = parseHostPortLiteral(key);
-      if (t === undefined) return null;
-      const listener = director.addresses.findIndex((a) => a.family === t.family);
-      return { t, key, listener: listener < 0 ? 0 : listener };
-    };
+    const parseTransport = (text: string): ParsedTransport | null => parseStoredTransport(text, director.addresses);
     unfollow = ownership.followStore(parseTransport);
     const loaded = await ownership.loadFromStore(
       nodes.map((n) => n.id),

@@ -467,7 +467,10 @@ export class DirectorCore {
     }
     local.version = r.version;
     local.state = r.state;
-    if (r.transport !== null && !sameTransport(r.transport.t, local.transport)) {
+    // Another transport, or the same ip:port over the other protocol (a jump between a TCP connection and
+    // datagrams). The listener of a datagram transport read from the store is a guess by address family:
+    // a session served here on another listener of that family keeps its own.
+    if (r.transport !== null && (!sameTransport(r.transport.t, local.transport) || (r.transport.listener === TCP_LISTENER) !== (local.listener === TCP_LISTENER))) {
       local.transport = r.transport.t;
       local.listener = r.transport.listener;
       local.shellCache = undefined;
@@ -641,8 +644,12 @@ export class DirectorCore {
     const b = decodeBind(payload);
     if (b === undefined) return { kind: 'drop', reason: DropReason.MALFORMED, detail: 'bad_payload' };
     const key = transportKey(b.transport);
-    if (key === rec.transportKey) return { kind: 'drop', reason: DropReason.BIND_NOOP };
     const cand = rec.candidates?.get(key);
+    // The bound transport again is a no-op — unless the candidate of that ip:port is the other protocol
+    // (datagrams from the ip:port of the session's TCP connection, or the reverse): that is a jump.
+    if (key === rec.transportKey && (cand === undefined || (cand.listener === TCP_LISTENER) === (rec.listener === TCP_LISTENER))) {
+      return { kind: 'drop', reason: DropReason.BIND_NOOP };
+    }
     // We only ever answer transports that sent us packets of this session (no reflection).
     if (cand === undefined) return { kind: 'drop', reason: DropReason.BIND_UNKNOWN_TRANSPORT, session: rec.id, security: 'bind_unknown_transport' };
     if (b.version > rec.version) return { kind: 'drop', reason: DropReason.BIND_BAD_VERSION, session: rec.id, security: 'bind_future_version' };

@@ -4,6 +4,7 @@
 // SECURITY_EVENT. It never decides which session goes where (the core, the drain plan and the ring do).
 import Denque from 'denque';
 import { transportKey } from '../codec/ip.js';
+import { storedTransport, type ParsedTransport } from './stored-transport.js';
 import { RejectReason, type Transport } from '../codec/types.js';
 import { StoreUnavailableError } from '../errors.js';
 import { FenceState } from '../store/fence.js';
@@ -184,7 +185,7 @@ export class Ownership {
   /** Migration batches waiting for their turn of the event loop (`#turn`). */
   readonly #turnWaiters: (() => void)[] = [];
   #turnScheduled = false;
-  #parseTransport: ((key: string) => { t: Transport; key: string; listener: number } | null) | null = null;
+  #parseTransport: ((key: string) => ParsedTransport | null) | null = null;
 
   constructor(opts: OwnershipOptions, deps: OwnershipDeps) {
     this.#o = opts;
@@ -256,7 +257,7 @@ export class Ownership {
    */
   async admit(rec: SessionRecord, opts: { answer?: boolean } = {}): Promise<{ ok: true } | { ok: false; reason: RejectReason }> {
     const written = this.#expiryToStore(rec);
-    const r = await this.#d.store.create(this.#stored(rec, { version: rec.version, state: rec.state, owner: rec.owner, transport: rec.transportKey }, written));
+    const r = await this.#d.store.create(this.#stored(rec, { version: rec.version, state: rec.state, owner: rec.owner, transport: storedTransport(rec.transportKey, rec.listener) }, written));
     const core = this.#d.core;
     const now = this.#d.clock.now();
     if (r.ok) {
@@ -375,22 +376,23 @@ export class Ownership {
 
   /**
    * The store write of a planned transition: its record at the new version, on the version it expects.
-   * `key`: the session's transportKey if the caller has it.
+   * `key`: the session's stored transport text (#moveKey) if the caller has it.
    */
   #update(p: Planned, expiry: number, key?: string): UpdateWrite {
     const rec = p.session;
-    return { record: this.#stored(rec, { version: p.toVersion, state: p.toState, owner: p.toOwner, transport: p.bind?.key ?? key ?? rec.transportKey }, expiry), expectVersion: p.fromVersion };
+    return { record: this.#stored(rec, { version: p.toVersion, state: p.toState, owner: p.toOwner, transport: p.bind !== null ? storedTransport(p.bind.key, p.bind.listener) : (key ?? storedTransport(rec.transportKey, rec.listener)) }, expiry), expectVersion: p.fromVersion };
   }
 
   /**
-   * The transportKey of a migrating session: made once for the three writes of its migration rather than
-   * per write (a string each time), again only if its transport changed meanwhile (a Transport's fields
-   * are readonly: another transport is another object).
+   * The stored transport text of a migrating session: made once for the three writes of its migration
+   * rather than per write (a string each time), again only if its transport changed meanwhile (a
+   * Transport's fields are readonly: another transport is another object, and a reattach that changes
+   * the listener brings another transport).
    */
   #moveKey(m: Move): string {
     const t = m.rec.transport;
     if (m.keyOf !== t) {
-      m.key = m.rec.transportKey;
+      m.key = storedTransport(m.rec.transportKey, m.rec.listener);
       m.keyOf = t;
     }
     return m.key;
@@ -831,7 +833,7 @@ export class Ownership {
    * in flight here, our own events wait until it settles. `parseTransport` turns a stored transport into
    * the client transport and the listener to reply through.
    */
-  followStore(parseTransport: (key: string) => { t: Transport; key: string; listener: number } | null): () => void {
+  followStore(parseTransport: (key: string) => ParsedTransport | null): () => void {
     this.#parseTransport = parseTransport;
     return this.#d.store.watch((ev) => {
       // The very write of a transition in flight, committed by the store call still running: kept aside
@@ -924,7 +926,7 @@ export class Ownership {
    * Loads the sessions the store already holds (a director joining a cluster, or restarting), owner by
    * owner. Throws when the store cannot be read: a director that cannot know the sessions must not serve.
    */
-  async loadFromStore(owners: readonly string[], parseTransport: (key: string) => { t: Transport; key: string; listener: number } | null): Promise<number> {
+  async loadFromStore(owners: readonly string[], parseTransport: (key: string) => ParsedTransport | null): Promise<number> {
     let n = 0;
     const now = this.#d.clock.now();
     for (const owner of owners) {

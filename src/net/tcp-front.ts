@@ -9,11 +9,12 @@
 import net from 'node:net';
 import { once } from 'node:events';
 import { decodeJv1, encodeReject, sessionIdHex } from '../codec/jv1.js';
-import { transportKey } from '../codec/ip.js';
+import { sameTransport, transportKey } from '../codec/ip.js';
 import { createPpv2Prefix, ppv2HeaderLength, PP2_FLAG, writePpv2 } from '../codec/ppv2.js';
 import type { CodecVerdict, StreamCodec } from '../codec/codec.js';
 import { PacketType, RejectReason, type Transport } from '../codec/types.js';
 import type { DirectorCore, TcpOutcome } from '../director/core.js';
+import { TCP_LISTENER } from '../director/outcomes.js';
 import type { Ownership } from '../director/ownership.js';
 import type { Logger } from '../obs/logger.js';
 import { type DirectorStats, rejectLabel } from '../obs/stats.js';
@@ -523,6 +524,14 @@ export class TcpFront {
             conn.client.resume();
           }
         }
+        return;
+      case LifecycleEvent.REATTACH:
+        // Still this connection (the reattach that bound it): nothing to do. Otherwise the session's
+        // transport is now another one — datagrams, or a connection through another director — and this
+        // connection is not it any more (one transport per session): it ends, and the session lives on.
+        if (rec.listener === TCP_LISTENER && sameTransport(rec.transport, conn.src)) return;
+        this.#bound.delete(rec.id);
+        this.#endGracefully(conn);
         return;
       case LifecycleEvent.TRANSFER:
       case LifecycleEvent.CLOSE:

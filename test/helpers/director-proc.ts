@@ -42,6 +42,8 @@ export function spawnAnchor(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
 
 export interface DirectorProc extends Proc {
   readonly udp: Transport[];
+  /** The TCP listeners (none unless `listen.tcp` is configured). */
+  readonly tcp: Transport[];
   readonly admin: string;
   readonly configPath: string;
 }
@@ -58,7 +60,7 @@ export async function startDirector(config: Record<string, unknown>, env: NodeJS
       if (p.child.exitCode !== null) throw new Error(`director exited ${p.child.exitCode}: ${p.stderr}`);
       for (const line of p.stdout.split('\n')) {
         if (!line.includes('director started')) continue;
-        return JSON.parse(line) as { udp: string[]; admin: string };
+        return JSON.parse(line) as { udp: string[]; tcp?: string[]; admin: string };
       }
       return undefined;
     },
@@ -69,6 +71,7 @@ export async function startDirector(config: Record<string, unknown>, env: NodeJS
   });
   return Object.assign(p, {
     udp: started.udp.map((s) => parseHostPortLiteral(s) as Transport),
+    tcp: (started.tcp ?? []).map((s) => parseHostPortLiteral(s) as Transport),
     admin: `http://${started.admin}`,
     configPath,
   });

@@ -15,6 +15,9 @@ import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { metric } from '../helpers/director-proc.js';
 import { closedBy, connect, readBytes, tcpHello, tcpReattach, tcpReattachTogether } from '../helpers/tcp.js';
 import { waitFor } from '../helpers/wait.js';
+import { UdpPeer } from '../helpers/udp.js';
+import { sealPacket } from '../../src/refnode/keys.js';
+import { transportKey } from '../../src/codec/ip.js';
 import { loadNativeTcp } from '../../src/net/native/index.js';
 
 const TCP_CONFIG = {
@@ -196,6 +199,27 @@ for (const { io, skip } of paths) describe.skipIf(skip !== null)(`TCP front, ${i
     expect(rec.version).toBe('2');
     expect(rec.transport).toBe(`127.0.0.1:${won[0]!.sock.localPort}`);
     for (const x of [a, b, first]) x.sock.destroy();
+  });
+
+  it('a jump to datagrams: once the owner BINDs the new transport, the TCP connection is closed and the session goes on over UDP', async () => {
+    const id = randomBytes(16);
+    const first = await tcpHello(t.v4, id);
+    const hex = id.toString('hex');
+    await roundTrip(first.sock, 4096);
+    const closed = closedBy(first.sock);
+    const peer = await UdpPeer.open(4);
+    try {
+      peer.send(sealPacket(first.key, encodeJv1(PacketType.DATA, id, Buffer.from('over-udp'))), c.director.udp[0]!);
+      const echo = decodeJv1(await peer.next((m) => decodeJv1(m).kind === 'ok'));
+      expect(echo.kind === 'ok' && echo.value.type).toBe(PacketType.DATA);
+      // One transport per session: the connection is not it any more, and is closed.
+      await closed;
+      const after = (await (await fetch(`${c.director.admin}/v1/sessions/${hex}`)).json()) as SessionJson & { state: string };
+      expect(after).toMatchObject({ version: '2', state: 'ATTACHED', transport: transportKey(peer.address) });
+    } finally {
+      peer.close();
+      first.sock.destroy();
+    }
   });
 
   it('a migration closes the client connection; its reconnect lands on the new owner', async () => {

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { ClientSession } from '../../src/client/client.js';
-import { decodeReject } from '../../src/codec/jv1.js';
+import { decodeJv1, decodeReject, encodeJv1 } from '../../src/codec/jv1.js';
 import { PacketType, RejectReason } from '../../src/codec/types.js';
 import { checkRecords } from '../../src/refnode/checker.js';
 import { ReferenceNode } from '../../src/refnode/node.js';
@@ -13,6 +13,9 @@ import { readRecords } from '../../src/refnode/records.js';
 import { etcdDirectorConfig, startDirector, tempDir, type DirectorProc } from '../helpers/director-proc.js';
 import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
 import { waitFor } from '../helpers/wait.js';
+import { closedBy, tcpHello } from '../helpers/tcp.js';
+import { UdpPeer } from '../helpers/udp.js';
+import { sealPacket } from '../../src/refnode/keys.js';
 
 interface SessionJson {
   owner: string;
@@ -35,7 +38,8 @@ describe('two directors on etcd', () => {
       nodes.push(n);
     }
     const prefix = `/anchor-2d-${randomBytes(4).toString('hex')}/`;
-    config = (id: string) => etcdDirectorConfig(id, nodes.map((n, i) => [['node-a', 'node-b', 'node-c'][i] as string, n] as const), { endpoints: etcd.endpoints, prefix });
+    config = (id: string) =>
+      etcdDirectorConfig(id, nodes.map((n, i) => [['node-a', 'node-b', 'node-c'][i] as string, n] as const), { endpoints: etcd.endpoints, prefix }, { listen: { udp: ['127.0.0.1:0'], tcp: ['127.0.0.1:0'] } });
     a = await startDirector(config('director-a'));
     b = await startDirector(config('director-b'));
   });
@@ -78,6 +82,31 @@ describe('two directors on etcd', () => {
       }
     } finally {
       await first.close();
+    }
+  });
+
+  it('a session over TCP through A is a TCP session on B too: a datagram from its ip:port is a jump there, which closes the connection on A', async () => {
+    const id = randomBytes(16);
+    const hex = id.toString('hex');
+    const first = await tcpHello(a.tcp[0]!, id);
+    const port = first.sock.localPort!;
+    const closed = closedBy(first.sock, 10_000);
+    // The same ip:port over UDP: on a session bound to datagrams it would be its transport (forwarded as
+    // bound, nothing validated); bound to a TCP connection it is a jump that the owner validates and BINDs.
+    const peer = await UdpPeer.open(4, port);
+    try {
+      const onA = (await session(a, hex))!;
+      expect(onA).toMatchObject({ version: '1', transport: `127.0.0.1:${port}` });
+      await waitFor('director B to see the session', () => session(b, hex));
+      peer.send(sealPacket(first.key, encodeJv1(PacketType.DATA, id, Buffer.from('jump-b'))), b.udp[0]!);
+      await peer.next((m) => decodeJv1(m).kind === 'ok');
+      expect(await session(b, hex)).toMatchObject({ owner: onA.owner, version: '2', transport: `127.0.0.1:${port}` });
+      // A follows, and its connection is not the session's transport any more.
+      await closed;
+      await waitFor('director A to follow', async () => (await session(a, hex))?.version === '2' || undefined);
+    } finally {
+      peer.close();
+      first.sock.destroy();
     }
   });
 

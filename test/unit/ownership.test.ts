@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { encodeBind, encodeJv1, sessionIdHex } from '../../src/codec/jv1.js';
 import { transportKey } from '../../src/codec/ip.js';
 import { PP2_FLAG } from '../../src/codec/ppv2.js';
+import { TCP_LISTENER } from '../../src/director/outcomes.js';
 import { PacketType, RejectReason } from '../../src/codec/types.js';
 import { createHasher, type Hasher } from '../../src/ring/hash.js';
 import { buildRing, type Ring } from '../../src/ring/ring.js';
@@ -963,6 +964,28 @@ describe('reattach by BIND', () => {
     // Settled: a later BIND for it is a no-op, and the flag does not stick to the candidate.
     expect(h.core.onNode(owner, encodeBind(SID, 2n, B), h.clock.now())).toMatchObject({ kind: 'drop', reason: 'bind_noop' });
     expect(b1.candidate.binding).toBe(false);
+  });
+
+  it('the same ip:port over the other protocol is a jump, not the bound transport: BIND binds it, and the store says tcp', async () => {
+    const h = harness();
+    const rec = await h.admit(SID, A);
+    const owner = rec.owner;
+    // A TCP connection from the very ip:port the session's datagrams come from: a reattach candidate.
+    expect(h.core.onTcpPreamble(PacketType.DATA, SID, A, transportKey(A), 36, h.clock.now())).toMatchObject({ kind: 'reattach' });
+    const bind = h.core.onNode(owner, encodeBind(SID, 1n, A), h.clock.now());
+    if (bind.kind !== 'bind') throw new Error(`expected a bind, got ${JSON.stringify(bind)}`);
+    expect(await h.own.reattach(bind.session, bind.candidate, bind.version)).toMatchObject({ ok: true });
+    expect(rec).toMatchObject({ version: 2n, listener: TCP_LISTENER, transportKey: transportKey(A) });
+    expect(await h.store.record(ID)).toMatchObject({ version: 2n, transport: `tcp:${transportKey(A)}` });
+    // Bound to the connection now: the same BIND again is a no-op, and a datagram from that ip:port a candidate.
+    expect(h.core.onNode(owner, encodeBind(SID, 2n, A), h.clock.now())).toMatchObject({ kind: 'drop', reason: 'bind_noop' });
+    expect(h.client(packet(PacketType.DATA, SID, 1), A)).toMatchObject({ kind: 'forward', flags: PP2_FLAG.UNBOUND_SOURCE });
+    // ... whose BIND brings the session back to datagrams, written without the prefix.
+    const back = h.core.onNode(owner, encodeBind(SID, 2n, A), h.clock.now());
+    if (back.kind !== 'bind') throw new Error(`expected a bind, got ${JSON.stringify(back)}`);
+    expect(await h.own.reattach(back.session, back.candidate, back.version)).toMatchObject({ ok: true });
+    expect(rec).toMatchObject({ version: 3n, listener: 0 });
+    expect(await h.store.record(ID)).toMatchObject({ version: 3n, transport: transportKey(A) });
   });
 
   it('a BIND from a non-owner → drop with security bind_from_non_owner, nothing changes', async () => {

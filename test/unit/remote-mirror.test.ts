@@ -7,6 +7,8 @@ import { encodeJv1 } from '../../src/codec/jv1.js';
 import { PacketType, type Transport } from '../../src/codec/types.js';
 import { createHasher } from '../../src/ring/hash.js';
 import { buildRing, type Ring } from '../../src/ring/ring.js';
+import { TCP_LISTENER } from '../../src/director/outcomes.js';
+import { PP2_FLAG } from '../../src/codec/ppv2.js';
 
 const LIMITS: CoreLimits = {
   sessionMax: 100,
@@ -78,5 +80,28 @@ describe('DirectorCore.applyRemote', () => {
     expect(core.applyRemote(remote(5n, 'n2', 'TERMINATED'), 4).kind).toBe('ended');
     expect(core.table.get(ID)).toBeUndefined();
     expect(core.table.tombstoneUntil(ID, 5)).toBeDefined();
+  });
+
+  it('a session bound to a TCP connection elsewhere: a datagram from the same ip:port is a jump candidate here, not its transport', () => {
+    const core = new DirectorCore(LIMITS, ring);
+    const data = () => encodeJv1(PacketType.DATA, Buffer.from(ID, 'hex'), Buffer.alloc(8));
+    core.applyRemote({ ...remote(1n), transport: { t: T, key: KEY, listener: TCP_LISTENER } }, 0);
+    expect(core.table.get(ID)?.listener).toBe(TCP_LISTENER);
+    const out = core.onClient(data(), T, KEY, 0, 10);
+    expect(out.kind).toBe('forward');
+    if (out.kind === 'forward') expect(out.flags & PP2_FLAG.UNBOUND_SOURCE).toBe(PP2_FLAG.UNBOUND_SOURCE);
+    // The session jumped to datagrams from that very ip:port (another director CASed it): now it is bound.
+    expect(core.applyRemote(remote(2n), 20).kind).toBe('updated');
+    expect(core.table.get(ID)?.listener).toBe(0);
+    const bound = core.onClient(data(), T, KEY, 0, 30);
+    expect(bound.kind === 'forward' && (bound.flags & PP2_FLAG.UNBOUND_SOURCE) === 0).toBe(true);
+  });
+
+  it('a datagram session served here on a second listener of its family keeps that listener when another director changes it', () => {
+    const core = new DirectorCore(LIMITS, ring);
+    core.applyRemote(remote(1n), 0);
+    core.table.get(ID)!.listener = 2; // as if bound here on the third listener (an IPv4 one, like the first)
+    expect(core.applyRemote(remote(2n, 'n2'), 10).kind).toBe('updated'); // the store says listener 0: a guess by family
+    expect(core.table.get(ID)).toMatchObject({ owner: 'n2', listener: 2 });
   });
 });
