@@ -109,7 +109,8 @@ interface Drain {
   readonly id: string;
   readonly node: string;
   readonly mode: DrainMode;
-  readonly cause: DrainCause;
+  /** `drain`, or `failover` from the start or once a failover escalated it (its moves then say so). */
+  cause: DrainCause;
   readonly actor: string;
   state: DrainState;
   readonly total: number;
@@ -167,6 +168,8 @@ export class DrainCoordinator {
     const now = this.#d.clock.now();
     if (running !== undefined && running.state === 'waiting' && req.cause === 'failover') {
       running.state = 'running';
+      // From here its moves are the failover's: audited with cause failover (the id stays the drain's).
+      running.cause = 'failover';
       running.migratingSince = now;
       running.lastTick = now;
       this.#d.logger.info({ drain: running.id, node, actor: req.actor }, 'failover: the waiting drain migrates its sessions now');

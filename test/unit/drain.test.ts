@@ -409,7 +409,11 @@ describe('DrainCoordinator', () => {
     const fo = r.drains.start('node-b', { mode: 'migrate', deadlineS: 0, cause: 'failover', actor: 'health' });
     expect(fo).toMatchObject({ created: false, escalated: true, view: { id: waiting.view.id, state: 'running' } });
     const done = await waitFor('escalated drain finished', finished(r, waiting.view.id));
-    expect(done).toMatchObject({ state: 'completed', moved: 12, remaining: 0 });
+    expect(done).toMatchObject({ state: 'completed', moved: 12, remaining: 0, cause: 'failover' });
+    // Its moves are the failover's, in the audit log too.
+    const moves = r.h.auditLines().filter((l) => l.event === 'transfer' || l.event === 'failover');
+    expect(moves).toHaveLength(12);
+    for (const l of moves) expect(l).toMatchObject({ event: 'failover', cause: 'failover', from_owner: 'node-b', actor: `failover:${waiting.view.id}` });
     // A second failover while one migrates is the running drain, not an escalation.
     const r2 = await rig('node-c', 5, { rate: 0.001 });
     const first = r2.drains.start('node-c', { mode: 'migrate', deadlineS: 0, cause: 'failover', actor: 'health' });
