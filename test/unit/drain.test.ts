@@ -516,6 +516,25 @@ describe('DrainCoordinator', () => {
     expect((await r.drains.plan('node-b', { limit: 10, signal: new AbortController().signal })).sessions).toBe(5);
   });
 
+  it('plan() stops between slices of its walk once the one who asked went away (not only before it starts)', async () => {
+    const r = await rig('node-b', 40);
+    // A clock that jumps a slice's length at every read: every session met ends a slice of the walk.
+    let reads = 0;
+    const gone = new AbortController();
+    const clock = { ...systemClock, now: () => (++reads === 6 ? (gone.abort(new Error('client gone')), reads * 10) : reads * 10) };
+    const drains = new DrainCoordinator({ rate: 100_000, concurrency: 16, tickMs: 5, directorId: 'dir-test' }, { core: r.h.core, ownership: r.h.own, clock, logger: pino({ level: 'silent' }), stats: r.h.stats, setDraining: () => {} });
+    try {
+      await expect(drains.plan('node-b', { limit: 10, signal: gone.signal })).rejects.toThrow('client gone');
+      // Aborted in its third slice: the walk did not go on over the 40 sessions (a read or two per slice).
+      expect(reads).toBeLessThan(10);
+      const whole = await drains.plan('node-b', { limit: 10, signal: new AbortController().signal });
+      expect(whole.sessions).toBe(40);
+      expect(reads).toBeGreaterThan(40);
+    } finally {
+      drains.close();
+    }
+  });
+
   it('plan() is the dry run of the node’s live sessions', async () => {
     const r = await rig('node-b', 12, {}, 3);
     const plan = await r.drains.plan('node-b', { limit: 1000 });
