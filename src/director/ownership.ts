@@ -4,7 +4,6 @@
 // SECURITY_EVENT. It never decides which session goes where (the core, the drain plan and the ring do).
 import Denque from 'denque';
 import { transportKey } from '../codec/ip.js';
-import { storedTransport, type ParsedTransport } from './stored-transport.js';
 import { RejectReason, type Transport } from '../codec/types.js';
 import { StoreUnavailableError } from '../errors.js';
 import { FenceState } from '../store/fence.js';
@@ -15,6 +14,7 @@ import type { Candidate, RecordWalk, SessionRecord } from '../session/table.js';
 import type { CasResult, OwnershipStore, StoredSession, UpdateWrite } from '../store/store.js';
 import type { Clock } from '../util/clock.js';
 import type { DirectorCore, Forward, Planned, PlanRefusal, TransitionNote, ClientOutcome } from './core.js';
+import { storedTransport, type ParsedTransport } from './stored-transport.js';
 
 /** What the ownership service needs from the data path (consumer-defined, narrow). */
 export interface DataPath {
