@@ -14,7 +14,7 @@ import { createPpv2Prefix, ppv2HeaderLength, PP2_FLAG, writePpv2 } from '../code
 import type { CodecVerdict, StreamCodec } from '../codec/codec.js';
 import { PacketType, RejectReason, type Transport } from '../codec/types.js';
 import type { DirectorCore, TcpOutcome } from '../director/core.js';
-import { TCP_LISTENER } from '../director/outcomes.js';
+import { DropReason, TCP_LISTENER } from '../director/outcomes.js';
 import type { Ownership } from '../director/ownership.js';
 import type { Logger } from '../obs/logger.js';
 import { type DirectorStats, rejectLabel } from '../obs/stats.js';
@@ -267,6 +267,16 @@ export class TcpFront {
         if (n.kind === 'conflict') {
           stats.nodeControl.inc('bind_conflict');
           this.#reject(conn, rec.idBytes, RejectReason.OWNERSHIP_CONFLICT, first.length);
+          return;
+        }
+        if (n.kind === 'drop' && n.reason === DropReason.BIND_NOOP && rec.listener === TCP_LISTENER && sameTransport(rec.transport, conn.src)) {
+          // A new connection from the very ip:port the session is bound to (its old connection dropped, and
+          // the client, or its NAT, kept the port): the owner validated it, and the session's transport does
+          // not change, so there is nothing to write; this connection takes the old one's place.
+          stats.nodeControl.inc('rebind');
+          if (!this.#stillRoutable(conn, rec, owner, out.version)) return;
+          this.#bind(conn, rec);
+          this.#pipe(conn, up, rec, bind.rest);
           return;
         }
         if (n.kind !== 'bind') {

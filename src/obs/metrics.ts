@@ -153,7 +153,7 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
   plain(reg, 'anchor_node_datagrams_relayed_total', 'Node datagrams relayed to the session\'s bound client transport.', () => s.relayed);
   plain(reg, 'anchor_client_bytes_sent_total', 'Bytes sent to clients (relayed replies and REJECTs).', () => s.relayedBytes);
   labeled(reg, 'anchor_node_datagrams_dropped_total', 'Node datagrams dropped, by reason (node_not_owner: a reply from a node that does not own the session).', 'reason', () => s.nodeDropped);
-  labeled(reg, 'anchor_node_control_total', 'Node datagrams consumed by the director: bind (a jump confirmed), bind_conflict (a stale BIND), revoke_ack.', 'kind', () => s.nodeControl);
+  labeled(reg, 'anchor_node_control_total', 'Node datagrams consumed by the director: bind (a jump confirmed), bind_conflict (a stale BIND), rebind (a TCP reconnect from the ip:port the session is bound to, confirmed: no store write), revoke_ack, held_reply.', 'kind', () => s.nodeControl);
   labeled(reg, 'anchor_security_events_total', 'SECURITY_EVENT audit lines, by cause (aborted transitions, non-owner replies or BINDs, unacknowledged REVOKEs).', 'cause', () => s.securityEvents);
   labeled(reg, 'anchor_revokes_total', 'REVOKEs sent to former owners, acknowledged, and left unacknowledged after every retry.', 'outcome', () => s.revokes);
   labeled(reg, 'anchor_remote_changes_total', 'Session changes made by other directors (shared store) and applied here, by kind.', 'kind', () => s.remoteChanges);

@@ -77,7 +77,7 @@ export class DirectorStats {
   relayedBytes = 0;
   readonly nodeDropped = new LabeledCounter();
   /** Node datagrams consumed by the director itself: BIND (reattach), BIND conflicts, REVOKE acks. */
-  readonly nodeControl = new LabeledCounter(['bind', 'bind_conflict', 'revoke_ack', 'held_reply']);
+  readonly nodeControl = new LabeledCounter(['bind', 'bind_conflict', 'rebind', 'revoke_ack', 'held_reply']);
   // Sessions.
   admissions = 0;
   /** HELLOs held for an admission the store refused (answered with a REJECT), by reject reason. */

@@ -5,8 +5,8 @@ import { encodeJv1 } from '../../src/codec/jv1.js';
 import { PacketType, type Transport } from '../../src/codec/types.js';
 import { sealPacket } from '../../src/refnode/keys.js';
 
-export async function connect(target: Transport): Promise<net.Socket> {
-  const s = net.connect({ host: target.address, port: target.port, family: target.family, allowHalfOpen: true });
+export async function connect(target: Transport, localPort?: number): Promise<net.Socket> {
+  const s = net.connect({ host: target.address, port: target.port, family: target.family, allowHalfOpen: true, ...(localPort !== undefined ? { localPort } : {}) });
   s.on('error', () => {});
   await once(s, 'connect');
   return s;
@@ -59,9 +59,31 @@ export async function closedBy(s: net.Socket, timeoutMs = 5000): Promise<Buffer>
   return Buffer.concat(chunks);
 }
 
-/** A new session over TCP: HELLO, then the node's HELLO header + 16-byte key. */
-export async function tcpHello(target: Transport, id: Buffer): Promise<{ sock: net.Socket; key: Buffer }> {
-  const sock = await connect(target);
+/**
+ * A connection from a port below the kernel's ephemeral range (20000–29999, a few tries at random), which
+ * no other connection of the machine is given meanwhile: a test can reset it and connect from it again.
+ */
+export async function connectFromFixedPort(target: Transport): Promise<net.Socket> {
+  for (let i = 0; ; i++) {
+    try {
+      return await new Promise<net.Socket>((resolve, reject) => {
+        const s = net.connect({ host: target.address, port: target.port, family: target.family, allowHalfOpen: true, localPort: 20_000 + Math.floor(Math.random() * 10_000) });
+        s.once('error', reject);
+        s.once('connect', () => {
+          s.off('error', reject);
+          s.on('error', () => {});
+          resolve(s);
+        });
+      });
+    } catch (err) {
+      if (i >= 20 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    }
+  }
+}
+
+/** A new session over TCP: HELLO, then the node's HELLO header + 16-byte key. `localPort: 'fixed'`: see connectFromFixedPort. */
+export async function tcpHello(target: Transport, id: Buffer, opts: { localPort?: 'fixed' } = {}): Promise<{ sock: net.Socket; key: Buffer }> {
+  const sock = opts.localPort === 'fixed' ? await connectFromFixedPort(target) : await connect(target);
   sock.write(encodeJv1(PacketType.HELLO, id));
   const answer = await readBytes(sock, 36);
   if (answer.length < 36 || answer[3] !== PacketType.HELLO) throw new Error(`no HELLO answer (got ${answer.length} bytes, type ${answer[3]})`);

@@ -25,6 +25,7 @@ const TCP_CONFIG = {
   tcp: { preamble_timeout_ms: 300 },
 };
 type Reattached = Awaited<ReturnType<typeof tcpReattach>>;
+const PROBE = 'probe-0123456789-0123456789-0123';
 
 const nativeTcp = loadNativeTcp();
 const paths = [
@@ -182,6 +183,28 @@ for (const { io, skip } of paths) describe.skipIf(skip !== null)(`TCP front, ${i
     forged?.sock.destroy();
     const still = (await (await fetch(`${c.director.admin}/v1/sessions/${id.toString('hex')}`)).json()) as SessionJson;
     expect(still.version).toBe('2');
+  });
+
+  it('a reconnect from the very ip:port the session is bound to (its connection dropped, the port kept) is bound again, without a version', async () => {
+    const id = randomBytes(16);
+    const hex = id.toString('hex');
+    // From a port below the ephemeral range, which no other connection (the test's own HTTP requests) takes meanwhile.
+    const first = await tcpHello(t.v4, id, { localPort: 'fixed' });
+    const port = first.sock.localPort!;
+    expect(port).toBeLessThan(32768);
+    const open = await metric(c.director.admin, 'anchor_tcp_connections_open');
+    const rebinds = await metric(c.director.admin, 'anchor_node_control_total', { kind: 'rebind' });
+    // Reset, not closed: no TIME_WAIT on this side, so the port can be taken again at once.
+    first.sock.resetAndDestroy();
+    await waitFor('the director to drop the connection', async () => (await metric(c.director.admin, 'anchor_tcp_connections_open')) < open || undefined);
+    const again = await connect(t.v4, port);
+    again.write(Buffer.concat([sealPacket(first.key, encodeJv1(PacketType.DATA, id)), Buffer.from(PROBE)]));
+    expect((await readBytes(again, PROBE.length)).toString()).toBe(PROBE);
+    await roundTrip(again, 64 * 1024);
+    expect(await metric(c.director.admin, 'anchor_node_control_total', { kind: 'rebind' })).toBe(rebinds + 1);
+    const rec = (await (await fetch(`${c.director.admin}/v1/sessions/${hex}`)).json()) as SessionJson;
+    expect(rec).toMatchObject({ version: '1', transport: `127.0.0.1:${port}` });
+    again.destroy();
   });
 
   it('racing reconnects: one wins, the other gets REJECT OWNERSHIP_CONFLICT and is closed', async () => {
