@@ -3,6 +3,7 @@
 
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
+import { MAX_DEADLINE_S } from '../drain/plan.js';
 
 // ---------------------------------------------------------------------------------------------
 // Error text. Every leaf says what it expects; the loader prefixes the key path.
@@ -191,15 +192,36 @@ const numberAbove = (min: number) => {
   return z.number(err).gt(min, err);
 };
 
-const numberAtLeast = (min: number) => {
-  const err = expecting(`a number ≥ ${min}`);
-  return z.number(err).gte(min, err);
-};
-
 const integerAtLeast = (min: number) => {
   const err = expecting(`an integer ≥ ${min}`);
   return z.int(err).gte(min, err);
 };
+
+/**
+ * The longest a timer waits (2^31 − 1 ms, about 24.8 days): Node fires a longer one after 1 ms, the
+ * opposite of what was asked, so every setting that becomes a timer is bounded by it.
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+const MAX_TIMER_S = Math.floor(MAX_TIMER_MS / 1000);
+/** Socket buffer sizes are C ints. */
+const MAX_BUFFER_BYTES = 2_147_483_647;
+/** Sessions whose PROXY v2 header is kept ready: beyond 2^24 the slots alone would take gigabytes. */
+const MAX_HEADER_CACHE = 16_777_216;
+
+const integerBetween = (min: number, max: number, why = '') => {
+  const err = expecting(`an integer from ${min} to ${max}${why}`);
+  return z.int(err).gte(min, err).lte(max, err);
+};
+
+/** A number of seconds > 0 (`above`) or ≥ 0, at most `max`. */
+const secondsUpTo = (max: number, opts: { above?: boolean } = {}) => {
+  const err = expecting(`a number of seconds ${opts.above === true ? '> 0' : '≥ 0'} and ≤ ${max}${max === MAX_TIMER_S ? ' (the longest a timer waits)' : ''}`);
+  const n = z.number(err);
+  return (opts.above === true ? n.gt(0, err) : n.gte(0, err)).lte(max, err);
+};
+
+/** Milliseconds that become a timer: from `min` to MAX_TIMER_MS. */
+const timerMs = (min: number) => integerBetween(min, MAX_TIMER_MS, ' (ms; the longest a timer waits)');
 
 const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
   z.enum(values, expecting(`one of ${values.join(', ')}`));
@@ -312,17 +334,17 @@ export const AnchorConfigSchema = z
           .prefault(() => []),
       }),
       tcp: section({
-        preamble_timeout_ms: integerAtLeast(1).default(5000),
+        preamble_timeout_ms: timerMs(1).default(5000),
         preamble_max_bytes: integerAtLeast(20).default(4096),
-        idle_timeout_s: numberAbove(0).default(300),
-        connect_timeout_ms: integerAtLeast(1).default(3000),
-        bind_timeout_ms: integerAtLeast(1).default(3000),
+        idle_timeout_s: secondsUpTo(MAX_TIMER_S, { above: true }).default(300),
+        connect_timeout_ms: timerMs(1).default(3000),
+        bind_timeout_ms: timerMs(1).default(3000),
         max_connections: integerAtLeast(1).default(100_000),
         native: oneOf(NATIVE_MODES).default('auto'),
       }),
       socket: section({
-        recv_buffer_bytes: integerAtLeast(0).default(4 * 1024 * 1024),
-        send_buffer_bytes: integerAtLeast(0).default(1024 * 1024),
+        recv_buffer_bytes: integerBetween(0, MAX_BUFFER_BYTES).default(4 * 1024 * 1024),
+        send_buffer_bytes: integerBetween(0, MAX_BUFFER_BYTES).default(1024 * 1024),
         native: oneOf(NATIVE_MODES).default('auto'),
         gso: bool().default(true),
       }),
@@ -344,12 +366,12 @@ export const AnchorConfigSchema = z
           );
         }), // required
       session: section({
-        idle_ttl_s: numberAbove(0).default(120),
+        idle_ttl_s: secondsUpTo(MAX_TIMER_S, { above: true }).default(120),
         max: integerAtLeast(1).default(1_000_000),
-        tombstone_s: numberAtLeast(0).default(60),
+        tombstone_s: secondsUpTo(MAX_TIMER_S).default(60),
         hold_max_packets: integerAtLeast(0).default(64),
         hold_max_bytes: integerAtLeast(0).default(262_144),
-        header_cache: integerAtLeast(1).default(131_072),
+        header_cache: integerBetween(1, MAX_HEADER_CACHE).default(131_072),
       }),
       admission: section({
         per_source_rate: numberAbove(0).default(100),
@@ -373,8 +395,8 @@ export const AnchorConfigSchema = z
             )
             .default(() => []),
           prefix: z.string(expecting('a key prefix')).min(1, expecting('a non-empty key prefix')).default('/anchor/'),
-          lease_ttl_s: integerAtLeast(2).default(10),
-          call_timeout_ms: integerAtLeast(50).default(1000),
+          lease_ttl_s: integerBetween(2, MAX_TIMER_S).default(10),
+          call_timeout_ms: timerMs(50).default(1000),
         }),
       }),
       audit: section({
@@ -389,25 +411,25 @@ export const AnchorConfigSchema = z
       }),
       health: section({
         enabled: bool().default(true),
-        interval_ms: integerAtLeast(1).default(1000),
-        timeout_ms: integerAtLeast(1).default(500),
+        interval_ms: timerMs(1).default(1000),
+        timeout_ms: timerMs(1).default(500),
         rise: integerAtLeast(1).default(2),
         fall: integerAtLeast(1).default(3),
       }),
       drain: section({
-        deadline_s: numberAtLeast(0).default(30),
-        node_deadline_s: numberAtLeast(0).default(300),
+        deadline_s: secondsUpTo(MAX_TIMER_S).default(30),
+        node_deadline_s: secondsUpTo(MAX_DEADLINE_S).default(300),
         rate: numberAbove(0).default(500),
         concurrency: integerAtLeast(1).default(32),
-        quiesce_ms: integerAtLeast(0).default(50),
-        max_loop_lag_ms: integerAtLeast(0).default(50),
+        quiesce_ms: timerMs(0).default(50),
+        max_loop_lag_ms: timerMs(0).default(50),
       }),
       failover: section({
         mode: oneOf(FAILOVER_MODES).default('manual'),
-        grace_s: numberAtLeast(0).default(10),
+        grace_s: secondsUpTo(MAX_TIMER_S).default(10),
       }),
       revoke: section({
-        timeout_ms: integerAtLeast(1).default(500),
+        timeout_ms: timerMs(1).default(500),
         retries: integerAtLeast(0).default(3),
       }),
       metrics: section({

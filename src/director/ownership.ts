@@ -15,6 +15,7 @@ import type { CasResult, OwnershipStore, StoredSession, UpdateWrite } from '../s
 import type { Clock } from '../util/clock.js';
 import type { DirectorCore, Forward, Planned, PlanRefusal, TransitionNote, ClientOutcome } from './core.js';
 import { storedTransport, type ParsedTransport } from './stored-transport.js';
+import { MAX_TIMER_MS } from '../config/schema.js';
 
 /** What the ownership service needs from the data path (consumer-defined, narrow). */
 export interface DataPath {
@@ -998,7 +999,8 @@ export class Ownership {
       clearTimeout(this.#revokeTimer);
     }
     this.#revokeTimerAt = due;
-    this.#revokeTimer = setTimeout(() => this.#revokeTick(), Math.max(1, due - this.#d.clock.now()));
+    // At most the longest a timer waits (a longer one would fire at once): then it is armed again.
+    this.#revokeTimer = setTimeout(() => this.#revokeTick(), Math.min(MAX_TIMER_MS, Math.max(1, due - this.#d.clock.now())));
     this.#revokeTimer.unref();
   }
 

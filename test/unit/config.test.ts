@@ -239,7 +239,7 @@ describe('parseConfig', () => {
     {
       name: 'drain.max_loop_lag_ms not an integer',
       yaml: `${ONE_NODE}drain:\n  max_loop_lag_ms: 1.5\n`,
-      lines: ['drain.max_loop_lag_ms: expected an integer ≥ 0, got 1.5'],
+      lines: ['drain.max_loop_lag_ms: expected an integer from 0 to 2147483647 (ms; the longest a timer waits), got 1.5'],
     },
     {
       name: 'drain.max_loop_busy (replaced): says what replaced it',
@@ -249,7 +249,30 @@ describe('parseConfig', () => {
     {
       name: 'drain.max_loop_lag_ms negative',
       yaml: `${ONE_NODE}drain:\n  max_loop_lag_ms: -1\n`,
-      lines: ['drain.max_loop_lag_ms: expected an integer ≥ 0, got -1'],
+      lines: ['drain.max_loop_lag_ms: expected an integer from 0 to 2147483647 (ms; the longest a timer waits), got -1'],
+    },
+    {
+      // Node fires a longer timer after 1 ms: the opposite of what was asked.
+      name: 'timers longer than a timer can wait (2^31 − 1 ms), in ms and in seconds',
+      yaml: `${ONE_NODE}tcp:\n  preamble_timeout_ms: 3000000000\n  idle_timeout_s: 2147484\nhealth:\n  interval_ms: 2147483648\ndrain:\n  quiesce_ms: 3000000000\n  deadline_s: 1e9\n  node_deadline_s: 31536001\nrevoke:\n  timeout_ms: 1e12\n`,
+      lines: [
+        'tcp.preamble_timeout_ms: expected an integer from 1 to 2147483647 (ms; the longest a timer waits), got 3000000000',
+        'tcp.idle_timeout_s: expected a number of seconds > 0 and ≤ 2147483 (the longest a timer waits), got 2147484',
+        'health.interval_ms: expected an integer from 1 to 2147483647 (ms; the longest a timer waits), got 2147483648',
+        'drain.deadline_s: expected a number of seconds ≥ 0 and ≤ 2147483 (the longest a timer waits), got 1000000000',
+        'drain.node_deadline_s: expected a number of seconds ≥ 0 and ≤ 31536000, got 31536001',
+        'drain.quiesce_ms: expected an integer from 0 to 2147483647 (ms; the longest a timer waits), got 3000000000',
+        'revoke.timeout_ms: expected an integer from 1 to 2147483647 (ms; the longest a timer waits), got 1000000000000',
+      ],
+    },
+    {
+      name: 'sizes past what the director can allocate or the kernel takes: named, not a crash at start',
+      yaml: `${ONE_NODE}socket:\n  recv_buffer_bytes: 99999999999\n  send_buffer_bytes: 2147483648\nsession:\n  header_cache: 10000000000\n`,
+      lines: [
+        'socket.recv_buffer_bytes: expected an integer from 0 to 2147483647, got 99999999999',
+        'socket.send_buffer_bytes: expected an integer from 0 to 2147483647, got 2147483648',
+        'session.header_cache: expected an integer from 1 to 16777216, got 10000000000',
+      ],
     },
     {
       name: 'unknown key in a section',
@@ -393,14 +416,14 @@ describe('parseConfig', () => {
         `${ONE_NODE}session:\n  idle_ttl_s: 0\n  tombstone_s: -1\n  hold_max_packets: 1.5\n  header_cache: 0\n` +
         'health:\n  rise: 0\n  interval_ms: .inf\ndrain:\n  deadline_s: -0.5\nreject:\n  per_source_burst: 0\n',
       lines: [
-        'session.idle_ttl_s: expected a number > 0, got 0',
-        'session.tombstone_s: expected a number ≥ 0, got -1',
+        'session.idle_ttl_s: expected a number of seconds > 0 and ≤ 2147483 (the longest a timer waits), got 0',
+        'session.tombstone_s: expected a number of seconds ≥ 0 and ≤ 2147483 (the longest a timer waits), got -1',
         'session.hold_max_packets: expected an integer ≥ 0, got 1.5',
-        'session.header_cache: expected an integer ≥ 1, got 0',
+        'session.header_cache: expected an integer from 1 to 16777216, got 0',
         'reject.per_source_burst: expected an integer ≥ 1, got 0',
-        'health.interval_ms: expected an integer ≥ 1, got Infinity',
+        'health.interval_ms: expected an integer from 1 to 2147483647 (ms; the longest a timer waits), got Infinity',
         'health.rise: expected an integer ≥ 1, got 0',
-        'drain.deadline_s: expected a number ≥ 0, got -0.5',
+        'drain.deadline_s: expected a number of seconds ≥ 0 and ≤ 2147483 (the longest a timer waits), got -0.5',
       ],
     },
     {
