@@ -93,6 +93,29 @@ function out(s: string): void {
 }
 
 async function startDirector(configPath: string, withNodes: boolean): Promise<void> {
+  // Signals are ours from the first moment: a SIGHUP (logrotate's postrotate) or a SIGTERM while the
+  // director starts would otherwise end the process by Node's default action. What they ask is done
+  // once the director is up (a stop then drains what it has; a second signal still exits at once).
+  let anchor: Anchor | null = null;
+  let signals = 0;
+  let stopAsked: NodeJS.Signals | null = null;
+  let reopenAsked = false;
+  let onStop: (sig: NodeJS.Signals) => void = (sig) => (stopAsked = sig);
+  const onSignal = (sig: NodeJS.Signals): void => {
+    signals++;
+    if (signals > 1) {
+      process.stderr.write(`anchor: second signal (${sig}): exiting at once\n`);
+      process.exit(1);
+    }
+    onStop(sig);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  // After a log rotation moved the audit file away: reopen it (logrotate's postrotate `kill -HUP`).
+  process.on('SIGHUP', () => {
+    if (anchor === null) reopenAsked = true;
+    else void anchor.reopenAudit();
+  });
   const config = await loadConfig(configPath, process.env);
   const logger = createLogger(config.log.level, 'anchor');
   const nodes: ReferenceNode[] = [];
@@ -105,25 +128,26 @@ async function startDirector(configPath: string, withNodes: boolean): Promise<vo
       nodes.push(node);
     }
   }
-  let anchor: Anchor;
   let drainRequested: (() => void) | null = null;
+  let started: Anchor;
   try {
     // Loaded here, not at the top: `anchor ctl` and the other small commands start without the director stack (etcd, gRPC, metrics).
     const { createAnchor } = await import('./anchor.js');
-    anchor = await createAnchor(config, { clock: systemClock, logger, onDrainRequested: () => drainRequested?.() });
+    started = await createAnchor(config, { clock: systemClock, logger, onDrainRequested: () => drainRequested?.() });
   } catch (err) {
     await Promise.allSettled(nodes.map((n) => n.close()));
     throw err;
   }
+  anchor = started;
   if (withNodes) {
-    const udp = anchor.udpAddresses.map(transportKey);
-    const admin = `http://${transportKey(anchor.adminAddress)}`;
+    const udp = started.udpAddresses.map(transportKey);
+    const admin = `http://${transportKey(started.adminAddress)}`;
     process.stderr.write(
       [
         '',
         `Anchor is running (director ${config.director.id}).`,
         `  Send JV1 traffic (UDP) to: ${udp.join(', ')}`,
-        ...(anchor.tcpAddresses.length > 0 ? [`  JV1 over TCP:              ${anchor.tcpAddresses.map(transportKey).join(', ')}`] : []),
+        ...(started.tcpAddresses.length > 0 ? [`  JV1 over TCP:              ${started.tcpAddresses.map(transportKey).join(', ')}`] : []),
         `  Reference nodes:           ${nodes.map(String).join(', ')}`,
         `  Admin API:                 ${admin}  (GET /v1/nodes, /v1/sessions, /metrics, /readyz)`,
         '',
@@ -142,8 +166,8 @@ async function startDirector(configPath: string, withNodes: boolean): Promise<vo
     draining = true;
     logger.info({ why }, 'draining');
     void (async () => {
-      const { remaining } = await anchor.drain();
-      await anchor.close();
+      const { remaining } = await started.drain();
+      await started.close();
       await Promise.allSettled(nodes.map((n) => n.close()));
       logger.info({ remaining }, 'exit');
       logger.flush();
@@ -151,20 +175,15 @@ async function startDirector(configPath: string, withNodes: boolean): Promise<vo
     })();
   };
   drainRequested = () => drainAndExit('admin api');
-  let signals = 0;
-  const onSignal = (sig: NodeJS.Signals): void => {
-    signals++;
-    if (signals > 1) {
-      logger.warn({ signal: sig }, 'second signal: exiting at once');
-      logger.flush();
-      process.exit(1);
-    }
-    drainAndExit(sig);
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-  // After a log rotation moved the audit file away: reopen it (logrotate's postrotate `kill -HUP`).
-  process.on('SIGHUP', () => void anchor.reopenAudit());
+  onStop = (sig) => drainAndExit(sig);
+  if (reopenAsked) {
+    logger.info('SIGHUP while starting: reopening the audit log now');
+    void started.reopenAudit();
+  }
+  if (stopAsked !== null) {
+    logger.info({ signal: stopAsked }, 'stop asked while starting');
+    drainAndExit(stopAsked);
+  }
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -10,7 +10,10 @@ import { waitFor } from '../helpers/wait.js';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { verifyAuditFile, verifyAuditFiles } from '../../src/obs/audit-verify.js';
-import { metric, spawnAnchor } from '../helpers/director-proc.js';
+import { metric, spawnAnchor, tempDir } from '../helpers/director-proc.js';
+import net from 'node:net';
+import { once } from 'node:events';
+import { dump } from 'js-yaml';
 
 describe('director signals', () => {
   const cleanup: (() => Promise<void> | void)[] = [];
@@ -51,6 +54,45 @@ describe('director signals', () => {
     const broken = spawnAnchor(['audit', 'verify', audit]);
     expect((await broken.exited).code).toBe(1);
     expect(broken.stderr).toMatch(/line 2: prev does not match/);
+  });
+
+  it('a SIGHUP while the director starts (logrotate\'s postrotate) does not kill it (the audit is reopened once the director is up)', async () => {
+    // An "etcd" that accepts connections and never answers holds the start for call_timeout_ms: a window
+    // of seconds in which the signal lands for certain (then the start fails, naming the store).
+    const silent = net.createServer((sock) => sock.on('error', () => {}));
+    silent.listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    cleanup.push(() => new Promise<void>((resolve) => silent.close(() => resolve())));
+    const socks: net.Socket[] = [];
+    silent.on('connection', (sock) => socks.push(sock));
+    cleanup.push(() => socks.forEach((x) => x.destroy()));
+    const dir = tempDir();
+    const configPath = join(dir, 'anchor.yaml');
+    const port = (silent.address() as net.AddressInfo).port;
+    writeFileSync(
+      configPath,
+      dump({
+        listen: { udp: ['127.0.0.1:0'] },
+        admin: { listen: '127.0.0.1:0' },
+        nodes: [{ id: 'node-a', address: '127.0.0.1:9' }],
+        store: { kind: 'etcd', etcd: { endpoints: [`http://127.0.0.1:${port}`], call_timeout_ms: 1000 } },
+        audit: { path: join(dir, 'audit.jsonl') },
+        health: { enabled: false },
+      }),
+    );
+    const d = spawnAnchor(['run', '--config', configPath]);
+    cleanup.push(() => d.kill());
+    // The director catches SIGHUP (its handler is installed: /proc says so) while it waits for the store.
+    await waitFor('the director to catch SIGHUP', () => {
+      const caught = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${d.child.pid}/status`, 'utf8'));
+      return caught !== null && (BigInt(`0x${caught[1]}`) & 1n) === 1n ? true : undefined;
+    });
+    await waitFor('the director to reach the store', () => (socks.length > 0 ? true : undefined));
+    d.kill('SIGHUP');
+    const { code, signal } = await d.exited;
+    expect(signal).toBeNull();
+    expect(code).toBe(1);
+    expect(d.stderr).toMatch(/etcd|store/i);
   });
 
   it('SIGHUP after a rotation: the audit goes on in a new file at the same path, the two verify as one chain (CLI included); a file that cannot be written makes the director not ready until a SIGHUP that works', async () => {
