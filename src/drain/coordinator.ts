@@ -177,7 +177,12 @@ export class DrainCoordinator {
       this.#d.publish?.(view);
       return { view, created: false, escalated: true };
     }
-    if (running !== undefined) return { view: this.#view(running), created: false };
+    if (running !== undefined) {
+      // A drain asked for while a failover of the node runs is that failover — and the node still stops
+      // taking new sessions, as asked (a failover alone leaves that to the node's health).
+      if (req.cause === 'drain' && running.cause === 'failover') this.#d.setDraining(node, true);
+      return { view: this.#view(running), created: false };
+    }
     // A deadline past a year is refused by the admin API and the CLI; here it is bounded so that no date
     // made from it is invalid (a drain record with one could not be shown or published).
     const deadlineS = Number.isFinite(req.deadlineS) ? Math.min(Math.max(0, req.deadlineS), MAX_DEADLINE_S) : MAX_DEADLINE_S;

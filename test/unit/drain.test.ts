@@ -421,6 +421,11 @@ describe('DrainCoordinator', () => {
     expect(first.created).toBe(true);
     expect(again).toMatchObject({ created: false, view: { id: first.view.id } });
     expect(again.escalated).toBeUndefined();
+    // A drain asked for while that failover runs is the failover, and the node stops taking sessions.
+    expect(r2.draining).toEqual([]);
+    const drain = r2.drains.start('node-c', { mode: 'migrate', deadlineS: 0, cause: 'drain', actor: 'op' });
+    expect(drain).toMatchObject({ created: false, view: { id: first.view.id, cause: 'failover' } });
+    expect(r2.draining).toEqual([['node-c', true]]);
   });
 
   it('a wait drain\'s deadline is bounded (a year), so its record always has a valid deadline_at', async () => {
