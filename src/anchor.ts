@@ -12,6 +12,7 @@ import { UdpDirector } from './director/director.js';
 import { Ownership, type StepFailure } from './director/ownership.js';
 import { parseStoredTransport, type ParsedTransport } from './director/stored-transport.js';
 import { DrainCoordinator } from './drain/coordinator.js';
+import { FailoverBackoff } from './drain/failover-backoff.js';
 import { loadNativeTcp, loadNativeUdp, type NativeTcpBinding, type NativeTcpLoad, type NativeUdpBinding, type NativeUdpLoad } from './net/native/index.js';
 import { TcpFront } from './net/tcp-front.js';
 import { Membership, NodeHealth, NodeState } from './nodes/membership.js';
@@ -355,14 +356,21 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   partitionWatch.unref();
   let autoFailover: NodeJS.Timeout | null = null;
   if (prober !== null && config.failover.mode === 'auto') {
+    const backoff = new FailoverBackoff();
     autoFailover = setInterval(() => {
+      const now = clock.now();
       for (const n of membership.list()) {
-        // A drain that is still waiting does not hold a failover back: the failover makes it migrate now.
-        if (n.health !== NodeHealth.UNHEALTHY || c.table.countByOwner(n.id) === 0 || drains.active(n.id)?.state === 'running') continue;
-        if (prober.unhealthyFor(n.id) >= config.failover.grace_s * 1000) {
-          logger.warn({ node: n.id, grace_s: config.failover.grace_s }, 'automatic failover');
-          startFailover(n.id, 'auto-failover');
+        if (n.health !== NodeHealth.UNHEALTHY) {
+          backoff.forget(n.id);
+          continue;
         }
+        // A drain that is still waiting does not hold a failover back: the failover makes it migrate now.
+        if (c.table.countByOwner(n.id) === 0 || drains.active(n.id)?.state === 'running') continue;
+        if (prober.unhealthyFor(n.id) < config.failover.grace_s * 1000) continue;
+        // One that could not move everything is tried again later, or when the ring changes.
+        if (!backoff.due(n.id, now, membership.ring, (id) => drains.get(id)?.state)) continue;
+        logger.warn({ node: n.id, grace_s: config.failover.grace_s, sessions: c.table.countByOwner(n.id) }, 'automatic failover');
+        backoff.started(n.id, startFailover(n.id, 'auto-failover').view.id, now, membership.ring);
       }
     }, 250);
     autoFailover.unref();
