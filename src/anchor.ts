@@ -34,8 +34,8 @@ import type { Clock } from './util/clock.js';
 
 /** Drain dry runs (GET /v1/nodes/{id}/drain-plan) computed at once at most; more are answered 429. */
 const PLANS_AT_ONCE = 2;
-/** How long (ms) a turn of ending sessions after a partition may run before it gives the loop back. */
-const PARTITION_END_SLICE_MS = 5;
+/** How long (ms) a turn of ending sessions (after a partition, at the stop deadline) may run before it gives the loop back. */
+const END_SLICE_MS = 5;
 
 export interface AnchorDeps {
   readonly clock: Clock;
@@ -347,7 +347,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         const end = (rec: SessionRecord): void => {
           if (c.table.holds(rec)) ownership.terminate(rec.id, 'partition', directorId);
         };
-        ending = new SliceEnder([...c.table.values()], end, clock, PARTITION_END_SLICE_MS);
+        ending = new SliceEnder([...c.table.values()], end, clock, END_SLICE_MS);
         endSome();
       }
     }
@@ -554,7 +554,21 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, until - clock.now()))));
       }
       const remaining = c.table.size;
-      logger.info({ remaining }, 'director drained');
+      if (remaining > 0 && config.store.kind === 'memory') {
+        // With the in-process store, the sessions still here at the deadline end with the process: each is
+        // ended and audited (cause director_shutdown) like any end, a slice per turn, rather than vanish.
+        // (With etcd they stay in the store, and other directors serve them.)
+        const ender = new SliceEnder(
+          [...c.table.values()],
+          (rec: SessionRecord) => {
+            if (c.table.holds(rec)) ownership.terminate(rec.id, 'director_shutdown', directorId);
+          },
+          clock,
+          END_SLICE_MS,
+        );
+        while (!ender.slice()) await new Promise((r) => setImmediate(r));
+      }
+      logger.info({ remaining, ...(remaining > 0 ? { ended: config.store.kind === 'memory', store: config.store.kind } : {}) }, 'director drained');
       await audit.flush();
       return { remaining };
     },

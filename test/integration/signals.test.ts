@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { encodeJv1 } from '../../src/codec/jv1.js';
 import { PacketType, RejectReason } from '../../src/codec/types.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { UdpPeer } from '../helpers/udp.js';
+import { openSessions, UdpPeer } from '../helpers/udp.js';
 import { waitFor } from '../helpers/wait.js';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -54,6 +54,22 @@ describe('director signals', () => {
     const broken = spawnAnchor(['audit', 'verify', audit]);
     expect((await broken.exited).code).toBe(1);
     expect(broken.stderr).toMatch(/line 2: prev does not match/);
+  });
+
+  it('SIGTERM: sessions still live at drain.deadline_s are ended and audited (cause director_shutdown), not left to vanish with the in-process store', async () => {
+    const c: Cluster = await startCluster({ family: 4, config: { drain: { deadline_s: 0.5 } } });
+    cleanup.push(() => c.stop());
+    const peer = await UdpPeer.open(4);
+    cleanup.push(() => peer.close());
+    const ids = await openSessions(peer, c.director.udp[0]!, 3);
+    c.director.kill('SIGTERM');
+    const { code } = await c.director.exited;
+    expect(code).toBe(0);
+    const lines = readFileSync(join(c.dir, 'audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { event: string; cause: string; session: string | null });
+    const ended = lines.filter((l) => l.event === 'terminate');
+    expect(ended.map((l) => l.session).sort()).toEqual(ids.map((id) => id.toString('hex')).sort());
+    for (const l of ended) expect(l.cause).toBe('director_shutdown');
+    expect(await verifyAuditFile(join(c.dir, 'audit.jsonl'))).toMatchObject({ ok: true, lines: 6 });
   });
 
   it('a SIGHUP while the director starts (logrotate\'s postrotate) does not kill it (the audit is reopened once the director is up)', async () => {
