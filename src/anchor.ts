@@ -333,7 +333,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       setImmediate(endSome);
       return;
     }
-    logger.info({ sessions: ending.total }, 'every session there was when the store came back has ended (partition_policy terminate)');
+    logger.info({ sessions: ending.total }, 'every session served here when the store came back has ended (partition_policy terminate)');
     ending = null;
   };
   const partitionWatch = setInterval(() => {
@@ -347,7 +347,9 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         const end = (rec: SessionRecord): void => {
           if (c.table.holds(rec)) ownership.terminate(rec.id, 'partition', directorId);
         };
-        ending = new SliceEnder([...c.table.values()], end, clock, END_SLICE_MS);
+        // The sessions this director serves, whose traffic it had to refuse: not those it only mirrors
+        // (other directors served them all along; ending them would end them in the whole cluster).
+        ending = new SliceEnder([...c.table.values()].filter((rec) => rec.servedHere), end, clock, END_SLICE_MS);
         endSome();
       }
     }

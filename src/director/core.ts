@@ -474,6 +474,9 @@ export class DirectorCore {
       local.transport = r.transport.t;
       local.listener = r.transport.listener;
       local.shellCache = undefined;
+      // Another director bound the client's new transport: that director serves it now (until a packet
+      // of it comes here again).
+      local.servedHere = false;
     }
     // Fresh news of the session, but not its traffic: the expiry moves only as far as the store's.
     this.#learnExpiry(local, r.expiresAt);

@@ -1,5 +1,5 @@
 // store.partition_policy `terminate` with thousands of sessions, in process: when the store's lease comes
-// back after the fence expired, every session there was ends (audited, cause partition), then the director
+// back after the fence expired, every session it served ends (not those mirrored from other directors) (audited, cause partition), then the director
 // admits again. (That the ends go a slice per turn, behind a fence kept expired meanwhile, is SliceEnder's
 // unit test and anchor.ts's `ending`.) The store is the in-process one with a lease the test controls (the
 // fence only reads leaseOkAt).
@@ -34,7 +34,7 @@ afterEach(async () => {
 });
 
 describe('store.partition_policy: terminate, with thousands of sessions', () => {
-  it('ends every session there was when the store came back (one audit line each, cause partition), logs when the fence expired and when the last ended, then admits again', async () => {
+  it('ends every session it served when the store came back (one audit line each, cause partition), not those it mirrors from other directors, logs when the fence expired and when the last ended, then admits again', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'anchor-partition-'));
     cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
     const auditPath = join(dir, 'audit.jsonl');
@@ -75,6 +75,10 @@ store:
       );
     }
     expect(await sessions()).toBe(n);
+    // A session another director admitted and serves, mirrored here: not this director's to end.
+    const foreign = randomBytes(16).toString('hex');
+    await store.create({ id: foreign, owner: 'node-a', version: 1n, state: 'ATTACHED', transport: '198.51.100.7:4000', director: 'director-b', expiresAt: Date.now() + 120_000 });
+    await waitFor('the other director\'s session mirrored here', async () => (await sessions()) === n + 1 || undefined);
 
     store.lostAt = systemClock.now() - 60_000; // the lease lost long ago: the fence expires
     await waitFor('readyz: fence expired', async () => {
@@ -83,9 +87,11 @@ store:
     });
     await waitFor('the director to log the expired fence', () => logged('store lease fence expired'));
     store.lostAt = null; // the store is back
-    await waitFor('every session ended', async () => (await sessions()) === 0 || undefined, { timeoutMs: 20_000 });
+    await waitFor('every session served here ended', async () => (await sessions()) === 1 || undefined, { timeoutMs: 20_000 });
     await waitFor('ready again', async () => (await fetch(`${admin}/readyz`)).status === 200 || undefined);
-    expect(logged('every session there was when the store came back has ended')?.sessions).toBe(n);
+    expect(logged('every session served here when the store came back has ended')?.sessions).toBe(n);
+    expect((await fetch(`${admin}/v1/sessions/${foreign}`)).status).toBe(200);
+    expect(await store.get(foreign)).toMatchObject({ ok: true, record: { version: 1n, director: 'director-b' } });
     await anchor.reopenAudit(); // flushes what was written to the old stream
     await waitFor('the audit lines in the file', () => readFileSync(auditPath, 'utf8').split('\n').filter((l) => l.includes('"cause":"partition"')).length === n || undefined);
     // Ended: a datagram of one of them gets SESSION_TERMINATED; a new session is admitted again.

@@ -92,9 +92,23 @@ describe('DirectorCore.applyRemote', () => {
     if (out.kind === 'forward') expect(out.flags & PP2_FLAG.UNBOUND_SOURCE).toBe(PP2_FLAG.UNBOUND_SOURCE);
     // The session jumped to datagrams from that very ip:port (another director CASed it): now it is bound.
     expect(core.applyRemote(remote(2n), 20).kind).toBe('updated');
-    expect(core.table.get(ID)?.listener).toBe(0);
+    expect(core.table.get(ID)).toMatchObject({ listener: 0, servedHere: false });
     const bound = core.onClient(data(), T, KEY, 0, 30);
     expect(bound.kind === 'forward' && (bound.flags & PP2_FLAG.UNBOUND_SOURCE) === 0).toBe(true);
+  });
+
+  it('a session served here that another director rebinds (the client jumped to it) is served there now, until a packet of it comes here again', () => {
+    const core = new DirectorCore(LIMITS, ring);
+    core.applyRemote(remote(1n), 0);
+    core.onClient(encodeJv1(PacketType.DATA, Buffer.from(ID, 'hex'), Buffer.alloc(8)), T, KEY, 0, 10);
+    expect(core.table.get(ID)?.servedHere).toBe(true);
+    const elsewhere: Transport = { family: 4, address: '198.51.100.8', port: 5000 };
+    core.applyRemote({ ...remote(2n), transport: { t: elsewhere, key: '198.51.100.8:5000', listener: 0 } }, 20);
+    expect(core.table.get(ID)).toMatchObject({ servedHere: false, transport: elsewhere });
+    // The same transport with news of another kind (a transfer) leaves it as it was.
+    core.onClient(encodeJv1(PacketType.DATA, Buffer.from(ID, 'hex'), Buffer.alloc(8)), elsewhere, '198.51.100.8:5000', 0, 30);
+    core.applyRemote({ ...remote(3n, 'n2'), transport: { t: elsewhere, key: '198.51.100.8:5000', listener: 0 } }, 40);
+    expect(core.table.get(ID)).toMatchObject({ servedHere: true, owner: 'n2' });
   });
 
   it('a datagram session served here on a second listener of its family keeps that listener when another director changes it', () => {
