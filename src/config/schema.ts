@@ -395,7 +395,7 @@ export const AnchorConfigSchema = z
             )
             .default(() => []),
           prefix: z.string(expecting('a key prefix')).min(1, expecting('a non-empty key prefix')).default('/anchor/'),
-          lease_ttl_s: integerBetween(2, MAX_TIMER_S).default(10),
+          lease_ttl_s: integerBetween(3, MAX_TIMER_S, ' (at 2 s the fence would leave no time to admit between keepalives)').default(10),
           call_timeout_ms: timerMs(50).default(1000),
         }),
       }),

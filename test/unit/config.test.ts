@@ -266,6 +266,11 @@ describe('parseConfig', () => {
       ],
     },
     {
+      name: 'store.etcd.lease_ttl_s of 2: the fence would never let the director admit',
+      yaml: `${ONE_NODE}store:\n  etcd:\n    lease_ttl_s: 2\n`,
+      lines: ['store.etcd.lease_ttl_s: expected an integer from 3 to 2147483 (at 2 s the fence would leave no time to admit between keepalives), got 2'],
+    },
+    {
       name: 'sizes past what the director can allocate or the kernel takes: named, not a crash at start',
       yaml: `${ONE_NODE}socket:\n  recv_buffer_bytes: 99999999999\n  send_buffer_bytes: 2147483648\nsession:\n  header_cache: 10000000000\n`,
       lines: [
