@@ -363,9 +363,23 @@ export class EtcdStore implements OwnershipStore {
     if (r > this.#knownRevision) this.#knownRevision = r;
   }
 
+  /** An event's previous record; undefined when there is none, or it was not one Anchor can read. */
+  #prevOf(kv: IKeyValue | undefined | null): StoredSession | undefined {
+    if (kv === undefined || kv === null) return undefined;
+    try {
+      return decodeRecord(kv.value.toString('utf8'));
+    } catch {
+      return undefined;
+    }
+  }
+
   #decodeKv(kv: IKeyValue): { value: string; record: StoredSession; modRevision: bigint } {
     const value = kv.value.toString('utf8');
-    return { value, record: decodeRecord(value), modRevision: BigInt(kv.mod_revision) };
+    try {
+      return { value, record: decodeRecord(value), modRevision: BigInt(kv.mod_revision) };
+    } catch (err) {
+      throw new Error(`${kv.key.toString('utf8')}: ${errMessage(err)}`, { cause: err });
+    }
   }
 
   /**
@@ -797,7 +811,17 @@ export class EtcdStore implements OwnershipStore {
       const records: StoredSession[] = [];
       for (const kv of all.kvs) {
         const key = kv.key.toString('utf8').slice(this.#prefix.length);
-        if (key.startsWith('sessions/')) records.push(this.#decodeKv(kv).record);
+        if (key.startsWith('sessions/')) {
+          // A value that is not an Anchor session record is reported and left out: the feed follows every
+          // other session (one bad key made every listing fail, and the director stopped following the
+          // store while it still said ready). That session itself fails closed: every call on it is
+          // answered unavailable, so it is neither admitted again nor moved.
+          try {
+            records.push(this.#decodeKv(kv).record);
+          } catch (err) {
+            this.#report(err, 'watch feed: undecodable session record left out');
+          }
+        }
         else if (sharedEvent(key, kv.value.toString('utf8')) !== null) shared.set(key, kv.value.toString('utf8'));
       }
       listing = { records, revision: all.revision };
@@ -870,16 +894,21 @@ export class EtcdStore implements OwnershipStore {
         try {
           if (ev.type === 'Put') {
             const record = this.#decodeKv(ev.kv).record;
-            const prev = ev.prev_kv !== undefined && ev.prev_kv !== null ? this.#decodeKv(ev.prev_kv).record : null;
+            const prev = this.#prevOf(ev.prev_kv) ?? null;
             this.#cache.set(id, record);
             this.#dispatch({ kind: 'put', record, prev }, rev);
           } else {
-            const prev = ev.prev_kv !== undefined && ev.prev_kv !== null ? this.#decodeKv(ev.prev_kv).record : this.#cache.get(id);
+            const prev = this.#prevOf(ev.prev_kv) ?? this.#cache.get(id);
             this.#cache.delete(id);
             if (prev !== undefined) this.#dispatch({ kind: 'delete', id, prev }, rev);
           }
         } catch (err) {
-          this.#report(err, `watch: undecodable value at ${id}`);
+          // The session's record is no longer one Anchor can read: it is not followed any more (a mirror
+          // of its last known state would be a guess), and every call on it fails closed.
+          this.#report(err, `watch: undecodable value at ${id}: no longer followed`);
+          const prev = this.#cache.get(id);
+          this.#cache.delete(id);
+          if (ev.type === 'Put' && prev !== undefined) this.#dispatch({ kind: 'delete', id, prev }, rev);
         }
       }
     });

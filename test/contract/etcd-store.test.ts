@@ -443,6 +443,32 @@ describe('EtcdStore watch feed', () => {
     });
   });
 
+  it('a key under sessions/ that is not an Anchor record is left out of the feed (reported, naming it), which follows every other session', async () => {
+    const prefix = freshPrefix();
+    await raw.put(`${prefix}sessions/${sid(7)}`).value('{"oops":1}');
+    const errors: string[] = [];
+    const store = await EtcdStore.connect({ endpoints: cluster.endpoints, prefix, callTimeoutMs: CALL_TIMEOUT_MS, onError: (e, ctx) => errors.push(`${ctx}: ${String(e)}`) });
+    const direct = await connect(prefix);
+    try {
+      const seen: StoreEvent[] = [];
+      store.watch((ev) => seen.push(ev));
+      const good = rec(sid(1), 1n);
+      expect((await direct.create(good)).ok).toBe(true);
+      await waitFor('the event of the good session', () => seen.length >= 1 || undefined, { timeoutMs: 5000, intervalMs: 5 });
+      expect(seen[0]).toEqual({ kind: 'put', record: good, prev: null });
+      expect(errors.some((e) => e.includes('left out') && e.includes(`sessions/${sid(7)}`))).toBe(true);
+      // That session itself fails closed.
+      expect(await store.get(sid(7))).toMatchObject({ ok: false, reason: 'unavailable' });
+      // A record that turns unreadable is no longer followed: a delete for its mirror, not a stale copy.
+      await raw.put(`${prefix}sessions/${sid(1)}`).value('{"oops":2}');
+      await waitFor('the unreadable record dropped', () => seen.length >= 2 || undefined, { timeoutMs: 5000, intervalMs: 5 });
+      expect(seen[1]).toEqual({ kind: 'delete', id: sid(1), prev: good });
+    } finally {
+      await store.close();
+      await direct.close();
+    }
+  });
+
   it('a watch whose resume revision was compacted resynchronises by listing: the gap arrives as events', async () => {
     const prefix = freshPrefix();
     const proxy = await cuttableProxy(cluster.endpoints[0] as string);
