@@ -101,10 +101,15 @@ async function startDirector(configPath: string, withNodes: boolean): Promise<vo
   let stopAsked: NodeJS.Signals | null = null;
   let reopenAsked = false;
   let onStop: (sig: NodeJS.Signals) => void = (sig) => (stopAsked = sig);
+  let log: ReturnType<typeof createLogger> | null = null;
   const onSignal = (sig: NodeJS.Signals): void => {
     signals++;
     if (signals > 1) {
-      process.stderr.write(`anchor: second signal (${sig}): exiting at once\n`);
+      if (log === null) process.stderr.write(`anchor: second signal (${sig}): exiting at once\n`);
+      else {
+        log.warn({ signal: sig }, 'second signal: exiting at once');
+        log.flush();
+      }
       process.exit(1);
     }
     onStop(sig);
@@ -118,6 +123,7 @@ async function startDirector(configPath: string, withNodes: boolean): Promise<vo
   });
   const config = await loadConfig(configPath, process.env);
   const logger = createLogger(config.log.level, 'anchor');
+  log = logger;
   const nodes: ReferenceNode[] = [];
   if (withNodes) {
     for (const n of config.nodes) {
