@@ -4,6 +4,7 @@
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import { MAX_DEADLINE_S } from '../drain/plan.js';
+import { MAX_TIMER_MS } from '../util/timer.js';
 
 // ---------------------------------------------------------------------------------------------
 // Error text. Every leaf says what it expects; the loader prefixes the key path.
@@ -197,11 +198,6 @@ const integerAtLeast = (min: number) => {
   return z.int(err).gte(min, err);
 };
 
-/**
- * The longest a timer waits (2^31 − 1 ms, about 24.8 days): Node fires a longer one after 1 ms, the
- * opposite of what was asked, so every setting that becomes a timer is bounded by it.
- */
-export const MAX_TIMER_MS = 2_147_483_647;
 const MAX_TIMER_S = Math.floor(MAX_TIMER_MS / 1000);
 /** Socket buffer sizes are C ints. */
 const MAX_BUFFER_BYTES = 2_147_483_647;

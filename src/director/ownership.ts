@@ -15,7 +15,7 @@ import type { CasResult, OwnershipStore, StoredSession, UpdateWrite } from '../s
 import type { Clock } from '../util/clock.js';
 import type { DirectorCore, Forward, Planned, PlanRefusal, TransitionNote, ClientOutcome } from './core.js';
 import { storedTransport, type ParsedTransport } from './stored-transport.js';
-import { MAX_TIMER_MS } from '../config/schema.js';
+import { MAX_TIMER_MS } from '../util/timer.js';
 
 /** What the ownership service needs from the data path (consumer-defined, narrow). */
 export interface DataPath {
