@@ -406,6 +406,18 @@ export class Ownership {
   #settle(p: Planned, r: CasResult, actor: string, written: number, migrating = false): StepResult {
     const core = this.#d.core;
     const rec = p.session;
+    if (r.ok && rec.version >= p.toVersion) {
+      // Our write landed, but another director's write on top of it reached us first (the watch before
+      // our answer): the record already shows what came after, and committing ours now would take it back
+      // to an older version and state. The transition happened, so it is audited; the record stays.
+      core.abort(p);
+      const note: TransitionNote = { event: p.event, cause: p.cause, fromVersion: p.fromVersion, toVersion: p.toVersion, fromOwner: p.fromOwner, toOwner: p.toOwner };
+      this.#audit(rec, note, actor);
+      this.#settleLate(rec.id);
+      if (rec.state === SessionState.ATTACHED && rec.pending === null && rec.closedBy === null) this.#forwardAll(core.release(rec, this.#d.clock.now(), false));
+      this.#endIfClosed(rec);
+      return { ok: true, note };
+    }
     if (r.ok) {
       if (written > rec.storeExpiresAt) rec.storeExpiresAt = written;
       const note = core.commit(p, this.#d.clock.now());

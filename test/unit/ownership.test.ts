@@ -11,7 +11,7 @@ import { TCP_LISTENER } from '../../src/director/outcomes.js';
 import { PacketType, RejectReason } from '../../src/codec/types.js';
 import { createHasher, type Hasher } from '../../src/ring/hash.js';
 import { buildRing, type Ring } from '../../src/ring/ring.js';
-import { SessionState } from '../../src/session/lifecycle.js';
+import { LifecycleEvent, SessionState } from '../../src/session/lifecycle.js';
 import type { SessionRecord } from '../../src/session/table.js';
 import type { CasResult, StoredSession } from '../../src/store/store.js';
 import {
@@ -986,6 +986,27 @@ describe('reattach by BIND', () => {
     expect(await h.own.reattach(back.session, back.candidate, back.version)).toMatchObject({ ok: true });
     expect(rec).toMatchObject({ version: 3n, listener: 0 });
     expect(await h.store.record(ID)).toMatchObject({ version: 3n, transport: transportKey(A) });
+  });
+
+  it('our CAS landed, but another director\'s write on top of it reached us first: the record keeps the newer state, our transition is audited', async () => {
+    const h = harness();
+    const rec = await h.admit(SID, A);
+    const owner = rec.owner;
+    h.store.beforeUpdate = async (record, expectVersion, n) => {
+      if (n !== 0) return undefined;
+      // Our freeze lands (v2), then director B resumes it (v3), and the watch brings B's write before our answer.
+      const ours = await h.store.inner.update(record, expectVersion);
+      const theirs = { ...record, version: 3n, state: SessionState.ATTACHED, director: 'director-b' };
+      expect((await h.store.inner.update(theirs, 2n)).ok).toBe(true);
+      h.core.applyRemote({ id: ID, owner, version: 3n, state: SessionState.ATTACHED, transport: null, expiresAt: h.clock.now() + 60_000 }, h.clock.now());
+      return ours;
+    };
+    const r = await h.own.step(rec, LifecycleEvent.FREEZE, { cause: 'test', actor: 'op' });
+    expect(r).toMatchObject({ ok: true, note: { event: 'freeze', fromVersion: 1n, toVersion: 2n } });
+    expect(rec).toMatchObject({ version: 3n, state: SessionState.ATTACHED, pending: null });
+    expect(h.auditLines(ID).map((l) => [l.event, l.to_version])).toEqual([['create', '1'], ['freeze', '2']]);
+    // It is served on: a datagram from its transport goes to its owner.
+    expect(h.client(packet(PacketType.DATA, SID, 1), A)).toMatchObject({ kind: 'forward', flags: 0, version: 3n });
   });
 
   it('a BIND from a non-owner → drop with security bind_from_non_owner, nothing changes', async () => {
