@@ -401,7 +401,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       pendingRevokes: () => ownership.pendingRevokes,
       storeBacklog: () => {
         const d = ownership.endDeletes;
-        return { endDeletesInFlight: d.inFlight, endDeletesWaiting: d.waiting, expiring: ownership.expiring };
+        return { endDeletesInFlight: d.inFlight, endDeletesWaiting: d.waiting, endDeletesRetrying: d.retrying, expiring: ownership.expiring };
       },
       tcpOpen: () => tcp?.openConnections ?? 0,
       sessionSockets: () => director.sessionSockets,
@@ -460,6 +460,12 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       return { ok: true, value: rec !== undefined ? { ...view(rec), from: r.from, replayed: r.replayed } : { id, owner: r.to, version: r.version.toString(), from: r.from } };
     },
     terminate: (id) => {
+      // Ending a session is a change of ownership like any other: not while the store cannot be reached
+      // (with a shared store the others would keep it live; fail closed, change nothing).
+      const f = fence();
+      if (f !== FenceState.OK && c.table.get(id) !== undefined) {
+        return refuse(FAILURE_STATUS.unavailable, refusalCode('unavailable'), `store unreachable or lease near its deadline (${f}): the session was not ended`);
+      }
       const r = ownership.terminate(id, 'operator', 'admin');
       if (!r.ok) return refuse(FAILURE_STATUS[r.reason], refusalCode(r.reason), r.message);
       return { ok: true, value: { id, state: 'TERMINATED', version: r.note.toVersion.toString() } };

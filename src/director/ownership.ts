@@ -156,7 +156,11 @@ export class Ownership {
   readonly #refreshing = new Set<string>();
   #expiring = 0;
   #endDeletes = 0;
-  readonly #endQueue = new Denque<{ readonly id: string; readonly fromVersion: bigint; readonly toVersion: bigint }>();
+  readonly #endQueue = new Denque<{ readonly id: string; readonly fromVersion: bigint; readonly toVersion: bigint; readonly attempts: number }>();
+  /** Deletes of ended sessions the store could not take, by session, with when to try again (monotonic ms). */
+  readonly #endRetries = new Map<string, { readonly id: string; readonly fromVersion: bigint; readonly toVersion: bigint; readonly attempts: number; readonly due: number }>();
+  #endRetryTimer: NodeJS.Timeout | null = null;
+  #closed = false;
   /** refreshExpiries' walk over the table, and when it last ran. */
   #refreshWalk: RecordWalk | null = null;
   #refreshAt: number | null = null;
@@ -693,31 +697,67 @@ export class Ownership {
    * in order (a mass end — every session terminated when the store comes back from a partition — must
    * not pile a million requests onto the store and into memory at once).
    */
-  #deleteStored(id: string, fromVersion: bigint, toVersion: bigint): void {
+  #deleteStored(id: string, fromVersion: bigint, toVersion: bigint, attempts = 0): void {
     if (this.#endDeletes >= END_DELETES_IN_FLIGHT) {
-      this.#endQueue.push({ id, fromVersion, toVersion });
+      this.#endQueue.push({ id, fromVersion, toVersion, attempts });
       return;
     }
     this.#endDeletes++;
+    const unreachable = (message: string): void => {
+      // Ended here, still live in the store: other directors would keep serving it (and a restart bring it
+      // back). Said once, then tried again until the store takes it or refuses it.
+      if (attempts === 0) this.#security(id, 'end_not_stored', { reason: 'unavailable', message, version: toVersion.toString(), retrying: true });
+      this.#retryEnd({ id, fromVersion, toVersion, attempts: attempts + 1 });
+    };
     void this.#d.store
       .delete(id, fromVersion)
       .then(
         (r) => {
+          if (r.ok) return;
+          if (r.reason === 'unavailable') return unreachable(r.message);
           // Already gone: another director ended it too (both saw it expire, or both terminated it).
-          if (!r.ok && !(r.reason === 'conflict' && r.current === null)) this.#security(id, 'end_not_stored', { reason: r.reason, version: toVersion.toString() });
+          if (!(r.reason === 'conflict' && r.current === null)) this.#security(id, 'end_not_stored', { reason: r.reason, version: toVersion.toString() });
         },
-        (err: unknown) => this.#security(id, 'end_not_stored', { reason: 'unavailable', message: String(err), version: toVersion.toString() }),
+        (err: unknown) => unreachable(String(err)),
       )
       .finally(() => {
         this.#endDeletes--;
         const next = this.#endQueue.shift();
-        if (next !== undefined) this.#deleteStored(next.id, next.fromVersion, next.toVersion);
+        if (next !== undefined) this.#deleteStored(next.id, next.fromVersion, next.toVersion, next.attempts);
       });
   }
 
-  /** Store deletes of ended sessions in flight, and waiting for room. */
-  get endDeletes(): { inFlight: number; waiting: number } {
-    return { inFlight: this.#endDeletes, waiting: this.#endQueue.length };
+  /** A delete the store could not take, tried again after END_RETRY_MIN_MS, doubling up to END_RETRY_MAX_MS. */
+  #retryEnd(e: { id: string; fromVersion: bigint; toVersion: bigint; attempts: number }): void {
+    if (this.#closed) return;
+    const due = this.#d.clock.now() + Math.min(END_RETRY_MAX_MS, END_RETRY_MIN_MS * 2 ** (e.attempts - 1));
+    this.#endRetries.set(e.id, { ...e, due });
+    if (this.#endRetryTimer === null) this.#armEndRetries();
+  }
+
+  #armEndRetries(): void {
+    let due = Infinity;
+    for (const e of this.#endRetries.values()) if (e.due < due) due = e.due;
+    if (due === Infinity) return;
+    this.#endRetryTimer = setTimeout(
+      () => {
+        this.#endRetryTimer = null;
+        const now = this.#d.clock.now();
+        for (const [id, e] of this.#endRetries) {
+          if (e.due > now) continue;
+          this.#endRetries.delete(id);
+          this.#deleteStored(e.id, e.fromVersion, e.toVersion, e.attempts);
+        }
+        this.#armEndRetries();
+      },
+      Math.max(1, due - this.#d.clock.now()),
+    );
+    this.#endRetryTimer.unref();
+  }
+
+  /** Store deletes of ended sessions in flight, waiting for room, and waiting to be tried again (the store was unreachable). */
+  get endDeletes(): { inFlight: number; waiting: number; retrying: number } {
+    return { inFlight: this.#endDeletes, waiting: this.#endQueue.length, retrying: this.#endRetries.size };
   }
 
   /** The bookkeeping of every end made here: counted, held packets discarded, audited, observers told. */
@@ -960,6 +1000,9 @@ export class Ownership {
   }
 
   close(): void {
+    this.#closed = true;
+    if (this.#endRetryTimer !== null) clearTimeout(this.#endRetryTimer);
+    this.#endRetryTimer = null;
     if (this.#revokeTimer !== null) clearTimeout(this.#revokeTimer);
     this.#revokeTimer = null;
     this.#revokes.length = 0;
@@ -1164,5 +1207,8 @@ export function refreshSlots(slots: number, elapsedMs: number, passMs: number): 
 const REFRESH_MIN_SLOTS = 4096;
 /** Store deletes of sessions ended here (closed, terminated) in flight at most; the rest wait in order. */
 const END_DELETES_IN_FLIGHT = 4096;
+/** A delete of an ended session the store could not take is tried again after this, doubling each time up to END_RETRY_MAX_MS. */
+const END_RETRY_MIN_MS = 1000;
+const END_RETRY_MAX_MS = 30_000;
 /** Expiries (store deletes) in flight at most: a mass expiry must not pile requests onto the store. */
 const EXPIRE_IN_FLIGHT_MAX = 4096;

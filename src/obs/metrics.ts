@@ -27,7 +27,7 @@ export interface MetricsSources {
   tombstones(): number;
   pendingRevokes(): number;
   /** Store writes waiting for room: deletes of sessions ended here, expiries (see Ownership). */
-  storeBacklog?(): { endDeletesWaiting: number; endDeletesInFlight: number; expiring: number };
+  storeBacklog?(): { endDeletesWaiting: number; endDeletesInFlight: number; endDeletesRetrying: number; expiring: number };
   tcpOpen(): number;
   sessionSockets(): number;
   /** Sessions whose PROXY v2 header is kept ready, and headers taken back to make room (session.header_cache). */
@@ -343,13 +343,14 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
     const backlog = src.storeBacklog;
     new Gauge({
       name: 'anchor_store_deletes',
-      help: 'Store deletes of sessions ended here (closed, terminated: in_flight at most 4096, then waiting in order) and of idle sessions expiring (expiring, at most 4096).',
+      help: 'Store deletes of sessions ended here (closed, terminated: in_flight at most 4096, then waiting in order; retrying: the store could not be reached, tried again after 1 s doubling to 30 s) and of idle sessions expiring (expiring, at most 4096).',
       labelNames: ['kind'],
       registers: [reg],
       collect() {
         const b = backlog();
         this.set({ kind: 'in_flight' }, b.endDeletesInFlight);
         this.set({ kind: 'waiting' }, b.endDeletesWaiting);
+        this.set({ kind: 'retrying' }, b.endDeletesRetrying);
         this.set({ kind: 'expiring' }, b.expiring);
       },
     });

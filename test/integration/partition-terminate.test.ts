@@ -86,6 +86,12 @@ store:
       return (r.status === 503 && ((await r.json()) as { reason: string }).reason.includes('expired')) || undefined;
     });
     await waitFor('the director to log the expired fence', () => logged('store lease fence expired'));
+    // An operator's terminate now would change ownership without the store: refused, nothing changes.
+    const some = ((await (await fetch(`${admin}/v1/sessions?limit=1`)).json()) as { items: { id: string }[] }).items[0]!.id;
+    const refused = await fetch(`${admin}/v1/sessions/${some}/terminate`, { method: 'POST' });
+    expect(refused.status).toBe(503);
+    expect(JSON.stringify(await refused.json())).toMatch(/store unreachable/);
+    expect((await fetch(`${admin}/v1/sessions/${some}`)).status).toBe(200);
     store.lostAt = null; // the store is back
     await waitFor('every session served here ended', async () => (await sessions()) === 1 || undefined, { timeoutMs: 20_000 });
     await waitFor('ready again', async () => (await fetch(`${admin}/readyz`)).status === 200 || undefined);

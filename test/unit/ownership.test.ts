@@ -109,7 +109,7 @@ describe('Ownership.ended (store deletes)', () => {
     };
     for (const id of ids) expect(h.own.terminate(id, 'partition', 'dir-test').ok).toBe(true);
     expect(h.core.table.size).toBe(0); // ended here at once
-    expect(h.own.endDeletes).toEqual({ inFlight: 4096, waiting: 5000 - 4096 });
+    expect(h.own.endDeletes).toEqual({ inFlight: 4096, waiting: 5000 - 4096, retrying: 0 });
     open();
     await waitFor('every delete done', () => (h.own.endDeletes.inFlight === 0 && h.own.endDeletes.waiting === 0) || undefined);
     expect(deleted).toEqual(ids); // in the order the sessions ended
@@ -117,17 +117,29 @@ describe('Ownership.ended (store deletes)', () => {
     expect(h.auditLines().filter((l) => l.event === 'SECURITY_EVENT')).toHaveLength(0);
   });
 
-  it('a store whose delete throws: a SECURITY_EVENT end_not_stored, and the room it held is given back', async () => {
+  it('a store whose delete throws or is unreachable: one SECURITY_EVENT end_not_stored, the room given back, and the delete tried again until the store takes it', async () => {
     const h = harness();
     const rec = await h.admit(counterId(7), clientTransport(7));
+    let tries = 0;
     h.store.beforeDelete = () => {
-      throw new Error('connection reset');
+      tries++;
+      if (tries === 1) throw new Error('connection reset');
+      if (tries === 2) return { ok: false, reason: 'unavailable', message: 'no leader' };
+      return undefined; // the store is back: the delete goes through
     };
     expect(h.own.terminate(rec.id, 'operator', 'op').ok).toBe(true);
-    await waitFor('the delete settled', () => h.own.endDeletes.inFlight === 0 || undefined);
+    await waitFor('the first delete settled', () => (h.own.endDeletes.inFlight === 0 && h.own.endDeletes.retrying === 1) || undefined);
     const sec = h.auditLines().filter((l) => l.event === 'SECURITY_EVENT');
     expect(sec).toHaveLength(1);
-    expect(sec[0]).toMatchObject({ session: rec.id, cause: 'end_not_stored', detail: { reason: 'unavailable', message: 'Error: connection reset' } });
+    expect(sec[0]).toMatchObject({ session: rec.id, cause: 'end_not_stored', detail: { reason: 'unavailable', message: 'Error: connection reset', retrying: true } });
+    expect(await h.store.get(rec.id)).toMatchObject({ ok: true, record: { version: 1n } }); // still there
+    h.clock.advance(1000); // tried again after 1 s …
+    await waitFor('the second try', () => (tries === 2 && h.own.endDeletes.inFlight === 0 && h.own.endDeletes.retrying === 1) || undefined, { timeoutMs: 5000 });
+    h.clock.advance(2000); // … then after 2 s
+    await waitFor('deleted at the third try', () => (tries === 3 && h.own.endDeletes.retrying === 0 && h.own.endDeletes.inFlight === 0) || undefined, { timeoutMs: 5000 });
+    expect(await h.store.get(rec.id)).toEqual({ ok: true, record: null });
+    expect(tries).toBe(3);
+    expect(h.auditLines().filter((l) => l.event === 'SECURITY_EVENT')).toHaveLength(1); // said once
   });
 });
 
