@@ -118,7 +118,8 @@ describe('Ownership.ended (store deletes)', () => {
   });
 
   it('a store whose delete throws or is unreachable: one SECURITY_EVENT end_not_stored, the room given back, and the delete tried again until the store takes it', async () => {
-    const h = harness();
+    const clock = new ManualClock();
+    const h = harness({ clock });
     const rec = await h.admit(counterId(7), clientTransport(7));
     let tries = 0;
     h.store.beforeDelete = () => {
@@ -133,9 +134,9 @@ describe('Ownership.ended (store deletes)', () => {
     expect(sec).toHaveLength(1);
     expect(sec[0]).toMatchObject({ session: rec.id, cause: 'end_not_stored', detail: { reason: 'unavailable', message: 'Error: connection reset', retrying: true } });
     expect(await h.store.get(rec.id)).toMatchObject({ ok: true, record: { version: 1n } }); // still there
-    h.clock.advance(1000); // tried again after 1 s …
+    clock.advance(1000); // tried again after 1 s …
     await waitFor('the second try', () => (tries === 2 && h.own.endDeletes.inFlight === 0 && h.own.endDeletes.retrying === 1) || undefined, { timeoutMs: 5000 });
-    h.clock.advance(2000); // … then after 2 s
+    clock.advance(2000); // … then after 2 s
     await waitFor('deleted at the third try', () => (tries === 3 && h.own.endDeletes.retrying === 0 && h.own.endDeletes.inFlight === 0) || undefined, { timeoutMs: 5000 });
     expect(await h.store.get(rec.id)).toEqual({ ok: true, record: null });
     expect(tries).toBe(3);
