@@ -300,12 +300,15 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         onError: (err) => logger.debug({ err }, 'health probe error'),
       })
     : null;
-  // Node states and drain records other directors wrote, followed through the shared store's watch.
+  // Node states and drain records other directors wrote, followed through the shared store's watch. The
+  // entries the store holds now come first, in this very call: those are applied whoever wrote them (this
+  // director before a restart, with the same id, included).
+  let sharedReplay = true;
   const unwatchShared = store.watchShared?.((ev) => {
     if (ev.kind === 'nodes') {
       const state = ev.value?.['state'];
       // Our own writes are applied already (and a later local change must not be undone by their echo).
-      if (ev.value === null || ev.value['director'] === directorId || membership.get(ev.id) === undefined) return;
+      if (ev.value === null || (!sharedReplay && ev.value['director'] === directorId) || membership.get(ev.id) === undefined) return;
       if (state !== NodeState.ACTIVE && state !== NodeState.DRAINING) return;
       membership.setState(ev.id, state);
       if (state === NodeState.ACTIVE) {
@@ -316,6 +319,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     }
     drains.applyShared(ev.id, ev.value);
   });
+  sharedReplay = false;
   // Coarse expiry refreshes of the sessions served here (a shared store only). Each call walks its share of
   // the table (a pass per quarter of a third of the idle TTL): every 100 ms, so that a share stays small
   // (~8 ms of event loop at 1,000,000 sessions and the default 120 s TTL).

@@ -283,6 +283,21 @@ describe('two directors on etcd', () => {
     }
   });
 
+  it('a director restarted with the same id keeps the node states it shared (a node it drained stays draining there)', async () => {
+    type Nodes = { items: { id: string; state: string }[] };
+    const stateOn = async (d: DirectorProc, node: string): Promise<string | undefined> => ((await (await fetch(`${d.admin}/v1/nodes`)).json()) as Nodes).items.find((n) => n.id === node)?.state;
+    const r = await fetch(`${a.admin}/v1/nodes/node-c/drain`, { method: 'POST', body: '{"mode":"wait","deadline_s":600}' });
+    expect(r.status).toBe(202);
+    await waitFor('B to see node-c draining', async () => (await stateOn(b, 'node-c')) === 'draining' || undefined);
+    a.kill('SIGKILL');
+    await a.exited;
+    a = await startDirector(config('director-a'));
+    expect(await stateOn(a, 'node-c')).toBe('draining');
+    // Undrained through the restarted director: both admit to it again.
+    expect((await fetch(`${a.admin}/v1/nodes/node-c/undrain`, { method: 'POST' })).status).toBe(200);
+    for (const d of [a, b]) await waitFor('node-c active again', async () => (await stateOn(d, 'node-c')) === 'active' || undefined);
+  });
+
   it('a director killed: its sessions continue through the other director', async () => {
     const s = await ClientSession.open(a.udp[0]!);
     try {
