@@ -140,6 +140,9 @@ export class Ownership {
    * that level's end.
    */
   readonly #revokes: Map<string, PendingRevoke>[] = [];
+  /** By node: REVOKEs pending now, and those given up unacknowledged since start (for drain records). */
+  readonly #revokesPendingTo = new Map<string, number>();
+  readonly #revokesUnackedTo = new Map<string, number>();
   /**
    * Pending REVOKEs keyed `id/version` (their session had a REVOKE pending already: it moved again before
    * the node acknowledged). Most are keyed by the session id alone, which needs no string made per REVOKE
@@ -1006,6 +1009,7 @@ export class Ownership {
     if (this.#revokeTimer !== null) clearTimeout(this.#revokeTimer);
     this.#revokeTimer = null;
     this.#revokes.length = 0;
+    this.#revokesPendingTo.clear();
     this.#versionKeyed = 0;
   }
 
@@ -1020,6 +1024,7 @@ export class Ownership {
       this.#versionKeyed++;
     }
     this.#revokeLevel(0).set(key, { rec, node, version, key, attempts: 0, due: this.#d.clock.now() + this.#o.revokeTimeoutMs });
+    this.#revokesPendingTo.set(node, (this.#revokesPendingTo.get(node) ?? 0) + 1);
     this.#sendRevoke(rec, node, version);
   }
 
@@ -1027,6 +1032,18 @@ export class Ownership {
   #forgetRevoke(p: PendingRevoke): void {
     (this.#revokes[p.attempts] as Map<string, PendingRevoke>).delete(p.key);
     if (p.key !== p.rec.id) this.#versionKeyed--;
+    const left = (this.#revokesPendingTo.get(p.node) ?? 1) - 1;
+    if (left > 0) this.#revokesPendingTo.set(p.node, left);
+    else this.#revokesPendingTo.delete(p.node);
+  }
+
+  /**
+   * REVOKEs to `node` not acknowledged yet, and those given up unacknowledged (after the resends) since
+   * this director started: a drain that moved every session is not done with the node until the first
+   * is 0, and the second says how many sessions the node was never confirmed to have let go of.
+   */
+  revokesTo(node: string): { pending: number; unacknowledged: number } {
+    return { pending: this.#revokesPendingTo.get(node) ?? 0, unacknowledged: this.#revokesUnackedTo.get(node) ?? 0 };
   }
 
   /** Runs `fn` with the datagrams it sends sent together (see DataPath.sendTogether). */
@@ -1086,6 +1103,7 @@ export class Ownership {
         }
         if (p.attempts >= this.#o.revokeRetries) {
           this.#forgetRevoke(p);
+          this.#revokesUnackedTo.set(p.node, (this.#revokesUnackedTo.get(p.node) ?? 0) + 1);
           this.#d.stats.revokes.inc('unacknowledged');
           this.#security(p.rec.id, 'revoke_unacknowledged', { node: p.node, version: p.version.toString(), attempts: p.attempts + 1 });
           continue;

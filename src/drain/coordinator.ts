@@ -38,6 +38,13 @@ export interface DrainView {
   readonly ended: number;
   readonly rate: number;
   readonly eta_s: number | null;
+  /**
+   * REVOKEs to the node not acknowledged yet (the node's, across drains), and those given up unacknowledged
+   * since this drain started: `completed` means every session moved; the old node has confirmed letting
+   * them go once `revokes_pending` is 0, and never did for `revokes_unacknowledged` of them.
+   */
+  readonly revokes_pending: number;
+  readonly revokes_unacknowledged: number;
   readonly started_at: string;
   readonly deadline_at: string | null;
   readonly finished_at: string | null;
@@ -111,6 +118,8 @@ interface Drain {
   readonly mode: DrainMode;
   /** `drain`, or `failover` from the start or once a failover escalated it (its moves then say so). */
   cause: DrainCause;
+  /** The node's REVOKEs given up unacknowledged before this drain started (its view counts those after). */
+  readonly unackedBefore: number;
   readonly actor: string;
   state: DrainState;
   readonly total: number;
@@ -191,6 +200,7 @@ export class DrainCoordinator {
       node,
       mode: req.mode,
       cause: req.cause,
+      unackedBefore: this.#d.ownership.revokesTo(node).unacknowledged,
       actor: req.actor,
       state: req.mode === DrainMode.WAIT ? 'waiting' : 'running',
       total: this.#d.core.table.countByOwner(node),
@@ -484,6 +494,7 @@ export class DrainCoordinator {
     const remaining = this.#d.core.table.countByOwner(d.node);
     const p = drainProgress({ total: d.total, moved: d.moved, failed: d.failed, remaining, migratingSinceMs: d.migratingSince, nowMs: now, configuredRate: this.#o.rate });
     const wall = (mono: number): string => new Date(this.#d.clock.toWall(mono)).toISOString();
+    const revokes = this.#d.ownership.revokesTo(d.node);
     return {
       id: d.id,
       node: d.node,
@@ -499,6 +510,8 @@ export class DrainCoordinator {
       ended: Math.max(0, d.total - d.moved - remaining),
       rate: p.rate,
       eta_s: d.state === 'running' || d.state === 'waiting' ? p.eta_s : 0,
+      revokes_pending: revokes.pending,
+      revokes_unacknowledged: revokes.unacknowledged - d.unackedBefore,
       started_at: wall(d.startedAt),
       deadline_at: d.deadlineAt === null ? null : wall(d.deadlineAt),
       finished_at: d.finishedAt === null ? null : wall(d.finishedAt),
@@ -549,6 +562,9 @@ export function parseDrainView(v: Record<string, unknown>): DrainView | null {
     ended: v['ended'] as number,
     rate: v['rate'] as number,
     eta_s: v['eta_s'] as number | null,
+    // Absent from the records of directors before these fields: 0.
+    revokes_pending: count('revokes_pending') ? (v['revokes_pending'] as number) : 0,
+    revokes_unacknowledged: count('revokes_unacknowledged') ? (v['revokes_unacknowledged'] as number) : 0,
     started_at: v['started_at'] as string,
     deadline_at: v['deadline_at'] as string | null,
     finished_at: v['finished_at'] as string | null,

@@ -144,6 +144,9 @@ describe('drain progress', () => {
     expect(drainSummary(drain({ state: 'failed', moved: 38, failed: 2, remaining: 2, last_error: 'freeze: busy', finished_at: '2026-01-01T12:05:00.000Z' }))).toBe(
       'drain dr-0123456789ab of node-a failed in 5m 01s: 38 moved, 2 failed, 0 ended, 2 remaining (last error: freeze: busy)',
     );
+    expect(drainSummary(drain({ state: 'completed', moved: 40, remaining: 0, finished_at: '2026-01-01T12:00:00.400Z', revokes_pending: 3, revokes_unacknowledged: 2 }))).toBe(
+      'drain dr-0123456789ab of node-a completed in 1.4s: 40 moved, 0 failed, 0 ended, 0 remaining; 3 REVOKEs not yet acknowledged by the node; 2 never acknowledged (revoke_unacknowledged)',
+    );
   });
 
   it('never throws on anything', () => {

@@ -218,6 +218,10 @@ describe('DrainCoordinator', () => {
     expect(h.core.table.countByOwner('node-b') + h.core.table.countByOwner('node-c')).toBe(240);
     expect(h.path.revokes).toHaveLength(200);
     for (const rv of h.path.revokes) expect(rv).toMatchObject({ node: 'node-a', version: 3n });
+    // Completed, but node-a has confirmed none of them yet (nothing acknowledges here): the record says so.
+    expect(r.drains.get(view.id)).toMatchObject({ state: 'completed', revokes_pending: 200, revokes_unacknowledged: 0 });
+    for (const rv of h.path.revokes.slice(0, 150)) h.own.onRevokeAck(rv.session, rv.version, 'node-a');
+    expect(r.drains.get(view.id)).toMatchObject({ revokes_pending: 50 });
     expect(h.stats.migrations.get('ok')).toBe(200);
     const transfers = h.auditLines().filter((l) => l.event === 'transfer');
     expect(transfers).toHaveLength(200);
@@ -362,9 +366,9 @@ describe('DrainCoordinator', () => {
     r.drains.applyShared('dr-remote', remote);
     r.drains.applyShared('dr-mine', { ...remote, id: 'dr-mine', director: 'dir-test' }); // our own echo
     r.drains.applyShared('dr-junk', { id: 'dr-junk' }); // not a drain record
-    expect(r.drains.get('dr-remote')).toEqual(remote);
+    expect(r.drains.get('dr-remote')).toEqual({ ...remote, revokes_pending: 0, revokes_unacknowledged: 0 });
     expect(r.drains.get('dr-mine')).toBeUndefined();
-    expect(r.drains.activeElsewhere('node-b')).toEqual(remote);
+    expect(r.drains.activeElsewhere('node-b')).toEqual({ ...remote, revokes_pending: 0, revokes_unacknowledged: 0 });
     expect(r.drains.activeElsewhere('node-a')).toBeUndefined();
     const { view } = r.drains.start('node-a', { mode: 'wait', deadlineS: 60, cause: 'drain', actor: 'op' });
     expect(r.drains.list().map((d) => d.id)).toEqual(['dr-remote', view.id]); // oldest first
@@ -378,7 +382,10 @@ describe('DrainCoordinator', () => {
       id: 'dr-1', node: 'node-a', mode: 'migrate', cause: 'drain', state: 'running', director: 'd', total: 3, moved: 1, remaining: 2,
       failed: 0, ended: 0, rate: 1.5, eta_s: 2, started_at: '2026-01-01T00:00:00.000Z', deadline_at: null, finished_at: null, last_error: null,
     };
-    expect(parseDrainView(v)).toEqual(v);
+    // A record of a director before the REVOKE fields: read with 0 for them.
+    expect(parseDrainView(v)).toEqual({ ...v, revokes_pending: 0, revokes_unacknowledged: 0 });
+    const withRevokes = { ...v, revokes_pending: 4, revokes_unacknowledged: 1 };
+    expect(parseDrainView(withRevokes)).toEqual(withRevokes);
     for (const [k, bad] of [
       ['id', 1], ['mode', 'fast'], ['cause', 'x'], ['state', 'done'], ['director', null], ['total', -1], ['moved', 1.5],
       ['rate', Number.NaN], ['eta_s', 'soon'], ['started_at', null], ['finished_at', 3], ['last_error', {}],

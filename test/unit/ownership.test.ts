@@ -735,12 +735,14 @@ describe('REVOKE acknowledgement', () => {
     const h = harness({ revokeTimeoutMs: 10, revokeRetries: 2 });
     const from = await moved(h);
     expect(h.path.revokes).toHaveLength(1);
+    expect(h.own.revokesTo(from)).toEqual({ pending: 1, unacknowledged: 0 });
     // Acks that do not match are ignored: another node, another version.
     h.own.onRevokeAck(ID, 3n, other(from));
     h.own.onRevokeAck(ID, 2n, from);
     expect(h.own.pendingRevokes).toBe(1);
     h.own.onRevokeAck(ID, 3n, from);
     expect(h.own.pendingRevokes).toBe(0);
+    expect(h.own.revokesTo(from)).toEqual({ pending: 0, unacknowledged: 0 });
     expect(h.stats.revokes.get('acknowledged')).toBe(1);
     advance(h, 1000);
     expect(h.path.revokes).toHaveLength(1);
@@ -783,6 +785,7 @@ describe('REVOKE acknowledgement', () => {
     expect(h.stats.revokes.get('sent')).toBe(3);
     expect(h.stats.revokes.get('unacknowledged')).toBe(1);
     expect(h.own.pendingRevokes).toBe(0);
+    expect(h.own.revokesTo(from)).toEqual({ pending: 0, unacknowledged: 1 });
     const sec = h.auditLines(ID).filter((l) => l.event === 'SECURITY_EVENT');
     expect(sec).toHaveLength(1);
     expect(sec[0]).toMatchObject({ cause: 'revoke_unacknowledged', detail: { node: from, version: '3', attempts: 3 } });
