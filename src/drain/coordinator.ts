@@ -480,6 +480,7 @@ export class DrainCoordinator {
     if (d.state !== 'waiting' && d.state !== 'running') return;
     d.state = state;
     d.finishedAt = this.#d.clock.now();
+    this.#d.stats.drainsFinished.inc(state);
     this.#d.logger.info({ drain: d.id, node: d.node, state, moved: d.moved, failed: d.failed }, 'drain finished');
     this.#d.publish?.(this.#view(d));
   }

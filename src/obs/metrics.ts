@@ -74,6 +74,7 @@ export const METRIC_NAMES = [
   'anchor_store_deletes',
   'anchor_migrations_total',
   'anchor_drain_backoffs_total',
+  'anchor_drains_finished_total',
   'anchor_remote_changes_total',
   'anchor_expiry_refreshes_total',
   'anchor_node_up',
@@ -158,6 +159,7 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
   labeled(reg, 'anchor_revokes_total', 'REVOKEs sent to former owners, acknowledged, and left unacknowledged after every retry.', 'outcome', () => s.revokes);
   labeled(reg, 'anchor_remote_changes_total', 'Session changes made by other directors (shared store) and applied here, by kind.', 'kind', () => s.remoteChanges);
   labeled(reg, 'anchor_expiry_refreshes_total', 'Idle-expiry refreshes of sessions served here, written to a shared store, by result.', 'result', () => s.expiryRefreshes);
+  labeled(reg, 'anchor_drains_finished_total', 'Node drains and failovers run by this director that ended, by state: completed (every session moved), failed (some could not move), cancelled (undrained).', 'state', () => s.drainsFinished);
   plain(reg, 'anchor_drain_backoffs_total', 'Drain ticks that started moves at a tenth of drain.rate because a turn of the event loop had kept the sockets waiting longer than drain.max_loop_lag_ms (the data path comes first).', () => s.drainBackoffs);
   labeled(reg, 'anchor_migrations_total', 'Session migrations (operator, drain, failover) by result: ok or the failure reason.', 'result', () => s.migrations);
   labeled(reg, 'anchor_admissions_failed_total', 'Admissions the ownership store refused (the held HELLO is answered with this REJECT reason).', 'reason', () => s.admissionsFailed);

@@ -67,6 +67,8 @@ export class DirectorStats {
   rejectsSuppressed = 0;
   /** Drain ticks slowed to a tenth of the rate because the event loop ran later than drain.max_loop_lag_ms. */
   drainBackoffs = 0;
+  /** Drains and failovers run here that ended, by state. */
+  readonly drainsFinished = new LabeledCounter(['completed', 'failed', 'cancelled']);
   readonly rejectsSent = new LabeledCounter(REJECT_NAMES.map((n) => n.toLowerCase()));
   readonly clientDropped = new LabeledCounter();
   readonly malformed = new LabeledCounter();

@@ -223,6 +223,8 @@ describe('DrainCoordinator', () => {
     for (const rv of h.path.revokes.slice(0, 150)) h.own.onRevokeAck(rv.session, rv.version, 'node-a');
     expect(r.drains.get(view.id)).toMatchObject({ revokes_pending: 50 });
     expect(h.stats.migrations.get('ok')).toBe(200);
+    expect(h.stats.drainsFinished.get('completed')).toBe(1);
+    expect(h.stats.drainsFinished.get('failed')).toBe(0);
     const transfers = h.auditLines().filter((l) => l.event === 'transfer');
     expect(transfers).toHaveLength(200);
     for (const l of transfers) expect(l).toMatchObject({ cause: 'drain', from_owner: 'node-a', actor: `drain:${view.id}` });
@@ -471,6 +473,7 @@ describe('DrainCoordinator', () => {
     const done = await waitFor('drain finished', finished(r, view.id));
     expect(done).toMatchObject({ state: 'failed', total: 40, moved: 35, failed: 5, remaining: 5, ended: 0 });
     expect(done.last_error).toMatch(/store unavailable: injected: etcd timeout/);
+    expect(r.h.stats.drainsFinished.get('failed')).toBe(1);
     // Each refused session was tried exactly 10 × `attempts` times (the store may be back in a moment), and
     // stays where it was (fail closed).
     expect([...tries.values()]).toEqual([30, 30, 30, 30, 30]);
