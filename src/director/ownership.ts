@@ -163,6 +163,8 @@ export class Ownership {
   /** Deletes of ended sessions the store could not take, by session, with when to try again (monotonic ms). */
   readonly #endRetries = new Map<string, { readonly id: string; readonly fromVersion: bigint; readonly toVersion: bigint; readonly attempts: number; readonly due: number }>();
   #endRetryTimer: NodeJS.Timeout | null = null;
+  /** When #endRetryTimer fires (monotonic ms). */
+  #endRetryAt = 0;
   #closed = false;
   /** refreshExpiries' walk over the table, and when it last ran. */
   #refreshWalk: RecordWalk | null = null;
@@ -735,6 +737,11 @@ export class Ownership {
     if (this.#closed) return;
     const due = this.#d.clock.now() + Math.min(END_RETRY_MAX_MS, END_RETRY_MIN_MS * 2 ** (e.attempts - 1));
     this.#endRetries.set(e.id, { ...e, due });
+    // The timer may wait for a later retry (a longer wait): this one must not wait for it.
+    if (this.#endRetryTimer !== null && due < this.#endRetryAt) {
+      clearTimeout(this.#endRetryTimer);
+      this.#endRetryTimer = null;
+    }
     if (this.#endRetryTimer === null) this.#armEndRetries();
   }
 
@@ -742,6 +749,7 @@ export class Ownership {
     let due = Infinity;
     for (const e of this.#endRetries.values()) if (e.due < due) due = e.due;
     if (due === Infinity) return;
+    this.#endRetryAt = due;
     this.#endRetryTimer = setTimeout(
       () => {
         this.#endRetryTimer = null;
