@@ -162,7 +162,17 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   const leaseOkAt = store.leaseOkAt?.bind(store);
   const fenceCfg = { ttlMs: store.leaseTtlMs ?? 0, marginMs: defaultMargin(store.leaseTtlMs ?? 3000) };
   const storeFence = (): FenceState => (leaseOkAt === undefined ? FenceState.OK : fenceState(leaseOkAt(), clock.now(), fenceCfg));
-  // store.partition_policy `terminate`: the sessions there were when the store came back after the fence
+  /** Ends `recs` (those still live when their turn comes), audited with `cause`, a slice of END_SLICE_MS per call. */
+  const ender = (recs: SessionRecord[], cause: string): SliceEnder<SessionRecord> =>
+    new SliceEnder(
+      recs,
+      (rec) => {
+        if (c.table.holds(rec)) ownership.terminate(rec.id, cause, directorId);
+      },
+      clock,
+      END_SLICE_MS,
+    );
+  // store.partition_policy `terminate`: the sessions served here when the store came back after the fence
   // expired, being ended a slice per turn (see partitionWatch). Until the last has ended the director acts
   // as if the fence were still expired: nothing forwarded, admitted or changed, so none of them is served
   // again, and the sockets are not held up for the seconds a million ends take.
@@ -348,12 +358,9 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     if (fenceWas === FenceState.EXPIRED && now === FenceState.OK) {
       logger.warn({ policy: config.store.partition_policy, sessions: c.table.size }, 'store back after the fence expired');
       if (config.store.partition_policy === 'terminate' && ending === null) {
-        const end = (rec: SessionRecord): void => {
-          if (c.table.holds(rec)) ownership.terminate(rec.id, 'partition', directorId);
-        };
         // The sessions this director serves, whose traffic it had to refuse: not those it only mirrors
         // (other directors served them all along; ending them would end them in the whole cluster).
-        ending = new SliceEnder([...c.table.values()].filter((rec) => rec.servedHere), end, clock, END_SLICE_MS);
+        ending = ender([...c.table.values()].filter((rec) => rec.servedHere), 'partition');
         endSome();
       }
     }
@@ -570,15 +577,8 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         // With the in-process store, the sessions still here at the deadline end with the process: each is
         // ended and audited (cause director_shutdown) like any end, a slice per turn, rather than vanish.
         // (With etcd they stay in the store, and other directors serve them.)
-        const ender = new SliceEnder(
-          [...c.table.values()],
-          (rec: SessionRecord) => {
-            if (c.table.holds(rec)) ownership.terminate(rec.id, 'director_shutdown', directorId);
-          },
-          clock,
-          END_SLICE_MS,
-        );
-        while (!ender.slice()) await new Promise((r) => setImmediate(r));
+        const ending = ender([...c.table.values()], 'director_shutdown');
+        while (!ending.slice()) await new Promise((r) => setImmediate(r));
       }
       logger.info({ remaining, ...(remaining > 0 ? { ended: config.store.kind === 'memory', store: config.store.kind } : {}) }, 'director drained');
       await audit.flush();

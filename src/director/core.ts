@@ -24,6 +24,7 @@ import {
   type Planned,
   type RejectOrDrop,
   type SessionReplyOutcome,
+  sameProtocol,
   TCP_LISTENER,
   type TcpOutcome,
   type TransitionNote,
@@ -470,7 +471,7 @@ export class DirectorCore {
     // Another transport, or the same ip:port over the other protocol (a jump between a TCP connection and
     // datagrams). The listener of a datagram transport read from the store is a guess by address family:
     // a session served here on another listener of that family keeps its own.
-    if (r.transport !== null && (!sameTransport(r.transport.t, local.transport) || (r.transport.listener === TCP_LISTENER) !== (local.listener === TCP_LISTENER))) {
+    if (r.transport !== null && (!sameTransport(r.transport.t, local.transport) || !sameProtocol(r.transport.listener, local.listener))) {
       local.transport = r.transport.t;
       local.listener = r.transport.listener;
       local.shellCache = undefined;
@@ -650,7 +651,7 @@ export class DirectorCore {
     const cand = rec.candidates?.get(key);
     // The bound transport again is a no-op — unless the candidate of that ip:port is the other protocol
     // (datagrams from the ip:port of the session's TCP connection, or the reverse): that is a jump.
-    if (key === rec.transportKey && (cand === undefined || (cand.listener === TCP_LISTENER) === (rec.listener === TCP_LISTENER))) {
+    if (key === rec.transportKey && (cand === undefined || sameProtocol(cand.listener, rec.listener))) {
       return { kind: 'drop', reason: DropReason.BIND_NOOP };
     }
     // We only ever answer transports that sent us packets of this session (no reflection).

@@ -105,6 +105,11 @@ export type NodeOutcome =
 /** The listener index of a TCP-bound session (it has no UDP listener to reply through). */
 export const TCP_LISTENER = -1;
 
+/** Whether two listener indexes are of one protocol (both TCP, or both datagram listeners). */
+export function sameProtocol(a: number, b: number): boolean {
+  return (a === TCP_LISTENER) === (b === TCP_LISTENER);
+}
+
 export type VerdictKind = ClientOutcome['kind'] | NodeOutcome['kind'];
 
 /**

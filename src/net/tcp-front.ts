@@ -89,6 +89,11 @@ const END_GRACE_MS = 2000;
  */
 const PIPE_BYTES = 256 * 1024;
 
+/** Whether `conn` is the session's bound transport: a TCP transport, from this connection's ip:port. */
+function isTransportOf(rec: SessionRecord, conn: { readonly src: Transport }): boolean {
+  return rec.listener === TCP_LISTENER && sameTransport(rec.transport, conn.src);
+}
+
 export class TcpFront {
   readonly #o: TcpFrontOptions;
   readonly #d: TcpFrontDeps;
@@ -269,7 +274,7 @@ export class TcpFront {
           this.#reject(conn, rec.idBytes, RejectReason.OWNERSHIP_CONFLICT, first.length);
           return;
         }
-        if (n.kind === 'drop' && n.reason === DropReason.BIND_NOOP && rec.listener === TCP_LISTENER && sameTransport(rec.transport, conn.src)) {
+        if (n.kind === 'drop' && n.reason === DropReason.BIND_NOOP && isTransportOf(rec, conn)) {
           // A new connection from the very ip:port the session is bound to (its old connection dropped, and
           // the client, or its NAT, kept the port): the owner validated it, and the session's transport does
           // not change, so there is nothing to write; this connection takes the old one's place.
@@ -539,7 +544,7 @@ export class TcpFront {
         // Still this connection (the reattach that bound it): nothing to do. Otherwise the session's
         // transport is now another one — datagrams, or a connection through another director — and this
         // connection is not it any more (one transport per session): it ends, and the session lives on.
-        if (rec.listener === TCP_LISTENER && sameTransport(rec.transport, conn.src)) return;
+        if (isTransportOf(rec, conn)) return;
         this.#bound.delete(rec.id);
         this.#endGracefully(conn);
         return;
