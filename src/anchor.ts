@@ -1,5 +1,6 @@
 // The composition root: builds every component from a validated config and explicit dependencies and
 // wires them together. Nothing else constructs components; only src/main.ts touches `process`.
+import { randomBytes } from 'node:crypto';
 import { AdminServer, type AdminBackend, type NodeView, type OpResult, type SessionView } from './admin/server.js';
 import { statsView } from './admin/stats-view.js';
 import { parseHostPortLiteral } from './config/load.js';
@@ -17,6 +18,7 @@ import { loadNativeTcp, loadNativeUdp, type NativeTcpBinding, type NativeTcpLoad
 import { TcpFront } from './net/tcp-front.js';
 import { Membership, NodeHealth, NodeState } from './nodes/membership.js';
 import { HealthProber } from './nodes/prober.js';
+import { SharedNodeStates } from './nodes/shared-states.js';
 import { createAudit, type AuditSink, type AuditStart } from './obs/audit.js';
 import { Permits } from './util/permits.js';
 import { SliceEnder } from './director/ender.js';
@@ -259,6 +261,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
           },
           { core: c, ownership, clock, logger, stats },
         );
+  const sharedNodes = new SharedNodeStates(directorId, randomBytes(6).toString('hex'));
   const drains = new DrainCoordinator(
     { rate: config.drain.rate, concurrency: config.drain.concurrency, directorId, maxLoopLagMs: config.drain.max_loop_lag_ms },
     {
@@ -272,8 +275,12 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         membership.setState(node, state);
         // Shared with the other directors of a cluster (they stop admitting to it too; an undrain cancels
         // a drain of the node running on another director).
-        void store.putShared?.('nodes', node, { state, director: directorId }).then((r) => {
-          if (!r.ok) logger.warn({ node, state, message: r.message }, 'node state not shared with the other directors');
+        if (store.putShared === undefined) return;
+        const value = sharedNodes.wrote(node, state);
+        void store.putShared('nodes', node, value).then((r) => {
+          if (r.ok) return;
+          sharedNodes.failed(node, value);
+          logger.warn({ node, state, message: r.message }, 'node state not shared with the other directors');
         });
       },
       // Every director lists every drain: the record carries this director's lease, so it goes when we do.
@@ -310,18 +317,18 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         onError: (err) => logger.debug({ err }, 'health probe error'),
       })
     : null;
-  // Node states and drain records other directors wrote, followed through the shared store's watch. The
-  // entries the store holds now come first, in this very call: those are applied whoever wrote them (this
-  // director before a restart, with the same id, included).
-  let sharedReplay = true;
+  // Node states and drain records, followed through the shared store's watch in commit order. The entries
+  // the store holds now come first, in this very call, applied whoever wrote them (this director before a
+  // restart, with the same id, included); then every write, this director's echoes included, as
+  // SharedNodeStates decides (every director ends with the state committed last).
   const unwatchShared = store.watchShared?.((ev) => {
     if (ev.kind === 'nodes') {
-      const state = ev.value?.['state'];
-      // Our own writes are applied already (and a later local change must not be undone by their echo).
-      if (ev.value === null || (!sharedReplay && ev.value['director'] === directorId) || membership.get(ev.id) === undefined) return;
-      if (state !== NodeState.ACTIVE && state !== NodeState.DRAINING) return;
+      if (ev.value === null || membership.get(ev.id) === undefined) return;
+      const state = sharedNodes.event(ev.id, ev.value);
+      if (state === null) return;
       membership.setState(ev.id, state);
-      if (state === NodeState.ACTIVE) {
+      // Another director's undrain stops a drain of the node running here (our own did that when made).
+      if (state === NodeState.ACTIVE && ev.value['director'] !== directorId) {
         const d = drains.cancel(ev.id);
         if (d !== undefined) logger.info({ drain: d.id, node: ev.id, by: ev.value['director'] }, 'drain cancelled: the node was undrained on another director');
       }
@@ -329,7 +336,6 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     }
     drains.applyShared(ev.id, ev.value);
   });
-  sharedReplay = false;
   // Coarse expiry refreshes of the sessions served here (a shared store only). Each call walks its share of
   // the table (a pass per quarter of a third of the idle TTL): every 100 ms, so that a share stays small
   // (~8 ms of event loop at 1,000,000 sessions and the default 120 s TTL).

@@ -11,7 +11,7 @@ import { checkRecords } from '../../src/refnode/checker.js';
 import { ReferenceNode } from '../../src/refnode/node.js';
 import { readRecords } from '../../src/refnode/records.js';
 import { etcdDirectorConfig, startDirector, tempDir, type DirectorProc } from '../helpers/director-proc.js';
-import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
+import { readPrefix, startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
 import { waitFor } from '../helpers/wait.js';
 import { closedBy, tcpHello } from '../helpers/tcp.js';
 import { UdpPeer } from '../helpers/udp.js';
@@ -30,6 +30,7 @@ describe('two directors on etcd', () => {
   let b: DirectorProc;
   const dir = tempDir();
   let config: (id: string) => Record<string, unknown>;
+  const prefix = `/anchor-2d-${randomBytes(4).toString('hex')}/`;
   beforeAll(async () => {
     etcd = await startEtcdCluster({ members: 3 });
     for (const id of ['node-a', 'node-b', 'node-c']) {
@@ -37,7 +38,6 @@ describe('two directors on etcd', () => {
       await n.start();
       nodes.push(n);
     }
-    const prefix = `/anchor-2d-${randomBytes(4).toString('hex')}/`;
     config = (id: string) =>
       etcdDirectorConfig(id, nodes.map((n, i) => [['node-a', 'node-b', 'node-c'][i] as string, n] as const), { endpoints: etcd.endpoints, prefix }, { listen: { udp: ['127.0.0.1:0'], tcp: ['127.0.0.1:0'] } });
     a = await startDirector(config('director-a'));
@@ -296,6 +296,35 @@ describe('two directors on etcd', () => {
     // Undrained through the restarted director: both admit to it again.
     expect((await fetch(`${a.admin}/v1/nodes/node-c/undrain`, { method: 'POST' })).status).toBe(200);
     for (const d of [a, b]) await waitFor('node-c active again', async () => (await stateOn(d, 'node-c')) === 'active' || undefined);
+  });
+
+  it('a drain through A and an undrain through B at once: both directors end with the state etcd committed last, A\'s drain running only if that is draining', async () => {
+    type Nodes = { items: { id: string; state: string }[] };
+    type Drains = { items: { node: string; state: string }[] };
+    const node = 'node-b';
+    const stateOn = async (d: DirectorProc): Promise<string | undefined> => ((await (await fetch(`${d.admin}/v1/nodes`)).json()) as Nodes).items.find((n) => n.id === node)?.state;
+    const drainingOnA = async (): Promise<boolean> =>
+      ((await (await fetch(`${a.admin}/v1/drains`)).json()) as Drains).items.some((x) => x.node === node && (x.state === 'waiting' || x.state === 'running'));
+    const inEtcd = async (): Promise<string | undefined> => {
+      const kv = (await readPrefix(etcd.endpoints[0]!, `${prefix}nodes/${node}`)).find((x) => x.key === `${prefix}nodes/${node}`);
+      return kv === undefined ? undefined : ((JSON.parse(kv.value) as { state: string }).state);
+    };
+    for (let round = 0; round < 6; round++) {
+      const [dr, un] = await Promise.all([
+        fetch(`${a.admin}/v1/nodes/${node}/drain`, { method: 'POST', body: '{"mode":"wait","deadline_s":600}' }),
+        fetch(`${b.admin}/v1/nodes/${node}/undrain`, { method: 'POST' }),
+      ]);
+      expect([200, 202]).toContain(dr.status);
+      expect(un.status).toBe(200);
+      const final = await waitFor(`round ${round}: A, B and etcd to agree on ${node}`, async () => {
+        const [onA, onB, committed] = await Promise.all([stateOn(a), stateOn(b), inEtcd()]);
+        return onA !== undefined && onA === onB && onA === committed ? onA : undefined;
+      });
+      // A's drain runs exactly when the node is draining (an undrain committed after it cancelled it).
+      await waitFor(`round ${round}: A's drain to run exactly when ${node} is ${final}`, async () => ((await drainingOnA()) === (final === 'draining') ? true : undefined));
+      expect((await fetch(`${a.admin}/v1/nodes/${node}/undrain`, { method: 'POST' })).status).toBe(200);
+      for (const d of [a, b]) await waitFor(`${node} active again`, async () => (await stateOn(d)) === 'active' || undefined);
+    }
   });
 
   it('a director killed: its sessions continue through the other director', async () => {
