@@ -530,6 +530,9 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       clearInterval(thawTick);
       unfollow?.();
       drains.close();
+      // Ends the store has not taken yet get one more try and a moment for the answers; what is still
+      // not taken after that, and every REVOKE not acknowledged, is audited by close (SECURITY_EVENT).
+      await ownership.settleEnds(END_SETTLE_MS);
       ownership.close();
       await Promise.allSettled([director.close(), tcp?.close(), admin.close(), prober?.close()]);
       await store.close();
@@ -592,6 +595,9 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     },
   };
 }
+
+/** How long a stop waits for the store to take the deletes of sessions ended just before (ms). */
+const END_SETTLE_MS = 2000;
 
 /**
  * Says where the audit chain went on from at start. When the file lost or changed lines while the director

@@ -166,6 +166,8 @@ export class Ownership {
   /** When #endRetryTimer fires (monotonic ms). */
   #endRetryAt = 0;
   #closed = false;
+  /** Resolves `settleEnds`' wait once no end delete is in flight or waiting. */
+  #onEndsSettled: (() => void) | null = null;
   /** refreshExpiries' walk over the table, and when it last ran. */
   #refreshWalk: RecordWalk | null = null;
   #refreshAt: number | null = null;
@@ -710,7 +712,9 @@ export class Ownership {
     this.#endDeletes++;
     const unreachable = (message: string): void => {
       // Ended here, still live in the store: other directors would keep serving it (and a restart bring it
-      // back). Said once, then tried again until the store takes it or refuses it.
+      // back). Said once, then tried again until the store takes it or refuses it — or, once this director
+      // is stopping, said as given up.
+      if (this.#closed) return this.#endAbandoned(id, toVersion, message);
       if (attempts === 0) this.#security(id, 'end_not_stored', { reason: 'unavailable', message, version: toVersion.toString(), retrying: true });
       this.#retryEnd({ id, fromVersion, toVersion, attempts: attempts + 1 });
     };
@@ -727,6 +731,8 @@ export class Ownership {
       )
       .finally(() => {
         this.#endDeletes--;
+        if (this.#endDeletes === 0 && this.#endQueue.length === 0) this.#onEndsSettled?.();
+        if (this.#closed) return;
         const next = this.#endQueue.shift();
         if (next !== undefined) this.#deleteStored(next.id, next.fromVersion, next.toVersion, next.attempts);
       });
@@ -764,6 +770,34 @@ export class Ownership {
       Math.max(1, due - this.#d.clock.now()),
     );
     this.#endRetryTimer.unref();
+  }
+
+  /**
+   * Before a stop: every end delete waiting (for room, or to be tried again) is sent now, and the store's
+   * answers are awaited for at most `timeoutMs` — so that a director stopped right after ending sessions
+   * (a drain's deadline, a client's CLOSE, a terminate) leaves none of them live in a shared store when
+   * the store can take the deletes. What is still unanswered then is reported by `close`.
+   */
+  async settleEnds(timeoutMs: number): Promise<void> {
+    if (this.#closed) return;
+    if (this.#endRetryTimer !== null) clearTimeout(this.#endRetryTimer);
+    this.#endRetryTimer = null;
+    const retries = [...this.#endRetries.values()];
+    this.#endRetries.clear();
+    for (const e of retries) this.#deleteStored(e.id, e.fromVersion, e.toVersion, e.attempts);
+    if (this.#endDeletes === 0 && this.#endQueue.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      this.#onEndsSettled = resolve;
+      timer = setTimeout(resolve, Math.max(0, Math.min(MAX_TIMER_MS, timeoutMs)));
+    });
+    clearTimeout(timer);
+    this.#onEndsSettled = null;
+  }
+
+  /** An end the store never took, given up because this director stops: a SECURITY_EVENT (the session may live on in the store). */
+  #endAbandoned(id: string, toVersion: bigint, message: string): void {
+    this.#security(id, 'end_not_stored', { reason: 'director_stopped', message, version: toVersion.toString(), retrying: false });
   }
 
   /** Store deletes of ended sessions in flight, waiting for room, and waiting to be tried again (the store was unreachable). */
@@ -1010,12 +1044,28 @@ export class Ownership {
     return n;
   }
 
+  /**
+   * Stops every timer. What is left undone is said, session by session, as a SECURITY_EVENT: an end the
+   * store has not taken (`end_not_stored`, reason `director_stopped`: waiting to be tried again or for
+   * room; one in flight says so if its answer is a failure), and a REVOKE its old owner has not acknowledged
+   * (`revoke_unacknowledged`, reason `director_stopped`: nothing resends it any more).
+   */
   close(): void {
+    if (this.#closed) return;
     this.#closed = true;
     if (this.#endRetryTimer !== null) clearTimeout(this.#endRetryTimer);
     this.#endRetryTimer = null;
+    for (const e of this.#endRetries.values()) this.#endAbandoned(e.id, e.toVersion, 'the store had not taken the delete when the director stopped');
+    this.#endRetries.clear();
+    for (let e = this.#endQueue.shift(); e !== undefined; e = this.#endQueue.shift()) this.#endAbandoned(e.id, e.toVersion, 'the delete was never sent: the director stopped first');
     if (this.#revokeTimer !== null) clearTimeout(this.#revokeTimer);
     this.#revokeTimer = null;
+    for (const level of this.#revokes) {
+      for (const p of level.values()) {
+        this.#d.stats.revokes.inc('unacknowledged');
+        this.#security(p.rec.id, 'revoke_unacknowledged', { node: p.node, version: p.version.toString(), attempts: p.attempts + 1, reason: 'director_stopped' });
+      }
+    }
     this.#revokes.length = 0;
     this.#revokesPendingTo.clear();
     this.#versionKeyed = 0;

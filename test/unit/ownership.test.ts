@@ -144,6 +144,72 @@ describe('Ownership.ended (store deletes)', () => {
   });
 });
 
+describe('Ownership stopping: settleEnds and close', () => {
+  it('settleEnds tries the waiting deletes now and waits for the answers: a store that is back takes them all', async () => {
+    const clock = new ManualClock();
+    const h = harness({ clock });
+    const recs = [await h.admit(counterId(1), clientTransport(1)), await h.admit(counterId(2), clientTransport(2))];
+    let down = true;
+    h.store.beforeDelete = () => (down ? { ok: false, reason: 'unavailable', message: 'no leader' } : undefined);
+    for (const r of recs) expect(h.own.terminate(r.id, 'operator', 'op').ok).toBe(true);
+    await waitFor('both deletes waiting to be tried again', () => (h.own.endDeletes.retrying === 2 && h.own.endDeletes.inFlight === 0) || undefined);
+    down = false; // the store is back, but the retry is a second away (the clock does not move)
+    await h.own.settleEnds(5000);
+    expect(h.own.endDeletes).toEqual({ inFlight: 0, waiting: 0, retrying: 0 });
+    for (const r of recs) expect(await h.store.get(r.id)).toEqual({ ok: true, record: null });
+    h.own.close();
+    expect(h.auditLines().filter((l) => l.event === 'SECURITY_EVENT' && l.detail?.['reason'] === 'director_stopped')).toHaveLength(0);
+  });
+
+  it('a store still unreachable: settleEnds returns once the answers are in, and close says each end given up (SECURITY_EVENT, reason director_stopped)', async () => {
+    const clock = new ManualClock();
+    const h = harness({ clock });
+    const rec = await h.admit(counterId(3), clientTransport(3));
+    let tries = 0;
+    h.store.beforeDelete = () => {
+      tries++;
+      return { ok: false, reason: 'unavailable', message: 'no leader' };
+    };
+    expect(h.own.terminate(rec.id, 'operator', 'op').ok).toBe(true);
+    await waitFor('the delete waiting to be tried again', () => (h.own.endDeletes.retrying === 1 && h.own.endDeletes.inFlight === 0) || undefined);
+    await h.own.settleEnds(5000);
+    expect(tries).toBe(2);
+    h.own.close();
+    const sec = h.auditLines(rec.id).filter((l) => l.event === 'SECURITY_EVENT');
+    expect(sec.map((l) => [l.cause, l.detail?.['reason'], l.detail?.['retrying']])).toEqual([
+      ['end_not_stored', 'unavailable', true],
+      ['end_not_stored', 'director_stopped', false],
+    ]);
+    expect(h.own.endDeletes).toEqual({ inFlight: 0, waiting: 0, retrying: 0 });
+    clock.advance(60_000);
+    expect(tries).toBe(2); // nothing tried after close
+  });
+
+  it('a delete in flight at close that then fails is said given up, not "retrying"; deletes waiting for room are never sent', async () => {
+    const h = harness({ limits: { sessionMax: 10_000 } });
+    const ids: string[] = [];
+    for (let i = 0; i < 4100; i++) ids.push((await h.admit(counterId(i + 1), clientTransport(i))).id);
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    let sent = 0;
+    h.store.beforeDelete = async () => {
+      sent++;
+      await gate;
+      return { ok: false, reason: 'unavailable', message: 'no leader' };
+    };
+    for (const id of ids) expect(h.own.terminate(id, 'operator', 'op').ok).toBe(true);
+    expect(h.own.endDeletes).toMatchObject({ inFlight: 4096, waiting: 4 });
+    h.own.close();
+    const stopped = () => h.auditLines().filter((l) => l.cause === 'end_not_stored' && l.detail?.['reason'] === 'director_stopped');
+    expect(stopped().map((l) => l.session)).toEqual(ids.slice(4096)); // the four never sent
+    open();
+    await waitFor('the in-flight deletes answered', () => h.own.endDeletes.inFlight === 0 || undefined);
+    expect(sent).toBe(4096);
+    expect(stopped()).toHaveLength(4100);
+    expect(h.auditLines().filter((l) => l.cause === 'end_not_stored' && l.detail?.['retrying'] === true)).toHaveLength(0);
+  });
+});
+
 // ------------------------------------------------------------------------------------------ admission
 describe('Ownership.admit', () => {
   it('HELLO → admit outcome → store create (version 1) → HELLO forwarded with seq 1, audit create', async () => {
@@ -795,6 +861,24 @@ describe('REVOKE acknowledgement', () => {
     expect(h.stats.revokes.get('acknowledged')).toBe(0);
     advance(h, 1000);
     expect(h.path.revokes).toHaveLength(3);
+  });
+
+  it('REVOKEs not acknowledged when the director stops: each said at close (SECURITY_EVENT revoke_unacknowledged, reason director_stopped), none resent after', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const h = harness({ revokeTimeoutMs: 10, revokeRetries: 3 });
+    const from = await moved(h);
+    advance(h, 10);
+    expect(h.path.revokes).toHaveLength(2);
+    h.own.close();
+    const sec = h.auditLines(ID).filter((l) => l.event === 'SECURITY_EVENT');
+    expect(sec).toHaveLength(1);
+    expect(sec[0]).toMatchObject({ cause: 'revoke_unacknowledged', detail: { node: from, version: '3', attempts: 2, reason: 'director_stopped' } });
+    expect(h.stats.revokes.get('unacknowledged')).toBe(1);
+    expect(h.own.pendingRevokes).toBe(0);
+    advance(h, 1000);
+    expect(h.path.revokes).toHaveLength(2);
+    h.own.close(); // twice: said once
+    expect(h.auditLines(ID).filter((l) => l.event === 'SECURITY_EVENT')).toHaveLength(1);
   });
 
   it('a session moved on again before its old owner acknowledged: each REVOKE is pending, acknowledged and counted on its own', async () => {
