@@ -295,7 +295,9 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     },
   );
   const startFailover = (node: string, actor: string): ReturnType<DrainCoordinator['start']> => {
-    const r = drains.start(node, { mode: 'migrate', deadlineS: 0, cause: 'failover', actor });
+    // An operator's failover also stops new sessions going to the node (it may be healthy: a node being
+    // taken away now); an automatic one is of an unhealthy node, which takes none until healthy again.
+    const r = drains.start(node, { mode: 'migrate', deadlineS: 0, cause: 'failover', actor, stopAdmissions: actor !== 'auto-failover' });
     if (r.created || r.escalated === true) {
       stats.auditEvents.inc('failover');
       audit.write({ session: null, event: 'failover', cause: actor === 'auto-failover' ? 'node_unhealthy' : 'operator', from_version: null, to_version: null, from_owner: node, to_owner: null, actor, detail: { drain: r.view.id, sessions: r.view.total } });

@@ -172,10 +172,14 @@ export class DrainCoordinator {
    * of a node whose drain is still waiting (mode `wait`) makes that drain migrate its sessions now
    * (`escalated`): a failover never waits.
    */
-  start(node: string, req: { mode: DrainMode; deadlineS: number; cause: DrainCause; actor: string }): { view: DrainView; created: boolean; escalated?: boolean } {
+  start(node: string, req: { mode: DrainMode; deadlineS: number; cause: DrainCause; actor: string; stopAdmissions?: boolean }): { view: DrainView; created: boolean; escalated?: boolean } {
     const running = this.#active(node);
+    // A drain, and an operator's failover, stop the node taking new sessions (marked draining until an
+    // undrain); an automatic failover leaves that to the node's health, which brings it back by itself.
+    const stopAdmissions = req.cause === 'drain' || req.stopAdmissions === true;
     const now = this.#d.clock.now();
     if (running !== undefined && running.state === 'waiting' && req.cause === 'failover') {
+      if (stopAdmissions) this.#d.setDraining(node, true);
       running.state = 'running';
       // From here its moves are the failover's: audited with cause failover (the id stays the drain's).
       running.cause = 'failover';
@@ -187,9 +191,9 @@ export class DrainCoordinator {
       return { view, created: false, escalated: true };
     }
     if (running !== undefined) {
-      // A drain asked for while a failover of the node runs is that failover — and the node still stops
-      // taking new sessions, as asked (a failover alone leaves that to the node's health).
-      if (req.cause === 'drain' && running.cause === 'failover') this.#d.setDraining(node, true);
+      // A drain (or an operator's failover) asked for while a failover of the node runs is that failover —
+      // and the node still stops taking new sessions, as asked.
+      if (stopAdmissions && running.cause === 'failover') this.#d.setDraining(node, true);
       return { view: this.#view(running), created: false };
     }
     // A deadline past a year is refused by the admin API and the CLI; here it is bounded so that no date
@@ -219,7 +223,7 @@ export class DrainCoordinator {
       gaveUp: new Set(),
       cursor: null,
     };
-    if (req.cause === 'drain') this.#d.setDraining(node, true);
+    if (stopAdmissions) this.#d.setDraining(node, true);
     this.#drains.set(d.id, d);
     this.#trim();
     this.#d.logger.info({ drain: d.id, node, mode: d.mode, cause: d.cause, total: d.total, actor: req.actor }, 'drain started');

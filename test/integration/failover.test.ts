@@ -106,6 +106,26 @@ describe('failover', () => {
     await waitFor('unacknowledged REVOKEs to be reported', async () => (await metric(cl.director.admin, 'anchor_revokes_total', { outcome: 'unacknowledged' })) === victims.length);
   });
 
+  it('an operator\'s failover of a healthy node moves its sessions and stops new ones going there until an undrain', async () => {
+    c = await startCluster({ family: 4, config: HEALTH });
+    const cl = c;
+    await waitFor('every node healthy', async () => (await getJson<{ items: NodeJson[] }>(cl, '/v1/nodes')).items.every((n) => n.health === 'healthy'));
+    sessions.push(...(await openSessions(cl, 12)));
+    const r = await fetch(`${cl.director.admin}/v1/nodes/node-b/failover`, { method: 'POST' });
+    expect(r.status).toBe(202);
+    const fo = (await r.json()) as { id: string };
+    await waitFor('the failover to complete', async () => (await getJson<{ state: string }>(cl, `/v1/drains/${fo.id}`)).state === 'completed' || undefined);
+    const nodeB = async (): Promise<{ state: string; sessions: number }> => (await getJson<{ items: (NodeJson & { state: string })[] }>(cl, '/v1/nodes')).items.find((n) => n.id === 'node-b')!;
+    expect(await nodeB()).toMatchObject({ state: 'draining', sessions: 0 });
+    // Healthy, yet no new session lands there (30 sessions: with it eligible, ~10 would).
+    const fresh = await openSessions(cl, 30);
+    sessions.push(...fresh);
+    for (const s of fresh) expect((await getJson<SessionJson>(cl, `/v1/sessions/${s.hex}`)).owner).not.toBe('node-b');
+    expect((await nodeB()).sessions).toBe(0);
+    expect((await fetch(`${cl.director.admin}/v1/nodes/node-b/undrain`, { method: 'POST' })).status).toBe(200);
+    expect((await nodeB()).state).toBe('active');
+  });
+
   it('failover: auto moves the sessions of a node unhealthy for grace_s, and says so in the audit', async () => {
     c = await startCluster({ family: 4, config: { ...HEALTH, failover: { mode: 'auto', grace_s: 0.5 } } });
     const cl = c;

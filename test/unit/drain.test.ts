@@ -459,6 +459,26 @@ describe('DrainCoordinator', () => {
     expect(lines.filter((l) => l.event === 'transfer')).toHaveLength(0);
   });
 
+  it('an operator\'s failover (stopAdmissions) takes the node out of admission too — new, escalating a waiting drain, or joining a running failover', async () => {
+    const r = await rig('node-c', 5);
+    const { view } = r.drains.start('node-c', { mode: 'migrate', deadlineS: 0, cause: 'failover', actor: 'admin', stopAdmissions: true });
+    expect(r.draining).toEqual([['node-c', true]]);
+    await waitFor('failover finished', finished(r, view.id));
+    const w = await rig('node-b', 3);
+    w.drains.start('node-b', { mode: 'wait', deadlineS: 600, cause: 'drain', actor: 'op' });
+    w.draining.length = 0;
+    const esc = w.drains.start('node-b', { mode: 'migrate', deadlineS: 0, cause: 'failover', actor: 'admin', stopAdmissions: true });
+    expect(esc.escalated).toBe(true);
+    expect(w.draining).toEqual([['node-b', true]]);
+    const j = await rig('node-a', 5, { rate: 0.001 });
+    j.drains.start('node-a', { mode: 'migrate', deadlineS: 0, cause: 'failover', actor: 'auto-failover' });
+    expect(j.draining).toEqual([]);
+    const joined = j.drains.start('node-a', { mode: 'migrate', deadlineS: 0, cause: 'failover', actor: 'admin', stopAdmissions: true });
+    expect(joined.created).toBe(false);
+    expect(j.draining).toEqual([['node-a', true]]);
+    j.drains.undrain('node-a');
+  });
+
   it('migrations the store keeps refusing count as failed after the retries (unavailable: 10× attempts); the drain ends failed with last_error', async () => {
     const r = await rig('node-a', 40, { attempts: 3 });
     const { h } = r;
