@@ -859,6 +859,14 @@ export class Ownership {
       this.#recordEnd(rec, core.commit(p, now), this.#o.directorId);
       return;
     }
+    if (r.reason === 'unavailable' && this.#late.get(rec.id) === null) {
+      // The answer was lost, but the watch said meanwhile that the session is gone from the store: our
+      // delete on its version landed (the store's own rule for a lost delete, resolveUnknownWrite). It is
+      // this director's expiry, audited as such — not a remote end that no director would audit.
+      this.#late.delete(rec.id);
+      this.#recordEnd(rec, core.commit(p, now), this.#o.directorId);
+      return;
+    }
     core.abort(p);
     if (this.#late.has(rec.id)) {
       this.#settleLate(rec.id);

@@ -209,7 +209,7 @@ describe('idle expiry across directors sharing a store', () => {
 
 /** A store whose next write of a kind lands but whose answer is lost (answered `unavailable`). */
 class LossyStore implements OwnershipStore {
-  lose: 'create' | 'update' | null = null;
+  lose: 'create' | 'update' | 'delete' | null = null;
   constructor(readonly inner: MemoryStore) {}
   get(id: string) {
     return this.inner.get(id);
@@ -231,8 +231,11 @@ class LossyStore implements OwnershipStore {
   refresh(id: string, v: bigint, e: number, d: string) {
     return this.inner.refresh(id, v, e, d);
   }
-  delete(id: string, v: bigint) {
-    return this.inner.delete(id, v);
+  async delete(id: string, v: bigint): Promise<CasResult> {
+    const res = await this.inner.delete(id, v);
+    // The watch's delete event reaches the directors before the (lost) answer, as it can from etcd.
+    if (this.lose === 'delete') await settle();
+    return this.#answer('delete', res);
   }
   watch(fn: Parameters<OwnershipStore['watch']>[0]) {
     return this.inner.watch(fn);
@@ -240,7 +243,7 @@ class LossyStore implements OwnershipStore {
   close() {
     return this.inner.close();
   }
-  #answer(kind: 'create' | 'update', res: CasResult): CasResult {
+  #answer(kind: 'create' | 'update' | 'delete', res: CasResult): CasResult {
     if (this.lose !== kind) return res;
     this.lose = null;
     return { ok: false, reason: 'unavailable', message: 'answer lost (test)' };
@@ -262,6 +265,28 @@ describe('what the store says wins', () => {
     // The director follows the store, not its assumption: the session is there, at version 1.
     expect(a.core.table.get(id)).toMatchObject({ version: 1n, state: 'ATTACHED', pending: null });
     expect(a.audit.recent({ session: id, limit: 10 }).map((l) => l.cause)).toEqual(['admit_store_unavailable', 'late_write_applied']);
+  });
+
+  it('an expiry whose delete landed but whose answer was lost, the watch saying the session is gone first: one expire, audited by the director that deleted it', async () => {
+    const clock = new ManualClock();
+    const store = new LossyStore(new MemoryStore());
+    const a = director('dir-a', store, clock);
+    const b = director('dir-b', store, clock);
+    const idBytes = counterId(12);
+    a.client(encodeJv1(PacketType.HELLO, idBytes, new Uint8Array(4)), clientTransport(3));
+    await settle();
+    const id = sessionIdHex(idBytes);
+    expect(b.core.table.get(id)).toMatchObject({ version: 1n });
+    // A is gone (it never runs again); B expires the session once the store expiry and the grace passed.
+    clock.advance(TTL + GRACE);
+    store.lose = 'delete';
+    b.own.expireIdle(clock.now());
+    await settle();
+    await settle();
+    expect(store.lose).toBeNull(); // the answer was lost
+    expect((await store.get(id)).ok && (await store.get(id))).toMatchObject({ record: null });
+    expect(b.core.table.get(id)).toBeUndefined();
+    expect(b.audit.recent({ session: id, limit: 10 }).map((l) => [l.event, l.actor])).toEqual([['expire', 'dir-b']]);
   });
 
   it('a transfer whose answer was lost but which landed: the director takes the new owner and version from the watch', async () => {
