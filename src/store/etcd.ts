@@ -90,6 +90,12 @@ export function encodeRecord(r: StoredSession): string {
   });
 }
 
+/** Keys per page of a listing: ~250 bytes each, well under gRPC's 4 MiB message limit. */
+export const RANGE_PAGE = 4096;
+
+/** A session id as keys hold it: 32 lower-case hex characters. */
+const SESSION_ID = /^[0-9a-f]{32}$/;
+
 /** Throws on a value Anchor did not write (the caller fails closed). */
 export function decodeRecord(text: string): StoredSession {
   const o = JSON.parse(text) as Record<string, unknown>;
@@ -217,6 +223,8 @@ export class EtcdStore implements OwnershipStore {
   #resyncTimer: NodeJS.Timeout | null = null;
   #closed = false;
   #listedOnce = false;
+  /** The feed's listing in progress, if any (a resync and `follow` never run two). */
+  #feedStarting: Promise<void> | null = null;
   // ---- the director's lease (self-fencing) ----
   #lease: Lease | null = null;
   /** The id of the lease while it is granted (shared entries written `withLease` carry it). */
@@ -306,6 +314,9 @@ export class EtcdStore implements OwnershipStore {
         'grpc.keepalive_time_ms': 10_000,
         'grpc.keepalive_timeout_ms': Math.max(1000, opts.callTimeoutMs),
         'grpc.keepalive_permit_without_calls': 1,
+        // A watch answer carries a whole transaction's events (with their previous values): room for
+        // the largest batch step, not gRPC's 4 MiB default. Listings are paged (#range).
+        'grpc.max_receive_message_length': 64 * 1024 * 1024,
         // Reconnect quickly once a member is back.
         'grpc.initial_reconnect_backoff_ms': 100,
         'grpc.max_reconnect_backoff_ms': 1000,
@@ -367,19 +378,29 @@ export class EtcdStore implements OwnershipStore {
   #prevOf(kv: IKeyValue | undefined | null): StoredSession | undefined {
     if (kv === undefined || kv === null) return undefined;
     try {
-      return decodeRecord(kv.value.toString('utf8'));
+      return this.#decodeKv(kv).record;
     } catch {
       return undefined;
     }
   }
 
+  /**
+   * The record under `kv`, or an Error naming the key: for a value Anchor did not write, and for one that
+   * names another session than its key does (a record under `sessions/A` saying it is B would be mirrored
+   * as B, and route B's packets by it).
+   */
   #decodeKv(kv: IKeyValue): { value: string; record: StoredSession; modRevision: bigint } {
     const value = kv.value.toString('utf8');
+    const key = kv.key.toString('utf8');
+    let record;
     try {
-      return { value, record: decodeRecord(value), modRevision: BigInt(kv.mod_revision) };
+      record = decodeRecord(value);
     } catch (err) {
-      throw new Error(`${kv.key.toString('utf8')}: ${errMessage(err)}`, { cause: err });
+      throw new Error(`${key}: ${errMessage(err)}`, { cause: err });
     }
+    if (!SESSION_ID.test(record.id)) throw new Error(`${key}: the record's id "${record.id.slice(0, 64)}" is not a session id (32 lower-case hex characters)`);
+    if (key !== this.#keyPrefix + record.id) throw new Error(`${key}: the record names session ${record.id}, not the one of its key`);
+    return { value, record, modRevision: BigInt(kv.mod_revision) };
   }
 
   /**
@@ -437,20 +458,39 @@ export class EtcdStore implements OwnershipStore {
     throw last ?? new CallTimeout('txn', timeoutMs);
   }
 
-  /** Every key under `prefix` (sessions, or the whole store prefix for the feed), at one revision. */
+  /**
+   * Every key under `prefix` (sessions, or the whole store prefix for the feed), at one revision: in pages
+   * of RANGE_PAGE keys, each page read at the first one's revision (one answer holding every session
+   * passed gRPC's message limit from about 18,000 sessions on: no director could start, and a resync
+   * failed for good). Each page has the call deadline `timeoutMs`.
+   */
   async #range(prefix: string, timeoutMs = this.#timeoutMs): Promise<{ kvs: IKeyValue[]; revision: bigint }> {
-    const until = Date.now() + timeoutMs;
-    const start = Buffer.from(prefix);
     const end = Buffer.from(prefix);
     end[end.length - 1] = (end[end.length - 1] as number) + 1; // the prefix's range end
+    const kvs: IKeyValue[] = [];
+    let from = Buffer.from(prefix);
+    let revision: string | undefined;
+    for (;;) {
+      const res = await this.#rangePage(from, end, revision, timeoutMs);
+      revision ??= res.header.revision;
+      for (const kv of res.kvs) kvs.push(kv);
+      const lastKv = res.kvs.at(-1);
+      if (!res.more || lastKv === undefined) return { kvs, revision: BigInt(revision) };
+      from = Buffer.concat([lastKv.key, Buffer.from([0])]); // the next key after the last one
+    }
+  }
+
+  /** One page of a range (at `revision` when given), retried (reads are safe to retry) within `timeoutMs`. */
+  async #rangePage(from: Buffer, end: Buffer, revision: string | undefined, timeoutMs: number): Promise<IRangeResponse> {
+    const until = Date.now() + timeoutMs;
     let last: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
       const left = until - Date.now();
       if (left <= 0) break;
       try {
-        const res = await this.#call('range', (o) => this.#client.kv.range({ key: start, range_end: end }, o), left);
+        const res = await this.#call('range', (o) => this.#client.kv.range({ key: from, range_end: end, limit: RANGE_PAGE, ...(revision === undefined ? {} : { revision }) }, o), left);
         this.#seen(res.header);
-        return { kvs: res.kvs, revision: BigInt(res.header.revision) };
+        return res;
       } catch (err) {
         if (last === undefined || !isBrokenCircuitError(err)) last = err; // keep the cause, not the breaker
         if (!worthRetrying(err) || this.#closed) break;
@@ -459,9 +499,23 @@ export class EtcdStore implements OwnershipStore {
     throw last ?? new CallTimeout('range', timeoutMs);
   }
 
+  /**
+   * Every session record, at one revision. A value that is not one (or names another session than its
+   * key) is reported and left out, as the watch feed does: one bad key must not make every listing fail
+   * (no director could start, no drain list its node). That session itself fails closed: every call on
+   * it is answered unavailable.
+   */
   async #listAll(timeoutMs = this.#timeoutMs): Promise<{ records: StoredSession[]; revision: bigint }> {
     const { kvs, revision } = await this.#range(this.#keyPrefix, timeoutMs);
-    return { records: kvs.map((kv) => this.#decodeKv(kv).record), revision };
+    const records: StoredSession[] = [];
+    for (const kv of kvs) {
+      try {
+        records.push(this.#decodeKv(kv).record);
+      } catch (err) {
+        this.#report(err, 'list: undecodable session record left out');
+      }
+    }
+    return { records, revision };
   }
 
   /**
@@ -777,6 +831,30 @@ export class EtcdStore implements OwnershipStore {
     };
   }
 
+  async follow(snapshot: (records: readonly StoredSession[]) => void, listener: (ev: StoreEvent) => void): Promise<{ ok: true; unsubscribe: () => void } | Unavailable> {
+    if (this.#closed) return unavailable('store closed');
+    if (!this.#listedOnce) {
+      // The feed has not listed yet (etcd was unreachable when the store connected): list now, bounded.
+      if (this.#resyncTimer !== null) clearTimeout(this.#resyncTimer);
+      this.#resyncTimer = null;
+      await this.#startFeed();
+      if (!this.#listedOnce) return unavailable('etcd: the sessions could not be listed');
+    }
+    if (this.#closed) return unavailable('store closed');
+    // One synchronous step: the feed's records (all events up to #feedRevision applied), then the events
+    // after them. A transaction's events at #feedRevision that are not applied yet still come (the feed
+    // skips only the keys it applied at that revision).
+    snapshot([...this.#cache.values()]);
+    const sub: Subscription = { fn: listener, fromRevision: this.#feedRevision };
+    this.#subs.add(sub);
+    return {
+      ok: true,
+      unsubscribe: () => {
+        this.#subs.delete(sub);
+      },
+    };
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -801,14 +879,21 @@ export class EtcdStore implements OwnershipStore {
 
   // ---- watch feed ----
 
-  /** List, then watch from the listing's revision + 1. On failure, tries again shortly. */
-  async #startFeed(): Promise<void> {
+  /** List, then watch from the listing's revision + 1. On failure, tries again shortly. One at a time. */
+  #startFeed(): Promise<void> {
+    this.#feedStarting ??= this.#listAndWatch().finally(() => {
+      this.#feedStarting = null;
+    });
+    return this.#feedStarting;
+  }
+
+  async #listAndWatch(): Promise<void> {
     if (this.#closed) return;
     let listing;
     const shared = new Map<string, string>();
     try {
       const all = await this.#range(this.#prefix);
-      const records: StoredSession[] = [];
+      const records: { record: StoredSession; created: bigint }[] = [];
       for (const kv of all.kvs) {
         const key = kv.key.toString('utf8').slice(this.#prefix.length);
         if (key.startsWith('sessions/')) {
@@ -817,7 +902,7 @@ export class EtcdStore implements OwnershipStore {
           // store while it still said ready). That session itself fails closed: every call on it is
           // answered unavailable, so it is neither admitted again nor moved.
           try {
-            records.push(this.#decodeKv(kv).record);
+            records.push({ record: this.#decodeKv(kv).record, created: BigInt(kv.create_revision) });
           } catch (err) {
             this.#report(err, 'watch feed: undecodable session record left out');
           }
@@ -831,15 +916,22 @@ export class EtcdStore implements OwnershipStore {
       return;
     }
     if (this.#closed) return;
-    const fresh = new Map(listing.records.map((r) => [r.id, r]));
-    if (this.#listedOnce) {
-      // Deliver what changed during the gap as events (at the listing's revision).
+    const fresh = new Map(listing.records.map((r) => [r.record.id, r.record]));
+    {
+      // Deliver what changed during the gap as events (at the listing's revision) — on the first listing
+      // too, to a subscriber that came before it (every record is then news).
+      const inSyncTo = this.#feedRevision;
       for (const [id, prev] of this.#cache) {
         if (!fresh.has(id)) this.#dispatch({ kind: 'delete', id, prev }, listing.revision);
       }
-      for (const [id, r] of fresh) {
-        const prev = this.#cache.get(id) ?? null;
-        if (prev === null || encodeRecord(prev) !== encodeRecord(r)) this.#dispatch({ kind: 'put', record: r, prev }, listing.revision);
+      for (const { record: r, created } of listing.records) {
+        const prev = this.#cache.get(r.id) ?? null;
+        if (prev !== null && created > inSyncTo) {
+          // Ended and admitted again during the gap (a client reusing its id): the end, then the new
+          // session — one put on top of the old record would be an older version, ignored.
+          this.#dispatch({ kind: 'delete', id: r.id, prev }, listing.revision);
+          this.#dispatch({ kind: 'put', record: r, prev: null }, listing.revision);
+        } else if (prev === null || encodeRecord(prev) !== encodeRecord(r)) this.#dispatch({ kind: 'put', record: r, prev }, listing.revision);
       }
       for (const key of this.#shared.keys()) if (!shared.has(key)) this.#dispatchShared(key, null);
       for (const [key, text] of shared) if (this.#shared.get(key) !== text) this.#dispatchShared(key, text);
@@ -915,7 +1007,9 @@ export class EtcdStore implements OwnershipStore {
     // A watch etcd cancels (e.g. its start revision was compacted) emits `error`; without a listener
     // the process would exit. Resynchronise by listing again.
     w.on('error', (err) => {
-      this.#report(err, 'watch cancelled; resynchronising');
+      // etcd says why (a compaction past the revision it was to resume from) in fields etcd3 does not pass
+      // on: say at least from which revision the feed was following, and that it lists anew.
+      this.#report(err, `watch cancelled while following from revision ${this.#feedRevision + 1n} (compacted, if etcd compacted past it); resynchronising by listing again`);
       if (this.#watcher === w) this.#watcher = null;
       w.removeAllListeners('data');
       void w.cancel().catch(() => undefined);

@@ -70,6 +70,15 @@ export interface OwnershipStore {
   delete(id: string, expectVersion: bigint): Promise<CasResult>;
   /** Change events for every successful write, in commit order. Returns an unsubscribe function. */
   watch(listener: (ev: StoreEvent) => void): () => void;
+  /**
+   * Every record the store holds, then every change after them, from one consistent point: the records
+   * go to `snapshot` (once, before any event), the changes committed after that point to `listener`, in
+   * commit order — nothing in between is missed or delivered twice, as a listing followed by a watch
+   * could (a session deleted while the listing was answered came back with it). Waits (bounded by the
+   * store's call deadline) for the store to have read its records once. Absent for a store whose listing
+   * and watch cannot race (the in-process one: `listByOwner` and `watch` do).
+   */
+  follow?(snapshot: (records: readonly StoredSession[]) => void, listener: (ev: StoreEvent) => void): Promise<{ ok: true; unsubscribe: () => void } | { ok: false; reason: 'unavailable'; message: string }>;
   close(): Promise<void>;
   /**
    * A store shared by several directors holds a lease per director: the monotonic time (ms, the

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, connect as connectTcp, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Etcd3 } from 'etcd3';
-import { EtcdStore, encodeRecord, resolveUnknownWrite, sharedEvent } from '../../src/store/etcd.js';
+import { EtcdStore, RANGE_PAGE, encodeRecord, resolveUnknownWrite, sharedEvent } from '../../src/store/etcd.js';
 import type { SharedEvent, StoreEvent, StoredSession } from '../../src/store/store.js';
 import { startEtcdCluster, type EtcdCluster, type EtcdMember } from '../helpers/etcd.js';
 import { waitFor } from '../helpers/wait.js';
@@ -231,7 +231,8 @@ describe('EtcdStore on a three-member cluster', () => {
       expect(await store.get(sid(1))).toMatchObject({ ok: false, reason: 'unavailable', message: expect.stringMatching(/not an Anchor session record/) });
       expect(await store.update(rec(sid(1), 2n), 1n)).toMatchObject({ ok: false, reason: 'unavailable' });
       expect(await store.create(rec(sid(1), 1n))).toMatchObject({ ok: false, reason: 'unavailable' });
-      expect(await store.listByOwner('node-a')).toMatchObject({ ok: false, reason: 'unavailable' });
+      // A listing leaves it out (one bad key made every listing fail: no director could start).
+      expect(await store.listByOwner('node-a')).toEqual({ ok: true, records: [] });
       // In a batch, only that session fails closed; the others are written.
       const other = rec(sid(2), 1n);
       expect((await store.create(other)).ok).toBe(true);
@@ -469,6 +470,136 @@ describe('EtcdStore watch feed', () => {
     }
   });
 
+  it('a record whose id is not its key\'s is no session: left out of the feed and listings (reported), its key fails closed, the session it names untouched', async () => {
+    const prefix = freshPrefix();
+    const errors: string[] = [];
+    const store = await EtcdStore.connect({ endpoints: cluster.endpoints, prefix, callTimeoutMs: CALL_TIMEOUT_MS, onError: (e, ctx) => errors.push(`${ctx}: ${String(e)}`) });
+    const direct = await connect(prefix);
+    try {
+      const seen: StoreEvent[] = [];
+      store.watch((ev) => seen.push(ev));
+      const b = rec(sid(6), 1n);
+      expect((await direct.create(b)).ok).toBe(true);
+      // Under sessions/<sid 5>, a record claiming to be sid 6 at a far higher version.
+      await raw.put(`${prefix}sessions/${sid(5)}`).value(encodeRecord({ ...b, version: 50n, owner: 'node-b' }));
+      const marker = rec(sid(99), 1n, { owner: 'marker' });
+      expect((await direct.create(marker)).ok).toBe(true);
+      await waitFor('the marker', () => seen.some((e) => e.kind === 'put' && e.record.id === sid(99)) || undefined, { timeoutMs: 5000, intervalMs: 5 });
+      expect(seen.filter((e) => e.kind === 'put').map((e) => (e.kind === 'put' ? [e.record.id, e.record.version] : null))).toEqual([
+        [sid(6), 1n],
+        [sid(99), 1n],
+      ]);
+      expect(errors.some((e) => e.includes(`sessions/${sid(5)}`) && e.includes(`names session ${sid(6)}`))).toBe(true);
+      expect(await store.get(sid(5))).toMatchObject({ ok: false, reason: 'unavailable' });
+      expect(await store.get(sid(6))).toEqual({ ok: true, record: b });
+      expect(await store.listByOwner('node-a')).toEqual({ ok: true, records: [b] });
+      await raw.put(`${prefix}sessions/${sid(8)}`).value(encodeRecord(rec('not-a-session-id', 1n)));
+      expect(await store.get(sid(8))).toMatchObject({ ok: false, reason: 'unavailable', message: expect.stringMatching(/not a session id/) });
+    } finally {
+      await store.close();
+      await direct.close();
+    }
+  });
+
+  it('a listing past gRPC\'s 4 MiB answer (20,000 sessions) is read page by page (RANGE_PAGE keys) at one revision: every record once', async () => {
+    const prefix = freshPrefix();
+    const n = 20_000;
+    expect(n).toBeGreaterThan(RANGE_PAGE);
+    const put = (i: number) => ({ request_put: { key: Buffer.from(`${prefix}sessions/${sid(i)}`), value: Buffer.from(encodeRecord(rec(sid(i), 1n, { owner: i % 2 === 0 ? 'node-a' : 'node-b' }))) } });
+    // 128 puts per transaction (etcd's default limit), 8 transactions at a time.
+    for (let i = 0; i < n; i += 128 * 8) {
+      await Promise.all(
+        Array.from({ length: 8 }, (_, t) => i + t * 128)
+          .filter((j) => j < n)
+          .map((j) => raw.kv.txn({ success: Array.from({ length: Math.min(128, n - j) }, (_, k) => put(j + k)) })),
+      );
+    }
+    const store = await connect(prefix);
+    try {
+      expect(store.cachedSize).toBe(n);
+      const a = await store.listByOwner('node-a');
+      expect(a.ok && a.records.length).toBe(Math.ceil(n / 2));
+      expect(a.ok && new Set(a.records.map((x) => x.id)).size).toBe(Math.ceil(n / 2));
+      let snap = 0;
+      const f = await store.follow((records) => (snap = records.length), () => undefined);
+      expect(snap).toBe(n);
+      if (f.ok) f.unsubscribe();
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('follow: the records, then every change after them, from one point — none missed or doubled, however the writes interleave with it', async () => {
+    const prefix = freshPrefix();
+    const direct = await connect(prefix);
+    const store = await connect(prefix);
+    try {
+      for (let i = 0; i < 40; i++) expect((await direct.create(rec(sid(i), 1n))).ok).toBe(true);
+      // Writes racing the follow: deletes, updates and creates, some before and some after its point.
+      const mirror = new Map<string, StoredSession>();
+      const racing = (async () => {
+        for (let i = 0; i < 20; i++) {
+          if (i % 2 === 0) expect((await direct.delete(sid(i), 1n)).ok).toBe(true);
+          else expect((await direct.update({ ...rec(sid(i), 2n), owner: 'node-b' }, 1n)).ok).toBe(true);
+          expect((await direct.create(rec(sid(100 + i), 1n))).ok).toBe(true);
+        }
+      })();
+      const r = await store.follow(
+        (records) => {
+          for (const x of records) mirror.set(x.id, x);
+        },
+        (ev) => {
+          if (ev.kind === 'delete') {
+            expect(mirror.has(ev.id)).toBe(true); // never a delete of what the mirror does not hold
+            mirror.delete(ev.id);
+          } else {
+            if (ev.prev === null) expect(mirror.has(ev.record.id)).toBe(false); // never a create twice
+            mirror.set(ev.record.id, ev.record);
+          }
+        },
+      );
+      expect(r.ok).toBe(true);
+      await racing;
+      const marker = rec(sid(999), 1n, { owner: 'marker' });
+      expect((await direct.create(marker)).ok).toBe(true);
+      await waitFor('the marker', () => mirror.has(sid(999)) || undefined, { timeoutMs: 5000, intervalMs: 5 });
+      const all = await raw.getAll().prefix(`${prefix}sessions/`).strings();
+      expect(new Map([...mirror].map(([id, x]) => [id, encodeRecord(x)]))).toEqual(new Map(Object.entries(all).map(([k, v]) => [k.slice(`${prefix}sessions/`.length), v])));
+      if (r.ok) r.unsubscribe();
+    } finally {
+      await store.close();
+      await direct.close();
+    }
+  });
+
+  it('a store that could not list at first (etcd unreachable) lists when followed, and a watcher from before then gets what was written meanwhile', async () => {
+    const prefix = freshPrefix();
+    const proxy = await cuttableProxy(cluster.endpoints[0] as string);
+    proxy.cut();
+    const store = await EtcdStore.connect({ endpoints: [proxy.url], prefix, callTimeoutMs: CALL_TIMEOUT_MS, onError: () => undefined });
+    const direct = await connect(prefix);
+    try {
+      const early: StoreEvent[] = [];
+      store.watch((ev) => early.push(ev));
+      const a = rec(sid(1), 1n);
+      expect((await direct.create(a)).ok).toBe(true);
+      expect(await store.follow(() => undefined, () => undefined)).toMatchObject({ ok: false, reason: 'unavailable' });
+      proxy.restore();
+      let snap: readonly StoredSession[] = [];
+      const r = await waitFor('a follow that lists', async () => {
+        const x = await store.follow((records) => (snap = records), () => undefined);
+        return x.ok ? x : undefined;
+      }, { timeoutMs: 10_000, intervalMs: 100 });
+      expect(snap).toEqual([a]);
+      await waitFor('the early watcher to get the write made before the first listing', () => early.some((e) => e.kind === 'put' && e.record.id === sid(1)) || undefined, { timeoutMs: 5000, intervalMs: 10 });
+      r.unsubscribe();
+    } finally {
+      await store.close();
+      await direct.close();
+      await proxy.close();
+    }
+  });
+
   it('a watch whose resume revision was compacted resynchronises by listing: the gap arrives as events', async () => {
     const prefix = freshPrefix();
     const proxy = await cuttableProxy(cluster.endpoints[0] as string);
@@ -480,9 +611,16 @@ describe('EtcdStore watch feed', () => {
       store.watch((ev) => seen.push(ev));
       const v1 = rec(sid(1), 1n);
       const gone = rec(sid(2), 1n);
+      // sid(4): moved on to v2 before the gap, ended and admitted anew (v1, another owner) during it.
+      const old4 = { ...rec(sid(4), 1n) };
+      const old4v2 = { ...old4, version: 2n };
+      const new4 = rec(sid(4), 1n, { owner: 'node-c' });
       expect((await direct.create(v1)).ok).toBe(true);
       expect((await direct.create(gone)).ok).toBe(true);
-      await waitFor('first events', () => seen.length >= 2, { timeoutMs: 5000, intervalMs: 5 });
+      expect((await direct.create(old4)).ok).toBe(true);
+      expect((await direct.update(old4v2, 1n)).ok).toBe(true);
+      await waitFor('first events', () => seen.length >= 4, { timeoutMs: 5000, intervalMs: 5 });
+      seen.splice(2, 2); // sid(4)'s create and update
       proxy.cut();
       const v2 = { ...v1, version: 2n, state: 'FROZEN' as const };
       const v3 = { ...v2, version: 3n, owner: 'node-b' };
@@ -491,23 +629,29 @@ describe('EtcdStore watch feed', () => {
       expect((await direct.update(v3, 2n)).ok).toBe(true);
       expect((await direct.delete(sid(2), 1n)).ok).toBe(true);
       expect((await direct.create(added)).ok).toBe(true);
+      expect((await direct.delete(sid(4), 2n)).ok).toBe(true);
+      expect((await direct.create(new4)).ok).toBe(true);
       // Compact everything up to now: the store's resume revision no longer exists.
       const head = await raw.put(`${prefix}unrelated`).value('x').exec();
       await raw.kv.compact({ revision: head.header.revision, physical: true });
       proxy.restore();
-      await waitFor('the gap as events', () => seen.length >= 5, { timeoutMs: 10_000, intervalMs: 10 });
-      // The listing shows end states only: v1 → v3 is one put (prev v1), the delete and the new record.
+      await waitFor('the gap as events', () => seen.length >= 7, { timeoutMs: 10_000, intervalMs: 10 });
+      // The listing shows end states only: v1 → v3 is one put (prev v1), the delete and the new record; a
+      // session ended and admitted anew is its end and then the new session (one put of v1 on top of v2
+      // would be ignored as older by every director).
       expect(seen.slice(2)).toEqual([
         { kind: 'delete', id: sid(2), prev: gone },
         { kind: 'put', record: v3, prev: v1 },
         { kind: 'put', record: added, prev: null },
+        { kind: 'delete', id: sid(4), prev: old4v2 },
+        { kind: 'put', record: new4, prev: null },
       ]);
-      expect(errors.some((c) => c.includes('resynchronising'))).toBe(true);
+      expect(errors.some((c) => c.includes('resynchronising') && /following from revision \d+/.test(c))).toBe(true);
       // And the feed goes on from there.
       const marker = rec(sid(99), 1n, { owner: 'marker' });
       expect((await direct.create(marker)).ok).toBe(true);
-      await waitFor('the marker', () => seen.length >= 6, { timeoutMs: 10_000, intervalMs: 10 });
-      expect(seen[5]).toEqual({ kind: 'put', record: marker, prev: null });
+      await waitFor('the marker', () => seen.length >= 8, { timeoutMs: 10_000, intervalMs: 10 });
+      expect(seen[7]).toEqual({ kind: 'put', record: marker, prev: null });
     } finally {
       await store.close();
       await direct.close();
