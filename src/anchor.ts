@@ -545,15 +545,20 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
 
   let unfollow: (() => void) | null = null;
   try {
-    await director.start();
-    // Other directors' changes (a shared store) are mirrored into this director's table.
-    const parseTransport = (text: string): ParsedTransport | null => parseStoredTransport(text, director.addresses);
-    unfollow = ownership.followStore(parseTransport);
-    const loaded = await ownership.loadFromStore(
+    await director.openUpstreams();
+    // The store's sessions first, then other directors' changes (a shared store) mirrored into this
+    // director's table; only then are clients read (director.listen): a datagram of a live session read
+    // before would be answered REJECT UNKNOWN_SESSION (and a HELLO's admission race the loaded record).
+    const udpFamilies = config.listen.udp.map((l) => hp(l.address));
+    const parseTransport = (text: string): ParsedTransport | null => parseStoredTransport(text, udpFamilies);
+    const followed = await ownership.followAndLoad(
       nodes.map((n) => n.id),
       parseTransport,
     );
+    unfollow = followed.unfollow;
+    const loaded = followed.loaded;
     if (loaded > 0) logger.info({ sessions: loaded }, 'sessions loaded from the store');
+    await director.listen();
     await tcp?.start();
     await prober?.start();
     await admin.start();

@@ -270,7 +270,21 @@ export class UdpDirector implements DataPath {
   }
 
   async start(): Promise<void> {
+    await this.openUpstreams();
+    await this.listen();
+  }
+
+  /** The sockets to the nodes (the first half of `start`): replies and REVOKEs can go out, no client is read. */
+  async openUpstreams(): Promise<void> {
     for (const n of this.#opts.nodes) await this.#openUpstream(n.id, n.address);
+  }
+
+  /**
+   * The client listeners and the sweep (the second half of `start`). A director on a shared store opens
+   * them only once it holds the store's sessions: a datagram of a live session read before that would be
+   * answered REJECT UNKNOWN_SESSION, and its client would give the session up.
+   */
+  async listen(): Promise<void> {
     for (const [i, addr] of this.#opts.listen.entries()) await this.#openListener(i, addr);
     const every = this.#opts.sweepIntervalMs ?? 250;
     this.#tick = setInterval(() => this.#sweep(), every);

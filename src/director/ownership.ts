@@ -11,7 +11,7 @@ import type { AuditSink } from '../obs/audit.js';
 import { type DirectorStats, rejectLabel } from '../obs/stats.js';
 import { LifecycleEvent, SessionState } from '../session/lifecycle.js';
 import type { Candidate, RecordWalk, SessionRecord } from '../session/table.js';
-import type { CasResult, OwnershipStore, StoredSession, UpdateWrite } from '../store/store.js';
+import type { CasResult, OwnershipStore, StoreEvent, StoredSession, UpdateWrite } from '../store/store.js';
 import type { Clock } from '../util/clock.js';
 import type { DirectorCore, Forward, Planned, PlanRefusal, TransitionNote, ClientOutcome } from './core.js';
 import { storedTransport, type ParsedTransport } from './stored-transport.js';
@@ -941,21 +941,56 @@ export class Ownership {
    */
   followStore(parseTransport: (key: string) => ParsedTransport | null): () => void {
     this.#parseTransport = parseTransport;
-    return this.#d.store.watch((ev) => {
-      // The very write of a transition in flight, committed by the store call still running: kept aside
-      // until that call answers (#lateEchoes).
-      if (this.#echoes !== null && ev.kind === 'put' && this.#isEcho(ev.record)) {
-        this.#echoes.push(ev.record);
-        return;
+    return this.#d.store.watch((ev) => this.#onStoreEvent(ev));
+  }
+
+  /**
+   * Loads the sessions of `owners` the store holds and follows every later change (followStore), from one
+   * consistent point where the store offers it (`follow`: etcd), so that a session deleted while the
+   * listing was being answered is not loaded back; otherwise (the in-process store) by followStore and
+   * loadFromStore. A StoreUnavailableError when the store cannot list its sessions.
+   */
+  async followAndLoad(owners: readonly string[], parseTransport: (key: string) => ParsedTransport | null): Promise<{ loaded: number; unfollow: () => void }> {
+    const store = this.#d.store;
+    if (store.follow === undefined) {
+      const unfollow = this.followStore(parseTransport);
+      try {
+        return { loaded: await this.loadFromStore(owners, parseTransport), unfollow };
+      } catch (err) {
+        unfollow();
+        throw err;
       }
-      const local = this.#d.core.table.get(ev.kind === 'delete' ? ev.id : ev.record.id);
-      if (local !== undefined && local.pending !== null && (ev.kind === 'delete' || ev.record.director === this.#o.directorId)) {
-        this.#late.set(local.id, ev.kind === 'delete' ? null : ev.record);
-        return;
-      }
-      if (ev.kind === 'delete') this.#applyDelete(ev.id);
-      else this.#applyRecord(ev.record);
-    });
+    }
+    this.#parseTransport = parseTransport;
+    const wanted = new Set(owners);
+    let loaded = 0;
+    const r = await store.follow(
+      (records) => {
+        loaded = this.#load(
+          records.filter((rec) => wanted.has(rec.owner)),
+          parseTransport,
+        );
+      },
+      (ev) => this.#onStoreEvent(ev),
+    );
+    if (!r.ok) throw new StoreUnavailableError(`cannot load the sessions from the store: ${r.message}`);
+    return { loaded, unfollow: r.unsubscribe };
+  }
+
+  #onStoreEvent(ev: StoreEvent): void {
+    // The very write of a transition in flight, committed by the store call still running: kept aside
+    // until that call answers (#lateEchoes).
+    if (this.#echoes !== null && ev.kind === 'put' && this.#isEcho(ev.record)) {
+      this.#echoes.push(ev.record);
+      return;
+    }
+    const local = this.#d.core.table.get(ev.kind === 'delete' ? ev.id : ev.record.id);
+    if (local !== undefined && local.pending !== null && (ev.kind === 'delete' || ev.record.director === this.#o.directorId)) {
+      this.#late.set(local.id, ev.kind === 'delete' ? null : ev.record);
+      return;
+    }
+    if (ev.kind === 'delete') this.#applyDelete(ev.id);
+    else this.#applyRecord(ev.record);
   }
 
   /** What the watch said about a session while its transition was in flight, applied now that it settled. */
@@ -1034,20 +1069,27 @@ export class Ownership {
    */
   async loadFromStore(owners: readonly string[], parseTransport: (key: string) => ParsedTransport | null): Promise<number> {
     let n = 0;
-    const now = this.#d.clock.now();
     for (const owner of owners) {
       const r = await this.#d.store.listByOwner(owner);
       if (!r.ok) throw new StoreUnavailableError(`cannot load the sessions of ${owner} from the store: ${r.message}`);
-      for (const rec of r.records) {
-        const out = this.#d.core.applyRemote(
-          { id: rec.id, owner: rec.owner, version: rec.version, state: rec.state, transport: rec.transport === null ? null : parseTransport(rec.transport), expiresAt: this.#monoExpiry(rec.expiresAt) },
-          now,
-        );
-        if (out.kind === 'ignored') continue;
-        n++;
-        // A session frozen by a director that is gone is thawed by the stale-freeze sweep.
-        if (rec.state === SessionState.FROZEN) this.#frozenAt.set(rec.id, now);
-      }
+      n += this.#load(r.records, parseTransport);
+    }
+    return n;
+  }
+
+  /** Stored sessions into the table (as other directors' writes are): how many were new or newer here. */
+  #load(records: readonly StoredSession[], parseTransport: (key: string) => ParsedTransport | null): number {
+    let n = 0;
+    const now = this.#d.clock.now();
+    for (const rec of records) {
+      const out = this.#d.core.applyRemote(
+        { id: rec.id, owner: rec.owner, version: rec.version, state: rec.state, transport: rec.transport === null ? null : parseTransport(rec.transport), expiresAt: this.#monoExpiry(rec.expiresAt) },
+        now,
+      );
+      if (out.kind === 'ignored') continue;
+      n++;
+      // A session frozen by a director that is gone is thawed by the stale-freeze sweep.
+      if (rec.state === SessionState.FROZEN) this.#frozenAt.set(rec.id, now);
     }
     return n;
   }
