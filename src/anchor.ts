@@ -405,6 +405,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     const f = fence();
     if (f !== FenceState.OK) return { ready: false, reason: f === FenceState.EXPIRED ? 'store lease expired: not forwarding' : 'store unreachable or lease near its deadline' };
     if (membership.ring.nodes.length === 0) return { ready: false, reason: 'no active, healthy node' };
+    if (store.following === false) return { ready: false, reason: 'not following the store\'s changes (listing again after a watch gap): sessions admitted or moved elsewhere meanwhile are not known here' };
     return { ready: true };
   };
   const registry = createMetricsRegistry(
@@ -433,6 +434,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       syncTcp: () => tcp?.syncBytes(),
       ready: () => ready().ready,
       auditOk: () => audit.fileError === null,
+      ...(store.following === undefined ? {} : { storeFollowing: () => store.following === true }),
     },
     { processMetrics: config.metrics.enabled },
   );

@@ -47,6 +47,8 @@ export interface MetricsSources {
   ready(): boolean;
   /** Whether audit lines reach their file (or the log when audit.path is null): false from a failed open or write until a reopen works. */
   auditOk?(): boolean;
+  /** Whether the shared store's change feed is followed (absent: a store of one director). */
+  storeFollowing?(): boolean;
 }
 
 export const METRIC_NAMES = [
@@ -373,6 +375,17 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
       this.set(src.auditOk === undefined || src.auditOk() ? 1 : 0);
     },
   });
+  if (src.storeFollowing !== undefined) {
+    const following = src.storeFollowing;
+    new Gauge({
+      name: 'anchor_store_following',
+      help: '1 while this director follows the shared store\'s changes (listed, watch open); 0 while it lists again after a watch gap or cannot list: its copy of the sessions may be out of date, and it is not ready meanwhile.',
+      registers: [reg],
+      collect() {
+        this.set(following() ? 1 : 0);
+      },
+    });
+  }
   new Gauge({
     name: 'anchor_ready',
     help: '1 when the director admits new sessions (the same as /readyz), else 0.',

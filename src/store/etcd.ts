@@ -342,6 +342,10 @@ export class EtcdStore implements OwnershipStore {
     return store;
   }
 
+  get following(): boolean {
+    return !this.#closed && this.#listedOnce && this.#watcher !== null && this.#resyncTimer === null && this.#feedStarting === null;
+  }
+
   /** Number of records in the watch feed's cache (for metrics and tests). */
   get cachedSize(): number {
     return this.#cache.size;

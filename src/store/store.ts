@@ -78,6 +78,11 @@ export interface OwnershipStore {
    * store's call deadline) for the store to have read its records once. Absent for a store whose listing
    * and watch cannot race (the in-process one: `listByOwner` and `watch` do).
    */
+  /**
+   * Whether the store's change feed is followed now (listed, watch open): false while it lists again after
+   * a watch gap or cannot list. Absent for a store whose changes cannot be missed (the in-process one).
+   */
+  readonly following?: boolean;
   follow?(snapshot: (records: readonly StoredSession[]) => void, listener: (ev: StoreEvent) => void): Promise<{ ok: true; unsubscribe: () => void } | { ok: false; reason: 'unavailable'; message: string }>;
   close(): Promise<void>;
   /**

@@ -584,6 +584,7 @@ describe('EtcdStore watch feed', () => {
       const a = rec(sid(1), 1n);
       expect((await direct.create(a)).ok).toBe(true);
       expect(await store.follow(() => undefined, () => undefined)).toMatchObject({ ok: false, reason: 'unavailable' });
+      expect(store.following).toBe(false); // what /readyz and anchor_store_following say
       proxy.restore();
       let snap: readonly StoredSession[] = [];
       const r = await waitFor('a follow that lists', async () => {
@@ -591,6 +592,7 @@ describe('EtcdStore watch feed', () => {
         return x.ok ? x : undefined;
       }, { timeoutMs: 10_000, intervalMs: 100 });
       expect(snap).toEqual([a]);
+      expect(store.following).toBe(true);
       await waitFor('the early watcher to get the write made before the first listing', () => early.some((e) => e.kind === 'put' && e.record.id === sid(1)) || undefined, { timeoutMs: 5000, intervalMs: 10 });
       r.unsubscribe();
     } finally {

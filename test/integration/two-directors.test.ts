@@ -298,13 +298,11 @@ describe('two directors on etcd', () => {
     for (const d of [a, b]) await waitFor('node-c active again', async () => (await stateOn(d, 'node-c')) === 'active' || undefined);
   });
 
-  it('a drain through A and an undrain through B at once: both directors end with the state etcd committed last, A\'s drain running only if that is draining', async () => {
+  it('a drain through A and an undrain through B at once: both directors end with the state etcd committed last, A\'s drain stopped only if that is active', async () => {
     type Nodes = { items: { id: string; state: string }[] };
-    type Drains = { items: { node: string; state: string }[] };
     const node = 'node-b';
     const stateOn = async (d: DirectorProc): Promise<string | undefined> => ((await (await fetch(`${d.admin}/v1/nodes`)).json()) as Nodes).items.find((n) => n.id === node)?.state;
-    const drainingOnA = async (): Promise<boolean> =>
-      ((await (await fetch(`${a.admin}/v1/drains`)).json()) as Drains).items.some((x) => x.node === node && (x.state === 'waiting' || x.state === 'running'));
+    const drainState = async (id: string): Promise<string> => ((await (await fetch(`${a.admin}/v1/drains/${id}`)).json()) as { state: string }).state;
     const inEtcd = async (): Promise<string | undefined> => {
       const kv = (await readPrefix(etcd.endpoints[0]!, `${prefix}nodes/${node}`)).find((x) => x.key === `${prefix}nodes/${node}`);
       return kv === undefined ? undefined : ((JSON.parse(kv.value) as { state: string }).state);
@@ -315,13 +313,19 @@ describe('two directors on etcd', () => {
         fetch(`${b.admin}/v1/nodes/${node}/undrain`, { method: 'POST' }),
       ]);
       expect([200, 202]).toContain(dr.status);
+      const drain = ((await dr.json()) as { id: string }).id;
       expect(un.status).toBe(200);
       const final = await waitFor(`round ${round}: A, B and etcd to agree on ${node}`, async () => {
         const [onA, onB, committed] = await Promise.all([stateOn(a), stateOn(b), inEtcd()]);
         return onA !== undefined && onA === onB && onA === committed ? onA : undefined;
       });
-      // A's drain runs exactly when the node is draining (an undrain committed after it cancelled it).
-      await waitFor(`round ${round}: A's drain to run exactly when ${node} is ${final}`, async () => ((await drainingOnA()) === (final === 'draining') ? true : undefined));
+      // A's drain stopped (cancelled by B's undrain) exactly when the node ended active; it runs (or, with
+      // no session of the node left to wait for, completed) when the node ended draining.
+      await waitFor(`round ${round}: A's drain to agree with ${node} ${final}`, async () => {
+        const st = await drainState(drain);
+        const inProgress = st === 'waiting' || st === 'running';
+        return (final === 'draining' ? st !== 'cancelled' : !inProgress) || undefined;
+      });
       expect((await fetch(`${a.admin}/v1/nodes/${node}/undrain`, { method: 'POST' })).status).toBe(200);
       for (const d of [a, b]) await waitFor(`${node} active again`, async () => (await stateOn(d)) === 'active' || undefined);
     }
