@@ -534,11 +534,12 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       clearInterval(thawTick);
       unfollow?.();
       drains.close();
-      // Ends the store has not taken yet get one more try and a moment for the answers; what is still
-      // not taken after that, and every REVOKE not acknowledged, is audited by close (SECURITY_EVENT).
+      // No client is served any more (the table stopped following the store above) …
+      await Promise.allSettled([director.close(), tcp?.close(), admin.close(), prober?.close()]);
+      // … then the ends the store has not taken yet get one more try and a moment for the answers; what is
+      // still not taken after that, and every REVOKE not acknowledged, is audited by close (SECURITY_EVENT).
       await ownership.settleEnds(END_SETTLE_MS);
       ownership.close();
-      await Promise.allSettled([director.close(), tcp?.close(), admin.close(), prober?.close()]);
       await store.close();
       await audit.close();
     })();

@@ -519,6 +519,7 @@ export class UdpDirector implements DataPath {
 
   /** DataPath: sends a decided forward to its node, behind a PROXY v2 header. */
   forward(f: Forward): void {
+    if (this.#closed) return; // a store answer after the sockets closed (a stop): nothing goes out
     this.#send(f.session, f.node, f.msg, f.src, f.listener, f.flags, f.seq, f.version);
   }
 
@@ -724,12 +725,13 @@ export class UdpDirector implements DataPath {
 
   /** DataPath: replies held during a reattach go to the transport that is bound now. */
   relayHeld(rec: SessionRecord, replies: Buffer[]): void {
-    if (!this.#d.core.table.holds(rec)) return;
+    if (this.#closed || !this.#d.core.table.holds(rec)) return;
     for (const msg of replies) this.#relay(rec, null, rec.owner, msg);
   }
 
   /** DataPath: a REJECT for a HELLO whose admission failed in the store. */
   answer(out: ClientOutcome, rec: SessionRecord): void {
+    if (this.#closed) return;
     if (out.kind === 'reject') this.#sendReject(out.sessionId, out.reason, rec.transport, rec.listener, Infinity);
     else if (out.kind === 'drop') this.#d.stats.clientDropped.inc(out.reason);
   }
@@ -737,7 +739,7 @@ export class UdpDirector implements DataPath {
   /** DataPath: REVOKE(version) to a node that no longer owns `rec`. */
   revoke(rec: SessionRecord, node: string, version: bigint): void {
     const up = this.#upstreams.get(node);
-    if (up === undefined) return;
+    if (up === undefined || this.#closed) return; // a resend timer firing during a stop: a closed dgram socket throws
     const id = rec.idBytes; // decoded once
     if (this.#opts.encapsulation === 'none') {
       (up.socket as dgram.Socket).send(encodeRevoke(id, version), up.onSent);
@@ -800,7 +802,7 @@ export class UdpDirector implements DataPath {
 
   /** DataPath: a REJECT to an unbound transport, never more than 3× the bytes it sent us. */
   rejectCandidate(rec: SessionRecord, c: Candidate, reason: RejectReason): void {
-    if (c.listener === TCP_LISTENER) return; // a TCP candidate is answered on its connection (and counted there)
+    if (c.listener === TCP_LISTENER || this.#closed) return; // a TCP candidate is answered on its connection (and counted there)
     const reply = this.#core.speaksJv1(c.listener) ? encodeReject(rec.idBytes, reason) : undefined; // no REJECT in OpenVPN or offset
     if (reply === undefined || !this.#core.chargeCandidate(c, reply.length)) {
       this.#d.stats.rejectsSuppressed++;

@@ -859,10 +859,12 @@ export class Ownership {
       this.#recordEnd(rec, core.commit(p, now), this.#o.directorId);
       return;
     }
-    if (r.reason === 'unavailable' && this.#late.get(rec.id) === null) {
-      // The answer was lost, but the watch said meanwhile that the session is gone from the store: our
-      // delete on its version landed (the store's own rule for a lost delete, resolveUnknownWrite). It is
-      // this director's expiry, audited as such — not a remote end that no director would audit.
+    if (r.reason === 'unavailable' && r.maybeApplied === true && this.#late.get(rec.id) === null) {
+      // The delete was sent and its answer lost, and the watch said meanwhile that the session is gone
+      // from the store: our delete on its version landed (the store's own rule for a lost delete,
+      // resolveUnknownWrite). It is this director's expiry, audited as such — not a remote end that no
+      // director would audit. (A delete never sent — its read failed — is not: the session was ended by
+      // another director, who audits it.)
       this.#late.delete(rec.id);
       this.#recordEnd(rec, core.commit(p, now), this.#o.directorId);
       return;

@@ -108,6 +108,7 @@ export const METRIC_NAMES = [
   'anchor_audit_file_ok',
   'anchor_sessions_active',
   'anchor_tombstones',
+  'anchor_store_following',
   'anchor_ready',
 ] as const;
 

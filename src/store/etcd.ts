@@ -812,14 +812,16 @@ export class EtcdStore implements OwnershipStore {
       try {
         reread = await this.#read(id, this.#timeoutMs);
       } catch (err) {
-        return unavailable(`etcd ${kind}: outcome unknown (${errMessage(lastErr)}); re-read failed: ${errMessage(err)}`);
+        return { ...unavailable(`etcd ${kind}: outcome unknown (${errMessage(lastErr)}); re-read failed: ${errMessage(err)}`), maybeApplied: true };
       }
       const r = resolveUnknownWrite(kind, value, comparedModRevision, reread);
       if (r.kind === 'applied') return { ok: true, record: okRecord };
       if (r.kind === 'conflict') return { ok: false, reason: 'conflict', current: r.current };
       // not applied (yet): try again while the first deadline lasts
     }
-    return unavailable(`etcd ${kind}: ${lastErr === undefined ? 'store closed' : errMessage(lastErr)}`);
+    // Attempts were sent (lastErr): a later one may still land. None (store closed): nothing was sent.
+    if (lastErr === undefined) return unavailable(`etcd ${kind}: store closed`);
+    return { ...unavailable(`etcd ${kind}: ${errMessage(lastErr)}`), maybeApplied: true };
   }
 
   /**

@@ -22,8 +22,12 @@ export type CasResult =
   | { readonly ok: true; readonly record: StoredSession }
   /** The stored version is not the expected one (or the record exists / is gone); `current` is what is there. */
   | { readonly ok: false; readonly reason: 'conflict'; readonly current: StoredSession | null }
-  /** The store could not be reached or did not answer in time; nothing is known to have changed. */
-  | { readonly ok: false; readonly reason: 'unavailable'; readonly message: string };
+  /**
+   * The store could not be reached or did not answer in time; nothing is known to have changed.
+   * `maybeApplied`: the write was sent and its outcome is unknown (it may have applied, or apply later);
+   * without it, it was never sent.
+   */
+  | { readonly ok: false; readonly reason: 'unavailable'; readonly message: string; readonly maybeApplied?: true };
 
 /** One write of `updateMany`: the arguments of one `update`. */
 export interface UpdateWrite {
@@ -71,6 +75,11 @@ export interface OwnershipStore {
   /** Change events for every successful write, in commit order. Returns an unsubscribe function. */
   watch(listener: (ev: StoreEvent) => void): () => void;
   /**
+   * Whether the store's change feed is followed now (listed, watch open): false while it lists again after
+   * a watch gap or cannot list. Absent for a store whose changes cannot be missed (the in-process one).
+   */
+  readonly following?: boolean;
+  /**
    * Every record the store holds, then every change after them, from one consistent point: the records
    * go to `snapshot` (once, before any event), the changes committed after that point to `listener`, in
    * commit order — nothing in between is missed or delivered twice, as a listing followed by a watch
@@ -78,11 +87,6 @@ export interface OwnershipStore {
    * store's call deadline) for the store to have read its records once. Absent for a store whose listing
    * and watch cannot race (the in-process one: `listByOwner` and `watch` do).
    */
-  /**
-   * Whether the store's change feed is followed now (listed, watch open): false while it lists again after
-   * a watch gap or cannot list. Absent for a store whose changes cannot be missed (the in-process one).
-   */
-  readonly following?: boolean;
   follow?(snapshot: (records: readonly StoredSession[]) => void, listener: (ev: StoreEvent) => void): Promise<{ ok: true; unsubscribe: () => void } | { ok: false; reason: 'unavailable'; message: string }>;
   close(): Promise<void>;
   /**

@@ -23,6 +23,7 @@ async function exported(processMetrics = true): Promise<Map<string, { type: stri
       sessionSockets: () => 0,
       nativeIo: () => true,
       ready: () => true,
+      storeFollowing: () => true,
     },
     { processMetrics },
   );

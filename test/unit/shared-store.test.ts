@@ -231,7 +231,15 @@ class LossyStore implements OwnershipStore {
   refresh(id: string, v: bigint, e: number, d: string) {
     return this.inner.refresh(id, v, e, d);
   }
+  /** Runs before a delete answered `unavailable` without sending it (its read failed). */
+  beforeUnsentDelete: (() => Promise<void>) | null = null;
   async delete(id: string, v: bigint): Promise<CasResult> {
+    if (this.beforeUnsentDelete !== null) {
+      const fn = this.beforeUnsentDelete;
+      this.beforeUnsentDelete = null;
+      await fn();
+      return { ok: false, reason: 'unavailable', message: 'read failed (test): nothing sent' };
+    }
     const res = await this.inner.delete(id, v);
     // The watch's delete event reaches the directors before the (lost) answer, as it can from etcd.
     if (this.lose === 'delete') await settle();
@@ -246,7 +254,7 @@ class LossyStore implements OwnershipStore {
   #answer(kind: 'create' | 'update' | 'delete', res: CasResult): CasResult {
     if (this.lose !== kind) return res;
     this.lose = null;
-    return { ok: false, reason: 'unavailable', message: 'answer lost (test)' };
+    return { ok: false, reason: 'unavailable', message: 'answer lost (test)', maybeApplied: true };
   }
 }
 
@@ -287,6 +295,29 @@ describe('what the store says wins', () => {
     expect((await store.get(id)).ok && (await store.get(id))).toMatchObject({ record: null });
     expect(b.core.table.get(id)).toBeUndefined();
     expect(b.audit.recent({ session: id, limit: 10 }).map((l) => [l.event, l.actor])).toEqual([['expire', 'dir-b']]);
+  });
+
+  it('an expiry whose delete was never sent (its read failed) while another director ended the session: the end is that director\'s alone, audited once', async () => {
+    const clock = new ManualClock();
+    const store = new LossyStore(new MemoryStore());
+    const a = director('dir-a', store, clock);
+    const b = director('dir-b', store, clock);
+    const idBytes = counterId(13);
+    a.client(encodeJv1(PacketType.HELLO, idBytes, new Uint8Array(4)), clientTransport(4));
+    await settle();
+    const id = sessionIdHex(idBytes);
+    clock.advance(TTL + GRACE);
+    store.beforeUnsentDelete = async () => {
+      expect(a.own.terminate(id, 'operator', 'op').ok).toBe(true); // A ends it meanwhile (the store deletes it)
+      await settle();
+    };
+    b.own.expireIdle(clock.now());
+    await settle();
+    await settle();
+    expect(store.beforeUnsentDelete).toBeNull();
+    expect(b.core.table.get(id)).toBeUndefined();
+    const ends = [...a.audit.recent({ session: id, limit: 10 }), ...b.audit.recent({ session: id, limit: 10 })].filter((l) => l.event !== 'create');
+    expect(ends.map((l) => [l.event, l.actor])).toEqual([['terminate', 'op']]);
   });
 
   it('a transfer whose answer was lost but which landed: the director takes the new owner and version from the watch', async () => {
