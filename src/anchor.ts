@@ -18,7 +18,7 @@ import { loadNativeTcp, loadNativeUdp, type NativeTcpBinding, type NativeTcpLoad
 import { TcpFront } from './net/tcp-front.js';
 import { Membership, NodeHealth, NodeState } from './nodes/membership.js';
 import { HealthProber } from './nodes/prober.js';
-import { SharedNodeStates } from './nodes/shared-states.js';
+import { SharedNodeStates, type SharedNodeChange } from './nodes/shared-states.js';
 import { createAudit, type AuditSink, type AuditStart } from './obs/audit.js';
 import { Permits } from './util/permits.js';
 import { SliceEnder } from './director/ender.js';
@@ -262,6 +262,16 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
           { core: c, ownership, clock, logger, stats },
         );
   const sharedNodes = new SharedNodeStates(directorId, randomBytes(6).toString('hex'));
+  /** A node state the cluster settled on (SharedNodeStates), applied here. */
+  const applySharedNode = (node: string, change: SharedNodeChange | null): void => {
+    if (change === null) return;
+    membership.setState(node, change.state);
+    // Another director's undrain stops a drain of the node running here (our own did that when made).
+    if (change.state === NodeState.ACTIVE && change.director !== directorId) {
+      const d = drains.cancel(node);
+      if (d !== undefined) logger.info({ drain: d.id, node, by: change.director }, 'drain cancelled: the node was undrained on another director');
+    }
+  };
   const drains = new DrainCoordinator(
     { rate: config.drain.rate, concurrency: config.drain.concurrency, directorId, maxLoopLagMs: config.drain.max_loop_lag_ms },
     {
@@ -278,7 +288,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         if (store.putShared === undefined) return;
         const value = sharedNodes.wrote(node, state);
         void store.putShared('nodes', node, value).then((r) => {
-          if (r.ok) return;
+          if (r.ok) return applySharedNode(node, sharedNodes.answered(node, value, r.revision));
           sharedNodes.failed(node, value);
           logger.warn({ node, state, message: r.message }, 'node state not shared with the other directors');
         });
@@ -323,17 +333,10 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   // the store holds now come first, in this very call, applied whoever wrote them (this director before a
   // restart, with the same id, included); then every write, this director's echoes included, as
   // SharedNodeStates decides (every director ends with the state committed last).
-  const unwatchShared = store.watchShared?.((ev) => {
+  const unwatchShared = store.watchShared?.((ev, revision) => {
     if (ev.kind === 'nodes') {
       if (ev.value === null || membership.get(ev.id) === undefined) return;
-      const state = sharedNodes.event(ev.id, ev.value);
-      if (state === null) return;
-      membership.setState(ev.id, state);
-      // Another director's undrain stops a drain of the node running here (our own did that when made).
-      if (state === NodeState.ACTIVE && ev.value['director'] !== directorId) {
-        const d = drains.cancel(ev.id);
-        if (d !== undefined) logger.info({ drain: d.id, node: ev.id, by: ev.value['director'] }, 'drain cancelled: the node was undrained on another director');
-      }
+      applySharedNode(ev.id, sharedNodes.event(ev.id, ev.value, revision));
       return;
     }
     drains.applyShared(ev.id, ev.value);

@@ -209,7 +209,7 @@ export class EtcdStore implements OwnershipStore {
   readonly #cache = new Map<string, StoredSession>();
   /** Shared entries (`nodes/<id>`, `drains/<id>` → JSON text) as last seen by the watch feed. */
   readonly #shared = new Map<string, string>();
-  readonly #sharedSubs = new Set<(ev: SharedEvent) => void>();
+  readonly #sharedSubs = new Set<(ev: SharedEvent, revision: bigint) => void>();
   /** Highest revision this store knows to be committed (from any response header or event). */
   #knownRevision = 0n;
   /** mod_revision of the last event the feed applied (or the revision of the last listing). */
@@ -528,7 +528,7 @@ export class EtcdStore implements OwnershipStore {
    * (node states). A plain put, last writer wins: these entries are advisory views and intents, never
    * ownership (which only ever changes by CAS on a session key).
    */
-  async putShared(kind: SharedKind, id: string, value: object, opts: { withLease?: boolean } = {}): Promise<{ ok: true } | Unavailable> {
+  async putShared(kind: SharedKind, id: string, value: object, opts: { withLease?: boolean } = {}): Promise<{ ok: true; revision: bigint } | Unavailable> {
     if (this.#closed) return unavailable('store closed');
     if (!SHARED_KINDS.includes(kind)) throw new TypeError(`putShared: unknown kind "${String(kind)}"`);
     const lease = opts.withLease === true ? this.#leaseId : null;
@@ -537,17 +537,17 @@ export class EtcdStore implements OwnershipStore {
     try {
       const res = await this.#call('put', (o) => this.#client.kv.put(req, o), this.#timeoutMs);
       this.#seen(res.header);
-      return { ok: true };
+      return { ok: true, revision: BigInt(res.header.revision) };
     } catch (err) {
       return unavailable(`${kind}/${id} not written: ${errMessage(err)}`);
     }
   }
 
-  watchShared(listener: (ev: SharedEvent) => void): () => void {
+  watchShared(listener: (ev: SharedEvent, revision: bigint) => void): () => void {
     if (this.#closed) return () => undefined;
     for (const [key, text] of this.#shared) {
       const ev = sharedEvent(key, text);
-      if (ev !== null) listener(ev);
+      if (ev !== null) listener(ev, this.#feedRevision); // the feed's entries are as of its revision
     }
     this.#sharedSubs.add(listener);
     return () => {
@@ -939,8 +939,8 @@ export class EtcdStore implements OwnershipStore {
           this.#dispatch({ kind: 'put', record: r, prev: null }, listing.revision);
         } else if (prev === null || encodeRecord(prev) !== encodeRecord(r)) this.#dispatch({ kind: 'put', record: r, prev }, listing.revision);
       }
-      for (const key of this.#shared.keys()) if (!shared.has(key)) this.#dispatchShared(key, null);
-      for (const [key, text] of shared) if (this.#shared.get(key) !== text) this.#dispatchShared(key, text);
+      for (const key of this.#shared.keys()) if (!shared.has(key)) this.#dispatchShared(key, null, listing.revision);
+      for (const [key, text] of shared) if (this.#shared.get(key) !== text) this.#dispatchShared(key, text, listing.revision);
     }
     this.#cache.clear();
     for (const [id, r] of fresh) this.#cache.set(id, r);
@@ -985,7 +985,7 @@ export class EtcdStore implements OwnershipStore {
           if (sharedEvent(key, text ?? '{}') === null) continue;
           if (text === null) this.#shared.delete(key);
           else this.#shared.set(key, text);
-          this.#dispatchShared(key, text);
+          this.#dispatchShared(key, text, rev);
           continue;
         }
         const id = fullKey.slice(prefix.length);
@@ -1043,12 +1043,12 @@ export class EtcdStore implements OwnershipStore {
     }
   }
 
-  #dispatchShared(key: string, text: string | null): void {
+  #dispatchShared(key: string, text: string | null, revision: bigint): void {
     const ev = text === null ? sharedDeleted(key) : sharedEvent(key, text);
     if (ev === null) return;
     for (const fn of [...this.#sharedSubs]) {
       try {
-        fn(ev);
+        fn(ev, revision);
       } catch (err) {
         this.#report(err, 'shared watch listener threw');
       }

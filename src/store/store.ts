@@ -102,13 +102,15 @@ export interface OwnershipStore {
    * started on any director is seen by all) and drain records (every director lists every drain).
    * Absent for a store of one director.
    */
-  putShared?(kind: SharedKind, id: string, value: object, opts?: { withLease?: boolean }): Promise<{ ok: true } | { ok: false; reason: 'unavailable'; message: string }>;
+  putShared?(kind: SharedKind, id: string, value: object, opts?: { withLease?: boolean }): Promise<{ ok: true; revision: bigint } | { ok: false; reason: 'unavailable'; message: string }>;
   /**
    * Delivers every shared entry the store knows now (synchronously, as `put`s), then every change
-   * (from any director, in commit order). An entry written `withLease` is deleted when its director's
-   * lease ends (the director died or was partitioned away). Returns an unsubscribe function.
+   * (from any director, in commit order), each with the store revision it is at (the write's; after a
+   * gap the store could not replay, the revision of the listing that found it — the writes in between
+   * are then not delivered, only the entry as it is). An entry written `withLease` is deleted when its
+   * director's lease ends (the director died or was partitioned away). Returns an unsubscribe function.
    */
-  watchShared?(listener: (ev: SharedEvent) => void): () => void;
+  watchShared?(listener: (ev: SharedEvent, revision: bigint) => void): () => void;
 }
 
 /** What directors share beside sessions: `nodes/<id>` (admission state) and `drains/<id>` (drain records). */

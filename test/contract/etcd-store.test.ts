@@ -335,8 +335,9 @@ describe('EtcdStore watch feed', () => {
     const a = await EtcdStore.connect({ endpoints: cluster.endpoints, prefix, callTimeoutMs: CALL_TIMEOUT_MS, leaseTtlS: 5 });
     const b = await connect(prefix);
     try {
-      expect(await a.putShared('nodes', 'node-a', { state: 'draining', director: 'dir-a' })).toEqual({ ok: true });
-      expect(await a.putShared('drains', 'dr-1', { id: 'dr-1', state: 'running' }, { withLease: true })).toEqual({ ok: true });
+      const first = await a.putShared('nodes', 'node-a', { state: 'draining', director: 'dir-a' });
+      expect(first).toMatchObject({ ok: true, revision: expect.any(BigInt) });
+      expect(await a.putShared('drains', 'dr-1', { id: 'dr-1', state: 'running' }, { withLease: true })).toMatchObject({ ok: true });
       // b lacks a lease: a leased write is refused, named.
       const refused = await b.putShared('drains', 'dr-2', { id: 'dr-2' }, { withLease: true });
       expect(refused).toMatchObject({ ok: false, reason: 'unavailable' });
@@ -355,23 +356,33 @@ describe('EtcdStore watch feed', () => {
         ]),
       );
       const live: SharedEvent[] = [];
+      const revisions: bigint[] = [];
       const sessions: StoreEvent[] = [];
       b.watch((ev) => sessions.push(ev));
-      b.watchShared((ev) => live.push(ev));
+      b.watchShared((ev, revision) => {
+        live.push(ev);
+        revisions.push(revision);
+      });
       live.length = 0; // only what follows
-      expect(await b.putShared('nodes', 'node-a', { state: 'active', director: 'dir-b' })).toEqual({ ok: true });
+      revisions.length = 0;
+      const undrain = await b.putShared('nodes', 'node-a', { state: 'active', director: 'dir-b' });
+      expect(undrain).toMatchObject({ ok: true });
       await a.close(); // releases a's lease: its drain record goes with it
       await waitFor('b to see the undrain and the leased record deleted', () => live.length >= 2, { timeoutMs: 5000, intervalMs: 10 });
       expect(live).toEqual([
         { kind: 'nodes', id: 'node-a', value: { state: 'active', director: 'dir-b' } },
         { kind: 'drains', id: 'dr-1', value: null },
       ]);
+      // Each event at its write's revision: the put's answer names the same one (SharedNodeStates relies on it).
+      expect(revisions[0]).toBe(undrain.ok ? undrain.revision : -1n);
+      expect(revisions[1]! > revisions[0]!).toBe(true);
+      expect(first.ok && revisions[0]! > first.revision).toBe(true);
       expect(sessions).toEqual([]);
       expect(b.cachedSize).toBe(0);
       // A key that is not a shared entry under the prefix is ignored by both feeds.
       await raw.put(`${prefix}nodes/bad id with spaces`).value('{}');
       await raw.put(`${prefix}drains/dr-3`).value('not json');
-      expect(await b.putShared('nodes', 'node-b', { state: 'draining', director: 'dir-b' })).toEqual({ ok: true });
+      expect(await b.putShared('nodes', 'node-b', { state: 'draining', director: 'dir-b' })).toMatchObject({ ok: true });
       await waitFor('b to see its own write', () => live.length >= 3, { timeoutMs: 5000, intervalMs: 10 });
       expect(live.slice(2)).toEqual([{ kind: 'nodes', id: 'node-b', value: { state: 'draining', director: 'dir-b' } }]);
     } finally {

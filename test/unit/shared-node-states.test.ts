@@ -1,12 +1,13 @@
 // SharedNodeStates: which shared node-state events a director applies, so that directors changing one node
-// at once all end with the state the store committed last, and an echo of an older own write never undoes
-// a newer local change.
+// at once all end with the state the store committed last, an echo of an older own write never undoes a
+// newer local change, and a write whose echo a watch gap left out does not hold the node for good.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { SharedNodeStates, type SharedNodeValue } from '../../src/nodes/shared-states.js';
 import { NodeState } from '../../src/nodes/membership.js';
 
 const { ACTIVE, DRAINING } = NodeState;
+const st = (c: { state: NodeState } | null): NodeState | null => (c === null ? null : c.state);
 
 describe('SharedNodeStates', () => {
   it('a drain on A and an undrain on B at once: both end with the write the store committed last (either order)', () => {
@@ -18,10 +19,10 @@ describe('SharedNodeStates', () => {
       const wa = a.wrote('n', DRAINING);
       const wb = b.wrote('n', ACTIVE);
       const log: SharedNodeValue[] = lastFirst ? [wb, wa] : [wa, wb];
-      for (const v of log) {
-        onA = a.event('n', { ...v }) ?? onA;
-        onB = b.event('n', { ...v }) ?? onB;
-      }
+      log.forEach((v, i) => {
+        onA = st(a.event('n', { ...v }, BigInt(i + 1))) ?? onA;
+        onB = st(b.event('n', { ...v }, BigInt(i + 1))) ?? onB;
+      });
       const last = (log[1] as SharedNodeValue).state;
       expect([onA, onB]).toEqual([last, last]);
     }
@@ -32,19 +33,45 @@ describe('SharedNodeStates', () => {
     const w1 = a.wrote('n', DRAINING);
     const w2 = a.wrote('n', ACTIVE);
     const w3 = a.wrote('n', DRAINING);
-    expect(a.event('n', { ...w1 })).toBeNull();
-    expect(a.event('n', { ...w2 })).toBeNull();
+    expect(a.event('n', { ...w1 }, 1n)).toBeNull();
+    expect(a.event('n', { ...w2 }, 2n)).toBeNull();
     expect(a.inFlight('n')).toBe(true);
-    expect(a.event('n', { ...w3 })).toBe(DRAINING);
+    expect(a.event('n', { ...w3 }, 3n)).toEqual({ state: DRAINING, director: 'a' });
     expect(a.inFlight('n')).toBe(false);
   });
 
-  it('another director’s write committed before ours is passed over; one committed after it is applied', () => {
+  it('another director’s write committed before ours is passed over; one committed after it is applied, naming its director', () => {
     const a = new SharedNodeStates('a', 'x');
     const mine = a.wrote('n', DRAINING);
-    expect(a.event('n', { state: ACTIVE, director: 'b', write: 'y-1' })).toBeNull();
-    expect(a.event('n', { ...mine })).toBe(DRAINING);
-    expect(a.event('n', { state: ACTIVE, director: 'b', write: 'y-2' })).toBe(ACTIVE);
+    expect(a.event('n', { state: ACTIVE, director: 'b', write: 'y-1' }, 1n)).toBeNull();
+    expect(a.event('n', { ...mine }, 2n)).toEqual({ state: DRAINING, director: 'a' });
+    expect(a.event('n', { state: ACTIVE, director: 'b', write: 'y-2' }, 3n)).toEqual({ state: ACTIVE, director: 'b' });
+  });
+
+  it('a write whose echo a watch gap left out (the store delivers only the entry as it is) is settled by its answer\'s revision: the later write is applied', () => {
+    // The answer first, then the listing after the gap (another director wrote after us).
+    const a = new SharedNodeStates('a', 'x');
+    const mine = a.wrote('n', DRAINING);
+    expect(a.answered('n', mine, 5n)).toBeNull();
+    expect(a.event('n', { state: ACTIVE, director: 'b', write: 'y-1' }, 9n)).toEqual({ state: ACTIVE, director: 'b' });
+    expect(a.inFlight('n')).toBe(false);
+    // The listing first, then the answer (the listing was delivered before the put's answer came back).
+    const c = new SharedNodeStates('c', 'z');
+    const w = c.wrote('n', DRAINING);
+    expect(c.event('n', { state: ACTIVE, director: 'b', write: 'y-1' }, 9n)).toBeNull(); // in flight: its revision unknown yet
+    expect(c.answered('n', w, 5n)).toEqual({ state: ACTIVE, director: 'b' });
+    expect(c.inFlight('n')).toBe(false);
+    // An answer after its echo settles nothing more.
+    const d = new SharedNodeStates('d', 'w');
+    const wd = d.wrote('n', ACTIVE);
+    expect(d.event('n', { ...wd }, 4n)).toEqual({ state: ACTIVE, director: 'd' });
+    expect(d.answered('n', wd, 4n)).toBeNull();
+    // An answer whose echo is still to come waits for it.
+    const e = new SharedNodeStates('e', 'v');
+    const we = e.wrote('n', ACTIVE);
+    expect(e.answered('n', we, 7n)).toBeNull();
+    expect(e.event('n', { state: DRAINING, director: 'b', write: 'y-3' }, 6n)).toBeNull();
+    expect(e.event('n', { ...we }, 7n)).toEqual({ state: ACTIVE, director: 'e' });
   });
 
   it('a write reported failed is no longer waited for; if the store committed it after all, its echo is applied in order', () => {
@@ -52,58 +79,79 @@ describe('SharedNodeStates', () => {
     const w = a.wrote('n', DRAINING);
     a.failed('n', w);
     expect(a.inFlight('n')).toBe(false);
-    expect(a.event('n', { state: ACTIVE, director: 'b', write: 'y-1' })).toBe(ACTIVE);
-    expect(a.event('n', { ...w })).toBe(DRAINING);
+    expect(st(a.event('n', { state: ACTIVE, director: 'b', write: 'y-1' }, 1n))).toBe(ACTIVE);
+    expect(st(a.event('n', { ...w }, 2n))).toBe(DRAINING);
   });
 
   it('entries a predecessor with the same director id wrote (no write of this process in flight) are applied; other nodes are independent', () => {
     const a = new SharedNodeStates('a', 'new');
-    expect(a.event('n', { state: DRAINING, director: 'a', write: 'old-7' })).toBe(DRAINING);
-    expect(a.event('n', { state: DRAINING, director: 'a' })).toBe(DRAINING); // written before writes were named
+    expect(st(a.event('n', { state: DRAINING, director: 'a', write: 'old-7' }, 1n))).toBe(DRAINING);
+    expect(st(a.event('n', { state: DRAINING, director: 'a' }, 2n))).toBe(DRAINING); // written before writes were named
     a.wrote('m', ACTIVE);
-    expect(a.event('n', { state: ACTIVE, director: 'b', write: 'y-1' })).toBe(ACTIVE);
+    expect(st(a.event('n', { state: ACTIVE, director: 'b', write: 'y-1' }, 3n))).toBe(ACTIVE);
   });
 
   it('values that are not a node state are not applied, and do not settle anything', () => {
     const a = new SharedNodeStates('a', 'x');
     const w = a.wrote('n', DRAINING);
-    expect(a.event('n', { state: 'gone', director: 'b' })).toBeNull();
-    expect(a.event('n', { director: 'a', write: 'x-99', state: DRAINING })).toBeNull(); // not ours in flight: n still waits for w
+    expect(a.event('n', { state: 'gone', director: 'b' }, 1n)).toBeNull();
+    expect(a.event('n', { director: 'a', write: 'x-99', state: DRAINING }, 2n)).toBeNull(); // not ours in flight: n still waits for w
     expect(a.inFlight('n')).toBe(true);
-    expect(a.event('n', { ...w })).toBe(DRAINING);
+    expect(st(a.event('n', { ...w }, 3n))).toBe(DRAINING);
   });
 
-  // The store as a serial log: directors change the node locally and write; writes commit (or fail, some
-  // committed anyway) in any order; each director is delivered the log in order at its own pace. Once
-  // everything is committed and delivered, every director holds the state committed last — and no
-  // director ever applies an event while one of its own writes is in flight.
-  it('property: any interleaving of local changes, commits, failures and deliveries converges on the last committed state', () => {
+  // The store as a serial log (revision = position + 1): directors change the node locally and write;
+  // writes commit (or fail, some committed anyway) in any order and are answered (with their revision)
+  // whenever; each director is delivered the log in order at its own pace, or jumps over a gap to the
+  // last entry (a resync: the entry as it is, at the log's revision). Once everything is committed,
+  // answered and delivered, every director holds the state committed last — and no director applies an
+  // event while one of its writes is in flight.
+  it('property: any interleaving of local changes, commits, answers, failures, deliveries and gaps converges on the last committed state', () => {
     type Op =
       | { op: 'set'; d: number; state: NodeState }
       | { op: 'commit'; i: number }
+      | { op: 'answer'; i: number }
       | { op: 'fail'; i: number; committed: boolean }
-      | { op: 'deliver'; d: number };
+      | { op: 'deliver'; d: number }
+      | { op: 'gap'; d: number };
     const op: fc.Arbitrary<Op> = fc.oneof(
       fc.record({ op: fc.constant('set' as const), d: fc.nat(2), state: fc.constantFrom(ACTIVE, DRAINING) }),
       fc.record({ op: fc.constant('commit' as const), i: fc.nat(5) }),
+      fc.record({ op: fc.constant('answer' as const), i: fc.nat(5) }),
       fc.record({ op: fc.constant('fail' as const), i: fc.nat(5), committed: fc.boolean() }),
       fc.record({ op: fc.constant('deliver' as const), d: fc.nat(2) }),
+      fc.record({ op: fc.constant('gap' as const), d: fc.nat(2) }),
     );
     fc.assert(
-      fc.property(fc.array(op, { maxLength: 60 }), fc.array(fc.nat(5), { maxLength: 20 }), (ops, finalOrder) => {
+      fc.property(fc.array(op, { maxLength: 80 }), fc.array(fc.nat(5), { maxLength: 20 }), (ops, finalOrder) => {
         const dirs = [0, 1, 2].map((d) => ({ sns: new SharedNodeStates(`d${d}`, `i${d}`), local: ACTIVE as NodeState, delivered: 0, refusedSince: false }));
         const inFlight: { d: number; v: SharedNodeValue }[] = [];
+        const unanswered: { d: number; v: SharedNodeValue; revision: bigint }[] = [];
         const log: SharedNodeValue[] = [];
+        const apply = (d: number, change: { state: NodeState } | null): void => {
+          if (change === null) return;
+          dirs[d]!.local = change.state;
+          dirs[d]!.refusedSince = false;
+        };
+        const deliverAt = (d: number, index: number, revision: bigint): void => {
+          const dir = dirs[d]!;
+          const waiting = dir.sns.inFlight('n');
+          const change = dir.sns.event('n', { ...log[index]! }, revision);
+          if (waiting && dir.sns.inFlight('n')) expect(change).toBeNull();
+          apply(d, change);
+        };
         const deliver = (d: number): void => {
           const dir = dirs[d]!;
-          const v = log[dir.delivered++]!;
-          const waiting = dir.sns.inFlight('n');
-          const s = dir.sns.event('n', { ...v });
-          if (waiting && dir.sns.inFlight('n')) expect(s).toBeNull();
-          if (s !== null) {
-            dir.local = s;
-            dir.refusedSince = false;
-          }
+          deliverAt(d, dir.delivered, BigInt(dir.delivered + 1));
+          dir.delivered++;
+        };
+        const commit = (w: { d: number; v: SharedNodeValue }): void => {
+          log.push(w.v);
+          unanswered.push({ ...w, revision: BigInt(log.length) });
+        };
+        const answer = (i: number): void => {
+          const a = unanswered.splice(i % unanswered.length, 1)[0]!;
+          apply(a.d, dirs[a.d]!.sns.answered('n', a.v, a.revision));
         };
         for (const o of ops) {
           if (o.op === 'set') {
@@ -111,7 +159,9 @@ describe('SharedNodeStates', () => {
             dirs[o.d]!.refusedSince = false;
             inFlight.push({ d: o.d, v: dirs[o.d]!.sns.wrote('n', o.state) });
           } else if (o.op === 'commit' && inFlight.length > 0) {
-            log.push(inFlight.splice(o.i % inFlight.length, 1)[0]!.v);
+            commit(inFlight.splice(o.i % inFlight.length, 1)[0]!);
+          } else if (o.op === 'answer' && unanswered.length > 0) {
+            answer(o.i);
           } else if (o.op === 'fail' && inFlight.length > 0) {
             const w = inFlight.splice(o.i % inFlight.length, 1)[0]!;
             dirs[w.d]!.sns.failed('n', w.v);
@@ -120,17 +170,22 @@ describe('SharedNodeStates', () => {
             else dirs[w.d]!.refusedSince = true;
           } else if (o.op === 'deliver' && dirs[o.d]!.delivered < log.length) {
             deliver(o.d);
+          } else if (o.op === 'gap' && dirs[o.d]!.delivered < log.length) {
+            deliverAt(o.d, log.length - 1, BigInt(log.length));
+            dirs[o.d]!.delivered = log.length;
           }
         }
-        for (const i of finalOrder) if (inFlight.length > 0) log.push(inFlight.splice(i % inFlight.length, 1)[0]!.v);
-        while (inFlight.length > 0) log.push(inFlight.shift()!.v);
+        for (const i of finalOrder) if (inFlight.length > 0) commit(inFlight.splice(i % inFlight.length, 1)[0]!);
+        while (inFlight.length > 0) commit(inFlight.shift()!);
+        for (const i of finalOrder) if (unanswered.length > 0) answer(i);
         for (let d = 0; d < dirs.length; d++) while (dirs[d]!.delivered < log.length) deliver(d);
+        while (unanswered.length > 0) answer(0);
         if (log.length === 0) return;
         const last = log[log.length - 1]!.state;
         for (const dir of dirs) if (!dir.refusedSince) expect(dir.local).toBe(last);
         for (const dir of dirs) expect(dir.sns.inFlight('n')).toBe(false);
       }),
-      { numRuns: 2000 },
+      { numRuns: 3000 },
     );
   });
 });
