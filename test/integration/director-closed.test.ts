@@ -1,0 +1,50 @@
+// A UdpDirector on node:dgram after close: what Ownership may still ask of its data path while a stop
+// waits for the store (a REVOKE resend timer, a store answer that forwards held packets or answers a
+// HELLO) is dropped, not sent on a closed socket (node:dgram throws ERR_SOCKET_DGRAM_NOT_RUNNING
+// synchronously, which from a timer would end the process).
+import { beforeAll, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { RejectReason } from '../../src/codec/types.js';
+import { UdpDirector } from '../../src/director/director.js';
+import { createHasher } from '../../src/ring/hash.js';
+import { buildRing, type Ring } from '../../src/ring/ring.js';
+import { clientTransport, counterId, makeHarness } from '../helpers/ownership-harness.js';
+
+let ring: Ring;
+beforeAll(async () => {
+  ring = buildRing(await createHasher(), [
+    { id: 'node-a', weight: 1 },
+    { id: 'node-b', weight: 1 },
+  ]);
+});
+
+describe('UdpDirector after close', () => {
+  it('REVOKE, forward, answer, held replies and candidate REJECTs are dropped, never sent on a closed socket', async () => {
+    const h = makeHarness({ ring });
+    const director = new UdpDirector(
+      {
+        directorId: 'dir-test',
+        listen: [{ family: 4, address: '127.0.0.1', port: 0 }],
+        nodes: [
+          { id: 'node-a', address: { family: 4, address: '127.0.0.1', port: 9 } },
+          { id: 'node-b', address: { family: 4, address: '127.0.0.1', port: 9 } },
+        ],
+        encapsulation: 'ppv2',
+        native: null,
+      },
+      { core: h.core, ownership: h.own, clock: h.clock, logger: pino({ level: 'silent' }), stats: h.stats },
+    );
+    await director.start();
+    const rec = await h.admit(counterId(1), clientTransport(1));
+    const candidate = { transport: clientTransport(2), key: '10.0.0.2:40002', listener: 0, bytesIn: 1000, bytesOut: 0 };
+    director.revoke(rec, rec.owner, 2n); // sent while open
+    await director.close();
+    expect(() => {
+      director.revoke(rec, rec.owner, 3n);
+      director.forward({ kind: 'forward', session: rec, flags: 0, seq: 9, version: 1n, node: rec.owner, msg: Buffer.alloc(24), src: rec.transport, listener: 0, transition: null });
+      director.answer({ kind: 'reject', reason: RejectReason.STORE_UNAVAILABLE, sessionId: rec.idBytes }, rec);
+      director.relayHeld(rec, [Buffer.alloc(24)]);
+      director.rejectCandidate(rec, candidate, RejectReason.OWNERSHIP_CONFLICT);
+    }).not.toThrow();
+  });
+});
