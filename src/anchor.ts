@@ -201,6 +201,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   );
   const c = core;
   c.setFence(fence);
+  if (store.following !== undefined) c.setFollowing(() => store.following !== false);
   const eligible = (id: string): boolean => membership.ring.nodes.some((n) => n.id === id);
   const ownership = new Ownership(
     {

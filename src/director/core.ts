@@ -59,6 +59,7 @@ export class DirectorCore {
   readonly #ownerAvailable: OwnerAvailable;
   readonly #codecs: readonly (DatagramCodec | null)[];
   #fence: () => FenceState = () => FenceState.OK;
+  #following: () => boolean = () => true;
   /** Codecs whose data packets carry no id: client transport → the session pinned to it. */
   readonly #pins = new Map<string, SessionRecord>();
   /** Sessions whose client restarted (a new session id from their pinned transport): the shell ends them. */
@@ -88,6 +89,16 @@ export class DirectorCore {
    */
   setFence(fn: () => FenceState): void {
     this.#fence = fn;
+  }
+
+  /**
+   * Whether this director follows the shared store's changes now (a store of one director always does).
+   * While it does not, a packet of a session it does not know is dropped (`store_not_following`) rather
+   * than answered REJECT UNKNOWN_SESSION: another director may have admitted the session meanwhile, and a
+   * REJECT would make its client give it up.
+   */
+  setFollowing(fn: () => boolean): void {
+    this.#following = fn;
   }
 
   /** Swaps the ring snapshot used for new sessions. Existing sessions keep their owner (invariant 3). */
@@ -146,7 +157,7 @@ export class DirectorCore {
       const idView = msg.subarray(JV1_ID_AT, JV1_ID_AT + 16);
       const id = sessionIdHex(idView);
       if (this.table.tombstoneUntil(id, now) !== undefined) return v.set(this.#reject(RejectReason.SESSION_TERMINATED, idView, t, msg.length, now));
-      if (type !== PacketType.HELLO) return v.set(this.#reject(RejectReason.UNKNOWN_SESSION, idView, t, msg.length, now));
+      if (type !== PacketType.HELLO) return this.#following() ? v.set(this.#reject(RejectReason.UNKNOWN_SESSION, idView, t, msg.length, now)) : v.drop(DropReason.NOT_FOLLOWING);
       return v.set(this.#admit(id, idView, msg, msg.length, t, listener, now));
     }
     const bound = rec.transport;
@@ -190,7 +201,7 @@ export class DirectorCore {
     }
     if (rec === undefined) {
       if (this.table.tombstoneUntil(id, now) !== undefined) return this.#reject(RejectReason.SESSION_TERMINATED, sessionId, src, bytes, now);
-      if (type !== PacketType.HELLO) return this.#reject(RejectReason.UNKNOWN_SESSION, sessionId, src, bytes, now);
+      if (type !== PacketType.HELLO) return this.#following() ? this.#reject(RejectReason.UNKNOWN_SESSION, sessionId, src, bytes, now) : { kind: 'drop', reason: DropReason.NOT_FOLLOWING };
       const out = this.#admit(id, sessionId, null, bytes, src, TCP_LISTENER, now);
       if (out.kind === 'admit') return { kind: 'admit', session: out.session, seq: out.session.nextSeq++ };
       return out.kind === 'reject' || out.kind === 'drop' ? out : { kind: 'drop', reason: DropReason.MALFORMED };

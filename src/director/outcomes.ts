@@ -40,6 +40,11 @@ export const DropReason = {
   OWNER_UNAVAILABLE: 'owner_unavailable',
   /** Past the self-fence deadline of the store lease: nothing is forwarded. */
   FENCED: 'fenced',
+  /**
+   * A packet of a session this director does not know while it is not following the shared store (it
+   * lists the store again after a watch gap): the session may live elsewhere, so no UNKNOWN_SESSION.
+   */
+  NOT_FOLLOWING: 'store_not_following',
   HOLD_OVERFLOW: 'hold_overflow',
   FROZEN_UNBOUND: 'frozen_unbound',
   // Node side.

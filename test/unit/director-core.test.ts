@@ -361,6 +361,19 @@ describe('DirectorCore.onClient: packet tables', () => {
     checkOutcome(client(core, hello(SID2), 6), fwd(1, 0, ADMIT), 'after drain off');
   });
 
+  it('not following the shared store → an unknown session\'s DATA/CLOSE is dropped (store_not_following), not REJECT UNKNOWN_SESSION; known sessions and HELLOs as always', () => {
+    const core = new DirectorCore(LIMITS, ring);
+    let following = false;
+    core.setFollowing(() => following);
+    checkOutcome(client(core, hello(), 0), fwd(1, 0, ADMIT), 'admit');
+    checkOutcome(client(core, data(), 1), fwd(2), 'known data');
+    checkOutcome(client(core, data(SID2), 2), drop('store_not_following'), 'unknown data');
+    checkOutcome(client(core, close(SID2), 3), drop('store_not_following'), 'unknown close');
+    expect(core.onTcpPreamble(PacketType.DATA, SID2, TRANSPORTS.A, keyOf(TRANSPORTS.A), 40, 4)).toEqual({ kind: 'drop', reason: 'store_not_following' });
+    following = true;
+    checkOutcome(client(core, data(SID2), 5), rej(RejectReason.UNKNOWN_SESSION), 'following again');
+  });
+
   it('ownerAvailable false → drop owner_unavailable; no seq is spent; forwarding resumes after', () => {
     let available = true;
     const core = new DirectorCore(LIMITS, ring, () => available);
