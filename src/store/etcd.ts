@@ -223,6 +223,8 @@ export class EtcdStore implements OwnershipStore {
   #resyncTimer: NodeJS.Timeout | null = null;
   #closed = false;
   #listedOnce = false;
+  /** The watch stream dropped and not re-opened yet (etcd3 reconnects it; see #openWatcher). */
+  #streamDown = false;
   /** The feed's listing in progress, if any (a resync and `follow` never run two). */
   #feedStarting: Promise<void> | null = null;
   // ---- the director's lease (self-fencing) ----
@@ -343,7 +345,7 @@ export class EtcdStore implements OwnershipStore {
   }
 
   get following(): boolean {
-    return !this.#closed && this.#listedOnce && this.#watcher !== null && this.#resyncTimer === null && this.#feedStarting === null;
+    return !this.#closed && this.#listedOnce && this.#watcher !== null && !this.#streamDown && this.#resyncTimer === null && this.#feedStarting === null;
   }
 
   /** Number of records in the watch feed's cache (for metrics and tests). */
@@ -711,7 +713,7 @@ export class EtcdStore implements OwnershipStore {
       try {
         reread = await this.#readMany(live.map((k) => (recs[k] as StoredSession).id), this.#timeoutMs);
       } catch (err) {
-        for (const k of live) res[k] = unavailable(`etcd update: outcome unknown (${errMessage(lastErr)}); re-read failed: ${errMessage(err)}`);
+        for (const k of live) res[k] = { ...unavailable(`etcd update: outcome unknown (${errMessage(lastErr)}); re-read failed: ${errMessage(err)}`), maybeApplied: true };
         return res;
       }
       const again: number[] = [];
@@ -728,7 +730,8 @@ export class EtcdStore implements OwnershipStore {
       });
       live = again;
     }
-    for (const k of live) res[k] = unavailable(`etcd update: ${lastErr === undefined ? 'store closed' : errMessage(lastErr)}`);
+    // Transactions were sent (lastErr): a later one may still land. None (store closed): nothing was sent.
+    for (const k of live) res[k] = lastErr === undefined ? unavailable('etcd update: store closed') : { ...unavailable(`etcd update: ${errMessage(lastErr)}`), maybeApplied: true };
     return res;
   }
 
@@ -961,6 +964,15 @@ export class EtcdStore implements OwnershipStore {
       .startRevision((this.#feedRevision + 1n).toString())
       .watcher();
     this.#watcher = w;
+    this.#streamDown = false;
+    // etcd3 re-opens a dropped watch stream by itself, keeping the watcher: while it is down, the feed
+    // follows nothing (`following` false) though no resync runs.
+    w.on('disconnected', () => {
+      if (this.#watcher === w) this.#streamDown = true;
+    });
+    w.on('connected', () => {
+      if (this.#watcher === w) this.#streamDown = false;
+    });
     // etcd3 resumes a reconnected watch from the last response header's revision, which can skip
     // events: resume from the last event this store applied + 1 instead.
     w.on('connecting', (req) => {

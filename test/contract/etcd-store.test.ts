@@ -583,6 +583,31 @@ describe('EtcdStore watch feed', () => {
     }
   });
 
+  it('while the watch stream is down (etcd3 reconnecting it) the store is not following; once it is back, it follows and what was written meanwhile arrives', async () => {
+    const prefix = freshPrefix();
+    const proxy = await cuttableProxy(cluster.endpoints[0] as string);
+    const store = await EtcdStore.connect({ endpoints: [proxy.url], prefix, callTimeoutMs: CALL_TIMEOUT_MS, onError: () => undefined });
+    const direct = await connect(prefix);
+    try {
+      const seen = new Set<string>();
+      store.watch((ev) => {
+        if (ev.kind === 'put') seen.add(ev.record.id);
+      });
+      expect(store.following).toBe(true);
+      proxy.cut();
+      await waitFor('the stream to be seen down', () => store.following === false || undefined, { timeoutMs: 5000, intervalMs: 10 });
+      expect((await direct.create(rec(sid(7), 1n))).ok).toBe(true); // another director admits meanwhile
+      expect(store.following).toBe(false);
+      proxy.restore();
+      await waitFor('the write made meanwhile', () => seen.has(sid(7)) || undefined, { timeoutMs: 10_000, intervalMs: 20 });
+      await waitFor('following again', () => store.following || undefined, { timeoutMs: 5000, intervalMs: 10 });
+    } finally {
+      await store.close();
+      await direct.close();
+      await proxy.close();
+    }
+  });
+
   it('a store that could not list at first (etcd unreachable) lists when followed, and a watcher from before then gets what was written meanwhile', async () => {
     const prefix = freshPrefix();
     const proxy = await cuttableProxy(cluster.endpoints[0] as string);
