@@ -515,13 +515,24 @@ export class EtcdStore implements OwnershipStore {
     const { kvs, revision } = await this.#range(this.#keyPrefix, timeoutMs);
     const records: StoredSession[] = [];
     for (const kv of kvs) {
-      try {
-        records.push(this.#decodeKv(kv).record);
-      } catch (err) {
-        this.#report(err, 'list: undecodable session record left out');
-      }
+      const record = this.#listed(kv, 'list');
+      if (record !== null) records.push(record);
     }
     return { records, revision };
+  }
+
+  /**
+   * A listed session record, or null for a value that is not one (or names another session than its key):
+   * reported (`what`: the listing) and left out, so that one bad key never fails a whole listing. That
+   * session itself fails closed: every call on it is answered unavailable.
+   */
+  #listed(kv: IKeyValue, what: string): StoredSession | null {
+    try {
+      return this.#decodeKv(kv).record;
+    } catch (err) {
+      this.#report(err, `${what}: undecodable session record left out`);
+      return null;
+    }
   }
 
   /**
@@ -906,17 +917,11 @@ export class EtcdStore implements OwnershipStore {
       for (const kv of all.kvs) {
         const key = kv.key.toString('utf8').slice(this.#prefix.length);
         if (key.startsWith('sessions/')) {
-          // A value that is not an Anchor session record is reported and left out: the feed follows every
-          // other session (one bad key made every listing fail, and the director stopped following the
-          // store while it still said ready). That session itself fails closed: every call on it is
-          // answered unavailable, so it is neither admitted again nor moved.
-          try {
-            records.push({ record: this.#decodeKv(kv).record, created: BigInt(kv.create_revision) });
-          } catch (err) {
-            this.#report(err, 'watch feed: undecodable session record left out');
-          }
-        }
-        else if (sharedEvent(key, kv.value.toString('utf8')) !== null) shared.set(key, kv.value.toString('utf8'));
+          // A bad value is left out: the feed follows every other session (one bad key made every listing
+          // fail, and the director stopped following the store while it still said ready).
+          const record = this.#listed(kv, 'watch feed');
+          if (record !== null) records.push({ record, created: BigInt(kv.create_revision) });
+        } else if (sharedEvent(key, kv.value.toString('utf8')) !== null) shared.set(key, kv.value.toString('utf8'));
       }
       listing = { records, revision: all.revision };
     } catch (err) {
@@ -926,25 +931,23 @@ export class EtcdStore implements OwnershipStore {
     }
     if (this.#closed) return;
     const fresh = new Map(listing.records.map((r) => [r.record.id, r.record]));
-    {
-      // Deliver what changed during the gap as events (at the listing's revision) — on the first listing
-      // too, to a subscriber that came before it (every record is then news).
-      const inSyncTo = this.#feedRevision;
-      for (const [id, prev] of this.#cache) {
-        if (!fresh.has(id)) this.#dispatch({ kind: 'delete', id, prev }, listing.revision);
-      }
-      for (const { record: r, created } of listing.records) {
-        const prev = this.#cache.get(r.id) ?? null;
-        if (prev !== null && created > inSyncTo) {
-          // Ended and admitted again during the gap (a client reusing its id): the end, then the new
-          // session — one put on top of the old record would be an older version, ignored.
-          this.#dispatch({ kind: 'delete', id: r.id, prev }, listing.revision);
-          this.#dispatch({ kind: 'put', record: r, prev: null }, listing.revision);
-        } else if (prev === null || encodeRecord(prev) !== encodeRecord(r)) this.#dispatch({ kind: 'put', record: r, prev }, listing.revision);
-      }
-      for (const key of this.#shared.keys()) if (!shared.has(key)) this.#dispatchShared(key, null, listing.revision);
-      for (const [key, text] of shared) if (this.#shared.get(key) !== text) this.#dispatchShared(key, text, listing.revision);
+    // Deliver what changed during the gap as events (at the listing's revision) — on the first listing
+    // too, to a subscriber that came before it (every record is then news).
+    const inSyncTo = this.#feedRevision;
+    for (const [id, prev] of this.#cache) {
+      if (!fresh.has(id)) this.#dispatch({ kind: 'delete', id, prev }, listing.revision);
     }
+    for (const { record: r, created } of listing.records) {
+      const prev = this.#cache.get(r.id) ?? null;
+      if (prev !== null && created > inSyncTo) {
+        // Ended and admitted again during the gap (a client reusing its id): the end, then the new
+        // session — one put on top of the old record would be an older version, ignored.
+        this.#dispatch({ kind: 'delete', id: r.id, prev }, listing.revision);
+        this.#dispatch({ kind: 'put', record: r, prev: null }, listing.revision);
+      } else if (prev === null || encodeRecord(prev) !== encodeRecord(r)) this.#dispatch({ kind: 'put', record: r, prev }, listing.revision);
+    }
+    for (const key of this.#shared.keys()) if (!shared.has(key)) this.#dispatchShared(key, null, listing.revision);
+    for (const [key, text] of shared) if (this.#shared.get(key) !== text) this.#dispatchShared(key, text, listing.revision);
     this.#cache.clear();
     for (const [id, r] of fresh) this.#cache.set(id, r);
     this.#shared.clear();
