@@ -455,15 +455,28 @@ describe('EtcdStore watch feed', () => {
     });
   });
 
-  it('a key under sessions/ that is not an Anchor record is left out of the feed (reported, naming it), which follows every other session', async () => {
-    const prefix = freshPrefix();
-    await raw.put(`${prefix}sessions/${sid(7)}`).value('{"oops":1}');
+  /**
+   * Runs `body` with a store whose reported errors are collected (`errors`, "context: error") and its watch
+   * events (`seen`), and a second store on the same prefix (`direct`); closes both after.
+   */
+  async function withReportingStore(prefix: string, body: (x: { store: EtcdStore; direct: EtcdStore; seen: StoreEvent[]; errors: string[] }) => Promise<void>): Promise<void> {
     const errors: string[] = [];
     const store = await EtcdStore.connect({ endpoints: cluster.endpoints, prefix, callTimeoutMs: CALL_TIMEOUT_MS, onError: (e, ctx) => errors.push(`${ctx}: ${String(e)}`) });
     const direct = await connect(prefix);
     try {
       const seen: StoreEvent[] = [];
       store.watch((ev) => seen.push(ev));
+      await body({ store, direct, seen, errors });
+    } finally {
+      await store.close();
+      await direct.close();
+    }
+  }
+
+  it('a key under sessions/ that is not an Anchor record is left out of the feed (reported, naming it), which follows every other session', async () => {
+    const prefix = freshPrefix();
+    await raw.put(`${prefix}sessions/${sid(7)}`).value('{"oops":1}');
+    await withReportingStore(prefix, async ({ store, direct, seen, errors }) => {
       const good = rec(sid(1), 1n);
       expect((await direct.create(good)).ok).toBe(true);
       await waitFor('the event of the good session', () => seen.length >= 1 || undefined, { timeoutMs: 5000, intervalMs: 5 });
@@ -475,20 +488,12 @@ describe('EtcdStore watch feed', () => {
       await raw.put(`${prefix}sessions/${sid(1)}`).value('{"oops":2}');
       await waitFor('the unreadable record dropped', () => seen.length >= 2 || undefined, { timeoutMs: 5000, intervalMs: 5 });
       expect(seen[1]).toEqual({ kind: 'delete', id: sid(1), prev: good });
-    } finally {
-      await store.close();
-      await direct.close();
-    }
+    });
   });
 
   it('a record whose id is not its key\'s is no session: left out of the feed and listings (reported), its key fails closed, the session it names untouched', async () => {
     const prefix = freshPrefix();
-    const errors: string[] = [];
-    const store = await EtcdStore.connect({ endpoints: cluster.endpoints, prefix, callTimeoutMs: CALL_TIMEOUT_MS, onError: (e, ctx) => errors.push(`${ctx}: ${String(e)}`) });
-    const direct = await connect(prefix);
-    try {
-      const seen: StoreEvent[] = [];
-      store.watch((ev) => seen.push(ev));
+    await withReportingStore(prefix, async ({ store, direct, seen, errors }) => {
       const b = rec(sid(6), 1n);
       expect((await direct.create(b)).ok).toBe(true);
       // Under sessions/<sid 5>, a record claiming to be sid 6 at a far higher version.
@@ -506,10 +511,7 @@ describe('EtcdStore watch feed', () => {
       expect(await store.listByOwner('node-a')).toEqual({ ok: true, records: [b] });
       await raw.put(`${prefix}sessions/${sid(8)}`).value(encodeRecord(rec('not-a-session-id', 1n)));
       expect(await store.get(sid(8))).toMatchObject({ ok: false, reason: 'unavailable', message: expect.stringMatching(/not a session id/) });
-    } finally {
-      await store.close();
-      await direct.close();
-    }
+    });
   });
 
   it('a listing past gRPC\'s 4 MiB answer (20,000 sessions) is read page by page (RANGE_PAGE keys) at one revision: every record once', async () => {
