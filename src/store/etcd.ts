@@ -223,6 +223,8 @@ export class EtcdStore implements OwnershipStore {
   #resyncTimer: NodeJS.Timeout | null = null;
   #closed = false;
   #listedOnce = false;
+  /** Why the feed's last listing failed (said when `follow` cannot list). */
+  #feedError: string | null = null;
   /** The watch stream dropped and not re-opened yet (etcd3 reconnects it; see #openWatcher). */
   #streamDown = false;
   /** The feed's listing in progress, if any (a resync and `follow` never run two). */
@@ -858,7 +860,7 @@ export class EtcdStore implements OwnershipStore {
       if (this.#resyncTimer !== null) clearTimeout(this.#resyncTimer);
       this.#resyncTimer = null;
       await this.#startFeed();
-      if (!this.#listedOnce) return unavailable('etcd: the sessions could not be listed');
+      if (!this.#listedOnce) return unavailable(`etcd: the sessions could not be listed: ${this.#feedError ?? 'store closed'}`);
     }
     if (this.#closed) return unavailable('store closed');
     // One synchronous step: the feed's records (all events up to #feedRevision applied), then the events
@@ -925,6 +927,7 @@ export class EtcdStore implements OwnershipStore {
       }
       listing = { records, revision: all.revision };
     } catch (err) {
+      this.#feedError = errMessage(err);
       this.#report(err, 'watch feed: listing failed, retrying');
       this.#scheduleResync();
       return;

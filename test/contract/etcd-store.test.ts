@@ -621,7 +621,7 @@ describe('EtcdStore watch feed', () => {
       store.watch((ev) => early.push(ev));
       const a = rec(sid(1), 1n);
       expect((await direct.create(a)).ok).toBe(true);
-      expect(await store.follow(() => undefined, () => undefined)).toMatchObject({ ok: false, reason: 'unavailable' });
+      expect(await store.follow(() => undefined, () => undefined)).toMatchObject({ ok: false, reason: 'unavailable', message: expect.stringMatching(/^etcd: the sessions could not be listed: .+/) });
       expect(store.following).toBe(false); // what /readyz and anchor_store_following say
       proxy.restore();
       let snap: readonly StoredSession[] = [];
