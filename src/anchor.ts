@@ -38,6 +38,11 @@ import type { Clock } from './util/clock.js';
 const PLANS_AT_ONCE = 2;
 /** How long (ms) a turn of ending sessions (after a partition, at the stop deadline) may run before it gives the loop back. */
 const END_SLICE_MS = 5;
+/**
+ * How long (in etcd call timeouts) a node-state write whose answer was lost is waited for before it is
+ * taken as not committed: etcd may commit a proposal after the caller's deadline, but not this long after.
+ */
+const SHARED_WRITE_UNKNOWN_BOUND_CALLS = 5;
 
 export interface AnchorDeps {
   readonly clock: Clock;
@@ -290,8 +295,13 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         const value = sharedNodes.wrote(node, state);
         void store.putShared('nodes', node, value).then((r) => {
           if (r.ok) return applySharedNode(node, sharedNodes.answered(node, value, r.revision));
-          sharedNodes.failed(node, value);
           logger.warn({ node, state, message: r.message }, 'node state not shared with the other directors');
+          if (r.maybeApplied !== true) return applySharedNode(node, sharedNodes.failed(node, value));
+          // Its answer was lost: it may have been committed, after what the watch delivers meanwhile, and
+          // then it decides. It stays in flight until its echo, or until it cannot be committed any more.
+          setTimeout(() => {
+            if (closed === null) applySharedNode(node, sharedNodes.failed(node, value));
+          }, SHARED_WRITE_UNKNOWN_BOUND_CALLS * config.store.etcd.call_timeout_ms).unref();
         });
       },
       // Every director lists every drain: the record carries this director's lease, so it goes when we do.

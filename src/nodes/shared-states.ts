@@ -12,10 +12,14 @@
 // delivered), nothing else for that node is applied — the write comes later in commit order than anything
 // delivered meanwhile, so it decides. A write is settled by its echo, or by an event at its revision or
 // later once its answer gave that revision (after a gap the store could not replay, the store delivers
-// only the entry as it is: the echo may never come), or by a failure the store reported. When the last
+// only the entry as it is: the echo may never come), or by a refusal the store reported. When the last
 // write in flight settles, the latest state delivered is the one to hold (its own echo, or another
-// director's later write). A write reported failed that the store committed anyway (an answer lost in a
-// timeout) comes as an event without a write in flight: applied, as it comes, in commit order.
+// director's later write). A write whose answer was lost (sent, outcome unknown: a timeout) stays in flight
+// — it may have been committed after what is delivered meanwhile, and then it decides — until its echo, or
+// until the shell gives up on it after a bound (`failed`: it cannot be committed so late); an echo that
+// comes later still is applied like anyone's write, in commit order. A refused write, or one given up on,
+// leaves the director's own state in place unless another write was delivered since it was made (the store
+// holds that one, or a later one still to come): then that is applied.
 import { NodeState } from './membership.js';
 
 /** What a director writes under `nodes/<id>` (JSON). `write` names the write for its echo. */
@@ -35,13 +39,20 @@ interface Delivered extends SharedNodeChange {
   readonly revision: bigint;
 }
 
+interface Write {
+  /** Its revision once the store answered; null before (or when the answer was lost). */
+  at: bigint | null;
+  /** The revision of the latest state delivered when it was made (-1 for none). */
+  readonly since: bigint;
+}
+
 export class SharedNodeStates {
   readonly #director: string;
   /** This process's writes are `${#incarnation}-${n}`: a restarted director never mistakes a predecessor's write for its own. */
   readonly #incarnation: string;
   #next = 0;
-  /** Per node, this director's writes in flight: write → its revision once the store answered (null before). */
-  readonly #inFlight = new Map<string, Map<string, bigint | null>>();
+  /** Per node, this director's writes in flight, by their `write` name. */
+  readonly #inFlight = new Map<string, Map<string, Write>>();
   /** Per node, the latest node state the store delivered. */
   readonly #last = new Map<string, Delivered>();
 
@@ -55,13 +66,25 @@ export class SharedNodeStates {
     const write = `${this.#incarnation}-${++this.#next}`;
     let m = this.#inFlight.get(node);
     if (m === undefined) this.#inFlight.set(node, (m = new Map()));
-    m.set(write, null);
+    m.set(write, { at: null, since: this.#last.get(node)?.revision ?? -1n });
     return { state, director: this.#director, write };
   }
 
-  /** The store refused or lost the write (`wrote`'s value): no echo is waited for any more. */
-  failed(node: string, value: SharedNodeValue): void {
+  /**
+   * The write (`wrote`'s value) was not committed: the store refused it, or its answer was lost (sent,
+   * outcome unknown) and a bound past the call's deadline has passed without its echo. Until then the
+   * shell leaves a lost answer's write in flight: the store may have committed it after what is delivered
+   * meanwhile, and then it decides (its echo settles it). With no other write in flight, a state delivered
+   * since the write was made is returned, to apply (the store holds it or a later one); else null (the
+   * director keeps its own state; also when the echo came first).
+   */
+  failed(node: string, value: SharedNodeValue): SharedNodeChange | null {
+    const w = this.#inFlight.get(node)?.get(value.write);
+    if (w === undefined) return null; // settled already (its echo came)
     this.#settle(node, value.write);
+    const last = this.#last.get(node);
+    if (this.#inFlight.has(node) || last === undefined || last.revision <= w.since) return null;
+    return { state: last.state, director: last.director };
   }
 
   /**
@@ -74,7 +97,7 @@ export class SharedNodeStates {
     if (m === undefined || !m.has(value.write)) return null;
     const last = this.#last.get(node);
     if (last === undefined || last.revision < revision) {
-      m.set(value.write, revision); // its echo, or an event past it, settles it
+      m.get(value.write)!.at = revision; // its echo, or an event past it, settles it
       return null;
     }
     this.#settle(node, value.write);
@@ -99,7 +122,7 @@ export class SharedNodeStates {
     const m = this.#inFlight.get(node);
     if (m !== undefined) {
       // Writes the store answered at this revision or before: past (their echo was left out of a gap).
-      for (const [write, at] of m) if (at !== null && at <= revision) m.delete(write);
+      for (const [write, w] of m) if (w.at !== null && w.at <= revision) m.delete(write);
       if (m.size === 0) this.#inFlight.delete(node);
     }
     return this.#inFlight.has(node) ? null : { state, director };

@@ -36,7 +36,7 @@ export interface EtcdStoreOptions {
 }
 
 type ListResult = { ok: true; records: StoredSession[] } | { ok: false; reason: 'unavailable'; message: string };
-type Unavailable = { ok: false; reason: 'unavailable'; message: string };
+type Unavailable = { ok: false; reason: 'unavailable'; message: string; maybeApplied?: true };
 
 /** A record as read, with the key's mod_revision (the CAS token). */
 export interface Versioned {
@@ -554,7 +554,9 @@ export class EtcdStore implements OwnershipStore {
       this.#seen(res.header);
       return { ok: true, revision: BigInt(res.header.revision) };
     } catch (err) {
-      return unavailable(`${kind}/${id} not written: ${errMessage(err)}`);
+      // Sent (not refused by the closed store or the open circuit breaker): it may have been committed.
+      if (this.#closed || isBrokenCircuitError(err)) return unavailable(`${kind}/${id} not written: ${errMessage(err)}`);
+      return { ...unavailable(`${kind}/${id} perhaps not written (outcome unknown): ${errMessage(err)}`), maybeApplied: true };
     }
   }
 

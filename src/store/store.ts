@@ -100,9 +100,10 @@ export interface OwnershipStore {
   /**
    * State shared by the directors of a cluster, beside the sessions: node states (a drain or undrain
    * started on any director is seen by all) and drain records (every director lists every drain).
-   * Absent for a store of one director.
+   * Absent for a store of one director. `maybeApplied` (as for sessions): the write was sent and its
+   * answer lost; it may have been committed, or be committed yet.
    */
-  putShared?(kind: SharedKind, id: string, value: object, opts?: { withLease?: boolean }): Promise<{ ok: true; revision: bigint } | { ok: false; reason: 'unavailable'; message: string }>;
+  putShared?(kind: SharedKind, id: string, value: object, opts?: { withLease?: boolean }): Promise<{ ok: true; revision: bigint } | { ok: false; reason: 'unavailable'; message: string; maybeApplied?: true }>;
   /**
    * Delivers every shared entry the store knows now (synchronously, as `put`s), then every change
    * (from any director, in commit order), each with the store revision it is at (the write's; after a

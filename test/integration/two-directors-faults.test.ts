@@ -646,6 +646,57 @@ describe('two directors on etcd: faults under load', () => {
       await client.hello({ timeoutMs: 1000, attempts: 3 });
     });
   }, 60_000);
+  it('a node-state write whose answer was lost but which landed after another director\'s undrain: the drain it started is not cancelled by that older undrain', async () => {
+    // Director C drains a node; its put of "draining" reaches etcd and is committed, after B's undrain of
+    // the node, but etcd's answers are held back past C's call deadline. Once they come, C's watch
+    // delivers B's undrain, then C's own drain. The node ends draining everywhere, as etcd committed last;
+    // B's older undrain must not cancel the drain C runs meanwhile (it did: the lost write was settled at
+    // its timeout, and B's undrain applied as if it came after it).
+    await withDirectorBehindPauseProxy({}, async (dc, proxy, clients) => {
+      type Nodes = { items: { id: string; state: string }[] };
+      const stateOn = async (d: DirectorProc, node: string): Promise<string | undefined> => ((await admin(d, '/v1/nodes')).body as Nodes).items.find((n) => n.id === node)?.state;
+      const inEtcd = async (node: string): Promise<{ state: string; director: string; write: string } | undefined> => {
+        const member = etcd.members.find((m) => m.pid !== null)!;
+        const kv = (await readPrefix(member.clientUrl, `${prefix}nodes/${node}`)).find((x) => x.key === `${prefix}nodes/${node}`);
+        return kv === undefined ? undefined : (JSON.parse(kv.value) as { state: string; director: string; write: string });
+      };
+      // A session on the node, so that a `wait` drain of it stays in progress until cancelled.
+      const client = clients.add(await ClientSession.open(dc.udp[0]!));
+      await client.hello();
+      const node = ((await admin(dc, `/v1/sessions/${client.hex}`)).body as SessionJson).owner;
+      const other = nodeIds.find((n) => n !== node)!;
+      const before = (await inEtcd(node))?.write;
+      proxy.pauseAnswers();
+      try {
+        expect((await admin(B(), `/v1/nodes/${node}/undrain`, { method: 'POST' })).status).toBe(200);
+        await waitFor("B's undrain committed", async () => {
+          const v = await inEtcd(node);
+          return (v !== undefined && v.director === 'director-b' && v.write !== before) || undefined;
+        });
+        const dr = await admin(dc, `/v1/nodes/${node}/drain`, { method: 'POST', body: '{"mode":"wait","deadline_s":600}' });
+        expect([200, 202]).toContain(dr.status);
+        const drain = (dr.body as { id: string }).id;
+        await waitFor("C's drain committed after B's undrain", async () => (await inEtcd(node))?.director === 'director-c' || undefined);
+        await waitFor("C's put to time out", async () => dc.stdout.includes('node state not shared with the other directors') || undefined, { timeoutMs: 5000, intervalMs: 20 });
+        proxy.resumeAnswers();
+        // A later write C must see after both (watch order): once C shows it, C has applied the two above.
+        expect((await admin(B(), `/v1/nodes/${other}/drain`, { method: 'POST', body: '{"mode":"wait","deadline_s":600}' })).status).toBeLessThan(300);
+        await waitFor(`C to see ${other} draining`, async () => (await stateOn(dc, other)) === 'draining' || undefined, { timeoutMs: 10_000, intervalMs: 50 });
+        const [onB, onC, committed] = await Promise.all([stateOn(B(), node), stateOn(dc, node), inEtcd(node)]);
+        expect([onB, onC, committed?.state]).toEqual(['draining', 'draining', 'draining']);
+        const st = ((await admin(dc, `/v1/drains/${drain}`)).body as { state: string }).state;
+        expect(st).toBe('waiting');
+        expect(dc.stdout).not.toContain('drain cancelled: the node was undrained on another director');
+      } finally {
+        proxy.resumeAnswers();
+        await admin(B(), `/v1/nodes/${other}/undrain`, { method: 'POST' });
+        await admin(dc, `/v1/nodes/${node}/undrain`, { method: 'POST' });
+        for (const d of [A(), B()]) {
+          for (const n of [node, other]) await waitFor(`${n} active again`, async () => (await stateOn(d, n)) === 'active' || undefined);
+        }
+      }
+    });
+  }, 60_000);
   it('a jump whose new socket sends twice before it is bound wins without a REJECT OWNERSHIP_CONFLICT', async () => {
     // The owner answers BIND to each candidate packet; the second BIND arrives while the first one's
     // reattach CAS is in flight. It names the same transport and version: a duplicate, not a rival jump.

@@ -77,10 +77,42 @@ describe('SharedNodeStates', () => {
   it('a write reported failed is no longer waited for; if the store committed it after all, its echo is applied in order', () => {
     const a = new SharedNodeStates('a', 'x');
     const w = a.wrote('n', DRAINING);
-    a.failed('n', w);
+    expect(a.failed('n', w)).toBeNull(); // nothing delivered since it was made: the director keeps its state
     expect(a.inFlight('n')).toBe(false);
     expect(st(a.event('n', { state: ACTIVE, director: 'b', write: 'y-1' }, 1n))).toBe(ACTIVE);
     expect(st(a.event('n', { ...w }, 2n))).toBe(DRAINING);
+  });
+
+  it('a write refused while another director\'s write was delivered: that write (the store holds it) is applied; one delivered before ours was made is not', () => {
+    const a = new SharedNodeStates('a', 'x');
+    expect(st(a.event('n', { state: DRAINING, director: 'b', write: 'y-1' }, 1n))).toBe(DRAINING);
+    const w = a.wrote('n', ACTIVE);
+    expect(a.failed('n', w)).toBeNull(); // y-1 came before: the director's own undrain stays (warned)
+    const w2 = a.wrote('n', ACTIVE);
+    expect(a.event('n', { state: DRAINING, director: 'b', write: 'y-2' }, 2n)).toBeNull(); // passed over: w2 may come later
+    expect(a.failed('n', w2)).toEqual({ state: DRAINING, director: 'b' });
+    // With another own write still in flight, that one decides.
+    const w3 = a.wrote('n', ACTIVE);
+    const w4 = a.wrote('n', ACTIVE);
+    expect(a.event('n', { state: DRAINING, director: 'b', write: 'y-3' }, 3n)).toBeNull();
+    expect(a.failed('n', w3)).toBeNull();
+    expect(a.event('n', { ...w4 }, 4n)).toEqual({ state: ACTIVE, director: 'a' });
+  });
+
+  it('a write whose answer was lost stays in flight: another director\'s older write delivered meanwhile is passed over, its late echo decides (the drain is not cancelled)', () => {
+    // A drains n; its put times out on A's side but etcd commits it at 6, after B's undrain at 5. A's
+    // watch delivers 5 after the timeout: applied at once, B's ACTIVE would cancel A's drain.
+    const a = new SharedNodeStates('a', 'x');
+    const w = a.wrote('n', DRAINING);
+    // (the shell does not call failed on a lost answer: it waits for the echo, up to a bound)
+    expect(a.event('n', { state: ACTIVE, director: 'b', write: 'y-1' }, 5n)).toBeNull();
+    expect(a.event('n', { ...w }, 6n)).toEqual({ state: DRAINING, director: 'a' });
+    expect(a.failed('n', w)).toBeNull(); // the bound passes after the echo: nothing more
+    // Never committed: the bound passes, and B's write (the store's) is applied then.
+    const w2 = a.wrote('n', DRAINING);
+    expect(a.event('n', { state: ACTIVE, director: 'b', write: 'y-2' }, 7n)).toBeNull();
+    expect(a.failed('n', w2)).toEqual({ state: ACTIVE, director: 'b' });
+    expect(a.inFlight('n')).toBe(false);
   });
 
   it('entries a predecessor with the same director id wrote (no write of this process in flight) are applied; other nodes are independent', () => {
@@ -111,14 +143,18 @@ describe('SharedNodeStates', () => {
       | { op: 'set'; d: number; state: NodeState }
       | { op: 'commit'; i: number }
       | { op: 'answer'; i: number }
-      | { op: 'fail'; i: number; committed: boolean }
+      | { op: 'refuse'; i: number }
+      | { op: 'lose'; i: number; committed: boolean }
+      | { op: 'giveUp'; i: number }
       | { op: 'deliver'; d: number }
       | { op: 'gap'; d: number };
     const op: fc.Arbitrary<Op> = fc.oneof(
       fc.record({ op: fc.constant('set' as const), d: fc.nat(2), state: fc.constantFrom(ACTIVE, DRAINING) }),
       fc.record({ op: fc.constant('commit' as const), i: fc.nat(5) }),
       fc.record({ op: fc.constant('answer' as const), i: fc.nat(5) }),
-      fc.record({ op: fc.constant('fail' as const), i: fc.nat(5), committed: fc.boolean() }),
+      fc.record({ op: fc.constant('refuse' as const), i: fc.nat(5) }),
+      fc.record({ op: fc.constant('lose' as const), i: fc.nat(5), committed: fc.boolean() }),
+      fc.record({ op: fc.constant('giveUp' as const), i: fc.nat(5) }),
       fc.record({ op: fc.constant('deliver' as const), d: fc.nat(2) }),
       fc.record({ op: fc.constant('gap' as const), d: fc.nat(2) }),
     );
@@ -128,6 +164,15 @@ describe('SharedNodeStates', () => {
         const inFlight: { d: number; v: SharedNodeValue }[] = [];
         const unanswered: { d: number; v: SharedNodeValue; revision: bigint }[] = [];
         const log: SharedNodeValue[] = [];
+        const lost: { d: number; v: SharedNodeValue; committed: boolean }[] = [];
+        const giveUp = (i: number): void => {
+          const w = lost.splice(i % lost.length, 1)[0]!;
+          const wasInFlight = dirs[w.d]!.sns.inFlight('n');
+          if (!w.committed) dirs[w.d]!.refusedSince = true; // like a refusal, found out late
+          const change = dirs[w.d]!.sns.failed('n', w.v);
+          if (!wasInFlight) expect(change).toBeNull();
+          apply(w.d, change);
+        };
         const apply = (d: number, change: { state: NodeState } | null): void => {
           if (change === null) return;
           dirs[d]!.local = change.state;
@@ -162,12 +207,18 @@ describe('SharedNodeStates', () => {
             commit(inFlight.splice(o.i % inFlight.length, 1)[0]!);
           } else if (o.op === 'answer' && unanswered.length > 0) {
             answer(o.i);
-          } else if (o.op === 'fail' && inFlight.length > 0) {
+          } else if (o.op === 'refuse' && inFlight.length > 0) {
             const w = inFlight.splice(o.i % inFlight.length, 1)[0]!;
-            dirs[w.d]!.sns.failed('n', w.v);
             // Refused outright: only that director holds the state (warned) until it applies a later write.
+            dirs[w.d]!.refusedSince = true;
+            apply(w.d, dirs[w.d]!.sns.failed('n', w.v));
+          } else if (o.op === 'lose' && inFlight.length > 0) {
+            // Sent, answer lost: committed now or never (the shell's bound outlasts any late commit).
+            const w = inFlight.splice(o.i % inFlight.length, 1)[0]!;
             if (o.committed) log.push(w.v);
-            else dirs[w.d]!.refusedSince = true;
+            lost.push({ ...w, committed: o.committed });
+          } else if (o.op === 'giveUp' && lost.length > 0) {
+            giveUp(o.i);
           } else if (o.op === 'deliver' && dirs[o.d]!.delivered < log.length) {
             deliver(o.d);
           } else if (o.op === 'gap' && dirs[o.d]!.delivered < log.length) {
@@ -178,8 +229,10 @@ describe('SharedNodeStates', () => {
         for (const i of finalOrder) if (inFlight.length > 0) commit(inFlight.splice(i % inFlight.length, 1)[0]!);
         while (inFlight.length > 0) commit(inFlight.shift()!);
         for (const i of finalOrder) if (unanswered.length > 0) answer(i);
+        for (const i of finalOrder) if (lost.length > 0 && i % 2 === 0) giveUp(i);
         for (let d = 0; d < dirs.length; d++) while (dirs[d]!.delivered < log.length) deliver(d);
         while (unanswered.length > 0) answer(0);
+        while (lost.length > 0) giveUp(0);
         if (log.length === 0) return;
         const last = log[log.length - 1]!.state;
         for (const dir of dirs) if (!dir.refusedSince) expect(dir.local).toBe(last);
