@@ -4,7 +4,7 @@
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -119,5 +119,6 @@ export async function benchAdmissions(): Promise<unknown> {
   } finally {
     await Promise.allSettled(children.map((c) => c.stop()));
     await etcd.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -4,7 +4,7 @@
 // traffic for the same time with no drain (loss and RTT in a steady window before the drain).
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -389,5 +389,7 @@ async function drainOnce(rate: number, concurrency: number, name: string): Promi
     for (const s of sockets) s.close();
     await Promise.allSettled(children.map((c) => c.stop()));
     unpin();
+    // The audit log and the nodes' records: ~170 MB a run (the checker has read them).
+    rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -8,7 +8,7 @@
 // conditions, and each one's CPU use during its runs is reported (/proc/PID/stat).
 import net from 'node:net';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -206,5 +206,6 @@ export async function benchTcp(): Promise<unknown> {
   } finally {
     await haproxy?.stop();
     await Promise.allSettled(children.map((c) => c.stop()));
+    rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -1,6 +1,6 @@
 // End-to-end UDP: `anchor client` round trips directly against a reference node (the baseline) and
 // through the director to three reference nodes, in the same run, repeated; medians and ratios.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dump } from 'js-yaml';
@@ -86,5 +86,6 @@ export async function benchUdpE2e(): Promise<unknown> {
     return result;
   } finally {
     await Promise.allSettled(children.map((c) => c.stop()));
+    rmSync(dir, { recursive: true, force: true });
   }
 }
