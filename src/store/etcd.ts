@@ -706,11 +706,16 @@ export class EtcdStore implements OwnershipStore {
             again.push(k);
             return;
           }
+          let current;
           try {
-            res[k] = { ok: false, reason: 'conflict', current: kv === undefined ? null : this.#decodeKv(kv).record };
+            current = kv === undefined ? null : this.#decodeKv(kv);
           } catch (err) {
             res[k] = unavailable(`etcd update: ${errMessage(err)}`); // a value Anchor did not write: fail closed
+            return;
           }
+          // After an attempt whose outcome was unknown, the moved key may be that attempt, landed since.
+          if (lastErr !== undefined && resolveUnknownWrite('update', values[k] as string, compared[k] as bigint, current).kind === 'applied') res[k] = ok(k);
+          else res[k] = { ok: false, reason: 'conflict', current: current?.record ?? null };
         });
         if (again.length === live.length) {
           // Every key read back unchanged, yet the compare failed: nothing to learn from another round.
@@ -817,11 +822,19 @@ export class EtcdStore implements OwnershipStore {
         this.#seen(res.header);
         if (res.succeeded) return { ok: true, record: okRecord };
         const kv = res.responses[0]?.response_range?.kvs[0];
+        let current;
         try {
-          return { ok: false, reason: 'conflict', current: kv === undefined ? null : this.#decodeKv(kv).record };
+          current = kv === undefined ? null : this.#decodeKv(kv);
         } catch (err) {
           return unavailable(`etcd ${kind}: ${errMessage(err)}`); // a value Anchor did not write: fail closed
         }
+        if (lastErr !== undefined) {
+          // An earlier attempt's outcome was unknown (re-read as not applied): it may have landed since,
+          // and be what this attempt's compare failed on. The failure's read resolves it like the re-read.
+          const r = resolveUnknownWrite(kind, value, comparedModRevision, current);
+          if (r.kind === 'applied') return { ok: true, record: okRecord };
+        }
+        return { ok: false, reason: 'conflict', current: current?.record ?? null };
       } catch (err) {
         if (lastErr === undefined || !isBrokenCircuitError(err)) lastErr = err; // keep the cause, not the breaker
       }

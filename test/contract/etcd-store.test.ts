@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, connect as connectTcp, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Etcd3 } from 'etcd3';
+import { Etcd3, KVClient } from 'etcd3';
 import { EtcdStore, RANGE_PAGE, encodeRecord, resolveUnknownWrite, sharedEvent } from '../../src/store/etcd.js';
 import type { SharedEvent, StoreEvent, StoredSession } from '../../src/store/store.js';
 import { startEtcdCluster, type EtcdCluster, type EtcdMember } from '../helpers/etcd.js';
@@ -245,6 +245,72 @@ describe('EtcdStore on a three-member cluster', () => {
       expect(res[1]).toEqual({ ok: true, record: next });
       expect(await store.get(sid(2))).toEqual({ ok: true, record: next });
     } finally {
+      await store.close();
+    }
+  });
+
+  it('a write whose first attempt was lost and landed only after the re-read (which saw it not applied): the retry\'s failed compare is that attempt, so the write is applied', async () => {
+    // The first transaction of each write is held back (its caller told of a timeout) and sent only once
+    // the store re-read the key and found it unchanged; the store's second attempt then fails its compare
+    // on the first one. Answered as a conflict with the key gone, a director's expiry was audited by nobody.
+    const prefix = freshPrefix();
+    const store = await connect(prefix);
+    const txn = Object.getOwnPropertyDescriptor(KVClient.prototype, 'txn')!;
+    try {
+      const s1 = rec(sid(61), 1n);
+      const s2 = rec(sid(62), 1n);
+      expect((await store.create(s1)).ok).toBe(true);
+      expect((await store.create(s2)).ok).toBe(true);
+      let held: (() => Promise<unknown>) | null = null;
+      let heldRuns = 0;
+      Object.defineProperty(KVClient.prototype, 'txn', {
+        ...txn,
+        value(this: KVClient, req: unknown, opts: unknown): Promise<unknown> {
+          const real = (): Promise<unknown> => (txn.value as (r: unknown, o: unknown) => Promise<unknown>).call(this, req, opts);
+          if (held === null && heldRuns === 0) {
+            held = real; // lost on the way: it lands when the next attempt is made
+            return Promise.reject(new Error('deadline exceeded (test)'));
+          }
+          if (held !== null) {
+            const first = held;
+            held = null;
+            heldRuns++;
+            return first().then(real);
+          }
+          return real();
+        },
+      });
+      expect(await store.delete(s1.id, 1n)).toEqual({ ok: true, record: s1 });
+      expect(heldRuns).toBe(1);
+      expect(await store.get(s1.id)).toEqual({ ok: true, record: null });
+      heldRuns = 0;
+      const next = { ...s2, version: 2n, owner: 'node-b' };
+      expect(await store.updateMany([{ record: next, expectVersion: 1n }])).toEqual([{ ok: true, record: next }]);
+      expect(heldRuns).toBe(1);
+      heldRuns = 0;
+      expect(await store.update({ ...next, version: 3n }, 2n)).toEqual({ ok: true, record: { ...next, version: 3n } });
+      expect(heldRuns).toBe(1);
+      // Another write that moved the key meanwhile is still a conflict.
+      heldRuns = 0;
+      const theirs = { ...next, version: 4n, owner: 'node-c' };
+      Object.defineProperty(KVClient.prototype, 'txn', {
+        ...txn,
+        value(this: KVClient, req: unknown, opts: unknown): Promise<unknown> {
+          const real = (): Promise<unknown> => (txn.value as (r: unknown, o: unknown) => Promise<unknown>).call(this, req, opts);
+          if (heldRuns === 0) {
+            heldRuns++;
+            return Promise.reject(new Error('deadline exceeded (test): never sent'));
+          }
+          if (heldRuns === 1) {
+            heldRuns++;
+            return store.update(theirs, 3n).then(real); // another director's write lands first
+          }
+          return real();
+        },
+      });
+      expect(await store.update({ ...next, version: 4n, owner: 'node-a' }, 3n)).toEqual({ ok: false, reason: 'conflict', current: theirs });
+    } finally {
+      Object.defineProperty(KVClient.prototype, 'txn', txn);
       await store.close();
     }
   });
