@@ -242,7 +242,7 @@ export class DirectorCore {
         if (rec === undefined) {
           const id = sessionIdHex(v.sessionId);
           if (this.table.tombstoneUntil(id, now) !== undefined) return this.#unanswered(RejectReason.SESSION_TERMINATED);
-          if (v.kind !== 'open') return this.#unanswered(RejectReason.UNKNOWN_SESSION);
+          if (v.kind !== 'open') return this.#following() ? this.#unanswered(RejectReason.UNKNOWN_SESSION) : { kind: 'drop', reason: DropReason.NOT_FOLLOWING };
           const out = this.#admit(id, v.sessionId, msg, msg.length, src, listener, now);
           if (out.kind === 'reject') return this.#unanswered(out.reason);
           // Only a protocol whose data packets carry no id pins transports (OpenVPN); with fixed-position

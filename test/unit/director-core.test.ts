@@ -709,6 +709,20 @@ describe('held packets of a non-JV1 listener', () => {
   });
 });
 
+describe('a non-JV1 listener while the shared store is not followed', () => {
+  it('an OpenVPN packet of a session not held is dropped store_not_following (not counted as an unanswered UNKNOWN_SESSION) until followed again', () => {
+    const core = new DirectorCore(LIMITS, ring, () => true, [createCodec({ codec: 'openvpn' }).datagram]);
+    let following = false;
+    core.setFollowing(() => following);
+    const t: Transport = { family: 4, address: '198.51.100.8', port: 1194 };
+    // P_CONTROL_V1 (opcode 4 << 3) of a session this director does not hold.
+    const control = Buffer.concat([Buffer.from([4 << 3]), Buffer.from([1, 2, 3, 4, 5, 6, 7, 8]), Buffer.alloc(30, 0x5a)]);
+    expect(core.onClient(control, t, '198.51.100.8:1194', 0, 1000)).toEqual({ kind: 'drop', reason: 'store_not_following' });
+    following = true;
+    expect(core.onClient(control, t, '198.51.100.8:1194', 0, 1001)).toEqual({ kind: 'drop', reason: 'unanswered', detail: 'unknown_session' });
+  });
+});
+
 describe('the bound transport is an ip:port on one listener', () => {
   it('a datagram from the ip:port of a TCP-bound session is a candidate, not the bound transport: its CLOSE does not end the session', () => {
     const core = new DirectorCore(LIMITS, ring);
