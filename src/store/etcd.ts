@@ -683,6 +683,8 @@ export class EtcdStore implements OwnershipStore {
     const until = Date.now() + this.#timeoutMs;
     let lastErr: unknown;
     let unknown = 0;
+    /** Whether an attempt may have been sent and its outcome is unknown (not one the circuit breaker refused). */
+    let maybeSent = false;
     while (live.length > 0) {
       const left = until - Date.now();
       if (left <= 0 || this.#closed || unknown >= 3) break;
@@ -714,7 +716,7 @@ export class EtcdStore implements OwnershipStore {
             return;
           }
           // After an attempt whose outcome was unknown, the moved key may be that attempt, landed since.
-          if (lastErr !== undefined && resolveUnknownWrite('update', values[k] as string, compared[k] as bigint, current).kind === 'applied') res[k] = ok(k);
+          if (maybeSent && resolveUnknownWrite('update', values[k] as string, compared[k] as bigint, current).kind === 'applied') res[k] = ok(k);
           else res[k] = { ok: false, reason: 'conflict', current: current?.record ?? null };
         });
         if (again.length === live.length) {
@@ -726,6 +728,7 @@ export class EtcdStore implements OwnershipStore {
         continue;
       } catch (err) {
         if (lastErr === undefined || !isBrokenCircuitError(err)) lastErr = err; // keep the cause, not the breaker
+        if (!isBrokenCircuitError(err)) maybeSent = true;
         unknown++;
       }
       // The outcome is unknown (all or nothing: one transaction): re-read and resolve key by key.
@@ -733,7 +736,7 @@ export class EtcdStore implements OwnershipStore {
       try {
         reread = await this.#readMany(live.map((k) => (recs[k] as StoredSession).id), this.#timeoutMs);
       } catch (err) {
-        for (const k of live) res[k] = { ...unavailable(`etcd update: outcome unknown (${errMessage(lastErr)}); re-read failed: ${errMessage(err)}`), maybeApplied: true };
+        for (const k of live) res[k] = maybeSent ? { ...unavailable(`etcd update: outcome unknown (${errMessage(lastErr)}); re-read failed: ${errMessage(err)}`), maybeApplied: true } : unavailable(`etcd update: ${errMessage(lastErr)}`);
         return res;
       }
       const again: number[] = [];
@@ -751,7 +754,7 @@ export class EtcdStore implements OwnershipStore {
       live = again;
     }
     // Transactions were sent (lastErr): a later one may still land. None (store closed): nothing was sent.
-    for (const k of live) res[k] = lastErr === undefined ? unavailable('etcd update: store closed') : { ...unavailable(`etcd update: ${errMessage(lastErr)}`), maybeApplied: true };
+    for (const k of live) res[k] = lastErr === undefined ? unavailable('etcd update: store closed') : maybeSent ? { ...unavailable(`etcd update: ${errMessage(lastErr)}`), maybeApplied: true } : unavailable(`etcd update: ${errMessage(lastErr)}`);
     return res;
   }
 
@@ -814,6 +817,8 @@ export class EtcdStore implements OwnershipStore {
   ): Promise<CasResult> {
     const until = Date.now() + this.#timeoutMs;
     let lastErr: unknown;
+    /** Whether an attempt may have been sent and its outcome is unknown (not one the circuit breaker refused). */
+    let maybeSent = false;
     for (let attempt = 0; attempt < 3; attempt++) {
       const left = until - Date.now();
       if (left <= 0 || this.#closed) break;
@@ -828,7 +833,7 @@ export class EtcdStore implements OwnershipStore {
         } catch (err) {
           return unavailable(`etcd ${kind}: ${errMessage(err)}`); // a value Anchor did not write: fail closed
         }
-        if (lastErr !== undefined) {
+        if (maybeSent) {
           // An earlier attempt's outcome was unknown (re-read as not applied): it may have landed since,
           // and be what this attempt's compare failed on. The failure's read resolves it like the re-read.
           const r = resolveUnknownWrite(kind, value, comparedModRevision, current);
@@ -837,12 +842,14 @@ export class EtcdStore implements OwnershipStore {
         return { ok: false, reason: 'conflict', current: current?.record ?? null };
       } catch (err) {
         if (lastErr === undefined || !isBrokenCircuitError(err)) lastErr = err; // keep the cause, not the breaker
+        if (!isBrokenCircuitError(err)) maybeSent = true;
       }
       // The outcome is unknown: re-read (with its own deadline) and resolve.
       let reread;
       try {
         reread = await this.#read(id, this.#timeoutMs);
       } catch (err) {
+        if (!maybeSent) return unavailable(`etcd ${kind}: ${errMessage(lastErr)}`);
         return { ...unavailable(`etcd ${kind}: outcome unknown (${errMessage(lastErr)}); re-read failed: ${errMessage(err)}`), maybeApplied: true };
       }
       const r = resolveUnknownWrite(kind, value, comparedModRevision, reread);
@@ -852,6 +859,7 @@ export class EtcdStore implements OwnershipStore {
     }
     // Attempts were sent (lastErr): a later one may still land. None (store closed): nothing was sent.
     if (lastErr === undefined) return unavailable(`etcd ${kind}: store closed`);
+    if (!maybeSent) return unavailable(`etcd ${kind}: ${errMessage(lastErr)}`); // every attempt refused by the circuit breaker
     return { ...unavailable(`etcd ${kind}: ${errMessage(lastErr)}`), maybeApplied: true };
   }
 

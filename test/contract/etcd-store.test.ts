@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, connect as connectTcp, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BrokenCircuitError } from 'cockatiel';
 import { Etcd3, KVClient } from 'etcd3';
 import { EtcdStore, RANGE_PAGE, encodeRecord, resolveUnknownWrite, sharedEvent } from '../../src/store/etcd.js';
 import type { SharedEvent, StoreEvent, StoredSession } from '../../src/store/store.js';
@@ -309,6 +310,25 @@ describe('EtcdStore on a three-member cluster', () => {
         },
       });
       expect(await store.update({ ...next, version: 4n, owner: 'node-a' }, 3n)).toEqual({ ok: false, reason: 'conflict', current: theirs });
+      // Attempts the circuit breaker refused were never sent: a key found gone is another's delete (a
+      // conflict), and a write that could not be sent at all is not `maybeApplied`.
+      const s3 = rec(sid(63), 1n);
+      expect((await store.create(s3)).ok).toBe(true);
+      let refused = 0;
+      Object.defineProperty(KVClient.prototype, 'txn', {
+        ...txn,
+        value(this: KVClient, req: unknown, opts: unknown): Promise<unknown> {
+          const real = (): Promise<unknown> => (txn.value as (r: unknown, o: unknown) => Promise<unknown>).call(this, req, opts);
+          if (refused++ === 0) return Promise.reject(new BrokenCircuitError());
+          return raw.delete().key(`${prefix}sessions/${s3.id}`).then(real); // another director ends it first
+        },
+      });
+      expect(await store.delete(s3.id, 1n)).toEqual({ ok: false, reason: 'conflict', current: null });
+      expect((await store.create(rec(sid(64), 1n))).ok).toBe(true);
+      Object.defineProperty(KVClient.prototype, 'txn', { ...txn, value: () => Promise.reject(new BrokenCircuitError()) });
+      const unsent = await store.update(rec(sid(64), 2n), 1n);
+      expect(unsent).toMatchObject({ ok: false, reason: 'unavailable' });
+      expect(unsent).not.toHaveProperty('maybeApplied');
     } finally {
       Object.defineProperty(KVClient.prototype, 'txn', txn);
       await store.close();
