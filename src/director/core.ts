@@ -518,6 +518,11 @@ export class DirectorCore {
     return local;
   }
 
+  /** Client transports pinned to a session (OpenVPN listeners): one per live session at most. */
+  get pinCount(): number {
+    return this.#pins.size;
+  }
+
   /** Forgets the pin of `rec`'s transport to it (an ended session of a protocol that pins: OpenVPN). */
   #unpin(rec: SessionRecord): void {
     if (this.#pins.size === 0) return; // nothing pinned (JV1 never pins): no key to make
@@ -573,6 +578,7 @@ export class DirectorCore {
     rec.held = null;
     rec.pending = null;
     this.table.discard(rec);
+    this.#unpin(rec); // an OpenVPN client's transport was pinned to it when admitted
     if (hello === undefined) return { kind: 'drop', reason: DropReason.REJECT_TOO_SMALL };
     return this.#reject(reason, rec.idBytes, rec.transport, hello.length, now);
   }

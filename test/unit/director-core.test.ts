@@ -13,6 +13,7 @@ import { pb, sid } from '../helpers/packet-builder.js';
 import { createCodec } from '../../src/codec/codec.js';
 import { TCP_LISTENER } from '../../src/director/outcomes.js';
 import { LifecycleEvent, SessionState } from '../../src/session/lifecycle.js';
+import { transportKey } from '../../src/codec/ip.js';
 
 let hasher: Hasher;
 let ring: Ring;
@@ -706,6 +707,26 @@ describe('held packets of a non-JV1 listener', () => {
     expect(forwards).toHaveLength(1);
     expect(forwards[0]!.transition).toBeNull();
     expect(core.table.get(rec.id)).toBe(rec);
+  });
+});
+
+describe('OpenVPN pins', () => {
+  it('an admission the store refused leaves no pin of its transport behind (one per failed HELLO from a new port, for good)', () => {
+    const core = new DirectorCore(LIMITS, ring, () => true, [createCodec({ codec: 'openvpn' }).datagram]);
+    for (let i = 0; i < 50; i++) {
+      const t: Transport = { family: 4, address: '198.51.100.9', port: 2000 + i };
+      const reset = Buffer.concat([Buffer.from([7 << 3]), Buffer.from([9, 9, 9, 9, 0, 0, 0, i]), Buffer.alloc(30, 0x5a)]);
+      const out = core.onClient(reset, t, transportKey(t), 0, 1000 + i);
+      expect(out.kind).toBe('admit');
+      core.admissionFailed((out as Extract<ClientOutcome, { kind: 'admit' }>).session, RejectReason.STORE_UNAVAILABLE, 1000 + i);
+    }
+    expect(core.table.size).toBe(0);
+    expect(core.pinCount).toBe(0);
+    // An admitted one is pinned.
+    const t: Transport = { family: 4, address: '198.51.100.9', port: 3000 };
+    const out = core.onClient(Buffer.concat([Buffer.from([7 << 3]), Buffer.from([8, 8, 8, 8, 8, 8, 8, 8]), Buffer.alloc(30, 0x5a)]), t, transportKey(t), 0, 2000);
+    core.admitted((out as Extract<ClientOutcome, { kind: 'admit' }>).session, 2000);
+    expect(core.pinCount).toBe(1);
   });
 });
 
