@@ -63,7 +63,15 @@ interface Conn {
   readonly listener: Transport;
   upstream: net.Socket | null;
   session: SessionRecord | null;
+  /** The owner the upstream connection goes to (set when bound). */
+  owner: string | null;
   closed: boolean;
+  /** The client closed or failed first (not the director, not the node). */
+  clientLeft: boolean;
+  /** Ended gracefully (#endGracefully): closing, never resumed. */
+  ending: boolean;
+  /** Until the preamble is read: closes the connection at tcp.preamble_timeout_ms. */
+  preambleTimer: NodeJS.Timeout | null;
   /** Set once the connection is spliced by the native pump (the two sockets are then destroyed). */
   pump: NativeTcpPump | null;
   /** Pump counters (bytes read from client / node) already added to the stats, and the last activity. */
@@ -174,12 +182,34 @@ export class TcpFront {
     }
     stats.tcpAccepted++;
     const src: Transport = { family: client.remoteFamily === 'IPv6' ? 6 : 4, address: client.remoteAddress ?? '', port: client.remotePort ?? 0 };
-    const conn: Conn = { jv1: codec.name === 'jv1', client, src, listener, upstream: null, session: null, closed: false, pump: null, seenIn: 0, seenOut: 0, lastActive: 0 };
+    const conn: Conn = {
+      jv1: codec.name === 'jv1',
+      client,
+      src,
+      listener,
+      upstream: null,
+      session: null,
+      owner: null,
+      closed: false,
+      clientLeft: false,
+      ending: false,
+      preambleTimer: null,
+      pump: null,
+      seenIn: 0,
+      seenOut: 0,
+      lastActive: 0,
+    };
     this.#conns.add(conn);
-    client.on('error', () => this.#destroy(conn));
-    client.on('close', () => this.#destroy(conn));
+    const clientGone = (): void => {
+      if (!conn.closed) conn.clientLeft = true;
+      this.#destroy(conn);
+    };
+    client.on('error', clientGone);
+    client.on('close', clientGone);
     let buf: Buffer = Buffer.alloc(0);
-    const timer = setTimeout(() => {
+    // Cleared by #destroy: a connection that closed early is not a preamble timeout later.
+    conn.preambleTimer = setTimeout(() => {
+      conn.preambleTimer = null;
       stats.tcpPreambleTimeouts++;
       stats.tcpRefused.inc('preamble_timeout');
       this.#destroy(conn);
@@ -188,7 +218,8 @@ export class TcpFront {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
       const d = codec.preamble(buf, this.#o.preambleMaxBytes);
       if (d.kind === 'need') return;
-      clearTimeout(timer);
+      if (conn.preambleTimer !== null) clearTimeout(conn.preambleTimer);
+      conn.preambleTimer = null;
       client.off('data', onData);
       client.pause();
       if (d.kind !== 'ok') {
@@ -263,8 +294,8 @@ export class TcpFront {
         if (up === null) return;
         this.#send(up, rec, conn, out.version, PP2_FLAG.UNBOUND_SOURCE, out.seq, first);
         const bind = await this.#readBind(up);
-        if (bind === null) {
-          stats.tcpRefused.inc('bind_missing');
+        if (typeof bind === 'string') {
+          stats.tcpRefused.inc(conn.clientLeft ? 'client_gone' : bind); // once per connection
           this.#destroy(conn);
           return;
         }
@@ -329,6 +360,7 @@ export class TcpFront {
   /** Makes `conn` the session's connection; the one it had before is closed (one transport per session). */
   #bind(conn: Conn, rec: SessionRecord): void {
     conn.session = rec;
+    conn.owner = rec.owner;
     const old = this.#bound.get(rec.id);
     this.#bound.set(rec.id, conn);
     if (old !== undefined && old !== conn) this.#endGracefully(old);
@@ -449,48 +481,57 @@ export class TcpFront {
     conn.upstream = up;
     up.on('error', () => this.#destroy(conn));
     up.on('close', () => this.#destroy(conn));
-    const timer = setTimeout(() => up.destroy(), this.#o.connectTimeoutMs);
-    try {
-      await once(up, 'connect');
-      return conn.closed ? null : up;
-    } catch {
-      this.#d.stats.tcpRefused.inc('upstream_connect');
-      this.#destroy(conn);
-      return null;
-    } finally {
-      clearTimeout(timer);
-    }
+    // Settles on the connect, the timeout, or the socket's close whatever closed it (an error, or the
+    // client leaving meanwhile: #destroy drops the upstream without an error, which `once` never sees).
+    const how = await new Promise<'connect' | 'timeout' | 'closed'>((resolve) => {
+      const timer = setTimeout(() => resolve('timeout'), this.#o.connectTimeoutMs);
+      const settle = (v: 'connect' | 'closed'): void => {
+        clearTimeout(timer);
+        up.off('connect', onConnect);
+        up.off('close', onClose);
+        resolve(v);
+      };
+      const onConnect = (): void => settle('connect');
+      const onClose = (): void => settle('closed');
+      up.once('connect', onConnect);
+      up.once('close', onClose);
+    });
+    if (how === 'connect' && !conn.closed) return up;
+    // The client gone first (before or while connecting) is not the node's failure.
+    this.#d.stats.tcpRefused.inc(conn.clientLeft ? 'client_gone' : 'upstream_connect');
+    this.#destroy(conn);
+    return null;
   }
 
-  /** The node's first bytes on a reattach: a JV1 BIND, then (maybe) the first echoed bytes. */
-  async #readBind(up: net.Socket): Promise<{ packet: Buffer; rest: Buffer } | null> {
+  /**
+   * The node's first bytes on a reattach: a JV1 BIND, then (maybe) the first echoed bytes; or why not
+   * (`bind_timeout`: none within tcp.bind_timeout_ms; `bind_missing`: the node closed, or sent something else).
+   */
+  async #readBind(up: net.Socket): Promise<{ packet: Buffer; rest: Buffer } | 'bind_timeout' | 'bind_missing'> {
     return new Promise((resolve) => {
       let buf: Buffer = Buffer.alloc(0);
-      const done = (v: { packet: Buffer; rest: Buffer } | null): void => {
+      const done = (v: { packet: Buffer; rest: Buffer } | 'bind_timeout' | 'bind_missing'): void => {
         clearTimeout(timer);
         up.off('data', onData);
         up.off('close', onClose);
         up.off('end', onClose);
-        if (v !== null) up.pause();
+        if (typeof v !== 'string') up.pause();
         resolve(v);
       };
-      const onClose = (): void => done(null);
+      const onClose = (): void => done('bind_missing');
       const onData = (chunk: Buffer): void => {
         buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
         if (buf.length < 29) return;
         // The family byte (offset 28) says how long the BIND is; then the whole packet is decoded.
         const fam = buf[28];
         const len = fam === 4 ? BIND_LEN[4] : fam === 6 ? BIND_LEN[6] : 0;
-        if (len === 0 || buf[3] !== PacketType.BIND) return done(null);
+        if (len === 0 || buf[3] !== PacketType.BIND) return done('bind_missing');
         if (buf.length < len) return;
         const d = decodeJv1(buf.subarray(0, len));
-        if (d.kind !== 'ok' || d.value.type !== PacketType.BIND) return done(null);
+        if (d.kind !== 'ok' || d.value.type !== PacketType.BIND) return done('bind_missing');
         done({ packet: buf.subarray(0, len), rest: buf.subarray(len) });
       };
-      const timer = setTimeout(() => {
-        this.#d.stats.tcpRefused.inc('bind_timeout');
-        done(null);
-      }, this.#o.bindTimeoutMs);
+      const timer = setTimeout(() => done('bind_timeout'), this.#o.bindTimeoutMs);
       up.on('data', onData);
       // The owner refusing the connection ends it (FIN) without a BIND.
       up.once('end', onClose);
@@ -532,12 +573,14 @@ export class TcpFront {
         conn.client.pause();
         return;
       case LifecycleEvent.RESUME:
-        if (cause === 'transfer_aborted') {
-          if (conn.pump !== null) conn.pump.resume(TcpDir.IN);
-          else if (up !== null) {
-            conn.client.pipe(up);
-            conn.client.resume();
-          }
+        // With the owner this connection goes to (a migration that did not happen: its transfer aborted,
+        // a stale freeze thawed, another director's migration cut short): the client sends again. After a
+        // transfer the connection is ending (the client reconnects to the new owner).
+        if (conn.ending || rec.owner !== conn.owner) return;
+        if (conn.pump !== null) conn.pump.resume(TcpDir.IN);
+        else if (up !== null) {
+          conn.client.pipe(up);
+          conn.client.resume();
         }
         return;
       case LifecycleEvent.REATTACH:
@@ -563,6 +606,7 @@ export class TcpFront {
   /** Ends the client side cleanly (FIN after pending writes) and drops the upstream. */
   #endGracefully(conn: Conn): void {
     if (conn.closed) return;
+    conn.ending = true;
     if (conn.pump !== null) {
       // The pump drops the upstream, delivers what it had read from it, FINs the client and ends when the
       // client closes (then #pumpEnded destroys the connection), or at the grace timer below.
@@ -586,6 +630,8 @@ export class TcpFront {
   #destroy(conn: Conn): void {
     if (conn.closed) return;
     conn.closed = true;
+    if (conn.preambleTimer !== null) clearTimeout(conn.preambleTimer);
+    conn.preambleTimer = null;
     this.#conns.delete(conn);
     if (conn.pump !== null) {
       this.#account(conn);

@@ -5,8 +5,12 @@ import { createCodec } from '../../src/codec/codec.js';
 import { TcpFront } from '../../src/net/tcp-front.js';
 import type { Harness } from './ownership-harness.js';
 
-/** Starts a front whose nodes are `nodes` (id → port on 127.0.0.1); the caller closes it. */
-export async function startTcpFront(h: Harness, nodes: readonly { id: string; port: number }[]): Promise<TcpFront> {
+/** Starts a front whose nodes are `nodes` (id → port on 127.0.0.1), with `timeouts` over the defaults; the caller closes it. */
+export async function startTcpFront(
+  h: Harness,
+  nodes: readonly { id: string; port: number }[],
+  timeouts: Partial<Record<'preambleTimeoutMs' | 'connectTimeoutMs' | 'bindTimeoutMs', number>> = {},
+): Promise<TcpFront> {
   const front = new TcpFront(
     {
       listen: [{ family: 4, address: '127.0.0.1', port: 0 }],
@@ -18,6 +22,7 @@ export async function startTcpFront(h: Harness, nodes: readonly { id: string; po
       connectTimeoutMs: 5000,
       bindTimeoutMs: 5000,
       maxConnections: 100,
+      ...timeouts,
       codecs: [createCodec({ codec: 'jv1' }).stream],
       native: null,
     },

@@ -1,0 +1,172 @@
+// The TCP front when a connection ends in an unusual order (found by review): an owner that never accepts
+// (its SYNs dropped) or a client that leaves while the front connects to the owner — the admitted session
+// is ended, not stranded; a session frozen then resumed without a transfer — its client's bytes flow again;
+// connections that close before their preamble — not counted as preamble timeouts; a reattach the owner
+// never BINDs — counted once.
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import net from 'node:net';
+import { once } from 'node:events';
+import { spawn } from 'node:child_process';
+import { encodeJv1, sessionIdHex } from '../../src/codec/jv1.js';
+import { PacketType } from '../../src/codec/types.js';
+import { LifecycleEvent, SessionState } from '../../src/session/lifecycle.js';
+import { createHasher } from '../../src/ring/hash.js';
+import { buildRing, type Ring } from '../../src/ring/ring.js';
+import { ManualClock, makeHarness, type Harness } from '../helpers/ownership-harness.js';
+import { startTcpFront } from '../helpers/tcp-front.js';
+import { waitFor } from '../helpers/wait.js';
+
+let ring: Ring;
+beforeAll(async () => {
+  ring = buildRing(await createHasher(), [{ id: 'node-a', weight: 1 }]);
+});
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/**
+ * A port whose connects hang (their SYNs dropped): a child process listens (accept queue of 2) and blocks
+ * at once, never accepting; two connects of ours fill the queue. The child is killed by the test.
+ */
+async function blackhole(): Promise<number> {
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      // listen() without a host binds synchronously; the event loop never runs, so nothing is accepted.
+      `const s = require('node:net').createServer().listen({ port: 0, backlog: 1 });
+       require('node:fs').writeSync(1, s.address().port + '\\n');
+       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 120000);`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  cleanups.push(() => child.kill('SIGKILL'));
+  const [line] = (await once(child.stdout!, 'data')) as [Buffer];
+  const port = Number(line.toString().trim());
+  for (let i = 0; i < 2; i++) await client(port);
+  return port;
+}
+
+/** A node that accepts and records how many bytes it received, never answering. */
+async function silentNode(): Promise<{ port: number; received: () => number }> {
+  let bytes = 0;
+  const socks = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    socks.add(s);
+    s.on('data', (d: Buffer) => (bytes += d.length));
+    s.on('error', () => undefined);
+    s.on('close', () => socks.delete(s));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  cleanups.push(() => {
+    for (const s of socks) s.destroy();
+    server.close();
+  });
+  return { port: (server.address() as net.AddressInfo).port, received: () => bytes };
+}
+
+async function client(port: number): Promise<net.Socket> {
+  const c = net.connect({ host: '127.0.0.1', port });
+  c.on('error', () => undefined);
+  cleanups.push(() => c.destroy());
+  await once(c, 'connect');
+  return c;
+}
+
+function harness(clock = new ManualClock()): Harness {
+  const h = makeHarness({ ring, clock });
+  cleanups.push(() => h.own.close());
+  return h;
+}
+
+const refused = (h: Harness): Record<string, number> => Object.fromEntries([...h.stats.tcpRefused.values].filter(([, n]) => n > 0));
+
+describe('TCP front: connections that end in an unusual order', () => {
+  it('an owner that never accepts: the admitted session ends at the connect timeout (terminated, audited, counted), not left attached with no connection', async () => {
+    const h = harness();
+    const front = await startTcpFront(h, [{ id: 'node-a', port: await blackhole() }], { connectTimeoutMs: 300 });
+    cleanups.push(() => front.close());
+    const id = new Uint8Array(16).fill(0x31);
+    const c = await client(front.addresses[0]!.port);
+    c.write(encodeJv1(PacketType.HELLO, id, new Uint8Array(8)));
+    await once(c, 'close');
+    await waitFor('the session to end', () => h.core.table.get(sessionIdHex(id)) === undefined || undefined, { timeoutMs: 5000 });
+    expect(refused(h)).toEqual({ upstream_connect: 1 });
+    expect(h.audit.recent({ session: sessionIdHex(id), limit: 10 }).map((l) => [l.event, l.cause])).toEqual([
+      ['create', 'hello'],
+      ['terminate', 'upstream_connect_failed'],
+    ]);
+    expect(front.openConnections).toBe(0);
+  });
+
+  it('a client that leaves while the front connects to the owner: the session ends (client_gone), not stranded', async () => {
+    const h = harness();
+    const front = await startTcpFront(h, [{ id: 'node-a', port: await blackhole() }], { connectTimeoutMs: 30_000 });
+    cleanups.push(() => front.close());
+    const id = new Uint8Array(16).fill(0x32);
+    const c = await client(front.addresses[0]!.port);
+    c.write(encodeJv1(PacketType.HELLO, id, new Uint8Array(8)));
+    await waitFor('the session admitted', () => h.core.table.get(sessionIdHex(id)) !== undefined || undefined, { timeoutMs: 5000 });
+    c.resetAndDestroy();
+    await waitFor('the session to end', () => h.core.table.get(sessionIdHex(id)) === undefined || undefined, { timeoutMs: 5000 });
+    expect(refused(h)).toEqual({ client_gone: 1 });
+    expect(h.audit.recent({ session: sessionIdHex(id), limit: 10 }).map((l) => l.event)).toEqual(['create', 'terminate']);
+    await waitFor('no connection left', () => front.openConnections === 0 || undefined, { timeoutMs: 5000 });
+  });
+
+  it('a session frozen and then resumed without a transfer (a stale freeze thawed): the client\'s bytes reach the owner again', async () => {
+    const clock = new ManualClock();
+    const h = harness(clock);
+    const node = await silentNode();
+    const front = await startTcpFront(h, [{ id: 'node-a', port: node.port }]);
+    cleanups.push(() => front.close());
+    const id = new Uint8Array(16).fill(0x44);
+    const c = await client(front.addresses[0]!.port);
+    c.write(encodeJv1(PacketType.HELLO, id));
+    await waitFor('bound', () => front.hasConnection(id) || undefined, { timeoutMs: 3000 });
+    c.write(Buffer.alloc(100, 1));
+    await waitFor('the first bytes', () => node.received() > 100 || undefined, { timeoutMs: 3000 });
+    const before = node.received();
+    const rec = h.core.table.get(sessionIdHex(id))!;
+    expect((await h.own.step(rec, LifecycleEvent.FREEZE, { cause: 'migrate', actor: 'test' })).ok).toBe(true);
+    clock.advance(60_000);
+    h.own.thawStale(h.clock.now(), 1000);
+    await waitFor('thawed', () => rec.state === SessionState.ATTACHED || undefined, { timeoutMs: 3000 });
+    expect(front.hasConnection(id)).toBe(true);
+    c.write(Buffer.alloc(100, 2));
+    await waitFor('the bytes written after the thaw', () => node.received() - before === 100 || undefined, { timeoutMs: 3000 });
+  });
+
+  it('connections that close before their preamble are not preamble timeouts (a silent one is)', async () => {
+    const h = harness();
+    const front = await startTcpFront(h, [{ id: 'node-a', port: 9 }], { preambleTimeoutMs: 300 });
+    cleanups.push(() => front.close());
+    for (let i = 0; i < 5; i++) {
+      const c = await client(front.addresses[0]!.port);
+      if (i % 2 === 0) c.write(Buffer.from('JV\x01'));
+      c.end();
+      await once(c, 'close');
+    }
+    await client(front.addresses[0]!.port); // opened after the five: its timer fires after theirs would have
+    await waitFor('the silent connection to time out', () => h.stats.tcpPreambleTimeouts > 0 || undefined, { timeoutMs: 5000 });
+    expect(h.stats.tcpPreambleTimeouts).toBe(1);
+    expect(refused(h)).toEqual({ preamble_timeout: 1 });
+  });
+
+  it('a reattach the owner never BINDs is counted once (bind_timeout)', async () => {
+    const h = harness();
+    const node = await silentNode();
+    const front = await startTcpFront(h, [{ id: 'node-a', port: node.port }], { bindTimeoutMs: 300 });
+    cleanups.push(() => front.close());
+    const id = Buffer.alloc(16, 0x66);
+    const a = await client(front.addresses[0]!.port);
+    a.write(encodeJv1(PacketType.HELLO, id));
+    await waitFor('bound', () => front.hasConnection(id) || undefined, { timeoutMs: 3000 });
+    const b = await client(front.addresses[0]!.port);
+    b.write(encodeJv1(PacketType.DATA, id, Buffer.alloc(8, 1)));
+    await once(b, 'close');
+    expect(refused(h)).toEqual({ bind_timeout: 1 });
+  });
+});
