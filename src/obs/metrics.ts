@@ -182,7 +182,7 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
     },
   });
   plain(reg, 'anchor_tcp_connections_accepted_total', 'TCP client connections accepted by the TCP front.', () => s.tcpAccepted);
-  labeled(reg, 'anchor_tcp_connections_refused_total', 'TCP client connections closed by the director, by reason (preamble_timeout, malformed_*, not_mine, reject_*, bind_timeout, idle_timeout, max_connections, …).', 'reason', () => s.tcpRefused);
+  labeled(reg, 'anchor_tcp_connections_refused_total', 'TCP client connections closed by the director, by reason (preamble_timeout, malformed_*, not_mine, reject_*, bind_timeout, bind_missing, upstream_connect, client_gone, idle_timeout, max_connections, …).', 'reason', () => s.tcpRefused);
   plain(reg, 'anchor_tcp_preamble_timeouts_total', 'TCP connections that did not present their JV1 header within tcp.preamble_timeout_ms.', () => s.tcpPreambleTimeouts);
   new Counter({
     name: 'anchor_tcp_bytes_total',
