@@ -103,14 +103,19 @@ export interface MigrateRequest {
 
 export type MigrateResult =
   | { readonly ok: true; readonly session: string; readonly from: string; readonly to: string; readonly version: bigint; readonly replayed: number }
-  | { readonly ok: false; readonly session: string; readonly reason: StepFailure; readonly message: string };
+  /**
+   * `transferred`: the ownership moved (the transfer committed, the REVOKE went out) but the resume did
+   * not: the session is on its new owner, frozen until the stale-freeze sweep resumes it.
+   */
+  | { readonly ok: false; readonly session: string; readonly reason: StepFailure; readonly message: string; readonly transferred?: true };
 
 /** One session of a migration batch: where it is in the batch, where it goes. */
 interface Move {
   readonly i: number;
   readonly rec: SessionRecord;
   readonly from: string;
-  readonly to: string;
+  /** Picked when the migration starts; picked again before the transfer if it stopped taking sessions. */
+  to: string;
   /** When a step of this migration last left it frozen (monotonic ms), NaN before (see #frozenAt). */
   frozenSince: number;
   /** `rec.transportKey` as made for `keyOf` (its transport then): every step writes it (see #moveKey). */
@@ -194,6 +199,8 @@ export class Ownership {
    * left it frozen (migrateBatch): a drain moves thousands a second, each frozen for a moment.
    */
   readonly #frozenAt = new Map<string, number>();
+  /** Per target node, the sessions whose transfer to it is being written (transfersInFlightTo). */
+  readonly #transfersTo = new Map<string, number>();
   /** Migration batches waiting for their turn of the event loop (`#turn`). */
   readonly #turnWaiters: (() => void)[] = [];
   #turnScheduled = false;
@@ -444,6 +451,15 @@ export class Ownership {
       this.#endIfClosed(rec);
       return { ok: true, note };
     }
+    if (this.#late.size > 0) {
+      // The answer was lost (or told otherwise) but the watch has this very write, by this director at
+      // the planned version, owner and state: it landed. It is committed as written — audited, observers
+      // told, and for a transfer the REVOKE sent by the caller — not applied as someone's late write.
+      const late = this.#late.get(rec.id);
+      if (late !== undefined && late !== null && late.version === p.toVersion && late.director === this.#o.directorId && late.owner === p.toOwner && late.state === p.toState) {
+        return this.#settle(p, { ok: true, record: late }, actor, written, migrating);
+      }
+    }
     core.abort(p);
     this.#settleLate(rec.id);
     this.#abortEvent(p, r.reason, r.reason === 'unavailable' ? r.message : `stored version is ${r.current?.version ?? 'absent'}`);
@@ -574,13 +590,42 @@ export class Ownership {
       if (this.#o.quiesceMs > 0 && toFreeze.length > notFrozen.size) await this.#quiesce();
       if (yieldTurns) await this.#turn();
 
+      // The targets as they are now, not as they were before the freeze and the wait: a node that has
+      // started draining or gone unhealthy meanwhile takes none of these sessions (its own drain could
+      // otherwise finish while they land on it). A ring-picked target is picked again; a session with no
+      // target left, or whose named target left, is thawed in place.
+      const noTarget: Move[] = [];
+      moving = moving.filter((m) => {
+        if (this.#d.eligible(m.to)) return true;
+        const again = req.to === undefined ? this.#d.core.ring.pickExcluding(m.rec.idBytes, this.#leaving(leaving, m.from)) : undefined;
+        if (again !== undefined) {
+          m.to = again;
+          return true;
+        }
+        out[m.i] =
+          req.to === undefined
+            ? { ok: false, session: m.rec.id, reason: 'no_target', message: 'no other active, healthy node to move to (its target stopped taking sessions)' }
+            : { ok: false, session: m.rec.id, reason: 'bad_target', message: `node "${m.to}" stopped taking sessions (draining or unhealthy) before the transfer` };
+        noTarget.push(m);
+        return false;
+      });
+      for (const m of moving) this.#transfersTo.set(m.to, (this.#transfersTo.get(m.to) ?? 0) + 1);
       // One options object for the step, its target set per session as it is planned (the plan keeps none of it).
       const transferOpts = { cause: req.cause, toOwner: '', actor: req.actor };
-      const transfers = await this.#stepAll(moving, LifecycleEvent.TRANSFER, (m) => {
-        transferOpts.toOwner = m.to;
-        return transferOpts;
-      });
-      const aborted = moving.filter((_, k) => !(transfers[k] as StepResult).ok);
+      let transfers: StepResult[];
+      try {
+        transfers = await this.#stepAll(moving, LifecycleEvent.TRANSFER, (m) => {
+          transferOpts.toOwner = m.to;
+          return transferOpts;
+        });
+      } finally {
+        for (const m of moving) {
+          const n = (this.#transfersTo.get(m.to) ?? 1) - 1;
+          if (n > 0) this.#transfersTo.set(m.to, n);
+          else this.#transfersTo.delete(m.to);
+        }
+      }
+      const aborted = [...noTarget, ...moving.filter((_, k) => !(transfers[k] as StepResult).ok)];
       const transferred = moving.filter((_, k) => (transfers[k] as StepResult).ok);
       const transferredAt = this.#d.clock.now();
       this.#together(() => {
@@ -622,7 +667,7 @@ export class Ownership {
             } else {
               // Ownership moved but the session stays frozen (its packets are held): fail closed. The
               // stale-freeze sweep (`thawStale`) resumes it once the store answers again.
-              fail(m, 'resume', r);
+              if (!r.ok) out[m.i] = { ok: false, session: m.rec.id, reason: r.reason, message: `resume: ${r.message}`, transferred: true };
             }
           }),
         );
@@ -671,14 +716,27 @@ export class Ownership {
       if (!this.#d.eligible(to)) return { ok: false, session: id, reason: 'bad_target', message: `node "${to}" takes no sessions (draining or unhealthy)` };
       return { i, rec, from, to, frozenSince: Number.NaN, keyOf: null, key: '' };
     }
+    const picked = core.ring.pickExcluding(rec.idBytes, this.#leaving(leaving, from));
+    if (picked === undefined) return { ok: false, session: id, reason: 'no_target', message: 'no other active, healthy node to move to' };
+    return { i, rec, from, to: picked, frozenSince: Number.NaN, keyOf: null, key: '' };
+  }
+
+  /** The set `{from}` the ring's pick excludes, one per node for a whole batch (`leaving`). */
+  #leaving(leaving: Map<string, ReadonlySet<string>>, from: string): ReadonlySet<string> {
     let exclude = leaving.get(from);
     if (exclude === undefined) {
       exclude = new Set([from]);
       leaving.set(from, exclude);
     }
-    const picked = core.ring.pickExcluding(rec.idBytes, exclude);
-    if (picked === undefined) return { ok: false, session: id, reason: 'no_target', message: 'no other active, healthy node to move to' };
-    return { i, rec, from, to: picked, frozenSince: Number.NaN, keyOf: null, key: '' };
+    return exclude;
+  }
+
+  /**
+   * Sessions whose transfer to `node` is being written now: a drain of `node` does not finish while there
+   * are any (they may land on it after it looked empty).
+   */
+  transfersInFlightTo(node: string): number {
+    return this.#transfersTo.get(node) ?? 0;
   }
 
   /** Ends a session by operator or policy (version + 1, tombstone), audited. */

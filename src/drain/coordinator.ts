@@ -435,7 +435,9 @@ export class DrainCoordinator {
       }
     }
     if (batch.length > 0) this.#launch(d, batch);
-    if (d.inFlight.size === 0 && this.#onlyGaveUpLeft(d)) this.#finish(d, d.failed > 0 ? 'failed' : 'completed');
+    // Not while another migration's transfer to this node is being written: it may land after the node
+    // looked empty (the next tick moves it on).
+    if (d.inFlight.size === 0 && this.#onlyGaveUpLeft(d) && this.#d.ownership.transfersInFlightTo(d.node) === 0) this.#finish(d, d.failed > 0 ? 'failed' : 'completed');
   }
 
   /** Whether every session the node still has is one this drain gave up on (also when it has none). */
@@ -463,7 +465,11 @@ export class DrainCoordinator {
   #done(d: Drain, id: string, r: MigrateResult): void {
     d.inFlight.delete(id);
     this.#d.stats.migrations.inc(r.ok ? 'ok' : r.reason);
-    if (r.ok) {
+    // Settled after the drain finished (an undrain, a cancel): the record shared with the other
+    // directors says what became of its last batches too, once they are all in.
+    if (d.finishedAt !== null && d.inFlight.size === 0) queueMicrotask(() => this.#d.publish?.(this.#view(d)));
+    // Transferred but not resumed (the stale-freeze sweep resumes it on its new owner): it left the node.
+    if (r.ok || r.transferred === true) {
       d.moved++;
       return;
     }

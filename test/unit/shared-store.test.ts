@@ -37,6 +37,8 @@ interface Dir {
   readonly own: Ownership;
   readonly audit: AuditSink;
   readonly stats: DirectorStats;
+  /** What Ownership asked of the data path (REVOKEs, forwards…). */
+  readonly path: RecordingPath;
   /** A client datagram through this director, as the UDP shell handles it. */
   client(msg: Buffer, t: Transport): void;
   events(kind: string): number;
@@ -51,7 +53,8 @@ function director(id: string, store: OwnershipStore, clock: ManualClock, refresh
     { directorId: id, quiesceMs: 0, revokeTimeoutMs: 60_000, revokeRetries: 0, refreshExpiry: true, idleTtlMs: TTL, ...(refreshConcurrency !== undefined ? { refreshConcurrency } : {}) },
     { core, store, audit, stats, clock, eligible: (n) => nodes.has(n), knownNode: (n) => nodes.has(n) },
   );
-  own.attach(new RecordingPath(clock));
+  const path = new RecordingPath(clock);
+  own.attach(path);
   own.followStore((key) => {
     const t = parseHostPortLiteral(key);
     return t === undefined ? null : { t, key, listener: 0 };
@@ -62,6 +65,7 @@ function director(id: string, store: OwnershipStore, clock: ManualClock, refresh
     own,
     audit,
     stats,
+    path,
     client(msg, t) {
       const out = core.onClient(msg, t, transportKey(t), 0, clock.now());
       for (const n of core.expiredOnArrival.splice(0)) own.ended(n.session, n.transition);
@@ -320,7 +324,7 @@ describe('what the store says wins', () => {
     expect(ends.map((l) => [l.event, l.actor])).toEqual([['terminate', 'op']]);
   });
 
-  it('a transfer whose answer was lost but which landed: the director takes the new owner and version from the watch', async () => {
+  it('a transfer whose answer was lost but which landed (the watch has it): committed as written — the transfer audited, not an abort', async () => {
     const clock = new ManualClock();
     const store = new LossyStore(new MemoryStore());
     const a = director('dir-a', store, clock);
@@ -334,12 +338,18 @@ describe('what the store says wins', () => {
     expect((await a.own.step(rec, LifecycleEvent.FREEZE, { cause: 'test', actor: 'op' })).ok).toBe(true);
     store.lose = 'update';
     const t = await a.own.step(rec, LifecycleEvent.TRANSFER, { cause: 'test', toOwner: to, actor: 'op' });
-    expect(t).toMatchObject({ ok: false, reason: 'unavailable' });
+    expect(store.lose).toBeNull(); // the answer was lost
+    expect(t).toMatchObject({ ok: true, note: { event: 'transfer', fromOwner: from, toOwner: to, toVersion: 3n } });
     await settle();
     expect(a.core.table.get(id)).toMatchObject({ owner: to, version: 3n, state: 'FROZEN', pending: null });
+    expect(a.audit.recent({ session: id, limit: 10 }).map((l) => [l.event, l.cause])).toEqual([
+      ['create', 'hello'],
+      ['freeze', 'test'],
+      ['transfer', 'test'],
+    ]);
   });
 
-  it('a batch step whose answer was lost for one session but which landed: that session follows the watch, the others their answers', async () => {
+  it('a batch step whose answer was lost for one session but which landed: that session\'s transfer is committed as written (audited, REVOKE sent), like the others', async () => {
     const clock = new ManualClock();
     const store = new LossyStore(new MemoryStore());
     const a = director('dir-a', store, clock);
@@ -353,16 +363,16 @@ describe('what the store says wins', () => {
     store.lose = 'update';
     const results = await a.own.migrateBatch(hex, { to: 'node-b', cause: 'drain', actor: 'op' });
     await settle();
-    expect(results.map((r) => r.ok)).toEqual([false, true, true]);
-    expect(results[0]).toMatchObject({ reason: 'unavailable' });
-    // The lost one took owner and version from the watch (its write landed), then its thaw resumed it there.
+    expect(store.lose).toBeNull(); // the answer was lost
+    expect(results.map((r) => r.ok)).toEqual([true, true, true]);
+    // The lost one's write landed (the watch had it): a transfer like the others, and its REVOKE went out.
     expect(a.audit.recent({ session: hex[0]!, limit: 10 }).map((l) => [l.event, l.cause])).toEqual([
       ['create', 'hello'],
       ['freeze', 'test'],
-      ['SECURITY_EVENT', 'late_write_applied'],
-      ['SECURITY_EVENT', 'transfer_aborted'],
-      ['resume', 'transfer_aborted'],
+      ['transfer', 'drain'],
+      ['resume', 'drain'],
     ]);
+    expect(a.path.revokes.map((r) => [r.session, r.node, r.version])).toEqual(hex.map((id) => [id, 'node-a', 3n]));
     for (const id of hex) {
       expect(a.core.table.get(id)).toMatchObject({ owner: 'node-b', version: 4n, state: 'ATTACHED', pending: null });
       expect(await store.get(id)).toMatchObject({ ok: true, record: { owner: 'node-b', version: 4n, state: 'ATTACHED' } });
