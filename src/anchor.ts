@@ -95,6 +95,7 @@ const FAILURE_STATUS: Record<StepFailure, number> = {
   bad_target: 400,
   unmovable: 409,
   no_target: 409,
+  cancelled: 409,
   unavailable: 503,
 };
 

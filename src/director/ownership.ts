@@ -81,7 +81,7 @@ export interface OwnershipDeps {
   readonly fence?: () => FenceState;
 }
 
-export type StepFailure = PlanRefusal | 'conflict' | 'unavailable' | 'no_target' | 'not_found' | 'bad_target' | 'unmovable';
+export type StepFailure = PlanRefusal | 'conflict' | 'unavailable' | 'no_target' | 'not_found' | 'bad_target' | 'unmovable' | 'cancelled';
 
 export interface StepOptions {
   readonly cause: string;
@@ -99,6 +99,11 @@ export interface MigrateRequest {
   /** `migrate` (an operator), `drain`, `failover`, … — recorded in the audit. */
   readonly cause: string;
   readonly actor: string;
+  /**
+   * Whether the migration is still wanted, asked before the transfer: a drain undrained or cancelled
+   * meanwhile answers false, and its frozen sessions are thawed in place (`cancelled`) instead of moved.
+   */
+  readonly proceed?: () => boolean;
 }
 
 export type MigrateResult =
@@ -595,6 +600,11 @@ export class Ownership {
       // otherwise finish while they land on it). A ring-picked target is picked again; a session with no
       // target left, or whose named target left, is thawed in place.
       const noTarget: Move[] = [];
+      if (req.proceed !== undefined && !req.proceed()) {
+        for (const m of moving) out[m.i] = { ok: false, session: m.rec.id, reason: 'cancelled', message: 'the migration was cancelled before its transfer (the session stays with its owner)' };
+        noTarget.push(...moving);
+        moving = [];
+      }
       moving = moving.filter((m) => {
         if (this.#d.eligible(m.to)) return true;
         const again = req.to === undefined ? this.#d.core.ring.pickExcluding(m.rec.idBytes, this.#leaving(leaving, m.from)) : undefined;

@@ -377,7 +377,7 @@ export class DrainCoordinator {
     for (const d of this.#drains.values()) {
       if (d.state === 'waiting') {
         busy = true;
-        if (this.#d.core.table.countByOwner(d.node) === 0) this.#finish(d, 'completed');
+        if (this.#d.core.table.countByOwner(d.node) === 0 && this.#d.ownership.transfersInFlightTo(d.node) === 0) this.#finish(d, 'completed');
         else if (d.deadlineAt !== null && now >= d.deadlineAt) {
           d.state = 'running';
           d.migratingSince = now;
@@ -452,7 +452,8 @@ export class DrainCoordinator {
 
   /** Moves a batch of the node's sessions (each step of the migration taken by the batch at once). */
   #launch(d: Drain, batch: readonly string[]): void {
-    void this.#d.ownership.migrateBatch(batch, { cause: d.cause, actor: `${d.cause}:${d.id}` }).then(
+    // An undrain or cancel while the batch is frozen stops it before its transfer (thawed in place).
+    void this.#d.ownership.migrateBatch(batch, { cause: d.cause, actor: `${d.cause}:${d.id}`, proceed: () => d.finishedAt === null }).then(
       (results) => {
         for (const [i, id] of batch.entries()) this.#done(d, id, results[i] ?? { ok: false, session: id, reason: 'unavailable', message: 'no result' });
       },

@@ -4,7 +4,7 @@
 // being written, and a session transferred but not resumed counts as moved.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { DrainCoordinator } from '../../src/drain/coordinator.js';
+import { DrainCoordinator, type DrainView } from '../../src/drain/coordinator.js';
 import { createHasher } from '../../src/ring/hash.js';
 import { buildRing, type Ring } from '../../src/ring/ring.js';
 import { SessionState } from '../../src/session/lifecycle.js';
@@ -23,7 +23,7 @@ afterEach(() => {
 });
 
 /** The harness and a drain coordinator wired as anchor.ts wires them: a draining node leaves the ring, and only ring nodes are eligible. */
-function rig(quiesceMs: number): { h: Harness; drains: DrainCoordinator; clockReads: () => number } {
+function rig(quiesceMs: number, published: DrainView[] = []): { h: Harness; drains: DrainCoordinator; clockReads: () => number } {
   let reads = 0;
   const clock = { ...systemClock, now: (): number => (reads++, systemClock.now()) };
   const h: Harness = makeHarness({ ring, clock: systemClock, quiesceMs, eligible: (n) => h.core.ring.nodes.some((x) => x.id === n) });
@@ -36,6 +36,7 @@ function rig(quiesceMs: number): { h: Harness; drains: DrainCoordinator; clockRe
       logger: pino({ level: 'silent' }),
       stats: h.stats,
       setDraining: (n, on) => h.core.setRing(on ? h.core.ring.without([n]) : h.core.ring.with({ id: n, weight: 1 })),
+      publish: (v) => published.push(v),
     },
   );
   cleanup.push(() => {
@@ -130,4 +131,22 @@ describe('migration targets', () => {
     expect(done).toMatchObject({ state: 'completed', total: 3, moved: 3, failed: 0, ended: 0, remaining: 0 });
     expect([victim.owner !== 'node-a', victim.state]).toEqual([true, SessionState.FROZEN]);
   }, 20_000);
+
+  it('an undrain while a batch is frozen (in its quiesce) stops it before its transfer: its sessions are thawed on their node, and the record shared at the end says so', async () => {
+    const published: DrainView[] = [];
+    const { h, drains } = rig(200, published);
+    const recs: SessionRecord[] = [];
+    let t = 0;
+    for (const id of idsOwnedBy(ring, 'node-a', 40)) recs.push(await h.admit(id, clientTransport(100 + t++)));
+    const { view } = drains.start('node-a', { mode: 'migrate', deadlineS: 30, cause: 'drain', actor: 'op' });
+    await waitFor('frozen', () => recs.some((r) => r.state === SessionState.FROZEN) || undefined, { intervalMs: 1 });
+    const cancelled = drains.undrain('node-a')!;
+    expect(cancelled.state).toBe('cancelled');
+    const onA = h.core.table.countByOwner('node-a');
+    await waitFor('every session thawed', () => recs.every((r) => r.state === SessionState.ATTACHED && r.pending === null) || undefined, { timeoutMs: 5000 });
+    expect(h.core.table.countByOwner('node-a')).toBe(onA);
+    const final = drains.get(view.id)!;
+    await waitFor('the final record shared', () => (published.at(-1)?.moved === final.moved && published.at(-1)?.remaining === final.remaining) || undefined);
+    expect(published.at(-1)).toMatchObject({ state: 'cancelled', moved: final.moved, remaining: onA });
+  });
 });
