@@ -10,7 +10,7 @@ import { transportKey } from './codec/ip.js';
 import type { Transport } from './codec/types.js';
 import { DirectorCore } from './director/core.js';
 import { UdpDirector } from './director/director.js';
-import { Ownership, type StepFailure } from './director/ownership.js';
+import { migrationResultLabel, Ownership, type StepFailure } from './director/ownership.js';
 import { parseStoredTransport, type ParsedTransport } from './director/stored-transport.js';
 import { DrainCoordinator } from './drain/coordinator.js';
 import { FailoverBackoff } from './drain/failover-backoff.js';
@@ -218,6 +218,8 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       // A shared store: every director expires a session by the expiry the serving director refreshes.
       refreshExpiry: sharedStore,
       idleTtlMs: config.session.idle_ttl_s * 1000,
+      // A transfer whose etcd answer was lost lands within a few call timeouts, or never.
+      unknownWriteBoundMs: SHARED_WRITE_UNKNOWN_BOUND_CALLS * config.store.etcd.call_timeout_ms,
     },
     {
       core: c,
@@ -490,7 +492,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     auditHead: () => audit.head(),
     migrate: async (id, req) => {
       const r = await ownership.migrate(id, { ...req, cause: 'migrate', actor: 'admin' });
-      stats.migrations.inc(r.ok ? 'ok' : r.reason);
+      stats.migrations.inc(migrationResultLabel(r));
       if (!r.ok) return refuse(FAILURE_STATUS[r.reason], refusalCode(r.reason), r.message);
       const rec = c.table.get(id);
       return { ok: true, value: rec !== undefined ? { ...view(rec), from: r.from, replayed: r.replayed } : { id, owner: r.to, version: r.version.toString(), from: r.from } };

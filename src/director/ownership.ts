@@ -39,6 +39,8 @@ const RESUME_RETRIES = 5;
 /** REVOKEs resent per turn of the event loop, at most. */
 const REVOKE_BURST = 256;
 const RESUME_BACKOFF_MS = 100;
+/** Default `unknownWriteBoundMs`. */
+const UNKNOWN_WRITE_BOUND_MS = 30_000;
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
@@ -60,6 +62,12 @@ export interface OwnershipOptions {
   readonly idleTtlMs?: number;
   /** Refresh writes in flight at once. */
   readonly refreshConcurrency?: number;
+  /**
+   * How long a transfer whose answer was lost (it may have landed) still counts as in flight to its
+   * target (`transfersInFlightTo`) when nothing shows which way it went: about as long as the store
+   * could take to apply a write it was sent (default 30 s).
+   */
+  readonly unknownWriteBoundMs?: number;
 }
 
 export interface OwnershipDeps {
@@ -91,7 +99,8 @@ export interface StepOptions {
   readonly actor: string;
 }
 
-export type StepResult = { readonly ok: true; readonly note: TransitionNote } | { readonly ok: false; readonly reason: StepFailure; readonly message: string };
+/** `maybeApplied` on a failure: the write was sent and its answer lost; it may have landed (or land later). */
+export type StepResult = { readonly ok: true; readonly note: TransitionNote } | { readonly ok: false; readonly reason: StepFailure; readonly message: string; readonly maybeApplied?: true };
 
 export interface MigrateRequest {
   readonly to?: string;
@@ -113,6 +122,14 @@ export type MigrateResult =
    * not: the session is on its new owner, frozen until the stale-freeze sweep resumes it.
    */
   | { readonly ok: false; readonly session: string; readonly reason: StepFailure; readonly message: string; readonly transferred?: true };
+
+/**
+ * The `result` label of anchor_migrations_total for `r`: ok, `transferred` (on its new owner, its resume
+ * not written yet: the stale-freeze sweep resumes it), or the failure reason.
+ */
+export function migrationResultLabel(r: MigrateResult): string {
+  return r.ok ? 'ok' : r.transferred === true ? 'transferred' : r.reason;
+}
 
 /** One session of a migration batch: where it is in the batch, where it goes. */
 interface Move {
@@ -206,6 +223,12 @@ export class Ownership {
   readonly #frozenAt = new Map<string, number>();
   /** Per target node, the sessions whose transfer to it is being written (transfersInFlightTo). */
   readonly #transfersTo = new Map<string, number>();
+  /**
+   * Transfers whose answer was lost (they may have landed, or land later), by session: still counted in
+   * transfersInFlightTo until the session is known at or past the transfer's version here (landed, thawed
+   * or overtaken), is gone, or `unknownWriteBoundMs` has passed. Rare: empty but for a store's outage.
+   */
+  readonly #unsureTransfers = new Map<string, { readonly rec: SessionRecord; readonly to: string; readonly toVersion: bigint; readonly until: number }>();
   /** Migration batches waiting for their turn of the event loop (`#turn`). */
   readonly #turnWaiters: (() => void)[] = [];
   #turnScheduled = false;
@@ -472,11 +495,8 @@ export class Ownership {
     // (a session still frozen keeps them for its resume).
     if (rec.state === SessionState.ATTACHED && rec.closedBy === null) this.#forwardAll(core.release(rec, this.#d.clock.now(), false));
     this.#endIfClosed(rec);
-    return {
-      ok: false,
-      reason: r.reason,
-      message: r.reason === 'unavailable' ? `store unavailable: ${r.message}` : `lost the compare-and-swap (stored version ${r.current?.version ?? 'absent'}, expected ${p.fromVersion})`,
-    };
+    if (r.reason === 'unavailable') return r.maybeApplied === true ? { ok: false, reason: r.reason, message: `store unavailable: ${r.message}`, maybeApplied: true } : { ok: false, reason: r.reason, message: `store unavailable: ${r.message}` };
+    return { ok: false, reason: r.reason, message: `lost the compare-and-swap (stored version ${r.current?.version ?? 'absent'}, expected ${p.fromVersion})` };
   }
 
   /**
@@ -544,6 +564,10 @@ export class Ownership {
     // The first step too waits for its turn: a drain tick launches many batches at once, and their
     // freezes one after another in one macrotask would keep the sockets unread for all of them.
     if (yieldTurns) await this.#turn();
+    if (req.proceed !== undefined && !req.proceed()) {
+      // Stopped (undrained, cancelled) before this batch's first step: nothing of it was touched.
+      return ids.map((id) => ({ ok: false, session: id, reason: 'cancelled', message: 'the migration was cancelled before it started (the session stays with its owner)' }));
+    }
     let moving: Move[] = [];
     const mine: Move[] = [];
     // The node a session leaves, as the set the ring excludes: one set per node, not one per session.
@@ -622,6 +646,8 @@ export class Ownership {
       for (const m of moving) this.#transfersTo.set(m.to, (this.#transfersTo.get(m.to) ?? 0) + 1);
       // One options object for the step, its target set per session as it is planned (the plan keeps none of it).
       const transferOpts = { cause: req.cause, toOwner: '', actor: req.actor };
+      // The version each transfer is written on (a transfer whose answer is lost is told by it: see below).
+      const transferFrom = moving.map((m) => m.rec.version);
       let transfers: StepResult[];
       try {
         transfers = await this.#stepAll(moving, LifecycleEvent.TRANSFER, (m) => {
@@ -635,6 +661,12 @@ export class Ownership {
           else this.#transfersTo.delete(m.to);
         }
       }
+      // A transfer whose answer was lost may still land on its target: it goes on counting (see #unsureTransfers).
+      const until = this.#d.clock.now() + (this.#o.unknownWriteBoundMs ?? UNKNOWN_WRITE_BOUND_MS);
+      moving.forEach((m, k) => {
+        const r = transfers[k] as StepResult;
+        if (!r.ok && r.maybeApplied === true) this.#unsureTransfers.set(m.rec.id, { rec: m.rec, to: m.to, toVersion: (transferFrom[k] as bigint) + 1n, until });
+      });
       const aborted = [...noTarget, ...moving.filter((_, k) => !(transfers[k] as StepResult).ok)];
       const transferred = moving.filter((_, k) => (transfers[k] as StepResult).ok);
       const transferredAt = this.#d.clock.now();
@@ -746,7 +778,16 @@ export class Ownership {
    * are any (they may land on it after it looked empty).
    */
   transfersInFlightTo(node: string): number {
-    return this.#transfersTo.get(node) ?? 0;
+    let n = this.#transfersTo.get(node) ?? 0;
+    if (this.#unsureTransfers.size === 0) return n;
+    const now = this.#d.clock.now();
+    for (const [id, u] of this.#unsureTransfers) {
+      // Settled: the session is known here at or past the transfer's version (the watch brought the
+      // transfer, or the thaw on the same version committed, or a later write), it is gone, or the bound passed.
+      if (u.rec.version >= u.toVersion || this.#d.core.table.get(id) !== u.rec || now >= u.until) this.#unsureTransfers.delete(id);
+      else if (u.to === node) n++;
+    }
+    return n;
   }
 
   /** Ends a session by operator or policy (version + 1, tombstone), audited. */

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from '../obs/logger.js';
 import type { DirectorStats } from '../obs/stats.js';
 import type { DirectorCore } from '../director/core.js';
-import type { MigrateResult, Ownership } from '../director/ownership.js';
+import { migrationResultLabel, type MigrateResult, type Ownership } from '../director/ownership.js';
 import type { OwnerWalk } from '../session/table.js';
 import type { Clock } from '../util/clock.js';
 import type { SessionRecord } from '../session/record.js';
@@ -465,7 +465,7 @@ export class DrainCoordinator {
 
   #done(d: Drain, id: string, r: MigrateResult): void {
     d.inFlight.delete(id);
-    this.#d.stats.migrations.inc(r.ok ? 'ok' : r.reason);
+    this.#d.stats.migrations.inc(migrationResultLabel(r));
     // Settled after the drain finished (an undrain, a cancel): the record shared with the other
     // directors says what became of its last batches too, once they are all in.
     if (d.finishedAt !== null && d.inFlight.size === 0) queueMicrotask(() => this.#d.publish?.(this.#view(d)));

@@ -269,8 +269,9 @@ export class TcpFront {
         const version = rec.version;
         const up = await this.#connect(conn, owner);
         if (up === null) {
-          // The owner cannot be reached: the session never carried a byte; end it rather than strand it.
-          this.#d.ownership.terminate(rec.id, 'upstream_connect_failed', 'tcp');
+          // The owner cannot be reached, or the client left (while the session was being admitted, or
+          // while the front connected): the session never carried a byte; end it rather than strand it.
+          this.#d.ownership.terminate(rec.id, conn.clientLeft ? 'client_gone' : 'upstream_connect_failed', 'tcp');
           return;
         }
         // Transitions are followed only once the connection is bound: one that ran while the front was
@@ -476,7 +477,18 @@ export class TcpFront {
 
   async #connect(conn: Conn, nodeId: string): Promise<net.Socket | null> {
     const addr = this.#nodes.get(nodeId);
-    if (addr === undefined || conn.closed) return null;
+    if (conn.closed) {
+      // Gone before the connect began (e.g. while its session was being admitted): counted here, once.
+      if (conn.clientLeft) this.#d.stats.tcpRefused.inc('client_gone');
+      return null;
+    }
+    if (addr === undefined) {
+      // An owner this front has no address for (a node known to the ring but not to the TCP front's config).
+      this.#d.logger.warn({ node: nodeId }, 'tcp: no address for the owner');
+      this.#d.stats.tcpRefused.inc('upstream_connect');
+      this.#destroy(conn);
+      return null;
+    }
     const up = net.connect({ host: addr.address, port: addr.port, family: addr.family, allowHalfOpen: true, noDelay: true });
     conn.upstream = up;
     up.on('error', () => this.#destroy(conn));

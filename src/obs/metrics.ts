@@ -164,7 +164,7 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
   labeled(reg, 'anchor_expiry_refreshes_total', 'Idle-expiry refreshes of sessions served here, written to a shared store, by result.', 'result', () => s.expiryRefreshes);
   labeled(reg, 'anchor_drains_finished_total', 'Node drains and failovers run by this director that ended, by state: completed (every session moved), failed (some could not move), cancelled (undrained).', 'state', () => s.drainsFinished);
   plain(reg, 'anchor_drain_backoffs_total', 'Drain ticks that started moves at a tenth of drain.rate because a turn of the event loop had kept the sockets waiting longer than drain.max_loop_lag_ms (the data path comes first).', () => s.drainBackoffs);
-  labeled(reg, 'anchor_migrations_total', 'Session migrations (operator, drain, failover) by result: ok or the failure reason.', 'result', () => s.migrations);
+  labeled(reg, 'anchor_migrations_total', 'Session migrations (operator, drain, failover) by result: ok, transferred (on its new owner, not resumed yet: the stale-freeze sweep resumes it) or the failure reason.', 'result', () => s.migrations);
   labeled(reg, 'anchor_admissions_failed_total', 'Admissions the ownership store refused (the held HELLO is answered with this REJECT reason).', 'reason', () => s.admissionsFailed);
   plain(reg, 'anchor_admissions_total', 'Sessions admitted (HELLO accepted, owner picked by the ring).', () => s.admissions);
   labeled(reg, 'anchor_sessions_ended_total', 'Sessions ended, by cause (client_close, node_close, idle_ttl).', 'cause', () => s.sessionsEnded);

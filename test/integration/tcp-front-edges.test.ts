@@ -116,6 +116,30 @@ describe('TCP front: connections that end in an unusual order', () => {
     await waitFor('no connection left', () => front.openConnections === 0 || undefined, { timeoutMs: 5000 });
   });
 
+  it('a client that leaves while its session is being admitted: the session ends (client_gone, counted once), not ended as the node\'s failure', async () => {
+    const h = harness();
+    const node = await silentNode();
+    const front = await startTcpFront(h, [{ id: 'node-a', port: node.port }]);
+    cleanups.push(() => front.close());
+    let release: (() => void) | null = null;
+    h.store.beforeCreate = () => new Promise<void>((r) => (release = r));
+    const id = new Uint8Array(16).fill(0x33);
+    const c = await client(front.addresses[0]!.port);
+    c.write(encodeJv1(PacketType.HELLO, id, new Uint8Array(8)));
+    await waitFor('the admission being written', () => release !== null || undefined, { timeoutMs: 5000 });
+    c.resetAndDestroy();
+    await waitFor('the connection gone', () => front.openConnections === 0 || undefined, { timeoutMs: 5000 });
+    release!();
+    await waitFor('the session to end', () => (h.auditLines(sessionIdHex(id)).length === 2 ? true : undefined), { timeoutMs: 5000 });
+    expect(h.core.table.get(sessionIdHex(id))).toBeUndefined();
+    expect(refused(h)).toEqual({ client_gone: 1 });
+    expect(h.auditLines(sessionIdHex(id)).map((l) => [l.event, l.cause])).toEqual([
+      ['create', 'hello'],
+      ['terminate', 'client_gone'],
+    ]);
+    expect(node.received()).toBe(0);
+  });
+
   it('a session frozen and then resumed without a transfer (a stale freeze thawed): the client\'s bytes reach the owner again', async () => {
     const clock = new ManualClock();
     const h = harness(clock);
