@@ -226,9 +226,10 @@ export class Ownership {
   /**
    * Transfers whose answer was lost (they may have landed, or land later), by session: still counted in
    * transfersInFlightTo until the session is known at or past the transfer's version here (landed, thawed
-   * or overtaken), is gone, or `unknownWriteBoundMs` has passed. Rare: empty but for a store's outage.
+   * or overtaken) or `unknownWriteBoundMs` has passed (#pruneUnsure; also from thawStale, so that none is
+   * kept when no drain asks). Rare: empty but for a store's outage.
    */
-  readonly #unsureTransfers = new Map<string, { readonly rec: SessionRecord; readonly to: string; readonly toVersion: bigint; readonly until: number }>();
+  readonly #unsureTransfers = new Map<string, { readonly to: string; readonly toVersion: bigint; readonly until: number }>();
   /** Migration batches waiting for their turn of the event loop (`#turn`). */
   readonly #turnWaiters: (() => void)[] = [];
   #turnScheduled = false;
@@ -665,7 +666,7 @@ export class Ownership {
       const until = this.#d.clock.now() + (this.#o.unknownWriteBoundMs ?? UNKNOWN_WRITE_BOUND_MS);
       moving.forEach((m, k) => {
         const r = transfers[k] as StepResult;
-        if (!r.ok && r.maybeApplied === true) this.#unsureTransfers.set(m.rec.id, { rec: m.rec, to: m.to, toVersion: (transferFrom[k] as bigint) + 1n, until });
+        if (!r.ok && r.maybeApplied === true) this.#unsureTransfers.set(m.rec.id, { to: m.to, toVersion: (transferFrom[k] as bigint) + 1n, until });
       });
       const aborted = [...noTarget, ...moving.filter((_, k) => !(transfers[k] as StepResult).ok)];
       const transferred = moving.filter((_, k) => (transfers[k] as StepResult).ok);
@@ -774,20 +775,31 @@ export class Ownership {
   }
 
   /**
-   * Sessions whose transfer to `node` is being written now: a drain of `node` does not finish while there
-   * are any (they may land on it after it looked empty).
+   * Sessions whose transfer to `node` is being written now, or was written and its answer lost (until it
+   * shows which way it went, or `unknownWriteBoundMs`): a drain of `node` does not finish while there are
+   * any (they may land on it after it looked empty).
    */
   transfersInFlightTo(node: string): number {
-    let n = this.#transfersTo.get(node) ?? 0;
+    const n = this.#transfersTo.get(node) ?? 0;
     if (this.#unsureTransfers.size === 0) return n;
-    const now = this.#d.clock.now();
+    this.#pruneUnsure(this.#d.clock.now());
+    let unsure = 0;
+    for (const u of this.#unsureTransfers.values()) if (u.to === node) unsure++;
+    return n + unsure;
+  }
+
+  /**
+   * Forgets the lost-answer transfers that have shown which way they went: the session the table holds
+   * now is at or past the transfer's version (the watch brought the transfer, or the thaw on the same
+   * version committed, or a later write did) — or the bound passed. A session gone from the table is not
+   * proof (one ended here is deleted from the store later, and the transfer may land first): it waits
+   * for the bound.
+   */
+  #pruneUnsure(now: number): void {
     for (const [id, u] of this.#unsureTransfers) {
-      // Settled: the session is known here at or past the transfer's version (the watch brought the
-      // transfer, or the thaw on the same version committed, or a later write), it is gone, or the bound passed.
-      if (u.rec.version >= u.toVersion || this.#d.core.table.get(id) !== u.rec || now >= u.until) this.#unsureTransfers.delete(id);
-      else if (u.to === node) n++;
+      const rec = this.#d.core.table.get(id);
+      if ((rec !== undefined && rec.version >= u.toVersion) || now >= u.until) this.#unsureTransfers.delete(id);
     }
-    return n;
   }
 
   /** Ends a session by operator or policy (version + 1, tombstone), audited. */
@@ -1156,6 +1168,7 @@ export class Ownership {
    * loses. Packets held meanwhile are replayed to the owner.
    */
   thawStale(now: number, staleMs: number): void {
+    if (this.#unsureTransfers.size > 0) this.#pruneUnsure(now);
     if (this.#d.fence !== undefined && this.#d.fence() !== FenceState.OK) return;
     // Every frozen session is looked at (they are not kept in time order: see #frozenAt); few are frozen
     // outside a migration running here.

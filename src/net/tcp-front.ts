@@ -268,10 +268,13 @@ export class TcpFront {
         const owner = rec.owner;
         const version = rec.version;
         const up = await this.#connect(conn, owner);
-        if (up === null) {
+        if (typeof up === 'string') {
           // The owner cannot be reached, or the client left (while the session was being admitted, or
-          // while the front connected): the session never carried a byte; end it rather than strand it.
-          this.#d.ownership.terminate(rec.id, conn.clientLeft ? 'client_gone' : 'upstream_connect_failed', 'tcp');
+          // while the front connected): the session never carried a byte; end it rather than strand it —
+          // this very record (one ended meanwhile, perhaps admitted again since by another connection, is
+          // left alone).
+          const cause = up === 'upstream_connect' ? 'upstream_connect_failed' : up === 'client_gone' ? 'client_gone' : 'connection_closed';
+          if (this.#d.core.table.holds(rec)) this.#d.ownership.terminate(rec.id, cause, 'tcp');
           return;
         }
         // Transitions are followed only once the connection is bound: one that ran while the front was
@@ -292,7 +295,7 @@ export class TcpFront {
         }
         const owner = rec.owner;
         const up = await this.#connect(conn, owner);
-        if (up === null) return;
+        if (typeof up === 'string') return;
         this.#send(up, rec, conn, out.version, PP2_FLAG.UNBOUND_SOURCE, out.seq, first);
         const bind = await this.#readBind(up);
         if (typeof bind === 'string') {
@@ -475,19 +478,25 @@ export class TcpFront {
     up.write(Buffer.concat([header, first]));
   }
 
-  async #connect(conn: Conn, nodeId: string): Promise<net.Socket | null> {
+  /**
+   * A connection to the owner for `conn`, or why not (counted, `conn` destroyed): `client_gone` (the client
+   * left, before or while connecting), `upstream_connect` (no address for the owner, refused, timed out),
+   * `closed` (the front closed it meanwhile).
+   */
+  async #connect(conn: Conn, nodeId: string): Promise<net.Socket | 'client_gone' | 'upstream_connect' | 'closed'> {
     const addr = this.#nodes.get(nodeId);
     if (conn.closed) {
       // Gone before the connect began (e.g. while its session was being admitted): counted here, once.
-      if (conn.clientLeft) this.#d.stats.tcpRefused.inc('client_gone');
-      return null;
+      if (!conn.clientLeft) return 'closed';
+      this.#d.stats.tcpRefused.inc('client_gone');
+      return 'client_gone';
     }
     if (addr === undefined) {
       // An owner this front has no address for (a node known to the ring but not to the TCP front's config).
       this.#d.logger.warn({ node: nodeId }, 'tcp: no address for the owner');
       this.#d.stats.tcpRefused.inc('upstream_connect');
       this.#destroy(conn);
-      return null;
+      return 'upstream_connect';
     }
     const up = net.connect({ host: addr.address, port: addr.port, family: addr.family, allowHalfOpen: true, noDelay: true });
     conn.upstream = up;
@@ -510,9 +519,10 @@ export class TcpFront {
     });
     if (how === 'connect' && !conn.closed) return up;
     // The client gone first (before or while connecting) is not the node's failure.
-    this.#d.stats.tcpRefused.inc(conn.clientLeft ? 'client_gone' : 'upstream_connect');
+    const why = conn.clientLeft ? 'client_gone' : 'upstream_connect';
+    this.#d.stats.tcpRefused.inc(why);
     this.#destroy(conn);
-    return null;
+    return why;
   }
 
   /**

@@ -233,6 +233,8 @@ export function makeHarness(opts: {
   eligible?: (node: string) => boolean;
   /** After a freeze, how long a migration waits before its transfer (default 0). */
   quiesceMs?: number;
+  /** Ownership's `unknownWriteBoundMs` (its default when absent). */
+  unknownWriteBoundMs?: number;
 }): Harness {
   const clock = opts.clock ?? new ManualClock();
   const core = new DirectorCore({ ...TEST_LIMITS, ...opts.limits }, opts.ring);
@@ -242,7 +244,13 @@ export function makeHarness(opts: {
   const stats = new DirectorStats();
   const nodes = new Set(opts.ring.nodes.map((n) => n.id));
   const own = new Ownership(
-    { directorId: 'dir-test', quiesceMs: opts.quiesceMs ?? 0, revokeTimeoutMs: opts.revokeTimeoutMs ?? 60_000, revokeRetries: opts.revokeRetries ?? 2 },
+    {
+      directorId: 'dir-test',
+      quiesceMs: opts.quiesceMs ?? 0,
+      revokeTimeoutMs: opts.revokeTimeoutMs ?? 60_000,
+      revokeRetries: opts.revokeRetries ?? 2,
+      ...(opts.unknownWriteBoundMs !== undefined ? { unknownWriteBoundMs: opts.unknownWriteBoundMs } : {}),
+    },
     { core, store, audit, stats, clock, eligible: opts.eligible ?? ((n) => nodes.has(n)), knownNode: (n) => nodes.has(n) },
   );
   const path = new RecordingPath(clock);

@@ -12,7 +12,7 @@ import { createHasher } from '../../src/ring/hash.js';
 import { buildRing, type Ring } from '../../src/ring/ring.js';
 import { SessionState } from '../../src/session/lifecycle.js';
 import type { SessionRecord } from '../../src/session/table.js';
-import { systemClock } from '../../src/util/clock.js';
+import { systemClock, type Clock } from '../../src/util/clock.js';
 import { clientTransport, idsOwnedBy, makeHarness, type Harness } from '../helpers/ownership-harness.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -26,10 +26,16 @@ afterEach(() => {
 });
 
 /** The harness and a drain coordinator wired as anchor.ts wires them: a draining node leaves the ring, and only ring nodes are eligible. */
-function rig(quiesceMs: number, published: DrainView[] = []): { h: Harness; drains: DrainCoordinator; clockReads: () => number } {
+function rig(quiesceMs: number, published: DrainView[] = [], own: { clock?: Clock; unknownWriteBoundMs?: number } = {}): { h: Harness; drains: DrainCoordinator; clockReads: () => number } {
   let reads = 0;
   const clock = { ...systemClock, now: (): number => (reads++, systemClock.now()) };
-  const h: Harness = makeHarness({ ring, clock: systemClock, quiesceMs, eligible: (n) => h.core.ring.nodes.some((x) => x.id === n) });
+  const h: Harness = makeHarness({
+    ring,
+    clock: own.clock ?? systemClock,
+    quiesceMs,
+    eligible: (n) => h.core.ring.nodes.some((x) => x.id === n),
+    ...(own.unknownWriteBoundMs !== undefined ? { unknownWriteBoundMs: own.unknownWriteBoundMs } : {}),
+  });
   const drains = new DrainCoordinator(
     { rate: 100_000, concurrency: 16, tickMs: 5, directorId: 'dir-test' },
     {
@@ -223,5 +229,51 @@ describe('migration targets', () => {
     const bDone = await waitFor('node-b drained', finished(drains, b.id), { timeoutMs: 10_000 });
     expect([bDone.state, bDone.moved]).toEqual(['completed', 1]);
     expect(['node-a', 'node-c']).toContain(rec.owner);
+  });
+
+  it('a session ended here after its transfer\'s answer was lost still holds the target\'s drain (its end is not yet in the store, the transfer may land first), until the bound passes', async () => {
+    // Ownership's clock runs ahead of the wall clock by `skip` (the test moves it past the bound).
+    let skip = 0;
+    const ownClock: Clock = { ...systemClock, now: () => systemClock.now() + skip };
+    const { h, drains, clockReads } = rig(0, [], { clock: ownClock, unknownWriteBoundMs: 60_000 });
+    const [id] = idsOwnedBy(ring, 'node-a', 1);
+    const rec = await h.admit(id!, clientTransport(600));
+    let down = false;
+    h.store.beforeUpdate = (record: StoredSession) => {
+      if (down) return { ok: false, reason: 'unavailable', message: 'store down (test)' };
+      if (record.owner === 'node-b' && record.state === SessionState.FROZEN) {
+        down = true;
+        return { ok: false, reason: 'unavailable', message: 'answer lost (test)', maybeApplied: true };
+      }
+    };
+    h.store.beforeDelete = () => ({ ok: false, reason: 'unavailable', message: 'store down (test)' });
+    const [r] = await h.own.migrateBatch([rec.id], { to: 'node-b', cause: 'migrate', actor: 'op' });
+    expect(r).toMatchObject({ ok: false, reason: 'unavailable' });
+    expect(h.own.terminate(rec.id, 'test_end', 'op')).toMatchObject({ ok: true });
+    expect(h.core.table.get(rec.id)).toBeUndefined();
+    expect(h.own.transfersInFlightTo('node-b')).toBe(1);
+    const b = drains.start('node-b', { mode: 'migrate', deadlineS: 30, cause: 'drain', actor: 'op' }).view;
+    const reads = clockReads();
+    await waitFor('drain ticks', () => clockReads() > reads + 40 || undefined);
+    expect(drains.get(b.id)!.state).toBe('running');
+    skip = 60_000; // the bound passes with nothing shown: the transfer is taken as never landing
+    const bDone = await waitFor('node-b drained', finished(drains, b.id), { timeoutMs: 10_000 });
+    expect([bDone.state, bDone.moved]).toEqual(['completed', 0]);
+    expect(h.own.transfersInFlightTo('node-b')).toBe(0);
+  });
+
+  it('a lost-answer transfer is forgotten once the thaw on the same version commits (the transfer can no longer land)', async () => {
+    const { h } = rig(0);
+    const [id] = idsOwnedBy(ring, 'node-a', 1);
+    const rec = await h.admit(id!, clientTransport(700));
+    h.store.beforeUpdate = (record: StoredSession) => {
+      if (record.owner === 'node-b' && record.state === SessionState.FROZEN) return { ok: false, reason: 'unavailable', message: 'answer lost (test)', maybeApplied: true };
+    };
+    const before = rec.version;
+    const [r] = await h.own.migrateBatch([rec.id], { to: 'node-b', cause: 'migrate', actor: 'op' });
+    expect(r).toMatchObject({ ok: false, reason: 'unavailable' });
+    // The transfer never reached the store; the thaw (transfer_aborted) committed on the version it was written on.
+    expect([rec.owner, rec.state, rec.version]).toEqual(['node-a', SessionState.ATTACHED, before + 2n]);
+    expect(h.own.transfersInFlightTo('node-b')).toBe(0);
   });
 });
