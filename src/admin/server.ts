@@ -69,6 +69,17 @@ export interface AdminOptions {
   readonly logger?: Logger;
 }
 
+/**
+ * Whether an admin API on `listen` without a token is open to more than this host: any address but a
+ * loopback one (127.0.0.0/8, ::1, ::ffff:127.x). Pure.
+ */
+export function exposedWithoutToken(listen: Transport, token: string | null): boolean {
+  if (token !== null) return false;
+  const a = listen.address.toLowerCase();
+  const v4 = a.startsWith('::ffff:') ? a.slice(7) : a;
+  return !(v4.startsWith('127.') || a === '::1' || a === '0:0:0:0:0:0:0:1');
+}
+
 /** Admin connections open at once at most (operators, Prometheus, the status page): more are refused by the kernel's accept, then closed. */
 export const ADMIN_MAX_CONNECTIONS = 128;
 
@@ -194,6 +205,10 @@ export class AdminServer {
     await once(this.#server, 'listening');
     const a = this.#server.address() as AddressInfo;
     this.#address = { family: this.#opts.listen.family, address: a.address, port: a.port };
+    if (exposedWithoutToken(this.#opts.listen, this.#opts.token)) {
+      // Anyone who reaches this address can drain nodes, end sessions and stop the director.
+      this.#opts.logger?.warn({ listen: `${a.address}:${a.port}` }, 'admin API listens beyond loopback without admin.token (ANCHOR_ADMIN_TOKEN): every host that reaches it can drain nodes, end sessions and stop the director');
+    }
   }
 
   async close(): Promise<void> {
@@ -311,6 +326,7 @@ export class AdminServer {
         if (dl !== undefined && dl !== null && (typeof dl !== 'number' || !Number.isFinite(dl) || dl < 0 || dl > MAX_DEADLINE_S)) {
           throw new HttpError(400, 'bad_request', `deadline_s: expected a number of seconds from 0 to ${MAX_DEADLINE_S} (a year), got ${short(JSON.stringify(dl))}`);
         }
+        if (dl !== undefined && dl !== null && mode === 'migrate') throw new HttpError(400, 'bad_request', 'deadline_s applies to mode "wait" only (a "migrate" drain moves the sessions now)');
         return sendResult(res, b.drain(node, { mode, deadlineS: typeof dl === 'number' ? dl : undefined }), 202);
       }
       onlyKeys(body, []);

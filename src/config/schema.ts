@@ -182,10 +182,16 @@ function listener() {
 
 const NODE_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 
-/** A node id: 1–64 characters of [A-Za-z0-9._-] (DESIGN §6). */
+/**
+ * A node id: 1–64 characters of [A-Za-z0-9._-] (DESIGN §6), but not `.` or `..` (a URL path segment
+ * that names no node: the admin API's /v1/nodes/{id}/… could not reach it).
+ */
 const nodeId = () => {
-  const err = expecting('an id of 1–64 characters [A-Za-z0-9._-]');
-  return z.string(err).regex(NODE_ID_RE, err);
+  const err = expecting('an id of 1–64 characters [A-Za-z0-9._-], not "." or ".."');
+  return z
+    .string(err)
+    .regex(NODE_ID_RE, err)
+    .refine((v) => v !== '.' && v !== '..', err);
 };
 
 const numberAbove = (min: number) => {

@@ -159,6 +159,7 @@ export function parseCtlArgs(argv: readonly string[], env: Readonly<Record<strin
         if (mode !== 'migrate' && mode !== 'wait') throw new UsageError(`anchor ${where}: --mode: expected migrate or wait, got "${mode}"`);
         const deadline = s('deadline');
         const deadlineS = deadline === undefined ? undefined : numberFlag(where, 'deadline', deadline, undefined, { min: 0, max: MAX_DEADLINE_S });
+        if (deadlineS !== undefined && mode !== 'wait') throw new UsageError(`anchor ${where}: --deadline applies to --mode wait only (a migrate drain moves the sessions now)`);
         return { cmd: 'drain', node: nodeId(where, 'NODE', op(0)), mode, deadlineS, detach: v.detach === true };
       }
       case 'undrain':

@@ -223,7 +223,8 @@ class Ctl {
       const items = list(obj(r.body).items);
       const seqs = items.map((l) => num(obj(l).seq) ?? 0);
       const newest = seqs.length === 0 ? 0 : Math.max(...seqs);
-      if (newest < lastSeq) {
+      // None at all is no news (a session's lines may have left the director's recent ones): not a restart.
+      if (items.length > 0 && newest < lastSeq) {
         // A director that restarted without an audit file starts its sequence anew.
         this.#io.stderr.write(`anchor ctl audit: the audit sequence went back from ${lastSeq} to ${newest} (director restarted?)\n`);
         lastSeq = 0;

@@ -129,6 +129,11 @@ interface Drain {
   readonly deadlineAt: number | null;
   migratingSince: number | null;
   finishedAt: number | null;
+  /**
+   * The node's sessions when the drain finished (taken again when its last batch settles after the
+   * finish): a finished drain's figures stay what they were, whatever the node receives later.
+   */
+  remainingAtFinish: number | null;
   lastError: string | null;
   budget: number;
   lastTick: number;
@@ -214,6 +219,7 @@ export class DrainCoordinator {
       deadlineAt: req.mode === DrainMode.WAIT ? now + deadlineS * 1000 : null,
       migratingSince: req.mode === DrainMode.WAIT ? null : now,
       finishedAt: null,
+      remainingAtFinish: null,
       lastError: null,
       budget: 0,
       lastTick: now,
@@ -468,7 +474,12 @@ export class DrainCoordinator {
     this.#d.stats.migrations.inc(migrationResultLabel(r));
     // Settled after the drain finished (an undrain, a cancel): the record shared with the other
     // directors says what became of its last batches too, once they are all in.
-    if (d.finishedAt !== null && d.inFlight.size === 0) queueMicrotask(() => this.#d.publish?.(this.#view(d)));
+    if (d.finishedAt !== null && d.inFlight.size === 0) {
+      queueMicrotask(() => {
+        d.remainingAtFinish = this.#d.core.table.countByOwner(d.node);
+        this.#d.publish?.(this.#view(d));
+      });
+    }
     // Transferred but not resumed (the stale-freeze sweep resumes it on its new owner): it left the node.
     if (r.ok || r.transferred === true) {
       d.moved++;
@@ -491,6 +502,7 @@ export class DrainCoordinator {
     if (d.state !== 'waiting' && d.state !== 'running') return;
     d.state = state;
     d.finishedAt = this.#d.clock.now();
+    d.remainingAtFinish = this.#d.core.table.countByOwner(d.node);
     this.#d.stats.drainsFinished.inc(state);
     this.#d.logger.info({ drain: d.id, node: d.node, state, moved: d.moved, failed: d.failed }, 'drain finished');
     this.#d.publish?.(this.#view(d));
@@ -503,7 +515,7 @@ export class DrainCoordinator {
 
   #view(d: Drain): DrainView {
     const now = d.finishedAt ?? this.#d.clock.now();
-    const remaining = this.#d.core.table.countByOwner(d.node);
+    const remaining = d.remainingAtFinish ?? this.#d.core.table.countByOwner(d.node);
     const p = drainProgress({ total: d.total, moved: d.moved, failed: d.failed, remaining, migratingSinceMs: d.migratingSince, nowMs: now, configuredRate: this.#o.rate });
     const wall = (mono: number): string => new Date(this.#d.clock.toWall(mono)).toISOString();
     const revokes = this.#d.ownership.revokesTo(d.node);

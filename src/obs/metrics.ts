@@ -167,7 +167,7 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
   labeled(reg, 'anchor_migrations_total', 'Session migrations (operator, drain, failover) by result: ok, transferred (on its new owner, not resumed yet: the stale-freeze sweep resumes it) or the failure reason.', 'result', () => s.migrations);
   labeled(reg, 'anchor_admissions_failed_total', 'Admissions the ownership store refused (the held HELLO is answered with this REJECT reason).', 'reason', () => s.admissionsFailed);
   plain(reg, 'anchor_admissions_total', 'Sessions admitted (HELLO accepted, owner picked by the ring).', () => s.admissions);
-  labeled(reg, 'anchor_sessions_ended_total', 'Sessions ended, by cause (client_close, node_close, idle_ttl).', 'cause', () => s.sessionsEnded);
+  labeled(reg, 'anchor_sessions_ended_total', 'Sessions ended, by cause: the cause of the audit line (client_close, node_close, idle_ttl, operator, drain_unmovable, failover_unmovable, connection_closed, client_gone, upstream_connect_failed, …).', 'cause', () => s.sessionsEnded);
   labeled(reg, 'anchor_send_errors_total', 'Send errors by destination kind (node, client): failed control sends (REJECT, REVOKE) and errors the kernel reports on node sockets (ICMP unreachable, a failed queued send). Forwards and relays are sent without a per-datagram callback.', 'to', () => s.sendErrors);
   labeled(reg, 'anchor_audit_events_total', 'Audit events written, by event.', 'event', () => s.auditEvents);
   plain(reg, 'anchor_audit_write_errors_total', 'Audit files that could not be written (opened or appended to; each counted once): audit lines are kept in memory only, and the director is not ready, until the file is reopened (SIGHUP) successfully.', () => s.auditWriteErrors);

@@ -160,6 +160,9 @@ describe('admin API', () => {
     const year = await raw('POST', '/v1/nodes/node-a/drain', { ...auth, 'content-type': 'application/json' }, JSON.stringify({ mode: 'wait', deadline_s: 1e13 }));
     expect(year.status).toBe(400);
     expect(JSON.parse(year.body).error.message).toMatch(/deadline_s: expected a number of seconds from 0 to 31536000/);
+    const migrateDeadline = await raw('POST', '/v1/nodes/node-a/drain', { ...auth, 'content-type': 'application/json' }, JSON.stringify({ mode: 'migrate', deadline_s: 5 }));
+    expect(migrateDeadline.status).toBe(400);
+    expect(JSON.parse(migrateDeadline.body).error.message).toMatch(/deadline_s applies to mode "wait" only/);
     expect((await get('/v1/drains')).status).toBe(200);
   });
 

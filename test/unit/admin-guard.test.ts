@@ -1,7 +1,7 @@
 // What the admin API refuses from a browser: a foreign Origin always (cross-site request forgery), a
 // Host that is not an address without a token (DNS rebinding). browserRefusal is pure.
 import { describe, expect, it } from 'vitest';
-import { bearerMatches, browserRefusal } from '../../src/admin/server.js';
+import { bearerMatches, browserRefusal, exposedWithoutToken } from '../../src/admin/server.js';
 
 describe('browserRefusal', () => {
   it.each([
@@ -38,5 +38,14 @@ describe('bearerMatches', () => {
     expect(bearerMatches('Bearer nope', 'secret-token-123456')).toBe(false);
     expect(bearerMatches('Basic secret-token-123456', 'secret-token-123456')).toBe(false);
     expect(bearerMatches(undefined, 'secret-token-123456')).toBe(false);
+  });
+});
+
+describe('exposedWithoutToken (warned at start)', () => {
+  const at = (address: string) => ({ family: address.includes(':') ? (6 as const) : (4 as const), address, port: 9180 });
+  it('is true only for a non-loopback address with no token', () => {
+    expect(['127.0.0.1', '127.1.2.3', '::1', '::ffff:127.0.0.1'].map((a) => exposedWithoutToken(at(a), null))).toEqual([false, false, false, false]);
+    expect(['0.0.0.0', '10.0.0.5', '::', '192.168.1.1', '::ffff:10.0.0.1'].map((a) => exposedWithoutToken(at(a), null))).toEqual([true, true, true, true, true]);
+    expect(exposedWithoutToken(at('0.0.0.0'), 'x'.repeat(16))).toBe(false);
   });
 });

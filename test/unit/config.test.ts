@@ -339,12 +339,14 @@ describe('parseConfig', () => {
     },
     {
       name: 'bad node ids',
-      yaml: `nodes:\n  - {id: "node a", address: "127.0.0.1:1"}\n  - {id: "", address: "127.0.0.1:2"}\n  - {id: ${'x'.repeat(65)}, address: "127.0.0.1:3"}\n  - {id: 7, address: "127.0.0.1:4"}\n`,
+      yaml: `nodes:\n  - {id: "node a", address: "127.0.0.1:1"}\n  - {id: "", address: "127.0.0.1:2"}\n  - {id: ${'x'.repeat(65)}, address: "127.0.0.1:3"}\n  - {id: 7, address: "127.0.0.1:4"}\n  - {id: "..", address: "127.0.0.1:5"}\n  - {id: ".", address: "127.0.0.1:6"}\n`,
       lines: [
-        'nodes[0].id: expected an id of 1–64 characters [A-Za-z0-9._-], got "node a"',
-        'nodes[1].id: expected an id of 1–64 characters [A-Za-z0-9._-], got ""',
-        `nodes[2].id: expected an id of 1–64 characters [A-Za-z0-9._-], got "${'x'.repeat(61)}..."`,
-        'nodes[3].id: expected an id of 1–64 characters [A-Za-z0-9._-], got 7',
+        'nodes[0].id: expected an id of 1–64 characters [A-Za-z0-9._-], not "." or "..", got "node a"',
+        'nodes[1].id: expected an id of 1–64 characters [A-Za-z0-9._-], not "." or "..", got ""',
+        `nodes[2].id: expected an id of 1–64 characters [A-Za-z0-9._-], not "." or "..", got "${'x'.repeat(61)}..."`,
+        'nodes[3].id: expected an id of 1–64 characters [A-Za-z0-9._-], not "." or "..", got 7',
+        'nodes[4].id: expected an id of 1–64 characters [A-Za-z0-9._-], not "." or "..", got ".."',
+        'nodes[5].id: expected an id of 1–64 characters [A-Za-z0-9._-], not "." or "..", got "."',
       ],
     },
     {
@@ -435,7 +437,7 @@ describe('parseConfig', () => {
       name: 'every problem is reported, not just the first',
       yaml: 'director:\n  id: "bad id"\nnodes:\n  - {id: a, address: "x"}\n  - {id: a, address: "127.0.0.1:2"}\nlog:\n  level: loud\n  extra: 1\n',
       lines: [
-        'director.id: expected an id of 1–64 characters [A-Za-z0-9._-], got "bad id"',
+        'director.id: expected an id of 1–64 characters [A-Za-z0-9._-], not "." or "..", got "bad id"',
         'nodes[0].address: expected HOST:PORT, got "x"',
         'nodes[1].id: duplicate of nodes[0].id ("a")',
         'log.level: expected one of fatal, error, warn, info, debug, trace, silent, got "loud"',

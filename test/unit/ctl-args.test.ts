@@ -60,6 +60,7 @@ describe('anchor ctl arguments', () => {
     [['drain'], /ctl drain: expected NODE/],
     [['drain', 'node-a', '--mode', 'fast'], /--mode: expected migrate or wait, got "fast"/],
     [['drain', 'node-a', '--deadline', 'soon'], /--deadline: expected a number/],
+    [['drain', 'node-a', '--deadline', '5'], /--deadline applies to --mode wait only/],
     [['drain', 'bad node!'], /NODE: expected a node id/],
     [['drain', '..'], /NODE: expected a node id/],
     [['sessions', '--limit', '0'], /--limit: expected an integer ≥ 1 and ≤ 1000, got "0"/],

@@ -161,6 +161,19 @@ describe('anchor ctl (scripted director)', () => {
     expect(h.out.trim().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq)).toEqual([1, 2, 3, 4, 5]);
     expect(h.requests.map((r) => r.path)).toEqual(['/v1/audit?limit=20', '/v1/audit?limit=1000', '/v1/audit?limit=1000', '/v1/audit?limit=1000']);
   });
+
+  it('audit --follow --session: a poll with none of the session\'s lines (they left the recent ones) is not a restart; a lower sequence is', async () => {
+    const line = (seq: number) => ({ time: 'T', seq, session: 'ab', event: 'freeze', cause: 'migrate', from_version: '1', to_version: '2', from_owner: 'a', to_owner: 'a', actor: 'admin' });
+    const pages = [[line(7)], [], [line(7), line(8)], [line(1)]];
+    const h = harness(() => {
+      const p = pages.shift();
+      return p === undefined ? { status: 500, body: { error: { code: 'internal', message: 'stop' } } } : { status: 200, body: { items: p } };
+    });
+    expect(await h.run(['audit', '--follow', '--json', '--session', 'ab'.repeat(16)])).toBe(1);
+    expect(h.out.trim().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq)).toEqual([7, 8, 1]);
+    expect(h.err.match(/went back/g)).toEqual(['went back']);
+    expect(h.err).toContain('went back from 8 to 1');
+  });
 });
 
 describe('answers ctl cannot use', () => {

@@ -276,4 +276,17 @@ describe('migration targets', () => {
     expect([rec.owner, rec.state, rec.version]).toEqual(['node-a', SessionState.ATTACHED, before + 2n]);
     expect(h.own.transfersInFlightTo('node-b')).toBe(0);
   });
+
+  it('a finished drain\'s figures stay as they were when it finished, whatever its node receives later', async () => {
+    const { h, drains } = rig(0);
+    const ids = idsOwnedBy(ring, 'node-a', 5);
+    for (const [i, id] of ids.slice(0, 3).entries()) await h.admit(id, clientTransport(800 + i));
+    const d = drains.start('node-a', { mode: 'migrate', deadlineS: 30, cause: 'drain', actor: 'op' }).view;
+    const done = await waitFor('drained', finished(drains, d.id));
+    expect(done).toMatchObject({ state: 'completed', total: 3, moved: 3, remaining: 0, ended: 0 });
+    drains.undrain('node-a');
+    for (const [i, id] of ids.slice(3).entries()) await h.admit(id, clientTransport(810 + i));
+    expect(h.core.table.countByOwner('node-a')).toBe(2);
+    expect(drains.get(d.id)).toMatchObject({ state: 'completed', total: 3, moved: 3, remaining: 0, ended: 0 });
+  });
 });
