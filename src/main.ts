@@ -237,7 +237,7 @@ async function main(argv: string[]): Promise<number> {
         json: { type: 'boolean' },
       });
       if (values.help) return (out(HELP.client as string), 0);
-      const target = hostPortFlag(cmd, 'target', requireString(cmd, values, 'target'));
+      const target = hostPortFlag(cmd, 'target', requireString(cmd, values, 'target'), false);
       const report = await runClient({
         target,
         sessions: numberFlag(cmd, 'sessions', values.sessions, undefined, { min: 1, max: 10_000, integer: true }),

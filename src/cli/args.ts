@@ -22,9 +22,11 @@ export function requireString(command: string, values: Record<string, unknown>, 
   return v;
 }
 
-export function hostPortFlag(command: string, flag: string, v: string): Transport {
+/** A HOST:PORT flag; `portZero`: port 0 allowed (a listen address: any free port), else refused (a destination). */
+export function hostPortFlag(command: string, flag: string, v: string, portZero = true): Transport {
   const t = parseHostPortLiteral(v);
   if (t === undefined) throw new UsageError(`anchor ${command}: --${flag}: expected HOST:PORT (IPv6 in brackets), got "${v}"`);
+  if (!portZero && t.port === 0) throw new UsageError(`anchor ${command}: --${flag}: expected a port 1–65535, got "${v}"`);
   return t;
 }
 

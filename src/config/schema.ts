@@ -72,6 +72,18 @@ export function parseHostPortLiteral(s: string): HostPort | undefined {
     : { family: 4, address: ipaddr.IPv4.parse(host).toString(), port };
 }
 
+/**
+ * Why `hp` cannot be a node's address, or null: unspecified, broadcast or multicast (nothing to send to),
+ * or IPv4-mapped IPv6 (the director's IPv6 sockets cannot reach it, and the node's replies come from the
+ * IPv4 address: write that instead).
+ */
+function notNodeAddress(hp: HostPort): string | null {
+  const ip = ipaddr.parse(hp.address.split('%')[0] as string);
+  if (ip.kind() === 'ipv6' && (ip as ipaddr.IPv6).isIPv4MappedAddress()) return `an IPv4-mapped address: write it as ${(ip as ipaddr.IPv6).toIPv4Address().toString()}:${hp.port}`;
+  const range = ip.range();
+  return range === 'unspecified' ? 'the unspecified address' : range === 'broadcast' ? 'the broadcast address' : range === 'multicast' ? 'a multicast address' : null;
+}
+
 /** Identity of a HOST:PORT for duplicate checks (`[::1]:5` and `[0::1]:5` are the same). */
 function hostPortKey(s: unknown): string | undefined {
   if (typeof s !== 'string') return undefined;
@@ -85,14 +97,20 @@ function hostPortExpected(input: unknown): string {
   return bareV6 ? 'HOST:PORT (IPv6 in brackets)' : 'HOST:PORT';
 }
 
-/** A HOST:PORT string. `allowPortZero` for listen addresses (0 = ephemeral, for tests). */
-function hostPort(opts: { allowPortZero: boolean }) {
+/**
+ * A HOST:PORT string. `allowPortZero` for listen addresses (0 = ephemeral, for tests); `unicast` for
+ * a node's address (notNodeAddress).
+ */
+function hostPort(opts: { allowPortZero: boolean; unicast?: boolean }) {
   return z.string(expecting(hostPortExpected)).superRefine((s, ctx) => {
     const hp = parseHostPortLiteral(s);
     if (hp === undefined) {
       ctx.addIssue({ code: 'custom', input: s, message: `expected ${hostPortExpected(s)}, got ${showValue(s)}` });
     } else if (hp.port === 0 && !opts.allowPortZero) {
       ctx.addIssue({ code: 'custom', input: s, message: `expected a port 1–65535, got ${showValue(s)}` });
+    } else if (opts.unicast === true) {
+      const why = notNodeAddress(hp);
+      if (why !== null) ctx.addIssue({ code: 'custom', input: s, message: `expected a unicast address, got ${showValue(s)} (${why})` });
     }
   });
 }
@@ -305,7 +323,7 @@ export type StoreKind = (typeof STORE_KINDS)[number];
 const node = z.strictObject(
   {
     id: nodeId(), // required
-    address: hostPort({ allowPortZero: false }), // required; where the node receives datagrams
+    address: hostPort({ allowPortZero: false, unicast: true }), // required; where the node receives datagrams
     weight: (() => {
       const err = expecting('a number > 0 and ≤ 1000000');
       return z.number(err).gt(0, err).lte(1_000_000, err);
@@ -432,7 +450,8 @@ export const AnchorConfigSchema = z
       }),
       revoke: section({
         timeout_ms: timerMs(1).default(500),
-        retries: integerAtLeast(0).default(3),
+        // Each resend waits twice as long as the one before: 20 already waits 2^20 timeouts for the last.
+        retries: integerBetween(0, 20, ' (each resend waits twice as long as the one before)').default(3),
       }),
       metrics: section({
         enabled: bool().default(true),
@@ -444,6 +463,21 @@ export const AnchorConfigSchema = z
     if (cfg.store?.kind === 'etcd' && Array.isArray(cfg.store.etcd?.endpoints) && cfg.store.etcd.endpoints.length === 0) {
       ctx.addIssue({ code: 'custom', path: ['store', 'etcd', 'endpoints'], input: [], message: 'required with store.kind etcd (at least one URL)' });
     }
+    if (cfg.failover?.mode === 'auto' && cfg.health?.enabled === false) {
+      ctx.addIssue({ code: 'custom', path: ['failover', 'mode'], input: 'auto', message: 'auto needs health.enabled: true (an automatic failover follows the health checks; without them it would never run)' });
+    }
+    // An offset codec's id must fit in what the TCP front reads before it gives up on a preamble.
+    const preambleMax = cfg.tcp?.preamble_max_bytes;
+    (Array.isArray(cfg.listen?.tcp) ? cfg.listen.tcp : []).forEach((l, i) => {
+      if (l.codec === 'offset' && l.offset !== null && l.length !== null && typeof preambleMax === 'number' && l.offset + l.length > preambleMax) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['listen', 'tcp', i, 'offset'],
+          input: l.offset,
+          message: `offset + length (${l.offset + l.length}) is over tcp.preamble_max_bytes (${preambleMax}): no connection's id could be read; raise tcp.preamble_max_bytes`,
+        });
+      }
+    });
     // A node at one of the director's own listen addresses would loop packets back to it.
     const own = new Map<string, number>();
     (Array.isArray(cfg.listen?.udp) ? cfg.listen.udp : []).forEach((l, i) => {

@@ -55,7 +55,11 @@ export class AdminClient {
       if (read === null) return { ok: false, status: res.status, code: 'bad_answer', message: `${method} ${path}: the answer is over ${ANSWER_MAX / 1024 / 1024} MiB (is ${this.#o.base} an Anchor admin API?)` };
       text = read;
     } catch (err) {
-      return { ok: false, status: 0, code: 'unreachable', message: unreachable(err, this.#o.base, this.#o.timeoutMs) };
+      const why = unreachable(err, this.#o.base, this.#o.timeoutMs);
+      // A request that changes something may have been carried out although no answer came back in time.
+      const timedOut = (err as { name?: string })?.name === 'TimeoutError' || (err as { name?: string })?.name === 'AbortError';
+      const message = method === 'POST' && timedOut ? `${why}; ${method} ${path} may have been carried out all the same: check before trying again (anchor ctl status, session ID, drains)` : why;
+      return { ok: false, status: 0, code: 'unreachable', message };
     }
     let json: unknown;
     try {

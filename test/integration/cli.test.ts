@@ -32,6 +32,7 @@ describe('anchor CLI', () => {
     [['node', '--id', 'n1', '--listen', '5001'], /--listen: expected HOST:PORT.*"5001"/],
     [['node', '--id', 'bad id!', '--listen', '127.0.0.1:0'], /--id: expected/],
     [['client', '--target', '127.0.0.1:4500', '--sessions', 'ten', '--rate', '1', '--duration', '1'], /--sessions: expected an integer.*"ten"/],
+    [['client', '--target', '127.0.0.1:0', '--sessions', '1', '--rate', '1', '--duration', '1'], /--target: expected a port 1–65535, got "127.0.0.1:0"/],
     [['client', '--target', '127.0.0.1:4500', '--sessions', '1', '--rate', '-5', '--duration', '1'], /--rate/],
     [['client', '--target', '127.0.0.1:4500', '--sessions', '1', '--rate', '1', '--duration', '1', '--size', '4'], /--size: expected an integer ≥ 16/],
     [['frobnicate'], /unknown command "frobnicate"/],

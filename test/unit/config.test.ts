@@ -350,6 +350,36 @@ describe('parseConfig', () => {
       ],
     },
     {
+      name: 'node addresses nothing can be sent to',
+      yaml: 'nodes:\n  - {id: a, address: "0.0.0.0:1"}\n  - {id: b, address: "255.255.255.255:2"}\n  - {id: c, address: "[::]:3"}\n  - {id: d, address: "239.1.1.1:4"}\n',
+      lines: [
+        'nodes[0].address: expected a unicast address, got "0.0.0.0:1" (the unspecified address)',
+        'nodes[1].address: expected a unicast address, got "255.255.255.255:2" (the broadcast address)',
+        'nodes[2].address: expected a unicast address, got "[::]:3" (the unspecified address)',
+        'nodes[3].address: expected a unicast address, got "239.1.1.1:4" (a multicast address)',
+      ],
+    },
+    {
+      name: 'an IPv4-mapped node address',
+      yaml: 'nodes:\n  - {id: a, address: "127.0.0.1:5001"}\n  - {id: b, address: "[::ffff:127.0.0.1]:5002"}\n',
+      lines: ['nodes[1].address: expected a unicast address, got "[::ffff:127.0.0.1]:5002" (an IPv4-mapped address: write it as 127.0.0.1:5002)'],
+    },
+    {
+      name: 'failover auto without health checks',
+      yaml: `${ONE_NODE}health:\n  enabled: false\nfailover:\n  mode: auto\n`,
+      lines: ['failover.mode: auto needs health.enabled: true (an automatic failover follows the health checks; without them it would never run)'],
+    },
+    {
+      name: 'revoke retries past doubling sense',
+      yaml: `${ONE_NODE}revoke:\n  retries: 21\n`,
+      lines: ['revoke.retries: expected an integer from 0 to 20 (each resend waits twice as long as the one before), got 21'],
+    },
+    {
+      name: 'an offset codec whose id lies past the TCP preamble limit',
+      yaml: `${ONE_NODE}listen:\n  tcp:\n    - {address: "127.0.0.1:0", codec: offset, offset: 5000, length: 8}\n`,
+      lines: ['listen.tcp[0].offset: offset + length (5008) is over tcp.preamble_max_bytes (4096): no connection\'s id could be read; raise tcp.preamble_max_bytes'],
+    },
+    {
       name: 'weights out of range',
       yaml: 'nodes:\n  - {id: a, address: "127.0.0.1:1", weight: 0}\n  - {id: b, address: "127.0.0.1:2", weight: 1000001}\n',
       lines: [

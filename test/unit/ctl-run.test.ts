@@ -136,6 +136,17 @@ describe('anchor ctl (scripted director)', () => {
     expect(lost.err).toContain('cannot reach the director');
   });
 
+  it('a POST that times out says it may have been carried out; a GET that times out does not', async () => {
+    const timeout = new DOMException('The operation was aborted due to timeout', 'TimeoutError');
+    const h = harness(() => timeout);
+    expect(await h.run(['migrate', 'ab'.repeat(16), '--to', 'node-b'])).toBe(1);
+    expect(h.err).toMatch(/no answer from the director at .* within 5 s; POST \/v1\/sessions\/[ab]+\/migrate may have been carried out all the same/);
+    const g = harness(() => timeout);
+    expect(await g.run(['status'])).toBe(1);
+    expect(g.err).toContain('no answer from the director');
+    expect(g.err).not.toContain('carried out');
+  });
+
   it('status: readiness from /readyz even when it answers 503', async () => {
     const h = harness((_, path) => {
       if (path === '/readyz') return { status: 503, body: { ready: false, reason: 'director draining' } };
