@@ -518,7 +518,8 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     undrain: (node) => {
       // A drain of the node running on another director stops when that director sees the shared state.
       const d = drains.undrain(node) ?? drains.activeElsewhere(node);
-      return { ok: true, value: { node, state: NodeState.ACTIVE, cancelled_drain: d ?? null } };
+      // Its health too: an unhealthy node takes no new session until it is healthy again.
+      return { ok: true, value: { node, state: NodeState.ACTIVE, health: membership.get(node)?.health ?? null, cancelled_drain: d ?? null } };
     },
     failover: (node) => {
       const r = startFailover(node, 'admin');

@@ -266,12 +266,16 @@ export class AdminServer {
 
   async #v1(method: string, path: string, q: URLSearchParams, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const b = this.#backend;
-    const get = (): void => {
+    // The method, then the query's parameters: one a route does not take is refused, not ignored (a
+    // filter misspelt would otherwise answer the whole unfiltered list).
+    const get = (params: readonly string[] = []): void => {
       // HEAD is GET without the body (node:http leaves it out).
       if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, 'method_not_allowed', `${method} /v1${short(path)}: only GET is allowed`, 'GET, HEAD');
+      onlyParams(q, params);
     };
     const post = (): void => {
       if (method !== 'POST') throw new HttpError(405, 'method_not_allowed', `${method} /v1${short(path)}: only POST is allowed`, 'POST');
+      onlyParams(q, []);
     };
     const sessionAction = /^\/sessions\/([^/]+)\/(migrate|terminate)$/.exec(path);
     if (sessionAction !== null) {
@@ -301,12 +305,11 @@ export class AdminServer {
       const node = nodeAction[1] as string;
       const action = nodeAction[2];
       // The method first: a wrong one is a 405 whatever the node.
-      if (action === 'drain-plan') get();
+      if (action === 'drain-plan') get(['limit', 'cursor']);
       else post();
       if (!NODE_ID_RE.test(node)) throw new HttpError(400, 'bad_request', `node: expected a node id, got "${short(node)}"`);
       if (!b.hasNode(node)) throw new HttpError(404, 'node_not_found', `no node "${node}"`);
       if (action === 'drain-plan') {
-        get();
         const limit = parseLimit(q.get('limit'));
         const cursor = parseCursor(q.get('cursor'));
         // A dry run takes a while at a million sessions: it stops when its client goes away.
@@ -358,7 +361,7 @@ export class AdminServer {
       return send(res, 200, { items: b.nodes(), next_cursor: null });
     }
     if (path === '/sessions') {
-      get();
+      get(['node', 'limit', 'cursor']);
       const node = q.get('node') ?? undefined;
       if (node !== undefined && !NODE_ID_RE.test(node)) throw new HttpError(400, 'bad_request', `node: expected a node id, got "${short(node)}"`);
       if (node !== undefined && !b.hasNode(node)) throw new HttpError(404, 'node_not_found', `no node "${node}"`);
@@ -382,7 +385,7 @@ export class AdminServer {
       return send(res, 200, { seq: h.seq, head: h.hash, checkpoint: `${h.seq}:${h.hash}` });
     }
     if (path === '/audit') {
-      get();
+      get(['session', 'limit']);
       const session = q.get('session') ?? undefined;
       if (session !== undefined && !isLowerHexId(session)) throw new HttpError(400, 'bad_request', `session: expected 32 lowercase hex characters, got "${short(session)}"`);
       return send(res, 200, { items: b.audit({ session, limit: parseLimit(q.get('limit')) }), next_cursor: null });
@@ -412,6 +415,12 @@ async function readJson(req: http.IncomingMessage): Promise<Record<string, unkno
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new HttpError(400, 'bad_request', 'request body: expected a JSON object');
   return v as Record<string, unknown>;
+}
+
+function onlyParams(q: URLSearchParams, allowed: readonly string[]): void {
+  for (const k of q.keys()) {
+    if (!allowed.includes(k)) throw new HttpError(400, 'bad_request', `${short(k)}: unknown query parameter (allowed: ${allowed.join(', ') || 'none'})`);
+  }
 }
 
 function onlyKeys(body: Record<string, unknown>, allowed: readonly string[]): void {

@@ -72,6 +72,21 @@ export function parseHostPortLiteral(s: string): HostPort | undefined {
     : { family: 4, address: ipaddr.IPv4.parse(host).toString(), port };
 }
 
+const ENDPOINT_RE = /^https?:\/\/[^\s/]+(:\d{1,5})?\/?$/;
+
+/** Whether an etcd endpoint parses as a URL whose port, when given, is 1–65535. */
+function validEndpoint(u: string): boolean {
+  if (!ENDPOINT_RE.test(u)) return true; // said by the pattern's own message
+  const port = /:(\d{1,5})\/?$/.exec(u);
+  if (port !== null && (Number(port[1]) < 1 || Number(port[1]) > 65535)) return false;
+  try {
+    new URL(u);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Why `hp` cannot be a node's address, or null: unspecified, broadcast or multicast (nothing to send to),
  * or IPv4-mapped IPv6 (the director's IPv6 sockets cannot reach it, and the node's replies come from the
@@ -410,7 +425,11 @@ export const AnchorConfigSchema = z
         etcd: section({
           endpoints: z
             .array(
-              z.string(expecting('an http:// URL')).regex(/^https?:\/\/[^\s/]+(:\d{1,5})?\/?$/, expecting('an http:// URL like http://127.0.0.1:2379')),
+              z
+                .string(expecting('an http:// URL'))
+                .regex(ENDPOINT_RE, expecting('an http:// URL like http://127.0.0.1:2379'))
+                // The pattern lets any 5 digits through as a port.
+                .refine(validEndpoint, expecting('an http:// URL with a port 1–65535, like http://127.0.0.1:2379')),
               expecting('a list of URLs'),
             )
             .default(() => []),

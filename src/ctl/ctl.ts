@@ -88,7 +88,9 @@ class Ctl {
       case 'undrain':
         return this.#show(await this.#api.post(`/v1/nodes/${c.node}/undrain`), (u) => {
           const d = obj(u).cancelled_drain;
-          return `${str(obj(u).node)} is ${str(obj(u).state)}: it takes new sessions again${d !== null && d !== undefined ? ` (cancelled drain ${str(obj(d).id)} after ${str(obj(d).moved)} of ${str(obj(d).total)} sessions moved)` : ''}`;
+          const health = obj(u).health;
+          const takes = health === undefined || health === null || health === 'healthy' ? 'it takes new sessions again' : `it takes new sessions again once healthy (it is ${str(health)})`;
+          return `${str(obj(u).node)} is ${str(obj(u).state)}: ${takes}${d !== null && d !== undefined ? ` (cancelled drain ${str(obj(d).id)} after ${str(obj(d).moved)} of ${str(obj(d).total)} sessions moved)` : ''}`;
         });
       case 'drain': {
         const body: Record<string, unknown> = { mode: c.mode };

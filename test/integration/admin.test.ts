@@ -164,6 +164,12 @@ describe('admin API', () => {
     expect(migrateDeadline.status).toBe(400);
     expect(JSON.parse(migrateDeadline.body).error.message).toMatch(/deadline_s applies to mode "wait" only/);
     expect((await get('/v1/drains')).status).toBe(200);
+    // A query parameter a route does not take is refused, not ignored (a misspelt filter is no filter).
+    const owner = await get('/v1/sessions?owner=node-a');
+    expect(owner.status).toBe(400);
+    expect(((await owner.json()) as { error: { message: string } }).error.message).toBe('owner: unknown query parameter (allowed: node, limit, cursor)');
+    expect((await get('/v1/nodes?limit=5')).status).toBe(400);
+    expect((await get('/v1/audit?session_id=x')).status).toBe(400);
   });
 
   it('HEAD works where GET does; the method is checked before the node; a missing session is session_not_found on every route; an expect_version over u64 is a 400; echoed input is cut short', async () => {

@@ -448,6 +448,14 @@ describe('parseConfig', () => {
       lines: ['store.etcd.endpoints[0]: expected an http:// URL like http://127.0.0.1:2379, got "127.0.0.1:2379"'],
     },
     {
+      name: 'etcd endpoints with a port that is none',
+      yaml: `${ONE_NODE}store:\n  kind: etcd\n  etcd:\n    endpoints: ["http://127.0.0.1:99999", "http://127.0.0.1:0", "http://[::1]:2379", "https://etcd.example:443/"]\n`,
+      lines: [
+        'store.etcd.endpoints[0]: expected an http:// URL with a port 1–65535, like http://127.0.0.1:2379, got "http://127.0.0.1:99999"',
+        'store.etcd.endpoints[1]: expected an http:// URL with a port 1–65535, like http://127.0.0.1:2379, got "http://127.0.0.1:0"',
+      ],
+    },
+    {
       name: 'numbers at their bounds',
       yaml:
         `${ONE_NODE}session:\n  idle_ttl_s: 0\n  tombstone_s: -1\n  hold_max_packets: 1.5\n  header_cache: 0\n` +

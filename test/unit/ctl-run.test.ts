@@ -136,6 +136,16 @@ describe('anchor ctl (scripted director)', () => {
     expect(lost.err).toContain('cannot reach the director');
   });
 
+  it('undrain of an unhealthy node says it takes sessions again only once healthy', async () => {
+    const answer = (health: string) => harness(() => ({ status: 200, body: { node: 'node-a', state: 'active', health, cancelled_drain: null } }));
+    const sick = answer('unhealthy');
+    expect(await sick.run(['undrain', 'node-a'])).toBe(0);
+    expect(sick.out.trim()).toBe('node-a is active: it takes new sessions again once healthy (it is unhealthy)');
+    const well = answer('healthy');
+    expect(await well.run(['undrain', 'node-a'])).toBe(0);
+    expect(well.out.trim()).toBe('node-a is active: it takes new sessions again');
+  });
+
   it('a POST that times out says it may have been carried out; a GET that times out does not', async () => {
     const timeout = new DOMException('The operation was aborted due to timeout', 'TimeoutError');
     const h = harness(() => timeout);
