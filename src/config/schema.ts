@@ -74,6 +74,11 @@ export function parseHostPortLiteral(s: string): HostPort | undefined {
 
 const ENDPOINT_RE = /^https?:\/\/[^\s/]+(:\d{1,5})?\/?$/;
 
+/** Whether `hp` is the wildcard address of its family (0.0.0.0, ::). */
+function isUnspecified(hp: HostPort): boolean {
+  return hp.address === '0.0.0.0' || hp.address === '::';
+}
+
 /** Whether an etcd endpoint parses as a URL whose port, when given, is 1–65535. */
 function validEndpoint(u: string): boolean {
   if (!ENDPOINT_RE.test(u)) return true; // said by the pattern's own message
@@ -497,14 +502,47 @@ export const AnchorConfigSchema = z
         });
       }
     });
+    // Two sockets of one protocol on the same port, one of them on the wildcard address, cannot both be
+    // bound: said here, naming both keys, rather than as a bind error at start. (The same address twice
+    // is a duplicate, said by the lists' own check.)
+    const sockets = (proto: 'udp' | 'tcp'): { key: string; addr: string }[] => {
+      const list = Array.isArray(cfg.listen?.[proto]) ? cfg.listen[proto] : [];
+      const out = list.map((l, i) => ({ key: `listen.${proto}[${i}]`, addr: l.address }));
+      if (proto === 'tcp' && typeof cfg.admin?.listen === 'string') out.push({ key: 'admin.listen', addr: cfg.admin.listen });
+      return out;
+    };
+    for (const proto of ['udp', 'tcp'] as const) {
+      const seen: { key: string; addr: string; hp: HostPort }[] = [];
+      for (const { key, addr } of sockets(proto)) {
+        const hp = parseHostPortLiteral(addr);
+        if (hp === undefined || hp.port === 0) continue;
+        const clash = seen.find((o) => o.hp.family === hp.family && o.hp.port === hp.port && o.hp.address !== hp.address && (isUnspecified(o.hp) || isUnspecified(hp)));
+        const same = key === 'admin.listen' ? seen.find((o) => o.hp.family === hp.family && o.hp.port === hp.port && o.hp.address === hp.address) : undefined;
+        const other = clash ?? same;
+        if (other !== undefined) {
+          const path = key === 'admin.listen' ? ['admin', 'listen'] : ['listen', proto, Number(/\[(\d+)\]/.exec(key)?.[1])];
+          ctx.addIssue({ code: 'custom', path, input: addr, message: `overlaps ${other.key} (${showValue(other.addr)}): both cannot be bound on port ${hp.port}` });
+        } else seen.push({ key, addr, hp });
+      }
+    }
     // A node at one of the director's own listen addresses would loop packets back to it.
     const own = new Map<string, number>();
     (Array.isArray(cfg.listen?.udp) ? cfg.listen.udp : []).forEach((l, i) => {
       const k = hostPortKey(l.address);
       if (k !== undefined && !own.has(k)) own.set(k, i);
     });
+    const wildcardUdp = sockets('udp')
+      .map((x) => ({ ...x, hp: parseHostPortLiteral(x.addr) }))
+      .filter((x) => x.hp !== undefined && isUnspecified(x.hp));
     (Array.isArray(cfg.nodes) ? cfg.nodes : []).forEach((n, i) => {
       const j = own.get(hostPortKey(n?.address) ?? '');
+      // A loopback node on the port of a wildcard listener is the director too.
+      const hp = typeof n?.address === 'string' ? parseHostPortLiteral(n.address) : undefined;
+      const loopback = hp !== undefined && (hp.family === 4 ? hp.address.startsWith('127.') : hp.address === '::1');
+      const wild = loopback ? wildcardUdp.find((w) => w.hp!.family === hp.family && w.hp!.port === hp.port) : undefined;
+      if (j === undefined && wild !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['nodes', i, 'address'], input: n.address, message: `reaches ${wild.key} (${showValue(wild.addr)}): a node cannot be the director itself` });
+      }
       if (j !== undefined) {
         ctx.addIssue({
           code: 'custom',

@@ -412,6 +412,19 @@ describe('parseConfig', () => {
       lines: ['nodes[0].address: same as listen.udp[0] ("127.0.0.1:4500"): a node cannot be the director itself'],
     },
     {
+      name: 'a loopback node on the port of a wildcard listener',
+      yaml: 'listen:\n  udp: ["0.0.0.0:4500"]\nnodes:\n  - {id: a, address: "127.0.0.1:4500"}\n  - {id: b, address: "10.0.0.9:4500"}\n',
+      lines: ['nodes[0].address: reaches listen.udp[0] ("0.0.0.0:4500"): a node cannot be the director itself'],
+    },
+    {
+      name: 'listeners that cannot all be bound',
+      yaml: `${ONE_NODE}listen:\n  udp: ["0.0.0.0:24500", "127.0.0.1:24500", "127.0.0.1:24501", "[::]:24500"]\n  tcp: ["127.0.0.1:24600", "[::1]:24600"]\nadmin:\n  listen: "127.0.0.1:24600"\n`,
+      lines: [
+        'listen.udp[1]: overlaps listen.udp[0] ("0.0.0.0:24500"): both cannot be bound on port 24500',
+        'admin.listen: overlaps listen.tcp[0] ("127.0.0.1:24600"): both cannot be bound on port 24600',
+      ],
+    },
+    {
       name: 'empty listen list',
       yaml: `${ONE_NODE}listen:\n  udp: []\n`,
       lines: ['listen.udp: expected a list of at least 1 HOST:PORT, got []'],
