@@ -540,7 +540,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     },
     stats: () => statsView(directorId, stats, clock.wall()),
   };
-  const admin = new AdminServer({ listen: hp(config.admin.listen), token: config.admin.token, logger }, backend);
+  const admin = new AdminServer({ listen: hp(config.admin.listen), token: config.admin.token, logger, onRefused: (code) => stats.adminRefused.inc(code) }, backend);
 
   let closed: Promise<void> | null = null;
   const close = (): Promise<void> => {

@@ -67,6 +67,8 @@ export interface AdminOptions {
   readonly token: string | null;
   /** Where a request that failed inside the server (500) is logged, with its error. */
   readonly logger?: Logger;
+  /** Told of each request refused for who sent it: `unauthorized` (401: no or a wrong token) or `forbidden` (403: another site's page, a host name without a token). */
+  readonly onRefused?: (code: 'unauthorized' | 'forbidden') => void;
 }
 
 /**
@@ -182,6 +184,7 @@ export class AdminServer {
     this.#server = http.createServer((req, res) => {
       this.#handle(req, res).catch((err: unknown) => {
         const e = err instanceof HttpError ? err : new HttpError(500, 'internal', 'internal error');
+        if (e.status === 401 || e.status === 403) opts.onRefused?.(e.status === 401 ? 'unauthorized' : 'forbidden');
         if (res.destroyed) return; // the client went away: no one to answer
         if (!(err instanceof HttpError)) opts.logger?.error({ err, method: req.method, path: (req.url ?? '').split('?')[0] }, 'admin API request failed');
         // An answer already under way cannot become an error answer (setting a header would throw here).

@@ -75,6 +75,7 @@ export const METRIC_NAMES = [
   'anchor_revokes_pending',
   'anchor_store_deletes',
   'anchor_migrations_total',
+  'anchor_admin_requests_refused_total',
   'anchor_drain_backoffs_total',
   'anchor_drains_finished_total',
   'anchor_remote_changes_total',
@@ -164,6 +165,7 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
   labeled(reg, 'anchor_expiry_refreshes_total', 'Idle-expiry refreshes of sessions served here, written to a shared store, by result.', 'result', () => s.expiryRefreshes);
   labeled(reg, 'anchor_drains_finished_total', 'Node drains and failovers run by this director that ended, by state: completed (every session moved), failed (some could not move), cancelled (undrained).', 'state', () => s.drainsFinished);
   plain(reg, 'anchor_drain_backoffs_total', 'Drain ticks that started moves at a tenth of drain.rate because a turn of the event loop had kept the sockets waiting longer than drain.max_loop_lag_ms (the data path comes first).', () => s.drainBackoffs);
+  labeled(reg, 'anchor_admin_requests_refused_total', 'Admin API requests refused for who sent them: unauthorized (401: no or a wrong token), forbidden (403: another site\'s page, or a host name without admin.token).', 'reason', () => s.adminRefused);
   labeled(reg, 'anchor_migrations_total', 'Session migrations (operator, drain, failover) by result: ok, transferred (on its new owner, not resumed yet: the stale-freeze sweep resumes it) or the failure reason.', 'result', () => s.migrations);
   labeled(reg, 'anchor_admissions_failed_total', 'Admissions the ownership store refused (the held HELLO is answered with this REJECT reason).', 'reason', () => s.admissionsFailed);
   plain(reg, 'anchor_admissions_total', 'Sessions admitted (HELLO accepted, owner picked by the ring).', () => s.admissions);

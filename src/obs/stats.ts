@@ -105,6 +105,8 @@ export class DirectorStats {
   readonly revokes = new LabeledCounter(['sent', 'acknowledged', 'unacknowledged']);
   /** Migrations by result (ok or the failure reason). */
   readonly migrations = new LabeledCounter();
+  /** Admin API requests refused for who sent them: unauthorized (401), forbidden (403). */
+  readonly adminRefused = new LabeledCounter(['unauthorized', 'forbidden']);
   /** Changes other directors made in the shared store, applied here: created, updated, refreshed (expiry), ended. */
   readonly remoteChanges = new LabeledCounter(['created', 'updated', 'refreshed', 'ended']);
   /** Coarse expiry refreshes written to a shared store, by result: ok, conflict, unavailable. */

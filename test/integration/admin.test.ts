@@ -42,7 +42,10 @@ describe('admin API', () => {
     expect((await get('/readyz', {})).status).toBe(200);
     const m = await get('/metrics', {});
     expect(m.status).toBe(200);
-    expect(await m.text()).toContain('anchor_client_datagrams_received_total');
+    const text = await m.text();
+    expect(text).toContain('anchor_client_datagrams_received_total');
+    // The two refused requests above are counted.
+    expect(text).toContain('anchor_admin_requests_refused_total{reason="unauthorized"} 2');
   });
 
   it('lists nodes with their session counts', async () => {
@@ -141,6 +144,7 @@ describe('admin API', () => {
     expect(evil.status).toBe(403);
     expect(JSON.parse(evil.body)).toMatchObject({ error: { code: 'forbidden' } });
     expect(JSON.parse(evil.body).error.message).toMatch(/another origin \(https:\/\/evil\.example\)/);
+    expect(await (await get('/metrics', {})).text()).toContain('anchor_admin_requests_refused_total{reason="forbidden"} 1');
     expect((await get('/readyz')).status).toBe(200); // not draining
     const own = await raw('POST', '/v1/nodes/node-a/undrain', { ...auth, host, origin: `http://${host}` }, '');
     expect(own.status).toBe(200);
