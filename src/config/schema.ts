@@ -74,6 +74,9 @@ export function parseHostPortLiteral(s: string): HostPort | undefined {
 
 const ENDPOINT_RE = /^https?:\/\/[^\s/]+(:\d{1,5})?\/?$/;
 
+/** The largest UDP payload (IPv4: 65,535 − 8 − 20). */
+const MAX_UDP_PAYLOAD = 65_507;
+
 /** Whether `hp` is the wildcard address of its family (0.0.0.0, ::). */
 function isUnspecified(hp: HostPort): boolean {
   return hp.address === '0.0.0.0' || hp.address === '::';
@@ -525,6 +528,12 @@ export const AnchorConfigSchema = z
         } else seen.push({ key, addr, hp });
       }
     }
+    // An offset codec's id must lie within the largest UDP datagram (65,507 bytes of payload over IPv4).
+    (Array.isArray(cfg.listen?.udp) ? cfg.listen.udp : []).forEach((l, i) => {
+      if (l.codec === 'offset' && l.offset !== null && l.length !== null && l.offset + l.length > MAX_UDP_PAYLOAD) {
+        ctx.addIssue({ code: 'custom', path: ['listen', 'udp', i, 'offset'], input: l.offset, message: `offset + length (${l.offset + l.length}) is over ${MAX_UDP_PAYLOAD}, the largest UDP payload: no datagram could carry the id` });
+      }
+    });
     // A node at one of the director's own listen addresses would loop packets back to it.
     const own = new Map<string, number>();
     (Array.isArray(cfg.listen?.udp) ? cfg.listen.udp : []).forEach((l, i) => {

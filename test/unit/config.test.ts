@@ -380,6 +380,11 @@ describe('parseConfig', () => {
       lines: ['listen.tcp[0].offset: offset + length (5008) is over tcp.preamble_max_bytes (4096): no connection\'s id could be read; raise tcp.preamble_max_bytes'],
     },
     {
+      name: 'an offset codec whose id no datagram could carry',
+      yaml: `${ONE_NODE}listen:\n  udp:\n    - {address: "127.0.0.1:0", codec: offset, offset: 65500, length: 8}\n`,
+      lines: ['listen.udp[0].offset: offset + length (65508) is over 65507, the largest UDP payload: no datagram could carry the id'],
+    },
+    {
       name: 'weights out of range',
       yaml: 'nodes:\n  - {id: a, address: "127.0.0.1:1", weight: 0}\n  - {id: b, address: "127.0.0.1:2", weight: 1000001}\n',
       lines: [
