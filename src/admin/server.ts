@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { isIP, type AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { isLoopback } from '../codec/ip.js';
 import type { Transport } from '../codec/types.js';
 import { isLowerHexId } from '../session/id-index.js';
 import { MAX_DEADLINE_S } from '../drain/plan.js';
@@ -76,10 +77,7 @@ export interface AdminOptions {
  * loopback one (127.0.0.0/8, ::1, ::ffff:127.x). Pure.
  */
 export function exposedWithoutToken(listen: Transport, token: string | null): boolean {
-  if (token !== null) return false;
-  const a = listen.address.toLowerCase();
-  const v4 = a.startsWith('::ffff:') ? a.slice(7) : a;
-  return !(v4.startsWith('127.') || a === '::1' || a === '0:0:0:0:0:0:0:1');
+  return token === null && !isLoopback(listen.address);
 }
 
 /** Admin connections open at once at most (operators, Prometheus, the status page): more are refused by the kernel's accept, then closed. */

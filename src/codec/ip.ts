@@ -11,6 +11,18 @@ const IPV6_GROUP_RE = /^[0-9a-fA-F]{1,4}$/;
 const ZONE_RE = /^[0-9A-Za-z._~-]{1,64}$/;
 const PORT_RE = /^\d{1,5}$/;
 
+/**
+ * Whether `address` (an IP literal) is a loopback address: 127.0.0.0/8, ::1, or 127.x mapped into IPv6
+ * (::ffff:127.0.0.1). False for anything that is not an IP literal.
+ */
+export function isLoopback(address: string): boolean {
+  const a = address.split('%')[0] as string;
+  if (!ipaddr.isValid(a)) return false;
+  const ip = ipaddr.parse(a);
+  if (ip.kind() === 'ipv6' && (ip as ipaddr.IPv6).isIPv4MappedAddress()) return (ip as ipaddr.IPv6).toIPv4Address().range() === 'loopback';
+  return ip.range() === 'loopback';
+}
+
 /** 4 or 6 for an IPv4 / IPv6 literal (an IPv6 zone suffix "%eth0" is allowed), undefined otherwise. */
 export function familyOf(address: string): 4 | 6 | undefined {
   if (IPV4_RE.test(address)) return 4;

@@ -3,6 +3,7 @@
 
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
+import { isLoopback } from '../codec/ip.js';
 import { MAX_DEADLINE_S } from '../drain/plan.js';
 import { MAX_TIMER_MS } from '../util/timer.js';
 
@@ -493,64 +494,55 @@ export const AnchorConfigSchema = z
     if (cfg.failover?.mode === 'auto' && cfg.health?.enabled === false) {
       ctx.addIssue({ code: 'custom', path: ['failover', 'mode'], input: 'auto', message: 'auto needs health.enabled: true (an automatic failover follows the health checks; without them it would never run)' });
     }
-    // An offset codec's id must fit in what the TCP front reads before it gives up on a preamble.
-    const preambleMax = cfg.tcp?.preamble_max_bytes;
-    (Array.isArray(cfg.listen?.tcp) ? cfg.listen.tcp : []).forEach((l, i) => {
-      if (l.codec === 'offset' && l.offset !== null && l.length !== null && typeof preambleMax === 'number' && l.offset + l.length > preambleMax) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['listen', 'tcp', i, 'offset'],
-          input: l.offset,
-          message: `offset + length (${l.offset + l.length}) is over tcp.preamble_max_bytes (${preambleMax}): no connection's id could be read; raise tcp.preamble_max_bytes`,
-        });
-      }
-    });
-    // Two sockets of one protocol on the same port, one of them on the wildcard address, cannot both be
-    // bound: said here, naming both keys, rather than as a bind error at start. (The same address twice
-    // is a duplicate, said by the lists' own check.)
-    const sockets = (proto: 'udp' | 'tcp'): { key: string; addr: string }[] => {
-      const list = Array.isArray(cfg.listen?.[proto]) ? cfg.listen[proto] : [];
-      const out = list.map((l, i) => ({ key: `listen.${proto}[${i}]`, addr: l.address }));
-      if (proto === 'tcp' && typeof cfg.admin?.listen === 'string') out.push({ key: 'admin.listen', addr: cfg.admin.listen });
-      return out;
-    };
-    for (const proto of ['udp', 'tcp'] as const) {
-      const seen: { key: string; addr: string; hp: HostPort }[] = [];
-      for (const { key, addr } of sockets(proto)) {
-        const hp = parseHostPortLiteral(addr);
-        if (hp === undefined || hp.port === 0) continue;
-        const clash = seen.find((o) => o.hp.family === hp.family && o.hp.port === hp.port && o.hp.address !== hp.address && (isUnspecified(o.hp) || isUnspecified(hp)));
-        const same = key === 'admin.listen' ? seen.find((o) => o.hp.family === hp.family && o.hp.port === hp.port && o.hp.address === hp.address) : undefined;
-        const other = clash ?? same;
-        if (other !== undefined) {
-          const path = key === 'admin.listen' ? ['admin', 'listen'] : ['listen', proto, Number(/\[(\d+)\]/.exec(key)?.[1])];
-          ctx.addIssue({ code: 'custom', path, input: addr, message: `overlaps ${other.key} (${showValue(other.addr)}): both cannot be bound on port ${hp.port}` });
-        } else seen.push({ key, addr, hp });
-      }
+    // An offset codec's id must lie where it can be read: within tcp.preamble_max_bytes on TCP, within
+    // the largest UDP payload on UDP.
+    const preambleMax = typeof cfg.tcp?.preamble_max_bytes === 'number' ? cfg.tcp.preamble_max_bytes : Infinity;
+    for (const [proto, max, what] of [
+      ['tcp', preambleMax, `tcp.preamble_max_bytes (${preambleMax}): no connection's id could be read; raise tcp.preamble_max_bytes`],
+      ['udp', MAX_UDP_PAYLOAD, `${MAX_UDP_PAYLOAD}, the largest UDP payload: no datagram could carry the id`],
+    ] as const) {
+      (Array.isArray(cfg.listen?.[proto]) ? cfg.listen[proto] : []).forEach((l, i) => {
+        if (l.codec === 'offset' && l.offset !== null && l.length !== null && l.offset + l.length > max) {
+          ctx.addIssue({ code: 'custom', path: ['listen', proto, i, 'offset'], input: l.offset, message: `offset + length (${l.offset + l.length}) is over ${what}` });
+        }
+      });
     }
-    // An offset codec's id must lie within the largest UDP datagram (65,507 bytes of payload over IPv4).
-    (Array.isArray(cfg.listen?.udp) ? cfg.listen.udp : []).forEach((l, i) => {
-      if (l.codec === 'offset' && l.offset !== null && l.length !== null && l.offset + l.length > MAX_UDP_PAYLOAD) {
-        ctx.addIssue({ code: 'custom', path: ['listen', 'udp', i, 'offset'], input: l.offset, message: `offset + length (${l.offset + l.length}) is over ${MAX_UDP_PAYLOAD}, the largest UDP payload: no datagram could carry the id` });
-      }
-    });
+    // Two sockets of one protocol on the same port, one of them on the wildcard address, cannot both be
+    // bound (nor admin.listen on a TCP listener's address): said here, naming both keys, rather than as a
+    // bind error at start. (The same address twice in one list is a duplicate, said by the list's own check.)
+    const sockets = (proto: 'udp' | 'tcp'): { path: (string | number)[]; addr: string; hp: HostPort }[] => {
+      const out: { path: (string | number)[]; addr: string }[] = (Array.isArray(cfg.listen?.[proto]) ? cfg.listen[proto] : []).map((l, i) => ({ path: ['listen', proto, i], addr: l.address }));
+      if (proto === 'tcp' && typeof cfg.admin?.listen === 'string') out.push({ path: ['admin', 'listen'], addr: cfg.admin.listen });
+      return out.flatMap((x) => {
+        const hp = parseHostPortLiteral(x.addr);
+        return hp === undefined || hp.port === 0 ? [] : [{ ...x, hp }];
+      });
+    };
+    const keyOf = (path: readonly (string | number)[]): string => (path[0] === 'admin' ? 'admin.listen' : `listen.${path[1]}[${path[2]}]`);
+    const udpSockets = sockets('udp');
+    for (const list of [udpSockets, sockets('tcp')]) {
+      list.forEach((x, k) => {
+        const admin = x.path[0] === 'admin';
+        const other = list
+          .slice(0, k)
+          .find((o) => o.hp.family === x.hp.family && o.hp.port === x.hp.port && (o.hp.address === x.hp.address ? admin : isUnspecified(o.hp) || isUnspecified(x.hp)));
+        if (other !== undefined) ctx.addIssue({ code: 'custom', path: x.path, input: x.addr, message: `overlaps ${keyOf(other.path)} (${showValue(other.addr)}): both cannot be bound on port ${x.hp.port}` });
+      });
+    }
     // A node at one of the director's own listen addresses would loop packets back to it.
     const own = new Map<string, number>();
     (Array.isArray(cfg.listen?.udp) ? cfg.listen.udp : []).forEach((l, i) => {
       const k = hostPortKey(l.address);
       if (k !== undefined && !own.has(k)) own.set(k, i);
     });
-    const wildcardUdp = sockets('udp')
-      .map((x) => ({ ...x, hp: parseHostPortLiteral(x.addr) }))
-      .filter((x) => x.hp !== undefined && isUnspecified(x.hp));
+    const wildcardUdp = udpSockets.filter((x) => isUnspecified(x.hp));
     (Array.isArray(cfg.nodes) ? cfg.nodes : []).forEach((n, i) => {
       const j = own.get(hostPortKey(n?.address) ?? '');
       // A loopback node on the port of a wildcard listener is the director too.
       const hp = typeof n?.address === 'string' ? parseHostPortLiteral(n.address) : undefined;
-      const loopback = hp !== undefined && (hp.family === 4 ? hp.address.startsWith('127.') : hp.address === '::1');
-      const wild = loopback ? wildcardUdp.find((w) => w.hp!.family === hp.family && w.hp!.port === hp.port) : undefined;
+      const wild = hp !== undefined && isLoopback(hp.address) ? wildcardUdp.find((w) => w.hp.family === hp.family && w.hp.port === hp.port) : undefined;
       if (j === undefined && wild !== undefined) {
-        ctx.addIssue({ code: 'custom', path: ['nodes', i, 'address'], input: n.address, message: `reaches ${wild.key} (${showValue(wild.addr)}): a node cannot be the director itself` });
+        ctx.addIssue({ code: 'custom', path: ['nodes', i, 'address'], input: n.address, message: `reaches ${keyOf(wild.path)} (${showValue(wild.addr)}): a node cannot be the director itself` });
       }
       if (j !== undefined) {
         ctx.addIssue({
