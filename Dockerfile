@@ -23,7 +23,10 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/build/Release ./build/Release
-COPY config ./config
+# No config of its own: config/anchor.yaml is the loopback demo's (its nodes are not in the image, its
+# listeners unreachable through published ports). Mount yours at /app/config/anchor.yaml; without one the
+# container exits 2 naming the missing file. The examples document every key.
+COPY config/anchor.example.yaml config/openvpn.example.yaml ./config/
 USER node
 # Client traffic (UDP) and the admin API. Bind the admin API to 0.0.0.0 in your config to reach it
 # from outside the container, and set ANCHOR_ADMIN_TOKEN when you do.

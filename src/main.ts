@@ -15,6 +15,7 @@ import { checkRecords } from './refnode/checker.js';
 import { readRecords } from './refnode/records.js';
 import { transportKey } from './codec/ip.js';
 import { runCtl } from './ctl/ctl.js';
+import { demoListeners } from './cli/demo-listeners.js';
 
 const USAGE = `anchor — sticky-routing L4 session director
 
@@ -48,7 +49,9 @@ Exit status 2: bad usage or an invalid config (the error names the key).`,
   demo: `Usage: anchor demo --config FILE
 
 Like \`anchor run\`, and also starts one reference node (in the same process) at each
-nodes[].address of the config, so that traffic flows end to end on one machine.`,
+nodes[].address of the config, so that traffic flows end to end on one machine.
+A listener whose address this host lacks (the bundled config's [::1] on a host without
+IPv6) is left out with a warning, unless it is its protocol's only one.`,
   node: `Usage: anchor node --id ID --listen HOST:PORT [--record FILE] [--secret HEX]
 
 Runs the reference VPN node: reads PROXY v2 + JV1, answers HELLO, echoes DATA,
@@ -121,9 +124,12 @@ async function startDirector(configPath: string, withNodes: boolean): Promise<vo
     if (anchor === null) reopenAsked = true;
     else void anchor.reopenAudit();
   });
-  const config = await loadConfig(configPath, process.env);
-  const logger = createLogger(config.log.level, 'anchor');
+  const loaded = await loadConfig(configPath, process.env);
+  const logger = createLogger(loaded.log.level, 'anchor');
   log = logger;
+  // The demo leaves out a listener whose address this host lacks (the bundled config's [::1] on a host without IPv6).
+  const { config, skipped } = withNodes ? await demoListeners(loaded) : { config: loaded, skipped: [] };
+  for (const s of skipped) logger.warn({ key: s.key, address: s.address, code: s.code }, `demo: ${s.key} (${s.address}) left out: this host has no such address (${s.code})`);
   const nodes: ReferenceNode[] = [];
   if (withNodes) {
     for (const n of config.nodes) {
