@@ -804,9 +804,18 @@ export class Ownership {
 
   /** Ends a session by operator or policy (version + 1, tombstone), audited. */
   terminate(id: string, cause: string, actor: string): StepResult {
-    const core = this.#d.core;
-    const rec = core.table.get(id);
+    const rec = this.#d.core.table.get(id);
     if (rec === undefined) return { ok: false, reason: 'not_found', message: `no live session ${id}` };
+    return this.terminateRecord(rec, cause, actor);
+  }
+
+  /**
+   * `terminate` of this very record, for a caller that holds one (a TCP connection its session): not_found
+   * once it is no longer live here — ended meanwhile, even if a session of the same id was admitted since.
+   */
+  terminateRecord(rec: SessionRecord, cause: string, actor: string): StepResult {
+    const core = this.#d.core;
+    if (!core.table.holds(rec)) return { ok: false, reason: 'not_found', message: `no live session ${rec.id}` };
     const t = core.terminate(rec, cause, this.#d.clock.now());
     if (typeof t === 'string') return { ok: false, reason: t, message: refusalText(t, rec) };
     this.ended(rec, t, actor);

@@ -274,7 +274,7 @@ export class TcpFront {
           // this very record (one ended meanwhile, perhaps admitted again since by another connection, is
           // left alone).
           const cause = up === 'upstream_connect' ? 'upstream_connect_failed' : up === 'client_gone' ? 'client_gone' : 'connection_closed';
-          if (this.#d.core.table.holds(rec)) this.#d.ownership.terminate(rec.id, cause, 'tcp');
+          this.#d.ownership.terminateRecord(rec, cause, 'tcp');
           return;
         }
         // Transitions are followed only once the connection is bound: one that ran while the front was
@@ -664,7 +664,9 @@ export class TcpFront {
       this.#bound.delete(conn.session.id);
       // A session that can never be reattached (no PROXY v2 for its owner to validate a reconnect,
       // or a client protocol that reconnects with a new session id) ends with its connection.
-      if (!conn.jv1 || this.#o.encapsulation === 'none') this.#d.ownership.terminate(conn.session.id, 'connection_closed', 'tcp');
+      // This very record: one ended meanwhile (its connection still ending) is not confused with a session
+      // of the same id admitted since.
+      if (!conn.jv1 || this.#o.encapsulation === 'none') this.#d.ownership.terminateRecord(conn.session, 'connection_closed', 'tcp');
     }
     conn.client.destroy();
     conn.upstream?.destroy();

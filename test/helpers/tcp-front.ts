@@ -5,11 +5,11 @@ import { createCodec } from '../../src/codec/codec.js';
 import { TcpFront } from '../../src/net/tcp-front.js';
 import type { Harness } from './ownership-harness.js';
 
-/** Starts a front whose nodes are `nodes` (id → port on 127.0.0.1), with `timeouts` over the defaults; the caller closes it. */
+/** Starts a front whose nodes are `nodes` (id → port on 127.0.0.1), with `timeouts` (and `encapsulation`) over the defaults; the caller closes it. */
 export async function startTcpFront(
   h: Harness,
   nodes: readonly { id: string; port: number }[],
-  timeouts: Partial<Record<'preambleTimeoutMs' | 'connectTimeoutMs' | 'bindTimeoutMs', number>> = {},
+  timeouts: Partial<Record<'preambleTimeoutMs' | 'connectTimeoutMs' | 'bindTimeoutMs', number>> & { readonly encapsulation?: 'ppv2' | 'none' } = {},
 ): Promise<TcpFront> {
   const front = new TcpFront(
     {

@@ -12,7 +12,7 @@ import { PacketType } from '../../src/codec/types.js';
 import { LifecycleEvent, SessionState } from '../../src/session/lifecycle.js';
 import { createHasher } from '../../src/ring/hash.js';
 import { buildRing, type Ring } from '../../src/ring/ring.js';
-import { ManualClock, makeHarness, type Harness } from '../helpers/ownership-harness.js';
+import { clientTransport, ManualClock, makeHarness, type Harness } from '../helpers/ownership-harness.js';
 import { startTcpFront } from '../helpers/tcp-front.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -161,6 +161,36 @@ describe('TCP front: connections that end in an unusual order', () => {
     expect(front.hasConnection(id)).toBe(true);
     c.write(Buffer.alloc(100, 2));
     await waitFor('the bytes written after the thaw', () => node.received() - before === 100 || undefined, { timeoutMs: 3000 });
+  });
+
+  it('a connection whose session ended closes after a session of the same id was admitted again: the new session lives on', async () => {
+    // Without PROXY v2 a session ends with its connection; the connection of a session already ended
+    // (terminated, its connection ending gracefully while the client keeps its half open) must end only
+    // that session, not the one of the same id admitted meanwhile (tombstones off).
+    const h = makeHarness({ ring, limits: { tombstoneMs: 0 } });
+    cleanups.push(() => h.own.close());
+    const node = await silentNode();
+    const front = await startTcpFront(h, [{ id: 'node-a', port: node.port }], { encapsulation: 'none' });
+    cleanups.push(() => front.close());
+    const id = new Uint8Array(16).fill(0x45);
+    const hex = sessionIdHex(id);
+    const c = net.connect({ host: '127.0.0.1', port: front.addresses[0]!.port, allowHalfOpen: true });
+    c.on('error', () => undefined);
+    cleanups.push(() => c.destroy());
+    await once(c, 'connect');
+    c.write(encodeJv1(PacketType.HELLO, id));
+    await waitFor('bound', () => front.hasConnection(id) || undefined, { timeoutMs: 3000 });
+    const first = h.core.table.get(hex)!;
+    expect(h.own.terminate(hex, 'operator', 'test').ok).toBe(true);
+    await once(c, 'end'); // the front ends its side; ours stays open
+    const again = await h.admit(id, clientTransport(7));
+    expect(again).not.toBe(first);
+    expect(h.core.table.get(hex)).toBe(again);
+    c.end();
+    await waitFor('the old connection gone', () => front.openConnections === 0 || undefined, { timeoutMs: 5000 });
+    expect(h.core.table.get(hex)).toBe(again);
+    expect(again.state).toBe(SessionState.ATTACHED);
+    expect(h.auditLines(hex).map((l) => l.event)).toEqual(['create', 'terminate', 'create']);
   });
 
   it('connections that close before their preamble are not preamble timeouts (a silent one is)', async () => {
