@@ -9,6 +9,7 @@ import { StoreUnavailableError } from '../errors.js';
 import { FenceState } from '../store/fence.js';
 import type { AuditSink } from '../obs/audit.js';
 import { type DirectorStats, rejectLabel } from '../obs/stats.js';
+import { idBytesInto } from '../session/id-index.js';
 import { LifecycleEvent, SessionState } from '../session/lifecycle.js';
 import type { Candidate, RecordWalk, SessionRecord } from '../session/table.js';
 import type { CasResult, OwnershipStore, StoreEvent, StoredSession, UpdateWrite } from '../store/store.js';
@@ -215,6 +216,8 @@ export class Ownership {
   #echoed = 0;
   /** Sessions with a migration running here (frozen on purpose, e.g. during the quiesce). */
   readonly #migrating = new Set<string>();
+  /** A migration's ring pick reads the session's id bytes from here (decoded for that pick, not kept). */
+  readonly #pickId = new Uint8Array(16);
   /**
    * When each frozen session was last seen frozen (monotonic ms): stale freezes are thawed. A session a
    * migration running here freezes and transfers is entered when that migration ends, and only if it
@@ -632,7 +635,7 @@ export class Ownership {
       }
       moving = moving.filter((m) => {
         if (this.#d.eligible(m.to)) return true;
-        const again = req.to === undefined ? this.#d.core.ring.pickExcluding(m.rec.idBytes, this.#leaving(leaving, m.from)) : undefined;
+        const again = req.to === undefined ? this.#d.core.ring.pickExcluding(idBytesInto(m.rec.id, this.#pickId), this.#leaving(leaving, m.from)) : undefined;
         if (again !== undefined) {
           m.to = again;
           return true;
@@ -759,7 +762,7 @@ export class Ownership {
       if (!this.#d.eligible(to)) return { ok: false, session: id, reason: 'bad_target', message: `node "${to}" takes no sessions (draining or unhealthy)` };
       return { i, rec, from, to, frozenSince: Number.NaN, keyOf: null, key: '' };
     }
-    const picked = core.ring.pickExcluding(rec.idBytes, this.#leaving(leaving, from));
+    const picked = core.ring.pickExcluding(idBytesInto(rec.id, this.#pickId), this.#leaving(leaving, from));
     if (picked === undefined) return { ok: false, session: id, reason: 'no_target', message: 'no other active, healthy node to move to' };
     return { i, rec, from, to: picked, frozenSince: Number.NaN, keyOf: null, key: '' };
   }

@@ -21,6 +21,11 @@ import TinyQueue from 'tinyqueue';
 export interface HasIdBytes {
   /** Exactly 16 bytes, never changed while the record is indexed. */
   readonly idBytes: Uint8Array;
+  /**
+   * The same id as 32 hex characters, when the record keeps it as text: the index then reads the id words
+   * from the text (no bytes decoded, nothing allocated); `idBytes` only for a record without one.
+   */
+  readonly id?: string;
 }
 
 export const ID_LEN = 16;
@@ -38,8 +43,15 @@ export function idIndexKey(random: (out: Uint32Array) => Uint32Array = (out) => 
  * only the text and decode the bytes when asked (see SessionRecord.idBytes). RangeError if malformed.
  */
 export function idBytesFromHex(id: string): Uint8Array {
+  return idBytesInto(id, new Uint8Array(ID_LEN));
+}
+
+/**
+ * idBytesFromHex into `out` (at least 16 bytes; returned): for a caller that needs the bytes only for the
+ * call at hand (a ring pick), into an array it keeps for that, so that nothing is allocated per id.
+ */
+export function idBytesInto(id: string, out: Uint8Array): Uint8Array {
   if (id.length !== ID_LEN * 2) throw new RangeError(`session id must be ${ID_LEN * 2} hex characters`);
-  const out = new Uint8Array(ID_LEN);
   for (let i = 0; i < ID_LEN; i++) {
     const hi = hexValue(id.charCodeAt(2 * i));
     const lo = hexValue(id.charCodeAt(2 * i + 1));
@@ -129,6 +141,8 @@ export class IdIndex<T extends HasIdBytes> {
   readonly #k: Int32Array;
   /** getByHex's four decoded words (it keeps nothing between calls). */
   readonly #hexScratch = new Int32Array(4);
+  /** #idWords' four words of a record's id (add, delete, retag: nothing kept between calls). */
+  readonly #recScratch = new Int32Array(4);
 
   constructor(key: Uint32Array, capacity = MIN_CAPACITY) {
     if (key.length < ID_INDEX_KEY_WORDS) throw new RangeError(`IdIndex key must have ${ID_INDEX_KEY_WORDS} words`);
@@ -245,13 +259,32 @@ export class IdIndex<T extends HasIdBytes> {
    * bytes is indexed already.
    */
   add(rec: T, tag = 0): boolean {
-    const b = rec.idBytes;
-    if (b.length !== ID_LEN) throw new RangeError(`session id must be ${ID_LEN} bytes`);
-    if (this.get(b, 0) !== undefined) return false;
+    const w = this.#idWords(rec);
+    const w0 = w[0]!;
+    const w1 = w[1]!;
+    const w2 = w[2]!;
+    const w3 = w[3]!;
+    if (this.#find(w0, w1, w2, w3) !== undefined) return false;
     if ((this.#size + 1) * 8 > this.capacity * 5) this.#grow();
-    this.#place(rec, word(b, 0), word(b, 4), word(b, 8), word(b, 12), tag);
+    this.#place(rec, w0, w1, w2, w3, tag);
     this.#size++;
     return true;
+  }
+
+  /**
+   * The four id words of `rec` (in #recScratch, valid until the next call): read from its hex text when it
+   * has one, else from its 16 bytes (RangeError for any other length).
+   */
+  #idWords(rec: T): Int32Array {
+    const w = this.#recScratch;
+    if (rec.id !== undefined && hexWords(rec.id, w)) return w;
+    const b = rec.idBytes;
+    if (b.length !== ID_LEN) throw new RangeError(`session id must be ${ID_LEN} bytes`);
+    w[0] = word(b, 0);
+    w[1] = word(b, 4);
+    w[2] = word(b, 8);
+    w[3] = word(b, 12);
+    return w;
   }
 
   /** Removes exactly `rec` (not another record with its id); false when it is not indexed. */
@@ -286,8 +319,8 @@ export class IdIndex<T extends HasIdBytes> {
   #slotOf(rec: T): number {
     const recs = this.#recs;
     const mask = this.#mask;
-    const b = rec.idBytes;
-    for (let i = this.#hash(word(b, 0), word(b, 4), word(b, 8), word(b, 12)) & mask; ; i = (i + 1) & mask) {
+    const w = this.#idWords(rec);
+    for (let i = this.#hash(w[0]!, w[1]!, w[2]!, w[3]!) & mask; ; i = (i + 1) & mask) {
       const r = recs[i];
       if (r === null || r === undefined) return -1;
       if (r === rec) return i;

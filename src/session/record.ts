@@ -9,7 +9,7 @@
 import type { Transport } from '../codec/types.js';
 import type { SessionState } from './lifecycle.js';
 import { transportKey } from '../codec/ip.js';
-import { idBytesFromHex } from './id-index.js';
+import { idBytesFromHex, idBytesInto } from './id-index.js';
 
 export interface SessionRecord {
   /** 32 lowercase hex characters. */
@@ -94,9 +94,12 @@ export interface NewSessionFields {
 
 /** A new record with the bookkeeping fields empty. RangeError if `id` is not 32 hex characters. */
 export function newSessionRecord(f: NewSessionFields): SessionRecord {
-  idBytesFromHex(f.id); // validates: a malformed id fails here, not at the first read of idBytes
+  idBytesInto(f.id, CHECKED); // validates: a malformed id fails here, not at the first read of idBytes
   return new Session(f);
 }
+
+/** Where newSessionRecord's check decodes an id (the bytes are not kept). */
+const CHECKED = new Uint8Array(16);
 
 /** Every new session's first version: one shared bigint (bigints compare by value, never by identity). */
 const VERSION_1 = 1n;

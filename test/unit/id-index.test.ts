@@ -127,6 +127,33 @@ describe('IdIndex', () => {
     for (const bad of ['', text.slice(1), `${text}0`, `${text}00`]) expect(x.getByHex(bad)).toBeUndefined();
   });
 
+  it('a record with its id as text is placed, found, retagged and deleted from the text alone (its bytes never decoded), either case', () => {
+    interface TextRec {
+      readonly id: string;
+      readonly idBytes: Uint8Array;
+    }
+    const textRec = (n: number, upper = false): TextRec => ({
+      id: upper ? hex(idOf(n)).toUpperCase() : hex(idOf(n)),
+      get idBytes(): Uint8Array {
+        throw new Error('idBytes read');
+      },
+    });
+    const x = new IdIndex<TextRec>(KEY);
+    const recs = Array.from({ length: 300 }, (_, n) => textRec(n, n % 3 === 0));
+    for (const r of recs) expect(x.add(r, 7)).toBe(true); // grows on the way
+    expect(x.add(textRec(5), 1)).toBe(false); // the same bytes, though another object (and case)
+    for (const [n, r] of recs.entries()) {
+      expect(x.get(packet(idOf(n)), 4)).toBe(r);
+      expect(x.getByHex(hex(idOf(n)))).toBe(r);
+    }
+    expect(x.retag(recs[10]!, 3)).toBe(true);
+    expect(x.smallest(1, null, null, 3)[0]).toBe(recs[10]);
+    expect(x.delete(textRec(11))).toBe(false); // not that object
+    for (const r of recs.slice(0, 150)) expect(x.delete(r)).toBe(true);
+    for (const [n, r] of recs.entries()) expect(x.get(packet(idOf(n)), 4)).toBe(n < 150 ? undefined : r);
+    expect(x.size).toBe(150);
+  });
+
   it('at(slot) and values(): every record once, each in exactly one slot', () => {
     fc.assert(
       fc.property(fc.uniqueArray(fc.integer({ min: 0, max: 5000 }), { maxLength: 80 }), fc.array(fc.nat(79), { maxLength: 40 }), (ns, dels) => {
