@@ -420,7 +420,10 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     if (audit.fileError !== null) return { ready: false, reason: `audit file cannot be written (${audit.fileError.message}): reopen it with SIGHUP` };
     if (ending !== null) return { ready: false, reason: `ending the sessions there were when the store came back (partition_policy terminate): ${ending.left} left` };
     const f = fence();
-    if (f !== FenceState.OK) return { ready: false, reason: f === FenceState.EXPIRED ? 'store lease expired: not forwarding' : 'store unreachable or lease near its deadline' };
+    if (f !== FenceState.OK) {
+      const noLease = ending === null && leaseOkAt?.() === null;
+      return { ready: false, reason: noLease ? 'no store lease granted yet: not forwarding' : f === FenceState.EXPIRED ? 'store lease expired: not forwarding' : 'store unreachable or lease near its deadline' };
+    }
     if (membership.ring.nodes.length === 0) return { ready: false, reason: 'no active, healthy node' };
     if (store.following === false) return { ready: false, reason: 'not following the store\'s changes (listing again after a watch gap): sessions admitted or moved elsewhere meanwhile are not known here' };
     return { ready: true };

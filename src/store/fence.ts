@@ -5,9 +5,12 @@
 export const FenceState = {
   /** The lease is fresh: every operation is allowed. */
   OK: 'ok',
-  /** The deadline is near (or there is no lease yet): no admission, reattach or drain step; forwarding goes on. */
+  /** The deadline is near: no admission, reattach or drain step; forwarding goes on. */
   NEAR: 'near',
-  /** Past the self-fence deadline: nothing is forwarded either. */
+  /**
+   * Past the self-fence deadline, or no lease granted yet (a director the store has never given a lease
+   * is no member whose ownership could be proven): nothing is forwarded either.
+   */
   EXPIRED: 'expired',
 } as const;
 export type FenceState = (typeof FenceState)[keyof typeof FenceState];
@@ -25,14 +28,14 @@ export function defaultMargin(ttlMs: number): number {
 }
 
 /**
- * The fence at `now` given the last successful keepalive (`null`: never). Forwarding stops at
+ * The fence at `now` given the last successful keepalive (`null`: never — expired). Forwarding stops at
  * lastOk + ttl − margin (the lease cannot have expired on the server before then); ownership changes stop
  * at half the TTL, or one margin before that stop if it comes first, so that a transition started just
  * before is finished or refused in time while a short etcd election (keepalives every TTL/5) does not
  * fence anything.
  */
 export function fenceAt(lastOkAt: number | null, now: number, cfg: FenceConfig): { state: FenceState; denyAt: number | null; stopAt: number | null } {
-  if (lastOkAt === null) return { state: FenceState.NEAR, denyAt: null, stopAt: null };
+  if (lastOkAt === null) return { state: FenceState.EXPIRED, denyAt: null, stopAt: null };
   const stopAt = lastOkAt + cfg.ttlMs - cfg.marginMs;
   const denyAt = Math.min(lastOkAt + cfg.ttlMs / 2, stopAt - cfg.marginMs);
   return { state: fenceState(lastOkAt, now, cfg), denyAt, stopAt };
@@ -40,7 +43,7 @@ export function fenceAt(lastOkAt: number | null, now: number, cfg: FenceConfig):
 
 /** fenceAt's state alone, without allocating (it is asked on every packet). */
 export function fenceState(lastOkAt: number | null, now: number, cfg: FenceConfig): FenceState {
-  if (lastOkAt === null) return FenceState.NEAR;
+  if (lastOkAt === null) return FenceState.EXPIRED;
   const stopAt = lastOkAt + cfg.ttlMs - cfg.marginMs;
   if (now >= stopAt) return FenceState.EXPIRED;
   return now >= Math.min(lastOkAt + cfg.ttlMs / 2, stopAt - cfg.marginMs) ? FenceState.NEAR : FenceState.OK;

@@ -5,7 +5,7 @@ import { defaultMargin, fenceAt, fenceState, FenceState } from '../../src/store/
 describe('fenceAt', () => {
   const cfg = { ttlMs: 10_000, marginMs: 2_000 };
   it.each([
-    [null, 0, FenceState.NEAR],
+    [null, 0, FenceState.EXPIRED], // no lease granted yet: nothing forwarded
     [0, 0, FenceState.OK],
     [0, 4_999, FenceState.OK],
     [0, 5_000, FenceState.NEAR],
