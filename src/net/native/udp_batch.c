@@ -275,7 +275,7 @@ static inline void meta_from_sockaddr(int32_t *m, const sockaddr_any *sa) {
 }
 
 /* Builds a destination from a tx metadata slot for a socket of `family`; returns its length or 0 if the
- * slot's family cannot be sent on this socket. IPv4 destinations on an IPv6 socket become v4-mapped. */
+ * slot's family cannot be sent on this socket (sockets are of one family: IPv6 ones are IPV6_V6ONLY). */
 static inline socklen_t sockaddr_from_meta(int family, const int32_t *m, sockaddr_any *sa) {
   if (m[M_FAMILY] == 4 && family == 4) {
     sa->v4.sin_family = AF_INET;
@@ -284,16 +284,9 @@ static inline socklen_t sockaddr_from_meta(int family, const int32_t *m, sockadd
     memset(sa->v4.sin_zero, 0, sizeof sa->v4.sin_zero);
     return sizeof sa->v4;
   }
-  if (family == 6 && (m[M_FAMILY] == 6 || m[M_FAMILY] == 4)) {
+  if (family == 6 && m[M_FAMILY] == 6) {
     uint32_t w[4];
-    if (m[M_FAMILY] == 6) {
-      for (int k = 0; k < 4; k++) w[k] = htonl((uint32_t)m[M_ADDR + k]);
-    } else {
-      w[0] = 0;
-      w[1] = 0;
-      w[2] = htonl(0xffff);
-      w[3] = htonl((uint32_t)m[M_ADDR]);
-    }
+    for (int k = 0; k < 4; k++) w[k] = htonl((uint32_t)m[M_ADDR + k]);
     memset(&sa->v6, 0, sizeof sa->v6);
     sa->v6.sin6_family = AF_INET6;
     sa->v6.sin6_port = htons((uint16_t)m[M_PORT]);
@@ -344,9 +337,20 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   udp_sock *s = (udp_sock *)h->data;
   if (s->closed) return;
   if (status < 0) {
+    /* libuv stops the poll handle on POLLERR — a socket error pending, e.g. on a connected socket the ICMP
+       port unreachable of a peer that was down for a moment (a node restarting) — and reports UV_EBADF.
+       Reading SO_ERROR takes the error off the socket; the poll is started again and the socket read on
+       (left stopped, it would never be read again: every reply of that node lost). */
+    int soerr = 0;
+    socklen_t soerr_len = sizeof soerr;
     s->stats[S_RX_ERRORS] += 1;
-    s->stats[S_LAST_ERRNO] = -status;
-    return;
+    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &soerr_len) != 0) {
+      s->stats[S_LAST_ERRNO] = errno; /* the socket itself is gone: nothing to read on */
+      return;
+    }
+    s->stats[S_LAST_ERRNO] = soerr != 0 ? soerr : -status;
+    if (uv_poll_start(&s->poll, UV_READABLE, on_readable) != 0) return;
+    events = UV_READABLE; /* and read what is waiting now */
   }
   if (!(events & UV_READABLE)) return;
   for (int batch = 0; batch < MAX_BATCHES_PER_EVENT && !s->closed; batch++) {
@@ -627,6 +631,9 @@ static napi_value sock_new(napi_env env, napi_callback_info info) {
   if (sndbuf > 0 && (v = (int)sndbuf, setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v) != 0)) goto sys_fail_sndbuf;
   /* Tests only: no UDP checksum on IPv4 sends, which makes the kernel refuse GSO messages (EINVAL). */
   if (no_check && (v = 1, setsockopt(s->fd, SOL_SOCKET, SO_NO_CHECK, &v, sizeof v) != 0)) goto sys_fail_nocheck;
+  /* IPv6 only, as node:dgram's sockets are opened (ipv6Only): a `[::]` listener and a `0.0.0.0` one on one
+     port are two sockets, and an IPv4 client never arrives on the IPv6 one as ::ffff:a.b.c.d. */
+  if (family == 6 && (v = 1, setsockopt(s->fd, IPPROTO_IPV6, IPV6_V6ONLY, &v, sizeof v) != 0)) goto sys_fail_v6only;
   if (bind(s->fd, &bind_sa.sa, bind_len) != 0) goto sys_fail_bind;
   if (has_caddr) {
     if (connect(s->fd, &conn_sa.sa, conn_len) != 0) goto sys_fail_connect;
@@ -681,6 +688,9 @@ static napi_value sock_new(napi_env env, napi_callback_info info) {
   sys_fail_nocheck:
     what = "setsockopt(SO_NO_CHECK)";
     goto sys_fail;
+  sys_fail_v6only:
+    what = "setsockopt(IPV6_V6ONLY)";
+    goto sys_fail;
   sys_fail_bind:
     what = "bind";
     goto sys_fail;
@@ -696,12 +706,11 @@ static napi_value sock_new(napi_env env, napi_callback_info info) {
   }
 }
 
-/* Whether tx metadata slot `m` names a destination this socket can send to: one of its family (IPv4 also
- * on an IPv6 socket, v4-mapped), or none (FAMILY 0) on a connected socket. */
+/* Whether tx metadata slot `m` names a destination this socket can send to: one of its family, or none
+ * (FAMILY 0) on a connected socket. */
 static inline int dest_ok(const udp_sock *s, const int32_t *m) {
   if (m[M_FAMILY] == 0) return s->connected;
-  if (m[M_FAMILY] == 4) return 1;
-  return m[M_FAMILY] == 6 && s->family == 6;
+  return (m[M_FAMILY] == 4 || m[M_FAMILY] == 6) && m[M_FAMILY] == s->family;
 }
 
 /* Whether tx metadata slots `a` and `b` name the same destination (FAMILY 0: the connected peer). */
