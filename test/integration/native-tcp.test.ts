@@ -4,6 +4,7 @@
 // and finish() from JS, pause/resume, and no descriptor left behind (/proc/self/fd). Skipped, saying
 // why, when the addon did not build. Waits for conditions with a bound; never asserts on speed.
 import { afterEach, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
@@ -138,6 +139,39 @@ describe.skipIf(!load.ok)('native TCP splice pump', () => {
       expect(p.ends).toEqual([]);
     });
   }
+
+  it('steps over TCP urgent data (MSG_OOB) as Node streams do: the bytes after it flow, the connection does not stall', async () => {
+    // A client that sends urgent data: Python's socket (Node's net cannot send MSG_OOB). It sends, then
+    // waits for its stdin to close before closing.
+    const front = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
+    const back = net.createServer({ allowHalfOpen: true });
+    for (const s of [front, back]) {
+      s.listen(0, '127.0.0.1');
+      await once(s, 'listening');
+      cleanup.push(() => s.close());
+    }
+    const acceptedP = once(front, 'connection') as Promise<[net.Socket]>;
+    const py = spawn('python3', ['-c', `import socket, sys
+s = socket.create_connection(("127.0.0.1", ${(front.address() as net.AddressInfo).port}))
+s.sendall(b"abc"); s.send(b"!", socket.MSG_OOB); s.sendall(b"def")
+sys.stdin.read(); s.close()`], { stdio: ['pipe', 'ignore', 'inherit'] });
+    cleanup.push(() => py.kill('SIGKILL'));
+    const [accepted] = await acceptedP;
+    const nodeP = once(back, 'connection') as Promise<[net.Socket]>;
+    const upstream = net.connect({ port: (back.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
+    await once(upstream, 'connect');
+    const [nodeSock] = await nodeP;
+    cleanup.push(() => nodeSock.destroy());
+    const node = new End(nodeSock);
+    const h = handOver(binding, accepted, upstream, {}, () => undefined);
+    expect(h.ok, h.ok ? '' : h.reason).toBe(true);
+    if (!h.ok) return;
+    cleanup.push(() => h.pump.close());
+    await node.until(6);
+    expect(node.bytes.toString()).toBe('abcdef');
+    py.stdin!.end();
+    await waitFor('the client\'s FIN passed on', () => node.ended || undefined);
+  });
 
   it('writes the bytes it was handed, and those Node had read, before anything spliced', async () => {
     const p = await pumped(

@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -343,6 +344,16 @@ static int run_dir(pump *p, dir_t *d) {
     }
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      /* splice stops at TCP urgent data (MSG_OOB) and says EAGAIN while the socket stays readable: the
+         poll would bring us straight back, forever, the bytes after the mark never moved. At the mark one
+         round reads through memory: recv steps over the urgent byte as read() does (the Node streams path
+         drops it the same way). */
+      int at_mark = 0;
+      if (ioctl(d->src, SIOCATMARK, &at_mark) == 0 && at_mark) {
+        int r = copy_in(p, d);
+        if (r < 0) continue; /* read something (or EOF): send it / pass the EOF on */
+        if (r != 0) return r;
+      }
       pool_put(p->pool, d->pipe, 1); /* idle: the pipe goes back to the pool */
       return 0;
     }
