@@ -457,6 +457,34 @@ describe.skipIf(!load.ok)('native UDP addon', () => {
       expect(sock.stats[Stat.TX_DATAGRAMS]).toBe(all.length);
     });
 
+    it('a peer error (a stale ICMP port unreachable) neither turns GSO off nor loses the datagrams sent after it', async () => {
+      const gone = dgram.createSocket('udp4');
+      await new Promise<void>((r) => gone.bind(0, '127.0.0.1', r));
+      const port = gone.address().port;
+      await new Promise<void>((r) => gone.close(() => r()));
+      const { sock } = nativeSocket({ gso: true, connectAddress: '127.0.0.1', connectPort: port });
+      // Nobody there: the first message's ICMP error is pending when the second goes (the same turn).
+      datagrams(4, 100, 1).forEach((d, i) => put(sock, i, d));
+      sock.flush(4);
+      datagrams(4, 100, 2).forEach((d, i) => put(sock, i, d));
+      sock.flush(4);
+      expect(sock.stats[Stat.LAST_ERRNO]).toBe(111); // ECONNREFUSED, met by a send
+      expect(sock.stats[Stat.TX_GSO_FALLBACKS]).toBe(0);
+      // Back on its port: runs still go as one message each, and arrive.
+      const back = dgram.createSocket('udp4');
+      open.push({ close: () => back.close() });
+      const heard: Buffer[] = [];
+      back.on('message', (m) => heard.push(m));
+      await new Promise<void>((r) => back.bind(port, '127.0.0.1', r));
+      const gsoBefore = sock.stats[Stat.TX_GSO_SENDS]!;
+      const run = datagrams(4, 100, 3);
+      run.forEach((d, i) => put(sock, i, d));
+      expect(sock.flush(4)).toBe(4);
+      expect(sock.stats[Stat.TX_GSO_SENDS]).toBe(gsoBefore + 1);
+      await waitFor('the run', () => heard.length >= 4);
+      expect(heard.map((m) => m.toString('hex'))).toEqual(run.map((x) => x.toString('hex')));
+    });
+
     it('without gso (the default) every datagram is a message of its own', async () => {
       const p = await peer();
       const { sock } = nativeSocket({ connectAddress: '127.0.0.1', connectPort: p.address.port });

@@ -706,6 +706,12 @@ static napi_value sock_new(napi_env env, napi_callback_info info) {
   }
 }
 
+/* Whether a send error is about the peer or the path (an ICMP error reported back, or the route), not
+ * about the message: such a message may go through when sent again, and says nothing about GSO. */
+static inline int peer_error(int e) {
+  return e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH || e == EHOSTDOWN || e == ENETDOWN || e == EPERM || e == EACCES;
+}
+
 /* Whether tx metadata slot `m` names a destination this socket can send to: one of its family, or none
  * (FAMILY 0) on a connected socket. */
 static inline int dest_ok(const udp_sock *s, const int32_t *m) {
@@ -862,6 +868,7 @@ static napi_value sock_flush(napi_env env, napi_callback_info info) {
   uint32_t count = (uint32_t)d;
   uint32_t k = build_msgs(s, src, 0, count, s->gso, 1);
   uint32_t done = 0, sent = 0;
+  uint32_t retried = UINT32_MAX; /* the message sent again after a peer error (once each) */
   while (done < k) {
     int n = sendmmsg(s->fd, s->tx_msgs + done, k - done, MSG_DONTWAIT);
     s->stats[S_TX_SYSCALLS] += 1;
@@ -884,11 +891,25 @@ static napi_value sock_flush(napi_env env, napi_callback_info info) {
       for (uint32_t j = done; j < k; j++) s->stats[S_TX_WOULDBLOCK_DROPS] += s->tx_segs[j];
       break;
     }
+    if (peer_error(e)) {
+      /* About the peer or the path, not this message (a connected socket's pending ICMP error, e.g. the
+       * port unreachable of a node that was down a moment, comes back from the next send and is taken
+       * off the socket by it): the message goes once more; refused again, its datagrams are counted and
+       * the next message tried. Never a reason to give GSO up. */
+      if (retried != done) {
+        retried = done;
+        continue;
+      }
+      s->stats[S_TX_ERRORS] += s->tx_segs[done];
+      done++;
+      continue;
+    }
     if (s->tx_segs[done] > 1) {
       /* The kernel refused a GSO message (e.g. EINVAL: its datagrams exceed the path MTU; EIO: the device
        * cannot checksum them; ENOPROTOOPT: no UDP_SEGMENT): what is left goes again, this message's
        * datagrams one by one. After EINVAL/EMSGSIZE datagrams of this size or larger are not grouped
-       * again; after any other refusal GSO stays off on this socket. */
+       * again; after any other refusal (about GSO itself: not a peer error, above) GSO stays off on this
+       * socket. */
       s->stats[S_TX_GSO_FALLBACKS] += 1;
       uint32_t seg = s->tx_seg[done];
       if (e == EINVAL || e == EMSGSIZE) {
