@@ -178,12 +178,19 @@ async function startDirector(configPath: string, withNodes: boolean): Promise<vo
     draining = true;
     logger.info({ why }, 'draining');
     void (async () => {
-      const { remaining } = await started.drain();
+      // A drain that fails still closes the director (store, sockets, audit head) before the exit.
+      const remaining = await started.drain().then(
+        (r) => r.remaining,
+        (err: unknown) => {
+          logger.error({ err }, 'drain failed: closing anyway');
+          return null;
+        },
+      );
       await started.close();
       await Promise.allSettled(nodes.map((n) => n.close()));
       logger.info({ remaining }, 'exit');
       logger.flush();
-      process.exit(0);
+      process.exit(remaining === null ? 1 : 0);
     })();
   };
   drainRequested = () => drainAndExit('admin api');

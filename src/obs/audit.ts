@@ -381,16 +381,42 @@ export function createAudit(opts: AuditOptions): AuditSink {
   };
   let stream: WriteStream | null = null;
   let streamError: Error | null = null;
-  /** A write stream on the audit path, appending; its failure is the sink's only while it is the current one. */
+  /**
+   * A write stream on the audit path, appending. Its first error is told (onError: logged and counted),
+   * also when it comes from a stream already replaced by a reopen (its last writes failed: those lines
+   * are in no file); it is `fileError` only while the stream is the current one.
+   */
   const open = (path: string): WriteStream => {
     const s = createWriteStream(path, { flags: 'a' });
+    let told = false;
     s.on('error', (e) => {
-      if (s !== stream || streamError !== null) return;
-      streamError = e;
+      if (s === stream && streamError === null) streamError = e;
+      if (told) return;
+      told = true;
       opts.onError?.(e);
     });
     return s;
   };
+  /** Ends `s` once what was handed to it is written (or failed): the error its writes met, or null. */
+  const endStream = (s: WriteStream): Promise<Error | null> =>
+    new Promise((resolve) => {
+      if (s.closed) {
+        resolve(s.errored); // already failed and closed (or ended before)
+        return;
+      }
+      let failed: Error | null = s.errored;
+      s.once('error', (e) => (failed = e));
+      s.once('close', () => resolve(failed));
+      s.end();
+    });
+  /**
+   * While a reopen waits for the old stream to finish: the lines written meanwhile, in order, for the new
+   * stream (handed to it only once the old one has written everything, so that none can overtake a line
+   * before the reopen when the file was not moved). Null otherwise.
+   */
+  let holding: Buffer[] | null = null;
+  /** The reopen in progress (a second one waits for it). */
+  let reopening: Promise<Error | null> | null = null;
   if (opts.path !== null) stream = open(opts.path);
   // Lines written in one turn of the event loop go to the file together (a drain writes thousands): the
   // bytes of `slab` from `from` to `at` in one write at the end of the turn, and a buffer that fills up
@@ -401,7 +427,10 @@ export function createAudit(opts: AuditOptions): AuditSink {
   let scheduled = false;
   /** Hands the lines not yet written to the file (none without one: their bytes stay for `recent`). */
   const writeOut = (): void => {
-    if (at > from && stream !== null && streamError === null) stream.write(slab.subarray(from, at));
+    if (at > from && stream !== null && streamError === null) {
+      if (holding !== null) holding.push(slab.subarray(from, at));
+      else stream.write(slab.subarray(from, at));
+    }
     from = at;
   };
   const writeBatch = (): void => {
@@ -414,13 +443,15 @@ export function createAudit(opts: AuditOptions): AuditSink {
   const encoder = new LineEncoder();
   return {
     write(ev) {
-      seq += 1;
       const ms = opts.wallClock();
       if (ms !== lastMs) {
         lastMs = ms;
         lastIso = new Date(ms).toISOString();
       }
+      // What may throw (a detail JSON cannot encode: a bigint, a cycle) before the line takes its seq: a
+      // line refused leaves no gap in the chain.
       const detail = ev.detail === undefined ? null : JSON.stringify(ev.detail);
+      seq += 1;
       const bound = LineEncoder.bound(lastIso, ev, detail, prev) + 1; // and the newline
       if (slab.length - at < bound) {
         writeOut();
@@ -464,32 +495,71 @@ export function createAudit(opts: AuditOptions): AuditSink {
       return out.reverse();
     },
     async flush() {
+      if (reopening !== null) await reopening;
       writeBatch();
-      if (stream === null || streamError !== null) return;
-      if (stream.writableNeedDrain) await once(stream, 'drain');
+      const s = stream;
+      if (s === null || streamError !== null || !s.writableNeedDrain) return;
+      // Never rejects: a write error is told through onError and `fileError`.
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          s.off('drain', done);
+          s.off('error', done);
+          s.off('close', done);
+          resolve();
+        };
+        s.on('drain', done);
+        s.on('error', done);
+        s.on('close', done);
+      });
     },
     async close() {
+      if (reopening !== null) await reopening;
       writeBatch();
       const s = stream;
       stream = null;
       if (s === null) return;
-      await new Promise<void>((resolve) => s.end(() => resolve()));
+      await endStream(s);
       keepHead();
     },
-    async reopen() {
-      if (opts.path === null || stream === null) return null;
-      writeBatch(); // what was written so far goes to the old file
-      keepHead();
-      const old = stream;
-      streamError = null;
-      stream = open(opts.path); // lines from now on queue for the new file while it opens
-      old.end();
-      try {
-        await once(stream, 'open');
-        return null;
-      } catch (err) {
-        return err as Error;
-      }
+    reopen() {
+      if (opts.path === null || stream === null) return Promise.resolve(null);
+      const path = opts.path;
+      /** Every line written so far to the old stream, from now on to the new one (held until it may write). */
+      const begin = (): WriteStream | null => {
+        const old = stream;
+        if (old === null) return null; // closed meanwhile
+        writeBatch();
+        keepHead();
+        holding = [];
+        return old;
+      };
+      const finish = async (old: WriteStream | null): Promise<Error | null> => {
+        if (old === null) return null;
+        // The old stream writes everything it was handed before the new one gets a byte: when the file
+        // was not moved (a reload, or a reopen after freeing space), both append to one file, and two
+        // streams writing at once could put later lines before earlier ones.
+        await endStream(old);
+        const held = holding ?? [];
+        holding = null;
+        streamError = null;
+        const s = open(path);
+        stream = s;
+        for (const b of held) s.write(b);
+        try {
+          await once(s, 'open');
+          return null;
+        } catch (err) {
+          return err as Error;
+        }
+      };
+      // At once when no other reopen is under way (the lines before this call are the old file's), else
+      // after it.
+      const p = reopening === null ? finish(begin()) : reopening.then(() => finish(begin()));
+      reopening = p;
+      void p.finally(() => {
+        if (reopening === p) reopening = null;
+      });
+      return p;
     },
     get fileError() {
       return streamError;

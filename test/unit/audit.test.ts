@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { chainLine, chainStart, createAudit, GENESIS, readRecordedHead } from '../../src/obs/audit.js';
 import type { AuditEvent, AuditLine, AuditStart } from '../../src/obs/audit.js';
 import { waitFor } from '../helpers/wait.js';
@@ -24,6 +24,16 @@ afterAll(async () => {
 });
 
 const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
+
+/** Whether this process has /dev/full open (an audit stream on a path linked to it has opened). */
+const openOnDevFull = (): boolean =>
+  readdirSync('/proc/self/fd').some((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === '/dev/full';
+    } catch {
+      return false;
+    }
+  });
 
 function event(i: number): AuditEvent {
   const kinds = ['create', 'freeze', 'transfer', 'resume', 'reattach', 'close'] as const;
@@ -477,6 +487,7 @@ describe('rotation: createAudit reopens its file, the chain goes on across files
     const audit = createAudit({ path, wallClock: () => (t += 1000), onError: (e) => errors.push(e) });
     audit.write(event(0));
     await audit.flush();
+    await waitFor('the first line in the file', () => (existsSync(path) && readFileSync(path, 'utf8').length > 0) || undefined);
     expect(audit.fileError).toBeNull();
     rmSync(sub, { recursive: true });
     expect(await audit.reopen()).toBeInstanceOf(Error); // the directory is gone: ENOENT
@@ -496,6 +507,72 @@ describe('rotation: createAudit reopens its file, the chain goes on across files
     const text = readFileSync(path, 'utf8');
     expect(text.trimEnd().split('\n').map((l) => (JSON.parse(l) as AuditLine).seq)).toEqual([4]);
     expect(verifyAuditChain(text, { start: 'any' })).toMatchObject({ ok: true, lines: 1, start: { seq: 4 } });
+  });
+
+  it('a reopen of a file that was not moved (a reload): lines after it never overtake lines before it; a second reopen waits for the first', async () => {
+    // The old stream still writing a drain's worth of lines while the new one appends to the same file.
+    for (let run = 0; run < 5; run++) {
+      const path = join(dir, `same-${run}.log`);
+      let t = T0;
+      const audit = createAudit({ path, wallClock: () => (t += 1) });
+      audit.write(event(0));
+      await audit.flush();
+      for (let i = 1; i <= 20_000; i++) audit.write(event(i));
+      await new Promise((r) => setImmediate(r)); // handed to the stream, not yet written
+      const first = audit.reopen();
+      for (let i = 0; i < 10; i++) audit.write(event(i));
+      const second = audit.reopen();
+      audit.write(event(11));
+      expect(await first).toBeNull();
+      expect(await second).toBeNull();
+      audit.write(event(12));
+      await audit.close();
+      const r = await verifyAuditFile(path);
+      expect(r).toMatchObject({ ok: true, seq: 20_013 });
+    }
+  });
+
+  it('a write error of the stream a reopen replaced is told (onError), not swallowed', async () => {
+    const sub = join(dir, 'full');
+    mkdirSync(sub);
+    const path = join(sub, 'audit.log');
+    symlinkSync('/dev/full', path); // every write fails: ENOSPC
+    const errors: Error[] = [];
+    const audit = createAudit({ path, wallClock: () => T0, onError: (e) => errors.push(e) });
+    await waitFor('the audit stream open on /dev/full', () => openOnDevFull() || undefined);
+    for (let i = 0; i < 5; i++) audit.write(event(i)); // handed to the stream at the end of this turn
+    renameSync(path, join(sub, 'audit.log.1'));
+    expect(await audit.reopen()).toBeNull();
+    expect(errors.map((e) => (e as NodeJS.ErrnoException).code)).toEqual(['ENOSPC']);
+    audit.write(event(5));
+    await audit.close();
+    expect(audit.fileError).toBeNull(); // the new file is fine
+  });
+
+  it('flush() resolves when the file cannot be written (the error goes to onError and fileError): a drain then stops cleanly', async () => {
+    const sub = join(dir, 'full2');
+    mkdirSync(sub);
+    const path = join(sub, 'audit.log');
+    symlinkSync('/dev/full', path);
+    const errors: Error[] = [];
+    const audit = createAudit({ path, wallClock: () => T0, onError: (e) => errors.push(e) });
+    await waitFor('the audit stream open on /dev/full', () => openOnDevFull() || undefined);
+    for (let i = 0; i < 2000; i++) audit.write(event(i));
+    await expect(audit.flush()).resolves.toBeUndefined();
+    await waitFor('the error told', () => errors.length > 0 || undefined);
+    expect(audit.fileError).toBeInstanceOf(Error);
+    await expect(audit.close()).resolves.toBeUndefined();
+  });
+
+  it('a line whose detail JSON cannot encode is refused before it takes a seq: no gap in the chain', async () => {
+    const path = join(dir, 'bigint.log');
+    const audit = createAudit({ path, wallClock: () => T0 });
+    audit.write(event(0));
+    expect(() => audit.write({ ...event(1), detail: { version: 7n } })).toThrow(/BigInt/);
+    audit.write(event(2));
+    await audit.close();
+    const r = await verifyAuditFile(path);
+    expect(r).toMatchObject({ ok: true, lines: 2, seq: 2 });
   });
 
   it('without a file there is nothing to reopen', async () => {
