@@ -77,6 +77,15 @@ function errMessage(err: unknown): string {
 
 
 
+/**
+ * How long after `now` the next lease keepalive goes: a fifth of the TTL after the last one was sent (at
+ * once when its answer took longer than that), at least 100 ms apart. Pure.
+ */
+export function leaseDelay(sentAt: number, now: number, ttlMs: number): number {
+  const every = Math.max(100, Math.floor(ttlMs / 5));
+  return Math.max(0, sentAt + every - now);
+}
+
 /** JSON with the version as a decimal string (u64 does not fit a JSON number). */
 export function encodeRecord(r: StoredSession): string {
   return JSON.stringify({
@@ -252,7 +261,8 @@ export class EtcdStore implements OwnershipStore {
   }
 
   /**
-   * Keeps the director's lease alive: a grant, then a keepalive every fifth of the TTL (every 250 ms while
+   * Keeps the director's lease alive: a grant, then a keepalive every fifth of the TTL from when the last
+   * one was sent (every 250 ms while
    * failing), each with the call deadline. The time recorded is when the request was SENT, so the
    * fence computed from it is never later than the server's view. A lease the server let expire is
    * granted anew.
@@ -286,7 +296,10 @@ export class EtcdStore implements OwnershipStore {
     return attempt().then(
       () => {
         this.#leaseOkAt = sent;
-        this.#scheduleLease(Math.max(100, Math.floor(ttlMs / 5)));
+        // A fifth of the TTL after this one was SENT, not after its answer: a slow answer must not push
+        // every later keepalive back (at a TTL of 3 s, answers slower than 400 ms kept the fence near its
+        // deadline — admissions refused — for part of every cycle).
+        this.#scheduleLease(leaseDelay(sent, performance.now(), ttlMs));
       },
       (err: unknown) => {
         this.#onError?.(err, 'lease keepalive');
