@@ -237,12 +237,27 @@ export interface AuditSink {
   head(): ChainHead;
 }
 
+/** The longest last line readChainTail reads (a longer one counts as unreadable). */
+const MAX_TAIL_LINE = 64 * 1024 * 1024;
+/** How much of the file readChainTail reads at a time, backwards from its end. */
+const TAIL_CHUNK = 64 * 1024;
+
 /**
  * Where an existing audit file's chain ends: the last line's seq and SHA-256, read from the file's tail
  * (the whole chain is checked by `anchor audit verify`, not at every start). `broken` when the last
  * line is cut short or unreadable (a crash mid-write): the caller starts a new file.
  */
-export function readChainTail(path: string): { seq: number; hash: string } | 'empty' | 'missing' | 'broken' {
+export function readChainTail(path: string): ChainHead | 'empty' | 'missing' | 'broken' {
+  const t = readTail(path);
+  return typeof t === 'object' && 'broken' in t ? 'broken' : t;
+}
+
+/**
+ * readChainTail's answer, and for a broken file the last complete line before what is broken (null when
+ * there is none): what a crash left is at or after the head recorded at the last stop, lines cut from
+ * the file before a partial line was added are not.
+ */
+export function readTail(path: string): ChainHead | 'empty' | 'missing' | { broken: true; lastComplete: ChainHead | null } {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -252,23 +267,67 @@ export function readChainTail(path: string): { seq: number; hash: string } | 'em
   try {
     const size = fstatSync(fd).size;
     if (size === 0) return 'empty';
-    const len = Math.min(size, 256 * 1024);
-    const buf = Buffer.alloc(len);
-    readSync(fd, buf, 0, len, size - len);
-    const text = buf.toString('utf8');
-    if (!text.endsWith('\n')) return 'broken';
-    const body = text.slice(0, -1);
-    const last = body.slice(body.lastIndexOf('\n') + 1);
-    if (last.length === len - 1 && size > len) return 'broken'; // one line longer than the tail window
-    try {
-      const l = JSON.parse(last) as { seq?: unknown };
-      if (typeof l.seq !== 'number' || !Number.isSafeInteger(l.seq)) return 'broken';
-      return { seq: l.seq, hash: createHash('sha256').update(last).digest('hex') };
-    } catch {
-      return 'broken';
+    const one = Buffer.alloc(1);
+    readSync(fd, one, 0, 1, size - 1);
+    if (one[0] === 0x0a) {
+      const last = lineBefore(fd, size - 1);
+      const head = last === null ? null : headOf(last);
+      if (head !== null) return head;
+      return { broken: true, lastComplete: last === null ? null : completeBefore(fd, size - 1 - last.length - 1) };
     }
+    // Cut short: the file's last newline ends the last complete line (if it is one).
+    return { broken: true, lastComplete: completeBefore(fd, size) };
   } finally {
     closeSync(fd);
+  }
+}
+
+/** The head of the last complete line ending before byte `end` (its newline at end - 1), or null. */
+function completeBefore(fd: number, end: number): ChainHead | null {
+  const nl = newlineBefore(fd, end);
+  if (nl < 0) return null;
+  const line = lineBefore(fd, nl);
+  return line === null ? null : headOf(line);
+}
+
+/** The bytes of the line that ends at byte `end` (exclusive: its newline, or the end), or null when longer than MAX_TAIL_LINE. */
+function lineBefore(fd: number, end: number): Buffer | null {
+  const nl = newlineBefore(fd, end);
+  if (nl === TOO_LONG) return null;
+  const start = nl + 1;
+  const buf = Buffer.alloc(end - start);
+  readSync(fd, buf, 0, buf.length, start);
+  return buf;
+}
+
+/** newlineBefore's answer for a line longer than MAX_TAIL_LINE. */
+const TOO_LONG = -2;
+
+/**
+ * The position of the last newline before byte `end`, -1 when there is none (the line starts the file),
+ * or TOO_LONG: read backwards a chunk at a time, at most MAX_TAIL_LINE bytes.
+ */
+function newlineBefore(fd: number, end: number): number {
+  const buf = Buffer.alloc(TAIL_CHUNK);
+  for (let pos = end; pos > 0; ) {
+    if (end - pos > MAX_TAIL_LINE) return TOO_LONG;
+    const n = Math.min(TAIL_CHUNK, pos);
+    readSync(fd, buf, 0, n, pos - n);
+    const i = buf.subarray(0, n).lastIndexOf(0x0a);
+    if (i >= 0) return pos - n + i;
+    pos -= n;
+  }
+  return end > MAX_TAIL_LINE ? TOO_LONG : -1;
+}
+
+/** A line's seq and SHA-256, or null when it is not an audit line. */
+function headOf(line: Buffer): ChainHead | null {
+  try {
+    const l = JSON.parse(line.toString('utf8')) as { seq?: unknown };
+    if (typeof l.seq !== 'number' || !Number.isSafeInteger(l.seq)) return null;
+    return { seq: l.seq, hash: createHash('sha256').update(line).digest('hex') };
+  } catch {
+    return null;
   }
 }
 
@@ -309,14 +368,18 @@ function recordHead(path: string, head: ChainHead): void {
  * rotated away while the writer was stopped) the chain goes on from the recorded head.
  */
 export function chainStart(
-  tail: ChainHead | 'empty' | 'missing' | 'broken',
+  tail: ChainHead | 'empty' | 'missing' | 'broken' | { readonly broken: true; readonly lastComplete: ChainHead | null },
   recorded: ChainHead | null,
 ): { from: 'file' | 'recorded' | 'genesis'; head: ChainHead; anomaly: null | { kind: 'behind' | 'changed'; file: ChainHead; recorded: ChainHead } } {
-  if (typeof tail === 'object') {
-    const anomaly =
-      recorded === null ? null : recorded.seq > tail.seq ? { kind: 'behind' as const, file: tail, recorded } : recorded.seq === tail.seq && recorded.hash !== tail.hash ? { kind: 'changed' as const, file: tail, recorded } : null;
-    return { from: 'file', head: tail, anomaly };
+  const anomalyOf = (file: ChainHead): { kind: 'behind' | 'changed'; file: ChainHead; recorded: ChainHead } | null =>
+    recorded === null ? null : recorded.seq > file.seq ? { kind: 'behind', file, recorded } : recorded.seq === file.seq && recorded.hash !== file.hash ? { kind: 'changed', file, recorded } : null;
+  if (typeof tail === 'object' && 'broken' in tail) {
+    // A broken file is set aside and a new chain starts; its last complete line is still held to the
+    // recorded head (a crash leaves it at or after that head; lines cut before a partial line was added
+    // do not: that must not pass as a crash).
+    return { from: 'genesis', head: { seq: 0, hash: GENESIS }, anomaly: tail.lastComplete === null ? null : anomalyOf(tail.lastComplete) };
   }
+  if (typeof tail === 'object') return { from: 'file', head: tail, anomaly: anomalyOf(tail) };
   if (tail !== 'broken' && recorded !== null && recorded.seq > 0) return { from: 'recorded', head: recorded, anomaly: null };
   return { from: 'genesis', head: { seq: 0, hash: GENESIS }, anomaly: null };
 }
@@ -359,11 +422,11 @@ export function createAudit(opts: AuditOptions): AuditSink {
     // Continue the chain of a file a previous run left, so that one file is one chain; or, when that file
     // was rotated away meanwhile, the chain it ended (the head recorded beside it), so that the rotated
     // file and the new one are one chain.
-    const tail = readChainTail(opts.path);
+    const tail = readTail(opts.path);
     const start = chainStart(tail, readRecordedHead(opts.path));
     prev = start.head.hash;
     seq = start.head.seq;
-    if (tail === 'broken') {
+    if (typeof tail === 'object' && 'broken' in tail) {
       const movedTo = `${opts.path}.broken-${new Date(opts.wallClock()).toISOString().replace(/[:.]/g, '-')}`;
       renameSync(opts.path, movedTo);
       opts.onRotate?.(movedTo);

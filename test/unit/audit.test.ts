@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { chainLine, chainStart, createAudit, GENESIS, readRecordedHead } from '../../src/obs/audit.js';
 import type { AuditEvent, AuditLine, AuditStart } from '../../src/obs/audit.js';
 import { waitFor } from '../helpers/wait.js';
@@ -678,6 +678,10 @@ describe('the head recorded beside the file, and where a restarted writer goes o
     ['no file, a recorded head', 'missing', h(5, 'b'), 'recorded', 5, null],
     ['an empty file, a recorded head', 'empty', h(5, 'b'), 'recorded', 5, null],
     ['a broken file (moved aside), a recorded head', 'broken', h(5, 'b'), 'genesis', 0, null],
+    ['a broken file whose last complete line is past the recorded head (a crash mid-write)', { broken: true, lastComplete: h(7, 'a') }, h(5, 'b'), 'genesis', 0, null],
+    ['a broken file whose last complete line is behind the recorded head (lines cut, a partial one added)', { broken: true, lastComplete: h(3, 'a') }, h(5, 'b'), 'genesis', 0, 'behind'],
+    ['a broken file whose last complete line is the recorded seq with another hash', { broken: true, lastComplete: h(5, 'a') }, h(5, 'b'), 'genesis', 0, 'changed'],
+    ['a broken file with no complete line', { broken: true, lastComplete: null }, h(5, 'b'), 'genesis', 0, null],
     ['no file, nothing recorded', 'missing', null, 'genesis', 0, null],
     ['an empty file, a head recorded before any line', 'empty', { seq: 0, hash: GENESIS }, 'genesis', 0, null],
   ] as const)('chainStart: %s', (_what, tail, recorded, from, seq, anomaly) => {
@@ -686,6 +690,55 @@ describe('the head recorded beside the file, and where a restarted writer goes o
     expect(s.head.seq).toBe(seq);
     expect(s.anomaly?.kind ?? null).toBe(anomaly);
     if (from === 'genesis') expect(s.head.hash).toBe(GENESIS);
+  });
+
+  it('lines cut from the file while the writer was stopped and a partial line added: set aside as broken, and still reported as behind the recorded head', async () => {
+    const path = join(dir, 'cut-partial.jsonl');
+    let t = T0;
+    let a = createAudit({ path, wallClock: () => (t += 1000) });
+    for (let i = 0; i < 10; i++) a.write(event(i));
+    await a.close(); // head recorded: seq 10
+    writeFileSync(path, readFileSync(path, 'utf8').split('\n').slice(0, 5).join('\n') + '\n{"partial');
+    let start: AuditStart | null = null;
+    let movedTo = '';
+    a = createAudit({ path, wallClock: () => (t += 1000), onStart: (st) => (start = st), onRotate: (m) => (movedTo = m) });
+    await a.close();
+    expect(movedTo).not.toBe('');
+    expect(start).toMatchObject({ from: 'genesis', anomaly: { kind: 'behind', file: { seq: 5 }, recorded: { seq: 10 } } });
+  });
+
+  it('a crash mid-write (a partial line after the recorded head): set aside, no anomaly', async () => {
+    const path = join(dir, 'crash-partial.jsonl');
+    let t = T0;
+    let a = createAudit({ path, wallClock: () => (t += 1000) });
+    for (let i = 0; i < 3; i++) a.write(event(i));
+    await a.close(); // head recorded: seq 3
+    a = createAudit({ path, wallClock: () => (t += 1000) });
+    for (let i = 3; i < 6; i++) a.write(event(i));
+    await a.flush();
+    await waitFor('six lines', () => readFileSync(path, 'utf8').split('\n').length === 7 || undefined);
+    appendFileSync(path, '{"seq":7,"ti'); // what a crash leaves (no close: no head recorded since seq 3)
+    let start: AuditStart | null = null;
+    const b = createAudit({ path, wallClock: () => (t += 1000), onStart: (st) => (start = st) });
+    await b.close();
+    expect(start).toMatchObject({ from: 'genesis', anomaly: null });
+  });
+
+  it('a last line longer than any fixed window (300 KiB) is read whole: the chain goes on in the file', async () => {
+    const path = join(dir, 'long-last.jsonl');
+    let t = T0;
+    let a = createAudit({ path, wallClock: () => (t += 1000) });
+    a.write(event(0));
+    a.write({ ...event(1), detail: { message: 'm'.repeat(300 * 1024) } });
+    await a.close();
+    let start: AuditStart | null = null;
+    let movedTo = '';
+    a = createAudit({ path, wallClock: () => (t += 1000), onStart: (st) => (start = st), onRotate: (m) => (movedTo = m) });
+    a.write(event(2));
+    await a.close();
+    expect(movedTo).toBe('');
+    expect(start).toMatchObject({ from: 'file', head: { seq: 2 }, anomaly: null });
+    expect(await verifyAuditFile(path)).toMatchObject({ ok: true, lines: 3 });
   });
 
   it('close() and reopen() record the head beside the file; a writer started after the file was rotated away goes on with the chain', async () => {
