@@ -93,13 +93,9 @@ export class DirectorCore {
 
   /**
    * Whether this director follows the shared store's changes now (a store of one director always does).
-   * While it does not (its watch is down, or it lists again after a gap), no packet of a session it knows
-   * is forwarded or relayed (`store_not_following`): the session may have moved, ended or been admitted
-   * again elsewhere meanwhile (a session ended and admitted anew starts again at version 1: a node cannot
-   * tell it from the old one), and ownership it cannot prove it does not act on. A packet of a session it
-   * does not know is dropped too rather than answered REJECT UNKNOWN_SESSION: another director may have
-   * admitted the session, and a REJECT would make its client give it up. A HELLO of one it does not know
-   * is admitted as always: the store's create decides.
+   * While it does not, a packet of a session it does not know is dropped (`store_not_following`) rather
+   * than answered REJECT UNKNOWN_SESSION: another director may have admitted the session meanwhile, and a
+   * REJECT would make its client give it up.
    */
   setFollowing(fn: () => boolean): void {
     this.#following = fn;
@@ -164,7 +160,6 @@ export class DirectorCore {
       if (type !== PacketType.HELLO) return this.#following() ? v.set(this.#reject(RejectReason.UNKNOWN_SESSION, idView, t, msg.length, now)) : v.drop(DropReason.NOT_FOLLOWING);
       return v.set(this.#admit(id, idView, msg, msg.length, t, listener, now));
     }
-    if (!this.#following()) return v.drop(DropReason.NOT_FOLLOWING);
     const bound = rec.transport;
     if (bound.port !== port || bound.address !== address || rec.listener !== listener) {
       // A jump candidate: the owner validates it and answers BIND; nothing changes here until then.
@@ -211,7 +206,6 @@ export class DirectorCore {
       if (out.kind === 'admit') return { kind: 'admit', session: out.session, seq: out.session.nextSeq++ };
       return out.kind === 'reject' || out.kind === 'drop' ? out : { kind: 'drop', reason: DropReason.MALFORMED };
     }
-    if (!this.#following()) return { kind: 'drop', reason: DropReason.NOT_FOLLOWING };
     if (rec.pending !== null || rec.state !== SessionState.ATTACHED) return { kind: 'drop', reason: DropReason.FROZEN_UNBOUND };
     if (!this.#ownerAvailable(rec.owner)) return { kind: 'drop', reason: DropReason.OWNER_UNAVAILABLE };
     this.#noteCandidate(rec, src, srcKey, TCP_LISTENER, bytes);
@@ -231,7 +225,6 @@ export class DirectorCore {
       case 'pinned': {
         const rec = this.#pins.get(srcKey);
         if (rec === undefined || !this.table.holds(rec) || !sameTransport(rec.transport, src)) return { kind: 'drop', reason: DropReason.UNPINNED };
-        if (!this.#following()) return { kind: 'drop', reason: DropReason.NOT_FOLLOWING };
         if (this.#idle(rec, now)) {
           this.expiredOnArrival.push({ session: rec, transition: this.#end(rec, LifecycleEvent.EXPIRE, 'idle_ttl', now) });
           return { kind: 'drop', reason: DropReason.UNPINNED };
@@ -262,7 +255,6 @@ export class DirectorCore {
           }
           return out;
         }
-        if (!this.#following()) return { kind: 'drop', reason: DropReason.NOT_FOLLOWING };
         if (!sameTransport(rec.transport, src)) {
           // Another transport naming a live session: forwarded for the backend to judge (its own
           // authentication), never bound here (a backend behind `none` cannot BIND).
@@ -343,7 +335,6 @@ export class DirectorCore {
       if (version === undefined) return v.drop(DropReason.MALFORMED, 'bad_payload');
       return v.set({ kind: 'revoke-ack', session: sessionIdHex(msg.subarray(JV1_ID_AT, JV1_HEADER_LEN)), version });
     }
-    if (!this.#following()) return v.drop(DropReason.NOT_FOLLOWING);
     const rec = this.table.getByIdBytes(msg, JV1_ID_AT);
     if (rec === undefined || this.#idle(rec, now)) return v.drop(DropReason.NODE_UNKNOWN_SESSION);
     if (rec.owner !== nodeId) {
