@@ -189,8 +189,13 @@ async function storeOnly(ids: readonly Buffer[]): Promise<Cost> {
     transport: `127.0.0.1:${1000 + (i % 64)}`,
     director: 'bench',
     expiresAt: Date.now() + 600_000,
+    incarnation: 0,
   }));
-  for (const r of recs) await store.create(r);
+  // As created: with the incarnation the store gave each.
+  for (let i = 0; i < recs.length; i++) {
+    const r = await store.create(recs[i] as StoredSession);
+    if (r.ok) recs[i] = r.record;
+  }
   const { value, gcMs } = await withGc(async () => {
     const t0 = performance.now();
     const c0 = cpuNow();

@@ -118,7 +118,7 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
         const owner = owners[i % 3] as string;
         const rec = newSessionRecord({ id, owner, version: 1n, state: SessionState.ATTACHED, transport: t, listener: 0, now, idleTtlMs });
         if (!table.insert(rec)) throw new Error(`insert ${i} refused`);
-        const r = await store.create({ id, owner, version: 1n, state: SessionState.ATTACHED, transport: key, director: 'anchor-1', expiresAt: Date.now() + idleTtlMs });
+        const r = await store.create({ id, owner, version: 1n, state: SessionState.ATTACHED, transport: key, director: 'anchor-1', expiresAt: Date.now() + idleTtlMs, incarnation: 0 });
         if (!r.ok) throw new Error(`create ${i} refused`);
       }
     };
@@ -156,7 +156,7 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
         const out = core.onClient(hello, src, key, 0, now);
         if (out.kind !== 'admit') throw new Error(`session ${i}: ${out.kind} ${'reason' in out ? String(out.reason) : ''}`);
         const rec = out.session;
-        const r = await store.create({ id: rec.id, owner: rec.owner, version: rec.version, state: rec.state, transport: rec.transportKey, director: 'anchor-1', expiresAt: Date.now() + idleTtlMs });
+        const r = await store.create({ id: rec.id, owner: rec.owner, version: rec.version, state: rec.state, transport: rec.transportKey, director: 'anchor-1', expiresAt: Date.now() + idleTtlMs, incarnation: 0 });
         if (!r.ok) throw new Error(`create ${i} refused`);
         const { forwards } = core.admitted(rec, now);
         // What the shell (director.ts #templateFor) caches on the record at the first forward: the
@@ -308,7 +308,7 @@ async function breakdown(n: number): Promise<{ step: string; bytes_per_session: 
   const store = new MemoryStore();
   for (let i = 0; i < n; i++) {
     const r = recs[i] as (typeof recs)[number];
-    await store.create({ id: r.id, owner: r.owner, version: 1n, state: SessionState.ATTACHED, transport: r.transportKey, director: 'anchor-1', expiresAt: Date.now() + 120_000 });
+    await store.create({ id: r.id, owner: r.owner, version: 1n, state: SessionState.ATTACHED, transport: r.transportKey, director: 'anchor-1', expiresAt: Date.now() + 120_000, incarnation: 0 });
   }
   await mark('MemoryStore.create: one slot of columns and its id-table entry (src/store/columns.ts)');
   if (table.size + store.size + recs.length < 0) console.log('unreachable');

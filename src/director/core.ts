@@ -422,6 +422,8 @@ export class DirectorCore {
       id: string;
       owner: string;
       version: bigint;
+      /** The store's life of the id (StoredSession.incarnation); the caller ended a held one of another life first. */
+      incarnation: number;
       state: SessionState;
       transport: { t: Transport; key: string; listener: number } | null;
       /** The record's idle expiry, on this director's monotonic clock. */
@@ -458,6 +460,7 @@ export class DirectorCore {
         id: r.id,
         owner: r.owner,
         version: r.version,
+        incarnation: r.incarnation,
         state: r.state,
         transport: r.transport.t,
         listener: r.transport.listener,

@@ -2,6 +2,7 @@
 // resume (migration), termination, and REVOKE acknowledgement tracking. Every step is a CAS on the
 // version the core planned; a lost or unavailable CAS changes nothing (fail closed) and is a
 // SECURITY_EVENT. It never decides which session goes where (the core, the drain plan and the ring do).
+import { randomInt } from 'node:crypto';
 import Denque from 'denque';
 import { transportKey } from '../codec/ip.js';
 import { RejectReason, type Transport } from '../codec/types.js';
@@ -69,6 +70,8 @@ export interface OwnershipOptions {
    * could take to apply a write it was sent (default 30 s).
    */
   readonly unknownWriteBoundMs?: number;
+  /** Draws a new session's incarnation (StoredSession.incarnation); default: 48 random bits, never 0. */
+  readonly newIncarnation?: () => number;
 }
 
 export interface OwnershipDeps {
@@ -146,6 +149,23 @@ interface Move {
   key: string;
 }
 
+/**
+ * Whether the stored record `r` is of another life of the id than the session held here: one created
+ * anew after the held one ended (or, while the held one's admission is in flight, another director's).
+ */
+function otherLife(held: SessionRecord, r: StoredSession): boolean {
+  return r.incarnation !== held.incarnation;
+}
+
+/** The store's delete of a session ended here: of that life of the id, from that version. */
+interface EndDelete {
+  readonly id: string;
+  readonly incarnation: number;
+  readonly fromVersion: bigint;
+  readonly toVersion: bigint;
+  readonly attempts: number;
+}
+
 interface PendingRevoke {
   readonly rec: SessionRecord;
   readonly node: string;
@@ -187,9 +207,9 @@ export class Ownership {
   readonly #refreshing = new Set<string>();
   #expiring = 0;
   #endDeletes = 0;
-  readonly #endQueue = new Denque<{ readonly id: string; readonly fromVersion: bigint; readonly toVersion: bigint; readonly attempts: number }>();
+  readonly #endQueue = new Denque<EndDelete>();
   /** Deletes of ended sessions the store could not take, by session, with when to try again (monotonic ms). */
-  readonly #endRetries = new Map<string, { readonly id: string; readonly fromVersion: bigint; readonly toVersion: bigint; readonly attempts: number; readonly due: number }>();
+  readonly #endRetries = new Map<string, EndDelete & { readonly due: number }>();
   #endRetryTimer: NodeJS.Timeout | null = null;
   /** When #endRetryTimer fires (monotonic ms). */
   #endRetryAt = 0;
@@ -277,6 +297,7 @@ export class Ownership {
       transport: p.transport,
       director: this.#o.directorId,
       expiresAt: this.#d.clock.toWall(expiry),
+      incarnation: rec.incarnation,
     };
   }
 
@@ -308,6 +329,8 @@ export class Ownership {
    */
   async admit(rec: SessionRecord, opts: { answer?: boolean } = {}): Promise<{ ok: true } | { ok: false; reason: RejectReason }> {
     const written = this.#expiryToStore(rec);
+    // A life of its own (StoredSession.incarnation): no earlier session of this id had it.
+    if (rec.incarnation === 0) rec.incarnation = this.#o.newIncarnation?.() ?? randomInt(1, 2 ** 48);
     const r = await this.#d.store.create(this.#stored(rec, { version: rec.version, state: rec.state, owner: rec.owner, transport: storedTransport(rec.transportKey, rec.listener) }, written));
     const core = this.#d.core;
     const now = this.#d.clock.now();
@@ -829,7 +852,7 @@ export class Ownership {
   ended(rec: SessionRecord, t: TransitionNote, actor = this.#o.directorId): void {
     this.#recordEnd(rec, t, actor);
     // Ending only ever takes ownership away, so it is applied locally first; the store follows.
-    if (t.fromVersion !== null) this.#deleteStored(rec.id, t.fromVersion, t.toVersion);
+    if (t.fromVersion !== null) this.#deleteStored({ id: rec.id, incarnation: rec.incarnation, fromVersion: t.fromVersion, toVersion: t.toVersion, attempts: 0 });
   }
 
   /**
@@ -837,9 +860,10 @@ export class Ownership {
    * in order (a mass end — every session terminated when the store comes back from a partition — must
    * not pile a million requests onto the store and into memory at once).
    */
-  #deleteStored(id: string, fromVersion: bigint, toVersion: bigint, attempts = 0): void {
+  #deleteStored(e: EndDelete): void {
+    const { id, incarnation, fromVersion, toVersion, attempts } = e;
     if (this.#endDeletes >= END_DELETES_IN_FLIGHT) {
-      this.#endQueue.push({ id, fromVersion, toVersion, attempts });
+      this.#endQueue.push(e);
       return;
     }
     this.#endDeletes++;
@@ -849,10 +873,12 @@ export class Ownership {
       // is stopping, said as given up.
       if (this.#closed) return this.#endAbandoned(id, toVersion, message);
       if (attempts === 0) this.#security(id, 'end_not_stored', { reason: 'unavailable', message, version: toVersion.toString(), retrying: true });
-      this.#retryEnd({ id, fromVersion, toVersion, attempts: attempts + 1 });
+      this.#retryEnd({ id, incarnation, fromVersion, toVersion, attempts: attempts + 1 });
     };
+    // Of this life of the id only: a retry that comes after the session was ended elsewhere and admitted
+    // anew (at version 1 again) must not delete the new one.
     void this.#d.store
-      .delete(id, fromVersion)
+      .delete(id, fromVersion, incarnation)
       .then(
         (r) => {
           if (r.ok) return;
@@ -867,12 +893,12 @@ export class Ownership {
         if (this.#endDeletes === 0 && this.#endQueue.length === 0) this.#onEndsSettled?.();
         if (this.#closed) return;
         const next = this.#endQueue.shift();
-        if (next !== undefined) this.#deleteStored(next.id, next.fromVersion, next.toVersion, next.attempts);
+        if (next !== undefined) this.#deleteStored(next);
       });
   }
 
   /** A delete the store could not take, tried again after END_RETRY_MIN_MS, doubling up to END_RETRY_MAX_MS. */
-  #retryEnd(e: { id: string; fromVersion: bigint; toVersion: bigint; attempts: number }): void {
+  #retryEnd(e: EndDelete): void {
     if (this.#closed) return;
     const due = this.#d.clock.now() + Math.min(END_RETRY_MAX_MS, END_RETRY_MIN_MS * 2 ** (e.attempts - 1));
     this.#endRetries.set(e.id, { ...e, due });
@@ -896,7 +922,7 @@ export class Ownership {
         for (const [id, e] of this.#endRetries) {
           if (e.due > now) continue;
           this.#endRetries.delete(id);
-          this.#deleteStored(e.id, e.fromVersion, e.toVersion, e.attempts);
+          this.#deleteStored(e);
         }
         this.#armEndRetries();
       },
@@ -917,7 +943,7 @@ export class Ownership {
     this.#endRetryTimer = null;
     const retries = [...this.#endRetries.values()];
     this.#endRetries.clear();
-    for (const e of retries) this.#deleteStored(e.id, e.fromVersion, e.toVersion, e.attempts);
+    for (const e of retries) this.#deleteStored(e);
     if (this.#endDeletes === 0 && this.#endQueue.length === 0) return;
     let timer: NodeJS.Timeout | undefined;
     await new Promise<void>((resolve) => {
@@ -985,7 +1011,7 @@ export class Ownership {
     const core = this.#d.core;
     const p = core.plan(rec, LifecycleEvent.EXPIRE, { cause: 'idle_ttl' });
     if (typeof p === 'string') return;
-    const r = await this.#d.store.delete(rec.id, p.fromVersion);
+    const r = await this.#d.store.delete(rec.id, p.fromVersion, rec.incarnation);
     const now = this.#d.clock.now();
     if (r.ok) {
       this.#late.delete(rec.id);
@@ -1044,12 +1070,12 @@ export class Ownership {
       this.#refreshing.add(rec.id);
       const version = rec.version;
       const expiry = rec.expiresAt;
-      void this.#d.store.refresh(rec.id, version, this.#d.clock.toWall(expiry), this.#o.directorId).then((r) => {
+      void this.#d.store.refresh(rec.id, version, this.#d.clock.toWall(expiry), this.#o.directorId, rec.incarnation).then((r) => {
         this.#refreshing.delete(rec.id);
         this.#d.stats.expiryRefreshes.inc(r.ok ? 'ok' : r.reason);
         if (r.ok) {
           if (rec.version === version && expiry > rec.storeExpiresAt) rec.storeExpiresAt = expiry;
-        } else if (r.reason === 'conflict' && r.current !== null && r.current.version === rec.version) {
+        } else if (r.reason === 'conflict' && r.current !== null && r.current.version === rec.version && r.current.incarnation === rec.incarnation) {
           // The store holds our version with another expiry (another director refreshed it): learn it.
           const stored = this.#monoExpiry(r.current.expiresAt);
           if (stored > rec.storeExpiresAt) rec.storeExpiresAt = stored;
@@ -1120,7 +1146,10 @@ export class Ownership {
       return;
     }
     const local = this.#d.core.table.get(ev.kind === 'delete' ? ev.id : ev.record.id);
-    if (local !== undefined && local.pending !== null && (ev.kind === 'delete' || ev.record.director === this.#o.directorId)) {
+    // The end of another life of the id than the one held here (the store tells them in commit order, so
+    // only a life this director never learned of): nothing here to end.
+    if (ev.kind === 'delete' && local !== undefined && otherLife(local, ev.prev)) return;
+    if (local !== undefined && local.pending !== null && (ev.kind === 'delete' || ev.record.director === this.#o.directorId || otherLife(local, ev.record))) {
       this.#late.set(local.id, ev.kind === 'delete' ? null : ev.record);
       return;
     }
@@ -1151,12 +1180,17 @@ export class Ownership {
     const core = this.#d.core;
     const now = this.#d.clock.now();
     const parse = this.#parseTransport;
+    // Another life of the id (the one held here ended, its end not seen here — a watch gap — and the id
+    // was admitted anew, at version 1 again): the one held here ends, then the new one is taken as any
+    // session another director admitted. Versions of two lives are not comparable.
+    const held = core.table.get(r.id);
+    if (held !== undefined && otherLife(held, r)) this.#applyDelete(r.id);
     // A version this director already has (most often its own write coming back) can only bring news of
     // the expiry: its transport is not looked at, so it is not parsed.
     const local = core.table.get(r.id);
     const known = local !== undefined && local.version >= r.version;
     const out = core.applyRemote(
-      { id: r.id, owner: r.owner, version: r.version, state: r.state, transport: known || r.transport === null || parse === null ? null : parse(r.transport), expiresAt: this.#monoExpiry(r.expiresAt) },
+      { id: r.id, owner: r.owner, version: r.version, incarnation: r.incarnation, state: r.state, transport: known || r.transport === null || parse === null ? null : parse(r.transport), expiresAt: this.#monoExpiry(r.expiresAt) },
       now,
     );
     if (out.kind === 'ignored') return;
@@ -1219,7 +1253,7 @@ export class Ownership {
     const now = this.#d.clock.now();
     for (const rec of records) {
       const out = this.#d.core.applyRemote(
-        { id: rec.id, owner: rec.owner, version: rec.version, state: rec.state, transport: rec.transport === null ? null : parseTransport(rec.transport), expiresAt: this.#monoExpiry(rec.expiresAt) },
+        { id: rec.id, owner: rec.owner, version: rec.version, incarnation: rec.incarnation, state: rec.state, transport: rec.transport === null ? null : parseTransport(rec.transport), expiresAt: this.#monoExpiry(rec.expiresAt) },
         now,
       );
       if (out.kind === 'ignored') continue;

@@ -21,6 +21,12 @@ export interface SessionRecord {
   readonly idBytes: Uint8Array;
   owner: string;
   version: bigint;
+  /**
+   * Which life of the id this session is in the store (StoredSession.incarnation): every write of it
+   * names this one, so that none lands on a session of the same id admitted anew after it ended. 0 until
+   * the store has taken the admission.
+   */
+  incarnation: number;
   state: SessionState;
   /** The bound client transport; replies go here. */
   transport: Transport;
@@ -85,6 +91,8 @@ export interface NewSessionFields {
   id: string;
   owner: string;
   version: bigint;
+  /** The store's incarnation of the session (0, the default, until the store has taken it). */
+  incarnation?: number;
   state: SessionState;
   transport: Transport;
   listener: number;
@@ -122,6 +130,7 @@ class Session implements SessionRecord {
   readonly id: string;
   owner: string;
   version: bigint;
+  incarnation: number;
   state: SessionState;
   transport: Transport;
   listener: number;
@@ -138,6 +147,7 @@ class Session implements SessionRecord {
     this.id = f.id;
     this.owner = f.owner;
     this.version = f.version === VERSION_1 ? VERSION_1 : f.version;
+    this.incarnation = f.incarnation ?? 0;
     this.state = f.state;
     this.transport = f.transport;
     this.listener = f.listener;

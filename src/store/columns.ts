@@ -3,9 +3,9 @@
 // Owns the columns, the id → slot index and the interned names; it never decides a write (MemoryStore
 // does) and hands out only frozen copies, so no caller ever sees a slot or the columns themselves.
 //
-// Per session: 40 bytes of columns — the id as its 16 bytes (hex-id-slots.ts; formatted again on read),
+// Per session: 48 bytes of columns — the id as its 16 bytes (hex-id-slots.ts; formatted again on read),
 // owner and director as u16 numbers of interned names, state and the slot's form as a byte each, the
-// version as a u32, the expiry as a float64, the transport as a u32 address and a u16 port
+// version as a u32, the expiry and the incarnation as float64s, the transport as a u32 address and a u16 port
 // (transport-text.ts; formatted again on read; an IPv6 address takes 16 more bytes in a slab of its own)
 // — times the columns' growth slack (up to 1.5×), plus 4 bytes of id table per id at a load between 5/16
 // and 5/8: ≈ 62 bytes at 1,000,000 sessions, ≈ 64 in the memory bench's breakdown (200,000). It was ≈ 85
@@ -117,6 +117,8 @@ export class SessionColumns {
   #state = new Uint8Array(MIN_CAPACITY);
   #version = new Uint32Array(MIN_CAPACITY);
   #expiresAt = new Float64Array(MIN_CAPACITY);
+  /** The record's incarnation (a safe integer). */
+  #incarnation = new Float64Array(MIN_CAPACITY);
   /** The IPv4 address, or the IPv6 slab entry. */
   #addr = new Uint32Array(MIN_CAPACITY);
   #port = new Uint16Array(MIN_CAPACITY);
@@ -192,6 +194,11 @@ export class SessionColumns {
     return this.versionAt(slot) === v;
   }
 
+  /** The incarnation of the record held in slot `slot` (from `slotOf`). */
+  incarnationAt(slot: number): number {
+    return (this.#form[slot]! & Form.WHOLE) !== 0 ? (this.#whole.get(slot) as StoredSession).incarnation : this.#incarnation[slot]!;
+  }
+
   /** A frozen copy of the record `id` held in slot `slot` (from `slotOf(id)`). */
   recordAt(id: string, slot: number): StoredSession {
     return this.#record(id, slot);
@@ -215,6 +222,7 @@ export class SessionColumns {
     const director = names.str(this.#director[slot]!);
     const state = this.#states.str(this.#state[slot]!) as StoredSession['state'];
     const expiresAt = this.#expiresAt[slot]!;
+    const incarnation = this.#incarnation[slot]!;
     const v4 = (form & Form.KIND) === Form.V4;
     const addr = this.#addr[slot]!;
     const port = this.#port[slot]!;
@@ -222,7 +230,7 @@ export class SessionColumns {
     let transport = v4 ? null : this.#transportAt(slot, form);
     this.#replace(slot, r);
     if (v4) transport = (this.#form[slot]! & (Form.WHOLE | Form.KIND)) === Form.V4 && this.#addr[slot] === addr && this.#port[slot] === port ? r.transport : formatV4Transport(addr, port);
-    return Object.freeze({ id: r.id, owner, version, state, transport, director, expiresAt });
+    return Object.freeze({ id: r.id, owner, version, state, transport, director, expiresAt, incarnation });
   }
 
   /** Holds `r` in slot `slot`, the slot of the record with its id (from `slotOf(r.id)`), in its place. */
@@ -288,6 +296,7 @@ export class SessionColumns {
           big = Form.BIG_VERSION;
         }
         this.#expiresAt[slot] = r.expiresAt;
+        this.#incarnation[slot] = r.incarnation;
         this.#form[slot] = keep | big | (kept !== -1 ? kept : this.#putTransport(slot, r.transport));
         return;
       }
@@ -406,6 +415,7 @@ export class SessionColumns {
       transport: this.#transportAt(slot, form),
       director: names.str(this.#director[slot]!),
       expiresAt: this.#expiresAt[slot]!,
+      incarnation: this.#incarnation[slot]!,
     });
   }
 
@@ -462,6 +472,7 @@ export class SessionColumns {
     this.#state = grow(this.#state, new Uint8Array(capacity));
     this.#version = grow(this.#version, new Uint32Array(capacity));
     this.#expiresAt = grow(this.#expiresAt, new Float64Array(capacity));
+    this.#incarnation = grow(this.#incarnation, new Float64Array(capacity));
     this.#addr = grow(this.#addr, new Uint32Array(capacity));
     this.#port = grow(this.#port, new Uint16Array(capacity));
     this.#ids.growSlots(capacity);
@@ -481,6 +492,7 @@ export class SessionColumns {
     const state = new Uint8Array(cap);
     const version = new Uint32Array(cap);
     const expiresAt = new Float64Array(cap);
+    const incarnation = new Float64Array(cap);
     const addr = new Uint32Array(cap);
     const port = new Uint16Array(cap);
     let v6Count = 0;
@@ -499,6 +511,7 @@ export class SessionColumns {
       state[to] = this.#state[from]!;
       version[to] = this.#version[from]!;
       expiresAt[to] = this.#expiresAt[from]!;
+      incarnation[to] = this.#incarnation[from]!;
       addr[to] = this.#addr[from]!;
       port[to] = this.#port[from]!;
       if ((f & (Form.WHOLE | Form.KIND)) === Form.V6) {
@@ -521,6 +534,7 @@ export class SessionColumns {
     this.#state = state;
     this.#version = version;
     this.#expiresAt = expiresAt;
+    this.#incarnation = incarnation;
     this.#addr = addr;
     this.#port = port;
     this.#v6 = v6;

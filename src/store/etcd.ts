@@ -7,7 +7,7 @@
 import { InterceptingCall, type CallOptions, type Interceptor } from '@grpc/grpc-js';
 import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, isBrokenCircuitError, noop, type IBackoff } from 'cockatiel';
 import { Etcd3, isRecoverableError, type IKeyValue, type IRangeResponse, type Lease, type Watcher } from 'etcd3';
-import { checkExpiry, checkUpdates, freezeRecord, SHARED_KINDS, U64_MAX, type CasResult, type GetResult, type OwnershipStore, type SharedEvent, type SharedKind, type StoreEvent, type StoredSession, type UpdateWrite } from './store.js';
+import { checkExpiry, checkIncarnation, checkUpdates, freezeRecord, SHARED_KINDS, U64_MAX, type CasResult, type GetResult, type OwnershipStore, type SharedEvent, type SharedKind, type StoreEvent, type StoredSession, type UpdateWrite } from './store.js';
 import { SessionState } from '../session/lifecycle.js';
 
 const SESSION_STATES: readonly string[] = Object.values(SessionState);
@@ -96,6 +96,7 @@ export function encodeRecord(r: StoredSession): string {
     transport: r.transport,
     director: r.director,
     expiresAt: r.expiresAt,
+    incarnation: r.incarnation,
   });
 }
 
@@ -105,7 +106,10 @@ export const RANGE_PAGE = 4096;
 /** A session id as keys hold it: 32 lower-case hex characters. */
 const SESSION_ID = /^[0-9a-f]{32}$/;
 
-/** Throws on a value Anchor did not write (the caller fails closed). */
+/**
+ * The record a key's value holds (a value without an incarnation, written before lives were kept: 0).
+ * Throws on a value Anchor did not write (the caller fails closed).
+ */
 export function decodeRecord(text: string): StoredSession {
   const o = JSON.parse(text) as Record<string, unknown>;
   const ok =
@@ -119,7 +123,8 @@ export function decodeRecord(text: string): StoredSession {
     SESSION_STATES.includes(o['state']) &&
     (o['transport'] === null || typeof o['transport'] === 'string') &&
     typeof o['director'] === 'string' &&
-    typeof o['expiresAt'] === 'number';
+    typeof o['expiresAt'] === 'number' &&
+    (o['incarnation'] === undefined || (typeof o['incarnation'] === 'number' && Number.isSafeInteger(o['incarnation']) && o['incarnation'] >= 0));
   if (!ok) throw new Error(`not an Anchor session record: ${text.slice(0, 200)}`);
   const version = BigInt(o['version'] as string);
   if (version > U64_MAX) throw new Error(`session version beyond u64: ${String(o['version'])}`);
@@ -131,6 +136,7 @@ export function decodeRecord(text: string): StoredSession {
     transport: o['transport'] as string | null,
     director: o['director'] as string,
     expiresAt: o['expiresAt'] as number,
+    incarnation: (o['incarnation'] as number | undefined) ?? 0,
   });
 }
 
@@ -635,7 +641,7 @@ export class EtcdStore implements OwnershipStore {
     } catch (err) {
       return unavailable(`etcd update: ${errMessage(err)}`);
     }
-    if (cur === null || cur.record.version !== expectVersion) return { ok: false, reason: 'conflict', current: cur?.record ?? null };
+    if (cur === null || cur.record.version !== expectVersion || cur.record.incarnation !== rec.incarnation) return { ok: false, reason: 'conflict', current: cur?.record ?? null };
     const key = this.#key(rec.id);
     const value = encodeRecord(rec);
     return this.#cas('update', rec.id, value, cur.modRevision, rec, {
@@ -686,7 +692,7 @@ export class EtcdStore implements OwnershipStore {
     for (let k = 0; k < n; k++) {
       const c = cur[k];
       if (c instanceof Error) res[k] = unavailable(`etcd update: ${c.message}`);
-      else if (c === null || c === undefined || c.record.version !== expects[k]) res[k] = { ok: false, reason: 'conflict', current: c?.record ?? null };
+      else if (c === null || c === undefined || c.record.version !== expects[k] || c.record.incarnation !== (recs[k] as StoredSession).incarnation) res[k] = { ok: false, reason: 'conflict', current: c?.record ?? null };
       else {
         compared[k] = c.modRevision;
         live.push(k);
@@ -771,9 +777,10 @@ export class EtcdStore implements OwnershipStore {
     return res;
   }
 
-  async refresh(id: string, expectVersion: bigint, expiresAt: number, director: string): Promise<CasResult> {
+  async refresh(id: string, expectVersion: bigint, expiresAt: number, director: string, incarnation: number): Promise<CasResult> {
     if (typeof expectVersion !== 'bigint') throw new TypeError(`expectVersion must be a bigint, got ${typeof expectVersion}`);
     checkExpiry(expiresAt);
+    checkIncarnation(incarnation, 'incarnation');
     if (this.#closed) return unavailable('store closed');
     let cur;
     try {
@@ -781,7 +788,7 @@ export class EtcdStore implements OwnershipStore {
     } catch (err) {
       return unavailable(`etcd refresh: ${errMessage(err)}`);
     }
-    if (cur === null || cur.record.version !== expectVersion) return { ok: false, reason: 'conflict', current: cur?.record ?? null };
+    if (cur === null || cur.record.version !== expectVersion || cur.record.incarnation !== incarnation) return { ok: false, reason: 'conflict', current: cur?.record ?? null };
     if (expiresAt <= cur.record.expiresAt) return { ok: true, record: cur.record };
     const rec = freezeRecord({ ...cur.record, expiresAt, director });
     const key = this.#key(id);
@@ -794,8 +801,9 @@ export class EtcdStore implements OwnershipStore {
   }
 
   /** On success `record` is the record that was deleted. */
-  async delete(id: string, expectVersion: bigint): Promise<CasResult> {
+  async delete(id: string, expectVersion: bigint, incarnation: number): Promise<CasResult> {
     if (typeof expectVersion !== 'bigint') throw new TypeError(`expectVersion must be a bigint, got ${typeof expectVersion}`);
+    checkIncarnation(incarnation, 'incarnation');
     if (this.#closed) return unavailable('store closed');
     let cur;
     try {
@@ -803,7 +811,7 @@ export class EtcdStore implements OwnershipStore {
     } catch (err) {
       return unavailable(`etcd delete: ${errMessage(err)}`);
     }
-    if (cur === null || cur.record.version !== expectVersion) return { ok: false, reason: 'conflict', current: cur?.record ?? null };
+    if (cur === null || cur.record.version !== expectVersion || cur.record.incarnation !== incarnation) return { ok: false, reason: 'conflict', current: cur?.record ?? null };
     const key = this.#key(id);
     return this.#cas('delete', id, null, cur.modRevision, cur.record, {
       compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: cur.modRevision.toString() }],

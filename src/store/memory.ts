@@ -3,7 +3,7 @@
 // fan-out. It never decides a transition (the caller names the version it expects) and never throws for
 // an expected outcome — only for a programming error (a version that breaks the "+1" rule), as a TypeError.
 import { SessionColumns } from './columns.js';
-import { checkBigint, checkExpiry, checkUpdates, freezeRecord, type CasResult, type GetResult, type OwnershipStore, type StoreEvent, type StoredSession, type UpdateWrite } from './store.js';
+import { checkBigint, checkExpiry, checkIncarnation, checkUpdates, freezeRecord, type CasResult, type GetResult, type OwnershipStore, type StoreEvent, type StoredSession, type UpdateWrite } from './store.js';
 
 /** Versions are u64 on the wire (PPv2 TLV 0xE1, REVOKE payload). */
 
@@ -95,7 +95,7 @@ export class MemoryStore implements OwnershipStore {
     // One lookup of the id for the compare, the previous record and the write (as updateMany).
     const cols = this.#records;
     const slot = cols.slotOf(rec.id);
-    if (slot === -1 || !cols.versionIs(slot, expectVersion)) {
+    if (slot === -1 || !cols.versionIs(slot, expectVersion) || cols.incarnationAt(slot) !== rec.incarnation) {
       return { ok: false, reason: 'conflict', current: slot === -1 ? null : cols.recordAt(rec.id, slot) };
     }
     this.#emit({ kind: 'put', record: rec, prev: cols.swapAt(slot, rec, expectVersion) });
@@ -120,7 +120,7 @@ export class MemoryStore implements OwnershipStore {
       // One lookup of the id for the compare, the previous record and the write.
       const slot = cols.slotOf(rec.id);
       const expect = (writes[i] as UpdateWrite).expectVersion;
-      if (slot === -1 || !cols.versionIs(slot, expect)) {
+      if (slot === -1 || !cols.versionIs(slot, expect) || cols.incarnationAt(slot) !== rec.incarnation) {
         out[i] = { ok: false, reason: 'conflict', current: slot === -1 ? null : cols.recordAt(rec.id, slot) };
         continue;
       }
@@ -130,13 +130,14 @@ export class MemoryStore implements OwnershipStore {
     return out;
   }
 
-  async refresh(id: string, expectVersion: bigint, expiresAt: number, director: string): Promise<CasResult> {
+  async refresh(id: string, expectVersion: bigint, expiresAt: number, director: string, incarnation: number): Promise<CasResult> {
     checkBigint(expectVersion, 'expectVersion');
     checkExpiry(expiresAt);
+    checkIncarnation(incarnation, 'incarnation');
     const down = this.#down();
     if (down !== null) return down;
     const current = this.#records.get(id);
-    if (current === undefined || current.version !== expectVersion) {
+    if (current === undefined || current.version !== expectVersion || current.incarnation !== incarnation) {
       return { ok: false, reason: 'conflict', current: current ?? null };
     }
     if (expiresAt <= current.expiresAt) return { ok: true, record: current };
@@ -147,12 +148,13 @@ export class MemoryStore implements OwnershipStore {
   }
 
   /** On success `record` is the record that was deleted. */
-  async delete(id: string, expectVersion: bigint): Promise<CasResult> {
+  async delete(id: string, expectVersion: bigint, incarnation: number): Promise<CasResult> {
     checkBigint(expectVersion, 'expectVersion');
+    checkIncarnation(incarnation, 'incarnation');
     const down = this.#down();
     if (down !== null) return down;
     const current = this.#records.get(id);
-    if (current === undefined || current.version !== expectVersion) {
+    if (current === undefined || current.version !== expectVersion || current.incarnation !== incarnation) {
       return { ok: false, reason: 'conflict', current: current ?? null };
     }
     this.#records.delete(id);

@@ -16,6 +16,15 @@ export interface StoredSession {
   readonly director: string;
   /** Wall-clock ms after which the session counts as idle-expired (refreshed in coarse steps). */
   readonly expiresAt: number;
+  /**
+   * Which life of the session id this record is of: chosen by whoever creates the record, a number no
+   * earlier life of the id had (the director draws one at random, 48 bits, per admission), and the same on
+   * every later write of that life. A write names the life it is for (`update`: its record's; `refresh`,
+   * `delete`: an argument) and is a conflict for any other, even at the version it expects: a session
+   * ended and admitted anew starts again at version 1, and a write meant for the old one must not land on
+   * the new one. 0 for a record written before lives were kept (read from an older store).
+   */
+  readonly incarnation: number;
 }
 
 export type CasResult =
@@ -51,8 +60,8 @@ export interface OwnershipStore {
   /** Creates `record` only if no record with its id exists. `record.version` must be 1. */
   create(record: StoredSession): Promise<CasResult>;
   /**
-   * Replaces the record with `id = record.id` only if its stored version is `expectVersion`;
-   * `record.version` must be `expectVersion + 1` (every transition adds exactly 1).
+   * Replaces the record with `id = record.id` only if its stored version is `expectVersion` and it is of
+   * `record.incarnation`; `record.version` must be `expectVersion + 1` (every transition adds exactly 1).
    */
   update(record: StoredSession, expectVersion: bigint): Promise<CasResult>;
   /**
@@ -65,13 +74,13 @@ export interface OwnershipStore {
   updateMany(writes: readonly UpdateWrite[]): Promise<CasResult[]>;
   /**
    * Moves a live session's idle expiry later (the coarse TTL refresh of a session with traffic), only if
-   * its stored version is `expectVersion`. Owner, version, state and transport stay; `director` becomes
+   * its stored version is `expectVersion` and it is of `incarnation`. Owner, version, state and transport stay; `director` becomes
    * the refreshing director. An expiry not later than the stored one writes nothing and answers ok with
    * the stored record. A success is a `put` event like any other write.
    */
-  refresh(id: string, expectVersion: bigint, expiresAt: number, director: string): Promise<CasResult>;
-  /** Deletes the record only if its stored version is `expectVersion`. */
-  delete(id: string, expectVersion: bigint): Promise<CasResult>;
+  refresh(id: string, expectVersion: bigint, expiresAt: number, director: string, incarnation: number): Promise<CasResult>;
+  /** Deletes the record only if its stored version is `expectVersion` and it is of `incarnation`. */
+  delete(id: string, expectVersion: bigint, incarnation: number): Promise<CasResult>;
   /** Change events for every successful write, in commit order. Returns an unsubscribe function. */
   watch(listener: (ev: StoreEvent) => void): () => void;
   /**
@@ -178,6 +187,7 @@ export function freezeRecord(r: StoredSession): StoredSession {
   if (typeof r.id !== 'string' || r.id.length === 0) throw new TypeError('record.id must be a non-empty string');
   if (typeof r.owner !== 'string') throw new TypeError('record.owner must be a string');
   checkVersion(r.version, 'record.version');
+  checkIncarnation(r.incarnation, 'record.incarnation');
   return Object.freeze({
     id: r.id,
     owner: r.owner,
@@ -186,5 +196,12 @@ export function freezeRecord(r: StoredSession): StoredSession {
     transport: r.transport,
     director: r.director,
     expiresAt: r.expiresAt,
+    incarnation: r.incarnation,
   });
+}
+
+/** An incarnation (a non-negative safe integer), or a TypeError naming it. */
+export function checkIncarnation(v: unknown, what: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new TypeError(`${what} must be a non-negative safe integer, got ${String(v)}`);
+  return v;
 }

@@ -7,7 +7,7 @@ import { createServer, connect as connectTcp, type AddressInfo, type Socket } fr
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BrokenCircuitError } from 'cockatiel';
 import { Etcd3, KVClient } from 'etcd3';
-import { EtcdStore, RANGE_PAGE, encodeRecord, resolveUnknownWrite, sharedEvent } from '../../src/store/etcd.js';
+import { EtcdStore, RANGE_PAGE, decodeRecord, encodeRecord, resolveUnknownWrite, sharedEvent } from '../../src/store/etcd.js';
 import type { SharedEvent, StoreEvent, StoredSession } from '../../src/store/store.js';
 import { startEtcdCluster, type EtcdCluster, type EtcdMember } from '../helpers/etcd.js';
 import { waitFor } from '../helpers/wait.js';
@@ -105,7 +105,7 @@ describe('EtcdStore on a three-member cluster', () => {
         ['create', () => store.create(inFlightCreate)],
         ['update', () => store.update(inFlightUpdate, 1n)],
         ['get', () => store.get(sid(1))],
-        ['delete', () => store.delete(sid(1), 1n)],
+        ['delete', () => store.delete(sid(1), 1n, 0)],
         ['list', () => store.listByOwner('node-a')],
       ];
       const firstMs: Record<string, number> = {};
@@ -126,7 +126,7 @@ describe('EtcdStore on a three-member cluster', () => {
         ['update', () => store.update({ ...v1, version: 2n, owner: 'node-z' }, 1n)],
         ['updateMany', async () => (await store.updateMany([{ record: { ...v1, version: 2n, owner: 'node-z' }, expectVersion: 1n }]))[0] as { ok: boolean }],
         ['get', () => store.get(sid(1))],
-        ['delete', () => store.delete(sid(1), 1n)],
+        ['delete', () => store.delete(sid(1), 1n, 0)],
         ['list', () => store.listByOwner('node-a')],
       ];
       for (const [name, call] of late) {
@@ -221,7 +221,7 @@ describe('EtcdStore on a three-member cluster', () => {
     expect(await live.listByOwner('node-a')).toEqual(closed);
     expect(await live.create(rec(sid(1), 1n))).toEqual(closed);
     expect(await live.update(rec(sid(1), 2n), 1n)).toEqual(closed);
-    expect(await live.delete(sid(1), 1n)).toEqual(closed);
+    expect(await live.delete(sid(1), 1n, 0)).toEqual(closed);
   });
 
   it('a value Anchor did not write under its prefix fails closed (unavailable), never a guess', async () => {
@@ -281,7 +281,7 @@ describe('EtcdStore on a three-member cluster', () => {
           return real();
         },
       });
-      expect(await store.delete(s1.id, 1n)).toEqual({ ok: true, record: s1 });
+      expect(await store.delete(s1.id, 1n, 0)).toEqual({ ok: true, record: s1 });
       expect(heldRuns).toBe(1);
       expect(await store.get(s1.id)).toEqual({ ok: true, record: null });
       heldRuns = 0;
@@ -323,7 +323,7 @@ describe('EtcdStore on a three-member cluster', () => {
           return raw.delete().key(`${prefix}sessions/${s3.id}`).then(real); // another director ends it first
         },
       });
-      expect(await store.delete(s3.id, 1n)).toEqual({ ok: false, reason: 'conflict', current: null });
+      expect(await store.delete(s3.id, 1n, 0)).toEqual({ ok: false, reason: 'conflict', current: null });
       expect((await store.create(rec(sid(64), 1n))).ok).toBe(true);
       Object.defineProperty(KVClient.prototype, 'txn', { ...txn, value: () => Promise.reject(new BrokenCircuitError()) });
       const unsent = await store.update(rec(sid(64), 2n), 1n);
@@ -340,7 +340,7 @@ describe('EtcdStore on a three-member cluster', () => {
     try {
       await expect(store.create(rec(sid(1), 2n))).rejects.toThrow(TypeError);
       await expect(store.update(rec(sid(1), 3n), 1n)).rejects.toThrow(/expectVersion \+ 1/);
-      await expect(store.delete(sid(1), 1 as unknown as bigint)).rejects.toThrow(TypeError);
+      await expect(store.delete(sid(1), 1 as unknown as bigint, 0)).rejects.toThrow(TypeError);
     } finally {
       await store.close();
     }
@@ -638,7 +638,7 @@ describe('EtcdStore watch feed', () => {
       const mirror = new Map<string, StoredSession>();
       const racing = (async () => {
         for (let i = 0; i < 20; i++) {
-          if (i % 2 === 0) expect((await direct.delete(sid(i), 1n)).ok).toBe(true);
+          if (i % 2 === 0) expect((await direct.delete(sid(i), 1n, 0)).ok).toBe(true);
           else expect((await direct.update({ ...rec(sid(i), 2n), owner: 'node-b' }, 1n)).ok).toBe(true);
           expect((await direct.create(rec(sid(100 + i), 1n))).ok).toBe(true);
         }
@@ -753,9 +753,9 @@ describe('EtcdStore watch feed', () => {
       const added = rec(sid(3), 1n);
       expect((await direct.update(v2, 1n)).ok).toBe(true);
       expect((await direct.update(v3, 2n)).ok).toBe(true);
-      expect((await direct.delete(sid(2), 1n)).ok).toBe(true);
+      expect((await direct.delete(sid(2), 1n, 0)).ok).toBe(true);
       expect((await direct.create(added)).ok).toBe(true);
-      expect((await direct.delete(sid(4), 2n)).ok).toBe(true);
+      expect((await direct.delete(sid(4), 2n, 0)).ok).toBe(true);
       expect((await direct.create(new4)).ok).toBe(true);
       // Compact everything up to now: the store's resume revision no longer exists.
       const head = await raw.put(`${prefix}unrelated`).value('x').exec();
@@ -830,5 +830,18 @@ describe('resolveUnknownWrite (a write whose answer never came)', () => {
     expect(resolveUnknownWrite('delete', null, 10n, null)).toEqual({ kind: 'applied' });
     expect(resolveUnknownWrite('delete', null, 10n, at(before, 10n))).toEqual({ kind: 'not-applied' });
     expect(resolveUnknownWrite('delete', null, 10n, at(other, 12n))).toEqual({ kind: 'conflict', current: other });
+  });
+});
+
+describe('etcd record codec: lives (incarnation)', () => {
+  it('round-trips the incarnation; a value written before lives were kept reads as life 0; anything else is refused', () => {
+    const r = rec(sid(1), 3n, { incarnation: 2 ** 48 - 1 });
+    expect(decodeRecord(encodeRecord(r))).toEqual(r);
+    const older = JSON.parse(encodeRecord(r)) as Record<string, unknown>;
+    delete older['incarnation'];
+    expect(decodeRecord(JSON.stringify(older))).toEqual({ ...r, incarnation: 0 });
+    for (const bad of [-1, 1.5, '7', null, 2 ** 53]) {
+      expect(() => decodeRecord(JSON.stringify({ ...older, incarnation: bad }))).toThrow(/not an Anchor session record/);
+    }
   });
 });

@@ -19,10 +19,10 @@ describe('MemoryStore', () => {
     const store = new MemoryStore();
     const events: StoreEvent[] = [];
     store.watch((ev) => events.push(ev));
+    const p = store.create(rec(sid(1), 1n));
     const v1 = rec(sid(1), 1n);
-    const p = store.create(v1);
     expect(events).toEqual([{ kind: 'put', record: v1, prev: null }]);
-    await p;
+    expect(await p).toEqual({ ok: true, record: v1 });
     const v2 = { ...v1, version: 2n };
     let seenBeforeResolve = false;
     await store.update(v2, 1n).then(() => {
@@ -37,13 +37,15 @@ describe('MemoryStore', () => {
     store.watch((ev) => events.push(ev));
     await expect(store.create(rec(sid(1), 2n))).rejects.toThrow(TypeError);
     await expect(store.create(rec(sid(1), 0n))).rejects.toThrow(TypeError);
-    const v1 = rec(sid(1), 1n);
-    await store.create(v1);
+    const res = await store.create(rec(sid(1), 1n));
+    const v1 = res.ok ? res.record : rec(sid(1), 1n);
     await expect(store.update(rec(sid(1), 3n), 1n)).rejects.toThrow(/expectVersion \+ 1/);
     await expect(store.update(rec(sid(1), 1n), 1n)).rejects.toThrow(TypeError);
     await expect(store.update(rec(sid(1), 2n), 1 as unknown as bigint)).rejects.toThrow(TypeError);
     await expect(store.update(rec(sid(1), 2 as unknown as bigint), 1n)).rejects.toThrow(TypeError);
-    await expect(store.delete(sid(1), 1 as unknown as bigint)).rejects.toThrow(TypeError);
+    await expect(store.delete(sid(1), 1 as unknown as bigint, v1.incarnation)).rejects.toThrow(TypeError);
+    await expect(store.delete(sid(1), 1n, -1)).rejects.toThrow(/incarnation/);
+    await expect(store.delete(sid(1), 1n, undefined as unknown as number)).rejects.toThrow(/incarnation/);
     // The "+1" rule is checked before the version match: a wrong step on a missing record is still a TypeError.
     await expect(store.update(rec(sid(2), 5n), 1n)).rejects.toThrow(TypeError);
     // Past u64 (the wire's limit) is a programming error too.
@@ -78,8 +80,9 @@ describe('MemoryStore', () => {
       throw new Error('boom');
     });
     store.watch((ev) => seen.push(ev));
-    const v1 = rec(sid(1), 1n);
-    expect(await store.create(v1)).toEqual({ ok: true, record: v1 });
+    const c = await store.create(rec(sid(1), 1n));
+    expect(c.ok).toBe(true);
+    const v1 = c.ok ? c.record : rec(sid(1), 1n);
     const v2 = { ...v1, version: 2n };
     expect(await store.update(v2, 1n)).toEqual({ ok: true, record: v2 });
     expect(seen).toHaveLength(2);
@@ -136,7 +139,7 @@ describe('MemoryStore', () => {
     expect(await store.listByOwner('node-a')).toEqual(closed);
     expect(await store.create(rec(sid(2), 1n))).toEqual(closed);
     expect(await store.update(rec(sid(1), 2n), 1n)).toEqual(closed);
-    expect(await store.delete(sid(1), 1n)).toEqual(closed);
+    expect(await store.delete(sid(1), 1n, 0)).toEqual(closed);
     store.setUnavailable(false);
     expect(await store.get(sid(1))).toEqual(closed);
     store.watch((ev) => seen.push(ev));

@@ -46,6 +46,7 @@ export function rec(id: string, version: bigint, over: Partial<Omit<StoredSessio
     transport: '192.0.2.10:40000',
     director: 'dir-1',
     expiresAt: 1_700_000_000_000,
+    incarnation: 0,
     ...over,
   };
 }
@@ -85,6 +86,13 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
     return events;
   }
 
+  /** Creates `r` (which must not exist); the record the store holds. */
+  async function created(store: OwnershipStore, r: StoredSession): Promise<StoredSession> {
+    const res = await store.create(r);
+    if (!res.ok) throw new Error(`create(${r.id}) failed: ${res.reason}`);
+    return res.record;
+  }
+
   async function getRecord(store: OwnershipStore, id: string): Promise<StoredSession | null> {
     const r = await store.get(id);
     if (!r.ok) throw new Error(`get(${id}) unavailable: ${r.message}`);
@@ -103,7 +111,7 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
         const r = rec(sid(1), 1n, { transport: null, state: 'FROZEN', expiresAt: 1_234_567 });
         const res = await store.create(r);
         expect(res).toEqual({ ok: true, record: r });
-        expect(await store.get(sid(1))).toEqual({ ok: true, record: r });
+        expect(await store.get(sid(1))).toEqual({ ok: true, record: res.ok ? res.record : null });
         expect(await store.get(sid(2))).toEqual({ ok: true, record: null });
       });
     });
@@ -137,8 +145,7 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
 
     it('create of an existing id is a conflict carrying the current record, and stores nothing', async () => {
       await withStore(async ({ store }) => {
-        const first = rec(sid(1), 1n, { owner: 'node-a' });
-        expect((await store.create(first)).ok).toBe(true);
+        const first = await created(store, rec(sid(1), 1n, { owner: 'node-a' }));
         const second = rec(sid(1), 1n, { owner: 'node-b' });
         expect(await store.create(second)).toEqual({ ok: false, reason: 'conflict', current: first });
         expect(await getRecord(store, sid(1))).toEqual(first);
@@ -148,8 +155,7 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
 
     it('update with the expected version succeeds and the version goes up by one', async () => {
       await withStore(async ({ store }) => {
-        const v1 = rec(sid(1), 1n);
-        await store.create(v1);
+        const v1 = await created(store, rec(sid(1), 1n));
         const v2 = bump(v1, { state: 'FROZEN' });
         expect(await store.update(v2, 1n)).toEqual({ ok: true, record: v2 });
         const v3 = bump(v2, { owner: 'node-b' });
@@ -161,15 +167,14 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
 
     it('update with a stale expected version is a conflict and changes nothing', async () => {
       await withStore(async ({ store }) => {
-        const v1 = rec(sid(1), 1n);
-        await store.create(v1);
+        const v1 = await created(store, rec(sid(1), 1n));
         const v2 = bump(v1);
         await store.update(v2, 1n);
         // A second writer that still believes version 1.
         const stale = bump(v1, { owner: 'node-z' });
         expect(await store.update(stale, 1n)).toEqual({ ok: false, reason: 'conflict', current: v2 });
         // One that is ahead of the store.
-        const ahead = rec(sid(1), 4n, { owner: 'node-z' });
+        const ahead = rec(sid(1), 4n, { owner: 'node-z', incarnation: v1.incarnation });
         expect(await store.update(ahead, 3n)).toEqual({ ok: false, reason: 'conflict', current: v2 });
         expect(await getRecord(store, sid(1))).toEqual(v2);
         expect(await list(store, 'node-z')).toEqual([]);
@@ -185,8 +190,7 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
 
     it('racing updates on the same expected version: exactly one wins, the others conflict with the winner', async () => {
       await withStore(async ({ store }) => {
-        const v1 = rec(sid(1), 1n);
-        await store.create(v1);
+        const v1 = await created(store, rec(sid(1), 1n));
         const N = 8;
         const attempts = Array.from({ length: N }, (_, i) => bump(v1, { owner: `node-${i}`, director: `dir-${i}` }));
         const results = await Promise.all(attempts.map((r) => store.update(r, 1n)));
@@ -218,37 +222,56 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
 
     it('delete needs the stored version; it returns the deleted record, and the id may be created again', async () => {
       await withStore(async ({ store }) => {
-        const v1 = rec(sid(1), 1n);
-        await store.create(v1);
+        const v1 = await created(store, rec(sid(1), 1n));
         const v2 = bump(v1, { state: 'TERMINATED', transport: null });
         await store.update(v2, 1n);
-        expect(await store.delete(sid(1), 1n)).toEqual({ ok: false, reason: 'conflict', current: v2 });
-        expect(await store.delete(sid(1), 3n)).toEqual({ ok: false, reason: 'conflict', current: v2 });
+        const life = v1.incarnation;
+        expect(await store.delete(sid(1), 1n, life)).toEqual({ ok: false, reason: 'conflict', current: v2 });
+        expect(await store.delete(sid(1), 3n, life)).toEqual({ ok: false, reason: 'conflict', current: v2 });
+        expect(await store.delete(sid(1), 2n, life + 1)).toEqual({ ok: false, reason: 'conflict', current: v2 }); // another life
         expect(await getRecord(store, sid(1))).toEqual(v2);
-        expect(await store.delete(sid(1), 2n)).toEqual({ ok: true, record: v2 });
+        expect(await store.delete(sid(1), 2n, life)).toEqual({ ok: true, record: v2 });
         expect(await getRecord(store, sid(1))).toBeNull();
         expect(await list(store, 'node-a')).toEqual([]);
-        expect(await store.delete(sid(1), 2n)).toEqual({ ok: false, reason: 'conflict', current: null });
-        expect(await store.delete(sid(9), 1n)).toEqual({ ok: false, reason: 'conflict', current: null });
-        const again = rec(sid(1), 1n, { owner: 'node-b' });
+        expect(await store.delete(sid(1), 2n, life)).toEqual({ ok: false, reason: 'conflict', current: null });
+        expect(await store.delete(sid(9), 1n, 0)).toEqual({ ok: false, reason: 'conflict', current: null });
+        const again = rec(sid(1), 1n, { owner: 'node-b', incarnation: life + 1 });
         expect(await store.create(again)).toEqual({ ok: true, record: again });
+      });
+    });
+
+    it('a write meant for an ended life of an id never lands on the id admitted anew (at version 1 again)', async () => {
+      await withStore(async ({ store }) => {
+        const old = await created(store, rec(sid(1), 1n, { owner: 'node-a', incarnation: 11 }));
+        expect((await store.delete(sid(1), 1n, old.incarnation)).ok).toBe(true);
+        const now = await created(store, rec(sid(1), 1n, { owner: 'node-b', director: 'dir-2', incarnation: 12 }));
+        // Late writes of a director that still holds the old session: same id, same version, old life.
+        expect(await store.update(bump(old, { owner: 'node-c' }), 1n)).toEqual({ ok: false, reason: 'conflict', current: now });
+        expect(await store.updateMany([{ record: bump(old, { owner: 'node-c' }), expectVersion: 1n }])).toEqual([{ ok: false, reason: 'conflict', current: now }]);
+        expect(await store.refresh(sid(1), 1n, now.expiresAt + 60_000, 'dir-1', old.incarnation)).toEqual({ ok: false, reason: 'conflict', current: now });
+        expect(await store.delete(sid(1), 1n, old.incarnation)).toEqual({ ok: false, reason: 'conflict', current: now });
+        expect(await getRecord(store, sid(1))).toEqual(now);
+        // Its own life's writes go through.
+        const next = bump(now, { state: 'FROZEN' });
+        expect(await store.update(next, 1n)).toEqual({ ok: true, record: next });
       });
     });
 
     it('refresh moves the expiry later on the expected version only, keeps the version, and is a put event', async () => {
       await withStore(async ({ store }) => {
-        const v1 = rec(sid(1), 1n);
-        await store.create(v1);
+        const v1 = await created(store, rec(sid(1), 1n));
+        const life = v1.incarnation;
         const r = recorder(store);
         try {
           const later = { ...v1, expiresAt: v1.expiresAt + 30_000, director: 'dir-2' };
-          expect(await store.refresh(sid(1), 1n, later.expiresAt, 'dir-2')).toEqual({ ok: true, record: later });
+          expect(await store.refresh(sid(1), 1n, later.expiresAt, 'dir-2', life)).toEqual({ ok: true, record: later });
           expect(await getRecord(store, sid(1))).toEqual(later);
           // Not later: nothing written, ok with what is stored.
-          expect(await store.refresh(sid(1), 1n, v1.expiresAt, 'dir-3')).toEqual({ ok: true, record: later });
-          // The wrong version, or no record: a conflict carrying what is there.
-          expect(await store.refresh(sid(1), 2n, later.expiresAt + 1, 'dir-3')).toEqual({ ok: false, reason: 'conflict', current: later });
-          expect(await store.refresh(sid(4), 1n, later.expiresAt + 1, 'dir-3')).toEqual({ ok: false, reason: 'conflict', current: null });
+          expect(await store.refresh(sid(1), 1n, v1.expiresAt, 'dir-3', life)).toEqual({ ok: true, record: later });
+          // The wrong version or life, or no record: a conflict carrying what is there.
+          expect(await store.refresh(sid(1), 2n, later.expiresAt + 1, 'dir-3', life)).toEqual({ ok: false, reason: 'conflict', current: later });
+          expect(await store.refresh(sid(1), 1n, later.expiresAt + 1, 'dir-3', life + 1)).toEqual({ ok: false, reason: 'conflict', current: later });
+          expect(await store.refresh(sid(4), 1n, later.expiresAt + 1, 'dir-3', 0)).toEqual({ ok: false, reason: 'conflict', current: null });
           expect(await getRecord(store, sid(4))).toBeNull();
           // A transition after a refresh still needs version 1 and goes to 2.
           const v2 = bump(later, { owner: 'node-b' });
@@ -258,7 +281,7 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
             { kind: 'put', record: later, prev: v1 },
             { kind: 'put', record: v2, prev: later },
           ]);
-          await expect(store.refresh(sid(1), 2n, Number.NaN, 'dir-3')).rejects.toThrow(TypeError);
+          await expect(store.refresh(sid(1), 2n, Number.NaN, 'dir-3', life)).rejects.toThrow(TypeError);
         } finally {
           r.stop();
         }
@@ -267,9 +290,9 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
 
     it('listByOwner follows owner changes and returns records in id order', async () => {
       await withStore(async ({ store }) => {
-        const a = [5, 1, 9, 3].map((n) => rec(sid(n), 1n, { owner: 'node-a' }));
-        const b = rec(sid(7), 1n, { owner: 'node-b' });
-        for (const r of [...a, b]) expect((await store.create(r)).ok).toBe(true);
+        const a: StoredSession[] = [];
+        for (const n of [5, 1, 9, 3]) a.push(await created(store, rec(sid(n), 1n, { owner: 'node-a' })));
+        const b = await created(store, rec(sid(7), 1n, { owner: 'node-b' }));
         expect(await list(store, 'node-a')).toEqual([...a].sort(byId));
         expect(await list(store, 'node-b')).toEqual([b]);
         expect(await list(store, 'node-c')).toEqual([]);
@@ -292,19 +315,18 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
         expect((await list(store, 'node-a')).map((r) => r.id)).toEqual([sid(1), sid(3), sid(5)]);
 
         // Deletes leave the index.
-        expect((await store.delete(sid(7), 1n)).ok).toBe(true);
+        expect((await store.delete(sid(7), 1n, b.incarnation)).ok).toBe(true);
         expect(await list(store, 'node-b')).toEqual([moved]);
-        expect((await store.delete(sid(9), 2n)).ok).toBe(true);
+        expect((await store.delete(sid(9), 2n, moved.incarnation)).ok).toBe(true);
         expect(await list(store, 'node-b')).toEqual([]);
       });
     });
 
     it('updateMany: a result per write, in order; a failed compare is a conflict and the others apply, each a put event', async () => {
       await withStore(async ({ store }) => {
-        const a1 = rec(sid(1), 1n);
-        const b1 = rec(sid(2), 1n);
-        const c1 = rec(sid(3), 1n);
-        for (const r of [a1, b1, c1]) expect((await store.create(r)).ok).toBe(true);
+        const a1 = await created(store, rec(sid(1), 1n));
+        const b1 = await created(store, rec(sid(2), 1n));
+        const c1 = await created(store, rec(sid(3), 1n));
         const b2 = bump(b1);
         expect((await store.update(b2, 1n)).ok).toBe(true);
         const { events, stop } = recorder(store);
@@ -328,8 +350,7 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
         expect(await getRecord(store, sid(3))).toEqual(c2);
         expect(await list(store, 'node-z')).toEqual([]);
         expect(await store.updateMany([])).toEqual([]);
-        const marker = rec(sid(99), 1n, { owner: 'marker' });
-        expect((await store.create(marker)).ok).toBe(true);
+        const marker = await created(store, rec(sid(99), 1n, { owner: 'marker' }));
         await eventsUntil(events, 3);
         expect(events).toEqual([
           { kind: 'put', record: a2, prev: a1 },
@@ -343,8 +364,8 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
     it('updateMany of 300 sessions (more than one etcd transaction) with stale ones among them', async () => {
       await withStore(async ({ store }) => {
         const N = 300;
-        const v1 = Array.from({ length: N }, (_, i) => rec(sid(i), 1n, { owner: 'node-a' }));
-        for (const r of v1) expect((await store.create(r)).ok).toBe(true);
+        const v1: StoredSession[] = [];
+        for (let i = 0; i < N; i++) v1.push(await created(store, rec(sid(i), 1n, { owner: 'node-a' })));
         // Sessions moved on behind the batch's back: one in each chunk of 128, and the very last one.
         const moved = new Set([5, 130, 200, 299]);
         for (const i of moved) expect((await store.update(bump(v1[i] as StoredSession, { owner: 'node-x' }), 1n)).ok).toBe(true);
@@ -363,8 +384,8 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
     it('updateMany racing single updates of the same sessions: each session has exactly one winner', async () => {
       await withStore(async ({ store }) => {
         const N = 20;
-        const v1 = Array.from({ length: N }, (_, i) => rec(sid(i), 1n));
-        for (const r of v1) expect((await store.create(r)).ok).toBe(true);
+        const v1: StoredSession[] = [];
+        for (let i = 0; i < N; i++) v1.push(await created(store, rec(sid(i), 1n)));
         const batch = v1.map((r) => ({ record: bump(r, { owner: 'node-batch' }), expectVersion: 1n }));
         const singles = v1.filter((_, i) => i % 2 === 0).map((r) => bump(r, { owner: 'node-single' }));
         const [many, ...one] = await Promise.all([store.updateMany(batch), ...singles.map((r) => store.update(r, 1n))]);
@@ -383,10 +404,8 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
 
     it('updateMany refuses, as a TypeError and before writing anything, a session written twice or a version that skips', async () => {
       await withStore(async ({ store }) => {
-        const v1 = rec(sid(1), 1n);
-        const w1 = rec(sid(2), 1n);
-        await store.create(v1);
-        await store.create(w1);
+        const v1 = await created(store, rec(sid(1), 1n));
+        const w1 = await created(store, rec(sid(2), 1n));
         await expect(store.updateMany([{ record: bump(w1), expectVersion: 1n }, { record: bump(v1), expectVersion: 1n }, { record: bump(v1, { owner: 'node-b' }), expectVersion: 1n }])).rejects.toThrow(TypeError);
         await expect(store.updateMany([{ record: bump(w1), expectVersion: 1n }, { record: rec(sid(1), 3n), expectVersion: 1n }])).rejects.toThrow(/expectVersion \+ 1/);
         expect(await getRecord(store, sid(1))).toEqual(v1);
@@ -397,22 +416,20 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
     it('watch sees put/delete events with prev, in commit order, and nothing for failed writes', async () => {
       await withStore(async ({ store }) => {
         const { events, stop } = recorder(store);
-        const v1 = rec(sid(1), 1n);
+        const v1 = await created(store, rec(sid(1), 1n));
         const v2 = bump(v1, { state: 'FROZEN' });
         const v3 = bump(v2, { owner: 'node-b' });
-        const other = rec(sid(2), 1n, { owner: 'node-c' });
-        expect((await store.create(v1)).ok).toBe(true);
+        const life = v1.incarnation;
         expect((await store.create(rec(sid(1), 1n, { owner: 'node-x' }))).ok).toBe(false); // failed create
         expect((await store.update(v2, 1n)).ok).toBe(true);
         expect((await store.update(bump(v1, { owner: 'node-x' }), 1n)).ok).toBe(false); // stale update
-        expect((await store.delete(sid(1), 1n)).ok).toBe(false); // stale delete
+        expect((await store.delete(sid(1), 1n, life)).ok).toBe(false); // stale delete
         expect((await store.update(rec(sid(5), 2n), 1n)).ok).toBe(false); // update of a missing record
-        expect((await store.create(other)).ok).toBe(true);
+        const other = await created(store, rec(sid(2), 1n, { owner: 'node-c' }));
         expect((await store.update(v3, 2n)).ok).toBe(true);
-        expect((await store.delete(sid(1), 3n)).ok).toBe(true);
-        expect((await store.delete(sid(1), 3n)).ok).toBe(false); // already gone
-        const marker = rec(sid(99), 1n, { owner: 'marker' });
-        expect((await store.create(marker)).ok).toBe(true);
+        expect((await store.delete(sid(1), 3n, life)).ok).toBe(true);
+        expect((await store.delete(sid(1), 3n, life)).ok).toBe(false); // already gone
+        const marker = await created(store, rec(sid(99), 1n, { owner: 'marker' }));
         const expected: StoreEvent[] = [
           { kind: 'put', record: v1, prev: null },
           { kind: 'put', record: v2, prev: v1 },
@@ -431,17 +448,15 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
       await withStore(async ({ store }) => {
         const a = recorder(store);
         const b = recorder(store);
-        const v1 = rec(sid(1), 1n);
-        await store.create(v1);
+        const v1 = await created(store, rec(sid(1), 1n));
         await eventsUntil(a.events, 1);
         await eventsUntil(b.events, 1);
         a.stop();
         a.stop(); // idempotent
         const v2 = bump(v1);
         await store.update(v2, 1n);
-        await store.delete(sid(1), 2n);
-        const marker = rec(sid(99), 1n, { owner: 'marker' });
-        await store.create(marker);
+        await store.delete(sid(1), 2n, v1.incarnation);
+        const marker = await created(store, rec(sid(99), 1n, { owner: 'marker' }));
         await eventsUntil(b.events, 4);
         expect(b.events).toEqual([
           { kind: 'put', record: v1, prev: null },
@@ -455,23 +470,27 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
     });
 
     it('versions beyond 2^53 (up to 2^64-1) round-trip exactly', async () => {
-      const big = rec(sid(1), BIG + 1n, { owner: 'node-big' });
-      const top = rec(sid(2), U64_MAX - 1n, { owner: 'node-big' });
+      const seedBig = rec(sid(1), BIG + 1n, { owner: 'node-big' });
+      const seedTop = rec(sid(2), U64_MAX - 1n, { owner: 'node-big' });
       await withStore(
         async ({ store }) => {
           const { events, stop } = recorder(store);
-          expect(await getRecord(store, sid(1))).toEqual(big);
+          // Seeded behind the interface: each with the incarnation its store gives such a record.
+          const big = (await getRecord(store, sid(1))) as StoredSession;
+          const top = (await getRecord(store, sid(2))) as StoredSession;
+          expect(big).toEqual(seedBig);
+          expect(top).toEqual(seedTop);
           expect(await list(store, 'node-big')).toEqual([big, top]);
           // 2^53 and 2^53+1 are the same JavaScript number: a store that compares numbers would accept this.
-          expect(await store.update(rec(sid(1), BIG + 1n, { owner: 'node-x' }), BIG)).toEqual({ ok: false, reason: 'conflict', current: big });
+          expect(await store.update(rec(sid(1), BIG + 1n, { owner: 'node-x', incarnation: big.incarnation }), BIG)).toEqual({ ok: false, reason: 'conflict', current: big });
           const next = bump(big, { owner: 'node-x' });
           expect(await store.update(next, BIG + 1n)).toEqual({ ok: true, record: next });
           expect((await getRecord(store, sid(1)))?.version).toBe(BIG + 2n);
-          expect(await store.delete(sid(1), BIG + 3n)).toEqual({ ok: false, reason: 'conflict', current: next });
+          expect(await store.delete(sid(1), BIG + 3n, big.incarnation)).toEqual({ ok: false, reason: 'conflict', current: next });
           const last = bump(top);
           expect(await store.update(last, U64_MAX - 1n)).toEqual({ ok: true, record: last });
           expect((await getRecord(store, sid(2)))?.version).toBe(U64_MAX);
-          expect(await store.delete(sid(2), U64_MAX)).toEqual({ ok: true, record: last });
+          expect(await store.delete(sid(2), U64_MAX, top.incarnation)).toEqual({ ok: true, record: last });
           await eventsUntil(events, 3);
           expect(events).toEqual([
             { kind: 'put', record: next, prev: big },
@@ -480,20 +499,19 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
           ]);
           stop();
         },
-        [big, top],
+        [seedBig, seedTop],
       );
     });
 
     it('while unavailable every call answers unavailable and nothing changes', async (ctx) => {
-      const v1 = rec(sid(1), 1n, { owner: 'node-a' });
-      const v2 = bump(v1, { state: 'FROZEN' });
       let supported = true;
       await withStore(async ({ store, makeUnavailable }) => {
         if (makeUnavailable === undefined) {
           supported = false;
           return;
         }
-        expect((await store.create(v1)).ok).toBe(true);
+        const v1 = await created(store, rec(sid(1), 1n, { owner: 'node-a' }));
+        const v2 = bump(v1, { state: 'FROZEN' });
         expect((await store.update(v2, 1n)).ok).toBe(true);
         const { events, stop } = recorder(store);
 
@@ -505,8 +523,8 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
           await store.create(rec(sid(1), 1n)),
           await store.update(bump(v2, { owner: 'node-b' }), 2n),
           await store.update(bump(v1), 1n),
-          await store.delete(sid(1), 2n),
-          await store.delete(sid(3), 1n),
+          await store.delete(sid(1), 2n, v1.incarnation),
+          await store.delete(sid(3), 1n, 0),
           ...(await store.updateMany([
             { record: bump(v2, { owner: 'node-b' }), expectVersion: 2n },
             { record: rec(sid(4), 2n), expectVersion: 1n },
@@ -522,8 +540,7 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
         expect(await getRecord(store, sid(2))).toBeNull();
         expect(await list(store, 'node-a')).toEqual([v2]);
         expect(await list(store, 'node-b')).toEqual([]);
-        const marker = rec(sid(99), 1n, { owner: 'marker' });
-        expect((await store.create(marker)).ok).toBe(true);
+        const marker = await created(store, rec(sid(99), 1n, { owner: 'marker' }));
         await eventsUntil(events, 1);
         expect(events).toEqual([{ kind: 'put', record: marker, prev: null }]);
         stop();
@@ -543,15 +560,17 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
       });
       // Mostly right, sometimes stale or ahead.
       const delta = fc.constantFrom(0n, 0n, 0n, -1n, 1n, -2n, 5n);
+      // The life a write names: mostly the current one, sometimes an ended one (ABA) or one never given.
+      const life = fc.constantFrom('now' as const, 'now' as const, 'now' as const, 'ended' as const, 'never' as const);
       const op = fc.oneof(
-        fc.record({ t: fc.constant('create' as const), k: fc.nat(KEYS - 1), f: fields }),
-        fc.record({ t: fc.constant('update' as const), k: fc.nat(KEYS - 1), f: fields, d: delta }),
-        fc.record({ t: fc.constant('delete' as const), k: fc.nat(KEYS - 1), d: delta }),
+        fc.record({ t: fc.constant('create' as const), k: fc.nat(KEYS - 1), f: fields, i: fc.nat(3) }),
+        fc.record({ t: fc.constant('update' as const), k: fc.nat(KEYS - 1), f: fields, d: delta, l: life }),
+        fc.record({ t: fc.constant('delete' as const), k: fc.nat(KEYS - 1), d: delta, l: life }),
         fc.record({ t: fc.constant('get' as const), k: fc.nat(KEYS - 1) }),
         fc.record({ t: fc.constant('list' as const), owner: fc.constantFrom(...OWNERS) }),
         fc.record({
           t: fc.constant('updateMany' as const),
-          w: fc.uniqueArray(fc.record({ k: fc.nat(KEYS - 1), f: fields, d: delta }), { selector: (x) => x.k, maxLength: KEYS }),
+          w: fc.uniqueArray(fc.record({ k: fc.nat(KEYS - 1), f: fields, d: delta, l: life }), { selector: (x) => x.k, maxLength: KEYS }),
         }),
       );
 
@@ -560,6 +579,11 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
           await withStore(async ({ store }) => {
             const model = new Map<string, StoredSession>();
             const expectedEvents: StoreEvent[] = [];
+            /** Each id's last ended life. */
+            const ended = new Map<string, number>();
+            /** The life a write names: the current one, mostly; sometimes the id's ended one (a write meant for it), or one never given. */
+            const lifeOf = (id: string, l: 'now' | 'ended' | 'never'): number =>
+              l === 'ended' ? (ended.get(id) ?? (model.get(id)?.incarnation ?? 0) + 1_000_000) : l === 'never' ? 9_999_999 : (model.get(id)?.incarnation ?? 0);
             const { events, stop } = recorder(store);
             const expectOf = (cur: StoredSession | undefined, d: bigint): bigint => {
               const e = (cur?.version ?? 1n) + d;
@@ -573,7 +597,7 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
                 expect(await list(store, o.owner)).toEqual(want);
               } else if (o.t === 'create') {
                 const id = sid(o.k);
-                const r = rec(id, 1n, { ...o.f, director: 'dir-model' });
+                const r = rec(id, 1n, { ...o.f, director: 'dir-model', incarnation: o.i });
                 const cur = model.get(id);
                 const res = await store.create(r);
                 if (cur === undefined) {
@@ -588,13 +612,13 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
                 const writes = o.w.map((x) => {
                   const id = sid(x.k);
                   const ev = expectOf(model.get(id), x.d);
-                  return { record: rec(id, ev + 1n, { ...x.f, director: 'dir-model' }), expectVersion: ev };
+                  return { record: rec(id, ev + 1n, { ...x.f, director: 'dir-model', incarnation: lifeOf(id, x.l) }), expectVersion: ev };
                 });
                 const res = await store.updateMany(writes);
                 expect(res).toHaveLength(writes.length);
                 writes.forEach((w, i) => {
                   const cur = model.get(w.record.id);
-                  if (cur !== undefined && cur.version === w.expectVersion) {
+                  if (cur !== undefined && cur.version === w.expectVersion && cur.incarnation === w.record.incarnation) {
                     expect(res[i]).toEqual({ ok: true, record: w.record });
                     model.set(w.record.id, w.record);
                     expectedEvents.push({ kind: 'put', record: w.record, prev: cur });
@@ -606,9 +630,9 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
                 const id = sid(o.k);
                 const cur = model.get(id);
                 const ev = expectOf(cur, o.d);
-                const r = rec(id, ev + 1n, { ...o.f, director: 'dir-model' });
+                const r = rec(id, ev + 1n, { ...o.f, director: 'dir-model', incarnation: lifeOf(id, o.l) });
                 const res = await store.update(r, ev);
-                if (cur !== undefined && cur.version === ev) {
+                if (cur !== undefined && cur.version === ev && cur.incarnation === r.incarnation) {
                   expect(res).toEqual({ ok: true, record: r });
                   model.set(id, r);
                   expectedEvents.push({ kind: 'put', record: r, prev: cur });
@@ -619,10 +643,12 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
                 const id = sid(o.k);
                 const cur = model.get(id);
                 const ev = expectOf(cur, o.d);
-                const res = await store.delete(id, ev);
-                if (cur !== undefined && cur.version === ev) {
+                const life = lifeOf(id, o.l);
+                const res = await store.delete(id, ev, life);
+                if (cur !== undefined && cur.version === ev && cur.incarnation === life) {
                   expect(res).toEqual({ ok: true, record: cur });
                   model.delete(id);
+                  ended.set(id, cur.incarnation);
                   expectedEvents.push({ kind: 'delete', id, prev: cur });
                 } else {
                   expect(res).toEqual({ ok: false, reason: 'conflict', current: cur ?? null });
@@ -634,8 +660,7 @@ export function storeContract(name: string, makeStore: MakeStore, opts: Contract
             for (const owner of OWNERS) {
               expect(await list(store, owner)).toEqual([...model.values()].filter((r) => r.owner === owner).sort(byId));
             }
-            const marker = rec(sid(999), 1n, { owner: 'marker' });
-            expect((await store.create(marker)).ok).toBe(true);
+            const marker = await created(store, rec(sid(999), 1n, { owner: 'marker' }));
             expectedEvents.push({ kind: 'put', record: marker, prev: null });
             await eventsUntil(events, expectedEvents.length);
             expect(events).toEqual(expectedEvents);

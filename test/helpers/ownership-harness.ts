@@ -137,14 +137,14 @@ export class ScriptedStore implements OwnershipStore {
     this.batches.push(writes.length);
     return Promise.all(writes.map((w) => this.update(w.record, w.expectVersion)));
   }
-  refresh(id: string, expect: bigint, expiresAt: number, director: string): Promise<CasResult> {
-    return this.inner.refresh(id, expect, expiresAt, director);
+  refresh(id: string, expect: bigint, expiresAt: number, director: string, incarnation: number): Promise<CasResult> {
+    return this.inner.refresh(id, expect, expiresAt, director, incarnation);
   }
   beforeDelete: Hook<[id: string, expect: bigint]> | null = null;
-  async delete(id: string, expect: bigint): Promise<CasResult> {
+  async delete(id: string, expect: bigint, incarnation: number): Promise<CasResult> {
     const forced = await this.beforeDelete?.(id, expect);
     if (forced) return forced;
-    return this.inner.delete(id, expect);
+    return this.inner.delete(id, expect, incarnation);
   }
   watch(listener: (ev: StoreEvent) => void): () => void {
     return this.inner.watch(listener);

@@ -77,7 +77,7 @@ store:
     expect(await sessions()).toBe(n);
     // A session another director admitted and serves, mirrored here: not this director's to end.
     const foreign = randomBytes(16).toString('hex');
-    await store.create({ id: foreign, owner: 'node-a', version: 1n, state: 'ATTACHED', transport: '198.51.100.7:4000', director: 'director-b', expiresAt: Date.now() + 120_000 });
+    await store.create({ id: foreign, owner: 'node-a', version: 1n, state: 'ATTACHED', transport: '198.51.100.7:4000', director: 'director-b', expiresAt: Date.now() + 120_000, incarnation: 0 });
     await waitFor('the other director\'s session mirrored here', async () => (await sessions()) === n + 1 || undefined);
 
     store.lostAt = systemClock.now() - 60_000; // the lease lost long ago: the fence expires

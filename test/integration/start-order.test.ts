@@ -54,7 +54,7 @@ describe('start order', () => {
     const store = new HeldStore();
     const id = counterId(42);
     const hex = sessionIdHex(id);
-    expect((await store.create({ id: hex, owner: 'node-a', version: 1n, state: 'ATTACHED', transport: '127.0.0.1:1', director: 'earlier', expiresAt: Date.now() + 600_000 })).ok).toBe(true);
+    expect((await store.create({ id: hex, owner: 'node-a', version: 1n, state: 'ATTACHED', transport: '127.0.0.1:1', director: 'earlier', expiresAt: Date.now() + 600_000, incarnation: 0 })).ok).toBe(true);
 
     const client = dgram.createSocket('udp4');
     cleanup.push(() => new Promise<void>((r) => client.close(() => r())));

@@ -64,7 +64,7 @@ function other(owner: string, not: string[] = []): string {
 }
 
 function stored(id: string, f: Partial<StoredSession> = {}): StoredSession {
-  return { id, owner: 'node-b', version: 5n, state: SessionState.ATTACHED, transport: '192.0.2.1:1000', director: 'dir-x', expiresAt: Date.now() + 60_000, ...f };
+  return { id, owner: 'node-b', version: 5n, state: SessionState.ATTACHED, transport: '192.0.2.1:1000', director: 'dir-x', expiresAt: Date.now() + 60_000, incarnation: 0, ...f };
 }
 
 const unavailable = (message = 'injected'): CasResult => ({ ok: false, reason: 'unavailable', message });
@@ -141,6 +141,62 @@ describe('Ownership.ended (store deletes)', () => {
     expect(await h.store.get(rec.id)).toEqual({ ok: true, record: null });
     expect(tries).toBe(3);
     expect(h.auditLines().filter((l) => l.event === 'SECURITY_EVENT')).toHaveLength(1); // said once
+  });
+});
+
+describe('Ownership: lives of a session id (StoredSession.incarnation)', () => {
+  it('an end delete retried after the session was ended elsewhere and admitted anew (at version 1 again) leaves the new one alone', async () => {
+    const clock = new ManualClock();
+    const h = harness({ clock });
+    const rec = await h.admit(counterId(8), clientTransport(8));
+    const life = rec.incarnation;
+    expect(life).toBeGreaterThan(0); // drawn at admission
+    let tries = 0;
+    h.store.beforeDelete = () => (++tries === 1 ? { ok: false, reason: 'unavailable', message: 'partition' } : undefined);
+    expect(h.own.terminate(rec.id, 'operator', 'op').ok).toBe(true);
+    await waitFor('the delete waiting to be tried again', () => (h.own.endDeletes.retrying === 1 && h.own.endDeletes.inFlight === 0) || undefined);
+    // Meanwhile another director expired it in the store, and the client's HELLO there admitted it anew.
+    expect((await h.mem.delete(rec.id, 1n, life)).ok).toBe(true);
+    const anew = stored(rec.id, { version: 1n, owner: 'node-c', director: 'dir-b', incarnation: life + 1 });
+    expect((await h.mem.create(anew)).ok).toBe(true);
+    clock.advance(1000);
+    await waitFor('the retry settled', () => (tries === 2 && h.own.endDeletes.retrying === 0 && h.own.endDeletes.inFlight === 0) || undefined, { timeoutMs: 5000 });
+    expect(await h.mem.get(rec.id)).toEqual({ ok: true, record: anew }); // not deleted
+  });
+
+  it('a write planned on a session whose id the store holds in another life is a conflict, even at the version it expects', async () => {
+    const h = harness();
+    const rec = await h.admit(counterId(9), clientTransport(9));
+    // Behind this director's back (its watch not following): ended and admitted anew at version 1.
+    const anew = stored(rec.id, { version: 1n, owner: rec.owner, director: 'dir-b', incarnation: rec.incarnation + 1 });
+    h.store.beforeUpdate = async () => {
+      h.store.beforeUpdate = null;
+      expect((await h.store.inner.delete(rec.id, 1n, rec.incarnation)).ok).toBe(true);
+      expect((await h.store.inner.create(anew)).ok).toBe(true);
+      return undefined;
+    };
+    const r = await h.own.step(rec, LifecycleEvent.FREEZE, { cause: 'migrate', actor: 'test' });
+    expect(r.ok).toBe(false);
+    expect(await h.mem.get(rec.id)).toEqual({ ok: true, record: anew }); // untouched
+  });
+
+  it('the watch telling of another life of an id held here: the held session ends (remote), the new one is mirrored', async () => {
+    const h = harness();
+    const rec = await h.admit(counterId(10), clientTransport(10));
+    // Its end in the store and the id's admission anew elsewhere were never seen here (a watch gap: no
+    // watch yet); the next write of the new life is (another director refreshing its expiry).
+    const anew = stored(rec.id, { version: 1n, owner: other(rec.owner), director: 'dir-b', incarnation: rec.incarnation + 1 });
+    await h.mem.delete(rec.id, 1n, rec.incarnation);
+    await h.mem.create(anew);
+    h.own.followStore(() => ({ t: clientTransport(11), key: transportKey(clientTransport(11)), listener: 0 }));
+    expect((await h.mem.refresh(rec.id, 1n, anew.expiresAt + 60_000, 'dir-b', anew.incarnation)).ok).toBe(true);
+    await waitFor('the new life held here', () => (h.core.table.get(rec.id)?.incarnation === anew.incarnation ? true : undefined));
+    const now = h.core.table.get(rec.id)!;
+    expect(now).not.toBe(rec);
+    expect(now).toMatchObject({ owner: anew.owner, version: 1n, servedHere: false });
+    expect(h.core.table.holds(rec)).toBe(false);
+    // Told as another director's changes (which that director audits): the old life's end, the new one.
+    expect(Object.fromEntries([...h.stats.remoteChanges.values].filter(([, n]) => n > 0))).toEqual({ ended: 1, created: 1 });
   });
 });
 
@@ -1098,7 +1154,7 @@ describe('reattach by BIND', () => {
       const ours = await h.store.inner.update(record, expectVersion);
       const theirs = { ...record, version: 3n, state: SessionState.ATTACHED, director: 'director-b' };
       expect((await h.store.inner.update(theirs, 2n)).ok).toBe(true);
-      h.core.applyRemote({ id: ID, owner, version: 3n, state: SessionState.ATTACHED, transport: null, expiresAt: h.clock.now() + 60_000 }, h.clock.now());
+      h.core.applyRemote({ id: ID, owner, version: 3n, incarnation: record.incarnation, state: SessionState.ATTACHED, transport: null, expiresAt: h.clock.now() + 60_000 }, h.clock.now());
       return ours;
     };
     const r = await h.own.step(rec, LifecycleEvent.FREEZE, { cause: 'test', actor: 'op' });

@@ -32,6 +32,7 @@ const remote = (version: bigint, owner = 'n1', state: 'ATTACHED' | 'FROZEN' | 'T
   id: ID,
   owner,
   version,
+  incarnation: 1,
   state,
   transport: { t: T, key: KEY, listener: 0 },
   expiresAt,

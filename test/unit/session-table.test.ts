@@ -17,6 +17,7 @@ function rec(n: number, now: number, owner = 'node-a', ttl = TTL): SessionRecord
     idBytes: Uint8Array.from(Buffer.from(id, 'hex')),
     owner,
     version: 1n,
+    incarnation: 0,
     state: 'ATTACHED',
     transport: { family: 4, address: '192.0.2.1', port: 1000 + (n % 60000) },
     transportKey: `192.0.2.1:${1000 + (n % 60000)}`,

@@ -232,19 +232,19 @@ class LossyStore implements OwnershipStore {
   updateMany(writes: readonly UpdateWrite[]): Promise<CasResult[]> {
     return Promise.all(writes.map((w) => this.update(w.record, w.expectVersion)));
   }
-  refresh(id: string, v: bigint, e: number, d: string) {
-    return this.inner.refresh(id, v, e, d);
+  refresh(id: string, v: bigint, e: number, d: string, i: number) {
+    return this.inner.refresh(id, v, e, d, i);
   }
   /** Runs before a delete answered `unavailable` without sending it (its read failed). */
   beforeUnsentDelete: (() => Promise<void>) | null = null;
-  async delete(id: string, v: bigint): Promise<CasResult> {
+  async delete(id: string, v: bigint, i: number): Promise<CasResult> {
     if (this.beforeUnsentDelete !== null) {
       const fn = this.beforeUnsentDelete;
       this.beforeUnsentDelete = null;
       await fn();
       return { ok: false, reason: 'unavailable', message: 'read failed (test): nothing sent' };
     }
-    const res = await this.inner.delete(id, v);
+    const res = await this.inner.delete(id, v, i);
     // The watch's delete event reaches the directors before the (lost) answer, as it can from etcd.
     if (this.lose === 'delete') await settle();
     return this.#answer('delete', res);

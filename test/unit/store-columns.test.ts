@@ -37,7 +37,7 @@ describe('Names', () => {
 describe('SessionColumns', () => {
   it('hands out frozen copies equal to what was set, a new object each time', () => {
     const c = new SessionColumns();
-    const r = freezeRecord({ id: sid(1), owner: 'node-a', version: 2n ** 64n - 1n, state: 'FROZEN', transport: null, director: 'd', expiresAt: 1.5 });
+    const r = freezeRecord({ id: sid(1), owner: 'node-a', version: 2n ** 64n - 1n, state: 'FROZEN', transport: null, director: 'd', expiresAt: 1.5, incarnation: Number.MAX_SAFE_INTEGER });
     c.set(r);
     const got = c.get(sid(1));
     expect(got).toEqual(r);
@@ -49,7 +49,7 @@ describe('SessionColumns', () => {
   it('compacts when most slots are free, keeping every record and its owner', () => {
     const c = new SessionColumns();
     const all = Array.from({ length: 3000 }, (_, i) =>
-      freezeRecord({ id: sid(i), owner: `node-${i % 7}`, version: BigInt(i + 1), state: 'ATTACHED', transport: i % 2 === 0 ? null : `192.0.2.1:${i}`, director: 'd', expiresAt: i / 3 }),
+      freezeRecord({ id: sid(i), owner: `node-${i % 7}`, version: BigInt(i + 1), state: 'ATTACHED', transport: i % 2 === 0 ? null : `192.0.2.1:${i}`, director: 'd', expiresAt: i / 3, incarnation: i }),
     );
     for (const r of all) c.set(r);
     const kept = all.filter((_, i) => i % 50 === 7);
@@ -64,11 +64,12 @@ describe('SessionColumns', () => {
 
   it('keeps a record whose fields do not fit the columns whole', () => {
     const c = new SessionColumns();
-    const odd = freezeRecord({ id: sid(1), owner: 'node-a', version: 1n, state: 'ATTACHED', transport: undefined, director: 7, expiresAt: '?' } as unknown as StoredSession);
+    const odd = freezeRecord({ id: sid(1), owner: 'node-a', version: 1n, state: 'ATTACHED', transport: undefined, director: 7, expiresAt: '?', incarnation: 3 } as unknown as StoredSession);
     c.set(odd);
     expect(c.get(sid(1))).toBe(odd);
     expect(c.ownedBy('node-a')).toEqual([odd]);
     expect(c.versionAt(c.slotOf(sid(1)))).toBe(1n);
+    expect(c.incarnationAt(c.slotOf(sid(1)))).toBe(3);
     expect(c.recordAt(sid(1), c.slotOf(sid(1)))).toBe(odd);
     const plain = freezeRecord({ ...odd, version: 2n, transport: '192.0.2.1:1', director: 'd', expiresAt: 5 });
     c.replaceAt(c.slotOf(sid(1)), plain);
@@ -90,6 +91,7 @@ describe('SessionColumns', () => {
       director: fc.constantFrom('dir-1', 'dir-2'),
       expiresAt: fc.oneof(fc.integer({ min: 0, max: 2 ** 40 }), fc.double({ noNaN: true })),
       version: fc.bigInt({ min: 1n, max: 2n ** 64n - 1n }),
+      incarnation: fc.oneof(fc.nat(1000), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER })),
     });
     type Op =
       | { t: 'set'; k: number; f: Omit<StoredSession, 'id'> }
@@ -131,7 +133,7 @@ describe('SessionColumns', () => {
             expect(c.delete(sid(o.k))).toBe(model.delete(sid(o.k)));
           } else {
             for (let i = o.from; i < o.from + o.n; i++) {
-              const r = freezeRecord({ id: sid(100 + i), owner: OWNERS[i % 3] as string, version: 1n, state: 'ATTACHED', transport: null, director: 'bulk', expiresAt: i });
+              const r = freezeRecord({ id: sid(100 + i), owner: OWNERS[i % 3] as string, version: 1n, state: 'ATTACHED', transport: null, director: 'bulk', expiresAt: i, incarnation: i });
               c.set(r);
               model.set(r.id, r);
             }
@@ -162,7 +164,7 @@ describe('SessionColumns', () => {
     const c = new SessionColumns();
     const n = 70_000;
     const rec = (i: number): StoredSession =>
-      freezeRecord({ id: sid(i), owner: `owner-${i}`, version: BigInt(i + 1), state: 'ATTACHED', transport: `10.0.${(i >>> 8) & 255}.${i & 255}:${i & 0xffff}`, director: `dir-${i}`, expiresAt: i + 0.5 });
+      freezeRecord({ id: sid(i), owner: `owner-${i}`, version: BigInt(i + 1), state: 'ATTACHED', transport: `10.0.${(i >>> 8) & 255}.${i & 255}:${i & 0xffff}`, director: `dir-${i}`, expiresAt: i + 0.5, incarnation: 2 ** 40 + i });
     for (let i = 0; i < n; i++) c.set(rec(i));
     for (const i of [0, 1, 65_534, 65_535, 65_536, n - 1]) {
       expect(c.get(sid(i))).toEqual(rec(i));
@@ -201,6 +203,7 @@ describe('SessionColumns', () => {
       director: fc.oneof({ weight: 9, arbitrary: fc.constantFrom('dir-1', 'dir-2') }, { weight: 1, arbitrary: fc.constant(7 as unknown as string) }),
       expiresAt: expiryArb,
       version: versionArb,
+      incarnation: fc.oneof(fc.nat(1000), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER })),
     });
     type Fields = Omit<StoredSession, 'id'>;
     type Op =
@@ -240,6 +243,7 @@ describe('SessionColumns', () => {
           expect(slot !== -1).toBe(model.has(id));
           if (slot !== -1) {
             expect(c.versionAt(slot)).toBe((model.get(id) as StoredSession).version);
+            expect(c.incarnationAt(slot)).toBe((model.get(id) as StoredSession).incarnation);
             same(c.recordAt(id, slot), model.get(id));
           }
         };
@@ -278,7 +282,7 @@ describe('SessionColumns', () => {
           } else {
             const bulk = Array.from({ length: o.n }, (_, i) => `b${i}`.padStart(32, 'f'));
             for (const [i, id] of bulk.entries()) {
-              const r = freezeRecord({ id, owner: 'node-2', version: BigInt(i + 1), state: 'ATTACHED', transport: i % 3 === 0 ? `[2001:db8::${i.toString(16)}]:${i}` : `192.0.2.${i & 255}:${i}`, director: 'bulk', expiresAt: i });
+              const r = freezeRecord({ id, owner: 'node-2', version: BigInt(i + 1), state: 'ATTACHED', transport: i % 3 === 0 ? `[2001:db8::${i.toString(16)}]:${i}` : `192.0.2.${i & 255}:${i}`, director: 'bulk', expiresAt: i, incarnation: i });
               c.set(r);
               model.set(id, r);
             }
