@@ -30,7 +30,7 @@ import type { SessionRecord } from './session/table.js';
 import { MemoryStore } from './store/memory.js';
 import { EtcdStore } from './store/etcd.js';
 import type { OwnershipStore } from './store/store.js';
-import { defaultMargin, fenceState, FenceState } from './store/fence.js';
+import { defaultMargin, ResyncGate, fenceState, FenceState } from './store/fence.js';
 import { ConfigError } from './errors.js';
 import type { Clock } from './util/clock.js';
 
@@ -185,7 +185,11 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   // as if the fence were still expired: nothing forwarded, admitted or changed, so none of them is served
   // again, and the sockets are not held up for the seconds a million ends take.
   let ending: SliceEnder<SessionRecord> | null = null;
-  const fence = (): FenceState => (ending !== null ? FenceState.EXPIRED : storeFence());
+  // After the lease lapsed nothing is forwarded until the store has been listed again (ResyncGate): what
+  // this director holds may have moved, ended or been admitted anew elsewhere meanwhile.
+  const resyncGate = store.resync !== undefined && leaseOkAt !== undefined ? new ResyncGate(fenceCfg) : null;
+  const dataFence = (): FenceState => (resyncGate === null || leaseOkAt === undefined ? storeFence() : resyncGate.gate(leaseOkAt(), clock.now(), store.following !== false));
+  const fence = (): FenceState => (ending !== null ? FenceState.EXPIRED : dataFence());
   let core: DirectorCore | null = null;
   const membership = new Membership(hasher, nodes, (ring) => core?.setRing(ring));
   core = new DirectorCore(
@@ -376,6 +380,12 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     ending = null;
   };
   const partitionWatch = setInterval(() => {
+    dataFence(); // sees a lapse even when no packet asks
+    if (resyncGate?.wantsResync === true) {
+      resyncGate.resyncAsked();
+      logger.warn({ sessions: c.table.size }, 'store lease back after it lapsed: listing the store again before forwarding (what this director holds may be stale)');
+      store.resync?.();
+    }
     const now = storeFence();
     if (fenceWas !== FenceState.EXPIRED && now === FenceState.EXPIRED) {
       logger.error({ policy: config.store.partition_policy, sessions: c.table.size }, 'store lease fence expired: forwarding, admissions and transitions stopped until the store answers again');
@@ -422,7 +432,17 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     const f = fence();
     if (f !== FenceState.OK) {
       const noLease = ending === null && leaseOkAt?.() === null;
-      return { ready: false, reason: noLease ? 'no store lease granted yet: not forwarding' : f === FenceState.EXPIRED ? 'store lease expired: not forwarding' : 'store unreachable or lease near its deadline' };
+      const relisting = ending === null && f === FenceState.EXPIRED && storeFence() !== FenceState.EXPIRED;
+      return {
+        ready: false,
+        reason: noLease
+          ? 'no store lease granted yet: not forwarding'
+          : relisting
+            ? 'listing the store again after the lease lapsed: not forwarding until it follows'
+            : f === FenceState.EXPIRED
+              ? 'store lease expired: not forwarding'
+              : 'store unreachable or lease near its deadline',
+      };
     }
     if (membership.ring.nodes.length === 0) return { ready: false, reason: 'no active, healthy node' };
     if (store.following === false) return { ready: false, reason: 'not following the store\'s changes (listing again after a watch gap): sessions admitted or moved elsewhere meanwhile are not known here' };

@@ -365,6 +365,20 @@ export class EtcdStore implements OwnershipStore {
     return store;
   }
 
+  resync(): void {
+    if (this.#closed) return;
+    // The watch in place (if any) is let go: the listing's watch starts after it, missing nothing.
+    const w = this.#watcher;
+    this.#watcher = null;
+    if (w !== null) {
+      w.removeAllListeners('data');
+      void w.cancel().catch(() => undefined);
+    }
+    if (this.#resyncTimer !== null) clearTimeout(this.#resyncTimer);
+    this.#resyncTimer = null;
+    void this.#startFeed();
+  }
+
   get following(): boolean {
     return !this.#closed && this.#listedOnce && this.#watcher !== null && !this.#streamDown && this.#resyncTimer === null && this.#feedStarting === null;
   }

@@ -48,3 +48,61 @@ export function fenceState(lastOkAt: number | null, now: number, cfg: FenceConfi
   if (now >= stopAt) return FenceState.EXPIRED;
   return now >= Math.min(lastOkAt + cfg.ttlMs / 2, stopAt - cfg.marginMs) ? FenceState.NEAR : FenceState.OK;
 }
+
+/**
+ * After the lease lapsed, what a director holds may be stale by any amount: while it was cut off its watch
+ * may have missed ends, transfers and sessions admitted anew, and etcd may have compacted them away. Once
+ * the lease is back, the data path sees the fence as still expired until the store has been listed again
+ * (the store's `resync`, asked once: `wantsResync`, then `resyncAsked`) and follows. A lapse is seen from
+ * the keepalives themselves — two successive ones further apart than the fence allows — so it is caught
+ * whenever the gate is asked, however short. Pure: time comes in as `now`.
+ */
+export class ResyncGate {
+  readonly #cfg: FenceConfig;
+  #lastOk: number | null = null;
+  /** The lease lapsed since the store was last listed: forwarding waits for a listing. */
+  #stale = false;
+  #asked = false;
+  /** Whether the fence was expired at the last `gate` (the store is asked to list only once it answers again). */
+  #expired = false;
+
+  constructor(cfg: FenceConfig) {
+    this.#cfg = cfg;
+  }
+
+  /** The fence the data path should see, from the last successful keepalive and whether the store follows. */
+  gate(lastOkAt: number | null, now: number, following: boolean): FenceState {
+    const f = fenceState(lastOkAt, now, this.#cfg);
+    this.#expired = f === FenceState.EXPIRED;
+    if (lastOkAt !== this.#lastOk) {
+      if (this.#lastOk !== null && lastOkAt !== null && lastOkAt - this.#lastOk >= this.#cfg.ttlMs - this.#cfg.marginMs) this.#lapsed();
+      this.#lastOk = lastOkAt;
+    }
+    if (f === FenceState.EXPIRED) {
+      if (lastOkAt !== null) this.#lapsed(); // a director never granted a lease has listed nothing stale yet
+      return f;
+    }
+    if (!this.#stale) return f;
+    if (this.#asked && following) {
+      this.#stale = false;
+      this.#asked = false;
+      return f;
+    }
+    return FenceState.EXPIRED;
+  }
+
+  /** Whether the store should be asked to list again now: the lease is back after a lapse, and it was not asked yet. */
+  get wantsResync(): boolean {
+    return this.#stale && !this.#asked && !this.#expired;
+  }
+
+  /** The store was asked to list again: the gate opens once it follows. */
+  resyncAsked(): void {
+    this.#asked = true;
+  }
+
+  #lapsed(): void {
+    this.#stale = true;
+    this.#asked = false;
+  }
+}

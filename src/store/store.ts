@@ -89,6 +89,13 @@ export interface OwnershipStore {
    */
   readonly following?: boolean;
   /**
+   * Lists the store again — what changed since it was last followed is delivered as events, as after a
+   * watch gap — and watches from there: `following` is false from the call until that is done. For a
+   * director whose lease lapsed (what it holds may be stale by any amount). Absent where nothing can be
+   * missed (the in-process store).
+   */
+  resync?(): void;
+  /**
    * Every record the store holds, then every change after them, from one consistent point: the records
    * go to `snapshot` (once, before any event), the changes committed after that point to `listener`, in
    * commit order — nothing in between is missed or delivered twice, as a listing followed by a watch

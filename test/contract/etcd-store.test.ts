@@ -497,6 +497,24 @@ describe('EtcdStore watch feed', () => {
     }
   }
 
+  it('resync(): not following from the call until listed again; what changed is delivered once, nothing twice, and the feed goes on', async () => {
+    await withWatchBehindCut(async ({ store, direct, seen }) => {
+      const v1 = rec(sid(1), 1n);
+      expect((await direct.create(v1)).ok).toBe(true);
+      await waitFor('first event', () => seen.length >= 1, { timeoutMs: 5000, intervalMs: 5 });
+      await waitFor('following', () => store.following || undefined);
+      store.resync();
+      expect(store.following).toBe(false);
+      const v2 = { ...v1, version: 2n, owner: 'node-b' };
+      expect((await direct.update(v2, 1n)).ok).toBe(true); // during the listing, or after it
+      await waitFor('following again', () => store.following || undefined, { timeoutMs: 10_000 });
+      const marker = rec(sid(99), 1n, { owner: 'marker' });
+      expect((await direct.create(marker)).ok).toBe(true);
+      await waitFor('the marker', () => seen.some((e) => e.kind === 'put' && e.record.id === sid(99)) || undefined, { timeoutMs: 10_000, intervalMs: 10 });
+      expect(seen.map((e) => (e.kind === 'put' ? `${e.record.id.slice(-2)} v${e.record.version}` : 'delete'))).toEqual(['02 v1', '02 v2', '64 v1']);
+    });
+  });
+
   it('a dropped watch resumes after the last event it applied: events written meanwhile arrive once, in order', async () => {
     await withWatchBehindCut(async ({ proxy, store, direct, seen }) => {
       const v1 = rec(sid(1), 1n);

@@ -91,6 +91,8 @@ describe('director on etcd: losing and regaining quorum', () => {
       await waitFor('echoes to flow again', () => performance.now() - lastEcho < 500, { timeoutMs: 10_000, intervalMs: 100 });
       stop = true;
       await pump;
+      // The lease lapsed: the director listed the store again before it forwarded anything.
+      expect(c.director.stdout).toContain('listing the store again before forwarding');
       // The live session was never mutated through the outage.
       expect(await version()).toBe('1');
       console.log(

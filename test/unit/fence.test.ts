@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { defaultMargin, fenceAt, fenceState, FenceState } from '../../src/store/fence.js';
+import { defaultMargin, fenceAt, fenceState, FenceState, ResyncGate } from '../../src/store/fence.js';
 
 describe('fenceAt', () => {
   const cfg = { ttlMs: 10_000, marginMs: 2_000 };
@@ -31,5 +31,56 @@ describe('fenceAt', () => {
         expect(fenceState(last, last + dt, c)).toBe(f.state);
       }),
     );
+  });
+});
+
+describe('ResyncGate: after the lease lapsed, nothing forwarded until the store was listed again', () => {
+  const cfg = { ttlMs: 10_000, marginMs: 2_000 };
+
+  it('a lapse seen as an expired fence: expired until asked and followed; asked once, only when the lease is back', () => {
+    const g = new ResyncGate(cfg);
+    expect(g.gate(0, 1_000, true)).toBe(FenceState.OK);
+    expect(g.wantsResync).toBe(false);
+    expect(g.gate(0, 9_000, true)).toBe(FenceState.EXPIRED); // lapsed
+    expect(g.wantsResync).toBe(false); // not while the store cannot answer
+    expect(g.gate(12_000, 12_100, true)).toBe(FenceState.EXPIRED); // lease back: still stale
+    expect(g.wantsResync).toBe(true);
+    g.resyncAsked();
+    expect(g.wantsResync).toBe(false);
+    expect(g.gate(12_000, 12_200, false)).toBe(FenceState.EXPIRED); // listing
+    expect(g.gate(12_000, 12_300, true)).toBe(FenceState.OK); // follows again
+    expect(g.gate(14_000, 14_100, true)).toBe(FenceState.OK);
+  });
+
+  it('a lapse nobody saw as it happened (no packet, no poll): two keepalives further apart than the fence allows', () => {
+    const g = new ResyncGate(cfg);
+    expect(g.gate(0, 100, true)).toBe(FenceState.OK);
+    // The next successful keepalive 9 s later (> ttl − margin): the fence expired in between.
+    expect(g.gate(9_000, 9_050, true)).toBe(FenceState.EXPIRED);
+    expect(g.wantsResync).toBe(true);
+    // Keepalives in time (every TTL/5) never trip it.
+    const h = new ResyncGate(cfg);
+    for (let t = 0; t < 60_000; t += 2_000) expect(h.gate(t, t + 50, true)).toBe(FenceState.OK);
+    expect(h.wantsResync).toBe(false);
+  });
+
+  it('a director never granted a lease has nothing stale to list again; its first lease opens the gate at once', () => {
+    const g = new ResyncGate(cfg);
+    expect(g.gate(null, 0, true)).toBe(FenceState.EXPIRED);
+    expect(g.wantsResync).toBe(false);
+    expect(g.gate(100, 150, true)).toBe(FenceState.OK);
+  });
+
+  it('lapsing again while listing asks again once the lease is back', () => {
+    const g = new ResyncGate(cfg);
+    g.gate(0, 100, true);
+    g.gate(0, 9_000, true);
+    g.gate(10_000, 10_100, true);
+    g.resyncAsked();
+    expect(g.gate(10_000, 18_500, false)).toBe(FenceState.EXPIRED); // lapsed during the listing
+    expect(g.gate(20_000, 20_100, true)).toBe(FenceState.EXPIRED); // following, but asked before this lapse
+    expect(g.wantsResync).toBe(true);
+    g.resyncAsked();
+    expect(g.gate(20_000, 20_200, true)).toBe(FenceState.OK);
   });
 });
