@@ -70,7 +70,7 @@ export interface OwnershipOptions {
    * could take to apply a write it was sent (default 30 s).
    */
   readonly unknownWriteBoundMs?: number;
-  /** Draws a new session's incarnation (StoredSession.incarnation); default: 48 random bits, never 0. */
+  /** Draws a new session's incarnation (StoredSession.incarnation); default: 31 random bits, never 0 (a small integer in V8: no heap number per session). */
   readonly newIncarnation?: () => number;
 }
 
@@ -330,7 +330,7 @@ export class Ownership {
   async admit(rec: SessionRecord, opts: { answer?: boolean } = {}): Promise<{ ok: true } | { ok: false; reason: RejectReason }> {
     const written = this.#expiryToStore(rec);
     // A life of its own (StoredSession.incarnation): no earlier session of this id had it.
-    if (rec.incarnation === 0) rec.incarnation = this.#o.newIncarnation?.() ?? randomInt(1, 2 ** 48);
+    if (rec.incarnation === 0) rec.incarnation = this.#o.newIncarnation?.() ?? randomInt(1, 2 ** 31);
     const r = await this.#d.store.create(this.#stored(rec, { version: rec.version, state: rec.state, owner: rec.owner, transport: storedTransport(rec.transportKey, rec.listener) }, written));
     const core = this.#d.core;
     const now = this.#d.clock.now();

@@ -18,7 +18,7 @@ export interface StoredSession {
   readonly expiresAt: number;
   /**
    * Which life of the session id this record is of: chosen by whoever creates the record, a number no
-   * earlier life of the id had (the director draws one at random, 48 bits, per admission), and the same on
+   * earlier life of the id had (the director draws one at random, 31 bits, per admission), and the same on
    * every later write of that life. A write names the life it is for (`update`: its record's; `refresh`,
    * `delete`: an argument) and is a conflict for any other, even at the version it expects: a session
    * ended and admitted anew starts again at version 1, and a write meant for the old one must not land on
