@@ -23,8 +23,9 @@ export interface SessionRecord {
   version: bigint;
   /**
    * Which life of the id this session is in the store (StoredSession.incarnation): every write of it
-   * names this one, so that none lands on a session of the same id admitted anew after it ended. 0 until
-   * the store has taken the admission.
+   * names this one, so that none lands on a session of the same id admitted anew after it ended. Drawn by
+   * Ownership.admit for a new session (0 until then); 0 also for one read from a record written before
+   * lives were kept.
    */
   incarnation: number;
   state: SessionState;
@@ -91,7 +92,7 @@ export interface NewSessionFields {
   id: string;
   owner: string;
   version: bigint;
-  /** The store's incarnation of the session (0, the default, until the store has taken it). */
+  /** The session's life (StoredSession.incarnation): a mirrored or loaded session's; 0, the default, for a new one until admitted. */
   incarnation?: number;
   state: SessionState;
   transport: Transport;

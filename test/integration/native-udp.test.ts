@@ -57,6 +57,25 @@ describe.skipIf(!load.ok)('native UDP addon', () => {
     return { sock, got, batches };
   }
 
+  /** A native socket connected to a loopback port nobody listens on, once a send to it was refused (counted). */
+  async function refusedSocket(): Promise<ReturnType<typeof nativeSocket> & { port: number }> {
+    const gone = dgram.createSocket('udp4');
+    await new Promise<void>((r) => gone.bind(0, '127.0.0.1', r));
+    const port = gone.address().port;
+    await new Promise<void>((r) => gone.close(() => r()));
+    const n = nativeSocket({ connectAddress: '127.0.0.1', connectPort: port });
+    await waitFor(
+      'a refused send counted',
+      () => {
+        put(n.sock, 0, Buffer.from('anyone?'));
+        n.sock.flush(1);
+        return n.sock.stats[Stat.TX_ERRORS]! + n.sock.stats[Stat.RX_ERRORS]! > 0;
+      },
+      { timeoutMs: 5000 },
+    );
+    return { ...n, port };
+  }
+
   async function peer(family: 4 | 6 = 4): Promise<UdpPeer> {
     const p = await UdpPeer.open(family);
     open.push(p);
@@ -197,40 +216,14 @@ describe.skipIf(!load.ok)('native UDP addon', () => {
   });
 
   it('counts a send refused by the peer (ICMP port unreachable) instead of throwing', async () => {
-    const gone = dgram.createSocket('udp4');
-    await new Promise<void>((r) => gone.bind(0, '127.0.0.1', r));
-    const port = gone.address().port;
-    await new Promise<void>((r) => gone.close(() => r()));
-    const { sock } = nativeSocket({ connectAddress: '127.0.0.1', connectPort: port });
-    await waitFor(
-      'a refused send counted',
-      () => {
-        put(sock, 0, Buffer.from('anyone?'));
-        sock.flush(1);
-        return sock.stats[Stat.TX_ERRORS]! + sock.stats[Stat.RX_ERRORS]! > 0;
-      },
-      { timeoutMs: 5000 },
-    );
+    const { sock } = await refusedSocket();
     expect(sock.stats[Stat.LAST_ERRNO]).toBe(111); // ECONNREFUSED
     expect(sock.closed).toBe(false);
   });
 
   it('reads on after a refused send: the peer back on its port is heard again (a node restarted)', async () => {
-    const gone = dgram.createSocket('udp4');
-    await new Promise<void>((r) => gone.bind(0, '127.0.0.1', r));
-    const port = gone.address().port;
-    await new Promise<void>((r) => gone.close(() => r()));
-    const { sock, got } = nativeSocket({ connectAddress: '127.0.0.1', connectPort: port });
     // Sent while nobody listens: the ICMP port unreachable leaves an error pending on the socket.
-    await waitFor(
-      'a refused send counted',
-      () => {
-        put(sock, 0, Buffer.from('anyone?'));
-        sock.flush(1);
-        return sock.stats[Stat.TX_ERRORS]! + sock.stats[Stat.RX_ERRORS]! > 0;
-      },
-      { timeoutMs: 5000 },
-    );
+    const { sock, got, port } = await refusedSocket();
     // Back on the same port: what it sends reaches the socket, and what the socket sends reaches it.
     const back = dgram.createSocket('udp4');
     open.push({ close: () => back.close() });
