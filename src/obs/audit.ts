@@ -237,25 +237,17 @@ export interface AuditSink {
   head(): ChainHead;
 }
 
-/** The longest last line readChainTail reads (a longer one counts as unreadable). */
+/** The longest last line readTail reads (a longer one counts as unreadable). */
 const MAX_TAIL_LINE = 64 * 1024 * 1024;
-/** How much of the file readChainTail reads at a time, backwards from its end. */
+/** How much of the file readTail reads at a time, backwards from its end. */
 const TAIL_CHUNK = 64 * 1024;
 
 /**
  * Where an existing audit file's chain ends: the last line's seq and SHA-256, read from the file's tail
- * (the whole chain is checked by `anchor audit verify`, not at every start). `broken` when the last
- * line is cut short or unreadable (a crash mid-write): the caller starts a new file.
- */
-export function readChainTail(path: string): ChainHead | 'empty' | 'missing' | 'broken' {
-  const t = readTail(path);
-  return typeof t === 'object' && 'broken' in t ? 'broken' : t;
-}
-
-/**
- * readChainTail's answer, and for a broken file the last complete line before what is broken (null when
- * there is none): what a crash left is at or after the head recorded at the last stop, lines cut from
- * the file before a partial line was added are not.
+ * (the whole chain is checked by `anchor audit verify`, not at every start). `broken` when the last line
+ * is cut short or unreadable (a crash mid-write; the caller starts a new file), with the last complete
+ * line before it (null when there is none): what a crash left is at or after the head recorded at the
+ * last stop, lines cut from the file before a partial line was added are not.
  */
 export function readTail(path: string): ChainHead | 'empty' | 'missing' | { broken: true; lastComplete: ChainHead | null } {
   let fd: number;
@@ -273,7 +265,8 @@ export function readTail(path: string): ChainHead | 'empty' | 'missing' | { brok
       const last = lineBefore(fd, size - 1);
       const head = last === null ? null : headOf(last);
       if (head !== null) return head;
-      return { broken: true, lastComplete: last === null ? null : completeBefore(fd, size - 1 - last.length - 1) };
+      // Not an audit line: the complete one before it ends at the newline before its first byte.
+      return { broken: true, lastComplete: last === null ? null : completeBefore(fd, size - 1 - last.length) };
     }
     // Cut short: the file's last newline ends the last complete line (if it is one).
     return { broken: true, lastComplete: completeBefore(fd, size) };

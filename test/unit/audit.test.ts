@@ -724,6 +724,28 @@ describe('the head recorded beside the file, and where a restarted writer goes o
     expect(start).toMatchObject({ from: 'genesis', anomaly: null });
   });
 
+  it('a complete last line that is not an audit line, after the recorded head: set aside, its last audit line is the head (no anomaly)', async () => {
+    const path = join(dir, 'garbage-last.jsonl');
+    let t = T0;
+    let a = createAudit({ path, wallClock: () => (t += 1000) });
+    for (let i = 0; i < 4; i++) a.write(event(i));
+    await a.close(); // head recorded: seq 4
+    appendFileSync(path, 'not json\n');
+    let start: AuditStart | null = null;
+    a = createAudit({ path, wallClock: () => (t += 1000), onStart: (st) => (start = st) });
+    await a.close();
+    expect(start).toMatchObject({ from: 'genesis', anomaly: null });
+    // The same with a line cut from before it: behind.
+    const cut = join(dir, 'garbage-last-cut.jsonl');
+    a = createAudit({ path: cut, wallClock: () => (t += 1000) });
+    for (let i = 0; i < 4; i++) a.write(event(i));
+    await a.close();
+    writeFileSync(cut, readFileSync(cut, 'utf8').split('\n').slice(0, 3).join('\n') + '\nnot json\n');
+    a = createAudit({ path: cut, wallClock: () => (t += 1000), onStart: (st) => (start = st) });
+    await a.close();
+    expect(start).toMatchObject({ from: 'genesis', anomaly: { kind: 'behind', file: { seq: 3 }, recorded: { seq: 4 } } });
+  });
+
   it('a last line longer than any fixed window (300 KiB) is read whole: the chain goes on in the file', async () => {
     const path = join(dir, 'long-last.jsonl');
     let t = T0;
