@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
 import net from 'node:net';
-import { loadNativeTcp, TcpDir, TcpEnd, TcpStat, type NativeTcpPump } from '../../src/net/native/index.js';
+import { loadNativeTcp, loadNativeUdp, TcpDir, TcpEnd, TcpStat, type NativeTcpPump, type NativeUdpSocket } from '../../src/net/native/index.js';
 import { handOver } from '../../src/net/native/tcp-pump.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -171,6 +171,25 @@ sys.stdin.read(); s.close()`], { stdio: ['pipe', 'ignore', 'inherit'] });
     expect(node.bytes.toString()).toBe('abcdef');
     py.stdin!.end();
     await waitFor('the client\'s FIN passed on', () => node.ended || undefined);
+  });
+
+  it('a UdpSocket is never taken for a TcpPump, nor a TcpPump for a UdpSocket (objects of the other addon: TypeError, nothing read)', async () => {
+    const udp = loadNativeUdp();
+    if (!udp.ok) return; // the UDP addon did not build: nothing of it to confuse
+    const p = await pumped();
+    const u = new udp.binding.UdpSocket({ family: 4, address: '127.0.0.1', port: 0 }, () => undefined);
+    cleanup.push(() => u.close());
+    const udpClosed = Object.getOwnPropertyDescriptor(udp.binding.UdpSocket.prototype, 'closed')!.get!;
+    const pumpClosed = Object.getOwnPropertyDescriptor(binding.TcpPump.prototype, 'closed')!.get!;
+    expect(() => udpClosed.call(p.pump)).toThrow(/`this` is not a UdpSocket/);
+    expect(() => pumpClosed.call(u)).toThrow(/`this` is not a TcpPump/);
+    expect(() => udp.binding.UdpSocket.prototype.close.call(p.pump)).toThrow(TypeError);
+    expect(() => u.flush(0, p.pump as unknown as NativeUdpSocket)).toThrow(/source must be a UdpSocket/);
+    // Both still work.
+    expect(p.pump.closed).toBe(false);
+    expect(u.closed).toBe(false);
+    p.client.sock.write('still here');
+    await p.node.until(10);
   });
 
   it('writes the bytes it was handed, and those Node had read, before anything spliced', async () => {

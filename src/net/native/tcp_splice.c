@@ -463,11 +463,15 @@ static void on_event(uv_poll_t *h, int status, int events) {
 
 /* ---------- the class ---------- */
 
+/* Tags TcpPump objects: an object another addon wrapped (a UdpSocket) is never taken for one. */
+static const napi_type_tag PUMP_TAG = {0x2d8b5e17c9a04f33ULL, 0x96f1b0e4d7c25a68ULL};
+
 static pump *unwrap_this(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
   napi_value self;
   void *data = NULL;
+  bool tagged = false;
   if (napi_get_cb_info(env, info, argc, argv, &self, NULL) != napi_ok) return NULL;
-  if (napi_unwrap(env, self, &data) != napi_ok || data == NULL) {
+  if (napi_check_object_type_tag(env, self, &PUMP_TAG, &tagged) != napi_ok || !tagged || napi_unwrap(env, self, &data) != napi_ok || data == NULL) {
     napi_throw_type_error(env, "ERR_INVALID_THIS", "anchor_tcp: `this` is not a TcpPump");
     return NULL;
   }
@@ -618,6 +622,11 @@ static napi_value pump_new(napi_env env, napi_callback_info info) {
     return NULL;
   }
   /* From here on the object owns `p`; a failure marks it closed and the finalizer frees it. */
+  if (napi_type_tag_object(env, self, &PUMP_TAG) != napi_ok) {
+    p->closed = 1;
+    napi_throw_error(env, NULL, "anchor_tcp: napi_type_tag_object failed");
+    return NULL;
+  }
   void *sdata = NULL;
   napi_value ab, ta;
   /* Read-only and not configurable: the pump writes into this buffer while it is open. */

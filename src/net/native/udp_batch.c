@@ -385,11 +385,23 @@ static void on_readable(uv_poll_t *h, int status, int events) {
 
 /* ---------- the class ---------- */
 
+/* Tags UdpSocket objects: an object another addon wrapped (a TcpPump) is never taken for one. */
+static const napi_type_tag UDP_SOCK_TAG = {0x7f3c2a9e51d04b86ULL, 0xa1e6c0d83b2f4957ULL};
+
+/* The udp_sock `v` wraps, or NULL when it is not a UdpSocket. */
+static udp_sock *unwrap_sock(napi_env env, napi_value v) {
+  bool tagged = false;
+  void *data = NULL;
+  if (napi_check_object_type_tag(env, v, &UDP_SOCK_TAG, &tagged) != napi_ok || !tagged) return NULL;
+  if (napi_unwrap(env, v, &data) != napi_ok) return NULL;
+  return (udp_sock *)data;
+}
+
 static udp_sock *unwrap_this(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
   napi_value self;
   void *data = NULL;
   if (napi_get_cb_info(env, info, argc, argv, &self, NULL) != napi_ok) return NULL;
-  if (napi_unwrap(env, self, &data) != napi_ok || data == NULL) {
+  if ((data = unwrap_sock(env, self)) == NULL) {
     napi_throw_type_error(env, "ERR_INVALID_THIS", "anchor_udp: `this` is not a UdpSocket");
     return NULL;
   }
@@ -593,6 +605,11 @@ static napi_value sock_new(napi_env env, napi_callback_info info) {
   if (napi_wrap(env, self, s, finalize_sock, NULL, NULL) != napi_ok) {
     free_sock(s);
     throw_last(env, "napi_wrap");
+    return NULL;
+  }
+  if (napi_type_tag_object(env, self, &UDP_SOCK_TAG) != napi_ok) {
+    s->closed = 1; /* the finalizer frees it */
+    throw_last(env, "napi_type_tag_object");
     return NULL;
   }
   size_t slab = (size_t)s->slots * s->slot_size, meta = (size_t)s->slots * META_INTS * sizeof(int32_t);
@@ -854,7 +871,7 @@ static napi_value sock_flush(napi_env env, napi_callback_info info) {
     napi_typeof(env, argv[1], &st);
     if (st != napi_undefined && st != napi_null) {
       void *data = NULL;
-      if (st != napi_object || napi_unwrap(env, argv[1], &data) != napi_ok || data == NULL) {
+      if (st != napi_object || (data = unwrap_sock(env, argv[1])) == NULL) {
         napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "anchor_udp: flush(count, source): source must be a UdpSocket");
         return NULL;
       }
