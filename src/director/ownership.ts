@@ -13,7 +13,7 @@ import { type DirectorStats, rejectLabel } from '../obs/stats.js';
 import { idBytesInto } from '../session/id-index.js';
 import { LifecycleEvent, SessionState } from '../session/lifecycle.js';
 import type { Candidate, RecordWalk, SessionRecord } from '../session/table.js';
-import type { CasResult, OwnershipStore, StoreEvent, StoredSession, UpdateWrite } from '../store/store.js';
+import { sameLife, type CasResult, type OwnershipStore, type StoreEvent, type StoredSession, type UpdateWrite } from '../store/store.js';
 import type { Clock } from '../util/clock.js';
 import type { DirectorCore, Forward, Planned, PlanRefusal, TransitionNote, ClientOutcome } from './core.js';
 import { storedTransport, type ParsedTransport } from './stored-transport.js';
@@ -154,7 +154,7 @@ interface Move {
  * anew after the held one ended (or, while the held one's admission is in flight, another director's).
  */
 function otherLife(held: SessionRecord, r: StoredSession): boolean {
-  return r.incarnation !== held.incarnation;
+  return !sameLife(held.incarnation, r.incarnation);
 }
 
 /** The store's delete of a session ended here: of that life of the id, from that version. */
@@ -1013,12 +1013,17 @@ export class Ownership {
     if (typeof p === 'string') return;
     const r = await this.#d.store.delete(rec.id, p.fromVersion, rec.incarnation);
     const now = this.#d.clock.now();
+    // What the watch said meanwhile: our life's end (null), or another life of the id, admitted after it
+    // (so ours is gone too), which this director then mirrors once ours has ended here.
+    const late = this.#late.get(rec.id);
+    const next = late !== undefined && late !== null && otherLife(rec, late) ? late : null;
     if (r.ok) {
       this.#late.delete(rec.id);
       this.#recordEnd(rec, core.commit(p, now), this.#o.directorId);
+      if (next !== null) this.#applyRecord(next);
       return;
     }
-    if (r.reason === 'unavailable' && r.maybeApplied === true && this.#late.get(rec.id) === null) {
+    if (r.reason === 'unavailable' && r.maybeApplied === true && (late === null || next !== null)) {
       // The delete was sent and its answer lost, and the watch said meanwhile that the session is gone
       // from the store: our delete on its version landed (the store's own rule for a lost delete,
       // resolveUnknownWrite). It is this director's expiry, audited as such — not a remote end that no
@@ -1026,6 +1031,7 @@ export class Ownership {
       // another director, who audits it.)
       this.#late.delete(rec.id);
       this.#recordEnd(rec, core.commit(p, now), this.#o.directorId);
+      if (next !== null) this.#applyRecord(next);
       return;
     }
     core.abort(p);
@@ -1075,7 +1081,7 @@ export class Ownership {
         this.#d.stats.expiryRefreshes.inc(r.ok ? 'ok' : r.reason);
         if (r.ok) {
           if (rec.version === version && expiry > rec.storeExpiresAt) rec.storeExpiresAt = expiry;
-        } else if (r.reason === 'conflict' && r.current !== null && r.current.version === rec.version && r.current.incarnation === rec.incarnation) {
+        } else if (r.reason === 'conflict' && r.current !== null && r.current.version === rec.version && sameLife(r.current.incarnation, rec.incarnation)) {
           // The store holds our version with another expiry (another director refreshed it): learn it.
           const stored = this.#monoExpiry(r.current.expiresAt);
           if (stored > rec.storeExpiresAt) rec.storeExpiresAt = stored;
@@ -1146,9 +1152,18 @@ export class Ownership {
       return;
     }
     const local = this.#d.core.table.get(ev.kind === 'delete' ? ev.id : ev.record.id);
-    // The end of another life of the id than the one held here (the store tells them in commit order, so
-    // only a life this director never learned of): nothing here to end.
-    if (ev.kind === 'delete' && local !== undefined && otherLife(local, ev.prev)) return;
+    if (ev.kind === 'delete' && local !== undefined && otherLife(local, ev.prev)) {
+      // The end of another life of the id than the one held here: nothing here to end — but it undoes that
+      // life's record kept aside while a transition is in flight (put, then deleted, before it settled).
+      const late = this.#late.get(local.id);
+      if (local.pending !== null && late !== undefined && late !== null && sameLife(late.incarnation, ev.prev.incarnation)) {
+        // An admission in flight: the store held no life of ours then (nothing to apply once it settles);
+        // any other transition: ours had ended in the store before that life was admitted.
+        if (local.pending === LifecycleEvent.ADMIT) this.#late.delete(local.id);
+        else this.#late.set(local.id, null);
+      }
+      return;
+    }
     if (local !== undefined && local.pending !== null && (ev.kind === 'delete' || ev.record.director === this.#o.directorId || otherLife(local, ev.record))) {
       this.#late.set(local.id, ev.kind === 'delete' ? null : ev.record);
       return;

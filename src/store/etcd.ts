@@ -7,7 +7,7 @@
 import { InterceptingCall, type CallOptions, type Interceptor } from '@grpc/grpc-js';
 import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, isBrokenCircuitError, noop, type IBackoff } from 'cockatiel';
 import { Etcd3, isRecoverableError, type IKeyValue, type IRangeResponse, type Lease, type Watcher } from 'etcd3';
-import { checkExpiry, checkIncarnation, checkUpdates, freezeRecord, SHARED_KINDS, U64_MAX, type CasResult, type GetResult, type OwnershipStore, type SharedEvent, type SharedKind, type StoreEvent, type StoredSession, type UpdateWrite } from './store.js';
+import { checkExpiry, checkIncarnation, checkUpdates, freezeRecord, sameLife, SHARED_KINDS, U64_MAX, type CasResult, type GetResult, type OwnershipStore, type SharedEvent, type SharedKind, type StoreEvent, type StoredSession, type UpdateWrite } from './store.js';
 import { SessionState } from '../session/lifecycle.js';
 
 const SESSION_STATES: readonly string[] = Object.values(SessionState);
@@ -655,7 +655,7 @@ export class EtcdStore implements OwnershipStore {
     } catch (err) {
       return unavailable(`etcd update: ${errMessage(err)}`);
     }
-    if (cur === null || cur.record.version !== expectVersion || cur.record.incarnation !== rec.incarnation) return { ok: false, reason: 'conflict', current: cur?.record ?? null };
+    if (cur === null || cur.record.version !== expectVersion || !sameLife(cur.record.incarnation, rec.incarnation)) return { ok: false, reason: 'conflict', current: cur?.record ?? null };
     const key = this.#key(rec.id);
     const value = encodeRecord(rec);
     return this.#cas('update', rec.id, value, cur.modRevision, rec, {
@@ -706,7 +706,7 @@ export class EtcdStore implements OwnershipStore {
     for (let k = 0; k < n; k++) {
       const c = cur[k];
       if (c instanceof Error) res[k] = unavailable(`etcd update: ${c.message}`);
-      else if (c === null || c === undefined || c.record.version !== expects[k] || c.record.incarnation !== (recs[k] as StoredSession).incarnation) res[k] = { ok: false, reason: 'conflict', current: c?.record ?? null };
+      else if (c === null || c === undefined || c.record.version !== expects[k] || !sameLife(c.record.incarnation, (recs[k] as StoredSession).incarnation)) res[k] = { ok: false, reason: 'conflict', current: c?.record ?? null };
       else {
         compared[k] = c.modRevision;
         live.push(k);
@@ -802,7 +802,7 @@ export class EtcdStore implements OwnershipStore {
     } catch (err) {
       return unavailable(`etcd refresh: ${errMessage(err)}`);
     }
-    if (cur === null || cur.record.version !== expectVersion || cur.record.incarnation !== incarnation) return { ok: false, reason: 'conflict', current: cur?.record ?? null };
+    if (cur === null || cur.record.version !== expectVersion || !sameLife(cur.record.incarnation, incarnation)) return { ok: false, reason: 'conflict', current: cur?.record ?? null };
     if (expiresAt <= cur.record.expiresAt) return { ok: true, record: cur.record };
     const rec = freezeRecord({ ...cur.record, expiresAt, director });
     const key = this.#key(id);
@@ -825,7 +825,7 @@ export class EtcdStore implements OwnershipStore {
     } catch (err) {
       return unavailable(`etcd delete: ${errMessage(err)}`);
     }
-    if (cur === null || cur.record.version !== expectVersion || cur.record.incarnation !== incarnation) return { ok: false, reason: 'conflict', current: cur?.record ?? null };
+    if (cur === null || cur.record.version !== expectVersion || !sameLife(cur.record.incarnation, incarnation)) return { ok: false, reason: 'conflict', current: cur?.record ?? null };
     const key = this.#key(id);
     return this.#cas('delete', id, null, cur.modRevision, cur.record, {
       compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: cur.modRevision.toString() }],

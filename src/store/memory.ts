@@ -3,7 +3,7 @@
 // fan-out. It never decides a transition (the caller names the version it expects) and never throws for
 // an expected outcome — only for a programming error (a version that breaks the "+1" rule), as a TypeError.
 import { SessionColumns } from './columns.js';
-import { checkBigint, checkExpiry, checkIncarnation, checkUpdates, freezeRecord, type CasResult, type GetResult, type OwnershipStore, type StoreEvent, type StoredSession, type UpdateWrite } from './store.js';
+import { checkBigint, checkExpiry, checkIncarnation, checkUpdates, freezeRecord, sameLife, type CasResult, type GetResult, type OwnershipStore, type StoreEvent, type StoredSession, type UpdateWrite } from './store.js';
 
 /** Versions are u64 on the wire (PPv2 TLV 0xE1, REVOKE payload). */
 
@@ -95,7 +95,7 @@ export class MemoryStore implements OwnershipStore {
     // One lookup of the id for the compare, the previous record and the write (as updateMany).
     const cols = this.#records;
     const slot = cols.slotOf(rec.id);
-    if (slot === -1 || !cols.versionIs(slot, expectVersion) || cols.incarnationAt(slot) !== rec.incarnation) {
+    if (slot === -1 || !cols.versionIs(slot, expectVersion) || !sameLife(cols.incarnationAt(slot), rec.incarnation)) {
       return { ok: false, reason: 'conflict', current: slot === -1 ? null : cols.recordAt(rec.id, slot) };
     }
     this.#emit({ kind: 'put', record: rec, prev: cols.swapAt(slot, rec, expectVersion) });
@@ -120,7 +120,7 @@ export class MemoryStore implements OwnershipStore {
       // One lookup of the id for the compare, the previous record and the write.
       const slot = cols.slotOf(rec.id);
       const expect = (writes[i] as UpdateWrite).expectVersion;
-      if (slot === -1 || !cols.versionIs(slot, expect) || cols.incarnationAt(slot) !== rec.incarnation) {
+      if (slot === -1 || !cols.versionIs(slot, expect) || !sameLife(cols.incarnationAt(slot), rec.incarnation)) {
         out[i] = { ok: false, reason: 'conflict', current: slot === -1 ? null : cols.recordAt(rec.id, slot) };
         continue;
       }
@@ -137,7 +137,7 @@ export class MemoryStore implements OwnershipStore {
     const down = this.#down();
     if (down !== null) return down;
     const current = this.#records.get(id);
-    if (current === undefined || current.version !== expectVersion || current.incarnation !== incarnation) {
+    if (current === undefined || current.version !== expectVersion || !sameLife(current.incarnation, incarnation)) {
       return { ok: false, reason: 'conflict', current: current ?? null };
     }
     if (expiresAt <= current.expiresAt) return { ok: true, record: current };
@@ -154,7 +154,7 @@ export class MemoryStore implements OwnershipStore {
     const down = this.#down();
     if (down !== null) return down;
     const current = this.#records.get(id);
-    if (current === undefined || current.version !== expectVersion || current.incarnation !== incarnation) {
+    if (current === undefined || current.version !== expectVersion || !sameLife(current.incarnation, incarnation)) {
       return { ok: false, reason: 'conflict', current: current ?? null };
     }
     this.#records.delete(id);

@@ -22,7 +22,8 @@ export interface StoredSession {
    * every later write of that life. A write names the life it is for (`update`: its record's; `refresh`,
    * `delete`: an argument) and is a conflict for any other, even at the version it expects: a session
    * ended and admitted anew starts again at version 1, and a write meant for the old one must not land on
-   * the new one. 0 for a record written before lives were kept (read from an older store).
+   * the new one. 0 for a record written before lives were kept (an older director's): a life not known,
+   * which any write may name (see sameLife).
    */
   readonly incarnation: number;
 }
@@ -205,6 +206,15 @@ export function freezeRecord(r: StoredSession): StoredSession {
     expiresAt: r.expiresAt,
     incarnation: r.incarnation,
   });
+}
+
+/**
+ * Whether a write naming life `named` may land on a record of life `stored`: the same life — or either is
+ * 0, a life not known (a record written by a director from before lives were kept, which drops the field
+ * when it rewrites a record: a cluster rolled one director at a time mixes them for a while).
+ */
+export function sameLife(stored: number, named: number): boolean {
+  return stored === named || stored === 0 || named === 0;
 }
 
 /** An incarnation (a non-negative safe integer), or a TypeError naming it. */

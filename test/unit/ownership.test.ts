@@ -200,6 +200,72 @@ describe('Ownership: lives of a session id (StoredSession.incarnation)', () => {
   });
 });
 
+describe('Ownership: lives of an id told while a transition is in flight (review)', () => {
+  const parse = (key: string) => {
+    const [a, port] = key.split(':');
+    const t = { family: 4 as const, address: a as string, port: Number(port) };
+    return { t, key: transportKey(t), listener: 0 };
+  };
+
+  it('an expiry whose delete lands, the id admitted anew elsewhere before the answer: the new life is mirrored here, not dropped', async () => {
+    const clock = new ManualClock();
+    const h = harness({ clock, limits: { idleTtlMs: 1000, tombstoneMs: 60_000 } });
+    const rec = await h.admit(counterId(21), clientTransport(21));
+    h.own.followStore(parse);
+    const anew = stored(rec.id, { version: 1n, incarnation: rec.incarnation + 1, transport: '192.0.2.9:1000', expiresAt: h.clock.toWall(clock.now() + 3_600_000) });
+    h.store.beforeDelete = async (id, ev) => {
+      h.store.beforeDelete = null;
+      const r = await h.store.inner.delete(id, ev, rec.incarnation); // our expiry lands …
+      expect((await h.store.inner.create(anew)).ok).toBe(true); // … and the id is admitted anew elsewhere
+      return r;
+    };
+    clock.advance(2000);
+    expect(h.own.expireIdle(clock.now())).toBe(1);
+    await waitFor('expired', () => (h.own.expiring === 0 ? true : undefined));
+    expect(h.auditLines(rec.id).map((l) => l.event)).toEqual(['create', 'expire']); // ours, audited
+    expect(h.core.table.get(rec.id)).toMatchObject({ incarnation: anew.incarnation, owner: anew.owner, servedHere: false });
+  });
+
+  it('another life put and deleted while a transition is in flight: nothing of it is left once the transition settles', async () => {
+    const h = harness();
+    const rec = await h.admit(counterId(22), clientTransport(22));
+    h.own.followStore(parse);
+    const anew = stored(rec.id, { version: 1n, owner: other(rec.owner), incarnation: rec.incarnation + 1 });
+    h.store.beforeUpdate = async () => {
+      h.store.beforeUpdate = null;
+      expect((await h.store.inner.delete(rec.id, 1n, rec.incarnation)).ok).toBe(true);
+      expect((await h.store.inner.create(anew)).ok).toBe(true);
+      expect((await h.store.inner.delete(rec.id, 1n, anew.incarnation)).ok).toBe(true);
+      return undefined;
+    };
+    const r = await h.own.step(rec, LifecycleEvent.FREEZE, { cause: 'migrate', actor: 'test' });
+    expect(r.ok).toBe(false);
+    expect(await h.mem.get(rec.id)).toEqual({ ok: true, record: null });
+    await waitFor('no session left here', () => (h.core.table.get(rec.id) === undefined ? true : undefined));
+  });
+});
+
+describe('Ownership: a director from before lives were kept (a rolling upgrade)', () => {
+  it('its rewrite of a session (no life: read as 0) is the same session, not another life: nothing ends here, and our next write lands', async () => {
+    const h = harness();
+    const rec = await h.admit(counterId(24), clientTransport(24));
+    const st = (await h.mem.get(rec.id)) as { ok: true; record: StoredSession };
+    h.own.followStore((key) => {
+      const [a, port] = key.split(':');
+      const t = { family: 4 as const, address: a as string, port: Number(port) };
+      return { t, key: transportKey(t), listener: 0 };
+    });
+    // What an old director's expiry refresh leaves in the store: the same version, its fields without the life.
+    expect((await h.mem.refresh(rec.id, 1n, st.record.expiresAt + 60_000, 'dir-old', 0)).ok).toBe(true);
+    const legacy = { ...st.record, incarnation: 0, director: 'dir-old', expiresAt: st.record.expiresAt + 60_000 };
+    await h.mem.update({ ...legacy, version: 2n, state: SessionState.FROZEN }, 1n); // an old director's freeze, say
+    await waitFor('the freeze mirrored', () => (rec.version === 2n ? true : undefined));
+    expect(h.core.table.holds(rec)).toBe(true);
+    expect(h.stats.remoteChanges.values.get('ended') ?? 0).toBe(0);
+    expect((await h.own.step(rec, LifecycleEvent.RESUME, { cause: 'test', actor: 'test' })).ok).toBe(true);
+  });
+});
+
 describe('Ownership stopping: settleEnds and close', () => {
   it('settleEnds tries the waiting deletes now and waits for the answers: a store that is back takes them all', async () => {
     const clock = new ManualClock();
