@@ -692,72 +692,64 @@ describe('the head recorded beside the file, and where a restarted writer goes o
     if (from === 'genesis') expect(s.head.hash).toBe(GENESIS);
   });
 
-  it('lines cut from the file while the writer was stopped and a partial line added: set aside as broken, and still reported as behind the recorded head', async () => {
-    const path = join(dir, 'cut-partial.jsonl');
-    let t = T0;
-    let a = createAudit({ path, wallClock: () => (t += 1000) });
-    for (let i = 0; i < 10; i++) a.write(event(i));
-    await a.close(); // head recorded: seq 10
-    writeFileSync(path, readFileSync(path, 'utf8').split('\n').slice(0, 5).join('\n') + '\n{"partial');
+  let wall = T0;
+  /** Writes events `from`..`to - 1` through a writer on `path` and stops it (its head recorded). */
+  async function writeStopped(path: string, from: number, to: number): Promise<void> {
+    const a = createAudit({ path, wallClock: () => (wall += 1000) });
+    for (let i = from; i < to; i++) a.write(event(i));
+    await a.close();
+  }
+  /** Starts a writer on `path` (writing `then` events after its start), stops it: where it started, and where the file went if set aside. */
+  async function restart(path: string, then: readonly AuditEvent[] = []): Promise<{ start: AuditStart | null; movedTo: string }> {
     let start: AuditStart | null = null;
     let movedTo = '';
-    a = createAudit({ path, wallClock: () => (t += 1000), onStart: (st) => (start = st), onRotate: (m) => (movedTo = m) });
+    const a = createAudit({ path, wallClock: () => (wall += 1000), onStart: (st) => (start = st), onRotate: (m) => (movedTo = m) });
+    for (const ev of then) a.write(ev);
     await a.close();
+    return { start, movedTo };
+  }
+  /** `path` keeping only its first `n` lines, then `tail`. */
+  const keepLines = (path: string, n: number, tail: string): void => writeFileSync(path, readFileSync(path, 'utf8').split('\n').slice(0, n).join('\n') + '\n' + tail);
+
+  it('lines cut from the file while the writer was stopped and a partial line added: set aside as broken, and still reported as behind the recorded head', async () => {
+    const path = join(dir, 'cut-partial.jsonl');
+    await writeStopped(path, 0, 10); // head recorded: seq 10
+    keepLines(path, 5, '{"partial');
+    const { start, movedTo } = await restart(path);
     expect(movedTo).not.toBe('');
     expect(start).toMatchObject({ from: 'genesis', anomaly: { kind: 'behind', file: { seq: 5 }, recorded: { seq: 10 } } });
   });
 
   it('a crash mid-write (a partial line after the recorded head): set aside, no anomaly', async () => {
     const path = join(dir, 'crash-partial.jsonl');
-    let t = T0;
-    let a = createAudit({ path, wallClock: () => (t += 1000) });
-    for (let i = 0; i < 3; i++) a.write(event(i));
-    await a.close(); // head recorded: seq 3
-    a = createAudit({ path, wallClock: () => (t += 1000) });
+    await writeStopped(path, 0, 3); // head recorded: seq 3
+    const a = createAudit({ path, wallClock: () => (wall += 1000) });
     for (let i = 3; i < 6; i++) a.write(event(i));
     await a.flush();
     await waitFor('six lines', () => readFileSync(path, 'utf8').split('\n').length === 7 || undefined);
     appendFileSync(path, '{"seq":7,"ti'); // what a crash leaves (no close: no head recorded since seq 3)
-    let start: AuditStart | null = null;
-    const b = createAudit({ path, wallClock: () => (t += 1000), onStart: (st) => (start = st) });
-    await b.close();
-    expect(start).toMatchObject({ from: 'genesis', anomaly: null });
+    expect((await restart(path)).start).toMatchObject({ from: 'genesis', anomaly: null });
   });
 
   it('a complete last line that is not an audit line, after the recorded head: set aside, its last audit line is the head (no anomaly)', async () => {
     const path = join(dir, 'garbage-last.jsonl');
-    let t = T0;
-    let a = createAudit({ path, wallClock: () => (t += 1000) });
-    for (let i = 0; i < 4; i++) a.write(event(i));
-    await a.close(); // head recorded: seq 4
+    await writeStopped(path, 0, 4); // head recorded: seq 4
     appendFileSync(path, 'not json\n');
-    let start: AuditStart | null = null;
-    a = createAudit({ path, wallClock: () => (t += 1000), onStart: (st) => (start = st) });
-    await a.close();
-    expect(start).toMatchObject({ from: 'genesis', anomaly: null });
+    expect((await restart(path)).start).toMatchObject({ from: 'genesis', anomaly: null });
     // The same with a line cut from before it: behind.
     const cut = join(dir, 'garbage-last-cut.jsonl');
-    a = createAudit({ path: cut, wallClock: () => (t += 1000) });
-    for (let i = 0; i < 4; i++) a.write(event(i));
-    await a.close();
-    writeFileSync(cut, readFileSync(cut, 'utf8').split('\n').slice(0, 3).join('\n') + '\nnot json\n');
-    a = createAudit({ path: cut, wallClock: () => (t += 1000), onStart: (st) => (start = st) });
-    await a.close();
-    expect(start).toMatchObject({ from: 'genesis', anomaly: { kind: 'behind', file: { seq: 3 }, recorded: { seq: 4 } } });
+    await writeStopped(cut, 0, 4);
+    keepLines(cut, 3, 'not json\n');
+    expect((await restart(cut)).start).toMatchObject({ from: 'genesis', anomaly: { kind: 'behind', file: { seq: 3 }, recorded: { seq: 4 } } });
   });
 
   it('a last line longer than any fixed window (300 KiB) is read whole: the chain goes on in the file', async () => {
     const path = join(dir, 'long-last.jsonl');
-    let t = T0;
-    let a = createAudit({ path, wallClock: () => (t += 1000) });
+    const a = createAudit({ path, wallClock: () => (wall += 1000) });
     a.write(event(0));
     a.write({ ...event(1), detail: { message: 'm'.repeat(300 * 1024) } });
     await a.close();
-    let start: AuditStart | null = null;
-    let movedTo = '';
-    a = createAudit({ path, wallClock: () => (t += 1000), onStart: (st) => (start = st), onRotate: (m) => (movedTo = m) });
-    a.write(event(2));
-    await a.close();
+    const { start, movedTo } = await restart(path, [event(2)]);
     expect(movedTo).toBe('');
     expect(start).toMatchObject({ from: 'file', head: { seq: 2 }, anomaly: null });
     expect(await verifyAuditFile(path)).toMatchObject({ ok: true, lines: 3 });
