@@ -245,6 +245,31 @@ describe('DrainCoordinator', () => {
     expect(last.moved).toBeLessThanOrEqual(rate * last.elapsedS + 1);
   });
 
+  it('a settled batch’s places are taken again at once, not at the next tick (a tick can start one batch at concurrency 1)', async () => {
+    // Concurrency 1: a tick starts one move at most while one is in flight, so 20 moves would need 20
+    // ticks if places were only refilled by ticks. The loopLag hook is read once per tick: it counts them.
+    let ticks = 0;
+    const r = await rig('node-b', 20, { rate: 100_000, concurrency: 1, tickMs: 500 }, 0, () => {
+      ticks++;
+      return 0;
+    });
+    const { view } = r.drains.start('node-b', { mode: 'migrate', deadlineS: 30, cause: 'drain', actor: 'op' });
+    expect(await waitFor('drain finished', finished(r, view.id), { timeoutMs: 30_000 })).toMatchObject({ state: 'completed', moved: 20, failed: 0 });
+    expect(ticks).toBeGreaterThanOrEqual(1);
+    expect(ticks).toBeLessThan(20);
+    expect(r.h.core.table.countByOwner('node-b')).toBe(0);
+  });
+
+  it('refilling on a settled batch still honours the rate: moved ≤ rate × elapsed + 1 at every observation', async () => {
+    const rate = 200;
+    const r = await rig('node-b', 30, { rate, concurrency: 1, tickMs: 50 });
+    const t0 = systemClock.now();
+    const { view } = r.drains.start('node-b', { mode: 'migrate', deadlineS: 30, cause: 'drain', actor: 'op' });
+    const observations = await observeUntilFinished(r, view.id, t0);
+    expect(r.drains.get(view.id)).toMatchObject({ state: 'completed', moved: 30 });
+    for (const o of observations) expect(o.moved).toBeLessThanOrEqual(rate * o.elapsedS + 1);
+  });
+
   it('while the event loop runs later than maxLoopLagMs, moves start at a tenth of the rate, and the drain still completes', async () => {
     const rate = 2000;
     const r = await rig('node-b', 40, { rate, concurrency: 64, tickMs: 5, maxLoopLagMs: 50 }, 0, () => 80);
@@ -505,6 +530,28 @@ describe('DrainCoordinator', () => {
     expect(h.stats.securityEvents.get('freeze_aborted')).toBe(150);
   });
 
+  it('a refused session is tried again once per tick at most, however often settled batches refill their places', async () => {
+    let ticks = 0;
+    const r = await rig('node-a', 60, { attempts: 3, concurrency: 2, tickMs: 5 }, 0, () => {
+      ticks++;
+      return 0;
+    });
+    const { h } = r;
+    const bad = new Set(r.recs.filter((_x, i) => i % 20 === 0).map((x) => x.id)); // 3 sessions
+    const tries = new Map<string, { tries: number; ticks: number }>();
+    h.store.beforeUpdate = (record) => {
+      if (!bad.has(record.id)) return undefined;
+      const t = tries.get(record.id) ?? { tries: 0, ticks };
+      tries.set(record.id, { tries: t.tries + 1, ticks: t.ticks });
+      return { ok: false, reason: 'unavailable', message: 'injected: etcd timeout' };
+    };
+    const { view } = r.drains.start('node-a', { mode: 'migrate', deadlineS: 0, cause: 'drain', actor: 'op' });
+    expect(await waitFor('drain finished', finished(r, view.id), { timeoutMs: 30_000 })).toMatchObject({ state: 'failed', moved: 57, failed: 3 });
+    expect([...tries.values()].map((t) => t.tries)).toEqual([30, 30, 30]);
+    // From its first try on, each try of a session took a tick of its own (the first within the tick it started in).
+    for (const t of tries.values()) expect(t.tries).toBeLessThanOrEqual(ticks - t.ticks + 1);
+  });
+
   it('a node with no other node to go to: every session fails no_target at once', async () => {
     const r = await rig('node-a', 4);
     r.h.core.setRing(buildRing(hasher, [{ id: 'node-a', weight: 1 }]));
@@ -516,8 +563,8 @@ describe('DrainCoordinator', () => {
   });
 
   it('the walk over the node’s sessions finishes while the table changes under it (sessions end, others are admitted and grow the id index): none is left behind', async () => {
-    // A slow drain (2 in flight), so that its walk is carried from tick to tick while the table changes.
-    const r = await rig('node-a', 90, { rate: 100_000, concurrency: 2, tickMs: 5 });
+    // A slow drain (2 in flight, 400 moves/s), so that its walk is carried from tick to tick while the table changes.
+    const r = await rig('node-a', 90, { rate: 400, concurrency: 2, tickMs: 5 });
     const { h } = r;
     const { view } = r.drains.start('node-a', { mode: 'migrate', deadlineS: 0, cause: 'drain', actor: 'op' });
     const others = idsOwnedBy(ring, 'node-b', 600, 7_000_000);
