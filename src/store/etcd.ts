@@ -9,6 +9,7 @@ import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, isB
 import { Etcd3, isRecoverableError, type IKeyValue, type IRangeResponse, type Lease, type Watcher } from 'etcd3';
 import { checkExpiry, checkIncarnation, checkUpdates, freezeRecord, sameLife, SHARED_KINDS, U64_MAX, type CasResult, type GetResult, type OwnershipStore, type SharedEvent, type SharedKind, type StoreEvent, type StoredSession, type UpdateWrite } from './store.js';
 import { SessionState } from '../session/lifecycle.js';
+import { inSlices, type SliceOptions } from '../util/slices.js';
 
 const SESSION_STATES: readonly string[] = Object.values(SessionState);
 
@@ -33,6 +34,8 @@ export interface EtcdStoreOptions {
   readonly leaseTtlS?: number;
   /** Told about a watch listener that threw, an undecodable value or a watch resync; the store carries on. */
   readonly onError?: (err: unknown, context: string) => void;
+  /** How a listing is cut into slices with turns of the event loop between them (src/util/slices.ts; tests). */
+  readonly listSlices?: SliceOptions;
 }
 
 type ListResult = { ok: true; records: StoredSession[] } | { ok: false; reason: 'unavailable'; message: string };
@@ -219,6 +222,7 @@ export class EtcdStore implements OwnershipStore {
   readonly #keyPrefix: string;
   readonly #timeoutMs: number;
   readonly #onError: ((err: unknown, context: string) => void) | undefined;
+  readonly #slices: SliceOptions;
   readonly #subs = new Set<Subscription>();
   /** Records as last seen by the watch feed (for `prev` when etcd has none, and to diff on resync). */
   readonly #cache = new Map<string, StoredSession>();
@@ -258,6 +262,7 @@ export class EtcdStore implements OwnershipStore {
     this.#keyPrefix = `${opts.prefix}sessions/`;
     this.#timeoutMs = opts.callTimeoutMs;
     this.#onError = opts.onError;
+    this.#slices = opts.listSlices ?? {};
     this.leaseTtlMs = opts.leaseTtlS === undefined ? undefined : opts.leaseTtlS * 1000;
   }
 
@@ -971,18 +976,28 @@ export class EtcdStore implements OwnershipStore {
     if (this.#closed) return;
     let listing;
     const shared = new Map<string, string>();
+    // A listing is decoded and applied in slices with a turn of the event loop between them (inSlices): at
+    // about 4 µs a record, a million sessions in one block kept the lease's keepalives waiting long enough
+    // to lapse the lease again, and the relisting after a lapse (ResyncGate) came back again and again.
+    const stop = (): boolean => this.#closed;
     try {
       const all = await this.#range(this.#prefix);
       const records: { record: StoredSession; created: bigint }[] = [];
-      for (const kv of all.kvs) {
-        const key = kv.key.toString('utf8').slice(this.#prefix.length);
-        if (key.startsWith('sessions/')) {
-          // A bad value is left out: the feed follows every other session (one bad key made every listing
-          // fail, and the director stopped following the store while it still said ready).
-          const record = this.#listed(kv, 'watch feed');
-          if (record !== null) records.push({ record, created: BigInt(kv.create_revision) });
-        } else if (sharedEvent(key, kv.value.toString('utf8')) !== null) shared.set(key, kv.value.toString('utf8'));
-      }
+      const decoded = await inSlices(
+        all.kvs,
+        (kv) => {
+          const key = kv.key.toString('utf8').slice(this.#prefix.length);
+          if (key.startsWith('sessions/')) {
+            // A bad value is left out: the feed follows every other session (one bad key made every listing
+            // fail, and the director stopped following the store while it still said ready).
+            const record = this.#listed(kv, 'watch feed');
+            if (record !== null) records.push({ record, created: BigInt(kv.create_revision) });
+          } else if (sharedEvent(key, kv.value.toString('utf8')) !== null) shared.set(key, kv.value.toString('utf8'));
+        },
+        stop,
+        this.#slices,
+      );
+      if (!decoded) return;
       listing = { records, revision: all.revision };
     } catch (err) {
       this.#feedError = errMessage(err);
@@ -994,19 +1009,33 @@ export class EtcdStore implements OwnershipStore {
     const fresh = new Map(listing.records.map((r) => [r.record.id, r.record]));
     // Deliver what changed during the gap as events (at the listing's revision) — on the first listing
     // too, to a subscriber that came before it (every record is then news).
+    // Nothing but the listing changes the cache meanwhile (no watch runs until it is applied); a store
+    // closed between two slices stops here.
     const inSyncTo = this.#feedRevision;
-    for (const [id, prev] of this.#cache) {
-      if (!fresh.has(id)) this.#dispatch({ kind: 'delete', id, prev }, listing.revision);
-    }
-    for (const { record: r, created } of listing.records) {
-      const prev = this.#cache.get(r.id) ?? null;
-      if (prev !== null && created > inSyncTo) {
-        // Ended and admitted again during the gap (a client reusing its id): the end, then the new
-        // session — one put on top of the old record would be an older version, ignored.
-        this.#dispatch({ kind: 'delete', id: r.id, prev }, listing.revision);
-        this.#dispatch({ kind: 'put', record: r, prev: null }, listing.revision);
-      } else if (prev === null || encodeRecord(prev) !== encodeRecord(r)) this.#dispatch({ kind: 'put', record: r, prev }, listing.revision);
-    }
+    const gone = await inSlices(
+      this.#cache,
+      ([id, prev]) => {
+        if (!fresh.has(id)) this.#dispatch({ kind: 'delete', id, prev }, listing.revision);
+      },
+      stop,
+      this.#slices,
+    );
+    if (!gone) return;
+    const changed = await inSlices(
+      listing.records,
+      ({ record: r, created }) => {
+        const prev = this.#cache.get(r.id) ?? null;
+        if (prev !== null && created > inSyncTo) {
+          // Ended and admitted again during the gap (a client reusing its id): the end, then the new
+          // session — one put on top of the old record would be an older version, ignored.
+          this.#dispatch({ kind: 'delete', id: r.id, prev }, listing.revision);
+          this.#dispatch({ kind: 'put', record: r, prev: null }, listing.revision);
+        } else if (prev === null || encodeRecord(prev) !== encodeRecord(r)) this.#dispatch({ kind: 'put', record: r, prev }, listing.revision);
+      },
+      stop,
+      this.#slices,
+    );
+    if (!changed) return;
     for (const key of this.#shared.keys()) if (!shared.has(key)) this.#dispatchShared(key, null, listing.revision);
     for (const [key, text] of shared) if (this.#shared.get(key) !== text) this.#dispatchShared(key, text, listing.revision);
     this.#cache.clear();

@@ -515,6 +515,66 @@ describe('EtcdStore watch feed', () => {
     });
   });
 
+  /**
+   * A relisting of 20 sessions written while the store was cut off, applied with a turn of the event loop
+   * before every record (listSlices: sliceMs 0, checkEvery 1): the events it delivered, each with the
+   * number of turns taken before it; `closeAtTurn` closes the store in that turn.
+   */
+  async function slicedRelisting(closeAtTurn = Infinity): Promise<{ seen: { id: string; turn: number }[]; ids: string[]; store: EtcdStore }> {
+    const prefix = freshPrefix();
+    const proxy = await cuttableProxy(cluster.endpoints[0] as string);
+    let turns = 0;
+    let closing: Promise<void> | null = null;
+    const store: EtcdStore = await EtcdStore.connect({
+      endpoints: [proxy.url],
+      prefix,
+      callTimeoutMs: CALL_TIMEOUT_MS,
+      listSlices: {
+        sliceMs: 0,
+        checkEvery: 1,
+        yieldTurn: async () => {
+          turns++;
+          await new Promise((r) => setImmediate(r));
+          if (turns === closeAtTurn) closing = store.close();
+        },
+      },
+    });
+    const direct = await connect(prefix);
+    try {
+      const seen: { id: string; turn: number }[] = [];
+      store.watch((ev) => seen.push({ id: ev.kind === 'put' ? ev.record.id : ev.id, turn: turns }));
+      turns = 0; // the first listing (of nothing) is not counted
+      proxy.cut();
+      store.resync(); // fails while cut off, and is tried again every 200 ms
+      const ids = Array.from({ length: 20 }, (_, i) => sid(i + 1));
+      for (const id of ids) expect((await direct.create(rec(id, 1n))).ok).toBe(true);
+      proxy.restore();
+      if (closeAtTurn === Infinity) await waitFor('following again', () => store.following || undefined, { timeoutMs: 10_000 });
+      else await waitFor('closed by the listing', () => (closing !== null ? true : undefined), { timeoutMs: 10_000 });
+      return { seen, ids, store };
+    } finally {
+      await (closing ?? store.close());
+      await direct.close();
+      await proxy.close();
+    }
+  }
+
+  it('a listing is applied a slice at a time, the event loop getting turns between slices (the lease keepalives run meanwhile)', async () => {
+    const { seen, ids } = await slicedRelisting();
+    expect(seen.map((e) => e.id).sort()).toEqual([...ids].sort());
+    // 20 records decoded, a turn before each; then 20 applied, a turn before each: every event in a turn of its own.
+    expect(seen.map((e) => e.turn)).toEqual(Array.from({ length: 20 }, (_, i) => 21 + i));
+  });
+
+  it('a store closed between two slices of a listing applies nothing more of it, and follows nothing', async () => {
+    const { seen, store } = await slicedRelisting(25); // while the records are applied
+    expect(seen.map((e) => e.turn)).toEqual([21, 22, 23, 24]);
+    expect(store.following).toBe(false);
+    const early = await slicedRelisting(10); // while they are decoded
+    expect(early.seen).toEqual([]);
+    expect(early.store.cachedSize).toBe(0);
+  });
+
   it('a dropped watch resumes after the last event it applied: events written meanwhile arrive once, in order', async () => {
     await withWatchBehindCut(async ({ proxy, store, direct, seen }) => {
       const v1 = rec(sid(1), 1n);
