@@ -409,7 +409,14 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       const now = clock.now();
       for (const n of membership.list()) {
         if (n.health !== NodeHealth.UNHEALTHY) {
-          backoff.forget(n.id);
+          // No longer unhealthy: its automatic failover stops (sessions moved stay moved). Went on, it would
+          // move the sessions admitted to the node since it came back too, and never end under steady load.
+          const auto = backoff.forget(n.id);
+          const running = auto === undefined ? undefined : drains.active(n.id);
+          if (running !== undefined && running.id === auto && running.state === 'running') {
+            drains.cancel(n.id);
+            logger.warn({ node: n.id, drain: auto, moved: running.moved }, 'node healthy again: its automatic failover stopped');
+          }
           continue;
         }
         // A drain that is still waiting does not hold a failover back: the failover makes it migrate now.
@@ -418,7 +425,8 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         // One that could not move everything is tried again later, or when the ring changes.
         if (!backoff.due(n.id, now, membership.ring, (id) => drains.get(id)?.state)) continue;
         logger.warn({ node: n.id, grace_s: config.failover.grace_s, sessions: c.table.countByOwner(n.id) }, 'automatic failover');
-        backoff.started(n.id, startFailover(n.id, 'auto-failover').view.id, now, membership.ring);
+        const fo = startFailover(n.id, 'auto-failover');
+        backoff.started(n.id, fo.view.id, now, membership.ring, fo.created);
       }
     }, 250);
     autoFailover.unref();

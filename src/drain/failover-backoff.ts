@@ -4,7 +4,8 @@
 // Without this it was started again at every check (every 250 ms: an audit line, a drain record and a
 // warning per session each time, the drain history flushed within seconds). Now a node is tried again
 // after a wait that doubles from AUTO_RETRY_MIN_MS to AUTO_RETRY_MAX_MS, or at once when the ring changed
-// (a node came back or was added: there may be somewhere to go now); healthy again, it starts afresh.
+// (a node came back or was added: there may be somewhere to go now); healthy again, it starts afresh, and
+// a failover of it still running is stopped (forget says which).
 
 export const AUTO_RETRY_MIN_MS = 5_000;
 export const AUTO_RETRY_MAX_MS = 300_000;
@@ -12,6 +13,8 @@ export const AUTO_RETRY_MAX_MS = 300_000;
 interface Tried {
   /** The drain record of the last failover started. */
   readonly id: string;
+  /** Whether that failover is one the automatic failover created (not an operator's drain it made migrate now). */
+  readonly created: boolean;
   /** The ring it was started under (any object that changes identity when the ring changes). */
   readonly ring: object;
   readonly delayMs: number;
@@ -33,15 +36,25 @@ export class FailoverBackoff {
     return ring !== t.ring || now >= t.notBefore;
   }
 
-  /** A failover of `node` was started (drain record `id`) at `now` under `ring`. */
-  started(node: string, id: string, now: number, ring: object): void {
+  /**
+   * A failover of `node` was started (drain record `id`) at `now` under `ring`; `created`: a failover of
+   * its own (false: a waiting operator's drain of the node, made to migrate now).
+   */
+  started(node: string, id: string, now: number, ring: object, created = true): void {
     const t = this.#tried.get(node);
     const delayMs = t === undefined ? AUTO_RETRY_MIN_MS : Math.min(t.delayMs * 2, AUTO_RETRY_MAX_MS);
-    this.#tried.set(node, { id, ring, delayMs, notBefore: now + delayMs });
+    this.#tried.set(node, { id, created, ring, delayMs, notBefore: now + delayMs });
   }
 
-  /** `node` is healthy again (or gone): its next failover is a first one. */
-  forget(node: string): void {
+  /**
+   * `node` is healthy again (or gone): its next failover is a first one. Returns the drain record of the
+   * failover the automatic failover created for it, if any, for the shell to stop while it still runs:
+   * a node that came back keeps the sessions not moved yet, and those admitted to it from now on. An
+   * operator's drain it escalated is the operator's to stop (undefined).
+   */
+  forget(node: string): string | undefined {
+    const t = this.#tried.get(node);
     this.#tried.delete(node);
+    return t !== undefined && t.created ? t.id : undefined;
   }
 }

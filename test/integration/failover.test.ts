@@ -3,6 +3,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ClientSession } from '../../src/client/client.js';
 import { PacketType } from '../../src/codec/types.js';
+import { ReferenceNode } from '../../src/refnode/node.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { metric } from '../helpers/director-proc.js';
 import { waitFor } from '../helpers/wait.js';
@@ -142,5 +143,40 @@ describe('failover', () => {
     expect(nodeLine).toMatchObject({ actor: 'auto-failover', from_owner: 'node-b' });
     expect(audit.filter((l) => l.event === 'failover' && l.cause === 'failover').length).toBe(onB.length);
     for (const s of sessions.filter((x) => onB.some((b) => b.id === x.hex))) expect(await echoes(s, 'auto')).toBe(true);
+  });
+  it('failover: auto stops once the node is healthy again; the sessions not moved yet stay on it', async () => {
+    // One move a second: the failover is still running when the node comes back.
+    c = await startCluster({ family: 4, config: { ...HEALTH, failover: { mode: 'auto', grace_s: 0.2 }, drain: { rate: 1 } } });
+    const cl = c;
+    await waitFor('every node healthy', async () => (await getJson<{ items: NodeJson[] }>(cl, '/v1/nodes')).items.every((n) => n.health === 'healthy'));
+    sessions.push(...(await openSessions(cl, 40)));
+    const onB = (await getJson<{ items: SessionJson[] }>(cl, '/v1/sessions?node=node-b&limit=1000')).items;
+    expect(onB.length).toBeGreaterThan(3);
+    const { address } = cl.nodes[1]!;
+    await cl.nodes[1]!.close(); // node-b dies
+    const fo = await waitFor('the automatic failover of node-b to run', async () =>
+      (await getJson<{ items: { id: string; node: string; cause: string; state: string }[] }>(cl, '/v1/drains')).items.find((d) => d.node === 'node-b' && d.cause === 'failover' && d.state === 'running'),
+    );
+    // node-b back on its address.
+    const back = new ReferenceNode({ id: 'node-b', listen: address });
+    await back.start();
+    try {
+      const done = await waitFor('the failover to stop', async () => {
+        const d = await getJson<{ state: string; moved: number; remaining: number }>(cl, `/v1/drains/${fo.id}`);
+        return d.state !== 'running' ? d : undefined;
+      });
+      expect(done.state).toBe('cancelled');
+      // A batch past its freeze when the failover stopped may still land its move: the record counts it.
+      const settled = await waitFor('node-b to hold what the failover did not move', async () => {
+        const d = await getJson<{ moved: number }>(cl, `/v1/drains/${fo.id}`);
+        const b = (await getJson<{ items: NodeJson[] }>(cl, '/v1/nodes')).items.find((n) => n.id === 'node-b')!;
+        return b.sessions === onB.length - d.moved ? { moved: d.moved, node: b } : undefined;
+      });
+      expect(settled.moved).toBeLessThan(onB.length);
+      expect(settled.node.health).toBe('healthy');
+      expect(settled.node.sessions).toBeGreaterThan(0);
+    } finally {
+      await back.close();
+    }
   });
 });

@@ -38,6 +38,21 @@ describe('FailoverBackoff', () => {
     expect(b.due('n', 6_000 + AUTO_RETRY_MIN_MS, r1, () => 'failed')).toBe(true); // back to the first wait
   });
 
+  it('forget names the failover it created, for the shell to stop once the node is healthy again — never an operator’s drain it escalated', () => {
+    const b = new FailoverBackoff();
+    const ring = {};
+    expect(b.forget('n')).toBeUndefined(); // none started
+    b.started('n', 'fo-1', 0, ring);
+    b.started('n', 'fo-2', 5_000, ring);
+    expect(b.forget('n')).toBe('fo-2'); // the last one started
+    expect(b.forget('n')).toBeUndefined(); // forgotten
+    b.started('n', 'dr-op', 6_000, ring, false); // an operator's waiting drain, made to migrate now
+    expect(b.forget('n')).toBeUndefined();
+    b.started('m', 'fo-3', 0, ring);
+    expect(b.forget('n')).toBeUndefined(); // per node
+    expect(b.forget('m')).toBe('fo-3');
+  });
+
   it('property: under one ring, each start of a node waits at least twice as long as the one before (from 5 s, at most 5 min)', () => {
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 1, max: 400_000 }), { minLength: 1, maxLength: 40 }), (steps) => {
