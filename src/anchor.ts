@@ -635,12 +635,27 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     async drain(deadlineMs = config.drain.deadline_s * 1000) {
       draining = true;
       c.setDraining(true);
-      logger.info({ sessions: c.table.size, deadline_ms: deadlineMs }, 'director draining');
+      // The sessions this director serves: with etcd the table also mirrors every other director's, which
+      // never end here (waiting for them held every drain to its deadline, and `remaining` named the
+      // cluster's sessions).
+      const shared = config.store.kind !== 'memory';
+      const anyServed = (): boolean => {
+        if (!shared) return c.table.size > 0;
+        for (const rec of c.table.values()) if (rec.servedHere) return true;
+        return false;
+      };
+      const served = (): number => {
+        if (!shared) return c.table.size;
+        let n = 0;
+        for (const rec of c.table.values()) if (rec.servedHere) n++;
+        return n;
+      };
+      logger.info({ sessions: served(), deadline_ms: deadlineMs }, 'director draining');
       const until = clock.now() + deadlineMs;
-      while (c.table.size > 0 && clock.now() < until && closed === null) {
+      while (anyServed() && clock.now() < until && closed === null) {
         await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, until - clock.now()))));
       }
-      const remaining = c.table.size;
+      const remaining = served();
       if (remaining > 0 && config.store.kind === 'memory') {
         // With the in-process store, the sessions still here at the deadline end with the process: each is
         // ended and audited (cause director_shutdown) like any end, a slice per turn, rather than vanish.

@@ -127,6 +127,28 @@ describe('two directors on etcd', () => {
     }
   });
 
+  it('SIGTERM on a director that serves none of the cluster\'s sessions: it drains at once (the ones it only mirrors are not its to wait for)', async () => {
+    const s = await ClientSession.open(a.udp[0]!);
+    const c = await startDirector({ ...config('director-c'), drain: { deadline_s: 600 } });
+    try {
+      await s.hello();
+      await waitFor('director C to mirror the session', () => session(c, s.hex));
+      let code: number | null | undefined;
+      void c.exited.then((x) => (code = x.code));
+      c.kill('SIGTERM');
+      // Waiting for the mirrored session would hold C to its 600 s deadline.
+      await waitFor('director C to exit', () => (code !== undefined ? true : undefined), { timeoutMs: 30_000 });
+      expect(code).toBe(0);
+      const drained = c.stdout.split('\n').find((l) => l.includes('director drained'));
+      expect(JSON.parse(drained!)).toMatchObject({ remaining: 0 });
+      expect(await session(a, s.hex)).toMatchObject({ version: '1' }); // A still serves it
+    } finally {
+      c.kill();
+      await c.exited;
+      await s.close();
+    }
+  });
+
   it('killing the etcd leader: both directors keep serving after the election', async () => {
     const s = await ClientSession.open(a.udp[0]!);
     try {
