@@ -69,7 +69,7 @@ export interface AdminOptions {
   /** Where a request that failed inside the server (500) is logged, with its error. */
   readonly logger?: Logger;
   /** Told of each request refused for who sent it: `unauthorized` (401: no or a wrong token) or `forbidden` (403: another site's page, a host name without a token). */
-  readonly onRefused?: (code: 'unauthorized' | 'forbidden') => void;
+  readonly onRefused?: (code: 'unauthorized' | 'forbidden' | 'too_many_connections') => void;
 }
 
 /**
@@ -82,6 +82,11 @@ export function exposedWithoutToken(listen: Transport, token: string | null): bo
 
 /** Admin connections open at once at most (operators, Prometheus, the status page): more are refused by the kernel's accept, then closed. */
 export const ADMIN_MAX_CONNECTIONS = 128;
+/**
+ * Admin connections open at once from one address at most: a peer holding connections open (requests
+ * sent a byte at a time) cannot take every place, and the probes and Prometheus from elsewhere still get in.
+ */
+export const ADMIN_MAX_CONNECTIONS_PER_PEER = 32;
 
 class HttpError extends Error {
   constructor(
@@ -179,7 +184,9 @@ export class AdminServer {
     this.#opts = opts;
     this.#backend = backend;
     this.#address = opts.listen;
-    this.#server = http.createServer((req, res) => {
+    // Requests whose headers or body are not in within their timeouts are looked for every second (Node's
+    // default, 30 s, let a half-sent request hold its place for up to 40 s).
+    this.#server = http.createServer({ connectionsCheckingInterval: 1000 }, (req, res) => {
       this.#handle(req, res).catch((err: unknown) => {
         const e = err instanceof HttpError ? err : new HttpError(500, 'internal', 'internal error');
         if (e.status === 401 || e.status === 403) opts.onRefused?.(e.status === 401 ? 'unauthorized' : 'forbidden');
@@ -192,6 +199,22 @@ export class AdminServer {
       });
     });
     this.#server.maxConnections = ADMIN_MAX_CONNECTIONS;
+    const perPeer = new Map<string, number>();
+    this.#server.on('connection', (sock) => {
+      const peer = sock.remoteAddress ?? '';
+      const n = (perPeer.get(peer) ?? 0) + 1;
+      if (n > ADMIN_MAX_CONNECTIONS_PER_PEER) {
+        opts.onRefused?.('too_many_connections');
+        sock.destroy();
+        return;
+      }
+      perPeer.set(peer, n);
+      sock.once('close', () => {
+        const left = (perPeer.get(peer) ?? 1) - 1;
+        if (left <= 0) perPeer.delete(peer);
+        else perPeer.set(peer, left);
+      });
+    });
     this.#server.keepAliveTimeout = 5_000;
     this.#server.headersTimeout = 10_000;
     this.#server.requestTimeout = 15_000;
@@ -294,7 +317,8 @@ export class AdminServer {
       let expectVersion: bigint | undefined;
       if (ev !== undefined && ev !== null) {
         if (!((typeof ev === 'string' && /^\d{1,20}$/.test(ev)) || (typeof ev === 'number' && Number.isSafeInteger(ev) && ev >= 0))) {
-          throw new HttpError(400, 'bad_request', `expect_version: expected a version as a decimal string, got ${JSON.stringify(ev)}`);
+          // String(): a number JSON cannot write back (1e400 parses as Infinity) is shown as it is, not as null.
+          throw new HttpError(400, 'bad_request', `expect_version: expected a version as a decimal string, got ${short(typeof ev === 'number' ? String(ev) : JSON.stringify(ev))}`);
         }
         expectVersion = BigInt(ev);
         if (expectVersion > U64_MAX) throw new HttpError(400, 'bad_request', `expect_version: expected a version (at most 2^64 - 1), got ${short(JSON.stringify(ev))}`);
@@ -328,7 +352,7 @@ export class AdminServer {
         if (mode !== 'migrate' && mode !== 'wait') throw new HttpError(400, 'bad_request', `mode: expected "migrate" or "wait", got ${JSON.stringify(mode)}`);
         const dl = body.deadline_s;
         if (dl !== undefined && dl !== null && (typeof dl !== 'number' || !Number.isFinite(dl) || dl < 0 || dl > MAX_DEADLINE_S)) {
-          throw new HttpError(400, 'bad_request', `deadline_s: expected a number of seconds from 0 to ${MAX_DEADLINE_S} (a year), got ${short(JSON.stringify(dl))}`);
+          throw new HttpError(400, 'bad_request', `deadline_s: expected a number of seconds from 0 to ${MAX_DEADLINE_S} (a year), got ${short(typeof dl === 'number' ? String(dl) : JSON.stringify(dl))}`);
         }
         if (dl !== undefined && dl !== null && mode === 'migrate') throw new HttpError(400, 'bad_request', 'deadline_s applies to mode "wait" only (a "migrate" drain moves the sessions now)');
         return sendResult(res, b.drain(node, { mode, deadlineS: typeof dl === 'number' ? dl : undefined }), 202);
@@ -419,8 +443,12 @@ async function readJson(req: http.IncomingMessage): Promise<Record<string, unkno
 }
 
 function onlyParams(q: URLSearchParams, allowed: readonly string[]): void {
+  const seen = new Set<string>();
   for (const k of q.keys()) {
     if (!allowed.includes(k)) throw new HttpError(400, 'bad_request', `${short(k)}: unknown query parameter (allowed: ${allowed.join(', ') || 'none'})`);
+    // One value each: `?node=a&node=b` is refused rather than read as one of them.
+    if (seen.has(k)) throw new HttpError(400, 'bad_request', `${short(k)}: query parameter given more than once`);
+    seen.add(k);
   }
 }
 

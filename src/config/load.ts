@@ -94,7 +94,8 @@ export function issuesFromZod(
     if (iss.code === 'unrecognized_keys') {
       for (const key of iss.keys) {
         const path = formatPath([...iss.path, key]);
-        push(path, REPLACED_KEYS[path] ?? 'unknown key');
+        // Own keys only: a top-level `constructor` or `toString` is an unknown key, not Object's function.
+        push(path, Object.hasOwn(REPLACED_KEYS, path) ? (REPLACED_KEYS[path] as string) : 'unknown key');
       }
       continue;
     }

@@ -106,7 +106,7 @@ export class DirectorStats {
   /** Migrations by result (ok or the failure reason). */
   readonly migrations = new LabeledCounter();
   /** Admin API requests refused for who sent them: unauthorized (401), forbidden (403). */
-  readonly adminRefused = new LabeledCounter(['unauthorized', 'forbidden']);
+  readonly adminRefused = new LabeledCounter(['unauthorized', 'forbidden', 'too_many_connections']);
   /** Changes other directors made in the shared store, applied here: created, updated, refreshed (expiry), ended. */
   readonly remoteChanges = new LabeledCounter(['created', 'updated', 'refreshed', 'ended']);
   /** Coarse expiry refreshes written to a shared store, by result: ok, conflict, unavailable. */

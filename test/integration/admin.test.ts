@@ -1,6 +1,7 @@
 // The admin HTTP API against a real director: auth, nodes, sessions (pagination), probes, errors.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http from 'node:http';
+import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { encodeJv1, sessionIdHex } from '../../src/codec/jv1.js';
 import { PacketType } from '../../src/codec/types.js';
@@ -174,6 +175,55 @@ describe('admin API', () => {
     expect(((await owner.json()) as { error: { message: string } }).error.message).toBe('owner: unknown query parameter (allowed: node, limit, cursor)');
     expect((await get('/v1/nodes?limit=5')).status).toBe(400);
     expect((await get('/v1/audit?session_id=x')).status).toBe(400);
+    // One value per parameter: a second one is refused, not ignored.
+    for (const q of ['node=node-a&node=zzz', 'limit=1&limit=99999']) {
+      const twice = await get(`/v1/sessions?${q}`);
+      expect(twice.status).toBe(400);
+      expect(((await twice.json()) as { error: { message: string } }).error.message).toMatch(/: query parameter given more than once$/);
+    }
+    // A number JSON reads as Infinity is shown as such, not as null.
+    const huge = await raw('POST', '/v1/nodes/node-a/drain', { ...auth, 'content-type': 'application/json' }, '{"mode": "wait", "deadline_s": 1e400}');
+    expect(huge.status).toBe(400);
+    expect(JSON.parse(huge.body).error.message).toMatch(/got Infinity$/);
+  });
+
+  it('one address holding connections open takes 32 places at most: the next is closed at once and counted; the probes still answer others', async () => {
+    const u = new URL(c.director.admin);
+    const held: net.Socket[] = [];
+    try {
+      // Requests never finished (no blank line): each holds its connection until the headers timeout.
+      for (let i = 0; i < 32; i++) {
+        const s = net.connect({ host: u.hostname, port: Number(u.port) });
+        held.push(s);
+        s.on('error', () => undefined);
+        await new Promise((r) => s.once('connect', r));
+        s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n');
+      }
+      const extra = net.connect({ host: u.hostname, port: Number(u.port) });
+      held.push(extra);
+      extra.on('error', () => undefined);
+      let answered = '';
+      extra.on('data', (d) => (answered += d.toString()));
+      extra.on('connect', () => extra.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'));
+      await new Promise((r) => extra.once('close', r));
+      expect(answered).toBe('');
+      // Another address of this host gets in.
+      const other = await new Promise<number>((resolve, reject) => {
+        const req = http.request({ host: u.hostname, port: u.port, path: '/healthz', localAddress: '127.0.0.2' }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      expect(other).toBe(200);
+    } finally {
+      for (const s of held) s.destroy();
+    }
+    const metrics = await (await get('/metrics')).text();
+    expect(metrics).toMatch(/^anchor_admin_requests_refused_total\{reason="too_many_connections"\} [1-9]/m);
+    // The places are given back: the same address is answered again.
+    await waitFor('127.0.0.1 to get in again', async () => (await get('/healthz')).status === 200 || undefined);
   });
 
   it('HEAD works where GET does; the method is checked before the node; a missing session is session_not_found on every route; an expect_version over u64 is a 400; echoed input is cut short', async () => {

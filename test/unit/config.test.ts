@@ -247,6 +247,11 @@ describe('parseConfig', () => {
       lines: ['drain.max_loop_busy: no longer exists: use drain.max_loop_lag_ms (how late, in milliseconds, the event loop may run before a drain slows to a tenth of drain.rate; default 50)'],
     },
     {
+      name: 'unknown top-level keys named like Object\'s own properties are unknown keys',
+      yaml: `${ONE_NODE}constructor: 1\ntoString: x\nhasOwnProperty: 2\n`,
+      lines: ['constructor: unknown key', 'toString: unknown key', 'hasOwnProperty: unknown key'],
+    },
+    {
       name: 'drain.max_loop_lag_ms negative',
       yaml: `${ONE_NODE}drain:\n  max_loop_lag_ms: -1\n`,
       lines: ['drain.max_loop_lag_ms: expected an integer from 0 to 2147483647 (ms; the longest a timer waits), got -1'],
