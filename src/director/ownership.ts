@@ -158,6 +158,17 @@ function otherLife(held: SessionRecord, r: StoredSession): boolean {
 }
 
 /** The store's delete of a session ended here: of that life of the id, from that version. */
+/** A transfer whose answer was lost: it may have landed, or land later (see Ownership's #unsureTransfers). */
+interface UnsureTransfer {
+  readonly from: string;
+  readonly to: string;
+  readonly toVersion: bigint;
+  readonly until: number;
+  /** Its migration's cause and actor: what its audit line says if it is seen landing later (#landedLate). */
+  readonly cause: string;
+  readonly actor: string;
+}
+
 interface EndDelete {
   readonly id: string;
   readonly incarnation: number;
@@ -252,7 +263,7 @@ export class Ownership {
    * or overtaken) or `unknownWriteBoundMs` has passed (#pruneUnsure; also from thawStale, so that none is
    * kept when no drain asks). Rare: empty but for a store's outage.
    */
-  readonly #unsureTransfers = new Map<string, { readonly to: string; readonly toVersion: bigint; readonly until: number }>();
+  readonly #unsureTransfers = new Map<string, UnsureTransfer>();
   /** Migration batches waiting for their turn of the event loop (`#turn`). */
   readonly #turnWaiters: (() => void)[] = [];
   #turnScheduled = false;
@@ -692,7 +703,7 @@ export class Ownership {
       const until = this.#d.clock.now() + (this.#o.unknownWriteBoundMs ?? UNKNOWN_WRITE_BOUND_MS);
       moving.forEach((m, k) => {
         const r = transfers[k] as StepResult;
-        if (!r.ok && r.maybeApplied === true) this.#unsureTransfers.set(m.rec.id, { to: m.to, toVersion: (transferFrom[k] as bigint) + 1n, until });
+        if (!r.ok && r.maybeApplied === true) this.#unsureTransfers.set(m.rec.id, { from: m.from, to: m.to, toVersion: (transferFrom[k] as bigint) + 1n, until, cause: req.cause, actor: req.actor });
       });
       const aborted = [...noTarget, ...moving.filter((_, k) => !(transfers[k] as StepResult).ok)];
       const transferred = moving.filter((_, k) => (transfers[k] as StepResult).ok);
@@ -1214,12 +1225,32 @@ export class Ownership {
       return;
     }
     this.#d.stats.remoteChanges.inc(out.kind);
-    if (r.director === this.#o.directorId) this.#security(r.id, 'late_write_applied', { version: r.version.toString(), state: r.state, owner: r.owner });
+    if (r.director === this.#o.directorId) {
+      this.#security(r.id, 'late_write_applied', { version: r.version.toString(), state: r.state, owner: r.owner });
+      if (out.kind === 'updated') this.#landedLate(out.session, out.note);
+    }
     this.#notify(out.session, out.note);
     // Packets held here while the session was frozen go on once it is attached again.
     if (out.kind === 'updated' && out.session.state === SessionState.ATTACHED && out.session.pending === null) {
       this.#forwardAll(core.release(out.session, now, true));
     }
+  }
+
+  /**
+   * One of this director's transfers whose answer was lost (#unsureTransfers), seen landed only now — by
+   * the watch, after the migration had given it up and its thaw lost to it: that transfer committing. It
+   * is audited as the transfer it was (cause and actor of its migration) and the node it left gets its
+   * REVOKE, as the migration would have done; the session stays frozen until the stale-freeze sweep
+   * resumes it on its new owner. Before, ownership moved with neither (only a SECURITY_EVENT).
+   */
+  #landedLate(rec: SessionRecord, n: TransitionNote): void {
+    const u = this.#unsureTransfers.get(rec.id);
+    if (u === undefined || n.event !== LifecycleEvent.TRANSFER || rec.owner !== u.to || n.fromOwner !== u.from || rec.version < u.toVersion) return;
+    this.#unsureTransfers.delete(rec.id);
+    this.#audit(rec, { ...n, cause: u.cause }, u.actor);
+    this.#revoke(rec, u.from, u.toVersion);
+    this.#armRevokes();
+    if (rec.state === SessionState.FROZEN && !this.#frozenAt.has(rec.id)) this.#frozenAt.set(rec.id, this.#d.clock.now());
   }
 
   /**

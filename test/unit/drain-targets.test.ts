@@ -231,6 +231,46 @@ describe('migration targets', () => {
     expect(['node-a', 'node-c']).toContain(rec.owner);
   });
 
+  it('a lost-answer transfer the watch shows landed after its migration gave it up is that transfer: audited as one, REVOKE to the node it left, resumed by the sweep', async () => {
+    const { h } = rig(0);
+    const [id] = idsOwnedBy(ring, 'node-a', 1);
+    const rec = await h.admit(id!, clientTransport(550));
+    // The transfer lands in the store but its answer is lost, and the watch is slower than the thaw that
+    // follows (an etcd watch reconnecting): the thaw loses to it, and the watch brings the transfer later.
+    const held: (() => void)[] = [];
+    let slow = false;
+    h.store.beforeUpdate = async (record: StoredSession, expectVersion: bigint) => {
+      if (record.owner === 'node-b' && record.state === SessionState.FROZEN) {
+        slow = true;
+        expect(await h.mem.update(record, expectVersion)).toMatchObject({ ok: true });
+        return { ok: false, reason: 'unavailable', message: 'answer lost (test)', maybeApplied: true };
+      }
+    };
+    const feed = h.mem.watch.bind(h.mem);
+    h.mem.watch = (l) => feed((ev) => (slow ? held.push(() => l(ev)) : l(ev)));
+    h.own.followStore((key) => {
+      const t = parseHostPortLiteral(key);
+      return t === undefined ? null : { t, key, listener: 0 };
+    });
+    const [r] = await h.own.migrateBatch([rec.id], { to: 'node-b', cause: 'migrate', actor: 'op' });
+    expect(r).toMatchObject({ ok: false });
+    expect(rec.owner).toBe('node-a');
+    expect(h.path.revokes).toEqual([]);
+    h.store.beforeUpdate = null;
+    slow = false;
+    for (const deliver of held.splice(0)) deliver();
+    expect([rec.owner, rec.formerOwner]).toEqual(['node-b', 'node-a']);
+    const transfer = h.auditLines(rec.id).filter((l) => l.event === 'transfer');
+    expect(transfer).toEqual([expect.objectContaining({ cause: 'migrate', actor: 'op', from_owner: 'node-a', to_owner: 'node-b', from_version: '2', to_version: '3' })]);
+    expect(h.path.revokes).toEqual([expect.objectContaining({ node: 'node-a', version: 3n, session: rec.id })]);
+    expect(h.own.transfersInFlightTo('node-b')).toBe(0);
+    // Frozen on its new owner until the stale-freeze sweep resumes it there.
+    expect(rec.state).toBe(SessionState.FROZEN);
+    h.own.thawStale(systemClock.now() + 60_000, 1);
+    await waitFor('resumed on node-b', () => (rec.state === SessionState.ATTACHED ? true : undefined));
+    expect(rec.owner).toBe('node-b');
+  });
+
   it('a session ended here after its transfer\'s answer was lost still holds the target\'s drain (its end is not yet in the store, the transfer may land first), until the bound passes', async () => {
     // Ownership's clock runs ahead of the wall clock by `skip` (the test moves it past the bound).
     let skip = 0;
