@@ -421,6 +421,10 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         }
         // A drain that is still waiting does not hold a failover back: the failover makes it migrate now.
         if (c.table.countByOwner(n.id) === 0 || drains.active(n.id)?.state === 'running') continue;
+        // Nor while another director's drain or failover of the node migrates its sessions (its record goes
+        // with that director's lease if it dies): a second one here would race it on every session. One
+        // still waiting there does not hold this back: its director may not fail nodes over by itself.
+        if (drains.active(n.id) === undefined && drains.activeElsewhere(n.id)?.state === 'running') continue;
         if (prober.unhealthyFor(n.id) < config.failover.grace_s * 1000) continue;
         // One that could not move everything is tried again later, or when the ring changes.
         if (!backoff.due(n.id, now, membership.ring, (id) => drains.get(id)?.state)) continue;
@@ -553,6 +557,14 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       return { ok: true, value: { node, state: NodeState.ACTIVE, health: membership.get(node)?.health ?? null, cancelled_drain: d ?? null } };
     },
     failover: (node) => {
+      // One drain per node in the cluster: one running on another director is that director's to escalate
+      // (a second one here would race it on every session, and each record would count the other's moves
+      // as sessions that ended). A migrating one is answered as it is; a waiting one is refused, named.
+      const elsewhere = drains.activeElsewhere(node);
+      if (elsewhere !== undefined && drains.active(node) === undefined) {
+        if (elsewhere.state === 'running') return { ok: true, value: elsewhere, status: 200 };
+        return refuse(409, 'drain_elsewhere', `a drain of ${node} (${elsewhere.id}) is waiting on director ${elsewhere.director}: fail the node over through that director, or undrain it first`);
+      }
       const r = startFailover(node, 'admin');
       return { ok: true, value: r.view, status: r.created || r.escalated === true ? 202 : 200 };
     },

@@ -287,6 +287,11 @@ describe('two directors on etcd', () => {
       const again = await fetch(`${b.admin}/v1/nodes/${node}/drain`, { method: 'POST', body: '{"mode":"migrate"}' });
       expect(again.status).toBe(200);
       expect(((await again.json()) as Drain).id).toBe(started.id);
+      // A failover of it through B is that director's to do: refused, naming it (no second drain races it).
+      const fo = await fetch(`${b.admin}/v1/nodes/${node}/failover`, { method: 'POST' });
+      expect(fo.status).toBe(409);
+      expect(((await fo.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: 'drain_elsewhere', message: expect.stringContaining(`(${started.id}) is waiting on director director-a`) });
+      expect(((await (await fetch(`${b.admin}/v1/drains`)).json()) as { items: Drain[] }).items.filter((d) => d.node === node && (d.state === 'waiting' || d.state === 'running'))).toHaveLength(1);
       // Undrain through B: A cancels its drain, both list it cancelled, both admit to the node again.
       const u = (await (await fetch(`${b.admin}/v1/nodes/${node}/undrain`, { method: 'POST' })).json()) as { cancelled_drain: Drain | null };
       expect(u.cancelled_drain?.id).toBe(started.id);
