@@ -125,6 +125,8 @@ interface Drain {
   readonly total: number;
   moved: number;
   failed: number;
+  /** The node's sessions that ended (closed, expired, terminated; here or on another director) while it was in progress. */
+  ended: number;
   readonly startedAt: number;
   readonly deadlineAt: number | null;
   migratingSince: number | null;
@@ -174,6 +176,13 @@ export class DrainCoordinator {
   constructor(opts: DrainOptions, deps: DrainDeps) {
     this.#o = { attempts: 3, tickMs: 20, directorId: 'director', publishEveryMs: 1000, maxLoopLagMs: 0, ...opts };
     this.#d = deps;
+    // Ends counted as they happen: a count made by subtraction (total − moved − remaining) took the
+    // sessions another drain or director moved off the node, or an operator's migrate, for ends.
+    deps.ownership.onTransition((_rec, note) => {
+      if (note.toOwner !== null || note.fromOwner === null || this.#drains.size === 0) return;
+      const d = this.#active(note.fromOwner);
+      if (d !== undefined) d.ended++;
+    });
   }
 
   /**
@@ -219,6 +228,7 @@ export class DrainCoordinator {
       total: this.#d.core.table.countByOwner(node),
       moved: 0,
       failed: 0,
+      ended: 0,
       startedAt: now,
       deadlineAt: req.mode === DrainMode.WAIT ? now + deadlineS * 1000 : null,
       migratingSince: req.mode === DrainMode.WAIT ? null : now,
@@ -563,7 +573,7 @@ export class DrainCoordinator {
       remaining,
       failed: d.failed,
       // Sessions that failed to move are still on the node, so they are part of `remaining`.
-      ended: Math.max(0, d.total - d.moved - remaining),
+      ended: d.ended,
       rate: p.rate,
       eta_s: d.state === 'running' || d.state === 'waiting' ? p.eta_s : 0,
       revokes_pending: revokes.pending,

@@ -331,6 +331,19 @@ describe('DrainCoordinator', () => {
     expect(h.auditLines().filter((l) => l.event === 'close')).toHaveLength(10);
   });
 
+  it('sessions moved off the node by something else than the drain (an operator\'s migrate) are not counted as ended; its own ends are', async () => {
+    const r = await rig('node-c', 12);
+    const { h } = r;
+    const { view } = r.drains.start('node-c', { mode: 'wait', deadlineS: 600, cause: 'drain', actor: 'op' });
+    for (const rec of r.recs.slice(0, 4)) expect(await h.own.migrate(rec.id, { to: 'node-a', cause: 'migrate', actor: 'op' })).toMatchObject({ ok: true });
+    expect(h.own.terminate(r.recs[4]!.id, 'operator', 'op')).toMatchObject({ ok: true });
+    expect(r.drains.get(view.id)).toMatchObject({ state: 'waiting', total: 12, moved: 0, remaining: 7, ended: 1 });
+    r.drains.undrain('node-c');
+    // Ends after the drain finished are not its own.
+    expect(h.own.terminate(r.recs[5]!.id, 'operator', 'op')).toMatchObject({ ok: true });
+    expect(r.drains.get(view.id)).toMatchObject({ state: 'cancelled', ended: 1 });
+  });
+
   it('a wait drain whose sessions all end before the deadline completes with nothing moved', async () => {
     const r = await rig('node-a', 5);
     const { view } = r.drains.start('node-a', { mode: 'wait', deadlineS: 60, cause: 'drain', actor: 'op' });
