@@ -639,6 +639,9 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     stats,
     close,
     async reopenAudit() {
+      // What a SIGHUP does, said each time: an operator who ran `systemctl reload` after editing the config
+      // learns that nothing of it took effect.
+      logger.info({ audit: config.audit.path }, 'SIGHUP: reopening the audit file; the config is not read again (a change to it takes a restart)');
       if (config.audit.path === null) return null;
       const err = await audit.reopen();
       if (err === null) logger.info({ path: config.audit.path }, 'audit file reopened: the chain goes on in it');

@@ -135,6 +135,8 @@ describe('director signals', () => {
     renameSync(audit, `${audit}.1`);
     c.director.kill('SIGHUP');
     await waitFor('the new audit file', () => existsSync(audit) || undefined);
+    // It says what a SIGHUP does and does not do (an operator's `systemctl reload` changes no config).
+    await waitFor('the SIGHUP log line', () => c.director.stdout.includes('SIGHUP: reopening the audit file; the config is not read again (a change to it takes a restart)') || undefined);
     await hello();
     await waitFor('the third line in the new file', () => lines(audit) === 1 || undefined);
     expect(lines(`${audit}.1`)).toBe(2);
