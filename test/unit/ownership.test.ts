@@ -243,6 +243,39 @@ describe('Ownership: lives of an id told while a transition is in flight (review
     expect(await h.mem.get(rec.id)).toEqual({ ok: true, record: null });
     await waitFor('no session left here', () => (h.core.table.get(rec.id) === undefined ? true : undefined));
   });
+
+  it('another life put and deleted while our admission of the id is in flight: our session lives on, alone, and is the store\'s', async () => {
+    const h = harness();
+    // Our own create's copy comes after its answer (as etcd's watch brings it): held until the admission settled.
+    const ours: (() => void)[] = [];
+    let holdOurs = true;
+    const feed = h.mem.watch.bind(h.mem);
+    h.mem.watch = (l) => feed((ev) => (holdOurs && ev.kind === 'put' && ev.record.director === 'dir-test' ? ours.push(() => l(ev)) : l(ev)));
+    h.own.followStore(parse);
+    const id = counterId(23);
+    const hex = sessionIdHex(id);
+    let theirs: StoredSession | null = null;
+    h.store.beforeCreate = async (record) => {
+      h.store.beforeCreate = null;
+      // Another director admitted the id (another life) and ended it, both told by the watch meanwhile.
+      theirs = stored(hex, { version: 1n, owner: other(record.owner), director: 'dir-b', incarnation: record.incarnation + 1 });
+      expect((await h.store.inner.create(theirs)).ok).toBe(true);
+      expect((await h.store.inner.delete(hex, 1n, theirs.incarnation)).ok).toBe(true);
+      return undefined;
+    };
+    const rec = await h.admit(id, clientTransport(23));
+    holdOurs = false;
+    expect(ours).toHaveLength(1);
+    for (const deliver of ours.splice(0)) deliver();
+    expect(theirs).not.toBeNull();
+    expect(h.core.table.get(hex)).toBe(rec);
+    expect(rec).toMatchObject({ version: 1n, state: SessionState.ATTACHED, servedHere: true });
+    expect(await h.mem.get(hex)).toMatchObject({ ok: true, record: { incarnation: rec.incarnation, owner: rec.owner, director: 'dir-test' } });
+    // The other life's delete ended nothing here (it is not ours): no remote end, and the session serves on.
+    expect(h.stats.remoteChanges.values.get('ended') ?? 0).toBe(0);
+    expect(h.auditLines(hex).map((l) => l.event)).toEqual(['create']);
+    expect((await h.own.step(rec, LifecycleEvent.FREEZE, { cause: 'test', actor: 'test' })).ok).toBe(true);
+  });
 });
 
 describe('Ownership: a director from before lives were kept (a rolling upgrade)', () => {
