@@ -345,14 +345,21 @@ export class DirectorCore {
       return v;
     }
     if (type === PacketType.BIND) return v.set(this.#onBind(rec, msg.subarray(JV1_HEADER_LEN)));
-    if (rec.pending === LifecycleEvent.REATTACH && type !== PacketType.CLOSE) {
-      // "Replies the node sends after its BIND go to the new transport": wait for the CAS to decide.
+    if (rec.pending === LifecycleEvent.REATTACH) {
+      // "Replies the node sends after its BIND go to the new transport": wait for the CAS to decide. Its
+      // CLOSE too, in its place after them: the session ends once they are relayed (Ownership's
+      // #endIfClosed). Relayed at once instead, it reached the transport being left, and the session
+      // ended before the replies held ahead of it could go anywhere.
       rec.heldReplies ??= [];
-      if (!this.#roomFor(rec.heldReplies, msg.length)) return v.drop(DropReason.HOLD_OVERFLOW);
-      rec.heldReplies.push(Buffer.from(msg)); // a copy: the shell may reuse the datagram's memory
-      v.kind = 'held-reply';
-      v.session = rec;
-      return v;
+      if (this.#roomFor(rec.heldReplies, msg.length)) {
+        rec.heldReplies.push(Buffer.from(msg)); // a copy: the shell may reuse the datagram's memory
+        if (type === PacketType.CLOSE) rec.closedBy ??= nodeId;
+        v.kind = 'held-reply';
+        v.session = rec;
+        return v;
+      }
+      if (type !== PacketType.CLOSE) return v.drop(DropReason.HOLD_OVERFLOW);
+      // A CLOSE with no room left: relayed now, its end deferred (below), as with any transition in flight.
     }
     v.kind = 'relay';
     v.session = rec;

@@ -493,10 +493,12 @@ export class UdpDirector implements DataPath {
           this.#send(rec, v.node, v.msg as Buffer, v.src as Transport, v.listener, v.flags, v.seq, v.version);
           return;
         }
-        // This packet ended the session (a CLOSE): read the verdict before handing the end on.
+        // This packet ended the session (a CLOSE): read the verdict before handing the end on, and send it
+        // first — on the session's own upstream socket (encapsulation none), which the end then closes. Sent
+        // after the end, it opened a new socket that nothing closed, one per CLOSE.
         const { node, msg: m, src, listener: l, flags, seq, version, transition } = v;
-        this.#own.ended(rec, transition);
         this.#send(rec, node, m as Buffer, src as Transport, l, flags, seq, version);
+        this.#own.ended(rec, transition);
         return;
       }
       case 'admit':
@@ -681,11 +683,14 @@ export class UdpDirector implements DataPath {
     const ss = this.#perSession.get(id);
     if (ss === undefined) return;
     this.#perSession.delete(id);
-    try {
-      ss.socket.close();
-    } catch {
-      // already closed
-    }
+    // In the next turn: a datagram just handed to it (a session's CLOSE) goes out first.
+    setImmediate(() => {
+      try {
+        ss.socket.close();
+      } catch {
+        // already closed
+      }
+    });
   }
 
   /** A reply on a session's own upstream socket: the bytes are the backend's, relayed as they are. */

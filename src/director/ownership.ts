@@ -983,6 +983,12 @@ export class Ownership {
    */
   #endIfClosed(rec: SessionRecord): void {
     if (rec.closedBy === null) return;
+    // The owner's replies held while a reattach was in flight, its CLOSE among them in its place, go to the
+    // transport the CAS left bound before the session ends (ended first, they were dropped unseen).
+    if (rec.pending === null && rec.heldReplies !== null) {
+      const replies = this.#d.core.takeHeldReplies(rec);
+      if (replies.length > 0) this.#path?.relayHeld(rec, replies);
+    }
     const c = this.#d.core.closeDeferred(rec, this.#d.clock.now());
     if (c !== null) this.ended(rec, c.note, c.node);
   }
@@ -1485,8 +1491,9 @@ export class Ownership {
   /** Sends a released held datagram on. */
   #forward(f: Forward): void {
     this.#d.stats.released++;
-    if (f.transition !== null) this.ended(f.session, f.transition);
+    // Sent before the end it brings (a held CLOSE) is handed on: on the session's own upstream socket, which the end closes.
     this.#path?.forward(f);
+    if (f.transition !== null) this.ended(f.session, f.transition);
   }
 
   #forwardAll(fs: Forward[]): void {

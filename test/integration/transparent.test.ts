@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
+import { encodeJv1 } from '../../src/codec/jv1.js';
+import { PacketType } from '../../src/codec/types.js';
 import { startDirector, metric, type DirectorProc } from '../helpers/director-proc.js';
 import { UdpPeer } from '../helpers/udp.js';
 import { waitFor } from '../helpers/wait.js';
@@ -194,6 +196,50 @@ describe('transparent forwarding with the offset codec', () => {
       d.kill();
       await d.exited;
       for (const b of backends) b.socket.close();
+    }
+  });
+});
+
+describe('transparent forwarding of JV1 sessions: a client CLOSE', () => {
+  let d: DirectorProc;
+  let backend: EchoBackend;
+  beforeAll(async () => {
+    backend = await EchoBackend.start();
+    d = await startDirector({
+      listen: { udp: ['127.0.0.1:0'] },
+      admin: { listen: '127.0.0.1:0' },
+      nodes: [{ id: 'vpn-0', address: `127.0.0.1:${backend.port}` }],
+      backend: { encapsulation: 'none' },
+      health: { enabled: false },
+      admission: { per_source_rate: 10_000, per_source_burst: 10_000 },
+    });
+  });
+  afterAll(async () => {
+    d?.kill();
+    await d?.exited;
+    backend?.socket.close();
+  });
+
+  it('goes to the backend from the session\'s own upstream port, which is closed with the session (none left open)', async () => {
+    const target = d.udp[0]!;
+    const peer = await UdpPeer.open(4);
+    try {
+      const ports: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        const id = randomBytes(16);
+        peer.send(encodeJv1(PacketType.HELLO, id, Buffer.from('hello')), target);
+        await peer.next((m) => m[3] === PacketType.HELLO && m.subarray(4, 20).equals(id));
+        const helloFrom = backend.peers.find((p) => p.bytes[3] === PacketType.HELLO && p.bytes.subarray(4, 20).equals(id))!.port;
+        peer.send(encodeJv1(PacketType.CLOSE, id, Buffer.from('bye')), target);
+        const close = await waitFor('the CLOSE at the backend', () => backend.peers.find((p) => p.bytes[3] === PacketType.CLOSE && p.bytes.subarray(4, 20).equals(id)));
+        expect(close.port).toBe(helloFrom);
+        ports.push(helloFrom);
+      }
+      expect(new Set(ports).size).toBe(20);
+      await waitFor('every session ended', async () => (await metric(d.admin, 'anchor_sessions_active')) === 0 || undefined);
+      await waitFor('no upstream socket left', async () => (await metric(d.admin, 'anchor_upstream_session_sockets')) === 0 || undefined);
+    } finally {
+      peer.close();
     }
   });
 });

@@ -1330,6 +1330,34 @@ describe('replies during a reattach', () => {
     // Afterwards replies flow as usual.
     expect(h.core.onNode(rec.owner, packet(PacketType.DATA, SID, 8), h.clock.now()).kind).toBe('relay');
   });
+
+  it('the owner\'s CLOSE while the reattach CAS is in flight is held after its replies: all go to the transport that wins, then the session ends', async () => {
+    for (const wins of [true, false]) {
+      const h = harness();
+      const rec = await h.admit(SID, A);
+      h.client(packet(PacketType.DATA, SID, 1), B);
+      const bind = h.core.onNode(rec.owner, encodeBind(SID, 1n, B), h.clock.now());
+      if (bind.kind !== 'bind') throw new Error(bind.kind);
+      let relayedWhileLive: boolean | null = null;
+      const relay = h.path.relayHeld.bind(h.path);
+      h.path.relayHeld = (r, replies) => {
+        relayedWhileLive = h.core.table.holds(r);
+        relay(r, replies);
+      };
+      h.store.beforeUpdate = () => {
+        h.store.beforeUpdate = null;
+        expect(h.core.onNode(rec.owner, packet(PacketType.DATA, SID, 7), h.clock.now()).kind).toBe('held-reply');
+        expect(h.core.onNode(rec.owner, packet(PacketType.CLOSE, SID, 8), h.clock.now()).kind).toBe('held-reply');
+        return wins ? undefined : { ok: false, reason: 'conflict', current: null };
+      };
+      await h.own.reattach(bind.session, bind.candidate, bind.version);
+      // The DATA then the CLOSE, to B if the reattach won, to A if it lost; relayed while the session still was.
+      expect(h.path.heldRelays).toEqual([{ session: rec.id, transport: transportKey(wins ? B : A), replies: 2 }]);
+      expect(relayedWhileLive).toBe(true);
+      expect(h.core.table.holds(rec)).toBe(false);
+      expect(h.auditLines(rec.id).at(-1)).toMatchObject({ event: 'close', cause: 'node_close' });
+    }
+  });
 });
 
 // ------------------------------------------------------------------------------------------ property
