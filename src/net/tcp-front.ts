@@ -332,6 +332,18 @@ export class TcpFront {
           this.#destroy(conn);
           return;
         }
+        if (!sameTransport(n.candidate.transport, conn.src)) {
+          // The owner answered this connection's reattach with a BIND of another transport of the session
+          // (a datagram's): binding it would leave this connection piped beside it. Nothing is bound.
+          stats.tcpRefused.inc('bind_other_transport');
+          this.#d.ownership.security(rec.id, 'bind_for_other_transport', owner, { bound_transport: n.candidate.key });
+          this.#destroy(conn);
+          return;
+        }
+        // The candidate of this ip:port is this connection, whatever protocol its last packet came over: a
+        // datagram from the same ip:port (spoofable) must not make the owner's BIND of this stream bind a
+        // datagram transport while the stream is piped.
+        n.candidate.listener = TCP_LISTENER;
         stats.nodeControl.inc('bind');
         const r = await this.#d.ownership.reattach(n.session, n.candidate, n.version);
         if (!r.ok) {

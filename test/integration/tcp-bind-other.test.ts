@@ -8,6 +8,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { encodeBind, encodeJv1, sessionIdHex } from '../../src/codec/jv1.js';
 import { PacketType } from '../../src/codec/types.js';
+import { TCP_LISTENER } from '../../src/director/outcomes.js';
 import { createHasher } from '../../src/ring/hash.js';
 import { buildRing, type Ring } from '../../src/ring/ring.js';
 import { makeHarness } from '../helpers/ownership-harness.js';
@@ -99,5 +100,72 @@ describe('TCP front: a BIND for another session', () => {
     expect(h.core.table.get(sessionIdHex(a))?.version).toBe(1n);
     const ev = h.auditLines(sessionIdHex(a)).find((l) => l.event === 'SECURITY_EVENT');
     expect(ev).toMatchObject({ cause: 'bind_for_other_session', actor: owner, detail: { bound_session: sessionIdHex(b) } });
+  });
+});
+
+describe('TCP front: the candidate the owner binds is this connection', () => {
+  /**
+   * A UDP session (its client at 198.51.100.20:4000) reconnecting over TCP from 127.0.0.1:port; `meanwhile`
+   * runs when the owner has the reattach, just before it answers with a BIND of `bindTo(port)`.
+   */
+  async function reconnect(bindTo: (port: number) => { family: 4; address: string; port: number }, meanwhile: (h: ReturnType<typeof makeHarness>, port: number, id: Uint8Array) => void) {
+    const h = makeHarness({ ring });
+    cleanups.push(() => h.own.close());
+    const id = new Uint8Array(16).fill(0x31);
+    const port = await freePort();
+    const sockets = new Set<net.Socket>();
+    const node = net.createServer((s) => {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.once('data', () => {
+        meanwhile(h, port, id);
+        s.write(encodeBind(id, 1n, bindTo(port)));
+      });
+    });
+    node.listen(0, '127.0.0.1');
+    await once(node, 'listening');
+    cleanups.push(() => new Promise<void>((r) => node.close(() => r())));
+    cleanups.push(() => {
+      for (const s of sockets) s.destroy();
+    });
+    const front = await startTcpFront(h, NODES.map((n) => ({ id: n, port: (node.address() as net.AddressInfo).port })));
+    cleanups.push(() => front.close());
+    const rec = await h.admit(id, { family: 4, address: '198.51.100.20', port: 4000 });
+    const conn = net.connect({ host: '127.0.0.1', port: (front.addresses[0] as { port: number }).port, localAddress: '127.0.0.1', localPort: port });
+    conn.on('error', () => undefined);
+    cleanups.push(() => void conn.destroy());
+    await once(conn, 'connect');
+    const closed = once(conn, 'close');
+    conn.resume();
+    conn.write(encodeJv1(PacketType.DATA, id, new Uint8Array(8)));
+    return { h, id, rec, front, port, conn, closed };
+  }
+
+  it('a datagram from the connection\'s ip:port meanwhile (spoofable) does not turn the reattach of the stream into a datagram binding', async () => {
+    const { h, id, rec, front, port } = await reconnect(
+      (p) => ({ family: 4, address: '127.0.0.1', port: p }),
+      (hh, p, sid) => {
+        expect(hh.core.onClient(encodeJv1(PacketType.DATA, sid, new Uint8Array(8)), { family: 4, address: '127.0.0.1', port: p }, `127.0.0.1:${p}`, 0, hh.clock.now()).kind).toBe('forward');
+      },
+    );
+    await waitFor('the stream bound', () => (front.hasConnection(id) && rec.version === 2n ? true : undefined));
+    expect(rec).toMatchObject({ listener: TCP_LISTENER, transport: { address: '127.0.0.1', port } });
+    expect(h.stats.nodeControl.get('bind')).toBe(1);
+  });
+
+  it('a BIND naming another transport of the session (a datagram\'s) binds nothing: the connection is closed, a SECURITY_EVENT says which', async () => {
+    const other = { family: 4 as const, address: '198.51.100.30', port: 5000 };
+    const { h, id, rec, front, closed } = await reconnect(
+      () => other,
+      (hh, _p, sid) => {
+        expect(hh.core.onClient(encodeJv1(PacketType.DATA, sid, new Uint8Array(8)), other, '198.51.100.30:5000', 0, hh.clock.now()).kind).toBe('forward');
+      },
+    );
+    await closed;
+    expect(front.hasConnection(id)).toBe(false);
+    expect(rec).toMatchObject({ version: 1n, transport: { address: '198.51.100.20', port: 4000 } });
+    expect(h.stats.tcpRefused.get('bind_other_transport')).toBe(1);
+    const ev = h.auditLines(sessionIdHex(id)).find((l) => l.event === 'SECURITY_EVENT');
+    expect(ev).toMatchObject({ cause: 'bind_for_other_transport', detail: { bound_transport: '198.51.100.30:5000' } });
   });
 });
