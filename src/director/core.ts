@@ -599,18 +599,27 @@ export class DirectorCore {
    */
   release(rec: SessionRecord, now: number, replayed: boolean): Forward[] {
     const held = rec.held;
+    const from = rec.heldFrom;
     rec.held = null;
+    rec.heldFrom = null;
     if (held === null) return [];
+    // Held from a transport that is no longer the bound one (a reattach, or another director's write,
+    // bound another meanwhile): they go on as that transport's, unbound — its CLOSE does not end the
+    // session bound elsewhere now, and the owner does not take its bytes for the new transport's.
+    const unbound = from !== null && (from.listener !== rec.listener || !sameTransport(from.transport, rec.transport)) ? from : null;
     const out: Forward[] = [];
     for (let i = 0; i < held.length; i++) {
       if (rec.state !== SessionState.ATTACHED || !this.table.holds(rec)) {
         // Not sendable (still frozen, or a held CLOSE ended the session): keep the rest held, for a
         // later release or for `discardHeld`, which counts them — never lose them silently.
         rec.held = held.slice(i);
+        rec.heldFrom = from;
         break;
       }
       const msg = held[i] as Buffer;
-      out.push(this.#forwardBound(rec, msg, this.#heldType(rec, msg), replayed ? PP2_FLAG.REPLAYED : 0, now));
+      const flags = replayed ? PP2_FLAG.REPLAYED : 0;
+      if (unbound !== null) out.push(this.#forward(rec, msg, unbound.transport, unbound.listener, flags | PP2_FLAG.UNBOUND_SOURCE, null));
+      else out.push(this.#forwardBound(rec, msg, this.#heldType(rec, msg), flags, now));
     }
     return out;
   }
@@ -626,6 +635,7 @@ export class DirectorCore {
   discardHeld(rec: SessionRecord): number {
     const n = rec.held?.length ?? 0;
     rec.held = null;
+    rec.heldFrom = null;
     return n;
   }
 
@@ -739,6 +749,7 @@ export class DirectorCore {
   }
 
   #hold(rec: SessionRecord, msg: Buffer): ClientOutcome {
+    if (rec.held === null || rec.held.length === 0) rec.heldFrom = { transport: rec.transport, listener: rec.listener };
     rec.held ??= [];
     if (!this.#roomFor(rec.held, msg.length)) return { kind: 'drop', reason: DropReason.HOLD_OVERFLOW };
     rec.held.push(Buffer.from(msg)); // a copy: the shell may reuse the datagram's memory

@@ -49,6 +49,11 @@ export interface SessionRecord {
   pending: string | null;
   /** Packets from the bound transport held while a transition is in flight or the session is frozen. */
   held: Buffer[] | null;
+  /**
+   * The bound transport (and listener) the packets in `held` came from, set with the first of them: a
+   * reattach or another director's write may bind another one before they are released.
+   */
+  heldFrom: HeldFrom | null;
   /** Transports that sent packets for this session without being bound (jump candidates), bounded. */
   candidates: Map<string, Candidate> | null;
   /** The owner before the last transfer: its late replies are expected, not a security event. */
@@ -73,6 +78,12 @@ export interface SessionRecord {
   storeExpiresAt: number;
   /** Owned by the table: the record's place in its expiry heap, -1 when in none. Nothing else touches it. */
   expirySlot: number;
+}
+
+/** Where packets held for a session came from. */
+export interface HeldFrom {
+  readonly transport: Transport;
+  readonly listener: number;
 }
 
 /** A client transport that sent packets of a session without being bound to it. */
@@ -120,6 +131,7 @@ const VERSION_1 = 1n;
 class Cold {
   pending: string | null = null;
   held: Buffer[] | null = null;
+  heldFrom: HeldFrom | null = null;
   candidates: Map<string, Candidate> | null = null;
   formerOwner: string | null = null;
   heldReplies: Buffer[] | null = null;
@@ -179,6 +191,13 @@ class Session implements SessionRecord {
     this.#setCold('held', v);
   }
 
+  get heldFrom(): HeldFrom | null {
+    return this.#getCold('heldFrom');
+  }
+  set heldFrom(v: HeldFrom | null) {
+    this.#setCold('heldFrom', v);
+  }
+
   get candidates(): Map<string, Candidate> | null {
     return this.#getCold('candidates');
   }
@@ -227,6 +246,6 @@ class Session implements SessionRecord {
 
   /** Drops the Cold object once every field in it is null. */
   #trim(c: Cold): void {
-    if (c.pending === null && c.held === null && c.candidates === null && c.formerOwner === null && c.heldReplies === null && c.closedBy === null) this.#cold = null;
+    if (c.pending === null && c.held === null && c.heldFrom === null && c.candidates === null && c.formerOwner === null && c.heldReplies === null && c.closedBy === null) this.#cold = null;
   }
 }

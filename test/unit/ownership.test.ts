@@ -1305,10 +1305,51 @@ describe('reattach by BIND', () => {
     expect(await h.own.reattach(bind.session, bind.candidate, bind.version)).toMatchObject({ ok: true });
     h.store.beforeUpdate = null;
     h.client(packet(PacketType.DATA, SID, 41), B);
-    expect(h.path.forwards.slice(before).map((f) => [counterOf(f.msg), f.version, f.flags])).toEqual([
-      [40, 2n, 0],
-      [41, 2n, 0],
+    // The one held from A goes on as A's (no longer the bound transport: unbound), not as B's.
+    expect(h.path.forwards.slice(before).map((f) => [counterOf(f.msg), f.version, f.flags, f.src])).toEqual([
+      [40, 2n, PP2_FLAG.UNBOUND_SOURCE, transportKey(A)],
+      [41, 2n, 0, transportKey(B)],
     ]);
+  });
+
+  it('a CLOSE from the old transport held during the reattach CAS does not end the session now bound to the new one', async () => {
+    const h = harness();
+    const rec = await h.admit(SID, A);
+    h.client(packet(PacketType.DATA, SID, 1), B);
+    const bind = h.core.onNode(rec.owner, encodeBind(SID, 1n, B), h.clock.now());
+    if (bind.kind !== 'bind') throw new Error(bind.kind);
+    h.store.beforeUpdate = () => {
+      h.store.beforeUpdate = null;
+      expect(h.client(packet(PacketType.DATA, SID, 50), A).kind).toBe('hold');
+      expect(h.client(packet(PacketType.CLOSE, SID, 51), A).kind).toBe('hold');
+    };
+    const before = h.path.forwards.length;
+    expect(await h.own.reattach(bind.session, bind.candidate, bind.version)).toMatchObject({ ok: true });
+    expect(h.path.forwards.slice(before).map((f) => [counterOf(f.msg), f.flags, f.src])).toEqual([
+      [50, PP2_FLAG.UNBOUND_SOURCE, transportKey(A)],
+      [51, PP2_FLAG.UNBOUND_SOURCE, transportKey(A)],
+    ]);
+    expect(h.core.table.holds(rec)).toBe(true);
+    expect(rec).toMatchObject({ transport: B, state: SessionState.ATTACHED, heldFrom: null, held: null });
+    expect(h.auditLines(rec.id).map((l) => l.event)).toEqual(['create', 'reattach']);
+  });
+
+  it('packets held while frozen from the bound transport are released as its own (bound, REPLAYED), the CLOSE among them ending the session', async () => {
+    const h = harness();
+    const rec = await h.admit(SID, A);
+    h.store.beforeUpdate = () => {
+      h.store.beforeUpdate = null;
+      expect(h.client(packet(PacketType.DATA, SID, 60), A).kind).toBe('hold');
+    };
+    expect((await h.own.step(rec, LifecycleEvent.FREEZE, { cause: 'test', actor: 'test' })).ok).toBe(true);
+    expect(h.client(packet(PacketType.CLOSE, SID, 61), A).kind).toBe('hold');
+    expect((await h.own.step(rec, LifecycleEvent.RESUME, { cause: 'test', actor: 'test' })).ok).toBe(true);
+    const released = h.core.release(rec, h.clock.now(), true);
+    expect(released.map((f) => [counterOf(f.msg), f.flags, transportKey(f.src), f.transition?.event ?? null])).toEqual([
+      [60, PP2_FLAG.REPLAYED, transportKey(A), null],
+      [61, PP2_FLAG.REPLAYED, transportKey(A), LifecycleEvent.CLOSE],
+    ]);
+    expect(h.core.table.holds(rec)).toBe(false);
   });
 });
 

@@ -28,6 +28,7 @@ function rec(n: number, now: number, owner = 'node-a', ttl = TTL): SessionRecord
     shellCache: undefined,
     pending: null,
     held: null,
+    heldFrom: null,
     candidates: null,
     formerOwner: null,
     heldReplies: null,
