@@ -60,6 +60,7 @@ interface Conn {
   jv1: boolean;
   readonly client: net.Socket;
   readonly src: Transport;
+  /** The director address the connection arrived on (arrivedOn): the PROXY v2 destination. */
   readonly listener: Transport;
   upstream: net.Socket | null;
   session: SessionRecord | null;
@@ -98,6 +99,16 @@ const END_GRACE_MS = 2000;
 const PIPE_BYTES = 256 * 1024;
 
 /** Whether `conn` is the session's bound transport: a TCP transport, from this connection's ip:port. */
+/**
+ * The director address a connection arrived on (the PROXY v2 destination, DESIGN §3): the socket's own
+ * local address — on a wildcard listener (0.0.0.0, ::) the listener's address says nothing — or the
+ * listener's when the socket no longer knows it. Pure.
+ */
+export function arrivedOn(listener: Transport, local: { readonly localAddress?: string | undefined; readonly localPort?: number | undefined; readonly localFamily?: string | undefined }): Transport {
+  if (local.localAddress === undefined || local.localAddress === '' || local.localPort === undefined) return listener;
+  return { family: local.localFamily === 'IPv6' ? 6 : local.localFamily === 'IPv4' ? 4 : listener.family, address: local.localAddress, port: local.localPort };
+}
+
 function isTransportOf(rec: SessionRecord, conn: { readonly src: Transport }): boolean {
   return rec.listener === TCP_LISTENER && sameTransport(rec.transport, conn.src);
 }
@@ -186,7 +197,7 @@ export class TcpFront {
       jv1: codec.name === 'jv1',
       client,
       src,
-      listener,
+      listener: arrivedOn(listener, client),
       upstream: null,
       session: null,
       owner: null,
