@@ -157,7 +157,6 @@ function otherLife(held: SessionRecord, r: StoredSession): boolean {
   return !sameLife(held.incarnation, r.incarnation);
 }
 
-/** The store's delete of a session ended here: of that life of the id, from that version. */
 /** A transfer whose answer was lost: it may have landed, or land later (see Ownership's #unsureTransfers). */
 interface UnsureTransfer {
   readonly from: string;
@@ -169,6 +168,7 @@ interface UnsureTransfer {
   readonly actor: string;
 }
 
+/** The store's delete of a session ended here: of that life of the id, from that version. */
 interface EndDelete {
   readonly id: string;
   readonly incarnation: number;

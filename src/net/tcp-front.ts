@@ -98,7 +98,6 @@ const END_GRACE_MS = 2000;
  */
 const PIPE_BYTES = 256 * 1024;
 
-/** Whether `conn` is the session's bound transport: a TCP transport, from this connection's ip:port. */
 /**
  * The director address a connection arrived on (the PROXY v2 destination, DESIGN §3): the socket's own
  * local address — on a wildcard listener (0.0.0.0, ::) the listener's address says nothing — or the
@@ -109,6 +108,7 @@ export function arrivedOn(listener: Transport, local: { readonly localAddress?: 
   return { family: local.localFamily === 'IPv6' ? 6 : local.localFamily === 'IPv4' ? 4 : listener.family, address: local.localAddress, port: local.localPort };
 }
 
+/** Whether `conn` is the session's bound transport: a TCP transport, from this connection's ip:port. */
 function isTransportOf(rec: SessionRecord, conn: { readonly src: Transport }): boolean {
   return rec.listener === TCP_LISTENER && sameTransport(rec.transport, conn.src);
 }

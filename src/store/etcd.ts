@@ -925,6 +925,9 @@ export class EtcdStore implements OwnershipStore {
       await this.#startFeed();
       if (!this.#listedOnce) return unavailable(`etcd: the sessions could not be listed: ${this.#feedError ?? 'store closed'}`);
     }
+    // A listing being applied (a slice at a time) has told part of what changed to the subscribers it had:
+    // the snapshot is taken once it is done, so that nothing it tells is missed.
+    while (this.#feedStarting !== null && !this.#closed) await this.#feedStarting;
     if (this.#closed) return unavailable('store closed');
     // One synchronous step: the feed's records (all events up to #feedRevision applied), then the events
     // after them. A transaction's events at #feedRevision that are not applied yet still come (the feed

@@ -520,11 +520,16 @@ describe('EtcdStore watch feed', () => {
    * before every record (listSlices: sliceMs 0, checkEvery 1): the events it delivered, each with the
    * number of turns taken before it; `closeAtTurn` closes the store in that turn.
    */
-  async function slicedRelisting(closeAtTurn = Infinity): Promise<{ seen: { id: string; turn: number }[]; ids: string[]; store: EtcdStore }> {
+  async function slicedRelisting(
+    closeAtTurn = Infinity,
+    followAtTurn = Infinity,
+  ): Promise<{ seen: { id: string; turn: number }[]; ids: string[]; store: EtcdStore; followed: { snapshot: string[]; events: string[] } | null }> {
     const prefix = freshPrefix();
     const proxy = await cuttableProxy(cluster.endpoints[0] as string);
     let turns = 0;
     let closing: Promise<void> | null = null;
+    let following: Promise<unknown> | null = null;
+    const followed = { snapshot: [] as string[], events: [] as string[] };
     const store: EtcdStore = await EtcdStore.connect({
       endpoints: [proxy.url],
       prefix,
@@ -536,6 +541,12 @@ describe('EtcdStore watch feed', () => {
           turns++;
           await new Promise((r) => setImmediate(r));
           if (turns === closeAtTurn) closing = store.close();
+          if (turns === followAtTurn) {
+            following = store.follow(
+              (records) => followed.snapshot.push(...records.map((r) => r.id)),
+              (ev) => followed.events.push(ev.kind === 'put' ? ev.record.id : ev.id),
+            );
+          }
         },
       },
     });
@@ -551,7 +562,11 @@ describe('EtcdStore watch feed', () => {
       proxy.restore();
       if (closeAtTurn === Infinity) await waitFor('following again', () => store.following || undefined, { timeoutMs: 10_000 });
       else await waitFor('closed by the listing', () => (closing !== null ? true : undefined), { timeoutMs: 10_000 });
-      return { seen, ids, store };
+      if (followAtTurn !== Infinity) {
+        await waitFor('the follow called', () => (following !== null ? true : undefined));
+        expect(await following).toMatchObject({ ok: true });
+      }
+      return { seen, ids, store, followed: followAtTurn === Infinity ? null : followed };
     } finally {
       await (closing ?? store.close());
       await direct.close();
@@ -564,6 +579,12 @@ describe('EtcdStore watch feed', () => {
     expect(seen.map((e) => e.id).sort()).toEqual([...ids].sort());
     // 20 records decoded, a turn before each; then 20 applied, a turn before each: every event in a turn of its own.
     expect(seen.map((e) => e.turn)).toEqual(Array.from({ length: 20 }, (_, i) => 21 + i));
+  });
+
+  it('follow() asked while a listing is being applied takes its snapshot once the listing is done: nothing it told is missed', async () => {
+    const { ids, followed } = await slicedRelisting(Infinity, 25); // 4 of the 20 records told already
+    expect([...followed!.snapshot].sort()).toEqual([...ids].sort());
+    expect(followed!.events).toEqual([]);
   });
 
   it('a store closed between two slices of a listing applies nothing more of it, and follows nothing', async () => {
