@@ -191,7 +191,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   const dataFence = (): FenceState => (resyncGate === null || leaseOkAt === undefined ? storeFence() : resyncGate.gate(leaseOkAt(), clock.now(), store.following !== false));
   const fence = (): FenceState => (ending !== null ? FenceState.EXPIRED : dataFence());
   let core: DirectorCore | null = null;
-  const membership = new Membership(hasher, nodes, (ring) => core?.setRing(ring));
+  const membership = new Membership(hasher, nodes, (ring) => core?.setRing(ring), { healthChecked: config.health.enabled });
   core = new DirectorCore(
     {
       sessionMax: config.session.max,
@@ -622,9 +622,11 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     unfollow = followed.unfollow;
     const loaded = followed.loaded;
     if (loaded > 0) logger.info({ sessions: loaded }, 'sessions loaded from the store');
+    // Nodes are probed once before anything is served: with health checks on, only nodes that answered
+    // take new sessions (one never probed could be dead, and its sessions would stay there).
+    await prober?.start();
     await director.listen();
     await tcp?.start();
-    await prober?.start();
     await admin.start();
   } catch (err) {
     await close();

@@ -104,7 +104,9 @@ export class HealthTracker {
     if (ok) {
       e.failures = 0;
       consecutive = ++e.successes;
-      if (consecutive >= this.rise) target = NodeHealth.HEALTHY;
+      // A node never probed before is healthy at its first answer: `rise` is how long one that failed
+      // must answer before it takes sessions again (with health checks on, only healthy nodes take new ones).
+      if (consecutive >= this.rise || previous === NodeHealth.UNKNOWN) target = NodeHealth.HEALTHY;
     } else {
       e.successes = 0;
       consecutive = ++e.failures;

@@ -17,9 +17,13 @@ export interface MemberNode {
   health: NodeHealth;
 }
 
-/** Takes new sessions: active, and not known to be unhealthy. */
-export function eligible(n: MemberNode): boolean {
-  return n.state === NodeState.ACTIVE && n.health !== NodeHealth.UNHEALTHY;
+/**
+ * Takes new sessions: active and healthy (DESIGN §4) — with health checks on (`checked`), a node not yet
+ * answered (unknown) takes none: placed there, a session stays on a node that may be dead; without health
+ * checks, any node not known to be unhealthy.
+ */
+export function eligible(n: MemberNode, checked = false): boolean {
+  return n.state === NodeState.ACTIVE && (checked ? n.health === NodeHealth.HEALTHY : n.health !== NodeHealth.UNHEALTHY);
 }
 
 export class Membership {
@@ -27,9 +31,12 @@ export class Membership {
   readonly #nodes = new Map<string, MemberNode>();
   #ring: Ring;
   readonly #onRing: (ring: Ring) => void;
+  /** Whether health checks run: then only healthy nodes take new sessions (see eligible). */
+  readonly #checked: boolean;
 
-  constructor(hasher: Hasher, nodes: readonly { id: string; address: Transport; weight: number }[], onRing: (ring: Ring) => void = () => {}) {
+  constructor(hasher: Hasher, nodes: readonly { id: string; address: Transport; weight: number }[], onRing: (ring: Ring) => void = () => {}, opts: { readonly healthChecked?: boolean } = {}) {
     this.#hasher = hasher;
+    this.#checked = opts.healthChecked === true;
     for (const n of nodes) this.#nodes.set(n.id, { ...n, state: NodeState.ACTIVE, health: NodeHealth.UNKNOWN });
     this.#onRing = onRing;
     this.#ring = this.#build();
@@ -67,7 +74,7 @@ export class Membership {
   }
 
   #build(): Ring {
-    return buildRing(this.#hasher, [...this.#nodes.values()].filter(eligible).map((n) => ({ id: n.id, weight: n.weight })));
+    return buildRing(this.#hasher, [...this.#nodes.values()].filter((n) => eligible(n, this.#checked)).map((n) => ({ id: n.id, weight: n.weight })));
   }
   #rebuild(): void {
     this.#ring = this.#build();

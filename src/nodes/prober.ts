@@ -129,9 +129,11 @@ export class HealthProber {
   async #start(): Promise<void> {
     await Promise.all([...this.#byTransport.keys()].map((f) => this.#bind(f)));
     if (this.#closed) return;
-    void this.#round();
     this.#interval = setInterval(() => void this.#round(), this.#opts.intervalMs);
     this.#interval.unref();
+    // The first round is awaited (bounded by timeoutMs): a director starts serving with the nodes that
+    // answered already healthy, the others not yet taking sessions.
+    await this.#round();
   }
 
   async #bind(family: 4 | 6): Promise<void> {

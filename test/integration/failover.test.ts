@@ -4,6 +4,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ClientSession } from '../../src/client/client.js';
 import { PacketType } from '../../src/codec/types.js';
 import { ReferenceNode } from '../../src/refnode/node.js';
+import { transportKey } from '../../src/codec/ip.js';
+import { UdpPeer } from '../helpers/udp.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { metric } from '../helpers/director-proc.js';
 import { waitFor } from '../helpers/wait.js';
@@ -177,6 +179,29 @@ describe('failover', () => {
       expect(settled.node.sessions).toBeGreaterThan(0);
     } finally {
       await back.close();
+    }
+  });
+
+  it('a node that has not answered a probe yet takes no new session: a director started beside a dead node places none there', async () => {
+    const dead = await UdpPeer.open(4); // receives the probes, never answers
+    try {
+      c = await startCluster({ family: 4, config: { health: { interval_ms: 200, timeout_ms: 200, rise: 2, fall: 50 } }, extraNodes: [{ id: 'node-d', address: transportKey(dead.address) }] });
+      const cl = c;
+      // Right after start: the nodes that answered start()'s probe are healthy; node-d is unknown (fall 50:
+      // not unhealthy for 10 s) and out of the ring.
+      const nodes = (await getJson<{ items: NodeJson[] }>(cl, '/v1/nodes')).items;
+      expect(nodes.map((n) => [n.id, n.health])).toEqual([
+        ['node-a', 'healthy'],
+        ['node-b', 'healthy'],
+        ['node-c', 'healthy'],
+        ['node-d', 'unknown'],
+      ]);
+      expect((await fetch(`${cl.director.admin}/readyz`)).status).toBe(200);
+      sessions.push(...(await openSessions(cl, 40)));
+      const onD = (await getJson<{ items: NodeJson[] }>(cl, '/v1/nodes')).items.find((n) => n.id === 'node-d')!;
+      expect(onD.sessions).toBe(0);
+    } finally {
+      dead.close();
     }
   });
 });

@@ -14,7 +14,8 @@ function run(t: HealthTracker, id: string, results: string): NodeHealth[] {
 
 /**
  * Declarative model: the health after `seq` is set by the last position j at which a run of identical
- * results of length ≥ threshold ends (rise for successes, fall for failures); UNKNOWN if there is none.
+ * results of length ≥ threshold ends (rise for successes, fall for failures), or — for a node never
+ * healthy or unhealthy yet (UNKNOWN) — by its first success; UNKNOWN if there is neither.
  */
 function model(seq: readonly boolean[], rise: number, fall: number): NodeHealth {
   let health: NodeHealth = UNKNOWN;
@@ -22,22 +23,24 @@ function model(seq: readonly boolean[], rise: number, fall: number): NodeHealth 
     const v = seq[j];
     let k = j;
     while (k >= 0 && seq[k] === v) k--;
-    if (j - k >= (v ? rise : fall)) health = v ? HEALTHY : UNHEALTHY;
+    if (j - k >= (v ? rise : fall) || (v && health === UNKNOWN)) health = v ? HEALTHY : UNHEALTHY;
   }
   return health;
 }
 
 describe('HealthTracker damping rules', () => {
   it.each([
-    { description: 'starts unknown, stays unknown below rise', rise: 3, fall: 3, results: '++', final: UNKNOWN, changes: 0 },
-    { description: 'rise successes make it healthy', rise: 3, fall: 3, results: '+++', final: HEALTHY, changes: 1 },
+    { description: 'starts unknown; its first answer makes it healthy, whatever rise', rise: 3, fall: 3, results: '+', final: HEALTHY, changes: 1 },
+    { description: 'more answers keep it healthy', rise: 3, fall: 3, results: '+++', final: HEALTHY, changes: 1 },
     { description: 'fall failures from unknown make it unhealthy', rise: 2, fall: 3, results: '---', final: UNHEALTHY, changes: 1 },
     { description: 'fewer than fall failures from unknown stay unknown', rise: 2, fall: 3, results: '--', final: UNKNOWN, changes: 0 },
-    { description: 'a failure resets the success streak', rise: 3, fall: 3, results: '++-++', final: UNKNOWN, changes: 0 },
+    { description: 'a failure resets the success streak', rise: 3, fall: 3, results: '---++-++', final: UNHEALTHY, changes: 1 },
+    { description: 'failures below fall from unknown, then an answer: healthy', rise: 3, fall: 3, results: '--+', final: HEALTHY, changes: 1 },
     { description: 'a success resets the failure streak', rise: 2, fall: 3, results: '++--+--', final: HEALTHY, changes: 1 },
     { description: 'healthy to unhealthy after fall failures', rise: 2, fall: 3, results: '++---', final: UNHEALTHY, changes: 2 },
     { description: 'unhealthy back to healthy after rise successes', rise: 2, fall: 2, results: '--++', final: HEALTHY, changes: 2 },
-    { description: 'alternating results never settle', rise: 2, fall: 2, results: '+-+-+-+-', final: UNKNOWN, changes: 0 },
+    { description: 'alternating results never change it once healthy', rise: 2, fall: 2, results: '+-+-+-+-', final: HEALTHY, changes: 1 },
+    { description: 'alternating results never change it once unhealthy', rise: 2, fall: 2, results: '--+-+-+-+', final: UNHEALTHY, changes: 1 },
     { description: 'rise = fall = 1 follows every result', rise: 1, fall: 1, results: '+-+', final: HEALTHY, changes: 3 },
     { description: 'more successes while healthy change nothing', rise: 2, fall: 2, results: '++++++', final: HEALTHY, changes: 1 },
     { description: 'more failures while unhealthy change nothing', rise: 2, fall: 2, results: '------', final: UNHEALTHY, changes: 1 },
@@ -55,8 +58,8 @@ describe('HealthTracker damping rules', () => {
   it('reports the streak and the previous health with each result', () => {
     const t = new HealthTracker({ rise: 2, fall: 3 });
     t.add('n1', 0);
-    expect(t.onProbeResult('n1', true, 1)).toEqual({ changed: false, health: UNKNOWN, previous: UNKNOWN, consecutive: 1 });
-    expect(t.onProbeResult('n1', true, 2)).toEqual({ changed: true, health: HEALTHY, previous: UNKNOWN, consecutive: 2 });
+    expect(t.onProbeResult('n1', true, 1)).toEqual({ changed: true, health: HEALTHY, previous: UNKNOWN, consecutive: 1 });
+    expect(t.onProbeResult('n1', true, 2)).toEqual({ changed: false, health: HEALTHY, previous: HEALTHY, consecutive: 2 });
     expect(t.onProbeResult('n1', false, 3)).toEqual({ changed: false, health: HEALTHY, previous: HEALTHY, consecutive: 1 });
     expect(t.get('n1')).toMatchObject({ successes: 0, failures: 1 });
     t.onProbeResult('n1', false, 4);
@@ -140,7 +143,8 @@ describe('HealthTracker properties', () => {
           expect(r.previous).toBe(prev);
           expect(r.changed).toBe(r.health !== prev);
           if (r.changed) {
-            const need = ok ? rise : fall;
+            // Out of UNKNOWN, one answer is enough (a node never probed is healthy at its first answer).
+            const need = ok && prev === UNKNOWN ? 1 : ok ? rise : fall;
             expect(r.health).toBe(ok ? HEALTHY : UNHEALTHY);
             expect(r.consecutive).toBeGreaterThanOrEqual(need);
             expect(i + 1).toBeGreaterThanOrEqual(need);
