@@ -7,7 +7,7 @@
 // bench process itself, the nodes are Node processes): the director and HAProxy run under the same
 // conditions, and each one's CPU use during its runs is reported (/proc/PID/stat).
 import net from 'node:net';
-import { once } from 'node:events';
+import { once, setMaxListeners } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -26,8 +26,12 @@ function haproxyConf(port: number, nodes: readonly number[]): string {
 global
     nbthread 1
     maxconn 4096
+    # Pipes as large as the director's splice pump's (256 KiB).
+    tune.pipesize 262144
 defaults
     mode tcp
+    # Spliced in the kernel as the director's pump does (this build has +LINUX_SPLICE): no byte through user space.
+    option splice-auto
     timeout connect 5s
     timeout client 60s
     timeout server 60s
@@ -43,17 +47,41 @@ ${nodes.map((p, i) => `    server node-${i} 127.0.0.1:${p}`).join('\n')}
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 3);
 const PER_STREAM_MB = Number(process.env.BENCH_TCP_MB ?? 64);
 
-/** Opens `streams` JV1 sessions over TCP to `port`, pushes `mb` MB through each and reads the echo. */
-async function run(port: number, streams: number, mb: number): Promise<number> {
+/** A run that has not ended by then is stopped (its sockets destroyed) and fails the bench. */
+const RUN_DEADLINE_MS = 120_000;
+
+/**
+ * Opens `streams` JV1 sessions over TCP, spread over `ports` in turn, pushes `mb` MB through each and reads
+ * the echo; bounded by RUN_DEADLINE_MS.
+ */
+async function run(ports: number | readonly number[], streams: number, mb: number): Promise<number> {
+  const targets = typeof ports === 'number' ? [ports] : ports;
   const bytes = mb * 1024 * 1024;
   const chunk = randomBytes(64 * 1024);
-  const socks = await Promise.all(
-    Array.from({ length: streams }, async () => {
-      const s = net.connect({ port, host: '127.0.0.1', noDelay: true });
-      await once(s, 'connect');
-      return s;
-    }),
-  );
+  const stop = new AbortController();
+  setMaxListeners(2 * streams + 8, stop.signal); // each stream waits on it (connect, drain)
+  const socks: net.Socket[] = [];
+  const deadline = setTimeout(() => {
+    stop.abort(new Error(`tcp bench: a run of ${streams} stream(s) of ${mb} MB did not end within ${RUN_DEADLINE_MS / 1000} s`));
+    for (const s of socks) s.destroy();
+  }, RUN_DEADLINE_MS);
+  try {
+    await Promise.all(
+      Array.from({ length: streams }, async (_, i) => {
+        const s = net.connect({ port: targets[i % targets.length] as number, host: '127.0.0.1', noDelay: true });
+        socks.push(s);
+        await once(s, 'connect', { signal: stop.signal });
+      }),
+    );
+    return await pushAll(socks, bytes, chunk, streams, mb, stop.signal);
+  } finally {
+    clearTimeout(deadline);
+    for (const s of socks) s.destroy();
+  }
+}
+
+/** The pushes of `run` on connected sockets: the HELLO, `bytes` in `chunk`s each, until every echo is in. */
+async function pushAll(socks: readonly net.Socket[], bytes: number, chunk: Buffer, streams: number, mb: number, signal: AbortSignal): Promise<number> {
   const t0 = performance.now();
   await Promise.all(
     socks.map(async (s) => {
@@ -67,10 +95,10 @@ async function run(port: number, streams: number, mb: number): Promise<number> {
           got += c.length;
           if (got >= want) resolve();
         });
-        s.once('close', () => (got >= want ? resolve() : reject(new Error(`closed after ${got}`))));
+        s.once('close', () => (got >= want ? resolve() : reject(signal.aborted ? signal.reason : new Error(`closed after ${got}`))));
       });
       s.write(hello);
-      for (let sent = 0; sent < bytes; sent += chunk.length) if (!s.write(chunk)) await once(s, 'drain');
+      for (let sent = 0; sent < bytes; sent += chunk.length) if (!s.write(chunk)) await once(s, 'drain', { signal });
       await done;
       s.destroy();
     }),
@@ -149,7 +177,7 @@ export async function benchTcp(): Promise<unknown> {
       // Interleaved, the order rotating each round.
       for (let i = 0; i < REPEATS; i++) {
         const jobs: (() => Promise<void>)[] = [
-          async () => void direct.push(await run(ports[0] as number, streams, mb)),
+          async () => void direct.push(await run(ports, streams, mb)),
           async () => void through.push(await measured(front, streams, mb, director.proc.pid)),
           async () => void throughStream.push(await measured(streamFront, streams, mb, streamDirector.proc.pid)),
           ...(hport !== undefined && haproxy !== null ? [async () => void viaHaproxy.push(await measured(hport, streams, mb, (haproxy as Proc).pid))] : []),
@@ -192,10 +220,10 @@ export async function benchTcp(): Promise<unknown> {
       machine: machine(),
       repeats: REPEATS,
       configs: {
-        direct: 'the streams straight to one reference node',
+        direct: 'the streams straight to the three reference nodes, in turn (one stream: the first)',
         director: `anchor run (PROXY v2 STREAM header to three reference nodes), default config: the ${directorIo} path`,
         director_stream: `the same with tcp.native: off: the ${streamIo} path (Node streams)`,
-        haproxy: 'HAProxy mode tcp, nbthread 1, balance roundrobin over the same three nodes, no PROXY header',
+        haproxy: 'HAProxy mode tcp, nbthread 1, option splice-auto, tune.pipesize 256 KiB, balance roundrobin over the same three nodes, no PROXY header',
       },
       rows,
       notes,
