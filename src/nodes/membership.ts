@@ -74,10 +74,21 @@ export class Membership {
   }
 
   #build(): Ring {
-    return buildRing(this.#hasher, [...this.#nodes.values()].filter((n) => eligible(n, this.#checked)).map((n) => ({ id: n.id, weight: n.weight })));
+    return buildRing(this.#hasher, this.#eligibleNodes());
   }
+  #eligibleNodes(): { id: string; weight: number }[] {
+    return [...this.#nodes.values()].filter((n) => eligible(n, this.#checked)).map((n) => ({ id: n.id, weight: n.weight }));
+  }
+  /**
+   * A new ring only when the nodes that take sessions changed: a change that leaves them as they were (a
+   * node healthy after unknown with health checks off, one draining while unhealthy) keeps the ring, whose
+   * identity says "the same nodes" (the automatic failover's backoff retries at once on a new ring).
+   */
   #rebuild(): void {
-    this.#ring = this.#build();
+    const next = this.#eligibleNodes();
+    const now = this.#ring.nodes;
+    if (next.length === now.length && next.every((n) => now.some((m) => m.id === n.id && m.weight === n.weight))) return;
+    this.#ring = buildRing(this.#hasher, next);
     this.#onRing(this.#ring);
   }
 }

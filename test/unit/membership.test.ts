@@ -38,6 +38,26 @@ describe('Membership', () => {
     expect(ringIds(m)).toEqual(['a']);
   });
 
+  it('a change that leaves the nodes taking sessions as they were keeps the ring (the same object; no onRing)', () => {
+    let calls = 0;
+    const m = new Membership(hasher, nodes, () => calls++, { healthChecked: true });
+    m.setHealth('a', NodeHealth.HEALTHY);
+    const ring = m.ring;
+    expect(calls).toBe(1);
+    m.setHealth('b', NodeHealth.UNHEALTHY); // unknown → unhealthy: out of the ring either way
+    m.setState('c', NodeState.DRAINING); // unknown and draining: out either way
+    expect(m.ring).toBe(ring);
+    expect(calls).toBe(1);
+    const off = new Membership(hasher, nodes, () => calls++);
+    const before = off.ring;
+    off.setHealth('a', NodeHealth.HEALTHY); // without health checks unknown and healthy both take sessions
+    expect(off.ring).toBe(before);
+    expect(calls).toBe(1);
+    off.setHealth('a', NodeHealth.UNHEALTHY);
+    expect(ringIds(off)).toEqual(['b', 'c']);
+    expect(calls).toBe(2);
+  });
+
   it('eligible: active and, when checked, healthy', () => {
     const n = (state: NodeState, health: NodeHealth) => ({ ...nodes[0]!, state, health });
     for (const state of [NodeState.ACTIVE, NodeState.DRAINING]) {
