@@ -285,6 +285,35 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       if (d !== undefined) logger.info({ drain: d.id, node, by: change.director }, 'drain cancelled: the node was undrained on another director');
     }
   };
+  /**
+   * Writes this director's state of `node` to the shared store. A write that did not commit (refused, or its
+   * answer lost and not seen committed within the bound) is written again — after 1 s, doubling up to 30 s —
+   * for as long as it is still what this director holds for the node and no other write of it is in flight:
+   * written once, one refusal left the directors disagreeing about the node for good.
+   */
+  const shareNodeState = (node: string, state: NodeState, attempt: number): void => {
+    if (store.putShared === undefined || closed !== null) return;
+    const value = sharedNodes.wrote(node, state);
+    const notCommitted = (): void => {
+      const wasPending = sharedNodes.pending(node, value);
+      applySharedNode(node, sharedNodes.failed(node, value));
+      if (!wasPending || closed !== null || membership.get(node)?.state !== state || sharedNodes.inFlight(node)) return;
+      setTimeout(() => {
+        if (membership.get(node)?.state === state && !sharedNodes.inFlight(node)) shareNodeState(node, state, attempt + 1);
+        else logger.info({ node, state }, 'node state not written again: this director holds another state for the node now');
+      }, Math.min(30_000, 1000 * 2 ** attempt)).unref();
+    };
+    void store.putShared('nodes', node, value).then((r) => {
+      if (r.ok) return applySharedNode(node, sharedNodes.answered(node, value, r.revision));
+      logger.warn({ node, state, message: r.message, attempt }, 'node state not shared with the other directors: written again later');
+      if (r.maybeApplied !== true) return notCommitted();
+      // Its answer was lost: it may have been committed, after what the watch delivers meanwhile, and
+      // then it decides. It stays in flight until its echo, or until it cannot be committed any more.
+      setTimeout(() => {
+        if (closed === null) notCommitted();
+      }, SHARED_WRITE_UNKNOWN_BOUND_CALLS * config.store.etcd.call_timeout_ms).unref();
+    });
+  };
   const drains = new DrainCoordinator(
     { rate: config.drain.rate, concurrency: config.drain.concurrency, directorId, maxLoopLagMs: config.drain.max_loop_lag_ms },
     {
@@ -298,18 +327,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         membership.setState(node, state);
         // Shared with the other directors of a cluster (they stop admitting to it too; an undrain cancels
         // a drain of the node running on another director).
-        if (store.putShared === undefined) return;
-        const value = sharedNodes.wrote(node, state);
-        void store.putShared('nodes', node, value).then((r) => {
-          if (r.ok) return applySharedNode(node, sharedNodes.answered(node, value, r.revision));
-          logger.warn({ node, state, message: r.message }, 'node state not shared with the other directors');
-          if (r.maybeApplied !== true) return applySharedNode(node, sharedNodes.failed(node, value));
-          // Its answer was lost: it may have been committed, after what the watch delivers meanwhile, and
-          // then it decides. It stays in flight until its echo, or until it cannot be committed any more.
-          setTimeout(() => {
-            if (closed === null) applySharedNode(node, sharedNodes.failed(node, value));
-          }, SHARED_WRITE_UNKNOWN_BOUND_CALLS * config.store.etcd.call_timeout_ms).unref();
-        });
+        shareNodeState(node, state, 0);
       },
       // Every director lists every drain: the record carries this director's lease, so it goes when we do.
       publish:

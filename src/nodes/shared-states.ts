@@ -109,6 +109,11 @@ export class SharedNodeStates {
     return this.#inFlight.has(node);
   }
 
+  /** Whether the write `value` (wrote's) is still in flight: neither answered and echoed nor failed. */
+  pending(node: string, value: SharedNodeValue): boolean {
+    return this.#inFlight.get(node)?.has(value.write) === true;
+  }
+
   /**
    * The store delivered `value` for `node` at `revision` (in commit order): the state to apply, or null
    * when it is not a node state (no known state in it) or a write of this director in flight decides later.

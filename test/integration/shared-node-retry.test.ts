@@ -1,0 +1,87 @@
+// A node state this director shares (a drain, an undrain) that the store does not take is written again
+// until it is: written once, one refusal left the directors of a cluster disagreeing about the node for good.
+// The director runs in process (createAnchor) on a MemoryStore that also keeps shared entries, refusing the
+// first node-state writes.
+import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createAnchor } from '../../src/anchor.js';
+import { parseConfig } from '../../src/config/load.js';
+import { MemoryStore } from '../../src/store/memory.js';
+import type { SharedEvent, SharedKind } from '../../src/store/store.js';
+import { systemClock } from '../../src/util/clock.js';
+import { captureLogs, inProcessYaml } from '../helpers/in-process.js';
+import { waitFor } from '../helpers/wait.js';
+
+/** Shared entries kept and told in commit order; the first `refuse` node-state writes are refused. */
+class SharedMemoryStore extends MemoryStore {
+  refuse = 0;
+  readonly nodeWrites: string[] = [];
+  readonly entries = new Map<string, Record<string, unknown>>();
+  readonly #subs = new Set<(ev: SharedEvent, revision: bigint) => void>();
+  #revision = 1n;
+  async putShared(kind: SharedKind, id: string, value: object): Promise<{ ok: true; revision: bigint } | { ok: false; reason: 'unavailable'; message: string }> {
+    if (kind === 'nodes') {
+      this.nodeWrites.push(String((value as { state?: unknown }).state));
+      if (this.refuse > 0) {
+        this.refuse--;
+        return { ok: false, reason: 'unavailable', message: 'refused (test)' };
+      }
+    }
+    const revision = ++this.#revision;
+    this.entries.set(`${kind}/${id}`, value as Record<string, unknown>);
+    queueMicrotask(() => {
+      for (const s of this.#subs) s({ kind, id, value: value as Record<string, unknown> }, revision);
+    });
+    return { ok: true, revision };
+  }
+  watchShared(l: (ev: SharedEvent, revision: bigint) => void): () => void {
+    this.#subs.add(l);
+    return () => this.#subs.delete(l);
+  }
+}
+
+const cleanup: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+});
+
+describe('a shared node state the store refused', () => {
+  it('is written again (after 1 s, then 2 s) until the store takes it; a later undrain is shared as it is', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'anchor-shared-retry-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const store = new SharedMemoryStore();
+    const anchor = await createAnchor(parseConfig(inProcessYaml(join(dir, 'audit.jsonl'))), { clock: systemClock, logger: captureLogs().logger, store });
+    cleanup.push(() => anchor.close());
+    const admin = `http://127.0.0.1:${anchor.adminAddress.port}`;
+    store.refuse = 2;
+    const r = await fetch(`${admin}/v1/nodes/node-a/drain`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"mode":"wait"}' });
+    expect(r.status).toBe(202);
+    await waitFor('the node state in the store', () => store.entries.get('nodes/node-a'), { timeoutMs: 10_000 });
+    expect(store.entries.get('nodes/node-a')).toMatchObject({ state: 'draining' });
+    expect(store.nodeWrites).toEqual(['draining', 'draining', 'draining']);
+    // Taken: nothing more is written. An undrain is written once, taken at once.
+    expect((await fetch(`${admin}/v1/nodes/node-a/undrain`, { method: 'POST' })).status).toBe(200);
+    await waitFor('the undrain in the store', () => (store.entries.get('nodes/node-a')?.['state'] === 'active' ? true : undefined));
+    expect(store.nodeWrites).toEqual(['draining', 'draining', 'draining', 'active']);
+  }, 20_000);
+
+  it('is not written again once this director holds another state for the node (an undrain meanwhile)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'anchor-shared-retry-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const store = new SharedMemoryStore();
+    const logs = captureLogs();
+    const anchor = await createAnchor(parseConfig(inProcessYaml(join(dir, 'audit.jsonl'))), { clock: systemClock, logger: logs.logger, store });
+    cleanup.push(() => anchor.close());
+    const admin = `http://127.0.0.1:${anchor.adminAddress.port}`;
+    store.refuse = 1;
+    expect((await fetch(`${admin}/v1/nodes/node-a/drain`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"mode":"wait"}' })).status).toBe(202);
+    await waitFor('the refused write', () => (store.nodeWrites.length === 1 ? true : undefined));
+    expect((await fetch(`${admin}/v1/nodes/node-a/undrain`, { method: 'POST' })).status).toBe(200);
+    await waitFor('the undrain in the store', () => (store.entries.get('nodes/node-a')?.['state'] === 'active' ? true : undefined));
+    // The drain's retry (due 1 s after its refusal) finds the node active here: it writes nothing, and says so.
+    await waitFor('the retry to stand down', () => logs.lines().find((l) => l['msg'] === 'node state not written again: this director holds another state for the node now'));
+    expect(store.nodeWrites).toEqual(['draining', 'active']);
+  }, 20_000);
+});
