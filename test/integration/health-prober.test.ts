@@ -4,6 +4,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import dgram from 'node:dgram';
 import { Worker } from 'node:worker_threads';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { ReferenceNode } from '../../src/refnode/node.js';
 import { HealthProber, PROBE_LEN, encodeProbe, probeNonce } from '../../src/nodes/prober.js';
@@ -282,6 +283,38 @@ describe('HealthProber', () => {
     expect(p.health('busy')).toBe(HEALTHY);
     expect(of(changes, 'busy')).toEqual([HEALTHY]);
   });
+
+  it('200 nodes answering in time while the event loop is blocked past the deadline: every answer counts (their backlog is read over several turns)', async () => {
+    // The nodes run in a process of their own (answering while this thread is blocked), ended by its PID.
+    const N = 200;
+    const script = `const dgram = require('node:dgram'); const ports = []; let n = 0;
+      for (let i = 0; i < ${N}; i++) { const s = dgram.createSocket('udp4'); s.on('message', (m, r) => s.send(m, r.port, r.address));
+        s.bind(0, '127.0.0.1', () => { ports[i] = s.address().port; if (++n === ${N}) process.stdout.write(JSON.stringify(ports) + '\\n'); }); }`;
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    cleanups.push(() => {
+      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const ports = await waitFor('the nodes to listen', () => (out.includes('\n') ? (JSON.parse(out) as number[]) : undefined));
+    const { p, changes } = prober(
+      ports.map((port, i) => ({ id: `n${i}`, address: { family: 4 as const, address: '127.0.0.1', port } })),
+      { intervalMs: 3_600_000, timeoutMs: 100, rise: 1, fall: 1 },
+    );
+    await p.start();
+    expect(changes.filter((c) => c.health === HEALTHY)).toHaveLength(N);
+    const round = p.probeNow();
+    // The probes go out (dgram sends after a lookup on the next tick), then the director is busy for 3×
+    // the timeout while every answer comes in and waits in the socket.
+    for (let i = 0; i < 6; i++) await new Promise((r) => process.nextTick(r));
+    const t = performance.now();
+    while (performance.now() - t < 300) {
+      // busy
+    }
+    await round;
+    expect(changes.filter((c) => c.health === UNHEALTHY)).toEqual([]);
+    for (let i = 0; i < N; i++) expect(p.health(`n${i}`)).toBe(HEALTHY);
+  }, 30_000);
 
   it('close() is idempotent; probeNow() after close resolves and changes nothing', async () => {
     const ref = await refNode('ref');
