@@ -348,9 +348,11 @@ const node = z.strictObject(
   {
     id: nodeId(), // required
     address: hostPort({ allowPortZero: false, unicast: true }), // required; where the node receives datagrams
+    // At least a millionth: near the smallest numbers a double holds, the ring's scores lose the precision
+    // that tells nodes apart, and shares stop following the weights.
     weight: (() => {
-      const err = expecting('a number > 0 and ≤ 1000000');
-      return z.number(err).gt(0, err).lte(1_000_000, err);
+      const err = expecting('a number from 0.000001 to 1000000');
+      return z.number(err).gte(0.000001, err).lte(1_000_000, err);
     })().default(1),
   },
   expecting('a mapping'),

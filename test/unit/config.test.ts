@@ -391,10 +391,11 @@ describe('parseConfig', () => {
     },
     {
       name: 'weights out of range',
-      yaml: 'nodes:\n  - {id: a, address: "127.0.0.1:1", weight: 0}\n  - {id: b, address: "127.0.0.1:2", weight: 1000001}\n',
+      yaml: 'nodes:\n  - {id: a, address: "127.0.0.1:1", weight: 0}\n  - {id: b, address: "127.0.0.1:2", weight: 1000001}\n  - {id: c, address: "127.0.0.1:3", weight: 5.0e-324}\n  - {id: d, address: "127.0.0.1:4", weight: 0.000001}\n',
       lines: [
-        'nodes[0].weight: expected a number > 0 and ≤ 1000000, got 0',
-        'nodes[1].weight: expected a number > 0 and ≤ 1000000, got 1000001',
+        'nodes[0].weight: expected a number from 0.000001 to 1000000, got 0',
+        'nodes[1].weight: expected a number from 0.000001 to 1000000, got 1000001',
+        'nodes[2].weight: expected a number from 0.000001 to 1000000, got 5e-324',
       ],
     },
     {
