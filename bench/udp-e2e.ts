@@ -60,10 +60,14 @@ export async function benchUdpE2e(): Promise<unknown> {
     for (const rate of RATES) {
       const d: Row = { config: 'direct', rate, runs: [] };
       const a: Row = { config: 'director', rate, runs: [] };
-      // Interleaved so that background noise hits both alike.
+      // Interleaved, the order alternating, so that background noise and warm-up hit both alike.
       for (let i = 0; i < REPEATS; i++) {
-        d.runs.push(await runClient({ target: direct, sessions: SESSIONS, rate, durationS: DURATION_S, size: SIZE }));
-        a.runs.push(await runClient({ target: director, sessions: SESSIONS, rate, durationS: DURATION_S, size: SIZE }));
+        const pair: [Row, Transport][] = [
+          [d, direct],
+          [a, director],
+        ];
+        if (i % 2 === 1) pair.reverse();
+        for (const [row, target] of pair) row.runs.push(await runClient({ target, sessions: SESSIONS, rate, durationS: DURATION_S, size: SIZE }));
       }
       rows.push(d, a);
     }
