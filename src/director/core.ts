@@ -498,7 +498,7 @@ export class DirectorCore {
       local.shellCache = undefined;
       // Another director bound the client's new transport: that director serves it now (until a packet
       // of it comes here again).
-      local.servedHere = false;
+      this.table.notServedHere(local);
     }
     // Fresh news of the session, but not its traffic: the expiry moves only as far as the store's.
     this.#learnExpiry(local, r.expiresAt);

@@ -58,6 +58,8 @@ export class SessionTable {
   #tombFifo: { readonly id: string; readonly until: number }[] = [];
   #tombHead = 0;
   #tombstonesEvicted = 0;
+  /** Live records with `servedHere` (see servedCount). */
+  #served = 0;
   /**
    * Live records whose id text is not 32 lowercase hex characters (upper-case hex from outside, never
    * what sessionIdHex writes): while there is one, id order is not byte order and `list` compares texts.
@@ -77,6 +79,10 @@ export class SessionTable {
 
   get size(): number {
     return this.#byId.size;
+  }
+  /** Live records this director serves (`servedHere`): the sessions a stopping director waits for. */
+  get servedCount(): number {
+    return this.#served;
   }
   get full(): boolean {
     return this.#byId.size >= this.#limits.max;
@@ -128,6 +134,7 @@ export class SessionTable {
     if (this.full || rec.expirySlot !== -1) return false;
     if (!this.#byId.add(rec, this.#tagFor(rec.owner))) return false; // the same id bytes (under any text form): never two records
     this.#count(rec.owner, 1);
+    if (rec.servedHere) this.#served++;
     if (!isLowerHexId(rec.id)) this.#oddIds++;
     this.#tombstones.delete(rec.id);
     this.#expiry.push(rec, rec.expiresAt);
@@ -136,7 +143,10 @@ export class SessionTable {
 
   /** Marks activity: the idle deadline moves; the heap entry is corrected lazily by `sweep`. */
   touch(rec: SessionRecord, now: number): void {
-    rec.servedHere = true;
+    if (!rec.servedHere) {
+      rec.servedHere = true;
+      if (this.holds(rec)) this.#served++;
+    }
     rec.lastSeen = now;
     rec.expiresAt = now + this.#limits.idleTtlMs;
   }
@@ -288,7 +298,15 @@ export class SessionTable {
     this.#byId.delete(rec);
     this.#expiry.remove(rec);
     this.#count(rec.owner, -1);
+    if (rec.servedHere) this.#served--;
     if (!isLowerHexId(rec.id)) this.#oddIds--;
+  }
+
+  /** Another director serves `rec` now (it bound the client's new transport): no longer one served here. */
+  notServedHere(rec: SessionRecord): void {
+    if (!rec.servedHere) return;
+    rec.servedHere = false;
+    if (this.holds(rec)) this.#served--;
   }
 
   /** The tag of `owner`'s records, made for it now if it has none and some are left (else 0). */

@@ -156,6 +156,57 @@ describe('SessionTable: holds (liveness without the id map)', () => {
   });
 });
 
+describe('SessionTable: servedCount (the sessions a stopping director waits for)', () => {
+  it('counts the live records served here: inserted served or not, touched, served elsewhere, removed', () => {
+    const t = table();
+    const a = rec(1, 0);
+    const b = { ...rec(2, 0), servedHere: false }; // mirrored from another director
+    const c = rec(3, 0);
+    t.insert(a);
+    t.insert(b);
+    t.insert(c);
+    expect(t.servedCount).toBe(2);
+    t.touch(b, 1); // its client's traffic came here
+    expect([t.servedCount, b.servedHere]).toEqual([3, true]);
+    t.touch(b, 2); // again: nothing to count
+    expect(t.servedCount).toBe(3);
+    t.notServedHere(a); // another director bound its client's new transport
+    t.notServedHere(a);
+    expect([t.servedCount, a.servedHere]).toEqual([2, false]);
+    t.remove(c, 3);
+    t.discard(b);
+    expect(t.servedCount).toBe(0);
+    t.remove(a, 4); // not served here: nothing to take off
+    expect([t.servedCount, t.size]).toEqual([0, 0]);
+    // A record not live here changes no count.
+    const d = rec(4, 0);
+    t.touch({ ...d, servedHere: false }, 5);
+    t.notServedHere(d);
+    expect(t.servedCount).toBe(0);
+  });
+
+  it('property: servedCount is the number of live records with servedHere, through random steps', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.constantFrom('insert', 'touch', 'elsewhere', 'remove'), fc.integer({ min: 1, max: 8 }), fc.boolean()), { maxLength: 60 }), (steps) => {
+        const t = table();
+        const recs = new Map<number, SessionRecord>();
+        for (const [op, n, served] of steps) {
+          const r = recs.get(n) ?? { ...rec(n, 0), servedHere: served };
+          recs.set(n, r);
+          if (op === 'insert') t.insert(r);
+          else if (op === 'touch') t.touch(r, 1);
+          else if (op === 'elsewhere') t.notServedHere(r);
+          else {
+            t.remove(r, 1);
+            recs.delete(n);
+          }
+          expect(t.servedCount).toBe([...t.values()].filter((x) => x.servedHere).length);
+        }
+      }),
+    );
+  });
+});
+
 describe('SessionTable: owner index', () => {
   it('counts and lists ids by owner', () => {
     const t = table();
