@@ -31,6 +31,18 @@ class EchoBackend {
   }
 }
 
+/** A director forwarding transparently (backend.encapsulation: none) from `listen` to `backends` (vpn-0, vpn-1, …). */
+function transparentDirector(listen: string | { address: string; codec: string }, backends: readonly EchoBackend[]): Promise<DirectorProc> {
+  return startDirector({
+    listen: { udp: [listen] },
+    admin: { listen: '127.0.0.1:0' },
+    nodes: backends.map((b, i) => ({ id: `vpn-${i}`, address: `127.0.0.1:${b.port}` })),
+    backend: { encapsulation: 'none' },
+    health: { enabled: false },
+    admission: { per_source_rate: 10_000, per_source_burst: 10_000 },
+  });
+}
+
 const HARD_RESET_V2 = 7 << 3;
 const P_DATA_V2 = 9 << 3;
 const reset = (sid: Buffer): Buffer => Buffer.concat([Buffer.from([HARD_RESET_V2]), sid, randomBytes(40)]);
@@ -41,14 +53,7 @@ describe('transparent forwarding with the openvpn codec', () => {
   const backends: EchoBackend[] = [];
   beforeAll(async () => {
     for (let i = 0; i < 3; i++) backends.push(await EchoBackend.start());
-    d = await startDirector({
-      listen: { udp: [{ address: '127.0.0.1:0', codec: 'openvpn' }] },
-      admin: { listen: '127.0.0.1:0' },
-      nodes: backends.map((b, i) => ({ id: `vpn-${i}`, address: `127.0.0.1:${b.port}` })),
-      backend: { encapsulation: 'none' },
-      health: { enabled: false },
-      admission: { per_source_rate: 10_000, per_source_burst: 10_000 },
-    });
+    d = await transparentDirector({ address: '127.0.0.1:0', codec: 'openvpn' }, backends);
   });
   afterAll(async () => {
     d?.kill();
@@ -205,14 +210,7 @@ describe('transparent forwarding of JV1 sessions: a client CLOSE', () => {
   let backend: EchoBackend;
   beforeAll(async () => {
     backend = await EchoBackend.start();
-    d = await startDirector({
-      listen: { udp: ['127.0.0.1:0'] },
-      admin: { listen: '127.0.0.1:0' },
-      nodes: [{ id: 'vpn-0', address: `127.0.0.1:${backend.port}` }],
-      backend: { encapsulation: 'none' },
-      health: { enabled: false },
-      admission: { per_source_rate: 10_000, per_source_burst: 10_000 },
-    });
+    d = await transparentDirector('127.0.0.1:0', [backend]);
   });
   afterAll(async () => {
     d?.kill();

@@ -1139,6 +1139,16 @@ describe('REVOKE acknowledgement', () => {
 });
 
 // ------------------------------------------------------------------------------------------ reattach
+/** A session bound to A whose owner answered a datagram from B with BIND: ready for its reattach CAS. */
+async function boundToA() {
+  const h = harness();
+  const rec = await h.admit(SID, A);
+  h.client(packet(PacketType.DATA, SID, 1), B);
+  const bind = h.core.onNode(rec.owner, encodeBind(SID, 1n, B), h.clock.now());
+  if (bind.kind !== 'bind') throw new Error(bind.kind);
+  return { h, rec, bind };
+}
+
 describe('reattach by BIND', () => {
   it('candidate packet → owner BIND → CAS: version + 1, table and store transport updated, audit reattach', async () => {
     const h = harness();
@@ -1279,11 +1289,7 @@ describe('reattach by BIND', () => {
   });
 
   it('store unavailable at reattach → REJECT STORE_UNAVAILABLE to the candidate, nothing changes', async () => {
-    const h = harness();
-    const rec = await h.admit(SID, A);
-    h.client(packet(PacketType.DATA, SID, 1), B);
-    const bind = h.core.onNode(rec.owner, encodeBind(SID, 1n, B), h.clock.now());
-    if (bind.kind !== 'bind') throw new Error(bind.kind);
+    const { h, rec, bind } = await boundToA();
     h.mem.setUnavailable(true);
     const r = await h.own.reattach(bind.session, bind.candidate, bind.version);
     expect(r).toMatchObject({ ok: false, reason: 'unavailable' });
@@ -1293,11 +1299,7 @@ describe('reattach by BIND', () => {
   });
 
   it('packets from the bound transport held during the reattach CAS are not stranded', async () => {
-    const h = harness();
-    const rec = await h.admit(SID, A);
-    h.client(packet(PacketType.DATA, SID, 1), B);
-    const bind = h.core.onNode(rec.owner, encodeBind(SID, 1n, B), h.clock.now());
-    if (bind.kind !== 'bind') throw new Error(bind.kind);
+    const { h, rec, bind } = await boundToA();
     h.store.beforeUpdate = () => {
       expect(h.client(packet(PacketType.DATA, SID, 40), A).kind).toBe('hold');
     };
@@ -1313,11 +1315,7 @@ describe('reattach by BIND', () => {
   });
 
   it('a CLOSE from the old transport held during the reattach CAS does not end the session now bound to the new one', async () => {
-    const h = harness();
-    const rec = await h.admit(SID, A);
-    h.client(packet(PacketType.DATA, SID, 1), B);
-    const bind = h.core.onNode(rec.owner, encodeBind(SID, 1n, B), h.clock.now());
-    if (bind.kind !== 'bind') throw new Error(bind.kind);
+    const { h, rec, bind } = await boundToA();
     h.store.beforeUpdate = () => {
       h.store.beforeUpdate = null;
       expect(h.client(packet(PacketType.DATA, SID, 50), A).kind).toBe('hold');
@@ -1355,11 +1353,7 @@ describe('reattach by BIND', () => {
 
 describe('replies during a reattach', () => {
   it('node replies that arrive while the reattach CAS is in flight go to the transport that wins', async () => {
-    const h = harness();
-    const rec = await h.admit(SID, A);
-    h.client(packet(PacketType.DATA, SID, 1), B);
-    const bind = h.core.onNode(rec.owner, encodeBind(SID, 1n, B), h.clock.now());
-    if (bind.kind !== 'bind') throw new Error(bind.kind);
+    const { h, rec, bind } = await boundToA();
     h.store.beforeUpdate = () => {
       // The echo the node sends right after its BIND: held, not relayed to the old transport.
       expect(h.core.onNode(rec.owner, packet(PacketType.DATA, SID, 7), h.clock.now()).kind).toBe('held-reply');
