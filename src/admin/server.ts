@@ -439,7 +439,38 @@ async function readJson(req: http.IncomingMessage): Promise<Record<string, unkno
     throw new HttpError(400, 'bad_request', 'request body: expected a JSON object');
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new HttpError(400, 'bad_request', 'request body: expected a JSON object');
+  // JSON.parse keeps the last of a repeated field: `{"to":"a","to":"b"}` is refused rather than read as one of them.
+  const twice = repeatedKey(text);
+  if (twice !== undefined) throw new HttpError(400, 'bad_request', `${short(twice)}: field given more than once`);
   return v as Record<string, unknown>;
+}
+
+/**
+ * The first key the top-level object of `text` (valid JSON: JSON.parse took it) has more than once, or
+ * undefined. Pure; strings are stepped over whole, escapes included, so no brace or quote inside one counts.
+ */
+export function repeatedKey(text: string): string | undefined {
+  const seen = new Set<string>();
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      let j = i + 1;
+      while (text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c ? 2 : 1;
+      if (depth === 1) {
+        let k = j + 1;
+        while (k < text.length && (text.charCodeAt(k) === 0x20 || text.charCodeAt(k) === 0x09 || text.charCodeAt(k) === 0x0a || text.charCodeAt(k) === 0x0d)) k++;
+        if (text.charCodeAt(k) === 0x3a) {
+          const key = JSON.parse(text.slice(i, j + 1)) as string;
+          if (seen.has(key)) return key;
+          seen.add(key);
+        }
+      }
+      i = j;
+    } else if (c === 0x7b || c === 0x5b) depth++;
+    else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return undefined;
 }
 
 function onlyParams(q: URLSearchParams, allowed: readonly string[]): void {

@@ -181,6 +181,10 @@ describe('admin API', () => {
       expect(twice.status).toBe(400);
       expect(((await twice.json()) as { error: { message: string } }).error.message).toMatch(/: query parameter given more than once$/);
     }
+    // One value per field of a body too: a second one is refused, not read as the last.
+    const twiceField = await raw('POST', '/v1/nodes/node-a/drain', { ...auth, 'content-type': 'application/json' }, '{"mode": "wait", "mode": "migrate"}');
+    expect(twiceField.status).toBe(400);
+    expect(JSON.parse(twiceField.body).error.message).toBe('mode: field given more than once');
     // A number JSON reads as Infinity is shown as such, not as null.
     const huge = await raw('POST', '/v1/nodes/node-a/drain', { ...auth, 'content-type': 'application/json' }, '{"mode": "wait", "deadline_s": 1e400}');
     expect(huge.status).toBe(400);
