@@ -6,7 +6,7 @@ import { statsView } from './admin/stats-view.js';
 import { parseHostPortLiteral } from './config/load.js';
 import type { AnchorConfig, ListenerConfig } from './config/schema.js';
 import { createCodec, type CodecSpec } from './codec/codec.js';
-import { transportKey } from './codec/ip.js';
+import { isUnspecified, transportKey } from './codec/ip.js';
 import type { Transport } from './codec/types.js';
 import { DirectorCore } from './director/core.js';
 import { UdpDirector } from './director/director.js';
@@ -654,7 +654,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     // A datagram socket cannot tell which of the host's addresses a datagram arrived on: on a wildcard
     // listener the PROXY v2 destination is the wildcard itself (TCP connections give their own).
     for (const a of director.addresses) {
-      if (a.address === '0.0.0.0' || a.address === '::') logger.warn({ listener: transportKey(a) }, 'UDP listener on a wildcard address: nodes see it as the PROXY v2 destination, not the address each datagram arrived on; list the addresses to listen on to give them the real one');
+      if (isUnspecified(a.address)) logger.warn({ listener: transportKey(a) }, 'UDP listener on a wildcard address: nodes see it as the PROXY v2 destination, not the address each datagram arrived on; list the addresses to listen on to give them the real one');
     }
   }
   logger.info({ udp: director.addresses.map(transportKey), udp_io: director.nativeIo ? 'native' : 'dgram', udp_gso: director.nativeIo && config.socket.gso, tcp: (tcp?.addresses ?? []).map(transportKey), tcp_io: tcp?.dataPath ?? null, admin: transportKey(admin.address), nodes: config.nodes.length, director: directorId }, 'director started');

@@ -11,6 +11,11 @@ const IPV6_GROUP_RE = /^[0-9a-fA-F]{1,4}$/;
 const ZONE_RE = /^[0-9A-Za-z._~-]{1,64}$/;
 const PORT_RE = /^\d{1,5}$/;
 
+/** Whether `address` is the wildcard (unspecified) address of its family, as a listener is written: 0.0.0.0 or ::. */
+export function isUnspecified(address: string): boolean {
+  return address === '0.0.0.0' || address === '::';
+}
+
 /**
  * Whether `address` (an IP literal) is a loopback address: 127.0.0.0/8, ::1, or 127.x mapped into IPv6
  * (::ffff:127.0.0.1). False for anything that is not an IP literal.

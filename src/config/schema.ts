@@ -3,7 +3,7 @@
 
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
-import { isLoopback } from '../codec/ip.js';
+import { isLoopback, isUnspecified } from '../codec/ip.js';
 import { MAX_DEADLINE_S } from '../drain/plan.js';
 import { MAX_TIMER_MS } from '../util/timer.js';
 
@@ -78,10 +78,6 @@ const ENDPOINT_RE = /^https?:\/\/[^\s/]+(:\d{1,5})?\/?$/;
 /** The largest UDP payload (IPv4: 65,535 − 8 − 20). */
 const MAX_UDP_PAYLOAD = 65_507;
 
-/** Whether `hp` is the wildcard address of its family (0.0.0.0, ::). */
-function isUnspecified(hp: HostPort): boolean {
-  return hp.address === '0.0.0.0' || hp.address === '::';
-}
 
 /** Whether an etcd endpoint parses as a URL whose port, when given, is 1–65535. */
 function validEndpoint(u: string): boolean {
@@ -527,7 +523,7 @@ export const AnchorConfigSchema = z
         const admin = x.path[0] === 'admin';
         const other = list
           .slice(0, k)
-          .find((o) => o.hp.family === x.hp.family && o.hp.port === x.hp.port && (o.hp.address === x.hp.address ? admin : isUnspecified(o.hp) || isUnspecified(x.hp)));
+          .find((o) => o.hp.family === x.hp.family && o.hp.port === x.hp.port && (o.hp.address === x.hp.address ? admin : isUnspecified(o.hp.address) || isUnspecified(x.hp.address)));
         if (other !== undefined) ctx.addIssue({ code: 'custom', path: x.path, input: x.addr, message: `overlaps ${keyOf(other.path)} (${showValue(other.addr)}): both cannot be bound on port ${x.hp.port}` });
       });
     }
@@ -537,7 +533,7 @@ export const AnchorConfigSchema = z
       const k = hostPortKey(l.address);
       if (k !== undefined && !own.has(k)) own.set(k, i);
     });
-    const wildcardUdp = udpSockets.filter((x) => isUnspecified(x.hp));
+    const wildcardUdp = udpSockets.filter((x) => isUnspecified(x.hp.address));
     (Array.isArray(cfg.nodes) ? cfg.nodes : []).forEach((n, i) => {
       const j = own.get(hostPortKey(n?.address) ?? '');
       // A loopback node on the port of a wildcard listener is the director too.

@@ -368,8 +368,7 @@ export class Ownership {
   /** The owner answered BIND for a jump candidate: CAS the binding to it (version + 1). */
   async reattach(rec: SessionRecord, c: Candidate, bindVersion: bigint): Promise<StepResult> {
     const r = await this.step(rec, LifecycleEvent.REATTACH, { cause: 'bind', expectVersion: bindVersion, bind: c, actor: rec.owner });
-    const replies = this.#d.core.takeHeldReplies(rec);
-    if (replies.length > 0) this.#path?.relayHeld(rec, replies);
+    this.#relayHeldReplies(rec);
     // Packets from the bound transport held while the CAS was in flight go on now (step releases them on abort).
     if (r.ok) this.#forwardAll(this.#d.core.release(rec, this.#d.clock.now(), false));
     if (!r.ok && (r.reason === 'unavailable' || r.reason === 'conflict')) {
@@ -985,12 +984,16 @@ export class Ownership {
     if (rec.closedBy === null) return;
     // The owner's replies held while a reattach was in flight, its CLOSE among them in its place, go to the
     // transport the CAS left bound before the session ends (ended first, they were dropped unseen).
-    if (rec.pending === null && rec.heldReplies !== null) {
-      const replies = this.#d.core.takeHeldReplies(rec);
-      if (replies.length > 0) this.#path?.relayHeld(rec, replies);
-    }
+    if (rec.pending === null) this.#relayHeldReplies(rec);
     const c = this.#d.core.closeDeferred(rec, this.#d.clock.now());
     if (c !== null) this.ended(rec, c.note, c.node);
+  }
+
+  /** The owner's replies held while a reattach was in flight, to the transport it left bound. */
+  #relayHeldReplies(rec: SessionRecord): void {
+    if (rec.heldReplies === null) return;
+    const replies = this.#d.core.takeHeldReplies(rec);
+    if (replies.length > 0) this.#path?.relayHeld(rec, replies);
   }
 
   #recordEnd(rec: SessionRecord, t: TransitionNote, actor: string): void {

@@ -2,7 +2,7 @@ import { Buffer } from 'node:buffer';
 import net from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { bytesToIp, canonicalIp, familyOf, ipToBytes, ipv4MappedBytes, parseHostPort, transportKey } from '../../src/codec/ip.js';
+import { bytesToIp, canonicalIp, familyOf, ipToBytes, ipv4MappedBytes, isUnspecified, parseHostPort, transportKey } from '../../src/codec/ip.js';
 import { hex } from '../helpers/packet-builder.js';
 
 const h = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : Buffer.from(b).toString('hex'));
@@ -121,5 +121,18 @@ describe('transportKey / parseHostPort', () => {
         expect(parseHostPort(transportKey(t))).toEqual(t);
       }),
     );
+  });
+});
+
+describe('isUnspecified', () => {
+  it.each([
+    ['0.0.0.0', true],
+    ['::', true],
+    ['127.0.0.1', false],
+    ['::1', false],
+    ['0.0.0.1', false],
+    ['::ffff:0.0.0.0', false], // a listener is written 0.0.0.0 or ::, never in a mapped form
+  ])('%s: %s', (a, want) => {
+    expect(isUnspecified(a)).toBe(want);
   });
 });
