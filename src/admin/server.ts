@@ -160,6 +160,14 @@ function short(s: string): string {
   return s.length <= 80 ? s : `${s.slice(0, 77)}…`;
 }
 
+/**
+ * A value from a request body as an error message shows it: its JSON, cut short — a number as it is (JSON
+ * cannot write back one that parsed as Infinity, as 1e400 does: it would say null).
+ */
+function shown(v: unknown): string {
+  return short(typeof v === 'number' ? String(v) : String(JSON.stringify(v)));
+}
+
 /** A page's `cursor` query parameter: a session id from `next_cursor`, or undefined for the first page. */
 function parseCursor(v: string | null): string | undefined {
   if (v !== null && !isLowerHexId(v)) throw new HttpError(400, 'bad_request', `cursor: expected a cursor from next_cursor, got "${short(v)}"`);
@@ -312,16 +320,15 @@ export class AdminServer {
       }
       onlyKeys(body, ['to', 'expect_version']);
       const to = body.to;
-      if (to !== undefined && to !== null && (typeof to !== 'string' || !NODE_ID_RE.test(to))) throw new HttpError(400, 'bad_request', `to: expected a node id, got ${JSON.stringify(to)}`);
+      if (to !== undefined && to !== null && (typeof to !== 'string' || !NODE_ID_RE.test(to))) throw new HttpError(400, 'bad_request', `to: expected a node id, got ${shown(to)}`);
       const ev = body.expect_version;
       let expectVersion: bigint | undefined;
       if (ev !== undefined && ev !== null) {
         if (!((typeof ev === 'string' && /^\d{1,20}$/.test(ev)) || (typeof ev === 'number' && Number.isSafeInteger(ev) && ev >= 0))) {
-          // String(): a number JSON cannot write back (1e400 parses as Infinity) is shown as it is, not as null.
-          throw new HttpError(400, 'bad_request', `expect_version: expected a version as a decimal string, got ${short(typeof ev === 'number' ? String(ev) : JSON.stringify(ev))}`);
+          throw new HttpError(400, 'bad_request', `expect_version: expected a version as a decimal string, got ${shown(ev)}`);
         }
         expectVersion = BigInt(ev);
-        if (expectVersion > U64_MAX) throw new HttpError(400, 'bad_request', `expect_version: expected a version (at most 2^64 - 1), got ${short(JSON.stringify(ev))}`);
+        if (expectVersion > U64_MAX) throw new HttpError(400, 'bad_request', `expect_version: expected a version (at most 2^64 - 1), got ${shown(ev)}`);
       }
       return sendResult(res, await b.migrate(id, { to: typeof to === 'string' ? to : undefined, expectVersion }));
     }
@@ -349,10 +356,10 @@ export class AdminServer {
       if (action === 'drain') {
         onlyKeys(body, ['mode', 'deadline_s']);
         const mode = body.mode ?? 'migrate';
-        if (mode !== 'migrate' && mode !== 'wait') throw new HttpError(400, 'bad_request', `mode: expected "migrate" or "wait", got ${JSON.stringify(mode)}`);
+        if (mode !== 'migrate' && mode !== 'wait') throw new HttpError(400, 'bad_request', `mode: expected "migrate" or "wait", got ${shown(mode)}`);
         const dl = body.deadline_s;
         if (dl !== undefined && dl !== null && (typeof dl !== 'number' || !Number.isFinite(dl) || dl < 0 || dl > MAX_DEADLINE_S)) {
-          throw new HttpError(400, 'bad_request', `deadline_s: expected a number of seconds from 0 to ${MAX_DEADLINE_S} (a year), got ${short(typeof dl === 'number' ? String(dl) : JSON.stringify(dl))}`);
+          throw new HttpError(400, 'bad_request', `deadline_s: expected a number of seconds from 0 to ${MAX_DEADLINE_S} (a year), got ${shown(dl)}`);
         }
         if (dl !== undefined && dl !== null && mode === 'migrate') throw new HttpError(400, 'bad_request', 'deadline_s applies to mode "wait" only (a "migrate" drain moves the sessions now)');
         return sendResult(res, b.drain(node, { mode, deadlineS: typeof dl === 'number' ? dl : undefined }), 202);

@@ -189,6 +189,12 @@ describe('admin API', () => {
     const huge = await raw('POST', '/v1/nodes/node-a/drain', { ...auth, 'content-type': 'application/json' }, '{"mode": "wait", "deadline_s": 1e400}');
     expect(huge.status).toBe(400);
     expect(JSON.parse(huge.body).error.message).toMatch(/got Infinity$/);
+    // Every field's value is shown that way, cut short: a mode that is a number, a target 5,000 characters long.
+    const modeNumber = await raw('POST', '/v1/nodes/node-a/drain', { ...auth, 'content-type': 'application/json' }, '{"mode": 1e400}');
+    expect(JSON.parse(modeNumber.body).error.message).toBe('mode: expected "migrate" or "wait", got Infinity');
+    const longTo = await raw('POST', `/v1/sessions/${'a'.repeat(32)}/migrate`, { ...auth, 'content-type': 'application/json' }, JSON.stringify({ to: 'x'.repeat(5000) }));
+    expect(longTo.status).toBe(400);
+    expect(JSON.parse(longTo.body).error.message).toMatch(/^to: expected a node id, got "x{76}…$/);
   });
 
   it('one address holding connections open takes 32 places at most: the next is closed at once and counted; the probes still answer others', async () => {
