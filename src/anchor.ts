@@ -204,6 +204,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       holdMax: config.session.hold_max_packets,
       holdMaxBytes: config.session.hold_max_bytes,
       sharedExpiryGraceMs: sharedExpiryGraceMs(config.session.idle_ttl_s * 1000),
+      recordCache: config.session.header_cache,
     },
     membership.ring,
     (id) => membership.reachable(id),

@@ -22,6 +22,11 @@ export interface CoreLimits {
    * store's expiry, so that the serving director's refresh, in flight or a clock step away, wins.
    */
   readonly sharedExpiryGraceMs?: number;
+  /**
+   * Session records the table keeps ready for the sessions in use (SessionTable's `records`): the shell
+   * gives session.header_cache, the sessions that keep their PROXY v2 header on their record.
+   */
+  readonly recordCache?: number;
 }
 
 /** Why a datagram was dropped; each has its own counter. */

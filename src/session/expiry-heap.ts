@@ -1,121 +1,129 @@
-// The session table's expiry order: a binary min-heap of items by deadline, where each item records its
-// own position (`expirySlot`), so it is in the heap at most once and can be taken out in O(log n) when the
-// table removes it. Pure data structure: no clock, no I/O; it orders deadlines and never decides expiry.
+// The session table's expiry order: a binary min-heap of rows (session-table row numbers) by deadline,
+// where each row's position is kept in a column of the rows (`heapPos`), so a row is in the heap at most
+// once and can be taken out in O(log n) when the table removes it. Pure data structure: no clock, no I/O;
+// it orders deadlines and never decides expiry.
 //
-// Memory (issue 7): one deadline (8 bytes, in a Float64Array) and one item reference per entry, instead
-// of an entry object with a boxed deadline plus a WeakMap entry that named the current one (≈100 bytes).
+// Memory (issue 7): a 4-byte row number and an 8-byte deadline per entry in two typed arrays, plus the
+// 4-byte position column: no object and no reference per entry.
 
-export interface HeapItem {
-  /** Where the item sits in the heap that holds it, or -1 when in none. Only the heap writes it. */
-  expirySlot: number;
+/** Where the heap keeps each row's position (-1: in none). Read through every time: it may be replaced. */
+export interface HeapPositions {
+  heapPos: Int32Array;
 }
 
 const MIN_CAPACITY = 16;
 
-export class ExpiryHeap<T extends HeapItem> {
-  #items: T[] = [];
+export class ExpiryHeap {
+  readonly #pos: HeapPositions;
+  #rows = new Int32Array(MIN_CAPACITY);
   #deadlines = new Float64Array(MIN_CAPACITY);
+  #size = 0;
+
+  constructor(positions: HeapPositions) {
+    this.#pos = positions;
+  }
 
   get size(): number {
-    return this.#items.length;
+    return this.#size;
   }
 
-  /** The item with the earliest deadline, if any. */
-  peek(): T | undefined {
-    return this.#items[0];
+  /** The row with the earliest deadline, -1 when empty. */
+  peek(): number {
+    return this.#size === 0 ? -1 : this.#rows[0]!;
   }
 
-  /** The earliest deadline (Infinity when empty). */
+  /** The earliest deadline, Infinity when empty. */
   peekDeadline(): number {
-    return this.#items.length === 0 ? Infinity : this.#deadlines[0]!;
+    return this.#size === 0 ? Infinity : this.#deadlines[0]!;
   }
 
-  /** Whether `item` is in this heap (its own slot says where: no search). */
-  has(item: T): boolean {
-    const i = item.expirySlot;
-    return i >= 0 && this.#items[i] === item;
+  has(row: number): boolean {
+    const i = this.#pos.heapPos[row] ?? -1;
+    return i >= 0 && i < this.#size && this.#rows[i] === row;
   }
 
-  /** Adds `item` with `deadline`; false (and nothing changes) when it is in a heap already. */
-  push(item: T, deadline: number): boolean {
-    if (item.expirySlot !== -1) return false;
-    const i = this.#items.length;
-    if (i === this.#deadlines.length) this.#resize(i * 2);
-    this.#items.push(item);
+  /** Adds `row` (false, and nothing changes, when it is in a heap already). */
+  push(row: number, deadline: number): boolean {
+    if (this.#pos.heapPos[row] !== -1) return false;
+    const i = this.#size;
+    if (i === this.#rows.length) this.#resize(i * 2);
+    this.#size++;
+    this.#rows[i] = row;
     this.#deadlines[i] = deadline;
-    item.expirySlot = i;
-    this.#up(i);
+    this.#up(i, row, deadline);
     return true;
   }
 
-  /** Gives the earliest item a new deadline (its place is corrected). */
+  /** Gives the top row a new deadline (it moves down to its place). */
   retop(deadline: number): void {
-    if (this.#items.length === 0) return;
-    this.#deadlines[0] = deadline;
-    this.#down(0);
+    if (this.#size === 0) return;
+    this.#down(0, this.#rows[0]!, deadline);
   }
 
-  /** Takes `item` out; false when it is not in this heap. */
-  remove(item: T): boolean {
-    const items = this.#items;
-    const i = item.expirySlot;
-    if (i < 0 || items[i] !== item) return false;
-    const last = items.length - 1;
-    const moved = items.pop() as T;
-    item.expirySlot = -1;
+  /** Takes `row` out (false when it is not in this heap); its position becomes -1. */
+  remove(row: number): boolean {
+    if (!this.has(row)) return false;
+    const pos = this.#pos.heapPos;
+    const i = pos[row]!;
+    const last = --this.#size;
+    pos[row] = -1;
     if (i !== last) {
-      items[i] = moved;
-      this.#deadlines[i] = this.#deadlines[last]!;
-      moved.expirySlot = i;
-      this.#down(i);
-      this.#up(moved.expirySlot);
+      const moved = this.#rows[last]!;
+      const d = this.#deadlines[last]!;
+      this.#down(i, moved, d);
+      const at = this.#pos.heapPos[moved]!;
+      this.#up(at, moved, d);
     }
-    if (this.#deadlines.length > MIN_CAPACITY && items.length * 4 < this.#deadlines.length) this.#resize(this.#deadlines.length / 2);
+    if (this.#rows.length > MIN_CAPACITY && this.#size * 4 < this.#rows.length) this.#resize(this.#rows.length / 2);
     return true;
   }
 
-  #up(i: number): void {
-    const items = this.#items;
+  /** Puts `row` (deadline `key`) at `i` or above, moving larger parents down. */
+  #up(i: number, row: number, key: number): void {
+    const rows = this.#rows;
     const d = this.#deadlines;
-    const item = items[i] as T;
-    const key = d[i]!;
+    const pos = this.#pos.heapPos;
     while (i > 0) {
       const p = (i - 1) >> 1;
       if (d[p]! <= key) break;
-      items[i] = items[p] as T;
+      rows[i] = rows[p]!;
       d[i] = d[p]!;
-      (items[i] as T).expirySlot = i;
+      pos[rows[i]!] = i;
       i = p;
     }
-    items[i] = item;
+    rows[i] = row;
     d[i] = key;
-    item.expirySlot = i;
+    pos[row] = i;
   }
 
-  #down(i: number): void {
-    const items = this.#items;
+  /** Puts `row` (deadline `key`) at `i` or below, moving smaller children up. */
+  #down(i: number, row: number, key: number): void {
+    const rows = this.#rows;
     const d = this.#deadlines;
-    const n = items.length;
-    const item = items[i] as T;
-    const key = d[i]!;
+    const pos = this.#pos.heapPos;
+    const n = this.#size;
     for (;;) {
       let c = 2 * i + 1;
       if (c >= n) break;
       if (c + 1 < n && d[c + 1]! < d[c]!) c++;
       if (d[c]! >= key) break;
-      items[i] = items[c] as T;
+      rows[i] = rows[c]!;
       d[i] = d[c]!;
-      (items[i] as T).expirySlot = i;
+      pos[rows[i]!] = i;
       i = c;
     }
-    items[i] = item;
+    rows[i] = row;
     d[i] = key;
-    item.expirySlot = i;
+    pos[row] = i;
   }
 
   #resize(capacity: number): void {
-    const d = new Float64Array(Math.max(MIN_CAPACITY, capacity));
-    d.set(this.#deadlines.subarray(0, this.#items.length));
+    const cap = Math.max(MIN_CAPACITY, capacity);
+    const r = new Int32Array(cap);
+    r.set(this.#rows.subarray(0, this.#size));
+    const d = new Float64Array(cap);
+    d.set(this.#deadlines.subarray(0, this.#size));
+    this.#rows = r;
     this.#deadlines = d;
   }
 }

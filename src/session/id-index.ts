@@ -1,32 +1,19 @@
-// A hash index from the 16 session-id bytes to a record, looked up straight from a packet buffer at an
-// offset: no hex string, no view, no allocation per lookup (the per-datagram path's one table access).
-// Pure data structure: no I/O, no clock; the hash key is injected. It never decides anything: a lookup
-// compares all 16 bytes, so the key only changes where records sit, never what is found.
+// A hash index from the 16 session-id bytes to a row of the session table (rows.ts), looked up straight
+// from a packet buffer at an offset: no hex string, no view, no allocation per lookup (the per-datagram
+// path's one table access). Pure data structure: no I/O, no clock; the hash key is injected. It never
+// decides anything: a lookup compares all 16 bytes, so the key only changes where rows sit, never what is
+// found.
 //
 // Open addressing with linear probing, backward-shift deletion (no tombstones), doubled at 5/8 load.
-// Each slot keeps the id as four 32-bit words in one Int32Array beside the record array, so a probe
-// compares words in place and touches the record only when it is the one (a lookup costs about one cache
-// line instead of a chase through record → id bytes → their buffer). Session ids are chosen by clients,
-// so the hash is keyed with secret random words (each id word gets its own secret multiplier) to keep
-// clients from aiming ids at one probe run; how many ids a client can insert at all is bounded by admission.
-// The same probe answers a lookup by id text (getByHex reads the words from the 32 hex characters, so the
-// table needs no second index by text), and `at(slot)` lets the table walk every record (a node's sessions).
-// Each slot also carries a 2-byte tag the caller gives (the table: its owner's number), moved with the
-// record, so that a walk for one owner skips the others' records unread (`tagAt`); `smallest` makes a page
-// in id order from the words alone (the admin API's session list).
-// Nothing of the tags or of `smallest` is on the per-datagram path (`get`).
-
-import TinyQueue from 'tinyqueue';
-
-export interface HasIdBytes {
-  /** Exactly 16 bytes, never changed while the record is indexed. */
-  readonly idBytes: Uint8Array;
-  /**
-   * The same id as 32 hex characters, when the record keeps it as text: the index then reads the id words
-   * from the text (no bytes decoded, nothing allocated); `idBytes` only for a record without one.
-   */
-  readonly id?: string;
-}
+// A slot is only `row + 1` (4 bytes, 0 = empty) and a 2-byte tag; the id words are the rows' own column
+// (16 bytes per row), which a probe compares. Session ids are chosen by clients, so the hash is keyed with
+// secret random words (each id word gets its own secret multiplier) to keep clients from aiming ids at one
+// probe run; how many ids a client can insert at all is bounded by admission. The same probe answers a
+// lookup by id text (getByHex reads the words from the 32 hex characters, so the table needs no second
+// index by text), and `at(slot)` lets the table walk every row (a node's sessions). The tag is the
+// caller's (the table: its owner's number), moved with the row, so that a walk for one owner skips the
+// others' rows unread (`tagAt`). Nothing of the tags is on the per-datagram path (`get`). Pages in id
+// order (the admin API's session list) scan the rows' id column itself (SessionRows.smallest).
 
 export const ID_LEN = 16;
 /** Words of hash key the index needs. */
@@ -76,7 +63,7 @@ export function isLowerHexId(id: string): boolean {
  * spells in hex (32 characters, either case) into `out`; false for any other text (`out` then means nothing).
  * One pass over the characters, no allocation.
  */
-function hexWords(id: string, out: Int32Array): boolean {
+export function hexWords(id: string, out: Int32Array): boolean {
   if (id.length !== ID_LEN * 2) return false;
   let bad = 0;
   for (let w = 0; w < 4; w++) {
@@ -127,13 +114,18 @@ export function hashIdWords(k: Int32Array, w0: number, w1: number, w2: number, w
   return h ^ (h >>> 16);
 }
 
-export class IdIndex<T extends HasIdBytes> {
-  #recs: (T | null)[];
-  /** Slot i's id words at 4i .. 4i+3 (meaningful only where #recs[i] is not null). */
-  #words: Int32Array;
+/** Where the index reads each row's id words (4r .. 4r+3). Read through every time: it may be replaced. */
+export interface RowIds {
+  ids: Int32Array;
+}
+
+export class IdIndex {
+  readonly #rows: RowIds;
+  /** Slot i's row + 1, 0 where empty. */
+  #slots: Int32Array;
   /**
-   * Slot i's tag, the caller's (the table: a number per owner, 0 for none), moved with the record: a walk
-   * skips the records of other tags without reading them.
+   * Slot i's tag, the caller's (the table: a number per owner, 0 for none), moved with the row: a walk
+   * skips the rows of other tags without reading them.
    */
   #tags: Uint16Array;
   #mask: number;
@@ -141,16 +133,14 @@ export class IdIndex<T extends HasIdBytes> {
   readonly #k: Int32Array;
   /** getByHex's four decoded words (it keeps nothing between calls). */
   readonly #hexScratch = new Int32Array(4);
-  /** #idWords' four words of a record's id (add, delete, retag: nothing kept between calls). */
-  readonly #recScratch = new Int32Array(4);
 
-  constructor(key: Uint32Array, capacity = MIN_CAPACITY) {
+  constructor(key: Uint32Array, rows: RowIds, capacity = MIN_CAPACITY) {
     if (key.length < ID_INDEX_KEY_WORDS) throw new RangeError(`IdIndex key must have ${ID_INDEX_KEY_WORDS} words`);
     this.#k = idHashKey(key);
+    this.#rows = rows;
     let cap = MIN_CAPACITY;
     while (cap < capacity) cap *= 2;
-    this.#recs = new Array<T | null>(cap).fill(null);
-    this.#words = new Int32Array(cap * 4);
+    this.#slots = new Int32Array(cap);
     this.#tags = new Uint16Array(cap);
     this.#mask = cap - 1;
   }
@@ -162,212 +152,136 @@ export class IdIndex<T extends HasIdBytes> {
     return this.#mask + 1;
   }
 
-  /** The record whose id is `buf[offset .. offset + 16)`, if any. The caller checked that the bytes exist. */
-  get(buf: Uint8Array, offset: number): T | undefined {
-    return this.#find(word(buf, offset), word(buf, offset + 4), word(buf, offset + 8), word(buf, offset + 12));
+  /** The row whose id is `buf[offset .. offset + 16)`, -1 for none. The caller checked that the bytes exist. */
+  get(buf: Uint8Array, offset: number): number {
+    return this.find(word(buf, offset), word(buf, offset + 4), word(buf, offset + 8), word(buf, offset + 12));
   }
 
   /**
-   * The record whose id bytes `id` spells as 32 hex characters (either case; the caller compares the text
-   * if the case matters), if any; undefined for any other text. No allocation: the words are read from
+   * The row whose id bytes `id` spells as 32 hex characters (either case; the caller compares the text
+   * if the case matters), -1 for none and for any other text. No allocation: the words are read from
    * the text.
    */
-  getByHex(id: string): T | undefined {
+  getByHex(id: string): number {
     const w = this.#hexScratch;
-    if (!hexWords(id, w)) return undefined;
-    return this.#find(w[0]!, w[1]!, w[2]!, w[3]!);
+    if (!hexWords(id, w)) return -1;
+    return this.find(w[0]!, w[1]!, w[2]!, w[3]!);
   }
 
   /**
-   * The record in slot `i` (0 ≤ i < capacity), or null for an empty slot: for walks over every record
-   * (see SessionTable.walkOwner for how records move between slots while a walk is under way).
+   * The row in slot `i` (0 ≤ i < capacity), or -1 for an empty slot: for walks over every row (see
+   * SessionTable.walkOwner for how rows move between slots while a walk is under way).
    */
-  at(i: number): T | null {
-    return this.#recs[i] ?? null;
+  at(i: number): number {
+    return (this.#slots[i] ?? 0) - 1;
   }
 
-  /** The tag of slot `i` (meaningful only where `at(i)` is a record). */
+  /** The tag of slot `i` (meaningful only where `at(i)` is a row). */
   tagAt(i: number): number {
     return this.#tags[i] ?? 0;
   }
 
-  /** Gives `rec` (indexed) the tag `tag` (0–65535); false when it is not indexed. */
-  retag(rec: T, tag: number): boolean {
-    const i = this.#slotOf(rec);
+  /** Gives `row` (indexed) the tag `tag` (0–65535); false when it is not indexed. */
+  retag(row: number, tag: number): boolean {
+    const i = this.#slotOf(row);
     if (i < 0) return false;
     this.#tags[i] = tag;
     return true;
   }
 
-  /** Every record once, in slot order. The index must not change while this runs. */
-  *values(): IterableIterator<T> {
-    const recs = this.#recs;
-    for (let i = 0; i < recs.length; i++) {
-      const r = recs[i];
-      if (r !== null && r !== undefined) yield r;
-    }
-  }
-
   /**
-   * Up to `limit` records whose ids are the smallest above `after` (16 bytes, or null for no bound) in
-   * byte order, among those `keep` accepts (null: all), in that order. One pass over the slots that
-   * compares the id words in place: a record itself is read (by `keep`) only when its id would enter the
-   * result found so far, about limit · ln(size / limit) times for random ids. The index must not change
-   * while this runs. O(capacity + candidates · log limit). `tag`: only slots of that tag or of tag 0 (a
-   * slot of another tag is skipped unread; `keep` still decides).
+   * Adds `row` (its id words already in the rows' column) with the tag `tag` (0–65535); false (and nothing
+   * changes) when a row with the same id is indexed already.
    */
-  smallest(limit: number, after: Uint8Array | null, keep: ((rec: T) => boolean) | null, tag: number | null = null): T[] {
-    if (limit <= 0) return [];
-    if (after !== null && after.length !== ID_LEN) throw new RangeError(`session id must be ${ID_LEN} bytes`);
-    const a0 = after === null ? -1 : beWord(after, 0);
-    const a1 = after === null ? 0 : beWord(after, 4);
-    const a2 = after === null ? 0 : beWord(after, 8);
-    const a3 = after === null ? 0 : beWord(after, 12);
-    // A max-heap of the best so far: its top is the largest id kept, the one a better id replaces.
-    const best = new TinyQueue<Ranked<T>>([], (x, y) => compareWords(y.k0, y.k1, y.k2, y.k3, x.k0, x.k1, x.k2, x.k3));
-    let top0 = Infinity; // the top's first word once `limit` are kept (a cheap first test per slot)
-    const recs = this.#recs;
-    const words = this.#words;
-    const tags = this.#tags;
-    for (let i = 0; i < recs.length; i++) {
-      const r = recs[i];
-      if (r === null || r === undefined) continue;
-      if (tag !== null && tags[i] !== tag && tags[i] !== 0) continue;
-      const j = i << 2;
-      const k0 = bswap(words[j]!);
-      if (k0 < a0 || k0 > top0) continue;
-      const k1 = bswap(words[j + 1]!);
-      const k2 = bswap(words[j + 2]!);
-      const k3 = bswap(words[j + 3]!);
-      if (after !== null && compareWords(k0, k1, k2, k3, a0, a1, a2, a3) <= 0) continue;
-      if (best.length === limit) {
-        const t = best.peek() as Ranked<T>;
-        if (compareWords(k0, k1, k2, k3, t.k0, t.k1, t.k2, t.k3) >= 0) continue;
-      }
-      if (keep !== null && !keep(r)) continue;
-      if (best.length === limit) best.pop();
-      best.push({ k0, k1, k2, k3, rec: r });
-      if (best.length === limit) top0 = (best.peek() as Ranked<T>).k0;
-    }
-    const out: T[] = new Array<T>(best.length);
-    for (let n = best.length - 1; n >= 0; n--) out[n] = (best.pop() as Ranked<T>).rec;
-    return out;
-  }
-
-  /**
-   * Adds `rec` with the tag `tag` (0–65535); false (and nothing changes) when a record with the same id
-   * bytes is indexed already.
-   */
-  add(rec: T, tag = 0): boolean {
-    const w = this.#idWords(rec);
-    const w0 = w[0]!;
-    const w1 = w[1]!;
-    const w2 = w[2]!;
-    const w3 = w[3]!;
-    if (this.#find(w0, w1, w2, w3) !== undefined) return false;
+  add(row: number, tag = 0): boolean {
+    const words = this.#rows.ids;
+    const j = row << 2;
+    const w0 = words[j]!;
+    const w1 = words[j + 1]!;
+    const w2 = words[j + 2]!;
+    const w3 = words[j + 3]!;
+    if (this.find(w0, w1, w2, w3) !== -1) return false;
     if ((this.#size + 1) * 8 > this.capacity * 5) this.#grow();
-    this.#place(rec, w0, w1, w2, w3, tag);
+    this.#place(row, w0, w1, w2, w3, tag);
     this.#size++;
     return true;
   }
 
-  /**
-   * The four id words of `rec` (in #recScratch, valid until the next call): read from its hex text when it
-   * has one, else from its 16 bytes (RangeError for any other length).
-   */
-  #idWords(rec: T): Int32Array {
-    const w = this.#recScratch;
-    if (rec.id !== undefined && hexWords(rec.id, w)) return w;
-    const b = rec.idBytes;
-    if (b.length !== ID_LEN) throw new RangeError(`session id must be ${ID_LEN} bytes`);
-    w[0] = word(b, 0);
-    w[1] = word(b, 4);
-    w[2] = word(b, 8);
-    w[3] = word(b, 12);
-    return w;
-  }
-
-  /** Removes exactly `rec` (not another record with its id); false when it is not indexed. */
-  delete(rec: T): boolean {
-    const recs = this.#recs;
-    const words = this.#words;
+  /** Removes exactly `row`; false when it is not indexed. */
+  delete(row: number): boolean {
+    const slots = this.#slots;
+    const words = this.#rows.ids;
     const tags = this.#tags;
     const mask = this.#mask;
-    const i = this.#slotOf(rec);
+    const i = this.#slotOf(row);
     if (i < 0) return false;
     // Backward shift: pull later members of the run into the hole so every probe run stays unbroken.
     let hole = i;
     for (let j = (i + 1) & mask; ; j = (j + 1) & mask) {
-      const r = recs[j];
-      if (r === null || r === undefined) break;
-      const q = j << 2;
+      const r = slots[j]! - 1;
+      if (r < 0) break;
+      const q = r << 2;
       const home = this.#hash(words[q]!, words[q + 1]!, words[q + 2]!, words[q + 3]!) & mask;
       // r may move into the hole unless its home lies cyclically within (hole, j].
       if (((j - home) & mask) >= ((j - hole) & mask)) {
-        recs[hole] = r;
-        words.copyWithin(hole << 2, q, q + 4);
+        slots[hole] = r + 1;
         tags[hole] = tags[j]!;
         hole = j;
       }
     }
-    recs[hole] = null;
+    slots[hole] = 0;
     this.#size--;
     return true;
   }
 
-  /** The slot of exactly `rec` (not another record with its id), -1 when it is not indexed. */
-  #slotOf(rec: T): number {
-    const recs = this.#recs;
+  /** The slot of exactly `row`, -1 when it is not indexed. */
+  #slotOf(row: number): number {
+    const slots = this.#slots;
     const mask = this.#mask;
-    const w = this.#idWords(rec);
-    for (let i = this.#hash(w[0]!, w[1]!, w[2]!, w[3]!) & mask; ; i = (i + 1) & mask) {
-      const r = recs[i];
-      if (r === null || r === undefined) return -1;
-      if (r === rec) return i;
+    const words = this.#rows.ids;
+    const j = row << 2;
+    for (let i = this.#hash(words[j]!, words[j + 1]!, words[j + 2]!, words[j + 3]!) & mask; ; i = (i + 1) & mask) {
+      const r = slots[i]! - 1;
+      if (r < 0) return -1;
+      if (r === row) return i;
     }
   }
 
-  /** The record whose id words are w0..w3, if any: one probe run. */
-  #find(w0: number, w1: number, w2: number, w3: number): T | undefined {
-    const recs = this.#recs;
-    const words = this.#words;
+  /** The row whose id words are w0..w3, -1 for none: one probe run. */
+  find(w0: number, w1: number, w2: number, w3: number): number {
+    const slots = this.#slots;
+    const words = this.#rows.ids;
     const mask = this.#mask;
     for (let i = this.#hash(w0, w1, w2, w3) & mask; ; i = (i + 1) & mask) {
-      const r = recs[i];
-      if (r === null || r === undefined) return undefined;
-      const j = i << 2;
+      const r = slots[i]! - 1;
+      if (r < 0) return -1;
+      const j = r << 2;
       if (words[j] === w0 && words[j + 1] === w1 && words[j + 2] === w2 && words[j + 3] === w3) return r;
     }
   }
 
-  #place(rec: T, w0: number, w1: number, w2: number, w3: number, tag: number): void {
-    const recs = this.#recs;
+  #place(row: number, w0: number, w1: number, w2: number, w3: number, tag: number): void {
+    const slots = this.#slots;
     const mask = this.#mask;
     let i = this.#hash(w0, w1, w2, w3) & mask;
-    while (recs[i] !== null) i = (i + 1) & mask;
-    recs[i] = rec;
+    while (slots[i] !== 0) i = (i + 1) & mask;
+    slots[i] = row + 1;
     this.#tags[i] = tag;
-    const j = i << 2;
-    this.#words[j] = w0;
-    this.#words[j + 1] = w1;
-    this.#words[j + 2] = w2;
-    this.#words[j + 3] = w3;
   }
 
   #grow(): void {
-    const oldRecs = this.#recs;
-    const oldWords = this.#words;
+    const oldSlots = this.#slots;
     const oldTags = this.#tags;
-    const cap = oldRecs.length * 2;
-    this.#recs = new Array<T | null>(cap).fill(null);
-    this.#words = new Int32Array(cap * 4);
+    const cap = oldSlots.length * 2;
+    this.#slots = new Int32Array(cap);
     this.#tags = new Uint16Array(cap);
     this.#mask = cap - 1;
-    for (let i = 0; i < oldRecs.length; i++) {
-      const r = oldRecs[i];
-      if (r === null || r === undefined) continue;
-      const j = i << 2;
-      this.#place(r, oldWords[j]!, oldWords[j + 1]!, oldWords[j + 2]!, oldWords[j + 3]!, oldTags[i]!);
+    const words = this.#rows.ids;
+    for (let i = 0; i < oldSlots.length; i++) {
+      const r = oldSlots[i]! - 1;
+      if (r < 0) continue;
+      const j = r << 2;
+      this.#place(r, words[j]!, words[j + 1]!, words[j + 2]!, words[j + 3]!, oldTags[i]!);
     }
   }
 
@@ -375,28 +289,4 @@ export class IdIndex<T extends HasIdBytes> {
   #hash(w0: number, w1: number, w2: number, w3: number): number {
     return hashIdWords(this.#k, w0, w1, w2, w3);
   }
-}
-
-/** A record kept by `smallest`, with its id as four unsigned big-endian words (byte order). */
-interface Ranked<T> {
-  readonly k0: number;
-  readonly k1: number;
-  readonly k2: number;
-  readonly k3: number;
-  readonly rec: T;
-}
-
-/** The unsigned big-endian 32-bit word at `b[o]`. */
-function beWord(b: Uint8Array, o: number): number {
-  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
-}
-
-/** A little-endian id word (as `word` reads it) as the unsigned big-endian word of the same bytes. */
-function bswap(w: number): number {
-  return ((w << 24) | ((w & 0xff00) << 8) | ((w >>> 8) & 0xff00) | (w >>> 24)) >>> 0;
-}
-
-/** Compares two ids given as unsigned big-endian words: negative, 0 or positive as a is below, equal or above b. */
-function compareWords(a0: number, a1: number, a2: number, a3: number, b0: number, b1: number, b2: number, b3: number): number {
-  return a0 !== b0 ? a0 - b0 : a1 !== b1 ? a1 - b1 : a2 !== b2 ? a2 - b2 : a3 - b3;
 }

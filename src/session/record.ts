@@ -2,14 +2,17 @@
 // Pure data: no I/O, no clock (time comes in as `now`); it never decides a transition (lifecycle.ts does)
 // and never indexes itself (table.ts does).
 //
-// Memory (issue 7), per record: the id is kept once, as text, and `idBytes` is decoded from it on each
-// read (no reader is per datagram), so no session holds a typed array of its own; the transport's text
-// form (`transportKey`) is made from the transport when read, not kept; the fields most sessions leave
-// null live out of line (Cold); version 1 is shared.
+// Memory (issue 7): a record is a view of a row of the session table's columns (rows.ts) while the table
+// holds it; the table keeps a bounded cache of records for the sessions in use and makes one anew for any
+// other (one record per row at a time: see SessionTable). A record that no table holds (new, or removed)
+// keeps its fields in an object of its own. The fields most sessions leave null live out of line (Cold);
+// a record holding any of them stays in the table's cache. The id bytes and the transport's text are made
+// when read.
 import type { Transport } from '../codec/types.js';
 import type { SessionState } from './lifecycle.js';
 import { transportKey } from '../codec/ip.js';
 import { idBytesFromHex, idBytesInto } from './id-index.js';
+import type { RowFields, SessionRows } from './rows.js';
 
 export interface SessionRecord {
   /** 32 lowercase hex characters. */
@@ -76,8 +79,8 @@ export interface SessionRecord {
    * serves the session refreshes it in coarse steps; every other director expires the session by it.
    */
   storeExpiresAt: number;
-  /** Owned by the table: the record's place in its expiry heap, -1 when in none. Nothing else touches it. */
-  expirySlot: number;
+  /** The record's place in its table's expiry heap, -1 when no table holds it. */
+  readonly expirySlot: number;
 }
 
 /** Where packets held for a session came from. */
@@ -112,17 +115,27 @@ export interface NewSessionFields {
   idleTtlMs: number;
 }
 
-/** A new record with the bookkeeping fields empty. RangeError if `id` is not 32 hex characters. */
+/** A new record with the bookkeeping fields empty, held by no table. RangeError if `id` is not 32 hex characters. */
 export function newSessionRecord(f: NewSessionFields): SessionRecord {
   idBytesInto(f.id, CHECKED); // validates: a malformed id fails here, not at the first read of idBytes
-  return new Session(f);
+  return new Session(f.id, null, -1, {
+    owner: f.owner,
+    version: f.version,
+    incarnation: f.incarnation ?? 0,
+    state: f.state,
+    transport: f.transport,
+    listener: f.listener,
+    nextSeq: 1,
+    lastSeen: f.now,
+    expiresAt: f.now + f.idleTtlMs,
+    servedHere: true,
+    storeExpiresAt: f.now + f.idleTtlMs,
+    formerOwner: null,
+  });
 }
 
 /** Where newSessionRecord's check decodes an id (the bytes are not kept). */
 const CHECKED = new Uint8Array(16);
-
-/** Every new session's first version: one shared bigint (bigints compare by value, never by identity). */
-const VERSION_1 = 1n;
 
 /**
  * The fields most sessions leave null most of the time (an admission or a transition in flight, a jump,
@@ -133,40 +146,68 @@ class Cold {
   held: Buffer[] | null = null;
   heldFrom: HeldFrom | null = null;
   candidates: Map<string, Candidate> | null = null;
-  formerOwner: string | null = null;
   heldReplies: Buffer[] | null = null;
   closedBy: string | null = null;
 }
 
-/** The record newSessionRecord builds: plain fields, the rare ones out of line, the id bytes as a getter. */
+/**
+ * The record: a view of row `#row` of `#rows` while a table holds it, its own fields (`#own`) otherwise.
+ * Only the table moves it between the two (the functions below).
+ */
 class Session implements SessionRecord {
   readonly id: string;
-  owner: string;
-  version: bigint;
-  incarnation: number;
-  state: SessionState;
-  transport: Transport;
-  listener: number;
-  nextSeq = 1;
-  lastSeen: number;
-  expiresAt: number;
   shellCache: unknown = undefined;
-  servedHere = true;
-  storeExpiresAt: number;
-  expirySlot = -1;
+  #rows: SessionRows | null;
+  #row: number;
+  #own: RowFields | null;
   #cold: Cold | null = null;
+  /** The transport last read or written while in a row, and the row's columns it matches (see transport). */
+  #t: Transport | null = null;
+  #tAddr = -1;
+  #tPort = -1;
+  /** The version last read from the row (as its column's number) and its bigint. */
+  #vNum = NaN;
+  #v = 0n;
 
-  constructor(f: NewSessionFields) {
-    this.id = f.id;
-    this.owner = f.owner;
-    this.version = f.version === VERSION_1 ? VERSION_1 : f.version;
-    this.incarnation = f.incarnation ?? 0;
-    this.state = f.state;
-    this.transport = f.transport;
-    this.listener = f.listener;
-    this.lastSeen = f.now;
-    this.expiresAt = f.now + f.idleTtlMs;
-    this.storeExpiresAt = f.now + f.idleTtlMs;
+  constructor(id: string, rows: SessionRows | null, row: number, own: RowFields | null) {
+    this.id = id;
+    this.#rows = rows;
+    this.#row = row;
+    this.#own = own;
+  }
+
+  /** Into row `row` of `rows` (which holds this record's fields already). */
+  static attach(s: Session, rows: SessionRows, row: number): void {
+    s.#rows = rows;
+    s.#row = row;
+    const t = s.#own!.transport;
+    s.#own = null;
+    s.#remember(t);
+  }
+
+  /** Out of its row, keeping the row's fields (before the table frees the row). */
+  static detach(s: Session): void {
+    const rows = s.#rows;
+    if (rows === null) return;
+    const own = rows.fields(s.#row);
+    if (s.#t !== null && rows.hasTransport(s.#row, s.#t)) own.transport = s.#t;
+    s.#own = own;
+    s.#rows = null;
+    s.#row = -1;
+    s.#t = null;
+  }
+
+  static own(s: Session): RowFields | null {
+    return s.#own;
+  }
+  static rowsOf(s: Session): SessionRows | null {
+    return s.#rows;
+  }
+  static rowOf(s: Session): number {
+    return s.#row;
+  }
+  static pinned(s: Session): boolean {
+    return s.#cold !== null;
   }
 
   get idBytes(): Uint8Array {
@@ -175,6 +216,153 @@ class Session implements SessionRecord {
 
   get transportKey(): string {
     return transportKey(this.transport);
+  }
+
+  get expirySlot(): number {
+    const r = this.#rows;
+    return r === null ? -1 : r.heapPos[this.#row]!;
+  }
+
+  get owner(): string {
+    const r = this.#rows;
+    return r === null ? this.#own!.owner : r.names.str(r.owner[this.#row]!);
+  }
+  set owner(v: string) {
+    const r = this.#rows;
+    if (r === null) this.#own!.owner = v;
+    else r.setOwner(this.#row, v);
+  }
+
+  get version(): bigint {
+    const r = this.#rows;
+    if (r === null) return this.#own!.version;
+    const n = r.version[this.#row]!;
+    if (n !== this.#vNum) {
+      if (n !== n) return r.versionOf(this.#row); // over 2^53: kept as a bigint
+      this.#v = BigInt(n);
+      this.#vNum = n;
+    }
+    return this.#v;
+  }
+  set version(v: bigint) {
+    const r = this.#rows;
+    if (r === null) this.#own!.version = v;
+    else r.setVersion(this.#row, v);
+  }
+
+  get incarnation(): number {
+    const r = this.#rows;
+    return r === null ? this.#own!.incarnation : r.incarnation[this.#row]!;
+  }
+  set incarnation(v: number) {
+    const r = this.#rows;
+    if (r === null) this.#own!.incarnation = v;
+    else r.incarnation[this.#row] = v;
+  }
+
+  get state(): SessionState {
+    const r = this.#rows;
+    return r === null ? this.#own!.state : r.stateOf(this.#row);
+  }
+  set state(v: SessionState) {
+    const r = this.#rows;
+    if (r === null) this.#own!.state = v;
+    else r.setState(this.#row, v);
+  }
+
+  /**
+   * The transport: in a row, the object last written or read for as long as the row's columns still
+   * say the same (so a caller may compare it by identity), made anew from them otherwise.
+   */
+  get transport(): Transport {
+    const r = this.#rows;
+    if (r === null) return this.#own!.transport;
+    const row = this.#row;
+    const t = this.#t;
+    if (t !== null && r.tAddr[row] === this.#tAddr && r.tPort[row] === this.#tPort && r.tKind[row] === 0) return t;
+    const made = r.transportOf(row);
+    this.#remember(made);
+    return made;
+  }
+  set transport(v: Transport) {
+    const r = this.#rows;
+    if (r === null) {
+      this.#own!.transport = v;
+      return;
+    }
+    r.setTransport(this.#row, v);
+    this.#remember(v);
+  }
+
+  /** Keeps `t` as the transport the row's columns now hold (only a canonical IPv4 one is kept: see transport). */
+  #remember(t: Transport): void {
+    const r = this.#rows!;
+    const row = this.#row;
+    if (r.tKind[row] === 0) {
+      this.#t = t;
+      this.#tAddr = r.tAddr[row]!;
+      this.#tPort = r.tPort[row]!;
+    } else this.#t = null;
+  }
+
+  get listener(): number {
+    const r = this.#rows;
+    return r === null ? this.#own!.listener : r.listener[this.#row]!;
+  }
+  set listener(v: number) {
+    const r = this.#rows;
+    if (r === null) this.#own!.listener = v;
+    else r.listener[this.#row] = v;
+  }
+
+  get nextSeq(): number {
+    const r = this.#rows;
+    return r === null ? this.#own!.nextSeq : r.nextSeq[this.#row]!;
+  }
+  set nextSeq(v: number) {
+    const r = this.#rows;
+    if (r === null) this.#own!.nextSeq = v;
+    else r.nextSeq[this.#row] = v;
+  }
+
+  get lastSeen(): number {
+    const r = this.#rows;
+    return r === null ? this.#own!.lastSeen : r.lastSeen[this.#row]!;
+  }
+  set lastSeen(v: number) {
+    const r = this.#rows;
+    if (r === null) this.#own!.lastSeen = v;
+    else r.lastSeen[this.#row] = v;
+  }
+
+  get expiresAt(): number {
+    const r = this.#rows;
+    return r === null ? this.#own!.expiresAt : r.expiresAt[this.#row]!;
+  }
+  set expiresAt(v: number) {
+    const r = this.#rows;
+    if (r === null) this.#own!.expiresAt = v;
+    else r.expiresAt[this.#row] = v;
+  }
+
+  get servedHere(): boolean {
+    const r = this.#rows;
+    return r === null ? this.#own!.servedHere : r.served[this.#row] === 1;
+  }
+  set servedHere(v: boolean) {
+    const r = this.#rows;
+    if (r === null) this.#own!.servedHere = v;
+    else r.served[this.#row] = v ? 1 : 0;
+  }
+
+  get storeExpiresAt(): number {
+    const r = this.#rows;
+    return r === null ? this.#own!.storeExpiresAt : r.storeExpiresAt[this.#row]!;
+  }
+  set storeExpiresAt(v: number) {
+    const r = this.#rows;
+    if (r === null) this.#own!.storeExpiresAt = v;
+    else r.storeExpiresAt[this.#row] = v;
   }
 
   get pending(): string | null {
@@ -206,10 +394,13 @@ class Session implements SessionRecord {
   }
 
   get formerOwner(): string | null {
-    return this.#getCold('formerOwner');
+    const r = this.#rows;
+    return r === null ? this.#own!.formerOwner : r.formerOwnerOf(this.#row);
   }
   set formerOwner(v: string | null) {
-    this.#setCold('formerOwner', v);
+    const r = this.#rows;
+    if (r === null) this.#own!.formerOwner = v;
+    else r.setFormerOwner(this.#row, v);
   }
 
   get closedBy(): string | null {
@@ -240,12 +431,52 @@ class Session implements SessionRecord {
 
   /** Where a cold field is written: the Cold object, made now for a non-null value; null for a null into none. */
   #coldFor(v: unknown): Cold | null {
-    if (this.#cold === null && v !== null) this.#cold = new Cold();
+    if (this.#cold === null && v !== null) {
+      this.#cold = new Cold();
+      const r = this.#rows;
+      if (r !== null && r.cacheSlot[this.#row]! < 0) r.onPinned?.(this.#row);
+    }
     return this.#cold;
   }
 
   /** Drops the Cold object once every field in it is null. */
   #trim(c: Cold): void {
-    if (c.pending === null && c.held === null && c.heldFrom === null && c.candidates === null && c.formerOwner === null && c.heldReplies === null && c.closedBy === null) this.#cold = null;
+    if (c.pending === null && c.held === null && c.heldFrom === null && c.candidates === null && c.heldReplies === null && c.closedBy === null) this.#cold = null;
   }
+}
+
+/** `rec` as the table's record class (TypeError for a record newSessionRecord did not make). */
+function session(rec: SessionRecord): Session {
+  if (!(rec instanceof Session)) throw new TypeError('a session table holds only records made by newSessionRecord');
+  return rec;
+}
+
+// For the session table only (table.ts): moving records in and out of its rows.
+
+/** The fields of a record no table holds (null while one does). TypeError for a record of another kind. */
+export function ownFields(rec: SessionRecord): RowFields | null {
+  return Session.own(session(rec));
+}
+/** Makes `rec` the view of `row` of `rows`, which holds its fields now. */
+export function attachRecord(rec: SessionRecord, rows: SessionRows, row: number): void {
+  Session.attach(session(rec), rows, row);
+}
+/** Gives `rec` its row's fields as its own: no table holds it any more. */
+export function detachRecord(rec: SessionRecord): void {
+  Session.detach(session(rec));
+}
+/** A record for row `row` of `rows` (whose id text is `id`), for a row that has none. */
+export function recordForRow(rows: SessionRows, row: number, id: string): SessionRecord {
+  return new Session(id, rows, row, null);
+}
+/** The rows `rec` is a view of (null: none), and its row. */
+export function rowsOfRecord(rec: SessionRecord): SessionRows | null {
+  return rec instanceof Session ? Session.rowsOf(rec) : null;
+}
+export function rowOfRecord(rec: SessionRecord): number {
+  return rec instanceof Session ? Session.rowOf(rec) : -1;
+}
+/** Whether `rec` holds anything out of line (a transition, held packets, candidates...): it must stay cached. */
+export function recordPinned(rec: SessionRecord): boolean {
+  return Session.pinned(rec as Session);
 }

@@ -1,24 +1,28 @@
-// The bounded session table: live records indexed by id, counted by owner, tombstones, and idle expiry
+// The bounded session table: live sessions indexed by id, counted by owner, tombstones, and idle expiry
 // by sweep (one expiry-ordered heap, no timer per session). Pure data structure: time comes in as `now`
 // (ms); it never decides lifecycle transitions (lifecycle.ts does) and never does I/O. The record itself
 // is record.ts's (re-exported here).
 //
-// Memory per live session (issue 7; 64-bit V8 without pointer compression): 77-79 bytes at 200,000
-// sessions in the memory bench's breakdown (152-154 with a Map by id text and a Set of ids per owner
-// beside the id index).
-// - The id index (id-index.ts), the only index by id: a record reference, the 16 id bytes and a 2-byte
-//   owner tag per slot, 26 bytes, at 1.6-3.2 slots per session (power-of-two capacity, at most 5/8 full):
-//   42-83 bytes, 54 at 1,000,000 sessions. `get(id text)` reads the id words from the text and probes it.
-// - The expiry heap (expiry-heap.ts): a record reference and an 8-byte deadline, 16-28 bytes with the
-//   arrays' spare room.
+// Memory per live session (issue 7; 64-bit V8 without pointer compression): no JavaScript object per
+// session. Each is a row of typed columns (rows.ts, ~90 bytes, growing by half); the id index keeps a row
+// number and an owner tag per slot (6 bytes at 1.6-3.2 slots per session); the expiry heap a row number
+// and a deadline (12 bytes, and the arrays' spare room).
+// Records (record.ts) are views of rows. The table keeps the records of the sessions in use in a cache
+// (`records`, CLOCK, 16,384 by default): a lookup of a cached session makes nothing. A record that leaves
+// the cache is still the record of its row for as long as anything holds it (a WeakRef by row finds it
+// again), so a session has one record at a time, and a record held across a store write reads and writes
+// its row; a record holding out-of-line state (a transition in flight, held packets, jump candidates, a
+// former owner) never leaves the cache. Removal gives the record its row's fields as its own and frees the
+// row, so a record kept after it reads what it last was.
 // - Owners: a count per owner and the slots' owner tags. An owner's records are found by a walk over the
-//   id index (walkOwner, list by owner: O(capacity), other owners' records skipped by their tag unread),
+//   id index (walkOwner, list by owner: O(capacity), other owners' rows skipped by their tag unread),
 //   which only drains and the admin API do.
 // - Tombstones: a Map entry and a FIFO entry per removed session, for tombstone_s.
 import TinyQueue from 'tinyqueue';
 import { ExpiryHeap } from './expiry-heap.js';
-import { IdIndex, idBytesFromHex, idIndexKey, isLowerHexId } from './id-index.js';
-import type { SessionRecord } from './record.js';
+import { hexWords, IdIndex, idBytesFromHex, idIndexKey, isLowerHexId } from './id-index.js';
+import { attachRecord, detachRecord, ownFields, recordForRow, recordPinned, rowOfRecord, rowsOfRecord, type SessionRecord } from './record.js';
+import { SessionRows } from './rows.js';
 
 export { type Candidate, newSessionRecord, type NewSessionFields, type SessionRecord } from './record.js';
 
@@ -28,7 +32,12 @@ export interface TableLimits {
   readonly tombstoneMs: number;
   /** Key of the id-bytes index (see id-index.ts); random when absent. It only places records, never decides. */
   readonly idKey?: Uint32Array;
+  /** Records kept for the sessions in use (see the header); 16,384 when absent. */
+  readonly records?: number;
 }
+
+/** TableLimits.records when absent. */
+export const DEFAULT_RECORD_CACHE = 16_384;
 
 export interface ListQuery {
   readonly owner?: string;
@@ -39,18 +48,19 @@ export interface ListQuery {
 
 export class SessionTable {
   readonly #limits: TableLimits;
+  readonly #rows = new SessionRows();
   /**
-   * Every live record once, by its 16 id bytes: the per-datagram lookup straight from a packet, and the
+   * Every live row once, by its 16 id bytes: the per-datagram lookup straight from a packet, and the
    * lookup by id text (which decodes the text). The table's one index by id.
    */
-  readonly #byId: IdIndex<SessionRecord>;
+  readonly #byId: IdIndex;
   /** How many live records each owner has (an owner with none is left out). Its records: `walkOwner`. */
   readonly #owners = new Map<string, number>();
   /**
-   * Every live record once, by a deadline that is never later than its `expiresAt` (touch moves only
+   * Every live row once, by a deadline that is never later than its `expiresAt` (touch moves only
    * `expiresAt`; `dueForExpiry` moves the heap's deadline up to it lazily).
    */
-  readonly #expiry = new ExpiryHeap<SessionRecord>();
+  readonly #expiry: ExpiryHeap;
   /** Tombstones: id → until. Inserted in `now` order, so a FIFO of (id, until) is also an expiry order. */
   readonly #tombstones = new Map<string, number>();
   // An entry is current only while the map still holds its `until` for that id: an id cleared by insert
@@ -66,15 +76,35 @@ export class SessionTable {
    */
   #oddIds = 0;
   /**
-   * A tag per owner (1–65535; 0 once they run out: such records are read to learn their owner), kept with
-   * each record's slot in the id index so that a walk or a page for one owner skips the others' records
+   * A tag per owner (1–65535; 0 once they run out: such rows are read to learn their owner), kept with
+   * each row's slot in the id index so that a walk or a page for one owner skips the others' rows
    * without reading them. Owners are node ids: a handful, never given back.
    */
   readonly #ownerTags = new Map<string, number>();
+  // The record cache (see the header): records by cache slot (a row's slot is rows.cacheSlot), a CLOCK
+  // reference bit per slot, the free slots, the hand. The cache grows past its size only while every
+  // record in it holds out-of-line state.
+  readonly #cache: (SessionRecord | null)[] = [];
+  #cacheRef = new Uint8Array(64);
+  readonly #cacheFree: number[] = [];
+  #hand = 0;
+  /** The cache's size: TableLimits.records, more while the records holding out-of-line state need it (see #evict). */
+  #cacheMax: number;
+  /** Records that left the cache, by row, while something may still hold them. */
+  readonly #left = new Map<number, WeakRef<SessionRecord>>();
+  readonly #gone = new FinalizationRegistry<number>((row) => {
+    const w = this.#left.get(row);
+    if (w !== undefined && w.deref() === undefined) this.#left.delete(row);
+  });
+  /** insert's id words (nothing kept between calls). */
+  readonly #words = new Int32Array(4);
 
   constructor(limits: TableLimits) {
     this.#limits = limits;
-    this.#byId = new IdIndex(limits.idKey ?? idIndexKey());
+    this.#cacheMax = Math.max(1, limits.records ?? DEFAULT_RECORD_CACHE);
+    this.#byId = new IdIndex(limits.idKey ?? idIndexKey(), this.#rows);
+    this.#expiry = new ExpiryHeap(this.#rows);
+    this.#rows.onPinned = (row) => this.#recordAt(row);
   }
 
   get size(): number {
@@ -103,21 +133,85 @@ export class SessionTable {
    * (32 characters read: to ask whether a record in hand is live, `holds` is cheaper).
    */
   get(id: string): SessionRecord | undefined {
-    const rec = this.#byId.getByHex(id);
-    return rec !== undefined && rec.id === id ? rec : undefined;
+    const row = this.#byId.getByHex(id);
+    if (row === -1) return undefined;
+    const rec = this.#recordAt(row);
+    return rec.id === id ? rec : undefined;
   }
 
   /**
-   * Whether `rec` itself is live in this table: `get(rec.id) === rec`, answered from the record's own
-   * place in the expiry heap (every live record is in it once, nothing else is): no id lookup.
+   * Whether `rec` itself is live in this table: `get(rec.id) === rec`, answered from the record itself
+   * (a record is a view of one of the table's rows exactly while it is live here): no id lookup.
    */
   holds(rec: SessionRecord): boolean {
-    return this.#expiry.has(rec);
+    return rowsOfRecord(rec) === this.#rows;
   }
 
   /** The live record whose id is the 16 bytes at `buf[offset]` (a packet's JV1 header): no string built. */
   getByIdBytes(buf: Uint8Array, offset: number): SessionRecord | undefined {
-    return this.#byId.get(buf, offset);
+    const row = this.#byId.get(buf, offset);
+    return row === -1 ? undefined : this.#recordAt(row);
+  }
+
+  /** The record of live row `row`: the cached one (no allocation), the one still held, or a new one. */
+  #recordAt(row: number): SessionRecord {
+    const slot = this.#rows.cacheSlot[row]!;
+    if (slot >= 0) {
+      this.#cacheRef[slot] = 1;
+      return this.#cache[slot]!;
+    }
+    const w = this.#left.get(row);
+    let rec = w?.deref();
+    if (w !== undefined) this.#left.delete(row);
+    if (rec !== undefined) this.#gone.unregister(rec);
+    else rec = recordForRow(this.#rows, row, this.#rows.idText(row));
+    this.#cacheIn(row, rec);
+    return rec;
+  }
+
+  /** Puts `rec` (the record of `row`, in no cache slot) into the cache, making room by CLOCK if it is full. */
+  #cacheIn(row: number, rec: SessionRecord): void {
+    let slot = this.#cacheFree.pop();
+    if (slot === undefined) slot = this.#cache.length < this.#cacheMax ? this.#cache.length : this.#evict();
+    if (slot >= this.#cacheRef.length) {
+      const ref = new Uint8Array(Math.max(slot + 1, this.#cacheRef.length * 2));
+      ref.set(this.#cacheRef);
+      this.#cacheRef = ref;
+    }
+    this.#cache[slot] = rec;
+    this.#cacheRef[slot] = 1;
+    this.#rows.cacheSlot[row] = slot;
+  }
+
+  /**
+   * A cache slot made free by CLOCK: the first record met without its reference bit that holds nothing out
+   * of line leaves the cache (kept findable by a WeakRef while something holds it). The cache's length
+   * (it grows by one) when two turns find none.
+   */
+  #evict(): number {
+    const cache = this.#cache;
+    const ref = this.#cacheRef;
+    const n = cache.length;
+    for (let step = 0; step < 2 * n; step++) {
+      const slot = this.#hand;
+      this.#hand = slot + 1 === n ? 0 : slot + 1;
+      const rec = cache[slot];
+      if (rec === null || rec === undefined) return slot;
+      if (ref[slot] === 1) {
+        ref[slot] = 0;
+        continue;
+      }
+      if (recordPinned(rec)) continue;
+      const row = rowOfRecord(rec);
+      this.#rows.cacheSlot[row] = -1;
+      this.#left.set(row, new WeakRef(rec));
+      this.#gone.register(rec, row, rec);
+      cache[slot] = null;
+      return slot;
+    }
+    // Every record holds out-of-line state: the cache takes in n/2 more before the hand looks again.
+    this.#cacheMax = Math.max(this.#cacheMax, n + (n >> 1));
+    return n;
   }
 
   /** Until when `id` is a tombstone, if it is one at `now`. */
@@ -131,13 +225,22 @@ export class SessionTable {
    * for a record that is live in another table: a record belongs to one table at a time).
    */
   insert(rec: SessionRecord): boolean {
-    if (this.full || rec.expirySlot !== -1) return false;
-    if (!this.#byId.add(rec, this.#tagFor(rec.owner))) return false; // the same id bytes (under any text form): never two records
-    this.#count(rec.owner, 1);
-    if (rec.servedHere) this.#served++;
-    if (!isLowerHexId(rec.id)) this.#oddIds++;
+    const own = ownFields(rec); // TypeError for a record newSessionRecord did not make
+    if (this.full || own === null) return false;
+    const w = this.#words;
+    if (!hexWords(rec.id, w)) return false;
+    if (this.#byId.find(w[0]!, w[1]!, w[2]!, w[3]!) !== -1) return false; // the same id bytes (under any text form): never two records
+    const odd = !isLowerHexId(rec.id);
+    const rows = this.#rows;
+    const row = rows.alloc(w, odd ? rec.id : null, own);
+    attachRecord(rec, rows, row);
+    this.#byId.add(row, this.#tagFor(own.owner));
+    this.#count(own.owner, 1);
+    if (own.servedHere) this.#served++;
+    if (odd) this.#oddIds++;
     this.#tombstones.delete(rec.id);
-    this.#expiry.push(rec, rec.expiresAt);
+    this.#expiry.push(row, own.expiresAt);
+    this.#cacheIn(row, rec);
     return true;
   }
 
@@ -157,7 +260,7 @@ export class SessionTable {
     if (this.holds(rec)) {
       this.#count(rec.owner, -1);
       this.#count(owner, 1);
-      this.#byId.retag(rec, this.#tagFor(owner));
+      this.#byId.retag(rowOfRecord(rec), this.#tagFor(owner));
     }
     rec.owner = owner;
   }
@@ -184,12 +287,12 @@ export class SessionTable {
    * pass meets.
    */
   walkOwner(owner: string): OwnerWalk {
-    return new OwnerSlotWalk(owner, this.#tagOf(owner), this.#byId);
+    return new OwnerSlotWalk(owner, this.#tagOf(owner), this.#byId, this.#rows, this.#at);
   }
 
   /** The same walk over every record (any owner): for work spread over many calls (see OwnerWalk). */
   walkAll(): RecordWalk {
-    return new SlotWalk(null, 0, this.#byId);
+    return new SlotWalk(null, 0, this.#byId, this.#rows, this.#at);
   }
 
   /** Slots of the id index (a walk looks at this many in a pass): about 1.6 to 3.2 per record. */
@@ -203,16 +306,23 @@ export class SessionTable {
   }
 
   /** Every live record once, in no particular order. The table must not change while this runs (copy it first). */
-  values(): IterableIterator<SessionRecord> {
-    return this.#byId.values();
+  *values(): IterableIterator<SessionRecord> {
+    const index = this.#byId;
+    for (let i = 0; i < index.capacity; i++) {
+      const row = index.at(i);
+      if (row !== -1) yield this.#recordAt(row);
+    }
   }
+
+  /** #recordAt for the walks. */
+  readonly #at = (row: number): SessionRecord => this.#recordAt(row);
 
   /**
    * Returns up to `limit` records in id order after `after` (a stable cursor under churn).
-   * One pass over the id index per page, comparing the id words in place (IdIndex.smallest): no record
-   * is read unless its id would be on the page so far (for an owner, only those are asked their owner).
-   * At 1,000,000 sessions a page costs ~20 ms of event loop where a scan of the records cost 0.7-1 s
-   * (bench/README.md, `memory`'s admin figures).
+   * One pass over the rows' id column per page (SessionRows.smallest): a row's owner is read only when
+   * its id would be on the page so far, and records are made only for the page. At 1,000,000 sessions a
+   * page costs ~20 ms of event loop where a scan of the records cost 0.7-1 s (bench/README.md, `memory`'s
+   * admin figures).
    * An `after` that is not a session id's text, or a table holding an id text that is not lower case,
    * takes the scan that compares texts (the same answer, slower).
    */
@@ -220,8 +330,10 @@ export class SessionTable {
     if (q.owner !== undefined && !this.#owners.has(q.owner)) return { items: [], more: false };
     if (this.#oddIds === 0 && (q.after === undefined || isLowerHexId(q.after))) {
       const owner = q.owner;
-      const recs = this.#byId.smallest(q.limit + 1, q.after === undefined ? null : idBytesFromHex(q.after), owner === undefined ? null : (r) => r.owner === owner, owner === undefined ? null : this.#tagOf(owner));
-      return { items: recs.slice(0, q.limit), more: recs.length > q.limit };
+      const rows = this.#rows;
+      const found = rows.smallest(q.limit + 1, q.after === undefined ? null : idBytesFromHex(q.after), owner ?? null);
+      const recs = found.slice(0, q.limit).map(this.#at);
+      return { items: recs, more: found.length > q.limit };
     }
     return this.#listByText(q);
   }
@@ -230,7 +342,7 @@ export class SessionTable {
   #listByText(q: ListQuery): { items: SessionRecord[]; more: boolean } {
     const keep = q.limit + 1;
     const heap = new TinyQueue<SessionRecord>([], (a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0)); // max-heap by id
-    for (const rec of this.#byId.values()) {
+    for (const rec of this.values()) {
       if (q.owner !== undefined && rec.owner !== q.owner) continue;
       if (q.after !== undefined && rec.id <= q.after) continue;
       if (heap.length < keep) heap.push(rec);
@@ -250,13 +362,14 @@ export class SessionTable {
   dueForExpiry(now: number, limit = Infinity): SessionRecord[] {
     const due: SessionRecord[] = [];
     const heap = this.#expiry;
+    const expiresAt = this.#rows.expiresAt;
     while (due.length < limit && heap.peekDeadline() <= now) {
-      const rec = heap.peek() as SessionRecord;
-      if (rec.expiresAt > now) {
-        heap.retop(rec.expiresAt); // touched since: its deadline catches up
+      const row = heap.peek();
+      if (expiresAt[row]! > now) {
+        heap.retop(expiresAt[row]!); // touched since: its deadline catches up
         continue;
       }
-      due.push(rec);
+      due.push(this.#recordAt(row));
       // Re-queue so that a record the caller keeps (e.g. a failed transition) is seen again soon.
       heap.retop(now + Math.min(this.#limits.idleTtlMs, REQUEUE_MS));
     }
@@ -293,13 +406,26 @@ export class SessionTable {
     }
   }
 
-  /** Takes a live record out of every index (no tombstone). */
+  /**
+   * Takes a live record out of every index (no tombstone) and out of the cache; the record keeps its
+   * row's fields as its own, and the row is freed.
+   */
   #forget(rec: SessionRecord): void {
-    this.#byId.delete(rec);
-    this.#expiry.remove(rec);
+    const rows = this.#rows;
+    const row = rowOfRecord(rec);
+    this.#byId.delete(row);
+    this.#expiry.remove(row);
     this.#count(rec.owner, -1);
     if (rec.servedHere) this.#served--;
     if (!isLowerHexId(rec.id)) this.#oddIds--;
+    const slot = rows.cacheSlot[row]!;
+    if (slot >= 0) {
+      this.#cache[slot] = null;
+      this.#cacheFree.push(slot);
+    }
+    if (this.#left.delete(row)) this.#gone.unregister(rec);
+    detachRecord(rec);
+    rows.release(row);
   }
 
   /** Another director serves `rec` now (it bound the client's new transport): no longer one served here. */
@@ -366,16 +492,20 @@ export interface RecordWalk {
 class SlotWalk implements RecordWalk {
   /** The owner whose records the walk returns; null: every record. */
   readonly #match: string | null;
-  /** Its records' tag in the index (see SessionTable #ownerTags): a slot of another nonzero tag is skipped unread. */
+  /** Its rows' tag in the index (see SessionTable #ownerTags): a slot of another nonzero tag is skipped unread. */
   readonly #tag: number;
-  readonly #index: IdIndex<SessionRecord>;
+  readonly #index: IdIndex;
+  readonly #rows: SessionRows;
+  readonly #record: (row: number) => SessionRecord;
   /** The next slot to look at, going down; -1 once the pass is done. */
   #slot: number;
 
-  constructor(match: string | null, tag: number, index: IdIndex<SessionRecord>) {
+  constructor(match: string | null, tag: number, index: IdIndex, rows: SessionRows, record: (row: number) => SessionRecord) {
     this.#match = match;
     this.#tag = tag;
     this.#index = index;
+    this.#rows = rows;
+    this.#record = record;
     this.#slot = index.capacity - 1;
   }
 
@@ -392,8 +522,8 @@ class SlotWalk implements RecordWalk {
         const t = index.tagAt(slot);
         if (t !== this.#tag && t !== 0) continue;
       }
-      const rec = index.at(slot);
-      if (rec !== null && (this.#match === null || rec.owner === this.#match)) return rec;
+      const row = index.at(slot);
+      if (row !== -1 && (this.#match === null || this.#rows.ownerOf(row) === this.#match)) return this.#record(row);
     }
     return undefined;
   }
@@ -402,8 +532,8 @@ class SlotWalk implements RecordWalk {
 class OwnerSlotWalk extends SlotWalk implements OwnerWalk {
   readonly owner: string;
 
-  constructor(owner: string, tag: number, index: IdIndex<SessionRecord>) {
-    super(owner, tag, index);
+  constructor(owner: string, tag: number, index: IdIndex, rows: SessionRows, record: (row: number) => SessionRecord) {
+    super(owner, tag, index, rows, record);
     this.owner = owner;
   }
 }

@@ -1,15 +1,14 @@
-// IdIndex, the per-datagram session lookup by the 16 id bytes: lookups straight from a packet at an
-// offset, identity-exact deletes, growth, and a model check (random add / delete / get against a Map) with
-// ids drawn from a small set and a small table, so that probe runs collide, wrap and are shifted back.
+// IdIndex, the per-datagram session lookup by the 16 id bytes, as an index of row numbers whose id words
+// live in the rows' own column (`rows.ids[4r .. 4r+3]`, read through on every call, so the caller may
+// replace it by a bigger array): lookups straight from a packet at an offset, by hex text in either case
+// and by words; exact deletes by row (never a row's twin of the same id); tags, retags and `at(slot)`
+// walks; growth; and model checks (random add / delete / get against
+// a Map, rows freed and reused) with ids drawn from a small set and a small table, so that probe runs
+// collide, wrap and are shifted back.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { ID_INDEX_KEY_WORDS, IdIndex, idBytesFromHex, idIndexKey, isLowerHexId } from '../../src/session/id-index.js';
+import { hexWords, ID_INDEX_KEY_WORDS, IdIndex, idBytesFromHex, idIndexKey, isLowerHexId } from '../../src/session/id-index.js';
 import { newSessionRecord, SessionTable } from '../../src/session/table.js';
-
-interface Rec {
-  readonly idBytes: Uint8Array;
-  readonly n: number;
-}
 
 const KEY = Uint32Array.from({ length: ID_INDEX_KEY_WORDS }, (_, i) => 0x9e3779b9 * (i + 1));
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -20,58 +19,132 @@ const idOf = (n: number): Uint8Array => {
   b[15] = 1;
   return b;
 };
-const rec = (n: number): Rec => ({ idBytes: idOf(n), n });
 /** A datagram carrying `id` at byte 4 (as JV1 does), with other bytes around it. */
 const packet = (id: Uint8Array): Buffer => Buffer.concat([Buffer.from([0x4a, 0x56, 1, 2]), id, Buffer.alloc(9, 0xee)]);
 
+/** The four little-endian signed 32-bit words of a 16-byte id, as the index reads them. */
+const wordsOf = (id: Uint8Array): [number, number, number, number] => {
+  const b = Buffer.from(id.buffer, id.byteOffset, id.length);
+  return [b.readInt32LE(0), b.readInt32LE(4), b.readInt32LE(8), b.readInt32LE(12)];
+};
+
+/** The rows' id column as the session table keeps it: replaced by a bigger copy when a row does not fit. */
+interface Rows {
+  ids: Int32Array;
+}
+const newRows = (rowCapacity = 4): Rows => ({ ids: new Int32Array(rowCapacity * 4) });
+
+/** Writes `id` as row `row`'s four words (before the row is added), growing the column when needed. */
+function setId(rows: Rows, row: number, id: Uint8Array): void {
+  expect(id.length).toBe(16);
+  if ((row + 1) * 4 > rows.ids.length) {
+    let n = Math.max(4, rows.ids.length);
+    while (n < (row + 1) * 4) n *= 2;
+    const bigger = new Int32Array(n);
+    bigger.set(rows.ids);
+    rows.ids = bigger;
+  }
+  rows.ids.set(wordsOf(id), row * 4);
+}
+
+/** An index over rows 0 .. ids.length - 1, row r having id ids[r] (each added with `tag`, all expected to be accepted). */
+function indexOver(key: Uint32Array, ids: readonly Uint8Array[], tag = 0): { x: IdIndex; rows: Rows } {
+  const rows = newRows();
+  const x = new IdIndex(key, rows);
+  for (const [r, id] of ids.entries()) {
+    setId(rows, r, id);
+    expect(x.add(r, tag)).toBe(true);
+  }
+  return { x, rows };
+}
+
+/** Every row in a slot, with its tag, in slot order. */
+function walk(x: IdIndex): { row: number; tag: number }[] {
+  const out: { row: number; tag: number }[] = [];
+  for (let i = 0; i < x.capacity; i++) {
+    const row = x.at(i);
+    if (row !== -1) out.push({ row, tag: x.tagAt(i) });
+  }
+  return out;
+}
+
 describe('IdIndex', () => {
-  it('finds a record from the id bytes at an offset of a packet, and nothing for another id', () => {
-    const x = new IdIndex<Rec>(KEY);
-    const a = rec(1);
-    expect(x.add(a)).toBe(true);
-    expect(x.get(packet(a.idBytes), 4)).toBe(a);
-    expect(x.get(a.idBytes, 0)).toBe(a);
-    expect(x.get(packet(idOf(2)), 4)).toBeUndefined();
+  it('finds a row from the id bytes at an offset of a packet (or from its words), and nothing (-1) for another id', () => {
+    const { x } = indexOver(KEY, [idOf(1)]);
+    expect(x.get(packet(idOf(1)), 4)).toBe(0);
+    expect(x.get(idOf(1), 0)).toBe(0);
+    expect(x.find(...wordsOf(idOf(1)))).toBe(0);
+    expect(x.get(packet(idOf(2)), 4)).toBe(-1);
+    expect(x.get(packet(idOf(1)), 3)).toBe(-1); // the same bytes one place off are another id
+    expect(x.find(...wordsOf(idOf(2)))).toBe(-1);
     expect(x.size).toBe(1);
   });
 
-  it('refuses a second record with the same id bytes; deletes by identity only', () => {
-    const x = new IdIndex<Rec>(KEY);
-    const a = rec(7);
-    const twin = rec(7);
-    expect(x.add(a)).toBe(true);
-    expect(x.add(twin)).toBe(false);
-    expect(x.delete(twin)).toBe(false);
-    expect(x.get(a.idBytes, 0)).toBe(a);
-    expect(x.delete(a)).toBe(true);
-    expect(x.delete(a)).toBe(false);
-    expect(x.get(a.idBytes, 0)).toBeUndefined();
+  it('refuses a second row with the same id bytes; deletes exactly the row it holds, never its twin', () => {
+    const rows = newRows();
+    const x = new IdIndex(KEY, rows);
+    setId(rows, 3, idOf(7));
+    setId(rows, 5, idOf(7)); // a twin: another row, the same id
+    expect(x.add(3)).toBe(true);
+    expect(x.add(5)).toBe(false);
+    expect(x.size).toBe(1);
+    expect(x.delete(5)).toBe(false);
+    expect(x.get(idOf(7), 0)).toBe(3);
+    expect(x.delete(3)).toBe(true);
+    expect(x.delete(3)).toBe(false);
+    expect(x.get(idOf(7), 0)).toBe(-1);
     expect(x.size).toBe(0);
+    expect(x.add(5)).toBe(true); // the id is free again: now the twin is the row of it
+    expect(x.get(packet(idOf(7)), 4)).toBe(5);
   });
 
-  it('grows past its load factor and keeps every record', () => {
-    const x = new IdIndex<Rec>(idIndexKey());
-    const rs = Array.from({ length: 5000 }, (_, i) => rec(i));
-    for (const r of rs) expect(x.add(r)).toBe(true);
+  it('grows past its load factor and keeps every row, findable after deletes (backward shifts) elsewhere', () => {
+    const ids = Array.from({ length: 5000 }, (_, i) => idOf(i));
+    const { x } = indexOver(idIndexKey(), ids);
+    expect(x.size).toBe(5000);
     expect(x.capacity).toBeGreaterThanOrEqual(5000 * 1.6);
-    for (const r of rs) expect(x.get(packet(r.idBytes), 4)).toBe(r);
-    for (const r of rs.filter((_, i) => i % 3 === 0)) expect(x.delete(r)).toBe(true);
-    for (const [i, r] of rs.entries()) expect(x.get(r.idBytes, 0)).toBe(i % 3 === 0 ? undefined : r);
+    for (const [r, id] of ids.entries()) expect(x.get(packet(id), 4)).toBe(r);
+    for (let r = 0; r < ids.length; r += 3) expect(x.delete(r)).toBe(true);
+    for (const [r, id] of ids.entries()) expect(x.get(id, 0)).toBe(r % 3 === 0 ? -1 : r);
+    expect(x.size).toBe(5000 - Math.ceil(5000 / 3));
   });
 
-  it('works with any key (the key places records, it never changes what is found)', () => {
+  it('a capacity asked for is rounded up to a power of two, at least 16', () => {
+    expect(new IdIndex(KEY, newRows()).capacity).toBe(16);
+    expect(new IdIndex(KEY, newRows(), 3).capacity).toBe(16);
+    expect(new IdIndex(KEY, newRows(), 100).capacity).toBe(128);
+    expect(new IdIndex(KEY, newRows(), 256).capacity).toBe(256);
+  });
+
+  it('reads the rows\' id column through on every call: the caller may replace it by a bigger copy at any time', () => {
+    const rows = newRows(4);
+    const x = new IdIndex(KEY, rows);
+    for (let r = 0; r < 4; r++) {
+      setId(rows, r, idOf(r));
+      expect(x.add(r)).toBe(true);
+    }
+    const old = rows.ids;
+    setId(rows, 4, idOf(4)); // does not fit: the column is replaced
+    expect(rows.ids).not.toBe(old);
+    old.fill(0); // nothing may still read the old array
+    expect(x.add(4)).toBe(true);
+    for (let r = 0; r <= 4; r++) expect(x.get(idOf(r), 0)).toBe(r);
+    expect(x.delete(2)).toBe(true);
+    for (let r = 0; r <= 4; r++) expect(x.get(idOf(r), 0)).toBe(r === 2 ? -1 : r);
+  });
+
+  it('works with any key (the key places rows, it never changes what is found)', () => {
     fc.assert(
       fc.property(fc.uint32Array({ minLength: ID_INDEX_KEY_WORDS, maxLength: ID_INDEX_KEY_WORDS }), fc.uniqueArray(fc.integer({ min: 0, max: 5000 }), { maxLength: 60 }), (key, ns) => {
-        const x = new IdIndex<Rec>(key);
-        const rs = ns.map(rec);
-        for (const r of rs) expect(x.add(r)).toBe(true);
-        for (const r of rs) expect(x.get(r.idBytes, 0)).toBe(r);
-        expect(x.get(idOf(6000), 0)).toBeUndefined();
+        const { x } = indexOver(key, ns.map(idOf));
+        for (const [r, n] of ns.entries()) expect(x.get(idOf(n), 0)).toBe(r);
+        expect(x.get(idOf(6000), 0)).toBe(-1);
+        expect(x.size).toBe(ns.length);
       }),
     );
   });
 
-  it('model: random add / delete / get agree with a Map (small table, colliding runs)', () => {
+  it('model: random add / delete / get agree with a Map (small table, colliding runs, rows freed and reused, the column replaced)', () => {
     const op = fc.oneof(
       fc.record({ k: fc.constant('add' as const), n: fc.integer({ min: 0, max: 40 }) }),
       fc.record({ k: fc.constant('del' as const), n: fc.integer({ min: 0, max: 40 }) }),
@@ -79,192 +152,144 @@ describe('IdIndex', () => {
     );
     fc.assert(
       fc.property(fc.uint32Array({ minLength: ID_INDEX_KEY_WORDS, maxLength: ID_INDEX_KEY_WORDS }), fc.array(op, { maxLength: 300 }), (key, ops) => {
-        const x = new IdIndex<Rec>(key);
-        const model = new Map<string, Rec>();
+        const rows = newRows(1);
+        const x = new IdIndex(key, rows);
+        const model = new Map<number, number>(); // id number → its row
+        const free: number[] = [];
+        let next = 0;
+        const alloc = (): number => free.pop() ?? next++;
         for (const o of ops) {
           const id = idOf(o.n);
-          const have = model.get(hex(id));
+          const have = model.get(o.n);
           if (o.k === 'add') {
-            const r = rec(o.n);
+            const r = alloc();
+            setId(rows, r, id);
             expect(x.add(r)).toBe(have === undefined);
-            if (have === undefined) model.set(hex(id), r);
+            if (have === undefined) model.set(o.n, r);
+            else {
+              expect(x.delete(r)).toBe(false); // the refused twin is not in the index
+              free.push(r);
+            }
           } else if (o.k === 'del') {
-            expect(x.delete(have ?? rec(o.n))).toBe(have !== undefined);
-            model.delete(hex(id));
+            if (have !== undefined) {
+              expect(x.delete(have)).toBe(true);
+              expect(x.delete(have)).toBe(false);
+              model.delete(o.n);
+              free.push(have);
+            } else {
+              const r = alloc();
+              setId(rows, r, id);
+              expect(x.delete(r)).toBe(false);
+              free.push(r);
+            }
           } else {
-            expect(x.get(packet(id), 4)).toBe(have);
+            expect(x.get(packet(id), 4)).toBe(have ?? -1);
+            expect(x.find(...wordsOf(id))).toBe(have ?? -1);
           }
           expect(x.size).toBe(model.size);
         }
-        for (const r of model.values()) expect(x.get(r.idBytes, 0)).toBe(r);
+        for (const [n, r] of model) expect(x.get(idOf(n), 0)).toBe(r);
+        expect(walk(x).map((s) => s.row).sort((a, b) => a - b)).toEqual([...model.values()].sort((a, b) => a - b));
       }),
       { numRuns: 300 },
     );
   });
 
-  it('getByHex finds the record the 32 hex characters spell (either case), and nothing for any other text', () => {
+  it('getByHex finds the row the 32 hex characters spell (either case), and nothing (-1) for any other text', () => {
     fc.assert(
       fc.property(fc.uniqueArray(fc.uint8Array({ minLength: 16, maxLength: 16 }), { minLength: 1, maxLength: 40, selector: hex }), (ids) => {
-        const x = new IdIndex<{ idBytes: Uint8Array }>(KEY);
-        const rs = ids.slice(1).map((idBytes) => ({ idBytes }));
-        for (const r of rs) x.add(r);
-        for (const r of rs) {
-          expect(x.getByHex(hex(r.idBytes))).toBe(r);
-          expect(x.getByHex(hex(r.idBytes).toUpperCase())).toBe(r);
+        const added = ids.slice(1);
+        const { x } = indexOver(KEY, added);
+        for (const [r, id] of added.entries()) {
+          expect(x.getByHex(hex(id))).toBe(r);
+          expect(x.getByHex(hex(id).toUpperCase())).toBe(r);
         }
-        expect(x.getByHex(hex(ids[0]!))).toBeUndefined(); // not added
+        expect(x.getByHex(hex(ids[0]!))).toBe(-1); // not added
       }),
     );
-    const x = new IdIndex<Rec>(KEY);
-    const a = rec(0); // 32 hex characters, mostly '0'
-    x.add(a);
-    const text = hex(a.idBytes);
-    expect(x.getByHex(text)).toBe(a);
-    // Any character that is not a hex digit, at any place, and any other length: undefined, never a throw.
+    const { x } = indexOver(KEY, [idOf(0)]); // 32 hex characters, mostly '0'
+    const text = hex(idOf(0));
+    expect(x.getByHex(text)).toBe(0);
+    // Any character that is not a hex digit, at any place, and any other length: -1, never a throw.
     for (let i = 0; i < 32; i++) {
-      for (const c of ['g', 'G', ':', '/', '@', '`', ' ', 'é', '\u0130']) expect(x.getByHex(text.slice(0, i) + c + text.slice(i + 1))).toBeUndefined();
+      for (const c of ['g', 'G', ':', '/', '@', '`', ' ', 'é', '\u0130']) expect(x.getByHex(text.slice(0, i) + c + text.slice(i + 1))).toBe(-1);
     }
-    for (const bad of ['', text.slice(1), `${text}0`, `${text}00`]) expect(x.getByHex(bad)).toBeUndefined();
+    for (const bad of ['', text.slice(1), `${text}0`, `${text}00`]) expect(x.getByHex(bad)).toBe(-1);
   });
 
-  it('a record with its id as text is placed, found, retagged and deleted from the text alone (its bytes never decoded), either case', () => {
-    interface TextRec {
-      readonly id: string;
-      readonly idBytes: Uint8Array;
+  it('rows whose words were written from id text (hexWords, either case) are placed, found, retagged and deleted exactly', () => {
+    const rows = newRows(301);
+    const x = new IdIndex(KEY, rows);
+    const text = (n: number): string => (n % 3 === 0 ? hex(idOf(n)).toUpperCase() : hex(idOf(n)));
+    for (let n = 0; n < 300; n++) {
+      expect(hexWords(text(n), rows.ids.subarray(4 * n, 4 * n + 4))).toBe(true);
+      expect(x.add(n, 7)).toBe(true); // grows on the way
     }
-    const textRec = (n: number, upper = false): TextRec => ({
-      id: upper ? hex(idOf(n)).toUpperCase() : hex(idOf(n)),
-      get idBytes(): Uint8Array {
-        throw new Error('idBytes read');
-      },
-    });
-    const x = new IdIndex<TextRec>(KEY);
-    const recs = Array.from({ length: 300 }, (_, n) => textRec(n, n % 3 === 0));
-    for (const r of recs) expect(x.add(r, 7)).toBe(true); // grows on the way
-    expect(x.add(textRec(5), 1)).toBe(false); // the same bytes, though another object (and case)
-    for (const [n, r] of recs.entries()) {
-      expect(x.get(packet(idOf(n)), 4)).toBe(r);
-      expect(x.getByHex(hex(idOf(n)))).toBe(r);
+    expect(hexWords(hex(idOf(6)), rows.ids.subarray(1200, 1204))).toBe(true); // row 300: row 6's bytes, in the other case
+    expect(x.add(300, 1)).toBe(false);
+    for (let n = 0; n < 300; n++) {
+      expect(x.get(packet(idOf(n)), 4)).toBe(n);
+      expect(x.getByHex(hex(idOf(n)))).toBe(n);
+      expect(x.getByHex(hex(idOf(n)).toUpperCase())).toBe(n);
     }
-    expect(x.retag(recs[10]!, 3)).toBe(true);
-    expect(x.smallest(1, null, null, 3)[0]).toBe(recs[10]);
-    expect(x.delete(textRec(11))).toBe(false); // not that object
-    for (const r of recs.slice(0, 150)) expect(x.delete(r)).toBe(true);
-    for (const [n, r] of recs.entries()) expect(x.get(packet(idOf(n)), 4)).toBe(n < 150 ? undefined : r);
+    expect(x.retag(10, 3)).toBe(true);
+    expect(x.retag(300, 3)).toBe(false); // not indexed
+    const tagged = Array.from({ length: x.capacity }, (_, i) => i).filter((i) => x.at(i) !== -1 && x.tagAt(i) === 3);
+    expect(tagged.map((i) => x.at(i))).toEqual([10]);
+    expect(x.delete(300)).toBe(false); // not that row
+    expect(x.get(idOf(6), 0)).toBe(6);
+    for (let n = 0; n < 150; n++) expect(x.delete(n)).toBe(true);
+    for (let n = 0; n < 300; n++) expect(x.get(packet(idOf(n)), 4)).toBe(n < 150 ? -1 : n);
     expect(x.size).toBe(150);
   });
 
-  it('at(slot) and values(): every record once, each in exactly one slot', () => {
+  it('at(slot): every indexed row once, each in exactly one slot; -1 for an empty slot and past the end', () => {
     fc.assert(
       fc.property(fc.uniqueArray(fc.integer({ min: 0, max: 5000 }), { maxLength: 80 }), fc.array(fc.nat(79), { maxLength: 40 }), (ns, dels) => {
-        const x = new IdIndex<Rec>(KEY);
-        const rs = ns.map(rec);
-        for (const r of rs) x.add(r);
-        for (const d of dels) if (rs[d] !== undefined) x.delete(rs[d]);
-        const live = rs.filter((r) => x.get(r.idBytes, 0) === r);
-        const inSlots: Rec[] = [];
-        for (let i = 0; i < x.capacity; i++) {
-          const r = x.at(i);
-          if (r !== null) inSlots.push(r);
+        const { x } = indexOver(KEY, ns.map(idOf));
+        const deleted = new Set<number>();
+        for (const d of dels) {
+          if (d < ns.length) expect(x.delete(d)).toBe(!deleted.has(d));
+          deleted.add(d);
         }
+        const live = ns.map((_, r) => r).filter((r) => !deleted.has(r));
+        const inSlots = walk(x).map((s) => s.row);
         expect(inSlots).toHaveLength(live.length);
         expect(new Set(inSlots)).toEqual(new Set(live));
-        expect([...x.values()]).toEqual(inSlots); // slot order
-        expect(x.at(x.capacity)).toBeNull();
+        expect(x.size).toBe(live.length);
+        let empty = 0;
+        for (let i = 0; i < x.capacity; i++) if (x.at(i) === -1) empty++;
+        expect(empty).toBe(x.capacity - live.length);
+        expect(x.at(x.capacity)).toBe(-1);
       }),
     );
   });
 
-  it('refuses ids that are not 16 bytes and keys that are too short', () => {
-    const x = new IdIndex<Rec>(KEY);
-    expect(() => x.add({ idBytes: new Uint8Array(15), n: 0 })).toThrow(RangeError);
-    expect(() => new IdIndex<Rec>(new Uint32Array(4))).toThrow(RangeError);
+  it('refuses keys that are too short', () => {
+    expect(() => new IdIndex(new Uint32Array(4), newRows())).toThrow(RangeError);
+    expect(() => new IdIndex(new Uint32Array(ID_INDEX_KEY_WORDS - 1), newRows())).toThrow(RangeError);
+    expect(() => new IdIndex(new Uint32Array(ID_INDEX_KEY_WORDS), newRows())).not.toThrow();
   });
 });
 
-describe('IdIndex.smallest (the ordered page the admin list is made of)', () => {
-  const byteOrder = (a: Rec, b: Rec): number => Buffer.compare(a.idBytes, b.idBytes);
-
-  it('property: the `limit` smallest ids above `after` that `keep` accepts, in byte order (ids differing in any word, high bytes set)', () => {
-    // Or four words from a few (around a word's sign bit): many ids tie on their first words.
-    const id16 = fc.oneof(
-      fc.uint8Array({ minLength: 16, maxLength: 16 }),
-      fc.array(fc.constantFrom([0, 0, 0, 0], [0, 0, 0, 1], [0x7f, 0xff, 0xff, 0xff], [0x80, 0, 0, 0], [0xff, 0xff, 0xff, 0xfe]), { minLength: 4, maxLength: 4 }).map((ws) => Uint8Array.from(ws.flat())),
-    );
+describe('hexWords (the id words straight from the id text)', () => {
+  it('writes the little-endian words of the bytes 32 hex characters spell (either case), and is false for any other text', () => {
     fc.assert(
-      fc.property(
-        fc.uniqueArray(id16, { maxLength: 80, selector: hex }),
-        fc.integer({ min: 0, max: 20 }),
-        fc.option(id16, { nil: null }),
-        fc.option(fc.integer({ min: 2, max: 4 }), { nil: null }),
-        (idList, limit, after, mod) => {
-          const x = new IdIndex<Rec>(KEY);
-          const rs = idList.map((idBytes, n) => ({ idBytes, n }));
-          for (const r of rs) x.add(r);
-          const asked: number[] = [];
-          const keep = mod === null ? null : (r: Rec): boolean => (asked.push(r.n), r.n % mod === 0);
-          const want = rs
-            .filter((r) => (after === null || Buffer.compare(r.idBytes, after) > 0) && (mod === null || r.n % mod === 0))
-            .sort(byteOrder)
-            .slice(0, limit);
-          expect(x.smallest(limit, after, keep)).toEqual(want);
-          expect(asked.length).toBeLessThanOrEqual(rs.length);
-        },
-      ),
-      { numRuns: 400 },
-    );
-  });
-
-  it('reads a record only when its id could still be on the page', () => {
-    const x = new IdIndex<Rec>(KEY);
-    const rs = Array.from({ length: 2000 }, (_, i) => ({ idBytes: Uint8Array.from(Buffer.from(`${i.toString(16).padStart(8, '0')}${'5a'.repeat(12)}`, 'hex')), n: i }));
-    for (const r of [...rs].reverse()) x.add(r);
-    let asked = 0;
-    const page = x.smallest(10, null, () => (asked++, true));
-    expect(page.map((r) => r.n)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
-    expect(asked).toBeLessThan(rs.length / 4); // slots are in hash order: far fewer than every record
-  });
-
-  it('property: tags follow their records through deletes (backward shifts), growth and retags; a page by tag reads only that tag\'s records and tag 0\'s', () => {
-    fc.assert(
-      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 400 }), fc.integer({ min: 0, max: 3 }), fc.constantFrom('add', 'del', 'retag')), { maxLength: 300 }), (ops) => {
-        const x = new IdIndex<Rec>(KEY);
-        const model = new Map<number, { rec: Rec; tag: number }>();
-        for (const [n, tag, op] of ops) {
-          const have = model.get(n);
-          if (op === 'add' && have === undefined) {
-            const r = rec(n);
-            expect(x.add(r, tag)).toBe(true);
-            model.set(n, { rec: r, tag });
-          } else if (op === 'del' && have !== undefined) {
-            expect(x.delete(have.rec)).toBe(true);
-            model.delete(n);
-          } else if (op === 'retag') {
-            expect(x.retag(have?.rec ?? rec(n), tag)).toBe(have !== undefined);
-            if (have !== undefined) have.tag = tag;
-          }
-        }
-        const seen = new Map<Rec, number>();
-        for (let i = 0; i < x.capacity; i++) {
-          const r = x.at(i);
-          if (r !== null) seen.set(r, x.tagAt(i));
-        }
-        expect(seen.size).toBe(model.size);
-        for (const { rec: r, tag } of model.values()) expect(seen.get(r)).toBe(tag);
-        const read: Rec[] = [];
-        const page = x.smallest(1000, null, (r) => (read.push(r), true), 2);
-        expect(new Set(page)).toEqual(new Set([...model.values()].filter((m) => m.tag === 2 || m.tag === 0).map((m) => m.rec)));
-        for (const r of read) expect([0, 2]).toContain(seen.get(r));
+      fc.property(fc.uint8Array({ minLength: 16, maxLength: 16 }), (b) => {
+        const out = new Int32Array(4);
+        expect(hexWords(hex(b), out)).toBe(true);
+        expect([...out]).toEqual(wordsOf(b));
+        out.fill(0);
+        expect(hexWords(hex(b).toUpperCase(), out)).toBe(true);
+        expect([...out]).toEqual(wordsOf(b));
       }),
-      { numRuns: 200 },
     );
-  });
-
-  it('nothing for a limit of 0; a bound that is not 16 bytes is a RangeError', () => {
-    const x = new IdIndex<Rec>(KEY);
-    x.add(rec(1));
-    expect(x.smallest(0, null, null)).toEqual([]);
-    expect(() => x.smallest(5, new Uint8Array(15), null)).toThrow(RangeError);
+    const text = hex(idOf(9));
+    const out = new Int32Array(4);
+    for (let i = 0; i < 32; i++) {
+      for (const c of ['g', ':', '/', '@', '`', ' ', 'é']) expect(hexWords(text.slice(0, i) + c + text.slice(i + 1), out)).toBe(false);
+    }
+    for (const bad of ['', text.slice(1), `${text}0`]) expect(hexWords(bad, out)).toBe(false);
   });
 });
 

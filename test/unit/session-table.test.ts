@@ -2,7 +2,9 @@
 // bound, strict idle expiry (checked against a naive model that scans a Map), and list() pagination.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { SessionTable, type SessionRecord, type TableLimits } from '../../src/session/table.js';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { newSessionRecord, SessionTable, type SessionRecord, type TableLimits } from '../../src/session/table.js';
 
 const TTL = 1000;
 
@@ -10,33 +12,10 @@ function idOf(n: number): string {
   return n.toString(16).padStart(32, '0');
 }
 
-function rec(n: number, now: number, owner = 'node-a', ttl = TTL): SessionRecord {
-  const id = idOf(n);
-  return {
-    id,
-    idBytes: Uint8Array.from(Buffer.from(id, 'hex')),
-    owner,
-    version: 1n,
-    incarnation: 0,
-    state: 'ATTACHED',
-    transport: { family: 4, address: '192.0.2.1', port: 1000 + (n % 60000) },
-    transportKey: `192.0.2.1:${1000 + (n % 60000)}`,
-    listener: 0,
-    nextSeq: 1,
-    lastSeen: now,
-    expiresAt: now + ttl,
-    shellCache: undefined,
-    pending: null,
-    held: null,
-    heldFrom: null,
-    candidates: null,
-    formerOwner: null,
-    heldReplies: null,
-    closedBy: null,
-    servedHere: true,
-    storeExpiresAt: now + ttl,
-    expirySlot: -1,
-  };
+function rec(n: number, now: number, owner = 'node-a', ttl = TTL, servedHere = true): SessionRecord {
+  const r = newSessionRecord({ id: idOf(n), owner, version: 1n, state: 'ATTACHED', transport: { family: 4, address: '192.0.2.1', port: 1000 + (n % 60000) }, listener: 0, now, idleTtlMs: ttl });
+  r.servedHere = servedHere;
+  return r;
 }
 
 function table(over: Partial<TableLimits> = {}): SessionTable {
@@ -160,7 +139,7 @@ describe('SessionTable: servedCount (the sessions a stopping director waits for)
   it('counts the live records served here: inserted served or not, touched, served elsewhere, removed', () => {
     const t = table();
     const a = rec(1, 0);
-    const b = { ...rec(2, 0), servedHere: false }; // mirrored from another director
+    const b = rec(2, 0, 'node-a', TTL, false); // mirrored from another director
     const c = rec(3, 0);
     t.insert(a);
     t.insert(b);
@@ -179,8 +158,8 @@ describe('SessionTable: servedCount (the sessions a stopping director waits for)
     t.remove(a, 4); // not served here: nothing to take off
     expect([t.servedCount, t.size]).toEqual([0, 0]);
     // A record not live here changes no count.
-    const d = rec(4, 0);
-    t.touch({ ...d, servedHere: false }, 5);
+    const d = rec(4, 0, 'node-a', TTL, false);
+    t.touch(d, 5);
     t.notServedHere(d);
     expect(t.servedCount).toBe(0);
   });
@@ -191,7 +170,7 @@ describe('SessionTable: servedCount (the sessions a stopping director waits for)
         const t = table();
         const recs = new Map<number, SessionRecord>();
         for (const [op, n, served] of steps) {
-          const r = recs.get(n) ?? { ...rec(n, 0), servedHere: served };
+          const r = recs.get(n) ?? rec(n, 0, 'node-a', TTL, served);
           recs.set(n, r);
           if (op === 'insert') t.insert(r);
           else if (op === 'touch') t.touch(r, 1);
@@ -649,7 +628,7 @@ describe('SessionTable: list() pagination', () => {
 // -------------------------------------------------------------------------------- one index by id, owner counts
 /** A record whose id text is `text` (any case of hex), with `idBytes` decoded from it. */
 function recText(text: string, owner = 'a'): SessionRecord {
-  return { ...rec(0, 0, owner), id: text, idBytes: Uint8Array.from(Buffer.from(text, 'hex')) };
+  return newSessionRecord({ id: text, owner, version: 1n, state: 'ATTACHED', transport: { family: 4, address: '192.0.2.1', port: 1000 }, listener: 0, now: 0, idleTtlMs: TTL });
 }
 
 /** A fixed key: the same slots on every run, so a failing case replays. */
@@ -903,5 +882,142 @@ describe('SessionTable.walkOwner (the owner index is a count plus a walk over th
       }),
       { numRuns: 200 },
     );
+  });
+});
+
+// -------------------------------------------------------------------------------- rows and the record cache
+/** A full garbage collection (V8's gc, exposed at run time for this file). */
+setFlagsFromString('--expose-gc');
+const fullGc = runInNewContext('gc') as () => void;
+
+/** Lets a turn of the event loop pass (a WeakRef made in a turn holds its target until the turn ends), then collects. */
+async function collect(): Promise<void> {
+  for (let i = 0; i < 3; i++) {
+    await new Promise((r) => setImmediate(r));
+    fullGc();
+  }
+}
+
+describe('SessionTable: sessions as rows, records as views (issue 7)', () => {
+  it('a record that left the cache is still the record of its session while it is held', () => {
+    const t = table({ records: 2 });
+    const recs = Array.from({ length: 20 }, (_, i) => rec(i + 1, 0));
+    for (const r of recs) expect(t.insert(r)).toBe(true);
+    for (const r of recs) {
+      expect(t.get(r.id)).toBe(r);
+      expect(t.getByIdBytes(Buffer.from(r.id, 'hex'), 0)).toBe(r);
+      expect(t.holds(r)).toBe(true);
+    }
+    // A write through a record that left the cache is the session's.
+    recs[0]!.owner = 'node-b';
+    recs[0]!.lastSeen = 123.5;
+    for (const r of recs.slice(1)) t.get(r.id);
+    expect(t.get(recs[0]!.id)!.owner).toBe('node-b');
+    expect(t.get(recs[0]!.id)!.lastSeen).toBe(123.5);
+  });
+
+  it('a row read back by a new record has every field as it was written, rare forms included', async () => {
+    const t = table({ records: 1 });
+    const big = 2n ** 60n + 3n;
+    const fill = (): void => {
+      const a = rec(1, 0, 'node-x');
+      t.insert(a);
+      a.version = 7n;
+      a.incarnation = 2 ** 40 + 1;
+      a.state = 'FROZEN';
+      a.transport = { family: 4, address: '10.1.2.3', port: 4242 };
+      a.listener = 3;
+      a.nextSeq = 99;
+      a.lastSeen = 10.25;
+      a.expiresAt = 1010.25;
+      a.storeExpiresAt = 2000.5;
+      a.servedHere = false;
+      a.formerOwner = 'node-w';
+      const b = recText('00000000000000000000000000ABCDEF', 'node-y');
+      t.insert(b);
+      b.version = big;
+      b.transport = { family: 6, address: '2001:db8::1', port: 7 };
+      const c = rec(3, 0);
+      t.insert(c);
+      c.transport = { family: 4, address: '010.1.2.3', port: 1 }; // not canonical: kept as given
+    };
+    fill();
+    for (let i = 10; i < 20; i++) t.insert(rec(i, 0)); // the three leave the cache
+    await collect();
+    const a = t.get(idOf(1))!;
+    const b0 = t.get('00000000000000000000000000ABCDEF')!;
+    expect([a.owner, a.version, a.incarnation, a.state, a.transport, a.listener, a.nextSeq, a.lastSeen, a.expiresAt, a.storeExpiresAt, a.servedHere, a.formerOwner, b0.formerOwner]).toEqual(['node-x', 7n, 2 ** 40 + 1, 'FROZEN', { family: 4, address: '10.1.2.3', port: 4242 }, 3, 99, 10.25, 1010.25, 2000.5, false, 'node-w', null]);
+    expect(a.transport).toBe(a.transport); // one object while the row says the same
+    const b = t.get('00000000000000000000000000ABCDEF')!;
+    expect(b.id).toBe('00000000000000000000000000ABCDEF');
+    expect(t.get('00000000000000000000000000abcdef')).toBeUndefined();
+    expect([b.owner, b.version, b.transport]).toEqual(['node-y', big, { family: 6, address: '2001:db8::1', port: 7 }]);
+    expect(t.get(idOf(3))!.transport.address).toBe('010.1.2.3');
+    expect(t.countByOwner('node-x')).toBe(1);
+  });
+
+  it('a record holding out-of-line state keeps it when nothing else holds the record', async () => {
+    const t = table({ records: 1 });
+    const held = Buffer.from('held');
+    ((): void => {
+      const a = rec(1, 0);
+      t.insert(a);
+      a.pending = 'transfer';
+      a.held = [held];
+      const b = rec(2, 0);
+      t.insert(b);
+      t.insert(rec(3, 0)); // b leaves the cache (a cannot)...
+      b.heldReplies = [held]; // ...and takes it back with its first out-of-line field
+      b.formerOwner = 'node-old'; // a column, like the fields a row holds
+    })();
+    for (let i = 10; i < 20; i++) t.insert(rec(i, 0));
+    await collect();
+    const a = t.get(idOf(1))!;
+    expect([a.pending, a.held]).toEqual(['transfer', [held]]);
+    expect([t.get(idOf(2))!.heldReplies, t.get(idOf(2))!.formerOwner]).toEqual([[held], 'node-old']);
+  });
+
+  it('removal leaves the record its fields and frees the row for another session', () => {
+    const t = table({ records: 4 });
+    const a = rec(1, 0, 'node-a');
+    t.insert(a);
+    a.version = 5n;
+    a.nextSeq = 17;
+    t.remove(a, 0);
+    expect([t.holds(a), a.expirySlot, a.owner, a.version, a.nextSeq, a.id]).toEqual([false, -1, 'node-a', 5n, 17, idOf(1)]);
+    const b = rec(2, 0, 'node-b');
+    t.insert(b); // takes a's row
+    a.owner = 'node-z'; // a removed record's write is its own
+    expect([b.owner, b.version, b.nextSeq, t.countByOwner('node-b'), t.countByOwner('node-z')]).toEqual(['node-b', 1n, 1, 1, 0]);
+    // The tombstone is the caller's to check: the id is free, so the record goes back in, as it was left.
+    expect(t.insert(a)).toBe(true);
+    expect([t.get(idOf(1)), a.owner, a.version, t.countByOwner('node-z')]).toEqual([a, 'node-z', 5n, 1]);
+  });
+
+  it('refuses a record no newSessionRecord made, and one another table holds', () => {
+    const t = table();
+    const other = table();
+    const a = rec(1, 0);
+    expect(other.insert(a)).toBe(true);
+    expect(t.insert(a)).toBe(false);
+    expect(t.holds(a)).toBe(false);
+    expect(() => t.insert({ ...rec(2, 0) })).toThrow(TypeError);
+  });
+});
+
+describe('SessionTable: the record cache when every record in it holds out-of-line state', () => {
+  it('keeps every record holding out-of-line state, past its size, and loses none of that state', () => {
+    const t = table({ max: 5000, records: 8 });
+    const recs: SessionRecord[] = [];
+    for (let i = 1; i <= 4000; i++) {
+      const r = rec(i, 0);
+      expect(t.insert(r)).toBe(true);
+      r.pending = 'transfer'; // pinned: in flight
+      recs.push(r);
+    }
+    for (const r of recs) expect(t.get(r.id)).toBe(r);
+    for (const r of recs) r.pending = null;
+    for (let i = 5001; i <= 5500; i++) t.get(idOf(i)); // absent ids: nothing made
+    expect(recs.every((r) => t.holds(r) && r.pending === null)).toBe(true);
   });
 });

@@ -1,0 +1,404 @@
+// The session table's storage (issue 7: memory per session): every live session is one row of typed
+// columns — no JavaScript object per session. A row holds what the director keeps of a session between
+// its datagrams: the 16 id bytes, owner (an interned name), version, life, state, the client transport (an
+// IPv4 address and port as numbers), listener, PROXY v2 sequence, the three deadlines, whether it is
+// served here, the owner before its last transfer, and its places in the expiry heap and the record cache. What is rare stays out of the
+// columns, in maps by row: an id text that is not lower case, a version over 2^53, a transport that is
+// not a canonical IPv4 one. Records (record.ts) are views of a row, made when a caller asks for one.
+//
+// Pure data: no I/O, no clock, no decisions. Rows are reused (a free list); the columns grow by half
+// (not doubling: less slack per session), and never shrink.
+import TinyQueue from 'tinyqueue';
+import type { Transport } from '../codec/types.js';
+import { SessionState } from './lifecycle.js';
+
+const MIN_ROWS = 16;
+
+/** The states a row's state byte numbers (their index in this list). */
+const STATES: readonly SessionState[] = Object.values(SessionState);
+const STATE_NUM = new Map<string, number>(STATES.map((s, i) => [s, i]));
+
+/** Owner names with reference counts: a name is forgotten when no row refers to it any more. */
+class OwnerNames {
+  readonly #num = new Map<string, number>();
+  readonly #str: (string | null)[] = [];
+  readonly #refs: number[] = [];
+  readonly #free: number[] = [];
+
+  ref(s: string): number {
+    let n = this.#num.get(s);
+    if (n === undefined) {
+      n = this.#free.pop() ?? this.#str.length;
+      this.#num.set(s, n);
+      this.#str[n] = s;
+      this.#refs[n] = 0;
+    }
+    this.#refs[n]!++;
+    return n;
+  }
+
+  unref(n: number): void {
+    if (--this.#refs[n]! > 0) return;
+    this.#num.delete(this.#str[n]!);
+    this.#str[n] = null;
+    this.#free.push(n);
+  }
+
+  str(n: number): string {
+    return this.#str[n] as string;
+  }
+
+  /** The number of `s` while a row refers to it (none added). */
+  find(s: string): number | undefined {
+    return this.#num.get(s);
+  }
+}
+
+/** `formerOwner` of a row that has none. */
+export const NO_NAME = 0xffff_ffff;
+
+/** Transport kinds (tKind): in the address and port columns, or as given in `#otherTransports`. */
+const T_V4 = 0;
+const T_OTHER = 1;
+
+/** The canonical IPv4 text's u32 (big-endian), or -1 when `a` is not exactly the canonical dotted quad. */
+export function canonicalV4(a: string): number {
+  const n = a.length;
+  if (n < 7 || n > 15) return -1;
+  let word = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i <= n; i++) {
+    const c = i === n ? 46 : a.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || part > 255) return -1;
+      word = word * 256 + part;
+      if (++dots > 4) return -1;
+      part = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && part === 0) return -1; // a leading zero is not canonical
+      part = part * 10 + (c - 48);
+      if (++digits > 3) return -1;
+    } else return -1;
+  }
+  return dots === 4 ? word : -1;
+}
+
+function v4Text(w: number): string {
+  return `${w >>> 24}.${(w >>> 16) & 255}.${(w >>> 8) & 255}.${w & 255}`;
+}
+
+/** The fields a row holds (what a record detached from any table keeps in an object instead). */
+export interface RowFields {
+  owner: string;
+  version: bigint;
+  incarnation: number;
+  state: SessionState;
+  transport: Transport;
+  listener: number;
+  nextSeq: number;
+  lastSeen: number;
+  expiresAt: number;
+  servedHere: boolean;
+  storeExpiresAt: number;
+  formerOwner: string | null;
+}
+
+export class SessionRows {
+  /** Rows the columns hold (used or free). */
+  #capacity = MIN_ROWS;
+  /** Rows ever handed out: those at or above it are unused and on no free list. */
+  #top = 0;
+  readonly #free: number[] = [];
+  #live = 0;
+
+  // The columns. Read them through this object every time (growth replaces them).
+  /** Row r's id at 4r .. 4r+3: the little-endian words of its 16 bytes (as id-index.ts reads them). */
+  ids = new Int32Array(MIN_ROWS * 4);
+  owner = new Uint32Array(MIN_ROWS);
+  state = new Uint8Array(MIN_ROWS);
+  /** The version when it is at most 2^53; NaN: in #bigVersions. */
+  version = new Float64Array(MIN_ROWS);
+  incarnation = new Float64Array(MIN_ROWS);
+  tKind = new Uint8Array(MIN_ROWS);
+  tAddr = new Uint32Array(MIN_ROWS);
+  tPort = new Uint16Array(MIN_ROWS);
+  listener = new Int32Array(MIN_ROWS);
+  nextSeq = new Float64Array(MIN_ROWS);
+  lastSeen = new Float64Array(MIN_ROWS);
+  expiresAt = new Float64Array(MIN_ROWS);
+  storeExpiresAt = new Float64Array(MIN_ROWS);
+  /** The owner before the last transfer, as an owner name's number; NO_NAME for none. */
+  formerOwner = new Uint32Array(MIN_ROWS);
+  served = new Uint8Array(MIN_ROWS);
+  /** The row's place in the table's expiry heap, -1 in none. */
+  heapPos = new Int32Array(MIN_ROWS).fill(-1);
+  /** The row's place in the table's record cache, -1 in none. */
+  cacheSlot = new Int32Array(MIN_ROWS).fill(-1);
+
+  readonly names = new OwnerNames();
+  /**
+   * Told when the record of a row that is out of the table's record cache starts holding out-of-line
+   * state (record.ts): the table takes it back into the cache, where such records stay.
+   */
+  onPinned: ((row: number) => void) | null = null;
+  readonly #bigVersions = new Map<number, bigint>();
+  readonly #otherTransports = new Map<number, Transport>();
+  /** Id texts that are not what the words format to (upper-case hex from outside). */
+  readonly #idTexts = new Map<number, string>();
+
+  get live(): number {
+    return this.#live;
+  }
+
+  /** A row for a new session, filled from `f` with the id words `w` (and its text, when it is not lower-case hex). */
+  alloc(w: Int32Array, idText: string | null, f: RowFields): number {
+    let row = this.#free.pop();
+    if (row === undefined) {
+      if (this.#top === this.#capacity) this.#grow();
+      row = this.#top++;
+    }
+    this.#live++;
+    const j = row << 2;
+    this.ids[j] = w[0]!;
+    this.ids[j + 1] = w[1]!;
+    this.ids[j + 2] = w[2]!;
+    this.ids[j + 3] = w[3]!;
+    if (idText !== null) this.#idTexts.set(row, idText);
+    this.owner[row] = this.names.ref(f.owner);
+    this.setVersion(row, f.version);
+    this.incarnation[row] = f.incarnation;
+    this.setState(row, f.state);
+    this.setTransport(row, f.transport);
+    this.listener[row] = f.listener;
+    this.nextSeq[row] = f.nextSeq;
+    this.lastSeen[row] = f.lastSeen;
+    this.expiresAt[row] = f.expiresAt;
+    this.storeExpiresAt[row] = f.storeExpiresAt;
+    this.formerOwner[row] = f.formerOwner === null ? NO_NAME : this.names.ref(f.formerOwner);
+    this.served[row] = f.servedHere ? 1 : 0;
+    this.heapPos[row] = -1;
+    this.cacheSlot[row] = -1;
+    return row;
+  }
+
+  /** Frees `row` (the table took it out of every index first). */
+  release(row: number): void {
+    this.names.unref(this.owner[row]!);
+    this.setFormerOwner(row, null);
+    this.#bigVersions.delete(row);
+    this.#otherTransports.delete(row);
+    this.#idTexts.delete(row);
+    this.heapPos[row] = -1;
+    this.cacheSlot[row] = -1;
+    this.#free.push(row);
+    this.#live--;
+  }
+
+  /** Row `row`'s fields, as a detached record keeps them. */
+  fields(row: number): RowFields {
+    return {
+      owner: this.ownerOf(row),
+      version: this.versionOf(row),
+      incarnation: this.incarnation[row]!,
+      state: this.stateOf(row),
+      transport: this.transportOf(row),
+      listener: this.listener[row]!,
+      nextSeq: this.nextSeq[row]!,
+      lastSeen: this.lastSeen[row]!,
+      expiresAt: this.expiresAt[row]!,
+      servedHere: this.served[row] === 1,
+      storeExpiresAt: this.storeExpiresAt[row]!,
+      formerOwner: this.formerOwnerOf(row),
+    };
+  }
+
+  /** The id text of `row`: the one given when it is not lower-case hex, else formatted from the words. */
+  idText(row: number): string {
+    const t = this.#idTexts.get(row);
+    if (t !== undefined) return t;
+    const j = row << 2;
+    return wordHex(this.ids[j]!) + wordHex(this.ids[j + 1]!) + wordHex(this.ids[j + 2]!) + wordHex(this.ids[j + 3]!);
+  }
+
+  ownerOf(row: number): string {
+    return this.names.str(this.owner[row]!);
+  }
+
+  setOwner(row: number, owner: string): void {
+    const old = this.owner[row]!;
+    if (this.names.str(old) === owner) return;
+    this.owner[row] = this.names.ref(owner);
+    this.names.unref(old);
+  }
+
+  formerOwnerOf(row: number): string | null {
+    const n = this.formerOwner[row]!;
+    return n === NO_NAME ? null : this.names.str(n);
+  }
+
+  setFormerOwner(row: number, owner: string | null): void {
+    const old = this.formerOwner[row]!;
+    this.formerOwner[row] = owner === null ? NO_NAME : this.names.ref(owner);
+    if (old !== NO_NAME) this.names.unref(old);
+  }
+
+  stateOf(row: number): SessionState {
+    return STATES[this.state[row]!]!;
+  }
+
+  setState(row: number, s: SessionState): void {
+    const n = STATE_NUM.get(s);
+    if (n === undefined) throw new TypeError(`not a session state: ${String(s)}`);
+    this.state[row] = n;
+  }
+
+  /** The raw version column (NaN: a version over 2^53, see versionOf). */
+  versionOf(row: number): bigint {
+    const n = this.version[row]!;
+    return n === n ? BigInt(n) : (this.#bigVersions.get(row) as bigint);
+  }
+
+  setVersion(row: number, v: bigint): void {
+    if (v >= 0n && v <= 0x20_0000_0000_0000n) {
+      this.version[row] = Number(v);
+      this.#bigVersions.delete(row);
+    } else {
+      this.version[row] = NaN;
+      this.#bigVersions.set(row, v);
+    }
+  }
+
+  /** A new transport object for a canonical IPv4 row; the one given for any other. */
+  transportOf(row: number): Transport {
+    if (this.tKind[row] === T_V4) return { family: 4, address: v4Text(this.tAddr[row]!), port: this.tPort[row]! };
+    return this.#otherTransports.get(row) as Transport;
+  }
+
+  /** Whether row's transport is `t`'s address and port (what sameTransport says), without making one. */
+  hasTransport(row: number, t: Transport): boolean {
+    if (this.tKind[row] !== T_V4) {
+      const o = this.#otherTransports.get(row) as Transport;
+      return o === t || (o.port === t.port && o.address === t.address);
+    }
+    return this.tPort[row] === t.port && t.family === 4 && canonicalV4(t.address) === this.tAddr[row];
+  }
+
+  setTransport(row: number, t: Transport): void {
+    const w = t.family === 4 && Number.isInteger(t.port) && t.port >= 0 && t.port <= 0xffff ? canonicalV4(t.address) : -1;
+    if (w >= 0) {
+      this.tKind[row] = T_V4;
+      this.tAddr[row] = w;
+      this.tPort[row] = t.port;
+      this.#otherTransports.delete(row);
+    } else {
+      this.tKind[row] = T_OTHER;
+      this.#otherTransports.set(row, t);
+    }
+  }
+
+  /**
+   * Up to `limit` live rows (a row is live while it is in the expiry heap: heapPos ≥ 0) whose ids are the
+   * smallest above `after` (16 bytes, or null for no bound) in byte order, of `owner` when given, in that
+   * order. One pass over the id column in row order (memory order: no probe of the index per row), where a
+   * row's owner is read only when its id would enter the page found so far.
+   * O(rows + candidates · log limit).
+   */
+  smallest(limit: number, after: Uint8Array | null, owner: string | null): number[] {
+    if (limit <= 0) return [];
+    if (after !== null && after.length !== 16) throw new RangeError('session id must be 16 bytes');
+    const ownerNum = owner === null ? -1 : (this.names.find(owner) ?? -2);
+    if (ownerNum === -2) return [];
+    const a0 = after === null ? -1 : beWord(after, 0);
+    const a1 = after === null ? 0 : beWord(after, 4);
+    const a2 = after === null ? 0 : beWord(after, 8);
+    const a3 = after === null ? 0 : beWord(after, 12);
+    // A max-heap of the best so far: its top is the largest id kept, the one a better id replaces.
+    const best = new TinyQueue<Ranked>([], (x, y) => compareWords(y.k0, y.k1, y.k2, y.k3, x.k0, x.k1, x.k2, x.k3));
+    let top0 = Infinity; // the top's first word once `limit` are kept (a cheap first test per row)
+    const words = this.ids;
+    const live = this.heapPos;
+    const owners = this.owner;
+    for (let r = 0; r < this.#top; r++) {
+      const j = r << 2;
+      const k0 = bswap(words[j]!);
+      if (k0 < a0 || k0 > top0 || live[r]! < 0) continue;
+      const k1 = bswap(words[j + 1]!);
+      const k2 = bswap(words[j + 2]!);
+      const k3 = bswap(words[j + 3]!);
+      if (after !== null && compareWords(k0, k1, k2, k3, a0, a1, a2, a3) <= 0) continue;
+      if (best.length === limit) {
+        const t = best.peek() as Ranked;
+        if (compareWords(k0, k1, k2, k3, t.k0, t.k1, t.k2, t.k3) >= 0) continue;
+      }
+      if (ownerNum >= 0 && owners[r] !== ownerNum) continue;
+      if (best.length === limit) best.pop();
+      best.push({ k0, k1, k2, k3, row: r });
+      if (best.length === limit) top0 = (best.peek() as Ranked).k0;
+    }
+    const out: number[] = new Array<number>(best.length);
+    for (let n = best.length - 1; n >= 0; n--) out[n] = (best.pop() as Ranked).row;
+    return out;
+  }
+
+  #grow(): void {
+    const cap = this.#capacity + (this.#capacity >> 1);
+    this.ids = grown(this.ids, cap * 4);
+    this.owner = grown(this.owner, cap);
+    this.state = grown(this.state, cap);
+    this.version = grown(this.version, cap);
+    this.incarnation = grown(this.incarnation, cap);
+    this.tKind = grown(this.tKind, cap);
+    this.tAddr = grown(this.tAddr, cap);
+    this.tPort = grown(this.tPort, cap);
+    this.listener = grown(this.listener, cap);
+    this.nextSeq = grown(this.nextSeq, cap);
+    this.lastSeen = grown(this.lastSeen, cap);
+    this.expiresAt = grown(this.expiresAt, cap);
+    this.storeExpiresAt = grown(this.storeExpiresAt, cap);
+    this.formerOwner = grown(this.formerOwner, cap);
+    this.served = grown(this.served, cap);
+    this.heapPos = grown(this.heapPos, cap);
+    this.cacheSlot = grown(this.cacheSlot, cap);
+    this.#capacity = cap;
+  }
+}
+
+type Column = Int32Array | Uint32Array | Uint16Array | Uint8Array | Float64Array;
+
+function grown<T extends Column>(a: T, length: number): T {
+  const b = new (a.constructor as new (n: number) => T)(length);
+  b.set(a);
+  return b;
+}
+
+/** A little-endian id word as its 8 hex characters in byte order. */
+function wordHex(w: number): string {
+  return bswap(w).toString(16).padStart(8, '0');
+}
+
+/** A row kept by `smallest`, with its id as four unsigned big-endian words (byte order). */
+interface Ranked {
+  readonly k0: number;
+  readonly k1: number;
+  readonly k2: number;
+  readonly k3: number;
+  readonly row: number;
+}
+
+/** The unsigned big-endian 32-bit word at `b[o]`. */
+function beWord(b: Uint8Array, o: number): number {
+  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+}
+
+/** A little-endian id word (as the id column holds it) as the unsigned big-endian word of the same bytes. */
+function bswap(w: number): number {
+  return ((w << 24) | ((w & 0xff00) << 8) | ((w >>> 8) & 0xff00) | (w >>> 24)) >>> 0;
+}
+
+/** Compares two ids given as unsigned big-endian words: negative, 0 or positive as a is below, equal or above b. */
+function compareWords(a0: number, a1: number, a2: number, a3: number, b0: number, b1: number, b2: number, b3: number): number {
+  return a0 !== b0 ? a0 - b0 : a1 !== b1 ? a1 - b1 : a2 !== b2 ? a2 - b2 : a3 - b3;
+}

@@ -1,0 +1,142 @@
+// SessionRows, the session table's columns (issue 7: no object per session): a row's fields read back
+// exactly as written, rare forms included (a version over 2^53, an IPv6 or non-canonical transport, an
+// upper-case id text); rows freed and reused leave nothing of the session before; names counted; the
+// canonical IPv4 parse; and `smallest`, the admin page in id order, against a model that sorts.
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { hexWords } from '../../src/session/id-index.js';
+import { canonicalV4, type RowFields, SessionRows } from '../../src/session/rows.js';
+
+const fields = (over: Partial<RowFields> = {}): RowFields => ({
+  owner: 'node-a',
+  version: 1n,
+  incarnation: 0,
+  state: 'ATTACHED',
+  transport: { family: 4, address: '192.0.2.1', port: 1000 },
+  listener: 0,
+  nextSeq: 1,
+  lastSeen: 0,
+  expiresAt: 1000,
+  servedHere: true,
+  storeExpiresAt: 1000,
+  formerOwner: null,
+  ...over,
+});
+
+function words(id: string): Int32Array {
+  const w = new Int32Array(4);
+  if (!hexWords(id, w)) throw new Error(`not an id: ${id}`);
+  return w;
+}
+
+describe('SessionRows', () => {
+  it('reads back every field as written, rare forms included, through growth', () => {
+    const rows = new SessionRows();
+    const written: RowFields[] = [];
+    for (let i = 0; i < 200; i++) {
+      const f = fields({
+        owner: `node-${i % 5}`,
+        version: i % 7 === 0 ? 2n ** 60n + BigInt(i) : BigInt(i + 1),
+        incarnation: i * 1000,
+        state: i % 2 === 0 ? 'ATTACHED' : 'FROZEN',
+        transport: i % 3 === 0 ? { family: 6, address: '2001:db8::1', port: i } : i % 3 === 1 ? { family: 4, address: `10.0.${i}.1`, port: 65535 - i } : { family: 4, address: '01.2.3.4', port: i },
+        listener: i % 4,
+        nextSeq: 2 ** 40 + i,
+        lastSeen: i + 0.5,
+        expiresAt: i + 1000.25,
+        servedHere: i % 2 === 0,
+        storeExpiresAt: i + 2000.75,
+        formerOwner: i % 4 === 0 ? null : `node-${(i + 1) % 5}`,
+      });
+      expect(rows.alloc(words(i.toString(16).padStart(32, '0')), null, f)).toBe(i);
+      written.push(f);
+    }
+    for (let i = 0; i < 200; i++) {
+      expect(rows.fields(i)).toEqual(written[i]);
+      expect(rows.idText(i)).toBe(i.toString(16).padStart(32, '0'));
+    }
+    expect(rows.live).toBe(200);
+  });
+
+  it('a freed row is reused, and keeps nothing of the session before', () => {
+    const rows = new SessionRows();
+    const up = 'ABCDEF0123456789ABCDEF0123456789';
+    const a = rows.alloc(words(up), up, fields({ version: 2n ** 62n, transport: { family: 6, address: '::1', port: 1 }, formerOwner: 'node-z' }));
+    expect(rows.idText(a)).toBe(up);
+    rows.release(a);
+    const b = rows.alloc(words('00000000000000000000000000000001'), null, fields({ owner: 'node-b' }));
+    expect(b).toBe(a);
+    expect(rows.idText(b)).toBe('00000000000000000000000000000001');
+    expect(rows.fields(b)).toEqual(fields({ owner: 'node-b' }));
+    // Names are counted: one no row refers to is forgotten.
+    expect([rows.names.find('node-z'), rows.names.find('node-a'), rows.names.find('node-b')]).toEqual([undefined, undefined, rows.owner[b]]);
+    rows.setOwner(b, 'node-c');
+    rows.setFormerOwner(b, 'node-b');
+    expect([rows.ownerOf(b), rows.formerOwnerOf(b)]).toEqual(['node-c', 'node-b']);
+    rows.setFormerOwner(b, null);
+    expect(rows.names.find('node-b')).toBeUndefined();
+  });
+
+  it('refuses a state that is not a session state (a programming error, not data)', () => {
+    const rows = new SessionRows();
+    expect(() => rows.alloc(words('00000000000000000000000000000001'), null, fields({ state: 'NOPE' as 'ATTACHED' }))).toThrow(TypeError);
+  });
+});
+
+describe('canonicalV4', () => {
+  it('is the address as a u32 for exactly the canonical dotted quad, -1 for any other text', () => {
+    expect(canonicalV4('0.0.0.0')).toBe(0);
+    expect(canonicalV4('255.255.255.255')).toBe(0xffffffff);
+    expect(canonicalV4('10.1.2.3')).toBe(0x0a010203);
+    for (const bad of ['', '1.2.3', '1.2.3.4.5', '01.2.3.4', '1.2.3.256', '1..2.3', '1.2.3.4 ', 'a.b.c.d', '::1', '1.2.3.-4', '1.2.3.0004'])
+      expect(canonicalV4(bad)).toBe(-1);
+  });
+
+  it('agrees with formatting for every address (property)', () => {
+    fc.assert(
+      fc.property(fc.ipV4(), (a) => {
+        expect(canonicalV4(a)).toBe(a.split('.').reduce((w, p) => w * 256 + Number(p), 0));
+      }),
+    );
+  });
+});
+
+describe('SessionRows.smallest (the admin page in id order)', () => {
+  it('property: the `limit` smallest live ids above `after`, of one owner or all, in byte order', () => {
+    const idArb = fc.uint8Array({ minLength: 16, maxLength: 16 }).map((b) => Buffer.from(b).toString('hex'));
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.record({ id: idArb, owner: fc.constantFrom('a', 'b', 'c'), dead: fc.boolean() }), { selector: (x) => x.id, maxLength: 80 }),
+        fc.integer({ min: 0, max: 12 }),
+        fc.option(idArb, { nil: null }),
+        fc.option(fc.constantFrom('a', 'b', 'c', 'zz'), { nil: null }),
+        (sessions, limit, after, owner) => {
+          const rows = new SessionRows();
+          const row = new Map<string, number>();
+          for (const s of sessions) {
+            const r = rows.alloc(words(s.id), null, fields({ owner: s.owner }));
+            rows.heapPos[r] = s.dead ? -1 : r; // live rows are in the expiry heap
+            row.set(s.id, r);
+          }
+          for (const s of sessions) if (s.dead) rows.release(row.get(s.id)!);
+          const want = sessions
+            .filter((s) => !s.dead && (owner === null || s.owner === owner) && (after === null || s.id > after))
+            .map((s) => s.id)
+            .sort()
+            .slice(0, limit);
+          const got = rows.smallest(limit, after === null ? null : Buffer.from(after, 'hex'), owner).map((r) => rows.idText(r));
+          expect(got).toEqual(want);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('nothing for a limit of 0; a bound that is not 16 bytes is a RangeError', () => {
+    const rows = new SessionRows();
+    rows.heapPos[rows.alloc(words('00000000000000000000000000000001'), null, fields())] = 0;
+    expect(rows.smallest(0, null, null)).toEqual([]);
+    expect(rows.smallest(1, null, null)).toEqual([0]);
+    expect(() => rows.smallest(1, new Uint8Array(15), null)).toThrow(RangeError);
+  });
+});
