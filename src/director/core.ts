@@ -554,8 +554,10 @@ export class DirectorCore {
     if (p.bind !== null) {
       rec.transport = p.bind.transport;
       rec.listener = p.bind.listener;
-      // Other candidates stay known, so that a racing BIND for one of them can still be answered.
+      // Other candidates stay known, so that a racing BIND for one of them can still be answered; with
+      // none left the record holds none (out-of-line state keeps a record in the table's cache).
       rec.candidates?.delete(p.bind.key);
+      if (rec.candidates?.size === 0) rec.candidates = null;
       rec.shellCache = undefined;
       this.table.touch(rec, now);
     }

@@ -769,6 +769,28 @@ describe('the bound transport is an ip:port on one listener', () => {
   });
 });
 
+describe('jump candidates after a bind', () => {
+  it('the bound candidate is forgotten, the others stay; with none left the record holds none', () => {
+    const core = new DirectorCore(LIMITS, ring);
+    expect(client(core, hello(), 0, 'A')).toMatchObject({ kind: 'forward', flags: 0 });
+    expect(client(core, data(), 1, 'B')).toMatchObject({ kind: 'forward', flags: PP2_FLAG.UNBOUND_SOURCE });
+    expect(client(core, data(), 2, 'C')).toMatchObject({ kind: 'forward', flags: PP2_FLAG.UNBOUND_SOURCE });
+    const rec = live(core)!;
+    const bindTo = (key: string): void => {
+      const cand = rec.candidates!.get(key)!;
+      const p = core.plan(rec, LifecycleEvent.REATTACH, { cause: 'bind', bind: cand });
+      if (typeof p !== 'object') throw new Error(`plan refused: ${p}`);
+      core.commit(p, 3);
+    };
+    bindTo(keyOf(TRANSPORTS.B));
+    expect(rec.transportKey).toBe(keyOf(TRANSPORTS.B));
+    expect([...rec.candidates!.keys()]).toEqual([keyOf(TRANSPORTS.C)]);
+    bindTo(keyOf(TRANSPORTS.C));
+    expect(rec.transportKey).toBe(keyOf(TRANSPORTS.C));
+    expect(rec.candidates).toBeNull();
+  });
+});
+
 describe('held packets are bounded in bytes as well as in count', () => {
   it('a frozen session holds packets until hold_max_bytes, then drops them as hold_overflow; the count bound still applies', () => {
     const core = new DirectorCore({ ...LIMITS, holdMax: 8, holdMaxBytes: 3000 }, ring);
