@@ -1088,8 +1088,10 @@ export class Ownership {
     const walk = this.#refreshWalk;
     const budget = { slots: refreshSlots(table.slots, this.#refreshAt === null ? Infinity : now - this.#refreshAt, lead / 4) };
     this.#refreshAt = now;
+    // A record is made only for a session whose numbers say it may be due (most are not).
+    const due = (served: boolean, expiresAt: number, storeExpiresAt: number): boolean => served && expiresAt > storeExpiresAt && storeExpiresAt - now <= lead;
     while (this.#refreshing.size < cap) {
-      const rec = walk.next(budget);
+      const rec = walk.nextWhere(budget, due);
       if (rec === undefined) break;
       if (!rec.servedHere || rec.pending !== null || rec.expiresAt <= rec.storeExpiresAt || rec.storeExpiresAt - now > lead) continue;
       if (this.#refreshing.has(rec.id)) continue;

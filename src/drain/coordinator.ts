@@ -326,19 +326,20 @@ export class DrainCoordinator {
     const clock = this.#d.clock;
     const listed = table.list({ owner: node, limit: page.limit, ...(page.after !== undefined ? { after: page.after } : {}) });
     const counts = new PlanCounts(node, ring);
-    // A walk may meet a record twice while the table changes. The records met are kept in many small
-    // sets, by bytes from all over the id: one set of a million stalls the loop for tens of ms each time
-    // it grows (measured: 13, 23, 47 ms at 65,536, 131,072 and 262,144 records).
-    const seen = Array.from({ length: PLAN_SEEN_SHARDS }, () => new Set<SessionRecord>());
+    // A walk may meet a session twice while the table changes. The sessions met (by the walk's number
+    // for each: no record is made for a count) are kept in many small sets, by bytes from all over the
+    // id: one set of a million stalls the loop for tens of ms each time it grows (measured: 13, 23, 47 ms
+    // at 65,536, 131,072 and 262,144 records).
+    const seen = Array.from({ length: PLAN_SEEN_SHARDS }, () => new Set<number>());
     const walk = table.walkOwner(node);
+    const id = new Uint8Array(16); // the shard and the ring's pick read it
     while (!walk.done) {
       const until = clock.now() + PLAN_SLICE_MS;
       const budget = { slots: PLAN_SLICE_SLOTS };
-      for (let rec = walk.next(budget); rec !== undefined; rec = walk.next(budget)) {
-        const id = rec.idBytes; // decoded once: the shard and the ring's pick read it
+      for (let met = walk.nextId(budget, id); met !== -1; met = walk.nextId(budget, id)) {
         const shard = seen[(id[0]! ^ id[3]! ^ id[6]! ^ id[9]! ^ id[12]! ^ id[15]!) & (PLAN_SEEN_SHARDS - 1)]!;
-        if (!shard.has(rec)) {
-          shard.add(rec);
+        if (!shard.has(met)) {
+          shard.add(met);
           counts.add(id);
         }
         if (clock.now() >= until) break;

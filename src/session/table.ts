@@ -487,6 +487,17 @@ export interface RecordWalk {
    * budget ran out first.
    */
   next(budget: { slots: number }): SessionRecord | undefined;
+  /**
+   * `next` for callers that want only some sessions: a session's record is made (or found) only when
+   * `want` accepts its numbers, read from its row (no record is made for the others).
+   */
+  nextWhere(budget: { slots: number }, want: (servedHere: boolean, expiresAt: number, storeExpiresAt: number) => boolean): SessionRecord | undefined;
+  /**
+   * `next` for callers that need only the ids: writes the next session's 16 id bytes into `out` and
+   * returns a number that stays that session's for as long as it lives (its row: a later session may get
+   * it once it ends), or -1 when the pass is done or the budget ran out first. No record is made.
+   */
+  nextId(budget: { slots: number }, out: Uint8Array): number;
 }
 
 class SlotWalk implements RecordWalk {
@@ -514,6 +525,26 @@ class SlotWalk implements RecordWalk {
   }
 
   next(budget: { slots: number }): SessionRecord | undefined {
+    const row = this.#nextRow(budget);
+    return row === -1 ? undefined : this.#record(row);
+  }
+
+  nextWhere(budget: { slots: number }, want: (servedHere: boolean, expiresAt: number, storeExpiresAt: number) => boolean): SessionRecord | undefined {
+    const rows = this.#rows;
+    for (let row = this.#nextRow(budget); row !== -1; row = this.#nextRow(budget)) {
+      if (want(rows.served[row] === 1, rows.expiresAt[row]!, rows.storeExpiresAt[row]!)) return this.#record(row);
+    }
+    return undefined;
+  }
+
+  nextId(budget: { slots: number }, out: Uint8Array): number {
+    const row = this.#nextRow(budget);
+    if (row !== -1) this.#rows.idBytesInto(row, out);
+    return row;
+  }
+
+  /** The next row of the walk's owner (any, for a walk of all), -1 when the pass is done or the budget ran out. */
+  #nextRow(budget: { slots: number }): number {
     const index = this.#index;
     while (this.#slot >= 0 && budget.slots > 0) {
       budget.slots--;
@@ -523,9 +554,9 @@ class SlotWalk implements RecordWalk {
         if (t !== this.#tag && t !== 0) continue;
       }
       const row = index.at(slot);
-      if (row !== -1 && (this.#match === null || this.#rows.ownerOf(row) === this.#match)) return this.#record(row);
+      if (row !== -1 && (this.#match === null || this.#rows.ownerOf(row) === this.#match)) return row;
     }
-    return undefined;
+    return -1;
   }
 }
 

@@ -1021,3 +1021,40 @@ describe('SessionTable: the record cache when every record in it holds out-of-li
     expect(recs.every((r) => t.holds(r) && r.pending === null)).toBe(true);
   });
 });
+
+describe('SessionTable walks that make no record for what they skip', () => {
+  it('nextWhere returns exactly the sessions whose numbers `want` accepts; nextId gives every id of the owner once per pass, with a number per session', () => {
+    const t = table({ max: 500, records: 4 });
+    const served = new Set<string>();
+    for (let i = 1; i <= 300; i++) {
+      const r = rec(i, i, i % 2 === 0 ? 'a' : 'b', TTL, i % 3 !== 0);
+      t.insert(r);
+      r.storeExpiresAt = i % 5 === 0 ? r.expiresAt + 1 : r.expiresAt - 1;
+      if (i % 3 !== 0 && i % 5 !== 0) served.add(r.id);
+    }
+    const w = t.walkAll();
+    const got: string[] = [];
+    const budget = { slots: Infinity };
+    for (let r = w.nextWhere(budget, (s, e, se) => s && e > se); r !== undefined; r = w.nextWhere(budget, (s, e, se) => s && e > se)) got.push(r.id);
+    expect(w.done).toBe(true);
+    expect(new Set(got)).toEqual(served);
+    expect(got.length).toBe(served.size);
+
+    const ow = t.walkOwner('a');
+    const id = new Uint8Array(16);
+    const met = new Map<number, string>();
+    for (let n = ow.nextId(budget, id); n !== -1; n = ow.nextId(budget, id)) {
+      const text = Buffer.from(id).toString('hex');
+      expect(t.get(text)?.owner).toBe('a');
+      expect(met.has(n)).toBe(false);
+      met.set(n, text);
+    }
+    expect(met.size).toBe(150);
+    expect(new Set(met.values()).size).toBe(150);
+    // A budget that runs out returns -1 with the pass not done; the walk goes on where it stopped.
+    const w2 = t.walkOwner('b');
+    let count = 0;
+    while (!w2.done) for (let n = w2.nextId({ slots: 7 }, id); n !== -1; n = w2.nextId({ slots: 7 }, id)) count++;
+    expect(count).toBe(150);
+  });
+});
