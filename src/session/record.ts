@@ -12,7 +12,7 @@ import type { Transport } from '../codec/types.js';
 import type { SessionState } from './lifecycle.js';
 import { transportKey } from '../codec/ip.js';
 import { idBytesFromHex, idBytesInto } from './id-index.js';
-import type { RowFields, SessionRows } from './rows.js';
+import { PINNED, type RowFields, type SessionRows } from './rows.js';
 
 export interface SessionRecord {
   /** 32 lowercase hex characters. */
@@ -434,14 +434,18 @@ class Session implements SessionRecord {
     if (this.#cold === null && v !== null) {
       this.#cold = new Cold();
       const r = this.#rows;
-      if (r !== null && r.cacheSlot[this.#row]! < 0) r.onPinned?.(this.#row);
+      if (r !== null && r.cacheSlot[this.#row] === -1) r.onPinned?.(this.#row); // out of the cache: it must stay now
     }
     return this.#cold;
   }
 
   /** Drops the Cold object once every field in it is null. */
   #trim(c: Cold): void {
-    if (c.pending === null && c.held === null && c.heldFrom === null && c.candidates === null && c.heldReplies === null && c.closedBy === null) this.#cold = null;
+    if (c.pending === null && c.held === null && c.heldFrom === null && c.candidates === null && c.heldReplies === null && c.closedBy === null) {
+      this.#cold = null;
+      const r = this.#rows;
+      if (r !== null && r.cacheSlot[this.#row] === PINNED) r.onUnpinned?.(this.#row);
+    }
   }
 }
 

@@ -54,6 +54,9 @@ class OwnerNames {
   }
 }
 
+/** `cacheSlot` of a row whose record holds out-of-line state: the table keeps it in a map by row. */
+export const PINNED = -2;
+
 /** `formerOwner` of a row that has none. */
 export const NO_NAME = 0xffff_ffff;
 
@@ -135,7 +138,7 @@ export class SessionRows {
   served = new Uint8Array(MIN_ROWS);
   /** The row's place in the table's expiry heap, -1 in none. */
   heapPos = new Int32Array(MIN_ROWS).fill(-1);
-  /** The row's place in the table's record cache, -1 in none. */
+  /** The row's place in the table's record cache, -1 in none, PINNED in its map of records that must stay. */
   cacheSlot = new Int32Array(MIN_ROWS).fill(-1);
 
   readonly names = new OwnerNames();
@@ -144,6 +147,8 @@ export class SessionRows {
    * state (record.ts): the table takes it back into the cache, where such records stay.
    */
   onPinned: ((row: number) => void) | null = null;
+  /** Told when the record of a PINNED row holds no out-of-line state any more: it goes back to the cache. */
+  onUnpinned: ((row: number) => void) | null = null;
   readonly #bigVersions = new Map<number, bigint>();
   readonly #otherTransports = new Map<number, Transport>();
   /** Id texts that are not what the words format to (upper-case hex from outside). */

@@ -8,12 +8,15 @@
 // number and an owner tag per slot (6 bytes at 1.6-3.2 slots per session); the expiry heap a row number
 // and a deadline (12 bytes, and the arrays' spare room).
 // Records (record.ts) are views of rows. The table keeps the records of the sessions in use in a cache
-// (`records`, CLOCK, 16,384 by default): a lookup of a cached session makes nothing. A record that leaves
-// the cache is still the record of its row for as long as anything holds it (a WeakRef by row finds it
-// again), so a session has one record at a time, and a record held across a store write reads and writes
-// its row; a record holding out-of-line state (a transition in flight, held packets, jump candidates, a
-// former owner) never leaves the cache. Removal gives the record its row's fields as its own and frees the
-// row, so a record kept after it reads what it last was.
+// (`records`, CLOCK, 16,384 by default; the director gives session.header_cache): a lookup of a cached
+// session makes nothing. A record that leaves the cache is still the record of its row for as long as
+// anything holds it (a WeakRef by row finds it again), so a session has one record at a time, and a
+// record held across a store write reads and writes its row. A record holding out-of-line state (a
+// transition in flight, held packets or replies, jump candidates) is kept apart, in a map by row, until it
+// holds none (the cache's hand moves it there when it meets it), so the cache never holds more than its
+// size and never loses that state. Removal gives the record its row's fields as its own and frees the
+// row, so a record kept after it reads what it last was. Walks that need only ids or a few numbers
+// (`nextId`, `nextWhere`) make no record for the sessions they skip.
 // - Owners: a count per owner and the slots' owner tags. An owner's records are found by a walk over the
 //   id index (walkOwner, list by owner: O(capacity), other owners' rows skipped by their tag unread),
 //   which only drains and the admin API do.
@@ -22,7 +25,7 @@ import TinyQueue from 'tinyqueue';
 import { ExpiryHeap } from './expiry-heap.js';
 import { hexWords, IdIndex, idBytesFromHex, idIndexKey, isLowerHexId } from './id-index.js';
 import { attachRecord, detachRecord, ownFields, recordForRow, recordPinned, rowOfRecord, rowsOfRecord, type SessionRecord } from './record.js';
-import { SessionRows } from './rows.js';
+import { PINNED, SessionRows } from './rows.js';
 
 export { type Candidate, newSessionRecord, type NewSessionFields, type SessionRecord } from './record.js';
 
@@ -82,14 +85,18 @@ export class SessionTable {
    */
   readonly #ownerTags = new Map<string, number>();
   // The record cache (see the header): records by cache slot (a row's slot is rows.cacheSlot), a CLOCK
-  // reference bit per slot, the free slots, the hand. The cache grows past its size only while every
-  // record in it holds out-of-line state.
+  // reference bit per slot, the free slots, the hand.
   readonly #cache: (SessionRecord | null)[] = [];
   #cacheRef = new Uint8Array(64);
   readonly #cacheFree: number[] = [];
   #hand = 0;
-  /** The cache's size: TableLimits.records, more while the records holding out-of-line state need it (see #evict). */
-  #cacheMax: number;
+  readonly #cacheMax: number;
+  /**
+   * Records holding out-of-line state, by row (rows.cacheSlot PINNED), out of the CLOCK ring: the hand
+   * moves such a record here when it meets it, and the record goes back to the ring when it holds nothing
+   * out of line any more. So the ring never holds more than its size, and the hand never passes one twice.
+   */
+  readonly #pinned = new Map<number, SessionRecord>();
   /** Records that left the cache, by row, while something may still hold them. */
   readonly #left = new Map<number, WeakRef<SessionRecord>>();
   readonly #gone = new FinalizationRegistry<number>((row) => {
@@ -104,7 +111,8 @@ export class SessionTable {
     this.#cacheMax = Math.max(1, limits.records ?? DEFAULT_RECORD_CACHE);
     this.#byId = new IdIndex(limits.idKey ?? idIndexKey(), this.#rows);
     this.#expiry = new ExpiryHeap(this.#rows);
-    this.#rows.onPinned = (row) => this.#recordAt(row);
+    this.#rows.onPinned = (row) => this.#pin(row);
+    this.#rows.onUnpinned = (row) => this.#unpin(row);
   }
 
   get size(): number {
@@ -160,6 +168,7 @@ export class SessionTable {
       this.#cacheRef[slot] = 1;
       return this.#cache[slot]!;
     }
+    if (slot === PINNED) return this.#pinned.get(row)!;
     const w = this.#left.get(row);
     let rec = w?.deref();
     if (w !== undefined) this.#left.delete(row);
@@ -184,34 +193,53 @@ export class SessionTable {
   }
 
   /**
-   * A cache slot made free by CLOCK: the first record met without its reference bit that holds nothing out
-   * of line leaves the cache (kept findable by a WeakRef while something holds it). The cache's length
-   * (it grows by one) when two turns find none.
+   * A cache slot made free by CLOCK: the first record met that holds out-of-line state moves to #pinned,
+   * or else the first met without its reference bit leaves the cache (kept findable by a WeakRef while
+   * something holds it). At most one turn and a step: the first turn clears every reference bit.
    */
   #evict(): number {
     const cache = this.#cache;
     const ref = this.#cacheRef;
     const n = cache.length;
-    for (let step = 0; step < 2 * n; step++) {
+    for (;;) {
       const slot = this.#hand;
       this.#hand = slot + 1 === n ? 0 : slot + 1;
       const rec = cache[slot];
       if (rec === null || rec === undefined) return slot;
-      if (ref[slot] === 1) {
+      const row = rowOfRecord(rec);
+      if (recordPinned(rec)) {
+        this.#pinned.set(row, rec);
+        this.#rows.cacheSlot[row] = PINNED;
+      } else if (ref[slot] === 1) {
         ref[slot] = 0;
         continue;
+      } else {
+        this.#rows.cacheSlot[row] = -1;
+        this.#left.set(row, new WeakRef(rec));
+        this.#gone.register(rec, row, rec);
       }
-      if (recordPinned(rec)) continue;
-      const row = rowOfRecord(rec);
-      this.#rows.cacheSlot[row] = -1;
-      this.#left.set(row, new WeakRef(rec));
-      this.#gone.register(rec, row, rec);
       cache[slot] = null;
       return slot;
     }
-    // Every record holds out-of-line state: the cache takes in n/2 more before the hand looks again.
-    this.#cacheMax = Math.max(this.#cacheMax, n + (n >> 1));
-    return n;
+  }
+
+  /** The record of `row`, out of the cache, now holds out-of-line state: into #pinned (it is alive: it is being written). */
+  #pin(row: number): void {
+    const rec = this.#left.get(row)?.deref();
+    if (rec === undefined) return; // unreachable: a record out of the cache and alive is in #left
+    this.#left.delete(row);
+    this.#gone.unregister(rec);
+    this.#pinned.set(row, rec);
+    this.#rows.cacheSlot[row] = PINNED;
+  }
+
+  /** The record of PINNED `row` holds nothing out of line any more: back into the cache. */
+  #unpin(row: number): void {
+    const rec = this.#pinned.get(row);
+    if (rec === undefined) return;
+    this.#pinned.delete(row);
+    this.#rows.cacheSlot[row] = -1;
+    this.#cacheIn(row, rec);
   }
 
   /** Until when `id` is a tombstone, if it is one at `now`. */
@@ -422,7 +450,7 @@ export class SessionTable {
     if (slot >= 0) {
       this.#cache[slot] = null;
       this.#cacheFree.push(slot);
-    }
+    } else if (slot === PINNED) this.#pinned.delete(row);
     if (this.#left.delete(row)) this.#gone.unregister(rec);
     detachRecord(rec);
     rows.release(row);

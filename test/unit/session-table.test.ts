@@ -1058,3 +1058,50 @@ describe('SessionTable walks that make no record for what they skip', () => {
     expect(count).toBe(150);
   });
 });
+
+describe('SessionTable: records holding out-of-line state are kept apart from the cache', () => {
+  it('a cache full of pinned records still takes every other session in, and gives them back to its bound once unpinned', async () => {
+    const t = table({ max: 10_000, records: 8 });
+    const refs: WeakRef<SessionRecord>[] = [];
+    const held = Buffer.from('x');
+    ((): void => {
+      const pinned: SessionRecord[] = [];
+      for (let i = 1; i <= 2000; i++) {
+        const r = rec(i, 0);
+        t.insert(r);
+        r.held = [held];
+        pinned.push(r);
+        refs.push(new WeakRef(r));
+      }
+      // Sessions that hold nothing: each lookup takes a cache slot (the pinned ones leave the ring as the hand meets them).
+      for (let i = 5001; i <= 7000; i++) t.insert(rec(i, 0));
+      for (let i = 5001; i <= 7000; i++) expect(t.get(idOf(i))!.id).toBe(idOf(i));
+      for (const r of pinned) expect(t.get(r.id)).toBe(r);
+      for (const r of pinned) r.held = null; // back to the cache, which lets go of all but its 8
+    })();
+    for (let i = 5001; i <= 7000; i++) t.get(idOf(i));
+    await collect();
+    const alive = refs.filter((w) => w.deref() !== undefined).length;
+    expect(alive).toBeLessThanOrEqual(8);
+    for (let i = 1; i <= 2000; i++) expect(t.get(idOf(i))!.held).toBeNull();
+  });
+
+  it('a pinned record that a removal takes out is forgotten by the table (no record left behind for its row)', () => {
+    const t = table({ records: 2 });
+    const a = rec(1, 0);
+    t.insert(a);
+    a.pending = 'freeze';
+    t.insert(rec(2, 0));
+    t.insert(rec(3, 0));
+    t.insert(rec(4, 0)); // the hand has met a: it is kept apart
+    t.remove(a, 0);
+    a.pending = null; // a removed record: no table to tell
+    const b = rec(5, 0);
+    expect(t.insert(b)).toBe(true); // may take a's row
+    expect(t.get(idOf(5))).toBe(b);
+    expect(t.get(idOf(1))).toBeUndefined();
+    b.pending = 'freeze';
+    b.pending = null;
+    expect(t.get(idOf(5))).toBe(b);
+  });
+});
