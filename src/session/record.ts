@@ -238,7 +238,7 @@ class Session implements SessionRecord {
     if (r === null) return this.#own!.version;
     const n = r.version[this.#row]!;
     if (n !== this.#vNum) {
-      if (n !== n) return r.versionOf(this.#row); // over 2^53: kept as a bigint
+      if (n === 0xffff_ffff) return r.versionOf(this.#row); // 2^32 - 1 or more: kept as a bigint
       this.#v = BigInt(n);
       this.#vNum = n;
     }
@@ -252,12 +252,12 @@ class Session implements SessionRecord {
 
   get incarnation(): number {
     const r = this.#rows;
-    return r === null ? this.#own!.incarnation : r.incarnation[this.#row]!;
+    return r === null ? this.#own!.incarnation : r.incarnationOf(this.#row);
   }
   set incarnation(v: number) {
     const r = this.#rows;
     if (r === null) this.#own!.incarnation = v;
-    else r.incarnation[this.#row] = v;
+    else r.setIncarnation(this.#row, v);
   }
 
   get state(): SessionState {
@@ -317,12 +317,12 @@ class Session implements SessionRecord {
 
   get nextSeq(): number {
     const r = this.#rows;
-    return r === null ? this.#own!.nextSeq : r.nextSeq[this.#row]!;
+    return r === null ? this.#own!.nextSeq : r.seqOf(this.#row);
   }
   set nextSeq(v: number) {
     const r = this.#rows;
     if (r === null) this.#own!.nextSeq = v;
-    else r.nextSeq[this.#row] = v;
+    else r.setSeq(this.#row, v);
   }
 
   get lastSeen(): number {

@@ -3,7 +3,8 @@
 // its datagrams: the 16 id bytes, owner (an interned name), version, life, state, the client transport (an
 // IPv4 address and port as numbers), listener, PROXY v2 sequence, the three deadlines, whether it is
 // served here, the owner before its last transfer, and its places in the expiry heap and the record cache. What is rare stays out of the
-// columns, in maps by row: an id text that is not lower case, a version over 2^53, a transport that is
+// columns, in maps by row: an id text that is not lower case, a version, life or sequence number that is
+// not below 2^32 - 1, a transport that is
 // not a canonical IPv4 one. Records (record.ts) are views of a row, made when a caller asks for one.
 //
 // Pure data: no I/O, no clock, no decisions. Rows are reused (a free list); the columns grow by half
@@ -56,6 +57,10 @@ class OwnerNames {
 
 /** `cacheSlot` of a row whose record holds out-of-line state: the table keeps it in a map by row. */
 export const PINNED = -2;
+
+/** A u32 column's mark for a number kept in the row's overflow map instead (2^32 - 1). */
+const WIDE = 0xffff_ffff;
+const WIDE_N = 0xffff_ffffn;
 
 /** `formerOwner` of a row that has none. */
 export const NO_NAME = 0xffff_ffff;
@@ -122,14 +127,16 @@ export class SessionRows {
   ids = new Int32Array(MIN_ROWS * 4);
   owner = new Uint32Array(MIN_ROWS);
   state = new Uint8Array(MIN_ROWS);
-  /** The version when it is at most 2^53; NaN: in #bigVersions. */
-  version = new Float64Array(MIN_ROWS);
-  incarnation = new Float64Array(MIN_ROWS);
+  /** The version when it is below 2^32 - 1; WIDE: in #bigVersions. */
+  version = new Uint32Array(MIN_ROWS);
+  /** The life (StoredSession.incarnation) when it is an integer below 2^32 - 1; WIDE: in #wideIncarnations. */
+  incarnation = new Uint32Array(MIN_ROWS);
   tKind = new Uint8Array(MIN_ROWS);
   tAddr = new Uint32Array(MIN_ROWS);
   tPort = new Uint16Array(MIN_ROWS);
   listener = new Int32Array(MIN_ROWS);
-  nextSeq = new Float64Array(MIN_ROWS);
+  /** The next PROXY v2 sequence number when it is below 2^32 - 1; WIDE: in #wideSeqs. */
+  nextSeq = new Uint32Array(MIN_ROWS);
   lastSeen = new Float64Array(MIN_ROWS);
   expiresAt = new Float64Array(MIN_ROWS);
   storeExpiresAt = new Float64Array(MIN_ROWS);
@@ -150,6 +157,8 @@ export class SessionRows {
   /** Told when the record of a PINNED row holds no out-of-line state any more: it goes back to the cache. */
   onUnpinned: ((row: number) => void) | null = null;
   readonly #bigVersions = new Map<number, bigint>();
+  readonly #wideIncarnations = new Map<number, number>();
+  readonly #wideSeqs = new Map<number, number>();
   readonly #otherTransports = new Map<number, Transport>();
   /** Id texts that are not what the words format to (upper-case hex from outside). */
   readonly #idTexts = new Map<number, string>();
@@ -174,11 +183,11 @@ export class SessionRows {
     if (idText !== null) this.#idTexts.set(row, idText);
     this.owner[row] = this.names.ref(f.owner);
     this.setVersion(row, f.version);
-    this.incarnation[row] = f.incarnation;
+    this.setIncarnation(row, f.incarnation);
     this.setState(row, f.state);
     this.setTransport(row, f.transport);
     this.listener[row] = f.listener;
-    this.nextSeq[row] = f.nextSeq;
+    this.setSeq(row, f.nextSeq);
     this.lastSeen[row] = f.lastSeen;
     this.expiresAt[row] = f.expiresAt;
     this.storeExpiresAt[row] = f.storeExpiresAt;
@@ -194,6 +203,8 @@ export class SessionRows {
     this.names.unref(this.owner[row]!);
     this.setFormerOwner(row, null);
     this.#bigVersions.delete(row);
+    this.#wideIncarnations.delete(row);
+    this.#wideSeqs.delete(row);
     this.#otherTransports.delete(row);
     this.#idTexts.delete(row);
     this.heapPos[row] = -1;
@@ -207,11 +218,11 @@ export class SessionRows {
     return {
       owner: this.ownerOf(row),
       version: this.versionOf(row),
-      incarnation: this.incarnation[row]!,
+      incarnation: this.incarnationOf(row),
       state: this.stateOf(row),
       transport: this.transportOf(row),
       listener: this.listener[row]!,
-      nextSeq: this.nextSeq[row]!,
+      nextSeq: this.seqOf(row),
       lastSeen: this.lastSeen[row]!,
       expiresAt: this.expiresAt[row]!,
       servedHere: this.served[row] === 1,
@@ -272,19 +283,49 @@ export class SessionRows {
     this.state[row] = n;
   }
 
-  /** The raw version column (NaN: a version over 2^53, see versionOf). */
   versionOf(row: number): bigint {
     const n = this.version[row]!;
-    return n === n ? BigInt(n) : (this.#bigVersions.get(row) as bigint);
+    return n !== WIDE ? BigInt(n) : (this.#bigVersions.get(row) as bigint);
   }
 
   setVersion(row: number, v: bigint): void {
-    if (v >= 0n && v <= 0x20_0000_0000_0000n) {
+    if (v >= 0n && v < WIDE_N) {
       this.version[row] = Number(v);
       this.#bigVersions.delete(row);
     } else {
-      this.version[row] = NaN;
+      this.version[row] = WIDE;
       this.#bigVersions.set(row, v);
+    }
+  }
+
+  incarnationOf(row: number): number {
+    const n = this.incarnation[row]!;
+    return n !== WIDE ? n : (this.#wideIncarnations.get(row) as number);
+  }
+
+  setIncarnation(row: number, v: number): void {
+    if (v >>> 0 === v && v !== WIDE) {
+      if (this.incarnation[row] === WIDE) this.#wideIncarnations.delete(row);
+      this.incarnation[row] = v;
+    } else {
+      this.incarnation[row] = WIDE;
+      this.#wideIncarnations.set(row, v);
+    }
+  }
+
+  seqOf(row: number): number {
+    const n = this.nextSeq[row]!;
+    return n !== WIDE ? n : (this.#wideSeqs.get(row) as number);
+  }
+
+  /** Per datagram (`nextSeq++`): one compare on the way to the column. */
+  setSeq(row: number, v: number): void {
+    if (v >>> 0 === v && v !== WIDE) {
+      if (this.nextSeq[row] === WIDE) this.#wideSeqs.delete(row);
+      this.nextSeq[row] = v;
+    } else {
+      this.nextSeq[row] = WIDE;
+      this.#wideSeqs.set(row, v);
     }
   }
 

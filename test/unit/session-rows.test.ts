@@ -1,7 +1,8 @@
 // SessionRows, the session table's columns (issue 7: no object per session): a row's fields read back
-// exactly as written, rare forms included (a version over 2^53, an IPv6 or non-canonical transport, an
-// upper-case id text); rows freed and reused leave nothing of the session before; names counted; the
-// canonical IPv4 parse; and `smallest`, the admin page in id order, against a model that sorts.
+// exactly as written, rare forms included (a version, life or sequence number of 2^32 - 1 or more, an IPv6
+// or non-canonical transport, an upper-case id text); rows freed and reused leave nothing of the session
+// before; names counted; the canonical IPv4 parse; and `smallest`, the admin page in id order, against a
+// model that sorts.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { hexWords } from '../../src/session/id-index.js';
@@ -75,6 +76,23 @@ describe('SessionRows', () => {
     expect([rows.ownerOf(b), rows.formerOwnerOf(b)]).toEqual(['node-c', 'node-b']);
     rows.setFormerOwner(b, null);
     expect(rows.names.find('node-b')).toBeUndefined();
+  });
+
+  it('a version, life or sequence number at 2^32 - 1 or beyond is kept whole, and a narrow one written after it reads back narrow', () => {
+    const rows = new SessionRows();
+    const edges = [0, 1, 2 ** 32 - 2, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1];
+    for (const [i, n] of edges.entries()) {
+      const r = rows.alloc(words(i.toString(16).padStart(32, '0')), null, fields({ version: BigInt(n), incarnation: n, nextSeq: n }));
+      expect([rows.versionOf(r), rows.incarnationOf(r), rows.seqOf(r)]).toEqual([BigInt(n), n, n]);
+      rows.setVersion(r, 2n ** 64n + 1n);
+      rows.setIncarnation(r, -1);
+      rows.setSeq(r, 2 ** 40);
+      expect([rows.versionOf(r), rows.incarnationOf(r), rows.seqOf(r)]).toEqual([2n ** 64n + 1n, -1, 2 ** 40]);
+      rows.setVersion(r, 7n);
+      rows.setIncarnation(r, 8);
+      rows.setSeq(r, 9);
+      expect([rows.versionOf(r), rows.incarnationOf(r), rows.seqOf(r)]).toEqual([7n, 8, 9]);
+    }
   });
 
   it('refuses a state that is not a session state (a programming error, not data)', () => {
