@@ -48,3 +48,53 @@ describe('UDP director with a small header cache (session.header_cache: 3)', () 
     expect(await metric(admin, 'anchor_header_cache_sessions')).toBe(0);
   });
 });
+
+// The same small cache bounds the session records the table keeps ready (src/session/table.ts): with 4,
+// a drain under live traffic keeps records across its store writes while the traffic of 300 other
+// sessions pushes them out of the cache; each must stay its session's one record (found again while
+// held), or a move would write another session's row.
+describe('a node drain with live traffic and room for 4 records (session.header_cache: 4)', () => {
+  let c: Cluster;
+  afterAll(async () => {
+    await c?.stop();
+  });
+
+  it('every session of the drained node moves, none is lost, and the checker passes', async () => {
+    c = await startCluster({ family: 4, config: { session: { header_cache: 4, hold_max_packets: 256 }, drain: { rate: 2000, concurrency: 64, quiesce_ms: 300 } } });
+    const target = c.director.udp[0]!;
+    const admin = c.director.admin;
+    const traffic = runClient({ target, sessions: 300, rate: 1500, durationS: 4, size: 64, drainMs: 3000 });
+    await waitFor('300 sessions', async () => (await metric(admin, 'anchor_sessions_active')) === 300, { timeoutMs: 20_000 });
+    const started = await fetch(`${admin}/v1/nodes/node-a/drain`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ mode: 'migrate' }) });
+    expect(started.status).toBe(202);
+    const { id, total } = (await started.json()) as { id: string; total: number };
+    expect(total).toBeGreaterThan(0);
+    const done = await waitFor(
+      'the drain to complete',
+      async () => {
+        const d = (await (await fetch(`${admin}/v1/drains/${id}`)).json()) as { state: string; moved: number; failed: number; remaining: number; total: number };
+        return d.state !== 'running' ? d : undefined;
+      },
+      { timeoutMs: 20_000 },
+    );
+    expect(done).toMatchObject({ state: 'completed', failed: 0, remaining: 0 });
+    expect(done.moved).toBe(done.total);
+    const report = await traffic;
+    expect(report.sessions.opened).toBe(300);
+    const overflow = await metric(admin, 'anchor_client_datagrams_dropped_total', { reason: 'hold_overflow' });
+    const formerOwner = await metric(admin, 'anchor_node_datagrams_dropped_total', { reason: 'node_former_owner' });
+    expect(report.lost).toBeLessThanOrEqual(overflow + formerOwner);
+    const ids = new Set(report.session_ids);
+    const records = await waitFor('every CLOSE to be recorded', () => {
+      const r = c.records().filter((l) => ids.has(l.session));
+      return new Set(r.filter((l) => l.type === PacketType.CLOSE).map((l) => l.session)).size === ids.size ? r : undefined;
+    });
+    const verdict = checkRecords(records);
+    expect(verdict.violations).toEqual([]);
+    expect(verdict).toMatchObject({ ok: true, sessions: 300 });
+    // node-a holds none of them any more, and every one of its sessions got its REVOKE.
+    const onA = new Set(records.filter((l) => l.node === 'node-a' && l.type !== PacketType.REVOKE).map((l) => l.session));
+    for (const s of onA) expect(records.some((l) => l.session === s && l.node === 'node-a' && l.type === PacketType.REVOKE)).toBe(true);
+    expect(onA.size).toBe(done.total);
+  });
+});
