@@ -161,10 +161,11 @@ class Session implements SessionRecord {
   #row: number;
   #own: RowFields | null;
   #cold: Cold | null = null;
-  /** The transport last read or written while in a row, and the row's columns it matches (see transport). */
+  /**
+   * The transport last read or written while in a row (a record is its row's only writer, so this stays
+   * what the row says); null until the first read of a record made for a row.
+   */
   #t: Transport | null = null;
-  #tAddr = -1;
-  #tPort = -1;
   /** The version last read from the row (as its column's number) and its bigint. */
   #vNum = NaN;
   #v = 0n;
@@ -180,9 +181,8 @@ class Session implements SessionRecord {
   static attach(s: Session, rows: SessionRows, row: number): void {
     s.#rows = rows;
     s.#row = row;
-    const t = s.#own!.transport;
+    s.#t = s.#own!.transport;
     s.#own = null;
-    s.#remember(t);
   }
 
   /** Out of its row, keeping the row's fields (before the table frees the row). */
@@ -190,7 +190,7 @@ class Session implements SessionRecord {
     const rows = s.#rows;
     if (rows === null) return;
     const own = rows.fields(s.#row);
-    if (s.#t !== null && rows.hasTransport(s.#row, s.#t)) own.transport = s.#t;
+    if (s.#t !== null) own.transport = s.#t;
     s.#own = own;
     s.#rows = null;
     s.#row = -1;
@@ -271,18 +271,15 @@ class Session implements SessionRecord {
   }
 
   /**
-   * The transport: in a row, the object last written or read for as long as the row's columns still
-   * say the same (so a caller may compare it by identity), made anew from them otherwise.
+   * The transport: in a row, the object last written or read (so a caller may compare it by identity),
+   * made from the columns at the first read of a new record.
    */
   get transport(): Transport {
     const r = this.#rows;
     if (r === null) return this.#own!.transport;
-    const row = this.#row;
-    const t = this.#t;
-    if (t !== null && r.tAddr[row] === this.#tAddr && r.tPort[row] === this.#tPort && r.tKind[row] === 0) return t;
-    const made = r.transportOf(row);
-    this.#remember(made);
-    return made;
+    if (this.#t !== null) return this.#t;
+    this.#t = r.transportOf(this.#row);
+    return this.#t;
   }
   set transport(v: Transport) {
     const r = this.#rows;
@@ -291,18 +288,7 @@ class Session implements SessionRecord {
       return;
     }
     r.setTransport(this.#row, v);
-    this.#remember(v);
-  }
-
-  /** Keeps `t` as the transport the row's columns now hold (only a canonical IPv4 one is kept: see transport). */
-  #remember(t: Transport): void {
-    const r = this.#rows!;
-    const row = this.#row;
-    if (r.tKind[row] === 0) {
-      this.#t = t;
-      this.#tAddr = r.tAddr[row]!;
-      this.#tPort = r.tPort[row]!;
-    } else this.#t = null;
+    this.#t = v;
   }
 
   get listener(): number {

@@ -12,48 +12,14 @@
 import TinyQueue from 'tinyqueue';
 import type { Transport } from '../codec/types.js';
 import { SessionState } from './lifecycle.js';
+import { Names } from '../util/names.js';
+import { formatV4Address, parseV4Address } from '../store/transport-text.js';
 
 const MIN_ROWS = 16;
 
 /** The states a row's state byte numbers (their index in this list). */
 const STATES: readonly SessionState[] = Object.values(SessionState);
 const STATE_NUM = new Map<string, number>(STATES.map((s, i) => [s, i]));
-
-/** Owner names with reference counts: a name is forgotten when no row refers to it any more. */
-class OwnerNames {
-  readonly #num = new Map<string, number>();
-  readonly #str: (string | null)[] = [];
-  readonly #refs: number[] = [];
-  readonly #free: number[] = [];
-
-  ref(s: string): number {
-    let n = this.#num.get(s);
-    if (n === undefined) {
-      n = this.#free.pop() ?? this.#str.length;
-      this.#num.set(s, n);
-      this.#str[n] = s;
-      this.#refs[n] = 0;
-    }
-    this.#refs[n]!++;
-    return n;
-  }
-
-  unref(n: number): void {
-    if (--this.#refs[n]! > 0) return;
-    this.#num.delete(this.#str[n]!);
-    this.#str[n] = null;
-    this.#free.push(n);
-  }
-
-  str(n: number): string {
-    return this.#str[n] as string;
-  }
-
-  /** The number of `s` while a row refers to it (none added). */
-  find(s: string): number | undefined {
-    return this.#num.get(s);
-  }
-}
 
 /** `cacheSlot` of a row whose record holds out-of-line state: the table keeps it in a map by row. */
 export const PINNED = -2;
@@ -63,40 +29,11 @@ const WIDE = 0xffff_ffff;
 const WIDE_N = 0xffff_ffffn;
 
 /** `formerOwner` of a row that has none. */
-export const NO_NAME = 0xffff_ffff;
+const NO_NAME = 0xffff_ffff;
 
 /** Transport kinds (tKind): in the address and port columns, or as given in `#otherTransports`. */
 const T_V4 = 0;
 const T_OTHER = 1;
-
-/** The canonical IPv4 text's u32 (big-endian), or -1 when `a` is not exactly the canonical dotted quad. */
-export function canonicalV4(a: string): number {
-  const n = a.length;
-  if (n < 7 || n > 15) return -1;
-  let word = 0;
-  let part = 0;
-  let digits = 0;
-  let dots = 0;
-  for (let i = 0; i <= n; i++) {
-    const c = i === n ? 46 : a.charCodeAt(i);
-    if (c === 46) {
-      if (digits === 0 || part > 255) return -1;
-      word = word * 256 + part;
-      if (++dots > 4) return -1;
-      part = 0;
-      digits = 0;
-    } else if (c >= 48 && c <= 57) {
-      if (digits > 0 && part === 0) return -1; // a leading zero is not canonical
-      part = part * 10 + (c - 48);
-      if (++digits > 3) return -1;
-    } else return -1;
-  }
-  return dots === 4 ? word : -1;
-}
-
-function v4Text(w: number): string {
-  return `${w >>> 24}.${(w >>> 16) & 255}.${(w >>> 8) & 255}.${w & 255}`;
-}
 
 /** The fields a row holds (what a record detached from any table keeps in an object instead). */
 export interface RowFields {
@@ -148,7 +85,7 @@ export class SessionRows {
   /** The row's place in the table's record cache, -1 in none, PINNED in its map of records that must stay. */
   cacheSlot = new Int32Array(MIN_ROWS).fill(-1);
 
-  readonly names = new OwnerNames();
+  readonly names = new Names();
   /**
    * Told when the record of a row that is out of the table's record cache starts holding out-of-line
    * state (record.ts): the table takes it back into the cache, where such records stay.
@@ -299,53 +236,30 @@ export class SessionRows {
   }
 
   incarnationOf(row: number): number {
-    const n = this.incarnation[row]!;
-    return n !== WIDE ? n : (this.#wideIncarnations.get(row) as number);
+    return wideOf(this.incarnation, this.#wideIncarnations, row);
   }
 
   setIncarnation(row: number, v: number): void {
-    if (v >>> 0 === v && v !== WIDE) {
-      if (this.incarnation[row] === WIDE) this.#wideIncarnations.delete(row);
-      this.incarnation[row] = v;
-    } else {
-      this.incarnation[row] = WIDE;
-      this.#wideIncarnations.set(row, v);
-    }
+    setWide(this.incarnation, this.#wideIncarnations, row, v);
   }
 
   seqOf(row: number): number {
-    const n = this.nextSeq[row]!;
-    return n !== WIDE ? n : (this.#wideSeqs.get(row) as number);
+    return wideOf(this.nextSeq, this.#wideSeqs, row);
   }
 
   /** Per datagram (`nextSeq++`): one compare on the way to the column. */
   setSeq(row: number, v: number): void {
-    if (v >>> 0 === v && v !== WIDE) {
-      if (this.nextSeq[row] === WIDE) this.#wideSeqs.delete(row);
-      this.nextSeq[row] = v;
-    } else {
-      this.nextSeq[row] = WIDE;
-      this.#wideSeqs.set(row, v);
-    }
+    setWide(this.nextSeq, this.#wideSeqs, row, v);
   }
 
   /** A new transport object for a canonical IPv4 row; the one given for any other. */
   transportOf(row: number): Transport {
-    if (this.tKind[row] === T_V4) return { family: 4, address: v4Text(this.tAddr[row]!), port: this.tPort[row]! };
+    if (this.tKind[row] === T_V4) return { family: 4, address: formatV4Address(this.tAddr[row]!), port: this.tPort[row]! };
     return this.#otherTransports.get(row) as Transport;
   }
 
-  /** Whether row's transport is `t`'s address and port (what sameTransport says), without making one. */
-  hasTransport(row: number, t: Transport): boolean {
-    if (this.tKind[row] !== T_V4) {
-      const o = this.#otherTransports.get(row) as Transport;
-      return o === t || (o.port === t.port && o.address === t.address);
-    }
-    return this.tPort[row] === t.port && t.family === 4 && canonicalV4(t.address) === this.tAddr[row];
-  }
-
   setTransport(row: number, t: Transport): void {
-    const w = t.family === 4 && Number.isInteger(t.port) && t.port >= 0 && t.port <= 0xffff ? canonicalV4(t.address) : -1;
+    const w = t.family === 4 && Number.isInteger(t.port) && t.port >= 0 && t.port <= 0xffff ? parseV4Address(t.address) : -1;
     if (w >= 0) {
       this.tKind[row] = T_V4;
       this.tAddr[row] = w;
@@ -430,6 +344,23 @@ function grown<T extends Column>(a: T, length: number): T {
   const b = new (a.constructor as new (n: number) => T)(length);
   b.set(a);
   return b;
+}
+
+/** Row `row`'s number in a u32 column, or in its map when the column says WIDE. */
+function wideOf(col: Uint32Array, wide: Map<number, number>, row: number): number {
+  const n = col[row]!;
+  return n !== WIDE ? n : (wide.get(row) as number);
+}
+
+/** Writes `v` into the column when it is an integer below WIDE, else into the map (the column saying WIDE). */
+function setWide(col: Uint32Array, wide: Map<number, number>, row: number, v: number): void {
+  if (v >>> 0 === v && v !== WIDE) {
+    if (col[row] === WIDE) wide.delete(row);
+    col[row] = v;
+  } else {
+    col[row] = WIDE;
+    wide.set(row, v);
+  }
 }
 
 /** A little-endian id word as its 8 hex characters in byte order. */

@@ -45,8 +45,18 @@ const OCTETS: readonly string[] = Array.from({ length: 256 }, (_, i) => String(i
 
 /** "a.b.c.d:port" of a u32 address and a port (the inverse of parseV4Transport). */
 export function formatV4Transport(addr: number, port: number): string {
+  return formatV4Address(addr) + ':' + port;
+}
+
+/** The u32 of an IPv4 address in its one canonical text (four decimal octets, no leading zero), -1 for any other. */
+export function parseV4Address(s: string): number {
+  return parseQuad(s, 0, s.length);
+}
+
+/** "a.b.c.d" of a u32 address (the inverse of parseV4Address). */
+export function formatV4Address(addr: number): string {
   const o = OCTETS;
-  return o[addr >>> 24] + '.' + o[(addr >>> 16) & 255] + '.' + o[(addr >>> 8) & 255] + '.' + o[addr & 255] + ':' + port;
+  return o[addr >>> 24] + '.' + o[(addr >>> 16) & 255] + '.' + o[(addr >>> 8) & 255] + '.' + o[addr & 255];
 }
 
 /**

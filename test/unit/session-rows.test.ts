@@ -6,7 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { hexWords } from '../../src/session/id-index.js';
-import { canonicalV4, type RowFields, SessionRows } from '../../src/session/rows.js';
+import { type RowFields, SessionRows } from '../../src/session/rows.js';
+import { parseV4Address } from '../../src/store/transport-text.js';
 
 const fields = (over: Partial<RowFields> = {}): RowFields => ({
   owner: 'node-a',
@@ -101,19 +102,19 @@ describe('SessionRows', () => {
   });
 });
 
-describe('canonicalV4', () => {
+describe('parseV4Address (the rows keep an IPv4 address as a number only in its canonical text)', () => {
   it('is the address as a u32 for exactly the canonical dotted quad, -1 for any other text', () => {
-    expect(canonicalV4('0.0.0.0')).toBe(0);
-    expect(canonicalV4('255.255.255.255')).toBe(0xffffffff);
-    expect(canonicalV4('10.1.2.3')).toBe(0x0a010203);
+    expect(parseV4Address('0.0.0.0')).toBe(0);
+    expect(parseV4Address('255.255.255.255')).toBe(0xffffffff);
+    expect(parseV4Address('10.1.2.3')).toBe(0x0a010203);
     for (const bad of ['', '1.2.3', '1.2.3.4.5', '01.2.3.4', '1.2.3.256', '1..2.3', '1.2.3.4 ', 'a.b.c.d', '::1', '1.2.3.-4', '1.2.3.0004'])
-      expect(canonicalV4(bad)).toBe(-1);
+      expect(parseV4Address(bad)).toBe(-1);
   });
 
   it('agrees with formatting for every address (property)', () => {
     fc.assert(
       fc.property(fc.ipV4(), (a) => {
-        expect(canonicalV4(a)).toBe(a.split('.').reduce((w, p) => w * 256 + Number(p), 0));
+        expect(parseV4Address(a)).toBe(a.split('.').reduce((w, p) => w * 256 + Number(p), 0));
       }),
     );
   });

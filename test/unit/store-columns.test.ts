@@ -6,7 +6,8 @@
 // numbers, as text, and almost-canonical ones — across set / compare-and-swap / delete / compaction.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { Names, SessionColumns } from '../../src/store/columns.js';
+import { SessionColumns } from '../../src/store/columns.js';
+import { Names } from '../../src/util/names.js';
 import { freezeRecord, type StoredSession } from '../../src/store/store.js';
 import { canonicalTransport, nearCanonicalTransport } from '../helpers/transport-text.js';
 
