@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { ReferenceNode, type RecordLine } from '../../src/refnode/node.js';
 import { transportKey } from '../../src/codec/ip.js';
 import { startDirector, tempDir, type DirectorProc } from './director-proc.js';
+import { PacketType } from '../../src/codec/types.js';
+import { waitFor } from './wait.js';
 
 export interface Cluster {
   readonly director: DirectorProc;
@@ -77,4 +79,15 @@ export async function startCluster(opts: {
     await Promise.allSettled(nodes.map((n) => n.close()));
     throw err;
   }
+}
+
+/**
+ * The reference nodes' records of the sessions `ids`, once every one of them has its CLOSE recorded
+ * (records are written asynchronously): what the checker is given after a client run.
+ */
+export function closedRecords(c: Cluster, ids: ReadonlySet<string>): Promise<RecordLine[]> {
+  return waitFor('every session to be recorded with its CLOSE', () => {
+    const r = c.records().filter((l) => ids.has(l.session));
+    return new Set(r.filter((l) => l.type === PacketType.CLOSE).map((l) => l.session)).size === ids.size ? r : undefined;
+  });
 }

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runClient } from '../../src/client/client.js';
 import { PacketType } from '../../src/codec/types.js';
 import { checkRecords } from '../../src/refnode/checker.js';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { closedRecords, startCluster, type Cluster } from '../helpers/cluster.js';
 import { metric } from '../helpers/director-proc.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -29,11 +29,7 @@ describe('UDP director with a small header cache (session.header_cache: 3)', () 
     expect(report.received).toBe(report.sent);
 
     const ids = new Set(report.session_ids);
-    const records = await waitFor('every session to be recorded with its CLOSE', () => {
-      const r = c.records().filter((l) => ids.has(l.session));
-      const closed = new Set(r.filter((l) => l.type === PacketType.CLOSE).map((l) => l.session));
-      return closed.size === ids.size ? r : undefined;
-    });
+    const records = await closedRecords(c, ids);
     // One node per session, versions and sequence numbers in order: a header built again after it was
     // taken back names the same session, version and the next seq.
     const check = checkRecords(records);
@@ -85,10 +81,7 @@ describe('a node drain with live traffic and room for 4 records (session.header_
     const formerOwner = await metric(admin, 'anchor_node_datagrams_dropped_total', { reason: 'node_former_owner' });
     expect(report.lost).toBeLessThanOrEqual(overflow + formerOwner);
     const ids = new Set(report.session_ids);
-    const records = await waitFor('every CLOSE to be recorded', () => {
-      const r = c.records().filter((l) => ids.has(l.session));
-      return new Set(r.filter((l) => l.type === PacketType.CLOSE).map((l) => l.session)).size === ids.size ? r : undefined;
-    });
+    const records = await closedRecords(c, ids);
     const verdict = checkRecords(records);
     expect(verdict.violations).toEqual([]);
     expect(verdict).toMatchObject({ ok: true, sessions: 300 });

@@ -7,7 +7,7 @@ import { ClientSession, runClient } from '../../src/client/client.js';
 import { decodeReject } from '../../src/codec/jv1.js';
 import { PacketType, RejectReason } from '../../src/codec/types.js';
 import { checkRecords } from '../../src/refnode/checker.js';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { closedRecords, startCluster, type Cluster } from '../helpers/cluster.js';
 import { metric } from '../helpers/director-proc.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -222,10 +222,7 @@ describe('node drain with live traffic', () => {
     expect(report.lost).toBeLessThanOrEqual(overflow + formerOwner);
     expect(overflow).toBe(0);
     const ids = new Set(report.session_ids);
-    const records = await waitFor('every CLOSE to be recorded', () => {
-      const r = c.records().filter((l) => ids.has(l.session));
-      return new Set(r.filter((l) => l.type === PacketType.CLOSE).map((l) => l.session)).size === ids.size ? r : undefined;
-    });
+    const records = await closedRecords(c, ids);
     const verdict = checkRecords(records);
     expect(verdict.violations).toEqual([]);
     expect(verdict.ok).toBe(true);

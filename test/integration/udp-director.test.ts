@@ -5,7 +5,7 @@ import { decodeJv1, decodeReject, encodeJv1, parseSessionIdHex } from '../../src
 import { PacketType, RejectReason } from '../../src/codec/types.js';
 import { buildRing } from '../../src/ring/ring.js';
 import { createHasher } from '../../src/ring/hash.js';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { closedRecords, startCluster, type Cluster } from '../helpers/cluster.js';
 import { metric } from '../helpers/director-proc.js';
 import { UdpPeer } from '../helpers/udp.js';
 import { loadNativeUdp } from '../../src/net/native/index.js';
@@ -68,12 +68,7 @@ for (const { io, skip } of paths) {
 
         const ring = buildRing(await createHasher(), c.nodeIds.map((id) => ({ id, weight: 1 })));
         const ids = new Set(report.session_ids);
-        // Records are written asynchronously: wait until every session's CLOSE has been recorded.
-        const records = await waitFor('every session to be recorded with its CLOSE', () => {
-          const r = c.records().filter((l) => ids.has(l.session));
-          const closed = new Set(r.filter((l) => l.type === PacketType.CLOSE).map((l) => l.session));
-          return closed.size === ids.size ? r : undefined;
-        });
+        const records = await closedRecords(c, ids);
         const nodesBySession = new Map<string, Set<string>>();
         for (const l of records) {
           let s = nodesBySession.get(l.session);
