@@ -166,9 +166,8 @@ class Session implements SessionRecord {
    * what the row says); null until the first read of a record made for a row.
    */
   #t: Transport | null = null;
-  /** The version last read from the row (as its column's number) and its bigint. */
-  #vNum = NaN;
-  #v = 0n;
+  /** The version last read or written while in a row, as the transport (so no bigint is made per read). */
+  #v: bigint | null = null;
 
   constructor(id: string, rows: SessionRows | null, row: number, own: RowFields | null) {
     this.id = id;
@@ -182,6 +181,7 @@ class Session implements SessionRecord {
     s.#rows = rows;
     s.#row = row;
     s.#t = s.#own!.transport;
+    s.#v = s.#own!.version;
     s.#own = null;
   }
 
@@ -195,6 +195,7 @@ class Session implements SessionRecord {
     s.#rows = null;
     s.#row = -1;
     s.#t = null;
+    s.#v = null;
   }
 
   static own(s: Session): RowFields | null {
@@ -225,7 +226,7 @@ class Session implements SessionRecord {
 
   get owner(): string {
     const r = this.#rows;
-    return r === null ? this.#own!.owner : r.names.str(r.owner[this.#row]!);
+    return r === null ? this.#own!.owner : r.ownerOf(this.#row);
   }
   set owner(v: string) {
     const r = this.#rows;
@@ -236,18 +237,16 @@ class Session implements SessionRecord {
   get version(): bigint {
     const r = this.#rows;
     if (r === null) return this.#own!.version;
-    const n = r.version[this.#row]!;
-    if (n !== this.#vNum) {
-      if (n === 0xffff_ffff) return r.versionOf(this.#row); // 2^32 - 1 or more: kept as a bigint
-      this.#v = BigInt(n);
-      this.#vNum = n;
-    }
+    this.#v ??= r.versionOf(this.#row);
     return this.#v;
   }
   set version(v: bigint) {
     const r = this.#rows;
     if (r === null) this.#own!.version = v;
-    else r.setVersion(this.#row, v);
+    else {
+      r.setVersion(this.#row, v);
+      this.#v = v;
+    }
   }
 
   get incarnation(): number {

@@ -227,8 +227,8 @@ export class SessionRows {
 
   setVersion(row: number, v: bigint): void {
     if (v >= 0n && v < WIDE_N) {
+      if (this.version[row] === WIDE) this.#bigVersions.delete(row);
       this.version[row] = Number(v);
-      this.#bigVersions.delete(row);
     } else {
       this.version[row] = WIDE;
       this.#bigVersions.set(row, v);

@@ -349,7 +349,7 @@ export class SessionTable {
    * Returns up to `limit` records in id order after `after` (a stable cursor under churn).
    * One pass over the rows' id column per page (SessionRows.smallest): a row's owner is read only when
    * its id would be on the page so far, and records are made only for the page. At 1,000,000 sessions a
-   * page costs ~20 ms of event loop where a scan of the records cost 0.7-1 s (bench/README.md, `memory`'s
+   * page costs ~8 ms of event loop where a scan of the records cost 0.3-1 s (bench/README.md, `memory`'s
    * admin figures).
    * An `after` that is not a session id's text, or a table holding an id text that is not lower case,
    * takes the scan that compares texts (the same answer, slower).
