@@ -86,8 +86,8 @@ function idsOnNode0(ring: ReturnType<typeof buildRing>, n: number): Buffer[] {
 
 /** The director's own structures (core, in-process store followed as `anchor run` does, audit file) with `ids` admitted. */
 async function director(ring: ReturnType<typeof buildRing>, ids: readonly Buffer[], dir: string, idleTtlMs = 600_000) {
-  const core = new DirectorCore({ sessionMax: ids.length * 2, idleTtlMs, tombstoneMs: 60_000, admissionRate: 1e9, admissionBurst: 1e9, rejectRate: 1e9, rejectBurst: 1e9, holdMax: 64, recordCache: 131_072 /* session.header_cache's default, as anchor.ts passes it */ }, ring);
-  const store = new MemoryStore();
+  const core = new DirectorCore({ sessionMax: ids.length * 2, idleTtlMs, tombstoneMs: 60_000, admissionRate: 1e9, admissionBurst: 1e9, rejectRate: 1e9, rejectBurst: 1e9, holdMax: 64, recordCache: 131_072 /* session.header_cache's default, as anchor.ts passes it */, reserveRows: ids.length * 2 }, ring);
+  const store = new MemoryStore({ reserve: ids.length * 2 });
   const auditPath = join(dir, `audit-${Date.now()}.jsonl`);
   const audit = createAudit({ path: auditPath, wallClock: () => Date.now() });
   const stats = new DirectorStats();

@@ -117,9 +117,10 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
       }
     };
   } else if (mode === 'table+store') {
-    // The director's table keeps records for session.header_cache sessions in use (anchor.ts).
-    const table = new SessionTable({ max: n + 1, idleTtlMs, tombstoneMs: 60_000, records: HEADER_CACHE });
-    const store = new MemoryStore();
+    // The director's table keeps records for session.header_cache sessions in use, and the table and the
+    // embedded store reserve session.max rows and slots (anchor.ts).
+    const table = new SessionTable({ max: n + 1, idleTtlMs, tombstoneMs: 60_000, records: HEADER_CACHE, reserve: n + 1 });
+    const store = new MemoryStore({ reserve: n + 1 });
     keep.push(table, store);
     fill = async () => {
       const now = performance.now();
@@ -142,10 +143,10 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
     const { buildRing } = await import('../src/ring/ring.js');
     const ring = buildRing(await createHasher(), owners.map((id) => ({ id, weight: 1 })));
     const core = new DirectorCore(
-      { sessionMax: n + 1, idleTtlMs, tombstoneMs: 60_000, admissionRate: 1e9, admissionBurst: 1e9, rejectRate: 10, rejectBurst: 20, holdMax: 64, recordCache: HEADER_CACHE },
+      { sessionMax: n + 1, idleTtlMs, tombstoneMs: 60_000, admissionRate: 1e9, admissionBurst: 1e9, rejectRate: 10, rejectBurst: 20, holdMax: 64, recordCache: HEADER_CACHE, reserveRows: n + 1 },
       ring,
     );
-    const store = new MemoryStore();
+    const store = new MemoryStore({ reserve: n + 1 });
     keep.push(core, store);
     adminOf = () => adminCost(core, ring);
     const dst = { family: 4 as const, address: '127.0.0.1', port: 4500 };

@@ -162,7 +162,8 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
           leaseTtlS: config.store.etcd.lease_ttl_s,
           onError: (err, context) => logger.warn({ err, context }, 'etcd store'),
         })
-      : new MemoryStore());
+      : // One director: its store holds the same sessions as its table, and reserves as many.
+        new MemoryStore({ reserve: config.session.max }));
   const nodes = config.nodes.map((n) => ({ id: n.id, address: hp(n.address), weight: n.weight }));
   // Several directors share this store (etcd): node states, drains and session expiry are shared too.
   const sharedStore = store.watchShared !== undefined;
@@ -205,6 +206,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       holdMaxBytes: config.session.hold_max_bytes,
       sharedExpiryGraceMs: sharedExpiryGraceMs(config.session.idle_ttl_s * 1000),
       recordCache: config.session.header_cache,
+      reserveRows: config.session.max,
     },
     membership.ring,
     (id) => membership.reachable(id),

@@ -76,7 +76,7 @@ export class DirectorCore {
   constructor(limits: CoreLimits, ring: Ring, ownerAvailable: OwnerAvailable = () => true, codecs: readonly (DatagramCodec | null)[] = []) {
     this.#codecs = codecs;
     this.#limits = limits;
-    this.table = new SessionTable({ max: limits.sessionMax, idleTtlMs: limits.idleTtlMs, tombstoneMs: limits.tombstoneMs, ...(limits.recordCache !== undefined ? { records: limits.recordCache } : {}) });
+    this.table = new SessionTable({ max: limits.sessionMax, idleTtlMs: limits.idleTtlMs, tombstoneMs: limits.tombstoneMs, ...(limits.recordCache !== undefined ? { records: limits.recordCache } : {}), ...(limits.reserveRows !== undefined ? { reserve: limits.reserveRows } : {}) });
     this.#ring = ring;
     this.#admission = new KeyedTokenBuckets(limits.admissionRate, limits.admissionBurst);
     this.#rejects = new KeyedTokenBuckets(limits.rejectRate, limits.rejectBurst);

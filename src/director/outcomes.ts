@@ -27,6 +27,8 @@ export interface CoreLimits {
    * gives session.header_cache, the sessions that keep their PROXY v2 header on their record.
    */
   readonly recordCache?: number;
+  /** Rows the session table reserves up front (SessionTable's `reserve`): the shell gives session.max. */
+  readonly reserveRows?: number;
 }
 
 /** Why a datagram was dropped; each has its own counter. */

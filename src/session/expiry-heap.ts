@@ -15,12 +15,21 @@ const MIN_CAPACITY = 16;
 
 export class ExpiryHeap {
   readonly #pos: HeapPositions;
-  #rows = new Int32Array(MIN_CAPACITY);
-  #deadlines = new Float64Array(MIN_CAPACITY);
+  /** Entries made room for up front: the heap never shrinks below them. */
+  readonly #reserve: number;
+  #rows: Int32Array;
+  #deadlines: Float64Array;
   #size = 0;
 
-  constructor(positions: HeapPositions) {
+  /**
+   * `reserve`: entries to make room for now (the table passes the rows it reserved): like the rows'
+   * columns, resident only as entries are written, and never moved or shrunk below it.
+   */
+  constructor(positions: HeapPositions, reserve = 0) {
     this.#pos = positions;
+    this.#reserve = Math.max(MIN_CAPACITY, Math.floor(reserve));
+    this.#rows = new Int32Array(this.#reserve);
+    this.#deadlines = new Float64Array(this.#reserve);
   }
 
   get size(): number {
@@ -74,7 +83,7 @@ export class ExpiryHeap {
       const at = this.#pos.heapPos[moved]!;
       this.#up(at, moved, d);
     }
-    if (this.#rows.length > MIN_CAPACITY && this.#size * 4 < this.#rows.length) this.#resize(this.#rows.length / 2);
+    if (this.#rows.length > this.#reserve && this.#size * 4 < this.#rows.length) this.#resize(this.#rows.length / 2);
     return true;
   }
 
@@ -118,7 +127,7 @@ export class ExpiryHeap {
   }
 
   #resize(capacity: number): void {
-    const cap = Math.max(MIN_CAPACITY, capacity);
+    const cap = Math.max(this.#reserve, capacity);
     const r = new Int32Array(cap);
     r.set(this.#rows.subarray(0, this.#size));
     const d = new Float64Array(cap);

@@ -7,8 +7,12 @@
 // not below 2^32 - 1, a transport that is
 // not a canonical IPv4 one. Records (record.ts) are views of a row, made when a caller asks for one.
 //
-// Pure data: no I/O, no clock, no decisions. Rows are reused (a free list); the columns grow by half
-// (not doubling: less slack per session), and never shrink.
+// Pure data: no I/O, no clock, no decisions. Rows are reused (a free list). The columns are made for
+// `reserve` rows up front (the director reserves session.max): memory the kernel hands out only as rows are
+// first written (a zeroed allocation this large is mapped, not touched), and columns that never move — no
+// copy of every column while traffic waits, and no freed old columns left as holes in the C heap, which
+// cost more resident memory per session than the rows' own slack. Past the reservation (or without one)
+// they grow by half (not doubling: less slack per session), and never shrink.
 import TinyQueue from 'tinyqueue';
 import type { Transport } from '../codec/types.js';
 import { SessionState } from './lifecycle.js';
@@ -16,6 +20,11 @@ import { Names } from '../util/names.js';
 import { formatV4Address, parseV4Address } from '../store/transport-text.js';
 
 const MIN_ROWS = 16;
+/**
+ * The most rows reserved up front (81 bytes of address space each; the largest column, the ids, 128 MiB
+ * at this many): a larger session.max grows past it as sessions come.
+ */
+export const MAX_RESERVED_ROWS = 8_388_608;
 
 /** The states a row's state byte numbers (their index in this list). */
 const STATES: readonly SessionState[] = Object.values(SessionState);
@@ -53,7 +62,7 @@ export interface RowFields {
 
 export class SessionRows {
   /** Rows the columns hold (used or free). */
-  #capacity = MIN_ROWS;
+  #capacity: number;
   /** Rows ever handed out: those at or above it are unused and on no free list. */
   #top = 0;
   readonly #free: number[] = [];
@@ -61,29 +70,29 @@ export class SessionRows {
 
   // The columns. Read them through this object every time (growth replaces them).
   /** Row r's id at 4r .. 4r+3: the little-endian words of its 16 bytes (as id-index.ts reads them). */
-  ids = new Int32Array(MIN_ROWS * 4);
-  owner = new Uint32Array(MIN_ROWS);
-  state = new Uint8Array(MIN_ROWS);
+  ids: Int32Array;
+  owner: Uint32Array;
+  state: Uint8Array;
   /** The version when it is below 2^32 - 1; WIDE: in #bigVersions. */
-  version = new Uint32Array(MIN_ROWS);
+  version: Uint32Array;
   /** The life (StoredSession.incarnation) when it is an integer below 2^32 - 1; WIDE: in #wideIncarnations. */
-  incarnation = new Uint32Array(MIN_ROWS);
-  tKind = new Uint8Array(MIN_ROWS);
-  tAddr = new Uint32Array(MIN_ROWS);
-  tPort = new Uint16Array(MIN_ROWS);
-  listener = new Int32Array(MIN_ROWS);
+  incarnation: Uint32Array;
+  tKind: Uint8Array;
+  tAddr: Uint32Array;
+  tPort: Uint16Array;
+  listener: Int32Array;
   /** The next PROXY v2 sequence number when it is below 2^32 - 1; WIDE: in #wideSeqs. */
-  nextSeq = new Uint32Array(MIN_ROWS);
-  lastSeen = new Float64Array(MIN_ROWS);
-  expiresAt = new Float64Array(MIN_ROWS);
-  storeExpiresAt = new Float64Array(MIN_ROWS);
+  nextSeq: Uint32Array;
+  lastSeen: Float64Array;
+  expiresAt: Float64Array;
+  storeExpiresAt: Float64Array;
   /** The owner before the last transfer, as an owner name's number; NO_NAME for none. */
-  formerOwner = new Uint32Array(MIN_ROWS);
-  served = new Uint8Array(MIN_ROWS);
+  formerOwner: Uint32Array;
+  served: Uint8Array;
   /** The row's place in the table's expiry heap, -1 in none. */
-  heapPos = new Int32Array(MIN_ROWS).fill(-1);
+  heapPos: Int32Array;
   /** The row's place in the table's record cache, -1 in none, PINNED in its map of records that must stay. */
-  cacheSlot = new Int32Array(MIN_ROWS).fill(-1);
+  cacheSlot: Int32Array;
 
   readonly names = new Names();
   /**
@@ -100,8 +109,39 @@ export class SessionRows {
   /** Id texts that are not what the words format to (upper-case hex from outside). */
   readonly #idTexts = new Map<number, string>();
 
+  /**
+   * `reserve`: rows to make the columns for now (at most MAX_RESERVED_ROWS): their memory is resident only
+   * once rows are written. A row's heap and cache places are set when it is handed out, not before.
+   */
+  constructor(reserve = 0) {
+    const cap = Math.max(MIN_ROWS, Math.min(MAX_RESERVED_ROWS, Math.floor(reserve)));
+    this.#capacity = cap;
+    this.ids = new Int32Array(cap * 4);
+    this.owner = new Uint32Array(cap);
+    this.state = new Uint8Array(cap);
+    this.version = new Uint32Array(cap);
+    this.incarnation = new Uint32Array(cap);
+    this.tKind = new Uint8Array(cap);
+    this.tAddr = new Uint32Array(cap);
+    this.tPort = new Uint16Array(cap);
+    this.listener = new Int32Array(cap);
+    this.nextSeq = new Uint32Array(cap);
+    this.lastSeen = new Float64Array(cap);
+    this.expiresAt = new Float64Array(cap);
+    this.storeExpiresAt = new Float64Array(cap);
+    this.formerOwner = new Uint32Array(cap);
+    this.served = new Uint8Array(cap);
+    this.heapPos = new Int32Array(cap);
+    this.cacheSlot = new Int32Array(cap);
+  }
+
   get live(): number {
     return this.#live;
+  }
+
+  /** Rows the columns have room for now. */
+  get capacity(): number {
+    return this.#capacity;
   }
 
   /** A row for a new session, filled from `f` with the id words `w` (and its text, when it is not lower-case hex). */

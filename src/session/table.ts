@@ -4,7 +4,7 @@
 // is record.ts's (re-exported here).
 //
 // Memory per live session (issue 7; 64-bit V8 without pointer compression): no JavaScript object per
-// session. Each is a row of typed columns (rows.ts, 81 bytes, growing by half); the id index keeps a row
+// session. Each is a row of typed columns (rows.ts, 81 bytes, reserved up front or growing by half); the id index keeps a row
 // number and an owner tag per slot (6 bytes at 1.6-3.2 slots per session); the expiry heap a row number
 // and a deadline (12 bytes, and the arrays' spare room).
 // Records (record.ts) are views of rows. The table keeps the records of the sessions in use in a cache
@@ -37,6 +37,11 @@ export interface TableLimits {
   readonly idKey?: Uint32Array;
   /** Records kept for the sessions in use (see the header); 16,384 when absent. */
   readonly records?: number;
+  /**
+   * Rows made up front (rows.ts: capped at MAX_RESERVED_ROWS), and room in the expiry heap for as many: the
+   * director reserves `max`. Resident only as sessions use them; none when absent (the columns grow).
+   */
+  readonly reserve?: number;
 }
 
 /** TableLimits.records when absent. */
@@ -51,7 +56,7 @@ export interface ListQuery {
 
 export class SessionTable {
   readonly #limits: TableLimits;
-  readonly #rows = new SessionRows();
+  readonly #rows: SessionRows;
   /**
    * Every live row once, by its 16 id bytes: the per-datagram lookup straight from a packet, and the
    * lookup by id text (which decodes the text). The table's one index by id.
@@ -109,8 +114,9 @@ export class SessionTable {
   constructor(limits: TableLimits) {
     this.#limits = limits;
     this.#cacheMax = Math.max(1, limits.records ?? DEFAULT_RECORD_CACHE);
+    this.#rows = new SessionRows(limits.reserve ?? 0);
     this.#byId = new IdIndex(limits.idKey ?? idIndexKey(), this.#rows);
-    this.#expiry = new ExpiryHeap(this.#rows);
+    this.#expiry = new ExpiryHeap(this.#rows, this.#rows.capacity);
     this.#rows.onPinned = (row) => this.#pin(row);
     this.#rows.onUnpinned = (row) => this.#unpin(row);
   }
@@ -321,6 +327,11 @@ export class SessionTable {
   /** The same walk over every record (any owner): for work spread over many calls (see OwnerWalk). */
   walkAll(): RecordWalk {
     return new SlotWalk(null, 0, this.#byId, this.#rows, this.#at);
+  }
+
+  /** Rows the columns have room for without growing (at least `reserve`, up to MAX_RESERVED_ROWS). */
+  get rowCapacity(): number {
+    return this.#rows.capacity;
   }
 
   /** Slots of the id index (a walk looks at this many in a pass): about 1.6 to 3.2 per record. */

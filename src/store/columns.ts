@@ -7,7 +7,7 @@
 // owner and director as u16 numbers of interned names, state and the slot's form as a byte each, the
 // version as a u32, the expiry and the incarnation as float64s, the transport as a u32 address and a u16 port
 // (transport-text.ts; formatted again on read; an IPv6 address takes 16 more bytes in a slab of its own)
-// — times the columns' growth slack (up to 1.5×), plus 4 bytes of id table per id at a load between 5/16
+// — times the columns' growth slack (up to 1.5×; none within a reservation), plus 4 bytes of id table per id at a load between 5/16
 // and 5/8: ≈ 62 bytes at 1,000,000 sessions, ≈ 64 in the memory bench's breakdown (200,000). It was ≈ 85
 // with an id → slot Map and a transport string per slot — ≈ 150 when nothing else holds that string —
 // and ≈ 170 as a frozen object per record. The id text is not kept here (the session table keeps its
@@ -17,13 +17,17 @@
 // a version over 2^32 - 1 in a Map by slot, and a record with a field of another type (the interface
 // allows any director, state, transport or expiry value) or too many distinct names as the frozen object
 // it came as.
-// Slots are reused, and the columns compacted when three quarters of them are free.
+// Slots are reused, and the columns compacted when three quarters of them are free. `reserve` slots are
+// made up front (the embedded store of a director reserves session.max): resident only once written, and
+// no growth below it — no copy of every column and no freed old columns left as holes in the C heap.
 import type { StoredSession } from './store.js';
 import { Names } from '../util/names.js';
 import { ABSENT, HexIdSlots, NOT_HEX, hexIdKey } from './hex-id-slots.js';
 import { formatV4Transport, formatV6Transport, parseV4Transport, parseV6Transport } from './transport-text.js';
 
 const MIN_CAPACITY = 16;
+/** The most slots reserved up front (as the session table's rows: MAX_RESERVED_ROWS). */
+const MAX_RESERVED_SLOTS = 8_388_608;
 /** Interned owner and director names a u16 column can number, and states a byte can. */
 const MAX_NAME = 0xffff;
 const MAX_STATE = 0xff;
@@ -68,17 +72,17 @@ export class SessionColumns {
   #live = 0;
   /** Slots in use or free: the typed columns hold at least this many. */
   #slots = 0;
-  #form = new Uint8Array(MIN_CAPACITY);
-  #owner = new Uint16Array(MIN_CAPACITY);
-  #director = new Uint16Array(MIN_CAPACITY);
-  #state = new Uint8Array(MIN_CAPACITY);
-  #version = new Uint32Array(MIN_CAPACITY);
-  #expiresAt = new Float64Array(MIN_CAPACITY);
+  #form: Uint8Array;
+  #owner: Uint16Array;
+  #director: Uint16Array;
+  #state: Uint8Array;
+  #version: Uint32Array;
+  #expiresAt: Float64Array;
   /** The record's incarnation (a safe integer). */
-  #incarnation = new Float64Array(MIN_CAPACITY);
+  #incarnation: Float64Array;
   /** The IPv4 address, or the IPv6 slab entry. */
-  #addr = new Uint32Array(MIN_CAPACITY);
-  #port = new Uint16Array(MIN_CAPACITY);
+  #addr: Uint32Array;
+  #port: Uint16Array;
   /** IPv6 addresses, 16 bytes per entry; entries below #v6Used not in use are in #v6Free. */
   #v6 = new Uint8Array(0);
   #v6Used = 0;
@@ -102,10 +106,27 @@ export class SessionColumns {
   /** Free slots below #slots, reused before the columns grow. */
   #free: number[] = [];
 
-  /** `idKey`: the id table's hash key (hex-id-slots.ts); random when absent. It only places ids, never decides. */
-  constructor(idKey: Uint32Array = hexIdKey()) {
+  /** Slots made up front (at most MAX_RESERVED_SLOTS); the columns are never made smaller. */
+  readonly #reserve: number;
+
+  /**
+   * `idKey`: the id table's hash key (hex-id-slots.ts); random when absent. It only places ids, never
+   * decides. `reserve`: slots to make room for now (see the header).
+   */
+  constructor(idKey: Uint32Array = hexIdKey(), reserve = 0) {
     this.#key = idKey;
-    this.#ids = new HexIdSlots(idKey, MIN_CAPACITY);
+    const cap = Math.max(MIN_CAPACITY, Math.min(MAX_RESERVED_SLOTS, Math.floor(reserve)));
+    this.#reserve = cap;
+    this.#form = new Uint8Array(cap);
+    this.#owner = new Uint16Array(cap);
+    this.#director = new Uint16Array(cap);
+    this.#state = new Uint8Array(cap);
+    this.#version = new Uint32Array(cap);
+    this.#expiresAt = new Float64Array(cap);
+    this.#incarnation = new Float64Array(cap);
+    this.#addr = new Uint32Array(cap);
+    this.#port = new Uint16Array(cap);
+    this.#ids = new HexIdSlots(idKey, cap);
   }
 
   get size(): number {
@@ -441,7 +462,7 @@ export class SessionColumns {
    */
   #compact(): void {
     const n = this.#live;
-    const cap = Math.max(MIN_CAPACITY, n + (n >> 1));
+    const cap = Math.max(this.#reserve, n + (n >> 1));
     const ids = new HexIdSlots(this.#key, cap, n);
     const form = new Uint8Array(cap);
     const owner = new Uint16Array(cap);

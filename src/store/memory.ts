@@ -16,6 +16,11 @@ export interface MemoryStoreOptions {
   readonly onListenerError?: (err: unknown, ev: StoreEvent) => void;
   /** Hash key of the id table (see hex-id-slots.ts); random when absent. It only places ids, never decides. */
   readonly idKey?: Uint32Array;
+  /**
+   * Records to make room for up front (columns.ts): a director's embedded store reserves its session.max.
+   * Resident only as records are written; none when absent (the columns grow).
+   */
+  readonly reserve?: number;
 }
 
 type ListResult = { ok: true; records: StoredSession[] } | { ok: false; reason: 'unavailable'; message: string };
@@ -39,7 +44,7 @@ export class MemoryStore implements OwnershipStore {
   #dispatching = false;
 
   constructor(opts: MemoryStoreOptions = {}) {
-    this.#records = new SessionColumns(opts.idKey);
+    this.#records = new SessionColumns(opts.idKey, opts.reserve ?? 0);
     this.#unavailable = opts.failWith ?? null;
     this.#onListenerError = opts.onListenerError;
     for (const r of opts.records ?? []) {

@@ -67,6 +67,13 @@ function plain(o: ClientOutcome | NodeOutcome): unknown {
   );
 }
 
+describe('DirectorCore limits', () => {
+  it('reserveRows reserves the table rows up front (the shell passes session.max); none: the columns start small and grow', () => {
+    expect(new DirectorCore({ ...LIMITS, reserveRows: 5000 }, ring).table.rowCapacity).toBe(5000);
+    expect(new DirectorCore(LIMITS, ring).table.rowCapacity).toBe(16);
+  });
+});
+
 describe('DirectorCore verdicts in place', () => {
   it('decideClient / decideNode decide exactly as onClient / onNode over random sequences', () => {
     fc.assert(

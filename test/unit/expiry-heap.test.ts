@@ -129,10 +129,11 @@ describe('ExpiryHeap', () => {
       fc.record({ op: fc.constant('retop' as const), d: fc.double({ min: 0, max: 60, noNaN: true }) }),
     );
     fc.assert(
-      fc.property(fc.array(opArb, { maxLength: 300 }), (ops) => {
+      fc.property(fc.array(opArb, { maxLength: 300 }), fc.constantFrom(0, 8, 20, 64), (ops, reserve) => {
         const ROWS = 41;
         const p = positions(ROWS);
-        const h = new ExpiryHeap(p);
+        // With or without room reserved (the table reserves its rows' worth), below and above the rows used.
+        const h = new ExpiryHeap(p, reserve);
         const model = new Map<number, number>(); // row → deadline
         for (const o of ops) {
           if (o.op === 'push') {

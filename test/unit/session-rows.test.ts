@@ -60,6 +60,28 @@ describe('SessionRows', () => {
     expect(rows.live).toBe(200);
   });
 
+  it('reserved rows: the columns are made once for them and stay the same arrays until a row past them; a row starts in no heap and no cache', () => {
+    const rows = new SessionRows(300);
+    expect(rows.capacity).toBe(300);
+    const before = [rows.ids, rows.owner, rows.version, rows.tAddr, rows.expiresAt, rows.heapPos, rows.cacheSlot];
+    const f = (i: number): RowFields => fields({ owner: `node-${i % 3}`, version: BigInt(i + 1), transport: { family: 4, address: `10.1.${i >> 8}.${i & 255}`, port: i }, expiresAt: i * 2 });
+    for (let i = 0; i < 300; i++) {
+      const r = rows.alloc(words((i + 1).toString(16).padStart(32, '0')), null, f(i));
+      // Nothing filled the reservation beforehand: a row handed out is in no heap and no cache.
+      expect([rows.heapPos[r], rows.cacheSlot[r]]).toEqual([-1, -1]);
+    }
+    expect([rows.ids, rows.owner, rows.version, rows.tAddr, rows.expiresAt, rows.heapPos, rows.cacheSlot]).toEqual(before);
+    expect(rows.ids === before[0] && rows.heapPos === before[5]).toBe(true);
+    // One row more: the columns grow (new arrays), every row reads back as written.
+    rows.alloc(words('f'.repeat(32)), null, f(300));
+    expect(rows.capacity).toBe(450);
+    expect(rows.ids === before[0]).toBe(false);
+    for (let i = 0; i <= 300; i++) expect(rows.fields(i)).toEqual(f(i));
+    // No reservation: the smallest columns, grown as rows come.
+    expect(new SessionRows().capacity).toBe(16);
+    expect(new SessionRows(-5).capacity).toBe(16);
+  });
+
   it('a freed row is reused, and keeps nothing of the session before', () => {
     const rows = new SessionRows();
     const up = 'ABCDEF0123456789ABCDEF0123456789';
