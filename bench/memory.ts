@@ -35,6 +35,8 @@ interface ChildReport {
   mode: Mode;
   sessions: number;
   before: Sample;
+  /** After the first half of the sessions (breakdown: absent). */
+  mid?: Sample;
   after: Sample;
   fill_ms: number;
   /** breakdown mode: bytes per session of each kind of object. */
@@ -104,13 +106,13 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
   /** Stand-ins for the shell's per-node upstream objects (the header cache refers to one: shared, not per session). */
   const upstreams = new Map(owners.map((o) => [o, { nodeId: o }]));
   const idleTtlMs = 120_000;
-  let fill: () => Promise<void>;
+  let fill: (from: number, to: number) => Promise<void>;
   let adminOf: (() => Promise<AdminCost>) | null = null;
   if (mode === 'map') {
     const m = new Map<string, { owner: string; version: number; transport: string }>();
     keep.push(m);
-    fill = async () => {
-      for (let i = 0; i < n; i++) {
+    fill = async (from, to) => {
+      for (let i = from; i < to; i++) {
         const t = clientOf(i);
         // A flat 32-character key (Buffer#toString), as a plain Map of small objects would have.
         m.set(Buffer.from(idBytes(i)).toString('hex'), { owner: owners[i % 3] as string, version: 1, transport: transportKey(t) });
@@ -122,9 +124,9 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
     const table = new SessionTable({ max: n + 1, idleTtlMs, tombstoneMs: 60_000, records: HEADER_CACHE, reserve: n + 1 });
     const store = new MemoryStore({ reserve: n + 1 });
     keep.push(table, store);
-    fill = async () => {
+    fill = async (from, to) => {
       const now = performance.now();
-      for (let i = 0; i < n; i++) {
+      for (let i = from; i < to; i++) {
         if ((i & 1023) === 1023) await turn();
         const idb = idBytes(i);
         const id = sessionIdHex(idb);
@@ -159,8 +161,8 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
     const { Meta } = await import('../src/net/native/index.js');
     const peers = new PeerCache();
     const meta = new Int32Array(Meta.INTS);
-    fill = async () => {
-      for (let i = 0; i < n; i++) {
+    fill = async (from, to) => {
+      for (let i = from; i < to; i++) {
         if ((i & 1023) === 1023) await turn();
         const now = performance.now();
         const a = i >>> 6;
@@ -185,9 +187,17 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
     };
   }
   const before = await settle();
-  const t0 = performance.now();
-  await fill();
-  const fillMs = performance.now() - t0;
+  // In two halves, sampled between them too: the second half's bytes per session are what one more
+  // session costs (the marginal), apart from what does not grow with the sessions (caches of a fixed
+  // size, V8's young generation grown under the allocation).
+  const half = n >> 1;
+  let t0 = performance.now();
+  await fill(0, half);
+  let fillMs = performance.now() - t0;
+  const mid = await settle();
+  t0 = performance.now();
+  await fill(half, n);
+  fillMs += performance.now() - t0;
   const after = await settle();
   if (keep.length === 0) console.log('unreachable');
   // How the director builds its id strings (sessionIdHex) against a flat string of the same text: heap
@@ -202,7 +212,7 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
   };
   const idStringBytes = mode === 'map' ? { sessionIdHex: await idCost(false), flat: await idCost(true) } : undefined;
   const admin = adminOf === null ? undefined : await adminOf(); // after the memory samples: it allocates
-  return { mode, sessions: n, before, after, fill_ms: Math.round(fillMs), ...(idStringBytes !== undefined ? { id_string_bytes: idStringBytes } : {}), ...(admin !== undefined ? { admin } : {}) };
+  return { mode, sessions: n, before, mid, after, fill_ms: Math.round(fillMs), ...(idStringBytes !== undefined ? { id_string_bytes: idStringBytes } : {}), ...(admin !== undefined ? { admin } : {}) };
 }
 
 interface AdminCost {
@@ -365,10 +375,13 @@ export async function benchMemory(): Promise<unknown> {
       continue;
     }
     const per = (k: keyof Sample): number => Math.round((r.after[k] - r.before[k]) / r.sessions);
+    const half = r.sessions >> 1;
+    const marginal = r.mid === undefined ? null : Math.round((r.after.rss - r.mid.rss) / (r.sessions - half));
     rows.push({
       mode,
       sessions: r.sessions,
       rss_per_session: per('rss'),
+      rss_per_session_second_half: marginal,
       heap_used_per_session: per('heapUsed'),
       external_per_session: per('external'),
       rss_before_mib: Number((r.before.rss / 2 ** 20).toFixed(1)),
@@ -381,7 +394,9 @@ export async function benchMemory(): Promise<unknown> {
   for (const row of rows as { rss_per_session?: number; vs_map?: number | null }[]) {
     row.vs_map = ref?.rss_per_session !== undefined && row.rss_per_session !== undefined ? Number((row.rss_per_session / ref.rss_per_session).toFixed(2)) : null;
   }
-  console.log(`memory: bytes per session with ${SESSIONS.toLocaleString('en-US')} sessions (after - before, each after a full GC; own child process each)`);
+  console.log(
+    `memory: bytes per session with ${SESSIONS.toLocaleString('en-US')} sessions (after - before, each after a full GC; own child process each); rss_per_session_second_half: the RSS the second ${(SESSIONS - (SESSIONS >> 1)).toLocaleString('en-US')} sessions added, per session (what grows with the sessions, without what is fixed: caches of a fixed size, the young generation)`,
+  );
   console.table(rows);
   const admin = reports.find((r) => r.admin !== undefined)?.admin;
   if (admin !== undefined) {
