@@ -152,8 +152,8 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
     keep.push(core, store);
     adminOf = () => adminCost(core, ring);
     const dst = { family: 4 as const, address: '127.0.0.1', port: 4500 };
-    const { HeaderCacheSlots } = await import('../src/director/header-cache.js');
-    const headers = new HeaderCacheSlots<{ slot: number; used: boolean; [k: string]: unknown }>(HEADER_CACHE);
+    const { SessionHeaders } = await import('../src/director/header-cache.js');
+    const headers = new SessionHeaders<unknown>(HEADER_CACHE);
     keep.push(headers);
     // Client sources as the native data path reads them: a datagram's numeric source through the
     // director's PeerCache (src/net/native/addr.ts), which makes each session's Transport and key.
@@ -181,7 +181,7 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
         // session's whole PROXY v2 header as a template (or, before the lean data path, its prefix).
         for (const f of forwards) {
           const prefix = createPpv2Prefix('DGRAM', f.src, dst);
-          headers.give(f.session, { slot: -1, used: true, transport: f.session.transport, listener: f.listener, prefixLength: prefix.length, node: f.node, up: upstreams.get(f.node), version: f.version, template: ppv2.createPpv2Template(prefix, f.session.idBytes, f.version, ownerBytes.get(f.node) as Uint8Array), dest: null });
+          headers.cache(f.session, f.session.transport, f.listener, prefix, f.session.idBytes, f.node, upstreams.get(f.node), f.version, ownerBytes.get(f.node) as Uint8Array);
         }
       }
     };

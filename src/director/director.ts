@@ -16,9 +16,9 @@ import type { Logger } from '../obs/logger.js';
 import { type CounterCell, type DirectorStats, rejectLabel } from '../obs/stats.js';
 import type { Candidate, SessionRecord } from '../session/table.js';
 import type { Clock } from '../util/clock.js';
-import { destOf, PeerCache } from '../net/native/addr.js';
+import { destInto, destOf, PeerCache } from '../net/native/addr.js';
 import { Flag, Meta, type NativeUdpBinding, type NativeUdpCounters, type NativeUdpSocket, Stat } from '../net/native/index.js';
-import { HeaderCacheSlots, type SlotEntry } from './header-cache.js';
+import { SessionHeaders, type SessionHeader } from './header-cache.js';
 import { type ClientOutcome, type DirectorCore, type Forward, TCP_LISTENER, type TransitionNote } from './core.js';
 import type { DataPath, Ownership } from './ownership.js';
 
@@ -113,24 +113,8 @@ interface SessionSocket {
   readonly port: number;
 }
 
-/**
- * Per-session cache, for the bound transport and listener: the whole PROXY v2 header (flags and seq left 0)
- * for one owner and version, which every forward copies and completes. Its first `prefixLength` bytes are
- * the address block (the part that depends on the transport only).
- */
-interface SessionHeaderCache extends SlotEntry {
-  /** The bound transport the header is for (the core drops the cache when it binds another). */
-  readonly transport: Transport;
-  readonly listener: number;
-  readonly prefixLength: number;
-  node: string;
-  /** The upstream of `node` (so a forward to it needs no lookup). */
-  up: Upstream;
-  version: bigint;
-  template: Buffer;
-  /** The numeric destination of the transport `key` names (native replies), once one was sent. */
-  dest: Int32Array | null;
-}
+/** A session's cached PROXY v2 header (see SessionHeader in header-cache.ts). */
+type SessionHeaderCache = SessionHeader<Upstream>;
 
 function socketType(family: 4 | 6): 'udp4' | 'udp6' {
   return family === 6 ? 'udp6' : 'udp4';
@@ -198,7 +182,7 @@ export class UdpDirector implements DataPath {
   /** Client sources of native datagrams as Transports with their keys (bounded). */
   readonly #peers = new PeerCache();
   /** Which sessions keep their PROXY v2 header ready (the recently active ones, at most session.header_cache). */
-  readonly #headers: HeaderCacheSlots<SessionHeaderCache>;
+  readonly #headers: SessionHeaders<Upstream>;
   /** Native sockets with sends queued during the batch being handled. */
   readonly #dirty: NativeIo[] = [];
   /** How many of #dirty are queued now (the array is reused: no length change per batch). */
@@ -218,7 +202,7 @@ export class UdpDirector implements DataPath {
       if (err) this.#d.stats.sendErrors.inc('client');
     };
     this.#native = opts.encapsulation === 'ppv2' ? (opts.native ?? null) : null;
-    this.#headers = new HeaderCacheSlots(opts.headerCache ?? DEFAULT_HEADER_CACHE);
+    this.#headers = new SessionHeaders(opts.headerCache ?? DEFAULT_HEADER_CACHE);
     deps.ownership.attach(this);
     this.#nodeAddr = new Map(opts.nodes.map((n) => [n.id, n.address]));
     // A session's own upstream socket lives as long as the session keeps its owner.
@@ -537,7 +521,7 @@ export class UdpDirector implements DataPath {
    */
   #send(rec: SessionRecord, node: string, msg: Buffer, src: Transport, listener: number, flags: number, seq: number, version: bigint): void {
     const c = rec.shellCache as SessionHeaderCache | undefined;
-    const up = c !== undefined && c.node === node ? c.up : this.#upstreams.get(node);
+    const up = (c !== undefined && c.node === node ? c.up : null) ?? this.#upstreams.get(node);
     if (up === undefined) {
       this.#d.stats.sendErrors.inc('node');
       return;
@@ -723,7 +707,7 @@ export class UdpDirector implements DataPath {
     let dest: Int32Array | null = null;
     if (c !== undefined && c.transport === rec.transport) {
       c.used = true;
-      dest = c.dest ??= destOf(rec.transport);
+      dest = c.dest ??= destInto(rec.transport, (c.destInts ??= new Int32Array(6)));
     }
     this.#toClient(rec.listener, msg, rec.transport, undefined, dest);
   }
@@ -847,18 +831,11 @@ export class UdpDirector implements DataPath {
     const c = rec.shellCache as SessionHeaderCache | undefined;
     if (c === undefined || c.transport !== rec.transport || c.listener !== listener) {
       const prefix = createPpv2Prefix('DGRAM', src, this.#listenerAddress(listener));
-      const made: SessionHeaderCache = { slot: -1, used: true, transport: rec.transport, listener, prefixLength: prefix.length, node: up.nodeId, up, version, template: createPpv2Template(prefix, rec.idBytes, version, up.ownerBytes), dest: null };
-      this.#headers.give(rec, made);
-      return made.template;
+      return this.#headers.cache(rec, rec.transport, listener, prefix, rec.idBytes, up.nodeId, up, version, up.ownerBytes).template;
     }
     c.used = true;
-    if (c.node !== up.nodeId || c.version !== version) {
-      // A transfer or a version change (rare): same address block, new TLVs.
-      c.template = createPpv2Template(c.template.subarray(0, c.prefixLength), rec.idBytes, version, up.ownerBytes);
-      c.node = up.nodeId;
-      c.up = up;
-      c.version = version;
-    }
+    // A transfer or a version change (rare): same address block, new TLVs.
+    if (c.node !== up.nodeId || c.version !== version) this.#headers.retarget(c, rec.idBytes, up.nodeId, up, version, up.ownerBytes);
     return c.template;
   }
 

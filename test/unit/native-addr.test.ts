@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { bytesToIp, transportKey } from '../../src/codec/ip.js';
 import type { Transport } from '../../src/codec/types.js';
-import { destOf, PeerCache, readTransport } from '../../src/net/native/addr.js';
+import { destInto, destOf, PeerCache, readTransport } from '../../src/net/native/addr.js';
 import { Meta } from '../../src/net/native/index.js';
 
 const FC = { seed: 7_2026, numRuns: 300 } as const;
@@ -62,6 +62,22 @@ describe('native addresses', () => {
       }),
       FC,
     );
+  });
+
+  it('destInto writes what destOf makes into a kept array, whatever it held before (a header cache slot reused across sessions)', () => {
+    fc.assert(
+      fc.property(source, source, (a, b) => {
+        const kept = new Int32Array(6);
+        expect(destInto(readTransport(slotOf(a).meta, slotOf(a).m), kept)).toBe(kept);
+        const t = readTransport(slotOf(b).meta, slotOf(b).m);
+        expect(destInto(t, kept)).toBe(kept);
+        expect([...kept]).toEqual([...(destOf(t) as Int32Array)]);
+      }),
+      FC,
+    );
+    const kept = Int32Array.of(1, 2, 3, 4, 5, 6);
+    expect(destInto({ family: 4, address: 'example.com', port: 1 }, kept)).toBeNull();
+    expect([...kept]).toEqual([1, 2, 3, 4, 5, 6]);
   });
 
   it('destOf refuses an address that is not an IP literal; each call makes a new array (nothing kept per Transport)', () => {
