@@ -367,6 +367,26 @@ describe('Ownership stopping: settleEnds and close', () => {
 
 // ------------------------------------------------------------------------------------------ admission
 describe('Ownership.admit', () => {
+  it("the watch's copy of the director's own create is not applied back: no refresh counted, the deadline not moved (the wall clock a fraction of a millisecond off)", async () => {
+    // wall() half a millisecond behind toWall's origin, as Date.now() (whole milliseconds) is behind
+    // performance.timeOrigin + performance.now() about half the time: an expiry read back from the store
+    // lands half a millisecond later than it was written.
+    const clock = new (class extends ManualClock {
+      override wall(): number {
+        return super.wall() - 0.5;
+      }
+    })();
+    const h = harness({ clock });
+    h.own.followStore((key) => ({ t: clientTransport(1), key, listener: 0 }));
+    const recs: SessionRecord[] = [];
+    for (let i = 0; i < 20; i++) recs.push(await h.admit(counterId(i + 1), clientTransport(i)));
+    expect(h.stats.remoteChanges.values.get('refreshed') ?? 0).toBe(0);
+    for (const r of recs) {
+      const stored = (await h.mem.get(r.id)) as { ok: true; record: StoredSession };
+      expect(clock.toWall(r.storeExpiresAt)).toBe(stored.record.expiresAt); // as written: no round trip through the wall clock
+    }
+  });
+
   it('HELLO → admit outcome → store create (version 1) → HELLO forwarded with seq 1, audit create', async () => {
     const h = harness();
     const out = h.core.onClient(packet(PacketType.HELLO, SID, 7), A, transportKey(A), 0, h.clock.now());
