@@ -1,5 +1,5 @@
 // Which sessions keep their PROXY v2 header ready (issue 7: memory per session). The shell caches a
-// session's whole header on the record (`shellCache`: ~300 bytes with its buffer) so that a datagram
+// session's whole header on the record (`shellCache`, a header in a slab slot) so that a datagram
 // costs a copy, not a build; with a million mostly idle sessions that cache alone was a third of the
 // director's memory. Here at most `capacity` sessions hold one: the recently active ones, chosen by
 // CLOCK (second chance): a cache used since the hand last passed it is skipped once, an unused one is
