@@ -183,15 +183,26 @@ export class SessionHeaders<U> {
    */
   cache(rec: CacheHolder, transport: Transport, listener: number, prefix: Uint8Array, idBytes: Uint8Array, node: string, up: U, version: bigint, ownerBytes: Uint8Array): SessionHeader<U> {
     const e = this.#slots.claim(rec);
+    try {
+      this.#write(e, prefix, idBytes, node, up, version, ownerBytes);
+    } catch (err) {
+      // A header that cannot be written (a programming error: a version or owner out of range) leaves
+      // the session holding no entry, not one half rewritten.
+      this.#slots.release(rec);
+      throw err;
+    }
     e.transport = transport;
     e.listener = listener;
     e.prefixLength = prefix.length;
     e.dest = null;
-    this.#write(e, prefix, idBytes, node, up, version, ownerBytes);
     return e;
   }
 
-  /** Writes `e`'s header again for another owner or version (a transfer): the address block stays. */
+  /**
+   * Writes `e`'s header again for another owner or version (a transfer): the address block stays. Throws
+   * (a programming error, as `cache`) before changing anything but the slot's bytes past the address block,
+   * which `e` then no longer names: its node and version stay the old ones, so the next use writes it again.
+   */
   retarget(e: SessionHeader<U>, idBytes: Uint8Array, node: string, up: U, version: bigint, ownerBytes: Uint8Array): void {
     this.#write(e, e.template.subarray(0, e.prefixLength), idBytes, node, up, version, ownerBytes);
   }
@@ -201,6 +212,7 @@ export class SessionHeaders<U> {
     this.#slots.release(rec);
   }
 
+  /** Writes the header into `e`'s slot (or a buffer of its own), then names its node and version. */
   #write(e: SessionHeader<U>, prefix: Uint8Array, idBytes: Uint8Array, node: string, up: U, version: bigint, ownerBytes: Uint8Array): void {
     const len = ppv2HeaderLength(prefix, ownerBytes);
     if (len <= HEADER_SLOT_BYTES) {

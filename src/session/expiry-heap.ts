@@ -27,13 +27,18 @@ export class ExpiryHeap {
    */
   constructor(positions: HeapPositions, reserve = 0) {
     this.#pos = positions;
-    this.#reserve = Math.max(MIN_CAPACITY, Math.floor(reserve));
+    this.#reserve = Math.max(MIN_CAPACITY, Number.isFinite(reserve) && reserve > 0 ? Math.floor(reserve) : 0);
     this.#rows = new Int32Array(this.#reserve);
     this.#deadlines = new Float64Array(this.#reserve);
   }
 
   get size(): number {
     return this.#size;
+  }
+
+  /** Entries the heap has room for now (never below its reserve). */
+  get capacity(): number {
+    return this.#rows.length;
   }
 
   /** The row with the earliest deadline, -1 when empty. */

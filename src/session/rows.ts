@@ -114,7 +114,7 @@ export class SessionRows {
    * once rows are written. A row's heap and cache places are set when it is handed out, not before.
    */
   constructor(reserve = 0) {
-    const cap = Math.max(MIN_ROWS, Math.min(MAX_RESERVED_ROWS, Math.floor(reserve)));
+    const cap = Math.max(MIN_ROWS, Math.min(MAX_RESERVED_ROWS, reserved(reserve)));
     this.#capacity = cap;
     this.ids = new Int32Array(cap * 4);
     this.owner = new Uint32Array(cap);
@@ -379,6 +379,11 @@ export class SessionRows {
 }
 
 type Column = Int32Array | Uint32Array | Uint16Array | Uint8Array | Float64Array;
+
+/** A reservation as a whole number of rows: 0 for one that is not a positive number (none). */
+function reserved(n: number): number {
+  return Number.isFinite(n) && n > 0 ? Math.floor(n) : 0;
+}
 
 function grown<T extends Column>(a: T, length: number): T {
   const b = new (a.constructor as new (n: number) => T)(length);

@@ -19,7 +19,8 @@
 // it came as.
 // Slots are reused, and the columns compacted when three quarters of them are free. `reserve` slots are
 // made up front (the embedded store of a director reserves session.max): resident only once written, and
-// no growth below it — no copy of every column and no freed old columns left as holes in the C heap.
+// no growth below it — no copy of every column and no freed old columns left as holes in the C heap. (A
+// compaction still makes new columns, of the reserve's size: resident only for the records it moves.)
 import type { StoredSession } from './store.js';
 import { Names } from '../util/names.js';
 import { ABSENT, HexIdSlots, NOT_HEX, hexIdKey } from './hex-id-slots.js';
@@ -115,7 +116,7 @@ export class SessionColumns {
    */
   constructor(idKey: Uint32Array = hexIdKey(), reserve = 0) {
     this.#key = idKey;
-    const cap = Math.max(MIN_CAPACITY, Math.min(MAX_RESERVED_SLOTS, Math.floor(reserve)));
+    const cap = Math.max(MIN_CAPACITY, Math.min(MAX_RESERVED_SLOTS, Number.isFinite(reserve) && reserve > 0 ? Math.floor(reserve) : 0));
     this.#reserve = cap;
     this.#form = new Uint8Array(cap);
     this.#owner = new Uint16Array(cap);

@@ -121,6 +121,20 @@ describe('ExpiryHeap', () => {
     expect(p.heapPos.every((x) => x === -1)).toBe(true);
   });
 
+  it('room reserved up front is never given back; past it the heap grows and shrinks back to it; a reserve that is not a positive number is none', () => {
+    const p = positions(3000);
+    const h = new ExpiryHeap(p, 1000);
+    expect(h.capacity).toBe(1000);
+    for (let r = 0; r < 1000; r++) h.push(r, r);
+    for (let r = 0; r < 990; r++) h.remove(r);
+    expect(h.capacity).toBe(1000);
+    for (let r = 1000; r < 3000; r++) h.push(r, r);
+    expect(h.capacity).toBeGreaterThanOrEqual(2010);
+    for (let r = 990; r < 3000; r++) h.remove(r);
+    expect([h.size, h.capacity]).toEqual([0, 1000]);
+    for (const bad of [Number.NaN, -1, -Infinity]) expect(new ExpiryHeap(positions(1), bad).capacity).toBe(16);
+  });
+
   it('model: random push / remove / retop agree with a scanned list', () => {
     type Op = { op: 'push'; n: number; d: number } | { op: 'remove'; n: number } | { op: 'retop'; d: number };
     const opArb: fc.Arbitrary<Op> = fc.oneof(

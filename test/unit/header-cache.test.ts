@@ -207,6 +207,19 @@ describe('SessionHeaders', () => {
     expect(h.size).toBe(0);
   });
 
+  it('a header that cannot be written (a version past 64 bits: a programming error) throws and leaves the session holding nothing', () => {
+    const h = new SessionHeaders<string>(1);
+    const a = rec();
+    const b = rec();
+    cacheFor(h, a, v4, 'node-0', 1n);
+    (a.shellCache as { used: boolean }).used = false;
+    expect(() => cacheFor(h, b, v4, 'node-1', 2n ** 64n)).toThrow(RangeError);
+    expect([a.shellCache, b.shellCache, h.size]).toEqual([undefined, undefined, 0]);
+    // The slot is free for the next session, whose header is whole.
+    const eb = cacheFor(h, b, v4, 'node-1', 3n);
+    expect(Buffer.compare(eb.template, expected(v4, 'node-1', 3n))).toBe(0);
+  });
+
   it('property: every holder reads back the header last cached or retargeted for it', () => {
     const op = fc.oneof(
       fc.record({ k: fc.constant('cache' as const), r: fc.nat(7), v6: fc.boolean(), owner: fc.constantFrom('a', 'node-1', 'n'.repeat(40), 'n'.repeat(64)), version: fc.bigInt({ min: 1n, max: 2n ** 63n }) }),

@@ -79,7 +79,12 @@ describe('SessionRows', () => {
     for (let i = 0; i <= 300; i++) expect(rows.fields(i)).toEqual(f(i));
     // No reservation: the smallest columns, grown as rows come.
     expect(new SessionRows().capacity).toBe(16);
-    expect(new SessionRows(-5).capacity).toBe(16);
+    for (const bad of [-5, Number.NaN, Infinity]) {
+      const r = new SessionRows(bad);
+      expect(r.capacity).toBe(16);
+      for (let i = 0; i < 40; i++) r.alloc(words((i + 1).toString(16).padStart(32, '0')), null, f(i));
+      expect(r.fields(39)).toEqual(f(39)); // grown as rows came, none lost
+    }
   });
 
   it('a freed row is reused, and keeps nothing of the session before', () => {

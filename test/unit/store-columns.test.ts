@@ -47,7 +47,7 @@ describe('SessionColumns', () => {
     expect(c.get(sid(2))).toBeUndefined();
   });
 
-  it.each([0, 2000, 5000])('compacts when most slots are free, keeping every record and its owner (%i slots reserved)', (reserve) => {
+  it.each([0, 2000, 5000, Number.NaN])('compacts when most slots are free, keeping every record and its owner (%d slots reserved)', (reserve) => {
     const c = new SessionColumns(undefined, reserve);
     const all = Array.from({ length: 3000 }, (_, i) =>
       freezeRecord({ id: sid(i), owner: `node-${i % 7}`, version: BigInt(i + 1), state: 'ATTACHED', transport: i % 2 === 0 ? null : `192.0.2.1:${i}`, director: 'd', expiresAt: i / 3, incarnation: i }),
