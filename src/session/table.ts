@@ -4,9 +4,9 @@
 // is record.ts's (re-exported here).
 //
 // Memory per live session (issue 7; 64-bit V8 without pointer compression): no JavaScript object per
-// session. Each is a row of typed columns (rows.ts, 81 bytes, reserved up front or growing by half); the id index keeps a row
-// number and an owner tag per slot (6 bytes at 1.6-3.2 slots per session); the expiry heap a row number
-// and a deadline (12 bytes, and the arrays' spare room).
+// session. Each is a row of typed columns (rows.ts, 81 bytes, reserved up front or growing by half); the
+// id index keeps a row number and an owner tag per slot (6 bytes at 1.6-3.2 slots per session); the expiry
+// heap a row number and a deadline (12 bytes, and the arrays' spare room).
 // Records (record.ts) are views of rows. The table keeps the records of the sessions in use in a cache
 // (`records`, CLOCK, 16,384 by default; the director gives session.header_cache): a lookup of a cached
 // session makes nothing. A record that leaves the cache is still the record of its row for as long as
