@@ -8,8 +8,8 @@
 // version as a u32, the expiry and the incarnation as float64s, the transport as a u32 address and a u16 port
 // (transport-text.ts; formatted again on read; an IPv6 address takes 16 more bytes in a slab of its own)
 // — times the columns' growth slack (up to 1.5×; none within a reservation), plus 4 bytes of id table per
-// id at a load between 5/16 and 5/8: ≈ 62 bytes at 1,000,000 sessions, ≈ 64 in the memory bench's breakdown (200,000). It was ≈ 85
-// with an id → slot Map and a transport string per slot — ≈ 150 when nothing else holds that string —
+// id at a load between 5/16 and 5/8: ≈ 62 bytes at 1,000,000 sessions, ≈ 64 in the memory bench's
+// breakdown (200,000). It was ≈ 85 with an id → slot Map and a transport string per slot — ≈ 150 when nothing else holds that string —
 // and ≈ 170 as a frozen object per record. The id text is not kept here (the session table keeps its
 // own); a read makes the transport text anew, and the id text where the caller did not give it (ownedBy).
 // Whatever does not fit is kept exactly as given, never altered: an id that is not 32 lowercase hex
