@@ -5,6 +5,7 @@
 //
 // Memory (issue 7): a 4-byte row number and an 8-byte deadline per entry in two typed arrays, plus the
 // 4-byte position column: no object and no reference per entry.
+import { reservedCapacity } from '../util/reserve.js';
 
 /** Where the heap keeps each row's position (-1: in none). Read through every time: it may be replaced. */
 export interface HeapPositions {
@@ -27,7 +28,7 @@ export class ExpiryHeap {
    */
   constructor(positions: HeapPositions, reserve = 0) {
     this.#pos = positions;
-    this.#reserve = Math.max(MIN_CAPACITY, Number.isFinite(reserve) && reserve > 0 ? Math.floor(reserve) : 0);
+    this.#reserve = reservedCapacity(reserve, MIN_CAPACITY, Infinity);
     this.#rows = new Int32Array(this.#reserve);
     this.#deadlines = new Float64Array(this.#reserve);
   }

@@ -17,14 +17,10 @@ import TinyQueue from 'tinyqueue';
 import type { Transport } from '../codec/types.js';
 import { SessionState } from './lifecycle.js';
 import { Names } from '../util/names.js';
+import { reservedCapacity } from '../util/reserve.js';
 import { formatV4Address, parseV4Address } from '../store/transport-text.js';
 
 const MIN_ROWS = 16;
-/**
- * The most rows reserved up front (81 bytes of address space each; the largest column, the ids, 128 MiB
- * at this many): a larger session.max grows past it as sessions come.
- */
-export const MAX_RESERVED_ROWS = 8_388_608;
 
 /** The states a row's state byte numbers (their index in this list). */
 const STATES: readonly SessionState[] = Object.values(SessionState);
@@ -110,11 +106,11 @@ export class SessionRows {
   readonly #idTexts = new Map<number, string>();
 
   /**
-   * `reserve`: rows to make the columns for now (at most MAX_RESERVED_ROWS): their memory is resident only
+   * `reserve`: rows to make the columns for now (at most MAX_RESERVED): their memory is resident only
    * once rows are written. A row's heap and cache places are set when it is handed out, not before.
    */
   constructor(reserve = 0) {
-    const cap = Math.max(MIN_ROWS, Math.min(MAX_RESERVED_ROWS, reserved(reserve)));
+    const cap = reservedCapacity(reserve, MIN_ROWS);
     this.#capacity = cap;
     this.ids = new Int32Array(cap * 4);
     this.owner = new Uint32Array(cap);
@@ -379,11 +375,6 @@ export class SessionRows {
 }
 
 type Column = Int32Array | Uint32Array | Uint16Array | Uint8Array | Float64Array;
-
-/** A reservation as a whole number of rows: 0 for one that is not a positive number (none). */
-function reserved(n: number): number {
-  return Number.isFinite(n) && n > 0 ? Math.floor(n) : 0;
-}
 
 function grown<T extends Column>(a: T, length: number): T {
   const b = new (a.constructor as new (n: number) => T)(length);

@@ -38,7 +38,7 @@ export interface TableLimits {
   /** Records kept for the sessions in use (see the header); 16,384 when absent. */
   readonly records?: number;
   /**
-   * Rows made up front (rows.ts: capped at MAX_RESERVED_ROWS), and room in the expiry heap for as many: the
+   * Rows made up front (capped at MAX_RESERVED, util/reserve.ts), and room in the expiry heap for as many: the
    * director reserves `max`. Resident only as sessions use them; none when absent (the columns grow).
    */
   readonly reserve?: number;
@@ -329,7 +329,7 @@ export class SessionTable {
     return new SlotWalk(null, 0, this.#byId, this.#rows, this.#at);
   }
 
-  /** Rows the columns have room for without growing (at least `reserve`, up to MAX_RESERVED_ROWS). */
+  /** Rows the columns have room for without growing (at least `reserve`, up to MAX_RESERVED). */
   get rowCapacity(): number {
     return this.#rows.capacity;
   }

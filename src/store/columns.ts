@@ -23,12 +23,11 @@
 // compaction still makes new columns, of the reserve's size: resident only for the records it moves.)
 import type { StoredSession } from './store.js';
 import { Names } from '../util/names.js';
+import { reservedCapacity } from '../util/reserve.js';
 import { ABSENT, HexIdSlots, NOT_HEX, hexIdKey } from './hex-id-slots.js';
 import { formatV4Transport, formatV6Transport, parseV4Transport, parseV6Transport } from './transport-text.js';
 
 const MIN_CAPACITY = 16;
-/** The most slots reserved up front (as the session table's rows: MAX_RESERVED_ROWS). */
-const MAX_RESERVED_SLOTS = 8_388_608;
 /** Interned owner and director names a u16 column can number, and states a byte can. */
 const MAX_NAME = 0xffff;
 const MAX_STATE = 0xff;
@@ -107,7 +106,7 @@ export class SessionColumns {
   /** Free slots below #slots, reused before the columns grow. */
   #free: number[] = [];
 
-  /** Slots made up front (at most MAX_RESERVED_SLOTS); the columns are never made smaller. */
+  /** Slots made up front (at most MAX_RESERVED); the columns are never made smaller. */
   readonly #reserve: number;
 
   /**
@@ -116,7 +115,7 @@ export class SessionColumns {
    */
   constructor(idKey: Uint32Array = hexIdKey(), reserve = 0) {
     this.#key = idKey;
-    const cap = Math.max(MIN_CAPACITY, Math.min(MAX_RESERVED_SLOTS, Number.isFinite(reserve) && reserve > 0 ? Math.floor(reserve) : 0));
+    const cap = reservedCapacity(reserve, MIN_CAPACITY);
     this.#reserve = cap;
     this.#form = new Uint8Array(cap);
     this.#owner = new Uint16Array(cap);

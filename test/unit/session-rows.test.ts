@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { hexWords } from '../../src/session/id-index.js';
 import { type RowFields, SessionRows } from '../../src/session/rows.js';
 import { parseV4Address } from '../../src/store/transport-text.js';
+import { MAX_RESERVED, reservedCapacity } from '../../src/util/reserve.js';
 
 const fields = (over: Partial<RowFields> = {}): RowFields => ({
   owner: 'node-a',
@@ -184,5 +185,15 @@ describe('SessionRows.smallest (the admin page in id order)', () => {
     expect(rows.smallest(0, null, null)).toEqual([]);
     expect(rows.smallest(1, null, null)).toEqual([0]);
     expect(() => rows.smallest(1, new Uint8Array(15), null)).toThrow(RangeError);
+  });
+});
+
+describe('reservedCapacity (how much room a reservation makes)', () => {
+  it('is the reservation floored, within [min, max]; a reservation that is not a positive number is none', () => {
+    expect(reservedCapacity(1000.7, 16)).toBe(1000);
+    expect(reservedCapacity(3, 16)).toBe(16);
+    expect(reservedCapacity(1e12, 16)).toBe(MAX_RESERVED);
+    expect(reservedCapacity(1e12, 16, Infinity)).toBe(1e12);
+    for (const bad of [0, -1, Number.NaN, Infinity, -Infinity]) expect(reservedCapacity(bad, 16)).toBe(16);
   });
 });
