@@ -38,6 +38,11 @@ export interface DataPath {
 }
 
 const RESUME_RETRIES = 5;
+/**
+ * How far (ms) the expiry of this director's own write may come back later than written, through the wall
+ * clock (Date.now() is whole milliseconds): within it, the watch's copy of our own write has nothing new.
+ */
+const OWN_ECHO_SLACK_MS = 2;
 /** REVOKEs resent per turn of the event loop, at most. */
 const REVOKE_BURST = 256;
 const RESUME_BACKOFF_MS = 100;
@@ -1233,6 +1238,11 @@ export class Ownership {
     // A version this director already has (most often its own write coming back) can only bring news of
     // the expiry: its transport is not looked at, so it is not parsed.
     const local = core.table.get(r.id);
+    // This director's own write coming back at a version committed here (a shared store's watch tells it
+    // after the answer): its expiry is the one written, read back through the wall clock a fraction of a
+    // millisecond off. Nothing to learn — applied, it counted as a refresh from the store and moved the
+    // deadline. An expiry later by more than that is news (a refresh of ours whose answer was lost).
+    if (local !== undefined && r.director === this.#o.directorId && local.version === r.version && sameLife(local.incarnation, r.incarnation) && this.#monoExpiry(r.expiresAt) <= local.storeExpiresAt + OWN_ECHO_SLACK_MS) return;
     const known = local !== undefined && local.version >= r.version;
     const out = core.applyRemote(
       { id: r.id, owner: r.owner, version: r.version, incarnation: r.incarnation, state: r.state, transport: known || r.transport === null || parse === null ? null : parse(r.transport), expiresAt: this.#monoExpiry(r.expiresAt) },

@@ -367,6 +367,36 @@ describe('Ownership stopping: settleEnds and close', () => {
 
 // ------------------------------------------------------------------------------------------ admission
 describe('Ownership.admit', () => {
+  it("own writes told by the watch after their answers (as a shared store tells them) are not counted as refreshes; a later expiry of its own still is", async () => {
+    const clock = new (class extends ManualClock {
+      override wall(): number {
+        return super.wall() - 0.5; // Date.now() behind performance's wall time, as above
+      }
+    })();
+    const h = harness({ clock });
+    // Every event one turn after the write that caused it: after its answer, as etcd's watch delivers.
+    h.store.watch = (listener) => h.mem.watch((ev) => void setImmediate(() => listener(ev)));
+    h.own.followStore((key) => ({ t: clientTransport(1), key, listener: 0 }));
+    const recs: SessionRecord[] = [];
+    for (let i = 0; i < 10; i++) recs.push(await h.admit(counterId(i + 1), clientTransport(i)));
+    const moved = await h.own.migrateBatch(
+      recs.map((r) => r.id),
+      { cause: 'drain', actor: 'test' },
+    );
+    expect(moved.every((m) => m.ok)).toBe(true);
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    expect(h.stats.remoteChanges.values.get('refreshed') ?? 0).toBe(0);
+    for (const r of recs) expect(clock.toWall(r.storeExpiresAt)).toBe(((await h.mem.get(r.id)) as { ok: true; record: StoredSession }).record.expiresAt);
+    // A write of this director's that the store holds with a later expiry than known here (its answer lost):
+    // the expiry is learned.
+    const r0 = recs[0] as SessionRecord;
+    const held = ((await h.mem.get(r0.id)) as { ok: true; record: StoredSession }).record;
+    expect((await h.mem.refresh(r0.id, held.version, held.expiresAt + 10_000, 'dir-test', held.incarnation)).ok).toBe(true);
+    await waitFor('the refresh learned', () => (h.stats.remoteChanges.values.get('refreshed') === 1 ? true : undefined));
+    expect(clock.toWall(r0.storeExpiresAt)).toBe(held.expiresAt + 10_000 + 0.5);
+  });
+
   it("the watch's copy of the director's own create is not applied back: no refresh counted, the deadline not moved (the wall clock a fraction of a millisecond off)", async () => {
     // wall() half a millisecond behind toWall's origin, as Date.now() (whole milliseconds) is behind
     // performance.timeOrigin + performance.now() about half the time: an expiry read back from the store
