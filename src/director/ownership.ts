@@ -356,14 +356,8 @@ export class Ownership {
       this.#audit(rec, note, this.#o.directorId);
       this.#d.stats.admissions++;
       for (const f of forwards) this.#forward(f);
-      // The watch's copy of this very create (version 1, this director, this life), told while it was in
-      // flight, has nothing to add: dropped, as #settle drops an update's. Applied, its expiry came back
-      // through the wall clock a fraction of a millisecond off — counted as a refresh from the store, the
-      // deadline moved, one more look-up per admission.
-      if (this.#late.size > 0) {
-        const late = this.#late.get(rec.id);
-        if (late !== undefined && late !== null && late.version === rec.version && late.director === this.#o.directorId && sameLife(late.incarnation, rec.incarnation)) this.#late.delete(rec.id);
-      }
+      // The watch's copy of this very create, told while it was in flight, has nothing to add (#applyRecord
+      // knows this director's own writes).
       this.#settleLate(rec.id);
       this.#endIfClosed(rec);
       return { ok: true };
