@@ -292,12 +292,12 @@ class Session implements SessionRecord {
 
   get listener(): number {
     const r = this.#rows;
-    return r === null ? this.#own!.listener : r.listener[this.#row]!;
+    return r === null ? this.#own!.listener : r.listenerOf(this.#row);
   }
   set listener(v: number) {
     const r = this.#rows;
     if (r === null) this.#own!.listener = v;
-    else r.listener[this.#row] = v;
+    else r.setListener(this.#row, v);
   }
 
   get nextSeq(): number {
@@ -332,12 +332,12 @@ class Session implements SessionRecord {
 
   get servedHere(): boolean {
     const r = this.#rows;
-    return r === null ? this.#own!.servedHere : r.served[this.#row] === 1;
+    return r === null ? this.#own!.servedHere : r.servedOf(this.#row);
   }
   set servedHere(v: boolean) {
     const r = this.#rows;
     if (r === null) this.#own!.servedHere = v;
-    else r.served[this.#row] = v ? 1 : 0;
+    else r.setServed(this.#row, v);
   }
 
   get storeExpiresAt(): number {

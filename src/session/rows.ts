@@ -1,11 +1,13 @@
 // The session table's storage (issue 7: memory per session): every live session is one row of typed
 // columns — no JavaScript object per session. A row holds what the director keeps of a session between
-// its datagrams: the 16 id bytes, owner (an interned name), version, life, state, the client transport (an
-// IPv4 address and port as numbers), listener, PROXY v2 sequence, the three deadlines, whether it is
-// served here, the owner before its last transfer, and its places in the expiry heap and the record cache. What is rare stays out of the
+// its datagrams, in 73 bytes: the 16 id bytes; owner and former owner (interned names, 2 bytes each);
+// version, life, PROXY v2 sequence (4 each); the client transport (an IPv4 address and port as numbers,
+// 6); the listener (2); the three deadlines (8 each); a flags byte (state, transport kind, whether it is
+// served here); its places in the expiry heap and the record cache (4 each). What is rare stays out of the
 // columns, in maps by row: an id text that is not lower case, a version, life or sequence number that is
-// not below 2^32 - 1, a transport that is
-// not a canonical IPv4 one. Records (record.ts) are views of a row, made when a caller asks for one.
+// not below 2^32 - 1, a transport that is not a canonical IPv4 one, a listener outside an i16, a name
+// numbered past a u16 (more than 65,533 owner names at once). Records (record.ts) are views of a row,
+// made when a caller asks for one.
 //
 // Pure data: no I/O, no clock, no decisions. Rows are reused (a free list). The columns are made for
 // `reserve` rows up front (the director reserves session.max): memory the kernel hands out only as rows are
@@ -34,11 +36,21 @@ const WIDE = 0xffff_ffff;
 const WIDE_N = 0xffff_ffffn;
 
 /** `formerOwner` of a row that has none. */
-const NO_NAME = 0xffff_ffff;
+const NO_NAME = 0xffff;
+/** An owner or former owner column's mark for a name numbered past the u16 marks: its number is in a map by row. */
+const WIDE_NAME = 0xfffe;
+/** The listener column's mark for a listener outside the other i16 values: it is in #wideListeners. */
+const WIDE_LISTENER = -0x8000;
 
-/** Transport kinds (tKind): in the address and port columns, or as given in `#otherTransports`. */
-const T_V4 = 0;
-const T_OTHER = 1;
+/**
+ * The flags byte of a row (`flags`): the state's number in the low bits, whether the transport is other than
+ * a canonical IPv4 one (in `#otherTransports`, not the address and port columns), and whether the session
+ * is served here.
+ */
+const STATE_BITS = 0x07;
+const T_OTHER = 0x08;
+const SERVED = 0x10;
+if (STATES.length > STATE_BITS + 1) throw new Error('session states do not fit the flags byte');
 
 /** The fields a row holds (what a record detached from any table keeps in an object instead). */
 export interface RowFields {
@@ -67,24 +79,25 @@ export class SessionRows {
   // The columns. Read them through this object every time (growth replaces them).
   /** Row r's id at 4r .. 4r+3: the little-endian words of its 16 bytes (as id-index.ts reads them). */
   ids: Int32Array;
-  owner: Uint32Array;
-  state: Uint8Array;
+  /** The owner's name number when it is below WIDE_NAME; WIDE_NAME: in #wideOwners. Read it through ownerOf. */
+  owner: Uint16Array;
+  /** The state, the transport's kind and whether the session is served here (see STATE_BITS). */
+  flags: Uint8Array;
   /** The version when it is below 2^32 - 1; WIDE: in #bigVersions. */
   version: Uint32Array;
   /** The life (StoredSession.incarnation) when it is an integer below 2^32 - 1; WIDE: in #wideIncarnations. */
   incarnation: Uint32Array;
-  tKind: Uint8Array;
   tAddr: Uint32Array;
   tPort: Uint16Array;
-  listener: Int32Array;
+  /** The listener when it fits an i16 (and is not WIDE_LISTENER); WIDE_LISTENER: in #wideListeners. */
+  listener: Int16Array;
   /** The next PROXY v2 sequence number when it is below 2^32 - 1; WIDE: in #wideSeqs. */
   nextSeq: Uint32Array;
   lastSeen: Float64Array;
   expiresAt: Float64Array;
   storeExpiresAt: Float64Array;
-  /** The owner before the last transfer, as an owner name's number; NO_NAME for none. */
-  formerOwner: Uint32Array;
-  served: Uint8Array;
+  /** The owner before the last transfer, as an owner name's number (WIDE_NAME: in #wideFormer); NO_NAME for none. */
+  formerOwner: Uint16Array;
   /** The row's place in the table's expiry heap, -1 in none. */
   heapPos: Int32Array;
   /** The row's place in the table's record cache, -1 in none, PINNED in its map of records that must stay. */
@@ -102,6 +115,10 @@ export class SessionRows {
   readonly #wideIncarnations = new Map<number, number>();
   readonly #wideSeqs = new Map<number, number>();
   readonly #otherTransports = new Map<number, Transport>();
+  /** Owner and former-owner name numbers that a u16 column cannot hold (more than 65,533 names at once). */
+  readonly #wideOwners = new Map<number, number>();
+  readonly #wideFormer = new Map<number, number>();
+  readonly #wideListeners = new Map<number, number>();
   /** Id texts that are not what the words format to (upper-case hex from outside). */
   readonly #idTexts = new Map<number, string>();
 
@@ -113,20 +130,18 @@ export class SessionRows {
     const cap = reservedCapacity(reserve, MIN_ROWS);
     this.#capacity = cap;
     this.ids = new Int32Array(cap * 4);
-    this.owner = new Uint32Array(cap);
-    this.state = new Uint8Array(cap);
+    this.owner = new Uint16Array(cap);
+    this.flags = new Uint8Array(cap);
     this.version = new Uint32Array(cap);
     this.incarnation = new Uint32Array(cap);
-    this.tKind = new Uint8Array(cap);
     this.tAddr = new Uint32Array(cap);
     this.tPort = new Uint16Array(cap);
-    this.listener = new Int32Array(cap);
+    this.listener = new Int16Array(cap);
     this.nextSeq = new Uint32Array(cap);
     this.lastSeen = new Float64Array(cap);
     this.expiresAt = new Float64Array(cap);
     this.storeExpiresAt = new Float64Array(cap);
-    this.formerOwner = new Uint32Array(cap);
-    this.served = new Uint8Array(cap);
+    this.formerOwner = new Uint16Array(cap);
     this.heapPos = new Int32Array(cap);
     this.cacheSlot = new Int32Array(cap);
   }
@@ -154,18 +169,18 @@ export class SessionRows {
     this.ids[j + 2] = w[2]!;
     this.ids[j + 3] = w[3]!;
     if (idText !== null) this.#idTexts.set(row, idText);
-    this.owner[row] = this.names.ref(f.owner);
+    setName(this.owner, this.#wideOwners, row, this.names.ref(f.owner));
     this.setVersion(row, f.version);
     this.setIncarnation(row, f.incarnation);
+    this.flags[row] = f.servedHere ? SERVED : 0; // a reused row's flags are the last session's until here
     this.setState(row, f.state);
     this.setTransport(row, f.transport);
-    this.listener[row] = f.listener;
+    this.setListener(row, f.listener);
     this.setSeq(row, f.nextSeq);
     this.lastSeen[row] = f.lastSeen;
     this.expiresAt[row] = f.expiresAt;
     this.storeExpiresAt[row] = f.storeExpiresAt;
-    this.formerOwner[row] = f.formerOwner === null ? NO_NAME : this.names.ref(f.formerOwner);
-    this.served[row] = f.servedHere ? 1 : 0;
+    setName(this.formerOwner, this.#wideFormer, row, f.formerOwner === null ? -1 : this.names.ref(f.formerOwner));
     this.heapPos[row] = -1;
     this.cacheSlot[row] = -1;
     return row;
@@ -173,8 +188,10 @@ export class SessionRows {
 
   /** Frees `row` (the table took it out of every index first). */
   release(row: number): void {
-    this.names.unref(this.owner[row]!);
+    this.names.unref(nameOf(this.owner, this.#wideOwners, row));
+    this.#wideOwners.delete(row);
     this.setFormerOwner(row, null);
+    this.#wideListeners.delete(row);
     this.#bigVersions.delete(row);
     this.#wideIncarnations.delete(row);
     this.#wideSeqs.delete(row);
@@ -194,11 +211,11 @@ export class SessionRows {
       incarnation: this.incarnationOf(row),
       state: this.stateOf(row),
       transport: this.transportOf(row),
-      listener: this.listener[row]!,
+      listener: this.listenerOf(row),
       nextSeq: this.seqOf(row),
       lastSeen: this.lastSeen[row]!,
       expiresAt: this.expiresAt[row]!,
-      servedHere: this.served[row] === 1,
+      servedHere: this.servedOf(row),
       storeExpiresAt: this.storeExpiresAt[row]!,
       formerOwner: this.formerOwnerOf(row),
     };
@@ -225,35 +242,65 @@ export class SessionRows {
   }
 
   ownerOf(row: number): string {
-    return this.names.str(this.owner[row]!);
+    return this.names.str(nameOf(this.owner, this.#wideOwners, row));
+  }
+
+  /** Row `row`'s owner's name number (as `names` numbers it). */
+  ownerNumOf(row: number): number {
+    return nameOf(this.owner, this.#wideOwners, row);
   }
 
   setOwner(row: number, owner: string): void {
-    const old = this.owner[row]!;
+    const old = nameOf(this.owner, this.#wideOwners, row);
     if (this.names.str(old) === owner) return;
-    this.owner[row] = this.names.ref(owner);
+    setName(this.owner, this.#wideOwners, row, this.names.ref(owner));
     this.names.unref(old);
   }
 
   formerOwnerOf(row: number): string | null {
-    const n = this.formerOwner[row]!;
-    return n === NO_NAME ? null : this.names.str(n);
+    const n = nameOf(this.formerOwner, this.#wideFormer, row);
+    return n < 0 ? null : this.names.str(n);
   }
 
   setFormerOwner(row: number, owner: string | null): void {
-    const old = this.formerOwner[row]!;
-    this.formerOwner[row] = owner === null ? NO_NAME : this.names.ref(owner);
-    if (old !== NO_NAME) this.names.unref(old);
+    const old = nameOf(this.formerOwner, this.#wideFormer, row);
+    setName(this.formerOwner, this.#wideFormer, row, owner === null ? -1 : this.names.ref(owner));
+    if (old >= 0) this.names.unref(old);
+  }
+
+  /** Per datagram: one compare on the way from the column. */
+  listenerOf(row: number): number {
+    const l = this.listener[row]!;
+    return l !== WIDE_LISTENER ? l : (this.#wideListeners.get(row) as number);
+  }
+
+  setListener(row: number, v: number): void {
+    if (v === (v << 16) >> 16 && v !== WIDE_LISTENER) {
+      if (this.listener[row] === WIDE_LISTENER) this.#wideListeners.delete(row);
+      this.listener[row] = v;
+    } else {
+      this.listener[row] = WIDE_LISTENER;
+      this.#wideListeners.set(row, v);
+    }
   }
 
   stateOf(row: number): SessionState {
-    return STATES[this.state[row]!]!;
+    return STATES[this.flags[row]! & STATE_BITS]!;
   }
 
   setState(row: number, s: SessionState): void {
     const n = STATE_NUM.get(s);
     if (n === undefined) throw new TypeError(`not a session state: ${String(s)}`);
-    this.state[row] = n;
+    this.flags[row] = (this.flags[row]! & ~STATE_BITS) | n;
+  }
+
+  /** Whether the session of `row` is served here (RowFields.servedHere). */
+  servedOf(row: number): boolean {
+    return (this.flags[row]! & SERVED) !== 0;
+  }
+
+  setServed(row: number, v: boolean): void {
+    this.flags[row] = v ? this.flags[row]! | SERVED : this.flags[row]! & ~SERVED;
   }
 
   versionOf(row: number): bigint {
@@ -290,19 +337,19 @@ export class SessionRows {
 
   /** A new transport object for a canonical IPv4 row; the one given for any other. */
   transportOf(row: number): Transport {
-    if (this.tKind[row] === T_V4) return { family: 4, address: formatV4Address(this.tAddr[row]!), port: this.tPort[row]! };
+    if ((this.flags[row]! & T_OTHER) === 0) return { family: 4, address: formatV4Address(this.tAddr[row]!), port: this.tPort[row]! };
     return this.#otherTransports.get(row) as Transport;
   }
 
   setTransport(row: number, t: Transport): void {
     const w = t.family === 4 && Number.isInteger(t.port) && t.port >= 0 && t.port <= 0xffff ? parseV4Address(t.address) : -1;
     if (w >= 0) {
-      this.tKind[row] = T_V4;
+      this.flags[row] = this.flags[row]! & ~T_OTHER;
       this.tAddr[row] = w;
       this.tPort[row] = t.port;
       this.#otherTransports.delete(row);
     } else {
-      this.tKind[row] = T_OTHER;
+      this.flags[row] = this.flags[row]! | T_OTHER;
       this.#otherTransports.set(row, t);
     }
   }
@@ -328,7 +375,6 @@ export class SessionRows {
     let top0 = Infinity; // the top's first word once `limit` are kept (a cheap first test per row)
     const words = this.ids;
     const live = this.heapPos;
-    const owners = this.owner;
     for (let r = 0; r < this.#top; r++) {
       const j = r << 2;
       const k0 = bswap(words[j]!);
@@ -341,7 +387,7 @@ export class SessionRows {
         const t = best.peek() as Ranked;
         if (compareWords(k0, k1, k2, k3, t.k0, t.k1, t.k2, t.k3) >= 0) continue;
       }
-      if (ownerNum >= 0 && owners[r] !== ownerNum) continue;
+      if (ownerNum >= 0 && this.ownerNumOf(r) !== ownerNum) continue;
       if (best.length === limit) best.pop();
       best.push({ k0, k1, k2, k3, row: r });
       if (best.length === limit) top0 = (best.peek() as Ranked).k0;
@@ -355,10 +401,9 @@ export class SessionRows {
     const cap = this.#capacity + (this.#capacity >> 1);
     this.ids = grown(this.ids, cap * 4);
     this.owner = grown(this.owner, cap);
-    this.state = grown(this.state, cap);
+    this.flags = grown(this.flags, cap);
     this.version = grown(this.version, cap);
     this.incarnation = grown(this.incarnation, cap);
-    this.tKind = grown(this.tKind, cap);
     this.tAddr = grown(this.tAddr, cap);
     this.tPort = grown(this.tPort, cap);
     this.listener = grown(this.listener, cap);
@@ -367,14 +412,13 @@ export class SessionRows {
     this.expiresAt = grown(this.expiresAt, cap);
     this.storeExpiresAt = grown(this.storeExpiresAt, cap);
     this.formerOwner = grown(this.formerOwner, cap);
-    this.served = grown(this.served, cap);
     this.heapPos = grown(this.heapPos, cap);
     this.cacheSlot = grown(this.cacheSlot, cap);
     this.#capacity = cap;
   }
 }
 
-type Column = Int32Array | Uint32Array | Uint16Array | Uint8Array | Float64Array;
+type Column = Int32Array | Uint32Array | Int16Array | Uint16Array | Uint8Array | Float64Array;
 
 function grown<T extends Column>(a: T, length: number): T {
   const b = new (a.constructor as new (n: number) => T)(length);
@@ -396,6 +440,23 @@ function setWide(col: Uint32Array, wide: Map<number, number>, row: number, v: nu
   } else {
     col[row] = WIDE;
     wide.set(row, v);
+  }
+}
+
+/** Row `row`'s name number in a u16 name column (-1 for NO_NAME), or in its map when the column says WIDE_NAME. */
+function nameOf(col: Uint16Array, wide: Map<number, number>, row: number): number {
+  const n = col[row]!;
+  return n < WIDE_NAME ? n : n === NO_NAME ? -1 : (wide.get(row) as number);
+}
+
+/** Writes name number `n` (-1: none, NO_NAME) into the column when it is below WIDE_NAME, else into the map. */
+function setName(col: Uint16Array, wide: Map<number, number>, row: number, n: number): void {
+  if (n < WIDE_NAME) {
+    if (col[row] === WIDE_NAME) wide.delete(row);
+    col[row] = n < 0 ? NO_NAME : n;
+  } else {
+    col[row] = WIDE_NAME;
+    wide.set(row, n);
   }
 }
 

@@ -4,7 +4,7 @@
 // is record.ts's (re-exported here).
 //
 // Memory per live session (issue 7; 64-bit V8 without pointer compression): no JavaScript object per
-// session. Each is a row of typed columns (rows.ts, 81 bytes, reserved up front or growing by half); the
+// session. Each is a row of typed columns (rows.ts, 73 bytes, reserved up front or growing by half); the
 // id index keeps a row number and an owner tag per slot (6 bytes at 1.6-3.2 slots per session); the expiry
 // heap a row number and a deadline (12 bytes, and the arrays' spare room).
 // Records (record.ts) are views of rows. The table keeps the records of the sessions in use in a cache
@@ -571,7 +571,7 @@ class SlotWalk implements RecordWalk {
   nextWhere(budget: { slots: number }, want: (servedHere: boolean, expiresAt: number, storeExpiresAt: number) => boolean): SessionRecord | undefined {
     const rows = this.#rows;
     for (let row = this.#nextRow(budget); row !== -1; row = this.#nextRow(budget)) {
-      if (want(rows.served[row] === 1, rows.expiresAt[row]!, rows.storeExpiresAt[row]!)) return this.#record(row);
+      if (want(rows.servedOf(row), rows.expiresAt[row]!, rows.storeExpiresAt[row]!)) return this.#record(row);
     }
     return undefined;
   }

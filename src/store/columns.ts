@@ -3,18 +3,19 @@
 // Owns the columns, the id → slot index and the interned names; it never decides a write (MemoryStore
 // does) and hands out only frozen copies, so no caller ever sees a slot or the columns themselves.
 //
-// Per session: 48 bytes of columns — the id as its 16 bytes (hex-id-slots.ts; formatted again on read),
+// Per session: 44 bytes of columns — the id as its 16 bytes (hex-id-slots.ts; formatted again on read),
 // owner and director as u16 numbers of interned names, state and the slot's form as a byte each, the
-// version as a u32, the expiry and the incarnation as float64s, the transport as a u32 address and a u16 port
+// version and the life (incarnation: directors draw 31 bits) as u32s, the expiry as a float64, the
+// transport as a u32 address and a u16 port
 // (transport-text.ts; formatted again on read; an IPv6 address takes 16 more bytes in a slab of its own)
 // — times the columns' growth slack (up to 1.5×; none within a reservation), plus 4 bytes of id table per
-// id at a load between 5/16 and 5/8: ≈ 62 bytes at 1,000,000 sessions, ≈ 64 in the memory bench's
+// id at a load between 5/16 and 5/8: ≈ 58 bytes at 1,000,000 sessions, ≈ 60 in the memory bench's
 // breakdown (200,000). It was ≈ 85 with an id → slot Map and a transport string per slot — ≈ 150 when nothing else holds that string —
 // and ≈ 170 as a frozen object per record. The id text is not kept here (the session table keeps its
 // own); a read makes the transport text anew, and the id text where the caller did not give it (ownedBy).
 // Whatever does not fit is kept exactly as given, never altered: an id that is not 32 lowercase hex
 // characters in a Map by its text, a transport text that would not format back to itself as that text,
-// a version over 2^32 - 1 in a Map by slot, and a record with a field of another type (the interface
+// a version over 2^32 - 1 in a Map by slot, and a record with a life over 2^32 - 1, a field of another type (the interface
 // allows any director, state, transport or expiry value) or too many distinct names as the frozen object
 // it came as.
 // Slots are reused, and the columns compacted when three quarters of them are free. `reserve` slots are
@@ -57,7 +58,7 @@ const Form = {
 
 /** Whether every field of `r` has a type the columns hold (a string state and director, a number expiry...). */
 function fits(r: StoredSession): boolean {
-  return typeof r.director === 'string' && typeof r.state === 'string' && (r.transport === null || typeof r.transport === 'string') && typeof r.expiresAt === 'number';
+  return typeof r.director === 'string' && typeof r.state === 'string' && (r.transport === null || typeof r.transport === 'string') && typeof r.expiresAt === 'number' && r.incarnation <= U32_MAX;
 }
 
 export class SessionColumns {
@@ -78,8 +79,8 @@ export class SessionColumns {
   #state: Uint8Array;
   #version: Uint32Array;
   #expiresAt: Float64Array;
-  /** The record's incarnation (a safe integer). */
-  #incarnation: Float64Array;
+  /** The record's incarnation (a director draws 31 bits; a larger one keeps its record WHOLE). */
+  #incarnation: Uint32Array;
   /** The IPv4 address, or the IPv6 slab entry. */
   #addr: Uint32Array;
   #port: Uint16Array;
@@ -123,7 +124,7 @@ export class SessionColumns {
     this.#state = new Uint8Array(cap);
     this.#version = new Uint32Array(cap);
     this.#expiresAt = new Float64Array(cap);
-    this.#incarnation = new Float64Array(cap);
+    this.#incarnation = new Uint32Array(cap);
     this.#addr = new Uint32Array(cap);
     this.#port = new Uint16Array(cap);
     this.#ids = new HexIdSlots(idKey, cap);
@@ -450,7 +451,7 @@ export class SessionColumns {
     this.#state = grow(this.#state, new Uint8Array(capacity));
     this.#version = grow(this.#version, new Uint32Array(capacity));
     this.#expiresAt = grow(this.#expiresAt, new Float64Array(capacity));
-    this.#incarnation = grow(this.#incarnation, new Float64Array(capacity));
+    this.#incarnation = grow(this.#incarnation, new Uint32Array(capacity));
     this.#addr = grow(this.#addr, new Uint32Array(capacity));
     this.#port = grow(this.#port, new Uint16Array(capacity));
     this.#ids.growSlots(capacity);
@@ -470,7 +471,7 @@ export class SessionColumns {
     const state = new Uint8Array(cap);
     const version = new Uint32Array(cap);
     const expiresAt = new Float64Array(cap);
-    const incarnation = new Float64Array(cap);
+    const incarnation = new Uint32Array(cap);
     const addr = new Uint32Array(cap);
     const port = new Uint16Array(cap);
     let v6Count = 0;

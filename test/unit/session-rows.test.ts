@@ -1,7 +1,8 @@
 // SessionRows, the session table's columns (issue 7: no object per session): a row's fields read back
 // exactly as written, rare forms included (a version, life or sequence number of 2^32 - 1 or more, an IPv6
 // or non-canonical transport, an upper-case id text); rows freed and reused leave nothing of the session
-// before; names counted; the canonical IPv4 parse; and `smallest`, the admin page in id order, against a
+// before; names counted, more of them than a u16 numbers; listeners outside an i16; the flags byte's
+// fields independent; the canonical IPv4 parse; and `smallest`, the admin page in id order, against a
 // model that sorts.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
@@ -122,6 +123,66 @@ describe('SessionRows', () => {
       rows.setSeq(r, 9);
       expect([rows.versionOf(r), rows.incarnationOf(r), rows.seqOf(r)]).toEqual([7n, 8, 9]);
     }
+  });
+
+  it('more owner names than a u16 numbers, and listeners outside an i16, are kept whole; a reused row keeps none of them', () => {
+    const rows = new SessionRows();
+    const n = 0x10000 + 8; // names 0xfffe and up do not fit the owner columns
+    for (let i = 0; i < n; i++) rows.alloc(words((i + 1).toString(16).padStart(32, '0')), null, fields({ owner: `o-${i}`, formerOwner: i % 2 === 0 ? null : `o-${n - 1 - i}` }));
+    for (let i = 0; i < n; i++) {
+      expect(rows.ownerOf(i)).toBe(`o-${i}`);
+      expect(rows.formerOwnerOf(i)).toBe(i % 2 === 0 ? null : `o-${n - 1 - i}`);
+    }
+    const wide = n - 3;
+    expect(rows.ownerNumOf(wide)).toBeGreaterThanOrEqual(0xfffe);
+    // A wide owner is one page of its own, as any other.
+    for (let r = 0; r < n; r++) rows.heapPos[r] = r;
+    expect(rows.smallest(5, null, `o-${wide}`)).toEqual([wide]);
+    expect(rows.smallest(5, null, 'o-3')).toEqual([3]);
+    // Narrow and back, then the row freed and reused by a session with no wide field.
+    rows.setOwner(wide, 'o-0');
+    rows.setFormerOwner(wide, `o-${n - 1}`);
+    expect([rows.ownerOf(wide), rows.formerOwnerOf(wide)]).toEqual(['o-0', `o-${n - 1}`]);
+    rows.setOwner(wide, `o-${n - 2}`);
+    expect(rows.ownerOf(wide)).toBe(`o-${n - 2}`);
+    rows.release(wide);
+    const again = rows.alloc(words('f'.repeat(32)), null, fields({ owner: 'o-1' }));
+    expect(again).toBe(wide);
+    expect(rows.fields(again)).toEqual(fields({ owner: 'o-1' }));
+    // Listeners: any integer reads back as written, the i16 mark included, and a narrow one after a wide.
+    for (const l of [-1, 0, 7, 32767, -32767, -32768, 32768, -32769, 2 ** 31 - 1, 1e9]) {
+      rows.setListener(again, l);
+      expect(rows.listenerOf(again)).toBe(l);
+      expect(rows.fields(again).listener).toBe(l);
+    }
+    rows.setListener(again, 40000);
+    rows.release(again);
+    expect(rows.listenerOf(rows.alloc(words('e'.repeat(32)), null, fields({ listener: 3 })))).toBe(3);
+  });
+
+  it('property: state, transport kind and served share a byte without touching each other', () => {
+    const v4 = { family: 4 as const, address: '192.0.2.9', port: 9 };
+    const v6 = { family: 6 as const, address: '2001:db8::9', port: 9 };
+    const step = fc.oneof(
+      fc.record({ k: fc.constant('state' as const), v: fc.constantFrom('ATTACHED', 'FROZEN', 'TERMINATED') }),
+      fc.record({ k: fc.constant('served' as const), v: fc.boolean() }),
+      fc.record({ k: fc.constant('transport' as const), v: fc.constantFrom(v4, v6) }),
+    );
+    fc.assert(
+      fc.property(fc.boolean(), fc.array(step, { maxLength: 30 }), (reuse, steps) => {
+        const rows = new SessionRows();
+        if (reuse) rows.release(rows.alloc(words('1'.repeat(32)), null, fields({ state: 'TERMINATED', servedHere: true, transport: v6 })));
+        const r = rows.alloc(words('2'.repeat(32)), null, fields({ servedHere: false }));
+        const want = { state: 'ATTACHED', servedHere: false, transport: fields().transport };
+        for (const s of steps) {
+          if (s.k === 'state') rows.setState(r, (want.state = s.v));
+          else if (s.k === 'served') rows.setServed(r, (want.servedHere = s.v));
+          else rows.setTransport(r, (want.transport = s.v));
+          expect([rows.stateOf(r), rows.servedOf(r), rows.transportOf(r)]).toEqual([want.state, want.servedHere, want.transport]);
+        }
+      }),
+      { numRuns: 200 },
+    );
   });
 
   it('refuses a state that is not a session state (a programming error, not data)', () => {

@@ -3,7 +3,8 @@
 // reused, and enough churn that the columns compact), records that do not fit the columns kept whole,
 // Names' reference counting, and exactness: every field reads back exactly as written (the same string
 // text, Object.is for numbers) for any id, transport, version and expiry — ids and transports held as
-// numbers, as text, and almost-canonical ones — across set / compare-and-swap / delete / compaction.
+// numbers, as text, and almost-canonical ones, and lives past a u32 (kept whole) — across set /
+// compare-and-swap / delete / compaction.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { SessionColumns } from '../../src/store/columns.js';
@@ -38,7 +39,7 @@ describe('Names', () => {
 describe('SessionColumns', () => {
   it('hands out frozen copies equal to what was set, a new object each time', () => {
     const c = new SessionColumns();
-    const r = freezeRecord({ id: sid(1), owner: 'node-a', version: 2n ** 64n - 1n, state: 'FROZEN', transport: null, director: 'd', expiresAt: 1.5, incarnation: Number.MAX_SAFE_INTEGER });
+    const r = freezeRecord({ id: sid(1), owner: 'node-a', version: 2n ** 64n - 1n, state: 'FROZEN', transport: null, director: 'd', expiresAt: 1.5, incarnation: 2 ** 32 - 1 });
     c.set(r);
     const got = c.get(sid(1));
     expect(got).toEqual(r);
@@ -92,7 +93,7 @@ describe('SessionColumns', () => {
       director: fc.constantFrom('dir-1', 'dir-2'),
       expiresAt: fc.oneof(fc.integer({ min: 0, max: 2 ** 40 }), fc.double({ noNaN: true })),
       version: fc.bigInt({ min: 1n, max: 2n ** 64n - 1n }),
-      incarnation: fc.oneof(fc.nat(1000), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER })),
+      incarnation: fc.oneof(fc.nat(1000), fc.integer({ min: 2 ** 32 - 3, max: 2 ** 32 + 3 }), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER })),
     });
     type Op =
       | { t: 'set'; k: number; f: Omit<StoredSession, 'id'> }
@@ -205,7 +206,7 @@ describe('SessionColumns', () => {
       director: fc.oneof({ weight: 9, arbitrary: fc.constantFrom('dir-1', 'dir-2') }, { weight: 1, arbitrary: fc.constant(7 as unknown as string) }),
       expiresAt: expiryArb,
       version: versionArb,
-      incarnation: fc.oneof(fc.nat(1000), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER })),
+      incarnation: fc.oneof(fc.nat(1000), fc.integer({ min: 2 ** 32 - 3, max: 2 ** 32 + 3 }), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER })),
     });
     type Fields = Omit<StoredSession, 'id'>;
     type Op =
