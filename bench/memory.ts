@@ -10,8 +10,9 @@
 //                admission path without sockets (ring pick, held HELLO, forward bookkeeping), plus the
 //                client transports made by the native path's PeerCache, and the
 //                PROXY v2 header template the shell caches on a session's first forward (director.ts
-//                #templateFor), kept for the most recently active session.header_cache sessions (131,072
-//                by default: HeaderCacheSlots takes the others' back)
+//                #templateFor) and the numeric reply destination beside it (#relay, at the first reply),
+//                kept for the most recently active session.header_cache sessions (131,072 by default:
+//                HeaderCacheSlots takes the others' back)
 // Every session has its own client transport (10.x.y.z:port, 64 per address), ids are distinct 16-byte
 // values. Bytes/session = (after - before) / sessions, both after a full GC.
 import { spawn } from 'node:child_process';
@@ -181,7 +182,9 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
         // session's whole PROXY v2 header as a template (or, before the lean data path, its prefix).
         for (const f of forwards) {
           const prefix = createPpv2Prefix('DGRAM', f.src, dst);
-          headers.cache(f.session, f.session.transport, f.listener, prefix, f.session.idBytes, f.node, upstreams.get(f.node), f.version, ownerBytes.get(f.node) as Uint8Array);
+          const e = headers.cache(f.session, f.session.transport, f.listener, prefix, f.session.idBytes, f.node, upstreams.get(f.node), f.version, ownerBytes.get(f.node) as Uint8Array);
+          // And the reply destination it keeps from the session's first reply (director.ts #relay).
+          headers.destOf(e);
         }
       }
     };

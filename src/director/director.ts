@@ -16,7 +16,7 @@ import type { Logger } from '../obs/logger.js';
 import { type CounterCell, type DirectorStats, rejectLabel } from '../obs/stats.js';
 import type { Candidate, SessionRecord } from '../session/table.js';
 import type { Clock } from '../util/clock.js';
-import { destInto, destOf, PeerCache } from '../net/native/addr.js';
+import { destOf, PeerCache } from '../net/native/addr.js';
 import { Flag, Meta, type NativeUdpBinding, type NativeUdpCounters, type NativeUdpSocket, Stat } from '../net/native/index.js';
 import { SessionHeaders, type SessionHeader } from './header-cache.js';
 import { type ClientOutcome, type DirectorCore, type Forward, TCP_LISTENER, type TransitionNote } from './core.js';
@@ -553,7 +553,7 @@ export class UdpDirector implements DataPath {
    * the datagram of the batch being handled is gathered from its receive slot, not copied. Outside a
    * batch the send is flushed at once.
    */
-  #sendNative(io: NativeIo, head: Uint8Array | null, flags: number, seq: number, body: Uint8Array, dest: Int32Array | null, kind: 'node' | 'client'): void {
+  #sendNative(io: NativeIo, head: Uint8Array | null, flags: number, seq: number, body: Uint8Array, dest: Int32Array | null, kind: 'node' | 'client', destAt = 0): void {
     if (io.closed) return;
     const s = io.s;
     const gather = body === this.#rxMsg && this.#rxSocket !== null;
@@ -584,12 +584,12 @@ export class UdpDirector implements DataPath {
     else {
       // Element by element: TypedArray.prototype.set costs more than six stores for six ints.
       const d = m + Meta.FAMILY;
-      meta[d] = dest[0] as number;
-      meta[d + 1] = dest[1] as number;
-      meta[d + 2] = dest[2] as number;
-      meta[d + 3] = dest[3] as number;
-      meta[d + 4] = dest[4] as number;
-      meta[d + 5] = dest[5] as number;
+      meta[d] = dest[destAt] as number;
+      meta[d + 1] = dest[destAt + 1] as number;
+      meta[d + 2] = dest[destAt + 2] as number;
+      meta[d + 3] = dest[destAt + 3] as number;
+      meta[d + 4] = dest[destAt + 4] as number;
+      meta[d + 5] = dest[destAt + 5] as number;
     }
     if (!this.#inBatch) this.#endBatch();
   }
@@ -704,12 +704,14 @@ export class UdpDirector implements DataPath {
     stats.relayedBytes += msg.length;
     // The bound transport's numeric destination, kept with the session's header (no lookup per reply).
     const c = rec.shellCache as SessionHeaderCache | undefined;
-    let dest: Int32Array | null = null;
     if (c !== undefined && c.transport === rec.transport) {
       c.used = true;
-      dest = c.dest ??= destInto(rec.transport, (c.destInts ??= new Int32Array(6)));
+      if (this.#headers.destOf(c)) {
+        this.#toClient(rec.listener, msg, rec.transport, undefined, this.#headers.dests, c.destAt);
+        return;
+      }
     }
-    this.#toClient(rec.listener, msg, rec.transport, undefined, dest);
+    this.#toClient(rec.listener, msg, rec.transport);
   }
 
   /** DataPath: replies held during a reattach go to the transport that is bound now. */
@@ -886,12 +888,15 @@ export class UdpDirector implements DataPath {
    * One datagram to a client through listener `i` (`cb`: told of a failed dgram send, for control sends;
    * `known`: `to`'s numeric destination when the caller holds it, for a native send).
    */
-  #toClient(i: number, bytes: Uint8Array, to: Transport, cb?: (err: Error | null) => void, known: Int32Array | null = null): void {
+  #toClient(i: number, bytes: Uint8Array, to: Transport, cb?: (err: Error | null) => void, known: Int32Array | null = null, knownAt = 0): void {
     const l = this.#listeners[i] as Listener;
     if (l.native !== null) {
-      const dest = known ?? destOf(to);
-      if (dest === null) this.#d.stats.sendErrors.inc('client');
-      else this.#sendNative(l.native, null, 0, -1, bytes, dest, 'client');
+      if (known !== null) this.#sendNative(l.native, null, 0, -1, bytes, known, 'client', knownAt);
+      else {
+        const dest = destOf(to);
+        if (dest === null) this.#d.stats.sendErrors.inc('client');
+        else this.#sendNative(l.native, null, 0, -1, bytes, dest, 'client');
+      }
       return;
     }
     if (cb === undefined) (l.socket as dgram.Socket).send(bytes, to.port, to.address);

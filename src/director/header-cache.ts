@@ -12,6 +12,7 @@
 
 import { createPpv2Template, ppv2HeaderLength, writePpv2 } from '../codec/ppv2.js';
 import type { Transport } from '../codec/types.js';
+import { destInto } from '../net/native/addr.js';
 
 /** What a cache entry carries for the slots: where it sits, and whether it was used since the hand passed. */
 export interface SlotEntry {
@@ -148,11 +149,23 @@ export interface SessionHeader<U> extends SlotEntry {
   version: bigint;
   /** The header: a view of the slot's part of the slab (a buffer of its own when longer than a slot). */
   template: Buffer;
-  /** The numeric destination of `transport` (native replies), once one was sent; null until then. */
-  dest: Int32Array | null;
-  /** The slot's six ints that `dest` is written into (made once per slot). */
-  destInts: Int32Array | null;
+  /** Where the numeric destination of `transport` (native replies) is: see DestState and SessionHeaders.destOf. */
+  dest: DestState;
+  /** Its six ints' place in SessionHeaders.dests (the slot's, fixed). */
+  readonly destAt: number;
 }
+
+/** SessionHeader.dest: not written yet (no reply sent since the header was cached), in `dests`, or none. */
+export const DestState = {
+  UNKNOWN: 0,
+  KNOWN: 1,
+  /** The transport's address is not an IP literal (never the case for a socket-reported one). */
+  NONE: 2,
+} as const;
+export type DestState = (typeof DestState)[keyof typeof DestState];
+
+/** Ints of a numeric destination (FAMILY, PORT, ADDR words: net/native/addr.ts destInto). */
+const DEST_INTS = 6;
 
 const NO_HEADER = Buffer.alloc(0);
 
@@ -161,10 +174,16 @@ export class SessionHeaders<U> {
   readonly #slots: HeaderCacheSlots<SessionHeader<U>>;
   /** HEADER_SLOT_BYTES per slot: memory the kernel hands out as slots are first written. */
   readonly #slab: Buffer;
+  /**
+   * Each slot's numeric reply destination, six ints at its entry's `destAt` (one array for all: an
+   * Int32Array per slot cost ~136 bytes of heap beside its 24).
+   */
+  readonly dests: Int32Array;
 
   constructor(capacity: number) {
-    this.#slots = new HeaderCacheSlots<SessionHeader<U>>(capacity, (slot) => ({ slot, used: false, transport: null, listener: 0, prefixLength: 0, node: '', up: null, version: 0n, template: NO_HEADER, dest: null, destInts: null }));
+    this.#slots = new HeaderCacheSlots<SessionHeader<U>>(capacity, (slot) => ({ slot, used: false, transport: null, listener: 0, prefixLength: 0, node: '', up: null, version: 0n, template: NO_HEADER, dest: DestState.UNKNOWN, destAt: slot * DEST_INTS }));
     this.#slab = Buffer.alloc(capacity * HEADER_SLOT_BYTES);
+    this.dests = new Int32Array(capacity * DEST_INTS);
   }
 
   /** Sessions holding a header now (see HeaderCacheSlots.size). */
@@ -194,8 +213,17 @@ export class SessionHeaders<U> {
     e.transport = transport;
     e.listener = listener;
     e.prefixLength = prefix.length;
-    e.dest = null;
+    e.dest = DestState.UNKNOWN;
     return e;
+  }
+
+  /**
+   * Whether `e`'s transport has a numeric destination, in `dests` at `e.destAt`: written the first time it
+   * is asked for (a reply), kept until the entry is cached for another transport.
+   */
+  destOf(e: SessionHeader<U>): boolean {
+    if (e.dest === DestState.UNKNOWN) e.dest = e.transport !== null && destInto(e.transport, this.dests, e.destAt) !== null ? DestState.KNOWN : DestState.NONE;
+    return e.dest === DestState.KNOWN;
   }
 
   /**

@@ -4,7 +4,8 @@
 // SessionHeaders: the headers written into the slab read back as createPpv2Template builds them.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { HEADER_SLOT_BYTES, HeaderCacheSlots, SessionHeaders, type SlotEntry } from '../../src/director/header-cache.js';
+import { DestState, HEADER_SLOT_BYTES, HeaderCacheSlots, SessionHeaders, type SlotEntry } from '../../src/director/header-cache.js';
+import { destOf } from '../../src/net/native/addr.js';
 import { createPpv2Prefix, createPpv2Template, ppv2OwnerBytes } from '../../src/codec/ppv2.js';
 import type { Transport } from '../../src/codec/types.js';
 
@@ -192,19 +193,43 @@ describe('SessionHeaders', () => {
     const a = rec();
     const b = rec();
     const ea = cacheFor(h, a, v6, 'node-0', 1n);
-    ea.dest = new Int32Array(6).fill(9);
+    expect(h.destOf(ea)).toBe(true);
+    expect([...h.dests.subarray(ea.destAt, ea.destAt + 6)]).toEqual([...(destOf(v6) as Int32Array)]);
     ea.used = false; // not used since the hand passed: the next claim takes it back
     const eb = cacheFor(h, b, v4, 'node-1', 5n);
     expect(eb).toBe(ea); // the slot's entry, rewritten
     expect(a.shellCache).toBeUndefined();
     expect(b.shellCache).toBe(eb);
-    expect(eb.dest).toBeNull();
+    expect(eb.dest).toBe(DestState.UNKNOWN);
     expect(eb.transport).toBe(v4);
+    // Its destination is written again for the new transport at the first reply (an IPv4 one: the IPv6
+    // words before it zeroed).
+    expect(h.destOf(eb)).toBe(true);
+    expect([...h.dests.subarray(eb.destAt, eb.destAt + 6)]).toEqual([...(destOf(v4) as Int32Array)]);
     expect(Buffer.compare(eb.template, expected(v4, 'node-1', 5n))).toBe(0);
     expect([h.size, h.evicted]).toEqual([1, 1]);
     h.release(b);
     expect(b.shellCache).toBeUndefined();
     expect(h.size).toBe(0);
+  });
+
+  it('each slot keeps its own reply destination in the shared array; an address that is not an IP literal has none', () => {
+    const h = new SessionHeaders<string>(3);
+    const [a, b, c] = [rec(), rec(), rec()];
+    const ea = cacheFor(h, a, v6, 'node-0', 1n);
+    const eb = cacheFor(h, b, v4, 'node-1', 1n);
+    expect(ea.destAt).not.toBe(eb.destAt);
+    expect([h.destOf(eb), h.destOf(ea)]).toEqual([true, true]);
+    expect([...h.dests.subarray(ea.destAt, ea.destAt + 6)]).toEqual([...(destOf(v6) as Int32Array)]);
+    expect([...h.dests.subarray(eb.destAt, eb.destAt + 6)]).toEqual([...(destOf(v4) as Int32Array)]);
+    // Asked again: kept, not written again (a change of the ints behind its back stays visible).
+    h.dests[eb.destAt + 1] = 7;
+    expect(h.destOf(eb)).toBe(true);
+    expect(h.dests[eb.destAt + 1]).toBe(7);
+    const named: Transport = { family: 4, address: 'example.com', port: 1 };
+    const ec = h.cache(c, named, 0, createPpv2Prefix('DGRAM', v4, v4), new Uint8Array(16), 'node-2', 'up:node-2', 1n, ppv2OwnerBytes('node-2'));
+    expect([h.destOf(ec), ec.dest]).toEqual([false, DestState.NONE]);
+    expect([...h.dests.subarray(ec.destAt, ec.destAt + 6)]).toEqual([0, 0, 0, 0, 0, 0]);
   });
 
   it('a header that cannot be written (a version past 64 bits: a programming error) throws and leaves the session holding nothing', () => {

@@ -73,14 +73,17 @@ export function destOf(t: Transport): Int32Array | null {
   return destInto(t, new Int32Array(6));
 }
 
-/** destOf written into `d` (six ints: kept by the caller, e.g. a header cache slot's): `d`, or null (`d` untouched). */
-export function destInto(t: Transport, d: Int32Array): Int32Array | null {
+/**
+ * destOf written into `d` at `at` (six ints kept by the caller, e.g. a header cache slot's): `d`, or null
+ * (`d` untouched).
+ */
+export function destInto(t: Transport, d: Int32Array, at = 0): Int32Array | null {
   const bytes = ipToBytes(t.address);
   if (bytes === undefined) return null;
-  d[0] = bytes.length === 4 ? 4 : 6;
-  d[1] = t.port;
+  d[at] = bytes.length === 4 ? 4 : 6;
+  d[at + 1] = t.port;
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
-  for (let w = 0; w < bytes.length / 4; w++) d[2 + w] = v.getUint32(w * 4) | 0;
-  for (let w = 2 + bytes.length / 4; w < 6; w++) d[w] = 0;
+  for (let w = 0; w < bytes.length / 4; w++) d[at + 2 + w] = v.getUint32(w * 4) | 0;
+  for (let w = 2 + bytes.length / 4; w < 6; w++) d[at + w] = 0;
   return d;
 }
