@@ -26,7 +26,7 @@ import type { Logger } from './obs/logger.js';
 import { createMetricsRegistry } from './obs/metrics.js';
 import { DirectorStats } from './obs/stats.js';
 import { createHasher } from './ring/hash.js';
-import type { SessionRecord } from './session/table.js';
+import type { SessionRecord, SessionSnapshot } from './session/table.js';
 import { MemoryStore } from './store/memory.js';
 import { EtcdStore } from './store/etcd.js';
 import type { OwnershipStore } from './store/store.js';
@@ -172,11 +172,15 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   const fenceCfg = { ttlMs: store.leaseTtlMs ?? 0, marginMs: defaultMargin(store.leaseTtlMs ?? 3000) };
   const storeFence = (): FenceState => (leaseOkAt === undefined ? FenceState.OK : fenceState(leaseOkAt(), clock.now(), fenceCfg));
   /** Ends `recs` (those still live when their turn comes), audited with `cause`, a slice of END_SLICE_MS per call. */
-  const ender = (recs: SessionRecord[], cause: string): SliceEnder<SessionRecord> =>
+  // The sessions to end as ids and lives (SessionTable.snapshot), not records: at a million sessions a
+  // list of records was ~150 MB made at once, when the director stops or comes back from a partition.
+  // One ended meanwhile, or whose id was admitted anew, is left alone.
+  const ender = (snap: SessionSnapshot, cause: string): SliceEnder =>
     new SliceEnder(
-      recs,
-      (rec) => {
-        if (c.table.holds(rec)) ownership.terminate(rec.id, cause, directorId);
+      snap.count,
+      (i) => {
+        const rec = c.table.snapshotted(snap, i);
+        if (rec !== undefined) ownership.terminate(rec.id, cause, directorId);
       },
       clock,
       END_SLICE_MS,
@@ -185,7 +189,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   // expired, being ended a slice per turn (see partitionWatch). Until the last has ended the director acts
   // as if the fence were still expired: nothing forwarded, admitted or changed, so none of them is served
   // again, and the sockets are not held up for the seconds a million ends take.
-  let ending: SliceEnder<SessionRecord> | null = null;
+  let ending: SliceEnder | null = null;
   // After the lease lapsed nothing is forwarded until the store has been listed again (ResyncGate): what
   // this director holds may have moved, ended or been admitted anew elsewhere meanwhile.
   const resyncGate = store.resync !== undefined && leaseOkAt !== undefined ? new ResyncGate(fenceCfg) : null;
@@ -416,7 +420,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       if (config.store.partition_policy === 'terminate' && ending === null) {
         // The sessions this director serves, whose traffic it had to refuse: not those it only mirrors
         // (other directors served them all along; ending them would end them in the whole cluster).
-        ending = ender([...c.table.values()].filter((rec) => rec.servedHere), 'partition');
+        ending = ender(c.table.snapshot((servedHere) => servedHere), 'partition');
         endSome();
       }
     }
@@ -697,7 +701,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         // With the in-process store, the sessions still here at the deadline end with the process: each is
         // ended and audited (cause director_shutdown) like any end, a slice per turn, rather than vanish.
         // (With etcd they stay in the store, and other directors serve them.)
-        const ending = ender([...c.table.values()], 'director_shutdown');
+        const ending = ender(c.table.snapshot(), 'director_shutdown');
         while (!ending.slice()) await new Promise((r) => setImmediate(r));
       }
       logger.info({ remaining, ...(remaining > 0 ? { ended: config.store.kind === 'memory', store: config.store.kind } : {}) }, 'director drained');

@@ -1,31 +1,33 @@
 // Ends a fixed list of sessions a slice at a time (store.partition_policy `terminate`: every session there
-// was when the store came back after the fence expired). Pure bookkeeping: the caller says how one session
-// ends and schedules the slices; time comes from the clock it is given.
+// was when the store came back after the fence expired; a stop with the in-process store: every session
+// still there at the drain's deadline). Pure bookkeeping: the caller says how item i ends and schedules
+// the slices; time comes from the clock it is given.
 import type { Clock } from '../util/clock.js';
 
 /** Sessions ended between two looks at the clock. */
 const CHECK_EVERY = 64;
 
-export class SliceEnder<T> {
-  readonly #items: readonly T[];
-  readonly #end: (item: T) => void;
+export class SliceEnder {
+  readonly #count: number;
+  readonly #end: (i: number) => void;
   readonly #clock: Clock;
   readonly #sliceMs: number;
   #next = 0;
 
-  constructor(items: readonly T[], end: (item: T) => void, clock: Clock, sliceMs: number) {
-    this.#items = items;
+  /** Items 0 .. count - 1, each handed to `end` once, in order. */
+  constructor(count: number, end: (i: number) => void, clock: Clock, sliceMs: number) {
+    this.#count = count;
     this.#end = end;
     this.#clock = clock;
     this.#sliceMs = sliceMs;
   }
 
   get total(): number {
-    return this.#items.length;
+    return this.#count;
   }
   /** Items not handed to `end` yet. */
   get left(): number {
-    return this.#items.length - this.#next;
+    return this.#count - this.#next;
   }
 
   /**
@@ -34,11 +36,10 @@ export class SliceEnder<T> {
    */
   slice(): boolean {
     const until = this.#clock.now() + this.#sliceMs;
-    const items = this.#items;
-    while (this.#next < items.length) {
-      this.#end(items[this.#next++] as T);
+    while (this.#next < this.#count) {
+      this.#end(this.#next++);
       if (this.#next % CHECK_EVERY === 0 && this.#clock.now() >= until) break;
     }
-    return this.#next >= items.length;
+    return this.#next >= this.#count;
   }
 }

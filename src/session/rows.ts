@@ -229,15 +229,16 @@ export class SessionRows {
     return wordHex(this.ids[j]!) + wordHex(this.ids[j + 1]!) + wordHex(this.ids[j + 2]!) + wordHex(this.ids[j + 3]!);
   }
 
-  /** Writes row `row`'s 16 id bytes into `out` (at least 16 bytes). */
-  idBytesInto(row: number, out: Uint8Array): void {
+  /** Writes row `row`'s 16 id bytes into `out` at `at` (16 bytes from there). */
+  idBytesInto(row: number, out: Uint8Array, at = 0): void {
     const j = row << 2;
     for (let k = 0; k < 4; k++) {
       const w = this.ids[j + k]!;
-      out[4 * k] = w & 0xff;
-      out[4 * k + 1] = (w >>> 8) & 0xff;
-      out[4 * k + 2] = (w >>> 16) & 0xff;
-      out[4 * k + 3] = w >>> 24;
+      const o = at + 4 * k;
+      out[o] = w & 0xff;
+      out[o + 1] = (w >>> 8) & 0xff;
+      out[o + 2] = (w >>> 16) & 0xff;
+      out[o + 3] = w >>> 24;
     }
   }
 

@@ -47,6 +47,13 @@ export interface TableLimits {
 /** TableLimits.records when absent. */
 export const DEFAULT_RECORD_CACHE = 16_384;
 
+/** Sessions as `SessionTable.snapshot` found them: session i's id bytes at ids[16i], its life at lives[i]. */
+export interface SessionSnapshot {
+  readonly count: number;
+  readonly ids: Uint8Array;
+  readonly lives: Float64Array;
+}
+
 export interface ListQuery {
   readonly owner?: string;
   readonly limit: number;
@@ -342,6 +349,33 @@ export class SessionTable {
   /** Owners with at least one session, with their counts. */
   ownerCounts(): Map<string, number> {
     return new Map(this.#owners);
+  }
+
+  /**
+   * Which sessions there are now (those `want` accepts by their numbers, read from their rows: every one
+   * when absent), as ids and lives in two typed arrays: no record made, ~24 bytes per session, where a
+   * copy of `values()` made a record per session (~150 bytes each at 1,000,000, and a turn of the event
+   * loop). Each stays findable by `snapshotted` for as long as it lives.
+   */
+  snapshot(want?: (servedHere: boolean, expiresAt: number, storeExpiresAt: number) => boolean): SessionSnapshot {
+    const rows = this.#rows;
+    const index = this.#byId;
+    const ids = new Uint8Array(this.size * 16);
+    const lives = new Float64Array(this.size);
+    let n = 0;
+    for (let i = 0; i < index.capacity; i++) {
+      const row = index.at(i);
+      if (row === -1 || (want !== undefined && !want(rows.servedOf(row), rows.expiresAt[row]!, rows.storeExpiresAt[row]!))) continue;
+      rows.idBytesInto(row, ids, n * 16);
+      lives[n++] = rows.incarnationOf(row);
+    }
+    return { count: n, ids, lives };
+  }
+
+  /** Session `i` of `snap`, if it is still in the table in the same life (not one of its id admitted anew). */
+  snapshotted(snap: SessionSnapshot, i: number): SessionRecord | undefined {
+    const row = this.#byId.get(snap.ids, i * 16);
+    return row === -1 || this.#rows.incarnationOf(row) !== snap.lives[i] ? undefined : this.#recordAt(row);
   }
 
   /** Every live record once, in no particular order. The table must not change while this runs (copy it first). */

@@ -187,6 +187,39 @@ describe('SessionTable: servedCount (the sessions a stopping director waits for)
   });
 });
 
+describe('SessionTable: snapshot (the sessions a stop or a partition ends, as ids and lives)', () => {
+  it('holds the sessions its filter accepts; each is found while it lives in the same life, not once ended or admitted anew', () => {
+    const t = table();
+    const recs = [1, 2, 3, 4, 5].map((n) => rec(n, 0, 'node-a', TTL, n !== 2));
+    recs.forEach((r, i) => {
+      r.incarnation = 100 + i;
+      t.insert(r);
+    });
+    const all = t.snapshot();
+    expect(all.count).toBe(5);
+    const served = t.snapshot((servedHere) => servedHere);
+    expect(served.count).toBe(4);
+    const found = (snap: typeof all): string[] => Array.from({ length: snap.count }, (_, i) => t.snapshotted(snap, i)?.id ?? '-');
+    expect(found(served).sort()).toEqual([1, 3, 4, 5].map(idOf));
+    expect(new Set(found(all))).toEqual(new Set(recs.map((r) => r.id)));
+    expect(Array.from({ length: all.count }, (_, i) => all.lives[i]).sort()).toEqual([100, 101, 102, 103, 104]);
+    // Ended: not found. Admitted anew (another life of the same id): not found either.
+    t.remove(recs[0]!, 1);
+    t.remove(recs[2]!, 1);
+    const again = rec(3, 1);
+    again.incarnation = 999;
+    t.insert(again);
+    expect(found(served).sort()).toEqual(['-', '-', idOf(4), idOf(5)]);
+    // Found by the id bytes: an id text that is not lower case is found too, and keeps its text.
+    const upper = newSessionRecord({ id: 'AB'.repeat(16), owner: 'node-a', version: 1n, state: 'ATTACHED', transport: { family: 4, address: '192.0.2.9', port: 9 }, listener: 0, now: 0, idleTtlMs: TTL });
+    t.insert(upper);
+    const withUpper = t.snapshot();
+    expect(found(withUpper)).toContain('AB'.repeat(16));
+    expect(t.snapshot(() => false).count).toBe(0);
+    expect(table().snapshot().count).toBe(0);
+  });
+});
+
 describe('SessionTable: owner index', () => {
   it('counts and lists ids by owner', () => {
     const t = table();
