@@ -2,10 +2,12 @@
 // exactly as written, rare forms included (a version, life or sequence number of 2^32 - 1 or more, an IPv6
 // or non-canonical transport, an upper-case id text); rows freed and reused leave nothing of the session
 // before; names counted, more of them than a u16 numbers; listeners outside an i16; the flags byte's
-// fields independent; the canonical IPv4 parse; and `smallest`, the admin page in id order, against a
+// fields independent; id texts flat strings; the canonical IPv4 parse; and `smallest`, the admin page in id order, against a
 // model that sorts.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { hexWords } from '../../src/session/id-index.js';
 import { type RowFields, SessionRows } from '../../src/session/rows.js';
 import { parseV4Address } from '../../src/store/transport-text.js';
@@ -183,6 +185,23 @@ describe('SessionRows', () => {
       }),
       { numRuns: 200 },
     );
+  });
+
+  it('an id text is one flat string (~48 bytes of heap kept per text), not a rope of its words', () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const rows = new SessionRows();
+    const n = 20_000;
+    for (let i = 0; i < n; i++) rows.alloc(words((0x9e3779b1 * (i + 1)).toString(16).padStart(32, '0').slice(-32)), null, fields());
+    const kept: string[] = new Array<string>(n);
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    for (let i = 0; i < n; i++) kept[i] = rows.idText(i);
+    gc();
+    const perText = (process.memoryUsage().heapUsed - before) / n;
+    expect(kept[n - 1]).toBe((0x9e3779b1 * n).toString(16).padStart(32, '0').slice(-32));
+    // A flat 32-character string is 48 bytes; the rope of four 8-character words and their joins was ~190.
+    expect(perText).toBeLessThan(100);
   });
 
   it('refuses a state that is not a session state (a programming error, not data)', () => {
