@@ -41,6 +41,14 @@ const REJECT_NAMES: Record<number, string> = Object.fromEntries(Object.entries(R
 export type OwnerAvailable = (nodeId: string) => boolean;
 
 const MAX_CANDIDATES = 8;
+/**
+ * How long a jump candidate (a transport that sent packets of a session without being bound) is kept after
+ * its last packet: long enough for its owner's BIND, or a racing one's REJECT, to find it. Without a
+ * bound, the old path's packets still in flight after a jump left a candidate that kept its session's
+ * record pinned in memory (record.ts: out-of-line state) for the session's whole life. Forgotten at the
+ * session's next packet from its bound transport, or its next candidate.
+ */
+export const CANDIDATE_TTL_MS = 30_000;
 /** Never send an unbound transport more than this many times the bytes it sent us. */
 export const UNBOUND_REPLY_FACTOR = 3;
 const REJECT_LEN = 21;
@@ -169,10 +177,11 @@ export class DirectorCore {
       if (rec.pending !== null || rec.state !== SessionState.ATTACHED) return v.drop(DropReason.FROZEN_UNBOUND);
       if (!this.#ownerAvailable(rec.owner)) return v.drop(DropReason.OWNER_UNAVAILABLE);
       const t = src ?? { family, address, port };
-      this.#noteCandidate(rec, t, srcKey ?? transportKey(t), listener, msg.length);
+      this.#noteCandidate(rec, t, srcKey ?? transportKey(t), listener, msg.length, now);
       return this.#forwardInto(v, rec, msg, t, listener, PP2_FLAG.UNBOUND_SOURCE, null, rec.version);
     }
     this.table.touch(rec, now);
+    if (rec.candidates !== null) this.#forgetStaleCandidates(rec, now);
     if (rec.pending !== null || rec.state === SessionState.FROZEN) return v.set(this.#hold(rec, msg));
     if (!this.#ownerAvailable(rec.owner)) return v.drop(DropReason.OWNER_UNAVAILABLE);
     if (type === PacketType.CLOSE) {
@@ -208,7 +217,7 @@ export class DirectorCore {
     }
     if (rec.pending !== null || rec.state !== SessionState.ATTACHED) return { kind: 'drop', reason: DropReason.FROZEN_UNBOUND };
     if (!this.#ownerAvailable(rec.owner)) return { kind: 'drop', reason: DropReason.OWNER_UNAVAILABLE };
-    this.#noteCandidate(rec, src, srcKey, TCP_LISTENER, bytes);
+    this.#noteCandidate(rec, src, srcKey, TCP_LISTENER, bytes, now);
     return { kind: 'reattach', session: rec, seq: rec.nextSeq++, version: rec.version };
   }
 
@@ -708,7 +717,8 @@ export class DirectorCore {
     return { kind: 'bind', session: rec, candidate: cand, version: b.version };
   }
 
-  #noteCandidate(rec: SessionRecord, src: Transport, key: string, listener: number, len: number): void {
+  #noteCandidate(rec: SessionRecord, src: Transport, key: string, listener: number, len: number, now: number): void {
+    if (rec.candidates !== null) this.#forgetStaleCandidates(rec, now);
     rec.candidates ??= new Map();
     let c = rec.candidates.get(key);
     if (c === undefined) {
@@ -716,11 +726,23 @@ export class DirectorCore {
         const oldest = rec.candidates.keys().next();
         if (!oldest.done) rec.candidates.delete(oldest.value);
       }
-      c = { transport: src, key, listener, bytesIn: 0, bytesOut: 0 };
+      c = { transport: src, key, listener, bytesIn: 0, bytesOut: 0, seenAt: now };
       rec.candidates.set(key, c);
     }
     c.listener = listener;
     c.bytesIn += len;
+    c.seenAt = now;
+  }
+
+  /**
+   * Forgets `rec`'s candidates that sent nothing for CANDIDATE_TTL_MS, but one being bound (its reattach
+   * CAS in flight); the record holds none once none is left.
+   */
+  #forgetStaleCandidates(rec: SessionRecord, now: number): void {
+    const cands = rec.candidates;
+    if (cands === null) return;
+    for (const [key, c] of cands) if (c.binding !== true && now - c.seenAt > CANDIDATE_TTL_MS) cands.delete(key);
+    if (cands.size === 0) rec.candidates = null;
   }
 
   #forwardBound(rec: SessionRecord, msg: Buffer, type: PacketType, flags: number, now: number): Forward {

@@ -36,7 +36,7 @@ describe('UdpDirector after close', () => {
     );
     await director.start();
     const rec = await h.admit(counterId(1), clientTransport(1));
-    const candidate = { transport: clientTransport(2), key: '10.0.0.2:40002', listener: 0, bytesIn: 1000, bytesOut: 0 };
+    const candidate = { transport: clientTransport(2), key: '10.0.0.2:40002', listener: 0, bytesIn: 1000, bytesOut: 0, seenAt: 0 };
     director.revoke(rec, rec.owner, 2n); // sent while open
     await director.close();
     expect(() => {

@@ -3,7 +3,7 @@
 // sweep, the rate limits, and properties over arbitrary bytes and random packet sequences.
 import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { DirectorCore, type ClientOutcome, type CoreLimits, type NodeOutcome } from '../../src/director/core.js';
+import { CANDIDATE_TTL_MS, DirectorCore, type ClientOutcome, type CoreLimits, type NodeOutcome } from '../../src/director/core.js';
 import { decodeJv1, encodeBind, encodeJv1, encodeReject, encodeRevoke, sessionIdHex } from '../../src/codec/jv1.js';
 import { PacketType, RejectReason, type Transport } from '../../src/codec/types.js';
 import { PP2_FLAG } from '../../src/codec/ppv2.js';
@@ -788,6 +788,41 @@ describe('jump candidates after a bind', () => {
     bindTo(keyOf(TRANSPORTS.C));
     expect(rec.transportKey).toBe(keyOf(TRANSPORTS.C));
     expect(rec.candidates).toBeNull();
+  });
+});
+
+describe('jump candidates are forgotten CANDIDATE_TTL_MS after their last packet', () => {
+  it('a stray candidate goes at the next packet from the bound transport after the TTL, and the record holds none; its BIND is then a BIND of an unknown transport', () => {
+    const core = new DirectorCore({ ...LIMITS, idleTtlMs: 10 * CANDIDATE_TTL_MS }, ring);
+    expect(client(core, hello(), 0, 'A')).toMatchObject({ kind: 'forward', flags: 0 });
+    // The old path's late packets after a jump: B sends twice, C once.
+    expect(client(core, data(), 10, 'B')).toMatchObject({ kind: 'forward', flags: PP2_FLAG.UNBOUND_SOURCE });
+    expect(client(core, data(), 20, 'C')).toMatchObject({ kind: 'forward', flags: PP2_FLAG.UNBOUND_SOURCE });
+    expect(client(core, data(), 5_000, 'B')).toMatchObject({ kind: 'forward', flags: PP2_FLAG.UNBOUND_SOURCE });
+    const rec = live(core)!;
+    // Within the TTL of each: both kept.
+    expect(client(core, data(), 20 + CANDIDATE_TTL_MS, 'A')).toMatchObject({ kind: 'forward', flags: 0 });
+    expect([...rec.candidates!.keys()].sort()).toEqual([keyOf(TRANSPORTS.B), keyOf(TRANSPORTS.C)]);
+    // C's TTL passed, B's (its last packet at 5,000) not yet.
+    expect(client(core, data(), 21 + CANDIDATE_TTL_MS, 'A')).toMatchObject({ kind: 'forward', flags: 0 });
+    expect([...rec.candidates!.keys()]).toEqual([keyOf(TRANSPORTS.B)]);
+    expect(core.onNode(rec.owner, encodeBind(SID, 1n, TRANSPORTS.C), 22 + CANDIDATE_TTL_MS)).toMatchObject({ kind: 'drop', reason: 'bind_unknown_transport' });
+    expect(client(core, data(), 5_001 + CANDIDATE_TTL_MS, 'A')).toMatchObject({ kind: 'forward', flags: 0 });
+    expect(rec.candidates).toBeNull();
+  });
+
+  it('a candidate being bound (its reattach CAS in flight) is kept; a new candidate forgets the stale ones', () => {
+    const core = new DirectorCore({ ...LIMITS, idleTtlMs: 10 * CANDIDATE_TTL_MS }, ring);
+    expect(client(core, hello(), 0, 'A')).toMatchObject({ kind: 'forward', flags: 0 });
+    expect(client(core, data(), 1, 'B')).toMatchObject({ kind: 'forward', flags: PP2_FLAG.UNBOUND_SOURCE });
+    const rec = live(core)!;
+    rec.candidates!.get(keyOf(TRANSPORTS.B))!.binding = true;
+    expect(client(core, data(), 2 + CANDIDATE_TTL_MS, 'A')).toMatchObject({ kind: 'forward', flags: 0 });
+    expect([...rec.candidates!.keys()]).toEqual([keyOf(TRANSPORTS.B)]);
+    rec.candidates!.get(keyOf(TRANSPORTS.B))!.binding = false;
+    // C's first packet, long after B's: B is forgotten, C kept.
+    expect(client(core, data(), 3 + CANDIDATE_TTL_MS, 'C')).toMatchObject({ kind: 'forward', flags: PP2_FLAG.UNBOUND_SOURCE });
+    expect([...rec.candidates!.keys()]).toEqual([keyOf(TRANSPORTS.C)]);
   });
 });
 
