@@ -176,7 +176,8 @@ describe('anchor ctl against a real director', { timeout: 180_000 }, () => {
     expect(progress.length).toBeGreaterThanOrEqual(2);
     expect(progress.every((l) => !l.includes('\r') && /\[[#.]{20}\]/.test(l))).toBe(true);
     expect(progress.at(-1)).toContain(`completed 100% [####################] ${onA}/${onA} moved, 0 remaining, 0 failed`);
-    expect(lines.at(-1)).toMatch(new RegExp(`^drain dr-[0-9a-f]+ of node-a completed in [0-9.]+s: ${onA} moved, 0 failed, 0 ended, 0 remaining$`));
+    // The node's REVOKE acknowledgements may still be on their way when the drain completes: said, not hidden.
+    expect(lines.at(-1)).toMatch(new RegExp(`^drain dr-[0-9a-f]+ of node-a completed in [0-9.]+s: ${onA} moved, 0 failed, 0 ended, 0 remaining(; [0-9]+ REVOKEs not yet acknowledged by the node)?$`));
 
     const after = await nodes();
     expect(after.find((n) => n.id === 'node-a')).toMatchObject({ state: 'draining', sessions: 0 });
