@@ -3,7 +3,7 @@
 
 /**
  * The most entries reserved up front by one structure (the session table's rows, the in-process store's
- * slots): a larger session.max grows past it as sessions come. At 81 bytes a row, 680 MB of address space.
+ * slots): a larger session.max grows past it as sessions come. At 73 bytes a row, 612 MB of address space.
  */
 export const MAX_RESERVED = 8_388_608;
 
