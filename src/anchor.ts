@@ -8,7 +8,7 @@ import type { AnchorConfig, ListenerConfig } from './config/schema.js';
 import { createCodec, type CodecSpec } from './codec/codec.js';
 import { isUnspecified, transportKey } from './codec/ip.js';
 import type { Transport } from './codec/types.js';
-import { DirectorCore } from './director/core.js';
+import { CANDIDATE_TTL_MS, DirectorCore } from './director/core.js';
 import { UdpDirector } from './director/director.js';
 import { migrationResultLabel, Ownership, type StepFailure } from './director/ownership.js';
 import { parseStoredTransport, type ParsedTransport } from './director/stored-transport.js';
@@ -211,6 +211,8 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       sharedExpiryGraceMs: sharedExpiryGraceMs(config.session.idle_ttl_s * 1000),
       recordCache: config.session.header_cache,
       reserveRows: config.session.max,
+      // A TCP candidate sends nothing more while its connection waits for the owner's connect and BIND.
+      candidateTtlMs: Math.max(CANDIDATE_TTL_MS, config.tcp.connect_timeout_ms + config.tcp.bind_timeout_ms),
     },
     membership.ring,
     (id) => membership.reachable(id),

@@ -43,10 +43,11 @@ export type OwnerAvailable = (nodeId: string) => boolean;
 const MAX_CANDIDATES = 8;
 /**
  * How long a jump candidate (a transport that sent packets of a session without being bound) is kept after
- * its last packet: long enough for its owner's BIND, or a racing one's REJECT, to find it. Without a
- * bound, the old path's packets still in flight after a jump left a candidate that kept its session's
- * record pinned in memory (record.ts: out-of-line state) for the session's whole life. Forgotten at the
- * session's next packet from its bound transport, or its next candidate.
+ * its last packet, by default (CoreLimits.candidateTtlMs): long enough for its owner's BIND, or a racing
+ * one's REJECT, to find it. Without a bound, the old path's packets still in flight after a jump left a
+ * candidate that kept its session's record pinned in memory (record.ts: out-of-line state) for the
+ * session's whole life. Forgotten once past it: at the session's next packet from its bound transport,
+ * its next candidate, or (a TCP-bound session, whose bytes never come here) the TCP front's sweep.
  */
 export const CANDIDATE_TTL_MS = 30_000;
 /** Never send an unbound transport more than this many times the bytes it sent us. */
@@ -61,6 +62,7 @@ export class DirectorCore {
   readonly expiredOnArrival: ExpiredNote[] = [];
   #ring: Ring;
   #draining = false;
+  readonly #candidateTtlMs: number;
   readonly #limits: CoreLimits;
   readonly #admission: KeyedTokenBuckets;
   readonly #rejects: KeyedTokenBuckets;
@@ -89,6 +91,7 @@ export class DirectorCore {
     this.#admission = new KeyedTokenBuckets(limits.admissionRate, limits.admissionBurst);
     this.#rejects = new KeyedTokenBuckets(limits.rejectRate, limits.rejectBurst);
     this.#ownerAvailable = ownerAvailable;
+    this.#candidateTtlMs = limits.candidateTtlMs ?? CANDIDATE_TTL_MS;
   }
 
   /**
@@ -181,7 +184,7 @@ export class DirectorCore {
       return this.#forwardInto(v, rec, msg, t, listener, PP2_FLAG.UNBOUND_SOURCE, null, rec.version);
     }
     this.table.touch(rec, now);
-    if (rec.candidates !== null) this.#forgetStaleCandidates(rec, now);
+    if (rec.candidates !== null) this.forgetStaleCandidates(rec, now);
     if (rec.pending !== null || rec.state === SessionState.FROZEN) return v.set(this.#hold(rec, msg));
     if (!this.#ownerAvailable(rec.owner)) return v.drop(DropReason.OWNER_UNAVAILABLE);
     if (type === PacketType.CLOSE) {
@@ -718,13 +721,20 @@ export class DirectorCore {
   }
 
   #noteCandidate(rec: SessionRecord, src: Transport, key: string, listener: number, len: number, now: number): void {
-    if (rec.candidates !== null) this.#forgetStaleCandidates(rec, now);
+    if (rec.candidates !== null) this.forgetStaleCandidates(rec, now);
     rec.candidates ??= new Map();
     let c = rec.candidates.get(key);
     if (c === undefined) {
       if (rec.candidates.size >= MAX_CANDIDATES) {
-        const oldest = rec.candidates.keys().next();
-        if (!oldest.done) rec.candidates.delete(oldest.value);
+        // The oldest that is not being bound (its reattach CAS in flight needs it); none: the oldest.
+        let victim: string | undefined;
+        for (const [k, o] of rec.candidates) {
+          if (o.binding !== true) {
+            victim = k;
+            break;
+          }
+        }
+        rec.candidates.delete(victim ?? (rec.candidates.keys().next().value as string));
       }
       c = { transport: src, key, listener, bytesIn: 0, bytesOut: 0, seenAt: now };
       rec.candidates.set(key, c);
@@ -735,13 +745,15 @@ export class DirectorCore {
   }
 
   /**
-   * Forgets `rec`'s candidates that sent nothing for CANDIDATE_TTL_MS, but one being bound (its reattach
-   * CAS in flight); the record holds none once none is left.
+   * Forgets `rec`'s candidates that sent nothing for the candidate TTL (CoreLimits.candidateTtlMs), but one
+   * being bound (its reattach CAS in flight); the record holds none once none is left. Called per bound
+   * datagram and new candidate here, and by the TCP front for the sessions bound to its connections.
    */
-  #forgetStaleCandidates(rec: SessionRecord, now: number): void {
+  forgetStaleCandidates(rec: SessionRecord, now: number): void {
     const cands = rec.candidates;
     if (cands === null) return;
-    for (const [key, c] of cands) if (c.binding !== true && now - c.seenAt > CANDIDATE_TTL_MS) cands.delete(key);
+    const ttl = this.#candidateTtlMs;
+    for (const [key, c] of cands) if (c.binding !== true && now - c.seenAt > ttl) cands.delete(key);
     if (cands.size === 0) rec.candidates = null;
   }
 

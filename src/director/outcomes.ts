@@ -29,6 +29,11 @@ export interface CoreLimits {
   readonly recordCache?: number;
   /** Rows the session table reserves up front (SessionTable's `reserve`): the shell gives session.max. */
   readonly reserveRows?: number;
+  /**
+   * How long a jump candidate is kept after its last packet (CANDIDATE_TTL_MS when absent): the shell gives
+   * at least the TCP reattach's connect and BIND timeouts, which a TCP candidate waits through.
+   */
+  readonly candidateTtlMs?: number;
 }
 
 /** Why a datagram was dropped; each has its own counter. */

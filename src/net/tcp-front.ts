@@ -408,6 +408,8 @@ export class TcpFront {
       if (now - lastTouch >= TOUCH_EVERY_MS && this.#d.core.table.holds(rec)) {
         lastTouch = now;
         this.#d.core.table.touch(rec, now);
+        // Its bytes never reach the core: stray jump candidates are forgotten here instead.
+        if (rec.candidates !== null) this.#d.core.forgetStaleCandidates(rec, now);
       }
     });
     up.on('data', (chunk: Buffer) => {
@@ -468,9 +470,11 @@ export class TcpFront {
     const now = this.#d.clock.now();
     for (const conn of this.#pumped) {
       const { inBytes, outBytes } = this.#account(conn);
+      const rec = conn.session;
+      // The session's bytes never reach the core: its stray jump candidates are forgotten here instead.
+      if (rec !== null && rec.candidates !== null && this.#d.core.table.holds(rec)) this.#d.core.forgetStaleCandidates(rec, now);
       if (inBytes + outBytes > 0) {
         conn.lastActive = now;
-        const rec = conn.session;
         if (inBytes > 0 && rec !== null && this.#d.core.table.holds(rec)) this.#d.core.table.touch(rec, now);
       } else if (now - conn.lastActive >= this.#o.idleTimeoutMs) {
         this.#d.stats.tcpRefused.inc('idle_timeout');

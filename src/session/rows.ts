@@ -6,7 +6,7 @@
 // served here); its places in the expiry heap and the record cache (4 each). What is rare stays out of the
 // columns, in maps by row: an id text that is not lower case, a version, life or sequence number that is
 // not below 2^32 - 1, a transport that is not a canonical IPv4 one, a listener outside an i16, a name
-// numbered past a u16 (more than 65,533 owner names at once). Records (record.ts) are views of a row,
+// numbered past a u16 (more than 65,534 owner names at once). Records (record.ts) are views of a row,
 // made when a caller asks for one.
 //
 // Pure data: no I/O, no clock, no decisions. Rows are reused (a free list). The columns are made for
@@ -115,7 +115,7 @@ export class SessionRows {
   readonly #wideIncarnations = new Map<number, number>();
   readonly #wideSeqs = new Map<number, number>();
   readonly #otherTransports = new Map<number, Transport>();
-  /** Owner and former-owner name numbers that a u16 column cannot hold (more than 65,533 names at once). */
+  /** Owner and former-owner name numbers that a u16 column cannot hold (more than 65,534 names at once). */
   readonly #wideOwners = new Map<number, number>();
   readonly #wideFormer = new Map<number, number>();
   readonly #wideListeners = new Map<number, number>();

@@ -372,7 +372,11 @@ export class SessionTable {
     return { count: n, ids, lives };
   }
 
-  /** Session `i` of `snap`, if it is still in the table in the same life (not one of its id admitted anew). */
+  /**
+   * Session `i` of `snap`, if it is still in the table in the same life (not one of its id admitted anew:
+   * lives are drawn at random per admission, 31 bits; two sessions of life 0, from directors before lives
+   * were kept, are not told apart).
+   */
   snapshotted(snap: SessionSnapshot, i: number): SessionRecord | undefined {
     const row = this.#byId.get(snap.ids, i * 16);
     return row === -1 || this.#rows.incarnationOf(row) !== snap.lives[i] ? undefined : this.#recordAt(row);

@@ -2,7 +2,7 @@
 // (its SYNs dropped) or a client that leaves while the front connects to the owner — the admitted session
 // is ended, not stranded; a session frozen then resumed without a transfer — its client's bytes flow again;
 // connections that close before their preamble — not counted as preamble timeouts; a reattach the owner
-// never BINDs — counted once.
+// never BINDs — counted once; a TCP-bound session's stray jump candidate — forgotten by the front.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { once } from 'node:events';
@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import { encodeJv1, sessionIdHex } from '../../src/codec/jv1.js';
 import { PacketType } from '../../src/codec/types.js';
 import { LifecycleEvent, SessionState } from '../../src/session/lifecycle.js';
+import { CANDIDATE_TTL_MS } from '../../src/director/core.js';
 import { createHasher } from '../../src/ring/hash.js';
 import { buildRing, type Ring } from '../../src/ring/ring.js';
 import { clientTransport, ManualClock, makeHarness, type Harness } from '../helpers/ownership-harness.js';
@@ -191,6 +192,29 @@ describe('TCP front: connections that end in an unusual order', () => {
     expect(h.core.table.get(hex)).toBe(again);
     expect(again.state).toBe(SessionState.ATTACHED);
     expect(h.auditLines(hex).map((l) => l.event)).toEqual(['create', 'terminate', 'create']);
+  });
+
+  it('a TCP-bound session forgets a stray datagram transport (a jump candidate) once it is past its TTL: its bytes never pass the core, the front prunes', async () => {
+    const clock = new ManualClock();
+    const h = harness(clock);
+    const node = await silentNode();
+    const front = await startTcpFront(h, [{ id: 'node-a', port: node.port }]);
+    cleanups.push(() => front.close());
+    const id = new Uint8Array(16).fill(0x46);
+    const c = await client(front.addresses[0]!.port);
+    c.write(encodeJv1(PacketType.HELLO, id));
+    await waitFor('bound', () => front.hasConnection(id) || undefined, { timeoutMs: 3000 });
+    const rec = h.core.table.get(sessionIdHex(id))!;
+    // A late datagram of the session from elsewhere (the old path after a jump to TCP): a candidate.
+    expect(h.client(encodeJv1(PacketType.DATA, id, new Uint8Array(8)), clientTransport(9)).kind).toBe('forward');
+    expect(rec.candidates?.size).toBe(1);
+    c.write(Buffer.alloc(10, 1));
+    await waitFor('the first bytes', () => node.received() > 10 || undefined, { timeoutMs: 3000 });
+    expect(rec.candidates?.size).toBe(1); // within its TTL: kept
+    clock.advance(CANDIDATE_TTL_MS + 1);
+    c.write(Buffer.alloc(10, 2));
+    await waitFor('the candidate forgotten', () => rec.candidates === null || undefined, { timeoutMs: 3000 });
+    expect(rec.state).toBe(SessionState.ATTACHED);
   });
 
   it('connections that close before their preamble are not preamble timeouts (a silent one is)', async () => {

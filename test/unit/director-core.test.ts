@@ -826,6 +826,31 @@ describe('jump candidates are forgotten CANDIDATE_TTL_MS after their last packet
   });
 });
 
+describe('jump candidates: the TTL the shell gives, and the bound on their number', () => {
+  it('CoreLimits.candidateTtlMs replaces the default (the shell gives at least the TCP connect and BIND timeouts)', () => {
+    const core = new DirectorCore({ ...LIMITS, idleTtlMs: 10 * CANDIDATE_TTL_MS, candidateTtlMs: 2 * CANDIDATE_TTL_MS }, ring);
+    expect(client(core, hello(), 0, 'A')).toMatchObject({ kind: 'forward', flags: 0 });
+    expect(client(core, data(), 1, 'B')).toMatchObject({ kind: 'forward', flags: PP2_FLAG.UNBOUND_SOURCE });
+    const rec = live(core)!;
+    expect(client(core, data(), 2 + CANDIDATE_TTL_MS, 'A')).toMatchObject({ kind: 'forward', flags: 0 });
+    expect(rec.candidates?.size).toBe(1);
+    core.forgetStaleCandidates(rec, 2 + 2 * CANDIDATE_TTL_MS);
+    expect(rec.candidates).toBeNull();
+  });
+
+  it('past the bound on candidates, the oldest one not being bound makes room', () => {
+    const core = new DirectorCore(LIMITS, ring);
+    expect(client(core, hello(), 0, 'A')).toMatchObject({ kind: 'forward', flags: 0 });
+    const rec = live(core)!;
+    const from = (i: number): Transport => ({ family: 4, address: '203.0.113.50', port: 1000 + i });
+    const send = (i: number): ClientOutcome => core.onClient(data(), from(i), keyOf(from(i)), 0, 1 + i);
+    for (let i = 0; i < 8; i++) expect(send(i)).toMatchObject({ kind: 'forward', flags: PP2_FLAG.UNBOUND_SOURCE });
+    rec.candidates!.get(keyOf(from(0)))!.binding = true; // the oldest: its reattach CAS in flight
+    send(8);
+    expect([...rec.candidates!.keys()]).toEqual([0, 2, 3, 4, 5, 6, 7, 8].map((i) => keyOf(from(i))));
+  });
+});
+
 describe('held packets are bounded in bytes as well as in count', () => {
   it('a frozen session holds packets until hold_max_bytes, then drops them as hold_overflow; the count bound still applies', () => {
     const core = new DirectorCore({ ...LIMITS, holdMax: 8, holdMaxBytes: 3000 }, ring);
