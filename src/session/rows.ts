@@ -152,6 +152,11 @@ export class SessionRows {
     return this.#live;
   }
 
+  /** Entries in the maps by row that hold what the columns cannot (a freed row leaves none behind). */
+  get overflowEntries(): number {
+    return this.#bigVersions.size + this.#wideIncarnations.size + this.#wideSeqs.size + this.#otherTransports.size + this.#idTexts.size + this.#wideOwners.size + this.#wideFormer.size + this.#wideListeners.size;
+  }
+
   /** Rows the columns have room for now. */
   get capacity(): number {
     return this.#capacity;

@@ -160,6 +160,23 @@ describe('SessionRows', () => {
     rows.setListener(again, 40000);
     rows.release(again);
     expect(rows.listenerOf(rows.alloc(words('e'.repeat(32)), null, fields({ listener: 3 })))).toBe(3);
+    // Every wide field of a freed row leaves its map, a narrow one written over a wide one too.
+    expect(rows.overflowEntries).toBeGreaterThan(0); // the wide owners and former owners still live
+    for (let i = 0; i < n; i++) if (i !== wide) rows.release(i);
+    rows.release(again);
+    expect([rows.live, rows.overflowEntries]).toEqual([0, 0]);
+    const r = rows.alloc(words('d'.repeat(32)), 'D'.repeat(32), fields({ version: 2n ** 40n, incarnation: 2 ** 40, nextSeq: 2 ** 40, listener: 1e6, transport: { family: 6, address: '::1', port: 1 } }));
+    // Six wide fields (its owner's name may come back wide too: freed numbers are reused, the last first).
+    const wideNow = rows.overflowEntries;
+    expect(wideNow - (rows.ownerNumOf(r) >= 0xfffe ? 1 : 0)).toBe(6);
+    rows.setVersion(r, 1n);
+    rows.setIncarnation(r, 1);
+    rows.setSeq(r, 1);
+    rows.setListener(r, 1);
+    rows.setTransport(r, fields().transport);
+    expect(rows.overflowEntries).toBe(wideNow - 5); // the id text (and a wide owner) stay
+    rows.release(r);
+    expect(rows.overflowEntries).toBe(0);
   });
 
   it('property: state, transport kind and served share a byte without touching each other', () => {
