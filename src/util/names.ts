@@ -1,12 +1,17 @@
 // Interned strings with reference counts, numbered densely so that a typed column can hold them (the
 // in-process store's owner and director names, the session table's owner names). Pure data.
+import TinyQueue from 'tinyqueue';
 
-/** Interned strings with reference counts: a name is forgotten when nothing refers to it any more. */
+/**
+ * Interned strings with reference counts: a name is forgotten when nothing refers to it any more. A new
+ * name takes the lowest number free, so that after a burst of many names the few left fit narrow columns
+ * (u16) again rather than living in their overflow.
+ */
 export class Names {
   readonly #num = new Map<string, number>();
   readonly #str: (string | null)[] = [];
   readonly #refs: number[] = [];
-  readonly #free: number[] = [];
+  readonly #free = new TinyQueue<number>([], (a, b) => a - b);
 
   /** How many distinct names are held. */
   get size(): number {

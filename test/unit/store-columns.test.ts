@@ -34,6 +34,14 @@ describe('Names', () => {
     expect(n.str(c)).toBe('node-c');
     expect(n.str(b)).toBe('node-b');
   });
+
+  it('a new name takes the lowest number free (after a burst of names the few left fit a u16 column again)', () => {
+    const n = new Names();
+    const nums = Array.from({ length: 10 }, (_, i) => n.ref(`n-${i}`));
+    expect(nums).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    for (const i of [9, 2, 5]) n.unref(i);
+    expect(['x', 'y', 'z', 'w'].map((s) => n.ref(s))).toEqual([2, 5, 9, 10]);
+  });
 });
 
 describe('SessionColumns', () => {
