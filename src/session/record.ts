@@ -99,7 +99,7 @@ export interface Candidate {
   bytesOut: number;
   /** Set while a reattach CAS binds this transport (a second BIND for it is a duplicate, not a rival). */
   binding?: boolean;
-  /** When it last sent a packet of the session (monotonic ms): it is forgotten CANDIDATE_TTL_MS after (core.ts). */
+  /** When it last sent a packet of the session (monotonic ms): forgotten the candidate TTL after (CoreLimits.candidateTtlMs, core.ts). */
   seenAt: number;
 }
 
