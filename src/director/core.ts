@@ -41,6 +41,8 @@ const REJECT_NAMES: Record<number, string> = Object.fromEntries(Object.entries(R
 export type OwnerAvailable = (nodeId: string) => boolean;
 
 const MAX_CANDIDATES = 8;
+/** `release` of a session holding nothing. */
+const NO_FORWARDS: readonly Forward[] = Object.freeze([]);
 /**
  * How long a jump candidate (a transport that sent packets of a session without being bound) is kept after
  * its last packet, by default (CoreLimits.candidateTtlMs): long enough for its owner's BIND, or a racing
@@ -587,7 +589,7 @@ export class DirectorCore {
   }
 
   /** The store accepted a new session: it is live; its held packets (the HELLO first) go to the owner. */
-  admitted(rec: SessionRecord, now: number): { note: TransitionNote; forwards: Forward[] } {
+  admitted(rec: SessionRecord, now: number): { note: TransitionNote; forwards: readonly Forward[] } {
     rec.pending = null;
     const note: TransitionNote = { event: LifecycleEvent.ADMIT, cause: 'hello', fromVersion: null, toVersion: rec.version, fromOwner: null, toOwner: rec.owner };
     return { note, forwards: this.release(rec, now, false) };
@@ -611,12 +613,12 @@ export class DirectorCore {
    * The packets held for `rec` (from its bound transport), in order, as forwards to the current owner.
    * `replayed` marks them REPLAYED (held during a freeze). A held CLOSE ends the session.
    */
-  release(rec: SessionRecord, now: number, replayed: boolean): Forward[] {
+  release(rec: SessionRecord, now: number, replayed: boolean): readonly Forward[] {
     const held = rec.held;
     const from = rec.heldFrom;
     rec.held = null;
     rec.heldFrom = null;
-    if (held === null) return [];
+    if (held === null) return NO_FORWARDS; // most calls (every step of a drain): no array made
     // Held from a transport that is no longer the bound one (a reattach, or another director's write,
     // bound another meanwhile): they go on as that transport's, unbound — its CLOSE does not end the
     // session bound elsewhere now, and the owner does not take its bytes for the new transport's.

@@ -1513,7 +1513,7 @@ export class Ownership {
     if (f.transition !== null) this.ended(f.session, f.transition);
   }
 
-  #forwardAll(fs: Forward[]): void {
+  #forwardAll(fs: readonly Forward[]): void {
     for (const f of fs) this.#forward(f);
   }
 
