@@ -730,9 +730,9 @@ export class DirectorCore {
       if (rec.candidates.size >= MAX_CANDIDATES) {
         // The oldest that is not being bound (its reattach CAS in flight needs it); none: the oldest.
         let victim: string | undefined;
-        for (const [k, o] of rec.candidates) {
+        for (const o of rec.candidates.values()) {
           if (o.binding !== true) {
-            victim = k;
+            victim = o.key;
             break;
           }
         }
@@ -755,7 +755,9 @@ export class DirectorCore {
     const cands = rec.candidates;
     if (cands === null) return;
     const ttl = this.#candidateTtlMs;
-    for (const [key, c] of cands) if (c.binding !== true && now - c.seenAt > ttl) cands.delete(key);
+    // Over the values, not the entries: destructuring [key, c] made an array per entry, on the
+    // per-datagram path of a session that jumped within the TTL.
+    for (const c of cands.values()) if (c.binding !== true && now - c.seenAt > ttl) cands.delete(c.key);
     if (cands.size === 0) rec.candidates = null;
   }
 

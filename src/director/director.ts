@@ -120,7 +120,7 @@ function socketType(family: 4 | 6): 'udp4' | 'udp6' {
   return family === 6 ? 'udp6' : 'udp4';
 }
 
-/** session.header_cache's default: sessions whose PROXY v2 header is kept ready (~470 bytes of RSS each, see docs/operations.md). */
+/** session.header_cache's default: sessions whose PROXY v2 header is kept ready (~510 bytes of RSS each with its reply destination, see docs/operations.md). */
 const DEFAULT_HEADER_CACHE = 131_072;
 
 /** Bytes of one block of SendSlab. */
