@@ -15,6 +15,7 @@ import { createHasher } from '../../src/ring/hash.js';
 import { buildRing, type Ring } from '../../src/ring/ring.js';
 import { clientTransport, ManualClock, makeHarness, type Harness } from '../helpers/ownership-harness.js';
 import { startTcpFront } from '../helpers/tcp-front.js';
+import type { TcpFront } from '../../src/net/tcp-front.js';
 import { waitFor } from '../helpers/wait.js';
 
 let ring: Ring;
@@ -82,6 +83,20 @@ function harness(clock = new ManualClock()): Harness {
   return h;
 }
 
+/** A session admitted over TCP by a front on a manual clock, bound to its connection, toward a silent node. */
+async function boundOverTcp(idByte: number): Promise<{ clock: ManualClock; h: Harness; front: TcpFront; node: { port: number; received: () => number }; c: net.Socket; id: Uint8Array }> {
+  const clock = new ManualClock();
+  const h = harness(clock);
+  const node = await silentNode();
+  const front = await startTcpFront(h, [{ id: 'node-a', port: node.port }]);
+  cleanups.push(() => front.close());
+  const id = new Uint8Array(16).fill(idByte);
+  const c = await client(front.addresses[0]!.port);
+  c.write(encodeJv1(PacketType.HELLO, id));
+  await waitFor('bound', () => front.hasConnection(id) || undefined, { timeoutMs: 3000 });
+  return { clock, h, front, node, c, id };
+}
+
 const refused = (h: Harness): Record<string, number> => Object.fromEntries([...h.stats.tcpRefused.values].filter(([, n]) => n > 0));
 
 describe('TCP front: connections that end in an unusual order', () => {
@@ -142,15 +157,7 @@ describe('TCP front: connections that end in an unusual order', () => {
   });
 
   it('a session frozen and then resumed without a transfer (a stale freeze thawed): the client\'s bytes reach the owner again', async () => {
-    const clock = new ManualClock();
-    const h = harness(clock);
-    const node = await silentNode();
-    const front = await startTcpFront(h, [{ id: 'node-a', port: node.port }]);
-    cleanups.push(() => front.close());
-    const id = new Uint8Array(16).fill(0x44);
-    const c = await client(front.addresses[0]!.port);
-    c.write(encodeJv1(PacketType.HELLO, id));
-    await waitFor('bound', () => front.hasConnection(id) || undefined, { timeoutMs: 3000 });
+    const { clock, h, front, node, c, id } = await boundOverTcp(0x44);
     c.write(Buffer.alloc(100, 1));
     await waitFor('the first bytes', () => node.received() > 100 || undefined, { timeoutMs: 3000 });
     const before = node.received();
@@ -195,15 +202,7 @@ describe('TCP front: connections that end in an unusual order', () => {
   });
 
   it('a TCP-bound session forgets a stray datagram transport (a jump candidate) once it is past its TTL: its bytes never pass the core, the front prunes', async () => {
-    const clock = new ManualClock();
-    const h = harness(clock);
-    const node = await silentNode();
-    const front = await startTcpFront(h, [{ id: 'node-a', port: node.port }]);
-    cleanups.push(() => front.close());
-    const id = new Uint8Array(16).fill(0x46);
-    const c = await client(front.addresses[0]!.port);
-    c.write(encodeJv1(PacketType.HELLO, id));
-    await waitFor('bound', () => front.hasConnection(id) || undefined, { timeoutMs: 3000 });
+    const { clock, h, node, c, id } = await boundOverTcp(0x46);
     const rec = h.core.table.get(sessionIdHex(id))!;
     // A late datagram of the session from elsewhere (the old path after a jump to TCP): a candidate.
     expect(h.client(encodeJv1(PacketType.DATA, id, new Uint8Array(8)), clientTransport(9)).kind).toBe('forward');
