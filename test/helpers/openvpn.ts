@@ -276,17 +276,12 @@ class VpnProcess {
 }
 
 async function waitInit(p: VpnProcess, what: string, timeoutMs: number, sinceCount = 0): Promise<void> {
-  await waitFor(
-    what,
-    () => {
-      if (p.connected && p.initCount > sinceCount) return true;
-      if (!p.alive) throw new Error(`openvpn exited (${String(p.child.exitCode ?? p.child.signalCode)})`);
-      return undefined;
-    },
-    { timeoutMs, intervalMs: 25 },
-  ).catch((err: unknown) => {
-    throw new Error(`${String(err instanceof Error ? err.message : err)}\n--- openvpn log (pid ${p.child.pid ?? '?'}) ---\n${p.tail()}`);
+  const withLog = (msg: string): Error => new Error(`${msg}\n--- openvpn log (pid ${p.child.pid ?? '?'}) ---\n${p.tail()}`);
+  // An exit ends the wait at once (a probe that throws would only be retried until the timeout).
+  const r = await waitFor(what, () => (p.connected && p.initCount > sinceCount ? 'up' : p.alive ? undefined : 'exited'), { timeoutMs, intervalMs: 25 }).catch((err: unknown) => {
+    throw withLog(String(err instanceof Error ? err.message : err));
   });
+  if (r === 'exited') throw withLog(`${what}: openvpn exited (${String(p.child.exitCode ?? p.child.signalCode)})`);
 }
 
 async function pingFromNs(ns: string, target: string, count: number, timeoutSec = 1): Promise<boolean> {
@@ -531,7 +526,11 @@ export class VpnLab {
     const up = join(dir, 'up.sh');
     writeFileSync(up, upScript(ip, ns), { mode: 0o755 });
     const { pki } = o;
-    const lines = [
+    // The ports were free when the caller picked them; another process of the suite may bind one before
+    // openvpn does (EADDRINUSE). Then the server starts again on fresh ones, at most twice.
+    let port = o.port;
+    let managementPort = o.managementPort;
+    const configLines = (): string[] => [
       'mode server',
       'tls-server',
       'dev tun',
@@ -539,14 +538,14 @@ export class VpnLab {
       `server ${o.subnet} 255.255.255.0`,
       `proto ${o.proto === 'udp' ? 'udp' : 'tcp-server'}`,
       'local 127.0.0.1',
-      `port ${o.port}`,
+      `port ${port}`,
       `ca ${pki.ca}`,
       `cert ${pki.serverCert}`,
       `key ${pki.serverKey}`,
       'dh none',
       'keepalive 2 10',
       'hand-window 10',
-      `management 127.0.0.1 ${o.managementPort}`,
+      `management 127.0.0.1 ${managementPort}`,
       'verb 3',
       'persist-tun',
       'persist-key',
@@ -562,29 +561,35 @@ export class VpnLab {
       ...(o.extraConfig ?? []),
     ];
     const cfg = join(dir, 'server.conf');
-    writeFileSync(cfg, lines.join('\n') + '\n');
-    const p = this.spawn(cfg, dir);
-    try {
-      await waitInit(p, `openvpn server ${o.name} to start`, o.startTimeoutMs ?? 15_000);
-    } catch (err) {
-      await p.stop(500);
-      throw err;
+    let p: VpnProcess;
+    for (let attempt = 0; ; attempt++) {
+      writeFileSync(cfg, configLines().join('\n') + '\n');
+      p = this.spawn(cfg, dir);
+      try {
+        await waitInit(p, `openvpn server ${o.name} to start`, o.startTimeoutMs ?? 15_000);
+        break;
+      } catch (err) {
+        await p.stop(500);
+        if (attempt >= 2 || !p.output.includes('Address already in use')) throw err;
+        port = await freePort(o.proto);
+        managementPort = await freePort('tcp');
+      }
     }
     let chain: Promise<unknown> = Promise.resolve();
     const command = (cmd: string): Promise<string[]> => {
       // The management interface serves one connection at a time: serialize.
-      const r = chain.then(() => managementCommand(o.managementPort, cmd));
+      const r = chain.then(() => managementCommand(managementPort, cmd));
       chain = r.catch(() => undefined);
       return r;
     };
     return {
       name: o.name,
       proto: o.proto,
-      port: o.port,
+      port,
       pid: p.pid,
       ns,
       tunnelIp,
-      managementPort: o.managementPort,
+      managementPort,
       dir,
       get alive() {
         return p.alive;

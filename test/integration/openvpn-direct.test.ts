@@ -1,8 +1,10 @@
 // Proves the real-OpenVPN harness (test/helpers/openvpn.ts) with direct connections, no Anchor in between:
 // three OpenVPN 2.6 servers (UDP + tls-crypt, UDP + tls-auth, TCP) on loopback, four clients, each tun
 // device in its own network namespace; handshakes, pings through the tunnels, the management client list,
-// restarts, and a cleanup that leaves no namespace or process behind.
+// restarts, a server whose port was taken meanwhile, and a cleanup that leaves no namespace or process
+// behind.
 import { execFileSync } from 'node:child_process';
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listNamespaces, pidAlive, VpnLab, vpnBinaries, type Pki, type VpnClient, type VpnServer } from '../helpers/openvpn.js';
 import { waitFor } from '../helpers/wait.js';
@@ -132,6 +134,20 @@ describe.skipIf(!isRoot)('real OpenVPN harness, direct connections', () => {
     );
     expect(third.realAddress).not.toBe(after.realAddress);
     expect(await u.ping(udpAuth.tunnelIp, 1)).toBe(true);
+  });
+
+  it('a server whose port another process took after it was picked starts again on fresh ports (EADDRINUSE)', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    try {
+      const port = (taken.address() as net.AddressInfo).port;
+      const s = await lab.startServer({ name: 'tcp-retry', proto: 'tcp', port, subnet: '198.18.4.0', pki, managementPort: await lab.freePort('tcp') });
+      expect(s.port).not.toBe(port);
+      expect(s.alive).toBe(true);
+      expect(await s.clients()).toEqual([]);
+    } finally {
+      taken.close();
+    }
   });
 
   it('cleanup() kills every process and deletes every namespace it created, and is safe to call twice', async () => {
