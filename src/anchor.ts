@@ -263,6 +263,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       recvBufferBytes: config.socket.recv_buffer_bytes,
       sendBufferBytes: config.socket.send_buffer_bytes,
       gso: config.socket.gso,
+      portQuarantineMs: config.backend.port_quarantine_s * 1000,
     },
     { core: c, ownership, clock, logger, stats },
   );
@@ -506,6 +507,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       },
       tcpOpen: () => tcp?.openConnections ?? 0,
       sessionSockets: () => director.sessionSockets,
+      quarantinedPorts: () => director.quarantinedPorts,
       headerCache: () => director.headerCache,
       nativeIo: () => director.nativeIo,
       nativeUdp: () => director.nativeCounters(),

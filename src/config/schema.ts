@@ -425,6 +425,8 @@ export const AnchorConfigSchema = z
       }),
       backend: section({
         encapsulation: oneOf(ENCAPSULATIONS).default('ppv2'),
+        // Transparent forwarding: a local port a session gave up is not used toward the same node for this long.
+        port_quarantine_s: secondsUpTo(MAX_TIMER_S).default(300),
       }),
       store: section({
         kind: oneOf(STORE_KINDS).default('memory'),

@@ -16,10 +16,12 @@ import type { Logger } from '../obs/logger.js';
 import { type CounterCell, type DirectorStats, rejectLabel } from '../obs/stats.js';
 import type { Candidate, SessionRecord } from '../session/table.js';
 import type { Clock } from '../util/clock.js';
+import { DEFAULT_PORT_QUARANTINE_MS, PortQuarantine } from '../net/port-quarantine.js';
 import { destOf, PeerCache } from '../net/native/addr.js';
 import { Flag, Meta, type NativeUdpBinding, type NativeUdpCounters, type NativeUdpSocket, Stat } from '../net/native/index.js';
 import { SessionHeaders, type SessionHeader } from './header-cache.js';
 import { type ClientOutcome, type DirectorCore, type Forward, TCP_LISTENER, type TransitionNote } from './core.js';
+import { DropReason } from './outcomes.js';
 import type { DataPath, Ownership } from './ownership.js';
 
 /** Idle sessions expired per turn of the event loop at most (see #expireSome). */
@@ -44,7 +46,15 @@ export interface DirectorOptions {
    * forwarding (`encapsulation: none`, a socket per session).
    */
   readonly native?: NativeUdpBinding | null;
+  /**
+   * Transparent forwarding: how long a local port a session gave up is not used toward the same node
+   * again (backend.port_quarantine_s; default 300 s; 0: no quarantine). See port-quarantine.ts.
+   */
+  readonly portQuarantineMs?: number;
 }
+
+/** Sockets opened at most for one session's upstream socket when the kernel keeps handing out held ports. */
+const PORT_TRIES = 16;
 
 export interface DirectorDeps {
   readonly core: DirectorCore;
@@ -111,6 +121,8 @@ interface SessionSocket {
   readonly rec: SessionRecord;
   readonly address: string;
   readonly port: number;
+  /** The socket's own (local) port: held toward `node` once the socket closes. */
+  readonly localPort: number;
 }
 
 /** A session's cached PROXY v2 header (see SessionHeader in header-cache.ts). */
@@ -157,6 +169,14 @@ class SendSlab {
  * process.nextTick even for an IP literal. Every address the director sends to is an IP literal as a
  * socket reported it (or as config and the store parsed it), so its listener sockets resolve in place.
  */
+function closeQuietly(socket: dgram.Socket): void {
+  try {
+    socket.close();
+  } catch {
+    // already closed
+  }
+}
+
 function literalLookup(address: string, family: unknown, cb: (err: Error | null, address: string, family: number) => void): void {
   cb(null, address, family === 6 ? 6 : 4);
 }
@@ -170,6 +190,7 @@ export class UdpDirector implements DataPath {
   readonly #upstreams = new Map<string, Upstream>();
   /** Transparent forwarding: each session's own upstream socket. */
   readonly #perSession = new Map<string, SessionSocket>();
+  readonly #quarantine: PortQuarantine;
   readonly #nodeAddr: Map<string, Transport>;
   #tick: NodeJS.Timeout | null = null;
   /** An expiry batch is scheduled for the next turn (a backlog of idle sessions). */
@@ -205,6 +226,7 @@ export class UdpDirector implements DataPath {
     this.#headers = new SessionHeaders(opts.headerCache ?? DEFAULT_HEADER_CACHE);
     deps.ownership.attach(this);
     this.#nodeAddr = new Map(opts.nodes.map((n) => [n.id, n.address]));
+    this.#quarantine = new PortQuarantine(opts.portQuarantineMs ?? DEFAULT_PORT_QUARANTINE_MS);
     // A session's own upstream socket lives as long as the session keeps its owner.
     deps.ownership.onTransition((rec, note) => {
       if (note.toOwner !== note.fromOwner || note.toOwner === null) this.#closeSessionSocket(rec.id);
@@ -531,6 +553,10 @@ export class UdpDirector implements DataPath {
       // the node sees one stable peer per session and its replies map back to the session.
       this.#d.stats.forwardedBytes += msg.length;
       const ss = this.#sessionSocket(rec, node, up);
+      if (ss === null) {
+        this.#d.stats.clientDropped.inc(DropReason.NO_UPSTREAM_PORT);
+        return;
+      }
       ss.socket.send(msg, ss.port, ss.address);
       return;
     }
@@ -639,13 +665,24 @@ export class UdpDirector implements DataPath {
     return this.#perSession.size;
   }
 
-  #sessionSocket(rec: SessionRecord, node: string, up: Upstream): SessionSocket {
+  /** Local ports given up by sessions' own sockets, held per node (transparent forwarding). */
+  get quarantinedPorts(): number {
+    return this.#quarantine.size(this.#d.clock.now());
+  }
+
+  /**
+   * The session's own upstream socket toward `node`, opened on first use. Null when no local port may be
+   * used: the kernel had none free, or handed out only ports held toward `node` (see port-quarantine.ts).
+   */
+  #sessionSocket(rec: SessionRecord, node: string, up: Upstream): SessionSocket | null {
     const have = this.#perSession.get(rec.id);
     if (have !== undefined && have.node === node && have.rec === rec) return have;
     if (have !== undefined) this.#closeSessionSocket(rec.id);
     const addr = this.#nodeAddr.get(node) as Transport;
-    const socket = dgram.createSocket({ type: socketType(addr.family), lookup: literalLookup as never });
-    const ss: SessionSocket = { socket, node, rec, address: addr.address, port: addr.port };
+    const bound = this.#bindSessionSocket(node, addr.family);
+    if (bound === null) return null;
+    const { socket, localPort } = bound;
+    const ss: SessionSocket = { socket, node, rec, address: addr.address, port: addr.port, localPort };
     socket.on('error', (err) => {
       this.#d.stats.sendErrors.inc('node');
       this.#d.logger.debug({ err, node }, 'session upstream socket error');
@@ -658,23 +695,51 @@ export class UdpDirector implements DataPath {
       }
       this.#onSessionReply(ss, up, msg);
     });
-    socket.bind(0, addr.family === 6 ? '::' : '0.0.0.0');
     this.#perSession.set(rec.id, ss);
     return ss;
+  }
+
+  /**
+   * A socket on an ephemeral port that is not held toward `node`. Bound in place: the lookup is literal,
+   * so node:dgram binds (or reports the failure) before bind() returns. A held port's socket stays open
+   * while the next one binds, so that the kernel cannot hand out the same port again; all close at the end.
+   */
+  #bindSessionSocket(node: string, family: 4 | 6): { socket: dgram.Socket; localPort: number } | null {
+    const now = this.#d.clock.now();
+    const held: dgram.Socket[] = [];
+    try {
+      for (let i = 0; i < PORT_TRIES; i++) {
+        const socket = dgram.createSocket({ type: socketType(family), lookup: literalLookup as never });
+        let failed: Error | null = null;
+        const onBindError = (err: Error): void => {
+          failed = err;
+        };
+        socket.on('error', onBindError);
+        socket.bind(0, family === 6 ? '::' : '0.0.0.0');
+        socket.off('error', onBindError);
+        const localPort = failed === null ? socket.address().port : 0;
+        if (localPort === 0) {
+          this.#d.logger.debug({ err: failed, node }, 'session upstream socket: no local port');
+          closeQuietly(socket);
+          return null;
+        }
+        if (!this.#quarantine.held(node, localPort, now)) return { socket, localPort };
+        this.#d.stats.portRebinds++;
+        held.push(socket);
+      }
+      return null;
+    } finally {
+      for (const socket of held) closeQuietly(socket);
+    }
   }
 
   #closeSessionSocket(id: string): void {
     const ss = this.#perSession.get(id);
     if (ss === undefined) return;
     this.#perSession.delete(id);
+    this.#quarantine.release(ss.node, ss.localPort, this.#d.clock.now());
     // In the next turn: a datagram just handed to it (a session's CLOSE) goes out first.
-    setImmediate(() => {
-      try {
-        ss.socket.close();
-      } catch {
-        // already closed
-      }
-    });
+    setImmediate(() => closeQuietly(ss.socket));
   }
 
   /** A reply on a session's own upstream socket: the bytes are the backend's, relayed as they are. */

@@ -59,6 +59,11 @@ export const DropReason = {
   NOT_FOLLOWING: 'store_not_following',
   HOLD_OVERFLOW: 'hold_overflow',
   FROZEN_UNBOUND: 'frozen_unbound',
+  /**
+   * Transparent forwarding: the session has no upstream socket, because the kernel had no local port
+   * free or handed out only ports held toward its node (backend.port_quarantine_s).
+   */
+  NO_UPSTREAM_PORT: 'no_upstream_port',
   // Node side.
   NODE_UNKNOWN_SESSION: 'node_unknown_session',
   NODE_NOT_OWNER: 'node_not_owner',

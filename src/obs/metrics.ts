@@ -30,6 +30,8 @@ export interface MetricsSources {
   storeBacklog?(): { endDeletesWaiting: number; endDeletesInFlight: number; endDeletesRetrying: number; expiring: number };
   tcpOpen(): number;
   sessionSockets(): number;
+  /** Local ports held per node after their session's socket closed (transparent forwarding). */
+  quarantinedPorts?(): number;
   /** Sessions whose PROXY v2 header is kept ready, and headers taken back to make room (session.header_cache). */
   headerCache?(): { held: number; evicted: number };
   /** Whether the UDP data path runs on the native batched addon (else node:dgram). */
@@ -82,6 +84,8 @@ export const METRIC_NAMES = [
   'anchor_expiry_refreshes_total',
   'anchor_node_up',
   'anchor_upstream_session_sockets',
+  'anchor_upstream_ports_quarantined',
+  'anchor_upstream_port_rebinds_total',
   'anchor_header_cache_sessions',
   'anchor_header_cache_evictions_total',
   'anchor_udp_native_io',
@@ -206,6 +210,15 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
       this.set(src.sessionSockets());
     },
   });
+  new Gauge({
+    name: 'anchor_upstream_ports_quarantined',
+    help: 'Local ports of closed session sockets not used toward the same node again until backend.port_quarantine_s has passed (transparent forwarding).',
+    registers: [reg],
+    collect() {
+      this.set(src.quarantinedPorts?.() ?? 0);
+    },
+  });
+  plain(reg, 'anchor_upstream_port_rebinds_total', "Session sockets opened again because the kernel gave a port held toward the session's node (transparent forwarding).", () => s.portRebinds);
   new Gauge({
     name: 'anchor_header_cache_sessions',
     help: 'Sessions whose PROXY v2 header is kept ready (the recently active ones, at most session.header_cache).',

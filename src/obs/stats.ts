@@ -86,6 +86,8 @@ export class DirectorStats {
   readonly admissionsFailed = new LabeledCounter();
   readonly sessionsEnded = new LabeledCounter();
   readonly sendErrors = new LabeledCounter();
+  /** Transparent forwarding: upstream sockets opened again because the kernel gave a port held toward the node. */
+  portRebinds = 0;
   // TCP front.
   tcpAccepted = 0;
   /** Connections closed without being routed (or closed by policy), by reason. */

@@ -79,7 +79,11 @@ export async function startDirector(config: Record<string, unknown>, env: NodeJS
 
 /** Reads one Prometheus sample (sum over label sets matching `labels`). */
 export async function metric(admin: string, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = await (await fetch(`${admin}/metrics`)).text();
+  return metricIn(await (await fetch(`${admin}/metrics`)).text(), name, labels);
+}
+
+/** One Prometheus sample of a scraped text (sum over label sets matching `labels`). */
+export function metricIn(text: string, name: string, labels: Record<string, string> = {}): number {
   let sum = 0;
   for (const line of text.split('\n')) {
     if (line.startsWith('#')) continue;

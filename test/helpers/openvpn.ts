@@ -622,7 +622,8 @@ export class VpnLab {
     const lines = [
       'client',
       'dev tun',
-      'nobind',
+      // An ephemeral local port, unless the caller binds one (`bind`/`lport` and `nobind` exclude each other).
+      ...(o.extraConfig?.some((l) => /^(bind|lport)\b/.test(l)) ? [] : ['nobind']),
       `proto ${o.proto === 'udp' ? 'udp' : 'tcp-client'}`,
       `remote ${o.remote.host} ${o.remote.port}`,
       'resolv-retry 0',

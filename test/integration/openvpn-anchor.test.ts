@@ -143,6 +143,15 @@ describe.skipIf(!isRoot)('real OpenVPN behind Anchor', () => {
       await Promise.all(direct.map((c) => c.waitConnected(30_000)));
       const directMs = Date.now() - t0;
       await Promise.all(direct.map((c) => c.stop(0)));
+      // Their servers still hold an instance per source port (until keepalive ends it). Anchor's session
+      // sockets share 127.0.0.1 with them: one the OS gives a port of a killed client meets that instance,
+      // and the server refuses the new CN on it (AUTH_FAILED, and the client exits). End them first.
+      const left = await placement(s.servers);
+      await Promise.all(direct.flatMap((c) => (left.get(c.cn) ?? []).map((n) => s.servers.find((x) => x.name === n)!.killClient(c.cn))));
+      await waitFor('the direct clients to be listed on no server', async () => {
+        const now = await placement(s.servers);
+        return direct.every((c) => !now.has(c.cn));
+      });
 
       t0 = Date.now();
       via.push(...(await Promise.all(Array.from({ length: VIA_ANCHOR }, () => start(s.target)))));
