@@ -164,11 +164,7 @@ class SendSlab {
   }
 }
 
-/**
- * node:dgram resolves the address of every unconnected send with dns.lookup, which defers the send to a
- * process.nextTick even for an IP literal. Every address the director sends to is an IP literal as a
- * socket reported it (or as config and the store parsed it), so its listener sockets resolve in place.
- */
+/** Closes a socket that may be closed already. */
 function closeQuietly(socket: dgram.Socket): void {
   try {
     socket.close();
@@ -177,6 +173,11 @@ function closeQuietly(socket: dgram.Socket): void {
   }
 }
 
+/**
+ * node:dgram resolves the address of every unconnected send with dns.lookup, which defers the send to a
+ * process.nextTick even for an IP literal. Every address the director sends to is an IP literal as a
+ * socket reported it (or as config and the store parsed it), so its listener sockets resolve in place.
+ */
 function literalLookup(address: string, family: unknown, cb: (err: Error | null, address: string, family: number) => void): void {
   cb(null, address, family === 6 ? 6 : 4);
 }

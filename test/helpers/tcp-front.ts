@@ -1,15 +1,20 @@
 // A TcpFront on loopback over the ownership harness's core, Ownership and store, for tests that drive
-// the front with scripted nodes: node:stream data path, PROXY v2 to the nodes, JV1 clients, short timeouts.
+// the front with scripted nodes: node:stream data path (or the native pump when given), PROXY v2 to the
+// nodes, JV1 clients, short timeouts.
 import pino from 'pino';
 import { createCodec } from '../../src/codec/codec.js';
 import { TcpFront } from '../../src/net/tcp-front.js';
+import type { NativeTcpBinding } from '../../src/net/native/index.js';
 import type { Harness } from './ownership-harness.js';
 
 /** Starts a front whose nodes are `nodes` (id → port on 127.0.0.1), with `timeouts` (and `encapsulation`) over the defaults; the caller closes it. */
 export async function startTcpFront(
   h: Harness,
   nodes: readonly { id: string; port: number }[],
-  timeouts: Partial<Record<'preambleTimeoutMs' | 'connectTimeoutMs' | 'bindTimeoutMs', number>> & { readonly encapsulation?: 'ppv2' | 'none' } = {},
+  timeouts: Partial<Record<'preambleTimeoutMs' | 'connectTimeoutMs' | 'bindTimeoutMs', number>> & {
+    readonly encapsulation?: 'ppv2' | 'none';
+    readonly native?: NativeTcpBinding | null;
+  } = {},
 ): Promise<TcpFront> {
   const front = new TcpFront(
     {
@@ -22,9 +27,9 @@ export async function startTcpFront(
       connectTimeoutMs: 5000,
       bindTimeoutMs: 5000,
       maxConnections: 100,
+      native: null,
       ...timeouts,
       codecs: [createCodec({ codec: 'jv1' }).stream],
-      native: null,
     },
     { core: h.core, ownership: h.own, clock: h.clock, logger: pino({ level: 'silent' }), stats: h.stats },
   );

@@ -16,6 +16,7 @@ import { buildRing, type Ring } from '../../src/ring/ring.js';
 import { clientTransport, ManualClock, makeHarness, type Harness } from '../helpers/ownership-harness.js';
 import { startTcpFront } from '../helpers/tcp-front.js';
 import type { TcpFront } from '../../src/net/tcp-front.js';
+import { loadNativeTcp, type NativeTcpBinding } from '../../src/net/native/index.js';
 import { waitFor } from '../helpers/wait.js';
 
 let ring: Ring;
@@ -84,11 +85,14 @@ function harness(clock = new ManualClock()): Harness {
 }
 
 /** A session admitted over TCP by a front on a manual clock, bound to its connection, toward a silent node. */
-async function boundOverTcp(idByte: number): Promise<{ clock: ManualClock; h: Harness; front: TcpFront; node: { port: number; received: () => number }; c: net.Socket; id: Uint8Array }> {
+async function boundOverTcp(
+  idByte: number,
+  native: NativeTcpBinding | null = null,
+): Promise<{ clock: ManualClock; h: Harness; front: TcpFront; node: { port: number; received: () => number }; c: net.Socket; id: Uint8Array }> {
   const clock = new ManualClock();
   const h = harness(clock);
   const node = await silentNode();
-  const front = await startTcpFront(h, [{ id: 'node-a', port: node.port }]);
+  const front = await startTcpFront(h, [{ id: 'node-a', port: node.port }], { native });
   cleanups.push(() => front.close());
   const id = new Uint8Array(16).fill(idByte);
   const c = await client(front.addresses[0]!.port);
@@ -96,6 +100,8 @@ async function boundOverTcp(idByte: number): Promise<{ clock: ManualClock; h: Ha
   await waitFor('bound', () => front.hasConnection(id) || undefined, { timeoutMs: 3000 });
   return { clock, h, front, node, c, id };
 }
+
+const nativeTcp = loadNativeTcp();
 
 const refused = (h: Harness): Record<string, number> => Object.fromEntries([...h.stats.tcpRefused.values].filter(([, n]) => n > 0));
 
@@ -214,6 +220,20 @@ describe('TCP front: connections that end in an unusual order', () => {
     c.write(Buffer.alloc(10, 2));
     await waitFor('the candidate forgotten', () => rec.candidates === null || undefined, { timeoutMs: 3000 });
     expect(rec.state).toBe(SessionState.ATTACHED);
+  });
+
+  it.skipIf(!nativeTcp.ok)('a spliced session (its bytes never reach JavaScript) forgets a stray jump candidate past its TTL: the sweep prunes', async () => {
+    const { clock, h, front, node, c, id } = await boundOverTcp(0x47, nativeTcp.ok ? nativeTcp.binding : null);
+    c.write(Buffer.alloc(10, 1));
+    await waitFor('the connection spliced and its bytes through', () => (front.splicedConnections === 1 && node.received() > 10) || undefined, { timeoutMs: 3000 });
+    const rec = h.core.table.get(sessionIdHex(id))!;
+    expect(h.client(encodeJv1(PacketType.DATA, id, new Uint8Array(8)), clientTransport(9)).kind).toBe('forward');
+    expect(rec.candidates?.size).toBe(1);
+    clock.advance(CANDIDATE_TTL_MS + 1);
+    // No byte is written: only the sweep (once a second) looks at a spliced session.
+    await waitFor('the candidate forgotten', () => rec.candidates === null || undefined, { timeoutMs: 5000 });
+    expect(rec.state).toBe(SessionState.ATTACHED);
+    expect(front.splicedConnections).toBe(1);
   });
 
   it('connections that close before their preamble are not preamble timeouts (a silent one is)', async () => {
