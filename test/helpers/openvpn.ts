@@ -465,6 +465,8 @@ export class VpnLab {
   private readonly namespaces = new Set<string>();
   private readonly dirs = new Set<string>();
   private readonly logs = new Set<WriteStream>();
+  /** Every server's name and log, for a client's failure message (the cause is often on the server). */
+  private readonly serverLogs: { name: string; log: () => string }[] = [];
   private cleaning: Promise<void> | undefined;
   private readonly tag = randomBytes(3).toString('hex');
 
@@ -575,6 +577,7 @@ export class VpnLab {
         managementPort = await freePort('tcp');
       }
     }
+    this.serverLogs.push({ name: o.name, log: () => p.output });
     let chain: Promise<unknown> = Promise.resolve();
     const command = (cmd: string): Promise<string[]> => {
       // The management interface serves one connection at a time: serialize.
@@ -670,10 +673,10 @@ export class VpnLab {
         return p.alive;
       },
       log: () => p.output,
-      waitConnected: (timeoutMs = 15_000) => waitInit(p, `openvpn client ${o.name} to connect`, timeoutMs),
+      waitConnected: (timeoutMs = 15_000) => lab.withServerLines(id.cn, waitInit(p, `openvpn client ${o.name} to connect`, timeoutMs)),
       waitReconnected(timeoutMs = 15_000) {
         const since = p.initCount;
-        return waitInit(p, `openvpn client ${o.name} to reconnect`, timeoutMs, since);
+        return lab.withServerLines(id.cn, waitInit(p, `openvpn client ${o.name} to reconnect`, timeoutMs, since));
       },
       ping: (target, count = 1) => pingFromNs(ns, target, count),
       reconnect() {
@@ -686,6 +689,27 @@ export class VpnLab {
       },
       stop: (graceMs) => p.stop(graceMs),
     };
+  }
+
+  /**
+   * `wait`, its failure told with the servers' log lines that name `cn` (a refusal such as AUTH_FAILED is
+   * explained only there: "TLS object CN attempted to change", a verify error, ...).
+   */
+  private async withServerLines(cn: string, wait: Promise<void>): Promise<void> {
+    try {
+      await wait;
+    } catch (err) {
+      const lines = this.serverLogs.flatMap((s) =>
+        s
+          .log()
+          .split('\n')
+          .filter((l) => l.includes(`'${cn}'`) || l.includes(`${cn}/`) || l.includes(`CN=${cn}`))
+          .slice(-20)
+          .map((l) => `[${s.name}] ${l}`),
+      );
+      if (lines.length === 0) throw err;
+      throw new Error(`${(err as Error).message}\n--- server log lines naming ${cn} ---\n${lines.join('\n')}`, { cause: err });
+    }
   }
 
   /** Kills every process this lab started (by PID), deletes its namespaces and temp dirs. Idempotent. */
