@@ -55,6 +55,14 @@ export interface DirectorOptions {
 
 /** Sockets opened at most for one session's upstream socket when the kernel keeps handing out held ports. */
 const PORT_TRIES = 16;
+/**
+ * After a node's sessions found no port, how long their datagrams are dropped without trying again (or
+ * until a session socket closes): a failed try costs up to PORT_TRIES binds (~120 µs), and every datagram
+ * of a session without a socket would pay it.
+ */
+export const NO_PORT_BACKOFF_MS = 100;
+/** A bind failure other than "no port free" (EMFILE, ...) is logged at warn at most this often. */
+const BIND_WARN_EVERY_MS = 10_000;
 
 export interface DirectorDeps {
   readonly core: DirectorCore;
@@ -192,6 +200,9 @@ export class UdpDirector implements DataPath {
   /** Transparent forwarding: each session's own upstream socket. */
   readonly #perSession = new Map<string, SessionSocket>();
   readonly #quarantine: PortQuarantine;
+  /** Per node: until when its sessions without a socket get none (see NO_PORT_BACKOFF_MS). */
+  readonly #noPortUntil = new Map<string, number>();
+  #bindWarnedAt = Number.NEGATIVE_INFINITY;
   readonly #nodeAddr: Map<string, Transport>;
   #tick: NodeJS.Timeout | null = null;
   /** An expiry batch is scheduled for the next turn (a backlog of idle sessions). */
@@ -494,17 +505,16 @@ export class UdpDirector implements DataPath {
     }
     switch (v.kind) {
       case 'forward': {
-        stats.forwarded++;
         const rec = v.session as SessionRecord;
         if (v.transition === null) {
-          this.#send(rec, v.node, v.msg as Buffer, v.src as Transport, v.listener, v.flags, v.seq, v.version);
+          if (this.#send(rec, v.node, v.msg as Buffer, v.src as Transport, v.listener, v.flags, v.seq, v.version)) stats.forwarded++;
           return;
         }
         // This packet ended the session (a CLOSE): read the verdict before handing the end on, and send it
         // first — on the session's own upstream socket (encapsulation none), which the end then closes. Sent
         // after the end, it opened a new socket that nothing closed, one per CLOSE.
         const { node, msg: m, src, listener: l, flags, seq, version, transition } = v;
-        this.#send(rec, node, m as Buffer, src as Transport, l, flags, seq, version);
+        if (this.#send(rec, node, m as Buffer, src as Transport, l, flags, seq, version)) stats.forwarded++;
         this.#own.ended(rec, transition);
         return;
       }
@@ -536,42 +546,44 @@ export class UdpDirector implements DataPath {
    * One client datagram to `node`: behind a PROXY v2 header (the session's cached header, copied and
    * completed with flags and seq) on the node's connected socket, or the original bytes from the
    * session's own socket (transparent forwarding). No send callback: a failure the kernel reports later
-   * arrives as the socket's 'error' and is counted there.
+   * arrives as the socket's 'error' and is counted there. False only when the datagram was dropped because
+   * the session has no upstream socket (counted `no_upstream_port`), so that it is not counted forwarded.
    *
    * Header and payload are copied into one view rather than sent as a list: node:dgram copies a list and
    * wraps each of its buffers in a new Buffer on every send (three allocations), where one contiguous
    * datagram costs one view and two memcpys, and the kernel gets one iovec.
    */
-  #send(rec: SessionRecord, node: string, msg: Buffer, src: Transport, listener: number, flags: number, seq: number, version: bigint): void {
+  #send(rec: SessionRecord, node: string, msg: Buffer, src: Transport, listener: number, flags: number, seq: number, version: bigint): boolean {
     const c = rec.shellCache as SessionHeaderCache | undefined;
     const up = (c !== undefined && c.node === node ? c.up : null) ?? this.#upstreams.get(node);
     if (up === undefined) {
       this.#d.stats.sendErrors.inc('node');
-      return;
+      return true;
     }
     if (this.#opts.encapsulation === 'none') {
       // Transparent forwarding: the original bytes only, from the session's own upstream socket, so
       // the node sees one stable peer per session and its replies map back to the session.
-      this.#d.stats.forwardedBytes += msg.length;
       const ss = this.#sessionSocket(rec, node, up);
       if (ss === null) {
         this.#d.stats.clientDropped.inc(DropReason.NO_UPSTREAM_PORT);
-        return;
+        return false;
       }
+      this.#d.stats.forwardedBytes += msg.length;
       ss.socket.send(msg, ss.port, ss.address);
-      return;
+      return true;
     }
     const template = this.#templateFor(rec, src, listener, up, version);
     if (up.native !== null) {
       this.#d.stats.forwardedBytes += template.length + msg.length;
       this.#sendNative(up.native, template, flags, seq, msg, null, 'node');
-      return;
+      return true;
     }
     const out = this.#slab.take(template.length + msg.length);
     stampPpv2(out, template, flags, seq);
     out.set(msg, template.length);
     this.#d.stats.forwardedBytes += out.length;
     (up.socket as dgram.Socket).send(out);
+    return true;
   }
 
   /**
@@ -680,8 +692,17 @@ export class UdpDirector implements DataPath {
     if (have !== undefined && have.node === node && have.rec === rec) return have;
     if (have !== undefined) this.#closeSessionSocket(rec.id);
     const addr = this.#nodeAddr.get(node) as Transport;
-    const bound = this.#bindSessionSocket(node, addr.family);
-    if (bound === null) return null;
+    const now = this.#d.clock.now();
+    const until = this.#noPortUntil.get(node);
+    if (until !== undefined) {
+      if (now < until) return null;
+      this.#noPortUntil.delete(node);
+    }
+    const bound = this.#bindSessionSocket(node, addr.family, now);
+    if (bound === null) {
+      this.#noPortUntil.set(node, now + NO_PORT_BACKOFF_MS);
+      return null;
+    }
     const { socket, localPort } = bound;
     const ss: SessionSocket = { socket, node, rec, address: addr.address, port: addr.port, localPort };
     socket.on('error', (err) => {
@@ -701,29 +722,40 @@ export class UdpDirector implements DataPath {
   }
 
   /**
-   * A socket on an ephemeral port that is not held toward `node`. Bound in place: the lookup is literal,
-   * so node:dgram binds (or reports the failure) before bind() returns. A held port's socket stays open
+   * A socket on an ephemeral port that is not held toward `node`, or null. Bound in place: the lookup is
+   * literal, so node:dgram binds (or reports the failure) before bind() returns; a socket not listening
+   * by then is given up rather than read for a port it does not have yet. A held port's socket stays open
    * while the next one binds, so that the kernel cannot hand out the same port again; all close at the end.
    */
-  #bindSessionSocket(node: string, family: 4 | 6): { socket: dgram.Socket; localPort: number } | null {
-    const now = this.#d.clock.now();
+  #bindSessionSocket(node: string, family: 4 | 6, now: number): { socket: dgram.Socket; localPort: number } | null {
     const held: dgram.Socket[] = [];
     try {
       for (let i = 0; i < PORT_TRIES; i++) {
         const socket = dgram.createSocket({ type: socketType(family), lookup: literalLookup as never });
-        let failed: Error | null = null;
+        let failed: NodeJS.ErrnoException | null = null;
+        let listening = false;
         const onBindError = (err: Error): void => {
           failed = err;
         };
         socket.on('error', onBindError);
-        socket.bind(0, family === 6 ? '::' : '0.0.0.0');
+        socket.once('listening', () => {
+          listening = true;
+        });
+        // exclusive: never the cluster path, which would bind later.
+        socket.bind({ port: 0, address: family === 6 ? '::' : '0.0.0.0', exclusive: true });
         socket.off('error', onBindError);
-        const localPort = failed === null ? socket.address().port : 0;
-        if (localPort === 0) {
-          this.#d.logger.debug({ err: failed, node }, 'session upstream socket: no local port');
+        if (!listening) {
+          // No port free (EADDRINUSE) is the expected failure: counted by the caller. Anything else (EMFILE,
+          // a bind that did not finish in place) is said, at most every BIND_WARN_EVERY_MS.
+          const code = (failed as NodeJS.ErrnoException | null)?.code;
+          if (code !== 'EADDRINUSE' && now - this.#bindWarnedAt >= BIND_WARN_EVERY_MS) {
+            this.#bindWarnedAt = now;
+            this.#d.logger.warn({ err: failed ?? undefined, code: code ?? 'not_bound_in_place', node }, 'session upstream socket could not bind: datagrams of new sessions toward the node are dropped (no_upstream_port)');
+          }
           closeQuietly(socket);
           return null;
         }
+        const localPort = socket.address().port;
         if (!this.#quarantine.held(node, localPort, now)) return { socket, localPort };
         this.#d.stats.portRebinds++;
         held.push(socket);
@@ -739,8 +771,12 @@ export class UdpDirector implements DataPath {
     if (ss === undefined) return;
     this.#perSession.delete(id);
     this.#quarantine.release(ss.node, ss.localPort, this.#d.clock.now());
-    // In the next turn: a datagram just handed to it (a session's CLOSE) goes out first.
-    setImmediate(() => closeQuietly(ss.socket));
+    // In the next turn: a datagram just handed to it (a session's CLOSE) goes out first. Its port is then
+    // free (toward the other nodes): sessions that found none may try again at once.
+    setImmediate(() => {
+      closeQuietly(ss.socket);
+      this.#noPortUntil.clear();
+    });
   }
 
   /** A reply on a session's own upstream socket: the bytes are the backend's, relayed as they are. */

@@ -212,13 +212,13 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
   });
   new Gauge({
     name: 'anchor_upstream_ports_quarantined',
-    help: 'Local ports of closed session sockets not used toward the same node again until backend.port_quarantine_s has passed (transparent forwarding).',
+    help: '(node, local port) pairs of closed session sockets: the port is not used toward that node again until backend.port_quarantine_s has passed (transparent forwarding).',
     registers: [reg],
     collect() {
       this.set(src.quarantinedPorts?.() ?? 0);
     },
   });
-  plain(reg, 'anchor_upstream_port_rebinds_total', "Session sockets opened again because the kernel gave a port held toward the session's node (transparent forwarding).", () => s.portRebinds);
+  plain(reg, 'anchor_upstream_port_rebinds_total', "Ports the kernel gave a new session socket that were held toward the session's node: the socket was not used (transparent forwarding).", () => s.portRebinds);
   new Gauge({
     name: 'anchor_header_cache_sessions',
     help: 'Sessions whose PROXY v2 header is kept ready (the recently active ones, at most session.header_cache).',

@@ -86,7 +86,7 @@ export class DirectorStats {
   readonly admissionsFailed = new LabeledCounter();
   readonly sessionsEnded = new LabeledCounter();
   readonly sendErrors = new LabeledCounter();
-  /** Transparent forwarding: upstream sockets opened again because the kernel gave a port held toward the node. */
+  /** Transparent forwarding: ports the kernel gave a new session socket that were held toward the session's node (the socket was not used). */
   portRebinds = 0;
   // TCP front.
   tcpAccepted = 0;

@@ -699,11 +699,13 @@ export class VpnLab {
     try {
       await wait;
     } catch (err) {
+      // 'client-1', client-1/127.0.0.1:…, CN=client-1 — but not client-10.
+      const naming = new RegExp(`('${cn}'|${cn}/|CN=${cn}(?![\\w-]))`);
       const lines = this.serverLogs.flatMap((s) =>
         s
           .log()
           .split('\n')
-          .filter((l) => l.includes(`'${cn}'`) || l.includes(`${cn}/`) || l.includes(`CN=${cn}`))
+          .filter((l) => naming.test(l))
           .slice(-20)
           .map((l) => `[${s.name}] ${l}`),
       );

@@ -17,6 +17,7 @@ import { decodeJv1, encodeJv1, sessionIdHex } from '../../src/codec/jv1.js';
 import { PacketType } from '../../src/codec/types.js';
 import { createHasher } from '../../src/ring/hash.js';
 import { buildRing } from '../../src/ring/ring.js';
+import { NO_PORT_BACKOFF_MS } from '../../src/director/director.js';
 
 const IP = ['/usr/sbin/ip', '/sbin/ip', '/usr/bin/ip', '/bin/ip'].find((p) => existsSync(p));
 const runnable = process.getuid?.() === 0 && IP !== undefined;
@@ -38,17 +39,34 @@ class Agent {
   readonly #waiting = new Map<number, (r: Record<string, unknown>) => void>();
   #next = 1;
   readonly ready: Promise<void>;
+  #exited: Error | null = null;
   constructor(readonly child: ChildProcess) {
     let onReady!: () => void;
-    this.ready = new Promise((r) => (onReady = r));
+    let onFail!: (err: Error) => void;
+    this.ready = new Promise((resolve, reject) => {
+      onReady = resolve;
+      onFail = reject;
+    });
     createInterface({ input: child.stdout! }).on('line', (line) => {
-      const m = JSON.parse(line) as Record<string, unknown>;
+      let m: Record<string, unknown>;
+      try {
+        m = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return; // not the agent's: nothing waits on it
+      }
       if (m.ev === 'ready') onReady();
       else if (m.ev === 'recv') this.recvs.push(m as unknown as Recv);
       else this.#waiting.get(m.id as number)?.(m);
     });
+    // An agent that dies ends every wait on it at once, with why.
+    child.once('exit', (code, signal) => {
+      this.#exited = new Error(`the namespace agent exited (${String(code ?? signal)})`);
+      onFail(this.#exited);
+      for (const answer of [...this.#waiting.values()]) answer({ ok: false, error: this.#exited.message });
+    });
   }
   #cmd(c: Record<string, unknown>): Promise<Record<string, unknown>> {
+    if (this.#exited !== null) return Promise.reject(this.#exited);
     const id = this.#next++;
     return new Promise((resolve, reject) => {
       this.#waiting.set(id, (m) => {
@@ -101,7 +119,7 @@ describe.skipIf(!runnable)('transparent forwarding: ports given up are held per 
       }),
     );
     agent = new Agent(spawn(IP!, ['netns', 'exec', ns, process.execPath, AGENT, JSON.stringify([NODE_PORT.x, NODE_PORT.y])], { stdio: ['pipe', 'pipe', 'inherit'] }));
-    await waitFor('the agent to listen', () => agent!.ready.then(() => true), { timeoutMs: 10_000 });
+    await agent.ready;
     director = spawn(IP!, ['netns', 'exec', ns, process.execPath, MAIN, 'run', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
     director.stdout!.setEncoding('utf8').on('data', (d: string) => (directorOut += d));
     director.stderr!.setEncoding('utf8').on('data', (d: string) => (directorOut += d));
@@ -182,10 +200,24 @@ describe.skipIf(!runnable)('transparent forwarding: ports given up are held per 
     // A new session toward x is not given it (the kernel offers it, the director refuses it).
     const towardX = idToward('x');
     expect(await open(towardX)).toBe('dropped');
+    const xPort = clientPort - 1;
     expect(await ownerOf(towardX)).toBe('x');
-    expect(await a.metric('anchor_upstream_port_rebinds_total')).toBeGreaterThanOrEqual(1);
+    const rebinds = await a.metric('anchor_upstream_port_rebinds_total');
+    expect(rebinds).toBeGreaterThanOrEqual(1);
     expect(await a.metric('anchor_upstream_session_sockets')).toBe(opened.length - 1);
+
+    // Its next datagrams are dropped without binding again each time: at most one try per
+    // NO_PORT_BACKOFF_MS (without the backoff, each of the 20 would try, and be offered the held port).
+    const drops = await a.metric('anchor_client_datagrams_dropped_total', noPort);
+    const forwarded = await a.metric('anchor_client_datagrams_forwarded_total');
+    const t0 = Date.now();
+    for (let i = 0; i < 20; i++) await a.send(xPort, LISTEN, encodeJv1(PacketType.DATA, towardX, Buffer.from([i])));
+    await waitFor('the 20 datagrams dropped', async () => (await a.metric('anchor_client_datagrams_dropped_total', noPort)) === drops + 20);
+    const tries = (await a.metric('anchor_upstream_port_rebinds_total')) - rebinds;
+    expect(tries).toBeLessThanOrEqual(1 + Math.ceil((Date.now() - t0) / NO_PORT_BACKOFF_MS));
     expect(a.recvs.filter((r) => r.from === victim.port && r.at === NODE_PORT.x)).toHaveLength(1); // the victim's own HELLO only
+    // Dropped, so not counted forwarded.
+    expect(await a.metric('anchor_client_datagrams_forwarded_total')).toBe(forwarded);
 
     // Toward y the same port is free to use.
     const towardY = idToward('y');
