@@ -16,7 +16,7 @@ import type { Logger } from '../obs/logger.js';
 import { type CounterCell, type DirectorStats, rejectLabel } from '../obs/stats.js';
 import type { Candidate, SessionRecord } from '../session/table.js';
 import type { Clock } from '../util/clock.js';
-import { DEFAULT_PORT_QUARANTINE_MS, PortQuarantine } from '../net/port-quarantine.js';
+import { DEFAULT_PORT_QUARANTINE_MS, type HeldPort, PortQuarantine } from '../net/port-quarantine.js';
 import { destOf, PeerCache } from '../net/native/addr.js';
 import { Flag, Meta, type NativeUdpBinding, type NativeUdpCounters, type NativeUdpSocket, Stat } from '../net/native/index.js';
 import { SessionHeaders, type SessionHeader } from './header-cache.js';
@@ -681,6 +681,16 @@ export class UdpDirector implements DataPath {
   /** Local ports given up by sessions' own sockets, held per node (transparent forwarding). */
   get quarantinedPorts(): number {
     return this.#quarantine.size(this.#d.clock.now());
+  }
+
+  /** The held (node, port) pairs and their ages: what a restart must go on holding (after close: every session's port). */
+  quarantineEntries(): HeldPort[] {
+    return this.#quarantine.heldEntries(this.#d.clock.now());
+  }
+
+  /** Holds the pairs an earlier run left (backend.port_quarantine_path), before any session socket opens. */
+  restoreQuarantine(entries: readonly HeldPort[]): void {
+    this.#quarantine.restore(entries, this.#d.clock.now());
   }
 
   /**

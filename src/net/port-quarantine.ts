@@ -16,6 +16,53 @@
 /** backend.port_quarantine_s by default: above the 240 s after which an OpenVPN server with `keepalive 10 120` drops a silent client. */
 export const DEFAULT_PORT_QUARANTINE_MS = 300_000;
 
+/** A held (node, port) pair and how long ago its port was given up. */
+export interface HeldPort {
+  readonly node: string;
+  readonly port: number;
+  readonly ageMs: number;
+}
+
+/** The file a stopping director leaves its held ports in (backend.port_quarantine_path), version 1. */
+export interface QuarantineFile {
+  readonly anchor_port_quarantine: 1;
+  /** Wall-clock ms when it was written: the entries age by the time since. */
+  readonly written_at: number;
+  readonly ports: readonly (readonly [node: string, port: number, ageMs: number])[];
+}
+
+/** The file's text for `entries` written at wall-clock `wallNow`. */
+export function quarantineFileText(entries: readonly HeldPort[], wallNow: number): string {
+  const f: QuarantineFile = { anchor_port_quarantine: 1, written_at: wallNow, ports: entries.map((e) => [e.node, e.port, e.ageMs] as const) };
+  return JSON.stringify(f) + '\n';
+}
+
+/**
+ * The entries of a file's text, aged by the wall-clock time since it was written (never younger: a clock
+ * set back does not make a port held longer than it was), keeping those of `nodes` only. Throws an Error
+ * naming what is wrong for a text that is not such a file.
+ */
+export function parseQuarantineFile(text: string, wallNow: number, nodes: ReadonlySet<string>): HeldPort[] {
+  let f: unknown;
+  try {
+    f = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`not JSON: ${(err as Error).message}`);
+  }
+  const o = f as Partial<QuarantineFile> | null;
+  if (typeof o !== 'object' || o === null || o.anchor_port_quarantine !== 1) throw new Error('not a port quarantine file of version 1');
+  if (typeof o.written_at !== 'number' || !Number.isFinite(o.written_at)) throw new Error('written_at: expected a number');
+  if (!Array.isArray(o.ports)) throw new Error('ports: expected a list');
+  const since = Math.max(0, wallNow - o.written_at);
+  const out: HeldPort[] = [];
+  for (const [i, e] of o.ports.entries()) {
+    const ok = Array.isArray(e) && e.length === 3 && typeof e[0] === 'string' && Number.isInteger(e[1]) && e[1] > 0 && e[1] < 65_536 && typeof e[2] === 'number' && Number.isFinite(e[2]) && e[2] >= 0;
+    if (!ok) throw new Error(`ports[${i}]: expected [node, port 1–65535, age ms ≥ 0]`);
+    if (nodes.has(e[0])) out.push({ node: e[0], port: e[1], ageMs: e[2] + since });
+  }
+  return out;
+}
+
 export class PortQuarantine {
   readonly holdMs: number;
   readonly #byNode = new Map<string, Map<number, number>>();
@@ -46,6 +93,24 @@ export class PortQuarantine {
     let n = 0;
     for (const [node, m] of this.#byNode) n += this.#prune(node, m, now);
     return n;
+  }
+
+  /** Every pair held at `now`, with how long ago it was released (for a restart to hold them still). */
+  heldEntries(now: number): HeldPort[] {
+    const out: HeldPort[] = [];
+    for (const [node, m] of this.#byNode) {
+      this.#prune(node, m, now);
+      for (const [port, at] of m) out.push({ node, port, ageMs: now - at });
+    }
+    return out;
+  }
+
+  /** Holds `entries` (from `heldEntries` of an earlier run, aged meanwhile) as released `ageMs` before `now`. */
+  restore(entries: readonly HeldPort[], now: number): void {
+    // Oldest first: each node's map stays in release order.
+    for (const e of [...entries].sort((a, b) => b.ageMs - a.ageMs)) {
+      if (e.ageMs < this.holdMs && !this.held(e.node, e.port, now)) this.release(e.node, e.port, now - Math.max(0, e.ageMs));
+    }
   }
 
   #prune(node: string, m: Map<number, number>, now: number): number {

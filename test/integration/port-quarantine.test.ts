@@ -96,6 +96,25 @@ describe.skipIf(!runnable)('transparent forwarding: ports given up are held per 
   let agent: Agent | undefined;
   let director: ChildProcess | undefined;
   let directorOut = '';
+  let cfg = '';
+  let quarantineFile = '';
+
+  /** `anchor run` in the namespace, once it has started. */
+  const startDirectorInNs = async (): Promise<void> => {
+    directorOut = '';
+    const d = spawn(IP!, ['netns', 'exec', ns, process.execPath, MAIN, 'run', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+    director = d;
+    d.stdout!.setEncoding('utf8').on('data', (t: string) => (directorOut += t));
+    d.stderr!.setEncoding('utf8').on('data', (t: string) => (directorOut += t));
+    await waitFor(
+      'the director to start',
+      () => {
+        if (d.exitCode !== null) throw new Error(`director exited ${d.exitCode}: ${directorOut}`);
+        return directorOut.includes('director started');
+      },
+      { timeoutMs: 15_000 },
+    );
+  };
 
   beforeAll(async () => {
     ip('netns', 'add', ns);
@@ -103,7 +122,9 @@ describe.skipIf(!runnable)('transparent forwarding: ports given up are held per 
     ip('-n', ns, 'link', 'set', 'dev', 'lo', 'up');
     // Per namespace: the director's sockets bound to port 0 get one of these 8.
     ip('netns', 'exec', ns, 'sh', '-c', `echo "${RANGE[0]} ${RANGE[1]}" > /proc/sys/net/ipv4/ip_local_port_range`);
-    const cfg = join(tempDir(), 'anchor.yaml');
+    const dir = tempDir();
+    cfg = join(dir, 'anchor.yaml');
+    quarantineFile = join(dir, 'ports.json');
     writeFileSync(
       cfg,
       dump({
@@ -113,24 +134,15 @@ describe.skipIf(!runnable)('transparent forwarding: ports given up are held per 
           { id: 'x', address: `127.0.0.1:${NODE_PORT.x}` },
           { id: 'y', address: `127.0.0.1:${NODE_PORT.y}` },
         ],
-        backend: { encapsulation: 'none', port_quarantine_s: 300 },
+        backend: { encapsulation: 'none', port_quarantine_s: 300, port_quarantine_path: quarantineFile },
         health: { enabled: false },
+        drain: { deadline_s: 0 }, // a SIGTERM stops at once
         admission: { per_source_rate: 10_000, per_source_burst: 10_000 },
       }),
     );
     agent = new Agent(spawn(IP!, ['netns', 'exec', ns, process.execPath, AGENT, JSON.stringify([NODE_PORT.x, NODE_PORT.y])], { stdio: ['pipe', 'pipe', 'inherit'] }));
     await agent.ready;
-    director = spawn(IP!, ['netns', 'exec', ns, process.execPath, MAIN, 'run', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
-    director.stdout!.setEncoding('utf8').on('data', (d: string) => (directorOut += d));
-    director.stderr!.setEncoding('utf8').on('data', (d: string) => (directorOut += d));
-    await waitFor(
-      'the director to start',
-      () => {
-        if (director!.exitCode !== null) throw new Error(`director exited ${director!.exitCode}: ${directorOut}`);
-        return directorOut.includes('director started');
-      },
-      { timeoutMs: 15_000 },
-    );
+    await startDirectorInNs();
   });
 
   afterAll(async () => {
@@ -145,7 +157,10 @@ describe.skipIf(!runnable)('transparent forwarding: ports given up are held per 
     if (nsMade) ip('netns', 'del', ns);
   });
 
-  it('a port a session gave up is not used toward its node again, and is toward another node', async () => {
+  let clientPort = 20_000;
+  const noPort = { reason: 'no_upstream_port' };
+  /** The scenario's tools over the agent: session ids toward a node, opening a session, its owner. */
+  const helpers = async () => {
     const a = agent!;
     const ring = buildRing(await createHasher(), [
       { id: 'x', weight: 1 },
@@ -157,8 +172,6 @@ describe.skipIf(!runnable)('transparent forwarding: ports given up are held per 
         if (ring.pick(id) === node) return id;
       }
     };
-    let clientPort = 20_000;
-    const noPort = { reason: 'no_upstream_port' };
     /** Opens a session with a HELLO: where it arrived (node, the director's local port), or 'dropped'. */
     const open = async (id: Uint8Array): Promise<{ node: string; port: number } | 'dropped'> => {
       const hex = sessionIdHex(id);
@@ -174,6 +187,14 @@ describe.skipIf(!runnable)('transparent forwarding: ports given up are held per 
       });
     };
     const ownerOf = async (id: Uint8Array): Promise<string> => (JSON.parse((await a.http('GET', `/v1/sessions/${sessionIdHex(id)}`)).text) as { owner: string }).owner;
+    return { idToward, open, ownerOf };
+  };
+  /** Ports held toward each node when the first run stopped (test 1 leaves them). */
+  const usedToward = { x: new Set<number>(), y: new Set<number>() };
+
+  it('a port a session gave up is not used toward its node again, and is toward another node', async () => {
+    const a = agent!;
+    const { idToward, open, ownerOf } = await helpers();
 
     // Sessions toward x until the kernel has no port left for one: each holds its own socket.
     const opened: { id: Uint8Array; port: number }[] = [];
@@ -223,5 +244,33 @@ describe.skipIf(!runnable)('transparent forwarding: ports given up are held per 
     const towardY = idToward('y');
     expect(await open(towardY)).toEqual({ node: 'y', port: victim.port });
     expect(await ownerOf(towardY)).toBe('y');
+    for (const o of opened) usedToward.x.add(o.port);
+    usedToward.y.add(victim.port);
+  });
+
+  it('a director restarted with backend.port_quarantine_path goes on holding the ports the stopped one held', async () => {
+    expect(usedToward.x.size).toBeGreaterThan(0); // the test before ran
+    const stopped = director!;
+    const exited = new Promise<number | null>((r) => stopped.once('exit', (code) => r(code)));
+    stopped.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(directorOut).toContain('held ports written for the next run');
+    await startDirectorInNs();
+    expect(directorOut).toContain('ports the previous run gave up are held');
+    const a = agent!;
+    const { idToward, open } = await helpers();
+    // The held pairs: every port of the sessions the stop ended, toward their node.
+    expect(await a.metric('anchor_upstream_ports_quarantined')).toBe(usedToward.x.size + usedToward.y.size);
+    // Sessions toward x until no port is left for one: none gets a port the stopped run used toward x
+    // (without the file, most free ports are those).
+    for (let n = 0; n <= RANGE[1] - RANGE[0]; n++) {
+      const got = await open(idToward('x'));
+      if (got === 'dropped') break;
+      expect(usedToward.x.has(got.port), `port ${got.port} was used toward x before the restart`).toBe(false);
+    }
+    // Toward y, the ports held toward x are free to use, but not the one held toward y.
+    const towardY = await open(idToward('y'));
+    expect(towardY).not.toBe('dropped');
+    expect(usedToward.y.has((towardY as { port: number }).port)).toBe(false);
   });
 });

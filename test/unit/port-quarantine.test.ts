@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { PortQuarantine } from '../../src/net/port-quarantine.js';
+import { parseQuarantineFile, PortQuarantine, quarantineFileText } from '../../src/net/port-quarantine.js';
 
 describe('PortQuarantine', () => {
   it('holds a released port toward its node for holdMs, not toward other nodes', () => {
@@ -65,6 +65,66 @@ describe('PortQuarantine', () => {
           }
         }
         expect(q.size(t)).toBe(live);
+      }),
+    );
+  });
+
+  it('a restart holds what the stopped run held, for what was left of each hold', () => {
+    const before = new PortQuarantine(1000);
+    before.release('a', 1, 100);
+    before.release('b', 2, 400);
+    before.release('a', 3, 700);
+    // Written at monotonic 900 (wall 50,000); read at wall 50,200 by a run whose monotonic clock says 10.
+    const text = quarantineFileText(before.heldEntries(900), 50_000);
+    const entries = parseQuarantineFile(text, 50_200, new Set(['a', 'b']));
+    expect(entries.map((e) => [e.node, e.port, e.ageMs]).sort()).toEqual([
+      ['a', 1, 1000],
+      ['a', 3, 400],
+      ['b', 2, 700],
+    ]);
+    const after = new PortQuarantine(1000);
+    after.restore(entries, 10);
+    expect(after.held('a', 1, 10)).toBe(false); // its hold ended while no director ran
+    expect(after.held('b', 2, 10)).toBe(true);
+    expect(after.held('b', 2, 309)).toBe(true);
+    expect(after.held('b', 2, 310)).toBe(false);
+    expect(after.held('a', 3, 609)).toBe(true);
+    expect(after.held('a', 3, 610)).toBe(false);
+    // Restored out of order, each node's map is still in release order: pruning finds the expired.
+    expect(after.size(310)).toBe(1);
+    expect(after.size(610)).toBe(0);
+  });
+
+  it('a quarantine file: nodes no longer configured are left out; a clock set back ages nothing; anything else is refused by name', () => {
+    const text = quarantineFileText([{ node: 'gone', port: 5, ageMs: 1 }, { node: 'a', port: 6, ageMs: 2 }], 1000);
+    expect(parseQuarantineFile(text, 500, new Set(['a']))).toEqual([{ node: 'a', port: 6, ageMs: 2 }]);
+    const bad: [string, RegExp][] = [
+      ['{', /not JSON/],
+      ['[]', /version 1/],
+      ['{"anchor_port_quarantine":2,"written_at":1,"ports":[]}', /version 1/],
+      ['{"anchor_port_quarantine":1,"written_at":"x","ports":[]}', /written_at/],
+      ['{"anchor_port_quarantine":1,"written_at":1,"ports":{}}', /ports: expected a list/],
+      ['{"anchor_port_quarantine":1,"written_at":1,"ports":[["a",0,1]]}', /ports\[0\]/],
+      ['{"anchor_port_quarantine":1,"written_at":1,"ports":[["a",1,1],["a",65536,1]]}', /ports\[1\]/],
+      ['{"anchor_port_quarantine":1,"written_at":1,"ports":[["a",1,-1]]}', /ports\[0\]/],
+      ['{"anchor_port_quarantine":1,"written_at":1,"ports":[[1,1,1]]}', /ports\[0\]/],
+    ];
+    for (const [t, why] of bad) expect(() => parseQuarantineFile(t, 0, new Set(['a'])), t).toThrow(why);
+  });
+
+  it('property: restore(heldEntries), in any order, gives the same answers at every later time', () => {
+    const op = fc.record({ node: fc.constantFrom('a', 'b'), port: fc.integer({ min: 1, max: 5 }), dt: fc.integer({ min: 0, max: 30 }) });
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 100 }), fc.array(op, { maxLength: 40 }), (hold, ops) => {
+        const q = new PortQuarantine(hold);
+        let now = 0;
+        for (const o of ops) q.release(o.node, o.port, (now += o.dt));
+        const r = new PortQuarantine(hold);
+        r.restore(q.heldEntries(now).reverse(), 1000); // in any order
+        for (let t = 0; t <= 100; t += 7) {
+          for (const node of ['a', 'b']) for (let port = 1; port <= 5; port++) expect(r.held(node, port, 1000 + t)).toBe(q.held(node, port, now + t));
+          expect(r.size(1000 + t)).toBe(q.size(now + t));
+        }
       }),
     );
   });
