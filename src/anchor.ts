@@ -1,7 +1,6 @@
 // The composition root: builds every component from a validated config and explicit dependencies and
 // wires them together. Nothing else constructs components; only src/main.ts touches `process`.
 import { randomBytes } from 'node:crypto';
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { AdminServer, type AdminBackend, type NodeView, type OpResult, type SessionView } from './admin/server.js';
 import { statsView } from './admin/stats-view.js';
 import { parseHostPortLiteral } from './config/load.js';
@@ -11,7 +10,7 @@ import { isUnspecified, transportKey } from './codec/ip.js';
 import type { Transport } from './codec/types.js';
 import { CANDIDATE_TTL_MS, DirectorCore } from './director/core.js';
 import { UdpDirector } from './director/director.js';
-import { parseQuarantineFile, quarantineFileText } from './net/port-quarantine.js';
+import { QuarantineFile } from './net/quarantine-file.js';
 import { migrationResultLabel, Ownership, type StepFailure } from './director/ownership.js';
 import { parseStoredTransport, type ParsedTransport } from './director/stored-transport.js';
 import { DrainCoordinator } from './drain/coordinator.js';
@@ -269,8 +268,9 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     },
     { core: c, ownership, clock, logger, stats },
   );
-  const quarantinePath = config.backend.encapsulation === 'none' ? config.backend.port_quarantine_path : null;
-  if (quarantinePath !== null) restorePortQuarantine(quarantinePath, director, new Set(nodes.map((n) => n.id)), clock.wall(), logger);
+  const quarantineFile =
+    config.backend.encapsulation === 'none' && config.backend.port_quarantine_path !== null ? new QuarantineFile(config.backend.port_quarantine_path, director, clock.wall, logger) : null;
+  quarantineFile?.start(new Set(nodes.map((n) => n.id)));
   const tcp =
     config.listen.tcp.length === 0
       ? null
@@ -633,7 +633,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       // No client is served any more (the table stopped following the store above) …
       await Promise.allSettled([director.close(), tcp?.close(), admin.close(), prober?.close()]);
       // Every session's port is held now: the next run goes on holding them.
-      if (quarantinePath !== null) savePortQuarantine(quarantinePath, director, clock.wall(), logger);
+      await quarantineFile?.close();
       // … then the ends the store has not taken yet get one more try and a moment for the answers; what is
       // still not taken after that, and every REVOKE not acknowledged, is audited by close (SECURITY_EVENT).
       await ownership.settleEnds(END_SETTLE_MS);
@@ -746,39 +746,4 @@ function noteAuditStart(start: AuditStart | null, audit: AuditSink, stats: Direc
   stats.securityEvents.inc(cause);
   stats.auditEvents.inc('SECURITY_EVENT');
   audit.write({ session: null, event: 'SECURITY_EVENT', cause, from_version: null, to_version: null, from_owner: null, to_owner: null, actor, detail: { file_seq: file.seq, file_head: file.hash, recorded_seq: recorded.seq, recorded_head: recorded.hash } });
-}
-
-/**
- * Holds the ports a previous run left in `path` (backend.port_quarantine_path). No file: a first start.
- * A file that cannot be read or is not one is said (warn) and left for the stop to replace: the director
- * starts, as it would have without the setting.
- */
-function restorePortQuarantine(path: string, director: UdpDirector, nodes: ReadonlySet<string>, wallNow: number, logger: Logger): void {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') logger.warn({ err, path }, 'port quarantine file not read: ports the previous run used are not held');
-    return;
-  }
-  try {
-    const entries = parseQuarantineFile(text, wallNow, nodes);
-    director.restoreQuarantine(entries);
-    logger.info({ path, ports: director.quarantineEntries().length }, 'ports the previous run gave up are held (backend.port_quarantine_s)');
-  } catch (err) {
-    logger.warn({ path, reason: (err as Error).message }, 'port quarantine file not understood: ports the previous run used are not held');
-  }
-}
-
-/** Writes the held ports to `path` (through a temporary file and a rename: a crash leaves the old file whole). */
-function savePortQuarantine(path: string, director: UdpDirector, wallNow: number, logger: Logger): void {
-  const entries = director.quarantineEntries();
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    writeFileSync(tmp, quarantineFileText(entries, wallNow));
-    renameSync(tmp, path);
-    logger.info({ path, ports: entries.length }, 'held ports written for the next run');
-  } catch (err) {
-    logger.warn({ err, path }, 'port quarantine file not written: the next run will not hold the ports this one used');
-  }
 }

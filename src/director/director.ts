@@ -683,9 +683,14 @@ export class UdpDirector implements DataPath {
     return this.#quarantine.size(this.#d.clock.now());
   }
 
-  /** The held (node, port) pairs and their ages: what a restart must go on holding (after close: every session's port). */
+  /**
+   * What a restart must go on holding: the held (node, port) pairs with their ages, and the ports of the
+   * session sockets open now (age 0: a crash would give them up about now). After close: every session's.
+   */
   quarantineEntries(): HeldPort[] {
-    return this.#quarantine.heldEntries(this.#d.clock.now());
+    const out = this.#quarantine.heldEntries(this.#d.clock.now());
+    for (const ss of this.#perSession.values()) out.push({ node: ss.node, port: ss.localPort, ageMs: 0 });
+    return out;
   }
 
   /** Holds the pairs an earlier run left (backend.port_quarantine_path), before any session socket opens. */

@@ -4,7 +4,7 @@
 // the director runs in a network namespace this test creates, with net.ipv4.ip_local_port_range set to 8
 // ports there, and an agent in the same namespace plays the clients and the two nodes.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
@@ -191,6 +191,8 @@ describe.skipIf(!runnable)('transparent forwarding: ports given up are held per 
   };
   /** Ports held toward each node when the first run stopped (test 1 leaves them). */
   const usedToward = { x: new Set<number>(), y: new Set<number>() };
+  /** Ports of the sessions the second run opened (test 2 leaves them open). */
+  const openNow = { x: new Set<number>(), y: new Set<number>() };
 
   it('a port a session gave up is not used toward its node again, and is toward another node', async () => {
     const a = agent!;
@@ -267,10 +269,40 @@ describe.skipIf(!runnable)('transparent forwarding: ports given up are held per 
       const got = await open(idToward('x'));
       if (got === 'dropped') break;
       expect(usedToward.x.has(got.port), `port ${got.port} was used toward x before the restart`).toBe(false);
+      openNow.x.add(got.port);
     }
     // Toward y, the ports held toward x are free to use, but not the one held toward y.
     const towardY = await open(idToward('y'));
     expect(towardY).not.toBe('dropped');
     expect(usedToward.y.has((towardY as { port: number }).port)).toBe(false);
+    openNow.y.add((towardY as { port: number }).port);
+  });
+
+  it('a director killed (SIGKILL) leaves the ports its sessions had in the file: the next run holds them', async () => {
+    expect(openNow.x.size + openNow.y.size).toBeGreaterThan(0); // the test before ran
+    // The running director writes the file every few seconds, with the ports of the sockets open then.
+    const inFile = (): Set<string> => {
+      try {
+        const f = JSON.parse(readFileSync(quarantineFile, 'utf8')) as { ports: [string, number, number][] };
+        return new Set(f.ports.map(([node, port]) => `${node}:${port}`));
+      } catch {
+        return new Set();
+      }
+    };
+    const want = [...[...openNow.x].map((p) => `x:${p}`), ...[...openNow.y].map((p) => `y:${p}`)];
+    await waitFor('the open sessions\' ports in the file', () => want.every((k) => inFile().has(k)), { timeoutMs: 20_000, intervalMs: 200 });
+    const killed = director!;
+    const gone = new Promise((r) => killed.once('exit', r));
+    killed.kill('SIGKILL');
+    await gone;
+    await startDirectorInNs();
+    const { idToward, open } = await helpers();
+    const heldX = new Set([...usedToward.x, ...openNow.x]);
+    for (let n = 0; n <= RANGE[1] - RANGE[0]; n++) {
+      const got = await open(idToward('x'));
+      if (got === 'dropped') break;
+      expect(heldX.has(got.port), `port ${got.port} was in use toward x when the director was killed`).toBe(false);
+    }
+    expect(await agent!.metric('anchor_upstream_ports_quarantined')).toBeGreaterThanOrEqual(want.length);
   });
 });
