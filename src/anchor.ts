@@ -129,6 +129,9 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       logger.warn('socket.native has no effect with backend.encapsulation: none (transparent forwarding uses a node:dgram socket per session)');
     }
   }
+  if (config.backend.encapsulation === 'ppv2' && config.backend.port_quarantine_path !== null) {
+    logger.warn('backend.port_quarantine_path has no effect with backend.encapsulation: ppv2 (only transparent forwarding gives each session a port of its own)');
+  }
   // Routed TCP connections spliced by the native pump when it was built (`tcp.native`); Node streams otherwise.
   let tcpNative: NativeTcpBinding | null = null;
   if (config.listen.tcp.length > 0 && config.tcp.native !== 'off') {
