@@ -272,7 +272,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     { core: c, ownership, clock, logger, stats },
   );
   const quarantineFile =
-    config.backend.encapsulation === 'none' && config.backend.port_quarantine_path !== null ? new QuarantineFile(config.backend.port_quarantine_path, director, clock.wall, logger) : null;
+    config.backend.encapsulation === 'none' && config.backend.port_quarantine_path !== null ? new QuarantineFile(config.backend.port_quarantine_path, director, { wall: () => clock.wall(), director: directorId, logger }) : null;
   quarantineFile?.start(new Set(nodes.map((n) => n.id)));
   const tcp =
     config.listen.tcp.length === 0

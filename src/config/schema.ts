@@ -427,7 +427,7 @@ export const AnchorConfigSchema = z
         encapsulation: oneOf(ENCAPSULATIONS).default('ppv2'),
         // Transparent forwarding: a local port a session gave up is not used toward the same node for this long.
         port_quarantine_s: secondsUpTo(MAX_TIMER_S).default(300),
-        // Where a stopping director leaves the ports it holds, for the next run to go on holding them (null: nowhere).
+        // Where the director keeps the ports it holds (every 10 s and at its stop), for the next run to go on holding them (null: nowhere).
         port_quarantine_path: z.string(expecting('a file path or null')).min(1, expecting('a file path or null')).nullable().default(null),
       }),
       store: section({

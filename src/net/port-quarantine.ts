@@ -23,34 +23,42 @@ export interface HeldPort {
   readonly ageMs: number;
 }
 
-/** The file a stopping director leaves its held ports in (backend.port_quarantine_path), version 1. */
-export interface QuarantineFile {
+/**
+ * What a director keeps in backend.port_quarantine_path (version 1): the ports it holds and those of its
+ * open session sockets, written while it runs and at its stop.
+ */
+export interface QuarantineFileData {
   readonly anchor_port_quarantine: 1;
+  /** The director that wrote it (director.id): a file is one director's. */
+  readonly director: string;
   /** Wall-clock ms when it was written: the entries age by the time since. */
   readonly written_at: number;
   readonly ports: readonly (readonly [node: string, port: number, ageMs: number])[];
 }
 
-/** The file's text for `entries` written at wall-clock `wallNow`. */
-export function quarantineFileText(entries: readonly HeldPort[], wallNow: number): string {
-  const f: QuarantineFile = { anchor_port_quarantine: 1, written_at: wallNow, ports: entries.map((e) => [e.node, e.port, e.ageMs] as const) };
+/** The file's text for `entries`, written by `director` at wall-clock `wallNow`. */
+export function quarantineFileText(entries: readonly HeldPort[], wallNow: number, director: string): string {
+  const f: QuarantineFileData = { anchor_port_quarantine: 1, director, written_at: wallNow, ports: entries.map((e) => [e.node, e.port, e.ageMs] as const) };
   return JSON.stringify(f) + '\n';
 }
 
 /**
- * The entries of a file's text, aged by the wall-clock time since it was written (never younger: a clock
- * set back does not make a port held longer than it was), keeping those of `nodes` only. Throws an Error
- * naming what is wrong for a text that is not such a file.
+ * The entries of a file's text, aged by the wall-clock time since it was written, keeping those of
+ * `nodes` only. A clock set back between the write and now ages nothing (a port stays held at least as
+ * long as it had left); one stepped forward ages the entries by the step, releasing them early (the
+ * wall clock is all that spans two runs). Throws an Error naming what is wrong for a text that is not such
+ * a file, or is another director's (`director`: this one's id).
  */
-export function parseQuarantineFile(text: string, wallNow: number, nodes: ReadonlySet<string>): HeldPort[] {
+export function parseQuarantineFile(text: string, wallNow: number, nodes: ReadonlySet<string>, director: string): HeldPort[] {
   let f: unknown;
   try {
     f = JSON.parse(text);
   } catch (err) {
     throw new Error(`not JSON: ${(err as Error).message}`);
   }
-  const o = f as Partial<QuarantineFile> | null;
+  const o = f as Partial<QuarantineFileData> | null;
   if (typeof o !== 'object' || o === null || o.anchor_port_quarantine !== 1) throw new Error('not a port quarantine file of version 1');
+  if (o.director !== director) throw new Error(`written by director ${JSON.stringify(o.director ?? null)}, not by this one (${JSON.stringify(director)}): give each director a file of its own`);
   if (typeof o.written_at !== 'number' || !Number.isFinite(o.written_at)) throw new Error('written_at: expected a number');
   if (!Array.isArray(o.ports)) throw new Error('ports: expected a list');
   const since = Math.max(0, wallNow - o.written_at);

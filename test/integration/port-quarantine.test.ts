@@ -264,7 +264,7 @@ describe.skipIf(!runnable)('transparent forwarding: ports given up are held per 
     // The held pairs: every port of the sessions the stop ended, toward their node.
     expect(await a.metric('anchor_upstream_ports_quarantined')).toBe(usedToward.x.size + usedToward.y.size);
     // Sessions toward x until no port is left for one: none gets a port the stopped run used toward x
-    // (without the file, most free ports are those).
+    // (without the file, those are free again: 6 of the 8 ports, the other two for the node sockets).
     for (let n = 0; n <= RANGE[1] - RANGE[0]; n++) {
       const got = await open(idToward('x'));
       if (got === 'dropped') break;

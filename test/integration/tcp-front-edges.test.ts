@@ -51,7 +51,6 @@ async function blackhole(): Promise<number> {
   return port;
 }
 
-/** A node that accepts and records how many bytes it received, never answering. */
 /** A node that reads and never answers: the bytes it received, and whether the stream so far ends with `b`. */
 async function silentNode(): Promise<{ port: number; received: () => number; endsWith: (b: Buffer) => boolean }> {
   let bytes = 0;

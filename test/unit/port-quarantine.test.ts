@@ -75,8 +75,8 @@ describe('PortQuarantine', () => {
     before.release('b', 2, 400);
     before.release('a', 3, 700);
     // Written at monotonic 900 (wall 50,000); read at wall 50,200 by a run whose monotonic clock says 10.
-    const text = quarantineFileText(before.heldEntries(900), 50_000);
-    const entries = parseQuarantineFile(text, 50_200, new Set(['a', 'b']));
+    const text = quarantineFileText(before.heldEntries(900), 50_000, 'd1');
+    const entries = parseQuarantineFile(text, 50_200, new Set(['a', 'b']), 'd1');
     expect(entries.map((e) => [e.node, e.port, e.ageMs]).sort()).toEqual([
       ['a', 1, 1000],
       ['a', 3, 400],
@@ -95,21 +95,23 @@ describe('PortQuarantine', () => {
     expect(after.size(610)).toBe(0);
   });
 
-  it('a quarantine file: nodes no longer configured are left out; a clock set back ages nothing; anything else is refused by name', () => {
-    const text = quarantineFileText([{ node: 'gone', port: 5, ageMs: 1 }, { node: 'a', port: 6, ageMs: 2 }], 1000);
-    expect(parseQuarantineFile(text, 500, new Set(['a']))).toEqual([{ node: 'a', port: 6, ageMs: 2 }]);
+  it('a quarantine file: nodes no longer configured are left out; a clock set back ages nothing; another director\'s file, or anything else, is refused by name', () => {
+    const text = quarantineFileText([{ node: 'gone', port: 5, ageMs: 1 }, { node: 'a', port: 6, ageMs: 2 }], 1000, 'd1');
+    expect(parseQuarantineFile(text, 500, new Set(['a']), 'd1')).toEqual([{ node: 'a', port: 6, ageMs: 2 }]);
+    expect(() => parseQuarantineFile(text, 500, new Set(['a']), 'd2')).toThrow('written by director "d1", not by this one ("d2"): give each director a file of its own');
     const bad: [string, RegExp][] = [
       ['{', /not JSON/],
       ['[]', /version 1/],
       ['{"anchor_port_quarantine":2,"written_at":1,"ports":[]}', /version 1/],
-      ['{"anchor_port_quarantine":1,"written_at":"x","ports":[]}', /written_at/],
-      ['{"anchor_port_quarantine":1,"written_at":1,"ports":{}}', /ports: expected a list/],
-      ['{"anchor_port_quarantine":1,"written_at":1,"ports":[["a",0,1]]}', /ports\[0\]/],
-      ['{"anchor_port_quarantine":1,"written_at":1,"ports":[["a",1,1],["a",65536,1]]}', /ports\[1\]/],
-      ['{"anchor_port_quarantine":1,"written_at":1,"ports":[["a",1,-1]]}', /ports\[0\]/],
-      ['{"anchor_port_quarantine":1,"written_at":1,"ports":[[1,1,1]]}', /ports\[0\]/],
+      ['{"anchor_port_quarantine":1,"written_at":1,"ports":[]}', /written by director null/],
+      ['{"anchor_port_quarantine":1,"director":"d1","written_at":"x","ports":[]}', /written_at/],
+      ['{"anchor_port_quarantine":1,"director":"d1","written_at":1,"ports":{}}', /ports: expected a list/],
+      ['{"anchor_port_quarantine":1,"director":"d1","written_at":1,"ports":[["a",0,1]]}', /ports\[0\]/],
+      ['{"anchor_port_quarantine":1,"director":"d1","written_at":1,"ports":[["a",1,1],["a",65536,1]]}', /ports\[1\]/],
+      ['{"anchor_port_quarantine":1,"director":"d1","written_at":1,"ports":[["a",1,-1]]}', /ports\[0\]/],
+      ['{"anchor_port_quarantine":1,"director":"d1","written_at":1,"ports":[[1,1,1]]}', /ports\[0\]/],
     ];
-    for (const [t, why] of bad) expect(() => parseQuarantineFile(t, 0, new Set(['a'])), t).toThrow(why);
+    for (const [t, why] of bad) expect(() => parseQuarantineFile(t, 0, new Set(['a']), 'd1'), t).toThrow(why);
   });
 
   it('property: restore(heldEntries), in any order, gives the same answers at every later time', () => {
