@@ -5,6 +5,7 @@ import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import { isLoopback, isUnspecified } from '../codec/ip.js';
 import { MAX_DEADLINE_S } from '../drain/plan.js';
+import { DEFAULT_PORT_QUARANTINE_MS } from '../net/port-quarantine.js';
 import { MAX_TIMER_MS } from '../util/timer.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -426,7 +427,7 @@ export const AnchorConfigSchema = z
       backend: section({
         encapsulation: oneOf(ENCAPSULATIONS).default('ppv2'),
         // Transparent forwarding: a local port a session gave up is not used toward the same node for this long.
-        port_quarantine_s: secondsUpTo(MAX_TIMER_S).default(300),
+        port_quarantine_s: secondsUpTo(MAX_TIMER_S).default(DEFAULT_PORT_QUARANTINE_MS / 1000),
         // Where the director keeps the ports it holds (every 10 s and at its stop), for the next run to go on holding them (null: nowhere).
         port_quarantine_path: z.string(expecting('a file path or null')).min(1, expecting('a file path or null')).nullable().default(null),
       }),

@@ -115,9 +115,9 @@ export class PortQuarantine {
 
   /** Holds `entries` (from `heldEntries` of an earlier run, aged meanwhile) as released `ageMs` before `now`. */
   restore(entries: readonly HeldPort[], now: number): void {
-    // Oldest first: each node's map stays in release order.
+    // Oldest first: each node's map stays in release order, and of a pair given twice the younger wins.
     for (const e of [...entries].sort((a, b) => b.ageMs - a.ageMs)) {
-      if (e.ageMs < this.holdMs && !this.held(e.node, e.port, now)) this.release(e.node, e.port, now - Math.max(0, e.ageMs));
+      if (e.ageMs < this.holdMs) this.release(e.node, e.port, now - Math.max(0, e.ageMs));
     }
   }
 

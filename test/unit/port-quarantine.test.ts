@@ -95,6 +95,19 @@ describe('PortQuarantine', () => {
     expect(after.size(610)).toBe(0);
   });
 
+  it('restore: of a pair given twice, the younger entry decides how long it is held', () => {
+    for (const order of [
+      [200, 50],
+      [50, 200],
+    ]) {
+      const q = new PortQuarantine(1000);
+      q.restore(order.map((ageMs) => ({ node: 'a', port: 1, ageMs })), 0);
+      expect(q.held('a', 1, 949)).toBe(true);
+      expect(q.held('a', 1, 950)).toBe(false);
+      expect(q.size(0)).toBe(1);
+    }
+  });
+
   it('a quarantine file: nodes no longer configured are left out; a clock set back ages nothing; another director\'s file, or anything else, is refused by name', () => {
     const text = quarantineFileText([{ node: 'gone', port: 5, ageMs: 1 }, { node: 'a', port: 6, ageMs: 2 }], 1000, 'd1');
     expect(parseQuarantineFile(text, 500, new Set(['a']), 'd1')).toEqual([{ node: 'a', port: 6, ageMs: 2 }]);
