@@ -150,10 +150,14 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     onHeadNotRecorded: (err) => logger.warn({ err, path: config.audit.path }, 'audit chain head not recorded beside the audit file: if the file is rotated away before the next start, that start begins a new chain'),
     onLine: config.audit.path === null ? (line) => logger.info({ audit: line }, 'audit') : undefined,
     onRotate: (movedTo) => logger.warn({ moved_to: movedTo }, 'audit file ended in a cut-short line; moved aside, starting a new chain'),
+    backlogBytes: config.audit.backlog_bytes,
     onError: (err) => {
       stats.auditWriteErrors++;
-      logger.error({ err, path: config.audit.path }, 'audit file cannot be written: audit lines are kept in memory only and the director is not ready until it is reopened (SIGHUP)');
+      logger.error({ err, path: config.audit.path, backlog_bytes: config.audit.backlog_bytes }, 'audit file cannot be written: audit lines wait in memory (up to audit.backlog_bytes) and the director is not ready until they can be written; the file is tried again every second (and at SIGHUP)');
     },
+    onRecover: () => logger.info({ path: config.audit.path }, 'audit file written again: the lines that waited are in it, the chain unbroken'),
+    onBacklogFull: (bytes) => logger.error({ path: config.audit.path, bytes }, 'audit lines waiting for the audit file fill audit.backlog_bytes: further lines are lost to the file until it can be written (anchor_audit_lines_lost_total); its chain will have a gap there'),
+    onUnwritten: (u) => logger.error({ path: config.audit.path, waiting: u.lines, lost: u.lost }, 'audit lines did not reach the audit file before the director stopped (they are in no file)'),
   });
   noteAuditStart(auditStart, audit, stats, logger, config.director.id, config.audit.path);
   const store: OwnershipStore =
@@ -476,7 +480,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   let draining = false;
   const ready = (): { ready: boolean; reason?: string } => {
     if (draining) return { ready: false, reason: 'director draining' };
-    if (audit.fileError !== null) return { ready: false, reason: `audit file cannot be written (${audit.fileError.message}): reopen it with SIGHUP` };
+    if (audit.fileError !== null) return { ready: false, reason: `audit file cannot be written (${audit.fileError.message}): lines wait in memory; it is tried again every second` };
     if (ending !== null) return { ready: false, reason: `ending the sessions there were when the store came back (partition_policy terminate): ${ending.left} left` };
     const f = fence();
     if (f !== FenceState.OK) {
@@ -524,6 +528,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       syncTcp: () => tcp?.syncBytes(),
       ready: () => ready().ready,
       auditOk: () => audit.fileError === null,
+      auditUnwritten: () => audit.unwritten(),
       ...(store.following === undefined ? {} : { storeFollowing: () => store.following === true }),
     },
     { processMetrics: config.metrics.enabled },

@@ -7,6 +7,7 @@ import { isLoopback, isUnspecified } from '../codec/ip.js';
 import { MAX_DEADLINE_S } from '../drain/plan.js';
 import { DEFAULT_PORT_QUARANTINE_MS } from '../net/port-quarantine.js';
 import { MAX_TIMER_MS } from '../util/timer.js';
+import { DEFAULT_AUDIT_BACKLOG_BYTES } from '../obs/audit.js';
 
 // ---------------------------------------------------------------------------------------------
 // Error text. Every leaf says what it expects; the loader prefixes the key path.
@@ -456,6 +457,7 @@ export const AnchorConfigSchema = z
           .min(1, expecting('a file path or null'))
           .nullable()
           .default(null),
+        backlog_bytes: integerAtLeast(0).default(DEFAULT_AUDIT_BACKLOG_BYTES),
       }),
       log: section({
         level: oneOf(LOG_LEVELS).default('info'),

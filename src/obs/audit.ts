@@ -228,8 +228,17 @@ export interface AuditSink {
    * without a file.
    */
   reopen(): Promise<Error | null>;
-  /** Why the audit file cannot be written now (lines go only to memory meanwhile); null when it can. */
+  /**
+   * Why the audit file cannot be written now, null when it can. Meanwhile lines wait in memory (up to
+   * AuditOptions.backlogBytes) and the file is tried again every retryMs: once it can be written (space
+   * freed, a permission mended), they are written to it in order, the chain unbroken.
+   */
   readonly fileError: Error | null;
+  /**
+   * Lines not yet known to be in the file (written to it, or waiting while it cannot be written) and their
+   * bytes; `lost`: lines that will never be, since the wait was full (counted since the start).
+   */
+  unwritten(): { lines: number; bytes: number; lost: number };
   /**
    * Where the chain is: the last line's seq and its SHA-256 (seq 0 and GENESIS before any). Recorded
    * elsewhere, it is a checkpoint `anchor audit verify --checkpoint` holds the file to later.
@@ -385,7 +394,7 @@ export interface AuditOptions {
   /** Told when an existing audit file could not be continued and was moved aside. */
   readonly onRotate?: (movedTo: string) => void;
   readonly wallClock: () => number;
-  /** Told when writes to the audit file fail (once per file opened): from then on lines are not in it. */
+  /** Told when the audit file cannot be opened or written: once per failure (not for each retry), until lines reach it again (onRecover). */
   readonly onError?: (err: Error) => void;
   /** Called for every line (e.g. to log it when there is no file). */
   readonly onLine?: (line: AuditLine) => void;
@@ -394,10 +403,30 @@ export interface AuditOptions {
   readonly onStart?: (start: AuditStart) => void;
   /** Told when the head could not be recorded beside the file (headPath): a restart may then start a new chain. */
   readonly onHeadNotRecorded?: (err: Error) => void;
+  /**
+   * Bytes of lines kept in memory while the file cannot be written (DEFAULT_AUDIT_BACKLOG_BYTES): lines
+   * beyond them are lost to the file (the chain in it then has a gap, which verify reports) and counted.
+   */
+  readonly backlogBytes?: number;
+  /** How often a file that cannot be written is tried again (DEFAULT_AUDIT_RETRY_MS). */
+  readonly retryMs?: number;
+  /** Told once per failure when the wait is full: from then on lines are lost to the file until it can be written. */
+  readonly onBacklogFull?: (bytes: number) => void;
+  /** Told when lines reach the file again after onError (those that waited are written first). */
+  readonly onRecover?: () => void;
+  /** Told at close when lines did not reach the file: still waiting (the file could not be written at the end), or lost. */
+  readonly onUnwritten?: (u: { lines: number; lost: number }) => void;
 }
+
+/** AuditOptions.backlogBytes by default: some 250,000 lines, most of a 100,000-session drain. */
+export const DEFAULT_AUDIT_BACKLOG_BYTES = 64 * 1024 * 1024;
+/** AuditOptions.retryMs by default. */
+export const DEFAULT_AUDIT_RETRY_MS = 1000;
 
 export function createAudit(opts: AuditOptions): AuditSink {
   const keep = opts.keep ?? 10_000;
+  const backlogBytes = opts.backlogBytes ?? DEFAULT_AUDIT_BACKLOG_BYTES;
+  const retryMs = opts.retryMs ?? DEFAULT_AUDIT_RETRY_MS;
   // The latest `keep` lines, in a fixed circular buffer: O(1) per write whatever its size. A line is kept
   // as where its bytes are (its buffer, start, end) and its session (for `recent`'s filter), not as an
   // object: a drain writes hundreds of thousands of lines, each kept long enough to outlive the young
@@ -435,60 +464,206 @@ export function createAudit(opts: AuditOptions): AuditSink {
       opts.onHeadNotRecorded?.(err as Error);
     }
   };
-  let stream: WriteStream | null = null;
+  /** A stream on the audit path, appending, and what is known of what it wrote. */
+  interface Out {
+    readonly s: WriteStream;
+    /** Bytes its write callbacks confirmed: what it wrote beyond them is the cut part of a batch a failed write left. */
+    confirmed: number;
+    /** The file it writes (device and inode, once open): a retry into the same file completes a cut line. */
+    file: FileId | null;
+  }
+  let out: Out | null = null;
+  /** Why the file cannot be written now (lines wait in the queue meanwhile); null when it can. */
   let streamError: Error | null = null;
-  /**
-   * A write stream on the audit path, appending. Its first error is told (onError: logged and counted),
-   * also when it comes from a stream already replaced by a reopen (its last writes failed: those lines
-   * are in no file); it is `fileError` only while the stream is the current one.
-   */
-  const open = (path: string): WriteStream => {
-    const s = createWriteStream(path, { flags: 'a' });
-    let told = false;
-    s.on('error', (e) => {
-      if (s === stream && streamError === null) streamError = e;
-      if (told) return;
-      told = true;
-      opts.onError?.(e);
-    });
-    return s;
+  /** From an error told (onError) until a stream writes again (onRecover). */
+  let failing = false;
+  let closed = false;
+  // Lines not yet known to be in the file, oldest first, as batches of whole lines (subarrays of slabs,
+  // which are never written over). The first `handed` batches are with `out`'s stream; the others wait for
+  // a reopen or retry to finish, or for the file to be writable again. A failed write leaves its batch and
+  // every later one here: they are written to the file that is opened next, none lost, none twice.
+  const qBuf: (Buffer | undefined)[] = [];
+  const qLines: number[] = [];
+  let qHead = 0;
+  let handed = 0;
+  let queuedBytes = 0;
+  let queuedLines = 0;
+  /** Lines never to be in the file: the queue was full (backlogBytes) while the file could not be written. */
+  let lost = 0;
+  let lostTold = false;
+  const dropHead = (): void => {
+    queuedBytes -= (qBuf[qHead] as Buffer).length;
+    queuedLines -= qLines[qHead] as number;
+    qBuf[qHead] = undefined;
+    qHead++;
+    if (handed > 0) handed--;
+    if (qHead === qBuf.length) {
+      qBuf.length = 0;
+      qLines.length = 0;
+      qHead = 0;
+    } else if (qHead >= 1024 && qHead * 2 >= qBuf.length) {
+      qBuf.splice(0, qHead);
+      qLines.splice(0, qHead);
+      qHead = 0;
+    }
   };
-  /** Ends `s` once what was handed to it is written (or failed): the error its writes met, or null. */
-  const endStream = (s: WriteStream): Promise<Error | null> =>
+  /** Lines reach the file again (a write of a stream opened after the failure, or nothing left to write). */
+  const recovered = (): void => {
+    if (!failing) return;
+    failing = false;
+    lostTold = false;
+    opts.onRecover?.();
+  };
+  /** Hands batch `b` (the queue's next one not handed) to `o`'s stream; the callback takes it off the queue once written. */
+  const hand = (o: Out, b: Buffer): void => {
+    handed++;
+    o.s.write(b, (err) => {
+      if (err) return; // the stream failed: the batch stays queued for the next file (see reopenNow)
+      o.confirmed += b.length;
+      dropHead();
+      if (streamError === null) recovered();
+    });
+  };
+  /** Hands every waiting batch to the stream, when it can take them. */
+  const handWaiting = (): void => {
+    const o = out;
+    if (o === null || streamError !== null || switching !== null) return;
+    const end = qBuf.length;
+    for (let i = qHead + handed; i < end; i++) hand(o, qBuf[i] as Buffer);
+    if (queuedLines === 0) recovered();
+  };
+  const enqueue = (b: Buffer, lines: number): void => {
+    const now = out !== null && streamError === null && switching === null;
+    // A stream that takes the batch now is not held to the bound (a slow disk is not a failing one).
+    if (!now && queuedBytes + b.length > backlogBytes) {
+      lost += lines;
+      if (!lostTold) {
+        lostTold = true;
+        opts.onBacklogFull?.(queuedBytes);
+      }
+      return;
+    }
+    qBuf.push(b);
+    qLines.push(lines);
+    queuedBytes += b.length;
+    queuedLines += lines;
+    if (now) hand(out as Out, b);
+  };
+  let retryTimer: NodeJS.Timeout | null = null;
+  const scheduleRetry = (): void => {
+    if (retryTimer !== null || closed) return;
+    retryTimer = setTimeout(() => {
+      retryTimer = null;
+      if (streamError !== null && !closed) void switchFile(false);
+    }, retryMs);
+    retryTimer.unref();
+  };
+  /**
+   * A write stream on the audit path, appending. Its error (the latest) is `fileError` while it is the
+   * current stream, and the file is tried again after retryMs; the first error of a failure is told
+   * (onError: logged and counted), not every retry's.
+   */
+  const open = (path: string): Out => {
+    const s = createWriteStream(path, { flags: 'a' });
+    const o: Out = { s, confirmed: 0, file: null };
+    s.once('open', (fd: number) => {
+      try {
+        const st = fstatSync(fd);
+        o.file = { dev: st.dev, ino: st.ino };
+      } catch {
+        // unknown: taken for another file (a cut line is then written whole)
+      }
+    });
+    s.on('error', (e) => {
+      if (o !== out) return;
+      streamError = e;
+      if (!failing) {
+        failing = true;
+        opts.onError?.(e);
+      }
+      scheduleRetry();
+    });
+    return o;
+  };
+  /** Ends `s` once what was handed to it is written (or failed). */
+  const endStream = (s: WriteStream): Promise<void> =>
     new Promise((resolve) => {
       if (s.closed) {
-        resolve(s.errored); // already failed and closed (or ended before)
+        resolve(); // already failed and closed (or ended before)
         return;
       }
-      let failed: Error | null = s.errored;
-      s.once('error', (e) => (failed = e));
-      s.once('close', () => resolve(failed));
+      s.once('close', () => resolve());
       s.end();
     });
+  /** The reopen or retry in progress (another one waits for it); while it runs, batches wait in the queue. */
+  let switching: Promise<Error | null> | null = null;
   /**
-   * While a reopen waits for the old stream to finish: the lines written meanwhile, in order, for the new
-   * stream (handed to it only once the old one has written everything, so that none can overtake a line
-   * before the reopen when the file was not moved). Null otherwise.
+   * Ends the current stream once what it was handed is written (or failed), then opens the audit path
+   * again and goes on where the file stopped. The old stream writes everything it was handed before the new
+   * one gets a byte: when the file was not moved (a reload, a retry after space was freed), both append to
+   * one file, and two streams writing at once could put later lines before earlier ones.
    */
-  let holding: Buffer[] | null = null;
-  /** The reopen in progress (a second one waits for it). */
-  let reopening: Promise<Error | null> | null = null;
-  if (opts.path !== null) stream = open(opts.path);
+  const reopenNow = async (recordHead: boolean): Promise<Error | null> => {
+    const old = out;
+    if (old === null || opts.path === null) return null; // closed meanwhile
+    if (recordHead) keepHead();
+    await endStream(old.s);
+    // A failed write leaves batches unconfirmed; the first may be partly in the old file (a disk that
+    // filled up mid-write): how much, the stream counted.
+    let cut = 0;
+    if (handed > 0) {
+      cut = Math.max(0, old.s.bytesWritten - old.confirmed);
+      handed = 0;
+      while (qHead < qBuf.length && cut >= (qBuf[qHead] as Buffer).length) {
+        cut -= (qBuf[qHead] as Buffer).length;
+        dropHead(); // whole in the file, though its callback did not say so
+      }
+    }
+    if (out !== old) return null; // closed meanwhile
+    const o = open(opts.path);
+    out = o;
+    try {
+      await once(o.s, 'open');
+    } catch (err) {
+      return err as Error; // the error handler made it fileError and will try again
+    }
+    if (cut > 0 && qHead < qBuf.length) {
+      const b = qBuf[qHead] as Buffer;
+      const from = resumeAt(b, cut, sameFile(old.file, o.file));
+      qBuf[qHead] = b.subarray(from);
+      queuedBytes -= from;
+    }
+    if (out === o) streamError = null;
+    return null;
+  };
+  /** reopenNow, after any reopen or retry in progress; lines written before the call go to the current stream. */
+  const switchFile = (recordHead: boolean): Promise<Error | null> => {
+    if (switching === null) writeOut();
+    const before = switching;
+    const p = before === null ? reopenNow(recordHead) : before.then(() => reopenNow(recordHead));
+    switching = p;
+    void p.finally(() => {
+      if (switching !== p) return;
+      switching = null;
+      handWaiting();
+    });
+    return p;
+  };
+  if (opts.path !== null) out = open(opts.path);
   // Lines written in one turn of the event loop go to the file together (a drain writes thousands): the
   // bytes of `slab` from `from` to `at` in one write at the end of the turn, and a buffer that fills up
   // before in a write of its own (no copy of them into one).
   let slab = Buffer.allocUnsafe(SLAB_BYTES);
   let from = 0;
   let at = 0;
+  let batchLines = 0;
   let scheduled = false;
-  /** Hands the lines not yet written to the file (none without one: their bytes stay for `recent`). */
-  const writeOut = (): void => {
-    if (at > from && stream !== null && streamError === null) {
-      if (holding !== null) holding.push(slab.subarray(from, at));
-      else stream.write(slab.subarray(from, at));
-    }
+  /** Queues the lines of this batch for the file (none without one: their bytes stay for `recent`). */
+  function writeOut(): void {
+    if (at > from && out !== null) enqueue(slab.subarray(from, at), batchLines);
     from = at;
-  };
+    batchLines = 0;
+  }
   const writeBatch = (): void => {
     scheduled = false;
     writeOut();
@@ -520,6 +695,7 @@ export function createAudit(opts: AuditOptions): AuditSink {
       prev = oneShotHash('sha256', slab.subarray(start, end), 'hex');
       slab[end] = 0x0a;
       at = end + 1;
+      batchLines++;
       const k = written % keep;
       ringSlab[k] = slab;
       ringStart[k] = start;
@@ -527,7 +703,7 @@ export function createAudit(opts: AuditOptions): AuditSink {
       ringSession[k] = ev.session;
       ringLine[k] = undefined;
       written++;
-      if (stream === null || streamError !== null) from = at; // no file: nothing waits to be written
+      if (out === null) from = at; // no file: nothing waits to be written
       else if (!scheduled) {
         scheduled = true;
         setImmediate(writeBatch);
@@ -536,8 +712,8 @@ export function createAudit(opts: AuditOptions): AuditSink {
     },
     recent(filter) {
       const lim = filter?.limit ?? 100;
-      const out: AuditLine[] = [];
-      for (let i = written - 1; i >= Math.max(0, written - keep) && out.length < lim; i--) {
+      const res: AuditLine[] = [];
+      for (let i = written - 1; i >= Math.max(0, written - keep) && res.length < lim; i--) {
         const k = i % keep;
         if (filter?.session !== undefined && ringSession[k] !== filter.session) continue;
         let l = ringLine[k];
@@ -546,15 +722,16 @@ export function createAudit(opts: AuditOptions): AuditSink {
           l = JSON.parse((ringSlab[k] as Buffer).toString('utf8', ringStart[k], ringEnd[k])) as AuditLine;
           ringLine[k] = l;
         }
-        out.push(l);
+        res.push(l);
       }
-      return out.reverse();
+      return res.reverse();
     },
     async flush() {
-      if (reopening !== null) await reopening;
+      while (switching !== null) await switching;
       writeBatch();
-      const s = stream;
-      if (s === null || streamError !== null || !s.writableNeedDrain) return;
+      const o = out;
+      if (o === null || streamError !== null || !o.s.writableNeedDrain) return;
+      const s = o.s;
       // Never rejects: a write error is told through onError and `fileError`.
       await new Promise<void>((resolve) => {
         const done = (): void => {
@@ -569,59 +746,56 @@ export function createAudit(opts: AuditOptions): AuditSink {
       });
     },
     async close() {
-      if (reopening !== null) await reopening;
+      closed = true;
+      if (retryTimer !== null) clearTimeout(retryTimer);
+      retryTimer = null;
+      while (switching !== null) await switching;
       writeBatch();
-      const s = stream;
-      stream = null;
-      if (s === null) return;
-      await endStream(s);
+      // A file that could not be written gets one more try: what waits for it is written if it can be now.
+      if (out !== null && streamError !== null) await switchFile(false);
+      const o = out;
+      out = null;
+      if (o === null) return;
+      await endStream(o.s);
+      if (queuedLines > 0 || lost > 0) opts.onUnwritten?.({ lines: queuedLines, lost });
       keepHead();
     },
     reopen() {
-      if (opts.path === null || stream === null) return Promise.resolve(null);
-      const path = opts.path;
-      /** Every line written so far to the old stream, from now on to the new one (held until it may write). */
-      const begin = (): WriteStream | null => {
-        const old = stream;
-        if (old === null) return null; // closed meanwhile
-        writeBatch();
-        keepHead();
-        holding = [];
-        return old;
-      };
-      const finish = async (old: WriteStream | null): Promise<Error | null> => {
-        if (old === null) return null;
-        // The old stream writes everything it was handed before the new one gets a byte: when the file
-        // was not moved (a reload, or a reopen after freeing space), both append to one file, and two
-        // streams writing at once could put later lines before earlier ones.
-        await endStream(old);
-        const held = holding ?? [];
-        holding = null;
-        streamError = null;
-        const s = open(path);
-        stream = s;
-        for (const b of held) s.write(b);
-        try {
-          await once(s, 'open');
-          return null;
-        } catch (err) {
-          return err as Error;
-        }
-      };
-      // At once when no other reopen is under way (the lines before this call are the old file's), else
-      // after it.
-      const p = reopening === null ? finish(begin()) : reopening.then(() => finish(begin()));
-      reopening = p;
-      void p.finally(() => {
-        if (reopening === p) reopening = null;
-      });
-      return p;
+      if (opts.path === null || out === null) return Promise.resolve(null);
+      return switchFile(true);
     },
     get fileError() {
       return streamError;
+    },
+    unwritten() {
+      return { lines: queuedLines, bytes: queuedBytes, lost };
     },
     head() {
       return { seq, hash: prev };
     },
   };
+}
+
+/** A file's identity: its device and inode. */
+export interface FileId {
+  readonly dev: number;
+  readonly ino: number;
+}
+
+/** Whether two opened files are one (unknown counts as not). */
+export function sameFile(a: FileId | null, b: FileId | null): boolean {
+  return a !== null && b !== null && a.dev === b.dev && a.ino === b.ino;
+}
+
+/**
+ * Where a writer goes on with a batch of whole lines of which a failed write left the first `written`
+ * bytes in the old file (a disk that filled up mid-write). Pure. Into the same file: from the first byte
+ * not written, so that the cut line is completed where it was cut. Into another (the old one was moved
+ * away meanwhile): from the start of the cut line, which the new file then has whole — the old file ends
+ * with it cut short. `written` is within the batch (0 ≤ written < its length).
+ */
+export function resumeAt(batch: Uint8Array, written: number, sameFileAgain: boolean): number {
+  if (written <= 0) return 0;
+  if (sameFileAgain) return written;
+  return batch.lastIndexOf(0x0a, written - 1) + 1;
 }

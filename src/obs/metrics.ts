@@ -49,6 +49,8 @@ export interface MetricsSources {
   ready(): boolean;
   /** Whether audit lines reach their file (or the log when audit.path is null): false from a failed open or write until a reopen works. */
   auditOk?(): boolean;
+  /** Audit lines not yet known to be in the file (being written, or waiting while it cannot be), and those lost to it (the wait was full). */
+  auditUnwritten?(): { lines: number; lost: number };
   /** Whether the shared store's change feed is followed (absent: a store of one director). */
   storeFollowing?(): boolean;
 }
@@ -111,6 +113,8 @@ export const METRIC_NAMES = [
   'anchor_audit_events_total',
   'anchor_audit_write_errors_total',
   'anchor_audit_file_ok',
+  'anchor_audit_unwritten_lines',
+  'anchor_audit_lines_lost_total',
   'anchor_sessions_active',
   'anchor_tombstones',
   'anchor_store_following',
@@ -176,7 +180,7 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
   labeled(reg, 'anchor_sessions_ended_total', 'Sessions ended, by cause: the cause of the audit line (client_close, node_close, idle_ttl, operator, drain_unmovable, failover_unmovable, connection_closed, client_gone, upstream_connect_failed, …).', 'cause', () => s.sessionsEnded);
   labeled(reg, 'anchor_send_errors_total', 'Send errors by destination kind (node, client): failed control sends (REJECT, REVOKE) and errors the kernel reports on node sockets (ICMP unreachable, a failed queued send). Forwards and relays are sent without a per-datagram callback.', 'to', () => s.sendErrors);
   labeled(reg, 'anchor_audit_events_total', 'Audit events written, by event.', 'event', () => s.auditEvents);
-  plain(reg, 'anchor_audit_write_errors_total', 'Audit files that could not be written (opened or appended to; each counted once): audit lines are kept in memory only, and the director is not ready, until the file is reopened (SIGHUP) successfully.', () => s.auditWriteErrors);
+  plain(reg, 'anchor_audit_write_errors_total', 'Times the audit file could not be opened or written (a retry that fails again is not counted again): until it can be, audit lines wait in memory (up to audit.backlog_bytes) and the director is not ready.', () => s.auditWriteErrors);
   new Gauge({
     name: 'anchor_sessions_active',
     help: 'Live sessions in the table, by owner node.',
@@ -385,12 +389,22 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
   });
   new Gauge({
     name: 'anchor_audit_file_ok',
-    help: '1 while audit lines reach audit.path (or the log when it is null); 0 from a failed open or write of the file until it is reopened (SIGHUP) successfully. The director is not ready meanwhile.',
+    help: '1 while audit lines reach audit.path (or the log when it is null); 0 from a failed open or write of the file until it can be written again (tried every second, and at SIGHUP). The director is not ready meanwhile.',
     registers: [reg],
     collect() {
       this.set(src.auditOk === undefined || src.auditOk() ? 1 : 0);
     },
   });
+  const unwritten = (): { lines: number; lost: number } => src.auditUnwritten?.() ?? { lines: 0, lost: 0 };
+  new Gauge({
+    name: 'anchor_audit_unwritten_lines',
+    help: 'Audit lines not yet known to be in audit.path: being written, or kept in memory while the file cannot be written (up to audit.backlog_bytes), to be written in order once it can.',
+    registers: [reg],
+    collect() {
+      this.set(unwritten().lines);
+    },
+  });
+  plain(reg, 'anchor_audit_lines_lost_total', 'Audit lines that will never be in audit.path: the file could not be written and the lines kept for it already filled audit.backlog_bytes. The chain in the file has a gap there, which anchor audit verify reports.', () => unwritten().lost);
   if (src.storeFollowing !== undefined) {
     const following = src.storeFollowing;
     new Gauge({

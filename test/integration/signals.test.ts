@@ -111,7 +111,7 @@ describe('director signals', () => {
     expect(d.stderr).toMatch(/etcd|store/i);
   });
 
-  it('SIGHUP after a rotation: the audit goes on in a new file at the same path, the two verify as one chain (CLI included); a file that cannot be written makes the director not ready until a SIGHUP that works', async () => {
+  it('SIGHUP after a rotation: the audit goes on in a new file at the same path, the two verify as one chain (CLI included); a file that cannot be written makes the director not ready, its lines waiting, until the file can be written again (tried by itself)', async () => {
     const c: Cluster = await startCluster({ family: 4, config: { drain: { deadline_s: 20 } } });
     cleanup.push(() => c.stop());
     const peer = await UdpPeer.open(4);
@@ -165,10 +165,19 @@ describe('director signals', () => {
     expect(why.reason).toMatch(/audit file cannot be written/);
     expect(await metric(c.director.admin, 'anchor_audit_write_errors_total')).toBe(1);
     expect(await metric(c.director.admin, 'anchor_audit_file_ok')).toBe(0); // what AnchorAuditNotWritten alerts on, for as long as it lasts
+    // A session admitted meanwhile: its line waits in memory for the file.
+    await hello();
+    await waitFor('the line waiting', async () => (await metric(c.director.admin, 'anchor_audit_unwritten_lines')) === 1 || undefined);
+    // Mended, with no SIGHUP: the director tries the file again by itself and writes the line that waited.
     rmSync(audit, { recursive: true });
-    c.director.kill('SIGHUP');
     await waitFor('readyz to turn 200', async () => (await fetch(`${c.director.admin}/readyz`)).status === 200);
     expect(await metric(c.director.admin, 'anchor_audit_file_ok')).toBe(1);
+    await waitFor('the waiting line in the file', () => lines(audit) === 1 || undefined);
+    expect(await metric(c.director.admin, 'anchor_audit_unwritten_lines')).toBe(0);
+    expect(await metric(c.director.admin, 'anchor_audit_lines_lost_total')).toBe(0);
+    expect(await metric(c.director.admin, 'anchor_audit_write_errors_total')).toBe(1); // the retries that failed are not counted again
+    await waitFor('the recovery logged', () => c.director.stdout.includes('audit file written again') || undefined);
+    expect(await verifyAuditFiles([`${audit}.1`, `${audit}.2`, audit])).toMatchObject({ ok: true, files: 3, result: { lines: 4, seq: 4 } });
   });
 
   it('POST /v1/director/drain drains like SIGTERM and exits 0 once the sessions end', async () => {

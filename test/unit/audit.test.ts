@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { chainLine, chainStart, createAudit, GENESIS, readRecordedHead } from '../../src/obs/audit.js';
+import { chainLine, chainStart, createAudit, GENESIS, readRecordedHead, resumeAt, sameFile } from '../../src/obs/audit.js';
 import type { AuditEvent, AuditLine, AuditStart } from '../../src/obs/audit.js';
 import { waitFor } from '../helpers/wait.js';
 import { checkpointOutside, verifyAuditBytes, verifyAuditChain, verifyAuditFile, verifyAuditFiles } from '../../src/obs/audit-verify.js';
@@ -478,17 +478,20 @@ describe('rotation: createAudit reopens its file, the chain goes on across files
     expect(await verifyAuditFiles([path, `${path}.1`])).toMatchObject({ ok: false, file: path });
   });
 
-  it('a file that cannot be written: onError once, fileError says why, lines stay in memory; a reopen that works clears it', async () => {
+  it('a file that cannot be written: onError once, fileError says why, lines wait in memory; a reopen that works writes them first, the chain unbroken', async () => {
     const sub = join(dir, 'gone');
     mkdirSync(sub);
     const path = join(sub, 'audit.log');
     const errors: Error[] = [];
+    let recovered = 0;
     let t = T0;
-    const audit = createAudit({ path, wallClock: () => (t += 1000), onError: (e) => errors.push(e) });
+    // retryMs long: only the reopens below open the file.
+    const audit = createAudit({ path, wallClock: () => (t += 1000), onError: (e) => errors.push(e), onRecover: () => recovered++, retryMs: 3_600_000 });
     audit.write(event(0));
     await audit.flush();
     await waitFor('the first line in the file', () => (existsSync(path) && readFileSync(path, 'utf8').length > 0) || undefined);
     expect(audit.fileError).toBeNull();
+    const first = readFileSync(path, 'utf8');
     rmSync(sub, { recursive: true });
     expect(await audit.reopen()).toBeInstanceOf(Error); // the directory is gone: ENOENT
     expect(audit.fileError).toBeInstanceOf(Error);
@@ -496,17 +499,107 @@ describe('rotation: createAudit reopens its file, the chain goes on across files
     audit.write(event(1));
     audit.write(event(2));
     await audit.flush();
-    expect(errors).toHaveLength(1); // once per file
+    expect(await audit.reopen()).toBeInstanceOf(Error); // still gone
+    expect(errors).toHaveLength(1); // once per failure, not per try
     expect(audit.recent({ limit: 10 }).map((l) => l.seq)).toEqual([1, 2, 3]);
+    expect(audit.unwritten()).toMatchObject({ lines: 2, lost: 0 });
     mkdirSync(sub);
     expect(await audit.reopen()).toBeNull();
     expect(audit.fileError).toBeNull();
     audit.write(event(3));
     await audit.close();
-    // Lines 2 and 3 went to no file: the new file goes on from line 3's hash, which verify reports.
+    expect(recovered).toBe(1);
+    expect(audit.unwritten()).toEqual({ lines: 0, bytes: 0, lost: 0 });
+    // Lines 2 and 3 waited and went to the new file before line 4: with the first file, one chain.
     const text = readFileSync(path, 'utf8');
-    expect(text.trimEnd().split('\n').map((l) => (JSON.parse(l) as AuditLine).seq)).toEqual([4]);
-    expect(verifyAuditChain(text, { start: 'any' })).toMatchObject({ ok: true, lines: 1, start: { seq: 4 } });
+    expect(text.trimEnd().split('\n').map((l) => (JSON.parse(l) as AuditLine).seq)).toEqual([2, 3, 4]);
+    expect(verifyAuditChain(first + text)).toMatchObject({ ok: true, lines: 4 });
+  });
+
+  it('a disk that is full (/dev/full): lines wait, the file is tried again by itself, and once it can be written every line is in it, from the first', async () => {
+    const sub = join(dir, 'retry');
+    mkdirSync(sub);
+    const path = join(sub, 'audit.log');
+    symlinkSync('/dev/full', path); // every write fails: ENOSPC
+    const errors: Error[] = [];
+    let recovered = 0;
+    let t = T0;
+    const audit = createAudit({ path, wallClock: () => (t += 1000), onError: (e) => errors.push(e), onRecover: () => recovered++, retryMs: 20 });
+    for (let i = 0; i < 50; i++) audit.write(event(i));
+    await waitFor('the write error', () => audit.fileError ?? undefined);
+    expect((audit.fileError as NodeJS.ErrnoException).code).toBe('ENOSPC');
+    for (let i = 50; i < 60; i++) audit.write(event(i));
+    // Some retries fail too (the link is still there): told once all the same.
+    await waitFor('a few failed retries', () => audit.unwritten().lines === 60 || undefined);
+    await new Promise((r) => setTimeout(r, 0));
+    expect(errors).toHaveLength(1);
+    expect(recovered).toBe(0);
+    // Space is back: the path is a regular file again.
+    writeFileSync(join(sub, 'fresh'), '');
+    renameSync(join(sub, 'fresh'), path);
+    await waitFor('the waiting lines written', () => (audit.fileError === null && audit.unwritten().lines === 0) || undefined);
+    expect(recovered).toBe(1);
+    audit.write(event(60));
+    await audit.close();
+    expect(errors).toHaveLength(1);
+    const r = await verifyAuditFile(path);
+    expect(r).toMatchObject({ ok: true, lines: 61, seq: 61, start: { prev: GENESIS, seq: 1 } });
+  });
+
+  it('the wait is bounded (backlogBytes): lines beyond it are lost to the file and counted, told once; the file then shows the gap', async () => {
+    const sub = join(dir, 'bounded');
+    mkdirSync(sub);
+    const path = join(sub, 'audit.log');
+    symlinkSync('/dev/full', path);
+    const full: number[] = [];
+    const unwritten: { lines: number; lost: number }[] = [];
+    let t = T0;
+    const audit = createAudit({ path, wallClock: () => (t += 1000), onBacklogFull: (b) => full.push(b), onUnwritten: (u) => unwritten.push(u), backlogBytes: 4096, retryMs: 3_600_000 });
+    audit.write(event(0));
+    await waitFor('the write error', () => audit.fileError ?? undefined);
+    // One batch per turn: each waits while it fits in 4,096 bytes.
+    for (let i = 1; i < 40; i++) {
+      audit.write(event(i));
+      await new Promise((r) => setImmediate(r));
+    }
+    const u = audit.unwritten();
+    expect(u.bytes).toBeLessThanOrEqual(4096);
+    expect(u.lost).toBeGreaterThan(0);
+    expect(u.lines + u.lost).toBe(40);
+    expect(full).toHaveLength(1);
+    rmSync(path);
+    expect(await audit.reopen()).toBeNull();
+    await audit.close();
+    expect(unwritten).toEqual([{ lines: 0, lost: u.lost }]);
+    const text = readFileSync(path, 'utf8');
+    const seqs = text.trimEnd().split('\n').map((l) => (JSON.parse(l) as AuditLine).seq);
+    // The lines that waited (the first ones), then the gap.
+    expect(seqs).toEqual(Array.from({ length: u.lines }, (_, i) => i + 1));
+    expect(verifyAuditChain(text)).toMatchObject({ ok: true, lines: u.lines });
+  });
+
+  it('close() with a file that still cannot be written tries it once more, then says how many lines did not reach it', async () => {
+    const sub = join(dir, 'closing');
+    mkdirSync(sub);
+    const path = join(sub, 'audit.log');
+    symlinkSync('/dev/full', path);
+    const unwritten: { lines: number; lost: number }[] = [];
+    const audit = createAudit({ path, wallClock: () => T0, onUnwritten: (u) => unwritten.push(u), retryMs: 3_600_000 });
+    for (let i = 0; i < 7; i++) audit.write(event(i));
+    await waitFor('the write error', () => audit.fileError ?? undefined);
+    await audit.close();
+    expect(unwritten).toEqual([{ lines: 7, lost: 0 }]);
+    // And when it can be written by then, the lines are in it.
+    const path2 = join(sub, 'audit2.log');
+    symlinkSync('/dev/full', path2);
+    const unwritten2: { lines: number; lost: number }[] = [];
+    const b = createAudit({ path: path2, wallClock: () => T0, onUnwritten: (u) => unwritten2.push(u), retryMs: 3_600_000 });
+    for (let i = 0; i < 7; i++) b.write(event(i));
+    await waitFor('the write error', () => b.fileError ?? undefined);
+    rmSync(path2);
+    await b.close();
+    expect(unwritten2).toEqual([]);
+    expect(await verifyAuditFile(path2)).toMatchObject({ ok: true, lines: 7 });
   });
 
   it('a reopen of a file that was not moved (a reload): lines after it never overtake lines before it; a second reopen waits for the first', async () => {
@@ -790,5 +883,44 @@ describe('the head recorded beside the file, and where a restarted writer goes o
     await a.close();
     expect(errors).toHaveLength(1);
     expect((await verifyAuditFiles([path])).ok).toBe(true);
+  });
+});
+
+describe('resumeAt: where a writer goes on with a batch a failed write cut', () => {
+  const lines = fc.array(fc.string({ minLength: 0, maxLength: 40 }).map((x) => x.replace(/\n/g, ' ')), { minLength: 1, maxLength: 12 });
+  it('into the same file: from the first byte not written, so the file holds the batch exactly once', () => {
+    fc.assert(
+      fc.property(lines, fc.nat(), (ls, k) => {
+        const batch = Buffer.from(ls.map((l) => `${l}\n`).join(''));
+        const written = k % batch.length;
+        const from = resumeAt(batch, written, true);
+        expect(Buffer.concat([batch.subarray(0, written), batch.subarray(from)]).equals(batch)).toBe(true);
+      }),
+    );
+  });
+  it('into another file: from the start of the cut line, so the new file starts with whole lines and loses none', () => {
+    fc.assert(
+      fc.property(lines, fc.nat(), (ls, k) => {
+        const batch = Buffer.from(ls.map((l) => `${l}\n`).join(''));
+        const written = k % batch.length;
+        const from = resumeAt(batch, written, false);
+        expect(from).toBeLessThanOrEqual(written);
+        // A line starts there: the batch's start, or just after a newline.
+        expect(from === 0 || batch[from - 1] === 0x0a).toBe(true);
+        // And no whole line lies between it and the cut: the old file has every line before `from` whole.
+        expect(batch.subarray(from, written).includes(0x0a)).toBe(false);
+      }),
+    );
+  });
+  it('nothing written: from the start, whichever file', () => {
+    expect(resumeAt(Buffer.from('a\nb\n'), 0, true)).toBe(0);
+    expect(resumeAt(Buffer.from('a\nb\n'), 0, false)).toBe(0);
+  });
+  it('sameFile: device and inode both, unknown never the same', () => {
+    expect(sameFile({ dev: 1, ino: 2 }, { dev: 1, ino: 2 })).toBe(true);
+    expect(sameFile({ dev: 1, ino: 2 }, { dev: 1, ino: 3 })).toBe(false);
+    expect(sameFile({ dev: 1, ino: 2 }, { dev: 2, ino: 2 })).toBe(false);
+    expect(sameFile(null, { dev: 1, ino: 2 })).toBe(false);
+    expect(sameFile(null, null)).toBe(false);
   });
 });
