@@ -151,6 +151,11 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     onLine: config.audit.path === null ? (line) => logger.info({ audit: line }, 'audit') : undefined,
     onRotate: (movedTo) => logger.warn({ moved_to: movedTo }, 'audit file ended in a cut-short line; moved aside, starting a new chain'),
     backlogBytes: config.audit.backlog_bytes,
+    syncMs: config.audit.sync_interval_ms,
+    onSyncError: (err) => {
+      stats.auditWriteErrors++;
+      logger.error({ err, path: config.audit.path }, 'audit file could not be synced to the disk: lines written to it may be lost if the host loses power or crashes');
+    },
     onError: (err) => {
       stats.auditWriteErrors++;
       logger.error({ err, path: config.audit.path, backlog_bytes: config.audit.backlog_bytes }, 'audit file cannot be written: audit lines wait in memory (up to audit.backlog_bytes) and the director is not ready until they can be written; the file is tried again every second (and at SIGHUP)');

@@ -7,7 +7,7 @@ import { isLoopback, isUnspecified } from '../codec/ip.js';
 import { MAX_DEADLINE_S } from '../drain/plan.js';
 import { DEFAULT_PORT_QUARANTINE_MS } from '../net/port-quarantine.js';
 import { MAX_TIMER_MS } from '../util/timer.js';
-import { DEFAULT_AUDIT_BACKLOG_BYTES } from '../obs/audit.js';
+import { DEFAULT_AUDIT_BACKLOG_BYTES, DEFAULT_AUDIT_SYNC_MS } from '../obs/audit.js';
 
 // ---------------------------------------------------------------------------------------------
 // Error text. Every leaf says what it expects; the loader prefixes the key path.
@@ -458,6 +458,7 @@ export const AnchorConfigSchema = z
           .nullable()
           .default(null),
         backlog_bytes: integerAtLeast(0).default(DEFAULT_AUDIT_BACKLOG_BYTES),
+        sync_interval_ms: timerMs(10).default(DEFAULT_AUDIT_SYNC_MS),
       }),
       log: section({
         level: oneOf(LOG_LEVELS).default('info'),

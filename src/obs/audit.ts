@@ -1,7 +1,7 @@
 // The audit log: one JSON line per ownership change, each carrying the SHA-256 of the previous line
 // (a hash chain that `anchor audit verify` checks). Owns the file; never decides what is audited.
 import { createHash, hash as oneShotHash } from 'node:crypto';
-import { closeSync, createWriteStream, fstatSync, openSync, readFileSync, readSync, renameSync, writeFileSync, type WriteStream } from 'node:fs';
+import { closeSync, createWriteStream, fdatasync, fdatasyncSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, writeSync, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 
 export interface AuditEvent {
@@ -355,10 +355,16 @@ export function readRecordedHead(path: string): ChainHead | null {
   return null;
 }
 
-/** Records `head` beside `path` (a new file renamed over the old: never half written). */
+/** Records `head` beside `path` (a new file, synced, renamed over the old: never half written, not even after a power loss). */
 function recordHead(path: string, head: ChainHead): void {
   const tmp = `${headPath(path)}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify({ seq: head.seq, hash: head.hash })}\n`);
+  const fd = openSync(tmp, 'w');
+  try {
+    writeSync(fd, `${JSON.stringify({ seq: head.seq, hash: head.hash })}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
   renameSync(tmp, headPath(path));
 }
 
@@ -410,6 +416,14 @@ export interface AuditOptions {
   readonly backlogBytes?: number;
   /** How often a file that cannot be written is tried again (DEFAULT_AUDIT_RETRY_MS). */
   readonly retryMs?: number;
+  /**
+   * How often what was written to the file is synced to the disk (fdatasync; DEFAULT_AUDIT_SYNC_MS): a
+   * power loss or a kernel crash loses at most the lines of the last interval. The file is also synced
+   * when it is closed or reopened.
+   */
+  readonly syncMs?: number;
+  /** Told when the file could not be synced (once, until a sync works again; and at a close or reopen): lines written to it may not be on the disk. */
+  readonly onSyncError?: (err: Error) => void;
   /** Told once per failure when the wait is full: from then on lines are lost to the file until it can be written. */
   readonly onBacklogFull?: (bytes: number) => void;
   /** Told when lines reach the file again after onError (those that waited are written first). */
@@ -422,11 +436,14 @@ export interface AuditOptions {
 export const DEFAULT_AUDIT_BACKLOG_BYTES = 64 * 1024 * 1024;
 /** AuditOptions.retryMs by default. */
 export const DEFAULT_AUDIT_RETRY_MS = 1000;
+/** AuditOptions.syncMs by default. */
+export const DEFAULT_AUDIT_SYNC_MS = 1000;
 
 export function createAudit(opts: AuditOptions): AuditSink {
   const keep = opts.keep ?? 10_000;
   const backlogBytes = opts.backlogBytes ?? DEFAULT_AUDIT_BACKLOG_BYTES;
   const retryMs = opts.retryMs ?? DEFAULT_AUDIT_RETRY_MS;
+  const syncMs = opts.syncMs ?? DEFAULT_AUDIT_SYNC_MS;
   // The latest `keep` lines, in a fixed circular buffer: O(1) per write whatever its size. A line is kept
   // as where its bytes are (its buffer, start, end) and its session (for `recent`'s filter), not as an
   // object: a drain writes hundreds of thousands of lines, each kept long enough to outlive the young
@@ -471,6 +488,10 @@ export function createAudit(opts: AuditOptions): AuditSink {
     confirmed: number;
     /** The file it writes (device and inode, once open): a retry into the same file completes a cut line. */
     file: FileId | null;
+    /** Its descriptor while open, else -1. */
+    fd: number;
+    /** `confirmed` when the file was last synced. */
+    synced: number;
   }
   let out: Out | null = null;
   /** Why the file cannot be written now (lines wait in the queue meanwhile); null when it can. */
@@ -565,8 +586,10 @@ export function createAudit(opts: AuditOptions): AuditSink {
    */
   const open = (path: string): Out => {
     const s = createWriteStream(path, { flags: 'a' });
-    const o: Out = { s, confirmed: 0, file: null };
+    const o: Out = { s, confirmed: 0, file: null, fd: -1, synced: 0 };
+    s.once('close', () => (o.fd = -1));
     s.once('open', (fd: number) => {
+      o.fd = fd;
       try {
         const st = fstatSync(fd);
         o.file = { dev: st.dev, ino: st.ino };
@@ -585,16 +608,50 @@ export function createAudit(opts: AuditOptions): AuditSink {
     });
     return o;
   };
-  /** Ends `s` once what was handed to it is written (or failed). */
-  const endStream = (s: WriteStream): Promise<void> =>
+  /** Ends `s` once what was handed to it is written (or failed), synced to the disk before its descriptor closes. */
+  const endStream = (o: Out): Promise<void> =>
     new Promise((resolve) => {
+      const s = o.s;
       if (s.closed) {
         resolve(); // already failed and closed (or ended before)
         return;
       }
+      // 'finish': everything handed to it is written, and its descriptor is still open (closed after).
+      s.once('finish', () => {
+        if (o.fd < 0) return;
+        try {
+          fdatasyncSync(o.fd);
+        } catch (err) {
+          opts.onSyncError?.(err as Error);
+        }
+      });
       s.once('close', () => resolve());
       s.end();
     });
+  /**
+   * Syncs the current stream's file every syncMs when something was written to it since the last sync (on
+   * the thread pool: the event loop and the writes go on meanwhile).
+   */
+  let syncing = false;
+  let syncFailing = false;
+  const syncTimer = opts.path === null ? null : setInterval(() => {
+    const o = out;
+    if (o === null || syncing || streamError !== null || o.fd < 0 || o.confirmed === o.synced) return;
+    const upTo = o.confirmed;
+    syncing = true;
+    fdatasync(o.fd, (err) => {
+      syncing = false;
+      if (err === null) {
+        o.synced = upTo;
+        syncFailing = false;
+      } else if (o === out && o.fd >= 0 && !syncFailing) {
+        // (Not a descriptor closed meanwhile.) Told once, until a sync works again.
+        syncFailing = true;
+        opts.onSyncError?.(err);
+      }
+    });
+  }, syncMs);
+  syncTimer?.unref();
   /** The reopen or retry in progress (another one waits for it); while it runs, batches wait in the queue. */
   let switching: Promise<Error | null> | null = null;
   /**
@@ -607,7 +664,7 @@ export function createAudit(opts: AuditOptions): AuditSink {
     const old = out;
     if (old === null || opts.path === null) return null; // closed meanwhile
     if (recordHead) keepHead();
-    await endStream(old.s);
+    await endStream(old);
     // A failed write leaves batches unconfirmed; the first may be partly in the old file (a disk that
     // filled up mid-write): how much, the stream counted.
     let cut = 0;
@@ -747,6 +804,7 @@ export function createAudit(opts: AuditOptions): AuditSink {
     },
     async close() {
       closed = true;
+      if (syncTimer !== null) clearInterval(syncTimer);
       if (retryTimer !== null) clearTimeout(retryTimer);
       retryTimer = null;
       while (switching !== null) await switching;
@@ -756,7 +814,7 @@ export function createAudit(opts: AuditOptions): AuditSink {
       const o = out;
       out = null;
       if (o === null) return;
-      await endStream(o.s);
+      await endStream(o);
       if (queuedLines > 0 || lost > 0) opts.onUnwritten?.({ lines: queuedLines, lost });
       keepHead();
     },

@@ -180,7 +180,7 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
   labeled(reg, 'anchor_sessions_ended_total', 'Sessions ended, by cause: the cause of the audit line (client_close, node_close, idle_ttl, operator, drain_unmovable, failover_unmovable, connection_closed, client_gone, upstream_connect_failed, …).', 'cause', () => s.sessionsEnded);
   labeled(reg, 'anchor_send_errors_total', 'Send errors by destination kind (node, client): failed control sends (REJECT, REVOKE) and errors the kernel reports on node sockets (ICMP unreachable, a failed queued send). Forwards and relays are sent without a per-datagram callback.', 'to', () => s.sendErrors);
   labeled(reg, 'anchor_audit_events_total', 'Audit events written, by event.', 'event', () => s.auditEvents);
-  plain(reg, 'anchor_audit_write_errors_total', 'Times the audit file could not be opened or written (a retry that fails again is not counted again): until it can be, audit lines wait in memory (up to audit.backlog_bytes) and the director is not ready.', () => s.auditWriteErrors);
+  plain(reg, 'anchor_audit_write_errors_total', 'Times the audit file could not be opened, written or synced (a retry that fails again is not counted again): until it can be written, audit lines wait in memory (up to audit.backlog_bytes) and the director is not ready.', () => s.auditWriteErrors);
   new Gauge({
     name: 'anchor_sessions_active',
     help: 'Live sessions in the table, by owner node.',

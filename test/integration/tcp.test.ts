@@ -208,20 +208,33 @@ for (const { io, skip } of paths) describe.skipIf(skip !== null)(`TCP front, ${i
   });
 
   it('racing reconnects: one wins, the other gets REJECT OWNERSHIP_CONFLICT and is closed', async () => {
-    const id = randomBytes(16);
-    const first = await tcpHello(t.v4, id);
-    const [a, b] = (await tcpReattachTogether(t.v4, id, first.key, 2)) as [Reattached, Reattached];
-    const won = [a, b].filter((x) => x.reply.toString().startsWith('probe-'));
-    const lost = [a, b].filter((x) => !x.reply.toString().startsWith('probe-'));
-    expect(won).toHaveLength(1);
-    expect(lost).toHaveLength(1);
-    const d = decodeJv1(lost[0]!.reply);
-    expect(d.kind).toBe('ok');
-    if (d.kind === 'ok') expect(decodeReject(d.value.payload)?.reason).toBe(RejectReason.OWNERSHIP_CONFLICT);
-    const rec = (await (await fetch(`${c.director.admin}/v1/sessions/${id.toString('hex')}`)).json()) as SessionJson;
-    expect(rec.version).toBe('2');
-    expect(rec.transport).toBe(`127.0.0.1:${won[0]!.sock.localPort}`);
-    for (const x of [a, b, first]) x.sock.destroy();
+    // The two connections race only when the second reaches the node before the first one's BIND is
+    // committed. On a loaded machine the director may take them one after the other: then the second is a
+    // jump of its own (version 3), both are answered, and the race is tried again with a new session.
+    for (let attempt = 1; ; attempt++) {
+      const id = randomBytes(16);
+      const first = await tcpHello(t.v4, id);
+      const [a, b] = (await tcpReattachTogether(t.v4, id, first.key, 2)) as [Reattached, Reattached];
+      const won = [a, b].filter((x) => x.reply.toString().startsWith('probe-'));
+      const lost = [a, b].filter((x) => !x.reply.toString().startsWith('probe-'));
+      const rec = (await (await fetch(`${c.director.admin}/v1/sessions/${id.toString('hex')}`)).json()) as SessionJson;
+      const wonAt = won.map((x) => `127.0.0.1:${x.sock.localPort}`);
+      for (const x of [a, b, first]) x.sock.destroy();
+      if (won.length === 2 && attempt < 5) {
+        // One after the other: two jumps, each committed, the session on one of the two.
+        expect(rec.version).toBe('3');
+        expect(wonAt).toContain(rec.transport);
+        continue;
+      }
+      expect(won).toHaveLength(1);
+      expect(lost).toHaveLength(1);
+      const d = decodeJv1(lost[0]!.reply);
+      expect(d.kind).toBe('ok');
+      if (d.kind === 'ok') expect(decodeReject(d.value.payload)?.reason).toBe(RejectReason.OWNERSHIP_CONFLICT);
+      expect(rec.version).toBe('2');
+      expect(rec.transport).toBe(wonAt[0]);
+      return;
+    }
   });
 
   it('a jump to datagrams: once the owner BINDs the new transport, the TCP connection is closed and the session goes on over UDP', async () => {

@@ -602,6 +602,38 @@ describe('rotation: createAudit reopens its file, the chain goes on across files
     expect(await verifyAuditFile(path2)).toMatchObject({ ok: true, lines: 7 });
   });
 
+  it('what is written is synced to the disk every syncMs (a file that cannot be synced, /dev/null, says so once: onSyncError)', async () => {
+    const sub = join(dir, 'sync');
+    mkdirSync(sub);
+    const path = join(sub, 'audit.log');
+    symlinkSync('/dev/null', path); // writes succeed, fdatasync fails: EINVAL
+    const syncErrors: Error[] = [];
+    const audit = createAudit({ path, wallClock: () => T0, onSyncError: (e) => syncErrors.push(e), syncMs: 10, retryMs: 3_600_000 });
+    audit.write(event(0));
+    await waitFor('the periodic sync', () => syncErrors.length > 0 || undefined);
+    expect((syncErrors[0] as NodeJS.ErrnoException).code).toBe('EINVAL');
+    expect(audit.fileError).toBeNull(); // the lines are written: only their sync failed
+    audit.write(event(1));
+    await audit.flush(); // queued for the stream
+    await waitFor('the second line written', () => audit.unwritten().lines === 0 || undefined);
+    expect(syncErrors).toHaveLength(1); // told once while it keeps failing
+  });
+
+  it('the file is synced when it is closed', async () => {
+    const sub = join(dir, 'sync-close');
+    mkdirSync(sub);
+    const path = join(sub, 'audit.log');
+    symlinkSync('/dev/null', path);
+    const syncErrors: Error[] = [];
+    const audit = createAudit({ path, wallClock: () => T0, onSyncError: (e) => syncErrors.push(e), syncMs: 3_600_000, retryMs: 3_600_000 });
+    audit.write(event(0));
+    await audit.flush();
+    await waitFor('the line written', () => audit.unwritten().lines === 0 || undefined);
+    expect(syncErrors).toHaveLength(0); // no periodic sync within the hour
+    await audit.close();
+    expect(syncErrors.map((e) => (e as NodeJS.ErrnoException).code)).toEqual(['EINVAL']);
+  });
+
   it('a reopen of a file that was not moved (a reload): lines after it never overtake lines before it; a second reopen waits for the first', async () => {
     // The old stream still writing a drain's worth of lines while the new one appends to the same file.
     for (let run = 0; run < 5; run++) {
