@@ -160,6 +160,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       stats.auditWriteErrors++;
       logger.error({ err, path: config.audit.path, backlog_bytes: config.audit.backlog_bytes }, 'audit file cannot be written: audit lines wait in memory (up to audit.backlog_bytes) and the director is not ready until they can be written; the file is tried again every second (and at SIGHUP)');
     },
+    onRetry: (attempt) => logger.debug({ path: config.audit.path, attempt }, 'audit file tried again'),
     onRecover: () => logger.info({ path: config.audit.path }, 'audit file written again: the lines that waited are in it, the chain unbroken'),
     onBacklogFull: (bytes) => logger.error({ path: config.audit.path, bytes }, 'audit lines waiting for the audit file fill audit.backlog_bytes: further lines are lost to the file until it can be written (anchor_audit_lines_lost_total); its chain will have a gap there'),
     onUnwritten: (u) => logger.error({ path: config.audit.path, waiting: u.lines, lost: u.lost }, 'audit lines did not reach the audit file before the director stopped (they are in no file)'),

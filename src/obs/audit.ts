@@ -223,9 +223,10 @@ export interface AuditSink {
   /**
    * Opens the file at the audit path again (after a log rotation moved it away: SIGHUP), the chain going
    * on where it was (the new file's first line carries the hash of the old file's last). Every line
-   * before the call goes to the old file, every line after to the new one. Resolves once the new file is
-   * open, with the error when it could not be opened (`fileError` then says so too). Nothing to do
-   * without a file.
+   * before the call goes to the old file, every line after to the new one — except, while the file
+   * cannot be written, the lines waiting for it, which go to the new one first. Resolves once the new file
+   * is open, with the error when it could not be opened (`fileError` then says so too). Nothing to do
+   * without a file, or once closing.
    */
   reopen(): Promise<Error | null>;
   /**
@@ -428,6 +429,8 @@ export interface AuditOptions {
   readonly onBacklogFull?: (bytes: number) => void;
   /** Told when lines reach the file again after onError (those that waited are written first). */
   readonly onRecover?: () => void;
+  /** Told each time a file that cannot be written is tried again (`attempt`: 1, 2, … within one failure). */
+  readonly onRetry?: (attempt: number) => void;
   /** Told at close when lines did not reach the file: still waiting (the file could not be written at the end), or lost. */
   readonly onUnwritten?: (u: { lines: number; lost: number }) => void;
 }
@@ -492,6 +495,8 @@ export function createAudit(opts: AuditOptions): AuditSink {
     fd: number;
     /** `confirmed` when the file was last synced. */
     synced: number;
+    /** Its write or open failed: it takes nothing more. */
+    failed: boolean;
   }
   let out: Out | null = null;
   /** Why the file cannot be written now (lines wait in the queue meanwhile); null when it can. */
@@ -512,7 +517,17 @@ export function createAudit(opts: AuditOptions): AuditSink {
   /** Lines never to be in the file: the queue was full (backlogBytes) while the file could not be written. */
   let lost = 0;
   let lostTold = false;
+  // The first queued batch when a failed write left part of it in a file (a disk that filled up mid-write):
+  // its first `headWritten` bytes are there, the last line cut short unless they end with a newline, in
+  // the file `headFile`. Kept until the batch is written whole, whatever the tries between: every open
+  // goes on from it (resumeAt). `headFrom`: where in the batch the current stream was handed it.
+  let headWritten = 0;
+  let headFile: FileId | null = null;
+  let headFrom = 0;
   const dropHead = (): void => {
+    headWritten = 0;
+    headFile = null;
+    headFrom = 0;
     queuedBytes -= (qBuf[qHead] as Buffer).length;
     queuedLines -= qLines[qHead] as number;
     qBuf[qHead] = undefined;
@@ -528,35 +543,61 @@ export function createAudit(opts: AuditOptions): AuditSink {
       qHead = 0;
     }
   };
-  /** Lines reach the file again (a write of a stream opened after the failure, or nothing left to write). */
+  /**
+   * Lines reach the file again (a stream opened after the failure wrote the first waiting batch, or nothing
+   * waits): `fileError` is null from here, not from the open (a full disk opens, and fails the write).
+   */
   const recovered = (): void => {
     if (!failing) return;
     failing = false;
     lostTold = false;
+    attempts = 0;
+    streamError = null;
     opts.onRecover?.();
   };
-  /** Hands batch `b` (the queue's next one not handed) to `o`'s stream; the callback takes it off the queue once written. */
-  const hand = (o: Out, b: Buffer): void => {
+  /** The probe in flight (see handWaiting): settled once its write is done or failed. */
+  let probe: Promise<void> | null = null;
+  /** Hands the queue's batch `i` (the next one not handed) to `o`'s stream; the callback takes it off the queue once written. */
+  const hand = (o: Out, i: number): void => {
+    const b = i === qHead && headFrom > 0 ? (qBuf[i] as Buffer).subarray(headFrom) : (qBuf[i] as Buffer);
     handed++;
+    let settle: (() => void) | null = null;
+    if (failing) probe = new Promise<void>((resolve) => (settle = resolve));
     o.s.write(b, (err) => {
-      if (err) return; // the stream failed: the batch stays queued for the next file (see reopenNow)
-      o.confirmed += b.length;
-      dropHead();
-      if (streamError === null) recovered();
+      if (!err) {
+        o.confirmed += b.length;
+        dropHead();
+        if (failing && o === out) {
+          recovered();
+          handWaiting(); // the probe went through: the others follow
+        }
+      } // else the stream failed: the batch stays queued for the next file (see reopenNow)
+      if (settle !== null) {
+        probe = null;
+        (settle as () => void)();
+      }
     });
   };
-  /** Hands every waiting batch to the stream, when it can take them. */
+  /**
+   * Hands the waiting batches to the stream, when it can take them. While the file is failing, a stream
+   * opened to try it gets one batch (a probe) until that one is written: a disk still full costs a write,
+   * not one per waiting batch.
+   */
   const handWaiting = (): void => {
     const o = out;
-    if (o === null || streamError !== null || switching !== null) return;
+    if (o === null || o.failed || o.s.destroyed || o.fd < 0 || switching !== null) return;
+    if (failing) {
+      if (qHead === qBuf.length) recovered(); // nothing waits
+      else if (handed === 0) hand(o, qHead);
+      return;
+    }
     const end = qBuf.length;
-    for (let i = qHead + handed; i < end; i++) hand(o, qBuf[i] as Buffer);
-    if (queuedLines === 0) recovered();
+    for (let i = qHead + handed; i < end; i++) hand(o, i);
   };
   const enqueue = (b: Buffer, lines: number): void => {
-    const now = out !== null && streamError === null && switching === null;
-    // A stream that takes the batch now is not held to the bound (a slow disk is not a failing one).
-    if (!now && queuedBytes + b.length > backlogBytes) {
+    const now = out !== null && !failing && switching === null;
+    // Only a file that cannot be written holds lines to the bound: not a slow disk, nor a reopen of a good file.
+    if (failing && queuedBytes + b.length > backlogBytes) {
       lost += lines;
       if (!lostTold) {
         lostTold = true;
@@ -568,14 +609,17 @@ export function createAudit(opts: AuditOptions): AuditSink {
     qLines.push(lines);
     queuedBytes += b.length;
     queuedLines += lines;
-    if (now) hand(out as Out, b);
+    if (now) hand(out as Out, qBuf.length - 1);
   };
   let retryTimer: NodeJS.Timeout | null = null;
+  let attempts = 0;
   const scheduleRetry = (): void => {
     if (retryTimer !== null || closed) return;
     retryTimer = setTimeout(() => {
       retryTimer = null;
-      if (streamError !== null && !closed) void switchFile(false);
+      if (!failing || closed) return;
+      opts.onRetry?.(++attempts);
+      void switchFile(false);
     }, retryMs);
     retryTimer.unref();
   };
@@ -586,7 +630,7 @@ export function createAudit(opts: AuditOptions): AuditSink {
    */
   const open = (path: string): Out => {
     const s = createWriteStream(path, { flags: 'a' });
-    const o: Out = { s, confirmed: 0, file: null, fd: -1, synced: 0 };
+    const o: Out = { s, confirmed: 0, file: null, fd: -1, synced: 0, failed: false };
     s.once('close', () => (o.fd = -1));
     s.once('open', (fd: number) => {
       o.fd = fd;
@@ -598,6 +642,7 @@ export function createAudit(opts: AuditOptions): AuditSink {
       }
     });
     s.on('error', (e) => {
+      o.failed = true;
       if (o !== out) return;
       streamError = e;
       if (!failing) {
@@ -636,7 +681,7 @@ export function createAudit(opts: AuditOptions): AuditSink {
   let syncFailing = false;
   const syncTimer = opts.path === null ? null : setInterval(() => {
     const o = out;
-    if (o === null || syncing || streamError !== null || o.fd < 0 || o.confirmed === o.synced) return;
+    if (o === null || syncing || o.failed || o.fd < 0 || o.confirmed === o.synced) return;
     const upTo = o.confirmed;
     syncing = true;
     fdatasync(o.fd, (err) => {
@@ -666,16 +711,21 @@ export function createAudit(opts: AuditOptions): AuditSink {
     if (recordHead) keepHead();
     await endStream(old);
     // A failed write leaves batches unconfirmed; the first may be partly in the old file (a disk that
-    // filled up mid-write): how much, the stream counted.
-    let cut = 0;
+    // filled up mid-write): how much, the stream counted (past what its callbacks confirmed).
     if (handed > 0) {
-      cut = Math.max(0, old.s.bytesWritten - old.confirmed);
+      let k = Math.max(0, old.s.bytesWritten - old.confirmed);
       handed = 0;
-      while (qHead < qBuf.length && cut >= (qBuf[qHead] as Buffer).length) {
-        cut -= (qBuf[qHead] as Buffer).length;
+      while (qHead < qBuf.length && k >= (qBuf[qHead] as Buffer).length - headFrom) {
+        k -= (qBuf[qHead] as Buffer).length - headFrom;
         dropHead(); // whole in the file, though its callback did not say so
       }
+      if (k > 0 && qHead < qBuf.length) {
+        headWritten = headFrom + k;
+        headFile = old.file;
+      }
+      // (k = 0: the cut part, if any, is where it was.)
     }
+    headFrom = 0;
     if (out !== old) return null; // closed meanwhile
     const o = open(opts.path);
     out = o;
@@ -684,13 +734,8 @@ export function createAudit(opts: AuditOptions): AuditSink {
     } catch (err) {
       return err as Error; // the error handler made it fileError and will try again
     }
-    if (cut > 0 && qHead < qBuf.length) {
-      const b = qBuf[qHead] as Buffer;
-      const from = resumeAt(b, cut, sameFile(old.file, o.file));
-      qBuf[qHead] = b.subarray(from);
-      queuedBytes -= from;
-    }
-    if (out === o) streamError = null;
+    // On from the cut: in the same file, its next byte; in another, the cut line whole.
+    if (headWritten > 0 && qHead < qBuf.length) headFrom = resumeAt(qBuf[qHead] as Buffer, headWritten, sameFile(headFile, o.file));
     return null;
   };
   /** reopenNow, after any reopen or retry in progress; lines written before the call go to the current stream. */
@@ -810,7 +855,11 @@ export function createAudit(opts: AuditOptions): AuditSink {
       while (switching !== null) await switching;
       writeBatch();
       // A file that could not be written gets one more try: what waits for it is written if it can be now.
-      if (out !== null && streamError !== null) await switchFile(false);
+      if (out !== null && failing) {
+        await switchFile(false);
+        // A probe that goes through hands the rest to the stream before it is ended.
+        if (probe !== null) await probe;
+      }
       const o = out;
       out = null;
       if (o === null) return;
@@ -819,7 +868,8 @@ export function createAudit(opts: AuditOptions): AuditSink {
       keepHead();
     },
     reopen() {
-      if (opts.path === null || out === null) return Promise.resolve(null);
+      // Once closing, the close has the last try.
+      if (opts.path === null || out === null || closed) return Promise.resolve(null);
       return switchFile(true);
     },
     get fileError() {

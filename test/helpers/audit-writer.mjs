@@ -8,12 +8,14 @@
 //   {"id", "op": "fill", "bytes"}     a filler file of that many bytes (what does not fit is left out)
 //   {"id", "op": "free"}              removes the filler
 //   {"id", "op": "write", "n"}        n audit lines, in one turn of the event loop
-//   {"id", "op": "state"}             {"error": code or null, "unwritten": {...}}
+//   {"id", "op": "state"}             {"error": code or null, "unwritten": {...}, "retries": tries of the file so far}
 //   {"id", "op": "rotate"}            renames audit.jsonl to audit.jsonl.1 (the same disk: nothing freed)
+//   {"id", "op": "block"}             renames audit.jsonl to audit.jsonl.1 and makes a directory at audit.jsonl (opens fail)
+//   {"id", "op": "unblock"}           removes that directory and renames audit.jsonl.1 back (the same file again)
 //   {"id", "op": "read", "name"}      {"text"}: a file of DIR
 //   {"id", "op": "close"}             closes the writer
 // The writer ends when stdin closes.
-import { closeSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmdirSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { createAudit } from '../../dist/src/obs/audit.js';
@@ -21,7 +23,8 @@ import { createAudit } from '../../dist/src/obs/audit.js';
 const dir = process.argv[2];
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 let n = 0;
-const audit = createAudit({ path: join(dir, 'audit.jsonl'), wallClock: () => 1_700_000_000_000 + n, retryMs: 30 });
+let retries = 0;
+const audit = createAudit({ path: join(dir, 'audit.jsonl'), wallClock: () => 1_700_000_000_000 + n, retryMs: 30, onRetry: () => retries++ });
 
 function event(i) {
   return { session: (i + 1).toString(16).padStart(32, '0'), event: 'transfer', cause: 'drain', from_version: String(i), to_version: String(i + 1), from_owner: 'node-a', to_owner: 'node-b', actor: 'test' };
@@ -48,10 +51,20 @@ const ops = {
     return {};
   },
   state() {
-    return { error: audit.fileError === null ? null : (audit.fileError.code ?? audit.fileError.message), unwritten: audit.unwritten() };
+    return { error: audit.fileError === null ? null : (audit.fileError.code ?? audit.fileError.message), unwritten: audit.unwritten(), retries };
   },
   rotate() {
     renameSync(join(dir, 'audit.jsonl'), join(dir, 'audit.jsonl.1'));
+    return {};
+  },
+  block() {
+    renameSync(join(dir, 'audit.jsonl'), join(dir, 'audit.jsonl.1'));
+    mkdirSync(join(dir, 'audit.jsonl'));
+    return {};
+  },
+  unblock() {
+    rmdirSync(join(dir, 'audit.jsonl'));
+    renameSync(join(dir, 'audit.jsonl.1'), join(dir, 'audit.jsonl'));
     return {};
   },
   read({ name }) {

@@ -57,8 +57,13 @@ class Writer {
     if (!a.ok) throw new Error(`${op}: ${String(a.error)}`);
     return a;
   }
-  async state(): Promise<{ error: string | null; unwritten: { lines: number; bytes: number; lost: number } }> {
-    return (await this.do('state')) as unknown as { error: string | null; unwritten: { lines: number; bytes: number; lost: number } };
+  async state(): Promise<{ error: string | null; unwritten: { lines: number; bytes: number; lost: number }; retries: number }> {
+    return (await this.do('state')) as unknown as { error: string | null; unwritten: { lines: number; bytes: number; lost: number }; retries: number };
+  }
+  /** Waits until the writer has tried the file `more` more times (each try fails while the disk is full). */
+  async retried(more: number): Promise<void> {
+    const from = (await this.state()).retries;
+    await waitFor(`${more} more tries of the file`, async () => (await this.state()).retries >= from + more || undefined);
   }
   async read(name: string): Promise<string> {
     return (await this.do('read', { name })).text as string;
@@ -110,7 +115,9 @@ describe('audit on a disk that fills up mid-write (tmpfs in a mount namespace)',
     const w = await start();
     await fillMidWrite(w);
     // Still full: the retries fail, the lines wait.
+    await w.retried(3);
     expect((await w.state()).error).toBe('ENOSPC');
+    expect((await w.state()).unwritten.lines).toBe(100);
     await w.do('free');
     await waitFor('the waiting lines written', async () => {
       const st = await w.state();
@@ -126,6 +133,8 @@ describe('audit on a disk that fills up mid-write (tmpfs in a mount namespace)',
   it('the full file moved away, then space freed: the new file starts with the cut line whole, and goes on from the old file\'s last whole line', async () => {
     const w = await start();
     const cut = await fillMidWrite(w);
+    // Tried again (and failed) a few times first, as a director does before an operator moves the file.
+    await w.retried(3);
     await w.do('rotate');
     await w.do('free');
     await waitFor('the waiting lines written', async () => {
@@ -143,6 +152,26 @@ describe('audit on a disk that fills up mid-write (tmpfs in a mount namespace)',
     expect(verifyAuditChain(whole)).toMatchObject({ ok: true, lines: before.length });
     expect(verifyAuditChain(now, { start: { prev: sha256(whole.trimEnd().split('\n').at(-1) as string) } })).toMatchObject({ ok: true, seq: 105 });
     expect(verifyAuditChain(whole + now)).toMatchObject({ ok: true, lines: 105 });
+  });
+
+  it('the path unusable for a while between two tries of the same file (a directory there): the cut line is still completed where it was cut', async () => {
+    const w = await start();
+    await fillMidWrite(w);
+    await w.retried(2);
+    await w.do('block'); // the file moved aside and a directory at its path: the tries fail to open
+    await waitFor('the open refused', async () => (await w.state()).error === 'EISDIR' || undefined);
+    await w.retried(2);
+    await w.do('unblock'); // the same file back at the path, still full
+    await w.retried(2);
+    await w.do('free');
+    await waitFor('the waiting lines written', async () => {
+      const st = await w.state();
+      return (st.error === null && st.unwritten.lines === 0) || undefined;
+    });
+    await w.do('close');
+    const text = await w.read('audit.jsonl');
+    expect(seqs(text)).toEqual(Array.from({ length: 105 }, (_, i) => i + 1));
+    expect(verifyAuditChain(text)).toMatchObject({ ok: true, lines: 105, start: { prev: GENESIS, seq: 1 } });
   });
 });
 

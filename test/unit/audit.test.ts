@@ -505,7 +505,8 @@ describe('rotation: createAudit reopens its file, the chain goes on across files
     expect(audit.unwritten()).toMatchObject({ lines: 2, lost: 0 });
     mkdirSync(sub);
     expect(await audit.reopen()).toBeNull();
-    expect(audit.fileError).toBeNull();
+    // Good again once the first waiting batch is written (a full disk opens, and fails the write).
+    await waitFor('the file written again', () => audit.fileError === null || undefined);
     audit.write(event(3));
     await audit.close();
     expect(recovered).toBe(1);
@@ -576,6 +577,39 @@ describe('rotation: createAudit reopens its file, the chain goes on across files
     // The lines that waited (the first ones), then the gap.
     expect(seqs).toEqual(Array.from({ length: u.lines }, (_, i) => i + 1));
     expect(verifyAuditChain(text)).toMatchObject({ ok: true, lines: u.lines });
+  });
+
+  it('a reopen of a good file holds no line to the bound (backlogBytes 0): none lost, none told', async () => {
+    const path = join(dir, 'bound0.log');
+    const full: number[] = [];
+    let t = T0;
+    const audit = createAudit({ path, wallClock: () => (t += 1000), backlogBytes: 0, onBacklogFull: (b) => full.push(b) });
+    for (let i = 0; i < 5; i++) audit.write(event(i));
+    const r = audit.reopen();
+    for (let i = 5; i < 10; i++) audit.write(event(i));
+    await new Promise((res) => setImmediate(res)); // a batch written while the reopen runs
+    expect(await r).toBeNull();
+    await audit.close();
+    expect(audit.unwritten().lost).toBe(0);
+    expect(full).toEqual([]);
+    expect(await verifyAuditFile(path)).toMatchObject({ ok: true, lines: 10 });
+  });
+
+  it('a reopen asked while close() runs (a SIGHUP during a stop) takes nothing from it: the lines that waited are written', async () => {
+    const sub = join(dir, 'close-race');
+    mkdirSync(sub);
+    const path = join(sub, 'audit.log');
+    symlinkSync('/dev/full', path);
+    const unwritten: { lines: number; lost: number }[] = [];
+    const audit = createAudit({ path, wallClock: () => T0, onUnwritten: (u) => unwritten.push(u), retryMs: 3_600_000 });
+    for (let i = 0; i < 7; i++) audit.write(event(i));
+    await waitFor('the write error', () => audit.fileError ?? undefined);
+    rmSync(path); // writable again, not yet tried
+    const closing = audit.close();
+    expect(await audit.reopen()).toBeNull();
+    await closing;
+    expect(unwritten).toEqual([]);
+    expect(await verifyAuditFile(path)).toMatchObject({ ok: true, lines: 7 });
   });
 
   it('close() with a file that still cannot be written tries it once more, then says how many lines did not reach it', async () => {
