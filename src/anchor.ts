@@ -358,6 +358,9 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         // a drain of the node running on another director).
         shareNodeState(node, state, 0);
       },
+      // A drain completes once its draining state came back through the watch (every admission to the
+      // node committed before it has then come through too).
+      nodeStateSettled: (node) => !sharedNodes.inFlight(node),
       // Every director lists every drain: the record carries this director's lease, so it goes when we do.
       publish:
         store.putShared === undefined

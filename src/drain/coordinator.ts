@@ -109,6 +109,15 @@ export interface DrainDeps {
    * previous tick it came (a test may read it from elsewhere).
    */
   readonly loopLag?: () => number;
+  /**
+   * Whether the node's state as this director last wrote it (draining) is settled in the shared store:
+   * its echo came back through the watch, so every session admitted to the node before it — by any
+   * director — has come through the watch too, into the table the drain looks at. A drain that stops
+   * admissions completes only then: before, another director's admission committed just before the
+   * state could still be on its way, and the drain would leave it on the node. Absent: always (one
+   * director, an in-process store).
+   */
+  readonly nodeStateSettled?: (node: string) => boolean;
 }
 
 
@@ -404,7 +413,7 @@ export class DrainCoordinator {
     for (const d of this.#drains.values()) {
       if (d.state === 'waiting') {
         busy = true;
-        if (this.#d.core.table.countByOwner(d.node) === 0 && this.#d.ownership.transfersInFlightTo(d.node) === 0) this.#finish(d, 'completed');
+        if (this.#d.core.table.countByOwner(d.node) === 0 && this.#d.ownership.transfersInFlightTo(d.node) === 0 && this.#settled(d)) this.#finish(d, 'completed');
         else if (d.deadlineAt !== null && now >= d.deadlineAt) {
           d.state = 'running';
           d.migratingSince = now;
@@ -468,7 +477,12 @@ export class DrainCoordinator {
     if (batch.length > 0) this.#launch(d, batch);
     // Not while another migration's transfer to this node is being written: it may land after the node
     // looked empty (the next tick moves it on).
-    if (d.inFlight.size === 0 && this.#onlyGaveUpLeft(d) && this.#d.ownership.transfersInFlightTo(d.node) === 0) this.#finish(d, d.failed > 0 ? 'failed' : 'completed');
+    if (d.inFlight.size === 0 && this.#onlyGaveUpLeft(d) && this.#d.ownership.transfersInFlightTo(d.node) === 0 && this.#settled(d)) this.#finish(d, d.failed > 0 ? 'failed' : 'completed');
+  }
+
+  /** Whether `d`'s node state is settled in the shared store (see DrainDeps.nodeStateSettled). */
+  #settled(d: Drain): boolean {
+    return this.#d.nodeStateSettled?.(d.node) ?? true;
   }
 
   /** Whether every session the node still has is one this drain gave up on (also when it has none). */

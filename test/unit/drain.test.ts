@@ -145,7 +145,7 @@ afterEach(() => {
   }
 });
 
-async function rig(node: string, count: number, opts: Partial<DrainOptions> = {}, others = 0, loopLag?: () => number): Promise<Rig> {
+async function rig(node: string, count: number, opts: Partial<DrainOptions> = {}, others = 0, loopLag?: () => number, nodeStateSettled?: (node: string) => boolean): Promise<Rig> {
   const h = makeHarness({ ring, clock: systemClock });
   const draining: [string, boolean][] = [];
   const published: DrainView[] = [];
@@ -160,6 +160,7 @@ async function rig(node: string, count: number, opts: Partial<DrainOptions> = {}
       setDraining: (n, on) => draining.push([n, on]),
       publish: (v) => published.push(v),
       ...(loopLag === undefined ? {} : { loopLag }),
+      ...(nodeStateSettled === undefined ? {} : { nodeStateSettled }),
     },
   );
   const recs: SessionRecord[] = [];
@@ -342,6 +343,24 @@ describe('DrainCoordinator', () => {
     // Ends after the drain finished are not its own.
     expect(h.own.terminate(r.recs[5]!.id, 'operator', 'op')).toMatchObject({ ok: true });
     expect(r.drains.get(view.id)).toMatchObject({ state: 'cancelled', ended: 1 });
+  });
+
+  it('a drain completes only once its node state is settled in the shared store (another director\'s admission just before it may still be on its way)', async () => {
+    for (const [mode, count] of [['migrate', 0], ['migrate', 3], ['wait', 0]] as const) {
+      let ticks = 0;
+      let settled = false;
+      const asked: string[] = [];
+      const r = await rig('node-a', count, {}, 0, () => (ticks++, 0), (n) => (asked.push(n), settled));
+      const { view } = r.drains.start('node-a', { mode, deadlineS: mode === 'wait' ? 60 : 0, cause: 'drain', actor: 'op' });
+      await waitFor('every session moved', () => r.drains.get(view.id)!.moved === count || undefined);
+      const from = ticks;
+      await waitFor('ticks after that', () => ticks >= from + 5 || undefined);
+      expect(r.drains.get(view.id)!.state).toBe(mode === 'wait' ? 'waiting' : 'running'); // nothing left, but not settled
+      expect(asked).toContain('node-a');
+      settled = true;
+      const done = await waitFor('drain finished', finished(r, view.id));
+      expect(done).toMatchObject({ state: 'completed', moved: count, remaining: 0 });
+    }
   });
 
   it('a wait drain whose sessions all end before the deadline completes with nothing moved', async () => {
