@@ -363,7 +363,11 @@ export class Ownership {
       return { ok: true };
     }
     const reason = r.reason === 'unavailable' ? RejectReason.STORE_UNAVAILABLE : r.current?.state === SessionState.TERMINATED ? RejectReason.SESSION_TERMINATED : RejectReason.OWNERSHIP_CONFLICT;
-    this.#security(rec.id, r.reason === 'unavailable' ? 'admit_store_unavailable' : 'admit_conflict', { message: r.reason === 'unavailable' ? r.message : 'session exists in the store' });
+    if (r.reason === 'unavailable' && r.staleNodeState === true) {
+      // Not an attack nor an outage: the node's state changed on another director (a drain began) after
+      // this one picked it. The client's next HELLO is admitted under the state this director sees then.
+      this.#d.stats.admissionsStaleNodeState++;
+    } else this.#security(rec.id, r.reason === 'unavailable' ? 'admit_store_unavailable' : 'admit_conflict', { message: r.reason === 'unavailable' ? r.message : 'session exists in the store' });
     this.#d.stats.heldDiscarded += Math.max(0, (rec.held?.length ?? 0) - 1);
     this.#d.stats.admissionsFailed.inc(rejectLabel(reason));
     const answer = core.admissionFailed(rec, reason, now);

@@ -108,6 +108,7 @@ export const METRIC_NAMES = [
   'anchor_tcp_preamble_timeouts_total',
   'anchor_admissions_total',
   'anchor_admissions_failed_total',
+  'anchor_admissions_stale_node_state_total',
   'anchor_sessions_ended_total',
   'anchor_send_errors_total',
   'anchor_audit_events_total',
@@ -176,6 +177,7 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
   labeled(reg, 'anchor_admin_requests_refused_total', 'Admin API requests refused for who sent them: unauthorized (401: no or a wrong token), forbidden (403: another site\'s page, or a host name without admin.token), too_many_connections (a connection closed at once: its address had ADMIN_MAX_CONNECTIONS_PER_PEER, 32, open already).', 'reason', () => s.adminRefused);
   labeled(reg, 'anchor_migrations_total', 'Session migrations (operator, drain, failover) by result: ok, transferred (on its new owner, not resumed yet: the stale-freeze sweep resumes it) or the failure reason.', 'result', () => s.migrations);
   labeled(reg, 'anchor_admissions_failed_total', 'Admissions the ownership store refused (the held HELLO is answered with this REJECT reason).', 'reason', () => s.admissionsFailed);
+  plain(reg, 'anchor_admissions_stale_node_state_total', 'Admissions a store shared by directors refused because the chosen node\'s state changed after this director last saw it (another director began draining it); also in anchor_admissions_failed_total{reason="store_unavailable"}. The client\'s next HELLO is admitted under the new state.', () => s.admissionsStaleNodeState);
   plain(reg, 'anchor_admissions_total', 'Sessions admitted (HELLO accepted, owner picked by the ring).', () => s.admissions);
   labeled(reg, 'anchor_sessions_ended_total', 'Sessions ended, by cause: the cause of the audit line (client_close, node_close, idle_ttl, operator, drain_unmovable, failover_unmovable, connection_closed, client_gone, upstream_connect_failed, …).', 'cause', () => s.sessionsEnded);
   labeled(reg, 'anchor_send_errors_total', 'Send errors by destination kind (node, client): failed control sends (REJECT, REVOKE) and errors the kernel reports on node sockets (ICMP unreachable, a failed queued send). Forwards and relays are sent without a per-datagram callback.', 'to', () => s.sendErrors);

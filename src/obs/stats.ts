@@ -84,6 +84,8 @@ export class DirectorStats {
   admissions = 0;
   /** HELLOs held for an admission the store refused (answered with a REJECT), by reject reason. */
   readonly admissionsFailed = new LabeledCounter();
+  /** Admissions a shared store refused because the owner's node state changed after this director's view (counted in admissionsFailed too). */
+  admissionsStaleNodeState = 0;
   readonly sessionsEnded = new LabeledCounter();
   readonly sendErrors = new LabeledCounter();
   /** Transparent forwarding: ports the kernel gave a new session socket that were held toward the session's node (the socket was not used). */

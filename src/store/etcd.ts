@@ -634,17 +634,34 @@ export class EtcdStore implements OwnershipStore {
     }
   }
 
-  async create(record: StoredSession): Promise<CasResult> {
+  /**
+   * `nodeStateAsOf`: the revision up to which this director has seen the shared store when it picked the
+   * owner (by default the feed's: what its watch has delivered, and the director applied, so far). The
+   * create is refused (`staleNodeState`) when the owner's node state (`nodes/<owner>`) was written after
+   * it: a drain begun meanwhile on another director is never given a session it cannot see coming — its
+   * director, once it has seen its own draining write come back, has seen every admission before it, and
+   * none can commit after it. Without a feed yet (revision 0) and no revision given, the create is not
+   * guarded.
+   */
+  async create(record: StoredSession, opts: { nodeStateAsOf?: bigint } = {}): Promise<CasResult> {
     const rec = freezeRecord(record);
     if (rec.version !== 1n) throw new TypeError(`create: record.version must be 1, got ${rec.version}`);
     if (this.#closed) return unavailable('store closed');
     const key = this.#key(rec.id);
     const value = encodeRecord(rec);
-    return this.#cas('create', rec.id, value, null, rec, {
-      compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
+    const asOf = opts.nodeStateAsOf ?? (this.#feedRevision > 0n ? this.#feedRevision : null);
+    const compare: NonNullable<Parameters<Etcd3['kv']['txn']>[0]['compare']> = [{ key, target: 'Create', result: 'Equal', create_revision: 0 }];
+    if (asOf !== null) compare.push({ key: Buffer.from(`${this.#prefix}nodes/${rec.owner}`), target: 'Mod', result: 'Less', mod_revision: (asOf + 1n).toString() });
+    const r = await this.#cas('create', rec.id, value, null, rec, {
+      compare,
       success: [{ request_put: { key, value: Buffer.from(value) } }],
       failure: [{ request_range: { key } }],
     });
+    // Refused with no record there: the only other compare, the node state's, failed.
+    if (asOf !== null && !r.ok && r.reason === 'conflict' && r.current === null) {
+      return { ...unavailable(`node ${rec.owner}'s state was written after revision ${asOf}, the last this director had seen when it picked it: not admitted (the next HELLO is, under the state it sees then)`), staleNodeState: true };
+    }
+    return r;
   }
 
   async update(record: StoredSession, expectVersion: bigint): Promise<CasResult> {

@@ -35,9 +35,11 @@ export type CasResult =
   /**
    * The store could not be reached or did not answer in time; nothing is known to have changed.
    * `maybeApplied`: the write was sent and its outcome is unknown (it may have applied, or apply later);
-   * without it, it was never sent.
+   * without it, it was never sent. `staleNodeState` (a create of a store shared by directors): nothing
+   * changed because the owner's node state changed after the last this director had seen — it picked the
+   * owner from a view the cluster has left (another director began draining the node).
    */
-  | { readonly ok: false; readonly reason: 'unavailable'; readonly message: string; readonly maybeApplied?: true };
+  | { readonly ok: false; readonly reason: 'unavailable'; readonly message: string; readonly maybeApplied?: true; readonly staleNodeState?: true };
 
 /** One write of `updateMany`: the arguments of one `update`. */
 export interface UpdateWrite {
@@ -58,7 +60,11 @@ export interface OwnershipStore {
   get(id: string): Promise<GetResult>;
   /** Every session whose owner is `owner`, in id order. */
   listByOwner(owner: string): Promise<{ ok: true; records: StoredSession[] } | { ok: false; reason: 'unavailable'; message: string }>;
-  /** Creates `record` only if no record with its id exists. `record.version` must be 1. */
+  /**
+   * Creates `record` only if no record with its id exists. `record.version` must be 1. A store shared by
+   * directors also refuses it (`staleNodeState`) when the state of its owner's node changed after what
+   * this director has seen of the shared store: no session lands on a node whose drain began meanwhile.
+   */
   create(record: StoredSession): Promise<CasResult>;
   /**
    * Replaces the record with `id = record.id` only if its stored version is `expectVersion` and it is of

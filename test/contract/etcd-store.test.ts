@@ -477,6 +477,38 @@ describe('EtcdStore watch feed', () => {
     }
   });
 
+  it('a create is refused (staleNodeState) when the owner\'s node state was written after the revision the director picked it at: nothing lands on a node whose drain began meanwhile', async () => {
+    const prefix = freshPrefix();
+    const a = await connect(prefix);
+    const b = await connect(prefix);
+    try {
+      const drained = await a.putShared('nodes', 'node-a', { state: 'draining', director: 'dir-a' });
+      if (!drained.ok) throw new Error(drained.message);
+      const r = drained.revision;
+      // Picked from a view before the write: refused, and nothing written.
+      const stale = await b.create(rec(sid(1), 1n, { owner: 'node-a', director: 'dir-b' }), { nodeStateAsOf: r - 1n });
+      expect(stale).toMatchObject({ ok: false, reason: 'unavailable', staleNodeState: true });
+      expect(stale.ok ? '' : (stale as { message: string }).message).toMatch(/node node-a's state was written after revision/);
+      expect(await b.get(sid(1))).toEqual({ ok: true, record: null });
+      // From a view that has it: admitted.
+      expect(await b.create(rec(sid(1), 1n, { owner: 'node-a', director: 'dir-b' }), { nodeStateAsOf: r })).toMatchObject({ ok: true });
+      // A node whose state was never written: no guard to fail.
+      expect(await b.create(rec(sid(2), 1n, { owner: 'node-b', director: 'dir-b' }), { nodeStateAsOf: 1n })).toMatchObject({ ok: true });
+      // A record there already: still a conflict, with the record (not staleNodeState).
+      expect(await b.create(rec(sid(2), 1n, { owner: 'node-a', director: 'dir-b' }), { nodeStateAsOf: r - 1n })).toMatchObject({ ok: false, reason: 'conflict', current: { id: sid(2) } });
+      // By default, as of what the store's own feed has delivered: once b has seen the write, admitted.
+      await waitFor('b to see the node state', () => {
+        let seen = false;
+        b.watchShared((ev) => (seen ||= ev.kind === 'nodes' && ev.id === 'node-a'))();
+        return seen || undefined;
+      }, { timeoutMs: 5000, intervalMs: 10 });
+      expect(await b.create(rec(sid(3), 1n, { owner: 'node-a', director: 'dir-b' }))).toMatchObject({ ok: true });
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   /**
    * Runs `body` with a store whose etcd traffic goes through a proxy the test can cut (its watch events
    * collected in `seen`) and a second store straight to etcd (`direct`); closes all three after.

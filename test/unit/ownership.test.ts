@@ -460,6 +460,24 @@ describe('Ownership.admit', () => {
     expect(h.path.forwards.slice(1).map((f) => counterOf(f.msg))).toEqual([1, 2]);
   });
 
+  it('a shared store refusing the create for a stale node state (a drain begun on another director) → REJECT STORE_UNAVAILABLE, counted, no SECURITY_EVENT; the next HELLO is admitted', async () => {
+    const h = harness();
+    h.store.beforeCreate = () => ({ ok: false, reason: 'unavailable', message: "node node-a's state was written after revision 7", staleNodeState: true });
+    const out = h.client(packet(PacketType.HELLO, SID), A);
+    expect(out.kind).toBe('admit');
+    await vi.waitFor(() => expect(h.path.answers).toHaveLength(1));
+    expect(h.path.answers[0]!.outcome).toMatchObject({ kind: 'reject', reason: RejectReason.STORE_UNAVAILABLE });
+    expect(h.path.forwards).toHaveLength(0);
+    expect(h.core.table.get(ID)).toBeUndefined();
+    expect(h.auditLines(ID).filter((l) => l.event === 'SECURITY_EVENT')).toEqual([]);
+    expect(h.stats.securityEvents.get('admit_store_unavailable')).toBe(0);
+    expect(h.stats.admissionsStaleNodeState).toBe(1);
+    expect(h.stats.admissionsFailed.get('store_unavailable')).toBe(1);
+    h.store.beforeCreate = null;
+    const rec = await h.admit(SID, A);
+    expect(rec.version).toBe(1n);
+  });
+
   it('store unavailable → REJECT STORE_UNAVAILABLE answered, no session in table or store, SECURITY_EVENT', async () => {
     const h = harness();
     h.mem.setUnavailable(true);
