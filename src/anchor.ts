@@ -44,6 +44,8 @@ const END_SLICE_MS = 5;
  * taken as not committed: etcd may commit a proposal after the caller's deadline, but not this long after.
  */
 const SHARED_WRITE_UNKNOWN_BOUND_CALLS = 5;
+/** How long a director waits before claiming the automatic failover of a node again, after another held it (or the claim failed). */
+const CLAIM_RETRY_MS = 1000;
 
 export interface AnchorDeps {
   readonly clock: Clock;
@@ -402,6 +404,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   // restart, with the same id, included); then every write, this director's echoes included, as
   // SharedNodeStates decides (every director ends with the state committed last).
   const unwatchShared = store.watchShared?.((ev, revision) => {
+    if (ev.kind === 'failovers') return; // claims: read only when one is taken (claimShared)
     if (ev.kind === 'nodes') {
       if (ev.value === null || membership.get(ev.id) === undefined) return;
       applySharedNode(ev.id, sharedNodes.event(ev.id, ev.value, revision));
@@ -455,6 +458,11 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   let autoFailover: NodeJS.Timeout | null = null;
   if (prober !== null && config.failover.mode === 'auto') {
     const backoff = new FailoverBackoff();
+    /** Automatic failovers this director claimed in the shared store (the value it wrote), by node. */
+    const failoverClaims = new Map<string, object>();
+    const claiming = new Set<string>();
+    /** When a node's claim may be tried again after it was held elsewhere or could not be written. */
+    const claimRefusedUntil = new Map<string, number>();
     autoFailover = setInterval(() => {
       const now = clock.now();
       for (const n of membership.list()) {
@@ -469,21 +477,66 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
           }
           continue;
         }
-        // A drain that is still waiting does not hold a failover back: the failover makes it migrate now.
-        if (c.table.countByOwner(n.id) === 0 || drains.active(n.id)?.state === 'running') continue;
-        // Nor while another director's drain or failover of the node migrates its sessions (its record goes
-        // with that director's lease if it dies): a second one here would race it on every session. One
-        // still waiting there does not hold this back: its director may not fail nodes over by itself.
-        if (drains.active(n.id) === undefined && drains.activeElsewhere(n.id)?.state === 'running') continue;
-        if (prober.unhealthyFor(n.id) < config.failover.grace_s * 1000) continue;
-        // One that could not move everything is tried again later, or when the ring changes.
-        if (!backoff.due(n.id, now, membership.ring, (id) => drains.get(id)?.state)) continue;
-        logger.warn({ node: n.id, grace_s: config.failover.grace_s, sessions: c.table.countByOwner(n.id) }, 'automatic failover');
-        const fo = startFailover(n.id, 'auto-failover');
-        backoff.started(n.id, fo.view.id, now, membership.ring, fo.created);
+        if (!mayFailOver(n.id, now)) continue;
+        // In a cluster, one director at a time fails a node over: the one whose claim etcd took. The others'
+        // health probes see the node down at about the same moment, and the drain records that would hold
+        // them back reach them only through the watch, too late.
+        if (store.claimShared === undefined || failoverClaims.has(n.id)) {
+          failOver(n.id, now);
+          continue;
+        }
+        if (claiming.has(n.id) || (claimRefusedUntil.get(n.id) ?? 0) > now) continue;
+        claiming.add(n.id);
+        const value = { director: directorId, claim: randomBytes(6).toString('hex') };
+        void store.claimShared('failovers', n.id, value).then((r) => {
+          claiming.delete(n.id);
+          // Held by this director already: a claim whose answer was lost (or a predecessor's with this id,
+          // while its lease lasts). Taken as ours: released with that value.
+          if (r.ok && !r.claimed && r.holder !== null && r.holder['director'] === directorId) {
+            failoverClaims.set(n.id, r.holder);
+            if (closed === null && mayFailOver(n.id, clock.now())) failOver(n.id, clock.now());
+            return;
+          }
+          if (!r.ok || !r.claimed) {
+            claimRefusedUntil.set(n.id, clock.now() + CLAIM_RETRY_MS);
+            if (!r.ok) logger.warn({ node: n.id, message: r.message }, 'automatic failover not started: its claim could not be written (tried again)');
+            else logger.info({ node: n.id, holder: r.holder }, 'automatic failover of the node left to the director that claimed it');
+            return;
+          }
+          failoverClaims.set(n.id, value);
+          // Started if it still may be (the sweep below releases a claim that has no failover running).
+          if (closed === null && mayFailOver(n.id, clock.now())) failOver(n.id, clock.now());
+        });
+      }
+      // A claim is held while its failover runs here, and released when it ends (a failed one is tried
+      // again later, claimed again).
+      for (const [node, value] of failoverClaims) {
+        if (drains.active(node)?.state === 'running' || claiming.has(node)) continue;
+        failoverClaims.delete(node);
+        void store.releaseShared?.('failovers', node, value).then((r) => {
+          if (!r.ok) logger.warn({ node, message: r.message }, 'failover claim not released: it goes with this director\'s lease');
+        });
       }
     }, 250);
     autoFailover.unref();
+    /** Whether an automatic failover of `node` may start now (unhealthy past its grace, sessions on it, nothing running). */
+    function mayFailOver(node: string, now: number): boolean {
+      if (membership.get(node)?.health !== NodeHealth.UNHEALTHY) return false;
+      // A drain that is still waiting does not hold a failover back: the failover makes it migrate now.
+      if (c.table.countByOwner(node) === 0 || drains.active(node)?.state === 'running') return false;
+      // Nor while another director's drain or failover of the node migrates its sessions (its record goes
+      // with that director's lease if it dies): a second one here would race it on every session. One
+      // still waiting there does not hold this back: its director may not fail nodes over by itself.
+      if (drains.active(node) === undefined && drains.activeElsewhere(node)?.state === 'running') return false;
+      if ((prober as HealthProber).unhealthyFor(node) < config.failover.grace_s * 1000) return false;
+      // One that could not move everything is tried again later, or when the ring changes.
+      return backoff.due(node, now, membership.ring, (id) => drains.get(id)?.state);
+    }
+    function failOver(node: string, now: number): void {
+      logger.warn({ node, grace_s: config.failover.grace_s, sessions: c.table.countByOwner(node) }, 'automatic failover');
+      const fo = startFailover(node, 'auto-failover');
+      backoff.started(node, fo.view.id, now, membership.ring, fo.created);
+    }
   }
 
   let draining = false;

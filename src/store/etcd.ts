@@ -145,7 +145,7 @@ export function decodeRecord(text: string): StoredSession {
 
 // ---- shared entries (pure) -----------------------------------------------------------------------
 
-const SHARED_KEY = /^(nodes|drains)\/([A-Za-z0-9._-]{1,64})$/;
+const SHARED_KEY = /^(nodes|drains|failovers)\/([A-Za-z0-9._-]{1,64})$/;
 
 /** `kind/id` with a JSON object value as a shared event, or null for a key or value that is not one. */
 export function sharedEvent(key: string, text: string): SharedEvent | null {
@@ -595,6 +595,63 @@ export class EtcdStore implements OwnershipStore {
       // Sent (not refused by the closed store or the open circuit breaker): it may have been committed.
       if (this.#closed || isBrokenCircuitError(err)) return unavailable(`${kind}/${id} not written: ${errMessage(err)}`);
       return { ...unavailable(`${kind}/${id} perhaps not written (outcome unknown): ${errMessage(err)}`), maybeApplied: true };
+    }
+  }
+
+  async claimShared(kind: SharedKind, id: string, value: object): Promise<{ ok: true; claimed: true } | { ok: true; claimed: false; holder: Record<string, unknown> | null } | Unavailable> {
+    if (this.#closed) return unavailable('store closed');
+    if (!SHARED_KINDS.includes(kind)) throw new TypeError(`claimShared: unknown kind "${String(kind)}"`);
+    const lease = this.#leaseId;
+    if (lease === null) return unavailable(`${kind}/${id} not claimed: this director holds no lease`);
+    const key = Buffer.from(`${this.#prefix}${kind}/${id}`);
+    try {
+      const res = await this.#call(
+        'txn',
+        (o) =>
+          this.#client.kv.txn(
+            {
+              compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
+              success: [{ request_put: { key, value: Buffer.from(JSON.stringify(value)), lease } }],
+              failure: [{ request_range: { key } }],
+            },
+            o,
+          ),
+        this.#timeoutMs,
+      );
+      this.#seen(res.header);
+      if (res.succeeded) return { ok: true, claimed: true };
+      const kv = res.responses[0]?.response_range?.kvs[0];
+      let holder: Record<string, unknown> | null = null;
+      if (kv !== undefined) {
+        try {
+          const v: unknown = JSON.parse(Buffer.from(kv.value).toString('utf8'));
+          if (v !== null && typeof v === 'object' && !Array.isArray(v)) holder = v as Record<string, unknown>;
+        } catch {
+          // not JSON: held all the same, by an unknown holder
+        }
+      }
+      return { ok: true, claimed: false, holder };
+    } catch (err) {
+      // Perhaps committed (the answer was lost): then it is held by this director's lease until it ends,
+      // or until released (release compares the value: it finds this claim).
+      return unavailable(`${kind}/${id} perhaps not claimed (outcome unknown): ${errMessage(err)}`);
+    }
+  }
+
+  async releaseShared(kind: SharedKind, id: string, value: object): Promise<{ ok: true; released: boolean } | Unavailable> {
+    if (this.#closed) return unavailable('store closed');
+    if (!SHARED_KINDS.includes(kind)) throw new TypeError(`releaseShared: unknown kind "${String(kind)}"`);
+    const key = Buffer.from(`${this.#prefix}${kind}/${id}`);
+    try {
+      const res = await this.#call(
+        'txn',
+        (o) => this.#client.kv.txn({ compare: [{ key, target: 'Value', result: 'Equal', value: Buffer.from(JSON.stringify(value)) }], success: [{ request_delete_range: { key } }], failure: [] }, o),
+        this.#timeoutMs,
+      );
+      this.#seen(res.header);
+      return { ok: true, released: res.succeeded };
+    } catch (err) {
+      return unavailable(`${kind}/${id} perhaps not released: ${errMessage(err)}`);
     }
   }
 

@@ -135,11 +135,22 @@ export interface OwnershipStore {
    * director's lease ends (the director died or was partitioned away). Returns an unsubscribe function.
    */
   watchShared?(listener: (ev: SharedEvent, revision: bigint) => void): () => void;
+  /**
+   * Writes the shared entry `kind/id` with this director's lease only if there is none (a claim: one
+   * director at a time does what it names; it goes with the lease when its director dies). `claimed:
+   * false` with what is there when another director holds it. Unavailable without a lease.
+   */
+  claimShared?(kind: SharedKind, id: string, value: object): Promise<{ ok: true; claimed: true } | { ok: true; claimed: false; holder: Record<string, unknown> | null } | { ok: false; reason: 'unavailable'; message: string }>;
+  /** Deletes the entry `kind/id` if it is still `value` (this director's claim): true when deleted. */
+  releaseShared?(kind: SharedKind, id: string, value: object): Promise<{ ok: true; released: boolean } | { ok: false; reason: 'unavailable'; message: string }>;
 }
 
-/** What directors share beside sessions: `nodes/<id>` (admission state) and `drains/<id>` (drain records). */
-export type SharedKind = 'nodes' | 'drains';
-export const SHARED_KINDS: readonly SharedKind[] = ['nodes', 'drains'];
+/**
+ * What directors share beside sessions: `nodes/<id>` (admission state), `drains/<id>` (drain records) and
+ * `failovers/<node>` (the claim of the director running the automatic failover of a node).
+ */
+export type SharedKind = 'nodes' | 'drains' | 'failovers';
+export const SHARED_KINDS: readonly SharedKind[] = ['nodes', 'drains', 'failovers'];
 
 /** A shared entry written (`value`: the parsed JSON object) or deleted (`value: null`). */
 export interface SharedEvent {

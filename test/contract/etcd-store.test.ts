@@ -509,6 +509,42 @@ describe('EtcdStore watch feed', () => {
     }
   });
 
+  it('claims: one director at a time holds kind/id; another gets the holder; release only by the value written; a claim goes with its lease', async () => {
+    const prefix = freshPrefix();
+    const a = await EtcdStore.connect({ endpoints: cluster.endpoints, prefix, callTimeoutMs: CALL_TIMEOUT_MS, leaseTtlS: 5 });
+    const b = await EtcdStore.connect({ endpoints: cluster.endpoints, prefix, callTimeoutMs: CALL_TIMEOUT_MS, leaseTtlS: 5 });
+    const c = await connect(prefix); // no lease
+    try {
+      await waitFor('both leases', () => (a.leaseOkAt?.() != null && b.leaseOkAt?.() != null) || undefined, { timeoutMs: 5000, intervalMs: 10 });
+      const va = { director: 'dir-a', claim: 'x1' };
+      const vb = { director: 'dir-b', claim: 'y1' };
+      // Both at once: exactly one takes it.
+      const [ra, rb] = await Promise.all([a.claimShared('failovers', 'node-a', va), b.claimShared('failovers', 'node-a', vb)]);
+      const won = [ra, rb].filter((r) => r.ok && r.claimed);
+      expect(won).toHaveLength(1);
+      const [winner, loser, wv, lv] = ra.ok && ra.claimed ? [a, b, va, vb] : [b, a, vb, va];
+      expect(ra.ok && ra.claimed ? rb : ra).toEqual({ ok: true, claimed: false, holder: wv });
+      // The loser cannot release it (not its value); the winner can.
+      expect(await loser.releaseShared('failovers', 'node-a', lv)).toEqual({ ok: true, released: false });
+      expect(await loser.claimShared('failovers', 'node-a', lv)).toEqual({ ok: true, claimed: false, holder: wv });
+      expect(await winner.releaseShared('failovers', 'node-a', wv)).toEqual({ ok: true, released: true });
+      expect(await loser.claimShared('failovers', 'node-a', lv)).toEqual({ ok: true, claimed: true });
+      // Another node is another claim.
+      expect(await winner.claimShared('failovers', 'node-b', wv)).toEqual({ ok: true, claimed: true });
+      // Without a lease: refused, named.
+      const noLease = await c.claimShared('failovers', 'node-c', { director: 'dir-c' });
+      expect(noLease).toMatchObject({ ok: false, reason: 'unavailable' });
+      expect(noLease.ok ? '' : noLease.message).toMatch(/no lease/);
+      // The loser (now the holder of node-a) goes: its claim goes with its lease.
+      await loser.close();
+      expect(await winner.claimShared('failovers', 'node-a', wv)).toEqual({ ok: true, claimed: true });
+    } finally {
+      await a.close();
+      await b.close();
+      await c.close();
+    }
+  });
+
   /**
    * Runs `body` with a store whose etcd traffic goes through a proxy the test can cut (its watch events
    * collected in `seen`) and a second store straight to etcd (`direct`); closes all three after.
