@@ -360,9 +360,10 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         // a drain of the node running on another director).
         shareNodeState(node, state, 0);
       },
-      // A drain completes once its draining state came back through the watch (every admission to the
-      // node committed before it has then come through too).
-      nodeStateSettled: (node) => !sharedNodes.inFlight(node),
+      // A drain that stops admissions completes once its draining state is what the watch delivered last,
+      // with no write of ours on its way (every admission to the node committed before it has then come
+      // through too, and none can commit after it).
+      ...(store.putShared === undefined ? {} : { nodeStateSettled: (node: string) => !sharedNodes.inFlight(node) && sharedNodes.delivered(node) === NodeState.DRAINING }),
       // Every director lists every drain: the record carries this director's lease, so it goes when we do.
       publish:
         store.putShared === undefined

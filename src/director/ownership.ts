@@ -367,9 +367,10 @@ export class Ownership {
       // Not an attack nor an outage: the node's state changed on another director (a drain began) after
       // this one picked it. The client's next HELLO is admitted under the state this director sees then.
       this.#d.stats.admissionsStaleNodeState++;
+      this.#d.stats.admissionsFailed.inc('node_state_changed');
     } else this.#security(rec.id, r.reason === 'unavailable' ? 'admit_store_unavailable' : 'admit_conflict', { message: r.reason === 'unavailable' ? r.message : 'session exists in the store' });
     this.#d.stats.heldDiscarded += Math.max(0, (rec.held?.length ?? 0) - 1);
-    this.#d.stats.admissionsFailed.inc(rejectLabel(reason));
+    if (!(r.reason === 'unavailable' && r.staleNodeState === true)) this.#d.stats.admissionsFailed.inc(rejectLabel(reason));
     const answer = core.admissionFailed(rec, reason, now);
     if (opts.answer !== false) this.#path?.answer(answer, rec);
     this.#settleLate(rec.id);

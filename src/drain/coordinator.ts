@@ -110,12 +110,14 @@ export interface DrainDeps {
    */
   readonly loopLag?: () => number;
   /**
-   * Whether the node's state as this director last wrote it (draining) is settled in the shared store:
-   * its echo came back through the watch, so every session admitted to the node before it — by any
-   * director — has come through the watch too, into the table the drain looks at. A drain that stops
-   * admissions completes only then: before, another director's admission committed just before the
-   * state could still be on its way, and the drain would leave it on the node. Absent: always (one
-   * director, an in-process store).
+   * Whether the node's draining state is settled in the shared store: no write of this director for it
+   * in flight, and the state the watch delivered last is draining — so every session admitted to the node
+   * before that state, by any director, has come through the watch too, into the table the drain looks
+   * at, and admissions after it are refused (a create is conditional on the node state its director has
+   * seen). A drain that stops admissions completes only then: before, another director's admission
+   * committed just before the state could still be on its way, and the drain would leave it on the node;
+   * a draining state the store refused would let the others admit on. Absent: always (one director, an
+   * in-process store).
    */
   readonly nodeStateSettled?: (node: string) => boolean;
 }
@@ -125,6 +127,10 @@ interface Drain {
   readonly id: string;
   readonly node: string;
   readonly mode: DrainMode;
+  /** It took the node out of admission (setDraining): it completes once that is settled in the shared store. */
+  stopsAdmissions: boolean;
+  /** Logged once: every session is off the node, and the drain waits for its node state to be settled. */
+  toldUnsettled: boolean;
   /** `drain`, or `failover` from the start or once a failover escalated it (its moves then say so). */
   cause: DrainCause;
   /** The node's REVOKEs given up unacknowledged before this drain started (its view counts those after). */
@@ -206,7 +212,10 @@ export class DrainCoordinator {
     const stopAdmissions = req.cause === 'drain' || req.stopAdmissions === true;
     const now = this.#d.clock.now();
     if (running !== undefined && running.state === 'waiting' && req.cause === 'failover') {
-      if (stopAdmissions) this.#d.setDraining(node, true);
+      if (stopAdmissions) {
+        this.#d.setDraining(node, true);
+        running.stopsAdmissions = true;
+      }
       running.state = 'running';
       // From here its moves are the failover's: audited with cause failover (the id stays the drain's).
       running.cause = 'failover';
@@ -220,7 +229,10 @@ export class DrainCoordinator {
     if (running !== undefined) {
       // A drain (or an operator's failover) asked for while a failover of the node runs is that failover —
       // and the node still stops taking new sessions, as asked.
-      if (stopAdmissions && running.cause === 'failover') this.#d.setDraining(node, true);
+      if (stopAdmissions && running.cause === 'failover') {
+        this.#d.setDraining(node, true);
+        running.stopsAdmissions = true;
+      }
       return { view: this.#view(running), created: false };
     }
     // A deadline past a year is refused by the admin API and the CLI; here it is bounded so that no date
@@ -252,6 +264,8 @@ export class DrainCoordinator {
       gaveUp: new Set(),
       cursor: null,
       refill: null,
+      stopsAdmissions: stopAdmissions,
+      toldUnsettled: false,
     };
     if (stopAdmissions) this.#d.setDraining(node, true);
     this.#drains.set(d.id, d);
@@ -480,9 +494,14 @@ export class DrainCoordinator {
     if (d.inFlight.size === 0 && this.#onlyGaveUpLeft(d) && this.#d.ownership.transfersInFlightTo(d.node) === 0 && this.#settled(d)) this.#finish(d, d.failed > 0 ? 'failed' : 'completed');
   }
 
-  /** Whether `d`'s node state is settled in the shared store (see DrainDeps.nodeStateSettled). */
+  /** Whether `d`'s node state is settled in the shared store (see DrainDeps.nodeStateSettled), when it stops admissions. */
   #settled(d: Drain): boolean {
-    return this.#d.nodeStateSettled?.(d.node) ?? true;
+    if (!d.stopsAdmissions || (this.#d.nodeStateSettled?.(d.node) ?? true)) return true;
+    if (!d.toldUnsettled) {
+      d.toldUnsettled = true;
+      this.#d.logger.info({ drain: d.id, node: d.node }, 'drain: no session left on the node; it completes once the node\'s draining state is shared with the other directors');
+    }
+    return false;
   }
 
   /** Whether every session the node still has is one this drain gave up on (also when it has none). */

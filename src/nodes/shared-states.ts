@@ -104,6 +104,11 @@ export class SharedNodeStates {
     return this.#inFlight.has(node) ? null : { state: last.state, director: last.director };
   }
 
+  /** The latest state of `node` the store delivered (whoever wrote it), or undefined before any. */
+  delivered(node: string): NodeState | undefined {
+    return this.#last.get(node)?.state;
+  }
+
   /** Whether `node` has a write of this director in flight. */
   inFlight(node: string): boolean {
     return this.#inFlight.has(node);

@@ -503,6 +503,19 @@ describe('EtcdStore watch feed', () => {
         return seen || undefined;
       }, { timeoutMs: 5000, intervalMs: 10 });
       expect(await b.create(rec(sid(3), 1n, { owner: 'node-a', director: 'dir-b' }))).toMatchObject({ ok: true });
+      // And refused by default while its feed has not: a state written, then at once a create from the
+      // other store (most of the time before its watch brings the write). Every refused one wrote nothing.
+      let refused = 0;
+      for (let i = 0; i < 20 && refused < 3; i++) {
+        const w = await a.putShared('nodes', 'node-a', { state: i % 2 === 0 ? 'active' : 'draining', director: 'dir-a' });
+        expect(w.ok).toBe(true);
+        const r = await b.create(rec(sid(100 + i), 1n, { owner: 'node-a', director: 'dir-b' }));
+        if (r.ok) continue;
+        expect(r).toMatchObject({ reason: 'unavailable', staleNodeState: true });
+        expect(await b.get(sid(100 + i))).toEqual({ ok: true, record: null });
+        refused++;
+      }
+      expect(refused).toBeGreaterThan(0);
     } finally {
       await a.close();
       await b.close();

@@ -67,6 +67,28 @@ describe('a shared node state the store refused', () => {
     expect(store.nodeWrites).toEqual(['draining', 'draining', 'draining', 'active']);
   }, 20_000);
 
+  it('a drain whose draining state the store refused does not complete (the other directors would admit on) until the state is in the store and came back', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'anchor-shared-retry-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const store = new SharedMemoryStore();
+    const logs = captureLogs();
+    const anchor = await createAnchor(parseConfig(inProcessYaml(join(dir, 'audit.jsonl'))), { clock: systemClock, logger: logs.logger, store });
+    cleanup.push(() => anchor.close());
+    const admin = `http://127.0.0.1:${anchor.adminAddress.port}`;
+    store.refuse = 1;
+    const r = await fetch(`${admin}/v1/nodes/node-a/drain`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"mode":"migrate"}' });
+    expect(r.status).toBe(202);
+    const id = ((await r.json()) as { id: string }).id;
+    const state = async (): Promise<string> => ((await (await fetch(`${admin}/v1/drains/${id}`)).json()) as { state: string }).state;
+    // No session to move, but the node state was refused: the drain waits, and says why.
+    await waitFor('the drain to say it waits for its node state', () => logs.lines().some((l) => String(l['msg']).includes("completes once the node's draining state is shared")) || undefined);
+    expect(store.entries.get('nodes/node-a')).toBeUndefined();
+    expect(await state()).toBe('running');
+    // Written again (after 1 s) and delivered: completed.
+    await waitFor('the drain completed', async () => ((await state()) === 'completed') || undefined, { timeoutMs: 10_000 });
+    expect(store.entries.get('nodes/node-a')).toMatchObject({ state: 'draining' });
+  }, 20_000);
+
   it('is not written again once this director holds another state for the node (an undrain meanwhile)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'anchor-shared-retry-'));
     cleanup.push(() => rmSync(dir, { recursive: true, force: true }));

@@ -361,6 +361,10 @@ describe('DrainCoordinator', () => {
       const done = await waitFor('drain finished', finished(r, view.id));
       expect(done).toMatchObject({ state: 'completed', moved: count, remaining: 0 });
     }
+    // An automatic failover does not take the node out of admission: it has no node state to wait for.
+    const r = await rig('node-a', 3, {}, 0, undefined, () => false);
+    const { view } = r.drains.start('node-a', { mode: 'migrate', deadlineS: 0, cause: 'failover', actor: 'auto-failover' });
+    expect(await waitFor('failover finished', finished(r, view.id))).toMatchObject({ state: 'completed', moved: 3 });
   });
 
   it('a wait drain whose sessions all end before the deadline completes with nothing moved', async () => {

@@ -472,7 +472,9 @@ describe('Ownership.admit', () => {
     expect(h.auditLines(ID).filter((l) => l.event === 'SECURITY_EVENT')).toEqual([]);
     expect(h.stats.securityEvents.get('admit_store_unavailable')).toBe(0);
     expect(h.stats.admissionsStaleNodeState).toBe(1);
-    expect(h.stats.admissionsFailed.get('store_unavailable')).toBe(1);
+    // Counted apart from store outages (which AnchorStoreUnavailable alerts on).
+    expect(h.stats.admissionsFailed.get('node_state_changed')).toBe(1);
+    expect(h.stats.admissionsFailed.get('store_unavailable')).toBe(0);
     h.store.beforeCreate = null;
     const rec = await h.admit(SID, A);
     expect(rec.version).toBe(1n);
