@@ -314,6 +314,12 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     if (change.state === NodeState.ACTIVE && change.director !== directorId) {
       const d = drains.cancel(node);
       if (d !== undefined) logger.info({ drain: d.id, node, by: change.director }, 'drain cancelled: the node was undrained on another director');
+    } else if (change.state === NodeState.ACTIVE && drains.stopsAdmissions(node)) {
+      // Our own earlier undrain is what the cluster holds, and the draining write of the drain made since
+      // did not make it (refused, or lost): the node takes sessions again, so the drain could never be
+      // settled. Cancelled, and said so.
+      const d = drains.cancel(node);
+      if (d !== undefined) logger.warn({ drain: d.id, node }, 'drain cancelled: its draining state did not reach the shared store, which holds the node active; drain it again');
     }
   };
   /**
@@ -464,6 +470,14 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     const claiming = new Set<string>();
     /** When a node's claim may be tried again after it was held elsewhere or could not be written. */
     const claimRefusedUntil = new Map<string, number>();
+    /**
+     * Claims to take back, by their text: ended (their failover is over) but not yet released, or written
+     * with an answer lost (perhaps held). Released until the store answers (a release compares the value:
+     * one that is not there is answered too). Held, a claim would keep every other director from failing
+     * the node over for as long as this director runs.
+     */
+    const toRelease = new Map<string, { node: string; value: object }>();
+    const releasing = new Set<string>();
     autoFailover = setInterval(() => {
       const now = clock.now();
       for (const n of membership.list()) {
@@ -494,12 +508,14 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
           // Held by this director already: a claim whose answer was lost (or a predecessor's with this id,
           // while its lease lasts). Taken as ours: released with that value.
           if (r.ok && !r.claimed && r.holder !== null && r.holder['director'] === directorId) {
+            toRelease.delete(JSON.stringify(r.holder));
             failoverClaims.set(n.id, r.holder);
             if (closed === null && mayFailOver(n.id, clock.now())) failOver(n.id, clock.now());
             return;
           }
           if (!r.ok || !r.claimed) {
             claimRefusedUntil.set(n.id, clock.now() + CLAIM_RETRY_MS);
+            if (!r.ok) toRelease.set(JSON.stringify(value), { node: n.id, value }); // perhaps written
             if (!r.ok) logger.warn({ node: n.id, message: r.message }, 'automatic failover not started: its claim could not be written (tried again)');
             else logger.info({ node: n.id, holder: r.holder }, 'automatic failover of the node left to the director that claimed it');
             return;
@@ -514,8 +530,15 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       for (const [node, value] of failoverClaims) {
         if (drains.active(node)?.state === 'running' || claiming.has(node)) continue;
         failoverClaims.delete(node);
+        toRelease.set(JSON.stringify(value), { node, value });
+      }
+      for (const [key, { node, value }] of toRelease) {
+        if (releasing.has(key) || claiming.has(node)) continue;
+        releasing.add(key);
         void store.releaseShared?.('failovers', node, value).then((r) => {
-          if (!r.ok) logger.warn({ node, message: r.message }, 'failover claim not released: it goes with this director\'s lease');
+          releasing.delete(key);
+          if (r.ok) toRelease.delete(key);
+          else logger.warn({ node, message: r.message }, 'failover claim not released yet: tried again');
         });
       }
     }, 250);

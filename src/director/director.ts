@@ -838,9 +838,9 @@ export class UdpDirector implements DataPath {
   }
 
   /** DataPath: a REJECT for a HELLO whose admission failed in the store. */
-  answer(out: ClientOutcome, rec: SessionRecord): void {
+  answer(out: ClientOutcome, rec: SessionRecord, countAs?: string): void {
     if (this.#closed) return;
-    if (out.kind === 'reject') this.#sendReject(out.sessionId, out.reason, rec.transport, rec.listener, Infinity);
+    if (out.kind === 'reject') this.#sendReject(out.sessionId, out.reason, rec.transport, rec.listener, Infinity, countAs);
     else if (out.kind === 'drop') this.#d.stats.clientDropped.inc(out.reason);
   }
 
@@ -921,14 +921,14 @@ export class UdpDirector implements DataPath {
     this.#toClient(c.listener, reply, c.transport, this.#onClientSent);
   }
 
-  #sendReject(sessionId: Uint8Array, reason: RejectReason, to: Transport, listener: number, maxLen: number): void {
+  #sendReject(sessionId: Uint8Array, reason: RejectReason, to: Transport, listener: number, maxLen: number, countAs?: string): void {
     const stats = this.#d.stats;
     const reply = encodeReject(sessionId, reason, '', maxLen);
     if (reply === undefined) {
       stats.clientDropped.inc('reject_too_small');
       return;
     }
-    stats.rejectsSent.inc(rejectLabel(reason));
+    stats.rejectsSent.inc(countAs ?? rejectLabel(reason));
     stats.relayedBytes += reply.length;
     this.#toClient(listener, reply, to, this.#onClientSent);
   }

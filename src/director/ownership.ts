@@ -23,7 +23,8 @@ import { MAX_TIMER_MS } from '../util/timer.js';
 export interface DataPath {
   forward(f: Forward): void;
   /** Answers a client outcome (REJECT) for a session whose admission just failed. */
-  answer(outcome: ClientOutcome, rec: SessionRecord): void;
+  /** `countAs`: the label the REJECT is counted under when it is not its reason's (a refusal that is not an outage). */
+  answer(outcome: ClientOutcome, rec: SessionRecord, countAs?: string): void;
   /** REVOKE(version) to `node` for `rec`, behind a PROXY v2 header naming that node. */
   revoke(rec: SessionRecord, node: string, version: bigint): void;
   /** REJECT to an unbound transport (within its 3× budget). */
@@ -194,6 +195,13 @@ interface PendingRevoke {
   due: number;
 }
 
+/**
+ * The label an admission refused for a node state written meanwhile (a drain or undrain on any director)
+ * is counted under — in admissions_failed and rejects_sent — apart from store outages, whose alerts it
+ * must not fire: its REJECT is STORE_UNAVAILABLE all the same.
+ */
+export const NODE_STATE_CHANGED = 'node_state_changed';
+
 export class Ownership {
   readonly #o: OwnershipOptions;
   readonly #d: OwnershipDeps;
@@ -343,7 +351,7 @@ export class Ownership {
    * A new session: CAS-create it, then forward what was held (the HELLO first), or answer a REJECT
    * (`answer: false`: the caller answers, as the TCP front does). Resolves with the outcome.
    */
-  async admit(rec: SessionRecord, opts: { answer?: boolean } = {}): Promise<{ ok: true } | { ok: false; reason: RejectReason }> {
+  async admit(rec: SessionRecord, opts: { answer?: boolean } = {}): Promise<{ ok: true } | { ok: false; reason: RejectReason; countAs?: string }> {
     const written = this.#expiryToStore(rec);
     // A life of its own (StoredSession.incarnation): no earlier session of this id had it.
     if (rec.incarnation === 0) rec.incarnation = this.#o.newIncarnation?.() ?? randomInt(1, 2 ** 31);
@@ -367,14 +375,15 @@ export class Ownership {
       // Not an attack nor an outage: the node's state changed on another director (a drain began) after
       // this one picked it. The client's next HELLO is admitted under the state this director sees then.
       this.#d.stats.admissionsStaleNodeState++;
-      this.#d.stats.admissionsFailed.inc('node_state_changed');
+      this.#d.stats.admissionsFailed.inc(NODE_STATE_CHANGED);
     } else this.#security(rec.id, r.reason === 'unavailable' ? 'admit_store_unavailable' : 'admit_conflict', { message: r.reason === 'unavailable' ? r.message : 'session exists in the store' });
     this.#d.stats.heldDiscarded += Math.max(0, (rec.held?.length ?? 0) - 1);
     if (!(r.reason === 'unavailable' && r.staleNodeState === true)) this.#d.stats.admissionsFailed.inc(rejectLabel(reason));
     const answer = core.admissionFailed(rec, reason, now);
-    if (opts.answer !== false) this.#path?.answer(answer, rec);
+    const stale = r.reason === 'unavailable' && r.staleNodeState === true;
+    if (opts.answer !== false) this.#path?.answer(answer, rec, stale ? NODE_STATE_CHANGED : undefined);
     this.#settleLate(rec.id);
-    return { ok: false, reason };
+    return stale ? { ok: false, reason, countAs: NODE_STATE_CHANGED } : { ok: false, reason };
   }
 
   /** The owner answered BIND for a jump candidate: CAS the binding to it (version + 1). */

@@ -289,6 +289,11 @@ export class DrainCoordinator {
    * Another director undrained `node`: a drain of it running here stops (cancelled). The node state is
    * already shared, so nothing is written back.
    */
+  /** Whether a drain of `node` in progress here took it out of admission. */
+  stopsAdmissions(node: string): boolean {
+    return this.#active(node)?.stopsAdmissions === true;
+  }
+
   cancel(node: string): DrainView | undefined {
     const d = this.#active(node);
     if (d === undefined) return undefined;

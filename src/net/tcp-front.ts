@@ -273,7 +273,7 @@ export class TcpFront {
         const rec = out.session;
         const r = await this.#d.ownership.admit(rec, { answer: false });
         if (!r.ok) {
-          this.#reject(conn, rec.idBytes, r.reason, first.length);
+          this.#reject(conn, rec.idBytes, r.reason, first.length, r.countAs);
           return;
         }
         const owner = rec.owner;
@@ -588,12 +588,12 @@ export class TcpFront {
     });
   }
 
-  #reject(conn: Conn, sessionId: Uint8Array, reason: RejectReason, received: number): void {
+  #reject(conn: Conn, sessionId: Uint8Array, reason: RejectReason, received: number, countAs?: string): void {
     const stats = this.#d.stats;
     // Never more bytes than the client sent (no amplification), as over UDP; and only to JV1 clients.
     const reply = conn.jv1 ? encodeReject(sessionId, reason, '', received) : undefined;
     if (reply !== undefined && !conn.closed) {
-      stats.rejectsSent.inc(rejectLabel(reason));
+      stats.rejectsSent.inc(countAs ?? rejectLabel(reason));
       stats.tcpRefused.inc(`reject_${rejectLabel(reason)}`);
       conn.client.end(reply);
       conn.upstream?.destroy();

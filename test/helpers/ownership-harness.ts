@@ -48,7 +48,7 @@ export interface SentForward {
 /** The socket layer as a recorder: every effect Ownership asks of it, in order. */
 export class RecordingPath implements DataPath {
   readonly forwards: SentForward[] = [];
-  readonly answers: { session: string; outcome: ClientOutcome }[] = [];
+  readonly answers: { session: string; outcome: ClientOutcome; countAs?: string }[] = [];
   readonly revokes: { session: string; node: string; version: bigint; at: number }[] = [];
   /** For each of `revokes` and of `forwards`: the `sendTogether` call it was sent in (numbered from 1), or null. */
   readonly revokesTogether: (number | null)[] = [];
@@ -69,8 +69,8 @@ export class RecordingPath implements DataPath {
     });
     this.forwardsTogether.push(this.#together);
   }
-  answer(outcome: ClientOutcome, rec: SessionRecord): void {
-    this.answers.push({ session: rec.id, outcome });
+  answer(outcome: ClientOutcome, rec: SessionRecord, countAs?: string): void {
+    this.answers.push({ session: rec.id, outcome, ...(countAs === undefined ? {} : { countAs }) });
   }
   revoke(rec: SessionRecord, node: string, version: bigint): void {
     this.revokes.push({ session: rec.id, node, version, at: this.clock.now() });

@@ -466,7 +466,8 @@ describe('Ownership.admit', () => {
     const out = h.client(packet(PacketType.HELLO, SID), A);
     expect(out.kind).toBe('admit');
     await vi.waitFor(() => expect(h.path.answers).toHaveLength(1));
-    expect(h.path.answers[0]!.outcome).toMatchObject({ kind: 'reject', reason: RejectReason.STORE_UNAVAILABLE });
+    // The REJECT is counted apart from outages (rejects_sent{reason="node_state_changed"}).
+    expect(h.path.answers[0]).toMatchObject({ outcome: { kind: 'reject', reason: RejectReason.STORE_UNAVAILABLE }, countAs: 'node_state_changed' });
     expect(h.path.forwards).toHaveLength(0);
     expect(h.core.table.get(ID)).toBeUndefined();
     expect(h.auditLines(ID).filter((l) => l.event === 'SECURITY_EVENT')).toEqual([]);

@@ -1,0 +1,148 @@
+// Edges of the cluster's shared state, with the director in process (createAnchor) over a MemoryStore that
+// also keeps shared entries and claims, and can refuse or lose their writes:
+// - an automatic failover's claim whose release the store refused is released later (held, it would keep
+//   every other director from failing the node over for as long as this one runs);
+// - a drain whose draining write was lost, after an undrain of this director the shared store holds, is
+//   cancelled and said so (the node takes sessions again: the drain could never be settled).
+import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createAnchor } from '../../src/anchor.js';
+import { ClientSession } from '../../src/client/client.js';
+import { transportKey } from '../../src/codec/ip.js';
+import { parseConfig } from '../../src/config/load.js';
+import { ReferenceNode } from '../../src/refnode/node.js';
+import { MemoryStore } from '../../src/store/memory.js';
+import type { SharedEvent, SharedKind } from '../../src/store/store.js';
+import { systemClock } from '../../src/util/clock.js';
+import { captureLogs, inProcessYaml } from '../helpers/in-process.js';
+import { waitFor } from '../helpers/wait.js';
+
+/** Shared entries and claims in memory; its watch delivers `lagMs` after a write (as a real one does). */
+class SharedStore extends MemoryStore {
+  /** Node-state writes to answer "lost" (not committed), and claim releases to refuse. */
+  loseNodeWrites = 0;
+  refuseReleases = 0;
+  releaseTries = 0;
+  readonly nodeWrites: string[] = [];
+  readonly entries = new Map<string, string>();
+  readonly #subs = new Set<(ev: SharedEvent, revision: bigint) => void>();
+  #revision = 1n;
+  constructor(readonly lagMs: number) {
+    super();
+  }
+  async putShared(kind: SharedKind, id: string, value: object): Promise<{ ok: true; revision: bigint } | { ok: false; reason: 'unavailable'; message: string; maybeApplied?: true }> {
+    if (kind === 'nodes') {
+      this.nodeWrites.push(String((value as { state?: unknown }).state));
+      if (this.loseNodeWrites > 0) {
+        this.loseNodeWrites--;
+        return { ok: false, reason: 'unavailable', message: 'answer lost (test; not committed)', maybeApplied: true };
+      }
+    }
+    const revision = ++this.#revision;
+    this.entries.set(`${kind}/${id}`, JSON.stringify(value));
+    setTimeout(() => {
+      for (const s of this.#subs) s({ kind, id, value: value as Record<string, unknown> }, revision);
+    }, this.lagMs);
+    return { ok: true, revision };
+  }
+  watchShared(l: (ev: SharedEvent, revision: bigint) => void): () => void {
+    this.#subs.add(l);
+    return () => this.#subs.delete(l);
+  }
+  async claimShared(kind: SharedKind, id: string, value: object): Promise<{ ok: true; claimed: true } | { ok: true; claimed: false; holder: Record<string, unknown> | null }> {
+    const held = this.entries.get(`${kind}/${id}`);
+    if (held !== undefined) return { ok: true, claimed: false, holder: JSON.parse(held) as Record<string, unknown> };
+    this.entries.set(`${kind}/${id}`, JSON.stringify(value));
+    return { ok: true, claimed: true };
+  }
+  async releaseShared(kind: SharedKind, id: string, value: object): Promise<{ ok: true; released: boolean } | { ok: false; reason: 'unavailable'; message: string }> {
+    this.releaseTries++;
+    if (this.refuseReleases > 0) {
+      this.refuseReleases--;
+      return { ok: false, reason: 'unavailable', message: 'deadline exceeded (test)' };
+    }
+    if (this.entries.get(`${kind}/${id}`) !== JSON.stringify(value)) return { ok: true, released: false };
+    this.entries.delete(`${kind}/${id}`);
+    return { ok: true, released: true };
+  }
+}
+
+const cleanup: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+});
+
+describe('shared state edges (in process)', () => {
+  it('an automatic failover\'s claim whose release the store refused is released when it answers again', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'anchor-claims-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const nodes: ReferenceNode[] = [];
+    for (const id of ['node-a', 'node-b']) {
+      const n = new ReferenceNode({ id, listen: { family: 4, address: '127.0.0.1', port: 0 }, recordPath: join(dir, `${id}.jsonl`) });
+      await n.start();
+      nodes.push(n);
+    }
+    cleanup.push(async () => {
+      await Promise.allSettled(nodes.map((n) => n.close()));
+    });
+    const config = {
+      director: { id: 'dir-a' },
+      listen: { udp: ['127.0.0.1:0'] },
+      admin: { listen: '127.0.0.1:0' },
+      nodes: nodes.map((n, i) => ({ id: ['node-a', 'node-b'][i], address: transportKey(n.address) })),
+      admission: { per_source_rate: 100_000, per_source_burst: 100_000 },
+      health: { interval_ms: 100, timeout_ms: 150, rise: 1, fall: 2 },
+      failover: { mode: 'auto', grace_s: 0.3 },
+      revoke: { timeout_ms: 100, retries: 1 },
+      audit: { path: join(dir, 'audit.jsonl') },
+    };
+    const store = new SharedStore(1);
+    const logs = captureLogs();
+    const anchor = await createAnchor(parseConfig(JSON.stringify(config)), { clock: systemClock, logger: logs.logger, store });
+    cleanup.push(() => anchor.close());
+    const admin = `http://127.0.0.1:${anchor.adminAddress.port}`;
+    const onA = async (): Promise<number> => ((await (await fetch(`${admin}/v1/nodes`)).json()) as { items: { id: string; sessions: number }[] }).items.find((n) => n.id === 'node-a')!.sessions;
+    const sessions: ClientSession[] = [];
+    cleanup.push(async () => {
+      await Promise.allSettled(sessions.map((s) => s.close()));
+    });
+    await waitFor('every node healthy', async () => ((await (await fetch(`${admin}/v1/nodes`)).json()) as { items: { health: string }[] }).items.every((n) => n.health === 'healthy') || undefined);
+    for (let i = 0; i < 20; i++) {
+      const s = await ClientSession.open(anchor.udpAddresses[0]!);
+      sessions.push(s);
+      await s.hello();
+    }
+    expect(await onA()).toBeGreaterThan(0);
+    store.refuseReleases = 2;
+    await nodes[0]!.close(); // node-a dies: failed over under this director's claim
+    await waitFor('the claim taken', () => store.entries.has('failovers/node-a') || undefined);
+    await waitFor('node-a emptied', async () => ((await onA()) === 0) || undefined, { timeoutMs: 10_000 });
+    // Refused twice, then released: the node can be failed over by another director again.
+    await waitFor('the claim released', () => !store.entries.has('failovers/node-a') || undefined, { timeoutMs: 10_000 });
+    expect(store.releaseTries).toBeGreaterThanOrEqual(3);
+    expect(logs.lines().some((l) => l['msg'] === 'failover claim not released yet: tried again')).toBe(true);
+  }, 30_000);
+
+  it('undrain, then drain before the undrain came back through the watch, the draining write lost: the drain is cancelled, not left running forever', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'anchor-claims-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const store = new SharedStore(150); // the watch's lag: the undrain's echo comes while the drain's write is out
+    const logs = captureLogs();
+    const anchor = await createAnchor(parseConfig(inProcessYaml(join(dir, 'audit.jsonl'), { extra: 'store:\n  etcd:\n    call_timeout_ms: 200\n' })), { clock: systemClock, logger: logs.logger, store });
+    cleanup.push(() => anchor.close());
+    const admin = `http://127.0.0.1:${anchor.adminAddress.port}`;
+    const post = (path: string, body?: string): Promise<Response> => fetch(`${admin}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, ...(body === undefined ? {} : { body }) });
+    const state = async (id: string): Promise<string> => ((await (await fetch(`${admin}/v1/drains/${id}`)).json()) as { state: string }).state;
+    const first = ((await (await post('/v1/nodes/node-a/drain', '{"mode":"migrate"}')).json()) as { id: string }).id;
+    await waitFor('the first drain completed', async () => ((await state(first)) === 'completed') || undefined);
+    expect((await post('/v1/nodes/node-a/undrain')).status).toBe(200);
+    store.loseNodeWrites = 1;
+    const second = ((await (await post('/v1/nodes/node-a/drain', '{"mode":"migrate"}')).json()) as { id: string }).id;
+    // Its write given up on (5 × call_timeout_ms), the shared store holds the node active: cancelled.
+    await waitFor('the drain cancelled', async () => ((await state(second)) === 'cancelled') || undefined, { timeoutMs: 10_000 });
+    expect(JSON.parse(store.entries.get('nodes/node-a') as string)).toMatchObject({ state: 'active' });
+    expect(logs.lines().some((l) => String(l['msg']).startsWith('drain cancelled: its draining state did not reach the shared store'))).toBe(true);
+  }, 20_000);
+});
