@@ -116,5 +116,12 @@ describe('automatic failover, two directors on etcd', () => {
       const drains = (await get<{ items: DrainJson[] }>(d, '/v1/drains')).items.filter((x) => x.node === 'node-b');
       expect(drains.map((x) => x.state)).toEqual(['completed']);
     }
+    // And its claim was released: another failover of node-b (by either director) may be claimed again.
+    const check = new Etcd3({ hosts: [...etcd.endpoints] });
+    try {
+      await waitFor('the claim released', async () => ((await check.get(`${prefix}failovers/node-b`).string()) === null) || undefined);
+    } finally {
+      check.close();
+    }
   });
 });
