@@ -2,11 +2,10 @@
 // shell around port-quarantine.ts's file format. A starting director holds what the file says; a running
 // one writes it every few seconds (so that a crash leaves the ports in use then), and a stopping one once
 // more after its sessions' sockets closed. Each write goes to a temporary file of its own, synced, then
-// renamed over the file: a crash or a power loss during one leaves the previous file whole. A failure is
-// logged at warn and the director runs on.
-import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
+// renamed over the file (write-file-atomic): a crash or a power loss during one leaves the previous file
+// whole. A failure is logged at warn and the director runs on.
+import { readFileSync, statSync } from 'node:fs';
+import writeFileAtomic from 'write-file-atomic';
 import type { Logger } from '../obs/logger.js';
 import { type HeldPort, parseQuarantineFile, quarantineFileText } from './port-quarantine.js';
 
@@ -58,26 +57,13 @@ export class QuarantineFile {
       await Promise.race([this.#writing, new Promise<void>((r) => (timer = setTimeout(r, CLOSE_WAIT_MS)))]);
       clearTimeout(timer);
     }
-    const tmp = this.#tmpName();
     try {
       const entries = this.#src.quarantineEntries();
-      const fd = openSync(tmp, 'wx');
-      try {
-        writeSync(fd, quarantineFileText(entries, this.#wall(), this.#director));
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(tmp, this.#path);
+      writeFileAtomic.sync(this.#path, quarantineFileText(entries, this.#wall(), this.#director));
       this.#logger.info({ path: this.#path, ports: entries.length }, 'held ports written for the next run');
     } catch (err) {
-      rmSync(tmp, { force: true });
       this.#logger.warn({ err, path: this.#path }, 'port quarantine file not written: the next run will not hold the ports this one used');
     }
-  }
-
-  #tmpName(): string {
-    return `${this.#path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   }
 
   #restore(nodes: ReadonlySet<string>): void {
@@ -100,20 +86,10 @@ export class QuarantineFile {
   }
 
   async #writeAsync(): Promise<void> {
-    const tmp = this.#tmpName();
     try {
-      const text = quarantineFileText(this.#src.quarantineEntries(), this.#wall(), this.#director);
-      const fh = await open(tmp, 'wx');
-      try {
-        await fh.writeFile(text);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, this.#path);
+      await writeFileAtomic(this.#path, quarantineFileText(this.#src.quarantineEntries(), this.#wall(), this.#director));
       this.#failing = false;
     } catch (err) {
-      await rm(tmp, { force: true }).catch(() => undefined);
       // Said once per run of failures, not every few seconds.
       if (!this.#failing) this.#logger.warn({ err, path: this.#path }, 'port quarantine file not written: after a crash, the next run would not hold the ports in use now');
       this.#failing = true;

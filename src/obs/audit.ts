@@ -1,8 +1,9 @@
 // The audit log: one JSON line per ownership change, each carrying the SHA-256 of the previous line
 // (a hash chain that `anchor audit verify` checks). Owns the file; never decides what is audited.
 import { createHash, hash as oneShotHash } from 'node:crypto';
-import { closeSync, createWriteStream, fdatasync, fdatasyncSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, writeSync, type WriteStream } from 'node:fs';
+import { closeSync, createWriteStream, fdatasync, fdatasyncSync, fstatSync, openSync, readFileSync, readSync, renameSync, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
+import writeFileAtomic from 'write-file-atomic';
 
 export interface AuditEvent {
   readonly session: string | null;
@@ -358,15 +359,7 @@ export function readRecordedHead(path: string): ChainHead | null {
 
 /** Records `head` beside `path` (a new file, synced, renamed over the old: never half written, not even after a power loss). */
 function recordHead(path: string, head: ChainHead): void {
-  const tmp = `${headPath(path)}.tmp`;
-  const fd = openSync(tmp, 'w');
-  try {
-    writeSync(fd, `${JSON.stringify({ seq: head.seq, hash: head.hash })}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, headPath(path));
+  writeFileAtomic.sync(headPath(path), `${JSON.stringify({ seq: head.seq, hash: head.hash })}\n`);
 }
 
 /**
