@@ -515,9 +515,11 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
           }
           if (!r.ok || !r.claimed) {
             claimRefusedUntil.set(n.id, clock.now() + CLAIM_RETRY_MS);
-            if (!r.ok) toRelease.set(JSON.stringify(value), { node: n.id, value }); // perhaps written
-            if (!r.ok) logger.warn({ node: n.id, message: r.message }, 'automatic failover not started: its claim could not be written (tried again)');
-            else logger.info({ node: n.id, holder: r.holder }, 'automatic failover of the node left to the director that claimed it');
+            if (r.ok) logger.info({ node: n.id, holder: r.holder }, 'automatic failover of the node left to the director that claimed it');
+            else {
+              toRelease.set(JSON.stringify(value), { node: n.id, value }); // perhaps written: taken back
+              logger.warn({ node: n.id, message: r.message }, 'automatic failover not started: its claim could not be written (tried again)');
+            }
             return;
           }
           failoverClaims.set(n.id, value);

@@ -371,19 +371,18 @@ export class Ownership {
       return { ok: true };
     }
     const reason = r.reason === 'unavailable' ? RejectReason.STORE_UNAVAILABLE : r.current?.state === SessionState.TERMINATED ? RejectReason.SESSION_TERMINATED : RejectReason.OWNERSHIP_CONFLICT;
-    if (r.reason === 'unavailable' && r.staleNodeState === true) {
-      // Not an attack nor an outage: the node's state changed on another director (a drain began) after
-      // this one picked it. The client's next HELLO is admitted under the state this director sees then.
-      this.#d.stats.admissionsStaleNodeState++;
-      this.#d.stats.admissionsFailed.inc(NODE_STATE_CHANGED);
-    } else this.#security(rec.id, r.reason === 'unavailable' ? 'admit_store_unavailable' : 'admit_conflict', { message: r.reason === 'unavailable' ? r.message : 'session exists in the store' });
+    // A node state written meanwhile (a drain or undrain, on any director) after this director picked the
+    // node: neither an attack nor an outage, so no SECURITY_EVENT, and counted apart (countAs). The client's
+    // next HELLO is admitted under the state this director sees then.
+    const countAs = r.reason === 'unavailable' && r.staleNodeState === true ? NODE_STATE_CHANGED : undefined;
+    if (countAs !== undefined) this.#d.stats.admissionsStaleNodeState++;
+    else this.#security(rec.id, r.reason === 'unavailable' ? 'admit_store_unavailable' : 'admit_conflict', { message: r.reason === 'unavailable' ? r.message : 'session exists in the store' });
     this.#d.stats.heldDiscarded += Math.max(0, (rec.held?.length ?? 0) - 1);
-    if (!(r.reason === 'unavailable' && r.staleNodeState === true)) this.#d.stats.admissionsFailed.inc(rejectLabel(reason));
+    this.#d.stats.admissionsFailed.inc(countAs ?? rejectLabel(reason));
     const answer = core.admissionFailed(rec, reason, now);
-    const stale = r.reason === 'unavailable' && r.staleNodeState === true;
-    if (opts.answer !== false) this.#path?.answer(answer, rec, stale ? NODE_STATE_CHANGED : undefined);
+    if (opts.answer !== false) this.#path?.answer(answer, rec, countAs);
     this.#settleLate(rec.id);
-    return stale ? { ok: false, reason, countAs: NODE_STATE_CHANGED } : { ok: false, reason };
+    return countAs === undefined ? { ok: false, reason } : { ok: false, reason, countAs };
   }
 
   /** The owner answered BIND for a jump candidate: CAS the binding to it (version + 1). */

@@ -492,10 +492,11 @@ export function createAudit(opts: AuditOptions): AuditSink {
     failed: boolean;
   }
   let out: Out | null = null;
-  /** Why the file cannot be written now (lines wait in the queue meanwhile); null when it can. */
+  /**
+   * Why the file cannot be written (lines wait in the queue meanwhile): from an error told (onError) until a
+   * stream writes again (onRecover); null when it can.
+   */
   let streamError: Error | null = null;
-  /** From an error told (onError) until a stream writes again (onRecover). */
-  let failing = false;
   let closed = false;
   // Lines not yet known to be in the file, oldest first, as batches of whole lines (subarrays of slabs,
   // which are never written over). The first `handed` batches are with `out`'s stream; the others wait for
@@ -540,9 +541,10 @@ export function createAudit(opts: AuditOptions): AuditSink {
    * Lines reach the file again (a stream opened after the failure wrote the first waiting batch, or nothing
    * waits): `fileError` is null from here, not from the open (a full disk opens, and fails the write).
    */
+  /** Tries of the file since it failed (onRetry's count). */
+  let attempts = 0;
   const recovered = (): void => {
-    if (!failing) return;
-    failing = false;
+    if (streamError === null) return;
     lostTold = false;
     attempts = 0;
     streamError = null;
@@ -555,12 +557,12 @@ export function createAudit(opts: AuditOptions): AuditSink {
     const b = i === qHead && headFrom > 0 ? (qBuf[i] as Buffer).subarray(headFrom) : (qBuf[i] as Buffer);
     handed++;
     let settle: (() => void) | null = null;
-    if (failing) probe = new Promise<void>((resolve) => (settle = resolve));
+    if (streamError !== null) probe = new Promise<void>((resolve) => (settle = resolve));
     o.s.write(b, (err) => {
       if (!err) {
         o.confirmed += b.length;
         dropHead();
-        if (failing && o === out) {
+        if (streamError !== null && o === out) {
           recovered();
           handWaiting(); // the probe went through: the others follow
         }
@@ -579,7 +581,7 @@ export function createAudit(opts: AuditOptions): AuditSink {
   const handWaiting = (): void => {
     const o = out;
     if (o === null || o.failed || o.s.destroyed || o.fd < 0 || switching !== null) return;
-    if (failing) {
+    if (streamError !== null) {
       if (qHead === qBuf.length) recovered(); // nothing waits
       else if (handed === 0) hand(o, qHead);
       return;
@@ -588,9 +590,9 @@ export function createAudit(opts: AuditOptions): AuditSink {
     for (let i = qHead + handed; i < end; i++) hand(o, i);
   };
   const enqueue = (b: Buffer, lines: number): void => {
-    const now = out !== null && !failing && switching === null;
+    const now = out !== null && streamError === null && switching === null;
     // Only a file that cannot be written holds lines to the bound: not a slow disk, nor a reopen of a good file.
-    if (failing && queuedBytes + b.length > backlogBytes) {
+    if (streamError !== null && queuedBytes + b.length > backlogBytes) {
       lost += lines;
       if (!lostTold) {
         lostTold = true;
@@ -605,12 +607,11 @@ export function createAudit(opts: AuditOptions): AuditSink {
     if (now) hand(out as Out, qBuf.length - 1);
   };
   let retryTimer: NodeJS.Timeout | null = null;
-  let attempts = 0;
   const scheduleRetry = (): void => {
     if (retryTimer !== null || closed) return;
     retryTimer = setTimeout(() => {
       retryTimer = null;
-      if (!failing || closed) return;
+      if (streamError === null || closed) return;
       opts.onRetry?.(++attempts);
       void switchFile(false);
     }, retryMs);
@@ -637,11 +638,9 @@ export function createAudit(opts: AuditOptions): AuditSink {
     s.on('error', (e) => {
       o.failed = true;
       if (o !== out) return;
-      streamError = e;
-      if (!failing) {
-        failing = true;
-        opts.onError?.(e);
-      }
+      const first = streamError === null;
+      streamError = e; // the latest
+      if (first) opts.onError?.(e);
       scheduleRetry();
     });
     return o;
@@ -848,7 +847,7 @@ export function createAudit(opts: AuditOptions): AuditSink {
       while (switching !== null) await switching;
       writeBatch();
       // A file that could not be written gets one more try: what waits for it is written if it can be now.
-      if (out !== null && failing) {
+      if (out !== null && streamError !== null) {
         await switchFile(false);
         // A probe that goes through hands the rest to the stream before it is ended.
         if (probe !== null) await probe;

@@ -583,10 +583,10 @@ export class EtcdStore implements OwnershipStore {
    */
   async putShared(kind: SharedKind, id: string, value: object, opts: { withLease?: boolean } = {}): Promise<{ ok: true; revision: bigint } | Unavailable> {
     if (this.#closed) return unavailable('store closed');
-    if (!SHARED_KINDS.includes(kind)) throw new TypeError(`putShared: unknown kind "${String(kind)}"`);
+    const key = this.#sharedKey('putShared', kind, id);
     const lease = opts.withLease === true ? this.#leaseId : null;
     if (opts.withLease === true && lease === null) return unavailable(`${kind}/${id} not written: this director holds no lease`);
-    const req = { key: Buffer.from(`${this.#prefix}${kind}/${id}`), value: Buffer.from(JSON.stringify(value)), ...(lease === null ? {} : { lease }) };
+    const req = { key, value: Buffer.from(JSON.stringify(value)), ...(lease === null ? {} : { lease }) };
     try {
       const res = await this.#call('put', (o) => this.#client.kv.put(req, o), this.#timeoutMs);
       this.#seen(res.header);
@@ -600,10 +600,9 @@ export class EtcdStore implements OwnershipStore {
 
   async claimShared(kind: SharedKind, id: string, value: object): Promise<{ ok: true; claimed: true } | { ok: true; claimed: false; holder: Record<string, unknown> | null } | Unavailable> {
     if (this.#closed) return unavailable('store closed');
-    if (!SHARED_KINDS.includes(kind)) throw new TypeError(`claimShared: unknown kind "${String(kind)}"`);
+    const key = this.#sharedKey('claimShared', kind, id);
     const lease = this.#leaseId;
     if (lease === null) return unavailable(`${kind}/${id} not claimed: this director holds no lease`);
-    const key = Buffer.from(`${this.#prefix}${kind}/${id}`);
     try {
       const res = await this.#call(
         'txn',
@@ -620,16 +619,9 @@ export class EtcdStore implements OwnershipStore {
       );
       this.#seen(res.header);
       if (res.succeeded) return { ok: true, claimed: true };
+      // Held: by whom, when its value is a shared entry's JSON object (else by an unknown holder).
       const kv = res.responses[0]?.response_range?.kvs[0];
-      let holder: Record<string, unknown> | null = null;
-      if (kv !== undefined) {
-        try {
-          const v: unknown = JSON.parse(Buffer.from(kv.value).toString('utf8'));
-          if (v !== null && typeof v === 'object' && !Array.isArray(v)) holder = v as Record<string, unknown>;
-        } catch {
-          // not JSON: held all the same, by an unknown holder
-        }
-      }
+      const holder = kv === undefined ? null : (sharedEvent(`${kind}/${id}`, Buffer.from(kv.value).toString('utf8'))?.value ?? null);
       return { ok: true, claimed: false, holder };
     } catch (err) {
       // Perhaps committed (the answer was lost): then it is held by this director's lease until it ends,
@@ -640,8 +632,7 @@ export class EtcdStore implements OwnershipStore {
 
   async releaseShared(kind: SharedKind, id: string, value: object): Promise<{ ok: true; released: boolean } | Unavailable> {
     if (this.#closed) return unavailable('store closed');
-    if (!SHARED_KINDS.includes(kind)) throw new TypeError(`releaseShared: unknown kind "${String(kind)}"`);
-    const key = Buffer.from(`${this.#prefix}${kind}/${id}`);
+    const key = this.#sharedKey('releaseShared', kind, id);
     try {
       const res = await this.#call(
         'txn',
@@ -653,6 +644,12 @@ export class EtcdStore implements OwnershipStore {
     } catch (err) {
       return unavailable(`${kind}/${id} perhaps not released: ${errMessage(err)}`);
     }
+  }
+
+  /** The key of the shared entry `kind/id`; a kind that is not one is a programming error (`call` names the caller). */
+  #sharedKey(call: string, kind: SharedKind, id: string): Buffer {
+    if (!SHARED_KINDS.includes(kind)) throw new TypeError(`${call}: unknown kind "${String(kind)}"`);
+    return Buffer.from(`${this.#prefix}${kind}/${id}`);
   }
 
   watchShared(listener: (ev: SharedEvent, revision: bigint) => void): () => void {
