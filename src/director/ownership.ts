@@ -547,7 +547,11 @@ export class Ownership {
     }
     core.abort(p);
     this.#settleLate(rec.id);
-    this.#abortEvent(p, r.reason, r.reason === 'unavailable' ? r.message : `stored version is ${r.current?.version ?? 'absent'}`);
+    // A move onto a node whose state changed after this director picked it (another director began
+    // draining it): neither an attack nor an outage — counted, not a SECURITY_EVENT. The caller thaws the
+    // session in place and a drain tries it again under the state it sees then.
+    if (r.reason === 'unavailable' && r.staleNodeState === true) this.#d.stats.transfersStaleNodeState++;
+    else this.#abortEvent(p, r.reason, r.reason === 'unavailable' ? r.message : `stored version is ${r.current?.version ?? 'absent'}`);
     // Nothing changed: packets held while the CAS was in flight go on as if it had never been tried
     // (a session still frozen keeps them for its resume).
     if (rec.state === SessionState.ATTACHED && rec.closedBy === null) this.#forwardAll(core.release(rec, this.#d.clock.now(), false));

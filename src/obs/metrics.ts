@@ -109,6 +109,7 @@ export const METRIC_NAMES = [
   'anchor_admissions_total',
   'anchor_admissions_failed_total',
   'anchor_admissions_stale_node_state_total',
+  'anchor_transfers_stale_node_state_total',
   'anchor_sessions_ended_total',
   'anchor_send_errors_total',
   'anchor_audit_events_total',
@@ -178,6 +179,7 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
   labeled(reg, 'anchor_migrations_total', 'Session migrations (operator, drain, failover) by result: ok, transferred (on its new owner, not resumed yet: the stale-freeze sweep resumes it) or the failure reason.', 'result', () => s.migrations);
   labeled(reg, 'anchor_admissions_failed_total', 'Admissions the ownership store refused, by the REJECT reason the held HELLO is answered with; node_state_changed: refused by a store shared by directors because the chosen node\'s state key was written after this director last saw it (answered STORE_UNAVAILABLE; not a store outage).', 'reason', () => s.admissionsFailed);
   plain(reg, 'anchor_admissions_stale_node_state_total', 'Admissions a store shared by directors refused because the chosen node\'s state key was written after this director last saw it (a drain or undrain, on any director, a few milliseconds before); also anchor_admissions_failed_total{reason="node_state_changed"}. Answered REJECT STORE_UNAVAILABLE (counted in anchor_rejects_sent_total{reason="node_state_changed"}); the client\'s next HELLO is admitted under the state seen then.', () => s.admissionsStaleNodeState);
+  plain(reg, 'anchor_transfers_stale_node_state_total', 'Session moves (drain, migration, failover) a store shared by directors refused because the target node\'s state key was written after this director last saw it (another director began draining it a few milliseconds before). Nothing moved: the session is thawed on its owner, and a drain or failover tries it again under the state seen then. Not a security event.', () => s.transfersStaleNodeState);
   plain(reg, 'anchor_admissions_total', 'Sessions admitted (HELLO accepted, owner picked by the ring).', () => s.admissions);
   labeled(reg, 'anchor_sessions_ended_total', 'Sessions ended, by cause: the cause of the audit line (client_close, node_close, idle_ttl, operator, drain_unmovable, failover_unmovable, connection_closed, client_gone, upstream_connect_failed, …).', 'cause', () => s.sessionsEnded);
   labeled(reg, 'anchor_send_errors_total', 'Send errors by destination kind (node, client): failed control sends (REJECT, REVOKE) and errors the kernel reports on node sockets (ICMP unreachable, a failed queued send). Forwards and relays are sent without a per-datagram callback.', 'to', () => s.sendErrors);

@@ -86,6 +86,8 @@ export class DirectorStats {
   readonly admissionsFailed = new LabeledCounter();
   /** Admissions a shared store refused because the owner's node state changed after this director's view (counted in admissionsFailed too). */
   admissionsStaleNodeState = 0;
+  /** Transfers a shared store refused because the target node's state changed after this director's view (the session is thawed in place; a drain tries it again). */
+  transfersStaleNodeState = 0;
   readonly sessionsEnded = new LabeledCounter();
   readonly sendErrors = new LabeledCounter();
   /** Transparent forwarding: ports the kernel gave a new session socket that were held toward the session's node (the socket was not used). */

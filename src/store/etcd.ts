@@ -68,6 +68,18 @@ function worthRetrying(err: unknown): boolean {
   return !(err instanceof CallTimeout) && !/no leader/i.test(errMessage(err));
 }
 
+/** A store write refused because a node's state changed after the view it was made from (see create). */
+export interface NodeStateGuard {
+  /** The revision of the shared store the director's view is as of: by default, what its feed has delivered. */
+  readonly nodeStateAsOf?: bigint;
+}
+
+type TxnCompare = NonNullable<Parameters<Etcd3['kv']['txn']>[0]['compare']>[number];
+
+function staleNode(node: string, asOf: bigint, what: string): CasResult {
+  return { ...unavailable(`node ${node}'s state was written after revision ${asOf}, the last this director had seen when it picked it: ${what}`), staleNodeState: true };
+}
+
 function unavailable(message: string): Unavailable {
   return { ok: false, reason: 'unavailable', message };
 }
@@ -697,28 +709,38 @@ export class EtcdStore implements OwnershipStore {
    * none can commit after it. Without a feed yet (revision 0) and no revision given, the create is not
    * guarded.
    */
-  async create(record: StoredSession, opts: { nodeStateAsOf?: bigint } = {}): Promise<CasResult> {
+  async create(record: StoredSession, opts: NodeStateGuard = {}): Promise<CasResult> {
     const rec = freezeRecord(record);
     if (rec.version !== 1n) throw new TypeError(`create: record.version must be 1, got ${rec.version}`);
     if (this.#closed) return unavailable('store closed');
     const key = this.#key(rec.id);
     const value = encodeRecord(rec);
-    const asOf = opts.nodeStateAsOf ?? (this.#feedRevision > 0n ? this.#feedRevision : null);
-    const compare: NonNullable<Parameters<Etcd3['kv']['txn']>[0]['compare']> = [{ key, target: 'Create', result: 'Equal', create_revision: 0 }];
-    if (asOf !== null) compare.push({ key: Buffer.from(`${this.#prefix}nodes/${rec.owner}`), target: 'Mod', result: 'Less', mod_revision: (asOf + 1n).toString() });
-    const r = await this.#cas('create', rec.id, value, null, rec, {
+    const asOf = this.#asOf(opts);
+    const compare: TxnCompare[] = [{ key, target: 'Create', result: 'Equal', create_revision: 0 }];
+    if (asOf !== null) compare.push(this.#nodeCompare(rec.owner, asOf));
+    return this.#cas('create', rec.id, value, null, rec, {
       compare,
       success: [{ request_put: { key, value: Buffer.from(value) } }],
       failure: [{ request_range: { key } }],
-    });
-    // Refused with no record there: the only other compare, the node state's, failed.
-    if (asOf !== null && !r.ok && r.reason === 'conflict' && r.current === null) {
-      return { ...unavailable(`node ${rec.owner}'s state was written after revision ${asOf}, the last this director had seen when it picked it: not admitted (the next HELLO is, under the state it sees then)`), staleNodeState: true };
-    }
-    return r;
+    }, asOf === null ? null : () => staleNode(rec.owner, asOf, 'not admitted (the next HELLO is, under the state it sees then)'));
   }
 
-  async update(record: StoredSession, expectVersion: bigint): Promise<CasResult> {
+  /** The revision a write that picks a node is guarded as of (see create), or null for none. */
+  #asOf(opts: NodeStateGuard): bigint | null {
+    return opts.nodeStateAsOf ?? (this.#feedRevision > 0n ? this.#feedRevision : null);
+  }
+
+  /** The compare that `node`'s state (`nodes/<node>`) was last written at or before revision `asOf`. */
+  #nodeCompare(node: string, asOf: bigint): TxnCompare {
+    return { key: Buffer.from(`${this.#prefix}nodes/${node}`), target: 'Mod', result: 'Less', mod_revision: (asOf + 1n).toString() };
+  }
+
+  /**
+   * A write that changes the session's owner (a transfer: a drain, a migration, a failover) is guarded
+   * as a create is (`nodeStateAsOf`, `staleNodeState`): nothing moves onto a node whose drain began after
+   * what this director had seen when it picked the node. Other writes are not guarded.
+   */
+  async update(record: StoredSession, expectVersion: bigint, opts: NodeStateGuard = {}): Promise<CasResult> {
     const rec = freezeRecord(record);
     if (typeof expectVersion !== 'bigint') throw new TypeError(`expectVersion must be a bigint, got ${typeof expectVersion}`);
     if (rec.version !== expectVersion + 1n) {
@@ -734,11 +756,14 @@ export class EtcdStore implements OwnershipStore {
     if (cur === null || cur.record.version !== expectVersion || !sameLife(cur.record.incarnation, rec.incarnation)) return { ok: false, reason: 'conflict', current: cur?.record ?? null };
     const key = this.#key(rec.id);
     const value = encodeRecord(rec);
+    const asOf = cur.record.owner !== rec.owner ? this.#asOf(opts) : null;
+    const compare: TxnCompare[] = [{ key, target: 'Mod', result: 'Equal', mod_revision: cur.modRevision.toString() }];
+    if (asOf !== null) compare.push(this.#nodeCompare(rec.owner, asOf));
     return this.#cas('update', rec.id, value, cur.modRevision, rec, {
-      compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: cur.modRevision.toString() }],
+      compare,
       success: [{ request_put: { key, value: Buffer.from(value) } }],
       failure: [{ request_range: { key } }],
-    });
+    }, asOf === null ? null : () => staleNode(rec.owner, asOf, 'not moved there (a drain tries again under the state it sees then)'));
   }
 
   /**
@@ -748,25 +773,37 @@ export class EtcdStore implements OwnershipStore {
    * others are sent again in a smaller transaction (each round drops at least one key). An unknown
    * outcome is resolved key by key from a re-read, as for one update.
    */
-  async updateMany(writes: readonly UpdateWrite[]): Promise<CasResult[]> {
+  async updateMany(writes: readonly UpdateWrite[], opts: NodeStateGuard = {}): Promise<CasResult[]> {
     const recs = checkUpdates(writes);
     const out = new Array<CasResult>(recs.length);
     if (this.#closed) return out.fill(unavailable('store closed'));
+    const asOf = this.#asOf(opts);
     const chunks: Promise<void>[] = [];
-    for (let from = 0; from < recs.length; from += MAX_TXN_OPS) {
-      const to = Math.min(recs.length, from + MAX_TXN_OPS);
-      const expects = writes.slice(from, to).map((w) => w.expectVersion);
+    // A transaction compares each of its sessions' keys and, for the writes that change the owner, each
+    // target node's state once: a chunk's sessions and the owners they name fit etcd's limit together.
+    for (let from = 0; from < recs.length; ) {
+      const owners = new Set<string>();
+      let to = from;
+      while (to < recs.length) {
+        const owner = (recs[to] as StoredSession).owner;
+        if (to - from + owners.size + (owners.has(owner) ? 1 : 2) > MAX_TXN_OPS) break;
+        owners.add(owner);
+        to++;
+      }
+      const at = from;
+      const expects = writes.slice(at, to).map((w) => w.expectVersion);
       chunks.push(
-        this.#updateChunk(recs.slice(from, to), expects).then((res) => {
-          for (let k = 0; k < res.length; k++) out[from + k] = res[k] as CasResult;
+        this.#updateChunk(recs.slice(at, to), expects, asOf).then((res) => {
+          for (let k = 0; k < res.length; k++) out[at + k] = res[k] as CasResult;
         }),
       );
+      from = to;
     }
     await Promise.all(chunks);
     return out;
   }
 
-  async #updateChunk(recs: readonly StoredSession[], expects: readonly bigint[]): Promise<CasResult[]> {
+  async #updateChunk(recs: readonly StoredSession[], expects: readonly bigint[], asOf: bigint | null): Promise<CasResult[]> {
     const n = recs.length;
     const res = new Array<CasResult>(n);
     let cur;
@@ -778,13 +815,17 @@ export class EtcdStore implements OwnershipStore {
     const keys = recs.map((r) => this.#key(r.id));
     const values = recs.map((r) => encodeRecord(r));
     const compared = new Array<bigint>(n).fill(0n);
+    /** For a write that changes the owner (when guarded): the node whose state guards it (see update). */
+    const target = new Array<string | null>(n).fill(null);
     let live: number[] = [];
     for (let k = 0; k < n; k++) {
       const c = cur[k];
+      const rec = recs[k] as StoredSession;
       if (c instanceof Error) res[k] = unavailable(`etcd update: ${c.message}`);
-      else if (c === null || c === undefined || c.record.version !== expects[k] || !sameLife(c.record.incarnation, (recs[k] as StoredSession).incarnation)) res[k] = { ok: false, reason: 'conflict', current: c?.record ?? null };
+      else if (c === null || c === undefined || c.record.version !== expects[k] || !sameLife(c.record.incarnation, rec.incarnation)) res[k] = { ok: false, reason: 'conflict', current: c?.record ?? null };
       else {
         compared[k] = c.modRevision;
+        if (asOf !== null && c.record.owner !== rec.owner) target[k] = rec.owner;
         live.push(k);
       }
     }
@@ -797,10 +838,13 @@ export class EtcdStore implements OwnershipStore {
     while (live.length > 0) {
       const left = until - Date.now();
       if (left <= 0 || this.#closed || unknown >= 3) break;
+      const nodes = asOf === null ? [] : [...new Set(live.map((k) => target[k]).filter((t): t is string => t !== null))];
+      const nodeCompares = nodes.map((node) => this.#nodeCompare(node, asOf as bigint));
       const req = {
-        compare: live.map((k) => ({ key: keys[k] as Buffer, target: 'Mod' as const, result: 'Equal' as const, mod_revision: (compared[k] as bigint).toString() })),
+        compare: [...live.map((k): TxnCompare => ({ key: keys[k] as Buffer, target: 'Mod', result: 'Equal', mod_revision: (compared[k] as bigint).toString() })), ...nodeCompares],
         success: live.map((k) => ({ request_put: { key: keys[k] as Buffer, value: Buffer.from(values[k] as string) } })),
-        failure: live.map((k) => ({ request_range: { key: keys[k] as Buffer } })),
+        // Every key compared, read back when a compare fails: the sessions', then the nodes'.
+        failure: [...live.map((k) => ({ request_range: { key: keys[k] as Buffer } })), ...nodeCompares.map((c) => ({ request_range: { key: c.key as Buffer } }))],
       };
       try {
         const r = await this.#call('txn', (o) => this.#client.kv.txn(req, o), left);
@@ -809,12 +853,20 @@ export class EtcdStore implements OwnershipStore {
           for (const k of live) res[k] = ok(k);
           return res;
         }
-        // A compare failed: the keys whose mod_revision moved are conflicts; the others go again.
+        // A compare failed: the keys whose mod_revision moved are conflicts; a write onto a node whose state
+        // was written after `asOf` is refused as stale (see update); the others go again.
+        const movedNodes = new Set<string>();
+        nodes.forEach((node, j) => {
+          const kv = r.responses[live.length + j]?.response_range?.kvs[0];
+          if (kv !== undefined && BigInt(kv.mod_revision) > (asOf as bigint)) movedNodes.add(node);
+        });
         const again: number[] = [];
         live.forEach((k, j) => {
           const kv = r.responses[j]?.response_range?.kvs[0];
           if (kv !== undefined && BigInt(kv.mod_revision) === compared[k]) {
-            again.push(k);
+            const node = target[k] as string | null;
+            if (node !== null && movedNodes.has(node)) res[k] = staleNode(node, asOf as bigint, 'not moved there (a drain tries again under the state it sees then)');
+            else again.push(k);
             return;
           }
           let current;
@@ -829,7 +881,7 @@ export class EtcdStore implements OwnershipStore {
           else res[k] = { ok: false, reason: 'conflict', current: current?.record ?? null };
         });
         if (again.length === live.length) {
-          // Every key read back unchanged, yet the compare failed: nothing to learn from another round.
+          // Every key read back as compared, yet the compare failed: nothing to learn from another round.
           for (const k of live) res[k] = unavailable('etcd update: the transaction failed with every key unchanged');
           return res;
         }
@@ -925,6 +977,8 @@ export class EtcdStore implements OwnershipStore {
     comparedModRevision: bigint | null,
     okRecord: StoredSession,
     req: Parameters<Etcd3['kv']['txn']>[0],
+    /** A write guarded by a node state (#nodeCompare): its answer when the guard alone failed. */
+    stale: (() => CasResult) | null = null,
   ): Promise<CasResult> {
     const until = Date.now() + this.#timeoutMs;
     let lastErr: unknown;
@@ -950,6 +1004,8 @@ export class EtcdStore implements OwnershipStore {
           const r = resolveUnknownWrite(kind, value, comparedModRevision, current);
           if (r.kind === 'applied') return { ok: true, record: okRecord };
         }
+        // Refused with the session's key as compared (absent for a create): the node state's compare failed.
+        if (stale !== null && (comparedModRevision === null ? current === null : current?.modRevision === comparedModRevision)) return stale();
         return { ok: false, reason: 'conflict', current: current?.record ?? null };
       } catch (err) {
         if (lastErr === undefined || !isBrokenCircuitError(err)) lastErr = err; // keep the cause, not the breaker

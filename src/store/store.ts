@@ -35,9 +35,10 @@ export type CasResult =
   /**
    * The store could not be reached or did not answer in time; nothing is known to have changed.
    * `maybeApplied`: the write was sent and its outcome is unknown (it may have applied, or apply later);
-   * without it, it was never sent. `staleNodeState` (a create of a store shared by directors): nothing
-   * changed because the owner's node state changed after the last this director had seen — it picked the
-   * owner from a view the cluster has left (another director began draining the node).
+   * without it, it was never sent. `staleNodeState` (a create, or a write that changes the owner, in a
+   * store shared by directors): nothing changed because the new owner's node state changed after the last
+   * this director had seen — it picked the node from a view the cluster has left (another director began
+   * draining it).
    */
   | { readonly ok: false; readonly reason: 'unavailable'; readonly message: string; readonly maybeApplied?: true; readonly staleNodeState?: true };
 
@@ -69,6 +70,8 @@ export interface OwnershipStore {
   /**
    * Replaces the record with `id = record.id` only if its stored version is `expectVersion` and it is of
    * `record.incarnation`; `record.version` must be `expectVersion + 1` (every transition adds exactly 1).
+   * A write that changes the owner is guarded by the new owner's node state as `create` is
+   * (`staleNodeState`): no session moves onto a node whose drain began meanwhile.
    */
   update(record: StoredSession, expectVersion: bigint): Promise<CasResult>;
   /**

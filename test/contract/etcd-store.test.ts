@@ -7,8 +7,8 @@ import { createServer, connect as connectTcp, type AddressInfo, type Socket } fr
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BrokenCircuitError } from 'cockatiel';
 import { Etcd3, KVClient } from 'etcd3';
-import { EtcdStore, RANGE_PAGE, decodeRecord, encodeRecord, resolveUnknownWrite, sharedEvent } from '../../src/store/etcd.js';
-import type { SharedEvent, StoreEvent, StoredSession } from '../../src/store/store.js';
+import { EtcdStore, MAX_TXN_OPS, RANGE_PAGE, decodeRecord, encodeRecord, resolveUnknownWrite, sharedEvent } from '../../src/store/etcd.js';
+import type { CasResult, SharedEvent, StoreEvent, StoredSession } from '../../src/store/store.js';
 import { startEtcdCluster, type EtcdCluster, type EtcdMember } from '../helpers/etcd.js';
 import { waitFor } from '../helpers/wait.js';
 import { rec, sid, storeContract } from './store-contract.js';
@@ -516,6 +516,78 @@ describe('EtcdStore watch feed', () => {
         refused++;
       }
       expect(refused).toBeGreaterThan(0);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('a write that changes the owner is refused (staleNodeState) when the new owner\'s node state was written after the view it was picked from; writes that keep the owner are not guarded', async () => {
+    const prefix = freshPrefix();
+    const a = await connect(prefix);
+    const b = await connect(prefix);
+    try {
+      for (const i of [1, 2, 3, 4]) expect(await b.create(rec(sid(i), 1n, { owner: 'node-b', director: 'dir-b' }))).toMatchObject({ ok: true });
+      expect(await b.create(rec(sid(5), 1n, { owner: 'node-a', director: 'dir-b' }))).toMatchObject({ ok: true });
+      const drained = await a.putShared('nodes', 'node-a', { state: 'draining', director: 'dir-a' });
+      if (!drained.ok) throw new Error(drained.message);
+      const r = drained.revision;
+      const moveTo = (i: number, owner: string, from = 1n): StoredSession => rec(sid(i), from + 1n, { owner, director: 'dir-b', state: 'FROZEN' });
+      // One update onto node-a from a view before its draining state: refused, nothing written.
+      const stale = await b.update(moveTo(1, 'node-a'), 1n, { nodeStateAsOf: r - 1n });
+      expect(stale).toMatchObject({ ok: false, reason: 'unavailable', staleNodeState: true });
+      expect(stale.ok ? '' : (stale as { message: string }).message).toMatch(/node node-a's state was written after revision .*not moved there/);
+      expect(await b.get(sid(1))).toMatchObject({ ok: true, record: { version: 1n, owner: 'node-b' } });
+      // A write that keeps the owner (node-a's own session frozen) is not guarded.
+      expect(await b.update(moveTo(5, 'node-a'), 1n, { nodeStateAsOf: r - 1n })).toMatchObject({ ok: true });
+      // From a view that has the state: moved.
+      expect(await b.update(moveTo(1, 'node-a'), 1n, { nodeStateAsOf: r })).toMatchObject({ ok: true });
+      // Several in one call, each with its own answer: onto node-a (stale), onto node-c (no state ever
+      // written: nothing to fail), a version conflict (a conflict still, not stale), node-a's own session.
+      const many = await b.updateMany(
+        [
+          { record: moveTo(2, 'node-a'), expectVersion: 1n },
+          { record: moveTo(3, 'node-c'), expectVersion: 1n },
+          { record: moveTo(4, 'node-a', 7n), expectVersion: 7n },
+          { record: rec(sid(5), 3n, { owner: 'node-a', director: 'dir-b' }), expectVersion: 2n },
+        ],
+        { nodeStateAsOf: r - 1n },
+      );
+      expect(many).toMatchObject([
+        { ok: false, reason: 'unavailable', staleNodeState: true },
+        { ok: true },
+        { ok: false, reason: 'conflict', current: { id: sid(4), version: 1n } },
+        { ok: true },
+      ]);
+      expect(await b.get(sid(2))).toMatchObject({ ok: true, record: { version: 1n, owner: 'node-b' } });
+      expect(await b.get(sid(3))).toMatchObject({ ok: true, record: { version: 2n, owner: 'node-c' } });
+      // By default, as of what the store's own feed has delivered: a state written, then at once a move
+      // onto that node from the other store, refused while its watch has not brought the write. Every
+      // refused move wrote nothing; the moves let through are in the store. (updateMany: a single update
+      // reads the key first, and its watch has nearly always brought the write by its transaction.)
+      let refused = 0;
+      for (let i = 0; i < 40 && refused < 3; i++) {
+        const id = sid(100 + i);
+        expect(await b.create(rec(id, 1n, { owner: 'node-b', director: 'dir-b' }))).toMatchObject({ ok: true });
+        const w = await a.putShared('nodes', 'node-a', { state: i % 2 === 0 ? 'active' : 'draining', director: 'dir-a' });
+        expect(w.ok).toBe(true);
+        const m = (await b.updateMany([{ record: moveTo(100 + i, 'node-a'), expectVersion: 1n }]))[0] as CasResult;
+        const now = await b.get(id);
+        if (m.ok) {
+          expect(now).toMatchObject({ ok: true, record: { version: 2n, owner: 'node-a' } });
+          continue;
+        }
+        expect(m).toMatchObject({ reason: 'unavailable', staleNodeState: true });
+        expect(now).toMatchObject({ ok: true, record: { version: 1n, owner: 'node-b' } });
+        refused++;
+      }
+      expect(refused).toBeGreaterThan(0);
+      // Moves onto as many nodes as sessions: each transaction's compares (a session's key and its node's
+      // state each) stay within etcd's --max-txn-ops, so all of them land.
+      const wide = Array.from({ length: MAX_TXN_OPS + 10 }, (_, i) => 1000 + i);
+      await Promise.all(wide.map((i) => b.create(rec(sid(i), 1n, { owner: 'node-b', director: 'dir-b' }))));
+      const spread = await b.updateMany(wide.map((i) => ({ record: moveTo(i, `node-w${i}`), expectVersion: 1n })));
+      expect(spread.filter((x) => !x.ok)).toEqual([]);
     } finally {
       await a.close();
       await b.close();

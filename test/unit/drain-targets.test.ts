@@ -329,4 +329,37 @@ describe('migration targets', () => {
     expect(h.core.table.countByOwner('node-a')).toBe(2);
     expect(drains.get(d.id)).toMatchObject({ state: 'completed', total: 3, moved: 3, remaining: 0, ended: 0 });
   });
+
+  it('a move the shared store refuses because its target began draining on another director (staleNodeState): thawed on its owner, counted, not a security event; the drain moves it again elsewhere and completes', async () => {
+    const { h, drains } = rig(0);
+    const recs: SessionRecord[] = [];
+    for (const [i, id] of idsOwnedBy(ring, 'node-a', 30).entries()) recs.push(await h.admit(id, clientTransport(900 + i)));
+    const toB = recs.filter((r) => ring.pickExcluding(r.idBytes, new Set(['node-a'])) === 'node-b').map((r) => r.id);
+    expect(toB.length).toBeGreaterThan(0);
+    const refused: string[] = [];
+    h.store.beforeUpdate = (record) => {
+      if (record.owner !== 'node-b') return undefined;
+      // Another director's draining write of node-b landed just before: the store refuses the move, and
+      // the watch then brings the state (node-b leaves this director's ring; batches planned after it
+      // pick node-c).
+      refused.push(record.id);
+      if (h.core.ring.nodes.some((x) => x.id === 'node-b')) h.core.setRing(h.core.ring.without(['node-b']));
+      return { ok: false, reason: 'unavailable', message: "node node-b's state was written after revision 7", staleNodeState: true };
+    };
+    const d = drains.start('node-a', { mode: 'migrate', deadlineS: 30, cause: 'drain', actor: 'op' }).view;
+    const done = await waitFor('node-a drained', finished(drains, d.id));
+    expect(done).toMatchObject({ state: 'completed', total: 30, moved: 30, remaining: 0, ended: 0 });
+    expect(refused.length).toBeGreaterThan(0);
+    expect(toB).toEqual(expect.arrayContaining(refused));
+    expect(h.stats.transfersStaleNodeState).toBe(refused.length);
+    expect(h.core.table.countByOwner('node-a')).toBe(0);
+    expect(h.core.table.countByOwner('node-b')).toBe(0);
+    expect(h.core.table.countByOwner('node-c')).toBe(30);
+    expect(h.auditLines().filter((l) => l.event === 'SECURITY_EVENT')).toEqual([]);
+    // Each refused session was thawed on node-a, then moved: a resume after the aborted transfer.
+    for (const id of refused) {
+      const lines = h.auditLines(id).map((l) => `${l.event}/${l.cause}/${l.to_owner}`);
+      expect(lines).toEqual(['create/hello/node-a', 'freeze/drain/node-a', 'resume/transfer_aborted/node-a', 'freeze/drain/node-a', 'transfer/drain/node-c', 'resume/drain/node-c']);
+    }
+  });
 });
