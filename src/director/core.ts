@@ -451,7 +451,7 @@ export class DirectorCore {
       expiresAt: number;
     },
     now: number,
-  ): { kind: 'ignored' } | { kind: 'refreshed'; session: SessionRecord } | { kind: 'created' | 'updated'; session: SessionRecord; note: TransitionNote } | { kind: 'ended'; session: SessionRecord; note: TransitionNote } {
+  ): { kind: 'ignored' } | { kind: 'not_held' } | { kind: 'refreshed'; session: SessionRecord } | { kind: 'created' | 'updated'; session: SessionRecord; note: TransitionNote } | { kind: 'ended'; session: SessionRecord; note: TransitionNote } {
     const local = this.table.get(r.id);
     if (local !== undefined && local.version > r.version) return { kind: 'ignored' };
     if (local !== undefined && local.version === r.version) {
@@ -476,7 +476,9 @@ export class DirectorCore {
       return { kind: 'ended', session: local, note: n };
     }
     if (local === undefined) {
-      if (r.transport === null || this.table.full) return { kind: 'ignored' };
+      // A session this table cannot hold (full, or a transport text it cannot read): this director's view
+      // of the cluster lacks it from now on (drains through it ask the store before they complete).
+      if (r.transport === null || this.table.full) return { kind: 'not_held' };
       const rec = newSessionRecord({
         id: r.id,
         owner: r.owner,

@@ -1260,6 +1260,10 @@ export class Ownership {
       now,
     );
     if (out.kind === 'ignored') return;
+    if (out.kind === 'not_held') {
+      this.#d.stats.remoteChanges.inc('not_held');
+      return;
+    }
     if (out.kind === 'refreshed') {
       this.#d.stats.remoteChanges.inc('refreshed');
       return;
@@ -1333,6 +1337,20 @@ export class Ownership {
     return n;
   }
 
+  /**
+   * The store's sessions on `node`, taken into the table where it lacks them (as loadFromStore does): for a
+   * drain about to complete on a director whose table has had to leave sessions out (remoteChanges
+   * not_held). `notHeld`: the node's live sessions the table still lacks (it is full).
+   */
+  async holdNode(node: string): Promise<{ ok: true; notHeld: number } | { ok: false; message: string }> {
+    const r = await this.#d.store.listByOwner(node);
+    if (!r.ok) return { ok: false, message: r.message };
+    const table = this.#d.core.table;
+    const missing = r.records.filter((rec) => rec.state !== SessionState.TERMINATED && table.get(rec.id) === undefined);
+    if (missing.length > 0) this.#load(missing, this.#parseTransport ?? (() => null));
+    return { ok: true, notHeld: missing.filter((rec) => table.get(rec.id) === undefined).length };
+  }
+
   /** Stored sessions into the table (as other directors' writes are): how many were new or newer here. */
   #load(records: readonly StoredSession[], parseTransport: (key: string) => ParsedTransport | null): number {
     let n = 0;
@@ -1343,6 +1361,10 @@ export class Ownership {
         now,
       );
       if (out.kind === 'ignored') continue;
+      if (out.kind === 'not_held') {
+        this.#d.stats.remoteChanges.inc('not_held');
+        continue;
+      }
       n++;
       // A session frozen by a director that is gone is thawed by the stale-freeze sweep.
       if (rec.state === SessionState.FROZEN) this.#frozenAt.set(rec.id, now);

@@ -131,6 +131,16 @@ interface Drain {
   stopsAdmissions: boolean;
   /** Logged once: every session is off the node, and the drain waits for its node state to be settled. */
   toldUnsettled: boolean;
+  /**
+   * The count of sessions the table could not hold (remoteChanges not_held) when the store last showed
+   * every session of the node held here (see #holdsAll); -1 before any such answer.
+   */
+  heldAsOf: number;
+  /** Whether the store is being asked for the node's sessions (#holdsAll), and not before when (monotonic ms) again. */
+  asking: boolean;
+  askAfter: number;
+  /** The node's sessions the store has and this director's table could not take, at the last answer. */
+  unheld: number;
   /** `drain`, or `failover` from the start or once a failover escalated it (its moves then say so). */
   cause: DrainCause;
   /** The node's REVOKEs given up unacknowledged before this drain started (its view counts those after). */
@@ -168,6 +178,8 @@ interface Drain {
 }
 
 const KEEP_FINISHED = 100;
+/** How often (ms) a drain asks the store again for the node's sessions (#holdsAll) while that cannot settle. */
+const HOLD_CHECK_EVERY_MS = 1000;
 /** Sessions per migration batch (one store wait per step for all of them). */
 const BATCH = 256;
 /**
@@ -266,6 +278,10 @@ export class DrainCoordinator {
       refill: null,
       stopsAdmissions: stopAdmissions,
       toldUnsettled: false,
+      heldAsOf: -1,
+      asking: false,
+      askAfter: 0,
+      unheld: 0,
     };
     if (stopAdmissions) this.#d.setDraining(node, true);
     this.#drains.set(d.id, d);
@@ -432,7 +448,7 @@ export class DrainCoordinator {
     for (const d of this.#drains.values()) {
       if (d.state === 'waiting') {
         busy = true;
-        if (this.#d.core.table.countByOwner(d.node) === 0 && this.#d.ownership.transfersInFlightTo(d.node) === 0 && this.#settled(d)) this.#finish(d, 'completed');
+        if (this.#d.core.table.countByOwner(d.node) === 0 && this.#d.ownership.transfersInFlightTo(d.node) === 0 && this.#settled(d) && this.#holdsAll(d, now)) this.#finish(d, 'completed');
         else if (d.deadlineAt !== null && now >= d.deadlineAt) {
           d.state = 'running';
           d.migratingSince = now;
@@ -496,7 +512,62 @@ export class DrainCoordinator {
     if (batch.length > 0) this.#launch(d, batch);
     // Not while another migration's transfer to this node is being written: it may land after the node
     // looked empty (the next tick moves it on).
-    if (d.inFlight.size === 0 && this.#onlyGaveUpLeft(d) && this.#d.ownership.transfersInFlightTo(d.node) === 0 && this.#settled(d)) this.#finish(d, d.failed > 0 ? 'failed' : 'completed');
+    if (d.inFlight.size === 0 && this.#onlyGaveUpLeft(d) && this.#d.ownership.transfersInFlightTo(d.node) === 0 && this.#settled(d) && this.#holdsAll(d, now)) this.#finish(d, d.failed > 0 ? 'failed' : 'completed');
+  }
+
+  /**
+   * Whether the table, where the drain looks for the node's sessions, holds every one the store has.
+   * Always, until the table has had to leave out a session another director wrote (full at session.max,
+   * or a stored transport it could not read: remoteChanges not_held). From then on the drain asks the
+   * store for the node's sessions before it completes (again at most once a second while that cannot
+   * settle), and the table takes those it lacks where it has room (the drain then moves them). Sessions it still cannot take keep a waiting
+   * drain waiting, and fail a migrating one: this director cannot move them, and the node is not empty.
+   */
+  #holdsAll(d: Drain, now: number): boolean {
+    const notHeld = this.#d.stats.remoteChanges.get('not_held');
+    if (notHeld === 0 || d.heldAsOf === notHeld) return true;
+    if (d.asking || now < d.askAfter) return false;
+    d.asking = true;
+    const again = (): void => {
+      d.askAfter = this.#d.clock.now() + HOLD_CHECK_EVERY_MS;
+    };
+    void this.#d.ownership.holdNode(d.node).then(
+      (r) => {
+        d.asking = false;
+        if (d.finishedAt !== null) return;
+        // Logged when what it says changes, not at every ask.
+        const tell = (message: string, log: () => void): void => {
+          if (d.lastError !== message) log();
+          d.lastError = message;
+        };
+        if (!r.ok) {
+          again();
+          tell(`cannot list the node's sessions in the store (this director's table has had to leave sessions out, so the drain asks the store before it completes): ${r.message}`, () =>
+            this.#d.logger.warn({ drain: d.id, node: d.node, err: r.message }, 'drain: cannot ask the store for the node\'s sessions this director does not hold; asked again every second'),
+          );
+          return;
+        }
+        d.unheld = r.notHeld;
+        if (r.notHeld > 0) {
+          again();
+          tell(`${r.notHeld} session(s) of ${d.node} are in the store but not in this director's table (session.max reached): this director cannot move them`, () =>
+            this.#d.logger.warn({ drain: d.id, node: d.node, not_held: r.notHeld }, 'drain: the store has sessions on the node that this director\'s table cannot hold (session.max reached)'),
+          );
+          if (d.state === 'running') this.#finish(d, 'failed');
+          return;
+        }
+        // Every session of the node is held here: those the table took just now are in the table the drain
+        // walks, and it completes once they are moved too.
+        d.lastError = null;
+        d.heldAsOf = notHeld;
+      },
+      (err: unknown) => {
+        d.asking = false;
+        again();
+        this.#d.logger.warn({ drain: d.id, node: d.node, err: String(err) }, 'drain: the check of the store for sessions of the node failed');
+      },
+    );
+    return false;
   }
 
   /** Whether `d`'s node state is settled in the shared store (see DrainDeps.nodeStateSettled), when it stops admissions. */
@@ -557,7 +628,7 @@ export class DrainCoordinator {
     // directors says what became of its last batches too, once they are all in.
     if (d.finishedAt !== null && d.inFlight.size === 0) {
       queueMicrotask(() => {
-        d.remainingAtFinish = this.#d.core.table.countByOwner(d.node);
+        d.remainingAtFinish = this.#d.core.table.countByOwner(d.node) + d.unheld;
         this.#d.publish?.(this.#view(d));
       });
     }
@@ -583,7 +654,7 @@ export class DrainCoordinator {
     if (d.state !== 'waiting' && d.state !== 'running') return;
     d.state = state;
     d.finishedAt = this.#d.clock.now();
-    d.remainingAtFinish = this.#d.core.table.countByOwner(d.node);
+    d.remainingAtFinish = this.#d.core.table.countByOwner(d.node) + d.unheld;
     this.#d.stats.drainsFinished.inc(state);
     this.#d.logger.info({ drain: d.id, node: d.node, state, moved: d.moved, failed: d.failed }, 'drain finished');
     this.#d.publish?.(this.#view(d));

@@ -114,7 +114,8 @@ export class DirectorStats {
   /** Admin API requests refused for who sent them: unauthorized (401), forbidden (403), too_many_connections (closed at accept). */
   readonly adminRefused = new LabeledCounter(['unauthorized', 'forbidden', 'too_many_connections']);
   /** Changes other directors made in the shared store, applied here: created, updated, refreshed (expiry), ended. */
-  readonly remoteChanges = new LabeledCounter(['created', 'updated', 'refreshed', 'ended']);
+  /** not_held: a session another director wrote that this director's table could not hold (full, or an unreadable transport). */
+  readonly remoteChanges = new LabeledCounter(['created', 'updated', 'refreshed', 'ended', 'not_held']);
   /** Coarse expiry refreshes written to a shared store, by result: ok, conflict, unavailable. */
   readonly expiryRefreshes = new LabeledCounter(['ok', 'conflict', 'unavailable']);
 }

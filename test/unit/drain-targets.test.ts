@@ -26,7 +26,7 @@ afterEach(() => {
 });
 
 /** The harness and a drain coordinator wired as anchor.ts wires them: a draining node leaves the ring, and only ring nodes are eligible. */
-function rig(quiesceMs: number, published: DrainView[] = [], own: { clock?: Clock; unknownWriteBoundMs?: number } = {}): { h: Harness; drains: DrainCoordinator; clockReads: () => number } {
+function rig(quiesceMs: number, published: DrainView[] = [], own: { clock?: Clock; unknownWriteBoundMs?: number; sessionMax?: number } = {}): { h: Harness; drains: DrainCoordinator; clockReads: () => number } {
   let reads = 0;
   const clock = { ...systemClock, now: (): number => (reads++, systemClock.now()) };
   const h: Harness = makeHarness({
@@ -35,6 +35,7 @@ function rig(quiesceMs: number, published: DrainView[] = [], own: { clock?: Cloc
     quiesceMs,
     eligible: (n) => h.core.ring.nodes.some((x) => x.id === n),
     ...(own.unknownWriteBoundMs !== undefined ? { unknownWriteBoundMs: own.unknownWriteBoundMs } : {}),
+    ...(own.sessionMax !== undefined ? { limits: { sessionMax: own.sessionMax } } : {}),
   });
   const drains = new DrainCoordinator(
     { rate: 100_000, concurrency: 16, tickMs: 5, directorId: 'dir-test' },
@@ -361,5 +362,37 @@ describe('migration targets', () => {
       const lines = h.auditLines(id).map((l) => `${l.event}/${l.cause}/${l.to_owner}`);
       expect(lines).toEqual(['create/hello/node-a', 'freeze/drain/node-a', 'resume/transfer_aborted/node-a', 'freeze/drain/node-a', 'transfer/drain/node-c', 'resume/drain/node-c']);
     }
+  });
+
+  it('a drain through a director whose table is full (session.max) does not complete while the store has sessions of the node the table could not take: it fails naming them; once the table has room it takes them and a drain moves them', async () => {
+    const { h, drains } = rig(0, [], { sessionMax: 6 });
+    h.own.followStore((key) => {
+      const t = parseHostPortLiteral(key);
+      return t === undefined ? null : { t, key, listener: 0 };
+    });
+    for (const [i, id] of idsOwnedBy(ring, 'node-a', 4).entries()) await h.admit(id, clientTransport(1000 + i));
+    const onB: SessionRecord[] = [];
+    for (const [i, id] of idsOwnedBy(ring, 'node-b', 2).entries()) onB.push(await h.admit(id, clientTransport(1100 + i)));
+    expect(h.core.table.full).toBe(true);
+    // Another director admits two sessions to node-a: the watch brings them, and the full table leaves them out.
+    const remote = ['f1', 'f2'].map((tag): StoredSession => ({ id: tag.padStart(32, '0'), owner: 'node-a', version: 1n, state: SessionState.ATTACHED, transport: `192.0.2.77:${tag === 'f1' ? 4001 : 4002}`, director: 'dir-other', expiresAt: Date.now() + 3_600_000, incarnation: 9 }));
+    for (const r of remote) expect(await h.mem.create(r)).toMatchObject({ ok: true });
+    expect(h.stats.remoteChanges.get('not_held')).toBe(2);
+    expect(remote.map((r) => h.core.table.get(r.id))).toEqual([undefined, undefined]);
+    // The drain moves the four it holds, asks the store, and fails: two of the node's sessions are out of its reach.
+    const first = drains.start('node-a', { mode: 'migrate', deadlineS: 30, cause: 'drain', actor: 'op' }).view;
+    const failed = await waitFor('the drain to finish', finished(drains, first.id));
+    expect(failed).toMatchObject({ state: 'failed', moved: 4, remaining: 2 });
+    expect(failed.last_error).toMatch(/^2 session\(s\) of node-a are in the store but not in this director's table \(session\.max reached\)/);
+    expect((await h.store.listByOwner('node-a')).ok && ((await h.store.listByOwner('node-a')) as { records: unknown[] }).records).toHaveLength(2);
+    // Room: the other director ends node-b's two sessions. A drain of node-a now takes node-a's two into the
+    // table, moves them, and completes.
+    for (const r of onB) expect(await h.mem.delete(r.id, r.version, r.incarnation)).toMatchObject({ ok: true });
+    await waitFor('room in the table', () => !h.core.table.full || undefined);
+    const second = drains.start('node-a', { mode: 'migrate', deadlineS: 30, cause: 'drain', actor: 'op' }).view;
+    const done = await waitFor('the second drain to finish', finished(drains, second.id));
+    expect(done).toMatchObject({ state: 'completed', moved: 2, remaining: 0 });
+    expect(((await h.store.listByOwner('node-a')) as { records: unknown[] }).records).toEqual([]);
+    for (const r of remote) expect(h.core.table.get(r.id)?.owner).not.toBe('node-a');
   });
 });
