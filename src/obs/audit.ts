@@ -214,6 +214,8 @@ export function chainLine(prevHash: string, seq: number, time: string, ev: Audit
  * refer to them): a full buffer is left to them and a new one taken.
  */
 const SLAB_BYTES = 256 * 1024;
+/** An empty write (see handedSettled). */
+const EMPTY = Buffer.alloc(0);
 
 export interface AuditSink {
   write(ev: AuditEvent): void;
@@ -645,6 +647,19 @@ export function createAudit(opts: AuditOptions): AuditSink {
     });
     return o;
   };
+  /**
+   * Settles once every write handed to `o` so far is done or failed, and a failure's error event has been
+   * emitted: an empty write's callback comes after those of the writes before it (with an error, if the
+   * stream failed meanwhile), and the error event is emitted on a tick after the failed write's callback.
+   */
+  const handedSettled = (o: Out): Promise<void> =>
+    new Promise((resolve) => {
+      if (o.s.destroyed) {
+        resolve();
+        return;
+      }
+      o.s.write(EMPTY, () => setImmediate(resolve));
+    });
   /** Ends `s` once what was handed to it is written (or failed), synced to the disk before its descriptor closes. */
   const endStream = (o: Out): Promise<void> =>
     new Promise((resolve) => {
@@ -846,8 +861,11 @@ export function createAudit(opts: AuditOptions): AuditSink {
       retryTimer = null;
       while (switching !== null) await switching;
       writeBatch();
+      // What the stream was handed is written, or has failed, before the last try is decided: a write that
+      // failed just now tells its error only a callback later.
+      if (out !== null && streamError === null) await handedSettled(out);
       // A file that could not be written gets one more try: what waits for it is written if it can be now.
-      if (out !== null && streamError !== null) {
+      if (out !== null && (streamError !== null || out.s.errored !== null)) {
         await switchFile(false);
         // A probe that goes through hands the rest to the stream before it is ended.
         if (probe !== null) await probe;

@@ -636,6 +636,23 @@ describe('rotation: createAudit reopens its file, the chain goes on across files
     expect(await verifyAuditFile(path2)).toMatchObject({ ok: true, lines: 7 });
   });
 
+  it('close() right after a write that fails (its error not told yet) still tries the file once more: the lines reach it', async () => {
+    const sub = join(dir, 'closing-window');
+    mkdirSync(sub);
+    const path = join(sub, 'audit.log');
+    symlinkSync('/dev/full', path);
+    const unwritten: { lines: number; lost: number }[] = [];
+    const audit = createAudit({ path, wallClock: () => T0, onUnwritten: (u) => unwritten.push(u), retryMs: 3_600_000 });
+    await waitFor('the audit stream open on /dev/full', () => openOnDevFull() || undefined);
+    for (let i = 0; i < 7; i++) audit.write(event(i));
+    // The lines go to /dev/full when close() hands them over; the path is writable for the last try.
+    rmSync(path);
+    expect(audit.fileError).toBeNull();
+    await audit.close();
+    expect(unwritten).toEqual([]);
+    expect(await verifyAuditFile(path)).toMatchObject({ ok: true, lines: 7 });
+  });
+
   it('what is written is synced to the disk every syncMs (a file that cannot be synced, /dev/null, says so once: onSyncError)', async () => {
     const sub = join(dir, 'sync');
     mkdirSync(sub);
