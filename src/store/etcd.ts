@@ -305,8 +305,15 @@ export class EtcdStore implements OwnershipStore {
         });
         this.#lease = lease;
         this.#leaseId = null;
-        const id = await withTimeout(lease.grant(), this.#timeoutMs);
-        if (this.#lease === lease) this.#leaseId = id;
+        // The id whenever the grant answers, also after this call's deadline: the keepalives that follow
+        // wait for that answer and then hold the lease alive, and claims and the drain records need its id.
+        lease.grant().then(
+          (id) => {
+            if (this.#lease === lease) this.#leaseId = id;
+          },
+          () => undefined, // told by this call (or the next keepalive), and by 'lost'
+        );
+        await withTimeout(lease.grant(), this.#timeoutMs);
         return;
       }
       const res = await withTimeout(this.#lease.keepaliveOnce(), this.#timeoutMs);

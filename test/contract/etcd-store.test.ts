@@ -11,6 +11,7 @@ import { EtcdStore, MAX_TXN_OPS, RANGE_PAGE, decodeRecord, encodeRecord, resolve
 import type { CasResult, SharedEvent, StoreEvent, StoredSession } from '../../src/store/store.js';
 import { startEtcdCluster, type EtcdCluster, type EtcdMember } from '../helpers/etcd.js';
 import { waitFor } from '../helpers/wait.js';
+import { startPauseProxy } from '../helpers/pause-proxy.js';
 import { rec, sid, storeContract } from './store-contract.js';
 
 const CALL_TIMEOUT_MS = 1000;
@@ -591,6 +592,26 @@ describe('EtcdStore watch feed', () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  it('a lease grant answered after its call deadline still gives the store its lease id: claims, attached to the lease, work once it is granted', async () => {
+    const member = new URL(cluster.members[0]!.clientUrl);
+    const proxy = await startPauseProxy({ host: member.hostname, port: Number(member.port) });
+    const leaseErrors: unknown[] = [];
+    let s: EtcdStore | undefined;
+    try {
+      proxy.pauseAnswers(); // the grant is sent; its answer comes after the call's deadline
+      s = await EtcdStore.connect({ endpoints: [proxy.url], prefix: freshPrefix(), callTimeoutMs: CALL_TIMEOUT_MS, leaseTtlS: 5, onError: (err, context) => context === 'lease keepalive' && leaseErrors.push(err) });
+      await waitFor('the grant past its deadline', () => leaseErrors.length > 0 || undefined, { timeoutMs: 10_000, intervalMs: 10 });
+      expect(s.leaseOkAt()).toBeNull();
+      proxy.resumeAnswers();
+      const store = s;
+      await waitFor('the lease kept alive', () => store.leaseOkAt() !== null || undefined, { timeoutMs: 10_000, intervalMs: 10 });
+      expect(await store.claimShared('failovers', 'node-a', { director: 'dir-a', claim: 'late-grant' })).toEqual({ ok: true, claimed: true });
+    } finally {
+      await s?.close();
+      await proxy.close();
     }
   });
 
