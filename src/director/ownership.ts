@@ -281,6 +281,8 @@ export class Ownership {
   readonly #turnWaiters: (() => void)[] = [];
   #turnScheduled = false;
   #parseTransport: ((key: string) => ParsedTransport | null) | null = null;
+  /** By owner node: sessions of other directors the table could not hold (see notHeldOn). */
+  readonly #notHeldBy = new Map<string, number>();
 
   constructor(opts: OwnershipOptions, deps: OwnershipDeps) {
     this.#o = opts;
@@ -1261,7 +1263,7 @@ export class Ownership {
     );
     if (out.kind === 'ignored') return;
     if (out.kind === 'not_held') {
-      this.#d.stats.remoteChanges.inc('not_held');
+      this.#notHeld(r.owner);
       return;
     }
     if (out.kind === 'refreshed') {
@@ -1337,18 +1339,33 @@ export class Ownership {
     return n;
   }
 
+  /** Another director's session on `owner` that the table could not hold (DirectorCore.applyRemote). */
+  #notHeld(owner: string): void {
+    this.#d.stats.remoteChanges.inc('not_held');
+    this.#notHeldBy.set(owner, (this.#notHeldBy.get(owner) ?? 0) + 1);
+  }
+
   /**
-   * The store's sessions on `node`, taken into the table where it lacks them (as loadFromStore does): for a
-   * drain about to complete on a director whose table has had to leave sessions out (remoteChanges
-   * not_held). `notHeld`: the node's live sessions the table still lacks (it is full).
+   * How many times the table could not hold a session of another director that was on `node` (full at
+   * session.max, or a stored transport it could not read): 0 while this director's view of the node is
+   * whole. Only grows.
    */
-  async holdNode(node: string): Promise<{ ok: true; notHeld: number } | { ok: false; message: string }> {
+  notHeldOn(node: string): number {
+    return this.#notHeldBy.get(node) ?? 0;
+  }
+
+  /**
+   * How many live sessions the store has on `node` that this director's table does not hold: for a drain
+   * about to complete once the table has had to leave some of the node's sessions out (notHeldOn). Nothing
+   * is loaded: the listing is not in step with the watch (a session ended after it would come back).
+   */
+  async notHeldInStore(node: string): Promise<{ ok: true; notHeld: number } | { ok: false; message: string }> {
     const r = await this.#d.store.listByOwner(node);
     if (!r.ok) return { ok: false, message: r.message };
     const table = this.#d.core.table;
-    const missing = r.records.filter((rec) => rec.state !== SessionState.TERMINATED && table.get(rec.id) === undefined);
-    if (missing.length > 0) this.#load(missing, this.#parseTransport ?? (() => null));
-    return { ok: true, notHeld: missing.filter((rec) => table.get(rec.id) === undefined).length };
+    let notHeld = 0;
+    for (const rec of r.records) if (rec.state !== SessionState.TERMINATED && table.get(rec.id) === undefined) notHeld++;
+    return { ok: true, notHeld };
   }
 
   /** Stored sessions into the table (as other directors' writes are): how many were new or newer here. */
@@ -1362,7 +1379,7 @@ export class Ownership {
       );
       if (out.kind === 'ignored') continue;
       if (out.kind === 'not_held') {
-        this.#d.stats.remoteChanges.inc('not_held');
+        this.#notHeld(rec.owner);
         continue;
       }
       n++;

@@ -132,15 +132,17 @@ interface Drain {
   /** Logged once: every session is off the node, and the drain waits for its node state to be settled. */
   toldUnsettled: boolean;
   /**
-   * The count of sessions the table could not hold (remoteChanges not_held) when the store last showed
-   * every session of the node held here (see #holdsAll); -1 before any such answer.
+   * Ownership.notHeldOn(node) when the store last showed every session of the node held here (see
+   * #holdsAll); -1 before any such answer.
    */
   heldAsOf: number;
   /** Whether the store is being asked for the node's sessions (#holdsAll), and not before when (monotonic ms) again. */
   asking: boolean;
   askAfter: number;
-  /** The node's sessions the store has and this director's table could not take, at the last answer. */
+  /** The node's sessions the store has and this director's table does not hold, at the last answer. */
   unheld: number;
+  /** What the last answer of #holdsAll put in lastError (null: nothing). */
+  holdMessage: string | null;
   /** `drain`, or `failover` from the start or once a failover escalated it (its moves then say so). */
   cause: DrainCause;
   /** The node's REVOKEs given up unacknowledged before this drain started (its view counts those after). */
@@ -282,6 +284,7 @@ export class DrainCoordinator {
       asking: false,
       askAfter: 0,
       unheld: 0,
+      holdMessage: null,
     };
     if (stopAdmissions) this.#d.setDraining(node, true);
     this.#drains.set(d.id, d);
@@ -517,53 +520,55 @@ export class DrainCoordinator {
 
   /**
    * Whether the table, where the drain looks for the node's sessions, holds every one the store has.
-   * Always, until the table has had to leave out a session another director wrote (full at session.max,
-   * or a stored transport it could not read: remoteChanges not_held). From then on the drain asks the
-   * store for the node's sessions before it completes (again at most once a second while that cannot
-   * settle), and the table takes those it lacks where it has room (the drain then moves them). Sessions it still cannot take keep a waiting
-   * drain waiting, and fail a migrating one: this director cannot move them, and the node is not empty.
+   * Always, until the table has had to leave out a session of the node that another director wrote (full
+   * at session.max, or a stored transport it could not read: Ownership.notHeldOn). From then on the drain
+   * asks the store how many of the node's sessions the table lacks before it completes (at most once a
+   * second), and again only if the table leaves out another of the node's sessions. Sessions it lacks keep
+   * a waiting drain waiting; a migrating drain fails once two answers in a row say so (one could count a
+   * session that ended while the store was listing): this director cannot move them, and the node is not
+   * empty. Nothing is loaded into the table (a listing is not in step with the watch).
    */
   #holdsAll(d: Drain, now: number): boolean {
-    const notHeld = this.#d.stats.remoteChanges.get('not_held');
+    const notHeld = this.#d.ownership.notHeldOn(d.node);
     if (notHeld === 0 || d.heldAsOf === notHeld) return true;
     if (d.asking || now < d.askAfter) return false;
     d.asking = true;
-    const again = (): void => {
-      d.askAfter = this.#d.clock.now() + HOLD_CHECK_EVERY_MS;
-    };
-    void this.#d.ownership.holdNode(d.node).then(
+    void this.#d.ownership.notHeldInStore(d.node).then(
       (r) => {
         d.asking = false;
+        d.askAfter = this.#d.clock.now() + HOLD_CHECK_EVERY_MS;
         if (d.finishedAt !== null) return;
-        // Logged when what it says changes, not at every ask.
-        const tell = (message: string, log: () => void): void => {
-          if (d.lastError !== message) log();
-          d.lastError = message;
+        // Logged when what it says changes, not at every ask; cleared only if it is this check's own.
+        const tell = (message: string | null, log: () => void): void => {
+          if (message !== null && d.lastError !== message) log();
+          if (message !== null) d.lastError = message;
+          else if (d.lastError === d.holdMessage) d.lastError = null;
+          d.holdMessage = message;
         };
         if (!r.ok) {
-          again();
-          tell(`cannot list the node's sessions in the store (this director's table has had to leave sessions out, so the drain asks the store before it completes): ${r.message}`, () =>
+          tell(`cannot list the node's sessions in the store (this director's table has had to leave some out, so the drain asks the store before it completes): ${r.message}`, () =>
             this.#d.logger.warn({ drain: d.id, node: d.node, err: r.message }, 'drain: cannot ask the store for the node\'s sessions this director does not hold; asked again every second'),
           );
           return;
         }
+        const before = d.unheld;
         d.unheld = r.notHeld;
         if (r.notHeld > 0) {
-          again();
           tell(`${r.notHeld} session(s) of ${d.node} are in the store but not in this director's table (session.max reached): this director cannot move them`, () =>
             this.#d.logger.warn({ drain: d.id, node: d.node, not_held: r.notHeld }, 'drain: the store has sessions on the node that this director\'s table cannot hold (session.max reached)'),
           );
-          if (d.state === 'running') this.#finish(d, 'failed');
+          if (d.state === 'running' && before > 0) {
+            d.failed += r.notHeld;
+            this.#finish(d, 'failed');
+          }
           return;
         }
-        // Every session of the node is held here: those the table took just now are in the table the drain
-        // walks, and it completes once they are moved too.
-        d.lastError = null;
+        tell(null, () => undefined);
         d.heldAsOf = notHeld;
       },
       (err: unknown) => {
         d.asking = false;
-        again();
+        d.askAfter = this.#d.clock.now() + HOLD_CHECK_EVERY_MS;
         this.#d.logger.warn({ drain: d.id, node: d.node, err: String(err) }, 'drain: the check of the store for sessions of the node failed');
       },
     );
@@ -667,7 +672,7 @@ export class DrainCoordinator {
 
   #view(d: Drain): DrainView {
     const now = d.finishedAt ?? this.#d.clock.now();
-    const remaining = d.remainingAtFinish ?? this.#d.core.table.countByOwner(d.node);
+    const remaining = d.remainingAtFinish ?? this.#d.core.table.countByOwner(d.node) + d.unheld;
     const p = drainProgress({ total: d.total, moved: d.moved, failed: d.failed, remaining, migratingSinceMs: d.migratingSince, nowMs: now, configuredRate: this.#o.rate });
     const wall = (mono: number): string => new Date(this.#d.clock.toWall(mono)).toISOString();
     const revokes = this.#d.ownership.revokesTo(d.node);
