@@ -754,6 +754,9 @@ export class EtcdStore implements OwnershipStore {
       throw new TypeError(`update: record.version must be expectVersion + 1 (${expectVersion + 1n}), got ${rec.version}`);
     }
     if (this.#closed) return unavailable('store closed');
+    // The view the caller picked the owner from is the one it had when it called (its feed may go on
+    // while the record is read).
+    const viewAsOf = this.#asOf(opts);
     let cur;
     try {
       cur = await this.#read(rec.id);
@@ -763,7 +766,7 @@ export class EtcdStore implements OwnershipStore {
     if (cur === null || cur.record.version !== expectVersion || !sameLife(cur.record.incarnation, rec.incarnation)) return { ok: false, reason: 'conflict', current: cur?.record ?? null };
     const key = this.#key(rec.id);
     const value = encodeRecord(rec);
-    const asOf = cur.record.owner !== rec.owner ? this.#asOf(opts) : null;
+    const asOf = cur.record.owner !== rec.owner ? viewAsOf : null;
     const compare: TxnCompare[] = [{ key, target: 'Mod', result: 'Equal', mod_revision: cur.modRevision.toString() }];
     if (asOf !== null) compare.push(this.#nodeCompare(rec.owner, asOf));
     return this.#cas('update', rec.id, value, cur.modRevision, rec, {

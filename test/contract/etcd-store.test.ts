@@ -564,15 +564,16 @@ describe('EtcdStore watch feed', () => {
       expect(await b.get(sid(3))).toMatchObject({ ok: true, record: { version: 2n, owner: 'node-c' } });
       // By default, as of what the store's own feed has delivered: a state written, then at once a move
       // onto that node from the other store, refused while its watch has not brought the write. Every
-      // refused move wrote nothing; the moves let through are in the store. (updateMany: a single update
-      // reads the key first, and its watch has nearly always brought the write by its transaction.)
+      // refused move wrote nothing; the moves let through are in the store. Both calls are guarded as of
+      // the view they were called with, not as of the feed after their read of the session.
       let refused = 0;
-      for (let i = 0; i < 40 && refused < 3; i++) {
+      let refusedUpdate = 0;
+      for (let i = 0; i < 60 && (refused < 3 || refusedUpdate === 0); i++) {
         const id = sid(100 + i);
         expect(await b.create(rec(id, 1n, { owner: 'node-b', director: 'dir-b' }))).toMatchObject({ ok: true });
         const w = await a.putShared('nodes', 'node-a', { state: i % 2 === 0 ? 'active' : 'draining', director: 'dir-a' });
         expect(w.ok).toBe(true);
-        const m = (await b.updateMany([{ record: moveTo(100 + i, 'node-a'), expectVersion: 1n }]))[0] as CasResult;
+        const m = i % 2 === 0 ? await b.update(moveTo(100 + i, 'node-a'), 1n) : ((await b.updateMany([{ record: moveTo(100 + i, 'node-a'), expectVersion: 1n }]))[0] as CasResult);
         const now = await b.get(id);
         if (m.ok) {
           expect(now).toMatchObject({ ok: true, record: { version: 2n, owner: 'node-a' } });
@@ -581,8 +582,10 @@ describe('EtcdStore watch feed', () => {
         expect(m).toMatchObject({ reason: 'unavailable', staleNodeState: true });
         expect(now).toMatchObject({ ok: true, record: { version: 1n, owner: 'node-b' } });
         refused++;
+        if (i % 2 === 0) refusedUpdate++;
       }
       expect(refused).toBeGreaterThan(0);
+      expect(refusedUpdate).toBeGreaterThan(0);
       // Moves onto as many nodes as sessions: each transaction's compares (a session's key and its node's
       // state each) stay within etcd's --max-txn-ops, so all of them land.
       const wide = Array.from({ length: MAX_TXN_OPS + 10 }, (_, i) => 1000 + i);
