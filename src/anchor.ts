@@ -306,6 +306,9 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
           { core: c, ownership, clock, logger, stats },
         );
   const sharedNodes = new SharedNodeStates(directorId, randomBytes(6).toString('hex'));
+  // Nothing is placed on a node by a state of it the cluster may not hold (a write of ours on its way, or
+  // one the store did not take): the store's node-state guard then asks for the state it delivered.
+  store.guardNodeViews?.((node) => sharedNodes.placeGuard(node));
   /** A node state the cluster settled on (SharedNodeStates), applied here. */
   const applySharedNode = (node: string, change: SharedNodeChange | null): void => {
     if (change === null) return;

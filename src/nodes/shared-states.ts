@@ -55,6 +55,8 @@ export class SharedNodeStates {
   readonly #inFlight = new Map<string, Map<string, Write>>();
   /** Per node, the latest node state the store delivered. */
   readonly #last = new Map<string, Delivered>();
+  /** Per node, the state this director holds: its own latest write, or the latest state returned to apply. */
+  readonly #held = new Map<string, NodeState>();
 
   constructor(director: string, incarnation: string) {
     this.#director = director;
@@ -67,6 +69,7 @@ export class SharedNodeStates {
     let m = this.#inFlight.get(node);
     if (m === undefined) this.#inFlight.set(node, (m = new Map()));
     m.set(write, { at: null, since: this.#last.get(node)?.revision ?? -1n });
+    this.#held.set(node, state);
     return { state, director: this.#director, write };
   }
 
@@ -84,7 +87,7 @@ export class SharedNodeStates {
     this.#settle(node, value.write);
     const last = this.#last.get(node);
     if (this.#inFlight.has(node) || last === undefined || last.revision <= w.since) return null;
-    return { state: last.state, director: last.director };
+    return this.#apply(node, last);
   }
 
   /**
@@ -101,7 +104,7 @@ export class SharedNodeStates {
       return null;
     }
     this.#settle(node, value.write);
-    return this.#inFlight.has(node) ? null : { state: last.state, director: last.director };
+    return this.#inFlight.has(node) ? null : this.#apply(node, last);
   }
 
   /** The latest state of `node` the store delivered (whoever wrote it), or undefined before any. */
@@ -112,6 +115,22 @@ export class SharedNodeStates {
   /** Whether `node` has a write of this director in flight. */
   inFlight(node: string): boolean {
     return this.#inFlight.has(node);
+  }
+
+  /**
+   * How a store write that places a session on `node` (an admission, a transfer to it) is guarded: the
+   * latest revision at which the node's state may have been written for the write to go through
+   * (EtcdStore.guardNodeViews). Undefined while the state this director holds for the node is the one the
+   * store delivered last, with no write of its own in flight: then what the director's feed has delivered is
+   * the guard. Otherwise — its own write on its way (the states delivered meanwhile wait: see the top of this
+   * file), or a write of its own the store did not take, the director keeping its state — it places by a
+   * state the store may not hold, and nothing is placed on the node until the two agree again: the revision
+   * before the latest state delivered (0 with none: the node's state must never have been written).
+   */
+  placeGuard(node: string): bigint | undefined {
+    const last = this.#last.get(node);
+    if (!this.#inFlight.has(node) && this.#held.get(node) === last?.state) return undefined;
+    return last === undefined ? 0n : last.revision - 1n;
   }
 
   /** Whether the write `value` (wrote's) is still in flight: neither answered and echoed nor failed. */
@@ -128,14 +147,21 @@ export class SharedNodeStates {
     const director = typeof value['director'] === 'string' ? value['director'] : null;
     if (director === this.#director && typeof value['write'] === 'string') this.#settle(node, value['write']);
     if (state !== NodeState.ACTIVE && state !== NodeState.DRAINING) return null;
-    this.#last.set(node, { state, director, revision });
+    const delivered = { state, director, revision };
+    this.#last.set(node, delivered);
     const m = this.#inFlight.get(node);
     if (m !== undefined) {
       // Writes the store answered at this revision or before: past (their echo was left out of a gap).
       for (const [write, w] of m) if (w.at !== null && w.at <= revision) m.delete(write);
       if (m.size === 0) this.#inFlight.delete(node);
     }
-    return this.#inFlight.has(node) ? null : { state, director };
+    return this.#inFlight.has(node) ? null : this.#apply(node, delivered);
+  }
+
+  /** `d` is the state to apply: the one this director holds from now on. */
+  #apply(node: string, d: Delivered): SharedNodeChange {
+    this.#held.set(node, d.state);
+    return { state: d.state, director: d.director };
   }
 
   #settle(node: string, write: string): void {

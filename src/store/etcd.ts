@@ -722,7 +722,7 @@ export class EtcdStore implements OwnershipStore {
     if (this.#closed) return unavailable('store closed');
     const key = this.#key(rec.id);
     const value = encodeRecord(rec);
-    const asOf = this.#asOf(opts);
+    const asOf = this.#nodeAsOf(rec.owner, this.#asOf(opts));
     const compare: TxnCompare[] = [{ key, target: 'Create', result: 'Equal', create_revision: 0 }];
     if (asOf !== null) compare.push(this.#nodeCompare(rec.owner, asOf));
     return this.#cas('create', rec.id, value, null, rec, {
@@ -735,6 +735,24 @@ export class EtcdStore implements OwnershipStore {
   /** The revision a write that picks a node is guarded as of (see create), or null for none. */
   #asOf(opts: NodeStateGuard): bigint | null {
     return opts.nodeStateAsOf ?? (this.#feedRevision > 0n ? this.#feedRevision : null);
+  }
+
+  /** `asOf` for a write that places a session on `node`, lowered to what guardNodeViews says of the node. */
+  #nodeAsOf(node: string, asOf: bigint | null): bigint | null {
+    const view = this.#nodeViews?.(node);
+    return view === undefined || (asOf !== null && asOf <= view) ? asOf : view;
+  }
+
+  #nodeViews: ((node: string) => bigint | undefined) | null = null;
+
+  /**
+   * How the director's view of a node's state stands against its feed: for a node whose state the director
+   * holds differently from what the feed delivered last (a write of its own on its way, or one the store did
+   * not take), `view` gives a lower revision to guard with (SharedNodeStates.placeGuard); undefined leaves
+   * the feed's.
+   */
+  guardNodeViews(view: (node: string) => bigint | undefined): void {
+    this.#nodeViews = view;
   }
 
   /** The compare that `node`'s state (`nodes/<node>`) was last written at or before revision `asOf`. */
@@ -756,7 +774,7 @@ export class EtcdStore implements OwnershipStore {
     if (this.#closed) return unavailable('store closed');
     // The view the caller picked the owner from is the one it had when it called (its feed may go on
     // while the record is read).
-    const viewAsOf = this.#asOf(opts);
+    const viewAsOf = this.#nodeAsOf(rec.owner, this.#asOf(opts));
     let cur;
     try {
       cur = await this.#read(rec.id);
@@ -787,7 +805,10 @@ export class EtcdStore implements OwnershipStore {
     const recs = checkUpdates(writes);
     const out = new Array<CasResult>(recs.length);
     if (this.#closed) return out.fill(unavailable('store closed'));
+    // Each owner's guard as of the view the caller had when it called (see update).
     const asOf = this.#asOf(opts);
+    const guards = new Map<string, bigint | null>();
+    for (const r of recs) if (!guards.has(r.owner)) guards.set(r.owner, this.#nodeAsOf(r.owner, asOf));
     const chunks: Promise<void>[] = [];
     // A transaction compares each of its sessions' keys and, for the writes that change the owner, each
     // target node's state once: a chunk's sessions and the owners they name fit etcd's limit together.
@@ -803,7 +824,7 @@ export class EtcdStore implements OwnershipStore {
       const at = from;
       const expects = writes.slice(at, to).map((w) => w.expectVersion);
       chunks.push(
-        this.#updateChunk(recs.slice(at, to), expects, asOf).then((res) => {
+        this.#updateChunk(recs.slice(at, to), expects, guards).then((res) => {
           for (let k = 0; k < res.length; k++) out[at + k] = res[k] as CasResult;
         }),
       );
@@ -813,7 +834,7 @@ export class EtcdStore implements OwnershipStore {
     return out;
   }
 
-  async #updateChunk(recs: readonly StoredSession[], expects: readonly bigint[], asOf: bigint | null): Promise<CasResult[]> {
+  async #updateChunk(recs: readonly StoredSession[], expects: readonly bigint[], guards: ReadonlyMap<string, bigint | null>): Promise<CasResult[]> {
     const n = recs.length;
     const res = new Array<CasResult>(n);
     let cur;
@@ -825,7 +846,7 @@ export class EtcdStore implements OwnershipStore {
     const keys = recs.map((r) => this.#key(r.id));
     const values = recs.map((r) => encodeRecord(r));
     const compared = new Array<bigint>(n).fill(0n);
-    /** For a write that changes the owner (when guarded): the node whose state guards it (see update). */
+    /** For a write that changes the owner (when guarded: `guards`): the node whose state guards it (see update). */
     const target = new Array<string | null>(n).fill(null);
     let live: number[] = [];
     for (let k = 0; k < n; k++) {
@@ -835,7 +856,7 @@ export class EtcdStore implements OwnershipStore {
       else if (c === null || c === undefined || c.record.version !== expects[k] || !sameLife(c.record.incarnation, rec.incarnation)) res[k] = { ok: false, reason: 'conflict', current: c?.record ?? null };
       else {
         compared[k] = c.modRevision;
-        if (asOf !== null && c.record.owner !== rec.owner) target[k] = rec.owner;
+        if (c.record.owner !== rec.owner && guards.get(rec.owner) != null) target[k] = rec.owner;
         live.push(k);
       }
     }
@@ -848,8 +869,8 @@ export class EtcdStore implements OwnershipStore {
     while (live.length > 0) {
       const left = until - Date.now();
       if (left <= 0 || this.#closed || unknown >= 3) break;
-      const nodes = asOf === null ? [] : [...new Set(live.map((k) => target[k]).filter((t): t is string => t !== null))];
-      const nodeCompares = nodes.map((node) => this.#nodeCompare(node, asOf as bigint));
+      const nodes = [...new Set(live.map((k) => target[k]).filter((t): t is string => t !== null))];
+      const nodeCompares = nodes.map((node) => this.#nodeCompare(node, guards.get(node) as bigint));
       const req = {
         compare: [...live.map((k): TxnCompare => ({ key: keys[k] as Buffer, target: 'Mod', result: 'Equal', mod_revision: (compared[k] as bigint).toString() })), ...nodeCompares],
         success: live.map((k) => ({ request_put: { key: keys[k] as Buffer, value: Buffer.from(values[k] as string) } })),
@@ -864,18 +885,18 @@ export class EtcdStore implements OwnershipStore {
           return res;
         }
         // A compare failed: the keys whose mod_revision moved are conflicts; a write onto a node whose state
-        // was written after `asOf` is refused as stale (see update); the others go again.
+        // was written after its guard is refused as stale (see update); the others go again.
         const movedNodes = new Set<string>();
         nodes.forEach((node, j) => {
           const kv = r.responses[live.length + j]?.response_range?.kvs[0];
-          if (kv !== undefined && BigInt(kv.mod_revision) > (asOf as bigint)) movedNodes.add(node);
+          if (kv !== undefined && BigInt(kv.mod_revision) > (guards.get(node) as bigint)) movedNodes.add(node);
         });
         const again: number[] = [];
         live.forEach((k, j) => {
           const kv = r.responses[j]?.response_range?.kvs[0];
           if (kv !== undefined && BigInt(kv.mod_revision) === compared[k]) {
             const node = target[k] as string | null;
-            if (node !== null && movedNodes.has(node)) res[k] = staleNode(node, asOf as bigint, 'not moved there (a drain tries again under the state it sees then)');
+            if (node !== null && movedNodes.has(node)) res[k] = staleNode(node, guards.get(node) as bigint, 'not moved there (a drain tries again under the state it sees then)');
             else again.push(k);
             return;
           }

@@ -598,6 +598,38 @@ describe('EtcdStore watch feed', () => {
     }
   });
 
+  it('guardNodeViews: a node the director holds in a state the store may not (its own write on its way) takes no session while the store\'s state of it is newer than the view, though the feed has it', async () => {
+    const prefix = freshPrefix();
+    const a = await connect(prefix);
+    const b = await connect(prefix);
+    try {
+      for (const i of [1, 2]) expect(await b.create(rec(sid(i), 1n, { owner: 'node-b', director: 'dir-b' }))).toMatchObject({ ok: true });
+      const drained = await a.putShared('nodes', 'node-a', { state: 'draining', director: 'dir-a' });
+      if (!drained.ok) throw new Error(drained.message);
+      await waitFor('b to see the node state', () => {
+        let seen = false;
+        b.watchShared((ev) => (seen ||= ev.kind === 'nodes' && ev.id === 'node-a'))();
+        return seen || undefined;
+      }, { timeoutMs: 5000, intervalMs: 10 });
+      // b holds node-a as it was before the draining write (say, its undrain is on its way).
+      let view: bigint | undefined = drained.revision - 1n;
+      b.guardNodeViews((node) => (node === 'node-a' ? view : undefined));
+      const moveTo = (i: number, owner: string): StoredSession => rec(sid(i), 2n, { owner, director: 'dir-b', state: 'FROZEN' });
+      expect(await b.create(rec(sid(3), 1n, { owner: 'node-a', director: 'dir-b' }))).toMatchObject({ ok: false, reason: 'unavailable', staleNodeState: true });
+      expect(await b.update(moveTo(1, 'node-a'), 1n)).toMatchObject({ ok: false, reason: 'unavailable', staleNodeState: true });
+      expect(await b.updateMany([{ record: moveTo(1, 'node-a'), expectVersion: 1n }, { record: moveTo(2, 'node-c'), expectVersion: 1n }])).toMatchObject([{ ok: false, staleNodeState: true }, { ok: true }]);
+      expect(await b.get(sid(3))).toEqual({ ok: true, record: null });
+      expect(await b.get(sid(1))).toMatchObject({ ok: true, record: { version: 1n, owner: 'node-b' } });
+      // Once the director's view is the store's again, the feed guards alone.
+      view = undefined;
+      expect(await b.create(rec(sid(3), 1n, { owner: 'node-a', director: 'dir-b' }))).toMatchObject({ ok: true });
+      expect(await b.update(moveTo(1, 'node-a'), 1n)).toMatchObject({ ok: true });
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   it('a lease grant answered after its call deadline still gives the store its lease id: claims, attached to the lease, work once it is granted', async () => {
     const member = new URL(cluster.members[0]!.clientUrl);
     const proxy = await startPauseProxy({ host: member.hostname, port: Number(member.port) });

@@ -198,6 +198,18 @@ describe('SharedNodeStates', () => {
           const a = unanswered.splice(i % unanswered.length, 1)[0]!;
           apply(a.d, dirs[a.d]!.sns.answered('n', a.v, a.revision));
         };
+        // The store's guard of a write placing a session on the node (EtcdStore): the node's state not
+        // written after placeGuard's revision, or after what the director's feed delivered. Whenever a
+        // director would place a session there (it holds the node active) and the guard lets the write
+        // through, the store holds the node active (a node never written is active).
+        const placeIsSafe = (): void => {
+          for (const dir of dirs) {
+            if (dir.local !== ACTIVE) continue;
+            const asOf = dir.sns.placeGuard('n') ?? BigInt(dir.delivered);
+            const passes = BigInt(log.length) <= asOf;
+            if (passes) expect(log.length === 0 ? ACTIVE : log[log.length - 1]!.state).toBe(ACTIVE);
+          }
+        };
         for (const o of ops) {
           if (o.op === 'set') {
             dirs[o.d]!.local = o.state;
@@ -225,6 +237,7 @@ describe('SharedNodeStates', () => {
             deliverAt(o.d, log.length - 1, BigInt(log.length));
             dirs[o.d]!.delivered = log.length;
           }
+          placeIsSafe();
         }
         for (const i of finalOrder) if (inFlight.length > 0) commit(inFlight.splice(i % inFlight.length, 1)[0]!);
         while (inFlight.length > 0) commit(inFlight.shift()!);
@@ -237,6 +250,8 @@ describe('SharedNodeStates', () => {
         const last = log[log.length - 1]!.state;
         for (const dir of dirs) if (!dir.refusedSince) expect(dir.local).toBe(last);
         for (const dir of dirs) expect(dir.sns.inFlight('n')).toBe(false);
+        // Settled and agreeing with the store: nothing beyond the feed guards a placement.
+        for (const dir of dirs) if (!dir.refusedSince) expect(dir.sns.placeGuard('n')).toBeUndefined();
       }),
       { numRuns: 3000 },
     );
