@@ -468,8 +468,11 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   let autoFailover: NodeJS.Timeout | null = null;
   if (prober !== null && config.failover.mode === 'auto') {
     const backoff = new FailoverBackoff();
-    /** Automatic failovers this director claimed in the shared store (the value it wrote), by node. */
-    const failoverClaims = new Map<string, object>();
+    /**
+     * Automatic failovers this director claimed in the shared store, by node: the value it wrote, and the
+     * lease it holds it with (null for a claim of its own found held, whose answer was lost).
+     */
+    const failoverClaims = new Map<string, { value: object; lease: string | null }>();
     const claiming = new Set<string>();
     /** When a node's claim may be tried again after it was held elsewhere or could not be written. */
     const claimRefusedUntil = new Map<string, number>();
@@ -504,6 +507,9 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
           continue;
         }
         if (claiming.has(n.id) || (claimRefusedUntil.get(n.id) ?? 0) > now) continue;
+        // Not while a claim of this node that may be held is being taken back: a claim attempt could find it
+        // and take it as its own just before the release deletes it (and one claim at a time waits per node).
+        if (releasePending(n.id)) continue;
         claiming.add(n.id);
         const value = { director: directorId, claim: randomBytes(6).toString('hex') };
         void store.claimShared('failovers', n.id, value).then((r) => {
@@ -512,7 +518,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
           // while its lease lasts). Taken as ours: released with that value.
           if (r.ok && !r.claimed && r.holder !== null && r.holder['director'] === directorId) {
             toRelease.delete(JSON.stringify(r.holder));
-            failoverClaims.set(n.id, r.holder);
+            failoverClaims.set(n.id, { value: r.holder, lease: null });
             if (closed === null && mayFailOver(n.id, clock.now())) failOver(n.id, clock.now());
             return;
           }
@@ -520,19 +526,30 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
             claimRefusedUntil.set(n.id, clock.now() + CLAIM_RETRY_MS);
             if (r.ok) logger.info({ node: n.id, holder: r.holder }, 'automatic failover of the node left to the director that claimed it');
             else {
-              toRelease.set(JSON.stringify(value), { node: n.id, value }); // perhaps written: taken back
+              if (r.maybeApplied === true) toRelease.set(JSON.stringify(value), { node: n.id, value }); // perhaps written: taken back
               logger.warn({ node: n.id, message: r.message }, 'automatic failover not started: its claim could not be written (tried again)');
             }
             return;
           }
-          failoverClaims.set(n.id, value);
+          failoverClaims.set(n.id, { value, lease: r.lease });
           // Started if it still may be (the sweep below releases a claim that has no failover running).
           if (closed === null && mayFailOver(n.id, clock.now())) failOver(n.id, clock.now());
         });
       }
       // A claim is held while its failover runs here, and released when it ends (a failed one is tried
       // again later, claimed again).
-      for (const [node, value] of failoverClaims) {
+      for (const [node, { value, lease }] of failoverClaims) {
+        if (lease !== null && store.leaseHeld?.(lease) === false) {
+          // The lease lapsed (this director was cut off from etcd for longer than its TTL) and took the claim
+          // with it: another director may hold the node's failover now. Ours stops; the node is claimed
+          // again before it goes on.
+          failoverClaims.delete(node);
+          const auto = backoff.forget(node);
+          const running = auto === undefined ? undefined : drains.active(node);
+          if (running !== undefined && running.id === auto && running.state === 'running') drains.cancel(node);
+          logger.warn({ node, drain: running?.id ?? null }, 'failover claim lost with this director\'s lease: its automatic failover stopped; claimed again before it goes on');
+          continue;
+        }
         if (drains.active(node)?.state === 'running' || claiming.has(node)) continue;
         failoverClaims.delete(node);
         toRelease.set(JSON.stringify(value), { node, value });
@@ -548,6 +565,10 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       }
     }, 250);
     autoFailover.unref();
+    function releasePending(node: string): boolean {
+      for (const r of toRelease.values()) if (r.node === node) return true;
+      return false;
+    }
     /** Whether an automatic failover of `node` may start now (unhealthy past its grace, sessions on it, nothing running). */
     function mayFailOver(node: string, now: number): boolean {
       if (membership.get(node)?.health !== NodeHealth.UNHEALTHY) return false;

@@ -617,7 +617,7 @@ export class EtcdStore implements OwnershipStore {
     }
   }
 
-  async claimShared(kind: SharedKind, id: string, value: object): Promise<{ ok: true; claimed: true } | { ok: true; claimed: false; holder: Record<string, unknown> | null } | Unavailable> {
+  async claimShared(kind: SharedKind, id: string, value: object): Promise<{ ok: true; claimed: true; lease: string } | { ok: true; claimed: false; holder: Record<string, unknown> | null } | Unavailable> {
     if (this.#closed) return unavailable('store closed');
     const key = this.#sharedKey('claimShared', kind, id);
     const lease = this.#leaseId;
@@ -637,16 +637,22 @@ export class EtcdStore implements OwnershipStore {
         this.#timeoutMs,
       );
       this.#seen(res.header);
-      if (res.succeeded) return { ok: true, claimed: true };
+      if (res.succeeded) return { ok: true, claimed: true, lease };
       // Held: by whom, when its value is a shared entry's JSON object (else by an unknown holder).
       const kv = res.responses[0]?.response_range?.kvs[0];
       const holder = kv === undefined ? null : (sharedEvent(`${kind}/${id}`, Buffer.from(kv.value).toString('utf8'))?.value ?? null);
       return { ok: true, claimed: false, holder };
     } catch (err) {
       // Perhaps committed (the answer was lost): then it is held by this director's lease until it ends,
-      // or until released (release compares the value: it finds this claim).
-      return unavailable(`${kind}/${id} perhaps not claimed (outcome unknown): ${errMessage(err)}`);
+      // or until released (release compares the value: it finds this claim). Not sent: not held.
+      if (isBrokenCircuitError(err)) return unavailable(`${kind}/${id} not claimed: ${errMessage(err)}`);
+      return { ...unavailable(`${kind}/${id} perhaps not claimed (outcome unknown): ${errMessage(err)}`), maybeApplied: true };
     }
+  }
+
+  /** Whether `lease` (a claim's, claimShared) is still this store's lease: a lease that lapsed took its claims with it. */
+  leaseHeld(lease: string): boolean {
+    return this.#leaseId === lease;
   }
 
   async releaseShared(kind: SharedKind, id: string, value: object): Promise<{ ok: true; released: boolean } | Unavailable> {

@@ -140,10 +140,14 @@ export interface OwnershipStore {
   watchShared?(listener: (ev: SharedEvent, revision: bigint) => void): () => void;
   /**
    * Writes the shared entry `kind/id` with this director's lease only if there is none (a claim: one
-   * director at a time does what it names; it goes with the lease when its director dies). `claimed:
-   * false` with what is there when another director holds it. Unavailable without a lease.
+   * director at a time does what it names; it goes with the lease when its director dies, or lets it
+   * lapse). `lease`: the lease it is held with (leaseHeld). `claimed: false` with what is there when
+   * another director holds it. Unavailable without a lease; `maybeApplied` when it was sent and its answer
+   * lost (it may be held: release it).
    */
-  claimShared?(kind: SharedKind, id: string, value: object): Promise<{ ok: true; claimed: true } | { ok: true; claimed: false; holder: Record<string, unknown> | null } | { ok: false; reason: 'unavailable'; message: string }>;
+  claimShared?(kind: SharedKind, id: string, value: object): Promise<{ ok: true; claimed: true; lease: string } | { ok: true; claimed: false; holder: Record<string, unknown> | null } | { ok: false; reason: 'unavailable'; message: string; maybeApplied?: true }>;
+  /** Whether `lease` (a claim's) is still this director's lease: false once it lapsed (its claims went with it). */
+  leaseHeld?(lease: string): boolean;
   /** Deletes the entry `kind/id` if it is still `value` (this director's claim): true when deleted. */
   releaseShared?(kind: SharedKind, id: string, value: object): Promise<{ ok: true; released: boolean } | { ok: false; reason: 'unavailable'; message: string }>;
   /**

@@ -643,7 +643,7 @@ describe('EtcdStore watch feed', () => {
       proxy.resumeAnswers();
       const store = s;
       await waitFor('the lease kept alive', () => store.leaseOkAt() !== null || undefined, { timeoutMs: 10_000, intervalMs: 10 });
-      expect(await store.claimShared('failovers', 'node-a', { director: 'dir-a', claim: 'late-grant' })).toEqual({ ok: true, claimed: true });
+      expect(await store.claimShared('failovers', 'node-a', { director: 'dir-a', claim: 'late-grant' })).toMatchObject({ ok: true, claimed: true });
     } finally {
       await s?.close();
       await proxy.close();
@@ -669,16 +669,21 @@ describe('EtcdStore watch feed', () => {
       expect(await loser.releaseShared('failovers', 'node-a', lv)).toEqual({ ok: true, released: false });
       expect(await loser.claimShared('failovers', 'node-a', lv)).toEqual({ ok: true, claimed: false, holder: wv });
       expect(await winner.releaseShared('failovers', 'node-a', wv)).toEqual({ ok: true, released: true });
-      expect(await loser.claimShared('failovers', 'node-a', lv)).toEqual({ ok: true, claimed: true });
+      const taken = await loser.claimShared('failovers', 'node-a', lv);
+      expect(taken).toEqual({ ok: true, claimed: true, lease: expect.any(String) });
+      // Held with the loser's lease (leaseHeld), not the winner's.
+      const lease = taken.ok && taken.claimed ? taken.lease : '';
+      expect([loser.leaseHeld(lease), winner.leaseHeld(lease)]).toEqual([true, false]);
       // Another node is another claim.
-      expect(await winner.claimShared('failovers', 'node-b', wv)).toEqual({ ok: true, claimed: true });
+      expect(await winner.claimShared('failovers', 'node-b', wv)).toMatchObject({ ok: true, claimed: true });
       // Without a lease: refused, named.
       const noLease = await c.claimShared('failovers', 'node-c', { director: 'dir-c' });
       expect(noLease).toMatchObject({ ok: false, reason: 'unavailable' });
       expect(noLease.ok ? '' : noLease.message).toMatch(/no lease/);
       // The loser (now the holder of node-a) goes: its claim goes with its lease.
       await loser.close();
-      expect(await winner.claimShared('failovers', 'node-a', wv)).toEqual({ ok: true, claimed: true });
+      expect(loser.leaseHeld(lease)).toBe(false);
+      expect(await winner.claimShared('failovers', 'node-a', wv)).toMatchObject({ ok: true, claimed: true });
     } finally {
       await a.close();
       await b.close();

@@ -51,11 +51,24 @@ class SharedStore extends MemoryStore {
     this.#subs.add(l);
     return () => this.#subs.delete(l);
   }
-  async claimShared(kind: SharedKind, id: string, value: object): Promise<{ ok: true; claimed: true } | { ok: true; claimed: false; holder: Record<string, unknown> | null }> {
+  /** The director's lease now (a lapse: another id, its claims deleted by the test), and claims to fail. */
+  lease = 'lease-1';
+  failClaims = 0;
+  failedClaimsSent = false;
+  claimTries = 0;
+  async claimShared(kind: SharedKind, id: string, value: object): Promise<{ ok: true; claimed: true; lease: string } | { ok: true; claimed: false; holder: Record<string, unknown> | null } | { ok: false; reason: 'unavailable'; message: string; maybeApplied?: true }> {
+    this.claimTries++;
+    if (this.failClaims > 0) {
+      this.failClaims--;
+      return this.failedClaimsSent ? { ok: false, reason: 'unavailable', message: 'deadline exceeded (test; not committed)', maybeApplied: true } : { ok: false, reason: 'unavailable', message: 'circuit open (test; not sent)' };
+    }
     const held = this.entries.get(`${kind}/${id}`);
     if (held !== undefined) return { ok: true, claimed: false, holder: JSON.parse(held) as Record<string, unknown> };
     this.entries.set(`${kind}/${id}`, JSON.stringify(value));
-    return { ok: true, claimed: true };
+    return { ok: true, claimed: true, lease: this.lease };
+  }
+  leaseHeld(lease: string): boolean {
+    return lease === this.lease;
   }
   async releaseShared(kind: SharedKind, id: string, value: object): Promise<{ ok: true; released: boolean } | { ok: false; reason: 'unavailable'; message: string }> {
     this.releaseTries++;
@@ -75,7 +88,11 @@ afterEach(async () => {
 });
 
 describe('shared state edges (in process)', () => {
-  it('an automatic failover\'s claim whose release the store refused is released when it answers again', async () => {
+  /**
+   * One director in process (auto failover) over `store`, in front of two reference nodes, with 20 sessions
+   * admitted (some on node-a); `drain` overrides its drain settings.
+   */
+  async function failoverRig(store: SharedStore, drain: Record<string, unknown> = {}) {
     const dir = mkdtempSync(join(tmpdir(), 'anchor-claims-'));
     cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
     const nodes: ReferenceNode[] = [];
@@ -97,8 +114,8 @@ describe('shared state edges (in process)', () => {
       failover: { mode: 'auto', grace_s: 0.3 },
       revoke: { timeout_ms: 100, retries: 1 },
       audit: { path: join(dir, 'audit.jsonl') },
+      drain,
     };
-    const store = new SharedStore(1);
     const logs = captureLogs();
     const anchor = await createAnchor(parseConfig(JSON.stringify(config)), { clock: systemClock, logger: logs.logger, store });
     cleanup.push(() => anchor.close());
@@ -115,6 +132,14 @@ describe('shared state edges (in process)', () => {
       await s.hello();
     }
     expect(await onA()).toBeGreaterThan(0);
+    type Drain = { id: string; node: string; cause: string; state: string; moved: number };
+    const failovers = async (): Promise<Drain[]> => ((await (await fetch(`${admin}/v1/drains`)).json()) as { items: Drain[] }).items.filter((d) => d.node === 'node-a' && d.cause === 'failover');
+    return { nodes, logs, onA, failovers };
+  }
+
+  it('an automatic failover\'s claim whose release the store refused is released when it answers again', async () => {
+    const store = new SharedStore(1);
+    const { nodes, logs, onA } = await failoverRig(store);
     store.refuseReleases = 2;
     await nodes[0]!.close(); // node-a dies: failed over under this director's claim
     await waitFor('the claim taken', () => store.entries.has('failovers/node-a') || undefined);
@@ -123,6 +148,55 @@ describe('shared state edges (in process)', () => {
     await waitFor('the claim released', () => !store.entries.has('failovers/node-a') || undefined, { timeoutMs: 10_000 });
     expect(store.releaseTries).toBeGreaterThanOrEqual(3);
     expect(logs.lines().some((l) => l['msg'] === 'failover claim not released yet: tried again')).toBe(true);
+  }, 30_000);
+
+  it('a claim that went with a lapsed lease stops this director\'s automatic failover: the node is left to the director that claimed it since', async () => {
+    const store = new SharedStore(1);
+    const { nodes, logs, onA, failovers } = await failoverRig(store, { rate: 2 }); // slow: it is still running when the lease lapses
+    const before = await onA();
+    expect(before).toBeGreaterThan(1);
+    await nodes[0]!.close();
+    const running = await waitFor('the failover running', async () => (await failovers()).find((d) => d.state === 'running'));
+    // The lease lapses: etcd deletes the claim, and another director claims the node.
+    store.lease = 'lease-2';
+    store.entries.set('failovers/node-a', JSON.stringify({ director: 'dir-x', claim: 'other' }));
+    await waitFor('the failover stopped', async () => (await failovers()).find((d) => d.id === running.id && d.state === 'cancelled'), { timeoutMs: 10_000 });
+    expect(logs.lines().some((l) => String(l['msg']).startsWith('failover claim lost with this director\'s lease'))).toBe(true);
+    await waitFor('the node left to dir-x', () => logs.lines().some((l) => l['msg'] === 'automatic failover of the node left to the director that claimed it') || undefined);
+    // None runs here while dir-x holds the claim (the sessions left on node-a are dir-x's to move).
+    const left = await onA();
+    expect(left).toBeGreaterThan(0);
+    const tries = store.claimTries;
+    await waitFor('two more claim attempts', () => store.claimTries >= tries + 2 || undefined, { timeoutMs: 10_000 });
+    expect((await failovers()).filter((d) => d.state === 'running')).toEqual([]);
+    expect(await onA()).toBe(left);
+    expect(JSON.parse(store.entries.get('failovers/node-a')!)).toEqual({ director: 'dir-x', claim: 'other' });
+  }, 30_000);
+
+  it('claims that were never sent (the circuit open) are not taken back', async () => {
+    const store = new SharedStore(1);
+    const { nodes, onA } = await failoverRig(store);
+    // Not sent (the circuit open): nothing to take back.
+    store.failClaims = 3;
+    await nodes[0]!.close();
+    await waitFor('three refused claims', () => store.claimTries >= 4 || undefined, { timeoutMs: 10_000 });
+    await waitFor('node-a emptied', async () => ((await onA()) === 0) || undefined, { timeoutMs: 10_000 });
+    await waitFor('the claim released', () => !store.entries.has('failovers/node-a') || undefined, { timeoutMs: 10_000 });
+    expect(store.releaseTries).toBe(1); // only the claim that was taken, once its failover ended
+  }, 30_000);
+
+  it('a claim whose answer was lost is taken back before the node is claimed again: one at a time, however long the store refuses', async () => {
+    const store = new SharedStore(1);
+    const { nodes, onA } = await failoverRig(store);
+    store.failClaims = 1;
+    store.failedClaimsSent = true; // sent, answer lost
+    store.refuseReleases = 1_000;
+    await nodes[0]!.close();
+    await waitFor('the release tried again and again', () => store.releaseTries >= 8 || undefined, { timeoutMs: 10_000 });
+    expect(store.claimTries).toBe(1); // no new claim while the first may be held
+    store.refuseReleases = 0;
+    await waitFor('node-a emptied', async () => ((await onA()) === 0) || undefined, { timeoutMs: 10_000 });
+    expect(store.claimTries).toBe(2);
   }, 30_000);
 
   it('undrain, then drain before the undrain came back through the watch, the draining write lost: the drain is cancelled, not left running forever', async () => {
