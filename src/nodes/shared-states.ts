@@ -57,6 +57,8 @@ export class SharedNodeStates {
   readonly #last = new Map<string, Delivered>();
   /** Per node, the state this director holds: its own latest write, or the latest state returned to apply. */
   readonly #held = new Map<string, NodeState>();
+  /** Per node, the name of this director's latest write (`wrote`). */
+  readonly #newest = new Map<string, string>();
 
   constructor(director: string, incarnation: string) {
     this.#director = director;
@@ -70,6 +72,7 @@ export class SharedNodeStates {
     if (m === undefined) this.#inFlight.set(node, (m = new Map()));
     m.set(write, { at: null, since: this.#last.get(node)?.revision ?? -1n });
     this.#held.set(node, state);
+    this.#newest.set(node, write);
     return { state, director: this.#director, write };
   }
 
@@ -125,11 +128,17 @@ export class SharedNodeStates {
    * the guard. Otherwise — its own write on its way (the states delivered meanwhile wait: see the top of this
    * file), or a write of its own the store did not take, the director keeping its state — it places by a
    * state the store may not hold, and nothing is placed on the node until the two agree again: the revision
-   * before the latest state delivered (0 with none: the node's state must never have been written).
+   * before the latest state delivered (0 with none: the node's state must never have been written). Except
+   * when the store answered the latest of its writes in flight, at revision R: the state it holds is the
+   * store's at R, so R (nothing written since).
    */
   placeGuard(node: string): bigint | undefined {
+    const m = this.#inFlight.get(node);
     const last = this.#last.get(node);
-    if (!this.#inFlight.has(node) && this.#held.get(node) === last?.state) return undefined;
+    if (m === undefined && this.#held.get(node) === last?.state) return undefined;
+    // The write that set the state held: still in flight and answered.
+    const newest = m?.get(this.#newest.get(node) ?? '');
+    if (newest !== undefined && newest.at !== null) return newest.at;
     return last === undefined ? 0n : last.revision - 1n;
   }
 

@@ -138,6 +138,34 @@ describe('SharedNodeStates', () => {
   // last entry (a resync: the entry as it is, at the log's revision). Once everything is committed,
   // answered and delivered, every director holds the state committed last — and no director applies an
   // event while one of its writes is in flight.
+  it('placeGuard: nothing beyond the feed while the director holds what the store delivered; while its own write is on its way, the revision before the latest delivered state, or the write\'s own once answered; after a refused write, until they agree again', () => {
+    const a = new SharedNodeStates('a', 'x');
+    expect(a.placeGuard('n')).toBeUndefined();
+    expect(a.event('n', { state: DRAINING, director: 'b', write: 'y-1' }, 5n)).toEqual({ state: DRAINING, director: 'b' });
+    expect(a.placeGuard('n')).toBeUndefined();
+    const undrain = a.wrote('n', ACTIVE); // on its way: the store still holds draining (revision 5)
+    expect(a.placeGuard('n')).toBe(4n);
+    expect(a.answered('n', undrain, 7n)).toBeNull(); // in the store at 7, its echo not here yet
+    expect(a.placeGuard('n')).toBe(7n);
+    expect(a.event('n', { ...undrain }, 7n)).toEqual({ state: ACTIVE, director: 'a' });
+    expect(a.placeGuard('n')).toBeUndefined();
+    const refused = a.wrote('n', DRAINING);
+    expect(a.failed('n', refused)).toBeNull(); // the director keeps draining; the store holds active (7)
+    expect(a.placeGuard('n')).toBe(6n);
+    expect(a.event('n', { state: DRAINING, director: 'b', write: 'y-2' }, 9n)).toEqual({ state: DRAINING, director: 'b' });
+    expect(a.placeGuard('n')).toBeUndefined();
+    // An older write answered, the newest (the state held) refused while the older is still on its way:
+    // the answered revision is the older write's state, not the one held.
+    const b = new SharedNodeStates('a', 'x');
+    const drain = b.wrote('n', DRAINING);
+    expect(b.answered('n', drain, 3n)).toBeNull();
+    const undrain2 = b.wrote('n', ACTIVE);
+    expect(b.placeGuard('n')).toBe(0n);
+    expect(b.failed('n', undrain2)).toBeNull();
+    expect(b.inFlight('n')).toBe(true);
+    expect(b.placeGuard('n')).toBe(0n);
+  });
+
   it('property: any interleaving of local changes, commits, answers, failures, deliveries and gaps converges on the last committed state', () => {
     type Op =
       | { op: 'set'; d: number; state: NodeState }
@@ -253,7 +281,7 @@ describe('SharedNodeStates', () => {
         // Settled and agreeing with the store: nothing beyond the feed guards a placement.
         for (const dir of dirs) if (!dir.refusedSince) expect(dir.sns.placeGuard('n')).toBeUndefined();
       }),
-      { numRuns: 3000 },
+      { numRuns: 10_000 },
     );
   });
 });
