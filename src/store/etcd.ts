@@ -743,10 +743,9 @@ export class EtcdStore implements OwnershipStore {
     return opts.nodeStateAsOf ?? (this.#feedRevision > 0n ? this.#feedRevision : null);
   }
 
-  /** `asOf` for a write that places a session on `node`, lowered to what guardNodeViews says of the node. */
+  /** The guard of a write that places a session on `node`: what guardNodeViews says of the node, else `asOf`. */
   #nodeAsOf(node: string, asOf: bigint | null): bigint | null {
-    const view = this.#nodeViews?.(node);
-    return view === undefined || (asOf !== null && asOf <= view) ? asOf : view;
+    return this.#nodeViews?.(node) ?? asOf;
   }
 
   #nodeViews: ((node: string) => bigint | undefined) | null = null;
@@ -754,8 +753,9 @@ export class EtcdStore implements OwnershipStore {
   /**
    * How the director's view of a node's state stands against its feed: for a node whose state the director
    * holds differently from what the feed delivered last (a write of its own on its way, or one the store did
-   * not take), `view` gives a lower revision to guard with (SharedNodeStates.placeGuard); undefined leaves
-   * the feed's.
+   * not take), `view` gives the revision to guard with instead (SharedNodeStates.placeGuard: lower than the
+   * feed's, or the revision of its own write the store answered); undefined leaves the feed's (or the
+   * caller's `nodeStateAsOf`).
    */
   guardNodeViews(view: (node: string) => bigint | undefined): void {
     this.#nodeViews = view;

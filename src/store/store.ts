@@ -152,9 +152,9 @@ export interface OwnershipStore {
   releaseShared?(kind: SharedKind, id: string, value: object): Promise<{ ok: true; released: boolean } | { ok: false; reason: 'unavailable'; message: string }>;
   /**
    * For a store that guards the writes placing a session on a node by that node's state (`staleNodeState`):
-   * `view(node)` names a revision the node's state must not have been written after, for a node whose state
-   * this director holds differently from what the store delivered last (undefined: the delivered state is
-   * the director's, and the store's own feed is the guard).
+   * `view(node)` names the revision the node's state must not have been written after, for a node whose
+   * state this director holds differently from what the store delivered last (undefined: the delivered
+   * state is the director's, and the store's own feed is the guard).
    */
   guardNodeViews?(view: (node: string) => bigint | undefined): void;
 }

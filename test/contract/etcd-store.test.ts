@@ -620,6 +620,10 @@ describe('EtcdStore watch feed', () => {
       expect(await b.updateMany([{ record: moveTo(1, 'node-a'), expectVersion: 1n }, { record: moveTo(2, 'node-c'), expectVersion: 1n }])).toMatchObject([{ ok: false, staleNodeState: true }, { ok: true }]);
       expect(await b.get(sid(3))).toEqual({ ok: true, record: null });
       expect(await b.get(sid(1))).toMatchObject({ ok: true, record: { version: 1n, owner: 'node-b' } });
+      // A view past the feed (its own write answered, the echo not here yet) guards by that revision: a
+      // director whose feed had not seen the draining write (nodeStateAsOf before it) places by its view.
+      view = drained.revision;
+      expect(await b.create(rec(sid(4), 1n, { owner: 'node-a', director: 'dir-b' }), { nodeStateAsOf: drained.revision - 1n })).toMatchObject({ ok: true });
       // Once the director's view is the store's again, the feed guards alone.
       view = undefined;
       expect(await b.create(rec(sid(3), 1n, { owner: 'node-a', director: 'dir-b' }))).toMatchObject({ ok: true });
