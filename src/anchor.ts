@@ -468,11 +468,8 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   let autoFailover: NodeJS.Timeout | null = null;
   if (prober !== null && config.failover.mode === 'auto') {
     const backoff = new FailoverBackoff();
-    /**
-     * Automatic failovers this director claimed in the shared store, by node: the value it wrote, and the
-     * lease it holds it with (null for a claim of its own found held, whose answer was lost).
-     */
-    const failoverClaims = new Map<string, { value: object; lease: string | null }>();
+    /** Automatic failovers this director claimed in the shared store, by node: the value it wrote, and the lease it holds it with. */
+    const failoverClaims = new Map<string, { value: object; lease: string }>();
     const claiming = new Set<string>();
     /** When a node's claim may be tried again after it was held elsewhere or could not be written. */
     const claimRefusedUntil = new Map<string, number>();
@@ -514,11 +511,12 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         const value = { director: directorId, claim: randomBytes(6).toString('hex') };
         void store.claimShared('failovers', n.id, value).then((r) => {
           claiming.delete(n.id);
-          // Held by this director already: a claim whose answer was lost (or a predecessor's with this id,
-          // while its lease lasts). Taken as ours: released with that value.
-          if (r.ok && !r.claimed && r.holder !== null && r.holder['director'] === directorId) {
+          // Held by this director already, with its lease now: a claim whose answer was lost. Taken as ours:
+          // released with that value. (A predecessor's with this id, under the lease of the process before a
+          // restart, goes when that lease ends: it is waited for like another director's.)
+          if (r.ok && !r.claimed && r.holder !== null && r.holder['director'] === directorId && r.lease !== null && store.leaseHeld?.(r.lease) === true) {
             toRelease.delete(JSON.stringify(r.holder));
-            failoverClaims.set(n.id, { value: r.holder, lease: null });
+            failoverClaims.set(n.id, { value: r.holder, lease: r.lease });
             if (closed === null && mayFailOver(n.id, clock.now())) failOver(n.id, clock.now());
             return;
           }
@@ -539,7 +537,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       // A claim is held while its failover runs here, and released when it ends (a failed one is tried
       // again later, claimed again).
       for (const [node, { value, lease }] of failoverClaims) {
-        if (lease !== null && store.leaseHeld?.(lease) === false) {
+        if (store.leaseHeld?.(lease) === false) {
           // The lease lapsed (this director was cut off from etcd for longer than its TTL) and took the claim
           // with it: another director may hold the node's failover now. Ours stops; the node is claimed
           // again before it goes on.

@@ -129,16 +129,16 @@ export class SharedNodeStates {
    * file), or a write of its own the store did not take, the director keeping its state — it places by a
    * state the store may not hold, and nothing is placed on the node until the two agree again: the revision
    * before the latest state delivered (0 with none: the node's state must never have been written). Except
-   * when the store answered the latest of its writes in flight, at revision R: the state it holds is the
-   * store's at R, so R (nothing written since).
+   * when the store answered the latest of its writes in flight, an undrain, at revision R: the state it
+   * holds is the store's at R, so R (nothing written since).
    */
   placeGuard(node: string): bigint | undefined {
     const m = this.#inFlight.get(node);
     const last = this.#last.get(node);
     if (m === undefined && this.#held.get(node) === last?.state) return undefined;
-    // The write that set the state held: still in flight and answered.
+    // The write that set the state held: still in flight and answered (a node is placed on only when active).
     const newest = m?.get(this.#newest.get(node) ?? '');
-    if (newest !== undefined && newest.at !== null) return newest.at;
+    if (newest !== undefined && newest.at !== null && this.#held.get(node) === NodeState.ACTIVE) return newest.at;
     return last === undefined ? 0n : last.revision - 1n;
   }
 

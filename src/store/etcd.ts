@@ -239,7 +239,8 @@ export class EtcdStore implements OwnershipStore {
   /** Records as last seen by the watch feed (for `prev` when etcd has none, and to diff on resync). */
   readonly #cache = new Map<string, StoredSession>();
   /** Shared entries (`nodes/<id>`, `drains/<id>` → JSON text) as last seen by the watch feed. */
-  readonly #shared = new Map<string, string>();
+  /** The shared entries the feed holds (key under the prefix → its text and the revision of its last write). */
+  readonly #shared = new Map<string, { text: string; mod: bigint }>();
   readonly #sharedSubs = new Set<(ev: SharedEvent, revision: bigint) => void>();
   /** Highest revision this store knows to be committed (from any response header or event). */
   #knownRevision = 0n;
@@ -617,7 +618,7 @@ export class EtcdStore implements OwnershipStore {
     }
   }
 
-  async claimShared(kind: SharedKind, id: string, value: object): Promise<{ ok: true; claimed: true; lease: string } | { ok: true; claimed: false; holder: Record<string, unknown> | null } | Unavailable> {
+  async claimShared(kind: SharedKind, id: string, value: object): Promise<{ ok: true; claimed: true; lease: string } | { ok: true; claimed: false; holder: Record<string, unknown> | null; lease: string | null } | Unavailable> {
     if (this.#closed) return unavailable('store closed');
     const key = this.#sharedKey('claimShared', kind, id);
     const lease = this.#leaseId;
@@ -641,7 +642,7 @@ export class EtcdStore implements OwnershipStore {
       // Held: by whom, when its value is a shared entry's JSON object (else by an unknown holder).
       const kv = res.responses[0]?.response_range?.kvs[0];
       const holder = kv === undefined ? null : (sharedEvent(`${kind}/${id}`, Buffer.from(kv.value).toString('utf8'))?.value ?? null);
-      return { ok: true, claimed: false, holder };
+      return { ok: true, claimed: false, holder, lease: kv === undefined || String(kv.lease) === '0' ? null : String(kv.lease) };
     } catch (err) {
       // Perhaps committed (the answer was lost): then it is held by this director's lease until it ends,
       // or until released (release compares the value: it finds this claim). Not sent: not held.
@@ -679,9 +680,9 @@ export class EtcdStore implements OwnershipStore {
 
   watchShared(listener: (ev: SharedEvent, revision: bigint) => void): () => void {
     if (this.#closed) return () => undefined;
-    for (const [key, text] of this.#shared) {
+    for (const [key, { text, mod }] of this.#shared) {
       const ev = sharedEvent(key, text);
-      if (ev !== null) listener(ev, this.#feedRevision); // the feed's entries are as of its revision
+      if (ev !== null) listener(ev, mod); // each at its last write's revision (SharedNodeStates guards by it)
     }
     this.#sharedSubs.add(listener);
     return () => {
@@ -1142,7 +1143,7 @@ export class EtcdStore implements OwnershipStore {
   async #listAndWatch(): Promise<void> {
     if (this.#closed) return;
     let listing;
-    const shared = new Map<string, string>();
+    const shared = new Map<string, { text: string; mod: bigint }>();
     // A listing is decoded and applied in slices with a turn of the event loop between them (inSlices): at
     // about 4 µs a record, a million sessions in one block kept the lease's keepalives waiting long enough
     // to lapse the lease again, and the relisting after a lapse (ResyncGate) came back again and again.
@@ -1159,7 +1160,7 @@ export class EtcdStore implements OwnershipStore {
             // fail, and the director stopped following the store while it still said ready).
             const record = this.#listed(kv, 'watch feed');
             if (record !== null) records.push({ record, created: BigInt(kv.create_revision) });
-          } else if (sharedEvent(key, kv.value.toString('utf8')) !== null) shared.set(key, kv.value.toString('utf8'));
+          } else if (sharedEvent(key, kv.value.toString('utf8')) !== null) shared.set(key, { text: kv.value.toString('utf8'), mod: BigInt(kv.mod_revision) });
         },
         stop,
         this.#slices,
@@ -1203,12 +1204,15 @@ export class EtcdStore implements OwnershipStore {
       this.#slices,
     );
     if (!changed) return;
+    // A changed entry at its last write's revision (not the listing's: that counts writes to every key, and
+    // a node's state delivered at it would let SharedNodeStates.placeGuard pass a write the node's key has
+    // had since); a deleted one at the listing's (its delete is not known more closely).
     for (const key of this.#shared.keys()) if (!shared.has(key)) this.#dispatchShared(key, null, listing.revision);
-    for (const [key, text] of shared) if (this.#shared.get(key) !== text) this.#dispatchShared(key, text, listing.revision);
+    for (const [key, e] of shared) if (this.#shared.get(key)?.text !== e.text) this.#dispatchShared(key, e.text, e.mod);
     this.#cache.clear();
     for (const [id, r] of fresh) this.#cache.set(id, r);
     this.#shared.clear();
-    for (const [key, text] of shared) this.#shared.set(key, text);
+    for (const [key, e] of shared) this.#shared.set(key, e);
     this.#feedRevision = listing.revision;
     this.#feedKeys.clear();
     this.#listedOnce = true;
@@ -1256,7 +1260,7 @@ export class EtcdStore implements OwnershipStore {
           const text = ev.type === 'Put' ? ev.kv.value.toString('utf8') : null;
           if (sharedEvent(key, text ?? '{}') === null) continue;
           if (text === null) this.#shared.delete(key);
-          else this.#shared.set(key, text);
+          else this.#shared.set(key, { text, mod: rev });
           this.#dispatchShared(key, text, rev);
           continue;
         }

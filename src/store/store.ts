@@ -132,9 +132,10 @@ export interface OwnershipStore {
   putShared?(kind: SharedKind, id: string, value: object, opts?: { withLease?: boolean }): Promise<{ ok: true; revision: bigint } | { ok: false; reason: 'unavailable'; message: string; maybeApplied?: true }>;
   /**
    * Delivers every shared entry the store knows now (synchronously, as `put`s), then every change
-   * (from any director, in commit order), each with the store revision it is at (the write's; after a
-   * gap the store could not replay, the revision of the listing that found it — the writes in between
-   * are then not delivered, only the entry as it is). An entry written `withLease` is deleted when its
+   * (from any director, in commit order), each with the revision of the entry's last write — also for
+   * the entries known now, and after a gap the store could not replay (the writes in between are then not
+   * delivered, only the entry as it is; an entry deleted meanwhile comes at the revision of the listing
+   * that found it gone). An entry written `withLease` is deleted when its
    * director's lease ends (the director died or was partitioned away). Returns an unsubscribe function.
    */
   watchShared?(listener: (ev: SharedEvent, revision: bigint) => void): () => void;
@@ -142,10 +143,10 @@ export interface OwnershipStore {
    * Writes the shared entry `kind/id` with this director's lease only if there is none (a claim: one
    * director at a time does what it names; it goes with the lease when its director dies, or lets it
    * lapse). `lease`: the lease it is held with (leaseHeld). `claimed: false` with what is there when
-   * another director holds it. Unavailable without a lease; `maybeApplied` when it was sent and its answer
-   * lost (it may be held: release it).
+   * another director holds it, and the lease that holds it (null: none). Unavailable without a lease;
+   * `maybeApplied` when it was sent and its answer lost (it may be held: release it).
    */
-  claimShared?(kind: SharedKind, id: string, value: object): Promise<{ ok: true; claimed: true; lease: string } | { ok: true; claimed: false; holder: Record<string, unknown> | null } | { ok: false; reason: 'unavailable'; message: string; maybeApplied?: true }>;
+  claimShared?(kind: SharedKind, id: string, value: object): Promise<{ ok: true; claimed: true; lease: string } | { ok: true; claimed: false; holder: Record<string, unknown> | null; lease: string | null } | { ok: false; reason: 'unavailable'; message: string; maybeApplied?: true }>;
   /** Whether `lease` (a claim's) is still this director's lease: false once it lapsed (its claims went with it). */
   leaseHeld?(lease: string): boolean;
   /** Deletes the entry `kind/id` if it is still `value` (this director's claim): true when deleted. */

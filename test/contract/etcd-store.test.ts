@@ -634,6 +634,26 @@ describe('EtcdStore watch feed', () => {
     }
   });
 
+  it('watchShared delivers the entries the store holds at their last write\'s revision, not the feed\'s', async () => {
+    const prefix = freshPrefix();
+    const a = await connect(prefix);
+    try {
+      const drained = await a.putShared('nodes', 'node-a', { state: 'draining', director: 'dir-a' });
+      if (!drained.ok) throw new Error(drained.message);
+      for (const i of [1, 2, 3]) expect(await a.create(rec(sid(i), 1n, { owner: 'node-b', director: 'dir-a' }))).toMatchObject({ ok: true });
+      const b = await connect(prefix); // its feed lists at a later revision
+      try {
+        const got: bigint[] = [];
+        b.watchShared((ev, revision) => ev.kind === 'nodes' && got.push(revision));
+        expect(got).toEqual([drained.revision]);
+      } finally {
+        await b.close();
+      }
+    } finally {
+      await a.close();
+    }
+  });
+
   it('a lease grant answered after its call deadline still gives the store its lease id: claims, attached to the lease, work once it is granted', async () => {
     const member = new URL(cluster.members[0]!.clientUrl);
     const proxy = await startPauseProxy({ host: member.hostname, port: Number(member.port) });
@@ -668,10 +688,10 @@ describe('EtcdStore watch feed', () => {
       const won = [ra, rb].filter((r) => r.ok && r.claimed);
       expect(won).toHaveLength(1);
       const [winner, loser, wv, lv] = ra.ok && ra.claimed ? [a, b, va, vb] : [b, a, vb, va];
-      expect(ra.ok && ra.claimed ? rb : ra).toEqual({ ok: true, claimed: false, holder: wv });
+      expect(ra.ok && ra.claimed ? rb : ra).toEqual({ ok: true, claimed: false, holder: wv, lease: (ra.ok && ra.claimed ? ra : rb.ok && rb.claimed ? rb : { lease: '?' }).lease });
       // The loser cannot release it (not its value); the winner can.
       expect(await loser.releaseShared('failovers', 'node-a', lv)).toEqual({ ok: true, released: false });
-      expect(await loser.claimShared('failovers', 'node-a', lv)).toEqual({ ok: true, claimed: false, holder: wv });
+      expect(await loser.claimShared('failovers', 'node-a', lv)).toMatchObject({ ok: true, claimed: false, holder: wv });
       expect(await winner.releaseShared('failovers', 'node-a', wv)).toEqual({ ok: true, released: true });
       const taken = await loser.claimShared('failovers', 'node-a', lv);
       expect(taken).toEqual({ ok: true, claimed: true, lease: expect.any(String) });
@@ -1052,6 +1072,8 @@ describe('EtcdStore watch feed', () => {
     try {
       const seen: StoreEvent[] = [];
       store.watch((ev) => seen.push(ev));
+      const shared: { ev: SharedEvent; revision: bigint }[] = [];
+      store.watchShared((ev, revision) => shared.push({ ev, revision }));
       const v1 = rec(sid(1), 1n);
       const gone = rec(sid(2), 1n);
       // sid(4): moved on to v2 before the gap, ended and admitted anew (v1, another owner) during it.
@@ -1065,6 +1087,9 @@ describe('EtcdStore watch feed', () => {
       await waitFor('first events', () => seen.length >= 4, { timeoutMs: 5000, intervalMs: 5 });
       seen.splice(2, 2); // sid(4)'s create and update
       proxy.cut();
+      // A node state written in the gap, then other keys: the listing's revision is past the state's.
+      const drained = await direct.putShared('nodes', 'node-a', { state: 'draining', director: 'dir-x' });
+      if (!drained.ok) throw new Error(drained.message);
       const v2 = { ...v1, version: 2n, state: 'FROZEN' as const };
       const v3 = { ...v2, version: 3n, owner: 'node-b' };
       const added = rec(sid(3), 1n);
@@ -1090,6 +1115,8 @@ describe('EtcdStore watch feed', () => {
         { kind: 'put', record: new4, prev: null },
       ]);
       expect(errors.some((c) => c.includes('resynchronising') && /following from revision \d+/.test(c))).toBe(true);
+      // The node state comes at its write's revision, not the listing's (SharedNodeStates guards by it).
+      expect(shared).toEqual([{ ev: { kind: 'nodes', id: 'node-a', value: { state: 'draining', director: 'dir-x' } }, revision: drained.revision }]);
       // And the feed goes on from there.
       const marker = rec(sid(99), 1n, { owner: 'marker' });
       expect((await direct.create(marker)).ok).toBe(true);

@@ -56,15 +56,19 @@ class SharedStore extends MemoryStore {
   failClaims = 0;
   failedClaimsSent = false;
   claimTries = 0;
-  async claimShared(kind: SharedKind, id: string, value: object): Promise<{ ok: true; claimed: true; lease: string } | { ok: true; claimed: false; holder: Record<string, unknown> | null } | { ok: false; reason: 'unavailable'; message: string; maybeApplied?: true }> {
+  /** The lease each claim is held with (a claim set by a test without one: 'lease-other'). */
+  readonly claimLeases = new Map<string, string>();
+  async claimShared(kind: SharedKind, id: string, value: object): Promise<{ ok: true; claimed: true; lease: string } | { ok: true; claimed: false; holder: Record<string, unknown> | null; lease: string | null } | { ok: false; reason: 'unavailable'; message: string; maybeApplied?: true }> {
     this.claimTries++;
     if (this.failClaims > 0) {
       this.failClaims--;
       return this.failedClaimsSent ? { ok: false, reason: 'unavailable', message: 'deadline exceeded (test; not committed)', maybeApplied: true } : { ok: false, reason: 'unavailable', message: 'circuit open (test; not sent)' };
     }
-    const held = this.entries.get(`${kind}/${id}`);
-    if (held !== undefined) return { ok: true, claimed: false, holder: JSON.parse(held) as Record<string, unknown> };
-    this.entries.set(`${kind}/${id}`, JSON.stringify(value));
+    const key = `${kind}/${id}`;
+    const held = this.entries.get(key);
+    if (held !== undefined) return { ok: true, claimed: false, holder: JSON.parse(held) as Record<string, unknown>, lease: this.claimLeases.get(key) ?? 'lease-other' };
+    this.entries.set(key, JSON.stringify(value));
+    this.claimLeases.set(key, this.lease);
     return { ok: true, claimed: true, lease: this.lease };
   }
   leaseHeld(lease: string): boolean {
@@ -171,6 +175,20 @@ describe('shared state edges (in process)', () => {
     expect((await failovers()).filter((d) => d.state === 'running')).toEqual([]);
     expect(await onA()).toBe(left);
     expect(JSON.parse(store.entries.get('failovers/node-a')!)).toEqual({ director: 'dir-x', claim: 'other' });
+  }, 30_000);
+
+  it('a claim held under this director\'s id by another lease (a predecessor before a restart) is not taken as its own: the failover waits until that lease has taken it', async () => {
+    const store = new SharedStore(1);
+    const { nodes, logs, onA, failovers } = await failoverRig(store);
+    store.entries.set('failovers/node-a', JSON.stringify({ director: 'dir-a', claim: 'before-restart' }));
+    store.claimLeases.set('failovers/node-a', 'lease-0');
+    await nodes[0]!.close();
+    await waitFor('the node left to the holder', () => logs.lines().some((l) => l['msg'] === 'automatic failover of the node left to the director that claimed it') || undefined, { timeoutMs: 10_000 });
+    expect(await failovers()).toEqual([]);
+    // The predecessor's lease ends: its claim goes, and this director claims the node and fails it over.
+    store.entries.delete('failovers/node-a');
+    await waitFor('node-a emptied', async () => ((await onA()) === 0) || undefined, { timeoutMs: 10_000 });
+    expect((await failovers()).length).toBe(1);
   }, 30_000);
 
   it('claims that were never sent (the circuit open) are not taken back', async () => {

@@ -149,10 +149,15 @@ describe('SharedNodeStates', () => {
     expect(a.placeGuard('n')).toBe(7n);
     expect(a.event('n', { ...undrain }, 7n)).toEqual({ state: ACTIVE, director: 'a' });
     expect(a.placeGuard('n')).toBeUndefined();
-    const refused = a.wrote('n', DRAINING);
-    expect(a.failed('n', refused)).toBeNull(); // the director keeps draining; the store holds active (7)
+    const ownDrain = a.wrote('n', DRAINING);
+    expect(a.answered('n', ownDrain, 8n)).toBeNull(); // a drain answered: only an undrain's revision guards
     expect(a.placeGuard('n')).toBe(6n);
-    expect(a.event('n', { state: DRAINING, director: 'b', write: 'y-2' }, 9n)).toEqual({ state: DRAINING, director: 'b' });
+    expect(a.event('n', { ...ownDrain }, 8n)).toEqual({ state: DRAINING, director: 'a' });
+    expect(a.event('n', { state: ACTIVE, director: 'b', write: 'y-3' }, 9n)).toEqual({ state: ACTIVE, director: 'b' });
+    const refused = a.wrote('n', DRAINING);
+    expect(a.failed('n', refused)).toBeNull(); // the director keeps draining; the store holds active (9)
+    expect(a.placeGuard('n')).toBe(8n);
+    expect(a.event('n', { state: DRAINING, director: 'b', write: 'y-2' }, 10n)).toEqual({ state: DRAINING, director: 'b' });
     expect(a.placeGuard('n')).toBeUndefined();
     // An older write answered, the newest (the state held) refused while the older is still on its way:
     // the answered revision is the older write's state, not the one held.
@@ -175,7 +180,8 @@ describe('SharedNodeStates', () => {
       | { op: 'lose'; i: number; committed: boolean }
       | { op: 'giveUp'; i: number }
       | { op: 'deliver'; d: number }
-      | { op: 'gap'; d: number };
+      | { op: 'gap'; d: number }
+      | { op: 'other' };
     const op: fc.Arbitrary<Op> = fc.oneof(
       fc.record({ op: fc.constant('set' as const), d: fc.nat(2), state: fc.constantFrom(ACTIVE, DRAINING) }),
       fc.record({ op: fc.constant('commit' as const), i: fc.nat(5) }),
@@ -185,13 +191,20 @@ describe('SharedNodeStates', () => {
       fc.record({ op: fc.constant('giveUp' as const), i: fc.nat(5) }),
       fc.record({ op: fc.constant('deliver' as const), d: fc.nat(2) }),
       fc.record({ op: fc.constant('gap' as const), d: fc.nat(2) }),
+      fc.record({ op: fc.constant('other' as const) }),
     );
     fc.assert(
       fc.property(fc.array(op, { maxLength: 80 }), fc.array(fc.nat(5), { maxLength: 20 }), (ops, finalOrder) => {
         const dirs = [0, 1, 2].map((d) => ({ sns: new SharedNodeStates(`d${d}`, `i${d}`), local: ACTIVE as NodeState, delivered: 0, refusedSince: false }));
         const inFlight: { d: number; v: SharedNodeValue }[] = [];
         const unanswered: { d: number; v: SharedNodeValue; revision: bigint }[] = [];
+        // The node's writes in commit order, each at its store revision; writes to other keys (sessions, other
+        // nodes) take revisions too ('other'), so a feed's revision is not the node key's.
         const log: SharedNodeValue[] = [];
+        const revs: bigint[] = [];
+        let rev = 0n;
+        /** Per director, the revision its feed has delivered: everything up to it, other keys included. */
+        const feed = [0n, 0n, 0n];
         const lost: { d: number; v: SharedNodeValue; committed: boolean }[] = [];
         const giveUp = (i: number): void => {
           const w = lost.splice(i % lost.length, 1)[0]!;
@@ -215,12 +228,18 @@ describe('SharedNodeStates', () => {
         };
         const deliver = (d: number): void => {
           const dir = dirs[d]!;
-          deliverAt(d, dir.delivered, BigInt(dir.delivered + 1));
+          deliverAt(d, dir.delivered, revs[dir.delivered]!);
           dir.delivered++;
+          // With it, the other keys' writes up to the node's next write (or all of them).
+          feed[d] = dir.delivered < revs.length ? revs[dir.delivered]! - 1n : rev;
+        };
+        const write = (v: SharedNodeValue): bigint => {
+          log.push(v);
+          revs.push(++rev);
+          return rev;
         };
         const commit = (w: { d: number; v: SharedNodeValue }): void => {
-          log.push(w.v);
-          unanswered.push({ ...w, revision: BigInt(log.length) });
+          unanswered.push({ ...w, revision: write(w.v) });
         };
         const answer = (i: number): void => {
           const a = unanswered.splice(i % unanswered.length, 1)[0]!;
@@ -231,10 +250,10 @@ describe('SharedNodeStates', () => {
         // director would place a session there (it holds the node active) and the guard lets the write
         // through, the store holds the node active (a node never written is active).
         const placeIsSafe = (): void => {
-          for (const dir of dirs) {
+          for (const [d, dir] of dirs.entries()) {
             if (dir.local !== ACTIVE) continue;
-            const asOf = dir.sns.placeGuard('n') ?? BigInt(dir.delivered);
-            const passes = BigInt(log.length) <= asOf;
+            const asOf = dir.sns.placeGuard('n') ?? feed[d]!;
+            const passes = (revs.at(-1) ?? 0n) <= asOf;
             if (passes) expect(log.length === 0 ? ACTIVE : log[log.length - 1]!.state).toBe(ACTIVE);
           }
         };
@@ -255,15 +274,20 @@ describe('SharedNodeStates', () => {
           } else if (o.op === 'lose' && inFlight.length > 0) {
             // Sent, answer lost: committed now or never (the shell's bound outlasts any late commit).
             const w = inFlight.splice(o.i % inFlight.length, 1)[0]!;
-            if (o.committed) log.push(w.v);
+            if (o.committed) write(w.v);
             lost.push({ ...w, committed: o.committed });
           } else if (o.op === 'giveUp' && lost.length > 0) {
             giveUp(o.i);
           } else if (o.op === 'deliver' && dirs[o.d]!.delivered < log.length) {
             deliver(o.d);
           } else if (o.op === 'gap' && dirs[o.d]!.delivered < log.length) {
-            deliverAt(o.d, log.length - 1, BigInt(log.length));
+            // A listing after a gap: the entry as it is, at its last write's revision; the feed at the listing's.
+            deliverAt(o.d, log.length - 1, revs.at(-1)!);
             dirs[o.d]!.delivered = log.length;
+            feed[o.d] = rev;
+          } else if (o.op === 'other') {
+            rev++;
+            for (const [d, dir] of dirs.entries()) if (dir.delivered === log.length && feed[d] === rev - 1n) feed[d] = rev; // caught up: delivered at once
           }
           placeIsSafe();
         }
