@@ -68,7 +68,7 @@ function worthRetrying(err: unknown): boolean {
   return !(err instanceof CallTimeout) && !/no leader/i.test(errMessage(err));
 }
 
-/** A store write refused because a node's state changed after the view it was made from (see create). */
+/** Options of a write that may place a session on a node (create, update, updateMany): its node-state guard. */
 export interface NodeStateGuard {
   /** The revision of the shared store the director's view is as of: by default, what its feed has delivered. */
   readonly nodeStateAsOf?: bigint;
@@ -238,8 +238,7 @@ export class EtcdStore implements OwnershipStore {
   readonly #subs = new Set<Subscription>();
   /** Records as last seen by the watch feed (for `prev` when etcd has none, and to diff on resync). */
   readonly #cache = new Map<string, StoredSession>();
-  /** Shared entries (`nodes/<id>`, `drains/<id>` → JSON text) as last seen by the watch feed. */
-  /** The shared entries the feed holds (key under the prefix → its text and the revision of its last write). */
+  /** Shared entries as last seen by the watch feed: `nodes/<id>`, `drains/<id>` → the JSON text and the revision of its last write. */
   readonly #shared = new Map<string, { text: string; mod: bigint }>();
   readonly #sharedSubs = new Set<(ev: SharedEvent, revision: bigint) => void>();
   /** Highest revision this store knows to be committed (from any response header or event). */
