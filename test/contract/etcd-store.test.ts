@@ -37,6 +37,28 @@ async function connect(prefix: string, endpoints = cluster.endpoints): Promise<E
   return EtcdStore.connect({ endpoints, prefix, callTimeoutMs: CALL_TIMEOUT_MS });
 }
 
+/** Two stores (two directors) on a fresh prefix, closed after `body`. */
+async function withTwoStores(body: (a: EtcdStore, b: EtcdStore) => Promise<void>): Promise<void> {
+  const prefix = freshPrefix();
+  const a = await connect(prefix);
+  const b = await connect(prefix);
+  try {
+    await body(a, b);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+}
+
+/** Until `store`'s feed holds a state of `node`. */
+async function nodeStateSeen(store: EtcdStore, node: string): Promise<void> {
+  await waitFor(`the state of ${node} in the feed`, () => {
+    let seen = false;
+    store.watchShared((ev) => (seen ||= ev.kind === 'nodes' && ev.id === node))();
+    return seen || undefined;
+  }, { timeoutMs: 5000, intervalMs: 10 });
+}
+
 /** Status of one member through the HTTP gateway: its leader id ('0' = none known). */
 async function leaderSeenBy(m: EtcdMember): Promise<string> {
   const res = await fetch(`${m.clientUrl}/v3/maintenance/status`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(500) });
@@ -479,10 +501,7 @@ describe('EtcdStore watch feed', () => {
   });
 
   it('a create is refused (staleNodeState) when the owner\'s node state was written after the revision the director picked it at: nothing lands on a node whose drain began meanwhile', async () => {
-    const prefix = freshPrefix();
-    const a = await connect(prefix);
-    const b = await connect(prefix);
-    try {
+    await withTwoStores(async (a, b) => {
       const drained = await a.putShared('nodes', 'node-a', { state: 'draining', director: 'dir-a' });
       if (!drained.ok) throw new Error(drained.message);
       const r = drained.revision;
@@ -498,11 +517,7 @@ describe('EtcdStore watch feed', () => {
       // A record there already: still a conflict, with the record (not staleNodeState).
       expect(await b.create(rec(sid(2), 1n, { owner: 'node-a', director: 'dir-b' }), { nodeStateAsOf: r - 1n })).toMatchObject({ ok: false, reason: 'conflict', current: { id: sid(2) } });
       // By default, as of what the store's own feed has delivered: once b has seen the write, admitted.
-      await waitFor('b to see the node state', () => {
-        let seen = false;
-        b.watchShared((ev) => (seen ||= ev.kind === 'nodes' && ev.id === 'node-a'))();
-        return seen || undefined;
-      }, { timeoutMs: 5000, intervalMs: 10 });
+      await nodeStateSeen(b, 'node-a');
       expect(await b.create(rec(sid(3), 1n, { owner: 'node-a', director: 'dir-b' }))).toMatchObject({ ok: true });
       // And refused by default while its feed has not: a state written, then at once a create from the
       // other store (most of the time before its watch brings the write). Every refused one wrote nothing.
@@ -517,17 +532,11 @@ describe('EtcdStore watch feed', () => {
         refused++;
       }
       expect(refused).toBeGreaterThan(0);
-    } finally {
-      await a.close();
-      await b.close();
-    }
+    });
   });
 
   it('a write that changes the owner is refused (staleNodeState) when the new owner\'s node state was written after the view it was picked from; writes that keep the owner are not guarded', async () => {
-    const prefix = freshPrefix();
-    const a = await connect(prefix);
-    const b = await connect(prefix);
-    try {
+    await withTwoStores(async (a, b) => {
       for (const i of [1, 2, 3, 4]) expect(await b.create(rec(sid(i), 1n, { owner: 'node-b', director: 'dir-b' }))).toMatchObject({ ok: true });
       expect(await b.create(rec(sid(5), 1n, { owner: 'node-a', director: 'dir-b' }))).toMatchObject({ ok: true });
       const drained = await a.putShared('nodes', 'node-a', { state: 'draining', director: 'dir-a' });
@@ -592,25 +601,15 @@ describe('EtcdStore watch feed', () => {
       await Promise.all(wide.map((i) => b.create(rec(sid(i), 1n, { owner: 'node-b', director: 'dir-b' }))));
       const spread = await b.updateMany(wide.map((i) => ({ record: moveTo(i, `node-w${i}`), expectVersion: 1n })));
       expect(spread.filter((x) => !x.ok)).toEqual([]);
-    } finally {
-      await a.close();
-      await b.close();
-    }
+    });
   });
 
   it('guardNodeViews: a node the director holds in a state the store may not (its own write on its way) takes no session while the store\'s state of it is newer than the view, though the feed has it', async () => {
-    const prefix = freshPrefix();
-    const a = await connect(prefix);
-    const b = await connect(prefix);
-    try {
+    await withTwoStores(async (a, b) => {
       for (const i of [1, 2]) expect(await b.create(rec(sid(i), 1n, { owner: 'node-b', director: 'dir-b' }))).toMatchObject({ ok: true });
       const drained = await a.putShared('nodes', 'node-a', { state: 'draining', director: 'dir-a' });
       if (!drained.ok) throw new Error(drained.message);
-      await waitFor('b to see the node state', () => {
-        let seen = false;
-        b.watchShared((ev) => (seen ||= ev.kind === 'nodes' && ev.id === 'node-a'))();
-        return seen || undefined;
-      }, { timeoutMs: 5000, intervalMs: 10 });
+      await nodeStateSeen(b, 'node-a');
       // b holds node-a as it was before the draining write (say, its undrain is on its way).
       let view: bigint | undefined = drained.revision - 1n;
       b.guardNodeViews((node) => (node === 'node-a' ? view : undefined));
@@ -628,10 +627,7 @@ describe('EtcdStore watch feed', () => {
       view = undefined;
       expect(await b.create(rec(sid(3), 1n, { owner: 'node-a', director: 'dir-b' }))).toMatchObject({ ok: true });
       expect(await b.update(moveTo(1, 'node-a'), 1n)).toMatchObject({ ok: true });
-    } finally {
-      await a.close();
-      await b.close();
-    }
+    });
   });
 
   it('watchShared delivers the entries the store holds at their last write\'s revision, not the feed\'s', async () => {
