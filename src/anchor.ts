@@ -468,8 +468,11 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   let autoFailover: NodeJS.Timeout | null = null;
   if (prober !== null && config.failover.mode === 'auto') {
     const backoff = new FailoverBackoff();
-    /** Automatic failovers this director claimed in the shared store, by node: the value it wrote, and the lease it holds it with. */
-    const failoverClaims = new Map<string, { value: object; lease: string }>();
+    /**
+     * Automatic failovers this director claimed in the shared store, by node: the value it wrote, and the
+     * lease it holds it with (null: a claim of its id without one, taken as its own).
+     */
+    const failoverClaims = new Map<string, { value: object; lease: string | null }>();
     const claiming = new Set<string>();
     /** When a node's claim may be tried again after it was held elsewhere or could not be written. */
     const claimRefusedUntil = new Map<string, number>();
@@ -512,9 +515,10 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         void store.claimShared('failovers', n.id, value).then((r) => {
           claiming.delete(n.id);
           // Held by this director already, with its lease now: a claim whose answer was lost. Taken as ours:
-          // released with that value. (A predecessor's with this id, under the lease of the process before a
-          // restart, goes when that lease ends: it is waited for like another director's.)
-          if (r.ok && !r.claimed && r.holder !== null && r.holder['director'] === directorId && r.lease !== null && store.leaseHeld?.(r.lease) === true) {
+          // released with that value. So is one of its id with no lease (not Anchor's way: it would never go
+          // by itself). A predecessor's with this id, under the lease of the process before a restart, goes
+          // when that lease ends: it is waited for like another director's.
+          if (r.ok && !r.claimed && r.holder !== null && r.holder['director'] === directorId && (r.lease === null || store.leaseHeld?.(r.lease) === true)) {
             toRelease.delete(JSON.stringify(r.holder));
             failoverClaims.set(n.id, { value: r.holder, lease: r.lease });
             if (closed === null && mayFailOver(n.id, clock.now())) failOver(n.id, clock.now());
@@ -537,7 +541,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       // A claim is held while its failover runs here, and released when it ends (a failed one is tried
       // again later, claimed again).
       for (const [node, { value, lease }] of failoverClaims) {
-        if (store.leaseHeld?.(lease) === false) {
+        if (lease !== null && store.leaseHeld?.(lease) === false) {
           // The lease lapsed (this director was cut off from etcd for longer than its TTL) and took the claim
           // with it: another director may hold the node's failover now. Ours stops; the node is claimed
           // again before it goes on.

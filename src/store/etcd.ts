@@ -1203,11 +1203,12 @@ export class EtcdStore implements OwnershipStore {
       this.#slices,
     );
     if (!changed) return;
-    // A changed entry at its last write's revision (not the listing's: that counts writes to every key, and
-    // a node's state delivered at it would let SharedNodeStates.placeGuard pass a write the node's key has
-    // had since); a deleted one at the listing's (its delete is not known more closely).
+    // An entry written since (also with the text it had: a write settles this director's own) at its last
+    // write's revision (not the listing's: that counts writes to every key, and a node's state delivered at
+    // it would let SharedNodeStates.placeGuard pass a write the node's key has had since); a deleted one at
+    // the listing's (its delete is not known more closely).
     for (const key of this.#shared.keys()) if (!shared.has(key)) this.#dispatchShared(key, null, listing.revision);
-    for (const [key, e] of shared) if (this.#shared.get(key)?.text !== e.text) this.#dispatchShared(key, e.text, e.mod);
+    for (const [key, e] of shared) if (this.#shared.get(key)?.mod !== e.mod) this.#dispatchShared(key, e.text, e.mod);
     this.#cache.clear();
     for (const [id, r] of fresh) this.#cache.set(id, r);
     this.#shared.clear();

@@ -1080,9 +1080,15 @@ describe('EtcdStore watch feed', () => {
       expect((await direct.create(gone)).ok).toBe(true);
       expect((await direct.create(old4)).ok).toBe(true);
       expect((await direct.update(old4v2, 1n)).ok).toBe(true);
-      await waitFor('first events', () => seen.length >= 4, { timeoutMs: 5000, intervalMs: 5 });
+      const before = await direct.putShared('nodes', 'node-b', { state: 'active', director: 'dir-x', write: 'w1' });
+      await waitFor('first events', () => (seen.length >= 4 && shared.length >= 1) || undefined, { timeoutMs: 5000, intervalMs: 5 });
       seen.splice(2, 2); // sid(4)'s create and update
+      expect(shared.splice(0)).toEqual([{ ev: { kind: 'nodes', id: 'node-b', value: { state: 'active', director: 'dir-x', write: 'w1' } }, revision: before.ok ? before.revision : -1n }]);
       proxy.cut();
+      // node-b written twice in the gap, back to the text it had: written since all the same.
+      expect(await direct.putShared('nodes', 'node-b', { state: 'draining', director: 'dir-x', write: 'w2' })).toMatchObject({ ok: true });
+      const back = await direct.putShared('nodes', 'node-b', { state: 'active', director: 'dir-x', write: 'w1' });
+      if (!back.ok) throw new Error(back.message);
       // A node state written in the gap, then other keys: the listing's revision is past the state's.
       const drained = await direct.putShared('nodes', 'node-a', { state: 'draining', director: 'dir-x' });
       if (!drained.ok) throw new Error(drained.message);
@@ -1111,8 +1117,12 @@ describe('EtcdStore watch feed', () => {
         { kind: 'put', record: new4, prev: null },
       ]);
       expect(errors.some((c) => c.includes('resynchronising') && /following from revision \d+/.test(c))).toBe(true);
-      // The node state comes at its write's revision, not the listing's (SharedNodeStates guards by it).
-      expect(shared).toEqual([{ ev: { kind: 'nodes', id: 'node-a', value: { state: 'draining', director: 'dir-x' } }, revision: drained.revision }]);
+      // Each node state comes at its last write's revision, not the listing's (SharedNodeStates guards by
+      // it), node-b too though its text is what it was.
+      expect(shared).toEqual([
+        { ev: { kind: 'nodes', id: 'node-a', value: { state: 'draining', director: 'dir-x' } }, revision: drained.revision },
+        { ev: { kind: 'nodes', id: 'node-b', value: { state: 'active', director: 'dir-x', write: 'w1' } }, revision: back.revision },
+      ]);
       // And the feed goes on from there.
       const marker = rec(sid(99), 1n, { owner: 'marker' });
       expect((await direct.create(marker)).ok).toBe(true);

@@ -56,8 +56,8 @@ class SharedStore extends MemoryStore {
   failClaims = 0;
   failedClaimsSent = false;
   claimTries = 0;
-  /** The lease each claim is held with (a claim set by a test without one: 'lease-other'). */
-  readonly claimLeases = new Map<string, string>();
+  /** The lease each claim is held with, null for none (a claim set by a test without one here: 'lease-other'). */
+  readonly claimLeases = new Map<string, string | null>();
   async claimShared(kind: SharedKind, id: string, value: object): Promise<{ ok: true; claimed: true; lease: string } | { ok: true; claimed: false; holder: Record<string, unknown> | null; lease: string | null } | { ok: false; reason: 'unavailable'; message: string; maybeApplied?: true }> {
     this.claimTries++;
     if (this.failClaims > 0) {
@@ -66,7 +66,7 @@ class SharedStore extends MemoryStore {
     }
     const key = `${kind}/${id}`;
     const held = this.entries.get(key);
-    if (held !== undefined) return { ok: true, claimed: false, holder: JSON.parse(held) as Record<string, unknown>, lease: this.claimLeases.get(key) ?? 'lease-other' };
+    if (held !== undefined) return { ok: true, claimed: false, holder: JSON.parse(held) as Record<string, unknown>, lease: this.claimLeases.has(key) ? (this.claimLeases.get(key) as string | null) : 'lease-other' };
     this.entries.set(key, JSON.stringify(value));
     this.claimLeases.set(key, this.lease);
     return { ok: true, claimed: true, lease: this.lease };
@@ -189,6 +189,16 @@ describe('shared state edges (in process)', () => {
     store.entries.delete('failovers/node-a');
     await waitFor('node-a emptied', async () => ((await onA()) === 0) || undefined, { timeoutMs: 10_000 });
     expect((await failovers()).length).toBe(1);
+  }, 30_000);
+
+  it('a claim of this director\'s id held by no lease (it would never go by itself) is taken as its own: the failover runs and the claim is released', async () => {
+    const store = new SharedStore(1);
+    const { nodes, onA } = await failoverRig(store);
+    store.entries.set('failovers/node-a', JSON.stringify({ director: 'dir-a', claim: 'no-lease' }));
+    store.claimLeases.set('failovers/node-a', null);
+    await nodes[0]!.close();
+    await waitFor('node-a emptied', async () => ((await onA()) === 0) || undefined, { timeoutMs: 10_000 });
+    await waitFor('the claim released', () => !store.entries.has('failovers/node-a') || undefined, { timeoutMs: 10_000 });
   }, 30_000);
 
   it('claims that were never sent (the circuit open) are not taken back', async () => {
