@@ -35,6 +35,21 @@ const openOnDevFull = (): boolean =>
     }
   });
 
+/** A path in the fresh directory `name` of the test's dir, linked to /dev/full (every write fails: ENOSPC). */
+function fullDiskPath(name: string, file = 'audit.log'): string {
+  const sub = join(dir, name);
+  mkdirSync(sub, { recursive: true });
+  const path = join(sub, file);
+  symlinkSync('/dev/full', path);
+  return path;
+}
+
+/** A writer on `path` that tries a failing file again only at a reopen or its close, and what it said did not reach the file. */
+function closingWriter(path: string): { audit: ReturnType<typeof createAudit>; unwritten: { lines: number; lost: number }[] } {
+  const unwritten: { lines: number; lost: number }[] = [];
+  return { audit: createAudit({ path, wallClock: () => T0, onUnwritten: (u) => unwritten.push(u), retryMs: 3_600_000 }), unwritten };
+}
+
 function event(i: number): AuditEvent {
   const kinds = ['create', 'freeze', 'transfer', 'resume', 'reattach', 'close'] as const;
   return {
@@ -518,10 +533,7 @@ describe('rotation: createAudit reopens its file, the chain goes on across files
   });
 
   it('a disk that is full (/dev/full): lines wait, the file is tried again by itself, and once it can be written every line is in it, from the first', async () => {
-    const sub = join(dir, 'retry');
-    mkdirSync(sub);
-    const path = join(sub, 'audit.log');
-    symlinkSync('/dev/full', path); // every write fails: ENOSPC
+    const path = fullDiskPath('retry'); // every write fails: ENOSPC
     const errors: Error[] = [];
     let recovered = 0;
     let t = T0;
@@ -536,8 +548,8 @@ describe('rotation: createAudit reopens its file, the chain goes on across files
     expect(errors).toHaveLength(1);
     expect(recovered).toBe(0);
     // Space is back: the path is a regular file again.
-    writeFileSync(join(sub, 'fresh'), '');
-    renameSync(join(sub, 'fresh'), path);
+    writeFileSync(`${path}.fresh`, '');
+    renameSync(`${path}.fresh`, path);
     await waitFor('the waiting lines written', () => (audit.fileError === null && audit.unwritten().lines === 0) || undefined);
     expect(recovered).toBe(1);
     audit.write(event(60));
@@ -548,10 +560,7 @@ describe('rotation: createAudit reopens its file, the chain goes on across files
   });
 
   it('the wait is bounded (backlogBytes): lines beyond it are lost to the file and counted, told once; the file then shows the gap', async () => {
-    const sub = join(dir, 'bounded');
-    mkdirSync(sub);
-    const path = join(sub, 'audit.log');
-    symlinkSync('/dev/full', path);
+    const path = fullDiskPath('bounded');
     const full: number[] = [];
     const unwritten: { lines: number; lost: number }[] = [];
     let t = T0;
@@ -596,12 +605,8 @@ describe('rotation: createAudit reopens its file, the chain goes on across files
   });
 
   it('a reopen asked while close() runs (a SIGHUP during a stop) takes nothing from it: the lines that waited are written', async () => {
-    const sub = join(dir, 'close-race');
-    mkdirSync(sub);
-    const path = join(sub, 'audit.log');
-    symlinkSync('/dev/full', path);
-    const unwritten: { lines: number; lost: number }[] = [];
-    const audit = createAudit({ path, wallClock: () => T0, onUnwritten: (u) => unwritten.push(u), retryMs: 3_600_000 });
+    const path = fullDiskPath('close-race');
+    const { audit, unwritten } = closingWriter(path);
     for (let i = 0; i < 7; i++) audit.write(event(i));
     await waitFor('the write error', () => audit.fileError ?? undefined);
     rmSync(path); // writable again, not yet tried
@@ -613,21 +618,15 @@ describe('rotation: createAudit reopens its file, the chain goes on across files
   });
 
   it('close() with a file that still cannot be written tries it once more, then says how many lines did not reach it', async () => {
-    const sub = join(dir, 'closing');
-    mkdirSync(sub);
-    const path = join(sub, 'audit.log');
-    symlinkSync('/dev/full', path);
-    const unwritten: { lines: number; lost: number }[] = [];
-    const audit = createAudit({ path, wallClock: () => T0, onUnwritten: (u) => unwritten.push(u), retryMs: 3_600_000 });
+    const path = fullDiskPath('closing');
+    const { audit, unwritten } = closingWriter(path);
     for (let i = 0; i < 7; i++) audit.write(event(i));
     await waitFor('the write error', () => audit.fileError ?? undefined);
     await audit.close();
     expect(unwritten).toEqual([{ lines: 7, lost: 0 }]);
     // And when it can be written by then, the lines are in it.
-    const path2 = join(sub, 'audit2.log');
-    symlinkSync('/dev/full', path2);
-    const unwritten2: { lines: number; lost: number }[] = [];
-    const b = createAudit({ path: path2, wallClock: () => T0, onUnwritten: (u) => unwritten2.push(u), retryMs: 3_600_000 });
+    const path2 = fullDiskPath('closing', 'audit2.log');
+    const { audit: b, unwritten: unwritten2 } = closingWriter(path2);
     for (let i = 0; i < 7; i++) b.write(event(i));
     await waitFor('the write error', () => b.fileError ?? undefined);
     rmSync(path2);
@@ -637,12 +636,8 @@ describe('rotation: createAudit reopens its file, the chain goes on across files
   });
 
   it('close() right after a write that fails (its error not told yet) still tries the file once more: the lines reach it', async () => {
-    const sub = join(dir, 'closing-window');
-    mkdirSync(sub);
-    const path = join(sub, 'audit.log');
-    symlinkSync('/dev/full', path);
-    const unwritten: { lines: number; lost: number }[] = [];
-    const audit = createAudit({ path, wallClock: () => T0, onUnwritten: (u) => unwritten.push(u), retryMs: 3_600_000 });
+    const path = fullDiskPath('closing-window');
+    const { audit, unwritten } = closingWriter(path);
     await waitFor('the audit stream open on /dev/full', () => openOnDevFull() || undefined);
     for (let i = 0; i < 7; i++) audit.write(event(i));
     // The lines go to /dev/full when close() hands them over; the path is writable for the last try.
@@ -709,15 +704,12 @@ describe('rotation: createAudit reopens its file, the chain goes on across files
   });
 
   it('a write error of the stream a reopen replaced is told (onError), not swallowed', async () => {
-    const sub = join(dir, 'full');
-    mkdirSync(sub);
-    const path = join(sub, 'audit.log');
-    symlinkSync('/dev/full', path); // every write fails: ENOSPC
+    const path = fullDiskPath('full'); // every write fails: ENOSPC
     const errors: Error[] = [];
     const audit = createAudit({ path, wallClock: () => T0, onError: (e) => errors.push(e) });
     await waitFor('the audit stream open on /dev/full', () => openOnDevFull() || undefined);
     for (let i = 0; i < 5; i++) audit.write(event(i)); // handed to the stream at the end of this turn
-    renameSync(path, join(sub, 'audit.log.1'));
+    renameSync(path, `${path}.1`);
     expect(await audit.reopen()).toBeNull();
     expect(errors.map((e) => (e as NodeJS.ErrnoException).code)).toEqual(['ENOSPC']);
     audit.write(event(5));
@@ -726,10 +718,7 @@ describe('rotation: createAudit reopens its file, the chain goes on across files
   });
 
   it('flush() resolves when the file cannot be written (the error goes to onError and fileError): a drain then stops cleanly', async () => {
-    const sub = join(dir, 'full2');
-    mkdirSync(sub);
-    const path = join(sub, 'audit.log');
-    symlinkSync('/dev/full', path);
+    const path = fullDiskPath('full2');
     const errors: Error[] = [];
     const audit = createAudit({ path, wallClock: () => T0, onError: (e) => errors.push(e) });
     await waitFor('the audit stream open on /dev/full', () => openOnDevFull() || undefined);
