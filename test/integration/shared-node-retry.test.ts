@@ -47,14 +47,20 @@ afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();
 });
 
+/** A director in process over a fresh SharedMemoryStore (closed after the test): the store, its logs and its admin URL. */
+async function director(): Promise<{ store: SharedMemoryStore; logs: ReturnType<typeof captureLogs>; admin: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'anchor-shared-retry-'));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+  const store = new SharedMemoryStore();
+  const logs = captureLogs();
+  const anchor = await createAnchor(parseConfig(inProcessYaml(join(dir, 'audit.jsonl'))), { clock: systemClock, logger: logs.logger, store });
+  cleanup.push(() => anchor.close());
+  return { store, logs, admin: `http://127.0.0.1:${anchor.adminAddress.port}` };
+}
+
 describe('a shared node state the store refused', () => {
   it('is written again (after 1 s, then 2 s) until the store takes it; a later undrain is shared as it is', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'anchor-shared-retry-'));
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-    const store = new SharedMemoryStore();
-    const anchor = await createAnchor(parseConfig(inProcessYaml(join(dir, 'audit.jsonl'))), { clock: systemClock, logger: captureLogs().logger, store });
-    cleanup.push(() => anchor.close());
-    const admin = `http://127.0.0.1:${anchor.adminAddress.port}`;
+    const { store, admin } = await director();
     store.refuse = 2;
     const r = await fetch(`${admin}/v1/nodes/node-a/drain`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"mode":"wait"}' });
     expect(r.status).toBe(202);
@@ -68,13 +74,7 @@ describe('a shared node state the store refused', () => {
   }, 20_000);
 
   it('a drain whose draining state the store refused does not complete (the other directors would admit on) until the state is in the store and came back', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'anchor-shared-retry-'));
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-    const store = new SharedMemoryStore();
-    const logs = captureLogs();
-    const anchor = await createAnchor(parseConfig(inProcessYaml(join(dir, 'audit.jsonl'))), { clock: systemClock, logger: logs.logger, store });
-    cleanup.push(() => anchor.close());
-    const admin = `http://127.0.0.1:${anchor.adminAddress.port}`;
+    const { store, logs, admin } = await director();
     store.refuse = 1;
     const r = await fetch(`${admin}/v1/nodes/node-a/drain`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"mode":"migrate"}' });
     expect(r.status).toBe(202);
@@ -90,13 +90,7 @@ describe('a shared node state the store refused', () => {
   }, 20_000);
 
   it('is not written again once this director holds another state for the node (an undrain meanwhile)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'anchor-shared-retry-'));
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-    const store = new SharedMemoryStore();
-    const logs = captureLogs();
-    const anchor = await createAnchor(parseConfig(inProcessYaml(join(dir, 'audit.jsonl'))), { clock: systemClock, logger: logs.logger, store });
-    cleanup.push(() => anchor.close());
-    const admin = `http://127.0.0.1:${anchor.adminAddress.port}`;
+    const { store, logs, admin } = await director();
     store.refuse = 1;
     expect((await fetch(`${admin}/v1/nodes/node-a/drain`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"mode":"wait"}' })).status).toBe(202);
     await waitFor('the refused write', () => (store.nodeWrites.length === 1 ? true : undefined));
