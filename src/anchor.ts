@@ -477,12 +477,13 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     /** When a node's claim may be tried again after it was held elsewhere or could not be written. */
     const claimRefusedUntil = new Map<string, number>();
     /**
-     * Claims to take back, by their text: ended (their failover is over) but not yet released, or written
-     * with an answer lost (perhaps held). Released until the store answers (a release compares the value:
-     * one that is not there is answered too). Held, a claim would keep every other director from failing
-     * the node over for as long as this director runs.
+     * Claims to take back, by node (the value written): ended (their failover is over) but not yet released,
+     * or written with an answer lost (perhaps held). Released until the store answers (a release compares
+     * the value: one that is not there is answered too); the node is not claimed again meanwhile, so there is
+     * one per node at most. Held, a claim would keep every other director from failing the node over for as
+     * long as this director runs.
      */
-    const toRelease = new Map<string, { node: string; value: object }>();
+    const toRelease = new Map<string, object>();
     const releasing = new Set<string>();
     autoFailover = setInterval(() => {
       const now = clock.now();
@@ -509,7 +510,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         if (claiming.has(n.id) || (claimRefusedUntil.get(n.id) ?? 0) > now) continue;
         // Not while a claim of this node that may be held is being taken back: a claim attempt could find it
         // and take it as its own just before the release deletes it (and one claim at a time waits per node).
-        if (releasePending(n.id)) continue;
+        if (toRelease.has(n.id)) continue;
         claiming.add(n.id);
         const value = { director: directorId, claim: randomBytes(6).toString('hex') };
         void store.claimShared('failovers', n.id, value).then((r) => {
@@ -519,7 +520,6 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
           // by itself). A predecessor's with this id, under the lease of the process before a restart, goes
           // when that lease ends: it is waited for like another director's.
           if (r.ok && !r.claimed && r.holder !== null && r.holder['director'] === directorId && (r.lease === null || store.leaseHeld?.(r.lease) === true)) {
-            toRelease.delete(JSON.stringify(r.holder));
             failoverClaims.set(n.id, { value: r.holder, lease: r.lease });
             if (closed === null && mayFailOver(n.id, clock.now())) failOver(n.id, clock.now());
             return;
@@ -528,7 +528,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
             claimRefusedUntil.set(n.id, clock.now() + CLAIM_RETRY_MS);
             if (r.ok) logger.info({ node: n.id, holder: r.holder }, 'automatic failover of the node left to the director that claimed it');
             else {
-              if (r.maybeApplied === true) toRelease.set(JSON.stringify(value), { node: n.id, value }); // perhaps written: taken back
+              if (r.maybeApplied === true) toRelease.set(n.id, value); // perhaps written: taken back
               logger.warn({ node: n.id, message: r.message }, 'automatic failover not started: its claim could not be written (tried again)');
             }
             return;
@@ -554,23 +554,19 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         }
         if (drains.active(node)?.state === 'running' || claiming.has(node)) continue;
         failoverClaims.delete(node);
-        toRelease.set(JSON.stringify(value), { node, value });
+        toRelease.set(node, value);
       }
-      for (const [key, { node, value }] of toRelease) {
-        if (releasing.has(key) || claiming.has(node)) continue;
-        releasing.add(key);
+      for (const [node, value] of toRelease) {
+        if (releasing.has(node) || claiming.has(node)) continue;
+        releasing.add(node);
         void store.releaseShared?.('failovers', node, value).then((r) => {
-          releasing.delete(key);
-          if (r.ok) toRelease.delete(key);
+          releasing.delete(node);
+          if (r.ok) toRelease.delete(node);
           else logger.warn({ node, message: r.message }, 'failover claim not released yet: tried again');
         });
       }
     }, 250);
     autoFailover.unref();
-    function releasePending(node: string): boolean {
-      for (const r of toRelease.values()) if (r.node === node) return true;
-      return false;
-    }
     /** Whether an automatic failover of `node` may start now (unhealthy past its grace, sessions on it, nothing running). */
     function mayFailOver(node: string, now: number): boolean {
       if (membership.get(node)?.health !== NodeHealth.UNHEALTHY) return false;
