@@ -309,10 +309,19 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   // Nothing is placed on a node by a state of it the cluster may not hold (a write of ours on its way, or
   // one the store did not take): the store's node-state guard then asks for the state it delivered.
   store.guardNodeViews?.((node) => sharedNodes.placeGuard(node));
+  /**
+   * A node this director holds active while the shared store may not (its undrain on its way, or refused
+   * and written again later) takes no new sessions meanwhile: they go to another node, instead of a REJECT
+   * from the store's node-state guard (placeGuard) for each.
+   */
+  const holdUnproven = (node: string): void => {
+    membership.setPlacementHeld(node, sharedNodes.placementsUnproven(node));
+  };
   /** A node state the cluster settled on (SharedNodeStates), applied here. */
   const applySharedNode = (node: string, change: SharedNodeChange | null): void => {
+    if (change !== null) membership.setState(node, change.state);
+    holdUnproven(node);
     if (change === null) return;
-    membership.setState(node, change.state);
     // Another director's undrain stops a drain of the node running here (our own did that when made).
     if (change.state === NodeState.ACTIVE && change.director !== directorId) {
       const d = drains.cancel(node);
@@ -334,6 +343,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   const shareNodeState = (node: string, state: NodeState, attempt: number): void => {
     if (store.putShared === undefined || closed !== null) return;
     const value = sharedNodes.wrote(node, state);
+    holdUnproven(node);
     const notCommitted = (): void => {
       const wasPending = sharedNodes.pending(node, value);
       applySharedNode(node, sharedNodes.failed(node, value));
@@ -607,7 +617,16 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
               : 'store unreachable or lease near its deadline',
       };
     }
-    if (membership.ring.nodes.length === 0) return { ready: false, reason: 'no active, healthy node' };
+    if (membership.ring.nodes.length === 0) {
+      const held = membership.list().filter((n) => n.placementHeld && n.state === NodeState.ACTIVE && n.health !== NodeHealth.UNHEALTHY);
+      return {
+        ready: false,
+        reason:
+          held.length === 0
+            ? 'no active, healthy node'
+            : `no node takes new sessions: ${held.map((n) => n.id).join(', ')} active here, but not yet in the shared store (the node state is written again until the store takes it)`,
+      };
+    }
     if (store.following === false) return { ready: false, reason: 'not following the store\'s changes (listing again after a watch gap): sessions admitted or moved elsewhere meanwhile are not known here' };
     return { ready: true };
   };
@@ -619,7 +638,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         for (const n of membership.list()) m.set(n.id, c.table.countByOwner(n.id));
         return m;
       },
-      nodeStates: () => membership.list().map((n) => ({ id: n.id, state: n.state, health: n.health })),
+      nodeStates: () => membership.list().map((n) => ({ id: n.id, state: n.state, health: n.health, takesSessions: membership.takesSessions(n.id) })),
       tombstones: () => c.table.tombstoneCount,
       pendingRevokes: () => ownership.pendingRevokes,
       storeBacklog: () => {

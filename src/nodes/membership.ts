@@ -15,15 +15,21 @@ export interface MemberNode {
   readonly weight: number;
   state: NodeState;
   health: NodeHealth;
+  /**
+   * Set while this director holds the node active but cannot show that the cluster does (a cluster only:
+   * its undrain is on its way to the shared store, or the store refused it and it is written again later):
+   * the node takes no new sessions meanwhile (SharedNodeStates.placementsUnproven). Its state stays.
+   */
+  placementHeld: boolean;
 }
 
 /**
  * Takes new sessions: active and healthy (DESIGN §4) — with health checks on (`checked`), a node not yet
  * answered (unknown) takes none: placed there, a session stays on a node that may be dead; without health
- * checks, any node not known to be unhealthy.
+ * checks, any node not known to be unhealthy — and not held out of placements (MemberNode.placementHeld).
  */
 export function eligible(n: MemberNode, checked = false): boolean {
-  return n.state === NodeState.ACTIVE && (checked ? n.health === NodeHealth.HEALTHY : n.health !== NodeHealth.UNHEALTHY);
+  return n.state === NodeState.ACTIVE && !n.placementHeld && (checked ? n.health === NodeHealth.HEALTHY : n.health !== NodeHealth.UNHEALTHY);
 }
 
 export class Membership {
@@ -37,7 +43,7 @@ export class Membership {
   constructor(hasher: Hasher, nodes: readonly { id: string; address: Transport; weight: number }[], onRing: (ring: Ring) => void = () => {}, opts: { readonly healthChecked?: boolean } = {}) {
     this.#hasher = hasher;
     this.#checked = opts.healthChecked === true;
-    for (const n of nodes) this.#nodes.set(n.id, { ...n, state: NodeState.ACTIVE, health: NodeHealth.UNKNOWN });
+    for (const n of nodes) this.#nodes.set(n.id, { ...n, state: NodeState.ACTIVE, health: NodeHealth.UNKNOWN, placementHeld: false });
     this.#onRing = onRing;
     this.#ring = this.#build();
   }
@@ -63,6 +69,20 @@ export class Membership {
     n.health = health;
     this.#rebuild();
     return true;
+  }
+
+  /** Holds `id` out of new placements, or lets it take them again (see MemberNode.placementHeld); whether that changed anything. */
+  setPlacementHeld(id: string, held: boolean): boolean {
+    const n = this.#nodes.get(id);
+    if (n === undefined || n.placementHeld === held) return false;
+    n.placementHeld = held;
+    this.#rebuild();
+    return true;
+  }
+
+  /** Whether `id` is in the ring: it takes new sessions now. */
+  takesSessions(id: string): boolean {
+    return this.#ring.nodes.some((n) => n.id === id);
   }
 
   setState(id: string, state: NodeState): boolean {

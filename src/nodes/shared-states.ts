@@ -142,6 +142,23 @@ export class SharedNodeStates {
     return last === undefined ? 0n : last.revision - 1n;
   }
 
+  /**
+   * Whether this director holds `node` active while placeGuard would refuse every placement on it: its
+   * undrain not yet answered by the store, or refused (written again later) while the store holds another
+   * state. The shell takes the node out of its ring meanwhile (Membership.setPlacementHeld), so that new
+   * sessions are placed on another node instead of being refused. False once the store answered the
+   * undrain (placeGuard then lets placements through, guarded by its revision).
+   */
+  placementsUnproven(node: string): boolean {
+    if (this.#held.get(node) !== NodeState.ACTIVE) return false;
+    const m = this.#inFlight.get(node);
+    // Nothing in flight: unproven only when the store holds another state (a write of ours it refused).
+    // With none at all the node is active everywhere, as every node starts.
+    if (m === undefined) return (this.#last.get(node)?.state ?? NodeState.ACTIVE) !== NodeState.ACTIVE;
+    const newest = m.get(this.#newest.get(node) ?? '');
+    return newest === undefined || newest.at === null;
+  }
+
   /** Whether the write `value` (wrote's) is still in flight: neither answered and echoed nor failed. */
   pending(node: string, value: SharedNodeValue): boolean {
     return this.#inFlight.get(node)?.has(value.write) === true;

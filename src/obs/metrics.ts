@@ -23,7 +23,8 @@ export interface MetricsSources {
   readonly stats: DirectorStats;
   /** Live sessions per owner node (all configured nodes, zero included). */
   sessionsByNode(): Map<string, number>;
-  nodeStates(): { id: string; state: string; health: string }[];
+  /** `takesSessions`: the node is in the ring (new sessions may be placed on it). */
+  nodeStates(): { id: string; state: string; health: string; takesSessions: boolean }[];
   tombstones(): number;
   pendingRevokes(): number;
   /** Store writes waiting for room: deletes of sessions ended here, expiries (see Ownership). */
@@ -351,12 +352,12 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
   });
   new Gauge({
     name: 'anchor_node_up',
-    help: '1 when a node takes new sessions (active and not unhealthy), else 0; labels carry its state and health.',
+    help: '1 when a node takes new sessions (active, healthy or not checked, and in a cluster with its active state in the shared store), else 0; labels carry its state and health.',
     labelNames: ['node', 'state', 'health'],
     registers: [reg],
     collect() {
       this.reset();
-      for (const n of src.nodeStates()) this.set({ node: n.id, state: n.state, health: n.health }, n.state === 'active' && n.health !== 'unhealthy' ? 1 : 0);
+      for (const n of src.nodeStates()) this.set({ node: n.id, state: n.state, health: n.health }, n.takesSessions ? 1 : 0);
     },
   });
   new Gauge({

@@ -89,6 +89,29 @@ describe('a shared node state the store refused', () => {
     expect(store.entries.get('nodes/node-a')).toMatchObject({ state: 'draining' });
   }, 20_000);
 
+  it('an undrain the store refused keeps the node out of new placements (not ready, anchor_node_up 0) until the store takes it', async () => {
+    const { store, admin } = await director();
+    const ready = async (): Promise<{ status: number; reason?: string }> => {
+      const r = await fetch(`${admin}/readyz`);
+      return { status: r.status, ...((await r.json()) as { reason?: string }) };
+    };
+    const nodeUp = async (): Promise<string | undefined> => /^anchor_node_up\{[^}]*node="node-a"[^}]*\} (\d)$/m.exec(await (await fetch(`${admin}/metrics`)).text())?.[1];
+    expect((await fetch(`${admin}/v1/nodes/node-a/drain`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"mode":"wait"}' })).status).toBe(202);
+    await waitFor('the drain in the store', () => (store.entries.get('nodes/node-a')?.['state'] === 'draining' ? true : undefined));
+    store.refuse = 1;
+    expect((await fetch(`${admin}/v1/nodes/node-a/undrain`, { method: 'POST' })).status).toBe(200);
+    await waitFor('the refused undrain', () => (store.nodeWrites.length === 2 ? true : undefined));
+    // Active here, draining in the store: the node takes no new session from this director.
+    const held = await ready();
+    expect(held.status).toBe(503);
+    expect(held.reason).toContain('node-a active here, but not yet in the shared store');
+    expect(await nodeUp()).toBe('0');
+    // Written again (after 1 s) and taken: the node takes sessions again.
+    await waitFor('ready again', async () => ((await ready()).status === 200 ? true : undefined), { timeoutMs: 10_000 });
+    expect(store.entries.get('nodes/node-a')).toMatchObject({ state: 'active' });
+    expect(await nodeUp()).toBe('1');
+  }, 20_000);
+
   it('is not written again once this director holds another state for the node (an undrain meanwhile)', async () => {
     const { store, logs, admin } = await director();
     store.refuse = 1;

@@ -58,13 +58,31 @@ describe('Membership', () => {
     expect(calls).toBe(2);
   });
 
-  it('eligible: active and, when checked, healthy', () => {
-    const n = (state: NodeState, health: NodeHealth) => ({ ...nodes[0]!, state, health });
+  it('eligible: active, not held out of placements and, when checked, healthy', () => {
+    const n = (state: NodeState, health: NodeHealth, placementHeld: boolean) => ({ ...nodes[0]!, state, health, placementHeld });
     for (const state of [NodeState.ACTIVE, NodeState.DRAINING]) {
       for (const health of [NodeHealth.UNKNOWN, NodeHealth.HEALTHY, NodeHealth.UNHEALTHY]) {
-        expect(eligible(n(state, health), true)).toBe(state === NodeState.ACTIVE && health === NodeHealth.HEALTHY);
-        expect(eligible(n(state, health), false)).toBe(state === NodeState.ACTIVE && health !== NodeHealth.UNHEALTHY);
+        for (const held of [false, true]) {
+          expect(eligible(n(state, health, held), true)).toBe(state === NodeState.ACTIVE && !held && health === NodeHealth.HEALTHY);
+          expect(eligible(n(state, health, held), false)).toBe(state === NodeState.ACTIVE && !held && health !== NodeHealth.UNHEALTHY);
+        }
       }
     }
+  });
+
+  it('a node held out of placements leaves the ring and comes back, its state unchanged', () => {
+    let calls = 0;
+    const m = new Membership(hasher, nodes, () => calls++);
+    expect(m.setPlacementHeld('a', true)).toBe(true);
+    expect(ringIds(m)).toEqual(['b', 'c']);
+    expect(m.takesSessions('a')).toBe(false);
+    expect(m.get('a')?.state).toBe(NodeState.ACTIVE);
+    expect(m.setPlacementHeld('a', true)).toBe(false); // no change, no new ring
+    expect(calls).toBe(1);
+    expect(m.setPlacementHeld('a', false)).toBe(true);
+    expect(ringIds(m)).toEqual(['a', 'b', 'c']);
+    expect(m.takesSessions('a')).toBe(true);
+    expect(calls).toBe(2);
+    expect(m.setPlacementHeld('nope', true)).toBe(false);
   });
 });

@@ -15,7 +15,7 @@ async function exported(processMetrics = true): Promise<Map<string, { type: stri
     {
       stats: new DirectorStats(),
       sessionsByNode: () => new Map([['node-a', 1]]),
-      nodeStates: () => [{ id: 'node-a', state: 'active', health: 'healthy' }],
+      nodeStates: () => [{ id: 'node-a', state: 'active', health: 'healthy', takesSessions: true }],
       tombstones: () => 0,
       pendingRevokes: () => 0,
       storeBacklog: () => ({ endDeletesInFlight: 0, endDeletesWaiting: 0, endDeletesRetrying: 0, expiring: 0 }),

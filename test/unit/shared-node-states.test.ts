@@ -171,6 +171,41 @@ describe('SharedNodeStates', () => {
     expect(b.placeGuard('n')).toBe(0n);
   });
 
+  it('placementsUnproven: the director holds the node active while the store may hold another state — its undrain unanswered, or refused with draining in the store', () => {
+    const a = new SharedNodeStates('a', 'x');
+    expect(a.placementsUnproven('n')).toBe(false); // never written: active everywhere
+    const drain = a.wrote('n', DRAINING);
+    expect(a.placementsUnproven('n')).toBe(false); // a drain places nothing anyway
+    expect(a.answered('n', drain, 3n)).toBeNull();
+    expect(a.event('n', { ...drain }, 3n)).toEqual({ state: DRAINING, director: 'a' });
+    const undrain = a.wrote('n', ACTIVE);
+    expect(a.placementsUnproven('n')).toBe(true); // on its way
+    expect(a.answered('n', undrain, 4n)).toBeNull();
+    expect(a.placementsUnproven('n')).toBe(false); // in the store at 4: placed on, guarded by 4
+    expect(a.event('n', { ...undrain }, 4n)).toEqual({ state: ACTIVE, director: 'a' });
+    expect(a.placementsUnproven('n')).toBe(false);
+    // Drained by b, then an undrain here that the store refuses: held out until a write makes them agree.
+    expect(a.event('n', { state: DRAINING, director: 'b', write: 'y-1' }, 5n)).toEqual({ state: DRAINING, director: 'b' });
+    const refused = a.wrote('n', ACTIVE);
+    expect(a.failed('n', refused)).toBeNull(); // keeps active here; the store holds draining (5)
+    expect(a.placementsUnproven('n')).toBe(true);
+    const again = a.wrote('n', ACTIVE); // the retry
+    expect(a.placementsUnproven('n')).toBe(true);
+    expect(a.answered('n', again, 6n)).toBeNull();
+    expect(a.placementsUnproven('n')).toBe(false);
+    // An undrain refused while the store never held a state for the node: nothing to disagree with.
+    const b = new SharedNodeStates('a', 'x');
+    const lone = b.wrote('n', ACTIVE);
+    expect(b.placementsUnproven('n')).toBe(true);
+    expect(b.failed('n', lone)).toBeNull();
+    expect(b.placementsUnproven('n')).toBe(false);
+    // Another director's undrain applied here: the store holds it.
+    const c = new SharedNodeStates('a', 'x');
+    expect(c.event('n', { state: DRAINING, director: 'b', write: 'y-1' }, 2n)).toEqual({ state: DRAINING, director: 'b' });
+    expect(c.event('n', { state: ACTIVE, director: 'b', write: 'y-2' }, 3n)).toEqual({ state: ACTIVE, director: 'b' });
+    expect(c.placementsUnproven('n')).toBe(false);
+  });
+
   it('property: any interleaving of local changes, commits, answers, failures, deliveries and gaps converges on the last committed state', () => {
     type Op =
       | { op: 'set'; d: number; state: NodeState }
@@ -256,6 +291,8 @@ describe('SharedNodeStates', () => {
             const passes = (revs.at(-1) ?? 0n) <= asOf;
             if (passes) expect(log.length === 0 ? ACTIVE : log[log.length - 1]!.state).toBe(ACTIVE);
           }
+          // A node is held out of placements only while the director holds it active and the guard restricts it.
+          for (const dir of dirs) if (dir.sns.placementsUnproven('n')) expect(dir.local === ACTIVE && dir.sns.placeGuard('n') !== undefined).toBe(true);
         };
         for (const o of ops) {
           if (o.op === 'set') {
