@@ -1,6 +1,7 @@
 // The composition root: builds every component from a validated config and explicit dependencies and
 // wires them together. Nothing else constructs components; only src/main.ts touches `process`.
 import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { AdminServer, type AdminBackend, type NodeView, type OpResult, type SessionView } from './admin/server.js';
 import { statsView } from './admin/stats-view.js';
 import { parseHostPortLiteral } from './config/load.js';
@@ -115,6 +116,18 @@ export function staleFreezeMs(quiesceMs: number): number {
   return Math.max(5000, 4 * quiesceMs);
 }
 
+/** What `path` is when it exists and is not a regular file ("a directory"...), else null. */
+function notAFile(path: string): string | null {
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    return null; // missing (created at start) or unreadable (said by the open, with its error)
+  }
+  if (st.isFile()) return null;
+  return st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'not a regular file';
+}
+
 export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Promise<Anchor> {
   const { clock, logger } = deps;
   const directorId = config.director.id;
@@ -141,6 +154,15 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     if (loaded.ok) tcpNative = loaded.binding;
     else if (config.tcp.native === 'on') throw new ConfigError([{ path: 'tcp.native', message: `is "on" but the native TCP splice pump cannot be used: ${loaded.reason}` }]);
     else logger.info({ reason: loaded.reason }, 'native TCP splice pump not available: using Node streams');
+  }
+  // Files the director keeps must be files: a directory (a path typed without its file name) would fail
+  // at the first read or write, not here with the key that names it.
+  for (const [key, path] of [
+    ['audit.path', config.audit.path],
+    ['backend.port_quarantine_path', config.backend.encapsulation === 'none' ? config.backend.port_quarantine_path : null],
+  ] as const) {
+    const kind = path === null ? null : notAFile(path);
+    if (kind !== null) throw new ConfigError([{ path: key, message: `${JSON.stringify(path)} is ${kind}, not a file: name a file (it is created if missing)` }]);
   }
   const hasher = await createHasher();
   const stats = new DirectorStats();

@@ -28,13 +28,16 @@ Usage:
   anchor client --target HOST:PORT --sessions N --rate PPS --duration S [--size BYTES]
                 [--jump-every S] [--json]
                                   simulate N JV1 sessions and report loss and round trips
-  anchor audit verify FILE        check an audit log's hash chain (exit 1 on a break)
+  anchor audit verify FILE... [--head SHA256] [--prev SHA256 | --continued] [--checkpoint SEQ:SHA256]
+                                  check an audit log's hash chain (exit 1 on a break)
   anchor ctl COMMAND [--admin URL] [--token TOKEN] [--json]
                                   operate a running director: status, sessions, session ID,
                                   plan NODE, drain NODE, undrain NODE, failover NODE,
                                   migrate SESSION, audit (see anchor ctl --help)
-  anchor check --records DIR      prove from reference node records that no session was
+  anchor check --records DIR [--json]
+                                  prove from reference node records that no session was
                                   delivered to two nodes at once (exit 1 on a violation)
+  anchor version | --version      the version
   anchor help | --help            this text; \`anchor COMMAND --help\` for one command
 `;
 
@@ -207,9 +210,14 @@ async function startDirector(configPath: string, withNodes: boolean): Promise<vo
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
-  if (cmd === undefined || cmd === 'help' || cmd === '--help' || cmd === '-h') {
+  if (cmd === undefined) {
+    // Bad usage: the text goes where errors go (stdout may be a pipe expecting a command's output).
+    process.stderr.write(USAGE);
+    return 2;
+  }
+  if (cmd === 'help' || cmd === '--help' || cmd === '-h') {
     out(USAGE);
-    return cmd === undefined ? 2 : 0;
+    return 0;
   }
   switch (cmd) {
     case 'run':
@@ -303,6 +311,8 @@ async function main(argv: string[]): Promise<number> {
       const lines = await readRecords(dir).catch((err: unknown) => {
         throw new UsageError(`anchor check: cannot read records in ${dir}: ${(err as Error).message}`);
       });
+      // No record at all proves nothing (a wrong directory, nodes started without --record): not "ok".
+      if (lines.length === 0) throw new UsageError(`anchor check: no records in ${dir} (expected the *.jsonl files reference nodes write with --record)`);
       const r = checkRecords(lines);
       if (values.json) out(JSON.stringify(r));
       else {
@@ -320,6 +330,7 @@ async function main(argv: string[]): Promise<number> {
       return runCtl(rest, { stdout: process.stdout, stderr: process.stderr, env: process.env });
     case 'version':
     case '--version': {
+      if (rest.length > 0) throw new UsageError(`anchor ${cmd}: takes no arguments, got ${JSON.stringify(rest.join(' '))}`);
       const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
       out(pkg.version);
       return 0;

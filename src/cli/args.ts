@@ -8,12 +8,22 @@ import type { Transport } from '../codec/types.js';
 export type FlagSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
 
 export function parseFlags<S extends FlagSpec>(command: string, argv: readonly string[], spec: S, positionals = false) {
+  let parsed;
   try {
-    return parseArgs({ args: [...argv], options: { ...spec, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: positionals });
+    parsed = parseArgs({ args: [...argv], options: { ...spec, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: positionals, tokens: true });
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);
     throw new UsageError(`anchor ${command}: ${msg.replace(/\. To specify a positional.*$/s, '')}`);
   }
+  // A flag given twice takes one value only: the other would be dropped without a word (`--config a
+  // --config b`), so it is an error unless the flag takes several.
+  const seen = new Set<string>();
+  for (const t of parsed.tokens) {
+    if (t.kind !== 'option' || spec[t.name]?.multiple === true) continue;
+    if (seen.has(t.name)) throw new UsageError(`anchor ${command}: --${t.name} given more than once`);
+    seen.add(t.name);
+  }
+  return { values: parsed.values, positionals: parsed.positionals };
 }
 
 export function requireString(command: string, values: Record<string, unknown>, flag: string): string {

@@ -535,27 +535,33 @@ export const AnchorConfigSchema = z
         if (other !== undefined) ctx.addIssue({ code: 'custom', path: x.path, input: x.addr, message: `overlaps ${keyOf(other.path)} (${showValue(other.addr)}): both cannot be bound on port ${x.hp.port}` });
       });
     }
-    // A node at one of the director's own listen addresses would loop packets back to it.
-    const own = new Map<string, number>();
-    (Array.isArray(cfg.listen?.udp) ? cfg.listen.udp : []).forEach((l, i) => {
-      const k = hostPortKey(l.address);
-      if (k !== undefined && !own.has(k)) own.set(k, i);
-    });
-    const wildcardUdp = udpSockets.filter((x) => isUnspecified(x.hp.address));
+    // A node at one of the director's own listen addresses would loop packets (UDP) or connections (TCP:
+    // a node serves both at its address) back to it; at admin.listen, the director would send its
+    // sessions' streams to its own admin API.
+    const own = new Map<string, string>();
+    for (const proto of ['udp', 'tcp'] as const) {
+      (Array.isArray(cfg.listen?.[proto]) ? cfg.listen[proto] : []).forEach((l, i) => {
+        const k = hostPortKey(l.address);
+        if (k !== undefined && !own.has(k)) own.set(k, `listen.${proto}[${i}]`);
+      });
+    }
+    const adminKey = typeof cfg.admin?.listen === 'string' ? hostPortKey(cfg.admin.listen) : undefined;
+    if (adminKey !== undefined && !own.has(adminKey)) own.set(adminKey, 'admin.listen');
+    const wildcard = [...udpSockets, ...sockets('tcp')].filter((x) => isUnspecified(x.hp.address));
     (Array.isArray(cfg.nodes) ? cfg.nodes : []).forEach((n, i) => {
-      const j = own.get(hostPortKey(n?.address) ?? '');
+      const same = own.get(hostPortKey(n?.address) ?? '');
       // A loopback node on the port of a wildcard listener is the director too.
       const hp = typeof n?.address === 'string' ? parseHostPortLiteral(n.address) : undefined;
-      const wild = hp !== undefined && isLoopback(hp.address) ? wildcardUdp.find((w) => w.hp.family === hp.family && w.hp.port === hp.port) : undefined;
-      if (j === undefined && wild !== undefined) {
+      const wild = hp !== undefined && isLoopback(hp.address) ? wildcard.find((w) => w.hp.family === hp.family && w.hp.port === hp.port) : undefined;
+      if (same === undefined && wild !== undefined) {
         ctx.addIssue({ code: 'custom', path: ['nodes', i, 'address'], input: n.address, message: `reaches ${keyOf(wild.path)} (${showValue(wild.addr)}): a node cannot be the director itself` });
       }
-      if (j !== undefined) {
+      if (same !== undefined) {
         ctx.addIssue({
           code: 'custom',
           path: ['nodes', i, 'address'],
           input: n.address,
-          message: `same as listen.udp[${j}] (${showValue(n.address)}): a node cannot be the director itself`,
+          message: `same as ${same} (${showValue(n.address)}): a node cannot be the director itself`,
         });
       }
     });

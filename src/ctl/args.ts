@@ -170,7 +170,7 @@ export function parseCtlArgs(argv: readonly string[], env: Readonly<Record<strin
         const to = s('to');
         if (to !== undefined) nodeId(where, '--to', to);
         const ev = s('expect-version');
-        if (ev !== undefined && !/^\d{1,20}$/.test(ev)) throw new UsageError(`anchor ${where}: --expect-version: expected a version (a decimal integer), got "${ev}"`);
+        if (ev !== undefined && (!/^\d{1,20}$/.test(ev) || BigInt(ev) > 0xffff_ffff_ffff_ffffn)) throw new UsageError(`anchor ${where}: --expect-version: expected a version (a decimal integer up to 2^64 - 1), got "${ev}"`);
         return { cmd: 'migrate', session: sessionId(where, 'SESSION', op(0)), to, expectVersion: ev };
       }
       case 'audit': {

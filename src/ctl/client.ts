@@ -104,5 +104,7 @@ function unreachable(err: unknown, base: string, timeoutMs: number): string {
   const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
   if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `no answer from the director at ${base} within ${timeoutMs / 1000} s`;
   const why = e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(err);
+  // fetch refuses ports browsers block (6000, 6665–6669, 10080, …: the Fetch standard's "bad ports").
+  if (why === 'bad port') return `cannot reach the director at ${base}: its port is one fetch refuses to connect to (the Fetch standard's "bad ports"); give admin.listen another port`;
   return `cannot reach the director at ${base}: ${why}`;
 }

@@ -36,6 +36,8 @@ describe('anchor CLI', () => {
     [['client', '--target', '127.0.0.1:4500', '--sessions', '1', '--rate', '-5', '--duration', '1'], /--rate/],
     [['client', '--target', '127.0.0.1:4500', '--sessions', '1', '--rate', '1', '--duration', '1', '--size', '4'], /--size: expected an integer ≥ 16/],
     [['frobnicate'], /unknown command "frobnicate"/],
+    [['version', '--bogus'], /anchor version: takes no arguments, got "--bogus"/],
+    [['run', '--config', 'a.yaml', '--config', 'b.yaml'], /anchor run: --config given more than once/],
     [['audit', 'verify'], /expected at least one FILE/],
     [['audit', 'verify', '/nonexistent/audit.jsonl'], /cannot read \/nonexistent\/audit\.jsonl: ENOENT/],
     [['audit', 'verify', '/'], /cannot read \/: EISDIR/],
@@ -63,6 +65,36 @@ describe('anchor CLI', () => {
     expect(r.stderr).toContain('nodes[2].address: expected HOST:PORT, got "5001"');
     expect(r.stderr).toContain('session.max: expected an integer ≥ 1, got 0');
     expect(r.stderr).toContain('session.colour: unknown key');
+  });
+
+  it('exits 2 with the usage on stderr when given no command', async () => {
+    const r = await run([]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain('anchor run --config FILE');
+  });
+
+  it('exits 2 naming the key when a file the director keeps is a directory (audit.path, backend.port_quarantine_path)', async () => {
+    const dir = tempDir();
+    for (const [key, yaml] of [
+      ['audit.path', `audit:\n  path: ${JSON.stringify(dir)}\n`],
+      ['backend.port_quarantine_path', `backend:\n  encapsulation: none\n  port_quarantine_path: ${JSON.stringify(dir)}\naudit:\n  path: ${JSON.stringify(join(dir, 'audit.jsonl'))}\n`],
+    ] as const) {
+      const cfg = join(dir, 'anchor.yaml');
+      writeFileSync(cfg, `listen:\n  udp: ["127.0.0.1:0"]\nadmin:\n  listen: 127.0.0.1:0\nnodes:\n  - id: a\n    address: 127.0.0.1:9\n${yaml}`);
+      const r = await run(['run', '--config', cfg]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`${key}: ${JSON.stringify(dir)} is a directory, not a file`);
+    }
+  });
+
+  it('check exits 2 when the directory holds no records (nothing was proven)', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'empty.jsonl'), '');
+    const r = await run(['check', '--records', dir]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`anchor check: no records in ${dir}`);
+    expect(r.stdout).toBe('');
   });
 
   it('exits 2 when the config file is missing', async () => {

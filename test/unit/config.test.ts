@@ -427,6 +427,15 @@ describe('parseConfig', () => {
       lines: ['nodes[0].address: same as listen.udp[0] ("127.0.0.1:4500"): a node cannot be the director itself'],
     },
     {
+      name: 'a node at one of the director’s TCP listeners or its admin API',
+      yaml: 'listen:\n  tcp: ["127.0.0.1:4600", "0.0.0.0:4700"]\nadmin:\n  listen: "127.0.0.1:9180"\nnodes:\n  - {id: a, address: "127.0.0.1:4600"}\n  - {id: b, address: "127.0.0.1:9180"}\n  - {id: c, address: "127.0.0.1:4700"}\n  - {id: d, address: "127.0.0.1:4601"}\n',
+      lines: [
+        'nodes[0].address: same as listen.tcp[0] ("127.0.0.1:4600"): a node cannot be the director itself',
+        'nodes[1].address: same as admin.listen ("127.0.0.1:9180"): a node cannot be the director itself',
+        'nodes[2].address: reaches listen.tcp[1] ("0.0.0.0:4700"): a node cannot be the director itself',
+      ],
+    },
+    {
       name: 'a loopback node on the port of a wildcard listener',
       yaml: 'listen:\n  udp: ["0.0.0.0:4500"]\nnodes:\n  - {id: a, address: "127.0.0.1:4500"}\n  - {id: b, address: "10.0.0.9:4500"}\n',
       lines: ['nodes[0].address: reaches listen.udp[0] ("0.0.0.0:4500"): a node cannot be the director itself'],

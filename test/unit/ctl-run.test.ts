@@ -136,6 +136,12 @@ describe('anchor ctl (scripted director)', () => {
     expect(lost.err).toContain('cannot reach the director');
   });
 
+  it('says why a director on a port fetch refuses cannot be reached (the Fetch standard\'s bad ports)', async () => {
+    const h = harness(() => Object.assign(new TypeError('fetch failed'), { cause: new Error('bad port') }));
+    expect(await h.run(['status', '--admin', 'http://127.0.0.1:6000'])).toBe(1);
+    expect(h.err).toBe('anchor ctl status: cannot reach the director at http://127.0.0.1:6000: its port is one fetch refuses to connect to (the Fetch standard\'s "bad ports"); give admin.listen another port\n');
+  });
+
   it('undrain of an unhealthy node says it takes sessions again only once healthy', async () => {
     const answer = (health: string) => harness(() => ({ status: 200, body: { node: 'node-a', state: 'active', health, cancelled_drain: null } }));
     const sick = answer('unhealthy');
