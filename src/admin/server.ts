@@ -4,6 +4,7 @@ import http from 'node:http';
 import { once } from 'node:events';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { isIP, type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { isLoopback } from '../codec/ip.js';
 import type { Transport } from '../codec/types.js';
@@ -129,7 +130,7 @@ export function queryTokenMatches(given: string | null, token: string): boolean 
 /** A request's Host header names an IP address or localhost (with or without a port). */
 function hostIsLiteral(host: string): boolean {
   const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d*$/, '');
-  return name === 'localhost' || isIP(name) !== 0;
+  return name.toLowerCase() === 'localhost' || isIP(name) !== 0;
 }
 
 /**
@@ -147,7 +148,8 @@ export function browserRefusal(host: string | undefined, origin: string | undefi
     } catch {
       originHost = null;
     }
-    if (originHost === null || originHost !== host) return `a request from another origin (${short(origin)}) is refused: the admin API takes requests from its own page and from clients that send no Origin (curl, anchor ctl)`;
+    // Host names are case-insensitive (URL lower-cases the origin's; a client may send Host in capitals).
+    if (originHost === null || originHost !== host?.toLowerCase()) return `a request from another origin (${short(origin)}) is refused: the admin API takes requests from its own page and from clients that send no Origin (curl, anchor ctl)`;
   }
   if (!tokenSet && (host === undefined || !hostIsLiteral(host))) {
     return `Host "${short(host ?? '')}" is refused: without admin.token the admin API answers only requests addressed to an IP address or localhost (a page could otherwise reach it by DNS rebinding); set admin.token to use a host name`;
@@ -205,6 +207,19 @@ export class AdminServer {
         if (e.status === 405 && e.allow !== undefined) res.setHeader('allow', e.allow);
         send(res, e.status, { error: { code: e.code, message: e.message } });
       });
+    });
+    // A request Node cannot parse (headers over its limit, a malformed line, no Host) is answered in the
+    // API's error shape too, not with Node's empty default answer; then the connection is closed.
+    this.#server.on('clientError', (err: NodeJS.ErrnoException, sock: Duplex) => {
+      if (err.code === 'ECONNRESET' || !sock.writable) return void sock.destroy();
+      const [status, code, message] =
+        err.code === 'HPE_HEADER_OVERFLOW'
+          ? [431, 'headers_too_large', 'the request\'s headers (or its target) are over the limit']
+          : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? [408, 'request_timeout', 'the request did not arrive in time']
+            : [400, 'bad_request', `the request could not be read as HTTP/1.1 (${err.code ?? 'malformed'})`];
+      const body = JSON.stringify({ error: { code, message } });
+      sock.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     });
     this.#server.maxConnections = ADMIN_MAX_CONNECTIONS;
     const perPeer = new Map<string, number>();
@@ -372,11 +387,13 @@ export class AdminServer {
       get();
       return send(res, 200, { items: b.listDrains(), next_cursor: null });
     }
-    const drainGet = /^\/drains\/([A-Za-z0-9-]{1,64})$/.exec(path);
+    // Any one segment: an id of another shape is a drain that does not exist, not a route that does not.
+    const drainGet = /^\/drains\/([^/]+)$/.exec(path);
     if (drainGet !== null) {
       get();
-      const d = b.getDrain(drainGet[1] as string);
-      if (d === undefined) throw new HttpError(404, 'drain_not_found', `no drain "${drainGet[1]}"`);
+      const id = drainGet[1] as string;
+      const d = /^[A-Za-z0-9-]{1,64}$/.test(id) ? b.getDrain(id) : undefined;
+      if (d === undefined) throw new HttpError(404, 'drain_not_found', `no drain ${JSON.stringify(id.slice(0, 80))}`);
       return send(res, 200, d);
     }
     if (path === '/director/drain') {

@@ -27,7 +27,12 @@ export function parseConfig(yamlText: string, opts: ParseConfigOptions = {}): An
   const doc = parseYaml(yamlText, source);
 
   const envToken = opts.env?.[ADMIN_TOKEN_ENV];
-  const tokenFromEnv = envToken !== undefined && envToken !== '';
+  // Set but empty is most often a secret that did not expand ($(cat …) of a missing file, an
+  // EnvironmentFile without the line): refused, rather than an admin API started without its token.
+  if (envToken === '') {
+    throw new ConfigError([{ path: 'admin.token', message: `${ADMIN_TOKEN_ENV} is set but empty: unset it (then admin.token from the file applies), or set a token of at least 16 characters` }], { source });
+  }
+  const tokenFromEnv = envToken !== undefined;
   const raw = tokenFromEnv ? withAdminToken(doc, envToken) : doc;
 
   const result = AnchorConfigSchema.safeParse(raw);

@@ -131,14 +131,23 @@ export type MigrateResult =
    * `transferred`: the ownership moved (the transfer committed, the REVOKE went out) but the resume did
    * not: the session is on its new owner, frozen until the stale-freeze sweep resumes it.
    */
-  | { readonly ok: false; readonly session: string; readonly reason: StepFailure; readonly message: string; readonly transferred?: true };
+  | {
+      readonly ok: false;
+      readonly session: string;
+      readonly reason: StepFailure;
+      readonly message: string;
+      readonly transferred?: true;
+      /** The request named a target that cannot be one (no such node, or the session's own owner): the asker's mistake, not the fleet's. */
+      readonly invalidTarget?: true;
+    };
 
 /**
  * The `result` label of anchor_migrations_total for `r`: ok, `transferred` (on its new owner, its resume
- * not written yet: the stale-freeze sweep resumes it), or the failure reason.
+ * not written yet: the stale-freeze sweep resumes it), `invalid_target` (the request named no node, or the
+ * session's own owner), or the failure reason.
  */
 export function migrationResultLabel(r: MigrateResult): string {
-  return r.ok ? 'ok' : r.transferred === true ? 'transferred' : r.reason;
+  return r.ok ? 'ok' : r.transferred === true ? 'transferred' : r.invalidTarget === true ? 'invalid_target' : r.reason;
 }
 
 /** One session of a migration batch: where it is in the batch, where it goes. */
@@ -816,8 +825,8 @@ export class Ownership {
     const from = rec.owner;
     const to = req.to;
     if (to !== undefined) {
-      if (!this.#d.knownNode(to)) return { ok: false, session: id, reason: 'bad_target', message: `no node "${to}"` };
-      if (to === from) return { ok: false, session: id, reason: 'bad_target', message: `session ${id} is already on ${to}` };
+      if (!this.#d.knownNode(to)) return { ok: false, session: id, reason: 'bad_target', message: `no node "${to}"`, invalidTarget: true };
+      if (to === from) return { ok: false, session: id, reason: 'bad_target', message: `session ${id} is already on ${to}`, invalidTarget: true };
       if (!this.#d.eligible(to)) return { ok: false, session: id, reason: 'bad_target', message: `node "${to}" takes no sessions (draining or unhealthy)` };
       return { i, rec, from, to, frozenSince: Number.NaN, keyOf: null, key: '' };
     }

@@ -126,6 +126,18 @@ describe('admin API', () => {
     expect(r.items[0]!.to_version).toBe('1');
   });
 
+  /** The bytes `request` (anything, not only HTTP) sent on a connection of its own, and all it got back until closed. */
+  const rawBytes = (request: string): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const u = new URL(c.director.admin);
+      const s = net.connect(Number(u.port), u.hostname, () => s.write(request));
+      let text = '';
+      s.on('data', (d: Buffer) => (text += d.toString()));
+      s.on('close', () => resolve(text));
+      s.on('error', reject);
+      s.setTimeout(5000, () => s.destroy(new Error('no answer within 5 s')));
+    });
+
   /** One request with exactly these headers (fetch would add or refuse some), and its answer. */
   const raw = (method: string, target: string, headers: Record<string, string>, body?: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> =>
     new Promise((resolve, reject) => {
@@ -169,6 +181,21 @@ describe('admin API', () => {
     expect(migrateDeadline.status).toBe(400);
     expect(JSON.parse(migrateDeadline.body).error.message).toMatch(/deadline_s applies to mode "wait" only/);
     expect((await get('/v1/drains')).status).toBe(200);
+    // A drain id of any shape that names no drain is that, not a route that does not exist.
+    for (const id of ['d-0123456789', 'bad_id']) {
+      const none = await get(`/v1/drains/${id}`);
+      expect(none.status).toBe(404);
+      expect(((await none.json()) as { error: { code: string } }).error.code).toBe('drain_not_found');
+    }
+    // What Node's HTTP parser refuses is answered in the API's error shape too.
+    for (const [request, status, code] of [
+      [`GET /v1/nodes HTTP/1.1\r\nhost: 127.0.0.1\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'headers_too_large'],
+      ['GARBAGE\r\n\r\n', 400, 'bad_request'],
+    ] as const) {
+      const answer = await rawBytes(request);
+      expect(answer).toMatch(new RegExp(`^HTTP/1.1 ${status} `));
+      expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)).error.code).toBe(code);
+    }
     // A query parameter a route does not take is refused, not ignored (a misspelt filter is no filter).
     const owner = await get('/v1/sessions?owner=node-a');
     expect(owner.status).toBe(400);

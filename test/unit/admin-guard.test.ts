@@ -8,6 +8,8 @@ describe('browserRefusal', () => {
     ['no Origin, an IPv4 Host, no token', '127.0.0.1:9180', undefined, false, null],
     ['no Origin, an IPv6 Host, no token', '[::1]:9180', undefined, false, null],
     ['no Origin, localhost, no token', 'localhost:9180', undefined, false, null],
+    ['no Origin, LOCALHOST in capitals (host names are case-insensitive), no token', 'LOCALHOST:9180', undefined, false, null],
+    ['its own origin, Host in capitals', 'ANCHOR.example', 'https://anchor.example', true, null],
     ['no Origin, an IP Host without a port', '10.0.0.7', undefined, false, null],
     ['its own origin', '127.0.0.1:9180', 'http://127.0.0.1:9180', false, null],
     ['its own origin over a TLS proxy, with a token', 'anchor.example', 'https://anchor.example', true, null],

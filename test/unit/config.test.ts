@@ -567,9 +567,10 @@ describe('ANCHOR_ADMIN_TOKEN', () => {
     expect(parseConfig(yaml, { env: {} }).admin.token).toBe('from-the-file-0123456789');
   });
 
-  it('is ignored when empty or absent', () => {
-    expect(parseConfig(ONE_NODE, { env: { ANCHOR_ADMIN_TOKEN: '' } }).admin.token).toBeNull();
+  it('is ignored when absent; set but empty (a secret that did not expand) is refused, not taken for "no token"', () => {
     expect(parseConfig(ONE_NODE, { env: { ANCHOR_ADMIN_TOKEN: undefined } }).admin.token).toBeNull();
+    expect(issueLines(ONE_NODE, { ANCHOR_ADMIN_TOKEN: '' })).toEqual(['admin.token: ANCHOR_ADMIN_TOKEN is set but empty: unset it (then admin.token from the file applies), or set a token of at least 16 characters']);
+    expect(issueLines(`${ONE_NODE}admin:\n  token: from-the-file-0123456789\n`, { ANCHOR_ADMIN_TOKEN: '' })).toHaveLength(1);
   });
 
   it('is validated like the key, says where it came from, and is never echoed', () => {

@@ -14,6 +14,7 @@ import { buildRing, type Ring } from '../../src/ring/ring.js';
 import { LifecycleEvent, SessionState } from '../../src/session/lifecycle.js';
 import type { SessionRecord } from '../../src/session/table.js';
 import type { CasResult, StoredSession } from '../../src/store/store.js';
+import { migrationResultLabel } from '../../src/director/ownership.js';
 import {
   clientTransport,
   counterId,
@@ -669,16 +670,20 @@ describe('Ownership.migrate', () => {
       expect(await h.own.migrate(ID, { expectVersion: 1n, cause: 'migrate', actor: 'op' })).toMatchObject({ ok: true, version: 4n });
     });
 
+    // The asker's mistakes (no such node, the owner itself) are counted apart from a target that stopped
+    // taking sessions (the fleet's), so that AnchorMigrationsFailing does not fire on a typo.
     it('to = the current owner', async () => {
       const h = harness();
       const rec = await live(h);
-      await refused(h, { to: rec.owner, cause: 'migrate', actor: 'op' }, 'bad_target');
+      const { r } = await refused(h, { to: rec.owner, cause: 'migrate', actor: 'op' }, 'bad_target');
+      expect(migrationResultLabel(r)).toBe('invalid_target');
     });
 
     it('to = an unknown node', async () => {
       const h = harness();
       await live(h);
-      await refused(h, { to: 'node-zz', cause: 'migrate', actor: 'op' }, 'bad_target');
+      const { r } = await refused(h, { to: 'node-zz', cause: 'migrate', actor: 'op' }, 'bad_target');
+      expect(migrationResultLabel(r)).toBe('invalid_target');
     });
 
     it('to = a node that takes no sessions', async () => {
@@ -686,7 +691,8 @@ describe('Ownership.migrate', () => {
       const h = harness({ eligible: (n) => n !== blocked });
       const rec = await live(h);
       blocked = other(rec.owner);
-      await refused(h, { to: blocked, cause: 'migrate', actor: 'op' }, 'bad_target');
+      const { r } = await refused(h, { to: blocked, cause: 'migrate', actor: 'op' }, 'bad_target');
+      expect(migrationResultLabel(r)).toBe('bad_target');
     });
 
     it('no other node → no_target', async () => {
