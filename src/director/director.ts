@@ -10,7 +10,7 @@ import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { encodeReject, encodeRevoke, JV1_HEADER_LEN, REVOKE_PAYLOAD_LEN, writeRevoke } from '../codec/jv1.js';
 import { sameTransport, transportKey } from '../codec/ip.js';
-import { createPpv2Prefix, createPpv2Template, ppv2HeaderLength, stampPpv2, writePpv2 } from '../codec/ppv2.js';
+import { createPpv2Prefix, createPpv2Template, PP2_ANCHOR_TLVS_FIXED_LEN, PP2_FIXED_LEN, PP2_OWNER_MAX_LEN, ppv2HeaderLength, stampPpv2, writePpv2 } from '../codec/ppv2.js';
 import { RejectReason, type Transport } from '../codec/types.js';
 import type { Logger } from '../obs/logger.js';
 import { type CounterCell, type DirectorStats, rejectLabel } from '../obs/stats.js';
@@ -105,8 +105,14 @@ interface NativeIo {
   readonly dropped: (n: number) => void;
 }
 
-/** Datagram bytes per native slot: jumbo frames fit; a larger datagram is dropped (`oversize`). */
+/** Datagram bytes per native receive slot: jumbo frames fit; a larger datagram is dropped (`oversize`). */
 const NATIVE_SLOT_SIZE = 9216;
+/**
+ * Bytes per native send slot: a datagram as large as a receive slot's, copied after the longest PROXY v2
+ * header Anchor writes (IPv6 addresses, every TLV, an owner id of 64 bytes) — a held datagram replayed, or
+ * a HELLO released after its admission, is sent from a copy; rounded up to 8 bytes.
+ */
+const NATIVE_TX_SLOT_SIZE = Math.ceil((NATIVE_SLOT_SIZE + PP2_FIXED_LEN + 36 + PP2_ANCHOR_TLVS_FIXED_LEN + PP2_OWNER_MAX_LEN) / 8) * 8;
 /** Datagrams per native batch. */
 const NATIVE_SLOTS = 64;
 
@@ -340,6 +346,7 @@ export class UdpDirector implements DataPath {
           ...((this.#opts.sendBufferBytes ?? 0) > 0 ? { sendBufferSize: this.#opts.sendBufferBytes } : {}),
           slots: NATIVE_SLOTS,
           slotSize: NATIVE_SLOT_SIZE,
+          txSlotSize: NATIVE_TX_SLOT_SIZE,
           gso: this.#opts.gso ?? true,
         },
         (count) => {
@@ -574,8 +581,9 @@ export class UdpDirector implements DataPath {
     }
     const template = this.#templateFor(rec, src, listener, up, version);
     if (up.native !== null) {
-      this.#d.stats.forwardedBytes += template.length + msg.length;
-      this.#sendNative(up.native, template, flags, seq, msg, null, 'node');
+      // Counted as a send error, not as bytes forwarded, when it cannot be queued (a closed socket, or too
+      // long for a send slot: cannot happen for a datagram the director read, see NATIVE_TX_SLOT_SIZE).
+      if (this.#sendNative(up.native, template, flags, seq, msg, null, 'node')) this.#d.stats.forwardedBytes += template.length + msg.length;
       return true;
     }
     const out = this.#slab.take(template.length + msg.length);
@@ -590,20 +598,21 @@ export class UdpDirector implements DataPath {
    * Queues one datagram on a native socket: `head` (a PROXY v2 template, stamped with flags and seq
    * when `seq` ≥ 0; else sent as it is) then `body`, to `dest` (null: the connected peer). A body that is
    * the datagram of the batch being handled is gathered from its receive slot, not copied. Outside a
-   * batch the send is flushed at once.
+   * batch the send is flushed at once. False when it was not queued (the socket closed, or too long for a
+   * send slot: counted as a send error).
    */
-  #sendNative(io: NativeIo, head: Uint8Array | null, flags: number, seq: number, body: Uint8Array, dest: Int32Array | null, kind: 'node' | 'client', destAt = 0): void {
-    if (io.closed) return;
+  #sendNative(io: NativeIo, head: Uint8Array | null, flags: number, seq: number, body: Uint8Array, dest: Int32Array | null, kind: 'node' | 'client', destAt = 0): boolean {
+    if (io.closed) return false;
     const s = io.s;
     const gather = body === this.#rxMsg && this.#rxSocket !== null;
     const headLen = head === null ? 0 : head.length;
-    if (headLen + (gather ? 0 : body.length) > s.slotSize) {
+    if (headLen + (gather ? 0 : body.length) > s.txSlotSize) {
       this.#d.stats.sendErrors.inc(kind);
-      return;
+      return false;
     }
     const source = gather ? this.#rxSocket : null;
     const slot = this.#claim(io, source);
-    const at = slot * s.slotSize;
+    const at = slot * s.txSlotSize;
     if (head !== null) {
       if (seq >= 0) stampPpv2(s.tx, head, flags, seq, at);
       else s.tx.set(head, at);
@@ -631,6 +640,7 @@ export class UdpDirector implements DataPath {
       meta[d + 5] = dest[destAt + 5] as number;
     }
     if (!this.#inBatch) this.#endBatch();
+    return true;
   }
 
   /**
@@ -877,7 +887,7 @@ export class UdpDirector implements DataPath {
   #slotFor(io: NativeIo, len: number, kind: 'node' | 'client'): number {
     if (io.closed) return -1;
     const s = io.s;
-    if (len > s.slotSize) {
+    if (len > s.txSlotSize) {
       this.#d.stats.sendErrors.inc(kind);
       return -1;
     }
@@ -887,7 +897,7 @@ export class UdpDirector implements DataPath {
     meta[m + Meta.LEN] = len;
     meta[m + Meta.FLAGS] = 0;
     meta[m + Meta.FAMILY] = 0;
-    return slot * s.slotSize;
+    return slot * s.txSlotSize;
   }
 
   /**

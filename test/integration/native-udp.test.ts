@@ -84,7 +84,7 @@ describe.skipIf(!load.ok)('native UDP addon', () => {
 
   /** Writes `bytes` into tx slot i with a destination (or none: family 0). */
   function put(sock: NativeUdpSocket, i: number, bytes: Uint8Array, to?: { family: 4 | 6; port: number; addr: number[] }): void {
-    sock.tx.set(bytes, i * sock.slotSize);
+    sock.tx.set(bytes, i * sock.txSlotSize);
     const m = i * Meta.INTS;
     sock.txMeta[m + Meta.LEN] = bytes.length;
     sock.txMeta[m + Meta.FLAGS] = 0;
@@ -213,6 +213,29 @@ describe.skipIf(!load.ok)('native UDP addon', () => {
     expect(sock.stats[Stat.TX_ERRORS]).toBe(2);
     await waitFor('the two good datagrams', () => p.inbox.length >= 2);
     expect(p.inbox.map((m) => m.msg.toString())).toEqual(['ok-1', 'ok-2']);
+  });
+
+  it('tx slots of their own size (txSlotSize): a header plus a body as large as an rx slot fits; past it, skipped', async () => {
+    const { sock, got } = nativeSocket({ slotSize: 64, txSlotSize: 128, slots: 4 });
+    expect(sock.slotSize).toBe(64);
+    expect(sock.txSlotSize).toBe(128);
+    expect(sock.tx.length).toBe(4 * 128);
+    expect(sock.rx.length).toBe(4 * 64);
+    const p = await peer();
+    const to = { family: 4 as const, port: p.address.port, addr: [0x7f000001, 0, 0, 0] };
+    put(sock, 0, Buffer.alloc(128, 1), to); // a whole tx slot: twice an rx slot
+    put(sock, 1, Buffer.alloc(120, 2), to); // at 128, not at 64
+    put(sock, 2, Buffer.alloc(8, 3), to);
+    sock.txMeta[2 * Meta.INTS + Meta.LEN] = 129; // past its slot
+    expect(sock.flush(3)).toBe(2);
+    expect(sock.stats[Stat.TX_ERRORS]).toBe(1);
+    await waitFor('the two datagrams', () => p.inbox.length >= 2);
+    expect(p.inbox[0]!.msg.equals(Buffer.alloc(128, 1))).toBe(true);
+    expect(p.inbox[1]!.msg.equals(Buffer.alloc(120, 2))).toBe(true);
+    // Receiving still stops at slotSize.
+    p.send(Buffer.alloc(100, 9), { family: 4, address: '127.0.0.1', port: sock.address().port });
+    await waitFor('the datagram', () => got.length >= 1);
+    expect(got[0]).toMatchObject({ len: 64, flags: Flag.TRUNCATED });
   });
 
   it('counts a send refused by the peer (ICMP port unreachable) instead of throwing', async () => {
@@ -507,7 +530,9 @@ describe.skipIf(!load.ok)('native UDP addon', () => {
     expect(() => new U({ ...ok, port: 70000 }, noop)).toThrow(RangeError);
     expect(() => new U({ ...ok, port: 1.5 }, noop)).toThrow(/integer from 0 to 65535/);
     expect(() => new U({ ...ok, slots: 0 }, noop)).toThrow(RangeError);
-    expect(() => new U({ ...ok, slotSize: 100 }, noop)).toThrow(/multiple of 8/);
+    expect(() => new U({ ...ok, slotSize: 100 }, noop)).toThrow(/slotSize must be a multiple of 8/);
+    expect(() => new U({ ...ok, txSlotSize: 100 }, noop)).toThrow(/txSlotSize must be a multiple of 8/);
+    expect(() => new U({ ...ok, txSlotSize: 32 }, noop)).toThrow(RangeError);
     expect(() => new U({ ...ok, connectAddress: '127.0.0.1' }, noop)).toThrow(/go together/);
     expect(() => new U({ ...ok, gso: 'yes' }, noop)).toThrow(/options.gso must be a boolean/);
 

@@ -130,6 +130,24 @@ for (const { io, skip } of paths) {
         }
       });
 
+      it('a HELLO as large as a datagram the director reads (9,216 bytes) reaches its node with the PROXY v2 header (it is held, then sent from a copy), and so does DATA', async () => {
+        const target = c.director.udp.find((t) => t.family === family)!;
+        const peer = await UdpPeer.open(family);
+        try {
+          const errors = await metric(c.director.admin, 'anchor_send_errors_total', { to: 'node' });
+          const id = randomBytes(16);
+          peer.send(encodeJv1(PacketType.HELLO, id, Buffer.alloc(9216 - 20, 1)), target);
+          await peer.next((m) => m[3] === PacketType.HELLO && m.subarray(4, 20).equals(id));
+          const data = Buffer.alloc(9216 - 20, 2);
+          peer.send(encodeJv1(PacketType.DATA, id, data), target);
+          const echo = await peer.next((m) => m[3] === PacketType.DATA && m.subarray(4, 20).equals(id));
+          expect(echo.subarray(20).equals(data)).toBe(true);
+          expect(await metric(c.director.admin, 'anchor_send_errors_total', { to: 'node' })).toBe(errors);
+        } finally {
+          peer.close();
+        }
+      });
+
       it('relays a node-initiated CLOSE and ends the session', async () => {
         const target = c.director.udp.find((t) => t.family === family)!;
         const peer = await UdpPeer.open(family);

@@ -7,7 +7,7 @@
 // The API in one paragraph: `new UdpSocket(options, onBatch)` binds (and optionally connects) a
 // non-blocking UDP socket that libuv polls. When readable it reads up to `slots` datagrams with one
 // recvmmsg into `rx` (slot i at i × slotSize) and calls `onBatch(count)` once; `rxMeta` holds
-// META_INTS int32 per slot (see Meta). To send, write bytes into `tx` slot i and its metadata into
+// META_INTS int32 per slot (see Meta). To send, write bytes into `tx` slot i (at i × txSlotSize) and its metadata into
 // `txMeta`, then `flush(n)` sends slots 0..n-1 with sendmmsg; a tx slot may also gather the bytes of an
 // rx slot of a `source` socket after its own (Meta.FLAGS = 1 + rx slot), so a relay copies nothing. With
 // `gso`, runs of datagrams to one destination and of one size go as one UDP_SEGMENT message.
@@ -77,6 +77,11 @@ export interface UdpSocketOptions {
   /** Bytes per slot (64..65536, a multiple of 8, default 2048). */
   readonly slotSize?: number;
   /**
+   * Bytes per tx slot (64..65536, a multiple of 8, default slotSize): larger than slotSize, a tx slot holds a
+   * header before a body copied from an rx slot of its full size (a datagram held, then sent with a header).
+   */
+  readonly txSlotSize?: number;
+  /**
    * Generic segmentation offload (default false): flush() sends each run of consecutive tx slots to one
    * destination and of one size (the last of a run may be shorter; at most 64 datagrams and 65,000 bytes)
    * as one sendmmsg message with UDP_SEGMENT, so the kernel's send path runs once per run; receivers
@@ -96,7 +101,10 @@ export interface NativeUdpSocket {
   readonly txMeta: Int32Array;
   readonly stats: Float64Array;
   readonly slots: number;
+  /** Bytes per rx slot: the largest datagram read whole. */
   readonly slotSize: number;
+  /** Bytes per tx slot (tx slot i at i × txSlotSize). */
+  readonly txSlotSize: number;
   readonly family: 4 | 6;
   readonly closed: boolean;
   /** Sends tx slots 0..count-1; returns how many the kernel took (the rest are in stats). */

@@ -14,7 +14,7 @@
  * loop, or keeps a datagram across flush() calls (UDP: a send that would block is counted as a drop).
  *
  * Metadata slot (int32 each; META_INTS = 8):
- *   [0] LEN     rx: bytes stored in the slot (≤ slotSize); tx: bytes to send from the own tx slot
+ *   [0] LEN     rx: bytes stored in the slot (≤ slotSize); tx: bytes to send from the own tx slot (≤ txSlotSize)
  *   [1] FLAGS   rx: FLAG_TRUNCATED when the datagram was larger than the slot (LEN = slotSize, the rest
  *               is lost); tx: SOURCE: 0, or 1 + an rx slot index of the `source` socket passed to
  *               flush(): that slot's bytes are sent after the own tx bytes (a gather send, no copy)
@@ -100,7 +100,8 @@ typedef struct udp_sock {
   int poll_active; /* the uv_poll_t was initialised and not yet closed by libuv */
   int finalized;   /* the JS object was garbage-collected */
   uint32_t slots;
-  uint32_t slot_size;
+  uint32_t slot_size;    /* rx slots */
+  uint32_t tx_slot_size; /* tx slots (options.txSlotSize, default slot_size): room for a header before a body as large as an rx slot's */
   uv_poll_t poll;
   napi_ref self;    /* strong while open: an open socket is never collected */
   napi_ref on_batch;
@@ -498,7 +499,9 @@ static void set_uint(napi_env env, napi_value obj, const char *name, uint32_t v)
 
 /* new UdpSocket(options, onBatch)
  *   options: { family: 4 | 6, address: string, port: number, recvBufferSize?, sendBufferSize?,
- *              connectAddress?, connectPort?, slots? (1..1024, 64), slotSize? (64..65536, 2048) }
+ *              connectAddress?, connectPort?, slots? (1..1024, 64), slotSize? (64..65536, 2048),
+ *              txSlotSize? (64..65536, slotSize: tx slots may be larger, for a header before a body as
+ *              large as an rx slot's) }
  *   onBatch(count): called with `this` = the socket after recvmmsg filled rx slots 0..count-1. */
 static napi_value sock_new(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -521,7 +524,7 @@ static napi_value sock_new(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_value opts = argv[0];
-  int64_t family = 0, port = 0, rcvbuf = 0, sndbuf = 0, cport = 0, slots = DEFAULT_SLOTS, slot_size = DEFAULT_SLOT_SIZE;
+  int64_t family = 0, port = 0, rcvbuf = 0, sndbuf = 0, cport = 0, slots = DEFAULT_SLOTS, slot_size = DEFAULT_SLOT_SIZE, tx_slot_size = 0;
   char addr[INET6_ADDRSTRLEN + 8], caddr[INET6_ADDRSTRLEN + 8];
   int r;
   if ((r = opt_int(env, opts, "family", 4, 6, &family)) < 0) return NULL;
@@ -543,6 +546,9 @@ static napi_value sock_new(napi_env env, napi_callback_info info) {
   if (opt_int(env, opts, "sendBufferSize", 0, INT32_MAX, &sndbuf) < 0) return NULL;
   if (opt_int(env, opts, "slots", 1, MAX_SLOTS, &slots) < 0) return NULL;
   if (opt_int(env, opts, "slotSize", MIN_SLOT_SIZE, MAX_SLOT_SIZE, &slot_size) < 0) return NULL;
+  int has_tx_slot = opt_int(env, opts, "txSlotSize", MIN_SLOT_SIZE, MAX_SLOT_SIZE, &tx_slot_size);
+  if (has_tx_slot < 0) return NULL;
+  if (has_tx_slot == 0) tx_slot_size = slot_size;
   int has_caddr = opt_str(env, opts, "connectAddress", caddr, sizeof caddr);
   if (has_caddr < 0) return NULL;
   int has_cport = opt_int(env, opts, "connectPort", 1, 65535, &cport);
@@ -556,6 +562,10 @@ static napi_value sock_new(napi_env env, napi_callback_info info) {
   if (opt_bool(env, opts, "testNoChecksum", &no_check) < 0) return NULL;
   if (slot_size % 8 != 0) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "anchor_udp: options.slotSize must be a multiple of 8");
+    return NULL;
+  }
+  if (tx_slot_size % 8 != 0) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "anchor_udp: options.txSlotSize must be a multiple of 8");
     return NULL;
   }
   sockaddr_any bind_sa, conn_sa;
@@ -583,6 +593,7 @@ static napi_value sock_new(napi_env env, napi_callback_info info) {
   s->family = (int)family;
   s->slots = (uint32_t)slots;
   s->slot_size = (uint32_t)slot_size;
+  s->tx_slot_size = (uint32_t)tx_slot_size;
   s->rx_msgs = calloc(s->slots, sizeof *s->rx_msgs);
   s->rx_iov = calloc(s->slots, sizeof *s->rx_iov);
   s->rx_names = calloc(s->slots, sizeof *s->rx_names);
@@ -612,10 +623,10 @@ static napi_value sock_new(napi_env env, napi_callback_info info) {
     throw_last(env, "napi_type_tag_object");
     return NULL;
   }
-  size_t slab = (size_t)s->slots * s->slot_size, meta = (size_t)s->slots * META_INTS * sizeof(int32_t);
+  size_t slab = (size_t)s->slots * s->slot_size, tx_slab = (size_t)s->slots * s->tx_slot_size, meta = (size_t)s->slots * META_INTS * sizeof(int32_t);
   s->rx = attach_array(env, self, "rx", napi_uint8_array, 1, slab);
   s->rx_meta = s->rx ? attach_array(env, self, "rxMeta", napi_int32_array, 4, meta) : NULL;
-  s->tx = s->rx_meta ? attach_array(env, self, "tx", napi_uint8_array, 1, slab) : NULL;
+  s->tx = s->rx_meta ? attach_array(env, self, "tx", napi_uint8_array, 1, tx_slab) : NULL;
   s->tx_meta = s->tx ? attach_array(env, self, "txMeta", napi_int32_array, 4, meta) : NULL;
   s->stats = s->tx_meta ? attach_array(env, self, "stats", napi_float64_array, 8, S_COUNT * sizeof(double)) : NULL;
   if (s->stats == NULL) {
@@ -625,6 +636,7 @@ static napi_value sock_new(napi_env env, napi_callback_info info) {
   }
   set_uint(env, self, "slots", s->slots);
   set_uint(env, self, "slotSize", s->slot_size);
+  set_uint(env, self, "txSlotSize", s->tx_slot_size);
   set_uint(env, self, "family", (uint32_t)s->family);
   for (uint32_t i = 0; i < s->slots; i++) {
     s->rx_iov[i].iov_base = s->rx + (size_t)i * s->slot_size;
@@ -760,11 +772,11 @@ static uint32_t build_msgs(udp_sock *s, udp_sock *src, uint32_t from, uint32_t c
     const int32_t *m = s->tx_meta + (size_t)i * META_INTS;
     int32_t len = m[M_LEN], from_slot = m[M_FLAGS];
     struct iovec *iov = &s->tx_iov[v];
-    int bad = len < 0 || (uint32_t)len > s->slot_size;
+    int bad = len < 0 || (uint32_t)len > s->tx_slot_size;
     size_t iovlen = 0;
     uint32_t total = 0;
     if (!bad && len > 0) {
-      iov[iovlen].iov_base = s->tx + (size_t)i * s->slot_size;
+      iov[iovlen].iov_base = s->tx + (size_t)i * s->tx_slot_size;
       iov[iovlen++].iov_len = (size_t)len;
       total += (uint32_t)len;
     }
