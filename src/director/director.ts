@@ -997,8 +997,9 @@ export class UdpDirector implements DataPath {
         stats.nodeControl.inc('held_reply');
         return;
       case 'revoke-ack':
-        stats.nodeControl.inc('revoke_ack');
-        this.#own.onRevokeAck(v.revoked, v.version, up.nodeId);
+        // One that matches no REVOKE pending to that node (a second acknowledgement of a REVOKE sent again,
+        // or one the node made up) is counted apart.
+        stats.nodeControl.inc(this.#own.onRevokeAck(v.revoked, v.version, up.nodeId) ? 'revoke_ack' : 'revoke_ack_unmatched');
         return;
       case 'bind':
         stats.nodeControl.inc('bind');

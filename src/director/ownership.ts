@@ -1148,12 +1148,13 @@ export class Ownership {
   }
 
   /** A node acknowledged REVOKE(version) for a session. */
-  onRevokeAck(id: string, version: bigint, node: string): void {
+  onRevokeAck(id: string, version: bigint, node: string): boolean {
     let p = this.#pendingRevoke(id);
     if ((p === undefined || p.version !== version) && this.#versionKeyed > 0) p = this.#pendingRevoke(`${id}/${version}`);
-    if (p === undefined || p.version !== version || p.node !== node) return;
+    if (p === undefined || p.version !== version || p.node !== node) return false;
     this.#forgetRevoke(p);
     this.#d.stats.revokes.inc('acknowledged');
+    return true;
   }
 
   /**

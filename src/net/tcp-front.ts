@@ -192,7 +192,14 @@ export class TcpFront {
       return;
     }
     stats.tcpAccepted++;
-    const src: Transport = { family: client.remoteFamily === 'IPv6' ? 6 : 4, address: client.remoteAddress ?? '', port: client.remotePort ?? 0 };
+    // A client that reset the connection before it was accepted has no address left to read: nothing to
+    // route, nor to answer.
+    if (client.remoteAddress === undefined || client.remotePort === undefined) {
+      stats.tcpRefused.inc('client_gone');
+      client.destroy();
+      return;
+    }
+    const src: Transport = { family: client.remoteFamily === 'IPv6' ? 6 : 4, address: client.remoteAddress, port: client.remotePort };
     const conn: Conn = {
       jv1: codec.name === 'jv1',
       client,
@@ -211,7 +218,12 @@ export class TcpFront {
       lastActive: 0,
     };
     this.#conns.add(conn);
+    // Gone before its preamble was complete (nothing decided yet, so nothing else counts it).
+    const goneEarly = (): void => {
+      if (conn.preambleTimer !== null && !conn.closed) stats.tcpRefused.inc('client_gone');
+    };
     const clientGone = (): void => {
+      goneEarly();
       if (!conn.closed) conn.clientLeft = true;
       this.#destroy(conn);
     };
@@ -249,13 +261,16 @@ export class TcpFront {
       const out = this.#d.core.onTcpPreamble(v.type, v.sessionId, src, transportKey(src), buf.length, this.#d.clock.now());
       this.#flushExpired();
       void this.#decided(conn, out, buf).catch((err: unknown) => {
+        stats.tcpRefused.inc('internal_error');
         this.#d.logger.warn({ err }, 'tcp connection failed');
         this.#destroy(conn);
       });
     };
     client.on('data', onData);
     client.on('end', () => {
-      if (conn.upstream === null) this.#destroy(conn); // ended before it was routed
+      if (conn.upstream !== null) return;
+      goneEarly();
+      this.#destroy(conn); // ended before it was routed
     });
   }
 
@@ -291,7 +306,13 @@ export class TcpFront {
         // Transitions are followed only once the connection is bound: one that ran while the front was
         // connecting (a drain's freeze or transfer, an end) must not be missed.
         if (!this.#stillRoutable(conn, rec, owner, version)) return;
-        this.#send(up, rec, conn, rec.version, 0, out.seq, first);
+        try {
+          this.#send(up, rec, conn, rec.version, 0, out.seq, first);
+        } catch (err) {
+          // Not one byte reached the owner: end the session rather than strand it (then said by the caller).
+          this.#d.ownership.terminateRecord(rec, 'connection_closed', 'tcp');
+          throw err;
+        }
         this.#bind(conn, rec);
         this.#pipe(conn, up, rec, Buffer.alloc(0));
         return;

@@ -169,7 +169,7 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
   plain(reg, 'anchor_node_datagrams_relayed_total', 'Node datagrams relayed to the session\'s bound client transport.', () => s.relayed);
   plain(reg, 'anchor_client_bytes_sent_total', 'Bytes sent to clients (relayed replies and REJECTs).', () => s.relayedBytes);
   labeled(reg, 'anchor_node_datagrams_dropped_total', 'Node datagrams dropped, by reason (node_not_owner: a reply from a node that does not own the session).', 'reason', () => s.nodeDropped);
-  labeled(reg, 'anchor_node_control_total', 'Node datagrams consumed by the director: bind (a jump confirmed), bind_conflict (a stale BIND), rebind (a TCP reconnect from the ip:port the session is bound to, confirmed: no store write), revoke_ack, held_reply.', 'kind', () => s.nodeControl);
+  labeled(reg, 'anchor_node_control_total', 'Node datagrams consumed by the director: bind (a jump confirmed), bind_conflict (a stale BIND), rebind (a TCP reconnect from the ip:port the session is bound to, confirmed: no store write), revoke_ack (of a REVOKE pending to that node), revoke_ack_unmatched (of none: a second acknowledgement of a REVOKE sent again, or a forged one; nothing changes), held_reply.', 'kind', () => s.nodeControl);
   labeled(reg, 'anchor_security_events_total', 'SECURITY_EVENT audit lines, by cause (aborted transitions, non-owner replies or BINDs, unacknowledged REVOKEs).', 'cause', () => s.securityEvents);
   labeled(reg, 'anchor_revokes_total', 'REVOKEs sent to former owners, acknowledged, and left unacknowledged after every retry.', 'outcome', () => s.revokes);
   labeled(reg, 'anchor_remote_changes_total', 'Session changes made by other directors (shared store) and applied here, by kind; not_held: a session this director\'s table could not hold (session.max reached, or a stored transport it cannot read), so it is missing from this director\'s view (a drain through it asks the store before it completes).', 'kind', () => s.remoteChanges);
@@ -197,7 +197,7 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
     },
   });
   plain(reg, 'anchor_tcp_connections_accepted_total', 'TCP client connections accepted by the TCP front.', () => s.tcpAccepted);
-  labeled(reg, 'anchor_tcp_connections_refused_total', 'TCP client connections closed by the director, by reason (preamble_timeout, malformed_*, not_mine, reject_*, bind_timeout, bind_missing, upstream_connect, client_gone, idle_timeout, max_connections, …).', 'reason', () => s.tcpRefused);
+  labeled(reg, 'anchor_tcp_connections_refused_total', 'TCP client connections closed by the director, by reason (preamble_timeout, malformed_*, not_mine, reject_*, bind_timeout, bind_missing, upstream_connect, client_gone (also before its preamble was complete, or reset before it was accepted), idle_timeout, max_connections, internal_error (logged: tcp connection failed), …).', 'reason', () => s.tcpRefused);
   plain(reg, 'anchor_tcp_preamble_timeouts_total', 'TCP connections that did not present their JV1 header within tcp.preamble_timeout_ms.', () => s.tcpPreambleTimeouts);
   new Counter({
     name: 'anchor_tcp_bytes_total',

@@ -103,6 +103,13 @@ describe('a reply from a node that does not own the session', () => {
       const audit = (await (await fetch(`${c2.director.admin}/v1/audit?limit=1000`)).json()) as { items: { event: string; cause: string; actor: string }[] };
       expect(audit.items.some((l) => l.event === 'SECURITY_EVENT' && l.cause === 'reply_from_non_owner' && l.actor === 'node-d')).toBe(true);
       expect(client.inbox.filter((m) => m.msg.includes(Buffer.from('hijack')))).toEqual([]);
+      // An acknowledgement of a REVOKE it was never sent: counted apart, nothing else changes.
+      const acks = await metric(c2.director.admin, 'anchor_node_control_total', { kind: 'revoke_ack' });
+      const version = Buffer.alloc(8);
+      version.writeBigUInt64BE(7n);
+      for (let i = 0; i < 3; i++) rogue.send(encodeJv1(PacketType.REVOKE, victim!, version), { family: 4, address: rogueFrom!.address, port: rogueFrom!.port });
+      await waitFor('the unmatched acks counted', async () => (await metric(c2.director.admin, 'anchor_node_control_total', { kind: 'revoke_ack_unmatched' })) === 3);
+      expect(await metric(c2.director.admin, 'anchor_node_control_total', { kind: 'revoke_ack' })).toBe(acks);
     } finally {
       client.close();
       rogue.close();

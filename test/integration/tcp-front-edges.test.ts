@@ -245,7 +245,7 @@ describe('TCP front: connections that end in an unusual order', () => {
     expect(front.splicedConnections).toBe(1);
   });
 
-  it('connections that close before their preamble are not preamble timeouts (a silent one is)', async () => {
+  it('connections that close or reset before their preamble are counted client_gone, once each, not preamble timeouts (a silent one is)', async () => {
     const h = harness();
     const front = await startTcpFront(h, [{ id: 'node-a', port: 9 }], { preambleTimeoutMs: 300 });
     cleanups.push(() => front.close());
@@ -255,10 +255,17 @@ describe('TCP front: connections that end in an unusual order', () => {
       c.end();
       await once(c, 'close');
     }
-    await client(front.addresses[0]!.port); // opened after the five: its timer fires after theirs would have
+    for (let i = 0; i < 3; i++) {
+      const c = await client(front.addresses[0]!.port);
+      c.write(Buffer.from('JV\x01\x02\x00'));
+      await waitFor('the bytes read', () => h.stats.tcpAccepted === 6 + i || undefined, { timeoutMs: 5000 });
+      c.resetAndDestroy();
+    }
+    await waitFor('every connection closed', () => front.openConnections === 0 || undefined, { timeoutMs: 5000 });
+    await client(front.addresses[0]!.port); // opened after the others: its timer fires after theirs would have
     await waitFor('the silent connection to time out', () => h.stats.tcpPreambleTimeouts > 0 || undefined, { timeoutMs: 5000 });
     expect(h.stats.tcpPreambleTimeouts).toBe(1);
-    expect(refused(h)).toEqual({ preamble_timeout: 1 });
+    expect(refused(h)).toEqual({ preamble_timeout: 1, client_gone: 8 });
   });
 
   it('a reattach the owner never BINDs is counted once (bind_timeout)', async () => {

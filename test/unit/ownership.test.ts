@@ -1034,11 +1034,12 @@ describe('REVOKE acknowledgement', () => {
     const from = await moved(h);
     expect(h.path.revokes).toHaveLength(1);
     expect(h.own.revokesTo(from)).toEqual({ pending: 1, unacknowledged: 0 });
-    // Acks that do not match are ignored: another node, another version.
-    h.own.onRevokeAck(ID, 3n, other(from));
-    h.own.onRevokeAck(ID, 2n, from);
+    // Acks that do not match are ignored (and said so, for the metric): another node, another version.
+    expect(h.own.onRevokeAck(ID, 3n, other(from))).toBe(false);
+    expect(h.own.onRevokeAck(ID, 2n, from)).toBe(false);
     expect(h.own.pendingRevokes).toBe(1);
-    h.own.onRevokeAck(ID, 3n, from);
+    expect(h.own.onRevokeAck(ID, 3n, from)).toBe(true);
+    expect(h.own.onRevokeAck(ID, 3n, from)).toBe(false); // a second one: nothing pending any more
     expect(h.own.pendingRevokes).toBe(0);
     expect(h.own.revokesTo(from)).toEqual({ pending: 0, unacknowledged: 0 });
     expect(h.stats.revokes.get('acknowledged')).toBe(1);
