@@ -217,7 +217,8 @@ export class DrainCoordinator {
   /**
    * Starts draining `node`. A drain already running for it is returned as it is — except that a failover
    * of a node whose drain is still waiting (mode `wait`) makes that drain migrate its sessions now
-   * (`escalated`): a failover never waits.
+   * (`escalated`): a failover never waits; and a drain in mode `migrate` asked for then makes it migrate
+   * now too, as its deadline would (`escalated`; its cause stays `drain`).
    */
   start(node: string, req: { mode: DrainMode; deadlineS: number; cause: DrainCause; actor: string; stopAdmissions?: boolean }): { view: DrainView; created: boolean; escalated?: boolean } {
     const running = this.#active(node);
@@ -236,6 +237,15 @@ export class DrainCoordinator {
       running.migratingSince = now;
       running.lastTick = now;
       this.#d.logger.info({ drain: running.id, node, actor: req.actor }, 'failover: the waiting drain migrates its sessions now');
+      const view = this.#view(running);
+      this.#d.publish?.(view);
+      return { view, created: false, escalated: true };
+    }
+    if (running !== undefined && running.state === 'waiting' && req.cause === 'drain' && req.mode === DrainMode.MIGRATE) {
+      running.state = 'running';
+      running.migratingSince = now;
+      running.lastTick = now;
+      this.#d.logger.info({ drain: running.id, node, actor: req.actor }, 'drain: the waiting drain migrates its sessions now (a migrate drain was asked for)');
       const view = this.#view(running);
       this.#d.publish?.(view);
       return { view, created: false, escalated: true };

@@ -459,13 +459,18 @@ describe('DrainCoordinator', () => {
     expect(parseDrainView(missing)).toBeNull();
   });
 
-  it('a second start for the same node returns the running drain (created false)', async () => {
+  it('a second start for the same node returns the running drain (created false); a migrate drain asked for while a wait drain waits makes it migrate now', async () => {
     const r = await rig('node-b', 5);
     const first = r.drains.start('node-b', { mode: 'wait', deadlineS: 60, cause: 'drain', actor: 'op' });
-    const second = r.drains.start('node-b', { mode: 'migrate', deadlineS: 0, cause: 'drain', actor: 'someone-else' });
+    const second = r.drains.start('node-b', { mode: 'wait', deadlineS: 10, cause: 'drain', actor: 'someone-else' });
     expect(first.created).toBe(true);
     expect(second.created).toBe(false);
+    expect(second.escalated).toBeUndefined();
     expect(second.view).toMatchObject({ id: first.view.id, mode: 'wait', state: 'waiting' });
+    const third = r.drains.start('node-b', { mode: 'migrate', deadlineS: 0, cause: 'drain', actor: 'someone-else' });
+    expect(third).toMatchObject({ created: false, escalated: true, view: { id: first.view.id, mode: 'wait', state: 'running', cause: 'drain' } });
+    const done = await waitFor('the escalated drain finished', finished(r, first.view.id));
+    expect(done).toMatchObject({ state: 'completed', moved: 5, remaining: 0, cause: 'drain' });
     expect(r.draining).toEqual([['node-b', true]]);
     expect(r.drains.list()).toHaveLength(1);
     // Another node gets its own drain.
