@@ -116,16 +116,13 @@ export function staleFreezeMs(quiesceMs: number): number {
   return Math.max(5000, 4 * quiesceMs);
 }
 
-/** What `path` is when it exists and is not a regular file ("a directory"...), else null. */
+/** 'a directory' when `path` is one, else null (a file, missing, or a device or pipe an operator chose). */
 function notAFile(path: string): string | null {
-  let st;
   try {
-    st = statSync(path);
+    return statSync(path).isDirectory() ? 'a directory' : null;
   } catch {
     return null; // missing (created at start) or unreadable (said by the open, with its error)
   }
-  if (st.isFile()) return null;
-  return st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'not a regular file';
 }
 
 export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Promise<Anchor> {
@@ -706,6 +703,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
           state: n.state,
           health: n.health,
           sessions: c.table.countByOwner(n.id),
+          takes_sessions: membership.takesSessions(n.id),
         }),
       ),
     hasNode: (id) => membership.get(id) !== undefined,
@@ -738,9 +736,15 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       return { ok: true, value: { id, state: 'TERMINATED', version: r.note.toVersion.toString() } };
     },
     drain: (node, req) => {
-      // One drain per node in the cluster: a drain running on another director is answered as it is.
+      // One drain per node in the cluster: a drain running on another director is answered as it is — except
+      // that a migrate drain asked for while that one waits is that director's to start (as for a failover).
       const elsewhere = drains.activeElsewhere(node);
-      if (elsewhere !== undefined && drains.active(node) === undefined) return { ok: true, value: elsewhere, status: 200 };
+      if (elsewhere !== undefined && drains.active(node) === undefined) {
+        if (req.mode === 'migrate' && elsewhere.state === 'waiting') {
+          return refuse(409, 'drain_elsewhere', `a drain of ${node} (${elsewhere.id}) is waiting on director ${elsewhere.director}: ask that director for the migrate drain, or undrain the node first`);
+        }
+        return { ok: true, value: elsewhere, status: 200 };
+      }
       const r = drains.start(node, { mode: req.mode, deadlineS: req.deadlineS ?? config.drain.node_deadline_s, cause: 'drain', actor: 'admin' });
       return { ok: true, value: r.view, status: r.created ? 202 : 200 };
     },
@@ -828,13 +832,22 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     await close();
     throw err;
   }
-  if (config.backend.encapsulation === 'ppv2') {
-    // A datagram socket cannot tell which of the host's addresses a datagram arrived on: on a wildcard
-    // listener the PROXY v2 destination is the wildcard itself (TCP connections give their own).
-    for (const a of director.addresses) {
-      if (isUnspecified(a.address)) logger.warn({ listener: transportKey(a) }, 'UDP listener on a wildcard address: nodes see it as the PROXY v2 destination, not the address each datagram arrived on; list the addresses to listen on to give them the real one');
+  // On a wildcard listener the native data path reads which of the host's addresses each datagram was sent
+  // to (IP_PKTINFO): its reply leaves from that address and its node is told it. node:dgram cannot (TCP
+  // connections always give their own).
+  const learns = director.learnsLocalAddress;
+  director.addresses.forEach((a, i) => {
+    if (!isUnspecified(a.address)) return;
+    if (learns[i] === true) logger.info({ listener: transportKey(a) }, 'UDP listener on a wildcard address: replies leave from the address each client sent to, and nodes see it as the PROXY v2 destination');
+    else {
+      logger.warn(
+        { listener: transportKey(a) },
+        config.backend.encapsulation === 'ppv2'
+          ? 'UDP listener on a wildcard address without the native UDP I/O: replies leave from the address the routing table picks, which may not be the one the client sent to, and nodes see the wildcard as the PROXY v2 destination; list the addresses to listen on (or use socket.native)'
+          : 'UDP listener on a wildcard address with transparent forwarding: replies leave from the address the routing table picks, which may not be the one the client sent to; list the addresses to listen on',
+      );
     }
-  }
+  });
   logger.info({ udp: director.addresses.map(transportKey), udp_io: director.nativeIo ? 'native' : 'dgram', udp_gso: director.nativeIo && config.socket.gso, tcp: (tcp?.addresses ?? []).map(transportKey), tcp_io: tcp?.dataPath ?? null, admin: transportKey(admin.address), nodes: config.nodes.length, director: directorId }, 'director started');
 
   return {

@@ -21,6 +21,8 @@ export interface NodeView {
   readonly state: string;
   readonly health: string;
   readonly sessions: number;
+  /** Whether new sessions are placed on it now (active, healthy or not checked, and in a cluster its active state in the store). */
+  readonly takes_sessions: boolean;
 }
 
 export interface SessionView {

@@ -193,7 +193,8 @@ export function formatStatus(ready: unknown, nodes: unknown, drains: unknown, no
     '',
     table(
       ['NODE', 'ADDRESS', 'STATE', 'HEALTH', 'WEIGHT', 'SESSIONS', ''],
-      items.map((n, i) => [n.id, n.address, n.state, n.health, n.weight, n.sessions, bar((counts[i] as number) / max, 20).trimEnd()]),
+      // An active node that takes no new sessions says so (a cluster: its active state not yet in the store).
+      items.map((n, i) => [n.id, n.address, n.state === 'active' && n.health !== 'unhealthy' && n.takes_sessions === false ? 'active (held)' : n.state, n.health, n.weight, n.sessions, bar((counts[i] as number) / max, 20).trimEnd()]),
       { right: [4, 5] },
     ),
   ];

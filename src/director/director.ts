@@ -9,7 +9,7 @@
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { encodeReject, encodeRevoke, JV1_HEADER_LEN, REVOKE_PAYLOAD_LEN, writeRevoke } from '../codec/jv1.js';
-import { sameTransport, transportKey } from '../codec/ip.js';
+import { isUnspecified, sameTransport, transportKey } from '../codec/ip.js';
 import { createPpv2Prefix, createPpv2Template, PP2_ANCHOR_TLVS_FIXED_LEN, PP2_FIXED_LEN, PP2_OWNER_MAX_LEN, ppv2HeaderLength, stampPpv2, writePpv2 } from '../codec/ppv2.js';
 import { RejectReason, type Transport } from '../codec/types.js';
 import type { Logger } from '../obs/logger.js';
@@ -17,7 +17,7 @@ import { type CounterCell, type DirectorStats, rejectLabel } from '../obs/stats.
 import type { Candidate, SessionRecord } from '../session/table.js';
 import type { Clock } from '../util/clock.js';
 import { DEFAULT_PORT_QUARANTINE_MS, type HeldPort, PortQuarantine } from '../net/port-quarantine.js';
-import { destOf, PeerCache } from '../net/native/addr.js';
+import { addressText, destOf, PeerCache } from '../net/native/addr.js';
 import { Flag, Meta, type NativeUdpBinding, type NativeUdpCounters, type NativeUdpSocket, Stat } from '../net/native/index.js';
 import { SessionHeaders, type SessionHeader } from './header-cache.js';
 import { type ClientOutcome, type DirectorCore, type Forward, TCP_LISTENER, type TransitionNote } from './core.js';
@@ -77,12 +77,24 @@ interface Listener {
   readonly socket: dgram.Socket | null;
   /** The native path: the socket and its pending sends. */
   readonly native: NativeIo | null;
+  /** What nodes are told the datagram was sent to (PROXY v2 destination). */
   address: Transport;
+  /**
+   * A listener of one of the host's addresses on a configured wildcard listener's socket (native, read with
+   * pktinfo): that address as Meta.LOCAL words, which its replies leave from. Null for a configured one.
+   */
+  readonly local: Int32Array | null;
+  /** The configured listener whose socket it is (its own index for a configured one). */
+  readonly base: number;
+  /** A configured wildcard listener read with pktinfo: the listeners of the addresses met on it so far. */
+  readonly byAddress: number[] | null;
 }
 
 /** A native socket and the sends queued in its send slab (flushed at the end of a batch, or at once). */
 interface NativeIo {
   readonly s: NativeUdpSocket;
+  /** Read with pktinfo: every send names its source address (Meta.LOCAL; all 0 for the kernel's choice). */
+  readonly pktinfo: boolean;
   /**
    * The last Buffer view made of each receive slot: the next datagram of the same length in that slot
    * reuses it (a view is fixed to its bytes' place and length, which is all that a datagram's view is).
@@ -104,6 +116,13 @@ interface NativeIo {
   /** Counts sends the kernel did not take. */
   readonly dropped: (n: number) => void;
 }
+
+/**
+ * Listeners of the host's addresses made on wildcard listeners (one per address a client sent to, for
+ * as long as the director runs); past it, a datagram to another address is handled on its wildcard
+ * listener (its reply leaves by the routing table's choice of source, as on node:dgram).
+ */
+const MAX_ADDRESS_LISTENERS = 256;
 
 /** Datagram bytes per native receive slot: jumbo frames fit; a larger datagram is dropped (`oversize`). */
 const NATIVE_SLOT_SIZE = 9216;
@@ -284,13 +303,23 @@ export class UdpDirector implements DataPath {
 
   /** The native sockets of the client listeners or of the node links (none on node:dgram). */
   #nativeIos(kind: 'client' | 'node'): NativeIo[] {
-    const all = kind === 'client' ? this.#listeners.map((l) => l.native) : [...this.#upstreams.values()].map((u) => u.native);
+    const all = kind === 'client' ? this.#configured().map((l) => l.native) : [...this.#upstreams.values()].map((u) => u.native);
     return all.filter((io) => io !== null);
   }
 
   /** The bound listener addresses (ports resolved when the config said 0). */
   get addresses(): Transport[] {
-    return this.#listeners.map((l) => l.address);
+    return this.#configured().map((l) => l.address);
+  }
+
+  /** The configured listeners (not those of host addresses met on a wildcard one: they share its socket). */
+  #configured(): Listener[] {
+    return this.#listeners.filter((l) => l.local === null);
+  }
+
+  /** Whether each configured UDP listener learns the address each datagram was sent to (a native wildcard one). */
+  get learnsLocalAddress(): boolean[] {
+    return this.#configured().map((l) => l.byAddress !== null);
   }
 
   async start(): Promise<void> {
@@ -320,7 +349,7 @@ export class UdpDirector implements DataPath {
     this.#closed = true;
     if (this.#tick) clearInterval(this.#tick);
     for (const id of [...this.#perSession.keys()]) this.#closeSessionSocket(id);
-    const all = [...this.#listeners.map((l) => l.socket), ...[...this.#upstreams.values()].map((u) => u.socket)].filter((s) => s !== null);
+    const all = [...this.#configured().map((l) => l.socket), ...[...this.#upstreams.values()].map((u) => u.socket)].filter((s) => s !== null);
     for (const io of [...this.#nativeIos('client'), ...this.#nativeIos('node')]) {
       this.#flushIo(io);
       io.closed = true;
@@ -330,7 +359,7 @@ export class UdpDirector implements DataPath {
   }
 
   /** A native socket (bound, and connected when `peer` is given) whose batches go to `onBatch`. */
-  #openNative(addr: Transport, peer: Transport | null, kind: 'client' | 'node', onBatch: (io: NativeIo, count: number) => void): NativeIo {
+  #openNative(addr: Transport, peer: Transport | null, kind: 'client' | 'node', onBatch: (io: NativeIo, count: number) => void, pktinfo = false): NativeIo {
     const binding = this.#native as NativeUdpBinding;
     const stats = this.#d.stats;
     let io: NativeIo | null = null;
@@ -348,6 +377,7 @@ export class UdpDirector implements DataPath {
           slotSize: NATIVE_SLOT_SIZE,
           txSlotSize: NATIVE_TX_SLOT_SIZE,
           gso: this.#opts.gso ?? true,
+          ...(pktinfo ? { pktinfo: true } : {}),
         },
         (count) => {
           if (io !== null) onBatch(io, count);
@@ -359,20 +389,23 @@ export class UdpDirector implements DataPath {
       const where = peer === null ? transportKey(addr) : `${transportKey(addr)} → ${transportKey(peer)}`;
       throw Object.assign(new Error(`${e.message} (${where})`, { cause: err }), { code: e.code, syscall: e.syscall });
     }
-    io = { s, views: [], txb: Buffer.from(s.tx.buffer, s.tx.byteOffset, s.tx.byteLength), n: 0, source: null, dirty: false, closed: false, dropped: (n) => stats.sendErrors.inc(kind, n) };
+    io = { s, pktinfo, views: [], txb: Buffer.from(s.tx.buffer, s.tx.byteOffset, s.tx.byteLength), n: 0, source: null, dirty: false, closed: false, dropped: (n) => stats.sendErrors.inc(kind, n) };
     return io;
   }
 
   async #openListener(index: number, addr: Transport): Promise<void> {
     if (this.#native !== null) {
-      const h = this.#clientHandlers(index);
-      const io = this.#openNative(addr, null, 'client', (x, count) => this.#batch(x, count, h.truncated, h.datagram));
+      // On a wildcard address each datagram's local address is read (pktinfo): its reply leaves from that
+      // address, and its node is told it, through a listener of that address (#addressListener).
+      const wildcard = isUnspecified(addr.address);
+      const h = this.#clientHandlers(index, wildcard);
+      const io = this.#openNative(addr, null, 'client', (x, count) => this.#batch(x, count, h.truncated, h.datagram), wildcard);
       const a = io.s.address();
-      this.#listeners.push({ socket: null, native: io, address: { family: addr.family, address: a.address, port: a.port } });
+      this.#listeners.push({ socket: null, native: io, address: { family: addr.family, address: a.address, port: a.port }, local: null, base: index, byAddress: wildcard ? [] : null });
       return;
     }
     const socket = dgram.createSocket({ type: socketType(addr.family), ipv6Only: addr.family === 6, lookup: literalLookup as never });
-    const l: Listener = { socket, native: null, address: addr };
+    const l: Listener = { socket, native: null, address: addr, local: null, base: index, byAddress: null };
     socket.on('message', (msg, rinfo) => this.#onClientDgram(index, msg, rinfo));
     socket.on('error', (err) => this.#d.logger.error({ err, listener: transportKey(addr) }, 'listener socket error'));
     // Listening is awaited before binding: with an in-place lookup, bind() may report it synchronously.
@@ -484,7 +517,7 @@ export class UdpDirector implements DataPath {
   }
 
   /** The per-datagram handlers of a native listener (made once per socket, not per batch). */
-  #clientHandlers(listener: number): { truncated: () => void; datagram: (msg: Buffer, meta: Int32Array, m: number, now: number) => void } {
+  #clientHandlers(listener: number, byAddress: boolean): { truncated: () => void; datagram: (msg: Buffer, meta: Int32Array, m: number, now: number) => void } {
     return {
       truncated: () => {
         this.#d.stats.clientReceived++;
@@ -492,9 +525,35 @@ export class UdpDirector implements DataPath {
       },
       datagram: (msg, meta, m, now) => {
         const peer = this.#peers.get(meta, m);
-        this.#onClient(listener, msg, peer.t.address, peer.t.port, peer.t.family, now, peer.t, peer.key);
+        this.#onClient(byAddress ? this.#addressListener(listener, meta, m + Meta.LOCAL) : listener, msg, peer.t.address, peer.t.port, peer.t.family, now, peer.t, peer.key);
       },
     };
+  }
+
+  /**
+   * The listener of the host address a datagram on wildcard listener `base` was sent to (its Meta.LOCAL
+   * words at `at`): made the first time that address is met (at most MAX_ADDRESS_LISTENERS), sharing the
+   * wildcard's socket. `base` itself when the address is not known (all 0) or past the bound.
+   */
+  #addressListener(base: number, meta: Int32Array, at: number): number {
+    const w0 = meta[at] as number;
+    const w1 = meta[at + 1] as number;
+    const w2 = meta[at + 2] as number;
+    const w3 = meta[at + 3] as number;
+    if ((w0 | w1 | w2 | w3) === 0) return base;
+    const b = this.#listeners[base] as Listener;
+    const known = b.byAddress as number[];
+    for (let k = 0; k < known.length; k++) {
+      const i = known[k] as number;
+      const local = (this.#listeners[i] as Listener).local as Int32Array;
+      if (local[0] === w0 && local[1] === w1 && local[2] === w2 && local[3] === w3) return i;
+    }
+    if (this.#listeners.length - this.#configured().length >= MAX_ADDRESS_LISTENERS) return base;
+    const local = Int32Array.of(w0, w1, w2, w3);
+    const address = addressText(b.address.family, local, 0);
+    this.#listeners.push({ socket: null, native: b.native, address: { family: b.address.family, address, port: b.address.port }, local, base, byAddress: null });
+    known.push(this.#listeners.length - 1);
+    return this.#listeners.length - 1;
   }
 
   #onClientDgram(listener: number, msg: Buffer, rinfo: dgram.RemoteInfo): void {
@@ -601,7 +660,7 @@ export class UdpDirector implements DataPath {
    * batch the send is flushed at once. False when it was not queued (the socket closed, or too long for a
    * send slot: counted as a send error).
    */
-  #sendNative(io: NativeIo, head: Uint8Array | null, flags: number, seq: number, body: Uint8Array, dest: Int32Array | null, kind: 'node' | 'client', destAt = 0): boolean {
+  #sendNative(io: NativeIo, head: Uint8Array | null, flags: number, seq: number, body: Uint8Array, dest: Int32Array | null, kind: 'node' | 'client', destAt = 0, local: Int32Array | null = null): boolean {
     if (io.closed) return false;
     const s = io.s;
     const gather = body === this.#rxMsg && this.#rxSocket !== null;
@@ -638,6 +697,15 @@ export class UdpDirector implements DataPath {
       meta[d + 3] = dest[destAt + 3] as number;
       meta[d + 4] = dest[destAt + 4] as number;
       meta[d + 5] = dest[destAt + 5] as number;
+    }
+    if (io.pktinfo) {
+      // The source address of a reply (the one its client sent to), or none (all 0): set on every send,
+      // the slot's last datagram may have had one.
+      const o = m + Meta.LOCAL;
+      meta[o] = local === null ? 0 : (local[0] as number);
+      meta[o + 1] = local === null ? 0 : (local[1] as number);
+      meta[o + 2] = local === null ? 0 : (local[2] as number);
+      meta[o + 3] = local === null ? 0 : (local[3] as number);
     }
     if (!this.#inBatch) this.#endBatch();
     return true;
@@ -1019,11 +1087,11 @@ export class UdpDirector implements DataPath {
   #toClient(i: number, bytes: Uint8Array, to: Transport, cb?: (err: Error | null) => void, known: Int32Array | null = null, knownAt = 0): void {
     const l = this.#listeners[i] as Listener;
     if (l.native !== null) {
-      if (known !== null) this.#sendNative(l.native, null, 0, -1, bytes, known, 'client', knownAt);
+      if (known !== null) this.#sendNative(l.native, null, 0, -1, bytes, known, 'client', knownAt, l.local);
       else {
         const dest = destOf(to);
         if (dest === null) this.#d.stats.sendErrors.inc('client');
-        else this.#sendNative(l.native, null, 0, -1, bytes, dest, 'client');
+        else this.#sendNative(l.native, null, 0, -1, bytes, dest, 'client', 0, l.local);
       }
       return;
     }

@@ -827,7 +827,7 @@ export class Ownership {
     if (to !== undefined) {
       if (!this.#d.knownNode(to)) return { ok: false, session: id, reason: 'bad_target', message: `no node "${to}"`, invalidTarget: true };
       if (to === from) return { ok: false, session: id, reason: 'bad_target', message: `session ${id} is already on ${to}`, invalidTarget: true };
-      if (!this.#d.eligible(to)) return { ok: false, session: id, reason: 'bad_target', message: `node "${to}" takes no sessions (draining or unhealthy)` };
+      if (!this.#d.eligible(to)) return { ok: false, session: id, reason: 'bad_target', message: `node "${to}" takes no sessions (draining, unhealthy, or in a cluster its active state not yet in the store)` };
       return { i, rec, from, to, frozenSince: Number.NaN, keyOf: null, key: '' };
     }
     const picked = core.ring.pickExcluding(idBytesInto(rec.id, this.#pickId), this.#leaving(leaving, from));

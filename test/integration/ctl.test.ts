@@ -187,7 +187,7 @@ describe('anchor ctl against a real director', { timeout: 180_000 }, () => {
     const victim = (await json<{ items: { id: string; owner: string }[] }>(['sessions', '--node', 'node-b', '--limit', '1'])).items[0]!;
     const refused = await ctl(['migrate', victim.id, '--to', 'node-a']);
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toContain('refused by the director (HTTP 400 bad_target): node "node-a" takes no sessions (draining or unhealthy)');
+    expect(refused.stderr).toContain('refused by the director (HTTP 400 bad_target): node "node-a" takes no sessions (draining, unhealthy, or in a cluster its active state not yet in the store)');
 
     const un = await ctl(['undrain', 'node-a']);
     expect(un.code).toBe(0);

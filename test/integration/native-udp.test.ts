@@ -238,6 +238,36 @@ describe.skipIf(!load.ok)('native UDP addon', () => {
     expect(got[0]).toMatchObject({ len: 64, flags: Flag.TRUNCATED });
   });
 
+  it('pktinfo: each datagram\'s local address in LOCAL (IPv4, IPv6); a send naming its source address in LOCAL goes out; without pktinfo LOCAL stays 0', async () => {
+    for (const [family, address, words] of [
+      [4, '127.0.0.1', [0x7f000001, 0, 0, 0]],
+      [6, '::1', [0, 0, 0, 1]],
+    ] as const) {
+      const { sock, got } = nativeSocket({ family, address, pktinfo: true, slots: 4 });
+      const plain = nativeSocket({ family, address, slots: 4 });
+      const p = await peer(family);
+      p.send(Buffer.from('to-pktinfo'), { family, address, port: sock.address().port });
+      p.send(Buffer.from('to-plain'), { family, address, port: plain.sock.address().port });
+      await waitFor('both datagrams', () => got.length >= 1 && plain.got.length >= 1);
+      expect(Array.from(sock.rxMeta.subarray(Meta.LOCAL, Meta.LOCAL + 4), (x) => x >>> 0)).toEqual(words);
+      expect(Array.from(plain.sock.rxMeta.subarray(Meta.LOCAL, Meta.LOCAL + 4))).toEqual([0, 0, 0, 0]);
+      // A reply from the address the datagram was sent to (LOCAL), and one leaving it to the kernel (0).
+      const to = { family, port: p.address.port, addr: family === 4 ? [0x7f000001, 0, 0, 0] : [0, 0, 0, 1] };
+      put(sock, 0, Buffer.from('from-local'), to);
+      sock.txMeta.set(words.map((w) => w | 0), Meta.LOCAL);
+      put(sock, 1, Buffer.from('from-any'), to);
+      sock.txMeta.fill(0, Meta.INTS + Meta.LOCAL, Meta.INTS + Meta.LOCAL + 4);
+      expect(sock.flush(2)).toBe(2);
+      await waitFor('the two replies', () => p.inbox.length >= 2);
+      expect(p.inbox.map((m) => [m.msg.toString(), m.from.address])).toEqual([
+        ['from-local', address],
+        ['from-any', address],
+      ]);
+    }
+    const U = binding.UdpSocket as unknown as new (o: unknown, f: unknown) => unknown;
+    expect(() => new U({ family: 4, address: '127.0.0.1', port: 0, pktinfo: 'yes' }, () => {})).toThrow(/options.pktinfo must be a boolean/);
+  });
+
   it('counts a send refused by the peer (ICMP port unreachable) instead of throwing', async () => {
     const { sock } = await refusedSocket();
     expect(sock.stats[Stat.LAST_ERRNO]).toBe(111); // ECONNREFUSED

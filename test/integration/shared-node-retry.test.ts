@@ -106,10 +106,13 @@ describe('a shared node state the store refused', () => {
     expect(held.status).toBe(503);
     expect(held.reason).toContain('node-a active here, but not yet in the shared store');
     expect(await nodeUp()).toBe('0');
+    const nodes = async (): Promise<unknown> => ((await (await fetch(`${admin}/v1/nodes`)).json()) as { items: unknown[] }).items[0];
+    expect(await nodes()).toMatchObject({ id: 'node-a', state: 'active', takes_sessions: false });
     // Written again (after 1 s) and taken: the node takes sessions again.
     await waitFor('ready again', async () => ((await ready()).status === 200 ? true : undefined), { timeoutMs: 10_000 });
     expect(store.entries.get('nodes/node-a')).toMatchObject({ state: 'active' });
     expect(await nodeUp()).toBe('1');
+    expect(await nodes()).toMatchObject({ id: 'node-a', state: 'active', takes_sessions: true });
   }, 20_000);
 
   it('is not written again once this director holds another state for the node (an undrain meanwhile)', async () => {

@@ -283,10 +283,14 @@ describe('two directors on etcd', () => {
       });
       expect(onB).toMatchObject({ node, director: 'director-a', state: 'waiting' });
       expect(((await (await fetch(`${b.admin}/v1/drains/${started.id}`)).json()) as Drain).director).toBe('director-a');
-      // A second drain of the node through B is answered with the one already running on A.
-      const again = await fetch(`${b.admin}/v1/nodes/${node}/drain`, { method: 'POST', body: '{"mode":"migrate"}' });
+      // A second wait drain of the node through B is answered with the one already running on A; a migrate
+      // drain is A's to start (it would escalate A's waiting drain there): refused, naming A.
+      const again = await fetch(`${b.admin}/v1/nodes/${node}/drain`, { method: 'POST', body: '{"mode":"wait"}' });
       expect(again.status).toBe(200);
       expect(((await again.json()) as Drain).id).toBe(started.id);
+      const migrate = await fetch(`${b.admin}/v1/nodes/${node}/drain`, { method: 'POST', body: '{"mode":"migrate"}' });
+      expect(migrate.status).toBe(409);
+      expect(((await migrate.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: 'drain_elsewhere', message: expect.stringContaining(`(${started.id}) is waiting on director director-a`) });
       // A failover of it through B is that director's to do: refused, naming it (no second drain races it).
       const fo = await fetch(`${b.admin}/v1/nodes/${node}/failover`, { method: 'POST' });
       expect(fo.status).toBe(409);

@@ -182,6 +182,10 @@ describe('commands', () => {
     expect(s[3]).toBe(`node-a  127.0.0.1:5001  draining  healthy         1         5  ${'█'.repeat(10)}`);
     expect(s[4]).toBe(`node-b  127.0.0.1:5002  active    healthy         2        10  ${'█'.repeat(20)}`);
     expect(s[5]).toBe('node-c  127.0.0.1:5003  active    unhealthy       1         0');
+    // An active node the director places nothing on (a cluster: its active state not yet in the store).
+    const held = formatStatus({ ready: true }, { items: [{ ...nodes.items[1], takes_sessions: false }, { ...nodes.items[2], takes_sessions: false }] }, { items: [] }, NOW).split('\n');
+    expect(held[3]).toMatch(/^node-b  127\.0\.0\.1:5002  active \(held\)  healthy /);
+    expect(held[4]).toMatch(/^node-c  127\.0\.0\.1:5003  active +unhealthy /);
     expect(s.slice(6)).toEqual(['', 'drains in progress:', '  drain dr-0123456789ab of node-a: running 25%, 10/40 moved, 30 remaining, 0 failed, 25.0/s, ETA 2s']);
     expect(formatStatus({ ready: false, reason: 'director draining' }, { items: [] }, { items: [] }, NOW)).toContain('NOT READY (director draining)');
   });

@@ -18,15 +18,20 @@ const PEER_CACHE_MAX = 65_536;
 
 /** The Transport of the datagram whose metadata starts at `meta[m]` (uncached; see PeerCache). */
 export function readTransport(meta: Int32Array, m: number): Transport {
-  const port = meta[m + Meta.PORT] as number;
-  if (meta[m + Meta.FAMILY] === 4) {
-    const a = (meta[m + Meta.ADDR] as number) >>> 0;
-    return { family: 4, address: `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`, port };
+  const family = meta[m + Meta.FAMILY] === 4 ? 4 : 6;
+  return { family, address: addressText(family, meta, m + Meta.ADDR), port: meta[m + Meta.PORT] as number };
+}
+
+/** The text of the address in `words` at `at` as metadata holds it (ADDR, LOCAL): one word for IPv4, four for IPv6. */
+export function addressText(family: 4 | 6, words: Int32Array, at: number): string {
+  if (family === 4) {
+    const a = (words[at] as number) >>> 0;
+    return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
   }
   const b = new Uint8Array(16);
   const v = new DataView(b.buffer);
-  for (let w = 0; w < 4; w++) v.setUint32(w * 4, (meta[m + Meta.ADDR + w] as number) >>> 0);
-  return { family: 6, address: bytesToIp(b), port };
+  for (let w = 0; w < 4; w++) v.setUint32(w * 4, (words[at + w] as number) >>> 0);
+  return bytesToIp(b);
 }
 
 /**

@@ -28,8 +28,13 @@ export const Meta = {
   PORT: 3,
   /** IPv4: one u32 (127.0.0.1 = 0x7f000001, read with `>>> 0`); IPv6: four u32 words, most significant first. */
   ADDR: 4,
+  /**
+   * As ADDR. rx: the address the datagram was sent to (options.pktinfo; else all 0). tx: the source address
+   * to send it from (all 0: the kernel's choice).
+   */
+  LOCAL: 8,
   /** int32 per slot. */
-  INTS: 8,
+  INTS: 12,
 } as const;
 
 export const Flag = {
@@ -90,6 +95,12 @@ export interface UdpSocketOptions {
    * larger are not grouped again; for any other error GSO stays off on the socket.
    */
   readonly gso?: boolean;
+  /**
+   * Read each datagram's local address into Meta.LOCAL (IP_PKTINFO / IPV6_RECVPKTINFO), for a socket bound
+   * to a wildcard address: which of the host's addresses the client sent to, so that the reply leaves from
+   * it (Meta.LOCAL on the send) and the node is told it (PROXY v2 destination). Default false.
+   */
+  readonly pktinfo?: boolean;
   /** Tests only: SO_NO_CHECK (IPv4 sends without a UDP checksum), which makes the kernel refuse GSO. */
   readonly testNoChecksum?: boolean;
 }
@@ -137,6 +148,8 @@ export interface NativeUdpBinding {
   readonly UdpSocket: new (options: UdpSocketOptions, onBatch: (this: NativeUdpSocket, count: number) => void) => NativeUdpSocket;
   readonly STATS: Readonly<Record<StatName, number>>;
   readonly META_INTS: number;
+  /** Meta.LOCAL in this build (a build before send slots of their own size and local addresses has none). */
+  readonly M_LOCAL: number;
   readonly MAX_SLOTS: number;
   readonly MAX_SLOT_SIZE: number;
 }
@@ -188,7 +201,9 @@ export function loadNativeUdp(path?: string): NativeUdpLoad {
   const r = requireAddon(ADDON, path);
   if (!r.ok) return r;
   const b = r.mod as Partial<NativeUdpBinding>;
-  if (typeof b.UdpSocket !== 'function' || b.META_INTS !== Meta.INTS || b.STATS?.TX_GSO_FALLBACKS !== Stat.TX_GSO_FALLBACKS) {
+  // A stale build would be taken at its word on options it does not know (txSlotSize, pktinfo): its slots
+  // then do not lie where the director writes them.
+  if (typeof b.UdpSocket !== 'function' || b.META_INTS !== Meta.INTS || b.M_LOCAL !== Meta.LOCAL || b.STATS?.TX_GSO_FALLBACKS !== Stat.TX_GSO_FALLBACKS) {
     return { ok: false, reason: `${r.file} is not the addon this loader expects (stale build? run npm install)` };
   }
   return { ok: true, binding: b as NativeUdpBinding, path: r.file };

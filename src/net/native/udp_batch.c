@@ -13,7 +13,7 @@
  * Never: parses or decides anything about the datagrams (that is the director's), blocks the event
  * loop, or keeps a datagram across flush() calls (UDP: a send that would block is counted as a drop).
  *
- * Metadata slot (int32 each; META_INTS = 8):
+ * Metadata slot (int32 each; META_INTS = 12):
  *   [0] LEN     rx: bytes stored in the slot (≤ slotSize); tx: bytes to send from the own tx slot (≤ txSlotSize)
  *   [1] FLAGS   rx: FLAG_TRUNCATED when the datagram was larger than the slot (LEN = slotSize, the rest
  *               is lost); tx: SOURCE: 0, or 1 + an rx slot index of the `source` socket passed to
@@ -22,6 +22,10 @@
  *   [3] PORT
  *   [4..7] ADDR IPv4: [4] = the address as a u32 (127.0.0.1 = 0x7f000001; read it with `>>> 0`);
  *               IPv6: four u32 words, most significant first
+ *   [8..11] LOCAL (as ADDR) rx: the address the datagram was sent to, with options.pktinfo (a socket bound
+ *               to a wildcard address receives for every address of the host); all 0 otherwise.
+ *               tx: the source address to send from (IP_PKTINFO / IPV6_PKTINFO); all 0: the kernel's
+ *               choice (the bound address, or the route's)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -39,12 +43,13 @@
 #include <unistd.h>
 #include <uv.h>
 
-#define META_INTS 8
+#define META_INTS 12
 #define M_LEN 0
 #define M_FLAGS 1
 #define M_FAMILY 2
 #define M_PORT 3
 #define M_ADDR 4
+#define M_LOCAL 8
 #define FLAG_TRUNCATED 1
 
 /* stats: a Float64Array shared with JS (counters exact up to 2^53). */
@@ -81,6 +86,10 @@ static const char *const STAT_NAMES[S_COUNT] = {
 #define GSO_MAX_SEGS 64
 #define GSO_MAX_BYTES 65000
 #define GSO_CTRL CMSG_SPACE(sizeof(uint16_t))
+/* A datagram's local address (in6_pktinfo is the larger of the two families'). */
+#define PKT_CTRL CMSG_SPACE(sizeof(struct in6_pktinfo))
+/* A message's control buffer: UDP_SEGMENT and the source address. */
+#define TX_CTRL (GSO_CTRL + PKT_CTRL)
 
 typedef union {
   struct sockaddr sa;
@@ -128,6 +137,9 @@ typedef struct udp_sock {
   uint32_t *tx_segs;
   uint32_t *tx_seg;
   uint8_t *tx_ctrl;
+  /* options.pktinfo: each datagram's local address is read (rx_ctrl: PKT_CTRL bytes per rx slot). */
+  int pktinfo;
+  uint8_t *rx_ctrl;
 } udp_sock;
 
 /* ---------- small helpers ---------- */
@@ -181,6 +193,7 @@ static void free_sock(udp_sock *s) {
   free(s->tx_segs);
   free(s->tx_seg);
   free(s->tx_ctrl);
+  free(s->rx_ctrl);
   free(s);
 }
 
@@ -334,6 +347,28 @@ static int deliver(udp_sock *s, int count) {
   return s->closed ? -1 : rc;
 }
 
+/* Writes the local address a received message carries (IP_PKTINFO / IPV6_PKTINFO) into LOCAL; all 0
+ * when it carries none. */
+static void local_from_cmsgs(int32_t *m, struct msghdr *h) {
+  m[M_LOCAL] = m[M_LOCAL + 1] = m[M_LOCAL + 2] = m[M_LOCAL + 3] = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c)) {
+    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO && c->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
+      struct in_pktinfo pi;
+      memcpy(&pi, CMSG_DATA(c), sizeof pi);
+      m[M_LOCAL] = (int32_t)ntohl(pi.ipi_addr.s_addr);
+      return;
+    }
+    if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO && c->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
+      struct in6_pktinfo pi;
+      memcpy(&pi, CMSG_DATA(c), sizeof pi);
+      uint32_t w[4];
+      memcpy(w, &pi.ipi6_addr, sizeof w);
+      for (int k = 0; k < 4; k++) m[M_LOCAL + k] = (int32_t)ntohl(w[k]);
+      return;
+    }
+  }
+}
+
 static void on_readable(uv_poll_t *h, int status, int events) {
   udp_sock *s = (udp_sock *)h->data;
   if (s->closed) return;
@@ -355,7 +390,10 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   }
   if (!(events & UV_READABLE)) return;
   for (int batch = 0; batch < MAX_BATCHES_PER_EVENT && !s->closed; batch++) {
-    for (uint32_t i = 0; i < s->slots; i++) s->rx_msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_any);
+    for (uint32_t i = 0; i < s->slots; i++) {
+      s->rx_msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_any);
+      if (s->pktinfo) s->rx_msgs[i].msg_hdr.msg_controllen = PKT_CTRL; /* the kernel shortens it */
+    }
     int n = recvmmsg(s->fd, s->rx_msgs, s->slots, MSG_DONTWAIT | MSG_TRUNC, NULL);
     s->stats[S_RX_SYSCALLS] += 1;
     if (n < 0) {
@@ -376,6 +414,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
       m[M_FLAGS] = trunc ? FLAG_TRUNCATED : 0;
       if (trunc) s->stats[S_RX_TRUNCATED] += 1;
       meta_from_sockaddr(m, &s->rx_names[i]);
+      if (s->pktinfo) local_from_cmsgs(m, &s->rx_msgs[i].msg_hdr);
     }
     s->stats[S_RX_DATAGRAMS] += n;
     s->stats[S_RX_BATCHES] += 1;
@@ -557,8 +596,9 @@ static napi_value sock_new(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", "anchor_udp: options.connectAddress and options.connectPort go together");
     return NULL;
   }
-  bool gso = false, no_check = false;
+  bool gso = false, no_check = false, pktinfo = false;
   if (opt_bool(env, opts, "gso", &gso) < 0) return NULL;
+  if (opt_bool(env, opts, "pktinfo", &pktinfo) < 0) return NULL;
   if (opt_bool(env, opts, "testNoChecksum", &no_check) < 0) return NULL;
   if (slot_size % 8 != 0) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "anchor_udp: options.slotSize must be a multiple of 8");
@@ -603,11 +643,13 @@ static napi_value sock_new(napi_env env, napi_callback_info info) {
   s->tx_first = calloc(s->slots, sizeof *s->tx_first);
   s->tx_segs = calloc(s->slots, sizeof *s->tx_segs);
   s->tx_seg = calloc(s->slots, sizeof *s->tx_seg);
-  s->tx_ctrl = calloc(s->slots, GSO_CTRL);
+  s->tx_ctrl = calloc(s->slots, TX_CTRL);
+  s->pktinfo = pktinfo;
+  s->rx_ctrl = pktinfo ? calloc(s->slots, PKT_CTRL) : NULL;
   s->gso = gso;
   s->gso_max = UINT32_MAX;
   if (!s->rx_msgs || !s->rx_iov || !s->rx_names || !s->tx_msgs || !s->tx_iov || !s->tx_names || !s->tx_first || !s->tx_segs ||
-      !s->tx_seg || !s->tx_ctrl) {
+      !s->tx_seg || !s->tx_ctrl || (pktinfo && !s->rx_ctrl)) {
     free_sock(s);
     napi_throw_error(env, "ENOMEM", "anchor_udp: out of memory");
     return NULL;
@@ -645,6 +687,10 @@ static napi_value sock_new(napi_env env, napi_callback_info info) {
     s->rx_msgs[i].msg_hdr.msg_iovlen = 1;
     s->rx_msgs[i].msg_hdr.msg_name = &s->rx_names[i];
     s->rx_msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_any);
+    if (s->pktinfo) {
+      s->rx_msgs[i].msg_hdr.msg_control = s->rx_ctrl + (size_t)i * PKT_CTRL;
+      s->rx_msgs[i].msg_hdr.msg_controllen = PKT_CTRL;
+    }
   }
 
   /* The socket. */
@@ -663,6 +709,9 @@ static napi_value sock_new(napi_env env, napi_callback_info info) {
   /* IPv6 only, as node:dgram's sockets are opened (ipv6Only): a `[::]` listener and a `0.0.0.0` one on one
      port are two sockets, and an IPv4 client never arrives on the IPv6 one as ::ffff:a.b.c.d. */
   if (family == 6 && (v = 1, setsockopt(s->fd, IPPROTO_IPV6, IPV6_V6ONLY, &v, sizeof v) != 0)) goto sys_fail_v6only;
+  /* Each datagram's local address: on a wildcard bind, which of the host's addresses it was sent to. */
+  if (pktinfo && family == 4 && (v = 1, setsockopt(s->fd, IPPROTO_IP, IP_PKTINFO, &v, sizeof v) != 0)) goto sys_fail_pktinfo;
+  if (pktinfo && family == 6 && (v = 1, setsockopt(s->fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &v, sizeof v) != 0)) goto sys_fail_pktinfo;
   if (bind(s->fd, &bind_sa.sa, bind_len) != 0) goto sys_fail_bind;
   if (has_caddr) {
     if (connect(s->fd, &conn_sa.sa, conn_len) != 0) goto sys_fail_connect;
@@ -720,6 +769,9 @@ static napi_value sock_new(napi_env env, napi_callback_info info) {
   sys_fail_v6only:
     what = "setsockopt(IPV6_V6ONLY)";
     goto sys_fail;
+  sys_fail_pktinfo:
+    what = "setsockopt(IP_PKTINFO)";
+    goto sys_fail;
   sys_fail_bind:
     what = "bind";
     goto sys_fail;
@@ -751,6 +803,8 @@ static inline int dest_ok(const udp_sock *s, const int32_t *m) {
 /* Whether tx metadata slots `a` and `b` name the same destination (FAMILY 0: the connected peer). */
 static inline int same_dest(const int32_t *a, const int32_t *b) {
   if (a[M_FAMILY] != b[M_FAMILY] || a[M_PORT] != b[M_PORT]) return 0;
+  /* And from the same source address (one message has one). */
+  if (a[M_LOCAL] != b[M_LOCAL] || a[M_LOCAL + 1] != b[M_LOCAL + 1] || a[M_LOCAL + 2] != b[M_LOCAL + 2] || a[M_LOCAL + 3] != b[M_LOCAL + 3]) return 0;
   if (a[M_FAMILY] == 4) return a[M_ADDR] == b[M_ADDR];
   if (a[M_FAMILY] == 6) return a[M_ADDR] == b[M_ADDR] && a[M_ADDR + 1] == b[M_ADDR + 1] && a[M_ADDR + 2] == b[M_ADDR + 2] && a[M_ADDR + 3] == b[M_ADDR + 3];
   return 1;
@@ -832,21 +886,47 @@ static uint32_t build_msgs(udp_sock *s, udp_sock *src, uint32_t from, uint32_t c
     v += iovlen;
     k++;
   }
-  if (gso) {
-    /* UDP_SEGMENT on each message that carries more than one datagram. */
-    for (uint32_t j = 0; j < k; j++) {
-      if (s->tx_segs[j] < 2) continue;
-      struct msghdr *h = &s->tx_msgs[j].msg_hdr;
-      uint8_t *ctrl = s->tx_ctrl + (size_t)j * GSO_CTRL;
-      memset(ctrl, 0, GSO_CTRL);
-      h->msg_control = ctrl;
-      h->msg_controllen = GSO_CTRL;
-      struct cmsghdr *c = CMSG_FIRSTHDR(h);
+  /* Control messages: UDP_SEGMENT on each message that carries more than one datagram; the source
+     address on each whose datagrams name one (LOCAL). */
+  for (uint32_t j = 0; j < k; j++) {
+    const int32_t *m = s->tx_meta + (size_t)s->tx_first[j] * META_INTS;
+    int seg = gso && s->tx_segs[j] >= 2;
+    int local = m[M_LOCAL] != 0 || m[M_LOCAL + 1] != 0 || m[M_LOCAL + 2] != 0 || m[M_LOCAL + 3] != 0;
+    if (!seg && !local) continue;
+    struct msghdr *h = &s->tx_msgs[j].msg_hdr;
+    uint8_t *ctrl = s->tx_ctrl + (size_t)j * TX_CTRL;
+    memset(ctrl, 0, TX_CTRL);
+    h->msg_control = ctrl;
+    h->msg_controllen = (seg ? GSO_CTRL : 0) + (local ? (s->family == 4 ? CMSG_SPACE(sizeof(struct in_pktinfo)) : CMSG_SPACE(sizeof(struct in6_pktinfo))) : 0);
+    struct cmsghdr *c = CMSG_FIRSTHDR(h);
+    if (seg) {
       c->cmsg_level = SOL_UDP;
       c->cmsg_type = UDP_SEGMENT;
       c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-      uint16_t seg = (uint16_t)s->tx_seg[j];
-      memcpy(CMSG_DATA(c), &seg, sizeof seg);
+      uint16_t size = (uint16_t)s->tx_seg[j];
+      memcpy(CMSG_DATA(c), &size, sizeof size);
+      c = CMSG_NXTHDR(h, c);
+    }
+    if (local && c != NULL) {
+      if (s->family == 4) {
+        struct in_pktinfo pi;
+        memset(&pi, 0, sizeof pi);
+        pi.ipi_spec_dst.s_addr = htonl((uint32_t)m[M_LOCAL]);
+        c->cmsg_level = IPPROTO_IP;
+        c->cmsg_type = IP_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof pi);
+        memcpy(CMSG_DATA(c), &pi, sizeof pi);
+      } else {
+        struct in6_pktinfo pi;
+        memset(&pi, 0, sizeof pi);
+        uint32_t w[4];
+        for (int q = 0; q < 4; q++) w[q] = htonl((uint32_t)m[M_LOCAL + q]);
+        memcpy(&pi.ipi6_addr, w, sizeof w);
+        c->cmsg_level = IPPROTO_IPV6;
+        c->cmsg_type = IPV6_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof pi);
+        memcpy(CMSG_DATA(c), &pi, sizeof pi);
+      }
     }
   }
   return k;
@@ -856,7 +936,7 @@ static uint32_t build_msgs(udp_sock *s, udp_sock *src, uint32_t from, uint32_t c
  * Returns the number sent. A datagram the kernel refuses (ECONNREFUSED, EMSGSIZE …) is counted in
  * TX_ERRORS and skipped; when the socket buffer is full (EAGAIN) the rest are dropped and counted in
  * TX_WOULDBLOCK_DROPS (UDP: the sender must not block; slots are free again after flush returns). A
- * slot with LEN outside 0..slotSize, a SOURCE slot outside the source's rx, or a destination of another
+ * slot with LEN outside 0..txSlotSize, a SOURCE slot outside the source's rx, or a destination of another
  * family is counted in TX_ERRORS (EINVAL) and skipped. */
 static napi_value sock_flush(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -1051,7 +1131,7 @@ static napi_value init(napi_env env, napi_value exports) {
   NAPI_CALL(env, napi_set_named_property(env, exports, "STATS", stats));
   const struct { const char *name; int32_t value; } consts[] = {
       {"META_INTS", META_INTS}, {"M_LEN", M_LEN}, {"M_FLAGS", M_FLAGS}, {"M_FAMILY", M_FAMILY},
-      {"M_PORT", M_PORT}, {"M_ADDR", M_ADDR}, {"FLAG_TRUNCATED", FLAG_TRUNCATED},
+      {"M_PORT", M_PORT}, {"M_ADDR", M_ADDR}, {"M_LOCAL", M_LOCAL}, {"FLAG_TRUNCATED", FLAG_TRUNCATED},
       {"MAX_SLOTS", MAX_SLOTS}, {"MAX_SLOT_SIZE", MAX_SLOT_SIZE},
   };
   for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++) {
