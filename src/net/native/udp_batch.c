@@ -348,19 +348,22 @@ static int deliver(udp_sock *s, int count) {
 }
 
 /* Writes the local address a received message carries (IP_PKTINFO / IPV6_PKTINFO) into LOCAL; all 0
- * when it carries none. */
+ * when it carries none. IPv4: the address a reply goes out from (ipi_spec_dst: the header's destination,
+ * or for a broadcast the receiving interface's own address); IPv6: the header's destination, 0 for a
+ * multicast one (a reply cannot leave from it). */
 static void local_from_cmsgs(int32_t *m, struct msghdr *h) {
   m[M_LOCAL] = m[M_LOCAL + 1] = m[M_LOCAL + 2] = m[M_LOCAL + 3] = 0;
   for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c)) {
     if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO && c->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
       struct in_pktinfo pi;
       memcpy(&pi, CMSG_DATA(c), sizeof pi);
-      m[M_LOCAL] = (int32_t)ntohl(pi.ipi_addr.s_addr);
+      m[M_LOCAL] = (int32_t)ntohl(pi.ipi_spec_dst.s_addr);
       return;
     }
     if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO && c->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
       struct in6_pktinfo pi;
       memcpy(&pi, CMSG_DATA(c), sizeof pi);
+      if (pi.ipi6_addr.s6_addr[0] == 0xff) return; /* multicast */
       uint32_t w[4];
       memcpy(w, &pi.ipi6_addr, sizeof w);
       for (int k = 0; k < 4; k++) m[M_LOCAL + k] = (int32_t)ntohl(w[k]);
