@@ -210,6 +210,16 @@ async function startDirector(configPath: string, withNodes: boolean): Promise<vo
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
+  // A command that prints and ends (check, audit verify, ctl, client, help…) whose reader went away
+  // (`anchor check --records DIR | head`) is not crashed by it: what is left unread is dropped and the
+  // command ends with its own status; `ctl` (which may follow for ever) ends at once, 0. Not the
+  // long-running ones (run, demo, node): their output is their log.
+  if (cmd !== 'run' && cmd !== 'demo' && cmd !== 'node') {
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE' && cmd === 'ctl') process.exit(0);
+      if (err.code !== 'EPIPE') throw err;
+    });
+  }
   if (cmd === undefined) {
     // Bad usage: the text goes where errors go (stdout may be a pipe expecting a command's output).
     process.stderr.write(USAGE);
@@ -323,10 +333,7 @@ async function main(argv: string[]): Promise<number> {
       return r.ok ? 0 : 1;
     }
     case 'ctl':
-      // A reader that went away (`anchor ctl audit --follow | head -1`) ends the command, as for any filter.
-      process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-        if (err.code === 'EPIPE') process.exit(0);
-      });
+      // A reader that went away (`anchor ctl audit --follow | head -1`) ends the command (see the top).
       return runCtl(rest, { stdout: process.stdout, stderr: process.stderr, env: process.env });
     case 'version':
     case '--version': {

@@ -886,16 +886,19 @@ export class UdpDirector implements DataPath {
     this.#relay(out.session, out.transition, up.nodeId, msg);
   }
 
-  /** A node's reply to the session's bound client transport (a node CLOSE has ended the session). */
-  #relay(rec: SessionRecord, transition: TransitionNote | null, nodeId: string, msg: Buffer): void {
+  /**
+   * A node's reply to the session's bound client transport (a node CLOSE has ended the session). `held`:
+   * a reply held during a reattach, counted when it arrived (node_control held_reply): not counted again.
+   */
+  #relay(rec: SessionRecord, transition: TransitionNote | null, nodeId: string, msg: Buffer, held = false): void {
     const stats = this.#d.stats;
     if (transition !== null) this.#own.ended(rec, transition, nodeId);
     if (rec.listener === TCP_LISTENER) {
       // A TCP session's replies travel on its connection, never as datagrams.
-      stats.nodeDropped.inc('tcp_session');
+      if (!held) stats.nodeDropped.inc('tcp_session');
       return;
     }
-    stats.relayed++;
+    if (!held) stats.relayed++;
     stats.relayedBytes += msg.length;
     // The bound transport's numeric destination, kept with the session's header (no lookup per reply).
     const c = rec.shellCache as SessionHeaderCache | undefined;
@@ -912,7 +915,7 @@ export class UdpDirector implements DataPath {
   /** DataPath: replies held during a reattach go to the transport that is bound now. */
   relayHeld(rec: SessionRecord, replies: Buffer[]): void {
     if (this.#closed || !this.#d.core.table.holds(rec)) return;
-    for (const msg of replies) this.#relay(rec, null, rec.owner, msg);
+    for (const msg of replies) this.#relay(rec, null, rec.owner, msg, true);
   }
 
   /** DataPath: a REJECT for a HELLO whose admission failed in the store. */

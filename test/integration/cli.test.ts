@@ -170,4 +170,20 @@ describe('anchor check', () => {
     expect(bad.stdout).toContain(`session ${S2}`);
     expect(bad.stdout).not.toContain(`session ${S1}`);
   });
+
+  it('a reader that goes away (`| head`) neither crashes it nor hides its status: exit 1 on a violation', async () => {
+    const dir = tempDir();
+    // 20,000 sessions each delivered twice to one node: a long report.
+    const lines: string[] = [];
+    for (let i = 0; i < 20_000; i++) {
+      const s = i.toString(16).padStart(32, '0');
+      lines.push(line('node-a', s, 1, 1), line('node-a', s, 1, 1));
+    }
+    writeFileSync(join(dir, 'node-a.jsonl'), lines.join('\n') + '\n');
+    const p = spawnAnchor(['check', '--records', dir]);
+    p.child.stdout?.destroy(); // as `head` does once it has what it wants
+    const { code } = await p.exited;
+    expect(p.stderr).not.toContain('EPIPE');
+    expect(code).toBe(1);
+  });
 });

@@ -1,7 +1,7 @@
 // A UdpDirector on node:dgram after close: what Ownership may still ask of its data path while a stop
 // waits for the store (a REVOKE resend timer, a store answer that forwards held packets or answers a
 // HELLO) is dropped, not sent on a closed socket (node:dgram throws ERR_SOCKET_DGRAM_NOT_RUNNING
-// synchronously, which from a timer would end the process).
+// synchronously, which from a timer would end the process). Replies held during a reattach, relayed once.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { RejectReason } from '../../src/codec/types.js';
@@ -9,6 +9,8 @@ import { UdpDirector } from '../../src/director/director.js';
 import { createHasher } from '../../src/ring/hash.js';
 import { buildRing, type Ring } from '../../src/ring/ring.js';
 import { clientTransport, counterId, makeHarness } from '../helpers/ownership-harness.js';
+import { UdpPeer } from '../helpers/udp.js';
+import { waitFor } from '../helpers/wait.js';
 
 let ring: Ring;
 beforeAll(async () => {
@@ -46,5 +48,39 @@ describe('UdpDirector after close', () => {
       director.relayHeld(rec, [Buffer.alloc(24)]);
       director.rejectCandidate(rec, candidate, RejectReason.OWNERSHIP_CONFLICT);
     }).not.toThrow();
+  });
+});
+
+describe('UdpDirector held replies', () => {
+  it('are relayed to the bound transport once, counted when they arrived (held_reply), not again as relayed', async () => {
+    const h = makeHarness({ ring });
+    const director = new UdpDirector(
+      {
+        directorId: 'dir-test',
+        listen: [{ family: 4, address: '127.0.0.1', port: 0 }],
+        nodes: [
+          { id: 'node-a', address: { family: 4, address: '127.0.0.1', port: 9 } },
+          { id: 'node-b', address: { family: 4, address: '127.0.0.1', port: 9 } },
+        ],
+        encapsulation: 'ppv2',
+        native: null,
+      },
+      { core: h.core, ownership: h.own, clock: h.clock, logger: pino({ level: 'silent' }), stats: h.stats },
+    );
+    await director.start();
+    const client = await UdpPeer.open(4);
+    try {
+      const rec = await h.admit(counterId(2), client.address);
+      const relayed = h.stats.relayed;
+      const bytes = h.stats.relayedBytes;
+      director.relayHeld(rec, [Buffer.from('held-1'), Buffer.from('held-2')]);
+      await waitFor('both replies', () => client.inbox.length >= 2 || undefined);
+      expect(client.inbox.map((m) => m.msg.toString())).toEqual(['held-1', 'held-2']);
+      expect(h.stats.relayed).toBe(relayed);
+      expect(h.stats.relayedBytes).toBe(bytes + 12);
+    } finally {
+      client.close();
+      await director.close();
+    }
   });
 });
