@@ -76,11 +76,6 @@ export class DirectorCore {
   readonly #pins = new Map<string, SessionRecord>();
   /** Sessions whose client restarted (a new session id from their pinned transport): the shell ends them. */
   readonly restarted: SessionRecord[] = [];
-  /**
-   * Sessions this director starts to serve (see #adopting): their packets are held and the shell writes the
-   * version bump (Ownership.adopt) before any goes to the owner.
-   */
-  readonly adopting: SessionRecord[] = [];
   /** The last `decideClient` decision (overwritten by the next one). */
   readonly clientVerdict = new Verdict();
   /** The last `decideNode` decision (overwritten by the next one). */
@@ -190,7 +185,6 @@ export class DirectorCore {
       this.#noteCandidate(rec, t, srcKey ?? transportKey(t), listener, msg.length, now);
       return this.#forwardInto(v, rec, msg, t, listener, PP2_FLAG.UNBOUND_SOURCE, null, rec.version);
     }
-    if (this.#adopts(rec)) return v.set(this.#adopting(rec, msg));
     this.table.touch(rec, now);
     if (rec.candidates !== null) this.forgetStaleCandidates(rec, now);
     if (rec.pending !== null || rec.state === SessionState.FROZEN) return v.set(this.#hold(rec, msg));
@@ -298,26 +292,8 @@ export class DirectorCore {
     return v.kind === 'session' && v.close ? PacketType.CLOSE : PacketType.DATA;
   }
 
-  /**
-   * Whether a packet from the bound transport of `rec` starts this director serving it: a session it only
-   * mirrored (another director's, or loaded from the store at its start). Each director numbers a session's
-   * packets with its own counter from 1 (DESIGN §3), and `(version, seq)` orders them across directors
-   * only because a session changing director takes a version of its own: the bump comes first.
-   */
-  #adopts(rec: SessionRecord): boolean {
-    return !rec.servedHere && rec.pending === null && rec.state === SessionState.ATTACHED;
-  }
-
-  /** Holds the packet that starts this director serving `rec`, and asks the shell for the version bump. */
-  #adopting(rec: SessionRecord, msg: Buffer): ClientOutcome {
-    const out = this.#hold(rec, msg);
-    if (out.kind === 'hold' && !this.adopting.includes(rec)) this.adopting.push(rec);
-    return out;
-  }
-
   /** A packet from the session's bound transport (any codec): hold while busy, else forward. */
   #bound(rec: SessionRecord, msg: Buffer, close: boolean, now: number): ClientOutcome {
-    if (this.#adopts(rec)) return this.#adopting(rec, msg);
     this.table.touch(rec, now);
     if (rec.pending !== null || rec.state === SessionState.FROZEN) return this.#hold(rec, msg);
     if (!this.#ownerAvailable(rec.owner)) return { kind: 'drop', reason: DropReason.OWNER_UNAVAILABLE };

@@ -569,10 +569,6 @@ export class UdpDirector implements DataPath {
     if (this.#core.restarted.length > 0) {
       for (const old of this.#core.restarted.splice(0)) this.#own.terminate(old.id, 'client_restarted', this.#opts.directorId);
     }
-    // A session this director starts serving: its version bump first (its packet is held meanwhile).
-    if (this.#core.adopting.length > 0) {
-      for (const rec of this.#core.adopting.splice(0)) void this.#own.adopt(rec);
-    }
     switch (v.kind) {
       case 'forward': {
         const rec = v.session as SessionRecord;

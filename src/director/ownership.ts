@@ -211,9 +211,6 @@ interface PendingRevoke {
  */
 export const NODE_STATE_CHANGED = 'node_state_changed';
 
-/** The cause of the version bump a director writes before it serves a session it only mirrored (Ownership.adopt). */
-export const DIRECTOR_CHANGE = 'director_change';
-
 export class Ownership {
   readonly #o: OwnershipOptions;
   readonly #d: OwnershipDeps;
@@ -399,30 +396,6 @@ export class Ownership {
     return countAs === undefined ? { ok: false, reason } : { ok: false, reason, countAs };
   }
 
-  /**
-   * This director starts serving `rec`, a session it only mirrored (another director served it, or this
-   * one before a restart): a reattach of the same transport, version + 1, written before any of its packets
-   * goes to the owner — each director numbers a session's packets from 1, and the bump keeps `(version,
-   * seq)` unique (DESIGN §3). The packets held meanwhile go on at the new version; if the store refuses the
-   * bump they are dropped (counted held_discarded: never sent under a version another director numbers), and
-   * the session's next packet tries again.
-   */
-  async adopt(rec: SessionRecord): Promise<StepResult> {
-    const core = this.#d.core;
-    const r = await this.step(rec, LifecycleEvent.REATTACH, { cause: DIRECTOR_CHANGE, actor: this.#o.directorId });
-    if (!core.table.holds(rec)) return r;
-    if (r.ok) {
-      this.#d.stats.directorChanges.inc('ok');
-      const now = this.#d.clock.now();
-      core.table.touch(rec, now); // served here from now on
-      if (rec.state === SessionState.ATTACHED && rec.pending === null && rec.closedBy === null) this.#forwardAll(core.release(rec, now, false));
-    } else if (rec.pending === null) {
-      this.#d.stats.directorChanges.inc('failed');
-      this.#d.stats.heldDiscarded += core.discardHeld(rec);
-    }
-    return r;
-  }
-
   /** The owner answered BIND for a jump candidate: CAS the binding to it (version + 1). */
   async reattach(rec: SessionRecord, c: Candidate, bindVersion: bigint): Promise<StepResult> {
     const r = await this.step(rec, LifecycleEvent.REATTACH, { cause: 'bind', expectVersion: bindVersion, bind: c, actor: rec.owner });
@@ -591,9 +564,8 @@ export class Ownership {
     if (r.reason === 'unavailable' && r.staleNodeState === true) this.#d.stats.transfersStaleNodeState++;
     else this.#abortEvent(p, r.reason, r.reason === 'unavailable' ? r.message : `stored version is ${r.current?.version ?? 'absent'}`);
     // Nothing changed: packets held while the CAS was in flight go on as if it had never been tried
-    // (a session still frozen keeps them for its resume) — except those of a director change, which may
-    // not go out under the version the other director numbers (adopt drops them).
-    if (rec.state === SessionState.ATTACHED && rec.closedBy === null && p.cause !== DIRECTOR_CHANGE) this.#forwardAll(core.release(rec, this.#d.clock.now(), false));
+    // (a session still frozen keeps them for its resume).
+    if (rec.state === SessionState.ATTACHED && rec.closedBy === null) this.#forwardAll(core.release(rec, this.#d.clock.now(), false));
     this.#endIfClosed(rec);
     if (r.reason === 'unavailable') return r.maybeApplied === true ? { ok: false, reason: r.reason, message: `store unavailable: ${r.message}`, maybeApplied: true } : { ok: false, reason: r.reason, message: `store unavailable: ${r.message}` };
     return { ok: false, reason: r.reason, message: `lost the compare-and-swap (stored version ${r.current?.version ?? 'absent'}, expected ${p.fromVersion})` };

@@ -80,7 +80,6 @@ export const METRIC_NAMES = [
   'anchor_revokes_pending',
   'anchor_store_deletes',
   'anchor_migrations_total',
-  'anchor_director_changes_total',
   'anchor_admin_requests_refused_total',
   'anchor_drain_backoffs_total',
   'anchor_drains_finished_total',
@@ -178,7 +177,6 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
   labeled(reg, 'anchor_drains_finished_total', 'Node drains and failovers run by this director that ended, by state: completed (every session moved), failed (some could not move), cancelled (undrained).', 'state', () => s.drainsFinished);
   plain(reg, 'anchor_drain_backoffs_total', 'Drain ticks that started moves at a tenth of drain.rate because a turn of the event loop had kept the sockets waiting longer than drain.max_loop_lag_ms (the data path comes first).', () => s.drainBackoffs);
   labeled(reg, 'anchor_admin_requests_refused_total', 'Admin API requests refused for who sent them: unauthorized (401: no or a wrong token), forbidden (403: another site\'s page, or a host name without admin.token), too_many_connections (a connection closed at once: its address had ADMIN_MAX_CONNECTIONS_PER_PEER, 32, open already).', 'reason', () => s.adminRefused);
-  labeled(reg, 'anchor_director_changes_total', 'Sessions this director started to serve that it only mirrored before (served by another director, or by this one before a restart): a version bump (audited reattach, cause director_change) written before their first datagram goes to the owner, so that (version, seq) stays unique. By result: ok, failed (the store refused; the datagrams held meanwhile were discarded and the next one tries again).', 'result', () => s.directorChanges);
   labeled(reg, 'anchor_migrations_total', 'Session migrations (operator, drain, failover) by result: ok, transferred (on its new owner, not resumed yet: the stale-freeze sweep resumes it), invalid_target (the request named no such node, or the session\'s own owner: answered 400 bad_target) or the failure reason.', 'result', () => s.migrations);
   labeled(reg, 'anchor_admissions_failed_total', 'Admissions the ownership store refused, by the REJECT reason the held HELLO is answered with; node_state_changed: refused by a store shared by directors because the chosen node\'s state key was written after this director last saw it (answered STORE_UNAVAILABLE; not a store outage).', 'reason', () => s.admissionsFailed);
   plain(reg, 'anchor_admissions_stale_node_state_total', 'Admissions a store shared by directors refused because the chosen node\'s state key was written after this director last saw it (a drain or undrain, on any director, a few milliseconds before); also anchor_admissions_failed_total{reason="node_state_changed"}. Answered REJECT STORE_UNAVAILABLE (counted in anchor_rejects_sent_total{reason="node_state_changed"}); the client\'s next HELLO is admitted under the state seen then.', () => s.admissionsStaleNodeState);

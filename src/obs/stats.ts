@@ -111,11 +111,6 @@ export class DirectorStats {
   readonly revokes = new LabeledCounter(['sent', 'acknowledged', 'unacknowledged']);
   /** Migrations by result (ok or the failure reason). */
   readonly migrations = new LabeledCounter();
-  /**
-   * Version bumps this director wrote before serving a session it only mirrored (Ownership.adopt), by
-   * result: ok, or failed (the store refused: its held datagrams discarded).
-   */
-  readonly directorChanges = new LabeledCounter();
   /** Admin API requests refused for who sent them: unauthorized (401), forbidden (403), too_many_connections (closed at accept). */
   readonly adminRefused = new LabeledCounter(['unauthorized', 'forbidden', 'too_many_connections']);
   /** Changes other directors made in the shared store, applied here: created, updated, refreshed (expiry), ended. */

@@ -15,10 +15,7 @@
 //   monotone within each node, in arrival (file) order, versions never go back.
 // Sequence numbers are one counter per session per director (DESIGN §3), so seq, order and monotone are
 // checked per PROXY destination (`dst`, the director address the packet arrived on); with one director
-// that is per session. A director restarted on the same address starts its counters over, under a version
-// of its own (its version bump before it serves a session): per destination, seq 1 under a higher version
-// starts a counter of its own, and seq and order are checked per counter; a packet of an earlier counter
-// arriving on a node after one of a later counter is an order violation. Records without version/seq (encapsulation `none`) carry nothing to order by and
+// that is per session. Records without version/seq (encapsulation `none`) carry nothing to order by and
 // are skipped, with a note in the result (wall-clock times across processes prove nothing).
 // A TCP connection is recorded once, when it opens (proto 'tcp'), and is checked exactly like a packet:
 // the director gives it a version and a sequence number from the same per-session counter.
@@ -188,53 +185,26 @@ function checkSession(recs: readonly RecordLine[], out: string[], notes: string[
     if (a === undefined) byDst.set(d.dst, (a = []));
     a.push(d);
   }
-  // A director that starts a session's counter over (restarted) does so under a version above every one
-  // it used before (its version bump, DESIGN §3): per destination, a counter is a run of deliveries in
-  // (version, seq) order whose seq only rises, and a new run may only start at seq 1 under a higher version
-  // (its first packet sent after every packet of the run before: on each node none of an earlier run
-  // arrives after one of a later run). Within a run, seq never repeats and never falls.
   for (const ds of byDst.values()) {
-    const runOf = new Map<Delivery, number>();
-    const byVersion = [...ds].sort((a, b) => cmp(a.version, b.version) || cmp(a.seq, b.seq));
-    let run = 0;
-    for (let i = 0; i < byVersion.length; i++) {
-      const d = byVersion[i] as Delivery;
-      if (i > 0 && d.seq === 1n && d.version > (byVersion[i - 1] as Delivery).version) {
-        run++; // a counter started over
+    const bySeq = [...ds].sort((a, b) => cmp(a.seq, b.seq));
+    let maxVersion: Delivery | undefined;
+    for (let i = 0; i < bySeq.length; i++) {
+      const d = bySeq[i] as Delivery;
+      const prev = bySeq[i - 1];
+      if (prev !== undefined && prev.seq === d.seq) {
+        out.push(
+          prev.node === d.node
+            ? `seq: seq ${d.seq} delivered twice to ${d.node}`
+            : `seq: seq ${d.seq} delivered to both ${prev.node} and ${d.node}`,
+        );
+        continue;
       }
-      runOf.set(d, run);
-    }
-    // Within each run, as one counter: every seq once, and a higher seq never under a lower version.
-    for (let r = 0, from = 0; from < byVersion.length; r++) {
-      let to = from;
-      while (to < byVersion.length && runOf.get(byVersion[to] as Delivery) === r) to++;
-      const bySeq = byVersion.slice(from, to).sort((a, b) => cmp(a.seq, b.seq));
-      from = to;
-      let maxVersion: Delivery | undefined;
-      for (let i = 0; i < bySeq.length; i++) {
-        const d = bySeq[i] as Delivery;
-        const prev = bySeq[i - 1];
-        if (prev !== undefined && prev.seq === d.seq) {
-          out.push(prev.node === d.node ? `seq: seq ${d.seq} delivered twice to ${d.node}` : `seq: seq ${d.seq} delivered to both ${prev.node} and ${d.node}`);
-          continue;
-        }
-        if (maxVersion !== undefined && d.version < maxVersion.version) {
-          out.push(`order: seq ${d.seq} on ${d.node} has version ${d.version}, below version ${maxVersion.version} of seq ${maxVersion.seq} on ${maxVersion.node}`);
-        }
-        if (maxVersion === undefined || d.version > maxVersion.version) maxVersion = d;
+      if (maxVersion !== undefined && d.version < maxVersion.version) {
+        out.push(
+          `order: seq ${d.seq} on ${d.node} has version ${d.version}, below version ${maxVersion.version} of seq ${maxVersion.seq} on ${maxVersion.node}`,
+        );
       }
-    }
-    // Runs follow one another in time: per node, in arrival order, never back to an earlier run.
-    if (run > 0) {
-      const latest = new Map<string, Delivery>();
-      for (const d of ds) {
-        const seen = latest.get(d.node);
-        if (seen !== undefined && (runOf.get(d) as number) < (runOf.get(seen) as number)) {
-          out.push(`order: seq ${d.seq} on ${d.node} (version ${d.version}) arrived after seq ${seen.seq} (version ${seen.version}) of the counter that started over after it`);
-          continue;
-        }
-        latest.set(d.node, d);
-      }
+      if (maxVersion === undefined || d.version > maxVersion.version) maxVersion = d;
     }
   }
 

@@ -258,7 +258,6 @@ export function makeHarness(opts: {
   const client = (msg: Buffer, t: Transport, listener = 0): ClientOutcome => {
     const out = core.onClient(msg, t, transportKey(t), listener, clock.now());
     for (const n of core.expiredOnArrival.splice(0)) own.ended(n.session, n.transition);
-    for (const rec of core.adopting.splice(0)) void own.adopt(rec);
     if (out.kind === 'forward') {
       if (out.transition !== null) own.ended(out.session, out.transition);
       path.forward(out);

@@ -181,48 +181,6 @@ describe('Ownership: lives of a session id (StoredSession.incarnation)', () => {
     expect(await h.mem.get(rec.id)).toEqual({ ok: true, record: anew }); // untouched
   });
 
-  it('a session mirrored from another director is served here only after a version bump of its own (reattach, director_change): its packets go on at that version, numbered from 1', async () => {
-    const h = harness();
-    h.own.followStore((key) => ({ t: clientTransport(12), key, listener: 0 }));
-    const id = counterId(12);
-    const theirs = stored(sessionIdHex(id), { version: 3n, owner: 'node-a', director: 'dir-b', transport: transportKey(clientTransport(12)), incarnation: 7 });
-    await h.mem.create({ ...theirs, version: 1n });
-    expect((await h.mem.update({ ...theirs, version: 2n }, 1n)).ok).toBe(true);
-    expect((await h.mem.update(theirs, 2n)).ok).toBe(true);
-    await waitFor('mirrored', () => (h.core.table.get(theirs.id)?.version === 3n ? true : undefined));
-    expect(h.client(packet(PacketType.DATA, id, 1), clientTransport(12)).kind).toBe('hold');
-    expect(h.client(packet(PacketType.DATA, id, 2), clientTransport(12)).kind).toBe('hold'); // the bump in flight
-    await waitFor('the held packets forwarded', () => (h.path.forwards.length === 2 ? true : undefined));
-    expect(h.path.forwards.map((f) => [f.version, f.seq])).toEqual([
-      [4n, 1],
-      [4n, 2],
-    ]);
-    expect(await h.mem.get(theirs.id)).toMatchObject({ ok: true, record: { version: 4n, director: 'dir-test', state: 'ATTACHED', owner: 'node-a' } });
-    expect(h.auditLines(theirs.id).map((l) => [l.event, l.cause, l.from_version, l.to_version])).toContainEqual(['reattach', 'director_change', '3', '4']);
-    expect(h.stats.directorChanges.get('ok')).toBe(1);
-    // Served here now: straight on, no second bump.
-    expect(h.client(packet(PacketType.DATA, id, 3), clientTransport(12))).toMatchObject({ kind: 'forward', version: 4n, seq: 3 });
-  });
-
-  it('a director change the store refuses sends nothing at the other director\'s version: the held packets are discarded and the next one tries again', async () => {
-    const h = harness();
-    h.own.followStore((key) => ({ t: clientTransport(13), key, listener: 0 }));
-    const id = counterId(13);
-    const theirs = stored(sessionIdHex(id), { version: 1n, owner: 'node-a', director: 'dir-b', transport: transportKey(clientTransport(13)), incarnation: 7 });
-    await h.mem.create(theirs);
-    await waitFor('mirrored', () => (h.core.table.get(theirs.id) !== undefined ? true : undefined));
-    h.mem.setUnavailable(true);
-    expect(h.client(packet(PacketType.DATA, id, 1), clientTransport(13)).kind).toBe('hold');
-    await waitFor('the bump refused', () => (h.stats.directorChanges.get('failed') === 1 ? true : undefined));
-    expect(h.path.forwards).toEqual([]);
-    expect(h.stats.heldDiscarded).toBe(1);
-    expect(h.core.table.get(theirs.id)).toMatchObject({ version: 1n, servedHere: false, held: null });
-    h.mem.setUnavailable(false);
-    expect(h.client(packet(PacketType.DATA, id, 2), clientTransport(13)).kind).toBe('hold');
-    await waitFor('forwarded at the new version', () => (h.path.forwards.length === 1 ? true : undefined));
-    expect(h.path.forwards.map((f) => [f.version, f.seq])).toEqual([[2n, 1]]);
-  });
-
   it('the watch telling of another life of an id held here: the held session ends (remote), the new one is mirrored', async () => {
     const h = harness();
     const rec = await h.admit(counterId(10), clientTransport(10));

@@ -5,7 +5,6 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { DirectorCore, type CoreLimits } from '../../src/director/core.js';
 import { encodeJv1 } from '../../src/codec/jv1.js';
 import { PacketType, type Transport } from '../../src/codec/types.js';
-import { LifecycleEvent } from '../../src/session/lifecycle.js';
 import { createHasher } from '../../src/ring/hash.js';
 import { buildRing, type Ring } from '../../src/ring/ring.js';
 import { TCP_LISTENER } from '../../src/director/outcomes.js';
@@ -29,19 +28,6 @@ let ring: Ring;
 beforeAll(async () => {
   ring = buildRing(await createHasher(), [{ id: 'n1', weight: 1 }, { id: 'n2', weight: 1 }]);
 });
-/**
- * What Ownership.adopt does once the store took the bump of a session this director starts serving:
- * version + 1 (a reattach, cause director_change), served here, its held packets forwarded.
- */
-function adopted(core: DirectorCore, now: number) {
-  const rec = core.adopting.shift()!;
-  const p = core.plan(rec, LifecycleEvent.REATTACH, { cause: 'director_change' });
-  if (typeof p === 'string') throw new Error(`not planned: ${p}`);
-  core.commit(p, now);
-  core.table.touch(rec, now);
-  return core.release(rec, now, false);
-}
-
 const remote = (version: bigint, owner = 'n1', state: 'ATTACHED' | 'FROZEN' | 'TERMINATED' = 'ATTACHED', expiresAt = 1000) => ({
   id: ID,
   owner,
@@ -64,11 +50,9 @@ describe('DirectorCore.applyRemote', () => {
     expect(core.table.get(ID)).toMatchObject({ version: 1n, storeExpiresAt: 3000, expiresAt: 3500 });
     expect(core.dueIdle(3499)).toEqual([]);
     expect(core.dueIdle(3500).map((r) => r.id)).toEqual([ID]);
-    // dueIdle ends nothing: the caller ends it in the store first. A packet served here makes it ours,
-    // once its version bump is written (the packet held until then).
+    // dueIdle ends nothing: the caller ends it in the store first. A packet served here makes it ours.
     const out = core.onClient(encodeJv1(PacketType.DATA, Buffer.from(ID, 'hex'), Buffer.alloc(8)), T, KEY, 0, 3400);
-    expect(out.kind).toBe('hold');
-    expect(adopted(core, 3400)).toMatchObject([{ kind: 'forward', version: 2n, seq: 1 }]);
+    expect(out.kind).toBe('forward');
     expect(core.table.get(ID)).toMatchObject({ servedHere: true, expiresAt: 3400 + LIMITS.idleTtlMs });
     expect(core.sweep(4399)).toEqual([]);
     // (dueIdle above handed it out once: the table looks at it again a second later at most.)
@@ -78,35 +62,11 @@ describe('DirectorCore.applyRemote', () => {
   it('a session served here does not expire while the store holds a later expiry (another director saw its traffic)', () => {
     const core = new DirectorCore(LIMITS, ring);
     core.applyRemote(remote(1n, 'n1', 'ATTACHED', 1000), 0);
-    core.onClient(encodeJv1(PacketType.DATA, Buffer.from(ID, 'hex'), Buffer.alloc(8)), T, KEY, 0, 100);
-    adopted(core, 100); // served here (at version 2) until 1100
-    core.applyRemote(remote(2n, 'n1', 'ATTACHED', 5000), 200);
+    core.onClient(encodeJv1(PacketType.DATA, Buffer.from(ID, 'hex'), Buffer.alloc(8)), T, KEY, 0, 100); // served here until 1100
+    core.applyRemote(remote(1n, 'n1', 'ATTACHED', 5000), 200);
     expect(core.table.get(ID)).toMatchObject({ servedHere: true, expiresAt: 5000, storeExpiresAt: 5000 }); // no grace where served
     expect(core.dueIdle(4999)).toEqual([]);
     expect(core.dueIdle(5000).map((r) => r.id)).toEqual([ID]);
-  });
-
-  it('a director that starts serving a session numbers its packets under a version of its own (DESIGN §3: (version, seq) unique across directors)', () => {
-    const core = new DirectorCore(LIMITS, ring);
-    core.applyRemote(remote(4n), 0); // another director served it at version 4, its own seq counter running
-    const data = (n: number) => encodeJv1(PacketType.DATA, Buffer.from(ID, 'hex'), Buffer.alloc(8, n));
-    // Nothing goes to the owner at version 4 from here: the packets wait for the bump (asked once).
-    expect(core.onClient(data(1), T, KEY, 0, 10).kind).toBe('hold');
-    expect(core.adopting.map((r) => r.id)).toEqual([ID]);
-    const rec = core.table.get(ID)!;
-    const p = core.plan(rec, LifecycleEvent.REATTACH, { cause: 'director_change' });
-    if (typeof p === 'string') throw new Error(p);
-    expect(core.onClient(data(2), T, KEY, 0, 11).kind).toBe('hold'); // the bump in flight
-    expect(core.adopting).toHaveLength(1);
-    core.adopting.length = 0;
-    core.commit(p, 12);
-    core.table.touch(rec, 12);
-    expect(core.release(rec, 12, false)).toMatchObject([
-      { version: 5n, seq: 1 },
-      { version: 5n, seq: 2 },
-    ]);
-    expect(core.onClient(data(3), T, KEY, 0, 13)).toMatchObject({ kind: 'forward', version: 5n, seq: 3 });
-    expect(core.adopting).toEqual([]);
   });
 
   it('applies only newer versions: owner and state changes, a termination; never older news', () => {
@@ -134,25 +94,21 @@ describe('DirectorCore.applyRemote', () => {
     // The session jumped to datagrams from that very ip:port (another director CASed it): now it is bound.
     expect(core.applyRemote(remote(2n), 20).kind).toBe('updated');
     expect(core.table.get(ID)).toMatchObject({ listener: 0, servedHere: false });
-    // From its bound transport now: served here after its version bump (the packet held until then).
-    expect(core.onClient(data(), T, KEY, 0, 30).kind).toBe('hold');
-    const [bound] = adopted(core, 30);
-    expect(bound).toMatchObject({ kind: 'forward', version: 3n, flags: 0 });
+    const bound = core.onClient(data(), T, KEY, 0, 30);
+    expect(bound.kind === 'forward' && (bound.flags & PP2_FLAG.UNBOUND_SOURCE) === 0).toBe(true);
   });
 
   it('a session served here that another director rebinds (the client jumped to it) is served there now, until a packet of it comes here again', () => {
     const core = new DirectorCore(LIMITS, ring);
     core.applyRemote(remote(1n), 0);
     core.onClient(encodeJv1(PacketType.DATA, Buffer.from(ID, 'hex'), Buffer.alloc(8)), T, KEY, 0, 10);
-    adopted(core, 10); // version 2, served here
     expect(core.table.get(ID)?.servedHere).toBe(true);
     const elsewhere: Transport = { family: 4, address: '198.51.100.8', port: 5000 };
-    core.applyRemote({ ...remote(3n), transport: { t: elsewhere, key: '198.51.100.8:5000', listener: 0 } }, 20);
+    core.applyRemote({ ...remote(2n), transport: { t: elsewhere, key: '198.51.100.8:5000', listener: 0 } }, 20);
     expect(core.table.get(ID)).toMatchObject({ servedHere: false, transport: elsewhere });
     // The same transport with news of another kind (a transfer) leaves it as it was.
     core.onClient(encodeJv1(PacketType.DATA, Buffer.from(ID, 'hex'), Buffer.alloc(8)), elsewhere, '198.51.100.8:5000', 0, 30);
-    adopted(core, 30); // version 4, served here again
-    core.applyRemote({ ...remote(5n, 'n2'), transport: { t: elsewhere, key: '198.51.100.8:5000', listener: 0 } }, 40);
+    core.applyRemote({ ...remote(3n, 'n2'), transport: { t: elsewhere, key: '198.51.100.8:5000', listener: 0 } }, 40);
     expect(core.table.get(ID)).toMatchObject({ servedHere: true, owner: 'n2' });
   });
 
