@@ -72,6 +72,8 @@ export class DirectorCore {
   readonly #codecs: readonly (DatagramCodec | null)[];
   #fence: () => FenceState = () => FenceState.OK;
   #following: () => boolean = () => true;
+  /** The configured listener an index belongs to (a host address's listener on a wildcard one: see setListenerBase). */
+  #listenerBase: (listener: number) => number = (listener) => listener;
   /** Codecs whose data packets carry no id: client transport → the session pinned to it. */
   readonly #pins = new Map<string, SessionRecord>();
   /** Sessions whose client restarted (a new session id from their pinned transport): the shell ends them. */
@@ -112,6 +114,14 @@ export class DirectorCore {
    */
   setFollowing(fn: () => boolean): void {
     this.#following = fn;
+  }
+
+  /**
+   * The shell's listeners of host addresses on a wildcard listener (UdpDirector: the address each datagram
+   * was sent to) share that listener's socket: `base` names it for each listener index.
+   */
+  setListenerBase(base: (listener: number) => number): void {
+    this.#listenerBase = base;
   }
 
   /** Swaps the ring snapshot used for new sessions. Existing sessions keep their owner (invariant 3). */
@@ -174,6 +184,12 @@ export class DirectorCore {
       return v.set(this.#admit(id, idView, msg, msg.length, t, listener, now));
     }
     const bound = rec.transport;
+    if (rec.listener !== listener && bound.port === port && bound.address === address && rec.listener === this.#listenerBase(listener) && this.#listenerBase(rec.listener) === rec.listener) {
+      // Its transport, on the wildcard listener the session was read back with (the store keeps no
+      // listener: a restart, another director's session), now through the listener of the address its
+      // client sends to: the same socket, so the same transport — its replies leave from that address.
+      rec.listener = listener;
+    }
     if (bound.port !== port || bound.address !== address || rec.listener !== listener) {
       // A jump candidate: the owner validates it and answers BIND; nothing changes here until then.
       // (The bound transport's key is its text form, so comparing the parts is comparing the keys. The

@@ -262,6 +262,8 @@ export class UdpDirector implements DataPath {
     this.#native = opts.encapsulation === 'ppv2' ? (opts.native ?? null) : null;
     this.#headers = new SessionHeaders(opts.headerCache ?? DEFAULT_HEADER_CACHE);
     deps.ownership.attach(this);
+    // Listeners of host addresses share their wildcard listener's socket (see #addressListener).
+    deps.core.setListenerBase((i) => this.#listeners[i]?.base ?? i);
     this.#nodeAddr = new Map(opts.nodes.map((n) => [n.id, n.address]));
     this.#quarantine = new PortQuarantine(opts.portQuarantineMs ?? DEFAULT_PORT_QUARANTINE_MS);
     // A session's own upstream socket lives as long as the session keeps its owner.
@@ -396,8 +398,9 @@ export class UdpDirector implements DataPath {
   async #openListener(index: number, addr: Transport): Promise<void> {
     if (this.#native !== null) {
       // On a wildcard address each datagram's local address is read (pktinfo): its reply leaves from that
-      // address, and its node is told it, through a listener of that address (#addressListener).
-      const wildcard = isUnspecified(addr.address);
+      // address, and its node is told it, through a listener of that address (#addressListener). JV1
+      // listeners only: the core reads another codec's sessions by their configured listener.
+      const wildcard = isUnspecified(addr.address) && this.#core.speaksJv1(index);
       const h = this.#clientHandlers(index, wildcard);
       const io = this.#openNative(addr, null, 'client', (x, count) => this.#batch(x, count, h.truncated, h.datagram), wildcard);
       const a = io.s.address();

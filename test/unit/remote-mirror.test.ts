@@ -69,6 +69,23 @@ describe('DirectorCore.applyRemote', () => {
     expect(core.dueIdle(5000).map((r) => r.id)).toEqual([ID]);
   });
 
+  it('a session read back with a wildcard listener takes the listener of the host address its client sends to (the same socket): bound, not a jump', () => {
+    const core = new DirectorCore(LIMITS, ring);
+    // Listeners 0 and 1 configured; 3 and 4: host addresses met on wildcard listener 0.
+    core.setListenerBase((i) => (i === 3 || i === 4 ? 0 : i));
+    const data = () => encodeJv1(PacketType.DATA, Buffer.from(ID, 'hex'), Buffer.alloc(8));
+    core.applyRemote(remote(1n), 0); // the store keeps no listener: the first of its family (0)
+    const out = core.onClient(data(), T, KEY, 3, 10);
+    expect(out.kind === 'forward' && (out.flags & PP2_FLAG.UNBOUND_SOURCE) === 0 && out.listener === 3).toBe(true);
+    expect(core.table.get(ID)?.listener).toBe(3);
+    // Another host address of that wildcard, or another configured listener: a jump (its 5-tuple changed).
+    for (const other of [4, 1]) {
+      const o = core.onClient(data(), T, KEY, other, 20);
+      expect(o.kind === 'forward' && (o.flags & PP2_FLAG.UNBOUND_SOURCE) !== 0).toBe(true);
+      expect(core.table.get(ID)?.listener).toBe(3);
+    }
+  });
+
   it('applies only newer versions: owner and state changes, a termination; never older news', () => {
     const core = new DirectorCore(LIMITS, ring);
     core.applyRemote(remote(1n), 0);
