@@ -231,24 +231,12 @@ export class DrainCoordinator {
         this.#d.setDraining(node, true);
         running.stopsAdmissions = true;
       }
-      running.state = 'running';
       // From here its moves are the failover's: audited with cause failover (the id stays the drain's).
       running.cause = 'failover';
-      running.migratingSince = now;
-      running.lastTick = now;
-      this.#d.logger.info({ drain: running.id, node, actor: req.actor }, 'failover: the waiting drain migrates its sessions now');
-      const view = this.#view(running);
-      this.#d.publish?.(view);
-      return { view, created: false, escalated: true };
+      return this.#migrateNow(running, now, req.actor, 'failover: the waiting drain migrates its sessions now');
     }
     if (running !== undefined && running.state === 'waiting' && req.cause === 'drain' && req.mode === DrainMode.MIGRATE) {
-      running.state = 'running';
-      running.migratingSince = now;
-      running.lastTick = now;
-      this.#d.logger.info({ drain: running.id, node, actor: req.actor }, 'drain: the waiting drain migrates its sessions now (a migrate drain was asked for)');
-      const view = this.#view(running);
-      this.#d.publish?.(view);
-      return { view, created: false, escalated: true };
+      return this.#migrateNow(running, now, req.actor, 'drain: the waiting drain migrates its sessions now (a migrate drain was asked for)');
     }
     if (running !== undefined) {
       // A drain (or an operator's failover) asked for while a failover of the node runs is that failover —
@@ -304,6 +292,17 @@ export class DrainCoordinator {
     const view = this.#view(d);
     this.#d.publish?.(view);
     return { view, created: true };
+  }
+
+  /** A waiting drain escalated: it migrates its sessions from now on (said, and shared). */
+  #migrateNow(d: Drain, now: number, actor: string, message: string): { view: DrainView; created: boolean; escalated: true } {
+    d.state = 'running';
+    d.migratingSince = now;
+    d.lastTick = now;
+    this.#d.logger.info({ drain: d.id, node: d.node, actor }, message);
+    const view = this.#view(d);
+    this.#d.publish?.(view);
+    return { view, created: false, escalated: true };
   }
 
   /** Stops any drain of `node` and lets it take new sessions again. Moved sessions stay where they are. */

@@ -20,22 +20,27 @@ beforeAll(async () => {
   ]);
 });
 
+/** A UdpDirector on node:dgram over harness `h`: one loopback listener, two nodes at the discard port. */
+function dgramDirector(h: ReturnType<typeof makeHarness>): UdpDirector {
+  return new UdpDirector(
+    {
+      directorId: 'dir-test',
+      listen: [{ family: 4, address: '127.0.0.1', port: 0 }],
+      nodes: [
+        { id: 'node-a', address: { family: 4, address: '127.0.0.1', port: 9 } },
+        { id: 'node-b', address: { family: 4, address: '127.0.0.1', port: 9 } },
+      ],
+      encapsulation: 'ppv2',
+      native: null,
+    },
+    { core: h.core, ownership: h.own, clock: h.clock, logger: pino({ level: 'silent' }), stats: h.stats },
+  );
+}
+
 describe('UdpDirector after close', () => {
   it('REVOKE, forward, answer, held replies and candidate REJECTs are dropped, never sent on a closed socket', async () => {
     const h = makeHarness({ ring });
-    const director = new UdpDirector(
-      {
-        directorId: 'dir-test',
-        listen: [{ family: 4, address: '127.0.0.1', port: 0 }],
-        nodes: [
-          { id: 'node-a', address: { family: 4, address: '127.0.0.1', port: 9 } },
-          { id: 'node-b', address: { family: 4, address: '127.0.0.1', port: 9 } },
-        ],
-        encapsulation: 'ppv2',
-        native: null,
-      },
-      { core: h.core, ownership: h.own, clock: h.clock, logger: pino({ level: 'silent' }), stats: h.stats },
-    );
+    const director = dgramDirector(h);
     await director.start();
     const rec = await h.admit(counterId(1), clientTransport(1));
     const candidate = { transport: clientTransport(2), key: '10.0.0.2:40002', listener: 0, bytesIn: 1000, bytesOut: 0, seenAt: 0 };
@@ -54,19 +59,7 @@ describe('UdpDirector after close', () => {
 describe('UdpDirector held replies', () => {
   it('are relayed to the bound transport once, counted when they arrived (held_reply), not again as relayed', async () => {
     const h = makeHarness({ ring });
-    const director = new UdpDirector(
-      {
-        directorId: 'dir-test',
-        listen: [{ family: 4, address: '127.0.0.1', port: 0 }],
-        nodes: [
-          { id: 'node-a', address: { family: 4, address: '127.0.0.1', port: 9 } },
-          { id: 'node-b', address: { family: 4, address: '127.0.0.1', port: 9 } },
-        ],
-        encapsulation: 'ppv2',
-        native: null,
-      },
-      { core: h.core, ownership: h.own, clock: h.clock, logger: pino({ level: 'silent' }), stats: h.stats },
-    );
+    const director = dgramDirector(h);
     await director.start();
     const client = await UdpPeer.open(4);
     try {
