@@ -120,7 +120,8 @@ function parseYaml(text: string, source: string): unknown {
   } catch (cause) {
     throw new ConfigError([{ path: '(yaml)', message: describeYamlError(cause) }], { source, cause });
   }
-  if (docs.length === 0) throw new ConfigError([{ path: '(root)', message: 'expected a mapping' }], { source });
+  // An empty file (or comments only) is an empty config: the schema then names what it must have (nodes).
+  if (docs.length === 0) return {};
   if (docs.length > 1) {
     throw new ConfigError([{ path: '(yaml)', message: `expected one document, found ${docs.length}` }], { source });
   }

@@ -334,8 +334,9 @@ describe('parseConfig', () => {
       yaml: `${ONE_NODE}log:\n  level: info\n  level: debug\n`,
       lines: ['(yaml): duplicated mapping key at line 6, column 3'],
     },
-    { name: 'empty file', yaml: '', lines: ['(root): expected a mapping'] },
-    { name: 'comments only', yaml: '# nothing here\n', lines: ['(root): expected a mapping'] },
+    // An empty file is an empty config: what it lacks is named.
+    { name: 'empty file', yaml: '', lines: ['nodes: required'] },
+    { name: 'comments only', yaml: '# nothing here\n', lines: ['nodes: required'] },
     { name: 'a list at the root', yaml: '- a\n', lines: ['(root): expected a mapping, got a list'] },
     { name: 'a scalar at the root', yaml: 'hello\n', lines: ['(root): expected a mapping, got "hello"'] },
     { name: 'two documents', yaml: `${ONE_NODE}---\n${ONE_NODE}`, lines: ['(yaml): expected one document, found 2'] },
