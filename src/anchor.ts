@@ -116,12 +116,12 @@ export function staleFreezeMs(quiesceMs: number): number {
   return Math.max(5000, 4 * quiesceMs);
 }
 
-/** 'a directory' when `path` is one, else null (a file, missing, or a device or pipe an operator chose). */
-function notAFile(path: string): string | null {
+/** Whether `path` is a directory (missing or unreadable: no; the open says why). */
+function isDirectory(path: string): boolean {
   try {
-    return statSync(path).isDirectory() ? 'a directory' : null;
+    return statSync(path).isDirectory();
   } catch {
-    return null; // missing (created at start) or unreadable (said by the open, with its error)
+    return false;
   }
 }
 
@@ -158,8 +158,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     ['audit.path', config.audit.path],
     ['backend.port_quarantine_path', config.backend.encapsulation === 'none' ? config.backend.port_quarantine_path : null],
   ] as const) {
-    const kind = path === null ? null : notAFile(path);
-    if (kind !== null) throw new ConfigError([{ path: key, message: `${JSON.stringify(path)} is ${kind}, not a file: name a file (it is created if missing)` }]);
+    if (path !== null && isDirectory(path)) throw new ConfigError([{ path: key, message: `${JSON.stringify(path)} is a directory, not a file: name a file (it is created if missing)` }]);
   }
   const hasher = await createHasher();
   const stats = new DirectorStats();

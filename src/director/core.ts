@@ -184,7 +184,7 @@ export class DirectorCore {
       return v.set(this.#admit(id, idView, msg, msg.length, t, listener, now));
     }
     const bound = rec.transport;
-    if (rec.listener !== listener && bound.port === port && bound.address === address && rec.listener === this.#listenerBase(listener) && this.#listenerBase(rec.listener) === rec.listener) {
+    if (rec.listener !== listener && bound.port === port && bound.address === address && rec.listener === this.#listenerBase(listener)) {
       // Its transport, on the wildcard listener the session was read back with (the store keeps no
       // listener: a restart, another director's session), now through the listener of the address its
       // client sends to: the same socket, so the same transport — its replies leave from that address.

@@ -551,7 +551,9 @@ export class UdpDirector implements DataPath {
       const local = (this.#listeners[i] as Listener).local as Int32Array;
       if (local[0] === w0 && local[1] === w1 && local[2] === w2 && local[3] === w3) return i;
     }
-    if (this.#listeners.length - this.#configured().length >= MAX_ADDRESS_LISTENERS) return base;
+    // Listeners of host addresses come after every configured one (their indexes must not take one's place).
+    const configured = this.#opts.listen.length;
+    if (this.#listeners.length < configured || this.#listeners.length - configured >= MAX_ADDRESS_LISTENERS) return base;
     const local = Int32Array.of(w0, w1, w2, w3);
     const address = addressText(b.address.family, local, 0);
     this.#listeners.push({ socket: null, native: b.native, address: { family: b.address.family, address, port: b.address.port }, local, base, byAddress: null });

@@ -773,7 +773,7 @@ static napi_value sock_new(napi_env env, napi_callback_info info) {
     what = "setsockopt(IPV6_V6ONLY)";
     goto sys_fail;
   sys_fail_pktinfo:
-    what = "setsockopt(IP_PKTINFO)";
+    what = family == 4 ? "setsockopt(IP_PKTINFO)" : "setsockopt(IPV6_RECVPKTINFO)";
     goto sys_fail;
   sys_fail_bind:
     what = "bind";
