@@ -64,20 +64,12 @@ export class Membership {
   }
 
   setHealth(id: string, health: NodeHealth): boolean {
-    const n = this.#nodes.get(id);
-    if (n === undefined || n.health === health) return false;
-    n.health = health;
-    this.#rebuild();
-    return true;
+    return this.#change(id, 'health', health);
   }
 
   /** Holds `id` out of new placements, or lets it take them again (see MemberNode.placementHeld); whether that changed anything. */
   setPlacementHeld(id: string, held: boolean): boolean {
-    const n = this.#nodes.get(id);
-    if (n === undefined || n.placementHeld === held) return false;
-    n.placementHeld = held;
-    this.#rebuild();
-    return true;
+    return this.#change(id, 'placementHeld', held);
   }
 
   /** Whether `id` is in the ring: it takes new sessions now. */
@@ -86,9 +78,14 @@ export class Membership {
   }
 
   setState(id: string, state: NodeState): boolean {
+    return this.#change(id, 'state', state);
+  }
+
+  /** Sets `key` of node `id` to `value` and rebuilds the ring; whether that changed anything (an unknown node: no). */
+  #change<K extends 'state' | 'health' | 'placementHeld'>(id: string, key: K, value: MemberNode[K]): boolean {
     const n = this.#nodes.get(id);
-    if (n === undefined || n.state === state) return false;
-    n.state = state;
+    if (n === undefined || n[key] === value) return false;
+    n[key] = value;
     this.#rebuild();
     return true;
   }
