@@ -9,7 +9,7 @@ import type { AnchorConfig, ListenerConfig } from './config/schema.js';
 import { createCodec, type CodecSpec } from './codec/codec.js';
 import { isUnspecified, transportKey } from './codec/ip.js';
 import type { Transport } from './codec/types.js';
-import { CANDIDATE_TTL_MS, DirectorCore } from './director/core.js';
+import { CANDIDATE_TTL_MS, sequenceBase, DirectorCore } from './director/core.js';
 import { UdpDirector } from './director/director.js';
 import { QuarantineFile } from './net/quarantine-file.js';
 import { migrationResultLabel, Ownership, type StepFailure } from './director/ownership.js';
@@ -249,6 +249,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       reserveRows: config.session.max,
       // A TCP candidate sends nothing more while its connection waits for the owner's connect and BIND.
       candidateTtlMs: Math.max(CANDIDATE_TTL_MS, config.tcp.connect_timeout_ms + config.tcp.bind_timeout_ms),
+      seqBase: sequenceBase(clock.wall()),
     },
     membership.ring,
     (id) => membership.reachable(id),

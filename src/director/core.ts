@@ -52,6 +52,24 @@ const NO_FORWARDS: readonly Forward[] = Object.freeze([]);
  * its next candidate, or (a TCP-bound session, whose bytes never come here) the TCP front's sweep.
  */
 export const CANDIDATE_TTL_MS = 30_000;
+
+/** Sequence numbers a director's base moves up per millisecond of wall clock (sequenceBase). */
+export const SEQ_PER_MS = 1024;
+
+/**
+ * Where a director started at wall-clock `wallMs` numbers the sessions it did not admit (CoreLimits.seqBase).
+ * A node tells the directors' counters of a session apart by the PROXY v2 destination (DESIGN §3), so a
+ * director restarted on the same address must not number a session it served before from 1 again at the
+ * same version: `(version, seq)` would repeat. The run before it started earlier and sent fewer than
+ * SEQ_PER_MS datagrams of any one session per millisecond it lived (about a million a second for a
+ * single session, sustained), so every number it used is below this run's base — as long as the wall
+ * clock did not step back by more than that run's life. Safe integers until the year 2248.
+ */
+export function sequenceBase(wallMs: number): number {
+  const base = Math.floor(wallMs) * SEQ_PER_MS;
+  if (!Number.isSafeInteger(base + 2 ** 40) || base < 0) throw new RangeError(`no sequence base for wall clock ${wallMs}`);
+  return base;
+}
 /** Never send an unbound transport more than this many times the bytes it sent us. */
 export const UNBOUND_REPLY_FACTOR = 3;
 const REJECT_LEN = 21;
@@ -90,7 +108,7 @@ export class DirectorCore {
   constructor(limits: CoreLimits, ring: Ring, ownerAvailable: OwnerAvailable = () => true, codecs: readonly (DatagramCodec | null)[] = []) {
     this.#codecs = codecs;
     this.#limits = limits;
-    this.table = new SessionTable({ max: limits.sessionMax, idleTtlMs: limits.idleTtlMs, tombstoneMs: limits.tombstoneMs, ...(limits.recordCache !== undefined ? { records: limits.recordCache } : {}), ...(limits.reserveRows !== undefined ? { reserve: limits.reserveRows } : {}) });
+    this.table = new SessionTable({ max: limits.sessionMax, idleTtlMs: limits.idleTtlMs, tombstoneMs: limits.tombstoneMs, ...(limits.recordCache !== undefined ? { records: limits.recordCache } : {}), ...(limits.reserveRows !== undefined ? { reserve: limits.reserveRows } : {}), ...(limits.seqBase !== undefined ? { seqBase: limits.seqBase } : {}) });
     this.#ring = ring;
     this.#admission = new KeyedTokenBuckets(limits.admissionRate, limits.admissionBurst);
     this.#rejects = new KeyedTokenBuckets(limits.rejectRate, limits.rejectBurst);
@@ -507,6 +525,8 @@ export class DirectorCore {
         idleTtlMs: this.table.idleTtlMs,
       });
       rec.servedHere = false;
+      // Numbered above anything a run of a director on this address before this one can have sent.
+      rec.nextSeq = (this.#limits.seqBase ?? 0) + 1;
       rec.storeExpiresAt = r.expiresAt;
       rec.expiresAt = r.expiresAt + this.#graceMs;
       this.table.insert(rec);

@@ -34,6 +34,13 @@ export interface CoreLimits {
    * at least the TCP reattach's connect and BIND timeouts, which a TCP candidate waits through.
    */
   readonly candidateTtlMs?: number;
+  /**
+   * Where this director's counter of a session it did not admit starts (a session another director
+   * admitted, or this director before a restart: read from the shared store): `sequenceBase` of the wall
+   * clock when the director started, above any number an earlier run of a director on its address can have
+   * sent. 0 (absent): such counters start at 1, as a session's own does.
+   */
+  readonly seqBase?: number;
 }
 
 /** Why a datagram was dropped; each has its own counter. */

@@ -50,6 +50,8 @@ const WIDE_LISTENER = -0x8000;
 const STATE_BITS = 0x07;
 const T_OTHER = 0x08;
 const SERVED = 0x10;
+/** The sequence column counts from `seqBase` (a mirrored session's counter, see Rows.seqBase), not from 0. */
+const SEQ_BASED = 0x20;
 if (STATES.length > STATE_BITS + 1) throw new Error('session states do not fit the flags byte');
 
 /** The fields a row holds (what a record detached from any table keeps in an object instead). */
@@ -104,6 +106,12 @@ export class SessionRows {
   cacheSlot: Int32Array;
 
   readonly names = new Names();
+  /**
+   * Where the sequence numbers of sessions this director did not admit start (DirectorCore's `seqBase`):
+   * numbers from it up are kept as their distance from it, with the row's SEQ_BASED flag, so that they fit
+   * the u32 column as a session's first numbers do. 0: every number is kept as it is.
+   */
+  seqBase = 0;
   /**
    * Told when the record of a row that is out of the table's record cache starts holding out-of-line
    * state (record.ts): the table takes it back into the cache, where such records stay.
@@ -337,12 +345,21 @@ export class SessionRows {
   }
 
   seqOf(row: number): number {
-    return wideOf(this.nextSeq, this.#wideSeqs, row);
+    const n = wideOf(this.nextSeq, this.#wideSeqs, row);
+    return (this.flags[row]! & SEQ_BASED) === 0 ? n : n + this.seqBase;
   }
 
-  /** Per datagram (`nextSeq++`): one compare on the way to the column. */
+  /** Per datagram (`nextSeq++`): two compares on the way to the column. */
   setSeq(row: number, v: number): void {
-    setWide(this.nextSeq, this.#wideSeqs, row, v);
+    const f = this.flags[row]!;
+    const base = this.seqBase;
+    if (base > 0 && v >= base) {
+      if ((f & SEQ_BASED) === 0) this.flags[row] = f | SEQ_BASED;
+      setWide(this.nextSeq, this.#wideSeqs, row, v - base);
+    } else {
+      if ((f & SEQ_BASED) !== 0) this.flags[row] = f & ~SEQ_BASED;
+      setWide(this.nextSeq, this.#wideSeqs, row, v);
+    }
   }
 
   /** A new transport object for a canonical IPv4 row; the one given for any other. */

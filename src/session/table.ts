@@ -42,6 +42,8 @@ export interface TableLimits {
    * director reserves `max`. Resident only as sessions use them; none when absent (the columns grow).
    */
   readonly reserve?: number;
+  /** Where the sequence numbers of the sessions a director did not admit start (CoreLimits.seqBase); 0 when absent. */
+  readonly seqBase?: number;
 }
 
 /** TableLimits.records when absent. */
@@ -122,6 +124,7 @@ export class SessionTable {
     this.#limits = limits;
     this.#cacheMax = Math.max(1, limits.records ?? DEFAULT_RECORD_CACHE);
     this.#rows = new SessionRows(limits.reserve ?? 0);
+    this.#rows.seqBase = limits.seqBase ?? 0;
     this.#byId = new IdIndex(limits.idKey ?? idIndexKey(), this.#rows);
     this.#expiry = new ExpiryHeap(this.#rows, this.#rows.capacity);
     this.#rows.onPinned = (row) => this.#pin(row);

@@ -362,6 +362,47 @@ describe('two directors on etcd', () => {
     }
   });
 
+  it('a director restarted on its address numbers the sessions it served above what it sent before, on its bound and jump paths, so no (version, seq) reaches a node twice', async () => {
+    const s = await ClientSession.open(a.udp[0]!);
+    let jumped: ClientSession | undefined;
+    try {
+      const key = await s.hello();
+      for (let i = 0; i < 3; i++) {
+        s.sendData(Buffer.from(`before-${i}`));
+        await s.next((r) => r.type === PacketType.DATA && r.payload!.subarray(0, 8).toString() === `before-${i}`);
+      }
+      await waitFor('director B to see the session', () => session(b, s.hex));
+      const dst = `127.0.0.1:${a.udp[0]!.port}`;
+      // Killed and started again on the same address: its clients keep sending there; it reads their
+      // sessions back from the store, at the version it numbered them under before.
+      a.kill('SIGKILL');
+      await a.exited;
+      a = await startDirector({ ...config('director-a'), listen: { udp: [dst], tcp: ['127.0.0.1:0'] } });
+      await waitFor('A ready', async () => (await fetch(`${a.admin}/readyz`)).status === 200 || undefined);
+      for (let i = 0; i < 3; i++) {
+        s.sendData(Buffer.from(`after--${i}`));
+        await s.next((r) => r.type === PacketType.DATA && r.payload!.subarray(0, 8).toString() === `after--${i}`);
+      }
+      expect((await session(a, s.hex))!.version).toBe('1');
+      // Then a jump through it (a candidate, the owner's BIND): version 2.
+      jumped = await ClientSession.open(a.udp[0]!, { id: s.id, key });
+      jumped.sendData(Buffer.from('jumped'));
+      await jumped.next((r) => r.type === PacketType.DATA && r.payload!.subarray(0, 6).toString() === 'jumped');
+      expect((await session(a, s.hex))!.version).toBe('2');
+      const records = await readRecords(dir);
+      expect(checkRecords(records).violations).toEqual([]);
+      const mine = records.filter((r) => r.session === s.hex && r.dst === dst && r.accepted !== false && r.type !== PacketType.REVOKE);
+      const seqs = mine.map((r) => Number(r.seq));
+      // HELLO and three DATA from the first run, numbered 1…4; the second run's all above them, rising.
+      expect(seqs.slice(0, 4)).toEqual([1, 2, 3, 4]);
+      expect(seqs.length).toBeGreaterThanOrEqual(8);
+      expect(seqs.slice(4).every((n, i, a) => n > 4 && (i === 0 || n > (a[i - 1] as number)))).toBe(true);
+    } finally {
+      await jumped?.close();
+      await s.close();
+    }
+  });
+
   it('a director killed: its sessions continue through the other director', async () => {
     const s = await ClientSession.open(a.udp[0]!);
     try {

@@ -2,7 +2,7 @@
 // only; a director that does not serve a session expires it by the store's expiry plus a grace, which the
 // serving director's refreshes move.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { DirectorCore, type CoreLimits } from '../../src/director/core.js';
+import { DirectorCore, type CoreLimits, SEQ_PER_MS, sequenceBase } from '../../src/director/core.js';
 import { encodeJv1 } from '../../src/codec/jv1.js';
 import { PacketType, type Transport } from '../../src/codec/types.js';
 import { createHasher } from '../../src/ring/hash.js';
@@ -98,6 +98,33 @@ describe('DirectorCore.applyRemote', () => {
     expect(core.applyRemote(remote(5n, 'n2', 'TERMINATED'), 4).kind).toBe('ended');
     expect(core.table.get(ID)).toBeUndefined();
     expect(core.table.tombstoneUntil(ID, 5)).toBeDefined();
+  });
+
+  it('a session read from the store is numbered from the sequence base (above all an earlier run of this director sent), on every path; one admitted here from 1', () => {
+    const base = sequenceBase(1_800_000_000_123);
+    expect(base).toBe(1_800_000_000_123 * SEQ_PER_MS);
+    const core = new DirectorCore({ ...LIMITS, seqBase: base }, ring);
+    const data = () => encodeJv1(PacketType.DATA, Buffer.from(ID, 'hex'), Buffer.alloc(8));
+    core.applyRemote(remote(1n), 0);
+    // From its bound transport, then as a jump candidate, then a TCP connection naming it: one counter.
+    const seqs: number[] = [];
+    const bound = core.onClient(data(), T, KEY, 0, 10);
+    if (bound.kind === 'forward') seqs.push(bound.seq);
+    const cand = core.onClient(data(), { family: 4, address: '198.51.100.9', port: 1 }, '198.51.100.9:1', 0, 20);
+    if (cand.kind === 'forward' && (cand.flags & PP2_FLAG.UNBOUND_SOURCE) !== 0) seqs.push(cand.seq);
+    const tcp = core.onTcpPreamble(PacketType.DATA, Buffer.from(ID, 'hex'), { family: 4, address: '198.51.100.9', port: 2 }, '198.51.100.9:2', 20, 30);
+    if (tcp.kind === 'reattach') seqs.push(tcp.seq);
+    expect(seqs).toEqual([base + 1, base + 2, base + 3]);
+    expect(core.table.get(ID)?.nextSeq).toBe(base + 4);
+    // A session this director admits has no earlier counter anywhere: its own starts at 1.
+    const other = 'cd'.repeat(16);
+    const adm = core.onClient(encodeJv1(PacketType.HELLO, Buffer.from(other, 'hex'), Buffer.alloc(8)), T, KEY, 0, 40);
+    expect(adm.kind).toBe('admit');
+    const rec = core.table.get(other)!;
+    expect(core.admitted(rec, 41).forwards.map((f) => f.seq)).toEqual([1]);
+    // A clock far outside safe integers has no base (a RangeError, not a wrapped counter).
+    expect(() => sequenceBase(2 ** 53 / SEQ_PER_MS)).toThrow(RangeError);
+    expect(() => sequenceBase(-1)).toThrow(RangeError);
   });
 
   it('a session bound to a TCP connection elsewhere: a datagram from the same ip:port is a jump candidate here, not its transport', () => {

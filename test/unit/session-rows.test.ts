@@ -179,26 +179,33 @@ describe('SessionRows', () => {
     expect(rows.overflowEntries).toBe(0);
   });
 
-  it('property: state, transport kind and served share a byte without touching each other', () => {
+  it('property: state, transport kind, served and a sequence number counted from the base share a byte without touching each other', () => {
     const v4 = { family: 4 as const, address: '192.0.2.9', port: 9 };
     const v6 = { family: 6 as const, address: '2001:db8::9', port: 9 };
+    const base = 1_800_000_000_000 * 1024; // sequenceBase of a wall clock in 2027
+    const seqs = fc.oneof(fc.nat(), fc.constantFrom(0, 1, base - 1, base, base + 1, base + 2 ** 32 - 2, base + 2 ** 32 - 1, base + 2 ** 32, 2 ** 53 - 1), fc.integer({ min: base, max: base + 2 ** 33 }));
     const step = fc.oneof(
       fc.record({ k: fc.constant('state' as const), v: fc.constantFrom('ATTACHED', 'FROZEN', 'TERMINATED') }),
       fc.record({ k: fc.constant('served' as const), v: fc.boolean() }),
       fc.record({ k: fc.constant('transport' as const), v: fc.constantFrom(v4, v6) }),
+      fc.record({ k: fc.constant('seq' as const), v: seqs }),
     );
     fc.assert(
-      fc.property(fc.boolean(), fc.array(step, { maxLength: 30 }), (reuse, steps) => {
+      fc.property(fc.boolean(), fc.boolean(), seqs, fc.array(step, { maxLength: 30 }), (reuse, based, first, steps) => {
         const rows = new SessionRows();
-        if (reuse) rows.release(rows.alloc(words('1'.repeat(32)), null, fields({ state: 'TERMINATED', servedHere: true, transport: v6 })));
-        const r = rows.alloc(words('2'.repeat(32)), null, fields({ servedHere: false }));
-        const want = { state: 'ATTACHED', servedHere: false, transport: fields().transport };
+        if (based) rows.seqBase = base;
+        if (reuse) rows.release(rows.alloc(words('1'.repeat(32)), null, fields({ state: 'TERMINATED', servedHere: true, transport: v6, nextSeq: base + 5 })));
+        const r = rows.alloc(words('2'.repeat(32)), null, fields({ servedHere: false, nextSeq: first }));
+        const want = { state: 'ATTACHED', servedHere: false, transport: fields().transport, seq: first };
         for (const s of steps) {
           if (s.k === 'state') rows.setState(r, (want.state = s.v));
           else if (s.k === 'served') rows.setServed(r, (want.servedHere = s.v));
+          else if (s.k === 'seq') rows.setSeq(r, (want.seq = s.v));
           else rows.setTransport(r, (want.transport = s.v));
-          expect([rows.stateOf(r), rows.servedOf(r), rows.transportOf(r)]).toEqual([want.state, want.servedHere, want.transport]);
+          expect([rows.stateOf(r), rows.servedOf(r), rows.transportOf(r), rows.seqOf(r)]).toEqual([want.state, want.servedHere, want.transport, want.seq]);
         }
+        // Counted from the base, a session's numbers fit the column as its first ones do.
+        if (based && want.seq >= base && want.seq - base < 2 ** 32 - 1) expect(rows.overflowEntries).toBe(want.transport === v6 ? 1 : 0);
       }),
       { numRuns: 200 },
     );
