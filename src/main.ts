@@ -175,10 +175,14 @@ async function startDirector(configPath: string, withNodes: boolean): Promise<vo
       ].join('\n'),
     );
   }
-  let draining = false;
+  let draining: string | null = null;
   const drainAndExit = (why: string): void => {
-    if (draining) return;
-    draining = true;
+    if (draining !== null) {
+      // Already draining to exit (POST /v1/director/drain, or a signal while starting): this one joins it.
+      logger.info({ why, draining_since: draining }, 'already draining: the director exits when the drain ends (a second signal exits at once)');
+      return;
+    }
+    draining = why;
     logger.info({ why }, 'draining');
     void (async () => {
       // A drain that fails still closes the director (store, sockets, audit head) before the exit.

@@ -189,6 +189,23 @@ describe('director signals', () => {
     expect((await c.director.exited).code).toBe(0);
   });
 
+  it('a SIGTERM after POST /v1/director/drain joins that drain (said in the log), and the next signal exits at once', async () => {
+    const c: Cluster = await startCluster({ family: 4, config: { drain: { deadline_s: 60 } } });
+    cleanup.push(() => c.stop());
+    const peer = await UdpPeer.open(4);
+    cleanup.push(() => peer.close());
+    peer.send(encodeJv1(PacketType.HELLO, randomBytes(16), Buffer.from('hi')), c.director.udp[0]!);
+    await peer.next((m) => m[3] === PacketType.HELLO);
+    expect((await fetch(`${c.director.admin}/v1/director/drain`, { method: 'POST' })).status).toBe(202);
+    c.director.kill('SIGTERM');
+    await waitFor('the signal to join the drain', () => c.director.stdout.includes('already draining') || undefined);
+    expect(c.director.stdout).toMatch(/"why":"SIGTERM","draining_since":"admin api"/);
+    // Still draining (its session lives): the admin API answers, not ready.
+    expect((await fetch(`${c.director.admin}/readyz`)).status).toBe(503);
+    c.director.kill('SIGTERM');
+    expect((await c.director.exited).code).toBe(1);
+  });
+
   it('a second SIGTERM exits at once with status 1', async () => {
     const c: Cluster = await startCluster({ family: 4, config: { drain: { deadline_s: 60 } } });
     cleanup.push(() => c.stop());
