@@ -13,6 +13,7 @@ import { type Candidate, newSessionRecord, type SessionRecord, SessionTable } fr
 import { KeyedTokenBuckets } from '../util/token-bucket.js';
 import type { DatagramCodec } from '../codec/codec.js';
 import { FenceState } from '../store/fence.js';
+import { sameLife } from '../store/store.js';
 import {
   type ClientOutcome,
   type CoreLimits,
@@ -510,6 +511,14 @@ export class DirectorCore {
       return { kind: 'ended', session: local, note: n };
     }
     if (local === undefined) {
+      // Old news of a life of the id that ended here (its tombstone stands): a write the store took before
+      // this director's end — another director's refresh, the watch's copy of our own — or the store's
+      // record while our delete is on its way. Taken, it would bring the session back (its tombstone gone,
+      // packets forwarded again, its counter started anew). A version past the one it ended at is a
+      // transition another director wrote first (our delete loses to it: the session lives on), and a
+      // new life admitted elsewhere is news: both are taken as any other session.
+      const ended = this.table.tombstone(r.id, now);
+      if (ended !== undefined && sameLife(ended.life, r.incarnation) && r.version < ended.version) return { kind: 'ignored' };
       // A session this table cannot hold (full, or a transport text it cannot read): this director's view
       // of the cluster lacks it from now on (drains through it ask the store before they complete).
       if (r.transport === null || this.table.full) return { kind: 'not_held' };

@@ -46,6 +46,14 @@ export interface TableLimits {
   readonly seqBase?: number;
 }
 
+/** A removed session's id, refused until `until` (tombstone_s); the life that ended, and its version then. */
+export interface Tombstone {
+  readonly id: string;
+  readonly until: number;
+  readonly life: number;
+  readonly version: bigint;
+}
+
 /** TableLimits.records when absent. */
 export const DEFAULT_RECORD_CACHE = 16_384;
 
@@ -78,11 +86,14 @@ export class SessionTable {
    * `expiresAt`; `dueForExpiry` moves the heap's deadline up to it lazily).
    */
   readonly #expiry: ExpiryHeap;
-  /** Tombstones: id → until. Inserted in `now` order, so a FIFO of (id, until) is also an expiry order. */
-  readonly #tombstones = new Map<string, number>();
-  // An entry is current only while the map still holds its `until` for that id: an id cleared by insert
-  // and tombstoned again leaves an older, stale entry behind that must neither block nor evict.
-  #tombFifo: { readonly id: string; readonly until: number }[] = [];
+  /**
+   * Tombstones: id → its entry (until when, and the life that ended). Inserted in `now` order, so the FIFO
+   * of entries is also an expiry order.
+   */
+  readonly #tombstones = new Map<string, Tombstone>();
+  // An entry is current only while the map still holds it for that id: an id cleared by insert and
+  // tombstoned again leaves an older, stale entry behind that must neither block nor evict.
+  #tombFifo: Tombstone[] = [];
   #tombHead = 0;
   #tombstonesEvicted = 0;
   /** Live records with `servedHere` (see servedCount). */
@@ -260,8 +271,14 @@ export class SessionTable {
 
   /** Until when `id` is a tombstone, if it is one at `now`. */
   tombstoneUntil(id: string, now: number): number | undefined {
-    const until = this.#tombstones.get(id);
-    return until !== undefined && until > now ? until : undefined;
+    const t = this.#tombstones.get(id);
+    return t !== undefined && t.until > now ? t.until : undefined;
+  }
+
+  /** The tombstone of `id` if it is one at `now`: with the life that ended and its version then. */
+  tombstone(id: string, now: number): Tombstone | undefined {
+    const t = this.#tombstones.get(id);
+    return t !== undefined && t.until > now ? t : undefined;
   }
 
   /**
@@ -313,7 +330,7 @@ export class SessionTable {
   remove(rec: SessionRecord, now: number): void {
     if (!this.holds(rec)) return;
     this.#forget(rec);
-    if (this.#limits.tombstoneMs > 0) this.#addTombstone(rec.id, now + this.#limits.tombstoneMs);
+    if (this.#limits.tombstoneMs > 0) this.#addTombstone({ id: rec.id, until: now + this.#limits.tombstoneMs, life: rec.incarnation, version: rec.version });
   }
 
   /** Removes a record that never became a session (its admission failed): no tombstone. */
@@ -457,24 +474,24 @@ export class SessionTable {
     return due;
   }
 
-  #addTombstone(id: string, until: number): void {
+  #addTombstone(t: Tombstone): void {
     while (this.#tombstones.size >= this.#limits.max) {
       const oldest = this.#tombFifo[this.#tombHead++];
       if (oldest === undefined) break;
-      if (this.#tombstones.get(oldest.id) === oldest.until) {
+      if (this.#tombstones.get(oldest.id) === oldest) {
         this.#tombstones.delete(oldest.id);
         this.#tombstonesEvicted++;
       }
     }
-    this.#tombstones.set(id, until);
-    this.#tombFifo.push({ id, until });
+    this.#tombstones.set(t.id, t);
+    this.#tombFifo.push(t);
   }
 
   #sweepTombstones(now: number): void {
     while (this.#tombHead < this.#tombFifo.length) {
       const e = this.#tombFifo[this.#tombHead]!;
       // Only the current entry of an id counts; a stale one (the id was cleared and tombstoned again) is skipped.
-      if (this.#tombstones.get(e.id) === e.until) {
+      if (this.#tombstones.get(e.id) === e) {
         if (e.until > now) break;
         this.#tombstones.delete(e.id);
       }

@@ -4,7 +4,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DirectorCore, type CoreLimits, SEQ_PER_MS, sequenceBase } from '../../src/director/core.js';
 import { encodeJv1 } from '../../src/codec/jv1.js';
-import { PacketType, type Transport } from '../../src/codec/types.js';
+import { PacketType, RejectReason, type Transport } from '../../src/codec/types.js';
 import { createHasher } from '../../src/ring/hash.js';
 import { buildRing, type Ring } from '../../src/ring/ring.js';
 import { TCP_LISTENER } from '../../src/director/outcomes.js';
@@ -125,6 +125,31 @@ describe('DirectorCore.applyRemote', () => {
     // A clock far outside safe integers has no base (a RangeError, not a wrapped counter).
     expect(() => sequenceBase(2 ** 53 / SEQ_PER_MS)).toThrow(RangeError);
     expect(() => sequenceBase(-1)).toThrow(RangeError);
+  });
+
+  it('old news of a life that ended here (its tombstone stands) does not bring it back; a transition that beat its end, or a new life, does', () => {
+    const pkt = (type: PacketType) => encodeJv1(type, Buffer.from(ID, 'hex'), Buffer.alloc(8));
+    const endedHere = (): DirectorCore => {
+      const core = new DirectorCore(LIMITS, ring);
+      core.applyRemote(remote(3n, 'n1', 'ATTACHED', 1000), 0);
+      expect(core.onClient(pkt(PacketType.CLOSE), T, KEY, 0, 10).kind).toBe('forward'); // ended here: version 4, its delete on its way
+      expect(core.table.get(ID)).toBeUndefined();
+      return core;
+    };
+    // Another director's refresh (the version the store still holds), or an older write, told late.
+    const core = endedHere();
+    expect(core.applyRemote(remote(3n, 'n1', 'ATTACHED', 5000), 20).kind).toBe('ignored');
+    expect(core.applyRemote(remote(2n), 25).kind).toBe('ignored');
+    expect(core.table.get(ID)).toBeUndefined();
+    const again = core.onClient(pkt(PacketType.DATA), T, KEY, 0, 40);
+    expect(again.kind === 'reject' && again.reason === RejectReason.SESSION_TERMINATED).toBe(true);
+    // Admitted anew elsewhere (another life, version 1): mirrored.
+    expect(core.applyRemote({ ...remote(1n), incarnation: 2 }, 50).kind).toBe('created');
+    expect(core.onClient(pkt(PacketType.DATA), T, KEY, 0, 60).kind).toBe('forward');
+    // A transition another director wrote from the version it ended at (our delete loses to it): it lives on.
+    expect(endedHere().applyRemote(remote(4n, 'n2', 'FROZEN'), 20).kind).toBe('created');
+    // Past the tombstone, news of any version is taken.
+    expect(endedHere().applyRemote(remote(3n, 'n1', 'ATTACHED', 9000), 10 + LIMITS.tombstoneMs).kind).toBe('created');
   });
 
   it('a session bound to a TCP connection elsewhere: a datagram from the same ip:port is a jump candidate here, not its transport', () => {
