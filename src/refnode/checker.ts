@@ -12,7 +12,8 @@
 //           that came back to A at a higher version (DESIGN §4), which is allowed;
 //   seq     a sequence number is delivered once (on two nodes: dual delivery; twice on one: a duplicate);
 //   order   the higher the seq, the higher or equal the version (versions never go back as seq advances);
-//   monotone within each node, in arrival (file) order, versions never go back.
+//   monotone within each node, in arrival (file) order, versions never go back, and at one version a
+//           datagram's seq never goes back (TCP connections, numbered before they connect, left out).
 // Sequence numbers are one counter per session per director (DESIGN §3), so seq, order and monotone are
 // checked per PROXY destination (`dst`, the director address the packet arrived on); with one director
 // that is per session. Records without version/seq (encapsulation `none`) carry nothing to order by and
@@ -104,6 +105,8 @@ interface Delivery {
   readonly dst: string;
   readonly version: bigint;
   readonly seq: bigint;
+  /** A TCP connection (its preamble): numbered before its connect, so it may arrive after later datagrams. */
+  readonly tcp: boolean;
 }
 
 function cmp(a: bigint, b: bigint): number {
@@ -160,7 +163,7 @@ function checkSession(recs: readonly RecordLine[], out: string[], notes: string[
     if (below !== undefined && version < below) {
       out.push(`fence: ${r.node} accepted version ${version} (seq ${seq}) after acknowledging REVOKE(${below})`);
     }
-    deliveries.push({ node: r.node, dst: r.dst ?? '', version, seq });
+    deliveries.push({ node: r.node, dst: r.dst ?? '', version, seq, tcp: r.proto === 'tcp' });
   }
   if (unversioned > 0) {
     notes.push(`session ${session}: ${unversioned} deliveries without version/seq (encapsulation none) not checked`);
@@ -208,8 +211,11 @@ function checkSession(recs: readonly RecordLine[], out: string[], notes: string[
     }
   }
 
-  // monotone: per node (and director), in arrival order.
+  // monotone: per node (and director), in arrival order, versions never go back, and within a version
+  // the datagrams' seq only rises (a director's counter never goes back; loopback and one socket per node
+  // keep the order it sent in). A TCP connection takes its seq before it connects: left out of the seq test.
   const last = new Map<string, Delivery>();
+  const lastDatagram = new Map<string, Delivery>();
   for (const d of deliveries) {
     const key = `${d.node}\u0000${d.dst}`;
     const prev = last.get(key);
@@ -218,6 +224,13 @@ function checkSession(recs: readonly RecordLine[], out: string[], notes: string[
       continue; // keep the highest as the reference
     }
     last.set(key, d);
+    if (d.tcp) continue;
+    const p = lastDatagram.get(key);
+    if (p !== undefined && d.version === p.version && d.seq < p.seq) {
+      out.push(`monotone: ${d.node} received seq ${d.seq} after seq ${p.seq}, both at version ${d.version}`);
+      continue;
+    }
+    lastDatagram.set(key, d);
   }
   return deliveries.length;
 }

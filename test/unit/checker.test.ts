@@ -105,6 +105,19 @@ const rows: Row[] = [
     violations: [{ session: S1, problem: 'monotone: a received version 1 (seq 1) after version 2 (seq 2)' }],
   },
   {
+    description: 'seq going back at one version on one node and director (two counters on one destination: directors sharing an address, or a clock stepped back)',
+    lines: [rec('a', 5, 1_800_000_000_001), rec('a', 5, 1_800_000_000_002), rec('a', 5, 46_080_001), rec('a', 5, 46_080_002)],
+    violations: [
+      { session: S1, problem: 'monotone: a received seq 46080001 after seq 1800000000002, both at version 5' },
+      { session: S1, problem: 'monotone: a received seq 46080002 after seq 1800000000002, both at version 5' },
+    ],
+  },
+  {
+    description: 'seq rising again under a higher version, on other directors, or a TCP connection numbered before it connected: no violation',
+    lines: [rec('a', 1, 1), rec('a', 2, 3), rec('a', 2, 9, { dst: D2 }), rec('a', 2, 4), rec('a', 2, 2, { dst: D2, proto: 'tcp' }), rec('a', 2, 6)],
+    violations: [],
+  },
+  {
     description: 'a packet accepted below an acknowledged REVOKE',
     lines: [rec('a', 1, 1), revoke('a', 3, 2), rec('a', 2, 4)],
     violations: [{ session: S1, problem: 'fence: a accepted version 2 (seq 4) after acknowledging REVOKE(3)' }],
