@@ -107,6 +107,9 @@ const FAILURE_STATUS: Record<StepFailure, number> = {
  * How long after the store's expiry a director that only mirrors a session expires it: enough for the
  * serving director's refresh (written a third of the TTL ahead) to land, and for clocks a second apart.
  */
+/** A wall clock before this (2025-01-01) was never set: the director says so at start. */
+const WALL_CLOCK_SANE_MS = Date.UTC(2025, 0, 1);
+
 export function sharedExpiryGraceMs(idleTtlMs: number): number {
   return Math.max(1000, Math.min(idleTtlMs / 10, 10_000));
 }
@@ -232,6 +235,11 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   const dataFence = (): FenceState => (resyncGate === null || leaseOkAt === undefined ? storeFence() : resyncGate.gate(leaseOkAt(), clock.now(), store.following !== false));
   const fence = (): FenceState => (ending !== null ? FenceState.EXPIRED : dataFence());
   let core: DirectorCore | null = null;
+  const startWall = clock.wall();
+  if (config.store.kind !== 'memory' && startWall < WALL_CLOCK_SANE_MS) {
+    // Sequence bases and the store's expiries are wall-clock times: a clock that was never set breaks both.
+    logger.warn({ wall_clock: new Date(startWall).toISOString() }, 'the wall clock reads before 2025: sequence numbers of sessions read from the store may repeat ones sent before a restart, and shared expiries are wrong; set the clock (NTP) before starting');
+  }
   const membership = new Membership(hasher, nodes, (ring) => core?.setRing(ring), { healthChecked: config.health.enabled });
   core = new DirectorCore(
     {
@@ -249,7 +257,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       reserveRows: config.session.max,
       // A TCP candidate sends nothing more while its connection waits for the owner's connect and BIND.
       candidateTtlMs: Math.max(CANDIDATE_TTL_MS, config.tcp.connect_timeout_ms + config.tcp.bind_timeout_ms),
-      seqBase: sequenceBase(clock.wall()),
+      seqBase: sequenceBase(startWall),
     },
     membership.ring,
     (id) => membership.reachable(id),

@@ -61,10 +61,11 @@ export const SEQ_PER_MS = 1024;
  * Where a director started at wall-clock `wallMs` numbers the sessions it did not admit (CoreLimits.seqBase).
  * A node tells the directors' counters of a session apart by the PROXY v2 destination (DESIGN §3), so a
  * director restarted on the same address must not number a session it served before from 1 again at the
- * same version: `(version, seq)` would repeat. The run before it started earlier and sent fewer than
- * SEQ_PER_MS datagrams of any one session per millisecond it lived (about a million a second for a
- * single session, sustained), so every number it used is below this run's base — as long as the wall
- * clock did not step back by more than that run's life. Safe integers until the year 2248.
+ * same version: `(version, seq)` would repeat. The run before it sent fewer than SEQ_PER_MS datagrams of any
+ * one session per millisecond it lived (about a million a second for a single session, sustained), so every
+ * number it used is below this run's base — while this start's wall clock, less the earlier one's, is more
+ * than 1 ms per SEQ_PER_MS datagrams that run sent of one session (a clock stepped back by nearly the time
+ * between the starts, or one not set, breaks it; docs/cluster.md). Safe integers until the year 2248.
  */
 export function sequenceBase(wallMs: number): number {
   const base = Math.floor(wallMs) * SEQ_PER_MS;
