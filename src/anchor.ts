@@ -11,6 +11,7 @@ import { isUnspecified, transportKey } from './codec/ip.js';
 import type { Transport } from './codec/types.js';
 import { CANDIDATE_TTL_MS, sequenceBase, DirectorCore } from './director/core.js';
 import { UdpDirector } from './director/director.js';
+import { TCP_LISTENER } from './director/outcomes.js';
 import { QuarantineFile } from './net/quarantine-file.js';
 import { migrationResultLabel, Ownership, type StepFailure } from './director/ownership.js';
 import { parseStoredTransport, type ParsedTransport } from './director/stored-transport.js';
@@ -235,6 +236,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   const dataFence = (): FenceState => (resyncGate === null || leaseOkAt === undefined ? storeFence() : resyncGate.gate(leaseOkAt(), clock.now(), store.following !== false));
   const fence = (): FenceState => (ending !== null ? FenceState.EXPIRED : dataFence());
   let core: DirectorCore | null = null;
+  const tcpSpeaksJv1 = config.listen.tcp.every((l) => l.codec === 'jv1');
   const startWall = clock.wall();
   if (config.store.kind !== 'memory' && startWall < WALL_CLOCK_SANE_MS) {
     // Sequence bases and the store's expiries are wall-clock times: a clock that was never set breaks both.
@@ -290,9 +292,11 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       fence,
       // PROXY v2 carries the version that lets a new owner take a session over; transparent forwarding
       // and protocols other than JV1 keep their state on the node.
+      // A TCP session (TCP_LISTENER) does not say which TCP listener took it: movable only when every
+      // TCP listener speaks JV1 (before, one of an offset or OpenVPN TCP listener was moved, then ended).
       movable: (rec) =>
         config.backend.encapsulation === 'ppv2' &&
-        ((rec.listener >= 0 ? config.listen.udp[rec.listener]?.codec : undefined) ?? 'jv1') === 'jv1',
+        (rec.listener === TCP_LISTENER ? tcpSpeaksJv1 : ((rec.listener >= 0 ? config.listen.udp[rec.listener]?.codec : undefined) ?? 'jv1') === 'jv1'),
     },
   );
   const director = new UdpDirector(
