@@ -355,13 +355,13 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     if (change === null) return;
     // Another director's undrain stops a drain of the node running here (our own did that when made).
     if (change.state === NodeState.ACTIVE && change.director !== directorId) {
-      const d = drains.cancel(node);
+      const d = drains.cancel(node, `cancelled: the node was undrained on director ${change.director}`);
       if (d !== undefined) logger.info({ drain: d.id, node, by: change.director }, 'drain cancelled: the node was undrained on another director');
     } else if (change.state === NodeState.ACTIVE && drains.stopsAdmissions(node)) {
       // Our own earlier undrain is what the cluster holds, and the draining write of the drain made since
       // did not make it (refused, or lost): the node takes sessions again, so the drain could never be
       // settled. Cancelled, and said so.
-      const d = drains.cancel(node);
+      const d = drains.cancel(node, 'cancelled: its draining state did not reach the shared store, which holds the node active; drain it again');
       if (d !== undefined) logger.warn({ drain: d.id, node }, 'drain cancelled: its draining state did not reach the shared store, which holds the node active; drain it again');
     }
   };
@@ -532,10 +532,11 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         if (n.health !== NodeHealth.UNHEALTHY) {
           // No longer unhealthy: its automatic failover stops (sessions moved stay moved). Went on, it would
           // move the sessions admitted to the node since it came back too, and never end under steady load.
+          // Not one an operator joined (a drain or failover asked for while it ran): that one goes on.
           const auto = backoff.forget(n.id);
           const running = auto === undefined ? undefined : drains.active(n.id);
-          if (running !== undefined && running.id === auto && running.state === 'running') {
-            drains.cancel(n.id);
+          if (running !== undefined && running.id === auto && running.state === 'running' && !drains.stopsAdmissions(n.id)) {
+            drains.cancel(n.id, 'cancelled: the node is healthy again, its automatic failover stopped (sessions moved stay moved)');
             logger.warn({ node: n.id, drain: auto, moved: running.moved }, 'node healthy again: its automatic failover stopped');
           }
           continue;
@@ -589,7 +590,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
           failoverClaims.delete(node);
           const auto = backoff.forget(node);
           const running = auto === undefined ? undefined : drains.active(node);
-          if (running !== undefined && running.id === auto && running.state === 'running') drains.cancel(node);
+          if (running !== undefined && running.id === auto && running.state === 'running') drains.cancel(node, "cancelled: this director's failover claim went with its lease (it claims the node again before it goes on)");
           logger.warn({ node, drain: running?.id ?? null }, 'failover claim lost with this director\'s lease: its automatic failover stopped; claimed again before it goes on');
           continue;
         }

@@ -194,7 +194,7 @@ class Ctl {
     if (state === 'completed') return EXIT.OK;
     const why =
       state === 'cancelled'
-        ? `drain ${id} was cancelled (undrain)`
+        ? `drain ${id} was ${typeof obj(d).last_error === 'string' && (obj(d).last_error as string).startsWith('cancelled') ? str(obj(d).last_error) : 'cancelled (undrain)'}`
         : state === 'abandoned'
           ? `drain ${id} was abandoned: the director running it went away (drain or undrain ${str(obj(d).node)} again)`
           : `drain ${id} ${str(state)}: ${str(obj(d).failed)} sessions were not moved`;

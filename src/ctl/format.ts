@@ -171,7 +171,8 @@ export function drainSummary(d: unknown): string {
   const v = obj(d);
   const took = secondsBetween(v.started_at, v.finished_at);
   const counts = [`${str(v.moved)} moved`, `${str(v.failed)} failed`, `${str(v.ended)} ended`, `${str(v.remaining)} remaining`].join(', ');
-  const error = typeof v.last_error === 'string' && v.last_error !== '' ? ` (last error: ${clean(v.last_error)})` : '';
+  // A cancelled drain's last_error says why it stopped ("cancelled: …"): said as it is, not as an error.
+  const error = typeof v.last_error === 'string' && v.last_error !== '' ? (v.state === 'cancelled' && v.last_error.startsWith('cancelled') ? ` (${clean(v.last_error)})` : ` (last error: ${clean(v.last_error)})`) : '';
   // The old node's confirmations (REVOKE acknowledgements): said only when some are missing.
   const pending = typeof v.revokes_pending === 'number' && v.revokes_pending > 0 ? `; ${v.revokes_pending} REVOKEs not yet acknowledged by the node` : '';
   const unacked = typeof v.revokes_unacknowledged === 'number' && v.revokes_unacknowledged > 0 ? `; ${v.revokes_unacknowledged} never acknowledged (revoke_unacknowledged)` : '';

@@ -308,25 +308,32 @@ export class DrainCoordinator {
   /** Stops any drain of `node` and lets it take new sessions again. Moved sessions stay where they are. */
   undrain(node: string): DrainView | undefined {
     const d = this.#active(node);
-    if (d !== undefined) this.#finish(d, 'cancelled');
+    if (d !== undefined) this.#cancel(d, 'cancelled: the node was undrained');
     this.#d.setDraining(node, false);
     return d === undefined ? undefined : this.#view(d);
   }
 
-  /**
-   * Another director undrained `node`: a drain of it running here stops (cancelled). The node state is
-   * already shared, so nothing is written back.
-   */
   /** Whether a drain of `node` in progress here took it out of admission. */
   stopsAdmissions(node: string): boolean {
     return this.#active(node)?.stopsAdmissions === true;
   }
 
-  cancel(node: string): DrainView | undefined {
+  /**
+   * Stops a drain of `node` running here (cancelled) without touching the node's state: another director
+   * undrained it (the state is shared already), its automatic failover stopped. `why` is the record's
+   * `last_error`, so that whoever follows it reads why it stopped.
+   */
+  cancel(node: string, why: string): DrainView | undefined {
     const d = this.#active(node);
     if (d === undefined) return undefined;
-    this.#finish(d, 'cancelled');
+    this.#cancel(d, why);
     return this.#view(d);
+  }
+
+  #cancel(d: Drain, why: string): void {
+    if (d.state !== 'waiting' && d.state !== 'running') return;
+    d.lastError = why;
+    this.#finish(d, 'cancelled');
   }
 
   /**

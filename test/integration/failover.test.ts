@@ -164,10 +164,11 @@ describe('failover', () => {
     await back.start();
     try {
       const done = await waitFor('the failover to stop', async () => {
-        const d = await getJson<{ state: string; moved: number; remaining: number }>(cl, `/v1/drains/${fo.id}`);
+        const d = await getJson<{ state: string; moved: number; remaining: number; last_error: string | null }>(cl, `/v1/drains/${fo.id}`);
         return d.state !== 'running' ? d : undefined;
       });
       expect(done.state).toBe('cancelled');
+      expect(done.last_error).toMatch(/^cancelled: the node is healthy again/);
       // A batch past its freeze when the failover stopped may still land its move: the record counts it.
       const settled = await waitFor('node-b to hold what the failover did not move', async () => {
         const d = await getJson<{ moved: number }>(cl, `/v1/drains/${fo.id}`);
@@ -181,6 +182,37 @@ describe('failover', () => {
       await back.close();
     }
   });
+
+  it('an operator\'s drain asked for while the automatic failover runs joins it, and goes on when the node is healthy again', async () => {
+    c = await startCluster({ family: 4, config: { ...HEALTH, failover: { mode: 'auto', grace_s: 0.2 }, drain: { rate: 4 } } });
+    const cl = c;
+    await waitFor('every node healthy', async () => (await getJson<{ items: NodeJson[] }>(cl, '/v1/nodes')).items.every((n) => n.health === 'healthy'));
+    sessions.push(...(await openSessions(cl, 40)));
+    const onB = (await getJson<{ items: SessionJson[] }>(cl, '/v1/sessions?node=node-b&limit=1000')).items;
+    expect(onB.length).toBeGreaterThan(3);
+    const { address } = cl.nodes[1]!;
+    await cl.nodes[1]!.close(); // node-b dies
+    const fo = await waitFor('the automatic failover of node-b to run', async () =>
+      (await getJson<{ items: { id: string; node: string; cause: string; state: string }[] }>(cl, '/v1/drains')).items.find((d) => d.node === 'node-b' && d.cause === 'failover' && d.state === 'running'),
+    );
+    // The operator takes node-b out for maintenance meanwhile: the failover running is that drain.
+    const r = await fetch(`${cl.director.admin}/v1/nodes/node-b/drain`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"mode":"migrate"}' });
+    expect(((await r.json()) as { id: string }).id).toBe(fo.id);
+    const back = new ReferenceNode({ id: 'node-b', listen: address });
+    await back.start();
+    try {
+      await waitFor('node-b healthy again', async () => (await getJson<{ items: NodeJson[] }>(cl, '/v1/nodes')).items.find((n) => n.id === 'node-b')!.health === 'healthy');
+      const done = await waitFor('the drain to end', async () => {
+        const d = await getJson<{ state: string; moved: number }>(cl, `/v1/drains/${fo.id}`);
+        return d.state !== 'running' ? d : undefined;
+      }, { timeoutMs: 30_000 });
+      expect(done).toMatchObject({ state: 'completed', moved: onB.length });
+      const b = (await getJson<{ items: (NodeJson & { state: string })[] }>(cl, '/v1/nodes')).items.find((n) => n.id === 'node-b')!;
+      expect({ state: b.state, sessions: b.sessions }).toEqual({ state: 'draining', sessions: 0 });
+    } finally {
+      await back.close();
+    }
+  }, 45_000);
 
   it('a node that has not answered a probe yet takes no new session: a director started beside a dead node places none there', async () => {
     const dead = await UdpPeer.open(4); // receives the probes, never answers

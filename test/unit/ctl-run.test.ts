@@ -100,6 +100,12 @@ describe('anchor ctl (scripted director)', () => {
     const cancelled = harness(drainRoute({ state: 'cancelled', remaining: 1, moved: 2 }));
     expect(await cancelled.run(['drain', 'node-a'])).toBe(1);
     expect(cancelled.err).toContain('drain dr-1 was cancelled (undrain)');
+    // Why it stopped, from the record: another director's undrain, or an automatic failover whose node came back.
+    const why = 'cancelled: the node is healthy again, its automatic failover stopped (sessions moved stay moved)';
+    const stopped = harness(drainRoute({ state: 'cancelled', remaining: 1, moved: 2, last_error: why }));
+    expect(await stopped.run(['drain', 'node-a'])).toBe(1);
+    expect(stopped.err).toBe(`anchor ctl drain: drain dr-1 was ${why}\n`);
+    expect(stopped.out).toContain(`2 moved, 0 failed, 0 ended, 1 remaining (${why})`);
     const abandoned = harness(drainRoute({ state: 'abandoned', remaining: 1, moved: 2 }));
     expect(await abandoned.run(['drain', 'node-a'])).toBe(1);
     expect(abandoned.err).toContain('the director running it went away (drain or undrain node-a again)');

@@ -395,16 +395,16 @@ describe('DrainCoordinator', () => {
     // A migrate drain cancelled while it runs stays cancelled.
     const m = r.drains.start('node-a', { mode: 'migrate', deadlineS: 0, cause: 'drain', actor: 'op' });
     expect(m.created).toBe(true);
-    expect(r.drains.undrain('node-a')).toMatchObject({ id: m.view.id, state: 'cancelled' });
+    expect(r.drains.undrain('node-a')).toMatchObject({ id: m.view.id, state: 'cancelled', last_error: 'cancelled: the node was undrained' });
     expect(r.h.core.table.countByOwner('node-a')).toBe(10);
   });
 
   it('cancel (an undrain on another director) stops the drain without writing the node state back', async () => {
     const r = await rig('node-a', 4, { rate: 0.001 });
     const { view } = r.drains.start('node-a', { mode: 'migrate', deadlineS: 0, cause: 'drain', actor: 'op' });
-    expect(r.drains.cancel('node-a')).toMatchObject({ id: view.id, state: 'cancelled', director: 'dir-test' });
+    expect(r.drains.cancel('node-a', 'cancelled: the node was undrained on director d2')).toMatchObject({ id: view.id, state: 'cancelled', director: 'dir-test', last_error: 'cancelled: the node was undrained on director d2' });
     expect(r.draining).toEqual([['node-a', true]]);
-    expect(r.drains.cancel('node-a')).toBeUndefined();
+    expect(r.drains.cancel('node-a', 'again')).toBeUndefined();
     expect(r.drains.active('node-a')).toBeUndefined();
   });
 
