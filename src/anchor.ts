@@ -758,8 +758,16 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         }
         return { ok: true, value: elsewhere, status: 200 };
       }
+      // A migrate drain with nowhere to migrate to would stop the node's admissions, fail every move and
+      // leave the cluster taking no new session: refused, nothing changed (a wait drain stays possible).
+      const here = drains.active(node);
+      const sessions = c.table.countByOwner(node);
+      if (req.mode === 'migrate' && here?.state !== 'running' && sessions > 0 && !membership.ring.nodes.some((n) => n.id !== node)) {
+        return refuse(409, 'no_target', `no other active, healthy node to move the ${sessions} sessions of ${node} to: nothing was changed (drain it with mode wait, or undrain or add a node first)`);
+      }
       const r = drains.start(node, { mode: req.mode, deadlineS: req.deadlineS ?? config.drain.node_deadline_s, cause: 'drain', actor: 'admin' });
-      return { ok: true, value: r.view, status: r.created ? 202 : 200 };
+      // A waiting drain that now migrates (escalated) started something: 202, as a new drain.
+      return { ok: true, value: r.view, status: r.created || r.escalated === true ? 202 : 200 };
     },
     undrain: (node) => {
       // A drain of the node running on another director stops when that director sees the shared state.

@@ -11,6 +11,7 @@ import { migrationResultLabel, type MigrateResult, type Ownership } from '../dir
 import type { OwnerWalk } from '../session/table.js';
 import type { Clock } from '../util/clock.js';
 import type { SessionRecord } from '../session/record.js';
+import { LifecycleEvent } from '../session/lifecycle.js';
 import { drainProgress, PlanCounts, planPage, type PlannedMove, MAX_DEADLINE_S } from './plan.js';
 
 export const DrainMode = { MIGRATE: 'migrate', WAIT: 'wait' } as const;
@@ -126,7 +127,8 @@ export interface DrainDeps {
 interface Drain {
   readonly id: string;
   readonly node: string;
-  readonly mode: DrainMode;
+  /** `wait` until a migrate drain or a failover escalates it (#migrateNow). */
+  mode: DrainMode;
   /** It took the node out of admission (setDraining): it completes once that is settled in the shared store. */
   stopsAdmissions: boolean;
   /** Logged once: every session is off the node, and the drain waits for its node state to be settled. */
@@ -206,11 +208,15 @@ export class DrainCoordinator {
     this.#o = { attempts: 3, tickMs: 20, directorId: 'director', publishEveryMs: 1000, maxLoopLagMs: 0, ...opts };
     this.#d = deps;
     // Ends counted as they happen: a count made by subtraction (total − moved − remaining) took the
-    // sessions another drain or director moved off the node, or an operator's migrate, for ends.
+    // sessions another drain or director moved off the node, or an operator's migrate, for ends. Those
+    // moves count as moved (the drain's own are counted as they settle, #done), so that total = moved +
+    // failed + ended + remaining whoever moved them.
     deps.ownership.onTransition((_rec, note) => {
-      if (note.toOwner !== null || note.fromOwner === null || this.#drains.size === 0) return;
+      if (note.fromOwner === null || this.#drains.size === 0) return;
       const d = this.#active(note.fromOwner);
-      if (d !== undefined) d.ended++;
+      if (d === undefined) return;
+      if (note.toOwner === null) d.ended++;
+      else if (note.event === LifecycleEvent.TRANSFER && note.toOwner !== note.fromOwner && note.cause !== d.cause) d.moved++;
     });
   }
 
@@ -297,6 +303,7 @@ export class DrainCoordinator {
   /** A waiting drain escalated: it migrates its sessions from now on (said, and shared). */
   #migrateNow(d: Drain, now: number, actor: string, message: string): { view: DrainView; created: boolean; escalated: true } {
     d.state = 'running';
+    d.mode = DrainMode.MIGRATE; // its record says what it does now (deadline_at keeps the wait's deadline)
     d.migratingSince = now;
     d.lastTick = now;
     this.#d.logger.info({ drain: d.id, node: d.node, actor }, message);

@@ -279,4 +279,31 @@ describe('admin API', () => {
     expect(long.status).toBe(400);
     expect(JSON.parse(long.body).error.message.length).toBeLessThan(200);
   });
+
+  it('a migrate drain with no other node to move to is refused (409 no_target, nothing changed); a migrate drain that escalates a waiting one is 202 and says migrate', async () => {
+    const post = async (path: string, body?: object): Promise<{ status: number; json: Record<string, unknown> }> => {
+      const r = await fetch(`${c.director.admin}${path}`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: body === undefined ? '' : JSON.stringify(body) });
+      return { status: r.status, json: (await r.json()) as Record<string, unknown> };
+    };
+    const nodeA = async (): Promise<{ state: string; sessions: number }> => ((await (await get('/v1/nodes')).json()) as { items: { id: string; state: string; sessions: number }[] }).items.find((n) => n.id === 'node-a')!;
+    expect((await nodeA()).sessions).toBeGreaterThan(0);
+    try {
+      for (const n of ['node-b', 'node-c']) expect((await post(`/v1/nodes/${n}/drain`, { mode: 'wait', deadline_s: 3600 })).status).toBe(202);
+      const refused = await post('/v1/nodes/node-a/drain', { mode: 'migrate' });
+      expect(refused.status).toBe(409);
+      expect(refused.json).toMatchObject({ error: { code: 'no_target' } });
+      expect((refused.json.error as { message: string }).message).toMatch(/^no other active, healthy node to move the \d+ sessions of node-a to: nothing was changed/);
+      expect((await nodeA()).state).toBe('active');
+      expect(((await (await get('/v1/drains')).json()) as { items: { node: string; state: string }[] }).items.filter((d) => d.node === 'node-a' && d.state !== 'cancelled')).toEqual([]);
+      // With node-b back, a wait drain of node-a, then a migrate drain asked for: that drain migrates now.
+      expect((await post('/v1/nodes/node-b/undrain')).status).toBe(200);
+      const waiting = await post('/v1/nodes/node-a/drain', { mode: 'wait', deadline_s: 3600 });
+      expect(waiting).toMatchObject({ status: 202, json: { mode: 'wait', state: 'waiting' } });
+      const now = await post('/v1/nodes/node-a/drain', { mode: 'migrate' });
+      expect(now).toMatchObject({ status: 202, json: { id: waiting.json.id, mode: 'migrate' } });
+      await waitFor('node-a empty', async () => (await nodeA()).sessions === 0 || undefined);
+    } finally {
+      for (const n of ['node-a', 'node-b', 'node-c']) await post(`/v1/nodes/${n}/undrain`);
+    }
+  });
 });

@@ -332,13 +332,14 @@ describe('DrainCoordinator', () => {
     expect(h.auditLines().filter((l) => l.event === 'close')).toHaveLength(10);
   });
 
-  it('sessions moved off the node by something else than the drain (an operator\'s migrate) are not counted as ended; its own ends are', async () => {
+  it('sessions moved off the node by something else than the drain (an operator\'s migrate) count as moved, not ended; its own ends as ended', async () => {
     const r = await rig('node-c', 12);
     const { h } = r;
     const { view } = r.drains.start('node-c', { mode: 'wait', deadlineS: 600, cause: 'drain', actor: 'op' });
     for (const rec of r.recs.slice(0, 4)) expect(await h.own.migrate(rec.id, { to: 'node-a', cause: 'migrate', actor: 'op' })).toMatchObject({ ok: true });
     expect(h.own.terminate(r.recs[4]!.id, 'operator', 'op')).toMatchObject({ ok: true });
-    expect(r.drains.get(view.id)).toMatchObject({ state: 'waiting', total: 12, moved: 0, remaining: 7, ended: 1 });
+    // total = moved + failed + ended + remaining, whoever moved them.
+    expect(r.drains.get(view.id)).toMatchObject({ state: 'waiting', total: 12, moved: 4, remaining: 7, ended: 1, failed: 0 });
     r.drains.undrain('node-c');
     // Ends after the drain finished are not its own.
     expect(h.own.terminate(r.recs[5]!.id, 'operator', 'op')).toMatchObject({ ok: true });
@@ -468,7 +469,7 @@ describe('DrainCoordinator', () => {
     expect(second.escalated).toBeUndefined();
     expect(second.view).toMatchObject({ id: first.view.id, mode: 'wait', state: 'waiting' });
     const third = r.drains.start('node-b', { mode: 'migrate', deadlineS: 0, cause: 'drain', actor: 'someone-else' });
-    expect(third).toMatchObject({ created: false, escalated: true, view: { id: first.view.id, mode: 'wait', state: 'running', cause: 'drain' } });
+    expect(third).toMatchObject({ created: false, escalated: true, view: { id: first.view.id, mode: 'migrate', state: 'running', cause: 'drain' } });
     const done = await waitFor('the escalated drain finished', finished(r, first.view.id));
     expect(done).toMatchObject({ state: 'completed', moved: 5, remaining: 0, cause: 'drain' });
     expect(r.draining).toEqual([['node-b', true]]);
