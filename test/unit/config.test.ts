@@ -390,6 +390,11 @@ describe('parseConfig', () => {
       lines: ['listen.tcp[0].offset: offset + length (5008) is over tcp.preamble_max_bytes (4096): no connection\'s id could be read; raise tcp.preamble_max_bytes'],
     },
     {
+      name: 'no audit file, and a log level that drops the info lines the audit trail then is',
+      yaml: `${ONE_NODE}log:\n  level: warn\n`,
+      lines: ['audit.path: null sends the audit trail to the log as info lines, which log.level warn drops: give audit.path a file, or set log.level to info, debug or trace'],
+    },
+    {
       name: 'an offset codec whose id no datagram could carry',
       yaml: `${ONE_NODE}listen:\n  udp:\n    - {address: "127.0.0.1:0", codec: offset, offset: 65500, length: 8}\n`,
       lines: ['listen.udp[0].offset: offset + length (65508) is over 65507, the largest UDP payload: no datagram could carry the id'],

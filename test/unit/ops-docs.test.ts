@@ -54,6 +54,12 @@ const expressions: { where: string; expr: string }[] = [
 ];
 
 describe('Grafana dashboard and alerting rules', () => {
+  it('an alert on what is counted once at start, before the first scrape (the audit file found altered), reads the counter, not its increase (which never sees a series born at 1)', () => {
+    const rule = alerts.groups.flatMap((g) => g.rules).find((r) => r.alert === 'AnchorAuditFileAltered')!;
+    expect(rule.expr).not.toMatch(/\b(increase|rate|irate|delta)\(/);
+    expect(rule.expr).toMatch(/anchor_security_events_total\{cause=~"audit_file_behind\|audit_file_changed"\}\) > 0$/);
+  });
+
   it('use only metric names the director exports, with labels those metrics have', async () => {
     const metrics = await exported();
     for (const name of METRIC_NAMES) expect(metrics.has(name), `${name} is in METRIC_NAMES but not exported`).toBe(true);
