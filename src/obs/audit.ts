@@ -262,7 +262,7 @@ const TAIL_CHUNK = 64 * 1024;
  * line before it (null when there is none): what a crash left is at or after the head recorded at the
  * last stop, lines cut from the file before a partial line was added are not.
  */
-export function readTail(path: string): ChainHead | 'empty' | 'missing' | { broken: true; lastComplete: ChainHead | null } {
+export function readTail(path: string): ChainHead | 'empty' | 'missing' | BrokenTail {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -279,13 +279,27 @@ export function readTail(path: string): ChainHead | 'empty' | 'missing' | { brok
       const head = last === null ? null : headOf(last);
       if (head !== null) return head;
       // Not an audit line: the complete one before it ends at the newline before its first byte.
-      return { broken: true, lastComplete: last === null ? null : completeBefore(fd, size - 1 - last.length) };
+      return broken(last === null ? null : completeBefore(fd, size - 1 - last.length), last);
     }
     // Cut short: the file's last newline ends the last complete line (if it is one).
-    return { broken: true, lastComplete: completeBefore(fd, size) };
+    return broken(completeBefore(fd, size), lineBefore(fd, size));
   } finally {
     closeSync(fd);
   }
+}
+
+/** A file whose last line is cut short or not an audit line (readTail). */
+export interface BrokenTail {
+  readonly broken: true;
+  /** The head of the last complete audit line before it, if any. */
+  readonly lastComplete: ChainHead | null;
+  /** The seq its last line was begun with, when that much of it is there (`{"time":"…","seq":N,`). */
+  readonly cutSeq?: number;
+}
+
+function broken(lastComplete: ChainHead | null, last: Buffer | null): BrokenTail {
+  const m = last === null ? null : /^\{"time":"[^"]*","seq":([0-9]{1,15}),/.exec(last.toString('latin1', 0, Math.min(last.length, 96)));
+  return m === null || m === undefined ? { broken: true, lastComplete } : { broken: true, lastComplete, cutSeq: Number(m[1]) };
 }
 
 /** The head of the last complete line ending before byte `end` (its newline at end - 1), or null. */
@@ -372,7 +386,7 @@ function recordHead(path: string, head: ChainHead): void {
  * rotated away while the writer was stopped) the chain goes on from the recorded head.
  */
 export function chainStart(
-  tail: ChainHead | 'empty' | 'missing' | 'broken' | { readonly broken: true; readonly lastComplete: ChainHead | null },
+  tail: ChainHead | 'empty' | 'missing' | 'broken' | BrokenTail,
   recorded: ChainHead | null,
 ): { from: 'file' | 'recorded' | 'genesis'; head: ChainHead; anomaly: null | { kind: 'behind' | 'changed'; file: ChainHead; recorded: ChainHead } } {
   const anomalyOf = (file: ChainHead): { kind: 'behind' | 'changed'; file: ChainHead; recorded: ChainHead } | null =>
@@ -380,8 +394,13 @@ export function chainStart(
   if (typeof tail === 'object' && 'broken' in tail) {
     // A broken file is set aside and a new chain starts; its last complete line is still held to the
     // recorded head (a crash leaves it at or after that head; lines cut before a partial line was added
-    // do not: that must not pass as a crash).
-    return { from: 'genesis', head: { seq: 0, hash: GENESIS }, anomaly: tail.lastComplete === null ? null : anomalyOf(tail.lastComplete) };
+    // do not: that must not pass as a crash). With no complete line at all, a recorded head past 0 is
+    // met only by a crash while writing the line right after it (its seq is the first thing written);
+    // a file cut inside its first line, or replaced by something else, is behind it.
+    const genesis = { seq: 0, hash: GENESIS };
+    if (tail.lastComplete !== null) return { from: 'genesis', head: genesis, anomaly: anomalyOf(tail.lastComplete) };
+    const crashed = recorded === null || recorded.seq === 0 || tail.cutSeq === recorded.seq + 1;
+    return { from: 'genesis', head: genesis, anomaly: crashed ? null : { kind: 'behind', file: genesis, recorded } };
   }
   if (typeof tail === 'object') return { from: 'file', head: tail, anomaly: anomalyOf(tail) };
   if (tail !== 'broken' && recorded !== null && recorded.seq > 0) return { from: 'recorded', head: recorded, anomaly: null };
@@ -479,6 +498,10 @@ export function createAudit(opts: AuditOptions): AuditSink {
       opts.onHeadNotRecorded?.(err as Error);
     }
   };
+  // Where this run starts, recorded at once: a new chain (the file set aside) or one found altered is
+  // what the next start compares with — not the head of the run before, which after a second crash would
+  // report this run's own lines as removed or changed, or the same alteration again at every start.
+  keepHead();
   /** A stream on the audit path, appending, and what is known of what it wrote. */
   interface Out {
     readonly s: WriteStream;

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { chainLine, chainStart, createAudit, GENESIS, readRecordedHead, resumeAt, sameFile } from '../../src/obs/audit.js';
-import type { AuditEvent, AuditLine, AuditStart } from '../../src/obs/audit.js';
+import type { AuditEvent, AuditLine, AuditSink, AuditStart } from '../../src/obs/audit.js';
 import { waitFor } from '../helpers/wait.js';
 import { checkpointOutside, verifyAuditBytes, verifyAuditChain, verifyAuditFile, verifyAuditFiles } from '../../src/obs/audit-verify.js';
 
@@ -846,7 +846,11 @@ describe('the head recorded beside the file, and where a restarted writer goes o
     ['a broken file whose last complete line is past the recorded head (a crash mid-write)', { broken: true, lastComplete: h(7, 'a') }, h(5, 'b'), 'genesis', 0, null],
     ['a broken file whose last complete line is behind the recorded head (lines cut, a partial one added)', { broken: true, lastComplete: h(3, 'a') }, h(5, 'b'), 'genesis', 0, 'behind'],
     ['a broken file whose last complete line is the recorded seq with another hash', { broken: true, lastComplete: h(5, 'a') }, h(5, 'b'), 'genesis', 0, 'changed'],
-    ['a broken file with no complete line', { broken: true, lastComplete: null }, h(5, 'b'), 'genesis', 0, null],
+    ['a broken file with no complete line, a recorded head (cut inside its first line, or replaced)', { broken: true, lastComplete: null }, h(5, 'b'), 'genesis', 0, 'behind'],
+    ['a broken file whose only line is one begun at the seq after the recorded head (a crash writing it)', { broken: true, lastComplete: null, cutSeq: 6 }, h(5, 'b'), 'genesis', 0, null],
+    ['a broken file whose only line was begun at another seq', { broken: true, lastComplete: null, cutSeq: 3 }, h(5, 'b'), 'genesis', 0, 'behind'],
+    ['a broken file with no complete line, nothing recorded (or a head at 0)', { broken: true, lastComplete: null }, null, 'genesis', 0, null],
+    ['a broken file with no complete line, a head recorded before any line', { broken: true, lastComplete: null }, { seq: 0, hash: GENESIS }, 'genesis', 0, null],
     ['no file, nothing recorded', 'missing', null, 'genesis', 0, null],
     ['an empty file, a head recorded before any line', 'empty', { seq: 0, hash: GENESIS }, 'genesis', 0, null],
   ] as const)('chainStart: %s', (_what, tail, recorded, from, seq, anomaly) => {
@@ -873,6 +877,15 @@ describe('the head recorded beside the file, and where a restarted writer goes o
     await a.close();
     return { start, movedTo };
   }
+  /** Starts a writer on `path` that writes `n` events and "crashes" (its lines flushed, never closed). */
+  async function restartCrashed(path: string, n: number): Promise<{ start: AuditStart | null; writer: AuditSink }> {
+    let start: AuditStart | null = null;
+    const a = createAudit({ path, wallClock: () => (wall += 1000), onStart: (st) => (start = st) });
+    for (let i = 0; i < n; i++) a.write(event(i));
+    await a.flush();
+    await waitFor(`${n} lines`, () => readFileSync(path, 'utf8').split('\n').length === n + 1 || undefined);
+    return { start, writer: a };
+  }
   /** `path` keeping only its first `n` lines, then `tail`. */
   const keepLines = (path: string, n: number, tail: string): void => writeFileSync(path, readFileSync(path, 'utf8').split('\n').slice(0, n).join('\n') + '\n' + tail);
 
@@ -883,6 +896,31 @@ describe('the head recorded beside the file, and where a restarted writer goes o
     const { start, movedTo } = await restart(path);
     expect(movedTo).not.toBe('');
     expect(start).toMatchObject({ from: 'genesis', anomaly: { kind: 'behind', file: { seq: 5 }, recorded: { seq: 10 } } });
+  });
+
+  it('a file cut inside its first line, or replaced by what is no audit line, while the writer was stopped: reported as behind the recorded head', async () => {
+    for (const [name, tail] of [['first-line', null], ['garbage', 'x'], ['garbage-line', 'garbage\n']] as const) {
+      const path = join(dir, `altered-${name}.jsonl`);
+      await writeStopped(path, 0, 10); // head recorded: seq 10
+      writeFileSync(path, tail ?? readFileSync(path, 'utf8').slice(0, 30));
+      const { start, movedTo } = await restart(path);
+      expect(movedTo).not.toBe('');
+      expect(start).toMatchObject({ from: 'genesis', anomaly: { kind: 'behind', file: { seq: 0 }, recorded: { seq: 10 } } });
+    }
+  });
+
+  it('a crash while writing the first line after the recorded head (a rotated file): no anomaly; and a second crash after a new chain reports nothing either', async () => {
+    const path = join(dir, 'crash-first.jsonl');
+    await writeStopped(path, 0, 4); // head recorded: seq 4
+    renameSync(path, `${path}.1`); // rotated away; the next line (seq 5) begins the new file
+    writeFileSync(path, `{"time":"2026-11-29T00:00:00.000Z","seq":5,"ev`);
+    const first = await restartCrashed(path, 3);
+    expect(first.start).toMatchObject({ from: 'genesis', anomaly: null });
+    // That run crashed too, mid-line, after three whole lines of its new chain.
+    appendFileSync(path, '{"time":"2026-11-29T00:00:01.000Z","seq":4,');
+    const second = await restart(path);
+    expect(second.start).toMatchObject({ from: 'genesis', anomaly: null });
+    await first.writer.close(); // the "crashed" run's stream, let go only now
   });
 
   it('a crash mid-write (a partial line after the recorded head): set aside, no anomaly', async () => {
@@ -953,7 +991,7 @@ describe('the head recorded beside the file, and where a restarted writer goes o
     const a = createAudit({ path, wallClock: () => T0, onHeadNotRecorded: (e) => errors.push(e) });
     a.write(event(0));
     await a.close();
-    expect(errors).toHaveLength(1);
+    expect(errors).toHaveLength(2); // at its start, and at its close
     expect((await verifyAuditFiles([path])).ok).toBe(true);
   });
 });
