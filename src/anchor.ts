@@ -72,6 +72,11 @@ export interface Anchor {
   reopenAudit(): Promise<Error | null>;
   /** Immediate and idempotent. */
   close(): Promise<void>;
+  /**
+   * After close: audit lines that never reached the audit file — still waiting for it when the director
+   * stopped, or lost on the way (its backlog full) — or null when every line did (or there is no file).
+   */
+  auditUnwritten(): { waiting: number; lost: number } | null;
   readonly stats: DirectorStats;
 }
 
@@ -167,6 +172,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   const hasher = await createHasher();
   const stats = new DirectorStats();
   let auditStart: AuditStart | null = null;
+  let unwritten: { waiting: number; lost: number } | null = null;
   const audit: AuditSink = createAudit({
     path: config.audit.path,
     wallClock: clock.wall,
@@ -187,7 +193,10 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     onRetry: (attempt) => logger.debug({ path: config.audit.path, attempt }, 'audit file tried again'),
     onRecover: () => logger.info({ path: config.audit.path }, 'audit file written again: the lines that waited are in it, the chain unbroken'),
     onBacklogFull: (bytes) => logger.error({ path: config.audit.path, bytes }, 'audit lines waiting for the audit file fill audit.backlog_bytes: further lines are lost to the file until it can be written (anchor_audit_lines_lost_total); its chain will have a gap there'),
-    onUnwritten: (u) => logger.error({ path: config.audit.path, waiting: u.lines, lost: u.lost }, 'audit lines did not reach the audit file before the director stopped (they are in no file)'),
+    onUnwritten: (u) => {
+      unwritten = { waiting: u.lines, lost: u.lost };
+      logger.error({ path: config.audit.path, waiting: u.lines, lost: u.lost }, 'audit lines did not reach the audit file before the director stopped (they are in no file)');
+    },
   });
   noteAuditStart(auditStart, audit, stats, logger, config.director.id, config.audit.path);
   const store: OwnershipStore =
@@ -877,6 +886,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     adminAddress: admin.address,
     stats,
     close,
+    auditUnwritten: () => unwritten,
     async reopenAudit() {
       // What a SIGHUP does, said each time: an operator who ran `systemctl reload` after editing the config
       // learns that nothing of it took effect.

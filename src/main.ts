@@ -195,9 +195,11 @@ async function startDirector(configPath: string, withNodes: boolean): Promise<vo
       );
       await started.close();
       await Promise.allSettled(nodes.map((n) => n.close()));
-      logger.info({ remaining }, 'exit');
+      // Audit lines that never reached the file (the director said which at its close): not a clean stop.
+      const unwritten = started.auditUnwritten();
+      logger.info({ remaining, ...(unwritten !== null ? { audit_unwritten: unwritten } : {}) }, 'exit');
       logger.flush();
-      process.exit(remaining === null ? 1 : 0);
+      process.exit(remaining === null || unwritten !== null ? 1 : 0);
     })();
   };
   drainRequested = () => drainAndExit('admin api');

@@ -180,6 +180,24 @@ describe('director signals', () => {
     expect(await verifyAuditFiles([`${audit}.1`, `${audit}.2`, audit])).toMatchObject({ ok: true, files: 3, result: { lines: 4, seq: 4 } });
   });
 
+  it('a stop with audit lines that never reached the file (it cannot be written) exits 1, saying how many', async () => {
+    const c: Cluster = await startCluster({ family: 4, config: { drain: { deadline_s: 1 } } });
+    cleanup.push(() => c.stop());
+    const peer = await UdpPeer.open(4);
+    cleanup.push(() => peer.close());
+    const audit = join(c.dir, 'audit.jsonl');
+    renameSync(audit, `${audit}.1`);
+    mkdirSync(audit); // the reopen fails: lines wait in memory
+    c.director.kill('SIGHUP');
+    await waitFor('readyz to turn 503', async () => (await fetch(`${c.director.admin}/readyz`)).status === 503);
+    peer.send(encodeJv1(PacketType.HELLO, randomBytes(16), Buffer.from('hi')), c.director.udp[0]!);
+    await peer.next((m) => m[3] === PacketType.HELLO);
+    await waitFor('the line waiting', async () => (await metric(c.director.admin, 'anchor_audit_unwritten_lines')) === 1 || undefined);
+    c.director.kill('SIGTERM');
+    expect((await c.director.exited).code).toBe(1);
+    expect(c.director.stdout).toMatch(/"audit_unwritten":\{"waiting":[1-9][0-9]*,"lost":0\}/);
+  });
+
   it('POST /v1/director/drain drains like SIGTERM and exits 0 once the sessions end', async () => {
     const c: Cluster = await startCluster({ family: 4, config: { drain: { deadline_s: 20 } } });
     cleanup.push(() => c.stop());
