@@ -2,6 +2,7 @@
 // wires them together. Nothing else constructs components; only src/main.ts touches `process`.
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { AdminServer, type AdminBackend, type NodeView, type OpResult, type SessionView } from './admin/server.js';
 import { statsView } from './admin/stats-view.js';
 import { parseHostPortLiteral } from './config/load.js';
@@ -168,6 +169,9 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     ['backend.port_quarantine_path', config.backend.encapsulation === 'none' ? config.backend.port_quarantine_path : null],
   ] as const) {
     if (path !== null && isDirectory(path)) throw new ConfigError([{ path: key, message: `${JSON.stringify(path)} is a directory, not a file: name a file (it is created if missing)` }]);
+    // The file is created if missing, its directory is not: a typo there would leave the director up but
+    // never ready (its audit lines waiting for a file that cannot be opened).
+    if (path !== null && !isDirectory(dirname(resolve(path)))) throw new ConfigError([{ path: key, message: `${JSON.stringify(path)}: its directory ${JSON.stringify(dirname(resolve(path)))} does not exist (the file is created if missing, the directory is not)` }]);
   }
   const hasher = await createHasher();
   const stats = new DirectorStats();

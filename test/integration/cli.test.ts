@@ -74,7 +74,7 @@ describe('anchor CLI', () => {
     expect(r.stderr).toContain('anchor run --config FILE');
   });
 
-  it('exits 2 naming the key when a file the director keeps is a directory (audit.path, backend.port_quarantine_path)', async () => {
+  it('exits 2 naming the key when a file the director keeps is a directory, or in one that does not exist (audit.path, backend.port_quarantine_path)', async () => {
     const dir = tempDir();
     for (const [key, yaml] of [
       ['audit.path', `audit:\n  path: ${JSON.stringify(dir)}\n`],
@@ -86,6 +86,13 @@ describe('anchor CLI', () => {
       expect(r.code).toBe(2);
       expect(r.stderr).toContain(`${key}: ${JSON.stringify(dir)} is a directory, not a file`);
     }
+    // A file in a directory that does not exist: the file would be created, the directory is not.
+    const missing = join(dir, 'no-such-dir', 'audit.jsonl');
+    const cfg = join(dir, 'anchor-missing.yaml');
+    writeFileSync(cfg, `listen:\n  udp: ["127.0.0.1:0"]\nadmin:\n  listen: 127.0.0.1:0\nnodes:\n  - id: a\n    address: 127.0.0.1:9\naudit:\n  path: ${JSON.stringify(missing)}\n`);
+    const r = await run(['run', '--config', cfg]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`audit.path: ${JSON.stringify(missing)}: its directory ${JSON.stringify(join(dir, 'no-such-dir'))} does not exist`);
   });
 
   it('check exits 2 when the directory holds no records (nothing was proven)', async () => {
