@@ -139,7 +139,14 @@ async function startDirector(configPath: string, withNodes: boolean): Promise<vo
       const listen = parseHostPortLiteral(n.address);
       if (listen === undefined) continue;
       const node = new ReferenceNode({ id: n.id, listen });
-      await node.start();
+      try {
+        await node.start();
+      } catch (err) {
+        // The nodes already listening would keep the process alive after the error: closed first.
+        await Promise.allSettled(nodes.map((x) => x.close()));
+        const code = (err as NodeJS.ErrnoException).code;
+        throw new Error(`demo: the reference node ${n.id} cannot listen on ${n.address}${code === 'EADDRINUSE' ? ': the address is in use (another demo or node running?)' : ''}: ${(err as Error).message}`);
+      }
       nodes.push(node);
     }
   }

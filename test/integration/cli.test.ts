@@ -95,6 +95,28 @@ describe('anchor CLI', () => {
     expect(r.stderr).toContain(`audit.path: ${JSON.stringify(missing)}: its directory ${JSON.stringify(join(dir, 'no-such-dir'))} does not exist`);
   });
 
+  it('demo exits 1 naming the reference node whose address is in use, instead of hanging on the nodes it had started', async () => {
+    const busy = dgram.createSocket('udp4');
+    await new Promise<void>((r) => busy.bind(0, '127.0.0.1', r));
+    const free = dgram.createSocket('udp4');
+    await new Promise<void>((r) => free.bind(0, '127.0.0.1', r));
+    const freePort = free.address().port;
+    free.close(); // node-a's: free, so node-a starts before node-b fails
+    try {
+      const dir = tempDir();
+      const cfg = join(dir, 'demo.yaml');
+      writeFileSync(cfg, `listen:\n  udp: ["127.0.0.1:0"]\nadmin:\n  listen: 127.0.0.1:0\nnodes:\n  - id: node-a\n    address: 127.0.0.1:${freePort}\n  - id: node-b\n    address: 127.0.0.1:${busy.address().port}\n`);
+      const p = spawnAnchor(['demo', '--config', cfg]);
+      const timer = setTimeout(() => p.kill(), 20_000); // a hang fails the test below (killed: no exit code)
+      const { code } = await p.exited;
+      clearTimeout(timer);
+      expect(code).toBe(1);
+      expect(p.stderr).toContain(`demo: the reference node node-b cannot listen on 127.0.0.1:${busy.address().port}: the address is in use`);
+    } finally {
+      busy.close();
+    }
+  });
+
   it('check exits 2 when the directory holds no records (nothing was proven)', async () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'empty.jsonl'), '');
