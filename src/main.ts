@@ -70,7 +70,8 @@ packets below version V are dropped and recorded as fenced.`,
 
 Checks the audit log's hash chain: every line carries the SHA-256 of the line before it.
 Several files are one chain in the order given (rotated files, oldest first: each goes on
-from the one before). Exit 0 when the chain is intact, 1 naming the first broken line.
+from the one before); gzip files (logrotate's compress) are read through it. Exit 0 when the
+chain is intact, 1 naming the first broken line, 2 when a file cannot be read.
   --head SHA256  also check the last line against a hash recorded elsewhere (a cut tail is
                  otherwise undetectable)
   --checkpoint SEQ:SHA256

@@ -10,6 +10,8 @@
 // to prove that nothing up to each was cut or changed since, while the log goes on growing.
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
 import { GENESIS } from './audit.js';
 
 export type AuditVerifyResult =
@@ -388,6 +390,17 @@ export async function verifyAuditFile(path: string, opts: AuditVerifyOptions & A
   const file = await open(path, 'r');
   try {
     const buf = Buffer.allocUnsafe(chunkBytes);
+    const { bytesRead: first } = await file.read(buf, 0, chunkBytes, null);
+    if (first >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) {
+      // gzip (logrotate's `compress`): read through it. No audit line starts with these bytes ('{' does).
+      await pipeline(file.createReadStream({ start: 0, autoClose: false }), createGunzip(), async (src: AsyncIterable<Buffer>) => {
+        for await (const chunk of src) check.push(chunk);
+      }).catch((err: unknown) => {
+        throw new Error(`not a whole gzip file (${(err as Error).message})`);
+      });
+      return check.end();
+    }
+    if (first > 0) check.push(buf.subarray(0, first));
     for (;;) {
       const { bytesRead } = await file.read(buf, 0, chunkBytes, null);
       if (bytesRead === 0) break;

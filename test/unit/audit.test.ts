@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { chainLine, chainStart, createAudit, GENESIS, readRecordedHead, resumeAt, sameFile } from '../../src/obs/audit.js';
 import type { AuditEvent, AuditLine, AuditSink, AuditStart } from '../../src/obs/audit.js';
@@ -491,6 +492,16 @@ describe('rotation: createAudit reopens its file, the chain goes on across files
     expect(verifyAuditChain(now, { start: { prev: sha256('another') } })).toMatchObject({ ok: false, line: 1, problem: expect.stringContaining('lines were lost between the files') });
     // In the wrong order, or with a file left out, the chain is broken where they meet.
     expect(await verifyAuditFiles([path, `${path}.1`])).toMatchObject({ ok: false, file: path });
+    // Rotated and compressed (logrotate's `compress`): read through gzip, by its bytes, whatever its name.
+    writeFileSync(`${path}.1.gz`, gzipSync(old, { level: 1 }));
+    expect(await verifyAuditFiles([`${path}.1.gz`, path])).toMatchObject({ ok: true, files: 2, result: { lines: 10, seq: 10 } });
+    expect(await verifyAuditFile(`${path}.1.gz`, { chunkBytes: 7 })).toMatchObject({ ok: true, lines: 6, seq: 6 });
+    // A changed line inside the archive is found as in the plain file; a cut archive cannot be read.
+    writeFileSync(`${path}.2.gz`, gzipSync(old.replace('"seq":3', '"seq":33')));
+    expect(await verifyAuditFile(`${path}.2.gz`)).toMatchObject({ ok: false, line: 3 });
+    const gz = gzipSync(old);
+    writeFileSync(`${path}.3.gz`, gz.subarray(0, gz.length - 12));
+    await expect(verifyAuditFiles([`${path}.3.gz`, path])).rejects.toThrow(/^cannot read .*\.3\.gz: not a whole gzip file/);
   });
 
   it('a file that cannot be written: onError once, fileError says why, lines wait in memory; a reopen that works writes them first, the chain unbroken', async () => {
