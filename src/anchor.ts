@@ -181,7 +181,10 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     path: config.audit.path,
     wallClock: clock.wall,
     onStart: (st) => (auditStart = st),
-    onHeadNotRecorded: (err) => logger.warn({ err, path: config.audit.path }, 'audit chain head not recorded beside the audit file: if the file is rotated away before the next start, that start begins a new chain'),
+    onHeadNotRecorded: (err) => {
+      stats.auditHeadNotRecorded++;
+      logger.warn({ err, path: config.audit.path }, 'audit chain head not recorded beside the audit file: the next start cannot hold the file to it, and if the file is rotated away before then, that start begins a new chain');
+    },
     onLine: config.audit.path === null ? (line) => logger.info({ audit: line }, 'audit') : undefined,
     onRotate: (movedTo) => logger.warn({ moved_to: movedTo }, 'audit file ended in a cut-short line; moved aside, starting a new chain'),
     backlogBytes: config.audit.backlog_bytes,

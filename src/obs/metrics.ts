@@ -115,6 +115,7 @@ export const METRIC_NAMES = [
   'anchor_send_errors_total',
   'anchor_audit_events_total',
   'anchor_audit_write_errors_total',
+  'anchor_audit_head_not_recorded_total',
   'anchor_audit_file_ok',
   'anchor_audit_unwritten_lines',
   'anchor_audit_lines_lost_total',
@@ -184,7 +185,8 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
   plain(reg, 'anchor_admissions_total', 'Sessions admitted (HELLO accepted, owner picked by the ring).', () => s.admissions);
   labeled(reg, 'anchor_sessions_ended_total', 'Sessions ended, by cause: the cause of the audit line (client_close, node_close, idle_ttl, operator, drain_unmovable, failover_unmovable, connection_closed, client_gone, upstream_connect_failed, …).', 'cause', () => s.sessionsEnded);
   labeled(reg, 'anchor_send_errors_total', 'Send errors by destination kind (node, client): failed control sends (REJECT, REVOKE) and errors the kernel reports on node sockets (ICMP unreachable, a failed queued send). Forwards and relays are sent without a per-datagram callback.', 'to', () => s.sendErrors);
-  labeled(reg, 'anchor_audit_events_total', 'Audit events written, by event.', 'event', () => s.auditEvents);
+  labeled(reg, 'anchor_audit_events_total', 'Audit events emitted, by event (each goes to the audit file — or waits for it, or is lost to it: anchor_audit_unwritten_lines, anchor_audit_lines_lost_total — or to the log when audit.path is null).', 'event', () => s.auditEvents);
+  plain(reg, 'anchor_audit_head_not_recorded_total', 'Times the audit chain\'s head could not be recorded beside the audit file (<audit.path>.head, at start, stop and reopen): the next start cannot hold the file to it (an alteration while stopped goes unseen), and one after a rotation begins a new chain.', () => s.auditHeadNotRecorded);
   plain(reg, 'anchor_audit_write_errors_total', 'Times the audit file could not be opened, written or synced (a retry that fails again is not counted again): until it can be written, audit lines wait in memory (up to audit.backlog_bytes) and the director is not ready.', () => s.auditWriteErrors);
   new Gauge({
     name: 'anchor_sessions_active',

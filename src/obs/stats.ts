@@ -106,6 +106,8 @@ export class DirectorStats {
   readonly auditEvents = new LabeledCounter();
   /** Audit files that failed (open or write), each once. */
   auditWriteErrors = 0;
+  /** Times the chain's head could not be recorded beside the audit file (`<audit.path>.head`). */
+  auditHeadNotRecorded = 0;
   readonly securityEvents = new LabeledCounter();
   /** REVOKEs: sent, acknowledged, unacknowledged (after every retry). */
   readonly revokes = new LabeledCounter(['sent', 'acknowledged', 'unacknowledged']);

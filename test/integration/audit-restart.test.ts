@@ -3,7 +3,7 @@
 // file and the new one verify as one), and a file that lost or changed lines while the director was away
 // is reported — a SECURITY_EVENT line opening the new run, and an error log.
 import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,5 +88,19 @@ describe('the audit chain across restarts', () => {
     const changed = await run(1);
     expect(changed.some((l) => l.level === 50 && String(l.msg).includes('was changed while the director was away'))).toBe(true);
     expect(readFileSync(auditPath, 'utf8')).toContain('"cause":"audit_file_changed"');
+  });
+
+  it('a head that cannot be recorded beside the file is counted (anchor_audit_head_not_recorded_total) and logged', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'anchor-audit-head-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const auditPath = join(dir, 'audit.jsonl');
+    mkdirSync(headPath(auditPath)); // a directory where the head goes: recording it fails
+    const { logger, lines } = captureLogs();
+    const anchor: Anchor = await createAnchor(parseConfig(inProcessYaml(auditPath)), { clock: systemClock, logger });
+    cleanup.push(() => anchor.close());
+    expect(anchor.stats.auditHeadNotRecorded).toBe(1); // at its start
+    const metrics = await (await fetch(`http://127.0.0.1:${anchor.adminAddress.port}/metrics`)).text();
+    expect(metrics).toMatch(/^anchor_audit_head_not_recorded_total 1$/m);
+    expect(lines().some((l) => String(l['msg']).startsWith('audit chain head not recorded beside the audit file'))).toBe(true);
   });
 });
