@@ -166,6 +166,9 @@ describe('verifyAuditChain on a log written by createAudit', () => {
     const cut = text.slice(0, text.length - 20);
     await writeFile(path, cut);
     expect(await verifyAuditFile(path)).toMatchObject({ ok: false, lines: 10, line: 10, problem: expect.stringMatching(/^line 10: the last line is cut short/) });
+    // The intact lines before it are said, with their head (what a checkpoint or a recorded head is held to).
+    const ninth = sha256(text.split('\n')[8] as string);
+    expect((await verifyAuditFile(path)).ok === false && (await verifyAuditFile(path) as { problem: string }).problem.endsWith(`; the 9 lines before it verify (seq 9, head ${ninth})`)).toBe(true);
   });
 
   it('whole lines cut from the end pass the chain alone, and are caught with the expected head', async () => {
