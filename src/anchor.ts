@@ -114,6 +114,27 @@ const FAILURE_STATUS: Record<StepFailure, number> = {
  * How long after the store's expiry a director that only mirrors a session expires it: enough for the
  * serving director's refresh (written a third of the TTL ahead) to land, and for clocks a second apart.
  */
+/**
+ * Which sessions can move to another node (Ownership's `movable`): PROXY v2 carries the version that lets
+ * a new owner take a session over; transparent forwarding and protocols other than JV1 keep their state on
+ * the node. A session's protocol is its listener's codec — where the listener is known: a TCP session
+ * (TCP_LISTENER) does not say which TCP listener took it, and a datagram session read from the store and
+ * not served here since has the first UDP listener of its family, a guess. Those move only when every
+ * listener of their kind speaks JV1 (before, an OpenVPN or offset session was moved, then broken).
+ */
+export function sessionsMovable(config: Pick<AnchorConfig, 'backend' | 'listen'>): (rec: Pick<SessionRecord, 'listener' | 'servedHere'>) => boolean {
+  const ppv2 = config.backend.encapsulation === 'ppv2';
+  const tcpJv1 = config.listen.tcp.every((l) => l.codec === 'jv1');
+  const udpJv1 = config.listen.udp.every((l) => l.codec === 'jv1');
+  return (rec) => {
+    if (!ppv2) return false;
+    if (rec.listener === TCP_LISTENER) return tcpJv1;
+    // Listeners of host addresses met on a wildcard one (past the configured ones) are JV1's.
+    const codec = (rec.listener >= 0 ? config.listen.udp[rec.listener]?.codec : undefined) ?? 'jv1';
+    return codec === 'jv1' && (udpJv1 || rec.servedHere);
+  };
+}
+
 /** A wall clock before this (2025-01-01) was never set: the director says so at start. */
 const WALL_CLOCK_SANE_MS = Date.UTC(2025, 0, 1);
 
@@ -252,7 +273,6 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
   const dataFence = (): FenceState => (resyncGate === null || leaseOkAt === undefined ? storeFence() : resyncGate.gate(leaseOkAt(), clock.now(), store.following !== false));
   const fence = (): FenceState => (ending !== null ? FenceState.EXPIRED : dataFence());
   let core: DirectorCore | null = null;
-  const tcpSpeaksJv1 = config.listen.tcp.every((l) => l.codec === 'jv1');
   const startWall = clock.wall();
   if (config.store.kind !== 'memory' && startWall < WALL_CLOCK_SANE_MS) {
     // Sequence bases and the store's expiries are wall-clock times: a clock that was never set breaks both.
@@ -308,11 +328,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       fence,
       // PROXY v2 carries the version that lets a new owner take a session over; transparent forwarding
       // and protocols other than JV1 keep their state on the node.
-      // A TCP session (TCP_LISTENER) does not say which TCP listener took it: movable only when every
-      // TCP listener speaks JV1 (before, one of an offset or OpenVPN TCP listener was moved, then ended).
-      movable: (rec) =>
-        config.backend.encapsulation === 'ppv2' &&
-        (rec.listener === TCP_LISTENER ? tcpSpeaksJv1 : ((rec.listener >= 0 ? config.listen.udp[rec.listener]?.codec : undefined) ?? 'jv1') === 'jv1'),
+      movable: sessionsMovable(config),
     },
   );
   const director = new UdpDirector(
@@ -606,8 +622,12 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
           failoverClaims.delete(node);
           const auto = backoff.forget(node);
           const running = auto === undefined ? undefined : drains.active(node);
-          if (running !== undefined && running.id === auto && running.state === 'running') drains.cancel(node, "cancelled: this director's failover claim went with its lease (it claims the node again before it goes on)");
-          logger.warn({ node, drain: running?.id ?? null }, 'failover claim lost with this director\'s lease: its automatic failover stopped; claimed again before it goes on');
+          // One an operator joined (a drain or failover asked for while it ran) is the operator's, which
+          // needs no claim: it goes on.
+          const joined = drains.stopsAdmissions(node);
+          if (running !== undefined && running.id === auto && running.state === 'running' && !joined) drains.cancel(node, "cancelled: this director's failover claim went with its lease (it claims the node again before it goes on)");
+          if (joined) logger.warn({ node, drain: running?.id ?? null }, 'failover claim lost with this director\'s lease: the failover an operator joined goes on as the operator\'s drain');
+          else logger.warn({ node, drain: running?.id ?? null }, 'failover claim lost with this director\'s lease: its automatic failover stopped; claimed again before it goes on');
           continue;
         }
         if (drains.active(node)?.state === 'running' || claiming.has(node)) continue;
