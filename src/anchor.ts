@@ -798,7 +798,8 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       // leave the cluster taking no new session: refused, nothing changed (a wait drain stays possible).
       const here = drains.active(node);
       const sessions = c.table.countByOwner(node);
-      if (req.mode === 'migrate' && here?.state !== 'running' && sessions > 0 && !membership.ring.nodes.some((n) => n.id !== node)) {
+      // (Under transparent forwarding nothing moves: such a drain only ends the sessions, and needs no node.)
+      if (req.mode === 'migrate' && config.backend.encapsulation === 'ppv2' && here?.state !== 'running' && sessions > 0 && !membership.ring.nodes.some((n) => n.id !== node)) {
         return refuse(409, 'no_target', `no other active, healthy node to move the ${sessions} sessions of ${node} to: nothing was changed (drain it with mode wait, or undrain or add a node first)`);
       }
       const r = drains.start(node, { mode: req.mode, deadlineS: req.deadlineS ?? config.drain.node_deadline_s, cause: 'drain', actor: 'admin' });

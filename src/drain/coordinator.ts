@@ -156,6 +156,8 @@ interface Drain {
   failed: number;
   /** The node's sessions that ended (closed, expired, terminated; here or on another director) while it was in progress. */
   ended: number;
+  /** Of `moved`, those moved off the node by something else (an operator's migrate, another director). */
+  movedByOthers: number;
   readonly startedAt: number;
   readonly deadlineAt: number | null;
   migratingSince: number | null;
@@ -216,7 +218,10 @@ export class DrainCoordinator {
       const d = this.#active(note.fromOwner);
       if (d === undefined) return;
       if (note.toOwner === null) d.ended++;
-      else if (note.event === LifecycleEvent.TRANSFER && note.toOwner !== note.fromOwner && note.cause !== d.cause) d.moved++;
+      else if (note.event === LifecycleEvent.TRANSFER && note.toOwner !== note.fromOwner && note.cause !== d.cause) {
+        d.moved++;
+        d.movedByOthers++; // not the drain's own pace (rate, ETA)
+      }
     });
   }
 
@@ -268,6 +273,7 @@ export class DrainCoordinator {
       moved: 0,
       failed: 0,
       ended: 0,
+      movedByOthers: 0,
       startedAt: now,
       deadlineAt: req.mode === DrainMode.WAIT ? now + deadlineS * 1000 : null,
       migratingSince: req.mode === DrainMode.WAIT ? null : now,
@@ -477,6 +483,7 @@ export class DrainCoordinator {
         if (this.#d.core.table.countByOwner(d.node) === 0 && this.#d.ownership.transfersInFlightTo(d.node) === 0 && this.#settled(d) && this.#holdsAll(d, now)) this.#finish(d, 'completed');
         else if (d.deadlineAt !== null && now >= d.deadlineAt) {
           d.state = 'running';
+          d.mode = DrainMode.MIGRATE; // as #migrateNow: its record says what it does now
           d.migratingSince = now;
           d.lastTick = now;
           this.#d.logger.info({ drain: d.id, node: d.node }, 'drain deadline reached: migrating the rest');
@@ -696,7 +703,7 @@ export class DrainCoordinator {
   #view(d: Drain): DrainView {
     const now = d.finishedAt ?? this.#d.clock.now();
     const remaining = d.remainingAtFinish ?? this.#d.core.table.countByOwner(d.node) + d.unheld;
-    const p = drainProgress({ total: d.total, moved: d.moved, failed: d.failed, remaining, migratingSinceMs: d.migratingSince, nowMs: now, configuredRate: this.#o.rate });
+    const p = drainProgress({ total: d.total, moved: d.moved - d.movedByOthers, failed: d.failed, remaining, migratingSinceMs: d.migratingSince, nowMs: now, configuredRate: this.#o.rate });
     const wall = (mono: number): string => new Date(this.#d.clock.toWall(mono)).toISOString();
     const revokes = this.#d.ownership.revokesTo(d.node);
     return {

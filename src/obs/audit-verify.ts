@@ -169,7 +169,7 @@ class ChainCheck {
       if (cut) {
         // What a director sets aside at start (`.broken-…`): the lines before it are said as verified, with
         // their head, so that they can be held to a checkpoint or a recorded head.
-        const before = no > 1 ? `; the ${no - 1} lines before it verify (seq ${this.#seq - 1}, head ${this.#prevHash})` : '';
+        const before = no > 1 ? `; the ${no === 2 ? 'line' : `${no - 1} lines`} before it verif${no === 2 ? 'ies' : 'y'} (seq ${this.#seq - 1}, head ${this.#prevHash})` : '';
         return `the last line is cut short (no trailing newline and not valid JSON): a write was interrupted, e.g. by a crash${before}`;
       }
       if (lineText.length === 0) return 'is empty';

@@ -357,7 +357,7 @@ export interface ChainHead {
   readonly hash: string;
 }
 
-/** Where the writer records its head beside the audit file, each time it stops or reopens the file. */
+/** Where the writer records its head beside the audit file, when it starts (unless it found the file altered), stops or reopens the file. */
 export function headPath(path: string): string {
   return `${path}.head`;
 }
@@ -379,11 +379,11 @@ function recordHead(path: string, head: ChainHead): void {
 }
 
 /**
- * Where a writer's chain starts, from its file's tail and the head it recorded when it last stopped or
- * reopened the file. Pure. The file's tail wins when there is one (lines written after the recorded
- * head — a crash — are normal); the tail behind the recorded head, or at its seq with another hash, means
- * the file lost or changed lines while the writer was away (`anomaly`). With no tail (the file was
- * rotated away while the writer was stopped) the chain goes on from the recorded head.
+ * Where a writer's chain starts, from its file's tail and the head it recorded when it last started,
+ * stopped or reopened the file. Pure. The file's tail wins when there is one (lines written after the
+ * recorded head — a crash — are normal); the tail behind the recorded head, or at its seq with another
+ * hash, means the file lost or changed lines while the writer was away (`anomaly`). With no tail (the file
+ * was rotated away while the writer was stopped) the chain goes on from the recorded head.
  */
 export function chainStart(
   tail: ChainHead | 'empty' | 'missing' | 'broken' | BrokenTail,
@@ -474,12 +474,15 @@ export function createAudit(opts: AuditOptions): AuditSink {
   let written = 0;
   let prev = GENESIS;
   let seq = 0;
+  /** The start found the file altered (chainStart's anomaly). */
+  let altered = false;
   if (opts.path !== null) {
     // Continue the chain of a file a previous run left, so that one file is one chain; or, when that file
     // was rotated away meanwhile, the chain it ended (the head recorded beside it), so that the rotated
     // file and the new one are one chain.
     const tail = readTail(opts.path);
     const start = chainStart(tail, readRecordedHead(opts.path));
+    altered = start.anomaly !== null;
     prev = start.head.hash;
     seq = start.head.seq;
     if (typeof tail === 'object' && 'broken' in tail) {
@@ -489,7 +492,7 @@ export function createAudit(opts: AuditOptions): AuditSink {
     }
     opts.onStart?.(start);
   }
-  /** Records the head beside the file (when the file is set aside or closed). */
+  /** Records the head beside the file (at start, and when the file is set aside or closed). */
   const keepHead = (): void => {
     if (opts.path === null) return;
     try {
@@ -498,10 +501,12 @@ export function createAudit(opts: AuditOptions): AuditSink {
       opts.onHeadNotRecorded?.(err as Error);
     }
   };
-  // Where this run starts, recorded at once: a new chain (the file set aside) or one found altered is
-  // what the next start compares with — not the head of the run before, which after a second crash would
-  // report this run's own lines as removed or changed, or the same alteration again at every start.
-  keepHead();
+  // Where this run starts, recorded at once: a new chain (the file set aside) is what the next start
+  // compares with — not the head of the run before, which after a second crash would report this run's own
+  // lines as removed or changed. Not when the file was found altered: until this run's SECURITY_EVENT line
+  // is in the file (its stop or reopen records the head), a crash must leave the next start to find and
+  // report the alteration again.
+  if (!altered) keepHead();
   /** A stream on the audit path, appending, and what is known of what it wrote. */
   interface Out {
     readonly s: WriteStream;

@@ -184,7 +184,7 @@ describe('failover', () => {
   });
 
   it('an operator\'s drain asked for while the automatic failover runs joins it, and goes on when the node is healthy again', async () => {
-    c = await startCluster({ family: 4, config: { ...HEALTH, failover: { mode: 'auto', grace_s: 0.2 }, drain: { rate: 4 } } });
+    c = await startCluster({ family: 4, config: { ...HEALTH, failover: { mode: 'auto', grace_s: 0.2 }, drain: { rate: 2 } } });
     const cl = c;
     await waitFor('every node healthy', async () => (await getJson<{ items: NodeJson[] }>(cl, '/v1/nodes')).items.every((n) => n.health === 'healthy'));
     sessions.push(...(await openSessions(cl, 40)));
@@ -202,6 +202,8 @@ describe('failover', () => {
     await back.start();
     try {
       await waitFor('node-b healthy again', async () => (await getJson<{ items: NodeJson[] }>(cl, '/v1/nodes')).items.find((n) => n.id === 'node-b')!.health === 'healthy');
+      // Still moving when the node came back (two moves a second): what follows tests the recovery.
+      expect((await getJson<{ state: string }>(cl, `/v1/drains/${fo.id}`)).state).toBe('running');
       const done = await waitFor('the drain to end', async () => {
         const d = await getJson<{ state: string; moved: number }>(cl, `/v1/drains/${fo.id}`);
         return d.state !== 'running' ? d : undefined;

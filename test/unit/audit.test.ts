@@ -937,6 +937,17 @@ describe('the head recorded beside the file, and where a restarted writer goes o
     await first.writer.close(); // the "crashed" run's stream, let go only now
   });
 
+  it('an alteration found at start is found again by the next start if this run dies before its stop (its head is not recorded at start)', async () => {
+    const path = join(dir, 'altered-crash.jsonl');
+    await writeStopped(path, 0, 10); // head recorded: seq 10
+    keepLines(path, 5, '');
+    let start: AuditStart | null = null;
+    const crashed = createAudit({ path, wallClock: () => (wall += 1000), onStart: (st) => (start = st) });
+    expect(start).toMatchObject({ anomaly: { kind: 'behind', file: { seq: 5 }, recorded: { seq: 10 } } });
+    expect((await restart(path)).start).toMatchObject({ anomaly: { kind: 'behind', file: { seq: 5 }, recorded: { seq: 10 } } });
+    await crashed.close();
+  });
+
   it('a crash mid-write (a partial line after the recorded head): set aside, no anomaly', async () => {
     const path = join(dir, 'crash-partial.jsonl');
     await writeStopped(path, 0, 3); // head recorded: seq 3

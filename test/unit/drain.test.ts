@@ -346,6 +346,21 @@ describe('DrainCoordinator', () => {
     expect(r.drains.get(view.id)).toMatchObject({ state: 'cancelled', ended: 1 });
   });
 
+  it('a wait drain that reaches its deadline says mode migrate; its rate and ETA count only its own moves, not those others made while it waited', async () => {
+    const r = await rig('node-c', 12, { rate: 0.001 }); // its own moves: next to none
+    const { h } = r;
+    const { view } = r.drains.start('node-c', { mode: 'wait', deadlineS: 0.05, cause: 'drain', actor: 'op' });
+    for (const rec of r.recs.slice(0, 6)) expect(await h.own.migrate(rec.id, { to: 'node-a', cause: 'migrate', actor: 'op' })).toMatchObject({ ok: true });
+    await waitFor('the deadline to pass, and the rate to be measured (half a second of migrating)', () => {
+      const v = r.drains.get(view.id)!;
+      return v.state === 'running' && Date.parse(v.started_at) + 600 < Date.now() ? v : undefined;
+    });
+    const v = r.drains.get(view.id)!;
+    expect(v).toMatchObject({ mode: 'migrate', moved: 6, remaining: 6 }); // none of its own yet
+    expect(v.rate).toBeLessThan(1); // 6 moved by others in ~0.6 s would read as 10/s
+    r.drains.undrain('node-c');
+  });
+
   it('a drain completes only once its node state is settled in the shared store (another director\'s admission just before it may still be on its way)', async () => {
     for (const [mode, count] of [['migrate', 0], ['migrate', 3], ['wait', 0]] as const) {
       let ticks = 0;
