@@ -207,7 +207,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       logger.warn({ err, path: config.audit.path }, 'audit chain head not recorded beside the audit file: the next start cannot hold the file to it, and if the file is rotated away before then, that start begins a new chain');
     },
     onLine: config.audit.path === null ? (line) => logger.info({ audit: line }, 'audit') : undefined,
-    onRotate: (movedTo) => logger.warn({ moved_to: movedTo }, 'audit file ended in a cut-short line; moved aside, starting a new chain'),
+    onRotate: (movedTo) => logger.warn({ moved_to: movedTo }, 'audit file does not end in a whole audit line followed by a newline (a write cut short by a crash, or the file edited); moved aside, starting a new chain'),
     backlogBytes: config.audit.backlog_bytes,
     syncMs: config.audit.sync_interval_ms,
     onSyncError: (err) => {
