@@ -146,9 +146,12 @@ describe('failover', () => {
     expect(audit.filter((l) => l.event === 'failover' && l.cause === 'failover').length).toBe(onB.length);
     for (const s of sessions.filter((x) => onB.some((b) => b.id === x.hex))) expect(await echoes(s, 'auto')).toBe(true);
   });
-  it('failover: auto stops once the node is healthy again; the sessions not moved yet stay on it', async () => {
-    // One move a second: the failover is still running when the node comes back.
-    c = await startCluster({ family: 4, config: { ...HEALTH, failover: { mode: 'auto', grace_s: 0.2 }, drain: { rate: 1 } } });
+  /**
+   * A cluster with `failover: auto` moving `rate` sessions a second, 40 sessions open, node-b killed, and its
+   * automatic failover running (still, for seconds: the sessions on node-b at that rate).
+   */
+  async function slowAutoFailoverOfB(rate: number): Promise<{ cl: Cluster; onB: SessionJson[]; address: ReferenceNode['address']; fo: { id: string } }> {
+    c = await startCluster({ family: 4, config: { ...HEALTH, failover: { mode: 'auto', grace_s: 0.2 }, drain: { rate } } });
     const cl = c;
     await waitFor('every node healthy', async () => (await getJson<{ items: NodeJson[] }>(cl, '/v1/nodes')).items.every((n) => n.health === 'healthy'));
     sessions.push(...(await openSessions(cl, 40)));
@@ -159,6 +162,12 @@ describe('failover', () => {
     const fo = await waitFor('the automatic failover of node-b to run', async () =>
       (await getJson<{ items: { id: string; node: string; cause: string; state: string }[] }>(cl, '/v1/drains')).items.find((d) => d.node === 'node-b' && d.cause === 'failover' && d.state === 'running'),
     );
+    return { cl, onB, address, fo };
+  }
+
+  it('failover: auto stops once the node is healthy again; the sessions not moved yet stay on it', async () => {
+    // One move a second: the failover is still running when the node comes back.
+    const { cl, onB, address, fo } = await slowAutoFailoverOfB(1);
     // node-b back on its address.
     const back = new ReferenceNode({ id: 'node-b', listen: address });
     await back.start();
@@ -184,17 +193,7 @@ describe('failover', () => {
   });
 
   it('an operator\'s drain asked for while the automatic failover runs joins it, and goes on when the node is healthy again', async () => {
-    c = await startCluster({ family: 4, config: { ...HEALTH, failover: { mode: 'auto', grace_s: 0.2 }, drain: { rate: 2 } } });
-    const cl = c;
-    await waitFor('every node healthy', async () => (await getJson<{ items: NodeJson[] }>(cl, '/v1/nodes')).items.every((n) => n.health === 'healthy'));
-    sessions.push(...(await openSessions(cl, 40)));
-    const onB = (await getJson<{ items: SessionJson[] }>(cl, '/v1/sessions?node=node-b&limit=1000')).items;
-    expect(onB.length).toBeGreaterThan(3);
-    const { address } = cl.nodes[1]!;
-    await cl.nodes[1]!.close(); // node-b dies
-    const fo = await waitFor('the automatic failover of node-b to run', async () =>
-      (await getJson<{ items: { id: string; node: string; cause: string; state: string }[] }>(cl, '/v1/drains')).items.find((d) => d.node === 'node-b' && d.cause === 'failover' && d.state === 'running'),
-    );
+    const { cl, onB, address, fo } = await slowAutoFailoverOfB(2);
     // The operator takes node-b out for maintenance meanwhile: the failover running is that drain.
     const r = await fetch(`${cl.director.admin}/v1/nodes/node-b/drain`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"mode":"migrate"}' });
     expect(((await r.json()) as { id: string }).id).toBe(fo.id);

@@ -207,13 +207,19 @@ describe('director signals', () => {
     expect((await c.director.exited).code).toBe(0);
   });
 
-  it('a SIGTERM after POST /v1/director/drain joins that drain (said in the log), and the next signal exits at once', async () => {
+  /** A director whose stop drains for up to 60 s, with one session live (admitted through a HELLO). */
+  async function withLiveSession(): Promise<Cluster> {
     const c: Cluster = await startCluster({ family: 4, config: { drain: { deadline_s: 60 } } });
     cleanup.push(() => c.stop());
     const peer = await UdpPeer.open(4);
     cleanup.push(() => peer.close());
     peer.send(encodeJv1(PacketType.HELLO, randomBytes(16), Buffer.from('hi')), c.director.udp[0]!);
     await peer.next((m) => m[3] === PacketType.HELLO);
+    return c;
+  }
+
+  it('a SIGTERM after POST /v1/director/drain joins that drain (said in the log), and the next signal exits at once', async () => {
+    const c = await withLiveSession();
     expect((await fetch(`${c.director.admin}/v1/director/drain`, { method: 'POST' })).status).toBe(202);
     c.director.kill('SIGTERM');
     await waitFor('the signal to join the drain', () => c.director.stdout.includes('already draining') || undefined);
@@ -225,12 +231,7 @@ describe('director signals', () => {
   });
 
   it('a second SIGTERM exits at once with status 1', async () => {
-    const c: Cluster = await startCluster({ family: 4, config: { drain: { deadline_s: 60 } } });
-    cleanup.push(() => c.stop());
-    const peer = await UdpPeer.open(4);
-    cleanup.push(() => peer.close());
-    peer.send(encodeJv1(PacketType.HELLO, randomBytes(16), Buffer.from('hi')), c.director.udp[0]!);
-    await peer.next((m) => m[3] === PacketType.HELLO);
+    const c = await withLiveSession();
     c.director.kill('SIGTERM');
     await waitFor('readyz to turn 503', async () => (await fetch(`${c.director.admin}/readyz`)).status === 503);
     c.director.kill('SIGTERM');
