@@ -111,10 +111,6 @@ const FAILURE_STATUS: Record<StepFailure, number> = {
 };
 
 /**
- * How long after the store's expiry a director that only mirrors a session expires it: enough for the
- * serving director's refresh (written a third of the TTL ahead) to land, and for clocks a second apart.
- */
-/**
  * Which sessions can move to another node (Ownership's `movable`): PROXY v2 carries the version that lets
  * a new owner take a session over; transparent forwarding and protocols other than JV1 keep their state on
  * the node. A session's protocol is its listener's codec — where the listener is known: a TCP session
@@ -138,6 +134,10 @@ export function sessionsMovable(config: Pick<AnchorConfig, 'backend' | 'listen'>
 /** A wall clock before this (2025-01-01) was never set: the director says so at start. */
 const WALL_CLOCK_SANE_MS = Date.UTC(2025, 0, 1);
 
+/**
+ * How long after the store's expiry a director that only mirrors a session expires it: enough for the
+ * serving director's refresh (written a third of the TTL ahead) to land, and for clocks a second apart.
+ */
 export function sharedExpiryGraceMs(idleTtlMs: number): number {
   return Math.max(1000, Math.min(idleTtlMs / 10, 10_000));
 }
@@ -326,8 +326,6 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       eligible,
       knownNode: (id) => membership.get(id) !== undefined,
       fence,
-      // PROXY v2 carries the version that lets a new owner take a session over; transparent forwarding
-      // and protocols other than JV1 keep their state on the node.
       movable: sessionsMovable(config),
     },
   );

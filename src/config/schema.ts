@@ -500,14 +500,14 @@ export const AnchorConfigSchema = z
     if (cfg.failover?.mode === 'auto' && cfg.health?.enabled === false) {
       ctx.addIssue({ code: 'custom', path: ['failover', 'mode'], input: 'auto', message: 'auto needs health.enabled: true (an automatic failover follows the health checks; without them it would never run)' });
     }
-    // An offset codec's id must lie where it can be read: within tcp.preamble_max_bytes on TCP, within
-    // the largest UDP payload on UDP.
     // Without an audit file the audit trail is the log's info lines: a level that drops them would drop
     // the trail with no word (only the admin API's last 10,000 lines would keep it).
     const level = cfg.log?.level;
     if (cfg.audit?.path === null && (level === 'fatal' || level === 'error' || level === 'warn' || level === 'silent')) {
       ctx.addIssue({ code: 'custom', path: ['audit', 'path'], input: null, message: `null sends the audit trail to the log as info lines, which log.level ${level} drops: give audit.path a file, or set log.level to info, debug or trace` });
     }
+    // An offset codec's id must lie where it can be read: within tcp.preamble_max_bytes on TCP, within
+    // the largest UDP payload on UDP.
     const preambleMax = typeof cfg.tcp?.preamble_max_bytes === 'number' ? cfg.tcp.preamble_max_bytes : Infinity;
     for (const [proto, max, what] of [
       ['tcp', preambleMax, `tcp.preamble_max_bytes (${preambleMax}): no connection's id could be read; raise tcp.preamble_max_bytes`],

@@ -299,7 +299,7 @@ export interface BrokenTail {
 
 function broken(lastComplete: ChainHead | null, last: Buffer | null): BrokenTail {
   const m = last === null ? null : /^\{"time":"[^"]*","seq":([0-9]{1,15}),/.exec(last.toString('latin1', 0, Math.min(last.length, 96)));
-  return m === null || m === undefined ? { broken: true, lastComplete } : { broken: true, lastComplete, cutSeq: Number(m[1]) };
+  return m === null ? { broken: true, lastComplete } : { broken: true, lastComplete, cutSeq: Number(m[1]) };
 }
 
 /** The head of the last complete line ending before byte `end` (its newline at end - 1), or null. */
