@@ -138,7 +138,7 @@ describe('shared state edges (in process)', () => {
     expect(await onA()).toBeGreaterThan(0);
     type Drain = { id: string; node: string; cause: string; state: string; moved: number };
     const failovers = async (): Promise<Drain[]> => ((await (await fetch(`${admin}/v1/drains`)).json()) as { items: Drain[] }).items.filter((d) => d.node === 'node-a' && d.cause === 'failover');
-    return { nodes, logs, onA, failovers };
+    return { nodes, logs, onA, failovers, admin };
   }
 
   it('an automatic failover\'s claim whose release the store refused is released when it answers again', async () => {
@@ -176,6 +176,22 @@ describe('shared state edges (in process)', () => {
     expect(await onA()).toBe(left);
     expect(JSON.parse(store.entries.get('failovers/node-a')!)).toEqual({ director: 'dir-x', claim: 'other' });
   }, 30_000);
+
+  it('a failover an operator joined (a drain asked for while it ran) goes on when the claim goes with a lapsed lease: it is the operator\'s drain now', async () => {
+    const store = new SharedStore(1);
+    const { nodes, logs, onA, failovers, admin } = await failoverRig(store, { rate: 2 });
+    expect(await onA()).toBeGreaterThan(1);
+    await nodes[0]!.close();
+    const running = await waitFor('the failover running', async () => (await failovers()).find((d) => d.state === 'running'));
+    const r = await fetch(`${admin}/v1/nodes/node-a/drain`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"mode":"migrate"}' });
+    expect(((await r.json()) as { id: string }).id).toBe(running.id); // joined
+    store.lease = 'lease-2';
+    store.entries.set('failovers/node-a', JSON.stringify({ director: 'dir-x', claim: 'other' }));
+    await waitFor('the lapse seen', () => logs.lines().some((l) => String(l['msg']).startsWith('failover claim lost with this director\'s lease: the failover an operator joined goes on')) || undefined, { timeoutMs: 10_000 });
+    expect((await failovers()).find((d) => d.id === running.id)?.state).toBe('running');
+    await waitFor('node-a emptied by the drain', async () => ((await onA()) === 0) || undefined, { timeoutMs: 20_000 });
+    expect((await failovers()).find((d) => d.id === running.id)?.state).not.toBe('cancelled');
+  }, 40_000);
 
   it('a claim held under this director\'s id by another lease (a predecessor before a restart) is not taken as its own: the failover waits until that lease has taken it', async () => {
     const store = new SharedStore(1);
