@@ -215,10 +215,13 @@ export class DrainCoordinator {
     // failed + ended + remaining whoever moved them.
     deps.ownership.onTransition((_rec, note) => {
       if (note.fromOwner === null || this.#drains.size === 0) return;
+      // Only ends and moves to another node count (a drain's freezes and resumes pass here at no cost).
+      const ended = note.toOwner === null;
+      if (!ended && (note.event !== LifecycleEvent.TRANSFER || note.toOwner === note.fromOwner)) return;
       const d = this.#active(note.fromOwner);
       if (d === undefined) return;
-      if (note.toOwner === null) d.ended++;
-      else if (note.event === LifecycleEvent.TRANSFER && note.toOwner !== note.fromOwner && note.cause !== d.cause) {
+      if (ended) d.ended++;
+      else if (note.cause !== d.cause) {
         d.moved++;
         d.movedByOthers++; // not the drain's own pace (rate, ETA)
       }
