@@ -3,7 +3,7 @@
 // what is printed is built by format.ts. Never touches `process`: the entry point passes its streams in.
 import { CTL_HELP, parseCtlArgs, type CtlCommand, type CtlConnection } from './args.js';
 import { AdminClient, type ApiResult } from './client.js';
-import { drainActive, drainProgressLine, drainSummary, formatAuditLine, formatMigrated, formatPlan, formatSession, formatSessions, formatStatus, list, num, obj, str } from './format.js';
+import { cancelReason, drainActive, drainProgressLine, drainSummary, formatAuditLine, formatMigrated, formatPlan, formatSession, formatSessions, formatStatus, list, num, obj, str } from './format.js';
 
 export interface CtlOutput {
   write(s: string): unknown;
@@ -194,7 +194,7 @@ class Ctl {
     if (state === 'completed') return EXIT.OK;
     const why =
       state === 'cancelled'
-        ? `drain ${id} was ${typeof obj(d).last_error === 'string' && (obj(d).last_error as string).startsWith('cancelled') ? str(obj(d).last_error) : 'cancelled (undrain)'}`
+        ? `drain ${id} was ${cancelReason(d) ?? 'cancelled (undrain)'}`
         : state === 'abandoned'
           ? `drain ${id} was abandoned: the director running it went away (drain or undrain ${str(obj(d).node)} again)`
           : `drain ${id} ${str(state)}: ${str(obj(d).failed)} sessions were not moved`;

@@ -166,13 +166,20 @@ export function drainProgressLine(d: unknown, opts: { nowMs: number; tty: boolea
   return width(line) >= columns ? [...line].slice(0, columns - 1).join('') : line;
 }
 
+/** Why a cancelled drain stopped, as its record says (`last_error` "cancelled: …"), or null (an older director's record). */
+export function cancelReason(d: unknown): string | null {
+  const v = obj(d);
+  return v.state === 'cancelled' && typeof v.last_error === 'string' && v.last_error.startsWith('cancelled') ? v.last_error : null;
+}
+
 /** The line printed when a drain has ended: `drain dr-1 of node-a completed in 1.4s: 34 moved, 0 failed`. */
 export function drainSummary(d: unknown): string {
   const v = obj(d);
   const took = secondsBetween(v.started_at, v.finished_at);
   const counts = [`${str(v.moved)} moved`, `${str(v.failed)} failed`, `${str(v.ended)} ended`, `${str(v.remaining)} remaining`].join(', ');
-  // A cancelled drain's last_error says why it stopped ("cancelled: …"): said as it is, not as an error.
-  const error = typeof v.last_error === 'string' && v.last_error !== '' ? (v.state === 'cancelled' && v.last_error.startsWith('cancelled') ? ` (${clean(v.last_error)})` : ` (last error: ${clean(v.last_error)})`) : '';
+  // A cancelled drain's last_error says why it stopped: said as it is, not as an error.
+  const why = cancelReason(d);
+  const error = why !== null ? ` (${clean(why)})` : typeof v.last_error === 'string' && v.last_error !== '' ? ` (last error: ${clean(v.last_error)})` : '';
   // The old node's confirmations (REVOKE acknowledgements): said only when some are missing.
   const pending = typeof v.revokes_pending === 'number' && v.revokes_pending > 0 ? `; ${v.revokes_pending} REVOKEs not yet acknowledged by the node` : '';
   const unacked = typeof v.revokes_unacknowledged === 'number' && v.revokes_unacknowledged > 0 ? `; ${v.revokes_unacknowledged} never acknowledged (revoke_unacknowledged)` : '';
