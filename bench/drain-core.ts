@@ -27,6 +27,7 @@ import { createHasher } from '../src/ring/hash.js';
 import { buildRing } from '../src/ring/ring.js';
 import { SessionState } from '../src/session/lifecycle.js';
 import { MemoryStore } from '../src/store/memory.js';
+import { TableRecords } from '../src/store/table-records.js';
 import type { StoredSession } from '../src/store/store.js';
 import { systemClock } from '../src/util/clock.js';
 import { machine, median, writeResult } from './lib.js';
@@ -87,7 +88,10 @@ function idsOnNode0(ring: ReturnType<typeof buildRing>, n: number): Buffer[] {
 /** The director's own structures (core, in-process store followed as `anchor run` does, audit file) with `ids` admitted. */
 async function director(ring: ReturnType<typeof buildRing>, ids: readonly Buffer[], dir: string, idleTtlMs = 600_000) {
   const core = new DirectorCore({ sessionMax: ids.length * 2, idleTtlMs, tombstoneMs: 60_000, admissionRate: 1e9, admissionBurst: 1e9, rejectRate: 1e9, rejectBurst: 1e9, holdMax: 64, recordCache: 131_072 /* session.header_cache's default, as anchor.ts passes it */, reserveRows: ids.length * 2 }, ring);
-  const store = new MemoryStore({ reserve: ids.length * 2 });
+  // The embedded store reads its records from the table's rows, as anchor.ts binds it (src/store/table-records.ts).
+  const holder = new TableRecords();
+  const store = new MemoryStore({ holder });
+  holder.bind(core.table, 'bench');
   const auditPath = join(dir, `audit-${Date.now()}.jsonl`);
   const audit = createAudit({ path: auditPath, wallClock: () => Date.now() });
   const stats = new DirectorStats();

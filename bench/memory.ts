@@ -44,6 +44,8 @@ interface ChildReport {
   breakdown?: { step: string; bytes_per_session: number }[];
   /** director mode: what the admin API's table walks cost the event loop at this many sessions. */
   admin?: AdminCost;
+  /** table+store and director: the store's records kept apart from the table's rows at the end (TableRecords.apart). */
+  store_records_apart?: number;
   /** Heap bytes one session id string keeps alive: as sessionIdHex builds it, and flat. */
   id_string_bytes?: { sessionIdHex: number; flat: number };
   error?: string;
@@ -99,6 +101,7 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
   const { SessionState } = await import('../src/session/lifecycle.js');
   const { SessionTable, newSessionRecord } = await import('../src/session/table.js');
   const { MemoryStore } = await import('../src/store/memory.js');
+  const { TableRecords } = await import('../src/store/table-records.js');
   const { PacketType } = await import('../src/codec/types.js');
   const ppv2 = await import('../src/codec/ppv2.js');
   const { createPpv2Prefix, ppv2OwnerBytes } = ppv2;
@@ -109,6 +112,8 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
   const idleTtlMs = 120_000;
   let fill: (from: number, to: number) => Promise<void>;
   let adminOf: (() => Promise<AdminCost>) | null = null;
+  /** The store's records kept apart from the table's rows (TableRecords.apart): none when each says what its row says. */
+  let apartOf: (() => number) | null = null;
   if (mode === 'map') {
     const m = new Map<string, { owner: string; version: number; transport: string }>();
     keep.push(m);
@@ -123,7 +128,11 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
     // The director's table keeps records for session.header_cache sessions in use, and the table and the
     // embedded store reserve session.max rows and slots (anchor.ts).
     const table = new SessionTable({ max: n + 1, idleTtlMs, tombstoneMs: 60_000, records: HEADER_CACHE, reserve: n + 1 });
-    const store = new MemoryStore({ reserve: n + 1 });
+    // The embedded store reads its records from the table's rows (src/store/table-records.ts), as anchor.ts binds it.
+    const holder = new TableRecords();
+    const store = new MemoryStore({ holder });
+    holder.bind(table, 'anchor-1');
+    apartOf = () => holder.apart;
     keep.push(table, store);
     fill = async (from, to) => {
       const now = performance.now();
@@ -149,7 +158,10 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
       { sessionMax: n + 1, idleTtlMs, tombstoneMs: 60_000, admissionRate: 1e9, admissionBurst: 1e9, rejectRate: 10, rejectBurst: 20, holdMax: 64, recordCache: HEADER_CACHE, reserveRows: n + 1 },
       ring,
     );
-    const store = new MemoryStore({ reserve: n + 1 });
+    const holder = new TableRecords();
+    const store = new MemoryStore({ holder });
+    holder.bind(core.table, 'anchor-1');
+    apartOf = () => holder.apart;
     keep.push(core, store);
     adminOf = () => adminCost(core, ring);
     const dst = { family: 4 as const, address: '127.0.0.1', port: 4500 };
@@ -215,7 +227,8 @@ async function child(mode: Mode, n: number): Promise<ChildReport> {
   };
   const idStringBytes = mode === 'map' ? { sessionIdHex: await idCost(false), flat: await idCost(true) } : undefined;
   const admin = adminOf === null ? undefined : await adminOf(); // after the memory samples: it allocates
-  return { mode, sessions: n, before, mid, after, fill_ms: Math.round(fillMs), ...(idStringBytes !== undefined ? { id_string_bytes: idStringBytes } : {}), ...(admin !== undefined ? { admin } : {}) };
+  const apart = apartOf?.();
+  return { mode, sessions: n, before, mid, after, fill_ms: Math.round(fillMs), ...(apart !== undefined ? { store_records_apart: apart } : {}), ...(idStringBytes !== undefined ? { id_string_bytes: idStringBytes } : {}), ...(admin !== undefined ? { admin } : {}) };
 }
 
 interface AdminCost {
@@ -308,6 +321,7 @@ async function breakdown(n: number): Promise<{ step: string; bytes_per_session: 
   const { SessionState } = await import('../src/session/lifecycle.js');
   const { SessionTable, newSessionRecord } = await import('../src/session/table.js');
   const { MemoryStore } = await import('../src/store/memory.js');
+  const { TableRecords } = await import('../src/store/table-records.js');
   const total = async (): Promise<number> => {
     const s = await settle();
     return s.heapUsed + s.external;
@@ -328,22 +342,25 @@ async function breakdown(n: number): Promise<{ step: string; bytes_per_session: 
   // Owners are the ring's node ids (shared strings), times are monotonic ms as the director's clock gives.
   const owners = ['node-0', 'node-1', 'node-2'];
   const now = performance.now();
-  // The store first: the table's step lets go of records as turns pass (WeakRefs), which must not land
-  // in another step's figure.
-  const store = new MemoryStore();
-  for (let i = 0; i < n; i++) {
-    await store.create({ id: ids[i] as string, owner: owners[i % 3] as string, version: 1n, state: SessionState.ATTACHED, transport: `${ts[i]!.address}:${ts[i]!.port}`, director: 'anchor-1', expiresAt: Date.now() + 120_000, incarnation: 0 });
-  }
-  await mark('MemoryStore.create: one slot of columns and its id-table entry (src/store/columns.ts)');
   // The records themselves are not kept by the bench (the table keeps rows, and records only for the
-  // sessions in use): each is made and inserted in one step.
-  const table = new SessionTable({ max: n + 1, idleTtlMs: 120_000, tombstoneMs: 60_000, records: HEADER_CACHE });
+  // sessions in use): each is made and inserted in one step. The rows are made for n up front, as the
+  // director reserves session.max: columns that grow leave their old buffers to be freed later, in another
+  // step's figure.
+  const table = new SessionTable({ max: n + 1, idleTtlMs: 120_000, tombstoneMs: 60_000, records: HEADER_CACHE, reserve: n + 1 });
   for (let i = 0; i < n; i++) {
     if ((i & 1023) === 1023) await turn();
     table.insert(newSessionRecord({ id: ids[i] as string, owner: owners[i % 3] as string, version: 1n, state: SessionState.ATTACHED, transport: ts[i]!, listener: 0, now, idleTtlMs: 120_000 }));
   }
   await settle();
   await mark(`SessionTable.insert of newSessionRecord records: a row of columns, the id index and the expiry heap, and records kept for the last ${Math.min(n, HEADER_CACHE).toLocaleString('en-US')} sessions (src/session/table.ts)`);
+  // The director's embedded store: its records read from the table's rows (src/store/table-records.ts).
+  const holder = new TableRecords();
+  const store = new MemoryStore({ holder });
+  holder.bind(table, 'anchor-1');
+  for (let i = 0; i < n; i++) {
+    await store.create({ id: ids[i] as string, owner: owners[i % 3] as string, version: 1n, state: SessionState.ATTACHED, transport: `${ts[i]!.address}:${ts[i]!.port}`, director: 'anchor-1', expiresAt: Date.now() + 120_000, incarnation: 0 });
+  }
+  await mark('MemoryStore.create, its records read from the table\'s rows: an expiry per row (src/store/table-records.ts)');
   if (table.size + store.size < 0) console.log('unreachable');
   return out;
 }
@@ -391,6 +408,7 @@ export async function benchMemory(): Promise<unknown> {
       rss_after_mib: Number((r.after.rss / 2 ** 20).toFixed(1)),
       heap_used_after_mib: Number((r.after.heapUsed / 2 ** 20).toFixed(1)),
       fill_s: Number((r.fill_ms / 1000).toFixed(1)),
+      ...(r.store_records_apart !== undefined ? { store_records_apart: r.store_records_apart } : {}),
     });
   }
   const ref = rows.find((x) => x.mode === 'map') as { rss_per_session?: number } | undefined;

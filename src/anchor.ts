@@ -32,6 +32,7 @@ import { DirectorStats } from './obs/stats.js';
 import { createHasher } from './ring/hash.js';
 import type { SessionRecord, SessionSnapshot } from './session/table.js';
 import { MemoryStore } from './store/memory.js';
+import { TableRecords } from './store/table-records.js';
 import { EtcdStore } from './store/etcd.js';
 import type { OwnershipStore } from './store/store.js';
 import { defaultMargin, ResyncGate, fenceState, FenceState } from './store/fence.js';
@@ -227,6 +228,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     },
   });
   noteAuditStart(auditStart, audit, stats, logger, config.director.id, config.audit.path);
+  let tableRecords: TableRecords | null = null;
   const store: OwnershipStore =
     deps.store ??
     (config.store.kind === 'etcd'
@@ -237,8 +239,9 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
           leaseTtlS: config.store.etcd.lease_ttl_s,
           onError: (err, context) => logger.warn({ err, context }, 'etcd store'),
         })
-      : // One director: its store holds the same sessions as its table, and reserves as many.
-        new MemoryStore({ reserve: config.session.max }));
+      : // One director: its store holds the same sessions as its table, read from the table's rows
+        // (table-records.ts; bound below, once the table is made).
+        new MemoryStore({ holder: (tableRecords = new TableRecords()) }));
   const nodes = config.nodes.map((n) => ({ id: n.id, address: hp(n.address), weight: n.weight }));
   // Several directors share this store (etcd): node states, drains and session expiry are shared too.
   const sharedStore = store.watchShared !== undefined;
@@ -302,6 +305,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     config.listen.udp.map((l) => createCodec(codecSpec(l)).datagram),
   );
   const c = core;
+  tableRecords?.bind(c.table, directorId);
   c.setFence(fence);
   if (store.following !== undefined) c.setFollowing(() => store.following !== false);
   const eligible = (id: string): boolean => membership.ring.nodes.some((n) => n.id === id);

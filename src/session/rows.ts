@@ -3,7 +3,7 @@
 // its datagrams, in 73 bytes: the 16 id bytes; owner and former owner (interned names, 2 bytes each);
 // version, life, PROXY v2 sequence (4 each); the client transport (an IPv4 address and port as numbers,
 // 6); the listener (2); the three deadlines (8 each); a flags byte (state, transport kind, whether it is
-// served here); its places in the expiry heap and the record cache (4 each). What is rare stays out of the
+// served here, whether the embedded store reads the row as its record); its places in the expiry heap and the record cache (4 each). What is rare stays out of the
 // columns, in maps by row: an id text that is not lower case, a version, life or sequence number that is
 // not below 2^32 - 1, a transport that is not a canonical IPv4 one, a listener outside an i16, a name
 // numbered past a u16 (more than 65,534 owner names at once). Records (record.ts) are views of a row,
@@ -20,7 +20,8 @@ import type { Transport } from '../codec/types.js';
 import { SessionState } from './lifecycle.js';
 import { Names } from '../util/names.js';
 import { reservedCapacity } from '../util/reserve.js';
-import { formatV4Address, parseV4Address } from '../store/transport-text.js';
+import { formatV4Address, formatV4Transport, parseV4Address } from '../store/transport-text.js';
+import { transportKey } from '../codec/ip.js';
 
 const MIN_ROWS = 16;
 
@@ -52,6 +53,8 @@ const T_OTHER = 0x08;
 const SERVED = 0x10;
 /** The sequence column counts from `seqBase` (a mirrored session's counter, see Rows.seqBase), not from 0. */
 const SEQ_BASED = 0x20;
+/** The in-process store reads this row as its record of the session (`storeHooks`, store/table-records.ts). */
+const IN_STORE = 0x40;
 if (STATES.length > STATE_BITS + 1) throw new Error('session states do not fit the flags byte');
 
 /** The fields a row holds (what a record detached from any table keeps in an object instead). */
@@ -68,6 +71,18 @@ export interface RowFields {
   servedHere: boolean;
   storeExpiresAt: number;
   formerOwner: string | null;
+}
+
+/**
+ * What the in-process store that reads its records from these rows (store/table-records.ts) is told about a
+ * row it reads (`inStore`): before a field it reads changes (owner, version, life, state, transport,
+ * listener), after that change, and before the row is freed. So the store keeps what it holds whatever the
+ * table does to its rows.
+ */
+export interface RowStoreHooks {
+  before(row: number): void;
+  after(row: number): void;
+  released(row: number): void;
 }
 
 export class SessionRows {
@@ -106,6 +121,8 @@ export class SessionRows {
   cacheSlot: Int32Array;
 
   readonly names = new Names();
+  /** The in-process store reading rows it marked `inStore` (see RowStoreHooks); null: none. */
+  storeHooks: RowStoreHooks | null = null;
   /**
    * Where the sequence numbers of sessions this director did not admit start (DirectorCore's `seqBase`):
    * numbers from it up are kept as their distance from it, with the row's SEQ_BASED flag, so that they fit
@@ -184,10 +201,11 @@ export class SessionRows {
     this.ids[j + 2] = w[2]!;
     this.ids[j + 3] = w[3]!;
     if (idText !== null) this.#idTexts.set(row, idText);
+    // First: a reused row's flags are the last session's until here (never IN_STORE: release saw to it).
+    this.flags[row] = f.servedHere ? SERVED : 0;
     setName(this.owner, this.#wideOwners, row, this.names.ref(f.owner));
     this.setVersion(row, f.version);
     this.setIncarnation(row, f.incarnation);
-    this.flags[row] = f.servedHere ? SERVED : 0; // a reused row's flags are the last session's until here
     this.setState(row, f.state);
     this.setTransport(row, f.transport);
     this.setListener(row, f.listener);
@@ -203,6 +221,7 @@ export class SessionRows {
 
   /** Frees `row` (the table took it out of every index first). */
   release(row: number): void {
+    if ((this.flags[row]! & IN_STORE) !== 0) this.storeHooks!.released(row);
     this.names.unref(nameOf(this.owner, this.#wideOwners, row));
     this.#wideOwners.delete(row);
     this.setFormerOwner(row, null);
@@ -271,8 +290,11 @@ export class SessionRows {
   setOwner(row: number, owner: string): void {
     const old = nameOf(this.owner, this.#wideOwners, row);
     if (this.names.str(old) === owner) return;
+    const h = this.#hooksOf(row);
+    h?.before(row);
     setName(this.owner, this.#wideOwners, row, this.names.ref(owner));
     this.names.unref(old);
+    h?.after(row);
   }
 
   formerOwnerOf(row: number): string | null {
@@ -293,6 +315,9 @@ export class SessionRows {
   }
 
   setListener(row: number, v: number): void {
+    if (this.listenerOf(row) === v) return;
+    const h = this.#hooksOf(row);
+    h?.before(row);
     if (v === (v << 16) >> 16 && v !== WIDE_LISTENER) {
       if (this.listener[row] === WIDE_LISTENER) this.#wideListeners.delete(row);
       this.listener[row] = v;
@@ -300,6 +325,7 @@ export class SessionRows {
       this.listener[row] = WIDE_LISTENER;
       this.#wideListeners.set(row, v);
     }
+    h?.after(row);
   }
 
   stateOf(row: number): SessionState {
@@ -309,7 +335,12 @@ export class SessionRows {
   setState(row: number, s: SessionState): void {
     const n = STATE_NUM.get(s);
     if (n === undefined) throw new TypeError(`not a session state: ${String(s)}`);
+    const f = this.flags[row]!;
+    if ((f & STATE_BITS) === n) return;
+    const h = (f & IN_STORE) !== 0 ? this.storeHooks : null;
+    h?.before(row);
     this.flags[row] = (this.flags[row]! & ~STATE_BITS) | n;
+    h?.after(row);
   }
 
   /** Whether the session of `row` is served here (RowFields.servedHere). */
@@ -326,7 +357,19 @@ export class SessionRows {
     return n !== WIDE ? BigInt(n) : (this.#bigVersions.get(row) as bigint);
   }
 
+  /** Whether row `row`'s version is `v`, with no bigint made for one in the column (a compare-and-swap's compare). */
+  versionIs(row: number, v: bigint): boolean {
+    const n = this.version[row]!;
+    // Number(v) is exact up to 2^53 and at least 2^32 for any v at or over WIDE: never equal to a u32 then.
+    return n !== WIDE ? n === Number(v) : this.#bigVersions.get(row) === v;
+  }
+
   setVersion(row: number, v: bigint): void {
+    const h = this.#hooksOf(row);
+    if (h !== null) {
+      if (this.versionIs(row, v)) return;
+      h.before(row);
+    }
     if (v >= 0n && v < WIDE_N) {
       if (this.version[row] === WIDE) this.#bigVersions.delete(row);
       this.version[row] = Number(v);
@@ -334,6 +377,7 @@ export class SessionRows {
       this.version[row] = WIDE;
       this.#bigVersions.set(row, v);
     }
+    h?.after(row);
   }
 
   incarnationOf(row: number): number {
@@ -341,7 +385,13 @@ export class SessionRows {
   }
 
   setIncarnation(row: number, v: number): void {
+    const h = this.#hooksOf(row);
+    if (h !== null) {
+      if (this.incarnationOf(row) === v) return;
+      h.before(row);
+    }
     setWide(this.incarnation, this.#wideIncarnations, row, v);
+    h?.after(row);
   }
 
   seqOf(row: number): number {
@@ -368,7 +418,20 @@ export class SessionRows {
     return this.#otherTransports.get(row) as Transport;
   }
 
+  /** Row `row`'s transport as its ip:port text (codec/ip.ts transportKey), with no object made for a canonical IPv4 one. */
+  transportKeyOf(row: number): string {
+    if ((this.flags[row]! & T_OTHER) === 0) return formatV4Transport(this.tAddr[row]!, this.tPort[row]!);
+    return transportKey(this.#otherTransports.get(row) as Transport);
+  }
+
   setTransport(row: number, t: Transport): void {
+    const h = this.#hooksOf(row);
+    h?.before(row);
+    this.#setTransport(row, t);
+    h?.after(row);
+  }
+
+  #setTransport(row: number, t: Transport): void {
     const w = t.family === 4 && Number.isInteger(t.port) && t.port >= 0 && t.port <= 0xffff ? parseV4Address(t.address) : -1;
     if (w >= 0) {
       this.flags[row] = this.flags[row]! & ~T_OTHER;
@@ -379,6 +442,30 @@ export class SessionRows {
       this.flags[row] = this.flags[row]! | T_OTHER;
       this.#otherTransports.set(row, t);
     }
+  }
+
+  /** Whether the in-process store reads row `row` as its record (see RowStoreHooks). */
+  inStore(row: number): boolean {
+    return (this.flags[row]! & IN_STORE) !== 0;
+  }
+
+  /** Marks row `row` as read (or no longer read) by the in-process store: only store/table-records.ts does. */
+  setInStore(row: number, on: boolean): void {
+    this.flags[row] = on ? this.flags[row]! | IN_STORE : this.flags[row]! & ~IN_STORE;
+  }
+
+  /** Whether row `row`'s id text is other than its words' lower-case hex (kept as given: see idText). */
+  hasOwnIdText(row: number): boolean {
+    return this.#idTexts.has(row);
+  }
+
+  /** Rows ever handed out: every live row is below it. */
+  get top(): number {
+    return this.#top;
+  }
+
+  #hooksOf(row: number): RowStoreHooks | null {
+    return (this.flags[row]! & IN_STORE) !== 0 ? this.storeHooks : null;
   }
 
   /**

@@ -25,7 +25,7 @@ import TinyQueue from 'tinyqueue';
 import { ExpiryHeap } from './expiry-heap.js';
 import { hexWords, IdIndex, idBytesFromHex, idIndexKey, isLowerHexId } from './id-index.js';
 import { attachRecord, detachRecord, ownFields, recordForRow, recordPinned, rowOfRecord, rowsOfRecord, type SessionRecord } from './record.js';
-import { PINNED, SessionRows } from './rows.js';
+import { PINNED, SessionRows, type RowStoreHooks } from './rows.js';
 
 export { type Candidate, newSessionRecord, type NewSessionFields, type SessionRecord } from './record.js';
 
@@ -336,6 +336,26 @@ export class SessionTable {
   /** Removes a record that never became a session (its admission failed): no tombstone. */
   discard(rec: SessionRecord): void {
     if (this.holds(rec)) this.#forget(rec);
+  }
+
+  /**
+   * For the in-process store that reads its records from this table's rows (store/table-records.ts): the
+   * rows, whose changes to what the store reads are told to `hooks` (RowStoreHooks), and the live row whose
+   * id text is `id` exactly (32 lower-case hex characters; -1 for any other text, or none). One store at a time.
+   */
+  bindStore(hooks: RowStoreHooks): { readonly rows: SessionRows; rowOf(id: string): number } {
+    const rows = this.#rows;
+    if (rows.storeHooks !== null) throw new Error('the session table already holds a store\'s records');
+    rows.storeHooks = hooks;
+    const index = this.#byId;
+    return {
+      rows,
+      rowOf(id: string): number {
+        if (!isLowerHexId(id)) return -1;
+        const row = index.getByHex(id);
+        return row === -1 || rows.hasOwnIdText(row) ? -1 : row;
+      },
+    };
   }
 
   countByOwner(owner: string): number {

@@ -1,11 +1,35 @@
 // The in-process ownership store (DESIGN §5): the embedded default for a single director.
-// Owns its records (in columns, see columns.ts: every read hands out a frozen copy) and the watch
+// Owns its records (in columns, see columns.ts, or, as a director's embedded store, in that director's
+// session table rows, see table-records.ts: every read hands out a frozen record) and the watch
 // fan-out. It never decides a transition (the caller names the version it expects) and never throws for
 // an expected outcome — only for a programming error (a version that breaks the "+1" rule), as a TypeError.
 import { SessionColumns } from './columns.js';
 import { checkBigint, checkExpiry, checkIncarnation, checkUpdates, freezeRecord, sameLife, type CasResult, type GetResult, type OwnershipStore, type StoreEvent, type StoredSession, type UpdateWrite } from './store.js';
 
-/** Versions are u64 on the wire (PPv2 TLV 0xE1, REVOKE payload). */
+/**
+ * What holds the store's records (MemoryStore never decides through it): SessionColumns (columns.ts) by
+ * default; TableRecords (table-records.ts) for a director's embedded store, reading them from its table.
+ * A handle (`slotOf`) is valid until the next `set` or `delete`, or change of the table.
+ */
+export interface StoreRecords {
+  readonly size: number;
+  has(id: string): boolean;
+  /** A frozen record (a new object or one held), or undefined. */
+  get(id: string): StoredSession | undefined;
+  /** The handle of the record with `id`, or -1. */
+  slotOf(id: string): number;
+  versionIs(slot: number, v: bigint): boolean;
+  incarnationAt(slot: number): number;
+  recordAt(id: string, slot: number): StoredSession;
+  /** Holds `r` in the place of the record at `slot` (version `version`), and gives that record back. */
+  swapAt(slot: number, r: StoredSession, version: bigint): StoredSession;
+  /** Holds `r` (checked and frozen by freezeRecord), replacing the record with its id if there is one. */
+  set(r: StoredSession): void;
+  delete(id: string): boolean;
+  /** Every record of `owner`, in no particular order. */
+  ownedBy(owner: string): StoredSession[];
+}
+
 
 export interface MemoryStoreOptions {
   /** Start unavailable with this message (the same as `setUnavailable(true, message)` right after construction). */
@@ -18,9 +42,11 @@ export interface MemoryStoreOptions {
   readonly idKey?: Uint32Array;
   /**
    * Records to make room for up front (columns.ts): a director's embedded store reserves its session.max.
-   * Resident only as records are written; none when absent (the columns grow).
+   * Resident only as records are written; none when absent (the columns grow). Not with `holder`.
    */
   readonly reserve?: number;
+  /** What holds the records (`idKey` and `reserve` then do not apply); SessionColumns when absent. */
+  readonly holder?: StoreRecords;
 }
 
 type ListResult = { ok: true; records: StoredSession[] } | { ok: false; reason: 'unavailable'; message: string };
@@ -32,7 +58,7 @@ interface Subscription {
 
 export class MemoryStore implements OwnershipStore {
   /** The records by id (and scanned by owner for listByOwner). */
-  readonly #records: SessionColumns;
+  readonly #records: StoreRecords;
   readonly #subs = new Set<Subscription>();
   /** The subscriptions as an array, rebuilt when they change (not copied per event). */
   #subList: readonly Subscription[] = [];
@@ -44,7 +70,7 @@ export class MemoryStore implements OwnershipStore {
   #dispatching = false;
 
   constructor(opts: MemoryStoreOptions = {}) {
-    this.#records = new SessionColumns(opts.idKey, opts.reserve ?? 0);
+    this.#records = opts.holder ?? new SessionColumns(opts.idKey, opts.reserve ?? 0);
     this.#unavailable = opts.failWith ?? null;
     this.#onListenerError = opts.onListenerError;
     for (const r of opts.records ?? []) {
@@ -82,9 +108,10 @@ export class MemoryStore implements OwnershipStore {
     if (rec.version !== 1n) throw new TypeError(`create: record.version must be 1, got ${rec.version}`);
     const down = this.#down();
     if (down !== null) return down;
-    const current = this.#records.get(rec.id);
-    if (current !== undefined) return { ok: false, reason: 'conflict', current };
-    this.#records.set(rec);
+    const cols = this.#records;
+    const slot = cols.slotOf(rec.id);
+    if (slot !== -1) return { ok: false, reason: 'conflict', current: cols.recordAt(rec.id, slot) };
+    cols.set(rec);
     this.#emit({ kind: 'put', record: rec, prev: null });
     return { ok: true, record: rec };
   }

@@ -11,6 +11,7 @@ import { DirectorStats } from '../../src/obs/stats.js';
 import type { Ring } from '../../src/ring/ring.js';
 import type { Candidate, SessionRecord } from '../../src/session/table.js';
 import { MemoryStore } from '../../src/store/memory.js';
+import { TableRecords } from '../../src/store/table-records.js';
 import { checkUpdates, type CasResult, type GetResult, type OwnershipStore, type StoreEvent, type StoredSession, type UpdateWrite } from '../../src/store/store.js';
 import type { Clock } from '../../src/util/clock.js';
 
@@ -212,6 +213,8 @@ export interface Harness {
   readonly store: ScriptedStore;
   readonly own: Ownership;
   readonly path: RecordingPath;
+  /** What holds `mem`'s records: the table's rows (TableRecords), as in a director's embedded store. */
+  readonly holder: TableRecords;
   readonly audit: AuditSink;
   readonly stats: DirectorStats;
   readonly clock: Clock;
@@ -238,7 +241,11 @@ export function makeHarness(opts: {
 }): Harness {
   const clock = opts.clock ?? new ManualClock();
   const core = new DirectorCore({ ...TEST_LIMITS, ...opts.limits }, opts.ring);
-  const mem = new MemoryStore(opts.records === undefined ? {} : { records: opts.records });
+  // The store as a director's embedded one: reading its records from the director's table rows (seeded
+  // records stay apart). Every harness test so runs over TableRecords as well as over Ownership.
+  const holder = new TableRecords();
+  const mem = new MemoryStore(opts.records === undefined ? { holder } : { holder, records: opts.records });
+  holder.bind(core.table, 'dir-test');
   const store = new ScriptedStore(mem);
   const audit = createAudit({ path: null, wallClock: () => clock.wall(), keep: 1_000_000 });
   const stats = new DirectorStats();
@@ -272,6 +279,7 @@ export function makeHarness(opts: {
     store,
     own,
     path,
+    holder,
     audit,
     stats,
     clock,

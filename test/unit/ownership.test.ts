@@ -556,6 +556,9 @@ describe('Ownership.migrate', () => {
     expect(h.core.table.get(ID)).toBe(rec); // live, under its new owner
     expect(h.core.table.countByOwner(from)).toBe(0);
     expect(h.core.table.countByOwner(to)).toBe(1);
+    // The store reads the record from the session's table row again (TableRecords): nothing kept apart.
+    expect(h.holder.apart).toBe(0);
+    expect(h.holder.size).toBe(1);
 
     expect(h.path.revokes).toEqual([{ session: ID, node: from, version: 3n, at: expect.any(Number) }]);
     expect(h.stats.revokes.get('sent')).toBe(1);

@@ -1,0 +1,234 @@
+// How the in-process store of a single director holds its records in that director's session table
+// (issue 7: memory per session). The director keeps every session as a row of its table (session/rows.ts)
+// and, until now, the store kept the same session again in columns of its own (columns.ts: ~50 bytes per
+// session). A record that says what its row says is not kept twice: the store reads it from the row, and
+// keeps of its own only what the row has no column for — the expiry (8 bytes per row) — and the director
+// name most records carry (one name for all). A record that differs from its row is kept apart, as the
+// frozen record it is: one whose write committed before the director's table caught up (a step's write,
+// settled after), a row changed before its write (the table ahead of the store), a record another director
+// name wrote, or one whose fields the row cannot hold. A row the table frees takes its record apart first
+// (into columns of the old kind), where it stays until the store deletes it.
+//
+// What the store says never depends on what the table does: every change of a field the store reads (owner,
+// version, life, state, transport, listener) and every release of a row it reads is told to this holder
+// first (SessionRows' RowStoreHooks), which then keeps the record as it was; after the change, a record
+// that says what the row says again goes back to being read from the row. Its differential test against
+// the columns holder is test/unit/table-records.test.ts.
+//
+// Before `bind` (and for a record whose id or row the table cannot hold), records are kept apart only:
+// the holder behaves as the columns holder does.
+import type { SessionRows, RowStoreHooks } from '../session/rows.js';
+import type { SessionTable } from '../session/table.js';
+import { storedTransport } from '../director/stored-transport.js';
+import { SessionColumns } from './columns.js';
+import type { StoreRecords } from './memory.js';
+import type { StoredSession } from './store.js';
+import { hexIdKey } from './hex-id-slots.js';
+
+/** The handle of a record kept apart in `#apart`'s slot s (row handles are ≥ 0, none is -1). */
+const apartHandle = (slot: number): number => -2 - slot;
+
+export class TableRecords implements StoreRecords, RowStoreHooks {
+  #rows: SessionRows | null = null;
+  #rowOf: (id: string) => number = () => -1;
+  /** The director name the records read from rows carry (the one `bind` names). */
+  #director = '';
+  /** Records with no row to read them from (and every record before `bind`). */
+  readonly #apart: SessionColumns;
+  /** Records of rows that say something else than the record (see the header), by row. */
+  readonly #differs = new Map<number, StoredSession>();
+  /** The expiry of each row's record (the table has no column for the store's wall-clock expiry). */
+  #expiry = new Float64Array(0);
+  /** Records read from rows (with or without an entry in #differs). */
+  #inRows = 0;
+
+  constructor(opts: { idKey?: Uint32Array } = {}) {
+    this.#apart = new SessionColumns(opts.idKey ?? hexIdKey(), 0);
+  }
+
+  /**
+   * Reads records from `table`'s rows from now on (records held before stay apart); `director`: the name
+   * the director writes its records with (any other keeps its record apart).
+   */
+  bind(table: SessionTable, director: string): void {
+    if (this.#rows !== null) throw new Error('TableRecords is bound to a table already');
+    const b = table.bindStore(this);
+    this.#rows = b.rows;
+    this.#rowOf = b.rowOf;
+    this.#director = director;
+    this.#expiry = new Float64Array(b.rows.capacity);
+  }
+
+  get size(): number {
+    return this.#inRows + this.#apart.size;
+  }
+
+  /** Records held apart from their rows, or with none (for tests and the memory bench: the usual case keeps none). */
+  get apart(): number {
+    return this.#differs.size + this.#apart.size;
+  }
+
+  has(id: string): boolean {
+    return this.slotOf(id) !== -1;
+  }
+
+  get(id: string): StoredSession | undefined {
+    const h = this.slotOf(id);
+    return h === -1 ? undefined : this.recordAt(id, h);
+  }
+
+  slotOf(id: string): number {
+    if (this.#apart.size > 0) {
+      const s = this.#apart.slotOf(id);
+      if (s !== -1) return apartHandle(s);
+    }
+    const rows = this.#rows;
+    if (rows === null) return -1;
+    const row = this.#rowOf(id);
+    return row !== -1 && rows.inStore(row) ? row : -1;
+  }
+
+  versionIs(h: number, v: bigint): boolean {
+    if (h < 0) return this.#apart.versionIs(apartHandle(h), v);
+    const d = this.#differs.get(h);
+    return d !== undefined ? d.version === v : this.#rows!.versionIs(h, v);
+  }
+
+  incarnationAt(h: number): number {
+    if (h < 0) return this.#apart.incarnationAt(apartHandle(h));
+    return this.#differs.get(h)?.incarnation ?? this.#rows!.incarnationOf(h);
+  }
+
+  recordAt(id: string, h: number): StoredSession {
+    if (h < 0) return this.#apart.recordAt(id, apartHandle(h));
+    return this.#differs.get(h) ?? this.#fromRow(h, id);
+  }
+
+  swapAt(h: number, r: StoredSession, version: bigint): StoredSession {
+    if (h < 0) return this.#apart.swapAt(apartHandle(h), r, version);
+    const d = this.#differs.get(h);
+    if (d !== undefined) {
+      this.#write(h, r);
+      return d;
+    }
+    const text = this.#transportText(h);
+    const prev = this.#fromRow(h, r.id, text);
+    this.#write(h, r, text);
+    return prev;
+  }
+
+  set(r: StoredSession): void {
+    if (this.#apart.size > 0 && this.#apart.has(r.id)) return this.#apart.set(r);
+    const rows = this.#rows;
+    const row = rows === null ? -1 : this.#rowOf(r.id);
+    if (row === -1) return this.#apart.set(r);
+    if (!rows!.inStore(row)) {
+      // A row of the table holds this session (the director inserts it before the store creates it).
+      rows!.setInStore(row, true);
+      this.#inRows++;
+    }
+    this.#write(row, r);
+  }
+
+  delete(id: string): boolean {
+    const h = this.slotOf(id);
+    if (h === -1) return false;
+    if (h < 0) return this.#apart.delete(id);
+    this.#differs.delete(h);
+    this.#rows!.setInStore(h, false);
+    this.#inRows--;
+    return true;
+  }
+
+  ownedBy(owner: string): StoredSession[] {
+    const out = this.#apart.ownedBy(owner);
+    const rows = this.#rows;
+    if (rows === null) return out;
+    const top = rows.top;
+    for (let row = 0; row < top; row++) {
+      if (!rows.inStore(row)) continue;
+      const d = this.#differs.get(row);
+      if (d !== undefined) {
+        if (d.owner === owner) out.push(d);
+      } else if (rows.ownerOf(row) === owner) out.push(this.#fromRow(row, rows.idText(row)));
+    }
+    return out;
+  }
+
+  // RowStoreHooks: the table is about to change (or free) a row this holder reads.
+
+  before(row: number): void {
+    if (!this.#differs.has(row)) this.#differs.set(row, this.#fromRow(row, this.#rows!.idText(row)));
+  }
+
+  after(row: number): void {
+    const d = this.#differs.get(row);
+    if (d !== undefined && this.#says(row, d)) {
+      this.#setExpiry(row, d.expiresAt);
+      this.#differs.delete(row);
+    }
+  }
+
+  released(row: number): void {
+    const rows = this.#rows!;
+    const r = this.#differs.get(row) ?? this.#fromRow(row, rows.idText(row));
+    this.#differs.delete(row);
+    rows.setInStore(row, false);
+    this.#inRows--;
+    this.#apart.set(r);
+  }
+
+  /**
+   * Holds `r` as the record of row `row` (marked in store): read from the row when the row says it.
+   * `text`: the row's stored transport text, when the caller has it.
+   */
+  #write(row: number, r: StoredSession, text?: string): void {
+    if (this.#says(row, r, text)) {
+      this.#setExpiry(row, r.expiresAt);
+      this.#differs.delete(row);
+    } else this.#differs.set(row, r);
+  }
+
+  /** Whether row `row` read as a record (#fromRow) is `r`, field by field. The cheap compares first. */
+  #says(row: number, r: StoredSession, text?: string): boolean {
+    const rows = this.#rows!;
+    return (
+      rows.versionIs(row, r.version) &&
+      r.incarnation === rows.incarnationOf(row) &&
+      r.state === rows.stateOf(row) &&
+      r.director === this.#director &&
+      typeof r.expiresAt === 'number' &&
+      r.owner === rows.ownerOf(row) &&
+      r.transport === (text ?? this.#transportText(row))
+    );
+  }
+
+  #fromRow(row: number, id: string, text = this.#transportText(row)): StoredSession {
+    const rows = this.#rows!;
+    return Object.freeze({
+      id,
+      owner: rows.ownerOf(row),
+      version: rows.versionOf(row),
+      state: rows.stateOf(row),
+      transport: text,
+      director: this.#director,
+      expiresAt: this.#expiry[row]!,
+      incarnation: rows.incarnationOf(row),
+    });
+  }
+
+  #transportText(row: number): string {
+    const rows = this.#rows!;
+    return storedTransport(rows.transportKeyOf(row), rows.listenerOf(row));
+  }
+
+  #setExpiry(row: number, v: number): void {
+    if (row >= this.#expiry.length) {
+      // The table's rows grew past what they were made for: as they do, by their capacity.
+      const e = new Float64Array(this.#rows!.capacity);
+      e.set(this.#expiry);
+      this.#expiry = e;
+    }
+    this.#expiry[row] = v;
+  }
+}
