@@ -32,7 +32,7 @@ import { DirectorStats } from './obs/stats.js';
 import { createHasher } from './ring/hash.js';
 import type { SessionRecord, SessionSnapshot } from './session/table.js';
 import { MemoryStore } from './store/memory.js';
-import { TableRecords } from './store/table-records.js';
+import { APART_RESERVE, TableRecords } from './store/table-records.js';
 import { EtcdStore } from './store/etcd.js';
 import type { OwnershipStore } from './store/store.js';
 import { defaultMargin, ResyncGate, fenceState, FenceState } from './store/fence.js';
@@ -241,7 +241,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
         })
       : // One director: its store holds the same sessions as its table, read from the table's rows
         // (table-records.ts; bound below, once the table is made).
-        new MemoryStore({ holder: (tableRecords = new TableRecords()) }));
+        new MemoryStore({ holder: (tableRecords = new TableRecords({ reserve: Math.min(config.session.max, APART_RESERVE) })) }));
   const nodes = config.nodes.map((n) => ({ id: n.id, address: hp(n.address), weight: n.weight }));
   // Several directors share this store (etcd): node states, drains and session expiry are shared too.
   const sharedStore = store.watchShared !== undefined;
@@ -719,6 +719,7 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
       sessionSockets: () => director.sessionSockets,
       quarantinedPorts: () => director.quarantinedPorts,
       headerCache: () => director.headerCache,
+      storeRecords: () => (tableRecords === null ? null : { inRows: tableRecords.inRows, apart: tableRecords.apart }),
       nativeIo: () => director.nativeIo,
       nativeUdp: () => director.nativeCounters(),
       tcpDataPath: () => tcp?.dataPath ?? null,

@@ -35,6 +35,8 @@ export interface MetricsSources {
   quarantinedPorts?(): number;
   /** Sessions whose PROXY v2 header is kept ready, and headers taken back to make room (session.header_cache). */
   headerCache?(): { held: number; evicted: number };
+  /** The embedded store's records: read from the session table's rows, or kept apart (store/table-records.ts); absent or null for a shared store. */
+  storeRecords?(): { inRows: number; apart: number } | null;
   /** Whether the UDP data path runs on the native batched addon (else node:dgram). */
   nativeIo(): boolean;
   /** The native UDP sockets' own counters by kind (empty on node:dgram). */
@@ -91,6 +93,7 @@ export const METRIC_NAMES = [
   'anchor_upstream_port_rebinds_total',
   'anchor_header_cache_sessions',
   'anchor_header_cache_evictions_total',
+  'anchor_store_records',
   'anchor_udp_native_io',
   'anchor_udp_native_syscalls_total',
   'anchor_udp_native_datagrams_total',
@@ -244,6 +247,18 @@ export function createMetricsRegistry(src: MetricsSources, opts: { processMetric
     'PROXY v2 headers taken back from an idle session to make room for an active one (session.header_cache); the session builds its header again on its next datagram.',
     () => src.headerCache?.().evicted ?? 0,
   );
+  new Gauge({
+    name: 'anchor_store_records',
+    help: 'The in-process store\'s records: held="row", read from their session\'s table row; held="apart", kept apart because the row says something else while a write is in flight (or the row is gone). apart stays near 0: one that keeps growing is a defect to report. No series with a shared store.',
+    labelNames: ['held'],
+    registers: [reg],
+    collect() {
+      const r = src.storeRecords?.() ?? null;
+      if (r === null) return;
+      this.set({ held: 'row' }, r.inRows);
+      this.set({ held: 'apart' }, r.apart);
+    },
+  });
   new Gauge({
     name: 'anchor_udp_native_io',
     help: 'Whether the UDP listeners and node links run on the native batched-UDP addon (1) or on node:dgram (0): see socket.native.',

@@ -19,9 +19,10 @@
 // allows any director, state, transport or expiry value) or too many distinct names as the frozen object
 // it came as.
 // Slots are reused, and the columns compacted when three quarters of them are free. `reserve` slots are
-// made up front (the embedded store of a director reserves session.max): resident only once written, and
-// no growth below it — no copy of every column and no freed old columns left as holes in the C heap. (A
-// compaction still makes new columns, of the reserve's size: resident only for the records it moves.)
+// made up front (a director's embedded store does, for the records it keeps apart from its table:
+// table-records.ts): resident only once written, and no growth below it — no copy of every column and no
+// freed old columns left as holes in the C heap. (A compaction still makes new columns, of the reserve's
+// size: resident only for the records it moves.)
 import type { StoredSession } from './store.js';
 import { Names } from '../util/names.js';
 import { reservedCapacity } from '../util/reserve.js';

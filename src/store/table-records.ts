@@ -16,7 +16,12 @@
 // the columns holder is test/unit/table-records.test.ts.
 //
 // Before `bind` (and for a record whose id or row the table cannot hold), records are kept apart only:
-// the holder behaves as the columns holder does.
+// the holder behaves as the columns holder does. Every session the director ends is kept apart between the
+// table's end and the store's delete (the director deletes after, at most 4,096 at a time): a stop ending
+// every session at once fills the columns kept apart with them. They are made for `reserve` records up front
+// (the director reserves APART_RESERVE at most), so the usual ends never grow them.
+/** What a director reserves for the records kept apart (at most its session.max): 65,536 × ~50 bytes of address space. */
+export const APART_RESERVE = 65_536;
 import type { SessionRows, RowStoreHooks } from '../session/rows.js';
 import type { SessionTable } from '../session/table.js';
 import { storedTransport } from '../director/stored-transport.js';
@@ -42,8 +47,9 @@ export class TableRecords implements StoreRecords, RowStoreHooks {
   /** Records read from rows (with or without an entry in #differs). */
   #inRows = 0;
 
-  constructor(opts: { idKey?: Uint32Array } = {}) {
-    this.#apart = new SessionColumns(opts.idKey ?? hexIdKey(), 0);
+  /** `reserve`: records kept apart to make room for up front (resident only once written; columns.ts). */
+  constructor(opts: { idKey?: Uint32Array; reserve?: number } = {}) {
+    this.#apart = new SessionColumns(opts.idKey ?? hexIdKey(), opts.reserve ?? 0);
   }
 
   /**
@@ -63,9 +69,14 @@ export class TableRecords implements StoreRecords, RowStoreHooks {
     return this.#inRows + this.#apart.size;
   }
 
-  /** Records held apart from their rows, or with none (for tests and the memory bench: the usual case keeps none). */
+  /** Records held apart from their rows, or with none (the usual case keeps none: anchor_store_records, tests, the memory bench). */
   get apart(): number {
     return this.#differs.size + this.#apart.size;
+  }
+
+  /** Records read from their rows (size - apart). */
+  get inRows(): number {
+    return this.#inRows - this.#differs.size;
   }
 
   has(id: string): boolean {

@@ -75,6 +75,9 @@ describe('a node drain with live traffic and room for 4 records (session.header_
     );
     expect(done).toMatchObject({ state: 'completed', failed: 0, remaining: 0 });
     expect(done.moved).toBe(done.total);
+    // The embedded store reads its records from the table's rows again once the moves settled: none left apart.
+    await waitFor('the store to read every record from its row', async () => (await metric(admin, 'anchor_store_records', { held: 'apart' })) === 0, { timeoutMs: 5_000 });
+    expect(await metric(admin, 'anchor_store_records', { held: 'row' })).toBe(await metric(admin, 'anchor_sessions_active'));
     const report = await traffic;
     expect(report.sessions.opened).toBe(300);
     const overflow = await metric(admin, 'anchor_client_datagrams_dropped_total', { reason: 'hold_overflow' });
@@ -89,5 +92,7 @@ describe('a node drain with live traffic and room for 4 records (session.header_
     const onA = new Set(records.filter((l) => l.node === 'node-a' && l.type !== PacketType.REVOKE).map((l) => l.session));
     for (const s of onA) expect(records.some((l) => l.session === s && l.node === 'node-a' && l.type === PacketType.REVOKE)).toBe(true);
     expect(onA.size).toBe(done.total);
+    // Every session ended: the store holds nothing, in rows or apart (an end leaves nothing behind).
+    await waitFor('the store to be empty', async () => (await metric(admin, 'anchor_store_records', { held: 'row' })) + (await metric(admin, 'anchor_store_records', { held: 'apart' })) === 0, { timeoutMs: 10_000 });
   });
 });
