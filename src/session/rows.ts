@@ -3,11 +3,11 @@
 // its datagrams, in 73 bytes: the 16 id bytes; owner and former owner (interned names, 2 bytes each);
 // version, life, PROXY v2 sequence (4 each); the client transport (an IPv4 address and port as numbers,
 // 6); the listener (2); the three deadlines (8 each); a flags byte (state, transport kind, whether it is
-// served here, whether the embedded store reads the row as its record); its places in the expiry heap and the record cache (4 each). What is rare stays out of the
-// columns, in maps by row: an id text that is not lower case, a version, life or sequence number that is
-// not below 2^32 - 1, a transport that is not a canonical IPv4 one, a listener outside an i16, a name
-// numbered past a u16 (more than 65,534 owner names at once). Records (record.ts) are views of a row,
-// made when a caller asks for one.
+// served here, whether the embedded store reads the row as its record: RowStoreHooks); its places in the
+// expiry heap and the record cache (4 each). What is rare stays out of the columns, in maps by row: an id
+// text that is not lower case, a version, life or sequence number that is not below 2^32 - 1, a transport
+// that is not a canonical IPv4 one, a listener outside an i16, a name numbered past a u16 (more than 65,534
+// owner names at once). Records (record.ts) are views of a row, made when a caller asks for one.
 //
 // Pure data: no I/O, no clock, no decisions. Rows are reused (a free list). The columns are made for
 // `reserve` rows up front (the director reserves session.max): memory the kernel hands out only as rows are
