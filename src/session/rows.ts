@@ -418,6 +418,11 @@ export class SessionRows {
     return this.#otherTransports.get(row) as Transport;
   }
 
+  /** Whether row `row`'s transport is a canonical IPv4 one, in the address and port columns (`tAddr`, `tPort`). */
+  isV4(row: number): boolean {
+    return (this.flags[row]! & T_OTHER) === 0;
+  }
+
   /** Row `row`'s transport as its ip:port text (codec/ip.ts transportKey), with no object made for a canonical IPv4 one. */
   transportKeyOf(row: number): string {
     if ((this.flags[row]! & T_OTHER) === 0) return formatV4Transport(this.tAddr[row]!, this.tPort[row]!);

@@ -25,6 +25,8 @@ export const APART_RESERVE = 65_536;
 import type { SessionRows, RowStoreHooks } from '../session/rows.js';
 import type { SessionTable } from '../session/table.js';
 import { storedTransport } from '../director/stored-transport.js';
+import { TCP_LISTENER } from '../director/outcomes.js';
+import { parseV4Transport } from './transport-text.js';
 import { SessionColumns } from './columns.js';
 import type { StoreRecords } from './memory.js';
 import type { StoredSession } from './store.js';
@@ -46,6 +48,8 @@ export class TableRecords implements StoreRecords, RowStoreHooks {
   #expiry = new Float64Array(0);
   /** Records read from rows (with or without an entry in #differs). */
   #inRows = 0;
+  /** Where #transportIs parses an IPv4 address. */
+  readonly #v4 = new Uint32Array(1);
 
   /** `reserve`: records kept apart to make room for up front (resident only once written; columns.ts). */
   constructor(opts: { idKey?: Uint32Array; reserve?: number } = {}) {
@@ -122,9 +126,10 @@ export class TableRecords implements StoreRecords, RowStoreHooks {
       this.#write(h, r);
       return d;
     }
-    const text = this.#transportText(h);
-    const prev = this.#fromRow(h, r.id, text);
-    this.#write(h, r, text);
+    // The row's transport text, from r's when the row says that one (no string made, as the columns do).
+    const same = this.#transportIs(h, r.transport);
+    const prev = this.#fromRow(h, r.id, same ? (r.transport as string) : this.#transportText(h), version);
+    this.#write(h, r, same);
     return prev;
   }
 
@@ -191,17 +196,17 @@ export class TableRecords implements StoreRecords, RowStoreHooks {
 
   /**
    * Holds `r` as the record of row `row` (marked in store): read from the row when the row says it.
-   * `text`: the row's stored transport text, when the caller has it.
+   * `sameTransport`: whether the row says r's transport, when the caller knows.
    */
-  #write(row: number, r: StoredSession, text?: string): void {
-    if (this.#says(row, r, text)) {
+  #write(row: number, r: StoredSession, sameTransport?: boolean): void {
+    if (this.#says(row, r, sameTransport)) {
       this.#setExpiry(row, r.expiresAt);
       this.#differs.delete(row);
     } else this.#differs.set(row, r);
   }
 
   /** Whether row `row` read as a record (#fromRow) is `r`, field by field. The cheap compares first. */
-  #says(row: number, r: StoredSession, text?: string): boolean {
+  #says(row: number, r: StoredSession, sameTransport?: boolean): boolean {
     const rows = this.#rows!;
     return (
       rows.versionIs(row, r.version) &&
@@ -210,22 +215,37 @@ export class TableRecords implements StoreRecords, RowStoreHooks {
       r.director === this.#director &&
       typeof r.expiresAt === 'number' &&
       r.owner === rows.ownerOf(row) &&
-      r.transport === (text ?? this.#transportText(row))
+      (sameTransport ?? this.#transportIs(row, r.transport))
     );
   }
 
-  #fromRow(row: number, id: string, text = this.#transportText(row)): StoredSession {
+  /** Row `row` as a frozen record; `text` and `version`, the row's, when the caller has them. */
+  #fromRow(row: number, id: string, text = this.#transportText(row), version = this.#rows!.versionOf(row)): StoredSession {
     const rows = this.#rows!;
     return Object.freeze({
       id,
       owner: rows.ownerOf(row),
-      version: rows.versionOf(row),
+      version,
       state: rows.stateOf(row),
       transport: text,
       director: this.#director,
       expiresAt: this.#expiry[row]!,
       incarnation: rows.incarnationOf(row),
     });
+  }
+
+  /**
+   * Whether `text` is row `row`'s stored transport text. A canonical IPv4 one of a datagram session is
+   * compared by its numbers (parseV4Transport takes only the text those numbers format to): no string made.
+   */
+  #transportIs(row: number, text: string | null): boolean {
+    if (text === null) return false;
+    const rows = this.#rows!;
+    if (rows.isV4(row) && rows.listenerOf(row) !== TCP_LISTENER) {
+      const scratch = this.#v4;
+      return parseV4Transport(text, scratch) === rows.tPort[row] && scratch[0] === rows.tAddr[row];
+    }
+    return text === this.#transportText(row);
   }
 
   #transportText(row: number): string {
