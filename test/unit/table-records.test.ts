@@ -52,6 +52,7 @@ const STATES: readonly SessionState[] = ['ATTACHED', 'FROZEN', 'TERMINATED'];
 const STORE_TRANSPORTS: readonly (string | null)[] = [
   null,
   '192.0.2.1:1000',
+  '192.0.2.1:0',
   '10.0.0.1:65535',
   '[2001:db8::1]:443',
   '[::ffff:1.2.3.4]:5',
@@ -69,6 +70,9 @@ const TABLE_TRANSPORTS: readonly Transport[] = [
   { family: 6, address: '::ffff:1.2.3.4', port: 5 },
   { family: 4, address: '192.0.2.01', port: 5 },
   { family: 4, address: '192.0.2.1', port: 0 },
+  // The same address as the first, another port: a row and a record that differ only there.
+  { family: 4, address: '192.0.2.1', port: 1001 },
+  { family: 4, address: '10.0.0.2', port: 65535 },
 ];
 const LISTENERS = [0, 0, 1, TCP_LISTENER, 40_000];
 const U32 = 2n ** 32n;
