@@ -41,8 +41,8 @@ export interface MemoryStoreOptions {
   /** Hash key of the id table (see hex-id-slots.ts); random when absent. It only places ids, never decides. */
   readonly idKey?: Uint32Array;
   /**
-   * Records to make room for up front (columns.ts): a director's embedded store reserves its session.max.
-   * Resident only as records are written; none when absent (the columns grow). Not with `holder`.
+   * Records to make room for up front (columns.ts). Resident only as records are written; none when absent
+   * (the columns grow). Not with `holder`.
    */
   readonly reserve?: number;
   /** What holds the records (`idKey` and `reserve` then do not apply); SessionColumns when absent. */

@@ -1,7 +1,7 @@
 // How the in-process store of a single director holds its records in that director's session table
-// (issue 7: memory per session). The director keeps every session as a row of its table (session/rows.ts)
-// and, until now, the store kept the same session again in columns of its own (columns.ts: ~50 bytes per
-// session). A record that says what its row says is not kept twice: the store reads it from the row, and
+// (issue 7: memory per session). The director keeps every session as a row of its table (session/rows.ts);
+// a store with columns of its own (columns.ts) keeps the same session again, ~50 bytes more per session.
+// Here a record that says what its row says is not kept twice: the store reads it from the row, and
 // keeps of its own only what the row has no column for — the expiry (8 bytes per row) — and the director
 // name most records carry (one name for all). A record that differs from its row is kept apart, as the
 // frozen record it is: one whose write committed before the director's table caught up (a step's write,
@@ -20,8 +20,6 @@
 // table's end and the store's delete (the director deletes after, at most 4,096 at a time): a stop ending
 // every session at once fills the columns kept apart with them. They are made for `reserve` records up front
 // (the director reserves APART_RESERVE at most), so the usual ends never grow them.
-/** What a director reserves for the records kept apart (at most its session.max): 65,536 × ~50 bytes of address space. */
-export const APART_RESERVE = 65_536;
 import type { SessionRows, RowStoreHooks } from '../session/rows.js';
 import type { SessionTable } from '../session/table.js';
 import { storedTransport } from '../director/stored-transport.js';
@@ -31,6 +29,9 @@ import { SessionColumns } from './columns.js';
 import type { StoreRecords } from './memory.js';
 import type { StoredSession } from './store.js';
 import { hexIdKey } from './hex-id-slots.js';
+
+/** What a director reserves for the records kept apart (at most its session.max): 65,536 × ~50 bytes of address space. */
+export const APART_RESERVE = 65_536;
 
 /** The handle of a record kept apart in `#apart`'s slot s (row handles are ≥ 0, none is -1). */
 const apartHandle = (slot: number): number => -2 - slot;
