@@ -5,7 +5,8 @@
 //   map          Map<id hex, { owner, version, transport }>: the reference ("a Map of objects"); its
 //                keys are flat strings (Buffer#toString('hex'))
 //   table+store  SessionTable.insert (src/session/table.ts) + MemoryStore.create (src/store/memory.ts) of
-//                the records newSessionRecord builds: what the director keeps per session
+//                the records newSessionRecord builds, the store reading its records from the table's rows
+//                (src/store/table-records.ts) as a director's does: what the director keeps per session
 //   director     DirectorCore.onClient(HELLO) -> MemoryStore.create -> DirectorCore.admitted: the real
 //                admission path without sockets (ring pick, held HELLO, forward bookkeeping), plus the
 //                client transports made by the native path's PeerCache, and the
