@@ -190,10 +190,12 @@ export async function createAnchor(config: AnchorConfig, deps: AnchorDeps): Prom
     ['audit.path', config.audit.path],
     ['backend.port_quarantine_path', config.backend.encapsulation === 'none' ? config.backend.port_quarantine_path : null],
   ] as const) {
-    if (path !== null && isDirectory(path)) throw new ConfigError([{ path: key, message: `${JSON.stringify(path)} is a directory, not a file: name a file (it is created if missing)` }]);
+    if (path === null) continue;
+    if (isDirectory(path)) throw new ConfigError([{ path: key, message: `${JSON.stringify(path)} is a directory, not a file: name a file (it is created if missing)` }]);
     // The file is created if missing, its directory is not: a typo there would leave the director up but
     // never ready (its audit lines waiting for a file that cannot be opened).
-    if (path !== null && !isDirectory(dirname(resolve(path)))) throw new ConfigError([{ path: key, message: `${JSON.stringify(path)}: its directory ${JSON.stringify(dirname(resolve(path)))} does not exist (the file is created if missing, the directory is not)` }]);
+    const dir = dirname(resolve(path));
+    if (!isDirectory(dir)) throw new ConfigError([{ path: key, message: `${JSON.stringify(path)}: its directory ${JSON.stringify(dir)} does not exist (the file is created if missing, the directory is not)` }]);
   }
   const hasher = await createHasher();
   const stats = new DirectorStats();

@@ -335,9 +335,8 @@ export class SessionRows {
   setState(row: number, s: SessionState): void {
     const n = STATE_NUM.get(s);
     if (n === undefined) throw new TypeError(`not a session state: ${String(s)}`);
-    const f = this.flags[row]!;
-    if ((f & STATE_BITS) === n) return;
-    const h = (f & IN_STORE) !== 0 ? this.storeHooks : null;
+    if ((this.flags[row]! & STATE_BITS) === n) return;
+    const h = this.#hooksOf(row);
     h?.before(row);
     this.flags[row] = (this.flags[row]! & ~STATE_BITS) | n;
     h?.after(row);
@@ -425,7 +424,7 @@ export class SessionRows {
 
   /** Row `row`'s transport as its ip:port text (codec/ip.ts transportKey), with no object made for a canonical IPv4 one. */
   transportKeyOf(row: number): string {
-    if ((this.flags[row]! & T_OTHER) === 0) return formatV4Transport(this.tAddr[row]!, this.tPort[row]!);
+    if (this.isV4(row)) return formatV4Transport(this.tAddr[row]!, this.tPort[row]!);
     return transportKey(this.#otherTransports.get(row) as Transport);
   }
 

@@ -271,8 +271,7 @@ export class SessionTable {
 
   /** Until when `id` is a tombstone, if it is one at `now`. */
   tombstoneUntil(id: string, now: number): number | undefined {
-    const t = this.#tombstones.get(id);
-    return t !== undefined && t.until > now ? t.until : undefined;
+    return this.tombstone(id, now)?.until;
   }
 
   /** The tombstone of `id` if it is one at `now`: with the life that ended and its version then. */
